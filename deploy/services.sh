@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The three services as background processes (pid files in .run/, logs in .run/logs/).
+#   deploy/services.sh start|stop|status|restart [brokerage|providers|notifications]
+source "$(dirname "$0")/lib.sh"
+
+ALL=(providers brokerage notifications)
+declare -A PORT=([brokerage]="${BROKERAGE_HTTP_PORT:-8001}" [providers]="${PROVIDERS_HTTP_PORT:-8002}" [notifications]="${NOTIFICATIONS_HTTP_PORT:-8003}")
+PY="$ROOT/.venv/bin/python"
+
+start_one() {
+  local name=$1 pid="$RUN_DIR/$1.pid"
+  if pid_alive "$pid"; then log "$name already running (pid $(cat "$pid"))"; return; fi
+  log "starting $name on http://127.0.0.1:${PORT[$name]} (log: $LOG_DIR/$name.log)"
+  (cd "$ROOT" && LOG_FORMAT="${LOG_FORMAT:-json}" nohup "$PY" -m "services.$name" >>"$LOG_DIR/$name.log" 2>&1 & echo $! > "$pid")
+}
+
+wait_ready() {
+  local name=$1 deadline=$((SECONDS + ${2:-120}))
+  until curl -fsS "http://127.0.0.1:${PORT[$name]}/health/ready" >/dev/null 2>&1; do
+    if ! pid_alive "$RUN_DIR/$name.pid"; then log "$name exited; last lines of its log:"; tail -20 "$LOG_DIR/$name.log" >&2; return 1; fi
+    [ $SECONDS -lt $deadline ] || { log "$name not ready in time"; tail -20 "$LOG_DIR/$name.log" >&2; return 1; }
+    sleep 0.5
+  done
+  log "$name ready"
+}
+
+targets=("${@:2}")
+[ ${#targets[@]} -gt 0 ] || targets=("${ALL[@]}")
+case "${1:-start}" in
+  start) for s in "${targets[@]}"; do start_one "$s"; done; for s in "${targets[@]}"; do wait_ready "$s"; done ;;
+  stop) for s in "${targets[@]}"; do stop_pid "$RUN_DIR/$s.pid" "$s" 30; done ;;
+  restart) for s in "${targets[@]}"; do stop_pid "$RUN_DIR/$s.pid" "$s" 30; start_one "$s"; done; for s in "${targets[@]}"; do wait_ready "$s"; done ;;
+  status) rc=0; for s in "${targets[@]}"; do if pid_alive "$RUN_DIR/$s.pid"; then echo "$s running (pid $(cat "$RUN_DIR/$s.pid")) http://127.0.0.1:${PORT[$s]}"; else echo "$s stopped"; rc=1; fi; done; exit $rc ;;
+  *) echo "usage: $0 start|stop|status|restart [service...]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,35 @@
+"""Write the committed JSON Schemas of every event: ``python -m schemas.export``.
+
+``tests/unit/test_contracts.py`` regenerates them in memory and fails when the committed
+files differ, so a model change without a re-export cannot land.
+"""
+
+import json
+from pathlib import Path
+
+from schemas.events import EVENT_ADAPTER, EVENT_TYPES
+
+JSON_DIR = Path(__file__).parent / "json"
+
+
+def rendered() -> dict[str, str]:
+    """File name -> JSON text, for every event and for the union of all of them."""
+    files = {}
+    for event_type, model in sorted(EVENT_TYPES.items()):
+        version = model.model_fields["schema_version"].default
+        schema = model.model_json_schema(mode="serialization")
+        files[f"{event_type}.v{version}.schema.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
+    union = EVENT_ADAPTER.json_schema(mode="serialization")
+    files["events.schema.json"] = json.dumps(union, indent=2, sort_keys=True) + "\n"
+    return files
+
+
+def main() -> None:
+    JSON_DIR.mkdir(exist_ok=True)
+    for name, text in rendered().items():
+        (JSON_DIR / name).write_text(text)
+        print(f"wrote schemas/json/{name}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""Kafka topics. A topic is owned by the one service that writes it (its name says which).
+
+| topic                        | producer      | events                                            | key         |
+|------------------------------|---------------|---------------------------------------------------|-------------|
+| brokerage.packages           | brokerage     | PackageRequested, OfferMade, PackagePlaced, PackageUnplaced | package id |
+| providers.answers            | providers     | BidSubmitted, OfferDeclined                       | package id  |
+| providers.registry           | providers     | ProviderUpdated                                   | provider id |
+| notifications.confirmations  | notifications | PlacementConfirmed                                | package id  |
+| homecare.dead-letters        | any consumer  | the original bytes + origin/error headers         | original key|
+"""
+
+from schemas import events as ev
+
+PACKAGES = "brokerage.packages"
+ANSWERS = "providers.answers"
+REGISTRY = "providers.registry"
+CONFIRMATIONS = "notifications.confirmations"
+DEAD_LETTERS = "homecare.dead-letters"
+
+PARTITIONS = 6
+
+TOPIC_OF: dict[type[ev.Envelope], str] = {
+    ev.PackageRequested: PACKAGES,
+    ev.OfferMade: PACKAGES,
+    ev.PackagePlaced: PACKAGES,
+    ev.PackageUnplaced: PACKAGES,
+    ev.BidSubmitted: ANSWERS,
+    ev.OfferDeclined: ANSWERS,
+    ev.ProviderUpdated: REGISTRY,
+    ev.PlacementConfirmed: CONFIRMATIONS,
+}
+
+ALL = (PACKAGES, ANSWERS, REGISTRY, CONFIRMATIONS, DEAD_LETTERS)
+
+
+def topic_for(event: ev.Envelope) -> str:
+    return TOPIC_OF[type(event)]

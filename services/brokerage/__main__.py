@@ -1,0 +1,3 @@
+from services.brokerage.app import main
+
+main()

@@ -1,0 +1,263 @@
+"""The brokerage team's HTTP API: request a package, read it with its status and timeline.
+
+Personal details come in with the request and are stored in the brokerage schema only; the
+package read (``GET /packages/{id}``) leaves them out, and they have their own endpoint so
+that every read of them is a deliberate one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import uuid
+from decimal import Decimal
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from schemas.events import PackageSpec, VisitPattern
+from schemas.vocabulary import Band, CareNeed, Funding, Urgency
+from services.brokerage import handlers
+from services.brokerage import repository as repo
+from services.runtime.http import ProblemError
+from services.runtime.outbox import unit_of_work
+
+POSTCODE = re.compile(r"^[A-Z]{1,2}[0-9][0-9A-Z]? ?[0-9][A-Z]{2}$")
+
+
+def nhs_number_valid(number: str) -> bool:
+    """The NHS number's modulus 11 check digit."""
+    digits = [int(c) for c in number]
+    total = sum(d * w for d, w in zip(digits[:9], range(10, 1, -1)))
+    check = 11 - total % 11
+    check = 0 if check == 11 else check
+    return check != 10 and check == digits[9]
+
+
+class Person(BaseModel):
+    """The person the care is for. Never leaves the brokerage service except to the winning provider."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    full_name: str = Field(min_length=1, max_length=200)
+    address: str = Field(min_length=1, max_length=500)
+    postcode: str = Field(description="Full postcode, e.g. LE11 3AB")
+    phone: str | None = Field(default=None, max_length=40)
+    email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    nhs_number: str = Field(description="10 digits, spaces allowed")
+    date_of_birth: dt.date | None = None
+    care_notes: str | None = Field(default=None, max_length=5000)
+
+    @field_validator("postcode")
+    @classmethod
+    def _postcode(cls, v: str) -> str:
+        v = v.upper()
+        if not POSTCODE.match(v):
+            raise ValueError("not a UK postcode")
+        return v
+
+    @field_validator("nhs_number")
+    @classmethod
+    def _nhs(cls, v: str) -> str:
+        v = v.replace(" ", "")
+        if not (len(v) == 10 and v.isdigit()) or not nhs_number_valid(v):
+            raise ValueError("not a valid NHS number (10 digits with a correct check digit)")
+        return v
+
+    @field_validator("date_of_birth")
+    @classmethod
+    def _dob(cls, v: dt.date | None) -> dt.date | None:
+        if v is not None and not (dt.date(1900, 1, 1) <= v <= dt.date.today()):
+            raise ValueError("date of birth must be between 1900-01-01 and today")
+        return v
+
+
+class PackageRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    zone: str = Field(description="Zone id from the framework's reference data, e.g. charnwood-north")
+    band: Band
+    postcode_district: str = Field(description="Outward code of the postcode, e.g. LE11")
+    hours_per_week: Decimal = Field(gt=0, le=168, max_digits=5, decimal_places=2)
+    visits: VisitPattern
+    needs: list[CareNeed] = Field(min_length=1)
+    urgency: Urgency
+    start_date: dt.date
+    funding: Funding = Funding.council
+    requested_by: str = Field(min_length=1, max_length=100, description="Staff id of the requesting broker")
+    person: Person
+
+    @field_validator("postcode_district")
+    @classmethod
+    def _district(cls, v: str) -> str:
+        v = v.upper()
+        if not re.match(r"^[A-Z]{1,2}[0-9][0-9A-Z]?$", v):
+            raise ValueError("not a postcode district (the outward code, e.g. LE11)")
+        return v
+
+    @field_validator("needs")
+    @classmethod
+    def _unique_needs(cls, v: list[CareNeed]) -> list[CareNeed]:
+        return sorted(set(v))
+
+    @field_validator("start_date")
+    @classmethod
+    def _start(cls, v: dt.date) -> dt.date:
+        today = dt.date.today()
+        if v < today - dt.timedelta(days=1):
+            raise ValueError("start date is in the past")
+        if v > today + dt.timedelta(days=366):
+            raise ValueError("start date is more than a year ahead")
+        return v
+
+    @model_validator(mode="after")
+    def _hours_match_visits(self) -> "PackageRequest":
+        # Commissioned hours are carer hours: calls x minutes x carers x days. A mismatch is
+        # almost always a typing mistake on the form, so it is refused rather than guessed.
+        expected = self.visits.care_hours_per_week
+        if abs(self.hours_per_week - expected) > max(Decimal("0.5"), expected * Decimal("0.1")):
+            raise ValueError(
+                f"hours_per_week {self.hours_per_week} does not match the visit pattern "
+                f"({self.visits.calls_per_day} calls x {self.visits.minutes_per_call} min x "
+                f"{self.visits.carers_per_call} carer(s) x {self.visits.days_per_week} days = {expected} h)"
+            )
+        return self
+
+
+class PackageCreated(BaseModel):
+    package_id: uuid.UUID
+    status: str
+    links: dict[str, str]
+
+
+def _validate_against_framework(request: PackageRequest, rules: handlers.BrokerageRules) -> None:
+    zones = rules.framework.zones
+    if request.zone not in zones:
+        raise ProblemError(422, f"unknown zone {request.zone!r}; known zones: {', '.join(sorted(zones))}", field="zone")
+    if request.postcode_district not in zones[request.zone].postcode_districts:
+        elsewhere = rules.framework.zone_of_district(request.postcode_district)
+        hint = f"it is in {', '.join(elsewhere)}" if elsewhere else "it is in no zone of this framework"
+        raise ProblemError(422, f"postcode district {request.postcode_district} is not in zone {request.zone}; {hint}",
+                           field="postcode_district")
+    outward = request.person.postcode.replace(" ", "")[:-3]
+    if outward != request.postcode_district:
+        raise ProblemError(422, f"the person's postcode {request.person.postcode} is not in district {request.postcode_district}",
+                           field="person.postcode")
+
+
+def _package_view(row, timeline, rounds, answers) -> dict:
+    return {
+        "package_id": str(row["package_id"]),
+        "status": row["status"],
+        "package": json.loads(row["spec"]),
+        "requested_by": row["requested_by"],
+        "policy": row["policy"],
+        "rate_card": row["rate_card"],
+        "band_rate": str(row["band_rate"]),
+        "current_round": row["current_round"],
+        "current_tier": row["current_tier"],
+        "window_closes_at": row["window_closes_at"],
+        "provider_id": row["provider_id"],
+        "hourly_rate": None if row["hourly_rate"] is None else str(row["hourly_rate"]),
+        "requested_at": row["requested_at"],
+        "placed_at": row["placed_at"],
+        "unplaced_at": row["unplaced_at"],
+        "offer_rounds": [
+            {
+                "offer_round": r["offer_round"], "tier": r["tier"], "provider_ids": list(r["provider_ids"]),
+                "excluded": json.loads(r["excluded"]), "opened_at": r["opened_at"],
+                "window_closes_at": r["window_closes_at"], "closed_at": r["closed_at"], "outcome": r["outcome"],
+                "answers": [
+                    {k: (str(a[k]) if isinstance(a[k], Decimal) else a[k]) for k in
+                     ("provider_id", "kind", "hourly_rate", "earliest_start", "reason", "reason_text", "adapter", "answered_at", "late")}
+                    for a in answers if a["offer_round"] == r["offer_round"]
+                ],
+            }
+            for r in rounds
+        ],
+        "timeline": [{"at": t["at"], "stage": t["stage"], "detail": json.loads(t["detail"])} for t in timeline],
+    }
+
+
+def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
+    router = APIRouter(prefix="/packages", tags=["packages"])
+
+    @router.post("", status_code=201, response_model=PackageCreated, summary="Request a home care package")
+    async def create_package(request: PackageRequest) -> PackageCreated:
+        _validate_against_framework(request, rules)
+        spec_fields = request.model_dump(exclude={"person", "requested_by"})
+        spec = PackageSpec.model_validate(spec_fields)
+        async with unit_of_work(service.pool) as uow:
+            package_id = await handlers.request_package(uow, rules, spec=spec, person=request.person.model_dump(),
+                                                        requested_by=request.requested_by)
+            row = await repo.get_package(uow.conn, package_id)
+        return PackageCreated(package_id=package_id, status=row["status"],
+                              links={"self": f"/packages/{package_id}", "person": f"/packages/{package_id}/person"})
+
+    @router.get("/{package_id}", summary="A package with its status, offer rounds and timeline")
+    async def read_package(package_id: uuid.UUID) -> dict:
+        async with service.pool.acquire() as conn:
+            row = await repo.get_package(conn, package_id)
+            if row is None:
+                raise ProblemError(404, f"no package {package_id}")
+            timeline = await conn.fetch("SELECT at, stage, detail FROM timeline WHERE package_id = $1 ORDER BY id", package_id)
+            rounds = await conn.fetch("SELECT * FROM offer_rounds WHERE package_id = $1 ORDER BY offer_round", package_id)
+            answers = await conn.fetch("SELECT * FROM answers WHERE package_id = $1 ORDER BY answered_at", package_id)
+        return _package_view(row, timeline, rounds, answers)
+
+    @router.get("/{package_id}/person", summary="The person's details (brokerage staff only)")
+    async def read_person(package_id: uuid.UUID) -> dict:
+        row = await service.pool.fetchrow("SELECT * FROM persons WHERE package_id = $1", package_id)
+        if row is None:
+            raise ProblemError(404, f"no package {package_id}")
+        return {k: (str(v) if isinstance(v, (uuid.UUID, dt.date)) else v) for k, v in dict(row).items()}
+
+    @router.get("", summary="List packages, filtered")
+    async def list_packages(
+        status: Annotated[str | None, Query(pattern="^(requested|offered|placed|unplaced)$")] = None,
+        zone: str | None = None,
+        band: Band | None = None,
+        urgency: Urgency | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> dict:
+        if zone is not None and zone not in rules.framework.zones:
+            raise ProblemError(422, f"unknown zone {zone!r}", field="zone")
+        rows = await service.pool.fetch(
+            """SELECT package_id, status, zone, band, urgency, hours_per_week, provider_id, requested_at, placed_at, unplaced_at
+                 FROM packages
+                WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR zone = $2)
+                  AND ($3::text IS NULL OR band = $3) AND ($4::text IS NULL OR urgency = $4)
+                ORDER BY requested_at LIMIT $5 OFFSET $6""",
+            status, zone, band and band.value, urgency and urgency.value, limit, offset,
+        )
+        return {"packages": [{k: (str(v) if isinstance(v, (uuid.UUID, Decimal)) else v) for k, v in dict(r).items()} for r in rows]}
+
+    return router
+
+
+def reference_router(service, rules: handlers.BrokerageRules) -> APIRouter:
+    ref = APIRouter(prefix="/reference", tags=["reference"])
+
+    @ref.get("/zones", summary="The framework's zones")
+    async def zones() -> list[dict]:
+        return [
+            {"id": z.id, "name": z.name, "size": z.size, "places": list(z.places),
+             "postcode_districts": list(z.postcode_districts), "adjacent": list(z.adjacent)}
+            for z in rules.framework.zones.values()
+        ]
+
+    @ref.get("/providers", summary="The framework's providers as the brokerage knows them")
+    async def providers() -> list[dict]:
+        rows = await service.pool.fetch("SELECT provider_id, revision, profile FROM provider_view ORDER BY provider_id")
+        return [{"revision": r["revision"], **json.loads(r["profile"])} for r in rows]
+
+    @ref.get("/rates", summary="The rate card in force today")
+    async def rates() -> dict:
+        card = rules.framework.rate_card_on(dt.date.today())
+        return {"version": card.version, "effective_from": card.effective_from, "rates": {b.value: str(r) for b, r in card.rates.items()}}
+
+    return ref
+

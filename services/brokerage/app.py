@@ -1,0 +1,72 @@
+"""Brokerage service bootstrap: ``python -m services.brokerage``.
+
+HTTP: the brokerage team's API. Consumes: provider answers (providers.answers) and the provider
+registry (providers.registry). Publishes (through its outbox): brokerage.packages.
+Background: the offer-window timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+
+from schemas import topics
+from schemas.events import BidSubmitted, OfferDeclined, ProviderUpdated
+from schemas.vocabulary import Urgency
+from services.brokerage import api, handlers
+from services.runtime.http import create_app
+from services.runtime.outbox import unit_of_work
+from services.runtime.reference import load_framework
+from services.runtime.service import Service
+from services.runtime.settings import ServiceSettings, load
+
+
+def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
+    settings = settings or load("brokerage")
+    service = Service(settings, migrations=Path(__file__).parent / "migrations")
+    rules = handlers.BrokerageRules(
+        framework=load_framework(),
+        windows={
+            Urgency.hospital_discharge: dt.timedelta(seconds=settings.offer_window_hospital_discharge_seconds),
+            Urgency.reablement_step_down: dt.timedelta(seconds=settings.offer_window_reablement_step_down_seconds),
+            Urgency.community: dt.timedelta(seconds=settings.offer_window_community_seconds),
+        },
+    )
+
+    @service.consumer.on(BidSubmitted, OfferDeclined)
+    async def on_answer(uow, event):
+        await handlers.record_answer(uow, rules, event)
+
+    @service.consumer.on(ProviderUpdated)
+    async def on_provider(uow, event):
+        await handlers.update_provider(uow, event)
+
+    service.consumer.subscribe(topics.ANSWERS, topics.REGISTRY)
+
+    @service.in_background
+    async def offer_window_timer(svc: Service) -> None:
+        """Closes rounds whose window ran out. The deadline is a column, so a restart loses no timer,
+        and SKIP LOCKED lets two brokerage instances run this without closing a round twice."""
+        while not svc.stopping.is_set():
+            async with unit_of_work(svc.pool) as uow:
+                closed = await handlers.close_due_windows(uow, rules)
+            if not closed:
+                try:
+                    await asyncio.wait_for(svc.stopping.wait(), timeout=settings.timer_poll_seconds)
+                except asyncio.TimeoutError:
+                    pass
+
+    app = create_app(service, title="Brokerage", description="Home care package requests, offers and awards.")
+    app.include_router(api.build_router(service, rules))
+    app.include_router(api.reference_router(service, rules))
+    return service, app
+
+
+def main() -> None:
+    service, app = build()
+    service.run(app)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""The framework's rules for placing a package: pure Python, no I/O.
+
+Who may be offered a package (eligibility, with a reason for every exclusion), which tiers
+are offered in which order (the zone's allocation policy), when an offer round can close
+early, and which bid wins (quality rating, then price, then earliest start, then earliest
+answer; only bids at or under the band rate are acceptable without an approved exception).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Iterable, Literal
+
+from schemas.events import PackageSpec, ProviderProfile
+from schemas.vocabulary import CareNeed, Tier, Urgency
+
+PRIME_SUPPLEMENTARY = "prime-supplementary"
+OPEN_FRAMEWORK = "open-framework"
+
+# ---- quality rating ----------------------------------------------------------------------
+# A composite 0-100 of the CQC rating, the council's local risk rating and the provider's
+# hand-back record. A provider not yet rated by the CQC (new to the market) scores mid-way:
+# neither rewarded nor shut out, so the framework stays open to new providers (004:1082).
+CQC_POINTS = {"outstanding": 100, "good": 75, "requires_improvement": 35, "not_yet_rated": 50, "inadequate": 0}
+RISK_POINTS = {"low": 100, "medium": 60, "high": 20}
+HAND_BACK_PENALTY = 20  # points off the hand-back component per hand-back in 12 months
+
+
+@dataclass(frozen=True)
+class QualityWeights:
+    cqc: Decimal = Decimal("0.6")
+    local_risk: Decimal = Decimal("0.3")
+    hand_backs: Decimal = Decimal("0.1")
+
+
+def quality_score(provider: ProviderProfile, weights: QualityWeights = QualityWeights()) -> Decimal:
+    hand_back_points = max(0, 100 - HAND_BACK_PENALTY * provider.hand_backs_12m)
+    score = (
+        weights.cqc * CQC_POINTS[provider.cqc_rating]
+        + weights.local_risk * RISK_POINTS[provider.local_risk]
+        + weights.hand_backs * hand_back_points
+    )
+    return score.quantize(Decimal("0.1"))
+
+
+# ---- eligibility ------------------------------------------------------------------------
+
+
+def required_skills(package: PackageSpec) -> set[CareNeed]:
+    return set(package.needs)
+
+
+def exclusion_reasons(package: PackageSpec, provider: ProviderProfile) -> list[str]:
+    """Why this provider may not be offered this package; empty when it is eligible."""
+    reasons = []
+    if provider.status != "active":
+        reasons.append(f"not active on the framework ({provider.status})")
+    if provider.cqc_rating == "inadequate":
+        reasons.append("quality rated Inadequate")
+    if package.zone not in provider.zones:
+        reasons.append(f"does not serve zone {package.zone}")
+    if package.band not in provider.bands:
+        reasons.append(f"does not accept band {package.band}")
+    missing = sorted(required_skills(package) - set(provider.skills))
+    if missing:
+        reasons.append("lacks skills: " + ", ".join(missing))
+    if package.visits.double_handed and not provider.double_handed:
+        reasons.append("does not staff double-handed calls")
+    free = provider.weekly_capacity_hours - provider.committed_hours
+    if free < package.hours_per_week:
+        reasons.append(f"capacity {free} h/week free, package needs {package.hours_per_week}")
+    return reasons
+
+
+@dataclass(frozen=True)
+class Screening:
+    eligible: list[ProviderProfile]
+    excluded: dict[str, list[str]]
+
+
+def screen(package: PackageSpec, providers: Iterable[ProviderProfile]) -> Screening:
+    """Split the providers into eligible ones and excluded ones (with reasons)."""
+    eligible, excluded = [], {}
+    for provider in providers:
+        # Providers that do not serve the zone at all are not worth listing as exclusions.
+        if package.zone not in provider.zones:
+            continue
+        reasons = exclusion_reasons(package, provider)
+        if reasons:
+            excluded[provider.provider_id] = reasons
+        else:
+            eligible.append(provider)
+    return Screening(eligible, excluded)
+
+
+# ---- tiers ------------------------------------------------------------------------------
+
+
+def tier_ladder(policy: str, *, zone_has_prime: bool) -> list[Tier]:
+    """The tiers a package is offered to, in order, under the zone's allocation policy."""
+    if policy == OPEN_FRAMEWORK:
+        return [Tier.open]
+    if policy == PRIME_SUPPLEMENTARY:
+        return [Tier.prime, Tier.supplementary] if zone_has_prime else [Tier.supplementary]
+    raise ValueError(f"unknown allocation policy {policy!r}")
+
+
+def providers_for_tier(tier: Tier, eligible: Iterable[ProviderProfile]) -> list[ProviderProfile]:
+    if tier == Tier.open:
+        return list(eligible)
+    return [p for p in eligible if p.tier == tier.value]
+
+
+def next_offer(ladder: list[Tier], after: Tier | None, eligible: list[ProviderProfile]) -> tuple[Tier, list[ProviderProfile]] | None:
+    """The next tier on the ladder with anyone eligible in it, or None when the ladder is spent."""
+    start = 0 if after is None else ladder.index(after) + 1
+    for tier in ladder[start:]:
+        offered = providers_for_tier(tier, eligible)
+        if offered:
+            return tier, offered
+    return None
+
+
+def offer_window(urgency: Urgency, windows: dict[Urgency, dt.timedelta]) -> dt.timedelta:
+    return windows[urgency]
+
+
+# ---- answers and the award ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Answer:
+    provider_id: str
+    kind: Literal["bid", "decline"]
+    answered_at: dt.datetime
+    hourly_rate: Decimal | None = None
+    earliest_start: dt.date | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class RankedBid:
+    answer: Answer
+    quality: Decimal
+    acceptable: bool
+    rank: int = 0
+
+
+def rank_key(bid: Answer, quality: Decimal) -> tuple:
+    """Quality rating (higher first), then price, then earliest start, then earliest answer."""
+    return (-quality, bid.hourly_rate, bid.earliest_start, bid.answered_at, bid.provider_id)
+
+
+def rank_bids(answers: Iterable[Answer], quality: dict[str, Decimal], band_rate: Decimal) -> list[RankedBid]:
+    bids = [a for a in answers if a.kind == "bid"]
+    bids.sort(key=lambda b: rank_key(b, quality.get(b.provider_id, Decimal(0))))
+    return [
+        RankedBid(b, quality.get(b.provider_id, Decimal(0)), b.hourly_rate <= band_rate, rank=i + 1)
+        for i, b in enumerate(bids)
+    ]
+
+
+def choose_winner(ranked: list[RankedBid], still_eligible: set[str]) -> RankedBid | None:
+    """The first acceptable bid whose provider is still eligible at the moment of award."""
+    for bid in ranked:
+        if bid.acceptable and bid.answer.provider_id in still_eligible:
+            return bid
+    return None
+
+
+@dataclass
+class RoundState:
+    offered: list[str]
+    answers: dict[str, Answer] = field(default_factory=dict)
+
+    @property
+    def pending(self) -> list[str]:
+        return [p for p in self.offered if p not in self.answers]
+
+
+def outcome_settled(state: RoundState, quality: dict[str, Decimal], band_rate: Decimal) -> bool:
+    """True when waiting longer cannot change the award: the window may close early.
+
+    Either everyone offered has answered, or an acceptable bid is in from a provider whose
+    quality no pending provider can beat or equal (an equal one could still bid lower).
+    """
+    if not state.pending:
+        return True
+    ranked = rank_bids(state.answers.values(), quality, band_rate)
+    best = next((b for b in ranked if b.acceptable), None)
+    if best is None:
+        return False
+    return all(quality.get(p, Decimal(0)) < best.quality for p in state.pending)

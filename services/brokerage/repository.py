@@ -1,0 +1,165 @@
+"""Brokerage's tables (schema ``brokerage``), read and written with asyncpg.
+
+Every function takes the connection of the unit of work it runs in; none commits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from schemas.events import PackageSpec, ProviderProfile
+from services.brokerage.domain import Answer, RoundState
+
+
+async def insert_package(conn: asyncpg.Connection, *, package_id: uuid.UUID, spec: PackageSpec, requested_by: str,
+                         policy: str, rate_card: str, band_rate: Decimal, requested_at: dt.datetime, person: dict) -> None:
+    await conn.execute(
+        """INSERT INTO packages (package_id, status, spec, zone, band, urgency, hours_per_week, start_date,
+                                 requested_by, policy, rate_card, band_rate, requested_at)
+           VALUES ($1, 'requested', $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)""",
+        package_id, spec.model_dump_json(), spec.zone, spec.band.value, spec.urgency.value, spec.hours_per_week,
+        spec.start_date, requested_by, policy, rate_card, band_rate, requested_at,
+    )
+    await conn.execute(
+        """INSERT INTO persons (package_id, full_name, address, postcode, phone, email, nhs_number, date_of_birth, care_notes)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+        package_id, person["full_name"], person["address"], person["postcode"], person.get("phone"),
+        person.get("email"), person["nhs_number"], person.get("date_of_birth"), person.get("care_notes"),
+    )
+
+
+async def lock_package(conn: asyncpg.Connection, package_id: uuid.UUID) -> asyncpg.Record | None:
+    """The package row, locked for this transaction: every change to a package goes through here,
+    which is what serialises bids, window timers and broker actions on one package."""
+    return await conn.fetchrow("SELECT * FROM packages WHERE package_id = $1 FOR UPDATE", package_id)
+
+
+async def get_package(conn: asyncpg.Connection | asyncpg.Pool, package_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM packages WHERE package_id = $1", package_id)
+
+
+def spec_of(row: asyncpg.Record) -> PackageSpec:
+    return PackageSpec.model_validate_json(row["spec"])
+
+
+async def add_timeline(conn: asyncpg.Connection, package_id: uuid.UUID, stage: str, at: dt.datetime | None = None, **detail: Any) -> None:
+    await conn.execute(
+        "INSERT INTO timeline (package_id, at, stage, detail) VALUES ($1, coalesce($2, now()), $3, $4::jsonb)",
+        package_id, at, stage, json.dumps(detail, default=str),
+    )
+
+
+async def open_round(conn: asyncpg.Connection, *, package_id: uuid.UUID, offer_round: int, tier: str, provider_ids: list[str],
+                     excluded: dict[str, list[str]], quality: dict[str, Decimal], opened_at: dt.datetime,
+                     window_closes_at: dt.datetime) -> None:
+    await conn.execute(
+        """INSERT INTO offer_rounds (package_id, offer_round, tier, provider_ids, excluded, quality, opened_at, window_closes_at)
+           VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8)""",
+        package_id, offer_round, tier, provider_ids, json.dumps(excluded), json.dumps({k: str(v) for k, v in quality.items()}),
+        opened_at, window_closes_at,
+    )
+    await conn.execute(
+        """UPDATE packages SET status = 'offered', current_round = $2, current_tier = $3, window_closes_at = $4
+            WHERE package_id = $1""",
+        package_id, offer_round, tier, window_closes_at,
+    )
+
+
+async def close_round(conn: asyncpg.Connection, package_id: uuid.UUID, offer_round: int, outcome: str) -> None:
+    await conn.execute(
+        "UPDATE offer_rounds SET closed_at = now(), outcome = $3 WHERE package_id = $1 AND offer_round = $2",
+        package_id, offer_round, outcome,
+    )
+
+
+async def round_state(conn: asyncpg.Connection, package_id: uuid.UUID, offer_round: int) -> tuple[RoundState, dict[str, Decimal]]:
+    row = await conn.fetchrow(
+        "SELECT provider_ids, quality FROM offer_rounds WHERE package_id = $1 AND offer_round = $2", package_id, offer_round
+    )
+    state = RoundState(offered=list(row["provider_ids"]))
+    for a in await conn.fetch(
+        "SELECT * FROM answers WHERE package_id = $1 AND offer_round = $2 AND NOT late", package_id, offer_round
+    ):
+        state.answers[a["provider_id"]] = Answer(
+            provider_id=a["provider_id"], kind=a["kind"], answered_at=a["answered_at"], hourly_rate=a["hourly_rate"],
+            earliest_start=a["earliest_start"], reason=a["reason"],
+        )
+    quality = {k: Decimal(v) for k, v in json.loads(row["quality"]).items()}
+    return state, quality
+
+
+async def insert_answer(conn: asyncpg.Connection, *, package_id: uuid.UUID, offer_round: int, provider_id: str, kind: str,
+                        adapter: str, answered_at: dt.datetime, event_id: uuid.UUID, late: bool, hourly_rate: Decimal | None = None,
+                        earliest_start: dt.date | None = None, reason: str | None = None, reason_text: str | None = None) -> bool:
+    """Record a provider's answer; False if that provider already answered this round."""
+    inserted = await conn.fetchval(
+        """INSERT INTO answers (package_id, offer_round, provider_id, kind, hourly_rate, earliest_start, reason,
+                                reason_text, adapter, answered_at, event_id, late)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+           ON CONFLICT (package_id, offer_round, provider_id) DO NOTHING RETURNING true""",
+        package_id, offer_round, provider_id, kind, hourly_rate, earliest_start, reason, reason_text, adapter,
+        answered_at, event_id, late,
+    )
+    return bool(inserted)
+
+
+async def round_exists(conn: asyncpg.Connection, package_id: uuid.UUID, offer_round: int) -> bool:
+    return bool(await conn.fetchval(
+        "SELECT true FROM offer_rounds WHERE package_id = $1 AND offer_round = $2", package_id, offer_round
+    ))
+
+
+async def mark_placed(conn: asyncpg.Connection, package_id: uuid.UUID, *, provider_id: str, hourly_rate: Decimal,
+                      placed_at: dt.datetime) -> None:
+    await conn.execute(
+        """UPDATE packages SET status = 'placed', provider_id = $2, hourly_rate = $3, placed_at = $4, window_closes_at = NULL
+            WHERE package_id = $1""",
+        package_id, provider_id, hourly_rate, placed_at,
+    )
+
+
+async def mark_unplaced(conn: asyncpg.Connection, package_id: uuid.UUID, *, unplaced_at: dt.datetime) -> None:
+    await conn.execute(
+        "UPDATE packages SET status = 'unplaced', unplaced_at = $2, window_closes_at = NULL WHERE package_id = $1",
+        package_id, unplaced_at,
+    )
+
+
+async def due_windows(conn: asyncpg.Connection, limit: int = 50) -> list[uuid.UUID]:
+    """Packages whose offer window has closed, locked; SKIP LOCKED lets two brokerages share the work."""
+    rows = await conn.fetch(
+        """SELECT package_id FROM packages
+            WHERE status = 'offered' AND window_closes_at <= now()
+            ORDER BY window_closes_at LIMIT $1 FOR UPDATE SKIP LOCKED""",
+        limit,
+    )
+    return [r["package_id"] for r in rows]
+
+
+# ---- provider view ------------------------------------------------------------------------
+
+
+async def upsert_provider(conn: asyncpg.Connection, profile: ProviderProfile, revision: int) -> bool:
+    """Keep the newest revision only: a stale or repeated update changes nothing."""
+    return bool(await conn.fetchval(
+        """INSERT INTO provider_view (provider_id, revision, profile) VALUES ($1, $2, $3::jsonb)
+           ON CONFLICT (provider_id) DO UPDATE SET revision = EXCLUDED.revision, profile = EXCLUDED.profile, updated_at = now()
+           WHERE provider_view.revision < EXCLUDED.revision
+           RETURNING true""",
+        profile.provider_id, revision, profile.model_dump_json(),
+    ))
+
+
+async def providers_serving(conn: asyncpg.Connection, zone: str) -> list[ProviderProfile]:
+    rows = await conn.fetch("SELECT profile FROM provider_view WHERE profile->'zones' ? $1 ORDER BY provider_id", zone)
+    return [ProviderProfile.model_validate_json(r["profile"]) for r in rows]
+
+
+async def provider_count(conn: asyncpg.Connection | asyncpg.Pool) -> int:
+    return await conn.fetchval("SELECT count(*) FROM provider_view")

@@ -1,0 +1,101 @@
+"""``homecare dead-letters``: list, show and replay what consumers could not apply."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import typer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from rich.console import Console
+from rich.table import Table
+
+from schemas.topics import DEAD_LETTERS
+from services.runtime.dead_letters import DeadLetter
+from services.runtime.settings import admin_settings
+
+app = typer.Typer(no_args_is_help=True, help="Messages the consumers could not apply.")
+
+
+async def read_all(bootstrap: str) -> list[tuple[int, int, DeadLetter]]:
+    """Every dead letter as (partition, offset, letter), oldest first. Reads without a group."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()  # fetches fresh cluster metadata
+        partitions = [TopicPartition(DEAD_LETTERS, p) for p in (consumer.partitions_for_topic(DEAD_LETTERS) or [])]
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        letters = []
+        while any(await consumer.position(tp) < ends[tp] for tp in partitions):
+            batch = await consumer.getmany(timeout_ms=1000)
+            for tp, records in batch.items():
+                for r in records:
+                    headers = {k: v.decode(errors="replace") for k, v in (r.headers or ())}
+                    letters.append((tp.partition, r.offset, DeadLetter.from_record(r.key, r.value or b"", headers)))
+        letters.sort(key=lambda x: x[2].failed_at)
+        return letters
+    finally:
+        await consumer.stop()
+
+
+def _id(partition: int, offset: int) -> str:
+    return f"{partition}:{offset}"
+
+
+@app.command("list")
+def list_letters(as_json: bool = typer.Option(False, "--json", help="JSON lines instead of a table")) -> None:
+    letters = asyncio.run(read_all(admin_settings().kafka_bootstrap_servers))
+    if as_json:
+        for p, o, d in letters:
+            typer.echo(json.dumps({"id": _id(p, o), "origin": f"{d.origin_topic}/{d.origin_partition}@{d.origin_offset}",
+                                   "consumer": d.consumer, "reason": d.reason, "error": d.error, "attempts": d.attempts,
+                                   "failed_at": d.failed_at}))
+        return
+    table = Table(title=f"{len(letters)} dead letters")
+    for col in ("id", "failed at", "consumer", "origin", "reason", "attempts", "error"):
+        table.add_column(col)
+    for p, o, d in letters:
+        table.add_row(_id(p, o), d.failed_at[:19], d.consumer, f"{d.origin_topic}/{d.origin_partition}@{d.origin_offset}",
+                      d.reason, str(d.attempts), d.error[:80])
+    Console().print(table)
+
+
+@app.command("show")
+def show(letter_id: str = typer.Argument(..., help="partition:offset, as listed")) -> None:
+    letters = {(_id(p, o)): d for p, o, d in asyncio.run(read_all(admin_settings().kafka_bootstrap_servers))}
+    if letter_id not in letters:
+        raise typer.BadParameter(f"no dead letter {letter_id}")
+    d = letters[letter_id]
+    typer.echo(json.dumps({"id": letter_id, "origin_topic": d.origin_topic, "origin_partition": d.origin_partition,
+                           "origin_offset": d.origin_offset, "consumer": d.consumer, "service": d.service,
+                           "reason": d.reason, "error": d.error, "attempts": d.attempts, "failed_at": d.failed_at,
+                           "key": d.key.decode(errors="replace") if d.key else None,
+                           "value": d.value.decode(errors="replace")}, indent=2))
+
+
+@app.command("replay")
+def replay(letter_ids: list[str] = typer.Argument(..., help="partition:offset ids to put back on their original topic")) -> None:
+    """Republish the original bytes to the original topic; inboxes make it harmless to consumers that already applied it."""
+    bootstrap = admin_settings().kafka_bootstrap_servers
+
+    async def run() -> int:
+        letters = {(_id(p, o)): d for p, o, d in await read_all(bootstrap)}
+        unknown = [i for i in letter_ids if i not in letters]
+        if unknown:
+            raise typer.BadParameter(f"no dead letter {', '.join(unknown)}")
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+        await producer.start()
+        try:
+            for i in letter_ids:
+                d = letters[i]
+                headers = [(k, v.encode()) for k, v in d.original_headers.items()] + [("x-replayed-from", i.encode())]
+                await producer.send_and_wait(d.origin_topic, d.value, key=d.key, headers=headers)
+        finally:
+            await producer.stop()
+        return len(letter_ids)
+
+    typer.echo(f"replayed {asyncio.run(run())} dead letter(s)")

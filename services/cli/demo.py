@@ -1,0 +1,121 @@
+"""``homecare demo``: place a batch of synthetic packages end to end and summarise the outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections import defaultdict
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services.cli.synthetic import batch
+from services.runtime.reference import load_framework
+
+FINAL = {"placed", "unplaced"}
+
+
+async def wait_until_ready(client: httpx.AsyncClient, urls: dict[str, str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    for name, url in urls.items():
+        while True:
+            try:
+                if (await client.get(f"{url}/health/ready")).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} at {url} is not ready")
+            await asyncio.sleep(0.5)
+    # The brokerage learns the framework's providers from the registry topic; wait until it has.
+    expected = len((await client.get(f"{urls['providers']}/providers")).json())
+    while len((await client.get(f"{urls['brokerage']}/reference/providers")).json()) < expected:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the brokerage has not received the provider registry")
+        await asyncio.sleep(0.5)
+
+
+async def place_batch(brokerage: str, requests: list[dict], *, concurrency: int = 8, timeout: float = 120) -> list[dict]:
+    """POST every request, then wait until each package is placed or unplaced; returns the packages."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def post(body: dict) -> str:
+            async with gate:
+                r = await client.post(f"{brokerage}/packages", json=body)
+                r.raise_for_status()
+                return r.json()["package_id"]
+
+        ids = await asyncio.gather(*(post(b) for b in requests))
+        deadline = time.monotonic() + timeout
+        done: dict[str, dict] = {}
+        while len(done) < len(ids):
+            for package_id in [i for i in ids if i not in done]:
+                package = (await client.get(f"{brokerage}/packages/{package_id}")).json()
+                if package["status"] in FINAL:
+                    done[package_id] = package
+            if len(done) < len(ids):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{len(ids) - len(done)} packages not final after {timeout}s")
+                await asyncio.sleep(0.3)
+        return [done[i] for i in ids]
+
+
+def seconds_to_decide(package: dict) -> float:
+    import datetime as dt
+
+    end = package["placed_at"] or package["unplaced_at"]
+    return (dt.datetime.fromisoformat(end) - dt.datetime.fromisoformat(package["requested_at"])).total_seconds()
+
+
+def summary_table(packages: list[dict]) -> Table:
+    by_zone: dict[str, list[dict]] = defaultdict(list)
+    for p in packages:
+        by_zone[p["package"]["zone"]].append(p)
+    table = Table(title=f"{len(packages)} packages requested")
+    for col in ("zone", "requested", "placed", "unplaced", "median s to place", "max s to place"):
+        table.add_column(col, justify="left" if col == "zone" else "right")
+    for zone, items in sorted(by_zone.items()):
+        placed = [p for p in items if p["status"] == "placed"]
+        times = [seconds_to_decide(p) for p in placed]
+        table.add_row(zone, str(len(items)), str(len(placed)), str(len(items) - len(placed)),
+                      f"{statistics.median(times):.2f}" if times else "-", f"{max(times):.2f}" if times else "-")
+    placed = [p for p in packages if p["status"] == "placed"]
+    times = [seconds_to_decide(p) for p in placed]
+    table.add_section()
+    table.add_row("all zones", str(len(packages)), str(len(placed)), str(len(packages) - len(placed)),
+                  f"{statistics.median(times):.2f}" if times else "-", f"{max(times):.2f}" if times else "-")
+    return table
+
+
+def demo(
+    packages: int = typer.Option(60, help="How many packages to request"),
+    seed: int = typer.Option(7, help="Seed of the synthetic requests"),
+    brokerage: str = typer.Option("http://127.0.0.1:8001", envvar="BROKERAGE_URL"),
+    providers: str = typer.Option("http://127.0.0.1:8002", envvar="PROVIDERS_URL"),
+    notifications: str = typer.Option("http://127.0.0.1:8003", envvar="NOTIFICATIONS_URL"),
+) -> None:
+    """Request a batch of synthetic packages across all 14 zones and show how they were placed."""
+    console = Console()
+    urls = {"brokerage": brokerage, "providers": providers, "notifications": notifications}
+
+    async def run() -> list[dict]:
+        async with httpx.AsyncClient(timeout=10) as client:
+            await wait_until_ready(client, urls, timeout=120)
+        requests = batch(load_framework(), packages, seed=seed)
+        with console.status(f"placing {packages} packages..."):
+            result = await place_batch(brokerage, requests)
+        async with httpx.AsyncClient(timeout=10) as client:
+            confirmed = 0
+            for p in result:
+                if p["status"] == "placed":
+                    confirmed += bool((await client.get(f"{notifications}/packages/{p['package_id']}/confirmations")).json())
+        console.print(summary_table(result))
+        placed = sum(p["status"] == "placed" for p in result)
+        console.print(f"placements confirmed by notifications: {confirmed} of {placed}")
+        return result
+
+    asyncio.run(run())

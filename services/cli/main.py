@@ -1,0 +1,62 @@
+"""The ``homecare`` command: operate the system from a terminal.
+
+    homecare db provision          create the database, roles and schemas (administrator)
+    homecare demo                  place a batch of synthetic packages through the HTTP API
+    homecare dead-letters list     what the consumers could not apply, with origin and error
+    homecare dead-letters show N   one dead letter in full
+    homecare dead-letters replay   put chosen dead letters back on their original topic
+    homecare reference generate-market   rewrite deploy/reference/providers.yaml from a seed
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+from services.cli import dead_letters, demo
+from services.runtime.logging import configure
+
+app = typer.Typer(no_args_is_help=True, help="Operate the home care brokerage platform.")
+db_app = typer.Typer(no_args_is_help=True, help="The database.")
+ref_app = typer.Typer(no_args_is_help=True, help="Reference data.")
+app.add_typer(db_app, name="db")
+app.add_typer(ref_app, name="reference")
+app.add_typer(dead_letters.app, name="dead-letters")
+app.command("demo")(demo.demo)
+
+
+@app.callback()
+def _setup(log_format: str = typer.Option("console", envvar="LOG_FORMAT", help="console or json")) -> None:
+    configure("cli", fmt=log_format, level="WARNING")
+
+
+@db_app.command("provision")
+def provision() -> None:
+    """Create the database, one login role and one schema per service. Safe to run again."""
+    from services.runtime.db import provision as run
+    from services.runtime.settings import admin_settings
+
+    asyncio.run(run(admin_settings().database_url))
+    typer.echo("database provisioned: roles and schemas brokerage, providers, notifications")
+
+
+@ref_app.command("generate-market")
+def generate_market(seed: int = typer.Option(2021, help="Same seed, same market")) -> None:
+    """Rewrite deploy/reference/providers.yaml with a synthetic framework of providers."""
+    import yaml
+
+    from services.cli.market import generate_market as generate
+    from services.runtime.reference import load_framework, reference_dir
+
+    providers = generate(load_framework(), seed)
+    header = (f"# Synthetic framework of home care providers (seed {seed}), written by\n"
+              "# `homecare reference generate-market`. Edit by hand or regenerate; the providers service\n"
+              "# seeds its registry from this file at start-up.\n")
+    path = reference_dir() / "providers.yaml"
+    path.write_text(header + yaml.safe_dump({"providers": providers}, sort_keys=False, width=120))
+    typer.echo(f"wrote {len(providers)} providers to {path}")
+
+
+if __name__ == "__main__":
+    app()

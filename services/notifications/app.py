@@ -1,0 +1,37 @@
+"""Notifications service bootstrap: ``python -m services.notifications``.
+
+HTTP: confirmations per package. Consumes: brokerage.packages (placements).
+Publishes (through its outbox): notifications.confirmations.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from schemas import topics
+from schemas.events import PackagePlaced
+from services.notifications import api, handlers
+from services.runtime.http import create_app
+from services.runtime.service import Service
+from services.runtime.settings import ServiceSettings, load
+
+
+def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
+    settings = settings or load("notifications")
+    service = Service(settings, migrations=Path(__file__).parent / "migrations")
+
+    service.consumer.on(PackagePlaced)(handlers.confirm_placement)
+    service.consumer.subscribe(topics.PACKAGES)
+
+    app = create_app(service, title="Notifications", description="Placement confirmations to everyone concerned.")
+    app.include_router(api.build_router(service))
+    return service, app
+
+
+def main() -> None:
+    service, app = build()
+    service.run(app)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from services.providers.app import main
+
+main()

@@ -1,0 +1,48 @@
+"""The providers service's HTTP API: the framework's registry, and each provider's offers."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+from fastapi import APIRouter
+
+from services.providers import repository as repo
+from services.runtime.http import ProblemError
+
+
+def _plain(record) -> dict:
+    return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in dict(record).items()}
+
+
+def build_router(service) -> APIRouter:
+    router = APIRouter(prefix="/providers", tags=["registry"])
+
+    @router.get("", summary="The framework's providers")
+    async def list_providers() -> list[dict]:
+        rows = await service.pool.fetch("SELECT * FROM providers ORDER BY provider_id")
+        return [repo.profile_of(r).model_dump(mode="json") | {"revision": r["revision"], "held_hours": str(r["held_hours"])}
+                for r in rows]
+
+    @router.get("/{provider_id}", summary="One provider's registry entry")
+    async def read_provider(provider_id: str) -> dict:
+        row = await service.pool.fetchrow("SELECT * FROM providers WHERE provider_id = $1", provider_id)
+        if row is None:
+            raise ProblemError(404, f"no provider {provider_id!r}")
+        return repo.profile_of(row).model_dump(mode="json") | {
+            "revision": row["revision"], "held_hours": str(row["held_hours"]), "adapter": json.loads(row["adapter"])["kind"],
+        }
+
+    @router.get("/{provider_id}/offers", summary="Offers a provider received, with its answers")
+    async def provider_offers(provider_id: str, status: str | None = None) -> list[dict]:
+        if not await service.pool.fetchval("SELECT true FROM providers WHERE provider_id = $1", provider_id):
+            raise ProblemError(404, f"no provider {provider_id!r}")
+        rows = await service.pool.fetch(
+            """SELECT package_id, offer_round, tier, status, hourly_rate, decline_reason, decline_text, window_closes_at,
+                      received_at, answered_at, spec
+                 FROM offers WHERE provider_id = $1 AND ($2::text IS NULL OR status = $2) ORDER BY received_at""",
+            provider_id, status,
+        )
+        return [_plain(r) | {"spec": json.loads(r["spec"]), "package_id": str(r["package_id"])} for r in rows]
+
+    return router

@@ -1,0 +1,51 @@
+"""Providers service bootstrap: ``python -m services.providers``.
+
+HTTP: the registry and providers' offers. Consumes: brokerage.packages (offers and their
+outcomes). Publishes (through its outbox): providers.answers, providers.registry.
+Start-up: registers the framework's providers from reference data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from schemas import topics
+from schemas.events import OfferMade, PackagePlaced, PackageUnplaced
+from services.providers import api, handlers
+from services.runtime.http import create_app
+from services.runtime.logging import get_logger
+from services.runtime.outbox import unit_of_work
+from services.runtime.reference import load_provider_seed
+from services.runtime.service import Service
+from services.runtime.settings import ServiceSettings, load
+
+log = get_logger(__name__)
+
+
+def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
+    settings = settings or load("providers")
+    service = Service(settings, migrations=Path(__file__).parent / "migrations")
+
+    service.consumer.on(OfferMade)(handlers.answer_offer)
+    service.consumer.on(PackagePlaced)(handlers.record_award)
+    service.consumer.on(PackageUnplaced)(handlers.release_bids)
+    service.consumer.subscribe(topics.PACKAGES)
+
+    @service.on_startup
+    async def seed(svc: Service) -> None:
+        async with unit_of_work(svc.pool) as uow:
+            added = await handlers.seed_registry(uow, load_provider_seed())
+        log.info("provider registry seeded", added=added)
+
+    app = create_app(service, title="Providers", description="The framework's provider registry and providers' answers to offers.")
+    app.include_router(api.build_router(service))
+    return service, app
+
+
+def main() -> None:
+    service, app = build()
+    service.run(app)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""What the providers service does, one function per event; each runs in one unit of work.
+
+- :func:`seed_registry`  start-up: register the framework's providers from reference data
+- :func:`answer_offer`   OfferMade -> each offered provider's adapter bids or declines
+- :func:`record_award`   PackagePlaced -> the winner's hours committed, other bids released
+- :func:`release_bids`   PackageUnplaced -> every bid's held capacity released
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from schemas.events import BidSubmitted, OfferDeclined, OfferMade, PackagePlaced, PackageUnplaced, ProviderUpdated
+from services.providers import domain
+from services.providers import repository as repo
+from services.runtime.logging import get_logger
+from services.runtime.outbox import UnitOfWork
+
+log = get_logger(__name__)
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def provider_updated(row, causation=None) -> ProviderUpdated:
+    profile = repo.profile_of(row)
+    return ProviderUpdated(
+        correlation_id=uuid.uuid5(uuid.NAMESPACE_URL, f"provider:{profile.provider_id}"),
+        causation_id=causation, revision=row["revision"], profile=profile,
+    )
+
+
+async def seed_registry(uow: UnitOfWork, seed: list[dict]) -> int:
+    added = 0
+    for entry in seed:
+        row = await repo.insert_provider(uow.conn, entry)
+        if row is not None:
+            await uow.emit(provider_updated(row))
+            added += 1
+    return added
+
+
+async def answer_offer(uow: UnitOfWork, event: OfferMade) -> None:
+    # Providers are locked in a fixed order so two offers answered at once cannot deadlock.
+    for provider_id in sorted(set(event.provider_ids)):
+        row = await repo.lock_provider(uow.conn, provider_id)
+        if row is None:
+            log.warning("offer names an unknown provider", provider_id=provider_id)
+            continue
+        if not await repo.insert_offer(uow.conn, event, provider_id):
+            continue  # already received
+        rules = repo.rules_of(row)
+        if rules.kind != "automatic":
+            continue  # webhook and portal adapters answer through the provider API
+        answer = domain.automatic_answer(repo.profile_of(row), rules, event.package, event.band_rate,
+                                         row["held_hours"], dt.date.today())
+        at = now()
+        common = dict(correlation_id=event.package_id, causation_id=event.event_id, package_id=event.package_id,
+                      offer_round=event.offer_round, provider_id=provider_id, adapter="automatic", answered_at=at)
+        if isinstance(answer, domain.Bid):
+            await repo.record_bid(uow.conn, package_id=event.package_id, offer_round=event.offer_round,
+                                  provider_id=provider_id, hourly_rate=answer.hourly_rate,
+                                  hold=event.package.hours_per_week, at=at)
+            await uow.emit(BidSubmitted(hourly_rate=answer.hourly_rate, earliest_start=answer.earliest_start, **common))
+        else:
+            await repo.record_decline(uow.conn, package_id=event.package_id, offer_round=event.offer_round,
+                                      provider_id=provider_id, reason=answer.reason.value, text=answer.text, at=at)
+            await uow.emit(OfferDeclined(reason=answer.reason, reason_text=answer.text, **common))
+
+
+async def record_award(uow: UnitOfWork, event: PackagePlaced) -> None:
+    for offer in await repo.outstanding_bids(uow.conn, event.package_id):
+        await repo.settle_offer(uow.conn, offer, "won" if offer["provider_id"] == event.provider_id else "lost")
+    if not await repo.insert_placement(uow.conn, package_id=event.package_id, provider_id=event.provider_id,
+                                       hours=event.hours_per_week, hourly_rate=event.hourly_rate,
+                                       start_date=event.start_date, placed_at=event.placed_at):
+        return
+    row = await repo.commit_hours(uow.conn, event.provider_id, event.hours_per_week)
+    await uow.emit(provider_updated(row, causation=event.event_id))
+
+
+async def release_bids(uow: UnitOfWork, event: PackageUnplaced) -> None:
+    for offer in await repo.outstanding_bids(uow.conn, event.package_id):
+        await repo.settle_offer(uow.conn, offer, "closed")

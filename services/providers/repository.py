@@ -1,0 +1,110 @@
+"""Providers' tables (schema ``providers``), read and written with asyncpg. None commits."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from decimal import Decimal
+
+import asyncpg
+
+from schemas.events import OfferMade, ProviderProfile
+from services.providers.domain import AutomaticRules
+
+PROFILE_FIELDS_IN_COLUMNS = ("weekly_capacity_hours", "committed_hours")
+
+
+def profile_of(row: asyncpg.Record) -> ProviderProfile:
+    data = json.loads(row["profile"])
+    data["weekly_capacity_hours"] = row["weekly_capacity_hours"]
+    data["committed_hours"] = row["committed_hours"]
+    return ProviderProfile.model_validate(data)
+
+
+def rules_of(row: asyncpg.Record) -> AutomaticRules:
+    return AutomaticRules.model_validate_json(row["adapter"])
+
+
+async def insert_provider(conn: asyncpg.Connection, seed: dict) -> asyncpg.Record | None:
+    """Add a provider from the seed; None when it is already registered (the registry wins)."""
+    profile = {k: v for k, v in seed.items() if k not in ("adapter", *PROFILE_FIELDS_IN_COLUMNS)}
+    profile["committed_hours"] = "0"
+    profile["weekly_capacity_hours"] = str(seed["weekly_capacity_hours"])
+    ProviderProfile.model_validate(profile)  # refuse a malformed seed entry loudly
+    profile = {k: v for k, v in profile.items() if k not in PROFILE_FIELDS_IN_COLUMNS}
+    return await conn.fetchrow(
+        """INSERT INTO providers (provider_id, profile, adapter, weekly_capacity_hours)
+           VALUES ($1, $2::jsonb, $3::jsonb, $4) ON CONFLICT (provider_id) DO NOTHING RETURNING *""",
+        seed["provider_id"], json.dumps(profile), json.dumps(seed.get("adapter") or {"kind": "automatic"}),
+        Decimal(str(seed["weekly_capacity_hours"])),
+    )
+
+
+async def lock_provider(conn: asyncpg.Connection, provider_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM providers WHERE provider_id = $1 FOR UPDATE", provider_id)
+
+
+async def insert_offer(conn: asyncpg.Connection, event: OfferMade, provider_id: str) -> bool:
+    return bool(await conn.fetchval(
+        """INSERT INTO offers (package_id, offer_round, provider_id, tier, spec, band_rate, window_closes_at, status)
+           VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, 'offered')
+           ON CONFLICT DO NOTHING RETURNING true""",
+        event.package_id, event.offer_round, provider_id, event.tier.value, event.package.model_dump_json(),
+        event.band_rate, event.window_closes_at,
+    ))
+
+
+async def record_bid(conn: asyncpg.Connection, *, package_id: uuid.UUID, offer_round: int, provider_id: str,
+                     hourly_rate: Decimal, hold: Decimal, at: dt.datetime) -> None:
+    await conn.execute(
+        """UPDATE offers SET status = 'bid', hourly_rate = $4, held_hours = $5, answered_at = $6
+            WHERE package_id = $1 AND offer_round = $2 AND provider_id = $3""",
+        package_id, offer_round, provider_id, hourly_rate, hold, at,
+    )
+    await conn.execute("UPDATE providers SET held_hours = held_hours + $2 WHERE provider_id = $1", provider_id, hold)
+
+
+async def record_decline(conn: asyncpg.Connection, *, package_id: uuid.UUID, offer_round: int, provider_id: str,
+                         reason: str, text: str, at: dt.datetime) -> None:
+    await conn.execute(
+        """UPDATE offers SET status = 'declined', decline_reason = $4, decline_text = $5, answered_at = $6
+            WHERE package_id = $1 AND offer_round = $2 AND provider_id = $3""",
+        package_id, offer_round, provider_id, reason, text, at,
+    )
+
+
+async def outstanding_bids(conn: asyncpg.Connection, package_id: uuid.UUID) -> list[asyncpg.Record]:
+    """The package's bids still holding capacity, locked, providers in a fixed order (no deadlocks)."""
+    return await conn.fetch(
+        "SELECT * FROM offers WHERE package_id = $1 AND status = 'bid' ORDER BY provider_id, offer_round FOR UPDATE",
+        package_id,
+    )
+
+
+async def settle_offer(conn: asyncpg.Connection, offer: asyncpg.Record, status: str) -> None:
+    """Release the capacity an outstanding bid held, and close it as won/lost/closed."""
+    await conn.execute(
+        "UPDATE offers SET status = $4, held_hours = 0 WHERE package_id = $1 AND offer_round = $2 AND provider_id = $3",
+        offer["package_id"], offer["offer_round"], offer["provider_id"], status,
+    )
+    await conn.execute(
+        "UPDATE providers SET held_hours = held_hours - $2 WHERE provider_id = $1", offer["provider_id"], offer["held_hours"]
+    )
+
+
+async def commit_hours(conn: asyncpg.Connection, provider_id: str, hours: Decimal) -> asyncpg.Record:
+    return await conn.fetchrow(
+        """UPDATE providers SET committed_hours = committed_hours + $2, revision = revision + 1, updated_at = now()
+            WHERE provider_id = $1 RETURNING *""",
+        provider_id, hours,
+    )
+
+
+async def insert_placement(conn: asyncpg.Connection, *, package_id: uuid.UUID, provider_id: str, hours: Decimal,
+                           hourly_rate: Decimal, start_date: dt.date, placed_at: dt.datetime) -> bool:
+    return bool(await conn.fetchval(
+        """INSERT INTO placements (package_id, provider_id, hours_per_week, hourly_rate, start_date, placed_at)
+           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING true""",
+        package_id, provider_id, hours, hourly_rate, start_date, placed_at,
+    ))

@@ -1,0 +1,206 @@
+"""Kafka consumers with the delivery contract built in.
+
+Every service consumes through :class:`EventConsumer`. For each message it:
+
+1. parses the value into an event (``schemas.events``); a message that does not parse - bad
+   JSON, unknown event type, unsupported schema version - goes to the dead-letter topic with
+   its origin and the error, and the partition moves on;
+2. opens one transaction, records ``(consumer, event id)`` in the inbox - a redelivered event
+   stops here - and runs the handler, whose state changes and emitted events (outbox) commit
+   in that same transaction;
+3. commits the Kafka offset only after the database commit.
+
+Transient failures (PostgreSQL away, serialization conflicts) are retried with jittered
+exponential backoff up to ``consumer_max_attempts``; a handler error that is not transient
+gets a few attempts; either then goes to dead letters, from where ``homecare dead-letters
+replay`` puts it back once the cause is fixed.
+
+FastStream runs with ``AckPolicy.MANUAL``: its other policies either commit before the work
+(ACK_FIRST), commit failed work (ACK, REJECT_ON_ERROR) or re-read a failing message in a
+tight loop (NACK_ON_ERROR). Messages of one subscriber are processed one at a time, which
+is what makes ``msg.ack()`` (a commit of the consumer's position) safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+import asyncpg
+import structlog
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaMessage
+from pydantic import ValidationError
+
+from schemas.events import Envelope, parse_event
+from services.runtime import metrics
+from services.runtime.db import TRANSIENT_DB_ERRORS, backoff_delays
+from services.runtime.dead_letters import DeadLetter, publish_dead_letter
+from services.runtime.logging import get_logger
+from services.runtime.outbox import UnitOfWork, record_in_inbox
+
+log = get_logger(__name__)
+
+Handler = Callable[[UnitOfWork, Envelope], Awaitable[None]]
+NON_TRANSIENT_ATTEMPTS = 3
+
+
+class Rejected(Exception):
+    """A handler's verdict that an event can never be applied: dead-letter it at once."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where a message came from: everything the logs and the dead letters need."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: dict[str, str]
+
+
+async def raw_body(message) -> bytes:
+    """FastStream decoder that leaves the bytes alone: parsing is ours, so failures are too."""
+    return message.body
+
+
+class EventConsumer:
+    def __init__(self, *, service: str, group: str, pool_provider: Callable[[], asyncpg.Pool], broker: KafkaBroker,
+                 max_attempts: int = 10, backoff_initial: float = 0.2, backoff_max: float = 15.0) -> None:
+        self.service = service
+        self.group = group
+        self._pool_provider = pool_provider
+        self.broker = broker
+        self.max_attempts = max_attempts
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.handlers: dict[str, Handler] = {}
+        self.stopping = asyncio.Event()
+
+    def on(self, *event_types: type[Envelope]) -> Callable[[Handler], Handler]:
+        """Register a handler for these event classes."""
+
+        def register(fn: Handler) -> Handler:
+            for model in event_types:
+                self.handlers[model.model_fields["event_type"].default] = fn
+            return fn
+
+        return register
+
+    def subscribe(self, *topics: str) -> None:
+        """Attach this consumer to the broker: one subscriber (consumer group) on these topics."""
+
+        @self.broker.subscriber(
+            *topics,
+            group_id=self.group,
+            ack_policy=AckPolicy.MANUAL,
+            auto_offset_reset="earliest",
+            decoder=raw_body,
+            title=f"{self.group}:{','.join(topics)}",
+            description=f"{self.service} consumes {', '.join(topics)}",
+        )
+        async def on_message(body: bytes, msg: KafkaMessage) -> None:
+            record = msg.raw_message
+            headers = {}
+            for name, value in record.headers or ():
+                headers[name] = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+            delivery = Delivery(record.topic, record.partition, record.offset, record.key, record.value or b"", headers)
+            if await self.process(delivery):
+                await msg.ack()
+
+    async def process(self, delivery: Delivery) -> bool:
+        """Apply one message. True when its offset may be committed; False only on shutdown."""
+        structlog.contextvars.bind_contextvars(
+            topic=delivery.topic, partition=delivery.partition, offset=delivery.offset, consumer_group=self.group,
+            event_id=None, event_type=None, correlation_id=None, attempt=None,
+        )
+        try:
+            try:
+                event = parse_event(delivery.value)
+            except (ValidationError, ValueError) as exc:
+                return await self._dead_letter(delivery, "invalid", _short(exc), attempts=1, event_type=None)
+            structlog.contextvars.bind_contextvars(
+                event_id=str(event.event_id), event_type=event.event_type, correlation_id=str(event.correlation_id)
+            )
+            handler = self.handlers.get(event.event_type)
+            if handler is None:
+                metrics.EVENTS_HANDLED.labels(self.service, self.group, event.event_type, "ignored").inc()
+                return True
+            return await self._apply(handler, event, delivery)
+        finally:
+            structlog.contextvars.unbind_contextvars(
+                "topic", "partition", "offset", "consumer_group", "event_id", "event_type", "correlation_id", "attempt"
+            )
+
+    async def _apply(self, handler: Handler, event: Envelope, delivery: Delivery) -> bool:
+        delays = backoff_delays(self.backoff_initial, self.backoff_max)
+        attempt = 0
+        while True:
+            attempt += 1
+            structlog.contextvars.bind_contextvars(attempt=attempt)
+            started = time.perf_counter()
+            try:
+                async with self._pool_provider().acquire() as conn:
+                    async with conn.transaction():
+                        first_time = await record_in_inbox(
+                            conn, consumer=self.group, event=event,
+                            topic=delivery.topic, partition=delivery.partition, offset=delivery.offset,
+                        )
+                        if first_time:
+                            await handler(UnitOfWork(conn), event)
+                outcome = "applied" if first_time else "duplicate"
+                metrics.EVENTS_HANDLED.labels(self.service, self.group, event.event_type, outcome).inc()
+                metrics.HANDLER_SECONDS.labels(self.service, event.event_type).observe(time.perf_counter() - started)
+                log.info("event applied" if first_time else "duplicate event skipped")
+                return True
+            except Rejected as exc:
+                return await self._dead_letter(delivery, "rejected", str(exc), attempts=attempt, event_type=event.event_type)
+            except TRANSIENT_DB_ERRORS as exc:
+                limit, reason = self.max_attempts, "transient-exhausted"
+                error = exc
+            except Exception as exc:  # a fault in the handler or its data
+                limit, reason = NON_TRANSIENT_ATTEMPTS, "handler-error"
+                error = exc
+            if attempt >= limit:
+                log.error("giving up on event", error=repr(error), exc_info=error)
+                return await self._dead_letter(delivery, reason, repr(error), attempts=attempt, event_type=event.event_type)
+            delay = next(delays)
+            metrics.HANDLER_RETRIES.labels(self.service, event.event_type).inc()
+            log.warning("event failed; retrying", error=repr(error), retry_in=round(delay, 2))
+            if await self._stopping_within(delay):
+                return False  # shutting down: leave the offset uncommitted, the event comes back
+
+    async def _dead_letter(self, delivery: Delivery, reason: str, error: str, *, attempts: int, event_type: str | None) -> bool:
+        letter = DeadLetter.from_delivery(delivery, consumer=self.group, service=self.service, reason=reason,
+                                          error=error, attempts=attempts)
+        delays = backoff_delays(self.backoff_initial, self.backoff_max)
+        while True:
+            try:
+                await publish_dead_letter(self.broker, letter)
+                break
+            except Exception as exc:  # Kafka away: the message must not be skipped unrecorded
+                delay = next(delays)
+                log.warning("dead-letter publish failed; retrying", error=repr(exc), retry_in=round(delay, 2))
+                if await self._stopping_within(delay):
+                    return False
+        metrics.DEAD_LETTERS.labels(self.service, self.group, reason).inc()
+        metrics.EVENTS_HANDLED.labels(self.service, self.group, event_type or "unparsed", "dead_lettered").inc()
+        log.warning("message dead-lettered", reason=reason, error=error[:300])
+        return True
+
+    async def _stopping_within(self, seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+
+def _short(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or '(message)'}: {e['msg']}" for e in exc.errors()[:5])
+    return str(exc)[:500]

@@ -1,0 +1,151 @@
+"""PostgreSQL: pools that wait for the server, provisioning of roles and schemas, migrations.
+
+One database, one schema and one login role per service. The role owns its schema and has no
+privileges on the others (FTGO's user-per-service, done with roles). Migrations are plain
+versioned SQL files applied by the service's own role inside its own schema.
+
+Migrations are applied by the small runner below rather than Alembic or yoyo: both need a
+synchronous driver beside asyncpg, and what is needed here - ordered files, a version table,
+one transaction per file, an advisory lock so two processes can start at once - is 30 lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from services.runtime.logging import get_logger
+from services.runtime.settings import SERVICES
+
+log = get_logger(__name__)
+
+RUNTIME_MIGRATIONS = Path(__file__).parent / "migrations"
+
+# Connection-level failures worth waiting out: the server is down, restarting or full.
+TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    ConnectionError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+)
+
+
+def backoff_delays(initial: float = 0.2, maximum: float = 10.0):
+    """Full-jitter exponential backoff: never a tight loop, never a thundering herd."""
+    attempt = 0
+    while True:
+        yield random.uniform(0, min(maximum, initial * 2**attempt))
+        attempt += 1
+
+
+async def wait_for(what: str, connect, *, timeout: float | None = None):
+    """Call ``connect()`` until it succeeds, logging each failed attempt with its backoff."""
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    for attempt, delay in enumerate(backoff_delays(0.2, 5.0), start=1):
+        try:
+            return await connect()
+        except TRANSIENT_DB_ERRORS as exc:
+            if deadline is not None and loop.time() + delay > deadline:
+                raise
+            log.warning("waiting for dependency", dependency=what, attempt=attempt, retry_in=round(delay, 2), error=str(exc))
+            await asyncio.sleep(delay)
+
+
+async def create_pool(dsn: str, *, schema: str, application: str, size: int = 10, timeout: float | None = None) -> asyncpg.Pool:
+    async def connect():
+        return await asyncpg.create_pool(
+            dsn,
+            min_size=1,
+            max_size=size,
+            command_timeout=30,
+            server_settings={"search_path": schema, "application_name": application},
+        )
+
+    return await wait_for("postgresql", connect, timeout=timeout)
+
+
+def _with_database(dsn: str, database: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, ""))
+
+
+async def provision(admin_dsn: str, *, timeout: float | None = 120) -> None:
+    """Create the database, a login role and a schema per service. Safe to run again.
+
+    Each role owns its own schema; nothing is granted on the others, and PUBLIC keeps no
+    rights on the database's public schema, so a service cannot read another's tables.
+    """
+    database = urlsplit(admin_dsn).path.lstrip("/") or "homecare"
+    admin = await wait_for("postgresql", lambda: asyncpg.connect(_with_database(admin_dsn, "postgres")), timeout=timeout)
+    try:
+        await admin.execute("SELECT pg_advisory_lock(hashtext('homecare-provision'))")
+        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database):
+            await admin.execute(f'CREATE DATABASE "{database}"')
+        for role in SERVICES:
+            if not await admin.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
+                # The password matters only where the server checks one (not under local trust).
+                await admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{role}'")
+        await admin.execute("SELECT pg_advisory_unlock(hashtext('homecare-provision'))")
+    finally:
+        await admin.close()
+
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('homecare-provision-schemas'))")
+            await conn.execute(f'REVOKE ALL ON DATABASE "{database}" FROM PUBLIC')
+            await conn.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
+            for role in SERVICES:
+                await conn.execute(f'GRANT CONNECT, TEMPORARY ON DATABASE "{database}" TO {role}')
+                await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {role} AUTHORIZATION {role}")
+    finally:
+        await conn.close()
+    log.info("database provisioned", database=database, roles=list(SERVICES))
+
+
+def migration_files(*folders: Path) -> list[tuple[str, Path]]:
+    """(version, file) in apply order: the runtime's tables first, then the service's own."""
+    found = []
+    for folder in folders:
+        prefix = "runtime-" if folder == RUNTIME_MIGRATIONS else ""
+        found += [(prefix + f.stem, f) for f in sorted(folder.glob("*.sql"))]
+    return found
+
+
+async def migrate(pool: asyncpg.Pool, schema: str, folder: Path) -> list[str]:
+    """Apply the pending migrations; returns the versions applied now. Safe twice and concurrently."""
+    applied_now = []
+    async with pool.acquire() as conn:
+        # One lock per schema: a second process starting at the same moment waits here,
+        # then finds everything applied.
+        await conn.execute("SELECT pg_advisory_lock(hashtext($1))", f"migrate:{schema}")
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            for version, path in migration_files(RUNTIME_MIGRATIONS, folder):
+                if version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(path.read_text())
+                    await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+                applied_now.append(version)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", f"migrate:{schema}")
+    if applied_now:
+        log.info("migrations applied", schema=schema, versions=applied_now)
+    return applied_now

@@ -1,0 +1,16 @@
+"""Prometheus metrics shared by the services (exposed on each service's /metrics)."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_HANDLED = Counter(
+    "homecare_events_handled_total", "Events consumed, by outcome (applied, duplicate, ignored, dead_lettered)",
+    ["service", "consumer", "event_type", "outcome"],
+)
+HANDLER_SECONDS = Histogram(
+    "homecare_handler_seconds", "Time to apply one event, including its transaction",
+    ["service", "event_type"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+HANDLER_RETRIES = Counter("homecare_handler_retries_total", "Retries after a failed attempt", ["service", "event_type"])
+DEAD_LETTERS = Counter("homecare_dead_letters_total", "Messages sent to the dead-letter topic", ["service", "consumer", "reason"])
+OUTBOX_PUBLISHED = Counter("homecare_outbox_published_total", "Outbox rows published to Kafka", ["service"])
+OUTBOX_BACKLOG = Gauge("homecare_outbox_backlog", "Outbox rows not yet published", ["service"])

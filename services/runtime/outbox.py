@@ -1,0 +1,191 @@
+"""The unit of work and the outbox relay: a state change and its events commit together.
+
+A handler gets a :class:`UnitOfWork`: one connection, one transaction. ``await uow.emit(event)``
+writes the event to the ``outbox`` table in that same transaction, so either the change and
+its events are both committed or neither is. The :class:`Relay` then publishes committed rows
+to Kafka with the service's idempotent producer (acks=all), keyed by the aggregate id, and
+marks them published. A crash between publish and mark republishes the same event id, which
+consumers' inboxes absorb.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import zlib
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, AsyncIterator
+
+import asyncpg
+
+from schemas.events import Envelope
+from schemas.topics import topic_for
+from services.runtime.db import TRANSIENT_DB_ERRORS, backoff_delays
+from services.runtime.logging import get_logger
+
+if TYPE_CHECKING:
+    from faststream.kafka import KafkaBroker
+
+log = get_logger(__name__)
+
+BUCKETS = 16  # relay parallelism: at most this many relays can share the work usefully
+
+
+def bucket_of(aggregate_id: str) -> int:
+    return zlib.crc32(aggregate_id.encode()) % BUCKETS
+
+
+class UnitOfWork:
+    """One transaction: the handler's effects, the inbox record and the outbox rows."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self.emitted: list[Envelope] = []
+
+    async def emit(self, event: Envelope, *, aggregate_type: str | None = None) -> None:
+        aggregate_type = aggregate_type or ("provider" if event.event_type == "ProviderUpdated" else "package")
+        await self.conn.execute(
+            """INSERT INTO outbox (id, aggregatetype, aggregateid, type, topic, payload, headers, bucket)
+               VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8)""",
+            event.event_id,
+            aggregate_type,
+            event.key,
+            event.event_type,
+            topic_for(event),
+            event.model_dump_json(),
+            json.dumps({"correlation_id": str(event.correlation_id)}),
+            bucket_of(event.key),
+        )
+        self.emitted.append(event)
+
+
+@asynccontextmanager
+async def unit_of_work(pool: asyncpg.Pool) -> AsyncIterator[UnitOfWork]:
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            yield UnitOfWork(conn)
+
+
+async def record_in_inbox(conn: asyncpg.Connection, *, consumer: str, event: Envelope, topic: str, partition: int, offset: int) -> bool:
+    """True the first time this consumer sees the event; False for a redelivery."""
+    inserted = await conn.fetchval(
+        """INSERT INTO inbox (consumer, event_id, event_type, topic, kafka_partition, kafka_offset)
+           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING true""",
+        consumer,
+        event.event_id,
+        event.event_type,
+        topic,
+        partition,
+        offset,
+    )
+    return bool(inserted)
+
+
+class Relay:
+    """Publishes committed outbox rows in order per aggregate; any number may run at once."""
+
+    def __init__(self, pool: asyncpg.Pool, broker: "KafkaBroker", *, service: str, batch_size: int = 200,
+                 poll_seconds: float = 0.05, retention_seconds: int = 3600) -> None:
+        self.pool = pool
+        self.broker = broker
+        self.service = service
+        self.batch_size = batch_size
+        self.poll_seconds = poll_seconds
+        self.retention_seconds = retention_seconds
+        self.published = 0
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name=f"{self.service}-outbox-relay")
+
+    async def stop(self) -> None:
+        """Finish the batch in hand, then return."""
+        self._stopping.set()
+        if self._task:
+            await self._task
+
+    async def run(self) -> None:
+        delays = backoff_delays(0.2, 10.0)
+        last_cleanup = 0.0
+        loop = asyncio.get_running_loop()
+        while not self._stopping.is_set():
+            try:
+                sent = await self.publish_batch()
+                delays = backoff_delays(0.2, 10.0)  # healthy again: reset the backoff
+                if loop.time() - last_cleanup > 60:
+                    await self.clean_up()
+                    last_cleanup = loop.time()
+                if sent == 0:
+                    await self._sleep(self.poll_seconds)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database or Kafka is away: rows stay, try again later
+                delay = next(delays)
+                log.warning("outbox relay failed; will retry", error=repr(exc), retry_in=round(delay, 2))
+                await self._sleep(delay)
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        except asyncio.TimeoutError:
+            pass
+
+    async def publish_batch(self) -> int:
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                # pg_try_advisory_xact_lock in the WHERE claims buckets as rows are scanned in
+                # seq order: rows in a bucket another relay holds are skipped as a whole, so
+                # an aggregate's events are only ever published by one relay at a time.
+                rows = await conn.fetch(
+                    """SELECT id, aggregateid, type, topic, payload::text AS payload, headers::text AS headers
+                         FROM outbox
+                        WHERE published_at IS NULL
+                          AND pg_try_advisory_xact_lock(hashtext(current_schema() || ':outbox'), bucket)
+                        ORDER BY seq
+                        LIMIT $1
+                          FOR UPDATE SKIP LOCKED""",
+                    self.batch_size,
+                )
+                if not rows:
+                    return 0
+                futures = []
+                for row in rows:
+                    headers = json.loads(row["headers"])
+                    futures.append(
+                        await self.broker.publish(
+                            row["payload"].encode(),
+                            topic=row["topic"],
+                            key=row["aggregateid"].encode(),
+                            headers={
+                                "content-type": "application/json",
+                                "event_type": row["type"],
+                                "event_id": str(row["id"]),
+                                "producer": self.service,
+                                **headers,
+                            },
+                            correlation_id=headers.get("correlation_id"),
+                            no_confirm=True,
+                        )
+                    )
+                # Every send must be acknowledged (acks=all) before the rows are marked; if one
+                # fails the transaction rolls back and the whole batch is sent again later.
+                await asyncio.gather(*futures)
+                await conn.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1::uuid[])", [r["id"] for r in rows])
+        self.published += len(rows)
+        return len(rows)
+
+    async def clean_up(self) -> None:
+        """Published rows are kept a while for inspection, then removed: the table stays small."""
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)", float(self.retention_seconds)
+            )
+            await conn.execute("DELETE FROM inbox WHERE processed_at < now() - interval '14 days'")
+
+    @staticmethod
+    async def backlog(pool: asyncpg.Pool) -> int:
+        return await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+
+
+__all__ = ["Relay", "UnitOfWork", "unit_of_work", "record_in_inbox", "TRANSIENT_DB_ERRORS"]

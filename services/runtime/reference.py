@@ -1,0 +1,99 @@
+"""The framework's reference data: zones, rate cards, allocation policies, the provider seed.
+
+Read from ``deploy/reference/`` (or ``HOMECARE_REFERENCE_DIR``). It is data, not code: zones
+are re-drawn and rates change every year, so a new file (or a new effective-dated entry)
+changes the system without a redeploy of code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from schemas.vocabulary import Band
+
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "deploy" / "reference"
+
+
+@dataclass(frozen=True)
+class Zone:
+    id: str
+    name: str
+    size: str
+    places: tuple[str, ...]
+    postcode_districts: tuple[str, ...]
+    adjacent: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RateCard:
+    version: str
+    effective_from: dt.date
+    rates: dict[Band, Decimal]
+
+
+@dataclass(frozen=True)
+class PolicyEntry:
+    effective_from: dt.date
+    default: str
+    zones: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Framework:
+    version: str
+    zones: dict[str, Zone]
+    rate_cards: tuple[RateCard, ...]
+    policies: tuple[PolicyEntry, ...]
+    no_prime_zones: frozenset[str]
+
+    def rate_card_on(self, day: dt.date) -> RateCard:
+        """The newest card whose start date has come."""
+        current = [c for c in self.rate_cards if c.effective_from <= day]
+        if not current:
+            raise LookupError(f"no rate card in force on {day}")
+        return max(current, key=lambda c: c.effective_from)
+
+    def policy_on(self, zone: str, day: dt.date) -> str:
+        current = [p for p in self.policies if p.effective_from <= day]
+        if not current:
+            raise LookupError(f"no allocation policy in force on {day}")
+        entry = max(current, key=lambda p: p.effective_from)
+        return entry.zones.get(zone, entry.default)
+
+    def zone_of_district(self, district: str) -> list[str]:
+        return [z.id for z in self.zones.values() if district in z.postcode_districts]
+
+
+def reference_dir() -> Path:
+    return Path(os.environ.get("HOMECARE_REFERENCE_DIR", DEFAULT_DIR))
+
+
+@lru_cache(maxsize=4)
+def load_framework(folder: Path | None = None) -> Framework:
+    raw = yaml.safe_load((folder or reference_dir()).joinpath("framework.yaml").read_text())
+    zones = {
+        z["id"]: Zone(z["id"], z["name"], z["size"], tuple(z["places"]), tuple(z["postcode_districts"]), tuple(z["adjacent"]))
+        for z in raw["zones"]
+    }
+    for zone in zones.values():
+        for other in zone.adjacent:
+            if other not in zones or zone.id not in zones[other].adjacent:
+                raise ValueError(f"adjacency of {zone.id} and {other} must be declared both ways")
+    cards = tuple(
+        RateCard(str(c["version"]), c["effective_from"], {Band(b): Decimal(str(r)) for b, r in c["rates"].items()})
+        for c in raw["rate_cards"]
+    )
+    policies = tuple(PolicyEntry(p["effective_from"], p["default"], dict(p.get("zones") or {})) for p in raw["allocation_policies"])
+    return Framework(str(raw["version"]), zones, cards, policies, frozenset(raw.get("no_prime_zones", [])))
+
+
+@lru_cache(maxsize=4)
+def load_provider_seed(folder: Path | None = None) -> list[dict]:
+    return yaml.safe_load((folder or reference_dir()).joinpath("providers.yaml").read_text())["providers"]

@@ -1,0 +1,192 @@
+"""The bootstrap every service uses: one process = HTTP API + Kafka consumers + outbox relay.
+
+Start-up waits (with logged backoff) for PostgreSQL and Kafka, applies the service's
+migrations, creates the topics, runs the service's own start-up steps, then starts consuming
+and relaying. Shutdown (SIGTERM via uvicorn) stops consuming, lets in-flight handlers finish
+within ``graceful_timeout``, stops the relay after its current batch, and closes the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Awaitable, Callable
+
+import asyncpg
+import uvicorn
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from faststream.kafka import KafkaBroker
+
+from schemas import topics
+from services.runtime import logging as runtime_logging
+from services.runtime import metrics
+from services.runtime.consumer import EventConsumer
+from services.runtime.db import backoff_delays, create_pool, migrate
+from services.runtime.outbox import Relay
+from services.runtime.settings import ServiceSettings
+
+log = runtime_logging.get_logger(__name__)
+
+StartupStep = Callable[["Service"], Awaitable[None]]
+BackgroundTask = Callable[["Service"], Awaitable[None]]
+
+
+def make_broker(settings: ServiceSettings) -> KafkaBroker:
+    import logging
+
+    return KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id=settings.service,
+        # The relay's guarantee rests on these: no duplicates from producer retries, and a
+        # send only counts once every in-sync replica has it.
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=2,
+        graceful_timeout=settings.graceful_timeout_seconds,
+        log_level=logging.DEBUG,  # our own structured lines describe each event
+    )
+
+
+class Service:
+    def __init__(self, settings: ServiceSettings, *, migrations: Path) -> None:
+        self.settings = settings
+        self.name = settings.service
+        self.migrations = migrations
+        self.broker = make_broker(settings)
+        self._pool: asyncpg.Pool | None = None
+        self.consumer = EventConsumer(
+            service=self.name,
+            group=self.name,
+            pool_provider=lambda: self.pool,
+            broker=self.broker,
+            max_attempts=settings.consumer_max_attempts,
+            backoff_initial=settings.consumer_backoff_initial_seconds,
+            backoff_max=settings.consumer_backoff_max_seconds,
+        )
+        self.relay: Relay | None = None
+        self.startup_steps: list[StartupStep] = []
+        self.background: list[BackgroundTask] = []
+        self._tasks: list[asyncio.Task] = []
+        self.stopping = asyncio.Event()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("the service has not started")
+        return self._pool
+
+    def on_startup(self, step: StartupStep) -> StartupStep:
+        self.startup_steps.append(step)
+        return step
+
+    def in_background(self, task: BackgroundTask) -> BackgroundTask:
+        self.background.append(task)
+        return task
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self.settings
+        log.info("starting", kafka=s.kafka_bootstrap_servers, http=f"{s.http_host}:{s.http_port}")
+        self._pool = await create_pool(s.service_dsn, schema=self.name, application=self.name, size=s.db_pool_size)
+        await migrate(self._pool, self.name, self.migrations)
+        await self._wait_for_kafka()
+        for step in self.startup_steps:
+            await step(self)
+        self.relay = Relay(self._pool, self.broker, service=self.name, batch_size=s.relay_batch_size,
+                           poll_seconds=s.relay_poll_seconds, retention_seconds=s.outbox_retention_seconds)
+        self.relay.start()
+        self._tasks = [asyncio.create_task(self._guard(task), name=task.__name__) for task in self.background]
+        log.info("started")
+
+    async def _wait_for_kafka(self) -> None:
+        for attempt, delay in enumerate(backoff_delays(0.5, 5.0), start=1):
+            try:
+                await ensure_topics(self.settings.kafka_bootstrap_servers)
+                await self.broker.start()
+                return
+            except (KafkaConnectionError, KafkaError, OSError) as exc:
+                log.warning("waiting for dependency", dependency="kafka", attempt=attempt, retry_in=round(delay, 2), error=repr(exc))
+                await asyncio.sleep(delay)
+
+    async def _guard(self, task: BackgroundTask) -> None:
+        """Keep a background loop alive: log and restart it after an unexpected error."""
+        delays = backoff_delays(0.5, 10.0)
+        while not self.stopping.is_set():
+            try:
+                await task(self)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                delay = next(delays)
+                log.warning("background task failed; restarting", task=task.__name__, error=repr(exc), retry_in=round(delay, 2))
+                await asyncio.sleep(delay)
+
+    async def stop(self) -> None:
+        log.info("stopping")
+        self.stopping.set()
+        self.consumer.stopping.set()
+        await self.broker.stop()  # stops fetching, waits for in-flight handlers (graceful_timeout)
+        if self.relay:
+            await self.relay.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._pool:
+            await self._pool.close()
+        log.info("stopped")
+
+    @asynccontextmanager
+    async def lifespan(self, _app):
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    # ---- operations -----------------------------------------------------------------------
+
+    async def readiness(self) -> dict[str, bool]:
+        db_ok = False
+        try:
+            db_ok = await asyncio.wait_for(self.pool.fetchval("SELECT 1"), timeout=2) == 1
+        except Exception:
+            pass
+        kafka_ok = False
+        try:
+            kafka_ok = await self.broker.ping(timeout=2)
+        except Exception:
+            pass
+        return {"postgresql": db_ok, "kafka": kafka_ok}
+
+    async def refresh_gauges(self) -> None:
+        try:
+            metrics.OUTBOX_BACKLOG.labels(self.name).set(await Relay.backlog(self.pool))
+        except Exception:
+            pass
+
+    def run(self, app) -> None:
+        """Serve the HTTP app (and with it the consumers and relay) until SIGTERM/SIGINT."""
+        s = self.settings
+        runtime_logging.configure(self.name, fmt=s.log_format, level=s.log_level)
+        uvicorn.run(app, host=s.http_host, port=s.http_port, log_level="warning", access_log=False,
+                    timeout_graceful_shutdown=int(s.graceful_timeout_seconds))
+
+
+async def ensure_topics(bootstrap: str) -> None:
+    """Create the system's topics with their partition count, if missing."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(t, num_partitions=topics.PARTITIONS, replication_factor=1) for t in topics.ALL if t not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
