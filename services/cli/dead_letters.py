@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
-from schemas.topics import DEAD_LETTERS
+from services.runtime import topics
 from services.runtime.dead_letters import DeadLetter
 from services.runtime.settings import admin_settings
 
@@ -23,7 +23,8 @@ async def read_all(bootstrap: str) -> list[tuple[int, int, DeadLetter]]:
     await consumer.start()
     try:
         await consumer.topics()  # fetches fresh cluster metadata
-        partitions = [TopicPartition(DEAD_LETTERS, p) for p in (consumer.partitions_for_topic(DEAD_LETTERS) or [])]
+        name = topics.dead_letters()
+        partitions = [TopicPartition(name, p) for p in (consumer.partitions_for_topic(name) or [])]
         if not partitions:
             return []
         consumer.assign(partitions)

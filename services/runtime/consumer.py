@@ -40,6 +40,7 @@ from services.runtime.db import TRANSIENT_DB_ERRORS, backoff_delays
 from services.runtime.dead_letters import DeadLetter, publish_dead_letter
 from services.runtime.logging import get_logger
 from services.runtime.outbox import UnitOfWork, record_in_inbox
+from services.runtime.topics import resolve
 
 log = get_logger(__name__)
 
@@ -94,14 +95,16 @@ class EventConsumer:
     def subscribe(self, *topics: str) -> None:
         """Attach this consumer to the broker: one subscriber (consumer group) on these topics."""
 
+        names = [resolve(t) for t in topics]
+
         @self.broker.subscriber(
-            *topics,
+            *names,
             group_id=self.group,
             ack_policy=AckPolicy.MANUAL,
             auto_offset_reset="earliest",
             decoder=raw_body,
-            title=f"{self.group}:{','.join(topics)}",
-            description=f"{self.service} consumes {', '.join(topics)}",
+            title=f"{self.group}:{','.join(names)}",
+            description=f"{self.service} consumes {', '.join(names)}",
         )
         async def on_message(body: bytes, msg: KafkaMessage) -> None:
             record = msg.raw_message

@@ -13,7 +13,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from schemas.topics import DEAD_LETTERS
+from services.runtime import topics
 
 if TYPE_CHECKING:
     from faststream.kafka import KafkaBroker
@@ -78,4 +78,4 @@ class DeadLetter:
 
 
 async def publish_dead_letter(broker: "KafkaBroker", letter: DeadLetter) -> None:
-    await broker.publish(letter.value, topic=DEAD_LETTERS, key=letter.key, headers=letter.headers())
+    await broker.publish(letter.value, topic=topics.dead_letters(), key=letter.key, headers=letter.headers())

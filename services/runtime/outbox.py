@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, AsyncIterator
 import asyncpg
 
 from schemas.events import Envelope
-from schemas.topics import topic_for
 from services.runtime.db import TRANSIENT_DB_ERRORS, backoff_delays
 from services.runtime.logging import get_logger
+from services.runtime.topics import topic_of
 
 if TYPE_CHECKING:
     from faststream.kafka import KafkaBroker
@@ -51,7 +51,7 @@ class UnitOfWork:
             aggregate_type,
             event.key,
             event.event_type,
-            topic_for(event),
+            topic_of(event),
             event.model_dump_json(),
             json.dumps({"correlation_id": str(event.correlation_id)}),
             bucket_of(event.key),

@@ -22,6 +22,7 @@ from faststream.kafka import KafkaBroker
 from schemas import topics
 from services.runtime import logging as runtime_logging
 from services.runtime import metrics
+from services.runtime import topics as runtime_topics
 from services.runtime.consumer import EventConsumer
 from services.runtime.db import backoff_delays, create_pool, migrate
 from services.runtime.outbox import Relay
@@ -58,7 +59,7 @@ class Service:
         self._pool: asyncpg.Pool | None = None
         self.consumer = EventConsumer(
             service=self.name,
-            group=self.name,
+            group=runtime_topics.group(self.name),
             pool_provider=lambda: self.pool,
             broker=self.broker,
             max_attempts=settings.consumer_max_attempts,
@@ -104,7 +105,7 @@ class Service:
     async def _wait_for_kafka(self) -> None:
         for attempt, delay in enumerate(backoff_delays(0.5, 5.0), start=1):
             try:
-                await ensure_topics(self.settings.kafka_bootstrap_servers)
+                await ensure_topics(self.settings.kafka_bootstrap_servers, self.settings.kafka_replication_factor)
                 await self.broker.start()
                 return
             except (KafkaConnectionError, KafkaError, OSError) as exc:
@@ -176,13 +177,22 @@ class Service:
                     timeout_graceful_shutdown=int(s.graceful_timeout_seconds))
 
 
-async def ensure_topics(bootstrap: str) -> None:
-    """Create the system's topics with their partition count, if missing."""
+async def ensure_topics(bootstrap: str, replication_factor: int = 1) -> None:
+    """Create the system's topics with their partition count, if missing.
+
+    The registry topic is compacted: it holds each provider's latest profile for as long as
+    the provider exists, so a new brokerage instance can always rebuild its view from it.
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(t, num_partitions=topics.PARTITIONS, replication_factor=1) for t in topics.ALL if t not in existing]
+        compacted = runtime_topics.resolve(topics.REGISTRY)
+        missing = [
+            NewTopic(t, num_partitions=topics.PARTITIONS, replication_factor=replication_factor,
+                     topic_configs={"cleanup.policy": "compact"} if t == compacted else {})
+            for t in runtime_topics.all_topics() if t not in existing
+        ]
         if missing:
             try:
                 await admin.create_topics(missing)

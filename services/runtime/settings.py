@@ -26,6 +26,7 @@ class SharedSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
 
     kafka_bootstrap_servers: str = LOCAL_KAFKA
+    kafka_replication_factor: int = 1
     database_url: str = LOCAL_DATABASE
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"

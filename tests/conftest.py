@@ -1,0 +1,109 @@
+"""Fixtures for tests that need the real Kafka and PostgreSQL.
+
+Where they come from, in order:
+1. ``KAFKA_BOOTSTRAP_SERVERS`` / ``DATABASE_URL`` in the environment (a cluster of your own);
+2. testcontainers (Kafka KRaft + PostgreSQL), when a Docker engine answers;
+3. the project's local processes, started by ``deploy/kafka.sh`` and ``deploy/postgres.sh``.
+
+Each test session gets its own database (``homecare_test_<hex>``) and its own topic namespace
+(``HOMECARE_NAMESPACE=test-<hex>``), so runs never see each other's data or events.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "artifacts"
+
+
+@dataclass(frozen=True)
+class Infra:
+    kafka: str
+    admin_dsn: str  # administrator URL of the server, database part ignored
+    source: str
+
+    def database_url(self, database: str) -> str:
+        parts = urlsplit(self.admin_dsn)
+        return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, ""))
+
+
+def _docker_engine() -> bool:
+    if not shutil.which("docker"):
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+
+
+def _testcontainers(stack: list) -> Infra:
+    from testcontainers.kafka import KafkaContainer
+    from testcontainers.postgres import PostgresContainer
+
+    kafka = KafkaContainer("apache/kafka:4.1.1").with_kraft()
+    postgres = PostgresContainer("postgres:15", username="postgres", password="postgres", dbname="homecare", driver=None)
+    for container in (kafka, postgres):
+        container.start()
+        stack.append(container)
+    return Infra(kafka.get_bootstrap_server(), postgres.get_connection_url(), "testcontainers")
+
+
+def _local_processes() -> Infra:
+    for script in ("kafka.sh", "postgres.sh"):
+        subprocess.run(["bash", str(ROOT / "deploy" / script), "start"], check=True)
+    from services.runtime.settings import LOCAL_DATABASE, LOCAL_KAFKA
+
+    return Infra(LOCAL_KAFKA, LOCAL_DATABASE, "local processes")
+
+
+@pytest.fixture(scope="session")
+def infra():
+    stack: list = []
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("DATABASE_URL"):
+        found = Infra(os.environ["KAFKA_BOOTSTRAP_SERVERS"], os.environ["DATABASE_URL"], "environment")
+    elif os.environ.get("HOMECARE_TESTCONTAINERS", "auto") != "never" and _docker_engine():
+        found = _testcontainers(stack)
+    else:
+        found = _local_processes()
+    yield found
+    for container in reversed(stack):
+        container.stop()
+
+
+@pytest.fixture(scope="session")
+def namespace() -> str:
+    ns = f"test-{uuid.uuid4().hex[:8]}"
+    os.environ["HOMECARE_NAMESPACE"] = ns
+    yield ns
+    os.environ.pop("HOMECARE_NAMESPACE", None)
+
+
+@pytest.fixture(scope="session")
+async def database_url(infra, namespace) -> str:
+    """A fresh database for this session, provisioned (roles, schemas); dropped afterwards."""
+    from services.runtime.db import provision
+
+    name = f"homecare_{namespace.replace('-', '_')}"
+    url = infra.database_url(name)
+    await provision(url)
+    os.environ["DATABASE_URL"] = url
+    os.environ["KAFKA_BOOTSTRAP_SERVERS"] = infra.kafka
+    yield url
+    admin = await asyncpg.connect(infra.database_url("postgres"))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS

@@ -1,0 +1,107 @@
+"""The providers service's handlers on the in-memory broker."""
+
+import datetime as dt
+import json
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+from faststream.kafka import KafkaMessage
+
+from schemas.events import OfferMade, PackagePlaced, PackageSpec, VisitPattern
+from services.providers.app import build
+from services.runtime import topics
+from services.runtime.consumer import raw_body
+
+
+def offer(provider_ids, hours="7", band="urban", zone="coalville-ashby") -> OfferMade:
+    """A small, plain package (2 calls of 30 minutes a day) that the seeded providers can take."""
+    package_id = uuid.uuid4()
+    spec = PackageSpec(zone=zone, band=band, postcode_district="LE67", hours_per_week=Decimal(hours),
+                       visits=VisitPattern(calls_per_day=2, minutes_per_call=30, carers_per_call=1),
+                       needs=["personal_care"], urgency="community", start_date=dt.date.today())
+    return OfferMade(correlation_id=package_id, package_id=package_id, offer_round=1, tier="prime",
+                     provider_ids=provider_ids, package=spec, band_rate=Decimal("18.75"),
+                     window_closes_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+
+
+async def outbox(service, package_id):
+    return await service.pool.fetch("SELECT type, payload FROM outbox WHERE aggregateid = $1 ORDER BY seq", str(package_id))
+
+
+async def test_an_offer_is_answered_by_each_offered_providers_automatic_adapter(in_memory):
+    service, broker = await in_memory(build, "providers")
+    event = offer(["bluebell-care", "charnwood-care"])
+    await broker.publish(event.model_dump_json().encode(), topic=topics.resolve("brokerage.packages"))
+    rows = await outbox(service, event.package_id)
+    assert sorted(r["type"] for r in rows) in (["BidSubmitted", "BidSubmitted"], ["BidSubmitted", "OfferDeclined"],
+                                               ["OfferDeclined", "OfferDeclined"])
+    answers = {json.loads(r["payload"])["provider_id"] for r in rows}
+    assert answers == {"bluebell-care", "charnwood-care"}
+
+
+async def test_a_redelivered_offer_has_no_second_effect(in_memory):
+    service, broker = await in_memory(build, "providers")
+    event = offer(["bluebell-care"])
+    held_before = await service.pool.fetchval("SELECT held_hours FROM providers WHERE provider_id = 'bluebell-care'")
+    for _ in range(3):
+        await broker.publish(event.model_dump_json().encode(), topic=topics.resolve("brokerage.packages"))
+    assert len(await outbox(service, event.package_id)) == 1
+    held_after = await service.pool.fetchval("SELECT held_hours FROM providers WHERE provider_id = 'bluebell-care'")
+    assert held_after - held_before == Decimal("7")
+
+
+async def test_an_award_commits_the_winners_hours_and_releases_the_losers(in_memory):
+    service, broker = await in_memory(build, "providers")
+    event = offer(["bluebell-care", "wreake-care"], zone="coalville-ashby")
+    topic = topics.resolve("brokerage.packages")
+    await broker.publish(event.model_dump_json().encode(), topic=topic)
+    bids = [json.loads(r["payload"]) for r in await outbox(service, event.package_id) if r["type"] == "BidSubmitted"]
+    assert bids, "expected at least one bid"
+    winner = bids[0]["provider_id"]
+    before = await service.pool.fetchrow("SELECT committed_hours, revision FROM providers WHERE provider_id = $1", winner)
+    placed = PackagePlaced(correlation_id=event.package_id, package_id=event.package_id, provider_id=winner, offer_round=1,
+                           tier="prime", hourly_rate=Decimal("18.75"), hours_per_week=Decimal("7"),
+                           start_date=dt.date.today(), zone="coalville-ashby", band="urban", urgency="community",
+                           rate_card="2020-21", requested_by="broker.amy", placed_at=dt.datetime.now(dt.UTC))
+    await broker.publish(placed.model_dump_json().encode(), topic=topic)
+    after = await service.pool.fetchrow("SELECT committed_hours, revision FROM providers WHERE provider_id = $1", winner)
+    assert after["committed_hours"] - before["committed_hours"] == Decimal("7")
+    assert after["revision"] == before["revision"] + 1
+    held = await service.pool.fetchval("SELECT sum(held_hours) FROM offers WHERE package_id = $1", event.package_id)
+    assert held == 0
+    statuses = dict(await service.pool.fetch("SELECT provider_id, status FROM offers WHERE package_id = $1", event.package_id))
+    assert statuses[winner] == "won"
+    updates = [r for r in await service.pool.fetch("SELECT type, aggregateid FROM outbox WHERE type = 'ProviderUpdated' AND aggregateid = $1", winner)]
+    assert updates
+
+
+async def test_a_malformed_message_is_dead_lettered_with_its_origin(in_memory):
+    seen = []
+
+    def listen_to_dead_letters(service):
+        @service.broker.subscriber(topics.dead_letters(), decoder=raw_body)
+        async def capture(body: bytes, msg: KafkaMessage):
+            seen.append((body, msg.headers))
+
+    service, broker = await in_memory(build, "providers", before_start=listen_to_dead_letters)
+    inbox_before = await service.pool.fetchval("SELECT count(*) FROM inbox")
+    bad = b'{"event_type": "OfferMade", "nonsense": true}'
+    await broker.publish(bad, topic=topics.resolve("brokerage.packages"))
+    assert len(seen) == 1
+    body, headers = seen[0]
+    assert body == bad
+    assert headers["x-dlq-origin-topic"] == topics.resolve("brokerage.packages")
+    assert headers["x-dlq-reason"] == "invalid"
+    assert "package_id" in headers["x-dlq-error"]
+    assert headers["x-dlq-consumer"] == topics.group("providers")
+    assert await service.pool.fetchval("SELECT count(*) FROM inbox") == inbox_before
+
+
+async def test_an_event_the_service_does_not_handle_is_skipped(in_memory):
+    service, broker = await in_memory(build, "providers")
+    before = await service.pool.fetchval("SELECT count(*) FROM inbox"), await service.pool.fetchval("SELECT count(*) FROM offers")
+    sample = (Path(__file__).resolve().parents[2] / "schemas/samples/PackageRequested.v1.json").read_bytes()
+    await broker.publish(sample, topic=topics.resolve("brokerage.packages"))
+    after = await service.pool.fetchval("SELECT count(*) FROM inbox"), await service.pool.fetchval("SELECT count(*) FROM offers")
+    assert after == before

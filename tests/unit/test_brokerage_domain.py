@@ -1,0 +1,176 @@
+"""The framework's placement rules, with no I/O."""
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.events import PackageSpec, ProviderProfile, VisitPattern
+from schemas.vocabulary import Tier
+from services.brokerage import domain
+
+TODAY = dt.date(2026, 11, 23)
+T0 = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
+
+
+def package(**kw) -> PackageSpec:
+    base = dict(zone="melton", band="rural", postcode_district="LE13", hours_per_week=Decimal("14"),
+                visits=VisitPattern(calls_per_day=4, minutes_per_call=30, carers_per_call=1), needs=["personal_care"],
+                urgency="hospital_discharge", start_date=TODAY)
+    return PackageSpec(**(base | kw))
+
+
+def provider(pid="p1", **kw) -> ProviderProfile:
+    base = dict(provider_id=pid, name=pid, tier="prime", status="active", zones=["melton"], bands=["urban", "rural"],
+                skills=["personal_care", "medication"], double_handed=True, cqc_rating="good", local_risk="low",
+                hand_backs_12m=0, weekly_capacity_hours=Decimal(100), committed_hours=Decimal(0))
+    return ProviderProfile(**(base | kw))
+
+
+class TestEligibility:
+    def test_a_fitting_provider_is_eligible(self):
+        assert domain.exclusion_reasons(package(), provider()) == []
+
+    @pytest.mark.parametrize(
+        "change, reason",
+        [
+            (dict(status="suspended"), "not active on the framework (suspended)"),
+            (dict(cqc_rating="inadequate"), "quality rated Inadequate"),
+            (dict(zones=["bottesford"]), "does not serve zone melton"),
+            (dict(bands=["urban"]), "does not accept band rural"),
+            (dict(committed_hours=Decimal(90)), "capacity 10 h/week free, package needs 14"),
+        ],
+    )
+    def test_each_exclusion_has_its_reason(self, change, reason):
+        assert reason in domain.exclusion_reasons(package(), provider(**change))
+
+    def test_missing_skills_are_named(self):
+        reasons = domain.exclusion_reasons(package(needs=["personal_care", "dementia", "end_of_life"]), provider())
+        assert reasons == ["lacks skills: dementia, end_of_life"]
+
+    def test_double_handed_calls_need_a_provider_that_staffs_them(self):
+        two = package(visits=VisitPattern(calls_per_day=2, minutes_per_call=30, carers_per_call=2), hours_per_week=Decimal(14))
+        assert domain.exclusion_reasons(two, provider(double_handed=False)) == ["does not staff double-handed calls"]
+        assert domain.exclusion_reasons(two, provider(double_handed=True)) == []
+
+    def test_screen_lists_exclusions_only_for_providers_in_the_zone(self):
+        s = domain.screen(package(), [provider("pa"), provider("pb", bands=["urban"]), provider("pc", zones=["lutterworth"])])
+        assert [p.provider_id for p in s.eligible] == ["pa"]
+        assert list(s.excluded) == ["pb"]
+
+
+class TestQuality:
+    def test_better_cqc_rating_scores_higher(self):
+        assert domain.quality_score(provider(cqc_rating="outstanding")) > domain.quality_score(provider(cqc_rating="good"))
+
+    def test_a_new_provider_without_a_cqc_rating_sits_between_good_and_requires_improvement(self):
+        new = domain.quality_score(provider(cqc_rating="not_yet_rated"))
+        assert domain.quality_score(provider(cqc_rating="requires_improvement")) < new < domain.quality_score(provider())
+
+    def test_hand_backs_lower_the_score(self):
+        assert domain.quality_score(provider(hand_backs_12m=3)) < domain.quality_score(provider())
+
+    def test_weights_are_configurable(self):
+        only_risk = domain.QualityWeights(cqc=Decimal(0), local_risk=Decimal(1), hand_backs=Decimal(0))
+        assert domain.quality_score(provider(cqc_rating="requires_improvement"), only_risk) == Decimal("100.0")
+
+
+class TestTiers:
+    def test_prime_then_supplementary(self):
+        assert domain.tier_ladder("prime-supplementary", zone_has_prime=True) == [Tier.prime, Tier.supplementary]
+
+    def test_no_prime_tier_where_the_zone_has_none(self):
+        assert domain.tier_ladder("prime-supplementary", zone_has_prime=False) == [Tier.supplementary]
+
+    def test_open_framework_offers_everyone_at_once(self):
+        assert domain.tier_ladder("open-framework", zone_has_prime=True) == [Tier.open]
+
+    def test_unknown_policy_is_refused(self):
+        with pytest.raises(ValueError):
+            domain.tier_ladder("lottery", zone_has_prime=True)
+
+    def test_next_offer_skips_a_tier_with_nobody_eligible(self):
+        supp = provider("ps", tier="supplementary")
+        tier, offered = domain.next_offer([Tier.prime, Tier.supplementary], None, [supp])
+        assert tier == Tier.supplementary and offered == [supp]
+        assert domain.next_offer([Tier.prime, Tier.supplementary], Tier.supplementary, [supp]) is None
+
+
+def bid(pid, rate, minutes=0, start=TODAY):
+    return domain.Answer(pid, "bid", T0 + dt.timedelta(minutes=minutes), Decimal(rate), start)
+
+
+class TestAward:
+    def test_quality_then_price_then_start_then_answer_time(self):
+        quality = {"a": Decimal(80), "b": Decimal(90), "c": Decimal(90), "d": Decimal(90), "e": Decimal(90)}
+        answers = [bid("a", "15"), bid("b", "19"), bid("c", "18", minutes=5), bid("d", "18", minutes=1, start=TODAY + dt.timedelta(days=1)),
+                   bid("e", "18", minutes=2)]
+        ranked = domain.rank_bids(answers, quality, Decimal("20"))
+        assert [r.answer.provider_id for r in ranked] == ["e", "c", "d", "b", "a"]
+
+    def test_bid_above_the_band_rate_is_not_acceptable(self):
+        ranked = domain.rank_bids([bid("a", "23.00"), bid("b", "22.95")], {"a": Decimal(99), "b": Decimal(50)}, Decimal("22.95"))
+        assert domain.choose_winner(ranked, {"a", "b"}).answer.provider_id == "b"
+
+    def test_a_provider_no_longer_eligible_cannot_win(self):
+        ranked = domain.rank_bids([bid("a", "18"), bid("b", "18")], {"a": Decimal(99), "b": Decimal(50)}, Decimal("20"))
+        assert domain.choose_winner(ranked, {"b"}).answer.provider_id == "b"
+
+    def test_declines_never_win(self):
+        decline = domain.Answer("a", "decline", T0, reason="capacity")
+        assert domain.choose_winner(domain.rank_bids([decline], {}, Decimal(20)), {"a"}) is None
+
+
+class TestEarlyClose:
+    def test_closes_once_everyone_answered(self):
+        state = domain.RoundState(["a", "b"], {"a": bid("a", 18), "b": domain.Answer("b", "decline", T0, reason="price")})
+        assert domain.outcome_settled(state, {"a": Decimal(50), "b": Decimal(50)}, Decimal(20))
+
+    def test_closes_when_no_pending_provider_could_beat_the_best_bid(self):
+        state = domain.RoundState(["a", "b"], {"a": bid("a", 18)})
+        assert domain.outcome_settled(state, {"a": Decimal(90), "b": Decimal(80)}, Decimal(20))
+
+    def test_stays_open_while_an_equal_or_better_provider_may_still_bid(self):
+        state = domain.RoundState(["a", "b"], {"a": bid("a", 18)})
+        assert not domain.outcome_settled(state, {"a": Decimal(80), "b": Decimal(80)}, Decimal(20))
+
+    def test_an_unacceptable_bid_does_not_close_the_round(self):
+        state = domain.RoundState(["a", "b"], {"a": bid("a", 25)})
+        assert not domain.outcome_settled(state, {"a": Decimal(90), "b": Decimal(10)}, Decimal(20))
+
+
+answers_strategy = st.lists(
+    st.tuples(
+        st.sampled_from(["p1", "p2", "p3", "p4", "p5"]),
+        st.booleans(),
+        st.decimals(min_value=15, max_value=30, places=2),
+        st.integers(0, 600),
+        st.integers(0, 5),
+    ),
+    max_size=12,
+    unique_by=lambda t: t[0],
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(answers=answers_strategy, qualities=st.lists(st.integers(0, 100), min_size=5, max_size=5),
+       eligible=st.sets(st.sampled_from(["p1", "p2", "p3", "p4", "p5"])))
+def test_property_winner_is_eligible_acceptable_and_ranked_first(answers, qualities, eligible):
+    quality = {f"p{i + 1}": Decimal(q) for i, q in enumerate(qualities)}
+    band_rate = Decimal("22.95")
+    built = [
+        domain.Answer(pid, "bid", T0 + dt.timedelta(seconds=s), rate, TODAY + dt.timedelta(days=d)) if is_bid
+        else domain.Answer(pid, "decline", T0 + dt.timedelta(seconds=s), reason="other")
+        for pid, is_bid, rate, s, d in answers
+    ]
+    winner = domain.choose_winner(domain.rank_bids(built, quality, band_rate), eligible)
+    candidates = [a for a in built if a.kind == "bid" and a.hourly_rate <= band_rate and a.provider_id in eligible]
+    if not candidates:
+        assert winner is None
+        return
+    assert winner is not None
+    assert winner.answer.provider_id in eligible and winner.answer.hourly_rate <= band_rate
+    best = min(candidates, key=lambda a: domain.rank_key(a, quality[a.provider_id]))
+    assert winner.answer == best
