@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A single-node Apache Kafka (KRaft, combined broker+controller) on 127.0.0.1, run from the jars
 # that Maven resolves from Maven Central (deploy/kafka/pom.xml) - no Docker needed.
-#   deploy/kafka.sh start|stop|status|restart|reset
+#   deploy/kafka.sh start|stop|status|restart|reset|fetch
 # Starting twice is harmless. KAFKA_BOOTSTRAP_SERVERS in the environment means "use that cluster",
 # and this script then does nothing.
 source "$(dirname "$0")/lib.sh"
@@ -38,6 +38,7 @@ java_run() { java "${JAVA_OPTS[@]}" "$@"; }
 start() {
   if [ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then log "KAFKA_BOOTSTRAP_SERVERS is set; using $KAFKA_BOOTSTRAP_SERVERS"; return; fi
   if pid_alive "$PID"; then log "Kafka already running (pid $(cat "$PID")) on 127.0.0.1:$KAFKA_PORT"; return; fi
+  if port_taken "$KAFKA_PORT"; then log "port $KAFKA_PORT is taken by another process; stop it or set HOMECARE_KAFKA_PORT"; exit 1; fi
   fetch_jars
   write_config
   if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
@@ -59,6 +60,7 @@ start() {
 }
 
 case "${1:-start}" in
+  fetch) fetch_jars ;;
   start) start ;;
   stop) stop_pid "$PID" kafka 60 ;;
   restart) stop_pid "$PID" kafka 60; start ;;

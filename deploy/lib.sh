@@ -26,6 +26,9 @@ wait_port() {
   done
 }
 
+# port_taken PORT -> 0 when something already listens on 127.0.0.1:PORT
+port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 # stop_pid FILE NAME SECONDS: SIGTERM, wait, then SIGKILL
 stop_pid() {
   local file=$1 name=$2 grace=${3:-30}

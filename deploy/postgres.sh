@@ -37,6 +37,7 @@ CONF
   if as_owner "$PG_BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
     log "PostgreSQL already running on 127.0.0.1:$PG_PORT"; return
   fi
+  if port_taken "$PG_PORT"; then log "port $PG_PORT is taken by another process; stop it or set HOMECARE_PG_PORT"; exit 1; fi
   log "starting PostgreSQL on 127.0.0.1:$PG_PORT (log: $LOG)"
   as_owner "$PG_BIN/pg_ctl" -D "$DATA" -l "$LOG" -w -t 60 start >/dev/null
   log "PostgreSQL ready"

@@ -6,41 +6,26 @@ import asyncio
 import json
 
 import typer
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from rich.console import Console
 from rich.table import Table
 
 from services.runtime import topics
 from services.runtime.dead_letters import DeadLetter
+from services.runtime.kafka import read_topic
 from services.runtime.settings import admin_settings
 
 app = typer.Typer(no_args_is_help=True, help="Messages the consumers could not apply.")
 
 
 async def read_all(bootstrap: str) -> list[tuple[int, int, DeadLetter]]:
-    """Every dead letter as (partition, offset, letter), oldest first. Reads without a group."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer.topics()  # fetches fresh cluster metadata
-        name = topics.dead_letters()
-        partitions = [TopicPartition(name, p) for p in (consumer.partitions_for_topic(name) or [])]
-        if not partitions:
-            return []
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        letters = []
-        while any(await consumer.position(tp) < ends[tp] for tp in partitions):
-            batch = await consumer.getmany(timeout_ms=1000)
-            for tp, records in batch.items():
-                for r in records:
-                    headers = {k: v.decode(errors="replace") for k, v in (r.headers or ())}
-                    letters.append((tp.partition, r.offset, DeadLetter.from_record(r.key, r.value or b"", headers)))
-        letters.sort(key=lambda x: x[2].failed_at)
-        return letters
-    finally:
-        await consumer.stop()
+    """Every dead letter as (partition, offset, letter), oldest first."""
+    letters = []
+    for r in await read_topic(bootstrap, topics.dead_letters()):
+        headers = {k: v.decode(errors="replace") for k, v in (r.headers or ())}
+        letters.append((r.partition, r.offset, DeadLetter.from_record(r.key, r.value or b"", headers)))
+    letters.sort(key=lambda x: x[2].failed_at)
+    return letters
 
 
 def _id(partition: int, offset: int) -> str:

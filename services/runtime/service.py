@@ -15,14 +15,12 @@ from typing import Awaitable, Callable
 
 import asyncpg
 import uvicorn
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
-from faststream.kafka import KafkaBroker
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
-from schemas import topics
 from services.runtime import logging as runtime_logging
 from services.runtime import metrics
 from services.runtime import topics as runtime_topics
+from services.runtime.kafka import ensure_topics, make_broker
 from services.runtime.consumer import EventConsumer
 from services.runtime.db import backoff_delays, create_pool, migrate
 from services.runtime.outbox import Relay
@@ -32,22 +30,6 @@ log = runtime_logging.get_logger(__name__)
 
 StartupStep = Callable[["Service"], Awaitable[None]]
 BackgroundTask = Callable[["Service"], Awaitable[None]]
-
-
-def make_broker(settings: ServiceSettings) -> KafkaBroker:
-    import logging
-
-    return KafkaBroker(
-        settings.kafka_bootstrap_servers,
-        client_id=settings.service,
-        # The relay's guarantee rests on these: no duplicates from producer retries, and a
-        # send only counts once every in-sync replica has it.
-        enable_idempotence=True,
-        acks="all",
-        linger_ms=2,
-        graceful_timeout=settings.graceful_timeout_seconds,
-        log_level=logging.DEBUG,  # our own structured lines describe each event
-    )
 
 
 class Service:
@@ -175,28 +157,3 @@ class Service:
         runtime_logging.configure(self.name, fmt=s.log_format, level=s.log_level)
         uvicorn.run(app, host=s.http_host, port=s.http_port, log_level="warning", access_log=False,
                     timeout_graceful_shutdown=int(s.graceful_timeout_seconds))
-
-
-async def ensure_topics(bootstrap: str, replication_factor: int = 1) -> None:
-    """Create the system's topics with their partition count, if missing.
-
-    The registry topic is compacted: it holds each provider's latest profile for as long as
-    the provider exists, so a new brokerage instance can always rebuild its view from it.
-    """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        compacted = runtime_topics.resolve(topics.REGISTRY)
-        missing = [
-            NewTopic(t, num_partitions=topics.PARTITIONS, replication_factor=replication_factor,
-                     topic_configs={"cleanup.policy": "compact"} if t == compacted else {})
-            for t in runtime_topics.all_topics() if t not in existing
-        ]
-        if missing:
-            try:
-                await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass
-    finally:
-        await admin.close()

@@ -8,6 +8,7 @@ derived from it unless ``<SERVICE>_DATABASE_URL`` is given.
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -18,8 +19,9 @@ ServiceName = Literal["brokerage", "providers", "notifications"]
 SERVICES: tuple[ServiceName, ...] = ("brokerage", "providers", "notifications")
 DEFAULT_PORTS = {"brokerage": 8001, "providers": 8002, "notifications": 8003}
 
-LOCAL_KAFKA = "127.0.0.1:19092"
-LOCAL_DATABASE = "postgresql://postgres@127.0.0.1:15432/homecare"
+# The local processes started by deploy/kafka.sh and deploy/postgres.sh (same port variables).
+LOCAL_KAFKA = f"127.0.0.1:{os.environ.get('HOMECARE_KAFKA_PORT', '19092')}"
+LOCAL_DATABASE = f"postgresql://postgres@127.0.0.1:{os.environ.get('HOMECARE_PG_PORT', '15432')}/homecare"
 
 
 class SharedSettings(BaseSettings):

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Stop the services, Kafka and PostgreSQL started by deploy/up.sh (data is kept in .run/;
+# `deploy/kafka.sh reset` and `deploy/postgres.sh reset` delete it).
+source "$(dirname "$0")/lib.sh"
+bash "$ROOT/deploy/services.sh" stop
+bash "$ROOT/deploy/kafka.sh" stop
+bash "$ROOT/deploy/postgres.sh" stop
