@@ -62,7 +62,7 @@ class Stack:
         return proc.wait(timeout=timeout)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # stopped before other test packages run on the same namespace
 def stack(database_url, infra, namespace, artifacts):
     logs = artifacts / "e2e-logs"
     logs.mkdir(parents=True, exist_ok=True)
