@@ -11,7 +11,10 @@ start_one() {
   local name=$1 pid="$RUN_DIR/$1.pid"
   if pid_alive "$pid"; then log "$name already running (pid $(cat "$pid"))"; return; fi
   log "starting $name on http://127.0.0.1:${PORT[$name]} (log: $LOG_DIR/$name.log)"
-  (cd "$ROOT" && LOG_FORMAT="${LOG_FORMAT:-json}" nohup "$PY" -m "services.$name" >>"$LOG_DIR/$name.log" 2>&1 & echo $! > "$pid")
+  # `cd` first, on its own: `cd && cmd &` would background a subshell, and $! would be its pid.
+  cd "$ROOT"
+  LOG_FORMAT="${LOG_FORMAT:-json}" nohup "$PY" -m "services.$name" >>"$LOG_DIR/$name.log" 2>&1 &
+  echo $! > "$pid"
 }
 
 wait_ready() {

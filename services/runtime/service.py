@@ -53,6 +53,7 @@ class Service:
         self.background: list[BackgroundTask] = []
         self._tasks: list[asyncio.Task] = []
         self.stopping = asyncio.Event()
+        self.server: uvicorn.Server | None = None
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -124,11 +125,27 @@ class Service:
 
     @asynccontextmanager
     async def lifespan(self, _app):
-        await self.start()
+        # Start-up may wait a long time for PostgreSQL or Kafka; a SIGTERM meanwhile must still
+        # stop the process, so start-up races uvicorn's exit flag.
+        starting = asyncio.create_task(self.start())
+        exit_requested = asyncio.create_task(self._exit_requested())
+        await asyncio.wait({starting, exit_requested}, return_when=asyncio.FIRST_COMPLETED)
+        exit_requested.cancel()
+        if not starting.done():
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            if self._pool:
+                await self._pool.close()
+            raise RuntimeError("stopped while starting")
+        starting.result()
         try:
             yield
         finally:
             await self.stop()
+
+    async def _exit_requested(self) -> None:
+        while not (self.server and self.server.should_exit):
+            await asyncio.sleep(0.2)
 
     # ---- operations -----------------------------------------------------------------------
 
@@ -155,5 +172,7 @@ class Service:
         """Serve the HTTP app (and with it the consumers and relay) until SIGTERM/SIGINT."""
         s = self.settings
         runtime_logging.configure(self.name, fmt=s.log_format, level=s.log_level)
-        uvicorn.run(app, host=s.http_host, port=s.http_port, log_level="warning", access_log=False,
-                    timeout_graceful_shutdown=int(s.graceful_timeout_seconds))
+        config = uvicorn.Config(app, host=s.http_host, port=s.http_port, log_level="warning", access_log=False,
+                                timeout_graceful_shutdown=int(s.graceful_timeout_seconds))
+        self.server = uvicorn.Server(config)
+        self.server.run()
