@@ -34,6 +34,8 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
         },
     )
 
+    service.rules = rules  # for tests and tools that drive the handlers directly
+
     @service.consumer.on(BidSubmitted, OfferDeclined)
     async def on_answer(uow, event):
         await handlers.record_answer(uow, rules, event)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import httpx
 import typer
@@ -76,8 +76,9 @@ def summary_table(packages: list[dict]) -> Table:
     for p in packages:
         by_zone[p["package"]["zone"]].append(p)
     table = Table(title=f"{len(packages)} packages requested")
-    for col in ("zone", "requested", "placed", "unplaced", "median s to place", "max s to place"):
-        table.add_column(col, justify="left" if col == "zone" else "right")
+    table.add_column("zone", no_wrap=True, min_width=26)
+    for col in ("requested", "placed", "unplaced", "median s to place", "max s to place"):
+        table.add_column(col, justify="right")
     for zone, items in sorted(by_zone.items()):
         placed = [p for p in items if p["status"] == "placed"]
         times = [seconds_to_decide(p) for p in placed]
@@ -114,6 +115,10 @@ def demo(
                 if p["status"] == "placed":
                     confirmed += bool((await client.get(f"{notifications}/packages/{p['package_id']}/confirmations")).json())
         console.print(summary_table(result))
+        reasons = Counter(next((t["detail"].get("reason") for t in p["timeline"] if t["stage"] == "unplaced"), "?")
+                          for p in result if p["status"] == "unplaced")
+        for reason, n in reasons.most_common():
+            console.print(f"unplaced - {reason}: {n}")
         placed = sum(p["status"] == "placed" for p in result)
         console.print(f"placements confirmed by notifications: {confirmed} of {placed}")
         return result

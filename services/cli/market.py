@@ -44,6 +44,9 @@ def generate_market(framework: Framework, seed: int = 2021) -> list[dict]:
                 rng.sample(OPTIONAL_SKILLS, k=rng.randint(1, len(OPTIONAL_SKILLS)))
             )
             capacity = rng.randrange(150, 601 if tier == "prime" else 301, 10)
+            # Most of it is already committed to existing packages: the market is short of
+            # supply (002; ~2.2M commissioned hours undelivered nationally in a quarter of 2022).
+            committed = int(capacity * rng.uniform(0.82, 0.97))
             n = len(providers)
             name = NAMES[n % len(NAMES)] + (f" {n // len(NAMES) + 1}" if n >= len(NAMES) else "")
             providers.append({
@@ -59,6 +62,7 @@ def generate_market(framework: Framework, seed: int = 2021) -> list[dict]:
                 "local_risk": rng.choice(["low", "low", "medium", "high"]),
                 "hand_backs_12m": rng.choice([0, 0, 0, 1, 2, 4]),
                 "weekly_capacity_hours": capacity,
+                "committed_hours": committed,
                 "adapter": {
                     "kind": "automatic",
                     "max_package_hours": rng.choice([20, 28, 35, 42]),

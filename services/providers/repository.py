@@ -29,15 +29,15 @@ def rules_of(row: asyncpg.Record) -> AutomaticRules:
 async def insert_provider(conn: asyncpg.Connection, seed: dict) -> asyncpg.Record | None:
     """Add a provider from the seed; None when it is already registered (the registry wins)."""
     profile = {k: v for k, v in seed.items() if k not in ("adapter", *PROFILE_FIELDS_IN_COLUMNS)}
-    profile["committed_hours"] = "0"
+    profile["committed_hours"] = str(seed.get("committed_hours", 0))
     profile["weekly_capacity_hours"] = str(seed["weekly_capacity_hours"])
     ProviderProfile.model_validate(profile)  # refuse a malformed seed entry loudly
     profile = {k: v for k, v in profile.items() if k not in PROFILE_FIELDS_IN_COLUMNS}
     return await conn.fetchrow(
-        """INSERT INTO providers (provider_id, profile, adapter, weekly_capacity_hours)
-           VALUES ($1, $2::jsonb, $3::jsonb, $4) ON CONFLICT (provider_id) DO NOTHING RETURNING *""",
+        """INSERT INTO providers (provider_id, profile, adapter, weekly_capacity_hours, committed_hours)
+           VALUES ($1, $2::jsonb, $3::jsonb, $4, $5) ON CONFLICT (provider_id) DO NOTHING RETURNING *""",
         seed["provider_id"], json.dumps(profile), json.dumps(seed.get("adapter") or {"kind": "automatic"}),
-        Decimal(str(seed["weekly_capacity_hours"])),
+        Decimal(str(seed["weekly_capacity_hours"])), Decimal(str(seed.get("committed_hours", 0))),
     )
 
 

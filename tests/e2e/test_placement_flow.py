@@ -19,7 +19,7 @@ from services.cli.demo import place_batch, wait_until_ready
 from services.cli.synthetic import batch
 from services.runtime import topics
 from services.runtime.kafka import read_topic
-from services.runtime.reference import load_framework
+from services.runtime.reference import load_framework, load_provider_seed
 
 PACKAGES = 70  # 5 per zone across all 14 zones
 PERSONAL_FIELDS = ("full_name", "address", "postcode", "phone", "email", "nhs_number", "date_of_birth", "care_notes")
@@ -118,8 +118,10 @@ async def test_the_awarded_provider_was_eligible_offered_and_within_the_band_rat
         above = [b.answer.provider_id for b in ranked[: [b.answer.provider_id for b in ranked].index(p["provider_id"])]]
         for pid in above:
             assert registry[pid]["capacity"] - registry[pid]["committed"] < Decimal(spec["hours_per_week"]), (pid, p["package_id"])
-    # Capacity: what each provider has committed is exactly the hours of its placements, within capacity.
+    # Capacity: what each provider has committed grew by exactly the hours of its placements, within capacity.
     committed = defaultdict(float)
+    for seeded in load_provider_seed():
+        committed[seeded["provider_id"]] += float(seeded.get("committed_hours", 0))
     for r in await query(database_url, "SELECT provider_id, hours_per_week FROM providers.placements"):
         committed[r["provider_id"]] += float(r["hours_per_week"])
     for pid, info in registry.items():

@@ -12,6 +12,7 @@ from schemas.events import OfferMade, PackagePlaced, PackageSpec, VisitPattern
 from services.providers.app import build
 from services.runtime import topics
 from services.runtime.consumer import raw_body
+from services.runtime.reference import load_provider_seed
 
 
 def offer(provider_ids, hours="7", band="urban", zone="coalville-ashby") -> OfferMade:
@@ -25,35 +26,47 @@ def offer(provider_ids, hours="7", band="urban", zone="coalville-ashby") -> Offe
                      window_closes_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
 
 
+async def willing(service, count: int = 1, zone: str = "coalville-ashby") -> list[str]:
+    """Registered providers serving the zone's urban areas with room for the small test package now."""
+    rows = await service.pool.fetch(
+        """SELECT provider_id FROM providers WHERE profile->'zones' ? $1 AND profile->'bands' ? 'urban'
+              AND (adapter->>'max_calls_per_day')::int >= 2
+              AND weekly_capacity_hours - committed_hours - held_hours >= 10 ORDER BY provider_id""", zone)
+    assert len(rows) >= count, "the seeded market changed: pick another zone"
+    return [r["provider_id"] for r in rows[:count]]
+
+
 async def outbox(service, package_id):
     return await service.pool.fetch("SELECT type, payload FROM outbox WHERE aggregateid = $1 ORDER BY seq", str(package_id))
 
 
 async def test_an_offer_is_answered_by_each_offered_providers_automatic_adapter(in_memory):
     service, broker = await in_memory(build, "providers")
-    event = offer(["bluebell-care", "charnwood-care"])
+    [pid] = await willing(service)
+    other = load_provider_seed()[0]["provider_id"]
+    event = offer([pid, "no-such-provider", other])
     await broker.publish(event.model_dump_json().encode(), topic=topics.resolve("brokerage.packages"))
     rows = await outbox(service, event.package_id)
-    assert sorted(r["type"] for r in rows) in (["BidSubmitted", "BidSubmitted"], ["BidSubmitted", "OfferDeclined"],
-                                               ["OfferDeclined", "OfferDeclined"])
     answers = {json.loads(r["payload"])["provider_id"] for r in rows}
-    assert answers == {"bluebell-care", "charnwood-care"}
+    assert answers == set(event.provider_ids) - {"no-such-provider"}  # an unknown provider is skipped
+    assert pid in {json.loads(r["payload"])["provider_id"] for r in rows if r["type"] == "BidSubmitted"}
 
 
 async def test_a_redelivered_offer_has_no_second_effect(in_memory):
     service, broker = await in_memory(build, "providers")
-    event = offer(["bluebell-care"])
-    held_before = await service.pool.fetchval("SELECT held_hours FROM providers WHERE provider_id = 'bluebell-care'")
+    [pid] = await willing(service)
+    event = offer([pid])
+    held_before = await service.pool.fetchval("SELECT held_hours FROM providers WHERE provider_id = $1", pid)
     for _ in range(3):
         await broker.publish(event.model_dump_json().encode(), topic=topics.resolve("brokerage.packages"))
     assert len(await outbox(service, event.package_id)) == 1
-    held_after = await service.pool.fetchval("SELECT held_hours FROM providers WHERE provider_id = 'bluebell-care'")
+    held_after = await service.pool.fetchval("SELECT held_hours FROM providers WHERE provider_id = $1", pid)
     assert held_after - held_before == Decimal("7")
 
 
 async def test_an_award_commits_the_winners_hours_and_releases_the_losers(in_memory):
     service, broker = await in_memory(build, "providers")
-    event = offer(["bluebell-care", "wreake-care"], zone="coalville-ashby")
+    event = offer(await willing(service, 2))
     topic = topics.resolve("brokerage.packages")
     await broker.publish(event.model_dump_json().encode(), topic=topic)
     bids = [json.loads(r["payload"]) for r in await outbox(service, event.package_id) if r["type"] == "BidSubmitted"]

@@ -1,0 +1,111 @@
+"""Bad input at the brokerage's HTTP edge gets a 4xx that names the problem - never a 5xx,
+and never a half-written package."""
+
+from __future__ import annotations
+
+import copy
+import random
+
+import asyncpg
+import httpx
+import pytest
+
+from services.cli.synthetic import package_request
+from services.runtime.reference import load_framework
+
+
+def good() -> dict:
+    return package_request(random.Random(1), load_framework(), "melton", index=1)
+
+
+def without(body: dict, *path: str) -> dict:
+    body = copy.deepcopy(body)
+    target = body
+    for key in path[:-1]:
+        target = target[key]
+    del target[path[-1]]
+    return body
+
+
+def changed(body: dict, value, *path: str) -> dict:
+    body = copy.deepcopy(body)
+    target = body
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return body
+
+
+CASES = [
+    ("unknown zone", lambda b: changed(b, "atlantis", "zone"), 422, "zone", "unknown zone"),
+    ("unknown band", lambda b: changed(b, "suburban", "band"), 422, "band", "urban"),
+    ("district not in the zone", lambda b: changed(changed(b, "LE11", "postcode_district"), "LE11 1AA", "person", "postcode"), 422, "postcode_district", "charnwood-north"),
+    ("district in no zone", lambda b: changed(b, "SW1", "postcode_district"), 422, "postcode_district", "no zone"),
+    ("hours do not match visits", lambda b: changed(b, "40", "hours_per_week"), 422, "body", "does not match the visit pattern"),
+    ("negative hours", lambda b: changed(b, "-2", "hours_per_week"), 422, "hours_per_week", "greater than 0"),
+    ("too many calls", lambda b: changed(b, 9, "visits", "calls_per_day"), 422, "visits.calls_per_day", "less than or equal to 6"),
+    ("no needs", lambda b: changed(b, [], "needs"), 422, "needs", "at least 1"),
+    ("unknown need", lambda b: changed(b, ["flying"], "needs"), 422, "needs.0", "personal_care"),
+    ("missing urgency", lambda b: without(b, "urgency"), 422, "urgency", "Field required"),
+    ("start date in the past", lambda b: changed(b, "2020-01-01", "start_date"), 422, "start_date", "past"),
+    ("bad NHS number", lambda b: changed(b, "1234567890", "person", "nhs_number"), 422, "person.nhs_number", "check digit"),
+    ("bad postcode", lambda b: changed(b, "NOT A CODE", "person", "postcode"), 422, "person.postcode", "postcode"),
+    ("no person", lambda b: without(b, "person"), 422, "person", "Field required"),
+    ("unexpected field", lambda b: changed(b, "x", "favourite_colour"), 422, "favourite_colour", "Extra inputs"),
+]
+
+
+@pytest.fixture(scope="module")
+def brokerage(stack) -> str:
+    return stack.url("brokerage")
+
+
+@pytest.mark.parametrize("name, mutate, status, field, words", CASES, ids=[c[0] for c in CASES])
+async def test_invalid_requests_get_a_4xx_naming_the_field(brokerage, name, mutate, status, field, words):
+    async with httpx.AsyncClient() as client:
+        r = await client.post(f"{brokerage}/packages", json=mutate(good()))
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert words in body["error"] or any(words in f["message"] for f in body.get("fields", []))
+    assert any(f["field"] == field for f in body.get("fields", [])), body
+
+
+async def test_wrong_content_type_and_oversized_bodies_are_refused(brokerage):
+    async with httpx.AsyncClient() as client:
+        r = await client.post(f"{brokerage}/packages", content=b"zone=melton", headers={"content-type": "application/x-www-form-urlencoded"})
+        assert r.status_code == 415 and "application/json" in r.json()["error"]
+        r = await client.post(f"{brokerage}/packages", content=b"{" + b" " * 200_000 + b"}", headers={"content-type": "application/json"})
+        assert r.status_code == 413
+        r = await client.post(f"{brokerage}/packages", content=b"{not json", headers={"content-type": "application/json"})
+        assert r.status_code == 422
+
+
+async def test_unknown_packages_are_404_and_bad_ids_422(brokerage):
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(f"{brokerage}/packages/6f1c2a52-8c1e-4a55-9d6b-1f6f0c1d2e3a")).status_code == 404
+        assert (await client.get(f"{brokerage}/packages/not-a-uuid")).status_code == 422
+        assert (await client.get(f"{brokerage}/packages", params={"status": "lost"})).status_code == 422
+
+
+async def test_refused_requests_leave_nothing_behind(brokerage, database_url):
+    conn = await asyncpg.connect(database_url)
+    try:
+        before = await conn.fetchval("SELECT (SELECT count(*) FROM brokerage.packages) + (SELECT count(*) FROM brokerage.persons)"
+                                     " + (SELECT count(*) FROM brokerage.outbox)")
+        async with httpx.AsyncClient() as client:
+            for _name, mutate, *_ in CASES:
+                await client.post(f"{brokerage}/packages", json=mutate(good()))
+        after = await conn.fetchval("SELECT (SELECT count(*) FROM brokerage.packages) + (SELECT count(*) FROM brokerage.persons)"
+                                    " + (SELECT count(*) FROM brokerage.outbox)")
+        assert after == before
+    finally:
+        await conn.close()
+
+
+async def test_a_valid_request_is_accepted_and_readable(brokerage):
+    async with httpx.AsyncClient() as client:
+        r = await client.post(f"{brokerage}/packages", json=good(), headers={"X-Correlation-ID": "trace-me"})
+        assert r.status_code == 201, r.text
+        assert r.headers["X-Correlation-ID"] == "trace-me"
+        package = (await client.get(f"{brokerage}{r.json()['links']['self']}")).json()
+        assert package["package"]["zone"] == "melton" and package["timeline"][0]["stage"] == "requested"

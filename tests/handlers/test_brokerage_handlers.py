@@ -1,0 +1,157 @@
+"""The brokerage's handlers on the in-memory broker with a real PostgreSQL: offers by tier,
+answers, early close, the window timer, the award, and never placing a package twice."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from schemas.events import BidSubmitted, OfferDeclined, PackageSpec, ProviderProfile, ProviderUpdated, VisitPattern
+from services.brokerage import handlers
+from services.brokerage.app import build
+from services.runtime import topics
+from services.runtime.outbox import unit_of_work
+
+ZONE = "bottesford"  # a small zone: the test's own providers are the only ones there
+
+
+def profile(pid, tier, cqc="good", **kw) -> ProviderProfile:
+    base = dict(provider_id=pid, name=pid, tier=tier, status="active", zones=[ZONE], bands=["urban", "fringe", "rural"],
+                skills=["personal_care", "medication"], double_handed=True, cqc_rating=cqc, local_risk="low",
+                hand_backs_12m=0, weekly_capacity_hours=Decimal(200), committed_hours=Decimal(0))
+    return ProviderProfile(**(base | kw))
+
+
+def spec(urgency="community") -> PackageSpec:
+    return PackageSpec(zone=ZONE, band="rural", postcode_district="NG13", hours_per_week=Decimal("7"),
+                       visits=VisitPattern(calls_per_day=2, minutes_per_call=30, carers_per_call=1),
+                       needs=["personal_care"], urgency=urgency, start_date=dt.date.today())
+
+
+PERSON = {"full_name": "Ada Abbott", "address": "1 Mill Lane", "postcode": "NG13 0AA", "nhs_number": "9990001112"}
+
+
+@pytest.fixture
+async def brokerage(in_memory):
+    service, broker = await in_memory(build, "brokerage")
+    suffix = uuid.uuid4().hex[:6]
+    market = {
+        "prime_best": profile(f"pa-{suffix}", "prime", cqc="outstanding"),
+        "prime_good": profile(f"pb-{suffix}", "prime", cqc="good"),
+        "supp": profile(f"sc-{suffix}", "supplementary", cqc="good"),
+    }
+    # Providers from earlier tests in this zone would join the offers: retire them.
+    await service.pool.execute(
+        "UPDATE provider_view SET profile = jsonb_set(profile, '{status}', '\"left\"') WHERE profile->'zones' ? $1", ZONE)
+    for p in market.values():
+        event = ProviderUpdated(correlation_id=uuid.uuid4(), revision=1, profile=p)
+        await broker.publish(event.model_dump_json().encode(), topic=topics.resolve("providers.registry"))
+    rules = service.rules
+    return service, broker, rules, {k: v.provider_id for k, v in market.items()}
+
+
+async def request(service, rules, **kw) -> uuid.UUID:
+    async with unit_of_work(service.pool) as uow:
+        return await handlers.request_package(uow, rules, spec=spec(**kw), person=PERSON, requested_by="broker.amy")
+
+
+async def outbox_types(service, package_id) -> list[tuple[str, dict]]:
+    rows = await service.pool.fetch("SELECT type, payload FROM outbox WHERE aggregateid = $1 ORDER BY seq", str(package_id))
+    return [(r["type"], json.loads(r["payload"])) for r in rows]
+
+
+async def answer(broker, package_id, provider_id, offer_round=1, rate=None, decline=None):
+    common = dict(correlation_id=package_id, package_id=package_id, offer_round=offer_round, provider_id=provider_id,
+                  adapter="automatic", answered_at=dt.datetime.now(dt.UTC))
+    event = (OfferDeclined(reason=decline, reason_text="test", **common) if decline
+             else BidSubmitted(hourly_rate=Decimal(rate), earliest_start=dt.date.today(), **common))
+    await broker.publish(event.model_dump_json().encode(), topic=topics.resolve("providers.answers"))
+
+
+async def status(service, package_id) -> str:
+    return await service.pool.fetchval("SELECT status FROM packages WHERE package_id = $1", package_id)
+
+
+async def test_primes_are_offered_first_and_the_best_acceptable_bid_wins(brokerage):
+    service, broker, rules, ids = brokerage
+    package_id = await request(service, rules)
+    events = await outbox_types(service, package_id)
+    assert [t for t, _ in events] == ["PackageRequested", "OfferMade"]
+    assert events[1][1]["tier"] == "prime" and sorted(events[1][1]["provider_ids"]) == sorted([ids["prime_best"], ids["prime_good"]])
+
+    await answer(broker, package_id, ids["prime_good"], rate="22.95")
+    assert await status(service, package_id) == "offered", "a better-rated prime may still bid"
+    await answer(broker, package_id, ids["prime_best"], rate="22.95")
+    assert await status(service, package_id) == "placed"
+    placed = [p for t, p in await outbox_types(service, package_id) if t == "PackagePlaced"]
+    assert len(placed) == 1 and placed[0]["provider_id"] == ids["prime_best"]
+    assert placed[0]["rate_card"] == "2020-21" and placed[0]["losing_provider_ids"] == [ids["prime_good"]]
+
+
+async def test_the_round_closes_early_when_the_best_possible_provider_accepts(brokerage):
+    service, broker, rules, ids = brokerage
+    package_id = await request(service, rules)
+    await answer(broker, package_id, ids["prime_best"], rate="20.00")
+    assert await status(service, package_id) == "placed"
+
+
+async def test_no_acceptable_prime_bid_goes_to_the_supplementaries_then_unplaced(brokerage):
+    service, broker, rules, ids = brokerage
+    package_id = await request(service, rules)
+    await answer(broker, package_id, ids["prime_best"], decline="capacity")
+    await answer(broker, package_id, ids["prime_good"], rate="30.00")  # above the band rate
+    events = await outbox_types(service, package_id)
+    offers = [p for t, p in events if t == "OfferMade"]
+    assert [o["tier"] for o in offers] == ["prime", "supplementary"] and offers[1]["provider_ids"] == [ids["supp"]]
+    await answer(broker, package_id, ids["supp"], offer_round=2, decline="price")
+    assert await status(service, package_id) == "unplaced"
+    assert [t for t, _ in await outbox_types(service, package_id)][-1] == "PackageUnplaced"
+
+
+async def test_the_window_timer_moves_a_silent_round_on(brokerage):
+    service, broker, rules, ids = brokerage
+    package_id = await request(service, rules)
+    await service.pool.execute("UPDATE packages SET window_closes_at = now() - interval '1 second' WHERE package_id = $1", package_id)
+    async with unit_of_work(service.pool) as uow:
+        assert await handlers.close_due_windows(uow, rules) >= 1
+    offers = [p for t, p in await outbox_types(service, package_id) if t == "OfferMade"]
+    assert [o["tier"] for o in offers] == ["prime", "supplementary"]
+    # A prime's answer to the closed round is kept, but late, and changes nothing.
+    await answer(broker, package_id, ids["prime_best"], rate="18.00")
+    late = await service.pool.fetchval("SELECT late FROM answers WHERE package_id = $1 AND provider_id = $2", package_id, ids["prime_best"])
+    assert late is True and await status(service, package_id) == "offered"
+
+
+async def test_an_answer_for_an_unknown_package_is_dead_lettered_not_applied(brokerage):
+    service, broker, rules, ids = brokerage
+    before = await service.pool.fetchval("SELECT count(*) FROM answers")
+    await answer(broker, uuid.uuid4(), ids["prime_best"], rate="18.00")
+    assert await service.pool.fetchval("SELECT count(*) FROM answers") == before
+
+
+async def test_bids_and_window_timers_racing_place_a_package_at_most_once(brokerage):
+    service, broker, rules, ids = brokerage
+    packages = [await request(service, rules) for _ in range(10)]
+
+    async def bid_all():
+        for package_id in packages:
+            await answer(broker, package_id, ids["prime_good"], rate="19.00")
+            await answer(broker, package_id, ids["prime_best"], rate="19.00")
+
+    async def expire_all():
+        for _ in range(20):
+            await service.pool.execute("UPDATE packages SET window_closes_at = now() WHERE package_id = ANY($1) AND status = 'offered'", packages)
+            async with unit_of_work(service.pool) as uow:
+                await handlers.close_due_windows(uow, rules)
+
+    await asyncio.gather(bid_all(), expire_all(), expire_all())
+    for package_id in packages:
+        outcomes = [t for t, _ in await outbox_types(service, package_id) if t in ("PackagePlaced", "PackageUnplaced")]
+        assert len(outcomes) <= 1
+        placed = await service.pool.fetchval("SELECT count(*) FROM outbox WHERE aggregateid = $1 AND type = 'PackagePlaced'", str(package_id))
+        assert placed <= 1
