@@ -8,13 +8,15 @@ that every read of them is a deliberate one.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
 import uuid
 from decimal import Decimal
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+import asyncpg
+from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.events import PackageSpec, VisitPattern
@@ -184,15 +186,33 @@ def _package_view(row, timeline, rounds, answers) -> dict:
 def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
     router = APIRouter(prefix="/packages", tags=["packages"])
 
-    @router.post("", status_code=201, response_model=PackageCreated, summary="Request a home care package")
-    async def create_package(request: PackageRequest) -> PackageCreated:
+    @router.post("", status_code=201, response_model=PackageCreated, summary="Request a home care package",
+                 responses={200: {"description": "The same request again (same Idempotency-Key): the package it created"},
+                            409: {"description": "The Idempotency-Key was used before for a different request"}})
+    async def create_package(
+        request: PackageRequest,
+        response: Response,
+        idempotency_key: Annotated[str | None, Header(max_length=200, description="Makes retries safe: a request sent "
+                                                      "again with the same key returns the package it created")] = None,
+    ) -> PackageCreated:
         _validate_against_framework(request, rules)
-        spec_fields = request.model_dump(exclude={"person", "requested_by"})
-        spec = PackageSpec.model_validate(spec_fields)
-        async with unit_of_work(service.pool) as uow:
-            package_id = await handlers.request_package(uow, rules, spec=spec, person=request.person.model_dump(),
-                                                        requested_by=request.requested_by)
-            row = await repo.get_package(uow.conn, package_id)
+        spec = PackageSpec.model_validate(request.model_dump(exclude={"person", "requested_by"}))
+        fingerprint = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
+        try:
+            async with unit_of_work(service.pool) as uow:
+                package_id = await handlers.request_package(uow, rules, spec=spec, person=request.person.model_dump(),
+                                                            requested_by=request.requested_by,
+                                                            idempotency=(idempotency_key, fingerprint) if idempotency_key else None)
+                row = await repo.get_package(uow.conn, package_id)
+        except asyncpg.UniqueViolationError:
+            row = await service.pool.fetchrow("SELECT * FROM packages WHERE idempotency_key = $1", idempotency_key)
+            if row is None:
+                raise
+            if row["request_hash"] != fingerprint:
+                raise ProblemError(409, "this Idempotency-Key was already used for a different request",
+                                   field="Idempotency-Key") from None
+            response.status_code = 200
+            package_id = row["package_id"]
         return PackageCreated(package_id=package_id, status=row["status"],
                               links={"self": f"/packages/{package_id}", "person": f"/packages/{package_id}/person"})
 

@@ -48,13 +48,16 @@ def now() -> dt.datetime:
 
 
 async def request_package(uow: UnitOfWork, rules: BrokerageRules, *, spec: PackageSpec, person: dict, requested_by: str,
-                          package_id: uuid.UUID | None = None) -> uuid.UUID:
+                          package_id: uuid.UUID | None = None, idempotency: tuple[str, str] | None = None) -> uuid.UUID:
+    """Store the request and offer it to the first tier. ``idempotency`` is (key, request hash):
+    a second request with the key fails on the unique key, and the caller returns the first."""
     package_id = package_id or uuid.uuid4()
     at = now()
     card = rules.framework.rate_card_on(at.date())
     policy = rules.framework.policy_on(spec.zone, at.date())
     await repo.insert_package(uow.conn, package_id=package_id, spec=spec, requested_by=requested_by, policy=policy,
-                              rate_card=card.version, band_rate=card.rates[spec.band], requested_at=at, person=person)
+                              rate_card=card.version, band_rate=card.rates[spec.band], requested_at=at, person=person,
+                              idempotency=idempotency)
     requested = PackageRequested(correlation_id=package_id, package_id=package_id, package=spec, requested_at=at)
     await repo.add_timeline(uow.conn, package_id, "requested", at, requested_by=requested_by, policy=policy, rate_card=card.version)
     await uow.emit(requested)

@@ -18,13 +18,15 @@ from services.brokerage.domain import Answer, RoundState
 
 
 async def insert_package(conn: asyncpg.Connection, *, package_id: uuid.UUID, spec: PackageSpec, requested_by: str,
-                         policy: str, rate_card: str, band_rate: Decimal, requested_at: dt.datetime, person: dict) -> None:
+                         policy: str, rate_card: str, band_rate: Decimal, requested_at: dt.datetime, person: dict,
+                         idempotency: tuple[str, str] | None = None) -> None:
+    key, request_hash = idempotency or (None, None)
     await conn.execute(
         """INSERT INTO packages (package_id, status, spec, zone, band, urgency, hours_per_week, start_date,
-                                 requested_by, policy, rate_card, band_rate, requested_at)
-           VALUES ($1, 'requested', $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)""",
+                                 requested_by, policy, rate_card, band_rate, requested_at, idempotency_key, request_hash)
+           VALUES ($1, 'requested', $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)""",
         package_id, spec.model_dump_json(), spec.zone, spec.band.value, spec.urgency.value, spec.hours_per_week,
-        spec.start_date, requested_by, policy, rate_card, band_rate, requested_at,
+        spec.start_date, requested_by, policy, rate_card, band_rate, requested_at, key, request_hash,
     )
     await conn.execute(
         """INSERT INTO persons (package_id, full_name, address, postcode, phone, email, nhs_number, date_of_birth, care_notes)

@@ -1,80 +1,19 @@
 """The three services as separate OS processes on the real Kafka and PostgreSQL."""
 
-from __future__ import annotations
-
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
 
-import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("providers", "brokerage", "notifications")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Stack:
-    """Running service processes; restartable, so fault tests can kill and revive them."""
-
-    env: dict[str, str]
-    logs: Path
-    ports: dict[str, int] = field(default_factory=dict)
-    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
-
-    def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.ports[name]}"
-
-    def start(self, name: str) -> None:
-        self.ports.setdefault(name, free_port())
-        env = self.env | {f"{name.upper()}_HTTP_PORT": str(self.ports[name])}
-        log = open(self.logs / f"{name}.log", "ab")
-        self.procs[name] = subprocess.Popen([sys.executable, "-m", f"services.{name}"], cwd=ROOT, env=env,
-                                            stdout=log, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, name: str, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.procs[name].poll() is not None:
-                raise RuntimeError(f"{name} exited with {self.procs[name].returncode}; see {self.logs / (name + '.log')}")
-            try:
-                if httpx.get(f"{self.url(name)}/health/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise TimeoutError(f"{name} not ready; see {self.logs / (name + '.log')}")
-
-    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        proc = self.procs[name]
-        proc.send_signal(sig)
-        return proc.wait(timeout=timeout)
+from tests.support import start_stack, stop_stack
 
 
 @pytest.fixture(scope="package")  # stopped before other test packages run on the same namespace
 def stack(database_url, infra, namespace, artifacts):
-    logs = artifacts / "e2e-logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_HTTP_PORT")}
-    env |= {"DATABASE_URL": database_url, "KAFKA_BOOTSTRAP_SERVERS": infra.kafka, "HOMECARE_NAMESPACE": namespace,
-            "LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1"}
-    s = Stack(env=env, logs=logs)
-    for name in SERVICES:
-        s.start(name)
-    for name in SERVICES:
-        s.wait_ready(name)
+    s = start_stack(database_url, infra.kafka, namespace, artifacts / "e2e-logs")
     yield s
-    for name, proc in s.procs.items():
-        if proc.poll() is None:
-            s.stop(name)
+    codes = stop_stack(s)
+    # uvicorn re-raises SIGTERM once its graceful shutdown is done, so -15 is a clean exit too;
+    # the service's own "stopped" line says the consumers, relay and pool were closed in order.
+    assert all(code in (0, -signal.SIGTERM) for code in codes.values()), f"services did not shut down cleanly: {codes}"
+    for name in codes:
+        assert '"event": "stopped"' in (s.logs / f"{name}.log").read_text()[-2000:], f"{name} did not finish its shutdown"

@@ -109,3 +109,19 @@ async def test_a_valid_request_is_accepted_and_readable(brokerage):
         assert r.headers["X-Correlation-ID"] == "trace-me"
         package = (await client.get(f"{brokerage}{r.json()['links']['self']}")).json()
         assert package["package"]["zone"] == "melton" and package["timeline"][0]["stage"] == "requested"
+
+
+async def test_a_retried_request_with_the_same_idempotency_key_creates_one_package(brokerage, database_url):
+    body, key = good(), "retry-1-" + str(random.random())
+    async with httpx.AsyncClient() as client:
+        first = await client.post(f"{brokerage}/packages", json=body, headers={"Idempotency-Key": key})
+        again = await client.post(f"{brokerage}/packages", json=body, headers={"Idempotency-Key": key})
+        other = await client.post(f"{brokerage}/packages", json=changed(body, "broker.raj", "requested_by"),
+                                  headers={"Idempotency-Key": key})
+    assert (first.status_code, again.status_code, other.status_code) == (201, 200, 409)
+    assert first.json()["package_id"] == again.json()["package_id"]
+    conn = await asyncpg.connect(database_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM brokerage.packages WHERE idempotency_key = $1", key) == 1
+    finally:
+        await conn.close()
