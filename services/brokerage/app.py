@@ -15,11 +15,17 @@ from schemas import topics
 from schemas.events import BidSubmitted, OfferDeclined, ProviderUpdated
 from schemas.vocabulary import Urgency
 from services.brokerage import api, handlers
+from services.brokerage import repository as repo
+from services.runtime.db import is_transient
 from services.runtime.http import create_app
+from services.runtime.logging import get_logger
 from services.runtime.outbox import unit_of_work
 from services.runtime.reference import load_framework
 from services.runtime.service import Service
 from services.runtime.settings import ServiceSettings, load
+
+
+log = get_logger(__name__)
 
 
 def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
@@ -51,8 +57,22 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
         """Closes rounds whose window ran out. The deadline is a column, so a restart loses no timer,
         and SKIP LOCKED lets two brokerage instances run this without closing a round twice."""
         while not svc.stopping.is_set():
-            async with unit_of_work(svc.pool) as uow:
-                closed = await handlers.close_due_windows(uow, rules)
+            try:
+                async with unit_of_work(svc.pool) as uow:
+                    closed = await handlers.close_due_window(uow, rules)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise  # the database is away: the guard backs off and restarts the timer
+                # This package cannot be closed (a bug, or reference data changed under it):
+                # look at it again later, and let every other package's window close meanwhile.
+                stuck = await svc.pool.fetchval(
+                    "SELECT package_id FROM packages WHERE status = 'offered' AND window_closes_at <= now() "
+                    "ORDER BY window_closes_at LIMIT 1")
+                log.error("offer window could not be closed; retrying in 60 s", package_id=str(stuck), error=repr(exc))
+                if stuck:
+                    async with unit_of_work(svc.pool) as uow:
+                        await repo.postpone_window(uow.conn, stuck, handlers.now() + dt.timedelta(seconds=60))
+                continue
             if not closed:
                 try:
                     await asyncio.wait_for(svc.stopping.wait(), timeout=settings.timer_poll_seconds)

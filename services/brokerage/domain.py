@@ -115,8 +115,11 @@ def providers_for_tier(tier: Tier, eligible: Iterable[ProviderProfile]) -> list[
 
 def next_offer(ladder: list[Tier], after: Tier | None, eligible: list[ProviderProfile]) -> tuple[Tier, list[ProviderProfile]] | None:
     """The next tier on the ladder with anyone eligible in it, or None when the ladder is spent."""
-    start = 0 if after is None else ladder.index(after) + 1
-    for tier in ladder[start:]:
+    # Reference data may change while a package is on offer (a zone loses its Prime tier, say):
+    # "after" then need not be on today's ladder, so go by the tiers' fixed order instead.
+    order = [Tier.prime, Tier.supplementary, Tier.open]
+    later = [t for t in ladder if after is None or order.index(t) > order.index(after)]
+    for tier in later:
         offered = providers_for_tier(tier, eligible)
         if offered:
             return tier, offered

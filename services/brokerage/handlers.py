@@ -2,7 +2,7 @@
 
 - :func:`request_package`  a broker's request (HTTP) -> PackageRequested + the first OfferMade
 - :func:`record_answer`    BidSubmitted / OfferDeclined -> maybe close the round early
-- :func:`close_due_windows` the window timer -> close rounds whose window has run out
+- :func:`close_due_window`  the window timer -> close a round whose window has run out
 - :func:`close_round`      award (PackagePlaced), or offer the next tier, or PackageUnplaced
 - :func:`update_provider`  ProviderUpdated -> the brokerage's view of the registry
 """
@@ -89,13 +89,15 @@ async def record_answer(uow: UnitOfWork, rules: BrokerageRules, event: BidSubmit
         await close_round(uow, rules, package, why="outcome settled", causation=event.event_id)
 
 
-async def close_due_windows(uow: UnitOfWork, rules: BrokerageRules, limit: int = 50) -> int:
-    """Close every round whose window has run out (called by the window timer)."""
-    due = await repo.due_windows(uow.conn, limit)
-    for package_id in due:
-        package = await repo.lock_package(uow.conn, package_id)
-        await close_round(uow, rules, package, why="window closed", causation=None)
-    return len(due)
+async def close_due_window(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID | None:
+    """Close one round whose window has run out (the window timer calls this in a loop, one
+    transaction per package, so one package that cannot be closed holds up no other)."""
+    package_id = await repo.next_due_window(uow.conn, now())
+    if package_id is None:
+        return None
+    package = await repo.lock_package(uow.conn, package_id)
+    await close_round(uow, rules, package, why="window closed", causation=None)
+    return package_id
 
 
 async def close_round(uow: UnitOfWork, rules: BrokerageRules, package, *, why: str, causation: uuid.UUID | None) -> None:

@@ -133,15 +133,21 @@ async def mark_unplaced(conn: asyncpg.Connection, package_id: uuid.UUID, *, unpl
     )
 
 
-async def due_windows(conn: asyncpg.Connection, limit: int = 50) -> list[uuid.UUID]:
-    """Packages whose offer window has closed, locked; SKIP LOCKED lets two brokerages share the work."""
-    rows = await conn.fetch(
+async def next_due_window(conn: asyncpg.Connection, at: dt.datetime) -> uuid.UUID | None:
+    """The package whose offer window closed longest ago, locked; SKIP LOCKED lets two brokerage
+    instances share the work. Compared with the application's clock, which set the deadline."""
+    return await conn.fetchval(
         """SELECT package_id FROM packages
-            WHERE status = 'offered' AND window_closes_at <= now()
-            ORDER BY window_closes_at LIMIT $1 FOR UPDATE SKIP LOCKED""",
-        limit,
+            WHERE status = 'offered' AND window_closes_at <= $1
+            ORDER BY window_closes_at LIMIT 1 FOR UPDATE SKIP LOCKED""",
+        at,
     )
-    return [r["package_id"] for r in rows]
+
+
+async def postpone_window(conn: asyncpg.Connection, package_id: uuid.UUID, until: dt.datetime) -> None:
+    await conn.execute(
+        "UPDATE packages SET window_closes_at = $2 WHERE package_id = $1 AND status = 'offered'", package_id, until
+    )
 
 
 # ---- provider view ------------------------------------------------------------------------

@@ -10,10 +10,12 @@ Every service consumes through :class:`EventConsumer`. For each message it:
    in that same transaction;
 3. commits the Kafka offset only after the database commit.
 
-Transient failures (PostgreSQL away, serialization conflicts) are retried with jittered
-exponential backoff up to ``consumer_max_attempts``; a handler error that is not transient
-gets a few attempts; either then goes to dead letters, from where ``homecare dead-letters
-replay`` puts it back once the cause is fixed.
+Transient failures (PostgreSQL away or restarting, serialization conflicts) are retried with
+jittered exponential backoff, capped at ``consumer_backoff_max_seconds``, until they succeed:
+dead-lettering them would break the order of a package's events and turn an outage into a
+manual replay. A handler error that is not transient (a bug, data it cannot apply) gets
+``consumer_max_attempts`` attempts and then goes to dead letters, from where ``homecare
+dead-letters replay`` puts it back once the cause is fixed.
 
 FastStream runs with ``AckPolicy.MANUAL``: its other policies either commit before the work
 (ACK_FIRST), commit failed work (ACK, REJECT_ON_ERROR) or re-read a failing message in a
@@ -36,7 +38,7 @@ from pydantic import ValidationError
 
 from schemas.events import Envelope, parse_event
 from services.runtime import metrics
-from services.runtime.db import TRANSIENT_DB_ERRORS, backoff_delays
+from services.runtime.db import backoff_delays, is_transient
 from services.runtime.dead_letters import DeadLetter, publish_dead_letter
 from services.runtime.logging import get_logger
 from services.runtime.outbox import UnitOfWork, record_in_inbox
@@ -45,7 +47,6 @@ from services.runtime.topics import resolve
 log = get_logger(__name__)
 
 Handler = Callable[[UnitOfWork, Envelope], Awaitable[None]]
-NON_TRANSIENT_ATTEMPTS = 3
 
 
 class Rejected(Exception):
@@ -108,12 +109,21 @@ class EventConsumer:
         )
         async def on_message(body: bytes, msg: KafkaMessage) -> None:
             record = msg.raw_message
-            headers = {}
-            for name, value in record.headers or ():
-                headers[name] = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-            delivery = Delivery(record.topic, record.partition, record.offset, record.key, record.value or b"", headers)
-            if await self.process(delivery):
-                await msg.ack()
+            applied = False
+            try:
+                headers = {}
+                for name, value in record.headers or ():
+                    headers[name] = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+                delivery = Delivery(record.topic, record.partition, record.offset, record.key, record.value or b"", headers)
+                applied = await self.process(delivery)
+            finally:
+                # ack() commits the consumer's whole position, so a message left neither applied
+                # nor dead-lettered must be rewound (nack seeks back to it); otherwise the next
+                # ack would commit past it.
+                if applied:
+                    await msg.ack()
+                else:
+                    await msg.nack()
 
     async def process(self, delivery: Delivery) -> bool:
         """Apply one message. True when its offset may be committed; False only on shutdown."""
@@ -162,13 +172,15 @@ class EventConsumer:
                 return True
             except Rejected as exc:
                 return await self._dead_letter(delivery, "rejected", str(exc), attempts=attempt, event_type=event.event_type)
-            except TRANSIENT_DB_ERRORS as exc:
-                limit, reason = self.max_attempts, "transient-exhausted"
+            except Exception as exc:
                 error = exc
-            except Exception as exc:  # a fault in the handler or its data
-                limit, reason = NON_TRANSIENT_ATTEMPTS, "handler-error"
-                error = exc
-            if attempt >= limit:
+                if is_transient(exc):
+                    # PostgreSQL away or restarting: wait it out (the backoff is capped). Dead-
+                    # lettering here would reorder a package's events and need a manual replay.
+                    limit, reason = None, "transient"
+                else:  # a fault in the handler or its data: a few attempts, then dead letters
+                    limit, reason = self.max_attempts, "handler-error"
+            if limit is not None and attempt >= limit:
                 log.error("giving up on event", error=repr(error), exc_info=error)
                 return await self._dead_letter(delivery, reason, repr(error), attempts=attempt, event_type=event.event_type)
             delay = next(delays)

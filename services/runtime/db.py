@@ -42,6 +42,12 @@ TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Worth waiting out. asyncpg's client-side DataError (bad arguments: a bug) subclasses
+    InterfaceError (which otherwise means a closed connection), so it is singled out."""
+    return isinstance(exc, TRANSIENT_DB_ERRORS) and not isinstance(exc, asyncpg.exceptions._base.DataError)
+
+
 def backoff_delays(initial: float = 0.2, maximum: float = 10.0):
     """Full-jitter exponential backoff: never a tight loop, never a thundering herd."""
     attempt = 0

@@ -134,18 +134,25 @@ class Relay:
     async def publish_batch(self) -> int:
         async with self.pool.acquire() as conn:
             async with conn.transaction():
-                # pg_try_advisory_xact_lock in the WHERE claims buckets as rows are scanned in
-                # seq order: rows in a bucket another relay holds are skipped as a whole, so
-                # an aggregate's events are only ever published by one relay at a time.
+                # First claim buckets (an advisory lock each, held until this transaction ends),
+                # then read their rows in a second statement. The split matters: the second
+                # statement's snapshot is taken after the buckets' previous holder committed, so
+                # it sees every row that relay left behind, and one aggregate's events - which
+                # share a bucket - are only ever published by one relay at a time, in seq order.
+                buckets = await conn.fetchval(
+                    """SELECT coalesce(array_agg(b), '{}') FROM generate_series(0, $1 - 1) AS b
+                        WHERE pg_try_advisory_xact_lock(hashtext(current_schema() || ':outbox'), b)""",
+                    BUCKETS,
+                )
+                if not buckets:
+                    return 0
                 rows = await conn.fetch(
                     """SELECT id, aggregateid, type, topic, payload::text AS payload, headers::text AS headers
                          FROM outbox
-                        WHERE published_at IS NULL
-                          AND pg_try_advisory_xact_lock(hashtext(current_schema() || ':outbox'), bucket)
+                        WHERE published_at IS NULL AND bucket = ANY($2::smallint[])
                         ORDER BY seq
-                        LIMIT $1
-                          FOR UPDATE SKIP LOCKED""",
-                    self.batch_size,
+                        LIMIT $1""",
+                    self.batch_size, buckets,
                 )
                 if not rows:
                     return 0

@@ -76,9 +76,11 @@ class Service:
         log.info("starting", kafka=s.kafka_bootstrap_servers, http=f"{s.http_host}:{s.http_port}")
         self._pool = await create_pool(s.service_dsn, schema=self.name, application=self.name, size=s.db_pool_size)
         await migrate(self._pool, self.name, self.migrations)
-        await self._wait_for_kafka()
+        # Start-up steps (e.g. seeding the registry) run before consuming starts, so no event is
+        # handled against a half-prepared database.
         for step in self.startup_steps:
             await step(self)
+        await self._wait_for_kafka()
         self.relay = Relay(self._pool, self.broker, service=self.name, batch_size=s.relay_batch_size,
                            poll_seconds=s.relay_poll_seconds, retention_seconds=s.outbox_retention_seconds)
         self.relay.start()
@@ -92,19 +94,24 @@ class Service:
                 await self.broker.start()
                 return
             except (KafkaConnectionError, KafkaError, OSError) as exc:
+                await self.broker.stop()  # a partial start must not leave a consumer behind
                 log.warning("waiting for dependency", dependency="kafka", attempt=attempt, retry_in=round(delay, 2), error=repr(exc))
                 await asyncio.sleep(delay)
 
     async def _guard(self, task: BackgroundTask) -> None:
         """Keep a background loop alive: log and restart it after an unexpected error."""
         delays = backoff_delays(0.5, 10.0)
+        loop = asyncio.get_running_loop()
         while not self.stopping.is_set():
+            began = loop.time()
             try:
                 await task(self)
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if loop.time() - began > 60:
+                    delays = backoff_delays(0.5, 10.0)  # it had been healthy: start the backoff afresh
                 delay = next(delays)
                 log.warning("background task failed; restarting", task=task.__name__, error=repr(exc), retry_in=round(delay, 2))
                 await asyncio.sleep(delay)
@@ -113,12 +120,23 @@ class Service:
         log.info("stopping")
         self.stopping.set()
         self.consumer.stopping.set()
-        await self.broker.stop()  # stops fetching, waits for in-flight handlers (graceful_timeout)
-        if self.relay:
-            await self.relay.stop()
+        # Order matters: stop consuming (in-flight handlers finish, within graceful_timeout),
+        # then the timers, then let the relay publish what they committed, and only then close
+        # the producer and the pool.
+        for subscriber in self.broker.subscribers:
+            await subscriber.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.relay:
+            await self.relay.stop()
+            try:
+                for _ in range(50):  # what the last handlers and timers committed, bounded
+                    if not await self.relay.publish_batch():
+                        break
+            except Exception as exc:
+                log.warning("final relay batch failed; it will be published after restart", error=repr(exc))
+        await self.broker.stop()
         if self._pool:
             await self._pool.close()
         log.info("stopped")

@@ -48,8 +48,9 @@ class ServiceSettings(SharedSettings):
     relay_batch_size: int = 200
     # Published outbox rows are kept this long (for inspection), then deleted.
     outbox_retention_seconds: int = 3600
-    # Consumers: transient failures retry with jittered exponential backoff, then dead-letter.
-    consumer_max_attempts: int = 10
+    # Consumers: transient failures (PostgreSQL away) retry with capped, jittered exponential
+    # backoff until they succeed; other handler errors get this many attempts, then dead letters.
+    consumer_max_attempts: int = 3
     consumer_backoff_initial_seconds: float = 0.2
     consumer_backoff_max_seconds: float = 15.0
     # How long shutdown may take before in-flight work is abandoned (to be redelivered).

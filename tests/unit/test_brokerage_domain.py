@@ -97,6 +97,11 @@ class TestTiers:
         assert tier == Tier.supplementary and offered == [supp]
         assert domain.next_offer([Tier.prime, Tier.supplementary], Tier.supplementary, [supp]) is None
 
+    def test_next_offer_copes_with_a_ladder_changed_under_an_open_offer(self):
+        # The zone lost its Prime tier while a package was on its prime round.
+        supp = provider("ps", tier="supplementary")
+        assert domain.next_offer([Tier.supplementary], Tier.prime, [supp]) == (Tier.supplementary, [supp])
+
 
 def bid(pid, rate, minutes=0, start=TODAY):
     return domain.Answer(pid, "bid", T0 + dt.timedelta(minutes=minutes), Decimal(rate), start)
