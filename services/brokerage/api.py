@@ -241,7 +241,7 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
         band: Band | None = None,
         urgency: Urgency | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     ) -> dict:
         if zone is not None and zone not in rules.framework.zones:
             raise ProblemError(422, f"unknown zone {zone!r}", field="zone")

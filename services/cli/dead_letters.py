@@ -37,7 +37,7 @@ def list_letters(as_json: bool = typer.Option(False, "--json", help="JSON lines 
     letters = asyncio.run(read_all(admin_settings().kafka_bootstrap_servers))
     if as_json:
         for p, o, d in letters:
-            typer.echo(json.dumps({"id": _id(p, o), "origin": f"{d.origin_topic}/{d.origin_partition}@{d.origin_offset}",
+            typer.echo(json.dumps({"id": _id(p, o), "key": d.key.decode(errors="replace") if d.key else None, "origin": f"{d.origin_topic}/{d.origin_partition}@{d.origin_offset}",
                                    "consumer": d.consumer, "reason": d.reason, "error": d.error, "attempts": d.attempts,
                                    "failed_at": d.failed_at}))
         return

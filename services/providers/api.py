@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from services.providers import repository as repo
 from services.runtime.http import ProblemError
@@ -34,7 +36,10 @@ def build_router(service) -> APIRouter:
         }
 
     @router.get("/{provider_id}/offers", summary="Offers a provider received, with its answers")
-    async def provider_offers(provider_id: str, status: str | None = None) -> list[dict]:
+    async def provider_offers(
+        provider_id: str,
+        status: Annotated[str | None, Query(pattern="^(offered|bid|declined|won|lost|closed)$")] = None,
+    ) -> list[dict]:
         if not await service.pool.fetchval("SELECT true FROM providers WHERE provider_id = $1", provider_id):
             raise ProblemError(404, f"no provider {provider_id!r}")
         rows = await service.pool.fetch(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -54,6 +55,8 @@ class EdgeMiddleware(BaseHTTPMiddleware):
         correlation_id = request.headers.get(CORRELATION_HEADER) or str(uuid.uuid4())
         structlog.contextvars.bind_contextvars(http_correlation_id=correlation_id)
         try:
+            if "%00" in request.url.query or "\x00" in request.url.path:
+                return _problem(400, "NUL characters are not allowed in URLs")
             if request.method in BODY_METHODS:
                 length = request.headers.get("content-length")
                 if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
@@ -95,6 +98,10 @@ def create_app(service: "Service", *, title: str, description: str, version: str
 
     for error in TRANSIENT_DB_ERRORS:
         app.add_exception_handler(error, _unavailable)
+    # A value PostgreSQL cannot take (a NUL character, a number out of range) came from the
+    # request: it is the client's error, whatever validation let it through.
+    app.add_exception_handler(asyncpg.exceptions.DataError, _bad_value)
+    app.add_exception_handler(asyncpg.exceptions._base.DataError, _bad_value)
 
     @app.get("/health/live", tags=["operations"], summary="The process is up")
     async def live():
@@ -112,6 +119,10 @@ def create_app(service: "Service", *, title: str, description: str, version: str
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+async def _bad_value(_: Request, exc: Exception):
+    return _problem(422, f"invalid value in the request: {str(exc).splitlines()[0][:200]}")
 
 
 async def _unavailable(_: Request, exc: Exception):
