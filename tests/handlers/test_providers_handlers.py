@@ -118,3 +118,29 @@ async def test_an_event_the_service_does_not_handle_is_skipped(in_memory):
     await broker.publish(sample, topic=topics.resolve("brokerage.packages"))
     after = await service.pool.fetchval("SELECT count(*) FROM inbox"), await service.pool.fetchval("SELECT count(*) FROM offers")
     assert after == before
+
+
+async def test_an_event_the_handler_cannot_apply_is_retried_then_dead_lettered(in_memory):
+    seen = []
+
+    def listen_to_dead_letters(service):
+        @service.broker.subscriber(topics.dead_letters(), decoder=raw_body)
+        async def capture(body: bytes, msg: KafkaMessage):
+            seen.append(msg.headers)
+
+    service, broker = await in_memory(build, "providers", before_start=listen_to_dead_letters)
+    # An award of more hours than the provider has free breaks the capacity check constraint:
+    # not transient, so a bounded number of attempts and then dead letters - and no effect.
+    row = await service.pool.fetchrow("SELECT provider_id, weekly_capacity_hours - committed_hours AS free FROM providers "
+                                      "WHERE weekly_capacity_hours - committed_hours < 160 LIMIT 1")
+    package_id = uuid.uuid4()
+    placed = PackagePlaced(correlation_id=package_id, package_id=package_id, provider_id=row["provider_id"], offer_round=1,
+                           tier="prime", hourly_rate=Decimal("18.75"), hours_per_week=Decimal("168"),
+                           start_date=dt.date.today(), zone="melton", band="urban", urgency="community",
+                           rate_card="2020-21", requested_by="broker.amy", placed_at=dt.datetime.now(dt.UTC))
+    await broker.publish(placed.model_dump_json().encode(), topic=topics.resolve("brokerage.packages"))
+    assert len(seen) == 1
+    assert seen[0]["x-dlq-reason"] == "handler-error" and seen[0]["x-dlq-attempts"] == str(service.settings.consumer_max_attempts)
+    assert "CheckViolation" in seen[0]["x-dlq-error"]
+    assert await service.pool.fetchval("SELECT count(*) FROM placements WHERE package_id = $1", package_id) == 0
+    assert await service.pool.fetchval("SELECT count(*) FROM inbox WHERE event_id = $1", placed.event_id) == 0

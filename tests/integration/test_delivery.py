@@ -153,3 +153,17 @@ async def test_a_consumer_applies_each_event_once_dead_letters_garbage_and_commi
         assert any("schema_version" in h["x-dlq-error"] for h in mine)
     finally:
         await service.stop()
+
+
+async def test_published_outbox_rows_are_removed_after_their_retention(notifications_pool, infra):
+    package_id = uuid.uuid4()
+    async with unit_of_work(notifications_pool) as uow:
+        await uow.emit(confirmed(package_id, 0))
+        await uow.emit(confirmed(package_id, 1))
+    await notifications_pool.execute(
+        "UPDATE outbox SET published_at = now() - interval '2 hours' WHERE id = (SELECT id FROM outbox WHERE aggregateid = $1 ORDER BY seq LIMIT 1)",
+        str(package_id))
+    relay = Relay(notifications_pool, broker=None, service="notifications", retention_seconds=3600)
+    await relay.clean_up()
+    left = await notifications_pool.fetch("SELECT published_at FROM outbox WHERE aggregateid = $1", str(package_id))
+    assert [r["published_at"] for r in left] == [None], "the old published row goes, the unpublished one stays"

@@ -1,0 +1,232 @@
+"""``homecare tail`` and ``homecare lag``: what is flowing on the event streams, and what is stuck.
+
+tail  decodes every event into one line (time, type, package, zone, band, provider, outcome),
+      filterable by package, zone, provider or type; ``--journey ID`` follows one package's
+      correlation id across the three services' topics, in order.
+lag   per consumer group and partition: committed offset, end offset, lag, and the age of the
+      oldest unprocessed event; groups with no active member are flagged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from dataclasses import dataclass
+
+import typer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from rich.console import Console
+from rich.table import Table
+
+from schemas import topics as contract
+from services.runtime import topics
+from services.runtime.kafka import partitions_of, read_topic
+from services.runtime.settings import SERVICES, admin_settings
+
+app = typer.Typer(no_args_is_help=False)
+
+
+# ---- tail ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Line:
+    at: str
+    topic: str
+    event_type: str
+    package_id: str
+    zone: str
+    band: str
+    provider: str
+    outcome: str
+    correlation_id: str
+
+    def render(self) -> str:
+        return "  ".join([self.at[:23], f"{self.event_type:<18}", self.package_id[:36] or "-", self.zone or "-",
+                          self.band or "-", self.provider or "-", self.outcome])
+
+
+def describe(record: ConsumerRecord) -> Line:
+    """One line for one record; anything undecodable is shown as such, never skipped."""
+    at = dt.datetime.fromtimestamp(record.timestamp / 1000, dt.UTC).isoformat()
+    try:
+        e = json.loads(record.value)
+        if not isinstance(e, dict):
+            raise ValueError
+    except ValueError:
+        return Line(at, record.topic, "(undecodable)", "", "", "", "", f"{len(record.value or b'')} bytes", "")
+    spec = e.get("package") or {}
+    profile = e.get("profile") or {}
+    kind = e.get("event_type", "?")
+    outcome = {
+        "PackageRequested": f"{spec.get('hours_per_week')} h/week, {spec.get('urgency')}",
+        "OfferMade": f"round {e.get('offer_round')} {e.get('tier')} to {len(e.get('provider_ids') or [])} provider(s)",
+        "BidSubmitted": f"bid £{e.get('hourly_rate')}/h from {e.get('earliest_start')}",
+        "OfferDeclined": f"declined: {e.get('reason')}",
+        "PackagePlaced": f"placed at £{e.get('hourly_rate')}/h ({e.get('tier')} tier)",
+        "PackageUnplaced": f"unplaced: {e.get('reason')}",
+        "ProviderUpdated": f"revision {e.get('revision')}, {profile.get('status')}, committed {profile.get('committed_hours')} h",
+        "PlacementConfirmed": f"confirmed to {', '.join(r.get('kind', '?') for r in e.get('recipients') or [])}",
+    }.get(kind, "")
+    if topics.dead_letters() == record.topic:
+        headers = {k: v.decode(errors="replace") for k, v in record.headers or ()}
+        kind, outcome = "(dead letter)", f"{headers.get('x-dlq-reason')}: {headers.get('x-dlq-error', '')[:60]}"
+    return Line(at, record.topic, kind, str(e.get("package_id") or ""), e.get("zone") or spec.get("zone") or "",
+                e.get("band") or spec.get("band") or "", e.get("provider_id") or profile.get("provider_id") or "",
+                outcome, str(e.get("correlation_id") or ""))
+
+
+def matches(line: Line, *, package: str | None, zone: str | None, provider: str | None, event_type: str | None,
+            journey: str | None) -> bool:
+    return ((package is None or line.package_id == package) and (zone is None or line.zone == zone)
+            and (provider is None or line.provider == provider) and (event_type is None or line.event_type == event_type)
+            and (journey is None or line.correlation_id == journey))
+
+
+async def tail_lines(bootstrap: str, names: list[str], *, follow: bool, from_beginning: bool, on_line, **filters) -> None:
+    """Feed ``on_line`` every matching record of the topics, oldest first (then live, with follow)."""
+    if not follow:
+        records = []
+        for name in names:
+            records += await read_topic(bootstrap, name)
+        for record in sorted(records, key=lambda r: (r.timestamp, r.topic, r.partition, r.offset)):
+            line = describe(record)
+            if matches(line, **filters):
+                on_line(line)
+        return
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(n, p) for n in names for p in await partitions_of(bootstrap, n)]
+        consumer.assign(partitions)
+        if from_beginning:
+            await consumer.seek_to_beginning(*partitions)
+        else:
+            await consumer.seek_to_end(*partitions)
+        while True:
+            batch = await consumer.getmany(timeout_ms=500)
+            for record in sorted((r for rs in batch.values() for r in rs), key=lambda r: r.timestamp):
+                line = describe(record)
+                if matches(line, **filters):
+                    on_line(line)
+    finally:
+        await consumer.stop()
+
+
+@app.command("tail")
+def tail(
+    topic: list[str] = typer.Option(None, "--topic", "-t", help="Topic(s) to follow (contract names); default all"),
+    package: str = typer.Option(None, help="Only this package id"),
+    zone: str = typer.Option(None, help="Only this zone"),
+    provider: str = typer.Option(None, help="Only this provider id"),
+    event_type: str = typer.Option(None, "--type", help="Only this event type"),
+    journey: str = typer.Option(None, help="Follow one correlation id (a package's journey) across all topics"),
+    follow: bool = typer.Option(True, "--follow/--no-follow", help="Keep following live, or stop at the current end"),
+    from_beginning: bool = typer.Option(False, "--from-beginning", help="With --follow, start from the oldest event"),
+    as_json: bool = typer.Option(False, "--json", help="JSON lines"),
+) -> None:
+    """Follow the event streams, one decoded line per event."""
+    names = [topics.resolve(t) for t in (topic or contract.ALL)]
+    if journey or package:
+        from_beginning = True
+
+    def show(line: Line) -> None:
+        typer.echo(json.dumps(line.__dict__) if as_json else line.render())
+
+    try:
+        asyncio.run(tail_lines(admin_settings().kafka_bootstrap_servers, names, follow=follow, from_beginning=from_beginning,
+                               on_line=show, package=package, zone=zone, provider=provider, event_type=event_type,
+                               journey=journey))
+    except KeyboardInterrupt:
+        pass
+
+
+# ---- lag ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    group: str
+    topic: str
+    partition: int
+    committed: int
+    end: int
+    oldest_unprocessed_age_s: float | None
+    members: int
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.end - self.committed)
+
+
+async def consumer_lag(bootstrap: str, groups: list[str] | None = None) -> list[PartitionLag]:
+    """Committed vs end offsets per group and partition (what kafka_exporter and Burrow report)."""
+    groups = groups or [topics.group(s) for s in SERVICES]
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    rows = []
+    try:
+        members_of = await group_members(admin, groups)
+        for group in groups:
+            members = members_of.get(group, 0)
+            offsets = await admin.list_consumer_group_offsets(group)
+            committed = {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+            if not committed:
+                continue
+            ends = await consumer.end_offsets(list(committed))
+            for tp, offset in sorted(committed.items(), key=lambda kv: (kv[0].topic, kv[0].partition)):
+                age = None
+                if ends[tp] > offset:
+                    age = await _age_of(consumer, tp, offset)
+                rows.append(PartitionLag(group, tp.topic, tp.partition, offset, ends[tp], age, members))
+    finally:
+        await consumer.stop()
+        await admin.close()
+    return rows
+
+
+async def group_members(admin: AIOKafkaAdminClient, groups: list[str]) -> dict[str, int]:
+    """Active members per group. aiokafka hands back the raw DescribeGroups responses, whose
+    group entries are (error_code, group_id, state, protocol_type, protocol, members, ...)."""
+    counts = {}
+    for response in await admin.describe_consumer_groups(groups):
+        for entry in response.groups:
+            counts[entry[1]] = len(entry[5])
+    return counts
+
+
+async def _age_of(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> float | None:
+    """Seconds since the oldest unprocessed event (the one at the committed offset) was written."""
+    probe = AIOKafkaConsumer(bootstrap_servers=consumer._client._bootstrap_servers, enable_auto_commit=False)
+    await probe.start()
+    try:
+        probe.assign([tp])
+        probe.seek(tp, offset)
+        batch = await probe.getmany(tp, timeout_ms=2000, max_records=1)
+        for record in batch.get(tp, []):
+            return max(0.0, dt.datetime.now(dt.UTC).timestamp() - record.timestamp / 1000)
+        return None
+    finally:
+        await probe.stop()
+
+
+@app.command("lag")
+def lag(as_json: bool = typer.Option(False, "--json", help="JSON instead of a table")) -> None:
+    """Consumer lag per group and partition, with the age of the oldest unprocessed event."""
+    rows = asyncio.run(consumer_lag(admin_settings().kafka_bootstrap_servers))
+    if as_json:
+        typer.echo(json.dumps([r.__dict__ | {"lag": r.lag} for r in rows], indent=2))
+        return
+    table = Table(title="consumer lag")
+    for col in ("group", "topic", "partition", "committed", "end", "lag", "oldest unprocessed", "members"):
+        table.add_column(col, justify="right" if col not in ("group", "topic") else "left")
+    for r in rows:
+        age = "-" if r.oldest_unprocessed_age_s is None else f"{r.oldest_unprocessed_age_s:.0f} s"
+        members = "[red]0: no active member[/red]" if r.members == 0 else str(r.members)
+        style = "red" if r.lag else None
+        table.add_row(r.group, r.topic, str(r.partition), str(r.committed), str(r.end), str(r.lag), age, members, style=style)
+    Console().print(table)
