@@ -7,7 +7,7 @@ bash "$ROOT/deploy/kafka.sh" start
 bash "$ROOT/deploy/postgres.sh" start
 cd "$ROOT"
 set +e
-uv run --frozen pytest "${@:-tests}" -p no:cacheprovider
+uv run --frozen pytest -p no:cacheprovider "$@"
 rc=$?
 set -e
 # pytest exits 5 when it collected no tests: that is a failure here, not a pass.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -79,3 +80,12 @@ def start_stack(database_url: str, kafka: str, namespace: str, logs: Path) -> St
 def stop_stack(stack: Stack) -> dict[str, int]:
     """SIGTERM every running service; returns their exit codes (a clean shutdown is 0)."""
     return {name: stack.stop(name) for name, proc in stack.procs.items() if proc.poll() is None}
+
+
+def event_of(record) -> dict | None:
+    """The event in a Kafka record, or None for the garbage other tests put on the topics."""
+    try:
+        event = json.loads(record.value)
+    except (ValueError, TypeError):
+        return None
+    return event if isinstance(event, dict) and "event_type" in event else None

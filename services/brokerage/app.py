@@ -12,10 +12,20 @@ import datetime as dt
 from pathlib import Path
 
 from schemas import topics
-from schemas.events import BidSubmitted, OfferDeclined, ProviderUpdated
+from schemas.events import (
+    BidSubmitted,
+    OfferDeclined,
+    OfferMade,
+    PackagePlaced,
+    PackageRequested,
+    PackageUnplaced,
+    ProviderUpdated,
+)
 from schemas.vocabulary import Urgency
 from services.brokerage import api, handlers
 from services.brokerage import repository as repo
+from services.runtime import metrics
+from services.runtime.asyncapi import declare_publishes
 from services.runtime.db import is_transient
 from services.runtime.http import create_app
 from services.runtime.logging import get_logger
@@ -51,6 +61,19 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
         await handlers.update_provider(uow, event)
 
     service.consumer.subscribe(topics.ANSWERS, topics.REGISTRY)
+    declare_publishes(service, topics.PACKAGES, PackageRequested, OfferMade, PackagePlaced, PackageUnplaced,
+                      description="A package's life: requested, offered per tier, placed or unplaced. Keyed by package id.")
+
+    @service.gauge_refreshers.append
+    async def waiting_packages(svc: Service) -> None:
+        rows = await svc.pool.fetch(
+            """SELECT urgency, status, count(*) AS n, extract(epoch FROM now() - min(requested_at)) AS oldest
+                 FROM packages WHERE status IN ('offered', 'unplaced') GROUP BY urgency, status""")
+        for urgency in Urgency:
+            for status in ("offered", "unplaced"):
+                row = next((r for r in rows if r["urgency"] == urgency.value and r["status"] == status), None)
+                metrics.PACKAGES_WAITING.labels(urgency.value, status).set(row["n"] if row else 0)
+                metrics.OLDEST_WAIT.labels(urgency.value, status).set(float(row["oldest"]) if row else 0)
 
     @service.in_background
     async def offer_window_timer(svc: Service) -> None:

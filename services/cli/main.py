@@ -2,6 +2,9 @@
 
     homecare db provision          create the database, roles and schemas (administrator)
     homecare demo                  place a batch of synthetic packages through the HTTP API
+    homecare tail                  follow the event streams, one decoded line per event
+    homecare lag                   consumer lag per group and partition, oldest unprocessed event
+    homecare kpis                  brokerage and market KPIs over a period, with RAG status
     homecare dead-letters list     what the consumers could not apply, with origin and error
     homecare dead-letters show N   one dead letter in full
     homecare dead-letters replay   put chosen dead letters back on their original topic
@@ -14,7 +17,7 @@ import asyncio
 
 import typer
 
-from services.cli import dead_letters, demo
+from services.cli import dead_letters, demo, kpis, streams
 from services.runtime.logging import configure
 
 app = typer.Typer(no_args_is_help=True, help="Operate the home care brokerage platform.")
@@ -24,6 +27,9 @@ app.add_typer(db_app, name="db")
 app.add_typer(ref_app, name="reference")
 app.add_typer(dead_letters.app, name="dead-letters")
 app.command("demo")(demo.demo)
+app.command("tail")(streams.tail)
+app.command("lag")(streams.lag)
+app.command("kpis")(kpis.kpis)
 
 
 @app.callback()

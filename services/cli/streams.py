@@ -16,17 +16,13 @@ from dataclasses import dataclass
 
 import typer
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 from rich.table import Table
 
 from schemas import topics as contract
 from services.runtime import topics
-from services.runtime.kafka import partitions_of, read_topic
+from services.runtime.kafka import consumer_lag, partitions_of, read_topic
 from services.runtime.settings import SERVICES, admin_settings
-
-app = typer.Typer(no_args_is_help=False)
-
 
 # ---- tail ---------------------------------------------------------------------------------
 
@@ -115,7 +111,6 @@ async def tail_lines(bootstrap: str, names: list[str], *, follow: bool, from_beg
         await consumer.stop()
 
 
-@app.command("tail")
 def tail(
     topic: list[str] = typer.Option(None, "--topic", "-t", help="Topic(s) to follow (contract names); default all"),
     package: str = typer.Option(None, help="Only this package id"),
@@ -146,78 +141,9 @@ def tail(
 # ---- lag ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PartitionLag:
-    group: str
-    topic: str
-    partition: int
-    committed: int
-    end: int
-    oldest_unprocessed_age_s: float | None
-    members: int
-
-    @property
-    def lag(self) -> int:
-        return max(0, self.end - self.committed)
-
-
-async def consumer_lag(bootstrap: str, groups: list[str] | None = None) -> list[PartitionLag]:
-    """Committed vs end offsets per group and partition (what kafka_exporter and Burrow report)."""
-    groups = groups or [topics.group(s) for s in SERVICES]
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    rows = []
-    try:
-        members_of = await group_members(admin, groups)
-        for group in groups:
-            members = members_of.get(group, 0)
-            offsets = await admin.list_consumer_group_offsets(group)
-            committed = {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
-            if not committed:
-                continue
-            ends = await consumer.end_offsets(list(committed))
-            for tp, offset in sorted(committed.items(), key=lambda kv: (kv[0].topic, kv[0].partition)):
-                age = None
-                if ends[tp] > offset:
-                    age = await _age_of(consumer, tp, offset)
-                rows.append(PartitionLag(group, tp.topic, tp.partition, offset, ends[tp], age, members))
-    finally:
-        await consumer.stop()
-        await admin.close()
-    return rows
-
-
-async def group_members(admin: AIOKafkaAdminClient, groups: list[str]) -> dict[str, int]:
-    """Active members per group. aiokafka hands back the raw DescribeGroups responses, whose
-    group entries are (error_code, group_id, state, protocol_type, protocol, members, ...)."""
-    counts = {}
-    for response in await admin.describe_consumer_groups(groups):
-        for entry in response.groups:
-            counts[entry[1]] = len(entry[5])
-    return counts
-
-
-async def _age_of(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> float | None:
-    """Seconds since the oldest unprocessed event (the one at the committed offset) was written."""
-    probe = AIOKafkaConsumer(bootstrap_servers=consumer._client._bootstrap_servers, enable_auto_commit=False)
-    await probe.start()
-    try:
-        probe.assign([tp])
-        probe.seek(tp, offset)
-        batch = await probe.getmany(tp, timeout_ms=2000, max_records=1)
-        for record in batch.get(tp, []):
-            return max(0.0, dt.datetime.now(dt.UTC).timestamp() - record.timestamp / 1000)
-        return None
-    finally:
-        await probe.stop()
-
-
-@app.command("lag")
 def lag(as_json: bool = typer.Option(False, "--json", help="JSON instead of a table")) -> None:
     """Consumer lag per group and partition, with the age of the oldest unprocessed event."""
-    rows = asyncio.run(consumer_lag(admin_settings().kafka_bootstrap_servers))
+    rows = asyncio.run(consumer_lag(admin_settings().kafka_bootstrap_servers, [topics.group(s) for s in SERVICES]))
     if as_json:
         typer.echo(json.dumps([r.__dict__ | {"lag": r.lag} for r in rows], indent=2))
         return

@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from schemas import topics
-from schemas.events import PackagePlaced
+from schemas.events import PackagePlaced, PlacementConfirmed
 from services.notifications import api, handlers
+from services.runtime.asyncapi import declare_publishes
 from services.runtime.http import create_app
 from services.runtime.service import Service
 from services.runtime.settings import ServiceSettings, load
@@ -22,6 +23,8 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
 
     service.consumer.on(PackagePlaced)(handlers.confirm_placement)
     service.consumer.subscribe(topics.PACKAGES)
+    declare_publishes(service, topics.CONFIRMATIONS, PlacementConfirmed,
+                      description="A placement confirmed to its recipients. Keyed by package id.")
 
     app = create_app(service, title="Notifications", description="Placement confirmations to everyone concerned.")
     app.include_router(api.build_router(service))

@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from schemas import topics
-from schemas.events import OfferMade, PackagePlaced, PackageUnplaced
+from schemas.events import BidSubmitted, OfferDeclined, OfferMade, PackagePlaced, PackageUnplaced, ProviderUpdated
 from services.providers import api, handlers
+from services.runtime.asyncapi import declare_publishes
 from services.runtime.http import create_app
 from services.runtime.logging import get_logger
 from services.runtime.outbox import unit_of_work
@@ -30,6 +31,10 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
     service.consumer.on(PackagePlaced)(handlers.record_award)
     service.consumer.on(PackageUnplaced)(handlers.release_bids)
     service.consumer.subscribe(topics.PACKAGES)
+    declare_publishes(service, topics.ANSWERS, BidSubmitted, OfferDeclined,
+                      description="Providers' answers to offers: a bid at a rate, or a decline with a reason code. Keyed by package id.")
+    declare_publishes(service, topics.REGISTRY, ProviderUpdated,
+                      description="Each provider's whole current profile; the latest revision wins. Compacted, keyed by provider id.")
 
     @service.on_startup
     async def seed(svc: Service) -> None:

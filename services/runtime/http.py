@@ -113,6 +113,12 @@ def create_app(service: "Service", *, title: str, description: str, version: str
         ok = all(checks.values())
         return JSONResponse(status_code=200 if ok else 503, content={"status": "ready" if ok else "not ready", "checks": checks})
 
+    @app.get("/asyncapi.json", tags=["operations"], summary="AsyncAPI 3.0 document of the service's Kafka topics")
+    async def asyncapi():
+        from services.runtime.asyncapi import document
+
+        return document(service)
+
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=PlainTextResponse)
     async def metrics_endpoint():
         await service.refresh_gauges()

@@ -14,3 +14,12 @@ HANDLER_RETRIES = Counter("homecare_handler_retries_total", "Retries after a fai
 DEAD_LETTERS = Counter("homecare_dead_letters_total", "Messages sent to the dead-letter topic", ["service", "consumer", "reason"])
 OUTBOX_PUBLISHED = Counter("homecare_outbox_published_total", "Outbox rows published to Kafka", ["service"])
 OUTBOX_BACKLOG = Gauge("homecare_outbox_backlog", "Outbox rows not yet published", ["service"])
+CONSUMER_LAG = Gauge("homecare_consumer_lag", "Events on the partition not yet processed by the service's consumer group",
+                     ["service", "topic", "partition"])
+CONSUMER_OLDEST_UNPROCESSED = Gauge("homecare_consumer_oldest_unprocessed_seconds",
+                                    "Age of the oldest event the service's group has not processed", ["service"])
+READY = Gauge("homecare_ready", "1 when the service reaches Kafka and PostgreSQL", ["service"])
+PACKAGES_WAITING = Gauge("homecare_packages_waiting", "Packages offered or unplaced, by urgency and status",
+                         ["urgency", "status"])
+OLDEST_WAIT = Gauge("homecare_packages_oldest_wait_seconds", "How long the longest-waiting package has waited",
+                    ["urgency", "status"])

@@ -20,7 +20,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from services.runtime import logging as runtime_logging
 from services.runtime import metrics
 from services.runtime import topics as runtime_topics
-from services.runtime.kafka import ensure_topics, make_broker
+from services.runtime.kafka import consumer_lag, ensure_topics, make_broker
 from services.runtime.consumer import EventConsumer
 from services.runtime.db import backoff_delays, create_pool, migrate
 from services.runtime.outbox import Relay
@@ -50,6 +50,7 @@ class Service:
         )
         self.relay: Relay | None = None
         self.startup_steps: list[StartupStep] = []
+        self.gauge_refreshers: list[StartupStep] = []
         self.background: list[BackgroundTask] = []
         self._tasks: list[asyncio.Task] = []
         self.stopping = asyncio.Event()
@@ -84,7 +85,8 @@ class Service:
         self.relay = Relay(self._pool, self.broker, service=self.name, batch_size=s.relay_batch_size,
                            poll_seconds=s.relay_poll_seconds, retention_seconds=s.outbox_retention_seconds)
         self.relay.start()
-        self._tasks = [asyncio.create_task(self._guard(task), name=task.__name__) for task in self.background]
+        self._tasks = [asyncio.create_task(self._guard(task), name=task.__name__)
+                       for task in [*self.background, _measure_lag]]
         log.info("started")
 
     async def _wait_for_kafka(self) -> None:
@@ -178,13 +180,17 @@ class Service:
             kafka_ok = await self.broker.ping(timeout=2)
         except Exception:
             pass
+        metrics.READY.labels(self.name).set(1 if db_ok and kafka_ok else 0)
         return {"postgresql": db_ok, "kafka": kafka_ok}
 
     async def refresh_gauges(self) -> None:
+        """Gauges read at scrape time; a failing reading leaves the last value rather than failing /metrics."""
         try:
             metrics.OUTBOX_BACKLOG.labels(self.name).set(await Relay.backlog(self.pool))
-        except Exception:
-            pass
+            for refresh in self.gauge_refreshers:
+                await refresh(self)
+        except Exception as exc:
+            log.warning("could not refresh gauges", error=repr(exc))
 
     def run(self, app) -> None:
         """Serve the HTTP app (and with it the consumers and relay) until SIGTERM/SIGINT."""
@@ -194,3 +200,21 @@ class Service:
                                 timeout_graceful_shutdown=int(s.graceful_timeout_seconds))
         self.server = uvicorn.Server(config)
         self.server.run()
+
+
+async def _measure_lag(service: Service, every: float = 15.0) -> None:
+    """Consumer lag of the service's own group, as Prometheus gauges (FastStream has none)."""
+    group = runtime_topics.group(service.name)
+    while not service.stopping.is_set():
+        try:
+            rows = await consumer_lag(service.settings.kafka_bootstrap_servers, [group])
+            for row in rows:
+                metrics.CONSUMER_LAG.labels(service.name, row.topic, str(row.partition)).set(row.lag)
+            ages = [r.oldest_unprocessed_age_s for r in rows if r.oldest_unprocessed_age_s is not None]
+            metrics.CONSUMER_OLDEST_UNPROCESSED.labels(service.name).set(max(ages, default=0))
+        except Exception as exc:
+            log.warning("could not measure consumer lag", error=repr(exc))
+        try:
+            await asyncio.wait_for(service.stopping.wait(), timeout=every)
+        except asyncio.TimeoutError:
+            pass

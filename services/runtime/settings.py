@@ -85,7 +85,7 @@ def load(service: ServiceName, **overrides) -> ServiceSettings:
         model_config = SettingsConfigDict(env_prefix=f"{service.upper()}_", extra="ignore")
 
     shared = SharedSettings()
-    own = _Prefixed(service=service, **shared.model_dump(), **overrides)
+    own = _Prefixed(**({"service": service} | shared.model_dump() | overrides))
     values = own.model_dump()
     if not values["http_port"]:
         values["http_port"] = DEFAULT_PORTS[service]

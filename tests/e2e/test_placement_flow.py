@@ -20,6 +20,7 @@ from services.cli.synthetic import batch
 from services.runtime import topics
 from services.runtime.kafka import read_topic
 from services.runtime.reference import load_framework, load_provider_seed
+from tests.support import event_of
 
 PACKAGES = 70  # 5 per zone across all 14 zones
 PERSONAL_FIELDS = ("full_name", "address", "postcode", "phone", "email", "nhs_number", "date_of_birth", "care_notes")
@@ -66,8 +67,8 @@ async def test_every_package_ends_placed_or_unplaced_exactly_once(placed_batch, 
     assert {r["status"] for r in rows} <= {"placed", "unplaced"} and len(rows) == len(ids)
     outcomes = Counter()
     for topic, record in await all_events(infra):
-        event = json.loads(record.value)
-        if event.get("event_type") in ("PackagePlaced", "PackageUnplaced") and event["package_id"] in ids:
+        event = event_of(record)
+        if event and event.get("event_type") in ("PackagePlaced", "PackageUnplaced") and event.get("package_id") in ids:
             outcomes[event["package_id"]] += 1
             assert record.key.decode() == event["package_id"], "keyed by package id"
     assert outcomes == Counter({i: 1 for i in ids}), "exactly one outcome event per package"
@@ -85,8 +86,8 @@ async def test_each_placement_has_exactly_one_confirmation_per_recipient(placed_
         per_package[r["package_id"]].append((r["recipient_kind"], r["recipient_id"]))
     for package_id, package in placed.items():
         assert sorted(per_package[package_id]) == sorted([("broker", package["requested_by"]), ("provider", package["provider_id"])])
-    confirmed = Counter(json.loads(r.value)["package_id"] for t, r in await all_events(infra)
-                        if t == topics.resolve("notifications.confirmations"))
+    confirmed = Counter(event_of(r)["package_id"] for t, r in await all_events(infra)
+                        if t == topics.resolve("notifications.confirmations") and event_of(r))
     assert {k: v for k, v in confirmed.items() if k in placed} == {k: 1 for k in placed}
 
 

@@ -32,7 +32,7 @@ from services.cli.synthetic import batch
 from services.runtime import topics
 from services.runtime.kafka import read_topic
 from services.runtime.reference import load_framework
-from tests.support import SERVICES
+from tests.support import SERVICES, event_of
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = 520
@@ -184,8 +184,8 @@ async def test_crashes_and_restarts_lose_nothing_and_double_nothing(chaos_stack,
     wanted = set(ids)
     for topic in (topics.resolve("brokerage.packages"), topics.resolve("notifications.confirmations")):
         for record in await read_topic(infra.kafka, topic):
-            event = json.loads(record.value)
-            if event.get("package_id") not in wanted:
+            event = event_of(record)
+            if event is None or event.get("package_id") not in wanted:
                 continue
             on_wire += 1
             if event["event_type"] in ("PackagePlaced", "PackageUnplaced"):

@@ -27,13 +27,16 @@ def offer(provider_ids, hours="7", band="urban", zone="coalville-ashby") -> Offe
 
 
 async def willing(service, count: int = 1, zone: str = "coalville-ashby") -> list[str]:
-    """Registered providers serving the zone's urban areas with room for the small test package now."""
+    """Registered providers serving the zone's urban areas, given room for the small test package
+    (earlier tests in the session may have used up the seeded market's free hours)."""
     rows = await service.pool.fetch(
-        """SELECT provider_id FROM providers WHERE profile->'zones' ? $1 AND profile->'bands' ? 'urban'
-              AND (adapter->>'max_calls_per_day')::int >= 2
-              AND weekly_capacity_hours - committed_hours - held_hours >= 10 ORDER BY provider_id""", zone)
-    assert len(rows) >= count, "the seeded market changed: pick another zone"
-    return [r["provider_id"] for r in rows[:count]]
+        """UPDATE providers SET weekly_capacity_hours = committed_hours + held_hours + 50
+            WHERE provider_id IN (SELECT provider_id FROM providers WHERE profile->'zones' ? $1 AND profile->'bands' ? 'urban'
+                                     AND profile->>'status' = 'active' AND (adapter->>'max_calls_per_day')::int >= 2
+                                   ORDER BY provider_id LIMIT $2)
+            RETURNING provider_id""", zone, count)
+    assert len(rows) == count, "the seeded market changed: pick another zone"
+    return sorted(r["provider_id"] for r in rows)
 
 
 async def outbox(service, package_id):

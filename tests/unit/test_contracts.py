@@ -72,3 +72,16 @@ def test_garbage_is_refused():
     for raw in (b"", b"not json", b"[]", b"\xff\xfe"):
         with pytest.raises((ValidationError, ValueError)):
             parse_event(raw)
+
+
+def test_committed_asyncapi_documents_match_the_services(monkeypatch):
+    from services.runtime import asyncapi
+
+    monkeypatch.delenv("HOMECARE_NAMESPACE", raising=False)
+    rendered = asyncapi.rendered()
+    committed = {p.name: p.read_text() for p in asyncapi.DOCS.glob("*.json")}
+    assert committed.keys() == rendered.keys(), "run: python -m services.runtime.asyncapi"
+    for name, text in rendered.items():
+        assert committed[name] == text, f"docs/asyncapi/{name} is stale: run python -m services.runtime.asyncapi"
+        document = json.loads(text)
+        assert document["asyncapi"] == "3.0.0" and document["channels"]
