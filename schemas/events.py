@@ -147,6 +147,31 @@ class PackageUnplaced(Envelope):
     unplaced_at: dt.datetime
 
 
+class PackageCancelled(Envelope):
+    """A broker cancelled the package before it started; a provider it was placed with is released."""
+
+    event_type: Literal["PackageCancelled"] = "PackageCancelled"
+    producer: Producer = "brokerage"
+    package_id: uuid.UUID
+    reason: str = Field(min_length=1, max_length=500)
+    cancelled_by: str
+    provider_id: ProviderId | None = Field(default=None, description="The provider it had been placed with, if any.")
+    hours_per_week: Decimal
+    cancelled_at: dt.datetime
+
+
+class PackageStarted(Envelope):
+    """Care began: the end of the wait the brokerage evidences."""
+
+    event_type: Literal["PackageStarted"] = "PackageStarted"
+    producer: Producer = "brokerage"
+    package_id: uuid.UUID
+    provider_id: ProviderId
+    started_on: dt.date
+    recorded_by: str
+    recorded_at: dt.datetime
+
+
 # ---- providers -> brokerage (topic providers.answers) ------------------------------------
 
 
@@ -229,6 +254,8 @@ Event = Union[
     OfferMade,
     PackagePlaced,
     PackageUnplaced,
+    PackageCancelled,
+    PackageStarted,
     BidSubmitted,
     OfferDeclined,
     ProviderUpdated,

@@ -2,7 +2,7 @@
 
 | topic                        | producer      | events                                            | key         |
 |------------------------------|---------------|---------------------------------------------------|-------------|
-| brokerage.packages           | brokerage     | PackageRequested, OfferMade, PackagePlaced, PackageUnplaced | package id |
+| brokerage.packages           | brokerage     | PackageRequested, OfferMade, PackagePlaced, PackageUnplaced, PackageCancelled, PackageStarted | package id |
 | providers.answers            | providers     | BidSubmitted, OfferDeclined                       | package id  |
 | providers.registry           | providers     | ProviderUpdated                                   | provider id |
 | notifications.confirmations  | notifications | PlacementConfirmed                                | package id  |
@@ -24,6 +24,8 @@ TOPIC_OF: dict[type[ev.Envelope], str] = {
     ev.OfferMade: PACKAGES,
     ev.PackagePlaced: PACKAGES,
     ev.PackageUnplaced: PACKAGES,
+    ev.PackageCancelled: PACKAGES,
+    ev.PackageStarted: PACKAGES,
     ev.BidSubmitted: ANSWERS,
     ev.OfferDeclined: ANSWERS,
     ev.ProviderUpdated: REGISTRY,

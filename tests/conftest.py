@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
+
+from tests.support import drop_database
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"
@@ -96,11 +97,7 @@ async def database_url(infra, namespace) -> str:
     os.environ["DATABASE_URL"] = url
     os.environ["KAFKA_BOOTSTRAP_SERVERS"] = infra.kafka
     yield url
-    admin = await asyncpg.connect(infra.database_url("postgres"))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await drop_database(infra, name)
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,3 +90,11 @@ def event_of(record) -> dict | None:
     except (ValueError, TypeError):
         return None
     return event if isinstance(event, dict) and "event_type" in event else None
+
+
+async def drop_database(infra, name: str) -> None:
+    admin = await asyncpg.connect(infra.database_url("postgres"))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()

@@ -1,3 +1,4 @@
-from services.brokerage.app import main
+from services.brokerage.app import build
+from services.runtime.service import serve
 
-main()
+serve(build)

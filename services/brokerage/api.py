@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from schemas.events import PackageSpec, VisitPattern
 from schemas.vocabulary import Band, CareNeed, Funding, Urgency
-from services.brokerage import handlers
+from services.brokerage import explanation, handlers
 from services.brokerage import repository as repo
 from services.runtime.http import ProblemError
 from services.runtime.outbox import unit_of_work
@@ -128,6 +128,30 @@ class PackageRequest(BaseModel):
         return self
 
 
+class CancelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    reason: str = Field(min_length=1, max_length=500)
+    cancelled_by: str = Field(min_length=1, max_length=100)
+
+
+class StartRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    started_on: dt.date
+    recorded_by: str = Field(min_length=1, max_length=100)
+
+    @field_validator("started_on")
+    @classmethod
+    def _not_future(cls, v: dt.date) -> dt.date:
+        if v > dt.date.today():
+            raise ValueError("care cannot have started in the future")
+        return v
+
+
+class ReofferRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    requested_by: str = Field(min_length=1, max_length=100)
+
+
 class PackageCreated(BaseModel):
     package_id: uuid.UUID
     status: str
@@ -227,6 +251,57 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
             answers = await conn.fetch("SELECT * FROM answers WHERE package_id = $1 ORDER BY answered_at", package_id)
         return _package_view(row, timeline, rounds, answers)
 
+    @router.get("/{package_id}/explanation", summary="Why the package went where it did: the decision record, explained")
+    async def explain(package_id: uuid.UUID, provider_id: str | None = Query(None, description="A bidder: adds what that provider is told")) -> dict:
+        async with service.pool.acquire() as conn:
+            row = await repo.get_package(conn, package_id)
+            if row is None:
+                raise ProblemError(404, f"no package {package_id}")
+            rounds = await conn.fetch("SELECT * FROM offer_rounds WHERE package_id = $1 ORDER BY offer_round", package_id)
+            answers = await conn.fetch("SELECT * FROM answers WHERE package_id = $1 ORDER BY answered_at", package_id)
+            names = {r["provider_id"]: r["name"] for r in await conn.fetch(
+                "SELECT provider_id, profile->>'name' AS name FROM provider_view")}
+        record = explanation.decision_record(row, rounds, answers, names)
+        placed = await service.pool.fetchval(
+            "SELECT detail->>'start_date' FROM timeline WHERE package_id = $1 AND stage = 'placed'", package_id)
+        body = {"record": record, "explanation": {
+            "broker": explanation.for_broker(record, names),
+            "family": explanation.for_family(record, names, placed or json.loads(row["spec"])["start_date"]),
+        }}
+        if provider_id is not None:
+            told = explanation.for_losing_bidder(record, provider_id)
+            if told is None:
+                raise ProblemError(404, f"{provider_id} did not bid on package {package_id} or won it", field="provider_id")
+            body["explanation"]["losing_bidder"] = told
+        return body
+
+    async def act(package_id: uuid.UUID, action) -> dict:
+        try:
+            async with unit_of_work(service.pool) as uow:
+                await action(uow)
+        except handlers.ActionRefused as exc:
+            raise ProblemError(409, str(exc)) from None
+        except LookupError as exc:
+            raise ProblemError(404, str(exc)) from None
+        row = await repo.get_package(service.pool, package_id)
+        return {"package_id": str(package_id), "status": row["status"]}
+
+    @router.post("/{package_id}/cancel", summary="Cancel a package before care starts",
+                 responses={409: {"description": "Already cancelled or started"}})
+    async def cancel(package_id: uuid.UUID, body: CancelRequest) -> dict:
+        return await act(package_id, lambda uow: handlers.cancel(uow, package_id, reason=body.reason, cancelled_by=body.cancelled_by))
+
+    @router.post("/{package_id}/start", summary="Record that care has started",
+                 responses={409: {"description": "The package is not placed"}})
+    async def start(package_id: uuid.UUID, body: StartRequest) -> dict:
+        return await act(package_id, lambda uow: handlers.record_start(uow, package_id, started_on=body.started_on,
+                                                                        recorded_by=body.recorded_by))
+
+    @router.post("/{package_id}/reoffer", summary="Offer an unplaced package again now, tiers from the top",
+                 responses={409: {"description": "The package is not unplaced"}})
+    async def reoffer(package_id: uuid.UUID, body: ReofferRequest) -> dict:
+        return await act(package_id, lambda uow: handlers.reoffer(uow, rules, package_id, requested_by=body.requested_by))
+
     @router.get("/{package_id}/person", summary="The person's details (brokerage staff only)")
     async def read_person(package_id: uuid.UUID) -> dict:
         row = await service.pool.fetchrow("SELECT * FROM persons WHERE package_id = $1", package_id)
@@ -236,10 +311,11 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
 
     @router.get("", summary="List packages, filtered")
     async def list_packages(
-        status: Annotated[str | None, Query(pattern="^(requested|offered|placed|unplaced)$")] = None,
+        status: Annotated[str | None, Query(pattern="^(requested|offered|placed|unplaced|started|cancelled)$")] = None,
         zone: str | None = None,
         band: Band | None = None,
         urgency: Urgency | None = None,
+        waiting_longer_than_hours: Annotated[float | None, Query(ge=0, le=24 * 366)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     ) -> dict:
@@ -250,8 +326,10 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
                  FROM packages
                 WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR zone = $2)
                   AND ($3::text IS NULL OR band = $3) AND ($4::text IS NULL OR urgency = $4)
+                  AND ($7::float8 IS NULL OR (status IN ('requested', 'offered', 'unplaced')
+                                              AND requested_at < now() - make_interval(secs => $7 * 3600)))
                 ORDER BY requested_at LIMIT $5 OFFSET $6""",
-            status, zone, band and band.value, urgency and urgency.value, limit, offset,
+            status, zone, band and band.value, urgency and urgency.value, limit, offset, waiting_longer_than_hours,
         )
         return {"packages": [{k: (str(v) if isinstance(v, (uuid.UUID, Decimal)) else v) for k, v in dict(r).items()} for r in rows]}
 

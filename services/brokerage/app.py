@@ -2,7 +2,7 @@
 
 HTTP: the brokerage team's API. Consumes: provider answers (providers.answers) and the provider
 registry (providers.registry). Publishes (through its outbox): brokerage.packages.
-Background: the offer-window timer.
+Background: the timers (offer windows, the unplaced queue's re-offers).
 """
 
 from __future__ import annotations
@@ -16,14 +16,15 @@ from schemas.events import (
     BidSubmitted,
     OfferDeclined,
     OfferMade,
+    PackageCancelled,
     PackagePlaced,
     PackageRequested,
+    PackageStarted,
     PackageUnplaced,
     ProviderUpdated,
 )
 from schemas.vocabulary import Urgency
 from services.brokerage import api, handlers
-from services.brokerage import repository as repo
 from services.runtime import metrics
 from services.runtime.asyncapi import declare_publishes
 from services.runtime.db import is_transient
@@ -48,6 +49,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
             Urgency.reablement_step_down: dt.timedelta(seconds=settings.offer_window_reablement_step_down_seconds),
             Urgency.community: dt.timedelta(seconds=settings.offer_window_community_seconds),
         },
+        reoffer_interval=dt.timedelta(seconds=settings.reoffer_interval_seconds),
     )
 
     service.rules = rules  # for tests and tools that drive the handlers directly
@@ -62,7 +64,9 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
 
     service.consumer.subscribe(topics.ANSWERS, topics.REGISTRY)
     declare_publishes(service, topics.PACKAGES, PackageRequested, OfferMade, PackagePlaced, PackageUnplaced,
-                      description="A package's life: requested, offered per tier, placed or unplaced. Keyed by package id.")
+                      PackageCancelled, PackageStarted,
+                      description="A package's life: requested, offered per tier, placed or unplaced, cancelled, started. "
+                                  "Keyed by package id.")
 
     @service.gauge_refreshers.append
     async def waiting_packages(svc: Service) -> None:
@@ -76,27 +80,34 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
                 metrics.OLDEST_WAIT.labels(urgency.value, status).set(float(row["oldest"]) if row else 0)
 
     @service.in_background
-    async def offer_window_timer(svc: Service) -> None:
-        """Closes rounds whose window ran out. The deadline is a column, so a restart loses no timer,
-        and SKIP LOCKED lets two brokerage instances run this without closing a round twice."""
+    async def timers(svc: Service) -> None:
+        """Offer windows that ran out, and unplaced packages due a re-offer. Deadlines are columns,
+        so a restart loses none; each is handled in a transaction of its own with SKIP LOCKED, so
+        two brokerage instances fire none twice and one bad package holds up no other."""
+        jobs = [
+            (handlers.close_due_window, "SELECT package_id FROM packages WHERE status = 'offered' AND window_closes_at <= now() "
+                                        "ORDER BY window_closes_at LIMIT 1", "window_closes_at"),
+            (handlers.reoffer_due, "SELECT package_id FROM packages WHERE status = 'unplaced' AND next_reoffer_at <= now() "
+                                   "ORDER BY next_reoffer_at LIMIT 1", "next_reoffer_at"),
+        ]
         while not svc.stopping.is_set():
-            try:
-                async with unit_of_work(svc.pool) as uow:
-                    closed = await handlers.close_due_window(uow, rules)
-            except Exception as exc:
-                if is_transient(exc):
-                    raise  # the database is away: the guard backs off and restarts the timer
-                # This package cannot be closed (a bug, or reference data changed under it):
-                # look at it again later, and let every other package's window close meanwhile.
-                stuck = await svc.pool.fetchval(
-                    "SELECT package_id FROM packages WHERE status = 'offered' AND window_closes_at <= now() "
-                    "ORDER BY window_closes_at LIMIT 1")
-                log.error("offer window could not be closed; retrying in 60 s", package_id=str(stuck), error=repr(exc))
-                if stuck:
+            did_something = False
+            for job, oldest_due, deadline in jobs:
+                try:
                     async with unit_of_work(svc.pool) as uow:
-                        await repo.postpone_window(uow.conn, stuck, handlers.now() + dt.timedelta(seconds=60))
-                continue
-            if not closed:
+                        did_something |= await job(uow, rules) is not None
+                except Exception as exc:
+                    if is_transient(exc):
+                        raise  # the database is away: the guard backs off and restarts the timers
+                    # This package cannot be handled (a bug, or reference data changed under it):
+                    # look at it again in a minute, and let every other package go on meanwhile.
+                    stuck = await svc.pool.fetchval(oldest_due)
+                    log.error("timer could not handle a package; retrying in 60 s", job=job.__name__,
+                              package_id=str(stuck), error=repr(exc))
+                    if stuck:
+                        await svc.pool.execute(f"UPDATE packages SET {deadline} = now() + interval '60 seconds' "
+                                               "WHERE package_id = $1", stuck)
+            if not did_something:
                 try:
                     await asyncio.wait_for(svc.stopping.wait(), timeout=settings.timer_poll_seconds)
                 except asyncio.TimeoutError:
@@ -107,11 +118,3 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
     app.include_router(api.reference_router(service, rules))
     return service, app
 
-
-def main() -> None:
-    service, app = build()
-    service.run(app)
-
-
-if __name__ == "__main__":
-    main()

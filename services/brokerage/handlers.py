@@ -5,6 +5,8 @@
 - :func:`close_due_window`  the window timer -> close a round whose window has run out
 - :func:`close_round`      award (PackagePlaced), or offer the next tier, or PackageUnplaced
 - :func:`update_provider`  ProviderUpdated -> the brokerage's view of the registry
+- :func:`cancel`, :func:`record_start`, :func:`reoffer`  broker actions (HTTP), and the
+  unplaced queue's schedule (:func:`reoffer_due`)
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from schemas.events import (
     PackagePlaced,
     PackageRequested,
     PackageSpec,
+    PackageCancelled,
+    PackageStarted,
     PackageUnplaced,
     ProviderUpdated,
 )
@@ -41,6 +45,11 @@ class BrokerageRules:
     framework: Framework
     windows: dict[Urgency, dt.timedelta]
     quality_weights: domain.QualityWeights = domain.QualityWeights()
+    reoffer_interval: dt.timedelta = dt.timedelta(hours=6)
+
+
+class ActionRefused(Exception):
+    """A broker action not allowed in the package's current state (HTTP 409)."""
 
 
 def now() -> dt.datetime:
@@ -116,8 +125,10 @@ async def close_round(uow: UnitOfWork, rules: BrokerageRules, package, *, why: s
         await repo.close_round(uow.conn, package_id, offer_round, f"placed with {winner.answer.provider_id}")
         await repo.mark_placed(uow.conn, package_id, provider_id=winner.answer.provider_id,
                                hourly_rate=winner.answer.hourly_rate, placed_at=at)
+        start_date = max(spec.start_date, winner.answer.earliest_start)
         await repo.add_timeline(uow.conn, package_id, "placed", at, provider_id=winner.answer.provider_id,
-                                rank=winner.rank, why=why, hourly_rate=str(winner.answer.hourly_rate))
+                                rank=winner.rank, why=why, hourly_rate=str(winner.answer.hourly_rate),
+                                start_date=start_date.isoformat())
         all_offered = await uow.conn.fetchval(
             "SELECT array_agg(DISTINCT p) FROM offer_rounds, unnest(provider_ids) p WHERE package_id = $1", package_id
         )
@@ -125,7 +136,7 @@ async def close_round(uow: UnitOfWork, rules: BrokerageRules, package, *, why: s
             correlation_id=package_id, causation_id=causation, package_id=package_id,
             provider_id=winner.answer.provider_id, offer_round=offer_round, tier=Tier(package["current_tier"]),
             hourly_rate=winner.answer.hourly_rate, hours_per_week=spec.hours_per_week,
-            start_date=max(spec.start_date, winner.answer.earliest_start), zone=spec.zone, band=spec.band,
+            start_date=start_date, zone=spec.zone, band=spec.band,
             urgency=spec.urgency, rate_card=package["rate_card"], requested_by=package["requested_by"],
             losing_provider_ids=sorted(p for p in (all_offered or []) if p != winner.answer.provider_id), placed_at=at,
         ))
@@ -146,14 +157,15 @@ async def _offer_next_tier(uow: UnitOfWork, rules: BrokerageRules, package, *, a
     screening = domain.screen(spec, providers)
     # Providers already offered this package in an earlier round are not offered it again.
     earlier = set(await uow.conn.fetchval(
-        "SELECT coalesce(array_agg(p), '{}') FROM offer_rounds, unnest(provider_ids) p WHERE package_id = $1", package_id
+        "SELECT coalesce(array_agg(p), '{}') FROM offer_rounds, unnest(provider_ids) p WHERE package_id = $1 AND cycle = $2",
+        package_id, package["cycle"],
     ))
     fresh = [p for p in screening.eligible if p.provider_id not in earlier]
     offer = domain.next_offer(ladder, after, fresh)
     at = now()
     if offer is None:
         reason = "no eligible provider" if not screening.eligible else "no acceptable bid on any tier"
-        await repo.mark_unplaced(uow.conn, package_id, unplaced_at=at)
+        await repo.mark_unplaced(uow.conn, package_id, unplaced_at=at, next_reoffer_at=at + rules.reoffer_interval)
         await repo.add_timeline(uow.conn, package_id, "unplaced", at, reason=reason, excluded=screening.excluded)
         await uow.emit(PackageUnplaced(
             correlation_id=package_id, causation_id=causation, package_id=package_id, zone=spec.zone, band=spec.band,
@@ -167,7 +179,8 @@ async def _offer_next_tier(uow: UnitOfWork, rules: BrokerageRules, package, *, a
     quality = {p.provider_id: domain.quality_score(p, rules.quality_weights) for p in offered}
     ids = [p.provider_id for p in offered]
     await repo.open_round(uow.conn, package_id=package_id, offer_round=offer_round, tier=tier.value, provider_ids=ids,
-                          excluded=screening.excluded, quality=quality, opened_at=at, window_closes_at=closes)
+                          excluded=screening.excluded, quality=quality, opened_at=at, window_closes_at=closes,
+                          cycle=package["cycle"])
     await repo.add_timeline(uow.conn, package_id, "offered", at, offer_round=offer_round, tier=tier.value,
                             providers=ids, window_closes_at=closes.isoformat())
     await uow.emit(OfferMade(
@@ -179,3 +192,61 @@ async def _offer_next_tier(uow: UnitOfWork, rules: BrokerageRules, package, *, a
 async def update_provider(uow: UnitOfWork, event: ProviderUpdated) -> None:
     await repo.upsert_provider(uow.conn, event.profile, event.revision)
 
+
+# ---- broker actions and the unplaced queue ------------------------------------------------
+
+
+async def cancel(uow: UnitOfWork, package_id: uuid.UUID, *, reason: str, cancelled_by: str) -> None:
+    """Cancel before care starts; a provider it was placed with gets its hours back."""
+    package = await _locked(uow, package_id)
+    if package["status"] in ("cancelled", "started"):
+        raise ActionRefused(f"package {package_id} is {package['status']}; only a package not yet started can be cancelled")
+    at = now()
+    if package["status"] == "offered":
+        await repo.close_round(uow.conn, package_id, package["current_round"], "cancelled")
+    await repo.mark_cancelled(uow.conn, package_id, reason=reason, at=at)
+    await repo.add_timeline(uow.conn, package_id, "cancelled", at, reason=reason, cancelled_by=cancelled_by)
+    await uow.emit(PackageCancelled(
+        correlation_id=package_id, package_id=package_id, reason=reason, cancelled_by=cancelled_by,
+        provider_id=package["provider_id"] if package["status"] == "placed" else None,
+        hours_per_week=package["hours_per_week"], cancelled_at=at,
+    ))
+
+
+async def record_start(uow: UnitOfWork, package_id: uuid.UUID, *, started_on: dt.date, recorded_by: str) -> None:
+    package = await _locked(uow, package_id)
+    if package["status"] != "placed":
+        raise ActionRefused(f"package {package_id} is {package['status']}; only a placed package can start")
+    at = now()
+    await repo.mark_started(uow.conn, package_id, started_on=started_on)
+    await repo.add_timeline(uow.conn, package_id, "started", at, started_on=started_on.isoformat(), recorded_by=recorded_by)
+    await uow.emit(PackageStarted(correlation_id=package_id, package_id=package_id, provider_id=package["provider_id"],
+                                  started_on=started_on, recorded_by=recorded_by, recorded_at=at))
+
+
+async def reoffer(uow: UnitOfWork, rules: BrokerageRules, package_id: uuid.UUID, *, requested_by: str,
+                  package=None) -> None:
+    """Offer an unplaced package again, tiers from the top, to everyone now eligible."""
+    package = package or await _locked(uow, package_id)
+    if package["status"] != "unplaced":
+        raise ActionRefused(f"package {package_id} is {package['status']}; only an unplaced package can be re-offered")
+    package = await repo.start_cycle(uow.conn, package_id)
+    await repo.add_timeline(uow.conn, package_id, "re-offered", now(), cycle=package["cycle"], requested_by=requested_by)
+    await _offer_next_tier(uow, rules, package, after=None, causation=None)
+
+
+async def reoffer_due(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID | None:
+    """The unplaced queue's schedule: re-offer one package whose time has come (one per transaction)."""
+    package_id = await repo.next_due_reoffer(uow.conn, now())
+    if package_id is None:
+        return None
+    package = await repo.lock_package(uow.conn, package_id)
+    await reoffer(uow, rules, package_id, requested_by="schedule", package=package)
+    return package_id
+
+
+async def _locked(uow: UnitOfWork, package_id: uuid.UUID):
+    package = await repo.lock_package(uow.conn, package_id)
+    if package is None:
+        raise LookupError(f"no package {package_id}")
+    return package

@@ -59,12 +59,13 @@ async def add_timeline(conn: asyncpg.Connection, package_id: uuid.UUID, stage: s
 
 async def open_round(conn: asyncpg.Connection, *, package_id: uuid.UUID, offer_round: int, tier: str, provider_ids: list[str],
                      excluded: dict[str, list[str]], quality: dict[str, Decimal], opened_at: dt.datetime,
-                     window_closes_at: dt.datetime) -> None:
+                     window_closes_at: dt.datetime, cycle: int = 1) -> None:
     await conn.execute(
-        """INSERT INTO offer_rounds (package_id, offer_round, tier, provider_ids, excluded, quality, opened_at, window_closes_at)
-           VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8)""",
+        """INSERT INTO offer_rounds (package_id, offer_round, tier, provider_ids, excluded, quality, opened_at,
+                                     window_closes_at, cycle)
+           VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, $9)""",
         package_id, offer_round, tier, provider_ids, json.dumps(excluded), json.dumps({k: str(v) for k, v in quality.items()}),
-        opened_at, window_closes_at,
+        opened_at, window_closes_at, cycle,
     )
     await conn.execute(
         """UPDATE packages SET status = 'offered', current_round = $2, current_tier = $3, window_closes_at = $4
@@ -126,10 +127,41 @@ async def mark_placed(conn: asyncpg.Connection, package_id: uuid.UUID, *, provid
     )
 
 
-async def mark_unplaced(conn: asyncpg.Connection, package_id: uuid.UUID, *, unplaced_at: dt.datetime) -> None:
+async def mark_unplaced(conn: asyncpg.Connection, package_id: uuid.UUID, *, unplaced_at: dt.datetime,
+                        next_reoffer_at: dt.datetime) -> None:
     await conn.execute(
-        "UPDATE packages SET status = 'unplaced', unplaced_at = $2, window_closes_at = NULL WHERE package_id = $1",
-        package_id, unplaced_at,
+        """UPDATE packages SET status = 'unplaced', unplaced_at = $2, window_closes_at = NULL, next_reoffer_at = $3
+            WHERE package_id = $1""",
+        package_id, unplaced_at, next_reoffer_at,
+    )
+
+
+async def mark_cancelled(conn: asyncpg.Connection, package_id: uuid.UUID, *, reason: str, at: dt.datetime) -> None:
+    await conn.execute(
+        """UPDATE packages SET status = 'cancelled', cancelled_at = $2, cancel_reason = $3, window_closes_at = NULL,
+                               next_reoffer_at = NULL WHERE package_id = $1""",
+        package_id, at, reason,
+    )
+
+
+async def mark_started(conn: asyncpg.Connection, package_id: uuid.UUID, *, started_on: dt.date) -> None:
+    await conn.execute("UPDATE packages SET status = 'started', started_on = $2 WHERE package_id = $1", package_id, started_on)
+
+
+async def start_cycle(conn: asyncpg.Connection, package_id: uuid.UUID) -> asyncpg.Record:
+    """A new cycle of offers (every tier again) for an unplaced package; returns the package row."""
+    return await conn.fetchrow(
+        """UPDATE packages SET status = 'requested', cycle = cycle + 1, next_reoffer_at = NULL, unplaced_at = NULL
+            WHERE package_id = $1 RETURNING *""",
+        package_id,
+    )
+
+
+async def next_due_reoffer(conn: asyncpg.Connection, at: dt.datetime) -> uuid.UUID | None:
+    return await conn.fetchval(
+        """SELECT package_id FROM packages WHERE status = 'unplaced' AND next_reoffer_at <= $1
+            ORDER BY next_reoffer_at LIMIT 1 FOR UPDATE SKIP LOCKED""",
+        at,
     )
 
 

@@ -1,3 +1,4 @@
-from services.notifications.app import main
+from services.notifications.app import build
+from services.runtime.service import serve
 
-main()
+serve(build)

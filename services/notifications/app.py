@@ -30,11 +30,3 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
     app.include_router(api.build_router(service))
     return service, app
 
-
-def main() -> None:
-    service, app = build()
-    service.run(app)
-
-
-if __name__ == "__main__":
-    main()

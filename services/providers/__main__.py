@@ -1,3 +1,4 @@
-from services.providers.app import main
+from services.providers.app import build
+from services.runtime.service import serve
 
-main()
+serve(build)

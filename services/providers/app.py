@@ -10,7 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from schemas import topics
-from schemas.events import BidSubmitted, OfferDeclined, OfferMade, PackagePlaced, PackageUnplaced, ProviderUpdated
+from schemas.events import (
+    BidSubmitted,
+    OfferDeclined,
+    OfferMade,
+    PackageCancelled,
+    PackagePlaced,
+    PackageUnplaced,
+    ProviderUpdated,
+)
 from services.providers import api, handlers
 from services.runtime.asyncapi import declare_publishes
 from services.runtime.http import create_app
@@ -30,6 +38,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
     service.consumer.on(OfferMade)(handlers.answer_offer)
     service.consumer.on(PackagePlaced)(handlers.record_award)
     service.consumer.on(PackageUnplaced)(handlers.release_bids)
+    service.consumer.on(PackageCancelled)(handlers.release_package)
     service.consumer.subscribe(topics.PACKAGES)
     declare_publishes(service, topics.ANSWERS, BidSubmitted, OfferDeclined,
                       description="Providers' answers to offers: a bid at a rate, or a decline with a reason code. Keyed by package id.")
@@ -46,11 +55,3 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
     app.include_router(api.build_router(service))
     return service, app
 
-
-def main() -> None:
-    service, app = build()
-    service.run(app)
-
-
-if __name__ == "__main__":
-    main()

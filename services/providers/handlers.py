@@ -4,6 +4,7 @@
 - :func:`answer_offer`   OfferMade -> each offered provider's adapter bids or declines
 - :func:`record_award`   PackagePlaced -> the winner's hours committed, other bids released
 - :func:`release_bids`   PackageUnplaced -> every bid's held capacity released
+- :func:`release_package` PackageCancelled -> bids released, and a placement's hours given back
 """
 
 from __future__ import annotations
@@ -11,7 +12,15 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from schemas.events import BidSubmitted, OfferDeclined, OfferMade, PackagePlaced, PackageUnplaced, ProviderUpdated
+from schemas.events import (
+    BidSubmitted,
+    OfferDeclined,
+    OfferMade,
+    PackageCancelled,
+    PackagePlaced,
+    PackageUnplaced,
+    ProviderUpdated,
+)
 from services.providers import domain
 from services.providers import repository as repo
 from services.runtime.logging import get_logger
@@ -84,3 +93,12 @@ async def record_award(uow: UnitOfWork, event: PackagePlaced) -> None:
 async def release_bids(uow: UnitOfWork, event: PackageUnplaced) -> None:
     for offer in await repo.outstanding_bids(uow.conn, event.package_id):
         await repo.settle_offer(uow.conn, offer, "closed")
+
+
+async def release_package(uow: UnitOfWork, event: PackageCancelled) -> None:
+    for offer in await repo.outstanding_bids(uow.conn, event.package_id):
+        await repo.settle_offer(uow.conn, offer, "closed")
+    placement = await repo.cancel_placement(uow.conn, event.package_id, event.cancelled_at)
+    if placement is not None:
+        row = await repo.commit_hours(uow.conn, placement["provider_id"], -placement["hours_per_week"])
+        await uow.emit(provider_updated(row, causation=event.event_id))

@@ -93,6 +93,15 @@ async def settle_offer(conn: asyncpg.Connection, offer: asyncpg.Record, status: 
     )
 
 
+async def cancel_placement(conn: asyncpg.Connection, package_id: uuid.UUID, at: dt.datetime) -> asyncpg.Record | None:
+    """Mark the package's placement cancelled; None when there was none (or it already was)."""
+    return await conn.fetchrow(
+        """UPDATE placements SET cancelled_at = $2 WHERE package_id = $1 AND cancelled_at IS NULL
+           RETURNING provider_id, hours_per_week""",
+        package_id, at,
+    )
+
+
 async def commit_hours(conn: asyncpg.Connection, provider_id: str, hours: Decimal) -> asyncpg.Record:
     return await conn.fetchrow(
         """UPDATE providers SET committed_hours = committed_hours + $2, revision = revision + 1, updated_at = now()

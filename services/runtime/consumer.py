@@ -11,9 +11,10 @@ Every service consumes through :class:`EventConsumer`. For each message it:
 3. commits the Kafka offset only after the database commit.
 
 Transient failures (PostgreSQL away or restarting, serialization conflicts) are retried with
-jittered exponential backoff, capped at ``consumer_backoff_max_seconds``, until they succeed:
-dead-lettering them would break the order of a package's events and turn an outage into a
-manual replay. A handler error that is not transient (a bug, data it cannot apply) gets
+jittered exponential backoff, capped at ``consumer_backoff_max_seconds``, for up to
+``consumer_transient_give_up_seconds`` (long enough to ride out a restart: dead-lettering
+sooner would break the order of a package's events and turn a blip into a manual replay),
+then dead-lettered. A handler error that is not transient (a bug, data it cannot apply) gets
 ``consumer_max_attempts`` attempts and then goes to dead letters, from where ``homecare
 dead-letters replay`` puts it back once the cause is fixed.
 
@@ -72,12 +73,14 @@ async def raw_body(message) -> bytes:
 
 class EventConsumer:
     def __init__(self, *, service: str, group: str, pool_provider: Callable[[], asyncpg.Pool], broker: KafkaBroker,
-                 max_attempts: int = 10, backoff_initial: float = 0.2, backoff_max: float = 15.0) -> None:
+                 max_attempts: int = 3, backoff_initial: float = 0.2, backoff_max: float = 15.0,
+                 transient_give_up_seconds: float = 240.0) -> None:
         self.service = service
         self.group = group
         self._pool_provider = pool_provider
         self.broker = broker
         self.max_attempts = max_attempts
+        self.transient_give_up_seconds = transient_give_up_seconds
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.handlers: dict[str, Handler] = {}
@@ -152,6 +155,7 @@ class EventConsumer:
     async def _apply(self, handler: Handler, event: Envelope, delivery: Delivery) -> bool:
         delays = backoff_delays(self.backoff_initial, self.backoff_max)
         attempt = 0
+        first_try = time.monotonic()
         while True:
             attempt += 1
             structlog.contextvars.bind_contextvars(attempt=attempt)
@@ -175,12 +179,15 @@ class EventConsumer:
             except Exception as exc:
                 error = exc
                 if is_transient(exc):
-                    # PostgreSQL away or restarting: wait it out (the backoff is capped). Dead-
-                    # lettering here would reorder a package's events and need a manual replay.
-                    limit, reason = None, "transient"
+                    # PostgreSQL away or restarting: wait it out (the backoff is capped) for up to
+                    # transient_give_up_seconds - long enough for a restart or a fail-over, since
+                    # dead-lettering would reorder a package's events and need a manual replay.
+                    reason = "transient-exhausted"
+                    give_up = time.monotonic() - first_try >= self.transient_give_up_seconds
                 else:  # a fault in the handler or its data: a few attempts, then dead letters
-                    limit, reason = self.max_attempts, "handler-error"
-            if limit is not None and attempt >= limit:
+                    reason = "handler-error"
+                    give_up = attempt >= self.max_attempts
+            if give_up:
                 log.error("giving up on event", error=repr(error), exc_info=error)
                 return await self._dead_letter(delivery, reason, repr(error), attempts=attempt, event_type=event.event_type)
             delay = next(delays)

@@ -45,6 +45,7 @@ class Service:
             pool_provider=lambda: self.pool,
             broker=self.broker,
             max_attempts=settings.consumer_max_attempts,
+            transient_give_up_seconds=settings.consumer_transient_give_up_seconds,
             backoff_initial=settings.consumer_backoff_initial_seconds,
             backoff_max=settings.consumer_backoff_max_seconds,
         )
@@ -218,3 +219,9 @@ async def _measure_lag(service: Service, every: float = 15.0) -> None:
             await asyncio.wait_for(service.stopping.wait(), timeout=every)
         except asyncio.TimeoutError:
             pass
+
+
+def serve(build: Callable[[], tuple[Service, object]]) -> None:
+    """``python -m services.<name>``: build the service from the environment and serve it."""
+    service, app = build()
+    service.run(app)

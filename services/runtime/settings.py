@@ -51,6 +51,9 @@ class ServiceSettings(SharedSettings):
     # Consumers: transient failures (PostgreSQL away) retry with capped, jittered exponential
     # backoff until they succeed; other handler errors get this many attempts, then dead letters.
     consumer_max_attempts: int = 3
+    # ...and the transient waiting is bounded too: after this long the event is dead-lettered
+    # (kept under Kafka's max.poll.interval of 300 s, past which the group would evict us).
+    consumer_transient_give_up_seconds: float = 240.0
     consumer_backoff_initial_seconds: float = 0.2
     consumer_backoff_max_seconds: float = 15.0
     # How long shutdown may take before in-flight work is abandoned (to be redelivered).
@@ -61,6 +64,8 @@ class ServiceSettings(SharedSettings):
     offer_window_reablement_step_down_seconds: float = 4 * 3600
     offer_window_community_seconds: float = 24 * 3600
     timer_poll_seconds: float = 0.5
+    # The unplaced queue: how often an unplaced package is offered again, tiers from the top.
+    reoffer_interval_seconds: float = 6 * 3600
 
     @property
     def role(self) -> str:

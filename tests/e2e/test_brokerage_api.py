@@ -125,3 +125,26 @@ async def test_a_retried_request_with_the_same_idempotency_key_creates_one_packa
         assert await conn.fetchval("SELECT count(*) FROM brokerage.packages WHERE idempotency_key = $1", key) == 1
     finally:
         await conn.close()
+
+
+async def test_broker_actions_refuse_what_the_package_state_does_not_allow(brokerage):
+    async with httpx.AsyncClient() as client:
+        package_id = (await client.post(f"{brokerage}/packages", json=good())).json()["package_id"]
+        url = f"{brokerage}/packages/{package_id}"
+        r = await client.post(f"{url}/cancel", json={"reason": "moved to a care home", "cancelled_by": "broker.amy"})
+        assert r.status_code == 200 and r.json()["status"] == "cancelled"
+        again = await client.post(f"{url}/cancel", json={"reason": "twice", "cancelled_by": "broker.amy"})
+        assert again.status_code == 409 and "cancelled" in again.json()["error"]
+        start = await client.post(f"{url}/start", json={"started_on": "2026-01-05", "recorded_by": "broker.amy"})
+        assert start.status_code == 409 and "only a placed package can start" in start.json()["error"]
+        assert (await client.post(f"{url}/reoffer", json={"requested_by": "broker.amy"})).status_code == 409
+        assert (await client.post(f"{url}/cancel", json={"cancelled_by": "broker.amy"})).status_code == 422
+        future = await client.post(f"{url}/start", json={"started_on": "2999-01-01", "recorded_by": "broker.amy"})
+        assert future.status_code == 422 and "future" in future.text
+        missing = await client.post(f"{brokerage}/packages/6f1c2a52-8c1e-4a55-9d6b-1f6f0c1d2e3a/cancel",
+                                    json={"reason": "x", "cancelled_by": "broker.amy"})
+        assert missing.status_code == 404
+        timeline = [t["stage"] for t in (await client.get(url)).json()["timeline"]]
+        assert timeline[0] == "requested" and timeline[-1] == "cancelled"
+        listed = (await client.get(f"{brokerage}/packages", params={"status": "cancelled"})).json()["packages"]
+        assert package_id in {p["package_id"] for p in listed}

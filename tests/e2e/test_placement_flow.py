@@ -155,3 +155,22 @@ async def test_the_person_is_readable_from_the_brokerage_only(placed_batch, stac
         assert person["full_name"] == requests[0]["person"]["full_name"]
         package = (await client.get(f"{stack.url('brokerage')}/packages/{packages[0]['package_id']}")).json()
         assert requests[0]["person"]["full_name"] not in json.dumps(package)
+
+
+async def test_every_placement_can_be_explained_from_the_record(placed_batch, stack):
+    _, packages = placed_batch
+    placed = [p for p in packages if p["status"] == "placed"]
+    async with httpx.AsyncClient() as client:
+        for package in placed[:10]:
+            body = (await client.get(f"{stack.url('brokerage')}/packages/{package['package_id']}/explanation")).json()
+            assert body["record"]["winner"] == package["provider_id"]
+            assert "Placed with" in body["explanation"]["broker"] and "will provide your care" in body["explanation"]["family"]
+            offered = {o["provider_id"] for r in body["record"]["rounds"] for o in r["offered"]}
+            assert package["provider_id"] in offered
+            losers = [b["provider_id"] for r in body["record"]["rounds"] for b in r["ranking"] if b["provider_id"] != package["provider_id"]]
+            if losers:
+                told = (await client.get(f"{stack.url('brokerage')}/packages/{package['package_id']}/explanation",
+                                         params={"provider_id": losers[0]})).json()["explanation"]["losing_bidder"]
+                assert "was not awarded to you" in told and package["hourly_rate"] not in told
+        r = await client.get(f"{stack.url('brokerage')}/packages/{placed[0]['package_id']}/explanation", params={"provider_id": "nobody-care"})
+        assert r.status_code == 404

@@ -4,26 +4,23 @@ tests/integration and tests/e2e)."""
 
 from urllib.parse import urlsplit
 
-import asyncpg
 import pytest
 from faststream.kafka import TestKafkaBroker
 
 from services.runtime.db import create_pool, migrate, provision
 from services.runtime.settings import load
+from tests.support import drop_database
 
 
 @pytest.fixture(scope="package")
 async def handlers_database(infra, database_url):
     """A database of the handler tests' own: they arrange markets (retire providers, top up
     capacity) that must not leak into the end-to-end tests' services."""
-    url = infra.database_url(urlsplit(database_url).path.lstrip("/") + "_handlers")
+    name = urlsplit(database_url).path.lstrip("/") + "_handlers"
+    url = infra.database_url(name)
     await provision(url)
     yield url
-    admin = await asyncpg.connect(infra.database_url("postgres"))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{urlsplit(url).path.lstrip("/")}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await drop_database(infra, name)
 
 
 @pytest.fixture

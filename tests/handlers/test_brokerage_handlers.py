@@ -161,3 +161,92 @@ async def test_bids_and_window_timers_racing_place_a_package_at_most_once(broker
         assert len(outcomes) <= 1
         placed = await service.pool.fetchval("SELECT count(*) FROM outbox WHERE aggregateid = $1 AND type = 'PackagePlaced'", str(package_id))
         assert placed <= 1
+
+
+async def test_an_award_is_explained_to_the_broker_the_family_and_a_losing_bidder(brokerage):
+    from services.brokerage import explanation
+
+    service, broker, rules, ids = brokerage
+    package_id = await request(service, rules)
+    await answer(broker, package_id, ids["prime_good"], rate="21.00")
+    await answer(broker, package_id, ids["prime_best"], rate="22.95")
+    async with service.pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT * FROM packages WHERE package_id = $1", package_id)
+        rounds = await conn.fetch("SELECT * FROM offer_rounds WHERE package_id = $1", package_id)
+        answers = await conn.fetch("SELECT * FROM answers WHERE package_id = $1 ORDER BY answered_at", package_id)
+    names = {ids["prime_best"]: "Best Care", ids["prime_good"]: "Good Care", ids["supp"]: "Supp Care"}
+    record = explanation.decision_record(row, rounds, answers, names)
+    assert record["winner"] == ids["prime_best"] and record["rate_card"] == "2020-21" and record["policy"] == "prime-supplementary"
+    ranking = record["rounds"][0]["ranking"]
+    assert [r["provider_id"] for r in ranking] == [ids["prime_best"], ids["prime_good"]]  # quality before price
+    broker_text = explanation.for_broker(record, names)
+    assert "Best Care bid £22.95/h" in broker_text and "Good Care bid £21.00/h" in broker_text
+    assert "Placed with Best Care at £22.95/h" in broker_text and "quality rating, then price" in broker_text
+    family = explanation.for_family(record, names, "2026-12-01")
+    assert "Best Care will provide your care, starting on 2026-12-01" in family and "£" not in family
+    loser = explanation.for_losing_bidder(record, ids["prime_good"])
+    assert "ranked 2 of 2" in loser and "22.95" not in loser
+    assert explanation.for_losing_bidder(record, ids["prime_best"]) is None
+
+
+async def outcome(service, package_id) -> str:
+    return await service.pool.fetchval("SELECT status FROM packages WHERE package_id = $1", package_id)
+
+
+async def test_a_broker_can_cancel_before_start_but_not_twice(brokerage):
+    service, broker, rules, ids = brokerage
+    package_id = await request(service, rules)
+    async with unit_of_work(service.pool) as uow:
+        await handlers.cancel(uow, package_id, reason="moved to a care home", cancelled_by="broker.amy")
+    assert await outcome(service, package_id) == "cancelled"
+    cancelled = [p for t, p in await outbox_types(service, package_id) if t == "PackageCancelled"]
+    assert len(cancelled) == 1 and cancelled[0]["provider_id"] is None and cancelled[0]["reason"] == "moved to a care home"
+    await answer(broker, package_id, ids["prime_best"], rate="18.00")  # a bid that arrives afterwards changes nothing
+    assert await outcome(service, package_id) == "cancelled"
+    with pytest.raises(handlers.ActionRefused):
+        async with unit_of_work(service.pool) as uow:
+            await handlers.cancel(uow, package_id, reason="again", cancelled_by="broker.amy")
+
+
+async def test_care_starts_only_once_placed_and_then_cannot_be_cancelled(brokerage):
+    service, broker, rules, ids = brokerage
+    package_id = await request(service, rules)
+    with pytest.raises(handlers.ActionRefused):
+        async with unit_of_work(service.pool) as uow:
+            await handlers.record_start(uow, package_id, started_on=dt.date.today(), recorded_by="broker.amy")
+    await answer(broker, package_id, ids["prime_best"], rate="20.00")
+    async with unit_of_work(service.pool) as uow:
+        await handlers.record_start(uow, package_id, started_on=dt.date.today(), recorded_by="broker.amy")
+    assert await outcome(service, package_id) == "started"
+    assert [t for t, _ in await outbox_types(service, package_id)][-1] == "PackageStarted"
+    with pytest.raises(handlers.ActionRefused):
+        async with unit_of_work(service.pool) as uow:
+            await handlers.cancel(uow, package_id, reason="too late", cancelled_by="broker.amy")
+
+
+async def test_the_unplaced_queue_re_offers_on_its_schedule_from_the_top_tier(brokerage):
+    service, broker, rules, ids = brokerage
+    package_id = await request(service, rules)
+    await answer(broker, package_id, ids["prime_best"], decline="capacity")
+    await answer(broker, package_id, ids["prime_good"], decline="capacity")
+    await answer(broker, package_id, ids["supp"], offer_round=2, decline="capacity")
+    assert await outcome(service, package_id) == "unplaced"
+    with pytest.raises(handlers.ActionRefused):
+        async with unit_of_work(service.pool) as uow:
+            await handlers.record_start(uow, package_id, started_on=dt.date.today(), recorded_by="broker.amy")
+    # Not due yet: nothing happens; once due, the package is offered again, Primes first.
+    async with unit_of_work(service.pool) as uow:
+        assert await handlers.reoffer_due(uow, rules) != package_id
+    await service.pool.execute("UPDATE packages SET next_reoffer_at = now() - interval '1 second' WHERE package_id = $1", package_id)
+    async with unit_of_work(service.pool) as uow:
+        while (done := await handlers.reoffer_due(uow, rules)) not in (None, package_id):
+            pass
+    assert done == package_id and await outcome(service, package_id) == "offered"
+    offers = [p for t, p in await outbox_types(service, package_id) if t == "OfferMade"]
+    assert [(o["offer_round"], o["tier"]) for o in offers] == [(1, "prime"), (2, "supplementary"), (3, "prime")]
+    assert sorted(offers[2]["provider_ids"]) == sorted([ids["prime_best"], ids["prime_good"]]), "the same primes may be asked again"
+    await answer(broker, package_id, ids["prime_best"], offer_round=3, rate="20.00")
+    assert await outcome(service, package_id) == "placed"
+    with pytest.raises(handlers.ActionRefused):
+        async with unit_of_work(service.pool) as uow:
+            await handlers.reoffer(uow, rules, package_id, requested_by="broker.amy")

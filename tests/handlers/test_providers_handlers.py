@@ -8,7 +8,7 @@ from pathlib import Path
 
 from faststream.kafka import KafkaMessage
 
-from schemas.events import OfferMade, PackagePlaced, PackageSpec, VisitPattern
+from schemas.events import OfferMade, PackageCancelled, PackagePlaced, PackageSpec, VisitPattern
 from services.providers.app import build
 from services.runtime import topics
 from services.runtime.consumer import raw_body
@@ -147,3 +147,25 @@ async def test_an_event_the_handler_cannot_apply_is_retried_then_dead_lettered(i
     assert "CheckViolation" in seen[0]["x-dlq-error"]
     assert await service.pool.fetchval("SELECT count(*) FROM placements WHERE package_id = $1", package_id) == 0
     assert await service.pool.fetchval("SELECT count(*) FROM inbox WHERE event_id = $1", placed.event_id) == 0
+
+
+async def test_a_cancelled_placement_gives_the_provider_its_hours_back(in_memory):
+    service, broker = await in_memory(build, "providers")
+    event = offer(await willing(service))
+    topic = topics.resolve("brokerage.packages")
+    await broker.publish(event.model_dump_json().encode(), topic=topic)
+    [winner] = event.provider_ids
+    before = await service.pool.fetchval("SELECT committed_hours FROM providers WHERE provider_id = $1", winner)
+    placed = PackagePlaced(correlation_id=event.package_id, package_id=event.package_id, provider_id=winner, offer_round=1,
+                           tier="prime", hourly_rate=Decimal("18.75"), hours_per_week=Decimal("7"), start_date=dt.date.today(),
+                           zone="coalville-ashby", band="urban", urgency="community", rate_card="2020-21",
+                           requested_by="broker.amy", placed_at=dt.datetime.now(dt.UTC))
+    await broker.publish(placed.model_dump_json().encode(), topic=topic)
+    assert await service.pool.fetchval("SELECT committed_hours FROM providers WHERE provider_id = $1", winner) == before + 7
+    cancelled = PackageCancelled(correlation_id=event.package_id, package_id=event.package_id, reason="moved away",
+                                 cancelled_by="broker.amy", provider_id=winner, hours_per_week=Decimal("7"),
+                                 cancelled_at=dt.datetime.now(dt.UTC))
+    for _ in range(2):  # redelivered: still only once
+        await broker.publish(cancelled.model_dump_json().encode(), topic=topic)
+    assert await service.pool.fetchval("SELECT committed_hours FROM providers WHERE provider_id = $1", winner) == before
+    assert await service.pool.fetchval("SELECT cancelled_at IS NOT NULL FROM placements WHERE package_id = $1", event.package_id)
