@@ -34,6 +34,13 @@ TOPIC_OF: dict[type[ev.Envelope], str] = {
 
 ALL = (PACKAGES, ANSWERS, REGISTRY, CONFIRMATIONS, DEAD_LETTERS)
 
+# What each service's consumer group reads.
+CONSUMED_BY = {
+    "brokerage": (ANSWERS, REGISTRY),
+    "providers": (PACKAGES,),
+    "notifications": (PACKAGES,),
+}
+
 
 def topic_for(event: ev.Envelope) -> str:
     return TOPIC_OF[type(event)]

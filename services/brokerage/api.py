@@ -269,10 +269,11 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
             "family": explanation.for_family(record, names, placed or json.loads(row["spec"])["start_date"]),
         }}
         if provider_id is not None:
+            # Only what that bidder may be told: no record, no other bids, no winning price.
             told = explanation.for_losing_bidder(record, provider_id)
             if told is None:
                 raise ProblemError(404, f"{provider_id} did not bid on package {package_id} or won it", field="provider_id")
-            body["explanation"]["losing_bidder"] = told
+            return {"package_id": str(package_id), "provider_id": provider_id, "explanation": {"losing_bidder": told}}
         return body
 
     async def act(package_id: uuid.UUID, action) -> dict:

@@ -62,7 +62,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
     async def on_provider(uow, event):
         await handlers.update_provider(uow, event)
 
-    service.consumer.subscribe(topics.ANSWERS, topics.REGISTRY)
+    service.consumer.subscribe(*topics.CONSUMED_BY["brokerage"])
     declare_publishes(service, topics.PACKAGES, PackageRequested, OfferMade, PackagePlaced, PackageUnplaced,
                       PackageCancelled, PackageStarted,
                       description="A package's life: requested, offered per tier, placed or unplaced, cancelled, started. "
@@ -84,15 +84,11 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
         """Offer windows that ran out, and unplaced packages due a re-offer. Deadlines are columns,
         so a restart loses none; each is handled in a transaction of its own with SKIP LOCKED, so
         two brokerage instances fire none twice and one bad package holds up no other."""
-        jobs = [
-            (handlers.close_due_window, "SELECT package_id FROM packages WHERE status = 'offered' AND window_closes_at <= now() "
-                                        "ORDER BY window_closes_at LIMIT 1", "window_closes_at"),
-            (handlers.reoffer_due, "SELECT package_id FROM packages WHERE status = 'unplaced' AND next_reoffer_at <= now() "
-                                   "ORDER BY next_reoffer_at LIMIT 1", "next_reoffer_at"),
-        ]
+        jobs = [(handlers.close_due_window, "offered", "window_closes_at"),
+                (handlers.reoffer_due, "unplaced", "next_reoffer_at")]
         while not svc.stopping.is_set():
             did_something = False
-            for job, oldest_due, deadline in jobs:
+            for job, status, deadline in jobs:
                 try:
                     async with unit_of_work(svc.pool) as uow:
                         did_something |= await job(uow, rules) is not None
@@ -101,12 +97,15 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
                         raise  # the database is away: the guard backs off and restarts the timers
                     # This package cannot be handled (a bug, or reference data changed under it):
                     # look at it again in a minute, and let every other package go on meanwhile.
-                    stuck = await svc.pool.fetchval(oldest_due)
-                    log.error("timer could not handle a package; retrying in 60 s", job=job.__name__,
+                    # The job takes the oldest due package it can lock; so does this, in one
+                    # statement, and only while that package is still due in the same state.
+                    stuck = await svc.pool.fetchval(
+                        f"""UPDATE packages SET {deadline} = now() + interval '60 seconds'
+                             WHERE package_id = (SELECT package_id FROM packages WHERE status = $1 AND {deadline} <= now()
+                                                  ORDER BY {deadline} LIMIT 1 FOR UPDATE SKIP LOCKED)
+                            RETURNING package_id""", status)
+                    log.error("timer could not handle a package; retrying it in 60 s", job=job.__name__,
                               package_id=str(stuck), error=repr(exc))
-                    if stuck:
-                        await svc.pool.execute(f"UPDATE packages SET {deadline} = now() + interval '60 seconds' "
-                                               "WHERE package_id = $1", stuck)
             if not did_something:
                 try:
                     await asyncio.wait_for(svc.stopping.wait(), timeout=settings.timer_poll_seconds)

@@ -96,7 +96,9 @@ def for_broker(record: dict, names: dict[str, str]) -> str:
 
 
 def for_family(record: dict, names: dict[str, str], start_date: str | None) -> str:
-    if record["status"] != "placed":
+    if record["status"] == "cancelled":
+        return "The care arrangement has been cancelled. If this is not what you expected, contact the brokerage team."
+    if record["status"] not in ("placed", "started"):
         return ("We are still looking for a home care provider. We offered the care to the providers who work in "
                 "your area and will keep trying; your broker will tell you as soon as someone is found.")
     winner = names.get(record["winner"], record["winner"])
@@ -106,15 +108,24 @@ def for_family(record: dict, names: dict[str, str], start_date: str | None) -> s
 
 
 def for_losing_bidder(record: dict, provider_id: str) -> str | None:
-    """What a provider that bid and did not win is told: its own rank, never the winner's price."""
-    for r in record["rounds"]:
+    """What a provider that bid and did not win is told: its own rank, never the winner's price.
+    About its latest bid (a re-offered package may have had several rounds)."""
+    if provider_id == record["winner"]:
+        return None
+    for r in reversed(record["rounds"]):
         for b in r["ranking"]:
-            if b["provider_id"] == provider_id and provider_id != record["winner"]:
-                total = len(r["ranking"])
-                why = ("your bid was above the band rate" if not b["acceptable"]
-                       else "a bid ranked higher on quality rating, price, start date or answer time was accepted")
-                return (f"Package {record['package_id']} was not awarded to you: {why}. Your bid ranked "
-                        f"{b['rank']} of {total} in round {r['offer_round']}.")
+            if b["provider_id"] != provider_id:
+                continue
+            if not b["acceptable"]:
+                why = "your bid was above the band rate"
+            elif record["status"] in ("placed", "started") and (r["outcome"] or "").startswith("placed"):
+                why = "a bid ranked higher on quality rating, price, start date or answer time was accepted"
+            elif record["status"] == "cancelled":
+                why = "the package was cancelled"
+            else:
+                why = "the round closed without an award to you"
+            return (f"Package {record['package_id']} was not awarded to you: {why}. Your bid ranked "
+                    f"{b['rank']} of {len(r['ranking'])} in round {r['offer_round']}.")
     return None
 
 

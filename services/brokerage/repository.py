@@ -176,11 +176,6 @@ async def next_due_window(conn: asyncpg.Connection, at: dt.datetime) -> uuid.UUI
     )
 
 
-async def postpone_window(conn: asyncpg.Connection, package_id: uuid.UUID, until: dt.datetime) -> None:
-    await conn.execute(
-        "UPDATE packages SET window_closes_at = $2 WHERE package_id = $1 AND status = 'offered'", package_id, until
-    )
-
 
 # ---- provider view ------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from services.runtime.kafka import read_topic
 from services.runtime.reference import Framework, load_framework
 from services.runtime.settings import admin_settings
 
+LIFECYCLE = {"PackageRequested", "OfferMade", "PackagePlaced", "PackageUnplaced", "PackageCancelled", "PackageStarted"}
 THRESHOLDS = Path(__file__).resolve().parents[2] / "deploy" / "ops" / "kpi-thresholds.yaml"
 
 
@@ -64,14 +65,23 @@ def compute(events: list[dict], *, start: dt.datetime, end: dt.datetime, now: dt
     """Every KPI for packages requested in [start, end), from their events. Pure: no I/O."""
     thresholds = thresholds or {}
     by_type: dict[str, list[dict]] = defaultdict(list)
-    for e in events:
+    current: dict[str, str] = {}  # package id -> its latest lifecycle event type
+    seen: set[str] = set()
+    for e in events:  # in stream order; a package's events share a partition, so stay in order
+        if e.get("event_id") in seen:
+            continue  # the relay delivers at least once: a republished event counts once
+        seen.add(e.get("event_id"))
         by_type[e.get("event_type")].append(e)
+        if e.get("event_type") in LIFECYCLE:
+            current[e["package_id"]] = e["event_type"]
     requested = {e["package_id"]: e for e in by_type["PackageRequested"] if start <= _time(e["requested_at"]) < end}
     ours = set(requested)
     offers = [e for e in by_type["OfferMade"] if e["package_id"] in ours]
     band_rate = {e["package_id"]: Decimal(e["band_rate"]) for e in offers}
+    cancelled = {e["package_id"] for e in by_type["PackageCancelled"] if e["package_id"] in ours}
     placed = {e["package_id"]: e for e in by_type["PackagePlaced"] if e["package_id"] in ours}
-    unplaced = {e["package_id"]: e for e in by_type["PackageUnplaced"] if e["package_id"] in ours and e["package_id"] not in placed}
+    in_care = {p: e for p, e in placed.items() if p not in cancelled}  # committed hours and spend
+    unplaced = {p for p in ours if current.get(p) == "PackageUnplaced"}  # on the waiting list now
 
     def spec(package_id: str) -> dict:
         return requested[package_id]["package"]
@@ -102,11 +112,11 @@ def compute(events: list[dict], *, start: dt.datetime, end: dt.datetime, now: dt
 
     above_rate = [p for p, e in placed.items() if Decimal(e["hourly_rate"]) > band_rate.get(p, Decimal(e["hourly_rate"]))]
     spend = defaultdict(Decimal)
-    for e in placed.values():
+    for e in in_care.values():
         spend[e["band"]] += Decimal(e["hourly_rate"]) * Decimal(e["hours_per_week"])
 
     hours_by_zone_provider: dict[str, Counter] = defaultdict(Counter)
-    for e in placed.values():
+    for e in in_care.values():
         hours_by_zone_provider[e["zone"]][e["provider_id"]] += float(e["hours_per_week"])
     concentration = {}
     for zone, hours in sorted(hours_by_zone_provider.items()):
@@ -120,7 +130,8 @@ def compute(events: list[dict], *, start: dt.datetime, end: dt.datetime, now: dt
         if e["package_id"] in ours:
             s = spec(e["package_id"])
             declines_by_band[s["band"]][e["reason"]] += 1
-            declines_by_rurality[framework.zones[s["zone"]].size][e["reason"]] += 1
+            zone = framework.zones.get(s["zone"])  # a zone since re-drawn away is still reported
+            declines_by_rurality[zone.size if zone else "unknown"][e["reason"]] += 1
 
     willing = defaultdict(set)
     for e in by_type["BidSubmitted"]:
@@ -132,7 +143,7 @@ def compute(events: list[dict], *, start: dt.datetime, end: dt.datetime, now: dt
         "requested": len(requested),
         "placed": len(placed),
         "unplaced": len(unplaced),
-        "cancelled": len([e for e in by_type["PackageCancelled"] if e.get("package_id") in ours]),
+        "cancelled": len(cancelled),
         "handed_back": len([e for e in by_type["PackageHandedBack"] if e.get("package_id") in ours]),
     }
     unplaced_share = counts["unplaced"] / counts["requested"] if counts["requested"] else None
@@ -153,14 +164,17 @@ def compute(events: list[dict], *, start: dt.datetime, end: dt.datetime, now: dt
 
 async def read_events(bootstrap: str) -> list[dict]:
     events = []
+    records = []
     for name in (contract.PACKAGES, contract.ANSWERS):
-        for record in await read_topic(bootstrap, topics.resolve(name)):
-            try:
-                event = json.loads(record.value)
-            except ValueError:
-                continue
-            if isinstance(event, dict) and "package_id" in event and "event_type" in event:
-                events.append(event)
+        records += await read_topic(bootstrap, topics.resolve(name))
+    # Per partition in offset order (a package's lifecycle order); across topics by time.
+    for record in sorted(records, key=lambda r: (r.timestamp, r.topic, r.partition, r.offset)):
+        try:
+            event = json.loads(record.value)
+        except (ValueError, TypeError):  # garbage, or a tombstone
+            continue
+        if isinstance(event, dict) and "package_id" in event and "event_type" in event:
+            events.append(event)
     return events
 
 

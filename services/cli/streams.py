@@ -51,7 +51,7 @@ def describe(record: ConsumerRecord) -> Line:
         e = json.loads(record.value)
         if not isinstance(e, dict):
             raise ValueError
-    except ValueError:
+    except (ValueError, TypeError):
         return Line(at, record.topic, "(undecodable)", "", "", "", "", f"{len(record.value or b'')} bytes", "")
     spec = e.get("package") or {}
     profile = e.get("profile") or {}
@@ -143,7 +143,8 @@ def tail(
 
 def lag(as_json: bool = typer.Option(False, "--json", help="JSON instead of a table")) -> None:
     """Consumer lag per group and partition, with the age of the oldest unprocessed event."""
-    rows = asyncio.run(consumer_lag(admin_settings().kafka_bootstrap_servers, [topics.group(s) for s in SERVICES]))
+    subscriptions = {topics.group(s): [topics.resolve(t) for t in contract.CONSUMED_BY[s]] for s in SERVICES}
+    rows = asyncio.run(consumer_lag(admin_settings().kafka_bootstrap_servers, subscriptions))
     if as_json:
         typer.echo(json.dumps([r.__dict__ | {"lag": r.lag} for r in rows], indent=2))
         return

@@ -22,7 +22,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
     service = Service(settings, migrations=Path(__file__).parent / "migrations")
 
     service.consumer.on(PackagePlaced)(handlers.confirm_placement)
-    service.consumer.subscribe(topics.PACKAGES)
+    service.consumer.subscribe(*topics.CONSUMED_BY["notifications"])
     declare_publishes(service, topics.CONFIRMATIONS, PlacementConfirmed,
                       description="A placement confirmed to its recipients. Keyed by package id.")
 

@@ -82,6 +82,9 @@ async def answer_offer(uow: UnitOfWork, event: OfferMade) -> None:
 async def record_award(uow: UnitOfWork, event: PackagePlaced) -> None:
     for offer in await repo.outstanding_bids(uow.conn, event.package_id):
         await repo.settle_offer(uow.conn, offer, "won" if offer["provider_id"] == event.provider_id else "lost")
+    if await repo.is_cancelled(uow.conn, event.package_id):
+        log.warning("award of a package already cancelled ignored (a replay?)", package_id=str(event.package_id))
+        return
     if not await repo.insert_placement(uow.conn, package_id=event.package_id, provider_id=event.provider_id,
                                        hours=event.hours_per_week, hourly_rate=event.hourly_rate,
                                        start_date=event.start_date, placed_at=event.placed_at):
@@ -96,6 +99,7 @@ async def release_bids(uow: UnitOfWork, event: PackageUnplaced) -> None:
 
 
 async def release_package(uow: UnitOfWork, event: PackageCancelled) -> None:
+    await repo.remember_cancelled(uow.conn, event.package_id, event.cancelled_at)
     for offer in await repo.outstanding_bids(uow.conn, event.package_id):
         await repo.settle_offer(uow.conn, offer, "closed")
     placement = await repo.cancel_placement(uow.conn, event.package_id, event.cancelled_at)

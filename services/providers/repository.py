@@ -93,6 +93,14 @@ async def settle_offer(conn: asyncpg.Connection, offer: asyncpg.Record, status: 
     )
 
 
+async def remember_cancelled(conn: asyncpg.Connection, package_id: uuid.UUID, at: dt.datetime) -> None:
+    await conn.execute("INSERT INTO cancelled_packages VALUES ($1, $2) ON CONFLICT DO NOTHING", package_id, at)
+
+
+async def is_cancelled(conn: asyncpg.Connection, package_id: uuid.UUID) -> bool:
+    return bool(await conn.fetchval("SELECT true FROM cancelled_packages WHERE package_id = $1", package_id))
+
+
 async def cancel_placement(conn: asyncpg.Connection, package_id: uuid.UUID, at: dt.datetime) -> asyncpg.Record | None:
     """Mark the package's placement cancelled; None when there was none (or it already was)."""
     return await conn.fetchrow(

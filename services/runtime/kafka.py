@@ -73,7 +73,7 @@ async def read_topic(bootstrap: str, topic: str, *, follow_seconds: float = 0.0)
     partitions = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic)]
     if not partitions:
         return []
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
         consumer.assign(partitions)
@@ -107,25 +107,30 @@ class PartitionLag:
         return max(0, self.end - self.committed)
 
 
-async def consumer_lag(bootstrap: str, groups: list[str]) -> list[PartitionLag]:
-    """Committed vs end offsets per group and partition (what kafka_exporter and Burrow report;
-    FastStream exports no lag of its own), with the age of the oldest unprocessed event."""
+async def consumer_lag(bootstrap: str, subscriptions: dict[str, list[str]]) -> list[PartitionLag]:
+    """Committed vs end offsets per group and partition of the topics it reads (what
+    kafka_exporter and Burrow report; FastStream exports no lag of its own), with the age of the
+    oldest unprocessed event. A partition the group never committed on counts from its start,
+    so a consumer stuck on its very first message still shows."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
     rows = []
     try:
-        members_of = await group_members(admin, groups)
-        for group in groups:
+        await admin.start()
+        await consumer.start()
+        members_of = await group_members(admin, list(subscriptions))
+        for group, names in subscriptions.items():
             offsets = await admin.list_consumer_group_offsets(group)
-            committed = {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
-            if not committed:
+            partitions = [TopicPartition(n, p) for n in names for p in await partitions_of(bootstrap, n)]
+            if not partitions:
                 continue
-            ends = await consumer.end_offsets(list(committed))
-            for tp, offset in sorted(committed.items(), key=lambda kv: (kv[0].topic, kv[0].partition)):
-                age = await _age_at(consumer, tp, offset) if ends[tp] > offset else None
-                rows.append(PartitionLag(group, tp.topic, tp.partition, offset, ends[tp], age, members_of.get(group, 0)))
+            starts = await consumer.beginning_offsets(partitions)
+            ends = await consumer.end_offsets(partitions)
+            for tp in partitions:
+                meta = offsets.get(tp)
+                committed = meta.offset if meta is not None and meta.offset >= 0 else starts[tp]
+                age = await _age_at(consumer, tp, committed) if ends[tp] > committed else None
+                rows.append(PartitionLag(group, tp.topic, tp.partition, committed, ends[tp], age, members_of.get(group, 0)))
     finally:
         await consumer.stop()
         await admin.close()

@@ -17,6 +17,7 @@ import asyncpg
 import uvicorn
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
+from schemas.topics import CONSUMED_BY
 from services.runtime import logging as runtime_logging
 from services.runtime import metrics
 from services.runtime import topics as runtime_topics
@@ -205,10 +206,10 @@ class Service:
 
 async def _measure_lag(service: Service, every: float = 15.0) -> None:
     """Consumer lag of the service's own group, as Prometheus gauges (FastStream has none)."""
-    group = runtime_topics.group(service.name)
+    subscription = {runtime_topics.group(service.name): [runtime_topics.resolve(t) for t in CONSUMED_BY[service.name]]}
     while not service.stopping.is_set():
         try:
-            rows = await consumer_lag(service.settings.kafka_bootstrap_servers, [group])
+            rows = await consumer_lag(service.settings.kafka_bootstrap_servers, subscription)
             for row in rows:
                 metrics.CONSUMER_LAG.labels(service.name, row.topic, str(row.partition)).set(row.lag)
             ages = [r.oldest_unprocessed_age_s for r in rows if r.oldest_unprocessed_age_s is not None]

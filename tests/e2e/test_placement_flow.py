@@ -169,8 +169,10 @@ async def test_every_placement_can_be_explained_from_the_record(placed_batch, st
             assert package["provider_id"] in offered
             losers = [b["provider_id"] for r in body["record"]["rounds"] for b in r["ranking"] if b["provider_id"] != package["provider_id"]]
             if losers:
-                told = (await client.get(f"{stack.url('brokerage')}/packages/{package['package_id']}/explanation",
-                                         params={"provider_id": losers[0]})).json()["explanation"]["losing_bidder"]
-                assert "was not awarded to you" in told and package["hourly_rate"] not in told
+                answer = (await client.get(f"{stack.url('brokerage')}/packages/{package['package_id']}/explanation",
+                                           params={"provider_id": losers[0]})).json()
+                told = answer["explanation"]["losing_bidder"]
+                assert "was not awarded to you" in told and package["hourly_rate"] not in json.dumps(answer)
+                assert set(answer) == {"package_id", "provider_id", "explanation"}
         r = await client.get(f"{stack.url('brokerage')}/packages/{placed[0]['package_id']}/explanation", params={"provider_id": "nobody-care"})
         assert r.status_code == 404

@@ -169,3 +169,20 @@ async def test_a_cancelled_placement_gives_the_provider_its_hours_back(in_memory
         await broker.publish(cancelled.model_dump_json().encode(), topic=topic)
     assert await service.pool.fetchval("SELECT committed_hours FROM providers WHERE provider_id = $1", winner) == before
     assert await service.pool.fetchval("SELECT cancelled_at IS NOT NULL FROM placements WHERE package_id = $1", event.package_id)
+
+
+async def test_an_award_replayed_after_its_cancellation_commits_nothing(in_memory):
+    service, broker = await in_memory(build, "providers")
+    [pid] = await willing(service)
+    package_id = uuid.uuid4()
+    topic = topics.resolve("brokerage.packages")
+    before = await service.pool.fetchval("SELECT committed_hours FROM providers WHERE provider_id = $1", pid)
+    cancelled = PackageCancelled(correlation_id=package_id, package_id=package_id, reason="moved away", cancelled_by="broker.amy",
+                                 provider_id=pid, hours_per_week=Decimal("7"), cancelled_at=dt.datetime.now(dt.UTC))
+    placed = PackagePlaced(correlation_id=package_id, package_id=package_id, provider_id=pid, offer_round=1, tier="prime",
+                           hourly_rate=Decimal("18.75"), hours_per_week=Decimal("7"), start_date=dt.date.today(),
+                           zone="coalville-ashby", band="urban", urgency="community", rate_card="2020-21",
+                           requested_by="broker.amy", placed_at=dt.datetime.now(dt.UTC))
+    await broker.publish(cancelled.model_dump_json().encode(), topic=topic)
+    await broker.publish(placed.model_dump_json().encode(), topic=topic)  # e.g. replayed from dead letters
+    assert await service.pool.fetchval("SELECT committed_hours FROM providers WHERE provider_id = $1", pid) == before
