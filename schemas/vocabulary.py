@@ -42,6 +42,7 @@ class Tier(StrEnum):
     prime = "prime"
     supplementary = "supplementary"
     open = "open"
+    adjacent = "adjacent"  # escalation: providers of the neighbouring zones
 
 
 class DeclineReason(StrEnum):

@@ -52,15 +52,18 @@ def required_skills(package: PackageSpec) -> set[CareNeed]:
     return set(package.needs)
 
 
-def exclusion_reasons(package: PackageSpec, provider: ProviderProfile) -> list[str]:
-    """Why this provider may not be offered this package; empty when it is eligible."""
+def exclusion_reasons(package: PackageSpec, provider: ProviderProfile, *, from_zones: frozenset[str] | None = None) -> list[str]:
+    """Why this provider may not be offered this package; empty when it is eligible.
+    ``from_zones``: the escalation to neighbouring zones, where serving one of those will do."""
     reasons = []
     if provider.status != "active":
         reasons.append(f"not active on the framework ({provider.status})")
     if provider.cqc_rating == "inadequate":
         reasons.append("quality rated Inadequate")
-    if package.zone not in provider.zones:
+    if from_zones is None and package.zone not in provider.zones:
         reasons.append(f"does not serve zone {package.zone}")
+    if from_zones is not None and not (set(provider.zones) & from_zones):
+        reasons.append(f"serves none of the zones next to {package.zone}")
     if package.band not in provider.bands:
         reasons.append(f"does not accept band {package.band}")
     missing = sorted(required_skills(package) - set(provider.skills))
@@ -80,14 +83,18 @@ class Screening:
     excluded: dict[str, list[str]]
 
 
-def screen(package: PackageSpec, providers: Iterable[ProviderProfile]) -> Screening:
-    """Split the providers into eligible ones and excluded ones (with reasons)."""
+def screen(package: PackageSpec, providers: Iterable[ProviderProfile], *, from_zones: frozenset[str] | None = None) -> Screening:
+    """Split the providers into eligible ones and excluded ones (with reasons). With
+    ``from_zones``, screen the neighbouring zones' providers (those serving the package's own
+    zone were the earlier tiers' business)."""
     eligible, excluded = [], {}
     for provider in providers:
-        # Providers that do not serve the zone at all are not worth listing as exclusions.
-        if package.zone not in provider.zones:
+        # Providers outside the area being screened are not worth listing as exclusions.
+        if from_zones is None and package.zone not in provider.zones:
             continue
-        reasons = exclusion_reasons(package, provider)
+        if from_zones is not None and (package.zone in provider.zones or not set(provider.zones) & from_zones):
+            continue
+        reasons = exclusion_reasons(package, provider, from_zones=from_zones)
         if reasons:
             excluded[provider.provider_id] = reasons
         else:
@@ -99,28 +106,34 @@ def screen(package: PackageSpec, providers: Iterable[ProviderProfile]) -> Screen
 
 
 def tier_ladder(policy: str, *, zone_has_prime: bool) -> list[Tier]:
-    """The tiers a package is offered to, in order, under the zone's allocation policy."""
+    """The tiers a package is offered to, in order, under the zone's allocation policy; the
+    escalation to the neighbouring zones' providers comes last in either (002:132)."""
     if policy == OPEN_FRAMEWORK:
-        return [Tier.open]
+        return [Tier.open, Tier.adjacent]
     if policy == PRIME_SUPPLEMENTARY:
-        return [Tier.prime, Tier.supplementary] if zone_has_prime else [Tier.supplementary]
+        return [Tier.prime, Tier.supplementary, Tier.adjacent] if zone_has_prime else [Tier.supplementary, Tier.adjacent]
     raise ValueError(f"unknown allocation policy {policy!r}")
 
 
-def providers_for_tier(tier: Tier, eligible: Iterable[ProviderProfile]) -> list[ProviderProfile]:
+def providers_for_tier(tier: Tier, eligible: Iterable[ProviderProfile], adjacent: Iterable[ProviderProfile] = ()) -> list[ProviderProfile]:
+    """Who a tier offers to: ``eligible`` are the zone's own eligible providers, ``adjacent``
+    the eligible providers of the neighbouring zones."""
+    if tier == Tier.adjacent:
+        return list(adjacent)
     if tier == Tier.open:
         return list(eligible)
     return [p for p in eligible if p.tier == tier.value]
 
 
-def next_offer(ladder: list[Tier], after: Tier | None, eligible: list[ProviderProfile]) -> tuple[Tier, list[ProviderProfile]] | None:
+def next_offer(ladder: list[Tier], after: Tier | None, eligible: list[ProviderProfile],
+               adjacent: list[ProviderProfile] = ()) -> tuple[Tier, list[ProviderProfile]] | None:
     """The next tier on the ladder with anyone eligible in it, or None when the ladder is spent."""
     # Reference data may change while a package is on offer (a zone loses its Prime tier, say):
     # "after" then need not be on today's ladder, so go by the tiers' fixed order instead.
-    order = [Tier.prime, Tier.supplementary, Tier.open]
+    order = [Tier.prime, Tier.supplementary, Tier.open, Tier.adjacent]
     later = [t for t in ladder if after is None or order.index(t) > order.index(after)]
     for tier in later:
-        offered = providers_for_tier(tier, eligible)
+        offered = providers_for_tier(tier, eligible, adjacent)
         if offered:
             return tier, offered
     return None

@@ -16,7 +16,8 @@ from decimal import Decimal
 from services.brokerage import domain
 
 TIER_WORDS = {"prime": "the zone's Prime providers", "supplementary": "the zone's Supplementary providers",
-              "open": "every eligible provider in the zone (open framework)"}
+              "open": "every eligible provider in the zone (open framework)",
+              "adjacent": "eligible providers of the neighbouring zones (escalation)"}
 
 
 def _money(value) -> str:

@@ -117,8 +117,11 @@ async def close_round(uow: UnitOfWork, rules: BrokerageRules, package, *, why: s
     spec = repo.spec_of(package)
     # Eligibility is checked again at the moment of award: a provider suspended, or whose
     # capacity went, since the offer cannot win.
-    current = await repo.providers_serving(uow.conn, spec.zone)
+    neighbours = frozenset(rules.framework.zones[spec.zone].adjacent) if spec.zone in rules.framework.zones else frozenset()
+    current = await repo.providers_serving(uow.conn, spec.zone, *neighbours)
     still_eligible = {p.provider_id for p in domain.screen(spec, current).eligible}
+    if package["current_tier"] == Tier.adjacent.value:
+        still_eligible |= {p.provider_id for p in domain.screen(spec, current, from_zones=neighbours).eligible}
     winner = domain.choose_winner(ranked, still_eligible)
     at = now()
     if winner is not None:
@@ -153,18 +156,21 @@ async def _offer_next_tier(uow: UnitOfWork, rules: BrokerageRules, package, *, a
     spec = repo.spec_of(package)
     zone_has_prime = spec.zone not in rules.framework.no_prime_zones
     ladder = domain.tier_ladder(package["policy"], zone_has_prime=zone_has_prime)
-    providers = await repo.providers_serving(uow.conn, spec.zone)
+    neighbours = frozenset(rules.framework.zones[spec.zone].adjacent) if spec.zone in rules.framework.zones else frozenset()
+    providers = await repo.providers_serving(uow.conn, spec.zone, *neighbours)
     screening = domain.screen(spec, providers)
+    nearby = domain.screen(spec, providers, from_zones=neighbours)
     # Providers already offered this package in an earlier round are not offered it again.
     earlier = set(await uow.conn.fetchval(
         "SELECT coalesce(array_agg(p), '{}') FROM offer_rounds, unnest(provider_ids) p WHERE package_id = $1 AND cycle = $2",
         package_id, package["cycle"],
     ))
     fresh = [p for p in screening.eligible if p.provider_id not in earlier]
-    offer = domain.next_offer(ladder, after, fresh)
+    fresh_nearby = [p for p in nearby.eligible if p.provider_id not in earlier]
+    offer = domain.next_offer(ladder, after, fresh, fresh_nearby)
     at = now()
     if offer is None:
-        reason = "no eligible provider" if not screening.eligible else "no acceptable bid on any tier"
+        reason = "no eligible provider" if not (screening.eligible or nearby.eligible) else "no acceptable bid on any tier"
         await repo.mark_unplaced(uow.conn, package_id, unplaced_at=at, next_reoffer_at=at + rules.reoffer_interval)
         await repo.add_timeline(uow.conn, package_id, "unplaced", at, reason=reason, excluded=screening.excluded)
         await uow.emit(PackageUnplaced(
@@ -178,8 +184,9 @@ async def _offer_next_tier(uow: UnitOfWork, rules: BrokerageRules, package, *, a
     closes = at + rules.windows[spec.urgency]
     quality = {p.provider_id: domain.quality_score(p, rules.quality_weights) for p in offered}
     ids = [p.provider_id for p in offered]
+    excluded = nearby.excluded if tier == Tier.adjacent else screening.excluded
     await repo.open_round(uow.conn, package_id=package_id, offer_round=offer_round, tier=tier.value, provider_ids=ids,
-                          excluded=screening.excluded, quality=quality, opened_at=at, window_closes_at=closes,
+                          excluded=excluded, quality=quality, opened_at=at, window_closes_at=closes,
                           cycle=package["cycle"])
     await repo.add_timeline(uow.conn, package_id, "offered", at, offer_round=offer_round, tier=tier.value,
                             providers=ids, window_closes_at=closes.isoformat())

@@ -191,8 +191,10 @@ async def upsert_provider(conn: asyncpg.Connection, profile: ProviderProfile, re
     ))
 
 
-async def providers_serving(conn: asyncpg.Connection, zone: str) -> list[ProviderProfile]:
-    rows = await conn.fetch("SELECT profile FROM provider_view WHERE profile->'zones' ? $1 ORDER BY provider_id", zone)
+async def providers_serving(conn: asyncpg.Connection, *zones: str) -> list[ProviderProfile]:
+    """Providers serving any of the zones."""
+    rows = await conn.fetch("SELECT profile FROM provider_view WHERE profile->'zones' ?| $1::text[] ORDER BY provider_id",
+                            list(zones))
     return [ProviderProfile.model_validate_json(r["profile"]) for r in rows]
 
 

@@ -70,6 +70,8 @@ def generate_market(framework: Framework, seed: int = 2021) -> list[dict]:
                     # Percent above the band rate this provider asks, per band: a rural premium
                     # makes some bids above rate (an exception that needs approval).
                     "premium_percent": {"rural": rng.choice([0, 0, 0, 5]), "isolated": rng.choice([0, 0, 8])},
+                    # Some take work just over their zones' edge when a neighbour's package is escalated.
+                    "covers_adjacent_zones": rng.random() < 0.4,
                 },
             })
     return providers

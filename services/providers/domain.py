@@ -26,6 +26,7 @@ class AutomaticRules(BaseModel):
     max_calls_per_day: int = Field(default=4, ge=1, le=6)
     premium_percent: dict[str, Decimal] = Field(default_factory=dict)
     lead_days: int = Field(default=0, ge=0, le=28, description="Days' notice it needs before a start")
+    covers_adjacent_zones: bool = Field(default=False, description="Takes work just outside its zones when asked")
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,12 @@ def free_hours(profile: ProviderProfile, held_hours: Decimal) -> Decimal:
 
 
 def automatic_answer(profile: ProviderProfile, rules: AutomaticRules, package: PackageSpec, band_rate: Decimal,
-                     held_hours: Decimal, today: dt.date) -> Bid | Decline:
+                     held_hours: Decimal, today: dt.date, *, neighbouring: frozenset[str] = frozenset()) -> Bid | Decline:
+    """``neighbouring``: the zones next to the package's zone (an escalated offer may come from there)."""
     if profile.status != "active":
         return Decline(DeclineReason.other, f"provider is {profile.status}")
-    if package.zone not in profile.zones:
+    nearby = rules.covers_adjacent_zones and bool(set(profile.zones) & neighbouring)
+    if package.zone not in profile.zones and not nearby:
         return Decline(DeclineReason.geography, f"does not cover {package.zone}")
     if package.band not in profile.bands:
         return Decline(DeclineReason.geography, f"does not cover {package.band} areas")

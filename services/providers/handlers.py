@@ -25,6 +25,7 @@ from services.providers import domain
 from services.providers import repository as repo
 from services.runtime.logging import get_logger
 from services.runtime.outbox import UnitOfWork
+from services.runtime.reference import load_framework
 
 log = get_logger(__name__)
 
@@ -52,6 +53,9 @@ async def seed_registry(uow: UnitOfWork, seed: list[dict]) -> int:
 
 
 async def answer_offer(uow: UnitOfWork, event: OfferMade) -> None:
+    framework = load_framework()
+    zone = framework.zones.get(event.package.zone)
+    neighbours = frozenset(zone.adjacent) if zone else frozenset()
     # Providers are locked in a fixed order so two offers answered at once cannot deadlock.
     for provider_id in sorted(set(event.provider_ids)):
         row = await repo.lock_provider(uow.conn, provider_id)
@@ -64,7 +68,7 @@ async def answer_offer(uow: UnitOfWork, event: OfferMade) -> None:
         if rules.kind != "automatic":
             continue  # webhook and portal adapters answer through the provider API
         answer = domain.automatic_answer(repo.profile_of(row), rules, event.package, event.band_rate,
-                                         row["held_hours"], dt.date.today())
+                                         row["held_hours"], dt.date.today(), neighbouring=neighbours)
         at = now()
         common = dict(correlation_id=event.package_id, causation_id=event.event_id, package_id=event.package_id,
                       offer_round=event.offer_round, provider_id=provider_id, adapter="automatic", answered_at=at)

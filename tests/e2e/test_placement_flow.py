@@ -98,7 +98,12 @@ async def test_the_awarded_provider_was_eligible_offered_and_within_the_band_rat
     for p in (p for p in packages if p["status"] == "placed"):
         spec, winner = p["package"], registry[p["provider_id"]]
         assert winner["status"] == "active" and winner["cqc_rating"] != "inadequate"
-        assert spec["zone"] in winner["zones"] and spec["band"] in winner["bands"]
+        offered_tier = next(r["tier"] for r in reversed(p["offer_rounds"]) if p["provider_id"] in r["provider_ids"])
+        if offered_tier == "adjacent":  # the escalation: a provider of a neighbouring zone
+            assert set(winner["zones"]) & set(load_framework().zones[spec["zone"]].adjacent)
+        else:
+            assert spec["zone"] in winner["zones"]
+        assert spec["band"] in winner["bands"]
         assert set(spec["needs"]) <= set(winner["skills"])
         assert winner["double_handed"] or spec["visits"]["carers_per_call"] == 1
         offered = [r for r in p["offer_rounds"] if p["provider_id"] in r["provider_ids"]]

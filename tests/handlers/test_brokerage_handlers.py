@@ -100,6 +100,29 @@ async def test_the_round_closes_early_when_the_best_possible_provider_accepts(br
     assert await status(service, package_id) == "placed"
 
 
+async def test_the_ladder_escalates_to_the_neighbouring_zones_before_giving_up(brokerage):
+    service, broker, rules, ids = brokerage
+    near = profile(f"pn-{uuid.uuid4().hex[:6]}", "prime", zones=["melton"])  # Melton borders Bottesford
+    await broker.publish(ProviderUpdated(correlation_id=uuid.uuid4(), revision=1, profile=near).model_dump_json().encode(),
+                         topic=topics.resolve("providers.registry"))
+    try:
+        package_id = await request(service, rules)
+        await answer(broker, package_id, ids["prime_best"], decline="capacity")
+        await answer(broker, package_id, ids["prime_good"], decline="capacity")
+        await answer(broker, package_id, ids["supp"], offer_round=2, decline="capacity")
+        offers = [p for t, p in await outbox_types(service, package_id) if t == "OfferMade"]
+        assert [o["tier"] for o in offers] == ["prime", "supplementary", "adjacent"]
+        assert near.provider_id in offers[2]["provider_ids"]
+        await answer(broker, package_id, near.provider_id, offer_round=3, rate="22.95")
+        assert await status(service, package_id) == "placed"
+        placed = [p for t, p in await outbox_types(service, package_id) if t == "PackagePlaced"]
+        assert placed[0]["provider_id"] == near.provider_id and placed[0]["tier"] == "adjacent"
+    finally:  # leave the market as the other tests expect it
+        retired = near.model_copy(update={"status": "left"})
+        await broker.publish(ProviderUpdated(correlation_id=uuid.uuid4(), revision=2, profile=retired).model_dump_json().encode(),
+                             topic=topics.resolve("providers.registry"))
+
+
 async def test_no_acceptable_prime_bid_goes_to_the_supplementaries_then_unplaced(brokerage):
     service, broker, rules, ids = brokerage
     package_id = await request(service, rules)

@@ -78,14 +78,24 @@ class TestQuality:
 
 
 class TestTiers:
-    def test_prime_then_supplementary(self):
-        assert domain.tier_ladder("prime-supplementary", zone_has_prime=True) == [Tier.prime, Tier.supplementary]
+    def test_prime_then_supplementary_then_the_neighbouring_zones(self):
+        assert domain.tier_ladder("prime-supplementary", zone_has_prime=True) == [Tier.prime, Tier.supplementary, Tier.adjacent]
 
     def test_no_prime_tier_where_the_zone_has_none(self):
-        assert domain.tier_ladder("prime-supplementary", zone_has_prime=False) == [Tier.supplementary]
+        assert domain.tier_ladder("prime-supplementary", zone_has_prime=False) == [Tier.supplementary, Tier.adjacent]
 
-    def test_open_framework_offers_everyone_at_once(self):
-        assert domain.tier_ladder("open-framework", zone_has_prime=True) == [Tier.open]
+    def test_open_framework_offers_everyone_at_once_then_the_neighbouring_zones(self):
+        assert domain.tier_ladder("open-framework", zone_has_prime=True) == [Tier.open, Tier.adjacent]
+
+    def test_the_neighbouring_zones_providers_are_screened_for_the_escalation(self):
+        pkg = package()  # melton
+        near, own, far = provider("pn", zones=["bottesford"]), provider("po"), provider("pf", zones=["lutterworth"])
+        full = provider("pq", zones=["bottesford"], committed_hours=Decimal(95))
+        s = domain.screen(pkg, [near, own, far, full], from_zones=frozenset({"bottesford", "charnwood-north"}))
+        assert [p.provider_id for p in s.eligible] == ["pn"]
+        assert list(s.excluded) == ["pq"] and "capacity" in s.excluded["pq"][0]
+        tier, offered = domain.next_offer([Tier.prime, Tier.supplementary, Tier.adjacent], Tier.supplementary, [], s.eligible)
+        assert tier == Tier.adjacent and offered == [near]
 
     def test_unknown_policy_is_refused(self):
         with pytest.raises(ValueError):
@@ -93,9 +103,9 @@ class TestTiers:
 
     def test_next_offer_skips_a_tier_with_nobody_eligible(self):
         supp = provider("ps", tier="supplementary")
-        tier, offered = domain.next_offer([Tier.prime, Tier.supplementary], None, [supp])
+        tier, offered = domain.next_offer([Tier.prime, Tier.supplementary, Tier.adjacent], None, [supp])
         assert tier == Tier.supplementary and offered == [supp]
-        assert domain.next_offer([Tier.prime, Tier.supplementary], Tier.supplementary, [supp]) is None
+        assert domain.next_offer([Tier.prime, Tier.supplementary, Tier.adjacent], Tier.supplementary, [supp]) is None
 
     def test_next_offer_copes_with_a_ladder_changed_under_an_open_offer(self):
         # The zone lost its Prime tier while a package was on its prime round.

@@ -62,3 +62,14 @@ def test_lead_time_moves_the_earliest_start():
 def test_declines_with_the_reason_code(pkg, prof, rules, held, reason):
     result = answer(pkg, prof, rules, held)
     assert isinstance(result, Decline) and result.reason == reason and result.text
+
+
+def test_an_escalated_offer_from_a_neighbouring_zone_is_taken_only_by_a_provider_that_covers_neighbours():
+    near = package(zone="lutterworth")  # next to hinckley, the provider's zone
+    assert isinstance(answer(near), Decline)
+    willing = automatic_answer(profile(), AutomaticRules(covers_adjacent_zones=True), near, Decimal("18.75"), Decimal(0),
+                               TODAY, neighbouring=frozenset({"hinckley", "south-leicestershire"}))
+    assert willing == Bid(Decimal("18.75"), TODAY)
+    far = automatic_answer(profile(), AutomaticRules(covers_adjacent_zones=True), package(zone="bottesford"), Decimal("18.75"),
+                           Decimal(0), TODAY, neighbouring=frozenset({"melton"}))
+    assert isinstance(far, Decline) and far.reason == DeclineReason.geography
