@@ -147,6 +147,34 @@ class PackageUnplaced(Envelope):
     unplaced_at: dt.datetime
 
 
+class ExceptionRequested(Envelope):
+    """Only bids above the band rate came in: a broker must approve paying more, or refuse."""
+
+    event_type: Literal["ExceptionRequested"] = "ExceptionRequested"
+    producer: Producer = "brokerage"
+    package_id: uuid.UUID
+    provider_id: ProviderId = Field(description="The best-ranked bid above the rate.")
+    hourly_rate: Money
+    band_rate: Money
+    zone: ZoneId
+    band: Band
+    urgency: Urgency
+    requested_by: str
+    requested_at: dt.datetime
+
+
+class ExceptionDecided(Envelope):
+    """A broker's decision on paying above the band rate: who, when, why."""
+
+    event_type: Literal["ExceptionDecided"] = "ExceptionDecided"
+    producer: Producer = "brokerage"
+    package_id: uuid.UUID
+    decision: Literal["approved", "rejected"]
+    decided_by: str
+    reason: str = Field(min_length=1, max_length=500)
+    decided_at: dt.datetime
+
+
 class PackageCancelled(Envelope):
     """A broker cancelled the package before it started; a provider it was placed with is released."""
 
@@ -256,6 +284,8 @@ Event = Union[
     PackageUnplaced,
     PackageCancelled,
     PackageStarted,
+    ExceptionRequested,
+    ExceptionDecided,
     BidSubmitted,
     OfferDeclined,
     ProviderUpdated,

@@ -2,7 +2,7 @@
 
 | topic                        | producer      | events                                            | key         |
 |------------------------------|---------------|---------------------------------------------------|-------------|
-| brokerage.packages           | brokerage     | PackageRequested, OfferMade, PackagePlaced, PackageUnplaced, PackageCancelled, PackageStarted | package id |
+| brokerage.packages           | brokerage     | PackageRequested, OfferMade, PackagePlaced, PackageUnplaced, PackageCancelled, PackageStarted, ExceptionRequested, ExceptionDecided | package id |
 | providers.answers            | providers     | BidSubmitted, OfferDeclined                       | package id  |
 | providers.registry           | providers     | ProviderUpdated                                   | provider id |
 | notifications.confirmations  | notifications | PlacementConfirmed                                | package id  |
@@ -26,6 +26,8 @@ TOPIC_OF: dict[type[ev.Envelope], str] = {
     ev.PackageUnplaced: PACKAGES,
     ev.PackageCancelled: PACKAGES,
     ev.PackageStarted: PACKAGES,
+    ev.ExceptionRequested: PACKAGES,
+    ev.ExceptionDecided: PACKAGES,
     ev.BidSubmitted: ANSWERS,
     ev.OfferDeclined: ANSWERS,
     ev.ProviderUpdated: REGISTRY,

@@ -147,6 +147,12 @@ class StartRequest(BaseModel):
         return v
 
 
+class DecisionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    decided_by: str = Field(min_length=1, max_length=100)
+    reason: str = Field(min_length=1, max_length=500, description="Why: recorded with the decision")
+
+
 class ReofferRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     requested_by: str = Field(min_length=1, max_length=100)
@@ -261,7 +267,8 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
             answers = await conn.fetch("SELECT * FROM answers WHERE package_id = $1 ORDER BY answered_at", package_id)
             names = {r["provider_id"]: r["name"] for r in await conn.fetch(
                 "SELECT provider_id, profile->>'name' AS name FROM provider_view")}
-        record = explanation.decision_record(row, rounds, answers, names)
+            exceptions = await conn.fetch("SELECT * FROM exceptions WHERE package_id = $1 ORDER BY id", package_id)
+        record = explanation.decision_record(row, rounds, answers, names, exceptions)
         placed = await service.pool.fetchval(
             "SELECT detail->>'start_date' FROM timeline WHERE package_id = $1 AND stage = 'placed'", package_id)
         body = {"record": record, "explanation": {
@@ -303,6 +310,18 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
     async def reoffer(package_id: uuid.UUID, body: ReofferRequest) -> dict:
         return await act(package_id, lambda uow: handlers.reoffer(uow, rules, package_id, requested_by=body.requested_by))
 
+    @router.post("/{package_id}/exception/approve", summary="Approve paying above the band rate: the best such bid wins",
+                 responses={409: {"description": "No exception is awaiting a decision"}})
+    async def approve(package_id: uuid.UUID, body: DecisionRequest) -> dict:
+        return await act(package_id, lambda uow: handlers.decide_exception(uow, rules, package_id, approve=True,
+                                                                            decided_by=body.decided_by, reason=body.reason))
+
+    @router.post("/{package_id}/exception/reject", summary="Refuse to pay above the band rate: the package goes unplaced",
+                 responses={409: {"description": "No exception is awaiting a decision"}})
+    async def reject(package_id: uuid.UUID, body: DecisionRequest) -> dict:
+        return await act(package_id, lambda uow: handlers.decide_exception(uow, rules, package_id, approve=False,
+                                                                            decided_by=body.decided_by, reason=body.reason))
+
     @router.get("/{package_id}/person", summary="The person's details (brokerage staff only)")
     async def read_person(package_id: uuid.UUID) -> dict:
         row = await service.pool.fetchrow("SELECT * FROM persons WHERE package_id = $1", package_id)
@@ -312,7 +331,7 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
 
     @router.get("", summary="List packages, filtered")
     async def list_packages(
-        status: Annotated[str | None, Query(pattern="^(requested|offered|placed|unplaced|started|cancelled)$")] = None,
+        status: Annotated[str | None, Query(pattern="^(requested|offered|placed|unplaced|started|cancelled|awaiting_approval)$")] = None,
         zone: str | None = None,
         band: Band | None = None,
         urgency: Urgency | None = None,
@@ -327,7 +346,7 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
                  FROM packages
                 WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR zone = $2)
                   AND ($3::text IS NULL OR band = $3) AND ($4::text IS NULL OR urgency = $4)
-                  AND ($7::float8 IS NULL OR (status IN ('requested', 'offered', 'unplaced')
+                  AND ($7::float8 IS NULL OR (status IN ('requested', 'offered', 'unplaced', 'awaiting_approval')
                                               AND requested_at < now() - make_interval(secs => $7 * 3600)))
                 ORDER BY requested_at LIMIT $5 OFFSET $6""",
             status, zone, band and band.value, urgency and urgency.value, limit, offset, waiting_longer_than_hours,

@@ -14,6 +14,8 @@ from pathlib import Path
 from schemas import topics
 from schemas.events import (
     BidSubmitted,
+    ExceptionDecided,
+    ExceptionRequested,
     OfferDeclined,
     OfferMade,
     PackageCancelled,
@@ -64,7 +66,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
 
     service.consumer.subscribe(*topics.CONSUMED_BY["brokerage"])
     declare_publishes(service, topics.PACKAGES, PackageRequested, OfferMade, PackagePlaced, PackageUnplaced,
-                      PackageCancelled, PackageStarted,
+                      PackageCancelled, PackageStarted, ExceptionRequested, ExceptionDecided,
                       description="A package's life: requested, offered per tier, placed or unplaced, cancelled, started. "
                                   "Keyed by package id.")
 

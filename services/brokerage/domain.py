@@ -186,6 +186,15 @@ def choose_winner(ranked: list[RankedBid], still_eligible: set[str]) -> RankedBi
     return None
 
 
+def best_above_rate(ranked: list[RankedBid], still_eligible: set[str]) -> RankedBid | None:
+    """The best-ranked bid above the band rate from a still-eligible provider: what a broker is
+    asked to approve when no bid at the rate came in."""
+    for bid in ranked:
+        if not bid.acceptable and bid.answer.provider_id in still_eligible:
+            return bid
+    return None
+
+
 @dataclass
 class RoundState:
     offered: list[str]

@@ -24,7 +24,7 @@ def _money(value) -> str:
     return f"£{Decimal(value):.2f}"
 
 
-def decision_record(package, rounds, answers, names: dict[str, str]) -> dict:
+def decision_record(package, rounds, answers, names: dict[str, str], exceptions=()) -> dict:
     """The structured record: rounds with offers, exclusions, answers and the ranking."""
     record_rounds = []
     for r in rounds:
@@ -61,6 +61,9 @@ def decision_record(package, rounds, answers, names: dict[str, str]) -> dict:
         "winner": package["provider_id"],
         "hourly_rate": _str(package["hourly_rate"]),
         "rounds": record_rounds,
+        "exceptions": [{"provider_id": e["provider_id"], "hourly_rate": str(e["hourly_rate"]), "band_rate": str(e["band_rate"]),
+                        "requested_at": e["requested_at"], "decision": e["decision"], "decided_by": e["decided_by"],
+                        "decided_at": e["decided_at"], "reason": e["reason"]} for e in exceptions],
     }
 
 
@@ -88,7 +91,14 @@ def for_broker(record: dict, names: dict[str, str]) -> str:
             lines.append(f"  {names.get(b['provider_id'], b['provider_id'])}'s bid was above the band rate, "
                          "so it could not be accepted without an approved exception.")
         lines.append(f"  Outcome: {r['outcome'] or 'still open'}.")
-    if record["status"] == "placed":
+    for e in record.get("exceptions", []):
+        who = names.get(e["provider_id"], e["provider_id"])
+        asked = f"Only bids above the band rate came in; paying {who} {_money(e['hourly_rate'])}/h needed approval"
+        if e["decision"] is None:
+            lines.append(asked + ": awaiting a broker's decision.")
+        else:
+            lines.append(f"{asked}: {e['decision']} by {e['decided_by']} on {_when(e['decided_at'])} - {e['reason']}.")
+    if record["status"] in ("placed", "started"):
         winner = names.get(record["winner"], record["winner"])
         lines.append(f"Placed with {winner} at {_money(record['hourly_rate'])}/h: " + record["rule"] + ".")
     elif record["status"] == "unplaced":

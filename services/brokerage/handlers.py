@@ -17,12 +17,14 @@ from dataclasses import dataclass
 
 from schemas.events import (
     BidSubmitted,
+    ExceptionDecided,
+    ExceptionRequested,
     OfferDeclined,
     OfferMade,
+    PackageCancelled,
     PackagePlaced,
     PackageRequested,
     PackageSpec,
-    PackageCancelled,
     PackageStarted,
     PackageUnplaced,
     ProviderUpdated,
@@ -115,39 +117,53 @@ async def close_round(uow: UnitOfWork, rules: BrokerageRules, package, *, why: s
     state, quality = await repo.round_state(uow.conn, package_id, offer_round)
     ranked = domain.rank_bids(state.answers.values(), quality, package["band_rate"])
     spec = repo.spec_of(package)
-    # Eligibility is checked again at the moment of award: a provider suspended, or whose
-    # capacity went, since the offer cannot win.
-    neighbours = frozenset(rules.framework.zones[spec.zone].adjacent) if spec.zone in rules.framework.zones else frozenset()
-    current = await repo.providers_serving(uow.conn, spec.zone, *neighbours)
-    still_eligible = {p.provider_id for p in domain.screen(spec, current).eligible}
-    if package["current_tier"] == Tier.adjacent.value:
-        still_eligible |= {p.provider_id for p in domain.screen(spec, current, from_zones=neighbours).eligible}
-    winner = domain.choose_winner(ranked, still_eligible)
-    at = now()
+    winner = domain.choose_winner(ranked, await _eligible_now(uow, rules, spec))
     if winner is not None:
         await repo.close_round(uow.conn, package_id, offer_round, f"placed with {winner.answer.provider_id}")
-        await repo.mark_placed(uow.conn, package_id, provider_id=winner.answer.provider_id,
-                               hourly_rate=winner.answer.hourly_rate, placed_at=at)
-        start_date = max(spec.start_date, winner.answer.earliest_start)
-        await repo.add_timeline(uow.conn, package_id, "placed", at, provider_id=winner.answer.provider_id,
-                                rank=winner.rank, why=why, hourly_rate=str(winner.answer.hourly_rate),
-                                start_date=start_date.isoformat())
-        all_offered = await uow.conn.fetchval(
-            "SELECT array_agg(DISTINCT p) FROM offer_rounds, unnest(provider_ids) p WHERE package_id = $1", package_id
-        )
-        await uow.emit(PackagePlaced(
-            correlation_id=package_id, causation_id=causation, package_id=package_id,
-            provider_id=winner.answer.provider_id, offer_round=offer_round, tier=Tier(package["current_tier"]),
-            hourly_rate=winner.answer.hourly_rate, hours_per_week=spec.hours_per_week,
-            start_date=start_date, zone=spec.zone, band=spec.band,
-            urgency=spec.urgency, rate_card=package["rate_card"], requested_by=package["requested_by"],
-            losing_provider_ids=sorted(p for p in (all_offered or []) if p != winner.answer.provider_id), placed_at=at,
-        ))
+        await _place(uow, package, spec, winner, offer_round=offer_round, tier=Tier(package["current_tier"]), why=why,
+                     causation=causation)
         return
     outcome = "no acceptable bid" if ranked else "no bid"
     await repo.close_round(uow.conn, package_id, offer_round, outcome)
-    await repo.add_timeline(uow.conn, package_id, "round closed", at, offer_round=offer_round, outcome=outcome, why=why)
+    await repo.add_timeline(uow.conn, package_id, "round closed", now(), offer_round=offer_round, outcome=outcome, why=why)
     await _offer_next_tier(uow, rules, package, after=Tier(package["current_tier"]), causation=causation)
+
+
+async def _eligible_now(uow: UnitOfWork, rules: BrokerageRules, spec: PackageSpec) -> set[str]:
+    """Who may win at this moment: eligibility is checked again at the award, so a provider
+    suspended, or whose capacity went, since the offer cannot win (its zone's or a neighbour's)."""
+    neighbours = _neighbours(rules, spec)
+    current = await repo.providers_serving(uow.conn, spec.zone, *neighbours)
+    return ({p.provider_id for p in domain.screen(spec, current).eligible}
+            | {p.provider_id for p in domain.screen(spec, current, from_zones=neighbours).eligible})
+
+
+def _neighbours(rules: BrokerageRules, spec: PackageSpec) -> frozenset[str]:
+    zone = rules.framework.zones.get(spec.zone)
+    return frozenset(zone.adjacent) if zone else frozenset()
+
+
+async def _place(uow: UnitOfWork, package, spec: PackageSpec, winner: domain.RankedBid, *, offer_round: int, tier: Tier,
+                 why: str, causation: uuid.UUID | None) -> None:
+    package_id = package["package_id"]
+    at = now()
+    await repo.mark_placed(uow.conn, package_id, provider_id=winner.answer.provider_id,
+                           hourly_rate=winner.answer.hourly_rate, placed_at=at)
+    start_date = max(spec.start_date, winner.answer.earliest_start)
+    await repo.add_timeline(uow.conn, package_id, "placed", at, provider_id=winner.answer.provider_id,
+                            rank=winner.rank, why=why, hourly_rate=str(winner.answer.hourly_rate),
+                            start_date=start_date.isoformat())
+    all_offered = await uow.conn.fetchval(
+        "SELECT array_agg(DISTINCT p) FROM offer_rounds, unnest(provider_ids) p WHERE package_id = $1", package_id
+    )
+    await uow.emit(PackagePlaced(
+        correlation_id=package_id, causation_id=causation, package_id=package_id,
+        provider_id=winner.answer.provider_id, offer_round=offer_round, tier=tier,
+        hourly_rate=winner.answer.hourly_rate, hours_per_week=spec.hours_per_week,
+        start_date=start_date, zone=spec.zone, band=spec.band,
+        urgency=spec.urgency, rate_card=package["rate_card"], requested_by=package["requested_by"],
+        losing_provider_ids=sorted(p for p in (all_offered or []) if p != winner.answer.provider_id), placed_at=at,
+    ))
 
 
 async def _offer_next_tier(uow: UnitOfWork, rules: BrokerageRules, package, *, after: Tier | None,
@@ -156,7 +172,7 @@ async def _offer_next_tier(uow: UnitOfWork, rules: BrokerageRules, package, *, a
     spec = repo.spec_of(package)
     zone_has_prime = spec.zone not in rules.framework.no_prime_zones
     ladder = domain.tier_ladder(package["policy"], zone_has_prime=zone_has_prime)
-    neighbours = frozenset(rules.framework.zones[spec.zone].adjacent) if spec.zone in rules.framework.zones else frozenset()
+    neighbours = _neighbours(rules, spec)
     providers = await repo.providers_serving(uow.conn, spec.zone, *neighbours)
     screening = domain.screen(spec, providers)
     nearby = domain.screen(spec, providers, from_zones=neighbours)
@@ -170,6 +186,8 @@ async def _offer_next_tier(uow: UnitOfWork, rules: BrokerageRules, package, *, a
     offer = domain.next_offer(ladder, after, fresh, fresh_nearby)
     at = now()
     if offer is None:
+        if after is not None and await _request_exception(uow, rules, package, spec, causation):
+            return
         reason = "no eligible provider" if not (screening.eligible or nearby.eligible) else "no acceptable bid on any tier"
         await repo.mark_unplaced(uow.conn, package_id, unplaced_at=at, next_reoffer_at=at + rules.reoffer_interval)
         await repo.add_timeline(uow.conn, package_id, "unplaced", at, reason=reason, excluded=screening.excluded)
@@ -257,3 +275,59 @@ async def _locked(uow: UnitOfWork, package_id: uuid.UUID):
     if package is None:
         raise LookupError(f"no package {package_id}")
     return package
+
+
+# ---- above-rate exceptions -------------------------------------------------------------------
+
+
+async def _request_exception(uow: UnitOfWork, rules: BrokerageRules, package, spec: PackageSpec,
+                             causation: uuid.UUID | None) -> bool:
+    """The ladder is spent with only bids above the band rate: ask a broker. False if there are none."""
+    best = await _best_above_rate(uow, rules, package, spec)
+    if best is None:
+        return False
+    package_id, at = package["package_id"], now()
+    await repo.open_exception(uow.conn, package_id, provider_id=best.answer.provider_id, hourly_rate=best.answer.hourly_rate,
+                              band_rate=package["band_rate"], at=at)
+    await repo.add_timeline(uow.conn, package_id, "exception requested", at, provider_id=best.answer.provider_id,
+                            hourly_rate=str(best.answer.hourly_rate), band_rate=str(package["band_rate"]))
+    await uow.emit(ExceptionRequested(
+        correlation_id=package_id, causation_id=causation, package_id=package_id, provider_id=best.answer.provider_id,
+        hourly_rate=best.answer.hourly_rate, band_rate=package["band_rate"], zone=spec.zone, band=spec.band,
+        urgency=spec.urgency, requested_by=package["requested_by"], requested_at=at,
+    ))
+    return True
+
+
+async def _best_above_rate(uow: UnitOfWork, rules: BrokerageRules, package, spec: PackageSpec) -> domain.RankedBid | None:
+    answers, quality = await repo.cycle_bids(uow.conn, package["package_id"], package["cycle"])
+    ranked = domain.rank_bids(answers, quality, package["band_rate"])
+    return domain.best_above_rate(ranked, await _eligible_now(uow, rules, spec))
+
+
+async def decide_exception(uow: UnitOfWork, rules: BrokerageRules, package_id: uuid.UUID, *, approve: bool,
+                           decided_by: str, reason: str) -> None:
+    """A broker approves paying above the band rate (the best-ranked such bid wins) or refuses it."""
+    package = await _locked(uow, package_id)
+    if package["status"] != "awaiting_approval":
+        raise ActionRefused(f"package {package_id} is {package['status']}; there is no exception awaiting a decision")
+    at = now()
+    decision = "approved" if approve else "rejected"
+    await repo.decide_exception(uow.conn, package_id, decision=decision, decided_by=decided_by, reason=reason, at=at)
+    await repo.add_timeline(uow.conn, package_id, f"exception {decision}", at, decided_by=decided_by, reason=reason)
+    await uow.emit(ExceptionDecided(correlation_id=package_id, package_id=package_id, decision=decision,
+                                    decided_by=decided_by, reason=reason, decided_at=at))
+    spec = repo.spec_of(package)
+    best = await _best_above_rate(uow, rules, package, spec) if approve else None
+    if best is not None:
+        offer_round, tier = await repo.round_of_answer(uow.conn, package_id, best.answer.provider_id, package["cycle"])
+        await _place(uow, package, spec, best, offer_round=offer_round, tier=Tier(tier),
+                     why=f"above-rate exception approved by {decided_by}", causation=None)
+        return
+    why = "above-rate exception rejected" if not approve else "no bidder above the rate is still eligible"
+    await repo.mark_unplaced(uow.conn, package_id, unplaced_at=at, next_reoffer_at=at + rules.reoffer_interval)
+    await repo.add_timeline(uow.conn, package_id, "unplaced", at, reason=why)
+    await uow.emit(PackageUnplaced(
+        correlation_id=package_id, package_id=package_id, zone=spec.zone, band=spec.band, urgency=spec.urgency,
+        hours_per_week=spec.hours_per_week, reason=why, requested_by=package["requested_by"], unplaced_at=at,
+    ))

@@ -200,3 +200,48 @@ async def providers_serving(conn: asyncpg.Connection, *zones: str) -> list[Provi
 
 async def provider_count(conn: asyncpg.Connection | asyncpg.Pool) -> int:
     return await conn.fetchval("SELECT count(*) FROM provider_view")
+
+
+# ---- above-rate exceptions -------------------------------------------------------------------
+
+
+async def cycle_bids(conn: asyncpg.Connection, package_id: uuid.UUID, cycle: int) -> tuple[list[Answer], dict[str, Decimal]]:
+    """Every on-time bid of the package's current cycle, with the quality scores used."""
+    rounds = await conn.fetch("SELECT quality FROM offer_rounds WHERE package_id = $1 AND cycle = $2",
+                              package_id, cycle)
+    quality: dict[str, Decimal] = {}
+    for r in rounds:
+        quality |= {k: Decimal(v) for k, v in json.loads(r["quality"]).items()}
+    rows = await conn.fetch(
+        """SELECT a.* FROM answers a JOIN offer_rounds r USING (package_id, offer_round)
+            WHERE a.package_id = $1 AND r.cycle = $2 AND a.kind = 'bid' AND NOT a.late""", package_id, cycle)
+    answers = [Answer(provider_id=a["provider_id"], kind="bid", answered_at=a["answered_at"], hourly_rate=a["hourly_rate"],
+                      earliest_start=a["earliest_start"]) for a in rows]
+    return answers, quality
+
+
+async def round_of_answer(conn: asyncpg.Connection, package_id: uuid.UUID, provider_id: str, cycle: int) -> tuple[int, str]:
+    row = await conn.fetchrow(
+        """SELECT r.offer_round, r.tier FROM answers a JOIN offer_rounds r USING (package_id, offer_round)
+            WHERE a.package_id = $1 AND a.provider_id = $2 AND r.cycle = $3 AND a.kind = 'bid'
+            ORDER BY r.offer_round DESC LIMIT 1""", package_id, provider_id, cycle)
+    return row["offer_round"], row["tier"]
+
+
+async def open_exception(conn: asyncpg.Connection, package_id: uuid.UUID, *, provider_id: str, hourly_rate: Decimal,
+                         band_rate: Decimal, at: dt.datetime) -> None:
+    await conn.execute(
+        """INSERT INTO exceptions (package_id, requested_at, provider_id, hourly_rate, band_rate) VALUES ($1, $2, $3, $4, $5)""",
+        package_id, at, provider_id, hourly_rate, band_rate,
+    )
+    await conn.execute("UPDATE packages SET status = 'awaiting_approval', window_closes_at = NULL WHERE package_id = $1",
+                       package_id)
+
+
+async def decide_exception(conn: asyncpg.Connection, package_id: uuid.UUID, *, decision: str, decided_by: str, reason: str,
+                           at: dt.datetime) -> None:
+    await conn.execute(
+        """UPDATE exceptions SET decision = $2, decided_by = $3, reason = $4, decided_at = $5
+            WHERE package_id = $1 AND decision IS NULL""",
+        package_id, decision, decided_by, reason, at,
+    )

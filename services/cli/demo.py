@@ -15,7 +15,9 @@ from rich.table import Table
 from services.cli.synthetic import batch
 from services.runtime.reference import load_framework
 
-FINAL = {"placed", "unplaced"}
+# Where a package rests until someone acts: placed, unplaced (the waiting list), or waiting for a
+# broker to approve paying above the band rate.
+FINAL = {"placed", "unplaced", "awaiting_approval"}
 
 
 async def wait_until_ready(client: httpx.AsyncClient, urls: dict[str, str], timeout: float) -> None:
@@ -75,9 +77,9 @@ def summary_table(packages: list[dict]) -> Table:
     by_zone: dict[str, list[dict]] = defaultdict(list)
     for p in packages:
         by_zone[p["package"]["zone"]].append(p)
-    table = Table(title=f"{len(packages)} packages requested")
+    table = Table(title=f"{len(packages)} packages requested (not placed: unplaced, or awaiting approval of an above-rate bid)")
     table.add_column("zone", no_wrap=True, min_width=26)
-    for col in ("requested", "placed", "unplaced", "median s to place", "max s to place"):
+    for col in ("requested", "placed", "not placed", "median s to place", "max s to place"):
         table.add_column(col, justify="right")
     for zone, items in sorted(by_zone.items()):
         placed = [p for p in items if p["status"] == "placed"]
@@ -119,6 +121,9 @@ def demo(
                           for p in result if p["status"] == "unplaced")
         for reason, n in reasons.most_common():
             console.print(f"unplaced - {reason}: {n}")
+        awaiting = sum(p["status"] == "awaiting_approval" for p in result)
+        if awaiting:
+            console.print(f"awaiting a broker's approval to pay above the band rate: {awaiting}")
         placed = sum(p["status"] == "placed" for p in result)
         console.print(f"placements confirmed by notifications: {confirmed} of {placed}")
         return result

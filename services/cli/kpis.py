@@ -32,7 +32,8 @@ from services.runtime.kafka import read_topic
 from services.runtime.reference import Framework, load_framework
 from services.runtime.settings import admin_settings
 
-LIFECYCLE = {"PackageRequested", "OfferMade", "PackagePlaced", "PackageUnplaced", "PackageCancelled", "PackageStarted"}
+LIFECYCLE = {"PackageRequested", "OfferMade", "PackagePlaced", "PackageUnplaced", "PackageCancelled", "PackageStarted",
+             "ExceptionRequested", "ExceptionDecided"}
 THRESHOLDS = Path(__file__).resolve().parents[2] / "deploy" / "ops" / "kpi-thresholds.yaml"
 
 
@@ -144,6 +145,7 @@ def compute(events: list[dict], *, start: dt.datetime, end: dt.datetime, now: dt
         "placed": len(placed),
         "unplaced": len(unplaced),
         "cancelled": len(cancelled),
+        "awaiting_approval": len([p for p in ours if current.get(p) == "ExceptionRequested"]),
         "handed_back": len([e for e in by_type["PackageHandedBack"] if e.get("package_id") in ours]),
     }
     unplaced_share = counts["unplaced"] / counts["requested"] if counts["requested"] else None

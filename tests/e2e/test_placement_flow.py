@@ -64,11 +64,11 @@ async def test_every_package_ends_placed_or_unplaced_exactly_once(placed_batch, 
     _, packages = placed_batch
     ids = {p["package_id"] for p in packages}
     rows = await query(database_url, "SELECT package_id::text, status FROM brokerage.packages WHERE package_id::text = ANY($1)", list(ids))
-    assert {r["status"] for r in rows} <= {"placed", "unplaced"} and len(rows) == len(ids)
+    assert {r["status"] for r in rows} <= {"placed", "unplaced", "awaiting_approval"} and len(rows) == len(ids)
     outcomes = Counter()
     for topic, record in await all_events(infra):
         event = event_of(record)
-        if event and event.get("event_type") in ("PackagePlaced", "PackageUnplaced") and event.get("package_id") in ids:
+        if event and event.get("event_type") in ("PackagePlaced", "PackageUnplaced", "ExceptionRequested") and event.get("package_id") in ids:
             outcomes[event["package_id"]] += 1
             assert record.key.decode() == event["package_id"], "keyed by package id"
     assert outcomes == Counter({i: 1 for i in ids}), "exactly one outcome event per package"

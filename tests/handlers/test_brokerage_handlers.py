@@ -123,7 +123,7 @@ async def test_the_ladder_escalates_to_the_neighbouring_zones_before_giving_up(b
                              topic=topics.resolve("providers.registry"))
 
 
-async def test_no_acceptable_prime_bid_goes_to_the_supplementaries_then_unplaced(brokerage):
+async def test_only_above_rate_bids_wait_for_a_brokers_decision_and_a_refusal_leaves_it_unplaced(brokerage):
     service, broker, rules, ids = brokerage
     package_id = await request(service, rules)
     await answer(broker, package_id, ids["prime_best"], decline="capacity")
@@ -132,8 +132,42 @@ async def test_no_acceptable_prime_bid_goes_to_the_supplementaries_then_unplaced
     offers = [p for t, p in events if t == "OfferMade"]
     assert [o["tier"] for o in offers] == ["prime", "supplementary"] and offers[1]["provider_ids"] == [ids["supp"]]
     await answer(broker, package_id, ids["supp"], offer_round=2, decline="price")
+    assert await status(service, package_id) == "awaiting_approval"
+    asked = [p for t, p in await outbox_types(service, package_id) if t == "ExceptionRequested"]
+    assert len(asked) == 1 and asked[0]["provider_id"] == ids["prime_good"] and asked[0]["hourly_rate"] == "30.00"
+    async with unit_of_work(service.pool) as uow:
+        await handlers.decide_exception(uow, rules, package_id, approve=False, decided_by="manager.jo", reason="too dear")
     assert await status(service, package_id) == "unplaced"
-    assert [t for t, _ in await outbox_types(service, package_id)][-1] == "PackageUnplaced"
+    assert [t for t, _ in await outbox_types(service, package_id)][-2:] == ["ExceptionDecided", "PackageUnplaced"]
+    with pytest.raises(handlers.ActionRefused):
+        async with unit_of_work(service.pool) as uow:
+            await handlers.decide_exception(uow, rules, package_id, approve=True, decided_by="manager.jo", reason="changed my mind")
+
+
+async def test_an_approved_exception_places_the_best_above_rate_bid_and_says_who_approved_it(brokerage):
+    from services.brokerage import explanation
+
+    service, broker, rules, ids = brokerage
+    package_id = await request(service, rules)
+    await answer(broker, package_id, ids["prime_good"], rate="24.00")
+    await answer(broker, package_id, ids["prime_best"], rate="26.00")  # above the rate too, but better rated
+    await answer(broker, package_id, ids["supp"], offer_round=2, decline="capacity")
+    assert await status(service, package_id) == "awaiting_approval"
+    async with unit_of_work(service.pool) as uow:
+        await handlers.decide_exception(uow, rules, package_id, approve=True, decided_by="manager.jo",
+                                        reason="discharge delayed; no provider at rate")
+    assert await status(service, package_id) == "placed"
+    placed = [p for t, p in await outbox_types(service, package_id) if t == "PackagePlaced"]
+    assert placed[0]["provider_id"] == ids["prime_best"] and placed[0]["hourly_rate"] == "26.00" and placed[0]["offer_round"] == 1
+    decided = [p for t, p in await outbox_types(service, package_id) if t == "ExceptionDecided"]
+    assert decided[0]["decision"] == "approved" and decided[0]["decided_by"] == "manager.jo"
+    async with service.pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT * FROM packages WHERE package_id = $1", package_id)
+        rounds = await conn.fetch("SELECT * FROM offer_rounds WHERE package_id = $1", package_id)
+        answers = await conn.fetch("SELECT * FROM answers WHERE package_id = $1", package_id)
+        exceptions = await conn.fetch("SELECT * FROM exceptions WHERE package_id = $1", package_id)
+    text = explanation.for_broker(explanation.decision_record(row, rounds, answers, {}, exceptions), {})
+    assert "approved by manager.jo" in text and "discharge delayed" in text
 
 
 async def test_the_window_timer_moves_a_silent_round_on(brokerage):

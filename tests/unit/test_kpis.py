@@ -41,7 +41,7 @@ def test_counts_time_to_place_spend_and_concentration():
               requested(3), placed(3, provider="a-care", hours="20.00", minutes=20)]
     k = kpis(events)
     assert k["packages"] | {"rag": None} == {"requested": 3, "placed": 3, "unplaced": 0, "cancelled": 0, "handed_back": 0,
-                                             "unplaced_share": 0.0, "rag": None}
+                                             "awaiting_approval": 0, "unplaced_share": 0.0, "rag": None}
     assert k["time_to_place"]["by_urgency"]["community"]["median_s"] == 1200
     assert k["weekly_spend_by_band"] == {"rural": "918.00"}  # 40 h x £22.95
     melton = k["concentration_by_zone"]["melton"]
