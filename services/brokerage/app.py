@@ -26,7 +26,7 @@ from schemas.events import (
     ProviderUpdated,
 )
 from schemas.vocabulary import Urgency
-from services.brokerage import api, handlers
+from services.brokerage import api, domain, handlers
 from services.runtime import metrics
 from services.runtime.asyncapi import declare_publishes
 from services.runtime.db import is_transient
@@ -44,8 +44,10 @@ log = get_logger(__name__)
 def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
     settings = settings or load("brokerage")
     service = Service(settings, migrations=Path(__file__).parent / "migrations")
+    framework = load_framework()
     rules = handlers.BrokerageRules(
-        framework=load_framework(),
+        framework=framework,
+        quality_weights=domain.QualityWeights(**framework.quality_weights),
         windows={
             Urgency.hospital_discharge: dt.timedelta(seconds=settings.offer_window_hospital_discharge_seconds),
             Urgency.reablement_step_down: dt.timedelta(seconds=settings.offer_window_reablement_step_down_seconds),

@@ -143,6 +143,19 @@ def _neighbours(rules: BrokerageRules, spec: PackageSpec) -> frozenset[str]:
     return frozenset(zone.adjacent) if zone else frozenset()
 
 
+async def _unplace(uow: UnitOfWork, rules: BrokerageRules, package, spec: PackageSpec, reason: str, *,
+                   causation: uuid.UUID | None, **detail) -> None:
+    """Onto the unplaced queue (the waiting list), to be re-offered on its schedule."""
+    package_id, at = package["package_id"], now()
+    await repo.mark_unplaced(uow.conn, package_id, unplaced_at=at, next_reoffer_at=at + rules.reoffer_interval)
+    await repo.add_timeline(uow.conn, package_id, "unplaced", at, reason=reason, **detail)
+    await uow.emit(PackageUnplaced(
+        correlation_id=package_id, causation_id=causation, package_id=package_id, zone=spec.zone, band=spec.band,
+        urgency=spec.urgency, hours_per_week=spec.hours_per_week, reason=reason,
+        requested_by=package["requested_by"], unplaced_at=at,
+    ))
+
+
 async def _place(uow: UnitOfWork, package, spec: PackageSpec, winner: domain.RankedBid, *, offer_round: int, tier: Tier,
                  why: str, causation: uuid.UUID | None) -> None:
     package_id = package["package_id"]
@@ -189,13 +202,7 @@ async def _offer_next_tier(uow: UnitOfWork, rules: BrokerageRules, package, *, a
         if after is not None and await _request_exception(uow, rules, package, spec, causation):
             return
         reason = "no eligible provider" if not (screening.eligible or nearby.eligible) else "no acceptable bid on any tier"
-        await repo.mark_unplaced(uow.conn, package_id, unplaced_at=at, next_reoffer_at=at + rules.reoffer_interval)
-        await repo.add_timeline(uow.conn, package_id, "unplaced", at, reason=reason, excluded=screening.excluded)
-        await uow.emit(PackageUnplaced(
-            correlation_id=package_id, causation_id=causation, package_id=package_id, zone=spec.zone, band=spec.band,
-            urgency=spec.urgency, hours_per_week=spec.hours_per_week, reason=reason,
-            requested_by=package["requested_by"], unplaced_at=at,
-        ))
+        await _unplace(uow, rules, package, spec, reason, causation=causation, excluded=screening.excluded)
         return
     tier, offered = offer
     offer_round = package["current_round"] + 1
@@ -325,9 +332,4 @@ async def decide_exception(uow: UnitOfWork, rules: BrokerageRules, package_id: u
                      why=f"above-rate exception approved by {decided_by}", causation=None)
         return
     why = "above-rate exception rejected" if not approve else "no bidder above the rate is still eligible"
-    await repo.mark_unplaced(uow.conn, package_id, unplaced_at=at, next_reoffer_at=at + rules.reoffer_interval)
-    await repo.add_timeline(uow.conn, package_id, "unplaced", at, reason=why)
-    await uow.emit(PackageUnplaced(
-        correlation_id=package_id, package_id=package_id, zone=spec.zone, band=spec.band, urgency=spec.urgency,
-        hours_per_week=spec.hours_per_week, reason=why, requested_by=package["requested_by"], unplaced_at=at,
-    ))
+    await _unplace(uow, rules, package, spec, why, causation=None)

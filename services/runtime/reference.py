@@ -52,6 +52,7 @@ class Framework:
     rate_cards: tuple[RateCard, ...]
     policies: tuple[PolicyEntry, ...]
     no_prime_zones: frozenset[str]
+    quality_weights: dict[str, Decimal]
 
     def rate_card_on(self, day: dt.date) -> RateCard:
         """The newest card whose start date has come."""
@@ -91,7 +92,8 @@ def load_framework(folder: Path | None = None) -> Framework:
         for c in raw["rate_cards"]
     )
     policies = tuple(PolicyEntry(p["effective_from"], p["default"], dict(p.get("zones") or {})) for p in raw["allocation_policies"])
-    return Framework(str(raw["version"]), zones, cards, policies, frozenset(raw.get("no_prime_zones", [])))
+    weights = {k: Decimal(str(v)) for k, v in (raw.get("quality_weights") or {}).items()}
+    return Framework(str(raw["version"]), zones, cards, policies, frozenset(raw.get("no_prime_zones", [])), weights)
 
 
 @lru_cache(maxsize=4)
