@@ -188,6 +188,20 @@ class PackageCancelled(Envelope):
     cancelled_at: dt.datetime
 
 
+class PackageHandedBack(Envelope):
+    """The provider gives the package back, with notice; the package is reopened with priority."""
+
+    event_type: Literal["PackageHandedBack"] = "PackageHandedBack"
+    producer: Producer = "brokerage"
+    package_id: uuid.UUID
+    provider_id: ProviderId
+    notice_ends_on: dt.date
+    reason: str = Field(min_length=1, max_length=500)
+    hours_per_week: Decimal
+    recorded_by: str
+    recorded_at: dt.datetime
+
+
 class PackageStarted(Envelope):
     """Care began: the end of the wait the brokerage evidences."""
 
@@ -284,6 +298,7 @@ Event = Union[
     PackageUnplaced,
     PackageCancelled,
     PackageStarted,
+    PackageHandedBack,
     ExceptionRequested,
     ExceptionDecided,
     BidSubmitted,

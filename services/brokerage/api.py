@@ -147,6 +147,13 @@ class StartRequest(BaseModel):
         return v
 
 
+class HandBackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    notice_ends_on: dt.date = Field(description="The provider's last day of care")
+    reason: str = Field(min_length=1, max_length=500)
+    recorded_by: str = Field(min_length=1, max_length=100)
+
+
 class DecisionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     decided_by: str = Field(min_length=1, max_length=100)
@@ -309,6 +316,12 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
                  responses={409: {"description": "The package is not unplaced"}})
     async def reoffer(package_id: uuid.UUID, body: ReofferRequest) -> dict:
         return await act(package_id, lambda uow: handlers.reoffer(uow, rules, package_id, requested_by=body.requested_by))
+
+    @router.post("/{package_id}/hand-back", summary="Record a provider handing the package back, with notice",
+                 responses={409: {"description": "The package is not placed or started"}})
+    async def hand_back(package_id: uuid.UUID, body: HandBackRequest) -> dict:
+        return await act(package_id, lambda uow: handlers.hand_back(uow, rules, package_id, notice_ends_on=body.notice_ends_on,
+                                                                     reason=body.reason, recorded_by=body.recorded_by))
 
     @router.post("/{package_id}/exception/approve", summary="Approve paying above the band rate: the best such bid wins",
                  responses={409: {"description": "No exception is awaiting a decision"}})

@@ -19,6 +19,7 @@ from schemas.events import (
     OfferDeclined,
     OfferMade,
     PackageCancelled,
+    PackageHandedBack,
     PackagePlaced,
     PackageRequested,
     PackageStarted,
@@ -68,7 +69,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
 
     service.consumer.subscribe(*topics.CONSUMED_BY["brokerage"])
     declare_publishes(service, topics.PACKAGES, PackageRequested, OfferMade, PackagePlaced, PackageUnplaced,
-                      PackageCancelled, PackageStarted, ExceptionRequested, ExceptionDecided,
+                      PackageCancelled, PackageStarted, PackageHandedBack, ExceptionRequested, ExceptionDecided,
                       description="A package's life: requested, offered per tier, placed or unplaced, cancelled, started. "
                                   "Keyed by package id.")
 

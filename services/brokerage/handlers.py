@@ -22,6 +22,7 @@ from schemas.events import (
     OfferDeclined,
     OfferMade,
     PackageCancelled,
+    PackageHandedBack,
     PackagePlaced,
     PackageRequested,
     PackageSpec,
@@ -194,6 +195,8 @@ async def _offer_next_tier(uow: UnitOfWork, rules: BrokerageRules, package, *, a
         "SELECT coalesce(array_agg(p), '{}') FROM offer_rounds, unnest(provider_ids) p WHERE package_id = $1 AND cycle = $2",
         package_id, package["cycle"],
     ))
+    # Not again this cycle; and never the provider that handed the package back.
+    earlier |= set(package["excluded_providers"])
     fresh = [p for p in screening.eligible if p.provider_id not in earlier]
     fresh_nearby = [p for p in nearby.eligible if p.provider_id not in earlier]
     offer = domain.next_offer(ladder, after, fresh, fresh_nearby)
@@ -264,6 +267,25 @@ async def reoffer(uow: UnitOfWork, rules: BrokerageRules, package_id: uuid.UUID,
         raise ActionRefused(f"package {package_id} is {package['status']}; only an unplaced package can be re-offered")
     package = await repo.start_cycle(uow.conn, package_id)
     await repo.add_timeline(uow.conn, package_id, "re-offered", now(), cycle=package["cycle"], requested_by=requested_by)
+    await _offer_next_tier(uow, rules, package, after=None, causation=None)
+
+
+async def hand_back(uow: UnitOfWork, rules: BrokerageRules, package_id: uuid.UUID, *, notice_ends_on: dt.date, reason: str,
+                    recorded_by: str) -> None:
+    """The provider gives the package back with notice: reopened at once, with priority and a
+    continuity flag, to start when the notice ends, and never offered to that provider again."""
+    package = await _locked(uow, package_id)
+    if package["status"] not in ("placed", "started"):
+        raise ActionRefused(f"package {package_id} is {package['status']}; only a placed or started package can be handed back")
+    at = now()
+    provider_id = package["provider_id"]
+    await repo.add_timeline(uow.conn, package_id, "handed back", at, provider_id=provider_id, reason=reason,
+                            notice_ends_on=notice_ends_on.isoformat(), recorded_by=recorded_by)
+    await uow.emit(PackageHandedBack(correlation_id=package_id, package_id=package_id, provider_id=provider_id,
+                                     notice_ends_on=notice_ends_on, reason=reason, hours_per_week=package["hours_per_week"],
+                                     recorded_by=recorded_by, recorded_at=at))
+    package = await repo.reopen_after_hand_back(uow.conn, package_id, provider_id=provider_id,
+                                                start_date=max(notice_ends_on, at.date()))
     await _offer_next_tier(uow, rules, package, after=None, causation=None)
 
 

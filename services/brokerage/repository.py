@@ -245,3 +245,17 @@ async def decide_exception(conn: asyncpg.Connection, package_id: uuid.UUID, *, d
             WHERE package_id = $1 AND decision IS NULL""",
         package_id, decision, decided_by, reason, at,
     )
+
+
+async def reopen_after_hand_back(conn: asyncpg.Connection, package_id: uuid.UUID, *, provider_id: str,
+                                 start_date: dt.date) -> asyncpg.Record:
+    """Back to the start of the ladder (a new cycle) with priority and continuity, the care to start
+    when the handing-back provider's notice ends, that provider excluded."""
+    return await conn.fetchrow(
+        """UPDATE packages SET status = 'requested', cycle = cycle + 1, priority = true, continuity = true,
+                               excluded_providers = array_append(excluded_providers, $2), provider_id = NULL,
+                               hourly_rate = NULL, placed_at = NULL, started_on = NULL, start_date = $3::date,
+                               spec = jsonb_set(spec, '{start_date}', to_jsonb($3::date::text))
+            WHERE package_id = $1 RETURNING *""",
+        package_id, provider_id, start_date,
+    )

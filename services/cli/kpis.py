@@ -33,7 +33,7 @@ from services.runtime.reference import Framework, load_framework
 from services.runtime.settings import admin_settings
 
 LIFECYCLE = {"PackageRequested", "OfferMade", "PackagePlaced", "PackageUnplaced", "PackageCancelled", "PackageStarted",
-             "ExceptionRequested", "ExceptionDecided"}
+             "ExceptionRequested", "ExceptionDecided", "PackageHandedBack"}
 THRESHOLDS = Path(__file__).resolve().parents[2] / "deploy" / "ops" / "kpi-thresholds.yaml"
 
 

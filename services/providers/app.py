@@ -15,6 +15,7 @@ from schemas.events import (
     OfferDeclined,
     OfferMade,
     PackageCancelled,
+    PackageHandedBack,
     PackagePlaced,
     PackageUnplaced,
     ProviderUpdated,
@@ -39,6 +40,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
     service.consumer.on(PackagePlaced)(handlers.record_award)
     service.consumer.on(PackageUnplaced)(handlers.release_bids)
     service.consumer.on(PackageCancelled)(handlers.release_package)
+    service.consumer.on(PackageHandedBack)(handlers.record_hand_back)
     service.consumer.subscribe(*topics.CONSUMED_BY["providers"])
     declare_publishes(service, topics.ANSWERS, BidSubmitted, OfferDeclined,
                       description="Providers' answers to offers: a bid at a rate, or a decline with a reason code. Keyed by package id.")

@@ -5,6 +5,7 @@
 - :func:`record_award`   PackagePlaced -> the winner's hours committed, other bids released
 - :func:`release_bids`   PackageUnplaced -> every bid's held capacity released
 - :func:`release_package` PackageCancelled -> bids released, and a placement's hours given back
+- :func:`record_hand_back` PackageHandedBack -> hours free again, the hand-back on the provider's record
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from schemas.events import (
     OfferDeclined,
     OfferMade,
     PackageCancelled,
+    PackageHandedBack,
     PackagePlaced,
     PackageUnplaced,
     ProviderUpdated,
@@ -110,3 +112,14 @@ async def release_package(uow: UnitOfWork, event: PackageCancelled) -> None:
     if placement is not None:
         row = await repo.commit_hours(uow.conn, placement["provider_id"], -placement["hours_per_week"])
         await uow.emit(provider_updated(row, causation=event.event_id))
+
+
+async def record_hand_back(uow: UnitOfWork, event: PackageHandedBack) -> None:
+    """The provider gave the package back: its hours are free again, and the hand-back counts
+    against its quality rating for the next 12 months."""
+    placement = await repo.cancel_placement(uow.conn, event.package_id, event.recorded_at)
+    if placement is None:
+        return
+    await repo.commit_hours(uow.conn, placement["provider_id"], -placement["hours_per_week"])
+    row = await repo.count_hand_back(uow.conn, placement["provider_id"])
+    await uow.emit(provider_updated(row, causation=event.event_id))

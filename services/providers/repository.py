@@ -125,3 +125,12 @@ async def insert_placement(conn: asyncpg.Connection, *, package_id: uuid.UUID, p
            VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING true""",
         package_id, provider_id, hours, hourly_rate, start_date, placed_at,
     ))
+
+
+async def count_hand_back(conn: asyncpg.Connection, provider_id: str) -> asyncpg.Record:
+    return await conn.fetchrow(
+        """UPDATE providers SET profile = jsonb_set(profile, '{hand_backs_12m}', to_jsonb((profile->>'hand_backs_12m')::int + 1)),
+                                revision = revision + 1, updated_at = now()
+            WHERE provider_id = $1 RETURNING *""",
+        provider_id,
+    )

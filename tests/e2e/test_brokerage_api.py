@@ -138,6 +138,9 @@ async def test_broker_actions_refuse_what_the_package_state_does_not_allow(broke
         start = await client.post(f"{url}/start", json={"started_on": "2026-01-05", "recorded_by": "broker.amy"})
         assert start.status_code == 409 and "only a placed package can start" in start.json()["error"]
         assert (await client.post(f"{url}/reoffer", json={"requested_by": "broker.amy"})).status_code == 409
+        handed = await client.post(f"{url}/hand-back", json={"notice_ends_on": "2026-12-31", "reason": "x", "recorded_by": "broker.amy"})
+        assert handed.status_code == 409 and "only a placed or started package can be handed back" in handed.json()["error"]
+        assert (await client.post(f"{url}/hand-back", json={"reason": "x", "recorded_by": "broker.amy"})).status_code == 422
         assert (await client.post(f"{url}/cancel", json={"cancelled_by": "broker.amy"})).status_code == 422
         future = await client.post(f"{url}/start", json={"started_on": "2999-01-01", "recorded_by": "broker.amy"})
         assert future.status_code == 422 and "future" in future.text

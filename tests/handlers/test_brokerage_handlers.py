@@ -307,3 +307,27 @@ async def test_the_unplaced_queue_re_offers_on_its_schedule_from_the_top_tier(br
     with pytest.raises(handlers.ActionRefused):
         async with unit_of_work(service.pool) as uow:
             await handlers.reoffer(uow, rules, package_id, requested_by="broker.amy")
+
+
+async def test_a_hand_back_reopens_the_package_with_priority_and_without_that_provider(brokerage):
+    service, broker, rules, ids = brokerage
+    package_id = await request(service, rules)
+    await answer(broker, package_id, ids["prime_best"], rate="20.00")
+    assert await status(service, package_id) == "placed"
+    notice_end = dt.date.today() + dt.timedelta(days=14)
+    async with unit_of_work(service.pool) as uow:
+        await handlers.hand_back(uow, rules, package_id, notice_ends_on=notice_end, reason="carer shortage", recorded_by="broker.amy")
+    events = await outbox_types(service, package_id)
+    kinds = [t for t, _ in events]
+    assert kinds[-2:] == ["PackageHandedBack", "OfferMade"]
+    handed, reopened = events[-2][1], events[-1][1]
+    assert handed["provider_id"] == ids["prime_best"] and handed["notice_ends_on"] == notice_end.isoformat()
+    assert reopened["tier"] == "prime" and reopened["provider_ids"] == [ids["prime_good"]], "never the provider that handed back"
+    assert reopened["package"]["start_date"] == notice_end.isoformat(), "care continues from the end of the notice"
+    row = await service.pool.fetchrow("SELECT status, priority, continuity, provider_id FROM packages WHERE package_id = $1", package_id)
+    assert (row["status"], row["priority"], row["continuity"], row["provider_id"]) == ("offered", True, True, None)
+    with pytest.raises(handlers.ActionRefused):
+        async with unit_of_work(service.pool) as uow:
+            await handlers.hand_back(uow, rules, package_id, notice_ends_on=notice_end, reason="again", recorded_by="broker.amy")
+    await answer(broker, package_id, ids["prime_good"], offer_round=2, rate="20.00")
+    assert await status(service, package_id) == "placed"

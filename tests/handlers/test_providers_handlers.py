@@ -8,7 +8,7 @@ from pathlib import Path
 
 from faststream.kafka import KafkaMessage
 
-from schemas.events import OfferMade, PackageCancelled, PackagePlaced, PackageSpec, VisitPattern
+from schemas.events import OfferMade, PackageCancelled, PackageHandedBack, PackagePlaced, PackageSpec, VisitPattern
 from services.providers.app import build
 from services.runtime import topics
 from services.runtime.consumer import raw_body
@@ -186,3 +186,27 @@ async def test_an_award_replayed_after_its_cancellation_commits_nothing(in_memor
     await broker.publish(cancelled.model_dump_json().encode(), topic=topic)
     await broker.publish(placed.model_dump_json().encode(), topic=topic)  # e.g. replayed from dead letters
     assert await service.pool.fetchval("SELECT committed_hours FROM providers WHERE provider_id = $1", pid) == before
+
+
+async def test_a_hand_back_frees_the_hours_and_counts_against_the_provider(in_memory):
+    service, broker = await in_memory(build, "providers")
+    event = offer(await willing(service))
+    topic = topics.resolve("brokerage.packages")
+    await broker.publish(event.model_dump_json().encode(), topic=topic)
+    [pid] = event.provider_ids
+    placed = PackagePlaced(correlation_id=event.package_id, package_id=event.package_id, provider_id=pid, offer_round=1,
+                           tier="prime", hourly_rate=Decimal("18.75"), hours_per_week=Decimal("7"), start_date=dt.date.today(),
+                           zone="coalville-ashby", band="urban", urgency="community", rate_card="2020-21",
+                           requested_by="broker.amy", placed_at=dt.datetime.now(dt.UTC))
+    await broker.publish(placed.model_dump_json().encode(), topic=topic)
+    before = await service.pool.fetchrow("SELECT committed_hours, profile->>'hand_backs_12m' AS hb FROM providers WHERE provider_id = $1", pid)
+    handed = PackageHandedBack(correlation_id=event.package_id, package_id=event.package_id, provider_id=pid,
+                               notice_ends_on=dt.date.today() + dt.timedelta(days=7), reason="carer shortage",
+                               hours_per_week=Decimal("7"), recorded_by="broker.amy", recorded_at=dt.datetime.now(dt.UTC))
+    for _ in range(2):
+        await broker.publish(handed.model_dump_json().encode(), topic=topic)
+    after = await service.pool.fetchrow("SELECT committed_hours, profile->>'hand_backs_12m' AS hb FROM providers WHERE provider_id = $1", pid)
+    assert after["committed_hours"] == before["committed_hours"] - 7 and int(after["hb"]) == int(before["hb"]) + 1
+    update = await service.pool.fetchval(
+        "SELECT payload->'profile'->>'hand_backs_12m' FROM outbox WHERE type = 'ProviderUpdated' AND aggregateid = $1 ORDER BY seq DESC LIMIT 1", pid)
+    assert int(update) == int(before["hb"]) + 1
