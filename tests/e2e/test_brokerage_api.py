@@ -109,6 +109,7 @@ async def test_a_valid_request_is_accepted_and_readable(brokerage):
         assert r.headers["X-Correlation-ID"] == "trace-me"
         package = (await client.get(f"{brokerage}{r.json()['links']['self']}")).json()
         assert package["package"]["zone"] == "melton" and package["timeline"][0]["stage"] == "requested"
+        assert (package["cycle"], package["priority"], package["continuity"]) == (1, False, False)
 
 
 async def test_a_retried_request_with_the_same_idempotency_key_creates_one_package(brokerage, database_url):
