@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, AsyncIterator
 import asyncpg
 
 from schemas.events import Envelope
-from services.runtime.db import TRANSIENT_DB_ERRORS, backoff_delays
+from services.runtime.db import backoff_delays
 from services.runtime.logging import get_logger
 from services.runtime.topics import topic_of
 
@@ -194,5 +194,3 @@ class Relay:
     async def backlog(pool: asyncpg.Pool) -> int:
         return await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
 
-
-__all__ = ["Relay", "UnitOfWork", "unit_of_work", "record_in_inbox", "TRANSIENT_DB_ERRORS"]

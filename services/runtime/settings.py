@@ -12,7 +12,6 @@ import os
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ServiceName = Literal["brokerage", "providers", "notifications"]
@@ -100,5 +99,3 @@ def load(service: ServiceName, **overrides) -> ServiceSettings:
 def admin_settings() -> SharedSettings:
     return SharedSettings()
 
-
-__all__ = ["SERVICES", "ServiceName", "ServiceSettings", "SharedSettings", "load", "admin_settings", "Field"]

@@ -5,7 +5,6 @@ import asyncio
 import datetime as dt
 import json
 import uuid
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
