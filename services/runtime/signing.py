@@ -1,0 +1,72 @@
+"""Signed webhook deliveries (offers to providers' systems, confirmations to them).
+
+One scheme for every webhook the platform sends, so a provider's developer verifies them all the
+same way: an HMAC-SHA256, with the provider's own secret, over ``"<timestamp>.<body>"``. The
+timestamp lets a receiver reject stale deliveries; the delivery id (unique per delivery, repeated
+on a retry of the same delivery) lets it reject replays and drop duplicates.
+
+Headers sent::
+
+    Homecare-Delivery-Id: 2f6c...          (uuid; the same on every retry of one delivery)
+    Homecare-Timestamp:   1764000000       (unix seconds, when this attempt was signed)
+    Homecare-Signature:   v1=5d41402abc...  (hex HMAC-SHA256 of f"{timestamp}.{body}")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+
+DELIVERY_ID_HEADER = "Homecare-Delivery-Id"
+TIMESTAMP_HEADER = "Homecare-Timestamp"
+SIGNATURE_HEADER = "Homecare-Signature"
+SCHEME = "v1"
+DEFAULT_TOLERANCE_SECONDS = 300
+
+
+class SignatureError(ValueError):
+    """A delivery whose signature is missing, wrong or too old; the receiver should answer 401."""
+
+
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"{SCHEME}={mac.hexdigest()}"
+
+
+def signed_headers(secret: str, delivery_id: str, body: bytes, now: float | None = None) -> dict[str, str]:
+    """The headers for one delivery attempt (each attempt is signed afresh with its own timestamp)."""
+    timestamp = int(time.time() if now is None else now)
+    return {
+        DELIVERY_ID_HEADER: delivery_id,
+        TIMESTAMP_HEADER: str(timestamp),
+        SIGNATURE_HEADER: signature(secret, timestamp, body),
+        "Content-Type": "application/json",
+    }
+
+
+def verify(
+    secret: str,
+    headers: dict[str, str],
+    body: bytes,
+    *,
+    tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS,
+    now: float | None = None,
+) -> str:
+    """Check a delivery as a receiver would; returns its delivery id (for replay detection).
+
+    Header names are matched case-insensitively, as HTTP requires.
+    """
+    lower = {k.lower(): v for k, v in headers.items()}
+    try:
+        delivery_id = lower[DELIVERY_ID_HEADER.lower()]
+        timestamp = int(lower[TIMESTAMP_HEADER.lower()])
+        given = lower[SIGNATURE_HEADER.lower()]
+    except (KeyError, ValueError) as exc:
+        raise SignatureError(f"missing or malformed signature headers: {exc}") from None
+    current = time.time() if now is None else now
+    if abs(current - timestamp) > tolerance_seconds:
+        raise SignatureError(f"stale delivery: signed {int(current - timestamp)} s ago (tolerance {tolerance_seconds} s)")
+    if not hmac.compare_digest(given, signature(secret, timestamp, body)):
+        raise SignatureError("signature does not match")
+    return delivery_id
