@@ -202,6 +202,20 @@ class PackageHandedBack(Envelope):
     recorded_at: dt.datetime
 
 
+class PackageReopened(Envelope):
+    """The provider a package was placed with was suspended or left the framework: the package is
+    taken from it and brokered again with priority and continuity (not a hand-back: it does not
+    count against the provider's quality rating)."""
+
+    event_type: Literal["PackageReopened"] = "PackageReopened"
+    producer: Producer = "brokerage"
+    package_id: uuid.UUID
+    provider_id: ProviderId
+    reason: str = Field(min_length=1, max_length=500)
+    hours_per_week: Decimal
+    reopened_at: dt.datetime
+
+
 class PackageStarted(Envelope):
     """Care began: the end of the wait the brokerage evidences."""
 
@@ -299,6 +313,7 @@ Event = Union[
     PackageCancelled,
     PackageStarted,
     PackageHandedBack,
+    PackageReopened,
     ExceptionRequested,
     ExceptionDecided,
     BidSubmitted,

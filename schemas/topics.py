@@ -2,7 +2,7 @@
 
 | topic                        | producer      | events                                            | key         |
 |------------------------------|---------------|---------------------------------------------------|-------------|
-| brokerage.packages           | brokerage     | PackageRequested, OfferMade, PackagePlaced, PackageUnplaced, PackageCancelled, PackageStarted, PackageHandedBack, ExceptionRequested, ExceptionDecided | package id |
+| brokerage.packages           | brokerage     | PackageRequested, OfferMade, PackagePlaced, PackageUnplaced, PackageCancelled, PackageStarted, PackageHandedBack, PackageReopened, ExceptionRequested, ExceptionDecided | package id |
 | providers.answers            | providers     | BidSubmitted, OfferDeclined                       | package id  |
 | providers.registry           | providers     | ProviderUpdated                                   | provider id |
 | notifications.confirmations  | notifications | PlacementConfirmed                                | package id  |
@@ -27,6 +27,7 @@ TOPIC_OF: dict[type[ev.Envelope], str] = {
     ev.PackageCancelled: PACKAGES,
     ev.PackageStarted: PACKAGES,
     ev.PackageHandedBack: PACKAGES,
+    ev.PackageReopened: PACKAGES,
     ev.ExceptionRequested: PACKAGES,
     ev.ExceptionDecided: PACKAGES,
     ev.BidSubmitted: ANSWERS,

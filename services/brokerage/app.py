@@ -21,20 +21,21 @@ from schemas.events import (
     PackageCancelled,
     PackageHandedBack,
     PackagePlaced,
+    PackageReopened,
     PackageRequested,
     PackageStarted,
     PackageUnplaced,
     ProviderUpdated,
 )
 from schemas.vocabulary import Urgency
-from services.brokerage import api, domain, handlers
+from services.brokerage import api, handlers
+from services.brokerage import repository as repo
 from services.runtime import metrics
 from services.runtime.asyncapi import declare_publishes
 from services.runtime.db import is_transient
 from services.runtime.http import create_app
 from services.runtime.logging import get_logger
 from services.runtime.outbox import unit_of_work
-from services.runtime.reference import load_framework
 from services.runtime.service import Service
 from services.runtime.settings import ServiceSettings, load
 
@@ -45,10 +46,7 @@ log = get_logger(__name__)
 def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
     settings = settings or load("brokerage")
     service = Service(settings, migrations=Path(__file__).parent / "migrations")
-    framework = load_framework()
     rules = handlers.BrokerageRules(
-        framework=framework,
-        quality_weights=domain.QualityWeights(**framework.quality_weights),
         windows={
             Urgency.hospital_discharge: dt.timedelta(seconds=settings.offer_window_hospital_discharge_seconds),
             Urgency.reablement_step_down: dt.timedelta(seconds=settings.offer_window_reablement_step_down_seconds),
@@ -69,7 +67,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
 
     service.consumer.subscribe(*topics.CONSUMED_BY["brokerage"])
     declare_publishes(service, topics.PACKAGES, PackageRequested, OfferMade, PackagePlaced, PackageUnplaced,
-                      PackageCancelled, PackageStarted, PackageHandedBack, ExceptionRequested, ExceptionDecided,
+                      PackageCancelled, PackageStarted, PackageHandedBack, PackageReopened, ExceptionRequested, ExceptionDecided,
                       description="A package's life: requested, offered per tier, placed or unplaced, cancelled, started. "
                                   "Keyed by package id.")
 
@@ -86,14 +84,15 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
 
     @service.in_background
     async def timers(svc: Service) -> None:
-        """Offer windows that ran out, and unplaced packages due a re-offer. Deadlines are columns,
+        """Offer windows that ran out, unplaced packages due a re-offer, and packages of a provider
+        suspended or gone, to re-broker. Deadlines are columns,
         so a restart loses none; each is handled in a transaction of its own with SKIP LOCKED, so
         two brokerage instances fire none twice and one bad package holds up no other."""
-        jobs = [(handlers.close_due_window, "offered", "window_closes_at"),
-                (handlers.reoffer_due, "unplaced", "next_reoffer_at")]
+        jobs = [(handlers.close_due_window, repo.WINDOWS), (handlers.reoffer_due, repo.REOFFERS),
+                (handlers.rebroker_due, repo.REBROKERING)]
         while not svc.stopping.is_set():
             did_something = False
-            for job, status, deadline in jobs:
+            for job, timer in jobs:
                 try:
                     async with unit_of_work(svc.pool) as uow:
                         did_something |= await job(uow, rules) is not None
@@ -102,13 +101,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
                         raise  # the database is away: the guard backs off and restarts the timers
                     # This package cannot be handled (a bug, or reference data changed under it):
                     # look at it again in a minute, and let every other package go on meanwhile.
-                    # The job takes the oldest due package it can lock; so does this, in one
-                    # statement, and only while that package is still due in the same state.
-                    stuck = await svc.pool.fetchval(
-                        f"""UPDATE packages SET {deadline} = now() + interval '60 seconds'
-                             WHERE package_id = (SELECT package_id FROM packages WHERE status = $1 AND {deadline} <= now()
-                                                  ORDER BY {deadline} LIMIT 1 FOR UPDATE SKIP LOCKED)
-                            RETURNING package_id""", status)
+                    stuck = await repo.put_off(svc.pool, timer, 60)
                     log.error("timer could not handle a package; retrying it in 60 s", job=job.__name__,
                               package_id=str(stuck), error=repr(exc))
             if not did_something:

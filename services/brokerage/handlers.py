@@ -4,7 +4,8 @@
 - :func:`record_answer`    BidSubmitted / OfferDeclined -> maybe close the round early
 - :func:`close_due_window`  the window timer -> close a round whose window has run out
 - :func:`close_round`      award (PackagePlaced), or offer the next tier, or PackageUnplaced
-- :func:`update_provider`  ProviderUpdated -> the brokerage's view of the registry
+- :func:`update_provider`  ProviderUpdated -> the brokerage's view of the registry; a provider
+  suspended or gone marks its packages, which :func:`rebroker_due` re-brokers most urgent first
 - :func:`cancel`, :func:`record_start`, :func:`reoffer`  broker actions (HTTP), and the
   unplaced queue's schedule (:func:`reoffer_due`)
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from schemas.events import (
@@ -24,6 +26,7 @@ from schemas.events import (
     PackageCancelled,
     PackageHandedBack,
     PackagePlaced,
+    PackageReopened,
     PackageRequested,
     PackageSpec,
     PackageStarted,
@@ -36,19 +39,28 @@ from services.brokerage import repository as repo
 from services.runtime.consumer import Rejected
 from services.runtime.logging import get_logger
 from services.runtime.outbox import UnitOfWork
-from services.runtime.reference import Framework
+from services.runtime.reference import Framework, load_framework
 
 log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
 class BrokerageRules:
-    """The configurable parts of the framework's rules."""
+    """The configurable parts of the framework's rules. The reference data (zones, rate cards,
+    policies, quality weights) is read afresh for each decision, so an edited file applies to the
+    next package without a restart."""
 
-    framework: Framework
     windows: dict[Urgency, dt.timedelta]
-    quality_weights: domain.QualityWeights = domain.QualityWeights()
     reoffer_interval: dt.timedelta = dt.timedelta(hours=6)
+    reference: Callable[[], Framework] = load_framework
+
+    @property
+    def framework(self) -> Framework:
+        return self.reference()
+
+    @property
+    def quality_weights(self) -> domain.QualityWeights:
+        return domain.QualityWeights(**self.framework.quality_weights)
 
 
 class ActionRefused(Exception):
@@ -104,7 +116,7 @@ async def record_answer(uow: UnitOfWork, rules: BrokerageRules, event: BidSubmit
 async def close_due_window(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID | None:
     """Close one round whose window has run out (the window timer calls this in a loop, one
     transaction per package, so one package that cannot be closed holds up no other)."""
-    package_id = await repo.next_due_window(uow.conn, now())
+    package_id = await repo.next_due(uow.conn, repo.WINDOWS, now())
     if package_id is None:
         return None
     package = await repo.lock_package(uow.conn, package_id)
@@ -225,7 +237,32 @@ async def _offer_next_tier(uow: UnitOfWork, rules: BrokerageRules, package, *, a
 
 
 async def update_provider(uow: UnitOfWork, event: ProviderUpdated) -> None:
-    await repo.upsert_provider(uow.conn, event.profile, event.revision)
+    """Keep the registry view current; a provider suspended or gone from the framework has its
+    active packages marked for re-brokering (the timers take them, most urgent first)."""
+    profile = event.profile
+    if not await repo.upsert_provider(uow.conn, profile, event.revision) or profile.status == "active":
+        return
+    marked = await repo.mark_for_rebrokering(uow.conn, profile.provider_id, reason=f"provider {profile.status}", at=now())
+    if marked:
+        log.warning("provider no longer active: its packages will be re-brokered", provider_id=profile.provider_id,
+                    status=profile.status, packages=marked)
+
+
+async def rebroker_due(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID | None:
+    """Take the most urgent package whose provider was suspended or left, and broker it again:
+    from the top of the ladder, with priority and continuity, care to start as soon as possible."""
+    package_id = await repo.next_due(uow.conn, repo.REBROKERING, now())
+    if package_id is None:
+        return None
+    package = await repo.lock_package(uow.conn, package_id)
+    at = now()
+    provider_id, reason = package["provider_id"], package["rebroker_reason"]
+    await repo.add_timeline(uow.conn, package_id, "re-brokered", at, provider_id=provider_id, reason=reason)
+    await uow.emit(PackageReopened(correlation_id=package_id, package_id=package_id, provider_id=provider_id,
+                                   reason=reason, hours_per_week=package["hours_per_week"], reopened_at=at))
+    package = await repo.reopen(uow.conn, package_id, start_date=max(package["start_date"], at.date()))
+    await _offer_next_tier(uow, rules, package, after=None, causation=None)
+    return package_id
 
 
 # ---- broker actions and the unplaced queue ------------------------------------------------
@@ -284,14 +321,13 @@ async def hand_back(uow: UnitOfWork, rules: BrokerageRules, package_id: uuid.UUI
     await uow.emit(PackageHandedBack(correlation_id=package_id, package_id=package_id, provider_id=provider_id,
                                      notice_ends_on=notice_ends_on, reason=reason, hours_per_week=package["hours_per_week"],
                                      recorded_by=recorded_by, recorded_at=at))
-    package = await repo.reopen_after_hand_back(uow.conn, package_id, provider_id=provider_id,
-                                                start_date=max(notice_ends_on, at.date()))
+    package = await repo.reopen(uow.conn, package_id, start_date=max(notice_ends_on, at.date()), exclude=provider_id)
     await _offer_next_tier(uow, rules, package, after=None, causation=None)
 
 
 async def reoffer_due(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID | None:
     """The unplaced queue's schedule: re-offer one package whose time has come (one per transaction)."""
-    package_id = await repo.next_due_reoffer(uow.conn, now())
+    package_id = await repo.next_due(uow.conn, repo.REOFFERS, now())
     if package_id is None:
         return None
     package = await repo.lock_package(uow.conn, package_id)

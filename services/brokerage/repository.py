@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -157,24 +158,54 @@ async def start_cycle(conn: asyncpg.Connection, package_id: uuid.UUID) -> asyncp
     )
 
 
-async def next_due_reoffer(conn: asyncpg.Connection, at: dt.datetime) -> uuid.UUID | None:
+@dataclass(frozen=True)
+class Timer:
+    """A deadline column on packages, and which due package goes first. Used both to take the next
+    due package and, by the timers' loop, to put off one that could not be handled."""
+
+    due: str       # SQL condition for a package this timer is about
+    deadline: str  # the column holding its deadline
+    order: str     # who goes first among the due
+
+
+# Hospital discharges first, then reablement, then community care; within each, priority
+# (hand-backs, re-brokered packages) before the rest, then the longest waiting.
+_MOST_URGENT_FIRST = ("CASE urgency WHEN 'hospital_discharge' THEN 0 WHEN 'reablement_step_down' THEN 1 ELSE 2 END, "
+                      "priority DESC")
+WINDOWS = Timer("status = 'offered'", "window_closes_at", "window_closes_at")
+REOFFERS = Timer("status = 'unplaced'", "next_reoffer_at", f"{_MOST_URGENT_FIRST}, requested_at")
+REBROKERING = Timer("status IN ('placed', 'started')", "rebroker_due_at", f"{_MOST_URGENT_FIRST}, requested_at")
+
+
+async def next_due(conn: asyncpg.Connection, timer: Timer, at: dt.datetime) -> uuid.UUID | None:
+    """The first due package of a timer, locked; SKIP LOCKED lets two brokerage instances share
+    the work. Compared with the application's clock, which set the deadline."""
     return await conn.fetchval(
-        """SELECT package_id FROM packages WHERE status = 'unplaced' AND next_reoffer_at <= $1
-            ORDER BY next_reoffer_at LIMIT 1 FOR UPDATE SKIP LOCKED""",
+        f"""SELECT package_id FROM packages WHERE {timer.due} AND {timer.deadline} <= $1
+             ORDER BY {timer.order} LIMIT 1 FOR UPDATE SKIP LOCKED""",
         at,
     )
 
 
-async def next_due_window(conn: asyncpg.Connection, at: dt.datetime) -> uuid.UUID | None:
-    """The package whose offer window closed longest ago, locked; SKIP LOCKED lets two brokerage
-    instances share the work. Compared with the application's clock, which set the deadline."""
+async def put_off(conn: asyncpg.Connection | asyncpg.Pool, timer: Timer, seconds: int) -> uuid.UUID | None:
+    """Move the timer's first due package (the one its job takes) a while later, in one statement."""
     return await conn.fetchval(
-        """SELECT package_id FROM packages
-            WHERE status = 'offered' AND window_closes_at <= $1
-            ORDER BY window_closes_at LIMIT 1 FOR UPDATE SKIP LOCKED""",
-        at,
+        f"""UPDATE packages SET {timer.deadline} = now() + make_interval(secs => $1)
+             WHERE package_id = (SELECT package_id FROM packages WHERE {timer.due} AND {timer.deadline} <= now()
+                                  ORDER BY {timer.order} LIMIT 1 FOR UPDATE SKIP LOCKED)
+            RETURNING package_id""",
+        seconds,
     )
 
+
+async def mark_for_rebrokering(conn: asyncpg.Connection, provider_id: str, *, reason: str, at: dt.datetime) -> int:
+    """Every active package of a provider that was suspended or left, due for re-brokering now."""
+    marked = await conn.execute(
+        f"""UPDATE packages SET rebroker_due_at = $3, rebroker_reason = $2
+             WHERE provider_id = $1 AND {REBROKERING.due} AND rebroker_due_at IS NULL""",
+        provider_id, reason, at,
+    )
+    return int(marked.split()[-1])
 
 
 # ---- provider view ------------------------------------------------------------------------
@@ -247,15 +278,18 @@ async def decide_exception(conn: asyncpg.Connection, package_id: uuid.UUID, *, d
     )
 
 
-async def reopen_after_hand_back(conn: asyncpg.Connection, package_id: uuid.UUID, *, provider_id: str,
-                                 start_date: dt.date) -> asyncpg.Record:
-    """Back to the start of the ladder (a new cycle) with priority and continuity, the care to start
-    when the handing-back provider's notice ends, that provider excluded."""
+async def reopen(conn: asyncpg.Connection, package_id: uuid.UUID, *, start_date: dt.date,
+                 exclude: str | None = None) -> asyncpg.Record:
+    """Back to the start of the ladder (a new cycle) with priority and continuity (the person already
+    has care that must not lapse), the care to start on ``start_date``; ``exclude`` is never offered
+    it again (a provider that handed it back)."""
     return await conn.fetchrow(
         """UPDATE packages SET status = 'requested', cycle = cycle + 1, priority = true, continuity = true,
-                               excluded_providers = array_append(excluded_providers, $2), provider_id = NULL,
-                               hourly_rate = NULL, placed_at = NULL, started_on = NULL, start_date = $3::date,
+                               excluded_providers = CASE WHEN $2::text IS NULL THEN excluded_providers
+                                                         ELSE array_append(excluded_providers, $2) END,
+                               provider_id = NULL, hourly_rate = NULL, placed_at = NULL, started_on = NULL,
+                               rebroker_due_at = NULL, rebroker_reason = NULL, start_date = $3::date,
                                spec = jsonb_set(spec, '{start_date}', to_jsonb($3::date::text))
             WHERE package_id = $1 RETURNING *""",
-        package_id, provider_id, start_date,
+        package_id, exclude, start_date,
     )

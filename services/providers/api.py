@@ -5,12 +5,24 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
 
+from services.providers import domain, handlers
 from services.providers import repository as repo
 from services.runtime.http import ProblemError
+from services.runtime.outbox import unit_of_work
+
+
+class StatusChange(BaseModel):
+    """A decision of the council's on a provider's framework membership."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    status: Literal["active", "suspended", "left"] = Field(description="active reinstates a suspended provider; left is final")
+    reason: str = Field(min_length=1, max_length=500, description="Why: kept in the provider's status history")
+    decided_by: str = Field(min_length=1, max_length=100)
 
 
 def _plain(record) -> dict:
@@ -49,5 +61,26 @@ def build_router(service) -> APIRouter:
             provider_id, status,
         )
         return [_plain(r) | {"spec": json.loads(r["spec"]), "package_id": str(r["package_id"])} for r in rows]
+
+    @router.post("/{provider_id}/status", summary="Suspend, reinstate, or record that a provider left the framework",
+                 description="A suspended or departed provider gets no more offers, and the brokerage re-brokers every "
+                             "package placed with it, most urgent first.",
+                 responses={404: {"description": "No such provider"}, 409: {"description": "Not a change the rules allow"}})
+    async def change_status(provider_id: str, body: StatusChange) -> dict:
+        try:
+            async with unit_of_work(service.pool) as uow:
+                updated = await handlers.change_status(uow, provider_id, status=body.status, reason=body.reason,
+                                                       decided_by=body.decided_by)
+        except LookupError as exc:
+            raise ProblemError(404, str(exc)) from None
+        except domain.StatusRefused as exc:
+            raise ProblemError(409, str(exc)) from None
+        return {"provider_id": provider_id, "status": updated.profile.status, "revision": updated.revision}
+
+    @router.get("/{provider_id}/status-history", summary="The council's decisions on a provider's membership")
+    async def status_history(provider_id: str) -> list[dict]:
+        if not await service.pool.fetchval("SELECT true FROM providers WHERE provider_id = $1", provider_id):
+            raise ProblemError(404, f"no provider {provider_id!r}")
+        return [dict(r) for r in await repo.status_history(service.pool, provider_id)]
 
     return router

@@ -17,6 +17,7 @@ from schemas.events import (
     PackageCancelled,
     PackageHandedBack,
     PackagePlaced,
+    PackageReopened,
     PackageUnplaced,
     ProviderUpdated,
 )
@@ -41,6 +42,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
     service.consumer.on(PackageUnplaced)(handlers.release_bids)
     service.consumer.on(PackageCancelled)(handlers.release_package)
     service.consumer.on(PackageHandedBack)(handlers.record_hand_back)
+    service.consumer.on(PackageReopened)(handlers.release_reopened)
     service.consumer.subscribe(*topics.CONSUMED_BY["providers"])
     declare_publishes(service, topics.ANSWERS, BidSubmitted, OfferDeclined,
                       description="Providers' answers to offers: a bid at a rate, or a decline with a reason code. Keyed by package id.")

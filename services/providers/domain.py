@@ -70,3 +70,15 @@ def automatic_answer(profile: ProviderProfile, rules: AutomaticRules, package: P
     rate = (band_rate * (1 + Decimal(premium) / 100)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
     earliest = max(package.start_date, today + dt.timedelta(days=rules.lead_days))
     return Bid(hourly_rate=rate, earliest_start=earliest)
+
+
+class StatusRefused(ValueError):
+    """A change of framework membership the rules do not allow (HTTP 409)."""
+
+
+def check_status_change(provider_id: str, current: str, new: str) -> None:
+    """Suspended <-> active as often as the council decides; leaving the framework is final."""
+    if current == "left":
+        raise StatusRefused(f"provider {provider_id} left the framework; it cannot become {new}")
+    if current == new:
+        raise StatusRefused(f"provider {provider_id} is already {new}")

@@ -6,6 +6,8 @@
 - :func:`release_bids`   PackageUnplaced -> every bid's held capacity released
 - :func:`release_package` PackageCancelled -> bids released, and a placement's hours given back
 - :func:`record_hand_back` PackageHandedBack -> hours free again, the hand-back on the provider's record
+- :func:`release_reopened` PackageReopened -> a suspended or departed provider's hours free again
+- :func:`change_status`  the council suspends, reinstates or records the departure of a provider (HTTP)
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from schemas.events import (
     PackageCancelled,
     PackageHandedBack,
     PackagePlaced,
+    PackageReopened,
     PackageUnplaced,
     ProviderUpdated,
 )
@@ -108,18 +111,43 @@ async def release_package(uow: UnitOfWork, event: PackageCancelled) -> None:
     await repo.remember_cancelled(uow.conn, event.package_id, event.cancelled_at)
     for offer in await repo.outstanding_bids(uow.conn, event.package_id):
         await repo.settle_offer(uow.conn, offer, "closed")
-    placement = await repo.cancel_placement(uow.conn, event.package_id, event.cancelled_at)
-    if placement is not None:
-        row = await repo.commit_hours(uow.conn, placement["provider_id"], -placement["hours_per_week"])
-        await uow.emit(provider_updated(row, causation=event.event_id))
+    await _end_placement(uow, event.package_id, event.cancelled_at, causation=event.event_id)
 
 
 async def record_hand_back(uow: UnitOfWork, event: PackageHandedBack) -> None:
     """The provider gave the package back: its hours are free again, and the hand-back counts
     against its quality rating for the next 12 months."""
-    placement = await repo.cancel_placement(uow.conn, event.package_id, event.recorded_at)
+    await _end_placement(uow, event.package_id, event.recorded_at, causation=event.event_id, hand_back=True)
+
+
+async def release_reopened(uow: UnitOfWork, event: PackageReopened) -> None:
+    """The package was taken from a provider suspended or gone: its hours are free again (no
+    hand-back on its record - it did not give the package back)."""
+    await _end_placement(uow, event.package_id, event.reopened_at, causation=event.event_id)
+
+
+async def _end_placement(uow: UnitOfWork, package_id: uuid.UUID, at: dt.datetime, *, causation: uuid.UUID,
+                         hand_back: bool = False) -> None:
+    placement = await repo.cancel_placement(uow.conn, package_id, at)
     if placement is None:
-        return
-    await repo.commit_hours(uow.conn, placement["provider_id"], -placement["hours_per_week"])
-    row = await repo.count_hand_back(uow.conn, placement["provider_id"])
-    await uow.emit(provider_updated(row, causation=event.event_id))
+        return  # none, or already ended (a redelivery)
+    row = await repo.commit_hours(uow.conn, placement["provider_id"], -placement["hours_per_week"])
+    if hand_back:
+        row = await repo.count_hand_back(uow.conn, placement["provider_id"])
+    await uow.emit(provider_updated(row, causation=causation))
+
+
+async def change_status(uow: UnitOfWork, provider_id: str, *, status: str, reason: str, decided_by: str) -> ProviderUpdated:
+    """The council suspends a provider, reinstates it, or records that it left the framework. The
+    brokerage learns it from ProviderUpdated and re-brokers the provider's active packages."""
+    row = await repo.lock_provider(uow.conn, provider_id)
+    if row is None:
+        raise LookupError(f"no provider {provider_id!r}")
+    current = repo.profile_of(row).status
+    domain.check_status_change(provider_id, current, status)
+    row = await repo.set_status(uow.conn, provider_id, status=status, reason=reason, decided_by=decided_by, at=now())
+    updated = provider_updated(row)
+    await uow.emit(updated)
+    log.warning("provider status changed", provider_id=provider_id, status=status, was=current, reason=reason,
+                decided_by=decided_by)
+    return updated

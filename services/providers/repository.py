@@ -134,3 +134,23 @@ async def count_hand_back(conn: asyncpg.Connection, provider_id: str) -> asyncpg
             WHERE provider_id = $1 RETURNING *""",
         provider_id,
     )
+
+
+async def set_status(conn: asyncpg.Connection, provider_id: str, *, status: str, reason: str, decided_by: str,
+                     at: dt.datetime) -> asyncpg.Record:
+    await conn.execute(
+        "INSERT INTO status_changes (provider_id, status, reason, decided_by, decided_at) VALUES ($1, $2, $3, $4, $5)",
+        provider_id, status, reason, decided_by, at,
+    )
+    return await conn.fetchrow(
+        """UPDATE providers SET profile = jsonb_set(profile, '{status}', to_jsonb($2::text)),
+                                revision = revision + 1, updated_at = now()
+            WHERE provider_id = $1 RETURNING *""",
+        provider_id, status,
+    )
+
+
+async def status_history(conn: asyncpg.Connection | asyncpg.Pool, provider_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT status, reason, decided_by, decided_at FROM status_changes WHERE provider_id = $1 ORDER BY id", provider_id
+    )

@@ -17,6 +17,9 @@ from pathlib import Path
 import yaml
 
 from schemas.vocabulary import Band
+from services.runtime.logging import get_logger
+
+log = get_logger(__name__)
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "deploy" / "reference"
 
@@ -76,9 +79,29 @@ def reference_dir() -> Path:
     return Path(os.environ.get("HOMECARE_REFERENCE_DIR", DEFAULT_DIR))
 
 
-@lru_cache(maxsize=4)
 def load_framework(folder: Path | None = None) -> Framework:
-    raw = yaml.safe_load((folder or reference_dir()).joinpath("framework.yaml").read_text())
+    """The framework as the file says now. Cheap to call on every decision (a stat, then a cache):
+    an edited file - a new rate card, a zone's policy changed - applies without a restart. A file
+    edited into something invalid is refused with an error in the log, and the last good version
+    stays in force, so a typo cannot stop the brokerage."""
+    path = (folder or reference_dir()).joinpath("framework.yaml")
+    try:
+        return _parse_framework(path, path.stat().st_mtime_ns)
+    except Exception as exc:
+        last_good = _last_good.get(path)
+        if last_good is None:
+            raise
+        log.error("reference data could not be read; keeping the last good version", path=str(path),
+                  version=last_good.version, error=repr(exc))
+        return last_good
+
+
+_last_good: dict[Path, Framework] = {}
+
+
+@lru_cache(maxsize=8)
+def _parse_framework(path: Path, mtime_ns: int) -> Framework:
+    raw = yaml.safe_load(path.read_text())
     zones = {
         z["id"]: Zone(z["id"], z["name"], z["size"], tuple(z["places"]), tuple(z["postcode_districts"]), tuple(z["adjacent"]))
         for z in raw["zones"]
@@ -93,7 +116,12 @@ def load_framework(folder: Path | None = None) -> Framework:
     )
     policies = tuple(PolicyEntry(p["effective_from"], p["default"], dict(p.get("zones") or {})) for p in raw["allocation_policies"])
     weights = {k: Decimal(str(v)) for k, v in (raw.get("quality_weights") or {}).items()}
-    return Framework(str(raw["version"]), zones, cards, policies, frozenset(raw.get("no_prime_zones", [])), weights)
+    framework = Framework(str(raw["version"]), zones, cards, policies, frozenset(raw.get("no_prime_zones", [])), weights)
+    if path in _last_good and _last_good[path].version != framework.version:
+        log.info("reference data reloaded", path=str(path), version=framework.version,
+                 was=_last_good[path].version)
+    _last_good[path] = framework
+    return framework
 
 
 @lru_cache(maxsize=4)

@@ -331,3 +331,47 @@ async def test_a_hand_back_reopens_the_package_with_priority_and_without_that_pr
             await handlers.hand_back(uow, rules, package_id, notice_ends_on=notice_end, reason="again", recorded_by="broker.amy")
     await answer(broker, package_id, ids["prime_good"], offer_round=2, rate="20.00")
     assert await status(service, package_id) == "placed"
+
+
+async def test_a_suspended_providers_packages_are_re_brokered_most_urgent_first(brokerage):
+    service, broker, rules, ids = brokerage
+    urgencies = ["community", "hospital_discharge", "reablement_step_down"]
+    packages = {}
+    for urgency in urgencies:
+        packages[urgency] = await request(service, rules, urgency=urgency)
+        await answer(broker, packages[urgency], ids["prime_best"], rate="20.00")
+        assert await status(service, packages[urgency]) == "placed"
+    suspended = profile(ids["prime_best"], "prime", cqc="outstanding", status="suspended")
+    for _ in range(2):  # a redelivery marks nothing twice
+        event = ProviderUpdated(correlation_id=uuid.uuid4(), revision=2, profile=suspended)
+        await broker.publish(event.model_dump_json().encode(), topic=topics.resolve("providers.registry"))
+    marked = await service.pool.fetchval("SELECT count(*) FROM packages WHERE rebroker_due_at IS NOT NULL AND package_id = ANY($1)",
+                                         list(packages.values()))
+    assert marked == 3
+
+    order = []
+    while True:
+        async with unit_of_work(service.pool) as uow:
+            package_id = await handlers.rebroker_due(uow, rules)
+        if package_id is None:
+            break
+        order.append(package_id)
+    # (Earlier tests' providers that left the framework have packages of their own in the queue.)
+    order = [p for p in order if p in packages.values()]
+    assert order == [packages["hospital_discharge"], packages["reablement_step_down"], packages["community"]]
+    for package_id in order:
+        kinds = await outbox_types(service, package_id)
+        assert [t for t, _ in kinds][-2:] == ["PackageReopened", "OfferMade"]
+        reopened, offered = kinds[-2][1], kinds[-1][1]
+        assert reopened["provider_id"] == ids["prime_best"] and reopened["reason"] == "provider suspended"
+        assert ids["prime_best"] not in offered["provider_ids"], "a suspended provider is offered nothing"
+        row = await service.pool.fetchrow("SELECT status, priority, continuity, provider_id, rebroker_due_at FROM packages "
+                                          "WHERE package_id = $1", package_id)
+        assert tuple(row.values()) == ("offered", True, True, None, None)
+    # Placed again with another provider, the package is not taken away by a later revision.
+    await answer(broker, order[0], ids["prime_good"], offer_round=2, rate="20.00")
+    assert await status(service, order[0]) == "placed"
+    later = ProviderUpdated(correlation_id=uuid.uuid4(), revision=3, profile=suspended.model_copy(update={"committed_hours": Decimal(1)}))
+    await broker.publish(later.model_dump_json().encode(), topic=topics.resolve("providers.registry"))
+    async with unit_of_work(service.pool) as uow:
+        assert await handlers.rebroker_due(uow, rules) is None

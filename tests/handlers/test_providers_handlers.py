@@ -8,10 +8,22 @@ from pathlib import Path
 
 from faststream.kafka import KafkaMessage
 
-from schemas.events import OfferMade, PackageCancelled, PackageHandedBack, PackagePlaced, PackageSpec, VisitPattern
+import pytest
+
+from schemas.events import (
+    OfferMade,
+    PackageCancelled,
+    PackageHandedBack,
+    PackagePlaced,
+    PackageReopened,
+    PackageSpec,
+    VisitPattern,
+)
+from services.providers import domain, handlers
 from services.providers.app import build
 from services.runtime import topics
 from services.runtime.consumer import raw_body
+from services.runtime.outbox import unit_of_work
 from services.runtime.reference import load_provider_seed
 
 
@@ -210,3 +222,41 @@ async def test_a_hand_back_frees_the_hours_and_counts_against_the_provider(in_me
     update = await service.pool.fetchval(
         "SELECT payload->'profile'->>'hand_backs_12m' FROM outbox WHERE type = 'ProviderUpdated' AND aggregateid = $1 ORDER BY seq DESC LIMIT 1", pid)
     assert int(update) == int(before["hb"]) + 1
+
+
+async def test_suspension_is_announced_and_a_reopened_package_frees_the_hours_without_a_hand_back(in_memory):
+    service, broker = await in_memory(build, "providers")
+    event = offer(await willing(service))
+    topic = topics.resolve("brokerage.packages")
+    await broker.publish(event.model_dump_json().encode(), topic=topic)
+    [pid] = event.provider_ids
+    placed = PackagePlaced(correlation_id=event.package_id, package_id=event.package_id, provider_id=pid, offer_round=1,
+                           tier="prime", hourly_rate=Decimal("18.75"), hours_per_week=Decimal("7"), start_date=dt.date.today(),
+                           zone="coalville-ashby", band="urban", urgency="community", rate_card="2020-21",
+                           requested_by="broker.amy", placed_at=dt.datetime.now(dt.UTC))
+    await broker.publish(placed.model_dump_json().encode(), topic=topic)
+
+    async with unit_of_work(service.pool) as uow:
+        updated = await handlers.change_status(uow, pid, status="suspended", reason="CQC: inadequate", decided_by="commissioner.jo")
+    assert updated.profile.status == "suspended"
+    announced = await service.pool.fetchval(
+        "SELECT payload->'profile'->>'status' FROM outbox WHERE type = 'ProviderUpdated' AND aggregateid = $1 ORDER BY seq DESC LIMIT 1", pid)
+    assert announced == "suspended"
+    with pytest.raises(domain.StatusRefused, match="already suspended"):
+        async with unit_of_work(service.pool) as uow:
+            await handlers.change_status(uow, pid, status="suspended", reason="again", decided_by="commissioner.jo")
+
+    before = await service.pool.fetchrow("SELECT committed_hours, profile->>'hand_backs_12m' AS hb FROM providers WHERE provider_id = $1", pid)
+    reopened = PackageReopened(correlation_id=event.package_id, package_id=event.package_id, provider_id=pid,
+                               reason="provider suspended", hours_per_week=Decimal("7"), reopened_at=dt.datetime.now(dt.UTC))
+    for _ in range(2):
+        await broker.publish(reopened.model_dump_json().encode(), topic=topic)
+    after = await service.pool.fetchrow("SELECT committed_hours, profile->>'hand_backs_12m' AS hb FROM providers WHERE provider_id = $1", pid)
+    assert after["committed_hours"] == before["committed_hours"] - 7, "freed once, whatever the redeliveries"
+    assert after["hb"] == before["hb"], "a suspension is not the provider handing the package back"
+
+    async with unit_of_work(service.pool) as uow:
+        await handlers.change_status(uow, pid, status="active", reason="re-inspected: good", decided_by="commissioner.jo")
+    history = await service.pool.fetch("SELECT status, decided_by FROM status_changes WHERE provider_id = $1 ORDER BY id", pid)
+    assert [(r["status"], r["decided_by"]) for r in history] == [("suspended", "commissioner.jo"), ("active", "commissioner.jo")]
+

@@ -189,17 +189,3 @@ def test_property_winner_is_eligible_acceptable_and_ranked_first(answers, qualit
     assert winner.answer.provider_id in eligible and winner.answer.hourly_rate <= band_rate
     best = min(candidates, key=lambda a: domain.rank_key(a, quality[a.provider_id]))
     assert winner.answer == best
-
-
-def test_the_quality_weights_come_from_the_reference_data(tmp_path, monkeypatch):
-    from services.brokerage import app
-    from services.runtime.reference import DEFAULT_DIR, load_framework
-
-    text = (DEFAULT_DIR / "framework.yaml").read_text()
-    (tmp_path / "framework.yaml").write_text(text.replace('quality_weights: {cqc: "0.6", local_risk: "0.3", hand_backs: "0.1"}',
-                                                          'quality_weights: {cqc: "0.2", local_risk: "0.5", hand_backs: "0.3"}'))
-    framework = load_framework(tmp_path)
-    monkeypatch.setattr(app, "load_framework", lambda: framework)
-    service, _ = app.build()
-    assert service.rules.quality_weights == domain.QualityWeights(cqc=Decimal("0.2"), local_risk=Decimal("0.5"),
-                                                                 hand_backs=Decimal("0.3"))

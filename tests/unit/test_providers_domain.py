@@ -7,6 +7,7 @@ import pytest
 
 from schemas.events import PackageSpec, ProviderProfile, VisitPattern
 from schemas.vocabulary import DeclineReason
+from services.providers import domain
 from services.providers.domain import AutomaticRules, Bid, Decline, automatic_answer
 
 TODAY = dt.date(2026, 11, 23)
@@ -73,3 +74,13 @@ def test_an_escalated_offer_from_a_neighbouring_zone_is_taken_only_by_a_provider
     far = automatic_answer(profile(), AutomaticRules(covers_adjacent_zones=True), package(zone="bottesford"), Decimal("18.75"),
                            Decimal(0), TODAY, neighbouring=frozenset({"melton"}))
     assert isinstance(far, Decline) and far.reason == DeclineReason.geography
+
+
+def test_suspension_comes_and_goes_but_leaving_the_framework_is_final():
+    domain.check_status_change("p1", "active", "suspended")
+    domain.check_status_change("p1", "suspended", "active")
+    domain.check_status_change("p1", "suspended", "left")
+    with pytest.raises(domain.StatusRefused, match="left the framework"):
+        domain.check_status_change("p1", "left", "active")
+    with pytest.raises(domain.StatusRefused, match="already suspended"):
+        domain.check_status_change("p1", "suspended", "suspended")
