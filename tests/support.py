@@ -33,15 +33,20 @@ class Stack:
     logs: Path
     ports: dict[str, int] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    services: dict[str, str] = field(default_factory=dict)  # process name -> service module
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, service: str | None = None) -> None:
+        """Start ``service`` (default: ``name``) as process ``name``; a second instance of a service
+        gets a name of its own (e.g. ``brokerage-2``), its own port and log."""
+        service = service or self.services.get(name, name)
+        self.services[name] = service
         self.ports.setdefault(name, free_port())
-        env = self.env | {f"{name.upper()}_HTTP_PORT": str(self.ports[name])}
+        env = self.env | {f"{service.upper()}_HTTP_PORT": str(self.ports[name])}
         log = open(self.logs / f"{name}.log", "ab")
-        self.procs[name] = subprocess.Popen([sys.executable, "-m", f"services.{name}"], cwd=ROOT, env=env,
+        self.procs[name] = subprocess.Popen([sys.executable, "-m", f"services.{service}"], cwd=ROOT, env=env,
                                             stdout=log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, name: str, timeout: float = 90) -> None:
@@ -65,12 +70,13 @@ class Stack:
 
 
 
-def start_stack(database_url: str, kafka: str, namespace: str, logs: Path) -> Stack:
+def start_stack(database_url: str, kafka: str, namespace: str, logs: Path, **env: str) -> Stack:
+    """The three services as processes; ``env`` adds settings (e.g. short offer windows)."""
     logs.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_HTTP_PORT")}
-    env |= {"DATABASE_URL": database_url, "KAFKA_BOOTSTRAP_SERVERS": kafka, "HOMECARE_NAMESPACE": namespace,
-            "LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1"}
-    stack = Stack(env=env, logs=logs)
+    base = {k: v for k, v in os.environ.items() if not k.endswith("_HTTP_PORT")}
+    base |= {"DATABASE_URL": database_url, "KAFKA_BOOTSTRAP_SERVERS": kafka, "HOMECARE_NAMESPACE": namespace,
+             "LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1"} | env
+    stack = Stack(env=base, logs=logs)
     for name in SERVICES:
         stack.start(name)
     for name in SERVICES:

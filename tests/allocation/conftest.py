@@ -1,0 +1,188 @@
+"""The framework's rules on the real Kafka and PostgreSQL, the three services as processes, with
+short offer windows and a small market of the tests' own in one zone.
+
+The market's providers answer through the portal (nobody answers for them automatically), and
+the tests answer for them as a provider's adapter would: by putting BidSubmitted/OfferDeclined on
+``providers.answers``, the published contract. The reference data is a copy of the framework's,
+in a folder of the stack's own, so a test can change it under the running services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+import shutil
+import uuid
+from decimal import Decimal
+
+import httpx
+import pytest
+import yaml
+from aiokafka import AIOKafkaProducer
+
+from schemas.events import BidSubmitted, OfferDeclined
+from schemas.vocabulary import CareNeed
+from services.cli.synthetic import package_request
+from services.runtime.db import provision
+from services.runtime.kafka import read_topic
+from services.runtime.reference import DEFAULT_DIR, load_framework
+from tests.support import drop_database, event_of, start_stack, stop_stack
+
+ZONE = "melton"
+NEIGHBOUR = "bottesford"  # adjacent to melton
+WINDOW_SECONDS = 4
+
+
+def provider(pid: str, tier: str, zone: str, cqc: str) -> dict:
+    return dict(provider_id=pid, name=pid.replace("-", " ").title(), tier=tier, status="active", zones=[zone],
+                bands=["urban", "fringe", "rural", "isolated"], skills=[need.value for need in CareNeed], double_handed=True, cqc_rating=cqc,
+                local_risk="low", hand_backs_12m=0, weekly_capacity_hours=500, committed_hours=0,
+                adapter={"kind": "portal"})
+
+
+MARKET = {
+    "prime_best": provider("melton-prime-outstanding", "prime", ZONE, "outstanding"),
+    "prime_good": provider("melton-prime-good", "prime", ZONE, "good"),
+    "supp": provider("melton-supplementary", "supplementary", ZONE, "good"),
+    "neighbour": provider("bottesford-neighbour", "supplementary", NEIGHBOUR, "good"),
+}
+
+
+@pytest.fixture(scope="package")
+def reference_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("reference")
+    shutil.copy(DEFAULT_DIR / "framework.yaml", folder / "framework.yaml")
+    (folder / "providers.yaml").write_text(yaml.safe_dump({"providers": list(MARKET.values())}))
+    return folder
+
+
+@pytest.fixture(scope="package")
+async def alloc(infra, namespace, artifacts, reference_dir):
+    """A stack of its own (database and topic namespace) with short windows and the small market."""
+    ns = f"{namespace}-alloc"
+    name = f"homecare_{ns.replace('-', '_')}"
+    url = infra.database_url(name)
+    await provision(url)
+    stack = start_stack(
+        url, infra.kafka, ns, artifacts / "allocation-logs",
+        HOMECARE_REFERENCE_DIR=str(reference_dir),
+        BROKERAGE_OFFER_WINDOW_HOSPITAL_DISCHARGE_SECONDS=str(WINDOW_SECONDS),
+        BROKERAGE_OFFER_WINDOW_REABLEMENT_STEP_DOWN_SECONDS=str(WINDOW_SECONDS),
+        BROKERAGE_OFFER_WINDOW_COMMUNITY_SECONDS=str(WINDOW_SECONDS),
+        BROKERAGE_REOFFER_INTERVAL_SECONDS="3",
+        BROKERAGE_TIMER_POLL_SECONDS="0.2",
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka, enable_idempotence=True)
+    await producer.start()
+    market = Market(stack, infra.kafka, ns, producer, reference_dir)
+    await market.wait_for_registry()
+    yield market
+    await producer.stop()
+    stop_stack(stack)
+    await drop_database(infra, name)
+
+
+class Market:
+    """The tests' hands on the stack: the broker's HTTP calls, the providers' answers, the record."""
+
+    def __init__(self, stack, kafka: str, namespace: str, producer: AIOKafkaProducer, reference_dir):
+        self.stack, self.kafka, self.namespace, self.producer = stack, kafka, namespace, producer
+        self.reference_dir = reference_dir
+        self.ids = {k: v["provider_id"] for k, v in MARKET.items()}
+        self.rng = random.Random(7)
+        self.index = 0
+
+    def url(self, service: str = "brokerage") -> str:
+        return self.stack.url(service)
+
+    async def wait_for_registry(self) -> None:
+        """The brokerage knows the market once it has offered to it: wait until it lists every provider."""
+        async with httpx.AsyncClient() as client:
+            for _ in range(150):
+                zones = (await client.get(f"{self.url()}/reference/providers")).json()
+                known = {p["provider_id"] for p in zones} if isinstance(zones, list) else set()
+                if set(self.ids.values()) <= known:
+                    return
+                await asyncio.sleep(0.2)
+        raise TimeoutError("the brokerage never saw the test market's providers")
+
+    async def request(self, urgency: str = "community", *, via: str = "brokerage") -> uuid.UUID:
+        self.index += 1
+        body = package_request(self.rng, load_framework(self.reference_dir), ZONE, index=self.index)
+        body["urgency"] = urgency
+        async with httpx.AsyncClient() as client:
+            response = await client.post(f"{self.url(via)}/packages", json=body)
+        assert response.status_code == 201, response.text
+        return uuid.UUID(response.json()["package_id"])
+
+    async def package(self, package_id: uuid.UUID) -> dict:
+        async with httpx.AsyncClient() as client:
+            return (await client.get(f"{self.url()}/packages/{package_id}")).json()
+
+    async def until(self, package_id: uuid.UUID, check, timeout: float = 40) -> dict:
+        """Poll the package until ``check(package)`` holds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            package = await self.package(package_id)
+            if check(package):
+                return package
+            if loop.time() > deadline:
+                raise AssertionError(f"package {package_id} never got there; it is {package.get('status')}: {package}")
+            await asyncio.sleep(0.2)
+
+    async def offered_round(self, package_id: uuid.UUID, offer_round: int) -> dict:
+        package = await self.until(package_id, lambda p: p["current_round"] >= offer_round)
+        return next(r for r in package["offer_rounds"] if r["offer_round"] == offer_round)
+
+    async def bid(self, package_id: uuid.UUID, offer_round: int, who: str, rate: str) -> None:
+        await self._answer(BidSubmitted(hourly_rate=Decimal(rate), earliest_start=dt.date.today(),
+                                        **self._common(package_id, offer_round, who)))
+
+    async def decline(self, package_id: uuid.UUID, offer_round: int, who: str, reason: str = "capacity") -> None:
+        await self._answer(OfferDeclined(reason=reason, reason_text="test", **self._common(package_id, offer_round, who)))
+
+    def _common(self, package_id, offer_round, who) -> dict:
+        return dict(correlation_id=package_id, package_id=package_id, offer_round=offer_round,
+                    provider_id=self.ids.get(who, who), adapter="portal", answered_at=dt.datetime.now(dt.UTC))
+
+    async def _answer(self, event) -> None:
+        await self.producer.send_and_wait(f"{self.namespace}.providers.answers", event.model_dump_json().encode(),
+                                          key=str(event.package_id).encode())
+
+    async def post(self, path: str, body: dict, service: str = "brokerage") -> httpx.Response:
+        async with httpx.AsyncClient() as client:
+            return await client.post(f"{self.url(service)}{path}", json=body)
+
+    async def provider(self, who: str) -> dict:
+        async with httpx.AsyncClient() as client:
+            return (await client.get(f"{self.url('providers')}/providers/{self.ids.get(who, who)}")).json()
+
+    async def events(self, package_id: uuid.UUID | None = None) -> list[dict]:
+        """The package's events on brokerage.packages, in order (one partition per package)."""
+        records = await read_topic(self.kafka, f"{self.namespace}.brokerage.packages")
+        events = [e for e in (event_of(r) for r in records) if e]
+        return [e for e in events if package_id is None or e.get("package_id") == str(package_id)]
+
+    async def events_until(self, package_id: uuid.UUID, last: str, timeout: float = 20) -> list[dict]:
+        """The package's events once one of type ``last`` is on the topic (the relay publishes
+        what the database committed, a moment later)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            events = await self.events(package_id)
+            if any(e["event_type"] == last for e in events) or loop.time() > deadline:
+                return events
+            await asyncio.sleep(0.2)
+
+    async def committed_hours(self, who: str, expected: Decimal, timeout: float = 20) -> Decimal:
+        """The provider's committed hours, once they equal ``expected`` (or the last seen at the timeout):
+        the providers service commits and frees hours as the brokerage's events reach it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            hours = Decimal((await self.provider(who))["committed_hours"])
+            if hours == expected or loop.time() > deadline:
+                return hours
+            await asyncio.sleep(0.2)

@@ -1,0 +1,193 @@
+"""The framework's rules end to end: the whole escalation ladder, a hand-back, a provider
+suspended, a rate card changed mid-stream, and two brokerage instances racing."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import random
+import time
+from collections import Counter
+from decimal import Decimal
+
+import pytest
+
+from tests.allocation.conftest import WINDOW_SECONDS
+
+pytestmark = [pytest.mark.infra, pytest.mark.e2e]
+
+
+def types(events) -> list[str]:
+    return [e["event_type"] for e in events]
+
+
+async def test_the_ladder_prime_then_supplementary_then_neighbours_then_an_approved_exception(alloc):
+    package_id = await alloc.request()
+    prime = await alloc.offered_round(package_id, 1)
+    assert prime["tier"] == "prime" and sorted(prime["provider_ids"]) == sorted([alloc.ids["prime_best"], alloc.ids["prime_good"]])
+    # The primes stay silent: the window closes and the supplementary tier is offered.
+    supp = await alloc.offered_round(package_id, 2)
+    assert supp["tier"] == "supplementary" and supp["provider_ids"] == [alloc.ids["supp"]]
+    await alloc.decline(package_id, 2, "supp")
+    nearby = await alloc.offered_round(package_id, 3)
+    assert nearby["tier"] == "adjacent" and nearby["provider_ids"] == [alloc.ids["neighbour"]]
+    await alloc.bid(package_id, 3, "neighbour", rate="29.50")  # above any band rate
+    await alloc.until(package_id, lambda p: p["status"] == "awaiting_approval")
+    approved = await alloc.post(f"/packages/{package_id}/exception/approve", {"decided_by": "broker.amy", "reason": "no one else"})
+    assert approved.status_code == 200, approved.text
+    package = await alloc.until(package_id, lambda p: p["status"] == "placed")
+    assert package["provider_id"] == alloc.ids["neighbour"] and package["hourly_rate"] == "29.50"
+    rounds = {r["offer_round"]: r for r in package["offer_rounds"]}
+    assert rounds[1]["closed_at"] is not None and "window" in str(package), "the prime round ended by its window"
+    on_kafka = types(await alloc.events(package_id))
+    assert on_kafka == ["PackageRequested", "OfferMade", "OfferMade", "OfferMade", "ExceptionRequested",
+                        "ExceptionDecided", "PackagePlaced"], on_kafka
+    again = await alloc.post(f"/packages/{package_id}/exception/approve", {"decided_by": "broker.amy", "reason": "twice"})
+    assert again.status_code == 409 and "no exception awaiting" in again.json()["error"]
+
+
+async def test_no_acceptable_bid_anywhere_queues_the_package_and_the_schedule_offers_it_again(alloc):
+    package_id = await alloc.request()
+    for offer_round, who in ((1, ("prime_best", "prime_good")), (2, ("supp",)), (3, ("neighbour",))):
+        await alloc.offered_round(package_id, offer_round)
+        for provider in who:
+            await alloc.decline(package_id, offer_round, provider, reason="call_times")
+    await alloc.until(package_id, lambda p: p["status"] == "unplaced" or p["cycle"] == 2)
+    # The unplaced queue re-offers it from the top tier on its schedule (3 s here).
+    package = await alloc.until(package_id, lambda p: p["cycle"] == 2 and p["status"] == "offered")
+    assert package["current_tier"] == "prime" and package["unplaced_at"] is None
+    on_kafka = types(await alloc.events(package_id))
+    assert on_kafka[:6] == ["PackageRequested", "OfferMade", "OfferMade", "OfferMade", "PackageUnplaced", "OfferMade"]
+    cancelled = await alloc.post(f"/packages/{package_id}/cancel", {"reason": "family found care", "cancelled_by": "broker.amy"})
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+
+
+async def place_with(alloc, package_id, who: str, other: str = "prime_best") -> dict:
+    await alloc.offered_round(package_id, 1)
+    await alloc.bid(package_id, 1, who, rate="18.00")
+    if other != who:
+        await alloc.decline(package_id, 1, other)
+    return await alloc.until(package_id, lambda p: p["status"] == "placed")
+
+
+async def test_a_hand_back_reopens_the_package_for_everyone_but_that_provider(alloc):
+    package_id = await alloc.request()
+    placed = await place_with(alloc, package_id, "prime_best")
+    assert placed["provider_id"] == alloc.ids["prime_best"]
+    hours = Decimal(placed["package"]["hours_per_week"])
+    committed = await alloc.committed_hours("prime_best", hours)
+    assert committed == hours, "the award committed the winner's hours"
+    notice = (dt.date.today() + dt.timedelta(days=14)).isoformat()
+    handed = await alloc.post(f"/packages/{package_id}/hand-back",
+                              {"notice_ends_on": notice, "reason": "carer left", "recorded_by": "broker.amy"})
+    assert handed.status_code == 200, handed.text
+    reopened = await alloc.offered_round(package_id, 2)
+    assert reopened["tier"] == "prime" and reopened["provider_ids"] == [alloc.ids["prime_good"]]
+    await alloc.bid(package_id, 2, "prime_good", rate="18.00")
+    again = await alloc.until(package_id, lambda p: p["status"] == "placed")
+    assert again["provider_id"] == alloc.ids["prime_good"] and again["priority"] and again["continuity"]
+    assert again["package"]["start_date"] == notice
+    assert await alloc.committed_hours("prime_best", Decimal(0)) == 0, "the hand-back freed its hours"
+    assert types(await alloc.events_until(package_id, "PackagePlaced"))[-3:] == ["PackageHandedBack", "OfferMade", "PackagePlaced"]
+    await alloc.post(f"/packages/{package_id}/cancel", {"reason": "test over", "cancelled_by": "broker.amy"})
+
+
+async def test_a_suspended_providers_packages_are_re_brokered_most_urgent_first(alloc):
+    urgencies = ["community", "reablement_step_down", "hospital_discharge"]
+    packages = {}
+    for urgency in urgencies:
+        packages[urgency] = package_id = await alloc.request(urgency)
+        await place_with(alloc, package_id, "prime_good")
+    suspended = await alloc.post(f"/providers/{alloc.ids['prime_good']}/status",
+                                 {"status": "suspended", "reason": "CQC: inadequate", "decided_by": "commissioner.jo"},
+                                 service="providers")
+    assert suspended.status_code == 200, suspended.text
+    try:
+        reopened = {}
+        for urgency, package_id in packages.items():
+            package = await alloc.until(package_id, lambda p: p["cycle"] == 2 and p["status"] in ("offered", "placed"))
+            assert package["priority"] and package["continuity"] and package["provider_id"] is None
+            [event] = [e for e in await alloc.events_until(package_id, "OfferMade") if e["event_type"] == "PackageReopened"]
+            assert event["provider_id"] == alloc.ids["prime_good"] and event["reason"] == "provider suspended"
+            reopened[urgency] = event["reopened_at"]
+            offered = next(r for r in package["offer_rounds"] if r["offer_round"] == package["current_round"])
+            assert alloc.ids["prime_good"] not in offered["provider_ids"]
+        assert sorted(reopened, key=reopened.get) == ["hospital_discharge", "reablement_step_down", "community"]
+        assert await alloc.committed_hours("prime_good", Decimal(0)) == 0, "every hour given back"
+        refused = await alloc.post(f"/providers/{alloc.ids['prime_good']}/status",
+                                   {"status": "suspended", "reason": "again", "decided_by": "commissioner.jo"}, service="providers")
+        assert refused.status_code == 409 and "already suspended" in refused.json()["error"]
+    finally:
+        await alloc.post(f"/providers/{alloc.ids['prime_good']}/status",
+                         {"status": "active", "reason": "re-inspected", "decided_by": "commissioner.jo"}, service="providers")
+    for package_id in packages.values():  # leave the market's hours free for the other tests
+        await alloc.post(f"/packages/{package_id}/cancel", {"reason": "test over", "cancelled_by": "broker.amy"})
+
+
+async def test_two_brokerage_instances_racing_place_each_package_once(alloc):
+    alloc.stack.start("brokerage-2", "brokerage")
+    await asyncio.to_thread(alloc.stack.wait_ready, "brokerage-2")
+    try:
+        rng = random.Random(11)
+        ids = [await alloc.request(via=("brokerage", "brokerage-2")[i % 2]) for i in range(16)]
+
+        async def answer(package_id):
+            # Bids land before, around and after the window closes, on either instance's partitions,
+            # while both instances' window timers run.
+            await alloc.offered_round(package_id, 1)
+            for who in ("prime_good", "prime_best"):
+                await asyncio.sleep(rng.uniform(0, WINDOW_SECONDS * 0.7))
+                await alloc.bid(package_id, 1, who, rate="18.00")
+
+        await asyncio.gather(*(answer(p) for p in ids))
+        finals = [await alloc.until(p, lambda p: p["status"] not in ("requested", "offered")) for p in ids]
+    finally:
+        alloc.stack.stop("brokerage-2")
+    for _ in range(100):  # the relay publishes what the database committed
+        placed_events = Counter(e["package_id"] for e in await alloc.events() if e["event_type"] == "PackagePlaced")
+        if all(placed_events[p["package_id"]] for p in finals if p["status"] == "placed"):
+            break
+        await asyncio.sleep(0.2)
+    for package in finals:
+        assert placed_events[package["package_id"]] == (package["status"] == "placed"), f"{package['package_id']} placed {placed_events[package['package_id']]} times"
+        if package["status"] == "placed":
+            [first] = [r for r in package["offer_rounds"] if r["offer_round"] == 1]
+            in_time = {a["provider_id"] for a in first["answers"] if a["kind"] == "bid" and not a["late"]}
+            assert package["provider_id"] in in_time, "placed only with a provider whose bid came in time"
+    outcomes = Counter(p["status"] for p in finals)
+    assert outcomes["placed"] >= len(finals) // 2, outcomes
+    # Each provider committed exactly the hours it won: nothing awarded twice, nothing lost.
+    for who in ("prime_best", "prime_good"):
+        won = sum(Decimal(p["package"]["hours_per_week"]) for p in finals if p["provider_id"] == alloc.ids[who])
+        assert await alloc.committed_hours(who, won) == won, who
+    for package in finals:
+        await alloc.post(f"/packages/{package['package_id']}/cancel", {"reason": "test over", "cancelled_by": "broker.amy"})
+
+
+async def test_a_new_rate_card_applies_to_packages_requested_after_its_start_without_a_restart(alloc):
+    before = await alloc.request()
+    framework = alloc.reference_dir / "framework.yaml"
+    today = dt.date.today().isoformat()
+    framework.write_text(framework.read_text().replace("rate_cards:\n", f"""rate_cards:
+  - version: "test-{today}"
+    effective_from: {today}
+    rates: {{urban: "19.50", fringe: "20.70", rural: "23.85", isolated: "27.20"}}
+""", 1))
+    later = time.time() + 1
+    os.utime(framework, (later, later))
+    after = await alloc.request()
+    old, new = await alloc.package(before), await alloc.package(after)
+    assert old["rate_card"] == "2020-21" and new["rate_card"] == f"test-{today}"
+    offers = {e["package_id"]: e for e in await alloc.events() if e["event_type"] == "OfferMade" and e["offer_round"] == 1}
+    band = new["package"]["band"]
+    assert Decimal(offers[str(after)]["band_rate"]) == Decimal({"urban": "19.50", "fringe": "20.70", "rural": "23.85",
+                                                                "isolated": "27.20"}[band])
+    assert Decimal(offers[str(before)]["band_rate"]) == Decimal(old["band_rate"])
+    # The award records the card the package was offered under.
+    await alloc.bid(before, 1, "prime_best", rate=old["band_rate"])
+    await alloc.bid(after, 1, "prime_best", rate=new["band_rate"])
+    for package_id, card in ((before, "2020-21"), (after, f"test-{today}")):
+        await alloc.until(package_id, lambda p: p["status"] == "placed")
+        [placed] = [e for e in await alloc.events(package_id) if e["event_type"] == "PackagePlaced"]
+        assert placed["rate_card"] == card
