@@ -92,8 +92,12 @@ async def request_package(uow: UnitOfWork, rules: BrokerageRules, *, spec: Packa
 
 async def record_answer(uow: UnitOfWork, rules: BrokerageRules, event: BidSubmitted | OfferDeclined) -> None:
     package = await repo.lock_package(uow.conn, event.package_id)
-    if package is None or not await repo.round_exists(uow.conn, event.package_id, event.offer_round):
+    offered = None if package is None else await repo.offered_in_round(uow.conn, event.package_id, event.offer_round)
+    if offered is None:
         raise Rejected(f"answer for unknown package/round {event.package_id}/{event.offer_round}")
+    if event.provider_id not in offered:
+        # Only those offered a round may answer it: anything else is a faulty or forged adapter.
+        raise Rejected(f"{event.provider_id} answered round {event.offer_round} of {event.package_id} without being offered it")
     # An answer after its round closed is kept (it is part of the record) but changes nothing.
     late = package["status"] != "offered" or package["current_round"] != event.offer_round
     common = dict(package_id=event.package_id, offer_round=event.offer_round, provider_id=event.provider_id,
@@ -107,8 +111,6 @@ async def record_answer(uow: UnitOfWork, rules: BrokerageRules, event: BidSubmit
     if not fresh or late:
         return
     state, quality = await repo.round_state(uow.conn, event.package_id, event.offer_round)
-    if event.provider_id not in state.offered:
-        return
     if domain.outcome_settled(state, quality, package["band_rate"]):
         await close_round(uow, rules, package, why="outcome settled", causation=event.event_id)
 

@@ -88,7 +88,8 @@ async def round_state(conn: asyncpg.Connection, package_id: uuid.UUID, offer_rou
     )
     state = RoundState(offered=list(row["provider_ids"]))
     for a in await conn.fetch(
-        "SELECT * FROM answers WHERE package_id = $1 AND offer_round = $2 AND NOT late", package_id, offer_round
+        "SELECT * FROM answers WHERE package_id = $1 AND offer_round = $2 AND NOT late AND provider_id = ANY($3)",
+        package_id, offer_round, state.offered,
     ):
         state.answers[a["provider_id"]] = Answer(
             provider_id=a["provider_id"], kind=a["kind"], answered_at=a["answered_at"], hourly_rate=a["hourly_rate"],
@@ -113,10 +114,11 @@ async def insert_answer(conn: asyncpg.Connection, *, package_id: uuid.UUID, offe
     return bool(inserted)
 
 
-async def round_exists(conn: asyncpg.Connection, package_id: uuid.UUID, offer_round: int) -> bool:
-    return bool(await conn.fetchval(
-        "SELECT true FROM offer_rounds WHERE package_id = $1 AND offer_round = $2", package_id, offer_round
-    ))
+async def offered_in_round(conn: asyncpg.Connection, package_id: uuid.UUID, offer_round: int) -> list[str] | None:
+    """Who the round was offered to; None when there is no such round."""
+    return await conn.fetchval(
+        "SELECT provider_ids FROM offer_rounds WHERE package_id = $1 AND offer_round = $2", package_id, offer_round
+    )
 
 
 async def mark_placed(conn: asyncpg.Connection, package_id: uuid.UUID, *, provider_id: str, hourly_rate: Decimal,
@@ -245,7 +247,8 @@ async def cycle_bids(conn: asyncpg.Connection, package_id: uuid.UUID, cycle: int
         quality |= {k: Decimal(v) for k, v in json.loads(r["quality"]).items()}
     rows = await conn.fetch(
         """SELECT a.* FROM answers a JOIN offer_rounds r USING (package_id, offer_round)
-            WHERE a.package_id = $1 AND r.cycle = $2 AND a.kind = 'bid' AND NOT a.late""", package_id, cycle)
+            WHERE a.package_id = $1 AND r.cycle = $2 AND a.kind = 'bid' AND NOT a.late AND a.provider_id = ANY(r.provider_ids)""",
+        package_id, cycle)
     answers = [Answer(provider_id=a["provider_id"], kind="bid", answered_at=a["answered_at"], hourly_rate=a["hourly_rate"],
                       earliest_start=a["earliest_start"]) for a in rows]
     return answers, quality

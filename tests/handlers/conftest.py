@@ -47,3 +47,5 @@ async def in_memory(handlers_database):
     for service, broker_cm in started:
         await broker_cm.__aexit__(None, None, None)
         await service._pool.close()
+
+from tests.handlers.market import brokerage  # noqa: E402,F401 - the brokerage market fixture, for every handler test

@@ -189,3 +189,31 @@ def test_property_winner_is_eligible_acceptable_and_ranked_first(answers, qualit
     assert winner.answer.provider_id in eligible and winner.answer.hourly_rate <= band_rate
     best = min(candidates, key=lambda a: domain.rank_key(a, quality[a.provider_id]))
     assert winner.answer == best
+
+
+@settings(max_examples=300, deadline=None)
+@given(answers=answers_strategy.filter(bool), qualities=st.lists(st.sampled_from([40, 60, 80]), min_size=5, max_size=5),
+       order=st.randoms(use_true_random=False))  # few quality levels: ties, where an early close could go wrong
+def test_property_closing_a_round_early_never_changes_who_wins(answers, qualities, order):
+    """Whatever order the answers arrive in, the round closes early only when the winner is the
+    one it would have been had the window run its full length."""
+    quality = {f"p{i + 1}": Decimal(q) for i, q in enumerate(qualities)}
+    band_rate = Decimal("22.95")
+    arrivals = list(answers)
+    order.shuffle(arrivals)
+    built = [
+        domain.Answer(pid, "bid", T0 + dt.timedelta(seconds=i), rate, TODAY + dt.timedelta(days=d)) if is_bid
+        else domain.Answer(pid, "decline", T0 + dt.timedelta(seconds=i), reason="other")
+        for i, (pid, is_bid, rate, _, d) in enumerate(arrivals)
+    ]
+    offered = [pid for pid, *_ in answers] + order.sample(["q1", "q2"], k=order.randint(0, 2))  # some never answer
+    quality |= {"q1": Decimal(order.randint(0, 100)), "q2": Decimal(order.randint(0, 100))}
+    everyone = set(offered)
+    full_length = domain.choose_winner(domain.rank_bids(built, quality, band_rate), everyone)
+    state = domain.RoundState(offered)
+    for answer in built:
+        state.answers[answer.provider_id] = answer
+        if domain.outcome_settled(state, quality, band_rate):
+            early = domain.choose_winner(domain.rank_bids(state.answers.values(), quality, band_rate), everyone)
+            assert (early and early.answer) == (full_length and full_length.answer)
+            break
