@@ -13,7 +13,7 @@ import json
 import re
 import uuid
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 
 import asyncpg
 from fastapi import APIRouter, Header, Query, Response
@@ -354,17 +354,24 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
         waiting_longer_than_hours: Annotated[float | None, Query(ge=0, le=24 * 366)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+        sort: Annotated[Literal["requested", "queue"], Query(
+            description="requested: oldest request first; queue: the unplaced queue and exceptions awaiting a decision "
+                        "first, then most urgent (priority within urgency), then longest waiting")] = "requested",
     ) -> dict:
         if zone is not None and zone not in rules.framework.zones:
             raise ProblemError(422, f"unknown zone {zone!r}", field="zone")
+        order = "requested_at" if sort == "requested" else (
+            "CASE status WHEN 'unplaced' THEN 0 WHEN 'awaiting_approval' THEN 1 ELSE 2 END, "
+            f"{repo.MOST_URGENT_FIRST}, requested_at")
         rows = await service.pool.fetch(
-            """SELECT package_id, status, zone, band, urgency, hours_per_week, provider_id, requested_at, placed_at, unplaced_at
+            f"""SELECT package_id, status, zone, band, urgency, hours_per_week, provider_id, priority, continuity,
+                       requested_at, placed_at, unplaced_at, window_closes_at, next_reoffer_at
                  FROM packages
                 WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR zone = $2)
                   AND ($3::text IS NULL OR band = $3) AND ($4::text IS NULL OR urgency = $4)
                   AND ($7::float8 IS NULL OR (status IN ('requested', 'offered', 'unplaced', 'awaiting_approval')
                                               AND requested_at < now() - make_interval(secs => $7 * 3600)))
-                ORDER BY requested_at LIMIT $5 OFFSET $6""",
+                ORDER BY {order} LIMIT $5 OFFSET $6""",
             status, zone, band and band.value, urgency and urgency.value, limit, offset, waiting_longer_than_hours,
         )
         return {"packages": [{k: (str(v) if isinstance(v, (uuid.UUID, Decimal)) else v) for k, v in dict(r).items()} for r in rows]}

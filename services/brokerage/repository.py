@@ -172,11 +172,11 @@ class Timer:
 
 # Hospital discharges first, then reablement, then community care; within each, priority
 # (hand-backs, re-brokered packages) before the rest, then the longest waiting.
-_MOST_URGENT_FIRST = ("CASE urgency WHEN 'hospital_discharge' THEN 0 WHEN 'reablement_step_down' THEN 1 ELSE 2 END, "
+MOST_URGENT_FIRST = ("CASE urgency WHEN 'hospital_discharge' THEN 0 WHEN 'reablement_step_down' THEN 1 ELSE 2 END, "
                       "priority DESC")
 WINDOWS = Timer("status = 'offered'", "window_closes_at", "window_closes_at")
-REOFFERS = Timer("status = 'unplaced'", "next_reoffer_at", f"{_MOST_URGENT_FIRST}, requested_at")
-REBROKERING = Timer("status IN ('placed', 'started')", "rebroker_due_at", f"{_MOST_URGENT_FIRST}, requested_at")
+REOFFERS = Timer("status = 'unplaced'", "next_reoffer_at", f"{MOST_URGENT_FIRST}, requested_at")
+REBROKERING = Timer("status IN ('placed', 'started')", "rebroker_due_at", f"{MOST_URGENT_FIRST}, requested_at")
 
 
 async def next_due(conn: asyncpg.Connection, timer: Timer, at: dt.datetime) -> uuid.UUID | None:

@@ -152,3 +152,16 @@ async def test_broker_actions_refuse_what_the_package_state_does_not_allow(broke
         assert timeline[0] == "requested" and timeline[-1] == "cancelled"
         listed = (await client.get(f"{brokerage}/packages", params={"status": "cancelled"})).json()["packages"]
         assert package_id in {p["package_id"] for p in listed}
+
+
+async def test_the_queue_view_lists_the_unplaced_first_then_the_most_urgent_then_the_longest_waiting(brokerage):
+    async with httpx.AsyncClient() as client:
+        for urgency in ("community", "hospital_discharge"):  # at least two urgencies on the list
+            assert (await client.post(f"{brokerage}/packages", json=good() | {"urgency": urgency})).status_code == 201
+        listed = (await client.get(f"{brokerage}/packages", params={"sort": "queue", "limit": 1000})).json()["packages"]
+        bogus = await client.get(f"{brokerage}/packages", params={"sort": "shortest"})
+    assert bogus.status_code == 422 and "sort" in bogus.text
+    status_rank = {"unplaced": 0, "awaiting_approval": 1}
+    urgency_rank = {"hospital_discharge": 0, "reablement_step_down": 1, "community": 2}
+    keys = [(status_rank.get(p["status"], 2), urgency_rank[p["urgency"]], not p["priority"], p["requested_at"]) for p in listed]
+    assert len(keys) >= 2 and keys == sorted(keys)
