@@ -65,6 +65,22 @@ class ServiceSettings(SharedSettings):
     timer_poll_seconds: float = 0.5
     # The unplaced queue: how often an unplaced package is offered again, tiers from the top.
     reoffer_interval_seconds: float = 6 * 3600
+    # Operations that only the brokerage team may call (issuing provider credentials, approving
+    # a provider's change of zones/bands, choosing its adapter): ``Authorization: Bearer <admin_token>``.
+    # Unset, those operations are refused.
+    admin_token: str | None = None
+    # Service-to-service: the providers service asks the brokerage for a person's details on
+    # behalf of the provider that won (the brokerage checks this token and audits the disclosure).
+    # The same value is set as PROVIDERS_DISCLOSURE_TOKEN and BROKERAGE_DISCLOSURE_TOKEN.
+    disclosure_token: str | None = None
+    brokerage_url: str = "http://127.0.0.1:8001"
+    # Webhook adapters (providers): offers POSTed to providers' systems from the deliveries table,
+    # retried with capped, jittered exponential backoff until delivered or the offer window closes.
+    webhook_poll_seconds: float = 0.5
+    webhook_timeout_seconds: float = 5.0
+    webhook_backoff_initial_seconds: float = 1.0
+    webhook_backoff_max_seconds: float = 300.0
+    webhook_max_attempts: int = 20
 
     @property
     def role(self) -> str:
