@@ -67,7 +67,7 @@ class Stack:
 
 
 
-def start_stack(database_url: str, kafka: str, namespace: str, logs: Path) -> Stack:
+def start_stack(database_url: str, kafka: str, namespace: str, logs: Path, extra_env: dict[str, str] | None = None) -> Stack:
     logs.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.endswith("_HTTP_PORT")}
     env |= {"DATABASE_URL": database_url, "KAFKA_BOOTSTRAP_SERVERS": kafka, "HOMECARE_NAMESPACE": namespace,
@@ -78,6 +78,7 @@ def start_stack(database_url: str, kafka: str, namespace: str, logs: Path) -> St
             "PROVIDERS_WEBHOOK_BACKOFF_INITIAL_SECONDS": "0.2", "PROVIDERS_WEBHOOK_BACKOFF_MAX_SECONDS": "1"}
     ports = {name: free_port() for name in SERVICES}  # known up front: providers calls the brokerage
     env["PROVIDERS_BROKERAGE_URL"] = f"http://127.0.0.1:{ports['brokerage']}"
+    env |= extra_env or {}
     stack = Stack(env=env, logs=logs, ports=ports)
     for name in SERVICES:
         stack.start(name)
