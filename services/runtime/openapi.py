@@ -23,7 +23,6 @@ def rendered() -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    DOCS.mkdir(parents=True, exist_ok=True)
-    for file_name, text in rendered().items():
-        (DOCS / file_name).write_text(text)
-        print(f"wrote docs/openapi/{file_name}")
+    from services.runtime.asyncapi import write_documents
+
+    write_documents(DOCS, rendered())
