@@ -215,7 +215,7 @@ def change_requests_router(service) -> APIRouter:
 
 class ProfileChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    weekly_capacity_hours: Decimal | None = Field(default=None, ge=0, le=100000, max_digits=7, decimal_places=2)
+    weekly_capacity_hours: Decimal | None = Field(default=None, ge=0, le=Decimal("99999.99"), max_digits=7, decimal_places=2)
     call_times: list[domain.CallSlot] | None = Field(default=None, max_length=6, description="Daily call slots you cover")
     max_calls_per_day: int | None = Field(default=None, ge=1, le=6)
 
