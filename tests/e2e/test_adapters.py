@@ -369,3 +369,26 @@ async def test_no_personal_detail_in_any_webhook_body_or_portal_listing(placed, 
     for blob in [b.decode() for b in receiver.bodies] + placed["portal_views"]:
         leaked = [s for s in secrets if s in blob]
         assert not leaked, f"personal details {leaked} sent to a provider before the award"
+
+
+def test_the_cli_issues_lists_and_revokes_credentials(stack, monkeypatch):
+    from typer.testing import CliRunner
+
+    from services.cli.main import app
+
+    monkeypatch.setenv("PROVIDERS_ADMIN_TOKEN", ADMIN_TOKEN)
+    monkeypatch.setenv("PROVIDERS_URL", stack.url("providers"))
+    runner = CliRunner()
+    issued = runner.invoke(app, ["providers", "credentials", "issue", "bluebell-care", "--label", "cli test"])
+    assert issued.exit_code == 0, issued.output
+    credential_id, token = issued.output.split()[1], issued.output.strip().splitlines()[-1]
+    assert token.startswith(f"hcp_{credential_id}_")
+    assert httpx.get(f"{stack.url('providers')}/me", headers=bearer(token)).json()["provider_id"] == "bluebell-care"
+    listed = runner.invoke(app, ["providers", "credentials", "list", "bluebell-care"])
+    assert credential_id in listed.output and token not in listed.output
+    assert runner.invoke(app, ["providers", "credentials", "revoke", "bluebell-care", credential_id]).exit_code == 0
+    assert httpx.get(f"{stack.url('providers')}/me", headers=bearer(token)).status_code == 401
+    refused = runner.invoke(app, ["providers", "credentials", "revoke", "bluebell-care", credential_id])
+    assert refused.exit_code == 1
+    monkeypatch.setenv("PROVIDERS_ADMIN_TOKEN", "wrong")
+    assert runner.invoke(app, ["providers", "credentials", "list", "bluebell-care"]).exit_code == 1
