@@ -199,7 +199,9 @@ async def placed(stack, market):
     return {"package": package, "while_down": while_down, "delivered": delivered, "portal_views": portal_views}
 
 
-async def test_a_webhook_delivery_is_retried_while_the_receiver_is_down_and_its_status_shows_it(placed, market):
+async def test_a_webhook_delivery_is_retried_while_the_receiver_is_down_and_its_status_shows_it(placed, market, stack):
+    metrics = httpx.get(f"{stack.url('providers')}/metrics").text
+    assert 'homecare_webhook_deliveries{status="failed"}' in metrics
     down = placed["while_down"]
     assert down["status"] == "pending" and down["attempts"] >= 2 and down["last_error"] and down["delivered_at"] is None
     mine = next(d for d in placed["delivered"] if d["package_id"] == placed["package"]["package_id"])
