@@ -1,10 +1,10 @@
 """The framework's rules on the real Kafka and PostgreSQL, the three services as processes, with
 short offer windows and a small market of the tests' own in one zone.
 
-The market's providers answer through the portal (nobody answers for them automatically), and
-the tests answer for them as a provider's adapter would: by putting BidSubmitted/OfferDeclined on
-``providers.answers``, the published contract. The reference data is a copy of the framework's,
-in a folder of the stack's own, so a test can change it under the running services.
+The market's providers use the portal adapter (nobody answers for them automatically): the tests
+are their staff, answering through the provider API with each provider's own credential. The
+reference data is a copy of the framework's, in a folder of the stack's own, so a test can
+change it under the running services.
 """
 
 from __future__ import annotations
@@ -19,15 +19,13 @@ from decimal import Decimal
 import httpx
 import pytest
 import yaml
-from aiokafka import AIOKafkaProducer
 
-from schemas.events import BidSubmitted, OfferDeclined
 from schemas.vocabulary import CareNeed
 from services.cli.synthetic import package_request
 from services.runtime.db import provision
 from services.runtime.kafka import read_topic
 from services.runtime.reference import DEFAULT_DIR, load_framework
-from tests.support import drop_database, event_of, start_stack, stop_stack
+from tests.support import ADMIN_TOKEN, drop_database, event_of, start_stack, stop_stack
 
 ZONE = "melton"
 NEIGHBOUR = "bottesford"  # adjacent to melton
@@ -73,12 +71,10 @@ async def alloc(infra, namespace, artifacts, reference_dir):
         BROKERAGE_REOFFER_INTERVAL_SECONDS="3",
         BROKERAGE_TIMER_POLL_SECONDS="0.2",
     )
-    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka, enable_idempotence=True)
-    await producer.start()
-    market = Market(stack, infra.kafka, ns, producer, reference_dir)
+    market = Market(stack, infra.kafka, ns, reference_dir)
     await market.wait_for_registry()
+    await market.sign_in()
     yield market
-    await producer.stop()
     stop_stack(stack)
     await drop_database(infra, name)
 
@@ -86,10 +82,11 @@ async def alloc(infra, namespace, artifacts, reference_dir):
 class Market:
     """The tests' hands on the stack: the broker's HTTP calls, the providers' answers, the record."""
 
-    def __init__(self, stack, kafka: str, namespace: str, producer: AIOKafkaProducer, reference_dir):
-        self.stack, self.kafka, self.namespace, self.producer = stack, kafka, namespace, producer
+    def __init__(self, stack, kafka: str, namespace: str, reference_dir):
+        self.stack, self.kafka, self.namespace = stack, kafka, namespace
         self.reference_dir = reference_dir
         self.ids = {k: v["provider_id"] for k, v in MARKET.items()}
+        self.tokens: dict[str, str] = {}
         self.rng = random.Random(7)
         self.index = 0
 
@@ -136,24 +133,39 @@ class Market:
         package = await self.until(package_id, lambda p: p["current_round"] >= offer_round)
         return next(r for r in package["offer_rounds"] if r["offer_round"] == offer_round)
 
-    async def bid(self, package_id: uuid.UUID, offer_round: int, who: str, rate: str) -> None:
-        await self._answer(BidSubmitted(hourly_rate=Decimal(rate), earliest_start=dt.date.today(),
-                                        **self._common(package_id, offer_round, who)))
+    async def sign_in(self) -> None:
+        """A provider API credential for each provider, issued by the brokerage team."""
+        for who, provider_id in self.ids.items():
+            issued = await self.post(f"/providers/{provider_id}/credentials", {"label": "allocation tests"}, service="providers")
+            assert issued.status_code == 201, issued.text
+            self.tokens[who] = issued.json()["token"]
 
-    async def decline(self, package_id: uuid.UUID, offer_round: int, who: str, reason: str = "capacity") -> None:
-        await self._answer(OfferDeclined(reason=reason, reason_text="test", **self._common(package_id, offer_round, who)))
+    async def bid(self, package_id: uuid.UUID, offer_round: int, who: str, rate: str) -> httpx.Response:
+        return await self._answer(package_id, offer_round, who, "bid",
+                                  {"rate": rate, "earliest_start": dt.date.today().isoformat()})
 
-    def _common(self, package_id, offer_round, who) -> dict:
-        return dict(correlation_id=package_id, package_id=package_id, offer_round=offer_round,
-                    provider_id=self.ids.get(who, who), adapter="portal", answered_at=dt.datetime.now(dt.UTC))
+    async def decline(self, package_id: uuid.UUID, offer_round: int, who: str, reason: str = "capacity") -> httpx.Response:
+        return await self._answer(package_id, offer_round, who, "decline", {"reason": reason, "text": "test"})
 
-    async def _answer(self, event) -> None:
-        await self.producer.send_and_wait(f"{self.namespace}.providers.answers", event.model_dump_json().encode(),
-                                          key=str(event.package_id).encode())
+    async def _answer(self, package_id, offer_round, who, kind, body, timeout: float = 20) -> httpx.Response:
+        """Answer as the provider's staff in the portal, once the offer of that round is in its inbox."""
+        headers = {"Authorization": f"Bearer {self.tokens[who]}"}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        async with httpx.AsyncClient(base_url=self.url("providers"), headers=headers) as client:
+            while True:
+                offers = (await client.get("/me/offers", params={"status": "all"})).json()
+                if any(o["package_id"] == str(package_id) and o["offer_round"] >= offer_round for o in offers):
+                    return await client.post(f"/me/offers/{package_id}/{kind}", json=body)
+                if loop.time() > deadline:
+                    raise AssertionError(f"{who} never received round {offer_round} of {package_id}")
+                await asyncio.sleep(0.1)
 
     async def post(self, path: str, body: dict, service: str = "brokerage") -> httpx.Response:
+        """A brokerage team's call (on the providers service, with the team's admin token)."""
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"} if service == "providers" else {}
         async with httpx.AsyncClient() as client:
-            return await client.post(f"{self.url(service)}{path}", json=body)
+            return await client.post(f"{self.url(service)}{path}", json=body, headers=headers)
 
     async def provider(self, who: str) -> dict:
         async with httpx.AsyncClient() as client:
