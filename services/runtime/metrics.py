@@ -23,3 +23,7 @@ PACKAGES_WAITING = Gauge("homecare_packages_waiting", "Packages offered or unpla
                          ["urgency", "status"])
 OLDEST_WAIT = Gauge("homecare_packages_oldest_wait_seconds", "How long the longest-waiting package has waited",
                     ["urgency", "status"])
+NOTIFICATIONS = Counter("homecare_notifications_total", "Notification deliveries by channel and outcome (sent, retried, failed)",
+                        ["channel", "outcome"])
+NOTIFICATIONS_PENDING = Gauge("homecare_notifications_pending", "Deliveries not yet sent, by status (pending, awaiting_contact)",
+                              ["status"])

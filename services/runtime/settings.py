@@ -65,6 +65,32 @@ class ServiceSettings(SharedSettings):
     timer_poll_seconds: float = 0.5
     # The unplaced queue: how often an unplaced package is offered again, tiers from the top.
     reoffer_interval_seconds: float = 6 * 3600
+    # Notifications: channels. A channel is usable only when configured here (email needs an
+    # SMTP host, GOV.UK Notify an API key); ``log`` and ``webhook`` need nothing.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "Home care brokerage <no-reply@brokerage.example.org>"
+    smtp_timeout_seconds: float = 15.0
+    notify_api_key: str | None = None
+    notify_base_url: str = "https://api.notifications.service.gov.uk"
+    notify_email_template_id: str | None = None  # a Notify template with ((subject)) and ((body))
+    notify_sms_template_id: str | None = None    # a Notify template with ((body))
+    notify_template_ids: dict[str, str] = {}     # per message and channel, e.g. {"placement_person.notify_email": "..."}
+    notify_timeout_seconds: float = 15.0
+    webhook_timeout_seconds: float = 10.0
+    # Notifications: the dispatcher sending what the consumer committed.
+    dispatch_poll_seconds: float = 0.2
+    dispatch_batch_size: int = 50
+    delivery_max_attempts: int = 8
+    delivery_backoff_initial_seconds: float = 2.0
+    delivery_backoff_max_seconds: float = 600.0
+    delivery_lease_seconds: float = 120.0  # a claimed delivery whose sender died is tried again after this
+    contact_grace_seconds: float = 3600.0  # how long a message waits for its recipient's contact to be registered
+    seed_channel: str = "log"              # the channel seeded providers and brokers get (deploy/reference/contacts.yaml)
+    brokerage_url: str = "http://127.0.0.1:8001"  # links in messages to providers
 
     @property
     def role(self) -> str:
