@@ -55,11 +55,12 @@ async def notify(uow: UnitOfWork, rules: NotificationRules, event: Envelope) -> 
     for message in messages:
         contact = await repo.contact(uow.conn, message.kind, message.recipient_id)
         channels = await plan_message(uow, rules, event.event_id, event.event_type, event.package_id, message, contact)
-        recipients += [Recipient(kind=message.role, recipient_id=message.recipient_id, channel=c) for c in channels]
+        recipients += [(message.role, message.recipient_id, c) for c in channels]
     if isinstance(event, PackagePlaced):
         await uow.emit(PlacementConfirmed(
             correlation_id=event.package_id, causation_id=event.event_id, package_id=event.package_id,
-            provider_id=event.provider_id, confirmed_at=dt.datetime.now(dt.UTC), recipients=recipients))
+            provider_id=event.provider_id, confirmed_at=dt.datetime.now(dt.UTC),
+            recipients=[Recipient(kind=k, recipient_id=r, channel=c) for k, r, c in recipients]))
 
 
 async def plan_message(uow: UnitOfWork, rules: NotificationRules, event_id: uuid.UUID, event_type: str,
