@@ -65,11 +65,11 @@ class Stack:
 
 
 
-def start_stack(database_url: str, kafka: str, namespace: str, logs: Path) -> Stack:
+def start_stack(database_url: str, kafka: str, namespace: str, logs: Path, extra_env: dict[str, str] | None = None) -> Stack:
     logs.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.endswith("_HTTP_PORT")}
     env |= {"DATABASE_URL": database_url, "KAFKA_BOOTSTRAP_SERVERS": kafka, "HOMECARE_NAMESPACE": namespace,
-            "LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1"}
+            "LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1"} | (extra_env or {})
     stack = Stack(env=env, logs=logs)
     for name in SERVICES:
         stack.start(name)
