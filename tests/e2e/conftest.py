@@ -18,9 +18,9 @@ def mail_server():
 
 @pytest.fixture(scope="package")  # stopped before other test packages run on the same namespace
 def stack(database_url, infra, namespace, artifacts, mail_server):
-    # Every seeded provider and broker is told by email, through the local SMTP server.
+    # Email goes to the local SMTP server (contacts choose it: see test_placement_flow).
     email = {"NOTIFICATIONS_SMTP_HOST": "127.0.0.1", "NOTIFICATIONS_SMTP_PORT": str(mail_server.port),
-             "NOTIFICATIONS_SMTP_SECURITY": "none", "NOTIFICATIONS_SEED_CHANNEL": "email"}
+             "NOTIFICATIONS_SMTP_SECURITY": "none"}
     s = start_stack(database_url, infra.kafka, namespace, artifacts / "e2e-logs", extra_env=email)
     yield s
     codes = stop_stack(s)

@@ -12,6 +12,7 @@ from decimal import Decimal
 import asyncpg
 import httpx
 import pytest
+import yaml
 
 from schemas.events import ProviderProfile
 from services.brokerage.domain import Answer, quality_score, rank_bids
@@ -19,7 +20,7 @@ from services.cli.demo import place_batch, wait_until_ready
 from services.cli.synthetic import batch
 from services.runtime import topics
 from services.runtime.kafka import read_topic
-from services.runtime.reference import load_framework, load_provider_seed
+from services.runtime.reference import load_framework, load_provider_seed, reference_dir
 from tests.support import event_of
 
 PACKAGES = 70  # 5 per zone across all 14 zones
@@ -32,6 +33,15 @@ async def placed_batch(stack):
     requests = batch(framework, PACKAGES, seed=2026)
     async with httpx.AsyncClient(timeout=10) as client:
         await wait_until_ready(client, {n: stack.url(n) for n in ("brokerage", "providers", "notifications")}, timeout=90)
+    # Everyone is told by email (registered over the API, as an administrator would).
+    contacts = yaml.safe_load((reference_dir() / "contacts.yaml").read_text())
+    async with httpx.AsyncClient(timeout=10, base_url=stack.url("notifications")) as client:
+        people = [("brokerage_team", contacts["brokerage_team"])] + [("broker", b) for b in contacts["brokers"]]
+        people += [("provider", {"recipient_id": p["provider_id"], "email": f"placements@{p['provider_id']}.example.org"})
+                   for p in load_provider_seed()]
+        for kind, person in people:
+            body = {"email": person["email"], "channels": ["email"]}
+            (await client.put(f"/recipients/{kind}/{person['recipient_id']}", json=body)).raise_for_status()
     packages = await place_batch(stack.url("brokerage"), requests, timeout=180,
                                  notifications=stack.url("notifications"), contact_channel="email")
     # Let the last confirmations and provider updates land before reading the records.

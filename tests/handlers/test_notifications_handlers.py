@@ -12,8 +12,10 @@ import pytest
 
 from schemas.events import PackagePlaced, PackageUnplaced
 from services.notifications import handlers
+from services.notifications import repository as repo
 from services.notifications.app import build
 from services.runtime import topics
+from services.runtime.outbox import unit_of_work
 from tests.standins import MailServer, NotifyStandIn, WebhookReceiver, serving
 
 
@@ -227,9 +229,8 @@ async def test_a_message_waits_for_a_contact_registered_later_or_fails_when_none
     # The broker never registers: when the grace period is over, the message fails, and says so.
     await service.pool.execute("UPDATE deliveries SET next_attempt_at = now() WHERE package_id = $1 "
                                "AND status = 'awaiting_contact'", event.package_id)
-    async with service.pool.acquire() as conn, conn.transaction():
-        from services.runtime.outbox import UnitOfWork
-        assert await handlers.expire_awaiting(UnitOfWork(conn), service.rules) >= 1
+    async with unit_of_work(service.pool) as uow:
+        assert await handlers.expire_awaiting(uow, service.rules) >= 1
     row = (await statuses(client, event.package_id))[("broker", broker_id, "none")]
     assert row["status"] == "failed" and row["reason"] == "no contact registered for the recipient within 3600 s"
     assert [f["recipient_kind"] for f in await failures(service, event.package_id)] == ["broker"]
@@ -353,3 +354,24 @@ async def test_bad_contacts_are_refused_with_a_reason(notifications, path, body,
     _, _, client = await notifications()
     response = await client.put(path, json=body)
     assert response.status_code == status and response.json()["error"]
+
+
+async def test_a_dispatcher_that_dies_after_claiming_leaves_the_delivery_to_be_sent_after_its_lease(notifications):
+    mail = MailServer().start()
+    try:
+        service, broker, client = await notifications(smtp_host="127.0.0.1", smtp_port=mail.port, delivery_lease_seconds=60)
+        provider = unique("prov")
+        await register(client, "provider", provider, email=f"{provider}@example.org", channels=["email"])
+        event = placed(provider, unique("broker"))
+        await publish(broker, event)
+        claimed = await repo.claim_due(service.pool, limit=1000, lease_seconds=60)  # ...and the process dies here
+        assert any(r["recipient_id"] == provider for r in claimed)
+        await dispatch_all(service)
+        assert mail.to(f"{provider}@example.org") == [], "leased: no second dispatcher sends it meanwhile"
+        await _make_due(service, event.package_id)  # the lease runs out
+        await dispatch_all(service)
+        row = (await statuses(client, event.package_id))[("provider", provider, "email")]
+        assert row["status"] == "sent" and row["attempts"] == 2
+        assert len(mail.to(f"{provider}@example.org")) == 1
+    finally:
+        mail.stop()
