@@ -91,7 +91,7 @@ async def test_each_placement_is_confirmed_once_per_recipient_and_arrives_by_ema
     _, packages = placed_batch
     placed = {p["package_id"]: p for p in packages if p["status"] == "placed"}
     losers = {e["package_id"]: e["losing_provider_ids"] for e in (event_of(r) for _, r in await all_events(infra))
-              if e and e.get("event_type") == "PackagePlaced" and e["package_id"] in placed}
+              if e and e.get("event_type") == "PackagePlaced" and e.get("package_id") in placed}
     expected = {package_id: sorted([("broker", p["requested_by"]), ("person", package_id), ("provider", p["provider_id"])]
                                    + [("losing_bidder", pid) for pid in losers[package_id] if pid != p["provider_id"]])
                 for package_id, p in placed.items()}

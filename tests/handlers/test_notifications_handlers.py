@@ -68,6 +68,16 @@ async def register(client, kind, recipient_id, **body) -> dict:
     return response.json()
 
 
+async def placed_for_provider_by_email(client, broker, address="{provider}@example.org"):
+    """A placement whose provider is told by email (at ``address``) and whose broker by the log."""
+    provider, broker_id = unique("prov"), unique("broker")
+    await register(client, "provider", provider, email=address.format(provider=provider), channels=["email"])
+    await register(client, "broker", broker_id, channels=["log"])
+    event = placed(provider, broker_id)
+    await publish(broker, event)
+    return provider, broker_id, event
+
+
 async def dispatch_all(service, rounds: int = 1) -> None:
     for _ in range(rounds):
         await handlers.dispatch_due(service.pool, service.rules, service.channels)
@@ -127,11 +137,7 @@ async def test_a_redelivered_placement_sends_one_message_per_recipient_and_chann
 async def test_mail_server_down_then_up_delivers_once_after_retries(notifications):
     mail = MailServer()  # its port is chosen, but nothing listens yet
     service, broker, client = await notifications(smtp_host="127.0.0.1", smtp_port=mail.port)
-    provider, broker_id = unique("prov"), unique("broker")
-    await register(client, "provider", provider, email=f"{provider}@example.org", channels=["email"])
-    await register(client, "broker", broker_id, channels=["log"])
-    event = placed(provider, broker_id)
-    await publish(broker, event)
+    provider, broker_id, event = await placed_for_provider_by_email(client, broker)
     for _ in range(3):
         await dispatch_all(service)
         await _make_due(service, event.package_id)
@@ -177,11 +183,7 @@ async def test_a_refused_address_fails_permanently_with_notification_failed_and_
     mail = MailServer().start()
     try:
         service, broker, client = await notifications(smtp_host="127.0.0.1", smtp_port=mail.port)
-        provider, broker_id = unique("prov"), unique("broker")
-        await register(client, "provider", provider, email=f"nobody-{provider}@example.org", channels=["email"])
-        await register(client, "broker", broker_id, channels=["log"])
-        event = placed(provider, broker_id)
-        await publish(broker, event)
+        provider, _, event = await placed_for_provider_by_email(client, broker, "nobody-{provider}@example.org")
         await dispatch_all(service)
         await _make_due(service, event.package_id)
         await dispatch_all(service)
