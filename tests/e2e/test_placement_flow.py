@@ -87,7 +87,8 @@ async def test_every_package_ends_placed_or_unplaced_exactly_once(placed_batch, 
     assert placed > 0
 
 
-async def test_each_placement_is_confirmed_once_per_recipient_and_arrives_by_email(placed_batch, infra, database_url, mail_server):
+async def test_each_placement_is_confirmed_once_per_recipient_and_arrives_by_email(placed_batch, infra, database_url, mail_server,
+                                                                                   artifacts):
     _, packages = placed_batch
     placed = {p["package_id"]: p for p in packages if p["status"] == "placed"}
     losers = {e["package_id"]: e["losing_provider_ids"] for e in (event_of(r) for _, r in await all_events(infra))
@@ -112,6 +113,12 @@ async def test_each_placement_is_confirmed_once_per_recipient_and_arrives_by_ema
     arrived = Counter(m["Message-ID"] for m in mail_server.received)
     assert all(arrived[f"<{r['delivery_id']}@homecare-brokerage>"] == 1 for r in rows)
     assert max(arrived.values()) == 1
+    timing = await query(database_url, "SELECT extract(epoch FROM sent_at - created_at)::float AS s FROM notifications.deliveries "
+                                       "WHERE event_type = 'PackagePlaced' AND package_id::text = ANY($1)", list(placed))
+    seconds = sorted(r["s"] for r in timing)
+    (artifacts / "notifications-e2e.json").write_text(json.dumps({
+        "placements": len(placed), "emails": len(rows), "smtp_server_received_incl_unplaced_alerts": len(arrived),
+        "recorded_to_sent_seconds": {"median": seconds[len(seconds) // 2], "max": seconds[-1]}}, indent=2))
     confirmed = Counter(event_of(r)["package_id"] for t, r in await all_events(infra)
                         if t == topics.resolve("notifications.confirmations") and event_of(r)
                         and event_of(r)["event_type"] == "PlacementConfirmed")
