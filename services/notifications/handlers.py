@@ -51,6 +51,7 @@ async def notify(uow: UnitOfWork, rules: NotificationRules, event: Envelope) -> 
            *getattr(event, "provider_ids", [])]
     names = await repo.provider_names(uow.conn, [i for i in ids if i])
     messages = domain.messages_for(event, provider_names=names, brokerage_url=rules.brokerage_url)
+    await repo.lock_recipients(uow.conn, [(m.kind, m.recipient_id) for m in messages])
     recipients = []
     for message in messages:
         contact = await repo.contact(uow.conn, message.kind, message.recipient_id)
@@ -95,6 +96,7 @@ async def plan_message(uow: UnitOfWork, rules: NotificationRules, event_id: uuid
 
 async def register_recipient(uow: UnitOfWork, rules: NotificationRules, kind: str, recipient_id: str, values: dict) -> int:
     """Store a contact; messages that were waiting for it are planned now. Returns how many."""
+    await repo.lock_recipients(uow.conn, [(kind, recipient_id)])
     await repo.put_recipient(uow.conn, kind, recipient_id, values)
     waiting = await repo.take_awaiting(uow.conn, kind, recipient_id)
     if not waiting:

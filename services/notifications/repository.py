@@ -29,6 +29,15 @@ def contact_of(row: asyncpg.Record | None) -> Contact | None:
                    opted_in=frozenset(row["opted_in"]), large_print=row["large_print"], language=row["language"])
 
 
+async def lock_recipients(conn: asyncpg.Connection, keys: list[tuple[str, str]]) -> None:
+    """Serialise, per recipient, planning a message with registering its contact: otherwise a
+    contact registered while a placement is planned could miss the message waiting for it.
+    Taken in a fixed order, so two events naming the same recipients cannot deadlock."""
+    for kind, recipient_id in sorted(set(keys)):
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('notifications.recipient'), hashtext($1 || ':' || $2))",
+                           kind, recipient_id)
+
+
 async def recipient(conn: Conn, kind: str, recipient_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM recipients WHERE kind = $1 AND recipient_id = $2", kind, recipient_id)
 

@@ -10,7 +10,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from schemas.events import PackagePlaced, PackageUnplaced
+from schemas.events import OfferMade, PackagePlaced, PackageSpec, PackageUnplaced, VisitPattern
 from services.notifications import handlers
 from services.notifications import repository as repo
 from services.notifications.app import build
@@ -377,3 +377,22 @@ async def test_a_dispatcher_that_dies_after_claiming_leaves_the_delivery_to_be_s
         assert len(mail.to(f"{provider}@example.org")) == 1
     finally:
         mail.stop()
+
+
+async def test_a_new_offer_reaches_only_the_providers_that_asked_for_offers(notifications):
+    service, broker, client = await notifications()
+    portal, automatic = unique("portal"), unique("auto")
+    await register(client, "provider", portal, channels=["log"], opted_in=["new_offer"])
+    await register(client, "provider", automatic, channels=["log"])
+    package_id = uuid.uuid4()
+    spec = PackageSpec(zone="melton", band="urban", postcode_district="LE13", hours_per_week=Decimal(7),
+                       visits=VisitPattern(calls_per_day=2, minutes_per_call=30, carers_per_call=1),
+                       needs=["personal_care"], urgency="community", start_date=dt.date(2026, 12, 1))
+    offer = OfferMade(correlation_id=package_id, package_id=package_id, offer_round=1, tier="prime",
+                      provider_ids=[portal, automatic], package=spec, band_rate=Decimal("18.75"),
+                      window_closes_at=dt.datetime(2026, 11, 24, 9, tzinfo=dt.UTC))
+    await publish(broker, offer)
+    await dispatch_all(service)
+    rows = await statuses(client, package_id)
+    assert {k: r["status"] for k, r in rows.items()} == {("provider", portal, "log"): "sent"}
+    assert rows[("provider", portal, "log")]["subject"].startswith("New offer: 7 hours a week in melton")
