@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
+import subprocess
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -21,6 +23,7 @@ from email import message_from_bytes, policy
 import jwt
 import uvicorn
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -34,6 +37,14 @@ class MailServer:
     port: int = field(default_factory=free_port)
     received: list = field(default_factory=list)
     controller: Controller | None = None
+    tls_context: ssl.SSLContext | None = None  # given: STARTTLS required before anything is accepted
+    login: tuple[str, str] | None = None        # given: AUTH required (after STARTTLS)
+    logins: list = field(default_factory=list)
+
+    def _authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
+        ok = isinstance(auth_data, LoginPassword) and self.login == (auth_data.login.decode(), auth_data.password.decode())
+        self.logins.append((auth_data.login.decode(), ok))
+        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.startswith(self.refuse):
@@ -46,7 +57,10 @@ class MailServer:
         return "250 Message accepted for delivery"
 
     def start(self) -> "MailServer":
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        secure = {"tls_context": self.tls_context, "require_starttls": True} if self.tls_context else {}
+        if self.login:
+            secure |= {"authenticator": self._authenticate, "auth_required": True, "auth_require_tls": bool(self.tls_context)}
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port, **secure)
         self.controller.start()
         return self
 
@@ -57,6 +71,17 @@ class MailServer:
 
     def to(self, address: str) -> list:
         return [m for m in self.received if m["To"] == address]
+
+
+def self_signed_certificate(folder) -> tuple[str, ssl.SSLContext]:
+    """A certificate for 127.0.0.1 made with openssl: returns (its path, the server's TLS context)."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return str(cert), context
 
 
 @asynccontextmanager

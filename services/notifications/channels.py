@@ -108,7 +108,7 @@ class Channels:
                 self.email_message(out), hostname=s.smtp_host, port=s.smtp_port,
                 username=s.smtp_username, password=s.smtp_password,
                 use_tls=s.smtp_security == "tls", start_tls=s.smtp_security == "starttls",
-                timeout=s.smtp_timeout_seconds)
+                cert_bundle=s.smtp_cert_bundle, timeout=s.smtp_timeout_seconds)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             detail = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)

@@ -72,6 +72,7 @@ class ServiceSettings(SharedSettings):
     smtp_security: Literal["starttls", "tls", "none"] = "starttls"
     smtp_username: str | None = None
     smtp_password: str | None = None
+    smtp_cert_bundle: str | None = None  # CA certificates for the server's TLS certificate (default: the system's)
     smtp_from: str = "Home care brokerage <no-reply@brokerage.example.org>"
     smtp_timeout_seconds: float = 15.0
     notify_api_key: str | None = None

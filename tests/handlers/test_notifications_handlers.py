@@ -16,7 +16,7 @@ from services.notifications import repository as repo
 from services.notifications.app import build
 from services.runtime import topics
 from services.runtime.outbox import unit_of_work
-from tests.standins import MailServer, NotifyStandIn, WebhookReceiver, serving
+from tests.standins import MailServer, NotifyStandIn, WebhookReceiver, self_signed_certificate, serving
 
 
 def unique(prefix: str) -> str:
@@ -396,3 +396,38 @@ async def test_a_new_offer_reaches_only_the_providers_that_asked_for_offers(noti
     rows = await statuses(client, package_id)
     assert {k: r["status"] for k, r in rows.items()} == {("provider", portal, "log"): "sent"}
     assert rows[("provider", portal, "log")]["subject"].startswith("New offer: 7 hours a week in melton")
+
+
+async def test_email_over_starttls_with_a_login(notifications, tmp_path):
+    cert, context = self_signed_certificate(tmp_path)
+    mail = MailServer(tls_context=context, login=("homecare", "s3cret-pass")).start()
+    try:
+        service, broker, client = await notifications(
+            smtp_host="127.0.0.1", smtp_port=mail.port, smtp_security="starttls", smtp_cert_bundle=cert,
+            smtp_username="homecare", smtp_password="wrong")
+        provider, _, event = await placed_for_provider_by_email(client, broker)
+        await dispatch_all(service)
+        row = (await statuses(client, event.package_id))[("provider", provider, "email")]
+        assert row["status"] == "pending" and "SMTP login failed" in row["reason"], "a wrong password is retried, not final"
+        service.channels.settings = service.settings.model_copy(update={"smtp_password": "s3cret-pass"})
+        await _make_due(service, event.package_id)
+        await dispatch_all(service)
+        row = (await statuses(client, event.package_id))[("provider", provider, "email")]
+        assert row["status"] == "sent" and len(mail.to(f"{provider}@example.org")) == 1
+        assert mail.logins[-1] == ("homecare", True) and not any(ok for _, ok in mail.logins[:-1])
+    finally:
+        mail.stop()
+
+
+async def test_email_is_not_sent_to_a_server_whose_certificate_is_not_trusted(notifications, tmp_path):
+    _, context = self_signed_certificate(tmp_path)
+    mail = MailServer(tls_context=context).start()
+    try:
+        service, broker, client = await notifications(smtp_host="127.0.0.1", smtp_port=mail.port, smtp_security="starttls")
+        provider, _, event = await placed_for_provider_by_email(client, broker)
+        await dispatch_all(service)
+        row = (await statuses(client, event.package_id))[("provider", provider, "email")]
+        assert row["status"] == "pending" and "CERTIFICATE_VERIFY_FAILED" in row["reason"]
+        assert mail.received == []
+    finally:
+        mail.stop()
