@@ -18,7 +18,8 @@ from services.runtime.outbox import unit_of_work
 RecipientKind = Literal["provider", "broker", "person", "brokerage_team"]
 MessageName = Literal["placement_award", "placement_broker", "placement_person", "placement_outcome",
                       "package_unplaced", "package_handed_back", "new_offer"]
-RecipientId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
+# Staff ids are free text at the brokerage (up to 100 characters): anything a path segment can hold.
+RecipientId = Annotated[str, Path(pattern=r"^[^/\x00\s][^/\x00]{0,99}$",
                                   description="Provider id, staff id, brokerage-team, or the package id (person)")]
 NoNul = r"^[^\x00]*$"
 

@@ -431,3 +431,15 @@ async def test_email_is_not_sent_to_a_server_whose_certificate_is_not_trusted(no
         assert mail.received == []
     finally:
         mail.stop()
+
+
+async def test_a_broker_whose_staff_id_has_spaces_can_be_registered_and_told(notifications):
+    service, broker, client = await notifications()
+    provider, broker_id = unique("prov"), f"Amy Patel {uuid.uuid4().hex[:6]}"
+    await register(client, "provider", provider, channels=["log"])
+    event = placed(provider, broker_id)
+    await publish(broker, event)
+    await register(client, "broker", broker_id, channels=["log"])
+    await dispatch_all(service)
+    assert (await statuses(client, event.package_id))[("broker", broker_id, "log")]["status"] == "sent"
+    assert (await client.get(f"/recipients/broker/{broker_id}")).json()["recipient_id"] == broker_id
