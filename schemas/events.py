@@ -305,6 +305,24 @@ class PlacementConfirmed(Envelope):
     confirmed_at: dt.datetime
 
 
+
+class NotificationFailed(Envelope):
+    """A message that could not be delivered, for good: no usable channel, no contact registered,
+    an address refused, or transient failures past the retry limit. Carries no address."""
+
+    event_type: Literal["NotificationFailed"] = "NotificationFailed"
+    producer: Producer = "notifications"
+    package_id: uuid.UUID
+    delivery_id: uuid.UUID = Field(description="The delivery's id in the notifications service (GET /packages/{id}/notifications).")
+    message: str = Field(description="What was to be said, e.g. placement_person, package_unplaced.")
+    recipient_kind: Literal["provider", "broker", "person", "losing_bidder", "brokerage_team"]
+    recipient_id: str = Field(description="Provider id, staff id, brokerage-team, or the package id for the person's contact.")
+    channel: str = Field(description="email, notify_email, notify_sms, webhook, log; none when no channel could be used.")
+    reason: str = Field(max_length=1000)
+    attempts: int = Field(ge=0)
+    failed_at: dt.datetime
+
+
 Event = Union[
     PackageRequested,
     OfferMade,
@@ -320,6 +338,7 @@ Event = Union[
     OfferDeclined,
     ProviderUpdated,
     PlacementConfirmed,
+    NotificationFailed,
 ]
 AnyEvent = Annotated[Event, Field(discriminator="event_type")]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(AnyEvent)

@@ -5,7 +5,7 @@
 | brokerage.packages           | brokerage     | PackageRequested, OfferMade, PackagePlaced, PackageUnplaced, PackageCancelled, PackageStarted, PackageHandedBack, PackageReopened, ExceptionRequested, ExceptionDecided | package id |
 | providers.answers            | providers     | BidSubmitted, OfferDeclined                       | package id  |
 | providers.registry           | providers     | ProviderUpdated                                   | provider id |
-| notifications.confirmations  | notifications | PlacementConfirmed                                | package id  |
+| notifications.confirmations  | notifications | PlacementConfirmed, NotificationFailed            | package id  |
 | homecare.dead-letters        | any consumer  | the original bytes + origin/error headers         | original key|
 """
 
@@ -34,6 +34,7 @@ TOPIC_OF: dict[type[ev.Envelope], str] = {
     ev.OfferDeclined: ANSWERS,
     ev.ProviderUpdated: REGISTRY,
     ev.PlacementConfirmed: CONFIRMATIONS,
+    ev.NotificationFailed: CONFIRMATIONS,
 }
 
 ALL = (PACKAGES, ANSWERS, REGISTRY, CONFIRMATIONS, DEAD_LETTERS)

@@ -40,8 +40,13 @@ async def wait_until_ready(client: httpx.AsyncClient, urls: dict[str, str], time
         await asyncio.sleep(0.5)
 
 
-async def place_batch(brokerage: str, requests: list[dict], *, concurrency: int = 8, timeout: float = 120) -> list[dict]:
-    """POST every request, then wait until each package is placed or unplaced; returns the packages."""
+async def place_batch(brokerage: str, requests: list[dict], *, concurrency: int = 8, timeout: float = 120,
+                      notifications: str | None = None, contact_channel: str = "log") -> list[dict]:
+    """POST every request, then wait until each package is placed or unplaced; returns the packages.
+
+    With ``notifications``, each person's contact is registered there under the package id, as
+    the brokerage team would (it never travels on Kafka): confirmations to the family go by
+    ``contact_channel``."""
     async with httpx.AsyncClient(timeout=30) as client:
         gate = asyncio.Semaphore(concurrency)
 
@@ -49,7 +54,12 @@ async def place_batch(brokerage: str, requests: list[dict], *, concurrency: int 
             async with gate:
                 r = await client.post(f"{brokerage}/packages", json=body)
                 r.raise_for_status()
-                return r.json()["package_id"]
+                package_id = r.json()["package_id"]
+                if notifications:
+                    person = body["person"]
+                    contact = {"email": person.get("email"), "phone": person.get("phone"), "channels": [contact_channel]}
+                    (await client.put(f"{notifications}/recipients/person/{package_id}", json=contact)).raise_for_status()
+                return package_id
 
         ids = await asyncio.gather(*(post(b) for b in requests))
         deadline = time.monotonic() + timeout
@@ -100,6 +110,7 @@ def demo(
     brokerage: str = typer.Option("http://127.0.0.1:8001", envvar="BROKERAGE_URL"),
     providers: str = typer.Option("http://127.0.0.1:8002", envvar="PROVIDERS_URL"),
     notifications: str = typer.Option("http://127.0.0.1:8003", envvar="NOTIFICATIONS_URL"),
+    contact_channel: str = typer.Option("log", help="How the families' confirmations go: log, email, notify_email, notify_sms"),
 ) -> None:
     """Request a batch of synthetic packages across all 14 zones and show how they were placed."""
     console = Console()
@@ -110,12 +121,16 @@ def demo(
             await wait_until_ready(client, urls, timeout=120)
         requests = batch(load_framework(), packages, seed=seed)
         with console.status(f"placing {packages} packages..."):
-            result = await place_batch(brokerage, requests)
+            result = await place_batch(brokerage, requests, notifications=notifications, contact_channel=contact_channel)
+        await asyncio.sleep(1)  # the dispatcher's last sends
         async with httpx.AsyncClient(timeout=10) as client:
             confirmed = 0
+            deliveries: Counter = Counter()
             for p in result:
+                rows = (await client.get(f"{notifications}/packages/{p['package_id']}/notifications")).json()
+                deliveries.update((r["channel"], r["status"]) for r in rows)
                 if p["status"] == "placed":
-                    confirmed += bool((await client.get(f"{notifications}/packages/{p['package_id']}/confirmations")).json())
+                    confirmed += any(r["event_type"] == "PackagePlaced" for r in rows)
         console.print(summary_table(result))
         reasons = Counter(next((t["detail"].get("reason") for t in p["timeline"] if t["stage"] == "unplaced"), "?")
                           for p in result if p["status"] == "unplaced")
@@ -126,6 +141,7 @@ def demo(
             console.print(f"awaiting a broker's approval to pay above the band rate: {awaiting}")
         placed = sum(p["status"] == "placed" for p in result)
         console.print(f"placements confirmed by notifications: {confirmed} of {placed}")
+        console.print("notifications (channel, status): " + ", ".join(f"{c} {s}: {n}" for (c, s), n in sorted(deliveries.items())))
         return result
 
     asyncio.run(run())

@@ -65,6 +65,7 @@ def describe(record: ConsumerRecord) -> Line:
         "PackageUnplaced": f"unplaced: {e.get('reason')}",
         "ProviderUpdated": f"revision {e.get('revision')}, {profile.get('status')}, committed {profile.get('committed_hours')} h",
         "PlacementConfirmed": f"confirmed to {', '.join(r.get('kind', '?') for r in e.get('recipients') or [])}",
+        "NotificationFailed": f"{e.get('message')} to {e.get('recipient_kind')} by {e.get('channel')} failed: {e.get('reason')}",
     }.get(kind, "")
     if topics.dead_letters() == record.topic:
         headers = {k: v.decode(errors="replace") for k, v in record.headers or ()}

@@ -1,32 +1,108 @@
 """Notifications service bootstrap: ``python -m services.notifications``.
 
-HTTP: confirmations per package. Consumes: brokerage.packages (placements).
-Publishes (through its outbox): notifications.confirmations.
+HTTP: recipients' contacts and preferences; what was sent per package. Consumes:
+brokerage.packages (placements, unplaced, hand-backs, offers). Publishes (through its outbox):
+notifications.confirmations. Background: the dispatcher (sends due deliveries, retries, gives up).
 """
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 from pathlib import Path
 
+import yaml
+
 from schemas import topics
-from schemas.events import PackagePlaced, PlacementConfirmed
+from schemas.events import NotificationFailed, OfferMade, PackageHandedBack, PackagePlaced, PackageUnplaced, PlacementConfirmed
 from services.notifications import api, handlers
+from services.notifications import repository as repo
+from services.notifications.channels import Channels, configured
+from services.notifications.templates import Templates
+from services.runtime import metrics
 from services.runtime.asyncapi import declare_publishes
+from services.runtime.db import is_transient
 from services.runtime.http import create_app
+from services.runtime.logging import get_logger
+from services.runtime.outbox import unit_of_work
+from services.runtime.reference import load_provider_seed, reference_dir
 from services.runtime.service import Service
 from services.runtime.settings import ServiceSettings, load
+
+log = get_logger(__name__)
 
 
 def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
     settings = settings or load("notifications")
     service = Service(settings, migrations=Path(__file__).parent / "migrations")
+    rules = handlers.NotificationRules(
+        templates=Templates(), configured=configured(settings), brokerage_url=settings.brokerage_url,
+        contact_grace=dt.timedelta(seconds=settings.contact_grace_seconds), max_attempts=settings.delivery_max_attempts,
+        backoff_initial=settings.delivery_backoff_initial_seconds, backoff_max=settings.delivery_backoff_max_seconds,
+        lease_seconds=settings.delivery_lease_seconds, batch_size=settings.dispatch_batch_size)
+    channels = Channels(settings)
+    service.rules = rules  # for tests and tools that drive the handlers directly
+    service.channels = channels
 
-    service.consumer.on(PackagePlaced)(handlers.confirm_placement)
+    @service.consumer.on(PackagePlaced, PackageUnplaced, PackageHandedBack, OfferMade)
+    async def on_package_event(uow, event):
+        await handlers.notify(uow, rules, event)
+
     service.consumer.subscribe(*topics.CONSUMED_BY["notifications"])
-    declare_publishes(service, topics.CONFIRMATIONS, PlacementConfirmed,
-                      description="A placement confirmed to its recipients. Keyed by package id.")
+    declare_publishes(service, topics.CONFIRMATIONS, PlacementConfirmed, NotificationFailed,
+                      description="A placement's confirmations recorded for their recipients; a message that could "
+                                  "not be delivered, with the reason (no address). Keyed by package id.")
 
-    app = create_app(service, title="Notifications", description="Placement confirmations to everyone concerned.")
-    app.include_router(api.build_router(service))
+    @service.on_startup
+    async def seed_contacts(svc: Service) -> None:
+        await seed_recipients(svc, settings.seed_channel)
+
+    @service.gauge_refreshers.append
+    async def pending(svc: Service) -> None:
+        rows = await svc.pool.fetch("SELECT status, count(*) AS n FROM deliveries "
+                                    "WHERE status IN ('pending', 'awaiting_contact') GROUP BY status")
+        counts = {r["status"]: r["n"] for r in rows}
+        for status in ("pending", "awaiting_contact"):
+            metrics.NOTIFICATIONS_PENDING.labels(status).set(counts.get(status, 0))
+
+    @service.in_background
+    async def dispatcher(svc: Service) -> None:
+        """Sends what the consumer recorded; several dispatchers (or instances) share the work
+        through SKIP LOCKED and leases. A database outage ends the loop; the guard restarts it."""
+        while not svc.stopping.is_set():
+            try:
+                async with unit_of_work(svc.pool) as uow:
+                    expired = await handlers.expire_awaiting(uow, rules)
+                sent = await handlers.dispatch_due(svc.pool, rules, channels)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                log.warning("dispatcher batch failed", error=repr(exc))
+                sent = expired = 0
+            if not (sent or expired):
+                try:
+                    await asyncio.wait_for(svc.stopping.wait(), timeout=settings.dispatch_poll_seconds)
+                except asyncio.TimeoutError:
+                    pass
+
+    app = create_app(service, title="Notifications",
+                     description="Placement confirmations and alerts to everyone concerned, by email, GOV.UK Notify, "
+                                 "webhook or the log; contacts and preferences; delivery status per package.")
+    app.include_router(api.build_router(service, rules))
     return service, app
 
+
+async def seed_recipients(service: Service, channel: str) -> int:
+    """The synthetic market's contacts (providers, brokers, the brokerage team), where not registered."""
+    seed = yaml.safe_load((reference_dir() / "contacts.yaml").read_text())
+    entries = [("brokerage_team", seed["brokerage_team"])] + [("broker", b) for b in seed["brokers"]]
+    entries += [("provider", {"recipient_id": p["provider_id"], "name": p["name"],
+                              "email": seed["provider_email"].format(provider_id=p["provider_id"])})
+                for p in load_provider_seed()]
+    added = 0
+    async with service.pool.acquire() as conn:
+        for kind, entry in entries:
+            values = {k: v for k, v in entry.items() if k != "recipient_id"} | {"channels": [channel]}
+            added += await repo.put_recipient(conn, kind, entry["recipient_id"], values, only_if_new=True)
+    log.info("contacts seeded", added=added, channel=channel)
+    return added

@@ -1,39 +1,176 @@
-"""Who is told what when a package is placed. No I/O.
+"""Who is told what, and how. No I/O.
 
-For now the channel is ``log``: the confirmation is stored and written to the service log.
-Email, GOV.UK Notify and webhook channels come with recipient preferences.
+An event becomes :class:`Message` s (one per recipient: what to say, with the template's
+variables); each message meets its recipient's registered :class:`Contact` and becomes a
+:class:`Plan`: send on these channels, wait for a contact, skip (opted out) or fail (reported
+with the reason - never silently dropped).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Literal
 
-from schemas.events import PackagePlaced
+from schemas.events import Envelope, OfferMade, PackageHandedBack, PackagePlaced, PackageUnplaced
+
+Role = Literal["provider", "broker", "person", "losing_bidder", "brokerage_team"]
+Kind = Literal["provider", "broker", "person", "brokerage_team"]
+Channel = Literal["email", "notify_email", "notify_sms", "webhook", "log"]
+
+CHANNELS: tuple[str, ...] = ("email", "notify_email", "notify_sms", "webhook", "log")
+NO_CHANNEL = "none"
+BROKERAGE_TEAM = "brokerage-team"
+
+# Whose contact a role reads: a losing bidder is a provider like any other.
+KIND_OF_ROLE: dict[str, str] = {"provider": "provider", "losing_bidder": "provider", "broker": "broker",
+                                "person": "person", "brokerage_team": "brokerage_team"}
 
 
 @dataclass(frozen=True)
-class Confirmation:
-    recipient_kind: str
+class MessageKind:
+    name: str
+    essential: bool = False  # sent whatever the opt-outs: the recipient must act on it
+    optional: bool = False   # sent only to those who opted in
+
+
+MESSAGES: dict[str, MessageKind] = {m.name: m for m in (
+    MessageKind("placement_award", essential=True),
+    MessageKind("placement_broker"),
+    MessageKind("placement_person"),
+    MessageKind("placement_outcome"),
+    MessageKind("package_unplaced", essential=True),
+    MessageKind("package_handed_back", essential=True),
+    MessageKind("new_offer", optional=True),
+)}
+
+
+@dataclass(frozen=True)
+class Message:
+    message: str
+    role: Role
     recipient_id: str
-    channel: str
-    subject: str
-    body: str
+    context: dict  # JSON-able template variables; never a person's details
+
+    @property
+    def kind(self) -> str:
+        return KIND_OF_ROLE[self.role]
 
 
-def placement_confirmations(event: PackagePlaced) -> list[Confirmation]:
-    start = event.start_date.isoformat()
-    return [
-        Confirmation(
-            "provider", event.provider_id, "log",
-            f"Package awarded: {event.zone}, {event.hours_per_week} h/week",
-            f"You have been awarded package {event.package_id} in {event.zone} ({event.band} band) at "
-            f"£{event.hourly_rate}/h for {event.hours_per_week} hours a week, starting {start}. "
-            f"Fetch the person's details from the brokerage provider API.",
-        ),
-        Confirmation(
-            "broker", event.requested_by, "log",
-            f"Package placed with {event.provider_id}",
-            f"Package {event.package_id} has been placed with {event.provider_id} from {start} "
-            f"(offer round {event.offer_round}, {event.tier} tier, rate card {event.rate_card}).",
-        ),
-    ]
+@dataclass(frozen=True)
+class Contact:
+    kind: str
+    recipient_id: str
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    webhook_url: str | None = None
+    has_webhook_secret: bool = False
+    channels: tuple[str, ...] = ()
+    opted_out: frozenset[str] = frozenset()
+    opted_in: frozenset[str] = frozenset()
+    large_print: bool = False
+    language: str = "en"
+
+    def address_for(self, channel: str) -> str | None:
+        return {"email": self.email, "notify_email": self.email, "notify_sms": self.phone,
+                "webhook": self.webhook_url if self.has_webhook_secret else None, "log": "log"}.get(channel)
+
+
+@dataclass(frozen=True)
+class Plan:
+    outcome: Literal["send", "skip", "fail", "await_contact", "nothing"]
+    channels: tuple[tuple[str, str], ...] = ()  # (channel, address)
+    reason: str | None = None
+    notes: tuple[str, ...] = field(default=())
+
+
+def _day(d: dt.date) -> str:
+    return f"{d:%A} {d.day} {d:%B %Y}"
+
+
+def messages_for(event: Envelope, *, provider_names: dict[str, str], brokerage_url: str) -> list[Message]:
+    """Who is told what about this event (the losing bidders never learn the winner's price)."""
+    if isinstance(event, PackagePlaced):
+        common = {"package_id": str(event.package_id), "zone": event.zone, "band": event.band.value,
+                  "hours_per_week": str(event.hours_per_week), "start_date": _day(event.start_date),
+                  "urgency": event.urgency.value.replace("_", " ")}
+        provider_name = provider_names.get(event.provider_id, event.provider_id)
+        messages = [
+            Message("placement_award", "provider", event.provider_id, common | {
+                "hourly_rate": str(event.hourly_rate), "tier": event.tier.value, "offer_round": event.offer_round,
+                "person_link": f"{brokerage_url.rstrip('/')}/packages/{event.package_id}/person"}),
+            Message("placement_broker", "broker", event.requested_by, common | {
+                "provider_id": event.provider_id, "provider_name": provider_name, "hourly_rate": str(event.hourly_rate),
+                "tier": event.tier.value, "offer_round": event.offer_round, "rate_card": event.rate_card}),
+            Message("placement_person", "person", str(event.package_id), common | {"provider_name": provider_name}),
+        ]
+        messages += [Message("placement_outcome", "losing_bidder", pid, common)
+                     for pid in dict.fromkeys(event.losing_provider_ids) if pid != event.provider_id]
+        return messages
+    if isinstance(event, PackageUnplaced):
+        return [Message("package_unplaced", "brokerage_team", BROKERAGE_TEAM, {
+            "package_id": str(event.package_id), "zone": event.zone, "band": event.band.value,
+            "hours_per_week": str(event.hours_per_week), "urgency": event.urgency.value.replace("_", " "),
+            "reason": event.reason, "requested_by": event.requested_by})]
+    if isinstance(event, PackageHandedBack):
+        return [Message("package_handed_back", "brokerage_team", BROKERAGE_TEAM, {
+            "package_id": str(event.package_id), "provider_id": event.provider_id,
+            "provider_name": provider_names.get(event.provider_id, event.provider_id),
+            "notice_ends_on": _day(event.notice_ends_on), "reason": event.reason,
+            "hours_per_week": str(event.hours_per_week), "recorded_by": event.recorded_by})]
+    if isinstance(event, OfferMade):
+        spec = event.package
+        return [Message("new_offer", "provider", pid, {
+            "package_id": str(event.package_id), "zone": spec.zone, "band": spec.band.value,
+            "postcode_district": spec.postcode_district, "hours_per_week": str(spec.hours_per_week),
+            "urgency": spec.urgency.value.replace("_", " "), "start_date": _day(spec.start_date),
+            "band_rate": str(event.band_rate), "offer_round": event.offer_round, "tier": event.tier.value,
+            "window_closes_at": f"{event.window_closes_at:%H:%M on %A %d %B %Y} (UTC)"})
+                for pid in dict.fromkeys(event.provider_ids)]
+    return []
+
+
+def plan(message: Message, contact: Contact | None, configured: frozenset[str]) -> Plan:
+    """How this message reaches this recipient, given the channels this installation can use."""
+    kind = MESSAGES[message.message]
+    if contact is None:
+        # Optional messages go only to those who asked; everyone else may still register.
+        return Plan("nothing") if kind.optional else Plan("await_contact", reason="no contact registered")
+    if kind.optional and message.message not in contact.opted_in:
+        return Plan("nothing")
+    if not kind.essential and message.message in contact.opted_out:
+        return Plan("skip", reason=f"the recipient opted out of {message.message}")
+    chosen, notes = [], []
+    for channel in contact.channels:
+        address = contact.address_for(channel)
+        if channel not in configured:
+            notes.append(f"{channel} is not configured in this installation")
+        elif not address:
+            notes.append(f"{channel}: no {_needs(channel)} registered")
+        else:
+            chosen.append((channel, address))
+    if not chosen:
+        why = "; ".join(notes) if notes else "no channel chosen"
+        return Plan("fail", reason=f"no usable channel ({why})", notes=tuple(notes))
+    return Plan("send", channels=tuple(chosen), notes=tuple(notes))
+
+
+def _needs(channel: str) -> str:
+    return {"email": "email address", "notify_email": "email address", "notify_sms": "mobile number",
+            "webhook": "webhook URL and secret"}.get(channel, "address")
+
+
+def retry_delay(attempt: int, *, initial: float, maximum: float, jitter: float) -> float:
+    """Capped exponential backoff with jitter (``jitter`` in [0, 1), drawn by the caller):
+    between half and all of ``initial * 2**(attempt-1)``, never above ``maximum``."""
+    base = min(maximum, initial * 2 ** max(0, attempt - 1))
+    return base * (0.5 + 0.5 * jitter)
+
+
+def scrub(text: str, *addresses: str | None) -> str:
+    """An error message fit for an event: the recipient's address taken out."""
+    for address in addresses:
+        if address:
+            text = text.replace(address, "<address>")
+    return text[:1000]

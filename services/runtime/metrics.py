@@ -25,3 +25,7 @@ OLDEST_WAIT = Gauge("homecare_packages_oldest_wait_seconds", "How long the longe
                     ["urgency", "status"])
 WEBHOOK_DELIVERIES = Gauge("homecare_webhook_deliveries", "Offers to providers' webhooks, by status (pending, failed)",
                            ["status"])
+NOTIFICATIONS = Counter("homecare_notifications_total", "Notification deliveries by channel and outcome (sent, retried, failed)",
+                        ["channel", "outcome"])
+NOTIFICATIONS_PENDING = Gauge("homecare_notifications_pending", "Deliveries not yet sent, by status (pending, awaiting_contact)",
+                              ["status"])

@@ -85,10 +85,35 @@ class ServiceSettings(SharedSettings):
     # Webhook adapters (providers): offers POSTed to providers' systems from the deliveries table,
     # retried with capped, jittered exponential backoff until delivered or the offer window closes.
     webhook_poll_seconds: float = 0.5
-    webhook_timeout_seconds: float = 5.0
+    webhook_timeout_seconds: float = 10.0  # any webhook a service sends (offers, notifications)
     webhook_backoff_initial_seconds: float = 1.0
     webhook_backoff_max_seconds: float = 300.0
     webhook_max_attempts: int = 20
+    # Notifications: channels. A channel is usable only when configured here (email needs an
+    # SMTP host, GOV.UK Notify an API key); ``log`` and ``webhook`` need nothing.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_cert_bundle: str | None = None  # CA certificates for the server's TLS certificate (default: the system's)
+    smtp_from: str = "Home care brokerage <no-reply@brokerage.example.org>"
+    smtp_timeout_seconds: float = 15.0
+    notify_api_key: str | None = None
+    notify_base_url: str = "https://api.notifications.service.gov.uk"
+    notify_email_template_id: str | None = None  # a Notify template with ((subject)) and ((body))
+    notify_sms_template_id: str | None = None    # a Notify template with ((body))
+    notify_template_ids: dict[str, str] = {}     # per message and channel, e.g. {"placement_person.notify_email": "..."}
+    notify_timeout_seconds: float = 15.0
+    # Notifications: the dispatcher sending what the consumer committed.
+    dispatch_poll_seconds: float = 0.2
+    dispatch_batch_size: int = 50
+    delivery_max_attempts: int = 8
+    delivery_backoff_initial_seconds: float = 2.0
+    delivery_backoff_max_seconds: float = 600.0
+    delivery_lease_seconds: float = 120.0  # a claimed delivery whose sender died is tried again after this
+    contact_grace_seconds: float = 3600.0  # how long a message waits for its recipient's contact to be registered
+    seed_channel: str = "log"              # the channel seeded providers and brokers get (deploy/reference/contacts.yaml)
 
     @property
     def role(self) -> str:

@@ -4,12 +4,24 @@ import signal
 
 import pytest
 
+from tests.standins import MailServer
 from tests.support import start_stack, stop_stack
 
 
+@pytest.fixture(scope="package")
+def mail_server():
+    """A real SMTP server (aiosmtpd) the notifications service sends its email to."""
+    server = MailServer().start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="package")  # stopped before other test packages run on the same namespace
-def stack(database_url, infra, namespace, artifacts):
-    s = start_stack(database_url, infra.kafka, namespace, artifacts / "e2e-logs")
+def stack(database_url, infra, namespace, artifacts, mail_server):
+    # Email goes to the local SMTP server (contacts choose it: see test_placement_flow).
+    email = {"NOTIFICATIONS_SMTP_HOST": "127.0.0.1", "NOTIFICATIONS_SMTP_PORT": str(mail_server.port),
+             "NOTIFICATIONS_SMTP_SECURITY": "none"}
+    s = start_stack(database_url, infra.kafka, namespace, artifacts / "e2e-logs", extra_env=email)
     yield s
     codes = stop_stack(s)
     # uvicorn re-raises SIGTERM once its graceful shutdown is done, so -15 is a clean exit too;

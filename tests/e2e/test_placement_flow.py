@@ -12,6 +12,7 @@ from decimal import Decimal
 import asyncpg
 import httpx
 import pytest
+import yaml
 
 from schemas.events import ProviderProfile
 from services.brokerage.domain import Answer, quality_score, rank_bids
@@ -19,7 +20,7 @@ from services.cli.demo import place_batch, wait_until_ready
 from services.cli.synthetic import batch
 from services.runtime import topics
 from services.runtime.kafka import read_topic
-from services.runtime.reference import load_framework, load_provider_seed
+from services.runtime.reference import load_framework, load_provider_seed, reference_dir
 from tests.support import event_of, personal_values
 
 PACKAGES = 70  # 5 per zone across all 14 zones
@@ -31,7 +32,17 @@ async def placed_batch(stack):
     requests = batch(framework, PACKAGES, seed=2026)
     async with httpx.AsyncClient(timeout=10) as client:
         await wait_until_ready(client, {n: stack.url(n) for n in ("brokerage", "providers", "notifications")}, timeout=90)
-    packages = await place_batch(stack.url("brokerage"), requests, timeout=180)
+    # Everyone is told by email (registered over the API, as an administrator would).
+    contacts = yaml.safe_load((reference_dir() / "contacts.yaml").read_text())
+    async with httpx.AsyncClient(timeout=10, base_url=stack.url("notifications")) as client:
+        people = [("brokerage_team", contacts["brokerage_team"])] + [("broker", b) for b in contacts["brokers"]]
+        people += [("provider", {"recipient_id": p["provider_id"], "email": f"placements@{p['provider_id']}.example.org"})
+                   for p in load_provider_seed()]
+        for kind, person in people:
+            body = {"email": person["email"], "channels": ["email"]}
+            (await client.put(f"/recipients/{kind}/{person['recipient_id']}", json=body)).raise_for_status()
+    packages = await place_batch(stack.url("brokerage"), requests, timeout=180,
+                                 notifications=stack.url("notifications"), contact_channel="email")
     # Let the last confirmations and provider updates land before reading the records.
     await asyncio.sleep(2)
     return requests, packages
@@ -75,18 +86,41 @@ async def test_every_package_ends_placed_or_unplaced_exactly_once(placed_batch, 
     assert placed > 0
 
 
-async def test_each_placement_has_exactly_one_confirmation_per_recipient(placed_batch, infra, database_url):
+async def test_each_placement_is_confirmed_once_per_recipient_and_arrives_by_email(placed_batch, infra, database_url, mail_server,
+                                                                                   artifacts):
     _, packages = placed_batch
     placed = {p["package_id"]: p for p in packages if p["status"] == "placed"}
-    rows = await query(database_url, "SELECT package_id::text, recipient_kind, recipient_id, channel FROM notifications.confirmations "
-                                     "WHERE package_id::text = ANY($1)", list(placed))
+    losers = {e["package_id"]: e["losing_provider_ids"] for e in (event_of(r) for _, r in await all_events(infra))
+              if e and e.get("event_type") == "PackagePlaced" and e.get("package_id") in placed}
+    expected = {package_id: sorted([("broker", p["requested_by"]), ("person", package_id), ("provider", p["provider_id"])]
+                                   + [("losing_bidder", pid) for pid in losers[package_id] if pid != p["provider_id"]])
+                for package_id, p in placed.items()}
+    rows = []
+    for _ in range(40):  # the dispatcher sends shortly after the consumer records
+        rows = await query(database_url, "SELECT package_id::text, delivery_id::text, recipient_role, recipient_id, channel, status "
+                                         "FROM notifications.deliveries WHERE event_type = 'PackagePlaced' "
+                                         "AND package_id::text = ANY($1)", list(placed))
+        if rows and all(r["status"] == "sent" for r in rows) and len(rows) == sum(map(len, expected.values())):
+            break
+        await asyncio.sleep(0.5)
     per_package = defaultdict(list)
     for r in rows:
-        per_package[r["package_id"]].append((r["recipient_kind"], r["recipient_id"]))
-    for package_id, package in placed.items():
-        assert sorted(per_package[package_id]) == sorted([("broker", package["requested_by"]), ("provider", package["provider_id"])])
+        per_package[r["package_id"]].append((r["recipient_role"], r["recipient_id"]))
+        assert (r["channel"], r["status"]) == ("email", "sent"), dict(r)
+    assert {k: sorted(v) for k, v in per_package.items()} == expected
+    # What arrived at the SMTP server: exactly one message per delivery, none twice.
+    arrived = Counter(m["Message-ID"] for m in mail_server.received)
+    assert all(arrived[f"<{r['delivery_id']}@homecare-brokerage>"] == 1 for r in rows)
+    assert max(arrived.values()) == 1
+    timing = await query(database_url, "SELECT extract(epoch FROM sent_at - created_at)::float AS s FROM notifications.deliveries "
+                                       "WHERE event_type = 'PackagePlaced' AND package_id::text = ANY($1)", list(placed))
+    seconds = sorted(r["s"] for r in timing)
+    (artifacts / "notifications-e2e.json").write_text(json.dumps({
+        "placements": len(placed), "emails": len(rows), "smtp_server_received_incl_unplaced_alerts": len(arrived),
+        "recorded_to_sent_seconds": {"median": seconds[len(seconds) // 2], "max": seconds[-1]}}, indent=2))
     confirmed = Counter(event_of(r)["package_id"] for t, r in await all_events(infra)
-                        if t == topics.resolve("notifications.confirmations") and event_of(r))
+                        if t == topics.resolve("notifications.confirmations") and event_of(r)
+                        and event_of(r)["event_type"] == "PlacementConfirmed")
     assert {k: v for k, v in confirmed.items() if k in placed} == {k: 1 for k in placed}
 
 

@@ -158,8 +158,8 @@ async def test_crashes_and_restarts_lose_nothing_and_double_nothing(chaos_stack,
         placed = {r["package_id"]: r for r in await conn.fetch(
             "SELECT package_id::text, provider_id, requested_by FROM brokerage.packages WHERE package_id::text = ANY($1) AND status = 'placed'", ids)}
         confirmations = await conn.fetch(
-            "SELECT package_id::text, recipient_kind, recipient_id, count(*) n FROM notifications.confirmations "
-            "WHERE package_id::text = ANY($1) GROUP BY 1, 2, 3", ids)
+            "SELECT package_id::text, recipient_role, recipient_id, channel, count(*) n FROM notifications.deliveries "
+            "WHERE event_type = 'PackagePlaced' AND package_id::text = ANY($1) GROUP BY 1, 2, 3, 4", ids)
         providers_placements = {r["package_id"]: r["provider_id"] for r in await conn.fetch(
             "SELECT package_id::text, provider_id FROM providers.placements WHERE package_id::text = ANY($1)", ids)}
         over = await conn.fetchval("SELECT count(*) FROM providers.providers WHERE committed_hours + held_hours > weekly_capacity_hours")
@@ -176,9 +176,11 @@ async def test_crashes_and_restarts_lose_nothing_and_double_nothing(chaos_stack,
     per_package = defaultdict(set)
     for r in confirmations:
         assert r["n"] == 1
-        per_package[r["package_id"]].add((r["recipient_kind"], r["recipient_id"]))
+        per_package[r["package_id"]].add((r["recipient_role"], r["recipient_id"]))
     for package_id, row in placed.items():
-        assert per_package[package_id] == {("provider", row["provider_id"]), ("broker", row["requested_by"])}, package_id
+        told = {("provider", row["provider_id"]), ("broker", row["requested_by"]), ("person", package_id)}
+        assert told <= per_package[package_id], package_id
+        assert {role for role, _ in per_package[package_id] - told} <= {"losing_bidder"}, package_id
         assert providers_placements.get(package_id) == row["provider_id"]
     assert set(providers_placements) == set(placed)
     assert over == 0 and held == 0, "capacity over-committed or still held after every package is final"

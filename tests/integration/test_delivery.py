@@ -139,8 +139,9 @@ async def test_a_consumer_applies_each_event_once_dead_letters_garbage_and_commi
             await asyncio.sleep(0.3)
         assert all(committed.get(p, 0) == end for p, end in ends.items() if end), (committed, ends)
 
-        rows = await service.pool.fetch("SELECT recipient_kind FROM confirmations WHERE package_id = $1", package_id)
-        assert sorted(r["recipient_kind"] for r in rows) == ["broker", "provider"]
+        rows = await service.pool.fetch("SELECT recipient_role FROM deliveries WHERE package_id = $1", package_id)
+        losers = [pid for pid in placed.losing_provider_ids if pid != placed.provider_id]
+        assert sorted(r["recipient_role"] for r in rows) == sorted(["broker", "person", "provider"] + ["losing_bidder"] * len(losers))
         assert await service.pool.fetchval("SELECT count(*) FROM outbox WHERE aggregateid = $1", str(package_id)) == 1
 
         letters = await wait_for_records(infra.kafka, topics.dead_letters(),

@@ -1,0 +1,445 @@
+"""The notifications service's handlers and dispatcher on the in-memory broker, with a real
+PostgreSQL and real channel servers (SMTP by aiosmtpd, a GOV.UK Notify stand-in, a webhook
+receiver) on loopback ports."""
+
+import datetime as dt
+import json
+import uuid
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from schemas.events import OfferMade, PackagePlaced, PackageSpec, PackageUnplaced, VisitPattern
+from services.notifications import handlers
+from services.notifications import repository as repo
+from services.notifications.app import build
+from services.runtime import topics
+from services.runtime.outbox import unit_of_work
+from tests.standins import MailServer, NotifyStandIn, WebhookReceiver, self_signed_certificate, serving
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def placed(provider_id: str, broker: str, losers=()) -> PackagePlaced:
+    package_id = uuid.uuid4()
+    return PackagePlaced(correlation_id=package_id, package_id=package_id, provider_id=provider_id, offer_round=1,
+                         tier="prime", hourly_rate=Decimal("18.75"), hours_per_week=Decimal("7"),
+                         start_date=dt.date(2026, 12, 7), zone="melton", band="urban", urgency="community",
+                         rate_card="2026-27", requested_by=broker, losing_provider_ids=list(losers),
+                         placed_at=dt.datetime.now(dt.UTC))
+
+
+@pytest.fixture
+async def notifications(in_memory):
+    """Start the notifications service in-process with these settings; returns (service, broker, http client)."""
+    clients = []
+
+    async def start(**settings):
+        defaults = dict(delivery_backoff_initial_seconds=0.01, delivery_backoff_max_seconds=0.02, smtp_security="none",
+                        smtp_timeout_seconds=3)
+
+        apps = []
+
+        def configured_build(base):
+            service, app = build(base.model_copy(update=defaults | settings))
+            apps.append(app)
+            return service, app
+
+        service, broker = await in_memory(configured_build, "notifications")
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=apps[0]), base_url="http://notifications")
+        clients.append(client)
+        return service, broker, client
+
+    yield start
+    for client in clients:
+        await client.aclose()
+
+
+async def publish(broker, event) -> None:
+    await broker.publish(event.model_dump_json().encode(), topic=topics.resolve("brokerage.packages"))
+
+
+async def register(client, kind, recipient_id, **body) -> dict:
+    response = await client.put(f"/recipients/{kind}/{recipient_id}", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def placed_for_provider_by_email(client, broker, address="{provider}@example.org"):
+    """A placement whose provider is told by email (at ``address``) and whose broker by the log."""
+    provider, broker_id = unique("prov"), unique("broker")
+    await register(client, "provider", provider, email=address.format(provider=provider), channels=["email"])
+    await register(client, "broker", broker_id, channels=["log"])
+    event = placed(provider, broker_id)
+    await publish(broker, event)
+    return provider, broker_id, event
+
+
+async def dispatch_all(service, rounds: int = 1) -> None:
+    for _ in range(rounds):
+        await handlers.dispatch_due(service.pool, service.rules, service.channels)
+
+
+async def statuses(client, package_id) -> dict:
+    rows = (await client.get(f"/packages/{package_id}/notifications")).json()
+    return {(r["recipient_role"], r["recipient_id"], r["channel"]): r for r in rows}
+
+
+async def failures(service, package_id) -> list[dict]:
+    rows = await service.pool.fetch("SELECT payload::text AS p FROM outbox WHERE type = 'NotificationFailed' AND aggregateid = $1",
+                                    str(package_id))
+    return [json.loads(r["p"]) for r in rows]
+
+
+async def test_a_redelivered_placement_sends_one_message_per_recipient_and_channel(notifications):
+    mail = MailServer().start()
+    try:
+        service, broker, client = await notifications(smtp_host="127.0.0.1", smtp_port=mail.port)
+        provider, loser, broker_id = unique("prov"), unique("loser"), unique("broker")
+        await register(client, "provider", provider, name="Oak Care", email=f"{provider}@example.org", channels=["email", "log"])
+        await register(client, "provider", loser, email=f"{loser}@example.org", channels=["email"])
+        await register(client, "broker", broker_id, email=f"{broker_id}@example.org", channels=["email"])
+        event = placed(provider, broker_id, losers=[loser])
+        await register(client, "person", str(event.package_id), email=f"family-{event.package_id}@example.org",
+                       channels=["email"], large_print=True)
+        for _ in range(3):
+            await publish(broker, event)
+        await dispatch_all(service, rounds=3)
+        await publish(broker, event)  # after sending, too
+        await dispatch_all(service)
+        rows = await statuses(client, event.package_id)
+        assert {k: r["status"] for k, r in rows.items()} == {
+            ("provider", provider, "email"): "sent", ("provider", provider, "log"): "sent",
+            ("broker", broker_id, "email"): "sent", ("person", str(event.package_id), "email"): "sent",
+            ("losing_bidder", loser, "email"): "sent"}
+        for address in (f"{provider}@example.org", f"{loser}@example.org", f"{broker_id}@example.org",
+                        f"family-{event.package_id}@example.org"):
+            assert len(mail.to(address)) == 1, address
+        [family] = mail.to(f"family-{event.package_id}@example.org")
+        assert family["Subject"] == "Your home care starts on Monday 7 December 2026"
+        assert "carers from Oak Care" in family.get_body(("plain",)).get_content()
+        assert "font-size: 24px" in family.get_body(("html",)).get_content(), "large print honoured"
+        [award] = mail.to(f"{provider}@example.org")
+        assert f"/packages/{event.package_id}/person" in award.get_body(("plain",)).get_content()
+        confirmed = await service.pool.fetch("SELECT payload::text AS p FROM outbox WHERE type = 'PlacementConfirmed' "
+                                             "AND aggregateid = $1", str(event.package_id))
+        assert len(confirmed) == 1
+        kinds = {(r["kind"], r["channel"]) for r in json.loads(confirmed[0]["p"])["recipients"]}
+        assert kinds == {("provider", "email"), ("provider", "log"), ("broker", "email"), ("person", "email"),
+                         ("losing_bidder", "email")}
+    finally:
+        mail.stop()
+
+
+async def test_mail_server_down_then_up_delivers_once_after_retries(notifications):
+    mail = MailServer()  # its port is chosen, but nothing listens yet
+    service, broker, client = await notifications(smtp_host="127.0.0.1", smtp_port=mail.port)
+    provider, broker_id, event = await placed_for_provider_by_email(client, broker)
+    for _ in range(3):
+        await dispatch_all(service)
+        await _make_due(service, event.package_id)
+    row = (await statuses(client, event.package_id))[("provider", provider, "email")]
+    assert row["status"] == "pending" and row["attempts"] == 3 and "unreachable" in row["reason"]
+    assert (await statuses(client, event.package_id))[("broker", broker_id, "log")]["status"] == "sent", \
+        "a channel failing does not hold up the others"
+    mail.start()
+    try:
+        await dispatch_all(service)
+        await _make_due(service, event.package_id)
+        await dispatch_all(service)
+        row = (await statuses(client, event.package_id))[("provider", provider, "email")]
+        assert row["status"] == "sent" and row["attempts"] == 4
+        assert len(mail.to(f"{provider}@example.org")) == 1
+        assert await failures(service, event.package_id) == []
+    finally:
+        mail.stop()
+
+
+async def _make_due(service, package_id) -> None:
+    """Skip the backoff's wait (the delay itself is unit-tested)."""
+    await service.pool.execute("UPDATE deliveries SET next_attempt_at = now() WHERE package_id = $1 AND status = 'pending'",
+                               package_id)
+
+
+async def test_transient_failures_past_the_limit_fail_for_good(notifications):
+    service, broker, client = await notifications(smtp_host="127.0.0.1", smtp_port=MailServer().port, delivery_max_attempts=2)
+    provider = unique("prov")
+    await register(client, "provider", provider, email=f"{provider}@example.org", channels=["email"])
+    event = placed(provider, unique("broker"))
+    await publish(broker, event)
+    for _ in range(3):
+        await dispatch_all(service)
+        await _make_due(service, event.package_id)
+    row = (await statuses(client, event.package_id))[("provider", provider, "email")]
+    assert row["status"] == "failed" and row["reason"].startswith("gave up after 2 attempts: mail server unreachable")
+    [failed] = [f for f in await failures(service, event.package_id) if f["channel"] == "email"]
+    assert failed["attempts"] == 2 and failed["recipient_id"] == provider
+
+
+async def test_a_refused_address_fails_permanently_with_notification_failed_and_no_address_in_it(notifications):
+    mail = MailServer().start()
+    try:
+        service, broker, client = await notifications(smtp_host="127.0.0.1", smtp_port=mail.port)
+        provider, _, event = await placed_for_provider_by_email(client, broker, "nobody-{provider}@example.org")
+        await dispatch_all(service)
+        await _make_due(service, event.package_id)
+        await dispatch_all(service)
+        row = (await statuses(client, event.package_id))[("provider", provider, "email")]
+        assert row["status"] == "failed" and row["attempts"] == 1 and "550" in row["reason"]
+        [failed] = await failures(service, event.package_id)
+        assert failed["message"] == "placement_award" and failed["recipient_kind"] == "provider"
+        assert failed["channel"] == "email" and "550" in failed["reason"]
+        assert "nobody-" not in json.dumps(failed), "the event carries no address"
+        assert mail.received == []
+    finally:
+        mail.stop()
+
+
+async def test_a_recipient_with_no_usable_channel_is_reported_not_dropped(notifications):
+    service, broker, client = await notifications()  # no SMTP configured here
+    provider, broker_id = unique("prov"), unique("broker")
+    await register(client, "provider", provider, email=f"{provider}@example.org", channels=["email"])
+    await register(client, "broker", broker_id, channels=["notify_sms"])
+    event = placed(provider, broker_id)
+    await publish(broker, event)
+    rows = await statuses(client, event.package_id)
+    assert rows[("provider", provider, "none")]["status"] == "failed"
+    assert rows[("provider", provider, "none")]["reason"] == "no usable channel (email is not configured in this installation)"
+    assert rows[("broker", broker_id, "none")]["reason"] == "no usable channel (notify_sms is not configured in this installation)"
+    assert {(f["recipient_kind"], f["channel"]) for f in await failures(service, event.package_id)} == {
+        ("provider", "none"), ("broker", "none")}
+
+
+async def test_a_message_waits_for_a_contact_registered_later_or_fails_when_none_comes(notifications):
+    service, broker, client = await notifications(contact_grace_seconds=3600)
+    provider, broker_id = unique("prov"), unique("broker")
+    await register(client, "provider", provider, channels=["log"])
+    event = placed(provider, broker_id)  # neither the broker nor the family has a contact yet
+    await publish(broker, event)
+    rows = await statuses(client, event.package_id)
+    assert rows[("person", str(event.package_id), "none")]["status"] == "awaiting_contact"
+    assert rows[("broker", broker_id, "none")]["status"] == "awaiting_contact"
+    registered = await register(client, "person", str(event.package_id), channels=["log"])
+    assert registered["messages_planned_now"] == 1
+    await dispatch_all(service)
+    rows = await statuses(client, event.package_id)
+    assert rows[("person", str(event.package_id), "log")]["status"] == "sent"
+    assert ("person", str(event.package_id), "none") not in rows
+    # The broker never registers: when the grace period is over, the message fails, and says so.
+    await service.pool.execute("UPDATE deliveries SET next_attempt_at = now() WHERE package_id = $1 "
+                               "AND status = 'awaiting_contact'", event.package_id)
+    async with unit_of_work(service.pool) as uow:
+        assert await handlers.expire_awaiting(uow, service.rules) >= 1
+    row = (await statuses(client, event.package_id))[("broker", broker_id, "none")]
+    assert row["status"] == "failed" and row["reason"] == "no contact registered for the recipient within 3600 s"
+    assert [f["recipient_kind"] for f in await failures(service, event.package_id)] == ["broker"]
+
+
+async def test_opted_out_messages_are_recorded_as_skipped(notifications):
+    service, broker, client = await notifications()
+    provider, loser, broker_id = unique("prov"), unique("loser"), unique("broker")
+    await register(client, "provider", provider, channels=["log"], opted_out=["placement_award"])  # essential: sent anyway
+    await register(client, "provider", loser, channels=["log"], opted_out=["placement_outcome"])
+    await register(client, "broker", broker_id, channels=["log"])
+    event = placed(provider, broker_id, losers=[loser])
+    await publish(broker, event)
+    rows = await statuses(client, event.package_id)
+    assert rows[("provider", provider, "log")]["status"] == "pending"
+    assert rows[("losing_bidder", loser, "none")]["status"] == "skipped"
+    assert rows[("losing_bidder", loser, "none")]["reason"] == "the recipient opted out of placement_outcome"
+
+
+async def test_govuk_notify_gets_an_authenticated_request_with_the_rendered_message(notifications):
+    standin = NotifyStandIn()
+    async with serving(standin.app()) as url:
+        service, broker, client = await notifications(
+            notify_api_key=standin.api_key, notify_base_url=url, notify_email_template_id="11111111-1111-4111-8111-111111111111",
+            notify_sms_template_id="22222222-2222-4222-8222-222222222222",
+            notify_template_ids={"placement_person.notify_sms": "33333333-3333-4333-8333-333333333333"})
+        provider, broker_id = unique("prov"), unique("broker")
+        await register(client, "provider", provider, name="Oak Care", email=f"{provider}@example.org", channels=["notify_email"])
+        await register(client, "broker", broker_id, email=f"nobody-{broker_id}@example.org", channels=["notify_email"])
+        event = placed(provider, broker_id)
+        await register(client, "person", str(event.package_id), phone="07700 900123", channels=["notify_sms"])
+        standin.fail_next = 1  # Notify has a bad moment first
+        await publish(broker, event)
+        for _ in range(3):
+            await dispatch_all(service)
+            await _make_due(service, event.package_id)
+        rows = await statuses(client, event.package_id)
+        assert rows[("provider", provider, "notify_email")]["status"] == "sent"
+        assert rows[("person", str(event.package_id), "notify_sms")]["status"] == "sent"
+        assert rows[("broker", broker_id, "notify_email")]["status"] == "failed"
+        assert "GOV.UK Notify rejected the message: 400" in rows[("broker", broker_id, "notify_email")]["reason"]
+        by_kind = {r["kind"]: r for r in standin.received}
+        email, sms = by_kind["email"], by_kind["sms"]
+        assert email["email_address"] == f"{provider}@example.org"
+        assert email["template_id"] == "11111111-1111-4111-8111-111111111111"
+        assert email["personalisation"]["subject"].startswith("Package awarded to you")
+        assert email["reference"] == str(rows[("provider", provider, "notify_email")]["delivery_id"])
+        assert sms["phone_number"] == "07700 900123" and sms["template_id"] == "33333333-3333-4333-8333-333333333333"
+        assert "carers from Oak Care" in sms["personalisation"]["body"]
+        assert [f["channel"] for f in await failures(service, event.package_id)] == ["notify_email"]
+        assert not [m for m in standin.rejected if "Invalid token" in m or "Unauthorized" in m]
+
+
+async def test_the_notify_standin_refuses_a_wrong_key(notifications):
+    """The stand-in's JWT check can fail: a client with another secret is refused (403, transient here)."""
+    standin = NotifyStandIn()
+    async with serving(standin.app()) as url:
+        wrong = f"homecare_test-{standin.service_id}-{uuid.uuid4()}"
+        service, broker, client = await notifications(notify_api_key=wrong, notify_base_url=url,
+                                                      notify_email_template_id=str(uuid.uuid4()))
+        provider = unique("prov")
+        await register(client, "provider", provider, email=f"{provider}@example.org", channels=["notify_email"])
+        event = placed(provider, unique("broker"))
+        await publish(broker, event)
+        await dispatch_all(service)
+        row = (await statuses(client, event.package_id))[("provider", provider, "notify_email")]
+        assert row["status"] == "pending" and "403" in row["reason"]
+        assert standin.received == [] and any("Invalid token" in m for m in standin.rejected)
+
+
+async def test_a_providers_webhook_gets_a_signed_delivery_once(notifications):
+    secret = "a-provider-secret-of-some-length"
+    receiver = WebhookReceiver(secret)
+    async with serving(receiver.app()) as url:
+        service, broker, client = await notifications()
+        provider, broker_id = unique("prov"), unique("broker")
+        await register(client, "provider", provider, webhook_url=f"{url}/homecare", webhook_secret=secret, channels=["webhook"])
+        await register(client, "broker", broker_id, channels=["log"])
+        event = placed(provider, broker_id)
+        receiver.answer = 503
+        await publish(broker, event)
+        await dispatch_all(service)
+        await _make_due(service, event.package_id)
+        receiver.answer = 200
+        await dispatch_all(service)
+        await publish(broker, event)
+        await dispatch_all(service)
+        row = (await statuses(client, event.package_id))[("provider", provider, "webhook")]
+        assert row["status"] == "sent" and row["attempts"] == 2
+        [delivery] = receiver.received
+        assert receiver.delivery_ids == [str(row["delivery_id"])] == [delivery["delivery_id"]]
+        assert delivery["message"] == "placement_award" and delivery["details"]["hourly_rate"] == "18.75"
+        got = await client.get(f"/recipients/provider/{provider}")
+        assert got.json()["webhook_secret_set"] is True and "webhook_secret" not in got.json()
+
+
+async def test_the_brokerage_team_hears_of_an_unplaced_package(notifications):
+    service, broker, client = await notifications()
+    package_id = uuid.uuid4()
+    event = PackageUnplaced(correlation_id=package_id, package_id=package_id, zone="melton", band="rural",
+                            urgency="hospital_discharge", hours_per_week=Decimal(14), reason="no acceptable bid on any tier",
+                            requested_by="broker.sue", unplaced_at=dt.datetime.now(dt.UTC))
+    await publish(broker, event)
+    await dispatch_all(service)
+    [row] = (await client.get(f"/packages/{package_id}/notifications")).json()
+    assert (row["recipient_role"], row["recipient_id"], row["channel"], row["status"]) == (
+        "brokerage_team", "brokerage-team", "log", "sent")  # seeded from deploy/reference/contacts.yaml
+    assert row["subject"] == "Unplaced: 14 hours a week in melton (hospital discharge)"
+
+
+@pytest.mark.parametrize("path, body, status", [
+    ("/recipients/person/not-a-package", {"channels": ["log"]}, 422),
+    ("/recipients/provider/oak", {"channels": ["pigeon"]}, 422),
+    ("/recipients/provider/oak", {"email": "not an address"}, 422),
+    ("/recipients/provider/oak", {"webhook_url": "https://oak.example/hook"}, 422),
+    ("/recipients/provider/oak", {"opted_in": ["placement_award"]}, 422),
+    ("/recipients/provider/oak", {"name": "nul\u0000"}, 422),
+    ("/recipients/nobody/oak", {}, 422),
+])
+async def test_bad_contacts_are_refused_with_a_reason(notifications, path, body, status):
+    _, _, client = await notifications()
+    response = await client.put(path, json=body)
+    assert response.status_code == status and response.json()["error"]
+
+
+async def test_a_dispatcher_that_dies_after_claiming_leaves_the_delivery_to_be_sent_after_its_lease(notifications):
+    mail = MailServer().start()
+    try:
+        service, broker, client = await notifications(smtp_host="127.0.0.1", smtp_port=mail.port, delivery_lease_seconds=60)
+        provider = unique("prov")
+        await register(client, "provider", provider, email=f"{provider}@example.org", channels=["email"])
+        event = placed(provider, unique("broker"))
+        await publish(broker, event)
+        claimed = await repo.claim_due(service.pool, limit=1000, lease_seconds=60)  # ...and the process dies here
+        assert any(r["recipient_id"] == provider for r in claimed)
+        await dispatch_all(service)
+        assert mail.to(f"{provider}@example.org") == [], "leased: no second dispatcher sends it meanwhile"
+        await _make_due(service, event.package_id)  # the lease runs out
+        await dispatch_all(service)
+        row = (await statuses(client, event.package_id))[("provider", provider, "email")]
+        assert row["status"] == "sent" and row["attempts"] == 2
+        assert len(mail.to(f"{provider}@example.org")) == 1
+    finally:
+        mail.stop()
+
+
+async def test_a_new_offer_reaches_only_the_providers_that_asked_for_offers(notifications):
+    service, broker, client = await notifications()
+    portal, automatic = unique("portal"), unique("auto")
+    await register(client, "provider", portal, channels=["log"], opted_in=["new_offer"])
+    await register(client, "provider", automatic, channels=["log"])
+    package_id = uuid.uuid4()
+    spec = PackageSpec(zone="melton", band="urban", postcode_district="LE13", hours_per_week=Decimal(7),
+                       visits=VisitPattern(calls_per_day=2, minutes_per_call=30, carers_per_call=1),
+                       needs=["personal_care"], urgency="community", start_date=dt.date(2026, 12, 1))
+    offer = OfferMade(correlation_id=package_id, package_id=package_id, offer_round=1, tier="prime",
+                      provider_ids=[portal, automatic], package=spec, band_rate=Decimal("18.75"),
+                      window_closes_at=dt.datetime(2026, 11, 24, 9, tzinfo=dt.UTC))
+    await publish(broker, offer)
+    await dispatch_all(service)
+    rows = await statuses(client, package_id)
+    assert {k: r["status"] for k, r in rows.items()} == {("provider", portal, "log"): "sent"}
+    assert rows[("provider", portal, "log")]["subject"].startswith("New offer: 7 hours a week in melton")
+
+
+async def test_email_over_starttls_with_a_login(notifications, tmp_path):
+    cert, context = self_signed_certificate(tmp_path)
+    mail = MailServer(tls_context=context, login=("homecare", "s3cret-pass")).start()
+    try:
+        service, broker, client = await notifications(
+            smtp_host="127.0.0.1", smtp_port=mail.port, smtp_security="starttls", smtp_cert_bundle=cert,
+            smtp_username="homecare", smtp_password="wrong")
+        provider, _, event = await placed_for_provider_by_email(client, broker)
+        await dispatch_all(service)
+        row = (await statuses(client, event.package_id))[("provider", provider, "email")]
+        assert row["status"] == "pending" and "SMTP login failed" in row["reason"], "a wrong password is retried, not final"
+        service.channels.settings = service.settings.model_copy(update={"smtp_password": "s3cret-pass"})
+        await _make_due(service, event.package_id)
+        await dispatch_all(service)
+        row = (await statuses(client, event.package_id))[("provider", provider, "email")]
+        assert row["status"] == "sent" and len(mail.to(f"{provider}@example.org")) == 1
+        assert mail.logins[-1] == ("homecare", True) and not any(ok for _, ok in mail.logins[:-1])
+    finally:
+        mail.stop()
+
+
+async def test_email_is_not_sent_to_a_server_whose_certificate_is_not_trusted(notifications, tmp_path):
+    _, context = self_signed_certificate(tmp_path)
+    mail = MailServer(tls_context=context).start()
+    try:
+        service, broker, client = await notifications(smtp_host="127.0.0.1", smtp_port=mail.port, smtp_security="starttls")
+        provider, _, event = await placed_for_provider_by_email(client, broker)
+        await dispatch_all(service)
+        row = (await statuses(client, event.package_id))[("provider", provider, "email")]
+        assert row["status"] == "pending" and "CERTIFICATE_VERIFY_FAILED" in row["reason"]
+        assert mail.received == []
+    finally:
+        mail.stop()
+
+
+async def test_a_broker_whose_staff_id_has_spaces_can_be_registered_and_told(notifications):
+    service, broker, client = await notifications()
+    provider, broker_id = unique("prov"), f"Amy Patel {uuid.uuid4().hex[:6]}"
+    await register(client, "provider", provider, channels=["log"])
+    event = placed(provider, broker_id)
+    await publish(broker, event)
+    await register(client, "broker", broker_id, channels=["log"])
+    await dispatch_all(service)
+    assert (await statuses(client, event.package_id))[("broker", broker_id, "log")]["status"] == "sent"
+    assert (await client.get(f"/recipients/broker/{broker_id}")).json()["recipient_id"] == broker_id

@@ -1,0 +1,215 @@
+"""Who is told what, how, and in which words: the notifications service's rules, no I/O."""
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from schemas.events import OfferMade, PackageCancelled, PackageHandedBack, PackagePlaced, PackageSpec, PackageUnplaced, VisitPattern
+from services.notifications import domain
+from services.notifications.channels import Channels, Outgoing, configured
+from services.notifications.domain import Contact, Message
+from services.notifications.templates import Templates
+from services.runtime.settings import load
+
+ALL = frozenset(domain.CHANNELS)
+
+
+def placed(**overrides) -> PackagePlaced:
+    package_id = uuid.uuid4()
+    values = dict(correlation_id=package_id, package_id=package_id, provider_id="bluebell-care", offer_round=2,
+                  tier="supplementary", hourly_rate=Decimal("19.95"), hours_per_week=Decimal("10.5"),
+                  start_date=dt.date(2026, 12, 7), zone="melton", band="fringe", urgency="hospital_discharge",
+                  rate_card="2026-27", requested_by="broker.amy", losing_provider_ids=["oak-care", "elm-care"],
+                  placed_at=dt.datetime(2026, 11, 23, 10, tzinfo=dt.UTC))
+    return PackagePlaced(**values | overrides)
+
+
+def messages(event, names=None):
+    return domain.messages_for(event, provider_names=names or {"bluebell-care": "Bluebell Home Care"},
+                               brokerage_url="https://brokerage.example/")
+
+
+def test_a_placement_tells_the_provider_the_broker_the_person_and_each_losing_bidder():
+    event = placed()
+    told = [(m.message, m.role, m.recipient_id) for m in messages(event)]
+    assert told == [("placement_award", "provider", "bluebell-care"), ("placement_broker", "broker", "broker.amy"),
+                    ("placement_person", "person", str(event.package_id)),
+                    ("placement_outcome", "losing_bidder", "oak-care"), ("placement_outcome", "losing_bidder", "elm-care")]
+
+
+def test_a_losing_bidder_never_learns_the_winners_price_or_name():
+    for m in messages(placed()):
+        if m.role == "losing_bidder":
+            text = Templates().render(m.message, m.context)
+            assert "19.95" not in text.body + text.subject and "hourly_rate" not in m.context
+            assert "Bluebell" not in text.body + text.subject and "bluebell-care" not in str(m.context)
+
+
+def test_the_winner_is_not_told_it_lost_when_listed_among_the_losers():
+    assert [m.recipient_id for m in messages(placed(losing_provider_ids=["bluebell-care", "oak-care", "oak-care"]))
+            if m.role == "losing_bidder"] == ["oak-care"]
+
+
+def test_unplaced_and_handed_back_packages_tell_the_brokerage_team_and_other_events_nobody():
+    package_id = uuid.uuid4()
+    unplaced = PackageUnplaced(correlation_id=package_id, package_id=package_id, zone="melton", band="rural",
+                               urgency="community", hours_per_week=Decimal(7), reason="no acceptable bid on any tier",
+                               requested_by="broker.sue", unplaced_at=dt.datetime.now(dt.UTC))
+    handed = PackageHandedBack(correlation_id=package_id, package_id=package_id, provider_id="oak-care",
+                               notice_ends_on=dt.date(2026, 12, 21), reason="staff left", hours_per_week=Decimal(7),
+                               recorded_by="broker.sue", recorded_at=dt.datetime.now(dt.UTC))
+    cancelled = PackageCancelled(correlation_id=package_id, package_id=package_id, reason="moved away",
+                                 cancelled_by="broker.sue", hours_per_week=Decimal(7), cancelled_at=dt.datetime.now(dt.UTC))
+    assert [(m.message, m.role, m.recipient_id) for m in messages(unplaced)] == [
+        ("package_unplaced", "brokerage_team", "brokerage-team")]
+    assert [(m.message, m.role) for m in messages(handed)] == [("package_handed_back", "brokerage_team")]
+    assert messages(cancelled) == []
+
+
+def test_a_new_offer_goes_only_to_providers_who_opted_in():
+    package_id = uuid.uuid4()
+    spec = PackageSpec(zone="melton", band="urban", postcode_district="LE13", hours_per_week=Decimal(7),
+                       visits=VisitPattern(calls_per_day=2, minutes_per_call=30, carers_per_call=1),
+                       needs=["personal_care"], urgency="community", start_date=dt.date(2026, 12, 1))
+    offer = OfferMade(correlation_id=package_id, package_id=package_id, offer_round=1, tier="prime",
+                      provider_ids=["oak-care", "elm-care"], package=spec, band_rate=Decimal("18.75"),
+                      window_closes_at=dt.datetime(2026, 11, 24, 9, tzinfo=dt.UTC))
+    [oak, elm] = messages(offer)
+    portal = Contact("provider", "oak-care", email="o@example.org", channels=("email",), opted_in=frozenset({"new_offer"}))
+    plain = Contact("provider", "elm-care", email="e@example.org", channels=("email",))
+    assert domain.plan(oak, portal, ALL).channels == (("email", "o@example.org"),)
+    assert domain.plan(elm, plain, ALL).outcome == "nothing"
+    assert domain.plan(elm, None, ALL).outcome == "nothing", "an optional message waits for nobody"
+
+
+@pytest.mark.parametrize("contact, outcome, reason", [
+    (None, "await_contact", "no contact registered"),
+    (Contact("person", "p", channels=()), "fail", "no usable channel (no channel chosen)"),
+    (Contact("person", "p", channels=("email", "notify_sms")), "fail",
+     "no usable channel (email: no email address registered; notify_sms: no mobile number registered)"),
+    (Contact("person", "p", email="a@b.org", channels=("notify_email",)), "fail",
+     "no usable channel (notify_email is not configured in this installation)"),
+    (Contact("person", "p", email="a@b.org", channels=("email",), opted_out=frozenset({"placement_person"})), "skip",
+     "the recipient opted out of placement_person"),
+])
+def test_a_message_that_cannot_go_says_why(contact, outcome, reason):
+    message = Message("placement_person", "person", "p", {})
+    result = domain.plan(message, contact, frozenset({"email", "log", "webhook", "notify_sms"}))
+    assert (result.outcome, result.reason) == (outcome, reason)
+
+
+def test_every_usable_preferred_channel_is_used_and_the_unusable_ones_noted():
+    contact = Contact("provider", "oak-care", email="o@example.org", webhook_url="https://oak.example/hook",
+                      has_webhook_secret=True, channels=("webhook", "notify_sms", "email"))
+    result = domain.plan(Message("placement_award", "provider", "oak-care", {}), contact, ALL)
+    assert result.channels == (("webhook", "https://oak.example/hook"), ("email", "o@example.org"))
+    assert result.notes == ("notify_sms: no mobile number registered",)
+
+
+def test_a_webhook_without_its_secret_is_not_usable():
+    contact = Contact("provider", "oak-care", webhook_url="https://oak.example/hook", channels=("webhook",))
+    assert domain.plan(Message("placement_award", "provider", "oak-care", {}), contact, ALL).outcome == "fail"
+
+
+def test_essential_messages_ignore_opt_outs():
+    contact = Contact("provider", "oak-care", email="o@example.org", channels=("email",),
+                      opted_out=frozenset({"placement_award", "placement_outcome"}))
+    assert domain.plan(Message("placement_award", "provider", "oak-care", {}), contact, ALL).outcome == "send"
+    assert domain.plan(Message("placement_outcome", "losing_bidder", "oak-care", {}), contact, ALL).outcome == "skip"
+
+
+def test_the_person_is_told_who_comes_from_when_and_how_to_raise_a_concern():
+    event = placed()
+    person = next(m for m in messages(event) if m.role == "person")
+    text = Templates().render(person.message, person.context)
+    assert text.subject == "Your home care starts on Monday 7 December 2026"
+    assert "carers from Bluebell Home Care" in text.body and "10.5 hours a week" in text.body
+    assert "concern" in text.body and str(event.package_id) in text.body
+    assert "19.95" not in text.body, "the person is not told the price"
+    assert (text.template, text.large_print, text.notes) == ("en/placement_person.txt.j2", False, ())
+
+
+def test_the_provider_gets_the_award_and_where_to_fetch_the_persons_details():
+    event = placed()
+    award = Templates().render("placement_award", messages(event)[0].context)
+    assert f"https://brokerage.example/packages/{event.package_id}/person" in award.body
+    assert "£19.95 an hour" in award.body and "Monday 7 December 2026" in award.subject
+
+
+def test_large_print_is_used_where_a_template_exists_and_reported_where_none_does():
+    event = placed()
+    person, award = [m for m in messages(event) if m.role in ("person", "provider")][::-1]
+    large = Templates().render(person.message, person.context, large_print=True)
+    assert large.template == "en/placement_person.large-print.txt.j2" and large.large_print and not large.notes
+    assert max(len(line) for line in large.body.splitlines()) <= 60, "short lines"
+    standard = Templates().render(award.message, award.context, large_print=True)
+    assert standard.template == "en/placement_award.txt.j2" and not standard.large_print
+    assert standard.notes == ("large print asked for; no large-print placement_award template, standard sent",)
+
+
+def test_a_preferred_language_is_used_where_a_template_exists_and_reported_where_none_does(tmp_path):
+    (tmp_path / "en").mkdir()
+    (tmp_path / "cy").mkdir()
+    (tmp_path / "en" / "hello.txt.j2").write_text("Subject: Hello {{ name }}\n\nHello.\n")
+    (tmp_path / "cy" / "hello.txt.j2").write_text("Subject: Helo {{ name }}\n\nHelo.\n")
+    templates = Templates(tmp_path)
+    welsh = templates.render("hello", {"name": "Sam"}, language="cy")
+    assert (welsh.subject, welsh.body, welsh.notes) == ("Helo Sam", "Helo.\n", ())
+    assert templates.render("hello", {"name": "Sam"}, language="cy-GB").template == "cy/hello.txt.j2"
+    polish = templates.render("hello", {"name": "Sam"}, language="pl")
+    assert polish.subject == "Hello Sam" and polish.notes == ("no hello template in language 'pl'; sent in 'en'",)
+
+
+def test_every_message_has_a_template_that_renders_with_its_context():
+    package_id = uuid.uuid4()
+    spec = PackageSpec(zone="melton", band="urban", postcode_district="LE13", hours_per_week=Decimal(7),
+                       visits=VisitPattern(calls_per_day=2, minutes_per_call=30, carers_per_call=1),
+                       needs=["personal_care"], urgency="community", start_date=dt.date(2026, 12, 1))
+    events = [placed(),
+              PackageUnplaced(correlation_id=package_id, package_id=package_id, zone="melton", band="rural",
+                              urgency="community", hours_per_week=Decimal(7), reason="no bid", requested_by="broker.sue",
+                              unplaced_at=dt.datetime.now(dt.UTC)),
+              PackageHandedBack(correlation_id=package_id, package_id=package_id, provider_id="oak-care",
+                                notice_ends_on=dt.date(2026, 12, 21), reason="staff left", hours_per_week=Decimal(7),
+                                recorded_by="broker.sue", recorded_at=dt.datetime.now(dt.UTC)),
+              OfferMade(correlation_id=package_id, package_id=package_id, offer_round=1, tier="prime",
+                        provider_ids=["oak-care"], package=spec, band_rate=Decimal("18.75"),
+                        window_closes_at=dt.datetime(2026, 11, 24, 9, tzinfo=dt.UTC))]
+    seen = set()
+    for event in events:
+        for m in messages(event):
+            for large_print in (False, True):
+                text = Templates().render(m.message, m.context, large_print=large_print)
+                assert text.subject and text.body.strip() and "{{" not in text.body
+            seen.add(m.message)
+    assert seen == set(domain.MESSAGES)
+
+
+def test_retry_delays_grow_with_jitter_and_are_capped():
+    assert domain.retry_delay(1, initial=2, maximum=600, jitter=0) == 1
+    assert domain.retry_delay(1, initial=2, maximum=600, jitter=0.999) == pytest.approx(2, abs=0.01)
+    assert domain.retry_delay(4, initial=2, maximum=600, jitter=0) == 8
+    assert domain.retry_delay(30, initial=2, maximum=600, jitter=0.999) <= 600
+
+
+def test_an_error_fit_for_an_event_has_no_address():
+    assert domain.scrub("550 <sam@example.org>: no such user", "sam@example.org") == "550 <<address>>: no such user"
+
+
+def test_channels_are_usable_only_when_configured():
+    assert configured(load("notifications")) == {"log", "webhook"}
+    full = load("notifications", smtp_host="127.0.0.1", notify_api_key="k", notify_email_template_id="t")
+    assert configured(full) == {"log", "webhook", "email", "notify_email"}
+
+
+def test_a_large_print_email_carries_a_large_html_part_beside_the_plain_text():
+    out = Outgoing(delivery_id=str(uuid.uuid4()), package_id="p", message="placement_person", channel="email",
+                   address="sam@example.org", subject="Your care", body="Hello.\n\nFrom Monday <soon>.\n",
+                   large_print=True, context={})
+    msg = Channels(load("notifications")).email_message(out)
+    assert msg["Message-ID"] == f"<{out.delivery_id}@homecare-brokerage>"
+    html_part = msg.get_body(("html",)).get_content()
+    assert "font-size: 24px" in html_part and "&lt;soon&gt;" in html_part
+    assert msg.get_body(("plain",)).get_content() == out.body
