@@ -24,7 +24,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.adapters import BidRequest, DeclineRequest, OfferNotice
-from schemas.events import ProviderId
 from schemas.vocabulary import Band
 from services.providers import domain, handlers
 from services.providers import repository as repo
@@ -36,8 +35,8 @@ log = get_logger(__name__)
 
 bearer = HTTPBearer(auto_error=False, description="A provider's API credential (hcp_...) or, for the brokerage "
                                                    "team's operations, the admin token")
-PERSON_FIELDS = ("full_name", "address", "postcode", "phone", "email", "nhs_number", "date_of_birth", "care_notes")
 PersonField = Literal["full_name", "address", "postcode", "phone", "email", "nhs_number", "date_of_birth", "care_notes"]
+PERSON_FIELDS = PersonField.__args__
 
 
 class StatusChange(BaseModel):
