@@ -200,7 +200,8 @@ async def test_an_award_replayed_after_its_cancellation_commits_nothing(in_memor
     assert await service.pool.fetchval("SELECT committed_hours FROM providers WHERE provider_id = $1", pid) == before
 
 
-async def test_a_hand_back_frees_the_hours_and_counts_against_the_provider(in_memory):
+async def placed_package(in_memory):
+    """A small package offered to one willing provider and placed with it (7 hours a week)."""
     service, broker = await in_memory(build, "providers")
     event = offer(await willing(service))
     topic = topics.resolve("brokerage.packages")
@@ -211,6 +212,11 @@ async def test_a_hand_back_frees_the_hours_and_counts_against_the_provider(in_me
                            zone="coalville-ashby", band="urban", urgency="community", rate_card="2020-21",
                            requested_by="broker.amy", placed_at=dt.datetime.now(dt.UTC))
     await broker.publish(placed.model_dump_json().encode(), topic=topic)
+    return service, broker, topic, event, pid
+
+
+async def test_a_hand_back_frees_the_hours_and_counts_against_the_provider(in_memory):
+    service, broker, topic, event, pid = await placed_package(in_memory)
     before = await service.pool.fetchrow("SELECT committed_hours, profile->>'hand_backs_12m' AS hb FROM providers WHERE provider_id = $1", pid)
     handed = PackageHandedBack(correlation_id=event.package_id, package_id=event.package_id, provider_id=pid,
                                notice_ends_on=dt.date.today() + dt.timedelta(days=7), reason="carer shortage",
@@ -225,16 +231,7 @@ async def test_a_hand_back_frees_the_hours_and_counts_against_the_provider(in_me
 
 
 async def test_suspension_is_announced_and_a_reopened_package_frees_the_hours_without_a_hand_back(in_memory):
-    service, broker = await in_memory(build, "providers")
-    event = offer(await willing(service))
-    topic = topics.resolve("brokerage.packages")
-    await broker.publish(event.model_dump_json().encode(), topic=topic)
-    [pid] = event.provider_ids
-    placed = PackagePlaced(correlation_id=event.package_id, package_id=event.package_id, provider_id=pid, offer_round=1,
-                           tier="prime", hourly_rate=Decimal("18.75"), hours_per_week=Decimal("7"), start_date=dt.date.today(),
-                           zone="coalville-ashby", band="urban", urgency="community", rate_card="2020-21",
-                           requested_by="broker.amy", placed_at=dt.datetime.now(dt.UTC))
-    await broker.publish(placed.model_dump_json().encode(), topic=topic)
+    service, broker, topic, event, pid = await placed_package(in_memory)
 
     async with unit_of_work(service.pool) as uow:
         updated = await handlers.change_status(uow, pid, status="suspended", reason="CQC: inadequate", decided_by="commissioner.jo")
