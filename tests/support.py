@@ -65,7 +65,8 @@ class Stack:
 
 
 
-def start_stack(database_url: str, kafka: str, namespace: str, logs: Path) -> Stack:
+def start_stack(database_url: str, kafka: str, namespace: str, logs: Path, *, console: bool = False) -> Stack:
+    """The three services; with ``console``, then the web console as a client of their APIs."""
     logs.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.endswith("_HTTP_PORT")}
     env |= {"DATABASE_URL": database_url, "KAFKA_BOOTSTRAP_SERVERS": kafka, "HOMECARE_NAMESPACE": namespace,
@@ -75,6 +76,10 @@ def start_stack(database_url: str, kafka: str, namespace: str, logs: Path) -> St
         stack.start(name)
     for name in SERVICES:
         stack.wait_ready(name)
+    if console:
+        stack.env |= {f"CONSOLE_{name.upper()}_URL": stack.url(name) for name in SERVICES}
+        stack.start("console")
+        stack.wait_ready("console")
     return stack
 
 

@@ -358,7 +358,8 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
         if zone is not None and zone not in rules.framework.zones:
             raise ProblemError(422, f"unknown zone {zone!r}", field="zone")
         rows = await service.pool.fetch(
-            """SELECT package_id, status, zone, band, urgency, hours_per_week, provider_id, requested_at, placed_at, unplaced_at
+            """SELECT package_id, status, zone, band, urgency, hours_per_week, provider_id, requested_at, placed_at, unplaced_at,
+                      current_tier, window_closes_at
                  FROM packages
                 WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR zone = $2)
                   AND ($3::text IS NULL OR band = $3) AND ($4::text IS NULL OR urgency = $4)
