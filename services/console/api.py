@@ -62,6 +62,31 @@ TEMPLATES.env.globals["uuid4"] = uuid.uuid4  # a fresh Idempotency-Key per form 
 TEMPLATES.env.filters["pair"] = lambda v: (v, str(v).replace("_", " ").capitalize())  # (value, label) for options
 
 
+MENU = [(Permission.board, "/board", "Board"), (Permission.act, "/packages/new", "New package"),
+        (Permission.operations, "/ops/stream", "Live events"), (Permission.operations, "/ops/lag", "Consumer lag"),
+        (Permission.operations, "/ops/dead-letters", "Dead letters"), (Permission.operations, "/ops/kpis", "KPIs"),
+        (Permission.staff, "/admin/staff", "Staff accounts")]
+PORTAL_MENU = [("/portal/offers", "Offers"), ("/portal/packages", "My packages"), ("/portal/profile", "Capacity and call times")]
+
+
+def navigation(session: handlers.Session | None, path: str) -> list[dict]:
+    """The menu: only the pages the session may open."""
+    if session is None:
+        return []
+    if session.kind == "provider":
+        items = PORTAL_MENU
+    else:
+        items = [(href, label) for permission, href, label in MENU if session.can(permission)]
+    return [{"href": href, "label": label, "current": path == href} for href, label in items]
+
+
+def page(request: Request, template: str, session: handlers.Session | None, status: int = 200, **context) -> HTMLResponse:
+    """A full page: the template with the menu and the session's CSRF token for its forms."""
+    return TEMPLATES.TemplateResponse(request, template, {"session": session, "nav": navigation(session, request.url.path),
+                                                          "csrf_token": session.csrf_token if session else None, **context},
+                                      status_code=status)
+
+
 def build_router(console) -> APIRouter:
     """``console`` carries the pool, the session policy, the service clients and the Kafka bootstrap."""
     router = APIRouter(include_in_schema=False)
@@ -99,24 +124,9 @@ def build_router(console) -> APIRouter:
             raise Forbidden("This form has expired or did not come from this console. Go back, reload the page and try again")
         return {k: (form.getlist(k) if len(form.getlist(k)) > 1 or k == "needs" else form.get(k)) for k in form.keys()}
 
-    def render(request: Request, template: str, session: handlers.Session | None, status: int = 200, **context) -> HTMLResponse:
-        nav = []
-        if session and session.kind == "staff":
-            for permission, href, label in [(Permission.board, "/board", "Board"), (Permission.act, "/packages/new", "New package"),
-                                            (Permission.operations, "/ops/stream", "Live events"), (Permission.operations, "/ops/lag", "Consumer lag"),
-                                            (Permission.operations, "/ops/dead-letters", "Dead letters"), (Permission.operations, "/ops/kpis", "KPIs"),
-                                            (Permission.staff, "/admin/staff", "Staff accounts")]:
-                if session.can(permission):
-                    nav.append({"href": href, "label": label, "current": request.url.path == href})
-        elif session and session.kind == "provider":
-            nav = [{"href": h, "label": t, "current": request.url.path == h}
-                   for h, t in [("/portal/offers", "Offers"), ("/portal/packages", "My packages"), ("/portal/profile", "Capacity and call times")]]
-        return TEMPLATES.TemplateResponse(request, template, {"session": session, "nav": nav, "csrf_token": session.csrf_token if session else None,
-                                                              **context}, status_code=status)
-
     def sign_in_page(request: Request, template: str, status: int = 200, **context) -> HTMLResponse:
         token = request.cookies.get(SIGN_IN_CSRF_COOKIE) or secrets.token_urlsafe(32)
-        response = render(request, template, None, status, sign_in_csrf=token, **context)
+        response = page(request, template, None, status, sign_in_csrf=token, **context)
         response.set_cookie(SIGN_IN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=console.settings.cookie_secure)
         return response
 
@@ -205,7 +215,7 @@ def build_router(console) -> APIRouter:
         rows = await board_rows(chosen)
         if request.query_params.get("fragment") == "rows":
             return TEMPLATES.TemplateResponse(request, "_board_rows.html", {"rows": rows})
-        return render(request, "board.html", session, rows=rows, chosen=chosen, zones=await zones(),
+        return page(request, "board.html", session, rows=rows, chosen=chosen, zones=await zones(),
                       bands=[b.value for b in Band], urgencies=[u.value for u in Urgency], statuses=domain.STATUS_ORDER,
                       query=urlencode(chosen), now=_now())
 
@@ -216,7 +226,7 @@ def build_router(console) -> APIRouter:
 
     @router.get("/packages/new")
     async def new_package(request: Request, session=Depends(need(Permission.act))):
-        return render(request, "package_new.html", session, zones=await zones(), **package_form_context())
+        return page(request, "package_new.html", session, zones=await zones(), **package_form_context())
 
     @router.post("/packages/new")
     async def create_package(request: Request, session=Depends(need(Permission.act))):
@@ -234,7 +244,7 @@ def build_router(console) -> APIRouter:
                     errors, general = domain.errors_from_api(refused.problem)
             else:
                 return RedirectResponse(f"/packages/{created['package_id']}?created=1", status_code=303)
-        return render(request, "package_new.html", session, 400, zones=await zones(), idempotency_key=form.get("idempotency_key"),
+        return page(request, "package_new.html", session, 400, zones=await zones(), idempotency_key=form.get("idempotency_key"),
                       **package_form_context(form, errors, general))
 
     @router.get("/packages/{package_id}")
@@ -243,12 +253,12 @@ def build_router(console) -> APIRouter:
             package = await services.brokerage.get(f"/packages/{package_id}")
         except ApiError as missing:
             if missing.status == 404:
-                return render(request, "error.html", session, 404, title="Page not found", message=f"There is no package {package_id}")
+                return page(request, "error.html", session, 404, title="Page not found", message=f"There is no package {package_id}")
             raise
         explanation = await services.brokerage.get(f"/packages/{package_id}/explanation")
         person = await services.brokerage.get(f"/packages/{package_id}/person") if session.can(Permission.person) else None
         names = {p["provider_id"]: p.get("name", p["provider_id"]) for p in await services.brokerage.get("/reference/providers")}
-        return render(request, "package.html", session, p=package, explanation=explanation, person=person, names=names,
+        return page(request, "package.html", session, p=package, explanation=explanation, person=person, names=names,
                       created=request.query_params.get("created"), refused=request.query_params.get("refused"),
                       done=request.query_params.get("done"), today=dt.date.today())
 
@@ -264,7 +274,7 @@ def build_router(console) -> APIRouter:
     @router.post("/packages/{package_id}/{action}")
     async def act(request: Request, package_id: uuid.UUID, action: str, session=Depends(need(Permission.act))):
         if action not in ACTIONS:
-            return render(request, "error.html", session, 404, title="Page not found", message=f"No action {action}")
+            return page(request, "error.html", session, 404, title="Page not found", message=f"No action {action}")
         form = await form_of(request, session)
         path, body = ACTIONS[action]
         try:
@@ -280,7 +290,7 @@ def build_router(console) -> APIRouter:
     @router.get("/ops/stream")
     async def stream_page(request: Request, session=Depends(need(Permission.operations))):
         chosen = {k: v for k in ("zone", "type") if (v := request.query_params.get(k))}
-        return render(request, "stream.html", session, chosen=chosen, query=urlencode(chosen), zones=await zones(),
+        return page(request, "stream.html", session, chosen=chosen, query=urlencode(chosen), zones=await zones(),
                       types=operations.event_types())
 
     @router.get("/ops/stream/events", response_class=EventSourceResponse)
@@ -305,12 +315,12 @@ def build_router(console) -> APIRouter:
     @router.get("/ops/lag")
     async def lag_page(request: Request, session=Depends(need(Permission.operations))):
         rows = await operations.lag(console.settings.kafka_bootstrap_servers)
-        return render(request, "lag.html", session, rows=rows, total=sum(r["lag"] for r in rows), now=_now())
+        return page(request, "lag.html", session, rows=rows, total=sum(r["lag"] for r in rows), now=_now())
 
     @router.get("/ops/dead-letters")
     async def dead_letters_page(request: Request, session=Depends(need(Permission.operations))):
         letters = await operations.letters(console.settings.kafka_bootstrap_servers)
-        return render(request, "dead_letters.html", session, letters=letters)
+        return page(request, "dead_letters.html", session, letters=letters)
 
     @router.get("/ops/kpis")
     async def kpis_page(request: Request, session=Depends(need(Permission.operations))):
@@ -319,7 +329,7 @@ def build_router(console) -> APIRouter:
         except ValueError:
             days = 7.0
         figures = await operations.key_figures(console.settings.kafka_bootstrap_servers, days=days, now=_now())
-        return render(request, "kpis.html", session, k=figures, days=days, charts=kpi_charts(figures))
+        return page(request, "kpis.html", session, k=figures, days=days, charts=kpi_charts(figures))
 
     # ---- staff accounts -------------------------------------------------------------------------
 
@@ -327,7 +337,7 @@ def build_router(console) -> APIRouter:
         async with console.pool.acquire() as conn:
             from services.console import repository
             staff = await repository.list_staff(conn)
-        return render(request, "staff.html", session, status, staff=staff, roles=[r.value for r in domain.Role], **context)
+        return page(request, "staff.html", session, status, staff=staff, roles=[r.value for r in domain.Role], **context)
 
     @router.get("/admin/staff")
     async def staff(request: Request, session=Depends(need(Permission.staff))):
@@ -396,7 +406,7 @@ def build_router(console) -> APIRouter:
     async def portal_offers(request: Request, session=Depends(provider)):
         offers = await as_provider(session, "GET", "/me/offers?status=open")
         offers = offers.get("offers", []) if isinstance(offers, dict) else offers
-        return render(request, "portal_offers.html", session, offers=offers, reasons=[r.value for r in DeclineReason],
+        return page(request, "portal_offers.html", session, offers=offers, reasons=[r.value for r in DeclineReason],
                       refused=request.query_params.get("refused"), done=request.query_params.get("done"))
 
     @router.post("/portal/offers/{package_id}/{answer}")
@@ -409,7 +419,7 @@ def build_router(console) -> APIRouter:
         elif answer == "decline":
             body = {"reason": form.get("reason", ""), "text": str(form.get("text", "")).strip() or None}
         else:
-            return render(request, "error.html", session, 404, title="Page not found", message=f"No answer {answer}")
+            return page(request, "error.html", session, 404, title="Page not found", message=f"No answer {answer}")
         try:
             await as_provider(session, "POST", f"/me/offers/{package_id}/{answer}", body)
         except ApiError as refused:
@@ -422,21 +432,21 @@ def build_router(console) -> APIRouter:
     async def portal_packages(request: Request, session=Depends(provider)):
         packages = await as_provider(session, "GET", "/me/packages")
         packages = packages.get("packages", []) if isinstance(packages, dict) else packages
-        return render(request, "portal_packages.html", session, packages=packages)
+        return page(request, "portal_packages.html", session, packages=packages)
 
     @router.get("/portal/packages/{package_id}/person")
     async def portal_person(request: Request, package_id: uuid.UUID, session=Depends(provider)):
         try:
             person = await as_provider(session, "GET", f"/me/packages/{package_id}/person")
         except ApiError as refused:
-            return render(request, "error.html", session, refused.status if refused.status in (403, 404) else 400,
+            return page(request, "error.html", session, refused.status if refused.status in (403, 404) else 400,
                           title="You cannot see this person's details", message=refused.message)
-        return render(request, "portal_person.html", session, person=person, package_id=package_id)
+        return page(request, "portal_person.html", session, person=person, package_id=package_id)
 
     @router.get("/portal/profile")
     async def portal_profile(request: Request, session=Depends(provider)):
         me = await as_provider(session, "GET", "/me")
-        return render(request, "portal_profile.html", session, me=me, done=request.query_params.get("done"))
+        return page(request, "portal_profile.html", session, me=me, done=request.query_params.get("done"))
 
     @router.post("/portal/profile")
     async def portal_update_profile(request: Request, session=Depends(provider)):
@@ -450,7 +460,7 @@ def build_router(console) -> APIRouter:
             await as_provider(session, "PATCH", "/me", body)
         except ApiError as refused:
             me = await as_provider(session, "GET", "/me")
-            return render(request, "portal_profile.html", session, 400, me=me, error=refused.message)
+            return page(request, "portal_profile.html", session, 400, me=me, error=refused.message)
         return RedirectResponse("/portal/profile?done=1", status_code=303)
 
     return router

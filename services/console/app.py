@@ -103,9 +103,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
         return RedirectResponse(f"/sign-in?next={quote(request.url.path)}", status_code=303)
 
     def error_page(request: Request, status: int, title: str, message: str):
-        session = getattr(request.state, "session", None)
-        return api.TEMPLATES.TemplateResponse(request, "error.html", {"session": session, "nav": [], "csrf_token": session.csrf_token if session else None,
-                                                                     "title": title, "message": message}, status_code=status)
+        return api.page(request, "error.html", getattr(request.state, "session", None), status, title=title, message=message)
 
     @app.exception_handler(api.Forbidden)
     async def forbidden(request: Request, exc: api.Forbidden):
