@@ -36,6 +36,10 @@ class Refused(Exception):
         self.field = field
 
 
+class StaffExists(Refused):
+    """The username is taken."""
+
+
 @dataclass(frozen=True)
 class Session:
     token_hash: bytes
@@ -70,7 +74,7 @@ async def add_staff(pool, *, username: str, display_name: str, role: str, passwo
     async with unit_of_work(pool) as uow:
         if not await repo.add_staff(uow.conn, username=username, display_name=display_name.strip(), role=role,
                                     password_hash=hashed, created_by=created_by):
-            raise Refused(f"There is already a staff account called {username}", field="username")
+            raise StaffExists(f"There is already a staff account called {username}", field="username")
 
 
 async def set_active(pool, username: str, active: bool) -> None:
