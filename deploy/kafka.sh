@@ -4,6 +4,11 @@
 #   deploy/kafka.sh start|stop|status|restart|reset|fetch
 # Starting twice is harmless. KAFKA_BOOTSTRAP_SERVERS in the environment means "use that cluster",
 # and this script then does nothing.
+#
+# HOMECARE_KAFKA_SECURE=1 starts it with SASL/SCRAM-SHA-512 and ACLs (deploy/kafka/server-sasl.properties):
+# the storage is formatted with a SCRAM credential for the administrator (HOMECARE_KAFKA_ADMIN_PASSWORD)
+# and for each service (HOMECARE_KAFKA_<SERVICE>_PASSWORD); then `homecare kafka acls` grants each
+# service its topics. With HOMECARE_RUN_DIR and the port variables, a second broker runs beside the first.
 source "$(dirname "$0")/lib.sh"
 
 KAFKA_DIR="$RUN_DIR/kafka"
@@ -23,12 +28,28 @@ fetch_jars() {
   fi
 }
 
+SECURE="${HOMECARE_KAFKA_SECURE:-0}"
+TEMPLATE="$ROOT/deploy/kafka/server.properties"
+SCRAM_ARGS=()
+if [ "$SECURE" = 1 ]; then
+  TEMPLATE="$ROOT/deploy/kafka/server-sasl.properties"
+  : "${HOMECARE_KAFKA_ADMIN_PASSWORD:?set HOMECARE_KAFKA_ADMIN_PASSWORD (and HOMECARE_KAFKA_<SERVICE>_PASSWORD) for a secured broker}"
+  SCRAM_ARGS+=(--add-scram "SCRAM-SHA-512=[name=admin,password=$HOMECARE_KAFKA_ADMIN_PASSWORD]")
+  for service in brokerage providers notifications; do
+    var="HOMECARE_KAFKA_${service^^}_PASSWORD"
+    [ -n "${!var:-}" ] || { log "set $var for a secured broker"; exit 1; }
+    SCRAM_ARGS+=(--add-scram "SCRAM-SHA-512=[name=$service,password=${!var}]")
+  done
+fi
+
 write_config() {
   mkdir -p "$KAFKA_DIR/data"
   sed -e "s#@DATA_DIR@#$KAFKA_DIR/data#" \
       -e "s#@KAFKA_PORT@#$KAFKA_PORT#g" \
       -e "s#@CONTROLLER_PORT@#$KAFKA_CONTROLLER_PORT#g" \
-      "$ROOT/deploy/kafka/server.properties" > "$CONF"
+      -e "s#@ADMIN_PASSWORD@#${HOMECARE_KAFKA_ADMIN_PASSWORD:-}#g" \
+      "$TEMPLATE" > "$CONF"
+  chmod 600 "$CONF"  # holds the administrator's password when secured
 }
 
 JAVA_OPTS=(-Xms256m "-Xmx${KAFKA_HEAP:-768m}" -XX:+UseG1GC
@@ -43,7 +64,8 @@ start() {
   write_config
   if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
     log "formatting KRaft storage"
-    java_run kafka.tools.StorageTool format --standalone -t "$(java_run kafka.tools.StorageTool random-uuid)" -c "$CONF" >>"$LOG" 2>&1
+    java_run kafka.tools.StorageTool format --standalone -t "$(java_run kafka.tools.StorageTool random-uuid)" -c "$CONF" \
+      "${SCRAM_ARGS[@]}" >>"$LOG" 2>&1
   fi
   log "starting Kafka on 127.0.0.1:$KAFKA_PORT (log: $LOG)"
   local log_from; log_from=$(( $( [ -f "$LOG" ] && stat -c %s "$LOG" || echo 0) + 1 ))

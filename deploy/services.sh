@@ -11,6 +11,21 @@ export CONSOLE_PROVIDERS_URL="${CONSOLE_PROVIDERS_URL:-http://127.0.0.1:${PORT[p
 export CONSOLE_NOTIFICATIONS_URL="${CONSOLE_NOTIFICATIONS_URL:-http://127.0.0.1:${PORT[notifications]}}"
 PY="$ROOT/.venv/bin/python"
 
+# The provider API's tokens: the brokerage team's admin token and the providers->brokerage
+# disclosure token. Made once per installation (random), kept in .run/secrets.env (mode 600);
+# values already in the environment win. `source .run/secrets.env` before `homecare providers ...`.
+SECRETS="$RUN_DIR/secrets.env"
+if [ ! -f "$SECRETS" ]; then
+  (umask 077; {
+    echo "PROVIDERS_ADMIN_TOKEN=$(head -c 32 /dev/urandom | base64 | tr -d '/+=')"
+    echo "HOMECARE_DISCLOSURE_TOKEN=$(head -c 32 /dev/urandom | base64 | tr -d '/+=')"
+  } > "$SECRETS")
+fi
+while IFS='=' read -r key value; do [ -n "${!key:-}" ] || export "$key=$value"; done < "$SECRETS"
+export PROVIDERS_DISCLOSURE_TOKEN="${PROVIDERS_DISCLOSURE_TOKEN:-$HOMECARE_DISCLOSURE_TOKEN}"
+export BROKERAGE_DISCLOSURE_TOKEN="${BROKERAGE_DISCLOSURE_TOKEN:-$HOMECARE_DISCLOSURE_TOKEN}"
+export PROVIDERS_BROKERAGE_URL="${PROVIDERS_BROKERAGE_URL:-http://127.0.0.1:${BROKERAGE_HTTP_PORT:-8001}}"
+
 start_one() {
   local name=$1 pid="$RUN_DIR/$1.pid"
   if pid_alive "$pid"; then log "$name already running (pid $(cat "$pid"))"; return; fi

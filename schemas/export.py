@@ -1,4 +1,4 @@
-"""Write the committed JSON Schemas of every event: ``python -m schemas.export``.
+"""Write the committed JSON Schemas of every event and of the adapter contract: ``python -m schemas.export``.
 
 ``tests/unit/test_contracts.py`` regenerates them in memory and fails when the committed
 files differ, so a model change without a re-export cannot land.
@@ -7,6 +7,7 @@ files differ, so a model change without a re-export cannot land.
 import json
 from pathlib import Path
 
+from schemas.adapters import ADAPTER_MODELS
 from schemas.events import EVENT_ADAPTER, EVENT_TYPES
 
 JSON_DIR = Path(__file__).parent / "json"
@@ -21,6 +22,10 @@ def rendered() -> dict[str, str]:
         files[f"{event_type}.v{version}.schema.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
     union = EVENT_ADAPTER.json_schema(mode="serialization")
     files["events.schema.json"] = json.dumps(union, indent=2, sort_keys=True) + "\n"
+    # The adapter contract: what a provider's system receives (webhook, portal) and answers.
+    for name, model in ADAPTER_MODELS.items():
+        schema = model.model_json_schema(mode="serialization")
+        files[f"adapter.{name}.schema.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
     return files
 
 

@@ -17,6 +17,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("providers", "brokerage", "notifications")
+ADMIN_TOKEN = "test-admin-token"  # the brokerage team's token for the providers service's admin operations
+DISCLOSURE_TOKEN = "test-disclosure-token"  # providers -> brokerage, for a person's details
 
 
 def free_port() -> int:
@@ -65,13 +67,21 @@ class Stack:
 
 
 
-def start_stack(database_url: str, kafka: str, namespace: str, logs: Path, *, console: bool = False) -> Stack:
+def start_stack(database_url: str, kafka: str, namespace: str, logs: Path, extra_env: dict[str, str] | None = None, *,
+                console: bool = False) -> Stack:
     """The three services; with ``console``, then the web console as a client of their APIs."""
     logs.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.endswith("_HTTP_PORT")}
     env |= {"DATABASE_URL": database_url, "KAFKA_BOOTSTRAP_SERVERS": kafka, "HOMECARE_NAMESPACE": namespace,
-            "LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1"}
-    stack = Stack(env=env, logs=logs)
+            "LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1",
+            "PROVIDERS_ADMIN_TOKEN": ADMIN_TOKEN, "PROVIDERS_DISCLOSURE_TOKEN": DISCLOSURE_TOKEN,
+            "BROKERAGE_DISCLOSURE_TOKEN": DISCLOSURE_TOKEN,
+            # A receiver that was down is tried again within seconds, not minutes.
+            "PROVIDERS_WEBHOOK_BACKOFF_INITIAL_SECONDS": "0.2", "PROVIDERS_WEBHOOK_BACKOFF_MAX_SECONDS": "1"}
+    ports = {name: free_port() for name in SERVICES}  # known up front: providers calls the brokerage
+    env["PROVIDERS_BROKERAGE_URL"] = f"http://127.0.0.1:{ports['brokerage']}"
+    env |= extra_env or {}
+    stack = Stack(env=env, logs=logs, ports=ports)
     for name in SERVICES:
         stack.start(name)
     for name in SERVICES:
@@ -103,3 +113,24 @@ async def drop_database(infra, name: str) -> None:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+PERSONAL_FIELDS = ("full_name", "address", "postcode", "phone", "email", "nhs_number", "date_of_birth", "care_notes")
+
+
+async def personal_values(database_url: str) -> set[str]:
+    """Every personal value the brokerage holds in this session's database (every test's seeded
+    persons), as the strings a leak would contain; NHS numbers also in their spaced form."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(f"SELECT {', '.join(PERSONAL_FIELDS)} FROM brokerage.persons")
+    finally:
+        await conn.close()
+    found = set()
+    for row in rows:
+        for name in PERSONAL_FIELDS:
+            if row[name]:
+                found.add(str(row[name]))
+        number = row["nhs_number"]
+        found.add(f"{number[:3]} {number[3:6]} {number[6:]}")
+    return found

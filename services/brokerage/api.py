@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import json
 import re
 import uuid
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 
 import asyncpg
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.events import PackageSpec, VisitPattern
@@ -396,3 +397,66 @@ def reference_router(service, rules: handlers.BrokerageRules) -> APIRouter:
 
     return ref
 
+
+
+PERSON_FIELDS = ("full_name", "address", "postcode", "phone", "email", "nhs_number", "date_of_birth", "care_notes")
+
+
+class DisclosureRequest(BaseModel):
+    """From the providers service, which has authenticated the provider and checked its placement."""
+
+    model_config = ConfigDict(extra="forbid")
+    package_id: uuid.UUID
+    provider_id: str = Field(min_length=1, max_length=64)
+    credential_id: str = Field(min_length=1, max_length=64)
+    fields: list[Literal[PERSON_FIELDS]] = Field(min_length=1)  # type: ignore[valid-type]
+
+
+def internal_router(service) -> APIRouter:
+    """Service-to-service endpoints (not for people): ``Authorization: Bearer <BROKERAGE_DISCLOSURE_TOKEN>``."""
+    router = APIRouter(prefix="/internal", tags=["internal"])
+
+    async def providers_service(authorization: Annotated[str | None, Header()] = None) -> None:
+        expected = service.settings.disclosure_token
+        if not expected:
+            raise ProblemError(403, "disclosures are disabled: BROKERAGE_DISCLOSURE_TOKEN is not set")
+        given = (authorization or "").removeprefix("Bearer ").encode()
+        if not hmac.compare_digest(given, expected.encode()):
+            raise ProblemError(401, "the providers service's disclosure token is required")
+
+    @router.post("/disclosures", dependencies=[Depends(providers_service)],
+                 summary="Disclose a person's details to the provider the package is placed with, and audit it",
+                 responses={403: {"description": "The package is not placed with that provider"},
+                            404: {"description": "No such package"}})
+    async def disclose(body: DisclosureRequest) -> dict:
+        # The brokerage checks the award on its own record too: it is the source of truth, and
+        # the audit row and the read commit together (no disclosure without its record).
+        async with service.pool.acquire() as conn, conn.transaction():
+            package = await conn.fetchrow("SELECT status, provider_id FROM packages WHERE package_id = $1 FOR SHARE",
+                                          body.package_id)
+            if package is None:
+                raise ProblemError(404, f"no package {body.package_id}")
+            if package["status"] not in ("placed", "started") or package["provider_id"] != body.provider_id:
+                raise ProblemError(403, "the package is not placed with this provider")
+            fields = sorted(set(body.fields))
+            person = await conn.fetchrow(f"SELECT {', '.join(fields)} FROM persons WHERE package_id = $1", body.package_id)
+            await conn.execute(
+                "INSERT INTO disclosures (package_id, provider_id, credential_id, fields) VALUES ($1, $2, $3, $4)",
+                body.package_id, body.provider_id, body.credential_id, fields)
+        return {"package_id": str(body.package_id)} | {
+            k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in dict(person).items()}
+
+    return router
+
+
+def disclosures_router(service) -> APIRouter:
+    router = APIRouter(prefix="/packages", tags=["packages"])
+
+    @router.get("/{package_id}/disclosures", summary="Who was shown the person's details: provider, credential, when, which fields")
+    async def disclosures(package_id: uuid.UUID) -> list[dict]:
+        rows = await service.pool.fetch(
+            "SELECT disclosure_id, provider_id, credential_id, fields, disclosed_at FROM disclosures WHERE package_id = $1 "
+            "ORDER BY disclosure_id", package_id)
+        return [dict(r) | {"fields": list(r["fields"])} for r in rows]
+
+    return router

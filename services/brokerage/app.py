@@ -120,5 +120,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
     app = create_app(service, title="Brokerage", description="Home care package requests, offers and awards.")
     app.include_router(api.build_router(service, rules))
     app.include_router(api.reference_router(service, rules))
+    app.include_router(api.disclosures_router(service))
+    app.include_router(api.internal_router(service))
     return service, app
 

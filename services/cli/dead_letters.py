@@ -12,7 +12,7 @@ from rich.table import Table
 
 from services.runtime import topics
 from services.runtime.dead_letters import DeadLetter
-from services.runtime.kafka import read_topic
+from services.runtime.kafka import kafka_security, read_topic
 from services.runtime.settings import admin_settings
 
 app = typer.Typer(no_args_is_help=True, help="Messages the consumers could not apply.")
@@ -73,7 +73,7 @@ def replay(letter_ids: list[str] = typer.Argument(..., help="partition:offset id
         unknown = [i for i in letter_ids if i not in letters]
         if unknown:
             raise typer.BadParameter(f"no dead letter {', '.join(unknown)}")
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, **kafka_security())
         await producer.start()
         try:
             for i in letter_ids:

@@ -10,6 +10,8 @@
     homecare dead-letters replay   put chosen dead letters back on their original topic
     homecare staff add NAME        a web console account (broker, ops or admin)
     homecare reference generate-market   rewrite deploy/reference/providers.yaml from a seed
+    homecare kafka acls            on a secured cluster: create the topics and each service's ACLs
+    homecare providers credentials issue|list|revoke   provider API credentials (admin token)
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import asyncio
 
 import typer
 
-from services.cli import dead_letters, demo, kpis, staff, streams
+from services.cli import dead_letters, demo, kpis, providers, staff, streams
 from services.runtime.logging import configure
 
 app = typer.Typer(no_args_is_help=True, help="Operate the home care brokerage platform.")
@@ -27,6 +29,9 @@ ref_app = typer.Typer(no_args_is_help=True, help="Reference data.")
 app.add_typer(db_app, name="db")
 app.add_typer(ref_app, name="reference")
 app.add_typer(dead_letters.app, name="dead-letters")
+kafka_app = typer.Typer(no_args_is_help=True, help="The Kafka cluster.")
+app.add_typer(kafka_app, name="kafka")
+app.add_typer(providers.app, name="providers")
 app.add_typer(staff.app, name="staff")
 app.command("demo")(demo.demo)
 app.command("tail")(streams.tail)
@@ -64,6 +69,19 @@ def generate_market(seed: int = typer.Option(2021, help="Same seed, same market"
     path = reference_dir() / "providers.yaml"
     path.write_text(header + yaml.safe_dump({"providers": providers}, sort_keys=False, width=120))
     typer.echo(f"wrote {len(providers)} providers to {path}")
+
+
+@kafka_app.command("acls")
+def kafka_acls() -> None:
+    """As the cluster's administrator (KAFKA_USERNAME/KAFKA_PASSWORD, KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT):
+    create the topics, and let each service's principal read and write only its own topics and group."""
+    from services.runtime.kafka import acl_plan, grant_service_acls
+    from services.runtime.settings import admin_settings
+
+    created = asyncio.run(grant_service_acls(admin_settings().kafka_bootstrap_servers))
+    for service, grants in acl_plan().items():
+        typer.echo(f"User:{service}: {len(grants)} ACLs on {', '.join(sorted({g[1] for g in grants}))}")
+    typer.echo(f"{created} ACLs in place")
 
 
 if __name__ == "__main__":

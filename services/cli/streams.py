@@ -21,7 +21,7 @@ from rich.table import Table
 
 from schemas import topics as contract
 from services.runtime import topics
-from services.runtime.kafka import consumer_lag, partitions_of, read_topic
+from services.runtime.kafka import consumer_lag, kafka_security, partitions_of, read_topic
 from services.runtime.settings import SERVICES, admin_settings
 
 # ---- tail ---------------------------------------------------------------------------------
@@ -95,7 +95,7 @@ async def tail_lines(bootstrap: str, names: list[str], *, follow: bool, from_beg
             if matches(line, **filters):
                 on_line(line)
         return
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **kafka_security())
     await consumer.start()
     try:
         partitions = [TopicPartition(n, p) for n in names for p in await partitions_of(bootstrap, n)]

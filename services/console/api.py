@@ -27,6 +27,7 @@ from services.console.clients import ApiError, Services, ServiceUnavailable
 from services.console.domain import Permission
 
 SESSION_COOKIE = "console_session"
+LIST_FIELDS = {"needs", "call_times"}  # checkboxes: always a list, even with one ticked
 SIGN_IN_CSRF_COOKIE = "console_sign_in_csrf"
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
@@ -66,6 +67,8 @@ MENU = [(Permission.board, "/board", "Board"), (Permission.act, "/packages/new",
         (Permission.operations, "/ops/stream", "Live events"), (Permission.operations, "/ops/lag", "Consumer lag"),
         (Permission.operations, "/ops/dead-letters", "Dead letters"), (Permission.operations, "/ops/kpis", "KPIs"),
         (Permission.staff, "/admin/staff", "Staff accounts")]
+# The daily call slots a provider may cover (the providers service's vocabulary).
+CALL_SLOTS = ["early_morning", "morning", "lunch", "tea", "bed", "night"]
 PORTAL_MENU = [("/portal/offers", "Offers"), ("/portal/packages", "My packages"), ("/portal/profile", "Capacity and call times")]
 
 
@@ -122,7 +125,7 @@ def build_router(console) -> APIRouter:
         expected = session.csrf_token if session else request.cookies.get(SIGN_IN_CSRF_COOKIE)
         if not expected or not secrets.compare_digest(str(form.get("csrf_token", "")), expected):
             raise Forbidden("This form has expired or did not come from this console. Go back, reload the page and try again")
-        return {k: (form.getlist(k) if len(form.getlist(k)) > 1 or k == "needs" else form.get(k)) for k in form.keys()}
+        return {k: (form.getlist(k) if len(form.getlist(k)) > 1 or k in LIST_FIELDS else form.get(k)) for k in form.keys()}
 
     def sign_in_page(request: Request, template: str, status: int = 200, **context) -> HTMLResponse:
         token = request.cookies.get(SIGN_IN_CSRF_COOKIE) or secrets.token_urlsafe(32)
@@ -405,9 +408,8 @@ def build_router(console) -> APIRouter:
     @router.get("/portal/offers")
     async def portal_offers(request: Request, session=Depends(provider)):
         offers = await as_provider(session, "GET", "/me/offers?status=open")
-        offers = offers.get("offers", []) if isinstance(offers, dict) else offers
         return page(request, "portal_offers.html", session, offers=offers, reasons=[r.value for r in DeclineReason],
-                      refused=request.query_params.get("refused"), done=request.query_params.get("done"))
+                    refused=request.query_params.get("refused"), done=request.query_params.get("done"))
 
     @router.post("/portal/offers/{package_id}/{answer}")
     async def portal_answer(request: Request, package_id: uuid.UUID, answer: str, session=Depends(provider)):
@@ -417,7 +419,7 @@ def build_router(console) -> APIRouter:
                                            form.get("earliest_start-year", ""))
             body = {"rate": str(form.get("rate", "")).strip().lstrip("£"), "earliest_start": start.isoformat() if start else ""}
         elif answer == "decline":
-            body = {"reason": form.get("reason", ""), "text": str(form.get("text", "")).strip() or None}
+            body = {"reason": form.get("reason", ""), "text": str(form.get("text", "")).strip()}
         else:
             return page(request, "error.html", session, 404, title="Page not found", message=f"No answer {answer}")
         try:
@@ -430,9 +432,7 @@ def build_router(console) -> APIRouter:
 
     @router.get("/portal/packages")
     async def portal_packages(request: Request, session=Depends(provider)):
-        packages = await as_provider(session, "GET", "/me/packages")
-        packages = packages.get("packages", []) if isinstance(packages, dict) else packages
-        return page(request, "portal_packages.html", session, packages=packages)
+        return page(request, "portal_packages.html", session, packages=await as_provider(session, "GET", "/me/packages"))
 
     @router.get("/portal/packages/{package_id}/person")
     async def portal_person(request: Request, package_id: uuid.UUID, session=Depends(provider)):
@@ -446,21 +446,23 @@ def build_router(console) -> APIRouter:
     @router.get("/portal/profile")
     async def portal_profile(request: Request, session=Depends(provider)):
         me = await as_provider(session, "GET", "/me")
-        return page(request, "portal_profile.html", session, me=me, done=request.query_params.get("done"))
+        return page(request, "portal_profile.html", session, me=me, slots=CALL_SLOTS, done=request.query_params.get("done"))
 
     @router.post("/portal/profile")
     async def portal_update_profile(request: Request, session=Depends(provider)):
         form = await form_of(request, session)
-        body: dict[str, Any] = {}
-        if str(form.get("capacity_hours", "")).strip():
-            body["capacity_hours"] = str(form["capacity_hours"]).strip()
-        if str(form.get("call_times", "")).strip():
-            body["call_times"] = [t.strip() for t in str(form["call_times"]).split(",") if t.strip()]
+        body: dict[str, Any] = {"call_times": [s for s in form.get("call_times") or [] if s in CALL_SLOTS] or None}
+        for field in ("weekly_capacity_hours", "max_calls_per_day"):
+            if str(form.get(field) or "").strip():
+                body[field] = str(form[field]).strip()
         try:
             await as_provider(session, "PATCH", "/me", body)
         except ApiError as refused:
+            fields = refused.problem.get("fields") or []
+            errors = {str(f.get("field")).split(".")[0]: str(f["message"]).removeprefix("Value error, ") for f in fields}
             me = await as_provider(session, "GET", "/me")
-            return page(request, "portal_profile.html", session, 400, me=me, error=refused.message)
+            return page(request, "portal_profile.html", session, 400, me=me, slots=CALL_SLOTS,
+                        errors=errors or {"weekly_capacity_hours": refused.message})
         return RedirectResponse("/portal/profile?done=1", status_code=303)
 
     return router

@@ -1,24 +1,113 @@
-"""The providers service's HTTP API: the framework's registry, and each provider's offers."""
+"""The providers service's HTTP API.
 
-from __future__ import annotations
+- ``/providers/...``: the framework's registry (read by anyone inside; changed by the brokerage
+  team with the admin token: adapters, credentials, a provider's offers and webhook deliveries);
+- ``/change-requests/...``: the brokerage team approves or rejects providers' zone/band changes;
+- ``/me/...``: the provider API, each call made by one provider with its own credential and acting
+  for that provider only (``Authorization: Bearer hcp_...``). Another provider's offer, package or
+  person is a 404: it cannot even be told apart from one that does not exist.
+"""
 
+# No "from __future__ import annotations": FastAPI must resolve the local dependency alias `Me`.
+
+import datetime as dt
+import hmac
 import json
+import uuid
+from dataclasses import dataclass
 from decimal import Decimal
+from typing import Annotated, Literal
 
-from typing import Annotated
+import httpx
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
 
-from fastapi import APIRouter, Query
-
+from schemas.adapters import BidRequest, DeclineRequest, OfferNotice
+from schemas.events import ProviderId
+from schemas.vocabulary import Band
+from services.providers import domain, handlers
 from services.providers import repository as repo
 from services.runtime.http import ProblemError
+from services.runtime.logging import get_logger
+from services.runtime.outbox import unit_of_work
+
+log = get_logger(__name__)
+
+bearer = HTTPBearer(auto_error=False, description="A provider's API credential (hcp_...) or, for the brokerage "
+                                                   "team's operations, the admin token")
+PERSON_FIELDS = ("full_name", "address", "postcode", "phone", "email", "nhs_number", "date_of_birth", "care_notes")
+PersonField = Literal["full_name", "address", "postcode", "phone", "email", "nhs_number", "date_of_birth", "care_notes"]
 
 
 def _plain(record) -> dict:
     return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in dict(record).items()}
 
 
+@dataclass(frozen=True)
+class Caller:
+    """The provider making a provider-API call, and the credential it used."""
+
+    provider_id: str
+    credential_id: str
+
+
+def authenticator(service):
+    async def current_provider(auth: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
+        parsed = domain.parse_token(auth.credentials) if auth else None
+        row = await repo.live_credential(service.pool, parsed[0]) if parsed else None
+        if row is None or not domain.secret_matches(parsed[1], row["secret_sha256"]):
+            raise ProblemError(401, "a valid provider credential is required: Authorization: Bearer hcp_...")
+        await service.pool.execute("UPDATE credentials SET last_used_at = now() WHERE credential_id = $1", row["credential_id"])
+        return Caller(row["provider_id"], row["credential_id"])
+
+    return current_provider
+
+
+def admin_guard(service):
+    async def brokerage_team(auth: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+        expected = service.settings.admin_token
+        if not expected:
+            raise ProblemError(403, "admin operations are disabled: PROVIDERS_ADMIN_TOKEN is not set")
+        if auth is None or not hmac.compare_digest(auth.credentials.encode(), expected.encode()):
+            raise ProblemError(401, "the brokerage team's admin token is required: Authorization: Bearer <admin token>")
+
+    return brokerage_team
+
+
+async def in_unit_of_work(service, command):
+    """Run a command in one transaction, turning refusals into 4xx answers."""
+    try:
+        async with unit_of_work(service.pool) as uow:
+            return await command(uow)
+    except handlers.Refused as exc:
+        raise ProblemError(409, str(exc)) from None
+    except LookupError as exc:
+        raise ProblemError(404, str(exc)) from None
+    except ValueError as exc:
+        raise ProblemError(422, str(exc)) from None
+
+
+class AdapterChoice(domain.AutomaticRules):
+    model_config = ConfigDict(extra="forbid")
+    rotate_secret: bool = Field(default=False, description="Webhook: make a new signing secret (the old one stops working)")
+
+
+class CredentialRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    label: str = Field(default="", max_length=100, description="What the credential is for, e.g. 'rostering system'")
+    replace: bool = Field(default=False, description="Rotate: revoke the provider's other credentials")
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    decided_by: str = Field(min_length=1, max_length=100)
+    reason: str = Field(default="", max_length=500)
+
+
 def build_router(service) -> APIRouter:
     router = APIRouter(prefix="/providers", tags=["registry"])
+    staff = [Depends(admin_guard(service))]
 
     @router.get("", summary="The framework's providers")
     async def list_providers() -> list[dict]:
@@ -35,7 +124,8 @@ def build_router(service) -> APIRouter:
             "revision": row["revision"], "held_hours": str(row["held_hours"]), "adapter": json.loads(row["adapter"])["kind"],
         }
 
-    @router.get("/{provider_id}/offers", summary="Offers a provider received, with its answers")
+    @router.get("/{provider_id}/offers", summary="Offers a provider received, with its answers (brokerage team)",
+                dependencies=staff)
     async def provider_offers(
         provider_id: str,
         status: Annotated[str | None, Query(pattern="^(offered|bid|declined|won|lost|closed)$")] = None,
@@ -50,4 +140,214 @@ def build_router(service) -> APIRouter:
         )
         return [_plain(r) | {"spec": json.loads(r["spec"]), "package_id": str(r["package_id"])} for r in rows]
 
+    @router.put("/{provider_id}/adapter", summary="Choose the provider's adapter: automatic, webhook or portal (brokerage team)",
+                dependencies=staff, responses={404: {"description": "No such provider"}})
+    async def choose_adapter(provider_id: str, body: AdapterChoice) -> dict:
+        adapter = domain.AutomaticRules.model_validate(body.model_dump(exclude={"rotate_secret"}))
+        secret = await in_unit_of_work(service, lambda uow: handlers.set_adapter(uow, provider_id, adapter,
+                                                                                 new_secret=body.rotate_secret))
+        # The signing secret is shown once, when made; only the service keeps it.
+        return {"provider_id": provider_id, "adapter": adapter.model_dump(mode="json")} | (
+            {"webhook_secret": secret} if secret else {})
+
+    @router.post("/{provider_id}/credentials", status_code=201, dependencies=staff,
+                 summary="Issue an API credential to the provider (brokerage team); the token is shown only here")
+    async def issue_credential(provider_id: str, body: CredentialRequest) -> dict:
+        return _plain(await in_unit_of_work(service, lambda uow: handlers.issue_credential(
+            uow, provider_id, label=body.label, replace=body.replace)))
+
+    @router.get("/{provider_id}/credentials", dependencies=staff, summary="The provider's credentials (never the secrets)")
+    async def list_credentials(provider_id: str) -> list[dict]:
+        rows = await service.pool.fetch(
+            """SELECT credential_id, provider_id, label, created_at, revoked_at, last_used_at FROM credentials
+                WHERE provider_id = $1 ORDER BY created_at""", provider_id)
+        return [dict(r) for r in rows]
+
+    @router.post("/{provider_id}/credentials/{credential_id}/revoke", dependencies=staff,
+                 summary="Revoke one of the provider's credentials (brokerage team)")
+    async def revoke_credential(provider_id: str, credential_id: str) -> dict:
+        revoked = await in_unit_of_work(service, lambda uow: repo.revoke_credentials(uow.conn, provider_id, credential_id))
+        if not revoked:
+            raise ProblemError(404, f"no live credential {credential_id!r} of {provider_id!r}")
+        return {"provider_id": provider_id, "revoked": revoked}
+
+    @router.get("/{provider_id}/deliveries", dependencies=staff, summary="Webhook deliveries to the provider and their status")
+    async def provider_deliveries(provider_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
+        return await _deliveries(service, provider_id, limit)
+
     return router
+
+
+async def _deliveries(service, provider_id: str, limit: int) -> list[dict]:
+    rows = await service.pool.fetch(
+        """SELECT delivery_id, package_id, offer_round, url, status, attempts, last_attempt_at, last_status_code, last_error,
+                  next_attempt_at, give_up_at, created_at, delivered_at
+             FROM webhook_deliveries WHERE provider_id = $1 ORDER BY created_at DESC LIMIT $2""", provider_id, limit)
+    return [dict(r) | {"next_attempt_at": r["next_attempt_at"] if r["status"] == "pending" else None} for r in rows]
+
+
+def change_requests_router(service) -> APIRouter:
+    router = APIRouter(prefix="/change-requests", tags=["registry"], dependencies=[Depends(admin_guard(service))])
+
+    @router.get("", summary="Providers' requests to change their zones or bands (brokerage team)")
+    async def list_requests(status: Literal["pending", "approved", "rejected"] | None = None) -> list[dict]:
+        rows = await service.pool.fetch(
+            "SELECT * FROM change_requests WHERE ($1::text IS NULL OR status = $1) ORDER BY request_id", status)
+        return [handlers.change_request_view(r) for r in rows]
+
+    async def decide(request_id: int, body: Decision, approve: bool) -> dict:
+        return await in_unit_of_work(service, lambda uow: handlers.decide_coverage_change(
+            uow, request_id, approve=approve, decided_by=body.decided_by, reason=body.reason))
+
+    @router.post("/{request_id}/approve", summary="Approve: the provider serves the requested zones and bands from now")
+    async def approve(request_id: Annotated[int, Path(ge=1, le=2**62)], body: Decision) -> dict:
+        return await decide(request_id, body, True)
+
+    @router.post("/{request_id}/reject", summary="Reject the change; the provider keeps its zones and bands")
+    async def reject(request_id: Annotated[int, Path(ge=1, le=2**62)], body: Decision) -> dict:
+        return await decide(request_id, body, False)
+
+    return router
+
+
+# ---- the provider API: /me ---------------------------------------------------------------
+
+
+class ProfileChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    weekly_capacity_hours: Decimal | None = Field(default=None, ge=0, le=100000, max_digits=7, decimal_places=2)
+    call_times: list[domain.CallSlot] | None = Field(default=None, max_length=6, description="Daily call slots you cover")
+    max_calls_per_day: int | None = Field(default=None, ge=1, le=6)
+
+
+class CoverageChange(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    zones: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,63}$")]] = Field(min_length=1, max_length=20)
+    bands: list[Band] = Field(min_length=1)
+    reason: str = Field(default="", max_length=500)
+
+
+class AnswerAccepted(BaseModel):
+    package_id: uuid.UUID
+    offer_round: int
+    status: Literal["bid", "declined"]
+    answered_at: dt.datetime
+
+
+def me_router(service) -> APIRouter:
+    router = APIRouter(prefix="/me", tags=["provider API"])
+    Me = Annotated[Caller, Depends(authenticator(service))]
+    denied = {401: {"description": "No valid provider credential"}}
+
+    async def profile(provider_id: str) -> dict:
+        row = await service.pool.fetchrow("SELECT * FROM providers WHERE provider_id = $1", provider_id)
+        rules = repo.rules_of(row)
+        return repo.profile_of(row).model_dump(mode="json") | {
+            "revision": row["revision"], "held_hours": str(row["held_hours"]),
+            "adapter": {"kind": rules.kind, "webhook_url": rules.webhook_url, "call_times": rules.call_times,
+                        "max_calls_per_day": domain.max_calls(rules)},
+        }
+
+    @router.get("", summary="Your registry entry: profile, capacity, adapter", responses=denied)
+    async def read_me(me: Me) -> dict:
+        return await profile(me.provider_id)
+
+    @router.patch("", summary="Change your weekly capacity or the call times you cover", responses=denied | {
+        409: {"description": "Capacity below what is committed and held"}})
+    async def change_me(me: Me, body: ProfileChange) -> dict:
+        await in_unit_of_work(service, lambda uow: handlers.update_own_profile(
+            uow, me.provider_id, weekly_capacity_hours=body.weekly_capacity_hours, call_times=body.call_times,
+            max_calls_per_day=body.max_calls_per_day))
+        return await profile(me.provider_id)
+
+    @router.post("/change-requests", status_code=201, responses=denied | {409: {"description": "One is already pending"}},
+                 summary="Ask to serve other zones or bands (the brokerage team approves)")
+    async def request_change(me: Me, body: CoverageChange) -> dict:
+        return await in_unit_of_work(service, lambda uow: handlers.request_coverage_change(
+            uow, me.provider_id, zones=body.zones, bands=[b.value for b in body.bands], reason=body.reason))
+
+    @router.get("/change-requests", summary="Your change requests and their decisions", responses=denied)
+    async def my_changes(me: Me) -> list[dict]:
+        rows = await service.pool.fetch("SELECT * FROM change_requests WHERE provider_id = $1 ORDER BY request_id", me.provider_id)
+        return [handlers.change_request_view(r) for r in rows]
+
+    @router.get("/offers", response_model=list[OfferNotice], responses=denied,
+                summary="Your offers: open ones (answer before window_closes_at), answered ones, or all")
+    async def my_offers(me: Me, status: Literal["open", "answered", "all"] = "open",
+                        limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[OfferNotice]:
+        condition = {"open": "status = 'offered' AND window_closes_at > now()",
+                     "answered": "status <> 'offered'", "all": "true"}[status]
+        rows = await service.pool.fetch(
+            f"SELECT * FROM offers WHERE provider_id = $1 AND {condition} ORDER BY window_closes_at, package_id LIMIT $2",
+            me.provider_id, limit)
+        return [handlers.offer_notice(r, me.provider_id) for r in rows]
+
+    answer_errors = denied | {404: {"description": "No offer of this package to you"},
+                              409: {"description": "Already answered, window closed, or no capacity for it"}}
+
+    @router.post("/offers/{package_id}/bid", response_model=AnswerAccepted, responses=answer_errors,
+                 summary="Bid for a package offered to you: an hourly rate and the earliest start")
+    async def bid(me: Me, package_id: uuid.UUID, body: BidRequest) -> dict:
+        return await in_unit_of_work(service, lambda uow: handlers.answer_through_api(uow, me.provider_id, package_id, body))
+
+    @router.post("/offers/{package_id}/decline", response_model=AnswerAccepted, responses=answer_errors,
+                 summary="Decline a package offered to you, with a reason from the framework's list")
+    async def decline(me: Me, package_id: uuid.UUID, body: DeclineRequest) -> dict:
+        return await in_unit_of_work(service, lambda uow: handlers.answer_through_api(uow, me.provider_id, package_id, body))
+
+    @router.get("/packages", summary="Packages placed with you", responses=denied)
+    async def my_packages(me: Me) -> list[dict]:
+        rows = await service.pool.fetch(
+            """SELECT p.package_id, p.hours_per_week, p.hourly_rate, p.start_date, p.placed_at, p.cancelled_at, o.spec
+                 FROM placements p
+                 LEFT JOIN LATERAL (SELECT spec FROM offers WHERE package_id = p.package_id AND provider_id = p.provider_id
+                                     ORDER BY offer_round DESC LIMIT 1) o ON true
+                WHERE p.provider_id = $1 ORDER BY p.placed_at DESC""", me.provider_id)
+        return [{k: v for k, v in _plain(r).items() if k != "spec"}
+                | {"package": json.loads(r["spec"]) if r["spec"] else None, "person": f"/me/packages/{r['package_id']}/person"}
+                for r in rows]
+
+    @router.get("/packages/{package_id}/person", responses=denied | {
+        403: {"description": "You were offered the package but it is not placed with you"},
+        404: {"description": "No such package of yours"}, 503: {"description": "The brokerage cannot be reached"}},
+        summary="The person's details, for the provider the package is placed with; every disclosure is audited")
+    async def person(me: Me, package_id: uuid.UUID,
+                     fields: Annotated[list[PersonField] | None, Query(description="Only these fields (default: all)")] = None) -> dict:
+        placed = await service.pool.fetchval(
+            "SELECT true FROM placements WHERE package_id = $1 AND provider_id = $2 AND cancelled_at IS NULL",
+            package_id, me.provider_id)
+        if not placed:
+            offered = await service.pool.fetchval(
+                "SELECT true FROM offers WHERE package_id = $1 AND provider_id = $2 LIMIT 1", package_id, me.provider_id)
+            if offered:
+                raise ProblemError(403, "this package is not placed with you: only the provider it is placed with sees the person")
+            raise ProblemError(404, f"no package {package_id} of yours")
+        return await _disclose(service, package_id, me, sorted(set(fields or PERSON_FIELDS)))
+
+    @router.get("/deliveries", summary="Webhook deliveries of offers to your system, and their status", responses=denied)
+    async def my_deliveries(me: Me, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
+        return await _deliveries(service, me.provider_id, limit)
+
+    return router
+
+
+async def _disclose(service, package_id: uuid.UUID, me: Caller, fields: list[str]) -> dict:
+    """Ask the brokerage, which holds the person's details, to disclose them to this provider: it
+    checks the award again on its own record and writes the disclosure to its audit log."""
+    settings = service.settings
+    if not settings.disclosure_token:
+        raise ProblemError(503, "disclosure is not configured: PROVIDERS_DISCLOSURE_TOKEN is not set")
+    try:
+        async with httpx.AsyncClient(base_url=settings.brokerage_url, timeout=10) as client:
+            response = await client.post("/internal/disclosures", headers={"Authorization": f"Bearer {settings.disclosure_token}"},
+                                         json={"package_id": str(package_id), "provider_id": me.provider_id,
+                                               "credential_id": me.credential_id, "fields": fields})
+    except httpx.HTTPError as exc:
+        log.warning("brokerage unreachable for a disclosure", error=repr(exc))
+        raise ProblemError(503, "the brokerage service cannot be reached; try again shortly") from None
+    if response.status_code in (403, 404):
+        raise ProblemError(response.status_code, response.json().get("error", "not disclosed"))
+    if response.status_code != 200:
+        log.warning("brokerage refused a disclosure", status=response.status_code, body=response.text[:300])
+        raise ProblemError(503, "the brokerage could not disclose the details now; try again shortly")
+    return response.json()

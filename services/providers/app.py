@@ -1,13 +1,17 @@
 """Providers service bootstrap: ``python -m services.providers``.
 
-HTTP: the registry and providers' offers. Consumes: brokerage.packages (offers and their
+HTTP: the registry, the brokerage team's registry operations, and the provider API (``/me``). Consumes: brokerage.packages (offers and their
 outcomes). Publishes (through its outbox): providers.answers, providers.registry.
 Start-up: registers the framework's providers from reference data.
+Background: webhook deliveries of offers to providers' own systems.
 """
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+
+import httpx
 
 from schemas import topics
 from schemas.events import (
@@ -53,7 +57,23 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
             added = await handlers.seed_registry(uow, load_provider_seed())
         log.info("provider registry seeded", added=added)
 
-    app = create_app(service, title="Providers", description="The framework's provider registry and providers' answers to offers.")
+    @service.in_background
+    async def webhooks(svc: Service) -> None:
+        """Offers to webhook adapters, from the deliveries table, retried with backoff."""
+        async with httpx.AsyncClient() as client:
+            while not svc.stopping.is_set():
+                if not await handlers.deliver_due_webhooks(svc.pool, client, settings):
+                    try:
+                        await asyncio.wait_for(svc.stopping.wait(), timeout=settings.webhook_poll_seconds)
+                    except asyncio.TimeoutError:
+                        pass
+
+    app = create_app(service, title="Providers", description=(
+        "The framework's provider registry and the provider API. Providers' own systems (webhook adapters) "
+        "and staff (portal) answer offers under `/me` with a provider credential "
+        "(`Authorization: Bearer hcp_...`); the brokerage team's operations take the admin token."))
     app.include_router(api.build_router(service))
+    app.include_router(api.change_requests_router(service))
+    app.include_router(api.me_router(service))
     return service, app
 

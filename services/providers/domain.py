@@ -9,8 +9,12 @@ declines with the reason code from the framework's fixed list.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
+import secrets
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -18,10 +22,20 @@ from schemas.events import PackageSpec, ProviderProfile
 from schemas.vocabulary import DeclineReason
 
 
-class AutomaticRules(BaseModel):
-    """A provider's automatic adapter settings (kept in its registry entry)."""
+AdapterKind = Literal["automatic", "webhook", "portal"]
+# The daily call slots of home care rounds; a provider says which it can cover.
+CallSlot = Literal["early_morning", "morning", "lunch", "tea", "bed", "night"]
 
-    kind: str = "automatic"
+
+class AutomaticRules(BaseModel):
+    """A provider's adapter (kept in its registry entry): its kind, and the automatic adapter's rules.
+
+    ``webhook``: offers are POSTed to ``webhook_url``; ``portal``: staff answer in the provider API.
+    Either way the provider answers through ``POST /me/offers/{package_id}/bid|decline``."""
+
+    kind: AdapterKind = "automatic"
+    webhook_url: str | None = None
+    call_times: list[CallSlot] | None = Field(default=None, description="Call slots it covers (unset: any)")
     max_package_hours: Decimal = Field(default=Decimal(42), gt=0)
     max_calls_per_day: int = Field(default=4, ge=1, le=6)
     premium_percent: dict[str, Decimal] = Field(default_factory=dict)
@@ -60,8 +74,8 @@ def automatic_answer(profile: ProviderProfile, rules: AutomaticRules, package: P
     if missing or (package.visits.double_handed and not profile.double_handed):
         what = ", ".join(missing) if missing else "double-handed calls"
         return Decline(DeclineReason.skills, f"cannot meet: {what}")
-    if package.visits.calls_per_day > rules.max_calls_per_day:
-        return Decline(DeclineReason.call_times, f"covers at most {rules.max_calls_per_day} calls a day")
+    if package.visits.calls_per_day > max_calls(rules):
+        return Decline(DeclineReason.call_times, f"covers at most {max_calls(rules)} calls a day")
     if package.hours_per_week > rules.max_package_hours:
         return Decline(DeclineReason.capacity, f"takes packages up to {rules.max_package_hours} h/week")
     if free_hours(profile, held_hours) < package.hours_per_week:
@@ -70,3 +84,51 @@ def automatic_answer(profile: ProviderProfile, rules: AutomaticRules, package: P
     rate = (band_rate * (1 + Decimal(premium) / 100)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
     earliest = max(package.start_date, today + dt.timedelta(days=rules.lead_days))
     return Bid(hourly_rate=rate, earliest_start=earliest)
+
+
+def max_calls(rules: AutomaticRules) -> int:
+    """Calls a day it can make: its own limit, and no more than the call slots it covers."""
+    return rules.max_calls_per_day if rules.call_times is None else min(rules.max_calls_per_day, len(set(rules.call_times)))
+
+
+# ---- provider API credentials -------------------------------------------------------------
+# A token is ``hcp_<credential id>_<secret>``: the id finds the row, the secret is 256 random bits
+# of which only a SHA-256 is stored (no password-hashing cost is needed for a secret nobody chose).
+
+TOKEN_PREFIX = "hcp"
+
+
+@dataclass(frozen=True)
+class IssuedCredential:
+    credential_id: str
+    token: str
+    secret_sha256: str
+
+
+def issue_credential() -> IssuedCredential:
+    credential_id = secrets.token_hex(8)
+    secret = secrets.token_urlsafe(32)
+    return IssuedCredential(credential_id, f"{TOKEN_PREFIX}_{credential_id}_{secret}", secret_digest(secret))
+
+
+def secret_digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def parse_token(token: str) -> tuple[str, str] | None:
+    """(credential id, secret) of a well-formed token, else None."""
+    parts = token.split("_", 2)
+    if len(parts) != 3 or parts[0] != TOKEN_PREFIX or len(parts[1]) != 16 or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
+def secret_matches(secret: str, stored_sha256: str) -> bool:
+    return hmac.compare_digest(secret_digest(secret), stored_sha256)
+
+
+def webhook_retry_delay(attempts: int, initial: float, maximum: float, jitter: float) -> float:
+    """Seconds before the next delivery attempt after ``attempts`` failed ones: exponential,
+    capped, with ``jitter`` (0..1) spreading receivers' recoveries (full jitter on half the delay)."""
+    base = min(maximum, initial * 2 ** max(0, attempts - 1))
+    return base / 2 + base / 2 * jitter

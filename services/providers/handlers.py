@@ -6,12 +6,25 @@
 - :func:`release_bids`   PackageUnplaced -> every bid's held capacity released
 - :func:`release_package` PackageCancelled -> bids released, and a placement's hours given back
 - :func:`record_hand_back` PackageHandedBack -> hours free again, the hand-back on the provider's record
+
+Commands from the provider API (a provider acting for itself, or the brokerage team):
+
+- :func:`answer_through_api`  a webhook or portal adapter's bid or decline
+- :func:`update_own_profile`  a provider changes its capacity or call times
+- :func:`request_coverage_change` / :func:`decide_coverage_change`  zones/bands, approved by the brokerage team
+- :func:`set_adapter`, :func:`issue_credential`, :func:`revoke_credentials`  the brokerage team's registry work
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import random
+import secrets
 import uuid
+from decimal import Decimal
+
+import httpx
 
 from schemas.events import (
     BidSubmitted,
@@ -20,14 +33,17 @@ from schemas.events import (
     PackageCancelled,
     PackageHandedBack,
     PackagePlaced,
+    PackageSpec,
     PackageUnplaced,
     ProviderUpdated,
 )
+from schemas.adapters import BidRequest, DeclineRequest, OfferNotice
 from services.providers import domain
 from services.providers import repository as repo
 from services.runtime.logging import get_logger
 from services.runtime.outbox import UnitOfWork
 from services.runtime.reference import load_framework
+from services.runtime.signing import signed_headers
 
 log = get_logger(__name__)
 
@@ -66,7 +82,14 @@ async def answer_offer(uow: UnitOfWork, event: OfferMade) -> None:
             continue
         if not await repo.insert_offer(uow.conn, event, provider_id):
             continue  # already received
+        # A new round means the earlier ones are over: what was left unanswered there is closed.
+        await repo.close_unanswered(uow.conn, event.package_id, before_round=event.offer_round)
         rules = repo.rules_of(row)
+        if rules.kind == "webhook" and rules.webhook_url:
+            # Sent by the delivery loop from this row, committed with the offer itself.
+            notice = offer_notice(event, provider_id)
+            await repo.insert_delivery(uow.conn, delivery_id=uuid.uuid4(), provider_id=provider_id, event=event,
+                                       url=rules.webhook_url, body=notice.model_dump_json())
         if rules.kind != "automatic":
             continue  # webhook and portal adapters answer through the provider API
         answer = domain.automatic_answer(repo.profile_of(row), rules, event.package, event.band_rate,
@@ -86,6 +109,7 @@ async def answer_offer(uow: UnitOfWork, event: OfferMade) -> None:
 
 
 async def record_award(uow: UnitOfWork, event: PackagePlaced) -> None:
+    await repo.close_unanswered(uow.conn, event.package_id)
     for offer in await repo.outstanding_bids(uow.conn, event.package_id):
         await repo.settle_offer(uow.conn, offer, "won" if offer["provider_id"] == event.provider_id else "lost")
     if await repo.is_cancelled(uow.conn, event.package_id):
@@ -100,12 +124,14 @@ async def record_award(uow: UnitOfWork, event: PackagePlaced) -> None:
 
 
 async def release_bids(uow: UnitOfWork, event: PackageUnplaced) -> None:
+    await repo.close_unanswered(uow.conn, event.package_id)
     for offer in await repo.outstanding_bids(uow.conn, event.package_id):
         await repo.settle_offer(uow.conn, offer, "closed")
 
 
 async def release_package(uow: UnitOfWork, event: PackageCancelled) -> None:
     await repo.remember_cancelled(uow.conn, event.package_id, event.cancelled_at)
+    await repo.close_unanswered(uow.conn, event.package_id)
     for offer in await repo.outstanding_bids(uow.conn, event.package_id):
         await repo.settle_offer(uow.conn, offer, "closed")
     placement = await repo.cancel_placement(uow.conn, event.package_id, event.cancelled_at)
@@ -123,3 +149,184 @@ async def record_hand_back(uow: UnitOfWork, event: PackageHandedBack) -> None:
     await repo.commit_hours(uow.conn, placement["provider_id"], -placement["hours_per_week"])
     row = await repo.count_hand_back(uow.conn, placement["provider_id"])
     await uow.emit(provider_updated(row, causation=event.event_id))
+
+
+# ---- the provider API's commands --------------------------------------------------------
+
+
+class Refused(Exception):
+    """A command the current state does not allow (an HTTP 409); the message says why."""
+
+
+def offer_notice(source, provider_id: str) -> OfferNotice:
+    """The offer as the provider's system sees it, from the OfferMade event or the stored offer row."""
+    if isinstance(source, OfferMade):
+        fields = dict(package_id=source.package_id, offer_round=source.offer_round, tier=source.tier,
+                      package=source.package, band_rate=source.band_rate, window_closes_at=source.window_closes_at)
+    else:
+        fields = dict(package_id=source["package_id"], offer_round=source["offer_round"], tier=source["tier"],
+                      package=PackageSpec.model_validate_json(source["spec"]), band_rate=source["band_rate"], window_closes_at=source["window_closes_at"],
+                      status=source["status"])
+    base = f"/me/offers/{fields['package_id']}"
+    return OfferNotice(provider_id=provider_id, answer_with={"bid": f"{base}/bid", "decline": f"{base}/decline"}, **fields)
+
+
+async def answer_through_api(uow: UnitOfWork, provider_id: str, package_id: uuid.UUID,
+                             answer: BidRequest | DeclineRequest) -> dict:
+    """A webhook or portal adapter's answer to its own latest offer of the package.
+
+    Refused when the provider was never offered the package (LookupError: a 404, so another
+    provider's offers cannot even be probed), when it already answered, when the round is over or
+    its window has closed, or when a bid would take it over its capacity."""
+    provider = await repo.lock_provider(uow.conn, provider_id)  # providers first, then offers: no deadlocks
+    offer = await repo.latest_offer(uow.conn, provider_id, package_id, lock=True)
+    if provider is None or offer is None:
+        raise LookupError(f"no offer of package {package_id} to you")
+    if offer["status"] != "offered":
+        raise Refused(f"this offer is already {offer['status']}")
+    at = now()
+    if at >= offer["window_closes_at"]:
+        raise Refused(f"the offer window closed at {offer['window_closes_at'].isoformat()}")
+    adapter = repo.rules_of(provider).kind
+    if adapter == "automatic":
+        raise Refused("your adapter is automatic: the service answers your offers by your rules")
+    common = dict(correlation_id=package_id, package_id=package_id, offer_round=offer["offer_round"],
+                  provider_id=provider_id, adapter=adapter, answered_at=at)
+    if isinstance(answer, BidRequest):
+        spec = PackageSpec.model_validate_json(offer["spec"])
+        hours = spec.hours_per_week
+        free = domain.free_hours(repo.profile_of(provider), provider["held_hours"])
+        if free < hours:
+            raise Refused(f"a bid holds {hours} h/week and you have {free} h free; raise your capacity first")
+        if answer.earliest_start < dt.date.today() or answer.earliest_start > spec.start_date + dt.timedelta(days=366):
+            raise Refused(f"earliest_start must be between today and a year after the requested start ({spec.start_date})")
+        await repo.record_bid(uow.conn, package_id=package_id, offer_round=offer["offer_round"], provider_id=provider_id,
+                              hourly_rate=answer.rate, hold=hours, at=at)
+        await uow.emit(BidSubmitted(hourly_rate=answer.rate, earliest_start=answer.earliest_start, **common))
+    else:
+        await repo.record_decline(uow.conn, package_id=package_id, offer_round=offer["offer_round"], provider_id=provider_id,
+                                  reason=answer.reason.value, text=answer.text, at=at)
+        await uow.emit(OfferDeclined(reason=answer.reason, reason_text=answer.text, **common))
+    await uow.conn.execute(
+        "UPDATE offers SET adapter = $4, earliest_start = $5 WHERE package_id = $1 AND offer_round = $2 AND provider_id = $3",
+        package_id, offer["offer_round"], provider_id, adapter, getattr(answer, "earliest_start", None))
+    return {"package_id": str(package_id), "offer_round": offer["offer_round"],
+            "status": "bid" if isinstance(answer, BidRequest) else "declined", "answered_at": at.isoformat()}
+
+
+async def update_own_profile(uow: UnitOfWork, provider_id: str, *, weekly_capacity_hours: Decimal | None,
+                             call_times: list[str] | None, max_calls_per_day: int | None) -> None:
+    """Capacity is in the registry (the brokerage hears of it through ProviderUpdated); call times are
+    the adapter's own settings. Capacity cannot drop below what is committed and held."""
+    row = await repo.lock_provider(uow.conn, provider_id)
+    if row is None:
+        raise LookupError(f"no provider {provider_id!r}")
+    if call_times is not None or max_calls_per_day is not None:
+        rules = repo.rules_of(row)
+        changed = rules.model_copy(update={k: v for k, v in
+                                           {"call_times": call_times, "max_calls_per_day": max_calls_per_day}.items() if v is not None})
+        rules = domain.AutomaticRules.model_validate(changed.model_dump())
+        row = await repo.update_adapter(uow.conn, provider_id, rules.model_dump(mode="json"), row["webhook_secret"])
+    if weekly_capacity_hours is not None:
+        floor = row["committed_hours"] + row["held_hours"]
+        if weekly_capacity_hours < floor:
+            raise Refused(f"capacity cannot go below the {floor} h/week committed to placements and held for bids")
+        row = await repo.update_capacity(uow.conn, provider_id, weekly_capacity_hours)
+        await uow.emit(provider_updated(row))
+
+
+async def request_coverage_change(uow: UnitOfWork, provider_id: str, *, zones: list[str], bands: list[str], reason: str) -> dict:
+    known = load_framework().zones
+    unknown = sorted(set(zones) - set(known))
+    if unknown:
+        raise ValueError(f"unknown zones: {', '.join(unknown)}")
+    if await uow.conn.fetchval("SELECT true FROM change_requests WHERE provider_id = $1 AND status = 'pending'", provider_id):
+        raise Refused("a change request of yours is already awaiting the brokerage team's decision")
+    row = await uow.conn.fetchrow(
+        "INSERT INTO change_requests (provider_id, zones, bands, reason) VALUES ($1, $2, $3, $4) RETURNING *",
+        provider_id, list(dict.fromkeys(zones)), list(dict.fromkeys(bands)), reason)
+    return change_request_view(row)
+
+
+async def decide_coverage_change(uow: UnitOfWork, request_id: int, *, approve: bool, decided_by: str, reason: str) -> dict:
+    row = await uow.conn.fetchrow("SELECT * FROM change_requests WHERE request_id = $1 FOR UPDATE", request_id)
+    if row is None:
+        raise LookupError(f"no change request {request_id}")
+    if row["status"] != "pending":
+        raise Refused(f"change request {request_id} was already {row['status']}")
+    decided = await uow.conn.fetchrow(
+        """UPDATE change_requests SET status = $2, decided_at = now(), decided_by = $3, decision_reason = $4
+            WHERE request_id = $1 RETURNING *""",
+        request_id, "approved" if approve else "rejected", decided_by, reason)
+    if approve:
+        await repo.lock_provider(uow.conn, row["provider_id"])
+        provider = await repo.update_coverage(uow.conn, row["provider_id"], list(row["zones"]), list(row["bands"]))
+        await uow.emit(provider_updated(provider))
+    return change_request_view(decided)
+
+
+def change_request_view(row) -> dict:
+    return {k: (list(v) if isinstance(v, list | tuple) else v) for k, v in dict(row).items()}
+
+
+async def set_adapter(uow: UnitOfWork, provider_id: str, adapter: domain.AutomaticRules, *, new_secret: bool) -> str | None:
+    """Choose the provider's adapter; returns a new webhook signing secret when one was made (shown once)."""
+    row = await repo.lock_provider(uow.conn, provider_id)
+    if row is None:
+        raise LookupError(f"no provider {provider_id!r}")
+    if adapter.kind == "webhook" and not adapter.webhook_url:
+        raise ValueError("a webhook adapter needs webhook_url")
+    secret = row["webhook_secret"]
+    made = None
+    if adapter.kind == "webhook" and (new_secret or not secret):
+        secret = made = "whsec_" + secrets.token_urlsafe(32)
+    await repo.update_adapter(uow.conn, provider_id, adapter.model_dump(mode="json"), secret)
+    return made
+
+
+async def issue_credential(uow: UnitOfWork, provider_id: str, *, label: str, replace: bool) -> dict:
+    """A new API credential for the provider; with ``replace``, its other credentials are revoked
+    (rotation). The token is in the answer only: just its hash is kept."""
+    if await repo.lock_provider(uow.conn, provider_id) is None:
+        raise LookupError(f"no provider {provider_id!r}")
+    revoked = await repo.revoke_credentials(uow.conn, provider_id) if replace else []
+    issued = domain.issue_credential()
+    row = await repo.insert_credential(uow.conn, provider_id, issued.credential_id, issued.secret_sha256, label)
+    return dict(row) | {"token": issued.token, "revoked": revoked}
+
+
+async def deliver_due_webhooks(pool, client, settings, *, batch: int = 20) -> int:
+    """One pass of the webhook deliveries: POST each due offer, signed with the provider's secret,
+    and record the outcome; a failure is retried later with backoff until the offer window closes
+    (or ``webhook_max_attempts``). Returns how many were attempted.
+
+    Each attempt is claimed with a lease in its own short transaction and the POST runs outside
+    any transaction, so a slow receiver holds no lock; a crash mid-POST means the lease runs out
+    and the same delivery id is sent again (receivers drop duplicates by that id)."""
+    lease = settings.webhook_timeout_seconds * 3
+    async with pool.acquire() as conn:
+        due = await repo.claim_due_deliveries(conn, batch, lease)
+
+    async def attempt(row) -> None:
+        body = row["body"].encode()
+        code, error = None, None
+        try:
+            response = await client.post(row["url"], content=body,
+                                         headers=signed_headers(row["webhook_secret"] or "", str(row["delivery_id"]), body),
+                                         timeout=settings.webhook_timeout_seconds)
+            code = response.status_code
+            if not 200 <= code < 300:
+                error = f"HTTP {code}: {response.text[:200]}"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {str(exc)[:200]}"
+        delay = domain.webhook_retry_delay(row["attempts"], settings.webhook_backoff_initial_seconds,
+                                           settings.webhook_backoff_max_seconds, random.random())
+        async with pool.acquire() as conn:
+            await repo.record_delivery_outcome(conn, row["delivery_id"], delivered=error is None, status_code=code,
+                                               error=error, retry_in=delay, max_attempts=settings.webhook_max_attempts)
+        if error:
+            log.warning("webhook delivery failed; will retry", delivery_id=str(row["delivery_id"]),
+                        provider_id=row["provider_id"], attempt=row["attempts"], retry_in=round(delay, 2), error=error)
+
+    await asyncio.gather(*(attempt(r) for r in due))
+    return len(due)

@@ -134,3 +134,118 @@ async def count_hand_back(conn: asyncpg.Connection, provider_id: str) -> asyncpg
             WHERE provider_id = $1 RETURNING *""",
         provider_id,
     )
+
+
+# ---- credentials, self-service, adapters, webhook deliveries ------------------------------
+
+
+async def insert_credential(conn: asyncpg.Connection, provider_id: str, credential_id: str, secret_sha256: str,
+                            label: str) -> asyncpg.Record:
+    return await conn.fetchrow(
+        """INSERT INTO credentials (credential_id, provider_id, secret_sha256, label) VALUES ($1, $2, $3, $4)
+           RETURNING credential_id, provider_id, label, created_at, revoked_at, last_used_at""",
+        credential_id, provider_id, secret_sha256, label,
+    )
+
+
+async def revoke_credentials(conn: asyncpg.Connection, provider_id: str, credential_id: str | None = None) -> list[str]:
+    """Revoke one credential (or, with None, every live one) of the provider; the ids revoked."""
+    rows = await conn.fetch(
+        """UPDATE credentials SET revoked_at = now()
+            WHERE provider_id = $1 AND revoked_at IS NULL AND ($2::text IS NULL OR credential_id = $2)
+           RETURNING credential_id""",
+        provider_id, credential_id,
+    )
+    return [r["credential_id"] for r in rows]
+
+
+async def live_credential(conn, credential_id: str) -> asyncpg.Record | None:
+    """A credential not revoked, of a provider still on the framework."""
+    return await conn.fetchrow(
+        """SELECT c.credential_id, c.provider_id, c.secret_sha256 FROM credentials c
+             JOIN providers p USING (provider_id)
+            WHERE c.credential_id = $1 AND c.revoked_at IS NULL AND p.profile->>'status' <> 'left'""",
+        credential_id,
+    )
+
+
+async def latest_offer(conn: asyncpg.Connection, provider_id: str, package_id: uuid.UUID, *, lock: bool = False):
+    """The provider's own latest offer of the package (never another provider's)."""
+    return await conn.fetchrow(
+        f"""SELECT * FROM offers WHERE provider_id = $1 AND package_id = $2
+             ORDER BY offer_round DESC LIMIT 1 {'FOR UPDATE' if lock else ''}""",
+        provider_id, package_id,
+    )
+
+
+async def close_unanswered(conn: asyncpg.Connection, package_id: uuid.UUID, before_round: int | None = None) -> None:
+    """Offers nobody answered, of a round that is over (a later round began, or the package's outcome is known)."""
+    await conn.execute(
+        """UPDATE offers SET status = 'closed'
+            WHERE package_id = $1 AND status = 'offered' AND ($2::int IS NULL OR offer_round < $2)""",
+        package_id, before_round,
+    )
+
+
+async def update_adapter(conn: asyncpg.Connection, provider_id: str, adapter: dict, webhook_secret: str | None) -> asyncpg.Record:
+    return await conn.fetchrow(
+        "UPDATE providers SET adapter = $2::jsonb, webhook_secret = $3, updated_at = now() WHERE provider_id = $1 RETURNING *",
+        provider_id, json.dumps(adapter), webhook_secret,
+    )
+
+
+async def update_capacity(conn: asyncpg.Connection, provider_id: str, hours: Decimal) -> asyncpg.Record:
+    return await conn.fetchrow(
+        """UPDATE providers SET weekly_capacity_hours = $2, revision = revision + 1, updated_at = now()
+            WHERE provider_id = $1 RETURNING *""",
+        provider_id, hours,
+    )
+
+
+async def update_coverage(conn: asyncpg.Connection, provider_id: str, zones: list[str], bands: list[str]) -> asyncpg.Record:
+    return await conn.fetchrow(
+        """UPDATE providers SET profile = profile || jsonb_build_object('zones', $2::jsonb, 'bands', $3::jsonb),
+                                revision = revision + 1, updated_at = now()
+            WHERE provider_id = $1 RETURNING *""",
+        provider_id, json.dumps(zones), json.dumps(bands),
+    )
+
+
+async def insert_delivery(conn: asyncpg.Connection, *, delivery_id: uuid.UUID, provider_id: str, event: OfferMade,
+                          url: str, body: str) -> None:
+    await conn.execute(
+        """INSERT INTO webhook_deliveries (delivery_id, provider_id, package_id, offer_round, url, body, give_up_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING""",
+        delivery_id, provider_id, event.package_id, event.offer_round, url, body, event.window_closes_at,
+    )
+
+
+async def claim_due_deliveries(conn: asyncpg.Connection, limit: int, lease_seconds: float) -> list[asyncpg.Record]:
+    """Due deliveries, leased: pushed ``lease_seconds`` ahead so that another loop (or this one after
+    a crash) retries them only if this attempt never records its outcome."""
+    return await conn.fetch(
+        """UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => $2), attempts = attempts + 1,
+                                           last_attempt_at = now()
+             FROM providers p
+            WHERE d.delivery_id IN (SELECT delivery_id FROM webhook_deliveries
+                                     WHERE status = 'pending' AND next_attempt_at <= now()
+                                     ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+              AND p.provider_id = d.provider_id
+        RETURNING d.*, p.webhook_secret""",
+        limit, lease_seconds,
+    )
+
+
+async def record_delivery_outcome(conn, delivery_id: uuid.UUID, *, delivered: bool, status_code: int | None,
+                                  error: str | None, retry_in: float, max_attempts: int) -> None:
+    await conn.execute(
+        """UPDATE webhook_deliveries
+              SET status = CASE WHEN $2 THEN 'delivered'
+                                WHEN attempts >= $6 OR now() + make_interval(secs => $5) > give_up_at THEN 'failed'
+                                ELSE 'pending' END,
+                  delivered_at = CASE WHEN $2 THEN now() END,
+                  last_status_code = $3, last_error = $4,
+                  next_attempt_at = now() + make_interval(secs => $5)
+            WHERE delivery_id = $1 AND status = 'pending'""",
+        delivery_id, delivered, status_code, error, retry_in, max_attempts,
+    )

@@ -49,8 +49,13 @@ def rendered() -> dict[str, str]:
     return files
 
 
+def write_documents(folder: Path, files: dict[str, str]) -> None:
+    """Commit-ready documents (AsyncAPI here, OpenAPI in runtime/openapi.py) into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for file_name, text in files.items():
+        (folder / file_name).write_text(text)
+        print(f"wrote {folder.relative_to(folder.parents[1])}/{file_name}")
+
+
 if __name__ == "__main__":
-    DOCS.mkdir(parents=True, exist_ok=True)
-    for file_name, text in rendered().items():
-        (DOCS / file_name).write_text(text)
-        print(f"wrote docs/asyncapi/{file_name}")
+    write_documents(DOCS, rendered())

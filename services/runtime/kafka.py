@@ -10,17 +10,42 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.protocol.admin import CreateAclsRequest, DescribeAclsRequest
 from faststream.kafka import KafkaBroker
+from faststream.kafka.security import parse_security
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 from schemas import topics
 from services.runtime import topics as runtime_topics
-from services.runtime.settings import ServiceSettings
+from services.runtime.settings import SERVICES, ServiceSettings, SharedSettings
+
+
+_SASL = {"SCRAM-SHA-512": SASLScram512, "SCRAM-SHA-256": SASLScram256, "PLAIN": SASLPlaintext}
+
+
+def broker_security(settings: SharedSettings) -> BaseSecurity | None:
+    """FastStream's security object for the settings' identity (None on a PLAINTEXT cluster).
+    A service signs in as its own principal, named after it unless configured otherwise."""
+    if settings.kafka_security_protocol == "PLAINTEXT":
+        return None
+    username = settings.kafka_username or getattr(settings, "service", None)
+    return _SASL[settings.kafka_sasl_mechanism](username, settings.kafka_password or "",
+                                                use_ssl=settings.kafka_security_protocol == "SASL_SSL")
+
+
+def kafka_security(settings: SharedSettings | None = None) -> dict:
+    """The same identity as keyword arguments of aiokafka's clients (admin, consumer, producer).
+    Without settings: the operator's, from the environment (the CLI's tools)."""
+    return parse_security(broker_security(settings or SharedSettings()))
 
 
 def make_broker(settings: ServiceSettings) -> KafkaBroker:
     return KafkaBroker(
         settings.kafka_bootstrap_servers,
         client_id=settings.service,
+        security=broker_security(settings),
+        # On a secured cluster topics are the administrator's to create (and a service may not).
+        allow_auto_create_topics=settings.kafka_security_protocol == "PLAINTEXT",
         # The relay's guarantee rests on these: no duplicates from producer retries, and a
         # send only counts once every in-sync replica has it.
         enable_idempotence=True,
@@ -31,13 +56,14 @@ def make_broker(settings: ServiceSettings) -> KafkaBroker:
     )
 
 
-async def ensure_topics(bootstrap: str, replication_factor: int = 1) -> None:
+async def ensure_topics(bootstrap: str, replication_factor: int = 1, security: dict | None = None) -> None:
     """Create the system's topics with their partition count, if missing.
 
     The registry topic is compacted: it holds each provider's latest profile for as long as
     the provider exists, so a new brokerage instance can always rebuild its view from it.
+    On a secured cluster only the administrator may create topics (``homecare kafka acls``).
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **_security(security))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -56,9 +82,13 @@ async def ensure_topics(bootstrap: str, replication_factor: int = 1) -> None:
         await admin.close()
 
 
-async def partitions_of(bootstrap: str, topic: str) -> list[int]:
+def _security(security: dict | None) -> dict:
+    return kafka_security() if security is None else security
+
+
+async def partitions_of(bootstrap: str, topic: str, security: dict | None = None) -> list[int]:
     """The topic's partitions, straight from the cluster ([] when the topic does not exist)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **_security(security))
     await admin.start()
     try:
         described = await admin.describe_topics([topic])
@@ -67,13 +97,14 @@ async def partitions_of(bootstrap: str, topic: str) -> list[int]:
         await admin.close()
 
 
-async def read_topic(bootstrap: str, topic: str, *, follow_seconds: float = 0.0) -> list[ConsumerRecord]:
+async def read_topic(bootstrap: str, topic: str, *, follow_seconds: float = 0.0, security: dict | None = None) -> list[ConsumerRecord]:
     """Every record on the topic from the beginning to its current end (without a consumer
     group, so nothing is committed); with ``follow_seconds``, also what arrives meanwhile."""
-    partitions = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic)]
+    partitions = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic, security)]
     if not partitions:
         return []
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+                                **_security(security))
     await consumer.start()
     try:
         consumer.assign(partitions)
@@ -107,13 +138,13 @@ class PartitionLag:
         return max(0, self.end - self.committed)
 
 
-async def consumer_lag(bootstrap: str, subscriptions: dict[str, list[str]]) -> list[PartitionLag]:
+async def consumer_lag(bootstrap: str, subscriptions: dict[str, list[str]], security: dict | None = None) -> list[PartitionLag]:
     """Committed vs end offsets per group and partition of the topics it reads (what
     kafka_exporter and Burrow report; FastStream exports no lag of its own), with the age of the
     oldest unprocessed event. A partition the group never committed on counts from its start,
     so a consumer stuck on its very first message still shows."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **_security(security))
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **_security(security))
     rows = []
     try:
         await admin.start()
@@ -121,7 +152,7 @@ async def consumer_lag(bootstrap: str, subscriptions: dict[str, list[str]]) -> l
         members_of = await group_members(admin, list(subscriptions))
         for group, names in subscriptions.items():
             offsets = await admin.list_consumer_group_offsets(group)
-            partitions = [TopicPartition(n, p) for n in names for p in await partitions_of(bootstrap, n)]
+            partitions = [TopicPartition(n, p) for n in names for p in await partitions_of(bootstrap, n, security)]
             if not partitions:
                 continue
             starts = await consumer.beginning_offsets(partitions)
@@ -158,3 +189,58 @@ async def _age_at(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -
     for record in batch.get(tp, []):
         return max(0.0, dt.datetime.now(dt.UTC).timestamp() - record.timestamp / 1000)
     return None
+
+
+# ---- access control on a secured cluster ----------------------------------------------------
+# Each service's principal may write the topics it owns (a topic is named after its producer)
+# and the dead letters, read the topics it consumes, and use its own consumer group; nothing else.
+# aiokafka has the CreateAcls protocol message but no admin method for it, so it is sent as is.
+
+# Kafka's protocol codes (org.apache.kafka.common.acl / resource).
+_ANY = 1
+_TOPIC, _GROUP = 2, 3
+_LITERAL = 3
+_READ, _WRITE, _DESCRIBE = 3, 4, 8
+_ALLOW = 3
+
+
+def acl_plan() -> dict[str, list[tuple[int, str, int]]]:
+    """Per service: (resource type, resource name, operation) it is allowed, names resolved in
+    this installation's namespace."""
+    plan = {}
+    for service in SERVICES:
+        owned = [t for t in topics.ALL if t.split(".")[0] == service] + [topics.DEAD_LETTERS]
+        grants = [(_TOPIC, runtime_topics.resolve(t), op) for t in owned for op in (_WRITE, _DESCRIBE)]
+        grants += [(_TOPIC, runtime_topics.resolve(t), op) for t in topics.CONSUMED_BY[service] for op in (_READ, _DESCRIBE)]
+        grants += [(_GROUP, runtime_topics.group(service), op) for op in (_READ, _DESCRIBE)]
+        plan[service] = grants
+    return plan
+
+
+async def grant_service_acls(bootstrap: str, security: dict | None = None, principals: dict[str, str] | None = None) -> int:
+    """Create the topics (as the administrator) and each service's ACLs; safe to run again.
+    ``principals``: service -> Kafka user name (default: the service's name). Returns ACLs created."""
+    await ensure_topics(bootstrap, security=security)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **_security(security))
+    await admin.start()
+    created = 0
+    try:
+        for service, grants in acl_plan().items():
+            principal = f"User:{(principals or {}).get(service, service)}"
+            for resource_type, name, operation in grants:
+                response = await admin._send_request(
+                    CreateAclsRequest(resource_type, name, _LITERAL, principal, "*", operation, _ALLOW))
+                for error_code, message in response.creation_responses:
+                    if error_code:
+                        raise RuntimeError(f"could not grant {principal} on {name}: {message or error_code}")
+                created += 1
+        # The controller has committed them; the broker applies them from the metadata log a
+        # moment later. Return once the broker enforces them, so a client starting now is let in.
+        for _ in range(100):
+            described = await admin._send_request(DescribeAclsRequest(_ANY, None, _ANY, None, None, _ANY, _ANY))
+            if sum(len(acls) for *_, acls in described.resources) >= created:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
+    return created

@@ -21,7 +21,7 @@ from schemas.topics import CONSUMED_BY
 from services.runtime import logging as runtime_logging
 from services.runtime import metrics
 from services.runtime import topics as runtime_topics
-from services.runtime.kafka import consumer_lag, ensure_topics, make_broker
+from services.runtime.kafka import consumer_lag, ensure_topics, kafka_security, make_broker
 from services.runtime.consumer import EventConsumer
 from services.runtime.db import backoff_delays, create_pool, migrate
 from services.runtime.outbox import Relay
@@ -98,7 +98,10 @@ class Service:
     async def _wait_for_kafka(self) -> None:
         for attempt, delay in enumerate(backoff_delays(0.5, 5.0), start=1):
             try:
-                await ensure_topics(self.settings.kafka_bootstrap_servers, self.settings.kafka_replication_factor)
+                # On a secured cluster the administrator creates the topics (`homecare kafka acls`):
+                # a service's principal may not, by design.
+                if self.settings.kafka_security_protocol == "PLAINTEXT":
+                    await ensure_topics(self.settings.kafka_bootstrap_servers, self.settings.kafka_replication_factor)
                 await self.broker.start()
                 return
             except (KafkaConnectionError, KafkaError, OSError) as exc:
@@ -213,7 +216,7 @@ async def _measure_lag(service: Service, every: float = 15.0) -> None:
     subscription = {runtime_topics.group(service.name): [runtime_topics.resolve(t) for t in CONSUMED_BY[service.name]]}
     while not service.stopping.is_set():
         try:
-            rows = await consumer_lag(service.settings.kafka_bootstrap_servers, subscription)
+            rows = await consumer_lag(service.settings.kafka_bootstrap_servers, subscription, kafka_security(service.settings))
             for row in rows:
                 metrics.CONSUMER_LAG.labels(service.name, row.topic, str(row.partition)).set(row.lag)
             ages = [r.oldest_unprocessed_age_s for r in rows if r.oldest_unprocessed_age_s is not None]

@@ -32,6 +32,14 @@ class SharedSettings(BaseSettings):
 
     kafka_bootstrap_servers: str = LOCAL_KAFKA
     kafka_replication_factor: int = 1
+    # A secured cluster (deploy/kafka/server-sasl.properties): SASL/SCRAM, one principal per
+    # service (``<SERVICE>_KAFKA_USERNAME`` - default the service's name - and
+    # ``<SERVICE>_KAFKA_PASSWORD``); unprefixed ``KAFKA_USERNAME``/``KAFKA_PASSWORD`` are the
+    # operator's identity for the CLI.
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_username: str | None = None
+    kafka_password: str | None = None
     database_url: str = LOCAL_DATABASE
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
@@ -69,8 +77,23 @@ class ServiceSettings(SharedSettings):
     timer_poll_seconds: float = 0.5
     # The unplaced queue: how often an unplaced package is offered again, tiers from the top.
     reoffer_interval_seconds: float = 6 * 3600
-    # Web console: the services' HTTP APIs it is a client of, and its sessions.
+    # Operations that only the brokerage team may call (issuing provider credentials, approving
+    # a provider's change of zones/bands, choosing its adapter): ``Authorization: Bearer <admin_token>``.
+    # Unset, those operations are refused.
+    admin_token: str | None = None
+    # Service-to-service: the providers service asks the brokerage for a person's details on
+    # behalf of the provider that won (the brokerage checks this token and audits the disclosure).
+    # The same value is set as PROVIDERS_DISCLOSURE_TOKEN and BROKERAGE_DISCLOSURE_TOKEN.
+    disclosure_token: str | None = None
     brokerage_url: str = "http://127.0.0.1:8001"
+    # Webhook adapters (providers): offers POSTed to providers' systems from the deliveries table,
+    # retried with capped, jittered exponential backoff until delivered or the offer window closes.
+    webhook_poll_seconds: float = 0.5
+    webhook_timeout_seconds: float = 5.0
+    webhook_backoff_initial_seconds: float = 1.0
+    webhook_backoff_max_seconds: float = 300.0
+    webhook_max_attempts: int = 20
+    # Web console: the services' HTTP APIs it is a client of (and brokerage_url above), and its sessions.
     providers_url: str = "http://127.0.0.1:8002"
     notifications_url: str = "http://127.0.0.1:8003"
     session_idle_minutes: float = 30
@@ -100,8 +123,11 @@ def load(service: ServiceName, **overrides) -> ServiceSettings:
     class _Prefixed(ServiceSettings):
         model_config = SettingsConfigDict(env_prefix=f"{service.upper()}_", extra="ignore")
 
-    shared = SharedSettings()
-    own = _Prefixed(**({"service": service} | shared.model_dump() | overrides))
+    # A service's own variable wins over the shared one of the same name (PROVIDERS_KAFKA_USERNAME
+    # over KAFKA_USERNAME).
+    prefix = f"{service.upper()}_"
+    shared = {k: v for k, v in SharedSettings().model_dump().items() if prefix + k.upper() not in os.environ}
+    own = _Prefixed(**({"service": service} | shared | overrides))
     values = own.model_dump()
     if not values["http_port"]:
         values["http_port"] = DEFAULT_PORTS[service]

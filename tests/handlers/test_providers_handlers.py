@@ -210,3 +210,39 @@ async def test_a_hand_back_frees_the_hours_and_counts_against_the_provider(in_me
     update = await service.pool.fetchval(
         "SELECT payload->'profile'->>'hand_backs_12m' FROM outbox WHERE type = 'ProviderUpdated' AND aggregateid = $1 ORDER BY seq DESC LIMIT 1", pid)
     assert int(update) == int(before["hb"]) + 1
+
+
+async def test_webhook_and_portal_adapters_answer_through_the_api_and_a_new_round_closes_the_unanswered(in_memory):
+    from schemas.adapters import BidRequest
+    from services.providers import handlers
+    from services.providers.domain import AutomaticRules
+    from services.runtime.outbox import unit_of_work
+
+    service, broker = await in_memory(build, "providers")
+    webhook, portal = await willing(service, 2)
+    async with unit_of_work(service.pool) as uow:
+        secret = await handlers.set_adapter(uow, webhook, AutomaticRules(kind="webhook", webhook_url="http://127.0.0.1:9/x"),
+                                            new_secret=False)
+        await handlers.set_adapter(uow, portal, AutomaticRules(kind="portal"), new_secret=False)
+    assert secret and secret.startswith("whsec_")
+    event = offer([webhook, portal])
+    topic = topics.resolve("brokerage.packages")
+    await broker.publish(event.model_dump_json().encode(), topic=topic)
+    assert await outbox(service, event.package_id) == [], "neither adapter answers by itself"
+    [delivery] = await service.pool.fetch("SELECT * FROM webhook_deliveries WHERE package_id = $1", event.package_id)
+    assert delivery["provider_id"] == webhook and delivery["status"] == "pending"
+    body = json.loads(delivery["body"])
+    assert body["provider_id"] == webhook and body["answer_with"]["bid"] == f"/me/offers/{event.package_id}/bid"
+    assert "person" not in body and body["package"]["postcode_district"] == "LE67"
+
+    async with unit_of_work(service.pool) as uow:
+        await handlers.answer_through_api(uow, webhook, event.package_id,
+                                          BidRequest(rate=Decimal("19.10"), earliest_start=dt.date.today()))
+    [bid] = await outbox(service, event.package_id)
+    assert bid["type"] == "BidSubmitted" and json.loads(bid["payload"])["adapter"] == "webhook"
+    # The portal provider did not answer round 1; round 2 (to it again) closes that offer.
+    second = event.model_copy(update={"event_id": uuid.uuid4(), "offer_round": 2, "provider_ids": [portal]})
+    await broker.publish(second.model_dump_json().encode(), topic=topic)
+    rows = {(r["offer_round"], r["provider_id"]): r["status"] for r in
+            await service.pool.fetch("SELECT offer_round, provider_id, status FROM offers WHERE package_id = $1", event.package_id)}
+    assert rows == {(1, webhook): "bid", (1, portal): "closed", (2, portal): "offered"}

@@ -85,3 +85,18 @@ def test_committed_asyncapi_documents_match_the_services(monkeypatch):
         assert committed[name] == text, f"docs/asyncapi/{name} is stale: run python -m services.runtime.asyncapi"
         document = json.loads(text)
         assert document["asyncapi"] == "3.0.0" and document["channels"]
+
+
+def test_committed_openapi_documents_match_the_services():
+    """docs/openapi/ is what providers' developers build adapters from: it must be current."""
+    from services.runtime import openapi
+
+    rendered = openapi.rendered()
+    committed = {p.name: p.read_text() for p in openapi.DOCS.glob("*.json")}
+    assert committed.keys() == rendered.keys(), "run: python -m services.runtime.openapi"
+    for name, text in rendered.items():
+        assert committed[name] == text, f"docs/openapi/{name} is stale: run python -m services.runtime.openapi"
+    provider_api = json.loads(rendered["providers.json"])["paths"]
+    for path in ("/me", "/me/offers", "/me/offers/{package_id}/bid", "/me/offers/{package_id}/decline", "/me/packages",
+                 "/me/packages/{package_id}/person", "/me/change-requests", "/me/deliveries"):
+        assert path in provider_api

@@ -1,0 +1,68 @@
+"""The adapter contract: what a provider's own system receives and sends over HTTP.
+
+- :class:`OfferNotice`: an offer, as POSTed to a webhook adapter (signed, see
+  ``services/runtime/signing.py``) and as listed under ``GET /me/offers`` for a portal.
+  Like the events, it carries no direct identifier of the person: zone, band, postcode
+  district, hours, visit pattern, needs, urgency, start date - enough to decide, nothing more.
+- :class:`BidRequest`, :class:`DeclineRequest`: the provider's answer,
+  ``POST /me/offers/{package_id}/bid`` or ``.../decline``.
+
+Exported as JSON Schema beside the events (``python -m schemas.export``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from schemas.events import Money, PackageSpec, ProviderId
+from schemas.vocabulary import DeclineReason, Tier
+
+OfferStatus = Literal["offered", "bid", "declined", "won", "lost", "closed"]
+
+
+class OfferNotice(BaseModel):
+    """One offer to one provider."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["offer"] = "offer"
+    package_id: uuid.UUID
+    offer_round: int = Field(ge=1)
+    provider_id: ProviderId = Field(description="The provider this notice is for (the receiver)")
+    tier: Tier
+    package: PackageSpec
+    band_rate: Money = Field(description="The framework's hourly rate for the band; a bid above it needs an approval")
+    window_closes_at: dt.datetime = Field(description="Answer before this; later answers are recorded as late")
+    status: OfferStatus = "offered"
+    answer_with: dict[str, str] = Field(description="Where to answer: the bid and decline endpoints of the provider API")
+
+
+class BidRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rate: Money = Field(gt=0, description="Hourly rate asked, in pounds")
+    earliest_start: dt.date = Field(description="First day the provider can start the care")
+
+
+class DeclineRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    reason: DeclineReason
+    text: str = Field(default="", max_length=500, description="Required when the reason is 'other'")
+
+    @model_validator(mode="after")
+    def _text_for_other(self) -> "DeclineRequest":
+        if self.reason is DeclineReason.other and not self.text:
+            raise ValueError("text is required when the reason is 'other'")
+        return self
+
+
+ADAPTER_MODELS: dict[str, type[BaseModel]] = {
+    "OfferNotice": OfferNotice,
+    "BidRequest": BidRequest,
+    "DeclineRequest": DeclineRequest,
+}
