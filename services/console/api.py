@@ -17,13 +17,13 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from fastapi.templating import Jinja2Templates
 
 from schemas.vocabulary import Band, CareNeed, DeclineReason, Funding, Urgency
-from services.console import charts, domain, handlers, operations
-from services.console.clients import ApiError, Services, ServiceUnavailable
+from services.console import charts, domain, handlers, operations, repository
+from services.console.clients import ApiError, Services
 from services.console.domain import Permission
 
 SESSION_COOKIE = "console_session"
@@ -283,9 +283,7 @@ def build_router(console) -> APIRouter:
         try:
             await services.brokerage.post(f"/packages/{package_id}/{path}", body(form, session.username))
         except ApiError as refused:
-            fields = refused.problem.get("fields") or []
-            message = "; ".join(str(f["message"]).removeprefix("Value error, ") for f in fields) or refused.message
-            return RedirectResponse(f"/packages/{package_id}?refused={quote(message[:300])}#actions", status_code=303)
+            return RedirectResponse(f"/packages/{package_id}?refused={quote(domain.refusal(refused.problem))}#actions", status_code=303)
         return RedirectResponse(f"/packages/{package_id}?done={action}", status_code=303)
 
     # ---- operations -----------------------------------------------------------------------------
@@ -338,7 +336,6 @@ def build_router(console) -> APIRouter:
 
     async def staff_page(request, session, status=200, **context):
         async with console.pool.acquire() as conn:
-            from services.console import repository
             staff = await repository.list_staff(conn)
         return page(request, "staff.html", session, status, staff=staff, roles=[r.value for r in domain.Role], **context)
 
@@ -425,9 +422,7 @@ def build_router(console) -> APIRouter:
         try:
             await as_provider(session, "POST", f"/me/offers/{package_id}/{answer}", body)
         except ApiError as refused:
-            fields = refused.problem.get("fields") or []
-            message = "; ".join(str(f["message"]).removeprefix("Value error, ") for f in fields) or refused.message
-            return RedirectResponse(f"/portal/offers?refused={quote(message[:300])}", status_code=303)
+            return RedirectResponse(f"/portal/offers?refused={quote(domain.refusal(refused.problem))}", status_code=303)
         return RedirectResponse(f"/portal/offers?done={answer}", status_code=303)
 
     @router.get("/portal/packages")

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import quote
 
 from fastapi import Request
+from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from services.console import api, domain, handlers
@@ -96,8 +98,6 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
 
     @app.exception_handler(api.NotSignedIn)
     async def not_signed_in(request: Request, exc: api.NotSignedIn):
-        from fastapi.responses import RedirectResponse
-
         if exc.portal:
             return RedirectResponse("/portal/sign-in", status_code=303)
         return RedirectResponse(f"/sign-in?next={quote(request.url.path)}", status_code=303)
@@ -124,8 +124,6 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
         return error_page(request, 400, "The request was refused", exc.message)
 
     original_lifespan = app.router.lifespan_context
-
-    from contextlib import asynccontextmanager
 
     @asynccontextmanager
     async def lifespan(a):

@@ -225,3 +225,10 @@ def errors_from_api(problem: dict) -> tuple[dict[str, str], list[str]]:
     if not by_field and not general:
         general.append(str(problem.get("error") or "The request was refused"))
     return by_field, general
+
+
+def refusal(problem: dict) -> str:
+    """One line for a refused action: the API's messages about the fields, else its error."""
+    fields = problem.get("fields") or []
+    message = "; ".join(str(f.get("message", "")).removeprefix("Value error, ") for f in fields)
+    return (message or str(problem.get("error") or "The request was refused"))[:300]

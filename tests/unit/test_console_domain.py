@@ -105,6 +105,14 @@ def test_the_apis_field_errors_land_next_to_the_forms_fields():
     assert domain.errors_from_api({"error": "no such zone"}) == ({}, ["no such zone"])
 
 
+def test_a_refused_action_is_told_in_one_line():
+    assert domain.refusal({"error": "package is not unplaced"}) == "package is not unplaced"
+    assert domain.refusal({"error": "invalid request", "fields": [
+        {"field": "reason", "message": "String should have at least 1 character"},
+        {"field": "started_on", "message": "Value error, care cannot have started in the future"}]}) == (
+        "String should have at least 1 character; care cannot have started in the future")
+
+
 def test_a_chart_is_an_image_with_a_title_and_a_description_of_its_figures():
     svg = str(charts.bars("c1", "Declines by band", [("urban", {"capacity": 3, "price": 1}), ("rural", {"capacity": 2})],
                           series=["capacity", "price"]))
