@@ -471,14 +471,19 @@ def kpi_charts(k: dict) -> dict[str, Any]:
                                          "90th percentile": max(0.0, ((r["p90_s"] or 0) - (r["median_s"] or 0)) / scale)})
                   for u, r in k["time_to_place"]["by_urgency"].items()]
     unplaced = [(f"{r['zone']} ({r['band']})", {"hours a week": float(r["hours"])}) for r in k["unplaced_queue"]]
-    shares = [(zone, dict(list(r["shares_percent"].items())[:9])) for zone, r in k["concentration_by_zone"].items()]
-    providers = sorted({p for _, s in shares for p in s})
+    # Concentration reads best by rank (names are in the table below the chart): the largest
+    # provider's share, the next two, and everyone else.
+    ranks = ["largest provider", "second", "third", "all others"]
+    shares = []
+    for zone, r in k["concentration_by_zone"].items():
+        ordered = sorted(r["shares_percent"].values(), reverse=True)
+        shares.append((zone, dict(zip(ranks, [*ordered[:3], sum(ordered[3:])]))))
     reasons = sorted({r for row in k["declines_by_band"].values() for r in row})
     declines = [(band, {r: float(n) for r, n in row.items()}) for band, row in k["declines_by_band"].items()]
     return {
         "time_to_place": charts.bars("chart-time", f"Time to place by urgency in {unit}: the median, then on to the 90th percentile",
                                      by_urgency, unit=f" {unit}", series=["median", "90th percentile"]),
         "unplaced": charts.bars("chart-unplaced", "Unplaced hours a week by zone and band", unplaced, unit=" h"),
-        "shares": charts.bars("chart-shares", "Provider share of placed hours per zone, percent", shares, unit="%", series=providers),
+        "shares": charts.bars("chart-shares", "Share of placed hours per zone by provider rank, percent", shares, unit="%", series=ranks),
         "declines": charts.bars("chart-declines", "Decline reasons by band", declines, series=reasons),
     }

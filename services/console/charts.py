@@ -21,20 +21,23 @@ def bars(chart_id: str, title: str, rows: list[tuple[str, dict[str, float]]], *,
          series: list[str] | None = None) -> Markup:
     """Horizontal bars, one per row, stacked by series (one series: plain bars)."""
     series = series or sorted({s for _, values in rows for s in values})
-    label_width, bar_width, row_height, legend_height = 210, 420, 26, 24 if len(series) > 1 else 0
-    height = legend_height + max(1, len(rows)) * row_height + 8
+    label_width, bar_width, row_height = 210, 420, 26
     width = label_width + bar_width + 90
+    legend, x, y = [], label_width, 4  # legend entries, wrapped onto as many lines as they need
+    for i, name in enumerate(series if len(series) > 1 else []):
+        if x + 24 + 8 * len(name) > width and x > label_width:
+            x, y = label_width, y + 20
+        legend.append(f'<rect x="{x}" y="{y}" width="12" height="12" fill="{PALETTE[i % len(PALETTE)]}"/>'
+                      f'<text x="{x + 16}" y="{y + 11}" font-size="13" fill="{TEXT}">{escape(name)}</text>')
+        x += 24 + 8 * len(name)
+    legend_height = y + 20 if legend else 0
+    height = legend_height + max(1, len(rows)) * row_height + 8
     largest = max((sum(v.values()) for _, v in rows), default=0) or 1
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="console-chart" viewBox="0 0 {width} {height}" '
              f'role="img" aria-labelledby="{chart_id}-title {chart_id}-desc">',
              f'<title id="{chart_id}-title">{escape(title)}</title>',
              f'<desc id="{chart_id}-desc">{escape(_describe(rows, unit))}</desc>']
-    if len(series) > 1:
-        x = label_width
-        for i, name in enumerate(series):
-            parts.append(f'<rect x="{x}" y="4" width="12" height="12" fill="{PALETTE[i % len(PALETTE)]}"/>'
-                         f'<text x="{x + 16}" y="15" font-size="13" fill="{TEXT}">{escape(name)}</text>')
-            x += 24 + 8 * len(name)
+    parts += legend
     if not rows:
         parts.append(f'<text x="0" y="{legend_height + 18}" font-size="14" fill="{TEXT}">No data for this period</text>')
     for r, (label, values) in enumerate(rows):

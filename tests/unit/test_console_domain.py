@@ -130,3 +130,13 @@ def test_chart_labels_are_escaped():
 
 def test_every_role_has_a_start_page():
     assert set(domain.HOME) == set(Role)
+
+
+def test_a_long_legend_wraps_onto_more_lines_and_the_chart_grows_to_hold_it():
+    one = str(charts.bars("c3", "t", [("z", {"a": 1, "b": 2})], series=["a", "b"]))
+    many = [f"provider-{i:02d}" for i in range(20)]
+    wrapped = str(charts.bars("c4", "t", [("z", {m: 1 for m in many})], series=many))
+    legend_rows = {int(y) for y in re.findall(r'<rect x="\d+" y="(\d+)" width="12"', wrapped)}
+    assert len(legend_rows) > 1
+    height = lambda svg: int(re.search(r'viewBox="0 0 \d+ (\d+)"', svg).group(1))  # noqa: E731
+    assert height(wrapped) > height(one)
