@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -31,7 +32,10 @@ WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 def stack(database_url, infra, namespace, artifacts):
     s = start_stack(database_url, infra.kafka, namespace, artifacts / "browser-logs", console=True)
     yield s
-    stop_stack(s)
+    codes = stop_stack(s)
+    # The console stops cleanly too, even with an event stream open in a browser.
+    assert all(code in (0, -signal.SIGTERM) for code in codes.values()), f"processes did not shut down cleanly: {codes}"
+    assert '"event": "stopped"' in (s.logs / "console.log").read_text()[-2000:]
 
 
 @pytest.fixture(scope="package")

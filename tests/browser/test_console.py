@@ -210,3 +210,58 @@ async def test_an_admin_adds_a_staff_account_that_can_then_sign_in(console, page
     # An admin follows the work but sees no one's personal details and takes no package action.
     response = await admin.goto(f"{console}/packages/new")
     assert response.status == 403
+
+
+STATUS_ORDER = ["unplaced", "awaiting_approval", "offered", "requested", "placed", "started", "cancelled"]
+
+
+async def test_a_refused_action_says_why_and_an_unplaced_package_can_be_offered_again(stack, console, pages):
+    # 56 carer hours a week, double-handed: more than any automatic adapter takes on (42 h), so
+    # every tier declines and the package joins the unplaced queue.
+    zone, district = roomiest_zone(stack)
+    body = {"zone": zone, "band": "urban", "postcode_district": district, "hours_per_week": "56",
+            "visits": {"calls_per_day": 4, "minutes_per_call": 60, "carers_per_call": 2, "days_per_week": 7},
+            "needs": ["personal_care"], "urgency": "community", "start_date": (dt.date.today() + dt.timedelta(days=3)).isoformat(),
+            "requested_by": "browser-test", "person": {"full_name": "Bea Example", "address": "2 Market Place",
+                                                       "postcode": f"{district} 1AB", "nhs_number": "9434765919"}}
+    created = httpx.post(f"{stack.url('brokerage')}/packages", json=body, timeout=10)
+    assert created.status_code == 201, created.text
+    package_id = created.json()["package_id"]
+    for _ in range(120):
+        status = httpx.get(f"{stack.url('brokerage')}/packages/{package_id}", timeout=10).json()["status"]
+        if status == "unplaced":
+            break
+        await asyncio.sleep(0.5)
+    assert status == "unplaced"
+
+    broker = await pages.signed_in("broker1")
+    await broker.goto(f"{console}/board?status=unplaced")
+    assert await broker.locator(f"tr[data-package-id='{package_id}'] .console-clock").count() == 1  # its wait clock
+    await broker.goto(f"{console}/packages/{package_id}")
+    await pages.check(broker, "package-unplaced")
+    # Cancelling needs a reason: the API's rule, shown on the page; nothing changes.
+    await broker.click("button:has-text('Cancel the package')")
+    assert "at least 1 character" in await broker.inner_text("#refused")
+    assert (await broker.inner_text("#package-status")).strip() == "unplaced"
+
+    await broker.click("button:has-text('Offer again now')")
+    await broker.wait_for_url(re.compile(r"done=reoffer"))
+    assert "re-offered" in await broker.inner_text("#timeline")
+    timeline = httpx.get(f"{stack.url('brokerage')}/packages/{package_id}", timeout=10).json()["timeline"]
+    assert any(t["stage"] == "re-offered" and t["detail"].get("requested_by") == "broker1" for t in timeline)
+
+
+async def test_the_board_puts_the_unplaced_queue_first_and_filters(stack, console, pages):
+    broker = await pages.signed_in("broker1")
+    statuses = [s.strip().replace(" ", "_") for s in await broker.locator("#board-rows .govuk-tag").all_inner_texts()]
+    assert statuses, "the board is empty"
+    assert [STATUS_ORDER.index(s) for s in statuses] == sorted(STATUS_ORDER.index(s) for s in statuses)
+    zone, _ = roomiest_zone(stack)
+    await broker.select_option("#zone", zone)
+    await broker.select_option("#status", "placed")
+    await broker.click("button:has-text('Filter')")
+    rows = broker.locator("#board-rows tr[data-package-id]")
+    for i in range(await rows.count()):
+        cells = await rows.nth(i).locator("td").all_inner_texts()
+        assert cells[1].strip() == "placed" and cells[3].strip() == zone
+    await pages.check(broker, "board-filtered")
