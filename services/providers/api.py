@@ -24,7 +24,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.adapters import BidRequest, DeclineRequest, OfferNotice
-from schemas.events import ProviderId
 from schemas.vocabulary import Band
 from services.providers import domain, handlers
 from services.providers import repository as repo
@@ -36,8 +35,8 @@ log = get_logger(__name__)
 
 bearer = HTTPBearer(auto_error=False, description="A provider's API credential (hcp_...) or, for the brokerage "
                                                    "team's operations, the admin token")
-PERSON_FIELDS = ("full_name", "address", "postcode", "phone", "email", "nhs_number", "date_of_birth", "care_notes")
 PersonField = Literal["full_name", "address", "postcode", "phone", "email", "nhs_number", "date_of_birth", "care_notes"]
+PERSON_FIELDS = PersonField.__args__
 
 
 def _plain(record) -> dict:
@@ -215,7 +214,7 @@ def change_requests_router(service) -> APIRouter:
 
 class ProfileChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    weekly_capacity_hours: Decimal | None = Field(default=None, ge=0, le=100000, max_digits=7, decimal_places=2)
+    weekly_capacity_hours: Decimal | None = Field(default=None, ge=0, le=Decimal("99999.99"), max_digits=7, decimal_places=2)
     call_times: list[domain.CallSlot] | None = Field(default=None, max_length=6, description="Daily call slots you cover")
     max_calls_per_day: int | None = Field(default=None, ge=1, le=6)
 

@@ -25,6 +25,7 @@ from schemas.events import (
     ProviderUpdated,
 )
 from services.providers import api, handlers
+from services.runtime import metrics
 from services.runtime.asyncapi import declare_publishes
 from services.runtime.http import create_app
 from services.runtime.logging import get_logger
@@ -56,6 +57,13 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
         async with unit_of_work(svc.pool) as uow:
             added = await handlers.seed_registry(uow, load_provider_seed())
         log.info("provider registry seeded", added=added)
+
+    @service.gauge_refreshers.append
+    async def webhook_backlog(svc: Service) -> None:
+        counts = dict(await svc.pool.fetch(
+            "SELECT status, count(*) FROM webhook_deliveries WHERE status IN ('pending', 'failed') GROUP BY status"))
+        for status in ("pending", "failed"):
+            metrics.WEBHOOK_DELIVERIES.labels(status).set(counts.get(status, 0))
 
     @service.in_background
     async def webhooks(svc: Service) -> None:

@@ -34,7 +34,8 @@ class AutomaticRules(BaseModel):
     Either way the provider answers through ``POST /me/offers/{package_id}/bid|decline``."""
 
     kind: AdapterKind = "automatic"
-    webhook_url: str | None = None
+    webhook_url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://[^\s/?#]+[^\s]*$",
+                                    description="Where offers are POSTed (https in production)")
     call_times: list[CallSlot] | None = Field(default=None, description="Call slots it covers (unset: any)")
     max_package_hours: Decimal = Field(default=Decimal(42), gt=0)
     max_calls_per_day: int = Field(default=4, ge=1, le=6)

@@ -82,8 +82,6 @@ async def answer_offer(uow: UnitOfWork, event: OfferMade) -> None:
             continue
         if not await repo.insert_offer(uow.conn, event, provider_id):
             continue  # already received
-        # A new round means the earlier ones are over: what was left unanswered there is closed.
-        await repo.close_unanswered(uow.conn, event.package_id, before_round=event.offer_round)
         rules = repo.rules_of(row)
         if rules.kind == "webhook" and rules.webhook_url:
             # Sent by the delivery loop from this row, committed with the offer itself.
@@ -106,6 +104,9 @@ async def answer_offer(uow: UnitOfWork, event: OfferMade) -> None:
             await repo.record_decline(uow.conn, package_id=event.package_id, offer_round=event.offer_round,
                                       provider_id=provider_id, reason=answer.reason.value, text=answer.text, at=at)
             await uow.emit(OfferDeclined(reason=answer.reason, reason_text=answer.text, **common))
+    # A new round means the earlier ones are over: what was left unanswered there is closed
+    # (after the providers' locks, in the order the provider API takes them too: no deadlocks).
+    await repo.close_unanswered(uow.conn, event.package_id, before_round=event.offer_round)
 
 
 async def record_award(uow: UnitOfWork, event: PackagePlaced) -> None:

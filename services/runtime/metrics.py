@@ -23,3 +23,5 @@ PACKAGES_WAITING = Gauge("homecare_packages_waiting", "Packages offered or unpla
                          ["urgency", "status"])
 OLDEST_WAIT = Gauge("homecare_packages_oldest_wait_seconds", "How long the longest-waiting package has waited",
                     ["urgency", "status"])
+WEBHOOK_DELIVERIES = Gauge("homecare_webhook_deliveries", "Offers to providers' webhooks, by status (pending, failed)",
+                           ["status"])

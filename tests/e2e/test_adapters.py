@@ -199,7 +199,9 @@ async def placed(stack, market):
     return {"package": package, "while_down": while_down, "delivered": delivered, "portal_views": portal_views}
 
 
-async def test_a_webhook_delivery_is_retried_while_the_receiver_is_down_and_its_status_shows_it(placed, market):
+async def test_a_webhook_delivery_is_retried_while_the_receiver_is_down_and_its_status_shows_it(placed, market, stack):
+    metrics = httpx.get(f"{stack.url('providers')}/metrics").text
+    assert 'homecare_webhook_deliveries{status="failed"}' in metrics
     down = placed["while_down"]
     assert down["status"] == "pending" and down["attempts"] >= 2 and down["last_error"] and down["delivered_at"] is None
     mine = next(d for d in placed["delivered"] if d["package_id"] == placed["package"]["package_id"])
@@ -369,3 +371,26 @@ async def test_no_personal_detail_in_any_webhook_body_or_portal_listing(placed, 
     for blob in [b.decode() for b in receiver.bodies] + placed["portal_views"]:
         leaked = [s for s in secrets if s in blob]
         assert not leaked, f"personal details {leaked} sent to a provider before the award"
+
+
+def test_the_cli_issues_lists_and_revokes_credentials(stack, monkeypatch):
+    from typer.testing import CliRunner
+
+    from services.cli.main import app
+
+    monkeypatch.setenv("PROVIDERS_ADMIN_TOKEN", ADMIN_TOKEN)
+    monkeypatch.setenv("PROVIDERS_URL", stack.url("providers"))
+    runner = CliRunner()
+    issued = runner.invoke(app, ["providers", "credentials", "issue", "bluebell-care", "--label", "cli test"])
+    assert issued.exit_code == 0, issued.output
+    credential_id, token = issued.output.split()[1], issued.output.strip().splitlines()[-1]
+    assert token.startswith(f"hcp_{credential_id}_")
+    assert httpx.get(f"{stack.url('providers')}/me", headers=bearer(token)).json()["provider_id"] == "bluebell-care"
+    listed = runner.invoke(app, ["providers", "credentials", "list", "bluebell-care"])
+    assert credential_id in listed.output and token not in listed.output
+    assert runner.invoke(app, ["providers", "credentials", "revoke", "bluebell-care", credential_id]).exit_code == 0
+    assert httpx.get(f"{stack.url('providers')}/me", headers=bearer(token)).status_code == 401
+    refused = runner.invoke(app, ["providers", "credentials", "revoke", "bluebell-care", credential_id])
+    assert refused.exit_code == 1
+    monkeypatch.setenv("PROVIDERS_ADMIN_TOKEN", "wrong")
+    assert runner.invoke(app, ["providers", "credentials", "list", "bluebell-care"]).exit_code == 1
