@@ -110,10 +110,12 @@ async def sign_in(pool, policy: domain.SessionPolicy, *, username: str, password
         ok = staff is not None and staff["active"]
     except (VerificationError, InvalidHashError):
         ok = False
+    if not ok:  # recorded in a transaction of its own: raising inside one would roll the record back
+        async with unit_of_work(pool) as uow:
+            await repo.record_attempt(uow.conn, kind="staff", who=username, succeeded=False)
+        raise Refused("The username or password is not right")
     async with unit_of_work(pool) as uow:
-        await repo.record_attempt(uow.conn, kind="staff", who=username, succeeded=ok)
-        if not ok:
-            raise Refused("The username or password is not right")
+        await repo.record_attempt(uow.conn, kind="staff", who=username, succeeded=True)
         if HASHER.check_needs_rehash(staff["password_hash"]):  # parameters raised since it was set
             await repo.set_password_hash(uow.conn, username, await asyncio.to_thread(HASHER.hash, password))
         return await _open_session(uow.conn, policy, now, kind="staff", username=username)
@@ -128,10 +130,12 @@ async def provider_sign_in(pool, policy: domain.SessionPolicy, *, provider_id: s
         if await _throttled(conn, "provider", provider_id, now):
             raise Refused(TOO_MANY)
     ok = bool(provider_id and credential) and await verify(provider_id, credential)
+    if not ok:
+        async with unit_of_work(pool) as uow:
+            await repo.record_attempt(uow.conn, kind="provider", who=provider_id, succeeded=False)
+        raise Refused("The provider id or credential is not right")
     async with unit_of_work(pool) as uow:
-        await repo.record_attempt(uow.conn, kind="provider", who=provider_id, succeeded=ok)
-        if not ok:
-            raise Refused("The provider id or credential is not right")
+        await repo.record_attempt(uow.conn, kind="provider", who=provider_id, succeeded=True)
         return await _open_session(uow.conn, policy, now, kind="provider", provider_id=provider_id,
                                    provider_credential=credential)
 
