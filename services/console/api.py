@@ -321,7 +321,16 @@ def build_router(console) -> APIRouter:
     @router.get("/ops/dead-letters")
     async def dead_letters_page(request: Request, session=Depends(need(Permission.operations))):
         letters = await operations.letters(console.settings.kafka_bootstrap_servers)
-        return page(request, "dead_letters.html", session, letters=letters)
+        return page(request, "dead_letters.html", session, letters=letters, replayed=request.query_params.get("replayed"))
+
+    @router.post("/ops/dead-letters/{letter_id}/replay")
+    async def replay_letter(request: Request, letter_id: str, session=Depends(need(Permission.operations))):
+        await form_of(request, session)
+        try:
+            await operations.replay(console.settings.kafka_bootstrap_servers, letter_id)
+        except LookupError as unknown:
+            return page(request, "error.html", session, 404, title="Page not found", message=str(unknown))
+        return RedirectResponse(f"/ops/dead-letters?replayed={quote(letter_id)}", status_code=303)
 
     @router.get("/ops/kpis")
     async def kpis_page(request: Request, session=Depends(need(Permission.operations))):

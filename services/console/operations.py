@@ -29,6 +29,10 @@ async def letters(bootstrap: str) -> list[dict]:
     return [{"id": f"{p}:{o}", "letter": d} for p, o, d in reversed(await dead_letters.read_all(bootstrap))]
 
 
+async def replay(bootstrap: str, letter_id: str) -> None:
+    await dead_letters.replay_letters(bootstrap, [letter_id])
+
+
 async def key_figures(bootstrap: str, *, days: float, now: dt.datetime) -> dict:
     events = await kpis.read_events(bootstrap)
     return kpis.compute(events, start=now - dt.timedelta(days=days), end=now, now=now, framework=load_framework(),

@@ -265,3 +265,37 @@ async def test_the_board_puts_the_unplaced_queue_first_and_filters(stack, consol
         cells = await rows.nth(i).locator("td").all_inner_texts()
         assert cells[1].strip() == "placed" and cells[3].strip() == zone
     await pages.check(broker, "board-filtered")
+
+
+async def test_ops_see_a_dead_letter_with_its_origin_and_replay_it(console, pages, infra):
+    from aiokafka import AIOKafkaProducer
+
+    from services.runtime import topics
+
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka)
+    await producer.start()
+    try:  # not an event: the brokerage's consumer dead-letters it with its origin
+        sent = await producer.send_and_wait(topics.resolve("providers.answers"), b'{"event_type": "BidSubmitted"}',
+                                            key=b"console-replay-me")
+    finally:
+        await producer.stop()
+    origin = f"{sent.topic}/{sent.partition}@{sent.offset}"
+    ops = await pages.signed_in("ops1")
+    await ops.goto(f"{console}/ops/dead-letters")
+    row = ops.locator("tr[data-letter-id]", has_text=origin)
+    for _ in range(60):
+        if await row.count():
+            break
+        await asyncio.sleep(0.5)
+        await ops.reload()
+    assert await row.count() == 1 and "invalid" in await row.inner_text()
+    before = await ops.locator("tr[data-letter-id]").count()
+    await pages.check(ops, "dead-letters-listed")
+    await row.locator("button:has-text('Replay')").click()
+    assert "was put back on its topic" in await ops.inner_text(".govuk-notification-banner")
+    for _ in range(60):  # the replayed bytes are still not an event: dead-lettered again, from their new offset
+        if await ops.locator("tr[data-letter-id]").count() > before:
+            break
+        await asyncio.sleep(0.5)
+        await ops.reload()
+    assert await ops.locator("tr[data-letter-id]").count() > before
