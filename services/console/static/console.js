@@ -19,6 +19,7 @@ if (board) {
   setInterval(() => document.querySelectorAll('.console-clock').forEach(c => { c.textContent = waited(c.dataset.since) }), 15000)
   setInterval(async () => {
     const response = await fetch(board.dataset.refresh, { credentials: 'same-origin' })
+    if (response.redirected) { window.location.reload(); return } // the session ended: show the sign-in page
     if (response.ok && response.headers.get('content-type').startsWith('text/html')) {
       document.getElementById('board-rows').innerHTML = await response.text()
     }
