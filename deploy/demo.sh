@@ -5,9 +5,18 @@ source "$(dirname "$0")/lib.sh"
 bash "$ROOT/deploy/setup.sh"
 bash "$ROOT/deploy/up.sh"
 (cd "$ROOT" && uv run --frozen homecare demo --packages "${DEMO_PACKAGES:-60}")
+# Console accounts for the demo, one per role; the password is printed below (set
+# DEMO_STAFF_PASSWORD to choose it). Accounts made by an earlier run are left as they were.
+DEMO_STAFF_PASSWORD="${DEMO_STAFF_PASSWORD:-demo-$(head -c 9 /dev/urandom | base64 | tr -dc 'a-zA-Z0-9')}"
+for role in broker ops admin; do
+  (cd "$ROOT" && HOMECARE_STAFF_PASSWORD="$DEMO_STAFF_PASSWORD" uv run --frozen -q homecare staff add "demo-$role" \
+     --name "Demo $role" --role "$role" --exist-ok)
+done
 cat <<MSG
 
 The services are still running:
+  console        http://127.0.0.1:8004/        (sign in as demo-broker, demo-ops or demo-admin;
+                                                password for accounts made now: $DEMO_STAFF_PASSWORD)
   brokerage      http://127.0.0.1:8001/docs    (package requests, offers, awards)
   providers      http://127.0.0.1:8002/docs    (registry, providers' offers)
   notifications  http://127.0.0.1:8003/docs    (confirmations)

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# The three services as background processes (pid files in .run/, logs in .run/logs/).
-#   deploy/services.sh start|stop|status|restart [brokerage|providers|notifications]
+# The three services and the web console as background processes (pid files in .run/, logs in .run/logs/).
+#   deploy/services.sh start|stop|status|restart [brokerage|providers|notifications|console]
 source "$(dirname "$0")/lib.sh"
 
-ALL=(providers brokerage notifications)
-declare -A PORT=([brokerage]="${BROKERAGE_HTTP_PORT:-8001}" [providers]="${PROVIDERS_HTTP_PORT:-8002}" [notifications]="${NOTIFICATIONS_HTTP_PORT:-8003}")
+ALL=(providers brokerage notifications console)
+declare -A PORT=([brokerage]="${BROKERAGE_HTTP_PORT:-8001}" [providers]="${PROVIDERS_HTTP_PORT:-8002}" [notifications]="${NOTIFICATIONS_HTTP_PORT:-8003}" [console]="${CONSOLE_HTTP_PORT:-8004}")
+# The console calls the services' APIs where this script starts them.
+export CONSOLE_BROKERAGE_URL="${CONSOLE_BROKERAGE_URL:-http://127.0.0.1:${PORT[brokerage]}}"
+export CONSOLE_PROVIDERS_URL="${CONSOLE_PROVIDERS_URL:-http://127.0.0.1:${PORT[providers]}}"
+export CONSOLE_NOTIFICATIONS_URL="${CONSOLE_NOTIFICATIONS_URL:-http://127.0.0.1:${PORT[notifications]}}"
 PY="$ROOT/.venv/bin/python"
 
 # The provider API's tokens: the brokerage team's admin token and the providers->brokerage

@@ -72,9 +72,10 @@ class Stack:
 
 
 
-def start_stack(database_url: str, kafka: str, namespace: str, logs: Path, extra_env: dict[str, str] | None = None,
-                **settings: str) -> Stack:
-    """The three services as processes; ``extra_env``/``settings`` add to their environment (e.g. short offer windows)."""
+def start_stack(database_url: str, kafka: str, namespace: str, logs: Path, extra_env: dict[str, str] | None = None, *,
+                console: bool = False, **settings: str) -> Stack:
+    """The three services (``extra_env``/``settings`` add to their environment, e.g. short offer windows);
+    with ``console``, then the web console as a client of their APIs."""
     logs.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.endswith("_HTTP_PORT")}
     env |= {"DATABASE_URL": database_url, "KAFKA_BOOTSTRAP_SERVERS": kafka, "HOMECARE_NAMESPACE": namespace,
@@ -91,6 +92,10 @@ def start_stack(database_url: str, kafka: str, namespace: str, logs: Path, extra
         stack.start(name)
     for name in SERVICES:
         stack.wait_ready(name)
+    if console:
+        stack.env |= {f"CONSOLE_{name.upper()}_URL": stack.url(name) for name in SERVICES}
+        stack.start("console")
+        stack.wait_ready("console")
     return stack
 
 

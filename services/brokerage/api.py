@@ -366,7 +366,7 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
             f"{repo.MOST_URGENT_FIRST}, requested_at")
         rows = await service.pool.fetch(
             f"""SELECT package_id, status, zone, band, urgency, hours_per_week, provider_id, priority, continuity,
-                       requested_at, placed_at, unplaced_at, window_closes_at, next_reoffer_at
+                       requested_at, placed_at, unplaced_at, current_tier, window_closes_at, next_reoffer_at
                  FROM packages
                 WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR zone = $2)
                   AND ($3::text IS NULL OR band = $3) AND ($4::text IS NULL OR urgency = $4)

@@ -63,25 +63,29 @@ def show(letter_id: str = typer.Argument(..., help="partition:offset, as listed"
                            "value": d.value.decode(errors="replace")}, indent=2))
 
 
+async def replay_letters(bootstrap: str, letter_ids: list[str]) -> int:
+    """Republish the original bytes to the original topic (LookupError for an unknown id)."""
+    letters = {(_id(p, o)): d for p, o, d in await read_all(bootstrap)}
+    unknown = [i for i in letter_ids if i not in letters]
+    if unknown:
+        raise LookupError(f"no dead letter {', '.join(unknown)}")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, **kafka_security())
+    await producer.start()
+    try:
+        for i in letter_ids:
+            d = letters[i]
+            headers = [(k, v.encode()) for k, v in d.original_headers.items()] + [("x-replayed-from", i.encode())]
+            await producer.send_and_wait(d.origin_topic, d.value, key=d.key, headers=headers)
+    finally:
+        await producer.stop()
+    return len(letter_ids)
+
+
 @app.command("replay")
 def replay(letter_ids: list[str] = typer.Argument(..., help="partition:offset ids to put back on their original topic")) -> None:
     """Republish the original bytes to the original topic; inboxes make it harmless to consumers that already applied it."""
-    bootstrap = admin_settings().kafka_bootstrap_servers
-
-    async def run() -> int:
-        letters = {(_id(p, o)): d for p, o, d in await read_all(bootstrap)}
-        unknown = [i for i in letter_ids if i not in letters]
-        if unknown:
-            raise typer.BadParameter(f"no dead letter {', '.join(unknown)}")
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, **kafka_security())
-        await producer.start()
-        try:
-            for i in letter_ids:
-                d = letters[i]
-                headers = [(k, v.encode()) for k, v in d.original_headers.items()] + [("x-replayed-from", i.encode())]
-                await producer.send_and_wait(d.origin_topic, d.value, key=d.key, headers=headers)
-        finally:
-            await producer.stop()
-        return len(letter_ids)
-
-    typer.echo(f"replayed {asyncio.run(run())} dead letter(s)")
+    try:
+        replayed = asyncio.run(replay_letters(admin_settings().kafka_bootstrap_servers, letter_ids))
+    except LookupError as unknown:
+        raise typer.BadParameter(str(unknown)) from None
+    typer.echo(f"replayed {replayed} dead letter(s)")

@@ -8,6 +8,7 @@
     homecare dead-letters list     what the consumers could not apply, with origin and error
     homecare dead-letters show N   one dead letter in full
     homecare dead-letters replay   put chosen dead letters back on their original topic
+    homecare staff add NAME        a web console account (broker, ops or admin)
     homecare reference generate-market   rewrite deploy/reference/providers.yaml from a seed
     homecare kafka acls            on a secured cluster: create the topics and each service's ACLs
     homecare providers credentials issue|list|revoke   provider API credentials (admin token)
@@ -19,7 +20,7 @@ import asyncio
 
 import typer
 
-from services.cli import dead_letters, demo, kpis, providers, streams
+from services.cli import dead_letters, demo, kpis, providers, staff, streams
 from services.runtime.logging import configure
 
 app = typer.Typer(no_args_is_help=True, help="Operate the home care brokerage platform.")
@@ -31,6 +32,7 @@ app.add_typer(dead_letters.app, name="dead-letters")
 kafka_app = typer.Typer(no_args_is_help=True, help="The Kafka cluster.")
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(providers.app, name="providers")
+app.add_typer(staff.app, name="staff")
 app.command("demo")(demo.demo)
 app.command("tail")(streams.tail)
 app.command("lag")(streams.lag)
@@ -49,7 +51,7 @@ def provision() -> None:
     from services.runtime.settings import admin_settings
 
     asyncio.run(run(admin_settings().database_url))
-    typer.echo("database provisioned: roles and schemas brokerage, providers, notifications")
+    typer.echo("database provisioned: roles and schemas brokerage, providers, notifications, console")
 
 
 @ref_app.command("generate-market")

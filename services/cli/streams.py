@@ -82,8 +82,11 @@ def matches(line: Line, *, package: str | None, zone: str | None, provider: str 
             and (journey is None or line.correlation_id == journey))
 
 
-async def tail_lines(bootstrap: str, names: list[str], *, follow: bool, from_beginning: bool, on_line, **filters) -> None:
-    """Feed ``on_line`` every matching record of the topics, oldest first (then live, with follow)."""
+async def tail_lines(bootstrap: str, names: list[str], *, follow: bool, from_beginning: bool, on_line, on_ready=None,
+                     **filters) -> None:
+    """Feed ``on_line`` every matching record of the topics, oldest first (then live, with follow).
+    With follow, ``on_ready()`` is called once every partition's starting offset is fixed: no
+    record written after that is missed."""
     if not follow:
         records = []
         for name in names:
@@ -102,6 +105,10 @@ async def tail_lines(bootstrap: str, names: list[str], *, follow: bool, from_beg
             await consumer.seek_to_beginning(*partitions)
         else:
             await consumer.seek_to_end(*partitions)
+        if on_ready is not None:
+            for tp in partitions:  # seeks resolve lazily; resolving them now fixes the start
+                await consumer.position(tp)
+            on_ready()
         while True:
             batch = await consumer.getmany(timeout_ms=500)
             for record in sorted((r for rs in batch.values() for r in rs), key=lambda r: r.timestamp):
@@ -142,10 +149,14 @@ def tail(
 # ---- lag ----------------------------------------------------------------------------------
 
 
+def subscriptions() -> dict[str, list[str]]:
+    """Every service's consumer group and the topics it reads, as deployed."""
+    return {topics.group(s): [topics.resolve(t) for t in contract.CONSUMED_BY[s]] for s in SERVICES}
+
+
 def lag(as_json: bool = typer.Option(False, "--json", help="JSON instead of a table")) -> None:
     """Consumer lag per group and partition, with the age of the oldest unprocessed event."""
-    subscriptions = {topics.group(s): [topics.resolve(t) for t in contract.CONSUMED_BY[s]] for s in SERVICES}
-    rows = asyncio.run(consumer_lag(admin_settings().kafka_bootstrap_servers, subscriptions))
+    rows = asyncio.run(consumer_lag(admin_settings().kafka_bootstrap_servers, subscriptions()))
     if as_json:
         typer.echo(json.dumps([r.__dict__ | {"lag": r.lag} for r in rows], indent=2))
         return

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from services.runtime.logging import get_logger
-from services.runtime.settings import SERVICES
+from services.runtime.settings import SCHEMA_OWNERS
 
 log = get_logger(__name__)
 
@@ -100,7 +100,7 @@ async def provision(admin_dsn: str, *, timeout: float | None = 120) -> None:
         await admin.execute("SELECT pg_advisory_lock(hashtext('homecare-provision'))")
         if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database):
             await admin.execute(f'CREATE DATABASE "{database}"')
-        for role in SERVICES:
+        for role in SCHEMA_OWNERS:
             if not await admin.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
                 # The password matters only where the server checks one (not under local trust).
                 await admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{role}'")
@@ -114,12 +114,12 @@ async def provision(admin_dsn: str, *, timeout: float | None = 120) -> None:
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('homecare-provision-schemas'))")
             await conn.execute(f'REVOKE ALL ON DATABASE "{database}" FROM PUBLIC')
             await conn.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
-            for role in SERVICES:
+            for role in SCHEMA_OWNERS:
                 await conn.execute(f'GRANT CONNECT, TEMPORARY ON DATABASE "{database}" TO {role}')
                 await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {role} AUTHORIZATION {role}")
     finally:
         await conn.close()
-    log.info("database provisioned", database=database, roles=list(SERVICES))
+    log.info("database provisioned", database=database, roles=list(SCHEMA_OWNERS))
 
 
 def migration_files(*folders: Path) -> list[tuple[str, Path]]:

@@ -47,9 +47,10 @@ def _field_name(loc: tuple[Any, ...]) -> str:
 class EdgeMiddleware(BaseHTTPMiddleware):
     """Correlation id in and out; size and content-type limits before any parsing."""
 
-    def __init__(self, app, max_bytes: int) -> None:
+    def __init__(self, app, max_bytes: int, content_types: frozenset[str] = frozenset({"application/json"})) -> None:
         super().__init__(app)
         self.max_bytes = max_bytes
+        self.content_types = content_types
 
     async def dispatch(self, request: Request, call_next):
         correlation_id = request.headers.get(CORRELATION_HEADER) or str(uuid.uuid4())
@@ -65,8 +66,8 @@ class EdgeMiddleware(BaseHTTPMiddleware):
                 if len(body) > self.max_bytes:
                     return _problem(413, f"request body larger than {self.max_bytes} bytes")
                 ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-                if body and ctype != "application/json":
-                    return _problem(415, f"content type must be application/json, not {ctype or 'missing'!r}")
+                if body and ctype not in self.content_types:
+                    return _problem(415, f"content type must be {' or '.join(sorted(self.content_types))}, not {ctype or 'missing'!r}")
             response = await call_next(request)
             response.headers[CORRELATION_HEADER] = correlation_id
             return response
@@ -81,9 +82,11 @@ def _problem(status: int, message: str, fields: list[dict] | None = None, header
     return JSONResponse(status_code=status, content=body, headers=headers)
 
 
-def create_app(service: "Service", *, title: str, description: str, version: str = "1") -> FastAPI:
+def create_app(service: "Service", *, title: str, description: str, version: str = "1", html_forms: bool = False) -> FastAPI:
+    """``html_forms``: also accept the browser's form posts (the web console's pages)."""
     app = FastAPI(title=title, description=description, version=version, lifespan=service.lifespan)
-    app.add_middleware(EdgeMiddleware, max_bytes=service.settings.max_request_bytes)
+    types = {"application/json"} | ({"application/x-www-form-urlencoded"} if html_forms else set())
+    app.add_middleware(EdgeMiddleware, max_bytes=service.settings.max_request_bytes, content_types=frozenset(types))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError):

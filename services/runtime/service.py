@@ -34,8 +34,11 @@ BackgroundTask = Callable[["Service"], Awaitable[None]]
 
 
 class Service:
-    def __init__(self, settings: ServiceSettings, *, migrations: Path) -> None:
+    def __init__(self, settings: ServiceSettings, *, migrations: Path, events: bool = True) -> None:
         self.settings = settings
+        # events=False: a process that neither consumes nor publishes (the web console): no relay
+        # and no lag of its own to measure; it still waits for Kafka, which it reads from.
+        self.events = events
         self.name = settings.service
         self.migrations = migrations
         self.broker = make_broker(settings)
@@ -84,11 +87,12 @@ class Service:
         for step in self.startup_steps:
             await step(self)
         await self._wait_for_kafka()
-        self.relay = Relay(self._pool, self.broker, service=self.name, batch_size=s.relay_batch_size,
-                           poll_seconds=s.relay_poll_seconds, retention_seconds=s.outbox_retention_seconds)
-        self.relay.start()
+        if self.events:
+            self.relay = Relay(self._pool, self.broker, service=self.name, batch_size=s.relay_batch_size,
+                               poll_seconds=s.relay_poll_seconds, retention_seconds=s.outbox_retention_seconds)
+            self.relay.start()
         self._tasks = [asyncio.create_task(self._guard(task), name=task.__name__)
-                       for task in [*self.background, _measure_lag]]
+                       for task in [*self.background, *([_measure_lag] if self.events else [])]]
         log.info("started")
 
     async def _wait_for_kafka(self) -> None:

@@ -14,9 +14,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ServiceName = Literal["brokerage", "providers", "notifications"]
+ServiceName = Literal["brokerage", "providers", "notifications", "console"]
+# The event-driven services (each consumes and publishes through the runtime's inbox/outbox).
 SERVICES: tuple[ServiceName, ...] = ("brokerage", "providers", "notifications")
-DEFAULT_PORTS = {"brokerage": 8001, "providers": 8002, "notifications": 8003}
+# Every process that owns a schema and a login role: the services, and the web console (staff
+# accounts and sessions only; it reaches the services through their HTTP APIs).
+SCHEMA_OWNERS: tuple[ServiceName, ...] = (*SERVICES, "console")
+DEFAULT_PORTS = {"brokerage": 8001, "providers": 8002, "notifications": 8003, "console": 8004}
 
 # The local processes started by deploy/kafka.sh and deploy/postgres.sh (same port variables).
 LOCAL_KAFKA = f"127.0.0.1:{os.environ.get('HOMECARE_KAFKA_PORT', '19092')}"
@@ -114,6 +118,13 @@ class ServiceSettings(SharedSettings):
     delivery_lease_seconds: float = 120.0  # a claimed delivery whose sender died is tried again after this
     contact_grace_seconds: float = 3600.0  # how long a message waits for its recipient's contact to be registered
     seed_channel: str = "log"              # the channel seeded providers and brokers get (deploy/reference/contacts.yaml)
+    # Web console: the services' HTTP APIs it is a client of (and brokerage_url above), and its sessions.
+    providers_url: str = "http://127.0.0.1:8002"
+    notifications_url: str = "http://127.0.0.1:8003"
+    session_idle_minutes: float = 30
+    session_max_hours: float = 12
+    # Set where the console is served over HTTPS (it should be, anywhere but loopback).
+    cookie_secure: bool = False
 
     @property
     def role(self) -> str:

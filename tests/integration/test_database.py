@@ -7,9 +7,9 @@ import asyncpg
 import pytest
 
 from services.runtime.db import create_pool, migrate, migration_files, RUNTIME_MIGRATIONS
-from services.runtime.settings import SERVICES, load
+from services.runtime.settings import SCHEMA_OWNERS, load
 
-SERVICE_MIGRATIONS = {name: Path(__file__).resolve().parents[2] / "services" / name / "migrations" for name in SERVICES}
+SERVICE_MIGRATIONS = {name: Path(__file__).resolve().parents[2] / "services" / name / "migrations" for name in SCHEMA_OWNERS}
 
 
 async def pool_for(name: str) -> asyncpg.Pool:
@@ -17,7 +17,7 @@ async def pool_for(name: str) -> asyncpg.Pool:
     return await create_pool(settings.service_dsn, schema=name, application=f"test-{name}", size=3)
 
 
-@pytest.mark.parametrize("name", SERVICES)
+@pytest.mark.parametrize("name", SCHEMA_OWNERS)
 async def test_migrations_apply_once_even_from_two_processes_at_once(database_url, name):
     pools = [await pool_for(name), await pool_for(name)]
     try:
@@ -34,16 +34,16 @@ async def test_migrations_apply_once_even_from_two_processes_at_once(database_ur
             await p.close()
 
 
-@pytest.mark.parametrize("reader", SERVICES)
+@pytest.mark.parametrize("reader", SCHEMA_OWNERS)
 async def test_a_service_role_cannot_read_or_write_another_services_schema(database_url, reader):
-    for name in SERVICES:
+    for name in SCHEMA_OWNERS:
         pool = await pool_for(name)
         await migrate(pool, name, SERVICE_MIGRATIONS[name])
         await pool.close()
     conn = await asyncpg.connect(load(reader).service_dsn)
     try:
         assert await conn.fetchval(f"SELECT count(*) >= 0 FROM {reader}.outbox")  # its own: fine
-        for other in SERVICES:
+        for other in SCHEMA_OWNERS:
             if other == reader:
                 continue
             with pytest.raises(asyncpg.InsufficientPrivilegeError):

@@ -27,3 +27,11 @@ def test_compose_runs_kafka_postgres_and_the_three_services():
         assert services[name]["command"] == ["python", "-m", f"services.{name}"]
         # each service connects as its own role
         assert services[name]["environment"][f"{name.upper()}_DB_PASSWORD"] == name
+
+
+def test_compose_runs_the_console_as_its_own_role_on_the_services_apis():
+    console = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["console"]
+    assert console["command"] == ["python", "-m", "services.console"]
+    assert console["environment"]["CONSOLE_DB_PASSWORD"] == "console"
+    assert console["environment"]["CONSOLE_BROKERAGE_URL"] == "http://brokerage:8001"
+    assert console["environment"]["CONSOLE_PROVIDERS_URL"] == "http://providers:8002"

@@ -1,0 +1,136 @@
+"""Web console bootstrap: ``python -m services.console``.
+
+HTTP: server-rendered pages (FastAPI + Jinja2, GOV.UK Design System). Owns only staff accounts
+and sessions (schema ``console``). Calls the brokerage, providers and notifications HTTP APIs;
+reads Kafka for the live event stream, lag, dead letters and KPIs (as the ``homecare`` CLI
+does). Publishes no event and consumes none through the inbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from contextlib import asynccontextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+from fastapi import Request
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from services.console import api, domain, handlers
+from services.console import repository as repo
+from services.console.clients import ApiError, Services, ServiceUnavailable
+from services.runtime.http import create_app
+from services.runtime.logging import get_logger
+from services.runtime.outbox import unit_of_work
+from services.runtime.service import Service
+from services.runtime.settings import ServiceSettings, load
+
+log = get_logger(__name__)
+HERE = Path(__file__).parent
+ROOT = HERE.parents[1]
+# govuk-frontend, installed from the npm registry by deploy/setup.sh (`npm ci`, package-lock.json).
+GOVUK = ROOT / "node_modules" / "govuk-frontend" / "dist" / "govuk"
+
+# Pages hold personal details: never cached, never framed; scripts and styles from this origin only.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+                               "frame-ancestors 'none'; form-action 'self'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
+class Console:
+    """What the pages need: the pool (staff, sessions), the session policy, the services' APIs."""
+
+    def __init__(self, service: Service, settings: ServiceSettings) -> None:
+        self.service = service
+        self.settings = settings
+        self.policy = domain.SessionPolicy(idle=dt.timedelta(minutes=settings.session_idle_minutes),
+                                           absolute=dt.timedelta(hours=settings.session_max_hours))
+        self.services = Services(brokerage=settings.brokerage_url, providers=settings.providers_url,
+                                 notifications=settings.notifications_url)
+        self.zones: list[dict] = []
+
+    @property
+    def pool(self):
+        return self.service.pool
+
+    def stopping(self) -> bool:
+        """Long-lived responses (the event stream) end when the server is asked to stop."""
+        server = self.service.server
+        return self.service.stopping.is_set() or bool(server and server.should_exit)
+
+
+def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
+    settings = settings or load("console")
+    service = Service(settings, migrations=HERE / "migrations", events=False)
+    console = Console(service, settings)
+
+    @service.in_background
+    async def purge_sessions(svc: Service) -> None:
+        while not svc.stopping.is_set():
+            async with unit_of_work(svc.pool) as uow:
+                purged = await repo.purge_expired(uow.conn)
+            if purged:
+                log.info("expired sessions removed", sessions=purged)
+            try:
+                await asyncio.wait_for(svc.stopping.wait(), timeout=600)
+            except asyncio.TimeoutError:
+                pass
+
+    app = create_app(service, title="Console", description="The web console of the home care brokerage.", html_forms=True)
+    app.include_router(api.build_router(console))
+    app.mount("/assets", StaticFiles(directory=GOVUK / "assets", check_dir=False), name="govuk-assets")
+    app.mount("/static/govuk", StaticFiles(directory=GOVUK, check_dir=False), name="govuk")
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        if not request.url.path.startswith(("/static", "/assets")):
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.exception_handler(api.NotSignedIn)
+    async def not_signed_in(request: Request, exc: api.NotSignedIn):
+        if exc.portal:
+            return RedirectResponse("/portal/sign-in", status_code=303)
+        return RedirectResponse(f"/sign-in?next={quote(request.url.path)}", status_code=303)
+
+    def error_page(request: Request, status: int, title: str, message: str):
+        return api.page(request, "error.html", getattr(request.state, "session", None), status, title=title, message=message)
+
+    @app.exception_handler(api.Forbidden)
+    async def forbidden(request: Request, exc: api.Forbidden):
+        return error_page(request, 403, "You do not have access", exc.message)
+
+    @app.exception_handler(ServiceUnavailable)
+    async def unavailable(request: Request, exc: ServiceUnavailable):
+        log.warning("a service could not be reached", error=str(exc), path=request.url.path)
+        return error_page(request, 503, "Sorry, there is a problem with the service",
+                          "A service the console depends on is not answering. Try again in a few moments.")
+
+    @app.exception_handler(ApiError)
+    async def refused(request: Request, exc: ApiError):
+        return error_page(request, exc.status if 400 <= exc.status < 500 else 502, "The request was refused", exc.message)
+
+    @app.exception_handler(handlers.Refused)
+    async def console_refused(request: Request, exc: handlers.Refused):
+        return error_page(request, 400, "The request was refused", exc.message)
+
+    original_lifespan = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(a):
+        async with original_lifespan(a):
+            yield
+        await console.services.close()
+
+    app.router.lifespan_context = lifespan
+    service.console = console  # for tests and tools
+    return service, app

@@ -1,0 +1,234 @@
+"""The console's rules, pure Python: who may see what, sessions' lifetimes, the board's order,
+and turning the new-package form into the brokerage API's request (and its answers back into
+messages next to the fields). No I/O: unit-tested alone."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from schemas.vocabulary import CareNeed, Urgency
+
+
+class Role(StrEnum):
+    broker = "broker"
+    ops = "ops"
+    admin = "admin"
+
+
+class Permission(StrEnum):
+    board = "board"  # the live board and package pages (without personal details)
+    act = "act"  # request packages, approve/reject exceptions, cancel, re-offer, record starts
+    person = "person"  # the person's details on the package page
+    operations = "operations"  # event stream, lag, dead letters, KPIs
+    staff = "staff"  # staff accounts
+
+
+# Personal details and package actions are the brokerage team's alone; operations and admins
+# see the board to follow the work, never the people.
+PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.broker: frozenset({Permission.board, Permission.act, Permission.person}),
+    Role.ops: frozenset({Permission.board, Permission.operations}),
+    Role.admin: frozenset({Permission.board, Permission.operations, Permission.staff}),
+}
+
+HOME = {Role.broker: "/board", Role.ops: "/ops/stream", Role.admin: "/admin/staff"}
+
+
+def can(role: str | None, permission: Permission) -> bool:
+    try:
+        return permission in PERMISSIONS[Role(role)]
+    except ValueError:
+        return False
+
+
+# ---- sessions ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SessionPolicy:
+    idle: dt.timedelta = dt.timedelta(minutes=30)
+    absolute: dt.timedelta = dt.timedelta(hours=12)
+
+    def expires_at(self, *, created_at: dt.datetime, now: dt.datetime) -> dt.datetime:
+        """Sliding idle expiry, never past the absolute limit from sign-in."""
+        return min(now + self.idle, created_at + self.absolute)
+
+
+# Sign-in throttling: this many failures for one name within the window refuse further tries.
+MAX_FAILED_SIGN_INS = 5
+FAILED_SIGN_IN_WINDOW = dt.timedelta(minutes=15)
+MIN_PASSWORD_LENGTH = 12
+USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+
+
+def password_problem(password: str) -> str | None:
+    """NCSC/NIST guidance: length over composition rules."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"Password must be at least {MIN_PASSWORD_LENGTH} characters"
+    if len(password) > 1000:
+        return "Password must be 1,000 characters or fewer"
+    return None
+
+
+# ---- the board --------------------------------------------------------------------------------
+
+# The unplaced queue first, then what needs a decision, then what is in flight, then the rest.
+STATUS_ORDER = ["unplaced", "awaiting_approval", "offered", "requested", "placed", "started", "cancelled"]
+URGENCY_ORDER = [Urgency.hospital_discharge.value, Urgency.reablement_step_down.value, Urgency.community.value]
+WAITING = {"unplaced", "awaiting_approval", "offered", "requested"}
+
+
+def _rank(order: list[str], value: str) -> int:
+    return order.index(value) if value in order else len(order)
+
+
+def board_order(packages: list[dict]) -> list[dict]:
+    """Status group, then urgency (hospital discharge first), then the longest wait first."""
+    return sorted(packages, key=lambda p: (_rank(STATUS_ORDER, p["status"]), _rank(URGENCY_ORDER, p["urgency"]),
+                                           p["requested_at"]))
+
+
+def waited(since: dt.datetime, until: dt.datetime) -> str:
+    """A wait clock: '3 d 4 h', '2 h 05 min', '7 min', 'under a minute'."""
+    seconds = max(0, int((until - since).total_seconds()))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min" if minutes else "under a minute"
+
+
+def wait_of(package: dict, now: dt.datetime) -> dt.datetime:
+    """Until when a package waited: still waiting, or until it was placed (or last went unplaced)."""
+    if package["status"] in WAITING:
+        return now
+    return package.get("placed_at") or now
+
+
+# ---- the new-package form -----------------------------------------------------------------------
+
+PERSON_FIELDS = ["full_name", "address", "postcode", "phone", "email", "nhs_number", "date_of_birth", "care_notes"]
+VISIT_FIELDS = ["calls_per_day", "minutes_per_call", "carers_per_call", "days_per_week"]
+
+# The form's questions, by field id, as the error summary and messages name them.
+LABELS = {
+    "zone": "Zone", "band": "Pricing band", "postcode_district": "Postcode district", "hours_per_week": "Hours per week",
+    "calls_per_day": "Calls a day", "minutes_per_call": "Minutes a call", "carers_per_call": "Carers a call",
+    "days_per_week": "Days a week", "needs": "Care needs", "urgency": "Urgency", "start_date": "Start date",
+    "funding": "Funding", "person_full_name": "Full name", "person_address": "Address", "person_postcode": "Postcode",
+    "person_phone": "Phone", "person_email": "Email", "person_nhs_number": "NHS number",
+    "person_date_of_birth": "Date of birth", "person_care_notes": "Care notes",
+}
+# Required questions, with the GOV.UK-style message for a blank answer.
+REQUIRED = {
+    "zone": "Select the zone", "band": "Select the pricing band", "postcode_district": "Enter the postcode district",
+    "hours_per_week": "Enter the hours per week", "calls_per_day": "Enter the number of calls a day",
+    "minutes_per_call": "Enter the minutes a call", "carers_per_call": "Select the carers a call",
+    "days_per_week": "Enter the days a week", "needs": "Select at least one care need", "urgency": "Select the urgency",
+    "start_date": "Enter the start date", "funding": "Select the funding", "person_full_name": "Enter the person's full name",
+    "person_address": "Enter the person's address", "person_postcode": "Enter the person's postcode",
+    "person_nhs_number": "Enter the person's NHS number",
+}
+WHOLE_NUMBERS = set(VISIT_FIELDS)
+DATES = {"start_date", "person_date_of_birth"}
+
+
+def date_from_parts(day: str, month: str, year: str) -> dt.date | None:
+    try:
+        return dt.date(int(year), int(month), int(day))
+    except (TypeError, ValueError):
+        return None
+
+
+def package_request(form: dict[str, str | list[str]], *, requested_by: str) -> tuple[dict | None, dict[str, str]]:
+    """The brokerage API's request from the form's answers, or the form's own errors (blank
+    required answers, numbers and dates that are not numbers or dates). Every rule of the
+    package itself is the API's, reported back through :func:`errors_from_api`."""
+    errors: dict[str, str] = {}
+
+    def text(field: str) -> str:
+        value = form.get(field, "")
+        return value.strip() if isinstance(value, str) else ""
+
+    values: dict[str, object] = {}
+    for field in LABELS:
+        if field == "needs":
+            needs = form.get("needs") or []
+            values[field] = [needs] if isinstance(needs, str) else list(needs)
+        elif field in DATES:
+            parts = [text(f"{field}-{p}") for p in ("day", "month", "year")]
+            date = date_from_parts(*parts) if any(parts) else None
+            if any(parts) and date is None:
+                errors[field] = f"{LABELS[field]} must be a real date"
+            values[field] = date and date.isoformat()
+        else:
+            values[field] = text(field) or None
+        if not values[field] and field in REQUIRED and field not in errors:
+            errors[field] = REQUIRED[field]
+    for field in WHOLE_NUMBERS:
+        if values[field] and field not in errors and not str(values[field]).isdigit():
+            errors[field] = f"{LABELS[field]} must be a whole number"
+    if values["hours_per_week"] and "hours_per_week" not in errors:
+        try:
+            float(str(values["hours_per_week"]))
+        except ValueError:
+            errors["hours_per_week"] = "Hours per week must be a number, like 10.5"
+    unknown = set(values["needs"]) - {n.value for n in CareNeed}  # type: ignore[arg-type]
+    if unknown:
+        errors["needs"] = "Select care needs from the list"
+    if errors:
+        return None, {f: errors[f] for f in LABELS if f in errors}  # in the form's order, as the summary lists them
+    person = {f: values[f"person_{f}"] for f in PERSON_FIELDS if values[f"person_{f}"] is not None}
+    request = {
+        "zone": values["zone"], "band": values["band"], "postcode_district": values["postcode_district"],
+        "hours_per_week": values["hours_per_week"],
+        "visits": {f: int(str(values[f])) for f in VISIT_FIELDS},
+        "needs": values["needs"], "urgency": values["urgency"], "start_date": values["start_date"],
+        "funding": values["funding"], "requested_by": requested_by, "person": person,
+    }
+    return request, {}
+
+
+def form_field(api_field: str | None) -> str | None:
+    """The form's field for a field the API named ('person.postcode' -> 'person_postcode')."""
+    if not api_field:
+        return None
+    if api_field.startswith("person."):
+        name = "person_" + api_field.removeprefix("person.")
+    elif api_field.startswith("visits."):
+        name = api_field.removeprefix("visits.")
+    else:
+        name = api_field.split(".")[0]
+    return name if name in LABELS else None
+
+
+def errors_from_api(problem: dict) -> tuple[dict[str, str], list[str]]:
+    """The brokerage API's 422 as messages next to the fields, plus those about the request as a
+    whole (shown in the error summary only). A rule across fields (hours against the visit
+    pattern) names the field it is about at the start of its message."""
+    by_field: dict[str, str] = {}
+    general: list[str] = []
+    for item in problem.get("fields") or []:
+        message = str(item.get("message", "")).removeprefix("Value error, ")
+        field = form_field(item.get("field"))
+        if field is None:
+            field = next((f for f in LABELS if message.startswith(f + " ")), None)
+        if field is None:
+            general.append(message)
+        else:
+            by_field.setdefault(field, f"{LABELS[field]}: {message}" if not message.startswith(LABELS[field]) else message)
+    if not by_field and not general:
+        general.append(str(problem.get("error") or "The request was refused"))
+    return by_field, general
+
+
+def refusal(problem: dict) -> str:
+    """One line for a refused action: the API's messages about the fields, else its error."""
+    fields = problem.get("fields") or []
+    message = "; ".join(str(f.get("message", "")).removeprefix("Value error, ") for f in fields)
+    return (message or str(problem.get("error") or "The request was refused"))[:300]

@@ -1,0 +1,117 @@
+"""The web console in a real browser: the three services and the console as separate
+processes on the real Kafka and PostgreSQL, driven by Playwright through Debian's Chromium
+(installed by deploy/setup.sh; Playwright's own browser downloads are never used).
+
+Every page a test visits is checked with axe-core (from the npm registry, node_modules/) for
+WCAG 2.2 A/AA violations and photographed into artifacts/screenshots/."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import start_stack, stop_stack
+
+REPO = Path(__file__).resolve().parents[2]
+
+CHROMIUM = os.environ.get("HOMECARE_CHROMIUM", "/usr/bin/chromium")
+AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
+PASSWORD = "correct horse battery staple"
+STAFF = {"broker1": "broker", "ops1": "ops", "admin1": "admin"}
+WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+
+
+@pytest.fixture(scope="package")
+def stack(database_url, infra, namespace, artifacts):
+    s = start_stack(database_url, infra.kafka, namespace, artifacts / "browser-logs", console=True)
+    yield s
+    codes = stop_stack(s)
+    # The console stops cleanly too, even with an event stream open in a browser.
+    assert all(code in (0, -signal.SIGTERM) for code in codes.values()), f"processes did not shut down cleanly: {codes}"
+    assert '"event": "stopped"' in (s.logs / "console.log").read_text()[-2000:]
+
+
+@pytest.fixture(scope="package")
+def console(stack) -> str:
+    """The console's URL, with a broker, an ops and an admin account made with ``homecare staff add``."""
+    for username, role in STAFF.items():
+        subprocess.run([sys.executable, "-m", "services.cli.main", "staff", "add", username, "--name", f"Test {role}",
+                        "--role", role], env=stack.env | {"HOMECARE_STAFF_PASSWORD": PASSWORD}, cwd=REPO, check=True,
+                       capture_output=True)
+    return stack.url("console")
+
+
+@pytest.fixture(scope="package")
+async def browser():
+    from playwright.async_api import async_playwright
+
+    if not Path(CHROMIUM).exists() or not shutil.which(CHROMIUM):
+        pytest.fail(f"no Chromium at {CHROMIUM}: deploy/setup.sh installs Debian's chromium package")
+    if not AXE.exists():
+        pytest.fail("no axe-core in node_modules: deploy/setup.sh runs npm ci")
+    async with async_playwright() as p:
+        chromium = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        yield chromium
+        await chromium.close()
+
+
+class Pages:
+    """Opens signed-in pages; checks each with axe-core and keeps a screenshot of it."""
+
+    def __init__(self, browser, url: str, shots: Path, report: dict) -> None:
+        self.browser, self.url, self.shots, self.report = browser, url, shots, report
+        self.contexts = []
+
+    async def new(self):
+        # bypass_csp: the console's Content-Security-Policy rightly refuses injected scripts; axe is one.
+        context = await self.browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+        self.contexts.append(context)
+        return await context.new_page()
+
+    async def signed_in(self, username: str, password: str = PASSWORD):
+        page = await self.new()
+        await page.goto(f"{self.url}/sign-in")
+        await page.fill("#username", username)
+        await page.fill("#password", password)
+        await page.click("button:has-text('Sign in')")
+        await page.wait_for_load_state()
+        assert "/sign-in" not in page.url, f"{username} could not sign in"
+        return page
+
+    async def check(self, page, name: str) -> None:
+        """No serious or critical WCAG 2.2 A/AA violation on the page as it is now; a screenshot of it."""
+        await page.screenshot(path=str(self.shots / f"{name}.png"), full_page=True)
+        await page.add_script_tag(path=str(AXE))
+        result = await page.evaluate("tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", WCAG)
+        serious = [{"id": v["id"], "impact": v["impact"], "help": v["help"], "nodes": [n["target"] for n in v["nodes"]][:5]}
+                   for v in result["violations"] if v["impact"] in ("serious", "critical")]
+        self.report[name] = {"url": page.url, "passes": len(result["passes"]), "violations": [
+            {"id": v["id"], "impact": v["impact"]} for v in result["violations"]]}
+        assert not serious, f"{name}: {json.dumps(serious, indent=1)}"
+
+    async def close(self):
+        for context in self.contexts:
+            await context.close()
+
+
+@pytest.fixture(scope="package")
+def accessibility_report(artifacts):
+    report: dict = {}
+    yield report
+    (artifacts / "accessibility.json").write_text(json.dumps(report, indent=2, sort_keys=True))
+
+
+@pytest.fixture
+async def pages(browser, console, artifacts, accessibility_report):
+    shots = artifacts / "screenshots"
+    shots.mkdir(exist_ok=True)
+    p = Pages(browser, console, shots, accessibility_report)
+    yield p
+    await p.close()

@@ -1,0 +1,301 @@
+"""The brokerage team, operations and admins at work in the console, in Chromium."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+from decimal import Decimal
+
+import httpx
+import pytest
+
+pytestmark = [pytest.mark.infra, pytest.mark.browser]
+
+
+def roomiest_zone(stack) -> tuple[str, str]:
+    """A zone (and one of its postcode districts) whose urban providers have the most free hours:
+    earlier test packages used up much of the synthetic market, and this one must be placeable."""
+    providers = httpx.get(f"{stack.url('providers')}/providers", timeout=10).json()
+    free: dict[str, Decimal] = {}
+    for p in providers:
+        if p["status"] == "active" and p["cqc_rating"] != "inadequate" and "urban" in p["bands"] and "personal_care" in p["skills"]:
+            room = Decimal(p["weekly_capacity_hours"]) - Decimal(p["committed_hours"]) - Decimal(p["held_hours"])
+            for zone in p["zones"]:
+                free[zone] = free.get(zone, Decimal(0)) + max(room, Decimal(0))
+    zones = {z["id"]: z for z in httpx.get(f"{stack.url('brokerage')}/reference/zones", timeout=10).json()}
+    best = max((z for z in free if z in zones and zones[z]["postcode_districts"]), key=lambda z: free[z])
+    return best, zones[best]["postcode_districts"][0]
+
+
+async def fill_package(page, *, zone: str, district: str, hours: str = "7", calls: str = "2") -> None:
+    start = dt.date.today() + dt.timedelta(days=3)
+    await page.select_option("#zone", zone)
+    await page.fill("#postcode_district", district)
+    await page.check("#band")  # urban
+    await page.check("#urgency-3")  # community
+    await page.fill("#calls_per_day", calls)
+    await page.fill("#minutes_per_call", "30")
+    await page.check("#carers_per_call")
+    await page.fill("#days_per_week", "7")
+    await page.fill("#hours_per_week", hours)
+    await page.check("#needs")  # personal care
+    for part, value in (("day", start.day), ("month", start.month), ("year", start.year)):
+        await page.fill(f"#start_date-{part}", str(value))
+    await page.fill("#person_full_name", "Ada Example")
+    await page.fill("#person_address", "1 Market Place")
+    await page.fill("#person_postcode", f"{district} 1AA")
+    await page.fill("#person_nhs_number", "943 476 5919")
+
+
+async def test_a_broker_requests_a_package_sees_it_placed_with_its_explanation_and_ops_see_its_events_live(stack, console, pages):
+    ops = await pages.signed_in("ops1")
+    assert ops.url.endswith("/ops/stream")
+    await ops.wait_for_selector("#stream-status[data-state=live]", timeout=30_000)
+
+    broker = await pages.signed_in("broker1")
+    assert broker.url.endswith("/board")
+    await pages.check(broker, "board-before")
+    await broker.goto(f"{console}/packages/new")
+    await pages.check(broker, "package-form")
+    zone, district = roomiest_zone(stack)
+    await fill_package(broker, zone=zone, district=district)
+    await broker.click("button:has-text('Request the package')")
+    await broker.wait_for_url(re.compile(r"/packages/[0-9a-f-]{36}\?created=1"))
+    package_id = re.search(r"/packages/([0-9a-f-]{36})", broker.url).group(1)
+
+    for _ in range(60):  # the automatic adapters answer within seconds; bounded
+        if (await broker.inner_text("#package-status")).strip() == "placed":
+            break
+        await asyncio.sleep(1)
+        await broker.reload()
+    assert (await broker.inner_text("#package-status")).strip() == "placed"
+    explanation = await broker.inner_text("#explanation")
+    assert "Placed with" in explanation and "ranked by quality rating" in explanation
+    assert "Ada Example" in await broker.inner_text("#person")  # the broker sees the person
+    assert "placed" in await broker.inner_text("#timeline")
+    await pages.check(broker, "package-placed")
+
+    await broker.goto(f"{console}/board")
+    row = broker.locator(f"tr[data-package-id='{package_id}']")
+    assert "placed" in await row.inner_text()
+    await pages.check(broker, "board")
+
+    # Operations saw the package's journey as it happened.
+    for event_type in ("PackageRequested", "OfferMade", "BidSubmitted", "PackagePlaced", "PlacementConfirmed"):
+        await ops.wait_for_selector(f"#stream-rows tr[data-event-type={event_type}][data-package-id='{package_id}']", timeout=30_000)
+    await pages.check(ops, "live-events")
+
+    # ...and may follow the package on the board, but never see the person or act on it.
+    await ops.goto(f"{console}/packages/{package_id}")
+    assert await ops.locator("#person").count() == 0 and "Ada Example" not in await ops.content()
+    assert await ops.locator("#actions").count() == 0
+    for path in ("/ops/lag", "/ops/dead-letters", "/ops/kpis"):
+        await ops.goto(f"{console}{path}")
+        await pages.check(ops, path.split("/")[-1])
+    assert int(await ops.inner_text("#kpi-counts .console-card:nth-child(2) .console-card__value")) >= 1  # placed
+
+    # The broker records the start; the page says so.
+    await broker.goto(f"{console}/packages/{package_id}")
+    await broker.click("button:has-text('Record the start')")
+    await broker.wait_for_url(re.compile(r"done=start"))
+    assert (await broker.inner_text("#package-status")).strip() == "started"
+
+
+async def test_bad_input_shows_the_message_next_to_the_field_with_a_summary_that_links_to_it(stack, console, pages):
+    broker = await pages.signed_in("broker1")
+    await broker.goto(f"{console}/packages/new")
+    zone, district = roomiest_zone(stack)
+
+    # The form's own checks: a number that is not one, a blank name.
+    await fill_package(broker, zone=zone, district=district, calls="two")
+    await broker.fill("#person_full_name", "")
+    await broker.click("button:has-text('Request the package')")
+    assert " ".join((await broker.inner_text("#calls_per_day-error")).split()) == "Error: Calls a day must be a whole number"
+    assert "Enter the person's full name" in await broker.inner_text("#person_full_name-error")
+    assert "calls_per_day-error" in await broker.get_attribute("#calls_per_day", "aria-describedby")
+    assert await broker.input_value("#person_address") == "1 Market Place"  # answers are kept
+    await pages.check(broker, "package-form-errors")
+
+    # The brokerage API's rules: hours that do not match the visits, a postcode outside the district.
+    await broker.fill("#calls_per_day", "2")
+    await broker.fill("#person_full_name", "Ada Example")
+    await broker.fill("#hours_per_week", "9")
+    await broker.fill("#person_postcode", "ZZ1 1AA")
+    await broker.click("button:has-text('Request the package')")
+    hours = await broker.inner_text("#hours_per_week-error")
+    assert "does not match the visit pattern" in hours and "= 7.00 h" in hours
+    summary = broker.locator(".govuk-error-summary")
+    await summary.locator("a[href='#hours_per_week']").click()  # the summary takes you to the field
+    assert await broker.evaluate("document.activeElement.id") == "hours_per_week"
+
+    await broker.fill("#hours_per_week", "7")
+    await broker.click("button:has-text('Request the package')")
+    assert "is not in district" in await broker.inner_text("#person_postcode-error")
+    assert "/packages/new" in broker.url
+
+
+async def test_the_package_form_can_be_completed_with_the_keyboard_alone(console, pages):
+    broker = await pages.signed_in("broker1")
+    await broker.goto(f"{console}/packages/new")
+    reached = []
+    for _ in range(80):  # bounded: the form has fewer stops than this
+        await broker.keyboard.press("Tab")
+        reached.append(await broker.evaluate("document.activeElement.id || document.activeElement.textContent.trim()"))
+        if reached[-1] == "Request the package":
+            break
+    for field in ("zone", "postcode_district", "band", "urgency", "calls_per_day", "hours_per_week", "needs",
+                  "start_date-day", "start_date-year", "person_full_name", "person_nhs_number", "person_care_notes"):
+        assert field in reached, f"{field} cannot be reached with Tab"
+    assert reached[-1] == "Request the package"
+
+
+async def test_a_broker_cannot_reach_operations_or_admin_pages(console, pages):
+    broker = await pages.signed_in("broker1")
+    for path in ("/ops/stream", "/ops/lag", "/ops/dead-letters", "/ops/kpis", "/admin/staff"):
+        response = await broker.goto(f"{console}{path}")
+        assert response.status == 403, path
+        assert "You do not have access" in await broker.inner_text("h1")
+    response = await broker.request.get(f"{console}/ops/stream/events")
+    assert response.status == 403
+    await pages.check(broker, "forbidden")
+    # The menu offers only what the role may use.
+    menu = await broker.inner_text("#navigation")
+    assert "Board" in menu and "Live events" not in menu and "Staff accounts" not in menu
+
+
+async def test_pages_need_a_session_and_signing_out_ends_it(console, pages):
+    page = await pages.new()
+    await page.goto(f"{console}/board")
+    assert "/sign-in?next=/board" in page.url
+    await pages.check(page, "sign-in")
+    await page.fill("#username", "broker1")
+    await page.fill("#password", "not the password")
+    await page.click("button:has-text('Sign in')")
+    assert "The username or password is not right" in await page.inner_text(".govuk-error-summary")
+    await page.fill("#password", "correct horse battery staple")
+    await page.click("button:has-text('Sign in')")
+    assert page.url.endswith("/board")  # back where they were going
+    await page.click("button:has-text('Sign out')")
+    await page.goto(f"{console}/board")
+    assert "/sign-in" in page.url
+
+
+async def test_a_form_without_the_sessions_csrf_token_is_refused(console, pages):
+    broker = await pages.signed_in("broker1")
+    before = await broker.request.get(f"{console}/board?fragment=rows")
+    forged = await broker.request.post(f"{console}/packages/new", form={"zone": "melton", "csrf_token": "guessed"})
+    assert forged.status == 403 and "did not come from this console" in await forged.text()
+    no_token = await broker.request.post(f"{console}/sign-out", form={})
+    assert no_token.status == 403
+    after = await broker.request.get(f"{console}/board?fragment=rows")
+    assert await after.text() == await before.text()  # nothing was created, still signed in
+
+
+async def test_an_admin_adds_a_staff_account_that_can_then_sign_in(console, pages):
+    admin = await pages.signed_in("admin1")
+    assert admin.url.endswith("/admin/staff")
+    await admin.fill("#username", "broker2")
+    await admin.fill("#display_name", "Second Broker")
+    await admin.check("#role")
+    await admin.fill("#password", "short")
+    await admin.click("button:has-text('Add the account')")
+    assert "at least 12 characters" in await admin.inner_text("#password-error")
+    await admin.fill("#password", "another long passphrase")
+    await admin.click("button:has-text('Add the account')")
+    assert "Account broker2 added" in await admin.inner_text(".govuk-notification-banner")
+    await pages.check(admin, "staff-accounts")
+    broker2 = await pages.signed_in("broker2", "another long passphrase")
+    assert broker2.url.endswith("/board")
+    # An admin follows the work but sees no one's personal details and takes no package action.
+    response = await admin.goto(f"{console}/packages/new")
+    assert response.status == 403
+
+
+STATUS_ORDER = ["unplaced", "awaiting_approval", "offered", "requested", "placed", "started", "cancelled"]
+
+
+async def test_a_refused_action_says_why_and_an_unplaced_package_can_be_offered_again(stack, console, pages):
+    # 56 carer hours a week, double-handed: more than any automatic adapter takes on (42 h), so
+    # every tier declines and the package joins the unplaced queue.
+    zone, district = roomiest_zone(stack)
+    body = {"zone": zone, "band": "urban", "postcode_district": district, "hours_per_week": "56",
+            "visits": {"calls_per_day": 4, "minutes_per_call": 60, "carers_per_call": 2, "days_per_week": 7},
+            "needs": ["personal_care"], "urgency": "community", "start_date": (dt.date.today() + dt.timedelta(days=3)).isoformat(),
+            "requested_by": "browser-test", "person": {"full_name": "Bea Example", "address": "2 Market Place",
+                                                       "postcode": f"{district} 1AB", "nhs_number": "9434765919"}}
+    created = httpx.post(f"{stack.url('brokerage')}/packages", json=body, timeout=10)
+    assert created.status_code == 201, created.text
+    package_id = created.json()["package_id"]
+    for _ in range(120):
+        status = httpx.get(f"{stack.url('brokerage')}/packages/{package_id}", timeout=10).json()["status"]
+        if status == "unplaced":
+            break
+        await asyncio.sleep(0.5)
+    assert status == "unplaced"
+
+    broker = await pages.signed_in("broker1")
+    await broker.goto(f"{console}/board?status=unplaced")
+    assert await broker.locator(f"tr[data-package-id='{package_id}'] .console-clock").count() == 1  # its wait clock
+    await broker.goto(f"{console}/packages/{package_id}")
+    await pages.check(broker, "package-unplaced")
+    # Cancelling needs a reason: the API's rule, shown on the page; nothing changes.
+    await broker.click("button:has-text('Cancel the package')")
+    assert "at least 1 character" in await broker.inner_text("#refused")
+    assert (await broker.inner_text("#package-status")).strip() == "unplaced"
+
+    await broker.click("button:has-text('Offer again now')")
+    await broker.wait_for_url(re.compile(r"done=reoffer"))
+    assert "re-offered" in await broker.inner_text("#timeline")
+    timeline = httpx.get(f"{stack.url('brokerage')}/packages/{package_id}", timeout=10).json()["timeline"]
+    assert any(t["stage"] == "re-offered" and t["detail"].get("requested_by") == "broker1" for t in timeline)
+
+
+async def test_the_board_puts_the_unplaced_queue_first_and_filters(stack, console, pages):
+    broker = await pages.signed_in("broker1")
+    statuses = [s.strip().replace(" ", "_") for s in await broker.locator("#board-rows .govuk-tag").all_inner_texts()]
+    assert statuses, "the board is empty"
+    assert [STATUS_ORDER.index(s) for s in statuses] == sorted(STATUS_ORDER.index(s) for s in statuses)
+    zone, _ = roomiest_zone(stack)
+    await broker.select_option("#zone", zone)
+    await broker.select_option("#status", "placed")
+    await broker.click("button:has-text('Filter')")
+    rows = broker.locator("#board-rows tr[data-package-id]")
+    for i in range(await rows.count()):
+        cells = await rows.nth(i).locator("td").all_inner_texts()
+        assert cells[1].strip() == "placed" and cells[3].strip() == zone
+    await pages.check(broker, "board-filtered")
+
+
+async def test_ops_see_a_dead_letter_with_its_origin_and_replay_it(console, pages, infra):
+    from aiokafka import AIOKafkaProducer
+
+    from services.runtime import topics
+
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka)
+    await producer.start()
+    try:  # not an event: the brokerage's consumer dead-letters it with its origin
+        sent = await producer.send_and_wait(topics.resolve("providers.answers"), b'{"event_type": "BidSubmitted"}',
+                                            key=b"console-replay-me")
+    finally:
+        await producer.stop()
+    origin = f"{sent.topic}/{sent.partition}@{sent.offset}"
+    ops = await pages.signed_in("ops1")
+    await ops.goto(f"{console}/ops/dead-letters")
+    row = ops.locator("tr[data-letter-id]", has_text=origin)
+    for _ in range(60):
+        if await row.count():
+            break
+        await asyncio.sleep(0.5)
+        await ops.reload()
+    assert await row.count() == 1 and "invalid" in await row.inner_text()
+    before = await ops.locator("tr[data-letter-id]").count()
+    await pages.check(ops, "dead-letters-listed")
+    await row.locator("button:has-text('Replay')").click()
+    assert "was put back on its topic" in await ops.inner_text(".govuk-notification-banner")
+    for _ in range(60):  # the replayed bytes are still not an event: dead-lettered again, from their new offset
+        if await ops.locator("tr[data-letter-id]").count() > before:
+            break
+        await asyncio.sleep(0.5)
+        await ops.reload()
+    assert await ops.locator("tr[data-letter-id]").count() > before
