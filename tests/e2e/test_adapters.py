@@ -186,6 +186,19 @@ async def placed(stack, market):
                     assert d.status_code == 200, d.text
             return True
 
+        first_round = (await client.get(f"{brokerage}/packages/{package_id}")).json()["offer_rounds"][0]
+        offered_portal = [p for p in first_round["provider_ids"] if p in market["portal"]]
+
+        async def portal_has_the_offer():
+            for provider_id in offered_portal:
+                r = await client.get(f"{providers}/me/offers", headers=bearer(market["tokens"][provider_id]))
+                if package_id not in {o["package_id"] for o in r.json()}:
+                    return None
+            return True
+
+        # The offer reaches the portal inboxes through Kafka: wait for it there before the staff
+        # answer (the webhook's bid, once the receiver is up, may close the round at once).
+        await eventually(portal_has_the_offer)
         await declined_by_portal()
         await receiver.start()
 
