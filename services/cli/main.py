@@ -9,6 +9,7 @@
     homecare dead-letters show N   one dead letter in full
     homecare dead-letters replay   put chosen dead letters back on their original topic
     homecare reference generate-market   rewrite deploy/reference/providers.yaml from a seed
+    homecare simulate              replay a year of synthetic demand once per allocation policy
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import asyncio
 
 import typer
 
-from services.cli import dead_letters, demo, kpis, streams
+from services.cli import dead_letters, demo, kpis, simulate, streams
 from services.runtime.logging import configure
 
 app = typer.Typer(no_args_is_help=True, help="Operate the home care brokerage platform.")
@@ -30,6 +31,7 @@ app.command("demo")(demo.demo)
 app.command("tail")(streams.tail)
 app.command("lag")(streams.lag)
 app.command("kpis")(kpis.kpis)
+app.command("simulate")(simulate.simulate)
 
 
 @app.callback()
