@@ -79,7 +79,7 @@ class MarketParams:
     no_answer: float = 0.08  # share of offers never answered (the window closes on them)
     mean_answer_minutes: float = 45.0  # how long a provider takes to answer (exponential)
     price_floor_low: float = 0.90  # each provider's lowest acceptable rate per band, as a share of the
-    price_floor_high: float = 1.06  # 2020-21 band rate, drawn uniformly from [low, high]
+    price_floor_high: float = 1.15  # 2020-21 band rate, drawn uniformly from [low, high]; over 10% above: declines
     exception_approval: float = 0.6  # share of above-rate exceptions a broker approves
     exception_decision_hours: float = 8.0
 
@@ -282,6 +282,7 @@ class Simulation:
         self.spend: dict[str, Decimal] = defaultdict(Decimal)  # band -> pounds over the simulated period
         self.placed_hours: dict[str, Counter] = defaultdict(Counter)  # zone -> provider -> hours placed
         self.placements_by_tier = Counter()
+        self.rounds_by_zone: dict[str, Counter] = defaultdict(Counter)  # zone -> tier -> rounds opened
         self.daily: list[dict] = []
 
     # -- the loop --
@@ -373,6 +374,7 @@ class Simulation:
         case.cycle_quality |= case.quality
         case.offered_this_cycle |= set(ids)
         self.rounds += 1
+        self.rounds_by_zone[case.spec.zone][plan.tier.value] += 1
         self.offers[case.spec.band] += len(ids)
         if case.cycle == 0:
             self.first_offers[case.spec.band] += len(ids)
@@ -600,6 +602,7 @@ class Simulation:
             "rounds": self.rounds,
             "offers_unanswered": self.no_answers,
             "placements_by_tier": dict(sorted(self.placements_by_tier.items())),
+            "rounds_by_zone_and_tier": {z: dict(sorted(c.items())) for z, c in sorted(self.rounds_by_zone.items())},
             "spend_by_band": {b.value: round(float(self.spend.get(b, Decimal(0))), 2) for b in Band},
             "spend_total": round(float(sum(self.spend.values())), 2),
             "concentration": concentration,
