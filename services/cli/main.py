@@ -9,6 +9,7 @@
     homecare dead-letters show N   one dead letter in full
     homecare dead-letters replay   put chosen dead letters back on their original topic
     homecare reference generate-market   rewrite deploy/reference/providers.yaml from a seed
+    homecare bench                 the whole pipeline under load: placements/s, latency, CPU, memory
     homecare simulate              replay a year of synthetic demand once per allocation policy
 """
 
@@ -18,7 +19,7 @@ import asyncio
 
 import typer
 
-from services.cli import dead_letters, demo, kpis, simulate, streams
+from services.cli import bench, dead_letters, demo, kpis, simulate, streams
 from services.runtime.logging import configure
 
 app = typer.Typer(no_args_is_help=True, help="Operate the home care brokerage platform.")
@@ -32,6 +33,7 @@ app.command("tail")(streams.tail)
 app.command("lag")(streams.lag)
 app.command("kpis")(kpis.kpis)
 app.command("simulate")(simulate.simulate)
+app.command("bench")(bench.bench)
 
 
 @app.callback()
