@@ -120,7 +120,8 @@ def simulate(
         draw_all(result, out)
     (out / "summary.md").write_text(summary_markdown(result))
     console.print(comparison_table(result))
-    console.print(f"replayed in {result['wall_seconds']} s; written to {out}/ (result.json, summary.md"
+    cpu = ", ".join(f"{n} {r['cpu_seconds']} s" for n, r in result["policies"].items())
+    console.print(f"replayed in {result['wall_seconds']} s (CPU per policy: {cpu}); written to {out}/ (result.json, summary.md"
                   + (", *.png)" if charts else ")"))
 
 
