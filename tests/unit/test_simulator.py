@@ -81,6 +81,13 @@ def test_a_new_rate_card_changes_spend_and_price_answers():
     assert runs["uplift"]["spend_by_band"]["rural"] > runs["open"]["spend_by_band"]["rural"]
 
 
+@pytest.fixture(autouse=True)
+def _keep_logging(monkeypatch):
+    """The command's callback points structlog at the runner's captured stdout, closed afterwards;
+    later tests would log into it. Logging is not what these tests are about."""
+    monkeypatch.setattr("services.cli.main.configure", lambda *args, **kwargs: None)
+
+
 def test_the_command_writes_json_charts_and_a_summary(tmp_path):
     variants = tmp_path / "variants.yaml"
     variants.write_text("- {name: short-windows, based_on: prime-supplementary, windows_hours: {hospital_discharge: 1}}\n")
