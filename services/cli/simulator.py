@@ -237,8 +237,7 @@ class Case:
     hand_backs: int = 0
     above_rate: bool = False
     candidates: list[str] | None = None
-    plan_key: tuple | None = None
-    plan: domain.OfferPlan | None = None
+    plans: dict[tuple, domain.OfferPlan] = field(default_factory=dict)  # see Simulation._plan
 
 
 class Simulation:
@@ -346,19 +345,21 @@ class Simulation:
 
     def _plan(self, case: Case, after: Tier | None) -> domain.OfferPlan:
         """``domain.plan_offer`` for the package. An unplaced package is re-offered every few hours
-        for as long as it waits, mostly to the same market: the plan is kept and reused while its
-        inputs are the same - the candidates (whose standing never changes in a run), which of them
+        for as long as it waits, mostly to the same market: each tier's plan is kept and reused while
+        its inputs are the same - the candidates (whose standing never changes in a run), which of them
         have the free hours, the tier it follows and who is not to be offered it again."""
         candidates = self._candidates(case)
         not_again = case.offered_this_cycle | case.excluded
         hours = case.spec.hours_per_week
         key = (after, frozenset(not_again), tuple(p.weekly_capacity_hours - p.committed_hours >= hours for p in candidates))
-        if case.plan_key != key:
-            case.plan_key = key
-            case.plan = domain.plan_offer(case.spec, candidates, policy=case.policy,
-                                          zone_has_prime=case.spec.zone not in self.framework.no_prime_zones,
-                                          neighbours=case.neighbours, after=after, not_again=not_again)
-        return case.plan
+        plan = case.plans.get(key)
+        if plan is None:
+            if len(case.plans) > 8:  # the market moved on: older plans will not come back
+                case.plans.clear()
+            plan = case.plans[key] = domain.plan_offer(
+                case.spec, candidates, policy=case.policy, zone_has_prime=case.spec.zone not in self.framework.no_prime_zones,
+                neighbours=case.neighbours, after=after, not_again=not_again)
+        return plan
 
     def offer_next_tier(self, case: Case, *, after: Tier | None) -> None:
         plan = self._plan(case, after)
