@@ -55,6 +55,16 @@ def required_skills(package: PackageSpec) -> set[CareNeed]:
 def exclusion_reasons(package: PackageSpec, provider: ProviderProfile, *, from_zones: frozenset[str] | None = None) -> list[str]:
     """Why this provider may not be offered this package; empty when it is eligible.
     ``from_zones``: the escalation to neighbouring zones, where serving one of those will do."""
+    reasons = standing_exclusions(package, provider, from_zones=from_zones)
+    free = provider.weekly_capacity_hours - provider.committed_hours
+    if free < package.hours_per_week:
+        reasons.append(f"capacity {free} h/week free, package needs {package.hours_per_week}")
+    return reasons
+
+
+def standing_exclusions(package: PackageSpec, provider: ProviderProfile, *, from_zones: frozenset[str] | None = None) -> list[str]:
+    """The exclusions that do not depend on the provider's caseload (everything but capacity):
+    the policy simulator screens each package's candidates once with these."""
     reasons = []
     if provider.status != "active":
         reasons.append(f"not active on the framework ({provider.status})")
@@ -71,9 +81,6 @@ def exclusion_reasons(package: PackageSpec, provider: ProviderProfile, *, from_z
         reasons.append("lacks skills: " + ", ".join(missing))
     if package.visits.double_handed and not provider.double_handed:
         reasons.append("does not staff double-handed calls")
-    free = provider.weekly_capacity_hours - provider.committed_hours
-    if free < package.hours_per_week:
-        reasons.append(f"capacity {free} h/week free, package needs {package.hours_per_week}")
     return reasons
 
 
@@ -137,6 +144,46 @@ def next_offer(ladder: list[Tier], after: Tier | None, eligible: list[ProviderPr
         if offered:
             return tier, offered
     return None
+
+
+@dataclass(frozen=True)
+class OfferPlan:
+    """What to do next with a package: offer ``tier`` to ``offered``, or (tier None) the ladder is spent."""
+
+    tier: Tier | None
+    offered: list[ProviderProfile]
+    screening: Screening  # the package's own zone
+    nearby: Screening  # the neighbouring zones
+
+    @property
+    def excluded(self) -> dict[str, list[str]]:
+        """The exclusions that go with the round (or, with the ladder spent, the zone's own)."""
+        return self.nearby.excluded if self.tier == Tier.adjacent else self.screening.excluded
+
+    @property
+    def unplaced_reason(self) -> str:
+        return "no eligible provider" if not (self.screening.eligible or self.nearby.eligible) else "no acceptable bid on any tier"
+
+
+def plan_offer(package: PackageSpec, providers: list[ProviderProfile], *, policy: str, zone_has_prime: bool,
+               neighbours: frozenset[str], after: Tier | None, not_again: set[str] = frozenset()) -> OfferPlan:
+    """The next round for a package under its zone's policy: the brokerage's handlers and the policy
+    simulator both call this. ``not_again``: providers not to offer it again (already offered this
+    cycle, or one that handed it back)."""
+    ladder = tier_ladder(policy, zone_has_prime=zone_has_prime)
+    screening = screen(package, providers)
+    nearby = screen(package, providers, from_zones=neighbours)
+    fresh = [p for p in screening.eligible if p.provider_id not in not_again]
+    fresh_nearby = [p for p in nearby.eligible if p.provider_id not in not_again]
+    offer = next_offer(ladder, after, fresh, fresh_nearby)
+    tier, offered = offer if offer else (None, [])
+    return OfferPlan(tier, offered, screening, nearby)
+
+
+def eligible_now(package: PackageSpec, providers: list[ProviderProfile], neighbours: frozenset[str]) -> set[str]:
+    """Who may win at this moment (the zone's own eligible providers and the neighbours')."""
+    return ({p.provider_id for p in screen(package, providers).eligible}
+            | {p.provider_id for p in screen(package, providers, from_zones=neighbours).eligible})
 
 
 def offer_window(urgency: Urgency, windows: dict[Urgency, dt.timedelta]) -> dt.timedelta:

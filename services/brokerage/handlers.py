@@ -149,8 +149,7 @@ async def _eligible_now(uow: UnitOfWork, rules: BrokerageRules, spec: PackageSpe
     suspended, or whose capacity went, since the offer cannot win (its zone's or a neighbour's)."""
     neighbours = _neighbours(rules, spec)
     current = await repo.providers_serving(uow.conn, spec.zone, *neighbours)
-    return ({p.provider_id for p in domain.screen(spec, current).eligible}
-            | {p.provider_id for p in domain.screen(spec, current, from_zones=neighbours).eligible})
+    return domain.eligible_now(spec, current, neighbours)
 
 
 def _neighbours(rules: BrokerageRules, spec: PackageSpec) -> frozenset[str]:
@@ -198,12 +197,8 @@ async def _offer_next_tier(uow: UnitOfWork, rules: BrokerageRules, package, *, a
                            causation: uuid.UUID | None) -> None:
     package_id = package["package_id"]
     spec = repo.spec_of(package)
-    zone_has_prime = spec.zone not in rules.framework.no_prime_zones
-    ladder = domain.tier_ladder(package["policy"], zone_has_prime=zone_has_prime)
     neighbours = _neighbours(rules, spec)
     providers = await repo.providers_serving(uow.conn, spec.zone, *neighbours)
-    screening = domain.screen(spec, providers)
-    nearby = domain.screen(spec, providers, from_zones=neighbours)
     # Providers already offered this package in an earlier round are not offered it again.
     earlier = set(await uow.conn.fetchval(
         "SELECT coalesce(array_agg(p), '{}') FROM offer_rounds, unnest(provider_ids) p WHERE package_id = $1 AND cycle = $2",
@@ -211,22 +206,21 @@ async def _offer_next_tier(uow: UnitOfWork, rules: BrokerageRules, package, *, a
     ))
     # Not again this cycle; and never the provider that handed the package back.
     earlier |= set(package["excluded_providers"])
-    fresh = [p for p in screening.eligible if p.provider_id not in earlier]
-    fresh_nearby = [p for p in nearby.eligible if p.provider_id not in earlier]
-    offer = domain.next_offer(ladder, after, fresh, fresh_nearby)
+    plan = domain.plan_offer(spec, providers, policy=package["policy"],
+                             zone_has_prime=spec.zone not in rules.framework.no_prime_zones,
+                             neighbours=neighbours, after=after, not_again=earlier)
     at = now()
-    if offer is None:
+    if plan.tier is None:
         if after is not None and await _request_exception(uow, rules, package, spec, causation):
             return
-        reason = "no eligible provider" if not (screening.eligible or nearby.eligible) else "no acceptable bid on any tier"
-        await _unplace(uow, rules, package, spec, reason, causation=causation, excluded=screening.excluded)
+        await _unplace(uow, rules, package, spec, plan.unplaced_reason, causation=causation, excluded=plan.excluded)
         return
-    tier, offered = offer
+    tier, offered = plan.tier, plan.offered
     offer_round = package["current_round"] + 1
     closes = at + rules.windows[spec.urgency]
     quality = {p.provider_id: domain.quality_score(p, rules.quality_weights) for p in offered}
     ids = [p.provider_id for p in offered]
-    excluded = nearby.excluded if tier == Tier.adjacent else screening.excluded
+    excluded = plan.excluded
     await repo.open_round(uow.conn, package_id=package_id, offer_round=offer_round, tier=tier.value, provider_ids=ids,
                           excluded=excluded, quality=quality, opened_at=at, window_closes_at=closes,
                           cycle=package["cycle"])

@@ -50,6 +50,14 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[int(rank) - 1]
 
 
+def shares_and_hhi(hours: Counter) -> tuple[dict[str, float], int]:
+    """Each provider's percentage of the hours, largest first, and the Herfindahl-Hirschman index
+    (0-10,000; 10,000 is one provider with everything). The simulator uses it too."""
+    total = sum(hours.values())
+    shares = {p: round(100 * h / total, 2) for p, h in hours.most_common()} if total else {}
+    return shares, round(sum(s * s for s in shares.values()))
+
+
 def rag(value: float | None, rule: dict | None) -> str | None:
     """green/amber/red for a value under a rule {green: x, amber: y, better: lower|higher}."""
     if value is None or not rule:
@@ -121,9 +129,7 @@ def compute(events: list[dict], *, start: dt.datetime, end: dt.datetime, now: dt
         hours_by_zone_provider[e["zone"]][e["provider_id"]] += float(e["hours_per_week"])
     concentration = {}
     for zone, hours in sorted(hours_by_zone_provider.items()):
-        total = sum(hours.values())
-        shares = {p: round(100 * h / total, 2) for p, h in hours.most_common()}
-        hhi = round(sum(s * s for s in shares.values()))
+        shares, hhi = shares_and_hhi(hours)
         concentration[zone] = {"shares_percent": shares, "hhi": hhi, "rag": rag(hhi, thresholds.get("hhi"))}
 
     declines_by_band, declines_by_rurality = defaultdict(Counter), defaultdict(Counter)

@@ -12,6 +12,8 @@
     homecare reference generate-market   rewrite deploy/reference/providers.yaml from a seed
     homecare kafka acls            on a secured cluster: create the topics and each service's ACLs
     homecare providers credentials issue|list|revoke   provider API credentials (admin token)
+    homecare bench                 the whole pipeline under load: placements/s, latency, CPU, memory
+    homecare simulate              replay a year of synthetic demand once per allocation policy
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import asyncio
 
 import typer
 
-from services.cli import dead_letters, demo, kpis, providers, staff, streams
+from services.cli import bench, dead_letters, demo, kpis, providers, simulate, staff, streams
 from services.runtime.logging import configure
 
 app = typer.Typer(no_args_is_help=True, help="Operate the home care brokerage platform.")
@@ -37,6 +39,8 @@ app.command("demo")(demo.demo)
 app.command("tail")(streams.tail)
 app.command("lag")(streams.lag)
 app.command("kpis")(kpis.kpis)
+app.command("simulate")(simulate.simulate)
+app.command("bench")(bench.bench)
 
 
 @app.callback()

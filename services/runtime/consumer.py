@@ -110,7 +110,11 @@ class EventConsumer:
             title=f"{self.group}:{','.join(names)}",
             description=f"{self.service} consumes {', '.join(names)}",
         )
-        async def on_message(body: bytes, msg: KafkaMessage) -> None:
+        async def on_message(body: bytes) -> None:
+            # The message comes from the broker's context, not as a `msg: KafkaMessage` parameter:
+            # fast_depends resolves such a context parameter with a synchronous function, which it
+            # runs in a worker thread - a thread hop per message (the benchmark's profile).
+            msg: KafkaMessage = self.broker.context.get_local("message")
             record = msg.raw_message
             applied = False
             try:

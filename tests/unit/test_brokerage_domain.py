@@ -217,3 +217,38 @@ def test_property_closing_a_round_early_never_changes_who_wins(answers, qualitie
             early = domain.choose_winner(domain.rank_bids(state.answers.values(), quality, band_rate), everyone)
             assert (early and early.answer) == (full_length and full_length.answer)
             break
+
+
+class TestOfferPlan:
+    """plan_offer: the next round as the brokerage's handlers and the policy simulator both compute it."""
+
+    market = [provider("prime-a"), provider("supp-b", tier="supplementary"), provider("supp-c", tier="supplementary"),
+              provider("full-d", committed_hours=Decimal(95)), provider("near-e", zones=["bottesford"])]
+
+    def plan(self, policy, *, after=None, not_again=frozenset(), zone_has_prime=True):
+        return domain.plan_offer(package(), self.market, policy=policy, zone_has_prime=zone_has_prime,
+                                 neighbours=frozenset({"bottesford"}), after=after, not_again=set(not_again))
+
+    def test_open_framework_offers_every_eligible_provider_at_once(self):
+        plan = self.plan(domain.OPEN_FRAMEWORK)
+        assert plan.tier == Tier.open
+        assert {p.provider_id for p in plan.offered} == {"prime-a", "supp-b", "supp-c"}
+        assert "full-d" in plan.excluded  # no capacity: excluded, with its reason
+
+    def test_prime_supplementary_offers_primes_first_then_supplementaries_then_neighbours(self):
+        assert [p.provider_id for p in self.plan(domain.PRIME_SUPPLEMENTARY).offered] == ["prime-a"]
+        second = self.plan(domain.PRIME_SUPPLEMENTARY, after=Tier.prime, not_again={"prime-a"})
+        assert (second.tier, {p.provider_id for p in second.offered}) == (Tier.supplementary, {"supp-b", "supp-c"})
+        third = self.plan(domain.PRIME_SUPPLEMENTARY, after=Tier.supplementary, not_again={"prime-a", "supp-b", "supp-c"})
+        assert (third.tier, [p.provider_id for p in third.offered]) == (Tier.adjacent, ["near-e"])
+        spent = self.plan(domain.PRIME_SUPPLEMENTARY, after=Tier.adjacent)
+        assert spent.tier is None and spent.unplaced_reason == "no acceptable bid on any tier"
+
+    def test_a_zone_without_primes_starts_with_supplementaries(self):
+        plan = self.plan(domain.PRIME_SUPPLEMENTARY, zone_has_prime=False)
+        assert plan.tier == Tier.supplementary
+
+    def test_standing_exclusions_leave_out_capacity_only(self):
+        full = provider(committed_hours=Decimal(100))
+        assert domain.standing_exclusions(package(), full) == []
+        assert domain.exclusion_reasons(package(), full) == ["capacity 0 h/week free, package needs 14"]

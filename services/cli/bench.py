@@ -1,0 +1,471 @@
+"""``homecare bench``: the whole pipeline under load, measured against what the broker allows here.
+
+One run: a fresh database and topic namespace, the three services as separate processes on a
+synthetic county market (the seed market's providers, given room for the load), then
+
+1. **fixed rate**: package requests POSTed at ``--rate``/s for ``--seconds``; latency from the
+   request accepted (the brokerage's ``requested_at``) to the placement confirmation stored
+   (notifications' ``confirmations.created_at``), both stamped by the same machine;
+2. **as fast as it can**: ``--burst`` requests from ``--concurrency`` clients at once;
+   placements per second over the middle 80% of the placements;
+3. **baseline**: a bare aiokafka consume-then-produce loop through the same broker (same
+   message size, acks=all, idempotent producer, offsets committed), as the ceiling the broker
+   and client allow on this machine; the pipeline's Kafka events/s is reported as a ratio of it.
+
+CPU seconds (user + system) and peak RSS (the kernel's high-water mark, VmHWM) per service come
+from psutil and /proc. ``--runs`` repeats phases 1-3 on the same stack; the report gives medians.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import random
+import statistics
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import psutil
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from services.cli.demo import wait_until_ready
+from services.cli.kpis import percentile
+from services.cli.market import generate_market
+from services.cli.processes import SERVICES, start_stack, stop_stack
+from services.cli.synthetic import batch
+from services.runtime.reference import DEFAULT_DIR, load_framework
+from services.runtime.settings import admin_settings
+
+FINAL = ("placed", "unplaced", "awaiting_approval")
+EVENT_BYTES = 1200  # about the size of an OfferMade, the commonest event: the baseline's message size
+
+
+def bench_market(folder: Path, seed: int = 2021) -> Path:
+    """The seed market with room for the load: same providers, zones, bands, skills and adapters,
+    but capacity for tens of thousands of hours each, so that the benchmark measures the pipeline,
+    not a market that is full after a hundred packages (the simulator is where supply is studied)."""
+    providers = generate_market(load_framework(), seed)
+    for p in providers:
+        p["weekly_capacity_hours"] = 99_000  # the column holds under 100,000
+        p["committed_hours"] = 0
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "framework.yaml").write_text((DEFAULT_DIR / "framework.yaml").read_text())
+    (folder / "providers.yaml").write_text(yaml.safe_dump({"providers": providers}, sort_keys=False))
+    return folder
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+
+
+# ---- process measures ----------------------------------------------------------------------
+
+
+class ProcessWatch:
+    """CPU seconds and peak RSS of the service processes, sampled in the background."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self.sampled_peak = {name: 0 for name in pids}
+        self._task: asyncio.Task | None = None
+
+    def cpu(self) -> dict[str, float]:
+        out = {}
+        for name, proc in self.procs.items():
+            t = proc.cpu_times()
+            out[name] = t.user + t.system
+        return out
+
+    def peak_rss_mb(self) -> dict[str, float]:
+        """The kernel's high-water mark where it keeps one (Linux), else the highest sample."""
+        out = {}
+        for name, proc in self.procs.items():
+            peak = self.sampled_peak[name]
+            try:
+                for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]) * 1024)
+            except OSError:
+                pass
+            out[name] = round(peak / 2**20, 1)
+        return out
+
+    async def _sample(self) -> None:
+        while True:
+            for name, proc in self.procs.items():
+                try:
+                    self.sampled_peak[name] = max(self.sampled_peak[name], proc.memory_info().rss)
+                except psutil.Error:
+                    pass
+            await asyncio.sleep(0.25)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._sample())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+# ---- driving the load ----------------------------------------------------------------------
+
+
+async def post_packages(client: httpx.AsyncClient, brokerage: str, requests: list[dict], *, rate: float | None,
+                        concurrency: int) -> list[str]:
+    """POST every request: at ``rate`` per second (each on its own task, so a slow answer does not
+    hold up the schedule), or as fast as ``concurrency`` clients can when rate is None."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(body: dict) -> str:
+        # A keep-alive connection the server is just closing fails the request: send it again,
+        # safely, under the same Idempotency-Key.
+        headers = {"Idempotency-Key": str(uuid.uuid4())}
+        async with gate:
+            for attempt in range(3):
+                try:
+                    r = await client.post(f"{brokerage}/packages", json=body, headers=headers)
+                    break
+                except httpx.TransportError:
+                    if attempt == 2:
+                        raise
+            r.raise_for_status()
+            return r.json()["package_id"]
+
+    if rate is None:
+        return list(await asyncio.gather(*(one(b) for b in requests)))
+    tasks = []
+    start = time.monotonic()
+    for i, body in enumerate(requests):
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(body)))
+    return list(await asyncio.gather(*tasks))
+
+
+async def wait_final(admin: asyncpg.Connection, ids: list[str], timeout: float) -> None:
+    """Until every package rests (placed, unplaced, awaiting approval) and every placement's
+    confirmation is stored."""
+    deadline = time.monotonic() + timeout
+    uuids = [uuid.UUID(i) for i in ids]
+    while True:
+        pending = await admin.fetchval(
+            """SELECT count(*) FROM brokerage.packages p
+                WHERE p.package_id = ANY($1::uuid[])
+                  AND (p.status <> ALL($2::text[])
+                       OR (p.status = 'placed' AND NOT EXISTS (SELECT 1 FROM notifications.confirmations c
+                                                               WHERE c.package_id = p.package_id)))""",
+            uuids, list(FINAL))
+        if pending == 0:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{pending} of {len(ids)} packages not final (or not confirmed) after {timeout:.0f} s")
+        await asyncio.sleep(0.25)
+
+
+async def outcomes(admin: asyncpg.Connection, ids: list[str]) -> list[asyncpg.Record]:
+    return await admin.fetch(
+        """SELECT p.package_id, p.status, p.requested_at, p.placed_at,
+                  (SELECT min(c.created_at) FROM notifications.confirmations c WHERE c.package_id = p.package_id) AS confirmed_at
+             FROM brokerage.packages p WHERE p.package_id = ANY($1::uuid[])""", [uuid.UUID(i) for i in ids])
+
+
+async def events_between(admin: asyncpg.Connection, start: dt.datetime, end: dt.datetime) -> int:
+    """Events the three services wrote to their outboxes - and so to Kafka - in the period."""
+    total = 0
+    for schema in SERVICES:
+        total += await admin.fetchval(f"SELECT count(*) FROM {schema}.outbox WHERE created_at >= $1 AND created_at < $2",
+                                      start, end)
+    return total
+
+
+# ---- the baseline ------------------------------------------------------------------------
+
+
+async def kafka_baseline(bootstrap: str, namespace: str, *, messages: int, size: int) -> dict:
+    """A bare consume-then-produce loop: the most one hop can do through this broker here."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    source, sink = f"{namespace}.baseline-in", f"{namespace}.baseline-out"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(t, num_partitions=3, replication_factor=1) for t in (source, sink)])
+    except Exception:  # already there from an earlier run
+        pass
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5)
+    await producer.start()
+    payload = b"x" * size
+    try:
+        await asyncio.gather(*[await producer.send(source, payload, key=str(i % 64).encode()) for i in range(messages)])
+        consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=f"{namespace}.baseline-{uuid.uuid4().hex[:6]}",
+                                    enable_auto_commit=False, auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            moved, started = 0, None
+            while moved < messages:
+                batches = await consumer.getmany(timeout_ms=1000, max_records=500)
+                if started is None and batches:
+                    started = time.monotonic()
+                sends = [await producer.send(sink, r.value, key=r.key) for rs in batches.values() for r in rs]
+                await asyncio.gather(*sends)
+                await consumer.commit()
+                moved += len(sends)
+            seconds = time.monotonic() - (started or time.monotonic())
+        finally:
+            await consumer.stop()
+    finally:
+        await producer.stop()
+    return {"messages": messages, "bytes_each": size, "seconds": round(seconds, 3), "per_second": round(messages / seconds, 1)}
+
+
+# ---- one run -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Load:
+    rate: float = 50.0
+    seconds: float = 30.0
+    burst: int = 1500
+    concurrency: int = 32
+    baseline_messages: int = 20000
+    timeout: float = 300.0
+
+
+async def run_phase(client, admin, brokerage: str, requests: list[dict], watch: ProcessWatch, *, rate, concurrency,
+                    timeout) -> dict:
+    cpu0 = watch.cpu()
+    wall0 = time.monotonic()
+    t0 = dt.datetime.now(dt.UTC)
+    ids = await post_packages(client, brokerage, requests, rate=rate, concurrency=concurrency)
+    posted = time.monotonic() - wall0
+    await wait_final(admin, ids, timeout)
+    t1 = dt.datetime.now(dt.UTC)
+    seconds = time.monotonic() - wall0
+    cpu1 = watch.cpu()
+    rows = await outcomes(admin, ids)
+    placed = sorted((r for r in rows if r["status"] == "placed"), key=lambda r: r["confirmed_at"])
+    latencies = [(r["confirmed_at"] - r["requested_at"]).total_seconds() for r in placed]
+    # Sustained: placements between the 10th and the 90th percentile of confirmation times,
+    # so the ramp-up and the tail do not count.
+    sustained = None
+    if len(placed) >= 10:
+        lo, hi = placed[len(placed) // 10]["confirmed_at"], placed[(len(placed) * 9) // 10]["confirmed_at"]
+        span = (hi - lo).total_seconds()
+        sustained = round((len(placed) * 8 // 10) / span, 1) if span > 0 else None
+    events = await events_between(admin, t0, t1)
+    statuses = {s: sum(r["status"] == s for r in rows) for s in FINAL}
+    return {
+        "requests": len(requests), "posting_seconds": round(posted, 2), "seconds": round(seconds, 2),
+        "outcomes": statuses,
+        "placements_per_second": round(len(placed) / seconds, 1) if seconds else None,
+        "sustained_placements_per_second": sustained,
+        "latency_seconds": {"p50": _r(percentile(latencies, 50)), "p95": _r(percentile(latencies, 95)),
+                            "p99": _r(percentile(latencies, 99)), "max": _r(max(latencies, default=None))},
+        "events": events, "events_per_second": round(events / seconds, 1) if seconds else None,
+        "cpu_seconds": {n: round(cpu1[n] - cpu0[n], 2) for n in cpu1},
+        "series": [{"requested_s": round((r["requested_at"] - t0).total_seconds(), 3),
+                    "confirmed_s": round((r["confirmed_at"] - t0).total_seconds(), 3),
+                    "latency_s": round((r["confirmed_at"] - r["requested_at"]).total_seconds(), 4)} for r in placed],
+    }
+
+
+def _r(v: float | None) -> float | None:
+    return None if v is None else round(v, 3)
+
+
+async def bench_async(load: Load, runs: int, seed: int, out: Path, *, profile: str | None, console: Console,
+                      extra_env: dict[str, str]) -> dict:
+    settings = admin_settings()
+    name = f"homecare_bench_{uuid.uuid4().hex[:8]}"
+    namespace = f"bench-{uuid.uuid4().hex[:8]}"
+    db_url = _with_database(settings.database_url, name)
+    from services.runtime.db import provision
+
+    await provision(db_url)
+    market = bench_market(Path(tempfile.mkdtemp(prefix="homecare-bench-")) / "reference", seed)
+    wrappers = {}
+    if profile:
+        wrappers[profile] = ["-m", "pyinstrument", "-r", "text", "-o", str(out / f"profile-{profile}.txt"), "-m"]
+    out.mkdir(parents=True, exist_ok=True)
+    stack = start_stack(db_url, settings.kafka_bootstrap_servers, namespace, out / "logs",
+                        extra_env={"HOMECARE_REFERENCE_DIR": str(market), "LOG_LEVEL": "WARNING"} | extra_env,
+                        wrappers=wrappers)
+    result: dict = {"database": name, "namespace": namespace, "load": load.__dict__, "runs": [],
+                    "machine": {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()}}
+    admin = await asyncpg.connect(db_url)
+    try:
+        watch = ProcessWatch({n: p.pid for n, p in stack.procs.items()})
+        watch.start()
+        urls = {n: stack.url(n) for n in SERVICES}
+        async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=load.concurrency + 8)) as client:
+            await wait_until_ready(client, urls, timeout=120)
+            framework = load_framework()
+            rng = random.Random(seed)
+            for run in range(runs):
+                fixed = batch(framework, int(load.rate * load.seconds), seed=rng.randrange(1 << 30))
+                burst = batch(framework, load.burst, seed=rng.randrange(1 << 30))
+                with console.status(f"run {run + 1}/{runs}: {len(fixed)} requests at {load.rate:g}/s..."):
+                    fixed_rate = await run_phase(client, admin, urls["brokerage"], fixed, watch, rate=load.rate,
+                                                 concurrency=max(64, load.concurrency), timeout=load.timeout)
+                with console.status(f"run {run + 1}/{runs}: {len(burst)} requests as fast as possible..."):
+                    fastest = await run_phase(client, admin, urls["brokerage"], burst, watch, rate=None,
+                                              concurrency=load.concurrency, timeout=load.timeout)
+                with console.status(f"run {run + 1}/{runs}: baseline consume-then-produce loop..."):
+                    baseline = await kafka_baseline(settings.kafka_bootstrap_servers, namespace,
+                                                    messages=load.baseline_messages, size=EVENT_BYTES)
+                result["runs"].append({"fixed_rate": fixed_rate, "as_fast_as_possible": fastest, "baseline": baseline})
+        result["peak_rss_mb"] = watch.peak_rss_mb()
+        await watch.stop()
+    finally:
+        await admin.close()
+        result["exit_codes"] = stop_stack(stack)
+        await _drop(settings.database_url, name)
+    result["summary"] = summarise(result)
+    result["machine"]["load_average_at_end"] = os.getloadavg()
+    return result
+
+
+async def _drop(admin_url: str, name: str) -> None:
+    conn = await asyncpg.connect(_with_database(admin_url, "postgres"))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def summarise(result: dict) -> dict:
+    """Medians over the runs."""
+    runs = result["runs"]
+
+    def med(path: list[str]) -> float | None:
+        values = []
+        for r in runs:
+            v = r
+            for key in path:
+                v = v.get(key) if isinstance(v, dict) else None
+            if v is not None:
+                values.append(v)
+        return round(statistics.median(values), 3) if values else None
+
+    summary = {
+        "runs": len(runs),
+        "fixed_rate_per_second": result["load"]["rate"],
+        "latency_p50_s": med(["fixed_rate", "latency_seconds", "p50"]),
+        "latency_p95_s": med(["fixed_rate", "latency_seconds", "p95"]),
+        "latency_p99_s": med(["fixed_rate", "latency_seconds", "p99"]),
+        "fixed_rate_events_per_second": med(["fixed_rate", "events_per_second"]),
+        "sustained_placements_per_second": med(["as_fast_as_possible", "sustained_placements_per_second"]),
+        "placements_per_second_whole_burst": med(["as_fast_as_possible", "placements_per_second"]),
+        "burst_events_per_second": med(["as_fast_as_possible", "events_per_second"]),
+        "baseline_messages_per_second": med(["baseline", "per_second"]),
+        "cpu_seconds_per_service": {n: med(["as_fast_as_possible", "cpu_seconds", n]) for n in SERVICES},
+        "peak_rss_mb": result.get("peak_rss_mb"),
+    }
+    if summary["burst_events_per_second"] and summary["baseline_messages_per_second"]:
+        summary["events_vs_baseline"] = round(summary["burst_events_per_second"] / summary["baseline_messages_per_second"], 3)
+    return summary
+
+
+def report_table(result: dict) -> Table:
+    s = result["summary"]
+    table = Table(title=f"benchmark: medians of {s['runs']} run(s); {result['machine']['cpus']} CPUs, "
+                        f"load average {result['machine']['load_average_at_start'][0]:.1f} at start")
+    table.add_column("measure", no_wrap=True)
+    table.add_column("value", justify="right")
+    table.add_column("target", justify="right")
+    table.add_row(f"latency p50 at {s['fixed_rate_per_second']:g} req/s (s)", _f(s["latency_p50_s"]), "")
+    table.add_row(f"latency p95 at {s['fixed_rate_per_second']:g} req/s (s)", _f(s["latency_p95_s"]), "")
+    table.add_row(f"latency p99 at {s['fixed_rate_per_second']:g} req/s (s)", _f(s["latency_p99_s"]), "< 1")
+    table.add_row("Kafka events/s at the fixed rate", _f(s["fixed_rate_events_per_second"]), "")
+    table.add_row("sustained placements/s, as fast as possible", _f(s["sustained_placements_per_second"]), ">= 100")
+    table.add_row("placements/s over the whole burst", _f(s["placements_per_second_whole_burst"]), "")
+    table.add_row("Kafka events/s, as fast as possible", _f(s["burst_events_per_second"]), "")
+    table.add_row("baseline consume-then-produce msgs/s", _f(s["baseline_messages_per_second"]), "")
+    table.add_row("pipeline events/s as a share of the baseline", _f(s.get("events_vs_baseline")), "")
+    for name in SERVICES:
+        table.add_row(f"{name}: CPU s in the burst / peak RSS MB",
+                      f"{_f(s['cpu_seconds_per_service'][name])} / {_f((s['peak_rss_mb'] or {}).get(name))}", "RSS < 250")
+    return table
+
+
+def _f(v) -> str:
+    return "-" if v is None else f"{v:,.3f}".rstrip("0").rstrip(".") if isinstance(v, float) else str(v)
+
+
+def draw(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for i, run in enumerate(result["runs"]):
+        series = run["fixed_rate"]["series"]
+        axes[0].plot([p["requested_s"] for p in series], [p["latency_s"] for p in series], ".", markersize=2,
+                     label=f"run {i + 1}")
+    axes[0].axhline(1.0, color="grey", linestyle="--", linewidth=1)
+    axes[0].set_title(f"latency, request to confirmation stored, at {result['load']['rate']:g} req/s")
+    axes[0].set_xlabel("s since the phase started")
+    axes[0].set_ylabel("s")
+    for i, run in enumerate(result["runs"]):
+        for phase, style in (("fixed_rate", "-"), ("as_fast_as_possible", "--")):
+            confirmed = sorted(p["confirmed_s"] for p in run[phase]["series"])
+            if not confirmed:
+                continue
+            seconds = range(int(confirmed[-1]) + 1)
+            counts = [0] * len(seconds)
+            for c in confirmed:
+                counts[int(c)] += 1
+            axes[1].plot(list(seconds), counts, style, label=f"run {i + 1} {phase.replace('_', ' ')}")
+    axes[1].axhline(100, color="grey", linestyle="--", linewidth=1)
+    axes[1].set_title("placements confirmed per second")
+    axes[1].set_xlabel("s since the phase started")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def bench(
+    rate: float = typer.Option(50.0, help="Requests per second in the fixed-rate phase"),
+    seconds: float = typer.Option(30.0, help="Length of the fixed-rate phase"),
+    burst: int = typer.Option(1500, help="Requests sent as fast as possible in the second phase"),
+    concurrency: int = typer.Option(32, help="Clients at once in the as-fast-as-possible phase"),
+    runs: int = typer.Option(3, help="Runs (each: fixed rate, as fast as possible, baseline); medians reported"),
+    baseline_messages: int = typer.Option(20000, help="Messages through the bare consume-then-produce loop"),
+    seed: int = typer.Option(2021, help="Seed of the market and of the requests"),
+    out: Path = typer.Option(Path("artifacts/bench"), help="Folder for bench.json, bench.png and the services' logs"),
+    profile: str | None = typer.Option(None, help="Run this service under pyinstrument (profile-<service>.txt in --out)"),
+    env: list[str] = typer.Option([], help="Extra environment for the services, KEY=VALUE (e.g. BROKERAGE_DB_POOL_SIZE=20)"),
+) -> None:
+    """Start the three services on the synthetic market (Kafka and PostgreSQL from the environment,
+    a fresh database and topic namespace) and measure them under load."""
+    if profile and profile not in SERVICES:
+        raise typer.BadParameter(f"--profile takes one of {', '.join(SERVICES)}")
+    extra = dict(pair.split("=", 1) for pair in env)
+    console = Console()
+    load = Load(rate=rate, seconds=seconds, burst=burst, concurrency=concurrency, baseline_messages=baseline_messages)
+    result = asyncio.run(bench_async(load, runs, seed, out, profile=profile, console=console, extra_env=extra))
+    (out / "bench.json").write_text(json.dumps(result, indent=1, default=str))
+    draw(result, out / "bench.png")
+    console.print(report_table(result))
+    console.print(f"written to {out}/ (bench.json, bench.png, logs/)")

@@ -1,0 +1,103 @@
+"""The three services as separate OS processes: for the end-to-end and fault tests and the benchmark."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = ("providers", "brokerage", "notifications")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Stack:
+    """Running service processes; restartable, so fault tests can kill and revive them."""
+
+    env: dict[str, str]
+    logs: Path
+    ports: dict[str, int] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    services: dict[str, str] = field(default_factory=dict)  # process name -> service module
+    # A command to run a service under (e.g. a profiler: ["-m", "pyinstrument", "-o", "x.html", "-m"]).
+    wrappers: dict[str, list[str]] = field(default_factory=dict)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def start(self, name: str, service: str | None = None) -> None:
+        """Start ``service`` (default: ``name``) as process ``name``; a second instance of a service
+        gets a name of its own (e.g. ``brokerage-2``), its own port and log."""
+        service = service or self.services.get(name, name)
+        self.services[name] = service
+        self.ports.setdefault(name, free_port())
+        env = self.env | {f"{service.upper()}_HTTP_PORT": str(self.ports[name])}
+        log = open(self.logs / f"{name}.log", "ab")
+        command = [sys.executable, *self.wrappers.get(name, ["-m"]), f"services.{service}"]
+        self.procs[name] = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, name: str, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.procs[name].poll() is not None:
+                raise RuntimeError(f"{name} exited with {self.procs[name].returncode}; see {self.logs / (name + '.log')}")
+            try:
+                if httpx.get(f"{self.url(name)}/health/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"{name} not ready; see {self.logs / (name + '.log')}")
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        proc = self.procs[name]
+        proc.send_signal(sig)
+        return proc.wait(timeout=timeout)
+
+
+def start_stack(database_url: str, kafka: str, namespace: str, logs: Path, *, extra_env: dict[str, str] | None = None,
+                wrappers: dict[str, list[str]] | None = None, console: bool = False) -> Stack:
+    """The three services (``extra_env`` adds to their environment); with ``console``, then the
+    web console as a client of their APIs."""
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_HTTP_PORT")}
+    env |= {"DATABASE_URL": database_url, "KAFKA_BOOTSTRAP_SERVERS": kafka, "HOMECARE_NAMESPACE": namespace,
+            "LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1"}
+    ports = {name: free_port() for name in SERVICES}  # known up front: providers calls the brokerage
+    env["PROVIDERS_BROKERAGE_URL"] = f"http://127.0.0.1:{ports['brokerage']}"
+    env |= extra_env or {}
+    stack = Stack(env=env, logs=logs, ports=ports, wrappers=wrappers or {})
+    try:
+        for name in SERVICES:
+            stack.start(name)
+        for name in SERVICES:
+            stack.wait_ready(name)
+        if console:
+            stack.env |= {f"CONSOLE_{name.upper()}_URL": stack.url(name) for name in SERVICES}
+            stack.start("console")
+            stack.wait_ready("console")
+    except BaseException:
+        for proc in stack.procs.values():  # none left running when one fails to start
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        raise
+    return stack
+
+
+def stop_stack(stack: Stack) -> dict[str, int]:
+    """SIGTERM every running service; returns their exit codes (a clean shutdown is 0)."""
+    return {name: stack.stop(name) for name, proc in stack.procs.items() if proc.poll() is None}

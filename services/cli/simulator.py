@@ -1,0 +1,654 @@
+"""The policy simulator: a year of synthetic county demand replayed through the brokerage's own
+allocation rules under a simulated clock. Pure: no I/O, no wall clock, no database.
+
+What is the brokerage's code and what is modelled here:
+
+- **The brokerage's rules, called as they are** (``services/brokerage/domain.py``): which tier
+  is offered to whom (:func:`~services.brokerage.domain.plan_offer`: the zone's policy,
+  eligibility with capacity, not the same provider twice in a cycle, never one that handed the
+  package back), the quality rating, early close (``outcome_settled``), ranking and the award
+  (``rank_bids``, ``choose_winner``, eligibility checked again at the award), above-rate
+  exceptions (``best_above_rate``), the unplaced queue re-offered on a schedule, hand-backs
+  reopening a package without that provider and counting against its rating.
+- **The providers' automatic adapters, called as they are** (``services/providers/domain.py``:
+  ``automatic_answer`` declines for zone, band, skills, call times, package size, capacity).
+- **Modelled** (the parameters below, all settable from the command line): when packages
+  arrive, how long care lasts, how long providers take to answer (some never do), declines on
+  top of the adapters' rules that grow with rurality (travel, rounds that do not fit), the
+  price each provider will work for per band, hand-backs, brokers' decisions on exceptions, and
+  the existing caseload that ends over the year and frees hours.
+
+A discrete-event loop on a heap: events are (time in hours, sequence, kind, data); the sequence
+breaks ties so the order - and so every result - depends only on the seeds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import heapq
+import math
+import random
+import statistics
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from schemas.events import PackageSpec, ProviderProfile
+from schemas.vocabulary import Band, DeclineReason, Tier, Urgency
+from services.brokerage import domain
+from services.cli.kpis import percentile, shares_and_hhi
+from services.cli.synthetic import package_request
+from services.providers.domain import AutomaticRules, Bid, automatic_answer
+from services.runtime.reference import Framework, PolicyEntry, RateCard
+
+START = dt.datetime(2021, 4, 1, tzinfo=dt.UTC)  # the 2020-21 rate card is in force
+FRAMEWORK_POLICY = "framework"  # each zone's policy as framework.yaml configures it
+
+# ---- parameters ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DemandParams:
+    """The county's demand. Defaults: ~10,000 packages a year (domain.md: 150-200 hospital
+    discharges a week, most going home with support; home care starts up in summer, 004:1011)."""
+
+    seed: int = 2021
+    days: int = 365
+    discharges_per_week: float = 160.0
+    step_down_per_week: float = 12.0
+    community_per_week: float = 20.0
+    summer_surge: float = 0.35  # extra demand at the mid-July peak, as a share of the year's average
+    mean_care_weeks: float = 10.0  # how long a package lasts (exponential); also the existing caseload's
+    hand_back_share: float = 0.05  # share of placements a provider hands back before the care ends
+    notice_days: int = 14  # notice a provider gives when it hands a package back
+
+
+@dataclass(frozen=True)
+class MarketParams:
+    """The providers: the synthetic market of ``homecare reference generate-market`` (same seed,
+    same market as deploy/reference/providers.yaml) and how they behave."""
+
+    seed: int = 2021
+    capacity_scale: float = 2.5  # the seed market is ~11,000 h/week; the county's ~2,000 people need ~28,000
+    decline_urban: float = 0.10  # declines beyond the adapters' rules (travel, rounds that do not fit)...
+    decline_fringe: float = 0.18
+    decline_rural: float = 0.32
+    decline_isolated: float = 0.48  # ...growing with rurality
+    prime_pickiness: float = 1.25  # Primes decline rural/isolated work this much more often (cherry-picking)
+    no_answer: float = 0.08  # share of offers never answered (the window closes on them)
+    mean_answer_minutes: float = 45.0  # how long a provider takes to answer (exponential)
+    price_floor_low: float = 0.90  # each provider's lowest acceptable rate per band, as a share of the
+    price_floor_high: float = 1.15  # 2020-21 band rate, drawn uniformly from [low, high]; over 10% above: declines
+    exception_approval: float = 0.6  # share of above-rate exceptions a broker approves
+    exception_decision_hours: float = 8.0
+
+
+@dataclass(frozen=True)
+class Policy:
+    """One way of running the framework: the allocation policy and its configurable parts."""
+
+    name: str
+    allocation: str = FRAMEWORK_POLICY  # prime-supplementary, open-framework, or framework (per zone)
+    windows_hours: dict[Urgency, float] = field(default_factory=lambda: {
+        Urgency.hospital_discharge: 2.0, Urgency.reablement_step_down: 4.0, Urgency.community: 24.0})
+    quality_weights: domain.QualityWeights = domain.QualityWeights()
+    rates: dict[Band, Decimal] | None = None  # a new rate card; None: the framework's
+    reoffer_hours: float = 6.0
+
+
+# ---- the demand and the market ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Demand:
+    package_id: int
+    at: float  # hours since START
+    spec: PackageSpec
+    care_weeks: float
+    hand_back_after: float | None  # hours into the care, or None
+
+
+ZONE_WEIGHT = {"large": 3.0, "medium": 1.6, "small_town": 0.8, "small_rural": 0.7, "rural_free": 0.7}
+DAY_SHAPE = [0.2] * 8 + [1.6] * 10 + [0.4] * 6  # requests come in office hours mostly
+
+
+def _seasonal(day: int, surge: float) -> float:
+    """1 + a bump peaking mid-July (day 105 from 1 April)."""
+    return 1 + surge * math.exp(-0.5 * ((day - 105) / 30) ** 2)
+
+
+def generate_demand(framework: Framework, params: DemandParams) -> list[Demand]:
+    """Poisson arrivals per urgency per day, with the summer surge; scaled so the year's
+    average weekly counts are the parameters. Same seed, same demand."""
+    rng = random.Random(params.seed)
+    zones = sorted(framework.zones)
+    weights = [ZONE_WEIGHT[framework.zones[z].size] for z in zones]
+    norm = sum(_seasonal(d, params.summer_surge) for d in range(params.days)) / params.days
+    per_week = {Urgency.hospital_discharge: params.discharges_per_week,
+                Urgency.reablement_step_down: params.step_down_per_week, Urgency.community: params.community_per_week}
+    hours_of_day = list(range(24))
+    demand: list[Demand] = []
+    for day in range(params.days):
+        factor = _seasonal(day, params.summer_surge) / norm
+        for urgency, weekly in per_week.items():
+            for _ in range(_poisson(rng, weekly / 7 * factor)):
+                at = day * 24 + rng.choices(hours_of_day, DAY_SHAPE)[0] + rng.random()
+                zone = rng.choices(zones, weights)[0]
+                body = package_request(rng, framework, zone)
+                when = START + dt.timedelta(hours=at)
+                start = when.date() + dt.timedelta(days=rng.choice([0, 1, 1, 2]) if urgency == Urgency.hospital_discharge else rng.choice([1, 2, 7, 14]))
+                spec = PackageSpec(zone=zone, band=body["band"], postcode_district=body["postcode_district"],
+                                   hours_per_week=Decimal(body["hours_per_week"]), visits=body["visits"],
+                                   needs=body["needs"], urgency=urgency, start_date=start, funding=body["funding"])
+                care_weeks = rng.expovariate(1 / params.mean_care_weeks)
+                hand_back = rng.random() * care_weeks * 168 if rng.random() < params.hand_back_share else None
+                demand.append(Demand(0, at, spec, care_weeks, hand_back))
+    demand.sort(key=lambda d: d.at)
+    return [dataclasses.replace(d, package_id=i) for i, d in enumerate(demand)]
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    """Knuth's method: fine for the tens a day here."""
+    limit, k, p = math.exp(-mean), 0, 1.0
+    while True:
+        p *= rng.random()
+        if p <= limit:
+            return k
+        k += 1
+
+
+@dataclass
+class Market:
+    profiles: dict[str, ProviderProfile]
+    rules: dict[str, AutomaticRules]
+    price_floor: dict[str, dict[Band, Decimal]]
+    baseline: dict[str, Decimal]  # hours committed to the caseload that predates the simulation
+
+
+def build_market(framework: Framework, seed_providers: list[dict], params: MarketParams) -> Market:
+    rng = random.Random(params.seed)
+    scale = Decimal(str(params.capacity_scale))
+    base_rates = framework.rate_card_on(START.date()).rates
+    profiles, rules, floors, baseline = {}, {}, {}, {}
+    for entry in seed_providers:
+        data = {k: v for k, v in entry.items() if k != "adapter"}
+        data["weekly_capacity_hours"] = (Decimal(data["weekly_capacity_hours"]) * scale).quantize(Decimal(1))
+        data["committed_hours"] = (Decimal(data["committed_hours"]) * scale).quantize(Decimal(1))
+        profile = ProviderProfile.model_validate(data)
+        pid = profile.provider_id
+        profiles[pid] = profile
+        rules[pid] = AutomaticRules.model_validate(entry.get("adapter") or {})
+        floors[pid] = {b: (r * Decimal(str(rng.uniform(params.price_floor_low, params.price_floor_high)))).quantize(Decimal("0.01"))
+                       for b, r in base_rates.items()}
+        baseline[pid] = profile.committed_hours
+    return Market(profiles, rules, floors, baseline)
+
+
+def policy_framework(framework: Framework, policy: Policy) -> Framework:
+    """The framework as this policy runs it: one allocation policy everywhere (or the configured
+    one per zone), and the policy's rate card if it has one."""
+    policies = framework.policies
+    if policy.allocation != FRAMEWORK_POLICY:
+        domain.tier_ladder(policy.allocation, zone_has_prime=True)  # an unknown policy fails here, at once
+        policies = (PolicyEntry(START.date(), policy.allocation, {}),)
+    cards = framework.rate_cards
+    if policy.rates:
+        current = framework.rate_card_on(START.date()).rates
+        cards = (RateCard(f"{policy.name}-card", START.date(), current | policy.rates),)
+    return dataclasses.replace(framework, policies=policies, rate_cards=cards)
+
+
+# ---- the simulation -------------------------------------------------------------------------
+
+ARRIVE, ANSWER, WINDOW, DECIDE, REOFFER, HAND_BACK, END, DAY = range(8)
+WAITING = ("offered", "unplaced", "awaiting_approval")
+
+
+@dataclass
+class Case:
+    """One package as the brokerage sees it."""
+
+    demand: Demand
+    spec: PackageSpec
+    policy: str
+    band_rate: Decimal
+    neighbours: frozenset[str]
+    status: str = "requested"
+    cycle: int = 0
+    round: int = 0
+    tier: Tier | None = None
+    round_open: bool = False
+    state: domain.RoundState | None = None
+    quality: dict[str, Decimal] = field(default_factory=dict)
+    offered_this_cycle: set[str] = field(default_factory=set)
+    excluded: set[str] = field(default_factory=set)  # providers that handed it back
+    cycle_bids: list[domain.Answer] = field(default_factory=list)
+    cycle_quality: dict[str, Decimal] = field(default_factory=dict)
+    holds: dict[str, Decimal] = field(default_factory=dict)
+    provider: str | None = None
+    rate: Decimal | None = None
+    placed_at: float | None = None
+    waiting_since: float = 0.0
+    care_left: float = 0.0  # hours of care still to give
+    placement_started: float = 0.0
+    placements: int = 0
+    first_wait: float | None = None
+    hand_backs: int = 0
+    above_rate: bool = False
+    candidates: list[str] | None = None
+    plans: dict[tuple, domain.OfferPlan] = field(default_factory=dict)  # see Simulation._plan
+
+
+class Simulation:
+    def __init__(self, framework: Framework, demand: list[Demand], market: Market, policy: Policy,
+                 market_params: MarketParams, demand_params: DemandParams) -> None:
+        self.framework = policy_framework(framework, policy)
+        self.policy = policy
+        self.demand = demand
+        self.market = dataclasses.replace(market, profiles=dict(market.profiles), baseline=dict(market.baseline))
+        self.mp = market_params
+        self.dp = demand_params
+        self.rng = random.Random(market_params.seed * 7919 + 1)
+        self.windows = policy.windows_hours
+        self.decline_p = {Band.urban: market_params.decline_urban, Band.fringe: market_params.decline_fringe,
+                          Band.rural: market_params.decline_rural, Band.isolated: market_params.decline_isolated}
+        self.held: dict[str, Decimal] = defaultdict(Decimal)
+        self.heap: list = []
+        self.seq = 0
+        self.now = 0.0
+        self.cases: dict[int, Case] = {}
+        self.horizon = demand_params.days * 24.0
+        # Who can be near a zone: its own providers and its neighbours' (what repo.providers_serving reads).
+        self.nearby: dict[str, list[str]] = {}
+        for zone in self.framework.zones.values():
+            area = {zone.id, *zone.adjacent}
+            self.nearby[zone.id] = sorted(p for p, prof in self.market.profiles.items() if area & set(prof.zones))
+        # Measures.
+        self.events = 0
+        self.rounds = 0
+        self.offers = Counter()  # by band
+        self.first_offers = Counter()  # by band, a package's first offer cycle only
+        self.first_declines: dict[str, Counter] = defaultdict(Counter)
+        self.declines: dict[str, Counter] = defaultdict(Counter)  # band -> reason -> count
+        self.declines_by_tier: dict[str, Counter] = defaultdict(Counter)  # provider tier -> band -> count
+        self.no_answers = 0
+        self.waits: dict[str, list[float]] = defaultdict(list)  # urgency -> hours from request to first placement
+        self.replacement_waits: list[float] = []  # hours from a hand-back to the next placement
+        self.hand_backs = 0
+        self.exceptions = Counter()  # requested / approved / rejected
+        self.unplacings = 0
+        self.spend: dict[str, Decimal] = defaultdict(Decimal)  # band -> pounds over the simulated period
+        self.placed_hours: dict[str, Counter] = defaultdict(Counter)  # zone -> provider -> hours placed
+        self.placements_by_tier = Counter()
+        self.rounds_by_zone: dict[str, Counter] = defaultdict(Counter)  # zone -> tier -> rounds opened
+        self.daily: list[dict] = []
+
+    # -- the loop --
+
+    def schedule(self, at: float, kind: int, *data) -> None:
+        self.seq += 1
+        heapq.heappush(self.heap, (at, self.seq, kind, data))
+
+    def run(self) -> "Simulation":
+        for d in self.demand:
+            self.schedule(d.at, ARRIVE, d)
+        for day in range(self.dp.days + 1):
+            self.schedule(day * 24.0, DAY, day)
+        handlers = {ARRIVE: self.arrive, ANSWER: self.answer, WINDOW: self.window, DECIDE: self.decide,
+                    REOFFER: self.reoffer, HAND_BACK: self.hand_back, END: self.end_care, DAY: self.day}
+        while self.heap:
+            at, _, kind, data = heapq.heappop(self.heap)
+            if at > self.horizon:
+                break
+            self.now = at
+            self.events += 1
+            handlers[kind](*data)
+        for case in self.cases.values():  # spend of care still running at the end of the period
+            if case.status == "placed":
+                self._accrue(case, self.horizon)
+        return self
+
+    def clock(self) -> dt.datetime:
+        return START + dt.timedelta(hours=self.now)
+
+    def _candidates(self, case: Case) -> list[ProviderProfile]:
+        """The providers near the package's zone that nothing but capacity could exclude. Only
+        capacity changes during a run, so screening these gives the same eligible providers as
+        screening everyone near the zone (what the brokerage reads), at a fraction of the cost."""
+        if case.candidates is None:
+            case.candidates = [p for p in self.nearby[case.spec.zone]
+                               if not domain.standing_exclusions(case.spec, self.market.profiles[p])
+                               or not domain.standing_exclusions(case.spec, self.market.profiles[p], from_zones=case.neighbours)]
+        return [self.market.profiles[p] for p in case.candidates]
+
+    def _still_eligible(self, case: Case, bids: list[domain.Answer]) -> set[str]:
+        """Who of the bidders may win now (the award only ever looks at bidders)."""
+        profiles = [self.market.profiles[b.provider_id] for b in bids]
+        return domain.eligible_now(case.spec, profiles, case.neighbours)
+
+    def _set_committed(self, provider_id: str, delta: Decimal) -> None:
+        profile = self.market.profiles[provider_id]
+        self.market.profiles[provider_id] = profile.model_copy(
+            update={"committed_hours": max(Decimal(0), profile.committed_hours + delta)})
+
+    # -- the brokerage's side: the same steps as services/brokerage/handlers.py --
+
+    def arrive(self, d: Demand) -> None:
+        day = self.clock().date()
+        card = self.framework.rate_card_on(day)
+        zone = self.framework.zones[d.spec.zone]
+        case = Case(d, d.spec, self.framework.policy_on(d.spec.zone, day), card.rates[d.spec.band],
+                    frozenset(zone.adjacent), waiting_since=self.now, care_left=d.care_weeks * 168)
+        self.cases[d.package_id] = case
+        self.offer_next_tier(case, after=None)
+
+    def _plan(self, case: Case, after: Tier | None) -> domain.OfferPlan:
+        """``domain.plan_offer`` for the package. An unplaced package is re-offered every few hours
+        for as long as it waits, mostly to the same market: each tier's plan is kept and reused while
+        its inputs are the same - the candidates (whose standing never changes in a run), which of them
+        have the free hours, the tier it follows and who is not to be offered it again."""
+        candidates = self._candidates(case)
+        not_again = case.offered_this_cycle | case.excluded
+        hours = case.spec.hours_per_week
+        key = (after, frozenset(not_again), tuple(p.weekly_capacity_hours - p.committed_hours >= hours for p in candidates))
+        plan = case.plans.get(key)
+        if plan is None:
+            if len(case.plans) > 8:  # the market moved on: older plans will not come back
+                case.plans.clear()
+            plan = case.plans[key] = domain.plan_offer(
+                case.spec, candidates, policy=case.policy, zone_has_prime=case.spec.zone not in self.framework.no_prime_zones,
+                neighbours=case.neighbours, after=after, not_again=not_again)
+        return plan
+
+    def offer_next_tier(self, case: Case, *, after: Tier | None) -> None:
+        plan = self._plan(case, after)
+        if plan.tier is None:
+            if after is not None and self.request_exception(case):
+                return
+            self.unplace(case)
+            return
+        ids = [p.provider_id for p in plan.offered]
+        case.status, case.tier, case.round, case.round_open = "offered", plan.tier, case.round + 1, True
+        case.state = domain.RoundState(offered=ids)
+        case.quality = {p.provider_id: domain.quality_score(p, self.policy.quality_weights) for p in plan.offered}
+        case.cycle_quality |= case.quality
+        case.offered_this_cycle |= set(ids)
+        self.rounds += 1
+        self.rounds_by_zone[case.spec.zone][plan.tier.value] += 1
+        self.offers[case.spec.band] += len(ids)
+        if case.cycle == 0:
+            self.first_offers[case.spec.band] += len(ids)
+        self.schedule(self.now + self.windows[case.spec.urgency], WINDOW, case, case.round)
+        for pid in ids:
+            if self.rng.random() < self.mp.no_answer:
+                self.no_answers += 1
+                continue
+            self.schedule(self.now + self.rng.expovariate(60 / self.mp.mean_answer_minutes), ANSWER, case, case.round, pid)
+
+    def answer(self, case: Case, offer_round: int, provider_id: str) -> None:
+        if not case.round_open or case.round != offer_round:
+            return  # late: part of the record, changes nothing
+        kind, rate, start, reason = self.provider_answer(case, provider_id)
+        answer = domain.Answer(provider_id, kind, self.clock(), hourly_rate=rate, earliest_start=start, reason=reason)
+        case.state.answers[provider_id] = answer
+        if kind == "bid":
+            case.cycle_bids.append(answer)
+        if domain.outcome_settled(case.state, case.quality, case.band_rate):
+            self.close_round(case)
+
+    def window(self, case: Case, offer_round: int) -> None:
+        if case.round_open and case.round == offer_round:
+            self.close_round(case)
+
+    def close_round(self, case: Case) -> None:
+        case.round_open = False
+        ranked = domain.rank_bids(case.state.answers.values(), case.quality, case.band_rate)
+        still = self._still_eligible(case, [b.answer for b in ranked])
+        winner = domain.choose_winner(ranked, still)
+        if winner is not None:
+            self.place(case, winner.answer)
+            return
+        self.offer_next_tier(case, after=case.tier)
+
+    def request_exception(self, case: Case) -> bool:
+        ranked = domain.rank_bids(case.cycle_bids, case.cycle_quality, case.band_rate)
+        still = self._still_eligible(case, case.cycle_bids)
+        if domain.best_above_rate(ranked, still) is None:
+            return False
+        case.status = "awaiting_approval"
+        self.exceptions["requested"] += 1
+        self.schedule(self.now + self.mp.exception_decision_hours, DECIDE, case)
+        return True
+
+    def decide(self, case: Case) -> None:
+        if case.status != "awaiting_approval":
+            return
+        best = None
+        if self.rng.random() < self.mp.exception_approval:
+            ranked = domain.rank_bids(case.cycle_bids, case.cycle_quality, case.band_rate)
+            still = self._still_eligible(case, case.cycle_bids)
+            best = domain.best_above_rate(ranked, still)
+        if best is None:
+            self.exceptions["rejected"] += 1
+            self.unplace(case)
+            return
+        self.exceptions["approved"] += 1
+        case.above_rate = True
+        self.place(case, best.answer)
+
+    def unplace(self, case: Case) -> None:
+        self._release_holds(case)
+        case.status = "unplaced"
+        self.unplacings += 1
+        self.schedule(self.now + self.policy.reoffer_hours, REOFFER, case, case.cycle)
+
+    def reoffer(self, case: Case, cycle: int) -> None:
+        if case.status != "unplaced" or case.cycle != cycle:
+            return
+        self._new_cycle(case)
+        self.offer_next_tier(case, after=None)
+
+    def _new_cycle(self, case: Case) -> None:
+        case.cycle += 1
+        case.tier = None
+        case.offered_this_cycle = set()
+        case.cycle_bids, case.cycle_quality = [], {}
+
+    def place(self, case: Case, bid: domain.Answer) -> None:
+        pid = bid.provider_id
+        self._release_holds(case)
+        self._set_committed(pid, case.spec.hours_per_week)
+        case.status, case.provider, case.rate, case.placed_at = "placed", pid, bid.hourly_rate, self.now
+        wait = self.now - case.waiting_since
+        if case.first_wait is None:
+            case.first_wait = wait
+            self.waits[case.spec.urgency].append(wait)
+        else:
+            self.replacement_waits.append(wait)
+        self.placed_hours[case.spec.zone][pid] += float(case.spec.hours_per_week)
+        self.placements_by_tier[case.tier.value if case.tier else "exception"] += 1
+        case.placements += 1
+        case.placement_started = self.now
+        self.schedule(self.now + case.care_left, END, case, case.placements)
+        after = case.demand.hand_back_after
+        if after is not None and case.placements == 1 and after < case.care_left:
+            self.schedule(self.now + max(after, 24.0), HAND_BACK, case, case.placements)
+
+    def hand_back(self, case: Case, placement: int) -> None:
+        if case.status != "placed" or case.placements != placement:
+            return
+        provider_id = case.provider
+        self._accrue(case, self.now)
+        case.care_left -= self.now - case.placement_started
+        self._set_committed(provider_id, -case.spec.hours_per_week)
+        profile = self.market.profiles[provider_id]
+        self.market.profiles[provider_id] = profile.model_copy(update={"hand_backs_12m": profile.hand_backs_12m + 1})
+        self.hand_backs += 1
+        case.hand_backs += 1
+        case.excluded.add(provider_id)
+        case.provider, case.rate, case.placed_at = None, None, None
+        start = max(case.spec.start_date, (self.clock() + dt.timedelta(days=self.dp.notice_days)).date())
+        case.spec = case.spec.model_copy(update={"start_date": start})
+        case.waiting_since = self.now
+        self._new_cycle(case)
+        self.offer_next_tier(case, after=None)
+
+    def end_care(self, case: Case, placement: int) -> None:
+        if case.status == "placed" and case.placements == placement:
+            self._accrue(case, self.now)
+            self._set_committed(case.provider, -case.spec.hours_per_week)
+            case.status = "ended"
+
+    def _accrue(self, case: Case, until: float) -> None:
+        weeks = Decimal(str(round((until - case.placed_at) / 168, 4)))
+        self.spend[case.spec.band] += case.rate * case.spec.hours_per_week * weeks
+        case.placed_at = until
+
+    def _release_holds(self, case: Case) -> None:
+        for pid, hours in case.holds.items():
+            self.held[pid] -= hours
+        case.holds.clear()
+
+    # -- the providers' side: the adapters' rules, then the modelled behaviour --
+
+    def provider_answer(self, case: Case, provider_id: str):
+        profile, rules = self.market.profiles[provider_id], self.market.rules[provider_id]
+        spec = case.spec
+        result = automatic_answer(profile, rules, spec, case.band_rate, self.held[provider_id], self.clock().date(),
+                                  neighbouring=case.neighbours)
+        if not isinstance(result, Bid):
+            return self._decline(case, profile, result.reason)
+        p = self.decline_p[spec.band]
+        if profile.tier == "prime" and spec.band in (Band.rural, Band.isolated):
+            p *= self.mp.prime_pickiness
+        if self.rng.random() < p:
+            far = spec.band in (Band.rural, Band.isolated)
+            reason = self.rng.choices([DeclineReason.geography, DeclineReason.call_times, DeclineReason.other],
+                                      [5, 3, 2] if far else [1, 5, 3])[0]
+            return self._decline(case, profile, reason)
+        floor = self.market.price_floor[provider_id][spec.band]
+        rate = max(result.hourly_rate, floor)
+        if rate > case.band_rate * Decimal("1.10"):
+            return self._decline(case, profile, DeclineReason.price)  # too far apart to bother bidding
+        self.held[provider_id] += spec.hours_per_week
+        case.holds[provider_id] = case.holds.get(provider_id, Decimal(0)) + spec.hours_per_week
+        return "bid", rate, result.earliest_start, None
+
+    def _decline(self, case: Case, profile: ProviderProfile, reason: DeclineReason):
+        self.declines[case.spec.band][reason.value] += 1
+        if case.cycle == 0:
+            self.first_declines[case.spec.band][reason.value] += 1
+        self.declines_by_tier[profile.tier][case.spec.band] += 1
+        return "decline", None, None, reason.value
+
+    # -- the daily tick: the existing caseload ends, and a snapshot of who is waiting --
+
+    def day(self, day: int) -> None:
+        leaving = Decimal(str(1 - math.exp(-1 / (7 * self.dp.mean_care_weeks))))
+        for pid, hours in self.market.baseline.items():
+            release = (hours * leaving).quantize(Decimal("0.01"))
+            self.market.baseline[pid] = hours - release
+            self._set_committed(pid, -release)
+        waiting = [c for c in self.cases.values() if c.status in WAITING]
+        in_care = [c for c in self.cases.values() if c.status == "placed"]
+        self.daily.append({
+            "day": day,
+            "waiting_packages": len(waiting),
+            "waiting_hours": round(float(sum(c.spec.hours_per_week for c in waiting)), 1),
+            "unplaced_packages": sum(c.status == "unplaced" for c in waiting),
+            "in_care_packages": len(in_care),
+            "free_hours": round(float(sum(p.weekly_capacity_hours - p.committed_hours for p in self.market.profiles.values())), 1),
+        })
+
+    # -- the result --
+
+    def result(self) -> dict:
+        statuses = Counter(c.status for c in self.cases.values())
+        waits = {}
+        for urgency in Urgency:
+            values = self.waits.get(urgency, [])
+            total = sum(c.spec.urgency == urgency for c in self.cases.values())
+            waits[urgency.value] = {
+                "requested": total, "placed": len(values),
+                "median_hours": _round(statistics.median(values)) if values else None,
+                "p90_hours": _round(percentile(values, 90)),
+            }
+        concentration = {}
+        for zone in sorted(self.framework.zones):
+            shares, hhi = shares_and_hhi(self.placed_hours.get(zone, Counter()))
+            concentration[zone] = {"hhi": hhi, "shares_percent": shares}
+        def mix(offers: Counter, declines: dict[str, Counter]) -> dict:
+            out = {}
+            for band in Band:
+                reasons = declines.get(band, Counter())
+                total = sum(reasons.values())
+                out[band.value] = {"offers": offers[band], "declines": total,
+                                   "decline_rate": round(total / offers[band], 3) if offers[band] else None,
+                                   "by_reason": dict(sorted(reasons.items()))}
+            return out
+        return {
+            "policy": dataclasses.asdict(self.policy) | {"quality_weights": {k: str(v) for k, v in dataclasses.asdict(self.policy.quality_weights).items()},
+                                                         "rates": {str(k): str(v) for k, v in (self.policy.rates or {}).items()} or None,
+                                                         "windows_hours": {str(k): v for k, v in self.policy.windows_hours.items()}},
+            "packages": {"requested": len(self.cases), "by_status_at_end": dict(sorted(statuses.items())),
+                         "never_placed": sum(c.first_wait is None for c in self.cases.values())},
+            "time_to_place": waits,
+            "replacement_after_hand_back_hours": {"count": len(self.replacement_waits),
+                                                  "median": _round(statistics.median(self.replacement_waits)) if self.replacement_waits else None},
+            "waiting_over_time": self.daily,
+            "hand_backs": self.hand_backs,
+            "exceptions": dict(self.exceptions),
+            "unplacings": self.unplacings,
+            "rounds": self.rounds,
+            "offers_unanswered": self.no_answers,
+            "placements_by_tier": dict(sorted(self.placements_by_tier.items())),
+            "rounds_by_zone_and_tier": {z: dict(sorted(c.items())) for z, c in sorted(self.rounds_by_zone.items())},
+            "spend_by_band": {b.value: round(float(self.spend.get(b, Decimal(0))), 2) for b in Band},
+            "spend_total": round(float(sum(self.spend.values())), 2),
+            "concentration": concentration,
+            "decline_mix": mix(self.offers, self.declines),  # every offer, re-offers of the waiting list included
+            "decline_mix_first_offer": mix(self.first_offers, self.first_declines),  # each package's first cycle
+            "declines_by_provider_tier": {t: {str(b): n for b, n in sorted(c.items())} for t, c in sorted(self.declines_by_tier.items())},
+            "events": self.events,
+        }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def run_policy(framework: Framework, seed_providers: list[dict], policy: Policy, demand: DemandParams,
+               market: MarketParams) -> dict:
+    import time
+
+    started = time.process_time()
+    requests = generate_demand(framework, demand)
+    built = build_market(framework, seed_providers, market)
+    result = Simulation(framework, requests, built, policy, market, demand).run().result()
+    # CPU time, not wall time: on a shared machine the wall clock says more about the neighbours.
+    return result | {"cpu_seconds": round(time.process_time() - started, 1)}
+
+
+def simulate(framework: Framework, seed_providers: list[dict], policies: list[Policy], *,
+             demand: DemandParams = DemandParams(), market: MarketParams = MarketParams(), jobs: int = 1) -> dict:
+    """Every policy against the same demand and the same market (both rebuilt from their seeds in
+    each worker); returns the JSON-able result. ``jobs`` > 1 replays policies in parallel processes."""
+    if len({p.name for p in policies}) != len(policies):
+        raise ValueError("policy names must be unique")
+    args = [(framework, seed_providers, p, demand, market) for p in policies]
+    if jobs > 1 and len(policies) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=min(jobs, len(policies))) as pool:
+            results = list(pool.map(run_policy, *zip(*args)))
+    else:
+        results = [run_policy(*a) for a in args]
+    built = build_market(framework, seed_providers, market)
+    return {
+        "demand": dataclasses.asdict(demand),
+        "market": dataclasses.asdict(market) | {"providers": len(built.profiles),
+                                                 "weekly_capacity_hours": float(sum(p.weekly_capacity_hours for p in built.profiles.values()))},
+        "start": START.date().isoformat(),
+        "policies": {p.name: r for p, r in zip(policies, results)},
+    }

@@ -1,0 +1,40 @@
+"""A tiny ``homecare bench`` run: the report's shape and its invariants, never its speed."""
+
+from __future__ import annotations
+
+import json
+
+from rich.console import Console
+
+from services.cli import bench
+from services.cli.processes import SERVICES
+
+
+async def test_a_small_benchmark_reports_every_measure(database_url, tmp_path):
+    load = bench.Load(rate=10, seconds=2, burst=20, concurrency=4, baseline_messages=300, timeout=180)
+    result = await bench.bench_async(load, 1, 7, tmp_path, profile=None, console=Console(quiet=True), extra_env={})
+
+    assert result["exit_codes"] and all(code in (0, -15) for code in result["exit_codes"].values())
+    (run,) = result["runs"]
+    for phase, requests in (("fixed_rate", 20), ("as_fast_as_possible", 20)):
+        measured = run[phase]
+        assert measured["requests"] == requests
+        assert sum(measured["outcomes"].values()) == requests  # every package came to rest
+        placed = measured["outcomes"]["placed"]
+        assert placed > 0 and len(measured["series"]) == placed  # every placement confirmed
+        latency = measured["latency_seconds"]
+        assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"]
+        assert measured["events"] >= 4 * placed  # requested, offered, answered, placed, confirmed...
+        assert set(measured["cpu_seconds"]) == set(SERVICES)
+    assert run["baseline"]["messages"] == 300 and run["baseline"]["per_second"] > 0
+
+    summary = result["summary"]
+    assert summary["runs"] == 1 and summary["latency_p99_s"] == run["fixed_rate"]["latency_seconds"]["p99"]
+    assert all(summary["peak_rss_mb"][s] > 10 for s in SERVICES)
+    assert summary["events_vs_baseline"] > 0
+
+    bench.draw(result, tmp_path / "bench.png")
+    assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
+    json.dumps(result, default=str)  # the JSON report can be written
+    table = bench.report_table(result)
+    assert table.row_count >= 10
