@@ -123,7 +123,8 @@ def build_router(console) -> APIRouter:
         """The posted form, once its CSRF token is the session's (or the sign-in cookie's)."""
         form = await request.form()
         expected = session.csrf_token if session else request.cookies.get(SIGN_IN_CSRF_COOKIE)
-        if not expected or not secrets.compare_digest(str(form.get("csrf_token", "")), expected):
+        given = str(form.get("csrf_token", "")).encode()  # bytes: compare_digest refuses non-ASCII text
+        if not expected or not secrets.compare_digest(given, expected.encode()):
             raise Forbidden("This form has expired or did not come from this console. Go back, reload the page and try again")
         return {k: (form.getlist(k) if len(form.getlist(k)) > 1 or k in LIST_FIELDS else form.get(k)) for k in form.keys()}
 

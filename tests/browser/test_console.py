@@ -186,6 +186,8 @@ async def test_a_form_without_the_sessions_csrf_token_is_refused(console, pages)
     before = await broker.request.get(f"{console}/board?fragment=rows")
     forged = await broker.request.post(f"{console}/packages/new", form={"zone": "melton", "csrf_token": "guessed"})
     assert forged.status == 403 and "did not come from this console" in await forged.text()
+    odd = await broker.request.post(f"{console}/packages/new", form={"zone": "melton", "csrf_token": "jeton-falsifié"})
+    assert odd.status == 403
     no_token = await broker.request.post(f"{console}/sign-out", form={})
     assert no_token.status == 403
     after = await broker.request.get(f"{console}/board?fragment=rows")
