@@ -159,6 +159,8 @@ async def test_a_broker_cannot_reach_operations_or_admin_pages(console, pages):
     response = await broker.request.get(f"{console}/ops/stream/events")
     assert response.status == 403
     await pages.check(broker, "forbidden")
+    response = await broker.goto(f"{console}/packages/not-a-package")
+    assert response.status == 404 and "Page not found" in await broker.inner_text("h1")
     # The menu offers only what the role may use.
     menu = await broker.inner_text("#navigation")
     assert "Board" in menu and "Live events" not in menu and "Staff accounts" not in menu
