@@ -271,6 +271,8 @@ def build_router(console) -> APIRouter:
         "reject": ("exception/reject", lambda f, who: {"decided_by": who, "reason": f.get("reason", "")}),
         "cancel": ("cancel", lambda f, who: {"cancelled_by": who, "reason": f.get("reason", "")}),
         "reoffer": ("reoffer", lambda f, who: {"requested_by": who}),
+        "hand-back": ("hand-back", lambda f, who: {"recorded_by": who, "reason": f.get("reason", ""), "notice_ends_on": (
+            domain.date_from_parts(f.get("notice_ends_on-day", ""), f.get("notice_ends_on-month", ""), f.get("notice_ends_on-year", "")) or "").__str__()}),
         "start": ("start", lambda f, who: {"recorded_by": who, "started_on": (
             domain.date_from_parts(f.get("started_on-day", ""), f.get("started_on-month", ""), f.get("started_on-year", "")) or "").__str__()}),
     }

@@ -101,6 +101,16 @@ async def test_a_broker_requests_a_package_sees_it_placed_with_its_explanation_a
     await broker.wait_for_url(re.compile(r"done=start"))
     assert (await broker.inner_text("#package-status")).strip() == "started"
 
+    # Later the provider hands it back with notice: recorded here, the package is offered again.
+    notice = dt.date.today() + dt.timedelta(days=14)
+    for part, value in (("day", notice.day), ("month", notice.month), ("year", notice.year)):
+        await broker.fill(f"#notice_ends_on-{part}", str(value))
+    await broker.fill("#hand-back-reason", "staff shortage")
+    await broker.click("button:has-text('Record the hand-back')")
+    await broker.wait_for_url(re.compile(r"done=hand-back"))
+    assert "handed back" in await broker.inner_text("#timeline")
+    assert (await broker.inner_text("#package-status")).strip() != "started"
+
 
 async def test_bad_input_shows_the_message_next_to_the_field_with_a_summary_that_links_to_it(stack, console, pages):
     broker = await pages.signed_in("broker1")
