@@ -123,7 +123,8 @@ def build_router(console) -> APIRouter:
         """The posted form, once its CSRF token is the session's (or the sign-in cookie's)."""
         form = await request.form()
         expected = session.csrf_token if session else request.cookies.get(SIGN_IN_CSRF_COOKIE)
-        if not expected or not secrets.compare_digest(str(form.get("csrf_token", "")), expected):
+        given = str(form.get("csrf_token", "")).encode()  # bytes: compare_digest refuses non-ASCII text
+        if not expected or not secrets.compare_digest(given, expected.encode()):
             raise Forbidden("This form has expired or did not come from this console. Go back, reload the page and try again")
         return {k: (form.getlist(k) if len(form.getlist(k)) > 1 or k in LIST_FIELDS else form.get(k)) for k in form.keys()}
 
@@ -270,6 +271,8 @@ def build_router(console) -> APIRouter:
         "reject": ("exception/reject", lambda f, who: {"decided_by": who, "reason": f.get("reason", "")}),
         "cancel": ("cancel", lambda f, who: {"cancelled_by": who, "reason": f.get("reason", "")}),
         "reoffer": ("reoffer", lambda f, who: {"requested_by": who}),
+        "hand-back": ("hand-back", lambda f, who: {"recorded_by": who, "reason": f.get("reason", ""), "notice_ends_on": (
+            domain.date_from_parts(f.get("notice_ends_on-day", ""), f.get("notice_ends_on-month", ""), f.get("notice_ends_on-year", "")) or "").__str__()}),
         "start": ("start", lambda f, who: {"recorded_by": who, "started_on": (
             domain.date_from_parts(f.get("started_on-day", ""), f.get("started_on-month", ""), f.get("started_on-year", "")) or "").__str__()}),
     }

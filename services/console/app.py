@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from fastapi import Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -104,6 +105,11 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
 
     def error_page(request: Request, status: int, title: str, message: str):
         return api.page(request, "error.html", getattr(request.state, "session", None), status, title=title, message=message)
+
+    @app.exception_handler(RequestValidationError)
+    async def no_such_page(request: Request, exc: RequestValidationError):
+        # A page address with a malformed part (a package id that is not one): a page, not JSON.
+        return error_page(request, 404, "Page not found", "Check the address: there is no such page")
 
     @app.exception_handler(api.Forbidden)
     async def forbidden(request: Request, exc: api.Forbidden):

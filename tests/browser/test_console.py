@@ -101,6 +101,16 @@ async def test_a_broker_requests_a_package_sees_it_placed_with_its_explanation_a
     await broker.wait_for_url(re.compile(r"done=start"))
     assert (await broker.inner_text("#package-status")).strip() == "started"
 
+    # Later the provider hands it back with notice: recorded here, the package is offered again.
+    notice = dt.date.today() + dt.timedelta(days=14)
+    for part, value in (("day", notice.day), ("month", notice.month), ("year", notice.year)):
+        await broker.fill(f"#notice_ends_on-{part}", str(value))
+    await broker.fill("#hand-back-reason", "staff shortage")
+    await broker.click("button:has-text('Record the hand-back')")
+    await broker.wait_for_url(re.compile(r"done=hand-back"))
+    assert "handed back" in await broker.inner_text("#timeline")
+    assert (await broker.inner_text("#package-status")).strip() != "started"
+
 
 async def test_bad_input_shows_the_message_next_to_the_field_with_a_summary_that_links_to_it(stack, console, pages):
     broker = await pages.signed_in("broker1")
@@ -159,6 +169,8 @@ async def test_a_broker_cannot_reach_operations_or_admin_pages(console, pages):
     response = await broker.request.get(f"{console}/ops/stream/events")
     assert response.status == 403
     await pages.check(broker, "forbidden")
+    response = await broker.goto(f"{console}/packages/not-a-package")
+    assert response.status == 404 and "Page not found" in await broker.inner_text("h1")
     # The menu offers only what the role may use.
     menu = await broker.inner_text("#navigation")
     assert "Board" in menu and "Live events" not in menu and "Staff accounts" not in menu
@@ -186,6 +198,8 @@ async def test_a_form_without_the_sessions_csrf_token_is_refused(console, pages)
     before = await broker.request.get(f"{console}/board?fragment=rows")
     forged = await broker.request.post(f"{console}/packages/new", form={"zone": "melton", "csrf_token": "guessed"})
     assert forged.status == 403 and "did not come from this console" in await forged.text()
+    odd = await broker.request.post(f"{console}/packages/new", form={"zone": "melton", "csrf_token": "jeton-falsifié"})
+    assert odd.status == 403
     no_token = await broker.request.post(f"{console}/sign-out", form={})
     assert no_token.status == 403
     after = await broker.request.get(f"{console}/board?fragment=rows")

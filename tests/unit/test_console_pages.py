@@ -39,7 +39,8 @@ def test_a_broker_can_approve_or_refuse_an_above_rate_bid_each_form_with_its_csr
 def test_actions_follow_the_packages_state():
     assert "/reoffer" in render("broker", status="unplaced") and "/approve" not in render("broker", status="unplaced")
     started = render("broker", status="started")
-    assert "/start" not in started and "/cancel" not in started
+    assert "/start" not in started and "/cancel" not in started and "/hand-back" in started
+    assert "/hand-back" in render("broker", status="placed") and "/hand-back" not in render("broker", status="unplaced")
 
 
 def test_operations_see_no_person_and_no_actions():
