@@ -5,7 +5,7 @@ synthetic county market (the seed market's providers, given room for the load), 
 
 1. **fixed rate**: package requests POSTed at ``--rate``/s for ``--seconds``; latency from the
    request accepted (the brokerage's ``requested_at``) to the placement confirmation stored
-   (notifications' ``confirmations.created_at``), both stamped by the same machine;
+   (notifications' ``deliveries.created_at`` of the placement's messages), both stamped by the same machine;
 2. **as fast as it can**: ``--burst`` requests from ``--concurrency`` clients at once;
    placements per second over the middle 80% of the placements;
 3. **baseline**: a bare aiokafka consume-then-produce loop through the same broker (same
@@ -166,8 +166,9 @@ async def wait_final(admin: asyncpg.Connection, ids: list[str], timeout: float) 
             """SELECT count(*) FROM brokerage.packages p
                 WHERE p.package_id = ANY($1::uuid[])
                   AND (p.status <> ALL($2::text[])
-                       OR (p.status = 'placed' AND NOT EXISTS (SELECT 1 FROM notifications.confirmations c
-                                                               WHERE c.package_id = p.package_id)))""",
+                       OR (p.status = 'placed' AND NOT EXISTS (SELECT 1 FROM notifications.deliveries c
+                                                               WHERE c.package_id = p.package_id
+                                                                 AND c.event_type = 'PackagePlaced')))""",
             uuids, list(FINAL))
         if pending == 0:
             return
@@ -179,7 +180,8 @@ async def wait_final(admin: asyncpg.Connection, ids: list[str], timeout: float) 
 async def outcomes(admin: asyncpg.Connection, ids: list[str]) -> list[asyncpg.Record]:
     return await admin.fetch(
         """SELECT p.package_id, p.status, p.requested_at, p.placed_at,
-                  (SELECT min(c.created_at) FROM notifications.confirmations c WHERE c.package_id = p.package_id) AS confirmed_at
+                  (SELECT min(c.created_at) FROM notifications.deliveries c
+                    WHERE c.package_id = p.package_id AND c.event_type = 'PackagePlaced') AS confirmed_at
              FROM brokerage.packages p WHERE p.package_id = ANY($1::uuid[])""", [uuid.UUID(i) for i in ids])
 
 

@@ -25,7 +25,7 @@ from services.runtime.db import is_transient
 from services.runtime.http import create_app
 from services.runtime.logging import get_logger
 from services.runtime.outbox import unit_of_work
-from services.runtime.reference import load_provider_seed, reference_dir
+from services.runtime.reference import DEFAULT_DIR, load_provider_seed, reference_dir
 from services.runtime.service import Service
 from services.runtime.settings import ServiceSettings, load
 
@@ -94,7 +94,9 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
 
 async def seed_recipients(service: Service, channel: str) -> int:
     """The synthetic market's contacts (providers, brokers, the brokerage team), where not registered."""
-    seed = yaml.safe_load((reference_dir() / "contacts.yaml").read_text())
+    # A reference folder of its own (a test's, the benchmark's) may leave the contacts out: the default's serve.
+    path = reference_dir() / "contacts.yaml"
+    seed = yaml.safe_load((path if path.exists() else DEFAULT_DIR / "contacts.yaml").read_text())
     entries = [("brokerage_team", seed["brokerage_team"])] + [("broker", b) for b in seed["brokers"]]
     entries += [("provider", {"recipient_id": p["provider_id"], "name": p["name"],
                               "email": seed["provider_email"].format(provider_id=p["provider_id"])})

@@ -50,8 +50,7 @@ MARKET = {
 @pytest.fixture(scope="package")
 def reference_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("reference")
-    for name in ("framework.yaml", "contacts.yaml"):
-        shutil.copy(DEFAULT_DIR / name, folder / name)
+    shutil.copy(DEFAULT_DIR / "framework.yaml", folder / "framework.yaml")
     (folder / "providers.yaml").write_text(yaml.safe_dump({"providers": list(MARKET.values())}))
     return folder
 
