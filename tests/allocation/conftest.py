@@ -177,14 +177,14 @@ class Market:
         events = [e for e in (event_of(r) for r in records) if e]
         return [e for e in events if package_id is None or e.get("package_id") == str(package_id)]
 
-    async def events_until(self, package_id: uuid.UUID, last: str, timeout: float = 20) -> list[dict]:
-        """The package's events once one of type ``last`` is on the topic (the relay publishes
-        what the database committed, a moment later)."""
+    async def events_until(self, package_id: uuid.UUID, last: str, timeout: float = 20, *, count: int = 1) -> list[dict]:
+        """The package's events once ``count`` of type ``last`` are on the topic (the relay
+        publishes what the database committed, a moment later)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
             events = await self.events(package_id)
-            if any(e["event_type"] == last for e in events) or loop.time() > deadline:
+            if sum(e["event_type"] == last for e in events) >= count or loop.time() > deadline:
                 return events
             await asyncio.sleep(0.2)
 
