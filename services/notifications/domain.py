@@ -161,13 +161,6 @@ def _needs(channel: str) -> str:
             "webhook": "webhook URL and secret"}.get(channel, "address")
 
 
-def retry_delay(attempt: int, *, initial: float, maximum: float, jitter: float) -> float:
-    """Capped exponential backoff with jitter (``jitter`` in [0, 1), drawn by the caller):
-    between half and all of ``initial * 2**(attempt-1)``, never above ``maximum``."""
-    base = min(maximum, initial * 2 ** max(0, attempt - 1))
-    return base * (0.5 + 0.5 * jitter)
-
-
 def scrub(text: str, *addresses: str | None) -> str:
     """An error message fit for an event: the recipient's address taken out."""
     for address in addresses:

@@ -29,6 +29,7 @@ from services.notifications.templates import Templates
 from services.runtime import metrics
 from services.runtime.logging import get_logger
 from services.runtime.outbox import UnitOfWork, unit_of_work
+from services.runtime.retry import retry_delay
 
 log = get_logger(__name__)
 
@@ -168,7 +169,7 @@ async def _deliver(pool: asyncpg.Pool, rules: NotificationRules, channels: Chann
             async with unit_of_work(pool) as uow:
                 await _fail(uow, row["id"], f"gave up after {attempt} attempts: {error}")
             return
-        delay = domain.retry_delay(attempt, initial=rules.backoff_initial, maximum=rules.backoff_max, jitter=random.random())
+        delay = retry_delay(attempt, initial=rules.backoff_initial, maximum=rules.backoff_max, jitter=random.random())
         metrics.NOTIFICATIONS.labels(out.channel, "retried").inc()
         log.info("notification deferred", delivery_id=out.delivery_id, channel=out.channel, attempt=attempt,
                  retry_in=round(delay, 2), error=domain.scrub(error, out.address))

@@ -139,9 +139,3 @@ def parse_token(token: str) -> tuple[str, str] | None:
 def secret_matches(secret: str, stored_sha256: str) -> bool:
     return hmac.compare_digest(secret_digest(secret), stored_sha256)
 
-
-def webhook_retry_delay(attempts: int, initial: float, maximum: float, jitter: float) -> float:
-    """Seconds before the next delivery attempt after ``attempts`` failed ones: exponential,
-    capped, with ``jitter`` (0..1) spreading receivers' recoveries (full jitter on half the delay)."""
-    base = min(maximum, initial * 2 ** max(0, attempts - 1))
-    return base / 2 + base / 2 * jitter

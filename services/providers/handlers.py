@@ -45,6 +45,7 @@ from services.providers import domain
 from services.providers import repository as repo
 from services.runtime.logging import get_logger
 from services.runtime.outbox import UnitOfWork
+from services.runtime.retry import retry_delay
 from services.runtime.reference import load_framework
 from services.runtime.signing import signed_headers
 
@@ -348,8 +349,8 @@ async def deliver_due_webhooks(pool, client, settings, *, batch: int = 20) -> in
                 error = f"HTTP {code}: {response.text[:200]}"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {str(exc)[:200]}"
-        delay = domain.webhook_retry_delay(row["attempts"], settings.webhook_backoff_initial_seconds,
-                                           settings.webhook_backoff_max_seconds, random.random())
+        delay = retry_delay(row["attempts"], initial=settings.webhook_backoff_initial_seconds,
+                            maximum=settings.webhook_backoff_max_seconds, jitter=random.random())
         async with pool.acquire() as conn:
             await repo.record_delivery_outcome(conn, row["delivery_id"], delivered=error is None, status_code=code,
                                                error=error, retry_in=delay, max_attempts=settings.webhook_max_attempts)

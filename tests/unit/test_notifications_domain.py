@@ -187,13 +187,6 @@ def test_every_message_has_a_template_that_renders_with_its_context():
     assert seen == set(domain.MESSAGES)
 
 
-def test_retry_delays_grow_with_jitter_and_are_capped():
-    assert domain.retry_delay(1, initial=2, maximum=600, jitter=0) == 1
-    assert domain.retry_delay(1, initial=2, maximum=600, jitter=0.999) == pytest.approx(2, abs=0.01)
-    assert domain.retry_delay(4, initial=2, maximum=600, jitter=0) == 8
-    assert domain.retry_delay(30, initial=2, maximum=600, jitter=0.999) <= 600
-
-
 def test_an_error_fit_for_an_event_has_no_address():
     assert domain.scrub("550 <sam@example.org>: no such user", "sam@example.org") == "550 <<address>>: no such user"
 

@@ -6,8 +6,6 @@ import json
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from schemas.adapters import ADAPTER_MODELS, BidRequest, DeclineRequest
@@ -40,13 +38,6 @@ def test_call_times_limit_the_calls_a_day_the_automatic_adapter_takes():
     assert isinstance(answer(rules=domain.AutomaticRules(call_times=["morning", "lunch", "tea", "bed"])), domain.Bid)
     declined = answer(pkg=four_calls, rules=domain.AutomaticRules(call_times=["morning", "bed"]))
     assert declined.reason is DeclineReason.call_times and "2 calls" in declined.text
-
-
-@given(attempts=st.integers(1, 60), jitter=st.floats(0, 1))
-def test_webhook_retry_delays_grow_and_stay_capped(attempts, jitter):
-    delay = domain.webhook_retry_delay(attempts, 1.0, 300.0, jitter)
-    assert 0.5 <= delay <= 300.0
-    assert domain.webhook_retry_delay(attempts + 1, 1.0, 300.0, 1.0) >= domain.webhook_retry_delay(attempts, 1.0, 300.0, 1.0)
 
 
 def test_a_decline_needs_a_reason_from_the_list_and_text_for_other():
