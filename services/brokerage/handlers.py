@@ -118,12 +118,11 @@ async def record_answer(uow: UnitOfWork, rules: BrokerageRules, event: BidSubmit
 async def close_due_window(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID | None:
     """Close one round whose window has run out (the window timer calls this in a loop, one
     transaction per package, so one package that cannot be closed holds up no other)."""
-    package_id = await repo.next_due(uow.conn, repo.WINDOWS, now())
-    if package_id is None:
+    package = await repo.take_due(uow.conn, repo.WINDOWS, now())
+    if package is None:
         return None
-    package = await repo.lock_package(uow.conn, package_id)
     await close_round(uow, rules, package, why="window closed", causation=None)
-    return package_id
+    return package["package_id"]
 
 
 async def close_round(uow: UnitOfWork, rules: BrokerageRules, package, *, why: str, causation: uuid.UUID | None) -> None:
@@ -247,10 +246,10 @@ async def update_provider(uow: UnitOfWork, event: ProviderUpdated) -> None:
 async def rebroker_due(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID | None:
     """Take the most urgent package whose provider was suspended or left, and broker it again:
     from the top of the ladder, with priority and continuity, care to start as soon as possible."""
-    package_id = await repo.next_due(uow.conn, repo.REBROKERING, now())
-    if package_id is None:
+    package = await repo.take_due(uow.conn, repo.REBROKERING, now())
+    if package is None:
         return None
-    package = await repo.lock_package(uow.conn, package_id)
+    package_id = package["package_id"]
     at = now()
     provider_id, reason = package["provider_id"], package["rebroker_reason"]
     await repo.add_timeline(uow.conn, package_id, "re-brokered", at, provider_id=provider_id, reason=reason)
@@ -323,12 +322,11 @@ async def hand_back(uow: UnitOfWork, rules: BrokerageRules, package_id: uuid.UUI
 
 async def reoffer_due(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID | None:
     """The unplaced queue's schedule: re-offer one package whose time has come (one per transaction)."""
-    package_id = await repo.next_due(uow.conn, repo.REOFFERS, now())
-    if package_id is None:
+    package = await repo.take_due(uow.conn, repo.REOFFERS, now())
+    if package is None:
         return None
-    package = await repo.lock_package(uow.conn, package_id)
-    await reoffer(uow, rules, package_id, requested_by="schedule", package=package)
-    return package_id
+    await reoffer(uow, rules, package["package_id"], requested_by="schedule", package=package)
+    return package["package_id"]
 
 
 async def _locked(uow: UnitOfWork, package_id: uuid.UUID):

@@ -179,11 +179,12 @@ REOFFERS = Timer("status = 'unplaced'", "next_reoffer_at", f"{MOST_URGENT_FIRST}
 REBROKERING = Timer("status IN ('placed', 'started')", "rebroker_due_at", f"{MOST_URGENT_FIRST}, requested_at")
 
 
-async def next_due(conn: asyncpg.Connection, timer: Timer, at: dt.datetime) -> uuid.UUID | None:
-    """The first due package of a timer, locked; SKIP LOCKED lets two brokerage instances share
-    the work. Compared with the application's clock, which set the deadline."""
-    return await conn.fetchval(
-        f"""SELECT package_id FROM packages WHERE {timer.due} AND {timer.deadline} <= $1
+async def take_due(conn: asyncpg.Connection, timer: Timer, at: dt.datetime) -> asyncpg.Record | None:
+    """The first due package of a timer, its row locked as :func:`lock_package` would; SKIP LOCKED
+    lets two brokerage instances share the work. Compared with the application's clock, which set
+    the deadline."""
+    return await conn.fetchrow(
+        f"""SELECT * FROM packages WHERE {timer.due} AND {timer.deadline} <= $1
              ORDER BY {timer.order} LIMIT 1 FOR UPDATE SKIP LOCKED""",
         at,
     )
