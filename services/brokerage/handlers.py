@@ -217,7 +217,8 @@ async def _offer_next_tier(uow: UnitOfWork, rules: BrokerageRules, package, *, a
     tier, offered = plan.tier, plan.offered
     offer_round = package["current_round"] + 1
     closes = at + rules.windows[spec.urgency]
-    quality = {p.provider_id: domain.quality_score(p, rules.quality_weights) for p in offered}
+    weights = rules.quality_weights  # read once: every provider of the round scored by the same weights
+    quality = {p.provider_id: domain.quality_score(p, weights) for p in offered}
     ids = [p.provider_id for p in offered]
     excluded = plan.excluded
     await repo.open_round(uow.conn, package_id=package_id, offer_round=offer_round, tier=tier.value, provider_ids=ids,
