@@ -81,6 +81,23 @@ async def record_in_inbox(conn: asyncpg.Connection, *, consumer: str, event: Env
     return bool(inserted)
 
 
+async def record_batch_in_inbox(conn: asyncpg.Connection, *, consumer: str, deliveries) -> set:
+    """The batch form of :func:`record_in_inbox`, one statement: the ids of the events
+    ``[(event, delivery), ...]`` seen for the first time."""
+    rows = await conn.fetch(
+        """INSERT INTO inbox (consumer, event_id, event_type, topic, kafka_partition, kafka_offset)
+           SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::int[], $6::bigint[])
+           ON CONFLICT DO NOTHING RETURNING event_id""",
+        consumer,
+        [e.event_id for e, _ in deliveries],
+        [e.event_type for e, _ in deliveries],
+        [d.topic for _, d in deliveries],
+        [d.partition for _, d in deliveries],
+        [d.offset for _, d in deliveries],
+    )
+    return {r["event_id"] for r in rows}
+
+
 class Relay:
     """Publishes committed outbox rows in order per aggregate; any number may run at once."""
 

@@ -52,6 +52,8 @@ class Service:
             transient_give_up_seconds=settings.consumer_transient_give_up_seconds,
             backoff_initial=settings.consumer_backoff_initial_seconds,
             backoff_max=settings.consumer_backoff_max_seconds,
+            batch_size=settings.consumer_batch_size,
+            batch_wait_ms=settings.consumer_batch_wait_ms,
         )
         self.relay: Relay | None = None
         self.startup_steps: list[StartupStep] = []

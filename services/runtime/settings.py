@@ -67,6 +67,10 @@ class ServiceSettings(SharedSettings):
     consumer_transient_give_up_seconds: float = 240.0
     consumer_backoff_initial_seconds: float = 0.2
     consumer_backoff_max_seconds: float = 15.0
+    # Consumers apply up to this many messages in one transaction and commit their offsets once;
+    # an idle consumer waits this long for a message before it polls again.
+    consumer_batch_size: int = 100
+    consumer_batch_wait_ms: int = 20
     # How long shutdown may take before in-flight work is abandoned (to be redelivered).
     graceful_timeout_seconds: float = 20.0
     max_request_bytes: int = 64 * 1024

@@ -1,0 +1,111 @@
+"""The consumer's batch path (runtime.consumer.EventConsumer.process_batch) on the providers
+service: a batch applies in one transaction, once per event, and a faulty event in it is
+retried and dead-lettered on its own while the rest apply."""
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+from faststream.kafka import KafkaMessage
+
+from schemas.events import PackagePlaced
+from services.providers.app import build
+from services.runtime import metrics, topics
+from services.runtime.consumer import Delivery, raw_body
+from tests.handlers.test_providers_handlers import offer, willing
+
+PACKAGES = "brokerage.packages"
+
+
+def delivery(event, offset: int, *, value: bytes | None = None, headers: dict | None = None) -> Delivery:
+    body = value if value is not None else event.model_dump_json().encode()
+    return Delivery(topics.resolve(PACKAGES), 0, offset, str(event.package_id).encode(), body,
+                    headers if headers is not None else {"event_type": event.event_type})
+
+
+async def inbox_rows(service, events):
+    return await service.pool.fetch("SELECT event_id, processed_at FROM inbox WHERE event_id = ANY($1::uuid[])",
+                                    [e.event_id for e in events])
+
+
+def handled(event_type: str, outcome: str) -> float:
+    return metrics.EVENTS_HANDLED.labels("providers", topics.group("providers"), event_type, outcome)._value.get()
+
+
+def listen_to_dead_letters(seen):
+    def subscribe(service):
+        @service.broker.subscriber(topics.dead_letters(), decoder=raw_body)
+        async def capture(body: bytes, msg: KafkaMessage):
+            seen.append(msg.headers)
+    return subscribe
+
+
+async def test_a_batch_applies_in_one_transaction_and_each_event_once(in_memory):
+    service, _ = await in_memory(build, "providers")
+    providers = await willing(service, 2)
+    offers = [offer(providers) for _ in range(4)]
+    # The first offer was applied before (a redelivery), and the second comes twice in the batch.
+    assert await service.consumer.process_batch([delivery(offers[0], 1)])
+    before = {o: handled("OfferMade", o) for o in ("applied", "duplicate")}
+    batch = [delivery(offers[0], 1), delivery(offers[1], 2), delivery(offers[1], 3), delivery(offers[2], 4),
+             delivery(offers[3], 5)]
+    assert await service.consumer.process_batch(batch)
+    assert handled("OfferMade", "applied") - before["applied"] == 3
+    assert handled("OfferMade", "duplicate") - before["duplicate"] == 2
+
+    rows = await inbox_rows(service, offers)
+    assert len(rows) == 4
+    # now() is the transaction's start: the three new events share it, the earlier one does not.
+    stamps = {r["event_id"]: r["processed_at"] for r in rows}
+    assert stamps[offers[1].event_id] == stamps[offers[2].event_id] == stamps[offers[3].event_id]
+    assert stamps[offers[0].event_id] != stamps[offers[1].event_id]
+    for event in offers:  # each offered provider answered each package exactly once
+        answers = await service.pool.fetch("SELECT type FROM outbox WHERE aggregateid = $1", str(event.package_id))
+        assert len(answers) == len(providers)
+        assert {a["type"] for a in answers} <= {"BidSubmitted", "OfferDeclined"}
+
+
+async def test_a_faulty_event_in_a_batch_is_dead_lettered_alone_and_the_rest_apply(in_memory):
+    seen = []
+    service, _ = await in_memory(build, "providers", before_start=listen_to_dead_letters(seen))
+    providers = await willing(service, 1)
+    good = [offer(providers), offer(providers)]
+    # An award of more hours than any provider has breaks a check constraint: not transient.
+    package_id = uuid.uuid4()
+    faulty = PackagePlaced(correlation_id=package_id, package_id=package_id, provider_id=providers[0], offer_round=1,
+                           tier="prime", hourly_rate=Decimal("18.75"), hours_per_week=Decimal("168"),
+                           start_date=dt.date.today(), zone="melton", band="urban", urgency="community",
+                           rate_card="2020-21", requested_by="broker.amy", placed_at=dt.datetime.now(dt.UTC))
+
+    # The batch's transaction fails at the faulty event after applying good[0]: it rolls back
+    # and the events are applied one at a time.
+    assert await service.consumer.process_batch([delivery(good[0], 6), delivery(faulty, 7), delivery(good[1], 8)])
+
+    assert [h["x-dlq-reason"] for h in seen] == ["handler-error"]
+    assert len(await inbox_rows(service, good)) == 2
+    assert await inbox_rows(service, [faulty]) == []
+    assert await service.pool.fetchval("SELECT count(*) FROM placements WHERE package_id = $1", package_id) == 0
+    for event in good:  # applied once each, although good[0] was applied (and rolled back) before
+        assert await service.pool.fetchval("SELECT count(*) FROM outbox WHERE aggregateid = $1",
+                                           str(event.package_id)) == 1
+
+
+async def test_a_message_that_does_not_parse_is_dead_lettered_and_the_rest_of_its_batch_applies(in_memory):
+    seen = []
+    service, _ = await in_memory(build, "providers", before_start=listen_to_dead_letters(seen))
+    good = [offer(await willing(service, 1)) for _ in range(2)]
+    garbage = delivery(good[0], 14, value=b'{"event_type": "OfferMade", "not": "an offer"}', headers={})
+    assert await service.consumer.process_batch([delivery(good[0], 13), garbage, delivery(good[1], 15)])
+    assert [h["x-dlq-reason"] for h in seen] == ["invalid"]
+    assert len(await inbox_rows(service, good)) == 2
+
+
+async def test_an_event_the_service_does_not_handle_is_skipped_by_its_header(in_memory):
+    service, _ = await in_memory(build, "providers")
+    providers = await willing(service, 1)
+    handled = offer(providers)
+    # The producer's header says PackageStarted, which the providers service does not handle.
+    unhandled = delivery(handled, 11, value=b"{}", headers={"event_type": "PackageStarted"})
+    before = await service.pool.fetchval("SELECT count(*) FROM inbox")
+    assert await service.consumer.process_batch([unhandled, delivery(handled, 12)])
+    assert await service.pool.fetchval("SELECT count(*) FROM inbox") == before + 1
