@@ -241,10 +241,9 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
         fingerprint = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
         try:
             async with unit_of_work(service.pool) as uow:
-                package_id = await handlers.request_package(uow, rules, spec=spec, person=request.person.model_dump(),
-                                                            requested_by=request.requested_by,
-                                                            idempotency=(idempotency_key, fingerprint) if idempotency_key else None)
-                row = await repo.get_package(uow.conn, package_id)
+                package_id, status = await handlers.request_package(
+                    uow, rules, spec=spec, person=request.person.model_dump(), requested_by=request.requested_by,
+                    idempotency=(idempotency_key, fingerprint) if idempotency_key else None)
         except asyncpg.UniqueViolationError:
             row = await service.pool.fetchrow("SELECT * FROM packages WHERE idempotency_key = $1", idempotency_key)
             if row is None:
@@ -253,8 +252,8 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
                 raise ProblemError(409, "this Idempotency-Key was already used for a different request",
                                    field="Idempotency-Key") from None
             response.status_code = 200
-            package_id = row["package_id"]
-        return PackageCreated(package_id=package_id, status=row["status"],
+            package_id, status = row["package_id"], row["status"]
+        return PackageCreated(package_id=package_id, status=status,
                               links={"self": f"/packages/{package_id}", "person": f"/packages/{package_id}/person"})
 
     @router.get("/{package_id}", summary="A package with its status, offer rounds and timeline")

@@ -16,6 +16,7 @@ import datetime as dt
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from schemas.events import (
     BidSubmitted,
@@ -71,28 +72,32 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+class Requested(NamedTuple):
+    package_id: uuid.UUID
+    status: str  # where the request left the package: offered, unplaced or awaiting_approval
+
+
 async def request_package(uow: UnitOfWork, rules: BrokerageRules, *, spec: PackageSpec, person: dict, requested_by: str,
-                          package_id: uuid.UUID | None = None, idempotency: tuple[str, str] | None = None) -> uuid.UUID:
+                          package_id: uuid.UUID | None = None, idempotency: tuple[str, str] | None = None) -> "Requested":
     """Store the request and offer it to the first tier. ``idempotency`` is (key, request hash):
     a second request with the key fails on the unique key, and the caller returns the first."""
     package_id = package_id or uuid.uuid4()
     at = now()
     card = rules.framework.rate_card_on(at.date())
     policy = rules.framework.policy_on(spec.zone, at.date())
-    await repo.insert_package(uow.conn, package_id=package_id, spec=spec, requested_by=requested_by, policy=policy,
-                              rate_card=card.version, band_rate=card.rates[spec.band], requested_at=at, person=person,
-                              idempotency=idempotency)
+    package = await repo.insert_package(uow.conn, package_id=package_id, spec=spec, requested_by=requested_by,
+                                        policy=policy, rate_card=card.version, band_rate=card.rates[spec.band],
+                                        requested_at=at, person=person, idempotency=idempotency)
     requested = PackageRequested(correlation_id=package_id, package_id=package_id, package=spec, requested_at=at)
     await repo.add_timeline(uow.conn, package_id, "requested", at, requested_by=requested_by, policy=policy, rate_card=card.version)
     await uow.emit(requested)
-    package = await repo.lock_package(uow.conn, package_id)
-    await _offer_next_tier(uow, rules, package, after=None, causation=requested.event_id)
-    return package_id
+    status = await _offer_next_tier(uow, rules, package, after=None, causation=requested.event_id)
+    return Requested(package_id, status)
 
 
 async def record_answer(uow: UnitOfWork, rules: BrokerageRules, event: BidSubmitted | OfferDeclined) -> None:
-    package = await repo.lock_package(uow.conn, event.package_id)
-    offered = None if package is None else await repo.offered_in_round(uow.conn, event.package_id, event.offer_round)
+    package = await repo.lock_package_for_answer(uow.conn, event.package_id, event.offer_round)
+    offered = None if package is None else package["round_offered"]
     if offered is None:
         raise Rejected(f"answer for unknown package/round {event.package_id}/{event.offer_round}")
     if event.provider_id not in offered:
@@ -110,9 +115,10 @@ async def record_answer(uow: UnitOfWork, rules: BrokerageRules, event: BidSubmit
                                          reason_text=event.reason_text, **common)
     if not fresh or late:
         return
-    state, quality = await repo.round_state(uow.conn, event.package_id, event.offer_round)
-    if domain.outcome_settled(state, quality, package["band_rate"]):
-        await close_round(uow, rules, package, why="outcome settled", causation=event.event_id)
+    answered = await repo.round_state(uow.conn, event.package_id, event.offer_round, offered=offered,
+                                      quality=package["round_quality"])
+    if domain.outcome_settled(*answered, package["band_rate"]):
+        await close_round(uow, rules, package, why="outcome settled", causation=event.event_id, answered=answered)
 
 
 async def close_due_window(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID | None:
@@ -125,10 +131,12 @@ async def close_due_window(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID 
     return package["package_id"]
 
 
-async def close_round(uow: UnitOfWork, rules: BrokerageRules, package, *, why: str, causation: uuid.UUID | None) -> None:
+async def close_round(uow: UnitOfWork, rules: BrokerageRules, package, *, why: str, causation: uuid.UUID | None,
+                      answered: tuple[domain.RoundState, dict] | None = None) -> None:
+    """``answered``: the round's state, when the caller has just read it in this transaction."""
     package_id = package["package_id"]
     offer_round = package["current_round"]
-    state, quality = await repo.round_state(uow.conn, package_id, offer_round)
+    state, quality = answered or await repo.round_state(uow.conn, package_id, offer_round)
     ranked = domain.rank_bids(state.answers.values(), quality, package["band_rate"])
     spec = repo.spec_of(package)
     winner = domain.choose_winner(ranked, await _eligible_now(uow, rules, spec))
@@ -193,13 +201,15 @@ async def _place(uow: UnitOfWork, package, spec: PackageSpec, winner: domain.Ran
 
 
 async def _offer_next_tier(uow: UnitOfWork, rules: BrokerageRules, package, *, after: Tier | None,
-                           causation: uuid.UUID | None) -> None:
+                           causation: uuid.UUID | None) -> str:
+    """Offer the package to the next tier with anyone to offer it to; returns its status after."""
     package_id = package["package_id"]
     spec = repo.spec_of(package)
     neighbours = _neighbours(rules, spec)
     providers = await repo.providers_serving(uow.conn, spec.zone, *neighbours)
-    # Providers already offered this package in an earlier round are not offered it again.
-    earlier = set(await uow.conn.fetchval(
+    # Providers already offered this package in an earlier round of this cycle are not offered it
+    # again (a first round - `after` None - starts a cycle: there is none).
+    earlier = set() if after is None else set(await uow.conn.fetchval(
         "SELECT coalesce(array_agg(p), '{}') FROM offer_rounds, unnest(provider_ids) p WHERE package_id = $1 AND cycle = $2",
         package_id, package["cycle"],
     ))
@@ -211,9 +221,9 @@ async def _offer_next_tier(uow: UnitOfWork, rules: BrokerageRules, package, *, a
     at = now()
     if plan.tier is None:
         if after is not None and await _request_exception(uow, rules, package, spec, causation):
-            return
+            return "awaiting_approval"
         await _unplace(uow, rules, package, spec, plan.unplaced_reason, causation=causation, excluded=plan.excluded)
-        return
+        return "unplaced"
     tier, offered = plan.tier, plan.offered
     offer_round = package["current_round"] + 1
     closes = at + rules.windows[spec.urgency]
@@ -230,6 +240,7 @@ async def _offer_next_tier(uow: UnitOfWork, rules: BrokerageRules, package, *, a
         correlation_id=package_id, causation_id=causation, package_id=package_id, offer_round=offer_round, tier=tier,
         provider_ids=ids, package=spec, band_rate=package["band_rate"], window_closes_at=closes,
     ))
+    return "offered"
 
 
 async def update_provider(uow: UnitOfWork, event: ProviderUpdated) -> None:

@@ -20,12 +20,13 @@ from services.brokerage.domain import Answer, RoundState
 
 async def insert_package(conn: asyncpg.Connection, *, package_id: uuid.UUID, spec: PackageSpec, requested_by: str,
                          policy: str, rate_card: str, band_rate: Decimal, requested_at: dt.datetime, person: dict,
-                         idempotency: tuple[str, str] | None = None) -> None:
+                         idempotency: tuple[str, str] | None = None) -> asyncpg.Record:
     key, request_hash = idempotency or (None, None)
-    await conn.execute(
+    # RETURNING the row: a row this transaction inserted is as good as locked (no one else sees it yet).
+    row = await conn.fetchrow(
         """INSERT INTO packages (package_id, status, spec, zone, band, urgency, hours_per_week, start_date,
                                  requested_by, policy, rate_card, band_rate, requested_at, idempotency_key, request_hash)
-           VALUES ($1, 'requested', $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)""",
+           VALUES ($1, 'requested', $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING *""",
         package_id, spec.model_dump_json(), spec.zone, spec.band.value, spec.urgency.value, spec.hours_per_week,
         spec.start_date, requested_by, policy, rate_card, band_rate, requested_at, key, request_hash,
     )
@@ -35,12 +36,23 @@ async def insert_package(conn: asyncpg.Connection, *, package_id: uuid.UUID, spe
         package_id, person["full_name"], person["address"], person["postcode"], person.get("phone"),
         person.get("email"), person["nhs_number"], person.get("date_of_birth"), person.get("care_notes"),
     )
+    return row
 
 
 async def lock_package(conn: asyncpg.Connection, package_id: uuid.UUID) -> asyncpg.Record | None:
     """The package row, locked for this transaction: every change to a package goes through here,
     which is what serialises bids, window timers and broker actions on one package."""
     return await conn.fetchrow("SELECT * FROM packages WHERE package_id = $1 FOR UPDATE", package_id)
+
+
+async def lock_package_for_answer(conn: asyncpg.Connection, package_id: uuid.UUID, offer_round: int) -> asyncpg.Record | None:
+    """:func:`lock_package`, with the round the answer is for: ``round_offered`` (who it was offered
+    to) and ``round_quality`` are NULL when there is no such round. One round trip per answer."""
+    return await conn.fetchrow(
+        """SELECT p.*, r.provider_ids AS round_offered, r.quality AS round_quality
+             FROM packages p LEFT JOIN offer_rounds r ON r.package_id = p.package_id AND r.offer_round = $2
+            WHERE p.package_id = $1 FOR UPDATE OF p""",
+        package_id, offer_round)
 
 
 async def get_package(conn: asyncpg.Connection | asyncpg.Pool, package_id: uuid.UUID) -> asyncpg.Record | None:
@@ -82,11 +94,16 @@ async def close_round(conn: asyncpg.Connection, package_id: uuid.UUID, offer_rou
     )
 
 
-async def round_state(conn: asyncpg.Connection, package_id: uuid.UUID, offer_round: int) -> tuple[RoundState, dict[str, Decimal]]:
-    row = await conn.fetchrow(
-        "SELECT provider_ids, quality FROM offer_rounds WHERE package_id = $1 AND offer_round = $2", package_id, offer_round
-    )
-    state = RoundState(offered=list(row["provider_ids"]))
+async def round_state(conn: asyncpg.Connection, package_id: uuid.UUID, offer_round: int, *,
+                      offered: list[str] | None = None, quality: str | None = None) -> tuple[RoundState, dict[str, Decimal]]:
+    """The round's offers and on-time answers, with its quality scores; ``offered`` and ``quality``
+    when the caller has already read the round (:func:`lock_package_for_answer`)."""
+    if offered is None or quality is None:
+        row = await conn.fetchrow(
+            "SELECT provider_ids, quality FROM offer_rounds WHERE package_id = $1 AND offer_round = $2", package_id, offer_round
+        )
+        offered, quality = row["provider_ids"], row["quality"]
+    state = RoundState(offered=list(offered))
     for a in await conn.fetch(
         "SELECT * FROM answers WHERE package_id = $1 AND offer_round = $2 AND NOT late AND provider_id = ANY($3)",
         package_id, offer_round, state.offered,
@@ -95,8 +112,7 @@ async def round_state(conn: asyncpg.Connection, package_id: uuid.UUID, offer_rou
             provider_id=a["provider_id"], kind=a["kind"], answered_at=a["answered_at"], hourly_rate=a["hourly_rate"],
             earliest_start=a["earliest_start"], reason=a["reason"],
         )
-    quality = {k: Decimal(v) for k, v in json.loads(row["quality"]).items()}
-    return state, quality
+    return state, {k: Decimal(v) for k, v in json.loads(quality).items()}
 
 
 async def insert_answer(conn: asyncpg.Connection, *, package_id: uuid.UUID, offer_round: int, provider_id: str, kind: str,
@@ -112,13 +128,6 @@ async def insert_answer(conn: asyncpg.Connection, *, package_id: uuid.UUID, offe
         answered_at, event_id, late,
     )
     return bool(inserted)
-
-
-async def offered_in_round(conn: asyncpg.Connection, package_id: uuid.UUID, offer_round: int) -> list[str] | None:
-    """Who the round was offered to; None when there is no such round."""
-    return await conn.fetchval(
-        "SELECT provider_ids FROM offer_rounds WHERE package_id = $1 AND offer_round = $2", package_id, offer_round
-    )
 
 
 async def mark_placed(conn: asyncpg.Connection, package_id: uuid.UUID, *, provider_id: str, hourly_rate: Decimal,
@@ -229,7 +238,22 @@ async def providers_serving(conn: asyncpg.Connection, *zones: str) -> list[Provi
     """Providers serving any of the zones."""
     rows = await conn.fetch("SELECT profile FROM provider_view WHERE profile->'zones' ?| $1::text[] ORDER BY provider_id",
                             list(zones))
-    return [ProviderProfile.model_validate_json(r["profile"]) for r in rows]
+    return [_profile(r["profile"]) for r in rows]
+
+
+_parsed_profiles: dict[str, ProviderProfile] = {}
+
+
+def _profile(text: str) -> ProviderProfile:
+    """Each version of a profile is parsed once: every offer and award reads a zone's providers,
+    and parsing them was a tenth of the brokerage's time under load. Profiles are frozen models,
+    so one parsed copy can be shared; the cache is emptied when it grows past any real market."""
+    profile = _parsed_profiles.get(text)
+    if profile is None:
+        if len(_parsed_profiles) >= 20_000:
+            _parsed_profiles.clear()
+        profile = _parsed_profiles[text] = ProviderProfile.model_validate_json(text)
+    return profile
 
 
 async def provider_count(conn: asyncpg.Connection | asyncpg.Pool) -> int:

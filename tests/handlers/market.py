@@ -56,7 +56,7 @@ async def brokerage(in_memory):
 
 async def request(service, rules, **kw) -> uuid.UUID:
     async with unit_of_work(service.pool) as uow:
-        return await handlers.request_package(uow, rules, spec=spec(**kw), person=PERSON, requested_by="broker.amy")
+        return (await handlers.request_package(uow, rules, spec=spec(**kw), person=PERSON, requested_by="broker.amy")).package_id
 
 
 async def outbox_types(service, package_id) -> list[tuple[str, dict]]:
