@@ -32,6 +32,8 @@ max_connections = 200
 shared_buffers = 256MB
 fsync = on
 synchronous_commit = on
+# Per-statement counts and times for operations (and the benchmark's analysis): pg_stat_statements.
+shared_preload_libraries = 'pg_stat_statements'
 CONF
   fi
   if as_owner "$PG_BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then

@@ -89,7 +89,7 @@ async def request_package(uow: UnitOfWork, rules: BrokerageRules, *, spec: Packa
                                         policy=policy, rate_card=card.version, band_rate=card.rates[spec.band],
                                         requested_at=at, person=person, idempotency=idempotency)
     requested = PackageRequested(correlation_id=package_id, package_id=package_id, package=spec, requested_at=at)
-    await repo.add_timeline(uow.conn, package_id, "requested", at, requested_by=requested_by, policy=policy, rate_card=card.version)
+    repo.add_timeline(uow, package_id, "requested", at, requested_by=requested_by, policy=policy, rate_card=card.version)
     await uow.emit(requested)
     status = await _offer_next_tier(uow, rules, package, after=None, causation=requested.event_id)
     return Requested(package_id, status)
@@ -139,7 +139,7 @@ async def close_round(uow: UnitOfWork, rules: BrokerageRules, package, *, why: s
     state, quality = answered or await repo.round_state(uow.conn, package_id, offer_round)
     ranked = domain.rank_bids(state.answers.values(), quality, package["band_rate"])
     spec = repo.spec_of(package)
-    winner = domain.choose_winner(ranked, await _eligible_now(uow, rules, spec))
+    winner = domain.choose_winner(ranked, await _eligible_now(uow, rules, spec, ranked))
     if winner is not None:
         await repo.close_round(uow.conn, package_id, offer_round, f"placed with {winner.answer.provider_id}")
         await _place(uow, package, spec, winner, offer_round=offer_round, tier=Tier(package["current_tier"]), why=why,
@@ -147,16 +147,18 @@ async def close_round(uow: UnitOfWork, rules: BrokerageRules, package, *, why: s
         return
     outcome = "no acceptable bid" if ranked else "no bid"
     await repo.close_round(uow.conn, package_id, offer_round, outcome)
-    await repo.add_timeline(uow.conn, package_id, "round closed", now(), offer_round=offer_round, outcome=outcome, why=why)
+    repo.add_timeline(uow, package_id, "round closed", now(), offer_round=offer_round, outcome=outcome, why=why)
     await _offer_next_tier(uow, rules, package, after=Tier(package["current_tier"]), causation=causation)
 
 
-async def _eligible_now(uow: UnitOfWork, rules: BrokerageRules, spec: PackageSpec) -> set[str]:
-    """Who may win at this moment: eligibility is checked again at the award, so a provider
-    suspended, or whose capacity went, since the offer cannot win (its zone's or a neighbour's)."""
-    neighbours = _neighbours(rules, spec)
-    current = await repo.providers_serving(uow.conn, spec.zone, *neighbours)
-    return domain.eligible_now(spec, current, neighbours)
+async def _eligible_now(uow: UnitOfWork, rules: BrokerageRules, spec: PackageSpec, bids: list[domain.RankedBid]) -> set[str]:
+    """Which of the bidders may win at this moment: eligibility is checked again at the award, so a
+    provider suspended, or whose capacity went, since the offer cannot win (its zone's or a
+    neighbour's). Only the bidders' current profiles are read: no one else can win."""
+    if not bids:
+        return set()
+    current = await repo.providers_by_id(uow.conn, sorted({b.answer.provider_id for b in bids}))
+    return domain.eligible_now(spec, current, _neighbours(rules, spec))
 
 
 def _neighbours(rules: BrokerageRules, spec: PackageSpec) -> frozenset[str]:
@@ -169,7 +171,7 @@ async def _unplace(uow: UnitOfWork, rules: BrokerageRules, package, spec: Packag
     """Onto the unplaced queue (the waiting list), to be re-offered on its schedule."""
     package_id, at = package["package_id"], now()
     await repo.mark_unplaced(uow.conn, package_id, unplaced_at=at, next_reoffer_at=at + rules.reoffer_interval)
-    await repo.add_timeline(uow.conn, package_id, "unplaced", at, reason=reason, **detail)
+    repo.add_timeline(uow, package_id, "unplaced", at, reason=reason, **detail)
     await uow.emit(PackageUnplaced(
         correlation_id=package_id, causation_id=causation, package_id=package_id, zone=spec.zone, band=spec.band,
         urgency=spec.urgency, hours_per_week=spec.hours_per_week, reason=reason,
@@ -184,7 +186,7 @@ async def _place(uow: UnitOfWork, package, spec: PackageSpec, winner: domain.Ran
     await repo.mark_placed(uow.conn, package_id, provider_id=winner.answer.provider_id,
                            hourly_rate=winner.answer.hourly_rate, placed_at=at)
     start_date = max(spec.start_date, winner.answer.earliest_start)
-    await repo.add_timeline(uow.conn, package_id, "placed", at, provider_id=winner.answer.provider_id,
+    repo.add_timeline(uow, package_id, "placed", at, provider_id=winner.answer.provider_id,
                             rank=winner.rank, why=why, hourly_rate=str(winner.answer.hourly_rate),
                             start_date=start_date.isoformat())
     all_offered = await uow.conn.fetchval(
@@ -234,7 +236,7 @@ async def _offer_next_tier(uow: UnitOfWork, rules: BrokerageRules, package, *, a
     await repo.open_round(uow.conn, package_id=package_id, offer_round=offer_round, tier=tier.value, provider_ids=ids,
                           excluded=excluded, quality=quality, opened_at=at, window_closes_at=closes,
                           cycle=package["cycle"])
-    await repo.add_timeline(uow.conn, package_id, "offered", at, offer_round=offer_round, tier=tier.value,
+    repo.add_timeline(uow, package_id, "offered", at, offer_round=offer_round, tier=tier.value,
                             providers=ids, window_closes_at=closes.isoformat())
     await uow.emit(OfferMade(
         correlation_id=package_id, causation_id=causation, package_id=package_id, offer_round=offer_round, tier=tier,
@@ -264,7 +266,7 @@ async def rebroker_due(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID | No
     package_id = package["package_id"]
     at = now()
     provider_id, reason = package["provider_id"], package["rebroker_reason"]
-    await repo.add_timeline(uow.conn, package_id, "re-brokered", at, provider_id=provider_id, reason=reason)
+    repo.add_timeline(uow, package_id, "re-brokered", at, provider_id=provider_id, reason=reason)
     await uow.emit(PackageReopened(correlation_id=package_id, package_id=package_id, provider_id=provider_id,
                                    reason=reason, hours_per_week=package["hours_per_week"], reopened_at=at))
     package = await repo.reopen(uow.conn, package_id, start_date=max(package["start_date"], at.date()))
@@ -284,7 +286,7 @@ async def cancel(uow: UnitOfWork, package_id: uuid.UUID, *, reason: str, cancell
     if package["status"] == "offered":
         await repo.close_round(uow.conn, package_id, package["current_round"], "cancelled")
     await repo.mark_cancelled(uow.conn, package_id, reason=reason, at=at)
-    await repo.add_timeline(uow.conn, package_id, "cancelled", at, reason=reason, cancelled_by=cancelled_by)
+    repo.add_timeline(uow, package_id, "cancelled", at, reason=reason, cancelled_by=cancelled_by)
     await uow.emit(PackageCancelled(
         correlation_id=package_id, package_id=package_id, reason=reason, cancelled_by=cancelled_by,
         provider_id=package["provider_id"] if package["status"] == "placed" else None,
@@ -298,7 +300,7 @@ async def record_start(uow: UnitOfWork, package_id: uuid.UUID, *, started_on: dt
         raise ActionRefused(f"package {package_id} is {package['status']}; only a placed package can start")
     at = now()
     await repo.mark_started(uow.conn, package_id, started_on=started_on)
-    await repo.add_timeline(uow.conn, package_id, "started", at, started_on=started_on.isoformat(), recorded_by=recorded_by)
+    repo.add_timeline(uow, package_id, "started", at, started_on=started_on.isoformat(), recorded_by=recorded_by)
     await uow.emit(PackageStarted(correlation_id=package_id, package_id=package_id, provider_id=package["provider_id"],
                                   started_on=started_on, recorded_by=recorded_by, recorded_at=at))
 
@@ -310,7 +312,7 @@ async def reoffer(uow: UnitOfWork, rules: BrokerageRules, package_id: uuid.UUID,
     if package["status"] != "unplaced":
         raise ActionRefused(f"package {package_id} is {package['status']}; only an unplaced package can be re-offered")
     package = await repo.start_cycle(uow.conn, package_id)
-    await repo.add_timeline(uow.conn, package_id, "re-offered", now(), cycle=package["cycle"], requested_by=requested_by)
+    repo.add_timeline(uow, package_id, "re-offered", now(), cycle=package["cycle"], requested_by=requested_by)
     await _offer_next_tier(uow, rules, package, after=None, causation=None)
 
 
@@ -323,7 +325,7 @@ async def hand_back(uow: UnitOfWork, rules: BrokerageRules, package_id: uuid.UUI
         raise ActionRefused(f"package {package_id} is {package['status']}; only a placed or started package can be handed back")
     at = now()
     provider_id = package["provider_id"]
-    await repo.add_timeline(uow.conn, package_id, "handed back", at, provider_id=provider_id, reason=reason,
+    repo.add_timeline(uow, package_id, "handed back", at, provider_id=provider_id, reason=reason,
                             notice_ends_on=notice_ends_on.isoformat(), recorded_by=recorded_by)
     await uow.emit(PackageHandedBack(correlation_id=package_id, package_id=package_id, provider_id=provider_id,
                                      notice_ends_on=notice_ends_on, reason=reason, hours_per_week=package["hours_per_week"],
@@ -360,7 +362,7 @@ async def _request_exception(uow: UnitOfWork, rules: BrokerageRules, package, sp
     package_id, at = package["package_id"], now()
     await repo.open_exception(uow.conn, package_id, provider_id=best.answer.provider_id, hourly_rate=best.answer.hourly_rate,
                               band_rate=package["band_rate"], at=at)
-    await repo.add_timeline(uow.conn, package_id, "exception requested", at, provider_id=best.answer.provider_id,
+    repo.add_timeline(uow, package_id, "exception requested", at, provider_id=best.answer.provider_id,
                             hourly_rate=str(best.answer.hourly_rate), band_rate=str(package["band_rate"]))
     await uow.emit(ExceptionRequested(
         correlation_id=package_id, causation_id=causation, package_id=package_id, provider_id=best.answer.provider_id,
@@ -373,7 +375,7 @@ async def _request_exception(uow: UnitOfWork, rules: BrokerageRules, package, sp
 async def _best_above_rate(uow: UnitOfWork, rules: BrokerageRules, package, spec: PackageSpec) -> domain.RankedBid | None:
     answers, quality = await repo.cycle_bids(uow.conn, package["package_id"], package["cycle"])
     ranked = domain.rank_bids(answers, quality, package["band_rate"])
-    return domain.best_above_rate(ranked, await _eligible_now(uow, rules, spec))
+    return domain.best_above_rate(ranked, await _eligible_now(uow, rules, spec, ranked))
 
 
 async def decide_exception(uow: UnitOfWork, rules: BrokerageRules, package_id: uuid.UUID, *, approve: bool,
@@ -385,7 +387,7 @@ async def decide_exception(uow: UnitOfWork, rules: BrokerageRules, package_id: u
     at = now()
     decision = "approved" if approve else "rejected"
     await repo.decide_exception(uow.conn, package_id, decision=decision, decided_by=decided_by, reason=reason, at=at)
-    await repo.add_timeline(uow.conn, package_id, f"exception {decision}", at, decided_by=decided_by, reason=reason)
+    repo.add_timeline(uow, package_id, f"exception {decision}", at, decided_by=decided_by, reason=reason)
     await uow.emit(ExceptionDecided(correlation_id=package_id, package_id=package_id, decision=decision,
                                     decided_by=decided_by, reason=reason, decided_at=at))
     spec = repo.spec_of(package)

@@ -1,6 +1,7 @@
 """Brokerage's tables (schema ``brokerage``), read and written with asyncpg.
 
-Every function takes the connection of the unit of work it runs in; none commits.
+Every function takes the connection of the unit of work it runs in (the timeline: the unit of
+work itself); none commits.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncpg
 
 from schemas.events import PackageSpec, ProviderProfile
 from services.brokerage.domain import Answer, RoundState
+from services.runtime.outbox import UnitOfWork
 
 
 async def insert_package(conn: asyncpg.Connection, *, package_id: uuid.UUID, spec: PackageSpec, requested_by: str,
@@ -63,11 +65,13 @@ def spec_of(row: asyncpg.Record) -> PackageSpec:
     return PackageSpec.model_validate_json(row["spec"])
 
 
-async def add_timeline(conn: asyncpg.Connection, package_id: uuid.UUID, stage: str, at: dt.datetime | None = None, **detail: Any) -> None:
-    await conn.execute(
-        "INSERT INTO timeline (package_id, at, stage, detail) VALUES ($1, coalesce($2, now()), $3, $4::jsonb)",
-        package_id, at, stage, json.dumps(detail, default=str),
-    )
+TIMELINE_INSERT = "INSERT INTO timeline (package_id, at, stage, detail) VALUES ($1, coalesce($2, now()), $3, $4::jsonb)"
+
+
+def add_timeline(uow: UnitOfWork, package_id: uuid.UUID, stage: str, at: dt.datetime | None = None, **detail: Any) -> None:
+    """A stage of the package's life for its timeline; written with the unit of work's outbox
+    rows at its end (nothing reads the timeline back in the transaction that writes it)."""
+    uow.defer(TIMELINE_INSERT, (package_id, at, stage, json.dumps(detail, default=str)))
 
 
 async def open_round(conn: asyncpg.Connection, *, package_id: uuid.UUID, offer_round: int, tier: str, provider_ids: list[str],
@@ -238,6 +242,12 @@ async def providers_serving(conn: asyncpg.Connection, *zones: str) -> list[Provi
     """Providers serving any of the zones."""
     rows = await conn.fetch("SELECT profile FROM provider_view WHERE profile->'zones' ?| $1::text[] ORDER BY provider_id",
                             list(zones))
+    return [_profile(r["profile"]) for r in rows]
+
+
+async def providers_by_id(conn: asyncpg.Connection, provider_ids: list[str]) -> list[ProviderProfile]:
+    rows = await conn.fetch("SELECT profile FROM provider_view WHERE provider_id = ANY($1::text[]) ORDER BY provider_id",
+                            provider_ids)
     return [_profile(r["profile"]) for r in rows]
 
 

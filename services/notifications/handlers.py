@@ -52,10 +52,12 @@ async def notify(uow: UnitOfWork, rules: NotificationRules, event: Envelope) -> 
            *getattr(event, "provider_ids", [])]
     names = await repo.provider_names(uow.conn, [i for i in ids if i])
     messages = domain.messages_for(event, provider_names=names, brokerage_url=rules.brokerage_url)
-    await repo.lock_recipients(uow.conn, [(m.kind, m.recipient_id) for m in messages])
+    keys = [(m.kind, m.recipient_id) for m in messages]
+    await repo.lock_recipients(uow.conn, keys)
+    contacts = await repo.contacts(uow.conn, keys)
     recipients = []
     for message in messages:
-        contact = await repo.contact(uow.conn, message.kind, message.recipient_id)
+        contact = contacts.get((message.kind, message.recipient_id))
         channels = await plan_message(uow, rules, event.event_id, event.event_type, event.package_id, message, contact)
         recipients += [(message.role, message.recipient_id, c) for c in channels]
     if isinstance(event, PackagePlaced):
@@ -73,11 +75,11 @@ async def plan_message(uow: UnitOfWork, rules: NotificationRules, event_id: uuid
     if plan.outcome == "nothing":
         return []
     if plan.outcome == "await_contact":
-        await repo.insert_delivery(uow.conn, **common, channel=domain.NO_CHANNEL, status="awaiting_contact",
-                                   reason=plan.reason, next_attempt_at=dt.datetime.now(dt.UTC) + rules.contact_grace)
+        repo.add_delivery(uow, **common, channel=domain.NO_CHANNEL, status="awaiting_contact",
+                          reason=plan.reason, next_attempt_at=dt.datetime.now(dt.UTC) + rules.contact_grace)
         return [domain.NO_CHANNEL]
     if plan.outcome == "skip":
-        await repo.insert_delivery(uow.conn, **common, channel=domain.NO_CHANNEL, status="skipped", reason=plan.reason)
+        repo.add_delivery(uow, **common, channel=domain.NO_CHANNEL, status="skipped", reason=plan.reason)
         return [domain.NO_CHANNEL]
     if plan.outcome == "fail":
         row = await repo.insert_delivery(uow.conn, **common, channel=domain.NO_CHANNEL, status="failed",
@@ -90,8 +92,8 @@ async def plan_message(uow: UnitOfWork, rules: NotificationRules, event_id: uuid
     rendered = rules.templates.render(message.message, message.context, language=contact.language,
                                       large_print=contact.large_print)
     for channel, address in plan.channels:
-        await repo.insert_delivery(uow.conn, **common, channel=channel, address=address, status="pending",
-                                   rendered=rendered, notes=plan.notes + rendered.notes)
+        repo.add_delivery(uow, **common, channel=channel, address=address, status="pending",
+                          rendered=rendered, notes=plan.notes + rendered.notes)
     return [channel for channel, _ in plan.channels]
 
 
@@ -140,6 +142,9 @@ async def _emit_failed(uow: UnitOfWork, package_id: uuid.UUID, event_id: uuid.UU
 # ---- the dispatcher -------------------------------------------------------------------------
 
 
+SENT = "sent"  # what _deliver returns for a message that went: dispatch_due marks them together
+
+
 async def dispatch_due(pool: asyncpg.Pool, rules: NotificationRules, channels: Channels) -> int:
     """Send one batch of due deliveries, each independently: one channel failing or hanging
     holds up no other. Returns how many were tried."""
@@ -149,10 +154,21 @@ async def dispatch_due(pool: asyncpg.Pool, rules: NotificationRules, channels: C
     for row, outcome in zip(rows, outcomes):
         if isinstance(outcome, BaseException):  # e.g. the database went away: the lease brings it back
             log.warning("could not settle a delivery", delivery_id=str(row["delivery_id"]), error=repr(outcome))
+    # The batch's sent messages are marked in one statement (one commit, not one per message);
+    # should that fail, their leases run out and they are sent again: at least once, as ever.
+    sent = [row for row, outcome in zip(rows, outcomes) if outcome is SENT]
+    if sent:
+        await repo.mark_sent(pool, [row["id"] for row in sent])
+    for row in sent:
+        metrics.NOTIFICATIONS.labels(row["channel"], "sent").inc()
+        log.info("notification sent", delivery_id=str(row["delivery_id"]), package_id=str(row["package_id"]),
+                 channel=row["channel"], message=row["message"], recipient_kind=row["recipient_role"],
+                 recipient_id=row["recipient_id"], attempt=row["attempts"])
     return len(rows)
 
 
-async def _deliver(pool: asyncpg.Pool, rules: NotificationRules, channels: Channels, row: asyncpg.Record) -> None:
+async def _deliver(pool: asyncpg.Pool, rules: NotificationRules, channels: Channels, row: asyncpg.Record) -> str | None:
+    """Send one delivery: SENT when it went (the caller marks it), else settled here (failed or retried)."""
     out = Outgoing(delivery_id=str(row["delivery_id"]), package_id=str(row["package_id"]), message=row["message"],
                    channel=row["channel"], address=row["address"], subject=row["subject"], body=row["body"],
                    large_print=row["large_print"], context=json.loads(row["context"]), webhook_secret=row["webhook_secret"])
@@ -175,7 +191,4 @@ async def _deliver(pool: asyncpg.Pool, rules: NotificationRules, channels: Chann
                  retry_in=round(delay, 2), error=domain.scrub(error, out.address))
         await repo.reschedule(pool, row["id"], delay, error)
         return
-    await repo.mark_sent(pool, row["id"])
-    metrics.NOTIFICATIONS.labels(out.channel, "sent").inc()
-    log.info("notification sent", delivery_id=out.delivery_id, package_id=out.package_id, channel=out.channel,
-             message=out.message, recipient_kind=row["recipient_role"], recipient_id=row["recipient_id"], attempt=attempt)
+    return SENT

@@ -10,6 +10,7 @@ import asyncpg
 
 from services.notifications.domain import Contact, Message
 from services.notifications.templates import Rendered
+from services.runtime.outbox import UnitOfWork
 
 Conn = asyncpg.Connection | asyncpg.Pool
 
@@ -33,9 +34,12 @@ async def lock_recipients(conn: asyncpg.Connection, keys: list[tuple[str, str]])
     """Serialise, per recipient, planning a message with registering its contact: otherwise a
     contact registered while a placement is planned could miss the message waiting for it.
     Taken in a fixed order, so two events naming the same recipients cannot deadlock."""
-    for kind, recipient_id in sorted(set(keys)):
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('notifications.recipient'), hashtext($1 || ':' || $2))",
-                           kind, recipient_id)
+    ordered = sorted(set(keys))
+    # One statement: unnest hands the rows over in the arrays' (sorted) order.
+    await conn.execute(
+        """SELECT pg_advisory_xact_lock(hashtext('notifications.recipient'), hashtext(k || ':' || r))
+             FROM unnest($1::text[], $2::text[]) AS t(k, r)""",
+        [k for k, _ in ordered], [r for _, r in ordered])
 
 
 async def recipient(conn: Conn, kind: str, recipient_id: str) -> asyncpg.Record | None:
@@ -44,6 +48,15 @@ async def recipient(conn: Conn, kind: str, recipient_id: str) -> asyncpg.Record 
 
 async def contact(conn: Conn, kind: str, recipient_id: str) -> Contact | None:
     return contact_of(await recipient(conn, kind, recipient_id))
+
+
+async def contacts(conn: Conn, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Contact]:
+    """The contacts of these (kind, recipient id)s that have one, read at once."""
+    rows = await conn.fetch(
+        """SELECT r.* FROM recipients r JOIN unnest($1::text[], $2::text[]) AS t(k, i)
+               ON r.kind = t.k AND r.recipient_id = t.i""",
+        [k for k, _ in keys], [i for _, i in keys])
+    return {(r["kind"], r["recipient_id"]): contact_of(r) for r in rows}
 
 
 async def provider_names(conn: Conn, provider_ids: list[str]) -> dict[str, str]:
@@ -67,24 +80,32 @@ async def put_recipient(conn: Conn, kind: str, recipient_id: str, values: dict, 
 # ---- deliveries ----------------------------------------------------------------------------
 
 
-async def insert_delivery(conn: Conn, *, event_id: uuid.UUID, event_type: str, package_id: uuid.UUID, m: Message,
-                          channel: str, status: str, address: str | None = None, rendered: Rendered | None = None,
-                          notes: tuple[str, ...] = (), reason: str | None = None,
-                          next_attempt_at: dt.datetime | None = None) -> asyncpg.Record | None:
+DELIVERY_INSERT = """INSERT INTO deliveries (delivery_id, event_id, event_type, package_id, message, recipient_role,
+                                             recipient_kind, recipient_id, channel, address, context, template, subject,
+                                             body, large_print, notes, status, last_error, next_attempt_at, failed_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13, $14, $15, $16, $17, $18,
+                             coalesce($19, now()), CASE WHEN $17 = 'failed' THEN now() END)
+                     ON CONFLICT (event_id, recipient_role, recipient_id, channel) DO NOTHING"""
+
+
+def _delivery_args(*, event_id: uuid.UUID, event_type: str, package_id: uuid.UUID, m: Message, channel: str, status: str,
+                   address: str | None = None, rendered: Rendered | None = None, notes: tuple[str, ...] = (),
+                   reason: str | None = None, next_attempt_at: dt.datetime | None = None) -> tuple:
+    return (uuid.uuid4(), event_id, event_type, package_id, m.message, m.role, m.kind, m.recipient_id, channel, address,
+            json.dumps(m.context), rendered.template if rendered else None, rendered.subject if rendered else None,
+            rendered.body if rendered else None, bool(rendered and rendered.large_print), list(notes), status, reason,
+            next_attempt_at)
+
+
+async def insert_delivery(conn: Conn, **fields) -> asyncpg.Record | None:
     """One row per (event, recipient, channel); None when it was there already (a redelivery)."""
-    return await conn.fetchrow(
-        """INSERT INTO deliveries (delivery_id, event_id, event_type, package_id, message, recipient_role, recipient_kind,
-                                   recipient_id, channel, address, context, template, subject, body, large_print, notes,
-                                   status, last_error, next_attempt_at, failed_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13, $14, $15, $16, $17, $18,
-                   coalesce($19, now()), CASE WHEN $17 = 'failed' THEN now() END)
-           ON CONFLICT (event_id, recipient_role, recipient_id, channel) DO NOTHING
-           RETURNING delivery_id, status, attempts""",
-        uuid.uuid4(), event_id, event_type, package_id, m.message, m.role, m.kind, m.recipient_id, channel, address,
-        json.dumps(m.context), rendered.template if rendered else None, rendered.subject if rendered else None,
-        rendered.body if rendered else None, bool(rendered and rendered.large_print), list(notes), status, reason,
-        next_attempt_at,
-    )
+    return await conn.fetchrow(DELIVERY_INSERT + " RETURNING delivery_id, status, attempts", *_delivery_args(**fields))
+
+
+def add_delivery(uow: UnitOfWork, **fields) -> None:
+    """:func:`insert_delivery` for a row nothing in the transaction needs back: written with the
+    unit of work's other rows at its end (a redelivered event's rows change nothing, as above)."""
+    uow.defer(DELIVERY_INSERT, _delivery_args(**fields))
 
 
 async def take_awaiting(conn: Conn, kind: str, recipient_id: str) -> list[asyncpg.Record]:
@@ -112,9 +133,9 @@ async def claim_due(conn: Conn, *, limit: int, lease_seconds: float) -> list[asy
         limit, lease_seconds)
 
 
-async def mark_sent(conn: Conn, row_id: int) -> None:
+async def mark_sent(conn: Conn, row_ids: list[int]) -> None:
     await conn.execute("UPDATE deliveries SET status = 'sent', sent_at = now(), last_error = NULL "
-                       "WHERE id = $1 AND status = 'pending'", row_id)
+                       "WHERE id = ANY($1::bigint[]) AND status = 'pending'", row_ids)
 
 
 async def reschedule(conn: Conn, row_id: int, delay_seconds: float, error: str) -> None:

@@ -89,7 +89,8 @@ async def raw_body(message) -> bytes:
 class EventConsumer:
     def __init__(self, *, service: str, group: str, pool_provider: Callable[[], asyncpg.Pool], broker: KafkaBroker,
                  max_attempts: int = 3, backoff_initial: float = 0.2, backoff_max: float = 15.0,
-                 transient_give_up_seconds: float = 240.0, batch_size: int = 100, batch_wait_ms: int = 20) -> None:
+                 transient_give_up_seconds: float = 240.0, batch_size: int = 100, batch_wait_ms: int = 20,
+                 fetch_min_bytes: int = 1, fetch_max_wait_ms: int = 500) -> None:
         self.service = service
         self.group = group
         self._pool_provider = pool_provider
@@ -100,6 +101,7 @@ class EventConsumer:
         self.backoff_max = backoff_max
         self.batch_size = batch_size
         self.batch_wait_ms = batch_wait_ms
+        self.fetch = {"fetch_min_bytes": fetch_min_bytes, "fetch_max_wait_ms": fetch_max_wait_ms}
         self.handlers: dict[str, Handler] = {}
         self.stopping = asyncio.Event()
 
@@ -129,6 +131,7 @@ class EventConsumer:
             # How long an idle consumer waits for a message before polling again (FastStream then
             # also sleeps this long): small, since it adds to each hop's latency.
             batch_timeout_ms=self.batch_wait_ms,
+            **self.fetch,
             title=f"{self.group}:{','.join(names)}",
             description=f"{self.service} consumes {', '.join(names)}",
         )
@@ -177,12 +180,14 @@ class EventConsumer:
                 async with conn.transaction():
                     fresh = await record_batch_in_inbox(conn, consumer=self.group, deliveries=[(e, d) for d, e, _ in work])
                     applied = []
+                    uow = UnitOfWork(conn)  # one for the batch: its outbox rows are written at once
                     for delivery, event, handler in work:
                         first_time = event.event_id in fresh
                         fresh.discard(event.event_id)  # the same event twice in one batch: applied once
                         if first_time:
-                            await handler(UnitOfWork(conn), event)
+                            await handler(uow, event)
                         applied.append(first_time)
+                    await uow.flush()
         except Exception as exc:
             log.info("batch not applied as one; applying its events one at a time", size=len(work), error=repr(exc))
             return await self._one_by_one(deliveries)
@@ -242,7 +247,9 @@ class EventConsumer:
                             topic=delivery.topic, partition=delivery.partition, offset=delivery.offset,
                         )
                         if first_time:
-                            await handler(UnitOfWork(conn), event)
+                            uow = UnitOfWork(conn)
+                            await handler(uow, event)
+                            await uow.flush()
                 outcome = "applied" if first_time else "duplicate"
                 metrics.EVENTS_HANDLED.labels(self.service, self.group, event.event_type, outcome).inc()
                 metrics.HANDLER_SECONDS.labels(self.service, event.event_type).observe(time.perf_counter() - started)

@@ -18,7 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.datastructures import Headers
 
 from services.runtime.db import TRANSIENT_DB_ERRORS
 
@@ -44,35 +44,74 @@ def _field_name(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-class EdgeMiddleware(BaseHTTPMiddleware):
-    """Correlation id in and out; size and content-type limits before any parsing."""
+class EdgeMiddleware:
+    """Correlation id in and out; size and content-type limits before any parsing.
+
+    A plain ASGI middleware rather than Starlette's BaseHTTPMiddleware, which runs every request
+    through an extra task and memory stream: a tenth of the brokerage's time under load."""
 
     def __init__(self, app, max_bytes: int, content_types: frozenset[str] = frozenset({"application/json"})) -> None:
-        super().__init__(app)
+        self.app = app
         self.max_bytes = max_bytes
         self.content_types = content_types
 
-    async def dispatch(self, request: Request, call_next):
-        correlation_id = request.headers.get(CORRELATION_HEADER) or str(uuid.uuid4())
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        correlation_id = headers.get(CORRELATION_HEADER) or str(uuid.uuid4())
         structlog.contextvars.bind_contextvars(http_correlation_id=correlation_id)
+        header = (CORRELATION_HEADER.lower().encode(), correlation_id.encode("latin-1"))
+
+        async def send_with_id(message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
         try:
-            if "%00" in request.url.query or "\x00" in request.url.path:
-                return _problem(400, "NUL characters are not allowed in URLs")
-            if request.method in BODY_METHODS:
-                length = request.headers.get("content-length")
-                if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-                    return _problem(413, f"request body larger than {self.max_bytes} bytes")
-                body = await request.body()
-                if len(body) > self.max_bytes:
-                    return _problem(413, f"request body larger than {self.max_bytes} bytes")
-                ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-                if body and ctype not in self.content_types:
-                    return _problem(415, f"content type must be {' or '.join(sorted(self.content_types))}, not {ctype or 'missing'!r}")
-            response = await call_next(request)
-            response.headers[CORRELATION_HEADER] = correlation_id
-            return response
+            problem = None
+            if b"%00" in scope.get("query_string", b"") or "\x00" in scope["path"]:
+                problem = _problem(400, "NUL characters are not allowed in URLs")
+            elif scope["method"] in BODY_METHODS:
+                problem, receive = await self._checked_body(headers, receive)
+            if problem is not None:
+                await problem(scope, receive, send_with_id)
+                return
+            await self.app(scope, receive, send_with_id)
         finally:
             structlog.contextvars.unbind_contextvars("http_correlation_id")
+
+    async def _checked_body(self, headers: Headers, receive):
+        """(a problem response or None, a receive that hands the app the body already read)."""
+        too_large = _problem(413, f"request body larger than {self.max_bytes} bytes")
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            return too_large, receive
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break  # the client went away: the app sees an empty body and the disconnect
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                return too_large, receive
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+        if body and ctype not in self.content_types:
+            return _problem(415, f"content type must be {' or '.join(sorted(self.content_types))}, not {ctype or 'missing'!r}"), receive
+        delivered = False
+
+        async def replay():
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return None, replay
 
 
 def _problem(status: int, message: str, fields: list[dict] | None = None, headers: dict | None = None) -> JSONResponse:

@@ -50,7 +50,7 @@ def make_broker(settings: ServiceSettings) -> KafkaBroker:
         # send only counts once every in-sync replica has it.
         enable_idempotence=True,
         acks="all",
-        linger_ms=2,
+        linger_ms=settings.kafka_linger_ms,
         graceful_timeout=settings.graceful_timeout_seconds,
         log_level=logging.DEBUG,  # our own structured lines describe each event
     )

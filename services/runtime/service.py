@@ -54,6 +54,8 @@ class Service:
             backoff_max=settings.consumer_backoff_max_seconds,
             batch_size=settings.consumer_batch_size,
             batch_wait_ms=settings.consumer_batch_wait_ms,
+            fetch_min_bytes=settings.consumer_fetch_min_bytes,
+            fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
         )
         self.relay: Relay | None = None
         self.startup_steps: list[StartupStep] = []
