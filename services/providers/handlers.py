@@ -78,36 +78,36 @@ async def answer_offer(uow: UnitOfWork, event: OfferMade) -> None:
     framework = load_framework()
     zone = framework.zones.get(event.package.zone)
     neighbours = frozenset(zone.adjacent) if zone else frozenset()
-    # Providers are locked in a fixed order so two offers answered at once cannot deadlock.
-    for provider_id in sorted(set(event.provider_ids)):
-        row = await repo.lock_provider(uow.conn, provider_id)
-        if row is None:
-            log.warning("offer names an unknown provider", provider_id=provider_id)
-            continue
-        if not await repo.insert_offer(uow.conn, event, provider_id):
-            continue  # already received
+    # The offered providers are locked together, in a fixed order: two offers answered at once cannot deadlock.
+    rows = await repo.lock_providers(uow.conn, sorted(set(event.provider_ids)))
+    for provider_id in sorted(set(event.provider_ids) - rows.keys()):
+        log.warning("offer names an unknown provider", provider_id=provider_id)
+    today, at = dt.date.today(), now()
+    answers: dict[str, domain.Bid | domain.Decline | None] = {}
+    for provider_id, row in rows.items():
         rules = repo.rules_of(row)
+        # Webhook and portal adapters answer later, through the provider API.
+        answers[provider_id] = None if rules.kind != "automatic" else domain.automatic_answer(
+            repo.profile_of(row), rules, event.package, event.band_rate, row["held_hours"], today, neighbouring=neighbours)
+    hours = event.package.hours_per_week
+    fresh = await repo.insert_offers(uow.conn, event, answers, hours=hours, at=at)  # not those already received
+    bidders = []
+    for provider_id in sorted(fresh):
+        rules, answer = repo.rules_of(rows[provider_id]), answers[provider_id]
         if rules.kind == "webhook" and rules.webhook_url:
             # Sent by the delivery loop from this row, committed with the offer itself.
             notice = offer_notice(event, provider_id)
             await repo.insert_delivery(uow.conn, delivery_id=uuid.uuid4(), provider_id=provider_id, event=event,
                                        url=rules.webhook_url, body=notice.model_dump_json())
-        if rules.kind != "automatic":
-            continue  # webhook and portal adapters answer through the provider API
-        answer = domain.automatic_answer(repo.profile_of(row), rules, event.package, event.band_rate,
-                                         row["held_hours"], dt.date.today(), neighbouring=neighbours)
-        at = now()
         common = dict(correlation_id=event.package_id, causation_id=event.event_id, package_id=event.package_id,
                       offer_round=event.offer_round, provider_id=provider_id, adapter="automatic", answered_at=at)
         if isinstance(answer, domain.Bid):
-            await repo.record_bid(uow.conn, package_id=event.package_id, offer_round=event.offer_round,
-                                  provider_id=provider_id, hourly_rate=answer.hourly_rate,
-                                  hold=event.package.hours_per_week, at=at)
+            bidders.append(provider_id)
             await uow.emit(BidSubmitted(hourly_rate=answer.hourly_rate, earliest_start=answer.earliest_start, **common))
-        else:
-            await repo.record_decline(uow.conn, package_id=event.package_id, offer_round=event.offer_round,
-                                      provider_id=provider_id, reason=answer.reason.value, text=answer.text, at=at)
+        elif isinstance(answer, domain.Decline):
             await uow.emit(OfferDeclined(reason=answer.reason, reason_text=answer.text, **common))
+    if bidders:
+        await repo.hold_hours(uow.conn, bidders, hours)
     # A new round means the earlier ones are over: what was left unanswered there is closed
     # (after the providers' locks, in the order the provider API takes them too: no deadlocks).
     await repo.close_unanswered(uow.conn, event.package_id, before_round=event.offer_round)
@@ -115,8 +115,7 @@ async def answer_offer(uow: UnitOfWork, event: OfferMade) -> None:
 
 async def record_award(uow: UnitOfWork, event: PackagePlaced) -> None:
     await repo.close_unanswered(uow.conn, event.package_id)
-    for offer in await repo.outstanding_bids(uow.conn, event.package_id):
-        await repo.settle_offer(uow.conn, offer, "won" if offer["provider_id"] == event.provider_id else "lost")
+    await repo.settle_bids(uow.conn, event.package_id, won_by=event.provider_id)
     if await repo.is_cancelled(uow.conn, event.package_id):
         log.warning("award of a package already cancelled ignored (a replay?)", package_id=str(event.package_id))
         return
@@ -130,15 +129,13 @@ async def record_award(uow: UnitOfWork, event: PackagePlaced) -> None:
 
 async def release_bids(uow: UnitOfWork, event: PackageUnplaced) -> None:
     await repo.close_unanswered(uow.conn, event.package_id)
-    for offer in await repo.outstanding_bids(uow.conn, event.package_id):
-        await repo.settle_offer(uow.conn, offer, "closed")
+    await repo.settle_bids(uow.conn, event.package_id)
 
 
 async def release_package(uow: UnitOfWork, event: PackageCancelled) -> None:
     await repo.remember_cancelled(uow.conn, event.package_id, event.cancelled_at)
     await repo.close_unanswered(uow.conn, event.package_id)
-    for offer in await repo.outstanding_bids(uow.conn, event.package_id):
-        await repo.settle_offer(uow.conn, offer, "closed")
+    await repo.settle_bids(uow.conn, event.package_id)
     await _end_placement(uow, event.package_id, event.cancelled_at, causation=event.event_id)
 
 

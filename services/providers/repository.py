@@ -10,7 +10,7 @@ from decimal import Decimal
 import asyncpg
 
 from schemas.events import OfferMade, ProviderProfile
-from services.providers.domain import AutomaticRules
+from services.providers.domain import AutomaticRules, Bid, Decline
 
 PROFILE_FIELDS_IN_COLUMNS = ("weekly_capacity_hours", "committed_hours")
 
@@ -45,14 +45,45 @@ async def lock_provider(conn: asyncpg.Connection, provider_id: str) -> asyncpg.R
     return await conn.fetchrow("SELECT * FROM providers WHERE provider_id = $1 FOR UPDATE", provider_id)
 
 
-async def insert_offer(conn: asyncpg.Connection, event: OfferMade, provider_id: str) -> bool:
-    return bool(await conn.fetchval(
-        """INSERT INTO offers (package_id, offer_round, provider_id, tier, spec, band_rate, window_closes_at, status)
-           VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, 'offered')
-           ON CONFLICT DO NOTHING RETURNING true""",
-        event.package_id, event.offer_round, provider_id, event.tier.value, event.package.model_dump_json(),
-        event.band_rate, event.window_closes_at,
-    ))
+async def lock_providers(conn: asyncpg.Connection, provider_ids: list[str]) -> dict[str, asyncpg.Record]:
+    """Several providers' rows, locked in one statement in a fixed order (rows are locked as the
+    sort hands them over), so two transactions locking overlapping sets cannot deadlock."""
+    rows = await conn.fetch("SELECT * FROM providers WHERE provider_id = ANY($1::text[]) ORDER BY provider_id FOR UPDATE",
+                            provider_ids)
+    return {r["provider_id"]: r for r in rows}
+
+
+async def insert_offers(conn: asyncpg.Connection, event: OfferMade, answers: dict[str, Bid | Decline | None], *,
+                        hours: Decimal, at: dt.datetime) -> set[str]:
+    """The offer to each provider, with the automatic adapter's answer where there is one (None:
+    the provider answers later, through the API); returns the providers whose offer is new (not
+    a redelivery). A bid holds the package's hours: see :func:`hold_hours`."""
+    ids = sorted(answers)
+    rows = await conn.fetch(
+        """INSERT INTO offers (package_id, offer_round, tier, spec, band_rate, window_closes_at, provider_id, status,
+                               hourly_rate, earliest_start, held_hours, decline_reason, decline_text, answered_at, adapter)
+           SELECT $1, $2, $3, $4::jsonb, $5, $6, t.*
+             FROM unnest($7::text[], $8::text[], $9::numeric[], $10::date[], $11::numeric[], $12::text[], $13::text[],
+                         $14::timestamptz[], $15::text[]) AS t
+           ON CONFLICT DO NOTHING RETURNING provider_id""",
+        event.package_id, event.offer_round, event.tier.value, event.package.model_dump_json(), event.band_rate,
+        event.window_closes_at, ids,
+        ["offered" if answers[i] is None else "bid" if isinstance(answers[i], Bid) else "declined" for i in ids],
+        [answers[i].hourly_rate if isinstance(answers[i], Bid) else None for i in ids],
+        [answers[i].earliest_start if isinstance(answers[i], Bid) else None for i in ids],
+        [hours if isinstance(answers[i], Bid) else 0 for i in ids],
+        [answers[i].reason.value if isinstance(answers[i], Decline) else None for i in ids],
+        [answers[i].text if isinstance(answers[i], Decline) else None for i in ids],
+        [None if answers[i] is None else at for i in ids],
+        [None if answers[i] is None else "automatic" for i in ids],
+    )
+    return {r["provider_id"] for r in rows}
+
+
+async def hold_hours(conn: asyncpg.Connection, provider_ids: list[str], hours: Decimal) -> None:
+    """Capacity held by these providers' new bids (released when the package is settled)."""
+    await conn.execute("UPDATE providers SET held_hours = held_hours + $2 WHERE provider_id = ANY($1::text[])",
+                       provider_ids, hours)
 
 
 async def record_bid(conn: asyncpg.Connection, *, package_id: uuid.UUID, offer_round: int, provider_id: str,
@@ -74,22 +105,25 @@ async def record_decline(conn: asyncpg.Connection, *, package_id: uuid.UUID, off
     )
 
 
-async def outstanding_bids(conn: asyncpg.Connection, package_id: uuid.UUID) -> list[asyncpg.Record]:
-    """The package's bids still holding capacity, locked, providers in a fixed order (no deadlocks)."""
-    return await conn.fetch(
-        "SELECT * FROM offers WHERE package_id = $1 AND status = 'bid' ORDER BY provider_id, offer_round FOR UPDATE",
-        package_id,
-    )
-
-
-async def settle_offer(conn: asyncpg.Connection, offer: asyncpg.Record, status: str) -> None:
-    """Release the capacity an outstanding bid held, and close it as won/lost/closed."""
+async def settle_bids(conn: asyncpg.Connection, package_id: uuid.UUID, *, won_by: str | None = None) -> None:
+    """Close every bid of the package still holding capacity - won by ``won_by``, lost by the
+    others, or just closed when there is no winner - and give the providers the held hours back.
+    One statement for all: the bids are locked first, in a fixed order of providers (no deadlocks)."""
     await conn.execute(
-        "UPDATE offers SET status = $4, held_hours = 0 WHERE package_id = $1 AND offer_round = $2 AND provider_id = $3",
-        offer["package_id"], offer["offer_round"], offer["provider_id"], status,
-    )
-    await conn.execute(
-        "UPDATE providers SET held_hours = held_hours - $2 WHERE provider_id = $1", offer["provider_id"], offer["held_hours"]
+        """WITH held AS (
+               SELECT package_id, offer_round, provider_id, held_hours FROM offers
+                WHERE package_id = $1 AND status = 'bid' ORDER BY provider_id, offer_round FOR UPDATE),
+             settled AS (
+               UPDATE offers o SET status = CASE WHEN $2::text IS NULL THEN 'closed'
+                                                 WHEN o.provider_id = $2 THEN 'won' ELSE 'lost' END,
+                                   held_hours = 0
+                 FROM held h
+                WHERE o.package_id = h.package_id AND o.offer_round = h.offer_round AND o.provider_id = h.provider_id
+               RETURNING h.provider_id, h.held_hours)
+           UPDATE providers p SET held_hours = p.held_hours - r.hours
+             FROM (SELECT provider_id, sum(held_hours) AS hours FROM settled GROUP BY provider_id ORDER BY provider_id) r
+            WHERE p.provider_id = r.provider_id""",
+        package_id, won_by,
     )
 
 

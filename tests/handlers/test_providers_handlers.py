@@ -83,9 +83,11 @@ async def test_an_award_commits_the_winners_hours_and_releases_the_losers(in_mem
     service, broker = await in_memory(build, "providers")
     event = offer(await willing(service, 2))
     topic = topics.resolve("brokerage.packages")
+    held_by = "SELECT provider_id, held_hours FROM providers WHERE provider_id = ANY($1) ORDER BY provider_id"
+    held_before = await service.pool.fetch(held_by, event.provider_ids)
     await broker.publish(event.model_dump_json().encode(), topic=topic)
     bids = [json.loads(r["payload"]) for r in await outbox(service, event.package_id) if r["type"] == "BidSubmitted"]
-    assert bids, "expected at least one bid"
+    assert len(bids) == 2, "expected both providers to bid"
     winner = bids[0]["provider_id"]
     before = await service.pool.fetchrow("SELECT committed_hours, revision FROM providers WHERE provider_id = $1", winner)
     placed = PackagePlaced(correlation_id=event.package_id, package_id=event.package_id, provider_id=winner, offer_round=1,
@@ -99,7 +101,9 @@ async def test_an_award_commits_the_winners_hours_and_releases_the_losers(in_mem
     held = await service.pool.fetchval("SELECT sum(held_hours) FROM offers WHERE package_id = $1", event.package_id)
     assert held == 0
     statuses = dict(await service.pool.fetch("SELECT provider_id, status FROM offers WHERE package_id = $1", event.package_id))
-    assert statuses[winner] == "won"
+    assert statuses == {b["provider_id"]: "won" if b["provider_id"] == winner else "lost" for b in bids}
+    # Every bidder's held hours are back where they were: the winner's are committed instead.
+    assert await service.pool.fetch(held_by, event.provider_ids) == held_before
     updates = [r for r in await service.pool.fetch("SELECT type, aggregateid FROM outbox WHERE type = 'ProviderUpdated' AND aggregateid = $1", winner)]
     assert updates
 
