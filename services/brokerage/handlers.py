@@ -61,7 +61,11 @@ class BrokerageRules:
 
     @property
     def quality_weights(self) -> domain.QualityWeights:
-        return domain.QualityWeights(**self.framework.quality_weights)
+        return _weights(self.framework)
+
+
+def _weights(framework: Framework) -> domain.QualityWeights:
+    return domain.QualityWeights(**framework.quality_weights)
 
 
 class ActionRefused(Exception):
@@ -83,8 +87,9 @@ async def request_package(uow: UnitOfWork, rules: BrokerageRules, *, spec: Packa
     a second request with the key fails on the unique key, and the caller returns the first."""
     package_id = package_id or uuid.uuid4()
     at = now()
-    card = rules.framework.rate_card_on(at.date())
-    policy = rules.framework.policy_on(spec.zone, at.date())
+    framework = rules.framework
+    card = framework.rate_card_on(at.date())
+    policy = framework.policy_on(spec.zone, at.date())
     package = await repo.insert_package(uow.conn, package_id=package_id, spec=spec, requested_by=requested_by,
                                         policy=policy, rate_card=card.version, band_rate=card.rates[spec.band],
                                         requested_at=at, person=person, idempotency=idempotency)
@@ -158,11 +163,11 @@ async def _eligible_now(uow: UnitOfWork, rules: BrokerageRules, spec: PackageSpe
     if not bids:
         return set()
     current = await repo.providers_by_id(uow.conn, sorted({b.answer.provider_id for b in bids}))
-    return domain.eligible_now(spec, current, _neighbours(rules, spec))
+    return domain.eligible_now(spec, current, _neighbours(rules.framework, spec))
 
 
-def _neighbours(rules: BrokerageRules, spec: PackageSpec) -> frozenset[str]:
-    zone = rules.framework.zones.get(spec.zone)
+def _neighbours(framework: Framework, spec: PackageSpec) -> frozenset[str]:
+    zone = framework.zones.get(spec.zone)
     return frozenset(zone.adjacent) if zone else frozenset()
 
 
@@ -207,7 +212,8 @@ async def _offer_next_tier(uow: UnitOfWork, rules: BrokerageRules, package, *, a
     """Offer the package to the next tier with anyone to offer it to; returns its status after."""
     package_id = package["package_id"]
     spec = repo.spec_of(package)
-    neighbours = _neighbours(rules, spec)
+    framework = rules.framework  # one reading of the reference data for the whole decision
+    neighbours = _neighbours(framework, spec)
     providers = await repo.providers_serving(uow.conn, spec.zone, *neighbours)
     # Providers already offered this package in an earlier round of this cycle are not offered it
     # again (a first round - `after` None - starts a cycle: there is none).
@@ -218,7 +224,7 @@ async def _offer_next_tier(uow: UnitOfWork, rules: BrokerageRules, package, *, a
     # Not again this cycle; and never the provider that handed the package back.
     earlier |= set(package["excluded_providers"])
     plan = domain.plan_offer(spec, providers, policy=package["policy"],
-                             zone_has_prime=spec.zone not in rules.framework.no_prime_zones,
+                             zone_has_prime=spec.zone not in framework.no_prime_zones,
                              neighbours=neighbours, after=after, not_again=earlier)
     at = now()
     if plan.tier is None:
@@ -229,7 +235,7 @@ async def _offer_next_tier(uow: UnitOfWork, rules: BrokerageRules, package, *, a
     tier, offered = plan.tier, plan.offered
     offer_round = package["current_round"] + 1
     closes = at + rules.windows[spec.urgency]
-    weights = rules.quality_weights  # read once: every provider of the round scored by the same weights
+    weights = _weights(framework)  # every provider of the round scored alike
     quality = {p.provider_id: domain.quality_score(p, weights) for p in offered}
     ids = [p.provider_id for p in offered]
     excluded = plan.excluded

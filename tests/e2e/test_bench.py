@@ -25,7 +25,9 @@ async def test_a_small_benchmark_reports_every_measure(database_url, tmp_path):
         latency = measured["latency_seconds"]
         assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"]
         assert measured["events"] >= 4 * placed  # requested, offered, answered, placed, confirmed...
-        assert set(measured["cpu_seconds"]) == set(SERVICES)
+        # Each service's CPU, and Kafka's and PostgreSQL's when they run on this machine.
+        assert set(SERVICES) <= set(measured["cpu_seconds"]) <= set(SERVICES) | {"kafka", "postgresql"}
+        assert all(seconds >= 0 for seconds in measured["cpu_seconds"].values())
     assert run["baseline"]["messages"] == 300 and run["baseline"]["per_second"] > 0
 
     summary = result["summary"]
