@@ -253,9 +253,17 @@ async def _offer_next_tier(uow: UnitOfWork, rules: BrokerageRules, package, *, a
 
 async def update_provider(uow: UnitOfWork, event: ProviderUpdated) -> None:
     """Keep the registry view current; a provider suspended or gone from the framework has its
-    active packages marked for re-brokering (the timers take them, most urgent first)."""
+    active packages marked for re-brokering (the timers take them, most urgent first), and one
+    reinstated meanwhile has the marks of those not yet taken removed."""
     profile = event.profile
-    if not await repo.upsert_provider(uow.conn, profile, event.revision) or profile.status == "active":
+    if not await repo.upsert_provider(uow.conn, profile, event.revision):
+        return
+    if profile.status == "active":
+        # Reinstated before the timers took its packages: they stay with it.
+        kept = await repo.unmark_for_rebrokering(uow.conn, profile.provider_id)
+        if kept:
+            log.warning("provider active again: its packages are no longer re-brokered", provider_id=profile.provider_id,
+                        packages=kept)
         return
     marked = await repo.mark_for_rebrokering(uow.conn, profile.provider_id, reason=f"provider {profile.status}", at=now())
     if marked:

@@ -224,6 +224,16 @@ async def mark_for_rebrokering(conn: asyncpg.Connection, provider_id: str, *, re
     return int(marked.split()[-1])
 
 
+async def unmark_for_rebrokering(conn: asyncpg.Connection, provider_id: str) -> int:
+    """The provider is active again: its packages not yet re-brokered stay with it."""
+    unmarked = await conn.execute(
+        f"""UPDATE packages SET rebroker_due_at = NULL, rebroker_reason = NULL
+             WHERE provider_id = $1 AND {REBROKERING.due} AND rebroker_due_at IS NOT NULL""",
+        provider_id,
+    )
+    return int(unmarked.split()[-1])
+
+
 # ---- provider view ------------------------------------------------------------------------
 
 

@@ -328,3 +328,27 @@ async def test_a_suspended_providers_packages_are_re_brokered_most_urgent_first(
     await broker.publish(later.model_dump_json().encode(), topic=topics.resolve("providers.registry"))
     async with unit_of_work(service.pool) as uow:
         assert await handlers.rebroker_due(uow, rules) is None
+
+
+async def test_a_provider_reinstated_before_the_timers_keeps_its_packages(brokerage):
+    service, broker, rules, ids = brokerage
+    package_id = await request(service, rules, urgency="community")
+    await answer(broker, package_id, ids["prime_best"], rate="20.00")
+    assert await status(service, package_id) == "placed"
+    registry = topics.resolve("providers.registry")
+    for revision, state in ((2, "suspended"), (3, "active")):
+        event = ProviderUpdated(correlation_id=uuid.uuid4(), revision=revision,
+                                profile=profile(ids["prime_best"], "prime", cqc="outstanding", status=state))
+        await broker.publish(event.model_dump_json().encode(), topic=registry)
+        marked = await service.pool.fetchval("SELECT rebroker_due_at IS NOT NULL FROM packages WHERE package_id = $1",
+                                             package_id)
+        assert marked == (state == "suspended")
+    taken = []
+    while True:
+        async with unit_of_work(service.pool) as uow:
+            if (taken_id := await handlers.rebroker_due(uow, rules)) is None:
+                break
+        taken.append(taken_id)
+    assert package_id not in taken
+    row = await service.pool.fetchrow("SELECT status, provider_id FROM packages WHERE package_id = $1", package_id)
+    assert (row["status"], row["provider_id"]) == ("placed", ids["prime_best"])
