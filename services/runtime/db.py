@@ -126,6 +126,10 @@ async def provision(admin_dsn: str, *, timeout: float | None = 120) -> None:
             for role in SCHEMA_OWNERS:
                 await conn.execute(f'GRANT CONNECT, TEMPORARY ON DATABASE "{database}" TO {role}')
                 await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {role} AUTHORIZATION {role}")
+        # Statement statistics for operations, where the server has the module loaded (the local
+        # cluster of deploy/postgres.sh does); a server without it is fine too.
+        if await conn.fetchval("SELECT 'pg_stat_statements' = ANY(regexp_split_to_array(current_setting('shared_preload_libraries'), '\\s*,\\s*'))"):
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     finally:
         await conn.close()
     log.info("database provisioned", database=database, roles=list(SCHEMA_OWNERS))
