@@ -39,7 +39,7 @@ from schemas.vocabulary import Band, DeclineReason, Tier, Urgency
 from services.brokerage import domain
 from services.cli.kpis import percentile, shares_and_hhi
 from services.cli.synthetic import package_request
-from services.providers.domain import AutomaticRules, Bid, automatic_answer
+from services.providers.domain import AutomaticRules, Bid, Decline, automatic_answer, standing_decline
 from services.runtime.reference import Framework, PolicyEntry, RateCard
 
 START = dt.datetime(2021, 4, 1, tzinfo=dt.UTC)  # the 2020-21 rate card is in force
@@ -238,11 +238,12 @@ class Case:
     above_rate: bool = False
     candidates: list[str] | None = None
     plans: dict[tuple, domain.OfferPlan] = field(default_factory=dict)  # see Simulation._plan
+    standing_declines: dict[str, Decline | None] = field(default_factory=dict)  # see Simulation._foreseen
 
 
 class Simulation:
     def __init__(self, framework: Framework, demand: list[Demand], market: Market, policy: Policy,
-                 market_params: MarketParams, demand_params: DemandParams) -> None:
+                 market_params: MarketParams, demand_params: DemandParams, *, foresee_declines: bool = True) -> None:
         self.framework = policy_framework(framework, policy)
         self.policy = policy
         self.demand = demand
@@ -259,6 +260,7 @@ class Simulation:
         self.now = 0.0
         self.cases: dict[int, Case] = {}
         self.horizon = demand_params.days * 24.0
+        self.foresee_declines = foresee_declines  # see offer_next_tier; False replays every answer as an event
         # Who can be near a zone: its own providers and its neighbours' (what repo.providers_serving reads).
         self.nearby: dict[str, list[str]] = {}
         for zone in self.framework.zones.values():
@@ -379,12 +381,60 @@ class Simulation:
         self.offers[case.spec.band] += len(ids)
         if case.cycle == 0:
             self.first_offers[case.spec.band] += len(ids)
-        self.schedule(self.now + self.windows[case.spec.urgency], WINDOW, case, case.round)
+        closes = self.now + self.windows[case.spec.urgency]
+        self.schedule(closes, WINDOW, case, case.round)
+        answers = []  # (provider, when it answers); the draws in the same order either way
         for pid in ids:
             if self.rng.random() < self.mp.no_answer:
                 self.no_answers += 1
                 continue
-            self.schedule(self.now + self.rng.expovariate(60 / self.mp.mean_answer_minutes), ANSWER, case, case.round, pid)
+            answers.append((pid, self.now + self.rng.expovariate(60 / self.mp.mean_answer_minutes)))
+        declines = self._foreseen(case, ids) if self.foresee_declines else None
+        if declines is None:
+            for pid, at in answers:
+                self.schedule(at, ANSWER, case, case.round, pid)
+        else:
+            self._foreseen_round(case, closes, answers, declines, everyone_answers=len(answers) == len(ids))
+
+    def _foreseen(self, case: Case, ids: list[str]) -> list[Decline] | None:
+        """Each offered provider's answer when all of them are declines known in advance: what the
+        adapter's rules decline whatever the caseload (``standing_decline``: zone, band, skills,
+        call times, package size). Those never depend on the clock or the market, and the
+        provider's side draws nothing at random for a decline. Most of the year's rounds are
+        these: the waiting list's large packages re-offered every few hours to providers whose
+        adapters turn them down. None when any answer could be a bid (or a capacity decline)."""
+        known = case.standing_declines
+        declines = []
+        for pid in ids:
+            if pid not in known:
+                known[pid] = standing_decline(self.market.profiles[pid], self.market.rules[pid], case.spec,
+                                              neighbouring=case.neighbours)
+            if known[pid] is None:
+                return None
+            declines.append(known[pid])
+        return declines
+
+    def _foreseen_round(self, case: Case, closes: float, answers: list[tuple[str, float]], declines: list[Decline],
+                        *, everyone_answers: bool) -> None:
+        """A round of foreseen declines, settled at once with the outcome its answer events would
+        have had: the declines that arrive while it is open (before the window closes and within the
+        period) are counted, and it closes when the last of them is in (``outcome_settled``: nobody
+        pending) or else at the window - through the same close_round. Late answers change nothing
+        in the replay either. ``events`` still counts the answer events the loop would have taken."""
+        profiles = self.market.profiles
+        reasons = dict(zip(case.state.offered, declines))
+        last = max((at for _, at in answers), default=closes)
+        settles_early = everyone_answers and last < closes
+        for pid, at in answers:
+            if at <= self.horizon:
+                self.events += 1
+                if at < closes:
+                    self._decline(case, profiles[pid], reasons[pid].reason)
+        if settles_early:
+            # This event stands in for the last answer's (same time, same place among the events).
+            self.schedule(last, WINDOW, case, case.round)
+            if last <= self.horizon:
+                self.events -= 1
 
     def answer(self, case: Case, offer_round: int, provider_id: str) -> None:
         if not case.round_open or case.round != offer_round:
@@ -490,6 +540,7 @@ class Simulation:
         case.provider, case.rate, case.placed_at = None, None, None
         start = max(case.spec.start_date, (self.clock() + dt.timedelta(days=self.dp.notice_days)).date())
         case.spec = case.spec.model_copy(update={"start_date": start})
+        case.standing_declines.clear()  # only the start date changed; cheap to be sure
         case.waiting_since = self.now
         self._new_cycle(case)
         self.offer_next_tier(case, after=None)
