@@ -237,7 +237,7 @@ class Case:
     hand_backs: int = 0
     above_rate: bool = False
     candidates: list[str] | None = None
-    plans: dict[tuple, domain.OfferPlan] = field(default_factory=dict)  # see Simulation._plan
+    plans: dict[tuple, tuple[Tier | None, list[str]]] = field(default_factory=dict)  # see Simulation._plan
     standing_declines: dict[str, Decline | None] = field(default_factory=dict)  # see Simulation._foreseen
 
 
@@ -256,6 +256,9 @@ class Simulation:
                           Band.rural: market_params.decline_rural, Band.isolated: market_params.decline_isolated}
         self.held: dict[str, Decimal] = defaultdict(Decimal)
         self.heap: list = []
+        # Each provider's free hours as the brokerage's eligibility rules count them (capacity less
+        # committed hours), kept with the profile: _plan's key.
+        self.free = {pid: p.weekly_capacity_hours - p.committed_hours for pid, p in self.market.profiles.items()}
         self.seq = 0
         self.now = 0.0
         self.cases: dict[int, Case] = {}
@@ -314,7 +317,7 @@ class Simulation:
     def clock(self) -> dt.datetime:
         return START + dt.timedelta(hours=self.now)
 
-    def _candidates(self, case: Case) -> list[ProviderProfile]:
+    def _candidates(self, case: Case) -> list[str]:
         """The providers near the package's zone that nothing but capacity could exclude. Only
         capacity changes during a run, so screening these gives the same eligible providers as
         screening everyone near the zone (what the brokerage reads), at a fraction of the cost."""
@@ -322,7 +325,7 @@ class Simulation:
             case.candidates = [p for p in self.nearby[case.spec.zone]
                                if not domain.standing_exclusions(case.spec, self.market.profiles[p])
                                or not domain.standing_exclusions(case.spec, self.market.profiles[p], from_zones=case.neighbours)]
-        return [self.market.profiles[p] for p in case.candidates]
+        return case.candidates
 
     def _still_eligible(self, case: Case, bids: list[domain.Answer]) -> set[str]:
         """Who of the bidders may win now (the award only ever looks at bidders)."""
@@ -331,8 +334,9 @@ class Simulation:
 
     def _set_committed(self, provider_id: str, delta: Decimal) -> None:
         profile = self.market.profiles[provider_id]
-        self.market.profiles[provider_id] = profile.model_copy(
+        profile = self.market.profiles[provider_id] = profile.model_copy(
             update={"committed_hours": max(Decimal(0), profile.committed_hours + delta)})
+        self.free[provider_id] = profile.weekly_capacity_hours - profile.committed_hours
 
     # -- the brokerage's side: the same steps as services/brokerage/handlers.py --
 
@@ -345,39 +349,43 @@ class Simulation:
         self.cases[d.package_id] = case
         self.offer_next_tier(case, after=None)
 
-    def _plan(self, case: Case, after: Tier | None) -> domain.OfferPlan:
-        """``domain.plan_offer`` for the package. An unplaced package is re-offered every few hours
-        for as long as it waits, mostly to the same market: each tier's plan is kept and reused while
-        its inputs are the same - the candidates (whose standing never changes in a run), which of them
-        have the free hours, the tier it follows and who is not to be offered it again."""
+    def _plan(self, case: Case, after: Tier | None) -> tuple[Tier | None, list[str]]:
+        """``domain.plan_offer`` for the package: the tier to offer and to whom (None: the ladder is
+        spent). An unplaced package is re-offered every few hours for as long as it waits, mostly to
+        the same market: each plan is kept and reused while what decides it is the same - the tier it
+        follows, and which candidates may be offered it now (the free hours for it, not offered it
+        this cycle, never handed it back). Everything else plan_offer reads is fixed for the run:
+        the candidates' standing, tiers and zones, the package's zone, band, needs and policy."""
         candidates = self._candidates(case)
         not_again = case.offered_this_cycle | case.excluded
-        hours = case.spec.hours_per_week
-        key = (after, frozenset(not_again), tuple(p.weekly_capacity_hours - p.committed_hours >= hours for p in candidates))
+        hours, free = case.spec.hours_per_week, self.free
+        key = (after, tuple(p for p in candidates if free[p] >= hours and p not in not_again))
         plan = case.plans.get(key)
         if plan is None:
             if len(case.plans) > 8:  # the market moved on: older plans will not come back
                 case.plans.clear()
-            plan = case.plans[key] = domain.plan_offer(
-                case.spec, candidates, policy=case.policy, zone_has_prime=case.spec.zone not in self.framework.no_prime_zones,
+            profiles = self.market.profiles
+            offer = domain.plan_offer(
+                case.spec, [profiles[p] for p in candidates], policy=case.policy,
+                zone_has_prime=case.spec.zone not in self.framework.no_prime_zones,
                 neighbours=case.neighbours, after=after, not_again=not_again)
+            plan = case.plans[key] = (offer.tier, [p.provider_id for p in offer.offered])
         return plan
 
     def offer_next_tier(self, case: Case, *, after: Tier | None) -> None:
-        plan = self._plan(case, after)
-        if plan.tier is None:
+        tier, ids = self._plan(case, after)
+        if tier is None:
             if after is not None and self.request_exception(case):
                 return
             self.unplace(case)
             return
-        ids = [p.provider_id for p in plan.offered]
-        case.status, case.tier, case.round, case.round_open = "offered", plan.tier, case.round + 1, True
+        case.status, case.tier, case.round, case.round_open = "offered", tier, case.round + 1, True
         case.state = domain.RoundState(offered=ids)
-        case.quality = {p.provider_id: domain.quality_score(p, self.policy.quality_weights) for p in plan.offered}
+        case.quality = {pid: domain.quality_score(self.market.profiles[pid], self.policy.quality_weights) for pid in ids}
         case.cycle_quality |= case.quality
         case.offered_this_cycle |= set(ids)
         self.rounds += 1
-        self.rounds_by_zone[case.spec.zone][plan.tier.value] += 1
+        self.rounds_by_zone[case.spec.zone][tier.value] += 1
         self.offers[case.spec.band] += len(ids)
         if case.cycle == 0:
             self.first_offers[case.spec.band] += len(ids)
