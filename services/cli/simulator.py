@@ -259,6 +259,9 @@ class Simulation:
         # Each provider's free hours as the brokerage's eligibility rules count them (capacity less
         # committed hours), kept with the profile: _plan's key.
         self.free = {pid: p.weekly_capacity_hours - p.committed_hours for pid, p in self.market.profiles.items()}
+        # Each provider's quality rating, scored again when its hand-back record changes (the only
+        # part of it that changes in a run).
+        self.quality = {pid: domain.quality_score(p, policy.quality_weights) for pid, p in self.market.profiles.items()}
         self.seq = 0
         self.now = 0.0
         self.cases: dict[int, Case] = {}
@@ -381,7 +384,7 @@ class Simulation:
             return
         case.status, case.tier, case.round, case.round_open = "offered", tier, case.round + 1, True
         case.state = domain.RoundState(offered=ids)
-        case.quality = {pid: domain.quality_score(self.market.profiles[pid], self.policy.quality_weights) for pid in ids}
+        case.quality = {pid: self.quality[pid] for pid in ids}
         case.cycle_quality |= case.quality
         case.offered_this_cycle |= set(ids)
         self.rounds += 1
@@ -462,7 +465,7 @@ class Simulation:
     def close_round(self, case: Case) -> None:
         case.round_open = False
         ranked = domain.rank_bids(case.state.answers.values(), case.quality, case.band_rate)
-        still = self._still_eligible(case, [b.answer for b in ranked])
+        still = self._still_eligible(case, [b.answer for b in ranked]) if ranked else set()  # no bids: no winner
         winner = domain.choose_winner(ranked, still)
         if winner is not None:
             self.place(case, winner.answer)
@@ -470,6 +473,8 @@ class Simulation:
         self.offer_next_tier(case, after=case.tier)
 
     def request_exception(self, case: Case) -> bool:
+        if not case.cycle_bids:
+            return False  # no bid in this cycle, none above the rate
         ranked = domain.rank_bids(case.cycle_bids, case.cycle_quality, case.band_rate)
         still = self._still_eligible(case, case.cycle_bids)
         if domain.best_above_rate(ranked, still) is None:
@@ -541,7 +546,8 @@ class Simulation:
         case.care_left -= self.now - case.placement_started
         self._set_committed(provider_id, -case.spec.hours_per_week)
         profile = self.market.profiles[provider_id]
-        self.market.profiles[provider_id] = profile.model_copy(update={"hand_backs_12m": profile.hand_backs_12m + 1})
+        profile = self.market.profiles[provider_id] = profile.model_copy(update={"hand_backs_12m": profile.hand_backs_12m + 1})
+        self.quality[provider_id] = domain.quality_score(profile, self.policy.quality_weights)
         self.hand_backs += 1
         case.hand_backs += 1
         case.excluded.add(provider_id)
