@@ -365,7 +365,7 @@ class Simulation:
         key = (after, tuple(p for p in candidates if free[p] >= hours and p not in not_again))
         plan = case.plans.get(key)
         if plan is None:
-            if len(case.plans) > 8:  # the market moved on: older plans will not come back
+            if len(case.plans) > 256:  # a bound on memory: the market has moved on from most of these
                 case.plans.clear()
             profiles = self.market.profiles
             offer = domain.plan_offer(
