@@ -243,7 +243,7 @@ class Case:
 
 class Simulation:
     def __init__(self, framework: Framework, demand: list[Demand], market: Market, policy: Policy,
-                 market_params: MarketParams, demand_params: DemandParams, *, foresee_declines: bool = True) -> None:
+                 market_params: MarketParams, demand_params: DemandParams, *, shortcuts: bool = True) -> None:
         self.framework = policy_framework(framework, policy)
         self.policy = policy
         self.demand = demand
@@ -266,7 +266,11 @@ class Simulation:
         self.now = 0.0
         self.cases: dict[int, Case] = {}
         self.horizon = demand_params.days * 24.0
-        self.foresee_declines = foresee_declines  # see offer_next_tier; False replays every answer as an event
+        # The replay's shortcuts (foreseen declines, reused plans, candidates screened once); without
+        # them every answer is an event and every round calls plan_offer with every provider near the
+        # zone - the same results, much more slowly.
+        self.shortcuts = shortcuts
+        self.foreseen_rounds = self.reused_plans = 0  # how often they were taken (tests)
         # Who can be near a zone: its own providers and its neighbours' (what repo.providers_serving reads).
         self.nearby: dict[str, list[str]] = {}
         for zone in self.framework.zones.values():
@@ -363,13 +367,16 @@ class Simulation:
         not_again = case.offered_this_cycle | case.excluded
         hours, free = case.spec.hours_per_week, self.free
         key = (after, tuple(p for p in candidates if free[p] >= hours and p not in not_again))
-        plan = case.plans.get(key)
-        if plan is None:
+        plan = case.plans.get(key) if self.shortcuts else None
+        if plan is not None:
+            self.reused_plans += 1
+        else:
             if len(case.plans) > 256:  # a bound on memory: the market has moved on from most of these
                 case.plans.clear()
             profiles = self.market.profiles
+            everyone = candidates if self.shortcuts else self.nearby[case.spec.zone]  # as the brokerage reads them
             offer = domain.plan_offer(
-                case.spec, [profiles[p] for p in candidates], policy=case.policy,
+                case.spec, [profiles[p] for p in everyone], policy=case.policy,
                 zone_has_prime=case.spec.zone not in self.framework.no_prime_zones,
                 neighbours=case.neighbours, after=after, not_again=not_again)
             plan = case.plans[key] = (offer.tier, [p.provider_id for p in offer.offered])
@@ -400,7 +407,7 @@ class Simulation:
                 self.no_answers += 1
                 continue
             answers.append((pid, self.now + self.rng.expovariate(60 / self.mp.mean_answer_minutes)))
-        declines = self._foreseen(case, ids) if self.foresee_declines else None
+        declines = self._foreseen(case, ids) if self.shortcuts else None
         if declines is None:
             for pid, at in answers:
                 self.schedule(at, ANSWER, case, case.round, pid)
@@ -432,6 +439,7 @@ class Simulation:
         period) are counted, and it closes when the last of them is in (``outcome_settled``: nobody
         pending) or else at the window - through the same close_round. Late answers change nothing
         in the replay either. ``events`` still counts the answer events the loop would have taken."""
+        self.foreseen_rounds += 1
         profiles = self.market.profiles
         reasons = dict(zip(case.state.offered, declines))
         last = max((at for _, at in answers), default=closes)
