@@ -265,6 +265,7 @@ class Simulation:
         self.seq = 0
         self.now = 0.0
         self.cases: dict[int, Case] = {}
+        self.open_cases: list[Case] = []  # the cases whose care has not ended (the daily snapshot's)
         self.horizon = demand_params.days * 24.0
         # The replay's shortcuts (foreseen declines, reused plans, candidates screened once); without
         # them every answer is an event and every round calls plan_offer with every provider near the
@@ -354,6 +355,7 @@ class Simulation:
         case = Case(d, d.spec, self.framework.policy_on(d.spec.zone, day), card.rates[d.spec.band],
                     frozenset(zone.adjacent), waiting_since=self.now, care_left=d.care_weeks * 168)
         self.cases[d.package_id] = case
+        self.open_cases.append(case)
         self.offer_next_tier(case, after=None)
 
     def _plan(self, case: Case, after: Tier | None) -> tuple[Tier | None, list[str]]:
@@ -400,7 +402,6 @@ class Simulation:
         if case.cycle == 0:
             self.first_offers[case.spec.band] += len(ids)
         closes = self.now + self.windows[case.spec.urgency]
-        self.schedule(closes, WINDOW, case, case.round)
         answers = []  # (provider, when it answers); the draws in the same order either way
         for pid in ids:
             if self.rng.random() < self.mp.no_answer:
@@ -409,6 +410,7 @@ class Simulation:
             answers.append((pid, self.now + self.rng.expovariate(60 / self.mp.mean_answer_minutes)))
         declines = self._foreseen(case, ids) if self.shortcuts else None
         if declines is None:
+            self.schedule(closes, WINDOW, case, case.round)  # first: it comes before an answer at the same time
             for pid, at in answers:
                 self.schedule(at, ANSWER, case, case.round, pid)
         else:
@@ -438,7 +440,8 @@ class Simulation:
         have had: the declines that arrive while it is open (before the window closes and within the
         period) are counted, and it closes when the last of them is in (``outcome_settled``: nobody
         pending) or else at the window - through the same close_round. Late answers change nothing
-        in the replay either. ``events`` still counts the answer events the loop would have taken."""
+        in the replay either, nor does the window of a round already closed. ``events`` still counts
+        the answer and window events the loop would have taken."""
         self.foreseen_rounds += 1
         profiles = self.market.profiles
         reasons = dict(zip(case.state.offered, declines))
@@ -450,10 +453,12 @@ class Simulation:
                 if at < closes:
                     self._decline(case, profiles[pid], reasons[pid].reason)
         if settles_early:
-            # This event stands in for the last answer's (same time, same place among the events).
+            # This event stands in for the last answer's (same time, same place among the events),
+            # and the window's, which would find the round closed, is left out.
             self.schedule(last, WINDOW, case, case.round)
-            if last <= self.horizon:
-                self.events -= 1
+            self.events += (closes <= self.horizon) - (last <= self.horizon)
+        else:
+            self.schedule(closes, WINDOW, case, case.round)
 
     def answer(self, case: Case, offer_round: int, provider_id: str) -> None:
         if not case.round_open or case.round != offer_round:
@@ -623,8 +628,9 @@ class Simulation:
             release = (hours * leaving).quantize(Decimal("0.01"))
             self.market.baseline[pid] = hours - release
             self._set_committed(pid, -release)
-        waiting = [c for c in self.cases.values() if c.status in WAITING]
-        in_care = [c for c in self.cases.values() if c.status == "placed"]
+        self.open_cases = [c for c in self.open_cases if c.status != "ended"]  # ended for good
+        waiting = [c for c in self.open_cases if c.status in WAITING]
+        in_care = [c for c in self.open_cases if c.status == "placed"]
         self.daily.append({
             "day": day,
             "waiting_packages": len(waiting),
