@@ -366,13 +366,13 @@ class Simulation:
         this cycle, never handed it back). Everything else plan_offer reads is fixed for the run:
         the candidates' standing, tiers and zones, the package's zone, band, needs and policy."""
         candidates = self._candidates(case)
-        not_again = case.offered_this_cycle | case.excluded
-        hours, free = case.spec.hours_per_week, self.free
-        key = (after, tuple(p for p in candidates if free[p] >= hours and p not in not_again))
+        hours, free, offered, excluded = case.spec.hours_per_week, self.free, case.offered_this_cycle, case.excluded
+        key = (after, tuple([p for p in candidates if free[p] >= hours and p not in offered and p not in excluded]))
         plan = case.plans.get(key) if self.shortcuts else None
         if plan is not None:
             self.reused_plans += 1
         else:
+            not_again = offered | excluded
             if len(case.plans) > 256:  # a bound on memory: the market has moved on from most of these
                 case.plans.clear()
             profiles = self.market.profiles
