@@ -19,7 +19,10 @@ What is the brokerage's code and what is modelled here:
   the existing caseload that ends over the year and frees hours.
 
 A discrete-event loop on a heap: events are (time in hours, sequence, kind, data); the sequence
-breaks ties so the order - and so every result - depends only on the seeds.
+breaks ties so the order - and so every result - depends only on the seeds. Shortcuts that
+change no outcome keep a year under a minute (rounds of foreseen declines settled at once, plans
+reused while what decides them is the same); ``Simulation(..., shortcuts=False)`` replays
+without them, and the tests check both give the same result.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from schemas.vocabulary import Band, DeclineReason, Tier, Urgency
 from services.brokerage import domain
 from services.cli.kpis import percentile, shares_and_hhi
 from services.cli.synthetic import package_request
-from services.providers.domain import AutomaticRules, Bid, automatic_answer
+from services.providers.domain import AutomaticRules, Bid, Decline, automatic_answer, standing_decline
 from services.runtime.reference import Framework, PolicyEntry, RateCard
 
 START = dt.datetime(2021, 4, 1, tzinfo=dt.UTC)  # the 2020-21 rate card is in force
@@ -237,12 +240,13 @@ class Case:
     hand_backs: int = 0
     above_rate: bool = False
     candidates: list[str] | None = None
-    plans: dict[tuple, domain.OfferPlan] = field(default_factory=dict)  # see Simulation._plan
+    plans: dict[tuple, tuple[Tier | None, list[str]]] = field(default_factory=dict)  # see Simulation._plan
+    standing_declines: dict[str, Decline | None] = field(default_factory=dict)  # see Simulation._foreseen
 
 
 class Simulation:
     def __init__(self, framework: Framework, demand: list[Demand], market: Market, policy: Policy,
-                 market_params: MarketParams, demand_params: DemandParams) -> None:
+                 market_params: MarketParams, demand_params: DemandParams, *, shortcuts: bool = True) -> None:
         self.framework = policy_framework(framework, policy)
         self.policy = policy
         self.demand = demand
@@ -255,10 +259,22 @@ class Simulation:
                           Band.rural: market_params.decline_rural, Band.isolated: market_params.decline_isolated}
         self.held: dict[str, Decimal] = defaultdict(Decimal)
         self.heap: list = []
+        # Each provider's free hours as the brokerage's eligibility rules count them (capacity less
+        # committed hours), kept with the profile: _plan's key.
+        self.free = {pid: p.weekly_capacity_hours - p.committed_hours for pid, p in self.market.profiles.items()}
+        # Each provider's quality rating, scored again when its hand-back record changes (the only
+        # part of it that changes in a run).
+        self.quality = {pid: domain.quality_score(p, policy.quality_weights) for pid, p in self.market.profiles.items()}
         self.seq = 0
         self.now = 0.0
         self.cases: dict[int, Case] = {}
+        self.open_cases: list[Case] = []  # the cases whose care has not ended (the daily snapshot's)
         self.horizon = demand_params.days * 24.0
+        # The replay's shortcuts (foreseen declines, reused plans, candidates screened once); without
+        # them every answer is an event and every round calls plan_offer with every provider near the
+        # zone - the same results, much more slowly.
+        self.shortcuts = shortcuts
+        self.foreseen_rounds = self.reused_plans = 0  # how often they were taken (tests)
         # Who can be near a zone: its own providers and its neighbours' (what repo.providers_serving reads).
         self.nearby: dict[str, list[str]] = {}
         for zone in self.framework.zones.values():
@@ -312,7 +328,7 @@ class Simulation:
     def clock(self) -> dt.datetime:
         return START + dt.timedelta(hours=self.now)
 
-    def _candidates(self, case: Case) -> list[ProviderProfile]:
+    def _candidates(self, case: Case) -> list[str]:
         """The providers near the package's zone that nothing but capacity could exclude. Only
         capacity changes during a run, so screening these gives the same eligible providers as
         screening everyone near the zone (what the brokerage reads), at a fraction of the cost."""
@@ -320,7 +336,7 @@ class Simulation:
             case.candidates = [p for p in self.nearby[case.spec.zone]
                                if not domain.standing_exclusions(case.spec, self.market.profiles[p])
                                or not domain.standing_exclusions(case.spec, self.market.profiles[p], from_zones=case.neighbours)]
-        return [self.market.profiles[p] for p in case.candidates]
+        return case.candidates
 
     def _still_eligible(self, case: Case, bids: list[domain.Answer]) -> set[str]:
         """Who of the bidders may win now (the award only ever looks at bidders)."""
@@ -329,8 +345,9 @@ class Simulation:
 
     def _set_committed(self, provider_id: str, delta: Decimal) -> None:
         profile = self.market.profiles[provider_id]
-        self.market.profiles[provider_id] = profile.model_copy(
+        profile = self.market.profiles[provider_id] = profile.model_copy(
             update={"committed_hours": max(Decimal(0), profile.committed_hours + delta)})
+        self.free[provider_id] = profile.weekly_capacity_hours - profile.committed_hours
 
     # -- the brokerage's side: the same steps as services/brokerage/handlers.py --
 
@@ -341,50 +358,110 @@ class Simulation:
         case = Case(d, d.spec, self.framework.policy_on(d.spec.zone, day), card.rates[d.spec.band],
                     frozenset(zone.adjacent), waiting_since=self.now, care_left=d.care_weeks * 168)
         self.cases[d.package_id] = case
+        self.open_cases.append(case)
         self.offer_next_tier(case, after=None)
 
-    def _plan(self, case: Case, after: Tier | None) -> domain.OfferPlan:
-        """``domain.plan_offer`` for the package. An unplaced package is re-offered every few hours
-        for as long as it waits, mostly to the same market: each tier's plan is kept and reused while
-        its inputs are the same - the candidates (whose standing never changes in a run), which of them
-        have the free hours, the tier it follows and who is not to be offered it again."""
+    def _plan(self, case: Case, after: Tier | None) -> tuple[Tier | None, list[str]]:
+        """``domain.plan_offer`` for the package: the tier to offer and to whom (None: the ladder is
+        spent). An unplaced package is re-offered every few hours for as long as it waits, mostly to
+        the same market: each plan is kept and reused while what decides it is the same - the tier it
+        follows, and which candidates may be offered it now (the free hours for it, not offered it
+        this cycle, never handed it back). Everything else plan_offer reads is fixed for the run:
+        the candidates' standing, tiers and zones, the package's zone, band, needs and policy."""
         candidates = self._candidates(case)
-        not_again = case.offered_this_cycle | case.excluded
-        hours = case.spec.hours_per_week
-        key = (after, frozenset(not_again), tuple(p.weekly_capacity_hours - p.committed_hours >= hours for p in candidates))
-        plan = case.plans.get(key)
-        if plan is None:
-            if len(case.plans) > 8:  # the market moved on: older plans will not come back
+        hours, free, offered, excluded = case.spec.hours_per_week, self.free, case.offered_this_cycle, case.excluded
+        key = (after, tuple([p for p in candidates if free[p] >= hours and p not in offered and p not in excluded]))
+        plan = case.plans.get(key) if self.shortcuts else None
+        if plan is not None:
+            self.reused_plans += 1
+        else:
+            not_again = offered | excluded
+            if len(case.plans) > 256:  # a bound on memory: the market has moved on from most of these
                 case.plans.clear()
-            plan = case.plans[key] = domain.plan_offer(
-                case.spec, candidates, policy=case.policy, zone_has_prime=case.spec.zone not in self.framework.no_prime_zones,
+            profiles = self.market.profiles
+            everyone = candidates if self.shortcuts else self.nearby[case.spec.zone]  # as the brokerage reads them
+            offer = domain.plan_offer(
+                case.spec, [profiles[p] for p in everyone], policy=case.policy,
+                zone_has_prime=case.spec.zone not in self.framework.no_prime_zones,
                 neighbours=case.neighbours, after=after, not_again=not_again)
+            plan = case.plans[key] = (offer.tier, [p.provider_id for p in offer.offered])
         return plan
 
     def offer_next_tier(self, case: Case, *, after: Tier | None) -> None:
-        plan = self._plan(case, after)
-        if plan.tier is None:
+        tier, ids = self._plan(case, after)
+        if tier is None:
             if after is not None and self.request_exception(case):
                 return
             self.unplace(case)
             return
-        ids = [p.provider_id for p in plan.offered]
-        case.status, case.tier, case.round, case.round_open = "offered", plan.tier, case.round + 1, True
+        case.status, case.tier, case.round, case.round_open = "offered", tier, case.round + 1, True
         case.state = domain.RoundState(offered=ids)
-        case.quality = {p.provider_id: domain.quality_score(p, self.policy.quality_weights) for p in plan.offered}
+        case.quality = {pid: self.quality[pid] for pid in ids}
         case.cycle_quality |= case.quality
         case.offered_this_cycle |= set(ids)
         self.rounds += 1
-        self.rounds_by_zone[case.spec.zone][plan.tier.value] += 1
+        self.rounds_by_zone[case.spec.zone][tier.value] += 1
         self.offers[case.spec.band] += len(ids)
         if case.cycle == 0:
             self.first_offers[case.spec.band] += len(ids)
-        self.schedule(self.now + self.windows[case.spec.urgency], WINDOW, case, case.round)
+        closes = self.now + self.windows[case.spec.urgency]
+        answers = []  # (provider, when it answers); the draws in the same order either way
         for pid in ids:
             if self.rng.random() < self.mp.no_answer:
                 self.no_answers += 1
                 continue
-            self.schedule(self.now + self.rng.expovariate(60 / self.mp.mean_answer_minutes), ANSWER, case, case.round, pid)
+            answers.append((pid, self.now + self.rng.expovariate(60 / self.mp.mean_answer_minutes)))
+        declines = self._foreseen(case, ids) if self.shortcuts else None
+        if declines is None:
+            self.schedule(closes, WINDOW, case, case.round)  # first: it comes before an answer at the same time
+            for pid, at in answers:
+                self.schedule(at, ANSWER, case, case.round, pid)
+        else:
+            self._foreseen_round(case, closes, answers, declines, everyone_answers=len(answers) == len(ids))
+
+    def _foreseen(self, case: Case, ids: list[str]) -> list[Decline] | None:
+        """Each offered provider's answer when all of them are declines known in advance: what the
+        adapter's rules decline whatever the caseload (``standing_decline``: zone, band, skills,
+        call times, package size). Those never depend on the clock or the market, and the
+        provider's side draws nothing at random for a decline. Most of the year's rounds are
+        these: the waiting list's large packages re-offered every few hours to providers whose
+        adapters turn them down. None when any answer could be a bid (or a capacity decline)."""
+        known = case.standing_declines
+        declines = []
+        for pid in ids:
+            if pid not in known:
+                known[pid] = standing_decline(self.market.profiles[pid], self.market.rules[pid], case.spec,
+                                              neighbouring=case.neighbours)
+            if known[pid] is None:
+                return None
+            declines.append(known[pid])
+        return declines
+
+    def _foreseen_round(self, case: Case, closes: float, answers: list[tuple[str, float]], declines: list[Decline],
+                        *, everyone_answers: bool) -> None:
+        """A round of foreseen declines, settled at once with the outcome its answer events would
+        have had: the declines that arrive while it is open (before the window closes and within the
+        period) are counted, and it closes when the last of them is in (``outcome_settled``: nobody
+        pending) or else at the window - through the same close_round. Late answers change nothing
+        in the replay either, nor does the window of a round already closed. ``events`` still counts
+        the answer and window events the loop would have taken."""
+        self.foreseen_rounds += 1
+        profiles = self.market.profiles
+        reasons = dict(zip(case.state.offered, declines))
+        last = max((at for _, at in answers), default=closes)
+        settles_early = everyone_answers and last < closes
+        for pid, at in answers:
+            if at <= self.horizon:
+                self.events += 1
+                if at < closes:
+                    self._decline(case, profiles[pid], reasons[pid].reason)
+        if settles_early:
+            # This event stands in for the last answer's (same time, same place among the events),
+            # and the window's, which would find the round closed, is left out.
+            self.schedule(last, WINDOW, case, case.round)
+            self.events += (closes <= self.horizon) - (last <= self.horizon)
+        else:
+            self.schedule(closes, WINDOW, case, case.round)
 
     def answer(self, case: Case, offer_round: int, provider_id: str) -> None:
         if not case.round_open or case.round != offer_round:
@@ -404,7 +481,7 @@ class Simulation:
     def close_round(self, case: Case) -> None:
         case.round_open = False
         ranked = domain.rank_bids(case.state.answers.values(), case.quality, case.band_rate)
-        still = self._still_eligible(case, [b.answer for b in ranked])
+        still = self._still_eligible(case, [b.answer for b in ranked]) if ranked else set()  # no bids: no winner
         winner = domain.choose_winner(ranked, still)
         if winner is not None:
             self.place(case, winner.answer)
@@ -412,6 +489,8 @@ class Simulation:
         self.offer_next_tier(case, after=case.tier)
 
     def request_exception(self, case: Case) -> bool:
+        if not case.cycle_bids:
+            return False  # no bid in this cycle, none above the rate
         ranked = domain.rank_bids(case.cycle_bids, case.cycle_quality, case.band_rate)
         still = self._still_eligible(case, case.cycle_bids)
         if domain.best_above_rate(ranked, still) is None:
@@ -483,13 +562,15 @@ class Simulation:
         case.care_left -= self.now - case.placement_started
         self._set_committed(provider_id, -case.spec.hours_per_week)
         profile = self.market.profiles[provider_id]
-        self.market.profiles[provider_id] = profile.model_copy(update={"hand_backs_12m": profile.hand_backs_12m + 1})
+        profile = self.market.profiles[provider_id] = profile.model_copy(update={"hand_backs_12m": profile.hand_backs_12m + 1})
+        self.quality[provider_id] = domain.quality_score(profile, self.policy.quality_weights)
         self.hand_backs += 1
         case.hand_backs += 1
         case.excluded.add(provider_id)
         case.provider, case.rate, case.placed_at = None, None, None
         start = max(case.spec.start_date, (self.clock() + dt.timedelta(days=self.dp.notice_days)).date())
         case.spec = case.spec.model_copy(update={"start_date": start})
+        case.standing_declines.clear()  # only the start date changed; cheap to be sure
         case.waiting_since = self.now
         self._new_cycle(case)
         self.offer_next_tier(case, after=None)
@@ -550,8 +631,9 @@ class Simulation:
             release = (hours * leaving).quantize(Decimal("0.01"))
             self.market.baseline[pid] = hours - release
             self._set_committed(pid, -release)
-        waiting = [c for c in self.cases.values() if c.status in WAITING]
-        in_care = [c for c in self.cases.values() if c.status == "placed"]
+        self.open_cases = [c for c in self.open_cases if c.status != "ended"]  # ended for good
+        waiting = [c for c in self.open_cases if c.status in WAITING]
+        in_care = [c for c in self.open_cases if c.status == "placed"]
         self.daily.append({
             "day": day,
             "waiting_packages": len(waiting),

@@ -64,6 +64,22 @@ def free_hours(profile: ProviderProfile, held_hours: Decimal) -> Decimal:
 def automatic_answer(profile: ProviderProfile, rules: AutomaticRules, package: PackageSpec, band_rate: Decimal,
                      held_hours: Decimal, today: dt.date, *, neighbouring: frozenset[str] = frozenset()) -> Bid | Decline:
     """``neighbouring``: the zones next to the package's zone (an escalated offer may come from there)."""
+    declined = standing_decline(profile, rules, package, neighbouring=neighbouring)
+    if declined is not None:
+        return declined
+    if free_hours(profile, held_hours) < package.hours_per_week:
+        return Decline(DeclineReason.capacity, "no free capacity for the hours")
+    premium = rules.premium_percent.get(package.band.value, Decimal(0))
+    rate = (band_rate * (1 + Decimal(premium) / 100)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    earliest = max(package.start_date, today + dt.timedelta(days=rules.lead_days))
+    return Bid(hourly_rate=rate, earliest_start=earliest)
+
+
+def standing_decline(profile: ProviderProfile, rules: AutomaticRules, package: PackageSpec, *,
+                     neighbouring: frozenset[str] = frozenset()) -> Decline | None:
+    """The adapter's declines that do not depend on the provider's caseload (everything but free
+    capacity), in the order it checks them; None when only capacity could still decline. The
+    policy simulator uses it to know an answer in advance."""
     if profile.status != "active":
         return Decline(DeclineReason.other, f"provider is {profile.status}")
     nearby = rules.covers_adjacent_zones and bool(set(profile.zones) & neighbouring)
@@ -79,12 +95,7 @@ def automatic_answer(profile: ProviderProfile, rules: AutomaticRules, package: P
         return Decline(DeclineReason.call_times, f"covers at most {max_calls(rules)} calls a day")
     if package.hours_per_week > rules.max_package_hours:
         return Decline(DeclineReason.capacity, f"takes packages up to {rules.max_package_hours} h/week")
-    if free_hours(profile, held_hours) < package.hours_per_week:
-        return Decline(DeclineReason.capacity, "no free capacity for the hours")
-    premium = rules.premium_percent.get(package.band.value, Decimal(0))
-    rate = (band_rate * (1 + Decimal(premium) / 100)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    earliest = max(package.start_date, today + dt.timedelta(days=rules.lead_days))
-    return Bid(hourly_rate=rate, earliest_start=earliest)
+    return None
 
 
 class StatusRefused(ValueError):

@@ -252,3 +252,62 @@ class TestOfferPlan:
         full = provider(committed_hours=Decimal(100))
         assert domain.standing_exclusions(package(), full) == []
         assert domain.exclusion_reasons(package(), full) == ["capacity 0 h/week free, package needs 14"]
+
+
+# ---- eligibility, checked against the rules stated plainly ---------------------------------
+# standing_exclusions/screen are written for speed (the policy simulator screens millions of times a
+# year); this is what they must keep saying, rule by rule, in the rules' order.
+
+ZONES = ["melton", "bottesford", "charnwood-north", "lutterworth"]
+NEEDS = ["personal_care", "medication", "dementia", "end_of_life"]
+
+
+def plain_exclusions(pkg: PackageSpec, prov: ProviderProfile, from_zones: frozenset[str] | None) -> list[str]:
+    reasons = []
+    if prov.status != "active":
+        reasons.append(f"not active on the framework ({prov.status})")
+    if prov.cqc_rating == "inadequate":
+        reasons.append("quality rated Inadequate")
+    if from_zones is None and pkg.zone not in prov.zones:
+        reasons.append(f"does not serve zone {pkg.zone}")
+    if from_zones is not None and not set(prov.zones) & from_zones:
+        reasons.append(f"serves none of the zones next to {pkg.zone}")
+    if pkg.band not in prov.bands:
+        reasons.append(f"does not accept band {pkg.band}")
+    missing = sorted(set(pkg.needs) - set(prov.skills))
+    if missing:
+        reasons.append("lacks skills: " + ", ".join(missing))
+    if pkg.visits.carers_per_call > 1 and not prov.double_handed:
+        reasons.append("does not staff double-handed calls")
+    free = prov.weekly_capacity_hours - prov.committed_hours
+    if free < pkg.hours_per_week:
+        reasons.append(f"capacity {free} h/week free, package needs {pkg.hours_per_week}")
+    return reasons
+
+
+providers_strategy = st.lists(st.builds(
+    lambda i, status, cqc, zones, bands, skills, double, committed: provider(
+        f"p{i}", status=status, cqc_rating=cqc, zones=zones, bands=bands, skills=skills, double_handed=double,
+        committed_hours=Decimal(committed)),
+    st.integers(0, 99), st.sampled_from(["active", "suspended", "left"]), st.sampled_from(["good", "inadequate"]),
+    st.lists(st.sampled_from(ZONES), min_size=1, max_size=3), st.lists(st.sampled_from(["urban", "rural"]), max_size=2),
+    st.lists(st.sampled_from(NEEDS), max_size=4), st.booleans(), st.integers(0, 100),
+), max_size=8, unique_by=lambda p: p.provider_id)
+
+
+@settings(max_examples=300, deadline=None)
+@given(providers=providers_strategy, zone=st.sampled_from(ZONES), band=st.sampled_from(["urban", "rural"]),
+       needs=st.lists(st.sampled_from(NEEDS), min_size=1, max_size=4), carers=st.integers(1, 2),
+       hours=st.integers(1, 30), neighbours=st.sets(st.sampled_from(ZONES), max_size=2))
+def test_property_eligibility_is_the_rules_stated_plainly(providers, zone, band, needs, carers, hours, neighbours):
+    pkg = package(zone=zone, band=band, needs=needs, hours_per_week=Decimal(hours),
+                  visits=VisitPattern(calls_per_day=2, minutes_per_call=30, carers_per_call=carers))
+    near = frozenset(neighbours - {zone})
+    for from_zones in (None, near):
+        for prov in providers:
+            assert domain.exclusion_reasons(pkg, prov, from_zones=from_zones) == plain_exclusions(pkg, prov, from_zones)
+        in_area = [p for p in providers if (zone in p.zones) == (from_zones is None)
+                   and (from_zones is None or set(p.zones) & from_zones)]
+        s = domain.screen(pkg, providers, from_zones=from_zones)
+        assert [p.provider_id for p in s.eligible] == [p.provider_id for p in in_area if not plain_exclusions(pkg, p, from_zones)]
+        assert s.excluded == {p.provider_id: plain_exclusions(pkg, p, from_zones) for p in in_area if plain_exclusions(pkg, p, from_zones)}

@@ -110,3 +110,24 @@ def test_bad_parameters_are_refused(tmp_path):
     assert run.exit_code != 0 and "nonsense" in run.output
     run = CliRunner().invoke(app, ["simulate", "--days", "2", "--policies", "monopoly", "--out", str(tmp_path)])
     assert run.exit_code != 0 and "monopoly" in run.output
+
+
+@pytest.mark.parametrize("policy", POLICIES, ids=lambda p: p.name)
+def test_the_replays_shortcuts_change_no_outcome(policy):
+    """Foreseen declines settled at once and plans reused give exactly the replay without them
+    (every answer an event, plan_offer on every provider near the zone every round). A tight,
+    hand-back-prone market, so capacity moves, packages wait and providers are excluded; the period
+    ends with rounds still open."""
+    framework, seed = load_framework(), load_provider_seed()
+    demand = dataclasses.replace(DEMAND, days=12, hand_back_share=0.4, notice_days=1, mean_care_weeks=1.0)
+    market = sim.MarketParams(capacity_scale=1.2)
+
+    def replay(shortcuts: bool) -> sim.Simulation:
+        return sim.Simulation(framework, sim.generate_demand(framework, demand), sim.build_market(framework, seed, market),
+                              policy, market, demand, shortcuts=shortcuts).run()
+
+    fast, slow = replay(True), replay(False)
+    assert fast.foreseen_rounds > 100 and fast.reused_plans > 100  # the shortcuts were taken...
+    assert slow.foreseen_rounds == slow.reused_plans == 0
+    assert fast.result()["hand_backs"] > 10 and fast.result()["packages"]["by_status_at_end"].get("offered")
+    assert json.dumps(fast.result(), sort_keys=True, default=str) == json.dumps(slow.result(), sort_keys=True, default=str)
