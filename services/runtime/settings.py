@@ -73,8 +73,8 @@ class ServiceSettings(SharedSettings):
     consumer_batch_wait_ms: int = 20
     # A fetch waits until this many bytes are there or this long has passed: fewer, fuller fetches
     # (and so batches) under load - the broker's cost is per request - for a few ms per hop.
-    consumer_fetch_min_bytes: int = 1
-    consumer_fetch_max_wait_ms: int = 500
+    consumer_fetch_min_bytes: int = 65536
+    consumer_fetch_max_wait_ms: int = 20
     # How long the producer (the relay) waits to fill a request with more events.
     kafka_linger_ms: int = 2
     # How long shutdown may take before in-flight work is abandoned (to be redelivered).
