@@ -25,8 +25,9 @@ async def test_a_small_benchmark_reports_every_measure(database_url, tmp_path):
         latency = measured["latency_seconds"]
         assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"]
         assert measured["events"] >= 4 * placed  # requested, offered, answered, placed, confirmed...
-        # Each service's CPU, and Kafka's and PostgreSQL's when they run on this machine.
-        assert set(SERVICES) <= set(measured["cpu_seconds"]) <= set(SERVICES) | {"kafka", "postgresql"}
+        # Each service's CPU and the load generator's, and Kafka's and PostgreSQL's when they run here.
+        assert set(SERVICES) | {"load_generator"} <= set(measured["cpu_seconds"])
+        assert set(measured["cpu_seconds"]) <= set(SERVICES) | {"load_generator", "kafka", "postgresql"}
         assert all(seconds >= 0 for seconds in measured["cpu_seconds"].values())
     assert run["baseline"]["messages"] == 300 and run["baseline"]["per_second"] > 0
 
