@@ -7,7 +7,7 @@ synthetic county market (the seed market's providers, given room for the load), 
    request accepted (the brokerage's ``requested_at``) to the placement confirmation stored
    (notifications' ``deliveries.created_at`` of the placement's messages), both stamped by the same machine;
 2. **as fast as it can**: ``--burst`` requests from ``--concurrency`` clients at once;
-   placements per second over the middle 80% of the placements;
+   placements per second from the first request sent to the last confirmation stored;
 3. **baseline**: a bare aiokafka consume-then-produce loop through the same broker (same
    message size, acks=all, idempotent producer, offsets committed), as the ceiling the broker
    and client allow on this machine; the pipeline's Kafka events/s is reported as a ratio of it.
@@ -139,9 +139,13 @@ def infrastructure_cpu(kafka_bootstrap: str, database_url: str) -> dict[str, flo
         if port not in listening:
             continue
         try:
+            # The server's own time, its live children's (PostgreSQL's backends), and that of the
+            # children it has reaped (a backend or autovacuum worker that exited): so the total
+            # only grows, whoever comes and goes between two readings.
             root = psutil.Process(listening[port])
-            total = 0.0
-            for proc in [root, *root.children(recursive=True)]:
+            t = root.cpu_times()
+            total = t.user + t.system + t.children_user + t.children_system
+            for proc in root.children():
                 try:
                     t = proc.cpu_times()
                     total += t.user + t.system
@@ -301,20 +305,17 @@ async def run_phase(client, admin, brokerage: str, requests: list[dict], watch: 
     rows = await outcomes(admin, ids)
     placed = sorted((r for r in rows if r["status"] == "placed"), key=lambda r: r["confirmed_at"])
     latencies = [(r["confirmed_at"] - r["requested_at"]).total_seconds() for r in placed]
-    # Sustained: placements between the 10th and the 90th percentile of confirmation times,
-    # so the ramp-up and the tail do not count.
-    sustained = None
-    if len(placed) >= 10:
-        lo, hi = placed[len(placed) // 10]["confirmed_at"], placed[(len(placed) * 9) // 10]["confirmed_at"]
-        span = (hi - lo).total_seconds()
-        sustained = round((len(placed) * 8 // 10) / span, 1) if span > 0 else None
+    # Placements per second from the first request sent to the last confirmation stored: the
+    # whole job. (A window in the middle of the confirmations would flatter it: the brokerage
+    # accepts a burst of requests faster than the pipeline places them, so most confirmations
+    # come after the last request, in a drain at twice the rate the system can sustain.)
+    span = (placed[-1]["confirmed_at"] - t0).total_seconds() if placed else 0
     events = await events_between(admin, t0, t1)
     statuses = {s: sum(r["status"] == s for r in rows) for s in FINAL}
     return {
         "requests": len(requests), "posting_seconds": round(posted, 2), "seconds": round(seconds, 2),
         "outcomes": statuses,
-        "placements_per_second": round(len(placed) / seconds, 1) if seconds else None,
-        "sustained_placements_per_second": sustained,
+        "placements_per_second": round(len(placed) / span, 1) if span > 0 else None,
         "latency_seconds": {"p50": _r(percentile(latencies, 50)), "p95": _r(percentile(latencies, 95)),
                             "p99": _r(percentile(latencies, 99)), "max": _r(max(latencies, default=None))},
         "events": events, "events_per_second": round(events / seconds, 1) if seconds else None,
@@ -414,8 +415,7 @@ def summarise(result: dict) -> dict:
         "latency_p95_s": med(["fixed_rate", "latency_seconds", "p95"]),
         "latency_p99_s": med(["fixed_rate", "latency_seconds", "p99"]),
         "fixed_rate_events_per_second": med(["fixed_rate", "events_per_second"]),
-        "sustained_placements_per_second": med(["as_fast_as_possible", "sustained_placements_per_second"]),
-        "placements_per_second_whole_burst": med(["as_fast_as_possible", "placements_per_second"]),
+        "sustained_placements_per_second": med(["as_fast_as_possible", "placements_per_second"]),
         "burst_events_per_second": med(["as_fast_as_possible", "events_per_second"]),
         "baseline_messages_per_second": med(["baseline", "per_second"]),
         "cpu_seconds_per_service": {n: med(["as_fast_as_possible", "cpu_seconds", n]) for n in SERVICES},
@@ -439,8 +439,8 @@ def report_table(result: dict) -> Table:
     table.add_row(f"latency p95 at {s['fixed_rate_per_second']:g} req/s (s)", _f(s["latency_p95_s"]), "")
     table.add_row(f"latency p99 at {s['fixed_rate_per_second']:g} req/s (s)", _f(s["latency_p99_s"]), "< 1")
     table.add_row("Kafka events/s at the fixed rate", _f(s["fixed_rate_events_per_second"]), "")
-    table.add_row("sustained placements/s, as fast as possible", _f(s["sustained_placements_per_second"]), ">= 100")
-    table.add_row("placements/s over the whole burst", _f(s["placements_per_second_whole_burst"]), "")
+    table.add_row("sustained placements/s, as fast as possible (first request to last confirmation)",
+                  _f(s["sustained_placements_per_second"]), ">= 100")
     table.add_row("Kafka events/s, as fast as possible", _f(s["burst_events_per_second"]), "")
     table.add_row("baseline consume-then-produce msgs/s", _f(s["baseline_messages_per_second"]), "")
     table.add_row("pipeline events/s as a share of the baseline", _f(s.get("events_vs_baseline")), "")

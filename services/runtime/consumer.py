@@ -90,7 +90,7 @@ class EventConsumer:
     def __init__(self, *, service: str, group: str, pool_provider: Callable[[], asyncpg.Pool], broker: KafkaBroker,
                  max_attempts: int = 3, backoff_initial: float = 0.2, backoff_max: float = 15.0,
                  transient_give_up_seconds: float = 240.0, batch_size: int = 100, batch_wait_ms: int = 20,
-                 fetch_min_bytes: int = 65536, fetch_max_wait_ms: int = 20) -> None:
+                 fetch_min_bytes: int = 1, fetch_max_wait_ms: int = 500) -> None:
         self.service = service
         self.group = group
         self._pool_provider = pool_provider
