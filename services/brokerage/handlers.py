@@ -113,15 +113,14 @@ async def record_answer(uow: UnitOfWork, rules: BrokerageRules, event: BidSubmit
     common = dict(package_id=event.package_id, offer_round=event.offer_round, provider_id=event.provider_id,
                   adapter=event.adapter, answered_at=event.answered_at, event_id=event.event_id, late=late)
     if isinstance(event, BidSubmitted):
-        fresh = await repo.insert_answer(uow.conn, kind="bid", hourly_rate=event.hourly_rate,
-                                         earliest_start=event.earliest_start, **common)
+        answers = await repo.insert_answer(uow.conn, kind="bid", hourly_rate=event.hourly_rate,
+                                           earliest_start=event.earliest_start, **common)
     else:
-        fresh = await repo.insert_answer(uow.conn, kind="decline", reason=event.reason.value,
-                                         reason_text=event.reason_text, **common)
-    if not fresh or late:
+        answers = await repo.insert_answer(uow.conn, kind="decline", reason=event.reason.value,
+                                           reason_text=event.reason_text, **common)
+    if answers is None or late:  # answered before (a redelivery), or too late to count
         return
-    answered = await repo.round_state(uow.conn, event.package_id, event.offer_round, offered=offered,
-                                      quality=package["round_quality"])
+    answered = repo.state_of(offered, package["round_quality"], answers)
     if domain.outcome_settled(*answered, package["band_rate"]):
         await close_round(uow, rules, package, why="outcome settled", causation=event.event_id, answered=answered)
 
@@ -194,9 +193,7 @@ async def _place(uow: UnitOfWork, package, spec: PackageSpec, winner: domain.Ran
     repo.add_timeline(uow, package_id, "placed", at, provider_id=winner.answer.provider_id,
                             rank=winner.rank, why=why, hourly_rate=str(winner.answer.hourly_rate),
                             start_date=start_date.isoformat())
-    all_offered = await uow.conn.fetchval(
-        "SELECT array_agg(DISTINCT p) FROM offer_rounds, unnest(provider_ids) p WHERE package_id = $1", package_id
-    )
+    all_offered = await repo.everyone_offered(uow.conn, package_id)
     await uow.emit(PackagePlaced(
         correlation_id=package_id, causation_id=causation, package_id=package_id,
         provider_id=winner.answer.provider_id, offer_round=offer_round, tier=tier,

@@ -24,21 +24,21 @@ async def insert_package(conn: asyncpg.Connection, *, package_id: uuid.UUID, spe
                          policy: str, rate_card: str, band_rate: Decimal, requested_at: dt.datetime, person: dict,
                          idempotency: tuple[str, str] | None = None) -> asyncpg.Record:
     key, request_hash = idempotency or (None, None)
-    # RETURNING the row: a row this transaction inserted is as good as locked (no one else sees it yet).
-    row = await conn.fetchrow(
-        """INSERT INTO packages (package_id, status, spec, zone, band, urgency, hours_per_week, start_date,
+    # One statement for the package and its person; RETURNING the package: a row this
+    # transaction inserted is as good as locked (no one else sees it yet).
+    return await conn.fetchrow(
+        """WITH person AS (
+               INSERT INTO persons (package_id, full_name, address, postcode, phone, email, nhs_number, date_of_birth,
+                                    care_notes)
+               VALUES ($1, $15, $16, $17, $18, $19, $20, $21, $22))
+           INSERT INTO packages (package_id, status, spec, zone, band, urgency, hours_per_week, start_date,
                                  requested_by, policy, rate_card, band_rate, requested_at, idempotency_key, request_hash)
            VALUES ($1, 'requested', $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING *""",
         package_id, spec.model_dump_json(), spec.zone, spec.band.value, spec.urgency.value, spec.hours_per_week,
         spec.start_date, requested_by, policy, rate_card, band_rate, requested_at, key, request_hash,
-    )
-    await conn.execute(
-        """INSERT INTO persons (package_id, full_name, address, postcode, phone, email, nhs_number, date_of_birth, care_notes)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
-        package_id, person["full_name"], person["address"], person["postcode"], person.get("phone"),
+        person["full_name"], person["address"], person["postcode"], person.get("phone"),
         person.get("email"), person["nhs_number"], person.get("date_of_birth"), person.get("care_notes"),
     )
-    return row
 
 
 async def lock_package(conn: asyncpg.Connection, package_id: uuid.UUID) -> asyncpg.Record | None:
@@ -55,6 +55,13 @@ async def lock_package_for_answer(conn: asyncpg.Connection, package_id: uuid.UUI
              FROM packages p LEFT JOIN offer_rounds r ON r.package_id = p.package_id AND r.offer_round = $2
             WHERE p.package_id = $1 FOR UPDATE OF p""",
         package_id, offer_round)
+
+
+async def everyone_offered(conn: asyncpg.Connection, package_id: uuid.UUID) -> list[str]:
+    """Every provider offered the package in any round (the losing bidders are among them)."""
+    return await conn.fetchval(
+        "SELECT coalesce(array_agg(DISTINCT p), '{}') FROM offer_rounds, unnest(provider_ids) p WHERE package_id = $1",
+        package_id)
 
 
 async def get_package(conn: asyncpg.Connection | asyncpg.Pool, package_id: uuid.UUID) -> asyncpg.Record | None:
@@ -78,16 +85,14 @@ async def open_round(conn: asyncpg.Connection, *, package_id: uuid.UUID, offer_r
                      excluded: dict[str, list[str]], quality: dict[str, Decimal], opened_at: dt.datetime,
                      window_closes_at: dt.datetime, cycle: int = 1) -> None:
     await conn.execute(
-        """INSERT INTO offer_rounds (package_id, offer_round, tier, provider_ids, excluded, quality, opened_at,
-                                     window_closes_at, cycle)
-           VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, $9)""",
+        """WITH opened AS (
+               INSERT INTO offer_rounds (package_id, offer_round, tier, provider_ids, excluded, quality, opened_at,
+                                         window_closes_at, cycle)
+               VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, $9))
+           UPDATE packages SET status = 'offered', current_round = $2, current_tier = $3, window_closes_at = $8
+            WHERE package_id = $1""",
         package_id, offer_round, tier, provider_ids, json.dumps(excluded), json.dumps({k: str(v) for k, v in quality.items()}),
         opened_at, window_closes_at, cycle,
-    )
-    await conn.execute(
-        """UPDATE packages SET status = 'offered', current_round = $2, current_tier = $3, window_closes_at = $4
-            WHERE package_id = $1""",
-        package_id, offer_round, tier, window_closes_at,
     )
 
 
@@ -98,20 +103,21 @@ async def close_round(conn: asyncpg.Connection, package_id: uuid.UUID, offer_rou
     )
 
 
-async def round_state(conn: asyncpg.Connection, package_id: uuid.UUID, offer_round: int, *,
-                      offered: list[str] | None = None, quality: str | None = None) -> tuple[RoundState, dict[str, Decimal]]:
-    """The round's offers and on-time answers, with its quality scores; ``offered`` and ``quality``
-    when the caller has already read the round (:func:`lock_package_for_answer`)."""
-    if offered is None or quality is None:
-        row = await conn.fetchrow(
-            "SELECT provider_ids, quality FROM offer_rounds WHERE package_id = $1 AND offer_round = $2", package_id, offer_round
-        )
-        offered, quality = row["provider_ids"], row["quality"]
+async def round_state(conn: asyncpg.Connection, package_id: uuid.UUID, offer_round: int) -> tuple[RoundState, dict[str, Decimal]]:
+    """The round's offers and on-time answers, with its quality scores."""
+    row = await conn.fetchrow(
+        "SELECT provider_ids, quality FROM offer_rounds WHERE package_id = $1 AND offer_round = $2", package_id, offer_round
+    )
+    answers = await conn.fetch("SELECT * FROM answers WHERE package_id = $1 AND offer_round = $2", package_id, offer_round)
+    return state_of(row["provider_ids"], row["quality"], answers)
+
+
+def state_of(offered: list[str], quality: str, answers: list[asyncpg.Record]) -> tuple[RoundState, dict[str, Decimal]]:
+    """A round's state from its rows: only on-time answers of providers it was offered count."""
     state = RoundState(offered=list(offered))
-    for a in await conn.fetch(
-        "SELECT * FROM answers WHERE package_id = $1 AND offer_round = $2 AND NOT late AND provider_id = ANY($3)",
-        package_id, offer_round, state.offered,
-    ):
+    for a in answers:
+        if a["late"] or a["provider_id"] not in state.offered:
+            continue
         state.answers[a["provider_id"]] = Answer(
             provider_id=a["provider_id"], kind=a["kind"], answered_at=a["answered_at"], hourly_rate=a["hourly_rate"],
             earliest_start=a["earliest_start"], reason=a["reason"],
@@ -119,19 +125,28 @@ async def round_state(conn: asyncpg.Connection, package_id: uuid.UUID, offer_rou
     return state, {k: Decimal(v) for k, v in json.loads(quality).items()}
 
 
+ANSWER_COLUMNS = ("package_id, offer_round, provider_id, kind, hourly_rate, earliest_start, reason, reason_text, adapter, "
+                  "answered_at, event_id, late")
+
+
 async def insert_answer(conn: asyncpg.Connection, *, package_id: uuid.UUID, offer_round: int, provider_id: str, kind: str,
                         adapter: str, answered_at: dt.datetime, event_id: uuid.UUID, late: bool, hourly_rate: Decimal | None = None,
-                        earliest_start: dt.date | None = None, reason: str | None = None, reason_text: str | None = None) -> bool:
-    """Record a provider's answer; False if that provider already answered this round."""
-    inserted = await conn.fetchval(
-        """INSERT INTO answers (package_id, offer_round, provider_id, kind, hourly_rate, earliest_start, reason,
-                                reason_text, adapter, answered_at, event_id, late)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-           ON CONFLICT (package_id, offer_round, provider_id) DO NOTHING RETURNING true""",
+                        earliest_start: dt.date | None = None, reason: str | None = None,
+                        reason_text: str | None = None) -> list[asyncpg.Record] | None:
+    """Record a provider's answer; None if that provider already answered this round, else every
+    answer of the round, this one included (read in the same statement: one round trip)."""
+    rows = await conn.fetch(
+        f"""WITH new AS (
+                INSERT INTO answers ({ANSWER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                ON CONFLICT (package_id, offer_round, provider_id) DO NOTHING RETURNING {ANSWER_COLUMNS})
+            SELECT true AS new, * FROM new
+            UNION ALL
+            SELECT false, {ANSWER_COLUMNS} FROM answers
+             WHERE package_id = $1 AND offer_round = $2 AND EXISTS (SELECT 1 FROM new)""",
         package_id, offer_round, provider_id, kind, hourly_rate, earliest_start, reason, reason_text, adapter,
         answered_at, event_id, late,
     )
-    return bool(inserted)
+    return rows or None
 
 
 async def mark_placed(conn: asyncpg.Connection, package_id: uuid.UUID, *, provider_id: str, hourly_rate: Decimal,
