@@ -43,10 +43,13 @@ class Service:
         self.migrations = migrations
         self.broker = make_broker(settings)
         self._pool: asyncpg.Pool | None = None
+        # The consumers' and the relay's own connections: a flood of HTTP requests queueing for
+        # the main pool must not starve the pipeline behind it (the benchmark's burst did).
+        self._pipeline_pool: asyncpg.Pool | None = None
         self.consumer = EventConsumer(
             service=self.name,
             group=runtime_topics.group(self.name),
-            pool_provider=lambda: self.pool,
+            pool_provider=lambda: self._pipeline_pool or self.pool,
             broker=self.broker,
             max_attempts=settings.consumer_max_attempts,
             transient_give_up_seconds=settings.consumer_transient_give_up_seconds,
@@ -86,13 +89,16 @@ class Service:
         log.info("starting", kafka=s.kafka_bootstrap_servers, http=f"{s.http_host}:{s.http_port}")
         self._pool = await create_pool(s.service_dsn, schema=self.name, application=self.name, size=s.db_pool_size)
         await migrate(self._pool, self.name, self.migrations)
+        if self.events:
+            self._pipeline_pool = await create_pool(s.service_dsn, schema=self.name, application=f"{self.name}-pipeline",
+                                                    size=s.db_pipeline_pool_size)
         # Start-up steps (e.g. seeding the registry) run before consuming starts, so no event is
         # handled against a half-prepared database.
         for step in self.startup_steps:
             await step(self)
         await self._wait_for_kafka()
         if self.events:
-            self.relay = Relay(self._pool, self.broker, service=self.name, batch_size=s.relay_batch_size,
+            self.relay = Relay(self._pipeline_pool, self.broker, service=self.name, batch_size=s.relay_batch_size,
                                poll_seconds=s.relay_poll_seconds, retention_seconds=s.outbox_retention_seconds)
             self.relay.start()
         self._tasks = [asyncio.create_task(self._guard(task), name=task.__name__)
@@ -152,8 +158,9 @@ class Service:
             except Exception as exc:
                 log.warning("final relay batch failed; it will be published after restart", error=repr(exc))
         await self.broker.stop()
-        if self._pool:
-            await self._pool.close()
+        for pool in (self._pipeline_pool, self._pool):
+            if pool:
+                await pool.close()
         log.info("stopped")
 
     @asynccontextmanager
@@ -167,8 +174,9 @@ class Service:
         if not starting.done():
             starting.cancel()
             await asyncio.gather(starting, return_exceptions=True)
-            if self._pool:
-                await self._pool.close()
+            for pool in (self._pipeline_pool, self._pool):
+                if pool:
+                    await pool.close()
             raise RuntimeError("stopped while starting")
         starting.result()
         try:

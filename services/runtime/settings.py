@@ -54,6 +54,8 @@ class ServiceSettings(SharedSettings):
     service_database_url: str | None = None
     db_password: str | None = None
     db_pool_size: int = 10
+    # Connections of the consumers and the outbox relay, apart from the HTTP API's and the timers'.
+    db_pipeline_pool_size: int = 3
     # Relay: how often an idle relay looks for new outbox rows, and how many it takes at once.
     relay_poll_seconds: float = 0.05
     relay_batch_size: int = 200
