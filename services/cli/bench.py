@@ -23,7 +23,10 @@ import datetime as dt
 import json
 import os
 import random
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -340,13 +343,16 @@ async def bench_async(load: Load, runs: int, seed: int, out: Path, *, profile: s
 
     await provision(db_url)
     market = bench_market(Path(tempfile.mkdtemp(prefix="homecare-bench-")) / "reference", seed)
-    wrappers = {}
-    if profile:
-        wrappers[profile] = ["-m", "pyinstrument", "-r", "text", "-o", str(out / f"profile-{profile}.txt"), "-m"]
     out.mkdir(parents=True, exist_ok=True)
     stack = start_stack(db_url, settings.kafka_bootstrap_servers, namespace, out / "logs",
-                        extra_env={"HOMECARE_REFERENCE_DIR": str(market), "LOG_LEVEL": "WARNING"} | extra_env,
-                        wrappers=wrappers)
+                        extra_env={"HOMECARE_REFERENCE_DIR": str(market), "LOG_LEVEL": "WARNING"} | extra_env)
+    # py-spy samples the running service from outside (only while it holds the GIL: its CPU, not
+    # its waiting) and writes its profile when interrupted; an in-process profiler would lose its
+    # report, since uvicorn ends the process by re-raising SIGTERM.
+    profiler = None if not profile else subprocess.Popen(
+        [str(Path(sys.executable).with_name("py-spy")), "record", "--gil", "--nonblocking", "--format", "speedscope",
+         "-o", str(out / f"profile-{profile}.json"), "-p", str(stack.procs[profile].pid)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     result: dict = {"database": name, "namespace": namespace, "load": load.__dict__, "runs": [],
                     "machine": {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()}}
     # The benchmark's own look-ups are cheap queries over many ids: no JIT compilation for them.
@@ -379,6 +385,9 @@ async def bench_async(load: Load, runs: int, seed: int, out: Path, *, profile: s
         await watch.stop()
     finally:
         await admin.close()
+        if profiler:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(timeout=120)
         result["exit_codes"] = stop_stack(stack)
         await _drop(settings.database_url, name)
     result["summary"] = summarise(result)
@@ -501,7 +510,8 @@ def bench(
     baseline_messages: int = typer.Option(20000, help="Messages through the bare consume-then-produce loop"),
     seed: int = typer.Option(2021, help="Seed of the market and of the requests"),
     out: Path = typer.Option(Path("artifacts/bench"), help="Folder for bench.json, bench.png and the services' logs"),
-    profile: str | None = typer.Option(None, help="Run this service under pyinstrument (profile-<service>.txt in --out)"),
+    profile: str | None = typer.Option(None, help="Sample this service with py-spy (profile-<service>.json in --out, "
+                                                  "for speedscope.app)"),
     env: list[str] = typer.Option([], help="Extra environment for the services, KEY=VALUE (e.g. BROKERAGE_DB_POOL_SIZE=20)"),
 ) -> None:
     """Start the three services on the synthetic market (Kafka and PostgreSQL from the environment,

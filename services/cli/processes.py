@@ -32,8 +32,6 @@ class Stack:
     ports: dict[str, int] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     services: dict[str, str] = field(default_factory=dict)  # process name -> service module
-    # A command to run a service under (e.g. a profiler: ["-m", "pyinstrument", "-o", "x.html", "-m"]).
-    wrappers: dict[str, list[str]] = field(default_factory=dict)
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
@@ -46,7 +44,7 @@ class Stack:
         self.ports.setdefault(name, free_port())
         env = self.env | {f"{service.upper()}_HTTP_PORT": str(self.ports[name])}
         log = open(self.logs / f"{name}.log", "ab")
-        command = [sys.executable, *self.wrappers.get(name, ["-m"]), f"services.{service}"]
+        command = [sys.executable, "-m", f"services.{service}"]
         self.procs[name] = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, name: str, timeout: float = 90) -> None:
@@ -69,7 +67,7 @@ class Stack:
 
 
 def start_stack(database_url: str, kafka: str, namespace: str, logs: Path, *, extra_env: dict[str, str] | None = None,
-                wrappers: dict[str, list[str]] | None = None, console: bool = False) -> Stack:
+                console: bool = False) -> Stack:
     """The three services (``extra_env`` adds to their environment); with ``console``, then the
     web console as a client of their APIs."""
     logs.mkdir(parents=True, exist_ok=True)
@@ -79,7 +77,7 @@ def start_stack(database_url: str, kafka: str, namespace: str, logs: Path, *, ex
     ports = {name: free_port() for name in SERVICES}  # known up front: providers calls the brokerage
     env["PROVIDERS_BROKERAGE_URL"] = f"http://127.0.0.1:{ports['brokerage']}"
     env |= extra_env or {}
-    stack = Stack(env=env, logs=logs, ports=ports, wrappers=wrappers or {})
+    stack = Stack(env=env, logs=logs, ports=ports)
     try:
         for name in SERVICES:
             stack.start(name)

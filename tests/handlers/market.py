@@ -59,6 +59,16 @@ async def request(service, rules, **kw) -> uuid.UUID:
         return (await handlers.request_package(uow, rules, spec=spec(**kw), person=PERSON, requested_by="broker.amy")).package_id
 
 
+async def run_timer(service, rules, job) -> list[uuid.UUID]:
+    """Run a timer's job (one package per transaction) until it has nothing left; the packages it took."""
+    taken = []
+    while True:
+        async with unit_of_work(service.pool) as uow:
+            if (package_id := await job(uow, rules)) is None:
+                return taken
+        taken.append(package_id)
+
+
 async def outbox_types(service, package_id) -> list[tuple[str, dict]]:
     rows = await service.pool.fetch("SELECT type, payload FROM outbox WHERE aggregateid = $1 ORDER BY seq", str(package_id))
     return [(r["type"], json.loads(r["payload"])) for r in rows]

@@ -15,7 +15,7 @@ from services.brokerage import handlers
 from services.runtime import topics
 from services.runtime.outbox import unit_of_work
 
-from tests.handlers.market import answer, outbox_types, profile, request, status
+from tests.handlers.market import answer, outbox_types, profile, request, run_timer, status
 
 
 async def test_primes_are_offered_first_and_the_best_acceptable_bid_wins(brokerage):
@@ -115,13 +115,7 @@ async def test_the_window_timer_moves_a_silent_round_on(brokerage):
     service, broker, rules, ids = brokerage
     package_id = await request(service, rules)
     await service.pool.execute("UPDATE packages SET window_closes_at = now() - interval '1 second' WHERE package_id = $1", package_id)
-    closed = []
-    while True:
-        async with unit_of_work(service.pool) as uow:
-            if (done := await handlers.close_due_window(uow, rules)) is None:
-                break
-            closed.append(done)
-    assert package_id in closed
+    assert package_id in await run_timer(service, rules, handlers.close_due_window)
     offers = [p for t, p in await outbox_types(service, package_id) if t == "OfferMade"]
     assert [o["tier"] for o in offers] == ["prime", "supplementary"]
     # A prime's answer to the closed round is kept, but late, and changes nothing.
@@ -302,13 +296,7 @@ async def test_a_suspended_providers_packages_are_re_brokered_most_urgent_first(
                                          list(packages.values()))
     assert marked == 3
 
-    order = []
-    while True:
-        async with unit_of_work(service.pool) as uow:
-            package_id = await handlers.rebroker_due(uow, rules)
-        if package_id is None:
-            break
-        order.append(package_id)
+    order = await run_timer(service, rules, handlers.rebroker_due)
     # (Earlier tests' providers that left the framework have packages of their own in the queue.)
     order = [p for p in order if p in packages.values()]
     assert order == [packages["hospital_discharge"], packages["reablement_step_down"], packages["community"]]
@@ -343,12 +331,6 @@ async def test_a_provider_reinstated_before_the_timers_keeps_its_packages(broker
         marked = await service.pool.fetchval("SELECT rebroker_due_at IS NOT NULL FROM packages WHERE package_id = $1",
                                              package_id)
         assert marked == (state == "suspended")
-    taken = []
-    while True:
-        async with unit_of_work(service.pool) as uow:
-            if (taken_id := await handlers.rebroker_due(uow, rules)) is None:
-                break
-        taken.append(taken_id)
-    assert package_id not in taken
+    assert package_id not in await run_timer(service, rules, handlers.rebroker_due)
     row = await service.pool.fetchrow("SELECT status, provider_id FROM packages WHERE package_id = $1", package_id)
     assert (row["status"], row["provider_id"]) == ("placed", ids["prime_best"])
