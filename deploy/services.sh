@@ -21,9 +21,14 @@ if [ ! -f "$SECRETS" ]; then
     echo "HOMECARE_DISCLOSURE_TOKEN=$(head -c 32 /dev/urandom | base64 | tr -d '/+=')"
   } > "$SECRETS")
 fi
+# Added since the first installations: the console's token for reading a person's details.
+grep -q '^HOMECARE_STAFF_TOKEN=' "$SECRETS" ||
+  (umask 077; echo "HOMECARE_STAFF_TOKEN=$(head -c 32 /dev/urandom | base64 | tr -d '/+=')" >> "$SECRETS")
 while IFS='=' read -r key value; do [ -n "${!key:-}" ] || export "$key=$value"; done < "$SECRETS"
 export PROVIDERS_DISCLOSURE_TOKEN="${PROVIDERS_DISCLOSURE_TOKEN:-$HOMECARE_DISCLOSURE_TOKEN}"
 export BROKERAGE_DISCLOSURE_TOKEN="${BROKERAGE_DISCLOSURE_TOKEN:-$HOMECARE_DISCLOSURE_TOKEN}"
+export BROKERAGE_STAFF_TOKEN="${BROKERAGE_STAFF_TOKEN:-$HOMECARE_STAFF_TOKEN}"
+export CONSOLE_STAFF_TOKEN="${CONSOLE_STAFF_TOKEN:-$HOMECARE_STAFF_TOKEN}"
 export PROVIDERS_BROKERAGE_URL="${PROVIDERS_BROKERAGE_URL:-http://127.0.0.1:${BROKERAGE_HTTP_PORT:-8001}}"
 
 start_one() {

@@ -12,6 +12,12 @@ from services.cli.processes import ROOT, SERVICES, Stack, free_port, stop_stack 
 
 ADMIN_TOKEN = "test-admin-token"  # the brokerage team's token for the providers service's admin operations
 DISCLOSURE_TOKEN = "test-disclosure-token"  # providers -> brokerage, for a person's details
+STAFF_TOKEN = "test-staff-token"  # the console (brokerage staff) -> brokerage, for a person's details
+
+
+def as_staff(user: str = "broker.amy") -> dict[str, str]:
+    """Headers of a brokerage staff member's read of a person's details (audited under that name)."""
+    return {"Authorization": f"Bearer {STAFF_TOKEN}", "X-Staff-User": user}
 
 
 def start_stack(database_url: str, kafka: str, namespace: str, logs: Path, extra_env: dict[str, str] | None = None, *,
@@ -20,6 +26,7 @@ def start_stack(database_url: str, kafka: str, namespace: str, logs: Path, extra
     environment (e.g. short offer windows); with ``console``, the web console too."""
     env = {"PROVIDERS_ADMIN_TOKEN": ADMIN_TOKEN, "PROVIDERS_DISCLOSURE_TOKEN": DISCLOSURE_TOKEN,
            "BROKERAGE_DISCLOSURE_TOKEN": DISCLOSURE_TOKEN,
+           "BROKERAGE_STAFF_TOKEN": STAFF_TOKEN, "CONSOLE_STAFF_TOKEN": STAFF_TOKEN,
            # A receiver that was down is tried again within seconds, not minutes.
            "PROVIDERS_WEBHOOK_BACKOFF_INITIAL_SECONDS": "0.2", "PROVIDERS_WEBHOOK_BACKOFF_MAX_SECONDS": "1"}
     return processes.start_stack(database_url, kafka, namespace, logs, extra_env=env | (extra_env or {}) | settings,

@@ -338,11 +338,28 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
         return await act(package_id, lambda uow: handlers.decide_exception(uow, rules, package_id, approve=False,
                                                                             decided_by=body.decided_by, reason=body.reason))
 
-    @router.get("/{package_id}/person", summary="The person's details (brokerage staff only)")
-    async def read_person(package_id: uuid.UUID) -> dict:
-        row = await service.pool.fetchrow("SELECT * FROM persons WHERE package_id = $1", package_id)
-        if row is None:
-            raise ProblemError(404, f"no package {package_id}")
+    @router.get("/{package_id}/person", summary="The person's details (brokerage staff only; each read is audited)",
+                responses={401: {"description": "The brokerage staff token is missing or wrong"},
+                           403: {"description": "Staff reads are disabled: BROKERAGE_STAFF_TOKEN is not set"}})
+    async def read_person(
+        package_id: uuid.UUID,
+        authorization: Annotated[str | None, Header()] = None,
+        x_staff_user: Annotated[str, Header(min_length=1, max_length=120, description="Who is reading: recorded")] = "",
+    ) -> dict:
+        expected = service.settings.staff_token
+        if not expected:
+            raise ProblemError(403, "staff reads of a person's details are disabled: BROKERAGE_STAFF_TOKEN is not set")
+        if not hmac.compare_digest((authorization or "").removeprefix("Bearer ").encode(), expected.encode()):
+            raise ProblemError(401, "the brokerage staff token is required")
+        if not x_staff_user:
+            raise ProblemError(422, "say who is reading: the X-Staff-User header", field="X-Staff-User")
+        async with service.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow("SELECT * FROM persons WHERE package_id = $1", package_id)
+            if row is None:
+                raise ProblemError(404, f"no package {package_id}")
+            # The read and its audit row commit together, as a provider's do (/internal/disclosures).
+            await conn.execute("INSERT INTO disclosures (package_id, reader, staff_user, fields) VALUES ($1, 'staff', $2, $3)",
+                               package_id, x_staff_user, sorted(k for k in row.keys() if k != "package_id"))
         return {k: (str(v) if isinstance(v, (uuid.UUID, dt.date)) else v) for k, v in dict(row).items()}
 
     @router.get("", summary="List packages, filtered")
@@ -457,11 +474,11 @@ def internal_router(service) -> APIRouter:
 def disclosures_router(service) -> APIRouter:
     router = APIRouter(prefix="/packages", tags=["packages"])
 
-    @router.get("/{package_id}/disclosures", summary="Who was shown the person's details: provider, credential, when, which fields")
+    @router.get("/{package_id}/disclosures", summary="Who was shown the person's details: the provider and credential, or the staff member; when; which fields")
     async def disclosures(package_id: uuid.UUID) -> list[dict]:
         rows = await service.pool.fetch(
-            "SELECT disclosure_id, provider_id, credential_id, fields, disclosed_at FROM disclosures WHERE package_id = $1 "
-            "ORDER BY disclosure_id", package_id)
+            "SELECT disclosure_id, reader, provider_id, credential_id, staff_user, fields, disclosed_at FROM disclosures "
+            "WHERE package_id = $1 ORDER BY disclosure_id", package_id)
         return [dict(r) | {"fields": list(r["fields"])} for r in rows]
 
     return router

@@ -260,7 +260,10 @@ def build_router(console) -> APIRouter:
                 return page(request, "error.html", session, 404, title="Page not found", message=f"There is no package {package_id}")
             raise
         explanation = await services.brokerage.get(f"/packages/{package_id}/explanation")
-        person = await services.brokerage.get(f"/packages/{package_id}/person") if session.can(Permission.person) else None
+        # A broker's read of the person is audited by the brokerage, with the broker's name.
+        person = await services.brokerage.get(f"/packages/{package_id}/person", bearer=console.settings.staff_token,
+                                              headers={"X-Staff-User": session.username}) \
+            if session.can(Permission.person) else None
         names = {p["provider_id"]: p.get("name", p["provider_id"]) for p in await services.brokerage.get("/reference/providers")}
         return page(request, "package.html", session, p=package, explanation=explanation, person=person, names=names,
                       created=request.query_params.get("created"), refused=request.query_params.get("refused"),

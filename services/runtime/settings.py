@@ -98,6 +98,11 @@ class ServiceSettings(SharedSettings):
     # behalf of the provider that won (the brokerage checks this token and audits the disclosure).
     # The same value is set as PROVIDERS_DISCLOSURE_TOKEN and BROKERAGE_DISCLOSURE_TOKEN.
     disclosure_token: str | None = None
+    # The brokerage team's own systems (the web console) reading a person's details from the
+    # brokerage show this token and the staff member's name, and each read is audited like a
+    # provider's. The same value is set as BROKERAGE_STAFF_TOKEN and CONSOLE_STAFF_TOKEN; unset,
+    # the brokerage refuses such reads.
+    staff_token: str | None = None
     brokerage_url: str = "http://127.0.0.1:8001"
     # Webhook adapters (providers): offers POSTed to providers' systems from the deliveries table,
     # retried with capped, jittered exponential backoff until delivered or the offer window closes.

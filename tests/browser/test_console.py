@@ -72,7 +72,9 @@ async def test_a_broker_requests_a_package_sees_it_placed_with_its_explanation_a
     assert (await broker.inner_text("#package-status")).strip() == "placed"
     explanation = await broker.inner_text("#explanation")
     assert "Placed with" in explanation and "ranked by quality rating" in explanation
-    assert "Ada Example" in await broker.inner_text("#person")  # the broker sees the person
+    assert "Ada Example" in await broker.inner_text("#person")  # the broker sees the person...
+    log = httpx.get(f"{stack.url('brokerage')}/packages/{package_id}/disclosures", timeout=10).json()
+    assert ("staff", "broker1") in {(d["reader"], d["staff_user"]) for d in log}  # ...and the read is on record
     assert "placed" in await broker.inner_text("#timeline")
     await pages.check(broker, "package-placed")
 

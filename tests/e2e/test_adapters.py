@@ -32,7 +32,7 @@ from starlette.routing import Route
 from services.cli.synthetic import package_request
 from services.runtime import signing
 from services.runtime.reference import load_framework, load_provider_seed
-from tests.support import ADMIN_TOKEN, free_port, personal_values
+from tests.support import ADMIN_TOKEN, as_staff, free_port, personal_values
 
 ZONE = "melton"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -250,7 +250,7 @@ async def test_only_the_winner_gets_the_person_and_each_disclosure_is_audited(pl
     async with httpx.AsyncClient(base_url=providers, timeout=10) as client:
         person = await client.get(f"/me/packages/{package_id}/person", headers=bearer(market["tokens"][winner]))
         assert person.status_code == 200, person.text
-        truth = (await client.get(f"{brokerage}/packages/{package_id}/person")).json()
+        truth = (await client.get(f"{brokerage}/packages/{package_id}/person", headers=as_staff("broker.amy"))).json()
         assert person.json()["full_name"] == truth["full_name"] and person.json()["care_notes"] == truth["care_notes"]
         narrow = await client.get(f"/me/packages/{package_id}/person", params={"fields": ["full_name", "phone"]},
                                   headers=bearer(market["tokens"][winner]))
@@ -266,8 +266,11 @@ async def test_only_the_winner_gets_the_person_and_each_disclosure_is_audited(pl
         forged = market["tokens"][winner][:-4] + "abcd"
         assert (await client.get(f"/me/packages/{package_id}/person", headers=bearer(forged))).status_code == 401
         log = (await client.get(f"{brokerage}/packages/{package_id}/disclosures")).json()
-    assert [(d["provider_id"], d["credential_id"]) for d in log] == [(winner, market["credential_ids"][winner])] * 2
-    assert sorted(log[1]["fields"]) == ["full_name", "phone"] and "care_notes" in log[0]["fields"]
+    # The provider's two reads, and the broker's read (for the comparison above) under the broker's name.
+    assert [(d["reader"], d["provider_id"], d["credential_id"], d["staff_user"]) for d in log] == [
+        ("provider", winner, market["credential_ids"][winner], None), ("staff", None, None, "broker.amy"),
+        ("provider", winner, market["credential_ids"][winner], None)]
+    assert sorted(log[2]["fields"]) == ["full_name", "phone"] and "care_notes" in log[0]["fields"]
     assert all(d["disclosed_at"] for d in log)
 
 

@@ -21,7 +21,7 @@ from services.cli.synthetic import batch
 from services.runtime import topics
 from services.runtime.kafka import read_topic
 from services.runtime.reference import load_framework, load_provider_seed, reference_dir
-from tests.support import event_of, personal_values
+from tests.support import as_staff, event_of, personal_values
 
 PACKAGES = 70  # 5 per zone across all 14 zones
 
@@ -182,11 +182,19 @@ async def test_no_personal_detail_appears_in_any_kafka_message(placed_batch, inf
         assert not leaked, f"personal details {leaked} on {topic}"
 
 
-async def test_the_person_is_readable_from_the_brokerage_only(placed_batch, stack):
+async def test_the_person_is_readable_from_the_brokerage_only_by_its_staff_and_audited(placed_batch, stack):
     requests, packages = placed_batch
+    package_id = packages[0]["package_id"]
+    url = f"{stack.url('brokerage')}/packages/{package_id}/person"
     async with httpx.AsyncClient() as client:
-        person = (await client.get(f"{stack.url('brokerage')}/packages/{packages[0]['package_id']}/person")).json()
+        assert (await client.get(url)).status_code == 401
+        assert (await client.get(url, headers={"Authorization": "Bearer not-the-token", "X-Staff-User": "x"})).status_code == 401
+        r = await client.get(url, headers={"Authorization": as_staff()["Authorization"]})
+        assert r.status_code == 422 and "X-Staff-User" in r.text  # a read must say who reads
+        person = (await client.get(url, headers=as_staff("broker.bo"))).json()
         assert person["full_name"] == requests[0]["person"]["full_name"]
+        log = (await client.get(f"{stack.url('brokerage')}/packages/{package_id}/disclosures")).json()
+        assert [(d["reader"], d["staff_user"]) for d in log if d["reader"] == "staff"] == [("staff", "broker.bo")]
         package = (await client.get(f"{stack.url('brokerage')}/packages/{packages[0]['package_id']}")).json()
         assert requests[0]["person"]["full_name"] not in json.dumps(package)
 
