@@ -172,8 +172,8 @@ class EventConsumer:
             work.append((delivery, event, handler))
         if not work:
             return True
-        if len(work) == 1:
-            return await self.process(work[0][0])
+        if len(work) == 1:  # the usual batch when traffic is light: the single path, no batch bookkeeping
+            return await self.process(work[0][0], work[0][1])
         started = time.perf_counter()
         try:
             async with self._pool_provider().acquire() as conn:
@@ -207,15 +207,16 @@ class EventConsumer:
                 return False  # shutting down: the rest come back with the rewound batch
         return True
 
-    async def process(self, delivery: Delivery) -> bool:
-        """Apply one message. True when its offset may be committed; False only on shutdown."""
+    async def process(self, delivery: Delivery, event: Envelope | None = None) -> bool:
+        """Apply one message (``event``: already parsed from it). True when its offset may be
+        committed; False only on shutdown."""
         structlog.contextvars.bind_contextvars(
             topic=delivery.topic, partition=delivery.partition, offset=delivery.offset, consumer_group=self.group,
             event_id=None, event_type=None, correlation_id=None, attempt=None,
         )
         try:
             try:
-                event = parse_event(delivery.value)
+                event = event or parse_event(delivery.value)
             except (ValidationError, ValueError) as exc:
                 return await self._dead_letter(delivery, "invalid", _short(exc), attempts=1, event_type=None)
             structlog.contextvars.bind_contextvars(
