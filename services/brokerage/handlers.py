@@ -200,7 +200,7 @@ async def _place(uow: UnitOfWork, package, spec: PackageSpec, winner: domain.Ran
         hourly_rate=winner.answer.hourly_rate, hours_per_week=spec.hours_per_week,
         start_date=start_date, zone=spec.zone, band=spec.band,
         urgency=spec.urgency, rate_card=package["rate_card"], requested_by=package["requested_by"],
-        losing_provider_ids=sorted(p for p in (all_offered or []) if p != winner.answer.provider_id), placed_at=at,
+        losing_provider_ids=sorted(p for p in all_offered if p != winner.answer.provider_id), placed_at=at,
     ))
 
 
@@ -214,10 +214,7 @@ async def _offer_next_tier(uow: UnitOfWork, rules: BrokerageRules, package, *, a
     providers = await repo.providers_serving(uow.conn, spec.zone, *neighbours)
     # Providers already offered this package in an earlier round of this cycle are not offered it
     # again (a first round - `after` None - starts a cycle: there is none).
-    earlier = set() if after is None else set(await uow.conn.fetchval(
-        "SELECT coalesce(array_agg(p), '{}') FROM offer_rounds, unnest(provider_ids) p WHERE package_id = $1 AND cycle = $2",
-        package_id, package["cycle"],
-    ))
+    earlier = set() if after is None else set(await repo.everyone_offered(uow.conn, package_id, cycle=package["cycle"]))
     # Not again this cycle; and never the provider that handed the package back.
     earlier |= set(package["excluded_providers"])
     plan = domain.plan_offer(spec, providers, policy=package["policy"],
@@ -253,9 +250,12 @@ async def update_provider(uow: UnitOfWork, event: ProviderUpdated) -> None:
     active packages marked for re-brokering (the timers take them, most urgent first), and one
     reinstated meanwhile has the marks of those not yet taken removed."""
     profile = event.profile
-    if not await repo.upsert_provider(uow.conn, profile, event.revision):
+    applied, was = await repo.upsert_provider(uow.conn, profile, event.revision)
+    if not applied:
         return
     if profile.status == "active":
+        if was in (None, "active"):
+            return  # most updates: an active provider's hours changed
         # Reinstated before the timers took its packages: they stay with it.
         kept = await repo.unmark_for_rebrokering(uow.conn, profile.provider_id)
         if kept:

@@ -57,11 +57,13 @@ async def lock_package_for_answer(conn: asyncpg.Connection, package_id: uuid.UUI
         package_id, offer_round)
 
 
-async def everyone_offered(conn: asyncpg.Connection, package_id: uuid.UUID) -> list[str]:
-    """Every provider offered the package in any round (the losing bidders are among them)."""
+async def everyone_offered(conn: asyncpg.Connection, package_id: uuid.UUID, *, cycle: int | None = None) -> list[str]:
+    """Every provider offered the package in any round (the losing bidders are among them), or in
+    the rounds of one cycle."""
     return await conn.fetchval(
-        "SELECT coalesce(array_agg(DISTINCT p), '{}') FROM offer_rounds, unnest(provider_ids) p WHERE package_id = $1",
-        package_id)
+        """SELECT coalesce(array_agg(DISTINCT p), '{}') FROM offer_rounds, unnest(provider_ids) p
+            WHERE package_id = $1 AND ($2::int IS NULL OR cycle = $2)""",
+        package_id, cycle)
 
 
 async def get_package(conn: asyncpg.Connection | asyncpg.Pool, package_id: uuid.UUID) -> asyncpg.Record | None:
@@ -252,15 +254,18 @@ async def unmark_for_rebrokering(conn: asyncpg.Connection, provider_id: str) -> 
 # ---- provider view ------------------------------------------------------------------------
 
 
-async def upsert_provider(conn: asyncpg.Connection, profile: ProviderProfile, revision: int) -> bool:
-    """Keep the newest revision only: a stale or repeated update changes nothing."""
-    return bool(await conn.fetchval(
-        """INSERT INTO provider_view (provider_id, revision, profile) VALUES ($1, $2, $3::jsonb)
+async def upsert_provider(conn: asyncpg.Connection, profile: ProviderProfile, revision: int) -> tuple[bool, str | None]:
+    """Keep the newest revision only: a stale or repeated update changes nothing. Returns whether
+    it was applied, and the provider's status before it (None for a provider new here)."""
+    row = await conn.fetchrow(
+        """WITH before AS (SELECT profile->>'status' AS status FROM provider_view WHERE provider_id = $1)
+           INSERT INTO provider_view (provider_id, revision, profile) VALUES ($1, $2, $3::jsonb)
            ON CONFLICT (provider_id) DO UPDATE SET revision = EXCLUDED.revision, profile = EXCLUDED.profile, updated_at = now()
            WHERE provider_view.revision < EXCLUDED.revision
-           RETURNING true""",
+           RETURNING (SELECT status FROM before) AS was""",
         profile.provider_id, revision, profile.model_dump_json(),
-    ))
+    )
+    return row is not None, None if row is None else row["was"]
 
 
 async def providers_serving(conn: asyncpg.Connection, *zones: str) -> list[ProviderProfile]:

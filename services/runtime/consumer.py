@@ -50,7 +50,7 @@ from services.runtime import metrics
 from services.runtime.db import backoff_delays, is_transient
 from services.runtime.dead_letters import DeadLetter, publish_dead_letter
 from services.runtime.logging import get_logger
-from services.runtime.outbox import UnitOfWork, record_batch_in_inbox, record_in_inbox
+from services.runtime.outbox import UnitOfWork, record_in_inbox
 from services.runtime.topics import resolve
 
 log = get_logger(__name__)
@@ -160,7 +160,9 @@ class EventConsumer:
         for delivery in deliveries:
             declared = delivery.headers.get("event_type")
             if declared is not None and declared not in self.handlers and declared in EVENT_TYPES:
-                continue  # not an event this service handles (its producer says which it is)
+                # Not an event this service handles (its producer says which it is): not parsed.
+                metrics.EVENTS_HANDLED.labels(self.service, self.group, declared, "ignored").inc()
+                continue
             try:
                 event = parse_event(delivery.value)
             except (ValidationError, ValueError):
@@ -178,7 +180,7 @@ class EventConsumer:
         try:
             async with self._pool_provider().acquire() as conn:
                 async with conn.transaction():
-                    fresh = await record_batch_in_inbox(conn, consumer=self.group, deliveries=[(e, d) for d, e, _ in work])
+                    fresh = await record_in_inbox(conn, consumer=self.group, deliveries=[(e, d) for d, e, _ in work])
                     applied = []
                     uow = UnitOfWork(conn)  # one for the batch: its outbox rows are written at once
                     for delivery, event, handler in work:
@@ -243,10 +245,7 @@ class EventConsumer:
             try:
                 async with self._pool_provider().acquire() as conn:
                     async with conn.transaction():
-                        first_time = await record_in_inbox(
-                            conn, consumer=self.group, event=event,
-                            topic=delivery.topic, partition=delivery.partition, offset=delivery.offset,
-                        )
+                        first_time = bool(await record_in_inbox(conn, consumer=self.group, deliveries=[(event, delivery)]))
                         if first_time:
                             uow = UnitOfWork(conn)
                             await handler(uow, event)

@@ -85,24 +85,9 @@ async def unit_of_work(pool: asyncpg.Pool) -> AsyncIterator[UnitOfWork]:
             await uow.flush()
 
 
-async def record_in_inbox(conn: asyncpg.Connection, *, consumer: str, event: Envelope, topic: str, partition: int, offset: int) -> bool:
-    """True the first time this consumer sees the event; False for a redelivery."""
-    inserted = await conn.fetchval(
-        """INSERT INTO inbox (consumer, event_id, event_type, topic, kafka_partition, kafka_offset)
-           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING true""",
-        consumer,
-        event.event_id,
-        event.event_type,
-        topic,
-        partition,
-        offset,
-    )
-    return bool(inserted)
-
-
-async def record_batch_in_inbox(conn: asyncpg.Connection, *, consumer: str, deliveries) -> set:
-    """The batch form of :func:`record_in_inbox`, one statement: the ids of the events
-    ``[(event, delivery), ...]`` seen for the first time."""
+async def record_in_inbox(conn: asyncpg.Connection, *, consumer: str, deliveries) -> set:
+    """Record ``[(event, delivery), ...]`` as seen by this consumer, in one statement: the ids of
+    the events seen for the first time (a redelivered one is not among them)."""
     rows = await conn.fetch(
         """INSERT INTO inbox (consumer, event_id, event_type, topic, kafka_partition, kafka_offset)
            SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::int[], $6::bigint[])
