@@ -38,7 +38,9 @@ class OfferNotice(BaseModel):
     band_rate: Money = Field(description="The framework's hourly rate for the band; a bid above it needs an approval")
     window_closes_at: dt.datetime = Field(description="Answer before this; later answers are recorded as late")
     status: OfferStatus = "offered"
-    answer_with: dict[str, str] = Field(description="Where to answer: the bid and decline endpoints of the provider API")
+    answer_with: dict[str, str] = Field(
+        description="Where to answer: the bid and decline endpoints of the provider API"
+    )
 
 
 class BidRequest(BaseModel):
@@ -55,7 +57,7 @@ class DeclineRequest(BaseModel):
     text: str = Field(default="", max_length=500, description="Required when the reason is 'other'")
 
     @model_validator(mode="after")
-    def _text_for_other(self) -> "DeclineRequest":
+    def _text_for_other(self) -> DeclineRequest:
         if self.reason is DeclineReason.other and not self.text:
             raise ValueError("text is required when the reason is 'other'")
         return self

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from decimal import Decimal
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -44,7 +44,9 @@ class Envelope(Contract):
     event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
     schema_version: Literal[1] = 1
     occurred_at: dt.datetime = Field(default_factory=_now)
-    correlation_id: uuid.UUID = Field(description="The journey this event belongs to: the package id for package events.")
+    correlation_id: uuid.UUID = Field(
+        description="The journey this event belongs to: the package id for package events."
+    )
     causation_id: uuid.UUID | None = Field(default=None, description="The event id that caused this one, if any.")
     producer: Producer
 
@@ -305,7 +307,6 @@ class PlacementConfirmed(Envelope):
     confirmed_at: dt.datetime
 
 
-
 class NotificationFailed(Envelope):
     """A message that could not be delivered, for good: no usable channel, no contact registered,
     an address refused, or transient failures past the retry limit. Carries no address."""
@@ -313,37 +314,44 @@ class NotificationFailed(Envelope):
     event_type: Literal["NotificationFailed"] = "NotificationFailed"
     producer: Producer = "notifications"
     package_id: uuid.UUID
-    delivery_id: uuid.UUID = Field(description="The delivery's id in the notifications service (GET /packages/{id}/notifications).")
+    delivery_id: uuid.UUID = Field(
+        description="The delivery's id in the notifications service (GET /packages/{id}/notifications)."
+    )
     message: str = Field(description="What was to be said, e.g. placement_person, package_unplaced.")
     recipient_kind: Literal["provider", "broker", "person", "losing_bidder", "brokerage_team"]
-    recipient_id: str = Field(description="Provider id, staff id, brokerage-team, or the package id for the person's contact.")
-    channel: str = Field(description="email, notify_email, notify_sms, webhook, log; none when no channel could be used.")
+    recipient_id: str = Field(
+        description="Provider id, staff id, brokerage-team, or the package id for the person's contact."
+    )
+    channel: str = Field(
+        description="email, notify_email, notify_sms, webhook, log; none when no channel could be used."
+    )
     reason: str = Field(max_length=1000)
     attempts: int = Field(ge=0)
     failed_at: dt.datetime
 
 
-Event = Union[
-    PackageRequested,
-    OfferMade,
-    PackagePlaced,
-    PackageUnplaced,
-    PackageCancelled,
-    PackageStarted,
-    PackageHandedBack,
-    PackageReopened,
-    ExceptionRequested,
-    ExceptionDecided,
-    BidSubmitted,
-    OfferDeclined,
-    ProviderUpdated,
-    PlacementConfirmed,
-    NotificationFailed,
-]
+Event = (
+    PackageRequested
+    | OfferMade
+    | PackagePlaced
+    | PackageUnplaced
+    | PackageCancelled
+    | PackageStarted
+    | PackageHandedBack
+    | PackageReopened
+    | ExceptionRequested
+    | ExceptionDecided
+    | BidSubmitted
+    | OfferDeclined
+    | ProviderUpdated
+    | PlacementConfirmed
+    | NotificationFailed
+)
 AnyEvent = Annotated[Event, Field(discriminator="event_type")]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(AnyEvent)
 EVENT_TYPES: dict[str, type[Envelope]] = {
-    model.model_fields["event_type"].default: model for model in Event.__args__  # type: ignore[attr-defined]
+    model.model_fields["event_type"].default: model
+    for model in Event.__args__  # type: ignore[attr-defined]
 }
 
 

@@ -1,12 +1,12 @@
 """Kafka topics. A topic is owned by the one service that writes it (its name says which).
 
-| topic                        | producer      | events                                            | key         |
-|------------------------------|---------------|---------------------------------------------------|-------------|
-| brokerage.packages           | brokerage     | PackageRequested, OfferMade, PackagePlaced, PackageUnplaced, PackageCancelled, PackageStarted, PackageHandedBack, PackageReopened, ExceptionRequested, ExceptionDecided | package id |
-| providers.answers            | providers     | BidSubmitted, OfferDeclined                       | package id  |
-| providers.registry           | providers     | ProviderUpdated                                   | provider id |
-| notifications.confirmations  | notifications | PlacementConfirmed, NotificationFailed            | package id  |
-| homecare.dead-letters        | any consumer  | the original bytes + origin/error headers         | original key|
+- ``brokerage.packages`` (brokerage, keyed by package id): PackageRequested, OfferMade, PackagePlaced,
+  PackageUnplaced, PackageCancelled, PackageStarted, PackageHandedBack, PackageReopened,
+  ExceptionRequested, ExceptionDecided.
+- ``providers.answers`` (providers, keyed by package id): BidSubmitted, OfferDeclined.
+- ``providers.registry`` (providers, keyed by provider id): ProviderUpdated.
+- ``notifications.confirmations`` (notifications, keyed by package id): PlacementConfirmed, NotificationFailed.
+- ``homecare.dead-letters`` (any consumer, the original key): the original bytes with origin/error headers.
 """
 
 from schemas import events as ev

@@ -49,7 +49,9 @@ def _testcontainers(stack: list) -> Infra:
     from testcontainers.postgres import PostgresContainer
 
     kafka = KafkaContainer("apache/kafka:4.1.1").with_kraft()
-    postgres = PostgresContainer("postgres:15", username="postgres", password="postgres", dbname="homecare", driver=None)
+    postgres = PostgresContainer(
+        "postgres:15", username="postgres", password="postgres", dbname="homecare", driver=None
+    )
     for container in (kafka, postgres):
         container.start()
         stack.append(container)

@@ -38,17 +38,20 @@ class MailServer:
     received: list = field(default_factory=list)
     controller: Controller | None = None
     tls_context: ssl.SSLContext | None = None  # given: STARTTLS required before anything is accepted
-    login: tuple[str, str] | None = None        # given: AUTH required (after STARTTLS)
+    login: tuple[str, str] | None = None  # given: AUTH required (after STARTTLS)
     logins: list = field(default_factory=list)
 
     def _authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
-        ok = isinstance(auth_data, LoginPassword) and self.login == (auth_data.login.decode(), auth_data.password.decode())
+        ok = isinstance(auth_data, LoginPassword) and self.login == (
+            auth_data.login.decode(),
+            auth_data.password.decode(),
+        )
         self.logins.append((auth_data.login.decode(), ok))
         return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.startswith(self.refuse):
-            return "550 5.1.1 <%s>: mailbox unavailable" % address
+            return f"550 5.1.1 <{address}>: mailbox unavailable"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -56,10 +59,14 @@ class MailServer:
         self.received.append(message_from_bytes(envelope.content, policy=policy.default))
         return "250 Message accepted for delivery"
 
-    def start(self) -> "MailServer":
+    def start(self) -> MailServer:
         secure = {"tls_context": self.tls_context, "require_starttls": True} if self.tls_context else {}
         if self.login:
-            secure |= {"authenticator": self._authenticate, "auth_required": True, "auth_require_tls": bool(self.tls_context)}
+            secure |= {
+                "authenticator": self._authenticate,
+                "auth_required": True,
+                "auth_require_tls": bool(self.tls_context),
+            }
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port, **secure)
         self.controller.start()
         return self
@@ -76,9 +83,28 @@ class MailServer:
 def self_signed_certificate(folder) -> tuple[str, ssl.SSLContext]:
     """A certificate for 127.0.0.1 made with openssl: returns (its path, the server's TLS context)."""
     cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     return str(cert), context
@@ -116,8 +142,9 @@ class NotifyStandIn:
 
         def error(status: int, kind: str, message: str) -> JSONResponse:
             self.rejected.append(message)
-            return JSONResponse(status_code=status, content={"status_code": status,
-                                                             "errors": [{"error": kind, "message": message}]})
+            return JSONResponse(
+                status_code=status, content={"status_code": status, "errors": [{"error": kind, "message": message}]}
+            )
 
         async def check(request: Request, kind: str):
             if self.fail_next:
@@ -127,8 +154,12 @@ class NotifyStandIn:
             if not auth.startswith("Bearer "):
                 return error(401, "AuthError", "Unauthorized: authentication token must be provided")
             try:
-                claims = jwt.decode(auth.removeprefix("Bearer "), self.secret, algorithms=["HS256"],
-                                    options={"require": ["iss", "iat"], "verify_iat": False})
+                claims = jwt.decode(
+                    auth.removeprefix("Bearer "),
+                    self.secret,
+                    algorithms=["HS256"],
+                    options={"require": ["iss", "iat"], "verify_iat": False},
+                )
             except jwt.PyJWTError as exc:
                 return error(403, "AuthError", f"Invalid token: {exc}")
             if claims["iss"] != self.service_id or abs(time.time() - claims["iat"]) > 30:
@@ -136,7 +167,10 @@ class NotifyStandIn:
             body = await request.json()
             address_field = "email_address" if kind == "email" else "phone_number"
             expected = {address_field, "template_id", "personalisation", "reference"}
-            if not set(body) <= expected | {"email_reply_to_id", "sms_sender_id"} or not {address_field, "template_id"} <= set(body):
+            if not set(body) <= expected | {"email_reply_to_id", "sms_sender_id"} or not {
+                address_field,
+                "template_id",
+            } <= set(body):
                 return error(400, "ValidationError", f"unexpected fields {sorted(body)}")
             if kind == "email" and "@" not in body["email_address"]:
                 return error(400, "ValidationError", "email_address Not a valid email address")
@@ -144,12 +178,20 @@ class NotifyStandIn:
                 return error(400, "BadRequestError", "Can't send to this recipient using a team-only API key")
             self.received.append(body | {"kind": kind})
             notification_id = str(uuid.uuid4())
-            return JSONResponse(status_code=201, content={
-                "id": notification_id, "reference": body.get("reference"),
-                "content": {"subject": body.get("personalisation", {}).get("subject", ""),
-                            "body": body.get("personalisation", {}).get("body", ""), "from_email": "test@notify"},
-                "uri": f"/v2/notifications/{notification_id}",
-                "template": {"id": body["template_id"], "version": 1, "uri": f"/v2/template/{body['template_id']}"}})
+            return JSONResponse(
+                status_code=201,
+                content={
+                    "id": notification_id,
+                    "reference": body.get("reference"),
+                    "content": {
+                        "subject": body.get("personalisation", {}).get("subject", ""),
+                        "body": body.get("personalisation", {}).get("body", ""),
+                        "from_email": "test@notify",
+                    },
+                    "uri": f"/v2/notifications/{notification_id}",
+                    "template": {"id": body["template_id"], "version": 1, "uri": f"/v2/template/{body['template_id']}"},
+                },
+            )
 
         @app.post("/v2/notifications/email")
         async def email(request: Request):

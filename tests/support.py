@@ -20,17 +20,31 @@ def as_staff(user: str = "broker.amy") -> dict[str, str]:
     return {"Authorization": f"Bearer {STAFF_TOKEN}", "X-Staff-User": user}
 
 
-def start_stack(database_url: str, kafka: str, namespace: str, logs: Path, extra_env: dict[str, str] | None = None, *,
-                console: bool = False, **settings: str) -> Stack:
+def start_stack(
+    database_url: str,
+    kafka: str,
+    namespace: str,
+    logs: Path,
+    extra_env: dict[str, str] | None = None,
+    *,
+    console: bool = False,
+    **settings: str,
+) -> Stack:
     """The services as processes with the tests' tokens; ``extra_env``/``settings`` add to their
     environment (e.g. short offer windows); with ``console``, the web console too."""
-    env = {"PROVIDERS_ADMIN_TOKEN": ADMIN_TOKEN, "PROVIDERS_DISCLOSURE_TOKEN": DISCLOSURE_TOKEN,
-           "BROKERAGE_DISCLOSURE_TOKEN": DISCLOSURE_TOKEN,
-           "BROKERAGE_STAFF_TOKEN": STAFF_TOKEN, "CONSOLE_STAFF_TOKEN": STAFF_TOKEN,
-           # A receiver that was down is tried again within seconds, not minutes.
-           "PROVIDERS_WEBHOOK_BACKOFF_INITIAL_SECONDS": "0.2", "PROVIDERS_WEBHOOK_BACKOFF_MAX_SECONDS": "1"}
-    return processes.start_stack(database_url, kafka, namespace, logs, extra_env=env | (extra_env or {}) | settings,
-                                 console=console)
+    env = {
+        "PROVIDERS_ADMIN_TOKEN": ADMIN_TOKEN,
+        "PROVIDERS_DISCLOSURE_TOKEN": DISCLOSURE_TOKEN,
+        "BROKERAGE_DISCLOSURE_TOKEN": DISCLOSURE_TOKEN,
+        "BROKERAGE_STAFF_TOKEN": STAFF_TOKEN,
+        "CONSOLE_STAFF_TOKEN": STAFF_TOKEN,
+        # A receiver that was down is tried again within seconds, not minutes.
+        "PROVIDERS_WEBHOOK_BACKOFF_INITIAL_SECONDS": "0.2",
+        "PROVIDERS_WEBHOOK_BACKOFF_MAX_SECONDS": "1",
+    }
+    return processes.start_stack(
+        database_url, kafka, namespace, logs, extra_env=env | (extra_env or {}) | settings, console=console
+    )
 
 
 def event_of(record) -> dict | None:

@@ -33,7 +33,7 @@ POSTCODE = re.compile(r"^[A-Z]{1,2}[0-9][0-9A-Z]? ?[0-9][A-Z]{2}$")
 def nhs_number_valid(number: str) -> bool:
     """The NHS number's modulus 11 check digit."""
     digits = [int(c) for c in number]
-    total = sum(d * w for d, w in zip(digits[:9], range(10, 1, -1)))
+    total = sum(d * w for d, w in zip(digits[:9], range(10, 1, -1), strict=True))
     check = 11 - total % 11
     check = 0 if check == 11 else check
     return check != 10 and check == digits[9]
@@ -116,7 +116,7 @@ class PackageRequest(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _hours_match_visits(self) -> "PackageRequest":
+    def _hours_match_visits(self) -> PackageRequest:
         # Commissioned hours are carer hours: calls x minutes x carers x days. A mismatch is
         # almost always a typing mistake on the form, so it is refused rather than guessed.
         expected = self.visits.care_hours_per_week
@@ -179,12 +179,18 @@ def _validate_against_framework(request: PackageRequest, rules: handlers.Brokera
     if request.postcode_district not in zones[request.zone].postcode_districts:
         elsewhere = rules.framework.zone_of_district(request.postcode_district)
         hint = f"it is in {', '.join(elsewhere)}" if elsewhere else "it is in no zone of this framework"
-        raise ProblemError(422, f"postcode district {request.postcode_district} is not in zone {request.zone}; {hint}",
-                           field="postcode_district")
+        raise ProblemError(
+            422,
+            f"postcode district {request.postcode_district} is not in zone {request.zone}; {hint}",
+            field="postcode_district",
+        )
     outward = request.person.postcode.replace(" ", "")[:-3]
     if outward != request.postcode_district:
-        raise ProblemError(422, f"the person's postcode {request.person.postcode} is not in district {request.postcode_district}",
-                           field="person.postcode")
+        raise ProblemError(
+            422,
+            f"the person's postcode {request.person.postcode} is not in district {request.postcode_district}",
+            field="person.postcode",
+        )
 
 
 def _package_view(row, timeline, rounds, answers) -> dict:
@@ -209,13 +215,31 @@ def _package_view(row, timeline, rounds, answers) -> dict:
         "unplaced_at": row["unplaced_at"],
         "offer_rounds": [
             {
-                "offer_round": r["offer_round"], "tier": r["tier"], "provider_ids": list(r["provider_ids"]),
-                "excluded": json.loads(r["excluded"]), "opened_at": r["opened_at"],
-                "window_closes_at": r["window_closes_at"], "closed_at": r["closed_at"], "outcome": r["outcome"],
+                "offer_round": r["offer_round"],
+                "tier": r["tier"],
+                "provider_ids": list(r["provider_ids"]),
+                "excluded": json.loads(r["excluded"]),
+                "opened_at": r["opened_at"],
+                "window_closes_at": r["window_closes_at"],
+                "closed_at": r["closed_at"],
+                "outcome": r["outcome"],
                 "answers": [
-                    {k: (str(a[k]) if isinstance(a[k], Decimal) else a[k]) for k in
-                     ("provider_id", "kind", "hourly_rate", "earliest_start", "reason", "reason_text", "adapter", "answered_at", "late")}
-                    for a in answers if a["offer_round"] == r["offer_round"]
+                    {
+                        k: (str(a[k]) if isinstance(a[k], Decimal) else a[k])
+                        for k in (
+                            "provider_id",
+                            "kind",
+                            "hourly_rate",
+                            "earliest_start",
+                            "reason",
+                            "reason_text",
+                            "adapter",
+                            "answered_at",
+                            "late",
+                        )
+                    }
+                    for a in answers
+                    if a["offer_round"] == r["offer_round"]
                 ],
             }
             for r in rounds
@@ -227,14 +251,26 @@ def _package_view(row, timeline, rounds, answers) -> dict:
 def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
     router = APIRouter(prefix="/packages", tags=["packages"])
 
-    @router.post("", status_code=201, response_model=PackageCreated, summary="Request a home care package",
-                 responses={200: {"description": "The same request again (same Idempotency-Key): the package it created"},
-                            409: {"description": "The Idempotency-Key was used before for a different request"}})
+    @router.post(
+        "",
+        status_code=201,
+        response_model=PackageCreated,
+        summary="Request a home care package",
+        responses={
+            200: {"description": "The same request again (same Idempotency-Key): the package it created"},
+            409: {"description": "The Idempotency-Key was used before for a different request"},
+        },
+    )
     async def create_package(
         request: PackageRequest,
         response: Response,
-        idempotency_key: Annotated[str | None, Header(max_length=200, description="Makes retries safe: a request sent "
-                                                      "again with the same key returns the package it created")] = None,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                max_length=200,
+                description="Makes retries safe: a request sent again with the same key returns the package it created",
+            ),
+        ] = None,
     ) -> PackageCreated:
         _validate_against_framework(request, rules)
         spec = PackageSpec.model_validate(request.model_dump(exclude={"person", "requested_by"}))
@@ -242,19 +278,28 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
         try:
             async with unit_of_work(service.pool) as uow:
                 package_id, status = await handlers.request_package(
-                    uow, rules, spec=spec, person=request.person.model_dump(), requested_by=request.requested_by,
-                    idempotency=(idempotency_key, fingerprint) if idempotency_key else None)
+                    uow,
+                    rules,
+                    spec=spec,
+                    person=request.person.model_dump(),
+                    requested_by=request.requested_by,
+                    idempotency=(idempotency_key, fingerprint) if idempotency_key else None,
+                )
         except asyncpg.UniqueViolationError:
             row = await service.pool.fetchrow("SELECT * FROM packages WHERE idempotency_key = $1", idempotency_key)
             if row is None:
                 raise
             if row["request_hash"] != fingerprint:
-                raise ProblemError(409, "this Idempotency-Key was already used for a different request",
-                                   field="Idempotency-Key") from None
+                raise ProblemError(
+                    409, "this Idempotency-Key was already used for a different request", field="Idempotency-Key"
+                ) from None
             response.status_code = 200
             package_id, status = row["package_id"], row["status"]
-        return PackageCreated(package_id=package_id, status=status,
-                              links={"self": f"/packages/{package_id}", "person": f"/packages/{package_id}/person"})
+        return PackageCreated(
+            package_id=package_id,
+            status=status,
+            links={"self": f"/packages/{package_id}", "person": f"/packages/{package_id}/person"},
+        )
 
     @router.get("/{package_id}", summary="A package with its status, offer rounds and timeline")
     async def read_package(package_id: uuid.UUID) -> dict:
@@ -262,34 +307,53 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
             row = await repo.get_package(conn, package_id)
             if row is None:
                 raise ProblemError(404, f"no package {package_id}")
-            timeline = await conn.fetch("SELECT at, stage, detail FROM timeline WHERE package_id = $1 ORDER BY id", package_id)
-            rounds = await conn.fetch("SELECT * FROM offer_rounds WHERE package_id = $1 ORDER BY offer_round", package_id)
+            timeline = await conn.fetch(
+                "SELECT at, stage, detail FROM timeline WHERE package_id = $1 ORDER BY id", package_id
+            )
+            rounds = await conn.fetch(
+                "SELECT * FROM offer_rounds WHERE package_id = $1 ORDER BY offer_round", package_id
+            )
             answers = await conn.fetch("SELECT * FROM answers WHERE package_id = $1 ORDER BY answered_at", package_id)
         return _package_view(row, timeline, rounds, answers)
 
-    @router.get("/{package_id}/explanation", summary="Why the package went where it did: the decision record, explained")
-    async def explain(package_id: uuid.UUID, provider_id: str | None = Query(None, description="A bidder: adds what that provider is told")) -> dict:
+    @router.get(
+        "/{package_id}/explanation", summary="Why the package went where it did: the decision record, explained"
+    )
+    async def explain(
+        package_id: uuid.UUID,
+        provider_id: str | None = Query(None, description="A bidder: adds what that provider is told"),
+    ) -> dict:
         async with service.pool.acquire() as conn:
             row = await repo.get_package(conn, package_id)
             if row is None:
                 raise ProblemError(404, f"no package {package_id}")
-            rounds = await conn.fetch("SELECT * FROM offer_rounds WHERE package_id = $1 ORDER BY offer_round", package_id)
+            rounds = await conn.fetch(
+                "SELECT * FROM offer_rounds WHERE package_id = $1 ORDER BY offer_round", package_id
+            )
             answers = await conn.fetch("SELECT * FROM answers WHERE package_id = $1 ORDER BY answered_at", package_id)
-            names = {r["provider_id"]: r["name"] for r in await conn.fetch(
-                "SELECT provider_id, profile->>'name' AS name FROM provider_view")}
+            names = {
+                r["provider_id"]: r["name"]
+                for r in await conn.fetch("SELECT provider_id, profile->>'name' AS name FROM provider_view")
+            }
             exceptions = await conn.fetch("SELECT * FROM exceptions WHERE package_id = $1 ORDER BY id", package_id)
         record = explanation.decision_record(row, rounds, answers, names, exceptions)
         placed = await service.pool.fetchval(
-            "SELECT detail->>'start_date' FROM timeline WHERE package_id = $1 AND stage = 'placed'", package_id)
-        body = {"record": record, "explanation": {
-            "broker": explanation.for_broker(record, names),
-            "family": explanation.for_family(record, names, placed or json.loads(row["spec"])["start_date"]),
-        }}
+            "SELECT detail->>'start_date' FROM timeline WHERE package_id = $1 AND stage = 'placed'", package_id
+        )
+        body = {
+            "record": record,
+            "explanation": {
+                "broker": explanation.for_broker(record, names),
+                "family": explanation.for_family(record, names, placed or json.loads(row["spec"])["start_date"]),
+            },
+        }
         if provider_id is not None:
             # Only what that bidder may be told: no record, no other bids, no winning price.
             told = explanation.for_losing_bidder(record, provider_id)
             if told is None:
-                raise ProblemError(404, f"{provider_id} did not bid on package {package_id} or won it", field="provider_id")
+                raise ProblemError(
+                    404, f"{provider_id} did not bid on package {package_id} or won it", field="provider_id"
+                )
             return {"package_id": str(package_id), "provider_id": provider_id, "explanation": {"losing_bidder": told}}
         return body
 
@@ -304,43 +368,91 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
         row = await repo.get_package(service.pool, package_id)
         return {"package_id": str(package_id), "status": row["status"]}
 
-    @router.post("/{package_id}/cancel", summary="Cancel a package before care starts",
-                 responses={409: {"description": "Already cancelled or started"}})
+    @router.post(
+        "/{package_id}/cancel",
+        summary="Cancel a package before care starts",
+        responses={409: {"description": "Already cancelled or started"}},
+    )
     async def cancel(package_id: uuid.UUID, body: CancelRequest) -> dict:
-        return await act(package_id, lambda uow: handlers.cancel(uow, package_id, reason=body.reason, cancelled_by=body.cancelled_by))
+        return await act(
+            package_id, lambda uow: handlers.cancel(uow, package_id, reason=body.reason, cancelled_by=body.cancelled_by)
+        )
 
-    @router.post("/{package_id}/start", summary="Record that care has started",
-                 responses={409: {"description": "The package is not placed"}})
+    @router.post(
+        "/{package_id}/start",
+        summary="Record that care has started",
+        responses={409: {"description": "The package is not placed"}},
+    )
     async def start(package_id: uuid.UUID, body: StartRequest) -> dict:
-        return await act(package_id, lambda uow: handlers.record_start(uow, package_id, started_on=body.started_on,
-                                                                        recorded_by=body.recorded_by))
+        return await act(
+            package_id,
+            lambda uow: handlers.record_start(
+                uow, package_id, started_on=body.started_on, recorded_by=body.recorded_by
+            ),
+        )
 
-    @router.post("/{package_id}/reoffer", summary="Offer an unplaced package again now, tiers from the top",
-                 responses={409: {"description": "The package is not unplaced"}})
+    @router.post(
+        "/{package_id}/reoffer",
+        summary="Offer an unplaced package again now, tiers from the top",
+        responses={409: {"description": "The package is not unplaced"}},
+    )
     async def reoffer(package_id: uuid.UUID, body: ReofferRequest) -> dict:
-        return await act(package_id, lambda uow: handlers.reoffer(uow, rules, package_id, requested_by=body.requested_by))
+        return await act(
+            package_id, lambda uow: handlers.reoffer(uow, rules, package_id, requested_by=body.requested_by)
+        )
 
-    @router.post("/{package_id}/hand-back", summary="Record a provider handing the package back, with notice",
-                 responses={409: {"description": "The package is not placed or started"}})
+    @router.post(
+        "/{package_id}/hand-back",
+        summary="Record a provider handing the package back, with notice",
+        responses={409: {"description": "The package is not placed or started"}},
+    )
     async def hand_back(package_id: uuid.UUID, body: HandBackRequest) -> dict:
-        return await act(package_id, lambda uow: handlers.hand_back(uow, rules, package_id, notice_ends_on=body.notice_ends_on,
-                                                                     reason=body.reason, recorded_by=body.recorded_by))
+        return await act(
+            package_id,
+            lambda uow: handlers.hand_back(
+                uow,
+                rules,
+                package_id,
+                notice_ends_on=body.notice_ends_on,
+                reason=body.reason,
+                recorded_by=body.recorded_by,
+            ),
+        )
 
-    @router.post("/{package_id}/exception/approve", summary="Approve paying above the band rate: the best such bid wins",
-                 responses={409: {"description": "No exception is awaiting a decision"}})
+    @router.post(
+        "/{package_id}/exception/approve",
+        summary="Approve paying above the band rate: the best such bid wins",
+        responses={409: {"description": "No exception is awaiting a decision"}},
+    )
     async def approve(package_id: uuid.UUID, body: DecisionRequest) -> dict:
-        return await act(package_id, lambda uow: handlers.decide_exception(uow, rules, package_id, approve=True,
-                                                                            decided_by=body.decided_by, reason=body.reason))
+        return await act(
+            package_id,
+            lambda uow: handlers.decide_exception(
+                uow, rules, package_id, approve=True, decided_by=body.decided_by, reason=body.reason
+            ),
+        )
 
-    @router.post("/{package_id}/exception/reject", summary="Refuse to pay above the band rate: the package goes unplaced",
-                 responses={409: {"description": "No exception is awaiting a decision"}})
+    @router.post(
+        "/{package_id}/exception/reject",
+        summary="Refuse to pay above the band rate: the package goes unplaced",
+        responses={409: {"description": "No exception is awaiting a decision"}},
+    )
     async def reject(package_id: uuid.UUID, body: DecisionRequest) -> dict:
-        return await act(package_id, lambda uow: handlers.decide_exception(uow, rules, package_id, approve=False,
-                                                                            decided_by=body.decided_by, reason=body.reason))
+        return await act(
+            package_id,
+            lambda uow: handlers.decide_exception(
+                uow, rules, package_id, approve=False, decided_by=body.decided_by, reason=body.reason
+            ),
+        )
 
-    @router.get("/{package_id}/person", summary="The person's details (brokerage staff only; each read is audited)",
-                responses={401: {"description": "The brokerage staff token is missing or wrong"},
-                           403: {"description": "Staff reads are disabled: BROKERAGE_STAFF_TOKEN is not set"}})
+    @router.get(
+        "/{package_id}/person",
+        summary="The person's details (brokerage staff only; each read is audited)",
+        responses={
+            401: {"description": "The brokerage staff token is missing or wrong"},
+            403: {"description": "Staff reads are disabled: BROKERAGE_STAFF_TOKEN is not set"},
+        },
+    )
     async def read_person(
         package_id: uuid.UUID,
         authorization: Annotated[str | None, Header()] = None,
@@ -358,28 +470,45 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
             if row is None:
                 raise ProblemError(404, f"no package {package_id}")
             # The read and its audit row commit together, as a provider's do (/internal/disclosures).
-            await conn.execute("INSERT INTO disclosures (package_id, reader, staff_user, fields) VALUES ($1, 'staff', $2, $3)",
-                               package_id, x_staff_user, sorted(k for k in row.keys() if k != "package_id"))
+            await conn.execute(
+                "INSERT INTO disclosures (package_id, reader, staff_user, fields) VALUES ($1, 'staff', $2, $3)",
+                package_id,
+                x_staff_user,
+                sorted(k for k in row if k != "package_id"),
+            )
         return {k: (str(v) if isinstance(v, (uuid.UUID, dt.date)) else v) for k, v in dict(row).items()}
 
     @router.get("", summary="List packages, filtered")
     async def list_packages(
-        status: Annotated[str | None, Query(pattern="^(requested|offered|placed|unplaced|started|cancelled|awaiting_approval)$")] = None,
+        status: Annotated[
+            str | None, Query(pattern="^(requested|offered|placed|unplaced|started|cancelled|awaiting_approval)$")
+        ] = None,
         zone: str | None = None,
         band: Band | None = None,
         urgency: Urgency | None = None,
         waiting_longer_than_hours: Annotated[float | None, Query(ge=0, le=24 * 366)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-        sort: Annotated[Literal["requested", "queue"], Query(
-            description="requested: oldest request first; queue: the unplaced queue and exceptions awaiting a decision "
-                        "first, then most urgent (priority within urgency), then longest waiting")] = "requested",
+        sort: Annotated[
+            Literal["requested", "queue"],
+            Query(
+                description=(
+                    "requested: oldest request first; queue: the unplaced queue and exceptions awaiting a "
+                    "decision first, then most urgent (priority within urgency), then longest waiting"
+                )
+            ),
+        ] = "requested",
     ) -> dict:
         if zone is not None and zone not in rules.framework.zones:
             raise ProblemError(422, f"unknown zone {zone!r}", field="zone")
-        order = "requested_at" if sort == "requested" else (
-            "CASE status WHEN 'unplaced' THEN 0 WHEN 'awaiting_approval' THEN 1 ELSE 2 END, "
-            f"{repo.MOST_URGENT_FIRST}, requested_at")
+        order = (
+            "requested_at"
+            if sort == "requested"
+            else (
+                "CASE status WHEN 'unplaced' THEN 0 WHEN 'awaiting_approval' THEN 1 ELSE 2 END, "
+                f"{repo.MOST_URGENT_FIRST}, requested_at"
+            )
+        )
         rows = await service.pool.fetch(
             f"""SELECT package_id, status, zone, band, urgency, hours_per_week, provider_id, priority, continuity,
                        requested_at, placed_at, unplaced_at, current_tier, window_closes_at, next_reoffer_at
@@ -389,9 +518,19 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
                   AND ($7::float8 IS NULL OR (status IN ('requested', 'offered', 'unplaced', 'awaiting_approval')
                                               AND requested_at < now() - make_interval(secs => $7 * 3600)))
                 ORDER BY {order} LIMIT $5 OFFSET $6""",
-            status, zone, band and band.value, urgency and urgency.value, limit, offset, waiting_longer_than_hours,
+            status,
+            zone,
+            band and band.value,
+            urgency and urgency.value,
+            limit,
+            offset,
+            waiting_longer_than_hours,
         )
-        return {"packages": [{k: (str(v) if isinstance(v, (uuid.UUID, Decimal)) else v) for k, v in dict(r).items()} for r in rows]}
+        return {
+            "packages": [
+                {k: (str(v) if isinstance(v, (uuid.UUID, Decimal)) else v) for k, v in dict(r).items()} for r in rows
+            ]
+        }
 
     return router
 
@@ -402,8 +541,14 @@ def reference_router(service, rules: handlers.BrokerageRules) -> APIRouter:
     @ref.get("/zones", summary="The framework's zones")
     async def zones() -> list[dict]:
         return [
-            {"id": z.id, "name": z.name, "size": z.size, "places": list(z.places),
-             "postcode_districts": list(z.postcode_districts), "adjacent": list(z.adjacent)}
+            {
+                "id": z.id,
+                "name": z.name,
+                "size": z.size,
+                "places": list(z.places),
+                "postcode_districts": list(z.postcode_districts),
+                "adjacent": list(z.adjacent),
+            }
             for z in rules.framework.zones.values()
         ]
 
@@ -415,10 +560,13 @@ def reference_router(service, rules: handlers.BrokerageRules) -> APIRouter:
     @ref.get("/rates", summary="The rate card in force today")
     async def rates() -> dict:
         card = rules.framework.rate_card_on(dt.date.today())
-        return {"version": card.version, "effective_from": card.effective_from, "rates": {b.value: str(r) for b, r in card.rates.items()}}
+        return {
+            "version": card.version,
+            "effective_from": card.effective_from,
+            "rates": {b.value: str(r) for b, r in card.rates.items()},
+        }
 
     return ref
-
 
 
 PERSON_FIELDS = ("full_name", "address", "postcode", "phone", "email", "nhs_number", "date_of_birth", "care_notes")
@@ -446,27 +594,40 @@ def internal_router(service) -> APIRouter:
         if not hmac.compare_digest(given, expected.encode()):
             raise ProblemError(401, "the providers service's disclosure token is required")
 
-    @router.post("/disclosures", dependencies=[Depends(providers_service)],
-                 summary="Disclose a person's details to the provider the package is placed with, and audit it",
-                 responses={403: {"description": "The package is not placed with that provider"},
-                            404: {"description": "No such package"}})
+    @router.post(
+        "/disclosures",
+        dependencies=[Depends(providers_service)],
+        summary="Disclose a person's details to the provider the package is placed with, and audit it",
+        responses={
+            403: {"description": "The package is not placed with that provider"},
+            404: {"description": "No such package"},
+        },
+    )
     async def disclose(body: DisclosureRequest) -> dict:
         # The brokerage checks the award on its own record too: it is the source of truth, and
         # the audit row and the read commit together (no disclosure without its record).
         async with service.pool.acquire() as conn, conn.transaction():
-            package = await conn.fetchrow("SELECT status, provider_id FROM packages WHERE package_id = $1 FOR SHARE",
-                                          body.package_id)
+            package = await conn.fetchrow(
+                "SELECT status, provider_id FROM packages WHERE package_id = $1 FOR SHARE", body.package_id
+            )
             if package is None:
                 raise ProblemError(404, f"no package {body.package_id}")
             if package["status"] not in ("placed", "started") or package["provider_id"] != body.provider_id:
                 raise ProblemError(403, "the package is not placed with this provider")
             fields = sorted(set(body.fields))
-            person = await conn.fetchrow(f"SELECT {', '.join(fields)} FROM persons WHERE package_id = $1", body.package_id)
+            person = await conn.fetchrow(
+                f"SELECT {', '.join(fields)} FROM persons WHERE package_id = $1", body.package_id
+            )
             await conn.execute(
                 "INSERT INTO disclosures (package_id, provider_id, credential_id, fields) VALUES ($1, $2, $3, $4)",
-                body.package_id, body.provider_id, body.credential_id, fields)
+                body.package_id,
+                body.provider_id,
+                body.credential_id,
+                fields,
+            )
         return {"package_id": str(body.package_id)} | {
-            k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in dict(person).items()}
+            k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in dict(person).items()
+        }
 
     return router
 
@@ -474,11 +635,19 @@ def internal_router(service) -> APIRouter:
 def disclosures_router(service) -> APIRouter:
     router = APIRouter(prefix="/packages", tags=["packages"])
 
-    @router.get("/{package_id}/disclosures", summary="Who was shown the person's details: the provider and credential, or the staff member; when; which fields")
+    @router.get(
+        "/{package_id}/disclosures",
+        summary=(
+            "Who was shown the person's details: the provider and credential, or the staff member; when; which fields"
+        ),
+    )
     async def disclosures(package_id: uuid.UUID) -> list[dict]:
         rows = await service.pool.fetch(
-            "SELECT disclosure_id, reader, provider_id, credential_id, staff_user, fields, disclosed_at FROM disclosures "
-            "WHERE package_id = $1 ORDER BY disclosure_id", package_id)
+            "SELECT disclosure_id, reader, provider_id, credential_id, staff_user, fields, disclosed_at FROM "
+            "disclosures "
+            "WHERE package_id = $1 ORDER BY disclosure_id",
+            package_id,
+        )
         return [dict(r) | {"fields": list(r["fields"])} for r in rows]
 
     return router

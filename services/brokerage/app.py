@@ -8,6 +8,7 @@ Background: the timers (offer windows, the unplaced queue's re-offers).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 from pathlib import Path
 
@@ -39,7 +40,6 @@ from services.runtime.outbox import unit_of_work
 from services.runtime.service import Service
 from services.runtime.settings import ServiceSettings, load
 
-
 log = get_logger(__name__)
 
 
@@ -66,16 +66,29 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
         await handlers.update_provider(uow, event)
 
     service.consumer.subscribe(*topics.CONSUMED_BY["brokerage"])
-    declare_publishes(service, topics.PACKAGES, PackageRequested, OfferMade, PackagePlaced, PackageUnplaced,
-                      PackageCancelled, PackageStarted, PackageHandedBack, PackageReopened, ExceptionRequested, ExceptionDecided,
-                      description="A package's life: requested, offered per tier, placed or unplaced, cancelled, started. "
-                                  "Keyed by package id.")
+    declare_publishes(
+        service,
+        topics.PACKAGES,
+        PackageRequested,
+        OfferMade,
+        PackagePlaced,
+        PackageUnplaced,
+        PackageCancelled,
+        PackageStarted,
+        PackageHandedBack,
+        PackageReopened,
+        ExceptionRequested,
+        ExceptionDecided,
+        description="A package's life: requested, offered per tier, placed or unplaced, cancelled, started. "
+        "Keyed by package id.",
+    )
 
     @service.gauge_refreshers.append
     async def waiting_packages(svc: Service) -> None:
         rows = await svc.pool.fetch(
             """SELECT urgency, status, count(*) AS n, extract(epoch FROM now() - min(requested_at)) AS oldest
-                 FROM packages WHERE status IN ('offered', 'unplaced') GROUP BY urgency, status""")
+                 FROM packages WHERE status IN ('offered', 'unplaced') GROUP BY urgency, status"""
+        )
         for urgency in Urgency:
             for status in ("offered", "unplaced"):
                 row = next((r for r in rows if r["urgency"] == urgency.value and r["status"] == status), None)
@@ -88,8 +101,11 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
         suspended or gone, to re-broker. Deadlines are columns,
         so a restart loses none; each is handled in a transaction of its own with SKIP LOCKED, so
         two brokerage instances fire none twice and one bad package holds up no other."""
-        jobs = [(handlers.close_due_window, repo.WINDOWS), (handlers.reoffer_due, repo.REOFFERS),
-                (handlers.rebroker_due, repo.REBROKERING)]
+        jobs = [
+            (handlers.close_due_window, repo.WINDOWS),
+            (handlers.reoffer_due, repo.REOFFERS),
+            (handlers.rebroker_due, repo.REBROKERING),
+        ]
         while not svc.stopping.is_set():
             did_something = False
             for job, timer in jobs:
@@ -102,13 +118,15 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
                     # This package cannot be handled (a bug, or reference data changed under it):
                     # look at it again in a minute, and let every other package go on meanwhile.
                     stuck = await repo.put_off(svc.pool, timer, 60)
-                    log.error("timer could not handle a package; retrying it in 60 s", job=job.__name__,
-                              package_id=str(stuck), error=repr(exc))
+                    log.error(
+                        "timer could not handle a package; retrying it in 60 s",
+                        job=job.__name__,
+                        package_id=str(stuck),
+                        error=repr(exc),
+                    )
             if not did_something:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(svc.stopping.wait(), timeout=settings.timer_poll_seconds)
-                except asyncio.TimeoutError:
-                    pass
 
     app = create_app(service, title="Brokerage", description="Home care package requests, offers and awards.")
     app.include_router(api.build_router(service, rules))
@@ -116,4 +134,3 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
     app.include_router(api.disclosures_router(service))
     app.include_router(api.internal_router(service))
     return service, app
-

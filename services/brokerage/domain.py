@@ -9,9 +9,10 @@ answer; only bids at or under the band rate are acceptable without an approved e
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Iterable, Literal
+from typing import Literal
 
 from schemas.events import PackageSpec, ProviderProfile
 from schemas.vocabulary import CareNeed, Tier, Urgency
@@ -52,7 +53,9 @@ def required_skills(package: PackageSpec) -> set[CareNeed]:
     return set(package.needs)
 
 
-def exclusion_reasons(package: PackageSpec, provider: ProviderProfile, *, from_zones: frozenset[str] | None = None) -> list[str]:
+def exclusion_reasons(
+    package: PackageSpec, provider: ProviderProfile, *, from_zones: frozenset[str] | None = None
+) -> list[str]:
     """Why this provider may not be offered this package; empty when it is eligible.
     ``from_zones``: the escalation to neighbouring zones, where serving one of those will do."""
     reasons = standing_exclusions(package, provider, from_zones=from_zones)
@@ -62,7 +65,9 @@ def exclusion_reasons(package: PackageSpec, provider: ProviderProfile, *, from_z
     return reasons
 
 
-def standing_exclusions(package: PackageSpec, provider: ProviderProfile, *, from_zones: frozenset[str] | None = None) -> list[str]:
+def standing_exclusions(
+    package: PackageSpec, provider: ProviderProfile, *, from_zones: frozenset[str] | None = None
+) -> list[str]:
     """The exclusions that do not depend on the provider's caseload (everything but capacity):
     the policy simulator screens each package's candidates once with these."""
     # Written for speed (the policy simulator screens millions of times a year): no sets built
@@ -96,7 +101,9 @@ class Screening:
     excluded: dict[str, list[str]]
 
 
-def screen(package: PackageSpec, providers: Iterable[ProviderProfile], *, from_zones: frozenset[str] | None = None) -> Screening:
+def screen(
+    package: PackageSpec, providers: Iterable[ProviderProfile], *, from_zones: frozenset[str] | None = None
+) -> Screening:
     """Split the providers into eligible ones and excluded ones (with reasons). With
     ``from_zones``, screen the neighbouring zones' providers (those serving the package's own
     zone were the earlier tiers' business)."""
@@ -126,11 +133,15 @@ def tier_ladder(policy: str, *, zone_has_prime: bool) -> list[Tier]:
     if policy == OPEN_FRAMEWORK:
         return [Tier.open, Tier.adjacent]
     if policy == PRIME_SUPPLEMENTARY:
-        return [Tier.prime, Tier.supplementary, Tier.adjacent] if zone_has_prime else [Tier.supplementary, Tier.adjacent]
+        return (
+            [Tier.prime, Tier.supplementary, Tier.adjacent] if zone_has_prime else [Tier.supplementary, Tier.adjacent]
+        )
     raise ValueError(f"unknown allocation policy {policy!r}")
 
 
-def providers_for_tier(tier: Tier, eligible: Iterable[ProviderProfile], adjacent: Iterable[ProviderProfile] = ()) -> list[ProviderProfile]:
+def providers_for_tier(
+    tier: Tier, eligible: Iterable[ProviderProfile], adjacent: Iterable[ProviderProfile] = ()
+) -> list[ProviderProfile]:
     """Who a tier offers to: ``eligible`` are the zone's own eligible providers, ``adjacent``
     the eligible providers of the neighbouring zones."""
     if tier == Tier.adjacent:
@@ -140,8 +151,9 @@ def providers_for_tier(tier: Tier, eligible: Iterable[ProviderProfile], adjacent
     return [p for p in eligible if p.tier == tier.value]
 
 
-def next_offer(ladder: list[Tier], after: Tier | None, eligible: list[ProviderProfile],
-               adjacent: list[ProviderProfile] = ()) -> tuple[Tier, list[ProviderProfile]] | None:
+def next_offer(
+    ladder: list[Tier], after: Tier | None, eligible: list[ProviderProfile], adjacent: list[ProviderProfile] = ()
+) -> tuple[Tier, list[ProviderProfile]] | None:
     """The next tier on the ladder with anyone eligible in it, or None when the ladder is spent."""
     # Reference data may change while a package is on offer (a zone loses its Prime tier, say):
     # "after" then need not be on today's ladder, so go by the tiers' fixed order instead.
@@ -170,11 +182,23 @@ class OfferPlan:
 
     @property
     def unplaced_reason(self) -> str:
-        return "no eligible provider" if not (self.screening.eligible or self.nearby.eligible) else "no acceptable bid on any tier"
+        return (
+            "no eligible provider"
+            if not (self.screening.eligible or self.nearby.eligible)
+            else "no acceptable bid on any tier"
+        )
 
 
-def plan_offer(package: PackageSpec, providers: list[ProviderProfile], *, policy: str, zone_has_prime: bool,
-               neighbours: frozenset[str], after: Tier | None, not_again: set[str] = frozenset()) -> OfferPlan:
+def plan_offer(
+    package: PackageSpec,
+    providers: list[ProviderProfile],
+    *,
+    policy: str,
+    zone_has_prime: bool,
+    neighbours: frozenset[str],
+    after: Tier | None,
+    not_again: set[str] = frozenset(),
+) -> OfferPlan:
     """The next round for a package under its zone's policy: the brokerage's handlers and the policy
     simulator both call this. ``not_again``: providers not to offer it again (already offered this
     cycle, or one that handed it back)."""
@@ -190,8 +214,9 @@ def plan_offer(package: PackageSpec, providers: list[ProviderProfile], *, policy
 
 def eligible_now(package: PackageSpec, providers: list[ProviderProfile], neighbours: frozenset[str]) -> set[str]:
     """Who may win at this moment (the zone's own eligible providers and the neighbours')."""
-    return ({p.provider_id for p in screen(package, providers).eligible}
-            | {p.provider_id for p in screen(package, providers, from_zones=neighbours).eligible})
+    return {p.provider_id for p in screen(package, providers).eligible} | {
+        p.provider_id for p in screen(package, providers, from_zones=neighbours).eligible
+    }
 
 
 def offer_window(urgency: Urgency, windows: dict[Urgency, dt.timedelta]) -> dt.timedelta:

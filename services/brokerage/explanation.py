@@ -15,9 +15,12 @@ from decimal import Decimal
 
 from services.brokerage import domain
 
-TIER_WORDS = {"prime": "the zone's Prime providers", "supplementary": "the zone's Supplementary providers",
-              "open": "every eligible provider in the zone (open framework)",
-              "adjacent": "eligible providers of the neighbouring zones (escalation)"}
+TIER_WORDS = {
+    "prime": "the zone's Prime providers",
+    "supplementary": "the zone's Supplementary providers",
+    "open": "every eligible provider in the zone (open framework)",
+    "adjacent": "eligible providers of the neighbouring zones (escalation)",
+}
 
 
 def _money(value) -> str:
@@ -30,25 +33,55 @@ def decision_record(package, rounds, answers, names: dict[str, str], exceptions=
     for r in rounds:
         quality = {k: Decimal(v) for k, v in json.loads(r["quality"]).items()}
         mine = [a for a in answers if a["offer_round"] == r["offer_round"]]
-        on_time = [domain.Answer(a["provider_id"], a["kind"], a["answered_at"], a["hourly_rate"], a["earliest_start"], a["reason"])
-                   for a in mine if not a["late"]]
+        on_time = [
+            domain.Answer(
+                a["provider_id"], a["kind"], a["answered_at"], a["hourly_rate"], a["earliest_start"], a["reason"]
+            )
+            for a in mine
+            if not a["late"]
+        ]
         ranking = domain.rank_bids(on_time, quality, package["band_rate"])
-        record_rounds.append({
-            "offer_round": r["offer_round"],
-            "tier": r["tier"],
-            "opened_at": r["opened_at"],
-            "window_closes_at": r["window_closes_at"],
-            "closed_at": r["closed_at"],
-            "outcome": r["outcome"],
-            "offered": [{"provider_id": p, "name": names.get(p, p), "quality": str(quality.get(p, ""))} for p in r["provider_ids"]],
-            "excluded": json.loads(r["excluded"]),
-            "answers": [{"provider_id": a["provider_id"], "kind": a["kind"], "hourly_rate": _str(a["hourly_rate"]),
-                         "earliest_start": a["earliest_start"], "reason": a["reason"], "reason_text": a["reason_text"],
-                         "answered_at": a["answered_at"], "late": a["late"], "adapter": a["adapter"]} for a in mine],
-            "ranking": [{"rank": b.rank, "provider_id": b.answer.provider_id, "quality": str(b.quality),
-                         "hourly_rate": str(b.answer.hourly_rate), "earliest_start": b.answer.earliest_start,
-                         "answered_at": b.answer.answered_at, "acceptable": b.acceptable} for b in ranking],
-        })
+        record_rounds.append(
+            {
+                "offer_round": r["offer_round"],
+                "tier": r["tier"],
+                "opened_at": r["opened_at"],
+                "window_closes_at": r["window_closes_at"],
+                "closed_at": r["closed_at"],
+                "outcome": r["outcome"],
+                "offered": [
+                    {"provider_id": p, "name": names.get(p, p), "quality": str(quality.get(p, ""))}
+                    for p in r["provider_ids"]
+                ],
+                "excluded": json.loads(r["excluded"]),
+                "answers": [
+                    {
+                        "provider_id": a["provider_id"],
+                        "kind": a["kind"],
+                        "hourly_rate": _str(a["hourly_rate"]),
+                        "earliest_start": a["earliest_start"],
+                        "reason": a["reason"],
+                        "reason_text": a["reason_text"],
+                        "answered_at": a["answered_at"],
+                        "late": a["late"],
+                        "adapter": a["adapter"],
+                    }
+                    for a in mine
+                ],
+                "ranking": [
+                    {
+                        "rank": b.rank,
+                        "provider_id": b.answer.provider_id,
+                        "quality": str(b.quality),
+                        "hourly_rate": str(b.answer.hourly_rate),
+                        "earliest_start": b.answer.earliest_start,
+                        "answered_at": b.answer.answered_at,
+                        "acceptable": b.acceptable,
+                    }
+                    for b in ranking
+                ],
+            }
+        )
     return {
         "package_id": str(package["package_id"]),
         "status": package["status"],
@@ -56,31 +89,49 @@ def decision_record(package, rounds, answers, names: dict[str, str], exceptions=
         "rate_card": package["rate_card"],
         "band": package["band"],
         "band_rate": str(package["band_rate"]),
-        "rule": "acceptable bids (at or under the band rate) ranked by quality rating, then price, then earliest start, "
-                "then earliest answer; the first whose provider is still eligible wins",
+        "rule": (
+            "acceptable bids (at or under the band rate) ranked by quality rating, then price, then earliest "
+            "start, then earliest answer; the first whose provider is still eligible wins"
+        ),
         "winner": package["provider_id"],
         "hourly_rate": _str(package["hourly_rate"]),
         "rounds": record_rounds,
-        "exceptions": [{"provider_id": e["provider_id"], "hourly_rate": str(e["hourly_rate"]), "band_rate": str(e["band_rate"]),
-                        "requested_at": e["requested_at"], "decision": e["decision"], "decided_by": e["decided_by"],
-                        "decided_at": e["decided_at"], "reason": e["reason"]} for e in exceptions],
+        "exceptions": [
+            {
+                "provider_id": e["provider_id"],
+                "hourly_rate": str(e["hourly_rate"]),
+                "band_rate": str(e["band_rate"]),
+                "requested_at": e["requested_at"],
+                "decision": e["decision"],
+                "decided_by": e["decided_by"],
+                "decided_at": e["decided_at"],
+                "reason": e["reason"],
+            }
+            for e in exceptions
+        ],
     }
 
 
 def for_broker(record: dict, names: dict[str, str]) -> str:
-    lines = [f"Requested under the {record['policy']} policy, judged against rate card {record['rate_card']} "
-             f"({record['band']} band rate {_money(record['band_rate'])}/h)."]
+    lines = [
+        f"Requested under the {record['policy']} policy, judged against rate card {record['rate_card']} "
+        f"({record['band']} band rate {_money(record['band_rate'])}/h)."
+    ]
     for r in record["rounds"]:
         offered = ", ".join(o["name"] for o in r["offered"])
-        lines.append(f"Round {r['offer_round']}: offered to {TIER_WORDS[r['tier']]} - {offered} - "
-                     f"with a window to {_when(r['window_closes_at'])}.")
+        lines.append(
+            f"Round {r['offer_round']}: offered to {TIER_WORDS[r['tier']]} - {offered} - "
+            f"with a window to {_when(r['window_closes_at'])}."
+        )
         for a in r["answers"]:
             who = names.get(a["provider_id"], a["provider_id"])
             late = " (after the round had closed, so not considered)" if a["late"] else ""
             if a["kind"] == "bid":
                 lines.append(f"  {who} bid {_money(a['hourly_rate'])}/h, able to start {a['earliest_start']}{late}.")
             else:
-                lines.append(f"  {who} declined: {a['reason']}{' - ' + a['reason_text'] if a['reason_text'] else ''}{late}.")
+                lines.append(
+                    f"  {who} declined: {a['reason']}{' - ' + a['reason_text'] if a['reason_text'] else ''}{late}."
+                )
         silent = [o["name"] for o in r["offered"] if o["provider_id"] not in {a["provider_id"] for a in r["answers"]}]
         if silent:
             lines.append(f"  No answer from {', '.join(silent)}.")
@@ -88,8 +139,10 @@ def for_broker(record: dict, names: dict[str, str]) -> str:
             lines.append(f"  Not offered to {names.get(pid, pid)}: {'; '.join(reasons)}.")
         above = [b for b in r["ranking"] if not b["acceptable"]]
         for b in above:
-            lines.append(f"  {names.get(b['provider_id'], b['provider_id'])}'s bid was above the band rate, "
-                         "so it could not be accepted without an approved exception.")
+            lines.append(
+                f"  {names.get(b['provider_id'], b['provider_id'])}'s bid was above the band rate, "
+                "so it could not be accepted without an approved exception."
+            )
         lines.append(f"  Outcome: {r['outcome'] or 'still open'}.")
     for e in record.get("exceptions", []):
         who = names.get(e["provider_id"], e["provider_id"])
@@ -110,12 +163,16 @@ def for_family(record: dict, names: dict[str, str], start_date: str | None) -> s
     if record["status"] == "cancelled":
         return "The care arrangement has been cancelled. If this is not what you expected, contact the brokerage team."
     if record["status"] not in ("placed", "started"):
-        return ("We are still looking for a home care provider. We offered the care to the providers who work in "
-                "your area and will keep trying; your broker will tell you as soon as someone is found.")
+        return (
+            "We are still looking for a home care provider. We offered the care to the providers who work in "
+            "your area and will keep trying; your broker will tell you as soon as someone is found."
+        )
     winner = names.get(record["winner"], record["winner"])
-    return (f"{winner} will provide your care, starting on {start_date}. We offered your care to the home care "
-            "providers who work in your area and can meet your needs, and chose the one with the best quality "
-            "rating among those who could take it at the council's rate. If you have a concern, contact the brokerage team.")
+    return (
+        f"{winner} will provide your care, starting on {start_date}. We offered your care to the home care "
+        "providers who work in your area and can meet your needs, and chose the one with the best quality "
+        "rating among those who could take it at the council's rate. If you have a concern, contact the brokerage team."
+    )
 
 
 def for_losing_bidder(record: dict, provider_id: str) -> str | None:
@@ -135,8 +192,10 @@ def for_losing_bidder(record: dict, provider_id: str) -> str | None:
                 why = "the package was cancelled"
             else:
                 why = "the round closed without an award to you"
-            return (f"Package {record['package_id']} was not awarded to you: {why}. Your bid ranked "
-                    f"{b['rank']} of {len(r['ranking'])} in round {r['offer_round']}.")
+            return (
+                f"Package {record['package_id']} was not awarded to you: {why}. Your bid ranked "
+                f"{b['rank']} of {len(r['ranking'])} in round {r['offer_round']}."
+            )
     return None
 
 

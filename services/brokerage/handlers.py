@@ -81,8 +81,16 @@ class Requested(NamedTuple):
     status: str  # where the request left the package: offered, unplaced or awaiting_approval
 
 
-async def request_package(uow: UnitOfWork, rules: BrokerageRules, *, spec: PackageSpec, person: dict, requested_by: str,
-                          package_id: uuid.UUID | None = None, idempotency: tuple[str, str] | None = None) -> "Requested":
+async def request_package(
+    uow: UnitOfWork,
+    rules: BrokerageRules,
+    *,
+    spec: PackageSpec,
+    person: dict,
+    requested_by: str,
+    package_id: uuid.UUID | None = None,
+    idempotency: tuple[str, str] | None = None,
+) -> Requested:
     """Store the request and offer it to the first tier. ``idempotency`` is (key, request hash):
     a second request with the key fails on the unique key, and the caller returns the first."""
     package_id = package_id or uuid.uuid4()
@@ -90,11 +98,22 @@ async def request_package(uow: UnitOfWork, rules: BrokerageRules, *, spec: Packa
     framework = rules.framework
     card = framework.rate_card_on(at.date())
     policy = framework.policy_on(spec.zone, at.date())
-    package = await repo.insert_package(uow.conn, package_id=package_id, spec=spec, requested_by=requested_by,
-                                        policy=policy, rate_card=card.version, band_rate=card.rates[spec.band],
-                                        requested_at=at, person=person, idempotency=idempotency)
+    package = await repo.insert_package(
+        uow.conn,
+        package_id=package_id,
+        spec=spec,
+        requested_by=requested_by,
+        policy=policy,
+        rate_card=card.version,
+        band_rate=card.rates[spec.band],
+        requested_at=at,
+        person=person,
+        idempotency=idempotency,
+    )
     requested = PackageRequested(correlation_id=package_id, package_id=package_id, package=spec, requested_at=at)
-    repo.add_timeline(uow, package_id, "requested", at, requested_by=requested_by, policy=policy, rate_card=card.version)
+    repo.add_timeline(
+        uow, package_id, "requested", at, requested_by=requested_by, policy=policy, rate_card=card.version
+    )
     await uow.emit(requested)
     status = await _offer_next_tier(uow, rules, package, after=None, causation=requested.event_id)
     return Requested(package_id, status)
@@ -107,17 +126,28 @@ async def record_answer(uow: UnitOfWork, rules: BrokerageRules, event: BidSubmit
         raise Rejected(f"answer for unknown package/round {event.package_id}/{event.offer_round}")
     if event.provider_id not in offered:
         # Only those offered a round may answer it: anything else is a faulty or forged adapter.
-        raise Rejected(f"{event.provider_id} answered round {event.offer_round} of {event.package_id} without being offered it")
+        raise Rejected(
+            f"{event.provider_id} answered round {event.offer_round} of {event.package_id} without being offered it"
+        )
     # An answer after its round closed is kept (it is part of the record) but changes nothing.
     late = package["status"] != "offered" or package["current_round"] != event.offer_round
-    common = dict(package_id=event.package_id, offer_round=event.offer_round, provider_id=event.provider_id,
-                  adapter=event.adapter, answered_at=event.answered_at, event_id=event.event_id, late=late)
+    common = dict(
+        package_id=event.package_id,
+        offer_round=event.offer_round,
+        provider_id=event.provider_id,
+        adapter=event.adapter,
+        answered_at=event.answered_at,
+        event_id=event.event_id,
+        late=late,
+    )
     if isinstance(event, BidSubmitted):
-        answers = await repo.insert_answer(uow.conn, kind="bid", hourly_rate=event.hourly_rate,
-                                           earliest_start=event.earliest_start, **common)
+        answers = await repo.insert_answer(
+            uow.conn, kind="bid", hourly_rate=event.hourly_rate, earliest_start=event.earliest_start, **common
+        )
     else:
-        answers = await repo.insert_answer(uow.conn, kind="decline", reason=event.reason.value,
-                                           reason_text=event.reason_text, **common)
+        answers = await repo.insert_answer(
+            uow.conn, kind="decline", reason=event.reason.value, reason_text=event.reason_text, **common
+        )
     if answers is None or late:  # answered before (a redelivery), or too late to count
         return
     answered = repo.state_of(offered, package["round_quality"], answers)
@@ -135,8 +165,15 @@ async def close_due_window(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID 
     return package["package_id"]
 
 
-async def close_round(uow: UnitOfWork, rules: BrokerageRules, package, *, why: str, causation: uuid.UUID | None,
-                      answered: tuple[domain.RoundState, dict] | None = None) -> None:
+async def close_round(
+    uow: UnitOfWork,
+    rules: BrokerageRules,
+    package,
+    *,
+    why: str,
+    causation: uuid.UUID | None,
+    answered: tuple[domain.RoundState, dict] | None = None,
+) -> None:
     """``answered``: the round's state, when the caller has just read it in this transaction."""
     package_id = package["package_id"]
     offer_round = package["current_round"]
@@ -146,8 +183,16 @@ async def close_round(uow: UnitOfWork, rules: BrokerageRules, package, *, why: s
     winner = domain.choose_winner(ranked, await _eligible_now(uow, rules, spec, ranked))
     if winner is not None:
         await repo.close_round(uow.conn, package_id, offer_round, f"placed with {winner.answer.provider_id}")
-        await _place(uow, package, spec, winner, offer_round=offer_round, tier=Tier(package["current_tier"]), why=why,
-                     causation=causation)
+        await _place(
+            uow,
+            package,
+            spec,
+            winner,
+            offer_round=offer_round,
+            tier=Tier(package["current_tier"]),
+            why=why,
+            causation=causation,
+        )
         return
     outcome = "no acceptable bid" if ranked else "no bid"
     await repo.close_round(uow.conn, package_id, offer_round, outcome)
@@ -155,7 +200,9 @@ async def close_round(uow: UnitOfWork, rules: BrokerageRules, package, *, why: s
     await _offer_next_tier(uow, rules, package, after=Tier(package["current_tier"]), causation=causation)
 
 
-async def _eligible_now(uow: UnitOfWork, rules: BrokerageRules, spec: PackageSpec, bids: list[domain.RankedBid]) -> set[str]:
+async def _eligible_now(
+    uow: UnitOfWork, rules: BrokerageRules, spec: PackageSpec, bids: list[domain.RankedBid]
+) -> set[str]:
     """Which of the bidders may win at this moment: eligibility is checked again at the award, so a
     provider suspended, or whose capacity went, since the offer cannot win (its zone's or a
     neighbour's). Only the bidders' current profiles are read: no one else can win."""
@@ -170,42 +217,90 @@ def _neighbours(framework: Framework, spec: PackageSpec) -> frozenset[str]:
     return frozenset(zone.adjacent) if zone else frozenset()
 
 
-async def _unplace(uow: UnitOfWork, rules: BrokerageRules, package, spec: PackageSpec, reason: str, *,
-                   causation: uuid.UUID | None, **detail) -> None:
+async def _unplace(
+    uow: UnitOfWork,
+    rules: BrokerageRules,
+    package,
+    spec: PackageSpec,
+    reason: str,
+    *,
+    causation: uuid.UUID | None,
+    **detail,
+) -> None:
     """Onto the unplaced queue (the waiting list), to be re-offered on its schedule."""
     package_id, at = package["package_id"], now()
     await repo.mark_unplaced(uow.conn, package_id, unplaced_at=at, next_reoffer_at=at + rules.reoffer_interval)
     repo.add_timeline(uow, package_id, "unplaced", at, reason=reason, **detail)
-    await uow.emit(PackageUnplaced(
-        correlation_id=package_id, causation_id=causation, package_id=package_id, zone=spec.zone, band=spec.band,
-        urgency=spec.urgency, hours_per_week=spec.hours_per_week, reason=reason,
-        requested_by=package["requested_by"], unplaced_at=at,
-    ))
+    await uow.emit(
+        PackageUnplaced(
+            correlation_id=package_id,
+            causation_id=causation,
+            package_id=package_id,
+            zone=spec.zone,
+            band=spec.band,
+            urgency=spec.urgency,
+            hours_per_week=spec.hours_per_week,
+            reason=reason,
+            requested_by=package["requested_by"],
+            unplaced_at=at,
+        )
+    )
 
 
-async def _place(uow: UnitOfWork, package, spec: PackageSpec, winner: domain.RankedBid, *, offer_round: int, tier: Tier,
-                 why: str, causation: uuid.UUID | None) -> None:
+async def _place(
+    uow: UnitOfWork,
+    package,
+    spec: PackageSpec,
+    winner: domain.RankedBid,
+    *,
+    offer_round: int,
+    tier: Tier,
+    why: str,
+    causation: uuid.UUID | None,
+) -> None:
     package_id = package["package_id"]
     at = now()
-    await repo.mark_placed(uow.conn, package_id, provider_id=winner.answer.provider_id,
-                           hourly_rate=winner.answer.hourly_rate, placed_at=at)
+    await repo.mark_placed(
+        uow.conn, package_id, provider_id=winner.answer.provider_id, hourly_rate=winner.answer.hourly_rate, placed_at=at
+    )
     start_date = max(spec.start_date, winner.answer.earliest_start)
-    repo.add_timeline(uow, package_id, "placed", at, provider_id=winner.answer.provider_id,
-                            rank=winner.rank, why=why, hourly_rate=str(winner.answer.hourly_rate),
-                            start_date=start_date.isoformat())
+    repo.add_timeline(
+        uow,
+        package_id,
+        "placed",
+        at,
+        provider_id=winner.answer.provider_id,
+        rank=winner.rank,
+        why=why,
+        hourly_rate=str(winner.answer.hourly_rate),
+        start_date=start_date.isoformat(),
+    )
     all_offered = await repo.everyone_offered(uow.conn, package_id)
-    await uow.emit(PackagePlaced(
-        correlation_id=package_id, causation_id=causation, package_id=package_id,
-        provider_id=winner.answer.provider_id, offer_round=offer_round, tier=tier,
-        hourly_rate=winner.answer.hourly_rate, hours_per_week=spec.hours_per_week,
-        start_date=start_date, zone=spec.zone, band=spec.band,
-        urgency=spec.urgency, rate_card=package["rate_card"], requested_by=package["requested_by"],
-        losing_provider_ids=sorted(p for p in all_offered if p != winner.answer.provider_id), placed_at=at,
-    ))
+    await uow.emit(
+        PackagePlaced(
+            correlation_id=package_id,
+            causation_id=causation,
+            package_id=package_id,
+            provider_id=winner.answer.provider_id,
+            offer_round=offer_round,
+            tier=tier,
+            hourly_rate=winner.answer.hourly_rate,
+            hours_per_week=spec.hours_per_week,
+            start_date=start_date,
+            zone=spec.zone,
+            band=spec.band,
+            urgency=spec.urgency,
+            rate_card=package["rate_card"],
+            requested_by=package["requested_by"],
+            losing_provider_ids=sorted(p for p in all_offered if p != winner.answer.provider_id),
+            placed_at=at,
+        )
+    )
 
 
-async def _offer_next_tier(uow: UnitOfWork, rules: BrokerageRules, package, *, after: Tier | None,
-                           causation: uuid.UUID | None) -> str:
+async def _offer_next_tier(
+    uow: UnitOfWork, rules: BrokerageRules, package, *, after: Tier | None, causation: uuid.UUID | None
+) -> str:
     """Offer the package to the next tier with anyone to offer it to; returns its status after."""
     package_id = package["package_id"]
     spec = repo.spec_of(package)
@@ -217,9 +312,15 @@ async def _offer_next_tier(uow: UnitOfWork, rules: BrokerageRules, package, *, a
     earlier = set() if after is None else set(await repo.everyone_offered(uow.conn, package_id, cycle=package["cycle"]))
     # Not again this cycle; and never the provider that handed the package back.
     earlier |= set(package["excluded_providers"])
-    plan = domain.plan_offer(spec, providers, policy=package["policy"],
-                             zone_has_prime=spec.zone not in framework.no_prime_zones,
-                             neighbours=neighbours, after=after, not_again=earlier)
+    plan = domain.plan_offer(
+        spec,
+        providers,
+        policy=package["policy"],
+        zone_has_prime=spec.zone not in framework.no_prime_zones,
+        neighbours=neighbours,
+        after=after,
+        not_again=earlier,
+    )
     at = now()
     if plan.tier is None:
         if after is not None and await _request_exception(uow, rules, package, spec, causation):
@@ -233,15 +334,41 @@ async def _offer_next_tier(uow: UnitOfWork, rules: BrokerageRules, package, *, a
     quality = {p.provider_id: domain.quality_score(p, weights) for p in offered}
     ids = [p.provider_id for p in offered]
     excluded = plan.excluded
-    await repo.open_round(uow.conn, package_id=package_id, offer_round=offer_round, tier=tier.value, provider_ids=ids,
-                          excluded=excluded, quality=quality, opened_at=at, window_closes_at=closes,
-                          cycle=package["cycle"])
-    repo.add_timeline(uow, package_id, "offered", at, offer_round=offer_round, tier=tier.value,
-                            providers=ids, window_closes_at=closes.isoformat())
-    await uow.emit(OfferMade(
-        correlation_id=package_id, causation_id=causation, package_id=package_id, offer_round=offer_round, tier=tier,
-        provider_ids=ids, package=spec, band_rate=package["band_rate"], window_closes_at=closes,
-    ))
+    await repo.open_round(
+        uow.conn,
+        package_id=package_id,
+        offer_round=offer_round,
+        tier=tier.value,
+        provider_ids=ids,
+        excluded=excluded,
+        quality=quality,
+        opened_at=at,
+        window_closes_at=closes,
+        cycle=package["cycle"],
+    )
+    repo.add_timeline(
+        uow,
+        package_id,
+        "offered",
+        at,
+        offer_round=offer_round,
+        tier=tier.value,
+        providers=ids,
+        window_closes_at=closes.isoformat(),
+    )
+    await uow.emit(
+        OfferMade(
+            correlation_id=package_id,
+            causation_id=causation,
+            package_id=package_id,
+            offer_round=offer_round,
+            tier=tier,
+            provider_ids=ids,
+            package=spec,
+            band_rate=package["band_rate"],
+            window_closes_at=closes,
+        )
+    )
     return "offered"
 
 
@@ -259,13 +386,22 @@ async def update_provider(uow: UnitOfWork, event: ProviderUpdated) -> None:
         # Reinstated before the timers took its packages: they stay with it.
         kept = await repo.unmark_for_rebrokering(uow.conn, profile.provider_id)
         if kept:
-            log.warning("provider active again: its packages are no longer re-brokered", provider_id=profile.provider_id,
-                        packages=kept)
+            log.warning(
+                "provider active again: its packages are no longer re-brokered",
+                provider_id=profile.provider_id,
+                packages=kept,
+            )
         return
-    marked = await repo.mark_for_rebrokering(uow.conn, profile.provider_id, reason=f"provider {profile.status}", at=now())
+    marked = await repo.mark_for_rebrokering(
+        uow.conn, profile.provider_id, reason=f"provider {profile.status}", at=now()
+    )
     if marked:
-        log.warning("provider no longer active: its packages will be re-brokered", provider_id=profile.provider_id,
-                    status=profile.status, packages=marked)
+        log.warning(
+            "provider no longer active: its packages will be re-brokered",
+            provider_id=profile.provider_id,
+            status=profile.status,
+            packages=marked,
+        )
 
 
 async def rebroker_due(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID | None:
@@ -278,8 +414,16 @@ async def rebroker_due(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID | No
     at = now()
     provider_id, reason = package["provider_id"], package["rebroker_reason"]
     repo.add_timeline(uow, package_id, "re-brokered", at, provider_id=provider_id, reason=reason)
-    await uow.emit(PackageReopened(correlation_id=package_id, package_id=package_id, provider_id=provider_id,
-                                   reason=reason, hours_per_week=package["hours_per_week"], reopened_at=at))
+    await uow.emit(
+        PackageReopened(
+            correlation_id=package_id,
+            package_id=package_id,
+            provider_id=provider_id,
+            reason=reason,
+            hours_per_week=package["hours_per_week"],
+            reopened_at=at,
+        )
+    )
     package = await repo.reopen(uow.conn, package_id, start_date=max(package["start_date"], at.date()))
     await _offer_next_tier(uow, rules, package, after=None, causation=None)
     return package_id
@@ -292,17 +436,25 @@ async def cancel(uow: UnitOfWork, package_id: uuid.UUID, *, reason: str, cancell
     """Cancel before care starts; a provider it was placed with gets its hours back."""
     package = await _locked(uow, package_id)
     if package["status"] in ("cancelled", "started"):
-        raise ActionRefused(f"package {package_id} is {package['status']}; only a package not yet started can be cancelled")
+        raise ActionRefused(
+            f"package {package_id} is {package['status']}; only a package not yet started can be cancelled"
+        )
     at = now()
     if package["status"] == "offered":
         await repo.close_round(uow.conn, package_id, package["current_round"], "cancelled")
     await repo.mark_cancelled(uow.conn, package_id, reason=reason, at=at)
     repo.add_timeline(uow, package_id, "cancelled", at, reason=reason, cancelled_by=cancelled_by)
-    await uow.emit(PackageCancelled(
-        correlation_id=package_id, package_id=package_id, reason=reason, cancelled_by=cancelled_by,
-        provider_id=package["provider_id"] if package["status"] == "placed" else None,
-        hours_per_week=package["hours_per_week"], cancelled_at=at,
-    ))
+    await uow.emit(
+        PackageCancelled(
+            correlation_id=package_id,
+            package_id=package_id,
+            reason=reason,
+            cancelled_by=cancelled_by,
+            provider_id=package["provider_id"] if package["status"] == "placed" else None,
+            hours_per_week=package["hours_per_week"],
+            cancelled_at=at,
+        )
+    )
 
 
 async def record_start(uow: UnitOfWork, package_id: uuid.UUID, *, started_on: dt.date, recorded_by: str) -> None:
@@ -312,12 +464,21 @@ async def record_start(uow: UnitOfWork, package_id: uuid.UUID, *, started_on: dt
     at = now()
     await repo.mark_started(uow.conn, package_id, started_on=started_on)
     repo.add_timeline(uow, package_id, "started", at, started_on=started_on.isoformat(), recorded_by=recorded_by)
-    await uow.emit(PackageStarted(correlation_id=package_id, package_id=package_id, provider_id=package["provider_id"],
-                                  started_on=started_on, recorded_by=recorded_by, recorded_at=at))
+    await uow.emit(
+        PackageStarted(
+            correlation_id=package_id,
+            package_id=package_id,
+            provider_id=package["provider_id"],
+            started_on=started_on,
+            recorded_by=recorded_by,
+            recorded_at=at,
+        )
+    )
 
 
-async def reoffer(uow: UnitOfWork, rules: BrokerageRules, package_id: uuid.UUID, *, requested_by: str,
-                  package=None) -> None:
+async def reoffer(
+    uow: UnitOfWork, rules: BrokerageRules, package_id: uuid.UUID, *, requested_by: str, package=None
+) -> None:
     """Offer an unplaced package again, tiers from the top, to everyone now eligible."""
     package = package or await _locked(uow, package_id)
     if package["status"] != "unplaced":
@@ -327,20 +488,46 @@ async def reoffer(uow: UnitOfWork, rules: BrokerageRules, package_id: uuid.UUID,
     await _offer_next_tier(uow, rules, package, after=None, causation=None)
 
 
-async def hand_back(uow: UnitOfWork, rules: BrokerageRules, package_id: uuid.UUID, *, notice_ends_on: dt.date, reason: str,
-                    recorded_by: str) -> None:
+async def hand_back(
+    uow: UnitOfWork,
+    rules: BrokerageRules,
+    package_id: uuid.UUID,
+    *,
+    notice_ends_on: dt.date,
+    reason: str,
+    recorded_by: str,
+) -> None:
     """The provider gives the package back with notice: reopened at once, with priority and a
     continuity flag, to start when the notice ends, and never offered to that provider again."""
     package = await _locked(uow, package_id)
     if package["status"] not in ("placed", "started"):
-        raise ActionRefused(f"package {package_id} is {package['status']}; only a placed or started package can be handed back")
+        raise ActionRefused(
+            f"package {package_id} is {package['status']}; only a placed or started package can be handed back"
+        )
     at = now()
     provider_id = package["provider_id"]
-    repo.add_timeline(uow, package_id, "handed back", at, provider_id=provider_id, reason=reason,
-                            notice_ends_on=notice_ends_on.isoformat(), recorded_by=recorded_by)
-    await uow.emit(PackageHandedBack(correlation_id=package_id, package_id=package_id, provider_id=provider_id,
-                                     notice_ends_on=notice_ends_on, reason=reason, hours_per_week=package["hours_per_week"],
-                                     recorded_by=recorded_by, recorded_at=at))
+    repo.add_timeline(
+        uow,
+        package_id,
+        "handed back",
+        at,
+        provider_id=provider_id,
+        reason=reason,
+        notice_ends_on=notice_ends_on.isoformat(),
+        recorded_by=recorded_by,
+    )
+    await uow.emit(
+        PackageHandedBack(
+            correlation_id=package_id,
+            package_id=package_id,
+            provider_id=provider_id,
+            notice_ends_on=notice_ends_on,
+            reason=reason,
+            hours_per_week=package["hours_per_week"],
+            recorded_by=recorded_by,
+            recorded_at=at,
+        )
+    )
     package = await repo.reopen(uow.conn, package_id, start_date=max(notice_ends_on, at.date()), exclude=provider_id)
     await _offer_next_tier(uow, rules, package, after=None, causation=None)
 
@@ -364,33 +551,60 @@ async def _locked(uow: UnitOfWork, package_id: uuid.UUID):
 # ---- above-rate exceptions -------------------------------------------------------------------
 
 
-async def _request_exception(uow: UnitOfWork, rules: BrokerageRules, package, spec: PackageSpec,
-                             causation: uuid.UUID | None) -> bool:
+async def _request_exception(
+    uow: UnitOfWork, rules: BrokerageRules, package, spec: PackageSpec, causation: uuid.UUID | None
+) -> bool:
     """The ladder is spent with only bids above the band rate: ask a broker. False if there are none."""
     best = await _best_above_rate(uow, rules, package, spec)
     if best is None:
         return False
     package_id, at = package["package_id"], now()
-    await repo.open_exception(uow.conn, package_id, provider_id=best.answer.provider_id, hourly_rate=best.answer.hourly_rate,
-                              band_rate=package["band_rate"], at=at)
-    repo.add_timeline(uow, package_id, "exception requested", at, provider_id=best.answer.provider_id,
-                            hourly_rate=str(best.answer.hourly_rate), band_rate=str(package["band_rate"]))
-    await uow.emit(ExceptionRequested(
-        correlation_id=package_id, causation_id=causation, package_id=package_id, provider_id=best.answer.provider_id,
-        hourly_rate=best.answer.hourly_rate, band_rate=package["band_rate"], zone=spec.zone, band=spec.band,
-        urgency=spec.urgency, requested_by=package["requested_by"], requested_at=at,
-    ))
+    await repo.open_exception(
+        uow.conn,
+        package_id,
+        provider_id=best.answer.provider_id,
+        hourly_rate=best.answer.hourly_rate,
+        band_rate=package["band_rate"],
+        at=at,
+    )
+    repo.add_timeline(
+        uow,
+        package_id,
+        "exception requested",
+        at,
+        provider_id=best.answer.provider_id,
+        hourly_rate=str(best.answer.hourly_rate),
+        band_rate=str(package["band_rate"]),
+    )
+    await uow.emit(
+        ExceptionRequested(
+            correlation_id=package_id,
+            causation_id=causation,
+            package_id=package_id,
+            provider_id=best.answer.provider_id,
+            hourly_rate=best.answer.hourly_rate,
+            band_rate=package["band_rate"],
+            zone=spec.zone,
+            band=spec.band,
+            urgency=spec.urgency,
+            requested_by=package["requested_by"],
+            requested_at=at,
+        )
+    )
     return True
 
 
-async def _best_above_rate(uow: UnitOfWork, rules: BrokerageRules, package, spec: PackageSpec) -> domain.RankedBid | None:
+async def _best_above_rate(
+    uow: UnitOfWork, rules: BrokerageRules, package, spec: PackageSpec
+) -> domain.RankedBid | None:
     answers, quality = await repo.cycle_bids(uow.conn, package["package_id"], package["cycle"])
     ranked = domain.rank_bids(answers, quality, package["band_rate"])
     return domain.best_above_rate(ranked, await _eligible_now(uow, rules, spec, ranked))
 
 
-async def decide_exception(uow: UnitOfWork, rules: BrokerageRules, package_id: uuid.UUID, *, approve: bool,
-                           decided_by: str, reason: str) -> None:
+async def decide_exception(
+    uow: UnitOfWork, rules: BrokerageRules, package_id: uuid.UUID, *, approve: bool, decided_by: str, reason: str
+) -> None:
     """A broker approves paying above the band rate (the best-ranked such bid wins) or refuses it."""
     package = await _locked(uow, package_id)
     if package["status"] != "awaiting_approval":
@@ -399,14 +613,30 @@ async def decide_exception(uow: UnitOfWork, rules: BrokerageRules, package_id: u
     decision = "approved" if approve else "rejected"
     await repo.decide_exception(uow.conn, package_id, decision=decision, decided_by=decided_by, reason=reason, at=at)
     repo.add_timeline(uow, package_id, f"exception {decision}", at, decided_by=decided_by, reason=reason)
-    await uow.emit(ExceptionDecided(correlation_id=package_id, package_id=package_id, decision=decision,
-                                    decided_by=decided_by, reason=reason, decided_at=at))
+    await uow.emit(
+        ExceptionDecided(
+            correlation_id=package_id,
+            package_id=package_id,
+            decision=decision,
+            decided_by=decided_by,
+            reason=reason,
+            decided_at=at,
+        )
+    )
     spec = repo.spec_of(package)
     best = await _best_above_rate(uow, rules, package, spec) if approve else None
     if best is not None:
         offer_round, tier = await repo.round_of_answer(uow.conn, package_id, best.answer.provider_id, package["cycle"])
-        await _place(uow, package, spec, best, offer_round=offer_round, tier=Tier(tier),
-                     why=f"above-rate exception approved by {decided_by}", causation=None)
+        await _place(
+            uow,
+            package,
+            spec,
+            best,
+            offer_round=offer_round,
+            tier=Tier(tier),
+            why=f"above-rate exception approved by {decided_by}",
+            causation=None,
+        )
         return
     why = "above-rate exception rejected" if not approve else "no bidder above the rate is still eligible"
     await _unplace(uow, rules, package, spec, why, causation=None)

@@ -20,9 +20,19 @@ from services.brokerage.domain import Answer, RoundState
 from services.runtime.outbox import UnitOfWork
 
 
-async def insert_package(conn: asyncpg.Connection, *, package_id: uuid.UUID, spec: PackageSpec, requested_by: str,
-                         policy: str, rate_card: str, band_rate: Decimal, requested_at: dt.datetime, person: dict,
-                         idempotency: tuple[str, str] | None = None) -> asyncpg.Record:
+async def insert_package(
+    conn: asyncpg.Connection,
+    *,
+    package_id: uuid.UUID,
+    spec: PackageSpec,
+    requested_by: str,
+    policy: str,
+    rate_card: str,
+    band_rate: Decimal,
+    requested_at: dt.datetime,
+    person: dict,
+    idempotency: tuple[str, str] | None = None,
+) -> asyncpg.Record:
     key, request_hash = idempotency or (None, None)
     # One statement for the package and its person; RETURNING the package: a row this
     # transaction inserted is as good as locked (no one else sees it yet).
@@ -32,12 +42,31 @@ async def insert_package(conn: asyncpg.Connection, *, package_id: uuid.UUID, spe
                                     care_notes)
                VALUES ($1, $15, $16, $17, $18, $19, $20, $21, $22))
            INSERT INTO packages (package_id, status, spec, zone, band, urgency, hours_per_week, start_date,
-                                 requested_by, policy, rate_card, band_rate, requested_at, idempotency_key, request_hash)
+                                 requested_by, policy, rate_card, band_rate, requested_at, idempotency_key,
+                                     request_hash)
            VALUES ($1, 'requested', $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING *""",
-        package_id, spec.model_dump_json(), spec.zone, spec.band.value, spec.urgency.value, spec.hours_per_week,
-        spec.start_date, requested_by, policy, rate_card, band_rate, requested_at, key, request_hash,
-        person["full_name"], person["address"], person["postcode"], person.get("phone"),
-        person.get("email"), person["nhs_number"], person.get("date_of_birth"), person.get("care_notes"),
+        package_id,
+        spec.model_dump_json(),
+        spec.zone,
+        spec.band.value,
+        spec.urgency.value,
+        spec.hours_per_week,
+        spec.start_date,
+        requested_by,
+        policy,
+        rate_card,
+        band_rate,
+        requested_at,
+        key,
+        request_hash,
+        person["full_name"],
+        person["address"],
+        person["postcode"],
+        person.get("phone"),
+        person.get("email"),
+        person["nhs_number"],
+        person.get("date_of_birth"),
+        person.get("care_notes"),
     )
 
 
@@ -47,14 +76,18 @@ async def lock_package(conn: asyncpg.Connection, package_id: uuid.UUID) -> async
     return await conn.fetchrow("SELECT * FROM packages WHERE package_id = $1 FOR UPDATE", package_id)
 
 
-async def lock_package_for_answer(conn: asyncpg.Connection, package_id: uuid.UUID, offer_round: int) -> asyncpg.Record | None:
+async def lock_package_for_answer(
+    conn: asyncpg.Connection, package_id: uuid.UUID, offer_round: int
+) -> asyncpg.Record | None:
     """:func:`lock_package`, with the round the answer is for: ``round_offered`` (who it was offered
     to) and ``round_quality`` are NULL when there is no such round. One round trip per answer."""
     return await conn.fetchrow(
         """SELECT p.*, r.provider_ids AS round_offered, r.quality AS round_quality
              FROM packages p LEFT JOIN offer_rounds r ON r.package_id = p.package_id AND r.offer_round = $2
             WHERE p.package_id = $1 FOR UPDATE OF p""",
-        package_id, offer_round)
+        package_id,
+        offer_round,
+    )
 
 
 async def everyone_offered(conn: asyncpg.Connection, package_id: uuid.UUID, *, cycle: int | None = None) -> list[str]:
@@ -63,7 +96,9 @@ async def everyone_offered(conn: asyncpg.Connection, package_id: uuid.UUID, *, c
     return await conn.fetchval(
         """SELECT coalesce(array_agg(DISTINCT p), '{}') FROM offer_rounds, unnest(provider_ids) p
             WHERE package_id = $1 AND ($2::int IS NULL OR cycle = $2)""",
-        package_id, cycle)
+        package_id,
+        cycle,
+    )
 
 
 async def get_package(conn: asyncpg.Connection | asyncpg.Pool, package_id: uuid.UUID) -> asyncpg.Record | None:
@@ -77,15 +112,27 @@ def spec_of(row: asyncpg.Record) -> PackageSpec:
 TIMELINE_INSERT = "INSERT INTO timeline (package_id, at, stage, detail) VALUES ($1, coalesce($2, now()), $3, $4::jsonb)"
 
 
-def add_timeline(uow: UnitOfWork, package_id: uuid.UUID, stage: str, at: dt.datetime | None = None, **detail: Any) -> None:
+def add_timeline(
+    uow: UnitOfWork, package_id: uuid.UUID, stage: str, at: dt.datetime | None = None, **detail: Any
+) -> None:
     """A stage of the package's life for its timeline; written with the unit of work's outbox
     rows at its end (nothing reads the timeline back in the transaction that writes it)."""
     uow.defer(TIMELINE_INSERT, (package_id, at, stage, json.dumps(detail, default=str)))
 
 
-async def open_round(conn: asyncpg.Connection, *, package_id: uuid.UUID, offer_round: int, tier: str, provider_ids: list[str],
-                     excluded: dict[str, list[str]], quality: dict[str, Decimal], opened_at: dt.datetime,
-                     window_closes_at: dt.datetime, cycle: int = 1) -> None:
+async def open_round(
+    conn: asyncpg.Connection,
+    *,
+    package_id: uuid.UUID,
+    offer_round: int,
+    tier: str,
+    provider_ids: list[str],
+    excluded: dict[str, list[str]],
+    quality: dict[str, Decimal],
+    opened_at: dt.datetime,
+    window_closes_at: dt.datetime,
+    cycle: int = 1,
+) -> None:
     await conn.execute(
         """WITH opened AS (
                INSERT INTO offer_rounds (package_id, offer_round, tier, provider_ids, excluded, quality, opened_at,
@@ -93,24 +140,39 @@ async def open_round(conn: asyncpg.Connection, *, package_id: uuid.UUID, offer_r
                VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, $9))
            UPDATE packages SET status = 'offered', current_round = $2, current_tier = $3, window_closes_at = $8
             WHERE package_id = $1""",
-        package_id, offer_round, tier, provider_ids, json.dumps(excluded), json.dumps({k: str(v) for k, v in quality.items()}),
-        opened_at, window_closes_at, cycle,
+        package_id,
+        offer_round,
+        tier,
+        provider_ids,
+        json.dumps(excluded),
+        json.dumps({k: str(v) for k, v in quality.items()}),
+        opened_at,
+        window_closes_at,
+        cycle,
     )
 
 
 async def close_round(conn: asyncpg.Connection, package_id: uuid.UUID, offer_round: int, outcome: str) -> None:
     await conn.execute(
         "UPDATE offer_rounds SET closed_at = now(), outcome = $3 WHERE package_id = $1 AND offer_round = $2",
-        package_id, offer_round, outcome,
+        package_id,
+        offer_round,
+        outcome,
     )
 
 
-async def round_state(conn: asyncpg.Connection, package_id: uuid.UUID, offer_round: int) -> tuple[RoundState, dict[str, Decimal]]:
+async def round_state(
+    conn: asyncpg.Connection, package_id: uuid.UUID, offer_round: int
+) -> tuple[RoundState, dict[str, Decimal]]:
     """The round's offers and on-time answers, with its quality scores."""
     row = await conn.fetchrow(
-        "SELECT provider_ids, quality FROM offer_rounds WHERE package_id = $1 AND offer_round = $2", package_id, offer_round
+        "SELECT provider_ids, quality FROM offer_rounds WHERE package_id = $1 AND offer_round = $2",
+        package_id,
+        offer_round,
     )
-    answers = await conn.fetch("SELECT * FROM answers WHERE package_id = $1 AND offer_round = $2", package_id, offer_round)
+    answers = await conn.fetch(
+        "SELECT * FROM answers WHERE package_id = $1 AND offer_round = $2", package_id, offer_round
+    )
     return state_of(row["provider_ids"], row["quality"], answers)
 
 
@@ -121,20 +183,38 @@ def state_of(offered: list[str], quality: str, answers: list[asyncpg.Record]) ->
         if a["late"] or a["provider_id"] not in state.offered:
             continue
         state.answers[a["provider_id"]] = Answer(
-            provider_id=a["provider_id"], kind=a["kind"], answered_at=a["answered_at"], hourly_rate=a["hourly_rate"],
-            earliest_start=a["earliest_start"], reason=a["reason"],
+            provider_id=a["provider_id"],
+            kind=a["kind"],
+            answered_at=a["answered_at"],
+            hourly_rate=a["hourly_rate"],
+            earliest_start=a["earliest_start"],
+            reason=a["reason"],
         )
     return state, {k: Decimal(v) for k, v in json.loads(quality).items()}
 
 
-ANSWER_COLUMNS = ("package_id, offer_round, provider_id, kind, hourly_rate, earliest_start, reason, reason_text, adapter, "
-                  "answered_at, event_id, late")
+ANSWER_COLUMNS = (
+    "package_id, offer_round, provider_id, kind, hourly_rate, earliest_start, reason, reason_text, adapter, "
+    "answered_at, event_id, late"
+)
 
 
-async def insert_answer(conn: asyncpg.Connection, *, package_id: uuid.UUID, offer_round: int, provider_id: str, kind: str,
-                        adapter: str, answered_at: dt.datetime, event_id: uuid.UUID, late: bool, hourly_rate: Decimal | None = None,
-                        earliest_start: dt.date | None = None, reason: str | None = None,
-                        reason_text: str | None = None) -> list[asyncpg.Record] | None:
+async def insert_answer(
+    conn: asyncpg.Connection,
+    *,
+    package_id: uuid.UUID,
+    offer_round: int,
+    provider_id: str,
+    kind: str,
+    adapter: str,
+    answered_at: dt.datetime,
+    event_id: uuid.UUID,
+    late: bool,
+    hourly_rate: Decimal | None = None,
+    earliest_start: dt.date | None = None,
+    reason: str | None = None,
+    reason_text: str | None = None,
+) -> list[asyncpg.Record] | None:
     """Record a provider's answer; None if that provider already answered this round, else every
     answer of the round, this one included (read in the same statement: one round trip)."""
     rows = await conn.fetch(
@@ -145,27 +225,45 @@ async def insert_answer(conn: asyncpg.Connection, *, package_id: uuid.UUID, offe
             UNION ALL
             SELECT false, {ANSWER_COLUMNS} FROM answers
              WHERE package_id = $1 AND offer_round = $2 AND EXISTS (SELECT 1 FROM new)""",
-        package_id, offer_round, provider_id, kind, hourly_rate, earliest_start, reason, reason_text, adapter,
-        answered_at, event_id, late,
+        package_id,
+        offer_round,
+        provider_id,
+        kind,
+        hourly_rate,
+        earliest_start,
+        reason,
+        reason_text,
+        adapter,
+        answered_at,
+        event_id,
+        late,
     )
     return rows or None
 
 
-async def mark_placed(conn: asyncpg.Connection, package_id: uuid.UUID, *, provider_id: str, hourly_rate: Decimal,
-                      placed_at: dt.datetime) -> None:
+async def mark_placed(
+    conn: asyncpg.Connection, package_id: uuid.UUID, *, provider_id: str, hourly_rate: Decimal, placed_at: dt.datetime
+) -> None:
     await conn.execute(
-        """UPDATE packages SET status = 'placed', provider_id = $2, hourly_rate = $3, placed_at = $4, window_closes_at = NULL
+        """UPDATE packages SET status = 'placed', provider_id = $2, hourly_rate = $3, placed_at = $4,
+           window_closes_at = NULL
             WHERE package_id = $1""",
-        package_id, provider_id, hourly_rate, placed_at,
+        package_id,
+        provider_id,
+        hourly_rate,
+        placed_at,
     )
 
 
-async def mark_unplaced(conn: asyncpg.Connection, package_id: uuid.UUID, *, unplaced_at: dt.datetime,
-                        next_reoffer_at: dt.datetime) -> None:
+async def mark_unplaced(
+    conn: asyncpg.Connection, package_id: uuid.UUID, *, unplaced_at: dt.datetime, next_reoffer_at: dt.datetime
+) -> None:
     await conn.execute(
         """UPDATE packages SET status = 'unplaced', unplaced_at = $2, window_closes_at = NULL, next_reoffer_at = $3
             WHERE package_id = $1""",
-        package_id, unplaced_at, next_reoffer_at,
+        package_id,
+        unplaced_at,
+        next_reoffer_at,
     )
 
 
@@ -173,12 +271,16 @@ async def mark_cancelled(conn: asyncpg.Connection, package_id: uuid.UUID, *, rea
     await conn.execute(
         """UPDATE packages SET status = 'cancelled', cancelled_at = $2, cancel_reason = $3, window_closes_at = NULL,
                                next_reoffer_at = NULL WHERE package_id = $1""",
-        package_id, at, reason,
+        package_id,
+        at,
+        reason,
     )
 
 
 async def mark_started(conn: asyncpg.Connection, package_id: uuid.UUID, *, started_on: dt.date) -> None:
-    await conn.execute("UPDATE packages SET status = 'started', started_on = $2 WHERE package_id = $1", package_id, started_on)
+    await conn.execute(
+        "UPDATE packages SET status = 'started', started_on = $2 WHERE package_id = $1", package_id, started_on
+    )
 
 
 async def start_cycle(conn: asyncpg.Connection, package_id: uuid.UUID) -> asyncpg.Record:
@@ -195,15 +297,16 @@ class Timer:
     """A deadline column on packages, and which due package goes first. Used both to take the next
     due package and, by the timers' loop, to put off one that could not be handled."""
 
-    due: str       # SQL condition for a package this timer is about
+    due: str  # SQL condition for a package this timer is about
     deadline: str  # the column holding its deadline
-    order: str     # who goes first among the due
+    order: str  # who goes first among the due
 
 
 # Hospital discharges first, then reablement, then community care; within each, priority
 # (hand-backs, re-brokered packages) before the rest, then the longest waiting.
-MOST_URGENT_FIRST = ("CASE urgency WHEN 'hospital_discharge' THEN 0 WHEN 'reablement_step_down' THEN 1 ELSE 2 END, "
-                      "priority DESC")
+MOST_URGENT_FIRST = (
+    "CASE urgency WHEN 'hospital_discharge' THEN 0 WHEN 'reablement_step_down' THEN 1 ELSE 2 END, priority DESC"
+)
 WINDOWS = Timer("status = 'offered'", "window_closes_at", "window_closes_at")
 REOFFERS = Timer("status = 'unplaced'", "next_reoffer_at", f"{MOST_URGENT_FIRST}, requested_at")
 REBROKERING = Timer("status IN ('placed', 'started')", "rebroker_due_at", f"{MOST_URGENT_FIRST}, requested_at")
@@ -236,7 +339,9 @@ async def mark_for_rebrokering(conn: asyncpg.Connection, provider_id: str, *, re
     marked = await conn.execute(
         f"""UPDATE packages SET rebroker_due_at = $3, rebroker_reason = $2
              WHERE provider_id = $1 AND {REBROKERING.due} AND rebroker_due_at IS NULL""",
-        provider_id, reason, at,
+        provider_id,
+        reason,
+        at,
     )
     return int(marked.split()[-1])
 
@@ -260,24 +365,29 @@ async def upsert_provider(conn: asyncpg.Connection, profile: ProviderProfile, re
     row = await conn.fetchrow(
         """WITH before AS (SELECT profile->>'status' AS status FROM provider_view WHERE provider_id = $1)
            INSERT INTO provider_view (provider_id, revision, profile) VALUES ($1, $2, $3::jsonb)
-           ON CONFLICT (provider_id) DO UPDATE SET revision = EXCLUDED.revision, profile = EXCLUDED.profile, updated_at = now()
+           ON CONFLICT (provider_id) DO UPDATE SET revision = EXCLUDED.revision, profile = EXCLUDED.profile,
+               updated_at = now()
            WHERE provider_view.revision < EXCLUDED.revision
            RETURNING (SELECT status FROM before) AS was""",
-        profile.provider_id, revision, profile.model_dump_json(),
+        profile.provider_id,
+        revision,
+        profile.model_dump_json(),
     )
     return row is not None, None if row is None else row["was"]
 
 
 async def providers_serving(conn: asyncpg.Connection, *zones: str) -> list[ProviderProfile]:
     """Providers serving any of the zones."""
-    rows = await conn.fetch("SELECT profile FROM provider_view WHERE profile->'zones' ?| $1::text[] ORDER BY provider_id",
-                            list(zones))
+    rows = await conn.fetch(
+        "SELECT profile FROM provider_view WHERE profile->'zones' ?| $1::text[] ORDER BY provider_id", list(zones)
+    )
     return [_profile(r["profile"]) for r in rows]
 
 
 async def providers_by_id(conn: asyncpg.Connection, provider_ids: list[str]) -> list[ProviderProfile]:
-    rows = await conn.fetch("SELECT profile FROM provider_view WHERE provider_id = ANY($1::text[]) ORDER BY provider_id",
-                            provider_ids)
+    rows = await conn.fetch(
+        "SELECT profile FROM provider_view WHERE provider_id = ANY($1::text[]) ORDER BY provider_id", provider_ids
+    )
     return [_profile(r["profile"]) for r in rows]
 
 
@@ -303,51 +413,90 @@ async def provider_count(conn: asyncpg.Connection | asyncpg.Pool) -> int:
 # ---- above-rate exceptions -------------------------------------------------------------------
 
 
-async def cycle_bids(conn: asyncpg.Connection, package_id: uuid.UUID, cycle: int) -> tuple[list[Answer], dict[str, Decimal]]:
+async def cycle_bids(
+    conn: asyncpg.Connection, package_id: uuid.UUID, cycle: int
+) -> tuple[list[Answer], dict[str, Decimal]]:
     """Every on-time bid of the package's current cycle, with the quality scores used."""
-    rounds = await conn.fetch("SELECT quality FROM offer_rounds WHERE package_id = $1 AND cycle = $2",
-                              package_id, cycle)
+    rounds = await conn.fetch(
+        "SELECT quality FROM offer_rounds WHERE package_id = $1 AND cycle = $2", package_id, cycle
+    )
     quality: dict[str, Decimal] = {}
     for r in rounds:
         quality |= {k: Decimal(v) for k, v in json.loads(r["quality"]).items()}
     rows = await conn.fetch(
         """SELECT a.* FROM answers a JOIN offer_rounds r USING (package_id, offer_round)
-            WHERE a.package_id = $1 AND r.cycle = $2 AND a.kind = 'bid' AND NOT a.late AND a.provider_id = ANY(r.provider_ids)""",
-        package_id, cycle)
-    answers = [Answer(provider_id=a["provider_id"], kind="bid", answered_at=a["answered_at"], hourly_rate=a["hourly_rate"],
-                      earliest_start=a["earliest_start"]) for a in rows]
+            WHERE a.package_id = $1 AND r.cycle = $2 AND a.kind = 'bid' AND NOT a.late AND a.provider_id =
+                ANY(r.provider_ids)""",
+        package_id,
+        cycle,
+    )
+    answers = [
+        Answer(
+            provider_id=a["provider_id"],
+            kind="bid",
+            answered_at=a["answered_at"],
+            hourly_rate=a["hourly_rate"],
+            earliest_start=a["earliest_start"],
+        )
+        for a in rows
+    ]
     return answers, quality
 
 
-async def round_of_answer(conn: asyncpg.Connection, package_id: uuid.UUID, provider_id: str, cycle: int) -> tuple[int, str]:
+async def round_of_answer(
+    conn: asyncpg.Connection, package_id: uuid.UUID, provider_id: str, cycle: int
+) -> tuple[int, str]:
     row = await conn.fetchrow(
         """SELECT r.offer_round, r.tier FROM answers a JOIN offer_rounds r USING (package_id, offer_round)
             WHERE a.package_id = $1 AND a.provider_id = $2 AND r.cycle = $3 AND a.kind = 'bid'
-            ORDER BY r.offer_round DESC LIMIT 1""", package_id, provider_id, cycle)
+            ORDER BY r.offer_round DESC LIMIT 1""",
+        package_id,
+        provider_id,
+        cycle,
+    )
     return row["offer_round"], row["tier"]
 
 
-async def open_exception(conn: asyncpg.Connection, package_id: uuid.UUID, *, provider_id: str, hourly_rate: Decimal,
-                         band_rate: Decimal, at: dt.datetime) -> None:
+async def open_exception(
+    conn: asyncpg.Connection,
+    package_id: uuid.UUID,
+    *,
+    provider_id: str,
+    hourly_rate: Decimal,
+    band_rate: Decimal,
+    at: dt.datetime,
+) -> None:
     await conn.execute(
-        """INSERT INTO exceptions (package_id, requested_at, provider_id, hourly_rate, band_rate) VALUES ($1, $2, $3, $4, $5)""",
-        package_id, at, provider_id, hourly_rate, band_rate,
+        """INSERT INTO exceptions (package_id, requested_at, provider_id, hourly_rate, band_rate) VALUES ($1, $2,
+           $3, $4, $5)""",
+        package_id,
+        at,
+        provider_id,
+        hourly_rate,
+        band_rate,
     )
-    await conn.execute("UPDATE packages SET status = 'awaiting_approval', window_closes_at = NULL WHERE package_id = $1",
-                       package_id)
+    await conn.execute(
+        "UPDATE packages SET status = 'awaiting_approval', window_closes_at = NULL WHERE package_id = $1", package_id
+    )
 
 
-async def decide_exception(conn: asyncpg.Connection, package_id: uuid.UUID, *, decision: str, decided_by: str, reason: str,
-                           at: dt.datetime) -> None:
+async def decide_exception(
+    conn: asyncpg.Connection, package_id: uuid.UUID, *, decision: str, decided_by: str, reason: str, at: dt.datetime
+) -> None:
     await conn.execute(
         """UPDATE exceptions SET decision = $2, decided_by = $3, reason = $4, decided_at = $5
             WHERE package_id = $1 AND decision IS NULL""",
-        package_id, decision, decided_by, reason, at,
+        package_id,
+        decision,
+        decided_by,
+        reason,
+        at,
     )
 
 
-async def reopen(conn: asyncpg.Connection, package_id: uuid.UUID, *, start_date: dt.date,
-                 exclude: str | None = None) -> asyncpg.Record:
+async def reopen(
+    conn: asyncpg.Connection, package_id: uuid.UUID, *, start_date: dt.date, exclude: str | None = None
+) -> asyncpg.Record:
     """Back to the start of the ladder (a new cycle) with priority and continuity (the person already
     has care that must not lapse), the care to start on ``start_date``; ``exclude`` is never offered
     it again (a provider that handed it back)."""
@@ -359,5 +508,7 @@ async def reopen(conn: asyncpg.Connection, package_id: uuid.UUID, *, start_date:
                                rebroker_due_at = NULL, rebroker_reason = NULL, start_date = $3::date,
                                spec = jsonb_set(spec, '{start_date}', to_jsonb($3::date::text))
             WHERE package_id = $1 RETURNING *""",
-        package_id, exclude, start_date,
+        package_id,
+        exclude,
+        start_date,
     )

@@ -19,6 +19,7 @@ from psutil and /proc. ``--runs`` repeats phases 1-3 on the same stack; the repo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -113,10 +114,8 @@ class ProcessWatch:
     async def _sample(self) -> None:
         while True:
             for name, proc in self.procs.items():
-                try:
+                with contextlib.suppress(psutil.Error):
                     self.sampled_peak[name] = max(self.sampled_peak[name], proc.memory_info().rss)
-                except psutil.Error:
-                    pass
             await asyncio.sleep(0.25)
 
     def start(self) -> None:
@@ -131,8 +130,10 @@ class ProcessWatch:
 def infrastructure_cpu(kafka_bootstrap: str, database_url: str) -> dict[str, float]:
     """CPU seconds so far of the Kafka broker and the PostgreSQL server (all its backends), when
     they run on this machine: the share of the machine the pipeline's infrastructure takes."""
-    ports = {"kafka": int(kafka_bootstrap.split(",")[0].rsplit(":", 1)[1]),
-             "postgresql": urlsplit(database_url).port or 5432}
+    ports = {
+        "kafka": int(kafka_bootstrap.split(",")[0].rsplit(":", 1)[1]),
+        "postgresql": urlsplit(database_url).port or 5432,
+    }
     listening = {}
     for conn in psutil.net_connections(kind="tcp"):
         if conn.status == psutil.CONN_LISTEN and conn.pid and conn.laddr.port in ports.values():
@@ -163,8 +164,9 @@ def infrastructure_cpu(kafka_bootstrap: str, database_url: str) -> dict[str, flo
 # ---- driving the load ----------------------------------------------------------------------
 
 
-async def post_packages(session: aiohttp.ClientSession, brokerage: str, requests: list[dict], *, rate: float | None,
-                        concurrency: int) -> list[str]:
+async def post_packages(
+    session: aiohttp.ClientSession, brokerage: str, requests: list[dict], *, rate: float | None, concurrency: int
+) -> list[str]:
     """POST every request: at ``rate`` per second (each on its own task, so a slow answer does not
     hold up the schedule), or as fast as ``concurrency`` clients can when rate is None. The client
     is aiohttp's: the load generator shares the machine, and httpx took about a fifth of it."""
@@ -212,12 +214,16 @@ async def wait_final(admin: asyncpg.Connection, ids: list[str], timeout: float) 
                        OR (p.status = 'placed' AND NOT EXISTS (SELECT 1 FROM notifications.deliveries c
                                                                WHERE c.package_id = p.package_id
                                                                  AND c.event_type = 'PackagePlaced')))""",
-            pending, list(FINAL))
+            pending,
+            list(FINAL),
+        )
         pending = [r["package_id"] for r in rows]
         if not pending:
             return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{len(pending)} of {len(ids)} packages not final (or not confirmed) after {timeout:.0f} s")
+            raise TimeoutError(
+                f"{len(pending)} of {len(ids)} packages not final (or not confirmed) after {timeout:.0f} s"
+            )
         await asyncio.sleep(0.5)
 
 
@@ -226,15 +232,18 @@ async def outcomes(admin: asyncpg.Connection, ids: list[str]) -> list[asyncpg.Re
         """SELECT p.package_id, p.status, p.requested_at, p.placed_at,
                   (SELECT min(c.created_at) FROM notifications.deliveries c
                     WHERE c.package_id = p.package_id AND c.event_type = 'PackagePlaced') AS confirmed_at
-             FROM brokerage.packages p WHERE p.package_id = ANY($1::uuid[])""", [uuid.UUID(i) for i in ids])
+             FROM brokerage.packages p WHERE p.package_id = ANY($1::uuid[])""",
+        [uuid.UUID(i) for i in ids],
+    )
 
 
 async def events_between(admin: asyncpg.Connection, start: dt.datetime, end: dt.datetime) -> int:
     """Events the three services wrote to their outboxes - and so to Kafka - in the period."""
     total = 0
     for schema in SERVICES:
-        total += await admin.fetchval(f"SELECT count(*) FROM {schema}.outbox WHERE created_at >= $1 AND created_at < $2",
-                                      start, end)
+        total += await admin.fetchval(
+            f"SELECT count(*) FROM {schema}.outbox WHERE created_at >= $1 AND created_at < $2", start, end
+        )
     return total
 
 
@@ -260,8 +269,13 @@ async def kafka_baseline(bootstrap: str, namespace: str, *, messages: int, size:
     payload = b"x" * size
     try:
         await asyncio.gather(*[await producer.send(source, payload, key=str(i % 64).encode()) for i in range(messages)])
-        consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=f"{namespace}.baseline-{uuid.uuid4().hex[:6]}",
-                                    enable_auto_commit=False, auto_offset_reset="earliest")
+        consumer = AIOKafkaConsumer(
+            source,
+            bootstrap_servers=bootstrap,
+            group_id=f"{namespace}.baseline-{uuid.uuid4().hex[:6]}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
         await consumer.start()
         try:
             moved, started = 0, None
@@ -278,7 +292,12 @@ async def kafka_baseline(bootstrap: str, namespace: str, *, messages: int, size:
             await consumer.stop()
     finally:
         await producer.stop()
-    return {"messages": messages, "bytes_each": size, "seconds": round(seconds, 3), "per_second": round(messages / seconds, 1)}
+    return {
+        "messages": messages,
+        "bytes_each": size,
+        "seconds": round(seconds, 3),
+        "per_second": round(messages / seconds, 1),
+    }
 
 
 # ---- one run -------------------------------------------------------------------------------
@@ -294,8 +313,9 @@ class Load:
     timeout: float = 300.0
 
 
-async def run_phase(client, admin, brokerage: str, requests: list[dict], watch: ProcessWatch, *, rate, concurrency,
-                    timeout) -> dict:
+async def run_phase(
+    client, admin, brokerage: str, requests: list[dict], watch: ProcessWatch, *, rate, concurrency, timeout
+) -> dict:
     cpu0 = watch.cpu()
     wall0 = time.monotonic()
     t0 = dt.datetime.now(dt.UTC)
@@ -316,16 +336,28 @@ async def run_phase(client, admin, brokerage: str, requests: list[dict], watch: 
     events = await events_between(admin, t0, t1)
     statuses = {s: sum(r["status"] == s for r in rows) for s in FINAL}
     return {
-        "requests": len(requests), "posting_seconds": round(posted, 2), "seconds": round(seconds, 2),
+        "requests": len(requests),
+        "posting_seconds": round(posted, 2),
+        "seconds": round(seconds, 2),
         "outcomes": statuses,
         "placements_per_second": round(len(placed) / span, 1) if span > 0 else None,
-        "latency_seconds": {"p50": _r(percentile(latencies, 50)), "p95": _r(percentile(latencies, 95)),
-                            "p99": _r(percentile(latencies, 99)), "max": _r(max(latencies, default=None))},
-        "events": events, "events_per_second": round(events / seconds, 1) if seconds else None,
+        "latency_seconds": {
+            "p50": _r(percentile(latencies, 50)),
+            "p95": _r(percentile(latencies, 95)),
+            "p99": _r(percentile(latencies, 99)),
+            "max": _r(max(latencies, default=None)),
+        },
+        "events": events,
+        "events_per_second": round(events / seconds, 1) if seconds else None,
         "cpu_seconds": {n: round(cpu1[n] - cpu0[n], 2) for n in cpu1 if n in cpu0},
-        "series": [{"requested_s": round((r["requested_at"] - t0).total_seconds(), 3),
-                    "confirmed_s": round((r["confirmed_at"] - t0).total_seconds(), 3),
-                    "latency_s": round((r["confirmed_at"] - r["requested_at"]).total_seconds(), 4)} for r in placed],
+        "series": [
+            {
+                "requested_s": round((r["requested_at"] - t0).total_seconds(), 3),
+                "confirmed_s": round((r["confirmed_at"] - t0).total_seconds(), 3),
+                "latency_s": round((r["confirmed_at"] - r["requested_at"]).total_seconds(), 4),
+            }
+            for r in placed
+        ],
     }
 
 
@@ -333,8 +365,9 @@ def _r(v: float | None) -> float | None:
     return None if v is None else round(v, 3)
 
 
-async def bench_async(load: Load, runs: int, seed: int, out: Path, *, profile: str | None, console: Console,
-                      extra_env: dict[str, str]) -> dict:
+async def bench_async(
+    load: Load, runs: int, seed: int, out: Path, *, profile: str | None, console: Console, extra_env: dict[str, str]
+) -> dict:
     settings = admin_settings()
     name = f"homecare_bench_{uuid.uuid4().hex[:8]}"
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
@@ -344,22 +377,50 @@ async def bench_async(load: Load, runs: int, seed: int, out: Path, *, profile: s
     await provision(db_url)
     market = bench_market(Path(tempfile.mkdtemp(prefix="homecare-bench-")) / "reference", seed)
     out.mkdir(parents=True, exist_ok=True)
-    stack = start_stack(db_url, settings.kafka_bootstrap_servers, namespace, out / "logs",
-                        extra_env={"HOMECARE_REFERENCE_DIR": str(market), "LOG_LEVEL": "WARNING"} | extra_env)
+    stack = start_stack(
+        db_url,
+        settings.kafka_bootstrap_servers,
+        namespace,
+        out / "logs",
+        extra_env={"HOMECARE_REFERENCE_DIR": str(market), "LOG_LEVEL": "WARNING"} | extra_env,
+    )
     # py-spy samples the running service from outside (only while it holds the GIL: its CPU, not
     # its waiting) and writes its profile when interrupted; an in-process profiler would lose its
     # report, since uvicorn ends the process by re-raising SIGTERM.
-    profiler = None if not profile else subprocess.Popen(
-        [str(Path(sys.executable).with_name("py-spy")), "record", "--gil", "--nonblocking", "--format", "speedscope",
-         "-o", str(out / f"profile-{profile}.json"), "-p", str(stack.procs[profile].pid)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    result: dict = {"database": name, "namespace": namespace, "load": load.__dict__, "runs": [],
-                    "machine": {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()}}
+    profiler = (
+        None
+        if not profile
+        else subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("py-spy")),
+                "record",
+                "--gil",
+                "--nonblocking",
+                "--format",
+                "speedscope",
+                "-o",
+                str(out / f"profile-{profile}.json"),
+                "-p",
+                str(stack.procs[profile].pid),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    )
+    result: dict = {
+        "database": name,
+        "namespace": namespace,
+        "load": load.__dict__,
+        "runs": [],
+        "machine": {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()},
+    }
     # The benchmark's own look-ups are cheap queries over many ids: no JIT compilation for them.
     admin = await asyncpg.connect(db_url, server_settings={"jit": "off"})
     try:
-        watch = ProcessWatch({n: p.pid for n, p in stack.procs.items()},
-                             infrastructure=(settings.kafka_bootstrap_servers, settings.database_url))
+        watch = ProcessWatch(
+            {n: p.pid for n, p in stack.procs.items()},
+            infrastructure=(settings.kafka_bootstrap_servers, settings.database_url),
+        )
         watch.start()
         urls = {n: stack.url(n) for n in SERVICES}
         async with httpx.AsyncClient(timeout=60) as client:
@@ -372,14 +433,31 @@ async def bench_async(load: Load, runs: int, seed: int, out: Path, *, profile: s
                 fixed = batch(framework, int(load.rate * load.seconds), seed=rng.randrange(1 << 30))
                 burst = batch(framework, load.burst, seed=rng.randrange(1 << 30))
                 with console.status(f"run {run + 1}/{runs}: {len(fixed)} requests at {load.rate:g}/s..."):
-                    fixed_rate = await run_phase(client, admin, urls["brokerage"], fixed, watch, rate=load.rate,
-                                                 concurrency=max(64, load.concurrency), timeout=load.timeout)
+                    fixed_rate = await run_phase(
+                        client,
+                        admin,
+                        urls["brokerage"],
+                        fixed,
+                        watch,
+                        rate=load.rate,
+                        concurrency=max(64, load.concurrency),
+                        timeout=load.timeout,
+                    )
                 with console.status(f"run {run + 1}/{runs}: {len(burst)} requests as fast as possible..."):
-                    fastest = await run_phase(client, admin, urls["brokerage"], burst, watch, rate=None,
-                                              concurrency=load.concurrency, timeout=load.timeout)
+                    fastest = await run_phase(
+                        client,
+                        admin,
+                        urls["brokerage"],
+                        burst,
+                        watch,
+                        rate=None,
+                        concurrency=load.concurrency,
+                        timeout=load.timeout,
+                    )
                 with console.status(f"run {run + 1}/{runs}: baseline consume-then-produce loop..."):
-                    baseline = await kafka_baseline(settings.kafka_bootstrap_servers, namespace,
-                                                    messages=load.baseline_messages, size=EVENT_BYTES)
+                    baseline = await kafka_baseline(
+                        settings.kafka_bootstrap_servers, namespace, messages=load.baseline_messages, size=EVENT_BYTES
+                    )
                 result["runs"].append({"fixed_rate": fixed_rate, "as_fast_as_possible": fastest, "baseline": baseline})
         result["peak_rss_mb"] = watch.peak_rss_mb()
         await watch.stop()
@@ -428,19 +506,24 @@ def summarise(result: dict) -> dict:
         "burst_events_per_second": med(["as_fast_as_possible", "events_per_second"]),
         "baseline_messages_per_second": med(["baseline", "per_second"]),
         "cpu_seconds_per_service": {n: med(["as_fast_as_possible", "cpu_seconds", n]) for n in SERVICES},
-        "cpu_seconds_outside_services": {n: med(["as_fast_as_possible", "cpu_seconds", n])
-                                       for n in ("kafka", "postgresql", "load_generator")},
+        "cpu_seconds_outside_services": {
+            n: med(["as_fast_as_possible", "cpu_seconds", n]) for n in ("kafka", "postgresql", "load_generator")
+        },
         "peak_rss_mb": result.get("peak_rss_mb"),
     }
     if summary["burst_events_per_second"] and summary["baseline_messages_per_second"]:
-        summary["events_vs_baseline"] = round(summary["burst_events_per_second"] / summary["baseline_messages_per_second"], 3)
+        summary["events_vs_baseline"] = round(
+            summary["burst_events_per_second"] / summary["baseline_messages_per_second"], 3
+        )
     return summary
 
 
 def report_table(result: dict) -> Table:
     s = result["summary"]
-    table = Table(title=f"benchmark: medians of {s['runs']} run(s); {result['machine']['cpus']} CPUs, "
-                        f"load average {result['machine']['load_average_at_start'][0]:.1f} at start")
+    table = Table(
+        title=f"benchmark: medians of {s['runs']} run(s); {result['machine']['cpus']} CPUs, "
+        f"load average {result['machine']['load_average_at_start'][0]:.1f} at start"
+    )
     table.add_column("measure", no_wrap=True)
     table.add_column("value", justify="right")
     table.add_column("target", justify="right")
@@ -448,14 +531,20 @@ def report_table(result: dict) -> Table:
     table.add_row(f"latency p95 at {s['fixed_rate_per_second']:g} req/s (s)", _f(s["latency_p95_s"]), "")
     table.add_row(f"latency p99 at {s['fixed_rate_per_second']:g} req/s (s)", _f(s["latency_p99_s"]), "< 1")
     table.add_row("Kafka events/s at the fixed rate", _f(s["fixed_rate_events_per_second"]), "")
-    table.add_row("sustained placements/s, as fast as possible (first request to last confirmation)",
-                  _f(s["sustained_placements_per_second"]), ">= 100")
+    table.add_row(
+        "sustained placements/s, as fast as possible (first request to last confirmation)",
+        _f(s["sustained_placements_per_second"]),
+        ">= 100",
+    )
     table.add_row("Kafka events/s, as fast as possible", _f(s["burst_events_per_second"]), "")
     table.add_row("baseline consume-then-produce msgs/s", _f(s["baseline_messages_per_second"]), "")
     table.add_row("pipeline events/s as a share of the baseline", _f(s.get("events_vs_baseline")), "")
     for name in SERVICES:
-        table.add_row(f"{name}: CPU s in the burst / peak RSS MB",
-                      f"{_f(s['cpu_seconds_per_service'][name])} / {_f((s['peak_rss_mb'] or {}).get(name))}", "RSS < 250")
+        table.add_row(
+            f"{name}: CPU s in the burst / peak RSS MB",
+            f"{_f(s['cpu_seconds_per_service'][name])} / {_f((s['peak_rss_mb'] or {}).get(name))}",
+            "RSS < 250",
+        )
     for name, seconds in (s.get("cpu_seconds_outside_services") or {}).items():  # kafka, postgresql, load_generator
         table.add_row(f"{name}: CPU s in the burst", _f(seconds), "")
     return table
@@ -474,8 +563,13 @@ def draw(result: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     for i, run in enumerate(result["runs"]):
         series = run["fixed_rate"]["series"]
-        axes[0].plot([p["requested_s"] for p in series], [p["latency_s"] for p in series], ".", markersize=2,
-                     label=f"run {i + 1}")
+        axes[0].plot(
+            [p["requested_s"] for p in series],
+            [p["latency_s"] for p in series],
+            ".",
+            markersize=2,
+            label=f"run {i + 1}",
+        )
     axes[0].axhline(1.0, color="grey", linestyle="--", linewidth=1)
     axes[0].set_title(f"latency, request to confirmation stored, at {result['load']['rate']:g} req/s")
     axes[0].set_xlabel("s since the phase started")
@@ -510,9 +604,12 @@ def bench(
     baseline_messages: int = typer.Option(20000, help="Messages through the bare consume-then-produce loop"),
     seed: int = typer.Option(2021, help="Seed of the market and of the requests"),
     out: Path = typer.Option(Path("artifacts/bench"), help="Folder for bench.json, bench.png and the services' logs"),
-    profile: str | None = typer.Option(None, help="Sample this service with py-spy (profile-<service>.json in --out, "
-                                                  "for speedscope.app)"),
-    env: list[str] = typer.Option([], help="Extra environment for the services, KEY=VALUE (e.g. BROKERAGE_DB_POOL_SIZE=20)"),
+    profile: str | None = typer.Option(
+        None, help="Sample this service with py-spy (profile-<service>.json in --out, for speedscope.app)"
+    ),
+    env: list[str] = typer.Option(
+        [], help="Extra environment for the services, KEY=VALUE (e.g. BROKERAGE_DB_POOL_SIZE=20)"
+    ),
 ) -> None:
     """Start the three services on the synthetic market (Kafka and PostgreSQL from the environment,
     a fresh database and topic namespace) and measure them under load."""

@@ -37,16 +37,34 @@ def list_letters(as_json: bool = typer.Option(False, "--json", help="JSON lines 
     letters = asyncio.run(read_all(admin_settings().kafka_bootstrap_servers))
     if as_json:
         for p, o, d in letters:
-            typer.echo(json.dumps({"id": _id(p, o), "key": d.key.decode(errors="replace") if d.key else None, "origin": f"{d.origin_topic}/{d.origin_partition}@{d.origin_offset}",
-                                   "consumer": d.consumer, "reason": d.reason, "error": d.error, "attempts": d.attempts,
-                                   "failed_at": d.failed_at}))
+            typer.echo(
+                json.dumps(
+                    {
+                        "id": _id(p, o),
+                        "key": d.key.decode(errors="replace") if d.key else None,
+                        "origin": f"{d.origin_topic}/{d.origin_partition}@{d.origin_offset}",
+                        "consumer": d.consumer,
+                        "reason": d.reason,
+                        "error": d.error,
+                        "attempts": d.attempts,
+                        "failed_at": d.failed_at,
+                    }
+                )
+            )
         return
     table = Table(title=f"{len(letters)} dead letters")
     for col in ("id", "failed at", "consumer", "origin", "reason", "attempts", "error"):
         table.add_column(col)
     for p, o, d in letters:
-        table.add_row(_id(p, o), d.failed_at[:19], d.consumer, f"{d.origin_topic}/{d.origin_partition}@{d.origin_offset}",
-                      d.reason, str(d.attempts), d.error[:80])
+        table.add_row(
+            _id(p, o),
+            d.failed_at[:19],
+            d.consumer,
+            f"{d.origin_topic}/{d.origin_partition}@{d.origin_offset}",
+            d.reason,
+            str(d.attempts),
+            d.error[:80],
+        )
     Console().print(table)
 
 
@@ -56,11 +74,25 @@ def show(letter_id: str = typer.Argument(..., help="partition:offset, as listed"
     if letter_id not in letters:
         raise typer.BadParameter(f"no dead letter {letter_id}")
     d = letters[letter_id]
-    typer.echo(json.dumps({"id": letter_id, "origin_topic": d.origin_topic, "origin_partition": d.origin_partition,
-                           "origin_offset": d.origin_offset, "consumer": d.consumer, "service": d.service,
-                           "reason": d.reason, "error": d.error, "attempts": d.attempts, "failed_at": d.failed_at,
-                           "key": d.key.decode(errors="replace") if d.key else None,
-                           "value": d.value.decode(errors="replace")}, indent=2))
+    typer.echo(
+        json.dumps(
+            {
+                "id": letter_id,
+                "origin_topic": d.origin_topic,
+                "origin_partition": d.origin_partition,
+                "origin_offset": d.origin_offset,
+                "consumer": d.consumer,
+                "service": d.service,
+                "reason": d.reason,
+                "error": d.error,
+                "attempts": d.attempts,
+                "failed_at": d.failed_at,
+                "key": d.key.decode(errors="replace") if d.key else None,
+                "value": d.value.decode(errors="replace"),
+            },
+            indent=2,
+        )
+    )
 
 
 async def replay_letters(bootstrap: str, letter_ids: list[str]) -> int:
@@ -82,8 +114,11 @@ async def replay_letters(bootstrap: str, letter_ids: list[str]) -> int:
 
 
 @app.command("replay")
-def replay(letter_ids: list[str] = typer.Argument(..., help="partition:offset ids to put back on their original topic")) -> None:
-    """Republish the original bytes to the original topic; inboxes make it harmless to consumers that already applied it."""
+def replay(
+    letter_ids: list[str] = typer.Argument(..., help="partition:offset ids to put back on their original topic"),
+) -> None:
+    """Republish the original bytes to the original topic; inboxes make it harmless to consumers that already
+    applied it."""
     try:
         replayed = asyncio.run(replay_letters(admin_settings().kafka_bootstrap_servers, letter_ids))
     except LookupError as unknown:

@@ -40,8 +40,15 @@ async def wait_until_ready(client: httpx.AsyncClient, urls: dict[str, str], time
         await asyncio.sleep(0.5)
 
 
-async def place_batch(brokerage: str, requests: list[dict], *, concurrency: int = 8, timeout: float = 120,
-                      notifications: str | None = None, contact_channel: str = "log") -> list[dict]:
+async def place_batch(
+    brokerage: str,
+    requests: list[dict],
+    *,
+    concurrency: int = 8,
+    timeout: float = 120,
+    notifications: str | None = None,
+    contact_channel: str = "log",
+) -> list[dict]:
     """POST every request, then wait until each package is placed or unplaced; returns the packages.
 
     With ``notifications``, each person's contact is registered there under the package id, as
@@ -57,8 +64,14 @@ async def place_batch(brokerage: str, requests: list[dict], *, concurrency: int 
                 package_id = r.json()["package_id"]
                 if notifications:
                     person = body["person"]
-                    contact = {"email": person.get("email"), "phone": person.get("phone"), "channels": [contact_channel]}
-                    (await client.put(f"{notifications}/recipients/person/{package_id}", json=contact)).raise_for_status()
+                    contact = {
+                        "email": person.get("email"),
+                        "phone": person.get("phone"),
+                        "channels": [contact_channel],
+                    }
+                    (
+                        await client.put(f"{notifications}/recipients/person/{package_id}", json=contact)
+                    ).raise_for_status()
                 return package_id
 
         ids = await asyncio.gather(*(post(b) for b in requests))
@@ -87,20 +100,34 @@ def summary_table(packages: list[dict]) -> Table:
     by_zone: dict[str, list[dict]] = defaultdict(list)
     for p in packages:
         by_zone[p["package"]["zone"]].append(p)
-    table = Table(title=f"{len(packages)} packages requested (not placed: unplaced, or awaiting approval of an above-rate bid)")
+    table = Table(
+        title=f"{len(packages)} packages requested (not placed: unplaced, or awaiting approval of an above-rate bid)"
+    )
     table.add_column("zone", no_wrap=True, min_width=26)
     for col in ("requested", "placed", "not placed", "median s to place", "max s to place"):
         table.add_column(col, justify="right")
     for zone, items in sorted(by_zone.items()):
         placed = [p for p in items if p["status"] == "placed"]
         times = [seconds_to_decide(p) for p in placed]
-        table.add_row(zone, str(len(items)), str(len(placed)), str(len(items) - len(placed)),
-                      f"{statistics.median(times):.2f}" if times else "-", f"{max(times):.2f}" if times else "-")
+        table.add_row(
+            zone,
+            str(len(items)),
+            str(len(placed)),
+            str(len(items) - len(placed)),
+            f"{statistics.median(times):.2f}" if times else "-",
+            f"{max(times):.2f}" if times else "-",
+        )
     placed = [p for p in packages if p["status"] == "placed"]
     times = [seconds_to_decide(p) for p in placed]
     table.add_section()
-    table.add_row("all zones", str(len(packages)), str(len(placed)), str(len(packages) - len(placed)),
-                  f"{statistics.median(times):.2f}" if times else "-", f"{max(times):.2f}" if times else "-")
+    table.add_row(
+        "all zones",
+        str(len(packages)),
+        str(len(placed)),
+        str(len(packages) - len(placed)),
+        f"{statistics.median(times):.2f}" if times else "-",
+        f"{max(times):.2f}" if times else "-",
+    )
     return table
 
 
@@ -110,7 +137,9 @@ def demo(
     brokerage: str = typer.Option("http://127.0.0.1:8001", envvar="BROKERAGE_URL"),
     providers: str = typer.Option("http://127.0.0.1:8002", envvar="PROVIDERS_URL"),
     notifications: str = typer.Option("http://127.0.0.1:8003", envvar="NOTIFICATIONS_URL"),
-    contact_channel: str = typer.Option("log", help="How the families' confirmations go: log, email, notify_email, notify_sms"),
+    contact_channel: str = typer.Option(
+        "log", help="How the families' confirmations go: log, email, notify_email, notify_sms"
+    ),
 ) -> None:
     """Request a batch of synthetic packages across all 14 zones and show how they were placed."""
     console = Console()
@@ -121,7 +150,9 @@ def demo(
             await wait_until_ready(client, urls, timeout=120)
         requests = batch(load_framework(), packages, seed=seed)
         with console.status(f"placing {packages} packages..."):
-            result = await place_batch(brokerage, requests, notifications=notifications, contact_channel=contact_channel)
+            result = await place_batch(
+                brokerage, requests, notifications=notifications, contact_channel=contact_channel
+            )
         await asyncio.sleep(1)  # the dispatcher's last sends
         async with httpx.AsyncClient(timeout=10) as client:
             confirmed = 0
@@ -132,8 +163,11 @@ def demo(
                 if p["status"] == "placed":
                     confirmed += any(r["event_type"] == "PackagePlaced" for r in rows)
         console.print(summary_table(result))
-        reasons = Counter(next((t["detail"].get("reason") for t in p["timeline"] if t["stage"] == "unplaced"), "?")
-                          for p in result if p["status"] == "unplaced")
+        reasons = Counter(
+            next((t["detail"].get("reason") for t in p["timeline"] if t["stage"] == "unplaced"), "?")
+            for p in result
+            if p["status"] == "unplaced"
+        )
         for reason, n in reasons.most_common():
             console.print(f"unplaced - {reason}: {n}")
         awaiting = sum(p["status"] == "awaiting_approval" for p in result)
@@ -141,7 +175,9 @@ def demo(
             console.print(f"awaiting a broker's approval to pay above the band rate: {awaiting}")
         placed = sum(p["status"] == "placed" for p in result)
         console.print(f"placements confirmed by notifications: {confirmed} of {placed}")
-        console.print("notifications (channel, status): " + ", ".join(f"{c} {s}: {n}" for (c, s), n in sorted(deliveries.items())))
+        console.print(
+            "notifications (channel, status): " + ", ".join(f"{c} {s}: {n}" for (c, s), n in sorted(deliveries.items()))
+        )
         return result
 
     asyncio.run(run())

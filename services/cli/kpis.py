@@ -32,8 +32,17 @@ from services.runtime.kafka import read_topic
 from services.runtime.reference import Framework, load_framework
 from services.runtime.settings import admin_settings
 
-LIFECYCLE = {"PackageRequested", "OfferMade", "PackagePlaced", "PackageUnplaced", "PackageCancelled", "PackageStarted",
-             "ExceptionRequested", "ExceptionDecided", "PackageHandedBack"}
+LIFECYCLE = {
+    "PackageRequested",
+    "OfferMade",
+    "PackagePlaced",
+    "PackageUnplaced",
+    "PackageCancelled",
+    "PackageStarted",
+    "ExceptionRequested",
+    "ExceptionDecided",
+    "PackageHandedBack",
+}
 THRESHOLDS = Path(__file__).resolve().parents[2] / "deploy" / "ops" / "kpi-thresholds.yaml"
 
 
@@ -69,8 +78,15 @@ def rag(value: float | None, rule: dict | None) -> str | None:
     return "green" if value >= green else "amber" if value >= amber else "red"
 
 
-def compute(events: list[dict], *, start: dt.datetime, end: dt.datetime, now: dt.datetime,
-            framework: Framework, thresholds: dict | None = None) -> dict:
+def compute(
+    events: list[dict],
+    *,
+    start: dt.datetime,
+    end: dt.datetime,
+    now: dt.datetime,
+    framework: Framework,
+    thresholds: dict | None = None,
+) -> dict:
     """Every KPI for packages requested in [start, end), from their events. Pure: no I/O."""
     thresholds = thresholds or {}
     by_type: dict[str, list[dict]] = defaultdict(list)
@@ -102,24 +118,36 @@ def compute(events: list[dict], *, start: dt.datetime, end: dt.datetime, now: dt
         waits_by_zone[spec(package_id)["zone"]].append(seconds)
 
     def summary(values: list[float]) -> dict:
-        return {"count": len(values), "median_s": statistics.median(values) if values else None, "p90_s": percentile(values, 90)}
+        return {
+            "count": len(values),
+            "median_s": statistics.median(values) if values else None,
+            "p90_s": percentile(values, 90),
+        }
 
     time_to_place = {
-        "by_urgency": {u: summary(v) | {"rag": rag(percentile(v, 90), thresholds.get("time_to_place_p90_s", {}).get(u))}
-                       for u, v in sorted(waits_by_urgency.items())},
+        "by_urgency": {
+            u: summary(v) | {"rag": rag(percentile(v, 90), thresholds.get("time_to_place_p90_s", {}).get(u))}
+            for u, v in sorted(waits_by_urgency.items())
+        },
         "by_zone": {z: summary(v) for z, v in sorted(waits_by_zone.items())},
     }
 
     queue: dict[tuple[str, str], dict] = {}
     for package_id in unplaced:
         s = spec(package_id)
-        row = queue.setdefault((s["zone"], s["band"]), {"zone": s["zone"], "band": s["band"], "packages": 0, "hours": Decimal(0),
-                                                        "longest_wait_s": 0.0})
+        row = queue.setdefault(
+            (s["zone"], s["band"]),
+            {"zone": s["zone"], "band": s["band"], "packages": 0, "hours": Decimal(0), "longest_wait_s": 0.0},
+        )
         row["packages"] += 1
         row["hours"] += Decimal(s["hours_per_week"])
-        row["longest_wait_s"] = max(row["longest_wait_s"], (now - _time(requested[package_id]["requested_at"])).total_seconds())
+        row["longest_wait_s"] = max(
+            row["longest_wait_s"], (now - _time(requested[package_id]["requested_at"])).total_seconds()
+        )
 
-    above_rate = [p for p, e in placed.items() if Decimal(e["hourly_rate"]) > band_rate.get(p, Decimal(e["hourly_rate"]))]
+    above_rate = [
+        p for p, e in placed.items() if Decimal(e["hourly_rate"]) > band_rate.get(p, Decimal(e["hourly_rate"]))
+    ]
     spend = defaultdict(Decimal)
     for e in in_care.values():
         spend[e["band"]] += Decimal(e["hourly_rate"]) * Decimal(e["hours_per_week"])
@@ -157,16 +185,23 @@ def compute(events: list[dict], *, start: dt.datetime, end: dt.datetime, now: dt
     unplaced_share = counts["unplaced"] / counts["requested"] if counts["requested"] else None
     return {
         "period": {"start": start.isoformat(), "end": end.isoformat(), "as_of": now.isoformat()},
-        "packages": counts | {"unplaced_share": unplaced_share, "rag": rag(unplaced_share, thresholds.get("unplaced_share"))},
+        "packages": counts
+        | {"unplaced_share": unplaced_share, "rag": rag(unplaced_share, thresholds.get("unplaced_share"))},
         "time_to_place": time_to_place,
         "unplaced_queue": [v | {"hours": str(v["hours"])} for _, v in sorted(queue.items())],
-        "above_rate_exceptions": {"count": len(above_rate), "packages": sorted(above_rate),
-                                  "rag": rag(len(above_rate), thresholds.get("above_rate_exceptions"))},
+        "above_rate_exceptions": {
+            "count": len(above_rate),
+            "packages": sorted(above_rate),
+            "rag": rag(len(above_rate), thresholds.get("above_rate_exceptions")),
+        },
         "weekly_spend_by_band": {b: str(v.quantize(Decimal("0.01"))) for b, v in sorted(spend.items())},
         "concentration_by_zone": concentration,
         "declines_by_band": {b: dict(c) for b, c in sorted(declines_by_band.items())},
         "declines_by_rurality": {r: dict(c) for r, c in sorted(declines_by_rurality.items())},
-        "zones_with_fewer_than_two_willing_providers": {"zones": thin, "rag": rag(len(thin), thresholds.get("thin_zones"))},
+        "zones_with_fewer_than_two_willing_providers": {
+            "zones": thin,
+            "rag": rag(len(thin), thresholds.get("thin_zones")),
+        },
     }
 
 
@@ -207,9 +242,11 @@ def kpis(
         return
     console = Console()
     p = result["packages"]
-    console.print(f"[bold]{p['requested']}[/bold] requested, {p['placed']} placed, {p['unplaced']} unplaced, "
-                  f"{p['cancelled']} cancelled, {p['handed_back']} handed back  "
-                  f"({result['period']['start'][:16]} to {result['period']['end'][:16]})  unplaced share: {_rag(p['rag'])}")
+    console.print(
+        f"[bold]{p['requested']}[/bold] requested, {p['placed']} placed, {p['unplaced']} unplaced, "
+        f"{p['cancelled']} cancelled, {p['handed_back']} handed back  "
+        f"({result['period']['start'][:16]} to {result['period']['end'][:16]})  unplaced share: {_rag(p['rag'])}"
+    )
     t = Table(title="time to place by urgency")
     for col in ("urgency", "placed", "median", "90th percentile", "RAG"):
         t.add_column(col)
@@ -240,7 +277,9 @@ def kpis(
     console.print("weekly spend by band: " + ", ".join(f"{b} £{v}" for b, v in result["weekly_spend_by_band"].items()))
     console.print(f"above-rate exceptions: {result['above_rate_exceptions']['count']}")
     thin = result["zones_with_fewer_than_two_willing_providers"]
-    console.print(f"zones with fewer than two willing providers: {', '.join(thin['zones']) or 'none'} {_rag(thin['rag'])}")
+    console.print(
+        f"zones with fewer than two willing providers: {', '.join(thin['zones']) or 'none'} {_rag(thin['rag'])}"
+    )
 
 
 def _secs(value: float | None) -> str:
@@ -250,4 +289,6 @@ def _secs(value: float | None) -> str:
 
 
 def _rag(value: str | None) -> str:
-    return {"green": "[green]GREEN[/green]", "amber": "[yellow]AMBER[/yellow]", "red": "[red]RED[/red]"}.get(value or "", "-")
+    return {"green": "[green]GREEN[/green]", "amber": "[yellow]AMBER[/yellow]", "red": "[red]RED[/red]"}.get(
+        value or "", "-"
+    )

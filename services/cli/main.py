@@ -1,19 +1,19 @@
 """The ``homecare`` command: operate the system from a terminal.
 
-    homecare db provision          create the database, roles and schemas (administrator)
-    homecare demo                  place a batch of synthetic packages through the HTTP API
-    homecare tail                  follow the event streams, one decoded line per event
-    homecare lag                   consumer lag per group and partition, oldest unprocessed event
-    homecare kpis                  brokerage and market KPIs over a period, with RAG status
-    homecare dead-letters list     what the consumers could not apply, with origin and error
-    homecare dead-letters show N   one dead letter in full
-    homecare dead-letters replay   put chosen dead letters back on their original topic
-    homecare staff add NAME        a web console account (broker, ops or admin)
-    homecare reference generate-market   rewrite deploy/reference/providers.yaml from a seed
-    homecare kafka acls            on a secured cluster: create the topics and each service's ACLs
-    homecare providers credentials issue|list|revoke   provider API credentials (admin token)
-    homecare bench                 the whole pipeline under load: placements/s, latency, CPU, memory
-    homecare simulate              replay a year of synthetic demand once per allocation policy
+homecare db provision          create the database, roles and schemas (administrator)
+homecare demo                  place a batch of synthetic packages through the HTTP API
+homecare tail                  follow the event streams, one decoded line per event
+homecare lag                   consumer lag per group and partition, oldest unprocessed event
+homecare kpis                  brokerage and market KPIs over a period, with RAG status
+homecare dead-letters list     what the consumers could not apply, with origin and error
+homecare dead-letters show N   one dead letter in full
+homecare dead-letters replay   put chosen dead letters back on their original topic
+homecare staff add NAME        a web console account (broker, ops or admin)
+homecare reference generate-market   rewrite deploy/reference/providers.yaml from a seed
+homecare kafka acls            on a secured cluster: create the topics and each service's ACLs
+homecare providers credentials issue|list|revoke   provider API credentials (admin token)
+homecare bench                 the whole pipeline under load: placements/s, latency, CPU, memory
+homecare simulate              replay a year of synthetic demand once per allocation policy
 """
 
 from __future__ import annotations
@@ -67,9 +67,11 @@ def generate_market(seed: int = typer.Option(2021, help="Same seed, same market"
     from services.runtime.reference import load_framework, reference_dir
 
     providers = generate(load_framework(), seed)
-    header = (f"# Synthetic framework of home care providers (seed {seed}), written by\n"
-              "# `homecare reference generate-market`. Edit by hand or regenerate; the providers service\n"
-              "# seeds its registry from this file at start-up.\n")
+    header = (
+        f"# Synthetic framework of home care providers (seed {seed}), written by\n"
+        "# `homecare reference generate-market`. Edit by hand or regenerate; the providers service\n"
+        "# seeds its registry from this file at start-up.\n"
+    )
     path = reference_dir() / "providers.yaml"
     path.write_text(header + yaml.safe_dump({"providers": providers}, sort_keys=False, width=120))
     typer.echo(f"wrote {len(providers)} providers to {path}")

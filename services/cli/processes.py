@@ -43,15 +43,18 @@ class Stack:
         self.services[name] = service
         self.ports.setdefault(name, free_port())
         env = self.env | {f"{service.upper()}_HTTP_PORT": str(self.ports[name])}
-        log = open(self.logs / f"{name}.log", "ab")
         command = [sys.executable, "-m", f"services.{service}"]
-        self.procs[name] = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        # The child keeps its own copy of the log's file descriptor; ours is closed at once.
+        with open(self.logs / f"{name}.log", "ab") as log:
+            self.procs[name] = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, name: str, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.procs[name].poll() is not None:
-                raise RuntimeError(f"{name} exited with {self.procs[name].returncode}; see {self.logs / (name + '.log')}")
+                raise RuntimeError(
+                    f"{name} exited with {self.procs[name].returncode}; see {self.logs / (name + '.log')}"
+                )
             try:
                 if httpx.get(f"{self.url(name)}/health/ready", timeout=2).status_code == 200:
                     return
@@ -66,14 +69,26 @@ class Stack:
         return proc.wait(timeout=timeout)
 
 
-def start_stack(database_url: str, kafka: str, namespace: str, logs: Path, *, extra_env: dict[str, str] | None = None,
-                console: bool = False) -> Stack:
+def start_stack(
+    database_url: str,
+    kafka: str,
+    namespace: str,
+    logs: Path,
+    *,
+    extra_env: dict[str, str] | None = None,
+    console: bool = False,
+) -> Stack:
     """The three services (``extra_env`` adds to their environment); with ``console``, then the
     web console as a client of their APIs."""
     logs.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.endswith("_HTTP_PORT")}
-    env |= {"DATABASE_URL": database_url, "KAFKA_BOOTSTRAP_SERVERS": kafka, "HOMECARE_NAMESPACE": namespace,
-            "LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1"}
+    env |= {
+        "DATABASE_URL": database_url,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka,
+        "HOMECARE_NAMESPACE": namespace,
+        "LOG_FORMAT": "json",
+        "PYTHONUNBUFFERED": "1",
+    }
     ports = {name: free_port() for name in SERVICES}  # known up front: providers calls the brokerage
     env["PROVIDERS_BROKERAGE_URL"] = f"http://127.0.0.1:{ports['brokerage']}"
     env |= extra_env or {}

@@ -9,7 +9,9 @@ import httpx
 import typer
 
 app = typer.Typer(no_args_is_help=True, help="Providers on the framework.")
-credentials = typer.Typer(no_args_is_help=True, help="Provider API credentials (hashed at rest; the token is shown once).")
+credentials = typer.Typer(
+    no_args_is_help=True, help="Provider API credentials (hashed at rest; the token is shown once)."
+)
 app.add_typer(credentials, name="credentials")
 
 URL = typer.Option("http://127.0.0.1:8002", envvar="PROVIDERS_URL", help="The providers service")
@@ -30,12 +32,19 @@ def _answer(response: httpx.Response) -> dict | list:
 
 
 @credentials.command("issue")
-def issue(provider_id: str, label: str = typer.Option("", help="What it is for"),
-          rotate: bool = typer.Option(False, help="Revoke the provider's other credentials"), url: str = URL) -> None:
+def issue(
+    provider_id: str,
+    label: str = typer.Option("", help="What it is for"),
+    rotate: bool = typer.Option(False, help="Revoke the provider's other credentials"),
+    url: str = URL,
+) -> None:
     """Issue a credential; prints the token (give it to the provider: it is not stored)."""
     with _client(url) as client:
         body = _answer(client.post(f"/providers/{provider_id}/credentials", json={"label": label, "replace": rotate}))
-    typer.echo(f"credential {body['credential_id']} for {provider_id}" + (f"; revoked {', '.join(body['revoked'])}" if body["revoked"] else ""))
+    typer.echo(
+        f"credential {body['credential_id']} for {provider_id}"
+        + (f"; revoked {', '.join(body['revoked'])}" if body["revoked"] else "")
+    )
     typer.echo(body["token"])
 
 
@@ -43,7 +52,9 @@ def issue(provider_id: str, label: str = typer.Option("", help="What it is for")
 def list_(provider_id: str, url: str = URL) -> None:
     with _client(url) as client:
         for c in _answer(client.get(f"/providers/{provider_id}/credentials")):
-            state = f"revoked {c['revoked_at']}" if c["revoked_at"] else f"live, last used {c['last_used_at'] or 'never'}"
+            state = (
+                f"revoked {c['revoked_at']}" if c["revoked_at"] else f"live, last used {c['last_used_at'] or 'never'}"
+            )
             typer.echo(f"{c['credential_id']}  {c['label'] or '-':20}  created {c['created_at']}  {state}")
 
 

@@ -33,7 +33,15 @@ def policy_from(entry: dict) -> sim.Policy:
     """A variant from YAML/CLI: ``{name, allocation, windows_hours, quality_weights, rates, reoffer_hours}``;
     what it leaves out is the built-in policy's (``based_on``, default the allocation's own)."""
     entry = dict(entry)
-    unknown = set(entry) - {"name", "based_on", "allocation", "windows_hours", "quality_weights", "rates", "reoffer_hours"}
+    unknown = set(entry) - {
+        "name",
+        "based_on",
+        "allocation",
+        "windows_hours",
+        "quality_weights",
+        "rates",
+        "reoffer_hours",
+    }
     if unknown:
         raise typer.BadParameter(f"unknown variant keys: {', '.join(sorted(unknown))}")
     base = BUILT_IN[entry.pop("based_on", None) or entry.get("allocation") or "framework"]
@@ -41,10 +49,13 @@ def policy_from(entry: dict) -> sim.Policy:
     if "allocation" in entry:
         changes["allocation"] = entry.pop("allocation")
     if "windows_hours" in entry:
-        changes["windows_hours"] = base.windows_hours | {Urgency(k): float(v) for k, v in entry.pop("windows_hours").items()}
+        changes["windows_hours"] = base.windows_hours | {
+            Urgency(k): float(v) for k, v in entry.pop("windows_hours").items()
+        }
     if "quality_weights" in entry:
         changes["quality_weights"] = dataclasses.replace(
-            base.quality_weights, **{k: Decimal(str(v)) for k, v in entry.pop("quality_weights").items()})
+            base.quality_weights, **{k: Decimal(str(v)) for k, v in entry.pop("quality_weights").items()}
+        )
     if "rates" in entry:
         changes["rates"] = {Band(k): Decimal(str(v)) for k, v in entry.pop("rates").items()}
     if "reoffer_hours" in entry:
@@ -75,14 +86,21 @@ def parameters_help() -> str:
 
 
 def simulate(
-    policies: str = typer.Option("prime-supplementary,open-framework",
-                                 help="Built-in policies to compare, comma-separated: prime-supplementary, open-framework, "
-                                      "framework (each zone as framework.yaml says)"),
-    variants: Path | None = typer.Option(None, help="YAML list of variants: name, based_on/allocation, windows_hours "
-                                                    "{urgency: h}, quality_weights {cqc, local_risk, hand_backs}, "
-                                                    "rates {band: £/h}, reoffer_hours"),
-    variant: list[str] = typer.Option([], help="A variant inline, as YAML/JSON, e.g. "
-                                               "'{name: uplift, allocation: open-framework, rates: {rural: 24.10}}'"),
+    policies: str = typer.Option(
+        "prime-supplementary,open-framework",
+        help="Built-in policies to compare, comma-separated: prime-supplementary, open-framework, "
+        "framework (each zone as framework.yaml says)",
+    ),
+    variants: Path | None = typer.Option(
+        None,
+        help="YAML list of variants: name, based_on/allocation, windows_hours "
+        "{urgency: h}, quality_weights {cqc, local_risk, hand_backs}, "
+        "rates {band: £/h}, reoffer_hours",
+    ),
+    variant: list[str] = typer.Option(
+        [],
+        help="A variant inline, as YAML/JSON, e.g. '{name: uplift, allocation: open-framework, rates: {rural: 24.10}}'",
+    ),
     days: int = typer.Option(365, help="Length of the simulated period"),
     seed: int = typer.Option(2021, help="Seed of the demand"),
     market_seed: int = typer.Option(2021, help="Seed of the market (2021 is deploy/reference/providers.yaml's)"),
@@ -121,8 +139,10 @@ def simulate(
     (out / "summary.md").write_text(summary_markdown(result))
     console.print(comparison_table(result))
     cpu = ", ".join(f"{n} {r['cpu_seconds']} s" for n, r in result["policies"].items())
-    console.print(f"replayed in {result['wall_seconds']} s (CPU per policy: {cpu}); written to {out}/ (result.json, summary.md"
-                  + (", *.png)" if charts else ")"))
+    console.print(
+        f"replayed in {result['wall_seconds']} s (CPU per policy: {cpu}); written to {out}/ (result.json, summary.md"
+        + (", *.png)" if charts else ")")
+    )
 
 
 # ---- the comparison ----------------------------------------------------------------------
@@ -143,18 +163,36 @@ def rows(result: dict) -> list[tuple[str, list[str]]]:
         out.append((f"{u.value}: p90 h to place", [_h(r["time_to_place"][u.value]["p90_hours"]) for r in runs]))
     out.append(("waiting at the end (packages)", [str(r["waiting_over_time"][-1]["waiting_packages"]) for r in runs]))
     out.append(("waiting at the end (h/week)", [_h(r["waiting_over_time"][-1]["waiting_hours"]) for r in runs]))
-    out.append(("most waiting on a day (packages)", [str(max(d["waiting_packages"] for d in r["waiting_over_time"])) for r in runs]))
+    out.append(
+        (
+            "most waiting on a day (packages)",
+            [str(max(d["waiting_packages"] for d in r["waiting_over_time"])) for r in runs],
+        )
+    )
     out.append(("hand-backs", [str(r["hand_backs"]) for r in runs]))
-    out.append(("above-rate exceptions requested / approved",
-                [f"{r['exceptions'].get('requested', 0)} / {r['exceptions'].get('approved', 0)}" for r in runs]))
+    out.append(
+        (
+            "above-rate exceptions requested / approved",
+            [f"{r['exceptions'].get('requested', 0)} / {r['exceptions'].get('approved', 0)}" for r in runs],
+        )
+    )
     for b in Band:
         out.append((f"spend {b.value} (£k)", [f"{r['spend_by_band'][b.value] / 1000:,.0f}" for r in runs]))
     out.append(("spend total (£k)", [f"{r['spend_total'] / 1000:,.0f}" for r in runs]))
-    out.append(("median zone HHI", [str(_median([c["hhi"] for c in r["concentration"].values() if c["hhi"]])) for r in runs]))
+    out.append(
+        ("median zone HHI", [str(_median([c["hhi"] for c in r["concentration"].values() if c["hhi"]])) for r in runs])
+    )
     out.append(("highest zone HHI", [_highest(r["concentration"]) for r in runs]))
     for b in Band:
-        out.append((f"decline rate {b.value}, first offers", [_pct(r["decline_mix_first_offer"][b.value]["decline_rate"]) for r in runs]))
-    out.append(("placements by tier", [", ".join(f"{t} {n}" for t, n in r["placements_by_tier"].items()) for r in runs]))
+        out.append(
+            (
+                f"decline rate {b.value}, first offers",
+                [_pct(r["decline_mix_first_offer"][b.value]["decline_rate"]) for r in runs],
+            )
+        )
+    out.append(
+        ("placements by tier", [", ".join(f"{t} {n}" for t, n in r["placements_by_tier"].items()) for r in runs])
+    )
     return out
 
 
@@ -174,8 +212,12 @@ def _median(values: list[int]) -> int:
 
 def comparison_table(result: dict) -> Table:
     names = list(result["policies"])
-    table = Table(title=f"{result['demand']['days']} days of synthetic demand from {result['start']} (seed {result['demand']['seed']}, "
-                        f"market seed {result['market']['seed']})")
+    table = Table(
+        title=(
+            f"{result['demand']['days']} days of synthetic demand from {result['start']} (seed "
+            f"{result['demand']['seed']}, market seed {result['market']['seed']})"
+        )
+    )
     table.add_column("measure", no_wrap=True)
     for name in names:
         table.add_column(name, justify="right")
@@ -191,7 +233,8 @@ def summary_markdown(result: dict) -> str:
         "# Allocation policies compared on a simulated year",
         "",
         f"{d['days']} days from {result['start']}: about {d['discharges_per_week']:.0f} hospital discharges, "
-        f"{d['step_down_per_week']:.0f} reablement step-downs and {d['community_per_week']:.0f} community packages a week "
+        f"{d['step_down_per_week']:.0f} reablement step-downs and {d['community_per_week']:.0f} community packages a "
+        "week "
         f"(with a summer surge of +{100 * d['summer_surge']:.0f}% at its peak), placed with {m['providers']} providers "
         f"offering {m['weekly_capacity_hours']:,.0f} hours a week, most of them already committed. Every package went "
         "through the brokerage's own allocation rules; what differs between the columns is the policy alone. "
@@ -203,9 +246,13 @@ def summary_markdown(result: dict) -> str:
     lines += [f"| {label} | " + " | ".join(values) + " |" for label, values in rows(result)]
     lines += ["", "## What this says", ""]
     lines += _findings(result)
-    lines += ["", "Charts: `time_to_place.png`, `waiting_over_time.png`, `hand_backs_and_exceptions.png`, `spend_by_band.png`, "
-              "`concentration.png`, `decline_mix.png`. Every figure is in `result.json`; parameters: "
-              "`homecare simulate --list-params`.", ""]
+    lines += [
+        "",
+        "Charts: `time_to_place.png`, `waiting_over_time.png`, `hand_backs_and_exceptions.png`, `spend_by_band.png`, "
+        "`concentration.png`, `decline_mix.png`. Every figure is in `result.json`; parameters: "
+        "`homecare simulate --list-params`.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -218,17 +265,25 @@ def _findings(result: dict) -> list[str]:
     dis = Urgency.hospital_discharge.value
     p90 = {n: runs[n]["time_to_place"][dis]["p90_hours"] or 0 for n in names}
     best, worst = min(p90, key=p90.get), max(p90, key=p90.get)
-    out.append(f"- Hospital discharges: 9 in 10 were placed within {p90[best]:.0f} h under **{best}**, "
-               f"{p90[worst]:.0f} h under {worst}.")
+    out.append(
+        f"- Hospital discharges: 9 in 10 were placed within {p90[best]:.0f} h under **{best}**, "
+        f"{p90[worst]:.0f} h under {worst}."
+    )
     waiting = {n: max(day["waiting_packages"] for day in runs[n]["waiting_over_time"]) for n in names}
     out.append("- The waiting list peaked at " + ", ".join(f"{waiting[n]} packages ({n})" for n in names) + ".")
     hhi = {n: _median([c["hhi"] for c in runs[n]["concentration"].values() if c["hhi"]]) for n in names}
-    out.append("- Concentration (median zone HHI, 10,000 = one provider takes everything): "
-               + ", ".join(f"{hhi[n]:,} ({n})" for n in names) + "; above 2,500 is usually called highly concentrated.")
+    out.append(
+        "- Concentration (median zone HHI, 10,000 = one provider takes everything): "
+        + ", ".join(f"{hhi[n]:,} ({n})" for n in names)
+        + "; above 2,500 is usually called highly concentrated."
+    )
     spend = {n: runs[n]["spend_total"] for n in names}
     out.append("- Spend over the period: " + ", ".join(f"£{spend[n] / 1e6:.2f}m ({n})" for n in names) + ".")
     rural = {n: runs[n]["decline_mix_first_offer"]["isolated"]["decline_rate"] for n in names}
     urban = {n: runs[n]["decline_mix_first_offer"]["urban"]["decline_rate"] for n in names}
-    out.append("- Declines grow with rurality (first offers, isolated vs urban): "
-               + ", ".join(f"{_pct(rural[n])} vs {_pct(urban[n])} ({n})" for n in names) + ".")
+    out.append(
+        "- Declines grow with rurality (first offers, isolated vs urban): "
+        + ", ".join(f"{_pct(rural[n])} vs {_pct(urban[n])} ({n})" for n in names)
+        + "."
+    )
     return out

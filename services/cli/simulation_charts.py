@@ -7,9 +7,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on servers and CI
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from schemas.vocabulary import Band, Urgency  # noqa: E402
+from schemas.vocabulary import Band, Urgency
 
 
 def _bars(ax, groups: list[str], series: dict[str, list[float]], ylabel: str) -> None:
@@ -36,7 +36,9 @@ def draw_all(result: dict, out: Path) -> list[Path]:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, key, title in ((axes[0], "median_hours", "median"), (axes[1], "p90_hours", "90th percentile")):
-        _bars(ax, urgencies, {n: [r["time_to_place"][u][key] or 0 for u in urgencies] for n, r in runs.items()}, "hours")
+        _bars(
+            ax, urgencies, {n: [r["time_to_place"][u][key] or 0 for u in urgencies] for n, r in runs.items()}, "hours"
+        )
         ax.set_title(f"time to place, {title}")
     paths.append(out / "time_to_place.png")
     _save(fig, paths[-1])
@@ -57,8 +59,15 @@ def draw_all(result: dict, out: Path) -> list[Path]:
 
     fig, ax = plt.subplots(figsize=(7, 4))
     measures = ["hand-backs", "exceptions requested", "exceptions approved"]
-    _bars(ax, measures, {n: [r["hand_backs"], r["exceptions"].get("requested", 0), r["exceptions"].get("approved", 0)]
-                         for n, r in runs.items()}, "count")
+    _bars(
+        ax,
+        measures,
+        {
+            n: [r["hand_backs"], r["exceptions"].get("requested", 0), r["exceptions"].get("approved", 0)]
+            for n, r in runs.items()
+        },
+        "count",
+    )
     ax.set_title("hand-backs and above-rate exceptions")
     paths.append(out / "hand_backs_and_exceptions.png")
     _save(fig, paths[-1])
@@ -79,16 +88,22 @@ def draw_all(result: dict, out: Path) -> list[Path]:
     _save(fig, paths[-1])
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    _bars(axes[0], bands, {n: [100 * (r["decline_mix_first_offer"][b]["decline_rate"] or 0) for b in bands]
-                           for n, r in runs.items()}, "% of offers declined")
+    _bars(
+        axes[0],
+        bands,
+        {n: [100 * (r["decline_mix_first_offer"][b]["decline_rate"] or 0) for b in bands] for n, r in runs.items()},
+        "% of offers declined",
+    )
     axes[0].set_title("declines by band, packages' first offers")
-    reasons = sorted({reason for r in runs.values() for b in bands for reason in r["decline_mix_first_offer"][b]["by_reason"]})
+    reasons = sorted(
+        {reason for r in runs.values() for b in bands for reason in r["decline_mix_first_offer"][b]["by_reason"]}
+    )
     first = next(iter(runs))
     bottom = [0.0] * len(bands)
     for reason in reasons:
         values = [runs[first]["decline_mix_first_offer"][b]["by_reason"].get(reason, 0) for b in bands]
         axes[1].bar(bands, values, bottom=bottom, label=reason)
-        bottom = [x + y for x, y in zip(bottom, values)]
+        bottom = [x + y for x, y in zip(bottom, values, strict=True)]
     axes[1].set_title(f"decline reasons by band ({first})")
     axes[1].legend(fontsize=8)
     paths.append(out / "decline_mix.png")

@@ -93,9 +93,14 @@ class Policy:
 
     name: str
     allocation: str = FRAMEWORK_POLICY  # prime-supplementary, open-framework, or framework (per zone)
-    windows_hours: dict[Urgency, float] = field(default_factory=lambda: {
-        Urgency.hospital_discharge: 2.0, Urgency.reablement_step_down: 4.0, Urgency.community: 24.0})
-    quality_weights: domain.QualityWeights = domain.QualityWeights()
+    windows_hours: dict[Urgency, float] = field(
+        default_factory=lambda: {
+            Urgency.hospital_discharge: 2.0,
+            Urgency.reablement_step_down: 4.0,
+            Urgency.community: 24.0,
+        }
+    )
+    quality_weights: domain.QualityWeights = field(default_factory=domain.QualityWeights)
     rates: dict[Band, Decimal] | None = None  # a new rate card; None: the framework's
     reoffer_hours: float = 6.0
 
@@ -128,8 +133,11 @@ def generate_demand(framework: Framework, params: DemandParams) -> list[Demand]:
     zones = sorted(framework.zones)
     weights = [ZONE_WEIGHT[framework.zones[z].size] for z in zones]
     norm = sum(_seasonal(d, params.summer_surge) for d in range(params.days)) / params.days
-    per_week = {Urgency.hospital_discharge: params.discharges_per_week,
-                Urgency.reablement_step_down: params.step_down_per_week, Urgency.community: params.community_per_week}
+    per_week = {
+        Urgency.hospital_discharge: params.discharges_per_week,
+        Urgency.reablement_step_down: params.step_down_per_week,
+        Urgency.community: params.community_per_week,
+    }
     hours_of_day = list(range(24))
     demand: list[Demand] = []
     for day in range(params.days):
@@ -140,10 +148,22 @@ def generate_demand(framework: Framework, params: DemandParams) -> list[Demand]:
                 zone = rng.choices(zones, weights)[0]
                 body = package_request(rng, framework, zone)
                 when = START + dt.timedelta(hours=at)
-                start = when.date() + dt.timedelta(days=rng.choice([0, 1, 1, 2]) if urgency == Urgency.hospital_discharge else rng.choice([1, 2, 7, 14]))
-                spec = PackageSpec(zone=zone, band=body["band"], postcode_district=body["postcode_district"],
-                                   hours_per_week=Decimal(body["hours_per_week"]), visits=body["visits"],
-                                   needs=body["needs"], urgency=urgency, start_date=start, funding=body["funding"])
+                start = when.date() + dt.timedelta(
+                    days=rng.choice([0, 1, 1, 2])
+                    if urgency == Urgency.hospital_discharge
+                    else rng.choice([1, 2, 7, 14])
+                )
+                spec = PackageSpec(
+                    zone=zone,
+                    band=body["band"],
+                    postcode_district=body["postcode_district"],
+                    hours_per_week=Decimal(body["hours_per_week"]),
+                    visits=body["visits"],
+                    needs=body["needs"],
+                    urgency=urgency,
+                    start_date=start,
+                    funding=body["funding"],
+                )
                 care_weeks = rng.expovariate(1 / params.mean_care_weeks)
                 hand_back = rng.random() * care_weeks * 168 if rng.random() < params.hand_back_share else None
                 demand.append(Demand(0, at, spec, care_weeks, hand_back))
@@ -182,8 +202,12 @@ def build_market(framework: Framework, seed_providers: list[dict], params: Marke
         pid = profile.provider_id
         profiles[pid] = profile
         rules[pid] = AutomaticRules.model_validate(entry.get("adapter") or {})
-        floors[pid] = {b: (r * Decimal(str(rng.uniform(params.price_floor_low, params.price_floor_high)))).quantize(Decimal("0.01"))
-                       for b, r in base_rates.items()}
+        floors[pid] = {
+            b: (r * Decimal(str(rng.uniform(params.price_floor_low, params.price_floor_high)))).quantize(
+                Decimal("0.01")
+            )
+            for b, r in base_rates.items()
+        }
         baseline[pid] = profile.committed_hours
     return Market(profiles, rules, floors, baseline)
 
@@ -245,8 +269,17 @@ class Case:
 
 
 class Simulation:
-    def __init__(self, framework: Framework, demand: list[Demand], market: Market, policy: Policy,
-                 market_params: MarketParams, demand_params: DemandParams, *, shortcuts: bool = True) -> None:
+    def __init__(
+        self,
+        framework: Framework,
+        demand: list[Demand],
+        market: Market,
+        policy: Policy,
+        market_params: MarketParams,
+        demand_params: DemandParams,
+        *,
+        shortcuts: bool = True,
+    ) -> None:
         self.framework = policy_framework(framework, policy)
         self.policy = policy
         self.demand = demand
@@ -255,8 +288,12 @@ class Simulation:
         self.dp = demand_params
         self.rng = random.Random(market_params.seed * 7919 + 1)
         self.windows = policy.windows_hours
-        self.decline_p = {Band.urban: market_params.decline_urban, Band.fringe: market_params.decline_fringe,
-                          Band.rural: market_params.decline_rural, Band.isolated: market_params.decline_isolated}
+        self.decline_p = {
+            Band.urban: market_params.decline_urban,
+            Band.fringe: market_params.decline_fringe,
+            Band.rural: market_params.decline_rural,
+            Band.isolated: market_params.decline_isolated,
+        }
         self.held: dict[str, Decimal] = defaultdict(Decimal)
         self.heap: list = []
         # Each provider's free hours as the brokerage's eligibility rules count them (capacity less
@@ -306,13 +343,21 @@ class Simulation:
         self.seq += 1
         heapq.heappush(self.heap, (at, self.seq, kind, data))
 
-    def run(self) -> "Simulation":
+    def run(self) -> Simulation:
         for d in self.demand:
             self.schedule(d.at, ARRIVE, d)
         for day in range(self.dp.days + 1):
             self.schedule(day * 24.0, DAY, day)
-        handlers = {ARRIVE: self.arrive, ANSWER: self.answer, WINDOW: self.window, DECIDE: self.decide,
-                    REOFFER: self.reoffer, HAND_BACK: self.hand_back, END: self.end_care, DAY: self.day}
+        handlers = {
+            ARRIVE: self.arrive,
+            ANSWER: self.answer,
+            WINDOW: self.window,
+            DECIDE: self.decide,
+            REOFFER: self.reoffer,
+            HAND_BACK: self.hand_back,
+            END: self.end_care,
+            DAY: self.day,
+        }
         while self.heap:
             at, _, kind, data = heapq.heappop(self.heap)
             if at > self.horizon:
@@ -333,9 +378,12 @@ class Simulation:
         capacity changes during a run, so screening these gives the same eligible providers as
         screening everyone near the zone (what the brokerage reads), at a fraction of the cost."""
         if case.candidates is None:
-            case.candidates = [p for p in self.nearby[case.spec.zone]
-                               if not domain.standing_exclusions(case.spec, self.market.profiles[p])
-                               or not domain.standing_exclusions(case.spec, self.market.profiles[p], from_zones=case.neighbours)]
+            case.candidates = [
+                p
+                for p in self.nearby[case.spec.zone]
+                if not domain.standing_exclusions(case.spec, self.market.profiles[p])
+                or not domain.standing_exclusions(case.spec, self.market.profiles[p], from_zones=case.neighbours)
+            ]
         return case.candidates
 
     def _still_eligible(self, case: Case, bids: list[domain.Answer]) -> set[str]:
@@ -346,7 +394,8 @@ class Simulation:
     def _set_committed(self, provider_id: str, delta: Decimal) -> None:
         profile = self.market.profiles[provider_id]
         profile = self.market.profiles[provider_id] = profile.model_copy(
-            update={"committed_hours": max(Decimal(0), profile.committed_hours + delta)})
+            update={"committed_hours": max(Decimal(0), profile.committed_hours + delta)}
+        )
         self.free[provider_id] = profile.weekly_capacity_hours - profile.committed_hours
 
     # -- the brokerage's side: the same steps as services/brokerage/handlers.py --
@@ -355,8 +404,15 @@ class Simulation:
         day = self.clock().date()
         card = self.framework.rate_card_on(day)
         zone = self.framework.zones[d.spec.zone]
-        case = Case(d, d.spec, self.framework.policy_on(d.spec.zone, day), card.rates[d.spec.band],
-                    frozenset(zone.adjacent), waiting_since=self.now, care_left=d.care_weeks * 168)
+        case = Case(
+            d,
+            d.spec,
+            self.framework.policy_on(d.spec.zone, day),
+            card.rates[d.spec.band],
+            frozenset(zone.adjacent),
+            waiting_since=self.now,
+            care_left=d.care_weeks * 168,
+        )
         self.cases[d.package_id] = case
         self.open_cases.append(case)
         self.offer_next_tier(case, after=None)
@@ -381,9 +437,14 @@ class Simulation:
             profiles = self.market.profiles
             everyone = candidates if self.shortcuts else self.nearby[case.spec.zone]  # as the brokerage reads them
             offer = domain.plan_offer(
-                case.spec, [profiles[p] for p in everyone], policy=case.policy,
+                case.spec,
+                [profiles[p] for p in everyone],
+                policy=case.policy,
                 zone_has_prime=case.spec.zone not in self.framework.no_prime_zones,
-                neighbours=case.neighbours, after=after, not_again=not_again)
+                neighbours=case.neighbours,
+                after=after,
+                not_again=not_again,
+            )
             plan = case.plans[key] = (offer.tier, [p.provider_id for p in offer.offered])
         return plan
 
@@ -430,15 +491,23 @@ class Simulation:
         declines = []
         for pid in ids:
             if pid not in known:
-                known[pid] = standing_decline(self.market.profiles[pid], self.market.rules[pid], case.spec,
-                                              neighbouring=case.neighbours)
+                known[pid] = standing_decline(
+                    self.market.profiles[pid], self.market.rules[pid], case.spec, neighbouring=case.neighbours
+                )
             if known[pid] is None:
                 return None
             declines.append(known[pid])
         return declines
 
-    def _foreseen_round(self, case: Case, closes: float, answers: list[tuple[str, float]], declines: list[Decline],
-                        *, everyone_answers: bool) -> None:
+    def _foreseen_round(
+        self,
+        case: Case,
+        closes: float,
+        answers: list[tuple[str, float]],
+        declines: list[Decline],
+        *,
+        everyone_answers: bool,
+    ) -> None:
         """A round of foreseen declines, settled at once with the outcome its answer events would
         have had: the declines that arrive while it is open (before the window closes and within the
         period) are counted, and it closes when the last of them is in (``outcome_settled``: nobody
@@ -447,7 +516,7 @@ class Simulation:
         the answer and window events the loop would have taken."""
         self.foreseen_rounds += 1
         profiles = self.market.profiles
-        reasons = dict(zip(case.state.offered, declines))
+        reasons = dict(zip(case.state.offered, declines, strict=True))
         last = max((at for _, at in answers), default=closes)
         settles_early = everyone_answers and last < closes
         for pid, at in answers:
@@ -562,7 +631,9 @@ class Simulation:
         case.care_left -= self.now - case.placement_started
         self._set_committed(provider_id, -case.spec.hours_per_week)
         profile = self.market.profiles[provider_id]
-        profile = self.market.profiles[provider_id] = profile.model_copy(update={"hand_backs_12m": profile.hand_backs_12m + 1})
+        profile = self.market.profiles[provider_id] = profile.model_copy(
+            update={"hand_backs_12m": profile.hand_backs_12m + 1}
+        )
         self.quality[provider_id] = domain.quality_score(profile, self.policy.quality_weights)
         self.hand_backs += 1
         case.hand_backs += 1
@@ -596,8 +667,15 @@ class Simulation:
     def provider_answer(self, case: Case, provider_id: str):
         profile, rules = self.market.profiles[provider_id], self.market.rules[provider_id]
         spec = case.spec
-        result = automatic_answer(profile, rules, spec, case.band_rate, self.held[provider_id], self.clock().date(),
-                                  neighbouring=case.neighbours)
+        result = automatic_answer(
+            profile,
+            rules,
+            spec,
+            case.band_rate,
+            self.held[provider_id],
+            self.clock().date(),
+            neighbouring=case.neighbours,
+        )
         if not isinstance(result, Bid):
             return self._decline(case, profile, result.reason)
         p = self.decline_p[spec.band]
@@ -605,8 +683,10 @@ class Simulation:
             p *= self.mp.prime_pickiness
         if self.rng.random() < p:
             far = spec.band in (Band.rural, Band.isolated)
-            reason = self.rng.choices([DeclineReason.geography, DeclineReason.call_times, DeclineReason.other],
-                                      [5, 3, 2] if far else [1, 5, 3])[0]
+            reason = self.rng.choices(
+                [DeclineReason.geography, DeclineReason.call_times, DeclineReason.other],
+                [5, 3, 2] if far else [1, 5, 3],
+            )[0]
             return self._decline(case, profile, reason)
         floor = self.market.price_floor[provider_id][spec.band]
         rate = max(result.hourly_rate, floor)
@@ -634,14 +714,18 @@ class Simulation:
         self.open_cases = [c for c in self.open_cases if c.status != "ended"]  # ended for good
         waiting = [c for c in self.open_cases if c.status in WAITING]
         in_care = [c for c in self.open_cases if c.status == "placed"]
-        self.daily.append({
-            "day": day,
-            "waiting_packages": len(waiting),
-            "waiting_hours": round(float(sum(c.spec.hours_per_week for c in waiting)), 1),
-            "unplaced_packages": sum(c.status == "unplaced" for c in waiting),
-            "in_care_packages": len(in_care),
-            "free_hours": round(float(sum(p.weekly_capacity_hours - p.committed_hours for p in self.market.profiles.values())), 1),
-        })
+        self.daily.append(
+            {
+                "day": day,
+                "waiting_packages": len(waiting),
+                "waiting_hours": round(float(sum(c.spec.hours_per_week for c in waiting)), 1),
+                "unplaced_packages": sum(c.status == "unplaced" for c in waiting),
+                "in_care_packages": len(in_care),
+                "free_hours": round(
+                    float(sum(p.weekly_capacity_hours - p.committed_hours for p in self.market.profiles.values())), 1
+                ),
+            }
+        )
 
     # -- the result --
 
@@ -652,7 +736,8 @@ class Simulation:
             values = self.waits.get(urgency, [])
             total = sum(c.spec.urgency == urgency for c in self.cases.values())
             waits[urgency.value] = {
-                "requested": total, "placed": len(values),
+                "requested": total,
+                "placed": len(values),
                 "median_hours": _round(statistics.median(values)) if values else None,
                 "p90_hours": _round(percentile(values, 90)),
             }
@@ -660,24 +745,37 @@ class Simulation:
         for zone in sorted(self.framework.zones):
             shares, hhi = shares_and_hhi(self.placed_hours.get(zone, Counter()))
             concentration[zone] = {"hhi": hhi, "shares_percent": shares}
+
         def mix(offers: Counter, declines: dict[str, Counter]) -> dict:
             out = {}
             for band in Band:
                 reasons = declines.get(band, Counter())
                 total = sum(reasons.values())
-                out[band.value] = {"offers": offers[band], "declines": total,
-                                   "decline_rate": round(total / offers[band], 3) if offers[band] else None,
-                                   "by_reason": dict(sorted(reasons.items()))}
+                out[band.value] = {
+                    "offers": offers[band],
+                    "declines": total,
+                    "decline_rate": round(total / offers[band], 3) if offers[band] else None,
+                    "by_reason": dict(sorted(reasons.items())),
+                }
             return out
+
         return {
-            "policy": dataclasses.asdict(self.policy) | {"quality_weights": {k: str(v) for k, v in dataclasses.asdict(self.policy.quality_weights).items()},
-                                                         "rates": {str(k): str(v) for k, v in (self.policy.rates or {}).items()} or None,
-                                                         "windows_hours": {str(k): v for k, v in self.policy.windows_hours.items()}},
-            "packages": {"requested": len(self.cases), "by_status_at_end": dict(sorted(statuses.items())),
-                         "never_placed": sum(c.first_wait is None for c in self.cases.values())},
+            "policy": dataclasses.asdict(self.policy)
+            | {
+                "quality_weights": {k: str(v) for k, v in dataclasses.asdict(self.policy.quality_weights).items()},
+                "rates": {str(k): str(v) for k, v in (self.policy.rates or {}).items()} or None,
+                "windows_hours": {str(k): v for k, v in self.policy.windows_hours.items()},
+            },
+            "packages": {
+                "requested": len(self.cases),
+                "by_status_at_end": dict(sorted(statuses.items())),
+                "never_placed": sum(c.first_wait is None for c in self.cases.values()),
+            },
             "time_to_place": waits,
-            "replacement_after_hand_back_hours": {"count": len(self.replacement_waits),
-                                                  "median": _round(statistics.median(self.replacement_waits)) if self.replacement_waits else None},
+            "replacement_after_hand_back_hours": {
+                "count": len(self.replacement_waits),
+                "median": _round(statistics.median(self.replacement_waits)) if self.replacement_waits else None,
+            },
             "waiting_over_time": self.daily,
             "hand_backs": self.hand_backs,
             "exceptions": dict(self.exceptions),
@@ -691,7 +789,9 @@ class Simulation:
             "concentration": concentration,
             "decline_mix": mix(self.offers, self.declines),  # every offer, re-offers of the waiting list included
             "decline_mix_first_offer": mix(self.first_offers, self.first_declines),  # each package's first cycle
-            "declines_by_provider_tier": {t: {str(b): n for b, n in sorted(c.items())} for t, c in sorted(self.declines_by_tier.items())},
+            "declines_by_provider_tier": {
+                t: {str(b): n for b, n in sorted(c.items())} for t, c in sorted(self.declines_by_tier.items())
+            },
             "events": self.events,
         }
 
@@ -700,8 +800,9 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
-def run_policy(framework: Framework, seed_providers: list[dict], policy: Policy, demand: DemandParams,
-               market: MarketParams) -> dict:
+def run_policy(
+    framework: Framework, seed_providers: list[dict], policy: Policy, demand: DemandParams, market: MarketParams
+) -> dict:
     import time
 
     started = time.process_time()
@@ -712,8 +813,15 @@ def run_policy(framework: Framework, seed_providers: list[dict], policy: Policy,
     return result | {"cpu_seconds": round(time.process_time() - started, 1)}
 
 
-def simulate(framework: Framework, seed_providers: list[dict], policies: list[Policy], *,
-             demand: DemandParams = DemandParams(), market: MarketParams = MarketParams(), jobs: int = 1) -> dict:
+def simulate(
+    framework: Framework,
+    seed_providers: list[dict],
+    policies: list[Policy],
+    *,
+    demand: DemandParams = DemandParams(),
+    market: MarketParams = MarketParams(),
+    jobs: int = 1,
+) -> dict:
     """Every policy against the same demand and the same market (both rebuilt from their seeds in
     each worker); returns the JSON-able result. ``jobs`` > 1 replays policies in parallel processes."""
     if len({p.name for p in policies}) != len(policies):
@@ -723,14 +831,17 @@ def simulate(framework: Framework, seed_providers: list[dict], policies: list[Po
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(max_workers=min(jobs, len(policies))) as pool:
-            results = list(pool.map(run_policy, *zip(*args)))
+            results = list(pool.map(run_policy, *zip(*args, strict=True)))
     else:
         results = [run_policy(*a) for a in args]
     built = build_market(framework, seed_providers, market)
     return {
         "demand": dataclasses.asdict(demand),
-        "market": dataclasses.asdict(market) | {"providers": len(built.profiles),
-                                                 "weekly_capacity_hours": float(sum(p.weekly_capacity_hours for p in built.profiles.values()))},
+        "market": dataclasses.asdict(market)
+        | {
+            "providers": len(built.profiles),
+            "weekly_capacity_hours": float(sum(p.weekly_capacity_hours for p in built.profiles.values())),
+        },
         "start": START.date().isoformat(),
-        "policies": {p.name: r for p, r in zip(policies, results)},
+        "policies": {p.name: r for p, r in zip(policies, results, strict=True)},
     }

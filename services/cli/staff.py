@@ -29,16 +29,27 @@ def add(
     username: str = typer.Argument(..., help="Sign-in name: lowercase letters, digits, . _ -"),
     name: str = typer.Option(..., "--name", help="The person's name, as shown in the console"),
     role: str = typer.Option(..., "--role", help="broker, ops or admin"),
-    password: str = typer.Option(..., envvar="HOMECARE_STAFF_PASSWORD", prompt=True, hide_input=True,
-                                 confirmation_prompt=True, help="At least 12 characters (or HOMECARE_STAFF_PASSWORD)"),
+    password: str = typer.Option(
+        ...,
+        envvar="HOMECARE_STAFF_PASSWORD",
+        prompt=True,
+        hide_input=True,
+        confirmation_prompt=True,
+        help="At least 12 characters (or HOMECARE_STAFF_PASSWORD)",
+    ),
     exist_ok: bool = typer.Option(False, "--exist-ok", help="An account of that name already there is not an error"),
 ) -> None:
     """Add a staff account to the console."""
     from services.console import handlers
 
     try:
-        asyncio.run(_with_pool(lambda pool: handlers.add_staff(pool, username=username, display_name=name, role=role,
-                                                               password=password, created_by="homecare-cli")))
+        asyncio.run(
+            _with_pool(
+                lambda pool: handlers.add_staff(
+                    pool, username=username, display_name=name, role=role, password=password, created_by="homecare-cli"
+                )
+            )
+        )
     except handlers.StaffExists as exists:
         if not exist_ok:
             raise typer.BadParameter(exists.message, param_hint="username") from None

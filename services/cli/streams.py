@@ -10,6 +10,7 @@ lag   per consumer group and partition: committed offset, end offset, lag, and t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 from dataclasses import dataclass
@@ -40,8 +41,17 @@ class Line:
     correlation_id: str
 
     def render(self) -> str:
-        return "  ".join([self.at[:23], f"{self.event_type:<18}", self.package_id[:36] or "-", self.zone or "-",
-                          self.band or "-", self.provider or "-", self.outcome])
+        return "  ".join(
+            [
+                self.at[:23],
+                f"{self.event_type:<18}",
+                self.package_id[:36] or "-",
+                self.zone or "-",
+                self.band or "-",
+                self.provider or "-",
+                self.outcome,
+            ]
+        )
 
 
 def describe(record: ConsumerRecord) -> Line:
@@ -63,27 +73,51 @@ def describe(record: ConsumerRecord) -> Line:
         "OfferDeclined": f"declined: {e.get('reason')}",
         "PackagePlaced": f"placed at £{e.get('hourly_rate')}/h ({e.get('tier')} tier)",
         "PackageUnplaced": f"unplaced: {e.get('reason')}",
-        "ProviderUpdated": f"revision {e.get('revision')}, {profile.get('status')}, committed {profile.get('committed_hours')} h",
+        "ProviderUpdated": (
+            f"revision {e.get('revision')}, {profile.get('status')}, committed {profile.get('committed_hours')} h"
+        ),
         "PlacementConfirmed": f"confirmed to {', '.join(r.get('kind', '?') for r in e.get('recipients') or [])}",
-        "NotificationFailed": f"{e.get('message')} to {e.get('recipient_kind')} by {e.get('channel')} failed: {e.get('reason')}",
+        "NotificationFailed": (
+            f"{e.get('message')} to {e.get('recipient_kind')} by {e.get('channel')} failed: {e.get('reason')}"
+        ),
     }.get(kind, "")
     if topics.dead_letters() == record.topic:
         headers = {k: v.decode(errors="replace") for k, v in record.headers or ()}
         kind, outcome = "(dead letter)", f"{headers.get('x-dlq-reason')}: {headers.get('x-dlq-error', '')[:60]}"
-    return Line(at, record.topic, kind, str(e.get("package_id") or ""), e.get("zone") or spec.get("zone") or "",
-                e.get("band") or spec.get("band") or "", e.get("provider_id") or profile.get("provider_id") or "",
-                outcome, str(e.get("correlation_id") or ""))
+    return Line(
+        at,
+        record.topic,
+        kind,
+        str(e.get("package_id") or ""),
+        e.get("zone") or spec.get("zone") or "",
+        e.get("band") or spec.get("band") or "",
+        e.get("provider_id") or profile.get("provider_id") or "",
+        outcome,
+        str(e.get("correlation_id") or ""),
+    )
 
 
-def matches(line: Line, *, package: str | None, zone: str | None, provider: str | None, event_type: str | None,
-            journey: str | None) -> bool:
-    return ((package is None or line.package_id == package) and (zone is None or line.zone == zone)
-            and (provider is None or line.provider == provider) and (event_type is None or line.event_type == event_type)
-            and (journey is None or line.correlation_id == journey))
+def matches(
+    line: Line,
+    *,
+    package: str | None,
+    zone: str | None,
+    provider: str | None,
+    event_type: str | None,
+    journey: str | None,
+) -> bool:
+    return (
+        (package is None or line.package_id == package)
+        and (zone is None or line.zone == zone)
+        and (provider is None or line.provider == provider)
+        and (event_type is None or line.event_type == event_type)
+        and (journey is None or line.correlation_id == journey)
+    )
 
 
-async def tail_lines(bootstrap: str, names: list[str], *, follow: bool, from_beginning: bool, on_line, on_ready=None,
-                     **filters) -> None:
+async def tail_lines(
+    bootstrap: str, names: list[str], *, follow: bool, from_beginning: bool, on_line, on_ready=None, **filters
+) -> None:
     """Feed ``on_line`` every matching record of the topics, oldest first (then live, with follow).
     With follow, ``on_ready()`` is called once every partition's starting offset is fixed: no
     record written after that is missed."""
@@ -138,12 +172,21 @@ def tail(
     def show(line: Line) -> None:
         typer.echo(json.dumps(line.__dict__) if as_json else line.render())
 
-    try:
-        asyncio.run(tail_lines(admin_settings().kafka_bootstrap_servers, names, follow=follow, from_beginning=from_beginning,
-                               on_line=show, package=package, zone=zone, provider=provider, event_type=event_type,
-                               journey=journey))
-    except KeyboardInterrupt:
-        pass
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            tail_lines(
+                admin_settings().kafka_bootstrap_servers,
+                names,
+                follow=follow,
+                from_beginning=from_beginning,
+                on_line=show,
+                package=package,
+                zone=zone,
+                provider=provider,
+                event_type=event_type,
+                journey=journey,
+            )
+        )
 
 
 # ---- lag ----------------------------------------------------------------------------------
@@ -167,5 +210,7 @@ def lag(as_json: bool = typer.Option(False, "--json", help="JSON instead of a ta
         age = "-" if r.oldest_unprocessed_age_s is None else f"{r.oldest_unprocessed_age_s:.0f} s"
         members = "[red]0: no active member[/red]" if r.members == 0 else str(r.members)
         style = "red" if r.lag else None
-        table.add_row(r.group, r.topic, str(r.partition), str(r.committed), str(r.end), str(r.lag), age, members, style=style)
+        table.add_row(
+            r.group, r.topic, str(r.partition), str(r.committed), str(r.end), str(r.lag), age, members, style=style
+        )
     Console().print(table)

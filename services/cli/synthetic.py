@@ -14,10 +14,50 @@ from decimal import Decimal
 
 from services.runtime.reference import Framework
 
-FIRST = ["Ada", "Bernard", "Cynthia", "Dennis", "Edith", "Frank", "Gwen", "Harold", "Irene", "Jack", "Kathleen",
-         "Leonard", "Margaret", "Norman", "Olive", "Percy", "Rita", "Stanley", "Thelma", "Walter"]
-LAST = ["Abbott", "Bailey", "Carter", "Dawson", "Ellis", "Fletcher", "Gibson", "Holmes", "Ingram", "Jarvis", "Kemp",
-        "Lambert", "Marsh", "Newton", "Osborne", "Palmer", "Quinn", "Rowe", "Sutton", "Turner"]
+FIRST = [
+    "Ada",
+    "Bernard",
+    "Cynthia",
+    "Dennis",
+    "Edith",
+    "Frank",
+    "Gwen",
+    "Harold",
+    "Irene",
+    "Jack",
+    "Kathleen",
+    "Leonard",
+    "Margaret",
+    "Norman",
+    "Olive",
+    "Percy",
+    "Rita",
+    "Stanley",
+    "Thelma",
+    "Walter",
+]
+LAST = [
+    "Abbott",
+    "Bailey",
+    "Carter",
+    "Dawson",
+    "Ellis",
+    "Fletcher",
+    "Gibson",
+    "Holmes",
+    "Ingram",
+    "Jarvis",
+    "Kemp",
+    "Lambert",
+    "Marsh",
+    "Newton",
+    "Osborne",
+    "Palmer",
+    "Quinn",
+    "Rowe",
+    "Sutton",
+    "Turner",
+]
 BAND_BY_SIZE = {
     "large": (["urban", "fringe", "rural"], [6, 3, 1]),
     "medium": (["urban", "fringe", "rural", "isolated"], [3, 4, 2, 1]),
@@ -32,10 +72,10 @@ NEEDS_EXTRA = ["medication", "dementia", "mobility", "nutrition", "end_of_life",
 def nhs_number(rng: random.Random) -> str:
     while True:
         digits = [9, 9, 9] + [rng.randrange(10) for _ in range(6)]
-        check = 11 - sum(d * w for d, w in zip(digits, range(10, 1, -1))) % 11
+        check = 11 - sum(d * w for d, w in zip(digits, range(10, 1, -1), strict=True)) % 11
         check = 0 if check == 11 else check
         if check != 10:
-            return "".join(map(str, digits + [check]))
+            return "".join(map(str, [*digits, check]))
 
 
 def package_request(rng: random.Random, framework: Framework, zone_id: str, *, index: int = 0) -> dict:
@@ -46,7 +86,7 @@ def package_request(rng: random.Random, framework: Framework, zone_id: str, *, i
     carers = 2 if rng.random() < 0.12 else 1
     days = 7
     hours = (Decimal(calls * minutes * carers * days) / 60).quantize(Decimal("0.01"))
-    needs = ["personal_care"] + rng.sample(NEEDS_EXTRA, k=rng.choice([0, 1, 1, 2]))
+    needs = ["personal_care", *rng.sample(NEEDS_EXTRA, k=rng.choice([0, 1, 1, 2]))]
     district = rng.choice(zone.postcode_districts)
     first, last = rng.choice(FIRST), rng.choice(LAST)
     return {
@@ -54,7 +94,12 @@ def package_request(rng: random.Random, framework: Framework, zone_id: str, *, i
         "band": rng.choices(bands, weights)[0],
         "postcode_district": district,
         "hours_per_week": str(hours),
-        "visits": {"calls_per_day": calls, "minutes_per_call": minutes, "carers_per_call": carers, "days_per_week": days},
+        "visits": {
+            "calls_per_day": calls,
+            "minutes_per_call": minutes,
+            "carers_per_call": carers,
+            "days_per_week": days,
+        },
         "needs": needs,
         "urgency": rng.choices(*URGENCY)[0],
         "start_date": (dt.date.today() + dt.timedelta(days=rng.choice([0, 1, 1, 2, 7]))).isoformat(),
@@ -62,8 +107,13 @@ def package_request(rng: random.Random, framework: Framework, zone_id: str, *, i
         "requested_by": rng.choice(["broker.amy", "broker.raj", "broker.sue"]),
         "person": {
             "full_name": f"{first} {last} {index:05d}",
-            "address": f"{rng.randint(1, 200)} {rng.choice(['Church', 'Mill', 'Station', 'Park'])} Lane, {zone.places[0]}",
-            "postcode": f"{district} {rng.randint(1, 9)}{rng.choice('ABDEFGHJLNPQRSTUWXYZ')}{rng.choice('ABDEFGHJLNPQRSTUWXYZ')}",
+            "address": (
+                f"{rng.randint(1, 200)} {rng.choice(['Church', 'Mill', 'Station', 'Park'])} Lane, {zone.places[0]}"
+            ),
+            "postcode": (
+                f"{district} "
+                f"{rng.randint(1, 9)}{rng.choice('ABDEFGHJLNPQRSTUWXYZ')}{rng.choice('ABDEFGHJLNPQRSTUWXYZ')}"
+            ),
             "phone": f"07700 9{rng.randint(10000, 99999)}",
             "email": f"{first.lower()}.{last.lower()}.{index}@example.org",
             "nhs_number": nhs_number(rng),

@@ -63,13 +63,22 @@ TEMPLATES.env.globals["uuid4"] = uuid.uuid4  # a fresh Idempotency-Key per form 
 TEMPLATES.env.filters["pair"] = lambda v: (v, str(v).replace("_", " ").capitalize())  # (value, label) for options
 
 
-MENU = [(Permission.board, "/board", "Board"), (Permission.act, "/packages/new", "New package"),
-        (Permission.operations, "/ops/stream", "Live events"), (Permission.operations, "/ops/lag", "Consumer lag"),
-        (Permission.operations, "/ops/dead-letters", "Dead letters"), (Permission.operations, "/ops/kpis", "KPIs"),
-        (Permission.staff, "/admin/staff", "Staff accounts")]
+MENU = [
+    (Permission.board, "/board", "Board"),
+    (Permission.act, "/packages/new", "New package"),
+    (Permission.operations, "/ops/stream", "Live events"),
+    (Permission.operations, "/ops/lag", "Consumer lag"),
+    (Permission.operations, "/ops/dead-letters", "Dead letters"),
+    (Permission.operations, "/ops/kpis", "KPIs"),
+    (Permission.staff, "/admin/staff", "Staff accounts"),
+]
 # The daily call slots a provider may cover (the providers service's vocabulary).
 CALL_SLOTS = ["early_morning", "morning", "lunch", "tea", "bed", "night"]
-PORTAL_MENU = [("/portal/offers", "Offers"), ("/portal/packages", "My packages"), ("/portal/profile", "Capacity and call times")]
+PORTAL_MENU = [
+    ("/portal/offers", "Offers"),
+    ("/portal/packages", "My packages"),
+    ("/portal/profile", "Capacity and call times"),
+]
 
 
 def navigation(session: handlers.Session | None, path: str) -> list[dict]:
@@ -83,11 +92,21 @@ def navigation(session: handlers.Session | None, path: str) -> list[dict]:
     return [{"href": href, "label": label, "current": path == href} for href, label in items]
 
 
-def page(request: Request, template: str, session: handlers.Session | None, status: int = 200, **context) -> HTMLResponse:
+def page(
+    request: Request, template: str, session: handlers.Session | None, status: int = 200, **context
+) -> HTMLResponse:
     """A full page: the template with the menu and the session's CSRF token for its forms."""
-    return TEMPLATES.TemplateResponse(request, template, {"session": session, "nav": navigation(session, request.url.path),
-                                                          "csrf_token": session.csrf_token if session else None, **context},
-                                      status_code=status)
+    return TEMPLATES.TemplateResponse(
+        request,
+        template,
+        {
+            "session": session,
+            "nav": navigation(session, request.url.path),
+            "csrf_token": session.csrf_token if session else None,
+            **context,
+        },
+        status_code=status,
+    )
 
 
 def build_router(console) -> APIRouter:
@@ -99,8 +118,9 @@ def build_router(console) -> APIRouter:
 
     async def session_of(request: Request) -> handlers.Session | None:
         if not hasattr(request.state, "session"):
-            request.state.session = await handlers.current_session(console.pool, console.policy,
-                                                                    request.cookies.get(SESSION_COOKIE), now=_now())
+            request.state.session = await handlers.current_session(
+                console.pool, console.policy, request.cookies.get(SESSION_COOKIE), now=_now()
+            )
         return request.state.session
 
     def need(permission: Permission):
@@ -111,6 +131,7 @@ def build_router(console) -> APIRouter:
             if not session.can(permission):
                 raise Forbidden()
             return session
+
         return dependency
 
     async def provider(request: Request) -> handlers.Session:
@@ -125,25 +146,39 @@ def build_router(console) -> APIRouter:
         expected = session.csrf_token if session else request.cookies.get(SIGN_IN_CSRF_COOKIE)
         given = str(form.get("csrf_token", "")).encode()  # bytes: compare_digest refuses non-ASCII text
         if not expected or not secrets.compare_digest(given, expected.encode()):
-            raise Forbidden("This form has expired or did not come from this console. Go back, reload the page and try again")
-        return {k: (form.getlist(k) if len(form.getlist(k)) > 1 or k in LIST_FIELDS else form.get(k)) for k in form.keys()}
+            raise Forbidden(
+                "This form has expired or did not come from this console. Go back, reload the page and try again"
+            )
+        return {k: (form.getlist(k) if len(form.getlist(k)) > 1 or k in LIST_FIELDS else form.get(k)) for k in form}
 
     def sign_in_page(request: Request, template: str, status: int = 200, **context) -> HTMLResponse:
         token = request.cookies.get(SIGN_IN_CSRF_COOKIE) or secrets.token_urlsafe(32)
         response = page(request, template, None, status, sign_in_csrf=token, **context)
-        response.set_cookie(SIGN_IN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=console.settings.cookie_secure)
+        response.set_cookie(
+            SIGN_IN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=console.settings.cookie_secure
+        )
         return response
 
     def signed_in(target: str, token: str) -> RedirectResponse:
         response = RedirectResponse(target, status_code=303)
-        response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax", secure=console.settings.cookie_secure,
-                            max_age=int(console.policy.absolute.total_seconds()))
+        response.set_cookie(
+            SESSION_COOKIE,
+            token,
+            httponly=True,
+            samesite="lax",
+            secure=console.settings.cookie_secure,
+            max_age=int(console.policy.absolute.total_seconds()),
+        )
         response.delete_cookie(SIGN_IN_CSRF_COOKIE)
         return response
 
     def safe_next(target: str | None, default: str) -> str:
         # Only a path on this console: never an open redirect.
-        return target if target and target.startswith("/") and not target.startswith("//") and "\\" not in target else default
+        return (
+            target
+            if target and target.startswith("/") and not target.startswith("//") and "\\" not in target
+            else default
+        )
 
     # ---- signing in and out -----------------------------------------------------------------
 
@@ -164,11 +199,19 @@ def build_router(console) -> APIRouter:
     async def sign_in(request: Request):
         form = await form_of(request, None)
         username, password = str(form.get("username", "")), str(form.get("password", ""))
-        errors = {k: m for k, m in [("username", "Enter your username" if not username.strip() else None),
-                                    ("password", "Enter your password" if not password else None)] if m}
+        errors = {
+            k: m
+            for k, m in [
+                ("username", "Enter your username" if not username.strip() else None),
+                ("password", "Enter your password" if not password else None),
+            ]
+            if m
+        }
         if not errors:
             try:
-                token = await handlers.sign_in(console.pool, console.policy, username=username, password=password, now=_now())
+                token = await handlers.sign_in(
+                    console.pool, console.policy, username=username, password=password, now=_now()
+                )
             except handlers.Refused as refused:
                 errors = {"username": refused.message}
             else:
@@ -194,8 +237,12 @@ def build_router(console) -> APIRouter:
         return console.zones
 
     def filters_of(request: Request) -> dict[str, str]:
-        allowed = {"zone": None, "band": {b.value for b in Band}, "urgency": {u.value for u in Urgency},
-                   "status": set(domain.STATUS_ORDER)}
+        allowed = {
+            "zone": None,
+            "band": {b.value for b in Band},
+            "urgency": {u.value for u in Urgency},
+            "status": set(domain.STATUS_ORDER),
+        }
         chosen = {}
         for name, values in allowed.items():
             value = request.query_params.get(name) or ""
@@ -219,14 +266,33 @@ def build_router(console) -> APIRouter:
         rows = await board_rows(chosen)
         if request.query_params.get("fragment") == "rows":
             return TEMPLATES.TemplateResponse(request, "_board_rows.html", {"rows": rows})
-        return page(request, "board.html", session, rows=rows, chosen=chosen, zones=await zones(),
-                      bands=[b.value for b in Band], urgencies=[u.value for u in Urgency], statuses=domain.STATUS_ORDER,
-                      query=urlencode(chosen), now=_now())
+        return page(
+            request,
+            "board.html",
+            session,
+            rows=rows,
+            chosen=chosen,
+            zones=await zones(),
+            bands=[b.value for b in Band],
+            urgencies=[u.value for u in Urgency],
+            statuses=domain.STATUS_ORDER,
+            query=urlencode(chosen),
+            now=_now(),
+        )
 
-    def package_form_context(values: dict | None = None, errors: dict | None = None, general: list | None = None) -> dict:
-        return {"values": values or {}, "errors": errors or {}, "general_errors": general or [], "labels": domain.LABELS,
-                "bands": [b.value for b in Band], "urgencies": [u.value for u in Urgency], "needs": [n.value for n in CareNeed],
-                "fundings": [f.value for f in Funding]}
+    def package_form_context(
+        values: dict | None = None, errors: dict | None = None, general: list | None = None
+    ) -> dict:
+        return {
+            "values": values or {},
+            "errors": errors or {},
+            "general_errors": general or [],
+            "labels": domain.LABELS,
+            "bands": [b.value for b in Band],
+            "urgencies": [u.value for u in Urgency],
+            "needs": [n.value for n in CareNeed],
+            "fundings": [f.value for f in Funding],
+        }
 
     @router.get("/packages/new")
     async def new_package(request: Request, session=Depends(need(Permission.act))):
@@ -239,8 +305,11 @@ def build_router(console) -> APIRouter:
         general: list[str] = []
         if request_body is not None:
             try:
-                created = await services.brokerage.post("/packages", request_body,
-                                                        headers={"Idempotency-Key": str(form.get("idempotency_key") or uuid.uuid4())})
+                created = await services.brokerage.post(
+                    "/packages",
+                    request_body,
+                    headers={"Idempotency-Key": str(form.get("idempotency_key") or uuid.uuid4())},
+                )
             except ApiError as refused:
                 if refused.status != 422:
                     general = [refused.message]
@@ -248,8 +317,15 @@ def build_router(console) -> APIRouter:
                     errors, general = domain.errors_from_api(refused.problem)
             else:
                 return RedirectResponse(f"/packages/{created['package_id']}?created=1", status_code=303)
-        return page(request, "package_new.html", session, 400, zones=await zones(), idempotency_key=form.get("idempotency_key"),
-                      **package_form_context(form, errors, general))
+        return page(
+            request,
+            "package_new.html",
+            session,
+            400,
+            zones=await zones(),
+            idempotency_key=form.get("idempotency_key"),
+            **package_form_context(form, errors, general),
+        )
 
     @router.get("/packages/{package_id}")
     async def package_page(request: Request, package_id: uuid.UUID, session=Depends(need(Permission.board))):
@@ -257,27 +333,76 @@ def build_router(console) -> APIRouter:
             package = await services.brokerage.get(f"/packages/{package_id}")
         except ApiError as missing:
             if missing.status == 404:
-                return page(request, "error.html", session, 404, title="Page not found", message=f"There is no package {package_id}")
+                return page(
+                    request,
+                    "error.html",
+                    session,
+                    404,
+                    title="Page not found",
+                    message=f"There is no package {package_id}",
+                )
             raise
         explanation = await services.brokerage.get(f"/packages/{package_id}/explanation")
         # A broker's read of the person is audited by the brokerage, with the broker's name.
-        person = await services.brokerage.get(f"/packages/{package_id}/person", bearer=console.settings.staff_token,
-                                              headers={"X-Staff-User": session.username}) \
-            if session.can(Permission.person) else None
-        names = {p["provider_id"]: p.get("name", p["provider_id"]) for p in await services.brokerage.get("/reference/providers")}
-        return page(request, "package.html", session, p=package, explanation=explanation, person=person, names=names,
-                      created=request.query_params.get("created"), refused=request.query_params.get("refused"),
-                      done=request.query_params.get("done"), today=dt.date.today())
+        person = (
+            await services.brokerage.get(
+                f"/packages/{package_id}/person",
+                bearer=console.settings.staff_token,
+                headers={"X-Staff-User": session.username},
+            )
+            if session.can(Permission.person)
+            else None
+        )
+        names = {
+            p["provider_id"]: p.get("name", p["provider_id"])
+            for p in await services.brokerage.get("/reference/providers")
+        }
+        return page(
+            request,
+            "package.html",
+            session,
+            p=package,
+            explanation=explanation,
+            person=person,
+            names=names,
+            created=request.query_params.get("created"),
+            refused=request.query_params.get("refused"),
+            done=request.query_params.get("done"),
+            today=dt.date.today(),
+        )
 
     ACTIONS = {  # console action -> (API path, body from the form and the signed-in broker)
         "approve": ("exception/approve", lambda f, who: {"decided_by": who, "reason": f.get("reason", "")}),
         "reject": ("exception/reject", lambda f, who: {"decided_by": who, "reason": f.get("reason", "")}),
         "cancel": ("cancel", lambda f, who: {"cancelled_by": who, "reason": f.get("reason", "")}),
         "reoffer": ("reoffer", lambda f, who: {"requested_by": who}),
-        "hand-back": ("hand-back", lambda f, who: {"recorded_by": who, "reason": f.get("reason", ""), "notice_ends_on": (
-            domain.date_from_parts(f.get("notice_ends_on-day", ""), f.get("notice_ends_on-month", ""), f.get("notice_ends_on-year", "")) or "").__str__()}),
-        "start": ("start", lambda f, who: {"recorded_by": who, "started_on": (
-            domain.date_from_parts(f.get("started_on-day", ""), f.get("started_on-month", ""), f.get("started_on-year", "")) or "").__str__()}),
+        "hand-back": (
+            "hand-back",
+            lambda f, who: {
+                "recorded_by": who,
+                "reason": f.get("reason", ""),
+                "notice_ends_on": (
+                    domain.date_from_parts(
+                        f.get("notice_ends_on-day", ""),
+                        f.get("notice_ends_on-month", ""),
+                        f.get("notice_ends_on-year", ""),
+                    )
+                    or ""
+                ).__str__(),
+            },
+        ),
+        "start": (
+            "start",
+            lambda f, who: {
+                "recorded_by": who,
+                "started_on": (
+                    domain.date_from_parts(
+                        f.get("started_on-day", ""), f.get("started_on-month", ""), f.get("started_on-year", "")
+                    )
+                    or ""
+                ).__str__(),
+            },
+        ),
     }
 
     @router.post("/packages/{package_id}/{action}")
@@ -289,7 +414,9 @@ def build_router(console) -> APIRouter:
         try:
             await services.brokerage.post(f"/packages/{package_id}/{path}", body(form, session.username))
         except ApiError as refused:
-            return RedirectResponse(f"/packages/{package_id}?refused={quote(domain.refusal(refused.problem))}#actions", status_code=303)
+            return RedirectResponse(
+                f"/packages/{package_id}?refused={quote(domain.refusal(refused.problem))}#actions", status_code=303
+            )
         return RedirectResponse(f"/packages/{package_id}?done={action}", status_code=303)
 
     # ---- operations -----------------------------------------------------------------------------
@@ -297,19 +424,28 @@ def build_router(console) -> APIRouter:
     @router.get("/ops/stream")
     async def stream_page(request: Request, session=Depends(need(Permission.operations))):
         chosen = {k: v for k in ("zone", "type") if (v := request.query_params.get(k))}
-        return page(request, "stream.html", session, chosen=chosen, query=urlencode(chosen), zones=await zones(),
-                      types=operations.event_types())
+        return page(
+            request,
+            "stream.html",
+            session,
+            chosen=chosen,
+            query=urlencode(chosen),
+            zones=await zones(),
+            types=operations.event_types(),
+        )
 
     @router.get("/ops/stream/events", response_class=EventSourceResponse)
-    async def stream_events(request: Request, zone: str | None = None, type: str | None = None,
-                            session=Depends(need(Permission.operations))):
+    async def stream_events(
+        request: Request, zone: str | None = None, type: str | None = None, session=Depends(need(Permission.operations))
+    ):
         stopping = {"client": False}
 
         def stop() -> bool:
             return stopping["client"] or console.stopping()
 
-        async for line in operations.live_lines(console.settings.kafka_bootstrap_servers, stop=stop, zone=zone or None,
-                                                event_type=type or None):
+        async for line in operations.live_lines(
+            console.settings.kafka_bootstrap_servers, stop=stop, zone=zone or None, event_type=type or None
+        ):
             if await request.is_disconnected():
                 stopping["client"] = True
                 continue
@@ -327,7 +463,9 @@ def build_router(console) -> APIRouter:
     @router.get("/ops/dead-letters")
     async def dead_letters_page(request: Request, session=Depends(need(Permission.operations))):
         letters = await operations.letters(console.settings.kafka_bootstrap_servers)
-        return page(request, "dead_letters.html", session, letters=letters, replayed=request.query_params.get("replayed"))
+        return page(
+            request, "dead_letters.html", session, letters=letters, replayed=request.query_params.get("replayed")
+        )
 
     @router.post("/ops/dead-letters/{letter_id}/replay")
     async def replay_letter(request: Request, letter_id: str, session=Depends(need(Permission.operations))):
@@ -352,7 +490,9 @@ def build_router(console) -> APIRouter:
     async def staff_page(request, session, status=200, **context):
         async with console.pool.acquire() as conn:
             staff = await repository.list_staff(conn)
-        return page(request, "staff.html", session, status, staff=staff, roles=[r.value for r in domain.Role], **context)
+        return page(
+            request, "staff.html", session, status, staff=staff, roles=[r.value for r in domain.Role], **context
+        )
 
     @router.get("/admin/staff")
     async def staff(request: Request, session=Depends(need(Permission.staff))):
@@ -362,11 +502,21 @@ def build_router(console) -> APIRouter:
     async def add_staff(request: Request, session=Depends(need(Permission.staff))):
         form = await form_of(request, session)
         try:
-            await handlers.add_staff(console.pool, username=str(form.get("username", "")), display_name=str(form.get("display_name", "")),
-                                     role=str(form.get("role", "")), password=str(form.get("password", "")), created_by=session.username)
+            await handlers.add_staff(
+                console.pool,
+                username=str(form.get("username", "")),
+                display_name=str(form.get("display_name", "")),
+                role=str(form.get("role", "")),
+                password=str(form.get("password", "")),
+                created_by=session.username,
+            )
         except handlers.Refused as refused:
-            return await staff_page(request, session, 400, errors={refused.field or "username": refused.message}, values=form)
-        return RedirectResponse(f"/admin/staff?added={quote(str(form.get('username', '')).strip().lower())}", status_code=303)
+            return await staff_page(
+                request, session, 400, errors={refused.field or "username": refused.message}, values=form
+            )
+        return RedirectResponse(
+            f"/admin/staff?added={quote(str(form.get('username', '')).strip().lower())}", status_code=303
+        )
 
     @router.post("/admin/staff/{username}/active")
     async def set_active(request: Request, username: str, session=Depends(need(Permission.staff))):
@@ -395,12 +545,24 @@ def build_router(console) -> APIRouter:
     async def portal_sign_in(request: Request):
         form = await form_of(request, None)
         provider_id, credential = str(form.get("provider_id", "")), str(form.get("credential", ""))
-        errors = {k: m for k, m in [("provider_id", "Enter your provider id" if not provider_id.strip() else None),
-                                    ("credential", "Enter your API credential" if not credential else None)] if m}
+        errors = {
+            k: m
+            for k, m in [
+                ("provider_id", "Enter your provider id" if not provider_id.strip() else None),
+                ("credential", "Enter your API credential" if not credential else None),
+            ]
+            if m
+        }
         if not errors:
             try:
-                token = await handlers.provider_sign_in(console.pool, console.policy, provider_id=provider_id, credential=credential,
-                                                        now=_now(), verify=verify_provider)
+                token = await handlers.provider_sign_in(
+                    console.pool,
+                    console.policy,
+                    provider_id=provider_id,
+                    credential=credential,
+                    now=_now(),
+                    verify=verify_provider,
+                )
             except handlers.Refused as refused:
                 errors = {"provider_id": refused.message}
             else:
@@ -409,8 +571,9 @@ def build_router(console) -> APIRouter:
 
     async def as_provider(session: handlers.Session, method: str, path: str, body: dict | None = None):
         try:
-            return await services.providers.call(method, path, bearer=session.provider_credential,
-                                                 **({"json": body} if body is not None else {}))
+            return await services.providers.call(
+                method, path, bearer=session.provider_credential, **({"json": body} if body is not None else {})
+            )
         except ApiError as refused:
             if refused.status == 401:  # the credential was revoked or rotated meanwhile
                 await handlers.sign_out(console.pool, session)
@@ -420,16 +583,29 @@ def build_router(console) -> APIRouter:
     @router.get("/portal/offers")
     async def portal_offers(request: Request, session=Depends(provider)):
         offers = await as_provider(session, "GET", "/me/offers?status=open")
-        return page(request, "portal_offers.html", session, offers=offers, reasons=[r.value for r in DeclineReason],
-                    refused=request.query_params.get("refused"), done=request.query_params.get("done"))
+        return page(
+            request,
+            "portal_offers.html",
+            session,
+            offers=offers,
+            reasons=[r.value for r in DeclineReason],
+            refused=request.query_params.get("refused"),
+            done=request.query_params.get("done"),
+        )
 
     @router.post("/portal/offers/{package_id}/{answer}")
     async def portal_answer(request: Request, package_id: uuid.UUID, answer: str, session=Depends(provider)):
         form = await form_of(request, session)
         if answer == "bid":
-            start = domain.date_from_parts(form.get("earliest_start-day", ""), form.get("earliest_start-month", ""),
-                                           form.get("earliest_start-year", ""))
-            body = {"rate": str(form.get("rate", "")).strip().lstrip("£"), "earliest_start": start.isoformat() if start else ""}
+            start = domain.date_from_parts(
+                form.get("earliest_start-day", ""),
+                form.get("earliest_start-month", ""),
+                form.get("earliest_start-year", ""),
+            )
+            body = {
+                "rate": str(form.get("rate", "")).strip().lstrip("£"),
+                "earliest_start": start.isoformat() if start else "",
+            }
         elif answer == "decline":
             body = {"reason": form.get("reason", ""), "text": str(form.get("text", "")).strip()}
         else:
@@ -442,21 +618,31 @@ def build_router(console) -> APIRouter:
 
     @router.get("/portal/packages")
     async def portal_packages(request: Request, session=Depends(provider)):
-        return page(request, "portal_packages.html", session, packages=await as_provider(session, "GET", "/me/packages"))
+        return page(
+            request, "portal_packages.html", session, packages=await as_provider(session, "GET", "/me/packages")
+        )
 
     @router.get("/portal/packages/{package_id}/person")
     async def portal_person(request: Request, package_id: uuid.UUID, session=Depends(provider)):
         try:
             person = await as_provider(session, "GET", f"/me/packages/{package_id}/person")
         except ApiError as refused:
-            return page(request, "error.html", session, refused.status if refused.status in (403, 404) else 400,
-                          title="You cannot see this person's details", message=refused.message)
+            return page(
+                request,
+                "error.html",
+                session,
+                refused.status if refused.status in (403, 404) else 400,
+                title="You cannot see this person's details",
+                message=refused.message,
+            )
         return page(request, "portal_person.html", session, person=person, package_id=package_id)
 
     @router.get("/portal/profile")
     async def portal_profile(request: Request, session=Depends(provider)):
         me = await as_provider(session, "GET", "/me")
-        return page(request, "portal_profile.html", session, me=me, slots=CALL_SLOTS, done=request.query_params.get("done"))
+        return page(
+            request, "portal_profile.html", session, me=me, slots=CALL_SLOTS, done=request.query_params.get("done")
+        )
 
     @router.post("/portal/profile")
     async def portal_update_profile(request: Request, session=Depends(provider)):
@@ -469,10 +655,19 @@ def build_router(console) -> APIRouter:
             await as_provider(session, "PATCH", "/me", body)
         except ApiError as refused:
             fields = refused.problem.get("fields") or []
-            errors = {str(f.get("field")).split(".")[0]: str(f["message"]).removeprefix("Value error, ") for f in fields}
+            errors = {
+                str(f.get("field")).split(".")[0]: str(f["message"]).removeprefix("Value error, ") for f in fields
+            }
             me = await as_provider(session, "GET", "/me")
-            return page(request, "portal_profile.html", session, 400, me=me, slots=CALL_SLOTS,
-                        errors=errors or {"weekly_capacity_hours": refused.message})
+            return page(
+                request,
+                "portal_profile.html",
+                session,
+                400,
+                me=me,
+                slots=CALL_SLOTS,
+                errors=errors or {"weekly_capacity_hours": refused.message},
+            )
         return RedirectResponse("/portal/profile?done=1", status_code=303)
 
     return router
@@ -482,9 +677,16 @@ def kpi_charts(k: dict) -> dict[str, Any]:
     """The dashboard's four charts from ``homecare kpis``' figures."""
     slowest = max((r["p90_s"] or 0 for r in k["time_to_place"]["by_urgency"].values()), default=0)
     scale, unit = (3600, "h") if slowest >= 3 * 3600 else (60, "min") if slowest >= 180 else (1, "s")
-    by_urgency = [(u.replace("_", " "), {"median": (r["median_s"] or 0) / scale,
-                                         "90th percentile": max(0.0, ((r["p90_s"] or 0) - (r["median_s"] or 0)) / scale)})
-                  for u, r in k["time_to_place"]["by_urgency"].items()]
+    by_urgency = [
+        (
+            u.replace("_", " "),
+            {
+                "median": (r["median_s"] or 0) / scale,
+                "90th percentile": max(0.0, ((r["p90_s"] or 0) - (r["median_s"] or 0)) / scale),
+            },
+        )
+        for u, r in k["time_to_place"]["by_urgency"].items()
+    ]
     unplaced = [(f"{r['zone']} ({r['band']})", {"hours a week": float(r["hours"])}) for r in k["unplaced_queue"]]
     # Concentration reads best by rank (names are in the table below the chart): the largest
     # provider's share, the next two, and everyone else.
@@ -492,13 +694,21 @@ def kpi_charts(k: dict) -> dict[str, Any]:
     shares = []
     for zone, r in k["concentration_by_zone"].items():
         ordered = sorted(r["shares_percent"].values(), reverse=True)
-        shares.append((zone, dict(zip(ranks, [*ordered[:3], sum(ordered[3:])]))))
+        # strict=False: a zone may have fewer than three providers (the ranks are then cut short).
+        shares.append((zone, dict(zip(ranks, [*ordered[:3], sum(ordered[3:])], strict=False))))
     reasons = sorted({r for row in k["declines_by_band"].values() for r in row})
     declines = [(band, {r: float(n) for r, n in row.items()}) for band, row in k["declines_by_band"].items()]
     return {
-        "time_to_place": charts.bars("chart-time", f"Time to place by urgency in {unit}: the median, then on to the 90th percentile",
-                                     by_urgency, unit=f" {unit}", series=["median", "90th percentile"]),
+        "time_to_place": charts.bars(
+            "chart-time",
+            f"Time to place by urgency in {unit}: the median, then on to the 90th percentile",
+            by_urgency,
+            unit=f" {unit}",
+            series=["median", "90th percentile"],
+        ),
         "unplaced": charts.bars("chart-unplaced", "Unplaced hours a week by zone and band", unplaced, unit=" h"),
-        "shares": charts.bars("chart-shares", "Share of placed hours per zone by provider rank, percent", shares, unit="%", series=ranks),
+        "shares": charts.bars(
+            "chart-shares", "Share of placed hours per zone by provider rank, percent", shares, unit="%", series=ranks
+        ),
         "declines": charts.bars("chart-declines", "Decline reasons by band", declines, series=reasons),
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from urllib.parse import quote
 
@@ -37,7 +37,7 @@ GOVUK = ROOT / "node_modules" / "govuk-frontend" / "dist" / "govuk"
 # Pages hold personal details: never cached, never framed; scripts and styles from this origin only.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
-                               "frame-ancestors 'none'; form-action 'self'",
+    "frame-ancestors 'none'; form-action 'self'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
@@ -50,10 +50,13 @@ class Console:
     def __init__(self, service: Service, settings: ServiceSettings) -> None:
         self.service = service
         self.settings = settings
-        self.policy = domain.SessionPolicy(idle=dt.timedelta(minutes=settings.session_idle_minutes),
-                                           absolute=dt.timedelta(hours=settings.session_max_hours))
-        self.services = Services(brokerage=settings.brokerage_url, providers=settings.providers_url,
-                                 notifications=settings.notifications_url)
+        self.policy = domain.SessionPolicy(
+            idle=dt.timedelta(minutes=settings.session_idle_minutes),
+            absolute=dt.timedelta(hours=settings.session_max_hours),
+        )
+        self.services = Services(
+            brokerage=settings.brokerage_url, providers=settings.providers_url, notifications=settings.notifications_url
+        )
         self.zones: list[dict] = []
 
     @property
@@ -78,12 +81,12 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
                 purged = await repo.purge_expired(uow.conn)
             if purged:
                 log.info("expired sessions removed", sessions=purged)
-            try:
+            with suppress(TimeoutError):
                 await asyncio.wait_for(svc.stopping.wait(), timeout=600)
-            except asyncio.TimeoutError:
-                pass
 
-    app = create_app(service, title="Console", description="The web console of the home care brokerage.", html_forms=True)
+    app = create_app(
+        service, title="Console", description="The web console of the home care brokerage.", html_forms=True
+    )
     app.include_router(api.build_router(console))
     app.mount("/assets", StaticFiles(directory=GOVUK / "assets", check_dir=False), name="govuk-assets")
     app.mount("/static/govuk", StaticFiles(directory=GOVUK, check_dir=False), name="govuk")
@@ -104,7 +107,9 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
         return RedirectResponse(f"/sign-in?next={quote(request.url.path)}", status_code=303)
 
     def error_page(request: Request, status: int, title: str, message: str):
-        return api.page(request, "error.html", getattr(request.state, "session", None), status, title=title, message=message)
+        return api.page(
+            request, "error.html", getattr(request.state, "session", None), status, title=title, message=message
+        )
 
     @app.exception_handler(RequestValidationError)
     async def no_such_page(request: Request, exc: RequestValidationError):
@@ -118,12 +123,18 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
     @app.exception_handler(ServiceUnavailable)
     async def unavailable(request: Request, exc: ServiceUnavailable):
         log.warning("a service could not be reached", error=str(exc), path=request.url.path)
-        return error_page(request, 503, "Sorry, there is a problem with the service",
-                          "A service the console depends on is not answering. Try again in a few moments.")
+        return error_page(
+            request,
+            503,
+            "Sorry, there is a problem with the service",
+            "A service the console depends on is not answering. Try again in a few moments.",
+        )
 
     @app.exception_handler(ApiError)
     async def refused(request: Request, exc: ApiError):
-        return error_page(request, exc.status if 400 <= exc.status < 500 else 502, "The request was refused", exc.message)
+        return error_page(
+            request, exc.status if 400 <= exc.status < 500 else 502, "The request was refused", exc.message
+        )
 
     @app.exception_handler(handlers.Refused)
     async def console_refused(request: Request, exc: handlers.Refused):

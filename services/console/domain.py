@@ -46,6 +46,7 @@ def can(role: str | None, permission: Permission) -> bool:
 
 # ---- sessions ---------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class SessionPolicy:
     idle: dt.timedelta = dt.timedelta(minutes=30)
@@ -86,8 +87,10 @@ def _rank(order: list[str], value: str) -> int:
 
 def board_order(packages: list[dict]) -> list[dict]:
     """Status group, then urgency (hospital discharge first), then the longest wait first."""
-    return sorted(packages, key=lambda p: (_rank(STATUS_ORDER, p["status"]), _rank(URGENCY_ORDER, p["urgency"]),
-                                           p["requested_at"]))
+    return sorted(
+        packages,
+        key=lambda p: (_rank(STATUS_ORDER, p["status"]), _rank(URGENCY_ORDER, p["urgency"]), p["requested_at"]),
+    )
 
 
 def waited(since: dt.datetime, until: dt.datetime) -> str:
@@ -117,21 +120,44 @@ VISIT_FIELDS = ["calls_per_day", "minutes_per_call", "carers_per_call", "days_pe
 
 # The form's questions, by field id, as the error summary and messages name them.
 LABELS = {
-    "zone": "Zone", "band": "Pricing band", "postcode_district": "Postcode district", "hours_per_week": "Hours per week",
-    "calls_per_day": "Calls a day", "minutes_per_call": "Minutes a call", "carers_per_call": "Carers a call",
-    "days_per_week": "Days a week", "needs": "Care needs", "urgency": "Urgency", "start_date": "Start date",
-    "funding": "Funding", "person_full_name": "Full name", "person_address": "Address", "person_postcode": "Postcode",
-    "person_phone": "Phone", "person_email": "Email", "person_nhs_number": "NHS number",
-    "person_date_of_birth": "Date of birth", "person_care_notes": "Care notes",
+    "zone": "Zone",
+    "band": "Pricing band",
+    "postcode_district": "Postcode district",
+    "hours_per_week": "Hours per week",
+    "calls_per_day": "Calls a day",
+    "minutes_per_call": "Minutes a call",
+    "carers_per_call": "Carers a call",
+    "days_per_week": "Days a week",
+    "needs": "Care needs",
+    "urgency": "Urgency",
+    "start_date": "Start date",
+    "funding": "Funding",
+    "person_full_name": "Full name",
+    "person_address": "Address",
+    "person_postcode": "Postcode",
+    "person_phone": "Phone",
+    "person_email": "Email",
+    "person_nhs_number": "NHS number",
+    "person_date_of_birth": "Date of birth",
+    "person_care_notes": "Care notes",
 }
 # Required questions, with the GOV.UK-style message for a blank answer.
 REQUIRED = {
-    "zone": "Select the zone", "band": "Select the pricing band", "postcode_district": "Enter the postcode district",
-    "hours_per_week": "Enter the hours per week", "calls_per_day": "Enter the number of calls a day",
-    "minutes_per_call": "Enter the minutes a call", "carers_per_call": "Select the carers a call",
-    "days_per_week": "Enter the days a week", "needs": "Select at least one care need", "urgency": "Select the urgency",
-    "start_date": "Enter the start date", "funding": "Select the funding", "person_full_name": "Enter the person's full name",
-    "person_address": "Enter the person's address", "person_postcode": "Enter the person's postcode",
+    "zone": "Select the zone",
+    "band": "Select the pricing band",
+    "postcode_district": "Enter the postcode district",
+    "hours_per_week": "Enter the hours per week",
+    "calls_per_day": "Enter the number of calls a day",
+    "minutes_per_call": "Enter the minutes a call",
+    "carers_per_call": "Select the carers a call",
+    "days_per_week": "Enter the days a week",
+    "needs": "Select at least one care need",
+    "urgency": "Select the urgency",
+    "start_date": "Enter the start date",
+    "funding": "Select the funding",
+    "person_full_name": "Enter the person's full name",
+    "person_address": "Enter the person's address",
+    "person_postcode": "Enter the person's postcode",
     "person_nhs_number": "Enter the person's NHS number",
 }
 WHOLE_NUMBERS = set(VISIT_FIELDS)
@@ -185,11 +211,17 @@ def package_request(form: dict[str, str | list[str]], *, requested_by: str) -> t
         return None, {f: errors[f] for f in LABELS if f in errors}  # in the form's order, as the summary lists them
     person = {f: values[f"person_{f}"] for f in PERSON_FIELDS if values[f"person_{f}"] is not None}
     request = {
-        "zone": values["zone"], "band": values["band"], "postcode_district": values["postcode_district"],
+        "zone": values["zone"],
+        "band": values["band"],
+        "postcode_district": values["postcode_district"],
         "hours_per_week": values["hours_per_week"],
         "visits": {f: int(str(values[f])) for f in VISIT_FIELDS},
-        "needs": values["needs"], "urgency": values["urgency"], "start_date": values["start_date"],
-        "funding": values["funding"], "requested_by": requested_by, "person": person,
+        "needs": values["needs"],
+        "urgency": values["urgency"],
+        "start_date": values["start_date"],
+        "funding": values["funding"],
+        "requested_by": requested_by,
+        "person": person,
     }
     return request, {}
 
@@ -221,7 +253,9 @@ def errors_from_api(problem: dict) -> tuple[dict[str, str], list[str]]:
         if field is None:
             general.append(message)
         else:
-            by_field.setdefault(field, f"{LABELS[field]}: {message}" if not message.startswith(LABELS[field]) else message)
+            by_field.setdefault(
+                field, f"{LABELS[field]}: {message}" if not message.startswith(LABELS[field]) else message
+            )
     if not by_field and not general:
         general.append(str(problem.get("error") or "The request was refused"))
     return by_field, general

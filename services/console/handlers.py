@@ -12,8 +12,8 @@ import asyncio
 import datetime as dt
 import hashlib
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -60,10 +60,14 @@ def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-async def add_staff(pool, *, username: str, display_name: str, role: str, password: str, created_by: str | None) -> None:
+async def add_staff(
+    pool, *, username: str, display_name: str, role: str, password: str, created_by: str | None
+) -> None:
     username = username.strip().lower()
     if not domain.USERNAME.match(username):
-        raise Refused("Username must be 2 to 64 lowercase letters, digits, dots, dashes or underscores", field="username")
+        raise Refused(
+            "Username must be 2 to 64 lowercase letters, digits, dots, dashes or underscores", field="username"
+        )
     if not display_name.strip():
         raise Refused("Enter the person's name", field="display_name")
     if role not in {r.value for r in domain.Role}:
@@ -72,8 +76,14 @@ async def add_staff(pool, *, username: str, display_name: str, role: str, passwo
         raise Refused(problem, field="password")
     hashed = await asyncio.to_thread(HASHER.hash, password)
     async with unit_of_work(pool) as uow:
-        if not await repo.add_staff(uow.conn, username=username, display_name=display_name.strip(), role=role,
-                                    password_hash=hashed, created_by=created_by):
+        if not await repo.add_staff(
+            uow.conn,
+            username=username,
+            display_name=display_name.strip(),
+            role=role,
+            password_hash=hashed,
+            created_by=created_by,
+        ):
             raise StaffExists(f"There is already a staff account called {username}", field="username")
 
 
@@ -90,8 +100,13 @@ async def _throttled(conn, kind: str, who: str, now: dt.datetime) -> bool:
 
 async def _open_session(conn, policy: domain.SessionPolicy, now: dt.datetime, **who) -> str:
     token = secrets.token_urlsafe(32)
-    await repo.add_session(conn, token_hash=token_hash(token), csrf_token=secrets.token_urlsafe(32),
-                           expires_at=policy.expires_at(created_at=now, now=now), **who)
+    await repo.add_session(
+        conn,
+        token_hash=token_hash(token),
+        csrf_token=secrets.token_urlsafe(32),
+        expires_at=policy.expires_at(created_at=now, now=now),
+        **who,
+    )
     return token
 
 
@@ -121,8 +136,15 @@ async def sign_in(pool, policy: domain.SessionPolicy, *, username: str, password
         return await _open_session(uow.conn, policy, now, kind="staff", username=username)
 
 
-async def provider_sign_in(pool, policy: domain.SessionPolicy, *, provider_id: str, credential: str, now: dt.datetime,
-                           verify: Callable[[str, str], Awaitable[bool]]) -> str:
+async def provider_sign_in(
+    pool,
+    policy: domain.SessionPolicy,
+    *,
+    provider_id: str,
+    credential: str,
+    now: dt.datetime,
+    verify: Callable[[str, str], Awaitable[bool]],
+) -> str:
     """The providers service decides whether the credential is the provider's (``verify`` asks
     its provider-scoped API); the console only remembers it for the session."""
     provider_id = provider_id.strip()
@@ -136,8 +158,9 @@ async def provider_sign_in(pool, policy: domain.SessionPolicy, *, provider_id: s
         raise Refused("The provider id or credential is not right")
     async with unit_of_work(pool) as uow:
         await repo.record_attempt(uow.conn, kind="provider", who=provider_id, succeeded=True)
-        return await _open_session(uow.conn, policy, now, kind="provider", provider_id=provider_id,
-                                   provider_credential=credential)
+        return await _open_session(
+            uow.conn, policy, now, kind="provider", provider_id=provider_id, provider_credential=credential
+        )
 
 
 async def current_session(pool, policy: domain.SessionPolicy, token: str | None, *, now: dt.datetime) -> Session | None:
@@ -151,9 +174,17 @@ async def current_session(pool, policy: domain.SessionPolicy, token: str | None,
             return None
         expires_at = policy.expires_at(created_at=row["created_at"], now=now)
         await repo.extend_session(uow.conn, hashed, expires_at)
-    return Session(token_hash=hashed, kind=row["kind"], csrf_token=row["csrf_token"], expires_at=expires_at,
-                   username=row["username"], display_name=row["display_name"], role=row["role"],
-                   provider_id=row["provider_id"], provider_credential=row["provider_credential"])
+    return Session(
+        token_hash=hashed,
+        kind=row["kind"],
+        csrf_token=row["csrf_token"],
+        expires_at=expires_at,
+        username=row["username"],
+        display_name=row["display_name"],
+        role=row["role"],
+        provider_id=row["provider_id"],
+        provider_credential=row["provider_credential"],
+    )
 
 
 async def sign_out(pool, session: Session) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from schemas import topics as contract
 from services.cli import dead_letters, kpis, streams
@@ -35,12 +35,19 @@ async def replay(bootstrap: str, letter_id: str) -> None:
 
 async def key_figures(bootstrap: str, *, days: float, now: dt.datetime) -> dict:
     events = await kpis.read_events(bootstrap)
-    return kpis.compute(events, start=now - dt.timedelta(days=days), end=now, now=now, framework=load_framework(),
-                        thresholds=kpis.load_thresholds())
+    return kpis.compute(
+        events,
+        start=now - dt.timedelta(days=days),
+        end=now,
+        now=now,
+        framework=load_framework(),
+        thresholds=kpis.load_thresholds(),
+    )
 
 
-async def live_lines(bootstrap: str, *, stop, zone: str | None = None, event_type: str | None = None,
-                     package: str | None = None) -> AsyncIterator[streams.Line | None]:
+async def live_lines(
+    bootstrap: str, *, stop, zone: str | None = None, event_type: str | None = None, package: str | None = None
+) -> AsyncIterator[streams.Line | None]:
     """Every event written from now on, decoded as ``homecare tail`` decodes it. Yields None
     once the stream is positioned (everything after that will be seen) and whenever nothing
     arrived for a second, so the caller can check ``stop()`` (client gone, server stopping)."""
@@ -53,9 +60,21 @@ async def live_lines(bootstrap: str, *, stop, zone: str | None = None, event_typ
         queue.put_nowait(line)
 
     names = [topics.resolve(t) for t in contract.ALL]
-    task = asyncio.create_task(streams.tail_lines(
-        bootstrap, names, follow=True, from_beginning=False, on_line=keep, on_ready=ready.set,
-        package=package, zone=zone, provider=None, event_type=event_type, journey=None))
+    task = asyncio.create_task(
+        streams.tail_lines(
+            bootstrap,
+            names,
+            follow=True,
+            from_beginning=False,
+            on_line=keep,
+            on_ready=ready.set,
+            package=package,
+            zone=zone,
+            provider=None,
+            event_type=event_type,
+            journey=None,
+        )
+    )
     positioned = asyncio.create_task(ready.wait())
     try:
         while not ready.is_set():
@@ -70,7 +89,7 @@ async def live_lines(bootstrap: str, *, stop, zone: str | None = None, event_typ
                 task.result()
             try:
                 yield await asyncio.wait_for(queue.get(), timeout=1)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 yield None
     finally:
         positioned.cancel()

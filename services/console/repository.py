@@ -7,11 +7,19 @@ import datetime as dt
 import asyncpg
 
 
-async def add_staff(conn, *, username: str, display_name: str, role: str, password_hash: str, created_by: str | None) -> bool:
+async def add_staff(
+    conn, *, username: str, display_name: str, role: str, password_hash: str, created_by: str | None
+) -> bool:
     """False when the username is taken."""
     done = await conn.fetchval(
         """INSERT INTO staff (username, display_name, role, password_hash, created_by) VALUES ($1, $2, $3, $4, $5)
-           ON CONFLICT (username) DO NOTHING RETURNING true""", username, display_name, role, password_hash, created_by)
+           ON CONFLICT (username) DO NOTHING RETURNING true""",
+        username,
+        display_name,
+        role,
+        password_hash,
+        created_by,
+    )
     return bool(done)
 
 
@@ -20,8 +28,10 @@ async def get_staff(conn, username: str) -> asyncpg.Record | None:
 
 
 async def list_staff(conn) -> list[asyncpg.Record]:
-    return await conn.fetch("SELECT username, display_name, role, active, created_at, created_by, last_signed_in_at "
-                            "FROM staff ORDER BY username")
+    return await conn.fetch(
+        "SELECT username, display_name, role, active, created_at, created_by, last_signed_in_at "
+        "FROM staff ORDER BY username"
+    )
 
 
 async def set_password_hash(conn, username: str, password_hash: str) -> None:
@@ -46,26 +56,51 @@ async def recent_failures(conn, *, kind: str, who: str, since: dt.datetime) -> i
     return await conn.fetchval(
         """SELECT count(*) FROM sign_in_attempts
             WHERE kind = $1 AND who = $2 AND NOT succeeded AND at >= $3
-              AND at > coalesce((SELECT max(at) FROM sign_in_attempts WHERE kind = $1 AND who = $2 AND succeeded), '-infinity')""",
-        kind, who, since)
+              AND at > coalesce((SELECT max(at) FROM sign_in_attempts WHERE kind = $1 AND who = $2 AND succeeded),
+                  '-infinity')""",
+        kind,
+        who,
+        since,
+    )
 
 
-async def add_session(conn, *, token_hash: bytes, kind: str, csrf_token: str, expires_at: dt.datetime,
-                      username: str | None = None, provider_id: str | None = None, provider_credential: str | None = None) -> None:
+async def add_session(
+    conn,
+    *,
+    token_hash: bytes,
+    kind: str,
+    csrf_token: str,
+    expires_at: dt.datetime,
+    username: str | None = None,
+    provider_id: str | None = None,
+    provider_credential: str | None = None,
+) -> None:
     await conn.execute(
         """INSERT INTO sessions (token_hash, kind, username, provider_id, provider_credential, csrf_token, expires_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)""", token_hash, kind, username, provider_id, provider_credential, csrf_token, expires_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+        token_hash,
+        kind,
+        username,
+        provider_id,
+        provider_credential,
+        csrf_token,
+        expires_at,
+    )
 
 
 async def live_session(conn, token_hash: bytes) -> asyncpg.Record | None:
     """The session if it has not expired (and its staff member is still active)."""
     return await conn.fetchrow(
         """SELECT s.*, st.role, st.display_name FROM sessions s LEFT JOIN staff st USING (username)
-            WHERE s.token_hash = $1 AND s.expires_at > now() AND (s.kind = 'provider' OR st.active)""", token_hash)
+            WHERE s.token_hash = $1 AND s.expires_at > now() AND (s.kind = 'provider' OR st.active)""",
+        token_hash,
+    )
 
 
 async def extend_session(conn, token_hash: bytes, expires_at: dt.datetime) -> None:
-    await conn.execute("UPDATE sessions SET last_seen_at = now(), expires_at = $2 WHERE token_hash = $1", token_hash, expires_at)
+    await conn.execute(
+        "UPDATE sessions SET last_seen_at = now(), expires_at = $2 WHERE token_hash = $1", token_hash, expires_at
+    )
 
 
 async def delete_session(conn, token_hash: bytes) -> None:

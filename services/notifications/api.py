@@ -16,11 +16,23 @@ from services.runtime.http import ProblemError
 from services.runtime.outbox import unit_of_work
 
 RecipientKind = Literal["provider", "broker", "person", "brokerage_team"]
-MessageName = Literal["placement_award", "placement_broker", "placement_person", "placement_outcome",
-                      "package_unplaced", "package_handed_back", "new_offer"]
+MessageName = Literal[
+    "placement_award",
+    "placement_broker",
+    "placement_person",
+    "placement_outcome",
+    "package_unplaced",
+    "package_handed_back",
+    "new_offer",
+]
 # Staff ids are free text at the brokerage (up to 100 characters): anything a path segment can hold.
-RecipientId = Annotated[str, Path(pattern=r"^[^/\x00\s][^/\x00]{0,99}$",
-                                  description="Provider id, staff id, brokerage-team, or the package id (person)")]
+RecipientId = Annotated[
+    str,
+    Path(
+        pattern=r"^[^/\x00\s][^/\x00]{0,99}$",
+        description="Provider id, staff id, brokerage-team, or the package id (person)",
+    ),
+]
 NoNul = r"^[^\x00]*$"
 
 
@@ -35,12 +47,17 @@ class RecipientIn(BaseModel):
     phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ]{7,20}$", description="UK mobile for text messages")
     webhook_url: str | None = Field(default=None, max_length=500, pattern=r"^https?://[^\s\x00]+$")
     webhook_secret: str | None = Field(default=None, min_length=16, max_length=200, pattern=NoNul)
-    channels: list[domain.Channel] = Field(default_factory=list, max_length=5,
-                                           description="In order of preference; every usable one is used")
-    opted_out: list[MessageName] = Field(default_factory=list, description="Messages not wanted (essential ones still go)")
+    channels: list[domain.Channel] = Field(
+        default_factory=list, max_length=5, description="In order of preference; every usable one is used"
+    )
+    opted_out: list[MessageName] = Field(
+        default_factory=list, description="Messages not wanted (essential ones still go)"
+    )
     opted_in: list[Literal["new_offer"]] = Field(default_factory=list, description="Optional messages wanted")
     large_print: bool = False
-    language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$", description="BCP 47, e.g. en, cy, pl")
+    language: str = Field(
+        default="en", pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$", description="BCP 47, e.g. en, cy, pl"
+    )
 
     @field_validator("channels", "opted_out", "opted_in")
     @classmethod
@@ -68,7 +85,9 @@ class RecipientOut(BaseModel):
     large_print: bool
     language: str
     updated_at: dt.datetime
-    messages_planned_now: int = Field(default=0, description="Messages that had waited for this contact, now on their way")
+    messages_planned_now: int = Field(
+        default=0, description="Messages that had waited for this contact, now on their way"
+    )
 
 
 class DeliveryOut(BaseModel):
@@ -99,33 +118,49 @@ def _out(row, planned: int = 0) -> RecipientOut:
 def build_router(service, rules: handlers.NotificationRules) -> APIRouter:
     router = APIRouter()
 
-    @router.put("/recipients/{kind}/{recipient_id}", tags=["recipients"], summary="Register or replace a contact and preferences")
+    @router.put(
+        "/recipients/{kind}/{recipient_id}",
+        tags=["recipients"],
+        summary="Register or replace a contact and preferences",
+    )
     async def put_recipient(kind: RecipientKind, recipient_id: RecipientId, body: RecipientIn) -> RecipientOut:
         if kind == "person":
             try:
                 recipient_id = str(uuid.UUID(recipient_id))
             except ValueError:
-                raise ProblemError(422, "a person's contact is registered under the package id (a UUID)", field="recipient_id") from None
+                raise ProblemError(
+                    422, "a person's contact is registered under the package id (a UUID)", field="recipient_id"
+                ) from None
         async with unit_of_work(service.pool) as uow:
             planned = await handlers.register_recipient(uow, rules, kind, recipient_id, body.model_dump())
             row = await repo.recipient(uow.conn, kind, recipient_id)
         return _out(row, planned)
 
-    @router.get("/recipients/{kind}/{recipient_id}", tags=["recipients"], summary="A registered contact and preferences",
-                responses={404: {"description": "Not registered"}})
+    @router.get(
+        "/recipients/{kind}/{recipient_id}",
+        tags=["recipients"],
+        summary="A registered contact and preferences",
+        responses={404: {"description": "Not registered"}},
+    )
     async def get_recipient(kind: RecipientKind, recipient_id: RecipientId) -> RecipientOut:
         row = await repo.recipient(service.pool, kind, recipient_id)
         if row is None:
             raise ProblemError(404, f"no {kind} {recipient_id} registered")
         return _out(row)
 
-    @router.get("/packages/{package_id}/notifications", tags=["deliveries"],
-                summary="Every message about a package: to whom, by which channel, and whether it arrived")
+    @router.get(
+        "/packages/{package_id}/notifications",
+        tags=["deliveries"],
+        summary="Every message about a package: to whom, by which channel, and whether it arrived",
+    )
     async def notifications(package_id: uuid.UUID) -> list[DeliveryOut]:
         return [DeliveryOut(**dict(r)) for r in await repo.deliveries_for(service.pool, package_id)]
 
-    @router.get("/packages/{package_id}/confirmations", tags=["deliveries"],
-                summary="The placement's confirmations (the PackagePlaced part of /notifications)")
+    @router.get(
+        "/packages/{package_id}/confirmations",
+        tags=["deliveries"],
+        summary="The placement's confirmations (the PackagePlaced part of /notifications)",
+    )
     async def confirmations(package_id: uuid.UUID) -> list[DeliveryOut]:
         return [DeliveryOut(**dict(r)) for r in await repo.deliveries_for(service.pool, package_id, "PackagePlaced")]
 

@@ -8,13 +8,21 @@ notifications.confirmations. Background: the dispatcher (sends due deliveries, r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 from pathlib import Path
 
 import yaml
 
 from schemas import topics
-from schemas.events import NotificationFailed, OfferMade, PackageHandedBack, PackagePlaced, PackageUnplaced, PlacementConfirmed
+from schemas.events import (
+    NotificationFailed,
+    OfferMade,
+    PackageHandedBack,
+    PackagePlaced,
+    PackageUnplaced,
+    PlacementConfirmed,
+)
 from services.notifications import api, handlers
 from services.notifications import repository as repo
 from services.notifications.channels import Channels, configured
@@ -36,10 +44,16 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
     settings = settings or load("notifications")
     service = Service(settings, migrations=Path(__file__).parent / "migrations")
     rules = handlers.NotificationRules(
-        templates=Templates(), configured=configured(settings), brokerage_url=settings.brokerage_url,
-        contact_grace=dt.timedelta(seconds=settings.contact_grace_seconds), max_attempts=settings.delivery_max_attempts,
-        backoff_initial=settings.delivery_backoff_initial_seconds, backoff_max=settings.delivery_backoff_max_seconds,
-        lease_seconds=settings.delivery_lease_seconds, batch_size=settings.dispatch_batch_size)
+        templates=Templates(),
+        configured=configured(settings),
+        brokerage_url=settings.brokerage_url,
+        contact_grace=dt.timedelta(seconds=settings.contact_grace_seconds),
+        max_attempts=settings.delivery_max_attempts,
+        backoff_initial=settings.delivery_backoff_initial_seconds,
+        backoff_max=settings.delivery_backoff_max_seconds,
+        lease_seconds=settings.delivery_lease_seconds,
+        batch_size=settings.dispatch_batch_size,
+    )
     channels = Channels(settings)
     service.rules = rules  # for tests and tools that drive the handlers directly
     service.channels = channels
@@ -49,9 +63,14 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
         await handlers.notify(uow, rules, event)
 
     service.consumer.subscribe(*topics.CONSUMED_BY["notifications"])
-    declare_publishes(service, topics.CONFIRMATIONS, PlacementConfirmed, NotificationFailed,
-                      description="A placement's confirmations recorded for their recipients; a message that could "
-                                  "not be delivered, with the reason (no address). Keyed by package id.")
+    declare_publishes(
+        service,
+        topics.CONFIRMATIONS,
+        PlacementConfirmed,
+        NotificationFailed,
+        description="A placement's confirmations recorded for their recipients; a message that could "
+        "not be delivered, with the reason (no address). Keyed by package id.",
+    )
 
     @service.on_startup
     async def seed_contacts(svc: Service) -> None:
@@ -59,8 +78,10 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
 
     @service.gauge_refreshers.append
     async def pending(svc: Service) -> None:
-        rows = await svc.pool.fetch("SELECT status, count(*) AS n FROM deliveries "
-                                    "WHERE status IN ('pending', 'awaiting_contact') GROUP BY status")
+        rows = await svc.pool.fetch(
+            "SELECT status, count(*) AS n FROM deliveries "
+            "WHERE status IN ('pending', 'awaiting_contact') GROUP BY status"
+        )
         counts = {r["status"]: r["n"] for r in rows}
         for status in ("pending", "awaiting_contact"):
             metrics.NOTIFICATIONS_PENDING.labels(status).set(counts.get(status, 0))
@@ -80,14 +101,15 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
                 log.warning("dispatcher batch failed", error=repr(exc))
                 sent = expired = 0
             if not (sent or expired):
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(svc.stopping.wait(), timeout=settings.dispatch_poll_seconds)
-                except asyncio.TimeoutError:
-                    pass
 
-    app = create_app(service, title="Notifications",
-                     description="Placement confirmations and alerts to everyone concerned, by email, GOV.UK Notify, "
-                                 "webhook or the log; contacts and preferences; delivery status per package.")
+    app = create_app(
+        service,
+        title="Notifications",
+        description="Placement confirmations and alerts to everyone concerned, by email, GOV.UK Notify, "
+        "webhook or the log; contacts and preferences; delivery status per package.",
+    )
     app.include_router(api.build_router(service, rules))
     return service, app
 
@@ -98,9 +120,17 @@ async def seed_recipients(service: Service, channel: str) -> int:
     path = reference_dir() / "contacts.yaml"
     seed = yaml.safe_load((path if path.exists() else DEFAULT_DIR / "contacts.yaml").read_text())
     entries = [("brokerage_team", seed["brokerage_team"])] + [("broker", b) for b in seed["brokers"]]
-    entries += [("provider", {"recipient_id": p["provider_id"], "name": p["name"],
-                              "email": seed["provider_email"].format(provider_id=p["provider_id"])})
-                for p in load_provider_seed()]
+    entries += [
+        (
+            "provider",
+            {
+                "recipient_id": p["provider_id"],
+                "name": p["name"],
+                "email": seed["provider_email"].format(provider_id=p["provider_id"]),
+            },
+        )
+        for p in load_provider_seed()
+    ]
     added = 0
     async with service.pool.acquire() as conn:
         for kind, entry in entries:

@@ -73,15 +73,26 @@ class Channels:
         self.settings = settings
 
     async def send(self, out: Outgoing) -> None:
-        sender = {"email": self._email, "notify_email": self._notify, "notify_sms": self._notify,
-                  "webhook": self._webhook, "log": self._log}.get(out.channel)
+        sender = {
+            "email": self._email,
+            "notify_email": self._notify,
+            "notify_sms": self._notify,
+            "webhook": self._webhook,
+            "log": self._log,
+        }.get(out.channel)
         if sender is None:
             raise Permanent(f"unknown channel {out.channel!r}")
         await sender(out)
 
     async def _log(self, out: Outgoing) -> None:
-        log.info("notification", channel="log", delivery_id=out.delivery_id, package_id=out.package_id,
-                 message=out.message, subject=out.subject)
+        log.info(
+            "notification",
+            channel="log",
+            delivery_id=out.delivery_id,
+            package_id=out.package_id,
+            message=out.message,
+            subject=out.subject,
+        )
 
     # ---- email ---------------------------------------------------------------------------
 
@@ -97,18 +108,26 @@ class Channels:
             # Mail readers show the HTML part: the text at a large size, with room between lines.
             paragraphs = "".join(f"<p>{html.escape(p).replace(chr(10), '<br>')}</p>" for p in out.body.split("\n\n"))
             msg.add_alternative(
-                f'<html><body style="font-family: Arial, sans-serif; font-size: 24px; line-height: 1.6">{paragraphs}</body></html>',
-                subtype="html")
+                '<html><body style="font-family: Arial, sans-serif; font-size: 24px; line-height: '
+                f'1.6">{paragraphs}</body></html>',
+                subtype="html",
+            )
         return msg
 
     async def _email(self, out: Outgoing) -> None:
         s = self.settings
         try:
             refused, _ = await aiosmtplib.send(
-                self.email_message(out), hostname=s.smtp_host, port=s.smtp_port,
-                username=s.smtp_username, password=s.smtp_password,
-                use_tls=s.smtp_security == "tls", start_tls=s.smtp_security == "starttls",
-                cert_bundle=s.smtp_cert_bundle, timeout=s.smtp_timeout_seconds)
+                self.email_message(out),
+                hostname=s.smtp_host,
+                port=s.smtp_port,
+                username=s.smtp_username,
+                password=s.smtp_password,
+                use_tls=s.smtp_security == "tls",
+                start_tls=s.smtp_security == "starttls",
+                cert_bundle=s.smtp_cert_bundle,
+                timeout=s.smtp_timeout_seconds,
+            )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             detail = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
@@ -121,7 +140,7 @@ class Channels:
             if exc.code >= 500:
                 raise Permanent(f"the mail server rejected the message: {exc.code} {exc.message}") from None
             raise Transient(f"the mail server deferred the message: {exc.code} {exc.message}") from None
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             raise Transient(f"mail server unreachable: {exc!r}") from None
         if refused:
             detail = "; ".join(f"{code} {text}" for code, text in refused.values())
@@ -143,12 +162,18 @@ class Channels:
         try:
             if out.channel == "notify_email":
                 call = lambda: client.send_email_notification(  # noqa: E731
-                    email_address=out.address, template_id=template_id,
-                    personalisation={"subject": out.subject, "body": out.body}, reference=out.delivery_id)
+                    email_address=out.address,
+                    template_id=template_id,
+                    personalisation={"subject": out.subject, "body": out.body},
+                    reference=out.delivery_id,
+                )
             else:
                 call = lambda: client.send_sms_notification(  # noqa: E731
-                    phone_number=out.address, template_id=template_id,
-                    personalisation={"subject": out.subject, "body": out.body}, reference=out.delivery_id)
+                    phone_number=out.address,
+                    template_id=template_id,
+                    personalisation={"subject": out.subject, "body": out.body},
+                    reference=out.delivery_id,
+                )
             # The official client is synchronous (requests): keep it off the event loop.
             await asyncio.to_thread(call)
         except APIError as exc:
@@ -165,12 +190,21 @@ class Channels:
     async def _webhook(self, out: Outgoing) -> None:
         if not out.webhook_secret:
             raise Permanent("no webhook secret registered")
-        body = json.dumps({"delivery_id": out.delivery_id, "package_id": out.package_id, "message": out.message,
-                           "subject": out.subject, "body": out.body, "details": out.context}).encode()
+        body = json.dumps(
+            {
+                "delivery_id": out.delivery_id,
+                "package_id": out.package_id,
+                "message": out.message,
+                "subject": out.subject,
+                "body": out.body,
+                "details": out.context,
+            }
+        ).encode()
         try:
             async with httpx.AsyncClient(timeout=self.settings.webhook_timeout_seconds) as client:
-                response = await client.post(out.address, content=body,
-                                             headers=signed_headers(out.webhook_secret, out.delivery_id, body))
+                response = await client.post(
+                    out.address, content=body, headers=signed_headers(out.webhook_secret, out.delivery_id, body)
+                )
         except httpx.HTTPError as exc:
             raise Transient(f"webhook unreachable: {exc!r}") from None
         if response.is_success:

@@ -23,26 +23,34 @@ NO_CHANNEL = "none"
 BROKERAGE_TEAM = "brokerage-team"
 
 # Whose contact a role reads: a losing bidder is a provider like any other.
-KIND_OF_ROLE: dict[str, str] = {"provider": "provider", "losing_bidder": "provider", "broker": "broker",
-                                "person": "person", "brokerage_team": "brokerage_team"}
+KIND_OF_ROLE: dict[str, str] = {
+    "provider": "provider",
+    "losing_bidder": "provider",
+    "broker": "broker",
+    "person": "person",
+    "brokerage_team": "brokerage_team",
+}
 
 
 @dataclass(frozen=True)
 class MessageKind:
     name: str
     essential: bool = False  # sent whatever the opt-outs: the recipient must act on it
-    optional: bool = False   # sent only to those who opted in
+    optional: bool = False  # sent only to those who opted in
 
 
-MESSAGES: dict[str, MessageKind] = {m.name: m for m in (
-    MessageKind("placement_award", essential=True),
-    MessageKind("placement_broker"),
-    MessageKind("placement_person"),
-    MessageKind("placement_outcome"),
-    MessageKind("package_unplaced", essential=True),
-    MessageKind("package_handed_back", essential=True),
-    MessageKind("new_offer", optional=True),
-)}
+MESSAGES: dict[str, MessageKind] = {
+    m.name: m
+    for m in (
+        MessageKind("placement_award", essential=True),
+        MessageKind("placement_broker"),
+        MessageKind("placement_person"),
+        MessageKind("placement_outcome"),
+        MessageKind("package_unplaced", essential=True),
+        MessageKind("package_handed_back", essential=True),
+        MessageKind("new_offer", optional=True),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -73,8 +81,13 @@ class Contact:
     language: str = "en"
 
     def address_for(self, channel: str) -> str | None:
-        return {"email": self.email, "notify_email": self.email, "notify_sms": self.phone,
-                "webhook": self.webhook_url if self.has_webhook_secret else None, "log": "log"}.get(channel)
+        return {
+            "email": self.email,
+            "notify_email": self.email,
+            "notify_sms": self.phone,
+            "webhook": self.webhook_url if self.has_webhook_secret else None,
+            "log": "log",
+        }.get(channel)
 
 
 @dataclass(frozen=True)
@@ -92,42 +105,107 @@ def _day(d: dt.date) -> str:
 def messages_for(event: Envelope, *, provider_names: dict[str, str], brokerage_url: str) -> list[Message]:
     """Who is told what about this event (the losing bidders never learn the winner's price)."""
     if isinstance(event, PackagePlaced):
-        common = {"package_id": str(event.package_id), "zone": event.zone, "band": event.band.value,
-                  "hours_per_week": str(event.hours_per_week), "start_date": _day(event.start_date),
-                  "urgency": event.urgency.value.replace("_", " ")}
+        common = {
+            "package_id": str(event.package_id),
+            "zone": event.zone,
+            "band": event.band.value,
+            "hours_per_week": str(event.hours_per_week),
+            "start_date": _day(event.start_date),
+            "urgency": event.urgency.value.replace("_", " "),
+        }
         provider_name = provider_names.get(event.provider_id, event.provider_id)
         messages = [
-            Message("placement_award", "provider", event.provider_id, common | {
-                "hourly_rate": str(event.hourly_rate), "tier": event.tier.value, "offer_round": event.offer_round,
-                "person_link": f"{brokerage_url.rstrip('/')}/packages/{event.package_id}/person"}),
-            Message("placement_broker", "broker", event.requested_by, common | {
-                "provider_id": event.provider_id, "provider_name": provider_name, "hourly_rate": str(event.hourly_rate),
-                "tier": event.tier.value, "offer_round": event.offer_round, "rate_card": event.rate_card}),
+            Message(
+                "placement_award",
+                "provider",
+                event.provider_id,
+                common
+                | {
+                    "hourly_rate": str(event.hourly_rate),
+                    "tier": event.tier.value,
+                    "offer_round": event.offer_round,
+                    "person_link": f"{brokerage_url.rstrip('/')}/packages/{event.package_id}/person",
+                },
+            ),
+            Message(
+                "placement_broker",
+                "broker",
+                event.requested_by,
+                common
+                | {
+                    "provider_id": event.provider_id,
+                    "provider_name": provider_name,
+                    "hourly_rate": str(event.hourly_rate),
+                    "tier": event.tier.value,
+                    "offer_round": event.offer_round,
+                    "rate_card": event.rate_card,
+                },
+            ),
             Message("placement_person", "person", str(event.package_id), common | {"provider_name": provider_name}),
         ]
-        messages += [Message("placement_outcome", "losing_bidder", pid, common)
-                     for pid in dict.fromkeys(event.losing_provider_ids) if pid != event.provider_id]
+        messages += [
+            Message("placement_outcome", "losing_bidder", pid, common)
+            for pid in dict.fromkeys(event.losing_provider_ids)
+            if pid != event.provider_id
+        ]
         return messages
     if isinstance(event, PackageUnplaced):
-        return [Message("package_unplaced", "brokerage_team", BROKERAGE_TEAM, {
-            "package_id": str(event.package_id), "zone": event.zone, "band": event.band.value,
-            "hours_per_week": str(event.hours_per_week), "urgency": event.urgency.value.replace("_", " "),
-            "reason": event.reason, "requested_by": event.requested_by})]
+        return [
+            Message(
+                "package_unplaced",
+                "brokerage_team",
+                BROKERAGE_TEAM,
+                {
+                    "package_id": str(event.package_id),
+                    "zone": event.zone,
+                    "band": event.band.value,
+                    "hours_per_week": str(event.hours_per_week),
+                    "urgency": event.urgency.value.replace("_", " "),
+                    "reason": event.reason,
+                    "requested_by": event.requested_by,
+                },
+            )
+        ]
     if isinstance(event, PackageHandedBack):
-        return [Message("package_handed_back", "brokerage_team", BROKERAGE_TEAM, {
-            "package_id": str(event.package_id), "provider_id": event.provider_id,
-            "provider_name": provider_names.get(event.provider_id, event.provider_id),
-            "notice_ends_on": _day(event.notice_ends_on), "reason": event.reason,
-            "hours_per_week": str(event.hours_per_week), "recorded_by": event.recorded_by})]
+        return [
+            Message(
+                "package_handed_back",
+                "brokerage_team",
+                BROKERAGE_TEAM,
+                {
+                    "package_id": str(event.package_id),
+                    "provider_id": event.provider_id,
+                    "provider_name": provider_names.get(event.provider_id, event.provider_id),
+                    "notice_ends_on": _day(event.notice_ends_on),
+                    "reason": event.reason,
+                    "hours_per_week": str(event.hours_per_week),
+                    "recorded_by": event.recorded_by,
+                },
+            )
+        ]
     if isinstance(event, OfferMade):
         spec = event.package
-        return [Message("new_offer", "provider", pid, {
-            "package_id": str(event.package_id), "zone": spec.zone, "band": spec.band.value,
-            "postcode_district": spec.postcode_district, "hours_per_week": str(spec.hours_per_week),
-            "urgency": spec.urgency.value.replace("_", " "), "start_date": _day(spec.start_date),
-            "band_rate": str(event.band_rate), "offer_round": event.offer_round, "tier": event.tier.value,
-            "window_closes_at": f"{event.window_closes_at:%H:%M on %A %d %B %Y} (UTC)"})
-                for pid in dict.fromkeys(event.provider_ids)]
+        return [
+            Message(
+                "new_offer",
+                "provider",
+                pid,
+                {
+                    "package_id": str(event.package_id),
+                    "zone": spec.zone,
+                    "band": spec.band.value,
+                    "postcode_district": spec.postcode_district,
+                    "hours_per_week": str(spec.hours_per_week),
+                    "urgency": spec.urgency.value.replace("_", " "),
+                    "start_date": _day(spec.start_date),
+                    "band_rate": str(event.band_rate),
+                    "offer_round": event.offer_round,
+                    "tier": event.tier.value,
+                    "window_closes_at": f"{event.window_closes_at:%H:%M on %A %d %B %Y} (UTC)",
+                },
+            )
+            for pid in dict.fromkeys(event.provider_ids)
+        ]
     return []
 
 
@@ -157,8 +235,12 @@ def plan(message: Message, contact: Contact | None, configured: frozenset[str]) 
 
 
 def _needs(channel: str) -> str:
-    return {"email": "email address", "notify_email": "email address", "notify_sms": "mobile number",
-            "webhook": "webhook URL and secret"}.get(channel, "address")
+    return {
+        "email": "email address",
+        "notify_email": "email address",
+        "notify_sms": "mobile number",
+        "webhook": "webhook URL and secret",
+    }.get(channel, "address")
 
 
 def scrub(text: str, *addresses: str | None) -> str:

@@ -48,8 +48,11 @@ class NotificationRules:
 
 
 async def notify(uow: UnitOfWork, rules: NotificationRules, event: Envelope) -> None:
-    ids = [getattr(event, "provider_id", None), *getattr(event, "losing_provider_ids", []),
-           *getattr(event, "provider_ids", [])]
+    ids = [
+        getattr(event, "provider_id", None),
+        *getattr(event, "losing_provider_ids", []),
+        *getattr(event, "provider_ids", []),
+    ]
     names = await repo.provider_names(uow.conn, [i for i in ids if i])
     messages = domain.messages_for(event, provider_names=names, brokerage_url=rules.brokerage_url)
     keys = [(m.kind, m.recipient_id) for m in messages]
@@ -61,43 +64,83 @@ async def notify(uow: UnitOfWork, rules: NotificationRules, event: Envelope) -> 
         channels = await plan_message(uow, rules, event.event_id, event.event_type, event.package_id, message, contact)
         recipients += [(message.role, message.recipient_id, c) for c in channels]
     if isinstance(event, PackagePlaced):
-        await uow.emit(PlacementConfirmed(
-            correlation_id=event.package_id, causation_id=event.event_id, package_id=event.package_id,
-            provider_id=event.provider_id, confirmed_at=dt.datetime.now(dt.UTC),
-            recipients=[Recipient(kind=k, recipient_id=r, channel=c) for k, r, c in recipients]))
+        await uow.emit(
+            PlacementConfirmed(
+                correlation_id=event.package_id,
+                causation_id=event.event_id,
+                package_id=event.package_id,
+                provider_id=event.provider_id,
+                confirmed_at=dt.datetime.now(dt.UTC),
+                recipients=[Recipient(kind=k, recipient_id=r, channel=c) for k, r, c in recipients],
+            )
+        )
 
 
-async def plan_message(uow: UnitOfWork, rules: NotificationRules, event_id: uuid.UUID, event_type: str,
-                       package_id: uuid.UUID, message: domain.Message, contact: domain.Contact | None) -> list[str]:
+async def plan_message(
+    uow: UnitOfWork,
+    rules: NotificationRules,
+    event_id: uuid.UUID,
+    event_type: str,
+    package_id: uuid.UUID,
+    message: domain.Message,
+    contact: domain.Contact | None,
+) -> list[str]:
     """Record how this message goes to its recipient; returns the channels it was recorded for."""
     plan = domain.plan(message, contact, rules.configured)
     common = dict(event_id=event_id, event_type=event_type, package_id=package_id, m=message)
     if plan.outcome == "nothing":
         return []
     if plan.outcome == "await_contact":
-        repo.add_delivery(uow, **common, channel=domain.NO_CHANNEL, status="awaiting_contact",
-                          reason=plan.reason, next_attempt_at=dt.datetime.now(dt.UTC) + rules.contact_grace)
+        repo.add_delivery(
+            uow,
+            **common,
+            channel=domain.NO_CHANNEL,
+            status="awaiting_contact",
+            reason=plan.reason,
+            next_attempt_at=dt.datetime.now(dt.UTC) + rules.contact_grace,
+        )
         return [domain.NO_CHANNEL]
     if plan.outcome == "skip":
         repo.add_delivery(uow, **common, channel=domain.NO_CHANNEL, status="skipped", reason=plan.reason)
         return [domain.NO_CHANNEL]
     if plan.outcome == "fail":
-        row = await repo.insert_delivery(uow.conn, **common, channel=domain.NO_CHANNEL, status="failed",
-                                         reason=plan.reason, notes=plan.notes)
+        row = await repo.insert_delivery(
+            uow.conn, **common, channel=domain.NO_CHANNEL, status="failed", reason=plan.reason, notes=plan.notes
+        )
         if row:
-            await _emit_failed(uow, package_id, event_id, message.message, message.role, message.recipient_id,
-                               domain.NO_CHANNEL, plan.reason or "", row["delivery_id"], 0)
+            await _emit_failed(
+                uow,
+                package_id,
+                event_id,
+                message.message,
+                message.role,
+                message.recipient_id,
+                domain.NO_CHANNEL,
+                plan.reason or "",
+                row["delivery_id"],
+                0,
+            )
         return [domain.NO_CHANNEL]
     assert contact is not None
-    rendered = rules.templates.render(message.message, message.context, language=contact.language,
-                                      large_print=contact.large_print)
+    rendered = rules.templates.render(
+        message.message, message.context, language=contact.language, large_print=contact.large_print
+    )
     for channel, address in plan.channels:
-        repo.add_delivery(uow, **common, channel=channel, address=address, status="pending",
-                          rendered=rendered, notes=plan.notes + rendered.notes)
+        repo.add_delivery(
+            uow,
+            **common,
+            channel=channel,
+            address=address,
+            status="pending",
+            rendered=rendered,
+            notes=plan.notes + rendered.notes,
+        )
     return [channel for channel, _ in plan.channels]
 
 
-async def register_recipient(uow: UnitOfWork, rules: NotificationRules, kind: str, recipient_id: str, values: dict) -> int:
+async def register_recipient(
+    uow: UnitOfWork, rules: NotificationRules, kind: str, recipient_id: str, values: dict
+) -> int:
     """Store a contact; messages that were waiting for it are planned now. Returns how many."""
     await repo.lock_recipients(uow.conn, [(kind, recipient_id)])
     await repo.put_recipient(uow.conn, kind, recipient_id, values)
@@ -123,20 +166,58 @@ async def expire_awaiting(uow: UnitOfWork, rules: NotificationRules) -> int:
 async def _fail(uow: UnitOfWork, row_id: int, reason: str) -> None:
     row = await repo.mark_failed(uow.conn, row_id, reason)
     if row:  # None: someone else settled it meanwhile
-        await _emit_failed(uow, row["package_id"], row["event_id"], row["message"], row["recipient_role"],
-                           row["recipient_id"], row["channel"], domain.scrub(reason, row["address"]),
-                           row["delivery_id"], row["attempts"])
+        await _emit_failed(
+            uow,
+            row["package_id"],
+            row["event_id"],
+            row["message"],
+            row["recipient_role"],
+            row["recipient_id"],
+            row["channel"],
+            domain.scrub(reason, row["address"]),
+            row["delivery_id"],
+            row["attempts"],
+        )
 
 
-async def _emit_failed(uow: UnitOfWork, package_id: uuid.UUID, event_id: uuid.UUID, message: str, role: str,
-                       recipient_id: str, channel: str, reason: str, delivery_id: uuid.UUID, attempts: int) -> None:
+async def _emit_failed(
+    uow: UnitOfWork,
+    package_id: uuid.UUID,
+    event_id: uuid.UUID,
+    message: str,
+    role: str,
+    recipient_id: str,
+    channel: str,
+    reason: str,
+    delivery_id: uuid.UUID,
+    attempts: int,
+) -> None:
     metrics.NOTIFICATIONS.labels(channel, "failed").inc()
-    log.warning("notification failed", package_id=str(package_id), message=message, recipient_kind=role,
-                recipient_id=recipient_id, channel=channel, reason=reason, attempts=attempts)
-    await uow.emit(NotificationFailed(
-        correlation_id=package_id, causation_id=event_id, package_id=package_id, delivery_id=delivery_id,
-        message=message, recipient_kind=role, recipient_id=recipient_id, channel=channel, reason=reason[:1000],
-        attempts=attempts, failed_at=dt.datetime.now(dt.UTC)))
+    log.warning(
+        "notification failed",
+        package_id=str(package_id),
+        message=message,
+        recipient_kind=role,
+        recipient_id=recipient_id,
+        channel=channel,
+        reason=reason,
+        attempts=attempts,
+    )
+    await uow.emit(
+        NotificationFailed(
+            correlation_id=package_id,
+            causation_id=event_id,
+            package_id=package_id,
+            delivery_id=delivery_id,
+            message=message,
+            recipient_kind=role,
+            recipient_id=recipient_id,
+            channel=channel,
+            reason=reason[:1000],
+            attempts=attempts,
+            failed_at=dt.datetime.now(dt.UTC),
+        )
+    )
 
 
 # ---- the dispatcher -------------------------------------------------------------------------
@@ -151,27 +232,43 @@ async def dispatch_due(pool: asyncpg.Pool, rules: NotificationRules, channels: C
     async with pool.acquire() as conn:
         rows = await repo.claim_due(conn, limit=rules.batch_size, lease_seconds=rules.lease_seconds)
     outcomes = await asyncio.gather(*(_deliver(pool, rules, channels, row) for row in rows), return_exceptions=True)
-    for row, outcome in zip(rows, outcomes):
+    for row, outcome in zip(rows, outcomes, strict=True):
         if isinstance(outcome, BaseException):  # e.g. the database went away: the lease brings it back
             log.warning("could not settle a delivery", delivery_id=str(row["delivery_id"]), error=repr(outcome))
     # The batch's sent messages are marked in one statement (one commit, not one per message);
     # should that fail, their leases run out and they are sent again: at least once, as ever.
-    sent = [row for row, outcome in zip(rows, outcomes) if outcome is SENT]
+    sent = [row for row, outcome in zip(rows, outcomes, strict=True) if outcome is SENT]
     if sent:
         await repo.mark_sent(pool, [row["id"] for row in sent])
     for row in sent:
         metrics.NOTIFICATIONS.labels(row["channel"], "sent").inc()
-        log.info("notification sent", delivery_id=str(row["delivery_id"]), package_id=str(row["package_id"]),
-                 channel=row["channel"], message=row["message"], recipient_kind=row["recipient_role"],
-                 recipient_id=row["recipient_id"], attempt=row["attempts"])
+        log.info(
+            "notification sent",
+            delivery_id=str(row["delivery_id"]),
+            package_id=str(row["package_id"]),
+            channel=row["channel"],
+            message=row["message"],
+            recipient_kind=row["recipient_role"],
+            recipient_id=row["recipient_id"],
+            attempt=row["attempts"],
+        )
     return len(rows)
 
 
 async def _deliver(pool: asyncpg.Pool, rules: NotificationRules, channels: Channels, row: asyncpg.Record) -> str | None:
     """Send one delivery: SENT when it went (the caller marks it), else settled here (failed or retried)."""
-    out = Outgoing(delivery_id=str(row["delivery_id"]), package_id=str(row["package_id"]), message=row["message"],
-                   channel=row["channel"], address=row["address"], subject=row["subject"], body=row["body"],
-                   large_print=row["large_print"], context=json.loads(row["context"]), webhook_secret=row["webhook_secret"])
+    out = Outgoing(
+        delivery_id=str(row["delivery_id"]),
+        package_id=str(row["package_id"]),
+        message=row["message"],
+        channel=row["channel"],
+        address=row["address"],
+        subject=row["subject"],
+        body=row["body"],
+        large_print=row["large_print"],
+        context=json.loads(row["context"]),
+        webhook_secret=row["webhook_secret"],
+    )
     attempt = row["attempts"]
     try:
         await asyncio.wait_for(channels.send(out), timeout=rules.lease_seconds / 2)
@@ -187,8 +284,14 @@ async def _deliver(pool: asyncpg.Pool, rules: NotificationRules, channels: Chann
             return
         delay = retry_delay(attempt, initial=rules.backoff_initial, maximum=rules.backoff_max, jitter=random.random())
         metrics.NOTIFICATIONS.labels(out.channel, "retried").inc()
-        log.info("notification deferred", delivery_id=out.delivery_id, channel=out.channel, attempt=attempt,
-                 retry_in=round(delay, 2), error=domain.scrub(error, out.address))
+        log.info(
+            "notification deferred",
+            delivery_id=out.delivery_id,
+            channel=out.channel,
+            attempt=attempt,
+            retry_in=round(delay, 2),
+            error=domain.scrub(error, out.address),
+        )
         await repo.reschedule(pool, row["id"], delay, error)
         return
     return SENT

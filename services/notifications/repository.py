@@ -16,18 +16,38 @@ Conn = asyncpg.Connection | asyncpg.Pool
 
 # ---- recipients ----------------------------------------------------------------------------
 
-RECIPIENT_FIELDS = ("name", "email", "phone", "webhook_url", "webhook_secret", "channels", "opted_out", "opted_in",
-                    "large_print", "language")
+RECIPIENT_FIELDS = (
+    "name",
+    "email",
+    "phone",
+    "webhook_url",
+    "webhook_secret",
+    "channels",
+    "opted_out",
+    "opted_in",
+    "large_print",
+    "language",
+)
 RECIPIENT_DEFAULTS = {"channels": [], "opted_out": [], "opted_in": [], "large_print": False, "language": "en"}
 
 
 def contact_of(row: asyncpg.Record | None) -> Contact | None:
     if row is None:
         return None
-    return Contact(kind=row["kind"], recipient_id=row["recipient_id"], name=row["name"], email=row["email"],
-                   phone=row["phone"], webhook_url=row["webhook_url"], has_webhook_secret=bool(row["webhook_secret"]),
-                   channels=tuple(row["channels"]), opted_out=frozenset(row["opted_out"]),
-                   opted_in=frozenset(row["opted_in"]), large_print=row["large_print"], language=row["language"])
+    return Contact(
+        kind=row["kind"],
+        recipient_id=row["recipient_id"],
+        name=row["name"],
+        email=row["email"],
+        phone=row["phone"],
+        webhook_url=row["webhook_url"],
+        has_webhook_secret=bool(row["webhook_secret"]),
+        channels=tuple(row["channels"]),
+        opted_out=frozenset(row["opted_out"]),
+        opted_in=frozenset(row["opted_in"]),
+        large_print=row["large_print"],
+        language=row["language"],
+    )
 
 
 async def lock_recipients(conn: asyncpg.Connection, keys: list[tuple[str, str]]) -> None:
@@ -39,7 +59,9 @@ async def lock_recipients(conn: asyncpg.Connection, keys: list[tuple[str, str]])
     await conn.execute(
         """SELECT pg_advisory_xact_lock(hashtext('notifications.recipient'), hashtext(k || ':' || r))
              FROM unnest($1::text[], $2::text[]) AS t(k, r)""",
-        [k for k, _ in ordered], [r for _, r in ordered])
+        [k for k, _ in ordered],
+        [r for _, r in ordered],
+    )
 
 
 async def recipient(conn: Conn, kind: str, recipient_id: str) -> asyncpg.Record | None:
@@ -55,13 +77,18 @@ async def contacts(conn: Conn, keys: list[tuple[str, str]]) -> dict[tuple[str, s
     rows = await conn.fetch(
         """SELECT r.* FROM recipients r JOIN unnest($1::text[], $2::text[]) AS t(k, i)
                ON r.kind = t.k AND r.recipient_id = t.i""",
-        [k for k, _ in keys], [i for _, i in keys])
+        [k for k, _ in keys],
+        [i for _, i in keys],
+    )
     return {(r["kind"], r["recipient_id"]): contact_of(r) for r in rows}
 
 
 async def provider_names(conn: Conn, provider_ids: list[str]) -> dict[str, str]:
-    rows = await conn.fetch("SELECT recipient_id, name FROM recipients WHERE kind = 'provider' AND recipient_id = ANY($1) "
-                            "AND name IS NOT NULL", provider_ids)
+    rows = await conn.fetch(
+        "SELECT recipient_id, name FROM recipients WHERE kind = 'provider' AND recipient_id = ANY($1) "
+        "AND name IS NOT NULL",
+        provider_ids,
+    )
     return {r["recipient_id"]: r["name"] for r in rows}
 
 
@@ -69,12 +96,20 @@ async def put_recipient(conn: Conn, kind: str, recipient_id: str, values: dict, 
     """Register or replace a recipient's contact and preferences; True if written."""
     columns = ", ".join(RECIPIENT_FIELDS)
     params = ", ".join(f"${i}" for i in range(3, 3 + len(RECIPIENT_FIELDS)))
-    conflict = "DO NOTHING" if only_if_new else "DO UPDATE SET " + ", ".join(
-        f"{f} = EXCLUDED.{f}" for f in RECIPIENT_FIELDS) + ", updated_at = now()"
-    return bool(await conn.fetchval(
-        f"""INSERT INTO recipients (kind, recipient_id, {columns}) VALUES ($1, $2, {params})
+    conflict = (
+        "DO NOTHING"
+        if only_if_new
+        else "DO UPDATE SET " + ", ".join(f"{f} = EXCLUDED.{f}" for f in RECIPIENT_FIELDS) + ", updated_at = now()"
+    )
+    return bool(
+        await conn.fetchval(
+            f"""INSERT INTO recipients (kind, recipient_id, {columns}) VALUES ($1, $2, {params})
             ON CONFLICT (kind, recipient_id) {conflict} RETURNING true""",
-        kind, recipient_id, *(values.get(f, RECIPIENT_DEFAULTS.get(f)) for f in RECIPIENT_FIELDS)))
+            kind,
+            recipient_id,
+            *(values.get(f, RECIPIENT_DEFAULTS.get(f)) for f in RECIPIENT_FIELDS),
+        )
+    )
 
 
 # ---- deliveries ----------------------------------------------------------------------------
@@ -88,13 +123,41 @@ DELIVERY_INSERT = """INSERT INTO deliveries (delivery_id, event_id, event_type, 
                      ON CONFLICT (event_id, recipient_role, recipient_id, channel) DO NOTHING"""
 
 
-def _delivery_args(*, event_id: uuid.UUID, event_type: str, package_id: uuid.UUID, m: Message, channel: str, status: str,
-                   address: str | None = None, rendered: Rendered | None = None, notes: tuple[str, ...] = (),
-                   reason: str | None = None, next_attempt_at: dt.datetime | None = None) -> tuple:
-    return (uuid.uuid4(), event_id, event_type, package_id, m.message, m.role, m.kind, m.recipient_id, channel, address,
-            json.dumps(m.context), rendered.template if rendered else None, rendered.subject if rendered else None,
-            rendered.body if rendered else None, bool(rendered and rendered.large_print), list(notes), status, reason,
-            next_attempt_at)
+def _delivery_args(
+    *,
+    event_id: uuid.UUID,
+    event_type: str,
+    package_id: uuid.UUID,
+    m: Message,
+    channel: str,
+    status: str,
+    address: str | None = None,
+    rendered: Rendered | None = None,
+    notes: tuple[str, ...] = (),
+    reason: str | None = None,
+    next_attempt_at: dt.datetime | None = None,
+) -> tuple:
+    return (
+        uuid.uuid4(),
+        event_id,
+        event_type,
+        package_id,
+        m.message,
+        m.role,
+        m.kind,
+        m.recipient_id,
+        channel,
+        address,
+        json.dumps(m.context),
+        rendered.template if rendered else None,
+        rendered.subject if rendered else None,
+        rendered.body if rendered else None,
+        bool(rendered and rendered.large_print),
+        list(notes),
+        status,
+        reason,
+        next_attempt_at,
+    )
 
 
 async def insert_delivery(conn: Conn, **fields) -> asyncpg.Record | None:
@@ -113,8 +176,11 @@ async def take_awaiting(conn: Conn, kind: str, recipient_id: str) -> list[asyncp
     return await conn.fetch(
         """DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries WHERE status = 'awaiting_contact'
                                                  AND recipient_kind = $1 AND recipient_id = $2 FOR UPDATE)
-           RETURNING event_id, event_type, package_id, message, recipient_role, recipient_id, context::text AS context""",
-        kind, recipient_id)
+           RETURNING event_id, event_type, package_id, message, recipient_role, recipient_id, context::text AS
+               context""",
+        kind,
+        recipient_id,
+    )
 
 
 async def claim_due(conn: Conn, *, limit: int, lease_seconds: float) -> list[asyncpg.Record]:
@@ -128,33 +194,49 @@ async def claim_due(conn: Conn, *, limit: int, lease_seconds: float) -> list[asy
         RETURNING d.id, d.delivery_id, d.package_id, d.event_type, d.message, d.recipient_role, d.recipient_kind,
                   d.recipient_id, d.channel, d.address, d.context::text AS context, d.subject, d.body, d.large_print,
                   d.attempts,
-                  (SELECT webhook_secret FROM recipients r WHERE r.kind = d.recipient_kind AND r.recipient_id = d.recipient_id)
+                  (SELECT webhook_secret FROM recipients r WHERE r.kind = d.recipient_kind AND r.recipient_id =
+                      d.recipient_id)
                       AS webhook_secret""",
-        limit, lease_seconds)
+        limit,
+        lease_seconds,
+    )
 
 
 async def mark_sent(conn: Conn, row_ids: list[int]) -> None:
-    await conn.execute("UPDATE deliveries SET status = 'sent', sent_at = now(), last_error = NULL "
-                       "WHERE id = ANY($1::bigint[]) AND status = 'pending'", row_ids)
+    await conn.execute(
+        "UPDATE deliveries SET status = 'sent', sent_at = now(), last_error = NULL "
+        "WHERE id = ANY($1::bigint[]) AND status = 'pending'",
+        row_ids,
+    )
 
 
 async def reschedule(conn: Conn, row_id: int, delay_seconds: float, error: str) -> None:
-    await conn.execute("UPDATE deliveries SET next_attempt_at = now() + make_interval(secs => $2), last_error = $3 "
-                       "WHERE id = $1 AND status = 'pending'", row_id, delay_seconds, error)
+    await conn.execute(
+        "UPDATE deliveries SET next_attempt_at = now() + make_interval(secs => $2), last_error = $3 "
+        "WHERE id = $1 AND status = 'pending'",
+        row_id,
+        delay_seconds,
+        error,
+    )
 
 
 async def mark_failed(conn: Conn, row_id: int, reason: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
         """UPDATE deliveries SET status = 'failed', failed_at = now(), last_error = $2
             WHERE id = $1 AND status IN ('pending', 'awaiting_contact')
-        RETURNING delivery_id, event_id, package_id, message, recipient_role, recipient_id, channel, address, attempts""",
-        row_id, reason)
+        RETURNING delivery_id, event_id, package_id, message, recipient_role, recipient_id, channel, address,
+            attempts""",
+        row_id,
+        reason,
+    )
 
 
 async def expired_awaiting(conn: Conn, limit: int) -> list[asyncpg.Record]:
     return await conn.fetch(
         """SELECT id FROM deliveries WHERE status = 'awaiting_contact' AND next_attempt_at <= now()
-            ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED""", limit)
+            ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED""",
+        limit,
+    )
 
 
 async def deliveries_for(conn: Conn, package_id: uuid.UUID, event_type: str | None = None) -> list[asyncpg.Record]:
@@ -162,4 +244,6 @@ async def deliveries_for(conn: Conn, package_id: uuid.UUID, event_type: str | No
         """SELECT delivery_id, event_type, message, recipient_role, recipient_id, channel, status, attempts,
                   last_error AS reason, notes, template, subject, body, large_print, created_at, sent_at, failed_at
              FROM deliveries WHERE package_id = $1 AND ($2::text IS NULL OR event_type = $2) ORDER BY id""",
-        package_id, event_type)
+        package_id,
+        event_type,
+    )

@@ -30,10 +30,13 @@ class Rendered:
 class Templates:
     def __init__(self, directory: Path = DEFAULT_DIR) -> None:
         # Plain text, so no HTML autoescaping; a missing variable is an error, not a blank.
-        self.env = Environment(loader=FileSystemLoader(directory), undefined=StrictUndefined,
-                               autoescape=False, keep_trailing_newline=False)
+        self.env = Environment(
+            loader=FileSystemLoader(directory), undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
+        )
 
-    def render(self, message: str, context: dict, *, language: str = DEFAULT_LANGUAGE, large_print: bool = False) -> Rendered:
+    def render(
+        self, message: str, context: dict, *, language: str = DEFAULT_LANGUAGE, large_print: bool = False
+    ) -> Rendered:
         notes = []
         languages = list(dict.fromkeys([language, language.split("-")[0], DEFAULT_LANGUAGE]))
         variants = [f".{LARGE_PRINT}", ""] if large_print else [""]

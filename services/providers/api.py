@@ -33,8 +33,10 @@ from services.runtime.outbox import unit_of_work
 
 log = get_logger(__name__)
 
-bearer = HTTPBearer(auto_error=False, description="A provider's API credential (hcp_...) or, for the brokerage "
-                                                   "team's operations, the admin token")
+bearer = HTTPBearer(
+    auto_error=False,
+    description="A provider's API credential (hcp_...) or, for the brokerage team's operations, the admin token",
+)
 PersonField = Literal["full_name", "address", "postcode", "phone", "email", "nhs_number", "date_of_birth", "care_notes"]
 PERSON_FIELDS = PersonField.__args__
 
@@ -43,7 +45,9 @@ class StatusChange(BaseModel):
     """A decision of the council's on a provider's framework membership."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    status: Literal["active", "suspended", "left"] = Field(description="active reinstates a suspended provider; left is final")
+    status: Literal["active", "suspended", "left"] = Field(
+        description="active reinstates a suspended provider; left is final"
+    )
     reason: str = Field(min_length=1, max_length=500, description="Why: kept in the provider's status history")
     decided_by: str = Field(min_length=1, max_length=100)
 
@@ -66,7 +70,9 @@ def authenticator(service):
         row = await repo.live_credential(service.pool, parsed[0]) if parsed else None
         if row is None or not domain.secret_matches(parsed[1], row["secret_sha256"]):
             raise ProblemError(401, "a valid provider credential is required: Authorization: Bearer hcp_...")
-        await service.pool.execute("UPDATE credentials SET last_used_at = now() WHERE credential_id = $1", row["credential_id"])
+        await service.pool.execute(
+            "UPDATE credentials SET last_used_at = now() WHERE credential_id = $1", row["credential_id"]
+        )
         return Caller(row["provider_id"], row["credential_id"])
 
     return current_provider
@@ -98,7 +104,9 @@ async def in_unit_of_work(service, command):
 
 class AdapterChoice(domain.AutomaticRules):
     model_config = ConfigDict(extra="forbid")
-    rotate_secret: bool = Field(default=False, description="Webhook: make a new signing secret (the old one stops working)")
+    rotate_secret: bool = Field(
+        default=False, description="Webhook: make a new signing secret (the old one stops working)"
+    )
 
 
 class CredentialRequest(BaseModel):
@@ -120,8 +128,10 @@ def build_router(service) -> APIRouter:
     @router.get("", summary="The framework's providers")
     async def list_providers() -> list[dict]:
         rows = await service.pool.fetch("SELECT * FROM providers ORDER BY provider_id")
-        return [repo.profile_of(r).model_dump(mode="json") | {"revision": r["revision"], "held_hours": str(r["held_hours"])}
-                for r in rows]
+        return [
+            repo.profile_of(r).model_dump(mode="json") | {"revision": r["revision"], "held_hours": str(r["held_hours"])}
+            for r in rows
+        ]
 
     @router.get("/{provider_id}", summary="One provider's registry entry")
     async def read_provider(provider_id: str) -> dict:
@@ -129,11 +139,16 @@ def build_router(service) -> APIRouter:
         if row is None:
             raise ProblemError(404, f"no provider {provider_id!r}")
         return repo.profile_of(row).model_dump(mode="json") | {
-            "revision": row["revision"], "held_hours": str(row["held_hours"]), "adapter": json.loads(row["adapter"])["kind"],
+            "revision": row["revision"],
+            "held_hours": str(row["held_hours"]),
+            "adapter": json.loads(row["adapter"])["kind"],
         }
 
-    @router.get("/{provider_id}/offers", summary="Offers a provider received, with its answers (brokerage team)",
-                dependencies=staff)
+    @router.get(
+        "/{provider_id}/offers",
+        summary="Offers a provider received, with its answers (brokerage team)",
+        dependencies=staff,
+    )
     async def provider_offers(
         provider_id: str,
         status: Annotated[str | None, Query(pattern="^(offered|bid|declined|won|lost|closed)$")] = None,
@@ -141,65 +156,99 @@ def build_router(service) -> APIRouter:
         if not await service.pool.fetchval("SELECT true FROM providers WHERE provider_id = $1", provider_id):
             raise ProblemError(404, f"no provider {provider_id!r}")
         rows = await service.pool.fetch(
-            """SELECT package_id, offer_round, tier, status, hourly_rate, decline_reason, decline_text, window_closes_at,
+            """SELECT package_id, offer_round, tier, status, hourly_rate, decline_reason, decline_text,
+               window_closes_at,
                       received_at, answered_at, spec
                  FROM offers WHERE provider_id = $1 AND ($2::text IS NULL OR status = $2) ORDER BY received_at""",
-            provider_id, status,
+            provider_id,
+            status,
         )
         return [_plain(r) | {"spec": json.loads(r["spec"]), "package_id": str(r["package_id"])} for r in rows]
 
-    @router.put("/{provider_id}/adapter", summary="Choose the provider's adapter: automatic, webhook or portal (brokerage team)",
-                dependencies=staff, responses={404: {"description": "No such provider"}})
+    @router.put(
+        "/{provider_id}/adapter",
+        summary="Choose the provider's adapter: automatic, webhook or portal (brokerage team)",
+        dependencies=staff,
+        responses={404: {"description": "No such provider"}},
+    )
     async def choose_adapter(provider_id: str, body: AdapterChoice) -> dict:
         adapter = domain.AutomaticRules.model_validate(body.model_dump(exclude={"rotate_secret"}))
-        secret = await in_unit_of_work(service, lambda uow: handlers.set_adapter(uow, provider_id, adapter,
-                                                                                 new_secret=body.rotate_secret))
+        secret = await in_unit_of_work(
+            service, lambda uow: handlers.set_adapter(uow, provider_id, adapter, new_secret=body.rotate_secret)
+        )
         # The signing secret is shown once, when made; only the service keeps it.
         return {"provider_id": provider_id, "adapter": adapter.model_dump(mode="json")} | (
-            {"webhook_secret": secret} if secret else {})
+            {"webhook_secret": secret} if secret else {}
+        )
 
-    @router.post("/{provider_id}/credentials", status_code=201, dependencies=staff,
-                 summary="Issue an API credential to the provider (brokerage team); the token is shown only here")
+    @router.post(
+        "/{provider_id}/credentials",
+        status_code=201,
+        dependencies=staff,
+        summary="Issue an API credential to the provider (brokerage team); the token is shown only here",
+    )
     async def issue_credential(provider_id: str, body: CredentialRequest) -> dict:
-        return _plain(await in_unit_of_work(service, lambda uow: handlers.issue_credential(
-            uow, provider_id, label=body.label, replace=body.replace)))
+        return _plain(
+            await in_unit_of_work(
+                service, lambda uow: handlers.issue_credential(uow, provider_id, label=body.label, replace=body.replace)
+            )
+        )
 
-    @router.get("/{provider_id}/credentials", dependencies=staff, summary="The provider's credentials (never the secrets)")
+    @router.get(
+        "/{provider_id}/credentials", dependencies=staff, summary="The provider's credentials (never the secrets)"
+    )
     async def list_credentials(provider_id: str) -> list[dict]:
         rows = await service.pool.fetch(
             """SELECT credential_id, provider_id, label, created_at, revoked_at, last_used_at FROM credentials
-                WHERE provider_id = $1 ORDER BY created_at""", provider_id)
+                WHERE provider_id = $1 ORDER BY created_at""",
+            provider_id,
+        )
         return [dict(r) for r in rows]
 
-    @router.post("/{provider_id}/credentials/{credential_id}/revoke", dependencies=staff,
-                 summary="Revoke one of the provider's credentials (brokerage team)")
+    @router.post(
+        "/{provider_id}/credentials/{credential_id}/revoke",
+        dependencies=staff,
+        summary="Revoke one of the provider's credentials (brokerage team)",
+    )
     async def revoke_credential(provider_id: str, credential_id: str) -> dict:
-        revoked = await in_unit_of_work(service, lambda uow: repo.revoke_credentials(uow.conn, provider_id, credential_id))
+        revoked = await in_unit_of_work(
+            service, lambda uow: repo.revoke_credentials(uow.conn, provider_id, credential_id)
+        )
         if not revoked:
             raise ProblemError(404, f"no live credential {credential_id!r} of {provider_id!r}")
         return {"provider_id": provider_id, "revoked": revoked}
 
-    @router.get("/{provider_id}/deliveries", dependencies=staff, summary="Webhook deliveries to the provider and their status")
+    @router.get(
+        "/{provider_id}/deliveries", dependencies=staff, summary="Webhook deliveries to the provider and their status"
+    )
     async def provider_deliveries(provider_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
         return await _deliveries(service, provider_id, limit)
 
-    @router.post("/{provider_id}/status", summary="Suspend, reinstate, or record that a provider left the framework",
-                 description="A suspended or departed provider gets no more offers, and the brokerage re-brokers every "
-                             "package placed with it, most urgent first.",
-                 dependencies=staff,
-                 responses={404: {"description": "No such provider"}, 409: {"description": "Not a change the rules allow"}})
+    @router.post(
+        "/{provider_id}/status",
+        summary="Suspend, reinstate, or record that a provider left the framework",
+        description="A suspended or departed provider gets no more offers, and the brokerage re-brokers every "
+        "package placed with it, most urgent first.",
+        dependencies=staff,
+        responses={404: {"description": "No such provider"}, 409: {"description": "Not a change the rules allow"}},
+    )
     async def change_status(provider_id: str, body: StatusChange) -> dict:
         try:
             async with unit_of_work(service.pool) as uow:
-                updated = await handlers.change_status(uow, provider_id, status=body.status, reason=body.reason,
-                                                       decided_by=body.decided_by)
+                updated = await handlers.change_status(
+                    uow, provider_id, status=body.status, reason=body.reason, decided_by=body.decided_by
+                )
         except LookupError as exc:
             raise ProblemError(404, str(exc)) from None
         except domain.StatusRefused as exc:
             raise ProblemError(409, str(exc)) from None
         return {"provider_id": provider_id, "status": updated.profile.status, "revision": updated.revision}
 
-    @router.get("/{provider_id}/status-history", dependencies=staff, summary="The council's decisions on a provider's membership")
+    @router.get(
+        "/{provider_id}/status-history",
+        dependencies=staff,
+        summary="The council's decisions on a provider's membership",
+    )
     async def status_history(provider_id: str) -> list[dict]:
         if not await service.pool.fetchval("SELECT true FROM providers WHERE provider_id = $1", provider_id):
             raise ProblemError(404, f"no provider {provider_id!r}")
@@ -210,9 +259,13 @@ def build_router(service) -> APIRouter:
 
 async def _deliveries(service, provider_id: str, limit: int) -> list[dict]:
     rows = await service.pool.fetch(
-        """SELECT delivery_id, package_id, offer_round, url, status, attempts, last_attempt_at, last_status_code, last_error,
+        """SELECT delivery_id, package_id, offer_round, url, status, attempts, last_attempt_at, last_status_code,
+           last_error,
                   next_attempt_at, give_up_at, created_at, delivered_at
-             FROM webhook_deliveries WHERE provider_id = $1 ORDER BY created_at DESC LIMIT $2""", provider_id, limit)
+             FROM webhook_deliveries WHERE provider_id = $1 ORDER BY created_at DESC LIMIT $2""",
+        provider_id,
+        limit,
+    )
     return [dict(r) | {"next_attempt_at": r["next_attempt_at"] if r["status"] == "pending" else None} for r in rows]
 
 
@@ -222,12 +275,17 @@ def change_requests_router(service) -> APIRouter:
     @router.get("", summary="Providers' requests to change their zones or bands (brokerage team)")
     async def list_requests(status: Literal["pending", "approved", "rejected"] | None = None) -> list[dict]:
         rows = await service.pool.fetch(
-            "SELECT * FROM change_requests WHERE ($1::text IS NULL OR status = $1) ORDER BY request_id", status)
+            "SELECT * FROM change_requests WHERE ($1::text IS NULL OR status = $1) ORDER BY request_id", status
+        )
         return [handlers.change_request_view(r) for r in rows]
 
     async def decide(request_id: int, body: Decision, approve: bool) -> dict:
-        return await in_unit_of_work(service, lambda uow: handlers.decide_coverage_change(
-            uow, request_id, approve=approve, decided_by=body.decided_by, reason=body.reason))
+        return await in_unit_of_work(
+            service,
+            lambda uow: handlers.decide_coverage_change(
+                uow, request_id, approve=approve, decided_by=body.decided_by, reason=body.reason
+            ),
+        )
 
     @router.post("/{request_id}/approve", summary="Approve: the provider serves the requested zones and bands from now")
     async def approve(request_id: Annotated[int, Path(ge=1, le=2**62)], body: Decision) -> dict:
@@ -245,8 +303,12 @@ def change_requests_router(service) -> APIRouter:
 
 class ProfileChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    weekly_capacity_hours: Decimal | None = Field(default=None, ge=0, le=Decimal("99999.99"), max_digits=7, decimal_places=2)
-    call_times: list[domain.CallSlot] | None = Field(default=None, max_length=6, description="Daily call slots you cover")
+    weekly_capacity_hours: Decimal | None = Field(
+        default=None, ge=0, le=Decimal("99999.99"), max_digits=7, decimal_places=2
+    )
+    call_times: list[domain.CallSlot] | None = Field(
+        default=None, max_length=6, description="Daily call slots you cover"
+    )
     max_calls_per_day: int | None = Field(default=None, ge=1, le=6)
 
 
@@ -273,88 +335,162 @@ def me_router(service) -> APIRouter:
         row = await service.pool.fetchrow("SELECT * FROM providers WHERE provider_id = $1", provider_id)
         rules = repo.rules_of(row)
         return repo.profile_of(row).model_dump(mode="json") | {
-            "revision": row["revision"], "held_hours": str(row["held_hours"]),
-            "adapter": {"kind": rules.kind, "webhook_url": rules.webhook_url, "call_times": rules.call_times,
-                        "max_calls_per_day": domain.max_calls(rules)},
+            "revision": row["revision"],
+            "held_hours": str(row["held_hours"]),
+            "adapter": {
+                "kind": rules.kind,
+                "webhook_url": rules.webhook_url,
+                "call_times": rules.call_times,
+                "max_calls_per_day": domain.max_calls(rules),
+            },
         }
 
     @router.get("", summary="Your registry entry: profile, capacity, adapter", responses=denied)
     async def read_me(me: Me) -> dict:
         return await profile(me.provider_id)
 
-    @router.patch("", summary="Change your weekly capacity or the call times you cover", responses=denied | {
-        409: {"description": "Capacity below what is committed and held"}})
+    @router.patch(
+        "",
+        summary="Change your weekly capacity or the call times you cover",
+        responses=denied | {409: {"description": "Capacity below what is committed and held"}},
+    )
     async def change_me(me: Me, body: ProfileChange) -> dict:
-        await in_unit_of_work(service, lambda uow: handlers.update_own_profile(
-            uow, me.provider_id, weekly_capacity_hours=body.weekly_capacity_hours, call_times=body.call_times,
-            max_calls_per_day=body.max_calls_per_day))
+        await in_unit_of_work(
+            service,
+            lambda uow: handlers.update_own_profile(
+                uow,
+                me.provider_id,
+                weekly_capacity_hours=body.weekly_capacity_hours,
+                call_times=body.call_times,
+                max_calls_per_day=body.max_calls_per_day,
+            ),
+        )
         return await profile(me.provider_id)
 
-    @router.post("/change-requests", status_code=201, responses=denied | {409: {"description": "One is already pending"}},
-                 summary="Ask to serve other zones or bands (the brokerage team approves)")
+    @router.post(
+        "/change-requests",
+        status_code=201,
+        responses=denied | {409: {"description": "One is already pending"}},
+        summary="Ask to serve other zones or bands (the brokerage team approves)",
+    )
     async def request_change(me: Me, body: CoverageChange) -> dict:
-        return await in_unit_of_work(service, lambda uow: handlers.request_coverage_change(
-            uow, me.provider_id, zones=body.zones, bands=[b.value for b in body.bands], reason=body.reason))
+        return await in_unit_of_work(
+            service,
+            lambda uow: handlers.request_coverage_change(
+                uow, me.provider_id, zones=body.zones, bands=[b.value for b in body.bands], reason=body.reason
+            ),
+        )
 
     @router.get("/change-requests", summary="Your change requests and their decisions", responses=denied)
     async def my_changes(me: Me) -> list[dict]:
-        rows = await service.pool.fetch("SELECT * FROM change_requests WHERE provider_id = $1 ORDER BY request_id", me.provider_id)
+        rows = await service.pool.fetch(
+            "SELECT * FROM change_requests WHERE provider_id = $1 ORDER BY request_id", me.provider_id
+        )
         return [handlers.change_request_view(r) for r in rows]
 
-    @router.get("/offers", response_model=list[OfferNotice], responses=denied,
-                summary="Your offers: open ones (answer before window_closes_at), answered ones, or all")
-    async def my_offers(me: Me, status: Literal["open", "answered", "all"] = "open",
-                        limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[OfferNotice]:
-        condition = {"open": "status = 'offered' AND window_closes_at > now()",
-                     "answered": "status <> 'offered'", "all": "true"}[status]
+    @router.get(
+        "/offers",
+        response_model=list[OfferNotice],
+        responses=denied,
+        summary="Your offers: open ones (answer before window_closes_at), answered ones, or all",
+    )
+    async def my_offers(
+        me: Me, status: Literal["open", "answered", "all"] = "open", limit: Annotated[int, Query(ge=1, le=1000)] = 200
+    ) -> list[OfferNotice]:
+        condition = {
+            "open": "status = 'offered' AND window_closes_at > now()",
+            "answered": "status <> 'offered'",
+            "all": "true",
+        }[status]
         rows = await service.pool.fetch(
-            f"SELECT * FROM offers WHERE provider_id = $1 AND {condition} ORDER BY window_closes_at, package_id LIMIT $2",
-            me.provider_id, limit)
+            f"SELECT * FROM offers WHERE provider_id = $1 AND {condition} ORDER BY window_closes_at, package_id "
+            "LIMIT $2",
+            me.provider_id,
+            limit,
+        )
         return [handlers.offer_notice(r, me.provider_id) for r in rows]
 
-    answer_errors = denied | {404: {"description": "No offer of this package to you"},
-                              409: {"description": "Already answered, window closed, or no capacity for it"}}
+    answer_errors = denied | {
+        404: {"description": "No offer of this package to you"},
+        409: {"description": "Already answered, window closed, or no capacity for it"},
+    }
 
-    @router.post("/offers/{package_id}/bid", response_model=AnswerAccepted, responses=answer_errors,
-                 summary="Bid for a package offered to you: an hourly rate and the earliest start")
+    @router.post(
+        "/offers/{package_id}/bid",
+        response_model=AnswerAccepted,
+        responses=answer_errors,
+        summary="Bid for a package offered to you: an hourly rate and the earliest start",
+    )
     async def bid(me: Me, package_id: uuid.UUID, body: BidRequest) -> dict:
-        return await in_unit_of_work(service, lambda uow: handlers.answer_through_api(uow, me.provider_id, package_id, body))
+        return await in_unit_of_work(
+            service, lambda uow: handlers.answer_through_api(uow, me.provider_id, package_id, body)
+        )
 
-    @router.post("/offers/{package_id}/decline", response_model=AnswerAccepted, responses=answer_errors,
-                 summary="Decline a package offered to you, with a reason from the framework's list")
+    @router.post(
+        "/offers/{package_id}/decline",
+        response_model=AnswerAccepted,
+        responses=answer_errors,
+        summary="Decline a package offered to you, with a reason from the framework's list",
+    )
     async def decline(me: Me, package_id: uuid.UUID, body: DeclineRequest) -> dict:
-        return await in_unit_of_work(service, lambda uow: handlers.answer_through_api(uow, me.provider_id, package_id, body))
+        return await in_unit_of_work(
+            service, lambda uow: handlers.answer_through_api(uow, me.provider_id, package_id, body)
+        )
 
     @router.get("/packages", summary="Packages placed with you", responses=denied)
     async def my_packages(me: Me) -> list[dict]:
         rows = await service.pool.fetch(
             """SELECT p.package_id, p.hours_per_week, p.hourly_rate, p.start_date, p.placed_at, p.cancelled_at, o.spec
                  FROM placements p
-                 LEFT JOIN LATERAL (SELECT spec FROM offers WHERE package_id = p.package_id AND provider_id = p.provider_id
+                 LEFT JOIN LATERAL (SELECT spec FROM offers WHERE package_id = p.package_id AND provider_id =
+                     p.provider_id
                                      ORDER BY offer_round DESC LIMIT 1) o ON true
-                WHERE p.provider_id = $1 ORDER BY p.placed_at DESC""", me.provider_id)
-        return [{k: v for k, v in _plain(r).items() if k != "spec"}
-                | {"package": json.loads(r["spec"]) if r["spec"] else None, "person": f"/me/packages/{r['package_id']}/person"}
-                for r in rows]
+                WHERE p.provider_id = $1 ORDER BY p.placed_at DESC""",
+            me.provider_id,
+        )
+        return [
+            {k: v for k, v in _plain(r).items() if k != "spec"}
+            | {
+                "package": json.loads(r["spec"]) if r["spec"] else None,
+                "person": f"/me/packages/{r['package_id']}/person",
+            }
+            for r in rows
+        ]
 
-    @router.get("/packages/{package_id}/person", responses=denied | {
-        403: {"description": "You were offered the package but it is not placed with you"},
-        404: {"description": "No such package of yours"}, 503: {"description": "The brokerage cannot be reached"}},
-        summary="The person's details, for the provider the package is placed with; every disclosure is audited")
-    async def person(me: Me, package_id: uuid.UUID,
-                     fields: Annotated[list[PersonField] | None, Query(description="Only these fields (default: all)")] = None) -> dict:
+    @router.get(
+        "/packages/{package_id}/person",
+        responses=denied
+        | {
+            403: {"description": "You were offered the package but it is not placed with you"},
+            404: {"description": "No such package of yours"},
+            503: {"description": "The brokerage cannot be reached"},
+        },
+        summary="The person's details, for the provider the package is placed with; every disclosure is audited",
+    )
+    async def person(
+        me: Me,
+        package_id: uuid.UUID,
+        fields: Annotated[list[PersonField] | None, Query(description="Only these fields (default: all)")] = None,
+    ) -> dict:
         placed = await service.pool.fetchval(
             "SELECT true FROM placements WHERE package_id = $1 AND provider_id = $2 AND cancelled_at IS NULL",
-            package_id, me.provider_id)
+            package_id,
+            me.provider_id,
+        )
         if not placed:
             offered = await service.pool.fetchval(
-                "SELECT true FROM offers WHERE package_id = $1 AND provider_id = $2 LIMIT 1", package_id, me.provider_id)
+                "SELECT true FROM offers WHERE package_id = $1 AND provider_id = $2 LIMIT 1", package_id, me.provider_id
+            )
             if offered:
-                raise ProblemError(403, "this package is not placed with you: only the provider it is placed with sees the person")
+                raise ProblemError(
+                    403, "this package is not placed with you: only the provider it is placed with sees the person"
+                )
             raise ProblemError(404, f"no package {package_id} of yours")
         return await _disclose(service, package_id, me, sorted(set(fields or PERSON_FIELDS)))
 
-    @router.get("/deliveries", summary="Webhook deliveries of offers to your system, and their status", responses=denied)
+    @router.get(
+        "/deliveries", summary="Webhook deliveries of offers to your system, and their status", responses=denied
+    )
     async def my_deliveries(me: Me, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
         return await _deliveries(service, me.provider_id, limit)
 
@@ -369,9 +505,16 @@ async def _disclose(service, package_id: uuid.UUID, me: Caller, fields: list[str
         raise ProblemError(503, "disclosure is not configured: PROVIDERS_DISCLOSURE_TOKEN is not set")
     try:
         async with httpx.AsyncClient(base_url=settings.brokerage_url, timeout=10) as client:
-            response = await client.post("/internal/disclosures", headers={"Authorization": f"Bearer {settings.disclosure_token}"},
-                                         json={"package_id": str(package_id), "provider_id": me.provider_id,
-                                               "credential_id": me.credential_id, "fields": fields})
+            response = await client.post(
+                "/internal/disclosures",
+                headers={"Authorization": f"Bearer {settings.disclosure_token}"},
+                json={
+                    "package_id": str(package_id),
+                    "provider_id": me.provider_id,
+                    "credential_id": me.credential_id,
+                    "fields": fields,
+                },
+            )
     except httpx.HTTPError as exc:
         log.warning("brokerage unreachable for a disclosure", error=repr(exc))
         raise ProblemError(503, "the brokerage service cannot be reached; try again shortly") from None

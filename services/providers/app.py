@@ -1,6 +1,7 @@
 """Providers service bootstrap: ``python -m services.providers``.
 
-HTTP: the registry, the brokerage team's registry operations, and the provider API (``/me``). Consumes: brokerage.packages (offers and their
+HTTP: the registry, the brokerage team's registry operations, and the provider API (``/me``). Consumes:
+    brokerage.packages (offers and their
 outcomes). Publishes (through its outbox): providers.answers, providers.registry.
 Start-up: registers the framework's providers from reference data.
 Background: webhook deliveries of offers to providers' own systems.
@@ -9,6 +10,7 @@ Background: webhook deliveries of offers to providers' own systems.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import httpx
@@ -49,10 +51,21 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
     service.consumer.on(PackageHandedBack)(handlers.record_hand_back)
     service.consumer.on(PackageReopened)(handlers.release_reopened)
     service.consumer.subscribe(*topics.CONSUMED_BY["providers"])
-    declare_publishes(service, topics.ANSWERS, BidSubmitted, OfferDeclined,
-                      description="Providers' answers to offers: a bid at a rate, or a decline with a reason code. Keyed by package id.")
-    declare_publishes(service, topics.REGISTRY, ProviderUpdated,
-                      description="Each provider's whole current profile; the latest revision wins. Compacted, keyed by provider id.")
+    declare_publishes(
+        service,
+        topics.ANSWERS,
+        BidSubmitted,
+        OfferDeclined,
+        description=(
+            "Providers' answers to offers: a bid at a rate, or a decline with a reason code. Keyed by package id."
+        ),
+    )
+    declare_publishes(
+        service,
+        topics.REGISTRY,
+        ProviderUpdated,
+        description="Each provider's whole current profile; the latest revision wins. Compacted, keyed by provider id.",
+    )
 
     @service.on_startup
     async def seed(svc: Service) -> None:
@@ -62,8 +75,11 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
 
     @service.gauge_refreshers.append
     async def webhook_backlog(svc: Service) -> None:
-        counts = dict(await svc.pool.fetch(
-            "SELECT status, count(*) FROM webhook_deliveries WHERE status IN ('pending', 'failed') GROUP BY status"))
+        counts = dict(
+            await svc.pool.fetch(
+                "SELECT status, count(*) FROM webhook_deliveries WHERE status IN ('pending', 'failed') GROUP BY status"
+            )
+        )
         for status in ("pending", "failed"):
             metrics.WEBHOOK_DELIVERIES.labels(status).set(counts.get(status, 0))
 
@@ -73,17 +89,19 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
         async with httpx.AsyncClient() as client:
             while not svc.stopping.is_set():
                 if not await handlers.deliver_due_webhooks(svc.pool, client, settings):
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(svc.stopping.wait(), timeout=settings.webhook_poll_seconds)
-                    except asyncio.TimeoutError:
-                        pass
 
-    app = create_app(service, title="Providers", description=(
-        "The framework's provider registry and the provider API. Providers' own systems (webhook adapters) "
-        "and staff (portal) answer offers under `/me` with a provider credential "
-        "(`Authorization: Bearer hcp_...`); the brokerage team's operations take the admin token."))
+    app = create_app(
+        service,
+        title="Providers",
+        description=(
+            "The framework's provider registry and the provider API. Providers' own systems (webhook adapters) "
+            "and staff (portal) answer offers under `/me` with a provider credential "
+            "(`Authorization: Bearer hcp_...`); the brokerage team's operations take the admin token."
+        ),
+    )
     app.include_router(api.build_router(service))
     app.include_router(api.change_requests_router(service))
     app.include_router(api.me_router(service))
     return service, app
-

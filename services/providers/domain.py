@@ -21,7 +21,6 @@ from pydantic import BaseModel, Field
 from schemas.events import PackageSpec, ProviderProfile
 from schemas.vocabulary import DeclineReason
 
-
 AdapterKind = Literal["automatic", "webhook", "portal"]
 # The daily call slots of home care rounds; a provider says which it can cover.
 CallSlot = Literal["early_morning", "morning", "lunch", "tea", "bed", "night"]
@@ -34,8 +33,12 @@ class AutomaticRules(BaseModel):
     Either way the provider answers through ``POST /me/offers/{package_id}/bid|decline``."""
 
     kind: AdapterKind = "automatic"
-    webhook_url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://[^\s/?#]+[^\s]*$",
-                                    description="Where offers are POSTed (https in production)")
+    webhook_url: str | None = Field(
+        default=None,
+        max_length=2000,
+        pattern=r"^https?://[^\s/?#]+[^\s]*$",
+        description="Where offers are POSTed (https in production)",
+    )
     call_times: list[CallSlot] | None = Field(default=None, description="Call slots it covers (unset: any)")
     max_package_hours: Decimal = Field(default=Decimal(42), gt=0)
     max_calls_per_day: int = Field(default=4, ge=1, le=6)
@@ -61,8 +64,16 @@ def free_hours(profile: ProviderProfile, held_hours: Decimal) -> Decimal:
     return profile.weekly_capacity_hours - profile.committed_hours - held_hours
 
 
-def automatic_answer(profile: ProviderProfile, rules: AutomaticRules, package: PackageSpec, band_rate: Decimal,
-                     held_hours: Decimal, today: dt.date, *, neighbouring: frozenset[str] = frozenset()) -> Bid | Decline:
+def automatic_answer(
+    profile: ProviderProfile,
+    rules: AutomaticRules,
+    package: PackageSpec,
+    band_rate: Decimal,
+    held_hours: Decimal,
+    today: dt.date,
+    *,
+    neighbouring: frozenset[str] = frozenset(),
+) -> Bid | Decline:
     """``neighbouring``: the zones next to the package's zone (an escalated offer may come from there)."""
     declined = standing_decline(profile, rules, package, neighbouring=neighbouring)
     if declined is not None:
@@ -75,8 +86,9 @@ def automatic_answer(profile: ProviderProfile, rules: AutomaticRules, package: P
     return Bid(hourly_rate=rate, earliest_start=earliest)
 
 
-def standing_decline(profile: ProviderProfile, rules: AutomaticRules, package: PackageSpec, *,
-                     neighbouring: frozenset[str] = frozenset()) -> Decline | None:
+def standing_decline(
+    profile: ProviderProfile, rules: AutomaticRules, package: PackageSpec, *, neighbouring: frozenset[str] = frozenset()
+) -> Decline | None:
     """The adapter's declines that do not depend on the provider's caseload (everything but free
     capacity), in the order it checks them; None when only capacity could still decline. The
     policy simulator uses it to know an answer in advance."""
@@ -112,7 +124,11 @@ def check_status_change(provider_id: str, current: str, new: str) -> None:
 
 def max_calls(rules: AutomaticRules) -> int:
     """Calls a day it can make: its own limit, and no more than the call slots it covers."""
-    return rules.max_calls_per_day if rules.call_times is None else min(rules.max_calls_per_day, len(set(rules.call_times)))
+    return (
+        rules.max_calls_per_day
+        if rules.call_times is None
+        else min(rules.max_calls_per_day, len(set(rules.call_times)))
+    )
 
 
 # ---- provider API credentials -------------------------------------------------------------
@@ -149,4 +165,3 @@ def parse_token(token: str) -> tuple[str, str] | None:
 
 def secret_matches(secret: str, stored_sha256: str) -> bool:
     return hmac.compare_digest(secret_digest(secret), stored_sha256)
-

@@ -28,6 +28,7 @@ from decimal import Decimal
 
 import httpx
 
+from schemas.adapters import BidRequest, DeclineRequest, OfferNotice
 from schemas.events import (
     BidSubmitted,
     OfferDeclined,
@@ -40,13 +41,12 @@ from schemas.events import (
     PackageUnplaced,
     ProviderUpdated,
 )
-from schemas.adapters import BidRequest, DeclineRequest, OfferNotice
 from services.providers import domain
 from services.providers import repository as repo
 from services.runtime.logging import get_logger
 from services.runtime.outbox import UnitOfWork
-from services.runtime.retry import retry_delay
 from services.runtime.reference import load_framework
+from services.runtime.retry import retry_delay
 from services.runtime.signing import signed_headers
 
 log = get_logger(__name__)
@@ -60,7 +60,9 @@ def provider_updated(row, causation=None) -> ProviderUpdated:
     profile = repo.profile_of(row)
     return ProviderUpdated(
         correlation_id=uuid.uuid5(uuid.NAMESPACE_URL, f"provider:{profile.provider_id}"),
-        causation_id=causation, revision=row["revision"], profile=profile,
+        causation_id=causation,
+        revision=row["revision"],
+        profile=profile,
     )
 
 
@@ -87,8 +89,19 @@ async def answer_offer(uow: UnitOfWork, event: OfferMade) -> None:
     for provider_id, row in rows.items():
         rules = repo.rules_of(row)
         # Webhook and portal adapters answer later, through the provider API.
-        answers[provider_id] = None if rules.kind != "automatic" else domain.automatic_answer(
-            repo.profile_of(row), rules, event.package, event.band_rate, row["held_hours"], today, neighbouring=neighbours)
+        answers[provider_id] = (
+            None
+            if rules.kind != "automatic"
+            else domain.automatic_answer(
+                repo.profile_of(row),
+                rules,
+                event.package,
+                event.band_rate,
+                row["held_hours"],
+                today,
+                neighbouring=neighbours,
+            )
+        )
     hours = event.package.hours_per_week
     fresh = await repo.insert_offers(uow.conn, event, answers, hours=hours, at=at)  # not those already received
     bidders = []
@@ -97,10 +110,23 @@ async def answer_offer(uow: UnitOfWork, event: OfferMade) -> None:
         if rules.kind == "webhook" and rules.webhook_url:
             # Sent by the delivery loop from this row, committed with the offer itself.
             notice = offer_notice(event, provider_id)
-            await repo.insert_delivery(uow.conn, delivery_id=uuid.uuid4(), provider_id=provider_id, event=event,
-                                       url=rules.webhook_url, body=notice.model_dump_json())
-        common = dict(correlation_id=event.package_id, causation_id=event.event_id, package_id=event.package_id,
-                      offer_round=event.offer_round, provider_id=provider_id, adapter="automatic", answered_at=at)
+            await repo.insert_delivery(
+                uow.conn,
+                delivery_id=uuid.uuid4(),
+                provider_id=provider_id,
+                event=event,
+                url=rules.webhook_url,
+                body=notice.model_dump_json(),
+            )
+        common = dict(
+            correlation_id=event.package_id,
+            causation_id=event.event_id,
+            package_id=event.package_id,
+            offer_round=event.offer_round,
+            provider_id=provider_id,
+            adapter="automatic",
+            answered_at=at,
+        )
         if isinstance(answer, domain.Bid):
             bidders.append(provider_id)
             await uow.emit(BidSubmitted(hourly_rate=answer.hourly_rate, earliest_start=answer.earliest_start, **common))
@@ -119,9 +145,15 @@ async def record_award(uow: UnitOfWork, event: PackagePlaced) -> None:
     if await repo.is_cancelled(uow.conn, event.package_id):
         log.warning("award of a package already cancelled ignored (a replay?)", package_id=str(event.package_id))
         return
-    if not await repo.insert_placement(uow.conn, package_id=event.package_id, provider_id=event.provider_id,
-                                       hours=event.hours_per_week, hourly_rate=event.hourly_rate,
-                                       start_date=event.start_date, placed_at=event.placed_at):
+    if not await repo.insert_placement(
+        uow.conn,
+        package_id=event.package_id,
+        provider_id=event.provider_id,
+        hours=event.hours_per_week,
+        hourly_rate=event.hourly_rate,
+        start_date=event.start_date,
+        placed_at=event.placed_at,
+    ):
         return
     row = await repo.commit_hours(uow.conn, event.provider_id, event.hours_per_week)
     await uow.emit(provider_updated(row, causation=event.event_id))
@@ -151,8 +183,9 @@ async def release_reopened(uow: UnitOfWork, event: PackageReopened) -> None:
     await _end_placement(uow, event.package_id, event.reopened_at, causation=event.event_id)
 
 
-async def _end_placement(uow: UnitOfWork, package_id: uuid.UUID, at: dt.datetime, *, causation: uuid.UUID,
-                         hand_back: bool = False) -> None:
+async def _end_placement(
+    uow: UnitOfWork, package_id: uuid.UUID, at: dt.datetime, *, causation: uuid.UUID, hand_back: bool = False
+) -> None:
     placement = await repo.cancel_placement(uow.conn, package_id, at)
     if placement is None:
         return  # none, or already ended (a redelivery)
@@ -162,7 +195,9 @@ async def _end_placement(uow: UnitOfWork, package_id: uuid.UUID, at: dt.datetime
     await uow.emit(provider_updated(row, causation=causation))
 
 
-async def change_status(uow: UnitOfWork, provider_id: str, *, status: str, reason: str, decided_by: str) -> ProviderUpdated:
+async def change_status(
+    uow: UnitOfWork, provider_id: str, *, status: str, reason: str, decided_by: str
+) -> ProviderUpdated:
     """The council suspends a provider, reinstates it, or records that it left the framework. The
     brokerage learns it from ProviderUpdated and re-brokers the provider's active packages."""
     row = await repo.lock_provider(uow.conn, provider_id)
@@ -173,8 +208,14 @@ async def change_status(uow: UnitOfWork, provider_id: str, *, status: str, reaso
     row = await repo.set_status(uow.conn, provider_id, status=status, reason=reason, decided_by=decided_by, at=now())
     updated = provider_updated(row)
     await uow.emit(updated)
-    log.warning("provider status changed", provider_id=provider_id, status=status, was=current, reason=reason,
-                decided_by=decided_by)
+    log.warning(
+        "provider status changed",
+        provider_id=provider_id,
+        status=status,
+        was=current,
+        reason=reason,
+        decided_by=decided_by,
+    )
     return updated
 
 
@@ -188,18 +229,33 @@ class Refused(Exception):
 def offer_notice(source, provider_id: str) -> OfferNotice:
     """The offer as the provider's system sees it, from the OfferMade event or the stored offer row."""
     if isinstance(source, OfferMade):
-        fields = dict(package_id=source.package_id, offer_round=source.offer_round, tier=source.tier,
-                      package=source.package, band_rate=source.band_rate, window_closes_at=source.window_closes_at)
+        fields = dict(
+            package_id=source.package_id,
+            offer_round=source.offer_round,
+            tier=source.tier,
+            package=source.package,
+            band_rate=source.band_rate,
+            window_closes_at=source.window_closes_at,
+        )
     else:
-        fields = dict(package_id=source["package_id"], offer_round=source["offer_round"], tier=source["tier"],
-                      package=PackageSpec.model_validate_json(source["spec"]), band_rate=source["band_rate"], window_closes_at=source["window_closes_at"],
-                      status=source["status"])
+        fields = dict(
+            package_id=source["package_id"],
+            offer_round=source["offer_round"],
+            tier=source["tier"],
+            package=PackageSpec.model_validate_json(source["spec"]),
+            band_rate=source["band_rate"],
+            window_closes_at=source["window_closes_at"],
+            status=source["status"],
+        )
     base = f"/me/offers/{fields['package_id']}"
-    return OfferNotice(provider_id=provider_id, answer_with={"bid": f"{base}/bid", "decline": f"{base}/decline"}, **fields)
+    return OfferNotice(
+        provider_id=provider_id, answer_with={"bid": f"{base}/bid", "decline": f"{base}/decline"}, **fields
+    )
 
 
-async def answer_through_api(uow: UnitOfWork, provider_id: str, package_id: uuid.UUID,
-                             answer: BidRequest | DeclineRequest) -> dict:
+async def answer_through_api(
+    uow: UnitOfWork, provider_id: str, package_id: uuid.UUID, answer: BidRequest | DeclineRequest
+) -> dict:
     """A webhook or portal adapter's answer to its own latest offer of the package.
 
     Refused when the provider was never offered the package (LookupError: a 404, so another
@@ -217,8 +273,14 @@ async def answer_through_api(uow: UnitOfWork, provider_id: str, package_id: uuid
     adapter = repo.rules_of(provider).kind
     if adapter == "automatic":
         raise Refused("your adapter is automatic: the service answers your offers by your rules")
-    common = dict(correlation_id=package_id, package_id=package_id, offer_round=offer["offer_round"],
-                  provider_id=provider_id, adapter=adapter, answered_at=at)
+    common = dict(
+        correlation_id=package_id,
+        package_id=package_id,
+        offer_round=offer["offer_round"],
+        provider_id=provider_id,
+        adapter=adapter,
+        answered_at=at,
+    )
     if isinstance(answer, BidRequest):
         spec = PackageSpec.model_validate_json(offer["spec"])
         hours = spec.hours_per_week
@@ -226,23 +288,55 @@ async def answer_through_api(uow: UnitOfWork, provider_id: str, package_id: uuid
         if free < hours:
             raise Refused(f"a bid holds {hours} h/week and you have {free} h free; raise your capacity first")
         if answer.earliest_start < dt.date.today() or answer.earliest_start > spec.start_date + dt.timedelta(days=366):
-            raise Refused(f"earliest_start must be between today and a year after the requested start ({spec.start_date})")
-        await repo.record_bid(uow.conn, package_id=package_id, offer_round=offer["offer_round"], provider_id=provider_id,
-                              hourly_rate=answer.rate, hold=hours, at=at)
+            raise Refused(
+                f"earliest_start must be between today and a year after the requested start ({spec.start_date})"
+            )
+        await repo.record_bid(
+            uow.conn,
+            package_id=package_id,
+            offer_round=offer["offer_round"],
+            provider_id=provider_id,
+            hourly_rate=answer.rate,
+            hold=hours,
+            at=at,
+        )
         await uow.emit(BidSubmitted(hourly_rate=answer.rate, earliest_start=answer.earliest_start, **common))
     else:
-        await repo.record_decline(uow.conn, package_id=package_id, offer_round=offer["offer_round"], provider_id=provider_id,
-                                  reason=answer.reason.value, text=answer.text, at=at)
+        await repo.record_decline(
+            uow.conn,
+            package_id=package_id,
+            offer_round=offer["offer_round"],
+            provider_id=provider_id,
+            reason=answer.reason.value,
+            text=answer.text,
+            at=at,
+        )
         await uow.emit(OfferDeclined(reason=answer.reason, reason_text=answer.text, **common))
     await uow.conn.execute(
-        "UPDATE offers SET adapter = $4, earliest_start = $5 WHERE package_id = $1 AND offer_round = $2 AND provider_id = $3",
-        package_id, offer["offer_round"], provider_id, adapter, getattr(answer, "earliest_start", None))
-    return {"package_id": str(package_id), "offer_round": offer["offer_round"],
-            "status": "bid" if isinstance(answer, BidRequest) else "declined", "answered_at": at.isoformat()}
+        "UPDATE offers SET adapter = $4, earliest_start = $5 WHERE package_id = $1 AND offer_round = $2 AND "
+        "provider_id = $3",
+        package_id,
+        offer["offer_round"],
+        provider_id,
+        adapter,
+        getattr(answer, "earliest_start", None),
+    )
+    return {
+        "package_id": str(package_id),
+        "offer_round": offer["offer_round"],
+        "status": "bid" if isinstance(answer, BidRequest) else "declined",
+        "answered_at": at.isoformat(),
+    }
 
 
-async def update_own_profile(uow: UnitOfWork, provider_id: str, *, weekly_capacity_hours: Decimal | None,
-                             call_times: list[str] | None, max_calls_per_day: int | None) -> None:
+async def update_own_profile(
+    uow: UnitOfWork,
+    provider_id: str,
+    *,
+    weekly_capacity_hours: Decimal | None,
+    call_times: list[str] | None,
+    max_calls_per_day: int | None,
+) -> None:
     """Capacity is in the registry (the brokerage hears of it through ProviderUpdated); call times are
     the adapter's own settings. Capacity cannot drop below what is committed and held."""
     row = await repo.lock_provider(uow.conn, provider_id)
@@ -250,8 +344,13 @@ async def update_own_profile(uow: UnitOfWork, provider_id: str, *, weekly_capaci
         raise LookupError(f"no provider {provider_id!r}")
     if call_times is not None or max_calls_per_day is not None:
         rules = repo.rules_of(row)
-        changed = rules.model_copy(update={k: v for k, v in
-                                           {"call_times": call_times, "max_calls_per_day": max_calls_per_day}.items() if v is not None})
+        changed = rules.model_copy(
+            update={
+                k: v
+                for k, v in {"call_times": call_times, "max_calls_per_day": max_calls_per_day}.items()
+                if v is not None
+            }
+        )
         rules = domain.AutomaticRules.model_validate(changed.model_dump())
         row = await repo.update_adapter(uow.conn, provider_id, rules.model_dump(mode="json"), row["webhook_secret"])
     if weekly_capacity_hours is not None:
@@ -262,20 +361,30 @@ async def update_own_profile(uow: UnitOfWork, provider_id: str, *, weekly_capaci
         await uow.emit(provider_updated(row))
 
 
-async def request_coverage_change(uow: UnitOfWork, provider_id: str, *, zones: list[str], bands: list[str], reason: str) -> dict:
+async def request_coverage_change(
+    uow: UnitOfWork, provider_id: str, *, zones: list[str], bands: list[str], reason: str
+) -> dict:
     known = load_framework().zones
     unknown = sorted(set(zones) - set(known))
     if unknown:
         raise ValueError(f"unknown zones: {', '.join(unknown)}")
-    if await uow.conn.fetchval("SELECT true FROM change_requests WHERE provider_id = $1 AND status = 'pending'", provider_id):
+    if await uow.conn.fetchval(
+        "SELECT true FROM change_requests WHERE provider_id = $1 AND status = 'pending'", provider_id
+    ):
         raise Refused("a change request of yours is already awaiting the brokerage team's decision")
     row = await uow.conn.fetchrow(
         "INSERT INTO change_requests (provider_id, zones, bands, reason) VALUES ($1, $2, $3, $4) RETURNING *",
-        provider_id, list(dict.fromkeys(zones)), list(dict.fromkeys(bands)), reason)
+        provider_id,
+        list(dict.fromkeys(zones)),
+        list(dict.fromkeys(bands)),
+        reason,
+    )
     return change_request_view(row)
 
 
-async def decide_coverage_change(uow: UnitOfWork, request_id: int, *, approve: bool, decided_by: str, reason: str) -> dict:
+async def decide_coverage_change(
+    uow: UnitOfWork, request_id: int, *, approve: bool, decided_by: str, reason: str
+) -> dict:
     row = await uow.conn.fetchrow("SELECT * FROM change_requests WHERE request_id = $1 FOR UPDATE", request_id)
     if row is None:
         raise LookupError(f"no change request {request_id}")
@@ -284,7 +393,11 @@ async def decide_coverage_change(uow: UnitOfWork, request_id: int, *, approve: b
     decided = await uow.conn.fetchrow(
         """UPDATE change_requests SET status = $2, decided_at = now(), decided_by = $3, decision_reason = $4
             WHERE request_id = $1 RETURNING *""",
-        request_id, "approved" if approve else "rejected", decided_by, reason)
+        request_id,
+        "approved" if approve else "rejected",
+        decided_by,
+        reason,
+    )
     if approve:
         await repo.lock_provider(uow.conn, row["provider_id"])
         provider = await repo.update_coverage(uow.conn, row["provider_id"], list(row["zones"]), list(row["bands"]))
@@ -296,7 +409,9 @@ def change_request_view(row) -> dict:
     return {k: (list(v) if isinstance(v, list | tuple) else v) for k, v in dict(row).items()}
 
 
-async def set_adapter(uow: UnitOfWork, provider_id: str, adapter: domain.AutomaticRules, *, new_secret: bool) -> str | None:
+async def set_adapter(
+    uow: UnitOfWork, provider_id: str, adapter: domain.AutomaticRules, *, new_secret: bool
+) -> str | None:
     """Choose the provider's adapter; returns a new webhook signing secret when one was made (shown once)."""
     row = await repo.lock_provider(uow.conn, provider_id)
     if row is None:
@@ -338,22 +453,42 @@ async def deliver_due_webhooks(pool, client, settings, *, batch: int = 20) -> in
         body = row["body"].encode()
         code, error = None, None
         try:
-            response = await client.post(row["url"], content=body,
-                                         headers=signed_headers(row["webhook_secret"] or "", str(row["delivery_id"]), body),
-                                         timeout=settings.webhook_timeout_seconds)
+            response = await client.post(
+                row["url"],
+                content=body,
+                headers=signed_headers(row["webhook_secret"] or "", str(row["delivery_id"]), body),
+                timeout=settings.webhook_timeout_seconds,
+            )
             code = response.status_code
             if not 200 <= code < 300:
                 error = f"HTTP {code}: {response.text[:200]}"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {str(exc)[:200]}"
-        delay = retry_delay(row["attempts"], initial=settings.webhook_backoff_initial_seconds,
-                            maximum=settings.webhook_backoff_max_seconds, jitter=random.random())
+        delay = retry_delay(
+            row["attempts"],
+            initial=settings.webhook_backoff_initial_seconds,
+            maximum=settings.webhook_backoff_max_seconds,
+            jitter=random.random(),
+        )
         async with pool.acquire() as conn:
-            await repo.record_delivery_outcome(conn, row["delivery_id"], delivered=error is None, status_code=code,
-                                               error=error, retry_in=delay, max_attempts=settings.webhook_max_attempts)
+            await repo.record_delivery_outcome(
+                conn,
+                row["delivery_id"],
+                delivered=error is None,
+                status_code=code,
+                error=error,
+                retry_in=delay,
+                max_attempts=settings.webhook_max_attempts,
+            )
         if error:
-            log.warning("webhook delivery failed; will retry", delivery_id=str(row["delivery_id"]),
-                        provider_id=row["provider_id"], attempt=row["attempts"], retry_in=round(delay, 2), error=error)
+            log.warning(
+                "webhook delivery failed; will retry",
+                delivery_id=str(row["delivery_id"]),
+                provider_id=row["provider_id"],
+                attempt=row["attempts"],
+                retry_in=round(delay, 2),
+                error=error,
+            )
 
     await asyncio.gather(*(attempt(r) for r in due))
     return len(due)

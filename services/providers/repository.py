@@ -36,8 +36,11 @@ async def insert_provider(conn: asyncpg.Connection, seed: dict) -> asyncpg.Recor
     return await conn.fetchrow(
         """INSERT INTO providers (provider_id, profile, adapter, weekly_capacity_hours, committed_hours)
            VALUES ($1, $2::jsonb, $3::jsonb, $4, $5) ON CONFLICT (provider_id) DO NOTHING RETURNING *""",
-        seed["provider_id"], json.dumps(profile), json.dumps(seed.get("adapter") or {"kind": "automatic"}),
-        Decimal(str(seed["weekly_capacity_hours"])), Decimal(str(seed.get("committed_hours", 0))),
+        seed["provider_id"],
+        json.dumps(profile),
+        json.dumps(seed.get("adapter") or {"kind": "automatic"}),
+        Decimal(str(seed["weekly_capacity_hours"])),
+        Decimal(str(seed.get("committed_hours", 0))),
     )
 
 
@@ -48,26 +51,39 @@ async def lock_provider(conn: asyncpg.Connection, provider_id: str) -> asyncpg.R
 async def lock_providers(conn: asyncpg.Connection, provider_ids: list[str]) -> dict[str, asyncpg.Record]:
     """Several providers' rows, locked in one statement in a fixed order (rows are locked as the
     sort hands them over), so two transactions locking overlapping sets cannot deadlock."""
-    rows = await conn.fetch("SELECT * FROM providers WHERE provider_id = ANY($1::text[]) ORDER BY provider_id FOR UPDATE",
-                            provider_ids)
+    rows = await conn.fetch(
+        "SELECT * FROM providers WHERE provider_id = ANY($1::text[]) ORDER BY provider_id FOR UPDATE", provider_ids
+    )
     return {r["provider_id"]: r for r in rows}
 
 
-async def insert_offers(conn: asyncpg.Connection, event: OfferMade, answers: dict[str, Bid | Decline | None], *,
-                        hours: Decimal, at: dt.datetime) -> set[str]:
+async def insert_offers(
+    conn: asyncpg.Connection,
+    event: OfferMade,
+    answers: dict[str, Bid | Decline | None],
+    *,
+    hours: Decimal,
+    at: dt.datetime,
+) -> set[str]:
     """The offer to each provider, with the automatic adapter's answer where there is one (None:
     the provider answers later, through the API); returns the providers whose offer is new (not
     a redelivery). A bid holds the package's hours: see :func:`hold_hours`."""
     ids = sorted(answers)
     rows = await conn.fetch(
         """INSERT INTO offers (package_id, offer_round, tier, spec, band_rate, window_closes_at, provider_id, status,
-                               hourly_rate, earliest_start, held_hours, decline_reason, decline_text, answered_at, adapter)
+                               hourly_rate, earliest_start, held_hours, decline_reason, decline_text, answered_at,
+                                   adapter)
            SELECT $1, $2, $3, $4::jsonb, $5, $6, t.*
              FROM unnest($7::text[], $8::text[], $9::numeric[], $10::date[], $11::numeric[], $12::text[], $13::text[],
                          $14::timestamptz[], $15::text[]) AS t
            ON CONFLICT DO NOTHING RETURNING provider_id""",
-        event.package_id, event.offer_round, event.tier.value, event.package.model_dump_json(), event.band_rate,
-        event.window_closes_at, ids,
+        event.package_id,
+        event.offer_round,
+        event.tier.value,
+        event.package.model_dump_json(),
+        event.band_rate,
+        event.window_closes_at,
+        ids,
         ["offered" if answers[i] is None else "bid" if isinstance(answers[i], Bid) else "declined" for i in ids],
         [answers[i].hourly_rate if isinstance(answers[i], Bid) else None for i in ids],
         [answers[i].earliest_start if isinstance(answers[i], Bid) else None for i in ids],
@@ -82,26 +98,53 @@ async def insert_offers(conn: asyncpg.Connection, event: OfferMade, answers: dic
 
 async def hold_hours(conn: asyncpg.Connection, provider_ids: list[str], hours: Decimal) -> None:
     """Capacity held by these providers' new bids (released when the package is settled)."""
-    await conn.execute("UPDATE providers SET held_hours = held_hours + $2 WHERE provider_id = ANY($1::text[])",
-                       provider_ids, hours)
+    await conn.execute(
+        "UPDATE providers SET held_hours = held_hours + $2 WHERE provider_id = ANY($1::text[])", provider_ids, hours
+    )
 
 
-async def record_bid(conn: asyncpg.Connection, *, package_id: uuid.UUID, offer_round: int, provider_id: str,
-                     hourly_rate: Decimal, hold: Decimal, at: dt.datetime) -> None:
+async def record_bid(
+    conn: asyncpg.Connection,
+    *,
+    package_id: uuid.UUID,
+    offer_round: int,
+    provider_id: str,
+    hourly_rate: Decimal,
+    hold: Decimal,
+    at: dt.datetime,
+) -> None:
     await conn.execute(
         """UPDATE offers SET status = 'bid', hourly_rate = $4, held_hours = $5, answered_at = $6
             WHERE package_id = $1 AND offer_round = $2 AND provider_id = $3""",
-        package_id, offer_round, provider_id, hourly_rate, hold, at,
+        package_id,
+        offer_round,
+        provider_id,
+        hourly_rate,
+        hold,
+        at,
     )
     await conn.execute("UPDATE providers SET held_hours = held_hours + $2 WHERE provider_id = $1", provider_id, hold)
 
 
-async def record_decline(conn: asyncpg.Connection, *, package_id: uuid.UUID, offer_round: int, provider_id: str,
-                         reason: str, text: str, at: dt.datetime) -> None:
+async def record_decline(
+    conn: asyncpg.Connection,
+    *,
+    package_id: uuid.UUID,
+    offer_round: int,
+    provider_id: str,
+    reason: str,
+    text: str,
+    at: dt.datetime,
+) -> None:
     await conn.execute(
         """UPDATE offers SET status = 'declined', decline_reason = $4, decline_text = $5, answered_at = $6
             WHERE package_id = $1 AND offer_round = $2 AND provider_id = $3""",
-        package_id, offer_round, provider_id, reason, text, at,
+        package_id,
+        offer_round,
+        provider_id,
+        reason,
+        text,
+        at,
     )
 
 
@@ -121,9 +164,11 @@ async def settle_bids(conn: asyncpg.Connection, package_id: uuid.UUID, *, won_by
                 WHERE o.package_id = h.package_id AND o.offer_round = h.offer_round AND o.provider_id = h.provider_id
                RETURNING h.provider_id, h.held_hours)
            UPDATE providers p SET held_hours = p.held_hours - r.hours
-             FROM (SELECT provider_id, sum(held_hours) AS hours FROM settled GROUP BY provider_id ORDER BY provider_id) r
+             FROM (SELECT provider_id, sum(held_hours) AS hours FROM settled GROUP BY provider_id ORDER BY
+                 provider_id) r
             WHERE p.provider_id = r.provider_id""",
-        package_id, won_by,
+        package_id,
+        won_by,
     )
 
 
@@ -140,7 +185,8 @@ async def cancel_placement(conn: asyncpg.Connection, package_id: uuid.UUID, at: 
     return await conn.fetchrow(
         """UPDATE placements SET cancelled_at = $2 WHERE package_id = $1 AND cancelled_at IS NULL
            RETURNING provider_id, hours_per_week""",
-        package_id, at,
+        package_id,
+        at,
     )
 
 
@@ -148,57 +194,85 @@ async def commit_hours(conn: asyncpg.Connection, provider_id: str, hours: Decima
     return await conn.fetchrow(
         """UPDATE providers SET committed_hours = committed_hours + $2, revision = revision + 1, updated_at = now()
             WHERE provider_id = $1 RETURNING *""",
-        provider_id, hours,
+        provider_id,
+        hours,
     )
 
 
-async def insert_placement(conn: asyncpg.Connection, *, package_id: uuid.UUID, provider_id: str, hours: Decimal,
-                           hourly_rate: Decimal, start_date: dt.date, placed_at: dt.datetime) -> bool:
-    return bool(await conn.fetchval(
-        """INSERT INTO placements (package_id, provider_id, hours_per_week, hourly_rate, start_date, placed_at)
+async def insert_placement(
+    conn: asyncpg.Connection,
+    *,
+    package_id: uuid.UUID,
+    provider_id: str,
+    hours: Decimal,
+    hourly_rate: Decimal,
+    start_date: dt.date,
+    placed_at: dt.datetime,
+) -> bool:
+    return bool(
+        await conn.fetchval(
+            """INSERT INTO placements (package_id, provider_id, hours_per_week, hourly_rate, start_date, placed_at)
            VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING true""",
-        package_id, provider_id, hours, hourly_rate, start_date, placed_at,
-    ))
+            package_id,
+            provider_id,
+            hours,
+            hourly_rate,
+            start_date,
+            placed_at,
+        )
+    )
 
 
 async def count_hand_back(conn: asyncpg.Connection, provider_id: str) -> asyncpg.Record:
     return await conn.fetchrow(
-        """UPDATE providers SET profile = jsonb_set(profile, '{hand_backs_12m}', to_jsonb((profile->>'hand_backs_12m')::int + 1)),
+        """UPDATE providers SET profile = jsonb_set(profile, '{hand_backs_12m}',
+           to_jsonb((profile->>'hand_backs_12m')::int + 1)),
                                 revision = revision + 1, updated_at = now()
             WHERE provider_id = $1 RETURNING *""",
         provider_id,
     )
 
 
-async def set_status(conn: asyncpg.Connection, provider_id: str, *, status: str, reason: str, decided_by: str,
-                     at: dt.datetime) -> asyncpg.Record:
+async def set_status(
+    conn: asyncpg.Connection, provider_id: str, *, status: str, reason: str, decided_by: str, at: dt.datetime
+) -> asyncpg.Record:
     await conn.execute(
         "INSERT INTO status_changes (provider_id, status, reason, decided_by, decided_at) VALUES ($1, $2, $3, $4, $5)",
-        provider_id, status, reason, decided_by, at,
+        provider_id,
+        status,
+        reason,
+        decided_by,
+        at,
     )
     return await conn.fetchrow(
         """UPDATE providers SET profile = jsonb_set(profile, '{status}', to_jsonb($2::text)),
                                 revision = revision + 1, updated_at = now()
             WHERE provider_id = $1 RETURNING *""",
-        provider_id, status,
+        provider_id,
+        status,
     )
 
 
 async def status_history(conn: asyncpg.Connection | asyncpg.Pool, provider_id: str) -> list[asyncpg.Record]:
     return await conn.fetch(
-        "SELECT status, reason, decided_by, decided_at FROM status_changes WHERE provider_id = $1 ORDER BY id", provider_id
+        "SELECT status, reason, decided_by, decided_at FROM status_changes WHERE provider_id = $1 ORDER BY id",
+        provider_id,
     )
 
 
 # ---- credentials, self-service, adapters, webhook deliveries ------------------------------
 
 
-async def insert_credential(conn: asyncpg.Connection, provider_id: str, credential_id: str, secret_sha256: str,
-                            label: str) -> asyncpg.Record:
+async def insert_credential(
+    conn: asyncpg.Connection, provider_id: str, credential_id: str, secret_sha256: str, label: str
+) -> asyncpg.Record:
     return await conn.fetchrow(
         """INSERT INTO credentials (credential_id, provider_id, secret_sha256, label) VALUES ($1, $2, $3, $4)
            RETURNING credential_id, provider_id, label, created_at, revoked_at, last_used_at""",
-        credential_id, provider_id, secret_sha256, label,
+        credential_id,
+        provider_id,
+        secret_sha256,
+        label,
     )
 
 
@@ -208,7 +282,8 @@ async def revoke_credentials(conn: asyncpg.Connection, provider_id: str, credent
         """UPDATE credentials SET revoked_at = now()
             WHERE provider_id = $1 AND revoked_at IS NULL AND ($2::text IS NULL OR credential_id = $2)
            RETURNING credential_id""",
-        provider_id, credential_id,
+        provider_id,
+        credential_id,
     )
     return [r["credential_id"] for r in rows]
 
@@ -227,8 +302,9 @@ async def latest_offer(conn: asyncpg.Connection, provider_id: str, package_id: u
     """The provider's own latest offer of the package (never another provider's)."""
     return await conn.fetchrow(
         f"""SELECT * FROM offers WHERE provider_id = $1 AND package_id = $2
-             ORDER BY offer_round DESC LIMIT 1 {'FOR UPDATE' if lock else ''}""",
-        provider_id, package_id,
+             ORDER BY offer_round DESC LIMIT 1 {"FOR UPDATE" if lock else ""}""",
+        provider_id,
+        package_id,
     )
 
 
@@ -237,14 +313,20 @@ async def close_unanswered(conn: asyncpg.Connection, package_id: uuid.UUID, befo
     await conn.execute(
         """UPDATE offers SET status = 'closed'
             WHERE package_id = $1 AND status = 'offered' AND ($2::int IS NULL OR offer_round < $2)""",
-        package_id, before_round,
+        package_id,
+        before_round,
     )
 
 
-async def update_adapter(conn: asyncpg.Connection, provider_id: str, adapter: dict, webhook_secret: str | None) -> asyncpg.Record:
+async def update_adapter(
+    conn: asyncpg.Connection, provider_id: str, adapter: dict, webhook_secret: str | None
+) -> asyncpg.Record:
     return await conn.fetchrow(
-        "UPDATE providers SET adapter = $2::jsonb, webhook_secret = $3, updated_at = now() WHERE provider_id = $1 RETURNING *",
-        provider_id, json.dumps(adapter), webhook_secret,
+        "UPDATE providers SET adapter = $2::jsonb, webhook_secret = $3, updated_at = now() WHERE provider_id = $1 "
+        "RETURNING *",
+        provider_id,
+        json.dumps(adapter),
+        webhook_secret,
     )
 
 
@@ -252,25 +334,37 @@ async def update_capacity(conn: asyncpg.Connection, provider_id: str, hours: Dec
     return await conn.fetchrow(
         """UPDATE providers SET weekly_capacity_hours = $2, revision = revision + 1, updated_at = now()
             WHERE provider_id = $1 RETURNING *""",
-        provider_id, hours,
+        provider_id,
+        hours,
     )
 
 
-async def update_coverage(conn: asyncpg.Connection, provider_id: str, zones: list[str], bands: list[str]) -> asyncpg.Record:
+async def update_coverage(
+    conn: asyncpg.Connection, provider_id: str, zones: list[str], bands: list[str]
+) -> asyncpg.Record:
     return await conn.fetchrow(
         """UPDATE providers SET profile = profile || jsonb_build_object('zones', $2::jsonb, 'bands', $3::jsonb),
                                 revision = revision + 1, updated_at = now()
             WHERE provider_id = $1 RETURNING *""",
-        provider_id, json.dumps(zones), json.dumps(bands),
+        provider_id,
+        json.dumps(zones),
+        json.dumps(bands),
     )
 
 
-async def insert_delivery(conn: asyncpg.Connection, *, delivery_id: uuid.UUID, provider_id: str, event: OfferMade,
-                          url: str, body: str) -> None:
+async def insert_delivery(
+    conn: asyncpg.Connection, *, delivery_id: uuid.UUID, provider_id: str, event: OfferMade, url: str, body: str
+) -> None:
     await conn.execute(
         """INSERT INTO webhook_deliveries (delivery_id, provider_id, package_id, offer_round, url, body, give_up_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING""",
-        delivery_id, provider_id, event.package_id, event.offer_round, url, body, event.window_closes_at,
+        delivery_id,
+        provider_id,
+        event.package_id,
+        event.offer_round,
+        url,
+        body,
+        event.window_closes_at,
     )
 
 
@@ -286,12 +380,21 @@ async def claim_due_deliveries(conn: asyncpg.Connection, limit: int, lease_secon
                                      ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
               AND p.provider_id = d.provider_id
         RETURNING d.*, p.webhook_secret""",
-        limit, lease_seconds,
+        limit,
+        lease_seconds,
     )
 
 
-async def record_delivery_outcome(conn, delivery_id: uuid.UUID, *, delivered: bool, status_code: int | None,
-                                  error: str | None, retry_in: float, max_attempts: int) -> None:
+async def record_delivery_outcome(
+    conn,
+    delivery_id: uuid.UUID,
+    *,
+    delivered: bool,
+    status_code: int | None,
+    error: str | None,
+    retry_in: float,
+    max_attempts: int,
+) -> None:
     await conn.execute(
         """UPDATE webhook_deliveries
               SET status = CASE WHEN $2 THEN 'delivered'
@@ -301,5 +404,10 @@ async def record_delivery_outcome(conn, delivery_id: uuid.UUID, *, delivered: bo
                   last_status_code = $3, last_error = $4,
                   next_attempt_at = now() + make_interval(secs => $5)
             WHERE delivery_id = $1 AND status = 'pending'""",
-        delivery_id, delivered, status_code, error, retry_in, max_attempts,
+        delivery_id,
+        delivered,
+        status_code,
+        error,
+        retry_in,
+        max_attempts,
     )

@@ -19,16 +19,22 @@ if TYPE_CHECKING:
     from services.runtime.service import Service
 
 
-def declare_publishes(service: "Service", topic: str, *events: type[Envelope], description: str) -> None:
+def declare_publishes(service: Service, topic: str, *events: type[Envelope], description: str) -> None:
     """Document that the service publishes these events on the topic (the relay does the sending)."""
-    schema = events[0] if len(events) == 1 else Union[events]  # type: ignore[valid-type]
-    service.broker.publisher(topics.resolve(topic), schema=schema, title=f"{service.name}:{topic}", description=description)
+    schema = events[0] if len(events) == 1 else Union[events]  # type: ignore[valid-type]  # noqa: UP007 (a union built at run time)
+    service.broker.publisher(
+        topics.resolve(topic), schema=schema, title=f"{service.name}:{topic}", description=description
+    )
 
 
-def document(service: "Service") -> dict:
-    spec = AsyncAPI(service.broker, title=f"{service.name} service events", version="1",
-                    description=f"What the {service.name} service consumes and publishes on Kafka.",
-                    schema_version="3.0.0")
+def document(service: Service) -> dict:
+    spec = AsyncAPI(
+        service.broker,
+        title=f"{service.name} service events",
+        version="1",
+        description=f"What the {service.name} service consumes and publishes on Kafka.",
+        schema_version="3.0.0",
+    )
     return json.loads(spec.to_specification().to_json())
 
 

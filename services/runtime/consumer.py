@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 
 import asyncpg
 import structlog
@@ -74,7 +74,7 @@ class Delivery:
     headers: dict[str, str]
 
     @classmethod
-    def of(cls, record) -> "Delivery":
+    def of(cls, record) -> Delivery:
         headers = {}
         for name, value in record.headers or ():
             headers[name] = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
@@ -87,10 +87,22 @@ async def raw_body(message) -> bytes:
 
 
 class EventConsumer:
-    def __init__(self, *, service: str, group: str, pool_provider: Callable[[], asyncpg.Pool], broker: KafkaBroker,
-                 max_attempts: int = 3, backoff_initial: float = 0.2, backoff_max: float = 15.0,
-                 transient_give_up_seconds: float = 240.0, batch_size: int = 100, batch_wait_ms: int = 20,
-                 fetch_min_bytes: int = 1, fetch_max_wait_ms: int = 500) -> None:
+    def __init__(
+        self,
+        *,
+        service: str,
+        group: str,
+        pool_provider: Callable[[], asyncpg.Pool],
+        broker: KafkaBroker,
+        max_attempts: int = 3,
+        backoff_initial: float = 0.2,
+        backoff_max: float = 15.0,
+        transient_give_up_seconds: float = 240.0,
+        batch_size: int = 100,
+        batch_wait_ms: int = 20,
+        fetch_min_bytes: int = 1,
+        fetch_max_wait_ms: int = 500,
+    ) -> None:
         self.service = service
         self.group = group
         self._pool_provider = pool_provider
@@ -178,29 +190,37 @@ class EventConsumer:
             return await self.process(work[0][0], work[0][1])
         started = time.perf_counter()
         try:
-            async with self._pool_provider().acquire() as conn:
-                async with conn.transaction():
-                    fresh = await record_in_inbox(conn, consumer=self.group, deliveries=[(e, d) for d, e, _ in work])
-                    applied = []
-                    uow = UnitOfWork(conn)  # one for the batch: its outbox rows are written at once
-                    for delivery, event, handler in work:
-                        first_time = event.event_id in fresh
-                        fresh.discard(event.event_id)  # the same event twice in one batch: applied once
-                        if first_time:
-                            await handler(uow, event)
-                        applied.append(first_time)
-                    await uow.flush()
+            async with self._pool_provider().acquire() as conn, conn.transaction():
+                fresh = await record_in_inbox(conn, consumer=self.group, deliveries=[(e, d) for d, e, _ in work])
+                applied = []
+                uow = UnitOfWork(conn)  # one for the batch: its outbox rows are written at once
+                for _delivery, event, handler in work:
+                    first_time = event.event_id in fresh
+                    fresh.discard(event.event_id)  # the same event twice in one batch: applied once
+                    if first_time:
+                        await handler(uow, event)
+                    applied.append(first_time)
+                await uow.flush()
         except Exception as exc:
             log.info("batch not applied as one; applying its events one at a time", size=len(work), error=repr(exc))
             return await self._one_by_one(deliveries)
         seconds = (time.perf_counter() - started) / len(work)
-        for (delivery, event, _), first_time in zip(work, applied):
-            metrics.EVENTS_HANDLED.labels(self.service, self.group, event.event_type,
-                                          "applied" if first_time else "duplicate").inc()
+        for (delivery, event, _), first_time in zip(work, applied, strict=True):
+            metrics.EVENTS_HANDLED.labels(
+                self.service, self.group, event.event_type, "applied" if first_time else "duplicate"
+            ).inc()
             metrics.HANDLER_SECONDS.labels(self.service, event.event_type).observe(seconds)
-            log.info("event applied" if first_time else "duplicate event skipped", event_id=str(event.event_id),
-                     event_type=event.event_type, correlation_id=str(event.correlation_id), topic=delivery.topic,
-                     partition=delivery.partition, offset=delivery.offset, consumer_group=self.group, batch=len(work))
+            log.info(
+                "event applied" if first_time else "duplicate event skipped",
+                event_id=str(event.event_id),
+                event_type=event.event_type,
+                correlation_id=str(event.correlation_id),
+                topic=delivery.topic,
+                partition=delivery.partition,
+                offset=delivery.offset,
+                consumer_group=self.group,
+                batch=len(work),
+            )
         return True
 
     async def _one_by_one(self, deliveries: list[Delivery]) -> bool:
@@ -213,8 +233,14 @@ class EventConsumer:
         """Apply one message (``event``: already parsed from it). True when its offset may be
         committed; False only on shutdown."""
         structlog.contextvars.bind_contextvars(
-            topic=delivery.topic, partition=delivery.partition, offset=delivery.offset, consumer_group=self.group,
-            event_id=None, event_type=None, correlation_id=None, attempt=None,
+            topic=delivery.topic,
+            partition=delivery.partition,
+            offset=delivery.offset,
+            consumer_group=self.group,
+            event_id=None,
+            event_type=None,
+            correlation_id=None,
+            attempt=None,
         )
         try:
             try:
@@ -243,20 +269,21 @@ class EventConsumer:
             structlog.contextvars.bind_contextvars(attempt=attempt)
             started = time.perf_counter()
             try:
-                async with self._pool_provider().acquire() as conn:
-                    async with conn.transaction():
-                        first_time = bool(await record_in_inbox(conn, consumer=self.group, deliveries=[(event, delivery)]))
-                        if first_time:
-                            uow = UnitOfWork(conn)
-                            await handler(uow, event)
-                            await uow.flush()
+                async with self._pool_provider().acquire() as conn, conn.transaction():
+                    first_time = bool(await record_in_inbox(conn, consumer=self.group, deliveries=[(event, delivery)]))
+                    if first_time:
+                        uow = UnitOfWork(conn)
+                        await handler(uow, event)
+                        await uow.flush()
                 outcome = "applied" if first_time else "duplicate"
                 metrics.EVENTS_HANDLED.labels(self.service, self.group, event.event_type, outcome).inc()
                 metrics.HANDLER_SECONDS.labels(self.service, event.event_type).observe(time.perf_counter() - started)
                 log.info("event applied" if first_time else "duplicate event skipped")
                 return True
             except Rejected as exc:
-                return await self._dead_letter(delivery, "rejected", str(exc), attempts=attempt, event_type=event.event_type)
+                return await self._dead_letter(
+                    delivery, "rejected", str(exc), attempts=attempt, event_type=event.event_type
+                )
             except Exception as exc:
                 error = exc
                 if is_transient(exc):
@@ -270,16 +297,21 @@ class EventConsumer:
                     give_up = attempt >= self.max_attempts
             if give_up:
                 log.error("giving up on event", error=repr(error), exc_info=error)
-                return await self._dead_letter(delivery, reason, repr(error), attempts=attempt, event_type=event.event_type)
+                return await self._dead_letter(
+                    delivery, reason, repr(error), attempts=attempt, event_type=event.event_type
+                )
             delay = next(delays)
             metrics.HANDLER_RETRIES.labels(self.service, event.event_type).inc()
             log.warning("event failed; retrying", error=repr(error), retry_in=round(delay, 2))
             if await self._stopping_within(delay):
                 return False  # shutting down: leave the offset uncommitted, the event comes back
 
-    async def _dead_letter(self, delivery: Delivery, reason: str, error: str, *, attempts: int, event_type: str | None) -> bool:
-        letter = DeadLetter.from_delivery(delivery, consumer=self.group, service=self.service, reason=reason,
-                                          error=error, attempts=attempts)
+    async def _dead_letter(
+        self, delivery: Delivery, reason: str, error: str, *, attempts: int, event_type: str | None
+    ) -> bool:
+        letter = DeadLetter.from_delivery(
+            delivery, consumer=self.group, service=self.service, reason=reason, error=error, attempts=attempts
+        )
         delays = backoff_delays(self.backoff_initial, self.backoff_max)
         while True:
             try:
@@ -299,7 +331,7 @@ class EventConsumer:
         try:
             await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
 
 

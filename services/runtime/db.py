@@ -66,7 +66,9 @@ async def wait_for(what: str, connect, *, timeout: float | None = None):
         except TRANSIENT_DB_ERRORS as exc:
             if deadline is not None and loop.time() + delay > deadline:
                 raise
-            log.warning("waiting for dependency", dependency=what, attempt=attempt, retry_in=round(delay, 2), error=str(exc))
+            log.warning(
+                "waiting for dependency", dependency=what, attempt=attempt, retry_in=round(delay, 2), error=str(exc)
+            )
             await asyncio.sleep(delay)
 
 
@@ -74,7 +76,9 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """A connection goes back to the pool as it is (asyncpg still rolls back an open transaction)."""
 
 
-async def create_pool(dsn: str, *, schema: str, application: str, size: int = 10, timeout: float | None = None) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str, *, schema: str, application: str, size: int = 10, timeout: float | None = None
+) -> asyncpg.Pool:
     async def connect():
         return await asyncpg.create_pool(
             dsn,
@@ -104,7 +108,9 @@ async def provision(admin_dsn: str, *, timeout: float | None = 120) -> None:
     rights on the database's public schema, so a service cannot read another's tables.
     """
     database = urlsplit(admin_dsn).path.lstrip("/") or "homecare"
-    admin = await wait_for("postgresql", lambda: asyncpg.connect(_with_database(admin_dsn, "postgres")), timeout=timeout)
+    admin = await wait_for(
+        "postgresql", lambda: asyncpg.connect(_with_database(admin_dsn, "postgres")), timeout=timeout
+    )
     try:
         await admin.execute("SELECT pg_advisory_lock(hashtext('homecare-provision'))")
         if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database):
@@ -128,7 +134,10 @@ async def provision(admin_dsn: str, *, timeout: float | None = 120) -> None:
                 await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {role} AUTHORIZATION {role}")
         # Statement statistics for operations, where the server has the module loaded (the local
         # cluster of deploy/postgres.sh does); a server without it is fine too.
-        if await conn.fetchval("SELECT 'pg_stat_statements' = ANY(regexp_split_to_array(current_setting('shared_preload_libraries'), '\\s*,\\s*'))"):
+        if await conn.fetchval(
+            "SELECT 'pg_stat_statements' = ANY(regexp_split_to_array(current_setting('shared_preload_libraries'), "
+            "'\\s*,\\s*'))"
+        ):
             await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     finally:
         await conn.close()
@@ -153,7 +162,8 @@ async def migrate(pool: asyncpg.Pool, schema: str, folder: Path) -> list[str]:
         await conn.execute("SELECT pg_advisory_lock(hashtext($1))", f"migrate:{schema}")
         try:
             await conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY, applied_at timestamptz NOT "
+                "NULL DEFAULT now())"
             )
             done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
             for version, path in migration_files(RUNTIME_MIGRATIONS, folder):

@@ -39,9 +39,16 @@ class DeadLetter:
     original_headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_delivery(cls, delivery: "Delivery", **kw) -> "DeadLetter":
-        return cls(origin_topic=delivery.topic, origin_partition=delivery.partition, origin_offset=delivery.offset,
-                   key=delivery.key, value=delivery.value, original_headers=delivery.headers, **kw)
+    def from_delivery(cls, delivery: Delivery, **kw) -> DeadLetter:
+        return cls(
+            origin_topic=delivery.topic,
+            origin_partition=delivery.partition,
+            origin_offset=delivery.offset,
+            key=delivery.key,
+            value=delivery.value,
+            original_headers=delivery.headers,
+            **kw,
+        )
 
     def headers(self) -> dict[str, str]:
         ours = {
@@ -59,8 +66,8 @@ class DeadLetter:
         return kept | {HEADER_PREFIX + k: v for k, v in ours.items()}
 
     @classmethod
-    def from_record(cls, key: bytes | None, value: bytes, headers: dict[str, str]) -> "DeadLetter":
-        ours = {k[len(HEADER_PREFIX):]: v for k, v in headers.items() if k.startswith(HEADER_PREFIX)}
+    def from_record(cls, key: bytes | None, value: bytes, headers: dict[str, str]) -> DeadLetter:
+        ours = {k[len(HEADER_PREFIX) :]: v for k, v in headers.items() if k.startswith(HEADER_PREFIX)}
         return cls(
             origin_topic=ours.get("origin-topic", "?"),
             origin_partition=int(ours.get("origin-partition", -1)),
@@ -77,5 +84,5 @@ class DeadLetter:
         )
 
 
-async def publish_dead_letter(broker: "KafkaBroker", letter: DeadLetter) -> None:
+async def publish_dead_letter(broker: KafkaBroker, letter: DeadLetter) -> None:
     await broker.publish(letter.value, topic=topics.dead_letters(), key=letter.key, headers=letter.headers())

@@ -101,7 +101,9 @@ class EdgeMiddleware:
         body = b"".join(chunks)
         ctype = headers.get("content-type", "").split(";")[0].strip().lower()
         if body and ctype not in self.content_types:
-            return _problem(415, f"content type must be {' or '.join(sorted(self.content_types))}, not {ctype or 'missing'!r}"), receive
+            return _problem(
+                415, f"content type must be {' or '.join(sorted(self.content_types))}, not {ctype or 'missing'!r}"
+            ), receive
         delivered = False
 
         async def replay():
@@ -121,7 +123,9 @@ def _problem(status: int, message: str, fields: list[dict] | None = None, header
     return JSONResponse(status_code=status, content=body, headers=headers)
 
 
-def create_app(service: "Service", *, title: str, description: str, version: str = "1", html_forms: bool = False) -> FastAPI:
+def create_app(
+    service: Service, *, title: str, description: str, version: str = "1", html_forms: bool = False
+) -> FastAPI:
     """``html_forms``: also accept the browser's form posts (the web console's pages)."""
     app = FastAPI(title=title, description=description, version=version, lifespan=service.lifespan)
     types = {"application/json"} | ({"application/x-www-form-urlencoded"} if html_forms else set())
@@ -153,7 +157,9 @@ def create_app(service: "Service", *, title: str, description: str, version: str
     async def ready():
         checks = await service.readiness()
         ok = all(checks.values())
-        return JSONResponse(status_code=200 if ok else 503, content={"status": "ready" if ok else "not ready", "checks": checks})
+        return JSONResponse(
+            status_code=200 if ok else 503, content={"status": "ready" if ok else "not ready", "checks": checks}
+        )
 
     @app.get("/asyncapi.json", tags=["operations"], summary="AsyncAPI 3.0 document of the service's Kafka topics")
     async def asyncapi():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 from dataclasses import dataclass
@@ -19,7 +20,6 @@ from schemas import topics
 from services.runtime import topics as runtime_topics
 from services.runtime.settings import SERVICES, ServiceSettings, SharedSettings
 
-
 _SASL = {"SCRAM-SHA-512": SASLScram512, "SCRAM-SHA-256": SASLScram256, "PLAIN": SASLPlaintext}
 
 
@@ -29,8 +29,9 @@ def broker_security(settings: SharedSettings) -> BaseSecurity | None:
     if settings.kafka_security_protocol == "PLAINTEXT":
         return None
     username = settings.kafka_username or getattr(settings, "service", None)
-    return _SASL[settings.kafka_sasl_mechanism](username, settings.kafka_password or "",
-                                                use_ssl=settings.kafka_security_protocol == "SASL_SSL")
+    return _SASL[settings.kafka_sasl_mechanism](
+        username, settings.kafka_password or "", use_ssl=settings.kafka_security_protocol == "SASL_SSL"
+    )
 
 
 def kafka_security(settings: SharedSettings | None = None) -> dict:
@@ -69,15 +70,18 @@ async def ensure_topics(bootstrap: str, replication_factor: int = 1, security: d
         existing = set(await admin.list_topics())
         compacted = runtime_topics.resolve(topics.REGISTRY)
         missing = [
-            NewTopic(t, num_partitions=topics.PARTITIONS, replication_factor=replication_factor,
-                     topic_configs={"cleanup.policy": "compact"} if t == compacted else {})
-            for t in runtime_topics.all_topics() if t not in existing
+            NewTopic(
+                t,
+                num_partitions=topics.PARTITIONS,
+                replication_factor=replication_factor,
+                topic_configs={"cleanup.policy": "compact"} if t == compacted else {},
+            )
+            for t in runtime_topics.all_topics()
+            if t not in existing
         ]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         await admin.close()
 
@@ -97,14 +101,17 @@ async def partitions_of(bootstrap: str, topic: str, security: dict | None = None
         await admin.close()
 
 
-async def read_topic(bootstrap: str, topic: str, *, follow_seconds: float = 0.0, security: dict | None = None) -> list[ConsumerRecord]:
+async def read_topic(
+    bootstrap: str, topic: str, *, follow_seconds: float = 0.0, security: dict | None = None
+) -> list[ConsumerRecord]:
     """Every record on the topic from the beginning to its current end (without a consumer
     group, so nothing is committed); with ``follow_seconds``, also what arrives meanwhile."""
     partitions = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic, security)]
     if not partitions:
         return []
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
-                                **_security(security))
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest", **_security(security)
+    )
     await consumer.start()
     try:
         consumer.assign(partitions)
@@ -138,7 +145,9 @@ class PartitionLag:
         return max(0, self.end - self.committed)
 
 
-async def consumer_lag(bootstrap: str, subscriptions: dict[str, list[str]], security: dict | None = None) -> list[PartitionLag]:
+async def consumer_lag(
+    bootstrap: str, subscriptions: dict[str, list[str]], security: dict | None = None
+) -> list[PartitionLag]:
     """Committed vs end offsets per group and partition of the topics it reads (what
     kafka_exporter and Burrow report; FastStream exports no lag of its own), with the age of the
     oldest unprocessed event. A partition the group never committed on counts from its start,
@@ -161,7 +170,9 @@ async def consumer_lag(bootstrap: str, subscriptions: dict[str, list[str]], secu
                 meta = offsets.get(tp)
                 committed = meta.offset if meta is not None and meta.offset >= 0 else starts[tp]
                 age = await _age_at(consumer, tp, committed) if ends[tp] > committed else None
-                rows.append(PartitionLag(group, tp.topic, tp.partition, committed, ends[tp], age, members_of.get(group, 0)))
+                rows.append(
+                    PartitionLag(group, tp.topic, tp.partition, committed, ends[tp], age, members_of.get(group, 0))
+                )
     finally:
         await consumer.stop()
         await admin.close()
@@ -211,13 +222,17 @@ def acl_plan() -> dict[str, list[tuple[int, str, int]]]:
     for service in SERVICES:
         owned = [t for t in topics.ALL if t.split(".")[0] == service] + [topics.DEAD_LETTERS]
         grants = [(_TOPIC, runtime_topics.resolve(t), op) for t in owned for op in (_WRITE, _DESCRIBE)]
-        grants += [(_TOPIC, runtime_topics.resolve(t), op) for t in topics.CONSUMED_BY[service] for op in (_READ, _DESCRIBE)]
+        grants += [
+            (_TOPIC, runtime_topics.resolve(t), op) for t in topics.CONSUMED_BY[service] for op in (_READ, _DESCRIBE)
+        ]
         grants += [(_GROUP, runtime_topics.group(service), op) for op in (_READ, _DESCRIBE)]
         plan[service] = grants
     return plan
 
 
-async def grant_service_acls(bootstrap: str, security: dict | None = None, principals: dict[str, str] | None = None) -> int:
+async def grant_service_acls(
+    bootstrap: str, security: dict | None = None, principals: dict[str, str] | None = None
+) -> int:
     """Create the topics (as the administrator) and each service's ACLs; safe to run again.
     ``principals``: service -> Kafka user name (default: the service's name). Returns ACLs created."""
     await ensure_topics(bootstrap, security=security)
@@ -229,7 +244,8 @@ async def grant_service_acls(bootstrap: str, security: dict | None = None, princ
             principal = f"User:{(principals or {}).get(service, service)}"
             for resource_type, name, operation in grants:
                 response = await admin._send_request(
-                    CreateAclsRequest(resource_type, name, _LITERAL, principal, "*", operation, _ALLOW))
+                    CreateAclsRequest(resource_type, name, _LITERAL, principal, "*", operation, _ALLOW)
+                )
                 for error_code, message in response.creation_responses:
                     if error_code:
                         raise RuntimeError(f"could not grant {principal} on {name}: {message or error_code}")

@@ -33,7 +33,9 @@ def configure(service: str, *, fmt: str = "auto", level: str = "INFO") -> None:
     structlog.contextvars.bind_contextvars(service=service)
     # Libraries (aiokafka, uvicorn, faststream) log through the standard library: keep their
     # warnings, drop their chatter.
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:

@@ -3,29 +3,47 @@
 from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_HANDLED = Counter(
-    "homecare_events_handled_total", "Events consumed, by outcome (applied, duplicate, ignored, dead_lettered)",
+    "homecare_events_handled_total",
+    "Events consumed, by outcome (applied, duplicate, ignored, dead_lettered)",
     ["service", "consumer", "event_type", "outcome"],
 )
 HANDLER_SECONDS = Histogram(
-    "homecare_handler_seconds", "Time to apply one event, including its transaction",
-    ["service", "event_type"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    "homecare_handler_seconds",
+    "Time to apply one event, including its transaction",
+    ["service", "event_type"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 HANDLER_RETRIES = Counter("homecare_handler_retries_total", "Retries after a failed attempt", ["service", "event_type"])
-DEAD_LETTERS = Counter("homecare_dead_letters_total", "Messages sent to the dead-letter topic", ["service", "consumer", "reason"])
+DEAD_LETTERS = Counter(
+    "homecare_dead_letters_total", "Messages sent to the dead-letter topic", ["service", "consumer", "reason"]
+)
 OUTBOX_PUBLISHED = Counter("homecare_outbox_published_total", "Outbox rows published to Kafka", ["service"])
 OUTBOX_BACKLOG = Gauge("homecare_outbox_backlog", "Outbox rows not yet published", ["service"])
-CONSUMER_LAG = Gauge("homecare_consumer_lag", "Events on the partition not yet processed by the service's consumer group",
-                     ["service", "topic", "partition"])
-CONSUMER_OLDEST_UNPROCESSED = Gauge("homecare_consumer_oldest_unprocessed_seconds",
-                                    "Age of the oldest event the service's group has not processed", ["service"])
+CONSUMER_LAG = Gauge(
+    "homecare_consumer_lag",
+    "Events on the partition not yet processed by the service's consumer group",
+    ["service", "topic", "partition"],
+)
+CONSUMER_OLDEST_UNPROCESSED = Gauge(
+    "homecare_consumer_oldest_unprocessed_seconds",
+    "Age of the oldest event the service's group has not processed",
+    ["service"],
+)
 READY = Gauge("homecare_ready", "1 when the service reaches Kafka and PostgreSQL", ["service"])
-PACKAGES_WAITING = Gauge("homecare_packages_waiting", "Packages offered or unplaced, by urgency and status",
-                         ["urgency", "status"])
-OLDEST_WAIT = Gauge("homecare_packages_oldest_wait_seconds", "How long the longest-waiting package has waited",
-                    ["urgency", "status"])
-WEBHOOK_DELIVERIES = Gauge("homecare_webhook_deliveries", "Offers to providers' webhooks, by status (pending, failed)",
-                           ["status"])
-NOTIFICATIONS = Counter("homecare_notifications_total", "Notification deliveries by channel and outcome (sent, retried, failed)",
-                        ["channel", "outcome"])
-NOTIFICATIONS_PENDING = Gauge("homecare_notifications_pending", "Deliveries not yet sent, by status (pending, awaiting_contact)",
-                              ["status"])
+PACKAGES_WAITING = Gauge(
+    "homecare_packages_waiting", "Packages offered or unplaced, by urgency and status", ["urgency", "status"]
+)
+OLDEST_WAIT = Gauge(
+    "homecare_packages_oldest_wait_seconds", "How long the longest-waiting package has waited", ["urgency", "status"]
+)
+WEBHOOK_DELIVERIES = Gauge(
+    "homecare_webhook_deliveries", "Offers to providers' webhooks, by status (pending, failed)", ["status"]
+)
+NOTIFICATIONS = Counter(
+    "homecare_notifications_total",
+    "Notification deliveries by channel and outcome (sent, retried, failed)",
+    ["channel", "outcome"],
+)
+NOTIFICATIONS_PENDING = Gauge(
+    "homecare_notifications_pending", "Deliveries not yet sent, by status (pending, awaiting_contact)", ["status"]
+)

@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import zlib
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, AsyncIterator
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from typing import TYPE_CHECKING
 
 import asyncpg
 
@@ -54,16 +55,19 @@ class UnitOfWork:
 
     async def emit(self, event: Envelope, *, aggregate_type: str | None = None) -> None:
         aggregate_type = aggregate_type or ("provider" if event.event_type == "ProviderUpdated" else "package")
-        self.defer(OUTBOX_INSERT, (
-            event.event_id,
-            aggregate_type,
-            event.key,
-            event.event_type,
-            topic_of(event),
-            event.model_dump_json(),
-            json.dumps({"correlation_id": str(event.correlation_id)}),
-            bucket_of(event.key),
-        ))
+        self.defer(
+            OUTBOX_INSERT,
+            (
+                event.event_id,
+                aggregate_type,
+                event.key,
+                event.event_type,
+                topic_of(event),
+                event.model_dump_json(),
+                json.dumps({"correlation_id": str(event.correlation_id)}),
+                bucket_of(event.key),
+            ),
+        )
         self.emitted.append(event)
 
     def defer(self, statement: str, args: tuple) -> None:
@@ -78,11 +82,10 @@ class UnitOfWork:
 
 @asynccontextmanager
 async def unit_of_work(pool: asyncpg.Pool) -> AsyncIterator[UnitOfWork]:
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            uow = UnitOfWork(conn)
-            yield uow
-            await uow.flush()
+    async with pool.acquire() as conn, conn.transaction():
+        uow = UnitOfWork(conn)
+        yield uow
+        await uow.flush()
 
 
 async def record_in_inbox(conn: asyncpg.Connection, *, consumer: str, deliveries) -> set:
@@ -105,8 +108,16 @@ async def record_in_inbox(conn: asyncpg.Connection, *, consumer: str, deliveries
 class Relay:
     """Publishes committed outbox rows in order per aggregate; any number may run at once."""
 
-    def __init__(self, pool: asyncpg.Pool, broker: "KafkaBroker", *, service: str, batch_size: int = 200,
-                 poll_seconds: float = 0.05, retention_seconds: int = 3600) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        broker: KafkaBroker,
+        *,
+        service: str,
+        batch_size: int = 200,
+        poll_seconds: float = 0.05,
+        retention_seconds: int = 3600,
+    ) -> None:
         self.pool = pool
         self.broker = broker
         self.service = service
@@ -147,59 +158,59 @@ class Relay:
                 await self._sleep(delay)
 
     async def _sleep(self, seconds: float) -> None:
-        try:
+        with suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-        except asyncio.TimeoutError:
-            pass
 
     async def publish_batch(self) -> int:
-        async with self.pool.acquire() as conn:
-            async with conn.transaction():
-                # First claim buckets (an advisory lock each, held until this transaction ends),
-                # then read their rows in a second statement. The split matters: the second
-                # statement's snapshot is taken after the buckets' previous holder committed, so
-                # it sees every row that relay left behind, and one aggregate's events - which
-                # share a bucket - are only ever published by one relay at a time, in seq order.
-                buckets = await conn.fetchval(
-                    """SELECT coalesce(array_agg(b), '{}') FROM generate_series(0, $1 - 1) AS b
+        async with self.pool.acquire() as conn, conn.transaction():
+            # First claim buckets (an advisory lock each, held until this transaction ends),
+            # then read their rows in a second statement. The split matters: the second
+            # statement's snapshot is taken after the buckets' previous holder committed, so
+            # it sees every row that relay left behind, and one aggregate's events - which
+            # share a bucket - are only ever published by one relay at a time, in seq order.
+            buckets = await conn.fetchval(
+                """SELECT coalesce(array_agg(b), '{}') FROM generate_series(0, $1 - 1) AS b
                         WHERE pg_try_advisory_xact_lock(hashtext(current_schema() || ':outbox'), b)""",
-                    BUCKETS,
-                )
-                if not buckets:
-                    return 0
-                rows = await conn.fetch(
-                    """SELECT id, aggregateid, type, topic, payload::text AS payload, headers::text AS headers
+                BUCKETS,
+            )
+            if not buckets:
+                return 0
+            rows = await conn.fetch(
+                """SELECT id, aggregateid, type, topic, payload::text AS payload, headers::text AS headers
                          FROM outbox
                         WHERE published_at IS NULL AND bucket = ANY($2::smallint[])
                         ORDER BY seq
                         LIMIT $1""",
-                    self.batch_size, buckets,
-                )
-                if not rows:
-                    return 0
-                futures = []
-                for row in rows:
-                    headers = json.loads(row["headers"])
-                    futures.append(
-                        await self.broker.publish(
-                            row["payload"].encode(),
-                            topic=row["topic"],
-                            key=row["aggregateid"].encode(),
-                            headers={
-                                "content-type": "application/json",
-                                "event_type": row["type"],
-                                "event_id": str(row["id"]),
-                                "producer": self.service,
-                                **headers,
-                            },
-                            correlation_id=headers.get("correlation_id"),
-                            no_confirm=True,
-                        )
+                self.batch_size,
+                buckets,
+            )
+            if not rows:
+                return 0
+            futures = []
+            for row in rows:
+                headers = json.loads(row["headers"])
+                futures.append(
+                    await self.broker.publish(
+                        row["payload"].encode(),
+                        topic=row["topic"],
+                        key=row["aggregateid"].encode(),
+                        headers={
+                            "content-type": "application/json",
+                            "event_type": row["type"],
+                            "event_id": str(row["id"]),
+                            "producer": self.service,
+                            **headers,
+                        },
+                        correlation_id=headers.get("correlation_id"),
+                        no_confirm=True,
                     )
-                # Every send must be acknowledged (acks=all) before the rows are marked; if one
-                # fails the transaction rolls back and the whole batch is sent again later.
-                await asyncio.gather(*futures)
-                await conn.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1::uuid[])", [r["id"] for r in rows])
+                )
+            # Every send must be acknowledged (acks=all) before the rows are marked; if one
+            # fails the transaction rolls back and the whole batch is sent again later.
+            await asyncio.gather(*futures)
+            await conn.execute(
+                "UPDATE outbox SET published_at = now() WHERE id = ANY($1::uuid[])", [r["id"] for r in rows]
+            )
         self.published += len(rows)
         return len(rows)
 
@@ -207,11 +218,11 @@ class Relay:
         """Published rows are kept a while for inspection, then removed: the table stays small."""
         async with self.pool.acquire() as conn:
             await conn.execute(
-                "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)", float(self.retention_seconds)
+                "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)",
+                float(self.retention_seconds),
             )
             await conn.execute("DELETE FROM inbox WHERE processed_at < now() - interval '14 days'")
 
     @staticmethod
     async def backlog(pool: asyncpg.Pool) -> int:
         return await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-

@@ -91,8 +91,12 @@ def load_framework(folder: Path | None = None) -> Framework:
         last_good = _last_good.get(path)
         if last_good is None:
             raise
-        log.error("reference data could not be read; keeping the last good version", path=str(path),
-                  version=last_good.version, error=repr(exc))
+        log.error(
+            "reference data could not be read; keeping the last good version",
+            path=str(path),
+            version=last_good.version,
+            error=repr(exc),
+        )
         return last_good
 
 
@@ -103,7 +107,9 @@ _last_good: dict[Path, Framework] = {}
 def _parse_framework(path: Path, mtime_ns: int) -> Framework:
     raw = yaml.safe_load(path.read_text())
     zones = {
-        z["id"]: Zone(z["id"], z["name"], z["size"], tuple(z["places"]), tuple(z["postcode_districts"]), tuple(z["adjacent"]))
+        z["id"]: Zone(
+            z["id"], z["name"], z["size"], tuple(z["places"]), tuple(z["postcode_districts"]), tuple(z["adjacent"])
+        )
         for z in raw["zones"]
     }
     for zone in zones.values():
@@ -114,12 +120,15 @@ def _parse_framework(path: Path, mtime_ns: int) -> Framework:
         RateCard(str(c["version"]), c["effective_from"], {Band(b): Decimal(str(r)) for b, r in c["rates"].items()})
         for c in raw["rate_cards"]
     )
-    policies = tuple(PolicyEntry(p["effective_from"], p["default"], dict(p.get("zones") or {})) for p in raw["allocation_policies"])
+    policies = tuple(
+        PolicyEntry(p["effective_from"], p["default"], dict(p.get("zones") or {})) for p in raw["allocation_policies"]
+    )
     weights = {k: Decimal(str(v)) for k, v in (raw.get("quality_weights") or {}).items()}
-    framework = Framework(str(raw["version"]), zones, cards, policies, frozenset(raw.get("no_prime_zones", [])), weights)
+    framework = Framework(
+        str(raw["version"]), zones, cards, policies, frozenset(raw.get("no_prime_zones", [])), weights
+    )
     if path in _last_good and _last_good[path].version != framework.version:
-        log.info("reference data reloaded", path=str(path), version=framework.version,
-                 was=_last_good[path].version)
+        log.info("reference data reloaded", path=str(path), version=framework.version, was=_last_good[path].version)
     _last_good[path] = framework
     return framework
 

@@ -9,9 +9,9 @@ within ``graceful_timeout``, stops the relay after its current batch, and closes
 from __future__ import annotations
 
 import asyncio
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
-from typing import Awaitable, Callable
 
 import asyncpg
 import uvicorn
@@ -21,9 +21,9 @@ from schemas.topics import CONSUMED_BY
 from services.runtime import logging as runtime_logging
 from services.runtime import metrics
 from services.runtime import topics as runtime_topics
-from services.runtime.kafka import consumer_lag, ensure_topics, kafka_security, make_broker
 from services.runtime.consumer import EventConsumer
 from services.runtime.db import backoff_delays, create_pool, migrate
+from services.runtime.kafka import consumer_lag, ensure_topics, kafka_security, make_broker
 from services.runtime.outbox import Relay
 from services.runtime.settings import ServiceSettings
 
@@ -90,19 +90,28 @@ class Service:
         self._pool = await create_pool(s.service_dsn, schema=self.name, application=self.name, size=s.db_pool_size)
         await migrate(self._pool, self.name, self.migrations)
         if self.events:
-            self._pipeline_pool = await create_pool(s.service_dsn, schema=self.name, application=f"{self.name}-pipeline",
-                                                    size=s.db_pipeline_pool_size)
+            self._pipeline_pool = await create_pool(
+                s.service_dsn, schema=self.name, application=f"{self.name}-pipeline", size=s.db_pipeline_pool_size
+            )
         # Start-up steps (e.g. seeding the registry) run before consuming starts, so no event is
         # handled against a half-prepared database.
         for step in self.startup_steps:
             await step(self)
         await self._wait_for_kafka()
         if self.events:
-            self.relay = Relay(self._pipeline_pool, self.broker, service=self.name, batch_size=s.relay_batch_size,
-                               poll_seconds=s.relay_poll_seconds, retention_seconds=s.outbox_retention_seconds)
+            self.relay = Relay(
+                self._pipeline_pool,
+                self.broker,
+                service=self.name,
+                batch_size=s.relay_batch_size,
+                poll_seconds=s.relay_poll_seconds,
+                retention_seconds=s.outbox_retention_seconds,
+            )
             self.relay.start()
-        self._tasks = [asyncio.create_task(self._guard(task), name=task.__name__)
-                       for task in [*self.background, *([_measure_lag] if self.events else [])]]
+        self._tasks = [
+            asyncio.create_task(self._guard(task), name=task.__name__)
+            for task in [*self.background, *([_measure_lag] if self.events else [])]
+        ]
         log.info("started")
 
     async def _wait_for_kafka(self) -> None:
@@ -116,7 +125,13 @@ class Service:
                 return
             except (KafkaConnectionError, KafkaError, OSError) as exc:
                 await self.broker.stop()  # a partial start must not leave a consumer behind
-                log.warning("waiting for dependency", dependency="kafka", attempt=attempt, retry_in=round(delay, 2), error=repr(exc))
+                log.warning(
+                    "waiting for dependency",
+                    dependency="kafka",
+                    attempt=attempt,
+                    retry_in=round(delay, 2),
+                    error=repr(exc),
+                )
                 await asyncio.sleep(delay)
 
     async def _guard(self, task: BackgroundTask) -> None:
@@ -134,7 +149,9 @@ class Service:
                 if loop.time() - began > 60:
                     delays = backoff_delays(0.5, 10.0)  # it had been healthy: start the backoff afresh
                 delay = next(delays)
-                log.warning("background task failed; restarting", task=task.__name__, error=repr(exc), retry_in=round(delay, 2))
+                log.warning(
+                    "background task failed; restarting", task=task.__name__, error=repr(exc), retry_in=round(delay, 2)
+                )
                 await asyncio.sleep(delay)
 
     async def stop(self) -> None:
@@ -192,15 +209,11 @@ class Service:
 
     async def readiness(self) -> dict[str, bool]:
         db_ok = False
-        try:
+        with suppress(Exception):
             db_ok = await asyncio.wait_for(self.pool.fetchval("SELECT 1"), timeout=2) == 1
-        except Exception:
-            pass
         kafka_ok = False
-        try:
+        with suppress(Exception):
             kafka_ok = await self.broker.ping(timeout=2)
-        except Exception:
-            pass
         metrics.READY.labels(self.name).set(1 if db_ok and kafka_ok else 0)
         return {"postgresql": db_ok, "kafka": kafka_ok}
 
@@ -217,8 +230,14 @@ class Service:
         """Serve the HTTP app (and with it the consumers and relay) until SIGTERM/SIGINT."""
         s = self.settings
         runtime_logging.configure(self.name, fmt=s.log_format, level=s.log_level)
-        config = uvicorn.Config(app, host=s.http_host, port=s.http_port, log_level="warning", access_log=False,
-                                timeout_graceful_shutdown=int(s.graceful_timeout_seconds))
+        config = uvicorn.Config(
+            app,
+            host=s.http_host,
+            port=s.http_port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=int(s.graceful_timeout_seconds),
+        )
         self.server = uvicorn.Server(config)
         self.server.run()
 
@@ -228,17 +247,17 @@ async def _measure_lag(service: Service, every: float = 15.0) -> None:
     subscription = {runtime_topics.group(service.name): [runtime_topics.resolve(t) for t in CONSUMED_BY[service.name]]}
     while not service.stopping.is_set():
         try:
-            rows = await consumer_lag(service.settings.kafka_bootstrap_servers, subscription, kafka_security(service.settings))
+            rows = await consumer_lag(
+                service.settings.kafka_bootstrap_servers, subscription, kafka_security(service.settings)
+            )
             for row in rows:
                 metrics.CONSUMER_LAG.labels(service.name, row.topic, str(row.partition)).set(row.lag)
             ages = [r.oldest_unprocessed_age_s for r in rows if r.oldest_unprocessed_age_s is not None]
             metrics.CONSUMER_OLDEST_UNPROCESSED.labels(service.name).set(max(ages, default=0))
         except Exception as exc:
             log.warning("could not measure consumer lag", error=repr(exc))
-        try:
+        with suppress(TimeoutError):
             await asyncio.wait_for(service.stopping.wait(), timeout=every)
-        except asyncio.TimeoutError:
-            pass
 
 
 def serve(build: Callable[[], tuple[Service, object]]) -> None:

@@ -124,8 +124,8 @@ class ServiceSettings(SharedSettings):
     notify_api_key: str | None = None
     notify_base_url: str = "https://api.notifications.service.gov.uk"
     notify_email_template_id: str | None = None  # a Notify template with ((subject)) and ((body))
-    notify_sms_template_id: str | None = None    # a Notify template with ((body))
-    notify_template_ids: dict[str, str] = {}     # per message and channel, e.g. {"placement_person.notify_email": "..."}
+    notify_sms_template_id: str | None = None  # a Notify template with ((body))
+    notify_template_ids: dict[str, str] = {}  # per message and channel, e.g. {"placement_person.notify_email": "..."}
     notify_timeout_seconds: float = 15.0
     # Notifications: the dispatcher sending what the consumer committed.
     dispatch_poll_seconds: float = 0.2
@@ -135,7 +135,7 @@ class ServiceSettings(SharedSettings):
     delivery_backoff_max_seconds: float = 600.0
     delivery_lease_seconds: float = 120.0  # a claimed delivery whose sender died is tried again after this
     contact_grace_seconds: float = 3600.0  # how long a message waits for its recipient's contact to be registered
-    seed_channel: str = "log"              # the channel seeded providers and brokers get (deploy/reference/contacts.yaml)
+    seed_channel: str = "log"  # the channel seeded providers and brokers get (deploy/reference/contacts.yaml)
     # Web console: the services' HTTP APIs it is a client of (and brokerage_url above), and its sessions.
     providers_url: str = "http://127.0.0.1:8002"
     notifications_url: str = "http://127.0.0.1:8003"
@@ -179,4 +179,3 @@ def load(service: ServiceName, **overrides) -> ServiceSettings:
 
 def admin_settings() -> SharedSettings:
     return SharedSettings()
-

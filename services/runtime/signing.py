@@ -66,7 +66,9 @@ def verify(
         raise SignatureError(f"missing or malformed signature headers: {exc}") from None
     current = time.time() if now is None else now
     if abs(current - timestamp) > tolerance_seconds:
-        raise SignatureError(f"stale delivery: signed {int(current - timestamp)} s ago (tolerance {tolerance_seconds} s)")
+        raise SignatureError(
+            f"stale delivery: signed {int(current - timestamp)} s ago (tolerance {tolerance_seconds} s)"
+        )
     if not hmac.compare_digest(given, signature(secret, timestamp, body)):
         raise SignatureError("signature does not match")
     return delivery_id

@@ -33,10 +33,22 @@ WINDOW_SECONDS = 4
 
 
 def provider(pid: str, tier: str, zone: str, cqc: str) -> dict:
-    return dict(provider_id=pid, name=pid.replace("-", " ").title(), tier=tier, status="active", zones=[zone],
-                bands=["urban", "fringe", "rural", "isolated"], skills=[need.value for need in CareNeed], double_handed=True, cqc_rating=cqc,
-                local_risk="low", hand_backs_12m=0, weekly_capacity_hours=500, committed_hours=0,
-                adapter={"kind": "portal"})
+    return dict(
+        provider_id=pid,
+        name=pid.replace("-", " ").title(),
+        tier=tier,
+        status="active",
+        zones=[zone],
+        bands=["urban", "fringe", "rural", "isolated"],
+        skills=[need.value for need in CareNeed],
+        double_handed=True,
+        cqc_rating=cqc,
+        local_risk="low",
+        hand_backs_12m=0,
+        weekly_capacity_hours=500,
+        committed_hours=0,
+        adapter={"kind": "portal"},
+    )
 
 
 MARKET = {
@@ -63,7 +75,10 @@ async def alloc(infra, namespace, artifacts, reference_dir):
     url = infra.database_url(name)
     await provision(url)
     stack = start_stack(
-        url, infra.kafka, ns, artifacts / "allocation-logs",
+        url,
+        infra.kafka,
+        ns,
+        artifacts / "allocation-logs",
         HOMECARE_REFERENCE_DIR=str(reference_dir),
         BROKERAGE_OFFER_WINDOW_HOSPITAL_DISCHARGE_SECONDS=str(WINDOW_SECONDS),
         BROKERAGE_OFFER_WINDOW_REABLEMENT_STEP_DOWN_SECONDS=str(WINDOW_SECONDS),
@@ -136,15 +151,20 @@ class Market:
     async def sign_in(self) -> None:
         """A provider API credential for each provider, issued by the brokerage team."""
         for who, provider_id in self.ids.items():
-            issued = await self.post(f"/providers/{provider_id}/credentials", {"label": "allocation tests"}, service="providers")
+            issued = await self.post(
+                f"/providers/{provider_id}/credentials", {"label": "allocation tests"}, service="providers"
+            )
             assert issued.status_code == 201, issued.text
             self.tokens[who] = issued.json()["token"]
 
     async def bid(self, package_id: uuid.UUID, offer_round: int, who: str, rate: str) -> httpx.Response:
-        return await self._answer(package_id, offer_round, who, "bid",
-                                  {"rate": rate, "earliest_start": dt.date.today().isoformat()})
+        return await self._answer(
+            package_id, offer_round, who, "bid", {"rate": rate, "earliest_start": dt.date.today().isoformat()}
+        )
 
-    async def decline(self, package_id: uuid.UUID, offer_round: int, who: str, reason: str = "capacity") -> httpx.Response:
+    async def decline(
+        self, package_id: uuid.UUID, offer_round: int, who: str, reason: str = "capacity"
+    ) -> httpx.Response:
         return await self._answer(package_id, offer_round, who, "decline", {"reason": reason, "text": "test"})
 
     async def _answer(self, package_id, offer_round, who, kind, body, timeout: float = 20) -> httpx.Response:
@@ -177,7 +197,9 @@ class Market:
         events = [e for e in (event_of(r) for r in records) if e]
         return [e for e in events if package_id is None or e.get("package_id") == str(package_id)]
 
-    async def events_until(self, package_id: uuid.UUID, last: str, timeout: float = 20, *, count: int = 1) -> list[dict]:
+    async def events_until(
+        self, package_id: uuid.UUID, last: str, timeout: float = 20, *, count: int = 1
+    ) -> list[dict]:
         """The package's events once ``count`` of type ``last`` are on the topic (the relay
         publishes what the database committed, a moment later)."""
         loop = asyncio.get_running_loop()

@@ -25,7 +25,9 @@ def types(events) -> list[str]:
 async def test_the_ladder_prime_then_supplementary_then_neighbours_then_an_approved_exception(alloc):
     package_id = await alloc.request()
     prime = await alloc.offered_round(package_id, 1)
-    assert prime["tier"] == "prime" and sorted(prime["provider_ids"]) == sorted([alloc.ids["prime_best"], alloc.ids["prime_good"]])
+    assert prime["tier"] == "prime" and sorted(prime["provider_ids"]) == sorted(
+        [alloc.ids["prime_best"], alloc.ids["prime_good"]]
+    )
     # The primes stay silent: the window closes and the supplementary tier is offered.
     supp = await alloc.offered_round(package_id, 2)
     assert supp["tier"] == "supplementary" and supp["provider_ids"] == [alloc.ids["supp"]]
@@ -34,16 +36,27 @@ async def test_the_ladder_prime_then_supplementary_then_neighbours_then_an_appro
     assert nearby["tier"] == "adjacent" and nearby["provider_ids"] == [alloc.ids["neighbour"]]
     await alloc.bid(package_id, 3, "neighbour", rate="29.50")  # above any band rate
     await alloc.until(package_id, lambda p: p["status"] == "awaiting_approval")
-    approved = await alloc.post(f"/packages/{package_id}/exception/approve", {"decided_by": "broker.amy", "reason": "no one else"})
+    approved = await alloc.post(
+        f"/packages/{package_id}/exception/approve", {"decided_by": "broker.amy", "reason": "no one else"}
+    )
     assert approved.status_code == 200, approved.text
     package = await alloc.until(package_id, lambda p: p["status"] == "placed")
     assert package["provider_id"] == alloc.ids["neighbour"] and package["hourly_rate"] == "29.50"
     rounds = {r["offer_round"]: r for r in package["offer_rounds"]}
     assert rounds[1]["closed_at"] is not None and "window" in str(package), "the prime round ended by its window"
     on_kafka = types(await alloc.events_until(package_id, "PackagePlaced"))
-    assert on_kafka == ["PackageRequested", "OfferMade", "OfferMade", "OfferMade", "ExceptionRequested",
-                        "ExceptionDecided", "PackagePlaced"], on_kafka
-    again = await alloc.post(f"/packages/{package_id}/exception/approve", {"decided_by": "broker.amy", "reason": "twice"})
+    assert on_kafka == [
+        "PackageRequested",
+        "OfferMade",
+        "OfferMade",
+        "OfferMade",
+        "ExceptionRequested",
+        "ExceptionDecided",
+        "PackagePlaced",
+    ], on_kafka
+    again = await alloc.post(
+        f"/packages/{package_id}/exception/approve", {"decided_by": "broker.amy", "reason": "twice"}
+    )
     assert again.status_code == 409 and "no exception awaiting" in again.json()["error"]
 
 
@@ -59,7 +72,9 @@ async def test_no_acceptable_bid_anywhere_queues_the_package_and_the_schedule_of
     assert package["current_tier"] == "prime" and package["unplaced_at"] is None
     on_kafka = types(await alloc.events_until(package_id, "OfferMade", count=4))
     assert on_kafka[:6] == ["PackageRequested", "OfferMade", "OfferMade", "OfferMade", "PackageUnplaced", "OfferMade"]
-    cancelled = await alloc.post(f"/packages/{package_id}/cancel", {"reason": "family found care", "cancelled_by": "broker.amy"})
+    cancelled = await alloc.post(
+        f"/packages/{package_id}/cancel", {"reason": "family found care", "cancelled_by": "broker.amy"}
+    )
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
 
 
@@ -79,8 +94,10 @@ async def test_a_hand_back_reopens_the_package_for_everyone_but_that_provider(al
     committed = await alloc.committed_hours("prime_best", hours)
     assert committed == hours, "the award committed the winner's hours"
     notice = (dt.date.today() + dt.timedelta(days=14)).isoformat()
-    handed = await alloc.post(f"/packages/{package_id}/hand-back",
-                              {"notice_ends_on": notice, "reason": "carer left", "recorded_by": "broker.amy"})
+    handed = await alloc.post(
+        f"/packages/{package_id}/hand-back",
+        {"notice_ends_on": notice, "reason": "carer left", "recorded_by": "broker.amy"},
+    )
     assert handed.status_code == 200, handed.text
     reopened = await alloc.offered_round(package_id, 2)
     assert reopened["tier"] == "prime" and reopened["provider_ids"] == [alloc.ids["prime_good"]]
@@ -89,7 +106,11 @@ async def test_a_hand_back_reopens_the_package_for_everyone_but_that_provider(al
     assert again["provider_id"] == alloc.ids["prime_good"] and again["priority"] and again["continuity"]
     assert again["package"]["start_date"] == notice
     assert await alloc.committed_hours("prime_best", Decimal(0)) == 0, "the hand-back freed its hours"
-    assert types(await alloc.events_until(package_id, "PackagePlaced"))[-3:] == ["PackageHandedBack", "OfferMade", "PackagePlaced"]
+    assert types(await alloc.events_until(package_id, "PackagePlaced"))[-3:] == [
+        "PackageHandedBack",
+        "OfferMade",
+        "PackagePlaced",
+    ]
     await alloc.post(f"/packages/{package_id}/cancel", {"reason": "test over", "cancelled_by": "broker.amy"})
 
 
@@ -99,28 +120,38 @@ async def test_a_suspended_providers_packages_are_re_brokered_most_urgent_first(
     for urgency in urgencies:
         packages[urgency] = package_id = await alloc.request(urgency)
         await place_with(alloc, package_id, "prime_good")
-    suspended = await alloc.post(f"/providers/{alloc.ids['prime_good']}/status",
-                                 {"status": "suspended", "reason": "CQC: inadequate", "decided_by": "commissioner.jo"},
-                                 service="providers")
+    suspended = await alloc.post(
+        f"/providers/{alloc.ids['prime_good']}/status",
+        {"status": "suspended", "reason": "CQC: inadequate", "decided_by": "commissioner.jo"},
+        service="providers",
+    )
     assert suspended.status_code == 200, suspended.text
     try:
         reopened = {}
         for urgency, package_id in packages.items():
             package = await alloc.until(package_id, lambda p: p["cycle"] == 2 and p["status"] in ("offered", "placed"))
             assert package["priority"] and package["continuity"] and package["provider_id"] is None
-            [event] = [e for e in await alloc.events_until(package_id, "OfferMade") if e["event_type"] == "PackageReopened"]
+            [event] = [
+                e for e in await alloc.events_until(package_id, "OfferMade") if e["event_type"] == "PackageReopened"
+            ]
             assert event["provider_id"] == alloc.ids["prime_good"] and event["reason"] == "provider suspended"
             reopened[urgency] = event["reopened_at"]
             offered = next(r for r in package["offer_rounds"] if r["offer_round"] == package["current_round"])
             assert alloc.ids["prime_good"] not in offered["provider_ids"]
         assert sorted(reopened, key=reopened.get) == ["hospital_discharge", "reablement_step_down", "community"]
         assert await alloc.committed_hours("prime_good", Decimal(0)) == 0, "every hour given back"
-        refused = await alloc.post(f"/providers/{alloc.ids['prime_good']}/status",
-                                   {"status": "suspended", "reason": "again", "decided_by": "commissioner.jo"}, service="providers")
+        refused = await alloc.post(
+            f"/providers/{alloc.ids['prime_good']}/status",
+            {"status": "suspended", "reason": "again", "decided_by": "commissioner.jo"},
+            service="providers",
+        )
         assert refused.status_code == 409 and "already suspended" in refused.json()["error"]
     finally:
-        await alloc.post(f"/providers/{alloc.ids['prime_good']}/status",
-                         {"status": "active", "reason": "re-inspected", "decided_by": "commissioner.jo"}, service="providers")
+        await alloc.post(
+            f"/providers/{alloc.ids['prime_good']}/status",
+            {"status": "active", "reason": "re-inspected", "decided_by": "commissioner.jo"},
+            service="providers",
+        )
     for package_id in packages.values():  # leave the market's hours free for the other tests
         await alloc.post(f"/packages/{package_id}/cancel", {"reason": "test over", "cancelled_by": "broker.amy"})
 
@@ -153,7 +184,9 @@ async def test_two_brokerage_instances_racing_place_each_package_once(alloc):
             break
         await asyncio.sleep(0.2)
     for package in finals:
-        assert placed_events[package["package_id"]] == (package["status"] == "placed"), f"{package['package_id']} placed {placed_events[package['package_id']]} times"
+        assert placed_events[package["package_id"]] == (package["status"] == "placed"), (
+            f"{package['package_id']} placed {placed_events[package['package_id']]} times"
+        )
         if package["status"] == "placed":
             # (A bid held back long enough can land on the unplaced queue's re-offer: any round may win.)
             [award] = [e for e in awards if e["package_id"] == package["package_id"]]
@@ -167,33 +200,46 @@ async def test_two_brokerage_instances_racing_place_each_package_once(alloc):
         won = sum(Decimal(p["package"]["hours_per_week"]) for p in finals if p["provider_id"] == alloc.ids[who])
         assert await alloc.committed_hours(who, won) == won, who
     for package in finals:
-        await alloc.post(f"/packages/{package['package_id']}/cancel", {"reason": "test over", "cancelled_by": "broker.amy"})
+        await alloc.post(
+            f"/packages/{package['package_id']}/cancel", {"reason": "test over", "cancelled_by": "broker.amy"}
+        )
 
 
 async def test_a_new_rate_card_applies_to_packages_requested_after_its_start_without_a_restart(alloc):
     before = await alloc.request()
     framework = alloc.reference_dir / "framework.yaml"
     today = dt.date.today().isoformat()
-    framework.write_text(framework.read_text().replace("rate_cards:\n", f"""rate_cards:
+    framework.write_text(
+        framework.read_text().replace(
+            "rate_cards:\n",
+            f"""rate_cards:
   - version: "test-{today}"
     effective_from: {today}
     rates: {{urban: "19.50", fringe: "20.70", rural: "23.85", isolated: "27.20"}}
-""", 1))
+""",
+            1,
+        )
+    )
     later = time.time() + 1
     os.utime(framework, (later, later))
     after = await alloc.request()
     old, new = await alloc.package(before), await alloc.package(after)
     assert old["rate_card"] == "2020-21" and new["rate_card"] == f"test-{today}"
-    offers = {str(p): next(e for e in await alloc.events_until(p, "OfferMade") if e["event_type"] == "OfferMade")
-              for p in (before, after)}
+    offers = {
+        str(p): next(e for e in await alloc.events_until(p, "OfferMade") if e["event_type"] == "OfferMade")
+        for p in (before, after)
+    }
     band = new["package"]["band"]
-    assert Decimal(offers[str(after)]["band_rate"]) == Decimal({"urban": "19.50", "fringe": "20.70", "rural": "23.85",
-                                                                "isolated": "27.20"}[band])
+    assert Decimal(offers[str(after)]["band_rate"]) == Decimal(
+        {"urban": "19.50", "fringe": "20.70", "rural": "23.85", "isolated": "27.20"}[band]
+    )
     assert Decimal(offers[str(before)]["band_rate"]) == Decimal(old["band_rate"])
     # The award records the card the package was offered under.
     await alloc.bid(before, 1, "prime_best", rate=old["band_rate"])
     await alloc.bid(after, 1, "prime_best", rate=new["band_rate"])
     for package_id, card in ((before, "2020-21"), (after, f"test-{today}")):
         await alloc.until(package_id, lambda p: p["status"] == "placed")
-        [placed] = [e for e in await alloc.events_until(package_id, "PackagePlaced") if e["event_type"] == "PackagePlaced"]
+        [placed] = [
+            e for e in await alloc.events_until(package_id, "PackagePlaced") if e["event_type"] == "PackagePlaced"
+        ]
         assert placed["rate_card"] == card

@@ -42,9 +42,24 @@ def stack(database_url, infra, namespace, artifacts):
 def console(stack) -> str:
     """The console's URL, with a broker, an ops and an admin account made with ``homecare staff add``."""
     for username, role in STAFF.items():
-        subprocess.run([sys.executable, "-m", "services.cli.main", "staff", "add", username, "--name", f"Test {role}",
-                        "--role", role], env=stack.env | {"HOMECARE_STAFF_PASSWORD": PASSWORD}, cwd=REPO, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "services.cli.main",
+                "staff",
+                "add",
+                username,
+                "--name",
+                f"Test {role}",
+                "--role",
+                role,
+            ],
+            env=stack.env | {"HOMECARE_STAFF_PASSWORD": PASSWORD},
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+        )
     return stack.url("console")
 
 
@@ -90,10 +105,16 @@ class Pages:
         await page.screenshot(path=str(self.shots / f"{name}.png"), full_page=True)
         await page.add_script_tag(path=str(AXE))
         result = await page.evaluate("tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", WCAG)
-        serious = [{"id": v["id"], "impact": v["impact"], "help": v["help"], "nodes": [n["target"] for n in v["nodes"]][:5]}
-                   for v in result["violations"] if v["impact"] in ("serious", "critical")]
-        self.report[name] = {"url": page.url, "passes": len(result["passes"]), "violations": [
-            {"id": v["id"], "impact": v["impact"]} for v in result["violations"]]}
+        serious = [
+            {"id": v["id"], "impact": v["impact"], "help": v["help"], "nodes": [n["target"] for n in v["nodes"]][:5]}
+            for v in result["violations"]
+            if v["impact"] in ("serious", "critical")
+        ]
+        self.report[name] = {
+            "url": page.url,
+            "passes": len(result["passes"]),
+            "violations": [{"id": v["id"], "impact": v["impact"]} for v in result["violations"]],
+        }
         assert not serious, f"{name}: {json.dumps(serious, indent=1)}"
 
     async def close(self):

@@ -19,7 +19,12 @@ def roomiest_zone(stack) -> tuple[str, str]:
     providers = httpx.get(f"{stack.url('providers')}/providers", timeout=10).json()
     free: dict[str, Decimal] = {}
     for p in providers:
-        if p["status"] == "active" and p["cqc_rating"] != "inadequate" and "urban" in p["bands"] and "personal_care" in p["skills"]:
+        if (
+            p["status"] == "active"
+            and p["cqc_rating"] != "inadequate"
+            and "urban" in p["bands"]
+            and "personal_care" in p["skills"]
+        ):
             room = Decimal(p["weekly_capacity_hours"]) - Decimal(p["committed_hours"]) - Decimal(p["held_hours"])
             for zone in p["zones"]:
                 free[zone] = free.get(zone, Decimal(0)) + max(room, Decimal(0))
@@ -48,7 +53,9 @@ async def fill_package(page, *, zone: str, district: str, hours: str = "7", call
     await page.fill("#person_nhs_number", "943 476 5919")
 
 
-async def test_a_broker_requests_a_package_sees_it_placed_with_its_explanation_and_ops_see_its_events_live(stack, console, pages):
+async def test_a_broker_requests_a_package_sees_it_placed_with_its_explanation_and_ops_see_its_events_live(
+    stack, console, pages
+):
     ops = await pages.signed_in("ops1")
     assert ops.url.endswith("/ops/stream")
     await ops.wait_for_selector("#stream-status[data-state=live]", timeout=30_000)
@@ -85,7 +92,9 @@ async def test_a_broker_requests_a_package_sees_it_placed_with_its_explanation_a
 
     # Operations saw the package's journey as it happened.
     for event_type in ("PackageRequested", "OfferMade", "BidSubmitted", "PackagePlaced", "PlacementConfirmed"):
-        await ops.wait_for_selector(f"#stream-rows tr[data-event-type={event_type}][data-package-id='{package_id}']", timeout=30_000)
+        await ops.wait_for_selector(
+            f"#stream-rows tr[data-event-type={event_type}][data-package-id='{package_id}']", timeout=30_000
+        )
     await pages.check(ops, "live-events")
 
     # ...and may follow the package on the board, but never see the person or act on it.
@@ -123,7 +132,10 @@ async def test_bad_input_shows_the_message_next_to_the_field_with_a_summary_that
     await fill_package(broker, zone=zone, district=district, calls="two")
     await broker.fill("#person_full_name", "")
     await broker.click("button:has-text('Request the package')")
-    assert " ".join((await broker.inner_text("#calls_per_day-error")).split()) == "Error: Calls a day must be a whole number"
+    assert (
+        " ".join((await broker.inner_text("#calls_per_day-error")).split())
+        == "Error: Calls a day must be a whole number"
+    )
     assert "Enter the person's full name" in await broker.inner_text("#person_full_name-error")
     assert "calls_per_day-error" in await broker.get_attribute("#calls_per_day", "aria-describedby")
     assert await broker.input_value("#person_address") == "1 Market Place"  # answers are kept
@@ -156,8 +168,20 @@ async def test_the_package_form_can_be_completed_with_the_keyboard_alone(console
         reached.append(await broker.evaluate("document.activeElement.id || document.activeElement.textContent.trim()"))
         if reached[-1] == "Request the package":
             break
-    for field in ("zone", "postcode_district", "band", "urgency", "calls_per_day", "hours_per_week", "needs",
-                  "start_date-day", "start_date-year", "person_full_name", "person_nhs_number", "person_care_notes"):
+    for field in (
+        "zone",
+        "postcode_district",
+        "band",
+        "urgency",
+        "calls_per_day",
+        "hours_per_week",
+        "needs",
+        "start_date-day",
+        "start_date-year",
+        "person_full_name",
+        "person_nhs_number",
+        "person_care_notes",
+    ):
         assert field in reached, f"{field} cannot be reached with Tab"
     assert reached[-1] == "Request the package"
 
@@ -235,11 +259,23 @@ async def test_a_refused_action_says_why_and_an_unplaced_package_can_be_offered_
     # 56 carer hours a week, double-handed: more than any automatic adapter takes on (42 h), so
     # every tier declines and the package joins the unplaced queue.
     zone, district = roomiest_zone(stack)
-    body = {"zone": zone, "band": "urban", "postcode_district": district, "hours_per_week": "56",
-            "visits": {"calls_per_day": 4, "minutes_per_call": 60, "carers_per_call": 2, "days_per_week": 7},
-            "needs": ["personal_care"], "urgency": "community", "start_date": (dt.date.today() + dt.timedelta(days=3)).isoformat(),
-            "requested_by": "browser-test", "person": {"full_name": "Bea Example", "address": "2 Market Place",
-                                                       "postcode": f"{district} 1AB", "nhs_number": "9434765919"}}
+    body = {
+        "zone": zone,
+        "band": "urban",
+        "postcode_district": district,
+        "hours_per_week": "56",
+        "visits": {"calls_per_day": 4, "minutes_per_call": 60, "carers_per_call": 2, "days_per_week": 7},
+        "needs": ["personal_care"],
+        "urgency": "community",
+        "start_date": (dt.date.today() + dt.timedelta(days=3)).isoformat(),
+        "requested_by": "browser-test",
+        "person": {
+            "full_name": "Bea Example",
+            "address": "2 Market Place",
+            "postcode": f"{district} 1AB",
+            "nhs_number": "9434765919",
+        },
+    }
     created = httpx.post(f"{stack.url('brokerage')}/packages", json=body, timeout=10)
     assert created.status_code == 201, created.text
     package_id = created.json()["package_id"]
@@ -291,8 +327,9 @@ async def test_ops_see_a_dead_letter_with_its_origin_and_replay_it(console, page
     producer = AIOKafkaProducer(bootstrap_servers=infra.kafka)
     await producer.start()
     try:  # not an event: the brokerage's consumer dead-letters it with its origin
-        sent = await producer.send_and_wait(topics.resolve("providers.answers"), b'{"event_type": "BidSubmitted"}',
-                                            key=b"console-replay-me")
+        sent = await producer.send_and_wait(
+            topics.resolve("providers.answers"), b'{"event_type": "BidSubmitted"}', key=b"console-replay-me"
+        )
     finally:
         await producer.stop()
     origin = f"{sent.topic}/{sent.partition}@{sent.offset}"

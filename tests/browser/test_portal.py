@@ -30,14 +30,20 @@ async def portal_market(stack, database_url):
     outsider = next(p["provider_id"] for p in providers if ZONE not in p["zones"] and p["status"] == "active")
     conn = await asyncpg.connect(database_url)
     try:
-        original = {r["provider_id"]: json.loads(r["adapter"]) for r in await conn.fetch(
-            "SELECT provider_id, adapter FROM providers.providers WHERE provider_id = ANY($1)", in_zone)}
+        original = {
+            r["provider_id"]: json.loads(r["adapter"])
+            for r in await conn.fetch(
+                "SELECT provider_id, adapter FROM providers.providers WHERE provider_id = ANY($1)", in_zone
+            )
+        }
     finally:
         await conn.close()
     tokens = {}
     async with httpx.AsyncClient(base_url=stack.url("providers"), timeout=10) as client:
         for provider_id in [*in_zone, outsider]:
-            r = await client.post(f"/providers/{provider_id}/credentials", headers=ADMIN, json={"label": "browser test"})
+            r = await client.post(
+                f"/providers/{provider_id}/credentials", headers=ADMIN, json={"label": "browser test"}
+            )
             assert r.status_code in (200, 201), r.text
             tokens[provider_id] = r.json()["token"]
         for provider_id in in_zone:
@@ -61,7 +67,8 @@ async def portal_page(pages, console: str, provider_id: str, token: str):
 
 
 async def test_a_provider_accepts_an_offer_in_the_portal_and_the_broker_sees_it_placed_with_the_explanation(
-        stack, console, pages, portal_market):
+    stack, console, pages, portal_market
+):
     tokens = portal_market["tokens"]
     zone = httpx.get(f"{stack.url('brokerage')}/reference/zones", timeout=10).json()
     district = next(z for z in zone if z["id"] == ZONE)["postcode_districts"][0]
@@ -79,7 +86,9 @@ async def test_a_provider_accepts_an_offer_in_the_portal_and_the_broker_sees_it_
     for provider_id in portal_market["in_zone"]:
         provider_page = await portal_page(pages, console, provider_id, tokens[provider_id])
         await provider_page.goto(f"{console}/portal/profile")
-        me = httpx.get(f"{stack.url('providers')}/me", headers={"Authorization": f"Bearer {tokens[provider_id]}"}, timeout=10).json()
+        me = httpx.get(
+            f"{stack.url('providers')}/me", headers={"Authorization": f"Bearer {tokens[provider_id]}"}, timeout=10
+        ).json()
         room = float(me["committed_hours"]) + float(me["held_hours"]) + 40
         await provider_page.fill("#weekly_capacity_hours", f"{room:.2f}")
         await provider_page.click("button:has-text('Save')")
@@ -135,8 +144,17 @@ async def test_a_provider_accepts_an_offer_in_the_portal_and_the_broker_sees_it_
     stranger = await portal_page(pages, console, outsider, tokens[outsider])
     assert await stranger.locator(f"#offer-{package_id}").count() == 0
     csrf = await stranger.get_attribute("form[action='/sign-out'] input[name=csrf_token]", "value")
-    response = await stranger.request.post(f"{console}/portal/offers/{package_id}/bid", max_redirects=0, form={
-        "csrf_token": csrf, "rate": "18.75", "earliest_start-day": "1", "earliest_start-month": "1", "earliest_start-year": "2030"})
+    response = await stranger.request.post(
+        f"{console}/portal/offers/{package_id}/bid",
+        max_redirects=0,
+        form={
+            "csrf_token": csrf,
+            "rate": "18.75",
+            "earliest_start-day": "1",
+            "earliest_start-month": "1",
+            "earliest_start-year": "2030",
+        },
+    )
     assert response.status == 303 and "refused=" in response.headers["location"]
     await stranger.goto(f"{console}{response.headers['location']}")
     assert f"no offer of package {package_id} to you" in await stranger.inner_text("#refused")
@@ -171,7 +189,9 @@ async def test_a_provider_accepts_an_offer_in_the_portal_and_the_broker_sees_it_
         assert response.status == 403 and "Ada Example" not in await loser.content()
 
 
-async def test_staff_sessions_do_not_open_the_portal_and_provider_sessions_do_not_open_staff_pages(console, pages, portal_market):
+async def test_staff_sessions_do_not_open_the_portal_and_provider_sessions_do_not_open_staff_pages(
+    console, pages, portal_market
+):
     broker = await pages.signed_in("broker1")
     await broker.goto(f"{console}/portal/offers")
     assert "/portal/sign-in" in broker.url

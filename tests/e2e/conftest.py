@@ -19,8 +19,11 @@ def mail_server():
 @pytest.fixture(scope="package")  # stopped before other test packages run on the same namespace
 def stack(database_url, infra, namespace, artifacts, mail_server):
     # Email goes to the local SMTP server (contacts choose it: see test_placement_flow).
-    email = {"NOTIFICATIONS_SMTP_HOST": "127.0.0.1", "NOTIFICATIONS_SMTP_PORT": str(mail_server.port),
-             "NOTIFICATIONS_SMTP_SECURITY": "none"}
+    email = {
+        "NOTIFICATIONS_SMTP_HOST": "127.0.0.1",
+        "NOTIFICATIONS_SMTP_PORT": str(mail_server.port),
+        "NOTIFICATIONS_SMTP_SECURITY": "none",
+    }
     s = start_stack(database_url, infra.kafka, namespace, artifacts / "e2e-logs", extra_env=email)
     yield s
     codes = stop_stack(s)
@@ -28,4 +31,6 @@ def stack(database_url, infra, namespace, artifacts, mail_server):
     # the service's own "stopped" line says the consumers, relay and pool were closed in order.
     assert all(code in (0, -signal.SIGTERM) for code in codes.values()), f"services did not shut down cleanly: {codes}"
     for name in codes:
-        assert '"event": "stopped"' in (s.logs / f"{name}.log").read_text()[-2000:], f"{name} did not finish its shutdown"
+        assert '"event": "stopped"' in (s.logs / f"{name}.log").read_text()[-2000:], (
+            f"{name} did not finish its shutdown"
+        )

@@ -91,8 +91,11 @@ class Receiver:
 
     async def answer(self, notice: dict) -> None:
         async with httpx.AsyncClient(base_url=self.providers_url, timeout=10) as client:
-            r = await client.post(notice["answer_with"]["bid"], headers=bearer(self.token),
-                                  json={"rate": notice["band_rate"], "earliest_start": notice["package"]["start_date"]})
+            r = await client.post(
+                notice["answer_with"]["bid"],
+                headers=bearer(self.token),
+                json={"rate": notice["band_rate"], "earliest_start": notice["package"]["start_date"]},
+            )
             self.answers.append(r.status_code)
 
     async def start(self) -> None:
@@ -117,18 +120,30 @@ async def market(stack, database_url):
     webhook = next(p for p in seed if p["tier"] == "prime" and "personal_care" in p["skills"] and "urban" in p["bands"])
     conn = await asyncpg.connect(database_url)
     try:
-        original = {r["provider_id"]: json.loads(r["adapter"]) for r in await conn.fetch(
-            "SELECT provider_id, adapter FROM providers.providers WHERE provider_id = ANY($1)", [p["provider_id"] for p in seed])}
+        original = {
+            r["provider_id"]: json.loads(r["adapter"])
+            for r in await conn.fetch(
+                "SELECT provider_id, adapter FROM providers.providers WHERE provider_id = ANY($1)",
+                [p["provider_id"] for p in seed],
+            )
+        }
     finally:
         await conn.close()
     tokens, credential_ids = {}, {}
     async with httpx.AsyncClient(base_url=providers, timeout=10) as client:
         for p in seed:
-            issued = (await client.post(f"/providers/{p['provider_id']}/credentials", headers=ADMIN, json={"label": "test"})).json()
+            issued = (
+                await client.post(f"/providers/{p['provider_id']}/credentials", headers=ADMIN, json={"label": "test"})
+            ).json()
             tokens[p["provider_id"]], credential_ids[p["provider_id"]] = issued["token"], issued["credential_id"]
         receiver = Receiver("", providers, tokens[webhook["provider_id"]])
-        chosen = (await client.put(f"/providers/{webhook['provider_id']}/adapter", headers=ADMIN,
-                                   json={"kind": "webhook", "webhook_url": receiver.url})).json()
+        chosen = (
+            await client.put(
+                f"/providers/{webhook['provider_id']}/adapter",
+                headers=ADMIN,
+                json={"kind": "webhook", "webhook_url": receiver.url},
+            )
+        ).json()
         receiver.secret = chosen["webhook_secret"]
         for p in seed:
             if p is not webhook:
@@ -137,11 +152,19 @@ async def market(stack, database_url):
         # Room for the test's package, set by each provider itself (so that the other prime is offered it too).
         for token in tokens.values():
             me = (await client.get("/me", headers=bearer(token))).json()
-            r = await client.patch("/me", headers=bearer(token), json={
-                "weekly_capacity_hours": str(float(me["committed_hours"]) + float(me["held_hours"]) + 40)})
+            r = await client.patch(
+                "/me",
+                headers=bearer(token),
+                json={"weekly_capacity_hours": str(float(me["committed_hours"]) + float(me["held_hours"]) + 40)},
+            )
             assert r.status_code == 200, r.text
-    yield {"webhook": webhook["provider_id"], "portal": [p["provider_id"] for p in seed if p is not webhook],
-           "tokens": tokens, "credential_ids": credential_ids, "receiver": receiver}
+    yield {
+        "webhook": webhook["provider_id"],
+        "portal": [p["provider_id"] for p in seed if p is not webhook],
+        "tokens": tokens,
+        "credential_ids": credential_ids,
+        "receiver": receiver,
+    }
     await receiver.stop()
     async with httpx.AsyncClient(base_url=providers, timeout=10) as client:
         for provider_id, adapter in original.items():
@@ -151,9 +174,14 @@ async def market(stack, database_url):
 
 def request_in_zone(index: int) -> dict:
     body = package_request(random.Random(index), load_framework(), ZONE, index=index)
-    body |= {"band": "urban", "needs": ["personal_care"], "urgency": "community", "hours_per_week": "7.00",
-             "visits": {"calls_per_day": 2, "minutes_per_call": 30, "carers_per_call": 1, "days_per_week": 7},
-             "start_date": (dt.date.today() + dt.timedelta(days=3)).isoformat()}
+    body |= {
+        "band": "urban",
+        "needs": ["personal_care"],
+        "urgency": "community",
+        "hours_per_week": "7.00",
+        "visits": {"calls_per_day": 2, "minutes_per_call": 30, "carers_per_call": 1, "days_per_week": 7},
+        "start_date": (dt.date.today() + dt.timedelta(days=3)).isoformat(),
+    }
     return body
 
 
@@ -181,8 +209,11 @@ async def placed(stack, market):
                 r = await client.get(f"{providers}/me/offers", headers=bearer(market["tokens"][provider_id]))
                 portal_views.append(r.text)
                 for offer in r.json():
-                    d = await client.post(f"{providers}/me/offers/{offer['package_id']}/decline",
-                                          headers=bearer(market["tokens"][provider_id]), json={"reason": "capacity"})
+                    d = await client.post(
+                        f"{providers}/me/offers/{offer['package_id']}/decline",
+                        headers=bearer(market["tokens"][provider_id]),
+                        json={"reason": "capacity"},
+                    )
                     assert d.status_code == 200, d.text
             return True
 
@@ -208,7 +239,9 @@ async def placed(stack, market):
             return package if package["status"] in ("placed", "unplaced") else None
 
         package = await eventually(settled, timeout=90)
-        delivered = (await client.get(f"{providers}/me/deliveries", headers=bearer(market["tokens"][market["webhook"]]))).json()
+        delivered = (
+            await client.get(f"{providers}/me/deliveries", headers=bearer(market["tokens"][market["webhook"]]))
+        ).json()
     return {"package": package, "while_down": while_down, "delivered": delivered, "portal_views": portal_views}
 
 
@@ -230,9 +263,12 @@ async def test_the_receiver_verified_every_delivery_and_answered_through_the_bid
     assert package["status"] == "placed" and package["provider_id"] == market["webhook"]
     answers = [a for r in package["offer_rounds"] for a in r["answers"]]
     assert {"provider_id": market["webhook"], "adapter": "webhook", "kind": "bid"}.items() <= next(
-        a for a in answers if a["provider_id"] == market["webhook"]).items()
+        a for a in answers if a["provider_id"] == market["webhook"]
+    ).items()
     portal = [a for a in answers if a["provider_id"] in market["portal"]]
-    assert portal and all(a["adapter"] == "portal" and a["kind"] == "decline" and a["reason"] == "capacity" for a in portal)
+    assert portal and all(
+        a["adapter"] == "portal" and a["kind"] == "decline" and a["reason"] == "capacity" for a in portal
+    )
 
 
 async def test_a_delivery_signed_with_another_secret_is_refused_by_the_receiver(market):
@@ -252,15 +288,20 @@ async def test_only_the_winner_gets_the_person_and_each_disclosure_is_audited(pl
         assert person.status_code == 200, person.text
         truth = (await client.get(f"{brokerage}/packages/{package_id}/person", headers=as_staff("broker.amy"))).json()
         assert person.json()["full_name"] == truth["full_name"] and person.json()["care_notes"] == truth["care_notes"]
-        narrow = await client.get(f"/me/packages/{package_id}/person", params={"fields": ["full_name", "phone"]},
-                                  headers=bearer(market["tokens"][winner]))
+        narrow = await client.get(
+            f"/me/packages/{package_id}/person",
+            params={"fields": ["full_name", "phone"]},
+            headers=bearer(market["tokens"][winner]),
+        )
         assert set(narrow.json()) == {"package_id", "full_name", "phone"}
         # A provider that was offered it and declined: 403; the package is not among its own.
         r = await client.get(f"/me/packages/{package_id}/person", headers=bearer(market["tokens"][loser]))
         assert r.status_code in (403, 404) and truth["full_name"] not in r.text
         mine = (await client.get("/me/packages", headers=bearer(market["tokens"][loser]))).json()
         assert package_id not in {p["package_id"] for p in mine}
-        assert package_id in {p["package_id"] for p in (await client.get("/me/packages", headers=bearer(market["tokens"][winner]))).json()}
+        assert package_id in {
+            p["package_id"] for p in (await client.get("/me/packages", headers=bearer(market["tokens"][winner]))).json()
+        }
         # Without a credential, or with a forged one: 401.
         assert (await client.get(f"/me/packages/{package_id}/person")).status_code == 401
         forged = market["tokens"][winner][:-4] + "abcd"
@@ -268,8 +309,10 @@ async def test_only_the_winner_gets_the_person_and_each_disclosure_is_audited(pl
         log = (await client.get(f"{brokerage}/packages/{package_id}/disclosures")).json()
     # The provider's two reads, and the broker's read (for the comparison above) under the broker's name.
     assert [(d["reader"], d["provider_id"], d["credential_id"], d["staff_user"]) for d in log] == [
-        ("provider", winner, market["credential_ids"][winner], None), ("staff", None, None, "broker.amy"),
-        ("provider", winner, market["credential_ids"][winner], None)]
+        ("provider", winner, market["credential_ids"][winner], None),
+        ("staff", None, None, "broker.amy"),
+        ("provider", winner, market["credential_ids"][winner], None),
+    ]
     assert sorted(log[2]["fields"]) == ["full_name", "phone"] and "care_notes" in log[0]["fields"]
     assert all(d["disclosed_at"] for d in log)
 
@@ -289,27 +332,41 @@ async def test_a_provider_cannot_read_or_answer_another_providers_offers(placed,
     providers = stack.url("providers")
     package_id = placed["package"]["package_id"]
     async with httpx.AsyncClient(base_url=providers, timeout=10) as client:
-        outsider = next(p["provider_id"] for p in load_provider_seed() if ZONE not in p["zones"] and p["status"] == "active")
+        outsider = next(
+            p["provider_id"] for p in load_provider_seed() if ZONE not in p["zones"] and p["status"] == "active"
+        )
         token = (await client.post(f"/providers/{outsider}/credentials", headers=ADMIN, json={})).json()["token"]
         offers = (await client.get("/me/offers", params={"status": "all"}, headers=bearer(token))).json()
         assert package_id not in {o["package_id"] for o in offers}
         assert all(o["provider_id"] == outsider for o in offers)
-        for action, body in (("bid", {"rate": "18.00", "earliest_start": dt.date.today().isoformat()}),
-                             ("decline", {"reason": "price"})):
+        for action, body in (
+            ("bid", {"rate": "18.00", "earliest_start": dt.date.today().isoformat()}),
+            ("decline", {"reason": "price"}),
+        ):
             r = await client.post(f"/me/offers/{package_id}/{action}", headers=bearer(token), json=body)
             assert r.status_code == 404, r.text
         assert (await client.get(f"/me/packages/{package_id}/person", headers=bearer(token))).status_code == 404
         # Another provider's deliveries, registry operations and offers list are not for providers.
-        assert (await client.get(f"/providers/{market['webhook']}/deliveries", headers=bearer(token))).status_code == 401
+        assert (
+            await client.get(f"/providers/{market['webhook']}/deliveries", headers=bearer(token))
+        ).status_code == 401
         assert (await client.get(f"/providers/{market['webhook']}/offers", headers=bearer(token))).status_code == 401
-        assert (await client.post(f"/providers/{outsider}/credentials", headers=bearer(token), json={})).status_code == 401
+        assert (
+            await client.post(f"/providers/{outsider}/credentials", headers=bearer(token), json={})
+        ).status_code == 401
         # Its own answered offers carry its answers only, never another provider's bid.
-        winner_view = (await client.get("/me/offers", params={"status": "answered"},
-                                        headers=bearer(market["tokens"][market["webhook"]]))).json()
+        winner_view = (
+            await client.get(
+                "/me/offers", params={"status": "answered"}, headers=bearer(market["tokens"][market["webhook"]])
+            )
+        ).json()
         assert all(o["provider_id"] == market["webhook"] for o in winner_view)
         # An offer already answered cannot be answered again.
-        again = await client.post(f"/me/offers/{package_id}/decline", headers=bearer(market["tokens"][market["webhook"]]),
-                                  json={"reason": "other", "text": "changed our mind"})
+        again = await client.post(
+            f"/me/offers/{package_id}/decline",
+            headers=bearer(market["tokens"][market["webhook"]]),
+            json={"reason": "other", "text": "changed our mind"},
+        )
         assert again.status_code == 409
 
 
@@ -328,7 +385,9 @@ async def test_credentials_rotate_and_revoke(market, stack):
     async with httpx.AsyncClient(base_url=stack.url("providers"), timeout=10) as client:
         old = market["tokens"][provider_id]
         assert (await client.get("/me", headers=bearer(old))).json()["provider_id"] == provider_id
-        rotated = (await client.post(f"/providers/{provider_id}/credentials", headers=ADMIN, json={"replace": True})).json()
+        rotated = (
+            await client.post(f"/providers/{provider_id}/credentials", headers=ADMIN, json={"replace": True})
+        ).json()
         assert market["credential_ids"][provider_id] in rotated["revoked"]
         assert (await client.get("/me", headers=bearer(old))).status_code == 401
         assert (await client.get("/me", headers=bearer(rotated["token"]))).status_code == 200
@@ -337,10 +396,13 @@ async def test_credentials_rotate_and_revoke(market, stack):
         r = await client.post(f"/providers/{provider_id}/credentials/{rotated['credential_id']}/revoke", headers=ADMIN)
         assert r.status_code == 200
         assert (await client.get("/me", headers=bearer(rotated["token"]))).status_code == 401
-        market["tokens"][provider_id] = (await client.post(f"/providers/{provider_id}/credentials", headers=ADMIN,
-                                                           json={})).json()["token"]
+        market["tokens"][provider_id] = (
+            await client.post(f"/providers/{provider_id}/credentials", headers=ADMIN, json={})
+        ).json()["token"]
         assert (await client.post(f"/providers/{provider_id}/credentials", json={})).status_code == 401
-        assert (await client.post(f"/providers/{provider_id}/credentials", headers=bearer("wrong"), json={})).status_code == 401
+        assert (
+            await client.post(f"/providers/{provider_id}/credentials", headers=bearer("wrong"), json={})
+        ).status_code == 401
 
 
 async def test_a_provider_keeps_its_details_current_and_zone_changes_need_approval(market, stack, database_url):
@@ -351,8 +413,14 @@ async def test_a_provider_keeps_its_details_current_and_zone_changes_need_approv
         me = (await client.get("/me", headers=bearer(token))).json()
         too_low = await client.patch("/me", headers=bearer(token), json={"weekly_capacity_hours": "0"})
         assert too_low.status_code == 409 if float(me["committed_hours"]) > 0 else too_low.status_code == 200
-        r = await client.patch("/me", headers=bearer(token), json={"weekly_capacity_hours": str(float(me["weekly_capacity_hours"]) + 5),
-                                                                     "call_times": ["morning", "tea", "bed"]})
+        r = await client.patch(
+            "/me",
+            headers=bearer(token),
+            json={
+                "weekly_capacity_hours": str(float(me["weekly_capacity_hours"]) + 5),
+                "call_times": ["morning", "tea", "bed"],
+            },
+        )
         assert r.status_code == 200 and r.json()["adapter"]["call_times"] == ["morning", "tea", "bed"]
         assert r.json()["revision"] > me["revision"]
 
@@ -362,21 +430,37 @@ async def test_a_provider_keeps_its_details_current_and_zone_changes_need_approv
 
         await eventually(brokerage_knows)
         zones = me["zones"] + ["bottesford"]
-        asked = await client.post("/me/change-requests", headers=bearer(token), json={"zones": zones, "bands": me["bands"]})
+        asked = await client.post(
+            "/me/change-requests", headers=bearer(token), json={"zones": zones, "bands": me["bands"]}
+        )
         assert asked.status_code == 201, asked.text
-        assert (await client.post("/me/change-requests", headers=bearer(token), json={"zones": zones, "bands": me["bands"]})).status_code == 409
-        assert (await client.get("/me", headers=bearer(token))).json()["zones"] == me["zones"], "nothing changes before approval"
+        assert (
+            await client.post("/me/change-requests", headers=bearer(token), json={"zones": zones, "bands": me["bands"]})
+        ).status_code == 409
+        assert (await client.get("/me", headers=bearer(token))).json()["zones"] == me["zones"], (
+            "nothing changes before approval"
+        )
         # A provider cannot approve its own request.
         request_id = asked.json()["request_id"]
-        assert (await client.post(f"/change-requests/{request_id}/approve", headers=bearer(token),
-                                  json={"decided_by": "me"})).status_code == 401
-        approved = await client.post(f"/change-requests/{request_id}/approve", headers=ADMIN,
-                                     json={"decided_by": "broker.sue", "reason": "covers the area now"})
+        assert (
+            await client.post(
+                f"/change-requests/{request_id}/approve", headers=bearer(token), json={"decided_by": "me"}
+            )
+        ).status_code == 401
+        approved = await client.post(
+            f"/change-requests/{request_id}/approve",
+            headers=ADMIN,
+            json={"decided_by": "broker.sue", "reason": "covers the area now"},
+        )
         assert approved.status_code == 200 and approved.json()["status"] == "approved"
         assert (await client.get("/me", headers=bearer(token))).json()["zones"] == zones
         # Put the market back as it was for the other tests.
-        back = await client.post("/me/change-requests", headers=bearer(token), json={"zones": me["zones"], "bands": me["bands"]})
-        await client.post(f"/change-requests/{back.json()['request_id']}/approve", headers=ADMIN, json={"decided_by": "broker.sue"})
+        back = await client.post(
+            "/me/change-requests", headers=bearer(token), json={"zones": me["zones"], "bands": me["bands"]}
+        )
+        await client.post(
+            f"/change-requests/{back.json()['request_id']}/approve", headers=ADMIN, json={"decided_by": "broker.sue"}
+        )
         assert (await client.get("/me", headers=bearer(token))).json()["zones"] == me["zones"]
 
 

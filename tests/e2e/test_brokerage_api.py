@@ -39,16 +39,40 @@ def changed(body: dict, value, *path: str) -> dict:
 CASES = [
     ("unknown zone", lambda b: changed(b, "atlantis", "zone"), 422, "zone", "unknown zone"),
     ("unknown band", lambda b: changed(b, "suburban", "band"), 422, "band", "urban"),
-    ("district not in the zone", lambda b: changed(changed(b, "LE11", "postcode_district"), "LE11 1AA", "person", "postcode"), 422, "postcode_district", "charnwood-north"),
+    (
+        "district not in the zone",
+        lambda b: changed(changed(b, "LE11", "postcode_district"), "LE11 1AA", "person", "postcode"),
+        422,
+        "postcode_district",
+        "charnwood-north",
+    ),
     ("district in no zone", lambda b: changed(b, "SW1", "postcode_district"), 422, "postcode_district", "no zone"),
-    ("hours do not match visits", lambda b: changed(b, "40", "hours_per_week"), 422, "body", "does not match the visit pattern"),
+    (
+        "hours do not match visits",
+        lambda b: changed(b, "40", "hours_per_week"),
+        422,
+        "body",
+        "does not match the visit pattern",
+    ),
     ("negative hours", lambda b: changed(b, "-2", "hours_per_week"), 422, "hours_per_week", "greater than 0"),
-    ("too many calls", lambda b: changed(b, 9, "visits", "calls_per_day"), 422, "visits.calls_per_day", "less than or equal to 6"),
+    (
+        "too many calls",
+        lambda b: changed(b, 9, "visits", "calls_per_day"),
+        422,
+        "visits.calls_per_day",
+        "less than or equal to 6",
+    ),
     ("no needs", lambda b: changed(b, [], "needs"), 422, "needs", "at least 1"),
     ("unknown need", lambda b: changed(b, ["flying"], "needs"), 422, "needs.0", "personal_care"),
     ("missing urgency", lambda b: without(b, "urgency"), 422, "urgency", "Field required"),
     ("start date in the past", lambda b: changed(b, "2020-01-01", "start_date"), 422, "start_date", "past"),
-    ("bad NHS number", lambda b: changed(b, "1234567890", "person", "nhs_number"), 422, "person.nhs_number", "check digit"),
+    (
+        "bad NHS number",
+        lambda b: changed(b, "1234567890", "person", "nhs_number"),
+        422,
+        "person.nhs_number",
+        "check digit",
+    ),
     ("bad postcode", lambda b: changed(b, "NOT A CODE", "person", "postcode"), 422, "person.postcode", "postcode"),
     ("no person", lambda b: without(b, "person"), 422, "person", "Field required"),
     ("unexpected field", lambda b: changed(b, "x", "favourite_colour"), 422, "favourite_colour", "Extra inputs"),
@@ -72,11 +96,19 @@ async def test_invalid_requests_get_a_4xx_naming_the_field(brokerage, name, muta
 
 async def test_wrong_content_type_and_oversized_bodies_are_refused(brokerage):
     async with httpx.AsyncClient() as client:
-        r = await client.post(f"{brokerage}/packages", content=b"zone=melton", headers={"content-type": "application/x-www-form-urlencoded"})
+        r = await client.post(
+            f"{brokerage}/packages",
+            content=b"zone=melton",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
         assert r.status_code == 415 and "application/json" in r.json()["error"]
-        r = await client.post(f"{brokerage}/packages", content=b"{" + b" " * 200_000 + b"}", headers={"content-type": "application/json"})
+        r = await client.post(
+            f"{brokerage}/packages", content=b"{" + b" " * 200_000 + b"}", headers={"content-type": "application/json"}
+        )
         assert r.status_code == 413
-        r = await client.post(f"{brokerage}/packages", content=b"{not json", headers={"content-type": "application/json"})
+        r = await client.post(
+            f"{brokerage}/packages", content=b"{not json", headers={"content-type": "application/json"}
+        )
         assert r.status_code == 422
 
 
@@ -90,13 +122,17 @@ async def test_unknown_packages_are_404_and_bad_ids_422(brokerage):
 async def test_refused_requests_leave_nothing_behind(brokerage, database_url):
     conn = await asyncpg.connect(database_url)
     try:
-        before = await conn.fetchval("SELECT (SELECT count(*) FROM brokerage.packages) + (SELECT count(*) FROM brokerage.persons)"
-                                     " + (SELECT count(*) FROM brokerage.outbox)")
+        before = await conn.fetchval(
+            "SELECT (SELECT count(*) FROM brokerage.packages) + (SELECT count(*) FROM brokerage.persons)"
+            " + (SELECT count(*) FROM brokerage.outbox)"
+        )
         async with httpx.AsyncClient() as client:
             for _name, mutate, *_ in CASES:
                 await client.post(f"{brokerage}/packages", json=mutate(good()))
-        after = await conn.fetchval("SELECT (SELECT count(*) FROM brokerage.packages) + (SELECT count(*) FROM brokerage.persons)"
-                                    " + (SELECT count(*) FROM brokerage.outbox)")
+        after = await conn.fetchval(
+            "SELECT (SELECT count(*) FROM brokerage.packages) + (SELECT count(*) FROM brokerage.persons)"
+            " + (SELECT count(*) FROM brokerage.outbox)"
+        )
         assert after == before
     finally:
         await conn.close()
@@ -117,8 +153,9 @@ async def test_a_retried_request_with_the_same_idempotency_key_creates_one_packa
     async with httpx.AsyncClient() as client:
         first = await client.post(f"{brokerage}/packages", json=body, headers={"Idempotency-Key": key})
         again = await client.post(f"{brokerage}/packages", json=body, headers={"Idempotency-Key": key})
-        other = await client.post(f"{brokerage}/packages", json=changed(body, "broker.raj", "requested_by"),
-                                  headers={"Idempotency-Key": key})
+        other = await client.post(
+            f"{brokerage}/packages", json=changed(body, "broker.raj", "requested_by"), headers={"Idempotency-Key": key}
+        )
     assert (first.status_code, again.status_code, other.status_code) == (201, 200, 409)
     assert first.json()["package_id"] == again.json()["package_id"]
     conn = await asyncpg.connect(database_url)
@@ -139,14 +176,23 @@ async def test_broker_actions_refuse_what_the_package_state_does_not_allow(broke
         start = await client.post(f"{url}/start", json={"started_on": "2026-01-05", "recorded_by": "broker.amy"})
         assert start.status_code == 409 and "only a placed package can start" in start.json()["error"]
         assert (await client.post(f"{url}/reoffer", json={"requested_by": "broker.amy"})).status_code == 409
-        handed = await client.post(f"{url}/hand-back", json={"notice_ends_on": "2026-12-31", "reason": "x", "recorded_by": "broker.amy"})
-        assert handed.status_code == 409 and "only a placed or started package can be handed back" in handed.json()["error"]
-        assert (await client.post(f"{url}/hand-back", json={"reason": "x", "recorded_by": "broker.amy"})).status_code == 422
+        handed = await client.post(
+            f"{url}/hand-back", json={"notice_ends_on": "2026-12-31", "reason": "x", "recorded_by": "broker.amy"}
+        )
+        assert (
+            handed.status_code == 409
+            and "only a placed or started package can be handed back" in handed.json()["error"]
+        )
+        assert (
+            await client.post(f"{url}/hand-back", json={"reason": "x", "recorded_by": "broker.amy"})
+        ).status_code == 422
         assert (await client.post(f"{url}/cancel", json={"cancelled_by": "broker.amy"})).status_code == 422
         future = await client.post(f"{url}/start", json={"started_on": "2999-01-01", "recorded_by": "broker.amy"})
         assert future.status_code == 422 and "future" in future.text
-        missing = await client.post(f"{brokerage}/packages/6f1c2a52-8c1e-4a55-9d6b-1f6f0c1d2e3a/cancel",
-                                    json={"reason": "x", "cancelled_by": "broker.amy"})
+        missing = await client.post(
+            f"{brokerage}/packages/6f1c2a52-8c1e-4a55-9d6b-1f6f0c1d2e3a/cancel",
+            json={"reason": "x", "cancelled_by": "broker.amy"},
+        )
         assert missing.status_code == 404
         timeline = [t["stage"] for t in (await client.get(url)).json()["timeline"]]
         assert timeline[0] == "requested" and timeline[-1] == "cancelled"
@@ -163,5 +209,8 @@ async def test_the_queue_view_lists_the_unplaced_first_then_the_most_urgent_then
     assert bogus.status_code == 422 and "sort" in bogus.text
     status_rank = {"unplaced": 0, "awaiting_approval": 1}
     urgency_rank = {"hospital_discharge": 0, "reablement_step_down": 1, "community": 2}
-    keys = [(status_rank.get(p["status"], 2), urgency_rank[p["urgency"]], not p["priority"], p["requested_at"]) for p in listed]
+    keys = [
+        (status_rank.get(p["status"], 2), urgency_rank[p["urgency"]], not p["priority"], p["requested_at"])
+        for p in listed
+    ]
     assert len(keys) >= 2 and keys == sorted(keys)

@@ -30,8 +30,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def homecare(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "services.cli.main", *args], capture_output=True, text=True,
-                            env=os.environ.copy(), timeout=timeout, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=timeout,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return result
 
@@ -53,18 +59,32 @@ async def test_health_metrics_and_asyncapi_on_every_service(stack, known_batch):
             ready = (await client.get(f"{base}/health/ready")).json()
             assert ready == {"status": "ready", "checks": {"postgresql": True, "kafka": True}}
             text = (await client.get(f"{base}/metrics")).text
-            for metric in ("homecare_events_handled_total", "homecare_handler_seconds_bucket", "homecare_outbox_backlog",
-                           "homecare_consumer_lag", "homecare_dead_letters_total", "homecare_ready"):
+            for metric in (
+                "homecare_events_handled_total",
+                "homecare_handler_seconds_bucket",
+                "homecare_outbox_backlog",
+                "homecare_consumer_lag",
+                "homecare_dead_letters_total",
+                "homecare_ready",
+            ):
                 assert metric in text, f"{name} /metrics lacks {metric}"
             assert f'homecare_ready{{service="{name}"}} 1.0' in text
             asyncapi = (await client.get(f"{base}/asyncapi.json")).json()
             assert asyncapi["asyncapi"] == "3.0.0"
-            assert any(topics.resolve("brokerage.packages") == c["address"] or topics.resolve("providers.answers") == c["address"]
-                       for c in asyncapi["channels"].values())
+            assert any(
+                topics.resolve("brokerage.packages") == c["address"]
+                or topics.resolve("providers.answers") == c["address"]
+                for c in asyncapi["channels"].values()
+            )
         brokerage_metrics = (await client.get(f"{stack.url('brokerage')}/metrics")).text
         assert 'homecare_packages_waiting{status="unplaced",urgency="hospital_discharge"}' in brokerage_metrics
-        applied = [line for line in brokerage_metrics.splitlines()
-                   if line.startswith("homecare_events_handled_total") and 'event_type="BidSubmitted"' in line and 'outcome="applied"' in line]
+        applied = [
+            line
+            for line in brokerage_metrics.splitlines()
+            if line.startswith("homecare_events_handled_total")
+            and 'event_type="BidSubmitted"' in line
+            and 'outcome="applied"' in line
+        ]
         assert applied and float(applied[0].split()[-1]) > 0
 
 
@@ -77,7 +97,9 @@ async def test_kpis_equal_an_independent_computation_from_the_databases(known_ba
         rows = await conn.fetch("SELECT * FROM brokerage.packages WHERE package_id::text = ANY($1)", ids)
         declines = await conn.fetch(
             """SELECT p.band, a.reason FROM brokerage.answers a JOIN brokerage.packages p USING (package_id)
-                WHERE a.kind = 'decline' AND p.package_id::text = ANY($1)""", ids)
+                WHERE a.kind = 'decline' AND p.package_id::text = ANY($1)""",
+            ids,
+        )
     finally:
         await conn.close()
     placed = [r for r in rows if r["status"] == "placed"]
@@ -105,7 +127,9 @@ async def test_kpis_equal_an_independent_computation_from_the_databases(known_ba
     for r in placed:
         spend[r["band"]] += r["hourly_rate"] * r["hours_per_week"]
         hours[r["zone"]][r["provider_id"]] += float(r["hours_per_week"])
-    assert {b: Decimal(v) for b, v in result["weekly_spend_by_band"].items()} == {b: v.quantize(Decimal("0.01")) for b, v in spend.items()}
+    assert {b: Decimal(v) for b, v in result["weekly_spend_by_band"].items()} == {
+        b: v.quantize(Decimal("0.01")) for b, v in spend.items()
+    }
     for zone, by_provider in hours.items():
         total = sum(by_provider.values())
         hhi = round(sum((round(100 * h / total, 2)) ** 2 for h in by_provider.values()))
@@ -122,16 +146,21 @@ async def test_kpis_equal_an_independent_computation_from_the_databases(known_ba
 async def test_tail_shows_one_packages_journey_in_order(known_batch):
     _, packages = known_batch
     package = next(p for p in packages if p["status"] == "placed")
-    lines = [json.loads(line) for line in homecare("tail", "--journey", package["package_id"], "--no-follow", "--json").stdout.splitlines()]
+    lines = [
+        json.loads(line)
+        for line in homecare("tail", "--journey", package["package_id"], "--no-follow", "--json").stdout.splitlines()
+    ]
     types = [line["event_type"] for line in lines]
     assert types[0] == "PackageRequested" and types[1] == "OfferMade"
     assert types.index("PackagePlaced") < types.index("PlacementConfirmed") == len(types) - 1
-    assert set(types[2:types.index("PackagePlaced")]) <= {"BidSubmitted", "OfferDeclined", "OfferMade"}
+    assert set(types[2 : types.index("PackagePlaced")]) <= {"BidSubmitted", "OfferDeclined", "OfferMade"}
     assert [line["at"] for line in lines] == sorted(line["at"] for line in lines)
     assert {line["package_id"] for line in lines} == {package["package_id"]}
     placed_line = lines[types.index("PackagePlaced")]
     assert placed_line["provider"] == package["provider_id"] and placed_line["zone"] == package["package"]["zone"]
-    only_bids = homecare("tail", "--type", "BidSubmitted", "--package", package["package_id"], "--no-follow").stdout.splitlines()
+    only_bids = homecare(
+        "tail", "--type", "BidSubmitted", "--package", package["package_id"], "--no-follow"
+    ).stdout.splitlines()
     assert only_bids and all("BidSubmitted" in line for line in only_bids)
 
 

@@ -31,18 +31,23 @@ async def placed_batch(stack):
     framework = load_framework()
     requests = batch(framework, PACKAGES, seed=2026)
     async with httpx.AsyncClient(timeout=10) as client:
-        await wait_until_ready(client, {n: stack.url(n) for n in ("brokerage", "providers", "notifications")}, timeout=90)
+        await wait_until_ready(
+            client, {n: stack.url(n) for n in ("brokerage", "providers", "notifications")}, timeout=90
+        )
     # Everyone is told by email (registered over the API, as an administrator would).
     contacts = yaml.safe_load((reference_dir() / "contacts.yaml").read_text())
     async with httpx.AsyncClient(timeout=10, base_url=stack.url("notifications")) as client:
         people = [("brokerage_team", contacts["brokerage_team"])] + [("broker", b) for b in contacts["brokers"]]
-        people += [("provider", {"recipient_id": p["provider_id"], "email": f"placements@{p['provider_id']}.example.org"})
-                   for p in load_provider_seed()]
+        people += [
+            ("provider", {"recipient_id": p["provider_id"], "email": f"placements@{p['provider_id']}.example.org"})
+            for p in load_provider_seed()
+        ]
         for kind, person in people:
             body = {"email": person["email"], "channels": ["email"]}
             (await client.put(f"/recipients/{kind}/{person['recipient_id']}", json=body)).raise_for_status()
-    packages = await place_batch(stack.url("brokerage"), requests, timeout=180,
-                                 notifications=stack.url("notifications"), contact_channel="email")
+    packages = await place_batch(
+        stack.url("brokerage"), requests, timeout=180, notifications=stack.url("notifications"), contact_channel="email"
+    )
     # Let the last confirmations and provider updates land before reading the records.
     await asyncio.sleep(2)
     return requests, packages
@@ -73,12 +78,20 @@ async def test_every_zone_is_covered(placed_batch):
 async def test_every_package_ends_placed_or_unplaced_exactly_once(placed_batch, infra, database_url):
     _, packages = placed_batch
     ids = {p["package_id"] for p in packages}
-    rows = await query(database_url, "SELECT package_id::text, status FROM brokerage.packages WHERE package_id::text = ANY($1)", list(ids))
+    rows = await query(
+        database_url,
+        "SELECT package_id::text, status FROM brokerage.packages WHERE package_id::text = ANY($1)",
+        list(ids),
+    )
     assert {r["status"] for r in rows} <= {"placed", "unplaced", "awaiting_approval"} and len(rows) == len(ids)
     outcomes = Counter()
-    for topic, record in await all_events(infra):
+    for _topic, record in await all_events(infra):
         event = event_of(record)
-        if event and event.get("event_type") in ("PackagePlaced", "PackageUnplaced", "ExceptionRequested") and event.get("package_id") in ids:
+        if (
+            event
+            and event.get("event_type") in ("PackagePlaced", "PackageUnplaced", "ExceptionRequested")
+            and event.get("package_id") in ids
+        ):
             outcomes[event["package_id"]] += 1
             assert record.key.decode() == event["package_id"], "keyed by package id"
     assert outcomes == Counter({i: 1 for i in ids}), "exactly one outcome event per package"
@@ -86,20 +99,32 @@ async def test_every_package_ends_placed_or_unplaced_exactly_once(placed_batch, 
     assert placed > 0
 
 
-async def test_each_placement_is_confirmed_once_per_recipient_and_arrives_by_email(placed_batch, infra, database_url, mail_server,
-                                                                                   artifacts):
+async def test_each_placement_is_confirmed_once_per_recipient_and_arrives_by_email(
+    placed_batch, infra, database_url, mail_server, artifacts
+):
     _, packages = placed_batch
     placed = {p["package_id"]: p for p in packages if p["status"] == "placed"}
-    losers = {e["package_id"]: e["losing_provider_ids"] for e in (event_of(r) for _, r in await all_events(infra))
-              if e and e.get("event_type") == "PackagePlaced" and e.get("package_id") in placed}
-    expected = {package_id: sorted([("broker", p["requested_by"]), ("person", package_id), ("provider", p["provider_id"])]
-                                   + [("losing_bidder", pid) for pid in losers[package_id] if pid != p["provider_id"]])
-                for package_id, p in placed.items()}
+    losers = {
+        e["package_id"]: e["losing_provider_ids"]
+        for e in (event_of(r) for _, r in await all_events(infra))
+        if e and e.get("event_type") == "PackagePlaced" and e.get("package_id") in placed
+    }
+    expected = {
+        package_id: sorted(
+            [("broker", p["requested_by"]), ("person", package_id), ("provider", p["provider_id"])]
+            + [("losing_bidder", pid) for pid in losers[package_id] if pid != p["provider_id"]]
+        )
+        for package_id, p in placed.items()
+    }
     rows = []
     for _ in range(40):  # the dispatcher sends shortly after the consumer records
-        rows = await query(database_url, "SELECT package_id::text, delivery_id::text, recipient_role, recipient_id, channel, status "
-                                         "FROM notifications.deliveries WHERE event_type = 'PackagePlaced' "
-                                         "AND package_id::text = ANY($1)", list(placed))
+        rows = await query(
+            database_url,
+            "SELECT package_id::text, delivery_id::text, recipient_role, recipient_id, channel, status "
+            "FROM notifications.deliveries WHERE event_type = 'PackagePlaced' "
+            "AND package_id::text = ANY($1)",
+            list(placed),
+        )
         if rows and all(r["status"] == "sent" for r in rows) and len(rows) == sum(map(len, expected.values())):
             break
         await asyncio.sleep(0.5)
@@ -112,22 +137,41 @@ async def test_each_placement_is_confirmed_once_per_recipient_and_arrives_by_ema
     arrived = Counter(m["Message-ID"] for m in mail_server.received)
     assert all(arrived[f"<{r['delivery_id']}@homecare-brokerage>"] == 1 for r in rows)
     assert max(arrived.values()) == 1
-    timing = await query(database_url, "SELECT extract(epoch FROM sent_at - created_at)::float AS s FROM notifications.deliveries "
-                                       "WHERE event_type = 'PackagePlaced' AND package_id::text = ANY($1)", list(placed))
+    timing = await query(
+        database_url,
+        "SELECT extract(epoch FROM sent_at - created_at)::float AS s FROM notifications.deliveries "
+        "WHERE event_type = 'PackagePlaced' AND package_id::text = ANY($1)",
+        list(placed),
+    )
     seconds = sorted(r["s"] for r in timing)
-    (artifacts / "notifications-e2e.json").write_text(json.dumps({
-        "placements": len(placed), "emails": len(rows), "smtp_server_received_incl_unplaced_alerts": len(arrived),
-        "recorded_to_sent_seconds": {"median": seconds[len(seconds) // 2], "max": seconds[-1]}}, indent=2))
-    confirmed = Counter(event_of(r)["package_id"] for t, r in await all_events(infra)
-                        if t == topics.resolve("notifications.confirmations") and event_of(r)
-                        and event_of(r)["event_type"] == "PlacementConfirmed")
+    (artifacts / "notifications-e2e.json").write_text(
+        json.dumps(
+            {
+                "placements": len(placed),
+                "emails": len(rows),
+                "smtp_server_received_incl_unplaced_alerts": len(arrived),
+                "recorded_to_sent_seconds": {"median": seconds[len(seconds) // 2], "max": seconds[-1]},
+            },
+            indent=2,
+        )
+    )
+    confirmed = Counter(
+        event_of(r)["package_id"]
+        for t, r in await all_events(infra)
+        if t == topics.resolve("notifications.confirmations")
+        and event_of(r)
+        and event_of(r)["event_type"] == "PlacementConfirmed"
+    )
     assert {k: v for k, v in confirmed.items() if k in placed} == {k: 1 for k in placed}
 
 
 async def test_the_awarded_provider_was_eligible_offered_and_within_the_band_rate(placed_batch, database_url):
     _, packages = placed_batch
-    registry = {r["provider_id"]: json.loads(r["profile"]) | {"capacity": r["weekly_capacity_hours"], "committed": r["committed_hours"]}
-                for r in await query(database_url, "SELECT * FROM providers.providers")}
+    registry = {
+        r["provider_id"]: json.loads(r["profile"])
+        | {"capacity": r["weekly_capacity_hours"], "committed": r["committed_hours"]}
+        for r in await query(database_url, "SELECT * FROM providers.providers")
+    }
     for p in (p for p in packages if p["status"] == "placed"):
         spec, winner = p["package"], registry[p["provider_id"]]
         assert winner["status"] == "active" and winner["cqc_rating"] != "inadequate"
@@ -145,18 +189,34 @@ async def test_the_awarded_provider_was_eligible_offered_and_within_the_band_rat
         # Ranked first among acceptable bids: any bidder ranked above the winner must have been
         # ineligible at the award - here that can only be capacity, and committed hours only
         # grow in this run, so such a bidder has no room for the package now either.
-        answers = [Answer(a["provider_id"], a["kind"], dt.datetime.fromisoformat(a["answered_at"]),
-                          Decimal(a["hourly_rate"]) if a["hourly_rate"] else None,
-                          dt.date.fromisoformat(a["earliest_start"]) if a["earliest_start"] else None)
-                   for a in offered[-1]["answers"] if not a["late"]]
-        quality = {pid: quality_score(ProviderProfile.model_validate(
-                       {k: v for k, v in info.items() if k not in ("capacity", "committed")}
-                       | {"weekly_capacity_hours": info["capacity"], "committed_hours": info["committed"]}))
-                   for pid, info in registry.items() if pid in {a.provider_id for a in answers}}
+        answers = [
+            Answer(
+                a["provider_id"],
+                a["kind"],
+                dt.datetime.fromisoformat(a["answered_at"]),
+                Decimal(a["hourly_rate"]) if a["hourly_rate"] else None,
+                dt.date.fromisoformat(a["earliest_start"]) if a["earliest_start"] else None,
+            )
+            for a in offered[-1]["answers"]
+            if not a["late"]
+        ]
+        quality = {
+            pid: quality_score(
+                ProviderProfile.model_validate(
+                    {k: v for k, v in info.items() if k not in ("capacity", "committed")}
+                    | {"weekly_capacity_hours": info["capacity"], "committed_hours": info["committed"]}
+                )
+            )
+            for pid, info in registry.items()
+            if pid in {a.provider_id for a in answers}
+        }
         ranked = [b for b in rank_bids(answers, quality, Decimal(p["band_rate"])) if b.acceptable]
         above = [b.answer.provider_id for b in ranked[: [b.answer.provider_id for b in ranked].index(p["provider_id"])]]
         for pid in above:
-            assert registry[pid]["capacity"] - registry[pid]["committed"] < Decimal(spec["hours_per_week"]), (pid, p["package_id"])
+            assert registry[pid]["capacity"] - registry[pid]["committed"] < Decimal(spec["hours_per_week"]), (
+                pid,
+                p["package_id"],
+            )
     # Capacity: what each provider has committed grew by exactly the hours of its placements, within capacity.
     committed = defaultdict(float)
     for seeded in load_provider_seed():
@@ -177,7 +237,9 @@ async def test_no_personal_detail_appears_in_any_kafka_message(placed_batch, inf
     events = await all_events(infra)
     assert len(events) > PACKAGES * 4
     for topic, record in events:
-        blob = (record.value or b"").decode(errors="replace") + json.dumps([(k, v.decode(errors="replace")) for k, v in record.headers or ()])
+        blob = (record.value or b"").decode(errors="replace") + json.dumps(
+            [(k, v.decode(errors="replace")) for k, v in record.headers or ()]
+        )
         leaked = [s for s in secrets if s in blob]
         assert not leaked, f"personal details {leaked} on {topic}"
 
@@ -188,7 +250,9 @@ async def test_the_person_is_readable_from_the_brokerage_only_by_its_staff_and_a
     url = f"{stack.url('brokerage')}/packages/{package_id}/person"
     async with httpx.AsyncClient() as client:
         assert (await client.get(url)).status_code == 401
-        assert (await client.get(url, headers={"Authorization": "Bearer not-the-token", "X-Staff-User": "x"})).status_code == 401
+        assert (
+            await client.get(url, headers={"Authorization": "Bearer not-the-token", "X-Staff-User": "x"})
+        ).status_code == 401
         r = await client.get(url, headers={"Authorization": as_staff()["Authorization"]})
         assert r.status_code == 422 and "X-Staff-User" in r.text  # a read must say who reads
         person = (await client.get(url, headers=as_staff("broker.bo"))).json()
@@ -206,15 +270,30 @@ async def test_every_placement_can_be_explained_from_the_record(placed_batch, st
         for package in placed[:10]:
             body = (await client.get(f"{stack.url('brokerage')}/packages/{package['package_id']}/explanation")).json()
             assert body["record"]["winner"] == package["provider_id"]
-            assert "Placed with" in body["explanation"]["broker"] and "will provide your care" in body["explanation"]["family"]
+            assert (
+                "Placed with" in body["explanation"]["broker"]
+                and "will provide your care" in body["explanation"]["family"]
+            )
             offered = {o["provider_id"] for r in body["record"]["rounds"] for o in r["offered"]}
             assert package["provider_id"] in offered
-            losers = [b["provider_id"] for r in body["record"]["rounds"] for b in r["ranking"] if b["provider_id"] != package["provider_id"]]
+            losers = [
+                b["provider_id"]
+                for r in body["record"]["rounds"]
+                for b in r["ranking"]
+                if b["provider_id"] != package["provider_id"]
+            ]
             if losers:
-                answer = (await client.get(f"{stack.url('brokerage')}/packages/{package['package_id']}/explanation",
-                                           params={"provider_id": losers[0]})).json()
+                answer = (
+                    await client.get(
+                        f"{stack.url('brokerage')}/packages/{package['package_id']}/explanation",
+                        params={"provider_id": losers[0]},
+                    )
+                ).json()
                 told = answer["explanation"]["losing_bidder"]
                 assert "was not awarded to you" in told and package["hourly_rate"] not in json.dumps(answer)
                 assert set(answer) == {"package_id", "provider_id", "explanation"}
-        r = await client.get(f"{stack.url('brokerage')}/packages/{placed[0]['package_id']}/explanation", params={"provider_id": "nobody-care"})
+        r = await client.get(
+            f"{stack.url('brokerage')}/packages/{placed[0]['package_id']}/explanation",
+            params={"provider_id": "nobody-care"},
+        )
         assert r.status_code == 404

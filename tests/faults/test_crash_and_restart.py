@@ -52,7 +52,9 @@ def chaos_stack(stack, infra):
 def deploy(script: str, action: str) -> None:
     # Without the variables that tell the scripts "someone else's cluster: leave it alone".
     env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")}
-    subprocess.run(["bash", str(ROOT / "deploy" / script), action], check=True, capture_output=True, timeout=180, env=env)
+    subprocess.run(
+        ["bash", str(ROOT / "deploy" / script), action], check=True, capture_output=True, timeout=180, env=env
+    )
 
 
 async def post_with_retries(client: httpx.AsyncClient, url: str, body: dict, key: str, stats: Counter) -> str:
@@ -108,7 +110,9 @@ async def wait_until_final(db: str, ids: list[str], timeout: float) -> dict[str,
         try:
             conn = await asyncpg.connect(db)
             try:
-                rows = await conn.fetch("SELECT package_id::text, status FROM brokerage.packages WHERE package_id::text = ANY($1)", ids)
+                rows = await conn.fetch(
+                    "SELECT package_id::text, status FROM brokerage.packages WHERE package_id::text = ANY($1)", ids
+                )
             finally:
                 await conn.close()
             statuses = {r["package_id"]: r["status"] for r in rows}
@@ -148,27 +152,45 @@ async def test_crashes_and_restarts_lose_nothing_and_double_nothing(chaos_stack,
     try:
         # Nothing lost: every request is one package, and every package is final.
         assert len(set(ids)) == len(ids) == PACKAGES
-        by_key = await conn.fetch("SELECT idempotency_key, count(*) n FROM brokerage.packages WHERE idempotency_key = ANY($1) GROUP BY 1", keys)
+        by_key = await conn.fetch(
+            "SELECT idempotency_key, count(*) n FROM brokerage.packages WHERE idempotency_key = ANY($1) GROUP BY 1",
+            keys,
+        )
         assert len(by_key) == PACKAGES and all(r["n"] == 1 for r in by_key), "a retried request made a second package"
         stuck = {i: s for i, s in statuses.items() if s not in FINAL}
         assert len(statuses) == PACKAGES and not stuck, f"{len(stuck)} packages not final: {list(stuck.items())[:5]}"
         # Every outbox event delivered: nothing unpublished in any service.
         for schema in SERVICES:
             assert await conn.fetchval(f"SELECT count(*) FROM {schema}.outbox WHERE published_at IS NULL") == 0, schema
-        placed = {r["package_id"]: r for r in await conn.fetch(
-            "SELECT package_id::text, provider_id, requested_by FROM brokerage.packages WHERE package_id::text = ANY($1) AND status = 'placed'", ids)}
+        placed = {
+            r["package_id"]: r
+            for r in await conn.fetch(
+                "SELECT package_id::text, provider_id, requested_by FROM brokerage.packages WHERE package_id::text = "
+                "ANY($1) AND status = 'placed'",
+                ids,
+            )
+        }
         confirmations = await conn.fetch(
             "SELECT package_id::text, recipient_role, recipient_id, channel, count(*) n FROM notifications.deliveries "
-            "WHERE event_type = 'PackagePlaced' AND package_id::text = ANY($1) GROUP BY 1, 2, 3, 4", ids)
-        providers_placements = {r["package_id"]: r["provider_id"] for r in await conn.fetch(
-            "SELECT package_id::text, provider_id FROM providers.placements WHERE package_id::text = ANY($1)", ids)}
-        over = await conn.fetchval("SELECT count(*) FROM providers.providers WHERE committed_hours + held_hours > weekly_capacity_hours")
+            "WHERE event_type = 'PackagePlaced' AND package_id::text = ANY($1) GROUP BY 1, 2, 3, 4",
+            ids,
+        )
+        providers_placements = {
+            r["package_id"]: r["provider_id"]
+            for r in await conn.fetch(
+                "SELECT package_id::text, provider_id FROM providers.placements WHERE package_id::text = ANY($1)", ids
+            )
+        }
+        over = await conn.fetchval(
+            "SELECT count(*) FROM providers.providers WHERE committed_hours + held_hours > weekly_capacity_hours"
+        )
         # Bids hold capacity until their package is decided; one awaiting a broker's approval
         # of an above-rate bid is not decided yet.
         awaiting = [i for i, s in statuses.items() if s == "awaiting_approval"]
         held = await conn.fetchval(
             "SELECT coalesce(sum(held_hours), 0) FROM providers.offers WHERE package_id::text = ANY($1)",
-            [i for i in ids if i not in awaiting])
+            [i for i in ids if i not in awaiting],
+        )
     finally:
         await conn.close()
 

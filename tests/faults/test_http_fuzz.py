@@ -22,9 +22,22 @@ EXAMPLES_PER_OPERATION = 40
 def test_no_request_gets_a_server_error(stack, name, artifacts):
     st = Path(sys.executable).parent / "st"
     result = subprocess.run(
-        [str(st), "run", f"{stack.url(name)}/openapi.json", "--checks", "not_a_server_error",
-         "--max-examples", str(EXAMPLES_PER_OPERATION), "--seed", "20261123", "--no-color"],
-        capture_output=True, text=True, timeout=600, cwd=ROOT,
+        [
+            str(st),
+            "run",
+            f"{stack.url(name)}/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            str(EXAMPLES_PER_OPERATION),
+            "--seed",
+            "20261123",
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
     )
     (artifacts / f"schemathesis-{name}.txt").write_text(result.stdout + result.stderr)
     generated = re.search(r"(\d+) generated", result.stdout)
@@ -42,11 +55,16 @@ async def test_no_package_is_half_written(stack, database_url):
         broken = await conn.fetch(
             """SELECT p.package_id FROM brokerage.packages p
                 WHERE NOT EXISTS (SELECT 1 FROM brokerage.persons s WHERE s.package_id = p.package_id)
-                   OR NOT EXISTS (SELECT 1 FROM brokerage.timeline t WHERE t.package_id = p.package_id AND t.stage = 'requested')
-                   OR (p.status = 'offered' AND NOT EXISTS (SELECT 1 FROM brokerage.offer_rounds r WHERE r.package_id = p.package_id))""")
+                   OR NOT EXISTS (SELECT 1 FROM brokerage.timeline t WHERE t.package_id = p.package_id AND t.stage
+                       = 'requested')
+                   OR (p.status = 'offered' AND NOT EXISTS (SELECT 1 FROM brokerage.offer_rounds r WHERE
+                       r.package_id = p.package_id))"""
+        )
         assert not broken, f"{len(broken)} half-written packages"
         orphans = await conn.fetchval(
-            "SELECT count(*) FROM brokerage.persons s WHERE NOT EXISTS (SELECT 1 FROM brokerage.packages p WHERE p.package_id = s.package_id)")
+            "SELECT count(*) FROM brokerage.persons s WHERE NOT EXISTS (SELECT 1 FROM brokerage.packages p WHERE "
+            "p.package_id = s.package_id)"
+        )
         assert orphans == 0
     finally:
         await conn.close()

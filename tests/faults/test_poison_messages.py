@@ -41,9 +41,11 @@ SAMPLES_ON = {
     "providers.answers": ["BidSubmitted", "OfferDeclined"],
     "providers.registry": ["ProviderUpdated"],
 }
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-                           max_leaves=8)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
 
 
 @st.composite
@@ -78,8 +80,9 @@ def poison(draw, topic: str) -> bytes:
 def generate(topic: str, count: int) -> list[bytes]:
     found: list[bytes] = []
 
-    @settings(max_examples=count, derandomize=True, database=None, deadline=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=count, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck)
+    )
     @given(poison(topic))
     def collect(message: bytes) -> None:
         found.append(message)
@@ -110,8 +113,12 @@ async def test_poison_messages_are_dead_lettered_and_valid_traffic_flows(stack, 
         await producer.stop()
     assert {p["status"] for p in placed} <= FINAL and len(placed) == 28
 
-    expected = {(f"poison-{topic}-{i}", topics.group(group))
-                for topic, batch_ in messages.items() for i in range(len(batch_)) for group in CONSUMERS[topic]}
+    expected = {
+        (f"poison-{topic}-{i}", topics.group(group))
+        for topic, batch_ in messages.items()
+        for i in range(len(batch_))
+        for group in CONSUMERS[topic]
+    }
     deadline = time.monotonic() + 180
     while True:
         got, origins = set(), defaultdict(set)
@@ -135,29 +142,46 @@ async def test_poison_messages_are_dead_lettered_and_valid_traffic_flows(stack, 
 
 
 def homecare(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "services.cli.main", *args], capture_output=True, text=True,
-                          env=os.environ.copy(), timeout=120, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=120,
+        cwd=ROOT,
+    )
 
 
 async def test_the_cli_lists_shows_and_replays_dead_letters(stack, infra):
     producer = AIOKafkaProducer(bootstrap_servers=infra.kafka)
     await producer.start()
     try:
-        await producer.send_and_wait(topics.resolve("providers.answers"), b'{"event_type": "BidSubmitted"}', key=b"cli-replay-me")
+        await producer.send_and_wait(
+            topics.resolve("providers.answers"), b'{"event_type": "BidSubmitted"}', key=b"cli-replay-me"
+        )
     finally:
         await producer.stop()
 
     async def find(predicate):
         for _ in range(60):
-            listed = [json.loads(line) for line in homecare("dead-letters", "list", "--json").stdout.splitlines() if line.strip()]
+            listed = [
+                json.loads(line)
+                for line in homecare("dead-letters", "list", "--json").stdout.splitlines()
+                if line.strip()
+            ]
             hits = [d for d in listed if predicate(d)]
             if hits:
                 return hits
             await asyncio.sleep(1)
         raise AssertionError("dead letter not listed")
 
-    [letter] = await find(lambda d: d["key"] == "cli-replay-me" and d["reason"] == "invalid"
-                          and d["origin"].startswith(topics.resolve("providers.answers")))
+    [letter] = await find(
+        lambda d: (
+            d["key"] == "cli-replay-me"
+            and d["reason"] == "invalid"
+            and d["origin"].startswith(topics.resolve("providers.answers"))
+        )
+    )
     shown = json.loads(homecare("dead-letters", "show", letter["id"]).stdout)
     assert shown["key"] == "cli-replay-me" and shown["consumer"] == topics.group("brokerage")
     replay = homecare("dead-letters", "replay", letter["id"])
@@ -165,8 +189,11 @@ async def test_the_cli_lists_shows_and_replays_dead_letters(stack, infra):
     # Still invalid, so it comes back - carrying the header that says it was a replay.
     records = []
     for _ in range(60):
-        records = [r for r in await read_topic(infra.kafka, topics.dead_letters())
-                   if r.key == b"cli-replay-me" and dict(r.headers).get("x-replayed-from") == letter["id"].encode()]
+        records = [
+            r
+            for r in await read_topic(infra.kafka, topics.dead_letters())
+            if r.key == b"cli-replay-me" and dict(r.headers).get("x-replayed-from") == letter["id"].encode()
+        ]
         if records:
             break
         await asyncio.sleep(1)

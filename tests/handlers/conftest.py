@@ -29,7 +29,9 @@ async def in_memory(handlers_database):
     started = []
 
     async def start(build, name, *, run_startup=True, before_start=None):
-        settings = load(name, database_url=handlers_database, consumer_backoff_initial_seconds=0.01, consumer_max_attempts=2)
+        settings = load(
+            name, database_url=handlers_database, consumer_backoff_initial_seconds=0.01, consumer_max_attempts=2
+        )
         service, _app = build(settings)
         if before_start:
             before_start(service)  # e.g. subscribe a test listener: must precede TestKafkaBroker
@@ -47,5 +49,6 @@ async def in_memory(handlers_database):
     for service, broker_cm in started:
         await broker_cm.__aexit__(None, None, None)
         await service._pool.close()
+
 
 from tests.handlers.market import brokerage  # noqa: E402,F401 - the brokerage market fixture, for every handler test

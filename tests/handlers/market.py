@@ -20,16 +20,35 @@ ZONE = "bottesford"  # a small zone: the test's own providers are the only ones 
 
 
 def profile(pid, tier, cqc="good", **kw) -> ProviderProfile:
-    base = dict(provider_id=pid, name=pid, tier=tier, status="active", zones=[ZONE], bands=["urban", "fringe", "rural"],
-                skills=["personal_care", "medication"], double_handed=True, cqc_rating=cqc, local_risk="low",
-                hand_backs_12m=0, weekly_capacity_hours=Decimal(200), committed_hours=Decimal(0))
+    base = dict(
+        provider_id=pid,
+        name=pid,
+        tier=tier,
+        status="active",
+        zones=[ZONE],
+        bands=["urban", "fringe", "rural"],
+        skills=["personal_care", "medication"],
+        double_handed=True,
+        cqc_rating=cqc,
+        local_risk="low",
+        hand_backs_12m=0,
+        weekly_capacity_hours=Decimal(200),
+        committed_hours=Decimal(0),
+    )
     return ProviderProfile(**(base | kw))
 
 
 def spec(urgency="community") -> PackageSpec:
-    return PackageSpec(zone=ZONE, band="rural", postcode_district="NG13", hours_per_week=Decimal("7"),
-                       visits=VisitPattern(calls_per_day=2, minutes_per_call=30, carers_per_call=1),
-                       needs=["personal_care"], urgency=urgency, start_date=dt.date.today())
+    return PackageSpec(
+        zone=ZONE,
+        band="rural",
+        postcode_district="NG13",
+        hours_per_week=Decimal("7"),
+        visits=VisitPattern(calls_per_day=2, minutes_per_call=30, carers_per_call=1),
+        needs=["personal_care"],
+        urgency=urgency,
+        start_date=dt.date.today(),
+    )
 
 
 PERSON = {"full_name": "Ada Abbott", "address": "1 Mill Lane", "postcode": "NG13 0AA", "nhs_number": "9990001112"}
@@ -46,7 +65,9 @@ async def brokerage(in_memory):
     }
     # Providers from earlier tests in this zone would join the offers: retire them.
     await service.pool.execute(
-        "UPDATE provider_view SET profile = jsonb_set(profile, '{status}', '\"left\"') WHERE profile->'zones' ? $1", ZONE)
+        "UPDATE provider_view SET profile = jsonb_set(profile, '{status}', '\"left\"') WHERE profile->'zones' ? $1",
+        ZONE,
+    )
     for p in market.values():
         event = ProviderUpdated(correlation_id=uuid.uuid4(), revision=1, profile=p)
         await broker.publish(event.model_dump_json().encode(), topic=topics.resolve("providers.registry"))
@@ -56,7 +77,9 @@ async def brokerage(in_memory):
 
 async def request(service, rules, **kw) -> uuid.UUID:
     async with unit_of_work(service.pool) as uow:
-        return (await handlers.request_package(uow, rules, spec=spec(**kw), person=PERSON, requested_by="broker.amy")).package_id
+        return (
+            await handlers.request_package(uow, rules, spec=spec(**kw), person=PERSON, requested_by="broker.amy")
+        ).package_id
 
 
 async def run_timer(service, rules, job) -> list[uuid.UUID]:
@@ -70,15 +93,26 @@ async def run_timer(service, rules, job) -> list[uuid.UUID]:
 
 
 async def outbox_types(service, package_id) -> list[tuple[str, dict]]:
-    rows = await service.pool.fetch("SELECT type, payload FROM outbox WHERE aggregateid = $1 ORDER BY seq", str(package_id))
+    rows = await service.pool.fetch(
+        "SELECT type, payload FROM outbox WHERE aggregateid = $1 ORDER BY seq", str(package_id)
+    )
     return [(r["type"], json.loads(r["payload"])) for r in rows]
 
 
 async def answer(broker, package_id, provider_id, offer_round=1, rate=None, decline=None):
-    common = dict(correlation_id=package_id, package_id=package_id, offer_round=offer_round, provider_id=provider_id,
-                  adapter="automatic", answered_at=dt.datetime.now(dt.UTC))
-    event = (OfferDeclined(reason=decline, reason_text="test", **common) if decline
-             else BidSubmitted(hourly_rate=Decimal(rate), earliest_start=dt.date.today(), **common))
+    common = dict(
+        correlation_id=package_id,
+        package_id=package_id,
+        offer_round=offer_round,
+        provider_id=provider_id,
+        adapter="automatic",
+        answered_at=dt.datetime.now(dt.UTC),
+    )
+    event = (
+        OfferDeclined(reason=decline, reason_text="test", **common)
+        if decline
+        else BidSubmitted(hourly_rate=Decimal(rate), earliest_start=dt.date.today(), **common)
+    )
     await broker.publish(event.model_dump_json().encode(), topic=topics.resolve("providers.answers"))
 
 

@@ -14,7 +14,6 @@ from schemas.events import ProviderUpdated
 from services.brokerage import handlers
 from services.runtime import topics
 from services.runtime.outbox import unit_of_work
-
 from tests.handlers.market import answer, outbox_types, profile, request, run_timer, status
 
 
@@ -23,7 +22,9 @@ async def test_primes_are_offered_first_and_the_best_acceptable_bid_wins(brokera
     package_id = await request(service, rules)
     events = await outbox_types(service, package_id)
     assert [t for t, _ in events] == ["PackageRequested", "OfferMade"]
-    assert events[1][1]["tier"] == "prime" and sorted(events[1][1]["provider_ids"]) == sorted([ids["prime_best"], ids["prime_good"]])
+    assert events[1][1]["tier"] == "prime" and sorted(events[1][1]["provider_ids"]) == sorted(
+        [ids["prime_best"], ids["prime_good"]]
+    )
 
     await answer(broker, package_id, ids["prime_good"], rate="22.95")
     assert await status(service, package_id) == "offered", "a better-rated prime may still bid"
@@ -44,8 +45,10 @@ async def test_the_round_closes_early_when_the_best_possible_provider_accepts(br
 async def test_the_ladder_escalates_to_the_neighbouring_zones_before_giving_up(brokerage):
     service, broker, rules, ids = brokerage
     near = profile(f"pn-{uuid.uuid4().hex[:6]}", "prime", zones=["melton"])  # Melton borders Bottesford
-    await broker.publish(ProviderUpdated(correlation_id=uuid.uuid4(), revision=1, profile=near).model_dump_json().encode(),
-                         topic=topics.resolve("providers.registry"))
+    await broker.publish(
+        ProviderUpdated(correlation_id=uuid.uuid4(), revision=1, profile=near).model_dump_json().encode(),
+        topic=topics.resolve("providers.registry"),
+    )
     try:
         package_id = await request(service, rules)
         await answer(broker, package_id, ids["prime_best"], decline="capacity")
@@ -60,8 +63,10 @@ async def test_the_ladder_escalates_to_the_neighbouring_zones_before_giving_up(b
         assert placed[0]["provider_id"] == near.provider_id and placed[0]["tier"] == "adjacent"
     finally:  # leave the market as the other tests expect it
         retired = near.model_copy(update={"status": "left"})
-        await broker.publish(ProviderUpdated(correlation_id=uuid.uuid4(), revision=2, profile=retired).model_dump_json().encode(),
-                             topic=topics.resolve("providers.registry"))
+        await broker.publish(
+            ProviderUpdated(correlation_id=uuid.uuid4(), revision=2, profile=retired).model_dump_json().encode(),
+            topic=topics.resolve("providers.registry"),
+        )
 
 
 async def test_only_above_rate_bids_wait_for_a_brokers_decision_and_a_refusal_leaves_it_unplaced(brokerage):
@@ -77,12 +82,16 @@ async def test_only_above_rate_bids_wait_for_a_brokers_decision_and_a_refusal_le
     asked = [p for t, p in await outbox_types(service, package_id) if t == "ExceptionRequested"]
     assert len(asked) == 1 and asked[0]["provider_id"] == ids["prime_good"] and asked[0]["hourly_rate"] == "30.00"
     async with unit_of_work(service.pool) as uow:
-        await handlers.decide_exception(uow, rules, package_id, approve=False, decided_by="manager.jo", reason="too dear")
+        await handlers.decide_exception(
+            uow, rules, package_id, approve=False, decided_by="manager.jo", reason="too dear"
+        )
     assert await status(service, package_id) == "unplaced"
     assert [t for t, _ in await outbox_types(service, package_id)][-2:] == ["ExceptionDecided", "PackageUnplaced"]
     with pytest.raises(handlers.ActionRefused):
         async with unit_of_work(service.pool) as uow:
-            await handlers.decide_exception(uow, rules, package_id, approve=True, decided_by="manager.jo", reason="changed my mind")
+            await handlers.decide_exception(
+                uow, rules, package_id, approve=True, decided_by="manager.jo", reason="changed my mind"
+            )
 
 
 async def test_an_approved_exception_places_the_best_above_rate_bid_and_says_who_approved_it(brokerage):
@@ -95,11 +104,21 @@ async def test_an_approved_exception_places_the_best_above_rate_bid_and_says_who
     await answer(broker, package_id, ids["supp"], offer_round=2, decline="capacity")
     assert await status(service, package_id) == "awaiting_approval"
     async with unit_of_work(service.pool) as uow:
-        await handlers.decide_exception(uow, rules, package_id, approve=True, decided_by="manager.jo",
-                                        reason="discharge delayed; no provider at rate")
+        await handlers.decide_exception(
+            uow,
+            rules,
+            package_id,
+            approve=True,
+            decided_by="manager.jo",
+            reason="discharge delayed; no provider at rate",
+        )
     assert await status(service, package_id) == "placed"
     placed = [p for t, p in await outbox_types(service, package_id) if t == "PackagePlaced"]
-    assert placed[0]["provider_id"] == ids["prime_best"] and placed[0]["hourly_rate"] == "26.00" and placed[0]["offer_round"] == 1
+    assert (
+        placed[0]["provider_id"] == ids["prime_best"]
+        and placed[0]["hourly_rate"] == "26.00"
+        and placed[0]["offer_round"] == 1
+    )
     decided = [p for t, p in await outbox_types(service, package_id) if t == "ExceptionDecided"]
     assert decided[0]["decision"] == "approved" and decided[0]["decided_by"] == "manager.jo"
     async with service.pool.acquire() as conn:
@@ -114,18 +133,22 @@ async def test_an_approved_exception_places_the_best_above_rate_bid_and_says_who
 async def test_the_window_timer_moves_a_silent_round_on(brokerage):
     service, broker, rules, ids = brokerage
     package_id = await request(service, rules)
-    await service.pool.execute("UPDATE packages SET window_closes_at = now() - interval '1 second' WHERE package_id = $1", package_id)
+    await service.pool.execute(
+        "UPDATE packages SET window_closes_at = now() - interval '1 second' WHERE package_id = $1", package_id
+    )
     assert package_id in await run_timer(service, rules, handlers.close_due_window)
     offers = [p for t, p in await outbox_types(service, package_id) if t == "OfferMade"]
     assert [o["tier"] for o in offers] == ["prime", "supplementary"]
     # A prime's answer to the closed round is kept, but late, and changes nothing.
     await answer(broker, package_id, ids["prime_best"], rate="18.00")
-    late = await service.pool.fetchval("SELECT late FROM answers WHERE package_id = $1 AND provider_id = $2", package_id, ids["prime_best"])
+    late = await service.pool.fetchval(
+        "SELECT late FROM answers WHERE package_id = $1 AND provider_id = $2", package_id, ids["prime_best"]
+    )
     assert late is True and await status(service, package_id) == "offered"
 
 
 async def test_an_answer_for_an_unknown_package_is_dead_lettered_not_applied(brokerage):
-    service, broker, rules, ids = brokerage
+    service, broker, _rules, ids = brokerage
     before = await service.pool.fetchval("SELECT count(*) FROM answers")
     await answer(broker, uuid.uuid4(), ids["prime_best"], rate="18.00")
     assert await service.pool.fetchval("SELECT count(*) FROM answers") == before
@@ -154,7 +177,10 @@ async def test_bids_and_window_timers_racing_place_a_package_at_most_once(broker
 
     async def expire_all():
         for _ in range(20):
-            await service.pool.execute("UPDATE packages SET window_closes_at = now() WHERE package_id = ANY($1) AND status = 'offered'", packages)
+            await service.pool.execute(
+                "UPDATE packages SET window_closes_at = now() WHERE package_id = ANY($1) AND status = 'offered'",
+                packages,
+            )
             for _ in packages:
                 async with unit_of_work(service.pool) as uow:
                     await handlers.close_due_window(uow, rules)
@@ -163,7 +189,9 @@ async def test_bids_and_window_timers_racing_place_a_package_at_most_once(broker
     for package_id in packages:
         outcomes = [t for t, _ in await outbox_types(service, package_id) if t in ("PackagePlaced", "PackageUnplaced")]
         assert len(outcomes) <= 1
-        placed = await service.pool.fetchval("SELECT count(*) FROM outbox WHERE aggregateid = $1 AND type = 'PackagePlaced'", str(package_id))
+        placed = await service.pool.fetchval(
+            "SELECT count(*) FROM outbox WHERE aggregateid = $1 AND type = 'PackagePlaced'", str(package_id)
+        )
         assert placed <= 1
 
 
@@ -180,7 +208,11 @@ async def test_an_award_is_explained_to_the_broker_the_family_and_a_losing_bidde
         answers = await conn.fetch("SELECT * FROM answers WHERE package_id = $1 ORDER BY answered_at", package_id)
     names = {ids["prime_best"]: "Best Care", ids["prime_good"]: "Good Care", ids["supp"]: "Supp Care"}
     record = explanation.decision_record(row, rounds, answers, names)
-    assert record["winner"] == ids["prime_best"] and record["rate_card"] == "2020-21" and record["policy"] == "prime-supplementary"
+    assert (
+        record["winner"] == ids["prime_best"]
+        and record["rate_card"] == "2020-21"
+        and record["policy"] == "prime-supplementary"
+    )
     ranking = record["rounds"][0]["ranking"]
     assert [r["provider_id"] for r in ranking] == [ids["prime_best"], ids["prime_good"]]  # quality before price
     broker_text = explanation.for_broker(record, names)
@@ -204,7 +236,9 @@ async def test_a_broker_can_cancel_before_start_but_not_twice(brokerage):
         await handlers.cancel(uow, package_id, reason="moved to a care home", cancelled_by="broker.amy")
     assert await outcome(service, package_id) == "cancelled"
     cancelled = [p for t, p in await outbox_types(service, package_id) if t == "PackageCancelled"]
-    assert len(cancelled) == 1 and cancelled[0]["provider_id"] is None and cancelled[0]["reason"] == "moved to a care home"
+    assert (
+        len(cancelled) == 1 and cancelled[0]["provider_id"] is None and cancelled[0]["reason"] == "moved to a care home"
+    )
     await answer(broker, package_id, ids["prime_best"], rate="18.00")  # a bid that arrives afterwards changes nothing
     assert await outcome(service, package_id) == "cancelled"
     with pytest.raises(handlers.ActionRefused):
@@ -241,14 +275,18 @@ async def test_the_unplaced_queue_re_offers_on_its_schedule_from_the_top_tier(br
     # Not due yet: nothing happens; once due, the package is offered again, Primes first.
     async with unit_of_work(service.pool) as uow:
         assert await handlers.reoffer_due(uow, rules) != package_id
-    await service.pool.execute("UPDATE packages SET next_reoffer_at = now() - interval '1 second' WHERE package_id = $1", package_id)
+    await service.pool.execute(
+        "UPDATE packages SET next_reoffer_at = now() - interval '1 second' WHERE package_id = $1", package_id
+    )
     async with unit_of_work(service.pool) as uow:
         while (done := await handlers.reoffer_due(uow, rules)) not in (None, package_id):
             pass
     assert done == package_id and await outcome(service, package_id) == "offered"
     offers = [p for t, p in await outbox_types(service, package_id) if t == "OfferMade"]
     assert [(o["offer_round"], o["tier"]) for o in offers] == [(1, "prime"), (2, "supplementary"), (3, "prime")]
-    assert sorted(offers[2]["provider_ids"]) == sorted([ids["prime_best"], ids["prime_good"]]), "the same primes may be asked again"
+    assert sorted(offers[2]["provider_ids"]) == sorted([ids["prime_best"], ids["prime_good"]]), (
+        "the same primes may be asked again"
+    )
     await answer(broker, package_id, ids["prime_best"], offer_round=3, rate="20.00")
     assert await outcome(service, package_id) == "placed"
     with pytest.raises(handlers.ActionRefused):
@@ -263,19 +301,27 @@ async def test_a_hand_back_reopens_the_package_with_priority_and_without_that_pr
     assert await status(service, package_id) == "placed"
     notice_end = dt.date.today() + dt.timedelta(days=14)
     async with unit_of_work(service.pool) as uow:
-        await handlers.hand_back(uow, rules, package_id, notice_ends_on=notice_end, reason="carer shortage", recorded_by="broker.amy")
+        await handlers.hand_back(
+            uow, rules, package_id, notice_ends_on=notice_end, reason="carer shortage", recorded_by="broker.amy"
+        )
     events = await outbox_types(service, package_id)
     kinds = [t for t, _ in events]
     assert kinds[-2:] == ["PackageHandedBack", "OfferMade"]
     handed, reopened = events[-2][1], events[-1][1]
     assert handed["provider_id"] == ids["prime_best"] and handed["notice_ends_on"] == notice_end.isoformat()
-    assert reopened["tier"] == "prime" and reopened["provider_ids"] == [ids["prime_good"]], "never the provider that handed back"
+    assert reopened["tier"] == "prime" and reopened["provider_ids"] == [ids["prime_good"]], (
+        "never the provider that handed back"
+    )
     assert reopened["package"]["start_date"] == notice_end.isoformat(), "care continues from the end of the notice"
-    row = await service.pool.fetchrow("SELECT status, priority, continuity, provider_id FROM packages WHERE package_id = $1", package_id)
+    row = await service.pool.fetchrow(
+        "SELECT status, priority, continuity, provider_id FROM packages WHERE package_id = $1", package_id
+    )
     assert (row["status"], row["priority"], row["continuity"], row["provider_id"]) == ("offered", True, True, None)
     with pytest.raises(handlers.ActionRefused):
         async with unit_of_work(service.pool) as uow:
-            await handlers.hand_back(uow, rules, package_id, notice_ends_on=notice_end, reason="again", recorded_by="broker.amy")
+            await handlers.hand_back(
+                uow, rules, package_id, notice_ends_on=notice_end, reason="again", recorded_by="broker.amy"
+            )
     await answer(broker, package_id, ids["prime_good"], offer_round=2, rate="20.00")
     assert await status(service, package_id) == "placed"
 
@@ -292,8 +338,10 @@ async def test_a_suspended_providers_packages_are_re_brokered_most_urgent_first(
     for _ in range(2):  # a redelivery marks nothing twice
         event = ProviderUpdated(correlation_id=uuid.uuid4(), revision=2, profile=suspended)
         await broker.publish(event.model_dump_json().encode(), topic=topics.resolve("providers.registry"))
-    marked = await service.pool.fetchval("SELECT count(*) FROM packages WHERE rebroker_due_at IS NOT NULL AND package_id = ANY($1)",
-                                         list(packages.values()))
+    marked = await service.pool.fetchval(
+        "SELECT count(*) FROM packages WHERE rebroker_due_at IS NOT NULL AND package_id = ANY($1)",
+        list(packages.values()),
+    )
     assert marked == 3
 
     order = await run_timer(service, rules, handlers.rebroker_due)
@@ -306,13 +354,17 @@ async def test_a_suspended_providers_packages_are_re_brokered_most_urgent_first(
         reopened, offered = kinds[-2][1], kinds[-1][1]
         assert reopened["provider_id"] == ids["prime_best"] and reopened["reason"] == "provider suspended"
         assert ids["prime_best"] not in offered["provider_ids"], "a suspended provider is offered nothing"
-        row = await service.pool.fetchrow("SELECT status, priority, continuity, provider_id, rebroker_due_at FROM packages "
-                                          "WHERE package_id = $1", package_id)
+        row = await service.pool.fetchrow(
+            "SELECT status, priority, continuity, provider_id, rebroker_due_at FROM packages WHERE package_id = $1",
+            package_id,
+        )
         assert tuple(row.values()) == ("offered", True, True, None, None)
     # Placed again with another provider, the package is not taken away by a later revision.
     await answer(broker, order[0], ids["prime_good"], offer_round=2, rate="20.00")
     assert await status(service, order[0]) == "placed"
-    later = ProviderUpdated(correlation_id=uuid.uuid4(), revision=3, profile=suspended.model_copy(update={"committed_hours": Decimal(1)}))
+    later = ProviderUpdated(
+        correlation_id=uuid.uuid4(), revision=3, profile=suspended.model_copy(update={"committed_hours": Decimal(1)})
+    )
     await broker.publish(later.model_dump_json().encode(), topic=topics.resolve("providers.registry"))
     async with unit_of_work(service.pool) as uow:
         assert await handlers.rebroker_due(uow, rules) is None
@@ -325,11 +377,15 @@ async def test_a_provider_reinstated_before_the_timers_keeps_its_packages(broker
     assert await status(service, package_id) == "placed"
     registry = topics.resolve("providers.registry")
     for revision, state in ((2, "suspended"), (3, "active")):
-        event = ProviderUpdated(correlation_id=uuid.uuid4(), revision=revision,
-                                profile=profile(ids["prime_best"], "prime", cqc="outstanding", status=state))
+        event = ProviderUpdated(
+            correlation_id=uuid.uuid4(),
+            revision=revision,
+            profile=profile(ids["prime_best"], "prime", cqc="outstanding", status=state),
+        )
         await broker.publish(event.model_dump_json().encode(), topic=registry)
-        marked = await service.pool.fetchval("SELECT rebroker_due_at IS NOT NULL FROM packages WHERE package_id = $1",
-                                             package_id)
+        marked = await service.pool.fetchval(
+            "SELECT rebroker_due_at IS NOT NULL FROM packages WHERE package_id = $1", package_id
+        )
         assert marked == (state == "suspended")
     assert package_id not in await run_timer(service, rules, handlers.rebroker_due)
     row = await service.pool.fetchrow("SELECT status, provider_id FROM packages WHERE package_id = $1", package_id)

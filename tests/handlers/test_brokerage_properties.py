@@ -26,8 +26,13 @@ from tests.handlers.market import answer, outbox_types, profile, request
 
 PROVIDERS = ("prime_best", "prime_good", "supp")
 step = st.one_of(
-    st.tuples(st.just("bid"), st.integers(0, 1), st.sampled_from(PROVIDERS), st.sampled_from(["18.00", "21.00", "30.00"]),
-              st.integers(0, 1)),
+    st.tuples(
+        st.just("bid"),
+        st.integers(0, 1),
+        st.sampled_from(PROVIDERS),
+        st.sampled_from(["18.00", "21.00", "30.00"]),
+        st.integers(0, 1),
+    ),
     st.tuples(st.just("decline"), st.integers(0, 1), st.sampled_from(PROVIDERS), st.integers(0, 1)),
     st.tuples(st.just("window"), st.integers(0, 1)),
     st.tuples(st.sampled_from(["cancel", "start", "reoffer", "hand_back", "approve", "reject"]), st.integers(0, 1)),
@@ -35,20 +40,28 @@ step = st.one_of(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(script=st.lists(step, min_size=3, max_size=18))
 async def test_property_any_order_of_events_places_each_package_at_most_once_and_rightly(brokerage, script):
     service, broker, rules, ids = brokerage
     packages = [await request(service, rules), await request(service, rules, urgency="hospital_discharge")]
-    revision = {p: await service.pool.fetchval("SELECT revision FROM provider_view WHERE provider_id = $1", ids[p])
-                for p in PROVIDERS}
+    revision = {
+        p: await service.pool.fetchval("SELECT revision FROM provider_view WHERE provider_id = $1", ids[p])
+        for p in PROVIDERS
+    }
     suspended: dict[str, bool] = {p: False for p in PROVIDERS}
 
     async def set_suspended(who: str, value: bool) -> None:
         revision[who] += 1
         suspended[who] = value
-        base = profile(ids[who], "prime" if who.startswith("prime") else "supplementary",
-                       cqc="outstanding" if who == "prime_best" else "good", status="suspended" if value else "active")
+        base = profile(
+            ids[who],
+            "prime" if who.startswith("prime") else "supplementary",
+            cqc="outstanding" if who == "prime_best" else "good",
+            status="suspended" if value else "active",
+        )
         event = ProviderUpdated(correlation_id=uuid.uuid4(), revision=revision[who], profile=base)
         await broker.publish(event.model_dump_json().encode(), topic=topics.resolve("providers.registry"))
 
@@ -59,18 +72,22 @@ async def test_property_any_order_of_events_places_each_package_at_most_once_and
                     if await job(uow, rules) is None:
                         break
 
-    async def act(uow_call) -> None:
+    async def act(handler, *args, **kwargs) -> None:
+        """Run one broker action in its own unit of work, now (no closure outlives the loop step)."""
         try:
             async with unit_of_work(service.pool) as uow:
-                await uow_call(uow)
+                await handler(uow, *args, **kwargs)
         except handlers.ActionRefused:
             pass  # refused in this state: part of what is being tried
 
     try:
         for kind, *args in script:
             package_id = packages[args[0]] if kind != "suspend" else None
-            current = await service.pool.fetchval("SELECT current_round FROM packages WHERE package_id = $1", package_id) \
-                if package_id else None
+            current = (
+                await service.pool.fetchval("SELECT current_round FROM packages WHERE package_id = $1", package_id)
+                if package_id
+                else None
+            )
             if kind == "bid":
                 _, who, rate, stale = args
                 await answer(broker, package_id, ids[who], offer_round=max(1, current - stale), rate=rate)
@@ -78,21 +95,35 @@ async def test_property_any_order_of_events_places_each_package_at_most_once_and
                 _, who, stale = args
                 await answer(broker, package_id, ids[who], offer_round=max(1, current - stale), decline="capacity")
             elif kind == "window":
-                await service.pool.execute("UPDATE packages SET window_closes_at = now() WHERE package_id = $1 AND status = 'offered'",
-                                           package_id)
+                await service.pool.execute(
+                    "UPDATE packages SET window_closes_at = now() WHERE package_id = $1 AND status = 'offered'",
+                    package_id,
+                )
                 await run_timers()
             elif kind == "cancel":
-                await act(lambda uow: handlers.cancel(uow, package_id, reason="test", cancelled_by="broker.amy"))
+                await act(handlers.cancel, package_id, reason="test", cancelled_by="broker.amy")
             elif kind == "start":
-                await act(lambda uow: handlers.record_start(uow, package_id, started_on=dt.date.today(), recorded_by="broker.amy"))
+                await act(handlers.record_start, package_id, started_on=dt.date.today(), recorded_by="broker.amy")
             elif kind == "reoffer":
-                await act(lambda uow: handlers.reoffer(uow, rules, package_id, requested_by="broker.amy"))
+                await act(handlers.reoffer, rules, package_id, requested_by="broker.amy")
             elif kind == "hand_back":
-                await act(lambda uow: handlers.hand_back(uow, rules, package_id, notice_ends_on=dt.date.today(), reason="test",
-                                                         recorded_by="broker.amy"))
+                await act(
+                    handlers.hand_back,
+                    rules,
+                    package_id,
+                    notice_ends_on=dt.date.today(),
+                    reason="test",
+                    recorded_by="broker.amy",
+                )
             elif kind in ("approve", "reject"):
-                await act(lambda uow: handlers.decide_exception(uow, rules, package_id, approve=kind == "approve",
-                                                                decided_by="broker.amy", reason="test"))
+                await act(
+                    handlers.decide_exception,
+                    rules,
+                    package_id,
+                    approve=kind == "approve",
+                    decided_by="broker.amy",
+                    reason="test",
+                )
             elif kind == "suspend":
                 who, value = args
                 await set_suspended(who, value)
@@ -101,14 +132,24 @@ async def test_property_any_order_of_events_places_each_package_at_most_once_and
 
         # Let every window run out (nobody answers any more) and settle waiting exceptions.
         for _ in range(8):
-            await service.pool.execute("UPDATE packages SET window_closes_at = now() WHERE package_id = ANY($1) AND status = 'offered'",
-                                       packages)
+            await service.pool.execute(
+                "UPDATE packages SET window_closes_at = now() WHERE package_id = ANY($1) AND status = 'offered'",
+                packages,
+            )
             await run_timers()
             for package_id in packages:
-                await act(lambda uow: handlers.decide_exception(uow, rules, package_id, approve=False, decided_by="broker.amy",
-                                                                reason="end of test"))
+                await act(
+                    handlers.decide_exception,
+                    rules,
+                    package_id,
+                    approve=False,
+                    decided_by="broker.amy",
+                    reason="end of test",
+                )
         await check_awards(service, packages, ids)
-        resting = {await service.pool.fetchval("SELECT status FROM packages WHERE package_id = $1", p) for p in packages}
+        resting = {
+            await service.pool.fetchval("SELECT status FROM packages WHERE package_id = $1", p) for p in packages
+        }
         assert resting <= {"placed", "started", "unplaced", "cancelled"}, resting
     finally:
         for who in PROVIDERS:
@@ -138,23 +179,43 @@ async def check_winner(service, package_id, placed: dict) -> None:
     the providers eligible then (an approved exception may pay above the rate)."""
     answers = await service.pool.fetch(
         "SELECT * FROM answers WHERE package_id = $1 AND offer_round = $2 AND kind = 'bid' AND NOT late",
-        package_id, placed["offer_round"])
-    quality = dict(await service.pool.fetch(
-        "SELECT key, value::numeric FROM offer_rounds, jsonb_each_text(quality) WHERE package_id = $1 AND offer_round = $2",
-        package_id, placed["offer_round"]))
+        package_id,
+        placed["offer_round"],
+    )
+    quality = dict(
+        await service.pool.fetch(
+            "SELECT key, value::numeric FROM offer_rounds, jsonb_each_text(quality) WHERE package_id = $1 AND "
+            "offer_round = $2",
+            package_id,
+            placed["offer_round"],
+        )
+    )
     winner = next((a for a in answers if a["provider_id"] == placed["provider_id"]), None)
-    assert placed["provider_id"] in quality, (f"{placed['provider_id']} won round {placed['offer_round']} without being offered it", placed, await outbox_types(service, package_id))
+    assert placed["provider_id"] in quality, (
+        f"{placed['provider_id']} won round {placed['offer_round']} without being offered it",
+        placed,
+        await outbox_types(service, package_id),
+    )
     assert winner is not None, f"{placed['provider_id']} won round {placed['offer_round']} without a bid in time"
     band_rate = await service.pool.fetchval("SELECT band_rate FROM packages WHERE package_id = $1", package_id)
     if Decimal(placed["hourly_rate"]) > band_rate:
         return  # an approved exception: the explanation names the approver (tested elsewhere)
     awarded_at = dt.datetime.fromisoformat(placed["placed_at"])
-    eligible_then = {r["provider_id"] for r in await service.pool.fetch(
-        "SELECT provider_id FROM provider_view WHERE profile->>'status' = 'active' OR updated_at > $1", awarded_at)}
+    eligible_then = {
+        r["provider_id"]
+        for r in await service.pool.fetch(
+            "SELECT provider_id FROM provider_view WHERE profile->>'status' = 'active' OR updated_at > $1", awarded_at
+        )
+    }
     # The framework's order, written out independently of the code under test: quality rating,
     # then price, then earliest start, then earliest answer.
-    acceptable = [a for a in answers if a["hourly_rate"] <= band_rate and a["provider_id"] in eligible_then
-                  and a["provider_id"] in quality]  # (a bid from a provider not offered that round counts for nothing)
-    best = min(acceptable, key=lambda a: (-Decimal(quality[a["provider_id"]]), a["hourly_rate"], a["earliest_start"],
-                                          a["answered_at"]))
+    acceptable = [
+        a
+        for a in answers
+        if a["hourly_rate"] <= band_rate and a["provider_id"] in eligible_then and a["provider_id"] in quality
+    ]  # (a bid from a provider not offered that round counts for nothing)
+    best = min(
+        acceptable,
+        key=lambda a: (-Decimal(quality[a["provider_id"]]), a["hourly_rate"], a["earliest_start"], a["answered_at"]),
+    )
     assert best["provider_id"] == placed["provider_id"], (placed, [dict(a) for a in answers], quality)

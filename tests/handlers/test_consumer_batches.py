@@ -19,13 +19,20 @@ PACKAGES = "brokerage.packages"
 
 def delivery(event, offset: int, *, value: bytes | None = None, headers: dict | None = None) -> Delivery:
     body = value if value is not None else event.model_dump_json().encode()
-    return Delivery(topics.resolve(PACKAGES), 0, offset, str(event.package_id).encode(), body,
-                    headers if headers is not None else {"event_type": event.event_type})
+    return Delivery(
+        topics.resolve(PACKAGES),
+        0,
+        offset,
+        str(event.package_id).encode(),
+        body,
+        headers if headers is not None else {"event_type": event.event_type},
+    )
 
 
 async def inbox_rows(service, events):
-    return await service.pool.fetch("SELECT event_id, processed_at FROM inbox WHERE event_id = ANY($1::uuid[])",
-                                    [e.event_id for e in events])
+    return await service.pool.fetch(
+        "SELECT event_id, processed_at FROM inbox WHERE event_id = ANY($1::uuid[])", [e.event_id for e in events]
+    )
 
 
 def handled(event_type: str, outcome: str) -> float:
@@ -37,6 +44,7 @@ def listen_to_dead_letters(seen):
         @service.broker.subscriber(topics.dead_letters(), decoder=raw_body)
         async def capture(body: bytes, msg: KafkaMessage):
             seen.append(msg.headers)
+
     return subscribe
 
 
@@ -47,8 +55,13 @@ async def test_a_batch_applies_in_one_transaction_and_each_event_once(in_memory)
     # The first offer was applied before (a redelivery), and the second comes twice in the batch.
     assert await service.consumer.process_batch([delivery(offers[0], 1)])
     before = {o: handled("OfferMade", o) for o in ("applied", "duplicate")}
-    batch = [delivery(offers[0], 1), delivery(offers[1], 2), delivery(offers[1], 3), delivery(offers[2], 4),
-             delivery(offers[3], 5)]
+    batch = [
+        delivery(offers[0], 1),
+        delivery(offers[1], 2),
+        delivery(offers[1], 3),
+        delivery(offers[2], 4),
+        delivery(offers[3], 5),
+    ]
     assert await service.consumer.process_batch(batch)
     assert handled("OfferMade", "applied") - before["applied"] == 3
     assert handled("OfferMade", "duplicate") - before["duplicate"] == 2
@@ -72,10 +85,22 @@ async def test_a_faulty_event_in_a_batch_is_dead_lettered_alone_and_the_rest_app
     good = [offer(providers), offer(providers)]
     # An award of more hours than any provider has breaks a check constraint: not transient.
     package_id = uuid.uuid4()
-    faulty = PackagePlaced(correlation_id=package_id, package_id=package_id, provider_id=providers[0], offer_round=1,
-                           tier="prime", hourly_rate=Decimal("18.75"), hours_per_week=Decimal("168"),
-                           start_date=dt.date.today(), zone="melton", band="urban", urgency="community",
-                           rate_card="2020-21", requested_by="broker.amy", placed_at=dt.datetime.now(dt.UTC))
+    faulty = PackagePlaced(
+        correlation_id=package_id,
+        package_id=package_id,
+        provider_id=providers[0],
+        offer_round=1,
+        tier="prime",
+        hourly_rate=Decimal("18.75"),
+        hours_per_week=Decimal("168"),
+        start_date=dt.date.today(),
+        zone="melton",
+        band="urban",
+        urgency="community",
+        rate_card="2020-21",
+        requested_by="broker.amy",
+        placed_at=dt.datetime.now(dt.UTC),
+    )
 
     # The batch's transaction fails at the faulty event after applying good[0]: it rolls back
     # and the events are applied one at a time.
@@ -86,8 +111,10 @@ async def test_a_faulty_event_in_a_batch_is_dead_lettered_alone_and_the_rest_app
     assert await inbox_rows(service, [faulty]) == []
     assert await service.pool.fetchval("SELECT count(*) FROM placements WHERE package_id = $1", package_id) == 0
     for event in good:  # applied once each, although good[0] was applied (and rolled back) before
-        assert await service.pool.fetchval("SELECT count(*) FROM outbox WHERE aggregateid = $1",
-                                           str(event.package_id)) == 1
+        assert (
+            await service.pool.fetchval("SELECT count(*) FROM outbox WHERE aggregateid = $1", str(event.package_id))
+            == 1
+        )
 
 
 async def test_a_message_that_does_not_parse_is_dead_lettered_and_the_rest_of_its_batch_applies(in_memory):

@@ -25,11 +25,23 @@ def unique(prefix: str) -> str:
 
 def placed(provider_id: str, broker: str, losers=()) -> PackagePlaced:
     package_id = uuid.uuid4()
-    return PackagePlaced(correlation_id=package_id, package_id=package_id, provider_id=provider_id, offer_round=1,
-                         tier="prime", hourly_rate=Decimal("18.75"), hours_per_week=Decimal("7"),
-                         start_date=dt.date(2026, 12, 7), zone="melton", band="urban", urgency="community",
-                         rate_card="2026-27", requested_by=broker, losing_provider_ids=list(losers),
-                         placed_at=dt.datetime.now(dt.UTC))
+    return PackagePlaced(
+        correlation_id=package_id,
+        package_id=package_id,
+        provider_id=provider_id,
+        offer_round=1,
+        tier="prime",
+        hourly_rate=Decimal("18.75"),
+        hours_per_week=Decimal("7"),
+        start_date=dt.date(2026, 12, 7),
+        zone="melton",
+        band="urban",
+        urgency="community",
+        rate_card="2026-27",
+        requested_by=broker,
+        losing_provider_ids=list(losers),
+        placed_at=dt.datetime.now(dt.UTC),
+    )
 
 
 @pytest.fixture
@@ -38,8 +50,12 @@ async def notifications(in_memory):
     clients = []
 
     async def start(**settings):
-        defaults = dict(delivery_backoff_initial_seconds=0.01, delivery_backoff_max_seconds=0.02, smtp_security="none",
-                        smtp_timeout_seconds=3)
+        defaults = dict(
+            delivery_backoff_initial_seconds=0.01,
+            delivery_backoff_max_seconds=0.02,
+            smtp_security="none",
+            smtp_timeout_seconds=3,
+        )
 
         apps = []
 
@@ -89,8 +105,9 @@ async def statuses(client, package_id) -> dict:
 
 
 async def failures(service, package_id) -> list[dict]:
-    rows = await service.pool.fetch("SELECT payload::text AS p FROM outbox WHERE type = 'NotificationFailed' AND aggregateid = $1",
-                                    str(package_id))
+    rows = await service.pool.fetch(
+        "SELECT payload::text AS p FROM outbox WHERE type = 'NotificationFailed' AND aggregateid = $1", str(package_id)
+    )
     return [json.loads(r["p"]) for r in rows]
 
 
@@ -99,12 +116,20 @@ async def test_a_redelivered_placement_sends_one_message_per_recipient_and_chann
     try:
         service, broker, client = await notifications(smtp_host="127.0.0.1", smtp_port=mail.port)
         provider, loser, broker_id = unique("prov"), unique("loser"), unique("broker")
-        await register(client, "provider", provider, name="Oak Care", email=f"{provider}@example.org", channels=["email", "log"])
+        await register(
+            client, "provider", provider, name="Oak Care", email=f"{provider}@example.org", channels=["email", "log"]
+        )
         await register(client, "provider", loser, email=f"{loser}@example.org", channels=["email"])
         await register(client, "broker", broker_id, email=f"{broker_id}@example.org", channels=["email"])
         event = placed(provider, broker_id, losers=[loser])
-        await register(client, "person", str(event.package_id), email=f"family-{event.package_id}@example.org",
-                       channels=["email"], large_print=True)
+        await register(
+            client,
+            "person",
+            str(event.package_id),
+            email=f"family-{event.package_id}@example.org",
+            channels=["email"],
+            large_print=True,
+        )
         for _ in range(3):
             await publish(broker, event)
         await dispatch_all(service, rounds=3)
@@ -112,11 +137,18 @@ async def test_a_redelivered_placement_sends_one_message_per_recipient_and_chann
         await dispatch_all(service)
         rows = await statuses(client, event.package_id)
         assert {k: r["status"] for k, r in rows.items()} == {
-            ("provider", provider, "email"): "sent", ("provider", provider, "log"): "sent",
-            ("broker", broker_id, "email"): "sent", ("person", str(event.package_id), "email"): "sent",
-            ("losing_bidder", loser, "email"): "sent"}
-        for address in (f"{provider}@example.org", f"{loser}@example.org", f"{broker_id}@example.org",
-                        f"family-{event.package_id}@example.org"):
+            ("provider", provider, "email"): "sent",
+            ("provider", provider, "log"): "sent",
+            ("broker", broker_id, "email"): "sent",
+            ("person", str(event.package_id), "email"): "sent",
+            ("losing_bidder", loser, "email"): "sent",
+        }
+        for address in (
+            f"{provider}@example.org",
+            f"{loser}@example.org",
+            f"{broker_id}@example.org",
+            f"family-{event.package_id}@example.org",
+        ):
             assert len(mail.to(address)) == 1, address
         [family] = mail.to(f"family-{event.package_id}@example.org")
         assert family["Subject"] == "Your home care starts on Monday 7 December 2026"
@@ -124,12 +156,19 @@ async def test_a_redelivered_placement_sends_one_message_per_recipient_and_chann
         assert "font-size: 24px" in family.get_body(("html",)).get_content(), "large print honoured"
         [award] = mail.to(f"{provider}@example.org")
         assert f"/packages/{event.package_id}/person" in award.get_body(("plain",)).get_content()
-        confirmed = await service.pool.fetch("SELECT payload::text AS p FROM outbox WHERE type = 'PlacementConfirmed' "
-                                             "AND aggregateid = $1", str(event.package_id))
+        confirmed = await service.pool.fetch(
+            "SELECT payload::text AS p FROM outbox WHERE type = 'PlacementConfirmed' AND aggregateid = $1",
+            str(event.package_id),
+        )
         assert len(confirmed) == 1
         kinds = {(r["kind"], r["channel"]) for r in json.loads(confirmed[0]["p"])["recipients"]}
-        assert kinds == {("provider", "email"), ("provider", "log"), ("broker", "email"), ("person", "email"),
-                         ("losing_bidder", "email")}
+        assert kinds == {
+            ("provider", "email"),
+            ("provider", "log"),
+            ("broker", "email"),
+            ("person", "email"),
+            ("losing_bidder", "email"),
+        }
     finally:
         mail.stop()
 
@@ -143,8 +182,9 @@ async def test_mail_server_down_then_up_delivers_once_after_retries(notification
         await _make_due(service, event.package_id)
     row = (await statuses(client, event.package_id))[("provider", provider, "email")]
     assert row["status"] == "pending" and row["attempts"] == 3 and "unreachable" in row["reason"]
-    assert (await statuses(client, event.package_id))[("broker", broker_id, "log")]["status"] == "sent", \
+    assert (await statuses(client, event.package_id))[("broker", broker_id, "log")]["status"] == "sent", (
         "a channel failing does not hold up the others"
+    )
     mail.start()
     try:
         await dispatch_all(service)
@@ -160,12 +200,15 @@ async def test_mail_server_down_then_up_delivers_once_after_retries(notification
 
 async def _make_due(service, package_id) -> None:
     """Skip the backoff's wait (the delay itself is unit-tested)."""
-    await service.pool.execute("UPDATE deliveries SET next_attempt_at = now() WHERE package_id = $1 AND status = 'pending'",
-                               package_id)
+    await service.pool.execute(
+        "UPDATE deliveries SET next_attempt_at = now() WHERE package_id = $1 AND status = 'pending'", package_id
+    )
 
 
 async def test_transient_failures_past_the_limit_fail_for_good(notifications):
-    service, broker, client = await notifications(smtp_host="127.0.0.1", smtp_port=MailServer().port, delivery_max_attempts=2)
+    service, broker, client = await notifications(
+        smtp_host="127.0.0.1", smtp_port=MailServer().port, delivery_max_attempts=2
+    )
     provider = unique("prov")
     await register(client, "provider", provider, email=f"{provider}@example.org", channels=["email"])
     event = placed(provider, unique("broker"))
@@ -207,10 +250,18 @@ async def test_a_recipient_with_no_usable_channel_is_reported_not_dropped(notifi
     await publish(broker, event)
     rows = await statuses(client, event.package_id)
     assert rows[("provider", provider, "none")]["status"] == "failed"
-    assert rows[("provider", provider, "none")]["reason"] == "no usable channel (email is not configured in this installation)"
-    assert rows[("broker", broker_id, "none")]["reason"] == "no usable channel (notify_sms is not configured in this installation)"
+    assert (
+        rows[("provider", provider, "none")]["reason"]
+        == "no usable channel (email is not configured in this installation)"
+    )
+    assert (
+        rows[("broker", broker_id, "none")]["reason"]
+        == "no usable channel (notify_sms is not configured in this installation)"
+    )
     assert {(f["recipient_kind"], f["channel"]) for f in await failures(service, event.package_id)} == {
-        ("provider", "none"), ("broker", "none")}
+        ("provider", "none"),
+        ("broker", "none"),
+    }
 
 
 async def test_a_message_waits_for_a_contact_registered_later_or_fails_when_none_comes(notifications):
@@ -229,8 +280,10 @@ async def test_a_message_waits_for_a_contact_registered_later_or_fails_when_none
     assert rows[("person", str(event.package_id), "log")]["status"] == "sent"
     assert ("person", str(event.package_id), "none") not in rows
     # The broker never registers: when the grace period is over, the message fails, and says so.
-    await service.pool.execute("UPDATE deliveries SET next_attempt_at = now() WHERE package_id = $1 "
-                               "AND status = 'awaiting_contact'", event.package_id)
+    await service.pool.execute(
+        "UPDATE deliveries SET next_attempt_at = now() WHERE package_id = $1 AND status = 'awaiting_contact'",
+        event.package_id,
+    )
     async with unit_of_work(service.pool) as uow:
         assert await handlers.expire_awaiting(uow, service.rules) >= 1
     row = (await statuses(client, event.package_id))[("broker", broker_id, "none")]
@@ -239,9 +292,11 @@ async def test_a_message_waits_for_a_contact_registered_later_or_fails_when_none
 
 
 async def test_opted_out_messages_are_recorded_as_skipped(notifications):
-    service, broker, client = await notifications()
+    _service, broker, client = await notifications()
     provider, loser, broker_id = unique("prov"), unique("loser"), unique("broker")
-    await register(client, "provider", provider, channels=["log"], opted_out=["placement_award"])  # essential: sent anyway
+    await register(
+        client, "provider", provider, channels=["log"], opted_out=["placement_award"]
+    )  # essential: sent anyway
     await register(client, "provider", loser, channels=["log"], opted_out=["placement_outcome"])
     await register(client, "broker", broker_id, channels=["log"])
     event = placed(provider, broker_id, losers=[loser])
@@ -256,11 +311,16 @@ async def test_govuk_notify_gets_an_authenticated_request_with_the_rendered_mess
     standin = NotifyStandIn()
     async with serving(standin.app()) as url:
         service, broker, client = await notifications(
-            notify_api_key=standin.api_key, notify_base_url=url, notify_email_template_id="11111111-1111-4111-8111-111111111111",
+            notify_api_key=standin.api_key,
+            notify_base_url=url,
+            notify_email_template_id="11111111-1111-4111-8111-111111111111",
             notify_sms_template_id="22222222-2222-4222-8222-222222222222",
-            notify_template_ids={"placement_person.notify_sms": "33333333-3333-4333-8333-333333333333"})
+            notify_template_ids={"placement_person.notify_sms": "33333333-3333-4333-8333-333333333333"},
+        )
         provider, broker_id = unique("prov"), unique("broker")
-        await register(client, "provider", provider, name="Oak Care", email=f"{provider}@example.org", channels=["notify_email"])
+        await register(
+            client, "provider", provider, name="Oak Care", email=f"{provider}@example.org", channels=["notify_email"]
+        )
         await register(client, "broker", broker_id, email=f"nobody-{broker_id}@example.org", channels=["notify_email"])
         event = placed(provider, broker_id)
         await register(client, "person", str(event.package_id), phone="07700 900123", channels=["notify_sms"])
@@ -291,8 +351,9 @@ async def test_the_notify_standin_refuses_a_wrong_key(notifications):
     standin = NotifyStandIn()
     async with serving(standin.app()) as url:
         wrong = f"homecare_test-{standin.service_id}-{uuid.uuid4()}"
-        service, broker, client = await notifications(notify_api_key=wrong, notify_base_url=url,
-                                                      notify_email_template_id=str(uuid.uuid4()))
+        service, broker, client = await notifications(
+            notify_api_key=wrong, notify_base_url=url, notify_email_template_id=str(uuid.uuid4())
+        )
         provider = unique("prov")
         await register(client, "provider", provider, email=f"{provider}@example.org", channels=["notify_email"])
         event = placed(provider, unique("broker"))
@@ -309,7 +370,9 @@ async def test_a_providers_webhook_gets_a_signed_delivery_once(notifications):
     async with serving(receiver.app()) as url:
         service, broker, client = await notifications()
         provider, broker_id = unique("prov"), unique("broker")
-        await register(client, "provider", provider, webhook_url=f"{url}/homecare", webhook_secret=secret, channels=["webhook"])
+        await register(
+            client, "provider", provider, webhook_url=f"{url}/homecare", webhook_secret=secret, channels=["webhook"]
+        )
         await register(client, "broker", broker_id, channels=["log"])
         event = placed(provider, broker_id)
         receiver.answer = 503
@@ -332,26 +395,41 @@ async def test_a_providers_webhook_gets_a_signed_delivery_once(notifications):
 async def test_the_brokerage_team_hears_of_an_unplaced_package(notifications):
     service, broker, client = await notifications()
     package_id = uuid.uuid4()
-    event = PackageUnplaced(correlation_id=package_id, package_id=package_id, zone="melton", band="rural",
-                            urgency="hospital_discharge", hours_per_week=Decimal(14), reason="no acceptable bid on any tier",
-                            requested_by="broker.sue", unplaced_at=dt.datetime.now(dt.UTC))
+    event = PackageUnplaced(
+        correlation_id=package_id,
+        package_id=package_id,
+        zone="melton",
+        band="rural",
+        urgency="hospital_discharge",
+        hours_per_week=Decimal(14),
+        reason="no acceptable bid on any tier",
+        requested_by="broker.sue",
+        unplaced_at=dt.datetime.now(dt.UTC),
+    )
     await publish(broker, event)
     await dispatch_all(service)
     [row] = (await client.get(f"/packages/{package_id}/notifications")).json()
     assert (row["recipient_role"], row["recipient_id"], row["channel"], row["status"]) == (
-        "brokerage_team", "brokerage-team", "log", "sent")  # seeded from deploy/reference/contacts.yaml
+        "brokerage_team",
+        "brokerage-team",
+        "log",
+        "sent",
+    )  # seeded from deploy/reference/contacts.yaml
     assert row["subject"] == "Unplaced: 14 hours a week in melton (hospital discharge)"
 
 
-@pytest.mark.parametrize("path, body, status", [
-    ("/recipients/person/not-a-package", {"channels": ["log"]}, 422),
-    ("/recipients/provider/oak", {"channels": ["pigeon"]}, 422),
-    ("/recipients/provider/oak", {"email": "not an address"}, 422),
-    ("/recipients/provider/oak", {"webhook_url": "https://oak.example/hook"}, 422),
-    ("/recipients/provider/oak", {"opted_in": ["placement_award"]}, 422),
-    ("/recipients/provider/oak", {"name": "nul\u0000"}, 422),
-    ("/recipients/nobody/oak", {}, 422),
-])
+@pytest.mark.parametrize(
+    "path, body, status",
+    [
+        ("/recipients/person/not-a-package", {"channels": ["log"]}, 422),
+        ("/recipients/provider/oak", {"channels": ["pigeon"]}, 422),
+        ("/recipients/provider/oak", {"email": "not an address"}, 422),
+        ("/recipients/provider/oak", {"webhook_url": "https://oak.example/hook"}, 422),
+        ("/recipients/provider/oak", {"opted_in": ["placement_award"]}, 422),
+        ("/recipients/provider/oak", {"name": "nul\u0000"}, 422),
+        ("/recipients/nobody/oak", {}, 422),
+    ],
+)
 async def test_bad_contacts_are_refused_with_a_reason(notifications, path, body, status):
     _, _, client = await notifications()
     response = await client.put(path, json=body)
@@ -361,7 +439,9 @@ async def test_bad_contacts_are_refused_with_a_reason(notifications, path, body,
 async def test_a_dispatcher_that_dies_after_claiming_leaves_the_delivery_to_be_sent_after_its_lease(notifications):
     mail = MailServer().start()
     try:
-        service, broker, client = await notifications(smtp_host="127.0.0.1", smtp_port=mail.port, delivery_lease_seconds=60)
+        service, broker, client = await notifications(
+            smtp_host="127.0.0.1", smtp_port=mail.port, delivery_lease_seconds=60
+        )
         provider = unique("prov")
         await register(client, "provider", provider, email=f"{provider}@example.org", channels=["email"])
         event = placed(provider, unique("broker"))
@@ -385,12 +465,26 @@ async def test_a_new_offer_reaches_only_the_providers_that_asked_for_offers(noti
     await register(client, "provider", portal, channels=["log"], opted_in=["new_offer"])
     await register(client, "provider", automatic, channels=["log"])
     package_id = uuid.uuid4()
-    spec = PackageSpec(zone="melton", band="urban", postcode_district="LE13", hours_per_week=Decimal(7),
-                       visits=VisitPattern(calls_per_day=2, minutes_per_call=30, carers_per_call=1),
-                       needs=["personal_care"], urgency="community", start_date=dt.date(2026, 12, 1))
-    offer = OfferMade(correlation_id=package_id, package_id=package_id, offer_round=1, tier="prime",
-                      provider_ids=[portal, automatic], package=spec, band_rate=Decimal("18.75"),
-                      window_closes_at=dt.datetime(2026, 11, 24, 9, tzinfo=dt.UTC))
+    spec = PackageSpec(
+        zone="melton",
+        band="urban",
+        postcode_district="LE13",
+        hours_per_week=Decimal(7),
+        visits=VisitPattern(calls_per_day=2, minutes_per_call=30, carers_per_call=1),
+        needs=["personal_care"],
+        urgency="community",
+        start_date=dt.date(2026, 12, 1),
+    )
+    offer = OfferMade(
+        correlation_id=package_id,
+        package_id=package_id,
+        offer_round=1,
+        tier="prime",
+        provider_ids=[portal, automatic],
+        package=spec,
+        band_rate=Decimal("18.75"),
+        window_closes_at=dt.datetime(2026, 11, 24, 9, tzinfo=dt.UTC),
+    )
     await publish(broker, offer)
     await dispatch_all(service)
     rows = await statuses(client, package_id)
@@ -403,12 +497,19 @@ async def test_email_over_starttls_with_a_login(notifications, tmp_path):
     mail = MailServer(tls_context=context, login=("homecare", "s3cret-pass")).start()
     try:
         service, broker, client = await notifications(
-            smtp_host="127.0.0.1", smtp_port=mail.port, smtp_security="starttls", smtp_cert_bundle=cert,
-            smtp_username="homecare", smtp_password="wrong")
+            smtp_host="127.0.0.1",
+            smtp_port=mail.port,
+            smtp_security="starttls",
+            smtp_cert_bundle=cert,
+            smtp_username="homecare",
+            smtp_password="wrong",
+        )
         provider, _, event = await placed_for_provider_by_email(client, broker)
         await dispatch_all(service)
         row = (await statuses(client, event.package_id))[("provider", provider, "email")]
-        assert row["status"] == "pending" and "SMTP login failed" in row["reason"], "a wrong password is retried, not final"
+        assert row["status"] == "pending" and "SMTP login failed" in row["reason"], (
+            "a wrong password is retried, not final"
+        )
         service.channels.settings = service.settings.model_copy(update={"smtp_password": "s3cret-pass"})
         await _make_due(service, event.package_id)
         await dispatch_all(service)
@@ -423,7 +524,9 @@ async def test_email_is_not_sent_to_a_server_whose_certificate_is_not_trusted(no
     _, context = self_signed_certificate(tmp_path)
     mail = MailServer(tls_context=context).start()
     try:
-        service, broker, client = await notifications(smtp_host="127.0.0.1", smtp_port=mail.port, smtp_security="starttls")
+        service, broker, client = await notifications(
+            smtp_host="127.0.0.1", smtp_port=mail.port, smtp_security="starttls"
+        )
         provider, _, event = await placed_for_provider_by_email(client, broker)
         await dispatch_all(service)
         row = (await statuses(client, event.package_id))[("provider", provider, "email")]

@@ -6,9 +6,8 @@ import uuid
 from decimal import Decimal
 from pathlib import Path
 
-from faststream.kafka import KafkaMessage
-
 import pytest
+from faststream.kafka import KafkaMessage
 
 from schemas.events import (
     OfferMade,
@@ -30,12 +29,26 @@ from services.runtime.reference import load_provider_seed
 def offer(provider_ids, hours="7", band="urban", zone="coalville-ashby") -> OfferMade:
     """A small, plain package (2 calls of 30 minutes a day) that the seeded providers can take."""
     package_id = uuid.uuid4()
-    spec = PackageSpec(zone=zone, band=band, postcode_district="LE67", hours_per_week=Decimal(hours),
-                       visits=VisitPattern(calls_per_day=2, minutes_per_call=30, carers_per_call=1),
-                       needs=["personal_care"], urgency="community", start_date=dt.date.today())
-    return OfferMade(correlation_id=package_id, package_id=package_id, offer_round=1, tier="prime",
-                     provider_ids=provider_ids, package=spec, band_rate=Decimal("18.75"),
-                     window_closes_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+    spec = PackageSpec(
+        zone=zone,
+        band=band,
+        postcode_district="LE67",
+        hours_per_week=Decimal(hours),
+        visits=VisitPattern(calls_per_day=2, minutes_per_call=30, carers_per_call=1),
+        needs=["personal_care"],
+        urgency="community",
+        start_date=dt.date.today(),
+    )
+    return OfferMade(
+        correlation_id=package_id,
+        package_id=package_id,
+        offer_round=1,
+        tier="prime",
+        provider_ids=provider_ids,
+        package=spec,
+        band_rate=Decimal("18.75"),
+        window_closes_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1),
+    )
 
 
 async def willing(service, count: int = 1, zone: str = "coalville-ashby") -> list[str]:
@@ -43,16 +56,22 @@ async def willing(service, count: int = 1, zone: str = "coalville-ashby") -> lis
     (earlier tests in the session may have used up the seeded market's free hours)."""
     rows = await service.pool.fetch(
         """UPDATE providers SET weekly_capacity_hours = committed_hours + held_hours + 50
-            WHERE provider_id IN (SELECT provider_id FROM providers WHERE profile->'zones' ? $1 AND profile->'bands' ? 'urban'
+            WHERE provider_id IN (SELECT provider_id FROM providers WHERE profile->'zones' ? $1 AND
+                profile->'bands' ? 'urban'
                                      AND profile->>'status' = 'active' AND (adapter->>'max_calls_per_day')::int >= 2
                                    ORDER BY provider_id LIMIT $2)
-            RETURNING provider_id""", zone, count)
+            RETURNING provider_id""",
+        zone,
+        count,
+    )
     assert len(rows) == count, "the seeded market changed: pick another zone"
     return sorted(r["provider_id"] for r in rows)
 
 
 async def outbox(service, package_id):
-    return await service.pool.fetch("SELECT type, payload FROM outbox WHERE aggregateid = $1 ORDER BY seq", str(package_id))
+    return await service.pool.fetch(
+        "SELECT type, payload FROM outbox WHERE aggregateid = $1 ORDER BY seq", str(package_id)
+    )
 
 
 async def test_an_offer_is_answered_by_each_offered_providers_automatic_adapter(in_memory):
@@ -89,22 +108,45 @@ async def test_an_award_commits_the_winners_hours_and_releases_the_losers(in_mem
     bids = [json.loads(r["payload"]) for r in await outbox(service, event.package_id) if r["type"] == "BidSubmitted"]
     assert len(bids) == 2, "expected both providers to bid"
     winner = bids[0]["provider_id"]
-    before = await service.pool.fetchrow("SELECT committed_hours, revision FROM providers WHERE provider_id = $1", winner)
-    placed = PackagePlaced(correlation_id=event.package_id, package_id=event.package_id, provider_id=winner, offer_round=1,
-                           tier="prime", hourly_rate=Decimal("18.75"), hours_per_week=Decimal("7"),
-                           start_date=dt.date.today(), zone="coalville-ashby", band="urban", urgency="community",
-                           rate_card="2020-21", requested_by="broker.amy", placed_at=dt.datetime.now(dt.UTC))
+    before = await service.pool.fetchrow(
+        "SELECT committed_hours, revision FROM providers WHERE provider_id = $1", winner
+    )
+    placed = PackagePlaced(
+        correlation_id=event.package_id,
+        package_id=event.package_id,
+        provider_id=winner,
+        offer_round=1,
+        tier="prime",
+        hourly_rate=Decimal("18.75"),
+        hours_per_week=Decimal("7"),
+        start_date=dt.date.today(),
+        zone="coalville-ashby",
+        band="urban",
+        urgency="community",
+        rate_card="2020-21",
+        requested_by="broker.amy",
+        placed_at=dt.datetime.now(dt.UTC),
+    )
     await broker.publish(placed.model_dump_json().encode(), topic=topic)
-    after = await service.pool.fetchrow("SELECT committed_hours, revision FROM providers WHERE provider_id = $1", winner)
+    after = await service.pool.fetchrow(
+        "SELECT committed_hours, revision FROM providers WHERE provider_id = $1", winner
+    )
     assert after["committed_hours"] - before["committed_hours"] == Decimal("7")
     assert after["revision"] == before["revision"] + 1
     held = await service.pool.fetchval("SELECT sum(held_hours) FROM offers WHERE package_id = $1", event.package_id)
     assert held == 0
-    statuses = dict(await service.pool.fetch("SELECT provider_id, status FROM offers WHERE package_id = $1", event.package_id))
+    statuses = dict(
+        await service.pool.fetch("SELECT provider_id, status FROM offers WHERE package_id = $1", event.package_id)
+    )
     assert statuses == {b["provider_id"]: "won" if b["provider_id"] == winner else "lost" for b in bids}
     # Every bidder's held hours are back where they were: the winner's are committed instead.
     assert await service.pool.fetch(held_by, event.provider_ids) == held_before
-    updates = [r for r in await service.pool.fetch("SELECT type, aggregateid FROM outbox WHERE type = 'ProviderUpdated' AND aggregateid = $1", winner)]
+    updates = [
+        r
+        for r in await service.pool.fetch(
+            "SELECT type, aggregateid FROM outbox WHERE type = 'ProviderUpdated' AND aggregateid = $1", winner
+        )
+    ]
     assert updates
 
 
@@ -132,10 +174,16 @@ async def test_a_malformed_message_is_dead_lettered_with_its_origin(in_memory):
 
 async def test_an_event_the_service_does_not_handle_is_skipped(in_memory):
     service, broker = await in_memory(build, "providers")
-    before = await service.pool.fetchval("SELECT count(*) FROM inbox"), await service.pool.fetchval("SELECT count(*) FROM offers")
+    before = (
+        await service.pool.fetchval("SELECT count(*) FROM inbox"),
+        await service.pool.fetchval("SELECT count(*) FROM offers"),
+    )
     sample = (Path(__file__).resolve().parents[2] / "schemas/samples/PackageRequested.v1.json").read_bytes()
     await broker.publish(sample, topic=topics.resolve("brokerage.packages"))
-    after = await service.pool.fetchval("SELECT count(*) FROM inbox"), await service.pool.fetchval("SELECT count(*) FROM offers")
+    after = (
+        await service.pool.fetchval("SELECT count(*) FROM inbox"),
+        await service.pool.fetchval("SELECT count(*) FROM offers"),
+    )
     assert after == before
 
 
@@ -150,16 +198,32 @@ async def test_an_event_the_handler_cannot_apply_is_retried_then_dead_lettered(i
     service, broker = await in_memory(build, "providers", before_start=listen_to_dead_letters)
     # An award of more hours than the provider has free breaks the capacity check constraint:
     # not transient, so a bounded number of attempts and then dead letters - and no effect.
-    row = await service.pool.fetchrow("SELECT provider_id, weekly_capacity_hours - committed_hours AS free FROM providers "
-                                      "WHERE weekly_capacity_hours - committed_hours < 160 LIMIT 1")
+    row = await service.pool.fetchrow(
+        "SELECT provider_id, weekly_capacity_hours - committed_hours AS free FROM providers "
+        "WHERE weekly_capacity_hours - committed_hours < 160 LIMIT 1"
+    )
     package_id = uuid.uuid4()
-    placed = PackagePlaced(correlation_id=package_id, package_id=package_id, provider_id=row["provider_id"], offer_round=1,
-                           tier="prime", hourly_rate=Decimal("18.75"), hours_per_week=Decimal("168"),
-                           start_date=dt.date.today(), zone="melton", band="urban", urgency="community",
-                           rate_card="2020-21", requested_by="broker.amy", placed_at=dt.datetime.now(dt.UTC))
+    placed = PackagePlaced(
+        correlation_id=package_id,
+        package_id=package_id,
+        provider_id=row["provider_id"],
+        offer_round=1,
+        tier="prime",
+        hourly_rate=Decimal("18.75"),
+        hours_per_week=Decimal("168"),
+        start_date=dt.date.today(),
+        zone="melton",
+        band="urban",
+        urgency="community",
+        rate_card="2020-21",
+        requested_by="broker.amy",
+        placed_at=dt.datetime.now(dt.UTC),
+    )
     await broker.publish(placed.model_dump_json().encode(), topic=topics.resolve("brokerage.packages"))
     assert len(seen) == 1
-    assert seen[0]["x-dlq-reason"] == "handler-error" and seen[0]["x-dlq-attempts"] == str(service.settings.consumer_max_attempts)
+    assert seen[0]["x-dlq-reason"] == "handler-error" and seen[0]["x-dlq-attempts"] == str(
+        service.settings.consumer_max_attempts
+    )
     assert "CheckViolation" in seen[0]["x-dlq-error"]
     assert await service.pool.fetchval("SELECT count(*) FROM placements WHERE package_id = $1", package_id) == 0
     assert await service.pool.fetchval("SELECT count(*) FROM inbox WHERE event_id = $1", placed.event_id) == 0
@@ -172,19 +236,42 @@ async def test_a_cancelled_placement_gives_the_provider_its_hours_back(in_memory
     await broker.publish(event.model_dump_json().encode(), topic=topic)
     [winner] = event.provider_ids
     before = await service.pool.fetchval("SELECT committed_hours FROM providers WHERE provider_id = $1", winner)
-    placed = PackagePlaced(correlation_id=event.package_id, package_id=event.package_id, provider_id=winner, offer_round=1,
-                           tier="prime", hourly_rate=Decimal("18.75"), hours_per_week=Decimal("7"), start_date=dt.date.today(),
-                           zone="coalville-ashby", band="urban", urgency="community", rate_card="2020-21",
-                           requested_by="broker.amy", placed_at=dt.datetime.now(dt.UTC))
+    placed = PackagePlaced(
+        correlation_id=event.package_id,
+        package_id=event.package_id,
+        provider_id=winner,
+        offer_round=1,
+        tier="prime",
+        hourly_rate=Decimal("18.75"),
+        hours_per_week=Decimal("7"),
+        start_date=dt.date.today(),
+        zone="coalville-ashby",
+        band="urban",
+        urgency="community",
+        rate_card="2020-21",
+        requested_by="broker.amy",
+        placed_at=dt.datetime.now(dt.UTC),
+    )
     await broker.publish(placed.model_dump_json().encode(), topic=topic)
-    assert await service.pool.fetchval("SELECT committed_hours FROM providers WHERE provider_id = $1", winner) == before + 7
-    cancelled = PackageCancelled(correlation_id=event.package_id, package_id=event.package_id, reason="moved away",
-                                 cancelled_by="broker.amy", provider_id=winner, hours_per_week=Decimal("7"),
-                                 cancelled_at=dt.datetime.now(dt.UTC))
+    assert (
+        await service.pool.fetchval("SELECT committed_hours FROM providers WHERE provider_id = $1", winner)
+        == before + 7
+    )
+    cancelled = PackageCancelled(
+        correlation_id=event.package_id,
+        package_id=event.package_id,
+        reason="moved away",
+        cancelled_by="broker.amy",
+        provider_id=winner,
+        hours_per_week=Decimal("7"),
+        cancelled_at=dt.datetime.now(dt.UTC),
+    )
     for _ in range(2):  # redelivered: still only once
         await broker.publish(cancelled.model_dump_json().encode(), topic=topic)
     assert await service.pool.fetchval("SELECT committed_hours FROM providers WHERE provider_id = $1", winner) == before
-    assert await service.pool.fetchval("SELECT cancelled_at IS NOT NULL FROM placements WHERE package_id = $1", event.package_id)
+    assert await service.pool.fetchval(
+        "SELECT cancelled_at IS NOT NULL FROM placements WHERE package_id = $1", event.package_id
+    )
 
 
 async def test_an_award_replayed_after_its_cancellation_commits_nothing(in_memory):
@@ -193,12 +280,31 @@ async def test_an_award_replayed_after_its_cancellation_commits_nothing(in_memor
     package_id = uuid.uuid4()
     topic = topics.resolve("brokerage.packages")
     before = await service.pool.fetchval("SELECT committed_hours FROM providers WHERE provider_id = $1", pid)
-    cancelled = PackageCancelled(correlation_id=package_id, package_id=package_id, reason="moved away", cancelled_by="broker.amy",
-                                 provider_id=pid, hours_per_week=Decimal("7"), cancelled_at=dt.datetime.now(dt.UTC))
-    placed = PackagePlaced(correlation_id=package_id, package_id=package_id, provider_id=pid, offer_round=1, tier="prime",
-                           hourly_rate=Decimal("18.75"), hours_per_week=Decimal("7"), start_date=dt.date.today(),
-                           zone="coalville-ashby", band="urban", urgency="community", rate_card="2020-21",
-                           requested_by="broker.amy", placed_at=dt.datetime.now(dt.UTC))
+    cancelled = PackageCancelled(
+        correlation_id=package_id,
+        package_id=package_id,
+        reason="moved away",
+        cancelled_by="broker.amy",
+        provider_id=pid,
+        hours_per_week=Decimal("7"),
+        cancelled_at=dt.datetime.now(dt.UTC),
+    )
+    placed = PackagePlaced(
+        correlation_id=package_id,
+        package_id=package_id,
+        provider_id=pid,
+        offer_round=1,
+        tier="prime",
+        hourly_rate=Decimal("18.75"),
+        hours_per_week=Decimal("7"),
+        start_date=dt.date.today(),
+        zone="coalville-ashby",
+        band="urban",
+        urgency="community",
+        rate_card="2020-21",
+        requested_by="broker.amy",
+        placed_at=dt.datetime.now(dt.UTC),
+    )
     await broker.publish(cancelled.model_dump_json().encode(), topic=topic)
     await broker.publish(placed.model_dump_json().encode(), topic=topic)  # e.g. replayed from dead letters
     assert await service.pool.fetchval("SELECT committed_hours FROM providers WHERE provider_id = $1", pid) == before
@@ -211,26 +317,52 @@ async def placed_package(in_memory):
     topic = topics.resolve("brokerage.packages")
     await broker.publish(event.model_dump_json().encode(), topic=topic)
     [pid] = event.provider_ids
-    placed = PackagePlaced(correlation_id=event.package_id, package_id=event.package_id, provider_id=pid, offer_round=1,
-                           tier="prime", hourly_rate=Decimal("18.75"), hours_per_week=Decimal("7"), start_date=dt.date.today(),
-                           zone="coalville-ashby", band="urban", urgency="community", rate_card="2020-21",
-                           requested_by="broker.amy", placed_at=dt.datetime.now(dt.UTC))
+    placed = PackagePlaced(
+        correlation_id=event.package_id,
+        package_id=event.package_id,
+        provider_id=pid,
+        offer_round=1,
+        tier="prime",
+        hourly_rate=Decimal("18.75"),
+        hours_per_week=Decimal("7"),
+        start_date=dt.date.today(),
+        zone="coalville-ashby",
+        band="urban",
+        urgency="community",
+        rate_card="2020-21",
+        requested_by="broker.amy",
+        placed_at=dt.datetime.now(dt.UTC),
+    )
     await broker.publish(placed.model_dump_json().encode(), topic=topic)
     return service, broker, topic, event, pid
 
 
 async def test_a_hand_back_frees_the_hours_and_counts_against_the_provider(in_memory):
     service, broker, topic, event, pid = await placed_package(in_memory)
-    before = await service.pool.fetchrow("SELECT committed_hours, profile->>'hand_backs_12m' AS hb FROM providers WHERE provider_id = $1", pid)
-    handed = PackageHandedBack(correlation_id=event.package_id, package_id=event.package_id, provider_id=pid,
-                               notice_ends_on=dt.date.today() + dt.timedelta(days=7), reason="carer shortage",
-                               hours_per_week=Decimal("7"), recorded_by="broker.amy", recorded_at=dt.datetime.now(dt.UTC))
+    before = await service.pool.fetchrow(
+        "SELECT committed_hours, profile->>'hand_backs_12m' AS hb FROM providers WHERE provider_id = $1", pid
+    )
+    handed = PackageHandedBack(
+        correlation_id=event.package_id,
+        package_id=event.package_id,
+        provider_id=pid,
+        notice_ends_on=dt.date.today() + dt.timedelta(days=7),
+        reason="carer shortage",
+        hours_per_week=Decimal("7"),
+        recorded_by="broker.amy",
+        recorded_at=dt.datetime.now(dt.UTC),
+    )
     for _ in range(2):
         await broker.publish(handed.model_dump_json().encode(), topic=topic)
-    after = await service.pool.fetchrow("SELECT committed_hours, profile->>'hand_backs_12m' AS hb FROM providers WHERE provider_id = $1", pid)
+    after = await service.pool.fetchrow(
+        "SELECT committed_hours, profile->>'hand_backs_12m' AS hb FROM providers WHERE provider_id = $1", pid
+    )
     assert after["committed_hours"] == before["committed_hours"] - 7 and int(after["hb"]) == int(before["hb"]) + 1
     update = await service.pool.fetchval(
-        "SELECT payload->'profile'->>'hand_backs_12m' FROM outbox WHERE type = 'ProviderUpdated' AND aggregateid = $1 ORDER BY seq DESC LIMIT 1", pid)
+        "SELECT payload->'profile'->>'hand_backs_12m' FROM outbox WHERE type = 'ProviderUpdated' AND aggregateid = "
+        "$1 ORDER BY seq DESC LIMIT 1",
+        pid,
+    )
     assert int(update) == int(before["hb"]) + 1
 
 
@@ -238,28 +370,50 @@ async def test_suspension_is_announced_and_a_reopened_package_frees_the_hours_wi
     service, broker, topic, event, pid = await placed_package(in_memory)
 
     async with unit_of_work(service.pool) as uow:
-        updated = await handlers.change_status(uow, pid, status="suspended", reason="CQC: inadequate", decided_by="commissioner.jo")
+        updated = await handlers.change_status(
+            uow, pid, status="suspended", reason="CQC: inadequate", decided_by="commissioner.jo"
+        )
     assert updated.profile.status == "suspended"
     announced = await service.pool.fetchval(
-        "SELECT payload->'profile'->>'status' FROM outbox WHERE type = 'ProviderUpdated' AND aggregateid = $1 ORDER BY seq DESC LIMIT 1", pid)
+        "SELECT payload->'profile'->>'status' FROM outbox WHERE type = 'ProviderUpdated' AND aggregateid = $1 ORDER "
+        "BY seq DESC LIMIT 1",
+        pid,
+    )
     assert announced == "suspended"
     with pytest.raises(domain.StatusRefused, match="already suspended"):
         async with unit_of_work(service.pool) as uow:
             await handlers.change_status(uow, pid, status="suspended", reason="again", decided_by="commissioner.jo")
 
-    before = await service.pool.fetchrow("SELECT committed_hours, profile->>'hand_backs_12m' AS hb FROM providers WHERE provider_id = $1", pid)
-    reopened = PackageReopened(correlation_id=event.package_id, package_id=event.package_id, provider_id=pid,
-                               reason="provider suspended", hours_per_week=Decimal("7"), reopened_at=dt.datetime.now(dt.UTC))
+    before = await service.pool.fetchrow(
+        "SELECT committed_hours, profile->>'hand_backs_12m' AS hb FROM providers WHERE provider_id = $1", pid
+    )
+    reopened = PackageReopened(
+        correlation_id=event.package_id,
+        package_id=event.package_id,
+        provider_id=pid,
+        reason="provider suspended",
+        hours_per_week=Decimal("7"),
+        reopened_at=dt.datetime.now(dt.UTC),
+    )
     for _ in range(2):
         await broker.publish(reopened.model_dump_json().encode(), topic=topic)
-    after = await service.pool.fetchrow("SELECT committed_hours, profile->>'hand_backs_12m' AS hb FROM providers WHERE provider_id = $1", pid)
+    after = await service.pool.fetchrow(
+        "SELECT committed_hours, profile->>'hand_backs_12m' AS hb FROM providers WHERE provider_id = $1", pid
+    )
     assert after["committed_hours"] == before["committed_hours"] - 7, "freed once, whatever the redeliveries"
     assert after["hb"] == before["hb"], "a suspension is not the provider handing the package back"
 
     async with unit_of_work(service.pool) as uow:
-        await handlers.change_status(uow, pid, status="active", reason="re-inspected: good", decided_by="commissioner.jo")
-    history = await service.pool.fetch("SELECT status, decided_by FROM status_changes WHERE provider_id = $1 ORDER BY id", pid)
-    assert [(r["status"], r["decided_by"]) for r in history] == [("suspended", "commissioner.jo"), ("active", "commissioner.jo")]
+        await handlers.change_status(
+            uow, pid, status="active", reason="re-inspected: good", decided_by="commissioner.jo"
+        )
+    history = await service.pool.fetch(
+        "SELECT status, decided_by FROM status_changes WHERE provider_id = $1 ORDER BY id", pid
+    )
+    assert [(r["status"], r["decided_by"]) for r in history] == [
+        ("suspended", "commissioner.jo"),
+        ("active", "commissioner.jo"),
+    ]
 
 
 async def test_webhook_and_portal_adapters_answer_through_the_api_and_a_new_round_closes_the_unanswered(in_memory):
@@ -271,8 +425,9 @@ async def test_webhook_and_portal_adapters_answer_through_the_api_and_a_new_roun
     service, broker = await in_memory(build, "providers")
     webhook, portal = await willing(service, 2)
     async with unit_of_work(service.pool) as uow:
-        secret = await handlers.set_adapter(uow, webhook, AutomaticRules(kind="webhook", webhook_url="http://127.0.0.1:9/x"),
-                                            new_secret=False)
+        secret = await handlers.set_adapter(
+            uow, webhook, AutomaticRules(kind="webhook", webhook_url="http://127.0.0.1:9/x"), new_secret=False
+        )
         await handlers.set_adapter(uow, portal, AutomaticRules(kind="portal"), new_secret=False)
     assert secret and secret.startswith("whsec_")
     event = offer([webhook, portal])
@@ -286,13 +441,18 @@ async def test_webhook_and_portal_adapters_answer_through_the_api_and_a_new_roun
     assert "person" not in body and body["package"]["postcode_district"] == "LE67"
 
     async with unit_of_work(service.pool) as uow:
-        await handlers.answer_through_api(uow, webhook, event.package_id,
-                                          BidRequest(rate=Decimal("19.10"), earliest_start=dt.date.today()))
+        await handlers.answer_through_api(
+            uow, webhook, event.package_id, BidRequest(rate=Decimal("19.10"), earliest_start=dt.date.today())
+        )
     [bid] = await outbox(service, event.package_id)
     assert bid["type"] == "BidSubmitted" and json.loads(bid["payload"])["adapter"] == "webhook"
     # The portal provider did not answer round 1; round 2 (to it again) closes that offer.
     second = event.model_copy(update={"event_id": uuid.uuid4(), "offer_round": 2, "provider_ids": [portal]})
     await broker.publish(second.model_dump_json().encode(), topic=topic)
-    rows = {(r["offer_round"], r["provider_id"]): r["status"] for r in
-            await service.pool.fetch("SELECT offer_round, provider_id, status FROM offers WHERE package_id = $1", event.package_id)}
+    rows = {
+        (r["offer_round"], r["provider_id"]): r["status"]
+        for r in await service.pool.fetch(
+            "SELECT offer_round, provider_id, status FROM offers WHERE package_id = $1", event.package_id
+        )
+    }
     assert rows == {(1, webhook): "bid", (1, portal): "closed", (2, portal): "offered"}

@@ -28,23 +28,40 @@ def now() -> dt.datetime:
 
 
 async def test_passwords_are_stored_as_argon2id_hashes_and_sessions_as_token_hashes(pool):
-    await handlers.add_staff(pool, username="Hash.Test", display_name="Hash Test", role="broker",
-                             password="a long enough password", created_by="test")
+    await handlers.add_staff(
+        pool,
+        username="Hash.Test",
+        display_name="Hash Test",
+        role="broker",
+        password="a long enough password",
+        created_by="test",
+    )
     stored = await pool.fetchval("SELECT password_hash FROM staff WHERE username = 'hash.test'")
     assert stored.startswith("$argon2id$") and "a long enough password" not in stored
     token = await handlers.sign_in(pool, POLICY, username="hash.test", password="a long enough password", now=now())
     rows = await pool.fetch("SELECT token_hash, csrf_token FROM sessions WHERE username = 'hash.test'")
-    assert len(rows) == 1 and rows[0]["token_hash"] == handlers.token_hash(token) and token.encode() != rows[0]["token_hash"]
+    assert (
+        len(rows) == 1
+        and rows[0]["token_hash"] == handlers.token_hash(token)
+        and token.encode() != rows[0]["token_hash"]
+    )
     session = await handlers.current_session(pool, POLICY, token, now=now())
     assert session.role == "broker" and session.csrf_token == rows[0]["csrf_token"]
     with pytest.raises(handlers.StaffExists):
-        await handlers.add_staff(pool, username="hash.test", display_name="Again", role="ops",
-                                 password="a long enough password", created_by="test")
+        await handlers.add_staff(
+            pool,
+            username="hash.test",
+            display_name="Again",
+            role="ops",
+            password="a long enough password",
+            created_by="test",
+        )
 
 
 async def test_an_expired_session_signs_no_one_in_and_signing_out_ends_one(pool):
-    await handlers.add_staff(pool, username="expiry", display_name="Expiry", role="ops", password="a long enough password",
-                             created_by="test")
+    await handlers.add_staff(
+        pool, username="expiry", display_name="Expiry", role="ops", password="a long enough password", created_by="test"
+    )
     token = await handlers.sign_in(pool, POLICY, username="expiry", password="a long enough password", now=now())
     assert await handlers.current_session(pool, POLICY, token, now=now()) is not None
     await pool.execute("UPDATE sessions SET expires_at = now() - interval '1 second' WHERE username = 'expiry'")
@@ -56,8 +73,14 @@ async def test_an_expired_session_signs_no_one_in_and_signing_out_ends_one(pool)
 
 
 async def test_a_deactivated_account_loses_its_sessions_and_cannot_sign_in(pool):
-    await handlers.add_staff(pool, username="leaver", display_name="Leaver", role="broker", password="a long enough password",
-                             created_by="test")
+    await handlers.add_staff(
+        pool,
+        username="leaver",
+        display_name="Leaver",
+        role="broker",
+        password="a long enough password",
+        created_by="test",
+    )
     token = await handlers.sign_in(pool, POLICY, username="leaver", password="a long enough password", now=now())
     await handlers.set_active(pool, "leaver", False)
     assert await handlers.current_session(pool, POLICY, token, now=now()) is None
@@ -66,8 +89,14 @@ async def test_a_deactivated_account_loses_its_sessions_and_cannot_sign_in(pool)
 
 
 async def test_guessing_is_throttled_even_for_the_right_password_and_unknown_names_answer_alike(pool):
-    await handlers.add_staff(pool, username="target", display_name="Target", role="admin", password="a long enough password",
-                             created_by="test")
+    await handlers.add_staff(
+        pool,
+        username="target",
+        display_name="Target",
+        role="admin",
+        password="a long enough password",
+        created_by="test",
+    )
     with pytest.raises(handlers.Refused) as unknown:
         await handlers.sign_in(pool, POLICY, username="nobody-here", password="whatever", now=now())
     for _ in range(domain.MAX_FAILED_SIGN_INS):

@@ -6,10 +6,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from services.runtime.db import create_pool, migrate, migration_files, RUNTIME_MIGRATIONS
+from services.runtime.db import RUNTIME_MIGRATIONS, create_pool, migrate, migration_files
 from services.runtime.settings import SCHEMA_OWNERS, load
 
-SERVICE_MIGRATIONS = {name: Path(__file__).resolve().parents[2] / "services" / name / "migrations" for name in SCHEMA_OWNERS}
+SERVICE_MIGRATIONS = {
+    name: Path(__file__).resolve().parents[2] / "services" / name / "migrations" for name in SCHEMA_OWNERS
+}
 
 
 async def pool_for(name: str) -> asyncpg.Pool:
@@ -63,7 +65,8 @@ async def test_personal_details_live_only_in_the_brokerage_schema(database_url):
     admin = await asyncpg.connect(database_url)
     try:
         rows = await admin.fetch(
-            "SELECT table_schema FROM information_schema.columns WHERE column_name IN ('nhs_number', 'full_name', 'date_of_birth')"
+            "SELECT table_schema FROM information_schema.columns WHERE column_name IN ('nhs_number', 'full_name', "
+            "'date_of_birth')"
         )
         assert {r["table_schema"] for r in rows} == {"brokerage"}
     finally:

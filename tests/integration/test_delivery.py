@@ -15,8 +15,8 @@ from schemas.events import PackagePlaced, PlacementConfirmed, Recipient
 from services.notifications.app import build as build_notifications
 from services.runtime import topics
 from services.runtime.db import create_pool, migrate
-from services.runtime.outbox import Relay, unit_of_work
 from services.runtime.kafka import ensure_topics, make_broker, partitions_of, read_topic
+from services.runtime.outbox import Relay, unit_of_work
 from services.runtime.settings import load
 
 SAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "samples"
@@ -32,9 +32,13 @@ async def wait_for_records(bootstrap: str, topic: str, done, timeout: float = 30
 
 
 def confirmed(package_id: uuid.UUID, n: int) -> PlacementConfirmed:
-    return PlacementConfirmed(correlation_id=package_id, package_id=package_id, provider_id="bluebell-care",
-                              recipients=[Recipient(kind="broker", recipient_id=f"step-{n}", channel="log")],
-                              confirmed_at=dt.datetime.now(dt.UTC))
+    return PlacementConfirmed(
+        correlation_id=package_id,
+        package_id=package_id,
+        provider_id="bluebell-care",
+        recipients=[Recipient(kind="broker", recipient_id=f"step-{n}", channel="log")],
+        confirmed_at=dt.datetime.now(dt.UTC),
+    )
 
 
 @pytest.fixture
@@ -74,7 +78,9 @@ async def test_two_relays_publish_each_event_once_keyed_and_in_order_per_package
         topic = topics.resolve("notifications.confirmations")
         wanted = {str(p) for p in packages} | {str(ghost)}
         total = sum(len(v) for v in written.values())
-        records = await wait_for_records(infra.kafka, topic, lambda rs: sum(r.key.decode() in wanted for r in rs) >= total)
+        records = await wait_for_records(
+            infra.kafka, topic, lambda rs: sum(r.key.decode() in wanted for r in rs) >= total
+        )
         records = await read_topic(infra.kafka, topic, follow_seconds=1.0)  # a duplicate would show up now
     finally:
         for relay in relays:
@@ -91,9 +97,13 @@ async def test_two_relays_publish_each_event_once_keyed_and_in_order_per_package
         assert [uuid.UUID(json.loads(r.value)["event_id"]) for r in mine] == written[p], "in the order written"
         assert all(dict(r.headers)["event_type"] == b"PlacementConfirmed" for r in mine)
     assert sum(relay.published for relay in relays) >= total
-    assert await notifications_pool.fetchval(
-        "SELECT count(*) FROM outbox WHERE published_at IS NULL AND aggregateid = ANY($1::text[])", [str(p) for p in packages]
-    ) == 0
+    assert (
+        await notifications_pool.fetchval(
+            "SELECT count(*) FROM outbox WHERE published_at IS NULL AND aggregateid = ANY($1::text[])",
+            [str(p) for p in packages],
+        )
+        == 0
+    )
 
 
 async def committed_and_end(bootstrap: str, group: str, topic: str) -> tuple[dict, dict]:
@@ -112,7 +122,9 @@ async def committed_and_end(bootstrap: str, group: str, topic: str) -> tuple[dic
         await admin.close()
 
 
-async def test_a_consumer_applies_each_event_once_dead_letters_garbage_and_commits_after_the_database(infra, database_url):
+async def test_a_consumer_applies_each_event_once_dead_letters_garbage_and_commits_after_the_database(
+    infra, database_url
+):
     service, _app = build_notifications(load("notifications", consumer_backoff_initial_seconds=0.05))
     await service.start()
     try:
@@ -127,7 +139,9 @@ async def test_a_consumer_applies_each_event_once_dead_letters_garbage_and_commi
             for _ in range(3):  # the same event, delivered three times
                 await producer.send_and_wait(topic, placed.model_dump_json().encode(), key=str(package_id).encode())
             await producer.send_and_wait(topic, b"\x00not an event", key=str(package_id).encode())
-            await producer.send_and_wait(topic, b'{"event_type": "PackagePlaced", "schema_version": 7}', key=str(package_id).encode())
+            await producer.send_and_wait(
+                topic, b'{"event_type": "PackagePlaced", "schema_version": 7}', key=str(package_id).encode()
+            )
         finally:
             await producer.stop()
 
@@ -141,11 +155,14 @@ async def test_a_consumer_applies_each_event_once_dead_letters_garbage_and_commi
 
         rows = await service.pool.fetch("SELECT recipient_role FROM deliveries WHERE package_id = $1", package_id)
         losers = [pid for pid in placed.losing_provider_ids if pid != placed.provider_id]
-        assert sorted(r["recipient_role"] for r in rows) == sorted(["broker", "person", "provider"] + ["losing_bidder"] * len(losers))
+        assert sorted(r["recipient_role"] for r in rows) == sorted(
+            ["broker", "person", "provider"] + ["losing_bidder"] * len(losers)
+        )
         assert await service.pool.fetchval("SELECT count(*) FROM outbox WHERE aggregateid = $1", str(package_id)) == 1
 
-        letters = await wait_for_records(infra.kafka, topics.dead_letters(),
-                                         lambda rs: sum(r.key == str(package_id).encode() for r in rs) >= 2)
+        letters = await wait_for_records(
+            infra.kafka, topics.dead_letters(), lambda rs: sum(r.key == str(package_id).encode() for r in rs) >= 2
+        )
         mine = [dict((k, v.decode()) for k, v in r.headers) for r in letters if r.key == str(package_id).encode()]
         assert len(mine) == 2
         assert {h["x-dlq-origin-topic"] for h in mine} == {topic}
@@ -161,8 +178,10 @@ async def test_published_outbox_rows_are_removed_after_their_retention(notificat
         await uow.emit(confirmed(package_id, 0))
         await uow.emit(confirmed(package_id, 1))
     await notifications_pool.execute(
-        "UPDATE outbox SET published_at = now() - interval '2 hours' WHERE id = (SELECT id FROM outbox WHERE aggregateid = $1 ORDER BY seq LIMIT 1)",
-        str(package_id))
+        "UPDATE outbox SET published_at = now() - interval '2 hours' WHERE id = (SELECT id FROM outbox WHERE "
+        "aggregateid = $1 ORDER BY seq LIMIT 1)",
+        str(package_id),
+    )
     relay = Relay(notifications_pool, broker=None, service="notifications", retention_seconds=3600)
     await relay.clean_up()
     left = await notifications_pool.fetch("SELECT published_at FROM outbox WHERE aggregateid = $1", str(package_id))

@@ -31,8 +31,12 @@ SERVICES = ("brokerage", "providers", "notifications")
 
 
 def scram(user: str, password: str) -> dict:
-    return {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-512",
-            "sasl_plain_username": user, "sasl_plain_password": password}
+    return {
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": user,
+        "sasl_plain_password": password,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +45,15 @@ def secured_kafka(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("secured-kafka")
     passwords = {name: secrets.token_urlsafe(16) for name in ("admin", *SERVICES)}
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
-    env |= {"HOMECARE_RUN_DIR": str(run_dir), "HOMECARE_KAFKA_PORT": str(free_port()),
-            "HOMECARE_KAFKA_CONTROLLER_PORT": str(free_port()), "KAFKA_HEAP": "384m", "HOMECARE_KAFKA_SECURE": "1",
-            "HOMECARE_KAFKA_ADMIN_PASSWORD": passwords["admin"],
-            **{f"HOMECARE_KAFKA_{s.upper()}_PASSWORD": passwords[s] for s in SERVICES}}
+    env |= {
+        "HOMECARE_RUN_DIR": str(run_dir),
+        "HOMECARE_KAFKA_PORT": str(free_port()),
+        "HOMECARE_KAFKA_CONTROLLER_PORT": str(free_port()),
+        "KAFKA_HEAP": "384m",
+        "HOMECARE_KAFKA_SECURE": "1",
+        "HOMECARE_KAFKA_ADMIN_PASSWORD": passwords["admin"],
+        **{f"HOMECARE_KAFKA_{s.upper()}_PASSWORD": passwords[s] for s in SERVICES},
+    }
     script = str(ROOT / "deploy" / "kafka.sh")
     subprocess.run(["bash", script, "start"], env=env, check=True, timeout=300)
     try:
@@ -73,8 +82,12 @@ async def test_a_service_principal_is_refused_on_a_topic_it_has_no_acl_for(grant
     finally:
         await producer.stop()
     # Notifications may read packages, not the providers' answers.
-    consumer = AIOKafkaConsumer(topics.resolve("providers.answers"), bootstrap_servers=bootstrap, group_id=topics.group("notifications"),
-                                **scram("notifications", passwords["notifications"]))
+    consumer = AIOKafkaConsumer(
+        topics.resolve("providers.answers"),
+        bootstrap_servers=bootstrap,
+        group_id=topics.group("notifications"),
+        **scram("notifications", passwords["notifications"]),
+    )
     try:
         with pytest.raises(TopicAuthorizationFailedError):
             await consumer.start()
@@ -90,13 +103,18 @@ async def test_a_wrong_password_is_refused(granted):
     await producer.stop()
 
 
-async def test_the_services_still_place_packages_through_the_secured_broker(granted, infra, database_url, namespace, artifacts):
+async def test_the_services_still_place_packages_through_the_secured_broker(
+    granted, infra, database_url, namespace, artifacts
+):
     bootstrap, passwords = granted
     name = urlsplit(database_url).path.lstrip("/") + "_sasl"
     url = infra.database_url(name)
     await provision(url)
-    extra = {"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
-             **{f"{s.upper()}_KAFKA_PASSWORD": passwords[s] for s in SERVICES}}
+    extra = {
+        "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        **{f"{s.upper()}_KAFKA_PASSWORD": passwords[s] for s in SERVICES},
+    }
     logs = artifacts / "sasl-logs"
     shutil.rmtree(logs, ignore_errors=True)
     stack = start_stack(url, bootstrap, namespace, logs, extra_env=extra)

@@ -16,16 +16,35 @@ T0 = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
 
 
 def package(**kw) -> PackageSpec:
-    base = dict(zone="melton", band="rural", postcode_district="LE13", hours_per_week=Decimal("14"),
-                visits=VisitPattern(calls_per_day=4, minutes_per_call=30, carers_per_call=1), needs=["personal_care"],
-                urgency="hospital_discharge", start_date=TODAY)
+    base = dict(
+        zone="melton",
+        band="rural",
+        postcode_district="LE13",
+        hours_per_week=Decimal("14"),
+        visits=VisitPattern(calls_per_day=4, minutes_per_call=30, carers_per_call=1),
+        needs=["personal_care"],
+        urgency="hospital_discharge",
+        start_date=TODAY,
+    )
     return PackageSpec(**(base | kw))
 
 
 def provider(pid="p1", **kw) -> ProviderProfile:
-    base = dict(provider_id=pid, name=pid, tier="prime", status="active", zones=["melton"], bands=["urban", "rural"],
-                skills=["personal_care", "medication"], double_handed=True, cqc_rating="good", local_risk="low",
-                hand_backs_12m=0, weekly_capacity_hours=Decimal(100), committed_hours=Decimal(0))
+    base = dict(
+        provider_id=pid,
+        name=pid,
+        tier="prime",
+        status="active",
+        zones=["melton"],
+        bands=["urban", "rural"],
+        skills=["personal_care", "medication"],
+        double_handed=True,
+        cqc_rating="good",
+        local_risk="low",
+        hand_backs_12m=0,
+        weekly_capacity_hours=Decimal(100),
+        committed_hours=Decimal(0),
+    )
     return ProviderProfile(**(base | kw))
 
 
@@ -51,23 +70,31 @@ class TestEligibility:
         assert reasons == ["lacks skills: dementia, end_of_life"]
 
     def test_double_handed_calls_need_a_provider_that_staffs_them(self):
-        two = package(visits=VisitPattern(calls_per_day=2, minutes_per_call=30, carers_per_call=2), hours_per_week=Decimal(14))
+        two = package(
+            visits=VisitPattern(calls_per_day=2, minutes_per_call=30, carers_per_call=2), hours_per_week=Decimal(14)
+        )
         assert domain.exclusion_reasons(two, provider(double_handed=False)) == ["does not staff double-handed calls"]
         assert domain.exclusion_reasons(two, provider(double_handed=True)) == []
 
     def test_screen_lists_exclusions_only_for_providers_in_the_zone(self):
-        s = domain.screen(package(), [provider("pa"), provider("pb", bands=["urban"]), provider("pc", zones=["lutterworth"])])
+        s = domain.screen(
+            package(), [provider("pa"), provider("pb", bands=["urban"]), provider("pc", zones=["lutterworth"])]
+        )
         assert [p.provider_id for p in s.eligible] == ["pa"]
         assert list(s.excluded) == ["pb"]
 
 
 class TestQuality:
     def test_better_cqc_rating_scores_higher(self):
-        assert domain.quality_score(provider(cqc_rating="outstanding")) > domain.quality_score(provider(cqc_rating="good"))
+        assert domain.quality_score(provider(cqc_rating="outstanding")) > domain.quality_score(
+            provider(cqc_rating="good")
+        )
 
     def test_a_new_provider_without_a_cqc_rating_sits_between_good_and_requires_improvement(self):
         new = domain.quality_score(provider(cqc_rating="not_yet_rated"))
-        assert domain.quality_score(provider(cqc_rating="requires_improvement")) < new < domain.quality_score(provider())
+        assert (
+            domain.quality_score(provider(cqc_rating="requires_improvement")) < new < domain.quality_score(provider())
+        )
 
     def test_hand_backs_lower_the_score(self):
         assert domain.quality_score(provider(hand_backs_12m=3)) < domain.quality_score(provider())
@@ -79,7 +106,11 @@ class TestQuality:
 
 class TestTiers:
     def test_prime_then_supplementary_then_the_neighbouring_zones(self):
-        assert domain.tier_ladder("prime-supplementary", zone_has_prime=True) == [Tier.prime, Tier.supplementary, Tier.adjacent]
+        assert domain.tier_ladder("prime-supplementary", zone_has_prime=True) == [
+            Tier.prime,
+            Tier.supplementary,
+            Tier.adjacent,
+        ]
 
     def test_no_prime_tier_where_the_zone_has_none(self):
         assert domain.tier_ladder("prime-supplementary", zone_has_prime=False) == [Tier.supplementary, Tier.adjacent]
@@ -94,7 +125,9 @@ class TestTiers:
         s = domain.screen(pkg, [near, own, far, full], from_zones=frozenset({"bottesford", "charnwood-north"}))
         assert [p.provider_id for p in s.eligible] == ["pn"]
         assert list(s.excluded) == ["pq"] and "capacity" in s.excluded["pq"][0]
-        tier, offered = domain.next_offer([Tier.prime, Tier.supplementary, Tier.adjacent], Tier.supplementary, [], s.eligible)
+        tier, offered = domain.next_offer(
+            [Tier.prime, Tier.supplementary, Tier.adjacent], Tier.supplementary, [], s.eligible
+        )
         assert tier == Tier.adjacent and offered == [near]
 
     def test_unknown_policy_is_refused(self):
@@ -120,13 +153,20 @@ def bid(pid, rate, minutes=0, start=TODAY):
 class TestAward:
     def test_quality_then_price_then_start_then_answer_time(self):
         quality = {"a": Decimal(80), "b": Decimal(90), "c": Decimal(90), "d": Decimal(90), "e": Decimal(90)}
-        answers = [bid("a", "15"), bid("b", "19"), bid("c", "18", minutes=5), bid("d", "18", minutes=1, start=TODAY + dt.timedelta(days=1)),
-                   bid("e", "18", minutes=2)]
+        answers = [
+            bid("a", "15"),
+            bid("b", "19"),
+            bid("c", "18", minutes=5),
+            bid("d", "18", minutes=1, start=TODAY + dt.timedelta(days=1)),
+            bid("e", "18", minutes=2),
+        ]
         ranked = domain.rank_bids(answers, quality, Decimal("20"))
         assert [r.answer.provider_id for r in ranked] == ["e", "c", "d", "b", "a"]
 
     def test_bid_above_the_band_rate_is_not_acceptable(self):
-        ranked = domain.rank_bids([bid("a", "23.00"), bid("b", "22.95")], {"a": Decimal(99), "b": Decimal(50)}, Decimal("22.95"))
+        ranked = domain.rank_bids(
+            [bid("a", "23.00"), bid("b", "22.95")], {"a": Decimal(99), "b": Decimal(50)}, Decimal("22.95")
+        )
         assert domain.choose_winner(ranked, {"a", "b"}).answer.provider_id == "b"
 
     def test_a_provider_no_longer_eligible_cannot_win(self):
@@ -140,7 +180,9 @@ class TestAward:
 
 class TestEarlyClose:
     def test_closes_once_everyone_answered(self):
-        state = domain.RoundState(["a", "b"], {"a": bid("a", 18), "b": domain.Answer("b", "decline", T0, reason="price")})
+        state = domain.RoundState(
+            ["a", "b"], {"a": bid("a", 18), "b": domain.Answer("b", "decline", T0, reason="price")}
+        )
         assert domain.outcome_settled(state, {"a": Decimal(50), "b": Decimal(50)}, Decimal(20))
 
     def test_closes_when_no_pending_provider_could_beat_the_best_bid(self):
@@ -170,13 +212,17 @@ answers_strategy = st.lists(
 
 
 @settings(max_examples=300, deadline=None)
-@given(answers=answers_strategy, qualities=st.lists(st.integers(0, 100), min_size=5, max_size=5),
-       eligible=st.sets(st.sampled_from(["p1", "p2", "p3", "p4", "p5"])))
+@given(
+    answers=answers_strategy,
+    qualities=st.lists(st.integers(0, 100), min_size=5, max_size=5),
+    eligible=st.sets(st.sampled_from(["p1", "p2", "p3", "p4", "p5"])),
+)
 def test_property_winner_is_eligible_acceptable_and_ranked_first(answers, qualities, eligible):
     quality = {f"p{i + 1}": Decimal(q) for i, q in enumerate(qualities)}
     band_rate = Decimal("22.95")
     built = [
-        domain.Answer(pid, "bid", T0 + dt.timedelta(seconds=s), rate, TODAY + dt.timedelta(days=d)) if is_bid
+        domain.Answer(pid, "bid", T0 + dt.timedelta(seconds=s), rate, TODAY + dt.timedelta(days=d))
+        if is_bid
         else domain.Answer(pid, "decline", T0 + dt.timedelta(seconds=s), reason="other")
         for pid, is_bid, rate, s, d in answers
     ]
@@ -192,8 +238,11 @@ def test_property_winner_is_eligible_acceptable_and_ranked_first(answers, qualit
 
 
 @settings(max_examples=300, deadline=None)
-@given(answers=answers_strategy.filter(bool), qualities=st.lists(st.sampled_from([40, 60, 80]), min_size=5, max_size=5),
-       order=st.randoms(use_true_random=False))  # few quality levels: ties, where an early close could go wrong
+@given(
+    answers=answers_strategy.filter(bool),
+    qualities=st.lists(st.sampled_from([40, 60, 80]), min_size=5, max_size=5),
+    order=st.randoms(use_true_random=False),
+)  # few quality levels: ties, where an early close could go wrong
 def test_property_closing_a_round_early_never_changes_who_wins(answers, qualities, order):
     """Whatever order the answers arrive in, the round closes early only when the winner is the
     one it would have been had the window run its full length."""
@@ -202,7 +251,8 @@ def test_property_closing_a_round_early_never_changes_who_wins(answers, qualitie
     arrivals = list(answers)
     order.shuffle(arrivals)
     built = [
-        domain.Answer(pid, "bid", T0 + dt.timedelta(seconds=i), rate, TODAY + dt.timedelta(days=d)) if is_bid
+        domain.Answer(pid, "bid", T0 + dt.timedelta(seconds=i), rate, TODAY + dt.timedelta(days=d))
+        if is_bid
         else domain.Answer(pid, "decline", T0 + dt.timedelta(seconds=i), reason="other")
         for i, (pid, is_bid, rate, _, d) in enumerate(arrivals)
     ]
@@ -222,12 +272,24 @@ def test_property_closing_a_round_early_never_changes_who_wins(answers, qualitie
 class TestOfferPlan:
     """plan_offer: the next round as the brokerage's handlers and the policy simulator both compute it."""
 
-    market = [provider("prime-a"), provider("supp-b", tier="supplementary"), provider("supp-c", tier="supplementary"),
-              provider("full-d", committed_hours=Decimal(95)), provider("near-e", zones=["bottesford"])]
+    market = (
+        provider("prime-a"),
+        provider("supp-b", tier="supplementary"),
+        provider("supp-c", tier="supplementary"),
+        provider("full-d", committed_hours=Decimal(95)),
+        provider("near-e", zones=["bottesford"]),
+    )
 
     def plan(self, policy, *, after=None, not_again=frozenset(), zone_has_prime=True):
-        return domain.plan_offer(package(), self.market, policy=policy, zone_has_prime=zone_has_prime,
-                                 neighbours=frozenset({"bottesford"}), after=after, not_again=set(not_again))
+        return domain.plan_offer(
+            package(),
+            self.market,
+            policy=policy,
+            zone_has_prime=zone_has_prime,
+            neighbours=frozenset({"bottesford"}),
+            after=after,
+            not_again=set(not_again),
+        )
 
     def test_open_framework_offers_every_eligible_provider_at_once(self):
         plan = self.plan(domain.OPEN_FRAMEWORK)
@@ -239,7 +301,9 @@ class TestOfferPlan:
         assert [p.provider_id for p in self.plan(domain.PRIME_SUPPLEMENTARY).offered] == ["prime-a"]
         second = self.plan(domain.PRIME_SUPPLEMENTARY, after=Tier.prime, not_again={"prime-a"})
         assert (second.tier, {p.provider_id for p in second.offered}) == (Tier.supplementary, {"supp-b", "supp-c"})
-        third = self.plan(domain.PRIME_SUPPLEMENTARY, after=Tier.supplementary, not_again={"prime-a", "supp-b", "supp-c"})
+        third = self.plan(
+            domain.PRIME_SUPPLEMENTARY, after=Tier.supplementary, not_again={"prime-a", "supp-b", "supp-c"}
+        )
         assert (third.tier, [p.provider_id for p in third.offered]) == (Tier.adjacent, ["near-e"])
         spent = self.plan(domain.PRIME_SUPPLEMENTARY, after=Tier.adjacent)
         assert spent.tier is None and spent.unplaced_reason == "no acceptable bid on any tier"
@@ -285,29 +349,63 @@ def plain_exclusions(pkg: PackageSpec, prov: ProviderProfile, from_zones: frozen
     return reasons
 
 
-providers_strategy = st.lists(st.builds(
-    lambda i, status, cqc, zones, bands, skills, double, committed: provider(
-        f"p{i}", status=status, cqc_rating=cqc, zones=zones, bands=bands, skills=skills, double_handed=double,
-        committed_hours=Decimal(committed)),
-    st.integers(0, 99), st.sampled_from(["active", "suspended", "left"]), st.sampled_from(["good", "inadequate"]),
-    st.lists(st.sampled_from(ZONES), min_size=1, max_size=3), st.lists(st.sampled_from(["urban", "rural"]), max_size=2),
-    st.lists(st.sampled_from(NEEDS), max_size=4), st.booleans(), st.integers(0, 100),
-), max_size=8, unique_by=lambda p: p.provider_id)
+providers_strategy = st.lists(
+    st.builds(
+        lambda i, status, cqc, zones, bands, skills, double, committed: provider(
+            f"p{i}",
+            status=status,
+            cqc_rating=cqc,
+            zones=zones,
+            bands=bands,
+            skills=skills,
+            double_handed=double,
+            committed_hours=Decimal(committed),
+        ),
+        st.integers(0, 99),
+        st.sampled_from(["active", "suspended", "left"]),
+        st.sampled_from(["good", "inadequate"]),
+        st.lists(st.sampled_from(ZONES), min_size=1, max_size=3),
+        st.lists(st.sampled_from(["urban", "rural"]), max_size=2),
+        st.lists(st.sampled_from(NEEDS), max_size=4),
+        st.booleans(),
+        st.integers(0, 100),
+    ),
+    max_size=8,
+    unique_by=lambda p: p.provider_id,
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(providers=providers_strategy, zone=st.sampled_from(ZONES), band=st.sampled_from(["urban", "rural"]),
-       needs=st.lists(st.sampled_from(NEEDS), min_size=1, max_size=4), carers=st.integers(1, 2),
-       hours=st.integers(1, 30), neighbours=st.sets(st.sampled_from(ZONES), max_size=2))
+@given(
+    providers=providers_strategy,
+    zone=st.sampled_from(ZONES),
+    band=st.sampled_from(["urban", "rural"]),
+    needs=st.lists(st.sampled_from(NEEDS), min_size=1, max_size=4),
+    carers=st.integers(1, 2),
+    hours=st.integers(1, 30),
+    neighbours=st.sets(st.sampled_from(ZONES), max_size=2),
+)
 def test_property_eligibility_is_the_rules_stated_plainly(providers, zone, band, needs, carers, hours, neighbours):
-    pkg = package(zone=zone, band=band, needs=needs, hours_per_week=Decimal(hours),
-                  visits=VisitPattern(calls_per_day=2, minutes_per_call=30, carers_per_call=carers))
+    pkg = package(
+        zone=zone,
+        band=band,
+        needs=needs,
+        hours_per_week=Decimal(hours),
+        visits=VisitPattern(calls_per_day=2, minutes_per_call=30, carers_per_call=carers),
+    )
     near = frozenset(neighbours - {zone})
     for from_zones in (None, near):
         for prov in providers:
             assert domain.exclusion_reasons(pkg, prov, from_zones=from_zones) == plain_exclusions(pkg, prov, from_zones)
-        in_area = [p for p in providers if (zone in p.zones) == (from_zones is None)
-                   and (from_zones is None or set(p.zones) & from_zones)]
+        in_area = [
+            p
+            for p in providers
+            if (zone in p.zones) == (from_zones is None) and (from_zones is None or set(p.zones) & from_zones)
+        ]
         s = domain.screen(pkg, providers, from_zones=from_zones)
-        assert [p.provider_id for p in s.eligible] == [p.provider_id for p in in_area if not plain_exclusions(pkg, p, from_zones)]
-        assert s.excluded == {p.provider_id: plain_exclusions(pkg, p, from_zones) for p in in_area if plain_exclusions(pkg, p, from_zones)}
+        assert [p.provider_id for p in s.eligible] == [
+            p.provider_id for p in in_area if not plain_exclusions(pkg, p, from_zones)
+        ]
+        assert s.excluded == {
+            p.provider_id: plain_exclusions(pkg, p, from_zones) for p in in_area if plain_exclusions(pkg, p, from_zones)
+        }

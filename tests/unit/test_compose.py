@@ -13,8 +13,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_compose_file_is_valid_against_the_compose_specification():
     exe = shutil.which("check-jsonschema") or str(Path(sys.executable).parent / "check-jsonschema")
-    result = subprocess.run([exe, "--builtin-schema", "vendor.compose-spec", str(ROOT / "docker-compose.yml")],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [exe, "--builtin-schema", "vendor.compose-spec", str(ROOT / "docker-compose.yml")],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -36,21 +36,40 @@ def test_passwords_are_judged_by_length():
 
 
 def _package(status, urgency, minutes_ago):
-    return {"package_id": f"{status}-{urgency}-{minutes_ago}", "status": status, "urgency": urgency,
-            "requested_at": T0 - dt.timedelta(minutes=minutes_ago)}
+    return {
+        "package_id": f"{status}-{urgency}-{minutes_ago}",
+        "status": status,
+        "urgency": urgency,
+        "requested_at": T0 - dt.timedelta(minutes=minutes_ago),
+    }
 
 
 def test_the_board_shows_the_unplaced_queue_first_by_urgency_then_the_longest_wait():
-    packages = [_package("placed", "hospital_discharge", 500), _package("offered", "hospital_discharge", 5),
-                _package("unplaced", "community", 900), _package("unplaced", "hospital_discharge", 10),
-                _package("unplaced", "hospital_discharge", 60), _package("awaiting_approval", "community", 1)]
+    packages = [
+        _package("placed", "hospital_discharge", 500),
+        _package("offered", "hospital_discharge", 5),
+        _package("unplaced", "community", 900),
+        _package("unplaced", "hospital_discharge", 10),
+        _package("unplaced", "hospital_discharge", 60),
+        _package("awaiting_approval", "community", 1),
+    ]
     order = [p["package_id"] for p in domain.board_order(packages)]
-    assert order == ["unplaced-hospital_discharge-60", "unplaced-hospital_discharge-10", "unplaced-community-900",
-                     "awaiting_approval-community-1", "offered-hospital_discharge-5", "placed-hospital_discharge-500"]
+    assert order == [
+        "unplaced-hospital_discharge-60",
+        "unplaced-hospital_discharge-10",
+        "unplaced-community-900",
+        "awaiting_approval-community-1",
+        "offered-hospital_discharge-5",
+        "placed-hospital_discharge-500",
+    ]
 
 
-@given(st.lists(st.tuples(st.sampled_from(domain.STATUS_ORDER), st.sampled_from(domain.URGENCY_ORDER),
-                          st.integers(0, 10_000)), max_size=30))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(domain.STATUS_ORDER), st.sampled_from(domain.URGENCY_ORDER), st.integers(0, 10_000)),
+        max_size=30,
+    )
+)
 def test_no_waiting_package_is_ever_below_a_settled_one(rows):
     ordered = domain.board_order([_package(*r) for r in rows])
     waiting = [p["status"] in domain.WAITING for p in ordered]
@@ -64,12 +83,30 @@ def test_wait_clocks():
     assert domain.waited(T0, T0 + dt.timedelta(days=3, hours=4)) == "3 d 4 h"
 
 
-FORM = {"zone": "charnwood-north", "band": "urban", "postcode_district": "LE11", "hours_per_week": "7",
-        "calls_per_day": "2", "minutes_per_call": "30", "carers_per_call": "1", "days_per_week": "7",
-        "needs": ["personal_care", "medication"], "urgency": "community", "start_date-day": "5", "start_date-month": "3",
-        "start_date-year": "2026", "funding": "council", "person_full_name": "Ada Example", "person_address": "1 High St",
-        "person_postcode": "LE11 1AA", "person_nhs_number": "943 476 5919", "person_phone": "",
-        "person_date_of_birth-day": "", "person_date_of_birth-month": "", "person_date_of_birth-year": ""}
+FORM = {
+    "zone": "charnwood-north",
+    "band": "urban",
+    "postcode_district": "LE11",
+    "hours_per_week": "7",
+    "calls_per_day": "2",
+    "minutes_per_call": "30",
+    "carers_per_call": "1",
+    "days_per_week": "7",
+    "needs": ["personal_care", "medication"],
+    "urgency": "community",
+    "start_date-day": "5",
+    "start_date-month": "3",
+    "start_date-year": "2026",
+    "funding": "council",
+    "person_full_name": "Ada Example",
+    "person_address": "1 High St",
+    "person_postcode": "LE11 1AA",
+    "person_nhs_number": "943 476 5919",
+    "person_phone": "",
+    "person_date_of_birth-day": "",
+    "person_date_of_birth-month": "",
+    "person_date_of_birth-year": "",
+}
 
 
 def test_a_complete_form_becomes_the_brokerage_apis_request_with_the_broker_as_requester():
@@ -77,8 +114,12 @@ def test_a_complete_form_becomes_the_brokerage_apis_request_with_the_broker_as_r
     assert errors == {}
     assert request["visits"] == {"calls_per_day": 2, "minutes_per_call": 30, "carers_per_call": 1, "days_per_week": 7}
     assert request["start_date"] == "2026-03-05" and request["requested_by"] == "broker1"
-    assert request["person"] == {"full_name": "Ada Example", "address": "1 High St", "postcode": "LE11 1AA",
-                                 "nhs_number": "943 476 5919"}  # blank optional answers are left out
+    assert request["person"] == {
+        "full_name": "Ada Example",
+        "address": "1 High St",
+        "postcode": "LE11 1AA",
+        "nhs_number": "943 476 5919",
+    }  # blank optional answers are left out
 
 
 def test_blank_and_malformed_answers_are_the_forms_own_errors_in_the_forms_order():
@@ -92,11 +133,15 @@ def test_blank_and_malformed_answers_are_the_forms_own_errors_in_the_forms_order
 
 
 def test_the_apis_field_errors_land_next_to_the_forms_fields():
-    problem = {"error": "invalid request", "fields": [
-        {"field": "person.postcode", "message": "Value error, not a UK postcode"},
-        {"field": "visits.minutes_per_call", "message": "Input should be greater than or equal to 15"},
-        {"field": "body", "message": "Value error, hours_per_week 9 does not match the visit pattern (...)"},
-        {"field": "Idempotency-Key", "message": "used before"}]}
+    problem = {
+        "error": "invalid request",
+        "fields": [
+            {"field": "person.postcode", "message": "Value error, not a UK postcode"},
+            {"field": "visits.minutes_per_call", "message": "Input should be greater than or equal to 15"},
+            {"field": "body", "message": "Value error, hours_per_week 9 does not match the visit pattern (...)"},
+            {"field": "Idempotency-Key", "message": "used before"},
+        ],
+    }
     by_field, general = domain.errors_from_api(problem)
     assert by_field["person_postcode"] == "Postcode: not a UK postcode"
     assert by_field["minutes_per_call"].startswith("Minutes a call: Input should be greater")
@@ -107,17 +152,28 @@ def test_the_apis_field_errors_land_next_to_the_forms_fields():
 
 def test_a_refused_action_is_told_in_one_line():
     assert domain.refusal({"error": "package is not unplaced"}) == "package is not unplaced"
-    assert domain.refusal({"error": "invalid request", "fields": [
-        {"field": "reason", "message": "String should have at least 1 character"},
-        {"field": "started_on", "message": "Value error, care cannot have started in the future"}]}) == (
-        "String should have at least 1 character; care cannot have started in the future")
+    assert domain.refusal(
+        {
+            "error": "invalid request",
+            "fields": [
+                {"field": "reason", "message": "String should have at least 1 character"},
+                {"field": "started_on", "message": "Value error, care cannot have started in the future"},
+            ],
+        }
+    ) == ("String should have at least 1 character; care cannot have started in the future")
 
 
 def test_a_chart_is_an_image_with_a_title_and_a_description_of_its_figures():
-    svg = str(charts.bars("c1", "Declines by band", [("urban", {"capacity": 3, "price": 1}), ("rural", {"capacity": 2})],
-                          series=["capacity", "price"]))
+    svg = str(
+        charts.bars(
+            "c1",
+            "Declines by band",
+            [("urban", {"capacity": 3, "price": 1}), ("rural", {"capacity": 2})],
+            series=["capacity", "price"],
+        )
+    )
     assert 'role="img"' in svg and 'aria-labelledby="c1-title c1-desc"' in svg
-    assert "<title id=\"c1-title\">Declines by band</title>" in svg
+    assert '<title id="c1-title">Declines by band</title>' in svg
     assert "urban: capacity 3, price 1; rural: capacity 2." in svg
     widths = [float(w) for w in re.findall(r'<rect x="[\d.]+" y="\d+" width="([\d.]+)" height="18"', svg)]
     assert widths == [315.0, 105.0, 210.0]  # scaled to the largest row (4), stacked by series

@@ -12,7 +12,17 @@ from schemas.events import EVENT_TYPES, parse_event
 from schemas.topics import TOPIC_OF
 
 SCHEMAS = Path(export.__file__).parent
-PERSONAL_FIELDS = {"full_name", "name_of_person", "address", "postcode", "phone", "email", "nhs_number", "date_of_birth", "care_notes"}
+PERSONAL_FIELDS = {
+    "full_name",
+    "name_of_person",
+    "address",
+    "postcode",
+    "phone",
+    "email",
+    "nhs_number",
+    "date_of_birth",
+    "care_notes",
+}
 
 
 def test_committed_json_schemas_match_the_models():
@@ -97,6 +107,14 @@ def test_committed_openapi_documents_match_the_services():
     for name, text in rendered.items():
         assert committed[name] == text, f"docs/openapi/{name} is stale: run python -m services.runtime.openapi"
     provider_api = json.loads(rendered["providers.json"])["paths"]
-    for path in ("/me", "/me/offers", "/me/offers/{package_id}/bid", "/me/offers/{package_id}/decline", "/me/packages",
-                 "/me/packages/{package_id}/person", "/me/change-requests", "/me/deliveries"):
+    for path in (
+        "/me",
+        "/me/offers",
+        "/me/offers/{package_id}/bid",
+        "/me/offers/{package_id}/decline",
+        "/me/packages",
+        "/me/packages/{package_id}/person",
+        "/me/change-requests",
+        "/me/deliveries",
+    ):
         assert path in provider_api

@@ -23,8 +23,9 @@ def client():
 
 
 async def test_a_body_within_the_limit_reaches_the_app_intact(client):
-    r = await client.post("/echo", content=b'{"a": 1}', headers={"content-type": "application/json",
-                                                                 CORRELATION_HEADER: "req-1"})
+    r = await client.post(
+        "/echo", content=b'{"a": 1}', headers={"content-type": "application/json", CORRELATION_HEADER: "req-1"}
+    )
     assert r.status_code == 200 and r.json() == {"length": 8, "body": '{"a": 1}'}
     assert r.headers[CORRELATION_HEADER] == "req-1"
 

@@ -16,7 +16,13 @@ def exported() -> set[str]:
     names = set()
     for metric in REGISTRY.collect():
         if metric.name.startswith("homecare_"):
-            names |= {metric.name, f"{metric.name}_total", f"{metric.name}_bucket", f"{metric.name}_count", f"{metric.name}_sum"}
+            names |= {
+                metric.name,
+                f"{metric.name}_total",
+                f"{metric.name}_bucket",
+                f"{metric.name}_count",
+                f"{metric.name}_sum",
+            }
     return names
 
 
@@ -28,7 +34,13 @@ def test_alert_rules_are_well_formed_and_use_exported_metrics():
     rules = yaml.safe_load((MONITORING / "alerts.yml").read_text())
     alerts = [r for g in rules["groups"] for r in g["rules"]]
     names = {a["alert"] for a in alerts}
-    assert {"ConsumerLagGrowing", "DeadLetters", "OutboxBacklog", "ServiceNotReady", "HospitalDischargeWaitingTooLong"} <= names
+    assert {
+        "ConsumerLagGrowing",
+        "DeadLetters",
+        "OutboxBacklog",
+        "ServiceNotReady",
+        "HospitalDischargeWaitingTooLong",
+    } <= names
     for alert in alerts:
         assert alert["expr"] and alert["annotations"]["summary"]
         unknown = referenced(alert["expr"]) - exported()

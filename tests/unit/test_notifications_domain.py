@@ -6,7 +6,15 @@ from decimal import Decimal
 
 import pytest
 
-from schemas.events import OfferMade, PackageCancelled, PackageHandedBack, PackagePlaced, PackageSpec, PackageUnplaced, VisitPattern
+from schemas.events import (
+    OfferMade,
+    PackageCancelled,
+    PackageHandedBack,
+    PackagePlaced,
+    PackageSpec,
+    PackageUnplaced,
+    VisitPattern,
+)
 from services.notifications import domain
 from services.notifications.channels import Channels, Outgoing, configured
 from services.notifications.domain import Contact, Message
@@ -18,25 +26,44 @@ ALL = frozenset(domain.CHANNELS)
 
 def placed(**overrides) -> PackagePlaced:
     package_id = uuid.uuid4()
-    values = dict(correlation_id=package_id, package_id=package_id, provider_id="bluebell-care", offer_round=2,
-                  tier="supplementary", hourly_rate=Decimal("19.95"), hours_per_week=Decimal("10.5"),
-                  start_date=dt.date(2026, 12, 7), zone="melton", band="fringe", urgency="hospital_discharge",
-                  rate_card="2026-27", requested_by="broker.amy", losing_provider_ids=["oak-care", "elm-care"],
-                  placed_at=dt.datetime(2026, 11, 23, 10, tzinfo=dt.UTC))
+    values = dict(
+        correlation_id=package_id,
+        package_id=package_id,
+        provider_id="bluebell-care",
+        offer_round=2,
+        tier="supplementary",
+        hourly_rate=Decimal("19.95"),
+        hours_per_week=Decimal("10.5"),
+        start_date=dt.date(2026, 12, 7),
+        zone="melton",
+        band="fringe",
+        urgency="hospital_discharge",
+        rate_card="2026-27",
+        requested_by="broker.amy",
+        losing_provider_ids=["oak-care", "elm-care"],
+        placed_at=dt.datetime(2026, 11, 23, 10, tzinfo=dt.UTC),
+    )
     return PackagePlaced(**values | overrides)
 
 
 def messages(event, names=None):
-    return domain.messages_for(event, provider_names=names or {"bluebell-care": "Bluebell Home Care"},
-                               brokerage_url="https://brokerage.example/")
+    return domain.messages_for(
+        event,
+        provider_names=names or {"bluebell-care": "Bluebell Home Care"},
+        brokerage_url="https://brokerage.example/",
+    )
 
 
 def test_a_placement_tells_the_provider_the_broker_the_person_and_each_losing_bidder():
     event = placed()
     told = [(m.message, m.role, m.recipient_id) for m in messages(event)]
-    assert told == [("placement_award", "provider", "bluebell-care"), ("placement_broker", "broker", "broker.amy"),
-                    ("placement_person", "person", str(event.package_id)),
-                    ("placement_outcome", "losing_bidder", "oak-care"), ("placement_outcome", "losing_bidder", "elm-care")]
+    assert told == [
+        ("placement_award", "provider", "bluebell-care"),
+        ("placement_broker", "broker", "broker.amy"),
+        ("placement_person", "person", str(event.package_id)),
+        ("placement_outcome", "losing_bidder", "oak-care"),
+        ("placement_outcome", "losing_bidder", "elm-care"),
+    ]
 
 
 def test_a_losing_bidder_never_learns_the_winners_price_or_name():
@@ -48,52 +75,105 @@ def test_a_losing_bidder_never_learns_the_winners_price_or_name():
 
 
 def test_the_winner_is_not_told_it_lost_when_listed_among_the_losers():
-    assert [m.recipient_id for m in messages(placed(losing_provider_ids=["bluebell-care", "oak-care", "oak-care"]))
-            if m.role == "losing_bidder"] == ["oak-care"]
+    assert [
+        m.recipient_id
+        for m in messages(placed(losing_provider_ids=["bluebell-care", "oak-care", "oak-care"]))
+        if m.role == "losing_bidder"
+    ] == ["oak-care"]
 
 
 def test_unplaced_and_handed_back_packages_tell_the_brokerage_team_and_other_events_nobody():
     package_id = uuid.uuid4()
-    unplaced = PackageUnplaced(correlation_id=package_id, package_id=package_id, zone="melton", band="rural",
-                               urgency="community", hours_per_week=Decimal(7), reason="no acceptable bid on any tier",
-                               requested_by="broker.sue", unplaced_at=dt.datetime.now(dt.UTC))
-    handed = PackageHandedBack(correlation_id=package_id, package_id=package_id, provider_id="oak-care",
-                               notice_ends_on=dt.date(2026, 12, 21), reason="staff left", hours_per_week=Decimal(7),
-                               recorded_by="broker.sue", recorded_at=dt.datetime.now(dt.UTC))
-    cancelled = PackageCancelled(correlation_id=package_id, package_id=package_id, reason="moved away",
-                                 cancelled_by="broker.sue", hours_per_week=Decimal(7), cancelled_at=dt.datetime.now(dt.UTC))
+    unplaced = PackageUnplaced(
+        correlation_id=package_id,
+        package_id=package_id,
+        zone="melton",
+        band="rural",
+        urgency="community",
+        hours_per_week=Decimal(7),
+        reason="no acceptable bid on any tier",
+        requested_by="broker.sue",
+        unplaced_at=dt.datetime.now(dt.UTC),
+    )
+    handed = PackageHandedBack(
+        correlation_id=package_id,
+        package_id=package_id,
+        provider_id="oak-care",
+        notice_ends_on=dt.date(2026, 12, 21),
+        reason="staff left",
+        hours_per_week=Decimal(7),
+        recorded_by="broker.sue",
+        recorded_at=dt.datetime.now(dt.UTC),
+    )
+    cancelled = PackageCancelled(
+        correlation_id=package_id,
+        package_id=package_id,
+        reason="moved away",
+        cancelled_by="broker.sue",
+        hours_per_week=Decimal(7),
+        cancelled_at=dt.datetime.now(dt.UTC),
+    )
     assert [(m.message, m.role, m.recipient_id) for m in messages(unplaced)] == [
-        ("package_unplaced", "brokerage_team", "brokerage-team")]
+        ("package_unplaced", "brokerage_team", "brokerage-team")
+    ]
     assert [(m.message, m.role) for m in messages(handed)] == [("package_handed_back", "brokerage_team")]
     assert messages(cancelled) == []
 
 
 def test_a_new_offer_goes_only_to_providers_who_opted_in():
     package_id = uuid.uuid4()
-    spec = PackageSpec(zone="melton", band="urban", postcode_district="LE13", hours_per_week=Decimal(7),
-                       visits=VisitPattern(calls_per_day=2, minutes_per_call=30, carers_per_call=1),
-                       needs=["personal_care"], urgency="community", start_date=dt.date(2026, 12, 1))
-    offer = OfferMade(correlation_id=package_id, package_id=package_id, offer_round=1, tier="prime",
-                      provider_ids=["oak-care", "elm-care"], package=spec, band_rate=Decimal("18.75"),
-                      window_closes_at=dt.datetime(2026, 11, 24, 9, tzinfo=dt.UTC))
+    spec = PackageSpec(
+        zone="melton",
+        band="urban",
+        postcode_district="LE13",
+        hours_per_week=Decimal(7),
+        visits=VisitPattern(calls_per_day=2, minutes_per_call=30, carers_per_call=1),
+        needs=["personal_care"],
+        urgency="community",
+        start_date=dt.date(2026, 12, 1),
+    )
+    offer = OfferMade(
+        correlation_id=package_id,
+        package_id=package_id,
+        offer_round=1,
+        tier="prime",
+        provider_ids=["oak-care", "elm-care"],
+        package=spec,
+        band_rate=Decimal("18.75"),
+        window_closes_at=dt.datetime(2026, 11, 24, 9, tzinfo=dt.UTC),
+    )
     [oak, elm] = messages(offer)
-    portal = Contact("provider", "oak-care", email="o@example.org", channels=("email",), opted_in=frozenset({"new_offer"}))
+    portal = Contact(
+        "provider", "oak-care", email="o@example.org", channels=("email",), opted_in=frozenset({"new_offer"})
+    )
     plain = Contact("provider", "elm-care", email="e@example.org", channels=("email",))
     assert domain.plan(oak, portal, ALL).channels == (("email", "o@example.org"),)
     assert domain.plan(elm, plain, ALL).outcome == "nothing"
     assert domain.plan(elm, None, ALL).outcome == "nothing", "an optional message waits for nobody"
 
 
-@pytest.mark.parametrize("contact, outcome, reason", [
-    (None, "await_contact", "no contact registered"),
-    (Contact("person", "p", channels=()), "fail", "no usable channel (no channel chosen)"),
-    (Contact("person", "p", channels=("email", "notify_sms")), "fail",
-     "no usable channel (email: no email address registered; notify_sms: no mobile number registered)"),
-    (Contact("person", "p", email="a@b.org", channels=("notify_email",)), "fail",
-     "no usable channel (notify_email is not configured in this installation)"),
-    (Contact("person", "p", email="a@b.org", channels=("email",), opted_out=frozenset({"placement_person"})), "skip",
-     "the recipient opted out of placement_person"),
-])
+@pytest.mark.parametrize(
+    "contact, outcome, reason",
+    [
+        (None, "await_contact", "no contact registered"),
+        (Contact("person", "p", channels=()), "fail", "no usable channel (no channel chosen)"),
+        (
+            Contact("person", "p", channels=("email", "notify_sms")),
+            "fail",
+            "no usable channel (email: no email address registered; notify_sms: no mobile number registered)",
+        ),
+        (
+            Contact("person", "p", email="a@b.org", channels=("notify_email",)),
+            "fail",
+            "no usable channel (notify_email is not configured in this installation)",
+        ),
+        (
+            Contact("person", "p", email="a@b.org", channels=("email",), opted_out=frozenset({"placement_person"})),
+            "skip",
+            "the recipient opted out of placement_person",
+        ),
+    ],
+)
 def test_a_message_that_cannot_go_says_why(contact, outcome, reason):
     message = Message("placement_person", "person", "p", {})
     result = domain.plan(message, contact, frozenset({"email", "log", "webhook", "notify_sms"}))
@@ -101,8 +181,14 @@ def test_a_message_that_cannot_go_says_why(contact, outcome, reason):
 
 
 def test_every_usable_preferred_channel_is_used_and_the_unusable_ones_noted():
-    contact = Contact("provider", "oak-care", email="o@example.org", webhook_url="https://oak.example/hook",
-                      has_webhook_secret=True, channels=("webhook", "notify_sms", "email"))
+    contact = Contact(
+        "provider",
+        "oak-care",
+        email="o@example.org",
+        webhook_url="https://oak.example/hook",
+        has_webhook_secret=True,
+        channels=("webhook", "notify_sms", "email"),
+    )
     result = domain.plan(Message("placement_award", "provider", "oak-care", {}), contact, ALL)
     assert result.channels == (("webhook", "https://oak.example/hook"), ("email", "o@example.org"))
     assert result.notes == ("notify_sms: no mobile number registered",)
@@ -114,8 +200,13 @@ def test_a_webhook_without_its_secret_is_not_usable():
 
 
 def test_essential_messages_ignore_opt_outs():
-    contact = Contact("provider", "oak-care", email="o@example.org", channels=("email",),
-                      opted_out=frozenset({"placement_award", "placement_outcome"}))
+    contact = Contact(
+        "provider",
+        "oak-care",
+        email="o@example.org",
+        channels=("email",),
+        opted_out=frozenset({"placement_award", "placement_outcome"}),
+    )
     assert domain.plan(Message("placement_award", "provider", "oak-care", {}), contact, ALL).outcome == "send"
     assert domain.plan(Message("placement_outcome", "losing_bidder", "oak-care", {}), contact, ALL).outcome == "skip"
 
@@ -164,19 +255,50 @@ def test_a_preferred_language_is_used_where_a_template_exists_and_reported_where
 
 def test_every_message_has_a_template_that_renders_with_its_context():
     package_id = uuid.uuid4()
-    spec = PackageSpec(zone="melton", band="urban", postcode_district="LE13", hours_per_week=Decimal(7),
-                       visits=VisitPattern(calls_per_day=2, minutes_per_call=30, carers_per_call=1),
-                       needs=["personal_care"], urgency="community", start_date=dt.date(2026, 12, 1))
-    events = [placed(),
-              PackageUnplaced(correlation_id=package_id, package_id=package_id, zone="melton", band="rural",
-                              urgency="community", hours_per_week=Decimal(7), reason="no bid", requested_by="broker.sue",
-                              unplaced_at=dt.datetime.now(dt.UTC)),
-              PackageHandedBack(correlation_id=package_id, package_id=package_id, provider_id="oak-care",
-                                notice_ends_on=dt.date(2026, 12, 21), reason="staff left", hours_per_week=Decimal(7),
-                                recorded_by="broker.sue", recorded_at=dt.datetime.now(dt.UTC)),
-              OfferMade(correlation_id=package_id, package_id=package_id, offer_round=1, tier="prime",
-                        provider_ids=["oak-care"], package=spec, band_rate=Decimal("18.75"),
-                        window_closes_at=dt.datetime(2026, 11, 24, 9, tzinfo=dt.UTC))]
+    spec = PackageSpec(
+        zone="melton",
+        band="urban",
+        postcode_district="LE13",
+        hours_per_week=Decimal(7),
+        visits=VisitPattern(calls_per_day=2, minutes_per_call=30, carers_per_call=1),
+        needs=["personal_care"],
+        urgency="community",
+        start_date=dt.date(2026, 12, 1),
+    )
+    events = [
+        placed(),
+        PackageUnplaced(
+            correlation_id=package_id,
+            package_id=package_id,
+            zone="melton",
+            band="rural",
+            urgency="community",
+            hours_per_week=Decimal(7),
+            reason="no bid",
+            requested_by="broker.sue",
+            unplaced_at=dt.datetime.now(dt.UTC),
+        ),
+        PackageHandedBack(
+            correlation_id=package_id,
+            package_id=package_id,
+            provider_id="oak-care",
+            notice_ends_on=dt.date(2026, 12, 21),
+            reason="staff left",
+            hours_per_week=Decimal(7),
+            recorded_by="broker.sue",
+            recorded_at=dt.datetime.now(dt.UTC),
+        ),
+        OfferMade(
+            correlation_id=package_id,
+            package_id=package_id,
+            offer_round=1,
+            tier="prime",
+            provider_ids=["oak-care"],
+            package=spec,
+            band_rate=Decimal("18.75"),
+            window_closes_at=dt.datetime(2026, 11, 24, 9, tzinfo=dt.UTC),
+        ),
+    ]
     seen = set()
     for event in events:
         for m in messages(event):
@@ -198,9 +320,17 @@ def test_channels_are_usable_only_when_configured():
 
 
 def test_a_large_print_email_carries_a_large_html_part_beside_the_plain_text():
-    out = Outgoing(delivery_id=str(uuid.uuid4()), package_id="p", message="placement_person", channel="email",
-                   address="sam@example.org", subject="Your care", body="Hello.\n\nFrom Monday <soon>.\n",
-                   large_print=True, context={})
+    out = Outgoing(
+        delivery_id=str(uuid.uuid4()),
+        package_id="p",
+        message="placement_person",
+        channel="email",
+        address="sam@example.org",
+        subject="Your care",
+        body="Hello.\n\nFrom Monday <soon>.\n",
+        large_print=True,
+        context={},
+    )
     msg = Channels(load("notifications")).email_message(out)
     assert msg["Message-ID"] == f"<{out.delivery_id}@homecare-brokerage>"
     html_part = msg.get_body(("html",)).get_content()

@@ -28,7 +28,9 @@ def test_two_credentials_never_share_an_id_or_secret():
     assert a.credential_id != b.credential_id and a.secret_sha256 != b.secret_sha256
 
 
-@pytest.mark.parametrize("token", ["", "hcp", "hcp_abc_secret", "xyz_0123456789abcdef_secret", "hcp_0123456789abcdef_", "Bearer"])
+@pytest.mark.parametrize(
+    "token", ["", "hcp", "hcp_abc_secret", "xyz_0123456789abcdef_secret", "hcp_0123456789abcdef_", "Bearer"]
+)
 def test_malformed_tokens_are_not_parsed(token):
     assert domain.parse_token(token) is None
 
@@ -56,7 +58,17 @@ def test_a_bid_needs_a_positive_rate_in_pence():
             BidRequest(rate=rate, earliest_start=dt.date(2026, 12, 1))
 
 
-PERSONAL = {"full_name", "name_of_person", "address", "postcode", "phone", "email", "nhs_number", "date_of_birth", "care_notes"}
+PERSONAL = {
+    "full_name",
+    "name_of_person",
+    "address",
+    "postcode",
+    "phone",
+    "email",
+    "nhs_number",
+    "date_of_birth",
+    "care_notes",
+}
 
 
 @pytest.mark.parametrize("name", sorted(ADAPTER_MODELS))

@@ -14,17 +14,35 @@ TODAY = dt.date(2026, 11, 23)
 
 
 def package(**kw):
-    base = dict(zone="hinckley", band="urban", postcode_district="LE10", hours_per_week=Decimal("14"),
-                visits=VisitPattern(calls_per_day=4, minutes_per_call=30, carers_per_call=1), needs=["personal_care"],
-                urgency="community", start_date=TODAY)
+    base = dict(
+        zone="hinckley",
+        band="urban",
+        postcode_district="LE10",
+        hours_per_week=Decimal("14"),
+        visits=VisitPattern(calls_per_day=4, minutes_per_call=30, carers_per_call=1),
+        needs=["personal_care"],
+        urgency="community",
+        start_date=TODAY,
+    )
     return PackageSpec(**(base | kw))
 
 
 def profile(**kw):
-    base = dict(provider_id="fosse-care", name="Fosse", tier="prime", status="active", zones=["hinckley"],
-                bands=["urban", "fringe", "rural"], skills=["personal_care", "medication"], double_handed=False,
-                cqc_rating="good", local_risk="low", hand_backs_12m=0, weekly_capacity_hours=Decimal(40),
-                committed_hours=Decimal(20))
+    base = dict(
+        provider_id="fosse-care",
+        name="Fosse",
+        tier="prime",
+        status="active",
+        zones=["hinckley"],
+        bands=["urban", "fringe", "rural"],
+        skills=["personal_care", "medication"],
+        double_handed=False,
+        cqc_rating="good",
+        local_risk="low",
+        hand_backs_12m=0,
+        weekly_capacity_hours=Decimal(40),
+        committed_hours=Decimal(20),
+    )
     return ProviderProfile(**(base | kw))
 
 
@@ -51,10 +69,24 @@ def test_lead_time_moves_the_earliest_start():
         (package(zone="lutterworth"), None, None, Decimal(0), DeclineReason.geography),
         (package(band="isolated"), None, None, Decimal(0), DeclineReason.geography),
         (package(needs=["personal_care", "dementia"]), None, None, Decimal(0), DeclineReason.skills),
-        (package(visits=VisitPattern(calls_per_day=1, minutes_per_call=60, carers_per_call=2), hours_per_week=Decimal(14)),
-         None, None, Decimal(0), DeclineReason.skills),
-        (package(visits=VisitPattern(calls_per_day=5, minutes_per_call=24, carers_per_call=1), hours_per_week=Decimal(14)),
-         None, None, Decimal(0), DeclineReason.call_times),
+        (
+            package(
+                visits=VisitPattern(calls_per_day=1, minutes_per_call=60, carers_per_call=2), hours_per_week=Decimal(14)
+            ),
+            None,
+            None,
+            Decimal(0),
+            DeclineReason.skills,
+        ),
+        (
+            package(
+                visits=VisitPattern(calls_per_day=5, minutes_per_call=24, carers_per_call=1), hours_per_week=Decimal(14)
+            ),
+            None,
+            None,
+            Decimal(0),
+            DeclineReason.call_times,
+        ),
         (None, None, AutomaticRules(max_package_hours=Decimal(10)), Decimal(0), DeclineReason.capacity),
         (None, None, None, Decimal(7), DeclineReason.capacity),  # 40 - 20 committed - 7 held < 14
         (None, profile(status="suspended"), None, Decimal(0), DeclineReason.other),
@@ -68,11 +100,25 @@ def test_declines_with_the_reason_code(pkg, prof, rules, held, reason):
 def test_an_escalated_offer_from_a_neighbouring_zone_is_taken_only_by_a_provider_that_covers_neighbours():
     near = package(zone="lutterworth")  # next to hinckley, the provider's zone
     assert isinstance(answer(near), Decline)
-    willing = automatic_answer(profile(), AutomaticRules(covers_adjacent_zones=True), near, Decimal("18.75"), Decimal(0),
-                               TODAY, neighbouring=frozenset({"hinckley", "south-leicestershire"}))
+    willing = automatic_answer(
+        profile(),
+        AutomaticRules(covers_adjacent_zones=True),
+        near,
+        Decimal("18.75"),
+        Decimal(0),
+        TODAY,
+        neighbouring=frozenset({"hinckley", "south-leicestershire"}),
+    )
     assert willing == Bid(Decimal("18.75"), TODAY)
-    far = automatic_answer(profile(), AutomaticRules(covers_adjacent_zones=True), package(zone="bottesford"), Decimal("18.75"),
-                           Decimal(0), TODAY, neighbouring=frozenset({"melton"}))
+    far = automatic_answer(
+        profile(),
+        AutomaticRules(covers_adjacent_zones=True),
+        package(zone="bottesford"),
+        Decimal("18.75"),
+        Decimal(0),
+        TODAY,
+        neighbouring=frozenset({"melton"}),
+    )
     assert isinstance(far, Decline) and far.reason == DeclineReason.geography
 
 

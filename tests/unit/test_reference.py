@@ -42,11 +42,13 @@ def test_the_brokerage_reads_quality_weights_from_the_reference_data_and_sees_ed
     from services.brokerage import app
 
     service, _ = app.build()
-    assert service.rules.quality_weights == domain.QualityWeights(cqc=Decimal("0.6"), local_risk=Decimal("0.3"),
-                                                                 hand_backs=Decimal("0.1"))
+    assert service.rules.quality_weights == domain.QualityWeights(
+        cqc=Decimal("0.6"), local_risk=Decimal("0.3"), hand_backs=Decimal("0.1")
+    )
     edit(reference, WEIGHTS, 'quality_weights: {cqc: "0.2", local_risk: "0.5", hand_backs: "0.3"}')
-    assert service.rules.quality_weights == domain.QualityWeights(cqc=Decimal("0.2"), local_risk=Decimal("0.5"),
-                                                                 hand_backs=Decimal("0.3"))
+    assert service.rules.quality_weights == domain.QualityWeights(
+        cqc=Decimal("0.2"), local_risk=Decimal("0.5"), hand_backs=Decimal("0.3")
+    )
 
 
 def test_a_new_rate_card_added_to_the_file_takes_effect_on_its_start_date_without_a_restart(reference):
@@ -64,4 +66,3 @@ def test_a_broken_edit_keeps_the_last_good_version_in_force(reference):
     good = load_framework()
     edit(reference, "zones:", "zones: [oops")
     assert load_framework() is good
-

@@ -17,4 +17,6 @@ def test_retry_delays_double_with_jitter_between_half_and_all():
 def test_retry_delays_grow_and_stay_capped(attempts, jitter):
     delay = retry_delay(attempts, initial=1.0, maximum=300.0, jitter=jitter)
     assert 0.5 <= delay <= 300.0
-    assert retry_delay(attempts + 1, initial=1.0, maximum=300.0, jitter=1.0) >= retry_delay(attempts, initial=1.0, maximum=300.0, jitter=1.0)
+    assert retry_delay(attempts + 1, initial=1.0, maximum=300.0, jitter=1.0) >= retry_delay(
+        attempts, initial=1.0, maximum=300.0, jitter=1.0
+    )

@@ -34,15 +34,23 @@ def test_every_package_is_accounted_for(result):
         assert sum(u["requested"] for u in run["time_to_place"].values()) == requested
         waiting = sum(n for s, n in packages["by_status_at_end"].items() if s in sim.WAITING)
         assert run["waiting_over_time"][-1]["waiting_packages"] == waiting
-        assert sum(run["placements_by_tier"].values()) == placed_once + run["replacement_after_hand_back_hours"]["count"]
+        assert (
+            sum(run["placements_by_tier"].values()) == placed_once + run["replacement_after_hand_back_hours"]["count"]
+        )
 
 
 def test_the_same_seed_gives_identical_results(result):
     again = sim.simulate(load_framework(), load_provider_seed(), POLICIES, demand=DEMAND, jobs=2)
 
     def measures(r):  # all but the CPU time the replay took
-        return json.dumps({**r, "policies": {n: {k: v for k, v in p.items() if k != "cpu_seconds"}
-                                             for n, p in r["policies"].items()}}, sort_keys=True, default=str)
+        return json.dumps(
+            {
+                **r,
+                "policies": {n: {k: v for k, v in p.items() if k != "cpu_seconds"} for n, p in r["policies"].items()},
+            },
+            sort_keys=True,
+            default=str,
+        )
 
     assert measures(again) == measures(result)
     assert all(p["cpu_seconds"] > 0 for p in result["policies"].values())
@@ -56,7 +64,10 @@ def test_another_seed_gives_other_demand():
 
 
 def test_the_policies_differ_where_the_rules_say(result):
-    ps, open_ = result["policies"]["ps"]["rounds_by_zone_and_tier"], result["policies"]["open"]["rounds_by_zone_and_tier"]
+    ps, open_ = (
+        result["policies"]["ps"]["rounds_by_zone_and_tier"],
+        result["policies"]["open"]["rounds_by_zone_and_tier"],
+    )
     # Prime/Supplementary: Primes first (never an open round); Harborough rural has no Prime tier at all.
     assert all("open" not in tiers for tiers in ps.values())
     assert ps["coalville-ashby"]["prime"] > 0
@@ -69,9 +80,12 @@ def test_the_policies_differ_where_the_rules_say(result):
 def test_a_new_rate_card_changes_spend_and_price_answers():
     from decimal import Decimal
 
-    uplift = sim.Policy("uplift", "open-framework", rates={Band.rural: Decimal("30.00"), Band.isolated: Decimal("34.00")})
-    runs = sim.simulate(load_framework(), load_provider_seed(), [POLICIES[1], uplift],
-                        demand=dataclasses.replace(DEMAND, days=10))["policies"]
+    uplift = sim.Policy(
+        "uplift", "open-framework", rates={Band.rural: Decimal("30.00"), Band.isolated: Decimal("34.00")}
+    )
+    runs = sim.simulate(
+        load_framework(), load_provider_seed(), [POLICIES[1], uplift], demand=dataclasses.replace(DEMAND, days=10)
+    )["policies"]
 
     def price_trouble(run):  # declines for price, and bids above the rate that need a broker's approval
         declines = sum(run["decline_mix"][b]["by_reason"].get("price", 0) for b in ("rural", "isolated"))
@@ -90,16 +104,41 @@ def _keep_logging(monkeypatch):
 
 def test_the_command_writes_json_charts_and_a_summary(tmp_path):
     variants = tmp_path / "variants.yaml"
-    variants.write_text("- {name: short-windows, based_on: prime-supplementary, windows_hours: {hospital_discharge: 1}}\n")
+    variants.write_text(
+        "- {name: short-windows, based_on: prime-supplementary, windows_hours: {hospital_discharge: 1}}\n"
+    )
     out = tmp_path / "out"
-    run = CliRunner().invoke(app, ["simulate", "--days", "5", "--jobs", "1", "--out", str(out), "--variants", str(variants),
-                                   "--demand", "summer_surge=0.5", "--market", "capacity_scale=2.0"])
+    run = CliRunner().invoke(
+        app,
+        [
+            "simulate",
+            "--days",
+            "5",
+            "--jobs",
+            "1",
+            "--out",
+            str(out),
+            "--variants",
+            str(variants),
+            "--demand",
+            "summer_surge=0.5",
+            "--market",
+            "capacity_scale=2.0",
+        ],
+    )
     assert run.exit_code == 0, run.output
     result = json.loads((out / "result.json").read_text())
     assert list(result["policies"]) == ["prime-supplementary", "open-framework", "short-windows"]
     assert result["policies"]["short-windows"]["policy"]["windows_hours"]["hospital_discharge"] == 1.0
     assert result["demand"]["summer_surge"] == 0.5 and result["market"]["capacity_scale"] == 2.0
-    for chart in ("time_to_place", "waiting_over_time", "hand_backs_and_exceptions", "spend_by_band", "concentration", "decline_mix"):
+    for chart in (
+        "time_to_place",
+        "waiting_over_time",
+        "hand_backs_and_exceptions",
+        "spend_by_band",
+        "concentration",
+        "decline_mix",
+    ):
         assert (out / f"{chart}.png").read_bytes()[:4] == b"\x89PNG"
     summary = (out / "summary.md").read_text()
     assert "| measure | prime-supplementary | open-framework | short-windows |" in summary
@@ -123,11 +162,20 @@ def test_the_replays_shortcuts_change_no_outcome(policy):
     market = sim.MarketParams(capacity_scale=1.2)
 
     def replay(shortcuts: bool) -> sim.Simulation:
-        return sim.Simulation(framework, sim.generate_demand(framework, demand), sim.build_market(framework, seed, market),
-                              policy, market, demand, shortcuts=shortcuts).run()
+        return sim.Simulation(
+            framework,
+            sim.generate_demand(framework, demand),
+            sim.build_market(framework, seed, market),
+            policy,
+            market,
+            demand,
+            shortcuts=shortcuts,
+        ).run()
 
     fast, slow = replay(True), replay(False)
     assert fast.foreseen_rounds > 100 and fast.reused_plans > 100  # the shortcuts were taken...
     assert slow.foreseen_rounds == slow.reused_plans == 0
     assert fast.result()["hand_backs"] > 10 and fast.result()["packages"]["by_status_at_end"].get("offered")
-    assert json.dumps(fast.result(), sort_keys=True, default=str) == json.dumps(slow.result(), sort_keys=True, default=str)
+    assert json.dumps(fast.result(), sort_keys=True, default=str) == json.dumps(
+        slow.result(), sort_keys=True, default=str
+    )
