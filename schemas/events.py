@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -349,10 +349,7 @@ Event = (
 )
 AnyEvent = Annotated[Event, Field(discriminator="event_type")]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(AnyEvent)
-EVENT_TYPES: dict[str, type[Envelope]] = {
-    model.model_fields["event_type"].default: model
-    for model in Event.__args__  # type: ignore[attr-defined]
-}
+EVENT_TYPES: dict[str, type[Envelope]] = {model.model_fields["event_type"].default: model for model in get_args(Event)}
 
 
 def parse_event(raw: bytes | str) -> Event:

@@ -15,10 +15,10 @@ JSON_DIR = Path(__file__).parent / "json"
 
 def rendered() -> dict[str, str]:
     """File name -> JSON text, for every event and for the union of all of them."""
-    files = {}
-    for event_type, model in sorted(EVENT_TYPES.items()):
-        version = model.model_fields["schema_version"].default
-        schema = model.model_json_schema(mode="serialization")
+    files: dict[str, str] = {}
+    for event_type, event_model in sorted(EVENT_TYPES.items()):
+        version = event_model.model_fields["schema_version"].default
+        schema = event_model.model_json_schema(mode="serialization")
         files[f"{event_type}.v{version}.schema.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
     union = EVENT_ADAPTER.json_schema(mode="serialization")
     files["events.schema.json"] = json.dumps(union, indent=2, sort_keys=True) + "\n"

@@ -17,11 +17,12 @@ import asyncpg
 
 from schemas.events import PackageSpec, ProviderProfile
 from services.brokerage.domain import Answer, RoundState
+from services.runtime.db import Connection
 from services.runtime.outbox import UnitOfWork
 
 
 async def insert_package(
-    conn: asyncpg.Connection,
+    conn: Connection,
     *,
     package_id: uuid.UUID,
     spec: PackageSpec,
@@ -70,15 +71,13 @@ async def insert_package(
     )
 
 
-async def lock_package(conn: asyncpg.Connection, package_id: uuid.UUID) -> asyncpg.Record | None:
+async def lock_package(conn: Connection, package_id: uuid.UUID) -> asyncpg.Record | None:
     """The package row, locked for this transaction: every change to a package goes through here,
     which is what serialises bids, window timers and broker actions on one package."""
     return await conn.fetchrow("SELECT * FROM packages WHERE package_id = $1 FOR UPDATE", package_id)
 
 
-async def lock_package_for_answer(
-    conn: asyncpg.Connection, package_id: uuid.UUID, offer_round: int
-) -> asyncpg.Record | None:
+async def lock_package_for_answer(conn: Connection, package_id: uuid.UUID, offer_round: int) -> asyncpg.Record | None:
     """:func:`lock_package`, with the round the answer is for: ``round_offered`` (who it was offered
     to) and ``round_quality`` are NULL when there is no such round. One round trip per answer."""
     return await conn.fetchrow(
@@ -90,7 +89,7 @@ async def lock_package_for_answer(
     )
 
 
-async def everyone_offered(conn: asyncpg.Connection, package_id: uuid.UUID, *, cycle: int | None = None) -> list[str]:
+async def everyone_offered(conn: Connection, package_id: uuid.UUID, *, cycle: int | None = None) -> list[str]:
     """Every provider offered the package in any round (the losing bidders are among them), or in
     the rounds of one cycle."""
     return await conn.fetchval(
@@ -101,7 +100,7 @@ async def everyone_offered(conn: asyncpg.Connection, package_id: uuid.UUID, *, c
     )
 
 
-async def get_package(conn: asyncpg.Connection | asyncpg.Pool, package_id: uuid.UUID) -> asyncpg.Record | None:
+async def get_package(conn: Connection | asyncpg.Pool, package_id: uuid.UUID) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM packages WHERE package_id = $1", package_id)
 
 
@@ -121,7 +120,7 @@ def add_timeline(
 
 
 async def open_round(
-    conn: asyncpg.Connection,
+    conn: Connection,
     *,
     package_id: uuid.UUID,
     offer_round: int,
@@ -152,7 +151,7 @@ async def open_round(
     )
 
 
-async def close_round(conn: asyncpg.Connection, package_id: uuid.UUID, offer_round: int, outcome: str) -> None:
+async def close_round(conn: Connection, package_id: uuid.UUID, offer_round: int, outcome: str) -> None:
     await conn.execute(
         "UPDATE offer_rounds SET closed_at = now(), outcome = $3 WHERE package_id = $1 AND offer_round = $2",
         package_id,
@@ -162,7 +161,7 @@ async def close_round(conn: asyncpg.Connection, package_id: uuid.UUID, offer_rou
 
 
 async def round_state(
-    conn: asyncpg.Connection, package_id: uuid.UUID, offer_round: int
+    conn: Connection, package_id: uuid.UUID, offer_round: int
 ) -> tuple[RoundState, dict[str, Decimal]]:
     """The round's offers and on-time answers, with its quality scores."""
     row = await conn.fetchrow(
@@ -200,7 +199,7 @@ ANSWER_COLUMNS = (
 
 
 async def insert_answer(
-    conn: asyncpg.Connection,
+    conn: Connection,
     *,
     package_id: uuid.UUID,
     offer_round: int,
@@ -242,7 +241,7 @@ async def insert_answer(
 
 
 async def mark_placed(
-    conn: asyncpg.Connection, package_id: uuid.UUID, *, provider_id: str, hourly_rate: Decimal, placed_at: dt.datetime
+    conn: Connection, package_id: uuid.UUID, *, provider_id: str, hourly_rate: Decimal, placed_at: dt.datetime
 ) -> None:
     await conn.execute(
         """UPDATE packages SET status = 'placed', provider_id = $2, hourly_rate = $3, placed_at = $4,
@@ -256,7 +255,7 @@ async def mark_placed(
 
 
 async def mark_unplaced(
-    conn: asyncpg.Connection, package_id: uuid.UUID, *, unplaced_at: dt.datetime, next_reoffer_at: dt.datetime
+    conn: Connection, package_id: uuid.UUID, *, unplaced_at: dt.datetime, next_reoffer_at: dt.datetime
 ) -> None:
     await conn.execute(
         """UPDATE packages SET status = 'unplaced', unplaced_at = $2, window_closes_at = NULL, next_reoffer_at = $3
@@ -267,7 +266,7 @@ async def mark_unplaced(
     )
 
 
-async def mark_cancelled(conn: asyncpg.Connection, package_id: uuid.UUID, *, reason: str, at: dt.datetime) -> None:
+async def mark_cancelled(conn: Connection, package_id: uuid.UUID, *, reason: str, at: dt.datetime) -> None:
     await conn.execute(
         """UPDATE packages SET status = 'cancelled', cancelled_at = $2, cancel_reason = $3, window_closes_at = NULL,
                                next_reoffer_at = NULL WHERE package_id = $1""",
@@ -277,13 +276,13 @@ async def mark_cancelled(conn: asyncpg.Connection, package_id: uuid.UUID, *, rea
     )
 
 
-async def mark_started(conn: asyncpg.Connection, package_id: uuid.UUID, *, started_on: dt.date) -> None:
+async def mark_started(conn: Connection, package_id: uuid.UUID, *, started_on: dt.date) -> None:
     await conn.execute(
         "UPDATE packages SET status = 'started', started_on = $2 WHERE package_id = $1", package_id, started_on
     )
 
 
-async def start_cycle(conn: asyncpg.Connection, package_id: uuid.UUID) -> asyncpg.Record:
+async def start_cycle(conn: Connection, package_id: uuid.UUID) -> asyncpg.Record:
     """A new cycle of offers (every tier again) for an unplaced package; returns the package row."""
     return await conn.fetchrow(
         """UPDATE packages SET status = 'requested', cycle = cycle + 1, next_reoffer_at = NULL, unplaced_at = NULL
@@ -312,7 +311,7 @@ REOFFERS = Timer("status = 'unplaced'", "next_reoffer_at", f"{MOST_URGENT_FIRST}
 REBROKERING = Timer("status IN ('placed', 'started')", "rebroker_due_at", f"{MOST_URGENT_FIRST}, requested_at")
 
 
-async def take_due(conn: asyncpg.Connection, timer: Timer, at: dt.datetime) -> asyncpg.Record | None:
+async def take_due(conn: Connection, timer: Timer, at: dt.datetime) -> asyncpg.Record | None:
     """The first due package of a timer, its row locked as :func:`lock_package` would; SKIP LOCKED
     lets two brokerage instances share the work. Compared with the application's clock, which set
     the deadline."""
@@ -323,7 +322,7 @@ async def take_due(conn: asyncpg.Connection, timer: Timer, at: dt.datetime) -> a
     )
 
 
-async def put_off(conn: asyncpg.Connection | asyncpg.Pool, timer: Timer, seconds: int) -> uuid.UUID | None:
+async def put_off(conn: Connection | asyncpg.Pool, timer: Timer, seconds: int) -> uuid.UUID | None:
     """Move the timer's first due package (the one its job takes) a while later, in one statement."""
     return await conn.fetchval(
         f"""UPDATE packages SET {timer.deadline} = now() + make_interval(secs => $1)
@@ -334,7 +333,7 @@ async def put_off(conn: asyncpg.Connection | asyncpg.Pool, timer: Timer, seconds
     )
 
 
-async def mark_for_rebrokering(conn: asyncpg.Connection, provider_id: str, *, reason: str, at: dt.datetime) -> int:
+async def mark_for_rebrokering(conn: Connection, provider_id: str, *, reason: str, at: dt.datetime) -> int:
     """Every active package of a provider that was suspended or left, due for re-brokering now."""
     marked = await conn.execute(
         f"""UPDATE packages SET rebroker_due_at = $3, rebroker_reason = $2
@@ -346,7 +345,7 @@ async def mark_for_rebrokering(conn: asyncpg.Connection, provider_id: str, *, re
     return int(marked.split()[-1])
 
 
-async def unmark_for_rebrokering(conn: asyncpg.Connection, provider_id: str) -> int:
+async def unmark_for_rebrokering(conn: Connection, provider_id: str) -> int:
     """The provider is active again: its packages not yet re-brokered stay with it."""
     unmarked = await conn.execute(
         f"""UPDATE packages SET rebroker_due_at = NULL, rebroker_reason = NULL
@@ -359,7 +358,7 @@ async def unmark_for_rebrokering(conn: asyncpg.Connection, provider_id: str) -> 
 # ---- provider view ------------------------------------------------------------------------
 
 
-async def upsert_provider(conn: asyncpg.Connection, profile: ProviderProfile, revision: int) -> tuple[bool, str | None]:
+async def upsert_provider(conn: Connection, profile: ProviderProfile, revision: int) -> tuple[bool, str | None]:
     """Keep the newest revision only: a stale or repeated update changes nothing. Returns whether
     it was applied, and the provider's status before it (None for a provider new here)."""
     row = await conn.fetchrow(
@@ -376,7 +375,7 @@ async def upsert_provider(conn: asyncpg.Connection, profile: ProviderProfile, re
     return row is not None, None if row is None else row["was"]
 
 
-async def providers_serving(conn: asyncpg.Connection, *zones: str) -> list[ProviderProfile]:
+async def providers_serving(conn: Connection, *zones: str) -> list[ProviderProfile]:
     """Providers serving any of the zones."""
     rows = await conn.fetch(
         "SELECT profile FROM provider_view WHERE profile->'zones' ?| $1::text[] ORDER BY provider_id", list(zones)
@@ -384,7 +383,7 @@ async def providers_serving(conn: asyncpg.Connection, *zones: str) -> list[Provi
     return [_profile(r["profile"]) for r in rows]
 
 
-async def providers_by_id(conn: asyncpg.Connection, provider_ids: list[str]) -> list[ProviderProfile]:
+async def providers_by_id(conn: Connection, provider_ids: list[str]) -> list[ProviderProfile]:
     rows = await conn.fetch(
         "SELECT profile FROM provider_view WHERE provider_id = ANY($1::text[]) ORDER BY provider_id", provider_ids
     )
@@ -406,16 +405,14 @@ def _profile(text: str) -> ProviderProfile:
     return profile
 
 
-async def provider_count(conn: asyncpg.Connection | asyncpg.Pool) -> int:
+async def provider_count(conn: Connection | asyncpg.Pool) -> int:
     return await conn.fetchval("SELECT count(*) FROM provider_view")
 
 
 # ---- above-rate exceptions -------------------------------------------------------------------
 
 
-async def cycle_bids(
-    conn: asyncpg.Connection, package_id: uuid.UUID, cycle: int
-) -> tuple[list[Answer], dict[str, Decimal]]:
+async def cycle_bids(conn: Connection, package_id: uuid.UUID, cycle: int) -> tuple[list[Answer], dict[str, Decimal]]:
     """Every on-time bid of the package's current cycle, with the quality scores used."""
     rounds = await conn.fetch(
         "SELECT quality FROM offer_rounds WHERE package_id = $1 AND cycle = $2", package_id, cycle
@@ -443,9 +440,7 @@ async def cycle_bids(
     return answers, quality
 
 
-async def round_of_answer(
-    conn: asyncpg.Connection, package_id: uuid.UUID, provider_id: str, cycle: int
-) -> tuple[int, str]:
+async def round_of_answer(conn: Connection, package_id: uuid.UUID, provider_id: str, cycle: int) -> tuple[int, str]:
     row = await conn.fetchrow(
         """SELECT r.offer_round, r.tier FROM answers a JOIN offer_rounds r USING (package_id, offer_round)
             WHERE a.package_id = $1 AND a.provider_id = $2 AND r.cycle = $3 AND a.kind = 'bid'
@@ -458,7 +453,7 @@ async def round_of_answer(
 
 
 async def open_exception(
-    conn: asyncpg.Connection,
+    conn: Connection,
     package_id: uuid.UUID,
     *,
     provider_id: str,
@@ -481,7 +476,7 @@ async def open_exception(
 
 
 async def decide_exception(
-    conn: asyncpg.Connection, package_id: uuid.UUID, *, decision: str, decided_by: str, reason: str, at: dt.datetime
+    conn: Connection, package_id: uuid.UUID, *, decision: str, decided_by: str, reason: str, at: dt.datetime
 ) -> None:
     await conn.execute(
         """UPDATE exceptions SET decision = $2, decided_by = $3, reason = $4, decided_at = $5
@@ -495,7 +490,7 @@ async def decide_exception(
 
 
 async def reopen(
-    conn: asyncpg.Connection, package_id: uuid.UUID, *, start_date: dt.date, exclude: str | None = None
+    conn: Connection, package_id: uuid.UUID, *, start_date: dt.date, exclude: str | None = None
 ) -> asyncpg.Record:
     """Back to the start of the ladder (a new cycle) with priority and continuity (the person already
     has care that must not lapse), the care to start on ``start_date``; ``exclude`` is never offered

@@ -50,6 +50,7 @@ from services.cli.kpis import percentile
 from services.cli.market import generate_market
 from services.cli.processes import SERVICES, start_stack, stop_stack
 from services.cli.synthetic import batch
+from services.runtime.db import Connection
 from services.runtime.reference import DEFAULT_DIR, load_framework
 from services.runtime.settings import admin_settings
 
@@ -200,7 +201,7 @@ async def post_packages(
     return list(await asyncio.gather(*tasks))
 
 
-async def wait_final(admin: asyncpg.Connection, ids: list[str], timeout: float) -> None:
+async def wait_final(admin: Connection, ids: list[str], timeout: float) -> None:
     """Until every package rests (placed, unplaced, awaiting approval) and every placement's
     confirmation is stored. Each look asks only about the packages still pending, twice a second:
     the benchmark's own queries should cost the database little next to the load they measure."""
@@ -227,7 +228,7 @@ async def wait_final(admin: asyncpg.Connection, ids: list[str], timeout: float) 
         await asyncio.sleep(0.5)
 
 
-async def outcomes(admin: asyncpg.Connection, ids: list[str]) -> list[asyncpg.Record]:
+async def outcomes(admin: Connection, ids: list[str]) -> list[asyncpg.Record]:
     return await admin.fetch(
         """SELECT p.package_id, p.status, p.requested_at, p.placed_at,
                   (SELECT min(c.created_at) FROM notifications.deliveries c
@@ -237,7 +238,7 @@ async def outcomes(admin: asyncpg.Connection, ids: list[str]) -> list[asyncpg.Re
     )
 
 
-async def events_between(admin: asyncpg.Connection, start: dt.datetime, end: dt.datetime) -> int:
+async def events_between(admin: Connection, start: dt.datetime, end: dt.datetime) -> int:
     """Events the three services wrote to their outboxes - and so to Kafka - in the period."""
     total = 0
     for schema in SERVICES:

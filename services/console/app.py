@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from urllib.parse import quote
 
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
@@ -29,6 +29,14 @@ from services.runtime.service import Service
 from services.runtime.settings import ServiceSettings, load
 
 log = get_logger(__name__)
+
+
+class ConsoleService(Service):
+    """The web console's process, with its console (tests and tools use it directly)."""
+
+    console: Console
+
+
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
 # govuk-frontend, installed from the npm registry by deploy/setup.sh (`npm ci`, package-lock.json).
@@ -69,9 +77,9 @@ class Console:
         return self.service.stopping.is_set() or bool(server and server.should_exit)
 
 
-def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
+def build(settings: ServiceSettings | None = None) -> tuple[ConsoleService, FastAPI]:
     settings = settings or load("console")
-    service = Service(settings, migrations=HERE / "migrations", events=False)
+    service = ConsoleService(settings, migrations=HERE / "migrations", events=False)
     console = Console(service, settings)
 
     @service.in_background

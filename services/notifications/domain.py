@@ -98,6 +98,10 @@ class Plan:
     notes: tuple[str, ...] = field(default=())
 
 
+# The events the notifications service tells people about.
+NotifiedEvent = PackagePlaced | PackageUnplaced | PackageHandedBack | OfferMade
+
+
 def _day(d: dt.date) -> str:
     return f"{d:%A} {d.day} {d:%B %Y}"
 

@@ -10,9 +10,10 @@ import asyncpg
 
 from services.notifications.domain import Contact, Message
 from services.notifications.templates import Rendered
+from services.runtime.db import Connection
 from services.runtime.outbox import UnitOfWork
 
-Conn = asyncpg.Connection | asyncpg.Pool
+Conn = Connection | asyncpg.Pool
 
 # ---- recipients ----------------------------------------------------------------------------
 
@@ -50,7 +51,7 @@ def contact_of(row: asyncpg.Record | None) -> Contact | None:
     )
 
 
-async def lock_recipients(conn: asyncpg.Connection, keys: list[tuple[str, str]]) -> None:
+async def lock_recipients(conn: Connection, keys: list[tuple[str, str]]) -> None:
     """Serialise, per recipient, planning a message with registering its contact: otherwise a
     contact registered while a placement is planned could miss the message waiting for it.
     Taken in a fixed order, so two events naming the same recipients cannot deadlock."""

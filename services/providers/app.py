@@ -14,6 +14,7 @@ import contextlib
 from pathlib import Path
 
 import httpx
+from fastapi import FastAPI
 
 from schemas import topics
 from schemas.events import (
@@ -40,7 +41,7 @@ from services.runtime.settings import ServiceSettings, load
 log = get_logger(__name__)
 
 
-def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
+def build(settings: ServiceSettings | None = None) -> tuple[Service, FastAPI]:
     settings = settings or load("providers")
     service = Service(settings, migrations=Path(__file__).parent / "migrations")
 
@@ -75,11 +76,10 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
 
     @service.gauge_refreshers.append
     async def webhook_backlog(svc: Service) -> None:
-        counts = dict(
-            await svc.pool.fetch(
-                "SELECT status, count(*) FROM webhook_deliveries WHERE status IN ('pending', 'failed') GROUP BY status"
-            )
+        rows = await svc.pool.fetch(
+            "SELECT status, count(*) FROM webhook_deliveries WHERE status IN ('pending', 'failed') GROUP BY status"
         )
+        counts: dict[str, int] = {row["status"]: row["count"] for row in rows}
         for status in ("pending", "failed"):
             metrics.WEBHOOK_DELIVERIES.labels(status).set(counts.get(status, 0))
 

@@ -11,6 +11,7 @@ import asyncpg
 
 from schemas.events import OfferMade, ProviderProfile
 from services.providers.domain import AutomaticRules, Bid, Decline
+from services.runtime.db import Connection
 
 PROFILE_FIELDS_IN_COLUMNS = ("weekly_capacity_hours", "committed_hours")
 
@@ -26,7 +27,7 @@ def rules_of(row: asyncpg.Record) -> AutomaticRules:
     return AutomaticRules.model_validate_json(row["adapter"])
 
 
-async def insert_provider(conn: asyncpg.Connection, seed: dict) -> asyncpg.Record | None:
+async def insert_provider(conn: Connection, seed: dict) -> asyncpg.Record | None:
     """Add a provider from the seed; None when it is already registered (the registry wins)."""
     profile = {k: v for k, v in seed.items() if k not in ("adapter", *PROFILE_FIELDS_IN_COLUMNS)}
     profile["committed_hours"] = str(seed.get("committed_hours", 0))
@@ -44,11 +45,11 @@ async def insert_provider(conn: asyncpg.Connection, seed: dict) -> asyncpg.Recor
     )
 
 
-async def lock_provider(conn: asyncpg.Connection, provider_id: str) -> asyncpg.Record | None:
+async def lock_provider(conn: Connection, provider_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM providers WHERE provider_id = $1 FOR UPDATE", provider_id)
 
 
-async def lock_providers(conn: asyncpg.Connection, provider_ids: list[str]) -> dict[str, asyncpg.Record]:
+async def lock_providers(conn: Connection, provider_ids: list[str]) -> dict[str, asyncpg.Record]:
     """Several providers' rows, locked in one statement in a fixed order (rows are locked as the
     sort hands them over), so two transactions locking overlapping sets cannot deadlock."""
     rows = await conn.fetch(
@@ -58,7 +59,7 @@ async def lock_providers(conn: asyncpg.Connection, provider_ids: list[str]) -> d
 
 
 async def insert_offers(
-    conn: asyncpg.Connection,
+    conn: Connection,
     event: OfferMade,
     answers: dict[str, Bid | Decline | None],
     *,
@@ -96,7 +97,7 @@ async def insert_offers(
     return {r["provider_id"] for r in rows}
 
 
-async def hold_hours(conn: asyncpg.Connection, provider_ids: list[str], hours: Decimal) -> None:
+async def hold_hours(conn: Connection, provider_ids: list[str], hours: Decimal) -> None:
     """Capacity held by these providers' new bids (released when the package is settled)."""
     await conn.execute(
         "UPDATE providers SET held_hours = held_hours + $2 WHERE provider_id = ANY($1::text[])", provider_ids, hours
@@ -104,7 +105,7 @@ async def hold_hours(conn: asyncpg.Connection, provider_ids: list[str], hours: D
 
 
 async def record_bid(
-    conn: asyncpg.Connection,
+    conn: Connection,
     *,
     package_id: uuid.UUID,
     offer_round: int,
@@ -127,7 +128,7 @@ async def record_bid(
 
 
 async def record_decline(
-    conn: asyncpg.Connection,
+    conn: Connection,
     *,
     package_id: uuid.UUID,
     offer_round: int,
@@ -148,7 +149,7 @@ async def record_decline(
     )
 
 
-async def settle_bids(conn: asyncpg.Connection, package_id: uuid.UUID, *, won_by: str | None = None) -> None:
+async def settle_bids(conn: Connection, package_id: uuid.UUID, *, won_by: str | None = None) -> None:
     """Close every bid of the package still holding capacity - won by ``won_by``, lost by the
     others, or just closed when there is no winner - and give the providers the held hours back.
     One statement for all: the bids are locked first, in a fixed order of providers (no deadlocks)."""
@@ -172,15 +173,15 @@ async def settle_bids(conn: asyncpg.Connection, package_id: uuid.UUID, *, won_by
     )
 
 
-async def remember_cancelled(conn: asyncpg.Connection, package_id: uuid.UUID, at: dt.datetime) -> None:
+async def remember_cancelled(conn: Connection, package_id: uuid.UUID, at: dt.datetime) -> None:
     await conn.execute("INSERT INTO cancelled_packages VALUES ($1, $2) ON CONFLICT DO NOTHING", package_id, at)
 
 
-async def is_cancelled(conn: asyncpg.Connection, package_id: uuid.UUID) -> bool:
+async def is_cancelled(conn: Connection, package_id: uuid.UUID) -> bool:
     return bool(await conn.fetchval("SELECT true FROM cancelled_packages WHERE package_id = $1", package_id))
 
 
-async def cancel_placement(conn: asyncpg.Connection, package_id: uuid.UUID, at: dt.datetime) -> asyncpg.Record | None:
+async def cancel_placement(conn: Connection, package_id: uuid.UUID, at: dt.datetime) -> asyncpg.Record | None:
     """Mark the package's placement cancelled; None when there was none (or it already was)."""
     return await conn.fetchrow(
         """UPDATE placements SET cancelled_at = $2 WHERE package_id = $1 AND cancelled_at IS NULL
@@ -190,7 +191,7 @@ async def cancel_placement(conn: asyncpg.Connection, package_id: uuid.UUID, at: 
     )
 
 
-async def commit_hours(conn: asyncpg.Connection, provider_id: str, hours: Decimal) -> asyncpg.Record:
+async def commit_hours(conn: Connection, provider_id: str, hours: Decimal) -> asyncpg.Record:
     return await conn.fetchrow(
         """UPDATE providers SET committed_hours = committed_hours + $2, revision = revision + 1, updated_at = now()
             WHERE provider_id = $1 RETURNING *""",
@@ -200,7 +201,7 @@ async def commit_hours(conn: asyncpg.Connection, provider_id: str, hours: Decima
 
 
 async def insert_placement(
-    conn: asyncpg.Connection,
+    conn: Connection,
     *,
     package_id: uuid.UUID,
     provider_id: str,
@@ -223,7 +224,7 @@ async def insert_placement(
     )
 
 
-async def count_hand_back(conn: asyncpg.Connection, provider_id: str) -> asyncpg.Record:
+async def count_hand_back(conn: Connection, provider_id: str) -> asyncpg.Record:
     return await conn.fetchrow(
         """UPDATE providers SET profile = jsonb_set(profile, '{hand_backs_12m}',
            to_jsonb((profile->>'hand_backs_12m')::int + 1)),
@@ -234,7 +235,7 @@ async def count_hand_back(conn: asyncpg.Connection, provider_id: str) -> asyncpg
 
 
 async def set_status(
-    conn: asyncpg.Connection, provider_id: str, *, status: str, reason: str, decided_by: str, at: dt.datetime
+    conn: Connection, provider_id: str, *, status: str, reason: str, decided_by: str, at: dt.datetime
 ) -> asyncpg.Record:
     await conn.execute(
         "INSERT INTO status_changes (provider_id, status, reason, decided_by, decided_at) VALUES ($1, $2, $3, $4, $5)",
@@ -253,7 +254,7 @@ async def set_status(
     )
 
 
-async def status_history(conn: asyncpg.Connection | asyncpg.Pool, provider_id: str) -> list[asyncpg.Record]:
+async def status_history(conn: Connection | asyncpg.Pool, provider_id: str) -> list[asyncpg.Record]:
     return await conn.fetch(
         "SELECT status, reason, decided_by, decided_at FROM status_changes WHERE provider_id = $1 ORDER BY id",
         provider_id,
@@ -264,7 +265,7 @@ async def status_history(conn: asyncpg.Connection | asyncpg.Pool, provider_id: s
 
 
 async def insert_credential(
-    conn: asyncpg.Connection, provider_id: str, credential_id: str, secret_sha256: str, label: str
+    conn: Connection, provider_id: str, credential_id: str, secret_sha256: str, label: str
 ) -> asyncpg.Record:
     return await conn.fetchrow(
         """INSERT INTO credentials (credential_id, provider_id, secret_sha256, label) VALUES ($1, $2, $3, $4)
@@ -276,7 +277,7 @@ async def insert_credential(
     )
 
 
-async def revoke_credentials(conn: asyncpg.Connection, provider_id: str, credential_id: str | None = None) -> list[str]:
+async def revoke_credentials(conn: Connection, provider_id: str, credential_id: str | None = None) -> list[str]:
     """Revoke one credential (or, with None, every live one) of the provider; the ids revoked."""
     rows = await conn.fetch(
         """UPDATE credentials SET revoked_at = now()
@@ -298,7 +299,7 @@ async def live_credential(conn, credential_id: str) -> asyncpg.Record | None:
     )
 
 
-async def latest_offer(conn: asyncpg.Connection, provider_id: str, package_id: uuid.UUID, *, lock: bool = False):
+async def latest_offer(conn: Connection, provider_id: str, package_id: uuid.UUID, *, lock: bool = False):
     """The provider's own latest offer of the package (never another provider's)."""
     return await conn.fetchrow(
         f"""SELECT * FROM offers WHERE provider_id = $1 AND package_id = $2
@@ -308,7 +309,7 @@ async def latest_offer(conn: asyncpg.Connection, provider_id: str, package_id: u
     )
 
 
-async def close_unanswered(conn: asyncpg.Connection, package_id: uuid.UUID, before_round: int | None = None) -> None:
+async def close_unanswered(conn: Connection, package_id: uuid.UUID, before_round: int | None = None) -> None:
     """Offers nobody answered, of a round that is over (a later round began, or the package's outcome is known)."""
     await conn.execute(
         """UPDATE offers SET status = 'closed'
@@ -319,7 +320,7 @@ async def close_unanswered(conn: asyncpg.Connection, package_id: uuid.UUID, befo
 
 
 async def update_adapter(
-    conn: asyncpg.Connection, provider_id: str, adapter: dict, webhook_secret: str | None
+    conn: Connection, provider_id: str, adapter: dict, webhook_secret: str | None
 ) -> asyncpg.Record:
     return await conn.fetchrow(
         "UPDATE providers SET adapter = $2::jsonb, webhook_secret = $3, updated_at = now() WHERE provider_id = $1 "
@@ -330,7 +331,7 @@ async def update_adapter(
     )
 
 
-async def update_capacity(conn: asyncpg.Connection, provider_id: str, hours: Decimal) -> asyncpg.Record:
+async def update_capacity(conn: Connection, provider_id: str, hours: Decimal) -> asyncpg.Record:
     return await conn.fetchrow(
         """UPDATE providers SET weekly_capacity_hours = $2, revision = revision + 1, updated_at = now()
             WHERE provider_id = $1 RETURNING *""",
@@ -339,9 +340,7 @@ async def update_capacity(conn: asyncpg.Connection, provider_id: str, hours: Dec
     )
 
 
-async def update_coverage(
-    conn: asyncpg.Connection, provider_id: str, zones: list[str], bands: list[str]
-) -> asyncpg.Record:
+async def update_coverage(conn: Connection, provider_id: str, zones: list[str], bands: list[str]) -> asyncpg.Record:
     return await conn.fetchrow(
         """UPDATE providers SET profile = profile || jsonb_build_object('zones', $2::jsonb, 'bands', $3::jsonb),
                                 revision = revision + 1, updated_at = now()
@@ -353,7 +352,7 @@ async def update_coverage(
 
 
 async def insert_delivery(
-    conn: asyncpg.Connection, *, delivery_id: uuid.UUID, provider_id: str, event: OfferMade, url: str, body: str
+    conn: Connection, *, delivery_id: uuid.UUID, provider_id: str, event: OfferMade, url: str, body: str
 ) -> None:
     await conn.execute(
         """INSERT INTO webhook_deliveries (delivery_id, provider_id, package_id, offer_round, url, body, give_up_at)
@@ -368,7 +367,7 @@ async def insert_delivery(
     )
 
 
-async def claim_due_deliveries(conn: asyncpg.Connection, limit: int, lease_seconds: float) -> list[asyncpg.Record]:
+async def claim_due_deliveries(conn: Connection, limit: int, lease_seconds: float) -> list[asyncpg.Record]:
     """Due deliveries, leased: pushed ``lease_seconds`` ahead so that another loop (or this one after
     a crash) retries them only if this attempt never records its outcome."""
     return await conn.fetch(

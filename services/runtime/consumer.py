@@ -38,14 +38,17 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar, cast, overload
 
 import asyncpg
 import structlog
+from aiokafka import ConsumerRecord
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.message import StreamMessage
 from pydantic import ValidationError
 
-from schemas.events import EVENT_TYPES, Envelope, parse_event
+from schemas.events import EVENT_TYPES, Envelope, Event, parse_event
 from services.runtime import metrics
 from services.runtime.db import backoff_delays, is_transient
 from services.runtime.dead_letters import DeadLetter, publish_dead_letter
@@ -55,7 +58,13 @@ from services.runtime.topics import resolve
 
 log = get_logger(__name__)
 
-Handler = Callable[[UnitOfWork, Envelope], Awaitable[None]]
+E1 = TypeVar("E1", bound=Envelope)
+E2 = TypeVar("E2", bound=Envelope)
+E3 = TypeVar("E3", bound=Envelope)
+E4 = TypeVar("E4", bound=Envelope)
+# A handler of events of type E; the consumer calls it only with the event types it was registered for.
+HandlerOf = Callable[[UnitOfWork, E1], Awaitable[None]]
+Handler = HandlerOf[Event]
 
 
 class Rejected(Exception):
@@ -74,14 +83,14 @@ class Delivery:
     headers: dict[str, str]
 
     @classmethod
-    def of(cls, record) -> Delivery:
-        headers = {}
+    def of(cls, record: ConsumerRecord[bytes | None, bytes | None]) -> Delivery:
+        headers: dict[str, str] = {}
         for name, value in record.headers or ():
             headers[name] = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
         return cls(record.topic, record.partition, record.offset, record.key, record.value or b"", headers)
 
 
-async def raw_body(message) -> bytes:
+async def raw_body(message: StreamMessage[Any]) -> bytes:
     """FastStream decoder that leaves the bytes alone: parsing is ours, so failures are too."""
     return message.body
 
@@ -113,16 +122,33 @@ class EventConsumer:
         self.backoff_max = backoff_max
         self.batch_size = batch_size
         self.batch_wait_ms = batch_wait_ms
-        self.fetch = {"fetch_min_bytes": fetch_min_bytes, "fetch_max_wait_ms": fetch_max_wait_ms}
+        self.fetch_min_bytes = fetch_min_bytes
+        self.fetch_max_wait_ms = fetch_max_wait_ms
         self.handlers: dict[str, Handler] = {}
         self.stopping = asyncio.Event()
 
-    def on(self, *event_types: type[Envelope]) -> Callable[[Handler], Handler]:
-        """Register a handler for these event classes."""
+    # One overload per number of event classes, so that mypy checks the handler takes exactly
+    # their union (a TypeVar over *args would widen it to Envelope).
+    @overload
+    def on(self, t1: type[E1], /) -> Callable[[HandlerOf[E1]], HandlerOf[E1]]: ...
+    @overload
+    def on(self, t1: type[E1], t2: type[E2], /) -> Callable[[HandlerOf[E1 | E2]], HandlerOf[E1 | E2]]: ...
+    @overload
+    def on(
+        self, t1: type[E1], t2: type[E2], t3: type[E3], /
+    ) -> Callable[[HandlerOf[E1 | E2 | E3]], HandlerOf[E1 | E2 | E3]]: ...
+    @overload
+    def on(
+        self, t1: type[E1], t2: type[E2], t3: type[E3], t4: type[E4], /
+    ) -> Callable[[HandlerOf[E1 | E2 | E3 | E4]], HandlerOf[E1 | E2 | E3 | E4]]: ...
+    def on(self, *event_types: type[Envelope]) -> Callable[[Any], Any]:
+        """Register a handler for these event classes: ``consumer.on(PackagePlaced)(handler)``,
+        where ``handler(uow, event)`` takes an event of one of these classes."""
 
-        def register(fn: Handler) -> Handler:
+        def register(fn: HandlerOf[Any]) -> HandlerOf[Any]:
             for model in event_types:
-                self.handlers[model.model_fields["event_type"].default] = fn
+                # Dispatch is by event_type, so the handler only ever gets the classes it declared.
+                self.handlers[model.model_fields["event_type"].default] = cast(Handler, fn)
             return fn
 
         return register
@@ -143,7 +169,8 @@ class EventConsumer:
             # How long an idle consumer waits for a message before polling again (FastStream then
             # also sleeps this long): small, since it adds to each hop's latency.
             batch_timeout_ms=self.batch_wait_ms,
-            **self.fetch,
+            fetch_min_bytes=self.fetch_min_bytes,
+            fetch_max_wait_ms=self.fetch_max_wait_ms,
             title=f"{self.group}:{','.join(names)}",
             description=f"{self.service} consumes {', '.join(names)}",
         )
@@ -168,7 +195,7 @@ class EventConsumer:
 
     async def process_batch(self, deliveries: list[Delivery]) -> bool:
         """Apply a batch, in one transaction when it can be. True when its offsets may be committed."""
-        work: list[tuple[Delivery, Envelope, Handler]] = []
+        work: list[tuple[Delivery, Event, Handler]] = []
         for delivery in deliveries:
             declared = delivery.headers.get("event_type")
             if declared is not None and declared not in self.handlers and declared in EVENT_TYPES:
@@ -229,7 +256,7 @@ class EventConsumer:
                 return False  # shutting down: the rest come back with the rewound batch
         return True
 
-    async def process(self, delivery: Delivery, event: Envelope | None = None) -> bool:
+    async def process(self, delivery: Delivery, event: Event | None = None) -> bool:
         """Apply one message (``event``: already parsed from it). True when its offset may be
         committed; False only on shutdown."""
         structlog.contextvars.bind_contextvars(
@@ -260,7 +287,7 @@ class EventConsumer:
                 "topic", "partition", "offset", "consumer_group", "event_id", "event_type", "correlation_id", "attempt"
             )
 
-    async def _apply(self, handler: Handler, event: Envelope, delivery: Delivery) -> bool:
+    async def _apply(self, handler: Handler, event: Event, delivery: Delivery) -> bool:
         delays = backoff_delays(self.backoff_initial, self.backoff_max)
         attempt = 0
         first_try = time.monotonic()

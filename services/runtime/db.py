@@ -17,16 +17,20 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from services.runtime.logging import get_logger
 from services.runtime.settings import SCHEMA_OWNERS
 
 log = get_logger(__name__)
 
+# What asyncpg hands out: a connection of its own, or a pool's proxy for one (the same methods).
+Connection = asyncpg.Connection | PoolConnectionProxy
+
 RUNTIME_MIGRATIONS = Path(__file__).parent / "migrations"
 
 # Connection-level failures worth waiting out: the server is down, restarting or full.
-TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
+TRANSIENT_DB_ERRORS: tuple[type[Exception], ...] = (
     OSError,
     ConnectionError,
     asyncio.TimeoutError,
@@ -72,7 +76,7 @@ async def wait_for(what: str, connect, *, timeout: float | None = None):
             await asyncio.sleep(delay)
 
 
-async def _keep_session(conn: asyncpg.Connection) -> None:
+async def _keep_session(conn: Connection) -> None:
     """A connection goes back to the pool as it is (asyncpg still rolls back an open transaction)."""
 
 

@@ -28,7 +28,10 @@ def broker_security(settings: SharedSettings) -> BaseSecurity | None:
     A service signs in as its own principal, named after it unless configured otherwise."""
     if settings.kafka_security_protocol == "PLAINTEXT":
         return None
-    username = settings.kafka_username or getattr(settings, "service", None)
+    username = settings.kafka_username or (settings.service if isinstance(settings, ServiceSettings) else None)
+    if not username:
+        # Without it the client would only fail at its first connection, with a SASL error.
+        raise ValueError(f"KAFKA_USERNAME must be set on a {settings.kafka_security_protocol} cluster")
     return _SASL[settings.kafka_sasl_mechanism](
         username, settings.kafka_password or "", use_ssl=settings.kafka_security_protocol == "SASL_SSL"
     )
@@ -218,7 +221,7 @@ _ALLOW = 3
 def acl_plan() -> dict[str, list[tuple[int, str, int]]]:
     """Per service: (resource type, resource name, operation) it is allowed, names resolved in
     this installation's namespace."""
-    plan = {}
+    plan: dict[str, list[tuple[int, str, int]]] = {}
     for service in SERVICES:
         owned = [t for t in topics.ALL if t.split(".")[0] == service] + [topics.DEAD_LETTERS]
         grants = [(_TOPIC, runtime_topics.resolve(t), op) for t in owned for op in (_WRITE, _DESCRIBE)]

@@ -12,20 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from schemas.events import Envelope
-from services.runtime.db import backoff_delays
+from schemas.events import Event
+from services.runtime.db import Connection, backoff_delays
 from services.runtime.logging import get_logger
 from services.runtime.topics import topic_of
 
 if TYPE_CHECKING:
     from faststream.kafka import KafkaBroker
+
+    from services.runtime.consumer import Delivery
 
 log = get_logger(__name__)
 
@@ -48,12 +51,12 @@ class UnitOfWork:
     one statement each: round trips to PostgreSQL were most of a consumer's cost under load. Whoever
     opens the transaction flushes before committing (:func:`unit_of_work`, the consumers)."""
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.emitted: list[Envelope] = []
-        self._deferred: dict[str, list[tuple]] = {}
+        self.emitted: list[Event] = []
+        self._deferred: dict[str, list[tuple[Any, ...]]] = {}
 
-    async def emit(self, event: Envelope, *, aggregate_type: str | None = None) -> None:
+    async def emit(self, event: Event, *, aggregate_type: str | None = None) -> None:
         aggregate_type = aggregate_type or ("provider" if event.event_type == "ProviderUpdated" else "package")
         self.defer(
             OUTBOX_INSERT,
@@ -70,7 +73,7 @@ class UnitOfWork:
         )
         self.emitted.append(event)
 
-    def defer(self, statement: str, args: tuple) -> None:
+    def defer(self, statement: str, args: tuple[Any, ...]) -> None:
         """Write this row at the end of the transaction, in order with the others of its statement."""
         self._deferred.setdefault(statement, []).append(args)
 
@@ -88,7 +91,9 @@ async def unit_of_work(pool: asyncpg.Pool) -> AsyncIterator[UnitOfWork]:
         await uow.flush()
 
 
-async def record_in_inbox(conn: asyncpg.Connection, *, consumer: str, deliveries) -> set:
+async def record_in_inbox(
+    conn: Connection, *, consumer: str, deliveries: Sequence[tuple[Event, Delivery]]
+) -> set[uuid.UUID]:
     """Record ``[(event, delivery), ...]`` as seen by this consumer, in one statement: the ids of
     the events seen for the first time (a redelivered one is not among them)."""
     rows = await conn.fetch(
@@ -126,7 +131,7 @@ class Relay:
         self.retention_seconds = retention_seconds
         self.published = 0
         self._stopping = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name=f"{self.service}-outbox-relay")
@@ -225,4 +230,5 @@ class Relay:
 
     @staticmethod
     async def backlog(pool: asyncpg.Pool) -> int:
-        return await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        """Outbox rows not yet published."""
+        return int(await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"))

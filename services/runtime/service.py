@@ -100,7 +100,7 @@ class Service:
         await self._wait_for_kafka()
         if self.events:
             self.relay = Relay(
-                self._pipeline_pool,
+                self._pipeline_pool or self.pool,
                 self.broker,
                 service=self.name,
                 batch_size=s.relay_batch_size,
