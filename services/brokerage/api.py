@@ -366,6 +366,8 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
         except LookupError as exc:
             raise ProblemError(404, str(exc)) from None
         row = await repo.get_package(service.pool, package_id)
+        if row is None:
+            raise ProblemError(404, f"no package {package_id}")
         return {"package_id": str(package_id), "status": row["status"]}
 
     @router.post(

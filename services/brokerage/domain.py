@@ -9,7 +9,8 @@ answer; only bids at or under the band rate are acceptable without an approved e
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
@@ -152,7 +153,10 @@ def providers_for_tier(
 
 
 def next_offer(
-    ladder: list[Tier], after: Tier | None, eligible: list[ProviderProfile], adjacent: list[ProviderProfile] = ()
+    ladder: list[Tier],
+    after: Tier | None,
+    eligible: Sequence[ProviderProfile],
+    adjacent: Sequence[ProviderProfile] = (),
 ) -> tuple[Tier, list[ProviderProfile]] | None:
     """The next tier on the ladder with anyone eligible in it, or None when the ladder is spent."""
     # Reference data may change while a package is on offer (a zone loses its Prime tier, say):
@@ -191,13 +195,13 @@ class OfferPlan:
 
 def plan_offer(
     package: PackageSpec,
-    providers: list[ProviderProfile],
+    providers: Sequence[ProviderProfile],
     *,
     policy: str,
     zone_has_prime: bool,
     neighbours: frozenset[str],
     after: Tier | None,
-    not_again: set[str] = frozenset(),
+    not_again: AbstractSet[str] = frozenset(),
 ) -> OfferPlan:
     """The next round for a package under its zone's policy: the brokerage's handlers and the policy
     simulator both call this. ``not_again``: providers not to offer it again (already offered this
@@ -237,20 +241,37 @@ class Answer:
 
 
 @dataclass(frozen=True)
+class Bid:
+    """An answer that is a bid: its rate (pounds per hour) and earliest start are always known."""
+
+    provider_id: str
+    answered_at: dt.datetime
+    hourly_rate: Decimal
+    earliest_start: dt.date
+
+    @classmethod
+    def of(cls, answer: Answer) -> Bid:
+        """The bid an answer makes; ValueError for a decline or a bid missing its rate or start."""
+        if answer.kind != "bid" or answer.hourly_rate is None or answer.earliest_start is None:
+            raise ValueError(f"the answer of {answer.provider_id} is not a complete bid")
+        return cls(answer.provider_id, answer.answered_at, answer.hourly_rate, answer.earliest_start)
+
+
+@dataclass(frozen=True)
 class RankedBid:
-    answer: Answer
+    answer: Bid
     quality: Decimal
     acceptable: bool
     rank: int = 0
 
 
-def rank_key(bid: Answer, quality: Decimal) -> tuple:
+def rank_key(bid: Bid, quality: Decimal) -> tuple[Decimal, Decimal, dt.date, dt.datetime, str]:
     """Quality rating (higher first), then price, then earliest start, then earliest answer."""
     return (-quality, bid.hourly_rate, bid.earliest_start, bid.answered_at, bid.provider_id)
 
 
 def rank_bids(answers: Iterable[Answer], quality: dict[str, Decimal], band_rate: Decimal) -> list[RankedBid]:
-    bids = [a for a in answers if a.kind == "bid"]
+    bids = [Bid.of(a) for a in answers if a.kind == "bid"]
     bids.sort(key=lambda b: rank_key(b, quality.get(b.provider_id, Decimal(0))))
     return [
         RankedBid(b, quality.get(b.provider_id, Decimal(0)), b.hourly_rate <= band_rate, rank=i + 1)

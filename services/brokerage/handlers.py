@@ -121,9 +121,9 @@ async def request_package(
 
 async def record_answer(uow: UnitOfWork, rules: BrokerageRules, event: BidSubmitted | OfferDeclined) -> None:
     package = await repo.lock_package_for_answer(uow.conn, event.package_id, event.offer_round)
-    offered = None if package is None else package["round_offered"]
-    if offered is None:
+    if package is None or package["round_offered"] is None:
         raise Rejected(f"answer for unknown package/round {event.package_id}/{event.offer_round}")
+    offered = package["round_offered"]
     if event.provider_id not in offered:
         # Only those offered a round may answer it: anything else is a faulty or forged adapter.
         raise Rejected(

@@ -17,7 +17,7 @@ import asyncpg
 
 from schemas.events import PackageSpec, ProviderProfile
 from services.brokerage.domain import Answer, RoundState
-from services.runtime.db import Connection
+from services.runtime.db import Connection, fetch_one
 from services.runtime.outbox import UnitOfWork
 
 
@@ -37,7 +37,8 @@ async def insert_package(
     key, request_hash = idempotency or (None, None)
     # One statement for the package and its person; RETURNING the package: a row this
     # transaction inserted is as good as locked (no one else sees it yet).
-    return await conn.fetchrow(
+    return await fetch_one(
+        conn,
         """WITH person AS (
                INSERT INTO persons (package_id, full_name, address, postcode, phone, email, nhs_number, date_of_birth,
                                     care_notes)
@@ -172,6 +173,8 @@ async def round_state(
     answers = await conn.fetch(
         "SELECT * FROM answers WHERE package_id = $1 AND offer_round = $2", package_id, offer_round
     )
+    if row is None:
+        raise LookupError(f"no round {offer_round} of package {package_id}")
     return state_of(row["provider_ids"], row["quality"], answers)
 
 
@@ -284,7 +287,8 @@ async def mark_started(conn: Connection, package_id: uuid.UUID, *, started_on: d
 
 async def start_cycle(conn: Connection, package_id: uuid.UUID) -> asyncpg.Record:
     """A new cycle of offers (every tier again) for an unplaced package; returns the package row."""
-    return await conn.fetchrow(
+    return await fetch_one(
+        conn,
         """UPDATE packages SET status = 'requested', cycle = cycle + 1, next_reoffer_at = NULL, unplaced_at = NULL
             WHERE package_id = $1 RETURNING *""",
         package_id,
@@ -449,6 +453,8 @@ async def round_of_answer(conn: Connection, package_id: uuid.UUID, provider_id: 
         provider_id,
         cycle,
     )
+    if row is None:
+        raise LookupError(f"{provider_id} made no bid on package {package_id} in cycle {cycle}")
     return row["offer_round"], row["tier"]
 
 
@@ -495,7 +501,8 @@ async def reopen(
     """Back to the start of the ladder (a new cycle) with priority and continuity (the person already
     has care that must not lapse), the care to start on ``start_date``; ``exclude`` is never offered
     it again (a provider that handed it back)."""
-    return await conn.fetchrow(
+    return await fetch_one(
+        conn,
         """UPDATE packages SET status = 'requested', cycle = cycle + 1, priority = true, continuity = true,
                                excluded_providers = CASE WHEN $2::text IS NULL THEN excluded_providers
                                                          ELSE array_append(excluded_providers, $2) END,

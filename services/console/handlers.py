@@ -125,7 +125,7 @@ async def sign_in(pool, policy: domain.SessionPolicy, *, username: str, password
         ok = staff is not None and staff["active"]
     except (VerificationError, InvalidHashError):
         ok = False
-    if not ok:  # recorded in a transaction of its own: raising inside one would roll the record back
+    if staff is None or not ok:  # recorded in a transaction of its own: raising inside one would roll the record back
         async with unit_of_work(pool) as uow:
             await repo.record_attempt(uow.conn, kind="staff", who=username, succeeded=False)
         raise Refused("The username or password is not right")

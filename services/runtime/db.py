@@ -76,6 +76,15 @@ async def wait_for(what: str, connect, *, timeout: float | None = None):
             await asyncio.sleep(delay)
 
 
+async def fetch_one(conn: Connection | asyncpg.Pool, query: str, *args: object) -> asyncpg.Record:
+    """The row a statement always returns (an INSERT or UPDATE ... RETURNING of a row known to be
+    there); LookupError when it returns none."""
+    row = await conn.fetchrow(query, *args)
+    if row is None:
+        raise LookupError("the statement returned no row")
+    return row
+
+
 async def _keep_session(conn: Connection) -> None:
     """A connection goes back to the pool as it is (asyncpg still rolls back an open transaction)."""
 
