@@ -16,7 +16,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import httpx
 from fastapi import APIRouter, Depends, Path, Query
@@ -38,7 +38,7 @@ bearer = HTTPBearer(
     description="A provider's API credential (hcp_...) or, for the brokerage team's operations, the admin token",
 )
 PersonField = Literal["full_name", "address", "postcode", "phone", "email", "nhs_number", "date_of_birth", "care_notes"]
-PERSON_FIELDS = PersonField.__args__
+PERSON_FIELDS: tuple[PersonField, ...] = get_args(PersonField)
 
 
 class StatusChange(BaseModel):
@@ -68,7 +68,7 @@ def authenticator(service):
     async def current_provider(auth: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
         parsed = domain.parse_token(auth.credentials) if auth else None
         row = await repo.live_credential(service.pool, parsed[0]) if parsed else None
-        if row is None or not domain.secret_matches(parsed[1], row["secret_sha256"]):
+        if parsed is None or row is None or not domain.secret_matches(parsed[1], row["secret_sha256"]):
             raise ProblemError(401, "a valid provider credential is required: Authorization: Bearer hcp_...")
         await service.pool.execute(
             "UPDATE credentials SET last_used_at = now() WHERE credential_id = $1", row["credential_id"]
@@ -329,7 +329,7 @@ class AnswerAccepted(BaseModel):
 def me_router(service) -> APIRouter:
     router = APIRouter(prefix="/me", tags=["provider API"])
     Me = Annotated[Caller, Depends(authenticator(service))]
-    denied = {401: {"description": "No valid provider credential"}}
+    denied: dict[int | str, dict[str, Any]] = {401: {"description": "No valid provider credential"}}
 
     async def profile(provider_id: str) -> dict:
         row = await service.pool.fetchrow("SELECT * FROM providers WHERE provider_id = $1", provider_id)

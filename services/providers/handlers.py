@@ -334,7 +334,7 @@ async def update_own_profile(
     provider_id: str,
     *,
     weekly_capacity_hours: Decimal | None,
-    call_times: list[str] | None,
+    call_times: list[domain.CallSlot] | None,
     max_calls_per_day: int | None,
 ) -> None:
     """Capacity is in the registry (the brokerage hears of it through ProviderUpdated); call times are

@@ -11,7 +11,7 @@ import asyncpg
 
 from schemas.events import OfferMade, ProviderProfile
 from services.providers.domain import AutomaticRules, Bid, Decline
-from services.runtime.db import Connection
+from services.runtime.db import Connection, fetch_one
 
 PROFILE_FIELDS_IN_COLUMNS = ("weekly_capacity_hours", "committed_hours")
 
@@ -70,6 +70,8 @@ async def insert_offers(
     the provider answers later, through the API); returns the providers whose offer is new (not
     a redelivery). A bid holds the package's hours: see :func:`hold_hours`."""
     ids = sorted(answers)
+    bids = {i: a for i, a in answers.items() if isinstance(a, Bid)}
+    declines = {i: a for i, a in answers.items() if isinstance(a, Decline)}
     rows = await conn.fetch(
         """INSERT INTO offers (package_id, offer_round, tier, spec, band_rate, window_closes_at, provider_id, status,
                                hourly_rate, earliest_start, held_hours, decline_reason, decline_text, answered_at,
@@ -85,12 +87,12 @@ async def insert_offers(
         event.band_rate,
         event.window_closes_at,
         ids,
-        ["offered" if answers[i] is None else "bid" if isinstance(answers[i], Bid) else "declined" for i in ids],
-        [answers[i].hourly_rate if isinstance(answers[i], Bid) else None for i in ids],
-        [answers[i].earliest_start if isinstance(answers[i], Bid) else None for i in ids],
-        [hours if isinstance(answers[i], Bid) else 0 for i in ids],
-        [answers[i].reason.value if isinstance(answers[i], Decline) else None for i in ids],
-        [answers[i].text if isinstance(answers[i], Decline) else None for i in ids],
+        ["offered" if answers[i] is None else "bid" if i in bids else "declined" for i in ids],
+        [bids[i].hourly_rate if i in bids else None for i in ids],
+        [bids[i].earliest_start if i in bids else None for i in ids],
+        [hours if i in bids else 0 for i in ids],
+        [declines[i].reason.value if i in declines else None for i in ids],
+        [declines[i].text if i in declines else None for i in ids],
         [None if answers[i] is None else at for i in ids],
         [None if answers[i] is None else "automatic" for i in ids],
     )
@@ -192,7 +194,8 @@ async def cancel_placement(conn: Connection, package_id: uuid.UUID, at: dt.datet
 
 
 async def commit_hours(conn: Connection, provider_id: str, hours: Decimal) -> asyncpg.Record:
-    return await conn.fetchrow(
+    return await fetch_one(
+        conn,
         """UPDATE providers SET committed_hours = committed_hours + $2, revision = revision + 1, updated_at = now()
             WHERE provider_id = $1 RETURNING *""",
         provider_id,
@@ -225,7 +228,8 @@ async def insert_placement(
 
 
 async def count_hand_back(conn: Connection, provider_id: str) -> asyncpg.Record:
-    return await conn.fetchrow(
+    return await fetch_one(
+        conn,
         """UPDATE providers SET profile = jsonb_set(profile, '{hand_backs_12m}',
            to_jsonb((profile->>'hand_backs_12m')::int + 1)),
                                 revision = revision + 1, updated_at = now()
@@ -245,7 +249,8 @@ async def set_status(
         decided_by,
         at,
     )
-    return await conn.fetchrow(
+    return await fetch_one(
+        conn,
         """UPDATE providers SET profile = jsonb_set(profile, '{status}', to_jsonb($2::text)),
                                 revision = revision + 1, updated_at = now()
             WHERE provider_id = $1 RETURNING *""",
@@ -267,7 +272,8 @@ async def status_history(conn: Connection | asyncpg.Pool, provider_id: str) -> l
 async def insert_credential(
     conn: Connection, provider_id: str, credential_id: str, secret_sha256: str, label: str
 ) -> asyncpg.Record:
-    return await conn.fetchrow(
+    return await fetch_one(
+        conn,
         """INSERT INTO credentials (credential_id, provider_id, secret_sha256, label) VALUES ($1, $2, $3, $4)
            RETURNING credential_id, provider_id, label, created_at, revoked_at, last_used_at""",
         credential_id,
@@ -322,7 +328,8 @@ async def close_unanswered(conn: Connection, package_id: uuid.UUID, before_round
 async def update_adapter(
     conn: Connection, provider_id: str, adapter: dict, webhook_secret: str | None
 ) -> asyncpg.Record:
-    return await conn.fetchrow(
+    return await fetch_one(
+        conn,
         "UPDATE providers SET adapter = $2::jsonb, webhook_secret = $3, updated_at = now() WHERE provider_id = $1 "
         "RETURNING *",
         provider_id,
@@ -332,7 +339,8 @@ async def update_adapter(
 
 
 async def update_capacity(conn: Connection, provider_id: str, hours: Decimal) -> asyncpg.Record:
-    return await conn.fetchrow(
+    return await fetch_one(
+        conn,
         """UPDATE providers SET weekly_capacity_hours = $2, revision = revision + 1, updated_at = now()
             WHERE provider_id = $1 RETURNING *""",
         provider_id,
@@ -341,7 +349,8 @@ async def update_capacity(conn: Connection, provider_id: str, hours: Decimal) ->
 
 
 async def update_coverage(conn: Connection, provider_id: str, zones: list[str], bands: list[str]) -> asyncpg.Record:
-    return await conn.fetchrow(
+    return await fetch_one(
+        conn,
         """UPDATE providers SET profile = profile || jsonb_build_object('zones', $2::jsonb, 'bands', $3::jsonb),
                                 revision = revision + 1, updated_at = now()
             WHERE provider_id = $1 RETURNING *""",
