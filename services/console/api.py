@@ -189,6 +189,8 @@ def build_router(console) -> APIRouter:
             return RedirectResponse("/sign-in", status_code=303)
         if session.kind == "provider":
             return RedirectResponse("/portal/offers", status_code=303)
+        if session.role is None:  # a staff session always has a role; none is no way in
+            return RedirectResponse("/sign-in", status_code=303)
         return RedirectResponse(domain.HOME[domain.Role(session.role)], status_code=303)
 
     @router.get("/sign-in")

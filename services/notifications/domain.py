@@ -58,7 +58,7 @@ class Message:
     message: str
     role: Role
     recipient_id: str
-    context: dict  # JSON-able template variables; never a person's details
+    context: dict[str, str | int]  # JSON-able template variables; never a person's details
 
     @property
     def kind(self) -> str:
@@ -109,7 +109,7 @@ def _day(d: dt.date) -> str:
 def messages_for(event: Envelope, *, provider_names: dict[str, str], brokerage_url: str) -> list[Message]:
     """Who is told what about this event (the losing bidders never learn the winner's price)."""
     if isinstance(event, PackagePlaced):
-        common = {
+        common: dict[str, str | int] = {
             "package_id": str(event.package_id),
             "zone": event.zone,
             "band": event.band.value,

@@ -32,9 +32,7 @@ RECIPIENT_FIELDS = (
 RECIPIENT_DEFAULTS = {"channels": [], "opted_out": [], "opted_in": [], "large_print": False, "language": "en"}
 
 
-def contact_of(row: asyncpg.Record | None) -> Contact | None:
-    if row is None:
-        return None
+def contact_of(row: asyncpg.Record) -> Contact:
     return Contact(
         kind=row["kind"],
         recipient_id=row["recipient_id"],
@@ -70,7 +68,8 @@ async def recipient(conn: Conn, kind: str, recipient_id: str) -> asyncpg.Record 
 
 
 async def contact(conn: Conn, kind: str, recipient_id: str) -> Contact | None:
-    return contact_of(await recipient(conn, kind, recipient_id))
+    row = await recipient(conn, kind, recipient_id)
+    return None if row is None else contact_of(row)
 
 
 async def contacts(conn: Conn, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Contact]:
