@@ -24,6 +24,12 @@ import pytest
 from tests.support import drop_database
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# The tests' webhook receivers (tests/standins.py) listen on plain HTTP on loopback, which the
+# outbound guard refuses by default (services/runtime/outbound.py); every service the tests start
+# inherits this allowance. The guard's own tests build their settings without it.
+os.environ.setdefault("OUTBOUND_ALLOW_HTTP", "true")
+os.environ.setdefault("OUTBOUND_ALLOWED_NETWORKS", "127.0.0.0/8")
 ARTIFACTS = ROOT / "artifacts"
 
 

@@ -13,8 +13,6 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-import httpx
-
 from schemas import topics
 from schemas.events import (
     BidSubmitted,
@@ -32,6 +30,7 @@ from services.runtime import metrics
 from services.runtime.asyncapi import declare_publishes
 from services.runtime.http import create_app
 from services.runtime.logging import get_logger
+from services.runtime.outbound import guarded_client
 from services.runtime.outbox import unit_of_work
 from services.runtime.reference import load_provider_seed
 from services.runtime.service import Service
@@ -86,7 +85,8 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
     @service.in_background
     async def webhooks(svc: Service) -> None:
         """Offers to webhook adapters, from the deliveries table, retried with backoff."""
-        async with httpx.AsyncClient() as client:
+        policy = settings.outbound_policy()
+        async with guarded_client(policy, timeout=settings.webhook_timeout_seconds) as client:
             while not svc.stopping.is_set():
                 if not await handlers.deliver_due_webhooks(svc.pool, client, settings):
                     with contextlib.suppress(TimeoutError):

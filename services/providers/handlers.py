@@ -461,7 +461,8 @@ async def deliver_due_webhooks(pool, client, settings, *, batch: int = 20) -> in
             )
             code = response.status_code
             if not 200 <= code < 300:
-                error = f"HTTP {code}: {response.text[:200]}"
+                # The status code only: a receiver's body is never stored or shown (decision 0070).
+                error = f"HTTP {code}"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {str(exc)[:200]}"
         delay = retry_delay(

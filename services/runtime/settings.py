@@ -14,6 +14,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.runtime.outbound import OutboundPolicy
+
 ServiceName = Literal["brokerage", "providers", "notifications", "console"]
 # The event-driven services (each consumes and publishes through the runtime's inbox/outbox).
 SERVICES: tuple[ServiceName, ...] = ("brokerage", "providers", "notifications")
@@ -43,6 +45,14 @@ class SharedSettings(BaseSettings):
     database_url: str = LOCAL_DATABASE
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
+    # Outbound webhooks (services/runtime/outbound.py): HTTPS only and public addresses only,
+    # unless these say otherwise - for development and the tests' local receivers, never production.
+    outbound_allow_http: bool = False
+    outbound_allowed_networks: str = ""  # comma-separated CIDRs, e.g. "127.0.0.0/8"
+
+    def outbound_policy(self) -> OutboundPolicy:
+        """Where this process's webhooks may go (services/runtime/outbound.py)."""
+        return OutboundPolicy.from_settings(self.outbound_allow_http, self.outbound_allowed_networks.split(","))
 
 
 class ServiceSettings(SharedSettings):
