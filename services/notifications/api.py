@@ -133,8 +133,11 @@ def build_router(service, rules: handlers.NotificationRules) -> APIRouter:
                 ) from None
         if body.webhook_url:
             await check_webhook_url(body.webhook_url, service.settings.outbound_policy())
+        values = body.model_dump()
+        if values["webhook_secret"] is not None:  # kept sealed (services/runtime/sealing.py)
+            values["webhook_secret"] = service.secrets.seal(values["webhook_secret"])
         async with unit_of_work(service.pool) as uow:
-            planned = await handlers.register_recipient(uow, rules, kind, recipient_id, body.model_dump())
+            planned = await handlers.register_recipient(uow, rules, kind, recipient_id, values)
             row = await repo.recipient(uow.conn, kind, recipient_id)
         return _out(row, planned)
 

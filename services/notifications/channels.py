@@ -72,6 +72,7 @@ def configured(settings: ServiceSettings) -> frozenset[str]:
 class Channels:
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
+        self.box = settings.secret_box()  # webhook secrets are stored sealed
 
     async def send(self, out: Outgoing) -> None:
         sender = {
@@ -189,7 +190,8 @@ class Channels:
     # ---- webhook -------------------------------------------------------------------------
 
     async def _webhook(self, out: Outgoing) -> None:
-        if not out.webhook_secret:
+        secret = self.box.open(out.webhook_secret)
+        if not secret:
             raise Permanent("no webhook secret registered")
         body = json.dumps(
             {
@@ -205,7 +207,7 @@ class Channels:
             policy = self.settings.outbound_policy()
             async with guarded_client(policy, timeout=self.settings.webhook_timeout_seconds) as client:
                 response = await client.post(
-                    out.address, content=body, headers=signed_headers(out.webhook_secret, out.delivery_id, body)
+                    out.address, content=body, headers=signed_headers(secret, out.delivery_id, body)
                 )
         except httpx.HTTPError as exc:
             if is_refused(exc):  # a private or loopback address: no retry will make it allowed

@@ -176,7 +176,10 @@ def build_router(service) -> APIRouter:
         if adapter.webhook_url:
             await check_webhook_url(adapter.webhook_url, service.settings.outbound_policy())
         secret = await in_unit_of_work(
-            service, lambda uow: handlers.set_adapter(uow, provider_id, adapter, new_secret=body.rotate_secret)
+            service,
+            lambda uow: handlers.set_adapter(
+                uow, provider_id, adapter, new_secret=body.rotate_secret, box=service.secrets
+            ),
         )
         # The signing secret is shown once, when made; only the service keeps it.
         return {"provider_id": provider_id, "adapter": adapter.model_dump(mode="json")} | (

@@ -12,9 +12,19 @@ import os
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.runtime.outbound import OutboundPolicy
+from services.runtime.sealing import SecretBox
+
+# Secret settings: never logged; outside development none may be a placeholder (see startup_problems),
+# and the ones this installation makes for itself must be long enough to be unguessable.
+SECRET_SETTINGS = ("admin_token", "disclosure_token", "staff_token", "kafka_password", "db_password")
+THIRD_PARTY_SECRETS = ("smtp_password", "notify_api_key")  # chosen by the mail server's or Notify's owner
+# A known key, for `HOMECARE_ENVIRONMENT=development` alone: anyone can open what it sealed.
+DEVELOPMENT_SECRETS_KEY = "ZGV2ZWxvcG1lbnQtb25seS1rZXktbm90LWZvci11c2U="
+MIN_SECRET_LENGTH = 16
 
 ServiceName = Literal["brokerage", "providers", "notifications", "console"]
 # The event-driven services (each consumes and publishes through the runtime's inbox/outbox).
@@ -31,6 +41,15 @@ LOCAL_DATABASE = f"postgresql://postgres@127.0.0.1:{os.environ.get('HOMECARE_PG_
 
 class SharedSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
+
+    # production (the default): a service refuses to start with a missing or default secret;
+    # development: it starts, says what is wrong, and seals secrets with a published key.
+    # Read from HOMECARE_ENVIRONMENT.
+    environment: Literal["development", "production"] = Field(
+        default="production", validation_alias=AliasChoices("homecare_environment", "environment")
+    )
+    # Fernet keys sealing secrets at rest (services/runtime/sealing.py), comma-separated; the first seals.
+    secrets_keys: str = ""
 
     kafka_bootstrap_servers: str = LOCAL_KAFKA
     kafka_replication_factor: int = 1
@@ -49,6 +68,33 @@ class SharedSettings(BaseSettings):
     # unless these say otherwise - for development and the tests' local receivers, never production.
     outbound_allow_http: bool = False
     outbound_allowed_networks: str = ""  # comma-separated CIDRs, e.g. "127.0.0.0/8"
+
+    def secret_box(self) -> SecretBox:
+        """The sealer for secrets at rest; in development without keys, the published development key."""
+        keys = self.secrets_keys.split(",") if self.secrets_keys.strip() else []
+        if not keys and self.environment == "development":
+            keys = [DEVELOPMENT_SECRETS_KEY]
+        return SecretBox(keys)
+
+    def startup_problems(self) -> list[str]:
+        """What makes this configuration unsafe to run outside development, one line each.
+
+        A service started with ``environment=production`` (the default) refuses to start while
+        this list is not empty; in development it logs each line as a warning."""
+        problems = []
+        if not self.secrets_keys.strip():
+            problems.append("SECRETS_KEYS is not set: secrets at rest cannot be sealed")
+        elif DEVELOPMENT_SECRETS_KEY in self.secrets_keys:
+            problems.append("SECRETS_KEYS holds the published development key")
+        for name in SECRET_SETTINGS + THIRD_PARTY_SECRETS:
+            value = getattr(self, name, None)
+            if value is None:
+                continue
+            if value.lower().startswith(("change-me", "changeme")):
+                problems.append(f"{name} is still the placeholder value")
+            elif name in SECRET_SETTINGS and len(value) < MIN_SECRET_LENGTH:
+                problems.append(f"{name} is shorter than {MIN_SECRET_LENGTH} characters")
+        return problems
 
     def outbound_policy(self) -> OutboundPolicy:
         """Where this process's webhooks may go (services/runtime/outbound.py)."""

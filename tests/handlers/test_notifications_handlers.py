@@ -390,6 +390,10 @@ async def test_a_providers_webhook_gets_a_signed_delivery_once(notifications):
         assert delivery["message"] == "placement_award" and delivery["details"]["hourly_rate"] == "18.75"
         got = await client.get(f"/recipients/provider/{provider}")
         assert got.json()["webhook_secret_set"] is True and "webhook_secret" not in got.json()
+        stored = await service.pool.fetchval(
+            "SELECT webhook_secret FROM recipients WHERE kind = 'provider' AND recipient_id = $1", provider
+        )
+        assert stored.startswith("enc:v1:") and secret not in stored, "kept sealed at rest"
 
 
 async def test_the_brokerage_team_hears_of_an_unplaced_package(notifications):
