@@ -24,6 +24,9 @@ from services.runtime.settings import SCHEMA_OWNERS
 log = get_logger(__name__)
 
 RUNTIME_MIGRATIONS = Path(__file__).parent / "migrations"
+# Objects provisioning makes as their owners, before any service migrates (the audit log).
+PROVISIONING = Path(__file__).parent / "provisioning"
+AUDIT_ROLE = "homecare_audit"
 
 # Connection-level failures worth waiting out: the server is down, restarting or full.
 TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
@@ -115,6 +118,8 @@ async def provision(admin_dsn: str, *, timeout: float | None = 120) -> None:
         await admin.execute("SELECT pg_advisory_lock(hashtext('homecare-provision'))")
         if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database):
             await admin.execute(f'CREATE DATABASE "{database}"')
+        if not await admin.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", AUDIT_ROLE):
+            await admin.execute(f"CREATE ROLE {AUDIT_ROLE} NOLOGIN")  # owns the audit log; nobody logs in as it
         for role in SCHEMA_OWNERS:
             if not await admin.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
                 # The password matters only where the server checks one (not under local trust).
@@ -132,6 +137,11 @@ async def provision(admin_dsn: str, *, timeout: float | None = 120) -> None:
             for role in SCHEMA_OWNERS:
                 await conn.execute(f'GRANT CONNECT, TEMPORARY ON DATABASE "{database}" TO {role}')
                 await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {role} AUTHORIZATION {role}")
+            # The audit log, owned by its own role (the services may only add to it and read it).
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS audit AUTHORIZATION {AUDIT_ROLE}")
+            await conn.execute(f"SET LOCAL ROLE {AUDIT_ROLE}")
+            await conn.execute((PROVISIONING / "audit.sql").read_text())
+            await conn.execute("RESET ROLE")
         # Statement statistics for operations, where the server has the module loaded (the local
         # cluster of deploy/postgres.sh does); a server without it is fine too.
         if await conn.fetchval(
