@@ -9,6 +9,8 @@ derived from it unless ``<SERVICE>_DATABASE_URL`` is given.
 from __future__ import annotations
 
 import os
+import secrets
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -37,6 +39,51 @@ DEFAULT_PORTS = {"brokerage": 8001, "providers": 8002, "notifications": 8003, "c
 # The local processes started by deploy/kafka.sh and deploy/postgres.sh (same port variables).
 LOCAL_KAFKA = f"127.0.0.1:{os.environ.get('HOMECARE_KAFKA_PORT', '19092')}"
 LOCAL_DATABASE = f"postgresql://postgres@127.0.0.1:{os.environ.get('HOMECARE_PG_PORT', '15432')}/homecare"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _local_passwords_file() -> Path:
+    return Path(os.environ.get("HOMECARE_RUN_DIR") or ROOT / ".run") / "postgres" / "passwords.env"
+
+
+def is_local_cluster(database_url: str) -> bool:
+    """Whether the URL is the project's own PostgreSQL (deploy/postgres.sh)."""
+    parts = urlsplit(database_url)
+    return parts.hostname in ("127.0.0.1", "localhost") and str(parts.port) == os.environ.get(
+        "HOMECARE_PG_PORT", "15432"
+    )
+
+
+def remember_local_password(role: str) -> str:
+    """A new random password for ``role`` on the local cluster, added to its passwords file (mode 600)."""
+    path = _local_passwords_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "a") as file:
+        file.write(f"{role.upper()}_DB_PASSWORD={password}\n")
+    return password
+
+
+def local_db_passwords() -> dict[str, str]:
+    """The service roles' passwords that deploy/postgres.sh generated for the local cluster
+    (``<run dir>/postgres/passwords.env``, mode 600: ``BROKERAGE_DB_PASSWORD=...``); empty
+    when there is no local cluster. The local cluster checks them with scram-sha-256."""
+    path = _local_passwords_file()
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return {}
+    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+
+
+def role_password(role: str, database_url: str) -> str | None:
+    """A role's password: ``<ROLE>_DB_PASSWORD`` from the environment, else the local cluster's
+    generated one when ``database_url`` is that cluster."""
+    key = f"{role.upper()}_DB_PASSWORD"
+    if os.environ.get(key):
+        return os.environ[key]
+    return local_db_passwords().get(key) if is_local_cluster(database_url) else None
 
 
 class SharedSettings(BaseSettings):
@@ -230,6 +277,8 @@ def load(service: ServiceName, **overrides) -> ServiceSettings:
     values = own.model_dump()
     if not values["http_port"]:
         values["http_port"] = DEFAULT_PORTS[service]
+    if not values["db_password"] and not values["service_database_url"]:
+        values["db_password"] = role_password(service, values["database_url"])
     return ServiceSettings.model_validate(values)
 
 
