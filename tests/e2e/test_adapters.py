@@ -29,9 +29,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from services.cli.synthetic import package_request
 from services.runtime import signing
 from services.runtime.reference import load_framework, load_provider_seed
+from services.simulator.synthetic import package_request
 from tests.support import ADMIN_TOKEN, as_staff, free_port, personal_values
 
 ZONE = "melton"
