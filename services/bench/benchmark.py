@@ -134,7 +134,7 @@ def infrastructure_cpu(kafka_bootstrap: str, database_url: str) -> dict[str, flo
     }
     listening = {}
     for conn in psutil.net_connections(kind="tcp"):
-        if conn.status == psutil.CONN_LISTEN and conn.pid and conn.laddr.port in ports.values():
+        if conn.status == psutil.CONN_LISTEN and conn.pid and conn.laddr and conn.laddr.port in ports.values():
             listening[conn.laddr.port] = conn.pid
     out = {}
     for name, port in ports.items():

@@ -34,6 +34,7 @@ import math
 import random
 import statistics
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -233,6 +234,16 @@ WAITING = ("offered", "unplaced", "awaiting_approval")
 
 
 @dataclass
+class Placement:
+    """Who gives a package's care, at what rate (pounds per hour), and since when its spend was last
+    counted (simulated hours)."""
+
+    provider: str
+    rate: Decimal
+    accrued_until: float
+
+
+@dataclass
 class Case:
     """One package as the brokerage sees it."""
 
@@ -246,16 +257,14 @@ class Case:
     round: int = 0
     tier: Tier | None = None
     round_open: bool = False
-    state: domain.RoundState | None = None
+    state: domain.RoundState = field(default_factory=lambda: domain.RoundState(offered=[]))  # the current round
     quality: dict[str, Decimal] = field(default_factory=dict)
     offered_this_cycle: set[str] = field(default_factory=set)
     excluded: set[str] = field(default_factory=set)  # providers that handed it back
     cycle_bids: list[domain.Answer] = field(default_factory=list)
     cycle_quality: dict[str, Decimal] = field(default_factory=dict)
     holds: dict[str, Decimal] = field(default_factory=dict)
-    provider: str | None = None
-    rate: Decimal | None = None
-    placed_at: float | None = None
+    placement: Placement | None = None  # while placed
     waiting_since: float = 0.0
     care_left: float = 0.0  # hours of care still to give
     placement_started: float = 0.0
@@ -320,21 +329,22 @@ class Simulation:
         # Measures.
         self.events = 0
         self.rounds = 0
-        self.offers = Counter()  # by band
-        self.first_offers = Counter()  # by band, a package's first offer cycle only
-        self.first_declines: dict[str, Counter] = defaultdict(Counter)
-        self.declines: dict[str, Counter] = defaultdict(Counter)  # band -> reason -> count
-        self.declines_by_tier: dict[str, Counter] = defaultdict(Counter)  # provider tier -> band -> count
+        self.offers: Counter[str] = Counter()  # by band
+        self.first_offers: Counter[str] = Counter()  # by band, a package's first offer cycle only
+        self.first_declines: dict[str, Counter[str]] = defaultdict(Counter)
+        self.declines: dict[str, Counter[str]] = defaultdict(Counter)  # band -> reason -> count
+        self.declines_by_tier: dict[str, Counter[str]] = defaultdict(Counter)  # provider tier -> band -> count
         self.no_answers = 0
         self.waits: dict[str, list[float]] = defaultdict(list)  # urgency -> hours from request to first placement
         self.replacement_waits: list[float] = []  # hours from a hand-back to the next placement
         self.hand_backs = 0
-        self.exceptions = Counter()  # requested / approved / rejected
+        self.exceptions: Counter[str] = Counter()  # requested / approved / rejected
         self.unplacings = 0
         self.spend: dict[str, Decimal] = defaultdict(Decimal)  # band -> pounds over the simulated period
-        self.placed_hours: dict[str, Counter] = defaultdict(Counter)  # zone -> provider -> hours placed
-        self.placements_by_tier = Counter()
-        self.rounds_by_zone: dict[str, Counter] = defaultdict(Counter)  # zone -> tier -> rounds opened
+        # zone -> provider -> carer hours per week placed
+        self.placed_hours: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        self.placements_by_tier: Counter[str] = Counter()
+        self.rounds_by_zone: dict[str, Counter[str]] = defaultdict(Counter)  # zone -> tier -> rounds opened
         self.daily: list[dict] = []
 
     # -- the loop --
@@ -348,7 +358,7 @@ class Simulation:
             self.schedule(d.at, ARRIVE, d)
         for day in range(self.dp.days + 1):
             self.schedule(day * 24.0, DAY, day)
-        handlers = {
+        handlers: dict[int, Callable[..., None]] = {
             ARRIVE: self.arrive,
             ANSWER: self.answer,
             WINDOW: self.window,
@@ -366,8 +376,8 @@ class Simulation:
             self.events += 1
             handlers[kind](*data)
         for case in self.cases.values():  # spend of care still running at the end of the period
-            if case.status == "placed":
-                self._accrue(case, self.horizon)
+            if case.status == "placed" and case.placement is not None:
+                self._accrue(case, case.placement, self.horizon)
         return self
 
     def clock(self) -> dt.datetime:
@@ -386,9 +396,9 @@ class Simulation:
             ]
         return case.candidates
 
-    def _still_eligible(self, case: Case, bids: list[domain.Answer]) -> set[str]:
+    def _still_eligible(self, case: Case, bidders: Iterable[str]) -> set[str]:
         """Who of the bidders may win now (the award only ever looks at bidders)."""
-        profiles = [self.market.profiles[b.provider_id] for b in bids]
+        profiles = [self.market.profiles[provider_id] for provider_id in bidders]
         return domain.eligible_now(case.spec, profiles, case.neighbours)
 
     def _set_committed(self, provider_id: str, delta: Decimal) -> None:
@@ -494,9 +504,10 @@ class Simulation:
                 known[pid] = standing_decline(
                     self.market.profiles[pid], self.market.rules[pid], case.spec, neighbouring=case.neighbours
                 )
-            if known[pid] is None:
+            decline = known[pid]
+            if decline is None:
                 return None
-            declines.append(known[pid])
+            declines.append(decline)
         return declines
 
     def _foreseen_round(
@@ -550,7 +561,8 @@ class Simulation:
     def close_round(self, case: Case) -> None:
         case.round_open = False
         ranked = domain.rank_bids(case.state.answers.values(), case.quality, case.band_rate)
-        still = self._still_eligible(case, [b.answer for b in ranked]) if ranked else set()  # no bids: no winner
+        bidders = [b.answer.provider_id for b in ranked]
+        still = self._still_eligible(case, bidders) if ranked else set()  # no bids: no winner
         winner = domain.choose_winner(ranked, still)
         if winner is not None:
             self.place(case, winner.answer)
@@ -561,7 +573,7 @@ class Simulation:
         if not case.cycle_bids:
             return False  # no bid in this cycle, none above the rate
         ranked = domain.rank_bids(case.cycle_bids, case.cycle_quality, case.band_rate)
-        still = self._still_eligible(case, case.cycle_bids)
+        still = self._still_eligible(case, [b.provider_id for b in case.cycle_bids])
         if domain.best_above_rate(ranked, still) is None:
             return False
         case.status = "awaiting_approval"
@@ -575,7 +587,7 @@ class Simulation:
         best = None
         if self.rng.random() < self.mp.exception_approval:
             ranked = domain.rank_bids(case.cycle_bids, case.cycle_quality, case.band_rate)
-            still = self._still_eligible(case, case.cycle_bids)
+            still = self._still_eligible(case, [b.provider_id for b in case.cycle_bids])
             best = domain.best_above_rate(ranked, still)
         if best is None:
             self.exceptions["rejected"] += 1
@@ -603,11 +615,11 @@ class Simulation:
         case.offered_this_cycle = set()
         case.cycle_bids, case.cycle_quality = [], {}
 
-    def place(self, case: Case, bid: domain.Answer) -> None:
+    def place(self, case: Case, bid: domain.Bid) -> None:
         pid = bid.provider_id
         self._release_holds(case)
         self._set_committed(pid, case.spec.hours_per_week)
-        case.status, case.provider, case.rate, case.placed_at = "placed", pid, bid.hourly_rate, self.now
+        case.status, case.placement = "placed", Placement(pid, bid.hourly_rate, self.now)
         wait = self.now - case.waiting_since
         if case.first_wait is None:
             case.first_wait = wait
@@ -624,10 +636,10 @@ class Simulation:
             self.schedule(self.now + max(after, 24.0), HAND_BACK, case, case.placements)
 
     def hand_back(self, case: Case, placement: int) -> None:
-        if case.status != "placed" or case.placements != placement:
+        if case.status != "placed" or case.placements != placement or case.placement is None:
             return
-        provider_id = case.provider
-        self._accrue(case, self.now)
+        provider_id = case.placement.provider
+        self._accrue(case, case.placement, self.now)
         case.care_left -= self.now - case.placement_started
         self._set_committed(provider_id, -case.spec.hours_per_week)
         profile = self.market.profiles[provider_id]
@@ -638,7 +650,7 @@ class Simulation:
         self.hand_backs += 1
         case.hand_backs += 1
         case.excluded.add(provider_id)
-        case.provider, case.rate, case.placed_at = None, None, None
+        case.placement = None
         start = max(case.spec.start_date, (self.clock() + dt.timedelta(days=self.dp.notice_days)).date())
         case.spec = case.spec.model_copy(update={"start_date": start})
         case.standing_declines.clear()  # only the start date changed; cheap to be sure
@@ -647,15 +659,15 @@ class Simulation:
         self.offer_next_tier(case, after=None)
 
     def end_care(self, case: Case, placement: int) -> None:
-        if case.status == "placed" and case.placements == placement:
-            self._accrue(case, self.now)
-            self._set_committed(case.provider, -case.spec.hours_per_week)
+        if case.status == "placed" and case.placements == placement and case.placement is not None:
+            self._accrue(case, case.placement, self.now)
+            self._set_committed(case.placement.provider, -case.spec.hours_per_week)
             case.status = "ended"
 
-    def _accrue(self, case: Case, until: float) -> None:
-        weeks = Decimal(str(round((until - case.placed_at) / 168, 4)))
-        self.spend[case.spec.band] += case.rate * case.spec.hours_per_week * weeks
-        case.placed_at = until
+    def _accrue(self, case: Case, placement: Placement, until: float) -> None:
+        weeks = Decimal(str(round((until - placement.accrued_until) / 168, 4)))
+        self.spend[case.spec.band] += placement.rate * case.spec.hours_per_week * weeks
+        placement.accrued_until = until
 
     def _release_holds(self, case: Case) -> None:
         for pid, hours in case.holds.items():
@@ -743,7 +755,7 @@ class Simulation:
             }
         concentration = {}
         for zone in sorted(self.framework.zones):
-            shares, hhi = shares_and_hhi(self.placed_hours.get(zone, Counter()))
+            shares, hhi = shares_and_hhi(self.placed_hours.get(zone, {}))
             concentration[zone] = {"hhi": hhi, "shares_percent": shares}
 
         def mix(offers: Counter, declines: dict[str, Counter]) -> dict:
