@@ -1,11 +1,12 @@
 """The console's templates rendered without a server: what each role is offered on a package page."""
 
 import datetime as dt
+from typing import Any
 
 from services.console.api.pages import TEMPLATES, navigation
 from services.console.handlers import Session
 
-PACKAGE = {
+PACKAGE: dict[str, Any] = {
     "package_id": "6f1c2d9e-0000-4000-8000-000000000001",
     "status": "awaiting_approval",
     "requested_by": "broker1",
