@@ -14,7 +14,7 @@ import json
 import re
 import uuid
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import asyncpg
 from fastapi import APIRouter, Depends, Header, Query, Response
@@ -572,7 +572,8 @@ def reference_router(service, rules: handlers.BrokerageRules) -> APIRouter:
     return ref
 
 
-PERSON_FIELDS = ("full_name", "address", "postcode", "phone", "email", "nhs_number", "date_of_birth", "care_notes")
+PersonField = Literal["full_name", "address", "postcode", "phone", "email", "nhs_number", "date_of_birth", "care_notes"]
+PERSON_FIELDS: tuple[PersonField, ...] = get_args(PersonField)
 
 
 class DisclosureRequest(BaseModel):
@@ -582,7 +583,7 @@ class DisclosureRequest(BaseModel):
     package_id: uuid.UUID
     provider_id: str = Field(min_length=1, max_length=64)
     credential_id: str = Field(min_length=1, max_length=64)
-    fields: list[Literal[PERSON_FIELDS]] = Field(min_length=1)  # type: ignore[valid-type]
+    fields: list[PersonField] = Field(min_length=1)
 
 
 def internal_router(service) -> APIRouter:
