@@ -312,7 +312,15 @@ class Load:
 
 
 async def run_phase(
-    client, admin, brokerage: str, requests: list[dict], watch: ProcessWatch, *, rate, concurrency, timeout
+    client: aiohttp.ClientSession,
+    admin: Connection,
+    brokerage: str,
+    requests: list[dict],
+    watch: ProcessWatch,
+    *,
+    rate: float | None,
+    concurrency: int,
+    timeout: float,
 ) -> dict:
     cpu0 = watch.cpu()
     wall0 = time.monotonic()

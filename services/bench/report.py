@@ -80,7 +80,7 @@ def report_table(result: dict) -> Table:
     return table
 
 
-def _f(v) -> str:
+def _f(v: object) -> str:
     return "-" if v is None else f"{v:,.3f}".rstrip("0").rstrip(".") if isinstance(v, float) else str(v)
 
 

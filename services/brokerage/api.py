@@ -13,8 +13,9 @@ import hmac
 import json
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import asyncpg
 from fastapi import APIRouter, Depends, Header, Query, Response
@@ -24,8 +25,10 @@ from schemas.events import PackageSpec, VisitPattern
 from schemas.vocabulary import Band, CareNeed, Funding, Urgency
 from services.brokerage import explanation, handlers
 from services.brokerage import repository as repo
+from services.runtime.db import fetch_one
 from services.runtime.http import ProblemError
-from services.runtime.outbox import unit_of_work
+from services.runtime.outbox import UnitOfWork, unit_of_work
+from services.runtime.service import Service
 
 POSTCODE = re.compile(r"^[A-Z]{1,2}[0-9][0-9A-Z]? ?[0-9][A-Z]{2}$")
 
@@ -193,7 +196,12 @@ def _validate_against_framework(request: PackageRequest, rules: handlers.Brokera
         )
 
 
-def _package_view(row, timeline, rounds, answers) -> dict:
+def _package_view(
+    row: asyncpg.Record,
+    timeline: list[asyncpg.Record],
+    rounds: list[asyncpg.Record],
+    answers: list[asyncpg.Record],
+) -> dict[str, Any]:
     return {
         "package_id": str(row["package_id"]),
         "status": row["status"],
@@ -248,7 +256,7 @@ def _package_view(row, timeline, rounds, answers) -> dict:
     }
 
 
-def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
+def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
     router = APIRouter(prefix="/packages", tags=["packages"])
 
     @router.post(
@@ -357,7 +365,7 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
             return {"package_id": str(package_id), "provider_id": provider_id, "explanation": {"losing_bidder": told}}
         return body
 
-    async def act(package_id: uuid.UUID, action) -> dict:
+    async def act(package_id: uuid.UUID, action: Callable[[UnitOfWork], Awaitable[object]]) -> dict[str, str]:
         try:
             async with unit_of_work(service.pool) as uow:
                 await action(uow)
@@ -538,7 +546,7 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
     return router
 
 
-def reference_router(service, rules: handlers.BrokerageRules) -> APIRouter:
+def reference_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
     ref = APIRouter(prefix="/reference", tags=["reference"])
 
     @ref.get("/zones", summary="The framework's zones")
@@ -586,7 +594,7 @@ class DisclosureRequest(BaseModel):
     fields: list[PersonField] = Field(min_length=1)
 
 
-def internal_router(service) -> APIRouter:
+def internal_router(service: Service) -> APIRouter:
     """Service-to-service endpoints (not for people): ``Authorization: Bearer <BROKERAGE_DISCLOSURE_TOKEN>``."""
     router = APIRouter(prefix="/internal", tags=["internal"])
 
@@ -619,8 +627,8 @@ def internal_router(service) -> APIRouter:
             if package["status"] not in ("placed", "started") or package["provider_id"] != body.provider_id:
                 raise ProblemError(403, "the package is not placed with this provider")
             fields = sorted(set(body.fields))
-            person = await conn.fetchrow(
-                f"SELECT {', '.join(fields)} FROM persons WHERE package_id = $1", body.package_id
+            person = await fetch_one(  # written with the package: always there
+                conn, f"SELECT {', '.join(fields)} FROM persons WHERE package_id = $1", body.package_id
             )
             await conn.execute(
                 "INSERT INTO disclosures (package_id, provider_id, credential_id, fields) VALUES ($1, $2, $3, $4)",
@@ -636,7 +644,7 @@ def internal_router(service) -> APIRouter:
     return router
 
 
-def disclosures_router(service) -> APIRouter:
+def disclosures_router(service: Service) -> APIRouter:
     router = APIRouter(prefix="/packages", tags=["packages"])
 
     @router.get(

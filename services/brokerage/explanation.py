@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from decimal import Decimal
+from typing import Any
+
+from asyncpg import Record
 
 from services.brokerage import domain
 
@@ -23,11 +27,17 @@ TIER_WORDS = {
 }
 
 
-def _money(value) -> str:
+def _money(value: Decimal | str) -> str:
     return f"£{Decimal(value):.2f}"
 
 
-def decision_record(package, rounds, answers, names: dict[str, str], exceptions=()) -> dict:
+def decision_record(
+    package: Record,
+    rounds: Sequence[Record],
+    answers: Sequence[Record],
+    names: dict[str, str],
+    exceptions: Sequence[Record] = (),
+) -> dict[str, Any]:
     """The structured record: rounds with offers, exclusions, answers and the ranking."""
     record_rounds = []
     for r in rounds:
@@ -112,7 +122,7 @@ def decision_record(package, rounds, answers, names: dict[str, str], exceptions=
     }
 
 
-def for_broker(record: dict, names: dict[str, str]) -> str:
+def for_broker(record: dict[str, Any], names: dict[str, str]) -> str:
     lines = [
         f"Requested under the {record['policy']} policy, judged against rate card {record['rate_card']} "
         f"({record['band']} band rate {_money(record['band_rate'])}/h)."
@@ -159,7 +169,7 @@ def for_broker(record: dict, names: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-def for_family(record: dict, names: dict[str, str], start_date: str | None) -> str:
+def for_family(record: dict[str, Any], names: dict[str, str], start_date: str | None) -> str:
     if record["status"] == "cancelled":
         return "The care arrangement has been cancelled. If this is not what you expected, contact the brokerage team."
     if record["status"] not in ("placed", "started"):
@@ -175,7 +185,7 @@ def for_family(record: dict, names: dict[str, str], start_date: str | None) -> s
     )
 
 
-def for_losing_bidder(record: dict, provider_id: str) -> str | None:
+def for_losing_bidder(record: dict[str, Any], provider_id: str) -> str | None:
     """What a provider that bid and did not win is told: its own rank, never the winner's price.
     About its latest bid (a re-offered package may have had several rounds)."""
     if provider_id == record["winner"]:
@@ -199,9 +209,9 @@ def for_losing_bidder(record: dict, provider_id: str) -> str | None:
     return None
 
 
-def _str(value) -> str | None:
+def _str(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def _when(value) -> str:
+def _when(value: object) -> str:
     return value.strftime("%d %b %Y %H:%M UTC") if isinstance(value, dt.datetime) else str(value)

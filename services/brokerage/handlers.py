@@ -16,7 +16,10 @@ import datetime as dt
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import NamedTuple
+
+import asyncpg
 
 from schemas.events import (
     BidSubmitted,
@@ -168,11 +171,11 @@ async def close_due_window(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID 
 async def close_round(
     uow: UnitOfWork,
     rules: BrokerageRules,
-    package,
+    package: asyncpg.Record,
     *,
     why: str,
     causation: uuid.UUID | None,
-    answered: tuple[domain.RoundState, dict] | None = None,
+    answered: tuple[domain.RoundState, dict[str, Decimal]] | None = None,
 ) -> None:
     """``answered``: the round's state, when the caller has just read it in this transaction."""
     package_id = package["package_id"]
@@ -220,12 +223,12 @@ def _neighbours(framework: Framework, spec: PackageSpec) -> frozenset[str]:
 async def _unplace(
     uow: UnitOfWork,
     rules: BrokerageRules,
-    package,
+    package: asyncpg.Record,
     spec: PackageSpec,
     reason: str,
     *,
     causation: uuid.UUID | None,
-    **detail,
+    **detail: object,
 ) -> None:
     """Onto the unplaced queue (the waiting list), to be re-offered on its schedule."""
     package_id, at = package["package_id"], now()
@@ -249,7 +252,7 @@ async def _unplace(
 
 async def _place(
     uow: UnitOfWork,
-    package,
+    package: asyncpg.Record,
     spec: PackageSpec,
     winner: domain.RankedBid,
     *,
@@ -299,7 +302,7 @@ async def _place(
 
 
 async def _offer_next_tier(
-    uow: UnitOfWork, rules: BrokerageRules, package, *, after: Tier | None, causation: uuid.UUID | None
+    uow: UnitOfWork, rules: BrokerageRules, package: asyncpg.Record, *, after: Tier | None, causation: uuid.UUID | None
 ) -> str:
     """Offer the package to the next tier with anyone to offer it to; returns its status after."""
     package_id = package["package_id"]
@@ -477,7 +480,12 @@ async def record_start(uow: UnitOfWork, package_id: uuid.UUID, *, started_on: dt
 
 
 async def reoffer(
-    uow: UnitOfWork, rules: BrokerageRules, package_id: uuid.UUID, *, requested_by: str, package=None
+    uow: UnitOfWork,
+    rules: BrokerageRules,
+    package_id: uuid.UUID,
+    *,
+    requested_by: str,
+    package: asyncpg.Record | None = None,
 ) -> None:
     """Offer an unplaced package again, tiers from the top, to everyone now eligible."""
     package = package or await _locked(uow, package_id)
@@ -541,7 +549,7 @@ async def reoffer_due(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID | Non
     return package["package_id"]
 
 
-async def _locked(uow: UnitOfWork, package_id: uuid.UUID):
+async def _locked(uow: UnitOfWork, package_id: uuid.UUID) -> asyncpg.Record:
     package = await repo.lock_package(uow.conn, package_id)
     if package is None:
         raise LookupError(f"no package {package_id}")
@@ -552,7 +560,7 @@ async def _locked(uow: UnitOfWork, package_id: uuid.UUID):
 
 
 async def _request_exception(
-    uow: UnitOfWork, rules: BrokerageRules, package, spec: PackageSpec, causation: uuid.UUID | None
+    uow: UnitOfWork, rules: BrokerageRules, package: asyncpg.Record, spec: PackageSpec, causation: uuid.UUID | None
 ) -> bool:
     """The ladder is spent with only bids above the band rate: ask a broker. False if there are none."""
     best = await _best_above_rate(uow, rules, package, spec)
@@ -595,7 +603,7 @@ async def _request_exception(
 
 
 async def _best_above_rate(
-    uow: UnitOfWork, rules: BrokerageRules, package, spec: PackageSpec
+    uow: UnitOfWork, rules: BrokerageRules, package: asyncpg.Record, spec: PackageSpec
 ) -> domain.RankedBid | None:
     answers, quality = await repo.cycle_bids(uow.conn, package["package_id"], package["cycle"])
     ranked = domain.rank_bids(answers, quality, package["band_rate"])

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+import asyncpg
+from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 
 from services.console import api, domain
@@ -66,7 +68,7 @@ class Console:
         self.zones: list[dict] = []
 
     @property
-    def pool(self):
+    def pool(self) -> asyncpg.Pool:
         return self.service.pool
 
     def stopping(self) -> bool:
@@ -99,7 +101,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[ConsoleService, Fast
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.middleware("http")
-    async def security_headers(request: Request, call_next):
+    async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         response = await call_next(request)
         response.headers.update(SECURITY_HEADERS)
         if not request.url.path.startswith(("/static", "/assets")):
@@ -111,7 +113,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[ConsoleService, Fast
     original_lifespan = app.router.lifespan_context
 
     @asynccontextmanager
-    async def lifespan(a):
+    async def lifespan(a: FastAPI) -> AsyncIterator[None]:
         async with original_lifespan(a):
             yield
         await console.services.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from typing import Any
 
 import asyncpg
 
@@ -160,12 +161,12 @@ def _delivery_args(
     )
 
 
-async def insert_delivery(conn: Conn, **fields) -> asyncpg.Record | None:
+async def insert_delivery(conn: Conn, **fields: Any) -> asyncpg.Record | None:
     """One row per (event, recipient, channel); None when it was there already (a redelivery)."""
     return await conn.fetchrow(DELIVERY_INSERT + " RETURNING delivery_id, status, attempts", *_delivery_args(**fields))
 
 
-def add_delivery(uow: UnitOfWork, **fields) -> None:
+def add_delivery(uow: UnitOfWork, **fields: Any) -> None:
     """:func:`insert_delivery` for a row nothing in the transaction needs back: written with the
     unit of work's other rows at its end (a redelivered event's rows change nothing, as above)."""
     uow.defer(DELIVERY_INSERT, _delivery_args(**fields))

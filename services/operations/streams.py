@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -109,7 +109,14 @@ def matches(
 
 
 async def tail_lines(
-    bootstrap: str, names: list[str], *, follow: bool, from_beginning: bool, on_line, on_ready=None, **filters
+    bootstrap: str,
+    names: list[str],
+    *,
+    follow: bool,
+    from_beginning: bool,
+    on_line: Callable[[Line], None],
+    on_ready: Callable[[], None] | None = None,
+    **filters: str | None,
 ) -> None:
     """Feed ``on_line`` every matching record of the topics, oldest first (then live, with follow).
     With follow, ``on_ready()`` is called once every partition's starting offset is fixed: no
@@ -152,7 +159,12 @@ def event_types() -> list[str]:
 
 
 async def live_lines(
-    bootstrap: str, *, stop, zone: str | None = None, event_type: str | None = None, package: str | None = None
+    bootstrap: str,
+    *,
+    stop: Callable[[], bool],
+    zone: str | None = None,
+    event_type: str | None = None,
+    package: str | None = None,
 ) -> AsyncIterator[Line | None]:
     """Every event written from now on, decoded as ``homecare tail`` decodes it. Yields None
     once the stream is positioned (everything after that will be seen) and whenever nothing

@@ -295,7 +295,7 @@ async def revoke_credentials(conn: Connection, provider_id: str, credential_id: 
     return [r["credential_id"] for r in rows]
 
 
-async def live_credential(conn, credential_id: str) -> asyncpg.Record | None:
+async def live_credential(conn: Connection | asyncpg.Pool, credential_id: str) -> asyncpg.Record | None:
     """A credential not revoked, of a provider still on the framework."""
     return await conn.fetchrow(
         """SELECT c.credential_id, c.provider_id, c.secret_sha256 FROM credentials c
@@ -305,7 +305,9 @@ async def live_credential(conn, credential_id: str) -> asyncpg.Record | None:
     )
 
 
-async def latest_offer(conn: Connection, provider_id: str, package_id: uuid.UUID, *, lock: bool = False):
+async def latest_offer(
+    conn: Connection, provider_id: str, package_id: uuid.UUID, *, lock: bool = False
+) -> asyncpg.Record | None:
     """The provider's own latest offer of the package (never another provider's)."""
     return await conn.fetchrow(
         f"""SELECT * FROM offers WHERE provider_id = $1 AND package_id = $2
@@ -394,7 +396,7 @@ async def claim_due_deliveries(conn: Connection, limit: int, lease_seconds: floa
 
 
 async def record_delivery_outcome(
-    conn,
+    conn: Connection,
     delivery_id: uuid.UUID,
     *,
     delivered: bool,

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -23,6 +25,8 @@ from services.runtime.logging import get_logger
 from services.runtime.settings import SCHEMA_OWNERS, is_local_cluster, remember_local_password, role_password
 
 log = get_logger(__name__)
+
+T = TypeVar("T")
 
 # What asyncpg hands out: a connection of its own, or a pool's proxy for one (the same methods).
 Connection = asyncpg.Connection | PoolConnectionProxy
@@ -55,7 +59,7 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, TRANSIENT_DB_ERRORS) and not isinstance(exc, asyncpg.exceptions._base.DataError)
 
 
-def backoff_delays(initial: float = 0.2, maximum: float = 10.0):
+def backoff_delays(initial: float = 0.2, maximum: float = 10.0) -> Iterator[float]:
     """Full-jitter exponential backoff: never a tight loop, never a thundering herd."""
     attempt = 0
     while True:
@@ -63,7 +67,7 @@ def backoff_delays(initial: float = 0.2, maximum: float = 10.0):
         attempt += 1
 
 
-async def wait_for(what: str, connect, *, timeout: float | None = None):
+async def wait_for(what: str, connect: Callable[[], Awaitable[T]], *, timeout: float | None = None) -> T:
     """Call ``connect()`` until it succeeds, logging each failed attempt with its backoff."""
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
@@ -77,6 +81,7 @@ async def wait_for(what: str, connect, *, timeout: float | None = None):
                 "waiting for dependency", dependency=what, attempt=attempt, retry_in=round(delay, 2), error=str(exc)
             )
             await asyncio.sleep(delay)
+    raise AssertionError("backoff_delays() never ends")
 
 
 async def fetch_one(conn: Connection | asyncpg.Pool, query: str, *args: object) -> asyncpg.Record:
@@ -95,7 +100,7 @@ async def _keep_session(conn: Connection) -> None:
 async def create_pool(
     dsn: str, *, schema: str, application: str, size: int = 10, timeout: float | None = None
 ) -> asyncpg.Pool:
-    async def connect():
+    async def connect() -> asyncpg.Pool:
         return await asyncpg.create_pool(
             dsn,
             min_size=1,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from services.runtime import topics
 
@@ -39,7 +39,7 @@ class DeadLetter:
     original_headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_delivery(cls, delivery: Delivery, **kw) -> DeadLetter:
+    def from_delivery(cls, delivery: Delivery, **kw: Any) -> DeadLetter:
         return cls(
             origin_topic=delivery.topic,
             origin_partition=delivery.partition,

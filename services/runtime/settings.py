@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field
@@ -263,7 +263,7 @@ class ServiceSettings(SharedSettings):
         return urlunsplit((parts.scheme, f"{self.role}{password}@{host}{port}", parts.path, parts.query, ""))
 
 
-def load(service: ServiceName, **overrides) -> ServiceSettings:
+def load(service: ServiceName, **overrides: Any) -> ServiceSettings:
     """Shared variables unprefixed, then ``<SERVICE>_...`` variables for this service."""
 
     class _Prefixed(ServiceSettings):

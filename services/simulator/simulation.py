@@ -37,6 +37,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Literal
 
 from schemas.events import PackageSpec, ProviderProfile
 from schemas.vocabulary import Band, DeclineReason, Tier, Urgency
@@ -233,6 +234,10 @@ ARRIVE, ANSWER, WINDOW, DECIDE, REOFFER, HAND_BACK, END, DAY = range(8)
 WAITING = ("offered", "unplaced", "awaiting_approval")
 
 
+# A provider's answer to an offer: (kind, pounds per hour, earliest start, decline reason).
+ProviderAnswer = tuple[Literal["bid", "decline"], Decimal | None, dt.date | None, str | None]
+
+
 @dataclass
 class Placement:
     """Who gives a package's care, at what rate (pounds per hour), and since when its spend was last
@@ -349,7 +354,7 @@ class Simulation:
 
     # -- the loop --
 
-    def schedule(self, at: float, kind: int, *data) -> None:
+    def schedule(self, at: float, kind: int, *data: object) -> None:
         self.seq += 1
         heapq.heappush(self.heap, (at, self.seq, kind, data))
 
@@ -676,7 +681,7 @@ class Simulation:
 
     # -- the providers' side: the adapters' rules, then the modelled behaviour --
 
-    def provider_answer(self, case: Case, provider_id: str):
+    def provider_answer(self, case: Case, provider_id: str) -> ProviderAnswer:
         profile, rules = self.market.profiles[provider_id], self.market.rules[provider_id]
         spec = case.spec
         result = automatic_answer(
@@ -708,7 +713,7 @@ class Simulation:
         case.holds[provider_id] = case.holds.get(provider_id, Decimal(0)) + spec.hours_per_week
         return "bid", rate, result.earliest_start, None
 
-    def _decline(self, case: Case, profile: ProviderProfile, reason: DeclineReason):
+    def _decline(self, case: Case, profile: ProviderProfile, reason: DeclineReason) -> ProviderAnswer:
         self.declines[case.spec.band][reason.value] += 1
         if case.cycle == 0:
             self.first_declines[case.spec.band][reason.value] += 1
