@@ -24,6 +24,7 @@ from schemas.events import PackageSpec, VisitPattern
 from schemas.vocabulary import Band, CareNeed, Funding, Urgency
 from services.brokerage import explanation, handlers
 from services.brokerage import repository as repo
+from services.runtime import clock
 from services.runtime.http import ProblemError
 from services.runtime.outbox import unit_of_work
 
@@ -72,7 +73,7 @@ class Person(BaseModel):
     @field_validator("date_of_birth")
     @classmethod
     def _dob(cls, v: dt.date | None) -> dt.date | None:
-        if v is not None and not (dt.date(1900, 1, 1) <= v <= dt.date.today()):
+        if v is not None and not (dt.date(1900, 1, 1) <= v <= clock.uk_today()):
             raise ValueError("date of birth must be between 1900-01-01 and today")
         return v
 
@@ -108,7 +109,7 @@ class PackageRequest(BaseModel):
     @field_validator("start_date")
     @classmethod
     def _start(cls, v: dt.date) -> dt.date:
-        today = dt.date.today()
+        today = clock.uk_today()  # the UK date: a request at 00:30 BST for "today" is for today
         if v < today - dt.timedelta(days=1):
             raise ValueError("start date is in the past")
         if v > today + dt.timedelta(days=366):
@@ -143,8 +144,8 @@ class StartRequest(BaseModel):
     @field_validator("started_on")
     @classmethod
     def _not_future(cls, v: dt.date) -> dt.date:
-        if v > dt.date.today():
-            raise ValueError("care cannot have started in the future")
+        if v > clock.uk_today():  # the UK date: care started at 00:30 BST started "today"
+            raise ValueError("care cannot have started in the future (dates are UK dates)")
         return v
 
 
@@ -557,9 +558,9 @@ def reference_router(service, rules: handlers.BrokerageRules) -> APIRouter:
         rows = await service.pool.fetch("SELECT provider_id, revision, profile FROM provider_view ORDER BY provider_id")
         return [{"revision": r["revision"], **json.loads(r["profile"])} for r in rows]
 
-    @ref.get("/rates", summary="The rate card in force today")
+    @ref.get("/rates", summary="The rate card in force today (the UK date)")
     async def rates() -> dict:
-        card = rules.framework.rate_card_on(dt.date.today())
+        card = rules.framework.rate_card_on(clock.uk_today())
         return {
             "version": card.version,
             "effective_from": card.effective_from,

@@ -14,6 +14,7 @@ import json
 from decimal import Decimal
 
 from services.brokerage import domain
+from services.runtime import clock
 
 TIER_WORDS = {
     "prime": "the zone's Prime providers",
@@ -204,4 +205,5 @@ def _str(value) -> str | None:
 
 
 def _when(value) -> str:
-    return value.strftime("%d %b %Y %H:%M UTC") if isinstance(value, dt.datetime) else str(value)
+    """A timestamp for people: UK local time with GMT/BST (stored in UTC)."""
+    return clock.format_uk(value) if isinstance(value, dt.datetime) else str(value)

@@ -37,6 +37,7 @@ from schemas.events import (
 from schemas.vocabulary import Tier, Urgency
 from services.brokerage import domain
 from services.brokerage import repository as repo
+from services.runtime import clock
 from services.runtime.consumer import Rejected
 from services.runtime.logging import get_logger
 from services.runtime.outbox import UnitOfWork
@@ -73,7 +74,8 @@ class ActionRefused(Exception):
 
 
 def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    """The platform's clock (UTC; settable in tests): services.runtime.clock."""
+    return clock.now()
 
 
 class Requested(NamedTuple):
@@ -96,8 +98,10 @@ async def request_package(
     package_id = package_id or uuid.uuid4()
     at = now()
     framework = rules.framework
-    card = framework.rate_card_on(at.date())
-    policy = framework.policy_on(spec.zone, at.date())
+    # Effective dates are UK dates: at 00:30 BST on 1 April the April card is in force.
+    today = clock.uk_date(at)
+    card = framework.rate_card_on(today)
+    policy = framework.policy_on(spec.zone, today)
     package = await repo.insert_package(
         uow.conn,
         package_id=package_id,
@@ -424,7 +428,7 @@ async def rebroker_due(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID | No
             reopened_at=at,
         )
     )
-    package = await repo.reopen(uow.conn, package_id, start_date=max(package["start_date"], at.date()))
+    package = await repo.reopen(uow.conn, package_id, start_date=max(package["start_date"], clock.uk_date(at)))
     await _offer_next_tier(uow, rules, package, after=None, causation=None)
     return package_id
 
@@ -528,7 +532,9 @@ async def hand_back(
             recorded_at=at,
         )
     )
-    package = await repo.reopen(uow.conn, package_id, start_date=max(notice_ends_on, at.date()), exclude=provider_id)
+    package = await repo.reopen(
+        uow.conn, package_id, start_date=max(notice_ends_on, clock.uk_date(at)), exclude=provider_id
+    )
     await _offer_next_tier(uow, rules, package, after=None, causation=None)
 
 

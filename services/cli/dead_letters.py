@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaProducer
 from rich.console import Console
 from rich.table import Table
 
-from services.runtime import topics
+from services.runtime import clock, topics
 from services.runtime.dead_letters import DeadLetter
 from services.runtime.kafka import kafka_security, read_topic
 from services.runtime.settings import admin_settings
@@ -58,7 +58,7 @@ def list_letters(as_json: bool = typer.Option(False, "--json", help="JSON lines 
     for p, o, d in letters:
         table.add_row(
             _id(p, o),
-            d.failed_at[:19],
+            clock.format_uk(d.failed_at),
             d.consumer,
             f"{d.origin_topic}/{d.origin_partition}@{d.origin_offset}",
             d.reason,

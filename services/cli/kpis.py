@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from schemas import topics as contract
-from services.runtime import topics
+from services.runtime import clock, topics
 from services.runtime.kafka import read_topic
 from services.runtime.reference import Framework, load_framework
 from services.runtime.settings import admin_settings
@@ -47,7 +47,7 @@ THRESHOLDS = Path(__file__).resolve().parents[2] / "deploy" / "ops" / "kpi-thres
 
 
 def _time(value: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(value)
+    return clock.parse_instant(value)
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -182,12 +182,26 @@ def compute(
         "awaiting_approval": len([p for p in ours if current.get(p) == "ExceptionRequested"]),
         "handed_back": len([e for e in by_type["PackageHandedBack"] if e.get("package_id") in ours]),
     }
+    # Days and weeks are UK days (Europe/London): a package requested at 00:30 BST on 1 April
+    # counts on 1 April, though it is still 31 March in UTC. Weeks start on Monday (ISO).
+    by_day: dict[str, Counter] = defaultdict(Counter)
+    for e in requested.values():
+        by_day[clock.uk_date(_time(e["requested_at"])).isoformat()]["requested"] += 1
+    for e in placed.values():
+        by_day[clock.uk_date(_time(e["placed_at"])).isoformat()]["placed"] += 1
+    starts_by_week: Counter = Counter()
+    for e in by_type["PackageStarted"]:
+        if e.get("package_id") in ours:
+            starts_by_week[clock.uk_week_of(dt.date.fromisoformat(e["started_on"])).isoformat()] += 1
+
     unplaced_share = counts["unplaced"] / counts["requested"] if counts["requested"] else None
     return {
         "period": {"start": start.isoformat(), "end": end.isoformat(), "as_of": now.isoformat()},
         "packages": counts
         | {"unplaced_share": unplaced_share, "rag": rag(unplaced_share, thresholds.get("unplaced_share"))},
         "time_to_place": time_to_place,
+        "by_uk_day": {d: {"requested": c["requested"], "placed": c["placed"]} for d, c in sorted(by_day.items())},
+        "starts_by_uk_week": dict(sorted(starts_by_week.items())),
         "unplaced_queue": [v | {"hours": str(v["hours"])} for _, v in sorted(queue.items())],
         "above_rate_exceptions": {
             "count": len(above_rate),
@@ -227,14 +241,19 @@ def load_thresholds(path: Path = THRESHOLDS) -> dict:
 
 def kpis(
     days: float = typer.Option(7, help="Period: packages requested in the last N days"),
-    since: str = typer.Option(None, help="Period start (ISO date/time), instead of --days"),
-    until: str = typer.Option(None, help="Period end (ISO date/time); default now"),
+    since: str = typer.Option(
+        None, help="Period start, instead of --days: a UK date (from its midnight) or an ISO date/time (UK time)"
+    ),
+    until: str = typer.Option(None, help="Period end (exclusive), as --since; default now"),
     as_json: bool = typer.Option(False, "--json", help="JSON instead of tables"),
 ) -> None:
     """Brokerage and market KPIs over a period, with RAG status per measure."""
-    now = dt.datetime.now(dt.UTC)
-    end = dt.datetime.fromisoformat(until).astimezone(dt.UTC) if until else now
-    start = dt.datetime.fromisoformat(since).astimezone(dt.UTC) if since else end - dt.timedelta(days=days)
+    now = clock.now()
+    try:
+        end = clock.parse_uk_bound(until) if until else now
+        start = clock.parse_uk_bound(since) if since else end - dt.timedelta(days=days)
+    except ValueError as bad:
+        raise typer.BadParameter(f"{bad}: give a date (2027-03-28) or a date and time (2027-03-28T09:00)") from None
     events = asyncio.run(read_events(admin_settings().kafka_bootstrap_servers))
     result = compute(events, start=start, end=end, now=now, framework=load_framework(), thresholds=load_thresholds())
     if as_json:
@@ -245,7 +264,8 @@ def kpis(
     console.print(
         f"[bold]{p['requested']}[/bold] requested, {p['placed']} placed, {p['unplaced']} unplaced, "
         f"{p['cancelled']} cancelled, {p['handed_back']} handed back  "
-        f"({result['period']['start'][:16]} to {result['period']['end'][:16]})  unplaced share: {_rag(p['rag'])}"
+        f"({clock.format_uk(result['period']['start'])} to {clock.format_uk(result['period']['end'])})  "
+        f"unplaced share: {_rag(p['rag'])}"
     )
     t = Table(title="time to place by urgency")
     for col in ("urgency", "placed", "median", "90th percentile", "RAG"):

@@ -43,9 +43,20 @@ from services.brokerage import domain
 from services.cli.kpis import percentile, shares_and_hhi
 from services.cli.synthetic import package_request
 from services.providers.domain import AutomaticRules, Bid, Decline, automatic_answer, standing_decline
+from services.runtime import clock
 from services.runtime.reference import Framework, PolicyEntry, RateCard
 
-START = dt.datetime(2021, 4, 1, tzinfo=dt.UTC)  # the 2020-21 rate card is in force
+START_DAY = dt.date(2021, 4, 1)  # the 2020-21 rate card is in force
+# The simulated clock starts at midnight UK time; its days are UK days (23 or 25 hours long on the
+# clock changes), as the brokerage's business dates are (services/runtime/clock.py).
+START = clock.uk_day_start(START_DAY)
+
+
+def day_hours(day: int) -> float:
+    """Hours from START to the start of UK day ``day`` (0 = 1 April 2021)."""
+    return (clock.uk_day_start(START_DAY + dt.timedelta(days=day)) - START).total_seconds() / 3600
+
+
 FRAMEWORK_POLICY = "framework"  # each zone's policy as framework.yaml configures it
 
 # ---- parameters ---------------------------------------------------------------------------
@@ -144,11 +155,11 @@ def generate_demand(framework: Framework, params: DemandParams) -> list[Demand]:
         factor = _seasonal(day, params.summer_surge) / norm
         for urgency, weekly in per_week.items():
             for _ in range(_poisson(rng, weekly / 7 * factor)):
-                at = day * 24 + rng.choices(hours_of_day, DAY_SHAPE)[0] + rng.random()
+                at = day_hours(day) + rng.choices(hours_of_day, DAY_SHAPE)[0] + rng.random()
                 zone = rng.choices(zones, weights)[0]
                 body = package_request(rng, framework, zone)
                 when = START + dt.timedelta(hours=at)
-                start = when.date() + dt.timedelta(
+                start = clock.uk_date(when) + dt.timedelta(
                     days=rng.choice([0, 1, 1, 2])
                     if urgency == Urgency.hospital_discharge
                     else rng.choice([1, 2, 7, 14])
@@ -192,7 +203,7 @@ class Market:
 def build_market(framework: Framework, seed_providers: list[dict], params: MarketParams) -> Market:
     rng = random.Random(params.seed)
     scale = Decimal(str(params.capacity_scale))
-    base_rates = framework.rate_card_on(START.date()).rates
+    base_rates = framework.rate_card_on(START_DAY).rates
     profiles, rules, floors, baseline = {}, {}, {}, {}
     for entry in seed_providers:
         data = {k: v for k, v in entry.items() if k != "adapter"}
@@ -218,11 +229,11 @@ def policy_framework(framework: Framework, policy: Policy) -> Framework:
     policies = framework.policies
     if policy.allocation != FRAMEWORK_POLICY:
         domain.tier_ladder(policy.allocation, zone_has_prime=True)  # an unknown policy fails here, at once
-        policies = (PolicyEntry(START.date(), policy.allocation, {}),)
+        policies = (PolicyEntry(START_DAY, policy.allocation, {}),)
     cards = framework.rate_cards
     if policy.rates:
-        current = framework.rate_card_on(START.date()).rates
-        cards = (RateCard(f"{policy.name}-card", START.date(), current | policy.rates),)
+        current = framework.rate_card_on(START_DAY).rates
+        cards = (RateCard(f"{policy.name}-card", START_DAY, current | policy.rates),)
     return dataclasses.replace(framework, policies=policies, rate_cards=cards)
 
 
@@ -306,7 +317,7 @@ class Simulation:
         self.now = 0.0
         self.cases: dict[int, Case] = {}
         self.open_cases: list[Case] = []  # the cases whose care has not ended (the daily snapshot's)
-        self.horizon = demand_params.days * 24.0
+        self.horizon = day_hours(demand_params.days)
         # The replay's shortcuts (foreseen declines, reused plans, candidates screened once); without
         # them every answer is an event and every round calls plan_offer with every provider near the
         # zone - the same results, much more slowly.
@@ -347,7 +358,7 @@ class Simulation:
         for d in self.demand:
             self.schedule(d.at, ARRIVE, d)
         for day in range(self.dp.days + 1):
-            self.schedule(day * 24.0, DAY, day)
+            self.schedule(day_hours(day), DAY, day)
         handlers = {
             ARRIVE: self.arrive,
             ANSWER: self.answer,
@@ -401,7 +412,7 @@ class Simulation:
     # -- the brokerage's side: the same steps as services/brokerage/handlers.py --
 
     def arrive(self, d: Demand) -> None:
-        day = self.clock().date()
+        day = clock.uk_date(self.clock())
         card = self.framework.rate_card_on(day)
         zone = self.framework.zones[d.spec.zone]
         case = Case(
@@ -639,7 +650,7 @@ class Simulation:
         case.hand_backs += 1
         case.excluded.add(provider_id)
         case.provider, case.rate, case.placed_at = None, None, None
-        start = max(case.spec.start_date, (self.clock() + dt.timedelta(days=self.dp.notice_days)).date())
+        start = max(case.spec.start_date, clock.uk_date(self.clock() + dt.timedelta(days=self.dp.notice_days)))
         case.spec = case.spec.model_copy(update={"start_date": start})
         case.standing_declines.clear()  # only the start date changed; cheap to be sure
         case.waiting_since = self.now
@@ -673,7 +684,7 @@ class Simulation:
             spec,
             case.band_rate,
             self.held[provider_id],
-            self.clock().date(),
+            clock.uk_date(self.clock()),
             neighbouring=case.neighbours,
         )
         if not isinstance(result, Bid):
@@ -842,6 +853,6 @@ def simulate(
             "providers": len(built.profiles),
             "weekly_capacity_hours": float(sum(p.weekly_capacity_hours for p in built.profiles.values())),
         },
-        "start": START.date().isoformat(),
+        "start": START_DAY.isoformat(),
         "policies": {p.name: r for p, r in zip(policies, results, strict=True)},
     }

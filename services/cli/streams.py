@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from schemas import topics as contract
-from services.runtime import topics
+from services.runtime import clock, topics
 from services.runtime.kafka import consumer_lag, kafka_security, partitions_of, read_topic
 from services.runtime.settings import SERVICES, admin_settings
 
@@ -56,7 +56,8 @@ class Line:
 
 def describe(record: ConsumerRecord) -> Line:
     """One line for one record; anything undecodable is shown as such, never skipped."""
-    at = dt.datetime.fromtimestamp(record.timestamp / 1000, dt.UTC).isoformat()
+    # For people: UK local time, with its offset (the record's timestamp is UTC milliseconds).
+    at = clock.to_uk(dt.datetime.fromtimestamp(record.timestamp / 1000, dt.UTC)).isoformat(timespec="milliseconds")
     try:
         e = json.loads(record.value)
         if not isinstance(e, dict):

@@ -25,6 +25,7 @@ from schemas.vocabulary import Band, CareNeed, DeclineReason, Funding, Urgency
 from services.console import charts, domain, handlers, operations, repository
 from services.console.clients import ApiError, Services
 from services.console.domain import Permission
+from services.runtime import clock
 
 SESSION_COOKIE = "console_session"
 LIST_FIELDS = {"needs", "call_times"}  # checkboxes: always a list, even with one ticked
@@ -43,14 +44,20 @@ class Forbidden(Exception):
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return clock.now()
 
 
 def _when(value: Any) -> str:
+    """The console's one filter for timestamps (``| when``): UK local time with GMT/BST."""
+    return clock.format_uk(value or None)
+
+
+def _day(value: Any) -> str:
+    """The console's filter for business dates (``| day``): "Thursday 1 April 2027"."""
     if not value:
         return "-"
-    at = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
-    return at.astimezone(dt.UTC).strftime("%d %b %Y %H:%M UTC")
+    day = value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
+    return f"{day:%A} {day.day} {day:%B %Y}"
 
 
 def _parse_time(value: Any) -> dt.datetime | None:
@@ -58,6 +65,7 @@ def _parse_time(value: Any) -> dt.datetime | None:
 
 
 TEMPLATES.env.filters["when"] = _when
+TEMPLATES.env.filters["day"] = _day
 TEMPLATES.env.filters["words"] = lambda v: str(v or "-").replace("_", " ")
 TEMPLATES.env.globals["uuid4"] = uuid.uuid4  # a fresh Idempotency-Key per form shown
 TEMPLATES.env.filters["pair"] = lambda v: (v, str(v).replace("_", " ").capitalize())  # (value, label) for options
@@ -368,7 +376,7 @@ def build_router(console) -> APIRouter:
             created=request.query_params.get("created"),
             refused=request.query_params.get("refused"),
             done=request.query_params.get("done"),
-            today=dt.date.today(),
+            today=clock.uk_today(),
         )
 
     ACTIONS = {  # console action -> (API path, body from the form and the signed-in broker)
