@@ -115,7 +115,7 @@ def package_request(rng: random.Random, framework: Framework, zone_id: str, *, i
                 f"{district} "
                 f"{rng.randint(1, 9)}{rng.choice('ABDEFGHJLNPQRSTUWXYZ')}{rng.choice('ABDEFGHJLNPQRSTUWXYZ')}"
             ),
-            "phone": f"07700 9{rng.randint(10000, 99999)}",
+            "phone": f"07700 900{rng.randint(0, 999):03d}",  # Ofcom's range for drama: never a real line
             "email": f"{first.lower()}.{last.lower()}.{index}@example.org",
             "nhs_number": nhs_number(rng),
             "date_of_birth": dt.date(rng.randint(1930, 1960), rng.randint(1, 12), rng.randint(1, 28)).isoformat(),
