@@ -189,6 +189,7 @@ def _package_view(row, timeline, rounds, answers) -> dict:
                 "window_closes_at": r["window_closes_at"],
                 "closed_at": r["closed_at"],
                 "outcome": r["outcome"],
+                "tie_break": json.loads(r["tie_break"]) if r["tie_break"] else None,
                 "answers": [
                     {
                         k: (str(a[k]) if isinstance(a[k], Decimal) else a[k])

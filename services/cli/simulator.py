@@ -33,7 +33,7 @@ import heapq
 import math
 import random
 import statistics
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -306,6 +306,9 @@ class Simulation:
             Band.isolated: market_params.decline_isolated,
         }
         self.held: dict[str, Decimal] = defaultdict(Decimal)
+        # Awards per zone, oldest first, and their counts per provider: the ranking's tie-break.
+        self.awards: dict[str, deque[tuple[float, str]]] = defaultdict(deque)
+        self.award_counts: dict[str, Counter] = defaultdict(Counter)
         self.heap: list = []
         # Each provider's free hours as the brokerage's eligibility rules count them (capacity less
         # committed hours), kept with the profile: _plan's key.
@@ -547,7 +550,15 @@ class Simulation:
         if not case.round_open or case.round != offer_round:
             return  # late: part of the record, changes nothing
         kind, rate, start, reason = self.provider_answer(case, provider_id)
-        answer = domain.Answer(provider_id, kind, self.clock(), hourly_rate=rate, earliest_start=start, reason=reason)
+        answer = domain.Answer(
+            provider_id,
+            kind,
+            self.clock(),
+            hourly_rate=rate,
+            earliest_start=start,
+            reason=reason,
+            offer_round=case.round,
+        )
         case.state.answers[provider_id] = answer
         if kind == "bid":
             case.cycle_bids.append(answer)
@@ -560,7 +571,7 @@ class Simulation:
 
     def close_round(self, case: Case) -> None:
         case.round_open = False
-        ranked = domain.rank_bids(case.state.answers.values(), case.quality, case.band_rate)
+        ranked = domain.rank_bids(case.state.answers.values(), case.quality, case.band_rate, self._tie_break(case))
         still = self._still_eligible(case, [b.answer for b in ranked]) if ranked else set()  # no bids: no winner
         winner = domain.choose_winner(ranked, still)
         if winner is not None:
@@ -571,7 +582,7 @@ class Simulation:
     def request_exception(self, case: Case) -> bool:
         if not case.cycle_bids:
             return False  # no bid in this cycle, none above the rate
-        ranked = domain.rank_bids(case.cycle_bids, case.cycle_quality, case.band_rate)
+        ranked = domain.rank_bids(case.cycle_bids, case.cycle_quality, case.band_rate, self._tie_break(case))
         still = self._still_eligible(case, case.cycle_bids)
         if domain.best_above_rate(ranked, still) is None:
             return False
@@ -585,7 +596,7 @@ class Simulation:
             return
         best = None
         if self.rng.random() < self.mp.exception_approval:
-            ranked = domain.rank_bids(case.cycle_bids, case.cycle_quality, case.band_rate)
+            ranked = domain.rank_bids(case.cycle_bids, case.cycle_quality, case.band_rate, self._tie_break(case))
             still = self._still_eligible(case, case.cycle_bids)
             best = domain.best_above_rate(ranked, still)
         if best is None:
@@ -614,8 +625,21 @@ class Simulation:
         case.offered_this_cycle = set()
         case.cycle_bids, case.cycle_quality = [], {}
 
+    def _tie_break(self, case: Case) -> domain.TieBreak:
+        """The brokerage's tie-break now: each provider's awards in the package's zone over the last
+        12 weeks (awards older than that dropped as the clock passes them), and the draw seeded by
+        the package (as repo.recent_awards and handlers._tie_break give the brokerage)."""
+        zone = case.spec.zone
+        recent, counts = self.awards[zone], self.award_counts[zone]
+        horizon = self.now - domain.AWARD_SPREAD_WINDOW.total_seconds() / 3600
+        while recent and recent[0][0] < horizon:
+            counts[recent.popleft()[1]] -= 1
+        return domain.TieBreak(counts, str(case.demand.package_id))
+
     def place(self, case: Case, bid: domain.Answer) -> None:
         pid = bid.provider_id
+        self.awards[case.spec.zone].append((self.now, pid))
+        self.award_counts[case.spec.zone][pid] += 1
         self._release_holds(case)
         self._set_committed(pid, case.spec.hours_per_week)
         case.status, case.provider, case.rate, case.placed_at = "placed", pid, bid.hourly_rate, self.now
