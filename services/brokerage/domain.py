@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from schemas.events import PackageSpec, ProviderProfile
 from schemas.vocabulary import CareNeed, Tier, Urgency
@@ -286,7 +286,7 @@ class RankedBid:
     draw: str = ""
 
     @property
-    def key(self) -> tuple:
+    def key(self) -> tuple[Any, ...]:
         """The bid's place in the ranking, criterion by criterion (:data:`CRITERIA`)."""
         a = self.answer
         return (-self.quality, a.hourly_rate, a.earliest_start, a.answered_at, self.recent_awards, self.draw)

@@ -9,6 +9,7 @@ import json
 import uuid
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -152,7 +153,7 @@ def test_the_explanation_gives_times_in_uk_time():
     from services.brokerage import explanation
 
     opened = dt.datetime(2027, 7, 1, 8, tzinfo=UTC)
-    record = {
+    record: dict[str, Any] = {
         "policy": "open-framework",
         "rate_card": "2020-21",
         "band": "urban",
