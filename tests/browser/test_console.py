@@ -145,7 +145,7 @@ async def test_bad_input_shows_the_message_next_to_the_field_with_a_summary_that
     await broker.fill("#calls_per_day", "2")
     await broker.fill("#person_full_name", "Ada Example")
     await broker.fill("#hours_per_week", "9")
-    await broker.fill("#person_postcode", "ZZ1 1AA")
+    await broker.fill("#person_postcode", "SW1A 1AA")  # a real format, another district
     await broker.click("button:has-text('Request the package')")
     hours = await broker.inner_text("#hours_per_week-error")
     assert "does not match the visit pattern" in hours and "= 7.00 h" in hours

@@ -4,7 +4,7 @@ refused (services/runtime/identifiers.py). No I/O."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.runtime import identifiers as ids
@@ -161,3 +161,20 @@ def test_the_pydantic_types_name_the_field_and_treat_blank_optional_values_as_ab
     with pytest.raises(ValidationError) as bad:
         Contact(postcode="LE65 1AA", phone="12")
     assert bad.value.errors()[0]["loc"] == ("phone",)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.text(), st.integers(), st.none(), st.binary()))
+def test_property_any_input_is_normalised_or_refused_with_a_value_error_never_a_crash(value):
+    for normalise in (
+        ids.normalise_postcode,
+        ids.normalise_postcode_district,
+        ids.normalise_nhs_number,
+        ids.normalise_phone,
+        ids.normalise_email,
+    ):
+        try:
+            result = normalise(value)
+        except ValueError:
+            continue
+        assert isinstance(result, str) and result == result.strip() and normalise(result) == result
