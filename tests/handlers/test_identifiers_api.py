@@ -11,9 +11,9 @@ import uuid
 import httpx
 import pytest
 
-from services.cli.synthetic import package_request
 from services.notifications.app import build as build_notifications
 from services.runtime.reference import load_framework
+from services.simulator.synthetic import package_request
 from tests.handlers.market import ZONE
 
 

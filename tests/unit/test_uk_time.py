@@ -117,7 +117,7 @@ def test_a_start_recorded_at_half_past_midnight_bst_on_its_day_is_accepted():
 
 
 def test_the_console_filter_shows_uk_time_in_summer_and_winter():
-    from services.console.api import TEMPLATES
+    from services.console.api.pages import TEMPLATES
 
     when = TEMPLATES.env.filters["when"]
     assert when(dt.datetime(2027, 7, 1, 12, tzinfo=UTC)) == "01 Jul 2027 13:00 BST"
@@ -181,7 +181,7 @@ def test_the_explanation_gives_times_in_uk_time():
 
 
 def test_kpi_days_are_uk_days_around_both_clock_changes():
-    from services.cli.kpis import compute
+    from services.operations.kpis import compute
 
     samples = Path(__file__).resolve().parents[2] / "schemas" / "samples"
     base = json.loads((samples / "PackageRequested.v1.json").read_text())
@@ -217,7 +217,7 @@ def test_kpi_days_are_uk_days_around_both_clock_changes():
 
 
 def test_the_simulators_days_are_uk_days():
-    from services.cli import simulator
+    from services.simulator import simulation as simulator
 
     assert dt.datetime(2021, 3, 31, 23, tzinfo=UTC) == simulator.START  # midnight BST, 1 April 2021
     autumn = (dt.date(2021, 10, 31) - simulator.START_DAY).days
