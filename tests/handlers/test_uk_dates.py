@@ -77,7 +77,9 @@ async def test_a_providers_earliest_start_of_today_at_half_past_midnight_bst_is_
     service, broker = await in_memory(build_providers, "providers")
     [portal] = await willing(service, 1)
     async with unit_of_work(service.pool) as uow:
-        await provider_handlers.set_adapter(uow, portal, AutomaticRules(kind="portal"), new_secret=False)
+        await provider_handlers.set_adapter(
+            uow, portal, AutomaticRules(kind="portal"), new_secret=False, box=service.secrets
+        )
     package_id = uuid.uuid4()
     with clock.frozen(HALF_PAST_MIDNIGHT_BST_1_APRIL):
         event = OfferMade(
