@@ -23,7 +23,7 @@ from services.runtime import metrics
 from services.runtime import topics as runtime_topics
 from services.runtime.consumer import EventConsumer
 from services.runtime.db import backoff_delays, create_pool, migrate
-from services.runtime.kafka import consumer_lag, ensure_topics, kafka_security, make_broker
+from services.runtime.kafka import consumer_lag, ensure_topics, kafka_security, make_broker, partitions_of
 from services.runtime.outbox import Relay
 from services.runtime.settings import ServiceSettings
 
@@ -59,6 +59,8 @@ class Service:
             batch_wait_ms=settings.consumer_batch_wait_ms,
             fetch_min_bytes=settings.consumer_fetch_min_bytes,
             fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
+            dead_letter_max_bytes=settings.dead_letter_max_bytes,
+            topic_exists=self.topic_exists,
         )
         self.relay: Relay | None = None
         self.startup_steps: list[StartupStep] = []
@@ -67,6 +69,10 @@ class Service:
         self._tasks: list[asyncio.Task] = []
         self.stopping = asyncio.Event()
         self.server: uvicorn.Server | None = None
+
+    async def topic_exists(self, topic: str) -> bool:
+        """Whether the topic exists on the cluster (an admin client's answer; raises if Kafka cannot say)."""
+        return bool(await partitions_of(self.settings.kafka_bootstrap_servers, topic, kafka_security(self.settings)))
 
     @property
     def pool(self) -> asyncpg.Pool:
