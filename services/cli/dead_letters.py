@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 
 import typer
@@ -22,8 +23,8 @@ async def read_all(bootstrap: str) -> list[tuple[int, int, DeadLetter]]:
     """Every dead letter as (partition, offset, letter), oldest first."""
     letters = []
     for r in await read_topic(bootstrap, topics.dead_letters()):
-        headers = {k: v.decode(errors="replace") for k, v in (r.headers or ())}
-        letters.append((r.partition, r.offset, DeadLetter.from_record(r.key, r.value or b"", headers)))
+        headers = {k: (v or b"").decode(errors="replace") for k, v in (r.headers or ())}
+        letters.append((r.partition, r.offset, DeadLetter.from_record(r.key, r.value, headers)))
     letters.sort(key=lambda x: x[2].failed_at)
     return letters
 
@@ -88,7 +89,18 @@ def show(letter_id: str = typer.Argument(..., help="partition:offset, as listed"
                 "attempts": d.attempts,
                 "failed_at": d.failed_at,
                 "key": d.key.decode(errors="replace") if d.key else None,
-                "value": d.value.decode(errors="replace"),
+                "value": d.value.decode(errors="replace") if d.value is not None else None,
+                # The exact bytes (the text above replaces what is not UTF-8), and what was cut.
+                "key_base64": base64.b64encode(d.key).decode() if d.key is not None else None,
+                "value_base64": base64.b64encode(d.value).decode() if d.value is not None else None,
+                "original_headers_base64": [
+                    [base64.b64encode(n).decode(), base64.b64encode(v).decode() if v is not None else None]
+                    for n, v in d.original_headers
+                ],
+                "value_size": d.value_size,
+                "value_sha256": d.value_sha256,
+                "truncated": list(d.truncated),
+                "replayable": d.replayable,
             },
             indent=2,
         )
@@ -101,12 +113,23 @@ async def replay_letters(bootstrap: str, letter_ids: list[str]) -> int:
     unknown = [i for i in letter_ids if i not in letters]
     if unknown:
         raise LookupError(f"no dead letter {', '.join(unknown)}")
+    cut = [i for i in letter_ids if not letters[i].replayable]
+    if cut:
+        d = letters[cut[0]]
+        raise ValueError(
+            f"dead letter {', '.join(cut)} was cut to fit Kafka ({', '.join(d.truncated)}): the original "
+            f"({d.value_size} bytes, SHA-256 {d.value_sha256}) is only at {d.origin_topic}/{d.origin_partition}"
+            f"@{d.origin_offset}, while the topic retains it"
+        )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, **kafka_security())
     await producer.start()
     try:
         for i in letter_ids:
             d = letters[i]
-            headers = [(k, v.encode()) for k, v in d.original_headers.items()] + [("x-replayed-from", i.encode())]
+            # The original headers as they were; a name that is not UTF-8 cannot be written by this
+            # client (nor was it readable by ours), so such a letter's names are replaced.
+            headers = [(n.decode(errors="replace"), v) for n, v in d.original_headers if n != b"x-replayed-from"]
+            headers.append(("x-replayed-from", i.encode()))
             await producer.send_and_wait(d.origin_topic, d.value, key=d.key, headers=headers)
     finally:
         await producer.stop()
@@ -121,6 +144,6 @@ def replay(
     applied it."""
     try:
         replayed = asyncio.run(replay_letters(admin_settings().kafka_bootstrap_servers, letter_ids))
-    except LookupError as unknown:
-        raise typer.BadParameter(str(unknown)) from None
+    except (LookupError, ValueError) as refused:
+        raise typer.BadParameter(str(refused)) from None
     typer.echo(f"replayed {replayed} dead letter(s)")

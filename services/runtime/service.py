@@ -112,6 +112,7 @@ class Service:
                 batch_size=s.relay_batch_size,
                 poll_seconds=s.relay_poll_seconds,
                 retention_seconds=s.outbox_retention_seconds,
+                topic_exists=self.topic_exists,
             )
             self.relay.start()
         self._tasks = [
@@ -223,10 +224,24 @@ class Service:
         metrics.READY.labels(self.name).set(1 if db_ok and kafka_ok else 0)
         return {"postgresql": db_ok, "kafka": kafka_ok}
 
+    async def outbox_state(self) -> dict[str, int] | None:
+        """``{"parked": rows Kafka refused for good, "held": rows waiting behind them}`` for the
+        readiness detail (None when the service has no relay or the database cannot say)."""
+        if not self.events:
+            return None
+        try:
+            parked, held = await asyncio.wait_for(Relay.parked_rows(self.pool), timeout=2)
+        except Exception:
+            return None
+        return {"parked": parked, "held": held}
+
     async def refresh_gauges(self) -> None:
         """Gauges read at scrape time; a failing reading leaves the last value rather than failing /metrics."""
         try:
             metrics.OUTBOX_BACKLOG.labels(self.name).set(await Relay.backlog(self.pool))
+            parked, held = await Relay.parked_rows(self.pool)
+            metrics.OUTBOX_PARKED.labels(self.name).set(parked)
+            metrics.OUTBOX_HELD.labels(self.name).set(held)
             for refresh in self.gauge_refreshers:
                 await refresh(self)
         except Exception as exc:
