@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from services.cli.outbox import discard_rows, parked_rows, retry_rows
+from services.operations.outbox import discard_rows, parked_rows, retry_rows
 from services.runtime import metrics, topics
 from services.runtime.db import create_pool, migrate
 from services.runtime.kafka import ensure_topics, make_broker, read_topic

@@ -1,4 +1,5 @@
-"""``homecare outbox``: the outbox rows Kafka refused for good (parked), and what to do with them.
+"""The outbox rows Kafka refused for good (parked), and what to do with them: ``homecare outbox``
+lists, retries and discards them.
 
 A relay parks a row Kafka will never take (too large, topic unknown or not writable, record
 invalid) instead of retrying it forever; the rows behind it are published, except the later
@@ -10,18 +11,11 @@ releases the rows waiting behind it. See docs/guide/dead-letters.md.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import re
 
 import asyncpg
-import typer
-from rich.console import Console
-from rich.table import Table
 
-from services.runtime.settings import SERVICES, admin_settings
-
-app = typer.Typer(no_args_is_help=True, help="Outbox rows Kafka refused for good (parked).")
+from services.runtime.settings import SERVICES
 
 _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]*$")
 
@@ -108,51 +102,3 @@ async def discard_rows(dsn: str, ids: list[str], by: str, schemas: tuple[str, ..
     """Give these parked rows up (who decided, recorded): their events are never published, and
     the rows waiting behind them go. LookupError (nothing changed) if an id is not a parked row."""
     return await _update(dsn, DISCARD, ids, (by,), schemas)
-
-
-@app.command("parked")
-def parked(as_json: bool = typer.Option(False, "--json", help="JSON lines instead of a table")) -> None:
-    """Outbox rows Kafka refused for good, with the error and how many rows wait behind each."""
-    rows = asyncio.run(parked_rows(admin_settings().database_url))
-    if as_json:
-        for row in rows:
-            typer.echo(json.dumps(row))
-        return
-    table = Table(title=f"{len(rows)} parked outbox row{'s' if len(rows) != 1 else ''}")
-    for column in ("service", "id", "parked at", "event", "aggregate", "bytes", "held", "error"):
-        table.add_column(column, overflow="fold")
-    for r in rows:
-        table.add_row(
-            r["service"],
-            r["id"],
-            r["parked_at"][:19],
-            r["type"],
-            r["aggregate"],
-            str(r["payload_bytes"]),
-            str(r["held"]),
-            (r["error"] or "")[:120],
-        )
-    Console().print(table)
-
-
-@app.command("retry")
-def retry(ids: list[str] = typer.Argument(..., help="ids of parked rows, as listed")) -> None:
-    """Put parked rows back in the relay's queue, once the cause is fixed."""
-    try:
-        done = asyncio.run(retry_rows(admin_settings().database_url, ids))
-    except LookupError as unknown:
-        raise typer.BadParameter(str(unknown)) from None
-    typer.echo(f"{len(done)} row(s) back in the queue")
-
-
-@app.command("discard")
-def discard(
-    ids: list[str] = typer.Argument(..., help="ids of parked rows, as listed"),
-    by: str = typer.Option(..., "--by", help="who decided (recorded with the row)"),
-) -> None:
-    """Give parked rows up for good: their events are never published; the rows behind them go."""
-    try:
-        done = asyncio.run(discard_rows(admin_settings().database_url, ids, by))
-    except LookupError as unknown:
-        raise typer.BadParameter(str(unknown)) from None
-    typer.echo(f"{len(done)} row(s) discarded")
