@@ -81,7 +81,8 @@ async def _update(dsn: str, statement: str, ids: list[str], args: tuple, schemas
         async with conn.transaction():
             for schema in schemas:
                 try:
-                    done += [r["id"] for r in await conn.fetch(_sql(statement, schema), ids, *args)]
+                    async with conn.transaction():  # a savepoint: a schema not migrated yet spoils nothing
+                        done += [r["id"] for r in await conn.fetch(_sql(statement, schema), ids, *args)]
                 except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError):
                     continue
             unknown = sorted(set(ids) - set(done))
