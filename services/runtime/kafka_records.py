@@ -49,12 +49,14 @@ class _LenientBytes(bytes):
 class _LenientBuffer(bytearray):
     """A record batch's bytes whose slices decode leniently: only the header names are decoded."""
 
-    def __getitem__(self, index):  # type: ignore[override]
+    def __getitem__(self, index):
         item = bytearray.__getitem__(self, index)
         return _LenientBytes(item) if isinstance(index, slice) else item
 
 
-class _LenientBatch(_DefaultRecordBatchPy):  # type: ignore[misc]
+class _LenientBatch(_DefaultRecordBatchPy):
+    _buffer: bytearray
+
     def _read_msg(self, *args: Any, **kwargs: Any) -> Any:
         if not isinstance(self._buffer, _LenientBuffer):  # after decompression, too
             self._buffer = _LenientBuffer(self._buffer)
@@ -143,7 +145,7 @@ class TolerantRecords:
 
 def install() -> None:
     """Make every aiokafka consumer of this process read batches through :class:`TolerantRecords`."""
-    fetcher.MemoryRecords = TolerantRecords  # type: ignore[attr-defined,misc]
+    fetcher.MemoryRecords = TolerantRecords
 
 
 def _text_headers(headers: Any) -> tuple[tuple[str, bytes], ...] | None:
