@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 from faststream.kafka import KafkaBroker
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from schemas.events import EVENT_TYPES, BidSubmitted, OfferDeclined, parse_event
@@ -269,6 +269,19 @@ async def harness(infra, database_url, tmp_path_factory):
 # ---- the properties ---------------------------------------------------------------------------
 
 
+def the_reported_batch() -> list[dict]:
+    """Issue 14's input: four BidSubmitted on one partition, the third with a header value C3 28."""
+    batch = []
+    for i in range(4):
+        value = valid_event("BidSubmitted")
+        headers: list[tuple[bytes, bytes | None]] = [(b"event_type", b"BidSubmitted")]
+        if i == 2:
+            headers.append((b"x-trace", b"\xc3\x28"))
+        batch.append({"valid": i != 2, "key": event_key(value), "value": value, "headers": headers})
+    return batch
+
+
+@example(batch=the_reported_batch())
 @settings(
     max_examples=25,
     deadline=None,
