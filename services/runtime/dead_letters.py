@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from services.runtime.consumer import Delivery
 
 HEADER_PREFIX = "x-dlq-"
+REPLAYED_FROM = "x-replayed-from"  # set by `homecare dead-letters replay` on the record it puts back
 # Kafka's default limit is about 1 MiB for a request (the producer's max_request_size, 1,048,576
 # bytes) and for a record batch (the broker's message.max.bytes): a dead letter stays under both
 # with room for the batch's own framing.
@@ -123,7 +124,12 @@ class DeadLetter:
         ours["original-headers"] = encode_headers(self.original_headers)
         if self.truncated:
             ours["truncated"] = ",".join(self.truncated)
-        return {HEADER_PREFIX + k: v for k, v in ours.items()}
+        headers = {HEADER_PREFIX + k: v for k, v in ours.items()}
+        # A replayed record that failed again says so where operators look, as before.
+        for name, value in self.original_headers:
+            if name == REPLAYED_FROM.encode() and value is not None:
+                headers[REPLAYED_FROM] = _text(value.decode(errors="replace"))[:100]
+        return headers
 
     def size(self) -> int:
         """Bytes this letter takes in a record batch, near enough (framing included)."""

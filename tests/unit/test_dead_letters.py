@@ -90,3 +90,9 @@ def test_a_huge_key_and_headers_are_cut_too_when_the_value_alone_cannot_make_roo
 def test_kafka_errors_are_classified_permanent_or_transient(error, permanent, too_large):
     assert is_permanent(error) is permanent
     assert is_too_large(error) is too_large
+
+
+def test_a_replayed_record_that_fails_again_says_which_letter_it_came_from():
+    again = letter(b"{", headers=((b"x-replayed-from", b"0:12"),))
+    assert again.headers()["x-replayed-from"] == "0:12"
+    assert written(again).original_headers == ((b"x-replayed-from", b"0:12"),)
