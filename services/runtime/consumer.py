@@ -406,6 +406,7 @@ class EventConsumer:
                     metrics.DEAD_LETTERS_UNWRITTEN.labels(self.service, self.group, type(exc).__name__).inc()
                     log.error(
                         "dead letter refused by Kafka for good; the message is only on its own topic now",
+                        origin=f"{delivery.topic}/{delivery.partition}@{delivery.offset}",
                         reason=reason,
                         error=error[:300],
                         kafka_error=describe(exc),
@@ -421,7 +422,13 @@ class EventConsumer:
             metrics.DEAD_LETTERS_TRUNCATED.labels(self.service, self.group).inc()
         metrics.DEAD_LETTERS.labels(self.service, self.group, reason).inc()
         metrics.EVENTS_HANDLED.labels(self.service, self.group, event_type or "unparsed", "dead_lettered").inc()
-        log.warning("message dead-lettered", reason=reason, error=error[:300], truncated=",".join(sent.truncated))
+        log.warning(
+            "message dead-lettered",
+            origin=f"{delivery.topic}/{delivery.partition}@{delivery.offset}",
+            reason=reason,
+            error=error[:300],
+            truncated=",".join(sent.truncated),
+        )
         return True
 
     async def _stopping_within(self, seconds: float) -> bool:
