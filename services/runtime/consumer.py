@@ -444,7 +444,7 @@ def read_event(delivery: Delivery) -> tuple[Envelope | None, str | None]:
     value, a value that is not a valid event (not JSON, truncated, wrong types, an unknown event
     type or schema version), or a key that is not the event's own (its package or provider id:
     the key decides the partition, and so the order of a package's events). A record without a
-    key is read (FastStream's in-memory test broker publishes none)."""
+    key (null or empty) is read: FastStream's in-memory test broker publishes an empty one."""
     if delivery.problem:
         return None, delivery.problem
     if delivery.value_is_null:
@@ -455,7 +455,7 @@ def read_event(delivery: Delivery) -> tuple[Envelope | None, str | None]:
         return None, _short(exc)
     except Exception as exc:  # whatever else arbitrary bytes provoke: still this record's fault
         return None, f"{type(exc).__name__}: {str(exc)[:400]}"
-    if delivery.key is not None and delivery.key != event.key.encode():
+    if delivery.key and delivery.key != event.key.encode():
         return None, f"key {delivery.key[:80]!r} is not the event's key {event.key!r}"
     return event, None
 

@@ -83,10 +83,10 @@ def valid_record(draw) -> dict:
     value = valid_event(draw(st.sampled_from(["BidSubmitted", "OfferDeclined"])))
     event_type = parse_event(value).event_type
     headers = [(k.encode(), v.encode()) for k, v in draw(text_headers)]
-    key = draw(st.sampled_from(["own", "own", "none"]))
+    key = draw(st.sampled_from(["own", "own", "none", "empty"]))
     return {
         "valid": True,
-        "key": event_key(value) if key == "own" else None,
+        "key": {"own": event_key(value), "none": None, "empty": b""}[key],
         "value": value,
         "headers": [(b"event_type", event_type.encode()), *headers],
     }
