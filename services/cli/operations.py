@@ -4,6 +4,7 @@ homecare kpis                  brokerage and market KPIs over a period, with RAG
 homecare tail                  follow the event streams, one decoded line per event
 homecare lag                   consumer lag per group and partition, oldest unprocessed event
 homecare dead-letters list|show|replay   what the consumers could not apply
+homecare outbox parked|retry|discard     outbox rows Kafka refused for good
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from schemas import topics as contract
-from services.operations import dead_letters, kpis, streams
+from services.operations import dead_letters, kpis, outbox, streams
 from services.operations.lag import lag as lag_of
 from services.runtime import clock, topics
 from services.runtime.settings import admin_settings
@@ -217,6 +218,60 @@ def replay(
     applied it."""
     try:
         replayed = asyncio.run(dead_letters.replay_letters(admin_settings().kafka_bootstrap_servers, letter_ids))
+    except (LookupError, ValueError) as refused:  # unknown, or cut to fit Kafka
+        raise typer.BadParameter(str(refused)) from None
+    typer.echo(f"replayed {replayed} dead letter(s)")
+
+
+# ---- parked outbox rows -------------------------------------------------------------------
+
+
+outbox_app = typer.Typer(no_args_is_help=True, help="Outbox rows Kafka refused for good (parked).")
+
+
+@outbox_app.command("parked")
+def outbox_parked(as_json: bool = typer.Option(False, "--json", help="JSON lines instead of a table")) -> None:
+    """Outbox rows Kafka refused for good, with the error and how many rows wait behind each."""
+    rows = asyncio.run(outbox.parked_rows(admin_settings().database_url))
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row))
+        return
+    table = Table(title=f"{len(rows)} parked outbox row{'s' if len(rows) != 1 else ''}")
+    for column in ("service", "id", "parked at", "event", "aggregate", "bytes", "held", "error"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(
+            r["service"],
+            r["id"],
+            r["parked_at"][:19],
+            r["type"],
+            r["aggregate"],
+            str(r["payload_bytes"]),
+            str(r["held"]),
+            (r["error"] or "")[:120],
+        )
+    Console().print(table)
+
+
+@outbox_app.command("retry")
+def outbox_retry(ids: list[str] = typer.Argument(..., help="ids of parked rows, as listed")) -> None:
+    """Put parked rows back in the relay's queue, once the cause is fixed."""
+    try:
+        done = asyncio.run(outbox.retry_rows(admin_settings().database_url, ids))
     except LookupError as unknown:
         raise typer.BadParameter(str(unknown)) from None
-    typer.echo(f"replayed {replayed} dead letter(s)")
+    typer.echo(f"{len(done)} row(s) back in the queue")
+
+
+@outbox_app.command("discard")
+def outbox_discard(
+    ids: list[str] = typer.Argument(..., help="ids of parked rows, as listed"),
+    by: str = typer.Option(..., "--by", help="who decided (recorded with the row)"),
+) -> None:
+    """Give parked rows up for good: their events are never published; the rows behind them go."""
+    try:
+        done = asyncio.run(outbox.discard_rows(admin_settings().database_url, ids, by))
+    except LookupError as unknown:
+        raise typer.BadParameter(str(unknown)) from None
+    typer.echo(f"{len(done)} row(s) discarded")
