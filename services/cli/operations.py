@@ -244,7 +244,7 @@ def outbox_parked(as_json: bool = typer.Option(False, "--json", help="JSON lines
         table.add_row(
             r["service"],
             r["id"],
-            r["parked_at"][:19],
+            clock.format_uk(r["parked_at"]),  # for people: UK local time
             r["type"],
             r["aggregate"],
             str(r["payload_bytes"]),
