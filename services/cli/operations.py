@@ -21,7 +21,7 @@ from rich.table import Table
 from schemas import topics as contract
 from services.operations import dead_letters, kpis, outbox, streams
 from services.operations.lag import lag as lag_of
-from services.runtime import topics
+from services.runtime import clock, topics
 from services.runtime.settings import admin_settings
 
 # ---- kpis ---------------------------------------------------------------------------------
@@ -29,14 +29,19 @@ from services.runtime.settings import admin_settings
 
 def kpis_command(
     days: float = typer.Option(7, help="Period: packages requested in the last N days"),
-    since: str = typer.Option(None, help="Period start (ISO date/time), instead of --days"),
-    until: str = typer.Option(None, help="Period end (ISO date/time); default now"),
+    since: str = typer.Option(
+        None, help="Period start, instead of --days: a UK date (from its midnight) or an ISO date/time (UK time)"
+    ),
+    until: str = typer.Option(None, help="Period end (exclusive), as --since; default now"),
     as_json: bool = typer.Option(False, "--json", help="JSON instead of tables"),
 ) -> None:
     """Brokerage and market KPIs over a period, with RAG status per measure."""
-    now = dt.datetime.now(dt.UTC)
-    end = dt.datetime.fromisoformat(until).astimezone(dt.UTC) if until else now
-    start = dt.datetime.fromisoformat(since).astimezone(dt.UTC) if since else end - dt.timedelta(days=days)
+    now = clock.now()
+    try:
+        end = clock.parse_uk_bound(until) if until else now
+        start = clock.parse_uk_bound(since) if since else end - dt.timedelta(days=days)
+    except ValueError as bad:
+        raise typer.BadParameter(f"{bad}: give a date (2027-03-28) or a date and time (2027-03-28T09:00)") from None
     result = asyncio.run(kpis.key_figures(admin_settings().kafka_bootstrap_servers, start=start, end=end, now=now))
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))
@@ -46,7 +51,8 @@ def kpis_command(
     console.print(
         f"[bold]{p['requested']}[/bold] requested, {p['placed']} placed, {p['unplaced']} unplaced, "
         f"{p['cancelled']} cancelled, {p['handed_back']} handed back  "
-        f"({result['period']['start'][:16]} to {result['period']['end'][:16]})  unplaced share: {_rag(p['rag'])}"
+        f"({clock.format_uk(result['period']['start'])} to {clock.format_uk(result['period']['end'])})  "
+        f"unplaced share: {_rag(p['rag'])}"
     )
     t = Table(title="time to place by urgency")
     for col in ("urgency", "placed", "median", "90th percentile", "RAG"):
@@ -183,7 +189,7 @@ def list_letters(as_json: bool = typer.Option(False, "--json", help="JSON lines 
     for p, o, d in letters:
         table.add_row(
             dead_letters.letter_id(p, o),
-            d.failed_at[:19],
+            clock.format_uk(d.failed_at),
             d.consumer,
             f"{d.origin_topic}/{d.origin_partition}@{d.origin_offset}",
             d.reason,
@@ -238,7 +244,7 @@ def outbox_parked(as_json: bool = typer.Option(False, "--json", help="JSON lines
         table.add_row(
             r["service"],
             r["id"],
-            r["parked_at"][:19],
+            clock.format_uk(r["parked_at"]),  # for people: UK local time
             r["type"],
             r["aggregate"],
             str(r["payload_bytes"]),
