@@ -21,7 +21,17 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from fastapi.templating import Jinja2Templates
 
-from schemas.vocabulary import Band, CareNeed, DeclineReason, Funding, Urgency
+from schemas.vocabulary import (
+    Band,
+    CancelReason,
+    CareNeed,
+    DeclineReason,
+    ExceptionDecisionReason,
+    Funding,
+    HandBackReason,
+    Urgency,
+    reason_words,
+)
 from services.console import charts, domain, handlers, operations, repository
 from services.console.clients import ApiError, Services
 from services.console.domain import Permission
@@ -59,6 +69,13 @@ def _parse_time(value: Any) -> dt.datetime | None:
 
 TEMPLATES.env.filters["when"] = _when
 TEMPLATES.env.filters["words"] = lambda v: str(v or "-").replace("_", " ")
+TEMPLATES.env.filters["reason"] = lambda v: reason_words(str(v)) if v else "-"
+# The reason codes each action's form offers (a select; the optional words stay in the brokerage).
+REASONS = {
+    "cancel": [r.value for r in CancelReason],
+    "hand-back": [r.value for r in HandBackReason],
+    "decision": [r.value for r in ExceptionDecisionReason],
+}
 TEMPLATES.env.globals["uuid4"] = uuid.uuid4  # a fresh Idempotency-Key per form shown
 TEMPLATES.env.filters["pair"] = lambda v: (v, str(v).replace("_", " ").capitalize())  # (value, label) for options
 
@@ -369,18 +386,24 @@ def build_router(console) -> APIRouter:
             refused=request.query_params.get("refused"),
             done=request.query_params.get("done"),
             today=dt.date.today(),
+            reasons=REASONS,
         )
 
+    def why(form) -> dict:
+        """A reason code (a select) and, if the broker wrote any, their words (kept in the brokerage)."""
+        text = str(form.get("reason_text", "")).strip()
+        return {"reason": form.get("reason", ""), "reason_text": text or None}
+
     ACTIONS = {  # console action -> (API path, body from the form and the signed-in broker)
-        "approve": ("exception/approve", lambda f, who: {"decided_by": who, "reason": f.get("reason", "")}),
-        "reject": ("exception/reject", lambda f, who: {"decided_by": who, "reason": f.get("reason", "")}),
-        "cancel": ("cancel", lambda f, who: {"cancelled_by": who, "reason": f.get("reason", "")}),
+        "approve": ("exception/approve", lambda f, who: {"decided_by": who, **why(f)}),
+        "reject": ("exception/reject", lambda f, who: {"decided_by": who, **why(f)}),
+        "cancel": ("cancel", lambda f, who: {"cancelled_by": who, **why(f)}),
         "reoffer": ("reoffer", lambda f, who: {"requested_by": who}),
         "hand-back": (
             "hand-back",
             lambda f, who: {
                 "recorded_by": who,
-                "reason": f.get("reason", ""),
+                **why(f),
                 "notice_ends_on": (
                     domain.date_from_parts(
                         f.get("notice_ends_on-day", ""),
