@@ -152,10 +152,8 @@ async def record_answer(uow: UnitOfWork, rules: BrokerageRules, event: BidSubmit
         answers = await repo.insert_answer(
             uow.conn, kind="bid", hourly_rate=event.hourly_rate, earliest_start=event.earliest_start, **common
         )
-    else:
-        answers = await repo.insert_answer(
-            uow.conn, kind="decline", reason=event.reason.value, reason_text=event.reason_text, **common
-        )
+    else:  # the decline's words stay with the providers service: only the code comes here
+        answers = await repo.insert_answer(uow.conn, kind="decline", reason=event.reason.value, **common)
     if answers is None or late:  # answered before (a redelivery), or too late to count
         return
     answered = repo.state_of(offered, package["round_quality"], answers)
