@@ -327,7 +327,7 @@ class BidSubmitted(Envelope):
 
 class OfferDeclined(Envelope):
     """A provider declined an offer, with a code. v2: no ``reason_text`` - the provider's own words
-    stay in the providers service (``GET /providers/{id}/offers``, ``GET /me/offers``)."""
+    stay in the providers service (``GET /providers/{id}/offers``, for the brokerage team)."""
 
     event_type: Literal["OfferDeclined"] = "OfferDeclined"
     schema_version: Literal[2] = 2

@@ -160,6 +160,11 @@ REASON_WORDS: dict[str, str] = {
     NotificationFailure.no_contact_registered: "no contact registered",
     NotificationFailure.address_refused: "the address was refused",
     NotificationFailure.retries_exhausted: "gave up after repeated failures",
+    DeclineReason.capacity: "no free capacity",
+    DeclineReason.geography: "too far, or not an area it covers",
+    DeclineReason.call_times: "cannot cover the call times",
+    DeclineReason.skills: "lacks the skills the needs require",
+    DeclineReason.price: "the band rate does not cover its costs",
     "other": "other",
 }
 

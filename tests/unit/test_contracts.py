@@ -221,3 +221,23 @@ def pydantic_field(**kw):
     from pydantic import Field
 
     return Field(**kw)
+
+
+def test_the_reason_codes_guide_lists_every_code():
+    """docs/guide/reason-codes.md is where staff and integrators look the codes up: it must not drift."""
+    from schemas import vocabulary as v
+
+    guide = (SCHEMAS.parent / "docs" / "guide" / "reason-codes.md").read_text()
+    for vocabulary in (
+        v.CancelReason,
+        v.HandBackReason,
+        v.ExceptionDecisionReason,
+        v.UnplacedReason,
+        v.ReopenReason,
+        v.NotificationFailure,
+        v.DeclineReason,
+    ):
+        assert f"### {vocabulary.__name__}" in guide or f"**{vocabulary.__name__}**" in guide
+        for code in vocabulary:
+            assert f"| `{code.value}` |" in guide, (vocabulary.__name__, code.value)
+        assert all(code in v.REASON_WORDS for code in vocabulary), vocabulary.__name__
