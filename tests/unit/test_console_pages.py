@@ -3,7 +3,8 @@
 import datetime as dt
 import re
 
-from services.console.api import REASONS, TEMPLATES, navigation
+from services.console.api.brokers import REASONS
+from services.console.api.pages import TEMPLATES, navigation
 from services.console.handlers import Session
 
 PACKAGE = {
