@@ -60,9 +60,8 @@ def _as_id(text: str) -> str:
 
 def _current(event: Envelope) -> dict[str, Any]:
     """The v1 event's fields as the current version's, before the changed ones are replaced."""
-    return event.model_dump() | {
-        "schema_version": ev.EVENT_TYPES[event.event_type].model_fields["schema_version"].default
-    }
+    current = ev.EVENT_TYPES[type(event).model_fields["event_type"].default]
+    return event.model_dump() | {"schema_version": current.model_fields["schema_version"].default}
 
 
 class PackagePlacedV1(Envelope):

@@ -194,7 +194,7 @@ def messages_for(event: Envelope, *, provider_names: dict[str, str], brokerage_u
             )
         ]
     if isinstance(event, PackageHandedBack):
-        context = {
+        context: dict[str, object] = {
             "package_id": str(event.package_id),
             "provider_id": event.provider_id,
             "provider_name": provider_names.get(event.provider_id, event.provider_id),
@@ -300,7 +300,7 @@ def messages_for(event: Envelope, *, provider_names: dict[str, str], brokerage_u
     return []
 
 
-def _to_broker(message: str, broker: str | None, context: dict) -> Message:
+def _to_broker(message: str, broker: str | None, context: dict[str, object]) -> Message:
     """To the broker who requested the package; to the brokerage team when that is not known
     (an event written before it carried ``requested_by``)."""
     if broker:

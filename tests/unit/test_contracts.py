@@ -38,9 +38,10 @@ def test_committed_json_schemas_match_the_models():
 def test_every_committed_sample_still_parses(sample):
     """Every version ever published parses; an old one is upgraded to the current model."""
     as_sent = parse_event_as_sent(sample.read_bytes())
-    assert sample.name.startswith(f"{as_sent.event_type}.v{as_sent.schema_version}.")
+    event_type = as_sent.model_fields["event_type"].default
+    assert sample.name.startswith(f"{event_type}.v{as_sent.schema_version}.")
     event = parse_event(sample.read_bytes())
-    assert type(event) is EVENT_TYPES[as_sent.event_type]
+    assert type(event) is EVENT_TYPES[event_type]
     assert event.event_id == as_sent.event_id and event.occurred_at == as_sent.occurred_at
 
 
@@ -65,7 +66,8 @@ def test_an_old_events_typed_words_do_not_survive_its_upgrade():
         assert typed in raw
         upgraded = parse_event(raw).model_dump_json()
         assert typed not in upgraded, name
-    assert parse_event((SCHEMAS / "samples" / "PackageCancelled.v1.json").read_bytes()).reason == "other"
+    cancelled = parse_event((SCHEMAS / "samples" / "PackageCancelled.v1.json").read_bytes())
+    assert getattr(cancelled, "reason", None) == "other"
     assert {m.model_fields["event_type"].default for m in TOPIC_OF} == set(EVENT_TYPES)
 
 

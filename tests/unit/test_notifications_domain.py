@@ -8,6 +8,7 @@ from typing import get_args
 import pytest
 
 from schemas.events import (
+    Envelope,
     ExceptionDecided,
     ExceptionRequested,
     MessageName,
@@ -91,7 +92,7 @@ def test_the_winner_is_not_told_it_lost_when_listed_among_the_losers():
 NOW = dt.datetime(2026, 11, 23, 10, tzinfo=dt.UTC)
 
 
-def lifecycle(package_id: uuid.UUID) -> dict[str, object]:
+def lifecycle(package_id: uuid.UUID) -> dict[str, Envelope]:
     """One event of each later change in a package's life (and the unplaced queue)."""
     common = dict(correlation_id=package_id, package_id=package_id)
     return {
