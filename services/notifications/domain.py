@@ -25,6 +25,7 @@ from schemas.events import (
     PackageUnplaced,
 )
 from schemas.vocabulary import reason_words
+from services.runtime import clock
 
 Role = Literal["provider", "broker", "person", "losing_bidder", "brokerage_team"]
 Kind = Literal["provider", "broker", "person", "brokerage_team"]
@@ -215,7 +216,7 @@ def messages_for(event: Envelope, *, provider_names: dict[str, str], brokerage_u
             "reason": reason_words(event.reason),
             "hours_per_week": str(event.hours_per_week),
             "cancelled_by": event.cancelled_by,
-            "cancelled_on": _day(event.cancelled_at.date()),
+            "cancelled_on": _day(clock.uk_date(event.cancelled_at)),
             "was_placed": event.provider_id is not None,
             "provider_id": event.provider_id or "",
             "provider_name": provider_names.get(event.provider_id, event.provider_id) if event.provider_id else "",
@@ -292,7 +293,7 @@ def messages_for(event: Envelope, *, provider_names: dict[str, str], brokerage_u
                     "band_rate": str(event.band_rate),
                     "offer_round": event.offer_round,
                     "tier": event.tier.value,
-                    "window_closes_at": f"{event.window_closes_at:%H:%M on %A %d %B %Y} (UTC)",
+                    "window_closes_at": clock.format_uk(event.window_closes_at, "%H:%M %Z on %A %d %B %Y"),
                 },
             )
             for pid in dict.fromkeys(event.provider_ids)

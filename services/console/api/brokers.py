@@ -19,6 +19,7 @@ from services.console.api.pages import TEMPLATES, now, page, zones
 from services.console.api.sessions import Sessions
 from services.console.clients import ApiError
 from services.console.domain import Permission
+from services.runtime import clock
 
 # The reason codes each action's form offers (a select; the optional words stay in the brokerage).
 REASONS = {
@@ -173,7 +174,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             created=request.query_params.get("created"),
             refused=request.query_params.get("refused"),
             done=request.query_params.get("done"),
-            today=dt.date.today(),
+            today=clock.uk_today(),
             reasons=REASONS,
         )
 
