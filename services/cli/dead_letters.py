@@ -18,10 +18,11 @@ from services.runtime.settings import admin_settings
 app = typer.Typer(no_args_is_help=True, help="Messages the consumers could not apply.")
 
 
-async def read_all(bootstrap: str) -> list[tuple[int, int, DeadLetter]]:
-    """Every dead letter as (partition, offset, letter), oldest first."""
+async def read_all(bootstrap: str, security: dict | None = None) -> list[tuple[int, int, DeadLetter]]:
+    """Every dead letter as (partition, offset, letter), oldest first (``security``: the reader's
+    Kafka identity, default the operator's)."""
     letters = []
-    for r in await read_topic(bootstrap, topics.dead_letters()):
+    for r in await read_topic(bootstrap, topics.dead_letters(), security=security):
         headers = {k: v.decode(errors="replace") for k, v in (r.headers or ())}
         letters.append((r.partition, r.offset, DeadLetter.from_record(r.key, r.value or b"", headers)))
     letters.sort(key=lambda x: x[2].failed_at)
@@ -95,13 +96,17 @@ def show(letter_id: str = typer.Argument(..., help="partition:offset, as listed"
     )
 
 
-async def replay_letters(bootstrap: str, letter_ids: list[str]) -> int:
-    """Republish the original bytes to the original topic (LookupError for an unknown id)."""
-    letters = {(_id(p, o)): d for p, o, d in await read_all(bootstrap)}
+async def replay_letters(bootstrap: str, letter_ids: list[str], security: dict | None = None) -> int:
+    """Republish the original bytes to the original topic (LookupError for an unknown id).
+    ``security``: an identity that may read the dead letters and write their topics (the ``ops``
+    principal or the administrator; default the operator's)."""
+    letters = {(_id(p, o)): d for p, o, d in await read_all(bootstrap, security)}
     unknown = [i for i in letter_ids if i not in letters]
     if unknown:
         raise LookupError(f"no dead letter {', '.join(unknown)}")
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, **kafka_security())
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, enable_idempotence=True, **(kafka_security() if security is None else security)
+    )
     await producer.start()
     try:
         for i in letter_ids:

@@ -205,11 +205,11 @@ def compute(
     }
 
 
-async def read_events(bootstrap: str) -> list[dict]:
+async def read_events(bootstrap: str, security: dict | None = None) -> list[dict]:
     events = []
     records = []
     for name in (contract.PACKAGES, contract.ANSWERS):
-        records += await read_topic(bootstrap, topics.resolve(name))
+        records += await read_topic(bootstrap, topics.resolve(name), security=security)
     # Per partition in offset order (a package's lifecycle order); across topics by time.
     for record in sorted(records, key=lambda r: (r.timestamp, r.topic, r.partition, r.offset)):
         try:

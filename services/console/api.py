@@ -444,7 +444,7 @@ def build_router(console) -> APIRouter:
             return stopping["client"] or console.stopping()
 
         async for line in operations.live_lines(
-            console.settings.kafka_bootstrap_servers, stop=stop, zone=zone or None, event_type=type or None
+            console.settings, stop=stop, zone=zone or None, event_type=type or None
         ):
             if await request.is_disconnected():
                 stopping["client"] = True
@@ -457,12 +457,12 @@ def build_router(console) -> APIRouter:
 
     @router.get("/ops/lag")
     async def lag_page(request: Request, session=Depends(need(Permission.operations))):
-        rows = await operations.lag(console.settings.kafka_bootstrap_servers)
+        rows = await operations.lag(console.settings)
         return page(request, "lag.html", session, rows=rows, total=sum(r["lag"] for r in rows), now=_now())
 
     @router.get("/ops/dead-letters")
     async def dead_letters_page(request: Request, session=Depends(need(Permission.operations))):
-        letters = await operations.letters(console.settings.kafka_bootstrap_servers)
+        letters = await operations.letters(console.settings)
         return page(
             request, "dead_letters.html", session, letters=letters, replayed=request.query_params.get("replayed")
         )
@@ -471,9 +471,11 @@ def build_router(console) -> APIRouter:
     async def replay_letter(request: Request, letter_id: str, session=Depends(need(Permission.operations))):
         await form_of(request, session)
         try:
-            await operations.replay(console.settings.kafka_bootstrap_servers, letter_id)
+            await operations.replay(console.settings, letter_id)
         except LookupError as unknown:
             return page(request, "error.html", session, 404, title="Page not found", message=str(unknown))
+        except operations.ReplayNotAllowed as refused:
+            return page(request, "error.html", session, 403, title="Replay not allowed here", message=str(refused))
         return RedirectResponse(f"/ops/dead-letters?replayed={quote(letter_id)}", status_code=303)
 
     @router.get("/ops/kpis")
@@ -482,7 +484,7 @@ def build_router(console) -> APIRouter:
             days = min(366.0, max(0.01, float(request.query_params.get("days", "7"))))
         except ValueError:
             days = 7.0
-        figures = await operations.key_figures(console.settings.kafka_bootstrap_servers, days=days, now=_now())
+        figures = await operations.key_figures(console.settings, days=days, now=_now())
         return page(request, "kpis.html", session, k=figures, days=days, charts=kpi_charts(figures))
 
     # ---- staff accounts -------------------------------------------------------------------------

@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator
 from schemas import topics as contract
 from services.cli import dead_letters, kpis, streams
 from services.runtime import topics
-from services.runtime.kafka import consumer_lag
+from services.runtime.kafka import consumer_lag, kafka_security
 from services.runtime.reference import load_framework
+from services.runtime.settings import ServiceSettings
 
 STREAM_BUFFER = 1000  # lines held for a slow browser; beyond that the oldest are dropped
 
@@ -20,21 +21,42 @@ def event_types() -> list[str]:
     return sorted(event.__name__ for event in contract.TOPIC_OF)
 
 
-async def lag(bootstrap: str) -> list[dict]:
-    rows = await consumer_lag(bootstrap, streams.subscriptions())
+# The console reads Kafka as its own principal (read-only: topics, and the services' group offsets
+# for lag); only a replay writes, as the replay principal (docs/guide/kafka-security.md).
+
+
+class ReplayNotAllowed(Exception):
+    """The console has no identity that may write a dead letter back to its topic."""
+
+
+async def lag(settings: ServiceSettings) -> list[dict]:
+    rows = await consumer_lag(settings.kafka_bootstrap_servers, streams.subscriptions(), kafka_security(settings))
     return [r.__dict__ | {"lag": r.lag} for r in rows]
 
 
-async def letters(bootstrap: str) -> list[dict]:
-    return [{"id": f"{p}:{o}", "letter": d} for p, o, d in reversed(await dead_letters.read_all(bootstrap))]
+async def letters(settings: ServiceSettings) -> list[dict]:
+    found = await dead_letters.read_all(settings.kafka_bootstrap_servers, kafka_security(settings))
+    return [{"id": f"{p}:{o}", "letter": d} for p, o, d in reversed(found)]
 
 
-async def replay(bootstrap: str, letter_id: str) -> None:
-    await dead_letters.replay_letters(bootstrap, [letter_id])
+def replay_security(settings: ServiceSettings) -> dict:
+    """The replay principal's identity (ReplayNotAllowed on a secured cluster without one)."""
+    if settings.kafka_security_protocol == "PLAINTEXT":
+        return kafka_security(settings)
+    if not settings.kafka_replay_password:
+        raise ReplayNotAllowed("set CONSOLE_KAFKA_REPLAY_PASSWORD (the ops principal's) to replay from the console")
+    replay = settings.model_copy(
+        update={"kafka_username": settings.kafka_replay_username, "kafka_password": settings.kafka_replay_password}
+    )
+    return kafka_security(replay)
 
 
-async def key_figures(bootstrap: str, *, days: float, now: dt.datetime) -> dict:
-    events = await kpis.read_events(bootstrap)
+async def replay(settings: ServiceSettings, letter_id: str) -> None:
+    await dead_letters.replay_letters(settings.kafka_bootstrap_servers, [letter_id], replay_security(settings))
+
+
+async def key_figures(settings: ServiceSettings, *, days: float, now: dt.datetime) -> dict:
+    events = await kpis.read_events(settings.kafka_bootstrap_servers, kafka_security(settings))
     return kpis.compute(
         events,
         start=now - dt.timedelta(days=days),
@@ -46,7 +68,12 @@ async def key_figures(bootstrap: str, *, days: float, now: dt.datetime) -> dict:
 
 
 async def live_lines(
-    bootstrap: str, *, stop, zone: str | None = None, event_type: str | None = None, package: str | None = None
+    settings: ServiceSettings,
+    *,
+    stop,
+    zone: str | None = None,
+    event_type: str | None = None,
+    package: str | None = None,
 ) -> AsyncIterator[streams.Line | None]:
     """Every event written from now on, decoded as ``homecare tail`` decodes it. Yields None
     once the stream is positioned (everything after that will be seen) and whenever nothing
@@ -62,8 +89,9 @@ async def live_lines(
     names = [topics.resolve(t) for t in contract.ALL]
     task = asyncio.create_task(
         streams.tail_lines(
-            bootstrap,
+            settings.kafka_bootstrap_servers,
             names,
+            security=kafka_security(settings),
             follow=True,
             from_beginning=False,
             on_line=keep,

@@ -26,6 +26,12 @@ fails, the transaction rolls back and the batch is applied again one event at a 
 path described above, so retries and dead letters concern only the faulty event. A message
 whose ``event_type`` header names an event this service does not handle is skipped unparsed.
 
+An event is accepted only from the topic that owns its type (``schemas.topics.TOPIC_OF``) and
+only when its ``producer`` is that topic's owner (``schemas.topics.OWNER``): anything else -
+a forged or misrouted event, even one this service does not handle - is dead-lettered
+(reason ``misrouted``) and never applied. The broker's ACLs already keep each service's
+principal to its own topics; this check is the consumer's half of the same rule.
+
 FastStream runs with ``AckPolicy.MANUAL``: its other policies either commit before the work
 (ACK_FIRST), commit failed work (ACK, REJECT_ON_ERROR) or re-read a failing message in a
 tight loop (NACK_ON_ERROR). Batches of one subscriber are processed one at a time, which
@@ -45,6 +51,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from pydantic import ValidationError
 
+from schemas import topics as contract
 from schemas.events import EVENT_TYPES, Envelope, parse_event
 from services.runtime import metrics
 from services.runtime.db import backoff_delays, is_transient
@@ -60,6 +67,23 @@ Handler = Callable[[UnitOfWork, Envelope], Awaitable[None]]
 
 class Rejected(Exception):
     """A handler's verdict that an event can never be applied: dead-letter it at once."""
+
+
+def misrouted(topic: str, event: Envelope) -> str | None:
+    """Why ``event`` may not be accepted from ``topic`` (None when it may): every event type has
+    one home topic, written by one producer."""
+    home = contract.topic_for(event)
+    if topic != resolve(home):
+        return f"{event.event_type} is accepted only from {resolve(home)}, not from {topic}"
+    owner = contract.OWNER[home]
+    if event.producer != owner:
+        return f"{event.event_type} on {topic} names producer {event.producer!r}; only {owner} writes {home}"
+    return None
+
+
+def _at_home(declared: str, topic: str) -> bool:
+    """True when an event of the type named in a header belongs on ``topic``."""
+    return resolve(contract.TOPIC_OF[EVENT_TYPES[declared]]) == topic
 
 
 @dataclass(frozen=True)
@@ -171,7 +195,12 @@ class EventConsumer:
         work: list[tuple[Delivery, Envelope, Handler]] = []
         for delivery in deliveries:
             declared = delivery.headers.get("event_type")
-            if declared is not None and declared not in self.handlers and declared in EVENT_TYPES:
+            if (
+                declared is not None
+                and declared not in self.handlers
+                and declared in EVENT_TYPES
+                and _at_home(declared, delivery.topic)
+            ):
                 # Not an event this service handles (its producer says which it is): not parsed.
                 metrics.EVENTS_HANDLED.labels(self.service, self.group, declared, "ignored").inc()
                 continue
@@ -179,6 +208,8 @@ class EventConsumer:
                 event = parse_event(delivery.value)
             except (ValidationError, ValueError):
                 return await self._one_by_one(deliveries)  # the dead letter is written on that path
+            if misrouted(delivery.topic, event):
+                return await self._one_by_one(deliveries)  # likewise
             handler = self.handlers.get(event.event_type)
             if handler is None:
                 metrics.EVENTS_HANDLED.labels(self.service, self.group, event.event_type, "ignored").inc()
@@ -250,6 +281,11 @@ class EventConsumer:
             structlog.contextvars.bind_contextvars(
                 event_id=str(event.event_id), event_type=event.event_type, correlation_id=str(event.correlation_id)
             )
+            wrong_place = misrouted(delivery.topic, event)
+            if wrong_place:
+                return await self._dead_letter(
+                    delivery, "misrouted", wrong_place, attempts=1, event_type=event.event_type
+                )
             handler = self.handlers.get(event.event_type)
             if handler is None:
                 metrics.EVENTS_HANDLED.labels(self.service, self.group, event.event_type, "ignored").inc()
