@@ -97,7 +97,8 @@ def kafka_acls(
         return
     if not list_only:
         created = asyncio.run(grant_service_acls(settings.kafka_bootstrap_servers, security))
-        typer.echo(f"{created} ACLs in place")
+        typer.echo(f"{created} ACLs in place (list them: homecare kafka acls --list)")
+        return
     for acl in asyncio.run(describe_acls(settings.kafka_bootstrap_servers, security)):
         typer.echo(str(acl))
 
