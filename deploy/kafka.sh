@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A single-node Apache Kafka (KRaft, combined broker+controller) on 127.0.0.1, run from the jars
 # that Maven resolves from Maven Central (deploy/kafka/pom.xml) - no Docker needed.
-#   deploy/kafka.sh start|stop|status|restart|reset|fetch
+#   deploy/kafka.sh start|stop|status|restart|reset|fetch|rotate PRINCIPAL
 # Starting twice is harmless. KAFKA_BOOTSTRAP_SERVERS in the environment means "use that cluster",
 # and this script then does nothing.
 #
@@ -138,12 +138,42 @@ start() {
   log "Kafka ready"
 }
 
+# rotate PRINCIPAL: a new SCRAM password for PRINCIPAL on the running broker (as the administrator,
+# with Kafka's ConfigCommand), kept in the credentials file. Connections already signed in stay;
+# restart the principal's process to use the new one. HOMECARE_KAFKA_<PRINCIPAL>_PASSWORD chooses it.
+rotate() {
+  local name=${1:-} var args="$KAFKA_DIR/rotate.args" client="$KAFKA_DIR/admin-client.properties"
+  [[ " ${PRINCIPALS[*]} " == *" $name "* ]] || fail "unknown principal '${name}'" "one of: ${PRINCIPALS[*]}" none
+  [ "$SECURE" = 1 ] && [ -f "$CREDENTIALS" ] || fail "this broker is not secured (no $CREDENTIALS)" "nothing to rotate" none
+  pid_alive "$PID" || fail "Kafka is not running" "bash deploy/kafka.sh start, then rotate" none
+  var="HOMECARE_KAFKA_${name^^}_PASSWORD"
+  local new="${!var:-$(new_password)}" old_admin
+  old_admin=$(sed -n 's/^HOMECARE_KAFKA_ADMIN_PASSWORD=//p' "$CREDENTIALS")
+  (umask 077
+   printf 'security.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-512\nsasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="%s";\n' \
+     "$old_admin" > "$client"
+   echo "kafka.admin.ConfigCommand --bootstrap-server 127.0.0.1:$KAFKA_PORT --command-config \"$client\" --alter --entity-type users --entity-name $name --add-config \"SCRAM-SHA-512=[password=$new]\"" > "$args")
+  local rc=0
+  java "${JAVA_OPTS[@]}" "@$args" >>"$LOG" 2>&1 || rc=$?
+  rm -f "$args" "$client"
+  [ $rc -eq 0 ] || fail "Kafka refused the new credential for $name"
+  (umask 077; sed "s#^$var=.*#$var=$new#" "$CREDENTIALS" > "$CREDENTIALS.tmp" && mv "$CREDENTIALS.tmp" "$CREDENTIALS")
+  if [ "$name" = admin ]; then
+    log "rotated admin's password; the broker signs in as admin too: restarting it"
+    HOMECARE_KAFKA_ADMIN_PASSWORD=$new
+    stop_pid "$PID" kafka 60; start
+  else
+    log "rotated $name's password; restart its process to use it (e.g. bash deploy/services.sh restart $name)"
+  fi
+}
+
 case "${1:-start}" in
   fetch) fetch_jars ;;
+  rotate) rotate "${2:-}" ;;
   start) start ;;
   stop) stop_pid "$PID" kafka 60 ;;
   restart) stop_pid "$PID" kafka 60; start ;;
   status) if pid_alive "$PID"; then echo "kafka running (pid $(cat "$PID")) 127.0.0.1:$KAFKA_PORT"; else echo "kafka stopped"; exit 1; fi ;;
   reset) stop_pid "$PID" kafka 60; rm -rf "$KAFKA_DIR" ;;
-  *) echo "usage: $0 start|stop|status|restart|reset|fetch" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|restart|reset|fetch|rotate PRINCIPAL" >&2; exit 2 ;;
 esac

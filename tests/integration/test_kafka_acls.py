@@ -13,8 +13,10 @@ import asyncio
 import datetime as dt
 import json
 import shutil
+import subprocess
 import uuid
 from decimal import Decimal
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -34,6 +36,7 @@ from services.runtime.settings import admin_settings, load, local_kafka_identity
 from tests.support import drop_database, start_stack, stop_stack
 
 SERVICES = ("brokerage", "providers", "notifications")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def identity(principal: str) -> dict:
@@ -267,3 +270,38 @@ async def test_an_event_on_a_topic_that_does_not_own_it_is_dead_lettered(admin, 
     assert set(letters) == {"providers", "notifications"}
     for letter in letters.values():
         assert letter.startswith("misrouted: BidSubmitted is accepted only from")
+
+
+async def test_a_rotated_password_replaces_the_old_one(admin, infra):
+    """deploy/kafka.sh rotate: the principal's old password no longer signs in, the new one (in
+    the credentials file, which the processes read) does. `reporting` is no running process's."""
+    before = local_kafka_identity("reporting", infra.kafka)
+    if before is None:
+        pytest.skip("not the local broker of deploy/kafka.sh")
+    rotated = subprocess.run(
+        ["bash", str(ROOT / "deploy/kafka.sh"), "rotate", "reporting"], capture_output=True, text=True, timeout=120
+    )
+    assert rotated.returncode == 0, rotated.stderr
+    after = local_kafka_identity("reporting", infra.kafka)
+    assert after["kafka_password"] != before["kafka_password"]
+    assert after["kafka_password"] not in rotated.stdout + rotated.stderr, "a password is never printed"
+
+    async def signs_in(password: str) -> bool:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=infra.kafka, **identity("reporting") | {"sasl_plain_password": password}
+        )
+        try:
+            await producer.start()
+            return True
+        except KafkaError:
+            return False
+        finally:
+            await producer.stop()
+
+    # The broker applies the new credential from its metadata log a moment after the controller took it.
+    for _ in range(50):
+        if await signs_in(after["kafka_password"]):
+            break
+        await asyncio.sleep(0.2)
+    assert await signs_in(after["kafka_password"])
+    assert not await signs_in(before["kafka_password"])
