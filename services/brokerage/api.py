@@ -474,7 +474,8 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
                 "INSERT INTO disclosures (package_id, reader, staff_user, fields) VALUES ($1, 'staff', $2, $3)",
                 package_id,
                 x_staff_user,
-                sorted(k for k in row if k != "package_id"),
+                # .keys(): iterating an asyncpg Record yields its values, not its names.
+                sorted(k for k in row.keys() if k != "package_id"),  # noqa: SIM118
             )
         return {k: (str(v) if isinstance(v, (uuid.UUID, dt.date)) else v) for k, v in dict(row).items()}
 
