@@ -66,12 +66,13 @@ write_config() {
   mkdir -p "$KAFKA_DIR/data"
   local template="$ROOT/deploy/kafka/server.properties"
   [ "$SECURE" != 1 ] || template="$ROOT/deploy/kafka/server-sasl.properties"
-  (umask 077
-   sed -e "s#@DATA_DIR@#$KAFKA_DIR/data#" \
-       -e "s#@KAFKA_PORT@#$KAFKA_PORT#g" \
-       -e "s#@CONTROLLER_PORT@#$KAFKA_CONTROLLER_PORT#g" \
-       -e "s#@ADMIN_PASSWORD@#${HOMECARE_KAFKA_ADMIN_PASSWORD:-}#g" \
-       "$template" > "$CONF")
+  # Filled in by bash itself, not sed: a password on a command line would show in `ps`.
+  local text; text=$(<"$template")
+  text=${text//@DATA_DIR@/"$KAFKA_DIR/data"}
+  text=${text//@KAFKA_PORT@/"$KAFKA_PORT"}
+  text=${text//@CONTROLLER_PORT@/"$KAFKA_CONTROLLER_PORT"}
+  text=${text//@ADMIN_PASSWORD@/"${HOMECARE_KAFKA_ADMIN_PASSWORD:-}"}
+  (umask 077; printf '%s\n' "$text" > "$CONF")
   chmod 600 "$CONF"  # holds the administrator's password when secured
 }
 
@@ -157,7 +158,10 @@ rotate() {
   java "${JAVA_OPTS[@]}" "@$args" >>"$LOG" 2>&1 || rc=$?
   rm -f "$args" "$client"
   [ $rc -eq 0 ] || fail "Kafka refused the new credential for $name"
-  (umask 077; sed "s#^$var=.*#$var=$new#" "$CREDENTIALS" > "$CREDENTIALS.tmp" && mv "$CREDENTIALS.tmp" "$CREDENTIALS")
+  (umask 077
+   while IFS= read -r line; do
+     if [[ $line == "$var="* ]]; then printf '%s=%s\n' "$var" "$new"; else printf '%s\n' "$line"; fi
+   done < "$CREDENTIALS" > "$CREDENTIALS.tmp" && mv "$CREDENTIALS.tmp" "$CREDENTIALS")
   if [ "$name" = admin ]; then
     log "rotated admin's password; the broker signs in as admin too: restarting it"
     HOMECARE_KAFKA_ADMIN_PASSWORD=$new

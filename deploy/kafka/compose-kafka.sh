@@ -9,10 +9,10 @@ for name in admin brokerage providers notifications console reporting ops; do
   var="HOMECARE_KAFKA_${name^^}_PASSWORD"
   [ -n "${!var:-}" ] || { echo "set $var" >&2; exit 1; }
 done
-sed -e 's#^listeners=.*#listeners=SASL_PLAINTEXT://:9092,CONTROLLER://127.0.0.1:9093#' \
+text=$(sed -e 's#^listeners=.*#listeners=SASL_PLAINTEXT://:9092,CONTROLLER://127.0.0.1:9093#' \
     -e 's#^advertised.listeners=.*#advertised.listeners=SASL_PLAINTEXT://kafka:9092#' \
-    -e 's#@CONTROLLER_PORT@#9093#g' -e 's#@DATA_DIR@#/var/lib/kafka/data#' \
-    -e "s#@ADMIN_PASSWORD@#$HOMECARE_KAFKA_ADMIN_PASSWORD#g" /homecare/server-sasl.properties > "$CONF"
+    -e 's#@CONTROLLER_PORT@#9093#g' -e 's#@DATA_DIR@#/var/lib/kafka/data#' /homecare/server-sasl.properties)
+printf '%s\n' "${text//@ADMIN_PASSWORD@/"$HOMECARE_KAFKA_ADMIN_PASSWORD"}" > "$CONF"  # bash, not sed: no password in `ps`
 # The health check's client identity.
 printf 'security.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-512\nsasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="%s";\n' \
   "$HOMECARE_KAFKA_ADMIN_PASSWORD" > /tmp/admin.properties

@@ -73,11 +73,12 @@ def misrouted(topic: str, event: Envelope) -> str | None:
     """Why ``event`` may not be accepted from ``topic`` (None when it may): every event type has
     one home topic, written by one producer."""
     home = contract.topic_for(event)
+    name = type(event).__name__  # the class is named after its event_type
     if topic != resolve(home):
-        return f"{event.event_type} is accepted only from {resolve(home)}, not from {topic}"
+        return f"{name} is accepted only from {resolve(home)}, not from {topic}"
     owner = contract.OWNER[home]
     if event.producer != owner:
-        return f"{event.event_type} on {topic} names producer {event.producer!r}; only {owner} writes {home}"
+        return f"{name} on {topic} names producer {event.producer!r}; only {owner} writes {home}"
     return None
 
 
@@ -284,7 +285,7 @@ class EventConsumer:
             wrong_place = misrouted(delivery.topic, event)
             if wrong_place:
                 return await self._dead_letter(
-                    delivery, "misrouted", wrong_place, attempts=1, event_type=event.event_type
+                    delivery, "misrouted", wrong_place, attempts=1, event_type=type(event).__name__
                 )
             handler = self.handlers.get(event.event_type)
             if handler is None:

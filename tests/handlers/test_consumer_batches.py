@@ -143,7 +143,7 @@ async def test_an_event_is_accepted_only_from_its_home_topic_and_producer(in_mem
     """OfferMade belongs on brokerage.packages, written by the brokerage: the same offer on
     providers.answers, or on its own topic claiming another producer, is dead-lettered as
     misrouted and changes nothing; the untouched offer beside them in the batch applies."""
-    seen = []
+    seen: list[dict[str, str]] = []
     service, _ = await in_memory(build, "providers", before_start=listen_to_dead_letters(seen))
     providers = await willing(service, 1)
     good, wrong_topic, wrong_producer = (offer(providers) for _ in range(3))
@@ -167,7 +167,7 @@ async def test_an_event_is_accepted_only_from_its_home_topic_and_producer(in_mem
 async def test_a_misrouted_event_is_dead_lettered_even_where_no_handler_wants_it(in_memory):
     """A BidSubmitted (providers.answers' event) on brokerage.packages: the providers service does
     not handle bids, yet it does not skip this one by its header - it is dead-lettered."""
-    seen = []
+    seen: list[dict[str, str]] = []
     service, _ = await in_memory(build, "providers", before_start=listen_to_dead_letters(seen))
     bid = BidSubmitted(
         correlation_id=uuid.uuid4(),

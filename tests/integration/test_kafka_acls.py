@@ -42,8 +42,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def identity(principal: str) -> dict:
     """The principal's client arguments: as its own process would sign in (settings.load), or,
     for a principal that is not one of our processes, from the local broker's credentials."""
-    if principal in (*SERVICES, "console"):
-        return kafka_security(load(principal))
+    if principal in ("brokerage", "providers", "notifications", "console"):
+        return kafka_security(load(principal))  # type: ignore[arg-type]  # one of the processes' names
     settings = admin_settings()
     found = local_kafka_identity(principal, settings.kafka_bootstrap_servers)
     if found is None:
@@ -283,6 +283,7 @@ async def test_a_rotated_password_replaces_the_old_one(admin, infra):
     )
     assert rotated.returncode == 0, rotated.stderr
     after = local_kafka_identity("reporting", infra.kafka)
+    assert after is not None
     assert after["kafka_password"] != before["kafka_password"]
     assert after["kafka_password"] not in rotated.stdout + rotated.stderr, "a password is never printed"
 
