@@ -67,8 +67,9 @@ def make_broker(settings: ServiceSettings) -> KafkaBroker:
         # On a secured cluster topics are the administrator's to create (and a service may not).
         allow_auto_create_topics=settings.kafka_security_protocol == "PLAINTEXT",
         # The relay's guarantee rests on these: no duplicates from producer retries, and a
-        # send only counts once every in-sync replica has it.
-        enable_idempotence=True,
+        # send only counts once every in-sync replica has it. The console publishes nothing, and
+        # its read-only principal may not ask for a producer id.
+        enable_idempotence=settings.service in SERVICES,
         acks="all",
         linger_ms=settings.kafka_linger_ms,
         graceful_timeout=settings.graceful_timeout_seconds,
