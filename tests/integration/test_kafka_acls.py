@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import shutil
 import subprocess
 import uuid
@@ -23,7 +24,9 @@ import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
+from aiokafka.protocol.metadata import MetadataRequest
 
 from schemas.events import BidSubmitted
 from services.cli.demo import wait_until_ready
@@ -306,3 +309,32 @@ async def test_a_rotated_password_replaces_the_old_one(admin, infra):
         await asyncio.sleep(0.2)
     assert await signs_in(after["kafka_password"])
     assert not await signs_in(before["kafka_password"])
+
+
+async def test_the_controller_listener_is_no_open_super_user_path(admin, infra):
+    """The KRaft controller listener requires SASL and knows only the administrator: a service
+    principal's password does not sign in there, and a client without credentials is cut off at its
+    first request; the administrator does sign in (so the refusals are the listener's, not a dead port)."""
+    if local_kafka_identity("providers", infra.kafka) is None:
+        pytest.skip("not the local broker of deploy/kafka.sh")
+    port = int(os.environ.get("HOMECARE_KAFKA_CONTROLLER_PORT", "19093"))
+
+    def plain(principal: str) -> dict:
+        password = identity(principal)["sasl_plain_password"] if principal != "admin" else admin["sasl_plain_password"]
+        return {
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": "PLAIN",
+            "sasl_plain_username": principal,
+            "sasl_plain_password": password,
+        }
+
+    conn = await create_conn("127.0.0.1", port, request_timeout_ms=5000, **plain("admin"))
+    conn.close()
+    with pytest.raises(KafkaError):  # SaslAuthenticationFailed
+        await create_conn("127.0.0.1", port, request_timeout_ms=5000, **plain("providers"))
+    anonymous = await create_conn("127.0.0.1", port, request_timeout_ms=5000)
+    try:
+        with pytest.raises(KafkaError):  # the listener expects a SASL handshake, not a request
+            await anonymous.send(MetadataRequest([]))
+    finally:
+        anonymous.close()
