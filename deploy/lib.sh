@@ -35,8 +35,19 @@ show_log_tail() {
 }
 
 # fail MESSAGE [HINT] [LOG]: report a failure the script found itself, then exit 1.
+# A failure is reported once: a subshell that reports one leaves a mark for its parent shell
+# ($$ is the script's pid in its subshells too), which then exits quietly.
+REPORTED_MARK="${TMPDIR:-/tmp}/homecare-deploy-failure-$$"
+already_reported() {
+  [ -f "$REPORTED_MARK" ] || return 1
+  [ "$BASHPID" != "$$" ] || rm -f "$REPORTED_MARK"
+  return 0
+}
+mark_reported() { [ "$BASHPID" = "$$" ] || : > "$REPORTED_MARK"; }
+
 fail() {
   trap - ERR
+  mark_reported
   printf '[%s] FAILED%s: %s\n' "$(basename "$0")" "${CURRENT_COMPONENT:+ ($CURRENT_COMPONENT)}" "$1" >&2
   show_log_tail "${3:-$CURRENT_LOG}"
   printf '[%s] what to do: %s\n' "$(basename "$0")" \
@@ -47,6 +58,11 @@ fail() {
 on_error() {
   local rc=$? command=$BASH_COMMAND line=${BASH_LINENO[0]}
   trap - ERR
+  if already_reported; then
+    printf '[%s] stopped: %s failed (exit %s); its cause is printed above\n' "$(basename "$0")" "$command" "$rc" >&2
+    exit "$rc"
+  fi
+  mark_reported
   case "$command" in
     # Another deploy script failed and has already said why: one line here, not the story twice.
     bash\ *deploy/*)

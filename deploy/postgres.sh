@@ -20,7 +20,8 @@ as_root() { [ "$(id -u)" = 0 ]; }
 
 # initdb refuses to run as root, so as root the cluster belongs to the 'postgres' system user.
 as_owner() {
-  if as_root; then runuser -u postgres -- "$@"; else "$@"; fi
+  # From /: the current folder may be one the postgres user cannot enter (it would complain).
+  if as_root; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 # Where the cluster's files are: decided once (when it is made), then read from LOCATION_FILE.
