@@ -7,8 +7,8 @@ from pathlib import Path
 
 import asyncpg
 
-from services.cli import processes
-from services.cli.processes import ROOT, SERVICES, Stack, free_port, stop_stack  # noqa: F401  (shared with the benchmark)
+from services.bench import processes
+from services.bench.processes import ROOT, SERVICES, Stack, free_port, stop_stack  # noqa: F401  (shared with the benchmark)
 
 ADMIN_TOKEN = "test-admin-token"  # the brokerage team's token for the providers service's admin operations
 DISCLOSURE_TOKEN = "test-disclosure-token"  # providers -> brokerage, for a person's details

@@ -22,7 +22,7 @@ import asyncio
 
 import typer
 
-from services.cli import bench, dead_letters, demo, kpis, providers, simulate, staff, streams
+from services.cli import bench, demo, operations, providers, simulate, staff
 from services.runtime.logging import configure
 
 app = typer.Typer(no_args_is_help=True, help="Operate the home care brokerage platform.")
@@ -30,15 +30,15 @@ db_app = typer.Typer(no_args_is_help=True, help="The database.")
 ref_app = typer.Typer(no_args_is_help=True, help="Reference data.")
 app.add_typer(db_app, name="db")
 app.add_typer(ref_app, name="reference")
-app.add_typer(dead_letters.app, name="dead-letters")
+app.add_typer(operations.dead_letters_app, name="dead-letters")
 kafka_app = typer.Typer(no_args_is_help=True, help="The Kafka cluster.")
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(providers.app, name="providers")
 app.add_typer(staff.app, name="staff")
 app.command("demo")(demo.demo)
-app.command("tail")(streams.tail)
-app.command("lag")(streams.lag)
-app.command("kpis")(kpis.kpis)
+app.command("tail")(operations.tail)
+app.command("lag")(operations.lag)
+app.command("kpis")(operations.kpis_command)
 app.command("simulate")(simulate.simulate)
 app.command("bench")(bench.bench)
 
@@ -63,8 +63,8 @@ def generate_market(seed: int = typer.Option(2021, help="Same seed, same market"
     """Rewrite deploy/reference/providers.yaml with a synthetic framework of providers."""
     import yaml
 
-    from services.cli.market import generate_market as generate
     from services.runtime.reference import load_framework, reference_dir
+    from services.simulator.market import generate_market as generate
 
     providers = generate(load_framework(), seed)
     header = (

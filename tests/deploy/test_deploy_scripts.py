@@ -15,7 +15,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from services.cli.processes import free_port
+from services.bench.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 # Variables that would point the scripts at the shared installation instead of the clone's own.

@@ -29,13 +29,13 @@ from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
 from aiokafka.protocol.metadata import MetadataRequest
 
 from schemas.events import BidSubmitted
-from services.cli.demo import wait_until_ready
-from services.cli.synthetic import batch
+from services.bench.driver import wait_until_ready
 from services.runtime import topics
 from services.runtime.db import provision
 from services.runtime.kafka import describe_acls, kafka_security, read_topic, secured
 from services.runtime.reference import load_framework
 from services.runtime.settings import admin_settings, load, local_kafka_identity
+from services.simulator.synthetic import batch
 from tests.support import drop_database, start_stack, stop_stack
 
 SERVICES = ("brokerage", "providers", "notifications")
