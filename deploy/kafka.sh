@@ -57,6 +57,11 @@ load_credentials() {
      } > "$CREDENTIALS.tmp" && mv "$CREDENTIALS.tmp" "$CREDENTIALS")
   fi
   chmod 600 "$CREDENTIALS"
+  # The address the processes match it by: this start's port (HOMECARE_KAFKA_PORT may have changed).
+  (umask 077
+   while IFS= read -r line; do
+     if [[ $line == HOMECARE_KAFKA_BOOTSTRAP=* ]]; then echo "HOMECARE_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT"; else printf '%s\n' "$line"; fi
+   done < "$CREDENTIALS" > "$CREDENTIALS.tmp" && mv "$CREDENTIALS.tmp" "$CREDENTIALS")
   while IFS='=' read -r key value; do
     case "$key" in HOMECARE_KAFKA_*_PASSWORD) [ -n "${!key:-}" ] || printf -v "$key" '%s' "$value" ;; esac
   done < "$CREDENTIALS"
