@@ -4,6 +4,7 @@ homecare kpis                  brokerage and market KPIs over a period, with RAG
 homecare tail                  follow the event streams, one decoded line per event
 homecare lag                   consumer lag per group and partition, oldest unprocessed event
 homecare dead-letters list|show|replay   what the consumers could not apply
+homecare outbox parked|retry|discard     outbox rows Kafka refused for good
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from rich.console import Console
 from rich.table import Table
 
 from schemas import topics as contract
-from services.operations import dead_letters, kpis, streams
+from services.operations import dead_letters, kpis, outbox, streams
 from services.operations.lag import lag as lag_of
-from services.runtime import topics
+from services.runtime import clock, topics
 from services.runtime.settings import admin_settings
 
 # ---- kpis ---------------------------------------------------------------------------------
@@ -28,14 +29,19 @@ from services.runtime.settings import admin_settings
 
 def kpis_command(
     days: float = typer.Option(7, help="Period: packages requested in the last N days"),
-    since: str = typer.Option(None, help="Period start (ISO date/time), instead of --days"),
-    until: str = typer.Option(None, help="Period end (ISO date/time); default now"),
+    since: str = typer.Option(
+        None, help="Period start, instead of --days: a UK date (from its midnight) or an ISO date/time (UK time)"
+    ),
+    until: str = typer.Option(None, help="Period end (exclusive), as --since; default now"),
     as_json: bool = typer.Option(False, "--json", help="JSON instead of tables"),
 ) -> None:
     """Brokerage and market KPIs over a period, with RAG status per measure."""
-    now = dt.datetime.now(dt.UTC)
-    end = dt.datetime.fromisoformat(until).astimezone(dt.UTC) if until else now
-    start = dt.datetime.fromisoformat(since).astimezone(dt.UTC) if since else end - dt.timedelta(days=days)
+    now = clock.now()
+    try:
+        end = clock.parse_uk_bound(until) if until else now
+        start = clock.parse_uk_bound(since) if since else end - dt.timedelta(days=days)
+    except ValueError as bad:
+        raise typer.BadParameter(f"{bad}: give a date (2027-03-28) or a date and time (2027-03-28T09:00)") from None
     result = asyncio.run(kpis.key_figures(admin_settings().kafka_bootstrap_servers, start=start, end=end, now=now))
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))
@@ -45,7 +51,8 @@ def kpis_command(
     console.print(
         f"[bold]{p['requested']}[/bold] requested, {p['placed']} placed, {p['unplaced']} unplaced, "
         f"{p['cancelled']} cancelled, {p['handed_back']} handed back  "
-        f"({result['period']['start'][:16]} to {result['period']['end'][:16]})  unplaced share: {_rag(p['rag'])}"
+        f"({clock.format_uk(result['period']['start'])} to {clock.format_uk(result['period']['end'])})  "
+        f"unplaced share: {_rag(p['rag'])}"
     )
     t = Table(title="time to place by urgency")
     for col in ("urgency", "placed", "median", "90th percentile", "RAG"):
@@ -182,7 +189,7 @@ def list_letters(as_json: bool = typer.Option(False, "--json", help="JSON lines 
     for p, o, d in letters:
         table.add_row(
             dead_letters.letter_id(p, o),
-            d.failed_at[:19],
+            clock.format_uk(d.failed_at),
             d.consumer,
             f"{d.origin_topic}/{d.origin_partition}@{d.origin_offset}",
             d.reason,
@@ -211,6 +218,60 @@ def replay(
     applied it."""
     try:
         replayed = asyncio.run(dead_letters.replay_letters(admin_settings().kafka_bootstrap_servers, letter_ids))
+    except (LookupError, ValueError) as refused:  # unknown, or cut to fit Kafka
+        raise typer.BadParameter(str(refused)) from None
+    typer.echo(f"replayed {replayed} dead letter(s)")
+
+
+# ---- parked outbox rows -------------------------------------------------------------------
+
+
+outbox_app = typer.Typer(no_args_is_help=True, help="Outbox rows Kafka refused for good (parked).")
+
+
+@outbox_app.command("parked")
+def outbox_parked(as_json: bool = typer.Option(False, "--json", help="JSON lines instead of a table")) -> None:
+    """Outbox rows Kafka refused for good, with the error and how many rows wait behind each."""
+    rows = asyncio.run(outbox.parked_rows(admin_settings().database_url))
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row))
+        return
+    table = Table(title=f"{len(rows)} parked outbox row{'s' if len(rows) != 1 else ''}")
+    for column in ("service", "id", "parked at", "event", "aggregate", "bytes", "held", "error"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(
+            r["service"],
+            r["id"],
+            clock.format_uk(r["parked_at"]),  # for people: UK local time
+            r["type"],
+            r["aggregate"],
+            str(r["payload_bytes"]),
+            str(r["held"]),
+            (r["error"] or "")[:120],
+        )
+    Console().print(table)
+
+
+@outbox_app.command("retry")
+def outbox_retry(ids: list[str] = typer.Argument(..., help="ids of parked rows, as listed")) -> None:
+    """Put parked rows back in the relay's queue, once the cause is fixed."""
+    try:
+        done = asyncio.run(outbox.retry_rows(admin_settings().database_url, ids))
     except LookupError as unknown:
         raise typer.BadParameter(str(unknown)) from None
-    typer.echo(f"replayed {replayed} dead letter(s)")
+    typer.echo(f"{len(done)} row(s) back in the queue")
+
+
+@outbox_app.command("discard")
+def outbox_discard(
+    ids: list[str] = typer.Argument(..., help="ids of parked rows, as listed"),
+    by: str = typer.Option(..., "--by", help="who decided (recorded with the row)"),
+) -> None:
+    """Give parked rows up for good: their events are never published; the rows behind them go."""
+    try:
+        done = asyncio.run(outbox.discard_rows(admin_settings().database_url, ids, by))
+    except LookupError as unknown:
+        raise typer.BadParameter(str(unknown)) from None
+    typer.echo(f"{len(done)} row(s) discarded")

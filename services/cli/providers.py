@@ -8,6 +8,8 @@ import os
 import httpx
 import typer
 
+from services.runtime import clock
+
 app = typer.Typer(no_args_is_help=True, help="Providers on the framework.")
 credentials = typer.Typer(
     no_args_is_help=True, help="Provider API credentials (hashed at rest; the token is shown once)."
@@ -53,9 +55,13 @@ def list_(provider_id: str, url: str = URL) -> None:
     with _client(url) as client:
         for c in _answer(client.get(f"/providers/{provider_id}/credentials")):
             state = (
-                f"revoked {c['revoked_at']}" if c["revoked_at"] else f"live, last used {c['last_used_at'] or 'never'}"
+                f"revoked {clock.format_uk(c['revoked_at'])}"
+                if c["revoked_at"]
+                else f"live, last used {clock.format_uk(c['last_used_at'], missing='never')}"
             )
-            typer.echo(f"{c['credential_id']}  {c['label'] or '-':20}  created {c['created_at']}  {state}")
+            typer.echo(
+                f"{c['credential_id']}  {c['label'] or '-':20}  created {clock.format_uk(c['created_at'])}  {state}"
+            )
 
 
 @credentials.command("revoke")

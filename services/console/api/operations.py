@@ -89,6 +89,10 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             return page(request, "error.html", session, 404, title="Page not found", message=str(unknown))
         except dead_letters.ReplayNotAllowed as refused:
             return page(request, "error.html", session, 403, title="Replay not allowed here", message=str(refused))
+        except ValueError as cut:  # a letter cut to fit Kafka: its original bytes are not all there
+            return page(
+                request, "error.html", session, 409, title="This dead letter cannot be replayed", message=str(cut)
+            )
         return RedirectResponse(f"/ops/dead-letters?replayed={quote(letter_id)}", status_code=303)
 
     @router.get("/ops/kpis")
