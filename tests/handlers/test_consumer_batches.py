@@ -171,9 +171,10 @@ async def test_a_misrouted_event_is_dead_lettered_even_where_no_handler_wants_it
     not handle bids, yet it does not skip this one by its header - it is dead-lettered."""
     seen: list[dict[str, str]] = []
     service, _ = await in_memory(build, "providers", before_start=listen_to_dead_letters(seen))
+    package_id = uuid.uuid4()  # a package's events are keyed by it
     bid = BidSubmitted(
-        correlation_id=uuid.uuid4(),
-        package_id=uuid.uuid4(),
+        correlation_id=package_id,
+        package_id=package_id,
         offer_round=1,
         provider_id="bluebell-care",
         hourly_rate=Decimal("11.11"),

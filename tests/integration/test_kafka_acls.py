@@ -238,9 +238,10 @@ async def test_a_forged_bid_from_a_principal_without_write_rights_is_refused_and
 async def test_an_event_on_a_topic_that_does_not_own_it_is_dead_lettered(admin, infra, acl_stack, acl_namespace):
     """Written by the administrator (who may write anywhere): a BidSubmitted on brokerage.packages
     reaches the providers and notifications consumers, and each dead-letters it as misrouted."""
+    package_id = uuid.uuid4()  # a package's events are keyed by it
     bid = BidSubmitted(
-        correlation_id=uuid.uuid4(),
-        package_id=uuid.uuid4(),
+        correlation_id=package_id,
+        package_id=package_id,
         offer_round=1,
         provider_id="bluebell-care",
         hourly_rate=Decimal("11.11"),
