@@ -110,7 +110,15 @@ def matches(
 
 
 async def tail_lines(
-    bootstrap: str, names: list[str], *, follow: bool, from_beginning: bool, on_line, on_ready=None, **filters
+    bootstrap: str,
+    names: list[str],
+    *,
+    follow: bool,
+    from_beginning: bool,
+    on_line,
+    on_ready=None,
+    security: dict | None = None,
+    **filters,
 ) -> None:
     """Feed ``on_line`` every matching record of the topics, oldest first (then live, with follow).
     With follow, ``on_ready()`` is called once every partition's starting offset is fixed: no
@@ -118,16 +126,17 @@ async def tail_lines(
     if not follow:
         records = []
         for name in names:
-            records += await read_topic(bootstrap, name)
+            records += await read_topic(bootstrap, name, security=security)
         for record in sorted(records, key=lambda r: (r.timestamp, r.topic, r.partition, r.offset)):
             line = describe(record)
             if matches(line, **filters):
                 on_line(line)
         return
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **kafka_security())
+    security = kafka_security() if security is None else security
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **security)
     await consumer.start()
     try:
-        partitions = [TopicPartition(n, p) for n in names for p in await partitions_of(bootstrap, n)]
+        partitions = [TopicPartition(n, p) for n in names for p in await partitions_of(bootstrap, n, security)]
         consumer.assign(partitions)
         if from_beginning:
             await consumer.seek_to_beginning(*partitions)
@@ -153,7 +162,13 @@ def event_types() -> list[str]:
 
 
 async def live_lines(
-    bootstrap: str, *, stop, zone: str | None = None, event_type: str | None = None, package: str | None = None
+    bootstrap: str,
+    *,
+    stop,
+    zone: str | None = None,
+    event_type: str | None = None,
+    package: str | None = None,
+    security: dict | None = None,
 ) -> AsyncIterator[Line | None]:
     """Every event written from now on, decoded as ``homecare tail`` decodes it. Yields None
     once the stream is positioned (everything after that will be seen) and whenever nothing
@@ -171,6 +186,7 @@ async def live_lines(
         tail_lines(
             bootstrap,
             names,
+            security=security,
             follow=True,
             from_beginning=False,
             on_line=keep,

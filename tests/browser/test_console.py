@@ -324,8 +324,9 @@ async def test_ops_see_a_dead_letter_with_its_origin_and_replay_it(console, page
     from aiokafka import AIOKafkaProducer
 
     from services.runtime import topics
+    from services.runtime.kafka import kafka_security
 
-    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka)
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka, **kafka_security())
     await producer.start()
     try:  # not an event: the brokerage's consumer dead-letters it with its origin
         sent = await producer.send_and_wait(
