@@ -4,7 +4,10 @@
 source "$(dirname "$0")/lib.sh"
 bash "$ROOT/deploy/setup.sh"
 bash "$ROOT/deploy/up.sh"
-(cd "$ROOT" && uv run --frozen homecare demo --packages "${DEMO_PACKAGES:-60}")
+component "demo" "" "the services' logs are in $LOG_DIR; bash deploy/services.sh status shows which are running; docs/guide/troubleshooting.md"
+(cd "$ROOT" && uv run --frozen homecare demo --packages "${DEMO_PACKAGES:-60}" \
+  --brokerage "http://127.0.0.1:${BROKERAGE_HTTP_PORT:-8001}" --providers "http://127.0.0.1:${PROVIDERS_HTTP_PORT:-8002}" \
+  --notifications "http://127.0.0.1:${NOTIFICATIONS_HTTP_PORT:-8003}")
 # Console accounts for the demo, one per role; the password is printed below (set
 # DEMO_STAFF_PASSWORD to choose it). Accounts made by an earlier run are left as they were.
 DEMO_STAFF_PASSWORD="${DEMO_STAFF_PASSWORD:-demo-$(head -c 9 /dev/urandom | base64 | tr -dc 'a-zA-Z0-9')}"
@@ -15,11 +18,12 @@ done
 cat <<MSG
 
 The services are still running:
-  console        http://127.0.0.1:8004/        (sign in as demo-broker, demo-ops or demo-admin;
+  console        http://127.0.0.1:${CONSOLE_HTTP_PORT:-8004}/        (sign in as demo-broker, demo-ops or demo-admin;
                                                 password for accounts made now: $DEMO_STAFF_PASSWORD)
-  brokerage      http://127.0.0.1:8001/docs    (package requests, offers, awards)
-  providers      http://127.0.0.1:8002/docs    (registry, providers' offers)
-  notifications  http://127.0.0.1:8003/docs    (confirmations)
-  Kafka          127.0.0.1:$KAFKA_PORT      PostgreSQL  127.0.0.1:$PG_PORT (database homecare)
+  brokerage      http://127.0.0.1:${BROKERAGE_HTTP_PORT:-8001}/docs    (package requests, offers, awards)
+  providers      http://127.0.0.1:${PROVIDERS_HTTP_PORT:-8002}/docs    (registry, providers' offers)
+  notifications  http://127.0.0.1:${NOTIFICATIONS_HTTP_PORT:-8003}/docs    (confirmations)
+  Kafka          127.0.0.1:$KAFKA_PORT      (SASL/SCRAM with ACLs; credentials in $RUN_DIR/kafka/credentials.env)
+  PostgreSQL     127.0.0.1:$PG_PORT      (database homecare)
 Logs: $LOG_DIR     Stop everything: deploy/down.sh
 MSG

@@ -46,9 +46,10 @@ start_one() {
 
 wait_ready() {
   local name=$1 deadline=$((SECONDS + ${2:-120}))
+  component "$name" "$LOG_DIR/$name.log" "read the log lines above: a port taken (set ${name^^}_HTTP_PORT), Kafka or PostgreSQL away (bash deploy/up.sh starts them), Kafka refusing the service (bash deploy/up.sh grants the ACLs); docs/guide/troubleshooting.md"
   until curl -fsS "http://127.0.0.1:${PORT[$name]}/health/ready" >/dev/null 2>&1; do
-    if ! pid_alive "$RUN_DIR/$name.pid"; then log "$name exited; last lines of its log:"; tail -20 "$LOG_DIR/$name.log" >&2; return 1; fi
-    [ $SECONDS -lt $deadline ] || { log "$name not ready in time"; tail -20 "$LOG_DIR/$name.log" >&2; return 1; }
+    pid_alive "$RUN_DIR/$name.pid" || fail "$name exited while starting"
+    [ $SECONDS -lt $deadline ] || fail "$name was not ready within ${2:-120} s"
     sleep 0.5
   done
   log "$name ready"

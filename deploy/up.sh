@@ -4,5 +4,9 @@
 source "$(dirname "$0")/lib.sh"
 bash "$ROOT/deploy/kafka.sh" start
 bash "$ROOT/deploy/postgres.sh" start
+component "provisioning" "" "check that Kafka and PostgreSQL are running (bash deploy/kafka.sh status; bash deploy/postgres.sh status) and read the error above; docs/guide/troubleshooting.md"
 (cd "$ROOT" && uv run --frozen -q homecare db provision)
+# On the closed broker the services may not create topics: the administrator makes them and
+# grants each principal its rights (docs/guide/kafka-security.md).
+(cd "$ROOT" && uv run --frozen -q homecare kafka acls)
 bash "$ROOT/deploy/services.sh" start

@@ -38,6 +38,11 @@ TOPIC_OF: dict[type[ev.Envelope], str] = {
 }
 
 ALL = (PACKAGES, ANSWERS, REGISTRY, CONFIRMATIONS, DEAD_LETTERS)
+EVENT_TOPICS = (PACKAGES, ANSWERS, REGISTRY, CONFIRMATIONS)
+
+# The one service that may write each event topic (its Kafka principal alone has WRITE on it, and
+# consumers accept an event only from the topic that owns its type, written by that producer).
+OWNER = {PACKAGES: "brokerage", ANSWERS: "providers", REGISTRY: "providers", CONFIRMATIONS: "notifications"}
 
 # What each service's consumer group reads.
 CONSUMED_BY = {

@@ -3,10 +3,13 @@
 Where they come from, in order:
 1. ``KAFKA_BOOTSTRAP_SERVERS`` / ``DATABASE_URL`` in the environment (a cluster of your own);
 2. testcontainers (Kafka KRaft + PostgreSQL), when a Docker engine answers;
-3. the project's local processes, started by ``deploy/kafka.sh`` and ``deploy/postgres.sh``.
+3. the project's local processes, started by ``deploy/kafka.sh`` and ``deploy/postgres.sh``:
+   Kafka closed (SASL/SCRAM and ACLs), its credentials in ``.run/kafka/credentials.env``.
 
 Each test session gets its own database (``homecare_test_<hex>``) and its own topic namespace
-(``HOMECARE_NAMESPACE=test-<hex>``), so runs never see each other's data or events.
+(``HOMECARE_NAMESPACE=test-<hex>``), so runs never see each other's data or events. On a
+secured cluster the session's topics and each principal's ACLs on them are made as the
+administrator (the services may not create topics) and the ACLs removed at the end.
 """
 
 from __future__ import annotations
@@ -103,14 +106,20 @@ def namespace() -> Iterator[str]:
 async def database_url(infra, namespace) -> AsyncIterator[str]:
     """A fresh database for this session, provisioned (roles, schemas); dropped afterwards."""
     from services.runtime.db import provision
+    from services.runtime.kafka import kafka_security, provision_namespace, revoke_namespace_acls, secured
+    from services.runtime.settings import admin_settings
 
     name = f"homecare_{namespace.replace('-', '_')}"
     url = infra.database_url(name)
     await provision(url)
     os.environ["DATABASE_URL"] = url
     os.environ["KAFKA_BOOTSTRAP_SERVERS"] = infra.kafka
+    provision_namespace(infra.kafka, namespace)
     yield url
     await drop_database(infra, name)
+    security = kafka_security(admin_settings(infra.kafka))
+    if secured(security):
+        await revoke_namespace_acls(infra.kafka, namespace, security)
 
 
 @pytest.fixture(scope="session")

@@ -253,8 +253,13 @@ async def kafka_baseline(bootstrap: str, namespace: str, *, messages: int, size:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+    from services.runtime.kafka import kafka_security
+
+    # As the operator: the baseline's own topics are no service's (on a secured cluster, the
+    # same SASL/SCRAM connections the services make, so the comparison stays fair).
+    security = kafka_security(admin_settings(bootstrap))
     source, sink = f"{namespace}.baseline-in", f"{namespace}.baseline-out"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(t, num_partitions=3, replication_factor=1) for t in (source, sink)])
@@ -262,7 +267,9 @@ async def kafka_baseline(bootstrap: str, namespace: str, *, messages: int, size:
         pass
     finally:
         await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5, **security
+    )
     await producer.start()
     payload = b"x" * size
     try:
@@ -273,6 +280,7 @@ async def kafka_baseline(bootstrap: str, namespace: str, *, messages: int, size:
             group_id=f"{namespace}.baseline-{uuid.uuid4().hex[:6]}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            **security,
         )
         await consumer.start()
         try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+import uuid
 
 import httpx
 
@@ -56,7 +57,17 @@ async def place_batch(
 
         async def post(body: dict) -> str:
             async with gate:
-                r = await client.post(f"{brokerage}/packages", json=body)
+                # Sent again on a dropped connection (a busy machine, a keep-alive closed as the request
+                # went out) under the same Idempotency-Key: the brokerage creates the package once.
+                key = str(uuid.uuid4())
+                for attempt in range(1, 4):
+                    try:
+                        r = await client.post(f"{brokerage}/packages", json=body, headers={"Idempotency-Key": key})
+                        break
+                    except httpx.TransportError:
+                        if attempt == 3:
+                            raise
+                        await asyncio.sleep(0.5 * attempt)
                 r.raise_for_status()
                 package_id = r.json()["package_id"]
                 if notifications:

@@ -81,7 +81,12 @@ def start_stack(
 ) -> Stack:
     """The three services (``extra_env`` adds to their environment); with ``console``, then the
     web console as a client of their APIs."""
+    from services.runtime.kafka import provision_namespace
+
     logs.mkdir(parents=True, exist_ok=True)
+    # On a secured cluster the services may not create topics: the operator makes them, and the
+    # namespace's ACLs, first.
+    provision_namespace(kafka, namespace)
     env = {k: v for k, v in os.environ.items() if not k.endswith("_HTTP_PORT")}
     env |= {
         "DATABASE_URL": database_url,

@@ -17,6 +17,7 @@ from typing import Any
 
 from asyncpg import Record
 
+from schemas.vocabulary import reason_words
 from services.brokerage import domain
 from services.runtime import clock
 
@@ -172,6 +173,7 @@ def decision_record(
                 "decided_by": e["decided_by"],
                 "decided_at": e["decided_at"],
                 "reason": e["reason"],
+                "reason_text": e["reason_text"],
             }
             for e in exceptions
         ],
@@ -230,7 +232,8 @@ def for_broker(record: dict[str, Any], names: dict[str, str]) -> str:
         if e["decision"] is None:
             lines.append(asked + ": awaiting a broker's decision.")
         else:
-            lines.append(f"{asked}: {e['decision']} by {e['decided_by']} on {_when(e['decided_at'])} - {e['reason']}.")
+            why = reason_words(e["reason"]) + (f" ({e['reason_text']})" if e.get("reason_text") else "")
+            lines.append(f"{asked}: {e['decision']} by {e['decided_by']} on {_when(e['decided_at'])} - {why}.")
     if record["status"] in ("placed", "started"):
         winner = names.get(record["winner"], record["winner"])
         lines.append(f"Placed with {winner} at {_money(record['hourly_rate'])}/h: " + record["rule"] + ".")

@@ -80,16 +80,29 @@ def generate_market(seed: int = typer.Option(2021, help="Same seed, same market"
 
 
 @kafka_app.command("acls")
-def kafka_acls() -> None:
-    """As the cluster's administrator (KAFKA_USERNAME/KAFKA_PASSWORD, KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT):
-    create the topics, and let each service's principal read and write only its own topics and group."""
-    from services.runtime.kafka import acl_plan, grant_service_acls
+def kafka_acls(
+    list_only: bool = typer.Option(False, "--list", help="Only show the ACLs in place on this namespace's topics"),
+) -> None:
+    """As the cluster's administrator: create the topics, and grant each principal its rights (a
+    service writes only its own topics and the dead letters, reads what it consumes, uses its own
+    group; console and reporting only read; ops replays dead letters). Safe to run again.
+
+    The administrator's identity: KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_USERNAME and
+    KAFKA_PASSWORD, or, on the local broker of deploy/kafka.sh, its credentials file."""
+    from services.runtime.kafka import describe_acls, grant_service_acls, kafka_security, secured
     from services.runtime.settings import admin_settings
 
-    created = asyncio.run(grant_service_acls(admin_settings().kafka_bootstrap_servers))
-    for service, grants in acl_plan().items():
-        typer.echo(f"User:{service}: {len(grants)} ACLs on {', '.join(sorted({g[1] for g in grants}))}")
-    typer.echo(f"{created} ACLs in place")
+    settings = admin_settings()
+    security = kafka_security(settings)
+    if not secured(security):
+        typer.echo("this cluster is open (PLAINTEXT): no ACLs to grant; the services create their topics")
+        return
+    if not list_only:
+        created = asyncio.run(grant_service_acls(settings.kafka_bootstrap_servers, security))
+        typer.echo(f"{created} ACLs in place (list them: homecare kafka acls --list)")
+        return
+    for acl in asyncio.run(describe_acls(settings.kafka_bootstrap_servers, security)):
+        typer.echo(str(acl))
 
 
 if __name__ == "__main__":

@@ -5,18 +5,20 @@ console's dead letters page does too."""
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
 from services.runtime import topics
 from services.runtime.dead_letters import DeadLetter
 from services.runtime.kafka import kafka_security, read_topic
+from services.runtime.settings import ServiceSettings
 
 
-async def read_all(bootstrap: str) -> list[tuple[int, int, DeadLetter]]:
+async def read_all(bootstrap: str, security: dict | None = None) -> list[tuple[int, int, DeadLetter]]:
     """Every dead letter as (partition, offset, letter), oldest first."""
     letters = []
-    for r in await read_topic(bootstrap, topics.dead_letters()):
+    for r in await read_topic(bootstrap, topics.dead_letters(), security=security):
         headers = {k: (v or b"").decode(errors="replace") for k, v in (r.headers or ())}
         letters.append((r.partition, r.offset, DeadLetter.from_record(r.key, r.value, headers)))
     letters.sort(key=lambda x: x[2].failed_at)
@@ -75,11 +77,28 @@ def _b64(data: bytes | None) -> str | None:
     return base64.b64encode(data).decode("ascii") if data is not None else None
 
 
-async def replay_letters(bootstrap: str, letter_ids: list[str]) -> int:
+class ReplayNotAllowed(Exception):
+    """No identity that may write a dead letter back to its topic (the console without ``ops``)."""
+
+
+def replay_security(settings: ServiceSettings) -> dict[str, Any]:
+    """The identity the console replays as: its replay principal (``ops``) on a secured cluster
+    (ReplayNotAllowed without its password); on an open cluster, its own."""
+    if settings.kafka_security_protocol == "PLAINTEXT":
+        return kafka_security(settings)
+    if not settings.kafka_replay_password:
+        raise ReplayNotAllowed("set CONSOLE_KAFKA_REPLAY_PASSWORD (the ops principal's) to replay from the console")
+    replay = settings.model_copy(
+        update={"kafka_username": settings.kafka_replay_username, "kafka_password": settings.kafka_replay_password}
+    )
+    return kafka_security(replay)
+
+
+async def replay_letters(bootstrap: str, letter_ids: list[str], security: dict | None = None) -> int:
     """Republish the original key, value and headers to the original topic, with
     ``x-replayed-from: <id>``. LookupError for an unknown id; ValueError for a letter that was cut
     to fit Kafka (its original is only on its own topic, while retained). Nothing is sent then."""
-    letters = {letter_id(p, o): d for p, o, d in await read_all(bootstrap)}
+    letters = {letter_id(p, o): d for p, o, d in await read_all(bootstrap, security)}
     unknown = [i for i in letter_ids if i not in letters]
     if unknown:
         raise LookupError(f"no dead letter {', '.join(unknown)}")
@@ -91,7 +110,11 @@ async def replay_letters(bootstrap: str, letter_ids: list[str]) -> int:
             f"({d.value_size} bytes, SHA-256 {d.value_sha256}) is only at {d.origin_topic}/{d.origin_partition}"
             f"@{d.origin_offset}, while the topic retains it"
         )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, **kafka_security())
+    # ``security``: an identity that may read the dead letters and write their topics (the ``ops``
+    # principal or the administrator; default the operator's).
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, enable_idempotence=True, **(kafka_security() if security is None else security)
+    )
     await producer.start()
     try:
         for i in letter_ids:

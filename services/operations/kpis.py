@@ -221,11 +221,11 @@ def compute(
     }
 
 
-async def read_events(bootstrap: str) -> list[dict]:
+async def read_events(bootstrap: str, security: dict | None = None) -> list[dict]:
     events = []
     records = []
     for name in (contract.PACKAGES, contract.ANSWERS):
-        records += await read_topic(bootstrap, topics.resolve(name))
+        records += await read_topic(bootstrap, topics.resolve(name), security=security)
     # Per partition in offset order (a package's lifecycle order); across topics by time.
     for record in sorted(records, key=lambda r: (r.timestamp, r.topic, r.partition, r.offset)):
         try:
@@ -242,11 +242,18 @@ def load_thresholds(path: Path = THRESHOLDS) -> dict:
 
 
 async def key_figures(
-    bootstrap: str, *, start: dt.datetime, end: dt.datetime, now: dt.datetime, framework: Framework | None = None
+    bootstrap: str,
+    *,
+    start: dt.datetime,
+    end: dt.datetime,
+    now: dt.datetime,
+    framework: Framework | None = None,
+    security: dict | None = None,
 ) -> dict:
     """Every KPI for packages requested in [start, end), read from the brokers at ``bootstrap``
-    (the shape of :func:`compute`), with the thresholds of ``deploy/ops/kpi-thresholds.yaml``."""
-    events = await read_events(bootstrap)
+    (the shape of :func:`compute`), with the thresholds of ``deploy/ops/kpi-thresholds.yaml``.
+    ``security``: the reader's Kafka identity (default the operator's)."""
+    events = await read_events(bootstrap, security)
     return compute(
         events,
         start=start,

@@ -15,8 +15,9 @@ def subscriptions() -> dict[str, list[str]]:
     return {topics.group(s): [topics.resolve(t) for t in contract.CONSUMED_BY[s]] for s in SERVICES}
 
 
-async def lag(bootstrap: str) -> list[dict]:
+async def lag(bootstrap: str, security: dict | None = None) -> list[dict]:
     """One row per group and partition: ``{group, topic, partition, committed, end, lag (events),
-    oldest_unprocessed_age_s (seconds, None when nothing waits), members}``."""
-    rows = await consumer_lag(bootstrap, subscriptions())
+    oldest_unprocessed_age_s (seconds, None when nothing waits), members}``. ``security``: the
+    reader's Kafka identity (default the operator's)."""
+    rows = await consumer_lag(bootstrap, subscriptions(), security)
     return [r.__dict__ | {"lag": r.lag} for r in rows]

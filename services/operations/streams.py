@@ -11,6 +11,7 @@ import datetime as dt
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
@@ -117,6 +118,7 @@ async def tail_lines(
     from_beginning: bool,
     on_line: Callable[[Line], None],
     on_ready: Callable[[], None] | None = None,
+    security: dict[str, Any] | None = None,
     **filters: str | None,
 ) -> None:
     """Feed ``on_line`` every matching record of the topics, oldest first (then live, with follow).
@@ -125,16 +127,17 @@ async def tail_lines(
     if not follow:
         records = []
         for name in names:
-            records += await read_topic(bootstrap, name)
+            records += await read_topic(bootstrap, name, security=security)
         for record in sorted(records, key=lambda r: (r.timestamp, r.topic, r.partition, r.offset)):
             line = describe(record)
             if matches(line, **filters):
                 on_line(line)
         return
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **kafka_security())
+    security = kafka_security() if security is None else security
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **security)
     await consumer.start()
     try:
-        partitions = [TopicPartition(n, p) for n in names for p in await partitions_of(bootstrap, n)]
+        partitions = [TopicPartition(n, p) for n in names for p in await partitions_of(bootstrap, n, security)]
         consumer.assign(partitions)
         if from_beginning:
             await consumer.seek_to_beginning(*partitions)
@@ -166,6 +169,7 @@ async def live_lines(
     zone: str | None = None,
     event_type: str | None = None,
     package: str | None = None,
+    security: dict[str, Any] | None = None,
 ) -> AsyncIterator[Line | None]:
     """Every event written from now on, decoded as ``homecare tail`` decodes it. Yields None
     once the stream is positioned (everything after that will be seen) and whenever nothing
@@ -183,6 +187,7 @@ async def live_lines(
         tail_lines(
             bootstrap,
             names,
+            security=security,
             follow=True,
             from_beginning=False,
             on_line=keep,

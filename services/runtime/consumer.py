@@ -32,6 +32,11 @@ path described above, so retries and dead letters concern only the faulty event;
 unreadable records of a batch are set aside before it is applied and dead-lettered after. A message
 whose ``event_type`` header names an event this service does not handle is skipped unparsed.
 
+An event is accepted only from the topic that owns its type (``schemas.topics.TOPIC_OF``) and
+only when its ``producer`` is that topic's owner (``schemas.topics.OWNER``): anything else - a
+forged or misrouted event, even one this service does not handle - is dead-lettered (reason
+``misrouted``) and never applied.
+
 FastStream runs with ``AckPolicy.MANUAL``: its other policies either commit before the work
 (ACK_FIRST), commit failed work (ACK, REJECT_ON_ERROR) or re-read a failing message in a
 tight loop (NACK_ON_ERROR). Batches of one subscriber are processed one at a time, which
@@ -55,6 +60,7 @@ from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.message import StreamMessage
 from pydantic import ValidationError
 
+from schemas import topics as contract
 from schemas.events import EVENT_TYPES, Envelope, Event, parse_event
 from services.runtime import metrics
 from services.runtime.db import backoff_delays, is_transient
@@ -81,6 +87,25 @@ Handler = HandlerOf[Event]
 
 class Rejected(Exception):
     """A handler's verdict that an event can never be applied: dead-letter it at once."""
+
+
+def misrouted(topic: str, event: Envelope) -> str | None:
+    """Why ``event`` may not be accepted from ``topic`` (None when it may): every event type has
+    one home topic, written by one producer (docs/decisions/0047). The broker's ACLs keep each
+    service's principal to its own topics; this is the consumer's half of the same rule."""
+    home = contract.topic_for(event)
+    name = type(event).__name__  # the class is named after its event_type
+    if topic != resolve(home):
+        return f"{name} is accepted only from {resolve(home)}, not from {topic}"
+    owner = contract.OWNER[home]
+    if event.producer != owner:
+        return f"{name} on {topic} names producer {event.producer!r}; only {owner} writes {home}"
+    return None
+
+
+def _at_home(declared: str, topic: str) -> bool:
+    """True when an event of the type named in a header belongs on ``topic``."""
+    return resolve(contract.TOPIC_OF[EVENT_TYPES[declared]]) == topic
 
 
 @dataclass(frozen=True)
@@ -198,6 +223,8 @@ class EventConsumer:
     def on(
         self, t1: type[E1], t2: type[E2], t3: type[E3], t4: type[E4], /
     ) -> Callable[[HandlerOf[E1 | E2 | E3 | E4]], HandlerOf[E1 | E2 | E3 | E4]]: ...
+    @overload  # more classes: the handler is not checked against them (add an overload above if needed)
+    def on(self, *event_types: type[Envelope]) -> Callable[[HandlerOf[Any]], HandlerOf[Any]]: ...
     def on(self, *event_types: type[Envelope]) -> Callable[[Any], Any]:
         """Register a handler for these event classes: ``consumer.on(PackagePlaced)(handler)``,
         where ``handler(uow, event)`` takes an event of one of these classes."""
@@ -261,16 +288,26 @@ class EventConsumer:
         on its own, once, after the rest of the batch is applied."""
         work: list[tuple[Delivery, Event, Handler]] = []
         unreadable: list[tuple[Delivery, str]] = []
+        misplaced: list[tuple[Delivery, str, str]] = []
         for delivery in deliveries:
             if delivery.problem is None:
                 declared = delivery.headers.get("event_type")
-                if declared is not None and declared not in self.handlers and declared in EVENT_TYPES:
+                if (
+                    declared is not None
+                    and declared not in self.handlers
+                    and declared in EVENT_TYPES
+                    and _at_home(declared, delivery.topic)
+                ):
                     # Not an event this service handles (its producer says which it is): not parsed.
                     metrics.EVENTS_HANDLED.labels(self.service, self.group, declared, "ignored").inc()
                     continue
             event, error = read_event(delivery)
             if event is None:
                 unreadable.append((delivery, error or "unreadable"))
+                continue
+            wrong_place = misrouted(delivery.topic, event)
+            if wrong_place:  # never applied, even when no handler here wants its type
+                misplaced.append((delivery, wrong_place, type(event).__name__))
                 continue
             handler = self.handlers.get(event.event_type)
             if handler is None:
@@ -281,6 +318,9 @@ class EventConsumer:
             return False  # shutting down: the batch comes back whole
         for delivery, error in unreadable:
             if not await self._dead_letter(delivery, "invalid", error, attempts=1, event_type=None):
+                return False
+        for delivery, error, event_type in misplaced:
+            if not await self._dead_letter(delivery, "misrouted", error, attempts=1, event_type=event_type):
                 return False
         return True
 
@@ -350,6 +390,11 @@ class EventConsumer:
             structlog.contextvars.bind_contextvars(
                 event_id=str(event.event_id), event_type=event.event_type, correlation_id=str(event.correlation_id)
             )
+            wrong_place = misrouted(delivery.topic, event)
+            if wrong_place:
+                return await self._dead_letter(
+                    delivery, "misrouted", wrong_place, attempts=1, event_type=type(event).__name__
+                )
             handler = self.handlers.get(event.event_type)
             if handler is None:
                 metrics.EVENTS_HANDLED.labels(self.service, self.group, event.event_type, "ignored").inc()

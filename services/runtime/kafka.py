@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
-from aiokafka.protocol.admin import CreateAclsRequest, DescribeAclsRequest
+from aiokafka.protocol.admin import CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest
 from faststream.kafka import KafkaBroker
 from faststream.kafka.security import parse_security
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
@@ -19,7 +19,7 @@ from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLS
 from schemas import topics
 from services.runtime import kafka_records
 from services.runtime import topics as runtime_topics
-from services.runtime.settings import SERVICES, ServiceSettings, SharedSettings
+from services.runtime.settings import SERVICES, ServiceSettings, SharedSettings, admin_settings
 
 kafka_records.install()  # every reader of this process gets past records whose header names are not UTF-8
 
@@ -42,8 +42,27 @@ def broker_security(settings: SharedSettings) -> BaseSecurity | None:
 
 def kafka_security(settings: SharedSettings | None = None) -> dict:
     """The same identity as keyword arguments of aiokafka's clients (admin, consumer, producer).
-    Without settings: the operator's, from the environment (the CLI's tools)."""
-    return parse_security(broker_security(settings or SharedSettings()))
+    Without settings: the operator's (the CLI's tools), from the environment or, on the local
+    broker, the administrator's from deploy/kafka.sh's credentials."""
+    return parse_security(broker_security(settings or admin_settings()))
+
+
+def secured(security: dict) -> bool:
+    """True when these client arguments sign in (the cluster checks ACLs)."""
+    return security.get("security_protocol", "PLAINTEXT") != "PLAINTEXT"
+
+
+def provision_namespace(bootstrap: str, namespace: str) -> None:
+    """Topics and ACLs of ``namespace`` on a secured cluster, as the operator (nothing on an
+    open one: the services create their topics there). Callable from sync code, even inside a
+    running event loop (it runs in a thread of its own): the test fixtures' and the benchmark's."""
+    import concurrent.futures
+
+    security = kafka_security(admin_settings(bootstrap))
+    if not secured(security):
+        return
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, grant_service_acls(bootstrap, security, namespace=namespace)).result()
 
 
 def make_broker(settings: ServiceSettings) -> KafkaBroker:
@@ -54,8 +73,9 @@ def make_broker(settings: ServiceSettings) -> KafkaBroker:
         # On a secured cluster topics are the administrator's to create (and a service may not).
         allow_auto_create_topics=settings.kafka_security_protocol == "PLAINTEXT",
         # The relay's guarantee rests on these: no duplicates from producer retries, and a
-        # send only counts once every in-sync replica has it.
-        enable_idempotence=True,
+        # send only counts once every in-sync replica has it. The console publishes nothing, and
+        # its read-only principal may not ask for a producer id.
+        enable_idempotence=settings.service in SERVICES,
         acks="all",
         linger_ms=settings.kafka_linger_ms,
         graceful_timeout=settings.graceful_timeout_seconds,
@@ -63,7 +83,9 @@ def make_broker(settings: ServiceSettings) -> KafkaBroker:
     )
 
 
-async def ensure_topics(bootstrap: str, replication_factor: int = 1, security: dict | None = None) -> None:
+async def ensure_topics(
+    bootstrap: str, replication_factor: int = 1, security: dict | None = None, namespace: str | None = None
+) -> None:
     """Create the system's topics with their partition count, if missing.
 
     The registry topic is compacted: it holds each provider's latest profile for as long as
@@ -74,7 +96,7 @@ async def ensure_topics(bootstrap: str, replication_factor: int = 1, security: d
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        compacted = runtime_topics.resolve(topics.REGISTRY)
+        compacted = runtime_topics.resolve(topics.REGISTRY, namespace)
         missing = [
             NewTopic(
                 t,
@@ -82,7 +104,7 @@ async def ensure_topics(bootstrap: str, replication_factor: int = 1, security: d
                 replication_factor=replication_factor,
                 topic_configs={"cleanup.policy": "compact"} if t == compacted else {},
             )
-            for t in runtime_topics.all_topics()
+            for t in runtime_topics.all_topics(namespace)
             if t not in existing
         ]
         if missing:
@@ -209,9 +231,11 @@ async def _age_at(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -
 
 
 # ---- access control on a secured cluster ----------------------------------------------------
-# Each service's principal may write the topics it owns (a topic is named after its producer)
-# and the dead letters, read the topics it consumes, and use its own consumer group; nothing else.
-# aiokafka has the CreateAcls protocol message but no admin method for it, so it is sent as is.
+# One principal per service (docs/guide/kafka-security.md): each may write the topics it owns
+# (schemas/topics.py OWNER) and the dead letters, read the topics it consumes, and use its own
+# consumer group; the console and the reporting service only read; `ops` replays dead letters
+# (reads them, writes their original topics). The administrator is the only super user.
+# aiokafka has the ACL protocol messages but no admin methods for them, so they are sent as is.
 
 # Kafka's protocol codes (org.apache.kafka.common.acl / resource).
 _ANY = 1
@@ -219,50 +243,136 @@ _TOPIC, _GROUP = 2, 3
 _LITERAL = 3
 _READ, _WRITE, _DESCRIBE = 3, 4, 8
 _ALLOW = 3
+RESOURCE_NAMES = {_TOPIC: "topic", _GROUP: "group"}
+OPERATION_NAMES = {_READ: "read", _WRITE: "write", _DESCRIBE: "describe"}
+
+# Principals besides the three event-driven services.
+READERS = ("console", "reporting")  # read-only: the console's live tail, lag and KPIs; the reporting service
+OPS = "ops"  # dead-letter replay (the CLI's and the console's): reads dead letters, writes their origin
+PRINCIPALS = (*SERVICES, *READERS, OPS)
+
+Grant = tuple[int, str, int]  # (resource type, resource name, operation)
 
 
-def acl_plan() -> dict[str, list[tuple[int, str, int]]]:
-    """Per service: (resource type, resource name, operation) it is allowed, names resolved in
-    this installation's namespace."""
-    plan: dict[str, list[tuple[int, str, int]]] = {}
+def acl_plan(namespace: str | None = None) -> dict[str, list[Grant]]:
+    """Per principal: the (resource type, resource name, operation) it is allowed, names
+    resolved in ``namespace`` (default: this installation's)."""
+
+    def topic(base: str, *ops: int) -> list[Grant]:
+        return [(_TOPIC, runtime_topics.resolve(base, namespace), op) for op in ops]
+
+    def group(name: str, *ops: int) -> list[Grant]:
+        return [(_GROUP, runtime_topics.group(name, namespace), op) for op in ops]
+
+    plan: dict[str, list[Grant]] = {}
     for service in SERVICES:
-        owned = [t for t in topics.ALL if t.split(".")[0] == service] + [topics.DEAD_LETTERS]
-        grants = [(_TOPIC, runtime_topics.resolve(t), op) for t in owned for op in (_WRITE, _DESCRIBE)]
-        grants += [
-            (_TOPIC, runtime_topics.resolve(t), op) for t in topics.CONSUMED_BY[service] for op in (_READ, _DESCRIBE)
-        ]
-        grants += [(_GROUP, runtime_topics.group(service), op) for op in (_READ, _DESCRIBE)]
+        owned = [t for t, owner in topics.OWNER.items() if owner == service] + [topics.DEAD_LETTERS]
+        grants = [g for t in owned for g in topic(t, _WRITE, _DESCRIBE)]
+        grants += [g for t in topics.CONSUMED_BY[service] for g in topic(t, _READ, _DESCRIBE)]
+        grants += group(service, _READ, _DESCRIBE)
         plan[service] = grants
+    # The console reads every topic (live tail, dead letters, KPIs) and sees each group's lag;
+    # it joins no group (it assigns partitions and commits nothing).
+    plan["console"] = [g for t in topics.ALL for g in topic(t, _READ, _DESCRIBE)]
+    plan["console"] += [g for s in SERVICES for g in group(s, _DESCRIBE)]
+    plan["reporting"] = [g for t in topics.EVENT_TOPICS for g in topic(t, _READ, _DESCRIBE)]
+    plan["reporting"] += group("reporting", _READ, _DESCRIBE)
+    plan[OPS] = topic(topics.DEAD_LETTERS, _READ, _DESCRIBE)
+    plan[OPS] += [g for t in topics.EVENT_TOPICS for g in topic(t, _WRITE, _DESCRIBE)]
     return plan
 
 
+def _admin(bootstrap: str, security: dict | None) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(bootstrap_servers=bootstrap, **_security(security))
+
+
 async def grant_service_acls(
-    bootstrap: str, security: dict | None = None, principals: dict[str, str] | None = None
+    bootstrap: str,
+    security: dict | None = None,
+    principals: dict[str, str] | None = None,
+    namespace: str | None = None,
+    replication_factor: int = 1,
 ) -> int:
-    """Create the topics (as the administrator) and each service's ACLs; safe to run again.
-    ``principals``: service -> Kafka user name (default: the service's name). Returns ACLs created."""
-    await ensure_topics(bootstrap, security=security)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **_security(security))
+    """As the administrator (``security``; default the operator's identity): create the topics of
+    ``namespace`` and every principal's ACLs on them; safe to run again. ``principals``: principal
+    -> Kafka user name (default: the same name). Returns the number of ACLs granted."""
+    await ensure_topics(bootstrap, replication_factor, security=security, namespace=namespace)
+    admin = _admin(bootstrap, security)
     await admin.start()
-    created = 0
+    wanted: set[tuple[str, int, str, int]] = set()
     try:
-        for service, grants in acl_plan().items():
-            principal = f"User:{(principals or {}).get(service, service)}"
-            for resource_type, name, operation in grants:
+        for name, grants in acl_plan(namespace).items():
+            principal = f"User:{(principals or {}).get(name, name)}"
+            for resource_type, resource, operation in grants:
                 response = await admin._send_request(
-                    CreateAclsRequest(resource_type, name, _LITERAL, principal, "*", operation, _ALLOW)
+                    CreateAclsRequest(resource_type, resource, _LITERAL, principal, "*", operation, _ALLOW)
                 )
                 for error_code, message in response.creation_responses:
                     if error_code:
-                        raise RuntimeError(f"could not grant {principal} on {name}: {message or error_code}")
-                created += 1
+                        raise RuntimeError(f"could not grant {principal} on {resource}: {message or error_code}")
+                wanted.add((principal, resource_type, resource, operation))
         # The controller has committed them; the broker applies them from the metadata log a
         # moment later. Return once the broker enforces them, so a client starting now is let in.
         for _ in range(100):
-            described = await admin._send_request(DescribeAclsRequest(_ANY, None, _ANY, None, None, _ANY, _ANY))
-            if sum(len(acls) for *_, acls in described.resources) >= created:
+            if wanted <= {(a.principal, a.resource_type, a.resource, a.operation) for a in await _describe(admin)}:
                 break
             await asyncio.sleep(0.1)
     finally:
         await admin.close()
-    return created
+    return len(wanted)
+
+
+@dataclass(frozen=True)
+class Acl:
+    principal: str
+    resource_type: int
+    resource: str
+    operation: int
+    permission: int
+
+    def __str__(self) -> str:
+        allow = "allow" if self.permission == _ALLOW else "deny"
+        kind = RESOURCE_NAMES.get(self.resource_type, str(self.resource_type))
+        return (
+            f"{self.principal} {allow} {OPERATION_NAMES.get(self.operation, self.operation)} on {kind} {self.resource}"
+        )
+
+
+async def _describe(admin: AIOKafkaAdminClient) -> list[Acl]:
+    response = await admin._send_request(DescribeAclsRequest(_ANY, None, _ANY, None, None, _ANY, _ANY))
+    if response.error_code:
+        raise RuntimeError(f"could not list ACLs: {response.error_message or response.error_code}")
+    return [
+        Acl(principal, resource_type, name, operation, permission)
+        for resource_type, name, _pattern, acls in response.resources
+        for principal, _host, operation, permission in acls
+    ]
+
+
+async def describe_acls(bootstrap: str, security: dict | None = None, namespace: str | None = None) -> list[Acl]:
+    """The ACLs on ``namespace``'s topics and groups (every one with ``namespace=""`` and no
+    installation namespace set), sorted by principal and resource."""
+    names = {*runtime_topics.all_topics(namespace), *(runtime_topics.group(p, namespace) for p in PRINCIPALS)}
+    admin = _admin(bootstrap, security)
+    await admin.start()
+    try:
+        acls = await _describe(admin)
+    finally:
+        await admin.close()
+    return sorted(
+        (a for a in acls if a.resource in names),
+        key=lambda a: (a.principal, a.resource_type, a.resource, a.operation),
+    )
+
+
+async def revoke_namespace_acls(bootstrap: str, namespace: str, security: dict | None = None) -> None:
+    """Delete every ACL on ``namespace``'s topics and groups (a test run's, when it ends)."""
+    names = [(_TOPIC, t) for t in runtime_topics.all_topics(namespace)]
+    names += [(_GROUP, runtime_topics.group(p, namespace)) for p in PRINCIPALS]
+    admin = _admin(bootstrap, security)
+    await admin.start()
+    try:
+        for resource_type, name in names:
+            await admin._send_request(DeleteAclsRequest(resource_type, name, _LITERAL, None, None, _ANY, _ANY))
+    finally:
+        await admin.close()

@@ -42,6 +42,39 @@ LOCAL_DATABASE = f"postgresql://postgres@127.0.0.1:{os.environ.get('HOMECARE_PG_
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def local_kafka_identity(principal: str, bootstrap: str) -> dict[str, Any] | None:
+    """The Kafka settings with which ``principal`` signs in to the local broker that
+    deploy/kafka.sh runs, when ``bootstrap`` is that broker and it is secured: its credentials
+    file (``.run/kafka/credentials.env``, mode 600, or ``HOMECARE_KAFKA_CREDENTIALS``) names the
+    broker and holds each principal's password. None for any other cluster or an open broker."""
+    run_dir = Path(os.environ.get("HOMECARE_RUN_DIR") or ROOT / ".run")
+    path = Path(os.environ.get("HOMECARE_KAFKA_CREDENTIALS") or run_dir / "kafka" / "credentials.env")
+    try:
+        protocol = (path.parent / "protocol").read_text().strip()
+        lines = path.read_text().splitlines()
+    except OSError:
+        return None
+    values = dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+    password = values.get(f"HOMECARE_KAFKA_{principal.upper()}_PASSWORD")
+    if protocol == "PLAINTEXT" or values.get("HOMECARE_KAFKA_BOOTSTRAP") != bootstrap or password is None:
+        return None
+    identity: dict[str, Any] = {
+        "kafka_security_protocol": protocol,
+        "kafka_sasl_mechanism": "SCRAM-SHA-512",
+        "kafka_username": principal,
+        "kafka_password": password,
+    }
+    if principal == "console":  # its replay of a dead letter writes as the ops principal
+        identity["kafka_replay_password"] = values.get("HOMECARE_KAFKA_OPS_PASSWORD")
+    return identity
+
+
+def _kafka_identity_given(prefix: str = "") -> bool:
+    """True when the environment says how to reach Kafka securely: it then wins over the local
+    broker's credentials."""
+    return any(f"{p}KAFKA_{name}" in os.environ for p in {"", prefix} for name in ("SECURITY_PROTOCOL", "PASSWORD"))
+
+
 def _local_passwords_file() -> Path:
     return Path(os.environ.get("HOMECARE_RUN_DIR") or ROOT / ".run") / "postgres" / "passwords.env"
 
@@ -155,6 +188,10 @@ class ServiceSettings(SharedSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 0
     service_database_url: str | None = None
+    # The console's replay of a dead letter puts its bytes back on their original topic, which
+    # its own (read-only) principal may not write: it does so as this principal, when given.
+    kafka_replay_username: str = "ops"
+    kafka_replay_password: str | None = None
     db_password: str | None = None
     db_pool_size: int = 10
     # Connections of the consumers and the outbox relay, apart from the HTTP API's and the timers'.
@@ -282,8 +319,20 @@ def load(service: ServiceName, **overrides: Any) -> ServiceSettings:
         values["http_port"] = DEFAULT_PORTS[service]
     if not values["db_password"] and not values["service_database_url"]:
         values["db_password"] = role_password(service, values["database_url"])
+    if not _kafka_identity_given(prefix) and not {"kafka_security_protocol", "kafka_password"} & overrides.keys():
+        values |= local_kafka_identity(service, values["kafka_bootstrap_servers"]) or {}
     return ServiceSettings.model_validate(values)
 
 
-def admin_settings() -> SharedSettings:
-    return SharedSettings()
+def admin_settings(kafka_bootstrap_servers: str | None = None) -> SharedSettings:
+    """The operator's settings (the CLI's tools, provisioning, tests): from the environment or,
+    on the local secured broker, as its administrator. ``kafka_bootstrap_servers``: another
+    cluster than the environment's."""
+    settings = SharedSettings()
+    if kafka_bootstrap_servers:
+        settings = settings.model_copy(update={"kafka_bootstrap_servers": kafka_bootstrap_servers})
+    if not _kafka_identity_given():
+        identity = local_kafka_identity("admin", settings.kafka_bootstrap_servers)
+        if identity:
+            settings = settings.model_copy(update=identity)
+    return settings

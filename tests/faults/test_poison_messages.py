@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from schemas.events import parse_event
 from services.bench.driver import FINAL, place_batch
 from services.runtime import topics
-from services.runtime.kafka import read_topic
+from services.runtime.kafka import kafka_security, read_topic
 from services.runtime.reference import load_framework
 from services.simulator.synthetic import batch
 
@@ -96,7 +96,7 @@ async def test_poison_messages_are_dead_lettered_and_valid_traffic_flows(stack, 
     total = sum(len(m) for m in messages.values())
     assert total > 1500
 
-    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka, enable_idempotence=True, linger_ms=5)
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka, enable_idempotence=True, linger_ms=5, **kafka_security())
     await producer.start()
 
     async def flood() -> None:
@@ -153,7 +153,7 @@ def homecare(*args: str) -> subprocess.CompletedProcess:
 
 
 async def test_the_cli_lists_shows_and_replays_dead_letters(stack, infra):
-    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka)
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka, **kafka_security())
     await producer.start()
     try:
         await producer.send_and_wait(

@@ -2,6 +2,7 @@
 service: a batch applies in one transaction, once per event, and a faulty event in it is
 retried and dead-lettered on its own while the rest apply."""
 
+import dataclasses
 import datetime as dt
 import uuid
 from decimal import Decimal
@@ -10,7 +11,7 @@ from typing import Any
 from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 from faststream.kafka import KafkaMessage
 
-from schemas.events import PackagePlaced
+from schemas.events import BidSubmitted, PackagePlaced
 from services.providers.app import build
 from services.runtime import consumer as consumer_module
 from services.runtime import metrics, topics
@@ -139,6 +140,51 @@ async def test_an_event_the_service_does_not_handle_is_skipped_by_its_header(in_
     before = await service.pool.fetchval("SELECT count(*) FROM inbox")
     assert await service.consumer.process_batch([unhandled, delivery(handled, 12)])
     assert await service.pool.fetchval("SELECT count(*) FROM inbox") == before + 1
+
+
+async def test_an_event_is_accepted_only_from_its_home_topic_and_producer(in_memory):
+    """OfferMade belongs on brokerage.packages, written by the brokerage: the same offer on
+    providers.answers, or on its own topic claiming another producer, is dead-lettered as
+    misrouted and changes nothing; the untouched offer beside them in the batch applies."""
+    seen: list[dict[str, str]] = []
+    service, _ = await in_memory(build, "providers", before_start=listen_to_dead_letters(seen))
+    providers = await willing(service, 1)
+    good, wrong_topic, wrong_producer = (offer(providers) for _ in range(3))
+    elsewhere = dataclasses.replace(delivery(wrong_topic, 21), topic=topics.resolve("providers.answers"))
+    forged = wrong_producer.model_copy(update={"producer": "notifications"})
+    assert await service.consumer.process_batch([elsewhere, delivery(forged, 22), delivery(good, 23)])
+
+    assert [h["x-dlq-reason"] for h in seen] == ["misrouted", "misrouted"]
+    errors = [h["x-dlq-error"] for h in seen]
+    assert "accepted only from" in errors[0] and "brokerage.packages" in errors[0]
+    assert "producer 'notifications'" in errors[1]
+    assert await inbox_rows(service, [wrong_topic, forged]) == []
+    assert len(await inbox_rows(service, [good])) == 1
+    for event in (wrong_topic, forged):
+        assert (
+            await service.pool.fetchval("SELECT count(*) FROM outbox WHERE aggregateid = $1", str(event.package_id))
+            == 0
+        )
+
+
+async def test_a_misrouted_event_is_dead_lettered_even_where_no_handler_wants_it(in_memory):
+    """A BidSubmitted (providers.answers' event) on brokerage.packages: the providers service does
+    not handle bids, yet it does not skip this one by its header - it is dead-lettered."""
+    seen: list[dict[str, str]] = []
+    service, _ = await in_memory(build, "providers", before_start=listen_to_dead_letters(seen))
+    package_id = uuid.uuid4()  # a package's events are keyed by it
+    bid = BidSubmitted(
+        correlation_id=package_id,
+        package_id=package_id,
+        offer_round=1,
+        provider_id="bluebell-care",
+        hourly_rate=Decimal("11.11"),
+        earliest_start=dt.date.today(),
+        adapter="automatic",
+        answered_at=dt.datetime.now(dt.UTC),
+    )
+    assert await service.consumer.process_batch([delivery(bid, 31)])
+    assert [h["x-dlq-reason"] for h in seen] == ["misrouted"]
 
 
 async def test_a_dead_letter_kafka_refuses_for_good_is_logged_and_the_batch_moves_on(in_memory, monkeypatch):

@@ -16,7 +16,7 @@ from schemas.events import PackagePlaced, PlacementConfirmed, Recipient
 from services.notifications.app import build as build_notifications
 from services.runtime import topics
 from services.runtime.db import create_pool, migrate
-from services.runtime.kafka import ensure_topics, make_broker, partitions_of, read_topic
+from services.runtime.kafka import ensure_topics, kafka_security, make_broker, partitions_of, read_topic
 from services.runtime.outbox import Relay, unit_of_work
 from services.runtime.settings import load
 
@@ -108,9 +108,9 @@ async def test_two_relays_publish_each_event_once_keyed_and_in_order_per_package
 
 
 async def committed_and_end(bootstrap: str, group: str, topic: str) -> tuple[dict, dict]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **kafka_security())
     await admin.start()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **kafka_security())
     await consumer.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group)
@@ -130,11 +130,11 @@ async def test_a_consumer_applies_each_event_once_dead_letters_garbage_and_commi
     await service.start()
     try:
         package_id = uuid.uuid4()
-        placed = PackagePlaced.model_validate_json((SAMPLES / "PackagePlaced.v1.json").read_text()).model_copy(
+        placed = PackagePlaced.model_validate_json((SAMPLES / "PackagePlaced.v2.json").read_text()).model_copy(
             update={"event_id": uuid.uuid4(), "package_id": package_id, "correlation_id": package_id}
         )
         topic = topics.resolve("brokerage.packages")
-        producer = AIOKafkaProducer(bootstrap_servers=infra.kafka)
+        producer = AIOKafkaProducer(bootstrap_servers=infra.kafka, **kafka_security())
         await producer.start()
         try:
             for _ in range(3):  # the same event, delivered three times

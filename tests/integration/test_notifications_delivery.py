@@ -11,6 +11,7 @@ from schemas.events import PackagePlaced
 from services.notifications import handlers
 from services.notifications.app import build
 from services.runtime import topics
+from services.runtime.kafka import kafka_security
 from services.runtime.outbox import unit_of_work
 from services.runtime.settings import load
 from tests.standins import MailServer
@@ -19,7 +20,7 @@ SAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "samples"
 
 
 async def publish(bootstrap: str, event: PackagePlaced, times: int) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **kafka_security())
     await producer.start()
     try:
         for _ in range(times):
@@ -51,7 +52,7 @@ async def test_redeliveries_and_a_restart_send_one_email_per_recipient(infra, da
     )
     package_id = uuid.uuid4()
     provider, broker = f"prov-{package_id.hex[:8]}", f"broker.{package_id.hex[:8]}"
-    placed = PackagePlaced.model_validate_json((SAMPLES / "PackagePlaced.v1.json").read_text()).model_copy(
+    placed = PackagePlaced.model_validate_json((SAMPLES / "PackagePlaced.v2.json").read_text()).model_copy(
         update={
             "event_id": uuid.uuid4(),
             "package_id": package_id,

@@ -25,7 +25,8 @@ def test_compose_runs_kafka_postgres_and_the_three_services():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
     assert {"kafka", "postgres", "brokerage", "providers", "notifications"} <= set(services)
-    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
+    # KRaft, no ZooKeeper: the broker's configuration is deploy/kafka/server-sasl.properties
+    assert "process.roles=broker,controller" in (ROOT / "deploy/kafka/server-sasl.properties").read_text()
     for name in ("brokerage", "providers", "notifications"):
         assert services[name]["command"] == ["python", "-m", f"services.{name}"]
         # each service connects as its own role, with a password that has to be given
@@ -40,6 +41,26 @@ def test_compose_runs_the_console_as_its_own_role_on_the_services_apis():
     assert console["environment"]["CONSOLE_DB_PASSWORD"].startswith("${CONSOLE_DB_PASSWORD:?")
     assert console["environment"]["CONSOLE_BROKERAGE_URL"] == "http://brokerage:8001"
     assert console["environment"]["CONSOLE_PROVIDERS_URL"] == "http://providers:8002"
+
+
+def test_compose_runs_kafka_closed_with_a_principal_per_service_and_no_default_password():
+    text = (ROOT / "docker-compose.yml").read_text()
+    services = yaml.safe_load(text)["services"]
+    kafka = services["kafka"]
+    assert kafka["entrypoint"][-1] == "/homecare/compose-kafka.sh"
+    script = (ROOT / "deploy/kafka/compose-kafka.sh").read_text()
+    assert "/homecare/server-sasl.properties" in script and "--add-scram" in script
+    config = (ROOT / "deploy/kafka/server-sasl.properties").read_text()
+    assert "allow.everyone.if.no.acl.found=false" in config
+    assert "super.users=User:admin\n" in config
+    assert "CONTROLLER:SASL_PLAINTEXT" in config and "PLAINTEXT://" not in config.replace("SASL_PLAINTEXT://", "")
+    for name in ("brokerage", "providers", "notifications", "console"):
+        env = services[name]["environment"]
+        assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+        assert env[f"{name.upper()}_KAFKA_PASSWORD"].startswith(f"${{HOMECARE_KAFKA_{name.upper()}_PASSWORD:?")
+        assert services[name]["depends_on"]["kafka-acls"]["condition"] == "service_completed_successfully"
+    assert services["kafka-acls"]["command"] == ["homecare", "kafka", "acls"]
+    assert "change-me" not in services["kafka"]["environment"]["HOMECARE_KAFKA_ADMIN_PASSWORD"]
 
 
 def _strings(node):

@@ -19,6 +19,7 @@ from services.console.api.sessions import Sessions
 from services.console.domain import Permission
 from services.console.handlers import Session
 from services.operations import dead_letters, kpis, lag, streams
+from services.runtime.kafka import kafka_security
 
 if TYPE_CHECKING:
     from services.console.app import Console
@@ -28,6 +29,9 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
     """``/ops/stream`` (and its ``/events``), ``/ops/lag``, ``/ops/dead-letters`` and ``/ops/kpis``."""
     router = APIRouter(include_in_schema=False)
     need, form_of = sessions.need, sessions.form_of
+    # The console reads Kafka as its own principal (read-only: the topics, and the services' group
+    # offsets for lag); a replay alone writes, as the ops principal (docs/guide/kafka-security.md).
+    bootstrap, security = console.settings.kafka_bootstrap_servers, kafka_security(console.settings)
 
     @router.get("/ops/stream")
     async def stream_page(request: Request, session: Session = Depends(need(Permission.operations))) -> Response:
@@ -55,7 +59,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             return stopping["client"] or console.stopping()
 
         async for line in streams.live_lines(
-            console.settings.kafka_bootstrap_servers, stop=stop, zone=zone or None, event_type=type or None
+            bootstrap, stop=stop, zone=zone or None, event_type=type or None, security=security
         ):
             if await request.is_disconnected():
                 stopping["client"] = True
@@ -68,14 +72,14 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
 
     @router.get("/ops/lag")
     async def lag_page(request: Request, session: Session = Depends(need(Permission.operations))) -> Response:
-        rows = await lag.lag(console.settings.kafka_bootstrap_servers)
+        rows = await lag.lag(bootstrap, security)
         return page(request, "lag.html", session, rows=rows, total=sum(r["lag"] for r in rows), now=now())
 
     @router.get("/ops/dead-letters")
     async def dead_letters_page(request: Request, session: Session = Depends(need(Permission.operations))) -> Response:
         letters = [  # newest first
             {"id": dead_letters.letter_id(p, o), "letter": d}
-            for p, o, d in reversed(await dead_letters.read_all(console.settings.kafka_bootstrap_servers))
+            for p, o, d in reversed(await dead_letters.read_all(bootstrap, security))
         ]
         return page(
             request, "dead_letters.html", session, letters=letters, replayed=request.query_params.get("replayed")
@@ -87,9 +91,11 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
     ) -> Response:
         await form_of(request, session)
         try:
-            await dead_letters.replay_letters(console.settings.kafka_bootstrap_servers, [letter_id])
+            await dead_letters.replay_letters(bootstrap, [letter_id], dead_letters.replay_security(console.settings))
         except LookupError as unknown:
             return page(request, "error.html", session, 404, title="Page not found", message=str(unknown))
+        except dead_letters.ReplayNotAllowed as refused:
+            return page(request, "error.html", session, 403, title="Replay not allowed here", message=str(refused))
         except ValueError as cut:  # a letter cut to fit Kafka: its original bytes are not all there
             return page(
                 request, "error.html", session, 409, title="This dead letter cannot be replayed", message=str(cut)
@@ -104,7 +110,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             days = 7.0
         at = now()
         figures = await kpis.key_figures(
-            console.settings.kafka_bootstrap_servers, start=at - dt.timedelta(days=days), end=at, now=at
+            bootstrap, start=at - dt.timedelta(days=days), end=at, now=at, security=security
         )
         return page(request, "kpis.html", session, k=figures, days=days, charts=kpi_charts(figures))
 
