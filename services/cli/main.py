@@ -22,7 +22,7 @@ import asyncio
 
 import typer
 
-from services.cli import bench, demo, operations, providers, simulate, staff
+from services.cli import bench, demo, operations, output, providers, simulate, staff
 from services.runtime.logging import configure
 
 app = typer.Typer(no_args_is_help=True, help="Operate the home care brokerage platform.")
@@ -55,7 +55,7 @@ def provision() -> None:
     from services.runtime.settings import admin_settings
 
     asyncio.run(run(admin_settings().database_url))
-    typer.echo("database provisioned: roles and schemas brokerage, providers, notifications, console")
+    typer.echo(output.paragraph("database provisioned: roles and schemas brokerage, providers, notifications, console"))
 
 
 @ref_app.command("generate-market")
@@ -74,7 +74,7 @@ def generate_market(seed: int = typer.Option(2021, help="Same seed, same market"
     )
     path = reference_dir() / "providers.yaml"
     path.write_text(header + yaml.safe_dump({"providers": providers}, sort_keys=False, width=120))
-    typer.echo(f"wrote {len(providers)} providers to {path}")
+    typer.echo(output.paragraph(f"wrote {len(providers)} providers to {path}"))
 
 
 @kafka_app.command("acls")
@@ -86,7 +86,8 @@ def kafka_acls() -> None:
 
     created = asyncio.run(grant_service_acls(admin_settings().kafka_bootstrap_servers))
     for service, grants in acl_plan().items():
-        typer.echo(f"User:{service}: {len(grants)} ACLs on {', '.join(sorted({g[1] for g in grants}))}")
+        on = ", ".join(sorted({g[1] for g in grants}))
+        typer.echo(output.paragraph(f"User:{service}: {len(grants)} ACLs on {on}"))
     typer.echo(f"{created} ACLs in place")
 
 
