@@ -171,7 +171,8 @@ async def test_provider_credentials_read_whole_in_a_pipe_and_the_json_has_the_sa
         text = homecare_piped("providers", "credentials", "list", provider_id, *url, columns=room, env=env)
         assert_fits(text, room)
         for c in listed:
-            assert_shows(text, f"{c['credential_id']} {c['label'] or '-'} {c['created_at']}")
+            for value in (c["credential_id"], c["label"] or "-", c["created_at"]):
+                assert_shows(text, value)
             assert_shows(text, c["revoked_at"] or c["last_used_at"] or "never")
 
 
