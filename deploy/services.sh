@@ -21,6 +21,9 @@ if [ ! -f "$SECRETS" ]; then
     echo "HOMECARE_DISCLOSURE_TOKEN=$(head -c 32 /dev/urandom | base64 | tr -d '/+=')"
   } > "$SECRETS")
 fi
+# The key sealing secrets at rest (webhook signing secrets: services/runtime/sealing.py).
+grep -q '^SECRETS_KEYS=' "$SECRETS" ||
+  (umask 077; echo "SECRETS_KEYS=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_')" >> "$SECRETS")
 # Added since the first installations: the console's token for reading a person's details.
 grep -q '^HOMECARE_STAFF_TOKEN=' "$SECRETS" ||
   (umask 077; echo "HOMECARE_STAFF_TOKEN=$(head -c 32 /dev/urandom | base64 | tr -d '/+=')" >> "$SECRETS")
