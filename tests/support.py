@@ -82,4 +82,7 @@ async def personal_values(database_url: str) -> set[str]:
                 found.add(str(row[name]))
         number = row["nhs_number"]
         found.add(f"{number[:3]} {number[3:6]} {number[6:]}")
+        phone = row["phone"] or ""
+        if phone.startswith("+44"):  # stored in E.164; a leak may be in the national form people type
+            found |= {"0" + phone[3:], f"0{phone[3:7]} {phone[7:]}"}
     return found

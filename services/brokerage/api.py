@@ -11,7 +11,6 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-import re
 import uuid
 from decimal import Decimal
 from typing import Annotated, Literal
@@ -24,19 +23,9 @@ from schemas.events import PackageSpec, VisitPattern
 from schemas.vocabulary import Band, CareNeed, Funding, Urgency
 from services.brokerage import explanation, handlers
 from services.brokerage import repository as repo
+from services.runtime import clock, identifiers
 from services.runtime.http import ProblemError
 from services.runtime.outbox import unit_of_work
-
-POSTCODE = re.compile(r"^[A-Z]{1,2}[0-9][0-9A-Z]? ?[0-9][A-Z]{2}$")
-
-
-def nhs_number_valid(number: str) -> bool:
-    """The NHS number's modulus 11 check digit."""
-    digits = [int(c) for c in number]
-    total = sum(d * w for d, w in zip(digits[:9], range(10, 1, -1), strict=True))
-    check = 11 - total % 11
-    check = 0 if check == 11 else check
-    return check != 10 and check == digits[9]
 
 
 class Person(BaseModel):
@@ -46,33 +35,19 @@ class Person(BaseModel):
 
     full_name: str = Field(min_length=1, max_length=200)
     address: str = Field(min_length=1, max_length=500)
-    postcode: str = Field(description="Full postcode, e.g. LE11 3AB")
-    phone: str | None = Field(default=None, max_length=40)
-    email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-    nhs_number: str = Field(description="10 digits, spaces allowed")
+    postcode: identifiers.Postcode = Field(description='Full UK postcode, stored as "LE11 3AB" whatever the spacing')
+    phone: identifiers.Phone = Field(default=None, description="UK phone number, stored in E.164 (+441164960123)")
+    email: identifiers.Email = Field(default=None, max_length=254, description="Email address (domain in lower case)")
+    nhs_number: identifiers.NhsNumber = Field(
+        description="10 digits with a correct check digit; spaces and dashes allowed, stored as ten digits"
+    )
     date_of_birth: dt.date | None = None
     care_notes: str | None = Field(default=None, max_length=5000)
-
-    @field_validator("postcode")
-    @classmethod
-    def _postcode(cls, v: str) -> str:
-        v = v.upper()
-        if not POSTCODE.match(v):
-            raise ValueError("not a UK postcode")
-        return v
-
-    @field_validator("nhs_number")
-    @classmethod
-    def _nhs(cls, v: str) -> str:
-        v = v.replace(" ", "")
-        if not (len(v) == 10 and v.isdigit()) or not nhs_number_valid(v):
-            raise ValueError("not a valid NHS number (10 digits with a correct check digit)")
-        return v
 
     @field_validator("date_of_birth")
     @classmethod
     def _dob(cls, v: dt.date | None) -> dt.date | None:
-        if v is not None and not (dt.date(1900, 1, 1) <= v <= dt.date.today()):
+        if v is not None and not (dt.date(1900, 1, 1) <= v <= clock.uk_today()):
             raise ValueError("date of birth must be between 1900-01-01 and today")
         return v
 
@@ -82,7 +57,7 @@ class PackageRequest(BaseModel):
 
     zone: str = Field(description="Zone id from the framework's reference data, e.g. charnwood-north")
     band: Band
-    postcode_district: str = Field(description="Outward code of the postcode, e.g. LE11")
+    postcode_district: identifiers.PostcodeDistrict = Field(description="Outward code of the postcode, e.g. LE11")
     hours_per_week: Decimal = Field(gt=0, le=168, max_digits=5, decimal_places=2)
     visits: VisitPattern
     needs: list[CareNeed] = Field(min_length=1)
@@ -92,14 +67,6 @@ class PackageRequest(BaseModel):
     requested_by: str = Field(min_length=1, max_length=100, description="Staff id of the requesting broker")
     person: Person
 
-    @field_validator("postcode_district")
-    @classmethod
-    def _district(cls, v: str) -> str:
-        v = v.upper()
-        if not re.match(r"^[A-Z]{1,2}[0-9][0-9A-Z]?$", v):
-            raise ValueError("not a postcode district (the outward code, e.g. LE11)")
-        return v
-
     @field_validator("needs")
     @classmethod
     def _unique_needs(cls, v: list[CareNeed]) -> list[CareNeed]:
@@ -108,7 +75,7 @@ class PackageRequest(BaseModel):
     @field_validator("start_date")
     @classmethod
     def _start(cls, v: dt.date) -> dt.date:
-        today = dt.date.today()
+        today = clock.uk_today()  # the UK date: a request at 00:30 BST for "today" is for today
         if v < today - dt.timedelta(days=1):
             raise ValueError("start date is in the past")
         if v > today + dt.timedelta(days=366):
@@ -143,8 +110,8 @@ class StartRequest(BaseModel):
     @field_validator("started_on")
     @classmethod
     def _not_future(cls, v: dt.date) -> dt.date:
-        if v > dt.date.today():
-            raise ValueError("care cannot have started in the future")
+        if v > clock.uk_today():  # the UK date: care started at 00:30 BST started "today"
+            raise ValueError("care cannot have started in the future (dates are UK dates)")
         return v
 
 
@@ -184,8 +151,7 @@ def _validate_against_framework(request: PackageRequest, rules: handlers.Brokera
             f"postcode district {request.postcode_district} is not in zone {request.zone}; {hint}",
             field="postcode_district",
         )
-    outward = request.person.postcode.replace(" ", "")[:-3]
-    if outward != request.postcode_district:
+    if identifiers.postcode_district_of(request.person.postcode) != request.postcode_district:
         raise ProblemError(
             422,
             f"the person's postcode {request.person.postcode} is not in district {request.postcode_district}",
@@ -223,6 +189,7 @@ def _package_view(row, timeline, rounds, answers) -> dict:
                 "window_closes_at": r["window_closes_at"],
                 "closed_at": r["closed_at"],
                 "outcome": r["outcome"],
+                "tie_break": json.loads(r["tie_break"]) if r["tie_break"] else None,
                 "answers": [
                     {
                         k: (str(a[k]) if isinstance(a[k], Decimal) else a[k])
@@ -558,9 +525,9 @@ def reference_router(service, rules: handlers.BrokerageRules) -> APIRouter:
         rows = await service.pool.fetch("SELECT provider_id, revision, profile FROM provider_view ORDER BY provider_id")
         return [{"revision": r["revision"], **json.loads(r["profile"])} for r in rows]
 
-    @ref.get("/rates", summary="The rate card in force today")
+    @ref.get("/rates", summary="The rate card in force today (the UK date)")
     async def rates() -> dict:
-        card = rules.framework.rate_card_on(dt.date.today())
+        card = rules.framework.rate_card_on(clock.uk_today())
         return {
             "version": card.version,
             "effective_from": card.effective_from,

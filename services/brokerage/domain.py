@@ -3,16 +3,20 @@
 Who may be offered a package (eligibility, with a reason for every exclusion), which tiers
 are offered in which order (the zone's allocation policy), when an offer round can close
 early, and which bid wins (quality rating, then price, then earliest start, then earliest
-answer; only bids at or under the band rate are acceptable without an approved exception).
+answer, then fewer awards in the zone over the last 12 weeks, then a draw seeded by the package
+id and round; only bids at or under the band rate are acceptable without an approved exception).
+The ranking rules: docs/guide/award-ranking.md and decision record 0042.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from collections.abc import Iterable
+import hashlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from schemas.events import PackageSpec, ProviderProfile
 from schemas.vocabulary import CareNeed, Tier, Urgency
@@ -234,6 +238,42 @@ class Answer:
     hourly_rate: Decimal | None = None
     earliest_start: dt.date | None = None
     reason: str | None = None
+    offer_round: int = 0  # the round answered: part of the tie-breaking draw
+
+
+# ---- the tie-break ------------------------------------------------------------------------
+# Bids equal on quality, price, start and answer time (automatic adapters answer in the same
+# instant) go first to the provider with fewer awards in the package's zone over the last 12
+# weeks - spreading work, against the concentration the papers warn of (004:1033-1035) - and,
+# equal on that too, to the lower of a draw: SHA-256 of "package id/round/provider id", which
+# anyone can recompute from the record and no provider's name or id order can favour.
+AWARD_SPREAD_WINDOW = dt.timedelta(weeks=12)
+CRITERIA = (
+    "quality rating",
+    "price",
+    "earliest start",
+    "earliest answer",
+    "fewer awards in the zone in the last 12 weeks",
+    "draw",
+)
+TIE_BREAKS = frozenset(CRITERIA[4:])
+
+
+def tie_draw(package_key: str, offer_round: int, provider_id: str) -> str:
+    """A bid's draw (hex): uniform over providers, fixed by the package and round, reproducible."""
+    return hashlib.sha256(f"{package_key}/{offer_round}/{provider_id}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class TieBreak:
+    """What ranks bids equal on everything else. ``recent_awards``: each bidder's awards in the
+    package's zone over :data:`AWARD_SPREAD_WINDOW` before the ranking (absent: none);
+    ``package_key``: the package id, seeding the draw. ``legacy``: a round ranked before the
+    tie-break existed, by provider id (only to explain old decisions as they were made)."""
+
+    recent_awards: Mapping[str, int] = field(default_factory=dict)
+    package_key: str = ""
+    legacy: bool = False
 
 
 @dataclass(frozen=True)
@@ -242,20 +282,40 @@ class RankedBid:
     quality: Decimal
     acceptable: bool
     rank: int = 0
+    recent_awards: int = 0
+    draw: str = ""
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """The bid's place in the ranking, criterion by criterion (:data:`CRITERIA`)."""
+        a = self.answer
+        return (-self.quality, a.hourly_rate, a.earliest_start, a.answered_at, self.recent_awards, self.draw)
 
 
-def rank_key(bid: Answer, quality: Decimal) -> tuple:
-    """Quality rating (higher first), then price, then earliest start, then earliest answer."""
-    return (-quality, bid.hourly_rate, bid.earliest_start, bid.answered_at, bid.provider_id)
+def rank_bids(
+    answers: Iterable[Answer], quality: dict[str, Decimal], band_rate: Decimal, tie_break: TieBreak
+) -> list[RankedBid]:
+    """The bids ranked: quality rating (higher first), then price (lower), then earliest start,
+    then earliest answer, then fewer awards in the zone in the last 12 weeks, then the draw
+    (lower first). ``acceptable``: at or under ``band_rate`` (pounds per hour)."""
+    bids = []
+    for a in answers:
+        if a.kind != "bid":
+            continue
+        pid = a.provider_id
+        draw = pid if tie_break.legacy else tie_draw(tie_break.package_key, a.offer_round, pid)
+        awards = 0 if tie_break.legacy else tie_break.recent_awards.get(pid, 0)
+        bids.append(RankedBid(a, quality.get(pid, Decimal(0)), a.hourly_rate <= band_rate, 0, awards, draw))
+    bids.sort(key=lambda b: b.key)
+    return [dataclasses.replace(b, rank=i + 1) for i, b in enumerate(bids)]
 
 
-def rank_bids(answers: Iterable[Answer], quality: dict[str, Decimal], band_rate: Decimal) -> list[RankedBid]:
-    bids = [a for a in answers if a.kind == "bid"]
-    bids.sort(key=lambda b: rank_key(b, quality.get(b.provider_id, Decimal(0))))
-    return [
-        RankedBid(b, quality.get(b.provider_id, Decimal(0)), b.hourly_rate <= band_rate, rank=i + 1)
-        for i, b in enumerate(bids)
-    ]
+def deciding_criterion(better: RankedBid, worse: RankedBid) -> str | None:
+    """The first criterion on which ``better`` ranked above ``worse`` (None if they are equal)."""
+    for name, mine, theirs in zip(CRITERIA, better.key, worse.key, strict=True):
+        if mine != theirs:
+            return name
+    return None
 
 
 def choose_winner(ranked: list[RankedBid], still_eligible: set[str]) -> RankedBid | None:
@@ -293,7 +353,7 @@ def outcome_settled(state: RoundState, quality: dict[str, Decimal], band_rate: D
     """
     if not state.pending:
         return True
-    ranked = rank_bids(state.answers.values(), quality, band_rate)
+    ranked = rank_bids(state.answers.values(), quality, band_rate, TieBreak())  # only quality matters here
     best = next((b for b in ranked if b.acceptable), None)
     if best is None:
         return False

@@ -14,6 +14,7 @@ import json
 from decimal import Decimal
 
 from services.brokerage import domain
+from services.runtime import clock
 
 TIER_WORDS = {
     "prime": "the zone's Prime providers",
@@ -21,6 +22,42 @@ TIER_WORDS = {
     "open": "every eligible provider in the zone (open framework)",
     "adjacent": "eligible providers of the neighbouring zones (escalation)",
 }
+
+
+RULE = (
+    "acceptable bids (at or under the band rate) ranked by quality rating, then price, then earliest start, "
+    "then earliest answer, then fewer awards in the zone in the last 12 weeks, then a draw seeded by the "
+    "package and round; the first whose provider is still eligible wins"
+)
+TIE_BREAK_RULE = (
+    "bids equal on quality rating, price, start and answer time: fewer awards in the package's zone in the 12 "
+    "weeks before the ranking first, then the lower draw (SHA-256 of package id/round/provider id, in hex)"
+)
+
+
+def _tie_break_of(offer_round) -> dict | None:
+    value = offer_round.get("tie_break") if hasattr(offer_round, "get") else None
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _decided(offer_round, ranking: list[domain.RankedBid], package) -> dict | None:
+    """Which criterion made the winner of this round win over the next acceptable bid, when the
+    round was won: {"criterion", "winner", "runner_up"} (None if no award or no rival)."""
+    winner_id = (offer_round["outcome"] or "").removeprefix("placed with ")
+    if not (offer_round["outcome"] or "").startswith("placed with "):
+        return None
+    acceptable = [b for b in ranking if b.acceptable]
+    mine = next((i for i, b in enumerate(acceptable) if b.answer.provider_id == winner_id), None)
+    if mine is None or mine + 1 >= len(acceptable):
+        return None
+    winner, runner_up = acceptable[mine], acceptable[mine + 1]
+    return {
+        "criterion": domain.deciding_criterion(winner, runner_up),
+        "winner": winner_id,
+        "runner_up": runner_up.answer.provider_id,
+        "winner_recent_awards": winner.recent_awards,
+        "runner_up_recent_awards": runner_up.recent_awards,
+    }
 
 
 def _money(value) -> str:
@@ -35,12 +72,24 @@ def decision_record(package, rounds, answers, names: dict[str, str], exceptions=
         mine = [a for a in answers if a["offer_round"] == r["offer_round"]]
         on_time = [
             domain.Answer(
-                a["provider_id"], a["kind"], a["answered_at"], a["hourly_rate"], a["earliest_start"], a["reason"]
+                a["provider_id"],
+                a["kind"],
+                a["answered_at"],
+                a["hourly_rate"],
+                a["earliest_start"],
+                a["reason"],
+                offer_round=r["offer_round"],
             )
             for a in mine
             if not a["late"]
         ]
-        ranking = domain.rank_bids(on_time, quality, package["band_rate"])
+        stored = _tie_break_of(r)
+        tie_break = (
+            domain.TieBreak(legacy=True)
+            if stored is None and r["closed_at"] is not None
+            else domain.TieBreak((stored or {}).get("recent_awards", {}), str(package["package_id"]))
+        )
+        ranking = domain.rank_bids(on_time, quality, package["band_rate"], tie_break)
         record_rounds.append(
             {
                 "offer_round": r["offer_round"],
@@ -77,9 +126,16 @@ def decision_record(package, rounds, answers, names: dict[str, str], exceptions=
                         "earliest_start": b.answer.earliest_start,
                         "answered_at": b.answer.answered_at,
                         "acceptable": b.acceptable,
+                        "recent_awards_in_zone": None if tie_break.legacy else b.recent_awards,
+                        "draw": None if tie_break.legacy else b.draw,
                     }
                     for b in ranking
                 ],
+                "tie_break": {
+                    "rule": "provider id order (before the tie-break rule)" if tie_break.legacy else TIE_BREAK_RULE,
+                    "awards_counted_since": (stored or {}).get("since"),
+                    "decided_award": _decided(r, ranking, package),
+                },
             }
         )
     return {
@@ -89,10 +145,7 @@ def decision_record(package, rounds, answers, names: dict[str, str], exceptions=
         "rate_card": package["rate_card"],
         "band": package["band"],
         "band_rate": str(package["band_rate"]),
-        "rule": (
-            "acceptable bids (at or under the band rate) ranked by quality rating, then price, then earliest "
-            "start, then earliest answer; the first whose provider is still eligible wins"
-        ),
+        "rule": RULE,
         "winner": package["provider_id"],
         "hourly_rate": _str(package["hourly_rate"]),
         "rounds": record_rounds,
@@ -143,6 +196,20 @@ def for_broker(record: dict, names: dict[str, str]) -> str:
                 f"  {names.get(b['provider_id'], b['provider_id'])}'s bid was above the band rate, "
                 "so it could not be accepted without an approved exception."
             )
+        decided = (r.get("tie_break") or {}).get("decided_award")
+        if decided and decided["criterion"] in domain.TIE_BREAKS:
+            who, rival = (names.get(decided[k], decided[k]) for k in ("winner", "runner_up"))
+            tied = f"  {who} and {rival} tied on quality rating, price, start date and answer time; "
+            if decided["criterion"] == domain.CRITERIA[4]:
+                lines.append(
+                    tied + f"{who} had fewer awards in this zone in the last 12 weeks "
+                    f"({decided['winner_recent_awards']} against {decided['runner_up_recent_awards']})."
+                )
+            else:
+                lines.append(
+                    tied + f"both had {decided['winner_recent_awards']} awards in this zone in the last 12 weeks, "
+                    "so a draw seeded by the package and round decided (recorded, and reproducible)."
+                )
         lines.append(f"  Outcome: {r['outcome'] or 'still open'}.")
     for e in record.get("exceptions", []):
         who = names.get(e["provider_id"], e["provider_id"])
@@ -187,7 +254,11 @@ def for_losing_bidder(record: dict, provider_id: str) -> str | None:
             if not b["acceptable"]:
                 why = "your bid was above the band rate"
             elif record["status"] in ("placed", "started") and (r["outcome"] or "").startswith("placed"):
-                why = "a bid ranked higher on quality rating, price, start date or answer time was accepted"
+                why = (
+                    "a bid ranked higher on quality rating, price, start date or answer time - or, equal on all "
+                    "four, from a provider with fewer awards in the zone in the last 12 weeks or by a recorded "
+                    "draw - was accepted"
+                )
             elif record["status"] == "cancelled":
                 why = "the package was cancelled"
             else:
@@ -204,4 +275,5 @@ def _str(value) -> str | None:
 
 
 def _when(value) -> str:
-    return value.strftime("%d %b %Y %H:%M UTC") if isinstance(value, dt.datetime) else str(value)
+    """A timestamp for people: UK local time with GMT/BST (stored in UTC)."""
+    return clock.format_uk(value) if isinstance(value, dt.datetime) else str(value)

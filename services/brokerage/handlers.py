@@ -37,6 +37,7 @@ from schemas.events import (
 from schemas.vocabulary import Tier, Urgency
 from services.brokerage import domain
 from services.brokerage import repository as repo
+from services.runtime import clock
 from services.runtime.consumer import Rejected
 from services.runtime.logging import get_logger
 from services.runtime.outbox import UnitOfWork
@@ -73,7 +74,8 @@ class ActionRefused(Exception):
 
 
 def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    """The platform's clock (UTC; settable in tests): services.runtime.clock."""
+    return clock.now()
 
 
 class Requested(NamedTuple):
@@ -96,8 +98,10 @@ async def request_package(
     package_id = package_id or uuid.uuid4()
     at = now()
     framework = rules.framework
-    card = framework.rate_card_on(at.date())
-    policy = framework.policy_on(spec.zone, at.date())
+    # Effective dates are UK dates: at 00:30 BST on 1 April the April card is in force.
+    today = clock.uk_date(at)
+    card = framework.rate_card_on(today)
+    policy = framework.policy_on(spec.zone, today)
     package = await repo.insert_package(
         uow.conn,
         package_id=package_id,
@@ -178,11 +182,15 @@ async def close_round(
     package_id = package["package_id"]
     offer_round = package["current_round"]
     state, quality = answered or await repo.round_state(uow.conn, package_id, offer_round)
-    ranked = domain.rank_bids(state.answers.values(), quality, package["band_rate"])
     spec = repo.spec_of(package)
+    bidders = sorted(a.provider_id for a in state.answers.values() if a.kind == "bid")
+    tie_break, recorded = await _tie_break(uow, package_id, spec, bidders)
+    ranked = domain.rank_bids(state.answers.values(), quality, package["band_rate"], tie_break)
     winner = domain.choose_winner(ranked, await _eligible_now(uow, rules, spec, ranked))
     if winner is not None:
-        await repo.close_round(uow.conn, package_id, offer_round, f"placed with {winner.answer.provider_id}")
+        await repo.close_round(
+            uow.conn, package_id, offer_round, f"placed with {winner.answer.provider_id}", tie_break=recorded
+        )
         await _place(
             uow,
             package,
@@ -195,7 +203,7 @@ async def close_round(
         )
         return
     outcome = "no acceptable bid" if ranked else "no bid"
-    await repo.close_round(uow.conn, package_id, offer_round, outcome)
+    await repo.close_round(uow.conn, package_id, offer_round, outcome, tie_break=recorded if ranked else None)
     repo.add_timeline(uow, package_id, "round closed", now(), offer_round=offer_round, outcome=outcome, why=why)
     await _offer_next_tier(uow, rules, package, after=Tier(package["current_tier"]), causation=causation)
 
@@ -210,6 +218,17 @@ async def _eligible_now(
         return set()
     current = await repo.providers_by_id(uow.conn, sorted({b.answer.provider_id for b in bids}))
     return domain.eligible_now(spec, current, _neighbours(rules.framework, spec))
+
+
+async def _tie_break(
+    uow: UnitOfWork, package_id: uuid.UUID, spec: PackageSpec, bidders: list[str]
+) -> tuple[domain.TieBreak, dict]:
+    """What breaks ties between the bidders now: their awards in the package's zone over the last
+    12 weeks, and the draw seeded by the package id. Returns it and its record for the round."""
+    since = now() - domain.AWARD_SPREAD_WINDOW
+    counts = await repo.recent_awards(uow.conn, spec.zone, bidders, since) if bidders else {}
+    recorded = {"recent_awards": {p: counts.get(p, 0) for p in bidders}, "since": since.isoformat()}
+    return domain.TieBreak(counts, str(package_id)), recorded
 
 
 def _neighbours(framework: Framework, spec: PackageSpec) -> frozenset[str]:
@@ -263,6 +282,7 @@ async def _place(
     await repo.mark_placed(
         uow.conn, package_id, provider_id=winner.answer.provider_id, hourly_rate=winner.answer.hourly_rate, placed_at=at
     )
+    await repo.record_award(uow.conn, package_id, provider_id=winner.answer.provider_id, zone=spec.zone, at=at)
     start_date = max(spec.start_date, winner.answer.earliest_start)
     repo.add_timeline(
         uow,
@@ -424,7 +444,7 @@ async def rebroker_due(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID | No
             reopened_at=at,
         )
     )
-    package = await repo.reopen(uow.conn, package_id, start_date=max(package["start_date"], at.date()))
+    package = await repo.reopen(uow.conn, package_id, start_date=max(package["start_date"], clock.uk_date(at)))
     await _offer_next_tier(uow, rules, package, after=None, causation=None)
     return package_id
 
@@ -528,7 +548,9 @@ async def hand_back(
             recorded_at=at,
         )
     )
-    package = await repo.reopen(uow.conn, package_id, start_date=max(notice_ends_on, at.date()), exclude=provider_id)
+    package = await repo.reopen(
+        uow.conn, package_id, start_date=max(notice_ends_on, clock.uk_date(at)), exclude=provider_id
+    )
     await _offer_next_tier(uow, rules, package, after=None, causation=None)
 
 
@@ -598,7 +620,8 @@ async def _best_above_rate(
     uow: UnitOfWork, rules: BrokerageRules, package, spec: PackageSpec
 ) -> domain.RankedBid | None:
     answers, quality = await repo.cycle_bids(uow.conn, package["package_id"], package["cycle"])
-    ranked = domain.rank_bids(answers, quality, package["band_rate"])
+    tie_break, _ = await _tie_break(uow, package["package_id"], spec, sorted({a.provider_id for a in answers}))
+    ranked = domain.rank_bids(answers, quality, package["band_rate"], tie_break)
     return domain.best_above_rate(ranked, await _eligible_now(uow, rules, spec, ranked))
 
 

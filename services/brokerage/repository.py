@@ -152,12 +152,43 @@ async def open_round(
     )
 
 
-async def close_round(conn: asyncpg.Connection, package_id: uuid.UUID, offer_round: int, outcome: str) -> None:
+async def close_round(
+    conn: asyncpg.Connection, package_id: uuid.UUID, offer_round: int, outcome: str, *, tie_break: dict | None = None
+) -> None:
+    """``tie_break``: what the ranking at the close used to break ties (kept for the explanation)."""
     await conn.execute(
-        "UPDATE offer_rounds SET closed_at = now(), outcome = $3 WHERE package_id = $1 AND offer_round = $2",
+        """UPDATE offer_rounds SET closed_at = now(), outcome = $3, tie_break = COALESCE($4::jsonb, tie_break)
+            WHERE package_id = $1 AND offer_round = $2""",
         package_id,
         offer_round,
         outcome,
+        None if tie_break is None else json.dumps(tie_break),
+    )
+
+
+async def recent_awards(
+    conn: asyncpg.Connection, zone: str, provider_ids: list[str], since: dt.datetime
+) -> dict[str, int]:
+    """Each provider's awards in ``zone`` from ``since`` on (providers with none are absent)."""
+    rows = await conn.fetch(
+        """SELECT provider_id, count(*) AS n FROM awards
+            WHERE zone = $1 AND awarded_at >= $2 AND provider_id = ANY($3::text[]) GROUP BY provider_id""",
+        zone,
+        since,
+        provider_ids,
+    )
+    return {r["provider_id"]: r["n"] for r in rows}
+
+
+async def record_award(
+    conn: asyncpg.Connection, package_id: uuid.UUID, *, provider_id: str, zone: str, at: dt.datetime
+) -> None:
+    await conn.execute(
+        "INSERT INTO awards (package_id, provider_id, zone, awarded_at) VALUES ($1, $2, $3, $4)",
+        package_id,
+        provider_id,
+        zone,
+        at,
     )
 
 
@@ -189,6 +220,7 @@ def state_of(offered: list[str], quality: str, answers: list[asyncpg.Record]) ->
             hourly_rate=a["hourly_rate"],
             earliest_start=a["earliest_start"],
             reason=a["reason"],
+            offer_round=a["offer_round"],
         )
     return state, {k: Decimal(v) for k, v in json.loads(quality).items()}
 
@@ -437,6 +469,7 @@ async def cycle_bids(
             answered_at=a["answered_at"],
             hourly_rate=a["hourly_rate"],
             earliest_start=a["earliest_start"],
+            offer_round=a["offer_round"],
         )
         for a in rows
     ]

@@ -8,6 +8,7 @@ homecare kpis                  brokerage and market KPIs over a period, with RAG
 homecare dead-letters list     what the consumers could not apply, with origin and error
 homecare dead-letters show N   one dead letter in full
 homecare dead-letters replay   put chosen dead letters back on their original topic
+homecare outbox parked         outbox rows Kafka refused for good; outbox retry|discard ID
 homecare staff add NAME        a web console account (broker, ops or admin)
 homecare reference generate-market   rewrite deploy/reference/providers.yaml from a seed
 homecare kafka acls            on a secured cluster: create the topics and each service's ACLs
@@ -31,6 +32,7 @@ ref_app = typer.Typer(no_args_is_help=True, help="Reference data.")
 app.add_typer(db_app, name="db")
 app.add_typer(ref_app, name="reference")
 app.add_typer(operations.dead_letters_app, name="dead-letters")
+app.add_typer(operations.outbox_app, name="outbox")
 kafka_app = typer.Typer(no_args_is_help=True, help="The Kafka cluster.")
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(providers.app, name="providers")

@@ -4,6 +4,7 @@ homecare kpis                  brokerage and market KPIs over a period, with RAG
 homecare tail                  follow the event streams, one decoded line per event
 homecare lag                   consumer lag per group and partition, oldest unprocessed event
 homecare dead-letters list|show|replay   what the consumers could not apply
+homecare outbox parked|retry|discard     outbox rows Kafka refused for good
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import typer
 
 from schemas import topics as contract
 from services.cli import output
-from services.operations import dead_letters, kpis, streams
+from services.operations import dead_letters, kpis, outbox, streams
 from services.operations.lag import lag as lag_of
-from services.runtime import topics
+from services.runtime import clock, topics
 from services.runtime.settings import admin_settings
 
 # ---- kpis ---------------------------------------------------------------------------------
@@ -27,14 +28,19 @@ from services.runtime.settings import admin_settings
 
 def kpis_command(
     days: float = typer.Option(7, help="Period: packages requested in the last N days"),
-    since: str = typer.Option(None, help="Period start (ISO date/time), instead of --days"),
-    until: str = typer.Option(None, help="Period end (ISO date/time); default now"),
+    since: str = typer.Option(
+        None, help="Period start, instead of --days: a UK date (from its midnight) or an ISO date/time (UK time)"
+    ),
+    until: str = typer.Option(None, help="Period end (exclusive), as --since; default now"),
     as_json: bool = typer.Option(False, "--json", help="JSON only, instead of the report"),
 ) -> None:
     """Brokerage and market KPIs over a period, with RAG status per measure."""
-    now = dt.datetime.now(dt.UTC)
-    end = dt.datetime.fromisoformat(until).astimezone(dt.UTC) if until else now
-    start = dt.datetime.fromisoformat(since).astimezone(dt.UTC) if since else end - dt.timedelta(days=days)
+    now = clock.now()
+    try:
+        end = clock.parse_uk_bound(until) if until else now
+        start = clock.parse_uk_bound(since) if since else end - dt.timedelta(days=days)
+    except ValueError as bad:
+        raise typer.BadParameter(f"{bad}: give a date (2027-03-28) or a date and time (2027-03-28T09:00)") from None
     result = asyncio.run(kpis.key_figures(admin_settings().kafka_bootstrap_servers, start=start, end=end, now=now))
     if as_json:
         output.echo_json(result)
@@ -50,7 +56,8 @@ def render_kpis(result: dict, room: int) -> str:
         output.paragraph(
             f"{p['requested']} requested, {p['placed']} placed, {p['unplaced']} unplaced, "
             f"{p['cancelled']} cancelled, {p['handed_back']} handed back, {p['awaiting_approval']} awaiting "
-            f"approval ({result['period']['start'][:16]} to {result['period']['end'][:16]}); unplaced share: "
+            f"approval ({clock.format_uk(result['period']['start'])} to "
+            f"{clock.format_uk(result['period']['end'])}); unplaced share: "
             f"{_share(p['unplaced_share'])} {_rag(p['rag'])}",
             room,
         )
@@ -255,7 +262,15 @@ def render_letters(summaries: list[dict], room: int) -> str:
     return output.table(
         [*columns, Col("error", wrap=True)],
         [
-            (s["id"], s["failed_at"][:19], s["consumer"], s["origin"], s["reason"], s["attempts"], s["error"])
+            (
+                s["id"],
+                clock.format_uk(s["failed_at"]),
+                s["consumer"],
+                s["origin"],
+                s["reason"],
+                s["attempts"],
+                s["error"],
+            )
             for s in summaries
         ],
         title=f"{len(summaries)} dead letter(s)",
@@ -282,6 +297,71 @@ def replay(
     applied it."""
     try:
         replayed = asyncio.run(dead_letters.replay_letters(admin_settings().kafka_bootstrap_servers, letter_ids))
+    except (LookupError, ValueError) as refused:  # unknown, or cut to fit Kafka
+        raise typer.BadParameter(str(refused)) from None
+    typer.echo(f"replayed {replayed} dead letter(s)")
+
+
+# ---- parked outbox rows -------------------------------------------------------------------
+
+
+outbox_app = typer.Typer(no_args_is_help=True, help="Outbox rows Kafka refused for good (parked).")
+
+
+@outbox_app.command("parked")
+def outbox_parked(as_json: bool = typer.Option(False, "--json", help="JSON lines only, one row a line")) -> None:
+    """Outbox rows Kafka refused for good, with the error and how many rows wait behind each."""
+    rows = asyncio.run(outbox.parked_rows(admin_settings().database_url))
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row))
+        return
+    output.echo(render_parked(rows, output.width()))
+
+
+def render_parked(rows: list[dict], room: int) -> str:
+    """Parked outbox rows as text at most ``room`` characters wide; the error in full, wrapped."""
+    Col = output.Column
+    columns = [Col("service"), Col("id"), Col("parked at"), Col("event"), Col("aggregate")]
+    columns += [Col("bytes", right=True), Col("held", right=True), Col("error", wrap=True)]
+    return output.table(
+        columns,
+        [
+            (
+                r["service"],
+                r["id"],
+                clock.format_uk(r["parked_at"]),  # for people: UK local time
+                r["type"],
+                r["aggregate"],
+                r["payload_bytes"],
+                r["held"],
+                r["error"] or "-",
+            )
+            for r in rows
+        ],
+        title=f"{len(rows)} parked outbox row{'s' if len(rows) != 1 else ''}",
+        room=room,
+    )
+
+
+@outbox_app.command("retry")
+def outbox_retry(ids: list[str] = typer.Argument(..., help="ids of parked rows, as listed")) -> None:
+    """Put parked rows back in the relay's queue, once the cause is fixed."""
+    try:
+        done = asyncio.run(outbox.retry_rows(admin_settings().database_url, ids))
     except LookupError as unknown:
         raise typer.BadParameter(str(unknown)) from None
-    typer.echo(f"replayed {replayed} dead letter(s)")
+    typer.echo(f"{len(done)} row(s) back in the queue")
+
+
+@outbox_app.command("discard")
+def outbox_discard(
+    ids: list[str] = typer.Argument(..., help="ids of parked rows, as listed"),
+    by: str = typer.Option(..., "--by", help="who decided (recorded with the row)"),
+) -> None:
+    """Give parked rows up for good: their events are never published; the rows behind them go."""
+    try:
+        done = asyncio.run(outbox.discard_rows(admin_settings().database_url, ids, by))
+    except LookupError as unknown:
+        raise typer.BadParameter(str(unknown)) from None
+    typer.echo(f"{len(done)} row(s) discarded")

@@ -9,6 +9,7 @@ import httpx
 import typer
 
 from services.cli import output
+from services.runtime import clock
 
 app = typer.Typer(no_args_is_help=True, help="Providers on the framework.")
 credentials = typer.Typer(
@@ -72,8 +73,10 @@ def render_credentials(provider_id: str, listed: list[dict], room: int) -> str:
         (
             c["credential_id"],
             c["label"] or "-",
-            c["created_at"],
-            f"revoked {c['revoked_at']}" if c["revoked_at"] else f"live, last used {c['last_used_at'] or 'never'}",
+            clock.format_uk(c["created_at"]),
+            f"revoked {clock.format_uk(c['revoked_at'])}"
+            if c["revoked_at"]
+            else f"live, last used {clock.format_uk(c['last_used_at'], missing='never')}",
         )
         for c in listed
     ]

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from services.notifications import domain, handlers
 from services.notifications import repository as repo
+from services.runtime import identifiers
 from services.runtime.http import ProblemError, check_webhook_url
 from services.runtime.outbox import unit_of_work
 
@@ -43,8 +44,10 @@ class RecipientIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     name: str | None = Field(default=None, max_length=200, pattern=NoNul)
-    email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$")
-    phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ]{7,20}$", description="UK mobile for text messages")
+    email: identifiers.Email = Field(default=None, max_length=254, description="Email address (domain in lower case)")
+    phone: identifiers.MobilePhone = Field(
+        default=None, description="UK mobile for text messages, stored in E.164 (+447700900123)"
+    )
     webhook_url: str | None = Field(default=None, max_length=500, pattern=r"^https?://[^\s\x00]+$")
     webhook_secret: str | None = Field(default=None, min_length=16, max_length=200, pattern=NoNul)
     channels: list[domain.Channel] = Field(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from schemas.events import Envelope, OfferMade, PackageHandedBack, PackagePlaced, PackageUnplaced
+from services.runtime import clock
 
 Role = Literal["provider", "broker", "person", "losing_bidder", "brokerage_team"]
 Kind = Literal["provider", "broker", "person", "brokerage_team"]
@@ -201,7 +202,7 @@ def messages_for(event: Envelope, *, provider_names: dict[str, str], brokerage_u
                     "band_rate": str(event.band_rate),
                     "offer_round": event.offer_round,
                     "tier": event.tier.value,
-                    "window_closes_at": f"{event.window_closes_at:%H:%M on %A %d %B %Y} (UTC)",
+                    "window_closes_at": clock.format_uk(event.window_closes_at, "%H:%M %Z on %A %d %B %Y"),
                 },
             )
             for pid in dict.fromkeys(event.provider_ids)

@@ -26,7 +26,7 @@ from services.notifications import domain
 from services.notifications import repository as repo
 from services.notifications.channels import Channels, Outgoing, Permanent, Transient
 from services.notifications.templates import Templates
-from services.runtime import metrics
+from services.runtime import clock, metrics
 from services.runtime.logging import get_logger
 from services.runtime.outbox import UnitOfWork, unit_of_work
 from services.runtime.retry import retry_delay
@@ -70,7 +70,7 @@ async def notify(uow: UnitOfWork, rules: NotificationRules, event: Envelope) -> 
                 causation_id=event.event_id,
                 package_id=event.package_id,
                 provider_id=event.provider_id,
-                confirmed_at=dt.datetime.now(dt.UTC),
+                confirmed_at=clock.now(),
                 recipients=[Recipient(kind=k, recipient_id=r, channel=c) for k, r, c in recipients],
             )
         )
@@ -97,7 +97,7 @@ async def plan_message(
             channel=domain.NO_CHANNEL,
             status="awaiting_contact",
             reason=plan.reason,
-            next_attempt_at=dt.datetime.now(dt.UTC) + rules.contact_grace,
+            next_attempt_at=clock.now() + rules.contact_grace,
         )
         return [domain.NO_CHANNEL]
     if plan.outcome == "skip":
@@ -215,7 +215,7 @@ async def _emit_failed(
             channel=channel,
             reason=reason[:1000],
             attempts=attempts,
-            failed_at=dt.datetime.now(dt.UTC),
+            failed_at=clock.now(),
         )
     )
 

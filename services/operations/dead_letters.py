@@ -4,6 +4,8 @@ console's dead letters page does too."""
 
 from __future__ import annotations
 
+import base64
+
 from aiokafka import AIOKafkaProducer
 
 from services.runtime import topics
@@ -15,8 +17,8 @@ async def read_all(bootstrap: str) -> list[tuple[int, int, DeadLetter]]:
     """Every dead letter as (partition, offset, letter), oldest first."""
     letters = []
     for r in await read_topic(bootstrap, topics.dead_letters()):
-        headers = {k: v.decode(errors="replace") for k, v in (r.headers or ())}
-        letters.append((r.partition, r.offset, DeadLetter.from_record(r.key, r.value or b"", headers)))
+        headers = {k: (v or b"").decode(errors="replace") for k, v in (r.headers or ())}
+        letters.append((r.partition, r.offset, DeadLetter.from_record(r.key, r.value, headers)))
     letters.sort(key=lambda x: x[2].failed_at)
     return letters
 
@@ -42,7 +44,10 @@ def summary(partition: int, offset: int, d: DeadLetter) -> dict:
 
 
 def detail(letter: str, d: DeadLetter) -> dict:
-    """One dead letter in full, its original value decoded as text (undecodable bytes replaced)."""
+    """One dead letter in full: its original key and value as text (undecodable bytes replaced)
+    and exactly, in base64 (``key_base64``, ``value_base64``, ``original_headers_base64`` as
+    ``[name, value]`` pairs), the original value's ``value_size`` and ``value_sha256``, what was
+    ``truncated`` to fit Kafka, and whether it is ``replayable``."""
     return {
         "id": letter,
         "origin_topic": d.origin_topic,
@@ -55,22 +60,46 @@ def detail(letter: str, d: DeadLetter) -> dict:
         "attempts": d.attempts,
         "failed_at": d.failed_at,
         "key": d.key.decode(errors="replace") if d.key else None,
-        "value": d.value.decode(errors="replace"),
+        "value": d.value.decode(errors="replace") if d.value is not None else None,
+        "key_base64": _b64(d.key),
+        "value_base64": _b64(d.value),
+        "original_headers_base64": [[_b64(name), _b64(value)] for name, value in d.original_headers],
+        "value_size": d.value_size,
+        "value_sha256": d.value_sha256,
+        "truncated": list(d.truncated),
+        "replayable": d.replayable,
     }
 
 
+def _b64(data: bytes | None) -> str | None:
+    return base64.b64encode(data).decode("ascii") if data is not None else None
+
+
 async def replay_letters(bootstrap: str, letter_ids: list[str]) -> int:
-    """Republish the original bytes to the original topic (LookupError for an unknown id)."""
+    """Republish the original key, value and headers to the original topic, with
+    ``x-replayed-from: <id>``. LookupError for an unknown id; ValueError for a letter that was cut
+    to fit Kafka (its original is only on its own topic, while retained). Nothing is sent then."""
     letters = {letter_id(p, o): d for p, o, d in await read_all(bootstrap)}
     unknown = [i for i in letter_ids if i not in letters]
     if unknown:
         raise LookupError(f"no dead letter {', '.join(unknown)}")
+    cut = [i for i in letter_ids if not letters[i].replayable]
+    if cut:
+        d = letters[cut[0]]
+        raise ValueError(
+            f"dead letter {', '.join(cut)} was cut to fit Kafka ({', '.join(d.truncated)}): the original "
+            f"({d.value_size} bytes, SHA-256 {d.value_sha256}) is only at {d.origin_topic}/{d.origin_partition}"
+            f"@{d.origin_offset}, while the topic retains it"
+        )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, **kafka_security())
     await producer.start()
     try:
         for i in letter_ids:
             d = letters[i]
-            headers = [(k, v.encode()) for k, v in d.original_headers.items()] + [("x-replayed-from", i.encode())]
+            # The original headers as they were; a name that is not UTF-8 cannot be written by this
+            # client (nor was it readable by ours), so such names have their bad bytes replaced.
+            headers = [(n.decode(errors="replace"), v) for n, v in d.original_headers if n != b"x-replayed-from"]
+            headers.append(("x-replayed-from", i.encode()))
             await producer.send_and_wait(d.origin_topic, d.value, key=d.key, headers=headers)
     finally:
         await producer.stop()

@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from schemas import topics as contract
-from services.runtime import topics
+from services.runtime import clock, topics
 from services.runtime.kafka import read_topic
 from services.runtime.reference import Framework, load_framework
 
@@ -43,7 +43,7 @@ THRESHOLDS = Path(__file__).resolve().parents[2] / "deploy" / "ops" / "kpi-thres
 
 
 def _time(value: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(value)
+    return clock.parse_instant(value)
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -178,12 +178,26 @@ def compute(
         "awaiting_approval": len([p for p in ours if current.get(p) == "ExceptionRequested"]),
         "handed_back": len([e for e in by_type["PackageHandedBack"] if e.get("package_id") in ours]),
     }
+    # Days and weeks are UK days (Europe/London): a package requested at 00:30 BST on 1 April
+    # counts on 1 April, though it is still 31 March in UTC. Weeks start on Monday (ISO).
+    by_day: dict[str, Counter] = defaultdict(Counter)
+    for e in requested.values():
+        by_day[clock.uk_date(_time(e["requested_at"])).isoformat()]["requested"] += 1
+    for e in placed.values():
+        by_day[clock.uk_date(_time(e["placed_at"])).isoformat()]["placed"] += 1
+    starts_by_week: Counter = Counter()
+    for e in by_type["PackageStarted"]:
+        if e.get("package_id") in ours:
+            starts_by_week[clock.uk_week_of(dt.date.fromisoformat(e["started_on"])).isoformat()] += 1
+
     unplaced_share = counts["unplaced"] / counts["requested"] if counts["requested"] else None
     return {
         "period": {"start": start.isoformat(), "end": end.isoformat(), "as_of": now.isoformat()},
         "packages": counts
         | {"unplaced_share": unplaced_share, "rag": rag(unplaced_share, thresholds.get("unplaced_share"))},
         "time_to_place": time_to_place,
+        "by_uk_day": {d: {"requested": c["requested"], "placed": c["placed"]} for d, c in sorted(by_day.items())},
+        "starts_by_uk_week": dict(sorted(starts_by_week.items())),
         "unplaced_queue": [v | {"hours": str(v["hours"])} for _, v in sorted(queue.items())],
         "above_rate_exceptions": {
             "count": len(above_rate),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from schemas import topics as contract
-from services.runtime import topics
+from services.runtime import clock, topics
 from services.runtime.kafka import kafka_security, partitions_of, read_topic
 
 STREAM_BUFFER = 1000  # lines held for a slow reader (a browser); beyond that the oldest are dropped
@@ -49,7 +49,8 @@ class Line:
 
 def describe(record: ConsumerRecord) -> Line:
     """One line for one record; anything undecodable is shown as such, never skipped."""
-    at = dt.datetime.fromtimestamp(record.timestamp / 1000, dt.UTC).isoformat()
+    # For people: UK local time, with its offset (the record's timestamp is UTC milliseconds).
+    at = clock.to_uk(dt.datetime.fromtimestamp(record.timestamp / 1000, dt.UTC)).isoformat(timespec="milliseconds")
     try:
         e = json.loads(record.value)
         if not isinstance(e, dict):

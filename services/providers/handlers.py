@@ -43,6 +43,7 @@ from schemas.events import (
 )
 from services.providers import domain
 from services.providers import repository as repo
+from services.runtime import clock
 from services.runtime.logging import get_logger
 from services.runtime.outbox import UnitOfWork
 from services.runtime.reference import load_framework
@@ -54,7 +55,8 @@ log = get_logger(__name__)
 
 
 def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    """The platform's clock (UTC; settable in tests): services.runtime.clock."""
+    return clock.now()
 
 
 def provider_updated(row, causation=None) -> ProviderUpdated:
@@ -85,7 +87,8 @@ async def answer_offer(uow: UnitOfWork, event: OfferMade) -> None:
     rows = await repo.lock_providers(uow.conn, sorted(set(event.provider_ids)))
     for provider_id in sorted(set(event.provider_ids) - rows.keys()):
         log.warning("offer names an unknown provider", provider_id=provider_id)
-    today, at = dt.date.today(), now()
+    at = now()
+    today = clock.uk_date(at)  # an earliest start is a UK date
     answers: dict[str, domain.Bid | domain.Decline | None] = {}
     for provider_id, row in rows.items():
         rules = repo.rules_of(row)
@@ -270,7 +273,7 @@ async def answer_through_api(
         raise Refused(f"this offer is already {offer['status']}")
     at = now()
     if at >= offer["window_closes_at"]:
-        raise Refused(f"the offer window closed at {offer['window_closes_at'].isoformat()}")
+        raise Refused(f"the offer window closed at {clock.format_uk(offer['window_closes_at'])}")
     adapter = repo.rules_of(provider).kind
     if adapter == "automatic":
         raise Refused("your adapter is automatic: the service answers your offers by your rules")
@@ -288,9 +291,11 @@ async def answer_through_api(
         free = domain.free_hours(repo.profile_of(provider), provider["held_hours"])
         if free < hours:
             raise Refused(f"a bid holds {hours} h/week and you have {free} h free; raise your capacity first")
-        if answer.earliest_start < dt.date.today() or answer.earliest_start > spec.start_date + dt.timedelta(days=366):
+        today = clock.uk_date(at)  # the UK date: at 00:30 BST "today" is already the new day
+        if answer.earliest_start < today or answer.earliest_start > spec.start_date + dt.timedelta(days=366):
             raise Refused(
-                f"earliest_start must be between today and a year after the requested start ({spec.start_date})"
+                f"earliest_start must be between today ({today}, UK) and a year after the requested start "
+                f"({spec.start_date})"
             )
         await repo.record_bid(
             uow.conn,

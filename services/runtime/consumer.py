@@ -2,9 +2,14 @@
 
 Every service consumes through :class:`EventConsumer`. For each message it:
 
-1. parses the value into an event (``schemas.events``); a message that does not parse - bad
-   JSON, unknown event type, unsupported schema version - goes to the dead-letter topic with
-   its origin and the error, and the partition moves on;
+1. reads the record into an event (:func:`read_event`); a record that is not one - headers
+   that are not UTF-8 text, a value that is not a valid event (bad or truncated JSON, wrong
+   field types, unknown event type, unsupported schema version), a key that is not the
+   event's - goes to the dead-letter topic on its own, with its raw bytes, its origin and the
+   error, and the partition moves on (docs/guide/dead-letters.md). Nothing in a record's bytes
+   can fail its batch: aiokafka and FastStream are made to hand over any record
+   (``kafka_records``), and a dead letter too large for Kafka is cut to fit, not retried
+   forever (``dead_letters``, ``kafka_errors``);
 2. opens one transaction, records ``(consumer, event id)`` in the inbox - a redelivered event
    stops here - and runs the handler, whose state changes and emitted events (outbox) commit
    in that same transaction;
@@ -23,7 +28,8 @@ a batch whose events all apply cleanly is applied in **one** transaction with on
 and one offset commit: per event, a transaction's BEGIN/COMMIT, its flush to disk and a Kafka
 commit round trip were most of the cost (the benchmark's profile). If anything in the batch
 fails, the transaction rolls back and the batch is applied again one event at a time by the
-path described above, so retries and dead letters concern only the faulty event. A message
+path described above, so retries and dead letters concern only the faulty event; the
+unreadable records of a batch are set aside before it is applied and dead-lettered after. A message
 whose ``event_type`` header names an event this service does not handle is skipped unparsed.
 
 FastStream runs with ``AckPolicy.MANUAL``: its other policies either commit before the work
@@ -35,6 +41,7 @@ is what makes ``msg.ack()`` (a commit of the consumer's position) safe.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -48,10 +55,15 @@ from pydantic import ValidationError
 from schemas.events import EVENT_TYPES, Envelope, parse_event
 from services.runtime import metrics
 from services.runtime.db import backoff_delays, is_transient
-from services.runtime.dead_letters import DeadLetter, publish_dead_letter
+from services.runtime.dead_letters import MAX_BYTES, SMALLER_BUDGETS, DeadLetter, RawHeaders, publish_dead_letter
+from services.runtime.kafka_errors import describe, is_too_large, refused_for_good
+from services.runtime.kafka_records import header_name_bytes, install, tolerant_batch_parser
 from services.runtime.logging import get_logger
 from services.runtime.outbox import UnitOfWork, record_in_inbox
+from services.runtime.topics import dead_letters as topics_dead_letters
 from services.runtime.topics import resolve
+
+install()  # aiokafka reads every record batch, whatever bytes its header names hold
 
 log = get_logger(__name__)
 
@@ -64,7 +76,10 @@ class Rejected(Exception):
 
 @dataclass(frozen=True)
 class Delivery:
-    """Where a message came from: everything the logs and the dead letters need."""
+    """Where a message came from and what it held, exactly as read: everything the logs and the
+    dead letters need. ``headers`` are the headers as text; a record whose headers are not all
+    text (a name or value that is not UTF-8, a header without a value) has them in ``problem``,
+    and is dead-lettered rather than applied."""
 
     topic: str
     partition: int
@@ -72,13 +87,50 @@ class Delivery:
     key: bytes | None
     value: bytes
     headers: dict[str, str]
+    raw_headers: RawHeaders = ()
+    value_is_null: bool = False
+    problem: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.raw_headers and self.headers:  # built by hand (tests): the text is the bytes
+            object.__setattr__(self, "raw_headers", tuple((k.encode(), v.encode()) for k, v in self.headers.items()))
+
+    @property
+    def raw_value(self) -> bytes | None:
+        return None if self.value_is_null else self.value
 
     @classmethod
     def of(cls, record) -> Delivery:
-        headers = {}
+        """From an aiokafka ConsumerRecord; never raises, whatever bytes the record holds."""
+        raw: list[tuple[bytes, bytes | None]] = []
+        headers: dict[str, str] = {}
+        problems: list[str] = []
         for name, value in record.headers or ():
-            headers[name] = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-        return cls(record.topic, record.partition, record.offset, record.key, record.value or b"", headers)
+            name_bytes = header_name_bytes(name) if isinstance(name, str) else bytes(name)
+            raw.append((name_bytes, value))
+            try:
+                text_name = name_bytes.decode()
+            except UnicodeDecodeError:
+                problems.append(f"header name {name_bytes[:60]!r} is not UTF-8")
+                continue
+            if value is None:
+                problems.append(f"header {text_name[:60]!r} has no value")
+                continue
+            try:
+                headers[text_name] = value.decode()
+            except UnicodeDecodeError:
+                problems.append(f"header {text_name[:60]!r}: value {value[:60]!r} is not UTF-8")
+        return cls(
+            record.topic,
+            record.partition,
+            record.offset,
+            record.key,
+            record.value or b"",
+            headers,
+            tuple(raw),
+            record.value is None,
+            "; ".join(problems) or None,
+        )
 
 
 async def raw_body(message) -> bytes:
@@ -102,6 +154,8 @@ class EventConsumer:
         batch_wait_ms: int = 20,
         fetch_min_bytes: int = 1,
         fetch_max_wait_ms: int = 500,
+        dead_letter_max_bytes: int = MAX_BYTES,
+        topic_exists: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self.service = service
         self.group = group
@@ -116,6 +170,9 @@ class EventConsumer:
         self.fetch = {"fetch_min_bytes": fetch_min_bytes, "fetch_max_wait_ms": fetch_max_wait_ms}
         self.handlers: dict[str, Handler] = {}
         self.stopping = asyncio.Event()
+        self.dead_letter_max_bytes = dead_letter_max_bytes
+        # Whether a topic exists, asked of an admin client: tells "unknown topic" from Kafka away.
+        self.topic_exists = topic_exists
 
     def on(self, *event_types: type[Envelope]) -> Callable[[Handler], Handler]:
         """Register a handler for these event classes."""
@@ -138,6 +195,9 @@ class EventConsumer:
             ack_policy=AckPolicy.MANUAL,
             auto_offset_reset="earliest",
             decoder=raw_body,
+            # FastStream's own batch parser decodes every header as UTF-8 and drops the whole batch
+            # when one does not decode; this one leaves judging the records to process_batch.
+            parser=tolerant_batch_parser,
             batch=True,
             max_records=self.batch_size,
             # How long an idle consumer waits for a message before polling again (FastStream then
@@ -167,23 +227,37 @@ class EventConsumer:
                     await msg.nack()
 
     async def process_batch(self, deliveries: list[Delivery]) -> bool:
-        """Apply a batch, in one transaction when it can be. True when its offsets may be committed."""
+        """Apply a batch, in one transaction when it can be. True when its offsets may be committed.
+
+        A record that cannot be read as one of our events (headers that are not text, a value
+        that is not a valid event, a key that is not the event's) is set aside and dead-lettered
+        on its own, once, after the rest of the batch is applied."""
         work: list[tuple[Delivery, Envelope, Handler]] = []
+        unreadable: list[tuple[Delivery, str]] = []
         for delivery in deliveries:
-            declared = delivery.headers.get("event_type")
-            if declared is not None and declared not in self.handlers and declared in EVENT_TYPES:
-                # Not an event this service handles (its producer says which it is): not parsed.
-                metrics.EVENTS_HANDLED.labels(self.service, self.group, declared, "ignored").inc()
+            if delivery.problem is None:
+                declared = delivery.headers.get("event_type")
+                if declared is not None and declared not in self.handlers and declared in EVENT_TYPES:
+                    # Not an event this service handles (its producer says which it is): not parsed.
+                    metrics.EVENTS_HANDLED.labels(self.service, self.group, declared, "ignored").inc()
+                    continue
+            event, error = read_event(delivery)
+            if event is None:
+                unreadable.append((delivery, error or "unreadable"))
                 continue
-            try:
-                event = parse_event(delivery.value)
-            except (ValidationError, ValueError):
-                return await self._one_by_one(deliveries)  # the dead letter is written on that path
             handler = self.handlers.get(event.event_type)
             if handler is None:
                 metrics.EVENTS_HANDLED.labels(self.service, self.group, event.event_type, "ignored").inc()
                 continue
             work.append((delivery, event, handler))
+        if not await self._apply_batch(work):
+            return False  # shutting down: the batch comes back whole
+        for delivery, error in unreadable:
+            if not await self._dead_letter(delivery, "invalid", error, attempts=1, event_type=None):
+                return False
+        return True
+
+    async def _apply_batch(self, work: list[tuple[Delivery, Envelope, Handler]]) -> bool:
         if not work:
             return True
         if len(work) == 1:  # the usual batch when traffic is light: the single path, no batch bookkeeping
@@ -203,7 +277,10 @@ class EventConsumer:
                 await uow.flush()
         except Exception as exc:
             log.info("batch not applied as one; applying its events one at a time", size=len(work), error=repr(exc))
-            return await self._one_by_one(deliveries)
+            for delivery, event, _handler in work:
+                if not await self.process(delivery, event):
+                    return False  # shutting down: the rest come back with the rewound batch
+            return True
         seconds = (time.perf_counter() - started) / len(work)
         for (delivery, event, _), first_time in zip(work, applied, strict=True):
             metrics.EVENTS_HANDLED.labels(
@@ -223,12 +300,6 @@ class EventConsumer:
             )
         return True
 
-    async def _one_by_one(self, deliveries: list[Delivery]) -> bool:
-        for delivery in deliveries:
-            if not await self.process(delivery):
-                return False  # shutting down: the rest come back with the rewound batch
-        return True
-
     async def process(self, delivery: Delivery, event: Envelope | None = None) -> bool:
         """Apply one message (``event``: already parsed from it). True when its offset may be
         committed; False only on shutdown."""
@@ -243,10 +314,12 @@ class EventConsumer:
             attempt=None,
         )
         try:
-            try:
-                event = event or parse_event(delivery.value)
-            except (ValidationError, ValueError) as exc:
-                return await self._dead_letter(delivery, "invalid", _short(exc), attempts=1, event_type=None)
+            if event is None:
+                event, error = read_event(delivery)
+                if event is None:
+                    return await self._dead_letter(
+                        delivery, "invalid", error or "unreadable", attempts=1, event_type=None
+                    )
             structlog.contextvars.bind_contextvars(
                 event_id=str(event.event_id), event_type=event.event_type, correlation_id=str(event.correlation_id)
             )
@@ -309,22 +382,53 @@ class EventConsumer:
     async def _dead_letter(
         self, delivery: Delivery, reason: str, error: str, *, attempts: int, event_type: str | None
     ) -> bool:
+        """Publish the message to the dead letters: True once it is there (or, refused by Kafka for
+        good, recorded in the log); False only on shutdown. Kafka away is waited out; a letter
+        refused for its size is cut down (``DeadLetter.record``) until it fits; any other
+        permanent refusal (``kafka_errors``) is logged with the original's origin, size and
+        SHA-256, counted, and the partition moves on: retrying it could never succeed."""
         letter = DeadLetter.from_delivery(
             delivery, consumer=self.group, service=self.service, reason=reason, error=error, attempts=attempts
         )
+        budgets = [self.dead_letter_max_bytes, *(b for b in SMALLER_BUDGETS if b < self.dead_letter_max_bytes)]
         delays = backoff_delays(self.backoff_initial, self.backoff_max)
         while True:
+            sent = letter.record(budgets[0])
             try:
-                await publish_dead_letter(self.broker, letter)
+                await publish_dead_letter(self.broker, sent)
                 break
-            except Exception as exc:  # Kafka away: the message must not be skipped unrecorded
-                delay = next(delays)
+            except Exception as exc:
+                if is_too_large(exc) and len(budgets) > 1:
+                    log.warning("dead letter too large for Kafka; cutting it further", error=describe(exc))
+                    budgets.pop(0)
+                    continue
+                if await refused_for_good(exc, topics_dead_letters(), self.topic_exists):
+                    metrics.DEAD_LETTERS_UNWRITTEN.labels(self.service, self.group, type(exc).__name__).inc()
+                    log.error(
+                        "dead letter refused by Kafka for good; the message is only on its own topic now",
+                        origin=f"{delivery.topic}/{delivery.partition}@{delivery.offset}",
+                        reason=reason,
+                        error=error[:300],
+                        kafka_error=describe(exc),
+                        value_size=len(delivery.value),
+                        value_sha256=hashlib.sha256(delivery.value).hexdigest(),
+                    )
+                    return True
+                delay = next(delays)  # Kafka away: the message must not be skipped unrecorded
                 log.warning("dead-letter publish failed; retrying", error=repr(exc), retry_in=round(delay, 2))
                 if await self._stopping_within(delay):
                     return False
+        if sent.truncated:
+            metrics.DEAD_LETTERS_TRUNCATED.labels(self.service, self.group).inc()
         metrics.DEAD_LETTERS.labels(self.service, self.group, reason).inc()
         metrics.EVENTS_HANDLED.labels(self.service, self.group, event_type or "unparsed", "dead_lettered").inc()
-        log.warning("message dead-lettered", reason=reason, error=error[:300])
+        log.warning(
+            "message dead-lettered",
+            origin=f"{delivery.topic}/{delivery.partition}@{delivery.offset}",
+            reason=reason,
+            error=error[:300],
+            truncated=",".join(sent.truncated),
+        )
         return True
 
     async def _stopping_within(self, seconds: float) -> bool:
@@ -333,6 +437,27 @@ class EventConsumer:
             return True
         except TimeoutError:
             return False
+
+
+def read_event(delivery: Delivery) -> tuple[Envelope | None, str | None]:
+    """The event a record holds, or None and why it is not one: headers that are not text, no
+    value, a value that is not a valid event (not JSON, truncated, wrong types, an unknown event
+    type or schema version), or a key that is not the event's own (its package or provider id:
+    the key decides the partition, and so the order of a package's events). A record without a
+    key (null or empty) is read: FastStream's in-memory test broker publishes an empty one."""
+    if delivery.problem:
+        return None, delivery.problem
+    if delivery.value_is_null:
+        return None, "the record has no value"
+    try:
+        event = parse_event(delivery.value)
+    except ValidationError as exc:
+        return None, _short(exc)
+    except Exception as exc:  # whatever else arbitrary bytes provoke: still this record's fault
+        return None, f"{type(exc).__name__}: {str(exc)[:400]}"
+    if delivery.key and delivery.key != event.key.encode():
+        return None, f"key {delivery.key[:80]!r} is not the event's key {event.key!r}"
+    return event, None
 
 
 def _short(exc: Exception) -> str:

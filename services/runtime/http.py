@@ -167,9 +167,13 @@ def create_app(
     async def ready():
         checks = await service.readiness()
         ok = all(checks.values())
-        return JSONResponse(
-            status_code=200 if ok else 503, content={"status": "ready" if ok else "not ready", "checks": checks}
-        )
+        content: dict = {"status": "ready" if ok else "not ready", "checks": checks}
+        # Detail for operators, not a readiness check: a parked outbox row needs a person
+        # (`homecare outbox parked`), not a restart or a load balancer's attention.
+        outbox = await service.outbox_state()
+        if outbox is not None:
+            content["outbox"] = outbox
+        return JSONResponse(status_code=200 if ok else 503, content=content)
 
     @app.get("/asyncapi.json", tags=["operations"], summary="AsyncAPI 3.0 document of the service's Kafka topics")
     async def asyncapi():

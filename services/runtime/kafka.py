@@ -17,8 +17,11 @@ from faststream.kafka.security import parse_security
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 from schemas import topics
+from services.runtime import kafka_records
 from services.runtime import topics as runtime_topics
 from services.runtime.settings import SERVICES, ServiceSettings, SharedSettings
+
+kafka_records.install()  # every reader of this process gets past records whose header names are not UTF-8
 
 _SASL = {"SCRAM-SHA-512": SASLScram512, "SCRAM-SHA-256": SASLScram256, "PLAIN": SASLPlaintext}
 

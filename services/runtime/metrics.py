@@ -47,3 +47,22 @@ NOTIFICATIONS = Counter(
 NOTIFICATIONS_PENDING = Gauge(
     "homecare_notifications_pending", "Deliveries not yet sent, by status (pending, awaiting_contact)", ["status"]
 )
+DEAD_LETTERS_TRUNCATED = Counter(
+    "homecare_dead_letters_truncated_total",
+    "Dead letters cut to fit Kafka's record size: an excerpt kept, with the original's size and SHA-256",
+    ["service", "consumer"],
+)
+DEAD_LETTERS_UNWRITTEN = Counter(
+    "homecare_dead_letters_unwritten_total",
+    "Messages Kafka refused for good even as (cut) dead letters: logged with their origin, partition moved on",
+    ["service", "consumer", "error"],
+)
+OUTBOX_PARKED_TOTAL = Counter(
+    "homecare_outbox_parked_total", "Outbox rows Kafka refused for good, set aside (parked)", ["service", "error"]
+)
+OUTBOX_PARKED = Gauge("homecare_outbox_parked_rows", "Outbox rows parked and not yet retried or discarded", ["service"])
+OUTBOX_HELD = Gauge(
+    "homecare_outbox_held_rows",
+    "Outbox rows held back behind a parked row of the same aggregate (kept in order)",
+    ["service"],
+)

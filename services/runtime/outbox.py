@@ -5,7 +5,8 @@ writes the event to the ``outbox`` table in that same transaction, so either the
 its events are both committed or neither is. The :class:`Relay` then publishes committed rows
 to Kafka with the service's idempotent producer (acks=all), keyed by the aggregate id, and
 marks them published. A crash between publish and mark republishes the same event id, which
-consumers' inboxes absorb.
+consumers' inboxes absorb. A row Kafka refuses for good is parked rather than retried forever
+(:class:`Relay`; docs/guide/dead-letters.md, docs/decisions/0031).
 """
 
 from __future__ import annotations
@@ -13,16 +14,20 @@ from __future__ import annotations
 import asyncio
 import json
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import asyncpg
+from aiokafka import errors
 
 from schemas.events import Envelope
+from services.runtime import metrics
 from services.runtime.db import backoff_delays
+from services.runtime.kafka_errors import describe, is_permanent, refused_for_good
 from services.runtime.logging import get_logger
-from services.runtime.topics import topic_of
+from services.runtime.topics import all_topics, topic_of
 
 if TYPE_CHECKING:
     from faststream.kafka import KafkaBroker
@@ -105,8 +110,25 @@ async def record_in_inbox(conn: asyncpg.Connection, *, consumer: str, deliveries
     return {r["event_id"] for r in rows}
 
 
+@dataclass
+class _Sent:
+    """What became of a relay batch's rows."""
+
+    published: list = field(default_factory=list)  # row ids
+    parked: list[tuple] = field(default_factory=list)  # (row id, error)
+    transient: BaseException | None = None  # the last error worth a retry, if any
+
+
 class Relay:
-    """Publishes committed outbox rows in order per aggregate; any number may run at once."""
+    """Publishes committed outbox rows in order per aggregate; any number may run at once.
+
+    A row Kafka refuses for good (``kafka_errors.is_permanent``: too large, topic unknown or not
+    writable, record invalid...) is **parked**: marked, counted (``homecare_outbox_parked_total``),
+    logged and listed for operators (``homecare outbox parked``, ``/health/ready``), and the rows
+    behind it are published. The later rows of the *same* aggregate wait behind the parked one
+    (``homecare_outbox_held_rows``), so a package's events never reach Kafka out of order or with
+    a gap; an operator retries the parked row once the cause is fixed, or discards it, which
+    releases them (docs/decisions/0031). Kafka away is waited out with a backoff, as before."""
 
     def __init__(
         self,
@@ -117,6 +139,8 @@ class Relay:
         batch_size: int = 200,
         poll_seconds: float = 0.05,
         retention_seconds: int = 3600,
+        known_topics: Collection[str] | None = None,
+        topic_exists: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self.pool = pool
         self.broker = broker
@@ -124,7 +148,12 @@ class Relay:
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
         self.retention_seconds = retention_seconds
+        # Rows for any other topic are parked without asking Kafka (which would wait out its
+        # request timeout for a topic it does not know before saying so).
+        self.known_topics = set(known_topics if known_topics is not None else all_topics())
+        self.topic_exists = topic_exists
         self.published = 0
+        self.parked = 0
         self._stopping = asyncio.Event()
         self._task: asyncio.Task | None = None
 
@@ -162,6 +191,8 @@ class Relay:
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
 
     async def publish_batch(self) -> int:
+        """Publish the next rows of the buckets this relay can claim; the number of rows settled
+        (published or parked). Raises the last transient error, after marking what did succeed."""
         async with self.pool.acquire() as conn, conn.transaction():
             # First claim buckets (an advisory lock each, held until this transaction ends),
             # then read their rows in a second statement. The split matters: the second
@@ -175,54 +206,157 @@ class Relay:
             )
             if not buckets:
                 return 0
+            # Rows behind a parked row of their aggregate wait for it (retried or discarded).
             rows = await conn.fetch(
-                """SELECT id, aggregateid, type, topic, payload::text AS payload, headers::text AS headers
-                         FROM outbox
-                        WHERE published_at IS NULL AND bucket = ANY($2::smallint[])
-                        ORDER BY seq
-                        LIMIT $1""",
+                """SELECT id, aggregatetype, aggregateid, type, topic, payload::text AS payload,
+                          headers::text AS headers
+                     FROM outbox o
+                    WHERE published_at IS NULL AND parked_at IS NULL AND discarded_at IS NULL
+                      AND bucket = ANY($2::smallint[])
+                      AND NOT EXISTS (SELECT 1 FROM outbox p
+                                       WHERE p.parked_at IS NOT NULL AND p.published_at IS NULL
+                                         AND p.discarded_at IS NULL AND p.aggregatetype = o.aggregatetype
+                                         AND p.aggregateid = o.aggregateid AND p.seq < o.seq)
+                    ORDER BY seq
+                    LIMIT $1""",
                 self.batch_size,
                 buckets,
             )
             if not rows:
                 return 0
-            futures = []
-            for row in rows:
-                headers = json.loads(row["headers"])
-                futures.append(
-                    await self.broker.publish(
-                        row["payload"].encode(),
-                        topic=row["topic"],
-                        key=row["aggregateid"].encode(),
-                        headers={
-                            "content-type": "application/json",
-                            "event_type": row["type"],
-                            "event_id": str(row["id"]),
-                            "producer": self.service,
-                            **headers,
-                        },
-                        correlation_id=headers.get("correlation_id"),
-                        no_confirm=True,
-                    )
+            sent = await self._send(rows)
+            if sent.published:
+                await conn.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1::uuid[])", sent.published)
+            if sent.parked:
+                await conn.executemany(
+                    "UPDATE outbox SET parked_at = now(), park_error = $2 WHERE id = $1", sent.parked
                 )
-            # Every send must be acknowledged (acks=all) before the rows are marked; if one
-            # fails the transaction rolls back and the whole batch is sent again later.
-            await asyncio.gather(*futures)
-            await conn.execute(
-                "UPDATE outbox SET published_at = now() WHERE id = ANY($1::uuid[])", [r["id"] for r in rows]
-            )
-        self.published += len(rows)
-        return len(rows)
+        self.published += len(sent.published)
+        self.parked += len(sent.parked)
+        metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(sent.published))
+        if sent.transient is not None:
+            raise sent.transient
+        return len(sent.published) + len(sent.parked)
+
+    async def _send(self, rows: list) -> _Sent:
+        """Publish the rows in waves: the first row of every aggregate, then (once Kafka has
+        acknowledged those) the second, and so on; one round trip per wave. An aggregate whose
+        row failed sends nothing more in this batch, so a refused row is never overtaken by a
+        later one of its package."""
+        waves: list[list] = []
+        depth: dict[tuple[str, str], int] = {}
+        for row in rows:
+            aggregate = (row["aggregatetype"], row["aggregateid"])
+            n = depth.get(aggregate, 0)
+            depth[aggregate] = n + 1
+            if n == len(waves):
+                waves.append([])
+            waves[n].append(row)
+        sent = _Sent()
+        stopped: set[tuple[str, str]] = set()
+
+        async def failed(row, exc: BaseException) -> None:
+            stopped.add((row["aggregatetype"], row["aggregateid"]))
+            if await refused_for_good(exc, row["topic"], self.topic_exists):
+                self._park(row, describe(exc), exc)
+                sent.parked.append((row["id"], describe(exc)[:2000]))
+            else:
+                sent.transient = exc
+
+        for wave in waves:
+            pending = []
+            for row in wave:
+                if (row["aggregatetype"], row["aggregateid"]) in stopped:
+                    continue
+                if row["topic"] not in self.known_topics:
+                    await failed(
+                        row, errors.UnknownTopicOrPartitionError(f"{row['topic']} is not a topic of this system")
+                    )
+                    continue
+                try:  # a record too large is refused here, before it is sent
+                    pending.append((row, await self._publish(row, confirm=False)))
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    await failed(row, exc)
+            results = await asyncio.gather(*(future for _, future in pending), return_exceptions=True)
+            for (row, _), result in zip(pending, results, strict=True):
+                if isinstance(result, asyncio.CancelledError):
+                    raise result
+                if not isinstance(result, BaseException):
+                    sent.published.append(row["id"])
+                    continue
+                if is_permanent(result):
+                    # Kafka refuses a whole request batch at once: sent alone, an innocent row
+                    # that shared it with the guilty one gets through, and only the guilty is parked.
+                    try:
+                        await self._publish(row, confirm=True)
+                        sent.published.append(row["id"])
+                        continue
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:
+                        result = exc
+                await failed(row, result)
+        return sent
+
+    async def _publish(self, row, *, confirm: bool):
+        headers = json.loads(row["headers"])
+        return await self.broker.publish(
+            row["payload"].encode(),
+            topic=row["topic"],
+            key=row["aggregateid"].encode(),
+            headers={
+                "content-type": "application/json",
+                "event_type": row["type"],
+                "event_id": str(row["id"]),
+                "producer": self.service,
+                **headers,
+            },
+            correlation_id=headers.get("correlation_id"),
+            no_confirm=not confirm,
+        )
+
+    def _park(self, row, error: str, exc: BaseException) -> None:
+        metrics.OUTBOX_PARKED_TOTAL.labels(self.service, type(exc).__name__).inc()
+        log.error(
+            "outbox row refused by Kafka for good; parked (later rows of its aggregate wait behind it)",
+            event_id=str(row["id"]),
+            event_type=row["type"],
+            aggregate=f"{row['aggregatetype']}:{row['aggregateid']}",
+            topic=row["topic"],
+            payload_bytes=len(row["payload"].encode()),
+            error=error,
+        )
 
     async def clean_up(self) -> None:
         """Published rows are kept a while for inspection, then removed: the table stays small."""
         async with self.pool.acquire() as conn:
             await conn.execute(
-                "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)",
+                """DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)
+                                         OR discarded_at < now() - make_interval(secs => $1)""",
                 float(self.retention_seconds),
             )
             await conn.execute("DELETE FROM inbox WHERE processed_at < now() - interval '14 days'")
 
     @staticmethod
     async def backlog(pool: asyncpg.Pool) -> int:
-        return await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        """Rows not yet published (parked ones and those held behind them included)."""
+        return await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL AND discarded_at IS NULL")
+
+    @staticmethod
+    async def parked_rows(pool: asyncpg.Pool) -> tuple[int, int]:
+        """(rows parked now, rows held behind them: later rows of the same aggregates)."""
+        row = await pool.fetchrow(PARKED_COUNTS)
+        return row["parked"], row["held"]
+
+
+# Parked rows, and the rows waiting behind one of their aggregate's parked rows.
+PARKED_COUNTS = """
+    WITH parked AS (SELECT aggregatetype, aggregateid, min(seq) AS seq, count(*) AS n FROM outbox
+                     WHERE parked_at IS NOT NULL AND published_at IS NULL AND discarded_at IS NULL
+                     GROUP BY aggregatetype, aggregateid)
+    SELECT coalesce((SELECT sum(n) FROM parked), 0)::int AS parked,
+           (SELECT count(*) FROM outbox o JOIN parked p USING (aggregatetype, aggregateid)
+             WHERE o.published_at IS NULL AND o.parked_at IS NULL AND o.discarded_at IS NULL
+               AND o.seq > p.seq)::int AS held"""

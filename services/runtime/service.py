@@ -23,7 +23,7 @@ from services.runtime import metrics
 from services.runtime import topics as runtime_topics
 from services.runtime.consumer import EventConsumer
 from services.runtime.db import backoff_delays, create_pool, migrate
-from services.runtime.kafka import consumer_lag, ensure_topics, kafka_security, make_broker
+from services.runtime.kafka import consumer_lag, ensure_topics, kafka_security, make_broker, partitions_of
 from services.runtime.outbox import Relay
 from services.runtime.settings import ServiceSettings
 
@@ -73,6 +73,8 @@ class Service:
             batch_wait_ms=settings.consumer_batch_wait_ms,
             fetch_min_bytes=settings.consumer_fetch_min_bytes,
             fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
+            dead_letter_max_bytes=settings.dead_letter_max_bytes,
+            topic_exists=self.topic_exists,
         )
         self.relay: Relay | None = None
         self.startup_steps: list[StartupStep] = []
@@ -81,6 +83,10 @@ class Service:
         self._tasks: list[asyncio.Task] = []
         self.stopping = asyncio.Event()
         self.server: uvicorn.Server | None = None
+
+    async def topic_exists(self, topic: str) -> bool:
+        """Whether the topic exists on the cluster (an admin client's answer; raises if Kafka cannot say)."""
+        return bool(await partitions_of(self.settings.kafka_bootstrap_servers, topic, kafka_security(self.settings)))
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -120,6 +126,7 @@ class Service:
                 batch_size=s.relay_batch_size,
                 poll_seconds=s.relay_poll_seconds,
                 retention_seconds=s.outbox_retention_seconds,
+                topic_exists=self.topic_exists,
             )
             self.relay.start()
         self._tasks = [
@@ -231,10 +238,24 @@ class Service:
         metrics.READY.labels(self.name).set(1 if db_ok and kafka_ok else 0)
         return {"postgresql": db_ok, "kafka": kafka_ok}
 
+    async def outbox_state(self) -> dict[str, int] | None:
+        """``{"parked": rows Kafka refused for good, "held": rows waiting behind them}`` for the
+        readiness detail (None when the service has no relay or the database cannot say)."""
+        if not self.events:
+            return None
+        try:
+            parked, held = await asyncio.wait_for(Relay.parked_rows(self.pool), timeout=2)
+        except Exception:
+            return None
+        return {"parked": parked, "held": held}
+
     async def refresh_gauges(self) -> None:
         """Gauges read at scrape time; a failing reading leaves the last value rather than failing /metrics."""
         try:
             metrics.OUTBOX_BACKLOG.labels(self.name).set(await Relay.backlog(self.pool))
+            parked, held = await Relay.parked_rows(self.pool)
+            metrics.OUTBOX_PARKED.labels(self.name).set(parked)
+            metrics.OUTBOX_HELD.labels(self.name).set(held)
             for refresh in self.gauge_refreshers:
                 await refresh(self)
         except Exception as exc:

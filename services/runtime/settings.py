@@ -181,6 +181,9 @@ class ServiceSettings(SharedSettings):
     # under load as fuller fetches (64 kB or 20 ms) and cost far less when idle.
     consumer_fetch_min_bytes: int = 1
     consumer_fetch_max_wait_ms: int = 500
+    # A dead letter is cut to this many bytes (value first; an excerpt, the size and SHA-256 of
+    # the original kept) so it fits under Kafka's default limit of 1 MiB a record.
+    dead_letter_max_bytes: int = 1_000_000
     # How long the producer (the relay) waits to fill a request with more events.
     kafka_linger_ms: int = 2
     # How long shutdown may take before in-flight work is abandoned (to be redelivered).

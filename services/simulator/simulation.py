@@ -33,7 +33,7 @@ import heapq
 import math
 import random
 import statistics
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -42,10 +42,21 @@ from schemas.vocabulary import Band, DeclineReason, Tier, Urgency
 from services.brokerage import domain
 from services.operations.kpis import percentile, shares_and_hhi
 from services.providers.domain import AutomaticRules, Bid, Decline, automatic_answer, standing_decline
+from services.runtime import clock
 from services.runtime.reference import Framework, PolicyEntry, RateCard
 from services.simulator.synthetic import package_request
 
-START = dt.datetime(2021, 4, 1, tzinfo=dt.UTC)  # the 2020-21 rate card is in force
+START_DAY = dt.date(2021, 4, 1)  # the 2020-21 rate card is in force
+# The simulated clock starts at midnight UK time; its days are UK days (23 or 25 hours long on the
+# clock changes), as the brokerage's business dates are (services/runtime/clock.py).
+START = clock.uk_day_start(START_DAY)
+
+
+def day_hours(day: int) -> float:
+    """Hours from START to the start of UK day ``day`` (0 = 1 April 2021)."""
+    return (clock.uk_day_start(START_DAY + dt.timedelta(days=day)) - START).total_seconds() / 3600
+
+
 FRAMEWORK_POLICY = "framework"  # each zone's policy as framework.yaml configures it
 
 # ---- parameters ---------------------------------------------------------------------------
@@ -144,11 +155,11 @@ def generate_demand(framework: Framework, params: DemandParams) -> list[Demand]:
         factor = _seasonal(day, params.summer_surge) / norm
         for urgency, weekly in per_week.items():
             for _ in range(_poisson(rng, weekly / 7 * factor)):
-                at = day * 24 + rng.choices(hours_of_day, DAY_SHAPE)[0] + rng.random()
+                at = day_hours(day) + rng.choices(hours_of_day, DAY_SHAPE)[0] + rng.random()
                 zone = rng.choices(zones, weights)[0]
                 body = package_request(rng, framework, zone)
                 when = START + dt.timedelta(hours=at)
-                start = when.date() + dt.timedelta(
+                start = clock.uk_date(when) + dt.timedelta(
                     days=rng.choice([0, 1, 1, 2])
                     if urgency == Urgency.hospital_discharge
                     else rng.choice([1, 2, 7, 14])
@@ -192,7 +203,7 @@ class Market:
 def build_market(framework: Framework, seed_providers: list[dict], params: MarketParams) -> Market:
     rng = random.Random(params.seed)
     scale = Decimal(str(params.capacity_scale))
-    base_rates = framework.rate_card_on(START.date()).rates
+    base_rates = framework.rate_card_on(START_DAY).rates
     profiles, rules, floors, baseline = {}, {}, {}, {}
     for entry in seed_providers:
         data = {k: v for k, v in entry.items() if k != "adapter"}
@@ -218,11 +229,11 @@ def policy_framework(framework: Framework, policy: Policy) -> Framework:
     policies = framework.policies
     if policy.allocation != FRAMEWORK_POLICY:
         domain.tier_ladder(policy.allocation, zone_has_prime=True)  # an unknown policy fails here, at once
-        policies = (PolicyEntry(START.date(), policy.allocation, {}),)
+        policies = (PolicyEntry(START_DAY, policy.allocation, {}),)
     cards = framework.rate_cards
     if policy.rates:
-        current = framework.rate_card_on(START.date()).rates
-        cards = (RateCard(f"{policy.name}-card", START.date(), current | policy.rates),)
+        current = framework.rate_card_on(START_DAY).rates
+        cards = (RateCard(f"{policy.name}-card", START_DAY, current | policy.rates),)
     return dataclasses.replace(framework, policies=policies, rate_cards=cards)
 
 
@@ -295,6 +306,9 @@ class Simulation:
             Band.isolated: market_params.decline_isolated,
         }
         self.held: dict[str, Decimal] = defaultdict(Decimal)
+        # Awards per zone, oldest first, and their counts per provider: the ranking's tie-break.
+        self.awards: dict[str, deque[tuple[float, str]]] = defaultdict(deque)
+        self.award_counts: dict[str, Counter] = defaultdict(Counter)
         self.heap: list = []
         # Each provider's free hours as the brokerage's eligibility rules count them (capacity less
         # committed hours), kept with the profile: _plan's key.
@@ -306,7 +320,7 @@ class Simulation:
         self.now = 0.0
         self.cases: dict[int, Case] = {}
         self.open_cases: list[Case] = []  # the cases whose care has not ended (the daily snapshot's)
-        self.horizon = demand_params.days * 24.0
+        self.horizon = day_hours(demand_params.days)
         # The replay's shortcuts (foreseen declines, reused plans, candidates screened once); without
         # them every answer is an event and every round calls plan_offer with every provider near the
         # zone - the same results, much more slowly.
@@ -347,7 +361,7 @@ class Simulation:
         for d in self.demand:
             self.schedule(d.at, ARRIVE, d)
         for day in range(self.dp.days + 1):
-            self.schedule(day * 24.0, DAY, day)
+            self.schedule(day_hours(day), DAY, day)
         handlers = {
             ARRIVE: self.arrive,
             ANSWER: self.answer,
@@ -401,7 +415,7 @@ class Simulation:
     # -- the brokerage's side: the same steps as services/brokerage/handlers.py --
 
     def arrive(self, d: Demand) -> None:
-        day = self.clock().date()
+        day = clock.uk_date(self.clock())
         card = self.framework.rate_card_on(day)
         zone = self.framework.zones[d.spec.zone]
         case = Case(
@@ -536,7 +550,15 @@ class Simulation:
         if not case.round_open or case.round != offer_round:
             return  # late: part of the record, changes nothing
         kind, rate, start, reason = self.provider_answer(case, provider_id)
-        answer = domain.Answer(provider_id, kind, self.clock(), hourly_rate=rate, earliest_start=start, reason=reason)
+        answer = domain.Answer(
+            provider_id,
+            kind,
+            self.clock(),
+            hourly_rate=rate,
+            earliest_start=start,
+            reason=reason,
+            offer_round=case.round,
+        )
         case.state.answers[provider_id] = answer
         if kind == "bid":
             case.cycle_bids.append(answer)
@@ -549,7 +571,7 @@ class Simulation:
 
     def close_round(self, case: Case) -> None:
         case.round_open = False
-        ranked = domain.rank_bids(case.state.answers.values(), case.quality, case.band_rate)
+        ranked = domain.rank_bids(case.state.answers.values(), case.quality, case.band_rate, self._tie_break(case))
         still = self._still_eligible(case, [b.answer for b in ranked]) if ranked else set()  # no bids: no winner
         winner = domain.choose_winner(ranked, still)
         if winner is not None:
@@ -560,7 +582,7 @@ class Simulation:
     def request_exception(self, case: Case) -> bool:
         if not case.cycle_bids:
             return False  # no bid in this cycle, none above the rate
-        ranked = domain.rank_bids(case.cycle_bids, case.cycle_quality, case.band_rate)
+        ranked = domain.rank_bids(case.cycle_bids, case.cycle_quality, case.band_rate, self._tie_break(case))
         still = self._still_eligible(case, case.cycle_bids)
         if domain.best_above_rate(ranked, still) is None:
             return False
@@ -574,7 +596,7 @@ class Simulation:
             return
         best = None
         if self.rng.random() < self.mp.exception_approval:
-            ranked = domain.rank_bids(case.cycle_bids, case.cycle_quality, case.band_rate)
+            ranked = domain.rank_bids(case.cycle_bids, case.cycle_quality, case.band_rate, self._tie_break(case))
             still = self._still_eligible(case, case.cycle_bids)
             best = domain.best_above_rate(ranked, still)
         if best is None:
@@ -603,8 +625,21 @@ class Simulation:
         case.offered_this_cycle = set()
         case.cycle_bids, case.cycle_quality = [], {}
 
+    def _tie_break(self, case: Case) -> domain.TieBreak:
+        """The brokerage's tie-break now: each provider's awards in the package's zone over the last
+        12 weeks (awards older than that dropped as the clock passes them), and the draw seeded by
+        the package (as repo.recent_awards and handlers._tie_break give the brokerage)."""
+        zone = case.spec.zone
+        recent, counts = self.awards[zone], self.award_counts[zone]
+        horizon = self.now - domain.AWARD_SPREAD_WINDOW.total_seconds() / 3600
+        while recent and recent[0][0] < horizon:
+            counts[recent.popleft()[1]] -= 1
+        return domain.TieBreak(counts, str(case.demand.package_id))
+
     def place(self, case: Case, bid: domain.Answer) -> None:
         pid = bid.provider_id
+        self.awards[case.spec.zone].append((self.now, pid))
+        self.award_counts[case.spec.zone][pid] += 1
         self._release_holds(case)
         self._set_committed(pid, case.spec.hours_per_week)
         case.status, case.provider, case.rate, case.placed_at = "placed", pid, bid.hourly_rate, self.now
@@ -639,7 +674,7 @@ class Simulation:
         case.hand_backs += 1
         case.excluded.add(provider_id)
         case.provider, case.rate, case.placed_at = None, None, None
-        start = max(case.spec.start_date, (self.clock() + dt.timedelta(days=self.dp.notice_days)).date())
+        start = max(case.spec.start_date, clock.uk_date(self.clock() + dt.timedelta(days=self.dp.notice_days)))
         case.spec = case.spec.model_copy(update={"start_date": start})
         case.standing_declines.clear()  # only the start date changed; cheap to be sure
         case.waiting_since = self.now
@@ -673,7 +708,7 @@ class Simulation:
             spec,
             case.band_rate,
             self.held[provider_id],
-            self.clock().date(),
+            clock.uk_date(self.clock()),
             neighbouring=case.neighbours,
         )
         if not isinstance(result, Bid):
@@ -842,6 +877,6 @@ def simulate(
             "providers": len(built.profiles),
             "weekly_capacity_hours": float(sum(p.weekly_capacity_hours for p in built.profiles.values())),
         },
-        "start": START.date().isoformat(),
+        "start": START_DAY.isoformat(),
         "policies": {p.name: r for p, r in zip(policies, results, strict=True)},
     }

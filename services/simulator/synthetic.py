@@ -12,6 +12,7 @@ import datetime as dt
 import random
 from decimal import Decimal
 
+from services.runtime import clock
 from services.runtime.reference import Framework
 
 FIRST = [
@@ -102,7 +103,7 @@ def package_request(rng: random.Random, framework: Framework, zone_id: str, *, i
         },
         "needs": needs,
         "urgency": rng.choices(*URGENCY)[0],
-        "start_date": (dt.date.today() + dt.timedelta(days=rng.choice([0, 1, 1, 2, 7]))).isoformat(),
+        "start_date": (clock.uk_today() + dt.timedelta(days=rng.choice([0, 1, 1, 2, 7]))).isoformat(),
         "funding": "nhs" if rng.random() < 0.2 else "council",
         "requested_by": rng.choice(["broker.amy", "broker.raj", "broker.sue"]),
         "person": {
@@ -114,7 +115,7 @@ def package_request(rng: random.Random, framework: Framework, zone_id: str, *, i
                 f"{district} "
                 f"{rng.randint(1, 9)}{rng.choice('ABDEFGHJLNPQRSTUWXYZ')}{rng.choice('ABDEFGHJLNPQRSTUWXYZ')}"
             ),
-            "phone": f"07700 9{rng.randint(10000, 99999)}",
+            "phone": f"07700 900{rng.randint(0, 999):03d}",  # Ofcom's range for drama: never a real line
             "email": f"{first.lower()}.{last.lower()}.{index}@example.org",
             "nhs_number": nhs_number(rng),
             "date_of_birth": dt.date(rng.randint(1930, 1960), rng.randint(1, 12), rng.randint(1, 28)).isoformat(),

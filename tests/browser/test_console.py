@@ -50,7 +50,7 @@ async def fill_package(page, *, zone: str, district: str, hours: str = "7", call
     await page.fill("#person_full_name", "Ada Example")
     await page.fill("#person_address", "1 Market Place")
     await page.fill("#person_postcode", f"{district} 1AA")
-    await page.fill("#person_nhs_number", "943 476 5919")
+    await page.fill("#person_nhs_number", "999 876 5439")
 
 
 async def test_a_broker_requests_a_package_sees_it_placed_with_its_explanation_and_ops_see_its_events_live(
@@ -145,7 +145,7 @@ async def test_bad_input_shows_the_message_next_to_the_field_with_a_summary_that
     await broker.fill("#calls_per_day", "2")
     await broker.fill("#person_full_name", "Ada Example")
     await broker.fill("#hours_per_week", "9")
-    await broker.fill("#person_postcode", "ZZ1 1AA")
+    await broker.fill("#person_postcode", "SW1A 1AA")  # a real format, another district
     await broker.click("button:has-text('Request the package')")
     hours = await broker.inner_text("#hours_per_week-error")
     assert "does not match the visit pattern" in hours and "= 7.00 h" in hours
@@ -273,7 +273,7 @@ async def test_a_refused_action_says_why_and_an_unplaced_package_can_be_offered_
             "full_name": "Bea Example",
             "address": "2 Market Place",
             "postcode": f"{district} 1AB",
-            "nhs_number": "9434765919",
+            "nhs_number": "9998765439",
         },
     }
     created = httpx.post(f"{stack.url('brokerage')}/packages", json=body, timeout=10)

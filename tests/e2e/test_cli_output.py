@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer
 
 from services.bench.driver import place_batch
 from services.cli import demo
-from services.runtime import topics
+from services.runtime import clock, topics
 from services.runtime.reference import load_framework
 from services.simulator.synthetic import batch
 from tests.cli_checks import assert_fits, assert_shows, homecare_piped
@@ -144,7 +144,7 @@ async def test_dead_letters_read_whole_in_a_pipe_and_the_json_has_the_same_value
         for d in listed:
             for key in ("id", "consumer", "origin", "reason", "attempts", "error"):
                 assert_shows(text, d[key])
-            assert_shows(text, d["failed_at"][:19])
+            assert_shows(text, clock.format_uk(d["failed_at"]))  # for people: UK local time
 
 
 async def test_provider_credentials_read_whole_in_a_pipe_and_the_json_has_the_same_values(stack):
@@ -171,9 +171,9 @@ async def test_provider_credentials_read_whole_in_a_pipe_and_the_json_has_the_sa
         text = homecare_piped("providers", "credentials", "list", provider_id, *url, columns=room, env=env)
         assert_fits(text, room)
         for c in listed:
-            for value in (c["credential_id"], c["label"] or "-", c["created_at"]):
+            for value in (c["credential_id"], c["label"] or "-", clock.format_uk(c["created_at"])):
                 assert_shows(text, value)
-            assert_shows(text, c["revoked_at"] or c["last_used_at"] or "never")
+            assert_shows(text, clock.format_uk(c["revoked_at"] or c["last_used_at"], missing="never"))
 
 
 async def place_some(stack) -> None:

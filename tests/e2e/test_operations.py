@@ -57,7 +57,11 @@ async def test_health_metrics_and_asyncapi_on_every_service(stack, known_batch):
             base = stack.url(name)
             assert (await client.get(f"{base}/health/live")).json()["status"] == "live"
             ready = (await client.get(f"{base}/health/ready")).json()
-            assert ready == {"status": "ready", "checks": {"postgresql": True, "kafka": True}}
+            assert ready == {
+                "status": "ready",
+                "checks": {"postgresql": True, "kafka": True},
+                "outbox": {"parked": 0, "held": 0},
+            }
             text = (await client.get(f"{base}/metrics")).text
             for metric in (
                 "homecare_events_handled_total",
@@ -65,6 +69,8 @@ async def test_health_metrics_and_asyncapi_on_every_service(stack, known_batch):
                 "homecare_outbox_backlog",
                 "homecare_consumer_lag",
                 "homecare_dead_letters_total",
+                "homecare_outbox_parked_rows",
+                "homecare_outbox_held_rows",
                 "homecare_ready",
             ):
                 assert metric in text, f"{name} /metrics lacks {metric}"

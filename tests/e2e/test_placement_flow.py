@@ -16,7 +16,7 @@ import yaml
 
 from schemas.events import ProviderProfile
 from services.bench.driver import place_batch, wait_until_ready
-from services.brokerage.domain import Answer, quality_score, rank_bids
+from services.brokerage.domain import Answer, TieBreak, quality_score, rank_bids
 from services.runtime import topics
 from services.runtime.kafka import read_topic
 from services.runtime.reference import load_framework, load_provider_seed, reference_dir
@@ -196,6 +196,7 @@ async def test_the_awarded_provider_was_eligible_offered_and_within_the_band_rat
                 dt.datetime.fromisoformat(a["answered_at"]),
                 Decimal(a["hourly_rate"]) if a["hourly_rate"] else None,
                 dt.date.fromisoformat(a["earliest_start"]) if a["earliest_start"] else None,
+                offer_round=offered[-1]["offer_round"],
             )
             for a in offered[-1]["answers"]
             if not a["late"]
@@ -210,7 +211,9 @@ async def test_the_awarded_provider_was_eligible_offered_and_within_the_band_rat
             for pid, info in registry.items()
             if pid in {a.provider_id for a in answers}
         }
-        ranked = [b for b in rank_bids(answers, quality, Decimal(p["band_rate"])) if b.acceptable]
+        # Ties broken as recorded at the close: recent awards in the zone, then the seeded draw.
+        tie_break = TieBreak(offered[-1]["tie_break"]["recent_awards"], p["package_id"])
+        ranked = [b for b in rank_bids(answers, quality, Decimal(p["band_rate"]), tie_break) if b.acceptable]
         above = [b.answer.provider_id for b in ranked[: [b.answer.provider_id for b in ranked].index(p["provider_id"])]]
         for pid in above:
             assert registry[pid]["capacity"] - registry[pid]["committed"] < Decimal(spec["hours_per_week"]), (

@@ -32,7 +32,8 @@ async def in_memory(handlers_database):
         settings = load(
             name, database_url=handlers_database, consumer_backoff_initial_seconds=0.01, consumer_max_attempts=2
         )
-        service, _app = build(settings)
+        service, app = build(settings)
+        service.http_app = app  # the service's HTTP API, for tests that call it in-process (httpx ASGITransport)
         if before_start:
             before_start(service)  # e.g. subscribe a test listener: must precede TestKafkaBroker
         broker_cm = TestKafkaBroker(service.broker)

@@ -6,10 +6,12 @@ import datetime as dt
 import uuid
 from decimal import Decimal
 
+from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 from faststream.kafka import KafkaMessage
 
 from schemas.events import PackagePlaced
 from services.providers.app import build
+from services.runtime import consumer as consumer_module
 from services.runtime import metrics, topics
 from services.runtime.consumer import Delivery, raw_body
 from tests.handlers.test_providers_handlers import offer, willing
@@ -136,3 +138,44 @@ async def test_an_event_the_service_does_not_handle_is_skipped_by_its_header(in_
     before = await service.pool.fetchval("SELECT count(*) FROM inbox")
     assert await service.consumer.process_batch([unhandled, delivery(handled, 12)])
     assert await service.pool.fetchval("SELECT count(*) FROM inbox") == before + 1
+
+
+async def test_a_dead_letter_kafka_refuses_for_good_is_logged_and_the_batch_moves_on(in_memory, monkeypatch):
+    """The dead-letter topic itself refused (here: not authorised): retrying could never succeed,
+    so the record is recorded in the log and a metric and its batch is committed."""
+    service, _ = await in_memory(build, "providers")
+    good = offer(await willing(service, 1))
+    attempts = []
+
+    async def refused(broker, letter):
+        attempts.append(letter)
+        raise TopicAuthorizationFailedError(topics.dead_letters())
+
+    monkeypatch.setattr(consumer_module, "publish_dead_letter", refused)
+    unwritten = metrics.DEAD_LETTERS_UNWRITTEN.labels(
+        "providers", topics.group("providers"), "TopicAuthorizationFailedError"
+    )
+    before = unwritten._value.get()
+    garbage = delivery(good, 21, value=b"\xc3\x28 not json", headers={})
+    assert await service.consumer.process_batch([garbage, delivery(good, 22)])
+    assert len(attempts) == 1, "not retried"
+    assert unwritten._value.get() - before == 1
+    assert len(await inbox_rows(service, [good])) == 1
+
+
+async def test_a_dead_letter_publish_is_retried_while_kafka_is_away(in_memory, monkeypatch):
+    service, _ = await in_memory(build, "providers")
+    good = offer(await willing(service, 1))
+    attempts = []
+    real = consumer_module.publish_dead_letter
+
+    async def away_twice(broker, letter):
+        attempts.append(letter)
+        if len(attempts) <= 2:
+            raise KafkaConnectionError("Kafka away")
+        await real(broker, letter)
+
+    monkeypatch.setattr(consumer_module, "publish_dead_letter", away_twice)
+    garbage = delivery(good, 31, value=b"{", headers={})
+    assert await service.consumer.process_batch([garbage, delivery(good, 32)])
+    assert len(attempts) == 3, "waited out, then written"

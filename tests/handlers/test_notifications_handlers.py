@@ -340,7 +340,7 @@ async def test_govuk_notify_gets_an_authenticated_request_with_the_rendered_mess
         assert email["template_id"] == "11111111-1111-4111-8111-111111111111"
         assert email["personalisation"]["subject"].startswith("Package awarded to you")
         assert email["reference"] == str(rows[("provider", provider, "notify_email")]["delivery_id"])
-        assert sms["phone_number"] == "07700 900123" and sms["template_id"] == "33333333-3333-4333-8333-333333333333"
+        assert sms["phone_number"] == "+447700900123" and sms["template_id"] == "33333333-3333-4333-8333-333333333333"
         assert "carers from Oak Care" in sms["personalisation"]["body"]
         assert [f["channel"] for f in await failures(service, event.package_id)] == ["notify_email"]
         assert not [m for m in standin.rejected if "Invalid token" in m or "Unauthorized" in m]

@@ -146,6 +146,9 @@ class TestTiers:
         assert domain.next_offer([Tier.supplementary], Tier.prime, [supp]) == (Tier.supplementary, [supp])
 
 
+NO_TIES = domain.TieBreak(package_key="pkg-1")  # no recent awards: the draw decides a full tie
+
+
 def bid(pid, rate, minutes=0, start=TODAY):
     return domain.Answer(pid, "bid", T0 + dt.timedelta(minutes=minutes), Decimal(rate), start)
 
@@ -160,22 +163,24 @@ class TestAward:
             bid("d", "18", minutes=1, start=TODAY + dt.timedelta(days=1)),
             bid("e", "18", minutes=2),
         ]
-        ranked = domain.rank_bids(answers, quality, Decimal("20"))
+        ranked = domain.rank_bids(answers, quality, Decimal("20"), NO_TIES)
         assert [r.answer.provider_id for r in ranked] == ["e", "c", "d", "b", "a"]
 
     def test_bid_above_the_band_rate_is_not_acceptable(self):
         ranked = domain.rank_bids(
-            [bid("a", "23.00"), bid("b", "22.95")], {"a": Decimal(99), "b": Decimal(50)}, Decimal("22.95")
+            [bid("a", "23.00"), bid("b", "22.95")], {"a": Decimal(99), "b": Decimal(50)}, Decimal("22.95"), NO_TIES
         )
         assert domain.choose_winner(ranked, {"a", "b"}).answer.provider_id == "b"
 
     def test_a_provider_no_longer_eligible_cannot_win(self):
-        ranked = domain.rank_bids([bid("a", "18"), bid("b", "18")], {"a": Decimal(99), "b": Decimal(50)}, Decimal("20"))
+        ranked = domain.rank_bids(
+            [bid("a", "18"), bid("b", "18")], {"a": Decimal(99), "b": Decimal(50)}, Decimal("20"), NO_TIES
+        )
         assert domain.choose_winner(ranked, {"b"}).answer.provider_id == "b"
 
     def test_declines_never_win(self):
         decline = domain.Answer("a", "decline", T0, reason="capacity")
-        assert domain.choose_winner(domain.rank_bids([decline], {}, Decimal(20)), {"a"}) is None
+        assert domain.choose_winner(domain.rank_bids([decline], {}, Decimal(20), NO_TIES), {"a"}) is None
 
 
 class TestEarlyClose:
@@ -226,14 +231,23 @@ def test_property_winner_is_eligible_acceptable_and_ranked_first(answers, qualit
         else domain.Answer(pid, "decline", T0 + dt.timedelta(seconds=s), reason="other")
         for pid, is_bid, rate, s, d in answers
     ]
-    winner = domain.choose_winner(domain.rank_bids(built, quality, band_rate), eligible)
+    winner = domain.choose_winner(domain.rank_bids(built, quality, band_rate, NO_TIES), eligible)
     candidates = [a for a in built if a.kind == "bid" and a.hourly_rate <= band_rate and a.provider_id in eligible]
     if not candidates:
         assert winner is None
         return
     assert winner is not None
     assert winner.answer.provider_id in eligible and winner.answer.hourly_rate <= band_rate
-    best = min(candidates, key=lambda a: domain.rank_key(a, quality[a.provider_id]))
+    best = min(
+        candidates,
+        key=lambda a: (
+            -quality[a.provider_id],
+            a.hourly_rate,
+            a.earliest_start,
+            a.answered_at,
+            domain.tie_draw(NO_TIES.package_key, a.offer_round, a.provider_id),
+        ),
+    )
     assert winner.answer == best
 
 
@@ -259,12 +273,14 @@ def test_property_closing_a_round_early_never_changes_who_wins(answers, qualitie
     offered = [pid for pid, *_ in answers] + order.sample(["q1", "q2"], k=order.randint(0, 2))  # some never answer
     quality |= {"q1": Decimal(order.randint(0, 100)), "q2": Decimal(order.randint(0, 100))}
     everyone = set(offered)
-    full_length = domain.choose_winner(domain.rank_bids(built, quality, band_rate), everyone)
+    full_length = domain.choose_winner(domain.rank_bids(built, quality, band_rate, NO_TIES), everyone)
     state = domain.RoundState(offered)
     for answer in built:
         state.answers[answer.provider_id] = answer
         if domain.outcome_settled(state, quality, band_rate):
-            early = domain.choose_winner(domain.rank_bids(state.answers.values(), quality, band_rate), everyone)
+            early = domain.choose_winner(
+                domain.rank_bids(state.answers.values(), quality, band_rate, NO_TIES), everyone
+            )
             assert (early and early.answer) == (full_length and full_length.answer)
             break
 

@@ -126,3 +126,29 @@ def test_simulate_reads_whole_in_a_pipe_at_80_columns_and_narrow_and_its_json_ha
             assert_shows(text, label)
             for value in values:
                 assert_shows(text, value)
+
+
+# ---- outbox parked: the rendering of rows as the database lists them ---------------------------
+
+
+def test_parked_outbox_rows_read_whole_at_80_columns_and_when_narrow():
+    from services.cli.operations import render_parked
+    from services.runtime import clock
+
+    rows = [
+        {
+            "service": "brokerage",
+            "id": "brokerage:1234",
+            "parked_at": "2027-04-01T00:30:00+00:00",
+            "type": "PackagePlaced",
+            "aggregate": "6f1c2d9e-0000-4000-8000-000000000001",
+            "payload_bytes": 1048276,
+            "held": 3,
+            "error": "MessageSizeTooLargeError: the message is 1048576 bytes when serialized",
+        }
+    ]
+    for room in (80, 40):
+        text = render_parked(rows, room)
+        assert_fits(text, room)
+        for value in (*(v for k, v in rows[0].items() if k != "parked_at"), clock.format_uk(rows[0]["parked_at"])):
+            assert_shows(text, value)

@@ -19,6 +19,7 @@ from services.console.api.pages import TEMPLATES, now, page, zones
 from services.console.api.sessions import Sessions
 from services.console.clients import ApiError
 from services.console.domain import Permission
+from services.runtime import clock
 
 if TYPE_CHECKING:
     from services.console.app import Console
@@ -166,7 +167,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             created=request.query_params.get("created"),
             refused=request.query_params.get("refused"),
             done=request.query_params.get("done"),
-            today=dt.date.today(),
+            today=clock.uk_today(),
         )
 
     ACTIONS = {  # console action -> (API path, body from the form and the signed-in broker)

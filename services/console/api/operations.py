@@ -83,6 +83,10 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             await dead_letters.replay_letters(console.settings.kafka_bootstrap_servers, [letter_id])
         except LookupError as unknown:
             return page(request, "error.html", session, 404, title="Page not found", message=str(unknown))
+        except ValueError as cut:  # a letter cut to fit Kafka: its original bytes are not all there
+            return page(
+                request, "error.html", session, 409, title="This dead letter cannot be replayed", message=str(cut)
+            )
         return RedirectResponse(f"/ops/dead-letters?replayed={quote(letter_id)}", status_code=303)
 
     @router.get("/ops/kpis")

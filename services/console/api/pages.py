@@ -14,6 +14,7 @@ from fastapi.templating import Jinja2Templates
 
 from services.console import handlers
 from services.console.domain import Permission
+from services.runtime import clock
 
 if TYPE_CHECKING:  # the console imports these pages: no import back at run time
     from services.console.app import Console
@@ -22,18 +23,25 @@ TEMPLATES = Jinja2Templates(directory=Path(__file__).parents[1] / "templates")
 
 
 def now() -> dt.datetime:
-    """The time now, in UTC."""
-    return dt.datetime.now(dt.UTC)
+    """The time now, in UTC: the platform's clock (services.runtime.clock, settable in tests)."""
+    return clock.now()
 
 
 def _when(value: Any) -> str:
+    """The console's one filter for timestamps (``| when``): UK local time with GMT/BST."""
+    return clock.format_uk(value or None)
+
+
+def _day(value: Any) -> str:
+    """The console's filter for business dates (``| day``): "Thursday 1 April 2027"."""
     if not value:
         return "-"
-    at = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
-    return at.astimezone(dt.UTC).strftime("%d %b %Y %H:%M UTC")
+    day = value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
+    return f"{day:%A} {day.day} {day:%B %Y}"
 
 
 TEMPLATES.env.filters["when"] = _when
+TEMPLATES.env.filters["day"] = _day
 TEMPLATES.env.filters["words"] = lambda v: str(v or "-").replace("_", " ")
 TEMPLATES.env.globals["uuid4"] = uuid.uuid4  # a fresh Idempotency-Key per form shown
 TEMPLATES.env.filters["pair"] = lambda v: (v, str(v).replace("_", " ").capitalize())  # (value, label) for options
