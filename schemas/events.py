@@ -8,26 +8,77 @@ class, and an unknown type or schema version fails validation (and goes to dead 
 Privacy is part of the contract: no event carries a person's name, address, contact
 details, NHS number, date of birth or care notes. Those stay in the brokerage schema.
 
-Changing an event: add a new ``schema_version`` model beside the old one, keep the old
-samples in ``schemas/samples/`` parsing, and re-export the JSON Schemas
-(``python -m schemas.export``); ``tests/unit/test_contracts.py`` fails until you do.
+No free text either: nothing people type (a cancel reason, a decline's words, an error
+message) goes on an event, only codes from the fixed vocabularies in ``schemas/vocabulary.py``;
+every string field is an id, a code, a date or an enumerated value
+(``tests/unit/test_contracts.py`` walks every model to keep it so).
+
+Changing an event: bump its ``schema_version`` here, move the old model to
+``schemas/legacy.py`` with an ``upgrade()`` to the new one, keep the old samples in
+``schemas/samples/`` parsing, add a sample of the new version, and re-export the JSON Schemas
+(``python -m schemas.export``); ``tests/unit/test_contracts.py`` fails until you do. Consumers
+read every version: :func:`parse_event` upgrades an old one, so handlers see the current model.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from schemas.vocabulary import Band, CareNeed, DeclineReason, Funding, Tier, Urgency
+from schemas.vocabulary import (
+    Band,
+    CancelReason,
+    CareNeed,
+    DeclineReason,
+    ExceptionDecisionReason,
+    Funding,
+    HandBackReason,
+    NotificationFailure,
+    ReopenReason,
+    Tier,
+    UnplacedReason,
+    Urgency,
+)
 
 Producer = Literal["brokerage", "providers", "notifications"]
 Money = Annotated[Decimal, Field(max_digits=8, decimal_places=2, ge=0)]
 ProviderId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,63}$")]
 ZoneId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,63}$")]
+# A member of staff as the services name them (a console username, e.g. broker.amy, or a
+# system's name, e.g. schedule): an id, never a sentence.
+STAFF_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$"
+StaffId = Annotated[str, Field(pattern=STAFF_ID_PATTERN, max_length=100)]
+RateCardVersion = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")]
+# Who a notification was for: a provider id, a staff id, brokerage-team, or the package id (the person).
+RecipientId = Annotated[str, Field(pattern=STAFF_ID_PATTERN, max_length=100)]
+MessageName = Literal[
+    "placement_award",
+    "placement_broker",
+    "placement_person",
+    "placement_outcome",
+    "package_unplaced",
+    "package_handed_back",
+    "new_offer",
+    "cancelled_provider",
+    "cancelled_broker",
+    "cancelled_person",
+    "handed_back_provider",
+    "handed_back_broker",
+    "handed_back_person",
+    "reopened_provider",
+    "reopened_broker",
+    "reopened_person",
+    "started_provider",
+    "started_broker",
+    "exception_requested",
+    "exception_refused_bidder",
+]
+DeliveryChannel = Literal["email", "notify_email", "notify_sms", "webhook", "log", "none"]
 
 
 def _now() -> dt.datetime:
@@ -42,7 +93,10 @@ class Contract(BaseModel):
 
 class Envelope(Contract):
     event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
-    schema_version: Literal[1] = 1
+    if TYPE_CHECKING:  # each event pins its own version (a Literal); to a type checker, a number
+        schema_version: int = 1
+    else:
+        schema_version: Literal[1] = 1
     occurred_at: dt.datetime = Field(default_factory=_now)
     correlation_id: uuid.UUID = Field(
         description="The journey this event belongs to: the package id for package events."
@@ -116,7 +170,12 @@ class OfferMade(Envelope):
 
 
 class PackagePlaced(Envelope):
+    """Awarded: the provider now holds the package (until a cancellation, hand-back or re-brokering).
+    v2: ``rate_card`` and ``requested_by`` are ids (patterns), ``losing_provider_ids`` only those
+    offered in this cycle of offers."""
+
     event_type: Literal["PackagePlaced"] = "PackagePlaced"
+    schema_version: Literal[2] = 2
     producer: Producer = "brokerage"
     package_id: uuid.UUID
     provider_id: ProviderId
@@ -128,31 +187,37 @@ class PackagePlaced(Envelope):
     zone: ZoneId
     band: Band
     urgency: Urgency
-    rate_card: str = Field(description="Version of the rate card the award was judged against.")
-    requested_by: str = Field(description="Staff id of the broker who requested the package.")
-    losing_provider_ids: list[ProviderId] = Field(default_factory=list)
+    rate_card: RateCardVersion = Field(description="Version of the rate card the award was judged against.")
+    requested_by: StaffId = Field(description="Staff id of the broker who requested the package.")
+    losing_provider_ids: list[ProviderId] = Field(
+        default_factory=list, description="Offered the package in this cycle of offers, and not awarded it."
+    )
     placed_at: dt.datetime
 
 
 class PackageUnplaced(Envelope):
-    """No acceptable bid on any tier: the package joins the unplaced queue (the waiting list)."""
+    """No acceptable bid on any tier: the package joins the unplaced queue (the waiting list).
+    v2: ``reason`` is a code."""
 
     event_type: Literal["PackageUnplaced"] = "PackageUnplaced"
+    schema_version: Literal[2] = 2
     producer: Producer = "brokerage"
     package_id: uuid.UUID
     zone: ZoneId
     band: Band
     urgency: Urgency
     hours_per_week: Decimal
-    reason: str
-    requested_by: str
+    reason: UnplacedReason
+    requested_by: StaffId
     unplaced_at: dt.datetime
 
 
 class ExceptionRequested(Envelope):
-    """Only bids above the band rate came in: a broker must approve paying more, or refuse."""
+    """Only bids above the band rate came in: a broker must approve paying more, or refuse.
+    v2: ``requested_by`` is a staff id."""
 
     event_type: Literal["ExceptionRequested"] = "ExceptionRequested"
+    schema_version: Literal[2] = 2
     producer: Producer = "brokerage"
     package_id: uuid.UUID
     provider_id: ProviderId = Field(description="The best-ranked bid above the rate.")
@@ -161,72 +226,90 @@ class ExceptionRequested(Envelope):
     zone: ZoneId
     band: Band
     urgency: Urgency
-    requested_by: str
+    requested_by: StaffId
     requested_at: dt.datetime
 
 
 class ExceptionDecided(Envelope):
-    """A broker's decision on paying above the band rate: who, when, why."""
+    """A broker's decision on paying above the band rate: who, when, why (a code; the broker's own
+    words stay in the brokerage's exceptions table). v2: ``reason`` is a code, and the bid decided on
+    is named (``provider_id``, ``hourly_rate``) so its bidder can be told of a refusal."""
 
     event_type: Literal["ExceptionDecided"] = "ExceptionDecided"
+    schema_version: Literal[2] = 2
     producer: Producer = "brokerage"
     package_id: uuid.UUID
     decision: Literal["approved", "rejected"]
-    decided_by: str
-    reason: str = Field(min_length=1, max_length=500)
+    decided_by: StaffId
+    reason: ExceptionDecisionReason
+    provider_id: ProviderId | None = Field(default=None, description="The best-ranked bid above the rate.")
+    hourly_rate: Money | None = None
+    requested_by: StaffId | None = Field(default=None, description="The broker who requested the package.")
     decided_at: dt.datetime
 
 
 class PackageCancelled(Envelope):
-    """A broker cancelled the package before it started; a provider it was placed with is released."""
+    """A broker cancelled the package before it started; a provider it was placed with is released.
+    v2: ``reason`` is a code (the broker's words stay in the brokerage); ``requested_by`` added, so
+    the broker who asked for the package can be told."""
 
     event_type: Literal["PackageCancelled"] = "PackageCancelled"
+    schema_version: Literal[2] = 2
     producer: Producer = "brokerage"
     package_id: uuid.UUID
-    reason: str = Field(min_length=1, max_length=500)
-    cancelled_by: str
+    reason: CancelReason
+    cancelled_by: StaffId
+    requested_by: StaffId | None = Field(default=None, description="The broker who requested the package.")
     provider_id: ProviderId | None = Field(default=None, description="The provider it had been placed with, if any.")
     hours_per_week: Decimal
     cancelled_at: dt.datetime
 
 
 class PackageHandedBack(Envelope):
-    """The provider gives the package back, with notice; the package is reopened with priority."""
+    """The provider gives the package back, with notice; the package is reopened with priority.
+    v2: ``reason`` is a code; ``requested_by`` added."""
 
     event_type: Literal["PackageHandedBack"] = "PackageHandedBack"
+    schema_version: Literal[2] = 2
     producer: Producer = "brokerage"
     package_id: uuid.UUID
     provider_id: ProviderId
     notice_ends_on: dt.date
-    reason: str = Field(min_length=1, max_length=500)
+    reason: HandBackReason
     hours_per_week: Decimal
-    recorded_by: str
+    recorded_by: StaffId
+    requested_by: StaffId | None = Field(default=None, description="The broker who requested the package.")
     recorded_at: dt.datetime
 
 
 class PackageReopened(Envelope):
     """The provider a package was placed with was suspended or left the framework: the package is
     taken from it and brokered again with priority and continuity (not a hand-back: it does not
-    count against the provider's quality rating)."""
+    count against the provider's quality rating). v2: ``reason`` is a code; ``requested_by`` added."""
 
     event_type: Literal["PackageReopened"] = "PackageReopened"
+    schema_version: Literal[2] = 2
     producer: Producer = "brokerage"
     package_id: uuid.UUID
     provider_id: ProviderId
-    reason: str = Field(min_length=1, max_length=500)
+    reason: ReopenReason
     hours_per_week: Decimal
+    requested_by: StaffId | None = Field(default=None, description="The broker who requested the package.")
     reopened_at: dt.datetime
 
 
 class PackageStarted(Envelope):
-    """Care began: the end of the wait the brokerage evidences."""
+    """Care began: the end of the wait the brokerage evidences. v2: ``recorded_by`` is a staff id;
+    ``requested_by`` added."""
 
     event_type: Literal["PackageStarted"] = "PackageStarted"
+    schema_version: Literal[2] = 2
     producer: Producer = "brokerage"
     package_id: uuid.UUID
     provider_id: ProviderId
     started_on: dt.date
-    recorded_by: str
+    recorded_by: StaffId
+    requested_by: StaffId | None = Field(default=None, description="The broker who requested the package.")
     recorded_at: dt.datetime
 
 
@@ -246,13 +329,16 @@ class BidSubmitted(Envelope):
 
 
 class OfferDeclined(Envelope):
+    """A provider declined an offer, with a code. v2: no ``reason_text`` - the provider's own words
+    stay in the providers service (``GET /providers/{id}/offers``, for the brokerage team)."""
+
     event_type: Literal["OfferDeclined"] = "OfferDeclined"
+    schema_version: Literal[2] = 2
     producer: Producer = "providers"
     package_id: uuid.UUID
     offer_round: int = Field(ge=1)
     provider_id: ProviderId
     reason: DeclineReason
-    reason_text: str = Field(default="", max_length=500)
     adapter: Literal["automatic", "webhook", "portal"]
     answered_at: dt.datetime
 
@@ -294,12 +380,16 @@ class ProviderUpdated(Envelope):
 
 class Recipient(Contract):
     kind: Literal["provider", "broker", "person", "losing_bidder"]
-    recipient_id: str
-    channel: str
+    recipient_id: RecipientId
+    channel: DeliveryChannel
 
 
 class PlacementConfirmed(Envelope):
+    """A placement's messages recorded for each recipient and channel. v2: recipient ids and
+    channels constrained."""
+
     event_type: Literal["PlacementConfirmed"] = "PlacementConfirmed"
+    schema_version: Literal[2] = 2
     producer: Producer = "notifications"
     package_id: uuid.UUID
     provider_id: ProviderId
@@ -309,23 +399,26 @@ class PlacementConfirmed(Envelope):
 
 class NotificationFailed(Envelope):
     """A message that could not be delivered, for good: no usable channel, no contact registered,
-    an address refused, or transient failures past the retry limit. Carries no address."""
+    an address refused, or transient failures past the retry limit. Carries no address and no error
+    text (that stays with the delivery: GET /packages/{id}/notifications). v2: ``reason`` is a code;
+    ``message``, ``recipient_id`` and ``channel`` constrained."""
 
     event_type: Literal["NotificationFailed"] = "NotificationFailed"
+    schema_version: Literal[2] = 2
     producer: Producer = "notifications"
     package_id: uuid.UUID
     delivery_id: uuid.UUID = Field(
         description="The delivery's id in the notifications service (GET /packages/{id}/notifications)."
     )
-    message: str = Field(description="What was to be said, e.g. placement_person, package_unplaced.")
+    message: MessageName = Field(description="What was to be said, e.g. placement_person, package_unplaced.")
     recipient_kind: Literal["provider", "broker", "person", "losing_bidder", "brokerage_team"]
-    recipient_id: str = Field(
+    recipient_id: RecipientId = Field(
         description="Provider id, staff id, brokerage-team, or the package id for the person's contact."
     )
-    channel: str = Field(
+    channel: DeliveryChannel = Field(
         description="email, notify_email, notify_sms, webhook, log; none when no channel could be used."
     )
-    reason: str = Field(max_length=1000)
+    reason: NotificationFailure
     attempts: int = Field(ge=0)
     failed_at: dt.datetime
 
@@ -356,8 +449,37 @@ EVENT_TYPES: dict[str, type[Envelope]] = {
 
 
 def parse_event(raw: bytes | str) -> Event:
-    """Parse a Kafka message value into its event class; raises pydantic.ValidationError."""
-    return EVENT_ADAPTER.validate_json(raw)
+    """Parse a Kafka message value into its current event class, upgrading an older schema version
+    (``schemas/legacy.py``); raises pydantic.ValidationError (or ValueError for bytes that are not
+    JSON) for anything else, naming the field."""
+    try:
+        return EVENT_ADAPTER.validate_json(raw)
+    except ValidationError:
+        legacy = _legacy_model(raw)
+        if legacy is None:
+            raise
+    return legacy.model_validate_json(raw).upgrade()  # type: ignore[attr-defined, no-any-return]
+
+
+def parse_event_as_sent(raw: bytes | str) -> Envelope:
+    """The event in the version it was written in (no upgrade): for tools that show history."""
+    legacy = _legacy_model(raw)
+    return legacy.model_validate_json(raw) if legacy is not None else EVENT_ADAPTER.validate_json(raw)
+
+
+def _legacy_model(raw: bytes | str) -> type[Envelope] | None:
+    """The legacy model of a message whose type and version name one, else None (cheap: only read
+    after the current models refused the message)."""
+    from schemas.legacy import LEGACY
+
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    key = (data.get("event_type"), data.get("schema_version"))
+    return LEGACY.get(key) if all(isinstance(k, str | int) for k in key) else None  # type: ignore[arg-type]
 
 
 def dump_event(event: Envelope) -> bytes:

@@ -9,16 +9,18 @@ from pathlib import Path
 
 from schemas.adapters import ADAPTER_MODELS
 from schemas.events import EVENT_ADAPTER, EVENT_TYPES
+from schemas.legacy import LEGACY
 
 JSON_DIR = Path(__file__).parent / "json"
 
 
 def rendered() -> dict[str, str]:
-    """File name -> JSON text, for every event and for the union of all of them."""
+    """File name -> JSON text, for every version of every event (earlier versions stay published:
+    their messages may still be on a topic) and for the union of the current ones."""
     files = {}
-    for event_type, model in sorted(EVENT_TYPES.items()):
-        version = model.model_fields["schema_version"].default
-        schema = model.model_json_schema(mode="serialization")
+    for event_type, event_model in sorted(EVENT_TYPES.items()) + sorted(((t, m) for (t, _), m in LEGACY.items())):
+        version = event_model.model_fields["schema_version"].default
+        schema = event_model.model_json_schema(mode="serialization")
         files[f"{event_type}.v{version}.schema.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
     union = EVENT_ADAPTER.json_schema(mode="serialization")
     files["events.schema.json"] = json.dumps(union, indent=2, sort_keys=True) + "\n"

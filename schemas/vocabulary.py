@@ -52,3 +52,123 @@ class DeclineReason(StrEnum):
     skills = "skills"
     price = "price"
     other = "other"
+
+
+# ---- reason codes: why a package's life changed -------------------------------------------
+#
+# Events carry these codes, never the words staff or providers typed: free text can hold a
+# person's name, NHS number or diagnosis, and Kafka keeps what it is given for the topic's
+# retention. The text, when there is any, stays in the database of the service it was typed
+# into (docs/guide/reason-codes.md). ``other`` is the way out of each list; the text then says why.
+
+
+class CancelReason(StrEnum):
+    """Why a broker cancelled a package before care started."""
+
+    no_longer_needed = "no_longer_needed"  # needs met another way, or recovered
+    moved_to_residential_care = "moved_to_residential_care"
+    admitted_to_hospital = "admitted_to_hospital"
+    person_died = "person_died"
+    family_arranged_care = "family_arranged_care"  # family or a direct payment took it on
+    person_declined = "person_declined"
+    moved_out_of_area = "moved_out_of_area"
+    requested_in_error = "requested_in_error"  # duplicate or wrong details: request it again
+    other = "other"
+
+
+class HandBackReason(StrEnum):
+    """Why a provider handed a package back (recorded by a broker)."""
+
+    staff_shortage = "staff_shortage"
+    cannot_cover_call_times = "cannot_cover_call_times"
+    needs_exceed_skills = "needs_exceed_skills"  # the care needed grew beyond what it can give
+    travel_not_viable = "travel_not_viable"
+    relationship_breakdown = "relationship_breakdown"
+    provider_leaving_area = "provider_leaving_area"
+    other = "other"
+
+
+class ExceptionDecisionReason(StrEnum):
+    """Why a broker approved, or refused, paying above the band rate."""
+
+    no_provider_at_band_rate = "no_provider_at_band_rate"
+    urgent_discharge = "urgent_discharge"
+    continuity_of_care = "continuity_of_care"  # keep the carers the person already knows
+    specialist_needs = "specialist_needs"
+    rate_not_justified = "rate_not_justified"
+    cheaper_option_expected = "cheaper_option_expected"  # wait for the next re-offer
+    budget_not_approved = "budget_not_approved"
+    other = "other"
+
+
+class UnplacedReason(StrEnum):
+    """Why a package joined the unplaced queue (decided by the brokerage, not typed)."""
+
+    no_eligible_provider = "no_eligible_provider"
+    no_acceptable_bid = "no_acceptable_bid"
+    exception_rejected = "exception_rejected"
+    no_eligible_bidder_above_rate = "no_eligible_bidder_above_rate"
+
+
+class ReopenReason(StrEnum):
+    """Why a placed package was taken from its provider and brokered again."""
+
+    provider_suspended = "provider_suspended"
+    provider_left = "provider_left"
+
+
+class NotificationFailure(StrEnum):
+    """Why a message could not be delivered (the error's own words stay in the notifications
+    service's deliveries, readable at ``GET /packages/{id}/notifications``)."""
+
+    no_usable_channel = "no_usable_channel"
+    no_contact_registered = "no_contact_registered"
+    address_refused = "address_refused"  # a permanent refusal by the channel
+    retries_exhausted = "retries_exhausted"
+
+
+# What each code means, in words for people (console lists, notifications, docs).
+REASON_WORDS: dict[str, str] = {
+    CancelReason.no_longer_needed: "care no longer needed",
+    CancelReason.moved_to_residential_care: "moved to residential care",
+    CancelReason.admitted_to_hospital: "admitted to hospital",
+    CancelReason.person_died: "the person died",
+    CancelReason.family_arranged_care: "family or a direct payment arranged the care",
+    CancelReason.person_declined: "the person declined the care",
+    CancelReason.moved_out_of_area: "moved out of the area",
+    CancelReason.requested_in_error: "requested in error",
+    HandBackReason.staff_shortage: "not enough care staff",
+    HandBackReason.cannot_cover_call_times: "cannot cover the call times",
+    HandBackReason.needs_exceed_skills: "the care needed is beyond the provider's skills",
+    HandBackReason.travel_not_viable: "travel to the visits is not viable",
+    HandBackReason.relationship_breakdown: "the care relationship broke down",
+    HandBackReason.provider_leaving_area: "the provider is leaving the area",
+    ExceptionDecisionReason.no_provider_at_band_rate: "no provider will take it at the band rate",
+    ExceptionDecisionReason.urgent_discharge: "an urgent hospital discharge",
+    ExceptionDecisionReason.continuity_of_care: "continuity of care",
+    ExceptionDecisionReason.specialist_needs: "specialist needs",
+    ExceptionDecisionReason.rate_not_justified: "the rate asked is not justified",
+    ExceptionDecisionReason.cheaper_option_expected: "a cheaper option is expected at the next re-offer",
+    ExceptionDecisionReason.budget_not_approved: "the budget was not approved",
+    UnplacedReason.no_eligible_provider: "no eligible provider",
+    UnplacedReason.no_acceptable_bid: "no acceptable bid on any tier",
+    UnplacedReason.exception_rejected: "the above-rate bid was refused",
+    UnplacedReason.no_eligible_bidder_above_rate: "no bidder above the rate is still eligible",
+    ReopenReason.provider_suspended: "the provider was suspended from the framework",
+    ReopenReason.provider_left: "the provider left the framework",
+    NotificationFailure.no_usable_channel: "no usable channel",
+    NotificationFailure.no_contact_registered: "no contact registered",
+    NotificationFailure.address_refused: "the address was refused",
+    NotificationFailure.retries_exhausted: "gave up after repeated failures",
+    DeclineReason.capacity: "no free capacity",
+    DeclineReason.geography: "too far, or not an area it covers",
+    DeclineReason.call_times: "cannot cover the call times",
+    DeclineReason.skills: "lacks the skills the needs require",
+    DeclineReason.price: "the band rate does not cover its costs",
+    "other": "other",
+}
+
+
+def reason_words(code: str) -> str:
+    """A reason code in words for people; an unknown code as itself, underscores spaced."""
+    return REASON_WORDS.get(code, code.replace("_", " "))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from collections import defaultdict
+from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
@@ -86,3 +90,77 @@ async def personal_values(database_url: str) -> set[str]:
         if phone.startswith("+44"):  # stored in E.164; a leak may be in the national form people type
             found |= {"0" + phone[3:], f"0{phone[3:7]} {phone[7:]}"}
     return found
+
+
+# ---- the services agree on who holds each package (issue 14, item 5) ------------------------
+
+
+async def disagreements(database_url: str, seed: list[dict] | None = None) -> list[str]:
+    """What the services disagree on, read from their schemas at one moment (empty: they agree):
+
+    - for every package, the brokerage's provider (placed or started; none otherwise) is the
+      providers service's live placement, and no live placement is of a package not held;
+    - each provider's committed hours are its seeded load plus the hours of its live placements;
+    - the brokerage's copy of each provider (``provider_view``) has the providers service's
+      committed hours and status.
+
+    ``seed``: the providers' seed (default: the reference data's), for their seeded load."""
+    from services.runtime.reference import load_provider_seed
+
+    seeded = {s["provider_id"]: Decimal(str(s.get("committed_hours", 0))) for s in seed or load_provider_seed()}
+    conn = await asyncpg.connect(database_url)
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):  # one snapshot of all three
+            packages = await conn.fetch("SELECT package_id, status, provider_id FROM brokerage.packages")
+            live = await conn.fetch(
+                "SELECT package_id, provider_id, hours_per_week FROM providers.placements WHERE ended_at IS NULL"
+            )
+            providers = await conn.fetch(
+                "SELECT provider_id, committed_hours, profile->>'status' AS status FROM providers.providers"
+            )
+            views = await conn.fetch(
+                "SELECT provider_id, (profile->>'committed_hours')::numeric AS committed, profile->>'status' AS status "
+                "FROM brokerage.provider_view"
+            )
+    finally:
+        await conn.close()
+    problems = []
+    holder = {r["package_id"]: r["provider_id"] for r in live}
+    unheld = dict(holder)
+    for p in packages:
+        held_by = p["provider_id"] if p["status"] in ("placed", "started") else None
+        unheld.pop(p["package_id"], None)
+        if holder.get(p["package_id"]) != held_by:
+            problems.append(
+                f"package {p['package_id']} ({p['status']}): brokerage says {held_by}, "
+                f"the providers service's live placement is {holder.get(p['package_id'])}"
+            )
+    problems += [f"live placement of unknown package {k} with {v}" for k, v in unheld.items()]
+    load: dict[str, Decimal] = defaultdict(Decimal)
+    for r in live:
+        load[r["provider_id"]] += r["hours_per_week"]
+    for r in providers:
+        expected = seeded.get(r["provider_id"], Decimal(0)) + load[r["provider_id"]]
+        if r["committed_hours"] != expected:
+            problems.append(
+                f"provider {r['provider_id']}: committed {r['committed_hours']} h/week, but seeded load "
+                f"{seeded.get(r['provider_id'], 0)} + live placements {load[r['provider_id']]} = {expected}"
+            )
+    registry = {r["provider_id"]: r for r in providers}
+    for v in views:
+        source = registry.get(v["provider_id"])
+        if source is None or (v["committed"], v["status"]) != (source["committed_hours"], source["status"]):
+            problems.append(f"brokerage's view of {v['provider_id']} is stale: {dict(v)} vs {source and dict(source)}")
+    return problems
+
+
+async def assert_services_agree(database_url: str, seed: list[dict] | None = None, timeout: float = 30) -> None:
+    """:func:`disagreements` is empty - once the events in flight have landed (polled up to
+    ``timeout`` seconds: the services agree eventually, through Kafka)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        problems = await disagreements(database_url, seed)
+        if not problems or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert not problems, f"{len(problems)} disagreements between the services:\n" + "\n".join(problems[:20])

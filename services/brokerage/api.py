@@ -19,13 +19,28 @@ import asyncpg
 from fastapi import APIRouter, Depends, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from schemas.events import PackageSpec, VisitPattern
-from schemas.vocabulary import Band, CareNeed, Funding, Urgency
+from schemas.events import STAFF_ID_PATTERN, PackageSpec, VisitPattern
+from schemas.vocabulary import Band, CancelReason, CareNeed, ExceptionDecisionReason, Funding, HandBackReason, Urgency
 from services.brokerage import explanation, handlers
 from services.brokerage import repository as repo
 from services.runtime import clock, identifiers
 from services.runtime.http import ProblemError
 from services.runtime.outbox import unit_of_work
+
+# Who acted: an id (a console username such as broker.amy), carried on events - never a sentence.
+StaffId = Annotated[
+    str, Field(min_length=1, max_length=100, pattern=STAFF_ID_PATTERN, description="Staff id, e.g. broker.amy")
+]
+# The words a member of staff may add to a reason code: kept in the brokerage's tables only, never
+# put on an event (they can name the person; docs/guide/reason-codes.md).
+ReasonText = Annotated[
+    str | None,
+    Field(
+        default=None,
+        max_length=1000,
+        description="Optional words beside the code; kept in the brokerage only, never on an event",
+    ),
+]
 
 
 class Person(BaseModel):
@@ -64,7 +79,7 @@ class PackageRequest(BaseModel):
     urgency: Urgency
     start_date: dt.date
     funding: Funding = Funding.council
-    requested_by: str = Field(min_length=1, max_length=100, description="Staff id of the requesting broker")
+    requested_by: StaffId
     person: Person
 
     @field_validator("needs")
@@ -98,14 +113,15 @@ class PackageRequest(BaseModel):
 
 class CancelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    reason: str = Field(min_length=1, max_length=500)
-    cancelled_by: str = Field(min_length=1, max_length=100)
+    reason: CancelReason = Field(description="Why, as a code (docs/guide/reason-codes.md)")
+    reason_text: ReasonText = None
+    cancelled_by: StaffId
 
 
 class StartRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     started_on: dt.date
-    recorded_by: str = Field(min_length=1, max_length=100)
+    recorded_by: StaffId
 
     @field_validator("started_on")
     @classmethod
@@ -118,19 +134,21 @@ class StartRequest(BaseModel):
 class HandBackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     notice_ends_on: dt.date = Field(description="The provider's last day of care")
-    reason: str = Field(min_length=1, max_length=500)
-    recorded_by: str = Field(min_length=1, max_length=100)
+    reason: HandBackReason = Field(description="Why, as a code (docs/guide/reason-codes.md)")
+    reason_text: ReasonText = None
+    recorded_by: StaffId
 
 
 class DecisionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    decided_by: str = Field(min_length=1, max_length=100)
-    reason: str = Field(min_length=1, max_length=500, description="Why: recorded with the decision")
+    decided_by: StaffId
+    reason: ExceptionDecisionReason = Field(description="Why, as a code: recorded with the decision")
+    reason_text: ReasonText = None
 
 
 class ReofferRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    requested_by: str = Field(min_length=1, max_length=100)
+    requested_by: StaffId
 
 
 class PackageCreated(BaseModel):
@@ -179,6 +197,10 @@ def _package_view(row, timeline, rounds, answers) -> dict:
         "requested_at": row["requested_at"],
         "placed_at": row["placed_at"],
         "unplaced_at": row["unplaced_at"],
+        # The code is on PackageCancelled; the broker's words only here (docs/guide/reason-codes.md).
+        "cancelled_at": row["cancelled_at"],
+        "cancel_reason": row["cancel_reason"],
+        "cancel_reason_text": row["cancel_reason_text"],
         "offer_rounds": [
             {
                 "offer_round": r["offer_round"],
@@ -342,7 +364,10 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
     )
     async def cancel(package_id: uuid.UUID, body: CancelRequest) -> dict:
         return await act(
-            package_id, lambda uow: handlers.cancel(uow, package_id, reason=body.reason, cancelled_by=body.cancelled_by)
+            package_id,
+            lambda uow: handlers.cancel(
+                uow, package_id, reason=body.reason, reason_text=body.reason_text, cancelled_by=body.cancelled_by
+            ),
         )
 
     @router.post(
@@ -382,6 +407,7 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
                 package_id,
                 notice_ends_on=body.notice_ends_on,
                 reason=body.reason,
+                reason_text=body.reason_text,
                 recorded_by=body.recorded_by,
             ),
         )
@@ -395,7 +421,13 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
         return await act(
             package_id,
             lambda uow: handlers.decide_exception(
-                uow, rules, package_id, approve=True, decided_by=body.decided_by, reason=body.reason
+                uow,
+                rules,
+                package_id,
+                approve=True,
+                decided_by=body.decided_by,
+                reason=body.reason,
+                reason_text=body.reason_text,
             ),
         )
 
@@ -408,7 +440,13 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
         return await act(
             package_id,
             lambda uow: handlers.decide_exception(
-                uow, rules, package_id, approve=False, decided_by=body.decided_by, reason=body.reason
+                uow,
+                rules,
+                package_id,
+                approve=False,
+                decided_by=body.decided_by,
+                reason=body.reason,
+                reason_text=body.reason_text,
             ),
         )
 

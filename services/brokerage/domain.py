@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from schemas.events import PackageSpec, ProviderProfile
-from schemas.vocabulary import CareNeed, Tier, Urgency
+from schemas.vocabulary import CareNeed, Tier, UnplacedReason, Urgency
 
 PRIME_SUPPLEMENTARY = "prime-supplementary"
 OPEN_FRAMEWORK = "open-framework"
@@ -185,11 +185,11 @@ class OfferPlan:
         return self.nearby.excluded if self.tier == Tier.adjacent else self.screening.excluded
 
     @property
-    def unplaced_reason(self) -> str:
+    def unplaced_reason(self) -> UnplacedReason:
         return (
-            "no eligible provider"
+            UnplacedReason.no_eligible_provider
             if not (self.screening.eligible or self.nearby.eligible)
-            else "no acceptable bid on any tier"
+            else UnplacedReason.no_acceptable_bid
         )
 
 

@@ -13,6 +13,7 @@ import datetime as dt
 import json
 from decimal import Decimal
 
+from schemas.vocabulary import reason_words
 from services.brokerage import domain
 from services.runtime import clock
 
@@ -159,6 +160,7 @@ def decision_record(package, rounds, answers, names: dict[str, str], exceptions=
                 "decided_by": e["decided_by"],
                 "decided_at": e["decided_at"],
                 "reason": e["reason"],
+                "reason_text": e["reason_text"],
             }
             for e in exceptions
         ],
@@ -217,7 +219,8 @@ def for_broker(record: dict, names: dict[str, str]) -> str:
         if e["decision"] is None:
             lines.append(asked + ": awaiting a broker's decision.")
         else:
-            lines.append(f"{asked}: {e['decision']} by {e['decided_by']} on {_when(e['decided_at'])} - {e['reason']}.")
+            why = reason_words(e["reason"]) + (f" ({e['reason_text']})" if e.get("reason_text") else "")
+            lines.append(f"{asked}: {e['decision']} by {e['decided_by']} on {_when(e['decided_at'])} - {why}.")
     if record["status"] in ("placed", "started"):
         winner = names.get(record["winner"], record["winner"])
         lines.append(f"Placed with {winner} at {_money(record['hourly_rate'])}/h: " + record["rule"] + ".")

@@ -34,7 +34,15 @@ from schemas.events import (
     PackageUnplaced,
     ProviderUpdated,
 )
-from schemas.vocabulary import Tier, Urgency
+from schemas.vocabulary import (
+    CancelReason,
+    ExceptionDecisionReason,
+    HandBackReason,
+    ReopenReason,
+    Tier,
+    UnplacedReason,
+    Urgency,
+)
 from services.brokerage import domain
 from services.brokerage import repository as repo
 from services.runtime import clock
@@ -148,10 +156,8 @@ async def record_answer(uow: UnitOfWork, rules: BrokerageRules, event: BidSubmit
         answers = await repo.insert_answer(
             uow.conn, kind="bid", hourly_rate=event.hourly_rate, earliest_start=event.earliest_start, **common
         )
-    else:
-        answers = await repo.insert_answer(
-            uow.conn, kind="decline", reason=event.reason.value, reason_text=event.reason_text, **common
-        )
+    else:  # the decline's words stay with the providers service: only the code comes here
+        answers = await repo.insert_answer(uow.conn, kind="decline", reason=event.reason.value, **common)
     if answers is None or late:  # answered before (a redelivery), or too late to count
         return
     answered = repo.state_of(offered, package["round_quality"], answers)
@@ -241,7 +247,7 @@ async def _unplace(
     rules: BrokerageRules,
     package,
     spec: PackageSpec,
-    reason: str,
+    reason: UnplacedReason,
     *,
     causation: uuid.UUID | None,
     **detail,
@@ -249,7 +255,7 @@ async def _unplace(
     """Onto the unplaced queue (the waiting list), to be re-offered on its schedule."""
     package_id, at = package["package_id"], now()
     await repo.mark_unplaced(uow.conn, package_id, unplaced_at=at, next_reoffer_at=at + rules.reoffer_interval)
-    repo.add_timeline(uow, package_id, "unplaced", at, reason=reason, **detail)
+    repo.add_timeline(uow, package_id, "unplaced", at, reason=reason.value, **detail)
     await uow.emit(
         PackageUnplaced(
             correlation_id=package_id,
@@ -295,7 +301,9 @@ async def _place(
         hourly_rate=str(winner.answer.hourly_rate),
         start_date=start_date.isoformat(),
     )
-    all_offered = await repo.everyone_offered(uow.conn, package_id)
+    # The losers are those offered in this cycle: after a hand-back or a re-brokering, the earlier
+    # cycles' providers (the one that gave the package back among them) were told their outcome then.
+    all_offered = await repo.everyone_offered(uow.conn, package_id, cycle=package["cycle"])
     await uow.emit(
         PackagePlaced(
             correlation_id=package_id,
@@ -412,9 +420,8 @@ async def update_provider(uow: UnitOfWork, event: ProviderUpdated) -> None:
                 packages=kept,
             )
         return
-    marked = await repo.mark_for_rebrokering(
-        uow.conn, profile.provider_id, reason=f"provider {profile.status}", at=now()
-    )
+    reason = ReopenReason.provider_left if profile.status == "left" else ReopenReason.provider_suspended
+    marked = await repo.mark_for_rebrokering(uow.conn, profile.provider_id, reason=reason, at=now())
     if marked:
         log.warning(
             "provider no longer active: its packages will be re-brokered",
@@ -432,8 +439,11 @@ async def rebroker_due(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID | No
         return None
     package_id = package["package_id"]
     at = now()
-    provider_id, reason = package["provider_id"], package["rebroker_reason"]
-    repo.add_timeline(uow, package_id, "re-brokered", at, provider_id=provider_id, reason=reason)
+    provider_id = package["provider_id"]
+    # Marks written before reasons were codes read "provider suspended" / "provider left".
+    marked = package["rebroker_reason"] or ""
+    reason = ReopenReason.provider_left if marked.endswith("left") else ReopenReason.provider_suspended
+    repo.add_timeline(uow, package_id, "re-brokered", at, provider_id=provider_id, reason=reason.value)
     await uow.emit(
         PackageReopened(
             correlation_id=package_id,
@@ -441,6 +451,7 @@ async def rebroker_due(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID | No
             provider_id=provider_id,
             reason=reason,
             hours_per_week=package["hours_per_week"],
+            requested_by=package["requested_by"],
             reopened_at=at,
         )
     )
@@ -452,8 +463,18 @@ async def rebroker_due(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID | No
 # ---- broker actions and the unplaced queue ------------------------------------------------
 
 
-async def cancel(uow: UnitOfWork, package_id: uuid.UUID, *, reason: str, cancelled_by: str) -> None:
-    """Cancel before care starts; a provider it was placed with gets its hours back."""
+async def cancel(
+    uow: UnitOfWork,
+    package_id: uuid.UUID,
+    *,
+    reason: CancelReason,
+    cancelled_by: str,
+    reason_text: str | None = None,
+) -> None:
+    """Cancel before care starts; a provider it was placed with gets its hours back. ``reason`` goes
+    on PackageCancelled; ``reason_text`` (the broker's words) stays in the brokerage's tables.
+
+    Raises ActionRefused (HTTP 409) for a package cancelled or started, LookupError for none."""
     package = await _locked(uow, package_id)
     if package["status"] in ("cancelled", "started"):
         raise ActionRefused(
@@ -462,14 +483,17 @@ async def cancel(uow: UnitOfWork, package_id: uuid.UUID, *, reason: str, cancell
     at = now()
     if package["status"] == "offered":
         await repo.close_round(uow.conn, package_id, package["current_round"], "cancelled")
-    await repo.mark_cancelled(uow.conn, package_id, reason=reason, at=at)
-    repo.add_timeline(uow, package_id, "cancelled", at, reason=reason, cancelled_by=cancelled_by)
+    await repo.mark_cancelled(uow.conn, package_id, reason=reason, reason_text=reason_text, at=at)
+    repo.add_timeline(
+        uow, package_id, "cancelled", at, reason=reason.value, reason_text=reason_text, cancelled_by=cancelled_by
+    )
     await uow.emit(
         PackageCancelled(
             correlation_id=package_id,
             package_id=package_id,
             reason=reason,
             cancelled_by=cancelled_by,
+            requested_by=package["requested_by"],
             provider_id=package["provider_id"] if package["status"] == "placed" else None,
             hours_per_week=package["hours_per_week"],
             cancelled_at=at,
@@ -491,6 +515,7 @@ async def record_start(uow: UnitOfWork, package_id: uuid.UUID, *, started_on: dt
             provider_id=package["provider_id"],
             started_on=started_on,
             recorded_by=recorded_by,
+            requested_by=package["requested_by"],
             recorded_at=at,
         )
     )
@@ -514,11 +539,15 @@ async def hand_back(
     package_id: uuid.UUID,
     *,
     notice_ends_on: dt.date,
-    reason: str,
+    reason: HandBackReason,
     recorded_by: str,
+    reason_text: str | None = None,
 ) -> None:
     """The provider gives the package back with notice: reopened at once, with priority and a
-    continuity flag, to start when the notice ends, and never offered to that provider again."""
+    continuity flag, to start when the notice ends, and never offered to that provider again.
+    ``reason`` goes on PackageHandedBack; ``reason_text`` stays in the package's timeline.
+
+    Raises ActionRefused (HTTP 409) unless the package is placed or started."""
     package = await _locked(uow, package_id)
     if package["status"] not in ("placed", "started"):
         raise ActionRefused(
@@ -532,7 +561,8 @@ async def hand_back(
         "handed back",
         at,
         provider_id=provider_id,
-        reason=reason,
+        reason=reason.value,
+        reason_text=reason_text,
         notice_ends_on=notice_ends_on.isoformat(),
         recorded_by=recorded_by,
     )
@@ -545,6 +575,7 @@ async def hand_back(
             reason=reason,
             hours_per_week=package["hours_per_week"],
             recorded_by=recorded_by,
+            requested_by=package["requested_by"],
             recorded_at=at,
         )
     )
@@ -626,16 +657,36 @@ async def _best_above_rate(
 
 
 async def decide_exception(
-    uow: UnitOfWork, rules: BrokerageRules, package_id: uuid.UUID, *, approve: bool, decided_by: str, reason: str
+    uow: UnitOfWork,
+    rules: BrokerageRules,
+    package_id: uuid.UUID,
+    *,
+    approve: bool,
+    decided_by: str,
+    reason: ExceptionDecisionReason,
+    reason_text: str | None = None,
 ) -> None:
-    """A broker approves paying above the band rate (the best-ranked such bid wins) or refuses it."""
+    """A broker approves paying above the band rate (the best-ranked such bid wins) or refuses it.
+    ``reason`` goes on ExceptionDecided; ``reason_text`` stays in the brokerage's exceptions table.
+
+    Raises ActionRefused (HTTP 409) when no exception awaits a decision."""
     package = await _locked(uow, package_id)
     if package["status"] != "awaiting_approval":
         raise ActionRefused(f"package {package_id} is {package['status']}; there is no exception awaiting a decision")
     at = now()
     decision = "approved" if approve else "rejected"
-    await repo.decide_exception(uow.conn, package_id, decision=decision, decided_by=decided_by, reason=reason, at=at)
-    repo.add_timeline(uow, package_id, f"exception {decision}", at, decided_by=decided_by, reason=reason)
+    asked = await repo.decide_exception(
+        uow.conn, package_id, decision=decision, decided_by=decided_by, reason=reason, reason_text=reason_text, at=at
+    )
+    repo.add_timeline(
+        uow,
+        package_id,
+        f"exception {decision}",
+        at,
+        decided_by=decided_by,
+        reason=reason.value,
+        reason_text=reason_text,
+    )
     await uow.emit(
         ExceptionDecided(
             correlation_id=package_id,
@@ -643,6 +694,9 @@ async def decide_exception(
             decision=decision,
             decided_by=decided_by,
             reason=reason,
+            provider_id=asked["provider_id"] if asked else None,
+            hourly_rate=asked["hourly_rate"] if asked else None,
+            requested_by=package["requested_by"],
             decided_at=at,
         )
     )
@@ -661,5 +715,5 @@ async def decide_exception(
             causation=None,
         )
         return
-    why = "above-rate exception rejected" if not approve else "no bidder above the rate is still eligible"
+    why = UnplacedReason.exception_rejected if not approve else UnplacedReason.no_eligible_bidder_above_rate
     await _unplace(uow, rules, package, spec, why, causation=None)

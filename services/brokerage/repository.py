@@ -299,13 +299,17 @@ async def mark_unplaced(
     )
 
 
-async def mark_cancelled(conn: asyncpg.Connection, package_id: uuid.UUID, *, reason: str, at: dt.datetime) -> None:
+async def mark_cancelled(
+    conn: asyncpg.Connection, package_id: uuid.UUID, *, reason: str, reason_text: str | None, at: dt.datetime
+) -> None:
+    """``reason``: a CancelReason code; ``reason_text``: the broker's words (kept here only)."""
     await conn.execute(
-        """UPDATE packages SET status = 'cancelled', cancelled_at = $2, cancel_reason = $3, window_closes_at = NULL,
-                               next_reoffer_at = NULL WHERE package_id = $1""",
+        """UPDATE packages SET status = 'cancelled', cancelled_at = $2, cancel_reason = $3, cancel_reason_text = $4,
+                               window_closes_at = NULL, next_reoffer_at = NULL WHERE package_id = $1""",
         package_id,
         at,
         reason,
+        reason_text,
     )
 
 
@@ -514,15 +518,24 @@ async def open_exception(
 
 
 async def decide_exception(
-    conn: asyncpg.Connection, package_id: uuid.UUID, *, decision: str, decided_by: str, reason: str, at: dt.datetime
-) -> None:
-    await conn.execute(
-        """UPDATE exceptions SET decision = $2, decided_by = $3, reason = $4, decided_at = $5
-            WHERE package_id = $1 AND decision IS NULL""",
+    conn: asyncpg.Connection,
+    package_id: uuid.UUID,
+    *,
+    decision: str,
+    decided_by: str,
+    reason: str,
+    reason_text: str | None,
+    at: dt.datetime,
+) -> asyncpg.Record | None:
+    """Record the decision on the open exception; returns its bid (provider_id, hourly_rate)."""
+    return await conn.fetchrow(
+        """UPDATE exceptions SET decision = $2, decided_by = $3, reason = $4, reason_text = $5, decided_at = $6
+            WHERE package_id = $1 AND decision IS NULL RETURNING provider_id, hourly_rate""",
         package_id,
         decision,
         decided_by,
         reason,
+        reason_text,
         at,
     )
 

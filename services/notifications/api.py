@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from schemas import events
 from services.notifications import domain, handlers
 from services.notifications import repository as repo
 from services.runtime import identifiers
@@ -17,15 +18,7 @@ from services.runtime.http import ProblemError, check_webhook_url
 from services.runtime.outbox import unit_of_work
 
 RecipientKind = Literal["provider", "broker", "person", "brokerage_team"]
-MessageName = Literal[
-    "placement_award",
-    "placement_broker",
-    "placement_person",
-    "placement_outcome",
-    "package_unplaced",
-    "package_handed_back",
-    "new_offer",
-]
+MessageName = events.MessageName
 # Staff ids are free text at the brokerage (up to 100 characters): anything a path segment can hold.
 RecipientId = Annotated[
     str,

@@ -1,7 +1,8 @@
 """Notifications service bootstrap: ``python -m services.notifications``.
 
 HTTP: recipients' contacts and preferences; what was sent per package. Consumes:
-brokerage.packages (placements, unplaced, hand-backs, offers). Publishes (through its outbox):
+brokerage.packages (placements, unplaced, offers, cancellations, hand-backs, re-brokering,
+starts, above-rate exceptions). Publishes (through its outbox):
 notifications.confirmations. Background: the dispatcher (sends due deliveries, retries, gives up).
 """
 
@@ -16,10 +17,15 @@ import yaml
 
 from schemas import topics
 from schemas.events import (
+    ExceptionDecided,
+    ExceptionRequested,
     NotificationFailed,
     OfferMade,
+    PackageCancelled,
     PackageHandedBack,
     PackagePlaced,
+    PackageReopened,
+    PackageStarted,
     PackageUnplaced,
     PlacementConfirmed,
 )
@@ -59,7 +65,18 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
     service.rules = rules  # for tests and tools that drive the handlers directly
     service.channels = channels
 
-    @service.consumer.on(PackagePlaced, PackageUnplaced, PackageHandedBack, OfferMade)
+    # Every change in a package's life that affects someone (docs/guide/notifications.md).
+    @service.consumer.on(
+        PackagePlaced,
+        PackageUnplaced,
+        PackageHandedBack,
+        OfferMade,
+        PackageCancelled,
+        PackageReopened,
+        PackageStarted,
+        ExceptionRequested,
+        ExceptionDecided,
+    )
     async def on_package_event(uow, event):
         await handlers.notify(uow, rules, event)
 

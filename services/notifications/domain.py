@@ -12,7 +12,19 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Literal
 
-from schemas.events import Envelope, OfferMade, PackageHandedBack, PackagePlaced, PackageUnplaced
+from schemas.events import (
+    Envelope,
+    ExceptionDecided,
+    ExceptionRequested,
+    OfferMade,
+    PackageCancelled,
+    PackageHandedBack,
+    PackagePlaced,
+    PackageReopened,
+    PackageStarted,
+    PackageUnplaced,
+)
+from schemas.vocabulary import reason_words
 from services.runtime import clock
 
 Role = Literal["provider", "broker", "person", "losing_bidder", "brokerage_team"]
@@ -50,6 +62,21 @@ MESSAGES: dict[str, MessageKind] = {
         MessageKind("package_unplaced", essential=True),
         MessageKind("package_handed_back", essential=True),
         MessageKind("new_offer", optional=True),
+        # A package's later life (docs/guide/notifications.md). Essential where the recipient must
+        # act: a provider must not send carers to care that was stopped or taken from it.
+        MessageKind("cancelled_provider", essential=True),
+        MessageKind("cancelled_broker"),
+        MessageKind("cancelled_person"),
+        MessageKind("handed_back_provider", essential=True),
+        MessageKind("handed_back_broker"),
+        MessageKind("handed_back_person"),
+        MessageKind("reopened_provider", essential=True),
+        MessageKind("reopened_broker"),
+        MessageKind("reopened_person"),
+        MessageKind("started_provider"),
+        MessageKind("started_broker"),
+        MessageKind("exception_requested", essential=True),
+        MessageKind("exception_refused_bidder"),
     )
 }
 
@@ -162,28 +189,92 @@ def messages_for(event: Envelope, *, provider_names: dict[str, str], brokerage_u
                     "band": event.band.value,
                     "hours_per_week": str(event.hours_per_week),
                     "urgency": event.urgency.value.replace("_", " "),
-                    "reason": event.reason,
+                    "reason": reason_words(event.reason),
                     "requested_by": event.requested_by,
                 },
             )
         ]
     if isinstance(event, PackageHandedBack):
+        context: dict[str, object] = {
+            "package_id": str(event.package_id),
+            "provider_id": event.provider_id,
+            "provider_name": provider_names.get(event.provider_id, event.provider_id),
+            "notice_ends_on": _day(event.notice_ends_on),
+            "reason": reason_words(event.reason),
+            "hours_per_week": str(event.hours_per_week),
+            "recorded_by": event.recorded_by,
+        }
         return [
-            Message(
-                "package_handed_back",
-                "brokerage_team",
-                BROKERAGE_TEAM,
-                {
-                    "package_id": str(event.package_id),
-                    "provider_id": event.provider_id,
-                    "provider_name": provider_names.get(event.provider_id, event.provider_id),
-                    "notice_ends_on": _day(event.notice_ends_on),
-                    "reason": event.reason,
-                    "hours_per_week": str(event.hours_per_week),
-                    "recorded_by": event.recorded_by,
-                },
-            )
+            Message("package_handed_back", "brokerage_team", BROKERAGE_TEAM, context),
+            Message("handed_back_provider", "provider", event.provider_id, context),
+            _to_broker("handed_back_broker", event.requested_by or event.recorded_by, context),
+            Message("handed_back_person", "person", str(event.package_id), context),
         ]
+    if isinstance(event, PackageCancelled):
+        context = {
+            "package_id": str(event.package_id),
+            "reason": reason_words(event.reason),
+            "hours_per_week": str(event.hours_per_week),
+            "cancelled_by": event.cancelled_by,
+            "cancelled_on": _day(clock.uk_date(event.cancelled_at)),
+            "was_placed": event.provider_id is not None,
+            "provider_id": event.provider_id or "",
+            "provider_name": provider_names.get(event.provider_id, event.provider_id) if event.provider_id else "",
+        }
+        messages = [
+            _to_broker("cancelled_broker", event.requested_by or event.cancelled_by, context),
+            Message("cancelled_person", "person", str(event.package_id), context),
+        ]
+        if event.provider_id:  # placed: the provider loses it, and must not start the care
+            messages.insert(0, Message("cancelled_provider", "provider", event.provider_id, context))
+        return messages
+    if isinstance(event, PackageReopened):
+        context = {
+            "package_id": str(event.package_id),
+            "provider_id": event.provider_id,
+            "provider_name": provider_names.get(event.provider_id, event.provider_id),
+            "reason": reason_words(event.reason),
+            "hours_per_week": str(event.hours_per_week),
+        }
+        return [
+            Message("reopened_provider", "provider", event.provider_id, context),
+            _to_broker("reopened_broker", event.requested_by, context),
+            Message("reopened_person", "person", str(event.package_id), context),
+        ]
+    if isinstance(event, PackageStarted):
+        context = {
+            "package_id": str(event.package_id),
+            "provider_id": event.provider_id,
+            "provider_name": provider_names.get(event.provider_id, event.provider_id),
+            "started_on": _day(event.started_on),
+            "recorded_by": event.recorded_by,
+        }
+        return [
+            Message("started_provider", "provider", event.provider_id, context),
+            _to_broker("started_broker", event.requested_by or event.recorded_by, context),
+        ]
+    if isinstance(event, ExceptionRequested):
+        context = {
+            "package_id": str(event.package_id),
+            "provider_id": event.provider_id,
+            "provider_name": provider_names.get(event.provider_id, event.provider_id),
+            "hourly_rate": str(event.hourly_rate),
+            "band_rate": str(event.band_rate),
+            "zone": event.zone,
+            "band": event.band.value,
+            "urgency": event.urgency.value.replace("_", " "),
+        }
+        return [_to_broker("exception_requested", event.requested_by, context)]
+    if isinstance(event, ExceptionDecided):
+        # Approved: the award follows (PackagePlaced tells everyone). Refused: the bidder learns it.
+        if event.decision != "rejected" or event.provider_id is None:
+            return []
+        context = {
+            "package_id": str(event.package_id),
+            "hourly_rate": str(event.hourly_rate) if event.hourly_rate is not None else "",
+            "reason": reason_words(event.reason),
+        }
+        return [Message("exception_refused_bidder", "provider", event.provider_id, context)]
     if isinstance(event, OfferMade):
         spec = event.package
         return [
@@ -208,6 +299,14 @@ def messages_for(event: Envelope, *, provider_names: dict[str, str], brokerage_u
             for pid in dict.fromkeys(event.provider_ids)
         ]
     return []
+
+
+def _to_broker(message: str, broker: str | None, context: dict[str, object]) -> Message:
+    """To the broker who requested the package; to the brokerage team when that is not known
+    (an event written before it carried ``requested_by``)."""
+    if broker:
+        return Message(message, "broker", broker, context)
+    return Message(message, "brokerage_team", BROKERAGE_TEAM, context)
 
 
 def plan(message: Message, contact: Contact | None, configured: frozenset[str]) -> Plan:

@@ -1,7 +1,8 @@
 """What the notifications service does; each function runs in one unit of work.
 
-- :func:`notify`            PackagePlaced / PackageUnplaced / PackageHandedBack / OfferMade ->
-                            a delivery row per (event, recipient, channel), [PlacementConfirmed]
+- :func:`notify`            a package event (placed, unplaced, offered, cancelled, handed back,
+                            re-brokered, started, an exception asked for or refused) -> a delivery
+                            row per (event, recipient, channel), [PlacementConfirmed]
 - :func:`register_recipient` a contact registered over HTTP -> messages that waited for it planned
 - :func:`expire_awaiting`   a message whose recipient never registered -> failed, NotificationFailed
 - :func:`dispatch_due`      the dispatcher: sends due deliveries; sent, retried later, or failed
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from schemas.events import Envelope, NotificationFailed, PackagePlaced, PlacementConfirmed, Recipient
+from schemas.vocabulary import NotificationFailure
 from services.notifications import domain
 from services.notifications import repository as repo
 from services.notifications.channels import Channels, Outgoing, Permanent, Transient
@@ -116,6 +118,7 @@ async def plan_message(
                 message.role,
                 message.recipient_id,
                 domain.NO_CHANNEL,
+                NotificationFailure.no_usable_channel,
                 plan.reason or "",
                 row["delivery_id"],
                 0,
@@ -159,11 +162,18 @@ async def expire_awaiting(uow: UnitOfWork, rules: NotificationRules) -> int:
     rows = await repo.expired_awaiting(uow.conn, rules.batch_size)
     grace = int(rules.contact_grace.total_seconds())
     for row in rows:
-        await _fail(uow, row["id"], f"no contact registered for the recipient within {grace} s")
+        await _fail(
+            uow,
+            row["id"],
+            f"no contact registered for the recipient within {grace} s",
+            NotificationFailure.no_contact_registered,
+        )
     return len(rows)
 
 
-async def _fail(uow: UnitOfWork, row_id: int, reason: str) -> None:
+async def _fail(uow: UnitOfWork, row_id: int, reason: str, code: NotificationFailure) -> None:
+    """The delivery failed for good: ``reason`` (the error's words) stays on its row, ``code`` goes
+    on NotificationFailed."""
     row = await repo.mark_failed(uow.conn, row_id, reason)
     if row:  # None: someone else settled it meanwhile
         await _emit_failed(
@@ -174,6 +184,7 @@ async def _fail(uow: UnitOfWork, row_id: int, reason: str) -> None:
             row["recipient_role"],
             row["recipient_id"],
             row["channel"],
+            code,
             domain.scrub(reason, row["address"]),
             row["delivery_id"],
             row["attempts"],
@@ -188,6 +199,7 @@ async def _emit_failed(
     role: str,
     recipient_id: str,
     channel: str,
+    code: NotificationFailure,
     reason: str,
     delivery_id: uuid.UUID,
     attempts: int,
@@ -200,6 +212,7 @@ async def _emit_failed(
         recipient_kind=role,
         recipient_id=recipient_id,
         channel=channel,
+        code=code.value,
         reason=reason,
         attempts=attempts,
     )
@@ -213,7 +226,7 @@ async def _emit_failed(
             recipient_kind=role,
             recipient_id=recipient_id,
             channel=channel,
-            reason=reason[:1000],
+            reason=code,
             attempts=attempts,
             failed_at=clock.now(),
         )
@@ -274,13 +287,15 @@ async def _deliver(pool: asyncpg.Pool, rules: NotificationRules, channels: Chann
         await asyncio.wait_for(channels.send(out), timeout=rules.lease_seconds / 2)
     except Permanent as exc:
         async with unit_of_work(pool) as uow:
-            await _fail(uow, row["id"], str(exc))
+            await _fail(uow, row["id"], str(exc), NotificationFailure.address_refused)
         return
     except Exception as exc:  # Transient, a timeout, or something unforeseen: try again later
         error = str(exc) if isinstance(exc, Transient) else f"{type(exc).__name__}: {exc}".rstrip(": ")
         if attempt >= rules.max_attempts:
             async with unit_of_work(pool) as uow:
-                await _fail(uow, row["id"], f"gave up after {attempt} attempts: {error}")
+                await _fail(
+                    uow, row["id"], f"gave up after {attempt} attempts: {error}", NotificationFailure.retries_exhausted
+                )
             return
         delay = retry_delay(attempt, initial=rules.backoff_initial, maximum=rules.backoff_max, jitter=random.random())
         metrics.NOTIFICATIONS.labels(out.channel, "retried").inc()

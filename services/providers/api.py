@@ -442,10 +442,15 @@ def me_router(service) -> APIRouter:
             service, lambda uow: handlers.answer_through_api(uow, me.provider_id, package_id, body)
         )
 
-    @router.get("/packages", summary="Packages placed with you", responses=denied)
+    @router.get(
+        "/packages",
+        summary="Packages placed with you: live ones (ended_at null) and those that ended, with why",
+        responses=denied,
+    )
     async def my_packages(me: Me) -> list[dict]:
         rows = await service.pool.fetch(
-            """SELECT p.package_id, p.hours_per_week, p.hourly_rate, p.start_date, p.placed_at, p.cancelled_at, o.spec
+            """SELECT p.package_id, p.offer_round, p.hours_per_week, p.hourly_rate, p.start_date, p.placed_at,
+                      p.ended_at, p.end_reason, o.spec
                  FROM placements p
                  LEFT JOIN LATERAL (SELECT spec FROM offers WHERE package_id = p.package_id AND provider_id =
                      p.provider_id
@@ -477,8 +482,10 @@ def me_router(service) -> APIRouter:
         package_id: uuid.UUID,
         fields: Annotated[list[PersonField] | None, Query(description="Only these fields (default: all)")] = None,
     ) -> dict:
+        # The live placement only: a provider whose placement ended (cancelled, handed back, taken
+        # after a suspension) no longer sees the person.
         placed = await service.pool.fetchval(
-            "SELECT true FROM placements WHERE package_id = $1 AND provider_id = $2 AND cancelled_at IS NULL",
+            "SELECT true FROM placements WHERE package_id = $1 AND provider_id = $2 AND ended_at IS NULL",
             package_id,
             me.provider_id,
         )

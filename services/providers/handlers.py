@@ -2,11 +2,15 @@
 
 - :func:`seed_registry`  start-up: register the framework's providers from reference data
 - :func:`answer_offer`   OfferMade -> each offered provider's adapter bids or declines
-- :func:`record_award`   PackagePlaced -> the winner's hours committed, other bids released
+- :func:`record_award`   PackagePlaced -> a new live placement, the winner's hours committed, other bids released
 - :func:`release_bids`   PackageUnplaced -> every bid's held capacity released
-- :func:`release_package` PackageCancelled -> bids released, and a placement's hours given back
-- :func:`record_hand_back` PackageHandedBack -> hours free again, the hand-back on the provider's record
-- :func:`release_reopened` PackageReopened -> a suspended or departed provider's hours free again
+- :func:`release_package` PackageCancelled -> bids released, and the live placement ended (hours given back)
+- :func:`record_hand_back` PackageHandedBack -> placement ended, hours free again, the hand-back on its record
+- :func:`release_reopened` PackageReopened -> a suspended or departed provider's placement ended, hours free
+
+A package has one placement per award (keyed by the award's offer round), at most one of them
+live (``ended_at`` NULL): the live one is who holds the package, whose hours are committed, and
+who may read the person's details (docs/decisions/0037-a-placement-per-award.md).
 - :func:`change_status`  the council suspends, reinstates or records the departure of a provider (HTTP)
 
 Commands from the provider API (a provider acting for itself, or the brokerage team):
@@ -135,7 +139,8 @@ async def answer_offer(uow: UnitOfWork, event: OfferMade) -> None:
             bidders.append(provider_id)
             await uow.emit(BidSubmitted(hourly_rate=answer.hourly_rate, earliest_start=answer.earliest_start, **common))
         elif isinstance(answer, domain.Decline):
-            await uow.emit(OfferDeclined(reason=answer.reason, reason_text=answer.text, **common))
+            # The decline's words stay in the offers table (providers' own record), never on the event.
+            await uow.emit(OfferDeclined(reason=answer.reason, **common))
     if bidders:
         await repo.hold_hours(uow.conn, bidders, hours)
     # A new round means the earlier ones are over: what was left unanswered there is closed
@@ -144,21 +149,39 @@ async def answer_offer(uow: UnitOfWork, event: OfferMade) -> None:
 
 
 async def record_award(uow: UnitOfWork, event: PackagePlaced) -> None:
+    """The award becomes the package's live placement and commits the winner's hours.
+
+    An award older than the live placement (a dead letter replayed late) changes nothing; a newer
+    one whose predecessor is still live (the event that ended it was dead-lettered) ends that one
+    first - the brokerage decides who holds a package, and here it has moved on."""
     await repo.close_unanswered(uow.conn, event.package_id)
     await repo.settle_bids(uow.conn, event.package_id, won_by=event.provider_id)
     if await repo.is_cancelled(uow.conn, event.package_id):
         log.warning("award of a package already cancelled ignored (a replay?)", package_id=str(event.package_id))
         return
+    live = await repo.live_placement(uow.conn, event.package_id)
+    if live is not None and live["offer_round"] >= event.offer_round:
+        if live["offer_round"] > event.offer_round:
+            log.warning("an award older than the live placement ignored", package_id=str(event.package_id))
+        return
+    if live is not None:
+        log.warning(
+            "a newer award replaces a placement whose end never arrived",
+            package_id=str(event.package_id),
+            provider_id=live["provider_id"],
+        )
+        await _end_placement(uow, event.package_id, event.placed_at, causation=event.event_id, why="replaced")
     if not await repo.insert_placement(
         uow.conn,
         package_id=event.package_id,
+        offer_round=event.offer_round,
         provider_id=event.provider_id,
         hours=event.hours_per_week,
         hourly_rate=event.hourly_rate,
         start_date=event.start_date,
         placed_at=event.placed_at,
     ):
-        return
+        return  # this award's placement exists already, and was ended since (a replay)
     row = await repo.commit_hours(uow.conn, event.provider_id, event.hours_per_week)
     await uow.emit(provider_updated(row, causation=event.event_id))
 
@@ -172,29 +195,52 @@ async def release_package(uow: UnitOfWork, event: PackageCancelled) -> None:
     await repo.remember_cancelled(uow.conn, event.package_id, event.cancelled_at)
     await repo.close_unanswered(uow.conn, event.package_id)
     await repo.settle_bids(uow.conn, event.package_id)
-    await _end_placement(uow, event.package_id, event.cancelled_at, causation=event.event_id)
+    await _end_placement(uow, event.package_id, event.cancelled_at, causation=event.event_id, why="cancelled")
 
 
 async def record_hand_back(uow: UnitOfWork, event: PackageHandedBack) -> None:
     """The provider gave the package back: its hours are free again, and the hand-back counts
     against its quality rating for the next 12 months."""
-    await _end_placement(uow, event.package_id, event.recorded_at, causation=event.event_id, hand_back=True)
+    await _end_placement(
+        uow,
+        event.package_id,
+        event.recorded_at,
+        causation=event.event_id,
+        why="handed_back",
+        provider_id=event.provider_id,
+    )
 
 
 async def release_reopened(uow: UnitOfWork, event: PackageReopened) -> None:
     """The package was taken from a provider suspended or gone: its hours are free again (no
     hand-back on its record - it did not give the package back)."""
-    await _end_placement(uow, event.package_id, event.reopened_at, causation=event.event_id)
+    await _end_placement(
+        uow,
+        event.package_id,
+        event.reopened_at,
+        causation=event.event_id,
+        why="reopened",
+        provider_id=event.provider_id,
+    )
 
 
 async def _end_placement(
-    uow: UnitOfWork, package_id: uuid.UUID, at: dt.datetime, *, causation: uuid.UUID, hand_back: bool = False
+    uow: UnitOfWork,
+    package_id: uuid.UUID,
+    at: dt.datetime,
+    *,
+    causation: uuid.UUID,
+    why: str,
+    provider_id: str | None = None,
 ) -> None:
-    placement = await repo.cancel_placement(uow.conn, package_id, at)
+    """End the package's live placement - if it was placed before ``at`` (and, given, is
+    ``provider_id``'s): an ending replayed after a later award leaves the new placement alone.
+    Its hours are given back; a hand-back also counts against the provider's rating."""
+    placement = await repo.end_placement(uow.conn, package_id, at, why=why, provider_id=provider_id)
     if placement is None:
-        return  # none, or already ended (a redelivery)
+        return  # none live, or already ended (a redelivery), or a later award's
     row = await repo.commit_hours(uow.conn, placement["provider_id"], -placement["hours_per_week"])
-    if hand_back:
+    if why == "handed_back":
         row = await repo.count_hand_back(uow.conn, placement["provider_id"])
     await uow.emit(provider_updated(row, causation=causation))
 
@@ -317,7 +363,7 @@ async def answer_through_api(
             text=answer.text,
             at=at,
         )
-        await uow.emit(OfferDeclined(reason=answer.reason, reason_text=answer.text, **common))
+        await uow.emit(OfferDeclined(reason=answer.reason, **common))
     await uow.conn.execute(
         "UPDATE offers SET adapter = $4, earliest_start = $5 WHERE package_id = $1 AND offer_round = $2 AND "
         "provider_id = $3",

@@ -180,13 +180,27 @@ async def is_cancelled(conn: asyncpg.Connection, package_id: uuid.UUID) -> bool:
     return bool(await conn.fetchval("SELECT true FROM cancelled_packages WHERE package_id = $1", package_id))
 
 
-async def cancel_placement(conn: asyncpg.Connection, package_id: uuid.UUID, at: dt.datetime) -> asyncpg.Record | None:
-    """Mark the package's placement cancelled; None when there was none (or it already was)."""
+async def live_placement(conn: asyncpg.Connection, package_id: uuid.UUID) -> asyncpg.Record | None:
+    """The package's live placement (at most one: a unique index), locked for this transaction."""
     return await conn.fetchrow(
-        """UPDATE placements SET cancelled_at = $2 WHERE package_id = $1 AND cancelled_at IS NULL
+        "SELECT * FROM placements WHERE package_id = $1 AND ended_at IS NULL FOR UPDATE", package_id
+    )
+
+
+async def end_placement(
+    conn: asyncpg.Connection, package_id: uuid.UUID, at: dt.datetime, *, why: str, provider_id: str | None = None
+) -> asyncpg.Record | None:
+    """End the package's live placement if it was placed before ``at`` (and is ``provider_id``'s,
+    when given); None when there was no such placement (none live, a redelivery, a later award's)."""
+    return await conn.fetchrow(
+        """UPDATE placements SET ended_at = $2, end_reason = $3
+            WHERE package_id = $1 AND ended_at IS NULL AND placed_at <= $2
+              AND ($4::text IS NULL OR provider_id = $4)
            RETURNING provider_id, hours_per_week""",
         package_id,
         at,
+        why,
+        provider_id,
     )
 
 
@@ -203,22 +217,26 @@ async def insert_placement(
     conn: asyncpg.Connection,
     *,
     package_id: uuid.UUID,
+    offer_round: int,
     provider_id: str,
     hours: Decimal,
     hourly_rate: Decimal,
     start_date: dt.date,
     placed_at: dt.datetime,
 ) -> bool:
+    """A live placement for this award; False when the award's placement exists already."""
     return bool(
         await conn.fetchval(
-            """INSERT INTO placements (package_id, provider_id, hours_per_week, hourly_rate, start_date, placed_at)
-           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING true""",
+            """INSERT INTO placements (package_id, offer_round, provider_id, hours_per_week, hourly_rate, start_date,
+                                       placed_at)
+           VALUES ($1, $7, $2, $3, $4, $5, $6) ON CONFLICT (package_id, offer_round) DO NOTHING RETURNING true""",
             package_id,
             provider_id,
             hours,
             hourly_rate,
             start_date,
             placed_at,
+            offer_round,
         )
     )
 

@@ -25,7 +25,7 @@ from services.runtime.db import provision
 from services.runtime.kafka import read_topic
 from services.runtime.reference import DEFAULT_DIR, load_framework
 from services.simulator.synthetic import package_request
-from tests.support import ADMIN_TOKEN, drop_database, event_of, start_stack, stop_stack
+from tests.support import ADMIN_TOKEN, assert_services_agree, drop_database, event_of, start_stack, stop_stack
 
 ZONE = "melton"
 NEIGHBOUR = "bottesford"  # adjacent to melton
@@ -87,10 +87,16 @@ async def alloc(infra, namespace, artifacts, reference_dir):
         BROKERAGE_TIMER_POLL_SECONDS="0.2",
     )
     market = Market(stack, infra.kafka, ns, reference_dir)
+    market.database_url = url
     await market.wait_for_registry()
     await market.sign_in()
     yield market
-    stop_stack(stack)
+    try:
+        # After the framework's rules have run their course: the services agree on who holds each
+        # package and on each provider's committed hours (issue 14, item 5).
+        await assert_services_agree(url, seed=list(MARKET.values()))
+    finally:
+        stop_stack(stack)
     await drop_database(infra, name)
 
 
@@ -104,6 +110,7 @@ class Market:
         self.tokens: dict[str, str] = {}
         self.rng = random.Random(7)
         self.index = 0
+        self.database_url = ""  # the stack's own database
 
     def url(self, service: str = "brokerage") -> str:
         return self.stack.url(service)

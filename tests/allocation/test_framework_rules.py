@@ -18,6 +18,9 @@ from tests.allocation.conftest import WINDOW_SECONDS
 pytestmark = [pytest.mark.infra, pytest.mark.e2e]
 
 
+TEST_OVER = {"reason": "other", "reason_text": "test over", "cancelled_by": "broker.amy"}
+
+
 def types(events) -> list[str]:
     return [e["event_type"] for e in events]
 
@@ -37,7 +40,8 @@ async def test_the_ladder_prime_then_supplementary_then_neighbours_then_an_appro
     await alloc.bid(package_id, 3, "neighbour", rate="29.50")  # above any band rate
     await alloc.until(package_id, lambda p: p["status"] == "awaiting_approval")
     approved = await alloc.post(
-        f"/packages/{package_id}/exception/approve", {"decided_by": "broker.amy", "reason": "no one else"}
+        f"/packages/{package_id}/exception/approve",
+        {"decided_by": "broker.amy", "reason": "no_provider_at_band_rate", "reason_text": "no one else"},
     )
     assert approved.status_code == 200, approved.text
     package = await alloc.until(package_id, lambda p: p["status"] == "placed")
@@ -55,7 +59,7 @@ async def test_the_ladder_prime_then_supplementary_then_neighbours_then_an_appro
         "PackagePlaced",
     ], on_kafka
     again = await alloc.post(
-        f"/packages/{package_id}/exception/approve", {"decided_by": "broker.amy", "reason": "twice"}
+        f"/packages/{package_id}/exception/approve", {"decided_by": "broker.amy", "reason": "other"}
     )
     assert again.status_code == 409 and "no exception awaiting" in again.json()["error"]
 
@@ -73,7 +77,7 @@ async def test_no_acceptable_bid_anywhere_queues_the_package_and_the_schedule_of
     on_kafka = types(await alloc.events_until(package_id, "OfferMade", count=4))
     assert on_kafka[:6] == ["PackageRequested", "OfferMade", "OfferMade", "OfferMade", "PackageUnplaced", "OfferMade"]
     cancelled = await alloc.post(
-        f"/packages/{package_id}/cancel", {"reason": "family found care", "cancelled_by": "broker.amy"}
+        f"/packages/{package_id}/cancel", {"reason": "family_arranged_care", "cancelled_by": "broker.amy"}
     )
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
 
@@ -96,7 +100,12 @@ async def test_a_hand_back_reopens_the_package_for_everyone_but_that_provider(al
     notice = (dt.date.today() + dt.timedelta(days=14)).isoformat()
     handed = await alloc.post(
         f"/packages/{package_id}/hand-back",
-        {"notice_ends_on": notice, "reason": "carer left", "recorded_by": "broker.amy"},
+        {
+            "notice_ends_on": notice,
+            "reason": "staff_shortage",
+            "reason_text": "carer left",
+            "recorded_by": "broker.amy",
+        },
     )
     assert handed.status_code == 200, handed.text
     reopened = await alloc.offered_round(package_id, 2)
@@ -111,7 +120,7 @@ async def test_a_hand_back_reopens_the_package_for_everyone_but_that_provider(al
         "OfferMade",
         "PackagePlaced",
     ]
-    await alloc.post(f"/packages/{package_id}/cancel", {"reason": "test over", "cancelled_by": "broker.amy"})
+    await alloc.post(f"/packages/{package_id}/cancel", TEST_OVER)
 
 
 async def test_a_suspended_providers_packages_are_re_brokered_most_urgent_first(alloc):
@@ -134,7 +143,7 @@ async def test_a_suspended_providers_packages_are_re_brokered_most_urgent_first(
             [event] = [
                 e for e in await alloc.events_until(package_id, "OfferMade") if e["event_type"] == "PackageReopened"
             ]
-            assert event["provider_id"] == alloc.ids["prime_good"] and event["reason"] == "provider suspended"
+            assert event["provider_id"] == alloc.ids["prime_good"] and event["reason"] == "provider_suspended"
             reopened[urgency] = event["reopened_at"]
             offered = next(r for r in package["offer_rounds"] if r["offer_round"] == package["current_round"])
             assert alloc.ids["prime_good"] not in offered["provider_ids"]
@@ -153,7 +162,7 @@ async def test_a_suspended_providers_packages_are_re_brokered_most_urgent_first(
             service="providers",
         )
     for package_id in packages.values():  # leave the market's hours free for the other tests
-        await alloc.post(f"/packages/{package_id}/cancel", {"reason": "test over", "cancelled_by": "broker.amy"})
+        await alloc.post(f"/packages/{package_id}/cancel", TEST_OVER)
 
 
 async def test_two_brokerage_instances_racing_place_each_package_once(alloc):
@@ -200,9 +209,7 @@ async def test_two_brokerage_instances_racing_place_each_package_once(alloc):
         won = sum(Decimal(p["package"]["hours_per_week"]) for p in finals if p["provider_id"] == alloc.ids[who])
         assert await alloc.committed_hours(who, won) == won, who
     for package in finals:
-        await alloc.post(
-            f"/packages/{package['package_id']}/cancel", {"reason": "test over", "cancelled_by": "broker.amy"}
-        )
+        await alloc.post(f"/packages/{package['package_id']}/cancel", TEST_OVER)
 
 
 async def test_a_new_rate_card_applies_to_packages_requested_after_its_start_without_a_restart(alloc):

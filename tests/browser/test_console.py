@@ -116,7 +116,8 @@ async def test_a_broker_requests_a_package_sees_it_placed_with_its_explanation_a
     notice = dt.date.today() + dt.timedelta(days=14)
     for part, value in (("day", notice.day), ("month", notice.month), ("year", notice.year)):
         await broker.fill(f"#notice_ends_on-{part}", str(value))
-    await broker.fill("#hand-back-reason", "staff shortage")
+    await broker.select_option("#hand-back-reason", "staff_shortage")
+    await broker.fill("#hand-back-reason-text", "two carers left in March")
     await broker.click("button:has-text('Record the hand-back')")
     await broker.wait_for_url(re.compile(r"done=hand-back"))
     assert "handed back" in await broker.inner_text("#timeline")
@@ -291,9 +292,9 @@ async def test_a_refused_action_says_why_and_an_unplaced_package_can_be_offered_
     assert await broker.locator(f"tr[data-package-id='{package_id}'] .console-clock").count() == 1  # its wait clock
     await broker.goto(f"{console}/packages/{package_id}")
     await pages.check(broker, "package-unplaced")
-    # Cancelling needs a reason: the API's rule, shown on the page; nothing changes.
+    # Cancelling needs a reason code: the API's rule, shown on the page; nothing changes.
     await broker.click("button:has-text('Cancel the package')")
-    assert "at least 1 character" in await broker.inner_text("#refused")
+    assert "no_longer_needed" in await broker.inner_text("#refused")
     assert (await broker.inner_text("#package-status")).strip() == "unplaced"
 
     await broker.click("button:has-text('Offer again now')")

@@ -1,11 +1,12 @@
 """The three services as separate OS processes on the real Kafka and PostgreSQL."""
 
+import asyncio
 import signal
 
 import pytest
 
 from tests.standins import MailServer
-from tests.support import start_stack, stop_stack
+from tests.support import assert_services_agree, start_stack, stop_stack
 
 
 @pytest.fixture(scope="package")
@@ -26,7 +27,12 @@ def stack(database_url, infra, namespace, artifacts, mail_server):
     }
     s = start_stack(database_url, infra.kafka, namespace, artifacts / "e2e-logs", extra_env=email)
     yield s
-    codes = stop_stack(s)
+    try:
+        # After every end-to-end test: the services agree on who holds each package, and on the
+        # hours each provider has committed (issue 14, item 5).
+        asyncio.run(assert_services_agree(database_url))
+    finally:
+        codes = stop_stack(s)
     # uvicorn re-raises SIGTERM once its graceful shutdown is done, so -15 is a clean exit too;
     # the service's own "stopped" line says the consumers, relay and pool were closed in order.
     assert all(code in (0, -signal.SIGTERM) for code in codes.values()), f"services did not shut down cleanly: {codes}"

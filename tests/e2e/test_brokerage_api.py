@@ -3,6 +3,7 @@ and never a half-written package."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import random
 
@@ -169,29 +170,31 @@ async def test_broker_actions_refuse_what_the_package_state_does_not_allow(broke
     async with httpx.AsyncClient() as client:
         package_id = (await client.post(f"{brokerage}/packages", json=good())).json()["package_id"]
         url = f"{brokerage}/packages/{package_id}"
-        r = await client.post(f"{url}/cancel", json={"reason": "moved to a care home", "cancelled_by": "broker.amy"})
+        r = await client.post(
+            f"{url}/cancel", json={"reason": "moved_to_residential_care", "cancelled_by": "broker.amy"}
+        )
         assert r.status_code == 200 and r.json()["status"] == "cancelled"
-        again = await client.post(f"{url}/cancel", json={"reason": "twice", "cancelled_by": "broker.amy"})
+        again = await client.post(f"{url}/cancel", json={"reason": "other", "cancelled_by": "broker.amy"})
         assert again.status_code == 409 and "cancelled" in again.json()["error"]
         start = await client.post(f"{url}/start", json={"started_on": "2026-01-05", "recorded_by": "broker.amy"})
         assert start.status_code == 409 and "only a placed package can start" in start.json()["error"]
         assert (await client.post(f"{url}/reoffer", json={"requested_by": "broker.amy"})).status_code == 409
         handed = await client.post(
-            f"{url}/hand-back", json={"notice_ends_on": "2026-12-31", "reason": "x", "recorded_by": "broker.amy"}
+            f"{url}/hand-back", json={"notice_ends_on": "2026-12-31", "reason": "other", "recorded_by": "broker.amy"}
         )
         assert (
             handed.status_code == 409
             and "only a placed or started package can be handed back" in handed.json()["error"]
         )
         assert (
-            await client.post(f"{url}/hand-back", json={"reason": "x", "recorded_by": "broker.amy"})
+            await client.post(f"{url}/hand-back", json={"reason": "other", "recorded_by": "broker.amy"})
         ).status_code == 422
         assert (await client.post(f"{url}/cancel", json={"cancelled_by": "broker.amy"})).status_code == 422
         future = await client.post(f"{url}/start", json={"started_on": "2999-01-01", "recorded_by": "broker.amy"})
         assert future.status_code == 422 and "future" in future.text
         missing = await client.post(
             f"{brokerage}/packages/6f1c2a52-8c1e-4a55-9d6b-1f6f0c1d2e3a/cancel",
-            json={"reason": "x", "cancelled_by": "broker.amy"},
+            json={"reason": "other", "cancelled_by": "broker.amy"},
         )
         assert missing.status_code == 404
         timeline = [t["stage"] for t in (await client.get(url)).json()["timeline"]]
@@ -214,3 +217,57 @@ async def test_the_queue_view_lists_the_unplaced_first_then_the_most_urgent_then
         for p in listed
     ]
     assert len(keys) >= 2 and keys == sorted(keys)
+
+
+ISSUE_14_REASON = "Stanley Dawson (NHS 999 760 3133) admitted to hospital"
+
+
+@pytest.mark.parametrize(
+    "action, body",
+    [
+        ("cancel", {"cancelled_by": "broker.amy"}),
+        ("hand-back", {"notice_ends_on": "2026-12-31", "recorded_by": "broker.amy"}),
+        ("exception/approve", {"decided_by": "broker.amy"}),
+        ("exception/reject", {"decided_by": "broker.amy"}),
+    ],
+)
+async def test_a_reason_must_be_a_code_words_are_refused_naming_the_field(brokerage, action, body):
+    """Issue 14, item 3: typed words in ``reason`` are a 422 naming the field and the codes."""
+    async with httpx.AsyncClient() as client:
+        package_id = (await client.post(f"{brokerage}/packages", json=good())).json()["package_id"]
+        r = await client.post(f"{brokerage}/packages/{package_id}/{action}", json=body | {"reason": ISSUE_14_REASON})
+        assert r.status_code == 422, r.text
+        assert "reason" in r.text and "other" in r.text  # the field, and the vocabulary to choose from
+        assert (await client.get(f"{brokerage}/packages/{package_id}")).json()["timeline"][-1]["stage"] != "cancelled"
+
+
+async def test_a_cancel_reasons_words_stay_in_the_brokerage_and_never_reach_kafka(brokerage, infra):
+    """Issue 14, item 3, the input as filed: the code goes on PackageCancelled, the words are kept
+    in the brokerage (its API shows them) and appear in no message on any topic."""
+    from services.runtime import topics
+    from services.runtime.kafka import read_topic
+    from tests.support import event_of
+
+    async with httpx.AsyncClient() as client:
+        package_id = (await client.post(f"{brokerage}/packages", json=good())).json()["package_id"]
+        r = await client.post(
+            f"{brokerage}/packages/{package_id}/cancel",
+            json={"reason": "admitted_to_hospital", "reason_text": ISSUE_14_REASON, "cancelled_by": "broker.amy"},
+        )
+        assert r.status_code == 200, r.text
+        package = (await client.get(f"{brokerage}/packages/{package_id}")).json()
+    assert (package["cancel_reason"], package["cancel_reason_text"]) == ("admitted_to_hospital", ISSUE_14_REASON)
+    cancelled = []
+    for _ in range(40):  # the relay publishes what the database committed, a moment later
+        records = [r for topic in topics.all_topics() for r in await read_topic(infra.kafka, topic)]
+        cancelled = [
+            e
+            for e in map(event_of, records)
+            if e and e.get("event_type") == "PackageCancelled" and e.get("package_id") == package_id
+        ]
+        if cancelled:
+            break
+        await asyncio.sleep(0.25)
+    assert [(e["reason"], e["schema_version"]) for e in cancelled] == [("admitted_to_hospital", 2)]
+    for needle in ("Stanley", "Dawson", "999 760 3133", "9997603133"):
+        assert not [r for r in records if needle.encode() in (r.value or b"")], needle

@@ -32,7 +32,7 @@ from services.runtime import topics
 from services.runtime.kafka import read_topic
 from services.runtime.reference import load_framework
 from services.simulator.synthetic import batch
-from tests.support import SERVICES, event_of
+from tests.support import SERVICES, assert_services_agree, event_of
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = 520
@@ -178,7 +178,9 @@ async def test_crashes_and_restarts_lose_nothing_and_double_nothing(chaos_stack,
         providers_placements = {
             r["package_id"]: r["provider_id"]
             for r in await conn.fetch(
-                "SELECT package_id::text, provider_id FROM providers.placements WHERE package_id::text = ANY($1)", ids
+                "SELECT package_id::text, provider_id FROM providers.placements WHERE package_id::text = ANY($1) "
+                "AND ended_at IS NULL",
+                ids,
             )
         }
         over = await conn.fetchval(
@@ -206,6 +208,7 @@ async def test_crashes_and_restarts_lose_nothing_and_double_nothing(chaos_stack,
         assert providers_placements.get(package_id) == row["provider_id"]
     assert set(providers_placements) == set(placed)
     assert over == 0 and held == 0, "capacity over-committed or still held after every package is final"
+    await assert_services_agree(database_url)  # and on every provider's committed hours
 
     # None placed twice, on the wire: one outcome event (by event id) per package, one confirmation event per placement.
     outcome_ids, confirmed_ids, on_wire = defaultdict(set), defaultdict(set), 0

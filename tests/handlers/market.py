@@ -109,7 +109,7 @@ async def answer(broker, package_id, provider_id, offer_round=1, rate=None, decl
         answered_at=dt.datetime.now(dt.UTC),
     )
     event = (
-        OfferDeclined(reason=decline, reason_text="test", **common)
+        OfferDeclined(reason=decline, **common)
         if decline
         else BidSubmitted(hourly_rate=Decimal(rate), earliest_start=dt.date.today(), **common)
     )

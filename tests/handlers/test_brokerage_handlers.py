@@ -11,6 +11,7 @@ from decimal import Decimal
 import pytest
 
 from schemas.events import ProviderUpdated
+from schemas.vocabulary import CancelReason, ExceptionDecisionReason, HandBackReason
 from services.brokerage import handlers
 from services.runtime import topics
 from services.runtime.outbox import unit_of_work
@@ -83,14 +84,19 @@ async def test_only_above_rate_bids_wait_for_a_brokers_decision_and_a_refusal_le
     assert len(asked) == 1 and asked[0]["provider_id"] == ids["prime_good"] and asked[0]["hourly_rate"] == "30.00"
     async with unit_of_work(service.pool) as uow:
         await handlers.decide_exception(
-            uow, rules, package_id, approve=False, decided_by="manager.jo", reason="too dear"
+            uow,
+            rules,
+            package_id,
+            approve=False,
+            decided_by="manager.jo",
+            reason=ExceptionDecisionReason.rate_not_justified,
         )
     assert await status(service, package_id) == "unplaced"
     assert [t for t, _ in await outbox_types(service, package_id)][-2:] == ["ExceptionDecided", "PackageUnplaced"]
     with pytest.raises(handlers.ActionRefused):
         async with unit_of_work(service.pool) as uow:
             await handlers.decide_exception(
-                uow, rules, package_id, approve=True, decided_by="manager.jo", reason="changed my mind"
+                uow, rules, package_id, approve=True, decided_by="manager.jo", reason=ExceptionDecisionReason.other
             )
 
 
@@ -110,7 +116,8 @@ async def test_an_approved_exception_places_the_best_above_rate_bid_and_says_who
             package_id,
             approve=True,
             decided_by="manager.jo",
-            reason="discharge delayed; no provider at rate",
+            reason=ExceptionDecisionReason.urgent_discharge,
+            reason_text="discharge delayed; no provider at rate",
         )
     assert await status(service, package_id) == "placed"
     placed = [p for t, p in await outbox_types(service, package_id) if t == "PackagePlaced"]
@@ -233,17 +240,19 @@ async def test_a_broker_can_cancel_before_start_but_not_twice(brokerage):
     service, broker, rules, ids = brokerage
     package_id = await request(service, rules)
     async with unit_of_work(service.pool) as uow:
-        await handlers.cancel(uow, package_id, reason="moved to a care home", cancelled_by="broker.amy")
+        await handlers.cancel(uow, package_id, reason=CancelReason.moved_to_residential_care, cancelled_by="broker.amy")
     assert await outcome(service, package_id) == "cancelled"
     cancelled = [p for t, p in await outbox_types(service, package_id) if t == "PackageCancelled"]
     assert (
-        len(cancelled) == 1 and cancelled[0]["provider_id"] is None and cancelled[0]["reason"] == "moved to a care home"
+        len(cancelled) == 1
+        and cancelled[0]["provider_id"] is None
+        and cancelled[0]["reason"] == "moved_to_residential_care"
     )
     await answer(broker, package_id, ids["prime_best"], rate="18.00")  # a bid that arrives afterwards changes nothing
     assert await outcome(service, package_id) == "cancelled"
     with pytest.raises(handlers.ActionRefused):
         async with unit_of_work(service.pool) as uow:
-            await handlers.cancel(uow, package_id, reason="again", cancelled_by="broker.amy")
+            await handlers.cancel(uow, package_id, reason=CancelReason.other, cancelled_by="broker.amy")
 
 
 async def test_care_starts_only_once_placed_and_then_cannot_be_cancelled(brokerage):
@@ -259,7 +268,7 @@ async def test_care_starts_only_once_placed_and_then_cannot_be_cancelled(brokera
     assert [t for t, _ in await outbox_types(service, package_id)][-1] == "PackageStarted"
     with pytest.raises(handlers.ActionRefused):
         async with unit_of_work(service.pool) as uow:
-            await handlers.cancel(uow, package_id, reason="too late", cancelled_by="broker.amy")
+            await handlers.cancel(uow, package_id, reason=CancelReason.other, cancelled_by="broker.amy")
 
 
 async def test_the_unplaced_queue_re_offers_on_its_schedule_from_the_top_tier(brokerage):
@@ -302,7 +311,12 @@ async def test_a_hand_back_reopens_the_package_with_priority_and_without_that_pr
     notice_end = dt.date.today() + dt.timedelta(days=14)
     async with unit_of_work(service.pool) as uow:
         await handlers.hand_back(
-            uow, rules, package_id, notice_ends_on=notice_end, reason="carer shortage", recorded_by="broker.amy"
+            uow,
+            rules,
+            package_id,
+            notice_ends_on=notice_end,
+            reason=HandBackReason.staff_shortage,
+            recorded_by="broker.amy",
         )
     events = await outbox_types(service, package_id)
     kinds = [t for t, _ in events]
@@ -320,7 +334,7 @@ async def test_a_hand_back_reopens_the_package_with_priority_and_without_that_pr
     with pytest.raises(handlers.ActionRefused):
         async with unit_of_work(service.pool) as uow:
             await handlers.hand_back(
-                uow, rules, package_id, notice_ends_on=notice_end, reason="again", recorded_by="broker.amy"
+                uow, rules, package_id, notice_ends_on=notice_end, reason=HandBackReason.other, recorded_by="broker.amy"
             )
     await answer(broker, package_id, ids["prime_good"], offer_round=2, rate="20.00")
     assert await status(service, package_id) == "placed"
@@ -352,7 +366,7 @@ async def test_a_suspended_providers_packages_are_re_brokered_most_urgent_first(
         kinds = await outbox_types(service, package_id)
         assert [t for t, _ in kinds][-2:] == ["PackageReopened", "OfferMade"]
         reopened, offered = kinds[-2][1], kinds[-1][1]
-        assert reopened["provider_id"] == ids["prime_best"] and reopened["reason"] == "provider suspended"
+        assert reopened["provider_id"] == ids["prime_best"] and reopened["reason"] == "provider_suspended"
         assert ids["prime_best"] not in offered["provider_ids"], "a suspended provider is offered nothing"
         row = await service.pool.fetchrow(
             "SELECT status, priority, continuity, provider_id, rebroker_due_at FROM packages WHERE package_id = $1",

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.events import ProviderUpdated
+from schemas.vocabulary import CancelReason, ExceptionDecisionReason, HandBackReason
 from services.brokerage import handlers
 from services.runtime import topics
 from services.runtime.outbox import unit_of_work
@@ -101,7 +102,7 @@ async def test_property_any_order_of_events_places_each_package_at_most_once_and
                 )
                 await run_timers()
             elif kind == "cancel":
-                await act(handlers.cancel, package_id, reason="test", cancelled_by="broker.amy")
+                await act(handlers.cancel, package_id, reason=CancelReason.other, cancelled_by="broker.amy")
             elif kind == "start":
                 await act(handlers.record_start, package_id, started_on=dt.date.today(), recorded_by="broker.amy")
             elif kind == "reoffer":
@@ -112,7 +113,7 @@ async def test_property_any_order_of_events_places_each_package_at_most_once_and
                     rules,
                     package_id,
                     notice_ends_on=dt.date.today(),
-                    reason="test",
+                    reason=HandBackReason.other,
                     recorded_by="broker.amy",
                 )
             elif kind in ("approve", "reject"):
@@ -122,7 +123,7 @@ async def test_property_any_order_of_events_places_each_package_at_most_once_and
                     package_id,
                     approve=kind == "approve",
                     decided_by="broker.amy",
-                    reason="test",
+                    reason=ExceptionDecisionReason.other,
                 )
             elif kind == "suspend":
                 who, value = args
@@ -144,7 +145,7 @@ async def test_property_any_order_of_events_places_each_package_at_most_once_and
                     package_id,
                     approve=False,
                     decided_by="broker.amy",
-                    reason="end of test",
+                    reason=CancelReason.other,
                 )
         await check_awards(service, packages, ids)
         resting = {

@@ -260,7 +260,7 @@ async def test_a_cancelled_placement_gives_the_provider_its_hours_back(in_memory
     cancelled = PackageCancelled(
         correlation_id=event.package_id,
         package_id=event.package_id,
-        reason="moved away",
+        reason="moved_out_of_area",
         cancelled_by="broker.amy",
         provider_id=winner,
         hours_per_week=Decimal("7"),
@@ -270,7 +270,8 @@ async def test_a_cancelled_placement_gives_the_provider_its_hours_back(in_memory
         await broker.publish(cancelled.model_dump_json().encode(), topic=topic)
     assert await service.pool.fetchval("SELECT committed_hours FROM providers WHERE provider_id = $1", winner) == before
     assert await service.pool.fetchval(
-        "SELECT cancelled_at IS NOT NULL FROM placements WHERE package_id = $1", event.package_id
+        "SELECT ended_at IS NOT NULL AND end_reason = 'cancelled' FROM placements WHERE package_id = $1",
+        event.package_id,
     )
 
 
@@ -283,7 +284,7 @@ async def test_an_award_replayed_after_its_cancellation_commits_nothing(in_memor
     cancelled = PackageCancelled(
         correlation_id=package_id,
         package_id=package_id,
-        reason="moved away",
+        reason="moved_out_of_area",
         cancelled_by="broker.amy",
         provider_id=pid,
         hours_per_week=Decimal("7"),
@@ -347,7 +348,7 @@ async def test_a_hand_back_frees_the_hours_and_counts_against_the_provider(in_me
         package_id=event.package_id,
         provider_id=pid,
         notice_ends_on=dt.date.today() + dt.timedelta(days=7),
-        reason="carer shortage",
+        reason="staff_shortage",
         hours_per_week=Decimal("7"),
         recorded_by="broker.amy",
         recorded_at=dt.datetime.now(dt.UTC),
@@ -391,7 +392,7 @@ async def test_suspension_is_announced_and_a_reopened_package_frees_the_hours_wi
         correlation_id=event.package_id,
         package_id=event.package_id,
         provider_id=pid,
-        reason="provider suspended",
+        reason="provider_suspended",
         hours_per_week=Decimal("7"),
         reopened_at=dt.datetime.now(dt.UTC),
     )
@@ -478,3 +479,109 @@ async def test_webhook_secrets_stored_in_clear_are_sealed_at_start(in_memory):
         assert await reseal_column(conn, service.secrets, "providers", "provider_id", "webhook_secret") >= 1
     stored = await service.pool.fetchval("SELECT webhook_secret FROM providers WHERE provider_id = $1", provider)
     assert stored.startswith("enc:v1:") and service.secrets.open(stored) == "whsec_from_before"
+
+
+# ---- a placement per award: who holds a package through hand-backs and re-brokering -----------
+
+
+def award(event: OfferMade, provider_id: str, offer_round: int, at: dt.datetime) -> PackagePlaced:
+    return PackagePlaced(
+        correlation_id=event.package_id,
+        package_id=event.package_id,
+        provider_id=provider_id,
+        offer_round=offer_round,
+        tier="prime",
+        hourly_rate=Decimal("18.75"),
+        hours_per_week=Decimal("7"),
+        start_date=dt.date.today(),
+        zone="coalville-ashby",
+        band="urban",
+        urgency="community",
+        rate_card="2020-21",
+        requested_by="broker.amy",
+        placed_at=at,
+    )
+
+
+async def placements_of(service, package_id) -> list[tuple]:
+    rows = await service.pool.fetch(
+        "SELECT offer_round, provider_id, ended_at IS NULL AS live, end_reason FROM placements "
+        "WHERE package_id = $1 ORDER BY offer_round",
+        package_id,
+    )
+    return [tuple(r.values()) for r in rows]
+
+
+async def committed(service, *pids) -> list[Decimal]:
+    return [
+        await service.pool.fetchval("SELECT committed_hours FROM providers WHERE provider_id = $1", pid) for pid in pids
+    ]
+
+
+async def test_after_a_hand_back_the_new_winner_holds_the_package_and_its_hours(in_memory):
+    """Issue 14, item 5: the second award was silently dropped (one placement row per package)."""
+    service, broker = await in_memory(build, "providers")
+    first, second = await willing(service, 2)
+    event = offer([first, second])
+    topic = topics.resolve("brokerage.packages")
+    await broker.publish(event.model_dump_json().encode(), topic=topic)
+    before = await committed(service, first, second)
+    t0 = dt.datetime.now(dt.UTC)
+    await broker.publish(award(event, first, 1, t0).model_dump_json().encode(), topic=topic)
+    handed = PackageHandedBack(
+        correlation_id=event.package_id,
+        package_id=event.package_id,
+        provider_id=first,
+        notice_ends_on=dt.date.today() + dt.timedelta(days=7),
+        reason="staff_shortage",
+        hours_per_week=Decimal("7"),
+        recorded_by="broker.amy",
+        recorded_at=t0 + dt.timedelta(seconds=1),
+    )
+    await broker.publish(handed.model_dump_json().encode(), topic=topic)
+    again = offer([second]).model_copy(update={"package_id": event.package_id, "offer_round": 2})
+    await broker.publish(again.model_dump_json().encode(), topic=topic)
+    second_award = award(event, second, 2, t0 + dt.timedelta(seconds=2))
+    await broker.publish(second_award.model_dump_json().encode(), topic=topic)
+    assert await placements_of(service, event.package_id) == [
+        (1, first, False, "handed_back"),
+        (2, second, True, None),
+    ]
+    assert await committed(service, first, second) == [before[0], before[1] + 7]
+    # Replays from dead letters change nothing: the first award (older than the live one) and
+    # the hand-back (it ends only the placement it was about, placed before it).
+    for replay in (award(event, first, 1, t0), handed):
+        await broker.publish(
+            replay.model_copy(update={"event_id": uuid.uuid4()}).model_dump_json().encode(), topic=topic
+        )
+    assert await placements_of(service, event.package_id) == [
+        (1, first, False, "handed_back"),
+        (2, second, True, None),
+    ]
+    assert await committed(service, first, second) == [before[0], before[1] + 7]
+
+
+async def test_a_newer_award_ends_a_placement_whose_end_never_arrived(in_memory):
+    """The re-brokering's PackageReopened was dead-lettered: the next award still moves the package."""
+    service, broker = await in_memory(build, "providers")
+    first, second = await willing(service, 2)
+    event = offer([first, second])
+    topic = topics.resolve("brokerage.packages")
+    await broker.publish(event.model_dump_json().encode(), topic=topic)
+    before = await committed(service, first, second)
+    t0 = dt.datetime.now(dt.UTC)
+    await broker.publish(award(event, first, 1, t0).model_dump_json().encode(), topic=topic)
+    await broker.publish(award(event, second, 3, t0 + dt.timedelta(seconds=5)).model_dump_json().encode(), topic=topic)
+    assert await placements_of(service, event.package_id) == [(1, first, False, "replaced"), (3, second, True, None)]
+    assert await committed(service, first, second) == [before[0], before[1] + 7]
+    reopened = PackageReopened(
+        correlation_id=event.package_id,
+        package_id=event.package_id,
+        provider_id=first,
+        reason="provider_suspended",
+        hours_per_week=Decimal("7"),
+        reopened_at=t0 + dt.timedelta(seconds=2),
+    )
+    await broker.publish(reopened.model_dump_json().encode(), topic=topic)  # arriving at last: nothing to end
+    assert await committed(service, first, second) == [before[0], before[1] + 7]
+    assert [live for *_, live, _ in await placements_of(service, event.package_id)] == [False, True]

@@ -322,7 +322,7 @@ class TestOfferPlan:
         )
         assert (third.tier, [p.provider_id for p in third.offered]) == (Tier.adjacent, ["near-e"])
         spent = self.plan(domain.PRIME_SUPPLEMENTARY, after=Tier.adjacent)
-        assert spent.tier is None and spent.unplaced_reason == "no acceptable bid on any tier"
+        assert spent.tier is None and spent.unplaced_reason == "no_acceptable_bid"
 
     def test_a_zone_without_primes_starts_with_supplementaries(self):
         plan = self.plan(domain.PRIME_SUPPLEMENTARY, zone_has_prime=False)

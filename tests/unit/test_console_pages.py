@@ -1,7 +1,9 @@
 """The console's templates rendered without a server: what each role is offered on a package page."""
 
 import datetime as dt
+import re
 
+from services.console.api.brokers import REASONS
 from services.console.api.pages import TEMPLATES, navigation
 from services.console.handlers import Session
 
@@ -56,6 +58,7 @@ def render(role: str, person=None, **package) -> str:
         person=person,
         names={},
         today=dt.date(2026, 3, 6),
+        reasons=REASONS,
         created=None,
         refused=None,
         done=None,
@@ -75,6 +78,17 @@ def test_actions_follow_the_packages_state():
     started = render("broker", status="started")
     assert "/start" not in started and "/cancel" not in started and "/hand-back" in started
     assert "/hand-back" in render("broker", status="placed") and "/hand-back" not in render("broker", status="unplaced")
+
+
+def test_reasons_are_chosen_from_the_codes_with_optional_notes():
+    """Issue 14: a reason is a code from its vocabulary (a select), the words optional and separate."""
+    html = render("broker", status="placed")
+    for action, codes in (("cancel", REASONS["cancel"]), ("hand-back", REASONS["hand-back"])):
+        select = html.split(f'id="{action}-reason" name="reason">')[1].split("</select>")[0]
+        assert re.findall(r'<option value="([a-z_]*)">', select) == ["", *codes]
+        assert f'id="{action}-reason-text" name="reason_text"' in html
+    assert '<input class="govuk-input" id="cancel-reason"' not in html
+    assert ">moved to residential care<" in html  # codes shown in words
 
 
 def test_operations_see_no_person_and_no_actions():

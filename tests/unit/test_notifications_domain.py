@@ -3,15 +3,22 @@
 import datetime as dt
 import uuid
 from decimal import Decimal
+from typing import get_args
 
 import pytest
 
 from schemas.events import (
+    Envelope,
+    ExceptionDecided,
+    ExceptionRequested,
+    MessageName,
     OfferMade,
     PackageCancelled,
     PackageHandedBack,
     PackagePlaced,
+    PackageReopened,
     PackageSpec,
+    PackageStarted,
     PackageUnplaced,
     VisitPattern,
 )
@@ -82,42 +89,143 @@ def test_the_winner_is_not_told_it_lost_when_listed_among_the_losers():
     ] == ["oak-care"]
 
 
-def test_unplaced_and_handed_back_packages_tell_the_brokerage_team_and_other_events_nobody():
+NOW = dt.datetime(2026, 11, 23, 10, tzinfo=dt.UTC)
+
+
+def lifecycle(package_id: uuid.UUID) -> dict[str, Envelope]:
+    """One event of each later change in a package's life (and the unplaced queue)."""
+    common = dict(correlation_id=package_id, package_id=package_id)
+    return {
+        "unplaced": PackageUnplaced(
+            **common,
+            zone="melton",
+            band="rural",
+            urgency="community",
+            hours_per_week=Decimal(7),
+            reason="no_acceptable_bid",
+            requested_by="broker.sue",
+            unplaced_at=NOW,
+        ),
+        "handed_back": PackageHandedBack(
+            **common,
+            provider_id="oak-care",
+            notice_ends_on=dt.date(2026, 12, 21),
+            reason="staff_shortage",
+            hours_per_week=Decimal(7),
+            recorded_by="broker.raj",
+            requested_by="broker.sue",
+            recorded_at=NOW,
+        ),
+        "cancelled_placed": PackageCancelled(
+            **common,
+            reason="admitted_to_hospital",
+            cancelled_by="broker.raj",
+            requested_by="broker.sue",
+            provider_id="oak-care",
+            hours_per_week=Decimal(7),
+            cancelled_at=NOW,
+        ),
+        "cancelled_unplaced": PackageCancelled(
+            **common, reason="no_longer_needed", cancelled_by="broker.sue", hours_per_week=Decimal(7), cancelled_at=NOW
+        ),
+        "reopened": PackageReopened(
+            **common,
+            provider_id="oak-care",
+            reason="provider_suspended",
+            hours_per_week=Decimal(7),
+            requested_by="broker.sue",
+            reopened_at=NOW,
+        ),
+        "started": PackageStarted(
+            **common,
+            provider_id="oak-care",
+            started_on=dt.date(2026, 11, 30),
+            recorded_by="broker.raj",
+            requested_by="broker.sue",
+            recorded_at=NOW,
+        ),
+        "exception_requested": ExceptionRequested(
+            **common,
+            provider_id="oak-care",
+            hourly_rate=Decimal("24.00"),
+            band_rate=Decimal("18.75"),
+            zone="melton",
+            band="urban",
+            urgency="community",
+            requested_by="broker.sue",
+            requested_at=NOW,
+        ),
+        "exception_refused": ExceptionDecided(
+            **common,
+            decision="rejected",
+            decided_by="broker.raj",
+            reason="rate_not_justified",
+            provider_id="oak-care",
+            hourly_rate=Decimal("24.00"),
+            requested_by="broker.sue",
+            decided_at=NOW,
+        ),
+        "exception_approved": ExceptionDecided(
+            **common,
+            decision="approved",
+            decided_by="broker.raj",
+            reason="urgent_discharge",
+            provider_id="oak-care",
+            hourly_rate=Decimal("24.00"),
+            decided_at=NOW,
+        ),
+    }
+
+
+def test_every_change_in_a_packages_life_tells_each_affected_party_once():
+    """Issue 14, item 4: who is told what (docs/guide/notifications.md); the family's contact is
+    registered under the package id."""
     package_id = uuid.uuid4()
-    unplaced = PackageUnplaced(
-        correlation_id=package_id,
-        package_id=package_id,
-        zone="melton",
-        band="rural",
-        urgency="community",
-        hours_per_week=Decimal(7),
-        reason="no acceptable bid on any tier",
-        requested_by="broker.sue",
-        unplaced_at=dt.datetime.now(dt.UTC),
-    )
-    handed = PackageHandedBack(
-        correlation_id=package_id,
-        package_id=package_id,
-        provider_id="oak-care",
-        notice_ends_on=dt.date(2026, 12, 21),
-        reason="staff left",
-        hours_per_week=Decimal(7),
-        recorded_by="broker.sue",
-        recorded_at=dt.datetime.now(dt.UTC),
-    )
-    cancelled = PackageCancelled(
-        correlation_id=package_id,
-        package_id=package_id,
-        reason="moved away",
-        cancelled_by="broker.sue",
-        hours_per_week=Decimal(7),
-        cancelled_at=dt.datetime.now(dt.UTC),
-    )
-    assert [(m.message, m.role, m.recipient_id) for m in messages(unplaced)] == [
-        ("package_unplaced", "brokerage_team", "brokerage-team")
+    p = str(package_id)
+    expected = {
+        "unplaced": [("package_unplaced", "brokerage_team", "brokerage-team")],
+        "handed_back": [
+            ("package_handed_back", "brokerage_team", "brokerage-team"),
+            ("handed_back_provider", "provider", "oak-care"),
+            ("handed_back_broker", "broker", "broker.sue"),
+            ("handed_back_person", "person", p),
+        ],
+        "cancelled_placed": [
+            ("cancelled_provider", "provider", "oak-care"),
+            ("cancelled_broker", "broker", "broker.sue"),
+            ("cancelled_person", "person", p),
+        ],
+        "cancelled_unplaced": [("cancelled_broker", "broker", "broker.sue"), ("cancelled_person", "person", p)],
+        "reopened": [
+            ("reopened_provider", "provider", "oak-care"),
+            ("reopened_broker", "broker", "broker.sue"),
+            ("reopened_person", "person", p),
+        ],
+        "started": [("started_provider", "provider", "oak-care"), ("started_broker", "broker", "broker.sue")],
+        "exception_requested": [("exception_requested", "broker", "broker.sue")],
+        "exception_refused": [("exception_refused_bidder", "provider", "oak-care")],
+        "exception_approved": [],  # the award that follows tells everyone
+    }
+    for name, event in lifecycle(package_id).items():
+        told = [(m.message, m.role, m.recipient_id) for m in messages(event)]
+        assert told == expected[name], name
+        assert len(set(told)) == len(told)
+
+
+def test_an_event_written_before_it_named_the_broker_tells_the_brokerage_team_instead():
+    package_id = uuid.uuid4()
+    reopened = lifecycle(package_id)["reopened"].model_copy(update={"requested_by": None})
+    assert ("reopened_broker", "brokerage_team", "brokerage-team") in [
+        (m.message, m.role, m.recipient_id) for m in messages(reopened)
     ]
-    assert [(m.message, m.role) for m in messages(handed)] == [("package_handed_back", "brokerage_team")]
-    assert messages(cancelled) == []
+
+
+def test_reasons_reach_people_in_words_and_typed_text_never_does():
+    package_id = uuid.uuid4()
+    [provider, _broker, person] = messages(lifecycle(package_id)["cancelled_placed"])
+    assert provider.context["reason"] == "admitted to hospital"
+    body = Templates().render(person.message, person.context).body
+    assert "admitted to hospital" in body and "admitted_to_hospital" not in body
 
 
 def test_a_new_offer_goes_only_to_providers_who_opted_in():
@@ -267,27 +375,7 @@ def test_every_message_has_a_template_that_renders_with_its_context():
     )
     events = [
         placed(),
-        PackageUnplaced(
-            correlation_id=package_id,
-            package_id=package_id,
-            zone="melton",
-            band="rural",
-            urgency="community",
-            hours_per_week=Decimal(7),
-            reason="no bid",
-            requested_by="broker.sue",
-            unplaced_at=dt.datetime.now(dt.UTC),
-        ),
-        PackageHandedBack(
-            correlation_id=package_id,
-            package_id=package_id,
-            provider_id="oak-care",
-            notice_ends_on=dt.date(2026, 12, 21),
-            reason="staff left",
-            hours_per_week=Decimal(7),
-            recorded_by="broker.sue",
-            recorded_at=dt.datetime.now(dt.UTC),
-        ),
+        *lifecycle(package_id).values(),
         OfferMade(
             correlation_id=package_id,
             package_id=package_id,
@@ -307,6 +395,7 @@ def test_every_message_has_a_template_that_renders_with_its_context():
                 assert text.subject and text.body.strip() and "{{" not in text.body
             seen.add(m.message)
     assert seen == set(domain.MESSAGES)
+    assert set(domain.MESSAGES) == set(get_args(MessageName)), "the event contract names every message"
 
 
 def test_an_error_fit_for_an_event_has_no_address():

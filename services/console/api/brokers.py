@@ -13,13 +13,20 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 
-from schemas.vocabulary import Band, CareNeed, Funding, Urgency
+from schemas.vocabulary import Band, CancelReason, CareNeed, ExceptionDecisionReason, Funding, HandBackReason, Urgency
 from services.console import domain
 from services.console.api.pages import TEMPLATES, now, page, zones
 from services.console.api.sessions import Sessions
 from services.console.clients import ApiError
 from services.console.domain import Permission
 from services.runtime import clock
+
+# The reason codes each action's form offers (a select; the optional words stay in the brokerage).
+REASONS = {
+    "cancel": [r.value for r in CancelReason],
+    "hand-back": [r.value for r in HandBackReason],
+    "decision": [r.value for r in ExceptionDecisionReason],
+}
 
 if TYPE_CHECKING:
     from services.console.app import Console
@@ -168,18 +175,24 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             refused=request.query_params.get("refused"),
             done=request.query_params.get("done"),
             today=clock.uk_today(),
+            reasons=REASONS,
         )
 
+    def why(form) -> dict:
+        """A reason code (a select) and, if the broker wrote any, their words (kept in the brokerage)."""
+        text = str(form.get("reason_text", "")).strip()
+        return {"reason": form.get("reason", ""), "reason_text": text or None}
+
     ACTIONS = {  # console action -> (API path, body from the form and the signed-in broker)
-        "approve": ("exception/approve", lambda f, who: {"decided_by": who, "reason": f.get("reason", "")}),
-        "reject": ("exception/reject", lambda f, who: {"decided_by": who, "reason": f.get("reason", "")}),
-        "cancel": ("cancel", lambda f, who: {"cancelled_by": who, "reason": f.get("reason", "")}),
+        "approve": ("exception/approve", lambda f, who: {"decided_by": who, **why(f)}),
+        "reject": ("exception/reject", lambda f, who: {"decided_by": who, **why(f)}),
+        "cancel": ("cancel", lambda f, who: {"cancelled_by": who, **why(f)}),
         "reoffer": ("reoffer", lambda f, who: {"requested_by": who}),
         "hand-back": (
             "hand-back",
             lambda f, who: {
                 "recorded_by": who,
-                "reason": f.get("reason", ""),
+                **why(f),
                 "notice_ends_on": (
                     domain.date_from_parts(
                         f.get("notice_ends_on-day", ""),

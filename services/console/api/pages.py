@@ -12,6 +12,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from schemas.vocabulary import reason_words
 from services.console import handlers
 from services.console.domain import Permission
 from services.runtime import clock
@@ -43,6 +44,7 @@ def _day(value: Any) -> str:
 TEMPLATES.env.filters["when"] = _when
 TEMPLATES.env.filters["day"] = _day
 TEMPLATES.env.filters["words"] = lambda v: str(v or "-").replace("_", " ")
+TEMPLATES.env.filters["reason"] = lambda v: reason_words(str(v)) if v else "-"
 TEMPLATES.env.globals["uuid4"] = uuid.uuid4  # a fresh Idempotency-Key per form shown
 TEMPLATES.env.filters["pair"] = lambda v: (v, str(v).replace("_", " ").capitalize())  # (value, label) for options
 
