@@ -1,12 +1,10 @@
-"""The benchmark's report: medians over the runs, the table of measures against their targets, and
+"""The benchmark's report: medians over the runs, the measures against their targets, and
 the chart (latency over time, placements confirmed per second)."""
 
 from __future__ import annotations
 
 import statistics
 from pathlib import Path
-
-from rich.table import Table
 
 from services.bench.processes import SERVICES
 
@@ -48,36 +46,39 @@ def summarise(result: dict) -> dict:
     return summary
 
 
-def report_table(result: dict) -> Table:
+def title(result: dict) -> str:
+    """What the figures are: medians of how many runs, on how many CPUs, how loaded at the start."""
     s = result["summary"]
-    table = Table(
-        title=f"benchmark: medians of {s['runs']} run(s); {result['machine']['cpus']} CPUs, "
+    return (
+        f"benchmark: medians of {s['runs']} run(s); {result['machine']['cpus']} CPUs, "
         f"load average {result['machine']['load_average_at_start'][0]:.1f} at start"
     )
-    table.add_column("measure", no_wrap=True)
-    table.add_column("value", justify="right")
-    table.add_column("target", justify="right")
-    table.add_row(f"latency p50 at {s['fixed_rate_per_second']:g} req/s (s)", _f(s["latency_p50_s"]), "")
-    table.add_row(f"latency p95 at {s['fixed_rate_per_second']:g} req/s (s)", _f(s["latency_p95_s"]), "")
-    table.add_row(f"latency p99 at {s['fixed_rate_per_second']:g} req/s (s)", _f(s["latency_p99_s"]), "< 1")
-    table.add_row("Kafka events/s at the fixed rate", _f(s["fixed_rate_events_per_second"]), "")
-    table.add_row(
-        "sustained placements/s, as fast as possible (first request to last confirmation)",
-        _f(s["sustained_placements_per_second"]),
-        ">= 100",
-    )
-    table.add_row("Kafka events/s, as fast as possible", _f(s["burst_events_per_second"]), "")
-    table.add_row("baseline consume-then-produce msgs/s", _f(s["baseline_messages_per_second"]), "")
-    table.add_row("pipeline events/s as a share of the baseline", _f(s.get("events_vs_baseline")), "")
+
+
+def measures(result: dict) -> list[tuple[str, str, str]]:
+    """The report's rows: (measure, value as shown, target or ""), from ``result["summary"]``."""
+    s = result["summary"]
+    rate = f"{s['fixed_rate_per_second']:g}"
+    rows = [
+        (f"latency p50 at {rate} req/s (s)", _f(s["latency_p50_s"]), ""),
+        (f"latency p95 at {rate} req/s (s)", _f(s["latency_p95_s"]), ""),
+        (f"latency p99 at {rate} req/s (s)", _f(s["latency_p99_s"]), "< 1"),
+        ("Kafka events/s at the fixed rate", _f(s["fixed_rate_events_per_second"]), ""),
+        (
+            "sustained placements/s, as fast as possible (first request to last confirmation)",
+            _f(s["sustained_placements_per_second"]),
+            ">= 100",
+        ),
+        ("Kafka events/s, as fast as possible", _f(s["burst_events_per_second"]), ""),
+        ("baseline consume-then-produce msgs/s", _f(s["baseline_messages_per_second"]), ""),
+        ("pipeline events/s as a share of the baseline", _f(s.get("events_vs_baseline")), ""),
+    ]
     for name in SERVICES:
-        table.add_row(
-            f"{name}: CPU s in the burst / peak RSS MB",
-            f"{_f(s['cpu_seconds_per_service'][name])} / {_f((s['peak_rss_mb'] or {}).get(name))}",
-            "RSS < 250",
-        )
+        rows.append((f"{name}: CPU s in the burst", _f(s["cpu_seconds_per_service"][name]), ""))
+        rows.append((f"{name}: peak RSS MB", _f((s["peak_rss_mb"] or {}).get(name)), "< 250"))
     for name, seconds in (s.get("cpu_seconds_outside_services") or {}).items():  # kafka, postgresql, load_generator
-        table.add_row(f"{name}: CPU s in the burst", _f(seconds), "")
-    return table
+        rows.append((f"{name}: CPU s in the burst", _f(seconds), ""))
+    return rows
 
 
 def _f(v: object) -> str:

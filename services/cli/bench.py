@@ -11,6 +11,7 @@ from rich.console import Console
 
 from services.bench import benchmark, report
 from services.bench.processes import SERVICES
+from services.cli import output
 
 
 def bench(
@@ -28,13 +29,14 @@ def bench(
     env: list[str] = typer.Option(
         [], help="Extra environment for the services, KEY=VALUE (e.g. BROKERAGE_DB_POOL_SIZE=20)"
     ),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON only (progress goes to stderr)"),
 ) -> None:
     """Start the three services on the synthetic market (Kafka and PostgreSQL from the environment,
     a fresh database and topic namespace) and measure them under load."""
     if profile and profile not in SERVICES:
         raise typer.BadParameter(f"--profile takes one of {', '.join(SERVICES)}")
     extra = dict(pair.split("=", 1) for pair in env)
-    console = Console()
+    console = Console(stderr=True)  # progress only: stdout is the report's
     load = benchmark.Load(
         rate=rate, seconds=seconds, burst=burst, concurrency=concurrency, baseline_messages=baseline_messages
     )
@@ -42,5 +44,25 @@ def bench(
     result = uvloop.run(benchmark.bench_async(load, runs, seed, out, profile=profile, console=console, extra_env=extra))
     (out / "bench.json").write_text(json.dumps(result, indent=1, default=str))
     report.draw(result, out / "bench.png")
-    console.print(report.report_table(result))
-    console.print(f"written to {out}/ (bench.json, bench.png, logs/)")
+    if as_json:
+        output.echo_json(report_data(result, out))
+        return
+    output.echo(render(result, output.width()))
+    output.echo(output.paragraph(f"written to {out}/ (bench.json, bench.png, logs/)"))
+
+
+def render(result: dict, room: int) -> str:
+    """The report as text at most ``room`` characters wide: the measures, their values and targets."""
+    columns = [output.Column("measure", wrap=True), output.Column("value", right=True), output.Column("target")]
+    return output.table(columns, report.measures(result), title=report.title(result), room=room)
+
+
+def report_data(result: dict, out: Path) -> dict:
+    """What ``--json`` prints: the load, the machine, the medians (``summary``) and the files written
+    (every run's figures and series are in ``bench.json``)."""
+    return {
+        "load": result["load"],
+        "machine": result["machine"],
+        "summary": result["summary"],
+        "files": {name: str(out / name) for name in ("bench.json", "bench.png", "logs")},
+    }

@@ -9,46 +9,91 @@ from collections import Counter, defaultdict
 import httpx
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from services.bench.driver import place_batch, seconds_to_decide, wait_until_ready
+from services.cli import output
 from services.runtime.reference import load_framework
 from services.simulator.synthetic import batch
 
 
-def summary_table(packages: list[dict]) -> Table:
+def _line(name: str, items: list[dict]) -> dict:
+    placed = [p for p in items if p["status"] == "placed"]
+    times = [seconds_to_decide(p) for p in placed]
+    return {
+        "zone": name,
+        "requested": len(items),
+        "placed": len(placed),
+        "not_placed": len(items) - len(placed),
+        "median_seconds_to_place": round(statistics.median(times), 2) if times else None,
+        "max_seconds_to_place": round(max(times), 2) if times else None,
+    }
+
+
+def summary(packages: list[dict], *, confirmed: int, deliveries: Counter) -> dict:
+    """The demo's report from the packages as the brokerage returned them: per zone and in all
+    (requested, placed, not placed, median and longest seconds to place), why the unplaced were not
+    placed, how many await a broker's approval, and the notifications sent (``deliveries``:
+    (channel, status) -> count; ``confirmed``: placements whose confirmation went out)."""
     by_zone: dict[str, list[dict]] = defaultdict(list)
     for p in packages:
         by_zone[p["package"]["zone"]].append(p)
-    table = Table(
-        title=f"{len(packages)} packages requested (not placed: unplaced, or awaiting approval of an above-rate bid)"
+    reasons = Counter(
+        next((t["detail"].get("reason") for t in p["timeline"] if t["stage"] == "unplaced"), "?")
+        for p in packages
+        if p["status"] == "unplaced"
     )
-    table.add_column("zone", no_wrap=True, min_width=26)
-    for col in ("requested", "placed", "not placed", "median s to place", "max s to place"):
-        table.add_column(col, justify="right")
-    for zone, items in sorted(by_zone.items()):
-        placed = [p for p in items if p["status"] == "placed"]
-        times = [seconds_to_decide(p) for p in placed]
-        table.add_row(
-            zone,
-            str(len(items)),
-            str(len(placed)),
-            str(len(items) - len(placed)),
-            f"{statistics.median(times):.2f}" if times else "-",
-            f"{max(times):.2f}" if times else "-",
+    return {
+        "zones": [_line(zone, items) for zone, items in sorted(by_zone.items())],
+        "all_zones": _line("all zones", packages),
+        "unplaced_reasons": dict(reasons.most_common()),
+        "awaiting_approval": sum(p["status"] == "awaiting_approval" for p in packages),
+        "placements_confirmed": confirmed,
+        "notifications": [{"channel": c, "status": s, "count": n} for (c, s), n in sorted(deliveries.items())],
+    }
+
+
+def render(report: dict, room: int) -> str:
+    """The demo's report as text at most ``room`` characters wide."""
+    Col = output.Column
+    columns = [Col("zone"), Col("requested", right=True), Col("placed", right=True), Col("not placed", right=True)]
+    columns += [Col("median s to place", right=True), Col("max s to place", right=True)]
+
+    def cells(line: dict) -> tuple:
+        return (
+            line["zone"],
+            line["requested"],
+            line["placed"],
+            line["not_placed"],
+            "-" if line["median_seconds_to_place"] is None else f"{line['median_seconds_to_place']:.2f}",
+            "-" if line["max_seconds_to_place"] is None else f"{line['max_seconds_to_place']:.2f}",
         )
-    placed = [p for p in packages if p["status"] == "placed"]
-    times = [seconds_to_decide(p) for p in placed]
-    table.add_section()
-    table.add_row(
-        "all zones",
-        str(len(packages)),
-        str(len(placed)),
-        str(len(packages) - len(placed)),
-        f"{statistics.median(times):.2f}" if times else "-",
-        f"{max(times):.2f}" if times else "-",
+
+    total = report["all_zones"]
+    lines = [
+        output.table(
+            columns,
+            [cells(line) for line in [*report["zones"], total]],
+            title=f"{total['requested']} packages requested (not placed: unplaced, or awaiting approval of an "
+            "above-rate bid)",
+            room=room,
+        )
+    ]
+    for reason, n in report["unplaced_reasons"].items():
+        lines.append(output.paragraph(f"unplaced - {reason}: {n}", room))
+    if report["awaiting_approval"]:
+        lines.append(
+            output.paragraph(
+                f"awaiting a broker's approval to pay above the band rate: {report['awaiting_approval']}", room
+            )
+        )
+    lines.append(
+        output.paragraph(
+            f"placements confirmed by notifications: {report['placements_confirmed']} of {total['placed']}", room
+        )
     )
-    return table
+    sent = ", ".join(f"{d['channel']} {d['status']}: {d['count']}" for d in report["notifications"]) or "none"
+    lines.append(output.paragraph(f"notifications (channel, status): {sent}", room))
+    return "\n".join(lines)
 
 
 def demo(
@@ -60,12 +105,13 @@ def demo(
     contact_channel: str = typer.Option(
         "log", help="How the families' confirmations go: log, email, notify_email, notify_sms"
     ),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON only"),
 ) -> None:
     """Request a batch of synthetic packages across all 14 zones and show how they were placed."""
-    console = Console()
+    console = Console(stderr=True)  # progress only: stdout is the report's
     urls = {"brokerage": brokerage, "providers": providers, "notifications": notifications}
 
-    async def run() -> list[dict]:
+    async def run() -> dict:
         async with httpx.AsyncClient(timeout=10) as client:
             await wait_until_ready(client, urls, timeout=120)
         requests = batch(load_framework(), packages, seed=seed)
@@ -82,22 +128,10 @@ def demo(
                 deliveries.update((r["channel"], r["status"]) for r in rows)
                 if p["status"] == "placed":
                     confirmed += any(r["event_type"] == "PackagePlaced" for r in rows)
-        console.print(summary_table(result))
-        reasons = Counter(
-            next((t["detail"].get("reason") for t in p["timeline"] if t["stage"] == "unplaced"), "?")
-            for p in result
-            if p["status"] == "unplaced"
-        )
-        for reason, n in reasons.most_common():
-            console.print(f"unplaced - {reason}: {n}")
-        awaiting = sum(p["status"] == "awaiting_approval" for p in result)
-        if awaiting:
-            console.print(f"awaiting a broker's approval to pay above the band rate: {awaiting}")
-        placed = sum(p["status"] == "placed" for p in result)
-        console.print(f"placements confirmed by notifications: {confirmed} of {placed}")
-        console.print(
-            "notifications (channel, status): " + ", ".join(f"{c} {s}: {n}" for (c, s), n in sorted(deliveries.items()))
-        )
-        return result
+        return summary(result, confirmed=confirmed, deliveries=deliveries)
 
-    asyncio.run(run())
+    report = asyncio.run(run())
+    if as_json:
+        output.echo_json(report)
+    else:
+        output.echo(render(report, output.width()))

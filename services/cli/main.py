@@ -23,7 +23,7 @@ import asyncio
 
 import typer
 
-from services.cli import bench, demo, operations, providers, simulate, staff
+from services.cli import bench, demo, operations, output, providers, simulate, staff
 from services.runtime.logging import configure
 
 app = typer.Typer(no_args_is_help=True, help="Operate the home care brokerage platform.")
@@ -57,7 +57,7 @@ def provision() -> None:
     from services.runtime.settings import admin_settings
 
     asyncio.run(run(admin_settings().database_url))
-    typer.echo("database provisioned: roles and schemas brokerage, providers, notifications, console")
+    typer.echo(output.paragraph("database provisioned: roles and schemas brokerage, providers, notifications, console"))
 
 
 @ref_app.command("generate-market")
@@ -76,7 +76,7 @@ def generate_market(seed: int = typer.Option(2021, help="Same seed, same market"
     )
     path = reference_dir() / "providers.yaml"
     path.write_text(header + yaml.safe_dump({"providers": providers}, sort_keys=False, width=120))
-    typer.echo(f"wrote {len(providers)} providers to {path}")
+    typer.echo(output.paragraph(f"wrote {len(providers)} providers to {path}"))
 
 
 @kafka_app.command("acls")

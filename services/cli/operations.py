@@ -15,10 +15,9 @@ import datetime as dt
 import json
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from schemas import topics as contract
+from services.cli import output
 from services.operations import dead_letters, kpis, outbox, streams
 from services.operations.lag import lag as lag_of
 from services.runtime import clock, topics
@@ -33,7 +32,7 @@ def kpis_command(
         None, help="Period start, instead of --days: a UK date (from its midnight) or an ISO date/time (UK time)"
     ),
     until: str = typer.Option(None, help="Period end (exclusive), as --since; default now"),
-    as_json: bool = typer.Option(False, "--json", help="JSON instead of tables"),
+    as_json: bool = typer.Option(False, "--json", help="JSON only, instead of the report"),
 ) -> None:
     """Brokerage and market KPIs over a period, with RAG status per measure."""
     now = clock.now()
@@ -44,49 +43,102 @@ def kpis_command(
         raise typer.BadParameter(f"{bad}: give a date (2027-03-28) or a date and time (2027-03-28T09:00)") from None
     result = asyncio.run(kpis.key_figures(admin_settings().kafka_bootstrap_servers, start=start, end=end, now=now))
     if as_json:
-        typer.echo(json.dumps(result, indent=2, default=str))
+        output.echo_json(result)
         return
-    console = Console()
+    output.echo(render_kpis(result, output.width()))
+
+
+def render_kpis(result: dict, room: int) -> str:
+    """The KPI report (the figures of :func:`services.operations.kpis.compute`) as text at most
+    ``room`` characters wide."""
     p = result["packages"]
-    console.print(
-        f"[bold]{p['requested']}[/bold] requested, {p['placed']} placed, {p['unplaced']} unplaced, "
-        f"{p['cancelled']} cancelled, {p['handed_back']} handed back  "
-        f"({clock.format_uk(result['period']['start'])} to {clock.format_uk(result['period']['end'])})  "
-        f"unplaced share: {_rag(p['rag'])}"
+    sections = [
+        output.paragraph(
+            f"{p['requested']} requested, {p['placed']} placed, {p['unplaced']} unplaced, "
+            f"{p['cancelled']} cancelled, {p['handed_back']} handed back, {p['awaiting_approval']} awaiting "
+            f"approval ({clock.format_uk(result['period']['start'])} to "
+            f"{clock.format_uk(result['period']['end'])}); unplaced share: "
+            f"{_share(p['unplaced_share'])} {_rag(p['rag'])}",
+            room,
+        )
+    ]
+    Col = output.Column
+    sections.append(
+        output.table(
+            [
+                Col("urgency", wrap=True),
+                Col("placed", right=True),
+                Col("median", right=True),
+                Col("90th percentile", right=True),
+                Col("RAG"),
+            ],
+            [
+                (u.replace("_", " "), row["count"], _secs(row["median_s"]), _secs(row["p90_s"]), _rag(row["rag"]))
+                for u, row in result["time_to_place"]["by_urgency"].items()
+            ],
+            title="time to place by urgency",
+            room=room,
+        )
     )
-    t = Table(title="time to place by urgency")
-    for col in ("urgency", "placed", "median", "90th percentile", "RAG"):
-        t.add_column(col)
-    for urgency, row in result["time_to_place"]["by_urgency"].items():
-        t.add_row(urgency, str(row["count"]), _secs(row["median_s"]), _secs(row["p90_s"]), _rag(row["rag"]))
-    console.print(t)
-    q = Table(title="unplaced queue by zone and band")
-    for col in ("zone", "band", "packages", "hours/week", "longest wait"):
-        q.add_column(col)
-    for row in result["unplaced_queue"]:
-        q.add_row(row["zone"], row["band"], str(row["packages"]), row["hours"], _secs(row["longest_wait_s"]))
-    console.print(q)
-    c = Table(title="provider concentration by zone (HHI 0-10,000)")
-    for col in ("zone", "HHI", "largest share", "RAG"):
-        c.add_column(col)
+    sections.append(
+        output.table(
+            [
+                Col("zone"),
+                Col("band"),
+                Col("packages", right=True),
+                Col("hours/week", right=True),
+                Col("longest wait", right=True),
+            ],
+            [
+                (r["zone"], r["band"], r["packages"], r["hours"], _secs(r["longest_wait_s"]))
+                for r in result["unplaced_queue"]
+            ],
+            title="unplaced queue by zone and band",
+            room=room,
+        )
+    )
+    concentration = []
     for zone, row in result["concentration_by_zone"].items():
-        top = next(iter(row["shares_percent"].items()))
-        c.add_row(zone, str(row["hhi"]), f"{top[0]} {top[1]}%", _rag(row["rag"]))
-    console.print(c)
-    d = Table(title="decline reasons by band (cherry-picking signal)")
-    reasons = sorted({r for row in result["declines_by_band"].values() for r in row})
-    d.add_column("band")
-    for r in reasons:
-        d.add_column(r, justify="right")
-    for band, row in result["declines_by_band"].items():
-        d.add_row(band, *[str(row.get(r, 0)) for r in reasons])
-    console.print(d)
-    console.print("weekly spend by band: " + ", ".join(f"{b} £{v}" for b, v in result["weekly_spend_by_band"].items()))
-    console.print(f"above-rate exceptions: {result['above_rate_exceptions']['count']}")
-    thin = result["zones_with_fewer_than_two_willing_providers"]
-    console.print(
-        f"zones with fewer than two willing providers: {', '.join(thin['zones']) or 'none'} {_rag(thin['rag'])}"
+        top = next(iter(row["shares_percent"].items()), None)
+        concentration.append((zone, row["hhi"], f"{top[0]} {top[1]}%" if top else "-", _rag(row["rag"])))
+    sections.append(
+        output.table(
+            [Col("zone"), Col("HHI", right=True), Col("largest share", wrap=True), Col("RAG")],
+            concentration,
+            title="provider concentration by zone (HHI 0-10,000)",
+            room=room,
+        )
     )
+    reasons = sorted({r for row in result["declines_by_band"].values() for r in row})
+    sections.append(
+        output.table(
+            [Col("band"), *(Col(r.replace("_", " "), right=True) for r in reasons)],
+            [(band, *(row.get(r, 0) for r in reasons)) for band, row in result["declines_by_band"].items()],
+            title="decline reasons by band (cherry-picking signal)",
+            room=room,
+        )
+    )
+    spend = ", ".join(f"{b} £{v}" for b, v in result["weekly_spend_by_band"].items()) or "none"
+    thin = result["zones_with_fewer_than_two_willing_providers"]
+    above = result["above_rate_exceptions"]
+    sections.append(
+        "\n".join(
+            [
+                output.paragraph(f"weekly spend by band: {spend}", room),
+                output.paragraph(f"above-rate exceptions: {above['count']} {_rag(above['rag'])}".rstrip(" -"), room),
+                output.paragraph(
+                    f"zones with fewer than two willing providers: {', '.join(thin['zones']) or 'none'} "
+                    f"{_rag(thin['rag'])}",
+                    room,
+                ),
+            ]
+        )
+    )
+    return "\n\n".join(sections)
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
 
 
 def _secs(value: float | None) -> str:
@@ -96,9 +148,7 @@ def _secs(value: float | None) -> str:
 
 
 def _rag(value: str | None) -> str:
-    return {"green": "[green]GREEN[/green]", "amber": "[yellow]AMBER[/yellow]", "red": "[red]RED[/red]"}.get(
-        value or "", "-"
-    )
+    return {"green": "GREEN", "amber": "AMBER", "red": "RED"}.get(value or "", "-")
 
 
 # ---- tail ---------------------------------------------------------------------------------
@@ -143,31 +193,47 @@ def tail(
 # ---- lag ----------------------------------------------------------------------------------
 
 
-def lag(as_json: bool = typer.Option(False, "--json", help="JSON instead of a table")) -> None:
+def lag(as_json: bool = typer.Option(False, "--json", help="JSON only, instead of the report")) -> None:
     """Consumer lag per group and partition, with the age of the oldest unprocessed event."""
     rows = asyncio.run(lag_of(admin_settings().kafka_bootstrap_servers))
     if as_json:
-        typer.echo(json.dumps(rows, indent=2))
+        output.echo_json(rows)
         return
-    table = Table(title="consumer lag")
-    for col in ("group", "topic", "partition", "committed", "end", "lag", "oldest unprocessed", "members"):
-        table.add_column(col, justify="right" if col not in ("group", "topic") else "left")
+    output.echo(render_lag(rows, output.width()))
+
+
+def render_lag(rows: list[dict], room: int) -> str:
+    """Consumer lag as text at most ``room`` characters wide: one table per group and topic, a
+    row per partition; a group with no active member says so in capitals."""
+    behind = sum(r["lag"] for r in rows)
+    sections = [output.paragraph(f"consumer lag: {behind} event(s) waiting in {len(rows)} partition(s)", room)]
+    by_topic: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
-        age = "-" if r["oldest_unprocessed_age_s"] is None else f"{r['oldest_unprocessed_age_s']:.0f} s"
-        members = "[red]0: no active member[/red]" if r["members"] == 0 else str(r["members"])
-        style = "red" if r["lag"] else None
-        table.add_row(
-            r["group"],
-            r["topic"],
-            str(r["partition"]),
-            str(r["committed"]),
-            str(r["end"]),
-            str(r["lag"]),
-            age,
-            members,
-            style=style,
+        by_topic.setdefault((r["group"], r["topic"]), []).append(r)
+    Col = output.Column
+    columns = [Col("partition", right=True), Col("committed", right=True), Col("end", right=True)]
+    columns += [Col("lag", right=True), Col("oldest unprocessed", right=True)]
+    for (group, topic), partitions in by_topic.items():
+        members = partitions[0]["members"]
+        who = "NO ACTIVE MEMBER" if members == 0 else f"{members} member(s)"
+        sections.append(
+            output.table(
+                columns,
+                [
+                    (
+                        r["partition"],
+                        r["committed"],
+                        r["end"],
+                        r["lag"],
+                        "-" if r["oldest_unprocessed_age_s"] is None else f"{r['oldest_unprocessed_age_s']:.0f} s",
+                    )
+                    for r in partitions
+                ],
+                title=f"group {group} ({who}) reading {topic}",
+                room=room,
+            )
         )
-    Console().print(table)
+    return "\n\n".join(sections)
 
 
 # ---- dead letters -------------------------------------------------------------------------
@@ -177,26 +243,39 @@ dead_letters_app = typer.Typer(no_args_is_help=True, help="Messages the consumer
 
 
 @dead_letters_app.command("list")
-def list_letters(as_json: bool = typer.Option(False, "--json", help="JSON lines instead of a table")) -> None:
+def list_letters(as_json: bool = typer.Option(False, "--json", help="JSON lines only, one dead letter a line")) -> None:
+    """Every dead letter, oldest first: its id, when, which consumer, its origin, the reason and error."""
     letters = asyncio.run(dead_letters.read_all(admin_settings().kafka_bootstrap_servers))
+    summaries = [dead_letters.summary(p, o, d) for p, o, d in letters]
     if as_json:
-        for p, o, d in letters:
-            typer.echo(json.dumps(dead_letters.summary(p, o, d)))
+        for letter in summaries:
+            typer.echo(json.dumps(letter))
         return
-    table = Table(title=f"{len(letters)} dead letters")
-    for col in ("id", "failed at", "consumer", "origin", "reason", "attempts", "error"):
-        table.add_column(col)
-    for p, o, d in letters:
-        table.add_row(
-            dead_letters.letter_id(p, o),
-            clock.format_uk(d.failed_at),
-            d.consumer,
-            f"{d.origin_topic}/{d.origin_partition}@{d.origin_offset}",
-            d.reason,
-            str(d.attempts),
-            d.error[:80],
-        )
-    Console().print(table)
+    output.echo(render_letters(summaries, output.width()))
+
+
+def render_letters(summaries: list[dict], room: int) -> str:
+    """Dead letters (as :func:`services.operations.dead_letters.summary` gives them) as text at most
+    ``room`` characters wide; the error in full, wrapped."""
+    Col = output.Column
+    columns = [Col("id"), Col("failed at"), Col("consumer"), Col("origin"), Col("reason"), Col("attempts", right=True)]
+    return output.table(
+        [*columns, Col("error", wrap=True)],
+        [
+            (
+                s["id"],
+                clock.format_uk(s["failed_at"]),
+                s["consumer"],
+                s["origin"],
+                s["reason"],
+                s["attempts"],
+                s["error"],
+            )
+            for s in summaries
+        ],
+        title=f"{len(summaries)} dead letter(s)",
+        room=room,
+    )
 
 
 @dead_letters_app.command("show")
@@ -230,28 +309,39 @@ outbox_app = typer.Typer(no_args_is_help=True, help="Outbox rows Kafka refused f
 
 
 @outbox_app.command("parked")
-def outbox_parked(as_json: bool = typer.Option(False, "--json", help="JSON lines instead of a table")) -> None:
+def outbox_parked(as_json: bool = typer.Option(False, "--json", help="JSON lines only, one row a line")) -> None:
     """Outbox rows Kafka refused for good, with the error and how many rows wait behind each."""
     rows = asyncio.run(outbox.parked_rows(admin_settings().database_url))
     if as_json:
         for row in rows:
             typer.echo(json.dumps(row))
         return
-    table = Table(title=f"{len(rows)} parked outbox row{'s' if len(rows) != 1 else ''}")
-    for column in ("service", "id", "parked at", "event", "aggregate", "bytes", "held", "error"):
-        table.add_column(column, overflow="fold")
-    for r in rows:
-        table.add_row(
-            r["service"],
-            r["id"],
-            clock.format_uk(r["parked_at"]),  # for people: UK local time
-            r["type"],
-            r["aggregate"],
-            str(r["payload_bytes"]),
-            str(r["held"]),
-            (r["error"] or "")[:120],
-        )
-    Console().print(table)
+    output.echo(render_parked(rows, output.width()))
+
+
+def render_parked(rows: list[dict], room: int) -> str:
+    """Parked outbox rows as text at most ``room`` characters wide; the error in full, wrapped."""
+    Col = output.Column
+    columns = [Col("service"), Col("id"), Col("parked at"), Col("event"), Col("aggregate")]
+    columns += [Col("bytes", right=True), Col("held", right=True), Col("error", wrap=True)]
+    return output.table(
+        columns,
+        [
+            (
+                r["service"],
+                r["id"],
+                clock.format_uk(r["parked_at"]),  # for people: UK local time
+                r["type"],
+                r["aggregate"],
+                r["payload_bytes"],
+                r["held"],
+                r["error"] or "-",
+            )
+            for r in rows
+        ],
+        title=f"{len(rows)} parked outbox row{'s' if len(rows) != 1 else ''}",
+        room=room,
+    )
 
 
 @outbox_app.command("retry")

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import typer
 
+from services.cli import output
 from services.runtime import clock
 
 app = typer.Typer(no_args_is_help=True, help="Providers on the framework.")
@@ -54,18 +55,40 @@ def issue(
 
 
 @credentials.command("list")
-def list_(provider_id: str, url: str = URL) -> None:
+def list_(
+    provider_id: str,
+    url: str = URL,
+    as_json: bool = typer.Option(False, "--json", help="JSON only, instead of the table"),
+) -> None:
+    """A provider's credentials: id, label, when created, and live (last used) or revoked."""
     with _client(url) as client:
         listed: list[dict[str, Any]] = _accepted(client.get(f"/providers/{provider_id}/credentials")).json()
-        for c in listed:
-            state = (
-                f"revoked {clock.format_uk(c['revoked_at'])}"
-                if c["revoked_at"]
-                else f"live, last used {clock.format_uk(c['last_used_at'], missing='never')}"
-            )
-            typer.echo(
-                f"{c['credential_id']}  {c['label'] or '-':20}  created {clock.format_uk(c['created_at'])}  {state}"
-            )
+    if as_json:
+        output.echo_json(listed)
+        return
+    output.echo(render_credentials(provider_id, list(listed), output.width()))
+
+
+def render_credentials(provider_id: str, listed: list[dict[str, Any]], room: int) -> str:
+    """The credentials as the providers service lists them, as text at most ``room`` characters wide."""
+    Col = output.Column
+    rows = [
+        (
+            c["credential_id"],
+            c["label"] or "-",
+            clock.format_uk(c["created_at"]),
+            f"revoked {clock.format_uk(c['revoked_at'])}"
+            if c["revoked_at"]
+            else f"live, last used {clock.format_uk(c['last_used_at'], missing='never')}",
+        )
+        for c in listed
+    ]
+    return output.table(
+        [Col("credential"), Col("label", wrap=True), Col("created"), Col("state", wrap=True)],
+        rows,
+        title=f"credentials of {provider_id}",
+        room=room,
+    )
 
 
 @credentials.command("revoke")

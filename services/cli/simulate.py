@@ -14,8 +14,8 @@ from pathlib import Path
 import typer
 import yaml
 from rich.console import Console
-from rich.table import Table
 
+from services.cli import output
 from services.runtime.reference import load_framework, load_provider_seed
 from services.simulator import report, simulation
 from services.simulator.variants import BUILT_IN, assignments, parameters_help, policy_from
@@ -46,6 +46,7 @@ def simulate(
     jobs: int = typer.Option(2, help="Policies replayed in parallel processes"),
     charts: bool = typer.Option(True, help="Draw the PNG charts"),
     list_params: bool = typer.Option(False, "--list-params", help="Print every demand and market parameter and exit"),
+    as_json: bool = typer.Option(False, "--json", help="Print the result (result.json's content) as JSON only"),
 ) -> None:
     """Replay a year of synthetic county demand through the brokerage's allocation rules, once per policy."""
     if list_params:
@@ -66,7 +67,7 @@ def simulate(
         raise typer.BadParameter(str(wrong)) from None
     demand = dataclasses.replace(demand_params, **({"days": days, "seed": seed}))
     market = dataclasses.replace(market_params, seed=market_seed)
-    console = Console(width=max(Console().width, 130))  # one column per policy: keep them readable
+    console = Console(stderr=True)  # progress only: stdout is the report's
     started = time.monotonic()
     with console.status(f"replaying {days} days under {len(chosen)} policies..."):
         result = simulation.simulate(
@@ -80,25 +81,28 @@ def simulate(
 
         draw_all(result, out)
     (out / "summary.md").write_text(report.summary_markdown(result))
-    console.print(comparison_table(result))
+    if as_json:
+        output.echo_json(result)
+        return
+    room = output.width()
+    output.echo(render(result, room))
     cpu = ", ".join(f"{n} {r['cpu_seconds']} s" for n, r in result["policies"].items())
-    console.print(
-        f"replayed in {result['wall_seconds']} s (CPU per policy: {cpu}); written to {out}/ (result.json, summary.md"
-        + (", *.png)" if charts else ")")
-    )
-
-
-def comparison_table(result: dict) -> Table:
-    names = list(result["policies"])
-    table = Table(
-        title=(
-            f"{result['demand']['days']} days of synthetic demand from {result['start']} (seed "
-            f"{result['demand']['seed']}, market seed {result['market']['seed']})"
+    output.echo(
+        output.paragraph(
+            f"replayed in {result['wall_seconds']} s (CPU per policy: {cpu}); written to {out}/ (result.json, "
+            "summary.md" + (", *.png)" if charts else ")"),
+            room,
         )
     )
-    table.add_column("measure", no_wrap=True)
-    for name in names:
-        table.add_column(name, justify="right")
-    for label, values in report.rows(result):
-        table.add_row(label, *values)
-    return table
+
+
+def render(result: dict, room: int) -> str:
+    """The policies side by side (:func:`services.simulator.report.rows`) as text at most ``room``
+    characters wide: a column per policy where they fit, else each measure with a line per policy."""
+    columns = [output.Column("measure", wrap=True)]
+    columns += [output.Column(name, right=True, wrap=True) for name in result["policies"]]
+    title = (
+        f"{result['demand']['days']} days of synthetic demand from {result['start']} (seed "
+        f"{result['demand']['seed']}, market seed {result['market']['seed']})"
+    )
+    return output.table(columns, [(label, *values) for label, values in report.rows(result)], title=title, room=room)

@@ -8,6 +8,7 @@ from rich.console import Console
 
 from services.bench import benchmark, report
 from services.bench.processes import SERVICES
+from services.cli import bench
 
 
 async def test_a_small_benchmark_reports_every_measure(database_url, tmp_path):
@@ -39,5 +40,8 @@ async def test_a_small_benchmark_reports_every_measure(database_url, tmp_path):
     report.draw(result, tmp_path / "bench.png")
     assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
     json.dumps(result, default=str)  # the JSON report can be written
-    table = report.report_table(result)
-    assert table.row_count >= 10
+    measures = report.measures(result)
+    assert len(measures) >= 10 and all(value != "-" for _, value, _ in measures)  # every figure measured
+    text = bench.render(result, 80)
+    assert all(len(line) <= 80 for line in text.splitlines())
+    assert all(value in text for _, value, _ in measures)
