@@ -26,7 +26,7 @@ import datetime as dt
 import json
 import uuid
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -442,10 +442,7 @@ Event = (
 )
 AnyEvent = Annotated[Event, Field(discriminator="event_type")]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(AnyEvent)
-EVENT_TYPES: dict[str, type[Envelope]] = {
-    model.model_fields["event_type"].default: model
-    for model in Event.__args__  # type: ignore[attr-defined]
-}
+EVENT_TYPES: dict[str, type[Envelope]] = {model.model_fields["event_type"].default: model for model in get_args(Event)}
 
 
 def parse_event(raw: bytes | str) -> Event:

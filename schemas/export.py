@@ -17,7 +17,7 @@ JSON_DIR = Path(__file__).parent / "json"
 def rendered() -> dict[str, str]:
     """File name -> JSON text, for every version of every event (earlier versions stay published:
     their messages may still be on a topic) and for the union of the current ones."""
-    files = {}
+    files: dict[str, str] = {}
     for event_type, event_model in sorted(EVENT_TYPES.items()) + sorted(((t, m) for (t, _), m in LEGACY.items())):
         version = event_model.model_fields["schema_version"].default
         schema = event_model.model_json_schema(mode="serialization")

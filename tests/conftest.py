@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -94,7 +95,7 @@ def infra():
 
 
 @pytest.fixture(scope="session")
-def namespace() -> str:
+def namespace() -> Iterator[str]:
     ns = f"test-{uuid.uuid4().hex[:8]}"
     os.environ["HOMECARE_NAMESPACE"] = ns
     yield ns
@@ -102,7 +103,7 @@ def namespace() -> str:
 
 
 @pytest.fixture(scope="session")
-async def database_url(infra, namespace) -> str:
+async def database_url(infra, namespace) -> AsyncIterator[str]:
     """A fresh database for this session, provisioned (roles, schemas); dropped afterwards."""
     from services.runtime.db import provision
     from services.runtime.kafka import kafka_security, provision_namespace, revoke_namespace_acls, secured

@@ -19,6 +19,7 @@ import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
+from typing import Any
 
 import jwt
 import uvicorn
@@ -60,7 +61,7 @@ class MailServer:
         return "250 Message accepted for delivery"
 
     def start(self) -> MailServer:
-        secure = {"tls_context": self.tls_context, "require_starttls": True} if self.tls_context else {}
+        secure: dict[str, Any] = {"tls_context": self.tls_context, "require_starttls": True} if self.tls_context else {}
         if self.login:
             secure |= {
                 "authenticator": self._authenticate,

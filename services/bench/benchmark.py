@@ -45,6 +45,7 @@ from services.bench.driver import wait_until_ready
 from services.bench.processes import SERVICES, start_stack, stop_stack
 from services.bench.report import summarise
 from services.operations.kpis import percentile
+from services.runtime.db import Connection
 from services.runtime.reference import DEFAULT_DIR, load_framework
 from services.runtime.settings import admin_settings
 from services.simulator.market import generate_market
@@ -133,7 +134,7 @@ def infrastructure_cpu(kafka_bootstrap: str, database_url: str) -> dict[str, flo
     }
     listening = {}
     for conn in psutil.net_connections(kind="tcp"):
-        if conn.status == psutil.CONN_LISTEN and conn.pid and conn.laddr.port in ports.values():
+        if conn.status == psutil.CONN_LISTEN and conn.pid and conn.laddr and conn.laddr.port in ports.values():
             listening[conn.laddr.port] = conn.pid
     out = {}
     for name, port in ports.items():
@@ -197,7 +198,7 @@ async def post_packages(
     return list(await asyncio.gather(*tasks))
 
 
-async def wait_final(admin: asyncpg.Connection, ids: list[str], timeout: float) -> None:
+async def wait_final(admin: Connection, ids: list[str], timeout: float) -> None:
     """Until every package rests (placed, unplaced, awaiting approval) and every placement's
     confirmation is stored. Each look asks only about the packages still pending, twice a second:
     the benchmark's own queries should cost the database little next to the load they measure."""
@@ -224,7 +225,7 @@ async def wait_final(admin: asyncpg.Connection, ids: list[str], timeout: float) 
         await asyncio.sleep(0.5)
 
 
-async def outcomes(admin: asyncpg.Connection, ids: list[str]) -> list[asyncpg.Record]:
+async def outcomes(admin: Connection, ids: list[str]) -> list[asyncpg.Record]:
     return await admin.fetch(
         """SELECT p.package_id, p.status, p.requested_at, p.placed_at,
                   (SELECT min(c.created_at) FROM notifications.deliveries c
@@ -234,7 +235,7 @@ async def outcomes(admin: asyncpg.Connection, ids: list[str]) -> list[asyncpg.Re
     )
 
 
-async def events_between(admin: asyncpg.Connection, start: dt.datetime, end: dt.datetime) -> int:
+async def events_between(admin: Connection, start: dt.datetime, end: dt.datetime) -> int:
     """Events the three services wrote to their outboxes - and so to Kafka - in the period."""
     total = 0
     for schema in SERVICES:
@@ -319,7 +320,15 @@ class Load:
 
 
 async def run_phase(
-    client, admin, brokerage: str, requests: list[dict], watch: ProcessWatch, *, rate, concurrency, timeout
+    client: aiohttp.ClientSession,
+    admin: Connection,
+    brokerage: str,
+    requests: list[dict],
+    watch: ProcessWatch,
+    *,
+    rate: float | None,
+    concurrency: int,
+    timeout: float,
 ) -> dict:
     cpu0 = watch.cpu()
     wall0 = time.monotonic()

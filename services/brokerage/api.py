@@ -12,8 +12,9 @@ import hashlib
 import hmac
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import asyncpg
 from fastapi import APIRouter, Depends, Header, Query, Response
@@ -24,8 +25,10 @@ from schemas.vocabulary import Band, CancelReason, CareNeed, ExceptionDecisionRe
 from services.brokerage import explanation, handlers
 from services.brokerage import repository as repo
 from services.runtime import clock, identifiers
+from services.runtime.db import fetch_one
 from services.runtime.http import ProblemError
-from services.runtime.outbox import unit_of_work
+from services.runtime.outbox import UnitOfWork, unit_of_work
+from services.runtime.service import Service
 
 # Who acted: an id (a console username such as broker.amy), carried on events - never a sentence.
 StaffId = Annotated[
@@ -177,7 +180,12 @@ def _validate_against_framework(request: PackageRequest, rules: handlers.Brokera
         )
 
 
-def _package_view(row, timeline, rounds, answers) -> dict:
+def _package_view(
+    row: asyncpg.Record,
+    timeline: list[asyncpg.Record],
+    rounds: list[asyncpg.Record],
+    answers: list[asyncpg.Record],
+) -> dict[str, Any]:
     return {
         "package_id": str(row["package_id"]),
         "status": row["status"],
@@ -237,7 +245,7 @@ def _package_view(row, timeline, rounds, answers) -> dict:
     }
 
 
-def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
+def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
     router = APIRouter(prefix="/packages", tags=["packages"])
 
     @router.post(
@@ -346,7 +354,7 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
             return {"package_id": str(package_id), "provider_id": provider_id, "explanation": {"losing_bidder": told}}
         return body
 
-    async def act(package_id: uuid.UUID, action) -> dict:
+    async def act(package_id: uuid.UUID, action: Callable[[UnitOfWork], Awaitable[object]]) -> dict[str, str]:
         try:
             async with unit_of_work(service.pool) as uow:
                 await action(uow)
@@ -355,6 +363,8 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
         except LookupError as exc:
             raise ProblemError(404, str(exc)) from None
         row = await repo.get_package(service.pool, package_id)
+        if row is None:
+            raise ProblemError(404, f"no package {package_id}")
         return {"package_id": str(package_id), "status": row["status"]}
 
     @router.post(
@@ -541,7 +551,7 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
     return router
 
 
-def reference_router(service, rules: handlers.BrokerageRules) -> APIRouter:
+def reference_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
     ref = APIRouter(prefix="/reference", tags=["reference"])
 
     @ref.get("/zones", summary="The framework's zones")
@@ -575,7 +585,8 @@ def reference_router(service, rules: handlers.BrokerageRules) -> APIRouter:
     return ref
 
 
-PERSON_FIELDS = ("full_name", "address", "postcode", "phone", "email", "nhs_number", "date_of_birth", "care_notes")
+PersonField = Literal["full_name", "address", "postcode", "phone", "email", "nhs_number", "date_of_birth", "care_notes"]
+PERSON_FIELDS: tuple[PersonField, ...] = get_args(PersonField)
 
 
 class DisclosureRequest(BaseModel):
@@ -585,10 +596,10 @@ class DisclosureRequest(BaseModel):
     package_id: uuid.UUID
     provider_id: str = Field(min_length=1, max_length=64)
     credential_id: str = Field(min_length=1, max_length=64)
-    fields: list[Literal[PERSON_FIELDS]] = Field(min_length=1)  # type: ignore[valid-type]
+    fields: list[PersonField] = Field(min_length=1)
 
 
-def internal_router(service) -> APIRouter:
+def internal_router(service: Service) -> APIRouter:
     """Service-to-service endpoints (not for people): ``Authorization: Bearer <BROKERAGE_DISCLOSURE_TOKEN>``."""
     router = APIRouter(prefix="/internal", tags=["internal"])
 
@@ -621,8 +632,8 @@ def internal_router(service) -> APIRouter:
             if package["status"] not in ("placed", "started") or package["provider_id"] != body.provider_id:
                 raise ProblemError(403, "the package is not placed with this provider")
             fields = sorted(set(body.fields))
-            person = await conn.fetchrow(
-                f"SELECT {', '.join(fields)} FROM persons WHERE package_id = $1", body.package_id
+            person = await fetch_one(  # written with the package: always there
+                conn, f"SELECT {', '.join(fields)} FROM persons WHERE package_id = $1", body.package_id
             )
             await conn.execute(
                 "INSERT INTO disclosures (package_id, provider_id, credential_id, fields) VALUES ($1, $2, $3, $4)",
@@ -638,7 +649,7 @@ def internal_router(service) -> APIRouter:
     return router
 
 
-def disclosures_router(service) -> APIRouter:
+def disclosures_router(service: Service) -> APIRouter:
     router = APIRouter(prefix="/packages", tags=["packages"])
 
     @router.get(

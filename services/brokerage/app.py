@@ -12,6 +12,8 @@ import contextlib
 import datetime as dt
 from pathlib import Path
 
+from fastapi import FastAPI
+
 from schemas import topics
 from schemas.events import (
     BidSubmitted,
@@ -36,16 +38,22 @@ from services.runtime.asyncapi import declare_publishes
 from services.runtime.db import is_transient
 from services.runtime.http import create_app
 from services.runtime.logging import get_logger
-from services.runtime.outbox import unit_of_work
+from services.runtime.outbox import UnitOfWork, unit_of_work
 from services.runtime.service import Service
 from services.runtime.settings import ServiceSettings, load
 
 log = get_logger(__name__)
 
 
-def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
+class BrokerageService(Service):
+    """The brokerage process, with the rules its handlers run with (tests and tools drive them directly)."""
+
+    rules: handlers.BrokerageRules
+
+
+def build(settings: ServiceSettings | None = None) -> tuple[BrokerageService, FastAPI]:
     settings = settings or load("brokerage")
-    service = Service(settings, migrations=Path(__file__).parent / "migrations")
+    service = BrokerageService(settings, migrations=Path(__file__).parent / "migrations")
     rules = handlers.BrokerageRules(
         windows={
             Urgency.hospital_discharge: dt.timedelta(seconds=settings.offer_window_hospital_discharge_seconds),
@@ -58,11 +66,11 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
     service.rules = rules  # for tests and tools that drive the handlers directly
 
     @service.consumer.on(BidSubmitted, OfferDeclined)
-    async def on_answer(uow, event):
+    async def on_answer(uow: UnitOfWork, event: BidSubmitted | OfferDeclined) -> None:
         await handlers.record_answer(uow, rules, event)
 
     @service.consumer.on(ProviderUpdated)
-    async def on_provider(uow, event):
+    async def on_provider(uow: UnitOfWork, event: ProviderUpdated) -> None:
         await handlers.update_provider(uow, event)
 
     service.consumer.subscribe(*topics.CONSUMED_BY["brokerage"])

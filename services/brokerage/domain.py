@@ -13,10 +13,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Literal
 
 from schemas.events import PackageSpec, ProviderProfile
 from schemas.vocabulary import CareNeed, Tier, UnplacedReason, Urgency
@@ -156,7 +157,10 @@ def providers_for_tier(
 
 
 def next_offer(
-    ladder: list[Tier], after: Tier | None, eligible: list[ProviderProfile], adjacent: list[ProviderProfile] = ()
+    ladder: list[Tier],
+    after: Tier | None,
+    eligible: Sequence[ProviderProfile],
+    adjacent: Sequence[ProviderProfile] = (),
 ) -> tuple[Tier, list[ProviderProfile]] | None:
     """The next tier on the ladder with anyone eligible in it, or None when the ladder is spent."""
     # Reference data may change while a package is on offer (a zone loses its Prime tier, say):
@@ -195,13 +199,13 @@ class OfferPlan:
 
 def plan_offer(
     package: PackageSpec,
-    providers: list[ProviderProfile],
+    providers: Sequence[ProviderProfile],
     *,
     policy: str,
     zone_has_prime: bool,
     neighbours: frozenset[str],
     after: Tier | None,
-    not_again: set[str] = frozenset(),
+    not_again: AbstractSet[str] = frozenset(),
 ) -> OfferPlan:
     """The next round for a package under its zone's policy: the brokerage's handlers and the policy
     simulator both call this. ``not_again``: providers not to offer it again (already offered this
@@ -277,8 +281,28 @@ class TieBreak:
 
 
 @dataclass(frozen=True)
+class Bid:
+    """An answer that is a bid: its rate (pounds per hour) and earliest start are always known."""
+
+    provider_id: str
+    answered_at: dt.datetime
+    hourly_rate: Decimal
+    earliest_start: dt.date
+    offer_round: int = 0  # the round answered: part of the tie-breaking draw
+
+    @classmethod
+    def of(cls, answer: Answer) -> Bid:
+        """The bid an answer makes; ValueError for a decline or a bid missing its rate or start."""
+        if answer.kind != "bid" or answer.hourly_rate is None or answer.earliest_start is None:
+            raise ValueError(f"the answer of {answer.provider_id} is not a complete bid")
+        return cls(
+            answer.provider_id, answer.answered_at, answer.hourly_rate, answer.earliest_start, answer.offer_round
+        )
+
+
+@dataclass(frozen=True)
 class RankedBid:
-    answer: Answer
+    answer: Bid
     quality: Decimal
     acceptable: bool
     rank: int = 0
@@ -286,7 +310,7 @@ class RankedBid:
     draw: str = ""
 
     @property
-    def key(self) -> tuple[Any, ...]:
+    def key(self) -> tuple[Decimal, Decimal, dt.date, dt.datetime, int, str]:
         """The bid's place in the ranking, criterion by criterion (:data:`CRITERIA`)."""
         a = self.answer
         return (-self.quality, a.hourly_rate, a.earliest_start, a.answered_at, self.recent_awards, self.draw)
@@ -299,9 +323,10 @@ def rank_bids(
     then earliest answer, then fewer awards in the zone in the last 12 weeks, then the draw
     (lower first). ``acceptable``: at or under ``band_rate`` (pounds per hour)."""
     bids = []
-    for a in answers:
-        if a.kind != "bid":
+    for answer in answers:
+        if answer.kind != "bid":
             continue
+        a = Bid.of(answer)
         pid = a.provider_id
         draw = pid if tie_break.legacy else tie_draw(tie_break.package_key, a.offer_round, pid)
         awards = 0 if tie_break.legacy else tie_break.recent_awards.get(pid, 0)

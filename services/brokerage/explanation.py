@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
+from typing import Any
+
+from asyncpg import Record
 
 from schemas.vocabulary import reason_words
 from services.brokerage import domain
@@ -25,6 +29,9 @@ TIER_WORDS = {
 }
 
 
+# A row as the repository reads it, or the same as a mapping (the tests build them).
+Row = Record | Mapping[str, Any]
+
 RULE = (
     "acceptable bids (at or under the band rate) ranked by quality rating, then price, then earliest start, "
     "then earliest answer, then fewer awards in the zone in the last 12 weeks, then a draw seeded by the "
@@ -36,12 +43,12 @@ TIE_BREAK_RULE = (
 )
 
 
-def _tie_break_of(offer_round) -> dict | None:
+def _tie_break_of(offer_round: Row) -> dict[str, Any] | None:
     value = offer_round.get("tie_break") if hasattr(offer_round, "get") else None
     return json.loads(value) if isinstance(value, str) else value
 
 
-def _decided(offer_round, ranking: list[domain.RankedBid], package) -> dict | None:
+def _decided(offer_round: Row, ranking: list[domain.RankedBid], package: Row) -> dict[str, Any] | None:
     """Which criterion made the winner of this round win over the next acceptable bid, when the
     round was won: {"criterion", "winner", "runner_up"} (None if no award or no rival)."""
     winner_id = (offer_round["outcome"] or "").removeprefix("placed with ")
@@ -61,11 +68,17 @@ def _decided(offer_round, ranking: list[domain.RankedBid], package) -> dict | No
     }
 
 
-def _money(value) -> str:
+def _money(value: Decimal | str) -> str:
     return f"£{Decimal(value):.2f}"
 
 
-def decision_record(package, rounds, answers, names: dict[str, str], exceptions=()) -> dict:
+def decision_record(
+    package: Row,
+    rounds: Sequence[Row],
+    answers: Sequence[Row],
+    names: dict[str, str],
+    exceptions: Sequence[Row] = (),
+) -> dict[str, Any]:
     """The structured record: rounds with offers, exclusions, answers and the ranking."""
     record_rounds = []
     for r in rounds:
@@ -167,7 +180,7 @@ def decision_record(package, rounds, answers, names: dict[str, str], exceptions=
     }
 
 
-def for_broker(record: dict, names: dict[str, str]) -> str:
+def for_broker(record: dict[str, Any], names: dict[str, str]) -> str:
     lines = [
         f"Requested under the {record['policy']} policy, judged against rate card {record['rate_card']} "
         f"({record['band']} band rate {_money(record['band_rate'])}/h)."
@@ -229,7 +242,7 @@ def for_broker(record: dict, names: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-def for_family(record: dict, names: dict[str, str], start_date: str | None) -> str:
+def for_family(record: dict[str, Any], names: dict[str, str], start_date: str | None) -> str:
     if record["status"] == "cancelled":
         return "The care arrangement has been cancelled. If this is not what you expected, contact the brokerage team."
     if record["status"] not in ("placed", "started"):
@@ -245,7 +258,7 @@ def for_family(record: dict, names: dict[str, str], start_date: str | None) -> s
     )
 
 
-def for_losing_bidder(record: dict, provider_id: str) -> str | None:
+def for_losing_bidder(record: dict[str, Any], provider_id: str) -> str | None:
     """What a provider that bid and did not win is told: its own rank, never the winner's price.
     About its latest bid (a re-offered package may have had several rounds)."""
     if provider_id == record["winner"]:
@@ -273,10 +286,10 @@ def for_losing_bidder(record: dict, provider_id: str) -> str | None:
     return None
 
 
-def _str(value) -> str | None:
+def _str(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def _when(value) -> str:
+def _when(value: object) -> str:
     """A timestamp for people: UK local time with GMT/BST (stored in UTC)."""
     return clock.format_uk(value) if isinstance(value, dt.datetime) else str(value)

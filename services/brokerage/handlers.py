@@ -16,7 +16,10 @@ import datetime as dt
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import NamedTuple
+
+import asyncpg
 
 from schemas.events import (
     BidSubmitted,
@@ -133,9 +136,9 @@ async def request_package(
 
 async def record_answer(uow: UnitOfWork, rules: BrokerageRules, event: BidSubmitted | OfferDeclined) -> None:
     package = await repo.lock_package_for_answer(uow.conn, event.package_id, event.offer_round)
-    offered = None if package is None else package["round_offered"]
-    if offered is None:
+    if package is None or package["round_offered"] is None:
         raise Rejected(f"answer for unknown package/round {event.package_id}/{event.offer_round}")
+    offered = package["round_offered"]
     if event.provider_id not in offered:
         # Only those offered a round may answer it: anything else is a faulty or forged adapter.
         raise Rejected(
@@ -178,11 +181,11 @@ async def close_due_window(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID 
 async def close_round(
     uow: UnitOfWork,
     rules: BrokerageRules,
-    package,
+    package: asyncpg.Record,
     *,
     why: str,
     causation: uuid.UUID | None,
-    answered: tuple[domain.RoundState, dict] | None = None,
+    answered: tuple[domain.RoundState, dict[str, Decimal]] | None = None,
 ) -> None:
     """``answered``: the round's state, when the caller has just read it in this transaction."""
     package_id = package["package_id"]
@@ -245,12 +248,12 @@ def _neighbours(framework: Framework, spec: PackageSpec) -> frozenset[str]:
 async def _unplace(
     uow: UnitOfWork,
     rules: BrokerageRules,
-    package,
+    package: asyncpg.Record,
     spec: PackageSpec,
     reason: UnplacedReason,
     *,
     causation: uuid.UUID | None,
-    **detail,
+    **detail: object,
 ) -> None:
     """Onto the unplaced queue (the waiting list), to be re-offered on its schedule."""
     package_id, at = package["package_id"], now()
@@ -274,7 +277,7 @@ async def _unplace(
 
 async def _place(
     uow: UnitOfWork,
-    package,
+    package: asyncpg.Record,
     spec: PackageSpec,
     winner: domain.RankedBid,
     *,
@@ -327,7 +330,7 @@ async def _place(
 
 
 async def _offer_next_tier(
-    uow: UnitOfWork, rules: BrokerageRules, package, *, after: Tier | None, causation: uuid.UUID | None
+    uow: UnitOfWork, rules: BrokerageRules, package: asyncpg.Record, *, after: Tier | None, causation: uuid.UUID | None
 ) -> str:
     """Offer the package to the next tier with anyone to offer it to; returns its status after."""
     package_id = package["package_id"]
@@ -522,7 +525,12 @@ async def record_start(uow: UnitOfWork, package_id: uuid.UUID, *, started_on: dt
 
 
 async def reoffer(
-    uow: UnitOfWork, rules: BrokerageRules, package_id: uuid.UUID, *, requested_by: str, package=None
+    uow: UnitOfWork,
+    rules: BrokerageRules,
+    package_id: uuid.UUID,
+    *,
+    requested_by: str,
+    package: asyncpg.Record | None = None,
 ) -> None:
     """Offer an unplaced package again, tiers from the top, to everyone now eligible."""
     package = package or await _locked(uow, package_id)
@@ -594,7 +602,7 @@ async def reoffer_due(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID | Non
     return package["package_id"]
 
 
-async def _locked(uow: UnitOfWork, package_id: uuid.UUID):
+async def _locked(uow: UnitOfWork, package_id: uuid.UUID) -> asyncpg.Record:
     package = await repo.lock_package(uow.conn, package_id)
     if package is None:
         raise LookupError(f"no package {package_id}")
@@ -605,7 +613,7 @@ async def _locked(uow: UnitOfWork, package_id: uuid.UUID):
 
 
 async def _request_exception(
-    uow: UnitOfWork, rules: BrokerageRules, package, spec: PackageSpec, causation: uuid.UUID | None
+    uow: UnitOfWork, rules: BrokerageRules, package: asyncpg.Record, spec: PackageSpec, causation: uuid.UUID | None
 ) -> bool:
     """The ladder is spent with only bids above the band rate: ask a broker. False if there are none."""
     best = await _best_above_rate(uow, rules, package, spec)
@@ -648,7 +656,7 @@ async def _request_exception(
 
 
 async def _best_above_rate(
-    uow: UnitOfWork, rules: BrokerageRules, package, spec: PackageSpec
+    uow: UnitOfWork, rules: BrokerageRules, package: asyncpg.Record, spec: PackageSpec
 ) -> domain.RankedBid | None:
     answers, quality = await repo.cycle_bids(uow.conn, package["package_id"], package["cycle"])
     tie_break, _ = await _tie_break(uow, package["package_id"], spec, sorted({a.provider_id for a in answers}))

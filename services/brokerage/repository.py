@@ -17,11 +17,12 @@ import asyncpg
 
 from schemas.events import PackageSpec, ProviderProfile
 from services.brokerage.domain import Answer, RoundState
+from services.runtime.db import Connection, fetch_one
 from services.runtime.outbox import UnitOfWork
 
 
 async def insert_package(
-    conn: asyncpg.Connection,
+    conn: Connection,
     *,
     package_id: uuid.UUID,
     spec: PackageSpec,
@@ -36,7 +37,8 @@ async def insert_package(
     key, request_hash = idempotency or (None, None)
     # One statement for the package and its person; RETURNING the package: a row this
     # transaction inserted is as good as locked (no one else sees it yet).
-    return await conn.fetchrow(
+    return await fetch_one(
+        conn,
         """WITH person AS (
                INSERT INTO persons (package_id, full_name, address, postcode, phone, email, nhs_number, date_of_birth,
                                     care_notes)
@@ -70,15 +72,13 @@ async def insert_package(
     )
 
 
-async def lock_package(conn: asyncpg.Connection, package_id: uuid.UUID) -> asyncpg.Record | None:
+async def lock_package(conn: Connection, package_id: uuid.UUID) -> asyncpg.Record | None:
     """The package row, locked for this transaction: every change to a package goes through here,
     which is what serialises bids, window timers and broker actions on one package."""
     return await conn.fetchrow("SELECT * FROM packages WHERE package_id = $1 FOR UPDATE", package_id)
 
 
-async def lock_package_for_answer(
-    conn: asyncpg.Connection, package_id: uuid.UUID, offer_round: int
-) -> asyncpg.Record | None:
+async def lock_package_for_answer(conn: Connection, package_id: uuid.UUID, offer_round: int) -> asyncpg.Record | None:
     """:func:`lock_package`, with the round the answer is for: ``round_offered`` (who it was offered
     to) and ``round_quality`` are NULL when there is no such round. One round trip per answer."""
     return await conn.fetchrow(
@@ -90,7 +90,7 @@ async def lock_package_for_answer(
     )
 
 
-async def everyone_offered(conn: asyncpg.Connection, package_id: uuid.UUID, *, cycle: int | None = None) -> list[str]:
+async def everyone_offered(conn: Connection, package_id: uuid.UUID, *, cycle: int | None = None) -> list[str]:
     """Every provider offered the package in any round (the losing bidders are among them), or in
     the rounds of one cycle."""
     return await conn.fetchval(
@@ -101,7 +101,7 @@ async def everyone_offered(conn: asyncpg.Connection, package_id: uuid.UUID, *, c
     )
 
 
-async def get_package(conn: asyncpg.Connection | asyncpg.Pool, package_id: uuid.UUID) -> asyncpg.Record | None:
+async def get_package(conn: Connection | asyncpg.Pool, package_id: uuid.UUID) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM packages WHERE package_id = $1", package_id)
 
 
@@ -121,7 +121,7 @@ def add_timeline(
 
 
 async def open_round(
-    conn: asyncpg.Connection,
+    conn: Connection,
     *,
     package_id: uuid.UUID,
     offer_round: int,
@@ -153,7 +153,7 @@ async def open_round(
 
 
 async def close_round(
-    conn: asyncpg.Connection, package_id: uuid.UUID, offer_round: int, outcome: str, *, tie_break: dict | None = None
+    conn: Connection, package_id: uuid.UUID, offer_round: int, outcome: str, *, tie_break: dict | None = None
 ) -> None:
     """``tie_break``: what the ranking at the close used to break ties (kept for the explanation)."""
     await conn.execute(
@@ -166,9 +166,7 @@ async def close_round(
     )
 
 
-async def recent_awards(
-    conn: asyncpg.Connection, zone: str, provider_ids: list[str], since: dt.datetime
-) -> dict[str, int]:
+async def recent_awards(conn: Connection, zone: str, provider_ids: list[str], since: dt.datetime) -> dict[str, int]:
     """Each provider's awards in ``zone`` from ``since`` on (providers with none are absent)."""
     rows = await conn.fetch(
         """SELECT provider_id, count(*) AS n FROM awards
@@ -181,7 +179,7 @@ async def recent_awards(
 
 
 async def record_award(
-    conn: asyncpg.Connection, package_id: uuid.UUID, *, provider_id: str, zone: str, at: dt.datetime
+    conn: Connection, package_id: uuid.UUID, *, provider_id: str, zone: str, at: dt.datetime
 ) -> None:
     await conn.execute(
         "INSERT INTO awards (package_id, provider_id, zone, awarded_at) VALUES ($1, $2, $3, $4)",
@@ -193,7 +191,7 @@ async def record_award(
 
 
 async def round_state(
-    conn: asyncpg.Connection, package_id: uuid.UUID, offer_round: int
+    conn: Connection, package_id: uuid.UUID, offer_round: int
 ) -> tuple[RoundState, dict[str, Decimal]]:
     """The round's offers and on-time answers, with its quality scores."""
     row = await conn.fetchrow(
@@ -204,6 +202,8 @@ async def round_state(
     answers = await conn.fetch(
         "SELECT * FROM answers WHERE package_id = $1 AND offer_round = $2", package_id, offer_round
     )
+    if row is None:
+        raise LookupError(f"no round {offer_round} of package {package_id}")
     return state_of(row["provider_ids"], row["quality"], answers)
 
 
@@ -232,7 +232,7 @@ ANSWER_COLUMNS = (
 
 
 async def insert_answer(
-    conn: asyncpg.Connection,
+    conn: Connection,
     *,
     package_id: uuid.UUID,
     offer_round: int,
@@ -274,7 +274,7 @@ async def insert_answer(
 
 
 async def mark_placed(
-    conn: asyncpg.Connection, package_id: uuid.UUID, *, provider_id: str, hourly_rate: Decimal, placed_at: dt.datetime
+    conn: Connection, package_id: uuid.UUID, *, provider_id: str, hourly_rate: Decimal, placed_at: dt.datetime
 ) -> None:
     await conn.execute(
         """UPDATE packages SET status = 'placed', provider_id = $2, hourly_rate = $3, placed_at = $4,
@@ -288,7 +288,7 @@ async def mark_placed(
 
 
 async def mark_unplaced(
-    conn: asyncpg.Connection, package_id: uuid.UUID, *, unplaced_at: dt.datetime, next_reoffer_at: dt.datetime
+    conn: Connection, package_id: uuid.UUID, *, unplaced_at: dt.datetime, next_reoffer_at: dt.datetime
 ) -> None:
     await conn.execute(
         """UPDATE packages SET status = 'unplaced', unplaced_at = $2, window_closes_at = NULL, next_reoffer_at = $3
@@ -300,7 +300,7 @@ async def mark_unplaced(
 
 
 async def mark_cancelled(
-    conn: asyncpg.Connection, package_id: uuid.UUID, *, reason: str, reason_text: str | None, at: dt.datetime
+    conn: Connection, package_id: uuid.UUID, *, reason: str, reason_text: str | None, at: dt.datetime
 ) -> None:
     """``reason``: a CancelReason code; ``reason_text``: the broker's words (kept here only)."""
     await conn.execute(
@@ -313,15 +313,16 @@ async def mark_cancelled(
     )
 
 
-async def mark_started(conn: asyncpg.Connection, package_id: uuid.UUID, *, started_on: dt.date) -> None:
+async def mark_started(conn: Connection, package_id: uuid.UUID, *, started_on: dt.date) -> None:
     await conn.execute(
         "UPDATE packages SET status = 'started', started_on = $2 WHERE package_id = $1", package_id, started_on
     )
 
 
-async def start_cycle(conn: asyncpg.Connection, package_id: uuid.UUID) -> asyncpg.Record:
+async def start_cycle(conn: Connection, package_id: uuid.UUID) -> asyncpg.Record:
     """A new cycle of offers (every tier again) for an unplaced package; returns the package row."""
-    return await conn.fetchrow(
+    return await fetch_one(
+        conn,
         """UPDATE packages SET status = 'requested', cycle = cycle + 1, next_reoffer_at = NULL, unplaced_at = NULL
             WHERE package_id = $1 RETURNING *""",
         package_id,
@@ -348,7 +349,7 @@ REOFFERS = Timer("status = 'unplaced'", "next_reoffer_at", f"{MOST_URGENT_FIRST}
 REBROKERING = Timer("status IN ('placed', 'started')", "rebroker_due_at", f"{MOST_URGENT_FIRST}, requested_at")
 
 
-async def take_due(conn: asyncpg.Connection, timer: Timer, at: dt.datetime) -> asyncpg.Record | None:
+async def take_due(conn: Connection, timer: Timer, at: dt.datetime) -> asyncpg.Record | None:
     """The first due package of a timer, its row locked as :func:`lock_package` would; SKIP LOCKED
     lets two brokerage instances share the work. Compared with the application's clock, which set
     the deadline."""
@@ -359,7 +360,7 @@ async def take_due(conn: asyncpg.Connection, timer: Timer, at: dt.datetime) -> a
     )
 
 
-async def put_off(conn: asyncpg.Connection | asyncpg.Pool, timer: Timer, seconds: int) -> uuid.UUID | None:
+async def put_off(conn: Connection | asyncpg.Pool, timer: Timer, seconds: int) -> uuid.UUID | None:
     """Move the timer's first due package (the one its job takes) a while later, in one statement."""
     return await conn.fetchval(
         f"""UPDATE packages SET {timer.deadline} = now() + make_interval(secs => $1)
@@ -370,7 +371,7 @@ async def put_off(conn: asyncpg.Connection | asyncpg.Pool, timer: Timer, seconds
     )
 
 
-async def mark_for_rebrokering(conn: asyncpg.Connection, provider_id: str, *, reason: str, at: dt.datetime) -> int:
+async def mark_for_rebrokering(conn: Connection, provider_id: str, *, reason: str, at: dt.datetime) -> int:
     """Every active package of a provider that was suspended or left, due for re-brokering now."""
     marked = await conn.execute(
         f"""UPDATE packages SET rebroker_due_at = $3, rebroker_reason = $2
@@ -382,7 +383,7 @@ async def mark_for_rebrokering(conn: asyncpg.Connection, provider_id: str, *, re
     return int(marked.split()[-1])
 
 
-async def unmark_for_rebrokering(conn: asyncpg.Connection, provider_id: str) -> int:
+async def unmark_for_rebrokering(conn: Connection, provider_id: str) -> int:
     """The provider is active again: its packages not yet re-brokered stay with it."""
     unmarked = await conn.execute(
         f"""UPDATE packages SET rebroker_due_at = NULL, rebroker_reason = NULL
@@ -395,7 +396,7 @@ async def unmark_for_rebrokering(conn: asyncpg.Connection, provider_id: str) -> 
 # ---- provider view ------------------------------------------------------------------------
 
 
-async def upsert_provider(conn: asyncpg.Connection, profile: ProviderProfile, revision: int) -> tuple[bool, str | None]:
+async def upsert_provider(conn: Connection, profile: ProviderProfile, revision: int) -> tuple[bool, str | None]:
     """Keep the newest revision only: a stale or repeated update changes nothing. Returns whether
     it was applied, and the provider's status before it (None for a provider new here)."""
     row = await conn.fetchrow(
@@ -412,7 +413,7 @@ async def upsert_provider(conn: asyncpg.Connection, profile: ProviderProfile, re
     return row is not None, None if row is None else row["was"]
 
 
-async def providers_serving(conn: asyncpg.Connection, *zones: str) -> list[ProviderProfile]:
+async def providers_serving(conn: Connection, *zones: str) -> list[ProviderProfile]:
     """Providers serving any of the zones."""
     rows = await conn.fetch(
         "SELECT profile FROM provider_view WHERE profile->'zones' ?| $1::text[] ORDER BY provider_id", list(zones)
@@ -420,7 +421,7 @@ async def providers_serving(conn: asyncpg.Connection, *zones: str) -> list[Provi
     return [_profile(r["profile"]) for r in rows]
 
 
-async def providers_by_id(conn: asyncpg.Connection, provider_ids: list[str]) -> list[ProviderProfile]:
+async def providers_by_id(conn: Connection, provider_ids: list[str]) -> list[ProviderProfile]:
     rows = await conn.fetch(
         "SELECT profile FROM provider_view WHERE provider_id = ANY($1::text[]) ORDER BY provider_id", provider_ids
     )
@@ -442,16 +443,14 @@ def _profile(text: str) -> ProviderProfile:
     return profile
 
 
-async def provider_count(conn: asyncpg.Connection | asyncpg.Pool) -> int:
+async def provider_count(conn: Connection | asyncpg.Pool) -> int:
     return await conn.fetchval("SELECT count(*) FROM provider_view")
 
 
 # ---- above-rate exceptions -------------------------------------------------------------------
 
 
-async def cycle_bids(
-    conn: asyncpg.Connection, package_id: uuid.UUID, cycle: int
-) -> tuple[list[Answer], dict[str, Decimal]]:
+async def cycle_bids(conn: Connection, package_id: uuid.UUID, cycle: int) -> tuple[list[Answer], dict[str, Decimal]]:
     """Every on-time bid of the package's current cycle, with the quality scores used."""
     rounds = await conn.fetch(
         "SELECT quality FROM offer_rounds WHERE package_id = $1 AND cycle = $2", package_id, cycle
@@ -480,9 +479,7 @@ async def cycle_bids(
     return answers, quality
 
 
-async def round_of_answer(
-    conn: asyncpg.Connection, package_id: uuid.UUID, provider_id: str, cycle: int
-) -> tuple[int, str]:
+async def round_of_answer(conn: Connection, package_id: uuid.UUID, provider_id: str, cycle: int) -> tuple[int, str]:
     row = await conn.fetchrow(
         """SELECT r.offer_round, r.tier FROM answers a JOIN offer_rounds r USING (package_id, offer_round)
             WHERE a.package_id = $1 AND a.provider_id = $2 AND r.cycle = $3 AND a.kind = 'bid'
@@ -491,11 +488,13 @@ async def round_of_answer(
         provider_id,
         cycle,
     )
+    if row is None:
+        raise LookupError(f"{provider_id} made no bid on package {package_id} in cycle {cycle}")
     return row["offer_round"], row["tier"]
 
 
 async def open_exception(
-    conn: asyncpg.Connection,
+    conn: Connection,
     package_id: uuid.UUID,
     *,
     provider_id: str,
@@ -518,7 +517,7 @@ async def open_exception(
 
 
 async def decide_exception(
-    conn: asyncpg.Connection,
+    conn: Connection,
     package_id: uuid.UUID,
     *,
     decision: str,
@@ -541,12 +540,13 @@ async def decide_exception(
 
 
 async def reopen(
-    conn: asyncpg.Connection, package_id: uuid.UUID, *, start_date: dt.date, exclude: str | None = None
+    conn: Connection, package_id: uuid.UUID, *, start_date: dt.date, exclude: str | None = None
 ) -> asyncpg.Record:
     """Back to the start of the ladder (a new cycle) with priority and continuity (the person already
     has care that must not lapse), the care to start on ``start_date``; ``exclude`` is never offered
     it again (a provider that handed it back)."""
-    return await conn.fetchrow(
+    return await fetch_one(
+        conn,
         """UPDATE packages SET status = 'requested', cycle = cycle + 1, priority = true, continuity = true,
                                excluded_providers = CASE WHEN $2::text IS NULL THEN excluded_providers
                                                          ELSE array_append(excluded_providers, $2) END,

@@ -4,6 +4,7 @@ service's admin operations (``PROVIDERS_ADMIN_TOKEN``), so the CLI never touches
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import httpx
 import typer
@@ -27,11 +28,12 @@ def _client(url: str) -> httpx.Client:
     return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
 
 
-def _answer(response: httpx.Response) -> dict | list:
+def _accepted(response: httpx.Response) -> httpx.Response:
+    """The response when the service accepted the request; else its refusal printed and exit 1."""
     if response.status_code >= 400:
         typer.echo(f"refused ({response.status_code}): {response.json().get('error', response.text)}", err=True)
         raise typer.Exit(1)
-    return response.json()
+    return response
 
 
 @credentials.command("issue")
@@ -43,7 +45,8 @@ def issue(
 ) -> None:
     """Issue a credential; prints the token (give it to the provider: it is not stored)."""
     with _client(url) as client:
-        body = _answer(client.post(f"/providers/{provider_id}/credentials", json={"label": label, "replace": rotate}))
+        response = client.post(f"/providers/{provider_id}/credentials", json={"label": label, "replace": rotate})
+        body: dict[str, Any] = _accepted(response).json()
     typer.echo(
         f"credential {body['credential_id']} for {provider_id}"
         + (f"; revoked {', '.join(body['revoked'])}" if body["revoked"] else "")
@@ -59,14 +62,14 @@ def list_(
 ) -> None:
     """A provider's credentials: id, label, when created, and live (last used) or revoked."""
     with _client(url) as client:
-        listed = _answer(client.get(f"/providers/{provider_id}/credentials"))
+        listed: list[dict[str, Any]] = _accepted(client.get(f"/providers/{provider_id}/credentials")).json()
     if as_json:
         output.echo_json(listed)
         return
     output.echo(render_credentials(provider_id, list(listed), output.width()))
 
 
-def render_credentials(provider_id: str, listed: list[dict], room: int) -> str:
+def render_credentials(provider_id: str, listed: list[dict[str, Any]], room: int) -> str:
     """The credentials as the providers service lists them, as text at most ``room`` characters wide."""
     Col = output.Column
     rows = [
@@ -91,5 +94,5 @@ def render_credentials(provider_id: str, listed: list[dict], room: int) -> str:
 @credentials.command("revoke")
 def revoke(provider_id: str, credential_id: str, url: str = URL) -> None:
     with _client(url) as client:
-        _answer(client.post(f"/providers/{provider_id}/credentials/{credential_id}/revoke"))
+        _accepted(client.post(f"/providers/{provider_id}/credentials/{credential_id}/revoke"))
     typer.echo(f"revoked {credential_id}")

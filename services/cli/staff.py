@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
+import asyncpg
 import typer
 
 app = typer.Typer(no_args_is_help=True, help="The web console's staff accounts.")
 
 
-async def _with_pool(work):
+T = TypeVar("T")
+
+
+async def _with_pool(work: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
     from services.console import app as console_app
     from services.runtime.db import create_pool, migrate
     from services.runtime.settings import load

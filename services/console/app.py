@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
-from fastapi import Request
+import asyncpg
+from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 
 from services.console import api, domain
@@ -27,6 +29,14 @@ from services.runtime.service import Service
 from services.runtime.settings import ServiceSettings, load
 
 log = get_logger(__name__)
+
+
+class ConsoleService(Service):
+    """The web console's process, with its console (tests and tools use it directly)."""
+
+    console: Console
+
+
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
 # govuk-frontend, installed from the npm registry by deploy/setup.sh (`npm ci`, package-lock.json).
@@ -58,7 +68,7 @@ class Console:
         self.zones: list[dict] = []
 
     @property
-    def pool(self):
+    def pool(self) -> asyncpg.Pool:
         return self.service.pool
 
     def stopping(self) -> bool:
@@ -67,9 +77,9 @@ class Console:
         return self.service.stopping.is_set() or bool(server and server.should_exit)
 
 
-def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
+def build(settings: ServiceSettings | None = None) -> tuple[ConsoleService, FastAPI]:
     settings = settings or load("console")
-    service = Service(settings, migrations=HERE / "migrations", events=False)
+    service = ConsoleService(settings, migrations=HERE / "migrations", events=False)
     console = Console(service, settings)
 
     @service.in_background
@@ -91,7 +101,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.middleware("http")
-    async def security_headers(request: Request, call_next):
+    async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         response = await call_next(request)
         response.headers.update(SECURITY_HEADERS)
         if not request.url.path.startswith(("/static", "/assets")):
@@ -103,7 +113,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
     original_lifespan = app.router.lifespan_context
 
     @asynccontextmanager
-    async def lifespan(a):
+    async def lifespan(a: FastAPI) -> AsyncIterator[None]:
         async with original_lifespan(a):
             yield
         await console.services.close()

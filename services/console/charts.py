@@ -29,7 +29,9 @@ def bars(
     series = series or sorted({s for _, values in rows for s in values})
     label_width, bar_width, row_height = 210, 420, 26
     width = label_width + bar_width + 90
-    legend, x, y = [], label_width, 4  # legend entries, wrapped onto as many lines as they need
+    legend: list[str] = []
+    x: float = label_width
+    y = 4  # legend entries, wrapped onto as many lines as they need
     for i, name in enumerate(series if len(series) > 1 else []):
         if x + 24 + 8 * len(name) > width and x > label_width:
             x, y = label_width, y + 20

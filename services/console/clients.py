@@ -32,7 +32,7 @@ class Client:
     async def close(self) -> None:
         await self.http.aclose()
 
-    async def call(self, method: str, path: str, *, bearer: str | None = None, **kwargs) -> Any:
+    async def call(self, method: str, path: str, *, bearer: str | None = None, **kwargs: Any) -> Any:
         headers = kwargs.pop("headers", {}) | ({"Authorization": f"Bearer {bearer}"} if bearer else {})
         try:
             response = await self.http.request(method, path, headers=headers, **kwargs)
@@ -48,13 +48,13 @@ class Client:
             raise ApiError(response.status_code, problem if isinstance(problem, dict) else {"error": str(problem)})
         return response.json() if response.content else None
 
-    async def get(self, path: str, **kwargs) -> Any:
+    async def get(self, path: str, **kwargs: Any) -> Any:
         return await self.call("GET", path, **kwargs)
 
-    async def post(self, path: str, body: dict, **kwargs) -> Any:
+    async def post(self, path: str, body: dict[str, Any], **kwargs: Any) -> Any:
         return await self.call("POST", path, json=body, **kwargs)
 
-    async def patch(self, path: str, body: dict, **kwargs) -> Any:
+    async def patch(self, path: str, body: dict[str, Any], **kwargs: Any) -> Any:
         return await self.call("PATCH", path, json=body, **kwargs)
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from schemas.vocabulary import CareNeed, Urgency
 
@@ -38,6 +40,8 @@ HOME = {Role.broker: "/board", Role.ops: "/ops/stream", Role.admin: "/admin/staf
 
 
 def can(role: str | None, permission: Permission) -> bool:
+    if role is None:
+        return False
     try:
         return permission in PERMISSIONS[Role(role)]
     except ValueError:
@@ -85,7 +89,7 @@ def _rank(order: list[str], value: str) -> int:
     return order.index(value) if value in order else len(order)
 
 
-def board_order(packages: list[dict]) -> list[dict]:
+def board_order(packages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Status group, then urgency (hospital discharge first), then the longest wait first."""
     return sorted(
         packages,
@@ -106,7 +110,7 @@ def waited(since: dt.datetime, until: dt.datetime) -> str:
     return f"{minutes} min" if minutes else "under a minute"
 
 
-def wait_of(package: dict, now: dt.datetime) -> dt.datetime:
+def wait_of(package: dict[str, Any], now: dt.datetime) -> dt.datetime:
     """Until when a package waited: still waiting, or until it was placed (or last went unplaced)."""
     if package["status"] in WAITING:
         return now
@@ -171,7 +175,9 @@ def date_from_parts(day: str, month: str, year: str) -> dt.date | None:
         return None
 
 
-def package_request(form: dict[str, str | list[str]], *, requested_by: str) -> tuple[dict | None, dict[str, str]]:
+def package_request(
+    form: Mapping[str, str | Sequence[str]], *, requested_by: str
+) -> tuple[dict[str, Any] | None, dict[str, str]]:
     """The brokerage API's request from the form's answers, or the form's own errors (blank
     required answers, numbers and dates that are not numbers or dates). Every rule of the
     package itself is the API's, reported back through :func:`errors_from_api`."""
@@ -181,11 +187,12 @@ def package_request(form: dict[str, str | list[str]], *, requested_by: str) -> t
         value = form.get(field, "")
         return value.strip() if isinstance(value, str) else ""
 
+    answered_needs = form.get("needs") or []
+    needs = [answered_needs] if isinstance(answered_needs, str) else list(answered_needs)
     values: dict[str, object] = {}
     for field in LABELS:
         if field == "needs":
-            needs = form.get("needs") or []
-            values[field] = [needs] if isinstance(needs, str) else list(needs)
+            values[field] = needs
         elif field in DATES:
             parts = [text(f"{field}-{p}") for p in ("day", "month", "year")]
             date = date_from_parts(*parts) if any(parts) else None
@@ -204,7 +211,7 @@ def package_request(form: dict[str, str | list[str]], *, requested_by: str) -> t
             float(str(values["hours_per_week"]))
         except ValueError:
             errors["hours_per_week"] = "Hours per week must be a number, like 10.5"
-    unknown = set(values["needs"]) - {n.value for n in CareNeed}  # type: ignore[arg-type]
+    unknown = set(needs) - {n.value for n in CareNeed}
     if unknown:
         errors["needs"] = "Select care needs from the list"
     if errors:
@@ -239,7 +246,7 @@ def form_field(api_field: str | None) -> str | None:
     return name if name in LABELS else None
 
 
-def errors_from_api(problem: dict) -> tuple[dict[str, str], list[str]]:
+def errors_from_api(problem: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
     """The brokerage API's 422 as messages next to the fields, plus those about the request as a
     whole (shown in the error summary only). A rule across fields (hours against the visit
     pattern) names the field it is about at the start of its message."""
@@ -261,7 +268,7 @@ def errors_from_api(problem: dict) -> tuple[dict[str, str], list[str]]:
     return by_field, general
 
 
-def refusal(problem: dict) -> str:
+def refusal(problem: dict[str, Any]) -> str:
     """One line for a refused action: the API's messages about the fields, else its error."""
     fields = problem.get("fields") or []
     message = "; ".join(str(f.get("message", "")).removeprefix("Value error, ") for f in fields)

@@ -15,11 +15,13 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import asyncpg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from services.console import domain
 from services.console import repository as repo
+from services.runtime.db import Connection
 from services.runtime.outbox import unit_of_work
 
 HASHER = PasswordHasher()
@@ -61,7 +63,7 @@ def token_hash(token: str) -> bytes:
 
 
 async def add_staff(
-    pool, *, username: str, display_name: str, role: str, password: str, created_by: str | None
+    pool: asyncpg.Pool, *, username: str, display_name: str, role: str, password: str, created_by: str | None
 ) -> None:
     username = username.strip().lower()
     if not domain.USERNAME.match(username):
@@ -87,18 +89,18 @@ async def add_staff(
             raise StaffExists(f"There is already a staff account called {username}", field="username")
 
 
-async def set_active(pool, username: str, active: bool) -> None:
+async def set_active(pool: asyncpg.Pool, username: str, active: bool) -> None:
     async with unit_of_work(pool) as uow:
         if not await repo.set_active(uow.conn, username, active):
             raise Refused(f"No staff account called {username}")
 
 
-async def _throttled(conn, kind: str, who: str, now: dt.datetime) -> bool:
+async def _throttled(conn: Connection, kind: str, who: str, now: dt.datetime) -> bool:
     failures = await repo.recent_failures(conn, kind=kind, who=who, since=now - domain.FAILED_SIGN_IN_WINDOW)
     return failures >= domain.MAX_FAILED_SIGN_INS
 
 
-async def _open_session(conn, policy: domain.SessionPolicy, now: dt.datetime, **who) -> str:
+async def _open_session(conn: Connection, policy: domain.SessionPolicy, now: dt.datetime, **who: str) -> str:
     token = secrets.token_urlsafe(32)
     await repo.add_session(
         conn,
@@ -113,7 +115,9 @@ async def _open_session(conn, policy: domain.SessionPolicy, now: dt.datetime, **
 TOO_MANY = "Too many failed sign-in attempts. Wait 15 minutes, then try again"
 
 
-async def sign_in(pool, policy: domain.SessionPolicy, *, username: str, password: str, now: dt.datetime) -> str:
+async def sign_in(
+    pool: asyncpg.Pool, policy: domain.SessionPolicy, *, username: str, password: str, now: dt.datetime
+) -> str:
     """A new session's token, or Refused (the same message for an unknown name and a wrong password)."""
     username = username.strip().lower()
     async with pool.acquire() as conn:
@@ -125,7 +129,7 @@ async def sign_in(pool, policy: domain.SessionPolicy, *, username: str, password
         ok = staff is not None and staff["active"]
     except (VerificationError, InvalidHashError):
         ok = False
-    if not ok:  # recorded in a transaction of its own: raising inside one would roll the record back
+    if staff is None or not ok:  # recorded in a transaction of its own: raising inside one would roll the record back
         async with unit_of_work(pool) as uow:
             await repo.record_attempt(uow.conn, kind="staff", who=username, succeeded=False)
         raise Refused("The username or password is not right")
@@ -137,7 +141,7 @@ async def sign_in(pool, policy: domain.SessionPolicy, *, username: str, password
 
 
 async def provider_sign_in(
-    pool,
+    pool: asyncpg.Pool,
     policy: domain.SessionPolicy,
     *,
     provider_id: str,
@@ -163,7 +167,9 @@ async def provider_sign_in(
         )
 
 
-async def current_session(pool, policy: domain.SessionPolicy, token: str | None, *, now: dt.datetime) -> Session | None:
+async def current_session(
+    pool: asyncpg.Pool, policy: domain.SessionPolicy, token: str | None, *, now: dt.datetime
+) -> Session | None:
     """The live session for a cookie's token, its idle expiry pushed on; None when expired or unknown."""
     if not token:
         return None
@@ -187,6 +193,6 @@ async def current_session(pool, policy: domain.SessionPolicy, token: str | None,
     )
 
 
-async def sign_out(pool, session: Session) -> None:
+async def sign_out(pool: asyncpg.Pool, session: Session) -> None:
     async with unit_of_work(pool) as uow:
         await repo.delete_session(uow.conn, session.token_hash)

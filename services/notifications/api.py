@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
+import asyncpg
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -16,6 +17,7 @@ from services.notifications import repository as repo
 from services.runtime import identifiers
 from services.runtime.http import ProblemError, check_webhook_url
 from services.runtime.outbox import unit_of_work
+from services.runtime.service import Service
 
 RecipientKind = Literal["provider", "broker", "person", "brokerage_team"]
 MessageName = events.MessageName
@@ -61,9 +63,10 @@ class RecipientIn(BaseModel):
         return list(dict.fromkeys(v))
 
     @model_validator(mode="after")
-    def _webhook_pair(self):
+    def _webhook_pair(self) -> Self:
         if (self.webhook_url is None) != (self.webhook_secret is None):
             raise ValueError("webhook_url and webhook_secret go together")
+        return self
         return self
 
 
@@ -106,12 +109,12 @@ class DeliveryOut(BaseModel):
     failed_at: dt.datetime | None
 
 
-def _out(row, planned: int = 0) -> RecipientOut:
+def _out(row: asyncpg.Record, planned: int = 0) -> RecipientOut:
     values = {k: v for k, v in dict(row).items() if k != "webhook_secret"}
     return RecipientOut(**values, webhook_secret_set=bool(row["webhook_secret"]), messages_planned_now=planned)
 
 
-def build_router(service, rules: handlers.NotificationRules) -> APIRouter:
+def build_router(service: Service, rules: handlers.NotificationRules) -> APIRouter:
     router = APIRouter()
 
     @router.put(
@@ -135,6 +138,8 @@ def build_router(service, rules: handlers.NotificationRules) -> APIRouter:
         async with unit_of_work(service.pool) as uow:
             planned = await handlers.register_recipient(uow, rules, kind, recipient_id, values)
             row = await repo.recipient(uow.conn, kind, recipient_id)
+        if row is None:  # registered a moment ago, in this transaction
+            raise LookupError(f"no {kind} recipient {recipient_id}")
         return _out(row, planned)
 
     @router.get(

@@ -14,6 +14,7 @@ import datetime as dt
 from pathlib import Path
 
 import yaml
+from fastapi import FastAPI
 
 from schemas import topics
 from schemas.events import (
@@ -32,13 +33,14 @@ from schemas.events import (
 from services.notifications import api, handlers
 from services.notifications import repository as repo
 from services.notifications.channels import Channels, configured
+from services.notifications.domain import NotifiedEvent
 from services.notifications.templates import Templates
 from services.runtime import metrics
 from services.runtime.asyncapi import declare_publishes
 from services.runtime.db import is_transient
 from services.runtime.http import create_app
 from services.runtime.logging import get_logger
-from services.runtime.outbox import unit_of_work
+from services.runtime.outbox import UnitOfWork, unit_of_work
 from services.runtime.reference import DEFAULT_DIR, load_provider_seed, reference_dir
 from services.runtime.sealing import reseal_column
 from services.runtime.service import Service
@@ -47,9 +49,16 @@ from services.runtime.settings import ServiceSettings, load
 log = get_logger(__name__)
 
 
-def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
+class NotificationsService(Service):
+    """The notifications process, with what its handlers run with (tests and tools drive them directly)."""
+
+    rules: handlers.NotificationRules
+    channels: Channels
+
+
+def build(settings: ServiceSettings | None = None) -> tuple[NotificationsService, FastAPI]:
     settings = settings or load("notifications")
-    service = Service(settings, migrations=Path(__file__).parent / "migrations")
+    service = NotificationsService(settings, migrations=Path(__file__).parent / "migrations")
     rules = handlers.NotificationRules(
         templates=Templates(),
         configured=configured(settings),
@@ -77,7 +86,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
         ExceptionRequested,
         ExceptionDecided,
     )
-    async def on_package_event(uow, event):
+    async def on_package_event(uow: UnitOfWork, event: NotifiedEvent) -> None:
         await handlers.notify(uow, rules, event)
 
     service.consumer.subscribe(*topics.CONSUMED_BY["notifications"])

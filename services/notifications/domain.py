@@ -86,7 +86,7 @@ class Message:
     message: str
     role: Role
     recipient_id: str
-    context: dict  # JSON-able template variables; never a person's details
+    context: dict[str, object]  # JSON-able template variables; never a person's details
 
     @property
     def kind(self) -> str:
@@ -126,6 +126,20 @@ class Plan:
     notes: tuple[str, ...] = field(default=())
 
 
+# The events the notifications service tells people about.
+NotifiedEvent = (
+    PackagePlaced
+    | PackageUnplaced
+    | PackageHandedBack
+    | OfferMade
+    | PackageCancelled
+    | PackageReopened
+    | PackageStarted
+    | ExceptionRequested
+    | ExceptionDecided
+)
+
+
 def _day(d: dt.date) -> str:
     return f"{d:%A} {d.day} {d:%B %Y}"
 
@@ -133,7 +147,7 @@ def _day(d: dt.date) -> str:
 def messages_for(event: Envelope, *, provider_names: dict[str, str], brokerage_url: str) -> list[Message]:
     """Who is told what about this event (the losing bidders never learn the winner's price)."""
     if isinstance(event, PackagePlaced):
-        common = {
+        common: dict[str, object] = {
             "package_id": str(event.package_id),
             "zone": event.zone,
             "band": event.band.value,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from schemas.events import Envelope, NotificationFailed, PackagePlaced, PlacementConfirmed, Recipient
+from schemas.events import NotificationFailed, PackagePlaced, PlacementConfirmed, Recipient
 from schemas.vocabulary import NotificationFailure
 from services.notifications import domain
 from services.notifications import repository as repo
@@ -49,7 +49,7 @@ class NotificationRules:
     batch_size: int
 
 
-async def notify(uow: UnitOfWork, rules: NotificationRules, event: Envelope) -> None:
+async def notify(uow: UnitOfWork, rules: NotificationRules, event: domain.NotifiedEvent) -> None:
     ids = [
         getattr(event, "provider_id", None),
         *getattr(event, "losing_provider_ids", []),
@@ -288,7 +288,7 @@ async def _deliver(pool: asyncpg.Pool, rules: NotificationRules, channels: Chann
     except Permanent as exc:
         async with unit_of_work(pool) as uow:
             await _fail(uow, row["id"], str(exc), NotificationFailure.address_refused)
-        return
+        return None
     except Exception as exc:  # Transient, a timeout, or something unforeseen: try again later
         error = str(exc) if isinstance(exc, Transient) else f"{type(exc).__name__}: {exc}".rstrip(": ")
         if attempt >= rules.max_attempts:
@@ -296,7 +296,7 @@ async def _deliver(pool: asyncpg.Pool, rules: NotificationRules, channels: Chann
                 await _fail(
                     uow, row["id"], f"gave up after {attempt} attempts: {error}", NotificationFailure.retries_exhausted
                 )
-            return
+            return None
         delay = retry_delay(attempt, initial=rules.backoff_initial, maximum=rules.backoff_max, jitter=random.random())
         metrics.NOTIFICATIONS.labels(out.channel, "retried").inc()
         log.info(
@@ -308,5 +308,5 @@ async def _deliver(pool: asyncpg.Pool, rules: NotificationRules, channels: Chann
             error=domain.scrub(error, out.address),
         )
         await repo.reschedule(pool, row["id"], delay, error)
-        return
+        return None
     return SENT

@@ -5,14 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from typing import Any
 
 import asyncpg
 
 from services.notifications.domain import Contact, Message
 from services.notifications.templates import Rendered
+from services.runtime.db import Connection
 from services.runtime.outbox import UnitOfWork
 
-Conn = asyncpg.Connection | asyncpg.Pool
+Conn = Connection | asyncpg.Pool
 
 # ---- recipients ----------------------------------------------------------------------------
 
@@ -31,9 +33,7 @@ RECIPIENT_FIELDS = (
 RECIPIENT_DEFAULTS = {"channels": [], "opted_out": [], "opted_in": [], "large_print": False, "language": "en"}
 
 
-def contact_of(row: asyncpg.Record | None) -> Contact | None:
-    if row is None:
-        return None
+def contact_of(row: asyncpg.Record) -> Contact:
     return Contact(
         kind=row["kind"],
         recipient_id=row["recipient_id"],
@@ -50,7 +50,7 @@ def contact_of(row: asyncpg.Record | None) -> Contact | None:
     )
 
 
-async def lock_recipients(conn: asyncpg.Connection, keys: list[tuple[str, str]]) -> None:
+async def lock_recipients(conn: Connection, keys: list[tuple[str, str]]) -> None:
     """Serialise, per recipient, planning a message with registering its contact: otherwise a
     contact registered while a placement is planned could miss the message waiting for it.
     Taken in a fixed order, so two events naming the same recipients cannot deadlock."""
@@ -69,7 +69,8 @@ async def recipient(conn: Conn, kind: str, recipient_id: str) -> asyncpg.Record 
 
 
 async def contact(conn: Conn, kind: str, recipient_id: str) -> Contact | None:
-    return contact_of(await recipient(conn, kind, recipient_id))
+    row = await recipient(conn, kind, recipient_id)
+    return None if row is None else contact_of(row)
 
 
 async def contacts(conn: Conn, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Contact]:
@@ -160,12 +161,12 @@ def _delivery_args(
     )
 
 
-async def insert_delivery(conn: Conn, **fields) -> asyncpg.Record | None:
+async def insert_delivery(conn: Conn, **fields: Any) -> asyncpg.Record | None:
     """One row per (event, recipient, channel); None when it was there already (a redelivery)."""
     return await conn.fetchrow(DELIVERY_INSERT + " RETURNING delivery_id, status, attempts", *_delivery_args(**fields))
 
 
-def add_delivery(uow: UnitOfWork, **fields) -> None:
+def add_delivery(uow: UnitOfWork, **fields: Any) -> None:
     """:func:`insert_delivery` for a row nothing in the transaction needs back: written with the
     unit of work's other rows at its end (a redelivered event's rows change nothing, as above)."""
     uow.defer(DELIVERY_INSERT, _delivery_args(**fields))

@@ -5,12 +5,14 @@ console's dead letters page does too."""
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
 from services.runtime import topics
 from services.runtime.dead_letters import DeadLetter
 from services.runtime.kafka import kafka_security, read_topic
+from services.runtime.settings import ServiceSettings
 
 
 async def read_all(bootstrap: str, security: dict | None = None) -> list[tuple[int, int, DeadLetter]]:
@@ -79,7 +81,7 @@ class ReplayNotAllowed(Exception):
     """No identity that may write a dead letter back to its topic (the console without ``ops``)."""
 
 
-def replay_security(settings) -> dict:
+def replay_security(settings: ServiceSettings) -> dict[str, Any]:
     """The identity the console replays as: its replay principal (``ops``) on a secured cluster
     (ReplayNotAllowed without its password); on an open cluster, its own."""
     if settings.kafka_security_protocol == "PLAINTEXT":

@@ -18,8 +18,11 @@ import datetime as dt
 import json
 import statistics
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from decimal import Decimal
+from operator import itemgetter
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -55,11 +58,12 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[int(rank) - 1]
 
 
-def shares_and_hhi(hours: Counter) -> tuple[dict[str, float], int]:
+def shares_and_hhi(hours: Mapping[str, float]) -> tuple[dict[str, float], int]:
     """Each provider's percentage of the hours, largest first, and the Herfindahl-Hirschman index
     (0-10,000; 10,000 is one provider with everything). The simulator uses it too."""
     total = sum(hours.values())
-    shares = {p: round(100 * h / total, 2) for p, h in hours.most_common()} if total else {}
+    largest_first = sorted(hours.items(), key=itemgetter(1), reverse=True)  # as Counter.most_common
+    shares = {p: round(100 * h / total, 2) for p, h in largest_first} if total else {}
     return shares, round(sum(s * s for s in shares.values()))
 
 
@@ -85,9 +89,9 @@ def compute(
 ) -> dict:
     """Every KPI for packages requested in [start, end), from their events. Pure: no I/O."""
     thresholds = thresholds or {}
-    by_type: dict[str, list[dict]] = defaultdict(list)
+    by_type: dict[str | None, list[dict[str, Any]]] = defaultdict(list)
     current: dict[str, str] = {}  # package id -> its latest lifecycle event type
-    seen: set[str] = set()
+    seen: set[str | None] = set()
     for e in events:  # in stream order; a package's events share a partition, so stay in order
         if e.get("event_id") in seen:
             continue  # the relay delivers at least once: a republished event counts once
@@ -107,7 +111,8 @@ def compute(
     def spec(package_id: str) -> dict:
         return requested[package_id]["package"]
 
-    waits_by_urgency, waits_by_zone = defaultdict(list), defaultdict(list)
+    waits_by_urgency: dict[str, list[float]] = defaultdict(list)
+    waits_by_zone: dict[str, list[float]] = defaultdict(list)
     for package_id, e in placed.items():
         seconds = (_time(e["placed_at"]) - _time(requested[package_id]["requested_at"])).total_seconds()
         waits_by_urgency[spec(package_id)["urgency"]].append(seconds)
@@ -144,11 +149,11 @@ def compute(
     above_rate = [
         p for p, e in placed.items() if Decimal(e["hourly_rate"]) > band_rate.get(p, Decimal(e["hourly_rate"]))
     ]
-    spend = defaultdict(Decimal)
+    spend: dict[str, Decimal] = defaultdict(Decimal)
     for e in in_care.values():
         spend[e["band"]] += Decimal(e["hourly_rate"]) * Decimal(e["hours_per_week"])
 
-    hours_by_zone_provider: dict[str, Counter] = defaultdict(Counter)
+    hours_by_zone_provider: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for e in in_care.values():
         hours_by_zone_provider[e["zone"]][e["provider_id"]] += float(e["hours_per_week"])
     concentration = {}
@@ -156,13 +161,14 @@ def compute(
         shares, hhi = shares_and_hhi(hours)
         concentration[zone] = {"shares_percent": shares, "hhi": hhi, "rag": rag(hhi, thresholds.get("hhi"))}
 
-    declines_by_band, declines_by_rurality = defaultdict(Counter), defaultdict(Counter)
+    declines_by_band: dict[str, Counter[str]] = defaultdict(Counter)
+    declines_by_rurality: dict[str, Counter[str]] = defaultdict(Counter)
     for e in by_type["OfferDeclined"]:
         if e["package_id"] in ours:
             s = spec(e["package_id"])
             declines_by_band[s["band"]][e["reason"]] += 1
-            zone = framework.zones.get(s["zone"])  # a zone since re-drawn away is still reported
-            declines_by_rurality[zone.size if zone else "unknown"][e["reason"]] += 1
+            zone_of = framework.zones.get(s["zone"])  # a zone since re-drawn away is still reported
+            declines_by_rurality[zone_of.size if zone_of else "unknown"][e["reason"]] += 1
 
     willing = defaultdict(set)
     for e in by_type["BidSubmitted"]:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
@@ -115,10 +116,10 @@ async def tail_lines(
     *,
     follow: bool,
     from_beginning: bool,
-    on_line,
-    on_ready=None,
-    security: dict | None = None,
-    **filters,
+    on_line: Callable[[Line], None],
+    on_ready: Callable[[], None] | None = None,
+    security: dict[str, Any] | None = None,
+    **filters: str | None,
 ) -> None:
     """Feed ``on_line`` every matching record of the topics, oldest first (then live, with follow).
     With follow, ``on_ready()`` is called once every partition's starting offset is fixed: no
@@ -164,11 +165,11 @@ def event_types() -> list[str]:
 async def live_lines(
     bootstrap: str,
     *,
-    stop,
+    stop: Callable[[], bool],
     zone: str | None = None,
     event_type: str | None = None,
     package: str | None = None,
-    security: dict | None = None,
+    security: dict[str, Any] | None = None,
 ) -> AsyncIterator[Line | None]:
     """Every event written from now on, decoded as ``homecare tail`` decodes it. Yields None
     once the stream is positioned (everything after that will be seen) and whenever nothing

@@ -14,10 +14,12 @@ import datetime as dt
 import hmac
 import json
 import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
+import asyncpg
 import httpx
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -27,18 +29,22 @@ from schemas.adapters import BidRequest, DeclineRequest, OfferNotice
 from schemas.vocabulary import Band
 from services.providers import domain, handlers
 from services.providers import repository as repo
+from services.runtime.db import fetch_one
 from services.runtime.http import ProblemError, check_webhook_url
 from services.runtime.logging import get_logger
-from services.runtime.outbox import unit_of_work
+from services.runtime.outbox import UnitOfWork, unit_of_work
+from services.runtime.service import Service
 
 log = get_logger(__name__)
+
+T = TypeVar("T")
 
 bearer = HTTPBearer(
     auto_error=False,
     description="A provider's API credential (hcp_...) or, for the brokerage team's operations, the admin token",
 )
 PersonField = Literal["full_name", "address", "postcode", "phone", "email", "nhs_number", "date_of_birth", "care_notes"]
-PERSON_FIELDS = PersonField.__args__
+PERSON_FIELDS: tuple[PersonField, ...] = get_args(PersonField)
 
 
 class StatusChange(BaseModel):
@@ -52,7 +58,7 @@ class StatusChange(BaseModel):
     decided_by: str = Field(min_length=1, max_length=100)
 
 
-def _plain(record) -> dict:
+def _plain(record: asyncpg.Record | Mapping[str, Any]) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in dict(record).items()}
 
 
@@ -64,11 +70,11 @@ class Caller:
     credential_id: str
 
 
-def authenticator(service):
+def authenticator(service: Service) -> Callable[..., Awaitable[Caller]]:
     async def current_provider(auth: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
         parsed = domain.parse_token(auth.credentials) if auth else None
         row = await repo.live_credential(service.pool, parsed[0]) if parsed else None
-        if row is None or not domain.secret_matches(parsed[1], row["secret_sha256"]):
+        if parsed is None or row is None or not domain.secret_matches(parsed[1], row["secret_sha256"]):
             raise ProblemError(401, "a valid provider credential is required: Authorization: Bearer hcp_...")
         await service.pool.execute(
             "UPDATE credentials SET last_used_at = now() WHERE credential_id = $1", row["credential_id"]
@@ -78,7 +84,7 @@ def authenticator(service):
     return current_provider
 
 
-def admin_guard(service):
+def admin_guard(service: Service) -> Callable[..., Awaitable[None]]:
     async def brokerage_team(auth: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
         expected = service.settings.admin_token
         if not expected:
@@ -89,7 +95,7 @@ def admin_guard(service):
     return brokerage_team
 
 
-async def in_unit_of_work(service, command):
+async def in_unit_of_work(service: Service, command: Callable[[UnitOfWork], Awaitable[T]]) -> T:
     """Run a command in one transaction, turning refusals into 4xx answers."""
     try:
         async with unit_of_work(service.pool) as uow:
@@ -121,7 +127,7 @@ class Decision(BaseModel):
     reason: str = Field(default="", max_length=500)
 
 
-def build_router(service) -> APIRouter:
+def build_router(service: Service) -> APIRouter:
     router = APIRouter(prefix="/providers", tags=["registry"])
     staff = [Depends(admin_guard(service))]
 
@@ -262,7 +268,7 @@ def build_router(service) -> APIRouter:
     return router
 
 
-async def _deliveries(service, provider_id: str, limit: int) -> list[dict]:
+async def _deliveries(service: Service, provider_id: str, limit: int) -> list[dict[str, Any]]:
     rows = await service.pool.fetch(
         """SELECT delivery_id, package_id, offer_round, url, status, attempts, last_attempt_at, last_status_code,
            last_error,
@@ -274,7 +280,7 @@ async def _deliveries(service, provider_id: str, limit: int) -> list[dict]:
     return [dict(r) | {"next_attempt_at": r["next_attempt_at"] if r["status"] == "pending" else None} for r in rows]
 
 
-def change_requests_router(service) -> APIRouter:
+def change_requests_router(service: Service) -> APIRouter:
     router = APIRouter(prefix="/change-requests", tags=["registry"], dependencies=[Depends(admin_guard(service))])
 
     @router.get("", summary="Providers' requests to change their zones or bands (brokerage team)")
@@ -331,13 +337,13 @@ class AnswerAccepted(BaseModel):
     answered_at: dt.datetime
 
 
-def me_router(service) -> APIRouter:
+def me_router(service: Service) -> APIRouter:
     router = APIRouter(prefix="/me", tags=["provider API"])
     Me = Annotated[Caller, Depends(authenticator(service))]
-    denied = {401: {"description": "No valid provider credential"}}
+    denied: dict[int | str, dict[str, Any]] = {401: {"description": "No valid provider credential"}}
 
     async def profile(provider_id: str) -> dict:
-        row = await service.pool.fetchrow("SELECT * FROM providers WHERE provider_id = $1", provider_id)
+        row = await fetch_one(service.pool, "SELECT * FROM providers WHERE provider_id = $1", provider_id)
         rules = repo.rules_of(row)
         return repo.profile_of(row).model_dump(mode="json") | {
             "revision": row["revision"],
@@ -509,7 +515,7 @@ def me_router(service) -> APIRouter:
     return router
 
 
-async def _disclose(service, package_id: uuid.UUID, me: Caller, fields: list[str]) -> dict:
+async def _disclose(service: Service, package_id: uuid.UUID, me: Caller, fields: list[str]) -> dict[str, Any]:
     """Ask the brokerage, which holds the person's details, to disclose them to this provider: it
     checks the award again on its own record and writes the disclosure to its audit log."""
     settings = service.settings

@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 from pathlib import Path
 
+from fastapi import FastAPI
+
 from schemas import topics
 from schemas.events import (
     BidSubmitted,
@@ -40,7 +42,7 @@ from services.runtime.settings import ServiceSettings, load
 log = get_logger(__name__)
 
 
-def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
+def build(settings: ServiceSettings | None = None) -> tuple[Service, FastAPI]:
     settings = settings or load("providers")
     service = Service(settings, migrations=Path(__file__).parent / "migrations")
 
@@ -83,11 +85,10 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
 
     @service.gauge_refreshers.append
     async def webhook_backlog(svc: Service) -> None:
-        counts = dict(
-            await svc.pool.fetch(
-                "SELECT status, count(*) FROM webhook_deliveries WHERE status IN ('pending', 'failed') GROUP BY status"
-            )
+        rows = await svc.pool.fetch(
+            "SELECT status, count(*) FROM webhook_deliveries WHERE status IN ('pending', 'failed') GROUP BY status"
         )
+        counts: dict[str, int] = {row["status"]: row["count"] for row in rows}
         for status in ("pending", "failed"):
             metrics.WEBHOOK_DELIVERIES.labels(status).set(counts.get(status, 0))
 

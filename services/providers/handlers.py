@@ -29,7 +29,9 @@ import random
 import secrets
 import uuid
 from decimal import Decimal
+from typing import Any
 
+import asyncpg
 import httpx
 
 from schemas.adapters import BidRequest, DeclineRequest, OfferNotice
@@ -48,11 +50,13 @@ from schemas.events import (
 from services.providers import domain
 from services.providers import repository as repo
 from services.runtime import clock
+from services.runtime.db import fetch_one
 from services.runtime.logging import get_logger
 from services.runtime.outbox import UnitOfWork
 from services.runtime.reference import load_framework
 from services.runtime.retry import retry_delay
 from services.runtime.sealing import SecretBox
+from services.runtime.settings import ServiceSettings
 from services.runtime.signing import signed_headers
 
 log = get_logger(__name__)
@@ -63,7 +67,7 @@ def now() -> dt.datetime:
     return clock.now()
 
 
-def provider_updated(row, causation=None) -> ProviderUpdated:
+def provider_updated(row: asyncpg.Record, causation: uuid.UUID | None = None) -> ProviderUpdated:
     profile = repo.profile_of(row)
     return ProviderUpdated(
         correlation_id=uuid.uuid5(uuid.NAMESPACE_URL, f"provider:{profile.provider_id}"),
@@ -276,7 +280,7 @@ class Refused(Exception):
     """A command the current state does not allow (an HTTP 409); the message says why."""
 
 
-def offer_notice(source, provider_id: str) -> OfferNotice:
+def offer_notice(source: OfferMade | asyncpg.Record, provider_id: str) -> OfferNotice:
     """The offer as the provider's system sees it, from the OfferMade event or the stored offer row."""
     if isinstance(source, OfferMade):
         fields = dict(
@@ -386,7 +390,7 @@ async def update_own_profile(
     provider_id: str,
     *,
     weekly_capacity_hours: Decimal | None,
-    call_times: list[str] | None,
+    call_times: list[domain.CallSlot] | None,
     max_calls_per_day: int | None,
 ) -> None:
     """Capacity is in the registry (the brokerage hears of it through ProviderUpdated); call times are
@@ -424,7 +428,8 @@ async def request_coverage_change(
         "SELECT true FROM change_requests WHERE provider_id = $1 AND status = 'pending'", provider_id
     ):
         raise Refused("a change request of yours is already awaiting the brokerage team's decision")
-    row = await uow.conn.fetchrow(
+    row = await fetch_one(
+        uow.conn,
         "INSERT INTO change_requests (provider_id, zones, bands, reason) VALUES ($1, $2, $3, $4) RETURNING *",
         provider_id,
         list(dict.fromkeys(zones)),
@@ -442,7 +447,8 @@ async def decide_coverage_change(
         raise LookupError(f"no change request {request_id}")
     if row["status"] != "pending":
         raise Refused(f"change request {request_id} was already {row['status']}")
-    decided = await uow.conn.fetchrow(
+    decided = await fetch_one(
+        uow.conn,
         """UPDATE change_requests SET status = $2, decided_at = now(), decided_by = $3, decision_reason = $4
             WHERE request_id = $1 RETURNING *""",
         request_id,
@@ -457,7 +463,7 @@ async def decide_coverage_change(
     return change_request_view(decided)
 
 
-def change_request_view(row) -> dict:
+def change_request_view(row: asyncpg.Record) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, list | tuple) else v) for k, v in dict(row).items()}
 
 
@@ -491,7 +497,9 @@ async def issue_credential(uow: UnitOfWork, provider_id: str, *, label: str, rep
     return dict(row) | {"token": issued.token, "revoked": revoked}
 
 
-async def deliver_due_webhooks(pool, client, settings, box: SecretBox, *, batch: int = 20) -> int:
+async def deliver_due_webhooks(
+    pool: asyncpg.Pool, client: httpx.AsyncClient, settings: ServiceSettings, box: SecretBox, *, batch: int = 20
+) -> int:
     """One pass of the webhook deliveries: POST each due offer, signed with the provider's secret,
     and record the outcome; a failure is retried later with backoff until the offer window closes
     (or ``webhook_max_attempts``). Returns how many were attempted.
@@ -503,7 +511,7 @@ async def deliver_due_webhooks(pool, client, settings, box: SecretBox, *, batch:
     async with pool.acquire() as conn:
         due = await repo.claim_due_deliveries(conn, batch, lease)
 
-    async def attempt(row) -> None:
+    async def attempt(row: asyncpg.Record) -> None:
         body = row["body"].encode()
         code, error = None, None
         try:

@@ -11,6 +11,7 @@ import asyncpg
 
 from schemas.events import OfferMade, ProviderProfile
 from services.providers.domain import AutomaticRules, Bid, Decline
+from services.runtime.db import Connection, fetch_one
 
 PROFILE_FIELDS_IN_COLUMNS = ("weekly_capacity_hours", "committed_hours")
 
@@ -26,7 +27,7 @@ def rules_of(row: asyncpg.Record) -> AutomaticRules:
     return AutomaticRules.model_validate_json(row["adapter"])
 
 
-async def insert_provider(conn: asyncpg.Connection, seed: dict) -> asyncpg.Record | None:
+async def insert_provider(conn: Connection, seed: dict) -> asyncpg.Record | None:
     """Add a provider from the seed; None when it is already registered (the registry wins)."""
     profile = {k: v for k, v in seed.items() if k not in ("adapter", *PROFILE_FIELDS_IN_COLUMNS)}
     profile["committed_hours"] = str(seed.get("committed_hours", 0))
@@ -44,11 +45,11 @@ async def insert_provider(conn: asyncpg.Connection, seed: dict) -> asyncpg.Recor
     )
 
 
-async def lock_provider(conn: asyncpg.Connection, provider_id: str) -> asyncpg.Record | None:
+async def lock_provider(conn: Connection, provider_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM providers WHERE provider_id = $1 FOR UPDATE", provider_id)
 
 
-async def lock_providers(conn: asyncpg.Connection, provider_ids: list[str]) -> dict[str, asyncpg.Record]:
+async def lock_providers(conn: Connection, provider_ids: list[str]) -> dict[str, asyncpg.Record]:
     """Several providers' rows, locked in one statement in a fixed order (rows are locked as the
     sort hands them over), so two transactions locking overlapping sets cannot deadlock."""
     rows = await conn.fetch(
@@ -58,7 +59,7 @@ async def lock_providers(conn: asyncpg.Connection, provider_ids: list[str]) -> d
 
 
 async def insert_offers(
-    conn: asyncpg.Connection,
+    conn: Connection,
     event: OfferMade,
     answers: dict[str, Bid | Decline | None],
     *,
@@ -69,6 +70,8 @@ async def insert_offers(
     the provider answers later, through the API); returns the providers whose offer is new (not
     a redelivery). A bid holds the package's hours: see :func:`hold_hours`."""
     ids = sorted(answers)
+    bids = {i: a for i, a in answers.items() if isinstance(a, Bid)}
+    declines = {i: a for i, a in answers.items() if isinstance(a, Decline)}
     rows = await conn.fetch(
         """INSERT INTO offers (package_id, offer_round, tier, spec, band_rate, window_closes_at, provider_id, status,
                                hourly_rate, earliest_start, held_hours, decline_reason, decline_text, answered_at,
@@ -84,19 +87,19 @@ async def insert_offers(
         event.band_rate,
         event.window_closes_at,
         ids,
-        ["offered" if answers[i] is None else "bid" if isinstance(answers[i], Bid) else "declined" for i in ids],
-        [answers[i].hourly_rate if isinstance(answers[i], Bid) else None for i in ids],
-        [answers[i].earliest_start if isinstance(answers[i], Bid) else None for i in ids],
-        [hours if isinstance(answers[i], Bid) else 0 for i in ids],
-        [answers[i].reason.value if isinstance(answers[i], Decline) else None for i in ids],
-        [answers[i].text if isinstance(answers[i], Decline) else None for i in ids],
+        ["offered" if answers[i] is None else "bid" if i in bids else "declined" for i in ids],
+        [bids[i].hourly_rate if i in bids else None for i in ids],
+        [bids[i].earliest_start if i in bids else None for i in ids],
+        [hours if i in bids else 0 for i in ids],
+        [declines[i].reason.value if i in declines else None for i in ids],
+        [declines[i].text if i in declines else None for i in ids],
         [None if answers[i] is None else at for i in ids],
         [None if answers[i] is None else "automatic" for i in ids],
     )
     return {r["provider_id"] for r in rows}
 
 
-async def hold_hours(conn: asyncpg.Connection, provider_ids: list[str], hours: Decimal) -> None:
+async def hold_hours(conn: Connection, provider_ids: list[str], hours: Decimal) -> None:
     """Capacity held by these providers' new bids (released when the package is settled)."""
     await conn.execute(
         "UPDATE providers SET held_hours = held_hours + $2 WHERE provider_id = ANY($1::text[])", provider_ids, hours
@@ -104,7 +107,7 @@ async def hold_hours(conn: asyncpg.Connection, provider_ids: list[str], hours: D
 
 
 async def record_bid(
-    conn: asyncpg.Connection,
+    conn: Connection,
     *,
     package_id: uuid.UUID,
     offer_round: int,
@@ -127,7 +130,7 @@ async def record_bid(
 
 
 async def record_decline(
-    conn: asyncpg.Connection,
+    conn: Connection,
     *,
     package_id: uuid.UUID,
     offer_round: int,
@@ -148,7 +151,7 @@ async def record_decline(
     )
 
 
-async def settle_bids(conn: asyncpg.Connection, package_id: uuid.UUID, *, won_by: str | None = None) -> None:
+async def settle_bids(conn: Connection, package_id: uuid.UUID, *, won_by: str | None = None) -> None:
     """Close every bid of the package still holding capacity - won by ``won_by``, lost by the
     others, or just closed when there is no winner - and give the providers the held hours back.
     One statement for all: the bids are locked first, in a fixed order of providers (no deadlocks)."""
@@ -172,15 +175,15 @@ async def settle_bids(conn: asyncpg.Connection, package_id: uuid.UUID, *, won_by
     )
 
 
-async def remember_cancelled(conn: asyncpg.Connection, package_id: uuid.UUID, at: dt.datetime) -> None:
+async def remember_cancelled(conn: Connection, package_id: uuid.UUID, at: dt.datetime) -> None:
     await conn.execute("INSERT INTO cancelled_packages VALUES ($1, $2) ON CONFLICT DO NOTHING", package_id, at)
 
 
-async def is_cancelled(conn: asyncpg.Connection, package_id: uuid.UUID) -> bool:
+async def is_cancelled(conn: Connection, package_id: uuid.UUID) -> bool:
     return bool(await conn.fetchval("SELECT true FROM cancelled_packages WHERE package_id = $1", package_id))
 
 
-async def live_placement(conn: asyncpg.Connection, package_id: uuid.UUID) -> asyncpg.Record | None:
+async def live_placement(conn: Connection, package_id: uuid.UUID) -> asyncpg.Record | None:
     """The package's live placement (at most one: a unique index), locked for this transaction."""
     return await conn.fetchrow(
         "SELECT * FROM placements WHERE package_id = $1 AND ended_at IS NULL FOR UPDATE", package_id
@@ -188,7 +191,7 @@ async def live_placement(conn: asyncpg.Connection, package_id: uuid.UUID) -> asy
 
 
 async def end_placement(
-    conn: asyncpg.Connection, package_id: uuid.UUID, at: dt.datetime, *, why: str, provider_id: str | None = None
+    conn: Connection, package_id: uuid.UUID, at: dt.datetime, *, why: str, provider_id: str | None = None
 ) -> asyncpg.Record | None:
     """End the package's live placement if it was placed before ``at`` (and is ``provider_id``'s,
     when given); None when there was no such placement (none live, a redelivery, a later award's)."""
@@ -204,8 +207,9 @@ async def end_placement(
     )
 
 
-async def commit_hours(conn: asyncpg.Connection, provider_id: str, hours: Decimal) -> asyncpg.Record:
-    return await conn.fetchrow(
+async def commit_hours(conn: Connection, provider_id: str, hours: Decimal) -> asyncpg.Record:
+    return await fetch_one(
+        conn,
         """UPDATE providers SET committed_hours = committed_hours + $2, revision = revision + 1, updated_at = now()
             WHERE provider_id = $1 RETURNING *""",
         provider_id,
@@ -214,7 +218,7 @@ async def commit_hours(conn: asyncpg.Connection, provider_id: str, hours: Decima
 
 
 async def insert_placement(
-    conn: asyncpg.Connection,
+    conn: Connection,
     *,
     package_id: uuid.UUID,
     offer_round: int,
@@ -241,8 +245,9 @@ async def insert_placement(
     )
 
 
-async def count_hand_back(conn: asyncpg.Connection, provider_id: str) -> asyncpg.Record:
-    return await conn.fetchrow(
+async def count_hand_back(conn: Connection, provider_id: str) -> asyncpg.Record:
+    return await fetch_one(
+        conn,
         """UPDATE providers SET profile = jsonb_set(profile, '{hand_backs_12m}',
            to_jsonb((profile->>'hand_backs_12m')::int + 1)),
                                 revision = revision + 1, updated_at = now()
@@ -252,7 +257,7 @@ async def count_hand_back(conn: asyncpg.Connection, provider_id: str) -> asyncpg
 
 
 async def set_status(
-    conn: asyncpg.Connection, provider_id: str, *, status: str, reason: str, decided_by: str, at: dt.datetime
+    conn: Connection, provider_id: str, *, status: str, reason: str, decided_by: str, at: dt.datetime
 ) -> asyncpg.Record:
     await conn.execute(
         "INSERT INTO status_changes (provider_id, status, reason, decided_by, decided_at) VALUES ($1, $2, $3, $4, $5)",
@@ -262,7 +267,8 @@ async def set_status(
         decided_by,
         at,
     )
-    return await conn.fetchrow(
+    return await fetch_one(
+        conn,
         """UPDATE providers SET profile = jsonb_set(profile, '{status}', to_jsonb($2::text)),
                                 revision = revision + 1, updated_at = now()
             WHERE provider_id = $1 RETURNING *""",
@@ -271,7 +277,7 @@ async def set_status(
     )
 
 
-async def status_history(conn: asyncpg.Connection | asyncpg.Pool, provider_id: str) -> list[asyncpg.Record]:
+async def status_history(conn: Connection | asyncpg.Pool, provider_id: str) -> list[asyncpg.Record]:
     return await conn.fetch(
         "SELECT status, reason, decided_by, decided_at FROM status_changes WHERE provider_id = $1 ORDER BY id",
         provider_id,
@@ -282,9 +288,10 @@ async def status_history(conn: asyncpg.Connection | asyncpg.Pool, provider_id: s
 
 
 async def insert_credential(
-    conn: asyncpg.Connection, provider_id: str, credential_id: str, secret_sha256: str, label: str
+    conn: Connection, provider_id: str, credential_id: str, secret_sha256: str, label: str
 ) -> asyncpg.Record:
-    return await conn.fetchrow(
+    return await fetch_one(
+        conn,
         """INSERT INTO credentials (credential_id, provider_id, secret_sha256, label) VALUES ($1, $2, $3, $4)
            RETURNING credential_id, provider_id, label, created_at, revoked_at, last_used_at""",
         credential_id,
@@ -294,7 +301,7 @@ async def insert_credential(
     )
 
 
-async def revoke_credentials(conn: asyncpg.Connection, provider_id: str, credential_id: str | None = None) -> list[str]:
+async def revoke_credentials(conn: Connection, provider_id: str, credential_id: str | None = None) -> list[str]:
     """Revoke one credential (or, with None, every live one) of the provider; the ids revoked."""
     rows = await conn.fetch(
         """UPDATE credentials SET revoked_at = now()
@@ -306,7 +313,7 @@ async def revoke_credentials(conn: asyncpg.Connection, provider_id: str, credent
     return [r["credential_id"] for r in rows]
 
 
-async def live_credential(conn, credential_id: str) -> asyncpg.Record | None:
+async def live_credential(conn: Connection | asyncpg.Pool, credential_id: str) -> asyncpg.Record | None:
     """A credential not revoked, of a provider still on the framework."""
     return await conn.fetchrow(
         """SELECT c.credential_id, c.provider_id, c.secret_sha256 FROM credentials c
@@ -316,7 +323,9 @@ async def live_credential(conn, credential_id: str) -> asyncpg.Record | None:
     )
 
 
-async def latest_offer(conn: asyncpg.Connection, provider_id: str, package_id: uuid.UUID, *, lock: bool = False):
+async def latest_offer(
+    conn: Connection, provider_id: str, package_id: uuid.UUID, *, lock: bool = False
+) -> asyncpg.Record | None:
     """The provider's own latest offer of the package (never another provider's)."""
     return await conn.fetchrow(
         f"""SELECT * FROM offers WHERE provider_id = $1 AND package_id = $2
@@ -326,7 +335,7 @@ async def latest_offer(conn: asyncpg.Connection, provider_id: str, package_id: u
     )
 
 
-async def close_unanswered(conn: asyncpg.Connection, package_id: uuid.UUID, before_round: int | None = None) -> None:
+async def close_unanswered(conn: Connection, package_id: uuid.UUID, before_round: int | None = None) -> None:
     """Offers nobody answered, of a round that is over (a later round began, or the package's outcome is known)."""
     await conn.execute(
         """UPDATE offers SET status = 'closed'
@@ -337,9 +346,10 @@ async def close_unanswered(conn: asyncpg.Connection, package_id: uuid.UUID, befo
 
 
 async def update_adapter(
-    conn: asyncpg.Connection, provider_id: str, adapter: dict, webhook_secret: str | None
+    conn: Connection, provider_id: str, adapter: dict, webhook_secret: str | None
 ) -> asyncpg.Record:
-    return await conn.fetchrow(
+    return await fetch_one(
+        conn,
         "UPDATE providers SET adapter = $2::jsonb, webhook_secret = $3, updated_at = now() WHERE provider_id = $1 "
         "RETURNING *",
         provider_id,
@@ -348,8 +358,9 @@ async def update_adapter(
     )
 
 
-async def update_capacity(conn: asyncpg.Connection, provider_id: str, hours: Decimal) -> asyncpg.Record:
-    return await conn.fetchrow(
+async def update_capacity(conn: Connection, provider_id: str, hours: Decimal) -> asyncpg.Record:
+    return await fetch_one(
+        conn,
         """UPDATE providers SET weekly_capacity_hours = $2, revision = revision + 1, updated_at = now()
             WHERE provider_id = $1 RETURNING *""",
         provider_id,
@@ -357,10 +368,9 @@ async def update_capacity(conn: asyncpg.Connection, provider_id: str, hours: Dec
     )
 
 
-async def update_coverage(
-    conn: asyncpg.Connection, provider_id: str, zones: list[str], bands: list[str]
-) -> asyncpg.Record:
-    return await conn.fetchrow(
+async def update_coverage(conn: Connection, provider_id: str, zones: list[str], bands: list[str]) -> asyncpg.Record:
+    return await fetch_one(
+        conn,
         """UPDATE providers SET profile = profile || jsonb_build_object('zones', $2::jsonb, 'bands', $3::jsonb),
                                 revision = revision + 1, updated_at = now()
             WHERE provider_id = $1 RETURNING *""",
@@ -371,7 +381,7 @@ async def update_coverage(
 
 
 async def insert_delivery(
-    conn: asyncpg.Connection, *, delivery_id: uuid.UUID, provider_id: str, event: OfferMade, url: str, body: str
+    conn: Connection, *, delivery_id: uuid.UUID, provider_id: str, event: OfferMade, url: str, body: str
 ) -> None:
     await conn.execute(
         """INSERT INTO webhook_deliveries (delivery_id, provider_id, package_id, offer_round, url, body, give_up_at)
@@ -386,7 +396,7 @@ async def insert_delivery(
     )
 
 
-async def claim_due_deliveries(conn: asyncpg.Connection, limit: int, lease_seconds: float) -> list[asyncpg.Record]:
+async def claim_due_deliveries(conn: Connection, limit: int, lease_seconds: float) -> list[asyncpg.Record]:
     """Due deliveries, leased: pushed ``lease_seconds`` ahead so that another loop (or this one after
     a crash) retries them only if this attempt never records its outcome."""
     return await conn.fetch(
@@ -404,7 +414,7 @@ async def claim_due_deliveries(conn: asyncpg.Connection, limit: int, lease_secon
 
 
 async def record_delivery_outcome(
-    conn,
+    conn: Connection,
     delivery_id: uuid.UUID,
     *,
     delivered: bool,

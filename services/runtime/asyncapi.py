@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 def declare_publishes(service: Service, topic: str, *events: type[Envelope], description: str) -> None:
     """Document that the service publishes these events on the topic (the relay does the sending)."""
-    schema = events[0] if len(events) == 1 else Union[events]  # type: ignore[valid-type]  # noqa: UP007 (a union built at run time)
+    schema = events[0] if len(events) == 1 else Union[events]  # noqa: UP007 (a union built at run time)
     service.broker.publisher(
         topics.resolve(topic), schema=schema, title=f"{service.name}:{topic}", description=description
     )

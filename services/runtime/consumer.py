@@ -50,15 +50,18 @@ import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar, cast, overload
 
 import asyncpg
 import structlog
+from aiokafka import ConsumerRecord
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.message import StreamMessage
 from pydantic import ValidationError
 
 from schemas import topics as contract
-from schemas.events import EVENT_TYPES, Envelope, parse_event
+from schemas.events import EVENT_TYPES, Envelope, Event, parse_event
 from services.runtime import metrics
 from services.runtime.db import backoff_delays, is_transient
 from services.runtime.dead_letters import MAX_BYTES, SMALLER_BUDGETS, DeadLetter, RawHeaders, publish_dead_letter
@@ -73,7 +76,13 @@ install()  # aiokafka reads every record batch, whatever bytes its header names 
 
 log = get_logger(__name__)
 
-Handler = Callable[[UnitOfWork, Envelope], Awaitable[None]]
+E1 = TypeVar("E1", bound=Envelope)
+E2 = TypeVar("E2", bound=Envelope)
+E3 = TypeVar("E3", bound=Envelope)
+E4 = TypeVar("E4", bound=Envelope)
+# A handler of events of type E; the consumer calls it only with the event types it was registered for.
+HandlerOf = Callable[[UnitOfWork, E1], Awaitable[None]]
+Handler = HandlerOf[Event]
 
 
 class Rejected(Exception):
@@ -125,7 +134,7 @@ class Delivery:
         return None if self.value_is_null else self.value
 
     @classmethod
-    def of(cls, record) -> Delivery:
+    def of(cls, record: ConsumerRecord[bytes | None, bytes | None]) -> Delivery:
         """From an aiokafka ConsumerRecord; never raises, whatever bytes the record holds."""
         raw: list[tuple[bytes, bytes | None]] = []
         headers: dict[str, str] = {}
@@ -158,7 +167,7 @@ class Delivery:
         )
 
 
-async def raw_body(message) -> bytes:
+async def raw_body(message: StreamMessage[Any]) -> bytes:
     """FastStream decoder that leaves the bytes alone: parsing is ours, so failures are too."""
     return message.body
 
@@ -192,19 +201,38 @@ class EventConsumer:
         self.backoff_max = backoff_max
         self.batch_size = batch_size
         self.batch_wait_ms = batch_wait_ms
-        self.fetch = {"fetch_min_bytes": fetch_min_bytes, "fetch_max_wait_ms": fetch_max_wait_ms}
+        self.fetch_min_bytes = fetch_min_bytes
+        self.fetch_max_wait_ms = fetch_max_wait_ms
         self.handlers: dict[str, Handler] = {}
         self.stopping = asyncio.Event()
         self.dead_letter_max_bytes = dead_letter_max_bytes
         # Whether a topic exists, asked of an admin client: tells "unknown topic" from Kafka away.
         self.topic_exists = topic_exists
 
-    def on(self, *event_types: type[Envelope]) -> Callable[[Handler], Handler]:
-        """Register a handler for these event classes."""
+    # One overload per number of event classes, so that mypy checks the handler takes exactly
+    # their union (a TypeVar over *args would widen it to Envelope).
+    @overload
+    def on(self, t1: type[E1], /) -> Callable[[HandlerOf[E1]], HandlerOf[E1]]: ...
+    @overload
+    def on(self, t1: type[E1], t2: type[E2], /) -> Callable[[HandlerOf[E1 | E2]], HandlerOf[E1 | E2]]: ...
+    @overload
+    def on(
+        self, t1: type[E1], t2: type[E2], t3: type[E3], /
+    ) -> Callable[[HandlerOf[E1 | E2 | E3]], HandlerOf[E1 | E2 | E3]]: ...
+    @overload
+    def on(
+        self, t1: type[E1], t2: type[E2], t3: type[E3], t4: type[E4], /
+    ) -> Callable[[HandlerOf[E1 | E2 | E3 | E4]], HandlerOf[E1 | E2 | E3 | E4]]: ...
+    @overload  # more classes: the handler is not checked against them (add an overload above if needed)
+    def on(self, *event_types: type[Envelope]) -> Callable[[HandlerOf[Any]], HandlerOf[Any]]: ...
+    def on(self, *event_types: type[Envelope]) -> Callable[[Any], Any]:
+        """Register a handler for these event classes: ``consumer.on(PackagePlaced)(handler)``,
+        where ``handler(uow, event)`` takes an event of one of these classes."""
 
-        def register(fn: Handler) -> Handler:
+        def register(fn: HandlerOf[Any]) -> HandlerOf[Any]:
             for model in event_types:
-                self.handlers[model.model_fields["event_type"].default] = fn
+                # Dispatch is by event_type, so the handler only ever gets the classes it declared.
+                self.handlers[model.model_fields["event_type"].default] = cast(Handler, fn)
             return fn
 
         return register
@@ -228,7 +256,8 @@ class EventConsumer:
             # How long an idle consumer waits for a message before polling again (FastStream then
             # also sleeps this long): small, since it adds to each hop's latency.
             batch_timeout_ms=self.batch_wait_ms,
-            **self.fetch,
+            fetch_min_bytes=self.fetch_min_bytes,
+            fetch_max_wait_ms=self.fetch_max_wait_ms,
             title=f"{self.group}:{','.join(names)}",
             description=f"{self.service} consumes {', '.join(names)}",
         )
@@ -257,7 +286,7 @@ class EventConsumer:
         A record that cannot be read as one of our events (headers that are not text, a value
         that is not a valid event, a key that is not the event's) is set aside and dead-lettered
         on its own, once, after the rest of the batch is applied."""
-        work: list[tuple[Delivery, Envelope, Handler]] = []
+        work: list[tuple[Delivery, Event, Handler]] = []
         unreadable: list[tuple[Delivery, str]] = []
         misplaced: list[tuple[Delivery, str, str]] = []
         for delivery in deliveries:
@@ -295,7 +324,7 @@ class EventConsumer:
                 return False
         return True
 
-    async def _apply_batch(self, work: list[tuple[Delivery, Envelope, Handler]]) -> bool:
+    async def _apply_batch(self, work: list[tuple[Delivery, Event, Handler]]) -> bool:
         if not work:
             return True
         if len(work) == 1:  # the usual batch when traffic is light: the single path, no batch bookkeeping
@@ -338,7 +367,7 @@ class EventConsumer:
             )
         return True
 
-    async def process(self, delivery: Delivery, event: Envelope | None = None) -> bool:
+    async def process(self, delivery: Delivery, event: Event | None = None) -> bool:
         """Apply one message (``event``: already parsed from it). True when its offset may be
         committed; False only on shutdown."""
         structlog.contextvars.bind_contextvars(
@@ -376,7 +405,7 @@ class EventConsumer:
                 "topic", "partition", "offset", "consumer_group", "event_id", "event_type", "correlation_id", "attempt"
             )
 
-    async def _apply(self, handler: Handler, event: Envelope, delivery: Delivery) -> bool:
+    async def _apply(self, handler: Handler, event: Event, delivery: Delivery) -> bool:
         delays = backoff_delays(self.backoff_initial, self.backoff_max)
         attempt = 0
         first_try = time.monotonic()
@@ -482,7 +511,7 @@ class EventConsumer:
             return False
 
 
-def read_event(delivery: Delivery) -> tuple[Envelope | None, str | None]:
+def read_event(delivery: Delivery) -> tuple[Event | None, str | None]:
     """The event a record holds, or None and why it is not one: headers that are not text, no
     value, a value that is not a valid event (not JSON, truncated, wrong types, an unknown event
     type or schema version), or a key that is not the event's own (its package or provider id:

@@ -13,15 +13,23 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from services.runtime.logging import get_logger
 from services.runtime.settings import SCHEMA_OWNERS, is_local_cluster, remember_local_password, role_password
 
 log = get_logger(__name__)
+
+T = TypeVar("T")
+
+# What asyncpg hands out: a connection of its own, or a pool's proxy for one (the same methods).
+Connection = asyncpg.Connection | PoolConnectionProxy
 
 RUNTIME_MIGRATIONS = Path(__file__).parent / "migrations"
 # Objects provisioning makes as their owners, before any service migrates (the audit log).
@@ -29,7 +37,7 @@ PROVISIONING = Path(__file__).parent / "provisioning"
 AUDIT_ROLE = "homecare_audit"
 
 # Connection-level failures worth waiting out: the server is down, restarting or full.
-TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
+TRANSIENT_DB_ERRORS: tuple[type[Exception], ...] = (
     OSError,
     ConnectionError,
     asyncio.TimeoutError,
@@ -51,7 +59,7 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, TRANSIENT_DB_ERRORS) and not isinstance(exc, asyncpg.exceptions._base.DataError)
 
 
-def backoff_delays(initial: float = 0.2, maximum: float = 10.0):
+def backoff_delays(initial: float = 0.2, maximum: float = 10.0) -> Iterator[float]:
     """Full-jitter exponential backoff: never a tight loop, never a thundering herd."""
     attempt = 0
     while True:
@@ -59,7 +67,7 @@ def backoff_delays(initial: float = 0.2, maximum: float = 10.0):
         attempt += 1
 
 
-async def wait_for(what: str, connect, *, timeout: float | None = None):
+async def wait_for(what: str, connect: Callable[[], Awaitable[T]], *, timeout: float | None = None) -> T:
     """Call ``connect()`` until it succeeds, logging each failed attempt with its backoff."""
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
@@ -73,16 +81,26 @@ async def wait_for(what: str, connect, *, timeout: float | None = None):
                 "waiting for dependency", dependency=what, attempt=attempt, retry_in=round(delay, 2), error=str(exc)
             )
             await asyncio.sleep(delay)
+    raise AssertionError("backoff_delays() never ends")
 
 
-async def _keep_session(conn: asyncpg.Connection) -> None:
+async def fetch_one(conn: Connection | asyncpg.Pool, query: str, *args: object) -> asyncpg.Record:
+    """The row a statement always returns (an INSERT or UPDATE ... RETURNING of a row known to be
+    there); LookupError when it returns none."""
+    row = await conn.fetchrow(query, *args)
+    if row is None:
+        raise LookupError("the statement returned no row")
+    return row
+
+
+async def _keep_session(conn: Connection) -> None:
     """A connection goes back to the pool as it is (asyncpg still rolls back an open transaction)."""
 
 
 async def create_pool(
     dsn: str, *, schema: str, application: str, size: int = 10, timeout: float | None = None
 ) -> asyncpg.Pool:
-    async def connect():
+    async def connect() -> asyncpg.Pool:
         return await asyncpg.create_pool(
             dsn,
             min_size=1,

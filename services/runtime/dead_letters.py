@@ -25,7 +25,7 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from services.runtime import topics
 
@@ -88,7 +88,7 @@ class DeadLetter:
     truncated: tuple[str, ...] = ()
 
     @classmethod
-    def from_delivery(cls, delivery: Delivery, **kw) -> DeadLetter:
+    def from_delivery(cls, delivery: Delivery, **kw: Any) -> DeadLetter:
         return cls(
             origin_topic=delivery.topic,
             origin_partition=delivery.partition,
@@ -126,9 +126,9 @@ class DeadLetter:
             ours["truncated"] = ",".join(self.truncated)
         headers = {HEADER_PREFIX + k: v for k, v in ours.items()}
         # A replayed record that failed again says so where operators look, as before.
-        for name, value in self.original_headers:
-            if name == REPLAYED_FROM.encode() and value is not None:
-                headers[REPLAYED_FROM] = _text(value.decode(errors="replace"))[:100]
+        for name, header_value in self.original_headers:
+            if name == REPLAYED_FROM.encode() and header_value is not None:
+                headers[REPLAYED_FROM] = _text(header_value.decode(errors="replace"))[:100]
         return headers
 
     def size(self) -> int:

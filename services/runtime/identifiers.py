@@ -32,7 +32,8 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
@@ -179,7 +180,7 @@ def normalise_email(value: object) -> str:
         raise ValueError(f"not an email address: {bad}") from None
 
 
-def _not_blank(normalise):
+def _not_blank(normalise: Callable[[Any], str]) -> Callable[[object], object]:
     """Optional fields: an empty or blank value means "not given"."""
 
     def optional(value: object) -> object:

@@ -31,7 +31,10 @@ def broker_security(settings: SharedSettings) -> BaseSecurity | None:
     A service signs in as its own principal, named after it unless configured otherwise."""
     if settings.kafka_security_protocol == "PLAINTEXT":
         return None
-    username = settings.kafka_username or getattr(settings, "service", None)
+    username = settings.kafka_username or (settings.service if isinstance(settings, ServiceSettings) else None)
+    if not username:
+        # Without it the client would only fail at its first connection, with a SASL error.
+        raise ValueError(f"KAFKA_USERNAME must be set on a {settings.kafka_security_protocol} cluster")
     return _SASL[settings.kafka_sasl_mechanism](
         username, settings.kafka_password or "", use_ssl=settings.kafka_security_protocol == "SASL_SSL"
     )

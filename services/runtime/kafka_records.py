@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import struct
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, SupportsIndex, overload
 
 from aiokafka.consumer import fetcher
 from aiokafka.errors import CorruptRecordException
@@ -49,9 +49,14 @@ class _LenientBytes(bytes):
 class _LenientBuffer(bytearray):
     """A record batch's bytes whose slices decode leniently: only the header names are decoded."""
 
-    def __getitem__(self, index):
-        item = bytearray.__getitem__(self, index)
-        return _LenientBytes(item) if isinstance(index, slice) else item
+    @overload
+    def __getitem__(self, index: SupportsIndex, /) -> int: ...
+    @overload
+    def __getitem__(self, index: slice, /) -> bytearray: ...
+    def __getitem__(self, index: SupportsIndex | slice, /) -> int | bytearray:
+        if isinstance(index, slice):
+            return _LenientBytes(bytearray.__getitem__(self, index))  # type: ignore[return-value]  # bytes for aiokafka to decode, on purpose
+        return bytearray.__getitem__(self, index)
 
 
 class _LenientBatch(_DefaultRecordBatchPy):

@@ -13,24 +13,28 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from aiokafka import errors
+from aiokafka.structs import RecordMetadata
 
-from schemas.events import Envelope
+from schemas.events import Event
 from services.runtime import metrics
-from services.runtime.db import backoff_delays
+from services.runtime.db import Connection, backoff_delays, fetch_one
 from services.runtime.kafka_errors import describe, is_permanent, refused_for_good
 from services.runtime.logging import get_logger
 from services.runtime.topics import all_topics, topic_of
 
 if TYPE_CHECKING:
     from faststream.kafka import KafkaBroker
+
+    from services.runtime.consumer import Delivery
 
 log = get_logger(__name__)
 
@@ -53,12 +57,12 @@ class UnitOfWork:
     one statement each: round trips to PostgreSQL were most of a consumer's cost under load. Whoever
     opens the transaction flushes before committing (:func:`unit_of_work`, the consumers)."""
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.emitted: list[Envelope] = []
-        self._deferred: dict[str, list[tuple]] = {}
+        self.emitted: list[Event] = []
+        self._deferred: dict[str, list[tuple[Any, ...]]] = {}
 
-    async def emit(self, event: Envelope, *, aggregate_type: str | None = None) -> None:
+    async def emit(self, event: Event, *, aggregate_type: str | None = None) -> None:
         aggregate_type = aggregate_type or ("provider" if event.event_type == "ProviderUpdated" else "package")
         self.defer(
             OUTBOX_INSERT,
@@ -75,7 +79,7 @@ class UnitOfWork:
         )
         self.emitted.append(event)
 
-    def defer(self, statement: str, args: tuple) -> None:
+    def defer(self, statement: str, args: tuple[Any, ...]) -> None:
         """Write this row at the end of the transaction, in order with the others of its statement."""
         self._deferred.setdefault(statement, []).append(args)
 
@@ -93,7 +97,9 @@ async def unit_of_work(pool: asyncpg.Pool) -> AsyncIterator[UnitOfWork]:
         await uow.flush()
 
 
-async def record_in_inbox(conn: asyncpg.Connection, *, consumer: str, deliveries) -> set:
+async def record_in_inbox(
+    conn: Connection, *, consumer: str, deliveries: Sequence[tuple[Event, Delivery]]
+) -> set[uuid.UUID]:
     """Record ``[(event, delivery), ...]`` as seen by this consumer, in one statement: the ids of
     the events seen for the first time (a redelivered one is not among them)."""
     rows = await conn.fetch(
@@ -155,7 +161,7 @@ class Relay:
         self.published = 0
         self.parked = 0
         self._stopping = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name=f"{self.service}-outbox-relay")
@@ -255,7 +261,7 @@ class Relay:
         sent = _Sent()
         stopped: set[tuple[str, str]] = set()
 
-        async def failed(row, exc: BaseException) -> None:
+        async def failed(row: asyncpg.Record, exc: BaseException) -> None:
             stopped.add((row["aggregatetype"], row["aggregateid"]))
             if await refused_for_good(exc, row["topic"], self.topic_exists):
                 self._park(row, describe(exc), exc)
@@ -300,7 +306,7 @@ class Relay:
                 await failed(row, result)
         return sent
 
-    async def _publish(self, row, *, confirm: bool):
+    async def _publish(self, row: asyncpg.Record, *, confirm: bool) -> asyncio.Future[RecordMetadata] | RecordMetadata:
         headers = json.loads(row["headers"])
         return await self.broker.publish(
             row["payload"].encode(),
@@ -317,7 +323,7 @@ class Relay:
             no_confirm=not confirm,
         )
 
-    def _park(self, row, error: str, exc: BaseException) -> None:
+    def _park(self, row: asyncpg.Record, error: str, exc: BaseException) -> None:
         metrics.OUTBOX_PARKED_TOTAL.labels(self.service, type(exc).__name__).inc()
         log.error(
             "outbox row refused by Kafka for good; parked (later rows of its aggregate wait behind it)",
@@ -342,12 +348,14 @@ class Relay:
     @staticmethod
     async def backlog(pool: asyncpg.Pool) -> int:
         """Rows not yet published (parked ones and those held behind them included)."""
-        return await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL AND discarded_at IS NULL")
+        return int(
+            await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL AND discarded_at IS NULL")
+        )
 
     @staticmethod
     async def parked_rows(pool: asyncpg.Pool) -> tuple[int, int]:
         """(rows parked now, rows held behind them: later rows of the same aggregates)."""
-        row = await pool.fetchrow(PARKED_COUNTS)
+        row = await fetch_one(pool, PARKED_COUNTS)
         return row["parked"], row["held"]
 
 

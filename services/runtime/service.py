@@ -9,13 +9,14 @@ within ``graceful_timeout``, stops the relay after its current batch, and closes
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 import asyncpg
 import uvicorn
 from aiokafka.errors import KafkaConnectionError, KafkaError
+from fastapi import FastAPI
 
 from schemas.topics import CONSUMED_BY
 from services.runtime import logging as runtime_logging
@@ -120,7 +121,7 @@ class Service:
         await self._wait_for_kafka()
         if self.events:
             self.relay = Relay(
-                self._pipeline_pool,
+                self._pipeline_pool or self.pool,
                 self.broker,
                 service=self.name,
                 batch_size=s.relay_batch_size,
@@ -202,7 +203,7 @@ class Service:
         log.info("stopped")
 
     @asynccontextmanager
-    async def lifespan(self, _app):
+    async def lifespan(self, _app: object) -> AsyncIterator[None]:
         # Start-up may wait a long time for PostgreSQL or Kafka; a SIGTERM meanwhile must still
         # stop the process, so start-up races uvicorn's exit flag.
         starting = asyncio.create_task(self.start())
@@ -261,7 +262,7 @@ class Service:
         except Exception as exc:
             log.warning("could not refresh gauges", error=repr(exc))
 
-    def run(self, app) -> None:
+    def run(self, app: FastAPI) -> None:
         """Serve the HTTP app (and with it the consumers and relay) until SIGTERM/SIGINT."""
         s = self.settings
         runtime_logging.configure(self.name, fmt=s.log_format, level=s.log_level)
@@ -295,7 +296,7 @@ async def _measure_lag(service: Service, every: float = 15.0) -> None:
             await asyncio.wait_for(service.stopping.wait(), timeout=every)
 
 
-def serve(build: Callable[[], tuple[Service, object]]) -> None:
+def serve(build: Callable[[], tuple[Service, FastAPI]]) -> None:
     """``python -m services.<name>``: build the service from the environment and serve it."""
     service, app = build()
     service.run(app)

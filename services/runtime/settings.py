@@ -303,7 +303,7 @@ class ServiceSettings(SharedSettings):
         return urlunsplit((parts.scheme, f"{self.role}{password}@{host}{port}", parts.path, parts.query, ""))
 
 
-def load(service: ServiceName, **overrides) -> ServiceSettings:
+def load(service: ServiceName, **overrides: Any) -> ServiceSettings:
     """Shared variables unprefixed, then ``<SERVICE>_...`` variables for this service."""
 
     class _Prefixed(ServiceSettings):

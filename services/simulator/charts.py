@@ -8,11 +8,13 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from schemas.vocabulary import Band, Urgency
 
 
-def _bars(ax, groups: list[str], series: dict[str, list[float]], ylabel: str) -> None:
+def _bars(ax: Axes, groups: list[str], series: dict[str, list[float]], ylabel: str) -> None:
     """Grouped bars: one group per x label, one bar per series (policy)."""
     width = 0.8 / max(1, len(series))
     for i, (name, values) in enumerate(series.items()):
@@ -23,7 +25,7 @@ def _bars(ax, groups: list[str], series: dict[str, list[float]], ylabel: str) ->
     ax.grid(axis="y", alpha=0.3)
 
 
-def _save(fig, path: Path) -> None:
+def _save(fig: Figure, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

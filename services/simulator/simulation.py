@@ -34,8 +34,10 @@ import math
 import random
 import statistics
 from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Literal
 
 from schemas.events import PackageSpec, ProviderProfile
 from schemas.vocabulary import Band, DeclineReason, Tier, Urgency
@@ -243,6 +245,20 @@ ARRIVE, ANSWER, WINDOW, DECIDE, REOFFER, HAND_BACK, END, DAY = range(8)
 WAITING = ("offered", "unplaced", "awaiting_approval")
 
 
+# A provider's answer to an offer: (kind, pounds per hour, earliest start, decline reason).
+ProviderAnswer = tuple[Literal["bid", "decline"], Decimal | None, dt.date | None, str | None]
+
+
+@dataclass
+class Placement:
+    """Who gives a package's care, at what rate (pounds per hour), and since when its spend was last
+    counted (simulated hours)."""
+
+    provider: str
+    rate: Decimal
+    accrued_until: float
+
+
 @dataclass
 class Case:
     """One package as the brokerage sees it."""
@@ -257,16 +273,14 @@ class Case:
     round: int = 0
     tier: Tier | None = None
     round_open: bool = False
-    state: domain.RoundState | None = None
+    state: domain.RoundState = field(default_factory=lambda: domain.RoundState(offered=[]))  # the current round
     quality: dict[str, Decimal] = field(default_factory=dict)
     offered_this_cycle: set[str] = field(default_factory=set)
     excluded: set[str] = field(default_factory=set)  # providers that handed it back
     cycle_bids: list[domain.Answer] = field(default_factory=list)
     cycle_quality: dict[str, Decimal] = field(default_factory=dict)
     holds: dict[str, Decimal] = field(default_factory=dict)
-    provider: str | None = None
-    rate: Decimal | None = None
-    placed_at: float | None = None
+    placement: Placement | None = None  # while placed
     waiting_since: float = 0.0
     care_left: float = 0.0  # hours of care still to give
     placement_started: float = 0.0
@@ -334,26 +348,27 @@ class Simulation:
         # Measures.
         self.events = 0
         self.rounds = 0
-        self.offers = Counter()  # by band
-        self.first_offers = Counter()  # by band, a package's first offer cycle only
-        self.first_declines: dict[str, Counter] = defaultdict(Counter)
-        self.declines: dict[str, Counter] = defaultdict(Counter)  # band -> reason -> count
-        self.declines_by_tier: dict[str, Counter] = defaultdict(Counter)  # provider tier -> band -> count
+        self.offers: Counter[str] = Counter()  # by band
+        self.first_offers: Counter[str] = Counter()  # by band, a package's first offer cycle only
+        self.first_declines: dict[str, Counter[str]] = defaultdict(Counter)
+        self.declines: dict[str, Counter[str]] = defaultdict(Counter)  # band -> reason -> count
+        self.declines_by_tier: dict[str, Counter[str]] = defaultdict(Counter)  # provider tier -> band -> count
         self.no_answers = 0
         self.waits: dict[str, list[float]] = defaultdict(list)  # urgency -> hours from request to first placement
         self.replacement_waits: list[float] = []  # hours from a hand-back to the next placement
         self.hand_backs = 0
-        self.exceptions = Counter()  # requested / approved / rejected
+        self.exceptions: Counter[str] = Counter()  # requested / approved / rejected
         self.unplacings = 0
         self.spend: dict[str, Decimal] = defaultdict(Decimal)  # band -> pounds over the simulated period
-        self.placed_hours: dict[str, Counter] = defaultdict(Counter)  # zone -> provider -> hours placed
-        self.placements_by_tier = Counter()
-        self.rounds_by_zone: dict[str, Counter] = defaultdict(Counter)  # zone -> tier -> rounds opened
+        # zone -> provider -> carer hours per week placed
+        self.placed_hours: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        self.placements_by_tier: Counter[str] = Counter()
+        self.rounds_by_zone: dict[str, Counter[str]] = defaultdict(Counter)  # zone -> tier -> rounds opened
         self.daily: list[dict] = []
 
     # -- the loop --
 
-    def schedule(self, at: float, kind: int, *data) -> None:
+    def schedule(self, at: float, kind: int, *data: object) -> None:
         self.seq += 1
         heapq.heappush(self.heap, (at, self.seq, kind, data))
 
@@ -362,7 +377,7 @@ class Simulation:
             self.schedule(d.at, ARRIVE, d)
         for day in range(self.dp.days + 1):
             self.schedule(day_hours(day), DAY, day)
-        handlers = {
+        handlers: dict[int, Callable[..., None]] = {
             ARRIVE: self.arrive,
             ANSWER: self.answer,
             WINDOW: self.window,
@@ -380,8 +395,8 @@ class Simulation:
             self.events += 1
             handlers[kind](*data)
         for case in self.cases.values():  # spend of care still running at the end of the period
-            if case.status == "placed":
-                self._accrue(case, self.horizon)
+            if case.status == "placed" and case.placement is not None:
+                self._accrue(case, case.placement, self.horizon)
         return self
 
     def clock(self) -> dt.datetime:
@@ -400,9 +415,9 @@ class Simulation:
             ]
         return case.candidates
 
-    def _still_eligible(self, case: Case, bids: list[domain.Answer]) -> set[str]:
+    def _still_eligible(self, case: Case, bidders: Iterable[str]) -> set[str]:
         """Who of the bidders may win now (the award only ever looks at bidders)."""
-        profiles = [self.market.profiles[b.provider_id] for b in bids]
+        profiles = [self.market.profiles[provider_id] for provider_id in bidders]
         return domain.eligible_now(case.spec, profiles, case.neighbours)
 
     def _set_committed(self, provider_id: str, delta: Decimal) -> None:
@@ -508,9 +523,10 @@ class Simulation:
                 known[pid] = standing_decline(
                     self.market.profiles[pid], self.market.rules[pid], case.spec, neighbouring=case.neighbours
                 )
-            if known[pid] is None:
+            decline = known[pid]
+            if decline is None:
                 return None
-            declines.append(known[pid])
+            declines.append(decline)
         return declines
 
     def _foreseen_round(
@@ -572,7 +588,8 @@ class Simulation:
     def close_round(self, case: Case) -> None:
         case.round_open = False
         ranked = domain.rank_bids(case.state.answers.values(), case.quality, case.band_rate, self._tie_break(case))
-        still = self._still_eligible(case, [b.answer for b in ranked]) if ranked else set()  # no bids: no winner
+        bidders = [b.answer.provider_id for b in ranked]
+        still = self._still_eligible(case, bidders) if ranked else set()  # no bids: no winner
         winner = domain.choose_winner(ranked, still)
         if winner is not None:
             self.place(case, winner.answer)
@@ -583,7 +600,7 @@ class Simulation:
         if not case.cycle_bids:
             return False  # no bid in this cycle, none above the rate
         ranked = domain.rank_bids(case.cycle_bids, case.cycle_quality, case.band_rate, self._tie_break(case))
-        still = self._still_eligible(case, case.cycle_bids)
+        still = self._still_eligible(case, [b.provider_id for b in case.cycle_bids])
         if domain.best_above_rate(ranked, still) is None:
             return False
         case.status = "awaiting_approval"
@@ -597,7 +614,7 @@ class Simulation:
         best = None
         if self.rng.random() < self.mp.exception_approval:
             ranked = domain.rank_bids(case.cycle_bids, case.cycle_quality, case.band_rate, self._tie_break(case))
-            still = self._still_eligible(case, case.cycle_bids)
+            still = self._still_eligible(case, [b.provider_id for b in case.cycle_bids])
             best = domain.best_above_rate(ranked, still)
         if best is None:
             self.exceptions["rejected"] += 1
@@ -636,13 +653,13 @@ class Simulation:
             counts[recent.popleft()[1]] -= 1
         return domain.TieBreak(counts, str(case.demand.package_id))
 
-    def place(self, case: Case, bid: domain.Answer) -> None:
+    def place(self, case: Case, bid: domain.Bid) -> None:
         pid = bid.provider_id
         self.awards[case.spec.zone].append((self.now, pid))
         self.award_counts[case.spec.zone][pid] += 1
         self._release_holds(case)
         self._set_committed(pid, case.spec.hours_per_week)
-        case.status, case.provider, case.rate, case.placed_at = "placed", pid, bid.hourly_rate, self.now
+        case.status, case.placement = "placed", Placement(pid, bid.hourly_rate, self.now)
         wait = self.now - case.waiting_since
         if case.first_wait is None:
             case.first_wait = wait
@@ -659,10 +676,10 @@ class Simulation:
             self.schedule(self.now + max(after, 24.0), HAND_BACK, case, case.placements)
 
     def hand_back(self, case: Case, placement: int) -> None:
-        if case.status != "placed" or case.placements != placement:
+        if case.status != "placed" or case.placements != placement or case.placement is None:
             return
-        provider_id = case.provider
-        self._accrue(case, self.now)
+        provider_id = case.placement.provider
+        self._accrue(case, case.placement, self.now)
         case.care_left -= self.now - case.placement_started
         self._set_committed(provider_id, -case.spec.hours_per_week)
         profile = self.market.profiles[provider_id]
@@ -673,7 +690,7 @@ class Simulation:
         self.hand_backs += 1
         case.hand_backs += 1
         case.excluded.add(provider_id)
-        case.provider, case.rate, case.placed_at = None, None, None
+        case.placement = None
         start = max(case.spec.start_date, clock.uk_date(self.clock() + dt.timedelta(days=self.dp.notice_days)))
         case.spec = case.spec.model_copy(update={"start_date": start})
         case.standing_declines.clear()  # only the start date changed; cheap to be sure
@@ -682,15 +699,15 @@ class Simulation:
         self.offer_next_tier(case, after=None)
 
     def end_care(self, case: Case, placement: int) -> None:
-        if case.status == "placed" and case.placements == placement:
-            self._accrue(case, self.now)
-            self._set_committed(case.provider, -case.spec.hours_per_week)
+        if case.status == "placed" and case.placements == placement and case.placement is not None:
+            self._accrue(case, case.placement, self.now)
+            self._set_committed(case.placement.provider, -case.spec.hours_per_week)
             case.status = "ended"
 
-    def _accrue(self, case: Case, until: float) -> None:
-        weeks = Decimal(str(round((until - case.placed_at) / 168, 4)))
-        self.spend[case.spec.band] += case.rate * case.spec.hours_per_week * weeks
-        case.placed_at = until
+    def _accrue(self, case: Case, placement: Placement, until: float) -> None:
+        weeks = Decimal(str(round((until - placement.accrued_until) / 168, 4)))
+        self.spend[case.spec.band] += placement.rate * case.spec.hours_per_week * weeks
+        placement.accrued_until = until
 
     def _release_holds(self, case: Case) -> None:
         for pid, hours in case.holds.items():
@@ -699,7 +716,7 @@ class Simulation:
 
     # -- the providers' side: the adapters' rules, then the modelled behaviour --
 
-    def provider_answer(self, case: Case, provider_id: str):
+    def provider_answer(self, case: Case, provider_id: str) -> ProviderAnswer:
         profile, rules = self.market.profiles[provider_id], self.market.rules[provider_id]
         spec = case.spec
         result = automatic_answer(
@@ -731,7 +748,7 @@ class Simulation:
         case.holds[provider_id] = case.holds.get(provider_id, Decimal(0)) + spec.hours_per_week
         return "bid", rate, result.earliest_start, None
 
-    def _decline(self, case: Case, profile: ProviderProfile, reason: DeclineReason):
+    def _decline(self, case: Case, profile: ProviderProfile, reason: DeclineReason) -> ProviderAnswer:
         self.declines[case.spec.band][reason.value] += 1
         if case.cycle == 0:
             self.first_declines[case.spec.band][reason.value] += 1
@@ -778,7 +795,7 @@ class Simulation:
             }
         concentration = {}
         for zone in sorted(self.framework.zones):
-            shares, hhi = shares_and_hhi(self.placed_hours.get(zone, Counter()))
+            shares, hhi = shares_and_hhi(self.placed_hours.get(zone, {}))
             concentration[zone] = {"hhi": hhi, "shares_percent": shares}
 
         def mix(offers: Counter, declines: dict[str, Counter]) -> dict:

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 from decimal import Decimal
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 from schemas.vocabulary import Band, Urgency
 from services.brokerage import domain
@@ -52,10 +56,13 @@ def policy_from(entry: dict) -> simulation.Policy:
     return dataclasses.replace(base, **changes)
 
 
-def assignments(pairs: list[str], cls):
+Params = TypeVar("Params", bound="DataclassInstance")
+
+
+def assignments(pairs: list[str], cls: type[Params]) -> Params:
     """``key=value`` pairs into a parameters dataclass, typed by its defaults (ValueError for a key
     the dataclass does not have or a value of the wrong type)."""
-    values = {}
+    values: dict[str, object] = {}
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for pair in pairs:
         key, _, raw = pair.partition("=")

@@ -147,7 +147,11 @@ async def test_a_suspended_providers_packages_are_re_brokered_most_urgent_first(
             reopened[urgency] = event["reopened_at"]
             offered = next(r for r in package["offer_rounds"] if r["offer_round"] == package["current_round"])
             assert alloc.ids["prime_good"] not in offered["provider_ids"]
-        assert sorted(reopened, key=reopened.get) == ["hospital_discharge", "reablement_step_down", "community"]
+        assert sorted(reopened, key=lambda urgency: reopened[urgency]) == [
+            "hospital_discharge",
+            "reablement_step_down",
+            "community",
+        ]
         assert await alloc.committed_hours("prime_good", Decimal(0)) == 0, "every hour given back"
         refused = await alloc.post(
             f"/providers/{alloc.ids['prime_good']}/status",

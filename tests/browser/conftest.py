@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from playwright.async_api import BrowserContext
 
 from tests.support import start_stack, stop_stack
 
@@ -82,7 +83,7 @@ class Pages:
 
     def __init__(self, browser, url: str, shots: Path, report: dict) -> None:
         self.browser, self.url, self.shots, self.report = browser, url, shots, report
-        self.contexts = []
+        self.contexts: list[BrowserContext] = []
 
     async def new(self):
         # bypass_csp: the console's Content-Security-Policy rightly refuses injected scripts; axe is one.

@@ -69,7 +69,9 @@ async def test_a_broker_requests_a_package_sees_it_placed_with_its_explanation_a
     await fill_package(broker, zone=zone, district=district)
     await broker.click("button:has-text('Request the package')")
     await broker.wait_for_url(re.compile(r"/packages/[0-9a-f-]{36}\?created=1"))
-    package_id = re.search(r"/packages/([0-9a-f-]{36})", broker.url).group(1)
+    created = re.search(r"/packages/([0-9a-f-]{36})", broker.url)
+    assert created is not None
+    package_id = created.group(1)
 
     for _ in range(60):  # the automatic adapters answer within seconds; bounded
         if (await broker.inner_text("#package-status")).strip() == "placed":

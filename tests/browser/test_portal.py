@@ -100,7 +100,9 @@ async def test_a_provider_accepts_an_offer_in_the_portal_and_the_broker_sees_it_
     await fill_package(broker, zone=ZONE, district=district)
     await broker.click("button:has-text('Request the package')")
     await broker.wait_for_url(re.compile(r"/packages/[0-9a-f-]{36}\?created=1"))
-    package_id = re.search(r"/packages/([0-9a-f-]{36})", broker.url).group(1)
+    created = re.search(r"/packages/([0-9a-f-]{36})", broker.url)
+    assert created is not None
+    package_id = created.group(1)
 
     async def first_round() -> list[str]:
         for _ in range(60):

@@ -106,7 +106,7 @@ class Receiver:
             await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
-        if self._server:
+        if self._server and self._task:
             self._server.should_exit = True
             await self._task
 

@@ -123,13 +123,13 @@ async def test_kpis_equal_an_independent_computation_from_the_databases(known_ba
         ordered = sorted(values)
         assert got["p90_s"] == pytest.approx(ordered[-(-len(ordered) * 90 // 100) - 1], abs=1e-3)
 
-    queue = defaultdict(Decimal)
+    queue: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     for r in unplaced:
         queue[(r["zone"], r["band"])] += r["hours_per_week"]
     assert {(q["zone"], q["band"]): Decimal(q["hours"]) for q in result["unplaced_queue"]} == dict(queue)
 
-    spend = defaultdict(Decimal)
-    hours = defaultdict(Counter)
+    spend: dict[str, Decimal] = defaultdict(Decimal)
+    hours: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for r in placed:
         spend[r["band"]] += r["hourly_rate"] * r["hours_per_week"]
         hours[r["zone"]][r["provider_id"]] += float(r["hours_per_week"])
@@ -141,7 +141,7 @@ async def test_kpis_equal_an_independent_computation_from_the_databases(known_ba
         hhi = round(sum((round(100 * h / total, 2)) ** 2 for h in by_provider.values()))
         assert result["concentration_by_zone"][zone]["hhi"] == hhi
 
-    by_band = defaultdict(Counter)
+    by_band: dict[str, Counter[str]] = defaultdict(Counter)
     for d in declines:
         by_band[d["band"]][d["reason"]] += 1
     assert result["declines_by_band"] == {b: dict(c) for b, c in by_band.items()}

@@ -13,6 +13,7 @@ import asyncpg
 import httpx
 import pytest
 import yaml
+from aiokafka import ConsumerRecord
 
 from schemas.events import ProviderProfile
 from services.bench.driver import place_batch, wait_until_ready
@@ -61,7 +62,7 @@ async def query(database_url: str, sql: str, *args):
         await conn.close()
 
 
-async def all_events(infra) -> list[tuple[str, object]]:
+async def all_events(infra) -> list[tuple[str, ConsumerRecord]]:
     found = []
     for topic in topics.all_topics():
         for record in await read_topic(infra.kafka, topic):
@@ -84,7 +85,7 @@ async def test_every_package_ends_placed_or_unplaced_exactly_once(placed_batch, 
         list(ids),
     )
     assert {r["status"] for r in rows} <= {"placed", "unplaced", "awaiting_approval"} and len(rows) == len(ids)
-    outcomes = Counter()
+    outcomes: Counter[str] = Counter()
     for _topic, record in await all_events(infra):
         event = event_of(record)
         if (
@@ -155,13 +156,10 @@ async def test_each_placement_is_confirmed_once_per_recipient_and_arrives_by_ema
             indent=2,
         )
     )
-    confirmed = Counter(
-        event_of(r)["package_id"]
-        for t, r in await all_events(infra)
-        if t == topics.resolve("notifications.confirmations")
-        and event_of(r)
-        and event_of(r)["event_type"] == "PlacementConfirmed"
-    )
+    confirmations = [
+        event_of(r) for t, r in await all_events(infra) if t == topics.resolve("notifications.confirmations")
+    ]
+    confirmed = Counter(e["package_id"] for e in confirmations if e and e["event_type"] == "PlacementConfirmed")
     assert {k: v for k, v in confirmed.items() if k in placed} == {k: 1 for k in placed}
 
 
@@ -221,7 +219,7 @@ async def test_the_awarded_provider_was_eligible_offered_and_within_the_band_rat
                 p["package_id"],
             )
     # Capacity: what each provider has committed grew by exactly the hours of its placements, within capacity.
-    committed = defaultdict(float)
+    committed: dict[str, float] = defaultdict(float)
     for seeded in load_provider_seed():
         committed[seeded["provider_id"]] += float(seeded.get("committed_hours", 0))
     for r in await query(database_url, "SELECT provider_id, hours_per_week FROM providers.placements"):

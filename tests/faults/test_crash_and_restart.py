@@ -23,6 +23,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -77,14 +78,14 @@ async def post_with_retries(client: httpx.AsyncClient, url: str, body: dict, key
 async def chaos(stack, stats: Counter, stop: asyncio.Event) -> None:
     """The faults, at set moments of the run; each service is killed three times."""
     rng = random.Random(4)
-    plan = []
+    plan: list[tuple[str, str]] = []  # (what, to whom)
     for round_ in range(3):
         for name in SERVICES:
             plan.append(("kill", name))
         if round_ == 0:
-            plan.append(("restart-kafka", None))
+            plan.append(("restart-kafka", "kafka"))
         if round_ == 1:
-            plan.append(("restart-postgres", None))
+            plan.append(("restart-postgres", "postgresql"))
     for action, name in plan:
         if stop.is_set():
             break
@@ -232,7 +233,7 @@ async def test_crashes_and_restarts_lose_nothing_and_double_nothing(chaos_stack,
     letters = [r for r in await read_topic(infra.kafka, topics.dead_letters()) if (r.key or b"").decode() in wanted]
     assert not letters, f"{len(letters)} dead letters: {[dict(r.headers).get('x-dlq-error') for r in letters[:3]]}"
 
-    report = {
+    report: dict[str, Any] = {
         "packages": PACKAGES,
         "placed": len(placed),
         "unplaced": sum(s == "unplaced" for s in statuses.values()),

@@ -84,7 +84,7 @@ async def request(service, rules, **kw) -> uuid.UUID:
 
 async def run_timer(service, rules, job) -> list[uuid.UUID]:
     """Run a timer's job (one package per transaction) until it has nothing left; the packages it took."""
-    taken = []
+    taken: list[uuid.UUID] = []
     while True:
         async with unit_of_work(service.pool) as uow:
             if (package_id := await job(uow, rules)) is None:

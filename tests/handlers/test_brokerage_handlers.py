@@ -228,6 +228,7 @@ async def test_an_award_is_explained_to_the_broker_the_family_and_a_losing_bidde
     family = explanation.for_family(record, names, "2026-12-01")
     assert "Best Care will provide your care, starting on 2026-12-01" in family and "£" not in family
     loser = explanation.for_losing_bidder(record, ids["prime_good"])
+    assert loser is not None
     assert "ranked 2 of 2" in loser and "22.95" not in loser
     assert explanation.for_losing_bidder(record, ids["prime_best"]) is None
 

@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import uuid
 from decimal import Decimal
+from typing import Any
 
 from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 from faststream.kafka import KafkaMessage
@@ -82,7 +83,7 @@ async def test_a_batch_applies_in_one_transaction_and_each_event_once(in_memory)
 
 
 async def test_a_faulty_event_in_a_batch_is_dead_lettered_alone_and_the_rest_apply(in_memory):
-    seen = []
+    seen: list[dict[str, Any]] = []
     service, _ = await in_memory(build, "providers", before_start=listen_to_dead_letters(seen))
     providers = await willing(service, 1)
     good = [offer(providers), offer(providers)]
@@ -121,7 +122,7 @@ async def test_a_faulty_event_in_a_batch_is_dead_lettered_alone_and_the_rest_app
 
 
 async def test_a_message_that_does_not_parse_is_dead_lettered_and_the_rest_of_its_batch_applies(in_memory):
-    seen = []
+    seen: list[dict[str, Any]] = []
     service, _ = await in_memory(build, "providers", before_start=listen_to_dead_letters(seen))
     good = [offer(await willing(service, 1)) for _ in range(2)]
     garbage = delivery(good[0], 14, value=b'{"event_type": "OfferMade", "not": "an offer"}', headers={})

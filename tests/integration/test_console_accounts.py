@@ -46,6 +46,7 @@ async def test_passwords_are_stored_as_argon2id_hashes_and_sessions_as_token_has
         and token.encode() != rows[0]["token_hash"]
     )
     session = await handlers.current_session(pool, POLICY, token, now=now())
+    assert session is not None
     assert session.role == "broker" and session.csrf_token == rows[0]["csrf_token"]
     with pytest.raises(handlers.StaffExists):
         await handlers.add_staff(
@@ -67,7 +68,9 @@ async def test_an_expired_session_signs_no_one_in_and_signing_out_ends_one(pool)
     await pool.execute("UPDATE sessions SET expires_at = now() - interval '1 second' WHERE username = 'expiry'")
     assert await handlers.current_session(pool, POLICY, token, now=now()) is None
     token = await handlers.sign_in(pool, POLICY, username="expiry", password="a long enough password", now=now())
-    await handlers.sign_out(pool, await handlers.current_session(pool, POLICY, token, now=now()))
+    session = await handlers.current_session(pool, POLICY, token, now=now())
+    assert session is not None
+    await handlers.sign_out(pool, session)
     assert await handlers.current_session(pool, POLICY, token, now=now()) is None
     assert await handlers.current_session(pool, POLICY, "made-up", now=now()) is None
 

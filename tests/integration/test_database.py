@@ -7,14 +7,14 @@ import asyncpg
 import pytest
 
 from services.runtime.db import RUNTIME_MIGRATIONS, create_pool, migrate, migration_files
-from services.runtime.settings import SCHEMA_OWNERS, load
+from services.runtime.settings import SCHEMA_OWNERS, ServiceName, load
 
 SERVICE_MIGRATIONS = {
     name: Path(__file__).resolve().parents[2] / "services" / name / "migrations" for name in SCHEMA_OWNERS
 }
 
 
-async def pool_for(name: str) -> asyncpg.Pool:
+async def pool_for(name: ServiceName) -> asyncpg.Pool:
     settings = load(name)
     return await create_pool(settings.service_dsn, schema=name, application=f"test-{name}", size=3)
 

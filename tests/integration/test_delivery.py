@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from faststream.kafka import KafkaBroker
 
 from schemas.events import PackagePlaced, PlacementConfirmed, Recipient
 from services.notifications.app import build as build_notifications
@@ -182,7 +183,8 @@ async def test_published_outbox_rows_are_removed_after_their_retention(notificat
         "aggregateid = $1 ORDER BY seq LIMIT 1)",
         str(package_id),
     )
-    relay = Relay(notifications_pool, broker=None, service="notifications", retention_seconds=3600)
+    # A broker never started: clean_up publishes nothing.
+    relay = Relay(notifications_pool, broker=KafkaBroker(), service="notifications", retention_seconds=3600)
     await relay.clean_up()
     left = await notifications_pool.fetch("SELECT published_at FROM outbox WHERE aggregateid = $1", str(package_id))
     assert [r["published_at"] for r in left] == [None], "the old published row goes, the unpublished one stays"

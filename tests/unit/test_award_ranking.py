@@ -121,7 +121,7 @@ def test_property_the_ranking_is_total_lexicographic_and_independent_of_input_or
         criterion = domain.deciding_criterion(better, worse)
         assert criterion is not None, "no two bids are ever left tied"
         i = domain.CRITERIA.index(criterion)
-        assert better.key[:i] == worse.key[:i] and better.key[i] < worse.key[i]
+        assert better.key[:i] == worse.key[:i] and better.key[i : i + 1] < worse.key[i : i + 1]
     for b in ranked:
         assert b.recent_awards == awards.get(b.answer.provider_id, 0)
         assert b.draw == domain.tie_draw(key, 1, b.answer.provider_id)

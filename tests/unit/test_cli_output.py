@@ -5,6 +5,7 @@ tests/e2e/test_cli_output.py.)"""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -135,7 +136,7 @@ def test_parked_outbox_rows_read_whole_at_80_columns_and_when_narrow():
     from services.cli.operations import render_parked
     from services.runtime import clock
 
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "service": "brokerage",
             "id": "brokerage:1234",

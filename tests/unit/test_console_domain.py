@@ -83,7 +83,7 @@ def test_wait_clocks():
     assert domain.waited(T0, T0 + dt.timedelta(days=3, hours=4)) == "3 d 4 h"
 
 
-FORM = {
+FORM: dict[str, str | list[str]] = {
     "zone": "charnwood-north",
     "band": "urban",
     "postcode_district": "LE11",
@@ -112,6 +112,7 @@ FORM = {
 def test_a_complete_form_becomes_the_brokerage_apis_request_with_the_broker_as_requester():
     request, errors = domain.package_request(FORM, requested_by="broker1")
     assert errors == {}
+    assert request is not None
     assert request["visits"] == {"calls_per_day": 2, "minutes_per_call": 30, "carers_per_call": 1, "days_per_week": 7}
     assert request["start_date"] == "2026-03-05" and request["requested_by"] == "broker1"
     assert request["person"] == {
@@ -194,5 +195,10 @@ def test_a_long_legend_wraps_onto_more_lines_and_the_chart_grows_to_hold_it():
     wrapped = str(charts.bars("c4", "t", [("z", {m: 1 for m in many})], series=many))
     legend_rows = {int(y) for y in re.findall(r'<rect x="\d+" y="(\d+)" width="12"', wrapped)}
     assert len(legend_rows) > 1
-    height = lambda svg: int(re.search(r'viewBox="0 0 \d+ (\d+)"', svg).group(1))  # noqa: E731
+
+    def height(svg: str) -> int:
+        found = re.search(r'viewBox="0 0 \d+ (\d+)"', svg)
+        assert found is not None
+        return int(found.group(1))
+
     assert height(wrapped) > height(one)

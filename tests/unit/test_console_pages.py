@@ -2,12 +2,13 @@
 
 import datetime as dt
 import re
+from typing import Any
 
 from services.console.api.brokers import REASONS
 from services.console.api.pages import TEMPLATES, navigation
 from services.console.handlers import Session
 
-PACKAGE = {
+PACKAGE: dict[str, Any] = {
     "package_id": "6f1c2d9e-0000-4000-8000-000000000001",
     "status": "awaiting_approval",
     "requested_by": "broker1",

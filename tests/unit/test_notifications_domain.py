@@ -422,6 +422,8 @@ def test_a_large_print_email_carries_a_large_html_part_beside_the_plain_text():
     )
     msg = Channels(load("notifications")).email_message(out)
     assert msg["Message-ID"] == f"<{out.delivery_id}@homecare-brokerage>"
-    html_part = msg.get_body(("html",)).get_content()
+    html_body, plain_body = msg.get_body(("html",)), msg.get_body(("plain",))
+    assert html_body is not None and plain_body is not None
+    html_part = html_body.get_content()
     assert "font-size: 24px" in html_part and "&lt;soon&gt;" in html_part
-    assert msg.get_body(("plain",)).get_content() == out.body
+    assert plain_body.get_content() == out.body

@@ -16,7 +16,9 @@ from tests.unit.test_providers_domain import answer, package
 
 def test_an_issued_token_authenticates_and_only_its_hash_is_kept():
     issued = domain.issue_credential()
-    credential_id, secret = domain.parse_token(issued.token)
+    parsed = domain.parse_token(issued.token)
+    assert parsed is not None
+    credential_id, secret = parsed
     assert credential_id == issued.credential_id
     assert secret not in issued.secret_sha256 and len(secret) >= 43  # 256 random bits, url-safe
     assert domain.secret_matches(secret, issued.secret_sha256)

@@ -3,10 +3,10 @@ never one's own)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import RedirectResponse
 
 from services.console import domain, handlers, repository
@@ -14,6 +14,7 @@ from services.console.api.errors import Forbidden
 from services.console.api.pages import page
 from services.console.api.sessions import Sessions
 from services.console.domain import Permission
+from services.console.handlers import Session
 
 if TYPE_CHECKING:
     from services.console.app import Console
@@ -24,7 +25,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     need, form_of = sessions.need, sessions.form_of
 
-    async def staff_page(request, session, status=200, **context):
+    async def staff_page(request: Request, session: Session, status: int = 200, **context: Any) -> Response:
         async with console.pool.acquire() as conn:
             staff = await repository.list_staff(conn)
         return page(
@@ -32,11 +33,11 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         )
 
     @router.get("/admin/staff")
-    async def staff(request: Request, session=Depends(need(Permission.staff))):
+    async def staff(request: Request, session: Session = Depends(need(Permission.staff))) -> Response:
         return await staff_page(request, session, added=request.query_params.get("added"))
 
     @router.post("/admin/staff")
-    async def add_staff(request: Request, session=Depends(need(Permission.staff))):
+    async def add_staff(request: Request, session: Session = Depends(need(Permission.staff))) -> Response:
         form = await form_of(request, session)
         try:
             await handlers.add_staff(
@@ -56,7 +57,9 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         )
 
     @router.post("/admin/staff/{username}/active")
-    async def set_active(request: Request, username: str, session=Depends(need(Permission.staff))):
+    async def set_active(
+        request: Request, username: str, session: Session = Depends(need(Permission.staff))
+    ) -> Response:
         form = await form_of(request, session)
         if username == session.username:
             raise Forbidden("You cannot deactivate your own account")

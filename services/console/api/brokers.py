@@ -7,18 +7,21 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import RedirectResponse
 
 from schemas.vocabulary import Band, CancelReason, CareNeed, ExceptionDecisionReason, Funding, HandBackReason, Urgency
 from services.console import domain
+from services.console.api.errors import NotSignedIn
 from services.console.api.pages import TEMPLATES, now, page, zones
 from services.console.api.sessions import Sessions
 from services.console.clients import ApiError
 from services.console.domain import Permission
+from services.console.handlers import Session
 from services.runtime import clock
 
 # The reason codes each action's form offers (a select; the optional words stay in the brokerage).
@@ -67,7 +70,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         return domain.board_order(packages)
 
     @router.get("/board")
-    async def board(request: Request, session=Depends(need(Permission.board))):
+    async def board(request: Request, session: Session = Depends(need(Permission.board))) -> Response:
         chosen = filters_of(request)
         rows = await board_rows(chosen)
         if request.query_params.get("fragment") == "rows":
@@ -101,12 +104,14 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         }
 
     @router.get("/packages/new")
-    async def new_package(request: Request, session=Depends(need(Permission.act))):
+    async def new_package(request: Request, session: Session = Depends(need(Permission.act))) -> Response:
         return page(request, "package_new.html", session, zones=await zones(console), **package_form_context())
 
     @router.post("/packages/new")
-    async def create_package(request: Request, session=Depends(need(Permission.act))):
+    async def create_package(request: Request, session: Session = Depends(need(Permission.act))) -> Response:
         form = await form_of(request, session)
+        if session.username is None:  # a staff session always has one (sessions.need)
+            raise NotSignedIn()
         request_body, errors = domain.package_request(form, requested_by=session.username)
         general: list[str] = []
         if request_body is not None:
@@ -134,7 +139,9 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         )
 
     @router.get("/packages/{package_id}")
-    async def package_page(request: Request, package_id: uuid.UUID, session=Depends(need(Permission.board))):
+    async def package_page(
+        request: Request, package_id: uuid.UUID, session: Session = Depends(need(Permission.board))
+    ) -> Response:
         try:
             package = await services.brokerage.get(f"/packages/{package_id}")
         except ApiError as missing:
@@ -178,7 +185,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             reasons=REASONS,
         )
 
-    def why(form) -> dict:
+    def why(form: Mapping[str, Any]) -> dict[str, Any]:
         """A reason code (a select) and, if the broker wrote any, their words (kept in the brokerage)."""
         text = str(form.get("reason_text", "")).strip()
         return {"reason": form.get("reason", ""), "reason_text": text or None}
@@ -218,7 +225,9 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
     }
 
     @router.post("/packages/{package_id}/{action}")
-    async def act(request: Request, package_id: uuid.UUID, action: str, session=Depends(need(Permission.act))):
+    async def act(
+        request: Request, package_id: uuid.UUID, action: str, session: Session = Depends(need(Permission.act))
+    ) -> Response:
         if action not in ACTIONS:
             return page(request, "error.html", session, 404, title="Page not found", message=f"No action {action}")
         form = await form_of(request, session)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 
@@ -41,22 +41,22 @@ def install(app: FastAPI) -> None:
     """Answer the console's exceptions, and the services' refusals, with pages."""
 
     @app.exception_handler(NotSignedIn)
-    async def not_signed_in(request: Request, exc: NotSignedIn):
+    async def not_signed_in(request: Request, exc: NotSignedIn) -> Response:
         if exc.portal:
             return RedirectResponse("/portal/sign-in", status_code=303)
         return RedirectResponse(f"/sign-in?next={quote(request.url.path)}", status_code=303)
 
     @app.exception_handler(RequestValidationError)
-    async def no_such_page(request: Request, exc: RequestValidationError):
+    async def no_such_page(request: Request, exc: RequestValidationError) -> Response:
         # A page address with a malformed part (a package id that is not one): a page, not JSON.
         return error_page(request, 404, "Page not found", "Check the address: there is no such page")
 
     @app.exception_handler(Forbidden)
-    async def forbidden(request: Request, exc: Forbidden):
+    async def forbidden(request: Request, exc: Forbidden) -> Response:
         return error_page(request, 403, "You do not have access", exc.message)
 
     @app.exception_handler(ServiceUnavailable)
-    async def unavailable(request: Request, exc: ServiceUnavailable):
+    async def unavailable(request: Request, exc: ServiceUnavailable) -> Response:
         log.warning("a service could not be reached", error=str(exc), path=request.url.path)
         return error_page(
             request,
@@ -66,11 +66,11 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(ApiError)
-    async def refused(request: Request, exc: ApiError):
+    async def refused(request: Request, exc: ApiError) -> Response:
         return error_page(
             request, exc.status if 400 <= exc.status < 500 else 502, "The request was refused", exc.message
         )
 
     @app.exception_handler(handlers.Refused)
-    async def console_refused(request: Request, exc: handlers.Refused):
+    async def console_refused(request: Request, exc: handlers.Refused) -> Response:
         return error_page(request, 400, "The request was refused", exc.message)

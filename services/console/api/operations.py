@@ -5,10 +5,11 @@ button) and the KPIs with charts. The reading is :mod:`services.operations`', as
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import RedirectResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
@@ -16,6 +17,7 @@ from services.console import charts
 from services.console.api.pages import now, page, zones
 from services.console.api.sessions import Sessions
 from services.console.domain import Permission
+from services.console.handlers import Session
 from services.operations import dead_letters, kpis, lag, streams
 from services.runtime.kafka import kafka_security
 
@@ -32,7 +34,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
     bootstrap, security = console.settings.kafka_bootstrap_servers, kafka_security(console.settings)
 
     @router.get("/ops/stream")
-    async def stream_page(request: Request, session=Depends(need(Permission.operations))):
+    async def stream_page(request: Request, session: Session = Depends(need(Permission.operations))) -> Response:
         chosen = {k: v for k in ("zone", "type") if (v := request.query_params.get(k))}
         return page(
             request,
@@ -46,8 +48,11 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
 
     @router.get("/ops/stream/events", response_class=EventSourceResponse)
     async def stream_events(
-        request: Request, zone: str | None = None, type: str | None = None, session=Depends(need(Permission.operations))
-    ):
+        request: Request,
+        zone: str | None = None,
+        type: str | None = None,
+        session: Session = Depends(need(Permission.operations)),
+    ) -> AsyncIterator[ServerSentEvent]:
         stopping = {"client": False}
 
         def stop() -> bool:
@@ -66,12 +71,12 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         return
 
     @router.get("/ops/lag")
-    async def lag_page(request: Request, session=Depends(need(Permission.operations))):
+    async def lag_page(request: Request, session: Session = Depends(need(Permission.operations))) -> Response:
         rows = await lag.lag(bootstrap, security)
         return page(request, "lag.html", session, rows=rows, total=sum(r["lag"] for r in rows), now=now())
 
     @router.get("/ops/dead-letters")
-    async def dead_letters_page(request: Request, session=Depends(need(Permission.operations))):
+    async def dead_letters_page(request: Request, session: Session = Depends(need(Permission.operations))) -> Response:
         letters = [  # newest first
             {"id": dead_letters.letter_id(p, o), "letter": d}
             for p, o, d in reversed(await dead_letters.read_all(bootstrap, security))
@@ -81,7 +86,9 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         )
 
     @router.post("/ops/dead-letters/{letter_id}/replay")
-    async def replay_letter(request: Request, letter_id: str, session=Depends(need(Permission.operations))):
+    async def replay_letter(
+        request: Request, letter_id: str, session: Session = Depends(need(Permission.operations))
+    ) -> Response:
         await form_of(request, session)
         try:
             await dead_letters.replay_letters(bootstrap, [letter_id], dead_letters.replay_security(console.settings))
@@ -96,7 +103,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         return RedirectResponse(f"/ops/dead-letters?replayed={quote(letter_id)}", status_code=303)
 
     @router.get("/ops/kpis")
-    async def kpis_page(request: Request, session=Depends(need(Permission.operations))):
+    async def kpis_page(request: Request, session: Session = Depends(need(Permission.operations))) -> Response:
         try:
             days = min(366.0, max(0.01, float(request.query_params.get("days", "7"))))
         except ValueError:

@@ -77,7 +77,7 @@ def navigation(session: handlers.Session | None, path: str) -> list[dict]:
 
 
 def page(
-    request: Request, template: str, session: handlers.Session | None, status: int = 200, **context
+    request: Request, template: str, session: handlers.Session | None, status: int = 200, **context: Any
 ) -> HTMLResponse:
     """A full page: the template with the menu and the session's CSRF token for its forms."""
     return TEMPLATES.TemplateResponse(

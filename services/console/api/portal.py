@@ -9,7 +9,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import RedirectResponse
 
 from schemas.vocabulary import DeclineReason
@@ -32,7 +32,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
     services = console.services
     provider, form_of = sessions.provider, sessions.form_of
 
-    async def as_provider(session: handlers.Session, method: str, path: str, body: dict | None = None):
+    async def as_provider(session: handlers.Session, method: str, path: str, body: dict | None = None) -> Response:
         try:
             return await services.providers.call(
                 method, path, bearer=session.provider_credential, **({"json": body} if body is not None else {})
@@ -44,7 +44,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             raise
 
     @router.get("/portal/offers")
-    async def portal_offers(request: Request, session=Depends(provider)):
+    async def portal_offers(request: Request, session: handlers.Session = Depends(provider)) -> Response:
         offers = await as_provider(session, "GET", "/me/offers?status=open")
         return page(
             request,
@@ -57,7 +57,9 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         )
 
     @router.post("/portal/offers/{package_id}/{answer}")
-    async def portal_answer(request: Request, package_id: uuid.UUID, answer: str, session=Depends(provider)):
+    async def portal_answer(
+        request: Request, package_id: uuid.UUID, answer: str, session: handlers.Session = Depends(provider)
+    ) -> Response:
         form = await form_of(request, session)
         if answer == "bid":
             start = domain.date_from_parts(
@@ -80,13 +82,15 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         return RedirectResponse(f"/portal/offers?done={answer}", status_code=303)
 
     @router.get("/portal/packages")
-    async def portal_packages(request: Request, session=Depends(provider)):
+    async def portal_packages(request: Request, session: handlers.Session = Depends(provider)) -> Response:
         return page(
             request, "portal_packages.html", session, packages=await as_provider(session, "GET", "/me/packages")
         )
 
     @router.get("/portal/packages/{package_id}/person")
-    async def portal_person(request: Request, package_id: uuid.UUID, session=Depends(provider)):
+    async def portal_person(
+        request: Request, package_id: uuid.UUID, session: handlers.Session = Depends(provider)
+    ) -> Response:
         try:
             person = await as_provider(session, "GET", f"/me/packages/{package_id}/person")
         except ApiError as refused:
@@ -101,14 +105,14 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         return page(request, "portal_person.html", session, person=person, package_id=package_id)
 
     @router.get("/portal/profile")
-    async def portal_profile(request: Request, session=Depends(provider)):
+    async def portal_profile(request: Request, session: handlers.Session = Depends(provider)) -> Response:
         me = await as_provider(session, "GET", "/me")
         return page(
             request, "portal_profile.html", session, me=me, slots=CALL_SLOTS, done=request.query_params.get("done")
         )
 
     @router.post("/portal/profile")
-    async def portal_update_profile(request: Request, session=Depends(provider)):
+    async def portal_update_profile(request: Request, session: handlers.Session = Depends(provider)) -> Response:
         form = await form_of(request, session)
         body: dict[str, Any] = {"call_times": [s for s in form.get("call_times") or [] if s in CALL_SLOTS] or None}
         for field in ("weekly_capacity_hours", "max_calls_per_day"):

@@ -7,9 +7,9 @@ ending in :func:`signed_in` like these."""
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from services.console import domain, handlers
@@ -34,7 +34,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
     services = console.services
     session_of, form_of = sessions.session_of, sessions.form_of
 
-    def sign_in_page(request: Request, template: str, status: int = 200, **context) -> HTMLResponse:
+    def sign_in_page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         token = request.cookies.get(SIGN_IN_CSRF_COOKIE) or secrets.token_urlsafe(32)
         response = page(request, template, None, status, sign_in_csrf=token, **context)
         response.set_cookie(
@@ -58,20 +58,22 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
     # ---- staff ------------------------------------------------------------------------------------
 
     @router.get("/")
-    async def home(request: Request):
+    async def home(request: Request) -> Response:
         session = await session_of(request)
         if session is None:
             return RedirectResponse("/sign-in", status_code=303)
         if session.kind == "provider":
             return RedirectResponse("/portal/offers", status_code=303)
+        if session.role is None:  # a staff session always has a role; none is no way in
+            return RedirectResponse("/sign-in", status_code=303)
         return RedirectResponse(domain.HOME[domain.Role(session.role)], status_code=303)
 
     @router.get("/sign-in")
-    async def sign_in_form(request: Request, next: str | None = None):
+    async def sign_in_form(request: Request, next: str | None = None) -> Response:
         return sign_in_page(request, "sign_in.html", next=safe_next(next, ""))
 
     @router.post("/sign-in")
-    async def sign_in(request: Request):
+    async def sign_in(request: Request) -> Response:
         form = await form_of(request, None)
         username, password = str(form.get("username", "")), str(form.get("password", ""))
         errors = {
@@ -94,7 +96,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         return sign_in_page(request, "sign_in.html", 400, errors=errors, username=username, next=form.get("next") or "")
 
     @router.post("/sign-out")
-    async def sign_out(request: Request):
+    async def sign_out(request: Request) -> Response:
         session = await session_of(request)
         portal = session is not None and session.kind == "provider"
         if session is not None:
@@ -116,11 +118,11 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         return isinstance(me, dict) and me.get("provider_id") == provider_id
 
     @router.get("/portal/sign-in")
-    async def portal_sign_in_form(request: Request):
+    async def portal_sign_in_form(request: Request) -> Response:
         return sign_in_page(request, "portal_sign_in.html")
 
     @router.post("/portal/sign-in")
-    async def portal_sign_in(request: Request):
+    async def portal_sign_in(request: Request) -> Response:
         form = await form_of(request, None)
         provider_id, credential = str(form.get("provider_id", "")), str(form.get("credential", ""))
         errors = {
