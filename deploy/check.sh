@@ -31,7 +31,7 @@ gate "mypy" "type errors above (configuration: [tool.mypy] in pyproject.toml)" \
 # The docs site builds with --strict (a broken link, a missing page or API document fails it).
 # Needs `npm ci`'s node_modules (mermaid.js), which deploy/setup.sh installs.
 gate "mkdocs" "the docs site does not build with --strict; see the warnings above" \
-  env NO_MKDOCS_2_WARNING=1 uv run --frozen mkdocs build --strict --quiet --site-dir "${HOMECARE_SITE_DIR:-site}"
+  env NO_MKDOCS_2_WARNING=1 uv run --frozen mkdocs build --strict --site-dir "${HOMECARE_SITE_DIR:-site}"
 
 # Further gates go here, in the same form.
 

@@ -90,6 +90,8 @@ async def resolve(host: str, port: int) -> list[Address]:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise DestinationRefused(f"the host {host!r} does not resolve ({exc.strerror})") from None
+    except (UnicodeError, ValueError):  # e.g. a label over 63 characters: not a name at all
+        raise DestinationRefused("the host is not a valid name") from None
     return list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
 
 

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaProducer
 from services.bench.driver import place_batch
 from services.cli import demo
 from services.runtime import clock, topics
+from services.runtime.kafka import kafka_security
 from services.runtime.reference import load_framework
 from services.simulator.synthetic import batch
 from tests.cli_checks import assert_fits, assert_shows, homecare_piped
@@ -121,7 +122,7 @@ async def test_lag_reads_whole_in_a_pipe_and_the_json_has_the_same_values(stack)
 
 
 async def test_dead_letters_read_whole_in_a_pipe_and_the_json_has_the_same_values(stack, infra):
-    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka)
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka, **kafka_security())
     await producer.start()
     try:
         await producer.send_and_wait(

@@ -33,11 +33,13 @@ from services.runtime import topics
 from services.runtime.consumer import EventConsumer
 from services.runtime.db import create_pool, migrate
 from services.runtime.dead_letters import DeadLetter
-from services.runtime.kafka import ensure_topics, read_topic
+from services.runtime.kafka import broker_security, ensure_topics, kafka_security, read_topic
+from services.runtime.settings import admin_settings
 
 SAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "samples"
 SERVICE = "records-test"
-TOPIC = "records-test.answers"  # the test's own topic, in the session's namespace
+# The answers topic of this session's namespace: an answer is accepted only from its home topic (decision 0047).
+TOPIC = "providers.answers"
 
 MIGRATION = """CREATE TABLE applied (event_id uuid NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());"""
 
@@ -152,7 +154,7 @@ records = st.lists(st.one_of(valid_record(), poison_record()), min_size=1, max_s
 
 
 async def committed_offset(bootstrap: str, group: str, tp: TopicPartition) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **kafka_security())
     await admin.start()
     try:
         meta = (await admin.list_consumer_group_offsets(group)).get(tp)
@@ -162,7 +164,7 @@ async def committed_offset(bootstrap: str, group: str, tp: TopicPartition) -> in
 
 
 async def end_offset(bootstrap: str, tp: TopicPartition) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **kafka_security())
     await consumer.start()
     try:
         return (await consumer.end_offsets([tp]))[tp]
@@ -203,7 +205,7 @@ class Harness:
 
     async def letters_from(self, first: int, last: int) -> list[DeadLetter]:
         found = []
-        for r in await read_topic(self.kafka, topics.dead_letters()):
+        for r in await read_topic(self.kafka, topics.dead_letters(), security=kafka_security()):
             letter = DeadLetter.from_record(r.key, r.value, {k: v.decode() for k, v in r.headers})
             if letter.origin_topic == self.topic and first <= letter.origin_offset <= last:
                 found.append(letter)
@@ -230,8 +232,8 @@ async def harness(infra, database_url, tmp_path_factory):
     pool = await create_pool(database_url, schema=schema, application="records-test", size=4)
     await migrate(pool, schema, folder)
 
-    await ensure_topics(infra.kafka)  # the dead letters' topic, among others
-    kafka_admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka)
+    await ensure_topics(infra.kafka, security=kafka_security())  # the dead letters' topic, among others
+    kafka_admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka, **kafka_security())
     await kafka_admin.start()
     try:
         if topics.resolve(TOPIC) not in await kafka_admin.list_topics():
@@ -239,7 +241,9 @@ async def harness(infra, database_url, tmp_path_factory):
     finally:
         await kafka_admin.close()
 
-    broker = KafkaBroker(infra.kafka, enable_idempotence=True, acks="all")
+    broker = KafkaBroker(
+        infra.kafka, enable_idempotence=True, acks="all", security=broker_security(admin_settings(infra.kafka))
+    )  # as the cluster's administrator: the test's own topic belongs to no service
     consumer = EventConsumer(
         service=SERVICE,
         group=topics.group(SERVICE),
@@ -254,7 +258,7 @@ async def harness(infra, database_url, tmp_path_factory):
         await uow.conn.execute("INSERT INTO applied (event_id) VALUES ($1)", event.event_id)
 
     consumer.subscribe(TOPIC)
-    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka)
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka, **kafka_security())
     await broker.start()
     await producer.start()
     try:

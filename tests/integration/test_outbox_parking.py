@@ -16,9 +16,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from services.operations.outbox import discard_rows, parked_rows, retry_rows
 from services.runtime import metrics, topics
 from services.runtime.db import create_pool, migrate
-from services.runtime.kafka import ensure_topics, make_broker, read_topic
+from services.runtime.kafka import ensure_topics, kafka_security, make_broker, read_topic
 from services.runtime.outbox import OUTBOX_INSERT, Relay, bucket_of
-from services.runtime.settings import load
+from services.runtime.settings import admin_settings, load
 
 SCHEMA = "relay_test"
 CONFIRMATIONS = "notifications.confirmations"
@@ -35,8 +35,8 @@ async def relay_pool(infra, database_url, tmp_path_factory):
         await admin.close()
     pool = await create_pool(database_url, schema=SCHEMA, application="relay-test", size=4)
     await migrate(pool, SCHEMA, tmp_path_factory.mktemp("relay-migrations"))
-    await ensure_topics(infra.kafka)
-    kafka_admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka)
+    await ensure_topics(infra.kafka, security=kafka_security())
+    kafka_admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka, **kafka_security())
     await kafka_admin.start()
     try:
         if topics.resolve(SMALL) not in await kafka_admin.list_topics():
@@ -47,6 +47,14 @@ async def relay_pool(infra, database_url, tmp_path_factory):
         await kafka_admin.close()
     yield pool
     await pool.close()
+
+
+def as_administrator():
+    """A service's settings signed in as the cluster's administrator: the relay under test writes
+    topics of the test's own (and one no one may have), which belong to no service's principal."""
+    admin = admin_settings()
+    identity = ("kafka_security_protocol", "kafka_sasl_mechanism", "kafka_username", "kafka_password")
+    return load("notifications").model_copy(update={k: getattr(admin, k) for k in identity})
 
 
 async def write(pool: asyncpg.Pool, aggregate: str, topic: str, padding: int = 0) -> uuid.UUID:
@@ -81,7 +89,7 @@ async def on_kafka(bootstrap: str, topic: str, ids: list[uuid.UUID]) -> list[uui
     """The event ids among ``ids`` that are on the topic, in the order they are there."""
     wanted = {str(i) for i in ids}
     found = []
-    for r in await read_topic(bootstrap, topic):
+    for r in await read_topic(bootstrap, topic, security=kafka_security()):
         event_id = dict(r.headers).get("event_id", b"").decode()
         if event_id in wanted:
             found.append(uuid.UUID(event_id))
@@ -117,7 +125,7 @@ async def test_a_row_kafka_refuses_is_parked_counted_listed_and_the_rows_behind_
     ids = [too_large, behind_it, other, over_topic_limit, beside_it, nowhere, after_all]
     before = {e: parked_count(e) for e in ("MessageSizeTooLargeError", "UnknownTopicOrPartitionError")}
 
-    broker = make_broker(load("notifications"))
+    broker = make_broker(as_administrator())
     await broker.start()
     relay = Relay(
         relay_pool, broker, service="relay-test", known_topics={*topics.all_topics(), small}, poll_seconds=0.01
@@ -176,7 +184,7 @@ async def test_the_relay_loop_keeps_publishing_past_a_parked_row(infra, database
     topic = topics.resolve(CONFIRMATIONS)
     refused = await write(relay_pool, str(uuid.uuid4()), topic, padding=1_100_000)
     later = [await write(relay_pool, str(uuid.uuid4()), topic) for _ in range(5)]
-    broker = make_broker(load("notifications"))
+    broker = make_broker(as_administrator())
     await broker.start()
     relay = Relay(relay_pool, broker, service="relay-test", poll_seconds=0.01)
     relay.start()
