@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import uuid
 from pathlib import Path
 
@@ -38,7 +39,8 @@ from services.runtime.settings import admin_settings
 
 SAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "samples"
 SERVICE = "records-test"
-# The answers topic of this session's namespace: an answer is accepted only from its home topic (decision 0047).
+# The answers topic, in the module's own namespace (own_namespace): an answer is accepted only from
+# its home topic (decision 0047).
 TOPIC = "providers.answers"
 
 MIGRATION = """CREATE TABLE applied (event_id uuid NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());"""
@@ -220,7 +222,16 @@ class Harness:
 
 
 @pytest.fixture(scope="module")
-async def harness(infra, database_url, tmp_path_factory):
+def own_namespace(namespace):
+    """The module's raw records (garbage by design) on topics of their own: the session's other
+    tests read every record of the session's topics (the privacy scan, the fault tests' counts)."""
+    os.environ["HOMECARE_NAMESPACE"] = f"{namespace}-records"
+    yield
+    os.environ["HOMECARE_NAMESPACE"] = namespace
+
+
+@pytest.fixture(scope="module")
+async def harness(own_namespace, infra, database_url, tmp_path_factory):
     schema = "records_test"
     admin = await asyncpg.connect(database_url)
     try:
