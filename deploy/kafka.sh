@@ -62,7 +62,8 @@ load_credentials() {
    while IFS= read -r line; do
      if [[ $line == HOMECARE_KAFKA_BOOTSTRAP=* ]]; then echo "HOMECARE_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT"; else printf '%s\n' "$line"; fi
    done < "$CREDENTIALS" > "$CREDENTIALS.tmp" && mv "$CREDENTIALS.tmp" "$CREDENTIALS")
-  while IFS='=' read -r key value; do
+  while IFS= read -r line; do  # split at the first '=' only (IFS='=' drops a trailing '=')
+    key=${line%%=*}; value=${line#*=}
     case "$key" in HOMECARE_KAFKA_*_PASSWORD) [ -n "${!key:-}" ] || printf -v "$key" '%s' "$value" ;; esac
   done < "$CREDENTIALS"
 }

@@ -27,7 +27,11 @@ grep -q '^SECRETS_KEYS=' "$SECRETS" ||
 # Added since the first installations: the console's token for reading a person's details.
 grep -q '^HOMECARE_STAFF_TOKEN=' "$SECRETS" ||
   (umask 077; echo "HOMECARE_STAFF_TOKEN=$(head -c 32 /dev/urandom | base64 | tr -d '/+=')" >> "$SECRETS")
-while IFS='=' read -r key value; do [ -n "${!key:-}" ] || export "$key=$value"; done < "$SECRETS"
+# Split at the first '=' only: `IFS='=' read` would drop a value's trailing '=' (a Fernet key's padding).
+while IFS= read -r line; do
+  key=${line%%=*}; value=${line#*=}
+  [ -n "${!key:-}" ] || export "$key=$value"
+done < "$SECRETS"
 export PROVIDERS_DISCLOSURE_TOKEN="${PROVIDERS_DISCLOSURE_TOKEN:-$HOMECARE_DISCLOSURE_TOKEN}"
 export BROKERAGE_DISCLOSURE_TOKEN="${BROKERAGE_DISCLOSURE_TOKEN:-$HOMECARE_DISCLOSURE_TOKEN}"
 export BROKERAGE_STAFF_TOKEN="${BROKERAGE_STAFF_TOKEN:-$HOMECARE_STAFF_TOKEN}"
