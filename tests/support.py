@@ -3,12 +3,67 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
+import httpx
 
 from services.cli import processes
 from services.cli.processes import ROOT, SERVICES, Stack, free_port, stop_stack  # noqa: F401  (shared with the benchmark)
+from services.runtime.oidc_client import OidcAuth
+
+CLI_CLIENT = "homecare-cli"  # development and tests only: the password grant for the demo users
+# One demo user per role (deploy/keycloak/realm-homecare.json).
+USER_OF_ROLE = {
+    "broker": "demo-broker",
+    "senior_broker": "demo-senior",
+    "manager": "demo-manager",
+    "head_of_service": "demo-head",
+    "operations": "demo-ops",
+    "council_admin": "demo-admin",
+    "provider_staff": "demo-provider",
+}
+
+
+@dataclass
+class Identity:
+    """The identity provider the tests use: its settings, and tokens from it (cached until near expiry)."""
+
+    settings: dict[str, str]
+    _auths: dict[tuple[str, str], OidcAuth] = field(default_factory=dict)
+
+    @property
+    def issuer(self) -> str:
+        return self.settings["OIDC_ISSUER"]
+
+    def user(self, username: str, client_id: str = CLI_CLIENT) -> OidcAuth:
+        """An httpx auth signing in ``username`` (the demo password) through ``client_id``."""
+        key = (client_id, username)
+        if key not in self._auths:
+            self._auths[key] = OidcAuth(
+                self.issuer, client_id, username=username, password=self.settings["HOMECARE_DEMO_PASSWORD"]
+            )
+        return self._auths[key]
+
+    def client(self, client_id: str) -> OidcAuth:
+        """An httpx auth for a service's client credentials (``<CLIENT>_OIDC_CLIENT_SECRET``)."""
+        key = (client_id, "")
+        if key not in self._auths:
+            secret = self.settings[f"{client_id.upper()}_OIDC_CLIENT_SECRET"]
+            self._auths[key] = OidcAuth(self.issuer, client_id, client_secret=secret)
+        return self._auths[key]
+
+    def token(self, username: str, client_id: str = CLI_CLIENT) -> str:
+        return self.user(username, client_id).token()
+
+    def headers(self, username: str = "demo-broker") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(username)}"}
+
+    def http(self, base_url: str, username: str = "demo-broker", **kwargs) -> httpx.Client:
+        """A client of an API acting as ``username``."""
+        return httpx.Client(base_url=base_url, auth=self.user(username), **kwargs)
+
 
 ADMIN_TOKEN = "test-admin-token"  # the brokerage team's token for the providers service's admin operations
 DISCLOSURE_TOKEN = "test-disclosure-token"  # providers -> brokerage, for a person's details

@@ -32,11 +32,14 @@ BODY_METHODS = {"POST", "PUT", "PATCH"}
 class ProblemError(Exception):
     """Raised by routes for a request that is well-formed but not allowed: becomes a 4xx."""
 
-    def __init__(self, status: int, message: str, *, field: str | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, *, field: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.field = field
+        self.headers = headers
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:
@@ -124,10 +127,25 @@ def _problem(status: int, message: str, fields: list[dict] | None = None, header
 
 
 def create_app(
-    service: Service, *, title: str, description: str, version: str = "1", html_forms: bool = False
+    service: Service,
+    *,
+    title: str,
+    description: str,
+    version: str = "1",
+    html_forms: bool = False,
+    authenticated: bool = True,
 ) -> FastAPI:
-    """``html_forms``: also accept the browser's form posts (the web console's pages)."""
-    app = FastAPI(title=title, description=description, version=version, lifespan=service.lifespan)
+    """``html_forms``: also accept the browser's form posts (the web console's pages).
+    ``authenticated``: every route needs an access token its role allows (services/runtime/auth.py,
+    the table in services/runtime/permissions.py); the console's pages have their own sign-in."""
+    dependencies = []
+    if authenticated:
+        from services.runtime.auth import authorization
+
+        dependencies.append(authorization(service.name, service.settings))
+    app = FastAPI(
+        title=title, description=description, version=version, lifespan=service.lifespan, dependencies=dependencies
+    )
     types = {"application/json"} | ({"application/x-www-form-urlencoded"} if html_forms else set())
     app.add_middleware(EdgeMiddleware, max_bytes=service.settings.max_request_bytes, content_types=frozenset(types))
 
@@ -140,7 +158,7 @@ def create_app(
     @app.exception_handler(ProblemError)
     async def problem(_: Request, exc: ProblemError):
         fields = [{"field": exc.field, "message": exc.message}] if exc.field else None
-        return _problem(exc.status, exc.message, fields)
+        return _problem(exc.status, exc.message, fields, exc.headers)
 
     for error in TRANSIENT_DB_ERRORS:
         app.add_exception_handler(error, _unavailable)

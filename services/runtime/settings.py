@@ -43,12 +43,28 @@ class SharedSettings(BaseSettings):
     database_url: str = LOCAL_DATABASE
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
+    # Identity (docs/guide/security.md): the OpenID Connect issuer whose access tokens every API
+    # accepts (the local Keycloak realm, or the council's Entra ID / other issuer); its signing keys
+    # from OIDC_JWKS_URL, else from its discovery document. Unset, every authenticated call is refused.
+    oidc_issuer: str | None = None
+    oidc_jwks_url: str | None = None
+    # Where a token's roles are: Keycloak's realm roles; Entra ID's app roles are "roles".
+    oidc_roles_claim: str = "realm_access.roles"
+    oidc_leeway_seconds: float = 30.0  # clock skew tolerated on exp/nbf/iat
+    # The console's service account, the only one that may act for a signed-in staff member.
+    oidc_console_client_id: str = "console"
+    # This process's own client (client credentials) for calling other services' APIs:
+    # <SERVICE>_OIDC_CLIENT_ID / <SERVICE>_OIDC_CLIENT_SECRET.
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
 
 
 class ServiceSettings(SharedSettings):
     """Settings of one service; read with :func:`load`."""
 
     service: ServiceName
+    # The audience this service's API accepts (default: the service's name, as in the realm).
+    oidc_audience: str | None = None
     http_host: str = "127.0.0.1"
     http_port: int = 0
     service_database_url: str | None = None
