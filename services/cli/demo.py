@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from services.cli.synthetic import batch
+from services.runtime.oidc_client import OidcAuth, user_auth
 from services.runtime.reference import load_framework
 
 # Where a package rests until someone acts: placed, unplaced (the waiting list), or waiting for a
@@ -33,8 +34,10 @@ async def wait_until_ready(client: httpx.AsyncClient, urls: dict[str, str], time
                 raise TimeoutError(f"{name} at {url} is not ready")
             await asyncio.sleep(0.5)
     # The brokerage learns the framework's providers from the registry topic; wait until it has.
-    expected = len((await client.get(f"{urls['providers']}/providers")).json())
-    while len((await client.get(f"{urls['brokerage']}/reference/providers")).json()) < expected:
+    # The registry is staff's to read: as the demo broker unless the client has an identity of its own.
+    auth = client.auth if isinstance(client.auth, OidcAuth) else user_auth("demo-broker")
+    expected = len((await client.get(f"{urls['providers']}/providers", auth=auth)).json())
+    while len((await client.get(f"{urls['brokerage']}/reference/providers", auth=auth)).json()) < expected:
         if time.monotonic() > deadline:
             raise TimeoutError("the brokerage has not received the provider registry")
         await asyncio.sleep(0.5)
@@ -48,13 +51,15 @@ async def place_batch(
     timeout: float = 120,
     notifications: str | None = None,
     contact_channel: str = "log",
+    auth: httpx.Auth | None = None,
 ) -> list[dict]:
     """POST every request, then wait until each package is placed or unplaced; returns the packages.
 
     With ``notifications``, each person's contact is registered there under the package id, as
     the brokerage team would (it never travels on Kafka): confirmations to the family go by
-    ``contact_channel``."""
-    async with httpx.AsyncClient(timeout=30) as client:
+    ``contact_channel``. ``auth``: a broker's (services/runtime/oidc_client.py), who is recorded
+    as requesting them."""
+    async with httpx.AsyncClient(timeout=30, auth=auth or user_auth("demo-broker")) as client:
         gate = asyncio.Semaphore(concurrency)
 
         async def post(body: dict) -> str:
@@ -145,16 +150,19 @@ def demo(
     console = Console()
     urls = {"brokerage": brokerage, "providers": providers, "notifications": notifications}
 
+    # The demo acts as the demo broker, signed in at the identity provider (development only).
+    broker = user_auth("demo-broker")
+
     async def run() -> list[dict]:
-        async with httpx.AsyncClient(timeout=10) as client:
+        async with httpx.AsyncClient(timeout=10, auth=broker) as client:
             await wait_until_ready(client, urls, timeout=120)
         requests = batch(load_framework(), packages, seed=seed)
         with console.status(f"placing {packages} packages..."):
             result = await place_batch(
-                brokerage, requests, notifications=notifications, contact_channel=contact_channel
+                brokerage, requests, notifications=notifications, contact_channel=contact_channel, auth=broker
             )
         await asyncio.sleep(1)  # the dispatcher's last sends
-        async with httpx.AsyncClient(timeout=10) as client:
+        async with httpx.AsyncClient(timeout=10, auth=broker) as client:
             confirmed = 0
             deliveries: Counter = Counter()
             for p in result:

@@ -21,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 
 from services.console import api, domain, handlers
 from services.console import repository as repo
-from services.console.clients import ApiError, Services, ServiceUnavailable
+from services.console.clients import ApiError, Services, ServiceUnavailable, service_account
 from services.runtime.http import create_app
 from services.runtime.logging import get_logger
 from services.runtime.outbox import unit_of_work
@@ -55,7 +55,10 @@ class Console:
             absolute=dt.timedelta(hours=settings.session_max_hours),
         )
         self.services = Services(
-            brokerage=settings.brokerage_url, providers=settings.providers_url, notifications=settings.notifications_url
+            brokerage=settings.brokerage_url,
+            providers=settings.providers_url,
+            notifications=settings.notifications_url,
+            auth=service_account(settings),
         )
         self.zones: list[dict] = []
 

@@ -190,7 +190,42 @@ def create_app(
         await service.refresh_gauges()
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    if authenticated:
+        _document_permissions(app, service.name)
     return app
+
+
+def _document_permissions(app: FastAPI, service_name: str) -> None:
+    """The OpenAPI document says, per operation, how it authenticates and which roles the
+    permission table allows (``x-roles``): the table stays the one source."""
+    from services.runtime import permissions
+
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = original()
+        for path, operations in document.get("paths", {}).items():
+            for method, operation in operations.items():
+                rule = permissions.rule_for(service_name, method.upper(), path)
+                if rule is permissions.PUBLIC:
+                    operation["security"] = []
+                elif rule is permissions.PROVIDER_CREDENTIAL:
+                    operation["security"] = [{"providerCredential": []}]
+                else:
+                    operation["security"] = [{"oidc": []}]
+                    operation["x-roles"] = sorted(rule or ())
+                    operation.setdefault("responses", {}).update(
+                        {
+                            "401": {"description": "No access token, or one that is not valid for this service"},
+                            "403": {"description": "Your roles do not allow this operation"},
+                        }
+                    )
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def _bad_value(_: Request, exc: Exception):

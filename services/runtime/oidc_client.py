@@ -13,8 +13,11 @@ discovery document) and fetched again shortly before it expires or when an API a
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from collections.abc import Generator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -71,6 +74,9 @@ class OidcAuth(httpx.Auth):
         self._expires_at = time.monotonic() + float(body.get("expires_in", 60))
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if "Authorization" in request.headers:  # a credential of its own (a provider's, on the console's portal)
+            yield request
+            return
         if self._access is None or time.monotonic() > self._expires_at - REFRESH_BEFORE_SECONDS:
             yield from self._token_flow()
         request.headers["Authorization"] = f"Bearer {self._access}"
@@ -94,3 +100,36 @@ class OidcAuth(httpx.Auth):
                     pass
         assert self._access is not None
         return self._access
+
+
+CLI_CLIENT_ID = "homecare-cli"  # the realm's development-only client with the password grant
+
+
+def identity_env() -> dict[str, str]:
+    """The identity settings for processes started from here (the services, the CLI's own calls):
+    ``OIDC_ISSUER`` and the clients' ids and secrets from the environment when it names an issuer,
+    else those of the local Keycloak (``deploy/keycloak.sh env``: its generated secrets), else none."""
+    if os.environ.get("OIDC_ISSUER"):
+        return {k: v for k, v in os.environ.items() if "OIDC" in k or k == "HOMECARE_DEMO_PASSWORD"}
+    script = Path(__file__).resolve().parents[2] / "deploy" / "keycloak.sh"
+    printed = subprocess.run(["bash", str(script), "env"], capture_output=True, text=True, check=False)
+    if printed.returncode != 0:
+        return {}
+    return dict(line.split("=", 1) for line in printed.stdout.splitlines() if "=" in line)
+
+
+def user_auth(username: str, env: dict[str, str] | None = None) -> OidcAuth:
+    """A demo user signed in with the password grant (the demo, the benchmark; development only):
+    ``OIDC_ISSUER``, ``HOMECARE_OIDC_CLI_CLIENT_ID`` (default homecare-cli) and the demo users'
+    password ``HOMECARE_DEMO_PASSWORD``, from the environment or the local Keycloak."""
+    env = env if env is not None else identity_env()
+    if not env.get("OIDC_ISSUER") or not env.get("HOMECARE_DEMO_PASSWORD"):
+        raise TokenError(
+            "no identity provider: set OIDC_ISSUER and HOMECARE_DEMO_PASSWORD, or start deploy/keycloak.sh"
+        )
+    return OidcAuth(
+        env["OIDC_ISSUER"],
+        env.get("HOMECARE_OIDC_CLI_CLIENT_ID", CLI_CLIENT_ID),
+        username=username,
+        password=env["HOMECARE_DEMO_PASSWORD"],
+    )

@@ -71,7 +71,8 @@ TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
         ("POST", "/packages"): BROKERAGE_TEAM,
         ("GET", "/packages"): FOLLOWS_WORK,
         ("GET", "/packages/{package_id}"): FOLLOWS_WORK,
-        ("GET", "/packages/{package_id}/explanation"): FOLLOWS_WORK,
+        # The decision record ranks every bid with its price: commercial data.
+        ("GET", "/packages/{package_id}/explanation"): BROKERAGE_TEAM | {COUNCIL_ADMIN},
         ("POST", "/packages/{package_id}/cancel"): BROKERAGE_TEAM,
         ("POST", "/packages/{package_id}/start"): BROKERAGE_TEAM,
         ("POST", "/packages/{package_id}/reoffer"): BROKERAGE_TEAM,

@@ -106,19 +106,6 @@ class ServiceSettings(SharedSettings):
     timer_poll_seconds: float = 0.5
     # The unplaced queue: how often an unplaced package is offered again, tiers from the top.
     reoffer_interval_seconds: float = 6 * 3600
-    # Operations that only the brokerage team may call (issuing provider credentials, approving
-    # a provider's change of zones/bands, choosing its adapter): ``Authorization: Bearer <admin_token>``.
-    # Unset, those operations are refused.
-    admin_token: str | None = None
-    # Service-to-service: the providers service asks the brokerage for a person's details on
-    # behalf of the provider that won (the brokerage checks this token and audits the disclosure).
-    # The same value is set as PROVIDERS_DISCLOSURE_TOKEN and BROKERAGE_DISCLOSURE_TOKEN.
-    disclosure_token: str | None = None
-    # The brokerage team's own systems (the web console) reading a person's details from the
-    # brokerage show this token and the staff member's name, and each read is audited like a
-    # provider's. The same value is set as BROKERAGE_STAFF_TOKEN and CONSOLE_STAFF_TOKEN; unset,
-    # the brokerage refuses such reads.
-    staff_token: str | None = None
     brokerage_url: str = "http://127.0.0.1:8001"
     # Webhook adapters (providers): offers POSTed to providers' systems from the deliveries table,
     # retried with capped, jittered exponential backoff until delivered or the offer window closes.

@@ -57,7 +57,7 @@ async def test_a_token_from_another_issuer_is_refused(identity):
 
 async def test_a_forged_signature_is_refused(identity):
     good = identity.token("demo-manager")
-    header, payload, signature = good.split(".")
+    header, _payload, signature = good.split(".")
     # The same claims, signed by a key of our own under the issuer's key id.
     own = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     claims = jwt.decode(good, options={"verify_signature": False})
