@@ -24,12 +24,12 @@ def refusal(roles: set[str], rate: str, *, approver: str = "amy", requested_by: 
 
 
 def test_the_shipped_scheme_gives_brokers_5_managers_15_and_the_head_of_service_no_limit():
-    assert LIMITS == {
+    assert {
         "broker": Decimal(5),
         "senior_broker": Decimal(10),
         "manager": Decimal(15),
         "head_of_service": None,
-    }
+    } == LIMITS
 
 
 @pytest.mark.parametrize(
