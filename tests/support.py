@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import httpx
 
 from services.cli import processes
 from services.cli.processes import ROOT, SERVICES, Stack, free_port, stop_stack  # noqa: F401  (shared with the benchmark)
-from services.runtime.oidc_client import OidcAuth
+from services.runtime.oidc_client import OidcAuth, user_auth
 
 CLI_CLIENT = "homecare-cli"  # development and tests only: the password grant for the demo users
 # One demo user per role (deploy/keycloak/realm-homecare.json).
@@ -65,14 +66,20 @@ class Identity:
         return httpx.Client(base_url=base_url, auth=self.user(username), **kwargs)
 
 
-ADMIN_TOKEN = "test-admin-token"  # the brokerage team's token for the providers service's admin operations
-DISCLOSURE_TOKEN = "test-disclosure-token"  # providers -> brokerage, for a person's details
-STAFF_TOKEN = "test-staff-token"  # the console (brokerage staff) -> brokerage, for a person's details
+_staff: dict[str, OidcAuth] = {}
 
 
-def as_staff(user: str = "broker.amy") -> dict[str, str]:
-    """Headers of a brokerage staff member's read of a person's details (audited under that name)."""
-    return {"Authorization": f"Bearer {STAFF_TOKEN}", "X-Staff-User": user}
+def staff(username: str = "demo-broker") -> OidcAuth:
+    """An httpx auth acting as a demo user (one per role: USER_OF_ROLE) of the session's identity
+    provider - the ``identity`` fixture put its settings in the environment. Cached per user."""
+    if username not in _staff:
+        _staff[username] = user_auth(username)
+    return _staff[username]
+
+
+def bearer_of(username: str = "demo-broker") -> dict[str, str]:
+    """``Authorization`` header of a demo user's current access token."""
+    return {"Authorization": f"Bearer {staff(username).token()}"}
 
 
 def start_stack(
@@ -85,14 +92,12 @@ def start_stack(
     console: bool = False,
     **settings: str,
 ) -> Stack:
-    """The services as processes with the tests' tokens; ``extra_env``/``settings`` add to their
-    environment (e.g. short offer windows); with ``console``, the web console too."""
+    """The services as processes, validating tokens from the session's identity provider (request
+    the ``identity`` fixture first: it puts the issuer and the clients' secrets in the environment);
+    ``extra_env``/``settings`` add to their environment (e.g. short offer windows); with
+    ``console``, the web console too."""
+    assert os.environ.get("OIDC_ISSUER"), "request the identity fixture before starting the services"
     env = {
-        "PROVIDERS_ADMIN_TOKEN": ADMIN_TOKEN,
-        "PROVIDERS_DISCLOSURE_TOKEN": DISCLOSURE_TOKEN,
-        "BROKERAGE_DISCLOSURE_TOKEN": DISCLOSURE_TOKEN,
-        "BROKERAGE_STAFF_TOKEN": STAFF_TOKEN,
-        "CONSOLE_STAFF_TOKEN": STAFF_TOKEN,
         # A receiver that was down is tried again within seconds, not minutes.
         "PROVIDERS_WEBHOOK_BACKOFF_INITIAL_SECONDS": "0.2",
         "PROVIDERS_WEBHOOK_BACKOFF_MAX_SECONDS": "1",
