@@ -18,6 +18,13 @@ PY="$ROOT/.venv/bin/python"
 if [ -z "${OIDC_ISSUER:-}" ]; then
   while IFS='=' read -r key value; do [ -n "${!key:-}" ] || export "$key=$value"; done < <(bash "$ROOT/deploy/keycloak.sh" env)
 fi
+# The key sealing secrets at rest (webhook signing secrets: services/runtime/sealing.py), made
+# once per installation (random), kept in .run/secrets.env (mode 600); values in the environment win.
+SECRETS="$RUN_DIR/secrets.env"
+[ -f "$SECRETS" ] || (umask 077; : > "$SECRETS")
+grep -q '^SECRETS_KEYS=' "$SECRETS" ||
+  (umask 077; echo "SECRETS_KEYS=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_')" >> "$SECRETS")
+while IFS='=' read -r key value; do [ -n "${!key:-}" ] || export "$key=$value"; done < "$SECRETS"
 export PROVIDERS_BROKERAGE_URL="${PROVIDERS_BROKERAGE_URL:-http://127.0.0.1:${BROKERAGE_HTTP_PORT:-8001}}"
 
 start_one() {

@@ -24,10 +24,20 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from cryptography.fernet import Fernet
 
 from tests.support import Identity, drop_database
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# The tests' webhook receivers (tests/standins.py) listen on plain HTTP on loopback, which the
+# outbound guard refuses by default (services/runtime/outbound.py); every service the tests start
+# inherits this allowance. The guard's own tests build their settings without it.
+os.environ.setdefault("OUTBOUND_ALLOW_HTTP", "true")
+os.environ.setdefault("OUTBOUND_ALLOWED_NETWORKS", "127.0.0.0/8")
+# Services refuse to start without a key to seal secrets at rest (services/runtime/sealing.py):
+# the test session makes its own.
+os.environ.setdefault("SECRETS_KEYS", Fernet.generate_key().decode())
 ARTIFACTS = ROOT / "artifacts"
 
 

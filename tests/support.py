@@ -10,8 +10,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from services.cli import processes
-from services.cli.processes import ROOT, SERVICES, Stack, free_port, stop_stack  # noqa: F401  (shared with the benchmark)
+from services.bench import processes
+from services.bench.processes import ROOT, SERVICES, Stack, free_port, stop_stack  # noqa: F401  (shared with the benchmark)
 from services.runtime.oidc_client import OidcAuth, user_auth
 
 CLI_CLIENT = "homecare-cli"  # development and tests only: the password grant for the demo users

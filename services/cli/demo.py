@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import time
 from collections import Counter, defaultdict
 
 import httpx
@@ -12,93 +11,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.cli.synthetic import batch
-from services.runtime.oidc_client import OidcAuth, user_auth
+from services.bench.driver import place_batch, seconds_to_decide, wait_until_ready
+from services.runtime.oidc_client import user_auth
 from services.runtime.reference import load_framework
-
-# Where a package rests until someone acts: placed, unplaced (the waiting list), or waiting for a
-# broker to approve paying above the band rate.
-FINAL = {"placed", "unplaced", "awaiting_approval"}
-
-
-async def wait_until_ready(client: httpx.AsyncClient, urls: dict[str, str], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    for name, url in urls.items():
-        while True:
-            try:
-                if (await client.get(f"{url}/health/ready")).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{name} at {url} is not ready")
-            await asyncio.sleep(0.5)
-    # The brokerage learns the framework's providers from the registry topic; wait until it has.
-    # The registry is staff's to read: as the demo broker unless the client has an identity of its own.
-    auth = client.auth if isinstance(client.auth, OidcAuth) else user_auth("demo-broker")
-    expected = len((await client.get(f"{urls['providers']}/providers", auth=auth)).json())
-    while len((await client.get(f"{urls['brokerage']}/reference/providers", auth=auth)).json()) < expected:
-        if time.monotonic() > deadline:
-            raise TimeoutError("the brokerage has not received the provider registry")
-        await asyncio.sleep(0.5)
-
-
-async def place_batch(
-    brokerage: str,
-    requests: list[dict],
-    *,
-    concurrency: int = 8,
-    timeout: float = 120,
-    notifications: str | None = None,
-    contact_channel: str = "log",
-    auth: httpx.Auth | None = None,
-) -> list[dict]:
-    """POST every request, then wait until each package is placed or unplaced; returns the packages.
-
-    With ``notifications``, each person's contact is registered there under the package id, as
-    the brokerage team would (it never travels on Kafka): confirmations to the family go by
-    ``contact_channel``. ``auth``: a broker's (services/runtime/oidc_client.py), who is recorded
-    as requesting them."""
-    async with httpx.AsyncClient(timeout=30, auth=auth or user_auth("demo-broker")) as client:
-        gate = asyncio.Semaphore(concurrency)
-
-        async def post(body: dict) -> str:
-            async with gate:
-                r = await client.post(f"{brokerage}/packages", json=body)
-                r.raise_for_status()
-                package_id = r.json()["package_id"]
-                if notifications:
-                    person = body["person"]
-                    contact = {
-                        "email": person.get("email"),
-                        "phone": person.get("phone"),
-                        "channels": [contact_channel],
-                    }
-                    (
-                        await client.put(f"{notifications}/recipients/person/{package_id}", json=contact)
-                    ).raise_for_status()
-                return package_id
-
-        ids = await asyncio.gather(*(post(b) for b in requests))
-        deadline = time.monotonic() + timeout
-        done: dict[str, dict] = {}
-        while len(done) < len(ids):
-            for package_id in [i for i in ids if i not in done]:
-                package = (await client.get(f"{brokerage}/packages/{package_id}")).json()
-                if package["status"] in FINAL:
-                    done[package_id] = package
-            if len(done) < len(ids):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{len(ids) - len(done)} packages not final after {timeout}s")
-                await asyncio.sleep(0.3)
-        return [done[i] for i in ids]
-
-
-def seconds_to_decide(package: dict) -> float:
-    import datetime as dt
-
-    end = package["placed_at"] or package["unplaced_at"]
-    return (dt.datetime.fromisoformat(end) - dt.datetime.fromisoformat(package["requested_at"])).total_seconds()
+from services.simulator.synthetic import batch
 
 
 def summary_table(packages: list[dict]) -> Table:

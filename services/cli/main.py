@@ -11,7 +11,8 @@ homecare dead-letters replay   put chosen dead letters back on their original to
 homecare staff add NAME        a web console account (broker, ops or admin)
 homecare reference generate-market   rewrite deploy/reference/providers.yaml from a seed
 homecare kafka acls            on a secured cluster: create the topics and each service's ACLs
-homecare providers credentials issue|list|revoke   provider API credentials (admin token)
+homecare providers credentials issue|list|revoke   provider API credentials (a council administrator)
+homecare token [USER]          an access token of a demo user, for curl (development identity provider)
 homecare bench                 the whole pipeline under load: placements/s, latency, CPU, memory
 homecare simulate              replay a year of synthetic demand once per allocation policy
 """
@@ -22,7 +23,7 @@ import asyncio
 
 import typer
 
-from services.cli import bench, dead_letters, demo, kpis, providers, simulate, staff, streams
+from services.cli import bench, demo, operations, providers, simulate, staff
 from services.runtime.logging import configure
 
 app = typer.Typer(no_args_is_help=True, help="Operate the home care brokerage platform.")
@@ -30,17 +31,30 @@ db_app = typer.Typer(no_args_is_help=True, help="The database.")
 ref_app = typer.Typer(no_args_is_help=True, help="Reference data.")
 app.add_typer(db_app, name="db")
 app.add_typer(ref_app, name="reference")
-app.add_typer(dead_letters.app, name="dead-letters")
+app.add_typer(operations.dead_letters_app, name="dead-letters")
 kafka_app = typer.Typer(no_args_is_help=True, help="The Kafka cluster.")
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(providers.app, name="providers")
 app.add_typer(staff.app, name="staff")
 app.command("demo")(demo.demo)
-app.command("tail")(streams.tail)
-app.command("lag")(streams.lag)
-app.command("kpis")(kpis.kpis)
+app.command("tail")(operations.tail)
+app.command("lag")(operations.lag)
+app.command("kpis")(operations.kpis_command)
 app.command("simulate")(simulate.simulate)
 app.command("bench")(bench.bench)
+
+
+@app.command("token")
+def token(user: str = typer.Argument("demo-broker", help="A demo user: demo-broker, demo-manager, demo-admin...")) -> None:
+    """Print an access token of a demo user from the identity provider (the development-only
+    password grant: OIDC_ISSUER and HOMECARE_DEMO_PASSWORD, or the local Keycloak's)."""
+    from services.runtime.oidc_client import TokenError, user_auth
+
+    try:
+        typer.echo(user_auth(user).token())
+    except TokenError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
 
 
 @app.callback()
@@ -63,8 +77,8 @@ def generate_market(seed: int = typer.Option(2021, help="Same seed, same market"
     """Rewrite deploy/reference/providers.yaml with a synthetic framework of providers."""
     import yaml
 
-    from services.cli.market import generate_market as generate
     from services.runtime.reference import load_framework, reference_dir
+    from services.simulator.market import generate_market as generate
 
     providers = generate(load_framework(), seed)
     header = (

@@ -2,8 +2,8 @@
 
 HTTP: server-rendered pages (FastAPI + Jinja2, GOV.UK Design System). Owns only staff accounts
 and sessions (schema ``console``). Calls the brokerage, providers and notifications HTTP APIs;
-reads Kafka for the live event stream, lag, dead letters and KPIs (as the ``homecare`` CLI
-does). Publishes no event and consumes none through the inbox.
+reads Kafka for the live event stream, lag, dead letters and KPIs (with :mod:`services.operations`,
+as the ``homecare`` CLI does). Publishes no event and consumes none through the inbox.
 """
 
 from __future__ import annotations
@@ -12,16 +12,14 @@ import asyncio
 import datetime as dt
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
-from urllib.parse import quote
 
 from fastapi import Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from services.console import api, domain, handlers
+from services.console import api, domain
 from services.console import repository as repo
-from services.console.clients import ApiError, Services, ServiceUnavailable, service_account
+from services.console.api import errors
+from services.console.clients import Services, service_account
 from services.runtime.http import create_app
 from services.runtime.logging import get_logger
 from services.runtime.outbox import unit_of_work
@@ -88,7 +86,11 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
                 await asyncio.wait_for(svc.stopping.wait(), timeout=600)
 
     app = create_app(
-        service, title="Console", description="The web console of the home care brokerage.", html_forms=True
+        service,
+        title="Console",
+        description="The web console of the home care brokerage.",
+        html_forms=True,
+        authenticated=False,
     )
     app.include_router(api.build_router(console))
     app.mount("/assets", StaticFiles(directory=GOVUK / "assets", check_dir=False), name="govuk-assets")
@@ -103,45 +105,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
             response.headers["Cache-Control"] = "no-store"
         return response
 
-    @app.exception_handler(api.NotSignedIn)
-    async def not_signed_in(request: Request, exc: api.NotSignedIn):
-        if exc.portal:
-            return RedirectResponse("/portal/sign-in", status_code=303)
-        return RedirectResponse(f"/sign-in?next={quote(request.url.path)}", status_code=303)
-
-    def error_page(request: Request, status: int, title: str, message: str):
-        return api.page(
-            request, "error.html", getattr(request.state, "session", None), status, title=title, message=message
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def no_such_page(request: Request, exc: RequestValidationError):
-        # A page address with a malformed part (a package id that is not one): a page, not JSON.
-        return error_page(request, 404, "Page not found", "Check the address: there is no such page")
-
-    @app.exception_handler(api.Forbidden)
-    async def forbidden(request: Request, exc: api.Forbidden):
-        return error_page(request, 403, "You do not have access", exc.message)
-
-    @app.exception_handler(ServiceUnavailable)
-    async def unavailable(request: Request, exc: ServiceUnavailable):
-        log.warning("a service could not be reached", error=str(exc), path=request.url.path)
-        return error_page(
-            request,
-            503,
-            "Sorry, there is a problem with the service",
-            "A service the console depends on is not answering. Try again in a few moments.",
-        )
-
-    @app.exception_handler(ApiError)
-    async def refused(request: Request, exc: ApiError):
-        return error_page(
-            request, exc.status if 400 <= exc.status < 500 else 502, "The request was refused", exc.message
-        )
-
-    @app.exception_handler(handlers.Refused)
-    async def console_refused(request: Request, exc: handlers.Refused):
-        return error_page(request, 400, "The request was refused", exc.message)
+    errors.install(app)
 
     original_lifespan = app.router.lifespan_context
 

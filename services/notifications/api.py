@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from services.notifications import domain, handlers
 from services.notifications import repository as repo
-from services.runtime.http import ProblemError
+from services.runtime.http import ProblemError, check_webhook_url
 from services.runtime.outbox import unit_of_work
 
 RecipientKind = Literal["provider", "broker", "person", "brokerage_team"]
@@ -131,8 +131,13 @@ def build_router(service, rules: handlers.NotificationRules) -> APIRouter:
                 raise ProblemError(
                     422, "a person's contact is registered under the package id (a UUID)", field="recipient_id"
                 ) from None
+        if body.webhook_url:
+            await check_webhook_url(body.webhook_url, service.settings.outbound_policy())
+        values = body.model_dump()
+        if values["webhook_secret"] is not None:  # kept sealed (services/runtime/sealing.py)
+            values["webhook_secret"] = service.secrets.seal(values["webhook_secret"])
         async with unit_of_work(service.pool) as uow:
-            planned = await handlers.register_recipient(uow, rules, kind, recipient_id, body.model_dump())
+            planned = await handlers.register_recipient(uow, rules, kind, recipient_id, values)
             row = await repo.recipient(uow.conn, kind, recipient_id)
         return _out(row, planned)
 

@@ -34,6 +34,7 @@ from services.runtime.http import create_app
 from services.runtime.logging import get_logger
 from services.runtime.outbox import unit_of_work
 from services.runtime.reference import DEFAULT_DIR, load_provider_seed, reference_dir
+from services.runtime.sealing import reseal_column
 from services.runtime.service import Service
 from services.runtime.settings import ServiceSettings, load
 
@@ -71,6 +72,16 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
         description="A placement's confirmations recorded for their recipients; a message that could "
         "not be delivered, with the reason (no address). Keyed by package id.",
     )
+
+    @service.on_startup
+    async def seal_secrets(svc: Service) -> None:
+        """Contacts' webhook secrets stored in clear (before sealing existed) or under an older key, sealed anew."""
+        async with svc.pool.acquire() as conn:
+            resealed = await reseal_column(
+                conn, svc.secrets, "recipients", "kind || '/' || recipient_id", "webhook_secret"
+            )
+        if resealed:
+            log.info("webhook secrets sealed", count=resealed)
 
     @service.on_startup
     async def seed_contacts(svc: Service) -> None:

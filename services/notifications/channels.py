@@ -28,6 +28,7 @@ from notifications_python_client.errors import APIError
 from notifications_python_client.notifications import NotificationsAPIClient
 
 from services.runtime.logging import get_logger
+from services.runtime.outbound import guarded_client, is_refused
 from services.runtime.settings import ServiceSettings
 from services.runtime.signing import signed_headers
 
@@ -71,6 +72,7 @@ def configured(settings: ServiceSettings) -> frozenset[str]:
 class Channels:
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
+        self.box = settings.secret_box()  # webhook secrets are stored sealed
 
     async def send(self, out: Outgoing) -> None:
         sender = {
@@ -188,7 +190,8 @@ class Channels:
     # ---- webhook -------------------------------------------------------------------------
 
     async def _webhook(self, out: Outgoing) -> None:
-        if not out.webhook_secret:
+        secret = self.box.open(out.webhook_secret)
+        if not secret:
             raise Permanent("no webhook secret registered")
         body = json.dumps(
             {
@@ -201,14 +204,18 @@ class Channels:
             }
         ).encode()
         try:
-            async with httpx.AsyncClient(timeout=self.settings.webhook_timeout_seconds) as client:
+            policy = self.settings.outbound_policy()
+            async with guarded_client(policy, timeout=self.settings.webhook_timeout_seconds) as client:
                 response = await client.post(
-                    out.address, content=body, headers=signed_headers(out.webhook_secret, out.delivery_id, body)
+                    out.address, content=body, headers=signed_headers(secret, out.delivery_id, body)
                 )
         except httpx.HTTPError as exc:
+            if is_refused(exc):  # a private or loopback address: no retry will make it allowed
+                raise Permanent(f"webhook not sent: {exc}") from None
             raise Transient(f"webhook unreachable: {exc!r}") from None
         if response.is_success:
             return
         if response.status_code in (408, 425, 429) or response.status_code >= 500:
             raise Transient(f"webhook answered {response.status_code}")
-        raise Permanent(f"webhook refused the delivery: {response.status_code} {response.text[:200]}")
+        # The status code only: a receiver's body is never stored or shown (decision 0070).
+        raise Permanent(f"webhook refused the delivery: HTTP {response.status_code}")

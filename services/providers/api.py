@@ -27,7 +27,7 @@ from schemas.vocabulary import Band
 from services.providers import domain, handlers
 from services.providers import repository as repo
 from services.runtime.auth import Principal, principal_of
-from services.runtime.http import ProblemError
+from services.runtime.http import ProblemError, check_webhook_url
 from services.runtime.logging import get_logger
 from services.runtime.oidc_client import OidcAuth, TokenError
 from services.runtime.outbox import unit_of_work
@@ -164,8 +164,13 @@ def build_router(service) -> APIRouter:
     )
     async def choose_adapter(provider_id: str, body: AdapterChoice) -> dict:
         adapter = domain.AutomaticRules.model_validate(body.model_dump(exclude={"rotate_secret"}))
+        if adapter.webhook_url:
+            await check_webhook_url(adapter.webhook_url, service.settings.outbound_policy())
         secret = await in_unit_of_work(
-            service, lambda uow: handlers.set_adapter(uow, provider_id, adapter, new_secret=body.rotate_secret)
+            service,
+            lambda uow: handlers.set_adapter(
+                uow, provider_id, adapter, new_secret=body.rotate_secret, box=service.secrets
+            ),
         )
         # The signing secret is shown once, when made; only the service keeps it.
         return {"provider_id": provider_id, "adapter": adapter.model_dump(mode="json")} | (

@@ -13,8 +13,6 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-import httpx
-
 from schemas import topics
 from schemas.events import (
     BidSubmitted,
@@ -32,8 +30,10 @@ from services.runtime import metrics
 from services.runtime.asyncapi import declare_publishes
 from services.runtime.http import create_app
 from services.runtime.logging import get_logger
+from services.runtime.outbound import guarded_client
 from services.runtime.outbox import unit_of_work
 from services.runtime.reference import load_provider_seed
+from services.runtime.sealing import reseal_column
 from services.runtime.service import Service
 from services.runtime.settings import ServiceSettings, load
 
@@ -68,6 +68,14 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
     )
 
     @service.on_startup
+    async def seal_secrets(svc: Service) -> None:
+        """Webhook secrets stored in clear (before sealing existed) or under an older key, sealed anew."""
+        async with svc.pool.acquire() as conn:
+            resealed = await reseal_column(conn, svc.secrets, "providers", "provider_id", "webhook_secret")
+        if resealed:
+            log.info("webhook secrets sealed", count=resealed)
+
+    @service.on_startup
     async def seed(svc: Service) -> None:
         async with unit_of_work(svc.pool) as uow:
             added = await handlers.seed_registry(uow, load_provider_seed())
@@ -86,9 +94,10 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
     @service.in_background
     async def webhooks(svc: Service) -> None:
         """Offers to webhook adapters, from the deliveries table, retried with backoff."""
-        async with httpx.AsyncClient() as client:
+        policy = settings.outbound_policy()
+        async with guarded_client(policy, timeout=settings.webhook_timeout_seconds) as client:
             while not svc.stopping.is_set():
-                if not await handlers.deliver_due_webhooks(svc.pool, client, settings):
+                if not await handlers.deliver_due_webhooks(svc.pool, client, settings, svc.secrets):
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(svc.stopping.wait(), timeout=settings.webhook_poll_seconds)
 

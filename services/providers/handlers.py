@@ -47,6 +47,7 @@ from services.runtime.logging import get_logger
 from services.runtime.outbox import UnitOfWork
 from services.runtime.reference import load_framework
 from services.runtime.retry import retry_delay
+from services.runtime.sealing import SecretBox
 from services.runtime.signing import signed_headers
 
 log = get_logger(__name__)
@@ -410,19 +411,21 @@ def change_request_view(row) -> dict:
 
 
 async def set_adapter(
-    uow: UnitOfWork, provider_id: str, adapter: domain.AutomaticRules, *, new_secret: bool
+    uow: UnitOfWork, provider_id: str, adapter: domain.AutomaticRules, *, new_secret: bool, box: SecretBox
 ) -> str | None:
-    """Choose the provider's adapter; returns a new webhook signing secret when one was made (shown once)."""
+    """Choose the provider's adapter; returns a new webhook signing secret when one was made (shown
+    once; kept sealed with the installation's key, services/runtime/sealing.py)."""
     row = await repo.lock_provider(uow.conn, provider_id)
     if row is None:
         raise LookupError(f"no provider {provider_id!r}")
     if adapter.kind == "webhook" and not adapter.webhook_url:
         raise ValueError("a webhook adapter needs webhook_url")
-    secret = row["webhook_secret"]
+    stored = row["webhook_secret"]
     made = None
-    if adapter.kind == "webhook" and (new_secret or not secret):
-        secret = made = "whsec_" + secrets.token_urlsafe(32)
-    await repo.update_adapter(uow.conn, provider_id, adapter.model_dump(mode="json"), secret)
+    if adapter.kind == "webhook" and (new_secret or not stored):
+        made = "whsec_" + secrets.token_urlsafe(32)
+        stored = box.seal(made)
+    await repo.update_adapter(uow.conn, provider_id, adapter.model_dump(mode="json"), stored)
     return made
 
 
@@ -437,7 +440,7 @@ async def issue_credential(uow: UnitOfWork, provider_id: str, *, label: str, rep
     return dict(row) | {"token": issued.token, "revoked": revoked}
 
 
-async def deliver_due_webhooks(pool, client, settings, *, batch: int = 20) -> int:
+async def deliver_due_webhooks(pool, client, settings, box: SecretBox, *, batch: int = 20) -> int:
     """One pass of the webhook deliveries: POST each due offer, signed with the provider's secret,
     and record the outcome; a failure is retried later with backoff until the offer window closes
     (or ``webhook_max_attempts``). Returns how many were attempted.
@@ -456,12 +459,13 @@ async def deliver_due_webhooks(pool, client, settings, *, batch: int = 20) -> in
             response = await client.post(
                 row["url"],
                 content=body,
-                headers=signed_headers(row["webhook_secret"] or "", str(row["delivery_id"]), body),
+                headers=signed_headers(box.open(row["webhook_secret"]) or "", str(row["delivery_id"]), body),
                 timeout=settings.webhook_timeout_seconds,
             )
             code = response.status_code
             if not 200 <= code < 300:
-                error = f"HTTP {code}: {response.text[:200]}"
+                # The status code only: a receiver's body is never stored or shown (decision 0070).
+                error = f"HTTP {code}"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {str(exc)[:200]}"
         delay = retry_delay(

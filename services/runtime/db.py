@@ -19,11 +19,14 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from services.runtime.logging import get_logger
-from services.runtime.settings import SCHEMA_OWNERS
+from services.runtime.settings import SCHEMA_OWNERS, is_local_cluster, remember_local_password, role_password
 
 log = get_logger(__name__)
 
 RUNTIME_MIGRATIONS = Path(__file__).parent / "migrations"
+# Objects provisioning makes as their owners, before any service migrates (the audit log).
+PROVISIONING = Path(__file__).parent / "provisioning"
+AUDIT_ROLE = "homecare_audit"
 
 # Connection-level failures worth waiting out: the server is down, restarting or full.
 TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
@@ -115,10 +118,23 @@ async def provision(admin_dsn: str, *, timeout: float | None = 120) -> None:
         await admin.execute("SELECT pg_advisory_lock(hashtext('homecare-provision'))")
         if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database):
             await admin.execute(f'CREATE DATABASE "{database}"')
+        if not await admin.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", AUDIT_ROLE):
+            await admin.execute(f"CREATE ROLE {AUDIT_ROLE} NOLOGIN")  # owns the audit log; nobody logs in as it
+        # Passwords are stored as SCRAM-SHA-256 verifiers, never in clear or as MD5.
+        await admin.execute("SET password_encryption = 'scram-sha-256'")
         for role in SCHEMA_OWNERS:
             if not await admin.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
-                # The password matters only where the server checks one (not under local trust).
-                await admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{role}'")
+                await admin.execute(f"CREATE ROLE {role} LOGIN")
+            # The role's password from <ROLE>_DB_PASSWORD (or the local cluster's generated one);
+            # without one the role has none, and can log in only where the server trusts it.
+            password = role_password(role, admin_dsn)
+            if password is None and is_local_cluster(admin_dsn):
+                password = remember_local_password(role)  # under the provisioning lock: made once
+            if password:
+                statement = await admin.fetchval(
+                    "SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text)", role, password
+                )
+                await admin.execute(statement)
         await admin.execute("SELECT pg_advisory_unlock(hashtext('homecare-provision'))")
     finally:
         await admin.close()
@@ -132,6 +148,11 @@ async def provision(admin_dsn: str, *, timeout: float | None = 120) -> None:
             for role in SCHEMA_OWNERS:
                 await conn.execute(f'GRANT CONNECT, TEMPORARY ON DATABASE "{database}" TO {role}')
                 await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {role} AUTHORIZATION {role}")
+            # The audit log, owned by its own role (the services may only add to it and read it).
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS audit AUTHORIZATION {AUDIT_ROLE}")
+            await conn.execute(f"SET LOCAL ROLE {AUDIT_ROLE}")
+            await conn.execute((PROVISIONING / "audit.sql").read_text())
+            await conn.execute("RESET ROLE")
         # Statement statistics for operations, where the server has the module loaded (the local
         # cluster of deploy/postgres.sh does); a server without it is fine too.
         if await conn.fetchval(

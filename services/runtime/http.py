@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import Headers
 
 from services.runtime.db import TRANSIENT_DB_ERRORS
+from services.runtime.outbound import DestinationRefused, OutboundPolicy, check_url
 
 if TYPE_CHECKING:
     from services.runtime.service import Service
@@ -40,6 +41,15 @@ class ProblemError(Exception):
         self.message = message
         self.field = field
         self.headers = headers
+
+
+async def check_webhook_url(url: str, policy: OutboundPolicy, *, field: str = "webhook_url") -> None:
+    """A webhook URL being registered: HTTPS, and every address it resolves to public (or allowed
+    by configuration). Raises a 422 :class:`ProblemError` naming the field and the reason."""
+    try:
+        await check_url(url, policy)
+    except DestinationRefused as exc:
+        raise ProblemError(422, f"{field} is not an allowed destination: {exc}", field=field) from None
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:

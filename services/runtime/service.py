@@ -33,9 +33,23 @@ StartupStep = Callable[["Service"], Awaitable[None]]
 BackgroundTask = Callable[["Service"], Awaitable[None]]
 
 
+class ConfigurationError(RuntimeError):
+    """A configuration the service will not run with (missing or default secrets in production)."""
+
+
 class Service:
     def __init__(self, settings: ServiceSettings, *, migrations: Path, events: bool = True) -> None:
         self.settings = settings
+        problems = settings.startup_problems()
+        if problems and settings.environment == "production":
+            raise ConfigurationError(
+                f"{settings.service} refuses to start: "
+                + "; ".join(problems)
+                + " (HOMECARE_ENVIRONMENT=development runs a local trial anyway)"
+            )
+        for problem in problems:
+            log.warning("unsafe configuration, accepted in development only", problem=problem)
+        self.secrets = settings.secret_box()
         # events=False: a process that neither consumes nor publishes (the web console): no relay
         # and no lag of its own to measure; it still waits for Kafka, which it reads from.
         self.events = events

@@ -9,10 +9,24 @@ derived from it unless ``<SERVICE>_DATABASE_URL`` is given.
 from __future__ import annotations
 
 import os
+import secrets
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.runtime.outbound import OutboundPolicy
+from services.runtime.sealing import SecretBox
+
+# Secret settings: never logged; outside development none may be a placeholder (see startup_problems),
+# and the ones this installation makes for itself must be long enough to be unguessable.
+SECRET_SETTINGS = ("oidc_client_secret", "kafka_password", "db_password")
+THIRD_PARTY_SECRETS = ("smtp_password", "notify_api_key")  # chosen by the mail server's or Notify's owner
+# A known key, for `HOMECARE_ENVIRONMENT=development` alone: anyone can open what it sealed.
+DEVELOPMENT_SECRETS_KEY = "ZGV2ZWxvcG1lbnQtb25seS1rZXktbm90LWZvci11c2U="
+MIN_SECRET_LENGTH = 16
 
 ServiceName = Literal["brokerage", "providers", "notifications", "console"]
 # The event-driven services (each consumes and publishes through the runtime's inbox/outbox).
@@ -25,10 +39,64 @@ DEFAULT_PORTS = {"brokerage": 8001, "providers": 8002, "notifications": 8003, "c
 # The local processes started by deploy/kafka.sh and deploy/postgres.sh (same port variables).
 LOCAL_KAFKA = f"127.0.0.1:{os.environ.get('HOMECARE_KAFKA_PORT', '19092')}"
 LOCAL_DATABASE = f"postgresql://postgres@127.0.0.1:{os.environ.get('HOMECARE_PG_PORT', '15432')}/homecare"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _local_passwords_file() -> Path:
+    return Path(os.environ.get("HOMECARE_RUN_DIR") or ROOT / ".run") / "postgres" / "passwords.env"
+
+
+def is_local_cluster(database_url: str) -> bool:
+    """Whether the URL is the project's own PostgreSQL (deploy/postgres.sh)."""
+    parts = urlsplit(database_url)
+    return parts.hostname in ("127.0.0.1", "localhost") and str(parts.port) == os.environ.get(
+        "HOMECARE_PG_PORT", "15432"
+    )
+
+
+def remember_local_password(role: str) -> str:
+    """A new random password for ``role`` on the local cluster, added to its passwords file (mode 600)."""
+    path = _local_passwords_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "a") as file:
+        file.write(f"{role.upper()}_DB_PASSWORD={password}\n")
+    return password
+
+
+def local_db_passwords() -> dict[str, str]:
+    """The service roles' passwords that deploy/postgres.sh generated for the local cluster
+    (``<run dir>/postgres/passwords.env``, mode 600: ``BROKERAGE_DB_PASSWORD=...``); empty
+    when there is no local cluster. The local cluster checks them with scram-sha-256."""
+    path = _local_passwords_file()
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return {}
+    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+
+
+def role_password(role: str, database_url: str) -> str | None:
+    """A role's password: ``<ROLE>_DB_PASSWORD`` from the environment, else the local cluster's
+    generated one when ``database_url`` is that cluster."""
+    key = f"{role.upper()}_DB_PASSWORD"
+    if os.environ.get(key):
+        return os.environ[key]
+    return local_db_passwords().get(key) if is_local_cluster(database_url) else None
 
 
 class SharedSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
+
+    # production (the default): a service refuses to start with a missing or default secret;
+    # development: it starts, says what is wrong, and seals secrets with a published key.
+    # Read from HOMECARE_ENVIRONMENT.
+    environment: Literal["development", "production"] = Field(
+        default="production", validation_alias=AliasChoices("homecare_environment", "environment")
+    )
+    # Fernet keys sealing secrets at rest (services/runtime/sealing.py), comma-separated; the first seals.
+    secrets_keys: str = ""
 
     kafka_bootstrap_servers: str = LOCAL_KAFKA
     kafka_replication_factor: int = 1
@@ -57,6 +125,43 @@ class SharedSettings(BaseSettings):
     # <SERVICE>_OIDC_CLIENT_ID / <SERVICE>_OIDC_CLIENT_SECRET.
     oidc_client_id: str | None = None
     oidc_client_secret: str | None = None
+    # Outbound webhooks (services/runtime/outbound.py): HTTPS only and public addresses only,
+    # unless these say otherwise - for development and the tests' local receivers, never production.
+    outbound_allow_http: bool = False
+    outbound_allowed_networks: str = ""  # comma-separated CIDRs, e.g. "127.0.0.0/8"
+
+    def secret_box(self) -> SecretBox:
+        """The sealer for secrets at rest; in development without keys, the published development key."""
+        keys = self.secrets_keys.split(",") if self.secrets_keys.strip() else []
+        if not keys and self.environment == "development":
+            keys = [DEVELOPMENT_SECRETS_KEY]
+        return SecretBox(keys)
+
+    def startup_problems(self) -> list[str]:
+        """What makes this configuration unsafe to run outside development, one line each.
+
+        A service started with ``environment=production`` (the default) refuses to start while
+        this list is not empty; in development it logs each line as a warning."""
+        problems = []
+        if not self.secrets_keys.strip():
+            problems.append("SECRETS_KEYS is not set: secrets at rest cannot be sealed")
+        elif DEVELOPMENT_SECRETS_KEY in self.secrets_keys:
+            problems.append("SECRETS_KEYS holds the published development key")
+        if not self.oidc_issuer:
+            problems.append("OIDC_ISSUER is not set: no access token can be validated (every API call refused)")
+        for name in SECRET_SETTINGS + THIRD_PARTY_SECRETS:
+            value = getattr(self, name, None)
+            if value is None:
+                continue
+            if value.lower().startswith(("change-me", "changeme")):
+                problems.append(f"{name} is still the placeholder value")
+            elif name in SECRET_SETTINGS and len(value) < MIN_SECRET_LENGTH:
+                problems.append(f"{name} is shorter than {MIN_SECRET_LENGTH} characters")
+        return problems
+
+    def outbound_policy(self) -> OutboundPolicy:
+        """Where this process's webhooks may go (services/runtime/outbound.py)."""
+        return OutboundPolicy.from_settings(self.outbound_allow_http, self.outbound_allowed_networks.split(","))
 
 
 class ServiceSettings(SharedSettings):
@@ -177,6 +282,8 @@ def load(service: ServiceName, **overrides) -> ServiceSettings:
     values = own.model_dump()
     if not values["http_port"]:
         values["http_port"] = DEFAULT_PORTS[service]
+    if not values["db_password"] and not values["service_database_url"]:
+        values["db_password"] = role_password(service, values["database_url"])
     return ServiceSettings.model_validate(values)
 
 

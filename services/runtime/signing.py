@@ -1,15 +1,21 @@
 """Signed webhook deliveries (offers to providers' systems, confirmations to them).
 
 One scheme for every webhook the platform sends, so a provider's developer verifies them all the
-same way: an HMAC-SHA256, with the provider's own secret, over ``"<timestamp>.<body>"``. The
-timestamp lets a receiver reject stale deliveries; the delivery id (unique per delivery, repeated
-on a retry of the same delivery) lets it reject replays and drop duplicates.
+same way: an HMAC-SHA256, keyed with the provider's whole secret string (``whsec_...``, its UTF-8
+bytes), over ``"<delivery id>.<timestamp>.<body>"``. The timestamp lets a receiver reject stale
+deliveries; the delivery id (unique per delivery, repeated on a retry of the same delivery) lets
+it drop duplicates - and because it is signed, a captured delivery cannot be replayed under a new
+id to get past that check (scheme ``v2``; ``v1`` signed only timestamp and body, and is no longer
+sent or accepted: decision 0071).
 
 Headers sent::
 
     Homecare-Delivery-Id: 2f6c...          (uuid; the same on every retry of one delivery)
     Homecare-Timestamp:   1764000000       (unix seconds, when this attempt was signed)
-    Homecare-Signature:   v1=5d41402abc...  (hex HMAC-SHA256 of f"{timestamp}.{body}")
+    Homecare-Signature:   v2=5d41402abc...  (hex HMAC-SHA256 of f"{delivery_id}.{timestamp}.{body}")
+
+Test vector: secret ``whsec_test``, delivery id ``d-1``, timestamp ``1000000``, body ``{}`` gives
+``v2=39763f4bd58d9778b747aa541827aa1bc664ebc9598495a5bc0bb092fc45493c``.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import time
 DELIVERY_ID_HEADER = "Homecare-Delivery-Id"
 TIMESTAMP_HEADER = "Homecare-Timestamp"
 SIGNATURE_HEADER = "Homecare-Signature"
-SCHEME = "v1"
+SCHEME = "v2"
 DEFAULT_TOLERANCE_SECONDS = 300
 
 
@@ -29,8 +35,9 @@ class SignatureError(ValueError):
     """A delivery whose signature is missing, wrong or too old; the receiver should answer 401."""
 
 
-def signature(secret: str, timestamp: int, body: bytes) -> str:
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+def signature(secret: str, delivery_id: str, timestamp: int, body: bytes) -> str:
+    """``v2=<hex HMAC-SHA256(secret, "<delivery id>.<timestamp>.<body>")>``."""
+    mac = hmac.new(secret.encode(), f"{delivery_id}.{timestamp}.".encode() + body, hashlib.sha256)
     return f"{SCHEME}={mac.hexdigest()}"
 
 
@@ -40,7 +47,7 @@ def signed_headers(secret: str, delivery_id: str, body: bytes, now: float | None
     return {
         DELIVERY_ID_HEADER: delivery_id,
         TIMESTAMP_HEADER: str(timestamp),
-        SIGNATURE_HEADER: signature(secret, timestamp, body),
+        SIGNATURE_HEADER: signature(secret, delivery_id, timestamp, body),
         "Content-Type": "application/json",
     }
 
@@ -69,6 +76,6 @@ def verify(
         raise SignatureError(
             f"stale delivery: signed {int(current - timestamp)} s ago (tolerance {tolerance_seconds} s)"
         )
-    if not hmac.compare_digest(given, signature(secret, timestamp, body)):
+    if not hmac.compare_digest(given, signature(secret, delivery_id, timestamp, body)):
         raise SignatureError("signature does not match")
     return delivery_id

@@ -21,10 +21,10 @@ import pytest
 import yaml
 
 from schemas.vocabulary import CareNeed
-from services.cli.synthetic import package_request
 from services.runtime.db import provision
 from services.runtime.kafka import read_topic
 from services.runtime.reference import DEFAULT_DIR, load_framework
+from services.simulator.synthetic import package_request
 from tests.support import drop_database, event_of, staff, start_stack, stop_stack
 
 ZONE = "melton"

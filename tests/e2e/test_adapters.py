@@ -29,9 +29,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from services.cli.synthetic import package_request
 from services.runtime import signing
 from services.runtime.reference import load_framework, load_provider_seed
+from services.simulator.synthetic import package_request
 from tests.support import free_port, personal_values, staff
 
 ZONE = "melton"
@@ -325,10 +325,15 @@ async def test_only_the_winner_gets_the_person_and_each_disclosure_is_audited(pl
 async def test_the_disclosure_log_is_append_only(placed, database_url):
     conn = await asyncpg.connect(database_url)
     try:
+        # Even the administrator meets the append-only triggers on the audit table itself...
         with pytest.raises(asyncpg.RaiseError, match="append-only"):
-            await conn.execute("UPDATE brokerage.disclosures SET provider_id = 'someone-else'")
+            await conn.execute("UPDATE audit.disclosures SET provider_id = 'someone-else'")
         with pytest.raises(asyncpg.RaiseError, match="append-only"):
+            await conn.execute("DELETE FROM audit.disclosures")
+        # ...and the brokerage's view of it carries only the right to add (tests/integration/test_audit_log.py).
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await conn.execute("DELETE FROM brokerage.disclosures")
+        assert await conn.fetchval("SELECT count(*) FROM audit.disclosures") > 0
     finally:
         await conn.close()
 

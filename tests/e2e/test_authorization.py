@@ -14,7 +14,7 @@ import uuid
 import httpx
 import pytest
 
-from services.cli.synthetic import package_request
+from services.simulator.synthetic import package_request
 from services.runtime import permissions
 from services.runtime.reference import load_framework
 from tests.support import SERVICES, USER_OF_ROLE, bearer_of, staff

@@ -6,13 +6,13 @@ import json
 
 from rich.console import Console
 
-from services.cli import bench
-from services.cli.processes import SERVICES
+from services.bench import benchmark, report
+from services.bench.processes import SERVICES
 
 
 async def test_a_small_benchmark_reports_every_measure(database_url, tmp_path, identity):
-    load = bench.Load(rate=10, seconds=2, burst=20, concurrency=4, baseline_messages=300, timeout=180)
-    result = await bench.bench_async(load, 1, 7, tmp_path, profile=None, console=Console(quiet=True), extra_env={})
+    load = benchmark.Load(rate=10, seconds=2, burst=20, concurrency=4, baseline_messages=300, timeout=180)
+    result = await benchmark.bench_async(load, 1, 7, tmp_path, profile=None, console=Console(quiet=True), extra_env={})
 
     assert result["exit_codes"] and all(code in (0, -15) for code in result["exit_codes"].values())
     (run,) = result["runs"]
@@ -36,8 +36,8 @@ async def test_a_small_benchmark_reports_every_measure(database_url, tmp_path, i
     assert all(summary["peak_rss_mb"][s] > 10 for s in SERVICES)
     assert summary["events_vs_baseline"] > 0
 
-    bench.draw(result, tmp_path / "bench.png")
+    report.draw(result, tmp_path / "bench.png")
     assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
     json.dumps(result, default=str)  # the JSON report can be written
-    table = bench.report_table(result)
+    table = report.report_table(result)
     assert table.row_count >= 10

@@ -10,8 +10,8 @@ import asyncpg
 import httpx
 import pytest
 
-from services.cli.synthetic import package_request
 from services.runtime.reference import load_framework
+from services.simulator.synthetic import package_request
 from tests.support import staff
 
 

@@ -20,10 +20,10 @@ import asyncpg
 import httpx
 import pytest
 
-from services.cli.demo import place_batch
-from services.cli.synthetic import batch
+from services.bench.driver import place_batch
 from services.runtime import topics
 from services.runtime.reference import load_framework
+from services.simulator.synthetic import batch
 from tests.support import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,12 +15,12 @@ import pytest
 import yaml
 
 from schemas.events import ProviderProfile
+from services.bench.driver import place_batch, wait_until_ready
 from services.brokerage.domain import Answer, quality_score, rank_bids
-from services.cli.demo import place_batch, wait_until_ready
-from services.cli.synthetic import batch
 from services.runtime import topics
 from services.runtime.kafka import read_topic
 from services.runtime.reference import load_framework, load_provider_seed, reference_dir
+from services.simulator.synthetic import batch
 from tests.support import event_of, personal_values, staff
 
 PACKAGES = 70  # 5 per zone across all 14 zones

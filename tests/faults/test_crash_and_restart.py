@@ -28,10 +28,10 @@ import asyncpg
 import httpx
 import pytest
 
-from services.cli.synthetic import batch
 from services.runtime import topics
 from services.runtime.kafka import read_topic
 from services.runtime.reference import load_framework
+from services.simulator.synthetic import batch
 from tests.support import SERVICES, event_of, staff
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,11 +20,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from schemas.events import parse_event
-from services.cli.demo import FINAL, place_batch
-from services.cli.synthetic import batch
+from services.bench.driver import FINAL, place_batch
 from services.runtime import topics
 from services.runtime.kafka import read_topic
 from services.runtime.reference import load_framework
+from services.simulator.synthetic import batch
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "schemas" / "samples"

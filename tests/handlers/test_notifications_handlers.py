@@ -390,6 +390,10 @@ async def test_a_providers_webhook_gets_a_signed_delivery_once(notifications):
         assert delivery["message"] == "placement_award" and delivery["details"]["hourly_rate"] == "18.75"
         got = await client.get(f"/recipients/provider/{provider}")
         assert got.json()["webhook_secret_set"] is True and "webhook_secret" not in got.json()
+        stored = await service.pool.fetchval(
+            "SELECT webhook_secret FROM recipients WHERE kind = 'provider' AND recipient_id = $1", provider
+        )
+        assert stored.startswith("enc:v1:") and secret not in stored, "kept sealed at rest"
 
 
 async def test_the_brokerage_team_hears_of_an_unplaced_package(notifications):
@@ -546,3 +550,46 @@ async def test_a_broker_whose_staff_id_has_spaces_can_be_registered_and_told(not
     await dispatch_all(service)
     assert (await statuses(client, event.package_id))[("broker", broker_id, "log")]["status"] == "sent"
     assert (await client.get(f"/recipients/broker/{broker_id}")).json()["recipient_id"] == broker_id
+
+
+# The outbound guard (services/runtime/outbound.py) with the production policy: no plain HTTP,
+# no loopback/private destinations. (The test session allows loopback for its own receivers.)
+STRICT_OUTBOUND = {"outbound_allow_http": False, "outbound_allowed_networks": ""}
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://127.0.0.1:15432/", "https://localhost:19092/x", "https://169.254.169.254/", "http://hooks.example.org/"],
+)
+async def test_a_contact_webhook_that_reaches_inside_is_refused_when_registered(notifications, url):
+    _, _, client = await notifications(**STRICT_OUTBOUND)
+    response = await client.put(
+        f"/recipients/provider/{unique('prov')}",
+        json={"webhook_url": url, "webhook_secret": "x" * 20, "channels": ["webhook"]},
+    )
+    assert response.status_code == 422
+    assert response.json()["fields"][0]["field"] == "webhook_url"
+
+
+async def test_a_webhook_to_a_refused_address_is_never_sent_and_no_response_is_kept(notifications):
+    """A contact stored before the guard (or whose name now resolves inside) is failed at once,
+    without a connection; what a receiver answers is never stored (status code only)."""
+    secret = "a-provider-secret-of-some-length"
+    receiver = WebhookReceiver(secret)
+    async with serving(receiver.app()) as url:
+        service, broker, client = await notifications(**STRICT_OUTBOUND)
+        provider, broker_id = unique("prov"), unique("broker")
+        await register(client, "broker", broker_id, channels=["log"])
+        await service.pool.execute(
+            """INSERT INTO recipients (kind, recipient_id, webhook_url, webhook_secret, channels)
+               VALUES ('provider', $1, $2, $3, ARRAY['webhook'])""",
+            provider,
+            f"{url}/homecare",
+            secret,
+        )
+        event = placed(provider, broker_id)
+        await publish(broker, event)
+        await dispatch_all(service)
+        row = (await statuses(client, event.package_id))[("provider", provider, "webhook")]
+        assert row["status"] == "failed" and "destination refused" in row["reason"]
+        assert receiver.received == []

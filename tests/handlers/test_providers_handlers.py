@@ -426,10 +426,16 @@ async def test_webhook_and_portal_adapters_answer_through_the_api_and_a_new_roun
     webhook, portal = await willing(service, 2)
     async with unit_of_work(service.pool) as uow:
         secret = await handlers.set_adapter(
-            uow, webhook, AutomaticRules(kind="webhook", webhook_url="http://127.0.0.1:9/x"), new_secret=False
+            uow,
+            webhook,
+            AutomaticRules(kind="webhook", webhook_url="http://127.0.0.1:9/x"),
+            new_secret=False,
+            box=service.secrets,
         )
-        await handlers.set_adapter(uow, portal, AutomaticRules(kind="portal"), new_secret=False)
+        await handlers.set_adapter(uow, portal, AutomaticRules(kind="portal"), new_secret=False, box=service.secrets)
     assert secret and secret.startswith("whsec_")
+    stored = await service.pool.fetchval("SELECT webhook_secret FROM providers WHERE provider_id = $1", webhook)
+    assert stored.startswith("enc:v1:") and secret not in stored, "kept sealed at rest"
     event = offer([webhook, portal])
     topic = topics.resolve("brokerage.packages")
     await broker.publish(event.model_dump_json().encode(), topic=topic)
@@ -456,3 +462,19 @@ async def test_webhook_and_portal_adapters_answer_through_the_api_and_a_new_roun
         )
     }
     assert rows == {(1, webhook): "bid", (1, portal): "closed", (2, portal): "offered"}
+
+
+async def test_webhook_secrets_stored_in_clear_are_sealed_at_start(in_memory):
+    """A secret from before sealing existed is rewritten sealed by the service's start-up step."""
+    from services.runtime.sealing import reseal_column
+
+    service, _ = await in_memory(build, "providers")
+    [provider] = await willing(service, 1)
+    await service.pool.execute(
+        "UPDATE providers SET webhook_secret = 'whsec_from_before' WHERE provider_id = $1", provider
+    )
+    assert "seal_secrets" in [step.__name__ for step in service.startup_steps]
+    async with service.pool.acquire() as conn:
+        assert await reseal_column(conn, service.secrets, "providers", "provider_id", "webhook_secret") >= 1
+    stored = await service.pool.fetchval("SELECT webhook_secret FROM providers WHERE provider_id = $1", provider)
+    assert stored.startswith("enc:v1:") and service.secrets.open(stored) == "whsec_from_before"

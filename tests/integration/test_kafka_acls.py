@@ -17,12 +17,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
 
-from services.cli.demo import place_batch, wait_until_ready
-from services.cli.synthetic import batch
+from services.bench.driver import place_batch, wait_until_ready
 from services.runtime import topics
 from services.runtime.db import provision
 from services.runtime.kafka import grant_service_acls
 from services.runtime.reference import load_framework
+from services.simulator.synthetic import batch
 from tests.support import drop_database, free_port, start_stack, stop_stack
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -28,13 +28,46 @@ def test_compose_runs_kafka_postgres_and_the_three_services():
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
     for name in ("brokerage", "providers", "notifications"):
         assert services[name]["command"] == ["python", "-m", f"services.{name}"]
-        # each service connects as its own role
-        assert services[name]["environment"][f"{name.upper()}_DB_PASSWORD"] == name
+        # each service connects as its own role, with a password that has to be given
+        assert services[name]["environment"][f"{name.upper()}_DB_PASSWORD"].startswith(
+            f"${{{name.upper()}_DB_PASSWORD:?"
+        )
 
 
 def test_compose_runs_the_console_as_its_own_role_on_the_services_apis():
     console = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["console"]
     assert console["command"] == ["python", "-m", "services.console"]
-    assert console["environment"]["CONSOLE_DB_PASSWORD"] == "console"
+    assert console["environment"]["CONSOLE_DB_PASSWORD"].startswith("${CONSOLE_DB_PASSWORD:?")
     assert console["environment"]["CONSOLE_BROKERAGE_URL"] == "http://brokerage:8001"
     assert console["environment"]["CONSOLE_PROVIDERS_URL"] == "http://providers:8002"
+
+
+def _strings(node):
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _strings(value)
+    elif isinstance(node, str):
+        yield node
+
+
+def test_no_secret_has_a_default_value():
+    """Every secret is required (``${VAR:?...}``): no ``change-me`` fallback, no password equal to a name."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert "change-me" not in text and ":-change" not in text
+    compose = yaml.safe_load(text)
+    for value in _strings(compose):
+        for secret in ("PASSWORD", "TOKEN", "SECRETS_KEYS"):
+            if f"${{{secret}" in value or (f"_{secret}" in value and "${" in value):
+                assert ":?" in value, f"{value} has a default"
+    assert "postgres:postgres@" not in text
+
+
+def test_only_the_console_and_the_provider_api_are_published_and_on_loopback_by_default():
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    published = {name: s["ports"] for name, s in services.items() if s.get("ports")}
+    assert set(published) == {"console", "providers"}
+    for ports in published.values():
+        assert all(str(p).startswith("${HOMECARE_PUBLISH_ADDRESS:-127.0.0.1}:") for p in ports)

@@ -2,7 +2,7 @@
 
 import datetime as dt
 
-from services.console.api import TEMPLATES, navigation
+from services.console.api.pages import TEMPLATES, navigation
 from services.console.handlers import Session
 
 PACKAGE = {

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from services.cli.kpis import compute, percentile, rag
+from services.operations.kpis import compute, percentile, rag
 from services.runtime.reference import load_framework
 
 SAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "samples"

@@ -7,9 +7,9 @@ import pytest
 from typer.testing import CliRunner
 
 from schemas.vocabulary import Band
-from services.cli import simulator as sim
 from services.cli.main import app
 from services.runtime.reference import load_framework, load_provider_seed
+from services.simulator import simulation as sim
 
 DAYS = 14
 DEMAND = sim.DemandParams(days=DAYS)

@@ -40,10 +40,10 @@ from decimal import Decimal
 from schemas.events import PackageSpec, ProviderProfile
 from schemas.vocabulary import Band, DeclineReason, Tier, Urgency
 from services.brokerage import domain
-from services.cli.kpis import percentile, shares_and_hhi
-from services.cli.synthetic import package_request
+from services.operations.kpis import percentile, shares_and_hhi
 from services.providers.domain import AutomaticRules, Bid, Decline, automatic_answer, standing_decline
 from services.runtime.reference import Framework, PolicyEntry, RateCard
+from services.simulator.synthetic import package_request
 
 START = dt.datetime(2021, 4, 1, tzinfo=dt.UTC)  # the 2020-21 rate card is in force
 FRAMEWORK_POLICY = "framework"  # each zone's policy as framework.yaml configures it

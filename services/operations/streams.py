@@ -1,31 +1,24 @@
-"""``homecare tail`` and ``homecare lag``: what is flowing on the event streams, and what is stuck.
-
-tail  decodes every event into one line (time, type, package, zone, band, provider, outcome),
-      filterable by package, zone, provider or type; ``--journey ID`` follows one package's
-      correlation id across the three services' topics, in order.
-lag   per consumer group and partition: committed offset, end offset, lag, and the age of the
-      oldest unprocessed event; groups with no active member are flagged.
+"""What is flowing on the event streams: every event decoded into one line (time, type, package,
+zone, band, provider, outcome), filterable by package, zone, provider, type or correlation id (a
+package's journey across the three services' topics). ``homecare tail`` prints the lines; the
+console's live events page streams them to the browser (:func:`live_lines`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import typer
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from rich.console import Console
-from rich.table import Table
 
 from schemas import topics as contract
 from services.runtime import topics
-from services.runtime.kafka import consumer_lag, kafka_security, partitions_of, read_topic
-from services.runtime.settings import SERVICES, admin_settings
+from services.runtime.kafka import kafka_security, partitions_of, read_topic
 
-# ---- tail ---------------------------------------------------------------------------------
+STREAM_BUFFER = 1000  # lines held for a slow reader (a browser); beyond that the oldest are dropped
 
 
 @dataclass(frozen=True)
@@ -153,64 +146,58 @@ async def tail_lines(
         await consumer.stop()
 
 
-def tail(
-    topic: list[str] = typer.Option(None, "--topic", "-t", help="Topic(s) to follow (contract names); default all"),
-    package: str = typer.Option(None, help="Only this package id"),
-    zone: str = typer.Option(None, help="Only this zone"),
-    provider: str = typer.Option(None, help="Only this provider id"),
-    event_type: str = typer.Option(None, "--type", help="Only this event type"),
-    journey: str = typer.Option(None, help="Follow one correlation id (a package's journey) across all topics"),
-    follow: bool = typer.Option(True, "--follow/--no-follow", help="Keep following live, or stop at the current end"),
-    from_beginning: bool = typer.Option(False, "--from-beginning", help="With --follow, start from the oldest event"),
-    as_json: bool = typer.Option(False, "--json", help="JSON lines"),
-) -> None:
-    """Follow the event streams, one decoded line per event."""
-    names = [topics.resolve(t) for t in (topic or contract.ALL)]
-    if journey or package:
-        from_beginning = True
+def event_types() -> list[str]:
+    """Every event type of the contracts, sorted (the stream's filter offers them)."""
+    return sorted(event.__name__ for event in contract.TOPIC_OF)
 
-    def show(line: Line) -> None:
-        typer.echo(json.dumps(line.__dict__) if as_json else line.render())
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(
-            tail_lines(
-                admin_settings().kafka_bootstrap_servers,
-                names,
-                follow=follow,
-                from_beginning=from_beginning,
-                on_line=show,
-                package=package,
-                zone=zone,
-                provider=provider,
-                event_type=event_type,
-                journey=journey,
-            )
+async def live_lines(
+    bootstrap: str, *, stop, zone: str | None = None, event_type: str | None = None, package: str | None = None
+) -> AsyncIterator[Line | None]:
+    """Every event written from now on, decoded as ``homecare tail`` decodes it. Yields None
+    once the stream is positioned (everything after that will be seen) and whenever nothing
+    arrived for a second, so the caller can check ``stop()`` (client gone, server stopping)."""
+    queue: asyncio.Queue[Line] = asyncio.Queue(maxsize=STREAM_BUFFER)
+    ready = asyncio.Event()
+
+    def keep(line: Line) -> None:
+        if queue.full():
+            queue.get_nowait()
+        queue.put_nowait(line)
+
+    names = [topics.resolve(t) for t in contract.ALL]
+    task = asyncio.create_task(
+        tail_lines(
+            bootstrap,
+            names,
+            follow=True,
+            from_beginning=False,
+            on_line=keep,
+            on_ready=ready.set,
+            package=package,
+            zone=zone,
+            provider=None,
+            event_type=event_type,
+            journey=None,
         )
-
-
-# ---- lag ----------------------------------------------------------------------------------
-
-
-def subscriptions() -> dict[str, list[str]]:
-    """Every service's consumer group and the topics it reads, as deployed."""
-    return {topics.group(s): [topics.resolve(t) for t in contract.CONSUMED_BY[s]] for s in SERVICES}
-
-
-def lag(as_json: bool = typer.Option(False, "--json", help="JSON instead of a table")) -> None:
-    """Consumer lag per group and partition, with the age of the oldest unprocessed event."""
-    rows = asyncio.run(consumer_lag(admin_settings().kafka_bootstrap_servers, subscriptions()))
-    if as_json:
-        typer.echo(json.dumps([r.__dict__ | {"lag": r.lag} for r in rows], indent=2))
-        return
-    table = Table(title="consumer lag")
-    for col in ("group", "topic", "partition", "committed", "end", "lag", "oldest unprocessed", "members"):
-        table.add_column(col, justify="right" if col not in ("group", "topic") else "left")
-    for r in rows:
-        age = "-" if r.oldest_unprocessed_age_s is None else f"{r.oldest_unprocessed_age_s:.0f} s"
-        members = "[red]0: no active member[/red]" if r.members == 0 else str(r.members)
-        style = "red" if r.lag else None
-        table.add_row(
-            r.group, r.topic, str(r.partition), str(r.committed), str(r.end), str(r.lag), age, members, style=style
-        )
-    Console().print(table)
+    )
+    positioned = asyncio.create_task(ready.wait())
+    try:
+        while not ready.is_set():
+            await asyncio.wait({task, positioned}, timeout=1, return_when=asyncio.FIRST_COMPLETED)
+            if task.done():
+                task.result()  # raises what stopped it (Kafka unreachable)
+            if stop():
+                return
+        yield None
+        while not stop():
+            if task.done():
+                task.result()
+            try:
+                yield await asyncio.wait_for(queue.get(), timeout=1)
+            except TimeoutError:
+                yield None
+    finally:
+        positioned.cancel()
+        task.cancel()
+        await asyncio.gather(task, positioned, return_exceptions=True)

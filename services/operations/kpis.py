@@ -1,5 +1,6 @@
-"""``homecare kpis``: how the brokerage and the market are doing over a period, from the event
-streams (the same events everyone else sees - no reaching into the services' schemas).
+"""KPIs: how the brokerage and the market are doing over a period, from the event streams (the
+same events everyone else sees - no reaching into the services' schemas). ``homecare kpis`` prints
+them; the console's KPI page charts them.
 
 Measures (domain.md, "What operations want to see"): packages requested, placed, unplaced,
 cancelled and handed back; time to place (median, 90th percentile) by urgency and by zone;
@@ -13,7 +14,6 @@ zone during the period). Each measure with a threshold gets a RAG status from
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import statistics
@@ -21,16 +21,12 @@ from collections import Counter, defaultdict
 from decimal import Decimal
 from pathlib import Path
 
-import typer
 import yaml
-from rich.console import Console
-from rich.table import Table
 
 from schemas import topics as contract
 from services.runtime import topics
 from services.runtime.kafka import read_topic
 from services.runtime.reference import Framework, load_framework
-from services.runtime.settings import admin_settings
 
 LIFECYCLE = {
     "PackageRequested",
@@ -225,70 +221,17 @@ def load_thresholds(path: Path = THRESHOLDS) -> dict:
     return yaml.safe_load(path.read_text()) if path.exists() else {}
 
 
-def kpis(
-    days: float = typer.Option(7, help="Period: packages requested in the last N days"),
-    since: str = typer.Option(None, help="Period start (ISO date/time), instead of --days"),
-    until: str = typer.Option(None, help="Period end (ISO date/time); default now"),
-    as_json: bool = typer.Option(False, "--json", help="JSON instead of tables"),
-) -> None:
-    """Brokerage and market KPIs over a period, with RAG status per measure."""
-    now = dt.datetime.now(dt.UTC)
-    end = dt.datetime.fromisoformat(until).astimezone(dt.UTC) if until else now
-    start = dt.datetime.fromisoformat(since).astimezone(dt.UTC) if since else end - dt.timedelta(days=days)
-    events = asyncio.run(read_events(admin_settings().kafka_bootstrap_servers))
-    result = compute(events, start=start, end=end, now=now, framework=load_framework(), thresholds=load_thresholds())
-    if as_json:
-        typer.echo(json.dumps(result, indent=2, default=str))
-        return
-    console = Console()
-    p = result["packages"]
-    console.print(
-        f"[bold]{p['requested']}[/bold] requested, {p['placed']} placed, {p['unplaced']} unplaced, "
-        f"{p['cancelled']} cancelled, {p['handed_back']} handed back  "
-        f"({result['period']['start'][:16]} to {result['period']['end'][:16]})  unplaced share: {_rag(p['rag'])}"
-    )
-    t = Table(title="time to place by urgency")
-    for col in ("urgency", "placed", "median", "90th percentile", "RAG"):
-        t.add_column(col)
-    for urgency, row in result["time_to_place"]["by_urgency"].items():
-        t.add_row(urgency, str(row["count"]), _secs(row["median_s"]), _secs(row["p90_s"]), _rag(row["rag"]))
-    console.print(t)
-    q = Table(title="unplaced queue by zone and band")
-    for col in ("zone", "band", "packages", "hours/week", "longest wait"):
-        q.add_column(col)
-    for row in result["unplaced_queue"]:
-        q.add_row(row["zone"], row["band"], str(row["packages"]), row["hours"], _secs(row["longest_wait_s"]))
-    console.print(q)
-    c = Table(title="provider concentration by zone (HHI 0-10,000)")
-    for col in ("zone", "HHI", "largest share", "RAG"):
-        c.add_column(col)
-    for zone, row in result["concentration_by_zone"].items():
-        top = next(iter(row["shares_percent"].items()))
-        c.add_row(zone, str(row["hhi"]), f"{top[0]} {top[1]}%", _rag(row["rag"]))
-    console.print(c)
-    d = Table(title="decline reasons by band (cherry-picking signal)")
-    reasons = sorted({r for row in result["declines_by_band"].values() for r in row})
-    d.add_column("band")
-    for r in reasons:
-        d.add_column(r, justify="right")
-    for band, row in result["declines_by_band"].items():
-        d.add_row(band, *[str(row.get(r, 0)) for r in reasons])
-    console.print(d)
-    console.print("weekly spend by band: " + ", ".join(f"{b} £{v}" for b, v in result["weekly_spend_by_band"].items()))
-    console.print(f"above-rate exceptions: {result['above_rate_exceptions']['count']}")
-    thin = result["zones_with_fewer_than_two_willing_providers"]
-    console.print(
-        f"zones with fewer than two willing providers: {', '.join(thin['zones']) or 'none'} {_rag(thin['rag'])}"
-    )
-
-
-def _secs(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.1f} s" if value < 120 else f"{value / 3600:.1f} h" if value >= 3600 else f"{value / 60:.1f} min"
-
-
-def _rag(value: str | None) -> str:
-    return {"green": "[green]GREEN[/green]", "amber": "[yellow]AMBER[/yellow]", "red": "[red]RED[/red]"}.get(
-        value or "", "-"
+async def key_figures(
+    bootstrap: str, *, start: dt.datetime, end: dt.datetime, now: dt.datetime, framework: Framework | None = None
+) -> dict:
+    """Every KPI for packages requested in [start, end), read from the brokers at ``bootstrap``
+    (the shape of :func:`compute`), with the thresholds of ``deploy/ops/kpi-thresholds.yaml``."""
+    events = await read_events(bootstrap)
+    return compute(
+        events,
+        start=start,
+        end=end,
+        now=now,
+        framework=framework or load_framework(),
+        thresholds=load_thresholds(),
     )

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from cryptography.fernet import Fernet
 
 from services.runtime.oidc_client import identity_env
 
@@ -92,6 +93,8 @@ def start_stack(
         "LOG_FORMAT": "json",
         "PYTHONUNBUFFERED": "1",
     }
+    # A key sealing this stack's secrets at rest, unless the caller brings one (services/runtime/sealing.py).
+    env.setdefault("SECRETS_KEYS", Fernet.generate_key().decode())
     ports = {name: free_port() for name in SERVICES}  # known up front: providers calls the brokerage
     env["PROVIDERS_BROKERAGE_URL"] = f"http://127.0.0.1:{ports['brokerage']}"
     env |= extra_env or {}

@@ -1,0 +1,489 @@
+"""The benchmark: the whole pipeline under load, measured against what the broker allows here
+(``homecare bench`` runs it).
+
+One run: a fresh database and topic namespace, the three services as separate processes on a
+synthetic county market (the seed market's providers, given room for the load), then
+
+1. **fixed rate**: package requests POSTed at ``--rate``/s for ``--seconds``; latency from the
+   request accepted (the brokerage's ``requested_at``) to the placement confirmation stored
+   (notifications' ``deliveries.created_at`` of the placement's messages), both stamped by the same machine;
+2. **as fast as it can**: ``--burst`` requests from ``--concurrency`` clients at once;
+   placements per second from the first request sent to the last confirmation stored;
+3. **baseline**: a bare aiokafka consume-then-produce loop through the same broker (same
+   message size, acks=all, idempotent producer, offsets committed), as the ceiling the broker
+   and client allow on this machine; the pipeline's Kafka events/s is reported as a ratio of it.
+
+CPU seconds (user + system) and peak RSS (the kernel's high-water mark, VmHWM) per service come
+from psutil and /proc. ``--runs`` repeats phases 1-3 on the same stack; the report gives medians.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import asyncpg
+import httpx
+import psutil
+import yaml
+from rich.console import Console
+
+from services.bench.driver import wait_until_ready
+from services.bench.processes import SERVICES, start_stack, stop_stack
+from services.bench.report import summarise
+from services.operations.kpis import percentile
+from services.runtime.oidc_client import OidcAuth, user_auth
+from services.runtime.reference import DEFAULT_DIR, load_framework
+from services.runtime.settings import admin_settings
+from services.simulator.market import generate_market
+from services.simulator.synthetic import batch
+
+FINAL = ("placed", "unplaced", "awaiting_approval")
+EVENT_BYTES = 1200  # about the size of an OfferMade, the commonest event: the baseline's message size
+
+
+def bench_market(folder: Path, seed: int = 2021) -> Path:
+    """The seed market with room for the load: same providers, zones, bands, skills and adapters,
+    but capacity for tens of thousands of hours each, so that the benchmark measures the pipeline,
+    not a market that is full after a hundred packages (the simulator is where supply is studied)."""
+    providers = generate_market(load_framework(), seed)
+    for p in providers:
+        p["weekly_capacity_hours"] = 99_000  # the column holds under 100,000
+        p["committed_hours"] = 0
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "framework.yaml").write_text((DEFAULT_DIR / "framework.yaml").read_text())
+    (folder / "providers.yaml").write_text(yaml.safe_dump({"providers": providers}, sort_keys=False))
+    return folder
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+
+
+# ---- process measures ----------------------------------------------------------------------
+
+
+class ProcessWatch:
+    """CPU seconds and peak RSS of the service processes, sampled in the background."""
+
+    def __init__(self, pids: dict[str, int], infrastructure: tuple[str, str] | None = None) -> None:
+        self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self.infrastructure = infrastructure  # (Kafka bootstrap, database URL): their CPU too, if local
+        self.sampled_peak = {name: 0 for name in pids}
+        self._task: asyncio.Task | None = None
+
+    def cpu(self) -> dict[str, float]:
+        out = {}
+        for name, proc in self.procs.items():
+            t = proc.cpu_times()
+            out[name] = t.user + t.system
+        own = psutil.Process().cpu_times()  # this process: the load generator shares the machine too
+        out["load_generator"] = own.user + own.system
+        return out | (infrastructure_cpu(*self.infrastructure) if self.infrastructure else {})
+
+    def peak_rss_mb(self) -> dict[str, float]:
+        """The kernel's high-water mark where it keeps one (Linux), else the highest sample."""
+        out = {}
+        for name, proc in self.procs.items():
+            peak = self.sampled_peak[name]
+            try:
+                for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]) * 1024)
+            except OSError:
+                pass
+            out[name] = round(peak / 2**20, 1)
+        return out
+
+    async def _sample(self) -> None:
+        while True:
+            for name, proc in self.procs.items():
+                with contextlib.suppress(psutil.Error):
+                    self.sampled_peak[name] = max(self.sampled_peak[name], proc.memory_info().rss)
+            await asyncio.sleep(0.25)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._sample())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+def infrastructure_cpu(kafka_bootstrap: str, database_url: str) -> dict[str, float]:
+    """CPU seconds so far of the Kafka broker and the PostgreSQL server (all its backends), when
+    they run on this machine: the share of the machine the pipeline's infrastructure takes."""
+    ports = {
+        "kafka": int(kafka_bootstrap.split(",")[0].rsplit(":", 1)[1]),
+        "postgresql": urlsplit(database_url).port or 5432,
+    }
+    listening = {}
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.pid and conn.laddr.port in ports.values():
+            listening[conn.laddr.port] = conn.pid
+    out = {}
+    for name, port in ports.items():
+        if port not in listening:
+            continue
+        try:
+            # The server's own time, its live children's (PostgreSQL's backends), and that of the
+            # children it has reaped (a backend or autovacuum worker that exited): so the total
+            # only grows, whoever comes and goes between two readings.
+            root = psutil.Process(listening[port])
+            t = root.cpu_times()
+            total = t.user + t.system + t.children_user + t.children_system
+            for proc in root.children():
+                try:
+                    t = proc.cpu_times()
+                    total += t.user + t.system
+                except psutil.Error:
+                    pass
+            out[name] = total
+        except psutil.Error:
+            pass
+    return out
+
+
+# ---- driving the load ----------------------------------------------------------------------
+
+
+async def post_packages(
+    session: aiohttp.ClientSession,
+    brokerage: str,
+    requests: list[dict],
+    *,
+    rate: float | None,
+    concurrency: int,
+    auth: OidcAuth,
+) -> list[str]:
+    """POST every request: at ``rate`` per second (each on its own task, so a slow answer does not
+    hold up the schedule), or as fast as ``concurrency`` clients can when rate is None. The client
+    is aiohttp's: the load generator shares the machine, and httpx took about a fifth of it."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(body: dict) -> str:
+        # A keep-alive connection the server is just closing fails the request: send it again,
+        # safely, under the same Idempotency-Key.
+        async with gate:
+            # A broker's access token (refreshed before it expires): authentication is part of the load.
+            headers = {"Idempotency-Key": str(uuid.uuid4()), "Authorization": f"Bearer {auth.token()}"}
+            for attempt in range(3):
+                try:
+                    async with session.post(f"{brokerage}/packages", json=body, headers=headers) as r:
+                        if r.status >= 400:
+                            raise RuntimeError(f"POST /packages answered {r.status}: {await r.text()}")
+                        return (await r.json())["package_id"]
+                except aiohttp.ClientConnectionError:
+                    if attempt == 2:
+                        raise
+        raise AssertionError("unreachable")
+
+    if rate is None:
+        return list(await asyncio.gather(*(one(b) for b in requests)))
+    tasks = []
+    start = time.monotonic()
+    for i, body in enumerate(requests):
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(body)))
+    return list(await asyncio.gather(*tasks))
+
+
+async def wait_final(admin: asyncpg.Connection, ids: list[str], timeout: float) -> None:
+    """Until every package rests (placed, unplaced, awaiting approval) and every placement's
+    confirmation is stored. Each look asks only about the packages still pending, twice a second:
+    the benchmark's own queries should cost the database little next to the load they measure."""
+    deadline = time.monotonic() + timeout
+    pending = [uuid.UUID(i) for i in ids]
+    while True:
+        rows = await admin.fetch(
+            """SELECT p.package_id FROM brokerage.packages p
+                WHERE p.package_id = ANY($1::uuid[])
+                  AND (p.status <> ALL($2::text[])
+                       OR (p.status = 'placed' AND NOT EXISTS (SELECT 1 FROM notifications.deliveries c
+                                                               WHERE c.package_id = p.package_id
+                                                                 AND c.event_type = 'PackagePlaced')))""",
+            pending,
+            list(FINAL),
+        )
+        pending = [r["package_id"] for r in rows]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"{len(pending)} of {len(ids)} packages not final (or not confirmed) after {timeout:.0f} s"
+            )
+        await asyncio.sleep(0.5)
+
+
+async def outcomes(admin: asyncpg.Connection, ids: list[str]) -> list[asyncpg.Record]:
+    return await admin.fetch(
+        """SELECT p.package_id, p.status, p.requested_at, p.placed_at,
+                  (SELECT min(c.created_at) FROM notifications.deliveries c
+                    WHERE c.package_id = p.package_id AND c.event_type = 'PackagePlaced') AS confirmed_at
+             FROM brokerage.packages p WHERE p.package_id = ANY($1::uuid[])""",
+        [uuid.UUID(i) for i in ids],
+    )
+
+
+async def events_between(admin: asyncpg.Connection, start: dt.datetime, end: dt.datetime) -> int:
+    """Events the three services wrote to their outboxes - and so to Kafka - in the period."""
+    total = 0
+    for schema in SERVICES:
+        total += await admin.fetchval(
+            f"SELECT count(*) FROM {schema}.outbox WHERE created_at >= $1 AND created_at < $2", start, end
+        )
+    return total
+
+
+# ---- the baseline ------------------------------------------------------------------------
+
+
+async def kafka_baseline(bootstrap: str, namespace: str, *, messages: int, size: int) -> dict:
+    """A bare consume-then-produce loop: the most one hop can do through this broker here."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    source, sink = f"{namespace}.baseline-in", f"{namespace}.baseline-out"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(t, num_partitions=3, replication_factor=1) for t in (source, sink)])
+    except Exception:  # already there from an earlier run
+        pass
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5)
+    await producer.start()
+    payload = b"x" * size
+    try:
+        await asyncio.gather(*[await producer.send(source, payload, key=str(i % 64).encode()) for i in range(messages)])
+        consumer = AIOKafkaConsumer(
+            source,
+            bootstrap_servers=bootstrap,
+            group_id=f"{namespace}.baseline-{uuid.uuid4().hex[:6]}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            moved, started = 0, None
+            while moved < messages:
+                batches = await consumer.getmany(timeout_ms=1000, max_records=500)
+                if started is None and batches:
+                    started = time.monotonic()
+                sends = [await producer.send(sink, r.value, key=r.key) for rs in batches.values() for r in rs]
+                await asyncio.gather(*sends)
+                await consumer.commit()
+                moved += len(sends)
+            seconds = time.monotonic() - (started or time.monotonic())
+        finally:
+            await consumer.stop()
+    finally:
+        await producer.stop()
+    return {
+        "messages": messages,
+        "bytes_each": size,
+        "seconds": round(seconds, 3),
+        "per_second": round(messages / seconds, 1),
+    }
+
+
+# ---- one run -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Load:
+    rate: float = 50.0
+    seconds: float = 30.0
+    burst: int = 1500
+    concurrency: int = 32
+    baseline_messages: int = 20000
+    timeout: float = 300.0
+
+
+async def run_phase(
+    client, admin, brokerage: str, requests: list[dict], watch: ProcessWatch, *, rate, concurrency, timeout, auth
+) -> dict:
+    cpu0 = watch.cpu()
+    wall0 = time.monotonic()
+    t0 = dt.datetime.now(dt.UTC)
+    ids = await post_packages(client, brokerage, requests, rate=rate, concurrency=concurrency, auth=auth)
+    posted = time.monotonic() - wall0
+    await wait_final(admin, ids, timeout)
+    t1 = dt.datetime.now(dt.UTC)
+    seconds = time.monotonic() - wall0
+    cpu1 = watch.cpu()
+    rows = await outcomes(admin, ids)
+    placed = sorted((r for r in rows if r["status"] == "placed"), key=lambda r: r["confirmed_at"])
+    latencies = [(r["confirmed_at"] - r["requested_at"]).total_seconds() for r in placed]
+    # Placements per second from the first request sent to the last confirmation stored: the
+    # whole job. (A window in the middle of the confirmations would flatter it: the brokerage
+    # accepts a burst of requests faster than the pipeline places them, so most confirmations
+    # come after the last request, in a drain at twice the rate the system can sustain.)
+    span = (placed[-1]["confirmed_at"] - t0).total_seconds() if placed else 0
+    events = await events_between(admin, t0, t1)
+    statuses = {s: sum(r["status"] == s for r in rows) for s in FINAL}
+    return {
+        "requests": len(requests),
+        "posting_seconds": round(posted, 2),
+        "seconds": round(seconds, 2),
+        "outcomes": statuses,
+        "placements_per_second": round(len(placed) / span, 1) if span > 0 else None,
+        "latency_seconds": {
+            "p50": _r(percentile(latencies, 50)),
+            "p95": _r(percentile(latencies, 95)),
+            "p99": _r(percentile(latencies, 99)),
+            "max": _r(max(latencies, default=None)),
+        },
+        "events": events,
+        "events_per_second": round(events / seconds, 1) if seconds else None,
+        "cpu_seconds": {n: round(cpu1[n] - cpu0[n], 2) for n in cpu1 if n in cpu0},
+        "series": [
+            {
+                "requested_s": round((r["requested_at"] - t0).total_seconds(), 3),
+                "confirmed_s": round((r["confirmed_at"] - t0).total_seconds(), 3),
+                "latency_s": round((r["confirmed_at"] - r["requested_at"]).total_seconds(), 4),
+            }
+            for r in placed
+        ],
+    }
+
+
+def _r(v: float | None) -> float | None:
+    return None if v is None else round(v, 3)
+
+
+async def bench_async(
+    load: Load, runs: int, seed: int, out: Path, *, profile: str | None, console: Console, extra_env: dict[str, str]
+) -> dict:
+    settings = admin_settings()
+    name = f"homecare_bench_{uuid.uuid4().hex[:8]}"
+    namespace = f"bench-{uuid.uuid4().hex[:8]}"
+    db_url = _with_database(settings.database_url, name)
+    from services.runtime.db import provision
+
+    await provision(db_url)
+    market = bench_market(Path(tempfile.mkdtemp(prefix="homecare-bench-")) / "reference", seed)
+    out.mkdir(parents=True, exist_ok=True)
+    stack = start_stack(
+        db_url,
+        settings.kafka_bootstrap_servers,
+        namespace,
+        out / "logs",
+        extra_env={"HOMECARE_REFERENCE_DIR": str(market), "LOG_LEVEL": "WARNING"} | extra_env,
+    )
+    broker = user_auth("demo-broker")  # the load is a broker's requests, each with its access token
+    # py-spy samples the running service from outside (only while it holds the GIL: its CPU, not
+    # its waiting) and writes its profile when interrupted; an in-process profiler would lose its
+    # report, since uvicorn ends the process by re-raising SIGTERM.
+    profiler = (
+        None
+        if not profile
+        else subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("py-spy")),
+                "record",
+                "--gil",
+                "--nonblocking",
+                "--format",
+                "speedscope",
+                "-o",
+                str(out / f"profile-{profile}.json"),
+                "-p",
+                str(stack.procs[profile].pid),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    )
+    result: dict = {
+        "database": name,
+        "namespace": namespace,
+        "load": load.__dict__,
+        "runs": [],
+        "machine": {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()},
+    }
+    # The benchmark's own look-ups are cheap queries over many ids: no JIT compilation for them.
+    admin = await asyncpg.connect(db_url, server_settings={"jit": "off"})
+    try:
+        watch = ProcessWatch(
+            {n: p.pid for n, p in stack.procs.items()},
+            infrastructure=(settings.kafka_bootstrap_servers, settings.database_url),
+        )
+        watch.start()
+        urls = {n: stack.url(n) for n in SERVICES}
+        async with httpx.AsyncClient(timeout=60, auth=broker) as client:
+            await wait_until_ready(client, urls, timeout=120)
+        connector = aiohttp.TCPConnector(limit=max(64, load.concurrency) + 8)
+        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as client:
+            framework = load_framework()
+            rng = random.Random(seed)
+            for run in range(runs):
+                fixed = batch(framework, int(load.rate * load.seconds), seed=rng.randrange(1 << 30))
+                burst = batch(framework, load.burst, seed=rng.randrange(1 << 30))
+                with console.status(f"run {run + 1}/{runs}: {len(fixed)} requests at {load.rate:g}/s..."):
+                    fixed_rate = await run_phase(
+                        client,
+                        admin,
+                        urls["brokerage"],
+                        fixed,
+                        watch,
+                        rate=load.rate,
+                        concurrency=max(64, load.concurrency),
+                        timeout=load.timeout,
+                        auth=broker,
+                    )
+                with console.status(f"run {run + 1}/{runs}: {len(burst)} requests as fast as possible..."):
+                    fastest = await run_phase(
+                        client,
+                        admin,
+                        urls["brokerage"],
+                        burst,
+                        watch,
+                        rate=None,
+                        concurrency=load.concurrency,
+                        timeout=load.timeout,
+                        auth=broker,
+                    )
+                with console.status(f"run {run + 1}/{runs}: baseline consume-then-produce loop..."):
+                    baseline = await kafka_baseline(
+                        settings.kafka_bootstrap_servers, namespace, messages=load.baseline_messages, size=EVENT_BYTES
+                    )
+                result["runs"].append({"fixed_rate": fixed_rate, "as_fast_as_possible": fastest, "baseline": baseline})
+        result["peak_rss_mb"] = watch.peak_rss_mb()
+        await watch.stop()
+    finally:
+        await admin.close()
+        if profiler:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(timeout=120)
+        result["exit_codes"] = stop_stack(stack)
+        await _drop(settings.database_url, name)
+    result["summary"] = summarise(result)
+    result["machine"]["load_average_at_end"] = os.getloadavg()
+    return result
+
+
+async def _drop(admin_url: str, name: str) -> None:
+    conn = await asyncpg.connect(_with_database(admin_url, "postgres"))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()

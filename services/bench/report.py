@@ -1,0 +1,125 @@
+"""The benchmark's report: medians over the runs, the table of measures against their targets, and
+the chart (latency over time, placements confirmed per second)."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from rich.table import Table
+
+from services.bench.processes import SERVICES
+
+
+def summarise(result: dict) -> dict:
+    """Medians over the runs."""
+    runs = result["runs"]
+
+    def med(path: list[str]) -> float | None:
+        values = []
+        for r in runs:
+            v = r
+            for key in path:
+                v = v.get(key) if isinstance(v, dict) else None
+            if v is not None:
+                values.append(v)
+        return round(statistics.median(values), 3) if values else None
+
+    summary = {
+        "runs": len(runs),
+        "fixed_rate_per_second": result["load"]["rate"],
+        "latency_p50_s": med(["fixed_rate", "latency_seconds", "p50"]),
+        "latency_p95_s": med(["fixed_rate", "latency_seconds", "p95"]),
+        "latency_p99_s": med(["fixed_rate", "latency_seconds", "p99"]),
+        "fixed_rate_events_per_second": med(["fixed_rate", "events_per_second"]),
+        "sustained_placements_per_second": med(["as_fast_as_possible", "placements_per_second"]),
+        "burst_events_per_second": med(["as_fast_as_possible", "events_per_second"]),
+        "baseline_messages_per_second": med(["baseline", "per_second"]),
+        "cpu_seconds_per_service": {n: med(["as_fast_as_possible", "cpu_seconds", n]) for n in SERVICES},
+        "cpu_seconds_outside_services": {
+            n: med(["as_fast_as_possible", "cpu_seconds", n]) for n in ("kafka", "postgresql", "load_generator")
+        },
+        "peak_rss_mb": result.get("peak_rss_mb"),
+    }
+    if summary["burst_events_per_second"] and summary["baseline_messages_per_second"]:
+        summary["events_vs_baseline"] = round(
+            summary["burst_events_per_second"] / summary["baseline_messages_per_second"], 3
+        )
+    return summary
+
+
+def report_table(result: dict) -> Table:
+    s = result["summary"]
+    table = Table(
+        title=f"benchmark: medians of {s['runs']} run(s); {result['machine']['cpus']} CPUs, "
+        f"load average {result['machine']['load_average_at_start'][0]:.1f} at start"
+    )
+    table.add_column("measure", no_wrap=True)
+    table.add_column("value", justify="right")
+    table.add_column("target", justify="right")
+    table.add_row(f"latency p50 at {s['fixed_rate_per_second']:g} req/s (s)", _f(s["latency_p50_s"]), "")
+    table.add_row(f"latency p95 at {s['fixed_rate_per_second']:g} req/s (s)", _f(s["latency_p95_s"]), "")
+    table.add_row(f"latency p99 at {s['fixed_rate_per_second']:g} req/s (s)", _f(s["latency_p99_s"]), "< 1")
+    table.add_row("Kafka events/s at the fixed rate", _f(s["fixed_rate_events_per_second"]), "")
+    table.add_row(
+        "sustained placements/s, as fast as possible (first request to last confirmation)",
+        _f(s["sustained_placements_per_second"]),
+        ">= 100",
+    )
+    table.add_row("Kafka events/s, as fast as possible", _f(s["burst_events_per_second"]), "")
+    table.add_row("baseline consume-then-produce msgs/s", _f(s["baseline_messages_per_second"]), "")
+    table.add_row("pipeline events/s as a share of the baseline", _f(s.get("events_vs_baseline")), "")
+    for name in SERVICES:
+        table.add_row(
+            f"{name}: CPU s in the burst / peak RSS MB",
+            f"{_f(s['cpu_seconds_per_service'][name])} / {_f((s['peak_rss_mb'] or {}).get(name))}",
+            "RSS < 250",
+        )
+    for name, seconds in (s.get("cpu_seconds_outside_services") or {}).items():  # kafka, postgresql, load_generator
+        table.add_row(f"{name}: CPU s in the burst", _f(seconds), "")
+    return table
+
+
+def _f(v) -> str:
+    return "-" if v is None else f"{v:,.3f}".rstrip("0").rstrip(".") if isinstance(v, float) else str(v)
+
+
+def draw(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for i, run in enumerate(result["runs"]):
+        series = run["fixed_rate"]["series"]
+        axes[0].plot(
+            [p["requested_s"] for p in series],
+            [p["latency_s"] for p in series],
+            ".",
+            markersize=2,
+            label=f"run {i + 1}",
+        )
+    axes[0].axhline(1.0, color="grey", linestyle="--", linewidth=1)
+    axes[0].set_title(f"latency, request to confirmation stored, at {result['load']['rate']:g} req/s")
+    axes[0].set_xlabel("s since the phase started")
+    axes[0].set_ylabel("s")
+    for i, run in enumerate(result["runs"]):
+        for phase, style in (("fixed_rate", "-"), ("as_fast_as_possible", "--")):
+            confirmed = sorted(p["confirmed_s"] for p in run[phase]["series"])
+            if not confirmed:
+                continue
+            seconds = range(int(confirmed[-1]) + 1)
+            counts = [0] * len(seconds)
+            for c in confirmed:
+                counts[int(c)] += 1
+            axes[1].plot(list(seconds), counts, style, label=f"run {i + 1} {phase.replace('_', ' ')}")
+    axes[1].axhline(100, color="grey", linestyle="--", linewidth=1)
+    axes[1].set_title("placements confirmed per second")
+    axes[1].set_xlabel("s since the phase started")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,36 @@
+"""The console's pages (server-rendered, GOV.UK Design System), one module per kind of user:
+
+- :mod:`.brokers`: the brokerage team's board, package form, package pages and actions;
+- :mod:`.operations`: operations' live stream, lag, dead letters and KPIs;
+- :mod:`.admin`: staff accounts;
+- :mod:`.portal`: the provider portal, on the providers service's provider-scoped API;
+
+and what they share: :mod:`.sign_in` (signing in and out, staff and providers), :mod:`.sessions`
+(sessions, permissions, CSRF), :mod:`.pages` (templates, menu) and :mod:`.errors` (error pages).
+
+Every page needs a session with the right permission (domain.PERMISSIONS); every form carries
+the session's CSRF token, checked before anything else is read from it. The sign-in forms,
+which come before any session, use a double-submit cookie instead.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fastapi import APIRouter
+
+from services.console.api import admin, brokers, operations, portal, sign_in
+from services.console.api.sessions import Sessions
+
+if TYPE_CHECKING:
+    from services.console.app import Console
+
+
+def build_router(console: Console) -> APIRouter:
+    """Every page of the console. ``console`` carries the pool, the session policy, the service
+    clients and the Kafka bootstrap."""
+    sessions = Sessions(console)
+    router = APIRouter(include_in_schema=False)
+    for pages in (sign_in, brokers, operations, admin, portal):
+        router.include_router(pages.router(console, sessions))
+    return router

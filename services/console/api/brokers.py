@@ -1,0 +1,221 @@
+"""The brokerage team's pages: the board (every package, most urgent first, filterable), the new
+package form, a package's page (its explanation; the person's details for those allowed, each read
+audited by the brokerage) and the actions on it (approve or reject an above-rate bid, cancel,
+re-offer, record a hand-back or a start), all through the brokerage's API."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse
+
+from schemas.vocabulary import Band, CareNeed, Funding, Urgency
+from services.console import domain
+from services.console.api.pages import TEMPLATES, now, page, zones
+from services.console.api.sessions import Sessions
+from services.console.clients import ApiError
+from services.console.domain import Permission
+
+if TYPE_CHECKING:
+    from services.console.app import Console
+
+
+def _parse_time(value: Any) -> dt.datetime | None:
+    return None if not value else value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+
+
+def router(console: Console, sessions: Sessions) -> APIRouter:
+    """``/board``, ``/packages/new``, ``/packages/{id}`` and ``/packages/{id}/{action}``."""
+    router = APIRouter(include_in_schema=False)
+    services = console.services
+    need, form_of = sessions.need, sessions.form_of
+
+    def filters_of(request: Request) -> dict[str, str]:
+        allowed = {
+            "zone": None,
+            "band": {b.value for b in Band},
+            "urgency": {u.value for u in Urgency},
+            "status": set(domain.STATUS_ORDER),
+        }
+        chosen = {}
+        for name, values in allowed.items():
+            value = request.query_params.get(name) or ""
+            if value and (values is None or value in values):
+                chosen[name] = value
+        return chosen
+
+    async def board_rows(chosen: dict[str, str]) -> list[dict]:
+        packages = (await services.brokerage.get("/packages", params=chosen | {"limit": 1000}))["packages"]
+        at = now()
+        for p in packages:
+            for key in ("requested_at", "placed_at", "unplaced_at", "window_closes_at"):
+                p[key] = _parse_time(p.get(key))
+            p["waited"] = domain.waited(p["requested_at"], domain.wait_of(p, at))
+            p["waiting"] = p["status"] in domain.WAITING
+        return domain.board_order(packages)
+
+    @router.get("/board")
+    async def board(request: Request, session=Depends(need(Permission.board))):
+        chosen = filters_of(request)
+        rows = await board_rows(chosen)
+        if request.query_params.get("fragment") == "rows":
+            return TEMPLATES.TemplateResponse(request, "_board_rows.html", {"rows": rows})
+        return page(
+            request,
+            "board.html",
+            session,
+            rows=rows,
+            chosen=chosen,
+            zones=await zones(console),
+            bands=[b.value for b in Band],
+            urgencies=[u.value for u in Urgency],
+            statuses=domain.STATUS_ORDER,
+            query=urlencode(chosen),
+            now=now(),
+        )
+
+    def package_form_context(
+        values: dict | None = None, errors: dict | None = None, general: list | None = None
+    ) -> dict:
+        return {
+            "values": values or {},
+            "errors": errors or {},
+            "general_errors": general or [],
+            "labels": domain.LABELS,
+            "bands": [b.value for b in Band],
+            "urgencies": [u.value for u in Urgency],
+            "needs": [n.value for n in CareNeed],
+            "fundings": [f.value for f in Funding],
+        }
+
+    @router.get("/packages/new")
+    async def new_package(request: Request, session=Depends(need(Permission.act))):
+        return page(request, "package_new.html", session, zones=await zones(console), **package_form_context())
+
+    @router.post("/packages/new")
+    async def create_package(request: Request, session=Depends(need(Permission.act))):
+        form = await form_of(request, session)
+        request_body, errors = domain.package_request(form)
+        general: list[str] = []
+        if request_body is not None:
+            try:
+                created = await services.brokerage.post(
+                    "/packages",
+                    request_body,
+                    headers={"Idempotency-Key": str(form.get("idempotency_key") or uuid.uuid4())},
+                )
+            except ApiError as refused:
+                if refused.status != 422:
+                    general = [refused.message]
+                else:
+                    errors, general = domain.errors_from_api(refused.problem)
+            else:
+                return RedirectResponse(f"/packages/{created['package_id']}?created=1", status_code=303)
+        return page(
+            request,
+            "package_new.html",
+            session,
+            400,
+            zones=await zones(console),
+            idempotency_key=form.get("idempotency_key"),
+            **package_form_context(form, errors, general),
+        )
+
+    @router.get("/packages/{package_id}")
+    async def package_page(request: Request, package_id: uuid.UUID, session=Depends(need(Permission.board))):
+        try:
+            package = await services.brokerage.get(f"/packages/{package_id}")
+        except ApiError as missing:
+            if missing.status == 404:
+                return page(
+                    request,
+                    "error.html",
+                    session,
+                    404,
+                    title="Page not found",
+                    message=f"There is no package {package_id}",
+                )
+            raise
+        try:
+            explanation = await services.brokerage.get(f"/packages/{package_id}/explanation")
+        except ApiError as not_allowed:  # the decision record has bids' prices: not every role's
+            if not_allowed.status != 403:
+                raise
+            explanation = None
+        # A broker's read of the person is audited by the brokerage, with the broker's name.
+        person = (
+            await services.brokerage.get(f"/packages/{package_id}/person")
+            if session.can(Permission.person)
+            else None
+        )
+        names = {
+            p["provider_id"]: p.get("name", p["provider_id"])
+            for p in await services.brokerage.get("/reference/providers")
+        }
+        return page(
+            request,
+            "package.html",
+            session,
+            p=package,
+            explanation=explanation,
+            person=person,
+            names=names,
+            created=request.query_params.get("created"),
+            refused=request.query_params.get("refused"),
+            done=request.query_params.get("done"),
+            today=dt.date.today(),
+        )
+
+    # console action -> (API path, body from the form); who acts is the signed-in staff member,
+    # sent by the console's client (services/console/clients.py), never in the body.
+    ACTIONS = {
+        "approve": ("exception/approve", lambda f: {"reason": f.get("reason", "")}),
+        "reject": ("exception/reject", lambda f: {"reason": f.get("reason", "")}),
+        "cancel": ("cancel", lambda f: {"reason": f.get("reason", "")}),
+        "reoffer": ("reoffer", lambda f: {}),
+        "hand-back": (
+            "hand-back",
+            lambda f: {
+                "reason": f.get("reason", ""),
+                "notice_ends_on": (
+                    domain.date_from_parts(
+                        f.get("notice_ends_on-day", ""),
+                        f.get("notice_ends_on-month", ""),
+                        f.get("notice_ends_on-year", ""),
+                    )
+                    or ""
+                ).__str__(),
+            },
+        ),
+        "start": (
+            "start",
+            lambda f: {
+                "started_on": (
+                    domain.date_from_parts(
+                        f.get("started_on-day", ""), f.get("started_on-month", ""), f.get("started_on-year", "")
+                    )
+                    or ""
+                ).__str__(),
+            },
+        ),
+    }
+
+    @router.post("/packages/{package_id}/{action}")
+    async def act(request: Request, package_id: uuid.UUID, action: str, session=Depends(need(Permission.act))):
+        if action not in ACTIONS:
+            return page(request, "error.html", session, 404, title="Page not found", message=f"No action {action}")
+        form = await form_of(request, session)
+        path, body = ACTIONS[action]
+        try:
+            await services.brokerage.post(f"/packages/{package_id}/{path}", body(form))
+        except ApiError as refused:
+            return RedirectResponse(
+                f"/packages/{package_id}?refused={quote(domain.refusal(refused.problem))}#actions", status_code=303
+            )
+        return RedirectResponse(f"/packages/{package_id}?done={action}", status_code=303)
+
+    return router

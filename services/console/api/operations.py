@@ -1,0 +1,141 @@
+"""Operations' pages: the live event stream (server-sent events from Kafka, decoded as ``homecare
+tail`` decodes them, filterable by zone and type), consumer lag, dead letters (replayed with a
+button) and the KPIs with charts. The reading is :mod:`services.operations`', as the CLI's is."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from services.console import charts
+from services.console.api.pages import now, page, zones
+from services.console.api.sessions import Sessions
+from services.console.domain import Permission
+from services.operations import dead_letters, kpis, lag, streams
+
+if TYPE_CHECKING:
+    from services.console.app import Console
+
+
+def router(console: Console, sessions: Sessions) -> APIRouter:
+    """``/ops/stream`` (and its ``/events``), ``/ops/lag``, ``/ops/dead-letters`` and ``/ops/kpis``."""
+    router = APIRouter(include_in_schema=False)
+    need, form_of = sessions.need, sessions.form_of
+
+    @router.get("/ops/stream")
+    async def stream_page(request: Request, session=Depends(need(Permission.operations))):
+        chosen = {k: v for k in ("zone", "type") if (v := request.query_params.get(k))}
+        return page(
+            request,
+            "stream.html",
+            session,
+            chosen=chosen,
+            query=urlencode(chosen),
+            zones=await zones(console),
+            types=streams.event_types(),
+        )
+
+    @router.get("/ops/stream/events", response_class=EventSourceResponse)
+    async def stream_events(
+        request: Request, zone: str | None = None, type: str | None = None, session=Depends(need(Permission.operations))
+    ):
+        stopping = {"client": False}
+
+        def stop() -> bool:
+            return stopping["client"] or console.stopping()
+
+        async for line in streams.live_lines(
+            console.settings.kafka_bootstrap_servers, stop=stop, zone=zone or None, event_type=type or None
+        ):
+            if await request.is_disconnected():
+                stopping["client"] = True
+                continue
+            if line is None:
+                yield ServerSentEvent(comment="waiting")
+            else:
+                yield ServerSentEvent(event="line", data=line.__dict__)
+        return
+
+    @router.get("/ops/lag")
+    async def lag_page(request: Request, session=Depends(need(Permission.operations))):
+        rows = await lag.lag(console.settings.kafka_bootstrap_servers)
+        return page(request, "lag.html", session, rows=rows, total=sum(r["lag"] for r in rows), now=now())
+
+    @router.get("/ops/dead-letters")
+    async def dead_letters_page(request: Request, session=Depends(need(Permission.operations))):
+        letters = [  # newest first
+            {"id": dead_letters.letter_id(p, o), "letter": d}
+            for p, o, d in reversed(await dead_letters.read_all(console.settings.kafka_bootstrap_servers))
+        ]
+        return page(
+            request, "dead_letters.html", session, letters=letters, replayed=request.query_params.get("replayed")
+        )
+
+    @router.post("/ops/dead-letters/{letter_id}/replay")
+    async def replay_letter(request: Request, letter_id: str, session=Depends(need(Permission.operations))):
+        await form_of(request, session)
+        try:
+            await dead_letters.replay_letters(console.settings.kafka_bootstrap_servers, [letter_id])
+        except LookupError as unknown:
+            return page(request, "error.html", session, 404, title="Page not found", message=str(unknown))
+        return RedirectResponse(f"/ops/dead-letters?replayed={quote(letter_id)}", status_code=303)
+
+    @router.get("/ops/kpis")
+    async def kpis_page(request: Request, session=Depends(need(Permission.operations))):
+        try:
+            days = min(366.0, max(0.01, float(request.query_params.get("days", "7"))))
+        except ValueError:
+            days = 7.0
+        at = now()
+        figures = await kpis.key_figures(
+            console.settings.kafka_bootstrap_servers, start=at - dt.timedelta(days=days), end=at, now=at
+        )
+        return page(request, "kpis.html", session, k=figures, days=days, charts=kpi_charts(figures))
+
+    return router
+
+
+def kpi_charts(k: dict) -> dict[str, Any]:
+    """The dashboard's four charts from ``homecare kpis``' figures."""
+    slowest = max((r["p90_s"] or 0 for r in k["time_to_place"]["by_urgency"].values()), default=0)
+    scale, unit = (3600, "h") if slowest >= 3 * 3600 else (60, "min") if slowest >= 180 else (1, "s")
+    by_urgency = [
+        (
+            u.replace("_", " "),
+            {
+                "median": (r["median_s"] or 0) / scale,
+                "90th percentile": max(0.0, ((r["p90_s"] or 0) - (r["median_s"] or 0)) / scale),
+            },
+        )
+        for u, r in k["time_to_place"]["by_urgency"].items()
+    ]
+    unplaced = [(f"{r['zone']} ({r['band']})", {"hours a week": float(r["hours"])}) for r in k["unplaced_queue"]]
+    # Concentration reads best by rank (names are in the table below the chart): the largest
+    # provider's share, the next two, and everyone else.
+    ranks = ["largest provider", "second", "third", "all others"]
+    shares = []
+    for zone, r in k["concentration_by_zone"].items():
+        ordered = sorted(r["shares_percent"].values(), reverse=True)
+        # strict=False: a zone may have fewer than three providers (the ranks are then cut short).
+        shares.append((zone, dict(zip(ranks, [*ordered[:3], sum(ordered[3:])], strict=False))))
+    reasons = sorted({r for row in k["declines_by_band"].values() for r in row})
+    declines = [(band, {r: float(n) for r, n in row.items()}) for band, row in k["declines_by_band"].items()]
+    return {
+        "time_to_place": charts.bars(
+            "chart-time",
+            f"Time to place by urgency in {unit}: the median, then on to the 90th percentile",
+            by_urgency,
+            unit=f" {unit}",
+            series=["median", "90th percentile"],
+        ),
+        "unplaced": charts.bars("chart-unplaced", "Unplaced hours a week by zone and band", unplaced, unit=" h"),
+        "shares": charts.bars(
+            "chart-shares", "Share of placed hours per zone by provider rank, percent", shares, unit="%", series=ranks
+        ),
+        "declines": charts.bars("chart-declines", "Decline reasons by band", declines, series=reasons),
+    }

@@ -1,0 +1,90 @@
+"""What every page of the console shares: the templates and their filters, the menu (only the pages
+the session may open) and :func:`page`, which renders a template with them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from services.console import handlers
+from services.console.domain import Permission
+
+if TYPE_CHECKING:  # the console imports these pages: no import back at run time
+    from services.console.app import Console
+
+TEMPLATES = Jinja2Templates(directory=Path(__file__).parents[1] / "templates")
+
+
+def now() -> dt.datetime:
+    """The time now, in UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+def _when(value: Any) -> str:
+    if not value:
+        return "-"
+    at = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+    return at.astimezone(dt.UTC).strftime("%d %b %Y %H:%M UTC")
+
+
+TEMPLATES.env.filters["when"] = _when
+TEMPLATES.env.filters["words"] = lambda v: str(v or "-").replace("_", " ")
+TEMPLATES.env.globals["uuid4"] = uuid.uuid4  # a fresh Idempotency-Key per form shown
+TEMPLATES.env.filters["pair"] = lambda v: (v, str(v).replace("_", " ").capitalize())  # (value, label) for options
+
+
+MENU = [
+    (Permission.board, "/board", "Board"),
+    (Permission.act, "/packages/new", "New package"),
+    (Permission.operations, "/ops/stream", "Live events"),
+    (Permission.operations, "/ops/lag", "Consumer lag"),
+    (Permission.operations, "/ops/dead-letters", "Dead letters"),
+    (Permission.operations, "/ops/kpis", "KPIs"),
+    (Permission.staff, "/admin/staff", "Staff accounts"),
+]
+PORTAL_MENU = [
+    ("/portal/offers", "Offers"),
+    ("/portal/packages", "My packages"),
+    ("/portal/profile", "Capacity and call times"),
+]
+
+
+def navigation(session: handlers.Session | None, path: str) -> list[dict]:
+    """The menu: only the pages the session may open."""
+    if session is None:
+        return []
+    if session.kind == "provider":
+        items = PORTAL_MENU
+    else:
+        items = [(href, label) for permission, href, label in MENU if session.can(permission)]
+    return [{"href": href, "label": label, "current": path == href} for href, label in items]
+
+
+def page(
+    request: Request, template: str, session: handlers.Session | None, status: int = 200, **context
+) -> HTMLResponse:
+    """A full page: the template with the menu and the session's CSRF token for its forms."""
+    return TEMPLATES.TemplateResponse(
+        request,
+        template,
+        {
+            "session": session,
+            "nav": navigation(session, request.url.path),
+            "csrf_token": session.csrf_token if session else None,
+            **context,
+        },
+        status_code=status,
+    )
+
+
+async def zones(console: Console) -> list[dict]:
+    """The framework's zones, by name (the brokerage's reference data; read once, then kept)."""
+    if not console.zones:
+        console.zones = sorted(await console.services.brokerage.get("/reference/zones"), key=lambda z: z["name"])
+    return console.zones
