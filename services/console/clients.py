@@ -59,7 +59,7 @@ class ServiceUnavailable(Exception):
 
 class Client:
     def __init__(self, base_url: str, *, timeout: float = 10.0, auth: httpx.Auth | None = None) -> None:
-        self.http = httpx.AsyncClient(base_url=base_url, timeout=timeout, auth=auth or httpx.USE_CLIENT_DEFAULT)
+        self.http = httpx.AsyncClient(base_url=base_url, timeout=timeout, auth=auth)
 
     async def close(self) -> None:
         await self.http.aclose()
