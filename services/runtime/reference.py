@@ -144,8 +144,12 @@ class SchemeOfDelegation:
 
 def load_delegation(folder: Path | None = None) -> SchemeOfDelegation:
     """``delegation.yaml`` as it says now (re-parsed when it changes; an invalid edit keeps the
-    last good version, as for the framework)."""
+    last good version, as for the framework). A reference folder without one uses the shipped
+    ``deploy/reference/delegation.yaml``."""
     path = (folder or reference_dir()).joinpath("delegation.yaml")
+    if not path.exists() and folder is None:
+        # A reference folder of an installation's own made before the scheme existed: the shipped one.
+        path = DEFAULT_DIR / "delegation.yaml"
     try:
         return _parse_delegation(path, path.stat().st_mtime_ns)
     except Exception as exc:

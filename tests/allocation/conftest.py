@@ -63,6 +63,7 @@ MARKET = {
 def reference_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("reference")
     shutil.copy(DEFAULT_DIR / "framework.yaml", folder / "framework.yaml")
+    shutil.copy(DEFAULT_DIR / "delegation.yaml", folder / "delegation.yaml")
     (folder / "providers.yaml").write_text(yaml.safe_dump({"providers": list(MARKET.values())}))
     return folder
 
