@@ -52,7 +52,7 @@ from services.runtime import clock
 from services.runtime.consumer import Rejected
 from services.runtime.logging import get_logger
 from services.runtime.outbox import UnitOfWork
-from services.runtime.reference import Framework, load_framework
+from services.runtime.reference import Framework, SchemeOfDelegation, load_delegation, load_framework
 
 log = get_logger(__name__)
 
@@ -66,6 +66,7 @@ class BrokerageRules:
     windows: dict[Urgency, dt.timedelta]
     reoffer_interval: dt.timedelta = dt.timedelta(hours=6)
     reference: Callable[[], Framework] = load_framework
+    delegation: Callable[[], SchemeOfDelegation] = load_delegation
 
     @property
     def framework(self) -> Framework:
@@ -664,6 +665,11 @@ async def _best_above_rate(
     return domain.best_above_rate(ranked, await _eligible_now(uow, rules, spec, ranked))
 
 
+class NotDelegated(Exception):
+    """The approver's role may not approve this much above the band rate, or they requested the
+    package themselves (HTTP 403). The scheme of delegation: deploy/reference/delegation.yaml."""
+
+
 async def decide_exception(
     uow: UnitOfWork,
     rules: BrokerageRules,
@@ -673,14 +679,31 @@ async def decide_exception(
     decided_by: str,
     reason: ExceptionDecisionReason,
     reason_text: str | None = None,
+    approver_roles: frozenset[str] = frozenset(),
 ) -> None:
     """A broker approves paying above the band rate (the best-ranked such bid wins) or refuses it.
     ``reason`` goes on ExceptionDecided; ``reason_text`` stays in the brokerage's exceptions table.
 
-    Raises ActionRefused (HTTP 409) when no exception awaits a decision."""
+    An approval must be within the approver's limit in the scheme of delegation (the highest of
+    their roles' limits, per cent above the band rate) and not on a package they requested:
+    :class:`NotDelegated` (HTTP 403) otherwise, and nothing is recorded. Refusing is anyone's in
+    the team. Raises ActionRefused (HTTP 409) when no exception awaits a decision."""
     package = await _locked(uow, package_id)
     if package["status"] != "awaiting_approval":
         raise ActionRefused(f"package {package_id} is {package['status']}; there is no exception awaiting a decision")
+    spec = repo.spec_of(package)
+    best = await _best_above_rate(uow, rules, package, spec) if approve else None
+    if best is not None:
+        refusal = domain.approval_refusal(
+            approver=decided_by,
+            approver_roles=approver_roles,
+            requested_by=package["requested_by"],
+            band_rate=package["band_rate"],
+            hourly_rate=best.answer.hourly_rate,
+            limits_percent=rules.delegation().limits_percent,
+        )
+        if refusal is not None:
+            raise NotDelegated(refusal)
     at = now()
     decision = "approved" if approve else "rejected"
     asked = await repo.decide_exception(
@@ -708,8 +731,6 @@ async def decide_exception(
             decided_at=at,
         )
     )
-    spec = repo.spec_of(package)
-    best = await _best_above_rate(uow, rules, package, spec) if approve else None
     if best is not None:
         offer_round, tier = await repo.round_of_answer(uow.conn, package_id, best.answer.provider_id, package["cycle"])
         await _place(

@@ -24,6 +24,7 @@ from services.console.api import errors
 from services.console.clients import Services
 from services.runtime.http import create_app
 from services.runtime.logging import get_logger
+from services.runtime.oidc_client import service_account
 from services.runtime.outbox import unit_of_work
 from services.runtime.service import Service
 from services.runtime.settings import ServiceSettings, load
@@ -63,7 +64,10 @@ class Console:
             absolute=dt.timedelta(hours=settings.session_max_hours),
         )
         self.services = Services(
-            brokerage=settings.brokerage_url, providers=settings.providers_url, notifications=settings.notifications_url
+            brokerage=settings.brokerage_url,
+            providers=settings.providers_url,
+            notifications=settings.notifications_url,
+            auth=service_account(settings),
         )
         self.zones: list[dict] = []
 
@@ -93,7 +97,11 @@ def build(settings: ServiceSettings | None = None) -> tuple[ConsoleService, Fast
                 await asyncio.wait_for(svc.stopping.wait(), timeout=600)
 
     app = create_app(
-        service, title="Console", description="The web console of the home care brokerage.", html_forms=True
+        service,
+        title="Console",
+        description="The web console of the home care brokerage.",
+        html_forms=True,
+        authenticated=False,
     )
     app.include_router(api.build_router(console))
     app.mount("/assets", StaticFiles(directory=GOVUK / "assets", check_dir=False), name="govuk-assets")

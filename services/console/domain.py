@@ -175,9 +175,7 @@ def date_from_parts(day: str, month: str, year: str) -> dt.date | None:
         return None
 
 
-def package_request(
-    form: Mapping[str, str | Sequence[str]], *, requested_by: str
-) -> tuple[dict[str, Any] | None, dict[str, str]]:
+def package_request(form: Mapping[str, str | Sequence[str]]) -> tuple[dict[str, Any] | None, dict[str, str]]:
     """The brokerage API's request from the form's answers, or the form's own errors (blank
     required answers, numbers and dates that are not numbers or dates). Every rule of the
     package itself is the API's, reported back through :func:`errors_from_api`."""
@@ -227,7 +225,6 @@ def package_request(
         "urgency": values["urgency"],
         "start_date": values["start_date"],
         "funding": values["funding"],
-        "requested_by": requested_by,
         "person": person,
     }
     return request, {}

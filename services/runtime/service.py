@@ -25,6 +25,7 @@ from services.runtime import topics as runtime_topics
 from services.runtime.consumer import EventConsumer
 from services.runtime.db import backoff_delays, create_pool, migrate
 from services.runtime.kafka import consumer_lag, ensure_topics, kafka_security, make_broker, partitions_of
+from services.runtime.oidc_client import service_account
 from services.runtime.outbox import Relay
 from services.runtime.settings import ServiceSettings
 
@@ -51,6 +52,8 @@ class Service:
         for problem in problems:
             log.warning("unsafe configuration, accepted in development only", problem=problem)
         self.secrets = settings.secret_box()
+        # Its own access tokens for calling another service (client credentials), if configured.
+        self.client_auth = service_account(settings)
         # events=False: a process that neither consumes nor publishes (the web console): no relay
         # and no lag of its own to measure; it still waits for Kafka, which it reads from.
         self.events = events

@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support import ADMIN_TOKEN, DISCLOSURE_TOKEN, STAFF_TOKEN, start_stack, stop_stack
+from tests.support import start_stack, stop_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
@@ -99,7 +99,7 @@ def test_the_docs_have_examples_to_run():
 
 
 @pytest.fixture(scope="module")
-def docs_stack(database_url, infra, namespace, artifacts):
+def docs_stack(database_url, infra, namespace, artifacts, identity):
     """The three services as processes, for the blocks that need them running."""
     stack = start_stack(database_url, infra.kafka, namespace, artifacts / "docs-logs")
     yield stack
@@ -116,12 +116,7 @@ def environment(stack) -> dict[str, str]:
             "BROKERAGE_URL": stack.url("brokerage"),
             "PROVIDERS_URL": stack.url("providers"),
             "NOTIFICATIONS_URL": stack.url("notifications"),
-            "PROVIDERS_ADMIN_TOKEN": ADMIN_TOKEN,
-            "PROVIDERS_DISCLOSURE_TOKEN": DISCLOSURE_TOKEN,
-            "BROKERAGE_DISCLOSURE_TOKEN": DISCLOSURE_TOKEN,
-            "BROKERAGE_STAFF_TOKEN": STAFF_TOKEN,
-            "CONSOLE_STAFF_TOKEN": STAFF_TOKEN,
-        }
+        }  # and the identity provider's settings, which the identity fixture put in os.environ
     return env
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from services.runtime.reference import load_framework
 from services.simulator.synthetic import package_request
+from tests.support import staff
 
 
 def good() -> dict:
@@ -87,7 +88,7 @@ def brokerage(stack) -> str:
 
 @pytest.mark.parametrize("name, mutate, status, field, words", CASES, ids=[c[0] for c in CASES])
 async def test_invalid_requests_get_a_4xx_naming_the_field(brokerage, name, mutate, status, field, words):
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(auth=staff()) as client:
         r = await client.post(f"{brokerage}/packages", json=mutate(good()))
     assert r.status_code == status, r.text
     body = r.json()
@@ -96,7 +97,7 @@ async def test_invalid_requests_get_a_4xx_naming_the_field(brokerage, name, muta
 
 
 async def test_wrong_content_type_and_oversized_bodies_are_refused(brokerage):
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(auth=staff()) as client:
         r = await client.post(
             f"{brokerage}/packages",
             content=b"zone=melton",
@@ -114,7 +115,7 @@ async def test_wrong_content_type_and_oversized_bodies_are_refused(brokerage):
 
 
 async def test_unknown_packages_are_404_and_bad_ids_422(brokerage):
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(auth=staff()) as client:
         assert (await client.get(f"{brokerage}/packages/6f1c2a52-8c1e-4a55-9d6b-1f6f0c1d2e3a")).status_code == 404
         assert (await client.get(f"{brokerage}/packages/not-a-uuid")).status_code == 422
         assert (await client.get(f"{brokerage}/packages", params={"status": "lost"})).status_code == 422
@@ -127,7 +128,7 @@ async def test_refused_requests_leave_nothing_behind(brokerage, database_url):
             "SELECT (SELECT count(*) FROM brokerage.packages) + (SELECT count(*) FROM brokerage.persons)"
             " + (SELECT count(*) FROM brokerage.outbox)"
         )
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(auth=staff()) as client:
             for _name, mutate, *_ in CASES:
                 await client.post(f"{brokerage}/packages", json=mutate(good()))
         after = await conn.fetchval(
@@ -140,7 +141,7 @@ async def test_refused_requests_leave_nothing_behind(brokerage, database_url):
 
 
 async def test_a_valid_request_is_accepted_and_readable(brokerage):
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(auth=staff()) as client:
         r = await client.post(f"{brokerage}/packages", json=good(), headers={"X-Correlation-ID": "trace-me"})
         assert r.status_code == 201, r.text
         assert r.headers["X-Correlation-ID"] == "trace-me"
@@ -151,11 +152,13 @@ async def test_a_valid_request_is_accepted_and_readable(brokerage):
 
 async def test_a_retried_request_with_the_same_idempotency_key_creates_one_package(brokerage, database_url):
     body, key = good(), "retry-1-" + str(random.random())
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(auth=staff()) as client:
         first = await client.post(f"{brokerage}/packages", json=body, headers={"Idempotency-Key": key})
         again = await client.post(f"{brokerage}/packages", json=body, headers={"Idempotency-Key": key})
         other = await client.post(
-            f"{brokerage}/packages", json=changed(body, "broker.raj", "requested_by"), headers={"Idempotency-Key": key}
+            f"{brokerage}/packages",
+            json=changed(body, "another note", "person", "care_notes"),
+            headers={"Idempotency-Key": key},
         )
     assert (first.status_code, again.status_code, other.status_code) == (201, 200, 409)
     assert first.json()["package_id"] == again.json()["package_id"]
@@ -167,34 +170,28 @@ async def test_a_retried_request_with_the_same_idempotency_key_creates_one_packa
 
 
 async def test_broker_actions_refuse_what_the_package_state_does_not_allow(brokerage):
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(auth=staff()) as client:
         package_id = (await client.post(f"{brokerage}/packages", json=good())).json()["package_id"]
         url = f"{brokerage}/packages/{package_id}"
-        r = await client.post(
-            f"{url}/cancel", json={"reason": "moved_to_residential_care", "cancelled_by": "broker.amy"}
-        )
+        r = await client.post(f"{url}/cancel", json={"reason": "moved_to_residential_care"})
         assert r.status_code == 200 and r.json()["status"] == "cancelled"
-        again = await client.post(f"{url}/cancel", json={"reason": "other", "cancelled_by": "broker.amy"})
+        again = await client.post(f"{url}/cancel", json={"reason": "other"})
         assert again.status_code == 409 and "cancelled" in again.json()["error"]
-        start = await client.post(f"{url}/start", json={"started_on": "2026-01-05", "recorded_by": "broker.amy"})
+        start = await client.post(f"{url}/start", json={"started_on": "2026-01-05"})
         assert start.status_code == 409 and "only a placed package can start" in start.json()["error"]
-        assert (await client.post(f"{url}/reoffer", json={"requested_by": "broker.amy"})).status_code == 409
-        handed = await client.post(
-            f"{url}/hand-back", json={"notice_ends_on": "2026-12-31", "reason": "other", "recorded_by": "broker.amy"}
-        )
+        assert (await client.post(f"{url}/reoffer", json={})).status_code == 409
+        handed = await client.post(f"{url}/hand-back", json={"notice_ends_on": "2026-12-31", "reason": "other"})
         assert (
             handed.status_code == 409
             and "only a placed or started package can be handed back" in handed.json()["error"]
         )
-        assert (
-            await client.post(f"{url}/hand-back", json={"reason": "other", "recorded_by": "broker.amy"})
-        ).status_code == 422
-        assert (await client.post(f"{url}/cancel", json={"cancelled_by": "broker.amy"})).status_code == 422
-        future = await client.post(f"{url}/start", json={"started_on": "2999-01-01", "recorded_by": "broker.amy"})
+        assert (await client.post(f"{url}/hand-back", json={"reason": "other"})).status_code == 422
+        assert (await client.post(f"{url}/cancel", json={})).status_code == 422
+        future = await client.post(f"{url}/start", json={"started_on": "2999-01-01"})
         assert future.status_code == 422 and "future" in future.text
         missing = await client.post(
             f"{brokerage}/packages/6f1c2a52-8c1e-4a55-9d6b-1f6f0c1d2e3a/cancel",
-            json={"reason": "other", "cancelled_by": "broker.amy"},
+            json={"reason": "other"},
         )
         assert missing.status_code == 404
         timeline = [t["stage"] for t in (await client.get(url)).json()["timeline"]]
@@ -204,7 +201,7 @@ async def test_broker_actions_refuse_what_the_package_state_does_not_allow(broke
 
 
 async def test_the_queue_view_lists_the_unplaced_first_then_the_most_urgent_then_the_longest_waiting(brokerage):
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(auth=staff()) as client:
         for urgency in ("community", "hospital_discharge"):  # at least two urgencies on the list
             assert (await client.post(f"{brokerage}/packages", json=good() | {"urgency": urgency})).status_code == 201
         listed = (await client.get(f"{brokerage}/packages", params={"sort": "queue", "limit": 1000})).json()["packages"]
@@ -225,15 +222,15 @@ ISSUE_14_REASON = "Stanley Dawson (NHS 999 760 3133) admitted to hospital"
 @pytest.mark.parametrize(
     "action, body",
     [
-        ("cancel", {"cancelled_by": "broker.amy"}),
-        ("hand-back", {"notice_ends_on": "2026-12-31", "recorded_by": "broker.amy"}),
-        ("exception/approve", {"decided_by": "broker.amy"}),
-        ("exception/reject", {"decided_by": "broker.amy"}),
+        ("cancel", {}),
+        ("hand-back", {"notice_ends_on": "2026-12-31"}),
+        ("exception/approve", {}),
+        ("exception/reject", {}),
     ],
 )
 async def test_a_reason_must_be_a_code_words_are_refused_naming_the_field(brokerage, action, body):
     """Issue 14, item 3: typed words in ``reason`` are a 422 naming the field and the codes."""
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(auth=staff()) as client:
         package_id = (await client.post(f"{brokerage}/packages", json=good())).json()["package_id"]
         r = await client.post(f"{brokerage}/packages/{package_id}/{action}", json=body | {"reason": ISSUE_14_REASON})
         assert r.status_code == 422, r.text
@@ -248,11 +245,11 @@ async def test_a_cancel_reasons_words_stay_in_the_brokerage_and_never_reach_kafk
     from services.runtime.kafka import read_topic
     from tests.support import event_of
 
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(auth=staff()) as client:
         package_id = (await client.post(f"{brokerage}/packages", json=good())).json()["package_id"]
         r = await client.post(
             f"{brokerage}/packages/{package_id}/cancel",
-            json={"reason": "admitted_to_hospital", "reason_text": ISSUE_14_REASON, "cancelled_by": "broker.amy"},
+            json={"reason": "admitted_to_hospital", "reason_text": ISSUE_14_REASON},
         )
         assert r.status_code == 200, r.text
         package = (await client.get(f"{brokerage}/packages/{package_id}")).json()
@@ -271,3 +268,20 @@ async def test_a_cancel_reasons_words_stay_in_the_brokerage_and_never_reach_kafk
     assert [(e["reason"], e["schema_version"]) for e in cancelled] == [("admitted_to_hospital", 2)]
     for needle in ("Stanley", "Dawson", "999 760 3133", "9997603133"):
         assert not [r for r in records if needle.encode() in (r.value or b"")], needle
+
+
+async def test_who_acts_is_the_tokens_user_never_a_field_of_the_body(brokerage):
+    async with httpx.AsyncClient(auth=staff("demo-broker-2")) as client:
+        claimed = await client.post(f"{brokerage}/packages", json=good() | {"requested_by": "demo-head"})
+        assert claimed.status_code == 422 and "requested_by" in claimed.text
+        package_id = (await client.post(f"{brokerage}/packages", json=good())).json()["package_id"]
+        url = f"{brokerage}/packages/{package_id}"
+        forged = await client.post(f"{url}/cancel", json={"reason": "other", "cancelled_by": "demo-head"})
+        assert forged.status_code == 422 and "cancelled_by" in forged.text
+    async with httpx.AsyncClient(auth=staff("demo-senior")) as client:
+        cancelled = await client.post(f"{url}/cancel", json={"reason": "family_arranged_care"})
+        assert cancelled.status_code == 200, cancelled.text
+        package = (await client.get(url)).json()
+    assert package["requested_by"] == "demo-broker-2"
+    assert package["timeline"][0]["detail"]["requested_by"] == "demo-broker-2"
+    assert package["timeline"][-1]["detail"]["cancelled_by"] == "demo-senior"

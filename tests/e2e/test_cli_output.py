@@ -19,7 +19,7 @@ from services.runtime.kafka import kafka_security
 from services.runtime.reference import load_framework
 from services.simulator.synthetic import batch
 from tests.cli_checks import assert_fits, assert_shows, homecare_piped
-from tests.support import ADMIN_TOKEN
+from tests.support import staff
 
 WIDTHS = (80, 40)  # a terminal of the usual width (and a pipe's default), and a narrow one
 PACKAGES, SEED = 8, 5
@@ -149,9 +149,9 @@ async def test_dead_letters_read_whole_in_a_pipe_and_the_json_has_the_same_value
 
 
 async def test_provider_credentials_read_whole_in_a_pipe_and_the_json_has_the_same_values(stack):
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(auth=staff("demo-admin")) as client:
         provider_id = (await client.get(f"{stack.url('providers')}/providers")).json()[0]["provider_id"]
-    env = {"PROVIDERS_ADMIN_TOKEN": ADMIN_TOKEN}
+    env = {"HOMECARE_CLI_USER": "demo-admin"}
     url = ("--url", stack.url("providers"))
     homecare_piped(
         "providers",

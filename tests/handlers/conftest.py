@@ -9,6 +9,7 @@ from faststream.kafka import TestKafkaBroker
 
 from services.runtime.db import create_pool, migrate, provision
 from services.runtime.settings import load
+from tests import local_issuer
 from tests.support import drop_database
 
 
@@ -24,13 +25,19 @@ async def handlers_database(infra, database_url):
 
 
 @pytest.fixture
-async def in_memory(handlers_database):
-    """Build a service in-process on the in-memory broker: yields (service, broker)."""
+async def in_memory(handlers_database, monkeypatch):
+    """Build a service in-process on the in-memory broker: yields (service, broker). Its API trusts
+    the tests' own issuer (tests/local_issuer.py: ``local_issuer.headers(name)`` signs a call)."""
     started = []
+    local_issuer.serve_keys(monkeypatch)
 
     async def start(build, name, *, run_startup=True, before_start=None):
         settings = load(
-            name, database_url=handlers_database, consumer_backoff_initial_seconds=0.01, consumer_max_attempts=2
+            name,
+            database_url=handlers_database,
+            consumer_backoff_initial_seconds=0.01,
+            consumer_max_attempts=2,
+            **local_issuer.settings(),
         )
         service, app = build(settings)
         service.http_app = app  # the service's HTTP API, for tests that call it in-process (httpx ASGITransport)

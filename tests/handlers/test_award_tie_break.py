@@ -14,6 +14,7 @@ import httpx
 from schemas.events import BidSubmitted, ProviderUpdated
 from services.brokerage import domain
 from services.runtime import topics
+from tests import local_issuer
 from tests.handlers.market import ZONE, outbox_types, profile, request, status
 
 SAME_INSTANT = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -53,7 +54,11 @@ async def test_equal_bids_go_to_fewer_recent_awards_then_to_the_recorded_draw(br
     event = ProviderUpdated(correlation_id=uuid.uuid4(), revision=2, profile=equal)
     await broker.publish(event.model_dump_json().encode(), topic=topics.resolve("providers.registry"))
     a, b = ids["prime_best"], ids["prime_good"]
-    api = httpx.AsyncClient(transport=httpx.ASGITransport(app=service.http_app), base_url="http://brokerage")
+    api = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=service.http_app),
+        base_url="http://brokerage",
+        headers=local_issuer.headers("brokerage"),
+    )
 
     # 1. The draw would pick `favourite`; give it more recent awards in the zone than the other
     # (the other's one award of 13 weeks ago is outside the window): the other wins.

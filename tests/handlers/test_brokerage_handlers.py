@@ -116,6 +116,7 @@ async def test_an_approved_exception_places_the_best_above_rate_bid_and_says_who
             package_id,
             approve=True,
             decided_by="manager.jo",
+            approver_roles=frozenset({"manager"}),
             reason=ExceptionDecisionReason.urgent_discharge,
             reason_text="discharge delayed; no provider at rate",
         )

@@ -14,6 +14,7 @@ import pytest
 from services.notifications.app import build as build_notifications
 from services.runtime.reference import load_framework
 from services.simulator.synthetic import package_request
+from tests import local_issuer
 from tests.handlers.market import ZONE
 
 
@@ -24,7 +25,11 @@ def body(**person) -> dict:
 
 
 def client(service) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=service.http_app), base_url="http://service")
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=service.http_app),
+        base_url="http://service",
+        headers=local_issuer.headers(service.name),
+    )
 
 
 async def test_a_package_requests_identifiers_are_stored_in_canonical_form(brokerage):

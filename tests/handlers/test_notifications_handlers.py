@@ -16,6 +16,7 @@ from services.notifications import repository as repo
 from services.notifications.app import build
 from services.runtime import topics
 from services.runtime.outbox import unit_of_work
+from tests import local_issuer
 from tests.standins import MailServer, NotifyStandIn, WebhookReceiver, self_signed_certificate, serving
 
 
@@ -65,7 +66,11 @@ async def notifications(in_memory):
             return service, app
 
         service, broker = await in_memory(configured_build, "notifications")
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=apps[0]), base_url="http://notifications")
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=apps[0]),
+            base_url="http://notifications",
+            headers=local_issuer.headers("notifications"),
+        )
         clients.append(client)
         return service, broker, client
 

@@ -20,6 +20,7 @@ from services.providers.app import build as build_providers
 from services.providers.domain import AutomaticRules
 from services.runtime import clock, topics
 from services.runtime.outbox import unit_of_work
+from tests import local_issuer
 from tests.handlers.market import PERSON, answer, spec, status
 from tests.handlers.test_providers_handlers import willing
 from tests.unit.test_uk_time import HALF_PAST_MIDNIGHT_BST_1_APRIL, with_april_2027_card
@@ -58,15 +59,15 @@ async def test_a_start_recorded_at_half_past_midnight_bst_on_its_day_is_accepted
     with clock.frozen(dt.datetime(2027, 3, 30, 10, 5, tzinfo=UTC)):
         await answer(broker, package_id, ids["prime_best"], rate="20.00")
     assert await status(service, package_id) == "placed"
-    api = httpx.AsyncClient(transport=httpx.ASGITransport(app=service.http_app), base_url="http://brokerage")
+    api = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=service.http_app),
+        base_url="http://brokerage",
+        headers=local_issuer.headers("brokerage"),
+    )
     with clock.frozen(HALF_PAST_MIDNIGHT_BST_1_APRIL):
-        tomorrow = await api.post(
-            f"/packages/{package_id}/start", json={"started_on": "2027-04-02", "recorded_by": "broker.amy"}
-        )
+        tomorrow = await api.post(f"/packages/{package_id}/start", json={"started_on": "2027-04-02"})
         assert tomorrow.status_code == 422 and tomorrow.json()["fields"][0]["field"] == "started_on"
-        today = await api.post(
-            f"/packages/{package_id}/start", json={"started_on": "2027-04-01", "recorded_by": "broker.amy"}
-        )
+        today = await api.post(f"/packages/{package_id}/start", json={"started_on": "2027-04-01"})
     assert today.status_code == 200, today.text
     assert await status(service, package_id) == "started"
     started_on = await service.pool.fetchval("SELECT started_on FROM packages WHERE package_id = $1", package_id)

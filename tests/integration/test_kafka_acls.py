@@ -36,13 +36,13 @@ from services.runtime.kafka import describe_acls, kafka_security, read_topic, se
 from services.runtime.reference import load_framework
 from services.runtime.settings import admin_settings, load, local_kafka_identity
 from services.simulator.synthetic import batch
-from tests.support import drop_database, start_stack, stop_stack
+from tests.support import drop_database, staff, start_stack, stop_stack
 
 SERVICES = ("brokerage", "providers", "notifications")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def identity(principal: str) -> dict:
+def kafka_client_of(principal: str) -> dict:
     """The principal's client arguments: as its own process would sign in (settings.load), or,
     for a principal that is not one of our processes, from the local broker's credentials."""
     if principal in ("brokerage", "providers", "notifications", "console"):
@@ -68,7 +68,7 @@ def acl_namespace(namespace) -> str:
 
 
 @pytest.fixture(scope="module")
-async def acl_stack(admin, infra, database_url, acl_namespace, artifacts):
+async def acl_stack(admin, infra, database_url, acl_namespace, artifacts, identity):
     """The three services on the secured broker, in a database and topic namespace of their own
     (start_stack makes the namespace's topics and ACLs as the administrator)."""
     name = urlsplit(database_url).path.lstrip("/") + "_acl"
@@ -124,7 +124,7 @@ async def test_each_principal_has_exactly_the_rights_intended(admin, infra, name
 
 
 async def test_a_service_principal_may_write_its_own_topic_and_no_other(admin, infra, acl_stack, acl_namespace):
-    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka, **identity("providers"))
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka, **kafka_client_of("providers"))
     await producer.start()
     try:
         # Its own topic: allowed (garbage, which the brokerage then dead-letters).
@@ -138,7 +138,7 @@ async def test_a_service_principal_may_write_its_own_topic_and_no_other(admin, i
         topics.resolve("providers.answers", acl_namespace),
         bootstrap_servers=infra.kafka,
         group_id=topics.group("notifications", acl_namespace),
-        **identity("notifications"),
+        **kafka_client_of("notifications"),
     )
     try:
         with pytest.raises(TopicAuthorizationFailedError):
@@ -148,7 +148,7 @@ async def test_a_service_principal_may_write_its_own_topic_and_no_other(admin, i
 
 
 async def test_a_wrong_password_is_refused(admin, infra):
-    wrong = identity("brokerage") | {"sasl_plain_password": "not-the-password"}
+    wrong = kafka_client_of("brokerage") | {"sasl_plain_password": "not-the-password"}
     producer = AIOKafkaProducer(bootstrap_servers=infra.kafka, **wrong)
     with pytest.raises(KafkaError):
         await producer.start()
@@ -167,7 +167,7 @@ async def test_a_forged_bid_from_a_principal_without_write_rights_is_refused_and
 ):
     stack, url = acl_stack
     request = batch(load_framework(), 1, seed=16)[0]
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10, auth=staff("demo-broker")) as client:
         response = await client.post(f"{stack.url('brokerage')}/packages", json=request)
         response.raise_for_status()
         package_id = uuid.UUID(response.json()["package_id"])
@@ -195,7 +195,7 @@ async def test_a_forged_bid_from_a_principal_without_write_rights_is_refused_and
         )
         answers = topics.resolve("providers.answers", acl_namespace)
         for principal in ("notifications", "brokerage", "console", "reporting"):
-            producer = AIOKafkaProducer(bootstrap_servers=infra.kafka, **identity(principal))
+            producer = AIOKafkaProducer(bootstrap_servers=infra.kafka, **kafka_client_of(principal))
             await producer.start()
             try:
                 with pytest.raises(TopicAuthorizationFailedError):
@@ -293,7 +293,7 @@ async def test_a_rotated_password_replaces_the_old_one(admin, infra):
 
     async def signs_in(password: str) -> bool:
         producer = AIOKafkaProducer(
-            bootstrap_servers=infra.kafka, **identity("reporting") | {"sasl_plain_password": password}
+            bootstrap_servers=infra.kafka, **kafka_client_of("reporting") | {"sasl_plain_password": password}
         )
         try:
             await producer.start()
@@ -321,7 +321,9 @@ async def test_the_controller_listener_is_no_open_super_user_path(admin, infra):
     port = int(os.environ.get("HOMECARE_KAFKA_CONTROLLER_PORT", "19093"))
 
     def plain(principal: str) -> dict:
-        password = identity(principal)["sasl_plain_password"] if principal != "admin" else admin["sasl_plain_password"]
+        password = (
+            kafka_client_of(principal)["sasl_plain_password"] if principal != "admin" else admin["sasl_plain_password"]
+        )
         return {
             "security_protocol": "SASL_PLAINTEXT",
             "sasl_mechanism": "PLAIN",
