@@ -5,7 +5,9 @@ source "$(dirname "$0")/lib.sh"
 
 ALL=(providers brokerage notifications console)
 declare -A PORT=([brokerage]="${BROKERAGE_HTTP_PORT:-8001}" [providers]="${PROVIDERS_HTTP_PORT:-8002}" [notifications]="${NOTIFICATIONS_HTTP_PORT:-8003}" [console]="${CONSOLE_HTTP_PORT:-8004}")
-# The console calls the services' APIs where this script starts them.
+# The console calls the services' APIs where this script starts them. It is served over plain HTTP
+# on loopback here, so its cookies cannot be Secure-only (behind an HTTPS proxy, leave this unset).
+export CONSOLE_COOKIE_SECURE="${CONSOLE_COOKIE_SECURE:-false}"
 export CONSOLE_BROKERAGE_URL="${CONSOLE_BROKERAGE_URL:-http://127.0.0.1:${PORT[brokerage]}}"
 export CONSOLE_PROVIDERS_URL="${CONSOLE_PROVIDERS_URL:-http://127.0.0.1:${PORT[providers]}}"
 export CONSOLE_NOTIFICATIONS_URL="${CONSOLE_NOTIFICATIONS_URL:-http://127.0.0.1:${PORT[notifications]}}"

@@ -102,6 +102,8 @@ def start_stack(
         for name in SERVICES:
             stack.wait_ready(name)
         if console:
+            # Served over plain HTTP on loopback here: its cookies cannot be Secure-only.
+            stack.env.setdefault("CONSOLE_COOKIE_SECURE", "false")
             stack.env |= {f"CONSOLE_{name.upper()}_URL": stack.url(name) for name in SERVICES}
             stack.start("console")
             stack.wait_ready("console")

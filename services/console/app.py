@@ -94,6 +94,8 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
     async def security_headers(request: Request, call_next):
         response = await call_next(request)
         response.headers.update(SECURITY_HEADERS)
+        if settings.cookie_secure:  # served over HTTPS: browsers are to use nothing else for a year
+            response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
         if not request.url.path.startswith(("/static", "/assets")):
             response.headers["Cache-Control"] = "no-store"
         return response

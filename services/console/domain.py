@@ -57,9 +57,33 @@ class SessionPolicy:
         return min(now + self.idle, created_at + self.absolute)
 
 
-# Sign-in throttling: this many failures for one name within the window refuse further tries.
-MAX_FAILED_SIGN_INS = 5
+# Sign-in throttling (OWASP ASVS 2.2.1): failed or in-flight attempts within the window, counted
+# three ways. A pair (account, address) is refused after a few, so a stranger guessing from their
+# address locks out only themselves; an address after more, across accounts (spraying one password
+# over many accounts); an account from every address after many more (a distributed attack: only then
+# can others delay its owner, and only for the window). A success clears its pair and account counts.
+MAX_FAILED_SIGN_INS = 5  # per account and address
+MAX_FAILED_SIGN_INS_PER_ADDRESS = 20
+MAX_FAILED_SIGN_INS_PER_ACCOUNT = 100
 FAILED_SIGN_IN_WINDOW = dt.timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class SignInCounts:
+    """Failed and in-flight sign-in attempts within the window."""
+
+    pair: int  # this account from this address, since the pair's last success
+    address: int  # any account from this address
+    account: int  # this account from any address, since its last success
+
+    def throttled(self) -> bool:
+        return (
+            self.pair >= MAX_FAILED_SIGN_INS
+            or self.address >= MAX_FAILED_SIGN_INS_PER_ADDRESS
+            or self.account >= MAX_FAILED_SIGN_INS_PER_ACCOUNT
+        )
+
+
 MIN_PASSWORD_LENGTH = 12
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 

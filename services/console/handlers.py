@@ -3,12 +3,15 @@ out (staff with a password, providers with their API credential), and reading a 
 
 Passwords are hashed with Argon2id (argon2-cffi's defaults, RFC 9106's second recommended
 option); hashing runs in a thread so the event loop keeps serving meanwhile. Session tokens are
-random 256-bit strings; only their SHA-256 is stored.
+random 256-bit strings; only their SHA-256 is stored. A provider's API credential, which the
+portal's calls need, is kept sealed with a key derived from the session's token itself (HKDF), so
+the sessions table opens nothing without the browser's cookie.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import hashlib
 import secrets
@@ -17,6 +20,9 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from services.console import domain
 from services.console import repository as repo
@@ -93,18 +99,39 @@ async def set_active(pool, username: str, active: bool) -> None:
             raise Refused(f"No staff account called {username}")
 
 
-async def _throttled(conn, kind: str, who: str, now: dt.datetime) -> bool:
-    failures = await repo.recent_failures(conn, kind=kind, who=who, since=now - domain.FAILED_SIGN_IN_WINDOW)
-    return failures >= domain.MAX_FAILED_SIGN_INS
+def _session_fernet(token: str) -> Fernet:
+    """The key sealing what a session keeps for its own use, derived from its token (HKDF-SHA256)."""
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"homecare-console-session").derive(token.encode())
+    return Fernet(base64.urlsafe_b64encode(key))
 
 
-async def _open_session(conn, policy: domain.SessionPolicy, now: dt.datetime, **who) -> str:
+async def _begin_attempt(pool, *, kind: str, who: str, address: str, now: dt.datetime) -> int:
+    """Record an attempt as in flight, or Refused when too many have failed or are in flight.
+
+    The decision and the record are one transaction under locks on the address and the account,
+    so 40 concurrent guesses are counted one after another: at most the limit reach the password
+    check (domain.SignInCounts)."""
+    async with unit_of_work(pool) as uow:
+        await repo.lock_attempts(uow.conn, kind=kind, who=who, address=address)
+        counts = await repo.attempt_counts(
+            uow.conn, kind=kind, who=who, address=address, since=now - domain.FAILED_SIGN_IN_WINDOW
+        )
+        if counts.throttled():
+            raise Refused(TOO_MANY)
+        return await repo.begin_attempt(uow.conn, kind=kind, who=who, address=address)
+
+
+async def _open_session(
+    conn, policy: domain.SessionPolicy, now: dt.datetime, credential: str | None = None, **who
+) -> str:
     token = secrets.token_urlsafe(32)
+    sealed = _session_fernet(token).encrypt(credential.encode()).decode() if credential is not None else None
     await repo.add_session(
         conn,
         token_hash=token_hash(token),
         csrf_token=secrets.token_urlsafe(32),
         expires_at=policy.expires_at(created_at=now, now=now),
+        provider_credential_sealed=sealed,
         **who,
     )
     return token
@@ -113,24 +140,27 @@ async def _open_session(conn, policy: domain.SessionPolicy, now: dt.datetime, **
 TOO_MANY = "Too many failed sign-in attempts. Wait 15 minutes, then try again"
 
 
-async def sign_in(pool, policy: domain.SessionPolicy, *, username: str, password: str, now: dt.datetime) -> str:
-    """A new session's token, or Refused (the same message for an unknown name and a wrong password)."""
+async def sign_in(
+    pool, policy: domain.SessionPolicy, *, username: str, password: str, now: dt.datetime, address: str = ""
+) -> str:
+    """A new session's token, or Refused (the same message for an unknown name and a wrong password).
+
+    ``address`` is where the attempt came from (the client's IP address), for throttling."""
     username = username.strip().lower()
+    attempt = await _begin_attempt(pool, kind="staff", who=username, address=address, now=now)
     async with pool.acquire() as conn:
-        if await _throttled(conn, "staff", username, now):
-            raise Refused(TOO_MANY)
         staff = await repo.get_staff(conn, username)
     try:
         await asyncio.to_thread(HASHER.verify, staff["password_hash"] if staff else _DUMMY_HASH, password)
         ok = staff is not None and staff["active"]
     except (VerificationError, InvalidHashError):
         ok = False
-    if not ok:  # recorded in a transaction of its own: raising inside one would roll the record back
+    if not ok:  # settled in a transaction of its own: raising inside one would roll the record back
         async with unit_of_work(pool) as uow:
-            await repo.record_attempt(uow.conn, kind="staff", who=username, succeeded=False)
+            await repo.settle_attempt(uow.conn, attempt, kind="staff", who=username, succeeded=False)
         raise Refused("The username or password is not right")
     async with unit_of_work(pool) as uow:
-        await repo.record_attempt(uow.conn, kind="staff", who=username, succeeded=True)
+        await repo.settle_attempt(uow.conn, attempt, kind="staff", who=username, succeeded=True)
         if HASHER.check_needs_rehash(staff["password_hash"]):  # parameters raised since it was set
             await repo.set_password_hash(uow.conn, username, await asyncio.to_thread(HASHER.hash, password))
         return await _open_session(uow.conn, policy, now, kind="staff", username=username)
@@ -144,22 +174,26 @@ async def provider_sign_in(
     credential: str,
     now: dt.datetime,
     verify: Callable[[str, str], Awaitable[bool]],
+    address: str = "",
 ) -> str:
     """The providers service decides whether the credential is the provider's (``verify`` asks
-    its provider-scoped API); the console only remembers it for the session."""
+    its provider-scoped API); the console keeps it, sealed with the session's own token, for the
+    session's calls."""
     provider_id = provider_id.strip()
-    async with pool.acquire() as conn:
-        if await _throttled(conn, "provider", provider_id, now):
-            raise Refused(TOO_MANY)
-    ok = bool(provider_id and credential) and await verify(provider_id, credential)
+    attempt = await _begin_attempt(pool, kind="provider", who=provider_id, address=address, now=now)
+    ok = False
+    try:
+        ok = bool(provider_id and credential) and await verify(provider_id, credential)
+    finally:
+        if not ok:
+            async with unit_of_work(pool) as uow:
+                await repo.settle_attempt(uow.conn, attempt, kind="provider", who=provider_id, succeeded=False)
     if not ok:
-        async with unit_of_work(pool) as uow:
-            await repo.record_attempt(uow.conn, kind="provider", who=provider_id, succeeded=False)
         raise Refused("The provider id or credential is not right")
     async with unit_of_work(pool) as uow:
-        await repo.record_attempt(uow.conn, kind="provider", who=provider_id, succeeded=True)
+        await repo.settle_attempt(uow.conn, attempt, kind="provider", who=provider_id, succeeded=True)
         return await _open_session(
-            uow.conn, policy, now, kind="provider", provider_id=provider_id, provider_credential=credential
+            uow.conn, policy, now, credential=credential, kind="provider", provider_id=provider_id
         )
 
 
@@ -174,6 +208,12 @@ async def current_session(pool, policy: domain.SessionPolicy, token: str | None,
             return None
         expires_at = policy.expires_at(created_at=row["created_at"], now=now)
         await repo.extend_session(uow.conn, hashed, expires_at)
+    credential = None
+    if row["provider_credential_sealed"] is not None:
+        try:
+            credential = _session_fernet(token).decrypt(row["provider_credential_sealed"].encode()).decode()
+        except InvalidToken:
+            return None
     return Session(
         token_hash=hashed,
         kind=row["kind"],
@@ -183,10 +223,22 @@ async def current_session(pool, policy: domain.SessionPolicy, token: str | None,
         display_name=row["display_name"],
         role=row["role"],
         provider_id=row["provider_id"],
-        provider_credential=row["provider_credential"],
+        provider_credential=credential,
     )
 
 
 async def sign_out(pool, session: Session) -> None:
     async with unit_of_work(pool) as uow:
         await repo.delete_session(uow.conn, session.token_hash)
+
+
+async def flash(pool, session: Session, message: str) -> None:
+    """Leave a message (e.g. why an action was refused) for the session's next page."""
+    async with pool.acquire() as conn:
+        await repo.set_flash(conn, session.token_hash, message)
+
+
+async def take_flash(pool, session: Session) -> str | None:
+    """The session's waiting message, if any (shown once)."""
+    async with pool.acquire() as conn:
+        return await repo.take_flash(conn, session.token_hash)

@@ -6,6 +6,8 @@ import datetime as dt
 
 import asyncpg
 
+from services.console import domain
+
 
 async def add_staff(
     conn, *, username: str, display_name: str, role: str, password_hash: str, created_by: str | None
@@ -45,23 +47,47 @@ async def set_active(conn, username: str, active: bool) -> bool:
     return bool(done)
 
 
-async def record_attempt(conn, *, kind: str, who: str, succeeded: bool) -> None:
-    await conn.execute("INSERT INTO sign_in_attempts (kind, who, succeeded) VALUES ($1, $2, $3)", kind, who, succeeded)
-    if succeeded and kind == "staff":
-        await conn.execute("UPDATE staff SET last_signed_in_at = now() WHERE username = $1", who)
+async def lock_attempts(conn, *, kind: str, who: str, address: str) -> None:
+    """Serialise the throttling decision for this address and this account (address first, always)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"sign-in-address:{address}")
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"sign-in:{kind}:{who}")
 
 
-async def recent_failures(conn, *, kind: str, who: str, since: dt.datetime) -> int:
-    """Failures since the later of ``since`` and the last success."""
-    return await conn.fetchval(
-        """SELECT count(*) FROM sign_in_attempts
-            WHERE kind = $1 AND who = $2 AND NOT succeeded AND at >= $3
-              AND at > coalesce((SELECT max(at) FROM sign_in_attempts WHERE kind = $1 AND who = $2 AND succeeded),
-                  '-infinity')""",
+async def attempt_counts(conn, *, kind: str, who: str, address: str, since: dt.datetime) -> domain.SignInCounts:
+    """Failed and in-flight (succeeded IS NULL) attempts since ``since``, three ways."""
+    row = await conn.fetchrow(
+        """WITH recent AS (SELECT * FROM sign_in_attempts WHERE at >= $4 AND succeeded IS NOT TRUE),
+                last_pair AS (SELECT coalesce(max(at), '-infinity') AS at FROM sign_in_attempts
+                               WHERE kind = $1 AND who = $2 AND address = $3 AND succeeded),
+                last_account AS (SELECT coalesce(max(at), '-infinity') AS at FROM sign_in_attempts
+                                  WHERE kind = $1 AND who = $2 AND succeeded)
+           SELECT (SELECT count(*) FROM recent, last_pair
+                    WHERE kind = $1 AND who = $2 AND address = $3 AND recent.at > last_pair.at) AS pair,
+                  (SELECT count(*) FROM recent WHERE address = $3) AS address,
+                  (SELECT count(*) FROM recent, last_account
+                    WHERE kind = $1 AND who = $2 AND recent.at > last_account.at) AS account""",
         kind,
         who,
+        address,
         since,
     )
+    return domain.SignInCounts(pair=row["pair"], address=row["address"], account=row["account"])
+
+
+async def begin_attempt(conn, *, kind: str, who: str, address: str) -> int:
+    """An attempt being checked now (counted against the limits until it is settled)."""
+    return await conn.fetchval(
+        "INSERT INTO sign_in_attempts (kind, who, address, succeeded) VALUES ($1, $2, $3, NULL) RETURNING id",
+        kind,
+        who,
+        address,
+    )
+
+
+async def settle_attempt(conn, attempt_id: int, *, kind: str, who: str, succeeded: bool) -> None:
+    await conn.execute("UPDATE sign_in_attempts SET succeeded = $2, at = now() WHERE id = $1", attempt_id, succeeded)
+    if succeeded and kind == "staff":
+        await conn.execute("UPDATE staff SET last_signed_in_at = now() WHERE username = $1", who)
 
 
 async def add_session(
@@ -73,16 +99,17 @@ async def add_session(
     expires_at: dt.datetime,
     username: str | None = None,
     provider_id: str | None = None,
-    provider_credential: str | None = None,
+    provider_credential_sealed: str | None = None,
 ) -> None:
     await conn.execute(
-        """INSERT INTO sessions (token_hash, kind, username, provider_id, provider_credential, csrf_token, expires_at)
+        """INSERT INTO sessions (token_hash, kind, username, provider_id, provider_credential_sealed, csrf_token,
+                                 expires_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7)""",
         token_hash,
         kind,
         username,
         provider_id,
-        provider_credential,
+        provider_credential_sealed,
         csrf_token,
         expires_at,
     )
@@ -111,3 +138,17 @@ async def purge_expired(conn) -> int:
     done = await conn.execute("DELETE FROM sessions WHERE expires_at <= now()")
     await conn.execute("DELETE FROM sign_in_attempts WHERE at < now() - interval '90 days'")
     return int(done.split()[-1])
+
+
+async def set_flash(conn, token_hash: bytes, message: str) -> None:
+    """A message for the session's next page (replacing any not yet shown)."""
+    await conn.execute("UPDATE sessions SET flash = $2 WHERE token_hash = $1", token_hash, message)
+
+
+async def take_flash(conn, token_hash: bytes) -> str | None:
+    """The session's waiting message, removed as it is read."""
+    return await conn.fetchval(
+        """UPDATE sessions s SET flash = NULL FROM (SELECT flash FROM sessions WHERE token_hash = $1 FOR UPDATE) old
+            WHERE s.token_hash = $1 RETURNING old.flash""",
+        token_hash,
+    )

@@ -244,8 +244,9 @@ class ServiceSettings(SharedSettings):
     notifications_url: str = "http://127.0.0.1:8003"
     session_idle_minutes: float = 30
     session_max_hours: float = 12
-    # Set where the console is served over HTTPS (it should be, anywhere but loopback).
-    cookie_secure: bool = False
+    # The console's cookies are Secure (sent over HTTPS only) and it sends HSTS, by default; set
+    # CONSOLE_COOKIE_SECURE=false only to serve it over plain HTTP on loopback (the demo, the tests).
+    cookie_secure: bool = True
 
     @property
     def role(self) -> str:

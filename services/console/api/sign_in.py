@@ -21,6 +21,12 @@ if TYPE_CHECKING:
     from services.console.app import Console
 
 
+def client(request: Request) -> str:
+    """The address a request came from, for sign-in throttling (the peer's: behind a proxy, run
+    uvicorn with --proxy-headers and --forwarded-allow-ips so this is the user's, not the proxy's)."""
+    return request.client.host if request.client else ""
+
+
 def safe_next(target: str | None, default: str) -> str:
     """Where to go after signing in: only a path on this console, never an open redirect."""
     return (
@@ -85,7 +91,12 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         if not errors:
             try:
                 token = await handlers.sign_in(
-                    console.pool, console.policy, username=username, password=password, now=now()
+                    console.pool,
+                    console.policy,
+                    username=username,
+                    password=password,
+                    now=now(),
+                    address=client(request),
                 )
             except handlers.Refused as refused:
                 errors = {"username": refused.message}
@@ -140,6 +151,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
                     credential=credential,
                     now=now(),
                     verify=verify_provider,
+                    address=client(request),
                 )
             except handlers.Refused as refused:
                 errors = {"provider_id": refused.message}
