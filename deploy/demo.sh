@@ -12,6 +12,9 @@ for role in broker ops admin; do
   (cd "$ROOT" && HOMECARE_STAFF_PASSWORD="$DEMO_STAFF_PASSWORD" uv run --frozen -q homecare staff add "demo-$role" \
      --name "Demo $role" --role "$role" --exist-ok)
 done
+# The identity provider's demo users (one per role), all with one generated password kept in
+# .run/keycloak/secrets.env (mode 600): shown here, once per run of the demo.
+while IFS='=' read -r key value; do [ "$key" = HOMECARE_DEMO_PASSWORD ] && IDP_PASSWORD=$value; done < <(bash "$ROOT/deploy/keycloak.sh" env)
 cat <<MSG
 
 The services are still running:
@@ -20,6 +23,9 @@ The services are still running:
   brokerage      http://127.0.0.1:8001/docs    (package requests, offers, awards)
   providers      http://127.0.0.1:8002/docs    (registry, providers' offers)
   notifications  http://127.0.0.1:8003/docs    (confirmations)
+  Keycloak       http://127.0.0.1:${HOMECARE_KEYCLOAK_PORT:-18080}/realms/homecare (identity provider, development mode)
+                 users demo-broker, demo-senior, demo-manager, demo-head, demo-ops, demo-admin, demo-provider;
+                 password ${IDP_PASSWORD:-(from your OIDC_ISSUER)}  - the APIs want their access tokens
   Kafka          127.0.0.1:$KAFKA_PORT      PostgreSQL  127.0.0.1:$PG_PORT (database homecare)
 Logs: $LOG_DIR     Stop everything: deploy/down.sh
 MSG

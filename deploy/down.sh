@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Stop the services, Kafka and PostgreSQL started by deploy/up.sh (data is kept in .run/;
-# `deploy/kafka.sh reset` and `deploy/postgres.sh reset` delete it).
+# Stop the services, Kafka, PostgreSQL and Keycloak started by deploy/up.sh (data is kept in .run/;
+# `deploy/kafka.sh reset` and `deploy/postgres.sh reset` and `deploy/keycloak.sh reset` delete it).
 source "$(dirname "$0")/lib.sh"
 bash "$ROOT/deploy/services.sh" stop
 bash "$ROOT/deploy/kafka.sh" stop
 bash "$ROOT/deploy/postgres.sh" stop
+bash "$ROOT/deploy/keycloak.sh" stop

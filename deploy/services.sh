@@ -13,27 +13,20 @@ export CONSOLE_PROVIDERS_URL="${CONSOLE_PROVIDERS_URL:-http://127.0.0.1:${PORT[p
 export CONSOLE_NOTIFICATIONS_URL="${CONSOLE_NOTIFICATIONS_URL:-http://127.0.0.1:${PORT[notifications]}}"
 PY="$ROOT/.venv/bin/python"
 
-# The provider API's tokens: the brokerage team's admin token and the providers->brokerage
-# disclosure token. Made once per installation (random), kept in .run/secrets.env (mode 600);
-# values already in the environment win. `source .run/secrets.env` before `homecare providers ...`.
-SECRETS="$RUN_DIR/secrets.env"
-if [ ! -f "$SECRETS" ]; then
-  (umask 077; {
-    echo "PROVIDERS_ADMIN_TOKEN=$(head -c 32 /dev/urandom | base64 | tr -d '/+=')"
-    echo "HOMECARE_DISCLOSURE_TOKEN=$(head -c 32 /dev/urandom | base64 | tr -d '/+=')"
-  } > "$SECRETS")
+# Identity: every API validates access tokens from OIDC_ISSUER; the providers service and the
+# console get their own tokens with client credentials. OIDC_ISSUER in the environment (the
+# council's issuer, with <SERVICE>_OIDC_CLIENT_ID/_SECRET) wins; else the local Keycloak's
+# settings and generated secrets (deploy/keycloak.sh, started by deploy/up.sh).
+if [ -z "${OIDC_ISSUER:-}" ]; then
+  while IFS='=' read -r key value; do [ -n "${!key:-}" ] || export "$key=$value"; done < <(bash "$ROOT/deploy/keycloak.sh" env)
 fi
-# The key sealing secrets at rest (webhook signing secrets: services/runtime/sealing.py).
+# The key sealing secrets at rest (webhook signing secrets: services/runtime/sealing.py), made
+# once per installation (random), kept in .run/secrets.env (mode 600); values in the environment win.
+SECRETS="$RUN_DIR/secrets.env"
+[ -f "$SECRETS" ] || (umask 077; : > "$SECRETS")
 grep -q '^SECRETS_KEYS=' "$SECRETS" ||
   (umask 077; echo "SECRETS_KEYS=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_')" >> "$SECRETS")
-# Added since the first installations: the console's token for reading a person's details.
-grep -q '^HOMECARE_STAFF_TOKEN=' "$SECRETS" ||
-  (umask 077; echo "HOMECARE_STAFF_TOKEN=$(head -c 32 /dev/urandom | base64 | tr -d '/+=')" >> "$SECRETS")
 while IFS='=' read -r key value; do [ -n "${!key:-}" ] || export "$key=$value"; done < "$SECRETS"
-export PROVIDERS_DISCLOSURE_TOKEN="${PROVIDERS_DISCLOSURE_TOKEN:-$HOMECARE_DISCLOSURE_TOKEN}"
-export BROKERAGE_DISCLOSURE_TOKEN="${BROKERAGE_DISCLOSURE_TOKEN:-$HOMECARE_DISCLOSURE_TOKEN}"
-export BROKERAGE_STAFF_TOKEN="${BROKERAGE_STAFF_TOKEN:-$HOMECARE_STAFF_TOKEN}"
-export CONSOLE_STAFF_TOKEN="${CONSOLE_STAFF_TOKEN:-$HOMECARE_STAFF_TOKEN}"
 export PROVIDERS_BROKERAGE_URL="${PROVIDERS_BROKERAGE_URL:-http://127.0.0.1:${BROKERAGE_HTTP_PORT:-8001}}"
 
 start_one() {

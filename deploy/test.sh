@@ -3,8 +3,11 @@
 # Extra arguments go to pytest (e.g. deploy/test.sh tests/unit -x).
 source "$(dirname "$0")/lib.sh"
 bash "$ROOT/deploy/setup.sh"
+bash "$ROOT/deploy/keycloak.sh" start &
+keycloak=$!
 bash "$ROOT/deploy/kafka.sh" start
 bash "$ROOT/deploy/postgres.sh" start
+wait $keycloak || { log "Keycloak did not start"; exit 1; }
 cd "$ROOT"
 set +e
 uv run --frozen pytest -p no:cacheprovider "$@"

@@ -1,9 +1,13 @@
-"""Fixtures for tests that need the real Kafka and PostgreSQL.
+"""Fixtures for tests that need the real Kafka and PostgreSQL (and the identity provider).
 
 Where they come from, in order:
 1. ``KAFKA_BOOTSTRAP_SERVERS`` / ``DATABASE_URL`` in the environment (a cluster of your own);
 2. testcontainers (Kafka KRaft + PostgreSQL), when a Docker engine answers;
 3. the project's local processes, started by ``deploy/kafka.sh`` and ``deploy/postgres.sh``.
+
+The identity provider: ``OIDC_ISSUER`` (with ``HOMECARE_DEMO_PASSWORD`` and the clients'
+``<SERVICE>_OIDC_CLIENT_SECRET``) in the environment, else the local Keycloak of
+``deploy/keycloak.sh``, started in the background with Kafka and PostgreSQL (it takes a while).
 
 Each test session gets its own database (``homecare_test_<hex>``) and its own topic namespace
 (``HOMECARE_NAMESPACE=test-<hex>``), so runs never see each other's data or events.
@@ -22,7 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from cryptography.fernet import Fernet
 
-from tests.support import drop_database
+from tests.support import Identity, drop_database
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,6 +73,7 @@ def _testcontainers(stack: list) -> Infra:
 
 
 def _local_processes() -> Infra:
+    _start_keycloak_in_background()
     for script in ("kafka.sh", "postgres.sh"):
         subprocess.run(["bash", str(ROOT / "deploy" / script), "start"], check=True)
     from services.runtime.settings import LOCAL_DATABASE, LOCAL_KAFKA
@@ -88,6 +93,35 @@ def infra():
     yield found
     for container in reversed(stack):
         container.stop()
+
+
+_keycloak: subprocess.Popen | None = None
+
+
+def _start_keycloak_in_background() -> None:
+    """Keycloak starts slowly: begin at once, beside Kafka and PostgreSQL; :func:`identity` waits."""
+    global _keycloak
+    if _keycloak is None and not os.environ.get("OIDC_ISSUER"):
+        _keycloak = subprocess.Popen(["bash", str(ROOT / "deploy" / "keycloak.sh"), "start"])
+
+
+@pytest.fixture(scope="session")
+def identity() -> Identity:
+    """The identity provider: tokens for the demo users and the services' clients, and the settings
+    the services need (also put in ``os.environ``, which the service processes inherit)."""
+    if os.environ.get("OIDC_ISSUER"):
+        settings = {k: v for k, v in os.environ.items() if "OIDC" in k or k == "HOMECARE_DEMO_PASSWORD"}
+    else:
+        _start_keycloak_in_background()
+        assert _keycloak is not None
+        if _keycloak.wait() != 0:
+            pytest.fail("deploy/keycloak.sh start failed (its log tail is above)")
+        printed = subprocess.run(
+            ["bash", str(ROOT / "deploy" / "keycloak.sh"), "env"], check=True, capture_output=True, text=True
+        ).stdout
+        settings = dict(line.split("=", 1) for line in printed.splitlines() if "=" in line)
+    os.environ.update(settings)
+    return Identity(settings)
 
 
 @pytest.fixture(scope="session")

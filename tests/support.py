@@ -3,21 +3,83 @@
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
+import httpx
 
 from services.bench import processes
 from services.bench.processes import ROOT, SERVICES, Stack, free_port, stop_stack  # noqa: F401  (shared with the benchmark)
+from services.runtime.oidc_client import OidcAuth, user_auth
 
-ADMIN_TOKEN = "test-admin-token"  # the brokerage team's token for the providers service's admin operations
-DISCLOSURE_TOKEN = "test-disclosure-token"  # providers -> brokerage, for a person's details
-STAFF_TOKEN = "test-staff-token"  # the console (brokerage staff) -> brokerage, for a person's details
+CLI_CLIENT = "homecare-cli"  # development and tests only: the password grant for the demo users
+# One demo user per role (deploy/keycloak/realm-homecare.json).
+USER_OF_ROLE = {
+    "broker": "demo-broker",
+    "senior_broker": "demo-senior",
+    "manager": "demo-manager",
+    "head_of_service": "demo-head",
+    "operations": "demo-ops",
+    "council_admin": "demo-admin",
+    "provider_staff": "demo-provider",
+}
 
 
-def as_staff(user: str = "broker.amy") -> dict[str, str]:
-    """Headers of a brokerage staff member's read of a person's details (audited under that name)."""
-    return {"Authorization": f"Bearer {STAFF_TOKEN}", "X-Staff-User": user}
+@dataclass
+class Identity:
+    """The identity provider the tests use: its settings, and tokens from it (cached until near expiry)."""
+
+    settings: dict[str, str]
+    _auths: dict[tuple[str, str], OidcAuth] = field(default_factory=dict)
+
+    @property
+    def issuer(self) -> str:
+        return self.settings["OIDC_ISSUER"]
+
+    def user(self, username: str, client_id: str = CLI_CLIENT) -> OidcAuth:
+        """An httpx auth signing in ``username`` (the demo password) through ``client_id``."""
+        key = (client_id, username)
+        if key not in self._auths:
+            self._auths[key] = OidcAuth(
+                self.issuer, client_id, username=username, password=self.settings["HOMECARE_DEMO_PASSWORD"]
+            )
+        return self._auths[key]
+
+    def client(self, client_id: str) -> OidcAuth:
+        """An httpx auth for a service's client credentials (``<CLIENT>_OIDC_CLIENT_SECRET``)."""
+        key = (client_id, "")
+        if key not in self._auths:
+            secret = self.settings[f"{client_id.upper()}_OIDC_CLIENT_SECRET"]
+            self._auths[key] = OidcAuth(self.issuer, client_id, client_secret=secret)
+        return self._auths[key]
+
+    def token(self, username: str, client_id: str = CLI_CLIENT) -> str:
+        return self.user(username, client_id).token()
+
+    def headers(self, username: str = "demo-broker") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(username)}"}
+
+    def http(self, base_url: str, username: str = "demo-broker", **kwargs) -> httpx.Client:
+        """A client of an API acting as ``username``."""
+        return httpx.Client(base_url=base_url, auth=self.user(username), **kwargs)
+
+
+_staff: dict[str, OidcAuth] = {}
+
+
+def staff(username: str = "demo-broker") -> OidcAuth:
+    """An httpx auth acting as a demo user (one per role: USER_OF_ROLE) of the session's identity
+    provider - the ``identity`` fixture put its settings in the environment. Cached per user."""
+    if username not in _staff:
+        _staff[username] = user_auth(username)
+    return _staff[username]
+
+
+def bearer_of(username: str = "demo-broker") -> dict[str, str]:
+    """``Authorization`` header of a demo user's current access token."""
+    return {"Authorization": f"Bearer {staff(username).token()}"}
 
 
 def start_stack(
@@ -30,14 +92,12 @@ def start_stack(
     console: bool = False,
     **settings: str,
 ) -> Stack:
-    """The services as processes with the tests' tokens; ``extra_env``/``settings`` add to their
-    environment (e.g. short offer windows); with ``console``, the web console too."""
+    """The services as processes, validating tokens from the session's identity provider (request
+    the ``identity`` fixture first: it puts the issuer and the clients' secrets in the environment);
+    ``extra_env``/``settings`` add to their environment (e.g. short offer windows); with
+    ``console``, the web console too."""
+    assert os.environ.get("OIDC_ISSUER"), "request the identity fixture before starting the services"
     env = {
-        "PROVIDERS_ADMIN_TOKEN": ADMIN_TOKEN,
-        "PROVIDERS_DISCLOSURE_TOKEN": DISCLOSURE_TOKEN,
-        "BROKERAGE_DISCLOSURE_TOKEN": DISCLOSURE_TOKEN,
-        "BROKERAGE_STAFF_TOKEN": STAFF_TOKEN,
-        "CONSOLE_STAFF_TOKEN": STAFF_TOKEN,
         # A receiver that was down is tried again within seconds, not minutes.
         "PROVIDERS_WEBHOOK_BACKOFF_INITIAL_SECONDS": "0.2",
         "PROVIDERS_WEBHOOK_BACKOFF_MAX_SECONDS": "1",

@@ -45,6 +45,7 @@ from services.bench.driver import wait_until_ready
 from services.bench.processes import SERVICES, start_stack, stop_stack
 from services.bench.report import summarise
 from services.operations.kpis import percentile
+from services.runtime.oidc_client import OidcAuth, user_auth
 from services.runtime.reference import DEFAULT_DIR, load_framework
 from services.runtime.settings import admin_settings
 from services.simulator.market import generate_market
@@ -162,7 +163,13 @@ def infrastructure_cpu(kafka_bootstrap: str, database_url: str) -> dict[str, flo
 
 
 async def post_packages(
-    session: aiohttp.ClientSession, brokerage: str, requests: list[dict], *, rate: float | None, concurrency: int
+    session: aiohttp.ClientSession,
+    brokerage: str,
+    requests: list[dict],
+    *,
+    rate: float | None,
+    concurrency: int,
+    auth: OidcAuth,
 ) -> list[str]:
     """POST every request: at ``rate`` per second (each on its own task, so a slow answer does not
     hold up the schedule), or as fast as ``concurrency`` clients can when rate is None. The client
@@ -172,8 +179,9 @@ async def post_packages(
     async def one(body: dict) -> str:
         # A keep-alive connection the server is just closing fails the request: send it again,
         # safely, under the same Idempotency-Key.
-        headers = {"Idempotency-Key": str(uuid.uuid4())}
         async with gate:
+            # A broker's access token (refreshed before it expires): authentication is part of the load.
+            headers = {"Idempotency-Key": str(uuid.uuid4()), "Authorization": f"Bearer {auth.token()}"}
             for attempt in range(3):
                 try:
                     async with session.post(f"{brokerage}/packages", json=body, headers=headers) as r:
@@ -311,12 +319,12 @@ class Load:
 
 
 async def run_phase(
-    client, admin, brokerage: str, requests: list[dict], watch: ProcessWatch, *, rate, concurrency, timeout
+    client, admin, brokerage: str, requests: list[dict], watch: ProcessWatch, *, rate, concurrency, timeout, auth
 ) -> dict:
     cpu0 = watch.cpu()
     wall0 = time.monotonic()
     t0 = dt.datetime.now(dt.UTC)
-    ids = await post_packages(client, brokerage, requests, rate=rate, concurrency=concurrency)
+    ids = await post_packages(client, brokerage, requests, rate=rate, concurrency=concurrency, auth=auth)
     posted = time.monotonic() - wall0
     await wait_final(admin, ids, timeout)
     t1 = dt.datetime.now(dt.UTC)
@@ -381,6 +389,7 @@ async def bench_async(
         out / "logs",
         extra_env={"HOMECARE_REFERENCE_DIR": str(market), "LOG_LEVEL": "WARNING"} | extra_env,
     )
+    broker = user_auth("demo-broker")  # the load is a broker's requests, each with its access token
     # py-spy samples the running service from outside (only while it holds the GIL: its CPU, not
     # its waiting) and writes its profile when interrupted; an in-process profiler would lose its
     # report, since uvicorn ends the process by re-raising SIGTERM.
@@ -420,7 +429,7 @@ async def bench_async(
         )
         watch.start()
         urls = {n: stack.url(n) for n in SERVICES}
-        async with httpx.AsyncClient(timeout=60) as client:
+        async with httpx.AsyncClient(timeout=60, auth=broker) as client:
             await wait_until_ready(client, urls, timeout=120)
         connector = aiohttp.TCPConnector(limit=max(64, load.concurrency) + 8)
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as client:
@@ -439,6 +448,7 @@ async def bench_async(
                         rate=load.rate,
                         concurrency=max(64, load.concurrency),
                         timeout=load.timeout,
+                        auth=broker,
                     )
                 with console.status(f"run {run + 1}/{runs}: {len(burst)} requests as fast as possible..."):
                     fastest = await run_phase(
@@ -450,6 +460,7 @@ async def bench_async(
                         rate=None,
                         concurrency=load.concurrency,
                         timeout=load.timeout,
+                        auth=broker,
                     )
                 with console.status(f"run {run + 1}/{runs}: baseline consume-then-produce loop..."):
                     baseline = await kafka_baseline(

@@ -10,6 +10,8 @@ import time
 
 import httpx
 
+from services.runtime.oidc_client import OidcAuth, user_auth
+
 # Where a package rests until someone acts: placed, unplaced (the waiting list), or waiting for a
 # broker to approve paying above the band rate.
 FINAL = {"placed", "unplaced", "awaiting_approval"}
@@ -30,8 +32,10 @@ async def wait_until_ready(client: httpx.AsyncClient, urls: dict[str, str], time
                 raise TimeoutError(f"{name} at {url} is not ready")
             await asyncio.sleep(0.5)
     # The brokerage learns the framework's providers from the registry topic; wait until it has.
-    expected = len((await client.get(f"{urls['providers']}/providers")).json())
-    while len((await client.get(f"{urls['brokerage']}/reference/providers")).json()) < expected:
+    # The registry is staff's to read: as the demo broker unless the client has an identity of its own.
+    auth = client.auth if isinstance(client.auth, OidcAuth) else user_auth("demo-broker")
+    expected = len((await client.get(f"{urls['providers']}/providers", auth=auth)).json())
+    while len((await client.get(f"{urls['brokerage']}/reference/providers", auth=auth)).json()) < expected:
         if time.monotonic() > deadline:
             raise TimeoutError("the brokerage has not received the provider registry")
         await asyncio.sleep(0.5)
@@ -45,13 +49,15 @@ async def place_batch(
     timeout: float = 120,
     notifications: str | None = None,
     contact_channel: str = "log",
+    auth: httpx.Auth | None = None,
 ) -> list[dict]:
     """POST every request, then wait until each package is placed or unplaced; returns the packages.
 
     With ``notifications``, each person's contact is registered there under the package id, as
     the brokerage team would (it never travels on Kafka): confirmations to the family go by
-    ``contact_channel``."""
-    async with httpx.AsyncClient(timeout=30) as client:
+    ``contact_channel``. ``auth``: a broker's (default the demo broker, from the identity provider
+    of the environment or the local Keycloak), who is recorded as requesting them."""
+    async with httpx.AsyncClient(timeout=30, auth=auth or user_auth("demo-broker")) as client:
         gate = asyncio.Semaphore(concurrency)
 
         async def post(body: dict) -> str:

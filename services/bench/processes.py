@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 from cryptography.fernet import Fernet
 
+from services.runtime.oidc_client import identity_env
+
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("providers", "brokerage", "notifications")
 
@@ -83,6 +85,7 @@ def start_stack(
     web console as a client of their APIs."""
     logs.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.endswith("_HTTP_PORT")}
+    env |= identity_env()  # the APIs validate tokens from this issuer; providers and the console get tokens from it
     env |= {
         "DATABASE_URL": database_url,
         "KAFKA_BOOTSTRAP_SERVERS": kafka,

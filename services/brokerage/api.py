@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import hmac
 import json
 import re
 import uuid
@@ -24,8 +23,10 @@ from schemas.events import PackageSpec, VisitPattern
 from schemas.vocabulary import Band, CareNeed, Funding, Urgency
 from services.brokerage import explanation, handlers
 from services.brokerage import repository as repo
+from services.runtime.auth import Principal, principal_of
 from services.runtime.http import ProblemError
 from services.runtime.outbox import unit_of_work
+from services.runtime.permissions import SEES_BID_PRICES
 
 POSTCODE = re.compile(r"^[A-Z]{1,2}[0-9][0-9A-Z]? ?[0-9][A-Z]{2}$")
 
@@ -89,7 +90,6 @@ class PackageRequest(BaseModel):
     urgency: Urgency
     start_date: dt.date
     funding: Funding = Funding.council
-    requested_by: str = Field(min_length=1, max_length=100, description="Staff id of the requesting broker")
     person: Person
 
     @field_validator("postcode_district")
@@ -129,16 +129,17 @@ class PackageRequest(BaseModel):
         return self
 
 
+# Who acts is the access token's user (services/runtime/auth.py), never a field of these bodies.
+
+
 class CancelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     reason: str = Field(min_length=1, max_length=500)
-    cancelled_by: str = Field(min_length=1, max_length=100)
 
 
 class StartRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     started_on: dt.date
-    recorded_by: str = Field(min_length=1, max_length=100)
 
     @field_validator("started_on")
     @classmethod
@@ -152,18 +153,11 @@ class HandBackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     notice_ends_on: dt.date = Field(description="The provider's last day of care")
     reason: str = Field(min_length=1, max_length=500)
-    recorded_by: str = Field(min_length=1, max_length=100)
 
 
 class DecisionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    decided_by: str = Field(min_length=1, max_length=100)
     reason: str = Field(min_length=1, max_length=500, description="Why: recorded with the decision")
-
-
-class ReofferRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    requested_by: str = Field(min_length=1, max_length=100)
 
 
 class PackageCreated(BaseModel):
@@ -193,7 +187,9 @@ def _validate_against_framework(request: PackageRequest, rules: handlers.Brokera
         )
 
 
-def _package_view(row, timeline, rounds, answers) -> dict:
+def _package_view(row, timeline, rounds, answers, *, prices: bool) -> dict:
+    """``prices``: the caller's role may see commercial data (bids' and the award's hourly rates);
+    for the others they are null (services/runtime/permissions.py: SEES_BID_PRICES)."""
     return {
         "package_id": str(row["package_id"]),
         "status": row["status"],
@@ -209,7 +205,7 @@ def _package_view(row, timeline, rounds, answers) -> dict:
         "current_tier": row["current_tier"],
         "window_closes_at": row["window_closes_at"],
         "provider_id": row["provider_id"],
-        "hourly_rate": None if row["hourly_rate"] is None else str(row["hourly_rate"]),
+        "hourly_rate": None if row["hourly_rate"] is None or not prices else str(row["hourly_rate"]),
         "requested_at": row["requested_at"],
         "placed_at": row["placed_at"],
         "unplaced_at": row["unplaced_at"],
@@ -225,7 +221,7 @@ def _package_view(row, timeline, rounds, answers) -> dict:
                 "outcome": r["outcome"],
                 "answers": [
                     {
-                        k: (str(a[k]) if isinstance(a[k], Decimal) else a[k])
+                        k: (str(a[k]) if isinstance(a[k], Decimal) else a[k]) if prices or k != "hourly_rate" else None
                         for k in (
                             "provider_id",
                             "kind",
@@ -248,6 +244,9 @@ def _package_view(row, timeline, rounds, answers) -> dict:
     }
 
 
+Caller = Annotated[Principal, Depends(principal_of)]
+
+
 def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
     router = APIRouter(prefix="/packages", tags=["packages"])
 
@@ -264,6 +263,7 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
     async def create_package(
         request: PackageRequest,
         response: Response,
+        caller: Caller,
         idempotency_key: Annotated[
             str | None,
             Header(
@@ -273,7 +273,7 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
         ] = None,
     ) -> PackageCreated:
         _validate_against_framework(request, rules)
-        spec = PackageSpec.model_validate(request.model_dump(exclude={"person", "requested_by"}))
+        spec = PackageSpec.model_validate(request.model_dump(exclude={"person"}))
         fingerprint = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
         try:
             async with unit_of_work(service.pool) as uow:
@@ -282,7 +282,7 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
                     rules,
                     spec=spec,
                     person=request.person.model_dump(),
-                    requested_by=request.requested_by,
+                    requested_by=caller.actor,
                     idempotency=(idempotency_key, fingerprint) if idempotency_key else None,
                 )
         except asyncpg.UniqueViolationError:
@@ -301,8 +301,12 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
             links={"self": f"/packages/{package_id}", "person": f"/packages/{package_id}/person"},
         )
 
-    @router.get("/{package_id}", summary="A package with its status, offer rounds and timeline")
-    async def read_package(package_id: uuid.UUID) -> dict:
+    @router.get(
+        "/{package_id}",
+        summary="A package with its status, offer rounds and timeline",
+        description="Bids' and the award's hourly rates are null for roles without the right to commercial data.",
+    )
+    async def read_package(package_id: uuid.UUID, caller: Caller) -> dict:
         async with service.pool.acquire() as conn:
             row = await repo.get_package(conn, package_id)
             if row is None:
@@ -314,7 +318,7 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
                 "SELECT * FROM offer_rounds WHERE package_id = $1 ORDER BY offer_round", package_id
             )
             answers = await conn.fetch("SELECT * FROM answers WHERE package_id = $1 ORDER BY answered_at", package_id)
-        return _package_view(row, timeline, rounds, answers)
+        return _package_view(row, timeline, rounds, answers, prices=bool(caller.roles & SEES_BID_PRICES))
 
     @router.get(
         "/{package_id}/explanation", summary="Why the package went where it did: the decision record, explained"
@@ -363,6 +367,8 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
                 await action(uow)
         except handlers.ActionRefused as exc:
             raise ProblemError(409, str(exc)) from None
+        except handlers.NotDelegated as exc:
+            raise ProblemError(403, str(exc)) from None
         except LookupError as exc:
             raise ProblemError(404, str(exc)) from None
         row = await repo.get_package(service.pool, package_id)
@@ -373,9 +379,9 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
         summary="Cancel a package before care starts",
         responses={409: {"description": "Already cancelled or started"}},
     )
-    async def cancel(package_id: uuid.UUID, body: CancelRequest) -> dict:
+    async def cancel(package_id: uuid.UUID, body: CancelRequest, caller: Caller) -> dict:
         return await act(
-            package_id, lambda uow: handlers.cancel(uow, package_id, reason=body.reason, cancelled_by=body.cancelled_by)
+            package_id, lambda uow: handlers.cancel(uow, package_id, reason=body.reason, cancelled_by=caller.actor)
         )
 
     @router.post(
@@ -383,12 +389,10 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
         summary="Record that care has started",
         responses={409: {"description": "The package is not placed"}},
     )
-    async def start(package_id: uuid.UUID, body: StartRequest) -> dict:
+    async def start(package_id: uuid.UUID, body: StartRequest, caller: Caller) -> dict:
         return await act(
             package_id,
-            lambda uow: handlers.record_start(
-                uow, package_id, started_on=body.started_on, recorded_by=body.recorded_by
-            ),
+            lambda uow: handlers.record_start(uow, package_id, started_on=body.started_on, recorded_by=caller.actor),
         )
 
     @router.post(
@@ -396,17 +400,15 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
         summary="Offer an unplaced package again now, tiers from the top",
         responses={409: {"description": "The package is not unplaced"}},
     )
-    async def reoffer(package_id: uuid.UUID, body: ReofferRequest) -> dict:
-        return await act(
-            package_id, lambda uow: handlers.reoffer(uow, rules, package_id, requested_by=body.requested_by)
-        )
+    async def reoffer(package_id: uuid.UUID, caller: Caller) -> dict:
+        return await act(package_id, lambda uow: handlers.reoffer(uow, rules, package_id, requested_by=caller.actor))
 
     @router.post(
         "/{package_id}/hand-back",
         summary="Record a provider handing the package back, with notice",
         responses={409: {"description": "The package is not placed or started"}},
     )
-    async def hand_back(package_id: uuid.UUID, body: HandBackRequest) -> dict:
+    async def hand_back(package_id: uuid.UUID, body: HandBackRequest, caller: Caller) -> dict:
         return await act(
             package_id,
             lambda uow: handlers.hand_back(
@@ -415,20 +417,31 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
                 package_id,
                 notice_ends_on=body.notice_ends_on,
                 reason=body.reason,
-                recorded_by=body.recorded_by,
+                recorded_by=caller.actor,
             ),
         )
 
     @router.post(
         "/{package_id}/exception/approve",
         summary="Approve paying above the band rate: the best such bid wins",
-        responses={409: {"description": "No exception is awaiting a decision"}},
+        description="Within the approver's limit in the scheme of delegation (deploy/reference/delegation.yaml), "
+        "and never on a package the approver requested.",
+        responses={
+            403: {"description": "Beyond your role's limit, or you requested the package"},
+            409: {"description": "No exception is awaiting a decision"},
+        },
     )
-    async def approve(package_id: uuid.UUID, body: DecisionRequest) -> dict:
+    async def approve(package_id: uuid.UUID, body: DecisionRequest, caller: Caller) -> dict:
         return await act(
             package_id,
             lambda uow: handlers.decide_exception(
-                uow, rules, package_id, approve=True, decided_by=body.decided_by, reason=body.reason
+                uow,
+                rules,
+                package_id,
+                approve=True,
+                decided_by=caller.actor,
+                reason=body.reason,
+                approver_roles=caller.roles,
             ),
         )
 
@@ -437,34 +450,19 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
         summary="Refuse to pay above the band rate: the package goes unplaced",
         responses={409: {"description": "No exception is awaiting a decision"}},
     )
-    async def reject(package_id: uuid.UUID, body: DecisionRequest) -> dict:
+    async def reject(package_id: uuid.UUID, body: DecisionRequest, caller: Caller) -> dict:
         return await act(
             package_id,
             lambda uow: handlers.decide_exception(
-                uow, rules, package_id, approve=False, decided_by=body.decided_by, reason=body.reason
+                uow, rules, package_id, approve=False, decided_by=caller.actor, reason=body.reason
             ),
         )
 
     @router.get(
         "/{package_id}/person",
-        summary="The person's details (brokerage staff only; each read is audited)",
-        responses={
-            401: {"description": "The brokerage staff token is missing or wrong"},
-            403: {"description": "Staff reads are disabled: BROKERAGE_STAFF_TOKEN is not set"},
-        },
+        summary="The person's details (the brokerage team only; each read is audited under the reader's name)",
     )
-    async def read_person(
-        package_id: uuid.UUID,
-        authorization: Annotated[str | None, Header()] = None,
-        x_staff_user: Annotated[str, Header(min_length=1, max_length=120, description="Who is reading: recorded")] = "",
-    ) -> dict:
-        expected = service.settings.staff_token
-        if not expected:
-            raise ProblemError(403, "staff reads of a person's details are disabled: BROKERAGE_STAFF_TOKEN is not set")
-        if not hmac.compare_digest((authorization or "").removeprefix("Bearer ").encode(), expected.encode()):
-            raise ProblemError(401, "the brokerage staff token is required")
-        if not x_staff_user:
-            raise ProblemError(422, "say who is reading: the X-Staff-User header", field="X-Staff-User")
+    async def read_person(package_id: uuid.UUID, caller: Caller) -> dict:
         async with service.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow("SELECT * FROM persons WHERE package_id = $1", package_id)
             if row is None:
@@ -473,7 +471,7 @@ def build_router(service, rules: handlers.BrokerageRules) -> APIRouter:
             await conn.execute(
                 "INSERT INTO disclosures (package_id, reader, staff_user, fields) VALUES ($1, 'staff', $2, $3)",
                 package_id,
-                x_staff_user,
+                caller.actor,
                 # .keys(): iterating an asyncpg Record yields its values, not its names.
                 sorted(k for k in row.keys() if k != "package_id"),  # noqa: SIM118
             )
@@ -574,7 +572,10 @@ PERSON_FIELDS = ("full_name", "address", "postcode", "phone", "email", "nhs_numb
 
 
 class DisclosureRequest(BaseModel):
-    """From the providers service, which has authenticated the provider and checked its placement."""
+    """From the providers service (its client-credentials token, ``service:providers``), which has
+    authenticated the provider by its API credential and checked its placement: ``provider_id`` and
+    ``credential_id`` are what that verified service asserts, and the brokerage checks the award on
+    its own record again. Nobody else may call this (docs/guide/security.md)."""
 
     model_config = ConfigDict(extra="forbid")
     package_id: uuid.UUID
@@ -584,20 +585,11 @@ class DisclosureRequest(BaseModel):
 
 
 def internal_router(service) -> APIRouter:
-    """Service-to-service endpoints (not for people): ``Authorization: Bearer <BROKERAGE_DISCLOSURE_TOKEN>``."""
+    """Service-to-service endpoints (not for people): the providers service's own access token."""
     router = APIRouter(prefix="/internal", tags=["internal"])
-
-    async def providers_service(authorization: Annotated[str | None, Header()] = None) -> None:
-        expected = service.settings.disclosure_token
-        if not expected:
-            raise ProblemError(403, "disclosures are disabled: BROKERAGE_DISCLOSURE_TOKEN is not set")
-        given = (authorization or "").removeprefix("Bearer ").encode()
-        if not hmac.compare_digest(given, expected.encode()):
-            raise ProblemError(401, "the providers service's disclosure token is required")
 
     @router.post(
         "/disclosures",
-        dependencies=[Depends(providers_service)],
         summary="Disclose a person's details to the provider the package is placed with, and audit it",
         responses={
             403: {"description": "The package is not placed with that provider"},

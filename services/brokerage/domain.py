@@ -275,6 +275,39 @@ def best_above_rate(ranked: list[RankedBid], still_eligible: set[str]) -> Ranked
     return None
 
 
+def approval_refusal(
+    *,
+    approver: str,
+    approver_roles: frozenset[str],
+    requested_by: str,
+    band_rate: Decimal,
+    hourly_rate: Decimal,
+    limits_percent: dict[str, Decimal | None],
+) -> str | None:
+    """Why ``approver`` may not approve paying ``hourly_rate`` (pounds per hour) against the band
+    rate, or None when they may. Source: the council's scheme of delegation
+    (deploy/reference/delegation.yaml: limits in per cent above the band rate by role; the highest
+    of the approver's roles counts) and the separation of duties - nobody approves their own request."""
+    if approver == requested_by:
+        return "nobody approves an above-rate exception on a package they requested themselves"
+    above = (hourly_rate - band_rate) / band_rate * 100 if band_rate else Decimal("Infinity")
+    best: Decimal | None = Decimal(-1)
+    for role in approver_roles:
+        if role not in limits_percent:
+            continue
+        limit = limits_percent[role]
+        if limit is None:
+            return None
+        best = max(best, limit) if best is not None else limit
+    if best is not None and above <= best:
+        return None
+    allowed = "nothing above the band rate" if best is None or best < 0 else f"up to {best}% above the band rate"
+    return (
+        f"the bid is {above.quantize(Decimal('0.1'))}% above the band rate; the scheme of delegation lets "
+        f"your role approve {allowed}"
+    )
+
+
 @dataclass
 class RoundState:
     offered: list[str]

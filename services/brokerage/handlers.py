@@ -40,7 +40,7 @@ from services.brokerage import repository as repo
 from services.runtime.consumer import Rejected
 from services.runtime.logging import get_logger
 from services.runtime.outbox import UnitOfWork
-from services.runtime.reference import Framework, load_framework
+from services.runtime.reference import Framework, SchemeOfDelegation, load_delegation, load_framework
 
 log = get_logger(__name__)
 
@@ -54,6 +54,7 @@ class BrokerageRules:
     windows: dict[Urgency, dt.timedelta]
     reoffer_interval: dt.timedelta = dt.timedelta(hours=6)
     reference: Callable[[], Framework] = load_framework
+    delegation: Callable[[], SchemeOfDelegation] = load_delegation
 
     @property
     def framework(self) -> Framework:
@@ -602,13 +603,42 @@ async def _best_above_rate(
     return domain.best_above_rate(ranked, await _eligible_now(uow, rules, spec, ranked))
 
 
+class NotDelegated(Exception):
+    """The approver's role may not approve this much above the band rate, or they requested the
+    package themselves (HTTP 403). The scheme of delegation: deploy/reference/delegation.yaml."""
+
+
 async def decide_exception(
-    uow: UnitOfWork, rules: BrokerageRules, package_id: uuid.UUID, *, approve: bool, decided_by: str, reason: str
+    uow: UnitOfWork,
+    rules: BrokerageRules,
+    package_id: uuid.UUID,
+    *,
+    approve: bool,
+    decided_by: str,
+    reason: str,
+    approver_roles: frozenset[str] = frozenset(),
 ) -> None:
-    """A broker approves paying above the band rate (the best-ranked such bid wins) or refuses it."""
+    """A broker approves paying above the band rate (the best-ranked such bid wins) or refuses it.
+
+    An approval must be within the approver's limit in the scheme of delegation (the highest of
+    their roles' limits, per cent above the band rate) and not on a package they requested:
+    :class:`NotDelegated` otherwise, and nothing is recorded. Refusing is anyone's in the team."""
     package = await _locked(uow, package_id)
     if package["status"] != "awaiting_approval":
         raise ActionRefused(f"package {package_id} is {package['status']}; there is no exception awaiting a decision")
+    spec = repo.spec_of(package)
+    best = await _best_above_rate(uow, rules, package, spec) if approve else None
+    if best is not None:
+        refusal = domain.approval_refusal(
+            approver=decided_by,
+            approver_roles=approver_roles,
+            requested_by=package["requested_by"],
+            band_rate=package["band_rate"],
+            hourly_rate=best.answer.hourly_rate,
+            limits_percent=rules.delegation().limits_percent,
+        )
+        if refusal is not None:
+            raise NotDelegated(refusal)
     at = now()
     decision = "approved" if approve else "rejected"
     await repo.decide_exception(uow.conn, package_id, decision=decision, decided_by=decided_by, reason=reason, at=at)
@@ -623,8 +653,6 @@ async def decide_exception(
             decided_at=at,
         )
     )
-    spec = repo.spec_of(package)
-    best = await _best_above_rate(uow, rules, package, spec) if approve else None
     if best is not None:
         offer_round, tier = await repo.round_of_answer(uow.conn, package_id, best.answer.provider_id, package["cycle"])
         await _place(

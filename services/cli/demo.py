@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from services.bench.driver import place_batch, seconds_to_decide, wait_until_ready
+from services.runtime.oidc_client import user_auth
 from services.runtime.reference import load_framework
 from services.simulator.synthetic import batch
 
@@ -65,16 +66,19 @@ def demo(
     console = Console()
     urls = {"brokerage": brokerage, "providers": providers, "notifications": notifications}
 
+    # The demo acts as the demo broker, signed in at the identity provider (development only).
+    broker = user_auth("demo-broker")
+
     async def run() -> list[dict]:
-        async with httpx.AsyncClient(timeout=10) as client:
+        async with httpx.AsyncClient(timeout=10, auth=broker) as client:
             await wait_until_ready(client, urls, timeout=120)
         requests = batch(load_framework(), packages, seed=seed)
         with console.status(f"placing {packages} packages..."):
             result = await place_batch(
-                brokerage, requests, notifications=notifications, contact_channel=contact_channel
+                brokerage, requests, notifications=notifications, contact_channel=contact_channel, auth=broker
             )
         await asyncio.sleep(1)  # the dispatcher's last sends
-        async with httpx.AsyncClient(timeout=10) as client:
+        async with httpx.AsyncClient(timeout=10, auth=broker) as client:
             confirmed = 0
             deliveries: Counter = Counter()
             for p in result:

@@ -11,7 +11,8 @@ homecare dead-letters replay   put chosen dead letters back on their original to
 homecare staff add NAME        a web console account (broker, ops or admin)
 homecare reference generate-market   rewrite deploy/reference/providers.yaml from a seed
 homecare kafka acls            on a secured cluster: create the topics and each service's ACLs
-homecare providers credentials issue|list|revoke   provider API credentials (admin token)
+homecare providers credentials issue|list|revoke   provider API credentials (a council administrator)
+homecare token [USER]          an access token of a demo user, for curl (development identity provider)
 homecare bench                 the whole pipeline under load: placements/s, latency, CPU, memory
 homecare simulate              replay a year of synthetic demand once per allocation policy
 """
@@ -41,6 +42,19 @@ app.command("lag")(operations.lag)
 app.command("kpis")(operations.kpis_command)
 app.command("simulate")(simulate.simulate)
 app.command("bench")(bench.bench)
+
+
+@app.command("token")
+def token(user: str = typer.Argument("demo-broker", help="A demo user: demo-broker, demo-manager, demo-admin...")) -> None:
+    """Print an access token of a demo user from the identity provider (the development-only
+    password grant: OIDC_ISSUER and HOMECARE_DEMO_PASSWORD, or the local Keycloak's)."""
+    from services.runtime.oidc_client import TokenError, user_auth
+
+    try:
+        typer.echo(user_auth(user).token())
+    except TokenError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
 
 
 @app.callback()

@@ -1,5 +1,7 @@
 """``homecare providers credentials ...``: provider API credentials, through the providers
-service's admin operations (``PROVIDERS_ADMIN_TOKEN``), so the CLI never touches its tables."""
+service's council-administrator operations, so the CLI never touches its tables. The CLI signs in
+as ``HOMECARE_CLI_USER`` (default demo-admin, a council_admin) with the password grant of the
+development-only homecare-cli client (``HOMECARE_DEMO_PASSWORD``; the local Keycloak's by default)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ import os
 
 import httpx
 import typer
+
+from services.runtime.oidc_client import TokenError, user_auth
 
 app = typer.Typer(no_args_is_help=True, help="Providers on the framework.")
 credentials = typer.Typer(
@@ -18,10 +22,11 @@ URL = typer.Option("http://127.0.0.1:8002", envvar="PROVIDERS_URL", help="The pr
 
 
 def _client(url: str) -> httpx.Client:
-    token = os.environ.get("PROVIDERS_ADMIN_TOKEN")
-    if not token:
-        raise typer.BadParameter("set PROVIDERS_ADMIN_TOKEN (the brokerage team's admin token)")
-    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    try:
+        auth = user_auth(os.environ.get("HOMECARE_CLI_USER", "demo-admin"))
+    except TokenError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return httpx.Client(base_url=url, auth=auth, timeout=10)
 
 
 def _answer(response: httpx.Response) -> dict | list:

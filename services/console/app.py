@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from services.console import api, domain
 from services.console import repository as repo
 from services.console.api import errors
-from services.console.clients import Services
+from services.console.clients import Services, service_account
 from services.runtime.http import create_app
 from services.runtime.logging import get_logger
 from services.runtime.outbox import unit_of_work
@@ -53,7 +53,10 @@ class Console:
             absolute=dt.timedelta(hours=settings.session_max_hours),
         )
         self.services = Services(
-            brokerage=settings.brokerage_url, providers=settings.providers_url, notifications=settings.notifications_url
+            brokerage=settings.brokerage_url,
+            providers=settings.providers_url,
+            notifications=settings.notifications_url,
+            auth=service_account(settings),
         )
         self.zones: list[dict] = []
 
@@ -83,7 +86,11 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, object]:
                 await asyncio.wait_for(svc.stopping.wait(), timeout=600)
 
     app = create_app(
-        service, title="Console", description="The web console of the home care brokerage.", html_forms=True
+        service,
+        title="Console",
+        description="The web console of the home care brokerage.",
+        html_forms=True,
+        authenticated=False,
     )
     app.include_router(api.build_router(console))
     app.mount("/assets", StaticFiles(directory=GOVUK / "assets", check_dir=False), name="govuk-assets")

@@ -1,11 +1,43 @@
 """The services' HTTP APIs, as the console calls them: the APIs are the integration surface, the
-console one more client of them (it reads no other schema and publishes no event)."""
+console one more client of them (it reads no other schema and publishes no event).
+
+Every call carries the console's own access token (OAuth2 client credentials of the ``console``
+client: ``CONSOLE_OIDC_CLIENT_ID``/``CONSOLE_OIDC_CLIENT_SECRET`` at ``OIDC_ISSUER``) and, for a
+page a staff member asked for, who that is and their role (``X-Acting-User``/``X-Acting-Role``),
+which the APIs accept from the console's account alone and check against the permission table.
+This lasts until the console signs staff in through the identity provider and forwards their own
+tokens (docs/guide/security.md). Provider portal calls carry the provider's own credential instead.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+from services.runtime.auth import ACTING_ROLE_HEADER, ACTING_USER_HEADER
+from services.runtime.oidc_client import OidcAuth
+
+if TYPE_CHECKING:
+    from services.runtime.settings import ServiceSettings
+
+# The console's own roles, as the identity provider's (services/runtime/permissions.py) name them.
+API_ROLE = {"broker": "broker", "ops": "operations", "admin": "council_admin"}
+_acting: ContextVar[tuple[str, str] | None] = ContextVar("acting", default=None)
+
+
+def acting_for(username: str | None, role: str | None) -> None:
+    """From here on in this request, the APIs are called for this signed-in staff member."""
+    if username and role in API_ROLE:
+        _acting.set((username, API_ROLE[role]))
+
+
+def service_account(settings: ServiceSettings) -> OidcAuth | None:
+    """The console's client-credentials auth; None where no issuer is configured (calls then fail 401)."""
+    if not (settings.oidc_issuer and settings.oidc_client_id and settings.oidc_client_secret):
+        return None
+    return OidcAuth(settings.oidc_issuer, settings.oidc_client_id, client_secret=settings.oidc_client_secret)
 
 
 class ApiError(Exception):
@@ -26,14 +58,17 @@ class ServiceUnavailable(Exception):
 
 
 class Client:
-    def __init__(self, base_url: str, *, timeout: float = 10.0) -> None:
-        self.http = httpx.AsyncClient(base_url=base_url, timeout=timeout)
+    def __init__(self, base_url: str, *, timeout: float = 10.0, auth: httpx.Auth | None = None) -> None:
+        self.http = httpx.AsyncClient(base_url=base_url, timeout=timeout, auth=auth or httpx.USE_CLIENT_DEFAULT)
 
     async def close(self) -> None:
         await self.http.aclose()
 
     async def call(self, method: str, path: str, *, bearer: str | None = None, **kwargs) -> Any:
         headers = kwargs.pop("headers", {}) | ({"Authorization": f"Bearer {bearer}"} if bearer else {})
+        acting = _acting.get()
+        if acting and not bearer:
+            headers |= {ACTING_USER_HEADER: acting[0], ACTING_ROLE_HEADER: acting[1]}
         try:
             response = await self.http.request(method, path, headers=headers, **kwargs)
         except httpx.HTTPError as exc:
@@ -59,10 +94,10 @@ class Client:
 
 
 class Services:
-    def __init__(self, *, brokerage: str, providers: str, notifications: str) -> None:
-        self.brokerage = Client(brokerage)
-        self.providers = Client(providers)
-        self.notifications = Client(notifications)
+    def __init__(self, *, brokerage: str, providers: str, notifications: str, auth: httpx.Auth | None = None) -> None:
+        self.brokerage = Client(brokerage, auth=auth)
+        self.providers = Client(providers, auth=auth)
+        self.notifications = Client(notifications, auth=auth)
 
     async def close(self) -> None:
         for client in (self.brokerage, self.providers, self.notifications):

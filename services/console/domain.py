@@ -195,7 +195,7 @@ def date_from_parts(day: str, month: str, year: str) -> dt.date | None:
         return None
 
 
-def package_request(form: dict[str, str | list[str]], *, requested_by: str) -> tuple[dict | None, dict[str, str]]:
+def package_request(form: dict[str, str | list[str]]) -> tuple[dict | None, dict[str, str]]:
     """The brokerage API's request from the form's answers, or the form's own errors (blank
     required answers, numbers and dates that are not numbers or dates). Every rule of the
     package itself is the API's, reported back through :func:`errors_from_api`."""
@@ -244,7 +244,6 @@ def package_request(form: dict[str, str | list[str]], *, requested_by: str) -> t
         "urgency": values["urgency"],
         "start_date": values["start_date"],
         "funding": values["funding"],
-        "requested_by": requested_by,
         "person": person,
     }
     return request, {}

@@ -1,8 +1,8 @@
 """The providers service's HTTP API.
 
-- ``/providers/...``: the framework's registry (read by anyone inside; changed by the brokerage
-  team with the admin token: adapters, credentials, a provider's offers and webhook deliveries);
-- ``/change-requests/...``: the brokerage team approves or rejects providers' zone/band changes;
+- ``/providers/...``: the framework's registry (read by the council's staff; changed by its
+  administrators: adapters, credentials, status; a provider's offers and webhook deliveries);
+- ``/change-requests/...``: the council's administrators approve or reject providers' zone/band changes;
 - ``/me/...``: the provider API, each call made by one provider with its own credential and acting
   for that provider only (``Authorization: Bearer hcp_...``). Another provider's offer, package or
   person is a 404: it cannot even be told apart from one that does not exist.
@@ -11,7 +11,6 @@
 # No "from __future__ import annotations": FastAPI must resolve the local dependency alias `Me`.
 
 import datetime as dt
-import hmac
 import json
 import uuid
 from dataclasses import dataclass
@@ -27,18 +26,22 @@ from schemas.adapters import BidRequest, DeclineRequest, OfferNotice
 from schemas.vocabulary import Band
 from services.providers import domain, handlers
 from services.providers import repository as repo
+from services.runtime.auth import Principal, principal_of
 from services.runtime.http import ProblemError, check_webhook_url
 from services.runtime.logging import get_logger
+from services.runtime.oidc_client import OidcAuth, TokenError
 from services.runtime.outbox import unit_of_work
 
 log = get_logger(__name__)
 
 bearer = HTTPBearer(
     auto_error=False,
-    description="A provider's API credential (hcp_...) or, for the brokerage team's operations, the admin token",
+    scheme_name="providerCredential",
+    description="A provider's API credential (hcp_...), issued by the council (the provider API, /me)",
 )
 PersonField = Literal["full_name", "address", "postcode", "phone", "email", "nhs_number", "date_of_birth", "care_notes"]
 PERSON_FIELDS = PersonField.__args__
+Caller = Annotated[Principal, Depends(principal_of)]  # a member of the council's staff (an access token)
 
 
 class StatusChange(BaseModel):
@@ -49,7 +52,6 @@ class StatusChange(BaseModel):
         description="active reinstates a suspended provider; left is final"
     )
     reason: str = Field(min_length=1, max_length=500, description="Why: kept in the provider's status history")
-    decided_by: str = Field(min_length=1, max_length=100)
 
 
 def _plain(record) -> dict:
@@ -57,7 +59,7 @@ def _plain(record) -> dict:
 
 
 @dataclass(frozen=True)
-class Caller:
+class ProviderCaller:
     """The provider making a provider-API call, and the credential it used."""
 
     provider_id: str
@@ -65,7 +67,9 @@ class Caller:
 
 
 def authenticator(service):
-    async def current_provider(auth: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
+    async def current_provider(
+        auth: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> ProviderCaller:
         parsed = domain.parse_token(auth.credentials) if auth else None
         row = await repo.live_credential(service.pool, parsed[0]) if parsed else None
         if row is None or not domain.secret_matches(parsed[1], row["secret_sha256"]):
@@ -73,20 +77,9 @@ def authenticator(service):
         await service.pool.execute(
             "UPDATE credentials SET last_used_at = now() WHERE credential_id = $1", row["credential_id"]
         )
-        return Caller(row["provider_id"], row["credential_id"])
+        return ProviderCaller(row["provider_id"], row["credential_id"])
 
     return current_provider
-
-
-def admin_guard(service):
-    async def brokerage_team(auth: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
-        expected = service.settings.admin_token
-        if not expected:
-            raise ProblemError(403, "admin operations are disabled: PROVIDERS_ADMIN_TOKEN is not set")
-        if auth is None or not hmac.compare_digest(auth.credentials.encode(), expected.encode()):
-            raise ProblemError(401, "the brokerage team's admin token is required: Authorization: Bearer <admin token>")
-
-    return brokerage_team
 
 
 async def in_unit_of_work(service, command):
@@ -116,14 +109,14 @@ class CredentialRequest(BaseModel):
 
 
 class Decision(BaseModel):
+    """Who decides is the access token's user, never a field of the body."""
+
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    decided_by: str = Field(min_length=1, max_length=100)
     reason: str = Field(default="", max_length=500)
 
 
 def build_router(service) -> APIRouter:
     router = APIRouter(prefix="/providers", tags=["registry"])
-    staff = [Depends(admin_guard(service))]
 
     @router.get("", summary="The framework's providers")
     async def list_providers() -> list[dict]:
@@ -147,7 +140,6 @@ def build_router(service) -> APIRouter:
     @router.get(
         "/{provider_id}/offers",
         summary="Offers a provider received, with its answers (brokerage team)",
-        dependencies=staff,
     )
     async def provider_offers(
         provider_id: str,
@@ -168,7 +160,6 @@ def build_router(service) -> APIRouter:
     @router.put(
         "/{provider_id}/adapter",
         summary="Choose the provider's adapter: automatic, webhook or portal (brokerage team)",
-        dependencies=staff,
         responses={404: {"description": "No such provider"}},
     )
     async def choose_adapter(provider_id: str, body: AdapterChoice) -> dict:
@@ -189,7 +180,6 @@ def build_router(service) -> APIRouter:
     @router.post(
         "/{provider_id}/credentials",
         status_code=201,
-        dependencies=staff,
         summary="Issue an API credential to the provider (brokerage team); the token is shown only here",
     )
     async def issue_credential(provider_id: str, body: CredentialRequest) -> dict:
@@ -199,9 +189,7 @@ def build_router(service) -> APIRouter:
             )
         )
 
-    @router.get(
-        "/{provider_id}/credentials", dependencies=staff, summary="The provider's credentials (never the secrets)"
-    )
+    @router.get("/{provider_id}/credentials", summary="The provider's credentials (never the secrets)")
     async def list_credentials(provider_id: str) -> list[dict]:
         rows = await service.pool.fetch(
             """SELECT credential_id, provider_id, label, created_at, revoked_at, last_used_at FROM credentials
@@ -212,7 +200,6 @@ def build_router(service) -> APIRouter:
 
     @router.post(
         "/{provider_id}/credentials/{credential_id}/revoke",
-        dependencies=staff,
         summary="Revoke one of the provider's credentials (brokerage team)",
     )
     async def revoke_credential(provider_id: str, credential_id: str) -> dict:
@@ -223,9 +210,7 @@ def build_router(service) -> APIRouter:
             raise ProblemError(404, f"no live credential {credential_id!r} of {provider_id!r}")
         return {"provider_id": provider_id, "revoked": revoked}
 
-    @router.get(
-        "/{provider_id}/deliveries", dependencies=staff, summary="Webhook deliveries to the provider and their status"
-    )
+    @router.get("/{provider_id}/deliveries", summary="Webhook deliveries to the provider and their status")
     async def provider_deliveries(provider_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
         return await _deliveries(service, provider_id, limit)
 
@@ -234,14 +219,13 @@ def build_router(service) -> APIRouter:
         summary="Suspend, reinstate, or record that a provider left the framework",
         description="A suspended or departed provider gets no more offers, and the brokerage re-brokers every "
         "package placed with it, most urgent first.",
-        dependencies=staff,
         responses={404: {"description": "No such provider"}, 409: {"description": "Not a change the rules allow"}},
     )
-    async def change_status(provider_id: str, body: StatusChange) -> dict:
+    async def change_status(provider_id: str, body: StatusChange, caller: Caller) -> dict:
         try:
             async with unit_of_work(service.pool) as uow:
                 updated = await handlers.change_status(
-                    uow, provider_id, status=body.status, reason=body.reason, decided_by=body.decided_by
+                    uow, provider_id, status=body.status, reason=body.reason, decided_by=caller.actor
                 )
         except LookupError as exc:
             raise ProblemError(404, str(exc)) from None
@@ -251,7 +235,6 @@ def build_router(service) -> APIRouter:
 
     @router.get(
         "/{provider_id}/status-history",
-        dependencies=staff,
         summary="The council's decisions on a provider's membership",
     )
     async def status_history(provider_id: str) -> list[dict]:
@@ -275,7 +258,7 @@ async def _deliveries(service, provider_id: str, limit: int) -> list[dict]:
 
 
 def change_requests_router(service) -> APIRouter:
-    router = APIRouter(prefix="/change-requests", tags=["registry"], dependencies=[Depends(admin_guard(service))])
+    router = APIRouter(prefix="/change-requests", tags=["registry"])
 
     @router.get("", summary="Providers' requests to change their zones or bands (brokerage team)")
     async def list_requests(status: Literal["pending", "approved", "rejected"] | None = None) -> list[dict]:
@@ -284,21 +267,21 @@ def change_requests_router(service) -> APIRouter:
         )
         return [handlers.change_request_view(r) for r in rows]
 
-    async def decide(request_id: int, body: Decision, approve: bool) -> dict:
+    async def decide(request_id: int, body: Decision, approve: bool, caller: Principal) -> dict:
         return await in_unit_of_work(
             service,
             lambda uow: handlers.decide_coverage_change(
-                uow, request_id, approve=approve, decided_by=body.decided_by, reason=body.reason
+                uow, request_id, approve=approve, decided_by=caller.actor, reason=body.reason
             ),
         )
 
     @router.post("/{request_id}/approve", summary="Approve: the provider serves the requested zones and bands from now")
-    async def approve(request_id: Annotated[int, Path(ge=1, le=2**62)], body: Decision) -> dict:
-        return await decide(request_id, body, True)
+    async def approve(request_id: Annotated[int, Path(ge=1, le=2**62)], body: Decision, caller: Caller) -> dict:
+        return await decide(request_id, body, True, caller)
 
     @router.post("/{request_id}/reject", summary="Reject the change; the provider keeps its zones and bands")
-    async def reject(request_id: Annotated[int, Path(ge=1, le=2**62)], body: Decision) -> dict:
-        return await decide(request_id, body, False)
+    async def reject(request_id: Annotated[int, Path(ge=1, le=2**62)], body: Decision, caller: Caller) -> dict:
+        return await decide(request_id, body, False, caller)
 
     return router
 
@@ -333,7 +316,7 @@ class AnswerAccepted(BaseModel):
 
 def me_router(service) -> APIRouter:
     router = APIRouter(prefix="/me", tags=["provider API"])
-    Me = Annotated[Caller, Depends(authenticator(service))]
+    Me = Annotated[ProviderCaller, Depends(authenticator(service))]
     denied = {401: {"description": "No valid provider credential"}}
 
     async def profile(provider_id: str) -> dict:
@@ -502,17 +485,27 @@ def me_router(service) -> APIRouter:
     return router
 
 
-async def _disclose(service, package_id: uuid.UUID, me: Caller, fields: list[str]) -> dict:
+async def _disclose(service, package_id: uuid.UUID, me: ProviderCaller, fields: list[str]) -> dict:
     """Ask the brokerage, which holds the person's details, to disclose them to this provider: it
-    checks the award again on its own record and writes the disclosure to its audit log."""
+    checks the award again on its own record and writes the disclosure to its audit log.
+
+    The call carries this service's own access token (client credentials of the ``providers``
+    client, ``PROVIDERS_OIDC_CLIENT_ID``/``_SECRET``); the provider and credential in the body are
+    what this service verified (the provider's hcp_ credential), asserted under that token."""
     settings = service.settings
-    if not settings.disclosure_token:
-        raise ProblemError(503, "disclosure is not configured: PROVIDERS_DISCLOSURE_TOKEN is not set")
+    auth = getattr(service, "brokerage_auth", None)
+    if auth is None:
+        if not (settings.oidc_issuer and settings.oidc_client_id and settings.oidc_client_secret):
+            raise ProblemError(
+                503, "disclosure is not configured: OIDC_ISSUER and PROVIDERS_OIDC_CLIENT_ID/_SECRET are not set"
+            )
+        auth = service.brokerage_auth = OidcAuth(
+            settings.oidc_issuer, settings.oidc_client_id, client_secret=settings.oidc_client_secret
+        )
     try:
-        async with httpx.AsyncClient(base_url=settings.brokerage_url, timeout=10) as client:
+        async with httpx.AsyncClient(base_url=settings.brokerage_url, timeout=10, auth=auth) as client:
             response = await client.post(
                 "/internal/disclosures",
-                headers={"Authorization": f"Bearer {settings.disclosure_token}"},
                 json={
                     "package_id": str(package_id),
                     "provider_id": me.provider_id,
@@ -520,7 +513,7 @@ async def _disclose(service, package_id: uuid.UUID, me: Caller, fields: list[str
                     "fields": fields,
                 },
             )
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, TokenError) as exc:
         log.warning("brokerage unreachable for a disclosure", error=repr(exc))
         raise ProblemError(503, "the brokerage service cannot be reached; try again shortly") from None
     if response.status_code in (403, 404):

@@ -33,11 +33,14 @@ BODY_METHODS = {"POST", "PUT", "PATCH"}
 class ProblemError(Exception):
     """Raised by routes for a request that is well-formed but not allowed: becomes a 4xx."""
 
-    def __init__(self, status: int, message: str, *, field: str | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, *, field: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.field = field
+        self.headers = headers
 
 
 async def check_webhook_url(url: str, policy: OutboundPolicy, *, field: str = "webhook_url") -> None:
@@ -134,10 +137,25 @@ def _problem(status: int, message: str, fields: list[dict] | None = None, header
 
 
 def create_app(
-    service: Service, *, title: str, description: str, version: str = "1", html_forms: bool = False
+    service: Service,
+    *,
+    title: str,
+    description: str,
+    version: str = "1",
+    html_forms: bool = False,
+    authenticated: bool = True,
 ) -> FastAPI:
-    """``html_forms``: also accept the browser's form posts (the web console's pages)."""
-    app = FastAPI(title=title, description=description, version=version, lifespan=service.lifespan)
+    """``html_forms``: also accept the browser's form posts (the web console's pages).
+    ``authenticated``: every route needs an access token its role allows (services/runtime/auth.py,
+    the table in services/runtime/permissions.py); the console's pages have their own sign-in."""
+    dependencies = []
+    if authenticated:
+        from services.runtime.auth import authorization
+
+        dependencies.append(authorization(service.name, service.settings))
+    app = FastAPI(
+        title=title, description=description, version=version, lifespan=service.lifespan, dependencies=dependencies
+    )
     types = {"application/json"} | ({"application/x-www-form-urlencoded"} if html_forms else set())
     app.add_middleware(EdgeMiddleware, max_bytes=service.settings.max_request_bytes, content_types=frozenset(types))
 
@@ -150,7 +168,7 @@ def create_app(
     @app.exception_handler(ProblemError)
     async def problem(_: Request, exc: ProblemError):
         fields = [{"field": exc.field, "message": exc.message}] if exc.field else None
-        return _problem(exc.status, exc.message, fields)
+        return _problem(exc.status, exc.message, fields, exc.headers)
 
     for error in TRANSIENT_DB_ERRORS:
         app.add_exception_handler(error, _unavailable)
@@ -182,7 +200,42 @@ def create_app(
         await service.refresh_gauges()
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    if authenticated:
+        _document_permissions(app, service.name)
     return app
+
+
+def _document_permissions(app: FastAPI, service_name: str) -> None:
+    """The OpenAPI document says, per operation, how it authenticates and which roles the
+    permission table allows (``x-roles``): the table stays the one source."""
+    from services.runtime import permissions
+
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = original()
+        for path, operations in document.get("paths", {}).items():
+            for method, operation in operations.items():
+                rule = permissions.rule_for(service_name, method.upper(), path)
+                if rule is permissions.PUBLIC:
+                    operation["security"] = []
+                elif rule is permissions.PROVIDER_CREDENTIAL:
+                    operation["security"] = [{"providerCredential": []}]
+                else:
+                    operation["security"] = [{"oidc": []}]
+                    operation["x-roles"] = sorted(rule or ())
+                    operation.setdefault("responses", {}).update(
+                        {
+                            "401": {"description": "No access token, or one that is not valid for this service"},
+                            "403": {"description": "Your roles do not allow this operation"},
+                        }
+                    )
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def _bad_value(_: Request, exc: Exception):

@@ -133,6 +133,45 @@ def _parse_framework(path: Path, mtime_ns: int) -> Framework:
     return framework
 
 
+@dataclass(frozen=True)
+class SchemeOfDelegation:
+    """How far above the band rate each role may approve spending (per cent of the band rate;
+    None: no limit). A role not named may approve nothing above the rate."""
+
+    version: str
+    limits_percent: dict[str, Decimal | None]
+
+
+def load_delegation(folder: Path | None = None) -> SchemeOfDelegation:
+    """``delegation.yaml`` as it says now (re-parsed when it changes; an invalid edit keeps the
+    last good version, as for the framework)."""
+    path = (folder or reference_dir()).joinpath("delegation.yaml")
+    try:
+        return _parse_delegation(path, path.stat().st_mtime_ns)
+    except Exception as exc:
+        last_good = _last_good_delegation.get(path)
+        if last_good is None:
+            raise
+        log.error("scheme of delegation could not be read; keeping the last good version", error=repr(exc))
+        return last_good
+
+
+_last_good_delegation: dict[Path, SchemeOfDelegation] = {}
+
+
+@lru_cache(maxsize=4)
+def _parse_delegation(path: Path, mtime_ns: int) -> SchemeOfDelegation:
+    raw = yaml.safe_load(path.read_text())
+    limits: dict[str, Decimal | None] = {}
+    for role, limit in (raw["above_rate_approval_limits_percent"] or {}).items():
+        if limit is not None and Decimal(str(limit)) < 0:
+            raise ValueError(f"the limit of {role} is negative")
+        limits[str(role)] = None if limit is None else Decimal(str(limit))
+    scheme = SchemeOfDelegation(str(raw["version"]), limits)
+    _last_good_delegation[path] = scheme
+    return scheme
+
+
 @lru_cache(maxsize=4)
 def load_provider_seed(folder: Path | None = None) -> list[dict]:
     return yaml.safe_load((folder or reference_dir()).joinpath("providers.yaml").read_text())["providers"]

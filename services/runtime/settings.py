@@ -22,7 +22,7 @@ from services.runtime.sealing import SecretBox
 
 # Secret settings: never logged; outside development none may be a placeholder (see startup_problems),
 # and the ones this installation makes for itself must be long enough to be unguessable.
-SECRET_SETTINGS = ("admin_token", "disclosure_token", "staff_token", "kafka_password", "db_password")
+SECRET_SETTINGS = ("oidc_client_secret", "kafka_password", "db_password")
 THIRD_PARTY_SECRETS = ("smtp_password", "notify_api_key")  # chosen by the mail server's or Notify's owner
 # A known key, for `HOMECARE_ENVIRONMENT=development` alone: anyone can open what it sealed.
 DEVELOPMENT_SECRETS_KEY = "ZGV2ZWxvcG1lbnQtb25seS1rZXktbm90LWZvci11c2U="
@@ -111,6 +111,20 @@ class SharedSettings(BaseSettings):
     database_url: str = LOCAL_DATABASE
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
+    # Identity (docs/guide/security.md): the OpenID Connect issuer whose access tokens every API
+    # accepts (the local Keycloak realm, or the council's Entra ID / other issuer); its signing keys
+    # from OIDC_JWKS_URL, else from its discovery document. Unset, every authenticated call is refused.
+    oidc_issuer: str | None = None
+    oidc_jwks_url: str | None = None
+    # Where a token's roles are: Keycloak's realm roles; Entra ID's app roles are "roles".
+    oidc_roles_claim: str = "realm_access.roles"
+    oidc_leeway_seconds: float = 30.0  # clock skew tolerated on exp/nbf/iat
+    # The console's service account, the only one that may act for a signed-in staff member.
+    oidc_console_client_id: str = "console"
+    # This process's own client (client credentials) for calling other services' APIs:
+    # <SERVICE>_OIDC_CLIENT_ID / <SERVICE>_OIDC_CLIENT_SECRET.
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
     # Outbound webhooks (services/runtime/outbound.py): HTTPS only and public addresses only,
     # unless these say otherwise - for development and the tests' local receivers, never production.
     outbound_allow_http: bool = False
@@ -133,6 +147,8 @@ class SharedSettings(BaseSettings):
             problems.append("SECRETS_KEYS is not set: secrets at rest cannot be sealed")
         elif DEVELOPMENT_SECRETS_KEY in self.secrets_keys:
             problems.append("SECRETS_KEYS holds the published development key")
+        if not self.oidc_issuer:
+            problems.append("OIDC_ISSUER is not set: no access token can be validated (every API call refused)")
         for name in SECRET_SETTINGS + THIRD_PARTY_SECRETS:
             value = getattr(self, name, None)
             if value is None:
@@ -152,6 +168,8 @@ class ServiceSettings(SharedSettings):
     """Settings of one service; read with :func:`load`."""
 
     service: ServiceName
+    # The audience this service's API accepts (default: the service's name, as in the realm).
+    oidc_audience: str | None = None
     http_host: str = "127.0.0.1"
     http_port: int = 0
     service_database_url: str | None = None
@@ -193,19 +211,6 @@ class ServiceSettings(SharedSettings):
     timer_poll_seconds: float = 0.5
     # The unplaced queue: how often an unplaced package is offered again, tiers from the top.
     reoffer_interval_seconds: float = 6 * 3600
-    # Operations that only the brokerage team may call (issuing provider credentials, approving
-    # a provider's change of zones/bands, choosing its adapter): ``Authorization: Bearer <admin_token>``.
-    # Unset, those operations are refused.
-    admin_token: str | None = None
-    # Service-to-service: the providers service asks the brokerage for a person's details on
-    # behalf of the provider that won (the brokerage checks this token and audits the disclosure).
-    # The same value is set as PROVIDERS_DISCLOSURE_TOKEN and BROKERAGE_DISCLOSURE_TOKEN.
-    disclosure_token: str | None = None
-    # The brokerage team's own systems (the web console) reading a person's details from the
-    # brokerage show this token and the staff member's name, and each read is audited like a
-    # provider's. The same value is set as BROKERAGE_STAFF_TOKEN and CONSOLE_STAFF_TOKEN; unset,
-    # the brokerage refuses such reads.
-    staff_token: str | None = None
     brokerage_url: str = "http://127.0.0.1:8001"
     # Webhook adapters (providers): offers POSTed to providers' systems from the deliveries table,
     # retried with capped, jittered exponential backoff until delivered or the offer window closes.

@@ -104,7 +104,6 @@ def package_request(rng: random.Random, framework: Framework, zone_id: str, *, i
         "urgency": rng.choices(*URGENCY)[0],
         "start_date": (dt.date.today() + dt.timedelta(days=rng.choice([0, 1, 1, 2, 7]))).isoformat(),
         "funding": "nhs" if rng.random() < 0.2 else "council",
-        "requested_by": rng.choice(["broker.amy", "broker.raj", "broker.sue"]),
         "person": {
             "full_name": f"{first} {last} {index:05d}",
             "address": (

@@ -25,7 +25,7 @@ from services.runtime.db import provision
 from services.runtime.kafka import read_topic
 from services.runtime.reference import DEFAULT_DIR, load_framework
 from services.simulator.synthetic import package_request
-from tests.support import ADMIN_TOKEN, drop_database, event_of, start_stack, stop_stack
+from tests.support import drop_database, event_of, staff, start_stack, stop_stack
 
 ZONE = "melton"
 NEIGHBOUR = "bottesford"  # adjacent to melton
@@ -68,7 +68,7 @@ def reference_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="package")
-async def alloc(infra, namespace, artifacts, reference_dir):
+async def alloc(infra, namespace, artifacts, reference_dir, identity):
     """A stack of its own (database and topic namespace) with short windows and the small market."""
     ns = f"{namespace}-alloc"
     name = f"homecare_{ns.replace('-', '_')}"
@@ -95,7 +95,11 @@ async def alloc(infra, namespace, artifacts, reference_dir):
 
 
 class Market:
-    """The tests' hands on the stack: the broker's HTTP calls, the providers' answers, the record."""
+    """The tests' hands on the stack: the broker's HTTP calls, the providers' answers, the record.
+
+    The brokerage team's calls are the demo broker's (who requests every package); approvals of
+    above-rate bids are the head of service's (no limit, and not the requester); the providers
+    service's registry operations are the council administrator's."""
 
     def __init__(self, stack, kafka: str, namespace: str, reference_dir):
         self.stack, self.kafka, self.namespace = stack, kafka, namespace
@@ -110,7 +114,7 @@ class Market:
 
     async def wait_for_registry(self) -> None:
         """The brokerage knows the market once it has offered to it: wait until it lists every provider."""
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(auth=staff()) as client:
             for _ in range(150):
                 zones = (await client.get(f"{self.url()}/reference/providers")).json()
                 known = {p["provider_id"] for p in zones} if isinstance(zones, list) else set()
@@ -123,13 +127,13 @@ class Market:
         self.index += 1
         body = package_request(self.rng, load_framework(self.reference_dir), ZONE, index=self.index)
         body["urgency"] = urgency
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(auth=staff()) as client:
             response = await client.post(f"{self.url(via)}/packages", json=body)
         assert response.status_code == 201, response.text
         return uuid.UUID(response.json()["package_id"])
 
     async def package(self, package_id: uuid.UUID) -> dict:
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(auth=staff()) as client:
             return (await client.get(f"{self.url()}/packages/{package_id}")).json()
 
     async def until(self, package_id: uuid.UUID, check, timeout: float = 40) -> dict:
@@ -181,14 +185,19 @@ class Market:
                     raise AssertionError(f"{who} never received round {offer_round} of {package_id}")
                 await asyncio.sleep(0.1)
 
-    async def post(self, path: str, body: dict, service: str = "brokerage") -> httpx.Response:
-        """A brokerage team's call (on the providers service, with the team's admin token)."""
-        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"} if service == "providers" else {}
-        async with httpx.AsyncClient() as client:
-            return await client.post(f"{self.url(service)}{path}", json=body, headers=headers)
+    async def post(
+        self, path: str, body: dict, service: str = "brokerage", *, as_user: str | None = None
+    ) -> httpx.Response:
+        """A staff call: the broker's on the brokerage (the head of service's for an approval), the
+        council administrator's on the providers service; ``as_user`` chooses another."""
+        who = as_user or (
+            "demo-admin" if service == "providers" else "demo-head" if path.endswith("/approve") else "demo-broker"
+        )
+        async with httpx.AsyncClient(auth=staff(who)) as client:
+            return await client.post(f"{self.url(service)}{path}", json=body)
 
     async def provider(self, who: str) -> dict:
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(auth=staff()) as client:
             return (await client.get(f"{self.url('providers')}/providers/{self.ids.get(who, who)}")).json()
 
     async def events(self, package_id: uuid.UUID | None = None) -> list[dict]:

@@ -36,9 +36,7 @@ async def test_the_ladder_prime_then_supplementary_then_neighbours_then_an_appro
     assert nearby["tier"] == "adjacent" and nearby["provider_ids"] == [alloc.ids["neighbour"]]
     await alloc.bid(package_id, 3, "neighbour", rate="29.50")  # above any band rate
     await alloc.until(package_id, lambda p: p["status"] == "awaiting_approval")
-    approved = await alloc.post(
-        f"/packages/{package_id}/exception/approve", {"decided_by": "broker.amy", "reason": "no one else"}
-    )
+    approved = await alloc.post(f"/packages/{package_id}/exception/approve", {"reason": "no one else"})
     assert approved.status_code == 200, approved.text
     package = await alloc.until(package_id, lambda p: p["status"] == "placed")
     assert package["provider_id"] == alloc.ids["neighbour"] and package["hourly_rate"] == "29.50"
@@ -54,9 +52,7 @@ async def test_the_ladder_prime_then_supplementary_then_neighbours_then_an_appro
         "ExceptionDecided",
         "PackagePlaced",
     ], on_kafka
-    again = await alloc.post(
-        f"/packages/{package_id}/exception/approve", {"decided_by": "broker.amy", "reason": "twice"}
-    )
+    again = await alloc.post(f"/packages/{package_id}/exception/approve", {"reason": "twice"})
     assert again.status_code == 409 and "no exception awaiting" in again.json()["error"]
 
 
@@ -72,9 +68,7 @@ async def test_no_acceptable_bid_anywhere_queues_the_package_and_the_schedule_of
     assert package["current_tier"] == "prime" and package["unplaced_at"] is None
     on_kafka = types(await alloc.events_until(package_id, "OfferMade", count=4))
     assert on_kafka[:6] == ["PackageRequested", "OfferMade", "OfferMade", "OfferMade", "PackageUnplaced", "OfferMade"]
-    cancelled = await alloc.post(
-        f"/packages/{package_id}/cancel", {"reason": "family found care", "cancelled_by": "broker.amy"}
-    )
+    cancelled = await alloc.post(f"/packages/{package_id}/cancel", {"reason": "family found care"})
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
 
 
@@ -96,7 +90,7 @@ async def test_a_hand_back_reopens_the_package_for_everyone_but_that_provider(al
     notice = (dt.date.today() + dt.timedelta(days=14)).isoformat()
     handed = await alloc.post(
         f"/packages/{package_id}/hand-back",
-        {"notice_ends_on": notice, "reason": "carer left", "recorded_by": "broker.amy"},
+        {"notice_ends_on": notice, "reason": "carer left"},
     )
     assert handed.status_code == 200, handed.text
     reopened = await alloc.offered_round(package_id, 2)
@@ -111,7 +105,7 @@ async def test_a_hand_back_reopens_the_package_for_everyone_but_that_provider(al
         "OfferMade",
         "PackagePlaced",
     ]
-    await alloc.post(f"/packages/{package_id}/cancel", {"reason": "test over", "cancelled_by": "broker.amy"})
+    await alloc.post(f"/packages/{package_id}/cancel", {"reason": "test over"})
 
 
 async def test_a_suspended_providers_packages_are_re_brokered_most_urgent_first(alloc):
@@ -122,7 +116,7 @@ async def test_a_suspended_providers_packages_are_re_brokered_most_urgent_first(
         await place_with(alloc, package_id, "prime_good")
     suspended = await alloc.post(
         f"/providers/{alloc.ids['prime_good']}/status",
-        {"status": "suspended", "reason": "CQC: inadequate", "decided_by": "commissioner.jo"},
+        {"status": "suspended", "reason": "CQC: inadequate"},
         service="providers",
     )
     assert suspended.status_code == 200, suspended.text
@@ -142,18 +136,18 @@ async def test_a_suspended_providers_packages_are_re_brokered_most_urgent_first(
         assert await alloc.committed_hours("prime_good", Decimal(0)) == 0, "every hour given back"
         refused = await alloc.post(
             f"/providers/{alloc.ids['prime_good']}/status",
-            {"status": "suspended", "reason": "again", "decided_by": "commissioner.jo"},
+            {"status": "suspended", "reason": "again"},
             service="providers",
         )
         assert refused.status_code == 409 and "already suspended" in refused.json()["error"]
     finally:
         await alloc.post(
             f"/providers/{alloc.ids['prime_good']}/status",
-            {"status": "active", "reason": "re-inspected", "decided_by": "commissioner.jo"},
+            {"status": "active", "reason": "re-inspected"},
             service="providers",
         )
     for package_id in packages.values():  # leave the market's hours free for the other tests
-        await alloc.post(f"/packages/{package_id}/cancel", {"reason": "test over", "cancelled_by": "broker.amy"})
+        await alloc.post(f"/packages/{package_id}/cancel", {"reason": "test over"})
 
 
 async def test_two_brokerage_instances_racing_place_each_package_once(alloc):
@@ -200,9 +194,7 @@ async def test_two_brokerage_instances_racing_place_each_package_once(alloc):
         won = sum(Decimal(p["package"]["hours_per_week"]) for p in finals if p["provider_id"] == alloc.ids[who])
         assert await alloc.committed_hours(who, won) == won, who
     for package in finals:
-        await alloc.post(
-            f"/packages/{package['package_id']}/cancel", {"reason": "test over", "cancelled_by": "broker.amy"}
-        )
+        await alloc.post(f"/packages/{package['package_id']}/cancel", {"reason": "test over"})
 
 
 async def test_a_new_rate_card_applies_to_packages_requested_after_its_start_without_a_restart(alloc):
@@ -243,3 +235,43 @@ async def test_a_new_rate_card_applies_to_packages_requested_after_its_start_wit
             e for e in await alloc.events_until(package_id, "PackagePlaced") if e["event_type"] == "PackagePlaced"
         ]
         assert placed["rate_card"] == card
+
+
+async def _awaiting_approval_at(alloc, above: Decimal) -> tuple:
+    """A package requested by the demo broker whose only bid is ``above`` (a fraction) over the band rate."""
+    package_id = await alloc.request()
+    package = await alloc.offered_round(package_id, 1)
+    band_rate = Decimal((await alloc.package(package_id))["band_rate"])
+    rate = (band_rate * (1 + above)).quantize(Decimal("0.01"), rounding="ROUND_DOWN")
+    await alloc.bid(package_id, 1, "prime_best", rate=str(rate))
+    await alloc.decline(package_id, 1, "prime_good")
+    for offer_round, who in ((2, "supp"), (3, "neighbour")):
+        await alloc.offered_round(package_id, offer_round)
+        await alloc.decline(package_id, offer_round, who)
+    package = await alloc.until(package_id, lambda p: p["status"] == "awaiting_approval")
+    assert package["requested_by"] == "demo-broker"
+    return package_id, rate
+
+
+async def test_above_rate_approvals_follow_the_scheme_of_delegation_and_nobody_approves_their_own(alloc):
+    # deploy/reference/delegation.yaml: a broker up to +5%, a manager up to +15%.
+    ten, four = await asyncio.gather(
+        _awaiting_approval_at(alloc, Decimal("0.10")), _awaiting_approval_at(alloc, Decimal("0.04"))
+    )
+    approve = "/packages/{}/exception/approve"
+    own = await alloc.post(approve.format(ten[0]), {"reason": "mine"}, as_user="demo-broker")
+    assert own.status_code == 403 and "requested themselves" in own.json()["error"]
+    beyond = await alloc.post(approve.format(ten[0]), {"reason": "too much"}, as_user="demo-broker-2")
+    assert beyond.status_code == 403 and "up to 5% above" in beyond.json()["error"]
+    assert (await alloc.package(ten[0]))["status"] == "awaiting_approval"  # a refusal records nothing
+    # Operations may not decide at all: the permission table.
+    assert (await alloc.post(approve.format(ten[0]), {"reason": "x"}, as_user="demo-ops")).status_code == 403
+    managed = await alloc.post(approve.format(ten[0]), {"reason": "within my limit"}, as_user="demo-manager")
+    assert managed.status_code == 200, managed.text
+    within = await alloc.post(approve.format(four[0]), {"reason": "small uplift"}, as_user="demo-broker-2")
+    assert within.status_code == 200, within.text
+    for package_id, rate in (ten, four):
+        package = await alloc.until(package_id, lambda p: p["status"] == "placed")
+        assert package["hourly_rate"] == str(rate)
+    decided = [t for t in package["timeline"] if t["stage"] == "exception approved"]
+    assert [t["detail"]["decided_by"] for t in decided] == ["demo-broker-2"]

@@ -29,7 +29,7 @@ WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 
 
 @pytest.fixture(scope="package")
-def stack(database_url, infra, namespace, artifacts):
+def stack(database_url, infra, namespace, artifacts, identity):
     s = start_stack(database_url, infra.kafka, namespace, artifacts / "browser-logs", console=True)
     yield s
     codes = stop_stack(s)

@@ -10,13 +10,15 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from tests.support import staff
+
 pytestmark = [pytest.mark.infra, pytest.mark.browser]
 
 
 def roomiest_zone(stack) -> tuple[str, str]:
     """A zone (and one of its postcode districts) whose urban providers have the most free hours:
     earlier test packages used up much of the synthetic market, and this one must be placeable."""
-    providers = httpx.get(f"{stack.url('providers')}/providers", timeout=10).json()
+    providers = httpx.get(f"{stack.url('providers')}/providers", timeout=10, auth=staff()).json()
     free: dict[str, Decimal] = {}
     for p in providers:
         if (
@@ -28,7 +30,9 @@ def roomiest_zone(stack) -> tuple[str, str]:
             room = Decimal(p["weekly_capacity_hours"]) - Decimal(p["committed_hours"]) - Decimal(p["held_hours"])
             for zone in p["zones"]:
                 free[zone] = free.get(zone, Decimal(0)) + max(room, Decimal(0))
-    zones = {z["id"]: z for z in httpx.get(f"{stack.url('brokerage')}/reference/zones", timeout=10).json()}
+    zones = {
+        z["id"]: z for z in httpx.get(f"{stack.url('brokerage')}/reference/zones", timeout=10, auth=staff()).json()
+    }
     best = max((z for z in free if z in zones and zones[z]["postcode_districts"]), key=lambda z: free[z])
     return best, zones[best]["postcode_districts"][0]
 
@@ -80,7 +84,9 @@ async def test_a_broker_requests_a_package_sees_it_placed_with_its_explanation_a
     explanation = await broker.inner_text("#explanation")
     assert "Placed with" in explanation and "ranked by quality rating" in explanation
     assert "Ada Example" in await broker.inner_text("#person")  # the broker sees the person...
-    log = httpx.get(f"{stack.url('brokerage')}/packages/{package_id}/disclosures", timeout=10).json()
+    log = httpx.get(
+        f"{stack.url('brokerage')}/packages/{package_id}/disclosures", timeout=10, auth=staff("demo-manager")
+    ).json()
     assert ("staff", "broker1") in {(d["reader"], d["staff_user"]) for d in log}  # ...and the read is on record
     assert "placed" in await broker.inner_text("#timeline")
     await pages.check(broker, "package-placed")
@@ -268,7 +274,6 @@ async def test_a_refused_action_says_why_and_an_unplaced_package_can_be_offered_
         "needs": ["personal_care"],
         "urgency": "community",
         "start_date": (dt.date.today() + dt.timedelta(days=3)).isoformat(),
-        "requested_by": "browser-test",
         "person": {
             "full_name": "Bea Example",
             "address": "2 Market Place",
@@ -276,11 +281,11 @@ async def test_a_refused_action_says_why_and_an_unplaced_package_can_be_offered_
             "nhs_number": "9434765919",
         },
     }
-    created = httpx.post(f"{stack.url('brokerage')}/packages", json=body, timeout=10)
+    created = httpx.post(f"{stack.url('brokerage')}/packages", json=body, timeout=10, auth=staff())
     assert created.status_code == 201, created.text
     package_id = created.json()["package_id"]
     for _ in range(120):
-        status = httpx.get(f"{stack.url('brokerage')}/packages/{package_id}", timeout=10).json()["status"]
+        status = httpx.get(f"{stack.url('brokerage')}/packages/{package_id}", timeout=10, auth=staff()).json()["status"]
         if status == "unplaced":
             break
         await asyncio.sleep(0.5)
@@ -299,7 +304,7 @@ async def test_a_refused_action_says_why_and_an_unplaced_package_can_be_offered_
     await broker.click("button:has-text('Offer again now')")
     await broker.wait_for_url(re.compile(r"done=reoffer"))
     assert "re-offered" in await broker.inner_text("#timeline")
-    timeline = httpx.get(f"{stack.url('brokerage')}/packages/{package_id}", timeout=10).json()["timeline"]
+    timeline = httpx.get(f"{stack.url('brokerage')}/packages/{package_id}", timeout=10, auth=staff()).json()["timeline"]
     assert any(t["stage"] == "re-offered" and t["detail"].get("requested_by") == "broker1" for t in timeline)
 
 

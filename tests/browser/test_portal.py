@@ -13,19 +13,18 @@ import httpx
 import pytest
 
 from tests.browser.test_console import fill_package
-from tests.support import ADMIN_TOKEN
+from tests.support import staff
 
 pytestmark = [pytest.mark.infra, pytest.mark.browser]
 
 ZONE = "castle-donington"
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 @pytest.fixture(scope="module")
 async def portal_market(stack, database_url):
     """Every active provider of the zone answering through the portal, each with a credential;
     one provider from elsewhere with a credential too. Put back on their own adapters afterwards."""
-    providers = httpx.get(f"{stack.url('providers')}/providers", timeout=10).json()
+    providers = httpx.get(f"{stack.url('providers')}/providers", timeout=10, auth=staff()).json()
     in_zone = [p["provider_id"] for p in providers if ZONE in p["zones"] and p["status"] == "active"]
     outsider = next(p["provider_id"] for p in providers if ZONE not in p["zones"] and p["status"] == "active")
     conn = await asyncpg.connect(database_url)
@@ -42,17 +41,17 @@ async def portal_market(stack, database_url):
     async with httpx.AsyncClient(base_url=stack.url("providers"), timeout=10) as client:
         for provider_id in [*in_zone, outsider]:
             r = await client.post(
-                f"/providers/{provider_id}/credentials", headers=ADMIN, json={"label": "browser test"}
+                f"/providers/{provider_id}/credentials", auth=staff("demo-admin"), json={"label": "browser test"}
             )
             assert r.status_code in (200, 201), r.text
             tokens[provider_id] = r.json()["token"]
         for provider_id in in_zone:
-            r = await client.put(f"/providers/{provider_id}/adapter", headers=ADMIN, json={"kind": "portal"})
+            r = await client.put(f"/providers/{provider_id}/adapter", auth=staff("demo-admin"), json={"kind": "portal"})
             assert r.status_code == 200, r.text
     yield {"in_zone": in_zone, "outsider": outsider, "tokens": tokens}
     async with httpx.AsyncClient(base_url=stack.url("providers"), timeout=10) as client:
         for provider_id, adapter in original.items():
-            r = await client.put(f"/providers/{provider_id}/adapter", headers=ADMIN, json=adapter)
+            r = await client.put(f"/providers/{provider_id}/adapter", auth=staff("demo-admin"), json=adapter)
             assert r.status_code == 200, r.text
 
 
@@ -70,7 +69,7 @@ async def test_a_provider_accepts_an_offer_in_the_portal_and_the_broker_sees_it_
     stack, console, pages, portal_market
 ):
     tokens = portal_market["tokens"]
-    zone = httpx.get(f"{stack.url('brokerage')}/reference/zones", timeout=10).json()
+    zone = httpx.get(f"{stack.url('brokerage')}/reference/zones", timeout=10, auth=staff()).json()
     district = next(z for z in zone if z["id"] == ZONE)["postcode_districts"][0]
 
     # A wrong credential is refused.
@@ -104,7 +103,9 @@ async def test_a_provider_accepts_an_offer_in_the_portal_and_the_broker_sees_it_
 
     async def first_round() -> list[str]:
         for _ in range(60):
-            rounds = httpx.get(f"{stack.url('brokerage')}/packages/{package_id}", timeout=10).json()["offer_rounds"]
+            rounds = httpx.get(f"{stack.url('brokerage')}/packages/{package_id}", timeout=10, auth=staff()).json()[
+                "offer_rounds"
+            ]
             if rounds:
                 return rounds[0]["provider_ids"]
             await asyncio.sleep(0.5)
@@ -167,7 +168,7 @@ async def test_a_provider_accepts_an_offer_in_the_portal_and_the_broker_sees_it_
             break
         await asyncio.sleep(1)
     assert (await broker.inner_text("#package-status")).strip() == "placed"
-    package = httpx.get(f"{stack.url('brokerage')}/packages/{package_id}", timeout=10).json()
+    package = httpx.get(f"{stack.url('brokerage')}/packages/{package_id}", timeout=10, auth=staff()).json()
     assert package["provider_id"] == winner
     assert "Placed with" in await broker.inner_text("#explanation")
     answers = {a["provider_id"]: a for r in package["offer_rounds"] for a in r["answers"]}

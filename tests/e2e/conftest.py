@@ -17,7 +17,7 @@ def mail_server():
 
 
 @pytest.fixture(scope="package")  # stopped before other test packages run on the same namespace
-def stack(database_url, infra, namespace, artifacts, mail_server):
+def stack(database_url, infra, namespace, artifacts, mail_server, identity):
     # Email goes to the local SMTP server (contacts choose it: see test_placement_flow).
     email = {
         "NOTIFICATIONS_SMTP_HOST": "127.0.0.1",

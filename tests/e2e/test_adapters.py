@@ -32,10 +32,9 @@ from starlette.routing import Route
 from services.runtime import signing
 from services.runtime.reference import load_framework, load_provider_seed
 from services.simulator.synthetic import package_request
-from tests.support import ADMIN_TOKEN, as_staff, free_port, personal_values
+from tests.support import free_port, personal_values, staff
 
 ZONE = "melton"
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def bearer(token: str) -> dict:
@@ -133,21 +132,25 @@ async def market(stack, database_url):
     async with httpx.AsyncClient(base_url=providers, timeout=10) as client:
         for p in seed:
             issued = (
-                await client.post(f"/providers/{p['provider_id']}/credentials", headers=ADMIN, json={"label": "test"})
+                await client.post(
+                    f"/providers/{p['provider_id']}/credentials", auth=staff("demo-admin"), json={"label": "test"}
+                )
             ).json()
             tokens[p["provider_id"]], credential_ids[p["provider_id"]] = issued["token"], issued["credential_id"]
         receiver = Receiver("", providers, tokens[webhook["provider_id"]])
         chosen = (
             await client.put(
                 f"/providers/{webhook['provider_id']}/adapter",
-                headers=ADMIN,
+                auth=staff("demo-admin"),
                 json={"kind": "webhook", "webhook_url": receiver.url},
             )
         ).json()
         receiver.secret = chosen["webhook_secret"]
         for p in seed:
             if p is not webhook:
-                r = await client.put(f"/providers/{p['provider_id']}/adapter", headers=ADMIN, json={"kind": "portal"})
+                r = await client.put(
+                    f"/providers/{p['provider_id']}/adapter", auth=staff("demo-admin"), json={"kind": "portal"}
+                )
                 assert r.status_code == 200, r.text
         # Room for the test's package, set by each provider itself (so that the other prime is offered it too).
         for token in tokens.values():
@@ -168,7 +171,7 @@ async def market(stack, database_url):
     await receiver.stop()
     async with httpx.AsyncClient(base_url=providers, timeout=10) as client:
         for provider_id, adapter in original.items():
-            r = await client.put(f"/providers/{provider_id}/adapter", headers=ADMIN, json=adapter)
+            r = await client.put(f"/providers/{provider_id}/adapter", auth=staff("demo-admin"), json=adapter)
             assert r.status_code == 200, r.text
 
 
@@ -192,12 +195,14 @@ async def placed(stack, market):
     receiver: Receiver = market["receiver"]
     portal_views: list[str] = []
     async with httpx.AsyncClient(timeout=10) as client:
-        r = await client.post(f"{brokerage}/packages", json=request_in_zone(4242))
+        r = await client.post(f"{brokerage}/packages", json=request_in_zone(4242), auth=staff())
         assert r.status_code == 201, r.text
         package_id = r.json()["package_id"]
 
         async def failed_twice():
-            rows = (await client.get(f"{providers}/providers/{market['webhook']}/deliveries", headers=ADMIN)).json()
+            rows = (
+                await client.get(f"{providers}/providers/{market['webhook']}/deliveries", auth=staff("demo-admin"))
+            ).json()
             mine = [d for d in rows if d["package_id"] == package_id]
             return mine if mine and mine[0]["attempts"] >= 2 else None
 
@@ -217,7 +222,7 @@ async def placed(stack, market):
                     assert d.status_code == 200, d.text
             return True
 
-        first_round = (await client.get(f"{brokerage}/packages/{package_id}")).json()["offer_rounds"][0]
+        first_round = (await client.get(f"{brokerage}/packages/{package_id}", auth=staff())).json()["offer_rounds"][0]
         offered_portal = [p for p in first_round["provider_ids"] if p in market["portal"]]
 
         async def portal_has_the_offer():
@@ -234,7 +239,7 @@ async def placed(stack, market):
         await receiver.start()
 
         async def settled():
-            package = (await client.get(f"{brokerage}/packages/{package_id}")).json()
+            package = (await client.get(f"{brokerage}/packages/{package_id}", auth=staff())).json()
             await declined_by_portal()  # a later tier may reach the portal providers too
             return package if package["status"] in ("placed", "unplaced") else None
 
@@ -286,7 +291,7 @@ async def test_only_the_winner_gets_the_person_and_each_disclosure_is_audited(pl
     async with httpx.AsyncClient(base_url=providers, timeout=10) as client:
         person = await client.get(f"/me/packages/{package_id}/person", headers=bearer(market["tokens"][winner]))
         assert person.status_code == 200, person.text
-        truth = (await client.get(f"{brokerage}/packages/{package_id}/person", headers=as_staff("broker.amy"))).json()
+        truth = (await client.get(f"{brokerage}/packages/{package_id}/person", auth=staff("demo-broker"))).json()
         assert person.json()["full_name"] == truth["full_name"] and person.json()["care_notes"] == truth["care_notes"]
         narrow = await client.get(
             f"/me/packages/{package_id}/person",
@@ -306,11 +311,11 @@ async def test_only_the_winner_gets_the_person_and_each_disclosure_is_audited(pl
         assert (await client.get(f"/me/packages/{package_id}/person")).status_code == 401
         forged = market["tokens"][winner][:-4] + "abcd"
         assert (await client.get(f"/me/packages/{package_id}/person", headers=bearer(forged))).status_code == 401
-        log = (await client.get(f"{brokerage}/packages/{package_id}/disclosures")).json()
+        log = (await client.get(f"{brokerage}/packages/{package_id}/disclosures", auth=staff("demo-manager"))).json()
     # The provider's two reads, and the broker's read (for the comparison above) under the broker's name.
     assert [(d["reader"], d["provider_id"], d["credential_id"], d["staff_user"]) for d in log] == [
         ("provider", winner, market["credential_ids"][winner], None),
-        ("staff", None, None, "broker.amy"),
+        ("staff", None, None, "demo-broker"),
         ("provider", winner, market["credential_ids"][winner], None),
     ]
     assert sorted(log[2]["fields"]) == ["full_name", "phone"] and "care_notes" in log[0]["fields"]
@@ -340,7 +345,9 @@ async def test_a_provider_cannot_read_or_answer_another_providers_offers(placed,
         outsider = next(
             p["provider_id"] for p in load_provider_seed() if ZONE not in p["zones"] and p["status"] == "active"
         )
-        token = (await client.post(f"/providers/{outsider}/credentials", headers=ADMIN, json={})).json()["token"]
+        token = (await client.post(f"/providers/{outsider}/credentials", auth=staff("demo-admin"), json={})).json()[
+            "token"
+        ]
         offers = (await client.get("/me/offers", params={"status": "all"}, headers=bearer(token))).json()
         assert package_id not in {o["package_id"] for o in offers}
         assert all(o["provider_id"] == outsider for o in offers)
@@ -391,18 +398,20 @@ async def test_credentials_rotate_and_revoke(market, stack):
         old = market["tokens"][provider_id]
         assert (await client.get("/me", headers=bearer(old))).json()["provider_id"] == provider_id
         rotated = (
-            await client.post(f"/providers/{provider_id}/credentials", headers=ADMIN, json={"replace": True})
+            await client.post(f"/providers/{provider_id}/credentials", auth=staff("demo-admin"), json={"replace": True})
         ).json()
         assert market["credential_ids"][provider_id] in rotated["revoked"]
         assert (await client.get("/me", headers=bearer(old))).status_code == 401
         assert (await client.get("/me", headers=bearer(rotated["token"]))).status_code == 200
-        listed = (await client.get(f"/providers/{provider_id}/credentials", headers=ADMIN)).json()
+        listed = (await client.get(f"/providers/{provider_id}/credentials", auth=staff("demo-admin"))).json()
         assert all("secret" not in json.dumps(c).lower() and rotated["token"] not in json.dumps(c) for c in listed)
-        r = await client.post(f"/providers/{provider_id}/credentials/{rotated['credential_id']}/revoke", headers=ADMIN)
+        r = await client.post(
+            f"/providers/{provider_id}/credentials/{rotated['credential_id']}/revoke", auth=staff("demo-admin")
+        )
         assert r.status_code == 200
         assert (await client.get("/me", headers=bearer(rotated["token"]))).status_code == 401
         market["tokens"][provider_id] = (
-            await client.post(f"/providers/{provider_id}/credentials", headers=ADMIN, json={})
+            await client.post(f"/providers/{provider_id}/credentials", auth=staff("demo-admin"), json={})
         ).json()["token"]
         assert (await client.post(f"/providers/{provider_id}/credentials", json={})).status_code == 401
         assert (
@@ -430,7 +439,9 @@ async def test_a_provider_keeps_its_details_current_and_zone_changes_need_approv
         assert r.json()["revision"] > me["revision"]
 
         async def brokerage_knows():
-            view = {p["provider_id"]: p for p in (await client.get(f"{brokerage}/reference/providers")).json()}
+            view = {
+                p["provider_id"]: p for p in (await client.get(f"{brokerage}/reference/providers", auth=staff())).json()
+            }
             return float(view[provider_id]["weekly_capacity_hours"]) == float(me["weekly_capacity_hours"]) + 5
 
         await eventually(brokerage_knows)
@@ -448,14 +459,12 @@ async def test_a_provider_keeps_its_details_current_and_zone_changes_need_approv
         # A provider cannot approve its own request.
         request_id = asked.json()["request_id"]
         assert (
-            await client.post(
-                f"/change-requests/{request_id}/approve", headers=bearer(token), json={"decided_by": "me"}
-            )
+            await client.post(f"/change-requests/{request_id}/approve", headers=bearer(token), json={})
         ).status_code == 401
         approved = await client.post(
             f"/change-requests/{request_id}/approve",
-            headers=ADMIN,
-            json={"decided_by": "broker.sue", "reason": "covers the area now"},
+            auth=staff("demo-admin"),
+            json={"reason": "covers the area now"},
         )
         assert approved.status_code == 200 and approved.json()["status"] == "approved"
         assert (await client.get("/me", headers=bearer(token))).json()["zones"] == zones
@@ -463,9 +472,7 @@ async def test_a_provider_keeps_its_details_current_and_zone_changes_need_approv
         back = await client.post(
             "/me/change-requests", headers=bearer(token), json={"zones": me["zones"], "bands": me["bands"]}
         )
-        await client.post(
-            f"/change-requests/{back.json()['request_id']}/approve", headers=ADMIN, json={"decided_by": "broker.sue"}
-        )
+        await client.post(f"/change-requests/{back.json()['request_id']}/approve", auth=staff("demo-admin"), json={})
         assert (await client.get("/me", headers=bearer(token))).json()["zones"] == me["zones"]
 
 
@@ -483,7 +490,7 @@ def test_the_cli_issues_lists_and_revokes_credentials(stack, monkeypatch):
 
     from services.cli.main import app
 
-    monkeypatch.setenv("PROVIDERS_ADMIN_TOKEN", ADMIN_TOKEN)
+    monkeypatch.setenv("HOMECARE_CLI_USER", "demo-admin")  # signs in at the identity provider
     monkeypatch.setenv("PROVIDERS_URL", stack.url("providers"))
     runner = CliRunner()
     issued = runner.invoke(app, ["providers", "credentials", "issue", "bluebell-care", "--label", "cli test"])
@@ -497,5 +504,5 @@ def test_the_cli_issues_lists_and_revokes_credentials(stack, monkeypatch):
     assert httpx.get(f"{stack.url('providers')}/me", headers=bearer(token)).status_code == 401
     refused = runner.invoke(app, ["providers", "credentials", "revoke", "bluebell-care", credential_id])
     assert refused.exit_code == 1
-    monkeypatch.setenv("PROVIDERS_ADMIN_TOKEN", "wrong")
+    monkeypatch.setenv("HOMECARE_CLI_USER", "demo-ops")  # operations may not see credentials
     assert runner.invoke(app, ["providers", "credentials", "list", "bluebell-care"]).exit_code == 1

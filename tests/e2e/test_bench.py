@@ -10,7 +10,7 @@ from services.bench import benchmark, report
 from services.bench.processes import SERVICES
 
 
-async def test_a_small_benchmark_reports_every_measure(database_url, tmp_path):
+async def test_a_small_benchmark_reports_every_measure(database_url, tmp_path, identity):
     load = benchmark.Load(rate=10, seconds=2, burst=20, concurrency=4, baseline_messages=300, timeout=180)
     result = await benchmark.bench_async(load, 1, 7, tmp_path, profile=None, console=Console(quiet=True), extra_env={})
 

@@ -12,6 +12,7 @@ import pytest
 
 from services.runtime.reference import load_framework
 from services.simulator.synthetic import package_request
+from tests.support import staff
 
 
 def good() -> dict:
@@ -86,7 +87,7 @@ def brokerage(stack) -> str:
 
 @pytest.mark.parametrize("name, mutate, status, field, words", CASES, ids=[c[0] for c in CASES])
 async def test_invalid_requests_get_a_4xx_naming_the_field(brokerage, name, mutate, status, field, words):
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(auth=staff()) as client:
         r = await client.post(f"{brokerage}/packages", json=mutate(good()))
     assert r.status_code == status, r.text
     body = r.json()
@@ -95,7 +96,7 @@ async def test_invalid_requests_get_a_4xx_naming_the_field(brokerage, name, muta
 
 
 async def test_wrong_content_type_and_oversized_bodies_are_refused(brokerage):
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(auth=staff()) as client:
         r = await client.post(
             f"{brokerage}/packages",
             content=b"zone=melton",
@@ -113,7 +114,7 @@ async def test_wrong_content_type_and_oversized_bodies_are_refused(brokerage):
 
 
 async def test_unknown_packages_are_404_and_bad_ids_422(brokerage):
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(auth=staff()) as client:
         assert (await client.get(f"{brokerage}/packages/6f1c2a52-8c1e-4a55-9d6b-1f6f0c1d2e3a")).status_code == 404
         assert (await client.get(f"{brokerage}/packages/not-a-uuid")).status_code == 422
         assert (await client.get(f"{brokerage}/packages", params={"status": "lost"})).status_code == 422
@@ -126,7 +127,7 @@ async def test_refused_requests_leave_nothing_behind(brokerage, database_url):
             "SELECT (SELECT count(*) FROM brokerage.packages) + (SELECT count(*) FROM brokerage.persons)"
             " + (SELECT count(*) FROM brokerage.outbox)"
         )
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(auth=staff()) as client:
             for _name, mutate, *_ in CASES:
                 await client.post(f"{brokerage}/packages", json=mutate(good()))
         after = await conn.fetchval(
@@ -139,7 +140,7 @@ async def test_refused_requests_leave_nothing_behind(brokerage, database_url):
 
 
 async def test_a_valid_request_is_accepted_and_readable(brokerage):
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(auth=staff()) as client:
         r = await client.post(f"{brokerage}/packages", json=good(), headers={"X-Correlation-ID": "trace-me"})
         assert r.status_code == 201, r.text
         assert r.headers["X-Correlation-ID"] == "trace-me"
@@ -150,11 +151,13 @@ async def test_a_valid_request_is_accepted_and_readable(brokerage):
 
 async def test_a_retried_request_with_the_same_idempotency_key_creates_one_package(brokerage, database_url):
     body, key = good(), "retry-1-" + str(random.random())
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(auth=staff()) as client:
         first = await client.post(f"{brokerage}/packages", json=body, headers={"Idempotency-Key": key})
         again = await client.post(f"{brokerage}/packages", json=body, headers={"Idempotency-Key": key})
         other = await client.post(
-            f"{brokerage}/packages", json=changed(body, "broker.raj", "requested_by"), headers={"Idempotency-Key": key}
+            f"{brokerage}/packages",
+            json=changed(body, "another note", "person", "care_notes"),
+            headers={"Idempotency-Key": key},
         )
     assert (first.status_code, again.status_code, other.status_code) == (201, 200, 409)
     assert first.json()["package_id"] == again.json()["package_id"]
@@ -166,32 +169,28 @@ async def test_a_retried_request_with_the_same_idempotency_key_creates_one_packa
 
 
 async def test_broker_actions_refuse_what_the_package_state_does_not_allow(brokerage):
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(auth=staff()) as client:
         package_id = (await client.post(f"{brokerage}/packages", json=good())).json()["package_id"]
         url = f"{brokerage}/packages/{package_id}"
-        r = await client.post(f"{url}/cancel", json={"reason": "moved to a care home", "cancelled_by": "broker.amy"})
+        r = await client.post(f"{url}/cancel", json={"reason": "moved to a care home"})
         assert r.status_code == 200 and r.json()["status"] == "cancelled"
-        again = await client.post(f"{url}/cancel", json={"reason": "twice", "cancelled_by": "broker.amy"})
+        again = await client.post(f"{url}/cancel", json={"reason": "twice"})
         assert again.status_code == 409 and "cancelled" in again.json()["error"]
-        start = await client.post(f"{url}/start", json={"started_on": "2026-01-05", "recorded_by": "broker.amy"})
+        start = await client.post(f"{url}/start", json={"started_on": "2026-01-05"})
         assert start.status_code == 409 and "only a placed package can start" in start.json()["error"]
-        assert (await client.post(f"{url}/reoffer", json={"requested_by": "broker.amy"})).status_code == 409
-        handed = await client.post(
-            f"{url}/hand-back", json={"notice_ends_on": "2026-12-31", "reason": "x", "recorded_by": "broker.amy"}
-        )
+        assert (await client.post(f"{url}/reoffer", json={})).status_code == 409
+        handed = await client.post(f"{url}/hand-back", json={"notice_ends_on": "2026-12-31", "reason": "x"})
         assert (
             handed.status_code == 409
             and "only a placed or started package can be handed back" in handed.json()["error"]
         )
-        assert (
-            await client.post(f"{url}/hand-back", json={"reason": "x", "recorded_by": "broker.amy"})
-        ).status_code == 422
-        assert (await client.post(f"{url}/cancel", json={"cancelled_by": "broker.amy"})).status_code == 422
-        future = await client.post(f"{url}/start", json={"started_on": "2999-01-01", "recorded_by": "broker.amy"})
+        assert (await client.post(f"{url}/hand-back", json={"reason": "x"})).status_code == 422
+        assert (await client.post(f"{url}/cancel", json={})).status_code == 422
+        future = await client.post(f"{url}/start", json={"started_on": "2999-01-01"})
         assert future.status_code == 422 and "future" in future.text
         missing = await client.post(
             f"{brokerage}/packages/6f1c2a52-8c1e-4a55-9d6b-1f6f0c1d2e3a/cancel",
-            json={"reason": "x", "cancelled_by": "broker.amy"},
+            json={"reason": "x"},
         )
         assert missing.status_code == 404
         timeline = [t["stage"] for t in (await client.get(url)).json()["timeline"]]
@@ -201,7 +200,7 @@ async def test_broker_actions_refuse_what_the_package_state_does_not_allow(broke
 
 
 async def test_the_queue_view_lists_the_unplaced_first_then_the_most_urgent_then_the_longest_waiting(brokerage):
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(auth=staff()) as client:
         for urgency in ("community", "hospital_discharge"):  # at least two urgencies on the list
             assert (await client.post(f"{brokerage}/packages", json=good() | {"urgency": urgency})).status_code == 201
         listed = (await client.get(f"{brokerage}/packages", params={"sort": "queue", "limit": 1000})).json()["packages"]
@@ -214,3 +213,19 @@ async def test_the_queue_view_lists_the_unplaced_first_then_the_most_urgent_then
         for p in listed
     ]
     assert len(keys) >= 2 and keys == sorted(keys)
+
+
+async def test_who_acts_is_the_tokens_user_never_a_field_of_the_body(brokerage):
+    async with httpx.AsyncClient(auth=staff("demo-broker-2")) as client:
+        claimed = await client.post(f"{brokerage}/packages", json=good() | {"requested_by": "demo-head"})
+        assert claimed.status_code == 422 and "requested_by" in claimed.text
+        package_id = (await client.post(f"{brokerage}/packages", json=good())).json()["package_id"]
+        url = f"{brokerage}/packages/{package_id}"
+        forged = await client.post(f"{url}/cancel", json={"reason": "x", "cancelled_by": "demo-head"})
+        assert forged.status_code == 422 and "cancelled_by" in forged.text
+    async with httpx.AsyncClient(auth=staff("demo-senior")) as client:
+        assert (await client.post(f"{url}/cancel", json={"reason": "family found care"})).status_code == 200
+        package = (await client.get(url)).json()
+    assert package["requested_by"] == "demo-broker-2"
+    assert package["timeline"][0]["detail"]["requested_by"] == "demo-broker-2"
+    assert package["timeline"][-1]["detail"]["cancelled_by"] == "demo-senior"

@@ -21,7 +21,7 @@ from services.runtime import topics
 from services.runtime.kafka import read_topic
 from services.runtime.reference import load_framework, load_provider_seed, reference_dir
 from services.simulator.synthetic import batch
-from tests.support import as_staff, event_of, personal_values
+from tests.support import event_of, personal_values, staff
 
 PACKAGES = 70  # 5 per zone across all 14 zones
 
@@ -36,7 +36,7 @@ async def placed_batch(stack):
         )
     # Everyone is told by email (registered over the API, as an administrator would).
     contacts = yaml.safe_load((reference_dir() / "contacts.yaml").read_text())
-    async with httpx.AsyncClient(timeout=10, base_url=stack.url("notifications")) as client:
+    async with httpx.AsyncClient(timeout=10, base_url=stack.url("notifications"), auth=staff("demo-admin")) as client:
         people = [("brokerage_team", contacts["brokerage_team"])] + [("broker", b) for b in contacts["brokers"]]
         people += [
             ("provider", {"recipient_id": p["provider_id"], "email": f"placements@{p['provider_id']}.example.org"})
@@ -250,23 +250,28 @@ async def test_the_person_is_readable_from_the_brokerage_only_by_its_staff_and_a
     url = f"{stack.url('brokerage')}/packages/{package_id}/person"
     async with httpx.AsyncClient() as client:
         assert (await client.get(url)).status_code == 401
-        assert (
-            await client.get(url, headers={"Authorization": "Bearer not-the-token", "X-Staff-User": "x"})
-        ).status_code == 401
-        r = await client.get(url, headers={"Authorization": as_staff()["Authorization"]})
-        assert r.status_code == 422 and "X-Staff-User" in r.text  # a read must say who reads
-        person = (await client.get(url, headers=as_staff("broker.bo"))).json()
+        assert (await client.get(url, headers={"Authorization": "Bearer not-the-token"})).status_code == 401
+        # Operations and the council's administrators follow the work, never the people.
+        for role in ("demo-ops", "demo-admin"):
+            refused = await client.get(url, auth=staff(role))
+            assert refused.status_code == 403 and requests[0]["person"]["full_name"] not in refused.text
+        # A self-declared name is no longer anything: the reader is the token's user.
+        person = (await client.get(url, auth=staff("demo-senior"), headers={"X-Staff-User": "demo-ops"})).json()
         assert person["full_name"] == requests[0]["person"]["full_name"]
-        log = (await client.get(f"{stack.url('brokerage')}/packages/{package_id}/disclosures")).json()
-        assert [(d["reader"], d["staff_user"]) for d in log if d["reader"] == "staff"] == [("staff", "broker.bo")]
-        package = (await client.get(f"{stack.url('brokerage')}/packages/{packages[0]['package_id']}")).json()
+        log = (
+            await client.get(f"{stack.url('brokerage')}/packages/{package_id}/disclosures", auth=staff("demo-manager"))
+        ).json()
+        assert [(d["reader"], d["staff_user"]) for d in log if d["reader"] == "staff"] == [("staff", "demo-senior")]
+        package = (
+            await client.get(f"{stack.url('brokerage')}/packages/{packages[0]['package_id']}", auth=staff())
+        ).json()
         assert requests[0]["person"]["full_name"] not in json.dumps(package)
 
 
 async def test_every_placement_can_be_explained_from_the_record(placed_batch, stack):
     _, packages = placed_batch
     placed = [p for p in packages if p["status"] == "placed"]
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(auth=staff()) as client:
         for package in placed[:10]:
             body = (await client.get(f"{stack.url('brokerage')}/packages/{package['package_id']}/explanation")).json()
             assert body["record"]["winner"] == package["provider_id"]

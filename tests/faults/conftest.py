@@ -4,7 +4,7 @@ from tests.support import start_stack, stop_stack
 
 
 @pytest.fixture(scope="package")
-def stack(database_url, infra, namespace, artifacts):
+def stack(database_url, infra, namespace, artifacts, identity):
     s = start_stack(database_url, infra.kafka, namespace, artifacts / "fault-logs")
     yield s
     stop_stack(s)

@@ -32,7 +32,7 @@ from services.runtime import topics
 from services.runtime.kafka import read_topic
 from services.runtime.reference import load_framework
 from services.simulator.synthetic import batch
-from tests.support import SERVICES, event_of
+from tests.support import SERVICES, event_of, staff
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = 520
@@ -133,7 +133,7 @@ async def test_crashes_and_restarts_lose_nothing_and_double_nothing(chaos_stack,
     stop = asyncio.Event()
     started = time.monotonic()
 
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(auth=staff()) as client:
         faults = asyncio.create_task(chaos(stack, stats, stop))
 
         async def send(i: int) -> str:

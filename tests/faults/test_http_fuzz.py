@@ -12,7 +12,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.support import SERVICES
+from tests.support import SERVICES, bearer_of
+
+# A role that may call most of each API, so the requests reach the handlers, not just the 401.
+FUZZ_AS = {"brokerage": "demo-manager", "providers": "demo-admin", "notifications": "demo-admin"}
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES_PER_OPERATION = 40
@@ -33,6 +36,8 @@ def test_no_request_gets_a_server_error(stack, name, artifacts):
             "--seed",
             "20261123",
             "--no-color",
+            "--header",
+            f"Authorization: {bearer_of(FUZZ_AS[name])['Authorization']}",
         ],
         capture_output=True,
         text=True,

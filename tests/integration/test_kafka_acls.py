@@ -104,7 +104,7 @@ async def test_a_wrong_password_is_refused(granted):
 
 
 async def test_the_services_still_place_packages_through_the_secured_broker(
-    granted, infra, database_url, namespace, artifacts
+    granted, infra, database_url, namespace, artifacts, identity
 ):
     bootstrap, passwords = granted
     name = urlsplit(database_url).path.lstrip("/") + "_sasl"

@@ -109,11 +109,12 @@ FORM = {
 }
 
 
-def test_a_complete_form_becomes_the_brokerage_apis_request_with_the_broker_as_requester():
-    request, errors = domain.package_request(FORM, requested_by="broker1")
+def test_a_complete_form_becomes_the_brokerage_apis_request_without_a_requester_field():
+    # Who requests is the signed-in staff member the console's call carries, never a body field.
+    request, errors = domain.package_request(FORM)
     assert errors == {}
     assert request["visits"] == {"calls_per_day": 2, "minutes_per_call": 30, "carers_per_call": 1, "days_per_week": 7}
-    assert request["start_date"] == "2026-03-05" and request["requested_by"] == "broker1"
+    assert request["start_date"] == "2026-03-05" and "requested_by" not in request
     assert request["person"] == {
         "full_name": "Ada Example",
         "address": "1 High St",
@@ -124,7 +125,7 @@ def test_a_complete_form_becomes_the_brokerage_apis_request_with_the_broker_as_r
 
 def test_blank_and_malformed_answers_are_the_forms_own_errors_in_the_forms_order():
     form = FORM | {"calls_per_day": "two", "person_full_name": " ", "start_date-month": "13", "needs": []}
-    request, errors = domain.package_request(form, requested_by="broker1")
+    request, errors = domain.package_request(form)
     assert request is None
     assert list(errors) == ["calls_per_day", "needs", "start_date", "person_full_name"]
     assert errors["calls_per_day"] == "Calls a day must be a whole number"

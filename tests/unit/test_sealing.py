@@ -47,8 +47,9 @@ def test_without_the_right_key_nothing_opens():
     [
         ({"SECRETS_KEYS": ""}, "SECRETS_KEYS is not set"),
         ({"SECRETS_KEYS": DEVELOPMENT_SECRETS_KEY}, "published development key"),
-        ({"BROKERAGE_ADMIN_TOKEN": "change-me-admin"}, "admin_token is still the placeholder"),
-        ({"BROKERAGE_STAFF_TOKEN": "short"}, "staff_token is shorter than 16"),
+        ({"BROKERAGE_OIDC_CLIENT_SECRET": "change-me-secret"}, "oidc_client_secret is still the placeholder"),
+        ({"BROKERAGE_OIDC_CLIENT_SECRET": "short"}, "oidc_client_secret is shorter than 16"),
+        ({"OIDC_ISSUER": ""}, "OIDC_ISSUER is not set"),
         ({"BROKERAGE_SMTP_PASSWORD": "change-me"}, "smtp_password is still the placeholder"),
     ],
 )
@@ -66,7 +67,7 @@ def test_a_service_refuses_to_start_in_production_with_a_missing_or_default_secr
 def test_in_development_the_same_configuration_starts_with_the_published_key(monkeypatch, tmp_path):
     monkeypatch.setenv("HOMECARE_ENVIRONMENT", "development")
     monkeypatch.setenv("SECRETS_KEYS", "")
-    monkeypatch.setenv("BROKERAGE_ADMIN_TOKEN", "change-me-admin")
+    monkeypatch.setenv("BROKERAGE_OIDC_CLIENT_SECRET", "change-me-secret")
     service = Service(load("brokerage"), migrations=tmp_path)
     assert service.secrets.open(SecretBox([DEVELOPMENT_SECRETS_KEY]).seal("x")) == "x"
 
@@ -74,5 +75,6 @@ def test_in_development_the_same_configuration_starts_with_the_published_key(mon
 def test_a_well_configured_production_service_starts(monkeypatch, tmp_path):
     monkeypatch.delenv("HOMECARE_ENVIRONMENT", raising=False)
     monkeypatch.setenv("SECRETS_KEYS", f"{NEW},{OLD}")
-    monkeypatch.setenv("BROKERAGE_ADMIN_TOKEN", "a-long-random-admin-token-1234")
+    monkeypatch.setenv("BROKERAGE_OIDC_CLIENT_SECRET", "a-long-random-client-secret-1234")
+    monkeypatch.setenv("OIDC_ISSUER", "https://login.example.org/tenant/v2.0")
     assert Service(load("brokerage"), migrations=tmp_path).secrets.open(SecretBox([OLD]).seal("y")) == "y"

@@ -15,6 +15,7 @@ from fastapi import Request
 from services.console import handlers
 from services.console.api.errors import Forbidden, NotSignedIn
 from services.console.api.pages import now
+from services.console.clients import acting_for
 from services.console.domain import Permission
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ class Sessions:
                 raise NotSignedIn()
             if not session.can(permission):
                 raise Forbidden()
+            acting_for(session.username, session.role)  # the APIs' calls now carry who acts
             return session
 
         return dependency

@@ -1,0 +1,262 @@
+"""Who is calling: OpenID Connect access tokens checked on every HTTP operation, in one place.
+
+Every service's app gets :func:`authorization` (from ``create_app``): a dependency on every route that
+
+1. reads ``Authorization: Bearer <JWT>``,
+2. validates it with PyJWT against the issuer's signing keys (its JWKS, fetched once, cached, and
+   fetched again when a token names a key id it does not know - the issuer rotated its keys):
+   signature (RS256/ES256... never ``none`` or HMAC), issuer (``OIDC_ISSUER``), audience (this
+   service's ``<SERVICE>_OIDC_AUDIENCE``, default its name), expiry and not-before,
+3. asks :mod:`services.runtime.permissions` whether the token's roles may call this route, and
+4. leaves the :class:`Principal` (subject, username, roles) in ``request.state.principal`` for the
+   route to record as the actor: the actor of any change is the token's, never a body field.
+
+No token or a bad one is a 401 with ``WWW-Authenticate: Bearer``; a good token without the role is
+a 403. With no ``OIDC_ISSUER`` configured nothing validates, so every protected route is refused.
+
+A service account's token (client credentials; realm role ``service``) gets the pseudo-role
+``service:<client id>`` so that the table can allow one service and not another. The web console's
+service account may say which signed-in staff member it acts for (``X-Acting-User`` and
+``X-Acting-Role``): see :func:`_acting_for` and docs/guide/security.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import jwt
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from services.runtime import permissions
+from services.runtime.http import ProblemError
+from services.runtime.logging import get_logger
+
+if TYPE_CHECKING:
+    from services.runtime.settings import ServiceSettings
+
+log = get_logger(__name__)
+
+ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"]
+SERVICE_ROLE = "service"
+ACTING_USER_HEADER = "X-Acting-User"
+ACTING_ROLE_HEADER = "X-Acting-Role"
+
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="oidc",
+    bearerFormat="JWT",
+    description=(
+        "An OpenID Connect access token from the council's identity provider (OIDC_ISSUER), issued for this "
+        "service's audience: a staff member's (authorization code with PKCE in the console, or the password grant "
+        "of the development-only homecare-cli client) or a service's (client credentials)."
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller, from a validated token.
+
+    ``actor`` is what is recorded as who did something: the staff member's username (or, for a
+    service account, ``service:<client id>``); ``subject`` is the issuer's stable id for them."""
+
+    subject: str
+    actor: str
+    roles: frozenset[str]
+    client_id: str | None = None
+    via: str | None = None  # the console's client id when the console acts for a signed-in staff member
+    claims: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+class Unauthenticated(ProblemError):
+    """A 401: no token, or one that does not validate (RFC 6750's challenge in the header)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(401, message, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+class SigningKeys:
+    """The issuer's JWKS, cached; fetched again (at most every ``min_refresh_seconds``) when a token
+    names an unknown key id, so a key rotation is picked up and a flood of made-up key ids costs one
+    fetch, not one per request."""
+
+    def __init__(self, issuer: str, jwks_url: str | None = None, *, min_refresh_seconds: float = 10.0) -> None:
+        self.issuer = issuer.rstrip("/")
+        self.jwks_url = jwks_url
+        self.min_refresh_seconds = min_refresh_seconds
+        self._keys: dict[str, Any] = {}
+        self._fetched_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def _fetch(self) -> None:
+        async with httpx.AsyncClient(timeout=10) as client:
+            if not self.jwks_url:
+                discovery = await client.get(f"{self.issuer}/.well-known/openid-configuration")
+                discovery.raise_for_status()
+                self.jwks_url = discovery.json()["jwks_uri"]
+            response = await client.get(self.jwks_url)
+            response.raise_for_status()
+        keys = {}
+        for jwk in jwt.PyJWKSet.from_dict(response.json()).keys:
+            if jwk.key_id and jwk.public_key_use in (None, "sig"):
+                keys[jwk.key_id] = jwk.key
+        self._keys = keys
+        self._fetched_at = time.monotonic()
+        log.info("signing keys fetched", issuer=self.issuer, keys=sorted(keys))
+
+    async def key(self, kid: str | None) -> Any:
+        if kid is None:
+            raise Unauthenticated("the token names no signing key (kid)")
+        found = self._keys.get(kid)
+        if found is not None:
+            return found
+        async with self._lock:
+            if kid not in self._keys and time.monotonic() - self._fetched_at >= self.min_refresh_seconds:
+                try:
+                    await self._fetch()
+                except (httpx.HTTPError, KeyError, ValueError, jwt.PyJWTError) as exc:
+                    log.warning("signing keys could not be fetched", issuer=self.issuer, error=repr(exc))
+                    raise ProblemError(503, "the identity provider's signing keys cannot be fetched now") from None
+        found = self._keys.get(kid)
+        if found is None:
+            raise Unauthenticated("the token is not signed by a key of the issuer")
+        return found
+
+
+class TokenVerifier:
+    """Validates access tokens for one audience (one service)."""
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.issuer = settings.oidc_issuer.rstrip("/") if settings.oidc_issuer else None
+        self.audience = settings.oidc_audience or settings.service
+        self.roles_claim = settings.oidc_roles_claim
+        self.leeway = settings.oidc_leeway_seconds
+        self.console_client_id = settings.oidc_console_client_id
+        self.keys = SigningKeys(self.issuer, settings.oidc_jwks_url) if self.issuer else None
+
+    async def principal(self, token: str) -> Principal:
+        """The caller of a valid token. Raises :class:`Unauthenticated` (401) for anything else."""
+        if self.keys is None:
+            raise Unauthenticated("no identity provider is configured (OIDC_ISSUER): every call is refused")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise Unauthenticated("the bearer token is not a JWT") from None
+        if header.get("alg") not in ALGORITHMS:
+            raise Unauthenticated(f"tokens signed with {header.get('alg')!r} are not accepted")
+        key = await self.keys.key(header.get("kid"))
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=ALGORITHMS,
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": ["exp", "iat", "iss", "sub", "aud"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("the token has expired") from None
+        except jwt.MissingRequiredClaimError as exc:
+            if exc.claim != "aud":
+                raise Unauthenticated(f"the token has no {exc.claim!r} claim") from None
+            raise Unauthenticated(f"the token is not for this service (audience {self.audience})") from None
+        except jwt.InvalidAudienceError:
+            raise Unauthenticated(f"the token is not for this service (audience {self.audience})") from None
+        except jwt.InvalidIssuerError:
+            raise Unauthenticated("the token is from another issuer") from None
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated(f"the token is not valid: {type(exc).__name__}") from None
+        return self._principal_of(claims)
+
+    def _principal_of(self, claims: dict[str, Any]) -> Principal:
+        roles = _claim_at(claims, self.roles_claim)
+        roles = frozenset(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else frozenset()
+        client_id = claims.get("azp") or claims.get("client_id")
+        username = claims.get("preferred_username") or claims["sub"]
+        if SERVICE_ROLE in roles and client_id:
+            # A service account: the table names services by their client id.
+            roles = roles | {f"{SERVICE_ROLE}:{client_id}"}
+            username = f"{SERVICE_ROLE}:{client_id}"
+        return Principal(subject=claims["sub"], actor=username, roles=roles, client_id=client_id, claims=claims)
+
+
+def _claim_at(claims: dict[str, Any], path: str) -> Any:
+    """``realm_access.roles`` (Keycloak) or ``roles`` (Entra ID app roles)."""
+    value: Any = claims
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value or []
+
+
+def _acting_for(principal: Principal, request: Request, console_client_id: str) -> Principal:
+    """The console's service account acting for a signed-in staff member.
+
+    Until the console signs its staff in through the identity provider and forwards their own tokens
+    (issue 16's console part), it signs them in with its own accounts and says who acts, and as
+    which role, in ``X-Acting-User``/``X-Acting-Role``. Only the console's own service account
+    (a confidential client whose secret only the console holds) may say so; anyone else sending
+    the headers is refused, not ignored, so a mistake shows."""
+    user = request.headers.get(ACTING_USER_HEADER)
+    role = request.headers.get(ACTING_ROLE_HEADER)
+    if user is None and role is None:
+        return principal
+    if principal.client_id != console_client_id or f"{SERVICE_ROLE}:{console_client_id}" not in principal.roles:
+        raise ProblemError(403, f"only the console's service account may act for someone ({ACTING_USER_HEADER})")
+    if not user or not role or len(user) > 100 or role not in permissions.STAFF_ROLES:
+        raise ProblemError(
+            422,
+            f"{ACTING_USER_HEADER} and {ACTING_ROLE_HEADER} (one of {', '.join(sorted(permissions.STAFF_ROLES))}) "
+            "go together",
+            field=ACTING_ROLE_HEADER,
+        )
+    return Principal(
+        subject=principal.subject,
+        actor=user,
+        roles=frozenset({role}),
+        client_id=principal.client_id,
+        via=console_client_id,
+        claims=principal.claims,
+    )
+
+
+def authorization(service_name: str, settings: ServiceSettings) -> Any:
+    """The app-wide dependency (``FastAPI(dependencies=[...])``, from ``create_app``) that
+    authenticates and authorizes every route against the permission table, so a route cannot be
+    added without passing through it; a route the table does not name is refused (secure by default)."""
+    verifier = TokenVerifier(settings)
+    if verifier.issuer is None:
+        log.warning("OIDC_ISSUER is not set: every authenticated operation will be refused", service=service_name)
+
+    async def authorize(
+        request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme)
+    ) -> None:
+        route = request.scope.get("route")
+        path = getattr(route, "path", request.url.path)
+        rule = permissions.rule_for(service_name, request.method, path)
+        if rule is permissions.PUBLIC or rule is permissions.PROVIDER_CREDENTIAL:
+            return  # health and metrics; or the provider API, which checks its own credentials
+        if credentials is None:
+            raise Unauthenticated("an access token is required: Authorization: Bearer <token>")
+        principal = await verifier.principal(credentials.credentials)
+        principal = _acting_for(principal, request, verifier.console_client_id)
+        request.state.principal = principal
+        if rule is None:
+            raise ProblemError(403, f"{request.method} {path} is not in the permission table: refused")
+        if not (principal.roles & rule):
+            raise ProblemError(403, f"your roles do not allow {request.method} {path}")
+
+    return Depends(authorize)
+
+
+def principal_of(request: Request) -> Principal:
+    """The authenticated caller, for a route to record as the actor (FastAPI dependency)."""
+    principal = getattr(request.state, "principal", None)
+    if principal is None:  # a route the table marks public or provider-only asked for a person
+        raise ProblemError(401, "an access token is required")
+    return principal

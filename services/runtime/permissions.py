@@ -1,0 +1,141 @@
+"""The permission model: which roles may call which operation, for every service, in one table.
+
+The roles are the identity provider's realm roles (deploy/keycloak/realm-homecare.json; a council's
+own issuer maps its groups to the same names):
+
+============== =====================================================================================
+broker         the brokerage team: requests packages, acts on them, reads the person's details
+senior_broker  a broker with a higher limit in the scheme of delegation
+manager        the team's manager: a broker's rights, a higher limit, the disclosure log
+head_of_service approves above-rate spending beyond the managers' limit
+operations     runs the platform: packages' progress and deliveries, never persons or prices
+council_admin  manages the framework's providers (status, adapters, credentials, coverage)
+provider_staff a provider's staff: the provider API (``/me``) with the provider's own credential
+service:<id>   a service's own account (client credentials), by its client id
+============== =====================================================================================
+
+:func:`rule_for` is consulted by :mod:`services.runtime.auth` for every request: a route that is not
+in the table is refused. ``tests/e2e/test_authorization.py`` calls every operation of every
+service's OpenAPI document with a token of each role and expects exactly this table's answer, and
+fails for an operation missing here. docs/guide/security.md shows the table as role x action.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+BROKER = "broker"
+SENIOR_BROKER = "senior_broker"
+MANAGER = "manager"
+HEAD_OF_SERVICE = "head_of_service"
+OPERATIONS = "operations"
+COUNCIL_ADMIN = "council_admin"
+PROVIDER_STAFF = "provider_staff"
+
+# People's roles, in the order the documentation shows them.
+STAFF_ROLES: Final = (BROKER, SENIOR_BROKER, MANAGER, HEAD_OF_SERVICE, OPERATIONS, COUNCIL_ADMIN, PROVIDER_STAFF)
+
+BROKERAGE_TEAM = frozenset({BROKER, SENIOR_BROKER, MANAGER, HEAD_OF_SERVICE})
+FOLLOWS_WORK = BROKERAGE_TEAM | {OPERATIONS, COUNCIL_ADMIN}
+CONSOLE = "service:console"  # the web console's own account (e.g. the zones for its forms)
+
+
+class _Marker(frozenset):
+    """A rule that is not a set of roles (compared by identity)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __new__(cls, name: str):  # frozenset takes its items in __new__: none here
+        return super().__new__(cls)
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+PUBLIC: Final = _Marker("PUBLIC")  # no token: health, readiness, metrics, the AsyncAPI document
+# The provider API: each provider's own credential (hcp_...), checked by the providers service.
+PROVIDER_CREDENTIAL: Final = _Marker("PROVIDER_CREDENTIAL")
+
+# Public on every service: nothing personal or commercial, and probes and scrapers carry no token.
+# (docs/guide/security.md says why they stay on the API port for now.)
+_OPERATIONS_ENDPOINTS: dict[tuple[str, str], frozenset[str]] = {
+    ("GET", "/health/live"): PUBLIC,
+    ("GET", "/health/ready"): PUBLIC,
+    ("GET", "/metrics"): PUBLIC,
+    ("GET", "/asyncapi.json"): PUBLIC,
+}
+
+TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
+    "brokerage": {
+        ("POST", "/packages"): BROKERAGE_TEAM,
+        ("GET", "/packages"): FOLLOWS_WORK,
+        ("GET", "/packages/{package_id}"): FOLLOWS_WORK,
+        # The decision record ranks every bid with its price: commercial data.
+        ("GET", "/packages/{package_id}/explanation"): BROKERAGE_TEAM | {COUNCIL_ADMIN},
+        ("POST", "/packages/{package_id}/cancel"): BROKERAGE_TEAM,
+        ("POST", "/packages/{package_id}/start"): BROKERAGE_TEAM,
+        ("POST", "/packages/{package_id}/reoffer"): BROKERAGE_TEAM,
+        ("POST", "/packages/{package_id}/hand-back"): BROKERAGE_TEAM,
+        # Within each role's limit in the scheme of delegation (services/runtime/delegation.py).
+        ("POST", "/packages/{package_id}/exception/approve"): BROKERAGE_TEAM,
+        ("POST", "/packages/{package_id}/exception/reject"): BROKERAGE_TEAM,
+        ("GET", "/packages/{package_id}/person"): BROKERAGE_TEAM,
+        ("GET", "/packages/{package_id}/disclosures"): frozenset({MANAGER, HEAD_OF_SERVICE, COUNCIL_ADMIN}),
+        ("POST", "/internal/disclosures"): frozenset({"service:providers"}),
+        ("GET", "/reference/zones"): FOLLOWS_WORK | {CONSOLE},
+        ("GET", "/reference/providers"): FOLLOWS_WORK | {CONSOLE},
+        ("GET", "/reference/rates"): FOLLOWS_WORK | {CONSOLE},
+    },
+    "providers": {
+        ("GET", "/providers"): FOLLOWS_WORK,
+        ("GET", "/providers/{provider_id}"): FOLLOWS_WORK,
+        ("GET", "/providers/{provider_id}/offers"): frozenset({MANAGER, HEAD_OF_SERVICE, OPERATIONS, COUNCIL_ADMIN}),
+        ("PUT", "/providers/{provider_id}/adapter"): frozenset({COUNCIL_ADMIN}),
+        ("POST", "/providers/{provider_id}/credentials"): frozenset({COUNCIL_ADMIN}),
+        ("GET", "/providers/{provider_id}/credentials"): frozenset({COUNCIL_ADMIN}),
+        ("POST", "/providers/{provider_id}/credentials/{credential_id}/revoke"): frozenset({COUNCIL_ADMIN}),
+        ("GET", "/providers/{provider_id}/deliveries"): frozenset({OPERATIONS, COUNCIL_ADMIN}),
+        ("POST", "/providers/{provider_id}/status"): frozenset({COUNCIL_ADMIN}),
+        ("GET", "/providers/{provider_id}/status-history"): FOLLOWS_WORK,
+        ("GET", "/change-requests"): frozenset({COUNCIL_ADMIN}),
+        ("POST", "/change-requests/{request_id}/approve"): frozenset({COUNCIL_ADMIN}),
+        ("POST", "/change-requests/{request_id}/reject"): frozenset({COUNCIL_ADMIN}),
+        ("GET", "/me"): PROVIDER_CREDENTIAL,
+        ("PATCH", "/me"): PROVIDER_CREDENTIAL,
+        ("GET", "/me/change-requests"): PROVIDER_CREDENTIAL,
+        ("POST", "/me/change-requests"): PROVIDER_CREDENTIAL,
+        ("GET", "/me/offers"): PROVIDER_CREDENTIAL,
+        ("POST", "/me/offers/{package_id}/bid"): PROVIDER_CREDENTIAL,
+        ("POST", "/me/offers/{package_id}/decline"): PROVIDER_CREDENTIAL,
+        ("GET", "/me/packages"): PROVIDER_CREDENTIAL,
+        ("GET", "/me/packages/{package_id}/person"): PROVIDER_CREDENTIAL,
+        ("GET", "/me/deliveries"): PROVIDER_CREDENTIAL,
+    },
+    "notifications": {
+        # Contacts are personal data: the brokerage team (families, brokers) and the council's
+        # administrators (providers' contacts).
+        ("PUT", "/recipients/{kind}/{recipient_id}"): BROKERAGE_TEAM | {COUNCIL_ADMIN},
+        ("GET", "/recipients/{kind}/{recipient_id}"): BROKERAGE_TEAM | {COUNCIL_ADMIN},
+        ("GET", "/packages/{package_id}/notifications"): FOLLOWS_WORK,
+        ("GET", "/packages/{package_id}/confirmations"): FOLLOWS_WORK,
+    },
+}
+
+# Rights within an operation's answer: commercial data only for the roles that need it.
+SEES_BID_PRICES: Final = BROKERAGE_TEAM | {COUNCIL_ADMIN}
+
+
+def rule_for(service: str, method: str, path: str) -> frozenset[str] | None:
+    """The roles allowed to call ``method path`` (the route's template) of ``service``; PUBLIC or
+    PROVIDER_CREDENTIAL for the routes that take no staff token; None when the table does not name it."""
+    if (method, path) in _OPERATIONS_ENDPOINTS:
+        return _OPERATIONS_ENDPOINTS[(method, path)]
+    return TABLE.get(service, {}).get((method, path))
+
+
+def allowed(service: str, method: str, path: str, roles: frozenset[str]) -> bool:
+    rule = rule_for(service, method, path)
+    if rule is None or rule is PUBLIC or rule is PROVIDER_CREDENTIAL:
+        return rule is PUBLIC
+    return bool(rule & roles)

@@ -1,0 +1,167 @@
+"""Every operation of every service's API, called as the services run (separate processes, tokens
+from the real identity provider): without a token, with each role's token, with tokens that must
+not pass. The operations come from each service's own OpenAPI document and the expected answers
+from the permission table (services/runtime/permissions.py), so a new route cannot be forgotten:
+one missing from the table fails here (and in tests/unit/test_permissions.py)."""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+import uuid
+
+import httpx
+import pytest
+
+from services.simulator.synthetic import package_request
+from services.runtime import permissions
+from services.runtime.reference import load_framework
+from tests.support import SERVICES, USER_OF_ROLE, bearer_of, staff
+
+pytestmark = [pytest.mark.infra, pytest.mark.e2e]
+
+# Values for the path parameters: none of them exists, so an allowed call ends in a 404 or 422
+# (or a harmless change), never in a change to the tests' other data.
+PATH_VALUES = {
+    "package_id": str(uuid.UUID(int=0)),
+    "provider_id": "no-such-provider",
+    "credential_id": "no-such-credential",
+    "request_id": "999999",
+    "kind": "broker",
+    "recipient_id": "authorization-test",
+}
+
+
+def operations(stack) -> list[tuple[str, str, str]]:
+    """(service, METHOD, path template) of every operation the running services document."""
+    found = []
+    for service in SERVICES:
+        document = httpx.get(f"{stack.url(service)}/openapi.json", timeout=10).json()
+        for path, methods in document["paths"].items():
+            for method in methods:
+                found.append((service, method.upper(), path))
+    return found
+
+
+def concrete(path: str) -> str:
+    return re.sub(r"\{(\w+)\}", lambda m: PATH_VALUES[m.group(1)], path)
+
+
+def call(stack, service: str, method: str, path: str, **kwargs) -> httpx.Response:
+    body = {"json": {}} if method in ("POST", "PUT", "PATCH") else {}
+    return httpx.request(method, f"{stack.url(service)}{concrete(path)}", timeout=10, **body, **kwargs)
+
+
+def test_every_documented_operation_is_in_the_permission_table(stack):
+    ops = operations(stack)
+    assert len(ops) > 40
+    missing = [op for op in ops if permissions.rule_for(*op) is None]
+    assert not missing, f"operations missing from services/runtime/permissions.py: {missing}"
+
+
+def test_without_a_token_every_operation_but_health_and_metrics_is_401(stack):
+    answers = {}
+    for service, method, path in operations(stack):
+        status = call(stack, service, method, path).status_code
+        rule = permissions.rule_for(service, method, path)
+        answers[(service, method, path)] = status
+        if rule is permissions.PUBLIC:
+            assert status in (200, 503), (service, method, path, status)
+        else:
+            assert status == 401, (service, method, path, status)
+    assert sum(status == 401 for status in answers.values()) > 40
+
+
+@pytest.mark.parametrize("role", sorted(USER_OF_ROLE))
+def test_each_role_gets_exactly_the_permission_tables_answer(stack, role):
+    headers = bearer_of(USER_OF_ROLE[role])
+    wrong = []
+    for service, method, path in operations(stack):
+        rule = permissions.rule_for(service, method, path)
+        if rule is permissions.PUBLIC:
+            continue
+        status = call(stack, service, method, path, headers=headers).status_code
+        if rule is permissions.PROVIDER_CREDENTIAL:
+            right = status == 401  # a staff token is not a provider's credential
+        elif role in rule:
+            right = status not in (401, 403) and status < 500
+        else:
+            right = status == 403
+        if not right:
+            wrong.append((service, method, path, status))
+    assert not wrong, f"{role}: answers that differ from the permission table: {wrong}"
+
+
+def test_services_accounts_get_only_what_the_table_gives_them(stack, identity):
+    disclosure = {
+        "package_id": PATH_VALUES["package_id"],
+        "provider_id": "x",
+        "credential_id": "y",
+        "fields": ["email"],
+    }
+    url = f"{stack.url('brokerage')}/internal/disclosures"
+    # The providers service's own account may ask for a disclosure (here: of no package, so 404)...
+    assert httpx.post(url, json=disclosure, auth=identity.client("providers")).status_code == 404
+    # ...nobody else may: not the console's account, not a person of any role.
+    assert httpx.post(url, json=disclosure, auth=identity.client("console")).status_code == 403
+    for user in USER_OF_ROLE.values():
+        assert httpx.post(url, json=disclosure, auth=staff(user)).status_code == 403
+    # The providers service's token is for the brokerage's API alone.
+    assert httpx.get(f"{stack.url('providers')}/providers", auth=identity.client("providers")).status_code == 401
+
+
+def test_only_the_consoles_account_may_act_for_a_staff_member(stack, identity):
+    url = f"{stack.url('brokerage')}/packages/{PATH_VALUES['package_id']}/person"
+    acting = {"X-Acting-User": "someone", "X-Acting-Role": "manager"}
+    # A broker claiming to act as someone else, and another service's account: refused.
+    assert httpx.get(url, headers=acting, auth=staff("demo-ops")).status_code == 403
+    assert httpx.get(url, headers=acting, auth=identity.client("providers")).status_code == 403
+    # The console's account, for a broker: the broker's rights (no such package: 404); for
+    # operations: refused like operations are; with no role: refused as a bad request.
+    console = identity.client("console")
+    assert httpx.get(url, headers=acting | {"X-Acting-Role": "broker"}, auth=console).status_code == 404
+    assert httpx.get(url, headers=acting | {"X-Acting-Role": "operations"}, auth=console).status_code == 403
+    assert httpx.get(url, headers={"X-Acting-User": "someone"}, auth=console).status_code == 422
+    # On its own, the console's account reads only the reference data its forms need.
+    assert httpx.get(url, auth=console).status_code == 403
+    assert httpx.get(f"{stack.url('brokerage')}/reference/zones", auth=console).status_code == 200
+
+
+def test_tokens_that_must_not_pass_are_401_on_every_service(stack, identity):
+    good = identity.token("demo-manager")
+    header, payload, signature = good.split(".")
+    flipped = signature[:-2] + ("AA" if signature[-2:] != "AA" else "BB")
+    probes = {
+        "no audience of ours": identity.token("demo-manager", client_id="audience-probe"),
+        "bad signature": f"{header}.{payload}.{flipped}",
+        "not a JWT": "hcp_abc_def",
+    }
+    for service in SERVICES:
+        path = {"brokerage": "/packages", "providers": "/providers", "notifications": "/recipients/broker/x"}[service]
+        for name, token in probes.items():
+            r = httpx.get(f"{stack.url(service)}{path}", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+            assert r.status_code == 401, (service, name, r.text)
+            assert r.headers["WWW-Authenticate"].startswith("Bearer")
+        ok = httpx.get(f"{stack.url(service)}{path}", headers={"Authorization": f"Bearer {good}"}, timeout=10)
+        assert ok.status_code in (200, 404), (service, ok.text)
+
+
+def test_commercial_data_only_for_roles_with_the_right(stack):
+    body = package_request(random.Random(5), load_framework(), "melton", index=5)
+    package_id = httpx.post(f"{stack.url('brokerage')}/packages", json=body, auth=staff(), timeout=10).json()[
+        "package_id"
+    ]
+    url = f"{stack.url('brokerage')}/packages/{package_id}"
+    # Wait until someone has answered, so there is a price to hide.
+    for _ in range(150):
+        seen = httpx.get(url, auth=staff("demo-manager"), timeout=10).json()
+        answers = [a for r in seen["offer_rounds"] for a in r["answers"] if a["kind"] == "bid"]
+        if answers:
+            break
+        time.sleep(0.2)
+    assert answers and all(a["hourly_rate"] for a in answers)
+    hidden = httpx.get(url, auth=staff("demo-ops"), timeout=10).json()
+    bids = [a for r in hidden["offer_rounds"] for a in r["answers"] if a["kind"] == "bid"]
+    assert bids and all(a["hourly_rate"] is None for a in bids) and hidden["hourly_rate"] is None
+    assert httpx.get(f"{url}/explanation", auth=staff("demo-ops"), timeout=10).status_code == 403
