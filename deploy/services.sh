@@ -11,6 +11,11 @@ export CONSOLE_COOKIE_SECURE="${CONSOLE_COOKIE_SECURE:-false}"
 export CONSOLE_BROKERAGE_URL="${CONSOLE_BROKERAGE_URL:-http://127.0.0.1:${PORT[brokerage]}}"
 export CONSOLE_PROVIDERS_URL="${CONSOLE_PROVIDERS_URL:-http://127.0.0.1:${PORT[providers]}}"
 export CONSOLE_NOTIFICATIONS_URL="${CONSOLE_NOTIFICATIONS_URL:-http://127.0.0.1:${PORT[notifications]}}"
+# Staff sign in to the console through the identity provider (below), which sends them back to
+# this address; the button names it. The console's own password accounts stay off unless
+# CONSOLE_LOCAL_ACCOUNTS=true (an installation without an identity provider).
+export CONSOLE_PUBLIC_URL="${CONSOLE_PUBLIC_URL:-http://127.0.0.1:${PORT[console]}}"
+[ -n "${OIDC_ISSUER:-}" ] || export CONSOLE_OIDC_PROVIDER_NAME="${CONSOLE_OIDC_PROVIDER_NAME:-Keycloak (demo)}"
 PY="$ROOT/.venv/bin/python"
 
 # Identity: every API validates access tokens from OIDC_ISSUER; the providers service and the

@@ -45,7 +45,9 @@ app.command("bench")(bench.bench)
 
 
 @app.command("token")
-def token(user: str = typer.Argument("demo-broker", help="A demo user: demo-broker, demo-manager, demo-admin...")) -> None:
+def token(
+    user: str = typer.Argument("demo-broker", help="A demo user: demo-broker, demo-manager, demo-admin..."),
+) -> None:
     """Print an access token of a demo user from the identity provider (the development-only
     password grant: OIDC_ISSUER and HOMECARE_DEMO_PASSWORD, or the local Keycloak's)."""
     from services.runtime.oidc_client import TokenError, user_auth

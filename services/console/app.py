@@ -1,7 +1,8 @@
 """Web console bootstrap: ``python -m services.console``.
 
-HTTP: server-rendered pages (FastAPI + Jinja2, GOV.UK Design System). Owns only staff accounts
-and sessions (schema ``console``). Calls the brokerage, providers and notifications HTTP APIs;
+HTTP: server-rendered pages (FastAPI + Jinja2, GOV.UK Design System). Staff sign in through the
+identity provider (OpenID Connect); owns only sessions and, where enabled, its own staff accounts
+(schema ``console``). Calls the brokerage, providers and notifications HTTP APIs;
 reads Kafka for the live event stream, lag, dead letters and KPIs (with :mod:`services.operations`,
 as the ``homecare`` CLI does). Publishes no event and consumes none through the inbox.
 """
@@ -20,6 +21,7 @@ from services.console import api, domain
 from services.console import repository as repo
 from services.console.api import errors
 from services.console.clients import Services, service_account
+from services.console.oidc import OidcSignIn
 from services.runtime.http import create_app
 from services.runtime.logging import get_logger
 from services.runtime.outbox import unit_of_work
@@ -51,7 +53,9 @@ class Console:
         self.policy = domain.SessionPolicy(
             idle=dt.timedelta(minutes=settings.session_idle_minutes),
             absolute=dt.timedelta(hours=settings.session_max_hours),
+            local_accounts=settings.local_accounts,
         )
+        self.oidc = OidcSignIn(settings)
         self.services = Services(
             brokerage=settings.brokerage_url,
             providers=settings.providers_url,

@@ -14,6 +14,9 @@ from schemas.vocabulary import CareNeed, Urgency
 
 class Role(StrEnum):
     broker = "broker"
+    senior_broker = "senior_broker"  # a broker with a higher limit in the scheme of delegation
+    manager = "manager"  # the brokerage team's manager: a broker's pages, a higher limit
+    head_of_service = "head_of_service"  # approves above-rate spending beyond the managers' limit
     ops = "ops"
     admin = "admin"
 
@@ -26,15 +29,37 @@ class Permission(StrEnum):
     staff = "staff"  # staff accounts
 
 
+BROKERAGE_TEAM = (Role.broker, Role.senior_broker, Role.manager, Role.head_of_service)
+
 # Personal details and package actions are the brokerage team's alone; operations and admins
-# see the board to follow the work, never the people.
+# see the board to follow the work, never the people. What each may approve (the scheme of
+# delegation) is the brokerage API's rule, applied to the role the console says it acts as.
 PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.broker: frozenset({Permission.board, Permission.act, Permission.person}),
+    **{role: frozenset({Permission.board, Permission.act, Permission.person}) for role in BROKERAGE_TEAM},
     Role.ops: frozenset({Permission.board, Permission.operations}),
     Role.admin: frozenset({Permission.board, Permission.operations, Permission.staff}),
 }
 
-HOME = {Role.broker: "/board", Role.ops: "/ops/stream", Role.admin: "/admin/staff"}
+HOME = {**{role: "/board" for role in BROKERAGE_TEAM}, Role.ops: "/ops/stream", Role.admin: "/admin/staff"}
+
+# The identity provider's realm roles (services/runtime/permissions.py) as the console's roles,
+# in order of precedence: a session has one role, so someone with several gets the first here
+# (the one with the most to decide). provider_staff has none: providers use the portal.
+IDP_ROLES: dict[str, Role] = {
+    "head_of_service": Role.head_of_service,
+    "manager": Role.manager,
+    "senior_broker": Role.senior_broker,
+    "broker": Role.broker,
+    "council_admin": Role.admin,
+    "operations": Role.ops,
+}
+
+
+def role_from_idp(roles: object) -> Role | None:
+    """The console's role for the identity provider's roles (a list of names from the ID token),
+    or None when none of them is a console role (the sign-in is then refused)."""
+    names = {r for r in roles if isinstance(r, str)} if isinstance(roles, list | tuple | set | frozenset) else set()
+    return next((role for name, role in IDP_ROLES.items() if name in names), None)
 
 
 def can(role: str | None, permission: Permission) -> bool:
@@ -51,6 +76,9 @@ def can(role: str | None, permission: Permission) -> bool:
 class SessionPolicy:
     idle: dt.timedelta = dt.timedelta(minutes=30)
     absolute: dt.timedelta = dt.timedelta(hours=12)
+    # The console's own password accounts (CONSOLE_LOCAL_ACCOUNTS): off unless an installation has
+    # no identity provider. Off, nobody signs in with one and their open sessions end.
+    local_accounts: bool = False
 
     def expires_at(self, *, created_at: dt.datetime, now: dt.datetime) -> dt.datetime:
         """Sliding idle expiry, never past the absolute limit from sign-in."""

@@ -1,5 +1,6 @@
 """One function per console command, each in one transaction: staff accounts, signing in and
-out (staff with a password, providers with their API credential), and reading a session.
+out (staff through the identity provider or, where enabled, with a console password; providers
+with their API credential), and reading a session.
 
 Passwords are hashed with Argon2id (argon2-cffi's defaults, RFC 9106's second recommended
 option); hashing runs in a thread so the event loop keeps serving meanwhile. Session tokens are
@@ -57,6 +58,7 @@ class Session:
     role: str | None = None
     provider_id: str | None = None
     provider_credential: str | None = None
+    id_token: str | None = None  # signed in through the identity provider: for ending its session there
 
     def can(self, permission: domain.Permission) -> bool:
         return self.kind == "staff" and domain.can(self.role, permission)
@@ -122,30 +124,40 @@ async def _begin_attempt(pool, *, kind: str, who: str, address: str, now: dt.dat
 
 
 async def _open_session(
-    conn, policy: domain.SessionPolicy, now: dt.datetime, credential: str | None = None, **who
+    conn,
+    policy: domain.SessionPolicy,
+    now: dt.datetime,
+    credential: str | None = None,
+    id_token: str | None = None,
+    **who,
 ) -> str:
     token = secrets.token_urlsafe(32)
-    sealed = _session_fernet(token).encrypt(credential.encode()).decode() if credential is not None else None
+    fernet = _session_fernet(token)
     await repo.add_session(
         conn,
         token_hash=token_hash(token),
         csrf_token=secrets.token_urlsafe(32),
         expires_at=policy.expires_at(created_at=now, now=now),
-        provider_credential_sealed=sealed,
+        provider_credential_sealed=fernet.encrypt(credential.encode()).decode() if credential is not None else None,
+        id_token_sealed=fernet.encrypt(id_token.encode()).decode() if id_token is not None else None,
         **who,
     )
     return token
 
 
 TOO_MANY = "Too many failed sign-in attempts. Wait 15 minutes, then try again"
+LOCAL_ACCOUNTS_OFF = "Sign in with your organisation's account: this console has no passwords of its own"
 
 
 async def sign_in(
     pool, policy: domain.SessionPolicy, *, username: str, password: str, now: dt.datetime, address: str = ""
 ) -> str:
-    """A new session's token, or Refused (the same message for an unknown name and a wrong password).
+    """A new session's token, or Refused (the same message for an unknown name and a wrong password;
+    :data:`LOCAL_ACCOUNTS_OFF` while the console's own accounts are off: ``policy.local_accounts``).
 
     ``address`` is where the attempt came from (the client's IP address), for throttling."""
+    if not policy.local_accounts:
+        raise Refused(LOCAL_ACCOUNTS_OFF)
     username = username.strip().lower()
     attempt = await _begin_attempt(pool, kind="staff", who=username, address=address, now=now)
     async with pool.acquire() as conn:
@@ -203,17 +215,19 @@ async def current_session(pool, policy: domain.SessionPolicy, token: str | None,
         return None
     hashed = token_hash(token)
     async with unit_of_work(pool) as uow:
-        row = await repo.live_session(uow.conn, hashed)
+        row = await repo.live_session(uow.conn, hashed, local_accounts=policy.local_accounts)
         if row is None:
             return None
         expires_at = policy.expires_at(created_at=row["created_at"], now=now)
         await repo.extend_session(uow.conn, hashed, expires_at)
-    credential = None
-    if row["provider_credential_sealed"] is not None:
-        try:
-            credential = _session_fernet(token).decrypt(row["provider_credential_sealed"].encode()).decode()
-        except InvalidToken:
-            return None
+    fernet = _session_fernet(token)
+    try:
+        credential, id_token = (
+            fernet.decrypt(row[sealed].encode()).decode() if row[sealed] is not None else None
+            for sealed in ("provider_credential_sealed", "id_token_sealed")
+        )
+    except InvalidToken:
+        return None
     return Session(
         token_hash=hashed,
         kind=row["kind"],
@@ -224,7 +238,83 @@ async def current_session(pool, policy: domain.SessionPolicy, token: str | None,
         role=row["role"],
         provider_id=row["provider_id"],
         provider_credential=credential,
+        id_token=id_token,
     )
+
+
+@dataclass(frozen=True)
+class StaffIdentity:
+    """A staff member as the identity provider's ID token says: its stable subject, the username
+    (``preferred_username``) recorded as who acts, the name shown, and the console role their
+    realm roles map to (domain.role_from_idp)."""
+
+    subject: str
+    username: str
+    display_name: str
+    role: domain.Role
+
+
+SIGN_IN_FLOW_MINUTES = 10  # from leaving for the identity provider to coming back with its answer
+
+
+async def begin_oidc_sign_in(pool, *, state: str, nonce: str, code_verifier: str, next: str, now: dt.datetime) -> str:
+    """Keep a sign-in's state, nonce and PKCE code verifier (sealed) for its answer; returns the
+    random key for the browser's cookie, under whose hash they are kept."""
+    key = secrets.token_urlsafe(32)
+    async with pool.acquire() as conn:
+        await repo.add_oidc_sign_in(
+            conn,
+            key_hash=token_hash(key),
+            state=state,
+            nonce=nonce,
+            code_verifier_sealed=_session_fernet(key).encrypt(code_verifier.encode()).decode(),
+            next=next,
+            expires_at=now + dt.timedelta(minutes=SIGN_IN_FLOW_MINUTES),
+        )
+    return key
+
+
+@dataclass(frozen=True)
+class PendingSignIn:
+    state: str
+    nonce: str
+    code_verifier: str
+    next: str
+
+
+async def take_oidc_sign_in(pool, key: str | None) -> PendingSignIn | None:
+    """The sign-in begun in this browser (its cookie's key), used up as it is read; None when the
+    browser began none, it expired, or its answer was already used."""
+    if not key:
+        return None
+    async with pool.acquire() as conn:
+        row = await repo.take_oidc_sign_in(conn, token_hash(key))
+    if row is None or not row["live"]:
+        return None
+    try:
+        verifier = _session_fernet(key).decrypt(row["code_verifier_sealed"].encode()).decode()
+    except InvalidToken:
+        return None
+    return PendingSignIn(state=row["state"], nonce=row["nonce"], code_verifier=verifier, next=row["next"])
+
+
+async def oidc_sign_in(
+    pool, policy: domain.SessionPolicy, identity: StaffIdentity, *, id_token: str, now: dt.datetime
+) -> str:
+    """A new staff session's token for someone the identity provider signed in (no console account
+    needed): name and role as its ID token said, the ID token kept sealed for signing out there."""
+    async with unit_of_work(pool) as uow:
+        return await _open_session(
+            uow.conn,
+            policy,
+            now,
+            id_token=id_token,
+            kind="staff",
+            username=identity.username,
+            idp_subject=identity.subject,
+            idp_display_name=identity.display_name,
+            idp_role=identity.role.value,
+        )
 
 
 async def sign_out(pool, session: Session) -> None:

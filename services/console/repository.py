@@ -1,4 +1,5 @@
-"""The console's SQL (asyncpg), schema ``console``: staff accounts, sessions, sign-in attempts."""
+"""The console's SQL (asyncpg), schema ``console``: staff accounts, sessions, sign-in attempts, and
+sign-ins on their way through the identity provider."""
 
 from __future__ import annotations
 
@@ -42,8 +43,8 @@ async def set_password_hash(conn, username: str, password_hash: str) -> None:
 
 async def set_active(conn, username: str, active: bool) -> bool:
     done = await conn.fetchval("UPDATE staff SET active = $2 WHERE username = $1 RETURNING true", username, active)
-    if not active:
-        await conn.execute("DELETE FROM sessions WHERE username = $1", username)
+    if not active:  # the account's sessions, not those of someone of that name signed in through the IdP
+        await conn.execute("DELETE FROM sessions WHERE username = $1 AND idp_subject IS NULL", username)
     return bool(done)
 
 
@@ -100,11 +101,15 @@ async def add_session(
     username: str | None = None,
     provider_id: str | None = None,
     provider_credential_sealed: str | None = None,
+    idp_subject: str | None = None,
+    idp_display_name: str | None = None,
+    idp_role: str | None = None,
+    id_token_sealed: str | None = None,
 ) -> None:
     await conn.execute(
         """INSERT INTO sessions (token_hash, kind, username, provider_id, provider_credential_sealed, csrf_token,
-                                 expires_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+                                 expires_at, idp_subject, idp_display_name, idp_role, id_token_sealed)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
         token_hash,
         kind,
         username,
@@ -112,15 +117,27 @@ async def add_session(
         provider_credential_sealed,
         csrf_token,
         expires_at,
+        idp_subject,
+        idp_display_name,
+        idp_role,
+        id_token_sealed,
     )
 
 
-async def live_session(conn, token_hash: bytes) -> asyncpg.Record | None:
-    """The session if it has not expired (and its staff member is still active)."""
+async def live_session(conn, token_hash: bytes, *, local_accounts: bool) -> asyncpg.Record | None:
+    """The session if it has not expired: a provider's; a staff member's signed in through the
+    identity provider (name and role as its ID token said); or, while local accounts are enabled,
+    one of a still-active console account (name and role as the account says now)."""
     return await conn.fetchrow(
-        """SELECT s.*, st.role, st.display_name FROM sessions s LEFT JOIN staff st USING (username)
-            WHERE s.token_hash = $1 AND s.expires_at > now() AND (s.kind = 'provider' OR st.active)""",
+        """SELECT s.token_hash, s.kind, s.csrf_token, s.created_at, s.username, s.provider_id,
+                  s.provider_credential_sealed, s.idp_subject, s.id_token_sealed,
+                  CASE WHEN s.idp_subject IS NULL THEN st.role ELSE s.idp_role END AS role,
+                  CASE WHEN s.idp_subject IS NULL THEN st.display_name ELSE s.idp_display_name END AS display_name
+             FROM sessions s LEFT JOIN staff st ON st.username = s.username AND s.idp_subject IS NULL
+            WHERE s.token_hash = $1 AND s.expires_at > now()
+              AND (s.kind = 'provider' OR s.idp_subject IS NOT NULL OR ($2 AND st.active))""",
         token_hash,
+        local_accounts,
     )
 
 
@@ -136,6 +153,7 @@ async def delete_session(conn, token_hash: bytes) -> None:
 
 async def purge_expired(conn) -> int:
     done = await conn.execute("DELETE FROM sessions WHERE expires_at <= now()")
+    await conn.execute("DELETE FROM oidc_sign_ins WHERE expires_at <= now()")
     await conn.execute("DELETE FROM sign_in_attempts WHERE at < now() - interval '90 days'")
     return int(done.split()[-1])
 
@@ -151,4 +169,29 @@ async def take_flash(conn, token_hash: bytes) -> str | None:
         """UPDATE sessions s SET flash = NULL FROM (SELECT flash FROM sessions WHERE token_hash = $1 FOR UPDATE) old
             WHERE s.token_hash = $1 RETURNING old.flash""",
         token_hash,
+    )
+
+
+async def add_oidc_sign_in(
+    conn, *, key_hash: bytes, state: str, nonce: str, code_verifier_sealed: str, next: str, expires_at: dt.datetime
+) -> None:
+    await conn.execute(
+        """INSERT INTO oidc_sign_ins (key_hash, state, nonce, code_verifier_sealed, next, expires_at)
+           VALUES ($1, $2, $3, $4, $5, $6)""",
+        key_hash,
+        state,
+        nonce,
+        code_verifier_sealed,
+        next,
+        expires_at,
+    )
+
+
+async def take_oidc_sign_in(conn, key_hash: bytes) -> asyncpg.Record | None:
+    """The sign-in begun under this key, removed as it is read (an answer is used once); None when
+    unknown or expired."""
+    return await conn.fetchrow(
+        "DELETE FROM oidc_sign_ins WHERE key_hash = $1 RETURNING state, nonce, code_verifier_sealed, next, "
+        "expires_at > now() AS live",
+        key_hash,
     )

@@ -14,9 +14,9 @@ import uuid
 import httpx
 import pytest
 
-from services.simulator.synthetic import package_request
 from services.runtime import permissions
 from services.runtime.reference import load_framework
+from services.simulator.synthetic import package_request
 from tests.support import SERVICES, USER_OF_ROLE, bearer_of, staff
 
 pytestmark = [pytest.mark.infra, pytest.mark.e2e]

@@ -12,7 +12,7 @@ from services.runtime.db import create_pool, migrate
 from services.runtime.settings import load
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "console" / "migrations"
-POLICY = domain.SessionPolicy()
+POLICY = domain.SessionPolicy(local_accounts=True)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ async def test_cookies_are_secure_and_hsts_is_sent_unless_told_otherwise(monkeyp
         monkeypatch.setenv("CONSOLE_COOKIE_SECURE", "false")
     else:
         monkeypatch.delenv("CONSOLE_COOKIE_SECURE", raising=False)
+    monkeypatch.setenv("OIDC_ISSUER", "https://idp.example.org/realms/council")  # else it refuses to start
     settings = load("console")
     assert settings.cookie_secure is secure
     _, app = build(settings)

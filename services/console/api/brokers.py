@@ -148,9 +148,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             explanation = None
         # A broker's read of the person is audited by the brokerage, with the broker's name.
         person = (
-            await services.brokerage.get(f"/packages/{package_id}/person")
-            if session.can(Permission.person)
-            else None
+            await services.brokerage.get(f"/packages/{package_id}/person") if session.can(Permission.person) else None
         )
         names = {
             p["provider_id"]: p.get("name", p["provider_id"])
