@@ -46,13 +46,17 @@ async def test_an_answer_with_another_state_is_refused_and_signs_no_one_in(conso
     page = await pages.new()
 
     async def forge_state(route):
-        parts = urlsplit(route.request.url)
-        query = dict(parse_qsl(parts.query)) | {"state": "not-the-state-this-browser-sent"}
-        await route.continue_(url=urlunsplit(parts._replace(query=urlencode(query))))
+        # Keycloak's answer to the login form is the redirect back to the console: its state is changed.
+        answer = await route.fetch(max_redirects=0)
+        headers = dict(answer.headers)
+        if "location" in headers:
+            parts = urlsplit(headers["location"])
+            query = dict(parse_qsl(parts.query)) | {"state": "not-the-state-this-browser-sent"}
+            headers["location"] = urlunsplit(parts._replace(query=urlencode(query)))
+        await route.fulfill(response=answer, headers=headers)
 
-    await page.route(f"{console}/sign-in/callback*", forge_state)
+    await page.route("**/login-actions/authenticate*", forge_state)
     await page.goto(f"{console}/sign-in")
-    response = None
     async with page.expect_response(lambda r: "/sign-in/callback" in r.url) as answer:
         await pages.through_identity_provider(page, "demo-broker")
     response = await answer.value
@@ -60,7 +64,8 @@ async def test_an_answer_with_another_state_is_refused_and_signs_no_one_in(conso
     assert "You could not be signed in" in await page.inner_text("h1")
     assert "did not come from this browser's request" in await page.inner_text("#error-message")
     await pages.check(page, "sign-in-refused")
-    await page.unroute(f"{console}/sign-in/callback*")
+    assert "not-the-state" in response.url
+    await page.unroute("**/login-actions/authenticate*")
     await page.goto(f"{console}/board")
     assert "/sign-in" in page.url  # no session was opened
     # An answer arriving in a browser that began no sign-in (or a second time) is refused too.
