@@ -118,6 +118,9 @@ def identity_env() -> dict[str, str]:
     return dict(line.split("=", 1) for line in printed.stdout.splitlines() if "=" in line)
 
 
+_users: dict[tuple[str, str, str], OidcAuth] = {}
+
+
 def user_auth(username: str, env: dict[str, str] | None = None) -> OidcAuth:
     """A demo user signed in with the password grant (the demo, the benchmark; development only):
     ``OIDC_ISSUER``, ``HOMECARE_OIDC_CLI_CLIENT_ID`` (default homecare-cli) and the demo users'
@@ -127,9 +130,14 @@ def user_auth(username: str, env: dict[str, str] | None = None) -> OidcAuth:
         raise TokenError(
             "no identity provider: set OIDC_ISSUER and HOMECARE_DEMO_PASSWORD, or start deploy/keycloak.sh"
         )
-    return OidcAuth(
-        env["OIDC_ISSUER"],
-        env.get("HOMECARE_OIDC_CLI_CLIENT_ID", CLI_CLIENT_ID),
-        username=username,
-        password=env["HOMECARE_DEMO_PASSWORD"],
-    )
+    # One per user and issuer in this process: its token is reused until near expiry, not fetched
+    # again by every caller (many sign-ins at once are what an identity provider's lockout watches).
+    key = (env["OIDC_ISSUER"], username, env["HOMECARE_DEMO_PASSWORD"])
+    if key not in _users:
+        _users[key] = OidcAuth(
+            env["OIDC_ISSUER"],
+            env.get("HOMECARE_OIDC_CLI_CLIENT_ID", CLI_CLIENT_ID),
+            username=username,
+            password=env["HOMECARE_DEMO_PASSWORD"],
+        )
+    return _users[key]

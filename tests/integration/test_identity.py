@@ -79,7 +79,7 @@ async def test_a_forged_signature_is_refused(identity):
 
 
 async def test_an_expired_token_is_refused(identity):
-    # The test-only client "short-lived" issues tokens that live 2 seconds.
+    # The test-only client "short-lived" issues tokens that live 8 seconds.
     token = identity.token("demo-broker", client_id="short-lived")
     check = verifier(oidc_leeway_seconds=0)
     assert (await check.principal(token)).actor == "demo-broker"

@@ -49,7 +49,6 @@ def test_without_the_right_key_nothing_opens():
         ({"SECRETS_KEYS": DEVELOPMENT_SECRETS_KEY}, "published development key"),
         ({"BROKERAGE_OIDC_CLIENT_SECRET": "change-me-secret"}, "oidc_client_secret is still the placeholder"),
         ({"BROKERAGE_OIDC_CLIENT_SECRET": "short"}, "oidc_client_secret is shorter than 16"),
-        ({"OIDC_ISSUER": ""}, "OIDC_ISSUER is not set"),
         ({"BROKERAGE_SMTP_PASSWORD": "change-me"}, "smtp_password is still the placeholder"),
     ],
 )
@@ -76,5 +75,4 @@ def test_a_well_configured_production_service_starts(monkeypatch, tmp_path):
     monkeypatch.delenv("HOMECARE_ENVIRONMENT", raising=False)
     monkeypatch.setenv("SECRETS_KEYS", f"{NEW},{OLD}")
     monkeypatch.setenv("BROKERAGE_OIDC_CLIENT_SECRET", "a-long-random-client-secret-1234")
-    monkeypatch.setenv("OIDC_ISSUER", "https://login.example.org/tenant/v2.0")
     assert Service(load("brokerage"), migrations=tmp_path).secrets.open(SecretBox([OLD]).seal("y")) == "y"
