@@ -8,21 +8,16 @@ component "demo" "" "the services' logs are in $LOG_DIR; bash deploy/services.sh
 (cd "$ROOT" && uv run --frozen homecare demo --packages "${DEMO_PACKAGES:-60}" \
   --brokerage "http://127.0.0.1:${BROKERAGE_HTTP_PORT:-8001}" --providers "http://127.0.0.1:${PROVIDERS_HTTP_PORT:-8002}" \
   --notifications "http://127.0.0.1:${NOTIFICATIONS_HTTP_PORT:-8003}")
-# Console accounts for the demo, one per role; the password is printed below (set
-# DEMO_STAFF_PASSWORD to choose it). Accounts made by an earlier run are left as they were.
-DEMO_STAFF_PASSWORD="${DEMO_STAFF_PASSWORD:-demo-$(head -c 9 /dev/urandom | base64 | tr -dc 'a-zA-Z0-9')}"
-for role in broker ops admin; do
-  (cd "$ROOT" && HOMECARE_STAFF_PASSWORD="$DEMO_STAFF_PASSWORD" uv run --frozen -q homecare staff add "demo-$role" \
-     --name "Demo $role" --role "$role" --exist-ok)
-done
 # The identity provider's demo users (one per role), all with one generated password kept in
 # .run/keycloak/secrets.env (mode 600): shown here, once per run of the demo.
-while IFS='=' read -r key value; do [ "$key" = HOMECARE_DEMO_PASSWORD ] && IDP_PASSWORD=$value; done < <(bash "$ROOT/deploy/keycloak.sh" env)
+while IFS= read -r line; do
+  [ "${line%%=*}" = HOMECARE_DEMO_PASSWORD ] && IDP_PASSWORD=${line#*=}
+done < <(bash "$ROOT/deploy/keycloak.sh" env)
 cat <<MSG
 
 The services are still running:
-  console        http://127.0.0.1:${CONSOLE_HTTP_PORT:-8004}/        (sign in as demo-broker, demo-ops or demo-admin;
-                                                password for accounts made now: $DEMO_STAFF_PASSWORD)
+  console        http://127.0.0.1:${CONSOLE_HTTP_PORT:-8004}/        ("Sign in with Keycloak (demo)", then demo-broker,
+                                                 demo-manager, demo-ops or demo-admin with the Keycloak password below)
   brokerage      http://127.0.0.1:${BROKERAGE_HTTP_PORT:-8001}/docs    (package requests, offers, awards)
   providers      http://127.0.0.1:${PROVIDERS_HTTP_PORT:-8002}/docs    (registry, providers' offers)
   notifications  http://127.0.0.1:${NOTIFICATIONS_HTTP_PORT:-8003}/docs    (confirmations)

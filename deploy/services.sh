@@ -5,10 +5,17 @@ source "$(dirname "$0")/lib.sh"
 
 ALL=(providers brokerage notifications console)
 declare -A PORT=([brokerage]="${BROKERAGE_HTTP_PORT:-8001}" [providers]="${PROVIDERS_HTTP_PORT:-8002}" [notifications]="${NOTIFICATIONS_HTTP_PORT:-8003}" [console]="${CONSOLE_HTTP_PORT:-8004}")
-# The console calls the services' APIs where this script starts them.
+# The console calls the services' APIs where this script starts them. It is served over plain HTTP
+# on loopback here, so its cookies cannot be Secure-only (behind an HTTPS proxy, leave this unset).
+export CONSOLE_COOKIE_SECURE="${CONSOLE_COOKIE_SECURE:-false}"
 export CONSOLE_BROKERAGE_URL="${CONSOLE_BROKERAGE_URL:-http://127.0.0.1:${PORT[brokerage]}}"
 export CONSOLE_PROVIDERS_URL="${CONSOLE_PROVIDERS_URL:-http://127.0.0.1:${PORT[providers]}}"
 export CONSOLE_NOTIFICATIONS_URL="${CONSOLE_NOTIFICATIONS_URL:-http://127.0.0.1:${PORT[notifications]}}"
+# Staff sign in to the console through the identity provider (below), which sends them back to
+# this address; the button names it. The console's own password accounts stay off unless
+# CONSOLE_LOCAL_ACCOUNTS=true (an installation without an identity provider).
+export CONSOLE_PUBLIC_URL="${CONSOLE_PUBLIC_URL:-http://127.0.0.1:${PORT[console]}}"
+[ -n "${OIDC_ISSUER:-}" ] || export CONSOLE_OIDC_PROVIDER_NAME="${CONSOLE_OIDC_PROVIDER_NAME:-Keycloak (demo)}"
 PY="$ROOT/.venv/bin/python"
 
 # Identity: every API validates access tokens from OIDC_ISSUER; the providers service and the

@@ -35,17 +35,21 @@ class Stack:
     ports: dict[str, int] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     services: dict[str, str] = field(default_factory=dict)  # process name -> service module
+    instance_env: dict[str, dict[str, str]] = field(default_factory=dict)  # process name -> its own settings
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
 
-    def start(self, name: str, service: str | None = None) -> None:
+    def start(self, name: str, service: str | None = None, env: dict[str, str] | None = None) -> None:
         """Start ``service`` (default: ``name``) as process ``name``; a second instance of a service
-        gets a name of its own (e.g. ``brokerage-2``), its own port and log."""
+        gets a name of its own (e.g. ``brokerage-2``), its own port and log, and ``env`` adds to its
+        environment alone (kept for its restarts)."""
         service = service or self.services.get(name, name)
         self.services[name] = service
         self.ports.setdefault(name, free_port())
-        env = self.env | {f"{service.upper()}_HTTP_PORT": str(self.ports[name])}
+        if env is not None:
+            self.instance_env[name] = env
+        env = self.env | self.instance_env.get(name, {}) | {f"{service.upper()}_HTTP_PORT": str(self.ports[name])}
         command = [sys.executable, "-m", f"services.{service}"]
         # The child keeps its own copy of the log's file descriptor; ours is closed at once.
         with open(self.logs / f"{name}.log", "ab") as log:
@@ -110,7 +114,12 @@ def start_stack(
         for name in SERVICES:
             stack.wait_ready(name)
         if console:
+            # Served over plain HTTP on loopback here: its cookies cannot be Secure-only.
+            stack.env.setdefault("CONSOLE_COOKIE_SECURE", "false")
             stack.env |= {f"CONSOLE_{name.upper()}_URL": stack.url(name) for name in SERVICES}
+            # Staff sign in through the identity provider, which sends them back to this address.
+            stack.ports.setdefault("console", free_port())
+            stack.env.setdefault("CONSOLE_PUBLIC_URL", stack.url("console"))
             stack.start("console")
             stack.wait_ready("console")
     except BaseException:

@@ -1,7 +1,8 @@
 """Web console bootstrap: ``python -m services.console``.
 
-HTTP: server-rendered pages (FastAPI + Jinja2, GOV.UK Design System). Owns only staff accounts
-and sessions (schema ``console``). Calls the brokerage, providers and notifications HTTP APIs;
+HTTP: server-rendered pages (FastAPI + Jinja2, GOV.UK Design System). Staff sign in through the
+identity provider (OpenID Connect); owns only sessions and, where enabled, its own staff accounts
+(schema ``console``). Calls the brokerage, providers and notifications HTTP APIs;
 reads Kafka for the live event stream, lag, dead letters and KPIs (with :mod:`services.operations`,
 as the ``homecare`` CLI does). Publishes no event and consumes none through the inbox.
 """
@@ -22,6 +23,7 @@ from services.console import api, domain
 from services.console import repository as repo
 from services.console.api import errors
 from services.console.clients import Services
+from services.console.oidc import OidcSignIn
 from services.runtime.http import create_app
 from services.runtime.logging import get_logger
 from services.runtime.oidc_client import service_account
@@ -62,7 +64,9 @@ class Console:
         self.policy = domain.SessionPolicy(
             idle=dt.timedelta(minutes=settings.session_idle_minutes),
             absolute=dt.timedelta(hours=settings.session_max_hours),
+            local_accounts=settings.local_accounts,
         )
+        self.oidc = OidcSignIn(settings)
         self.services = Services(
             brokerage=settings.brokerage_url,
             providers=settings.providers_url,
@@ -112,6 +116,8 @@ def build(settings: ServiceSettings | None = None) -> tuple[ConsoleService, Fast
     async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         response = await call_next(request)
         response.headers.update(SECURITY_HEADERS)
+        if settings.cookie_secure:  # served over HTTPS: browsers are to use nothing else for a year
+            response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
         if not request.url.path.startswith(("/static", "/assets")):
             response.headers["Cache-Control"] = "no-store"
         return response

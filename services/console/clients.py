@@ -5,8 +5,10 @@ Every call carries the console's own access token (OAuth2 client credentials of 
 client: ``CONSOLE_OIDC_CLIENT_ID``/``CONSOLE_OIDC_CLIENT_SECRET`` at ``OIDC_ISSUER``) and, for a
 page a staff member asked for, who that is and their role (``X-Acting-User``/``X-Acting-Role``),
 which the APIs accept from the console's account alone and check against the permission table.
-This lasts until the console signs staff in through the identity provider and forwards their own
-tokens (docs/guide/security.md). Provider portal calls carry the provider's own credential instead.
+Staff now sign in through the identity provider (services/console/oidc.py), but the console does
+not forward their own access tokens yet (they last minutes; refreshing them is still to do): it
+says who acts, as the ID token said at sign-in (docs/guide/console-sign-in.md). Provider portal
+calls carry the provider's own credential instead.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ if TYPE_CHECKING:
     pass
 
 # The console's own roles, as the identity provider's (services/runtime/permissions.py) name them.
-API_ROLE = {"broker": "broker", "ops": "operations", "admin": "council_admin"}
+API_ROLE = {
+    "broker": "broker",
+    "senior_broker": "senior_broker",
+    "manager": "manager",
+    "head_of_service": "head_of_service",
+    "ops": "operations",
+    "admin": "council_admin",
+}
 _acting: ContextVar[tuple[str, str] | None] = ContextVar("acting", default=None)
 
 

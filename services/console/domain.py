@@ -16,6 +16,9 @@ from schemas.vocabulary import CareNeed, Urgency
 
 class Role(StrEnum):
     broker = "broker"
+    senior_broker = "senior_broker"  # a broker with a higher limit in the scheme of delegation
+    manager = "manager"  # the brokerage team's manager: a broker's pages, a higher limit
+    head_of_service = "head_of_service"  # approves above-rate spending beyond the managers' limit
     ops = "ops"
     admin = "admin"
 
@@ -28,15 +31,37 @@ class Permission(StrEnum):
     staff = "staff"  # staff accounts
 
 
+BROKERAGE_TEAM = (Role.broker, Role.senior_broker, Role.manager, Role.head_of_service)
+
 # Personal details and package actions are the brokerage team's alone; operations and admins
-# see the board to follow the work, never the people.
+# see the board to follow the work, never the people. What each may approve (the scheme of
+# delegation) is the brokerage API's rule, applied to the role the console says it acts as.
 PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.broker: frozenset({Permission.board, Permission.act, Permission.person}),
+    **{role: frozenset({Permission.board, Permission.act, Permission.person}) for role in BROKERAGE_TEAM},
     Role.ops: frozenset({Permission.board, Permission.operations}),
     Role.admin: frozenset({Permission.board, Permission.operations, Permission.staff}),
 }
 
-HOME = {Role.broker: "/board", Role.ops: "/ops/stream", Role.admin: "/admin/staff"}
+HOME = {**{role: "/board" for role in BROKERAGE_TEAM}, Role.ops: "/ops/stream", Role.admin: "/admin/staff"}
+
+# The identity provider's realm roles (services/runtime/permissions.py) as the console's roles,
+# in order of precedence: a session has one role, so someone with several gets the first here
+# (the one with the most to decide). provider_staff has none: providers use the portal.
+IDP_ROLES: dict[str, Role] = {
+    "head_of_service": Role.head_of_service,
+    "manager": Role.manager,
+    "senior_broker": Role.senior_broker,
+    "broker": Role.broker,
+    "council_admin": Role.admin,
+    "operations": Role.ops,
+}
+
+
+def role_from_idp(roles: object) -> Role | None:
+    """The console's role for the identity provider's roles (a list of names from the ID token),
+    or None when none of them is a console role (the sign-in is then refused)."""
+    names = {r for r in roles if isinstance(r, str)} if isinstance(roles, list | tuple | set | frozenset) else set()
+    return next((role for name, role in IDP_ROLES.items() if name in names), None)
 
 
 def can(role: str | None, permission: Permission) -> bool:
@@ -55,15 +80,42 @@ def can(role: str | None, permission: Permission) -> bool:
 class SessionPolicy:
     idle: dt.timedelta = dt.timedelta(minutes=30)
     absolute: dt.timedelta = dt.timedelta(hours=12)
+    # The console's own password accounts (CONSOLE_LOCAL_ACCOUNTS): off unless an installation has
+    # no identity provider. Off, nobody signs in with one and their open sessions end.
+    local_accounts: bool = False
 
     def expires_at(self, *, created_at: dt.datetime, now: dt.datetime) -> dt.datetime:
         """Sliding idle expiry, never past the absolute limit from sign-in."""
         return min(now + self.idle, created_at + self.absolute)
 
 
-# Sign-in throttling: this many failures for one name within the window refuse further tries.
-MAX_FAILED_SIGN_INS = 5
+# Sign-in throttling (OWASP ASVS 2.2.1): failed or in-flight attempts within the window, counted
+# three ways. A pair (account, address) is refused after a few, so a stranger guessing from their
+# address locks out only themselves; an address after more, across accounts (spraying one password
+# over many accounts); an account from every address after many more (a distributed attack: only then
+# can others delay its owner, and only for the window). A success clears its pair and account counts.
+MAX_FAILED_SIGN_INS = 5  # per account and address
+MAX_FAILED_SIGN_INS_PER_ADDRESS = 20
+MAX_FAILED_SIGN_INS_PER_ACCOUNT = 100
 FAILED_SIGN_IN_WINDOW = dt.timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class SignInCounts:
+    """Failed and in-flight sign-in attempts within the window."""
+
+    pair: int  # this account from this address, since the pair's last success
+    address: int  # any account from this address
+    account: int  # this account from any address, since its last success
+
+    def throttled(self) -> bool:
+        return (
+            self.pair >= MAX_FAILED_SIGN_INS
+            or self.address >= MAX_FAILED_SIGN_INS_PER_ADDRESS
+            or self.account >= MAX_FAILED_SIGN_INS_PER_ACCOUNT
+        )
+
+
 MIN_PASSWORD_LENGTH = 12
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 

@@ -287,8 +287,20 @@ class ServiceSettings(SharedSettings):
     notifications_url: str = "http://127.0.0.1:8003"
     session_idle_minutes: float = 30
     session_max_hours: float = 12
-    # Set where the console is served over HTTPS (it should be, anywhere but loopback).
-    cookie_secure: bool = False
+    # The console's cookies are Secure (sent over HTTPS only) and it sends HSTS, by default; set
+    # CONSOLE_COOKIE_SECURE=false only to serve it over plain HTTP on loopback (the demo, the tests).
+    cookie_secure: bool = True
+    # Staff sign in to the console through the identity provider (OIDC_ISSUER, the console's client
+    # CONSOLE_OIDC_CLIENT_ID/_SECRET): authorization code with PKCE, docs/guide/console-sign-in.md.
+    # The button says "Sign in with <oidc_provider_name>"; the scopes asked for; the console's address
+    # as browsers reach it (the redirect URI is <public_url>/sign-in/callback; unset, the address the
+    # request came to - set it behind a proxy).
+    oidc_provider_name: str = "your council account"
+    oidc_scopes: str = "openid profile"
+    public_url: str | None = None
+    # The console's own password accounts (CONSOLE_LOCAL_ACCOUNTS=true), for an installation
+    # without an identity provider: off by default.
+    local_accounts: bool = False
 
     @property
     def role(self) -> str:

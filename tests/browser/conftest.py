@@ -2,6 +2,11 @@
 processes on the real Kafka and PostgreSQL, driven by Playwright through Debian's Chromium
 (installed by deploy/setup.sh; Playwright's own browser downloads are never used).
 
+Staff sign in as people do: "Sign in with ..." on the console, then the real Keycloak's own login
+page (the identity fixture's demo users, deploy/keycloak/realm-homecare.json). The console's own
+password accounts are off, as by default; ``local_console`` is a second console process with them
+on (CONSOLE_LOCAL_ACCOUNTS=true), for what only an installation without an identity provider has.
+
 Every page a test visits is checked with axe-core (from the npm registry, node_modules/) for
 WCAG 2.2 A/AA violations and photographed into artifacts/screenshots/."""
 
@@ -18,14 +23,14 @@ from pathlib import Path
 import pytest
 from playwright.async_api import BrowserContext
 
-from tests.support import start_stack, stop_stack
+from tests.support import free_port, start_stack, stop_stack
 
 REPO = Path(__file__).resolve().parents[2]
 
 CHROMIUM = os.environ.get("HOMECARE_CHROMIUM", "/usr/bin/chromium")
 AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
-PASSWORD = "correct horse battery staple"
-STAFF = {"broker1": "broker", "ops1": "ops", "admin1": "admin"}
+PASSWORD = "correct horse battery staple"  # the local console's accounts
+LOCAL_STAFF = {"admin1": "admin"}
 WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 
 
@@ -41,8 +46,19 @@ def stack(database_url, infra, namespace, artifacts, identity):
 
 @pytest.fixture(scope="package")
 def console(stack) -> str:
-    """The console's URL, with a broker, an ops and an admin account made with ``homecare staff add``."""
-    for username, role in STAFF.items():
+    """The console's URL: staff sign in through the identity provider (local accounts off)."""
+    return stack.url("console")
+
+
+@pytest.fixture(scope="package")
+def local_console(stack) -> str:
+    """A second console, with its own password accounts on (CONSOLE_LOCAL_ACCOUNTS=true) and an
+    admin account made with ``homecare staff add``: its URL."""
+    stack.ports["console-local"] = port = free_port()
+    env = {"CONSOLE_LOCAL_ACCOUNTS": "true", "CONSOLE_PUBLIC_URL": f"http://127.0.0.1:{port}"}
+    stack.start("console-local", "console", env=env)
+    stack.wait_ready("console-local")
+    for username, role in LOCAL_STAFF.items():
         subprocess.run(
             [
                 sys.executable,
@@ -61,7 +77,7 @@ def console(stack) -> str:
             check=True,
             capture_output=True,
         )
-    return stack.url("console")
+    return stack.url("console-local")
 
 
 @pytest.fixture(scope="package")
@@ -81,8 +97,9 @@ async def browser():
 class Pages:
     """Opens signed-in pages; checks each with axe-core and keeps a screenshot of it."""
 
-    def __init__(self, browser, url: str, shots: Path, report: dict) -> None:
+    def __init__(self, browser, url: str, shots: Path, report: dict, identity) -> None:
         self.browser, self.url, self.shots, self.report = browser, url, shots, report
+        self.idp_issuer, self.idp_password = identity.issuer, identity.settings["HOMECARE_DEMO_PASSWORD"]
         self.contexts: list[BrowserContext] = []
 
     async def new(self):
@@ -91,9 +108,28 @@ class Pages:
         self.contexts.append(context)
         return await context.new_page()
 
-    async def signed_in(self, username: str, password: str = PASSWORD):
+    async def through_identity_provider(self, page, username: str, password: str | None = None) -> None:
+        """On the console's sign-in page: "Sign in with ...", then Keycloak's own login form; back on the console."""
+        await page.click("#sign-in-oidc")
+        await page.wait_for_selector("#kc-login")  # Keycloak's login page (its form: #username, #password)
+        await page.fill("#username", username)
+        await page.fill("#password", password or self.idp_password)
+        await page.click("#kc-login")
+        await page.wait_for_url(f"{self.url}/**")
+        await page.wait_for_load_state()
+
+    async def signed_in(self, username: str, password: str | None = None):
+        """A new browser with ``username`` (a demo user of the identity provider) signed in."""
         page = await self.new()
         await page.goto(f"{self.url}/sign-in")
+        await self.through_identity_provider(page, username, password)
+        assert "/sign-in" not in page.url, f"{username} could not sign in: {page.url}"
+        return page
+
+    async def signed_in_locally(self, url: str, username: str, password: str = PASSWORD):
+        """A new browser signed in to the console at ``url`` with a console account's password."""
+        page = await self.new()
+        await page.goto(f"{url}/sign-in")
         await page.fill("#username", username)
         await page.fill("#password", password)
         await page.click("button:has-text('Sign in')")
@@ -131,9 +167,9 @@ def accessibility_report(artifacts):
 
 
 @pytest.fixture
-async def pages(browser, console, artifacts, accessibility_report):
+async def pages(browser, console, artifacts, accessibility_report, identity):
     shots = artifacts / "screenshots"
     shots.mkdir(exist_ok=True)
-    p = Pages(browser, console, shots, accessibility_report)
+    p = Pages(browser, console, shots, accessibility_report, identity)
     yield p
     await p.close()

@@ -60,11 +60,11 @@ async def fill_package(page, *, zone: str, district: str, hours: str = "7", call
 async def test_a_broker_requests_a_package_sees_it_placed_with_its_explanation_and_ops_see_its_events_live(
     stack, console, pages
 ):
-    ops = await pages.signed_in("ops1")
+    ops = await pages.signed_in("demo-ops")
     assert ops.url.endswith("/ops/stream")
     await ops.wait_for_selector("#stream-status[data-state=live]", timeout=30_000)
 
-    broker = await pages.signed_in("broker1")
+    broker = await pages.signed_in("demo-broker")
     assert broker.url.endswith("/board")
     await pages.check(broker, "board-before")
     await broker.goto(f"{console}/packages/new")
@@ -89,7 +89,7 @@ async def test_a_broker_requests_a_package_sees_it_placed_with_its_explanation_a
     log = httpx.get(
         f"{stack.url('brokerage')}/packages/{package_id}/disclosures", timeout=10, auth=staff("demo-manager")
     ).json()
-    assert ("staff", "broker1") in {(d["reader"], d["staff_user"]) for d in log}  # ...and the read is on record
+    assert ("staff", "demo-broker") in {(d["reader"], d["staff_user"]) for d in log}  # ...and the read is on record
     assert "placed" in await broker.inner_text("#timeline")
     await pages.check(broker, "package-placed")
 
@@ -133,7 +133,7 @@ async def test_a_broker_requests_a_package_sees_it_placed_with_its_explanation_a
 
 
 async def test_bad_input_shows_the_message_next_to_the_field_with_a_summary_that_links_to_it(stack, console, pages):
-    broker = await pages.signed_in("broker1")
+    broker = await pages.signed_in("demo-broker")
     await broker.goto(f"{console}/packages/new")
     zone, district = roomiest_zone(stack)
 
@@ -169,7 +169,7 @@ async def test_bad_input_shows_the_message_next_to_the_field_with_a_summary_that
 
 
 async def test_the_package_form_can_be_completed_with_the_keyboard_alone(console, pages):
-    broker = await pages.signed_in("broker1")
+    broker = await pages.signed_in("demo-broker")
     await broker.goto(f"{console}/packages/new")
     reached = []
     for _ in range(80):  # bounded: the form has fewer stops than this
@@ -196,7 +196,7 @@ async def test_the_package_form_can_be_completed_with_the_keyboard_alone(console
 
 
 async def test_a_broker_cannot_reach_operations_or_admin_pages(console, pages):
-    broker = await pages.signed_in("broker1")
+    broker = await pages.signed_in("demo-broker")
     for path in ("/ops/stream", "/ops/lag", "/ops/dead-letters", "/ops/kpis", "/admin/staff"):
         response = await broker.goto(f"{console}{path}")
         assert response.status == 403, path
@@ -216,20 +216,24 @@ async def test_pages_need_a_session_and_signing_out_ends_it(console, pages):
     await page.goto(f"{console}/board")
     assert "/sign-in?next=/board" in page.url
     await pages.check(page, "sign-in")
-    await page.fill("#username", "broker1")
+    await page.click("#sign-in-oidc")
+    await page.fill("#username", "demo-broker")
     await page.fill("#password", "not the password")
-    await page.click("button:has-text('Sign in')")
-    assert "The username or password is not right" in await page.inner_text(".govuk-error-summary")
-    await page.fill("#password", "correct horse battery staple")
-    await page.click("button:has-text('Sign in')")
+    await page.click("#kc-login")
+    await page.wait_for_selector("#kc-login")  # still at the identity provider, which says why
+    assert page.url.startswith(pages.idp_issuer)
+    await page.fill("#password", pages.idp_password)
+    await page.click("#kc-login")
+    await page.wait_for_url(f"{console}/**")
     assert page.url.endswith("/board")  # back where they were going
     await page.click("button:has-text('Sign out')")
+    await page.wait_for_url(f"{console}/sign-in")
     await page.goto(f"{console}/board")
     assert "/sign-in" in page.url
 
 
 async def test_a_form_without_the_sessions_csrf_token_is_refused(console, pages):
-    broker = await pages.signed_in("broker1")
+    broker = await pages.signed_in("demo-broker")
     before = await broker.request.get(f"{console}/board?fragment=rows")
     forged = await broker.request.post(f"{console}/packages/new", form={"zone": "melton", "csrf_token": "guessed"})
     assert forged.status == 403 and "did not come from this console" in await forged.text()
@@ -241,8 +245,9 @@ async def test_a_form_without_the_sessions_csrf_token_is_refused(console, pages)
     assert await after.text() == await before.text()  # nothing was created, still signed in
 
 
-async def test_an_admin_adds_a_staff_account_that_can_then_sign_in(console, pages):
-    admin = await pages.signed_in("admin1")
+async def test_an_admin_adds_a_staff_account_that_can_then_sign_in(local_console, pages):
+    """Only where the console's own accounts are on (an installation without an identity provider)."""
+    admin = await pages.signed_in_locally(local_console, "admin1")
     assert admin.url.endswith("/admin/staff")
     await admin.fill("#username", "broker2")
     await admin.fill("#display_name", "Second Broker")
@@ -254,10 +259,10 @@ async def test_an_admin_adds_a_staff_account_that_can_then_sign_in(console, page
     await admin.click("button:has-text('Add the account')")
     assert "Account broker2 added" in await admin.inner_text(".govuk-notification-banner")
     await pages.check(admin, "staff-accounts")
-    broker2 = await pages.signed_in("broker2", "another long passphrase")
+    broker2 = await pages.signed_in_locally(local_console, "broker2", "another long passphrase")
     assert broker2.url.endswith("/board")
     # An admin follows the work but sees no one's personal details and takes no package action.
-    response = await admin.goto(f"{console}/packages/new")
+    response = await admin.goto(f"{local_console}/packages/new")
     assert response.status == 403
 
 
@@ -294,7 +299,7 @@ async def test_a_refused_action_says_why_and_an_unplaced_package_can_be_offered_
         await asyncio.sleep(0.5)
     assert status == "unplaced"
 
-    broker = await pages.signed_in("broker1")
+    broker = await pages.signed_in("demo-broker")
     await broker.goto(f"{console}/board?status=unplaced")
     assert await broker.locator(f"tr[data-package-id='{package_id}'] .console-clock").count() == 1  # its wait clock
     await broker.goto(f"{console}/packages/{package_id}")
@@ -308,11 +313,11 @@ async def test_a_refused_action_says_why_and_an_unplaced_package_can_be_offered_
     await broker.wait_for_url(re.compile(r"done=reoffer"))
     assert "re-offered" in await broker.inner_text("#timeline")
     timeline = httpx.get(f"{stack.url('brokerage')}/packages/{package_id}", timeout=10, auth=staff()).json()["timeline"]
-    assert any(t["stage"] == "re-offered" and t["detail"].get("requested_by") == "broker1" for t in timeline)
+    assert any(t["stage"] == "re-offered" and t["detail"].get("requested_by") == "demo-broker" for t in timeline)
 
 
 async def test_the_board_puts_the_unplaced_queue_first_and_filters(stack, console, pages):
-    broker = await pages.signed_in("broker1")
+    broker = await pages.signed_in("demo-broker")
     statuses = [s.strip().replace(" ", "_") for s in await broker.locator("#board-rows .govuk-tag").all_inner_texts()]
     assert statuses, "the board is empty"
     assert [STATUS_ORDER.index(s) for s in statuses] == sorted(STATUS_ORDER.index(s) for s in statuses)
@@ -342,7 +347,7 @@ async def test_ops_see_a_dead_letter_with_its_origin_and_replay_it(console, page
     finally:
         await producer.stop()
     origin = f"{sent.topic}/{sent.partition}@{sent.offset}"
-    ops = await pages.signed_in("ops1")
+    ops = await pages.signed_in("demo-ops")
     await ops.goto(f"{console}/ops/dead-letters")
     row = ops.locator("tr[data-letter-id]", has_text=origin)
     for _ in range(60):

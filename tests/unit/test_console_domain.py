@@ -203,3 +203,18 @@ def test_a_long_legend_wraps_onto_more_lines_and_the_chart_grows_to_hold_it():
         return int(found.group(1))
 
     assert height(wrapped) > height(one)
+
+
+def test_the_identity_providers_roles_map_to_the_consoles_with_the_most_deciding_role_first():
+    assert domain.role_from_idp(["broker"]) == Role.broker
+    assert domain.role_from_idp(["offline_access", "manager", "broker"]) == Role.manager
+    assert domain.role_from_idp(["operations"]) == Role.ops
+    assert domain.role_from_idp(["council_admin", "operations"]) == Role.admin
+    assert domain.role_from_idp(["head_of_service", "council_admin"]) == Role.head_of_service
+    # No console role (a provider's staff, the default roles, a service account), or not a list: none.
+    for roles in (["provider_staff"], ["default-roles-homecare", "uma_authorization"], ["service"], [], None, "broker"):
+        assert domain.role_from_idp(roles) is None
+    # Every brokerage-team role acts on packages and sees the person; none of them runs the platform.
+    for role in domain.BROKERAGE_TEAM:
+        assert domain.can(role, domain.Permission.person) and not domain.can(role, domain.Permission.operations)
+        assert domain.HOME[role] == "/board"

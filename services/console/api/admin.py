@@ -29,7 +29,15 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         async with console.pool.acquire() as conn:
             staff = await repository.list_staff(conn)
         return page(
-            request, "staff.html", session, status, staff=staff, roles=[r.value for r in domain.Role], **context
+            request,
+            "staff.html",
+            session,
+            status,
+            staff=staff,
+            roles=[r.value for r in domain.Role],
+            local_accounts=console.policy.local_accounts,
+            provider_name=console.oidc.provider_name,
+            **context,
         )
 
     @router.get("/admin/staff")
@@ -38,6 +46,8 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
 
     @router.post("/admin/staff")
     async def add_staff(request: Request, session: Session = Depends(need(Permission.staff))) -> Response:
+        if not console.policy.local_accounts:
+            raise Forbidden("This console's own accounts are off: staff are added at the identity provider")
         form = await form_of(request, session)
         try:
             await handlers.add_staff(

@@ -9,13 +9,13 @@ import datetime as dt
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import RedirectResponse
 
 from schemas.vocabulary import Band, CancelReason, CareNeed, ExceptionDecisionReason, Funding, HandBackReason, Urgency
-from services.console import domain
+from services.console import domain, handlers
 from services.console.api.pages import TEMPLATES, now, page, zones
 from services.console.api.sessions import Sessions
 from services.console.clients import ApiError
@@ -175,7 +175,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             person=person,
             names=names,
             created=request.query_params.get("created"),
-            refused=request.query_params.get("refused"),
+            refused=await handlers.take_flash(console.pool, session),
             done=request.query_params.get("done"),
             today=clock.uk_today(),
             reasons=REASONS,
@@ -231,9 +231,9 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         try:
             await services.brokerage.post(f"/packages/{package_id}/{path}", body(form))
         except ApiError as refused:
-            return RedirectResponse(
-                f"/packages/{package_id}?refused={quote(domain.refusal(refused.problem))}#actions", status_code=303
-            )
+            # The reason travels in the session, never in the URL (where anyone could write one).
+            await handlers.flash(console.pool, session, domain.refusal(refused.problem))
+            return RedirectResponse(f"/packages/{package_id}#actions", status_code=303)
         return RedirectResponse(f"/packages/{package_id}?done={action}", status_code=303)
 
     return router

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import uuid
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import RedirectResponse
@@ -52,7 +51,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             session,
             offers=offers,
             reasons=[r.value for r in DeclineReason],
-            refused=request.query_params.get("refused"),
+            refused=await handlers.take_flash(console.pool, session),
             done=request.query_params.get("done"),
         )
 
@@ -78,7 +77,8 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         try:
             await as_provider(session, "POST", f"/me/offers/{package_id}/{answer}", body)
         except ApiError as refused:
-            return RedirectResponse(f"/portal/offers?refused={quote(domain.refusal(refused.problem))}", status_code=303)
+            await handlers.flash(console.pool, session, domain.refusal(refused.problem))  # not in the URL
+            return RedirectResponse("/portal/offers", status_code=303)
         return RedirectResponse(f"/portal/offers?done={answer}", status_code=303)
 
     @router.get("/portal/packages")

@@ -1,8 +1,10 @@
-"""Signing in and out: staff with a username and password (their console account), providers with
-their provider API credential (checked by the providers service, kept in the session for the
+"""Signing in and out: staff through the identity provider (OpenID Connect, authorization code
+with PKCE: :mod:`services.console.oidc`) or, where an installation has none and enables them
+(CONSOLE_LOCAL_ACCOUNTS), with a console account's username and password; providers with their
+provider API credential (checked by the providers service, kept sealed in the session for the
 portal's calls). A session cookie is set on success; the sign-in forms carry a double-submit CSRF
-cookie, since no session exists yet. Another way of signing in (an identity provider) belongs here,
-ending in :func:`signed_in` like these."""
+cookie, since no session exists yet. Signing out of a session begun at the identity provider ends
+the session there too."""
 
 from __future__ import annotations
 
@@ -13,12 +15,28 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from services.console import domain, handlers
+from services.console.api.errors import error_page
 from services.console.api.pages import now, page
 from services.console.api.sessions import SESSION_COOKIE, SIGN_IN_CSRF_COOKIE, Sessions
 from services.console.clients import ApiError
+from services.console.oidc import SignInFailed
+from services.runtime.logging import get_logger
 
 if TYPE_CHECKING:
     from services.console.app import Console
+
+
+log = get_logger(__name__)
+# The random key of a sign-in on its way through the identity provider (handlers.begin_oidc_sign_in).
+# SameSite=Lax: the identity provider's redirect back is a top-level navigation, which carries it.
+OIDC_FLOW_COOKIE = "console_oidc_sign_in"
+CALLBACK = "/sign-in/callback"
+
+
+def client(request: Request) -> str:
+    """The address a request came from, for sign-in throttling (the peer's: behind a proxy, run
+    uvicorn with --proxy-headers and --forwarded-allow-ips so this is the user's, not the proxy's)."""
+    return request.client.host if request.client else ""
 
 
 def safe_next(target: str | None, default: str) -> str:
@@ -68,12 +86,115 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             return RedirectResponse("/sign-in", status_code=303)
         return RedirectResponse(domain.HOME[domain.Role(session.role)], status_code=303)
 
+    oidc = console.oidc
+    local_accounts = console.policy.local_accounts
+
+    def base_url(request: Request) -> str:
+        """The console's address as browsers reach it (CONSOLE_PUBLIC_URL, else the request's)."""
+        return (console.settings.public_url or str(request.base_url)).rstrip("/")
+
+    def staff_sign_in_page(request: Request, status: int = 200, **context: Any) -> HTMLResponse:
+        return sign_in_page(
+            request,
+            "sign_in.html",
+            status,
+            oidc_name=oidc.provider_name if oidc.configured else None,
+            local_accounts=local_accounts,
+            **context,
+        )
+
+    def sign_in_failed(request: Request, failed: SignInFailed) -> HTMLResponse:
+        # The reason code only: never the code, a token, or what the identity provider described.
+        log.warning("staff sign-in through the identity provider refused", reason=failed.reason)
+        response = error_page(request, failed.status, "You could not be signed in", failed.message)
+        response.delete_cookie(OIDC_FLOW_COOKIE, path="/sign-in")
+        return response
+
     @router.get("/sign-in")
     async def sign_in_form(request: Request, next: str | None = None) -> Response:
-        return sign_in_page(request, "sign_in.html", next=safe_next(next, ""))
+        """Staff sign-in: "Sign in with <provider>" (and the password form where local accounts are on)."""
+        return staff_sign_in_page(request, next=safe_next(next, ""))
+
+    @router.get("/sign-in/start")
+    async def sign_in_start(request: Request, next: str | None = None) -> Response:
+        """To the identity provider's sign-in page, with a new state, nonce and PKCE challenge (S256),
+        kept server-side under a random key in a short-lived cookie."""
+        if not oidc.configured:
+            return error_page(
+                request, 404, "Page not found", "This console does not sign in through an identity provider"
+            )
+        try:
+            authorization = await oidc.authorization(base_url(request) + CALLBACK)
+        except SignInFailed as failed:
+            return sign_in_failed(request, failed)
+        key = await handlers.begin_oidc_sign_in(
+            console.pool,
+            state=authorization.state,
+            nonce=authorization.nonce,
+            code_verifier=authorization.code_verifier,
+            next=safe_next(next, ""),
+            now=now(),
+        )
+        response = RedirectResponse(authorization.url, status_code=303)
+        response.set_cookie(
+            OIDC_FLOW_COOKIE,
+            key,
+            max_age=handlers.SIGN_IN_FLOW_MINUTES * 60,
+            path="/sign-in",
+            httponly=True,
+            samesite="lax",
+            secure=console.settings.cookie_secure,
+        )
+        return response
+
+    @router.get(CALLBACK)
+    async def sign_in_callback(
+        request: Request, code: str | None = None, state: str | None = None, error: str | None = None
+    ) -> Response:
+        """The identity provider's answer: the sign-in begun in this browser (used once), the same
+        state, the code exchanged (with the verifier) for an ID token that must be valid, for this
+        console and this sign-in's nonce, and a console role from its roles; then a staff session.
+        Anything else is an error page with a plain message (oidc.SignInFailed), logged by reason."""
+        pending = await handlers.take_oidc_sign_in(console.pool, request.cookies.get(OIDC_FLOW_COOKIE))
+        try:
+            if error is not None:
+                known = error if error in IDP_ERRORS else "other"
+                raise SignInFailed(f"idp_error:{known}", IDP_ERRORS.get(error, IDP_ERRORS["other"]))
+            if pending is None:
+                raise SignInFailed(
+                    "no_sign_in_in_progress",
+                    "This sign-in has expired or was not started in this browser. Go back to the sign-in page and "
+                    "try again.",
+                )
+            if not state or not secrets.compare_digest(state.encode(), pending.state.encode()):
+                raise SignInFailed(
+                    "state_mismatch",
+                    "This sign-in did not come from this browser's request. Go back to the sign-in page and try again.",
+                )
+            if not code:
+                raise SignInFailed(
+                    "no_code", "The sign-in service sent no answer. Go back to the sign-in page and try again."
+                )
+            tokens = await oidc.exchange(
+                code, code_verifier=pending.code_verifier, redirect_uri=base_url(request) + CALLBACK
+            )
+            identity = await oidc.identity(tokens["id_token"], nonce=pending.nonce)
+        except SignInFailed as failed:
+            return sign_in_failed(request, failed)
+        token = await handlers.oidc_sign_in(
+            console.pool, console.policy, identity, id_token=tokens["id_token"], now=now()
+        )
+        log.info("staff signed in through the identity provider", user=identity.username, role=identity.role.value)
+        response = signed_in(safe_next(pending.next, "/"), token)
+        response.delete_cookie(OIDC_FLOW_COOKIE, path="/sign-in")
+        return response
 
     @router.post("/sign-in")
     async def sign_in(request: Request) -> Response:
+        """A console account's username and password: only where local accounts are on; refused (403)
+        otherwise, before the form is read."""
+        if not local_accounts:
+            return error_page(request, 403, "You could not be signed in", handlers.LOCAL_ACCOUNTS_OFF)
         form = await form_of(request, None)
         username, password = str(form.get("username", "")), str(form.get("password", ""))
         errors = {
@@ -87,22 +208,35 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         if not errors:
             try:
                 token = await handlers.sign_in(
-                    console.pool, console.policy, username=username, password=password, now=now()
+                    console.pool,
+                    console.policy,
+                    username=username,
+                    password=password,
+                    now=now(),
+                    address=client(request),
                 )
             except handlers.Refused as refused:
                 errors = {"username": refused.message}
             else:
                 return signed_in(safe_next(str(form.get("next") or ""), "/"), token)
-        return sign_in_page(request, "sign_in.html", 400, errors=errors, username=username, next=form.get("next") or "")
+        return staff_sign_in_page(request, 400, errors=errors, username=username, next=form.get("next") or "")
 
     @router.post("/sign-out")
     async def sign_out(request: Request) -> Response:
+        """Ends the console's session; for a session begun at the identity provider, its session there
+        too (RP-initiated logout: to its end_session_endpoint with id_token_hint, back to /sign-in)."""
         session = await session_of(request)
         portal = session is not None and session.kind == "provider"
+        target = "/portal/sign-in" if portal else "/sign-in"
         if session is not None:
             await form_of(request, session)
             await handlers.sign_out(console.pool, session)
-        response = RedirectResponse("/portal/sign-in" if portal else "/sign-in", status_code=303)
+            if session.id_token is not None:
+                ended = await oidc.end_session_url(
+                    id_token=session.id_token, post_logout_redirect_uri=base_url(request) + "/sign-in"
+                )
+                target = ended or target
+        response = RedirectResponse(target, status_code=303)
         response.delete_cookie(SESSION_COOKIE)
         return response
 
@@ -142,6 +276,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
                     credential=credential,
                     now=now(),
                     verify=verify_provider,
+                    address=client(request),
                 )
             except handlers.Refused as refused:
                 errors = {"provider_id": refused.message}
@@ -150,3 +285,15 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         return sign_in_page(request, "portal_sign_in.html", 400, errors=errors, provider_id=provider_id)
 
     return router
+
+
+# The identity provider's error codes (RFC 6749 4.1.2.1, OpenID Connect Core 3.1.2.6) as plain words;
+# its error_description is never shown (it is the identity provider's text, sent through the URL).
+IDP_ERRORS = {
+    "access_denied": "The sign-in service did not sign you in. Go back to the sign-in page and try again.",
+    "login_required": "You need to sign in with the sign-in service. Go back to the sign-in page and try again.",
+    "temporarily_unavailable": "The sign-in service is not available at the moment. Try again in a few minutes.",
+    "server_error": "The sign-in service had a problem. Try again in a few minutes.",
+    "other": "The sign-in service could not sign you in. Go back to the sign-in page and try again, or ask your "
+    "administrator.",
+}
