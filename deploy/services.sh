@@ -5,6 +5,10 @@ source "$(dirname "$0")/lib.sh"
 
 ALL=(providers brokerage notifications console)
 declare -A PORT=([brokerage]="${BROKERAGE_HTTP_PORT:-8001}" [providers]="${PROVIDERS_HTTP_PORT:-8002}" [notifications]="${NOTIFICATIONS_HTTP_PORT:-8003}" [console]="${CONSOLE_HTTP_PORT:-8004}")
+# Each one's internal listener (health, readiness, metrics without a token; never published):
+# <SERVICE>_INTERNAL_PORT, default its API port + 1000 (services/runtime/settings.py).
+declare -A INTERNAL_PORT
+for s in "${!PORT[@]}"; do var="${s^^}_INTERNAL_PORT"; INTERNAL_PORT[$s]="${!var:-$((PORT[$s] + 1000))}"; done
 # The console calls the services' APIs where this script starts them. It is served over plain HTTP
 # on loopback here, so its cookies cannot be Secure-only (behind an HTTPS proxy, leave this unset).
 export CONSOLE_COOKIE_SECURE="${CONSOLE_COOKIE_SECURE:-false}"
@@ -50,8 +54,8 @@ start_one() {
 
 wait_ready() {
   local name=$1 deadline=$((SECONDS + ${2:-120}))
-  component "$name" "$LOG_DIR/$name.log" "read the log lines above: a port taken (set ${name^^}_HTTP_PORT), Kafka or PostgreSQL away (bash deploy/up.sh starts them), Kafka refusing the service (bash deploy/up.sh grants the ACLs); docs/guide/troubleshooting.md"
-  until curl -fsS "http://127.0.0.1:${PORT[$name]}/health/ready" >/dev/null 2>&1; do
+  component "$name" "$LOG_DIR/$name.log" "read the log lines above: a port taken (set ${name^^}_HTTP_PORT or ${name^^}_INTERNAL_PORT), Kafka or PostgreSQL away (bash deploy/up.sh starts them), Kafka refusing the service (bash deploy/up.sh grants the ACLs); docs/guide/troubleshooting.md"
+  until curl -fsS "http://127.0.0.1:${INTERNAL_PORT[$name]}/health/ready" >/dev/null 2>&1; do
     pid_alive "$RUN_DIR/$name.pid" || fail "$name exited while starting"
     [ $SECONDS -lt $deadline ] || fail "$name was not ready within ${2:-120} s"
     sleep 0.5
@@ -65,6 +69,6 @@ case "${1:-start}" in
   start) for s in "${targets[@]}"; do start_one "$s"; done; for s in "${targets[@]}"; do wait_ready "$s"; done ;;
   stop) for s in "${targets[@]}"; do stop_pid "$RUN_DIR/$s.pid" "$s" 30; done ;;
   restart) for s in "${targets[@]}"; do stop_pid "$RUN_DIR/$s.pid" "$s" 30; start_one "$s"; done; for s in "${targets[@]}"; do wait_ready "$s"; done ;;
-  status) rc=0; for s in "${targets[@]}"; do if pid_alive "$RUN_DIR/$s.pid"; then echo "$s running (pid $(cat "$RUN_DIR/$s.pid")) http://127.0.0.1:${PORT[$s]}"; else echo "$s stopped"; rc=1; fi; done; exit $rc ;;
+  status) rc=0; for s in "${targets[@]}"; do if pid_alive "$RUN_DIR/$s.pid"; then echo "$s running (pid $(cat "$RUN_DIR/$s.pid")) http://127.0.0.1:${PORT[$s]} (internal: ${INTERNAL_PORT[$s]})"; else echo "$s stopped"; rc=1; fi; done; exit $rc ;;
   *) echo "usage: $0 start|stop|status|restart [service...]" >&2; exit 2 ;;
 esac

@@ -251,7 +251,7 @@ async def placed(stack, market):
 
 
 async def test_a_webhook_delivery_is_retried_while_the_receiver_is_down_and_its_status_shows_it(placed, market, stack):
-    metrics = httpx.get(f"{stack.url('providers')}/metrics").text
+    metrics = httpx.get(f"{stack.internal_url('providers')}/metrics").text
     assert 'homecare_webhook_deliveries{status="failed"}' in metrics
     down = placed["while_down"]
     assert down["status"] == "pending" and down["attempts"] >= 2 and down["last_error"] and down["delivered_at"] is None
