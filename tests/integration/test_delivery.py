@@ -162,7 +162,7 @@ async def test_a_consumer_applies_each_event_once_dead_letters_garbage_and_commi
         # Applied once: one confirmation of the placement (its deliveries may fail meanwhile, each
         # with a NotificationFailed of its own: how soon depends on the channels configured).
         confirmations = await service.pool.fetchval(
-            "SELECT count(*) FROM outbox WHERE aggregateid = $1 AND event_type = 'PlacementConfirmed'", str(package_id)
+            "SELECT count(*) FROM outbox WHERE aggregateid = $1 AND type = 'PlacementConfirmed'", str(package_id)
         )
         assert confirmations == 1
 
