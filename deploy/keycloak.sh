@@ -60,8 +60,7 @@ load_secrets() {
       echo "KC_BOOTSTRAP_ADMIN_PASSWORD=$(secret)"
     } > "$SECRETS")
   fi
-  local key value
-  while IFS='=' read -r key value; do [ -n "${!key:-}" ] || export "$key=$value"; done < "$SECRETS"
+  export_settings "$SECRETS"
 }
 
 ready() { curl -fsS "$ISSUER/.well-known/openid-configuration" >/dev/null 2>&1; }

@@ -27,7 +27,7 @@ PY="$ROOT/.venv/bin/python"
 # council's issuer, with <SERVICE>_OIDC_CLIENT_ID/_SECRET) wins; else the local Keycloak's
 # settings and generated secrets (deploy/keycloak.sh, started by deploy/up.sh).
 if [ -z "${OIDC_ISSUER:-}" ]; then
-  while IFS='=' read -r key value; do [ -n "${!key:-}" ] || export "$key=$value"; done < <(bash "$ROOT/deploy/keycloak.sh" env)
+  export_settings < <(bash "$ROOT/deploy/keycloak.sh" env)
 fi
 # The key sealing secrets at rest (webhook signing secrets: services/runtime/sealing.py), made
 # once per installation (random), kept in .run/secrets.env (mode 600); values in the environment win.
@@ -35,11 +35,7 @@ SECRETS="$RUN_DIR/secrets.env"
 [ -f "$SECRETS" ] || (umask 077; : > "$SECRETS")
 grep -q '^SECRETS_KEYS=' "$SECRETS" ||
   (umask 077; echo "SECRETS_KEYS=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_')" >> "$SECRETS")
-# Split at the first '=' only: `IFS='=' read` would drop a value's trailing '=' (a Fernet key's padding).
-while IFS= read -r line; do
-  key=${line%%=*}; value=${line#*=}
-  [ -n "${!key:-}" ] || export "$key=$value"
-done < "$SECRETS"
+export_settings "$SECRETS"
 export PROVIDERS_BROKERAGE_URL="${PROVIDERS_BROKERAGE_URL:-http://127.0.0.1:${BROKERAGE_HTTP_PORT:-8001}}"
 
 start_one() {
