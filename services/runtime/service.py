@@ -234,14 +234,18 @@ class Service:
     # ---- operations -----------------------------------------------------------------------
 
     async def readiness(self) -> dict[str, bool]:
+        """``{"api", "postgresql", "kafka"}`` each reachable or not. ``api``: the API port is
+        serving - the internal listener answers from the first moment, while start-up (which may
+        wait for Kafka and PostgreSQL) still holds the API port back."""
+        api_ok = self.server is not None and self.server.started
         db_ok = False
         with suppress(Exception):
             db_ok = await asyncio.wait_for(self.pool.fetchval("SELECT 1"), timeout=2) == 1
         kafka_ok = False
         with suppress(Exception):
             kafka_ok = await self.broker.ping(timeout=2)
-        metrics.READY.labels(self.name).set(1 if db_ok and kafka_ok else 0)
-        return {"postgresql": db_ok, "kafka": kafka_ok}
+        metrics.READY.labels(self.name).set(1 if api_ok and db_ok and kafka_ok else 0)
+        return {"api": api_ok, "postgresql": db_ok, "kafka": kafka_ok}
 
     async def outbox_state(self) -> dict[str, int] | None:
         """``{"parked": rows Kafka refused for good, "held": rows waiting behind them}`` for the

@@ -60,7 +60,7 @@ async def test_health_metrics_and_asyncapi_on_every_service(stack, known_batch):
             ready = (await client.get(f"{base}/health/ready")).json()
             assert ready == {
                 "status": "ready",
-                "checks": {"postgresql": True, "kafka": True},
+                "checks": {"api": True, "postgresql": True, "kafka": True},
                 "outbox": {"parked": 0, "held": 0},
             }
             text = (await client.get(f"{base}/metrics")).text
