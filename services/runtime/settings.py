@@ -261,6 +261,7 @@ class ServiceSettings(SharedSettings):
     pause_hold_paid: bool = True
     ending_backdate_limit_days: int = 28
     ending_ahead_limit_days: int = 90
+    ending_poll_seconds: float = 30.0  # providers: how often endings dated ahead are looked for
     brokerage_url: str = "http://127.0.0.1:8001"
     # Webhook adapters (providers): offers POSTed to providers' systems from the deliveries table,
     # retried with capped, jittered exponential backoff until delivered or the offer window closes.
