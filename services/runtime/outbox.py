@@ -236,6 +236,7 @@ class Relay:
         live = [r["relay_id"] for r in rows]
         self.share = math.ceil(BUCKETS / len(live))
         self.first_bucket = (live.index(self.relay_id) * self.share) % BUCKETS
+        metrics.OUTBOX_RELAY_SHARE.labels(self.service).set(self.share)
         self._beat_at = asyncio.get_running_loop().time()
 
     async def run(self) -> None:
