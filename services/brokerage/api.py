@@ -717,12 +717,16 @@ def internal_router(service: Service) -> APIRouter:
         # the audit row and the read commit together (no disclosure without its record).
         async with service.pool.acquire() as conn, conn.transaction():
             package = await conn.fetchrow(
-                "SELECT status, provider_id FROM packages WHERE package_id = $1 FOR SHARE", body.package_id
+                "SELECT status, provider_id, ended_on FROM packages WHERE package_id = $1 FOR SHARE", body.package_id
             )
             if package is None:
                 raise ProblemError(404, f"no package {body.package_id}")
-            # A paused package's provider still holds it (it will care for the person again).
-            if package["status"] not in ("placed", "started", "paused") or package["provider_id"] != body.provider_id:
+            # A paused package's provider still holds it (it will care for the person again), and an
+            # ended one's until the effective date (it cares for the person until the day before).
+            holds = package["status"] in ("placed", "started", "paused") or (
+                package["status"] == "ended" and package["ended_on"] > clock.uk_today()
+            )
+            if not holds or package["provider_id"] != body.provider_id:
                 raise ProblemError(403, "the package is not placed with this provider")
             fields = sorted(set(body.fields))
             person = await fetch_one(  # written with the package: always there

@@ -417,11 +417,17 @@ async def put_off(conn: Connection | asyncpg.Pool, timer: Timer, seconds: int) -
     )
 
 
+# The packages a provider's suspension or departure marks: its running ones, and its paused ones too -
+# those wait for their resume (the timer takes only REBROKERING.due), or end with their hold.
+HELD_BY_PROVIDER = "status IN ('placed', 'started', 'paused')"
+
+
 async def mark_for_rebrokering(conn: Connection, provider_id: str, *, reason: str, at: dt.datetime) -> int:
-    """Every active package of a provider that was suspended or left, due for re-brokering now."""
+    """Every active package of a provider that was suspended or left, due for re-brokering now (a
+    paused one once it resumes: decision 0078)."""
     marked = await conn.execute(
         f"""UPDATE packages SET rebroker_due_at = $3, rebroker_reason = $2
-             WHERE provider_id = $1 AND {REBROKERING.due} AND rebroker_due_at IS NULL""",
+             WHERE provider_id = $1 AND {HELD_BY_PROVIDER} AND rebroker_due_at IS NULL""",
         provider_id,
         reason,
         at,
@@ -433,7 +439,7 @@ async def unmark_for_rebrokering(conn: Connection, provider_id: str) -> int:
     """The provider is active again: its packages not yet re-brokered stay with it."""
     unmarked = await conn.execute(
         f"""UPDATE packages SET rebroker_due_at = NULL, rebroker_reason = NULL
-             WHERE provider_id = $1 AND {REBROKERING.due} AND rebroker_due_at IS NOT NULL""",
+             WHERE provider_id = $1 AND {HELD_BY_PROVIDER} AND rebroker_due_at IS NOT NULL""",
         provider_id,
     )
     return int(unmarked.split()[-1])

@@ -11,12 +11,13 @@ import uuid
 import httpx
 import pytest
 
+from schemas.events import ProviderUpdated
 from schemas.vocabulary import CancelReason, EndReason, HandBackReason, PauseReason
 from services.brokerage import handlers
-from services.runtime import clock
+from services.runtime import clock, topics
 from services.runtime.outbox import unit_of_work
 from tests import local_issuer
-from tests.handlers.market import answer, outbox_types, request, run_timer, status
+from tests.handlers.market import answer, outbox_types, profile, request, run_timer, status
 
 
 async def started(service, broker, rules, ids, *, started_on: dt.date | None = None) -> uuid.UUID:
@@ -221,3 +222,62 @@ async def test_the_api_refuses_bad_endings_and_pauses_naming_the_field_and_write
     view = (await client.get(f"/packages/{running}")).json()
     assert view["end_reason"] == "died" and view["ended_on"] == today.isoformat()
     assert [t["stage"] for t in view["timeline"]][-2:] == ["paused", "ended"]
+
+
+async def test_a_provider_suspended_during_a_pause_loses_the_package_only_when_it_resumes(brokerage):
+    service, broker, rules, ids = brokerage
+    package_id = await started(service, broker, rules, ids)
+    today = clock.uk_today()
+    async with unit_of_work(service.pool) as uow:
+        await handlers.pause(
+            uow, rules, package_id, reason=PauseReason.admitted_to_hospital, paused_on=today, paused_by="broker.amy"
+        )
+    suspended = profile(ids["prime_best"], "prime", cqc="outstanding", status="suspended")
+    event = ProviderUpdated(correlation_id=uuid.uuid4(), revision=2, profile=suspended)
+    await broker.publish(event.model_dump_json().encode(), topic=topics.resolve("providers.registry"))
+    assert package_id not in await run_timer(service, rules, handlers.rebroker_due), "never while paused"
+    assert await status(service, package_id) == "paused"
+    async with unit_of_work(service.pool) as uow:
+        await handlers.resume(uow, rules, package_id, resumed_on=today, resumed_by="broker.amy")
+    assert package_id in await run_timer(service, rules, handlers.rebroker_due)
+    kinds = [t for t, _ in await outbox_types(service, package_id)]
+    assert kinds[-4:] == ["PackagePaused", "PackageResumed", "PackageReopened", "OfferMade"]
+    assert await status(service, package_id) == "offered"
+
+
+async def test_the_provider_may_read_the_person_while_paused_and_until_an_endings_effective_date(brokerage):
+    service, broker, rules, ids = brokerage
+    package_id = await started(service, broker, rules, ids)
+    providers = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=service.http_app),
+        base_url="http://brokerage",
+        headers=local_issuer.headers("brokerage", "service-providers", roles=("service:providers",)),
+    )
+    ask = {
+        "package_id": str(package_id),
+        "provider_id": ids["prime_best"],
+        "credential_id": "c1",
+        "fields": ["address"],
+    }
+
+    async def disclosed() -> int:
+        return (await providers.post("/internal/disclosures", json=ask)).status_code
+
+    today = clock.uk_today()
+    async with unit_of_work(service.pool) as uow:
+        await handlers.pause(
+            uow, rules, package_id, reason=PauseReason.respite_stay, paused_on=today, paused_by="broker.amy"
+        )
+    assert await disclosed() == 200
+    async with unit_of_work(service.pool) as uow:
+        await handlers.end_package(
+            uow,
+            rules,
+            package_id,
+            reason=EndReason.moved_to_residential_care,
+            effective_date=today + dt.timedelta(days=3),
+            ended_by="broker.amy",
+        )
+    assert await disclosed() == 200, "the provider cares for the person until the effective date"
+    await service.pool.execute("UPDATE packages SET ended_on = $2 WHERE package_id = $1", package_id, today)
+    assert await disclosed() == 403
