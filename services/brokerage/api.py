@@ -20,7 +20,18 @@ from fastapi import APIRouter, Depends, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.events import PackageSpec, VisitPattern
-from schemas.vocabulary import Band, CancelReason, CareNeed, ExceptionDecisionReason, Funding, HandBackReason, Urgency
+from schemas.vocabulary import (
+    STAFF_END_REASONS,
+    Band,
+    CancelReason,
+    CareNeed,
+    EndReason,
+    ExceptionDecisionReason,
+    Funding,
+    HandBackReason,
+    PauseReason,
+    Urgency,
+)
 from services.brokerage import explanation, handlers
 from services.brokerage import repository as repo
 from services.runtime import clock, identifiers
@@ -138,6 +149,33 @@ class HandBackRequest(BaseModel):
     reason_text: ReasonText = None
 
 
+class EndRequest(BaseModel):
+    """Ending a running package (decision record 0078)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    reason: EndReason = Field(description="Why, as a code (docs/guide/pauses-and-endings.md)")
+    effective_date: dt.date = Field(description="The first day without care (a UK date): the provider's hours end")
+    reason_text: ReasonText = None
+
+    @field_validator("reason")
+    @classmethod
+    def _staff_reason(cls, v: EndReason) -> EndReason:
+        if v not in STAFF_END_REASONS:
+            raise ValueError(f"{v.value} is recorded by the platform itself, not chosen")
+        return v
+
+
+class PauseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    reason: PauseReason = Field(description="Why, as a code: admitted_to_hospital, respite_stay, other")
+    paused_on: dt.date = Field(description="The first day without visits (a UK date), not in the future")
+
+
+class ResumeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    resumed_on: dt.date = Field(description="The first day of visits again (a UK date)")
+
+
 class DecisionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     reason: ExceptionDecisionReason = Field(description="Why, as a code: recorded with the decision")
@@ -203,6 +241,14 @@ def _package_view(
         "cancelled_at": row["cancelled_at"],
         "cancel_reason": row["cancel_reason"],
         "cancel_reason_text": row["cancel_reason_text"],
+        "started_on": row["started_on"],
+        # Pauses and endings (decision record 0078).
+        "paused_on": row["paused_on"],
+        "pause_reason": row["pause_reason"],
+        "hold_expires_at": row["hold_expires_at"],
+        "ended_on": row["ended_on"],
+        "end_reason": row["end_reason"],
+        "end_reason_text": row["end_reason_text"],
         "offer_rounds": [
             {
                 "offer_round": r["offer_round"],
@@ -361,6 +407,9 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
     async def act(package_id: uuid.UUID, action: Callable[[UnitOfWork], Awaitable[object]]) -> dict[str, str]:
         try:
             await run_in_unit_of_work(service.pool, action)
+        except handlers.Refused as exc:
+            refusal = exc.refusal
+            raise ProblemError(refusal.status, refusal.message, field=refusal.field) from None
         except handlers.ActionRefused as exc:
             raise ProblemError(409, str(exc)) from None
         except handlers.NotDelegated as exc:
@@ -421,6 +470,62 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
                 reason_text=body.reason_text,
                 recorded_by=caller.actor,
             ),
+        )
+
+    @router.post(
+        "/{package_id}/end",
+        summary="End a running package for good, from an effective date",
+        description="For a started or paused package; one placed but not started is cancelled instead. The "
+        "provider's hours are released on the effective date (decision record 0078).",
+        responses={
+            409: {"description": "The package is not running (field: status)"},
+            422: {"description": "The effective date is before the start, or too far back or ahead"},
+        },
+    )
+    async def end(package_id: uuid.UUID, body: EndRequest, caller: Caller) -> dict:
+        return await act(
+            package_id,
+            lambda uow: handlers.end_package(
+                uow,
+                rules,
+                package_id,
+                reason=body.reason,
+                effective_date=body.effective_date,
+                reason_text=body.reason_text,
+                ended_by=caller.actor,
+            ),
+        )
+
+    @router.post(
+        "/{package_id}/pause",
+        summary="Pause a started package (a hospital admission, a respite stay); the provider keeps it",
+        description="The provider keeps the package and its hours for the configured hold; with no resume by "
+        "then the package ends (hospital_stay_exceeded_hold).",
+        responses={
+            409: {"description": "The package is not started (field: status)"},
+            422: {"description": "The date is before the start, in the future, or too long ago"},
+        },
+    )
+    async def pause(package_id: uuid.UUID, body: PauseRequest, caller: Caller) -> dict:
+        return await act(
+            package_id,
+            lambda uow: handlers.pause(
+                uow, rules, package_id, reason=body.reason, paused_on=body.paused_on, paused_by=caller.actor
+            ),
+        )
+
+    @router.post(
+        "/{package_id}/resume",
+        summary="Resume a paused package with the same provider",
+        responses={
+            409: {"description": "The package is not paused (field: status)"},
+            422: {"description": "The date is before the pause began, or too far back or ahead"},
+        },
+    )
+    async def resume(package_id: uuid.UUID, body: ResumeRequest, caller: Caller) -> dict:
+        return await act(
+            package_id,
+            lambda uow: handlers.resume(uow, rules, package_id, resumed_on=body.resumed_on, resumed_by=caller.actor),
         )
 
     @router.post(
@@ -489,7 +594,8 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
     @router.get("", summary="List packages, filtered")
     async def list_packages(
         status: Annotated[
-            str | None, Query(pattern="^(requested|offered|placed|unplaced|started|cancelled|awaiting_approval)$")
+            str | None,
+            Query(pattern="^(requested|offered|placed|unplaced|started|cancelled|awaiting_approval|paused|ended)$"),
         ] = None,
         zone: str | None = None,
         band: Band | None = None,
@@ -611,11 +717,16 @@ def internal_router(service: Service) -> APIRouter:
         # the audit row and the read commit together (no disclosure without its record).
         async with service.pool.acquire() as conn, conn.transaction():
             package = await conn.fetchrow(
-                "SELECT status, provider_id FROM packages WHERE package_id = $1 FOR SHARE", body.package_id
+                "SELECT status, provider_id, ended_on FROM packages WHERE package_id = $1 FOR SHARE", body.package_id
             )
             if package is None:
                 raise ProblemError(404, f"no package {body.package_id}")
-            if package["status"] not in ("placed", "started") or package["provider_id"] != body.provider_id:
+            # A paused package's provider still holds it (it will care for the person again), and an
+            # ended one's until the effective date (it cares for the person until the day before).
+            holds = package["status"] in ("placed", "started", "paused") or (
+                package["status"] == "ended" and package["ended_on"] > clock.uk_today()
+            )
+            if not holds or package["provider_id"] != body.provider_id:
                 raise ProblemError(403, "the package is not placed with this provider")
             fields = sorted(set(body.fields))
             person = await fetch_one(  # written with the package: always there

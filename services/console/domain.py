@@ -132,7 +132,17 @@ def password_problem(password: str) -> str | None:
 # ---- the board --------------------------------------------------------------------------------
 
 # The unplaced queue first, then what needs a decision, then what is in flight, then the rest.
-STATUS_ORDER = ["unplaced", "awaiting_approval", "offered", "requested", "placed", "started", "cancelled"]
+STATUS_ORDER = [
+    "unplaced",
+    "awaiting_approval",
+    "offered",
+    "requested",
+    "placed",
+    "started",
+    "paused",
+    "ended",
+    "cancelled",
+]
 URGENCY_ORDER = [Urgency.hospital_discharge.value, Urgency.reablement_step_down.value, Urgency.community.value]
 WAITING = {"unplaced", "awaiting_approval", "offered", "requested"}
 
@@ -315,6 +325,16 @@ def errors_from_api(problem: dict[str, Any]) -> tuple[dict[str, str], list[str]]
     if not by_field and not general:
         general.append(str(problem.get("error") or "The request was refused"))
     return by_field, general
+
+
+def field_errors(problem: dict[str, Any]) -> dict[str, str]:
+    """The API's complaints by request field (``effective_date``, ``reason``...), for the form to
+    show each next to its question; a complaint about the package's state is keyed ``status``."""
+    errors: dict[str, str] = {}
+    for f in problem.get("fields") or []:
+        name = str(f.get("field", "")).split(".")[0]
+        errors.setdefault(name, str(f.get("message", "")).removeprefix("Value error, "))
+    return errors
 
 
 def refusal(problem: dict[str, Any]) -> str:

@@ -1,11 +1,13 @@
 """The brokerage team's pages: the board (every package, most urgent first, filterable), the new
 package form, a package's page (its explanation; the person's details for those allowed, each read
 audited by the brokerage) and the actions on it (approve or reject an above-rate bid, cancel,
-re-offer, record a hand-back or a start), all through the brokerage's API."""
+re-offer, record a hand-back or a start, pause, resume or end a running package), all through the
+brokerage's API."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -14,7 +16,17 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import RedirectResponse
 
-from schemas.vocabulary import Band, CancelReason, CareNeed, ExceptionDecisionReason, Funding, HandBackReason, Urgency
+from schemas.vocabulary import (
+    STAFF_END_REASONS,
+    Band,
+    CancelReason,
+    CareNeed,
+    ExceptionDecisionReason,
+    Funding,
+    HandBackReason,
+    PauseReason,
+    Urgency,
+)
 from services.console import domain, handlers
 from services.console.api.pages import TEMPLATES, now, page, zones
 from services.console.api.sessions import Sessions
@@ -28,7 +40,21 @@ REASONS = {
     "cancel": [r.value for r in CancelReason],
     "hand-back": [r.value for r in HandBackReason],
     "decision": [r.value for r in ExceptionDecisionReason],
+    "end": [r.value for r in STAFF_END_REASONS],
+    "pause": [r.value for r in PauseReason],
 }
+# The actions whose refusals are shown next to their form's fields (decision record 0078).
+FIELD_ERRORS = ("end", "pause", "resume")
+
+
+def _date_field(form: Mapping[str, Any], field: str) -> str:
+    """A GOV.UK date input's three parts as an ISO date; blank when they are not a date (the API
+    then names the field)."""
+    day = domain.date_from_parts(
+        form.get(f"{field}-day", ""), form.get(f"{field}-month", ""), form.get(f"{field}-year", "")
+    )
+    return day.isoformat() if day else ""
+
 
 if TYPE_CHECKING:
     from services.console.app import Console
@@ -166,6 +192,11 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             p["provider_id"]: p.get("name", p["provider_id"])
             for p in await services.brokerage.get("/reference/providers")
         }
+        refused = await handlers.take_flash(console.pool, session)
+        action_errors: dict[str, dict[str, str]] = {}
+        if refused and refused.startswith("{"):  # a refusal with its fields (see act below)
+            flashed = json.loads(refused)
+            refused, action_errors = flashed["message"], {flashed["action"]: flashed["errors"]}
         return page(
             request,
             "package.html",
@@ -175,7 +206,8 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             person=person,
             names=names,
             created=request.query_params.get("created"),
-            refused=await handlers.take_flash(console.pool, session),
+            refused=refused,
+            action_errors=action_errors,
             done=request.query_params.get("done"),
             today=clock.uk_today(),
             reasons=REASONS,
@@ -218,6 +250,9 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
                 ).__str__(),
             },
         ),
+        "end": ("end", lambda f: {**why(f), "effective_date": _date_field(f, "effective_date")}),
+        "pause": ("pause", lambda f: {"reason": f.get("reason", ""), "paused_on": _date_field(f, "paused_on")}),
+        "resume": ("resume", lambda f: {"resumed_on": _date_field(f, "resumed_on")}),
     }
 
     @router.post("/packages/{package_id}/{action}")
@@ -232,7 +267,11 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             await services.brokerage.post(f"/packages/{package_id}/{path}", body(form))
         except ApiError as refused:
             # The reason travels in the session, never in the URL (where anyone could write one).
-            await handlers.flash(console.pool, session, domain.refusal(refused.problem))
+            message = domain.refusal(refused.problem)
+            if action in FIELD_ERRORS:  # with each field's complaint, shown next to it
+                errors = domain.field_errors(refused.problem)
+                message = json.dumps({"message": message, "action": action, "errors": errors})
+            await handlers.flash(console.pool, session, message)
             return RedirectResponse(f"/packages/{package_id}#actions", status_code=303)
         return RedirectResponse(f"/packages/{package_id}?done={action}", status_code=303)
 
