@@ -118,6 +118,10 @@ TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
         ("POST", "/me/offers/{package_id}/bid"): PROVIDER_CREDENTIAL,
         ("POST", "/me/offers/{package_id}/decline"): PROVIDER_CREDENTIAL,
         ("GET", "/me/packages"): PROVIDER_CREDENTIAL,
+        # Changes to packages it holds (decision 0082): accepted or declined by the provider itself.
+        ("GET", "/me/package-changes"): PROVIDER_CREDENTIAL,
+        ("POST", "/me/package-changes/{change_id}/accept"): PROVIDER_CREDENTIAL,
+        ("POST", "/me/package-changes/{change_id}/decline"): PROVIDER_CREDENTIAL,
         ("GET", "/me/packages/{package_id}/person"): PROVIDER_CREDENTIAL,
         ("GET", "/me/deliveries"): PROVIDER_CREDENTIAL,
     },
