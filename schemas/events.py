@@ -88,6 +88,13 @@ MessageName = Literal[
     "resumed_provider",
     "resumed_broker",
     "resumed_person",
+    "change_offered_provider",
+    "changed_provider",
+    "changed_broker",
+    "changed_person",
+    "change_declined_provider",
+    "change_declined_broker",
+    "handed_over_provider",
     "exception_requested",
     "exception_refused_bidder",
 ]
@@ -436,6 +443,24 @@ class ChangeDeclined(Envelope):
     declined_at: dt.datetime
 
 
+class PackageHandedOver(Envelope):
+    """A package re-brokered after its provider declined a change has a new provider: the provider
+    that carried on at the old hours (``from_provider_id``) stops the day before ``handed_over_on``,
+    the new placement's start; its placement ends now and its hours are released (decision record
+    0082). Emitted just before the new award's PackagePlaced."""
+
+    event_type: Literal["PackageHandedOver"] = "PackageHandedOver"
+    producer: Producer = "brokerage"
+    package_id: uuid.UUID
+    from_provider_id: ProviderId
+    to_provider_id: ProviderId
+    previous_hours_per_week: Decimal = Field(description="The hours the previous provider carried on at.")
+    hours_per_week: Decimal
+    handed_over_on: dt.date = Field(description="The new provider's first day (UK date).")
+    requested_by: StaffId | None = Field(default=None, description="The broker who requested the package.")
+    handed_over_at: dt.datetime
+
+
 # ---- providers -> brokerage (topic providers.answers) ------------------------------------
 
 
@@ -582,6 +607,7 @@ Event = (
     | ChangeOffered
     | PackageChanged
     | ChangeDeclined
+    | PackageHandedOver
     | ChangeAnswered
     | ExceptionRequested
     | ExceptionDecided

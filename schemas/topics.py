@@ -3,7 +3,7 @@
 - ``brokerage.packages`` (brokerage, keyed by package id): PackageRequested, OfferMade, PackagePlaced,
   PackageUnplaced, PackageCancelled, PackageStarted, PackageHandedBack, PackageReopened,
   PackageEnded, PackagePaused, PackageResumed, ChangeOffered, PackageChanged, ChangeDeclined,
-  ExceptionRequested, ExceptionDecided.
+  PackageHandedOver,   ExceptionRequested, ExceptionDecided.
 - ``providers.answers`` (providers, keyed by package id): BidSubmitted, OfferDeclined, ChangeAnswered.
 - ``providers.registry`` (providers, keyed by provider id): ProviderUpdated.
 - ``notifications.confirmations`` (notifications, keyed by package id): PlacementConfirmed, NotificationFailed.
@@ -35,6 +35,7 @@ TOPIC_OF: dict[type[ev.Envelope], str] = {
     ev.ChangeOffered: PACKAGES,
     ev.PackageChanged: PACKAGES,
     ev.ChangeDeclined: PACKAGES,
+    ev.PackageHandedOver: PACKAGES,
     ev.ChangeAnswered: ANSWERS,
     ev.ExceptionRequested: PACKAGES,
     ev.ExceptionDecided: PACKAGES,

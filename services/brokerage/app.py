@@ -28,6 +28,7 @@ from schemas.events import (
     PackageChanged,
     PackageEnded,
     PackageHandedBack,
+    PackageHandedOver,
     PackagePaused,
     PackagePlaced,
     PackageReopened,
@@ -108,6 +109,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[BrokerageService, Fa
         ChangeOffered,
         PackageChanged,
         ChangeDeclined,
+        PackageHandedOver,
         ExceptionRequested,
         ExceptionDecided,
         description="A package's life: requested, offered per tier, placed or unplaced, cancelled, started, "

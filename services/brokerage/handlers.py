@@ -39,6 +39,7 @@ from schemas.events import (
     PackageChanged,
     PackageEnded,
     PackageHandedBack,
+    PackageHandedOver,
     PackagePaused,
     PackagePlaced,
     PackageReopened,
@@ -340,6 +341,32 @@ async def _place(
         hourly_rate=str(winner.answer.hourly_rate),
         start_date=start_date.isoformat(),
     )
+    if package["carried_on_by"] is not None:
+        # Re-brokered after a declined change (decision 0082): the provider that carried on stops
+        # when the new one starts; told first, so its placement ends before the new one is recorded.
+        repo.add_timeline(
+            uow,
+            package_id,
+            "handed over",
+            at,
+            from_provider_id=package["carried_on_by"],
+            to_provider_id=winner.answer.provider_id,
+            handed_over_on=start_date.isoformat(),
+        )
+        await uow.emit(
+            PackageHandedOver(
+                correlation_id=package_id,
+                causation_id=causation,
+                package_id=package_id,
+                from_provider_id=package["carried_on_by"],
+                to_provider_id=winner.answer.provider_id,
+                previous_hours_per_week=package["carried_hours"],
+                hours_per_week=spec.hours_per_week,
+                handed_over_on=start_date,
+                requested_by=package["requested_by"],
+                handed_over_at=at,
+            )
+        )
     # The losers are those offered in this cycle: after a hand-back or a re-brokering, the earlier
     # cycles' providers (the one that gave the package back among them) were told their outcome then.
     all_offered = await repo.everyone_offered(uow.conn, package_id, cycle=package["cycle"])

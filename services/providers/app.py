@@ -27,6 +27,7 @@ from schemas.events import (
     PackageChanged,
     PackageEnded,
     PackageHandedBack,
+    PackageHandedOver,
     PackagePaused,
     PackagePlaced,
     PackageReopened,
@@ -66,6 +67,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, FastAPI]:
     service.consumer.on(ChangeOffered)(handlers.answer_change_offer)
     service.consumer.on(PackageChanged)(handlers.record_change)
     service.consumer.on(ChangeDeclined)(handlers.close_change_offer)
+    service.consumer.on(PackageHandedOver)(handlers.record_hand_over)
     service.consumer.subscribe(*topics.CONSUMED_BY["providers"])
     declare_publishes(
         service,

@@ -54,6 +54,7 @@ from schemas.events import (
     PackageChanged,
     PackageEnded,
     PackageHandedBack,
+    PackageHandedOver,
     PackagePaused,
     PackagePlaced,
     PackageReopened,
@@ -403,6 +404,20 @@ async def close_change_offer(uow: UnitOfWork, event: ChangeDeclined) -> None:
     new provider's placement replaces its own (PackagePlaced, :func:`record_award`)."""
     await repo.lock_package_providers(uow.conn, event.package_id, also=[event.provider_id])
     await repo.settle_change_offer(uow.conn, event.change_id, "closed")
+
+
+async def record_hand_over(uow: UnitOfWork, event: PackageHandedOver) -> None:
+    """A new provider takes over a package whose provider declined a change: the carried-on placement
+    ends and its hours are released (the new award, PackagePlaced, follows and commits the new
+    provider's). A redelivery, or a placement already replaced, changes nothing."""
+    await _end_placement(
+        uow,
+        event.package_id,
+        event.handed_over_at,
+        causation=event.event_id,
+        why="replaced",
+        provider_id=event.from_provider_id,
+    )
 
 
 async def answer_change_through_api(

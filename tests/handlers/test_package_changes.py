@@ -124,8 +124,15 @@ async def test_a_declined_reduction_is_rebrokered_while_the_provider_carries_on(
     await answer(broker, package_id, ids["prime_good"], offer_round=offers[-1]["offer_round"], rate="20.00")
     package = await service.pool.fetchrow("SELECT * FROM packages WHERE package_id = $1", package_id)
     assert (package["status"], package["provider_id"], package["carried_on_by"]) == ("placed", ids["prime_good"], None)
-    placed = of_type(await outbox_types(service, package_id), "PackagePlaced")
+    events = await outbox_types(service, package_id)
+    placed = of_type(events, "PackagePlaced")
     assert Decimal(placed[-1]["hours_per_week"]) == Decimal("3.5")
+    # The provider that carried on is told to stop when the new one starts, just before the award.
+    kinds = [t for t, _ in events]
+    assert kinds[-2:] == ["PackageHandedOver", "PackagePlaced"]
+    [over] = of_type(events, "PackageHandedOver")
+    assert (over["from_provider_id"], over["to_provider_id"]) == (ids["prime_best"], ids["prime_good"])
+    assert Decimal(over["previous_hours_per_week"]) == 7 and over["handed_over_on"] == placed[-1]["start_date"]
 
 
 async def test_a_change_left_unanswered_is_rebrokered_once_even_with_two_timers_racing(brokerage):

@@ -15,7 +15,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.events import ChangeDeclined, ChangeOffered, OfferMade, PackageChanged, PackageEnded, VisitPattern
+from schemas.events import (
+    ChangeDeclined,
+    ChangeOffered,
+    OfferMade,
+    PackageChanged,
+    PackageEnded,
+    PackageHandedOver,
+    VisitPattern,
+)
 from schemas.vocabulary import DeclineReason
 from services.providers import handlers
 from services.providers.app import build
@@ -117,7 +125,39 @@ async def test_an_increase_beyond_the_free_hours_is_declined_and_the_provider_ca
         "closed"
     )
     assert await committed(service, pid) == [before], "it carries on at the old hours"
-    # A reduction always fits.
+    # A new provider takes over: the carried-on placement ends and its hours are released, once.
+    second = next(p for p in await willing(service, 2) if p != pid)
+    over = PackageHandedOver(
+        correlation_id=event.package_id,
+        package_id=event.package_id,
+        from_provider_id=pid,
+        to_provider_id=second,
+        previous_hours_per_week=Decimal("7"),
+        hours_per_week=Decimal("10.5"),
+        handed_over_on=clock.uk_today(),
+        handed_over_at=dt.datetime.now(dt.UTC),
+    )
+    for _ in range(2):
+        await broker.publish(over.model_copy(update={"event_id": uuid.uuid4()}).model_dump_json().encode(), topic=topic)
+    assert await committed(service, pid) == [before - 7]
+    await broker.publish(
+        award(event, second, 2, dt.datetime.now(dt.UTC))
+        .model_copy(update={"hours_per_week": Decimal("10.5")})
+        .model_dump_json()
+        .encode(),
+        topic=topic,
+    )
+    live = await service.pool.fetch(
+        "SELECT provider_id FROM placements WHERE package_id = $1 AND ended_at IS NULL", event.package_id
+    )
+    assert [r["provider_id"] for r in live] == [second]
+
+
+async def test_a_reduction_always_fits(in_memory):
+    service, broker, topic, event, pid = await placed_package(in_memory)
+    await service.pool.execute(
+        "UPDATE providers SET weekly_capacity_hours = committed_hours + held_hours WHERE provider_id = $1", pid
+    )
     fewer = change_offered(event, pid, "3.5")
     await broker.publish(fewer.model_dump_json().encode(), topic=topic)
     assert (await answers(service, event.package_id))[-1]["accepted"] is True
