@@ -73,6 +73,16 @@ def changed(offered: ChangeOffered) -> PackageChanged:
     )
 
 
+async def holding(in_memory):
+    """A package placed with a willing provider whose adapter is automatic (other tests may have
+    left it a portal or webhook one)."""
+    service, broker, topic, event, pid = await placed_package(in_memory)
+    await service.pool.execute(
+        "UPDATE providers SET adapter = jsonb_set(adapter, '{kind}', '\"automatic\"') WHERE provider_id = $1", pid
+    )
+    return service, broker, topic, event, pid
+
+
 async def answers(service, package_id) -> list[dict]:
     rows = await service.pool.fetch(
         "SELECT payload FROM outbox WHERE aggregateid = $1 AND type = 'ChangeAnswered' ORDER BY seq", str(package_id)
@@ -81,7 +91,7 @@ async def answers(service, package_id) -> list[dict]:
 
 
 async def test_an_automatic_adapter_accepts_an_increase_and_the_hours_move_once(in_memory):
-    service, broker, topic, event, pid = await placed_package(in_memory)
+    service, broker, topic, event, pid = await holding(in_memory)
     [before] = await committed(service, pid)
     offered = change_offered(event, pid, "10.5")
     for _ in range(2):
@@ -99,7 +109,7 @@ async def test_an_automatic_adapter_accepts_an_increase_and_the_hours_move_once(
 
 
 async def test_an_increase_beyond_the_free_hours_is_declined_and_the_provider_carries_on(in_memory):
-    service, broker, topic, event, pid = await placed_package(in_memory)
+    service, broker, topic, event, pid = await holding(in_memory)
     await service.pool.execute(
         "UPDATE providers SET weekly_capacity_hours = committed_hours + held_hours + 1 WHERE provider_id = $1", pid
     )
@@ -154,7 +164,7 @@ async def test_an_increase_beyond_the_free_hours_is_declined_and_the_provider_ca
 
 
 async def test_a_reduction_always_fits(in_memory):
-    service, broker, topic, event, pid = await placed_package(in_memory)
+    service, broker, topic, event, pid = await holding(in_memory)
     await service.pool.execute(
         "UPDATE providers SET weekly_capacity_hours = committed_hours + held_hours WHERE provider_id = $1", pid
     )
