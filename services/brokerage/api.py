@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
@@ -35,7 +36,7 @@ from schemas.vocabulary import (
 )
 from services.brokerage import domain, explanation, handlers
 from services.brokerage import repository as repo
-from services.runtime import clock, identifiers
+from services.runtime import clock, identifiers, permissions
 from services.runtime.auth import Principal, principal_of
 from services.runtime.db import fetch_one
 from services.runtime.http import ProblemError
@@ -328,6 +329,34 @@ def _package_view(
 
 
 Caller = Annotated[Principal, Depends(principal_of)]
+
+
+STATUSES = "requested|offered|placed|unplaced|started|cancelled|awaiting_approval|paused|ended"
+_HEX_PREFIX = re.compile(r"^[0-9a-f]{4,8}(-[0-9a-f]{0,4}){0,4}[0-9a-f-]*$")
+
+
+def _search_of(q: str | None) -> tuple[str, str] | None:
+    """What a board search means: ``("package_id", prefix)``, ``("nhs_number", ten digits)`` or
+    ``("full_name", text)``; None without a search. Raises a 422 naming ``q`` for text that is
+    none of them (a malformed NHS number, fewer than 3 letters of a name)."""
+    if q is None or not q.strip():
+        return None
+    text = " ".join(q.split())
+    compact = text.replace(" ", "").replace("-", "")
+    if compact.isdigit() and len(compact) == 10:
+        try:
+            return ("nhs_number", identifiers.normalise_nhs_number(compact))
+        except ValueError as exc:
+            raise ProblemError(422, f"search: {exc}", field="q") from None
+    if _HEX_PREFIX.match(text.lower()):
+        return ("package_id", text.lower())
+    if any(c.isdigit() for c in text):
+        raise ProblemError(
+            422, "search: a package id's first characters (0-9, a-f), an NHS number (10 digits) or a name", field="q"
+        )
+    if len(text) < 3:
+        raise ProblemError(422, "search: at least 3 letters of a name", field="q")
+    return ("full_name", text.replace("%", "").replace("_", ""))
 
 
 def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
@@ -674,16 +703,31 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
             )
         return {k: (str(v) if isinstance(v, (uuid.UUID, dt.date)) else v) for k, v in dict(row).items()}
 
-    @router.get("", summary="List packages, filtered")
+    @router.get("", summary="List packages, filtered and searched: a page, the total and counts per status")
     async def list_packages(
+        caller: Caller,
         status: Annotated[
             str | None,
-            Query(pattern="^(requested|offered|placed|unplaced|started|cancelled|awaiting_approval|paused|ended)$"),
+            Query(
+                pattern=f"^({STATUSES})(,({STATUSES}))*$",
+                description="One status or several, comma-separated (e.g. the work queue: "
+                "unplaced,awaiting_approval,offered,requested,paused)",
+            ),
         ] = None,
         zone: str | None = None,
         band: Band | None = None,
         urgency: Urgency | None = None,
         waiting_longer_than_hours: Annotated[float | None, Query(ge=0, le=24 * 366)] = None,
+        q: Annotated[
+            str | None,
+            Query(
+                min_length=3,
+                max_length=100,
+                description="Search: the start of a package id (4 or more hex digits), an NHS number, or part of "
+                "the person's name (3 or more letters). NHS numbers and names only for the brokerage team; each "
+                "package such a search finds is audited as a read of that field under the caller's name.",
+            ),
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
         sort: Annotated[
@@ -696,8 +740,16 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
             ),
         ] = "requested",
     ) -> dict:
+        """``{"packages": [...], "total": n, "counts": {status: n}}``: ``limit`` packages from
+        ``offset`` in ``sort`` order; ``total``, how many match; ``counts``, how many match each
+        status with the other filters (so a work queue can show every status's count at once).
+        Raises 422 for an unknown zone or a search that is none of the three kinds, 403 for a
+        person search by a role that may not read persons."""
         if zone is not None and zone not in rules.framework.zones:
             raise ProblemError(422, f"unknown zone {zone!r}", field="zone")
+        search = _search_of(q)
+        if search is not None and search[0] != "package_id" and not (caller.roles & permissions.BROKERAGE_TEAM):
+            raise ProblemError(403, "only the brokerage team may search by a person's name or NHS number", field="q")
         order = (
             "requested_at"
             if sort == "requested"
@@ -706,27 +758,53 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
                 f"{repo.MOST_URGENT_FIRST}, requested_at"
             )
         )
-        rows = await service.pool.fetch(
-            f"""SELECT package_id, status, zone, band, urgency, hours_per_week, provider_id, priority, continuity,
-                       requested_at, placed_at, unplaced_at, current_tier, window_closes_at, next_reoffer_at
-                 FROM packages
-                WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR zone = $2)
-                  AND ($3::text IS NULL OR band = $3) AND ($4::text IS NULL OR urgency = $4)
-                  AND ($7::float8 IS NULL OR (status IN ('requested', 'offered', 'unplaced', 'awaiting_approval')
-                                              AND requested_at < now() - make_interval(secs => $7 * 3600)))
-                ORDER BY {order} LIMIT $5 OFFSET $6""",
-            status,
+        # The filters but the status: the counts per status use them all the same.
+        where = """($1::text IS NULL OR zone = $1) AND ($2::text IS NULL OR band = $2)
+                   AND ($3::text IS NULL OR urgency = $3)
+                   AND ($4::float8 IS NULL OR (status IN ('requested', 'offered', 'unplaced', 'awaiting_approval')
+                                               AND requested_at < now() - make_interval(secs => $4 * 3600)))
+                   AND ($5::text IS NULL
+                        OR ($5 = 'package_id' AND package_id::text LIKE $6 || '%')
+                        OR ($5 = 'nhs_number' AND package_id IN (SELECT package_id FROM persons WHERE nhs_number = $6))
+                        OR ($5 = 'full_name' AND package_id IN (SELECT package_id FROM persons
+                                                                 WHERE full_name ILIKE '%' || $6 || '%')))"""
+        args = (
             zone,
             band and band.value,
             urgency and urgency.value,
-            limit,
-            offset,
             waiting_longer_than_hours,
+            *(search or (None, None)),
         )
+        statuses = status.split(",") if status else None
+        async with service.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                f"""SELECT package_id, status, zone, band, urgency, hours_per_week, provider_id, priority, continuity,
+                           requested_at, placed_at, unplaced_at, current_tier, window_closes_at, next_reoffer_at
+                     FROM packages WHERE {where} AND ($7::text[] IS NULL OR status = ANY($7))
+                    ORDER BY {order} LIMIT $8 OFFSET $9""",
+                *args,
+                statuses,
+                limit,
+                offset,
+            )
+            counts = {
+                r["status"]: r["n"]
+                for r in await conn.fetch(
+                    f"SELECT status, count(*) AS n FROM packages WHERE {where} GROUP BY status", *args
+                )
+            }
+            if search is not None and search[0] != "package_id" and rows:
+                # A search by a person's detail reads it: each package it found is audited (decision 0083).
+                await conn.executemany(
+                    "INSERT INTO disclosures (package_id, reader, staff_user, fields) VALUES ($1, 'staff', $2, $3)",
+                    [(r["package_id"], caller.actor, [f"search:{search[0]}"]) for r in rows],
+                )
         return {
             "packages": [
                 {k: (str(v) if isinstance(v, (uuid.UUID, Decimal)) else v) for k, v in dict(r).items()} for r in rows
-            ]
+            ],
+            "total": sum(n for st, n in counts.items() if statuses is None or st in statuses),
+            "counts": counts,
         }
 
     return router

@@ -71,46 +71,82 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
     need, form_of = sessions.need, sessions.form_of
 
     def filters_of(request: Request) -> dict[str, str]:
+        """The board's filters from the query string: known values only (anything else is dropped,
+        never shown back); ``status`` is one status, ``open`` (the work queue, the default) or ``all``."""
         allowed = {
             "zone": None,
             "band": {b.value for b in Band},
             "urgency": {u.value for u in Urgency},
-            "status": set(domain.STATUS_ORDER),
+            "status": {*domain.STATUS_ORDER, "open", "all"},
         }
         chosen = {}
         for name, values in allowed.items():
             value = request.query_params.get(name) or ""
             if value and (values is None or value in values):
                 chosen[name] = value
+        search = " ".join((request.query_params.get("q") or "").split())[:100]
+        if search:
+            chosen["q"] = search
         return chosen
 
-    async def board_rows(chosen: dict[str, str]) -> list[dict]:
-        packages = (await services.brokerage.get("/packages", params=chosen | {"limit": 1000}))["packages"]
+    def page_of(request: Request) -> int:
+        value = request.query_params.get("page", "1")
+        return max(1, min(int(value), 10_000)) if value.isdigit() else 1
+
+    async def board_rows(chosen: dict[str, str], page_number: int) -> tuple[list[dict], int, dict[str, int], str]:
+        """A page of the work queue, most urgent first: (rows, total, counts per status, error)."""
+        status = chosen.get("status", "open")
+        params: dict[str, Any] = {k: v for k, v in chosen.items() if k != "status"}
+        if status == "open":
+            params["status"] = ",".join(domain.OPEN)
+        elif status != "all":
+            params["status"] = status
+        params |= {"sort": "queue", "limit": domain.BOARD_PAGE, "offset": (page_number - 1) * domain.BOARD_PAGE}
+        try:
+            answer = await services.brokerage.get("/packages", params=params)
+        except ApiError as exc:
+            if exc.status not in (403, 422):
+                raise
+            return [], 0, {}, domain.search_problem(exc.status)
         at = now()
+        packages = answer["packages"]
         for p in packages:
-            for key in ("requested_at", "placed_at", "unplaced_at", "window_closes_at"):
+            for key in ("requested_at", "placed_at", "unplaced_at", "window_closes_at", "next_reoffer_at"):
                 p[key] = _parse_time(p.get(key))
             p["waited"] = domain.waited(p["requested_at"], domain.wait_of(p, at))
             p["waiting"] = p["status"] in domain.WAITING
-        return domain.board_order(packages)
+            p["deadline"] = domain.deadline_of(p, at)
+        return packages, answer["total"], answer["counts"], ""
 
     @router.get("/board")
     async def board(request: Request, session: Session = Depends(need(Permission.board))) -> Response:
+        """The broker's work queue: counts per status (each a link), filters, a search by package id,
+        NHS number or name (the API audits a person search), a page of 50, the most urgent first."""
         chosen = filters_of(request)
-        rows = await board_rows(chosen)
+        page_number = page_of(request)
+        rows, total, counts, problem = await board_rows(chosen, page_number)
         if request.query_params.get("fragment") == "rows":
             return TEMPLATES.TemplateResponse(request, "_board_rows.html", {"rows": rows})
+        pages = max(1, -(-total // domain.BOARD_PAGE))
         return page(
             request,
             "board.html",
             session,
             rows=rows,
+            total=total,
+            counts=[(s, counts.get(s, 0)) for s in domain.STATUS_ORDER if counts.get(s)],
+            open_count=sum(counts.get(s, 0) for s in domain.OPEN),
             chosen=chosen,
+            chosen_status=chosen.get("status", "open"),
+            search_problem=problem,
             zones=await zones(console),
             bands=[b.value for b in Band],
             urgencies=[u.value for u in Urgency],
             statuses=domain.STATUS_ORDER,
             query=urlencode(chosen),
+            page_number=page_number,
+            pages=pages,
+            link=lambda **changes: "/board?" + urlencode({**chosen, **changes}),
             now=now(),
         )
 
