@@ -561,8 +561,10 @@ async def cancel(
             reason=reason,
             cancelled_by=cancelled_by,
             requested_by=package["requested_by"],
-            provider_id=package["provider_id"] if package["status"] == "placed" else None,
-            hours_per_week=package["hours_per_week"],
+            # Placed: its provider; re-brokered after a declined change: the provider carrying on
+            # (decision 0082) - either must not send carers, and its hours are released.
+            provider_id=package["provider_id"] if package["status"] == "placed" else package["carried_on_by"],
+            hours_per_week=package["carried_hours"] or package["hours_per_week"],
             cancelled_at=at,
         )
     )

@@ -13,7 +13,7 @@ from decimal import Decimal
 import pytest
 
 from schemas.events import ChangeAnswered, VisitPattern
-from schemas.vocabulary import ChangeReason, DeclineReason, PauseReason
+from schemas.vocabulary import CancelReason, ChangeReason, DeclineReason, PauseReason
 from services.brokerage import handlers
 from services.runtime import clock, topics
 from services.runtime.consumer import Rejected
@@ -217,3 +217,17 @@ async def test_the_api_refuses_bad_changes_naming_the_field_and_writes_nothing(b
     view = (await client.get(f"/packages/{running}")).json()
     assert view["pending_change_id"] == good.json()["change_id"]
     assert view["changes"][0]["discussed_with_person"] is True and view["changes"][0]["status"] == "pending"
+
+
+async def test_cancelling_while_rebrokering_a_declined_change_tells_the_provider_carrying_on(brokerage):
+    service, broker, rules, ids = brokerage
+    package_id = await started(service, broker, rules, ids)
+    change_id = await change(service, rules, package_id, MORE, "10.5")
+    await answer_change(broker, package_id, change_id, ids["prime_best"], decline=DeclineReason.capacity)
+    assert await status(service, package_id) == "offered"
+    async with unit_of_work(service.pool) as uow:
+        await handlers.cancel(uow, package_id, reason=CancelReason.other, cancelled_by="broker.bob")
+    [cancelled] = of_type(await outbox_types(service, package_id), "PackageCancelled")
+    assert cancelled["provider_id"] == ids["prime_best"] and Decimal(cancelled["hours_per_week"]) == 7
+    row = await service.pool.fetchrow("SELECT status, carried_on_by FROM packages WHERE package_id = $1", package_id)
+    assert (row["status"], row["carried_on_by"]) == ("cancelled", None)
