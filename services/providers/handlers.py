@@ -42,7 +42,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from schemas.adapters import BidRequest, DeclineRequest, OfferNotice
+from schemas.adapters import BidRequest, ChangeNotice, DeclineRequest, OfferNotice
 from schemas.events import (
     BidSubmitted,
     ChangeAnswered,
@@ -331,8 +331,20 @@ async def answer_change_offer(uow: UnitOfWork, event: ChangeOffered) -> None:
         log.warning("change offered to a provider not holding the package", change_id=str(event.change_id))
         return
     rules = repo.rules_of(row)
+    if rules.kind == "webhook" and rules.webhook_url:
+        # POSTed by the delivery loop, committed with the change offer itself (as offers are).
+        await repo.insert_change_delivery(
+            uow.conn,
+            delivery_id=uuid.uuid4(),
+            provider_id=event.provider_id,
+            package_id=event.package_id,
+            change_id=event.change_id,
+            url=rules.webhook_url,
+            body=change_notice(event).model_dump_json(),
+            give_up_at=event.window_closes_at,
+        )
     if rules.kind != "automatic":
-        return  # answered through the provider API (GET /me/changes)
+        return  # answered through the provider API (GET /me/package-changes)
     zone = load_framework().zones.get(event.package.zone)
     decline = domain.automatic_change_answer(
         repo.profile_of(row),
@@ -343,6 +355,21 @@ async def answer_change_offer(uow: UnitOfWork, event: ChangeOffered) -> None:
         neighbouring=frozenset(zone.adjacent) if zone else frozenset(),
     )
     await _answer_change(uow, event.change_id, event.package_id, event.provider_id, "automatic", decline, at)
+
+
+def change_notice(event: ChangeOffered) -> ChangeNotice:
+    """The change as the provider's system sees it (POSTed to a webhook adapter)."""
+    base = f"/me/package-changes/{event.change_id}"
+    return ChangeNotice(
+        change_id=event.change_id,
+        package_id=event.package_id,
+        provider_id=event.provider_id,
+        package=event.package,
+        previous_hours_per_week=event.previous_hours_per_week,
+        effective_date=event.effective_date,
+        window_closes_at=event.window_closes_at,
+        answer_with={"accept": f"{base}/accept", "decline": f"{base}/decline"},
+    )
 
 
 async def _answer_change(

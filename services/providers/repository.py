@@ -620,3 +620,28 @@ async def change_offers_of(conn: Connection | asyncpg.Pool, provider_id: str) ->
     return await conn.fetch(
         "SELECT * FROM change_offers WHERE provider_id = $1 ORDER BY offered_at DESC LIMIT 200", provider_id
     )
+
+
+async def insert_change_delivery(
+    conn: Connection,
+    *,
+    delivery_id: uuid.UUID,
+    provider_id: str,
+    package_id: uuid.UUID,
+    change_id: uuid.UUID,
+    url: str,
+    body: str,
+    give_up_at: dt.datetime,
+) -> None:
+    """A change POSTed to the provider's webhook by the delivery loop, like an offer (decision 0082)."""
+    await conn.execute(
+        """INSERT INTO webhook_deliveries (delivery_id, provider_id, package_id, change_id, url, body, give_up_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING""",
+        delivery_id,
+        provider_id,
+        package_id,
+        change_id,
+        url,
+        body,
+        give_up_at,
+    )

@@ -83,6 +83,15 @@ async def holding(in_memory):
     return service, broker, topic, event, pid
 
 
+async def automatic_again(service, pid) -> None:
+    """Make the provider an automatic one again (the seeded market is shared by the session's tests)."""
+    await service.pool.execute(
+        "UPDATE providers SET adapter = jsonb_set(adapter - 'webhook_url', '{kind}', '\"automatic\"') "
+        "WHERE provider_id = $1",
+        pid,
+    )
+
+
 async def answers(service, package_id) -> list[dict]:
     rows = await service.pool.fetch(
         "SELECT payload FROM outbox WHERE aggregateid = $1 AND type = 'ChangeAnswered' ORDER BY seq", str(package_id)
@@ -175,25 +184,28 @@ async def test_a_reduction_always_fits(in_memory):
 
 async def test_a_portal_adapter_answers_through_the_provider_api_once(in_memory):
     service, broker, topic, event, pid = await placed_package(in_memory)
-    await service.pool.execute(
-        "UPDATE providers SET adapter = jsonb_set(adapter, '{kind}', '\"portal\"') WHERE provider_id = $1", pid
-    )
-    offered = change_offered(event, pid, "10.5")
-    await broker.publish(offered.model_dump_json().encode(), topic=topic)
-    assert await answers(service, event.package_id) == [], "a portal adapter answers later"
-    with pytest.raises(LookupError):  # another provider cannot even see it
-        async with unit_of_work(service.pool) as uow:
-            await handlers.answer_change_through_api(uow, "someone-else", offered.change_id, accept=True)
-    async with unit_of_work(service.pool) as uow:
-        result = await handlers.answer_change_through_api(
-            uow, pid, offered.change_id, accept=False, reason=DeclineReason.call_times
+    try:
+        await service.pool.execute(
+            "UPDATE providers SET adapter = jsonb_set(adapter, '{kind}', '\"portal\"') WHERE provider_id = $1", pid
         )
-    assert result["status"] == "declined"
-    [answer] = await answers(service, event.package_id)
-    assert answer["accepted"] is False and answer["reason"] == "call_times" and answer["adapter"] == "portal"
-    with pytest.raises(handlers.Refused):
+        offered = change_offered(event, pid, "10.5")
+        await broker.publish(offered.model_dump_json().encode(), topic=topic)
+        assert await answers(service, event.package_id) == [], "a portal adapter answers later"
+        with pytest.raises(LookupError):  # another provider cannot even see it
+            async with unit_of_work(service.pool) as uow:
+                await handlers.answer_change_through_api(uow, "someone-else", offered.change_id, accept=True)
         async with unit_of_work(service.pool) as uow:
-            await handlers.answer_change_through_api(uow, pid, offered.change_id, accept=True)
+            result = await handlers.answer_change_through_api(
+                uow, pid, offered.change_id, accept=False, reason=DeclineReason.call_times
+            )
+        assert result["status"] == "declined"
+        [answer] = await answers(service, event.package_id)
+        assert answer["accepted"] is False and answer["reason"] == "call_times" and answer["adapter"] == "portal"
+        with pytest.raises(handlers.Refused):
+            async with unit_of_work(service.pool) as uow:
+                await handlers.answer_change_through_api(uow, pid, offered.change_id, accept=True)
+    finally:
+        await automatic_again(service, pid)
 
 
 step = st.tuples(st.sampled_from(["up", "down", "stale", "replace", "end"]), st.integers(0, 1))
@@ -250,3 +262,25 @@ async def test_property_committed_hours_are_the_live_placements_current_hours_af
         for p in (first, second):
             [now_committed] = await committed(service, p)
             assert now_committed == base[p] + await live_hours(service, p), (kind, n, p)
+
+
+async def test_a_webhook_adapter_is_sent_the_change_to_answer_through_the_provider_api(in_memory):
+    service, broker, topic, event, pid = await placed_package(in_memory)
+    try:
+        await service.pool.execute(
+            """UPDATE providers SET adapter = adapter || '{"kind": "webhook", "webhook_url": "https://example.org/hook"}'
+                WHERE provider_id = $1""",
+            pid,
+        )
+        offered = change_offered(event, pid, "10.5")
+        for _ in range(2):
+            await broker.publish(offered.model_dump_json().encode(), topic=topic)
+        assert await answers(service, event.package_id) == [], "a webhook adapter answers later"
+        rows = await service.pool.fetch("SELECT * FROM webhook_deliveries WHERE change_id = $1", offered.change_id)
+        assert len(rows) == 1 and rows[0]["url"] == "https://example.org/hook" and rows[0]["offer_round"] is None
+        notice = json.loads(rows[0]["body"])
+        assert notice["kind"] == "change" and notice["change_id"] == str(offered.change_id)
+        assert notice["answer_with"]["accept"] == f"/me/package-changes/{offered.change_id}/accept"
+        assert "full_name" not in rows[0]["body"] and "nhs_number" not in rows[0]["body"]
+    finally:
+        await automatic_again(service, pid)

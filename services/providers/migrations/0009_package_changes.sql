@@ -20,3 +20,8 @@ CREATE TABLE change_offers (
     decline_text     text                         -- the provider's own words: kept here, never on an event
 );
 CREATE INDEX change_offers_by_provider ON change_offers (provider_id, offered_at);
+
+-- A change offered to a webhook adapter is POSTed like an offer (a ChangeNotice), from the same
+-- deliveries table: keyed by its change instead of an offer round.
+ALTER TABLE webhook_deliveries ALTER COLUMN offer_round DROP NOT NULL;
+ALTER TABLE webhook_deliveries ADD COLUMN change_id uuid UNIQUE;
