@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# The three services and the web console as background processes (pid files in .run/, logs in .run/logs/).
-#   deploy/services.sh start|stop|status|restart [brokerage|providers|notifications|console]
+# The four services and the web console as background processes (pid files in .run/, logs in .run/logs/).
+#   deploy/services.sh start|stop|status|restart [brokerage|providers|notifications|reporting|console]
 source "$(dirname "$0")/lib.sh"
 
-ALL=(providers brokerage notifications console)
-declare -A PORT=([brokerage]="${BROKERAGE_HTTP_PORT:-8001}" [providers]="${PROVIDERS_HTTP_PORT:-8002}" [notifications]="${NOTIFICATIONS_HTTP_PORT:-8003}" [console]="${CONSOLE_HTTP_PORT:-8004}")
+ALL=(providers brokerage notifications reporting console)
+declare -A PORT=([brokerage]="${BROKERAGE_HTTP_PORT:-8001}" [providers]="${PROVIDERS_HTTP_PORT:-8002}" [notifications]="${NOTIFICATIONS_HTTP_PORT:-8003}" [console]="${CONSOLE_HTTP_PORT:-8004}" [reporting]="${REPORTING_HTTP_PORT:-8005}")
 # The console calls the services' APIs where this script starts them. It is served over plain HTTP
 # on loopback here, so its cookies cannot be Secure-only (behind an HTTPS proxy, leave this unset).
 export CONSOLE_COOKIE_SECURE="${CONSOLE_COOKIE_SECURE:-false}"
 export CONSOLE_BROKERAGE_URL="${CONSOLE_BROKERAGE_URL:-http://127.0.0.1:${PORT[brokerage]}}"
 export CONSOLE_PROVIDERS_URL="${CONSOLE_PROVIDERS_URL:-http://127.0.0.1:${PORT[providers]}}"
 export CONSOLE_NOTIFICATIONS_URL="${CONSOLE_NOTIFICATIONS_URL:-http://127.0.0.1:${PORT[notifications]}}"
+export CONSOLE_REPORTING_URL="${CONSOLE_REPORTING_URL:-http://127.0.0.1:${PORT[reporting]}}"
 # Staff sign in to the console through the identity provider (below), which sends them back to
 # this address; the button names it. The console's own password accounts stay off unless
 # CONSOLE_LOCAL_ACCOUNTS=true (an installation without an identity provider).

@@ -233,8 +233,8 @@ async def _age_at(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -
 # ---- access control on a secured cluster ----------------------------------------------------
 # One principal per service (docs/guide/kafka-security.md): each may write the topics it owns
 # (schemas/topics.py OWNER) and the dead letters, read the topics it consumes, and use its own
-# consumer group; the console and the reporting service only read; `ops` replays dead letters
-# (reads them, writes their original topics). The administrator is the only super user.
+# consumer group (reporting owns no topic: it writes only dead letters); the console only reads;
+# `ops` replays dead letters (reads them, writes their original topics). The administrator is the only super user.
 # aiokafka has the ACL protocol messages but no admin methods for them, so they are sent as is.
 
 # Kafka's protocol codes (org.apache.kafka.common.acl / resource).
@@ -247,7 +247,7 @@ RESOURCE_NAMES = {_TOPIC: "topic", _GROUP: "group"}
 OPERATION_NAMES = {_READ: "read", _WRITE: "write", _DESCRIBE: "describe"}
 
 # Principals besides the three event-driven services.
-READERS = ("console", "reporting")  # read-only: the console's live tail, lag and KPIs; the reporting service
+READERS = ("console",)  # read-only: the console's live tail, lag and KPIs
 OPS = "ops"  # dead-letter replay (the CLI's and the console's): reads dead letters, writes their origin
 PRINCIPALS = (*SERVICES, *READERS, OPS)
 
@@ -275,8 +275,6 @@ def acl_plan(namespace: str | None = None) -> dict[str, list[Grant]]:
     # it joins no group (it assigns partitions and commits nothing).
     plan["console"] = [g for t in topics.ALL for g in topic(t, _READ, _DESCRIBE)]
     plan["console"] += [g for s in SERVICES for g in group(s, _DESCRIBE)]
-    plan["reporting"] = [g for t in topics.EVENT_TOPICS for g in topic(t, _READ, _DESCRIBE)]
-    plan["reporting"] += group("reporting", _READ, _DESCRIBE)
     plan[OPS] = topic(topics.DEAD_LETTERS, _READ, _DESCRIBE)
     plan[OPS] += [g for t in topics.EVENT_TOPICS for g in topic(t, _WRITE, _DESCRIBE)]
     return plan

@@ -28,13 +28,14 @@ THIRD_PARTY_SECRETS = ("smtp_password", "notify_api_key")  # chosen by the mail 
 DEVELOPMENT_SECRETS_KEY = "ZGV2ZWxvcG1lbnQtb25seS1rZXktbm90LWZvci11c2U="
 MIN_SECRET_LENGTH = 16
 
-ServiceName = Literal["brokerage", "providers", "notifications", "console"]
-# The event-driven services (each consumes and publishes through the runtime's inbox/outbox).
-SERVICES: tuple[ServiceName, ...] = ("brokerage", "providers", "notifications")
+ServiceName = Literal["brokerage", "providers", "notifications", "reporting", "console"]
+# The event-driven services (each consumes through the runtime's inbox, and publishes through its
+# outbox; reporting publishes nothing but its dead letters).
+SERVICES: tuple[ServiceName, ...] = ("brokerage", "providers", "notifications", "reporting")
 # Every process that owns a schema and a login role: the services, and the web console (staff
 # accounts and sessions only; it reaches the services through their HTTP APIs).
 SCHEMA_OWNERS: tuple[ServiceName, ...] = (*SERVICES, "console")
-DEFAULT_PORTS = {"brokerage": 8001, "providers": 8002, "notifications": 8003, "console": 8004}
+DEFAULT_PORTS = {"brokerage": 8001, "providers": 8002, "notifications": 8003, "console": 8004, "reporting": 8005}
 
 # The local processes started by deploy/kafka.sh and deploy/postgres.sh (same port variables).
 LOCAL_KAFKA = f"127.0.0.1:{os.environ.get('HOMECARE_KAFKA_PORT', '19092')}"
@@ -285,6 +286,7 @@ class ServiceSettings(SharedSettings):
     # Web console: the services' HTTP APIs it is a client of (and brokerage_url above), and its sessions.
     providers_url: str = "http://127.0.0.1:8002"
     notifications_url: str = "http://127.0.0.1:8003"
+    reporting_url: str = "http://127.0.0.1:8005"
     session_idle_minutes: float = 30
     session_max_hours: float = 12
     # The console's cookies are Secure (sent over HTTPS only) and it sends HSTS, by default; set

@@ -1,0 +1,210 @@
+"""The reporting service in-process on the in-memory broker, with a real PostgreSQL: its projection
+of a short history, its KPIs against the old topic-scan KPIs on the same history, its exports,
+its dead-letter count and its answers to bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+import io
+import json
+import random
+from typing import Any
+
+import httpx
+import pyarrow.parquet as pq
+import pytest
+
+from schemas.events import Envelope, PackageRequested
+from services.operations import kpis as topic_scan
+from services.reporting.app import build
+from services.runtime import clock, topics
+from services.runtime.reference import load_framework
+from tests import local_issuer
+from tests.reporting_history import history, topic_of
+
+START = dt.datetime(2026, 10, 5, 8, 0, tzinfo=dt.UTC)
+NOW = START + dt.timedelta(days=12)
+
+
+@pytest.fixture
+async def reporting(in_memory):
+    """(service, broker, client acting as operations) of a reporting service started in-process."""
+    service, broker = await in_memory(build, "reporting")
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=service.http_app),
+        base_url="http://reporting",
+        headers=local_issuer.headers("reporting", "demo-ops", ("operations",)),
+    ) as client:
+        yield service, broker, client
+
+
+async def publish(broker, event: Envelope) -> None:
+    await broker.publish(
+        event.model_dump_json().encode(),
+        topic=topics.resolve(topic_of(event)),
+        key=event.key.encode(),
+        headers={"event_type": type(event).__name__},  # the class is named after its event_type
+    )
+
+
+async def project(broker, events: list[Envelope], seed: int = 3) -> None:
+    """Publish as Kafka would deliver them: each topic in its own order, the topics interleaved
+    at random (answers and confirmations may come before the request), some events twice."""
+    rnd = random.Random(seed)
+    queues: dict[str, list[Envelope]] = {}
+    for e in events:
+        queues.setdefault(topic_of(e), []).append(e)
+    while any(queues.values()):
+        topic = rnd.choice([t for t, q in queues.items() if q])
+        event = queues[topic].pop(0)
+        await publish(broker, event)
+        if rnd.random() < 0.1:
+            await publish(broker, event)  # the relay delivers at least once
+
+
+async def kpis(client: httpx.AsyncClient, **params: str) -> dict[str, Any]:
+    with clock.frozen(NOW):
+        response = await client.get("/kpis", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def rounded(value: Any) -> Any:
+    """Floats to the millisecond: SQL's interpolated median may differ from Python's in the last bit."""
+    if isinstance(value, float):
+        return round(value, 3)
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rounded(v) for v in value]
+    return value
+
+
+async def test_kpis_agree_with_the_topic_scan_kpis_on_the_same_history(reporting):
+    _service, broker, client = reporting
+    events = history(START, packages=40)
+    await project(broker, events)
+    start, end = START - dt.timedelta(hours=1), START + dt.timedelta(days=4)  # about 30 of the 40 packages
+    old = topic_scan.compute(
+        [json.loads(e.model_dump_json()) for e in events],
+        start=start,
+        end=end,
+        now=NOW,
+        framework=load_framework(),
+        thresholds=topic_scan.load_thresholds(),
+    )
+    new = await kpis(client, **{"from": start.isoformat(), "to": end.isoformat()})
+    assert 20 < old["packages"]["requested"] < 40
+    for measure in ("placed", "unplaced", "cancelled", "handed_back", "awaiting_approval"):
+        assert old["packages"][measure] > 0, measure  # the history exercises every count
+    assert old["above_rate_exceptions"]["count"] > 0 and old["unplaced_queue"] and old["starts_by_uk_week"]
+    new_period = new.pop("period")
+    assert (new_period["start"], new_period["end"]) == (old["period"]["start"], old["period"]["end"])
+    old.pop("period")
+    assert set(new) - set(old) == {"more", "projection"}
+    for key in old:
+        assert rounded(new[key]) == rounded(old[key]), key
+
+
+async def test_events_applied_twice_or_in_another_order_leave_the_same_projection(reporting):
+    _service, broker, client = reporting
+    events = history(START + dt.timedelta(days=30), packages=14, seed=11)
+    await project(broker, events, seed=1)
+    period = {"from": "2026-11-04", "to": "2026-11-10"}
+    once = await kpis(client, **period)
+    await project(broker, list(reversed(events)), seed=2)  # all again, each topic backwards
+    again = await kpis(client, **period)
+    assert once.pop("projection")["packages"] >= 14
+    again.pop("projection")
+    assert again == once and once["packages"]["requested"] == 14
+
+
+async def test_business_dates_and_filters(reporting):
+    _service, broker, client = reporting
+    events = history(START + dt.timedelta(days=60), packages=12, seed=5)
+    await project(broker, events)
+    requested = [e for e in events if isinstance(e, PackageRequested)]
+    first_day = clock.uk_date(requested[0].requested_at)
+    k = await kpis(client, **{"from": first_day.isoformat(), "to": first_day.isoformat()})
+    on_that_day = [e for e in requested if clock.uk_date(e.requested_at) == first_day]
+    assert k["packages"]["requested"] == len(on_that_day) > 0
+    assert k["period"]["start"] == clock.uk_day_start(first_day).isoformat()
+    zone = requested[0].package.zone
+    whole = {"from": first_day.isoformat(), "to": (first_day + dt.timedelta(days=3)).isoformat()}
+    in_zone = await kpis(client, **whole, zone=zone)
+    everywhere = await kpis(client, **whole)
+    expected = [
+        e
+        for e in requested
+        if e.package.zone == zone and clock.uk_date(e.requested_at) <= first_day + dt.timedelta(days=3)
+    ]
+    assert in_zone["packages"]["requested"] == len(expected) < everywhere["packages"]["requested"]
+    assert set(in_zone["time_to_place"]["by_zone"]) <= {zone}
+    rural = await kpis(client, **whole, band="rural")
+    assert 0 < rural["packages"]["requested"] < everywhere["packages"]["requested"]
+    assert set(rural["weekly_spend_by_band"]) <= {"rural"}
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"from": "last tuesday"}, "from"),
+        ({"to": "2026-02-30"}, "to"),
+        ({"to": "2026-11-01T09:00"}, "to"),  # no offset
+        ({"from": "2026-11-10", "to": "2026-11-01"}, "from"),
+        ({"zone": "atlantis"}, "zone"),
+        ({"band": "suburban"}, "band"),
+    ],
+)
+async def test_a_bad_period_or_filter_is_422_naming_it(reporting, params, field):
+    _, _, client = reporting
+    response = await client.get("/kpis", params=params)
+    assert response.status_code == 422, response.text
+    assert [f["field"] for f in response.json()["fields"]] == [field]
+
+
+async def test_exports_as_csv_and_parquet(reporting):
+    service, broker, client = reporting
+    events = history(START + dt.timedelta(days=90), packages=10, seed=9)
+    await project(broker, events)
+    admin = local_issuer.headers("reporting", "demo-admin", ("council_admin",))
+    count = await service.pool.fetchval("SELECT count(*) FROM packages")
+    response = await client.get("/exports/packages.csv", headers=admin)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert len(rows) == count >= 10
+    ids = {str(e.package_id) for e in events if isinstance(e, PackageRequested)}
+    assert ids <= {r["package_id"] for r in rows}
+    response = await client.get("/exports/answers.parquet", headers=admin)
+    assert response.status_code == 200
+    table = pq.read_table(io.BytesIO(response.content))
+    assert table.num_rows == await service.pool.fetchval("SELECT count(*) FROM answers")
+    assert {"package_id", "provider_id", "kind", "hourly_rate", "reason"} <= set(table.column_names)
+    assert set(table.column("kind").to_pylist()) == {"bid", "decline"}
+    for name, field in (("persons.csv", "table"), ("packages.xlsx", "format"), ("packages", "format")):
+        bad = await client.get(f"/exports/{name}", headers=admin)
+        assert bad.status_code == 422 and bad.json()["fields"][0]["field"] == field, name
+
+
+async def test_who_may_read_kpis_and_exports(reporting):
+    _, _, client = reporting
+    broker = local_issuer.headers("reporting", "demo-broker", ("broker",))
+    assert (await client.get("/kpis", headers=broker)).status_code == 403
+    assert (await client.get("/exports/packages.csv")).status_code == 403  # operations: no row-level prices
+    manager = local_issuer.headers("reporting", "demo-manager", ("manager",))
+    assert (await client.get("/kpis", headers=manager)).status_code == 200
+
+
+async def test_a_record_it_cannot_read_is_dead_lettered_and_counted(reporting):
+    service, broker, client = reporting
+    before = (await kpis(client))["projection"]["dead_letters"]
+    await broker.publish(b'{"event_type": "PackageRequested", "broken', topic=topics.resolve("brokerage.packages"))
+    for _ in range(100):
+        if (await kpis(client))["projection"]["dead_letters"] == before + 1:
+            break
+        await asyncio.sleep(0.05)
+    assert (await kpis(client))["projection"]["dead_letters"] == before + 1
+    row = await service.pool.fetchrow("SELECT * FROM dead_letters ORDER BY recorded_at DESC LIMIT 1")
+    assert row["reason"] == "invalid" and row["origin_topic"] == topics.resolve("brokerage.packages")
