@@ -96,7 +96,6 @@ async def test_health_metrics_and_asyncapi_on_every_service(stack, known_batch):
 
 async def test_kpis_equal_an_independent_computation_from_the_databases(known_batch, database_url):
     since, packages = known_batch
-    result = json.loads(homecare("kpis", "--since", since.isoformat(), "--json").stdout)
     ids = [p["package_id"] for p in packages]
     conn = await asyncpg.connect(database_url)
     try:
@@ -110,6 +109,19 @@ async def test_kpis_equal_an_independent_computation_from_the_databases(known_ba
         await conn.close()
     placed = [r for r in rows if r["status"] == "placed"]
     unplaced = [r for r in rows if r["status"] == "unplaced"]
+    # The reporting service answers from its projection: wait until it has applied the batch's events.
+    for _ in range(60):
+        result = json.loads(homecare("kpis", "--since", since.isoformat(), "--json").stdout)
+        got = result["packages"]
+        declined = sum(sum(r.values()) for r in result["declines_by_band"].values())
+        if (got["requested"], got["placed"], got["unplaced"], declined) == (
+            len(rows),
+            len(placed),
+            len(unplaced),
+            len(declines),
+        ):
+            break
+        await asyncio.sleep(1)
     assert result["packages"]["requested"] == len(rows) == 42
     assert result["packages"]["placed"] == len(placed) and result["packages"]["unplaced"] == len(unplaced)
 
