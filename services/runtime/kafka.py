@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.protocol.admin import CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest
 from faststream.kafka import KafkaBroker
@@ -83,26 +84,55 @@ def make_broker(settings: ServiceSettings) -> KafkaBroker:
     )
 
 
-async def ensure_topics(
-    bootstrap: str, replication_factor: int = 1, security: dict | None = None, namespace: str | None = None
-) -> None:
-    """Create the system's topics with their partition count, if missing.
+DAY_MS = 86_400_000
 
-    The registry topic is compacted: it holds each provider's latest profile for as long as
-    the provider exists, so a new brokerage instance can always rebuild its view from it.
+
+def topic_configs(settings: SharedSettings | None = None, namespace: str | None = None) -> dict[str, dict[str, str]]:
+    """Each topic of ``namespace`` with the configuration it is created (and kept) with: its
+    retention (``retention.ms``, from the settings' ``kafka_retention_*_days``; -1 keeps
+    forever), and the registry compacted - each provider's latest profile kept for as long as the
+    provider exists, so a new brokerage instance can always rebuild its view from it."""
+    s = settings or SharedSettings()
+    days = {
+        topics.PACKAGES: s.kafka_retention_packages_days,
+        topics.ANSWERS: s.kafka_retention_answers_days,
+        topics.CONFIRMATIONS: s.kafka_retention_confirmations_days,
+        topics.DEAD_LETTERS: s.kafka_retention_dead_letters_days,
+    }
+    configs = {}
+    for base in topics.ALL:
+        name = runtime_topics.resolve(base, namespace)
+        if base == topics.REGISTRY:
+            configs[name] = {"cleanup.policy": "compact", "retention.ms": "-1"}
+        else:
+            configs[name] = {"cleanup.policy": "delete", "retention.ms": str(max(-1, int(days[base] * DAY_MS)) or -1)}
+    return configs
+
+
+async def ensure_topics(
+    bootstrap: str,
+    replication_factor: int = 1,
+    security: dict | None = None,
+    namespace: str | None = None,
+    configs: dict[str, dict[str, str]] | None = None,
+) -> None:
+    """Create the system's topics with their partition count and configuration (``configs``,
+    default :func:`topic_configs` of the environment's settings), if missing; a topic that exists
+    is given that configuration (retention is a decision, not the broker's default).
+
     On a secured cluster only the administrator may create topics (``homecare kafka acls``).
     """
+    configs = configs or topic_configs(namespace=namespace)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **_security(security))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        compacted = runtime_topics.resolve(topics.REGISTRY, namespace)
         missing = [
             NewTopic(
                 t,
                 num_partitions=topics.PARTITIONS,
                 replication_factor=replication_factor,
-                topic_configs={"cleanup.policy": "compact"} if t == compacted else {},
+                topic_configs=configs.get(t, {}),
             )
             for t in runtime_topics.all_topics(namespace)
             if t not in existing
@@ -110,8 +140,33 @@ async def ensure_topics(
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
+        # AlterConfigs replaces a topic's whole dynamic configuration: these are all of ours.
+        present = [t for t in runtime_topics.all_topics(namespace) if t in existing]
+        if present:
+            for response in await admin.alter_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, t, configs.get(t, {})) for t in present]
+            ):
+                for error_code, message, _type, name in response.resources:
+                    if error_code:
+                        raise RuntimeError(f"could not configure topic {name}: {message or error_code}")
     finally:
         await admin.close()
+
+
+async def topic_config(bootstrap: str, topic: str, key: str, security: dict | None = None) -> str | None:
+    """One configuration value of a topic as the cluster has it (``retention.ms``,
+    ``cleanup.policy``); None when it cannot say."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **_security(security))
+    await admin.start()
+    try:
+        (response,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic, {key: None})])
+        for _error, _message, _type, _name, entries in response.resources:
+            for entry in entries:
+                if entry[0] == key:
+                    return str(entry[1])
+    finally:
+        await admin.close()
+    return None
 
 
 def _security(security: dict | None) -> dict:

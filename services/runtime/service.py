@@ -24,7 +24,14 @@ from services.runtime import metrics
 from services.runtime import topics as runtime_topics
 from services.runtime.consumer import EventConsumer
 from services.runtime.db import backoff_delays, create_pool, migrate
-from services.runtime.kafka import consumer_lag, ensure_topics, kafka_security, make_broker, partitions_of
+from services.runtime.kafka import (
+    consumer_lag,
+    ensure_topics,
+    kafka_security,
+    make_broker,
+    partitions_of,
+    topic_configs,
+)
 from services.runtime.oidc_client import service_account
 from services.runtime.outbox import Relay
 from services.runtime.settings import ServiceSettings
@@ -145,7 +152,11 @@ class Service:
                 # On a secured cluster the administrator creates the topics (`homecare kafka acls`):
                 # a service's principal may not, by design.
                 if self.settings.kafka_security_protocol == "PLAINTEXT":
-                    await ensure_topics(self.settings.kafka_bootstrap_servers, self.settings.kafka_replication_factor)
+                    await ensure_topics(
+                        self.settings.kafka_bootstrap_servers,
+                        self.settings.kafka_replication_factor,
+                        configs=topic_configs(self.settings),
+                    )
                 await self.broker.start()
                 return
             except (KafkaConnectionError, KafkaError, OSError) as exc:

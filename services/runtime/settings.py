@@ -134,6 +134,17 @@ class SharedSettings(BaseSettings):
 
     kafka_bootstrap_servers: str = LOCAL_KAFKA
     kafka_replication_factor: int = 1
+    # How long each topic keeps its records (retention.ms), set on the topic where it is created
+    # and by `homecare kafka acls` (docs/guide/retention.md, docs/decisions/0080). The decision log
+    # of a package - its lifecycle and the providers' answers - and the confirmations default to
+    # seven years: six complete financial years after the last change (the Limitation Act 1980's
+    # six years for contract claims, as councils' retention schedules keep commissioning and
+    # contract records), plus the current one. Dead letters wait a year for a replay. 0 or less:
+    # kept forever. The registry is compacted (each provider's latest profile, always kept).
+    kafka_retention_packages_days: float = 2557
+    kafka_retention_answers_days: float = 2557
+    kafka_retention_confirmations_days: float = 2557
+    kafka_retention_dead_letters_days: float = 365
     # A secured cluster (deploy/kafka/server-sasl.properties): SASL/SCRAM, one principal per
     # service (``<SERVICE>_KAFKA_USERNAME`` - default the service's name - and
     # ``<SERVICE>_KAFKA_PASSWORD``); unprefixed ``KAFKA_USERNAME``/``KAFKA_PASSWORD`` are the
