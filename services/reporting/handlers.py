@@ -4,6 +4,8 @@ work (the inbox row and the projection's rows commit together).
 - :func:`project`       any event of brokerage.packages, providers.answers, providers.registry or
                         notifications.confirmations -> its rows in the projection
 - :func:`count_dead_letter` a record on homecare.dead-letters -> a row in ``dead_letters``
+- :func:`rebuild`       ``homecare reporting rebuild``: what the topics still hold, replayed into
+                        the projection (resumable, idempotent)
 
 The projection publishes nothing: reporting is a reader of the platform's history.
 """
@@ -11,7 +13,13 @@ The projection publishes nothing: reporting is a reader of the platform's histor
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
+from typing import Any
 
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from schemas import topics
 from schemas.events import (
     BidSubmitted,
     Event,
@@ -31,8 +39,11 @@ from schemas.events import (
     ProviderUpdated,
 )
 from services.reporting import repository as repo
+from services.runtime import topics as runtime_topics
+from services.runtime.consumer import Delivery, misrouted, read_event
 from services.runtime.db import Connection
 from services.runtime.dead_letters import DeadLetter
+from services.runtime.kafka import partitions_of
 from services.runtime.outbox import UnitOfWork
 
 # The events that change a package's state (its ``status``: the latest of them).
@@ -175,3 +186,83 @@ async def count_dead_letter(conn: Connection, letter: DeadLetter, recorded_at: d
         event_type=declared.get("event_type"),
         recorded_at=recorded_at,
     )
+
+
+@dataclass
+class RebuildReport:
+    """What a rebuild did: events applied, records passed over (not an event of ours, or not
+    from its home topic: the live consumer dead-lettered them), and whether it reached the end."""
+
+    applied: int = 0
+    passed_over: int = 0
+    finished: bool = False
+
+
+async def rebuild(
+    pool: asyncpg.Pool,
+    bootstrap: str,
+    *,
+    security: dict[str, Any],
+    namespace: str | None = None,
+    fresh: bool = False,
+    batch_size: int = 500,
+    stop_after: int | None = None,
+) -> RebuildReport:
+    """Replay what the event topics still hold into the projection: ``homecare reporting rebuild``.
+
+    ``fresh`` empties the projection first (history older than the topics' retention is then
+    gone from it too). Each batch of a partition is applied in one transaction with the offset
+    it reached, so an interrupted rebuild resumes where it stopped, and applying an event again
+    changes nothing (rows keyed by event id). ``stop_after``: stop after about that many records
+    (a test's interruption). Reads without a consumer group: the live service's offsets and
+    inbox are left alone, and both may run at once."""
+    report = RebuildReport()
+    async with pool.acquire() as conn:
+        if fresh:
+            await repo.reset_projection(conn)
+        done = await repo.rebuild_progress(conn)
+    names = [runtime_topics.resolve(t, namespace) for t in topics.EVENT_TOPICS]
+    partitions = [TopicPartition(n, p) for n in names for p in await partitions_of(bootstrap, n, security)]
+    if not partitions:
+        report.finished = True
+        return report
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest", **security
+    )
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        for tp in partitions:
+            # Past the progress, or where the topic now begins (retention may have removed more).
+            consumer.seek(tp, max(done.get((tp.topic, tp.partition), 0), starts[tp]))
+        while True:
+            pending = [tp for tp in partitions if await consumer.position(tp) < ends[tp]]
+            if not pending:
+                report.finished = True
+                return report
+            if stop_after is not None and report.applied + report.passed_over >= stop_after:
+                return report
+            batches = await consumer.getmany(*pending, timeout_ms=1000, max_records=batch_size)
+            for tp, records in batches.items():
+                async with pool.acquire() as conn, conn.transaction():
+                    uow = UnitOfWork(conn)
+                    for record in records:
+                        delivery = Delivery.of(record)
+                        event, _error = read_event(delivery)
+                        if event is None or misrouted(_base_topic(tp.topic, namespace), event):
+                            report.passed_over += 1
+                            continue
+                        await project(uow, event)
+                        report.applied += 1
+                    await repo.save_progress(conn, tp.topic, tp.partition, records[-1].offset + 1)
+    finally:
+        await consumer.stop()
+
+
+def _base_topic(name: str, namespace: str | None) -> str:
+    """The topic as this process's namespace would name it (``misrouted`` resolves in that one)."""
+    ns = (namespace if namespace is not None else runtime_topics.namespace()).strip(".")
+    base = name[len(ns) + 1 :] if ns and name.startswith(ns + ".") else name
+    return runtime_topics.resolve(base)

@@ -405,3 +405,30 @@ async def projection_state(conn: Connection) -> dict[str, Any]:
         "packages": row["packages"],
         "last_applied_at": row["last_applied_at"].isoformat() if row["last_applied_at"] else None,
     }
+
+
+# ---- rebuild ----------------------------------------------------------------------------------
+
+PROJECTION_TABLES = ("packages", "offers", "answers", "placements", "milestones", "notification_outcomes", "providers")
+
+
+async def reset_projection(conn: Connection) -> None:
+    """Empty the projection (not the dead-letter count, which the topics cannot give back) and the
+    rebuild's progress: the start of a fresh rebuild."""
+    await conn.execute(f"TRUNCATE {', '.join(PROJECTION_TABLES)}, rebuild_progress")
+
+
+async def rebuild_progress(conn: Connection) -> dict[tuple[str, int], int]:
+    """(topic, partition) -> the next offset a rebuild reads there."""
+    rows = await conn.fetch("SELECT topic, partition, next_offset FROM rebuild_progress")
+    return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+
+
+async def save_progress(conn: Connection, topic: str, partition: int, next_offset: int) -> None:
+    await conn.execute(
+        """INSERT INTO rebuild_progress (topic, partition, next_offset) VALUES ($1, $2, $3)
+           ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()""",
+        topic,
+        partition,
+        next_offset,
+    )
