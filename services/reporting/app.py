@@ -36,6 +36,7 @@ log = get_logger(__name__)
 def build(settings: ServiceSettings | None = None) -> tuple[Service, FastAPI]:
     settings = settings or load("reporting")
     service = Service(settings, migrations=Path(__file__).parent / "migrations")
+    service.lag_on_health = True  # how far the projection is behind the topics, on /health/ready
 
     @service.consumer.on(*handlers.PROJECTED)
     async def on_event(uow: UnitOfWork, event: Any) -> None:

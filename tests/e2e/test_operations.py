@@ -57,11 +57,16 @@ async def test_health_metrics_and_asyncapi_on_every_service(stack, known_batch):
             base = stack.url(name)
             assert (await client.get(f"{base}/health/live")).json()["status"] == "live"
             ready = (await client.get(f"{base}/health/ready")).json()
+            lag = ready.pop("lag", None)
             assert ready == {
                 "status": "ready",
                 "checks": {"postgresql": True, "kafka": True},
                 "outbox": {"parked": 0, "held": 0},
             }
+            if name == "reporting":  # how far its projection is behind the topics, once measured
+                assert lag is None or (lag["events"] >= 0 and "oldest_unprocessed_age_s" in lag)
+            else:
+                assert lag is None
             text = (await client.get(f"{base}/metrics")).text
             for metric in (
                 "homecare_events_handled_total",

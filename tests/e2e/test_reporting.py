@@ -99,3 +99,16 @@ async def test_bad_input_and_who_may_ask(stack):
     async with httpx.AsyncClient(base_url=base, auth=staff("demo-broker"), timeout=30) as broker:
         assert (await broker.get("/kpis")).status_code == 403
     assert httpx.get(f"{base}/kpis", timeout=10).status_code == 401
+
+
+async def test_the_health_endpoint_says_how_far_the_projection_is_behind(stack, reporting_batch):
+    lag = None
+    async with httpx.AsyncClient(base_url=stack.url("reporting"), timeout=10) as client:
+        for _ in range(40):  # measured every 15 s
+            ready = (await client.get("/health/ready")).json()
+            lag = ready["lag"]
+            if lag is not None:
+                break
+            await asyncio.sleep(1)
+    assert lag is not None and isinstance(lag["events"], int) and lag["events"] >= 0
+    assert "oldest_unprocessed_age_s" in lag and lag["measured_at"]

@@ -4,13 +4,16 @@ topic-scan computation over the same events; a record that is not an event is pa
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.records_to_delete import RecordsToDelete
 
 from services.operations import kpis as topic_scan
 from services.reporting import app as reporting_app
@@ -18,7 +21,14 @@ from services.reporting import domain, handlers
 from services.reporting import repository as repo
 from services.runtime import topics
 from services.runtime.db import create_pool, migrate, provision
-from services.runtime.kafka import ensure_topics, kafka_security, topic_configs
+from services.runtime.kafka import (
+    ensure_topics,
+    kafka_security,
+    partitions_of,
+    read_topic,
+    topic_config,
+    topic_configs,
+)
 from services.runtime.reference import load_framework
 from services.runtime.settings import SharedSettings, admin_settings, load
 from tests.reporting_history import history, topic_of
@@ -111,3 +121,54 @@ async def test_rebuild_is_resumable_idempotent_and_gives_the_topic_scan_kpis(inf
     assert (again.applied, again.finished) == (0, True)
     fresh = await handlers.rebuild(rebuild_pool, infra.kafka, security=security, namespace=ns, fresh=True)
     assert fresh.applied == len(events) and await kpis(rebuild_pool) == resumed
+
+
+async def test_kpis_of_a_period_kafka_no_longer_holds_stay_exact(infra, namespace, rebuild_pool):
+    """A topic's retention set to a second and its records expired: the topic-scan KPIs would see
+    nothing of the period, the projection's KPIs are what they were. The broker looks for expired
+    segments only every five minutes (log.retention.check.interval.ms), so the test removes the
+    expired records itself with DeleteRecords - what the broker's retention does to them."""
+    ns = f"{namespace}-expiry"
+    security = kafka_security(admin_settings(infra.kafka))
+    second = 1 / 86_400
+    brief = SharedSettings(
+        kafka_retention_packages_days=second,
+        kafka_retention_answers_days=second,
+        kafka_retention_confirmations_days=second,
+    )
+    await ensure_topics(infra.kafka, security=security, namespace=ns, configs=topic_configs(brief, ns))
+    assert await topic_config(infra.kafka, topics.resolve("brokerage.packages", ns), "retention.ms", security) == "1000"
+    events = history(START, packages=30, seed=21)
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka, **security)
+    await producer.start()
+    try:
+        for e in events:
+            await producer.send_and_wait(
+                topics.resolve(topic_of(e), ns), e.model_dump_json().encode(), key=e.key.encode()
+            )
+    finally:
+        await producer.stop()
+    built = await handlers.rebuild(rebuild_pool, infra.kafka, security=security, namespace=ns, fresh=True)
+    assert built.finished and built.applied == len(events)
+    before = await kpis(rebuild_pool)
+    assert before["packages"]["requested"] > 20
+
+    await asyncio.sleep(1.2)  # past the retention
+    names = [topics.resolve(t, ns) for t in ("brokerage.packages", "providers.answers", "notifications.confirmations")]
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka, **security)
+    await admin.start()
+    consumer = AIOKafkaConsumer(bootstrap_servers=infra.kafka, **security)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(n, p) for n in names for p in await partitions_of(infra.kafka, n, security)]
+        ends = await consumer.end_offsets(partitions)
+        await admin.delete_records({tp: RecordsToDelete(ends[tp]) for tp in partitions if ends[tp]})
+    finally:
+        await consumer.stop()
+        await admin.close()
+    for name in names:
+        assert await read_topic(infra.kafka, name, security=security) == []  # Kafka holds nothing of the period
+    assert await kpis(rebuild_pool) == before
+    # A rebuild (not --fresh) over what is left changes nothing either.
+    after = await handlers.rebuild(rebuild_pool, infra.kafka, security=security, namespace=ns)
+    assert (after.applied, after.finished) == (0, True) and await kpis(rebuild_pool) == before
