@@ -49,14 +49,20 @@ async def add_request(
     )
 
 
-async def _ensure_package(conn: Connection, package_id: uuid.UUID) -> None:
-    await conn.execute("INSERT INTO packages (package_id) VALUES ($1) ON CONFLICT DO NOTHING", package_id)
+async def _update_package(conn: Connection, update: str, package_id: uuid.UUID, *args: Any) -> None:
+    """Run ``update`` (an UPDATE of the package's row, ``$1`` its id). The row usually exists - the
+    request comes first on its topic - so this is one statement; a package not seen yet (an answer
+    or a confirmation on another topic came first) gets its row, then the update."""
+    if await conn.execute(update, package_id, *args) == "UPDATE 0":
+        created = await conn.execute("INSERT INTO packages (package_id) VALUES ($1) ON CONFLICT DO NOTHING", package_id)
+        if created == "INSERT 0 1":  # else the row exists and the update's own condition said no
+            await conn.execute(update, package_id, *args)
 
 
 async def set_status(conn: Connection, package_id: uuid.UUID, event_type: str, at: dt.datetime) -> None:
     """The package's state is its latest lifecycle event; an older one arriving late changes nothing."""
-    await _ensure_package(conn, package_id)
-    await conn.execute(
+    await _update_package(
+        conn,
         """UPDATE packages SET status = $2, status_at = $3
             WHERE package_id = $1 AND (status_at IS NULL OR status_at <= $3)""",
         package_id,
@@ -82,8 +88,8 @@ async def add_offer(conn: Connection, event: Any) -> bool:
     )
     if not inserted:
         return False
-    await _ensure_package(conn, event.package_id)
-    await conn.execute(
+    await _update_package(
+        conn,
         """UPDATE packages SET
              offer_rounds = offer_rounds + 1,
              first_offered_at = LEAST(first_offered_at, $2),
@@ -137,15 +143,19 @@ async def add_placement(conn: Connection, event: Any) -> bool:
     )
     if not inserted:
         return False
-    await _ensure_package(conn, event.package_id)
-    await conn.execute(
-        """UPDATE packages SET placements = placements + 1 WHERE package_id = $1""",
-        event.package_id,
-    )
-    await conn.execute(
-        """UPDATE packages SET placed_at = $2, provider_id = $3, hourly_rate = $4, placed_hours = $5,
-                               placed_zone = $6, placed_band = $7
-            WHERE package_id = $1 AND (placed_at IS NULL OR placed_at <= $2)""",
+    # The latest placement (by its time) is the package's; every right-hand side reads the row as
+    # it was, so the conditions agree with each other.
+    latest = "placed_at IS NULL OR placed_at <= $2"
+    await _update_package(
+        conn,
+        f"""UPDATE packages SET placements = placements + 1,
+             placed_at = CASE WHEN {latest} THEN $2 ELSE placed_at END,
+             provider_id = CASE WHEN {latest} THEN $3 ELSE provider_id END,
+             hourly_rate = CASE WHEN {latest} THEN $4 ELSE hourly_rate END,
+             placed_hours = CASE WHEN {latest} THEN $5 ELSE placed_hours END,
+             placed_zone = CASE WHEN {latest} THEN $6 ELSE placed_zone END,
+             placed_band = CASE WHEN {latest} THEN $7 ELSE placed_band END
+           WHERE package_id = $1""",
         event.package_id,
         event.placed_at,
         event.provider_id,
@@ -191,9 +201,8 @@ async def add_milestone(
 
 
 async def mark(conn: Connection, package_id: uuid.UUID, sql_set: str, *args: Any) -> None:
-    """Set a milestone's columns on the package's row (``sql_set`` is this module's own text)."""
-    await _ensure_package(conn, package_id)
-    await conn.execute(f"UPDATE packages SET {sql_set} WHERE package_id = $1", package_id, *args)
+    """Set a milestone's columns on the package's row (``sql_set`` is the handlers' own text)."""
+    await _update_package(conn, f"UPDATE packages SET {sql_set} WHERE package_id = $1", package_id, *args)
 
 
 async def add_notification_outcome(conn: Connection, event: Any, outcome: str) -> None:
