@@ -6,6 +6,7 @@ homecare tail                  follow the event streams, one decoded line per ev
 homecare lag                   consumer lag per group and partition, oldest unprocessed event
 homecare kpis                  brokerage and market KPIs over a period, with RAG status (the reporting service's)
 homecare reporting rebuild     replay what the event topics still hold into the reporting projection
+homecare reporting bench       the projection's figures on a generated history (rebuild events/s, KPI p95)
 homecare dead-letters list     what the consumers could not apply, with origin and error
 homecare dead-letters show N   one dead letter in full
 homecare dead-letters replay   put chosen dead letters back on their original topic

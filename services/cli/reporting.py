@@ -47,3 +47,26 @@ def rebuild(
         f"{report.applied} events applied, {report.passed_over} records passed over"
         f" ({'finished' if report.finished else 'not finished: run it again to resume'})"
     )
+
+
+@app.command("bench")
+def bench(
+    packages: int = typer.Option(5000, help="Packages in the generated history (one every 3 hours)"),
+    queries: int = typer.Option(30, help="Times the year's KPIs are asked for"),
+    as_json: bool = typer.Option(False, "--json", help="JSON only"),
+) -> None:
+    """The projection's figures on a generated history: rebuild events/s, peak RSS, KPI query
+    p50/p95 (services/bench/reporting.py). Uses a topic namespace and a database of its own."""
+    from services.bench.reporting import measure
+    from services.cli import output
+
+    figures = asyncio.run(measure(packages, queries))
+    if as_json:
+        output.echo_json(figures)
+        return
+    typer.echo(
+        f"{figures['events']} events of {figures['packages']} packages: rebuilt in {figures['rebuild_seconds']} s "
+        f"({figures['rebuild_events_per_second']} events/s), peak RSS {figures['peak_rss_mb']} MB; "
+        f"a year's KPIs ({figures['kpi_year_packages']} packages): p50 {figures['kpi_query_p50_s']} s, "
+        f"p95 {figures['kpi_query_p95_s']} s"
+    )

@@ -17,12 +17,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from schemas.events import Envelope, PackageRequested
+from services.bench.history import history, topic_of
 from services.operations import kpis as topic_scan
 from services.reporting.app import build
 from services.runtime import clock, topics
 from services.runtime.reference import load_framework
 from tests import local_issuer
-from tests.reporting_history import history, topic_of
 
 START = dt.datetime(2026, 10, 5, 8, 0, tzinfo=dt.UTC)
 NOW = START + dt.timedelta(days=12)

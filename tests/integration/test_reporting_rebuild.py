@@ -10,11 +10,13 @@ import json
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.records_to_delete import RecordsToDelete
 
+from services.bench.history import history, topic_of
 from services.operations import kpis as topic_scan
 from services.reporting import app as reporting_app
 from services.reporting import domain, handlers
@@ -31,7 +33,6 @@ from services.runtime.kafka import (
 )
 from services.runtime.reference import load_framework
 from services.runtime.settings import SharedSettings, admin_settings, load
-from tests.reporting_history import history, topic_of
 from tests.support import drop_database
 
 pytestmark = pytest.mark.infra
@@ -172,3 +173,18 @@ async def test_kpis_of_a_period_kafka_no_longer_holds_stay_exact(infra, namespac
     # A rebuild (not --fresh) over what is left changes nothing either.
     after = await handlers.rebuild(rebuild_pool, infra.kafka, security=security, namespace=ns)
     assert (after.applied, after.finished) == (0, True) and await kpis(rebuild_pool) == before
+
+
+async def test_the_benchmark_reports_its_figures_and_leaves_nothing_behind(infra):
+    from services.bench.reporting import measure
+
+    figures = await measure(packages=40, queries=3)
+    assert figures["events"] > 40 * 5 and figures["rebuild_events_per_second"] > 0
+    assert 0 < figures["kpi_query_p50_s"] <= figures["kpi_query_p95_s"] and figures["kpi_year_packages"] == 40
+    server = await asyncpg.connect(infra.database_url("postgres"))
+    try:
+        assert not await server.fetchval(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'homecare_bench_reporting_%'"
+        )
+    finally:
+        await server.close()

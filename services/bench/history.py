@@ -1,7 +1,8 @@
-"""A short history of packages as events (the real contracts), for the reporting tests: every
-kind of outcome the KPIs count - placed at and above the band rate, unplaced, cancelled after
-placing, handed back and placed again, an exception awaiting a decision and one approved,
-started - across zones, bands and urgencies, with bids and declines and notifications."""
+"""A history of packages as events (the real contracts), for the reporting tests and its benchmark
+(``homecare reporting bench``): every kind of outcome the KPIs count - placed at and above the
+band rate, unplaced, cancelled after placing, handed back and placed again, an exception awaiting
+a decision and one approved, started - across zones, bands and urgencies, with bids, declines
+and notifications."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import datetime as dt
 import random
 import uuid
 from decimal import Decimal
+from typing import Any
 
 from schemas import topics
 from schemas.events import (
@@ -245,7 +247,18 @@ def history(start: dt.datetime, packages: int = 40, seed: int = 7) -> list[Envel
     return events
 
 
-def _placed(common, provider, rate, hours, zone, band, urgency, start_date, t, offer_round=1) -> list[Envelope]:
+def _placed(
+    common: dict[str, Any],
+    provider: str,
+    rate: Decimal,
+    hours: Decimal,
+    zone: str,
+    band: str,
+    urgency: str,
+    start_date: dt.date,
+    t: dt.datetime,
+    offer_round: int = 1,
+) -> list[Envelope]:
     placed = PackagePlaced(
         **common,
         provider_id=provider,
