@@ -6,13 +6,16 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import os
 import uuid
 from decimal import Decimal
+from pathlib import Path as Path_
 from typing import Annotated, Any
 
 import asyncpg
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
@@ -27,6 +30,16 @@ from services.runtime.service import Service
 MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}
 
 
+BUDGETS = Path_(__file__).resolve().parents[2] / "deploy" / "ops" / "budgets.yaml"
+
+
+def load_budgets() -> dict[str, Any]:
+    """The weekly budget per band (pounds per week): ``HOMECARE_BUDGETS`` or deploy/ops/budgets.yaml."""
+    path = Path_(os.environ.get("HOMECARE_BUDGETS") or BUDGETS)
+    loaded = yaml.safe_load(path.read_text()) if path.exists() else None
+    return loaded if isinstance(loaded, dict) else {}
+
+
 def _bad(exc: domain.BadParameter) -> ProblemError:
     return ProblemError(422, str(exc), field=exc.field)
 
@@ -35,6 +48,7 @@ def build_router(service: Service) -> APIRouter:
     router = APIRouter(tags=["reporting"])
     framework = load_framework()
     thresholds = load_thresholds()
+    budgets = load_budgets()
 
     @router.get("/kpis", summary="KPIs of the packages requested in a period")
     async def kpis(
@@ -66,7 +80,9 @@ def build_router(service: Service) -> APIRouter:
         zone (HHI 0-10,000), decline reasons by band and rurality, zones with fewer than two
         willing providers; each with its RAG status (deploy/ops/kpi-thresholds.yaml). Under
         ``more``: starts per UK week, people and hours in care at the end, hand-backs by provider
-        and above-rate exceptions asked for and decided in the period. ``projection``: how many
+        and above-rate exceptions asked for and decided in the period, the committed weekly spend
+        against the weekly budget per band (deploy/ops/budgets.yaml), the decline mix per UK week
+        by band and rurality. ``projection``: how many
         dead letters it has counted and the latest event it holds.
 
         422 naming ``from``, ``to``, ``zone`` or ``band`` for a value it cannot answer."""
@@ -78,7 +94,9 @@ def build_router(service: Service) -> APIRouter:
         async with service.pool.acquire() as conn:
             figures = await repo.kpi_figures(conn, period, now)
             state = await repo.projection_state(conn)
-        result = domain.report(figures, period=period, now=now, framework=framework, thresholds=thresholds)
+        result = domain.report(
+            figures, period=period, now=now, framework=framework, thresholds=thresholds, budgets=budgets
+        )
         return result | {"projection": state}
 
     @router.get(

@@ -124,11 +124,13 @@ def report(
     now: dt.datetime,
     framework: Framework,
     thresholds: Mapping[str, Any],
+    budgets: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The KPI report from the rows of :func:`services.reporting.repository.kpi_figures`: the
     measures and shape of :func:`services.operations.kpis.compute` (so ``homecare kpis`` and the
     console read it unchanged), with RAG per measure from ``thresholds``
     (deploy/ops/kpi-thresholds.yaml), and the papers' further measures under ``more``."""
+    budgets = budgets or {}
     counts = dict(figures["counts"])
     p90_rules = thresholds.get("time_to_place_p90_s", {})
 
@@ -206,17 +208,46 @@ def report(
             "zones": thin,
             "rag": rag(len(thin), thresholds.get("thin_zones")),
         },
-        "more": more_measures(figures),
+        "more": more_measures(figures, framework=framework, thresholds=thresholds, budgets=budgets),
     }
 
 
-def more_measures(figures: Mapping[str, Any]) -> dict[str, Any]:
+def more_measures(
+    figures: Mapping[str, Any],
+    *,
+    framework: Framework,
+    thresholds: Mapping[str, Any],
+    budgets: Mapping[str, Any],
+) -> dict[str, Any]:
     """The papers' measures beyond the first KPI page, over the period's events (not its cohort):
     care packages started per UK week, people and carer hours in care at the period's end (and the
-    average hours per person), hand-backs by provider, above-rate exceptions asked for and decided."""
+    average hours per person), hand-backs by provider, above-rate exceptions asked for and decided,
+    the committed weekly spend at the end against the weekly budget per band (pounds per week;
+    ``budgets``: deploy/ops/budgets.yaml), and the decline mix per UK week by band and rurality."""
     care = figures["in_care"]
     people = care["people"]
+    weekly_budget = budgets.get("weekly_budget_by_band", {})
+    spend = {r["band"]: Decimal(r["spend"]) for r in figures["spend_in_care_by_band"]}
+    against_budget = {}
+    for band in sorted(set(spend) | set(weekly_budget)):
+        budget = Decimal(str(weekly_budget[band])) if band in weekly_budget else None
+        share = float(spend.get(band, Decimal(0)) / budget) if budget else None
+        against_budget[band] = {
+            "weekly_spend": str(spend.get(band, Decimal(0)).quantize(Decimal("0.01"))),
+            "weekly_budget": str(budget) if budget is not None else None,
+            "share": round(share, 4) if share is not None else None,
+            "rag": rag(share, thresholds.get("spend_against_budget")),
+        }
+    trend: dict[str, dict[str, dict[str, dict[str, int]]]] = {}
+    for r in figures["declines_by_week"]:
+        week = trend.setdefault(r["week"].isoformat(), {"by_band": {}, "by_rurality": {}})
+        zone_of = framework.zones.get(r["zone"])
+        for group, key in (("by_band", r["band"]), ("by_rurality", zone_of.size if zone_of else "unknown")):
+            reasons = week[group].setdefault(key, {})
+            reasons[r["reason"]] = reasons.get(r["reason"], 0) + r["n"]
     return {
+        "spend_against_budget": against_budget,
+        "declines_by_uk_week": trend,
         "starts_in_period_by_uk_week": {r["week"].isoformat(): r["n"] for r in figures["starts_in_period"]},
         "in_care_at_end": {
             "people": people,

@@ -284,6 +284,11 @@ _COHORT = """WITH cohort AS (
        AND ($3::text IS NULL OR zone = $3) AND ($4::text IS NULL OR band = $4))
 """
 
+_IN_CARE_AT_END = """placed_at < $2 AND (cancelled_at IS NULL OR cancelled_at >= $2)
+       AND (handed_back_at IS NULL OR handed_back_at < placed_at OR handed_back_at >= $2)
+       AND ($3::text IS NULL OR zone = $3) AND ($4::text IS NULL OR band = $4)
+       AND $1::timestamptz IS NOT NULL"""
+
 KPI_QUERIES: dict[str, str] = {
     "counts": _COHORT
     + """SELECT count(*) AS requested,
@@ -357,10 +362,19 @@ KPI_QUERIES: dict[str, str] = {
     # In care at the period's end: placed before it, neither cancelled nor handed back (since
     # that placement) before it. One person per package (reporting holds no person ids).
     "in_care": """SELECT count(*)::int AS people, sum(placed_hours) AS hours FROM packages
-     WHERE placed_at < $2 AND (cancelled_at IS NULL OR cancelled_at >= $2)
-       AND (handed_back_at IS NULL OR handed_back_at < placed_at OR handed_back_at >= $2)
-       AND ($3::text IS NULL OR zone = $3) AND ($4::text IS NULL OR band = $4)
-       AND $1::timestamptz IS NOT NULL""",
+     WHERE """
+    + _IN_CARE_AT_END,
+    "spend_in_care_by_band": """SELECT placed_band AS band, sum(hourly_rate * placed_hours) AS spend FROM packages
+     WHERE """
+    + _IN_CARE_AT_END
+    + " GROUP BY placed_band ORDER BY placed_band",
+    # The decline mix as a trend: declines per UK week of the answer, by the package's band and zone.
+    "declines_by_week": """SELECT date_trunc('week', a.answered_at AT TIME ZONE 'Europe/London')::date AS week,
+           p.band, p.zone, a.reason, count(*)::int AS n
+      FROM answers a JOIN packages p USING (package_id)
+     WHERE a.kind = 'decline' AND a.answered_at >= $1 AND a.answered_at < $2
+       AND ($3::text IS NULL OR p.zone = $3) AND ($4::text IS NULL OR p.band = $4)
+     GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4""",
 }
 _ONE_ROW = {"counts", "exceptions", "in_care"}
 _WITH_NOW = {"queue"}

@@ -10,13 +10,24 @@ import datetime as dt
 import io
 import json
 import random
+from decimal import Decimal
 from typing import Any
 
 import httpx
 import pyarrow.parquet as pq
 import pytest
 
-from schemas.events import Envelope, PackageRequested
+from schemas.events import (
+    Envelope,
+    ExceptionDecided,
+    ExceptionRequested,
+    OfferDeclined,
+    PackageCancelled,
+    PackageHandedBack,
+    PackagePlaced,
+    PackageRequested,
+    PackageStarted,
+)
 from services.bench.history import history, topic_of
 from services.operations import kpis as topic_scan
 from services.reporting.app import build
@@ -208,3 +219,49 @@ async def test_a_record_it_cannot_read_is_dead_lettered_and_counted(reporting):
     assert (await kpis(client))["projection"]["dead_letters"] == before + 1
     row = await service.pool.fetchrow("SELECT * FROM dead_letters ORDER BY recorded_at DESC LIMIT 1")
     assert row["reason"] == "invalid" and row["origin_topic"] == topics.resolve("brokerage.packages")
+
+
+async def test_the_papers_further_measures_over_the_period(reporting):
+    _service, broker, client = reporting
+    # Before every other test's history: in care at the period's end counts every package placed
+    # by then, whenever requested.
+    begin = START - dt.timedelta(days=200)
+    events = history(begin, packages=21, seed=13)
+    await project(broker, events)
+    start, end = begin - dt.timedelta(hours=1), begin + dt.timedelta(days=10)
+    more = (await kpis(client, **{"from": start.isoformat(), "to": end.isoformat()}))["more"]
+    # Computed here from the events themselves.
+    hand_backs: dict[str, int] = {}
+    for e in events:
+        if isinstance(e, PackageHandedBack) and start <= e.recorded_at < end:
+            hand_backs[e.provider_id] = hand_backs.get(e.provider_id, 0) + 1
+    assert more["hand_backs_by_provider"] == hand_backs and hand_backs
+    latest: dict = {}
+    gone: set = set()
+    for e in events:
+        if isinstance(e, PackagePlaced):
+            latest[e.package_id] = e
+        if isinstance(e, PackageCancelled):
+            gone.add(e.package_id)
+    handed_back = {e.package_id: e.recorded_at for e in events if isinstance(e, PackageHandedBack)}
+    in_care = [
+        p
+        for pid, p in latest.items()
+        if pid not in gone and not (pid in handed_back and handed_back[pid] > p.placed_at)
+    ]
+    assert more["in_care_at_end"]["people"] == len(in_care) > 0
+    assert Decimal(more["in_care_at_end"]["hours_per_week"]) == sum(p.hours_per_week for p in in_care)
+    spend: dict[str, Decimal] = {}
+    for p in in_care:
+        spend[p.band] = spend.get(p.band, Decimal(0)) + p.hourly_rate * p.hours_per_week
+    assert {
+        b: Decimal(v["weekly_spend"]) for b, v in more["spend_against_budget"].items() if v["weekly_spend"] != "0.00"
+    } == {b: v.quantize(Decimal("0.01")) for b, v in spend.items()}
+    asked = sum(isinstance(e, ExceptionRequested) for e in events)
+    decided = sum(isinstance(e, ExceptionDecided) for e in events)
+    assert more["exceptions"] == {"requested": asked, "approved": decided, "rejected": 0} and asked > decided > 0
+    declines = sum(isinstance(e, OfferDeclined) for e in events)
+    weekly = more["declines_by_uk_week"]
+    assert sum(n for w in weekly.values() for r in w["by_band"].values() for n in r.values()) == declines > 0
+    starts = sum(isinstance(e, PackageStarted) and start <= clock.uk_day_start(e.started_on) < end for e in events)
+    assert sum(more["starts_in_period_by_uk_week"].values()) == starts > 0

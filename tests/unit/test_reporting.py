@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -71,8 +72,24 @@ def test_export_names():
         assert raised.value.field == field
 
 
+NOTHING: dict[str, Any] = {
+    "starts_in_period": [],
+    "hand_backs_by_provider": [],
+    "exceptions": {},
+    "spend_in_care_by_band": [],
+    "declines_by_week": [],
+}
+SPEND_RULE = {"spend_against_budget": {"green": 1.0, "amber": 1.1, "better": "lower"}}
+
+
+def more(figures, budgets=None):
+    return domain.more_measures(
+        NOTHING | figures, framework=load_framework(), thresholds=SPEND_RULE, budgets=budgets or {}
+    )
+
+
 def test_more_measures_average_hours_per_person():
-    more = domain.more_measures(
+    m = more(
         {
             "in_care": {"people": 3, "hours": Decimal("31.50")},
             "starts_in_period": [{"week": dt.date(2027, 4, 5), "n": 2}],
@@ -80,17 +97,43 @@ def test_more_measures_average_hours_per_person():
             "exceptions": {"requested": 2, "approved": 1, "rejected": 0},
         }
     )
-    assert more["in_care_at_end"] == {"people": 3, "hours_per_week": "31.50", "average_hours_per_person": "10.50"}
-    assert more["starts_in_period_by_uk_week"] == {"2027-04-05": 2}
-    empty = domain.more_measures(
+    assert m["in_care_at_end"] == {"people": 3, "hours_per_week": "31.50", "average_hours_per_person": "10.50"}
+    assert m["starts_in_period_by_uk_week"] == {"2027-04-05": 2}
+    assert more({"in_care": {"people": 0, "hours": None}})["in_care_at_end"]["average_hours_per_person"] is None
+
+
+def test_spend_against_the_budget_per_band_with_its_rag():
+    m = more(
+        {
+            "in_care": {"people": 2, "hours": Decimal(20)},
+            "spend_in_care_by_band": [
+                {"band": "rural", "spend": Decimal("1050.00")},
+                {"band": "urban", "spend": Decimal("500.00")},
+            ],
+        },
+        budgets={"weekly_budget_by_band": {"rural": 1000, "urban": 1000, "isolated": 200}},
+    )["spend_against_budget"]
+    assert m["rural"] == {"weekly_spend": "1050.00", "weekly_budget": "1000", "share": 1.05, "rag": "amber"}
+    assert m["urban"]["rag"] == "green" and m["urban"]["share"] == 0.5
+    assert m["isolated"] == {"weekly_spend": "0.00", "weekly_budget": "200", "share": 0.0, "rag": "green"}
+
+
+def test_the_decline_mix_by_week_goes_by_band_and_rurality():
+    zones = load_framework().zones
+    zone = sorted(zones)[0]
+    week = dt.date(2027, 4, 5)
+    m = more(
         {
             "in_care": {"people": 0, "hours": None},
-            "starts_in_period": [],
-            "hand_backs_by_provider": [],
-            "exceptions": {},
+            "declines_by_week": [
+                {"week": week, "band": "rural", "zone": zone, "reason": "geography", "n": 2},
+                {"week": week, "band": "urban", "zone": zone, "reason": "geography", "n": 1},
+                {"week": week, "band": "urban", "zone": "redrawn-away", "reason": "price", "n": 1},
+            ],
         }
-    )
-    assert empty["in_care_at_end"]["average_hours_per_person"] is None
+    )["declines_by_uk_week"]
+    assert m["2027-04-05"]["by_band"] == {"rural": {"geography": 2}, "urban": {"geography": 1, "price": 1}}
+    assert m["2027-04-05"]["by_rurality"] == {zones[zone].size: {"geography": 3}, "unknown": {"price": 1}}
 
 
 def test_each_topic_has_an_explicit_retention():
