@@ -71,7 +71,11 @@ PROJECTED = (
 
 async def project(uow: UnitOfWork, event: Event) -> None:
     """Apply one event to the projection. Safe to apply twice and in any order across topics."""
-    conn = uow.conn
+    await apply(uow.conn, event)
+
+
+async def apply(conn: repo.Writer, event: Event) -> None:
+    """One event's writes, on a connection or gathered into a :class:`repository.Batch`."""
     match event:
         case PackageRequested():
             await repo.add_request(conn, event.package_id, event.package.model_dump(), event.requested_at)
@@ -205,7 +209,7 @@ async def rebuild(
     security: dict[str, Any],
     namespace: str | None = None,
     fresh: bool = False,
-    batch_size: int = 500,
+    batch_size: int = 2000,
     stop_after: int | None = None,
 ) -> RebuildReport:
     """Replay what the event topics still hold into the projection: ``homecare reporting rebuild``.
@@ -246,17 +250,24 @@ async def rebuild(
                 return report
             batches = await consumer.getmany(*pending, timeout_ms=1000, max_records=batch_size)
             for tp, records in batches.items():
+                events: list[Event] = []
+                for record in records:
+                    event, _error = read_event(Delivery.of(record))
+                    if event is None or misrouted(_base_topic(tp.topic, namespace), event):
+                        report.passed_over += 1
+                        continue
+                    events.append(event)
                 async with pool.acquire() as conn, conn.transaction():
-                    uow = UnitOfWork(conn)
-                    for record in records:
-                        delivery = Delivery.of(record)
-                        event, _error = read_event(delivery)
-                        if event is None or misrouted(_base_topic(tp.topic, namespace), event):
-                            report.passed_over += 1
-                            continue
-                        await project(uow, event)
-                        report.applied += 1
+                    batch = repo.Batch(conn)
+                    await batch.start(
+                        [e.event_id for e in events],
+                        sorted({p for e in events if (p := getattr(e, "package_id", None)) is not None}),
+                    )
+                    for event in events:
+                        await apply(batch, event)
+                    await batch.flush()
                     await repo.save_progress(conn, tp.topic, tp.partition, records[-1].offset + 1)
+                report.applied += len(events)
     finally:
         await consumer.stop()
 

@@ -20,9 +20,54 @@ from services.reporting.domain import EXPORT_TABLES, Period
 from services.runtime import clock
 from services.runtime.db import Connection, fetch_one
 
+EVENT_TABLES = ("offers", "answers", "placements", "milestones", "notification_outcomes")
+
+
+class Batch:
+    """The projection's writes for a batch of events, gathered and then sent as one ``executemany``
+    per statement (:meth:`flush`) - the rebuild's way through a long history, where a round trip
+    per statement was most of the cost.
+
+    Valid because every write of the projection is idempotent and order-tolerant: a row per event
+    id, a package's latest values kept by their time, counters added to only for a new event.
+    :meth:`start` looks up which of the batch's events the projection already holds and makes the
+    packages' rows, so the writers' questions ("is this event new?", "did the update find its
+    row?") are answered without asking the database each time."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.statements: dict[str, list[tuple[Any, ...]]] = {}
+        self.known: set[uuid.UUID] = set()
+
+    async def start(self, event_ids: list[uuid.UUID], package_ids: list[uuid.UUID]) -> None:
+        held = " UNION ALL ".join(f"SELECT event_id FROM {t} WHERE event_id = ANY($1)" for t in EVENT_TABLES)
+        self.known = {r["event_id"] for r in await self.conn.fetch(held, event_ids)}
+        await self.conn.execute(
+            "INSERT INTO packages (package_id) SELECT unnest($1::uuid[]) ON CONFLICT DO NOTHING", package_ids
+        )
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        self.statements.setdefault(sql, []).append(args)
+        return "UPDATE 1"  # every package's row exists (start), so an update never has to create it
+
+    async def fetchval(self, sql: str, *args: Any) -> bool:
+        """Only ``INSERT ... RETURNING true`` of an event's row (its id first): whether it is new."""
+        self.statements.setdefault(sql, []).append(args)
+        new = args[0] not in self.known
+        self.known.add(args[0])
+        return new
+
+    async def flush(self) -> None:
+        for sql, rows in self.statements.items():
+            await self.conn.executemany(sql, rows)
+        self.statements.clear()
+
+
+Writer = Connection | Batch
+
 
 async def add_request(
-    conn: Connection,
+    conn: Writer,
     package_id: uuid.UUID,
     spec: dict[str, Any],
     requested_at: dt.datetime,
@@ -49,7 +94,7 @@ async def add_request(
     )
 
 
-async def _update_package(conn: Connection, update: str, package_id: uuid.UUID, *args: Any) -> None:
+async def _update_package(conn: Writer, update: str, package_id: uuid.UUID, *args: Any) -> None:
     """Run ``update`` (an UPDATE of the package's row, ``$1`` its id). The row usually exists - the
     request comes first on its topic - so this is one statement; a package not seen yet (an answer
     or a confirmation on another topic came first) gets its row, then the update."""
@@ -59,7 +104,7 @@ async def _update_package(conn: Connection, update: str, package_id: uuid.UUID, 
             await conn.execute(update, package_id, *args)
 
 
-async def set_status(conn: Connection, package_id: uuid.UUID, event_type: str, at: dt.datetime) -> None:
+async def set_status(conn: Writer, package_id: uuid.UUID, event_type: str, at: dt.datetime) -> None:
     """The package's state is its latest lifecycle event; an older one arriving late changes nothing."""
     await _update_package(
         conn,
@@ -71,7 +116,7 @@ async def set_status(conn: Connection, package_id: uuid.UUID, event_type: str, a
     )
 
 
-async def add_offer(conn: Connection, event: Any) -> bool:
+async def add_offer(conn: Writer, event: Any) -> bool:
     """An offer round; True when new. The package keeps its first offer time and latest band rate."""
     inserted = await conn.fetchval(
         """INSERT INTO offers (event_id, package_id, offer_round, tier, provider_ids, band_rate, offered_at,
@@ -103,7 +148,7 @@ async def add_offer(conn: Connection, event: Any) -> bool:
     return True
 
 
-async def add_answer(conn: Connection, event: Any, kind: str) -> None:
+async def add_answer(conn: Writer, event: Any, kind: str) -> None:
     """A provider's bid (with its rate) or decline (with its reason code)."""
     await conn.execute(
         """INSERT INTO answers (event_id, package_id, offer_round, provider_id, kind, hourly_rate, reason, adapter,
@@ -121,7 +166,7 @@ async def add_answer(conn: Connection, event: Any, kind: str) -> None:
     )
 
 
-async def add_placement(conn: Connection, event: Any) -> bool:
+async def add_placement(conn: Writer, event: Any) -> bool:
     """A placement; True when new. The package's row holds its latest placement (by time)."""
     inserted = await conn.fetchval(
         """INSERT INTO placements (event_id, package_id, provider_id, offer_round, tier, hourly_rate, hours_per_week,
@@ -168,7 +213,7 @@ async def add_placement(conn: Connection, event: Any) -> bool:
 
 
 async def add_milestone(
-    conn: Connection,
+    conn: Writer,
     event: Any,
     at: dt.datetime,
     *,
@@ -200,12 +245,12 @@ async def add_milestone(
     return bool(inserted)
 
 
-async def mark(conn: Connection, package_id: uuid.UUID, sql_set: str, *args: Any) -> None:
+async def mark(conn: Writer, package_id: uuid.UUID, sql_set: str, *args: Any) -> None:
     """Set a milestone's columns on the package's row (``sql_set`` is the handlers' own text)."""
     await _update_package(conn, f"UPDATE packages SET {sql_set} WHERE package_id = $1", package_id, *args)
 
 
-async def add_notification_outcome(conn: Connection, event: Any, outcome: str) -> None:
+async def add_notification_outcome(conn: Writer, event: Any, outcome: str) -> None:
     values: tuple[Any, ...]
     if outcome == "confirmed":
         values = (event.provider_id, None, None, None, None, len(event.recipients), None, event.confirmed_at)
@@ -231,7 +276,7 @@ async def add_notification_outcome(conn: Connection, event: Any, outcome: str) -
     )
 
 
-async def put_provider(conn: Connection, event: Any) -> None:
+async def put_provider(conn: Writer, event: Any) -> None:
     """The registry's latest profile of a provider (a lower revision arriving late changes nothing)."""
     p = event.profile
     await conn.execute(
