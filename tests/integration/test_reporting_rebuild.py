@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -37,20 +40,24 @@ from tests.support import drop_database
 
 pytestmark = pytest.mark.infra
 
+ROOT = Path(__file__).resolve().parents[2]
 START = dt.datetime(2026, 6, 1, 7, 0, tzinfo=dt.UTC)
+
+
 NOW = START + dt.timedelta(days=20)
 
 
 @pytest.fixture(scope="module")
-async def rebuild_pool(infra, database_url):
-    """The reporting schema in a database of the test's own (not the end-to-end stack's)."""
+async def rebuild_db(infra, database_url):
+    """(pool, administrator's URL): the reporting schema in a database of the test's own (not the
+    end-to-end stack's)."""
     name = urlsplit(database_url).path.lstrip("/") + "_rebuild"
     url = infra.database_url(name)
     await provision(url)
     settings = load("reporting", database_url=url)
     pool = await create_pool(settings.service_dsn, schema="reporting", application="rebuild-test", size=2)
     await migrate(pool, "reporting", Path(reporting_app.__file__).parent / "migrations")
-    yield pool
+    yield pool, url
     await pool.close()
     await drop_database(infra, name)
 
@@ -76,7 +83,8 @@ async def kpis(pool) -> dict:
     return {k: v for k, v in report.items() if k not in ("period", "more")}
 
 
-async def test_rebuild_is_resumable_idempotent_and_gives_the_topic_scan_kpis(infra, namespace, rebuild_pool):
+async def test_rebuild_is_resumable_idempotent_and_gives_the_topic_scan_kpis(infra, namespace, rebuild_db):
+    rebuild_pool, database = rebuild_db
     ns = f"{namespace}-rebuild"
     security = kafka_security(admin_settings(infra.kafka))
     await ensure_topics(infra.kafka, security=security, namespace=ns, configs=topic_configs(SharedSettings(), ns))
@@ -123,12 +131,21 @@ async def test_rebuild_is_resumable_idempotent_and_gives_the_topic_scan_kpis(inf
     fresh = await handlers.rebuild(rebuild_pool, infra.kafka, security=security, namespace=ns, fresh=True)
     assert fresh.applied == len(events) and await kpis(rebuild_pool) == resumed
 
+    # The command itself, as an operator runs it, on this database and namespace.
+    env = os.environ | {"DATABASE_URL": database, "HOMECARE_NAMESPACE": ns}
+    command = [sys.executable, "-m", "services.cli.main", "reporting", "rebuild", "--fresh", "--batch-size", "9"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"{len(events)} events applied, 1 records passed over (finished)" in done.stdout
+    assert await kpis(rebuild_pool) == resumed
 
-async def test_kpis_of_a_period_kafka_no_longer_holds_stay_exact(infra, namespace, rebuild_pool):
+
+async def test_kpis_of_a_period_kafka_no_longer_holds_stay_exact(infra, namespace, rebuild_db):
     """A topic's retention set to a second and its records expired: the topic-scan KPIs would see
     nothing of the period, the projection's KPIs are what they were. The broker looks for expired
     segments only every five minutes (log.retention.check.interval.ms), so the test removes the
     expired records itself with DeleteRecords - what the broker's retention does to them."""
+    rebuild_pool, _ = rebuild_db
     ns = f"{namespace}-expiry"
     security = kafka_security(admin_settings(infra.kafka))
     second = 1 / 86_400
