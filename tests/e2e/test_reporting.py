@@ -40,7 +40,7 @@ def settled(data: object) -> object:
 async def reporting_batch(stack):
     since = dt.datetime.now(dt.UTC)
     await asyncio.sleep(0.01)
-    packages = await place_batch(stack.url("brokerage"), batch(load_framework(), 24, seed=404), timeout=180)
+    packages = await place_batch(stack.url("brokerage"), batch(load_framework(), 12, seed=404), timeout=180)
     return since, packages
 
 
