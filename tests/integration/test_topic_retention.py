@@ -3,6 +3,8 @@ Kafka): each topic's retention.ms from the settings, the registry compacted and 
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -31,6 +33,11 @@ async def test_topics_get_their_configured_retention_when_made_and_when_they_exi
         # A topic that exists takes a new decision too, and the registry stays compacted.
         later = SharedSettings(kafka_retention_packages_days=0.5)
         await ensure_topics(infra.kafka, security=security, namespace=ns, configs=topic_configs(later, ns))
+        # The controller commits the change; the broker applies it from the metadata log a moment later.
+        for _ in range(50):
+            if await topic_config(infra.kafka, packages, "retention.ms", security) == str(DAY_MS // 2):
+                break
+            await asyncio.sleep(0.2)
         assert await topic_config(infra.kafka, packages, "retention.ms", security) == str(DAY_MS // 2)
         registry = topics.resolve(contract.REGISTRY, ns)
         assert await topic_config(infra.kafka, registry, "cleanup.policy", security) == "compact"
