@@ -60,8 +60,7 @@ load_secrets() {
       echo "KC_BOOTSTRAP_ADMIN_PASSWORD=$(secret)"
     } > "$SECRETS")
   fi
-  local key value
-  while IFS='=' read -r key value; do [ -n "${!key:-}" ] || export "$key=$value"; done < "$SECRETS"
+  export_settings "$SECRETS"
 }
 
 ready() { curl -fsS "$ISSUER/.well-known/openid-configuration" >/dev/null 2>&1; }
@@ -80,6 +79,15 @@ start() {
   fi
   mkdir -p "$SERVER/data/import"
   cp "$ROOT/deploy/keycloak/realm-homecare.json" "$SERVER/data/import/"
+  # --import-realm skips a realm that exists: when the repository's realm changed since this
+  # server imported it (new clients, redirect URIs, mappers), its development database goes, so
+  # the new realm is imported (development data only: demo users and sessions).
+  local realm_hash; realm_hash=$(sha256sum "$ROOT/deploy/keycloak/realm-homecare.json" | cut -d' ' -f1)
+  if [ -d "$SERVER/data/h2" ] && [ "$(cat "$KC_DIR/realm.sha256" 2>/dev/null)" != "$realm_hash" ]; then
+    log "the realm in deploy/keycloak/ changed since it was imported: importing it again (development database reset)"
+    rm -rf "$SERVER/data/h2"
+  fi
+  echo "$realm_hash" > "$KC_DIR/realm.sha256"
   log "starting Keycloak $KC_VERSION (development mode) at $ISSUER (log: $LOG)"
   local log_from; log_from=$(( $( [ -f "$LOG" ] && stat -c %s "$LOG" || echo 0) + 1 ))
   # setsid: its own process group, so stopping it never touches the caller's.

@@ -83,6 +83,18 @@ component "setup" "" "make $RUN_DIR and $CACHE_DIR writable, or point HOMECARE_R
 mkdir -p "$RUN_DIR" "$LOG_DIR" "$CACHE_DIR"
 component ""
 
+# export_settings [FILE] -> export each KEY=value line of FILE (or stdin), a value the environment
+# already has winning. Split at the first '=' only: `IFS='=' read` drops a value's trailing '='
+# (a Fernet key's padding), and the services then refuse the key.
+export_settings() {
+  local line key
+  while IFS= read -r line; do
+    [ -n "$line" ] && [ "${line#\#}" = "$line" ] || continue
+    key=${line%%=*}
+    [ -n "${!key:-}" ] || export "$key=${line#*=}"
+  done < "${1:-/dev/stdin}"
+}
+
 # pid_alive FILE -> 0 when the pid in FILE is a running process
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 

@@ -5,6 +5,10 @@ source "$(dirname "$0")/lib.sh"
 
 ALL=(providers brokerage notifications reporting console)
 declare -A PORT=([brokerage]="${BROKERAGE_HTTP_PORT:-8001}" [providers]="${PROVIDERS_HTTP_PORT:-8002}" [notifications]="${NOTIFICATIONS_HTTP_PORT:-8003}" [console]="${CONSOLE_HTTP_PORT:-8004}" [reporting]="${REPORTING_HTTP_PORT:-8005}")
+# Each one's internal listener (health, readiness, metrics without a token; never published):
+# <SERVICE>_INTERNAL_PORT, default its API port + 1000 (services/runtime/settings.py).
+declare -A INTERNAL_PORT
+for s in "${!PORT[@]}"; do var="${s^^}_INTERNAL_PORT"; INTERNAL_PORT[$s]="${!var:-$((PORT[$s] + 1000))}"; done
 # The console calls the services' APIs where this script starts them. It is served over plain HTTP
 # on loopback here, so its cookies cannot be Secure-only (behind an HTTPS proxy, leave this unset).
 export CONSOLE_COOKIE_SECURE="${CONSOLE_COOKIE_SECURE:-false}"
@@ -24,7 +28,7 @@ PY="$ROOT/.venv/bin/python"
 # council's issuer, with <SERVICE>_OIDC_CLIENT_ID/_SECRET) wins; else the local Keycloak's
 # settings and generated secrets (deploy/keycloak.sh, started by deploy/up.sh).
 if [ -z "${OIDC_ISSUER:-}" ]; then
-  while IFS='=' read -r key value; do [ -n "${!key:-}" ] || export "$key=$value"; done < <(bash "$ROOT/deploy/keycloak.sh" env)
+  export_settings < <(bash "$ROOT/deploy/keycloak.sh" env)
 fi
 # The key sealing secrets at rest (webhook signing secrets: services/runtime/sealing.py), made
 # once per installation (random), kept in .run/secrets.env (mode 600); values in the environment win.
@@ -32,11 +36,7 @@ SECRETS="$RUN_DIR/secrets.env"
 [ -f "$SECRETS" ] || (umask 077; : > "$SECRETS")
 grep -q '^SECRETS_KEYS=' "$SECRETS" ||
   (umask 077; echo "SECRETS_KEYS=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_')" >> "$SECRETS")
-# Split at the first '=' only: `IFS='=' read` would drop a value's trailing '=' (a Fernet key's padding).
-while IFS= read -r line; do
-  key=${line%%=*}; value=${line#*=}
-  [ -n "${!key:-}" ] || export "$key=$value"
-done < "$SECRETS"
+export_settings "$SECRETS"
 export PROVIDERS_BROKERAGE_URL="${PROVIDERS_BROKERAGE_URL:-http://127.0.0.1:${BROKERAGE_HTTP_PORT:-8001}}"
 
 start_one() {
@@ -51,8 +51,8 @@ start_one() {
 
 wait_ready() {
   local name=$1 deadline=$((SECONDS + ${2:-120}))
-  component "$name" "$LOG_DIR/$name.log" "read the log lines above: a port taken (set ${name^^}_HTTP_PORT), Kafka or PostgreSQL away (bash deploy/up.sh starts them), Kafka refusing the service (bash deploy/up.sh grants the ACLs); docs/guide/troubleshooting.md"
-  until curl -fsS "http://127.0.0.1:${PORT[$name]}/health/ready" >/dev/null 2>&1; do
+  component "$name" "$LOG_DIR/$name.log" "read the log lines above: a port taken (set ${name^^}_HTTP_PORT or ${name^^}_INTERNAL_PORT), Kafka or PostgreSQL away (bash deploy/up.sh starts them), Kafka refusing the service (bash deploy/up.sh grants the ACLs); docs/guide/troubleshooting.md"
+  until curl -fsS "http://127.0.0.1:${INTERNAL_PORT[$name]}/health/ready" >/dev/null 2>&1; do
     pid_alive "$RUN_DIR/$name.pid" || fail "$name exited while starting"
     [ $SECONDS -lt $deadline ] || fail "$name was not ready within ${2:-120} s"
     sleep 0.5
@@ -66,6 +66,6 @@ case "${1:-start}" in
   start) for s in "${targets[@]}"; do start_one "$s"; done; for s in "${targets[@]}"; do wait_ready "$s"; done ;;
   stop) for s in "${targets[@]}"; do stop_pid "$RUN_DIR/$s.pid" "$s" 30; done ;;
   restart) for s in "${targets[@]}"; do stop_pid "$RUN_DIR/$s.pid" "$s" 30; start_one "$s"; done; for s in "${targets[@]}"; do wait_ready "$s"; done ;;
-  status) rc=0; for s in "${targets[@]}"; do if pid_alive "$RUN_DIR/$s.pid"; then echo "$s running (pid $(cat "$RUN_DIR/$s.pid")) http://127.0.0.1:${PORT[$s]}"; else echo "$s stopped"; rc=1; fi; done; exit $rc ;;
+  status) rc=0; for s in "${targets[@]}"; do if pid_alive "$RUN_DIR/$s.pid"; then echo "$s running (pid $(cat "$RUN_DIR/$s.pid")) http://127.0.0.1:${PORT[$s]} (internal: ${INTERNAL_PORT[$s]})"; else echo "$s stopped"; rc=1; fi; done; exit $rc ;;
   *) echo "usage: $0 start|stop|status|restart [service...]" >&2; exit 2 ;;
 esac

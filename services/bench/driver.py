@@ -22,10 +22,12 @@ async def wait_until_ready(client: httpx.AsyncClient, urls: dict[str, str], time
     """Until every service answers ready and the brokerage knows every provider of the registry
     (TimeoutError after ``timeout`` seconds). ``urls``: service name -> base URL."""
     deadline = time.monotonic() + timeout
+    # On the API port readiness wants a token (any valid one): the registry reader's.
+    auth = client.auth if isinstance(client.auth, OidcAuth) else user_auth("demo-broker")
     for name, url in urls.items():
         while True:
             try:
-                if (await client.get(f"{url}/health/ready")).status_code == 200:
+                if (await client.get(f"{url}/health/ready", auth=auth)).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
@@ -34,7 +36,6 @@ async def wait_until_ready(client: httpx.AsyncClient, urls: dict[str, str], time
             await asyncio.sleep(0.5)
     # The brokerage learns the framework's providers from the registry topic; wait until it has.
     # The registry is staff's to read: as the demo broker unless the client has an identity of its own.
-    auth = client.auth if isinstance(client.auth, OidcAuth) else user_auth("demo-broker")
     expected = len((await client.get(f"{urls['providers']}/providers", auth=auth)).json())
     while len((await client.get(f"{urls['brokerage']}/reference/providers", auth=auth)).json()) < expected:
         if time.monotonic() > deadline:

@@ -37,8 +37,14 @@ class Stack:
     services: dict[str, str] = field(default_factory=dict)  # process name -> service module
     instance_env: dict[str, dict[str, str]] = field(default_factory=dict)  # process name -> its own settings
 
+    internal_ports: dict[str, int] = field(default_factory=dict)  # the internal listeners (health, metrics)
+
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
+
+    def internal_url(self, name: str) -> str:
+        """The process's internal listener: health, readiness and metrics without a token."""
+        return f"http://127.0.0.1:{self.internal_ports[name]}"
 
     def start(self, name: str, service: str | None = None, env: dict[str, str] | None = None) -> None:
         """Start ``service`` (default: ``name``) as process ``name``; a second instance of a service
@@ -47,9 +53,17 @@ class Stack:
         service = service or self.services.get(name, name)
         self.services[name] = service
         self.ports.setdefault(name, free_port())
+        self.internal_ports.setdefault(name, free_port())
         if env is not None:
             self.instance_env[name] = env
-        env = self.env | self.instance_env.get(name, {}) | {f"{service.upper()}_HTTP_PORT": str(self.ports[name])}
+        env = (
+            self.env
+            | self.instance_env.get(name, {})
+            | {
+                f"{service.upper()}_HTTP_PORT": str(self.ports[name]),
+                f"{service.upper()}_INTERNAL_PORT": str(self.internal_ports[name]),
+            }
+        )
         command = [sys.executable, "-m", f"services.{service}"]
         # The child keeps its own copy of the log's file descriptor; ours is closed at once.
         with open(self.logs / f"{name}.log", "ab") as log:
@@ -63,7 +77,7 @@ class Stack:
                     f"{name} exited with {self.procs[name].returncode}; see {self.logs / (name + '.log')}"
                 )
             try:
-                if httpx.get(f"{self.url(name)}/health/ready", timeout=2).status_code == 200:
+                if httpx.get(f"{self.internal_url(name)}/health/ready", timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -93,7 +107,7 @@ def start_stack(
     # On a secured cluster the services may not create topics: the operator makes them, and the
     # namespace's ACLs, first.
     provision_namespace(kafka, namespace)
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_HTTP_PORT")}
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("_HTTP_PORT", "_INTERNAL_PORT"))}
     env |= identity_env()  # the APIs validate tokens from this issuer; providers and the console get tokens from it
     env |= {
         "DATABASE_URL": database_url,

@@ -27,7 +27,7 @@ from services.runtime import clock, identifiers
 from services.runtime.auth import Principal, principal_of
 from services.runtime.db import fetch_one
 from services.runtime.http import ProblemError
-from services.runtime.outbox import UnitOfWork, unit_of_work
+from services.runtime.outbox import UnitOfWork, run_in_unit_of_work
 from services.runtime.permissions import SEES_BID_PRICES
 from services.runtime.service import Service
 
@@ -271,15 +271,17 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
         spec = PackageSpec.model_validate(request.model_dump(exclude={"person"}))
         fingerprint = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
         try:
-            async with unit_of_work(service.pool) as uow:
-                package_id, status = await handlers.request_package(
+            package_id, status = await run_in_unit_of_work(
+                service.pool,
+                lambda uow: handlers.request_package(
                     uow,
                     rules,
                     spec=spec,
                     person=request.person.model_dump(),
                     requested_by=caller.actor,
                     idempotency=(idempotency_key, fingerprint) if idempotency_key else None,
-                )
+                ),
+            )
         except asyncpg.UniqueViolationError:
             row = await service.pool.fetchrow("SELECT * FROM packages WHERE idempotency_key = $1", idempotency_key)
             if row is None:
@@ -358,8 +360,7 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
 
     async def act(package_id: uuid.UUID, action: Callable[[UnitOfWork], Awaitable[object]]) -> dict[str, str]:
         try:
-            async with unit_of_work(service.pool) as uow:
-                await action(uow)
+            await run_in_unit_of_work(service.pool, action)
         except handlers.ActionRefused as exc:
             raise ProblemError(409, str(exc)) from None
         except handlers.NotDelegated as exc:

@@ -16,7 +16,7 @@ from services.notifications import domain, handlers
 from services.notifications import repository as repo
 from services.runtime import identifiers
 from services.runtime.http import ProblemError, check_webhook_url
-from services.runtime.outbox import unit_of_work
+from services.runtime.outbox import UnitOfWork, run_in_unit_of_work
 from services.runtime.service import Service
 
 RecipientKind = Literal["provider", "broker", "person", "brokerage_team"]
@@ -135,9 +135,12 @@ def build_router(service: Service, rules: handlers.NotificationRules) -> APIRout
         values = body.model_dump()
         if values["webhook_secret"] is not None:  # kept sealed (services/runtime/sealing.py)
             values["webhook_secret"] = service.secrets.seal(values["webhook_secret"])
-        async with unit_of_work(service.pool) as uow:
+
+        async def register(uow: UnitOfWork) -> tuple[int, asyncpg.Record | None]:
             planned = await handlers.register_recipient(uow, rules, kind, recipient_id, values)
-            row = await repo.recipient(uow.conn, kind, recipient_id)
+            return planned, await repo.recipient(uow.conn, kind, recipient_id)
+
+        planned, row = await run_in_unit_of_work(service.pool, register)
         if row is None:  # registered a moment ago, in this transaction
             raise LookupError(f"no {kind} recipient {recipient_id}")
         return _out(row, planned)

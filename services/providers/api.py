@@ -33,7 +33,7 @@ from services.runtime.db import fetch_one
 from services.runtime.http import ProblemError, check_webhook_url
 from services.runtime.logging import get_logger
 from services.runtime.oidc_client import TokenError
-from services.runtime.outbox import UnitOfWork, unit_of_work
+from services.runtime.outbox import UnitOfWork, run_in_unit_of_work
 from services.runtime.service import Service
 
 log = get_logger(__name__)
@@ -91,8 +91,7 @@ def authenticator(service: Service) -> Callable[..., Awaitable[ProviderCaller]]:
 async def in_unit_of_work(service: Service, command: Callable[[UnitOfWork], Awaitable[T]]) -> T:
     """Run a command in one transaction, turning refusals into 4xx answers."""
     try:
-        async with unit_of_work(service.pool) as uow:
-            return await command(uow)
+        return await run_in_unit_of_work(service.pool, command)
     except handlers.Refused as exc:
         raise ProblemError(409, str(exc)) from None
     except LookupError as exc:
@@ -229,10 +228,12 @@ def build_router(service: Service) -> APIRouter:
     )
     async def change_status(provider_id: str, body: StatusChange, caller: Caller) -> dict:
         try:
-            async with unit_of_work(service.pool) as uow:
-                updated = await handlers.change_status(
+            updated = await run_in_unit_of_work(
+                service.pool,
+                lambda uow: handlers.change_status(
                     uow, provider_id, status=body.status, reason=body.reason, decided_by=caller.actor
-                )
+                ),
+            )
         except LookupError as exc:
             raise ProblemError(404, str(exc)) from None
         except domain.StatusRefused as exc:

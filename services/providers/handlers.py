@@ -91,8 +91,9 @@ async def answer_offer(uow: UnitOfWork, event: OfferMade) -> None:
     framework = load_framework()
     zone = framework.zones.get(event.package.zone)
     neighbours = frozenset(zone.adjacent) if zone else frozenset()
-    # The offered providers are locked together, in a fixed order: two offers answered at once cannot deadlock.
-    rows = await repo.lock_providers(uow.conn, sorted(set(event.provider_ids)))
+    # The offered providers are locked with the package's earlier ones, in the service's lock order.
+    locked = await repo.lock_package_providers(uow.conn, event.package_id, also=event.provider_ids)
+    rows = {p: row for p, row in locked.items() if p in event.provider_ids}
     for provider_id in sorted(set(event.provider_ids) - rows.keys()):
         log.warning("offer names an unknown provider", provider_id=provider_id)
     at = now()
@@ -158,6 +159,7 @@ async def record_award(uow: UnitOfWork, event: PackagePlaced) -> None:
     An award older than the live placement (a dead letter replayed late) changes nothing; a newer
     one whose predecessor is still live (the event that ended it was dead-lettered) ends that one
     first - the brokerage decides who holds a package, and here it has moved on."""
+    await repo.lock_package_providers(uow.conn, event.package_id, also=[event.provider_id])
     await repo.close_unanswered(uow.conn, event.package_id)
     await repo.settle_bids(uow.conn, event.package_id, won_by=event.provider_id)
     if await repo.is_cancelled(uow.conn, event.package_id):
@@ -191,11 +193,13 @@ async def record_award(uow: UnitOfWork, event: PackagePlaced) -> None:
 
 
 async def release_bids(uow: UnitOfWork, event: PackageUnplaced) -> None:
+    await repo.lock_package_providers(uow.conn, event.package_id)
     await repo.close_unanswered(uow.conn, event.package_id)
     await repo.settle_bids(uow.conn, event.package_id)
 
 
 async def release_package(uow: UnitOfWork, event: PackageCancelled) -> None:
+    await repo.lock_package_providers(uow.conn, event.package_id)
     await repo.remember_cancelled(uow.conn, event.package_id, event.cancelled_at)
     await repo.close_unanswered(uow.conn, event.package_id)
     await repo.settle_bids(uow.conn, event.package_id)
@@ -240,6 +244,7 @@ async def _end_placement(
     """End the package's live placement - if it was placed before ``at`` (and, given, is
     ``provider_id``'s): an ending replayed after a later award leaves the new placement alone.
     Its hours are given back; a hand-back also counts against the provider's rating."""
+    await repo.lock_package_providers(uow.conn, package_id)
     placement = await repo.end_placement(uow.conn, package_id, at, why=why, provider_id=provider_id)
     if placement is None:
         return  # none live, or already ended (a redelivery), or a later award's

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from collections.abc import Iterable
 from decimal import Decimal
 
 import asyncpg
@@ -49,11 +50,26 @@ async def lock_provider(conn: Connection, provider_id: str) -> asyncpg.Record | 
     return await conn.fetchrow("SELECT * FROM providers WHERE provider_id = $1 FOR UPDATE", provider_id)
 
 
-async def lock_providers(conn: Connection, provider_ids: list[str]) -> dict[str, asyncpg.Record]:
-    """Several providers' rows, locked in one statement in a fixed order (rows are locked as the
-    sort hands them over), so two transactions locking overlapping sets cannot deadlock."""
+async def lock_package_providers(
+    conn: Connection, package_id: uuid.UUID, also: Iterable[str] = ()
+) -> dict[str, asyncpg.Record]:
+    """Lock every provider the package concerns - offered it in any round, placed with it - and
+    ``also``, in one statement in provider order (rows are locked as the sort hands them over):
+    ``{provider_id: row}``.
+
+    The lock order of this service (docs/decisions/0077): **providers first, in provider order,
+    then the package's offers and placements**. The provider API takes its own provider before its
+    offer; every handler that changes a package's offers or placements takes this first, so no two
+    transactions wait for each other in opposite orders. (An award settling bids locked offers
+    before providers and deadlocked with a bid arriving at the same moment.)"""
     rows = await conn.fetch(
-        "SELECT * FROM providers WHERE provider_id = ANY($1::text[]) ORDER BY provider_id FOR UPDATE", provider_ids
+        """SELECT * FROM providers
+            WHERE provider_id IN (SELECT provider_id FROM offers WHERE package_id = $1
+                                  UNION SELECT provider_id FROM placements WHERE package_id = $1
+                                  UNION SELECT unnest($2::text[]))
+            ORDER BY provider_id FOR UPDATE""",
+        package_id,
+        sorted(set(also)),
     )
     return {r["provider_id"]: r for r in rows}
 

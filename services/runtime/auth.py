@@ -234,6 +234,7 @@ def authorization(service_name: str, settings: ServiceSettings) -> Any:
     authenticates and authorizes every route against the permission table, so a route cannot be
     added without passing through it; a route the table does not name is refused (secure by default)."""
     verifier = TokenVerifier(settings)
+    internal_port = settings.internal_port
     if verifier.issuer is None:
         log.warning("OIDC_ISSUER is not set: every authenticated operation will be refused", service=service_name)
 
@@ -244,12 +245,16 @@ def authorization(service_name: str, settings: ServiceSettings) -> Any:
         path = getattr(route, "path", request.url.path)
         rule = permissions.rule_for(service_name, request.method, path)
         if rule is permissions.PUBLIC or rule is permissions.PROVIDER_CREDENTIAL:
-            return  # health and metrics; or the provider API, which checks its own credentials
+            return  # the AsyncAPI document; or the provider API, which checks its own credentials
+        if rule is permissions.INTERNAL and permissions.on_internal_listener(request.scope, internal_port):
+            return  # health and metrics for probes and Prometheus, on the port never published
         if credentials is None:
             raise Unauthenticated("an access token is required: Authorization: Bearer <token>")
         principal = await verifier.principal(credentials.credentials)
         principal = _acting_for(principal, request, verifier.console_client_id)
         request.state.principal = principal
+        if rule is permissions.INTERNAL:
+            return  # on the API port: any valid token for this service
         if rule is None:
             raise ProblemError(403, f"{request.method} {path} is not in the permission table: refused")
         if not (principal.roles & rule):

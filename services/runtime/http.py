@@ -10,17 +10,19 @@ An unreachable PostgreSQL is a 503 with ``Retry-After``, not a stack trace.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.runtime import permissions
 from services.runtime.db import TRANSIENT_DB_ERRORS
 from services.runtime.outbound import DestinationRefused, OutboundPolicy, check_url
 
@@ -65,11 +67,16 @@ class EdgeMiddleware:
     through an extra task and memory stream: a tenth of the brokerage's time under load."""
 
     def __init__(
-        self, app: ASGIApp, max_bytes: int, content_types: frozenset[str] = frozenset({"application/json"})
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        content_types: frozenset[str] = frozenset({"application/json"}),
+        internal_port: int | None = None,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.content_types = content_types
+        self.internal_port = internal_port
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -89,6 +96,13 @@ class EdgeMiddleware:
             problem = None
             if b"%00" in scope.get("query_string", b"") or "\x00" in scope["path"]:
                 problem = _problem(400, "NUL characters are not allowed in URLs")
+            elif (
+                self.internal_port is not None
+                and scope["path"] not in INTERNAL_PATHS
+                and permissions.on_internal_listener(scope, self.internal_port)
+            ):
+                # The internal listener is for probes and Prometheus: the API is not served there.
+                problem = _problem(404, "the internal listener serves /health/live, /health/ready and /metrics only")
             elif scope["method"] in BODY_METHODS:
                 problem, receive = await self._checked_body(headers, receive)
             if problem is not None:
@@ -161,7 +175,12 @@ def create_app(
         title=title, description=description, version=version, lifespan=service.lifespan, dependencies=dependencies
     )
     types = {"application/json"} | ({"application/x-www-form-urlencoded"} if html_forms else set())
-    app.add_middleware(EdgeMiddleware, max_bytes=service.settings.max_request_bytes, content_types=frozenset(types))
+    app.add_middleware(
+        EdgeMiddleware,
+        max_bytes=service.settings.max_request_bytes,
+        content_types=frozenset(types),
+        internal_port=service.settings.internal_port,
+    )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -181,12 +200,19 @@ def create_app(
     app.add_exception_handler(asyncpg.exceptions.DataError, _bad_value)
     app.add_exception_handler(asyncpg.exceptions._base.DataError, _bad_value)
 
+    # Health, readiness and metrics: an app without access tokens (the console, whose pages have
+    # their own sign-in) answers them on its internal listener only; the others through the
+    # permission table (INTERNAL: no token there, any valid token on the API port).
+    internal = [] if authenticated else [Depends(_internal_listener_only(service.settings.internal_port))]
+
     # response_model=None: the return annotation is for mypy, not a response model in the OpenAPI document.
-    @app.get("/health/live", tags=["operations"], summary="The process is up", response_model=None)
+    @app.get(
+        "/health/live", tags=["operations"], summary="The process is up", response_model=None, dependencies=internal
+    )
     async def live() -> dict[str, str]:
         return {"status": "live", "service": service.name}
 
-    @app.get("/health/ready", tags=["operations"], summary="Kafka and PostgreSQL are reachable")
+    @app.get("/health/ready", tags=["operations"], summary="Kafka and PostgreSQL are reachable", dependencies=internal)
     async def ready() -> JSONResponse:
         checks = await service.readiness()
         ok = all(checks.values())
@@ -211,7 +237,13 @@ def create_app(
 
         return document(service)
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=PlainTextResponse)
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        dependencies=internal,
+    )
     async def metrics_endpoint() -> PlainTextResponse:
         await service.refresh_gauges()
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
@@ -221,11 +253,20 @@ def create_app(
     return app
 
 
+INTERNAL_PATHS = frozenset({"/health/live", "/health/ready", "/metrics"})
+
+
+def _internal_listener_only(internal_port: int) -> Callable[[Request], None]:
+    def on_internal_listener(request: Request) -> None:
+        if not permissions.on_internal_listener(request.scope, internal_port):
+            raise ProblemError(404, "served on the internal listener only")
+
+    return on_internal_listener
+
+
 def _document_permissions(app: FastAPI, service_name: str) -> None:
     """The OpenAPI document says, per operation, how it authenticates and which roles the
     permission table allows (``x-roles``): the table stays the one source."""
-    from services.runtime import permissions
-
     original = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -237,6 +278,14 @@ def _document_permissions(app: FastAPI, service_name: str) -> None:
                 rule = permissions.rule_for(service_name, method.upper(), path)
                 if rule is permissions.PUBLIC:
                     operation["security"] = []
+                elif rule is permissions.INTERNAL:
+                    operation["security"] = [{"oidc": []}]
+                    operation["x-roles"] = ["any"]
+                    operation["description"] = (
+                        "Without a token on the service's internal listener (`<SERVICE>_INTERNAL_PORT`, default the "
+                        "API port + 1000: for probes and Prometheus, never published); on the API port, any valid "
+                        "access token for this service."
+                    )
                 elif rule is permissions.PROVIDER_CREDENTIAL:
                     operation["security"] = [{"providerCredential": []}]
                 else:

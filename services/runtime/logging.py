@@ -14,6 +14,19 @@ import sys
 import structlog
 
 
+class _CurrentStdout:
+    """``sys.stdout`` as it is at each write, not as it was when logging was configured: a command
+    run in-process (typer's CliRunner, pytest's capture) swaps stdout and closes its own after,
+    and loggers cached on the closed one would fail every later line ("I/O operation on closed
+    file") - in whatever code logs next."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
 def configure(service: str, *, fmt: str = "auto", level: str = "INFO") -> None:
     json_output = fmt == "json" or (fmt == "auto" and not sys.stdout.isatty())
     processors: list = [
@@ -27,7 +40,7 @@ def configure(service: str, *, fmt: str = "auto", level: str = "INFO") -> None:
     structlog.configure(
         processors=[*processors, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(_CurrentStdout()),  # type: ignore[arg-type]  # a file-like writer
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)

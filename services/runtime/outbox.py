@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import uuid
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 from aiokafka import errors
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from services.runtime.consumer import Delivery
 
 log = get_logger(__name__)
+
+T = TypeVar("T")
 
 BUCKETS = 16  # relay parallelism: at most this many relays can share the work usefully
 
@@ -95,6 +98,35 @@ async def unit_of_work(pool: asyncpg.Pool) -> AsyncIterator[UnitOfWork]:
         uow = UnitOfWork(conn)
         yield uow
         await uow.flush()
+
+
+# PostgreSQL aborted the transaction because of another one (SQLSTATE 40P01, 40001): running it
+# again from the start is the remedy PostgreSQL's manual gives (13.2.3, 13.3.1).
+CONFLICTS: tuple[type[Exception], ...] = (
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+)
+
+
+async def run_in_unit_of_work(
+    pool: asyncpg.Pool, command: Callable[[UnitOfWork], Awaitable[T]], *, attempts: int = 4
+) -> T:
+    """``await command(uow)`` in a unit of work, run again from the start (a new transaction, a
+    short random pause) when PostgreSQL aborts it for a conflict with another transaction - a
+    deadlock or a serialization failure - up to ``attempts`` times; then the conflict is raised
+    (the HTTP edge answers 503 with Retry-After). For an API's commands: a caller never sees a
+    conflict that a second try settles. ``command`` must be safe to run again (it is: all its
+    writes were rolled back). Other exceptions pass straight through."""
+    for attempt in range(1, attempts + 1):
+        try:
+            async with unit_of_work(pool) as uow:
+                return await command(uow)
+        except CONFLICTS as exc:
+            if attempt == attempts:
+                raise
+            log.warning("transaction conflicted with another; running it again", attempt=attempt, error=repr(exc))
+            await asyncio.sleep(random.uniform(0, 0.02 * 2**attempt))
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 async def record_in_inbox(

@@ -22,7 +22,8 @@ fails for an operation missing here. docs/guide/security.md shows the table as r
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 BROKER = "broker"
 SENIOR_BROKER = "senior_broker"
@@ -53,16 +54,18 @@ class _Marker(frozenset):
         return self.name
 
 
-PUBLIC: Final = _Marker("PUBLIC")  # no token: health, readiness, metrics, the AsyncAPI document
+PUBLIC: Final = _Marker("PUBLIC")  # no token: the AsyncAPI document
+# Health, readiness and metrics: no token on the service's internal listener (probes, Prometheus);
+# on the API port, any valid token of this service's audience (docs/security.md).
+INTERNAL: Final = _Marker("INTERNAL")
 # The provider API: each provider's own credential (hcp_...), checked by the providers service.
 PROVIDER_CREDENTIAL: Final = _Marker("PROVIDER_CREDENTIAL")
 
-# Public on every service: nothing personal or commercial, and probes and scrapers carry no token.
-# (docs/guide/security.md says why they stay on the API port for now.)
+# On every service. Probes and scrapers carry no token: they use the internal listener.
 _OPERATIONS_ENDPOINTS: dict[tuple[str, str], frozenset[str]] = {
-    ("GET", "/health/live"): PUBLIC,
-    ("GET", "/health/ready"): PUBLIC,
-    ("GET", "/metrics"): PUBLIC,
+    ("GET", "/health/live"): INTERNAL,
+    ("GET", "/health/ready"): INTERNAL,
+    ("GET", "/metrics"): INTERNAL,
     ("GET", "/asyncapi.json"): PUBLIC,
 }
 
@@ -143,7 +146,16 @@ def rule_for(service: str, method: str, path: str) -> frozenset[str] | None:
 
 
 def allowed(service: str, method: str, path: str, roles: frozenset[str]) -> bool:
+    """Whether a staff or service token with ``roles`` may call ``method path`` on the API port."""
     rule = rule_for(service, method, path)
+    if rule is INTERNAL:
+        return bool(roles)  # any valid token on the API port
     if rule is None or rule is PUBLIC or rule is PROVIDER_CREDENTIAL:
         return rule is PUBLIC
     return bool(rule & roles)
+
+
+def on_internal_listener(scope: Mapping[str, Any], internal_port: int) -> bool:
+    """Whether a request came in on the service's internal listener (its socket's port)."""
+    server = scope.get("server")
+    return server is not None and server[1] == internal_port

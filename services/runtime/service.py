@@ -9,9 +9,10 @@ within ``graceful_timeout``, stops the relay after its current batch, and closes
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import uvicorn
@@ -249,14 +250,18 @@ class Service:
     # ---- operations -----------------------------------------------------------------------
 
     async def readiness(self) -> dict[str, bool]:
+        """``{"api", "postgresql", "kafka"}`` each reachable or not. ``api``: the API port is
+        serving - the internal listener answers from the first moment, while start-up (which may
+        wait for Kafka and PostgreSQL) still holds the API port back."""
+        api_ok = self.server is not None and self.server.started
         db_ok = False
         with suppress(Exception):
             db_ok = await asyncio.wait_for(self.pool.fetchval("SELECT 1"), timeout=2) == 1
         kafka_ok = False
         with suppress(Exception):
             kafka_ok = await self.broker.ping(timeout=2)
-        metrics.READY.labels(self.name).set(1 if db_ok and kafka_ok else 0)
-        return {"postgresql": db_ok, "kafka": kafka_ok}
+        metrics.READY.labels(self.name).set(1 if api_ok and db_ok and kafka_ok else 0)
+        return {"api": api_ok, "postgresql": db_ok, "kafka": kafka_ok}
 
     async def outbox_state(self) -> dict[str, int] | None:
         """``{"parked": rows Kafka refused for good, "held": rows waiting behind them}`` for the
@@ -282,19 +287,44 @@ class Service:
             log.warning("could not refresh gauges", error=repr(exc))
 
     def run(self, app: FastAPI) -> None:
-        """Serve the HTTP app (and with it the consumers and relay) until SIGTERM/SIGINT."""
+        """Serve the HTTP app (and with it the consumers and relay) until SIGTERM/SIGINT, on the
+        API port and on the internal listener (health, readiness and metrics without a token:
+        docs/security.md). The app's lifespan (consumers, relay, timers) runs once, with the API
+        port's server; the internal one follows it."""
         s = self.settings
         runtime_logging.configure(self.name, fmt=s.log_format, level=s.log_level)
-        config = uvicorn.Config(
-            app,
-            host=s.http_host,
-            port=s.http_port,
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=int(s.graceful_timeout_seconds),
+        common: dict[str, Any] = {"log_level": "warning", "access_log": False}
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=s.http_host,
+                port=s.http_port,
+                timeout_graceful_shutdown=int(s.graceful_timeout_seconds),
+                **common,
+            )
         )
-        self.server = uvicorn.Server(config)
-        self.server.run()
+        internal = _InternalServer(
+            uvicorn.Config(app, host=s.internal_host, port=s.internal_port, lifespan="off", **common)
+        )
+
+        async def serve() -> None:
+            assert self.server is not None
+            internal_task = asyncio.create_task(internal.serve())
+            try:
+                await self.server.serve()
+            finally:
+                internal.should_exit = True
+                await internal_task
+
+        asyncio.run(serve())
+
+
+class _InternalServer(uvicorn.Server):
+    """The internal listener's server: the API port's server handles the signals for both."""
+
+    @contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
 
 
 async def _measure_lag(service: Service, every: float = 15.0) -> None:

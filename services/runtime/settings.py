@@ -36,6 +36,7 @@ SERVICES: tuple[ServiceName, ...] = ("brokerage", "providers", "notifications", 
 # accounts and sessions only; it reaches the services through their HTTP APIs).
 SCHEMA_OWNERS: tuple[ServiceName, ...] = (*SERVICES, "console")
 DEFAULT_PORTS = {"brokerage": 8001, "providers": 8002, "notifications": 8003, "console": 8004, "reporting": 8005}
+INTERNAL_PORT_OFFSET = 1000  # the internal listener's default port: 9001-9005
 
 # The local processes started by deploy/kafka.sh and deploy/postgres.sh (same port variables).
 LOCAL_KAFKA = f"127.0.0.1:{os.environ.get('HOMECARE_KAFKA_PORT', '19092')}"
@@ -215,6 +216,10 @@ class ServiceSettings(SharedSettings):
     oidc_audience: str | None = None
     http_host: str = "127.0.0.1"
     http_port: int = 0
+    # The internal listener: health, readiness and metrics without a token, for probes and
+    # Prometheus, never published (docs/security.md). Default: the API port + 1000.
+    internal_host: str = "127.0.0.1"
+    internal_port: int = 0
     service_database_url: str | None = None
     # The console's replay of a dead letter puts its bytes back on their original topic, which
     # its own (read-only) principal may not write: it does so as this principal, when given.
@@ -345,6 +350,8 @@ def load(service: ServiceName, **overrides: Any) -> ServiceSettings:
     values = own.model_dump()
     if not values["http_port"]:
         values["http_port"] = DEFAULT_PORTS[service]
+    if not values["internal_port"]:
+        values["internal_port"] = values["http_port"] + INTERNAL_PORT_OFFSET
     if not values["db_password"] and not values["service_database_url"]:
         values["db_password"] = role_password(service, values["database_url"])
     if not _kafka_identity_given(prefix) and not {"kafka_security_protocol", "kafka_password"} & overrides.keys():

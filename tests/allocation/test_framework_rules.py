@@ -269,16 +269,16 @@ async def test_above_rate_approvals_follow_the_scheme_of_delegation_and_nobody_a
         _awaiting_approval_at(alloc, Decimal("0.10")), _awaiting_approval_at(alloc, Decimal("0.04"))
     )
     approve = "/packages/{}/exception/approve"
-    own = await alloc.post(approve.format(ten[0]), {"reason": "mine"}, as_user="demo-broker")
+    own = await alloc.post(approve.format(ten[0]), {"reason": "urgent_discharge"}, as_user="demo-broker")
     assert own.status_code == 403 and "requested themselves" in own.json()["error"]
-    beyond = await alloc.post(approve.format(ten[0]), {"reason": "too much"}, as_user="demo-broker-2")
+    beyond = await alloc.post(approve.format(ten[0]), {"reason": "urgent_discharge"}, as_user="demo-broker-2")
     assert beyond.status_code == 403 and "up to 5% above" in beyond.json()["error"]
     assert (await alloc.package(ten[0]))["status"] == "awaiting_approval"  # a refusal records nothing
     # Operations may not decide at all: the permission table.
-    assert (await alloc.post(approve.format(ten[0]), {"reason": "x"}, as_user="demo-ops")).status_code == 403
-    managed = await alloc.post(approve.format(ten[0]), {"reason": "within my limit"}, as_user="demo-manager")
+    assert (await alloc.post(approve.format(ten[0]), {"reason": "other"}, as_user="demo-ops")).status_code == 403
+    managed = await alloc.post(approve.format(ten[0]), {"reason": "no_provider_at_band_rate"}, as_user="demo-manager")
     assert managed.status_code == 200, managed.text
-    within = await alloc.post(approve.format(four[0]), {"reason": "small uplift"}, as_user="demo-broker-2")
+    within = await alloc.post(approve.format(four[0]), {"reason": "continuity_of_care"}, as_user="demo-broker-2")
     assert within.status_code == 200, within.text
     for package_id, rate in (ten, four):
         package = await alloc.until(package_id, lambda p: p["status"] == "placed")

@@ -43,6 +43,12 @@ PARSE = {"json", "yaml"}
 INERT = {"text", "mermaid"}
 # The services' usual addresses (deploy/services.sh), as the docs write them.
 USUAL_PORTS = {"brokerage": 8001, "providers": 8002, "notifications": 8003, "reporting": 8005}
+USUAL_INTERNAL_PORTS = {
+    "brokerage": 9001,
+    "providers": 9002,
+    "notifications": 9003,
+    "reporting": 9005,
+}  # their internal listeners
 TIMEOUT_SECONDS = 120
 # Blocks that start, stop or reset an installation's own processes are never run from a test:
 # they would act on the machine's Kafka, PostgreSQL and services, not the test's.
@@ -128,6 +134,8 @@ def pointed_at(body: str, stack) -> str:
     for service, port in USUAL_PORTS.items():
         body = body.replace(f"127.0.0.1:{port}", f"127.0.0.1:{stack.ports[service]}")
         body = body.replace(f"localhost:{port}", f"127.0.0.1:{stack.ports[service]}")
+    for service, port in USUAL_INTERNAL_PORTS.items():
+        body = body.replace(f"127.0.0.1:{port}", f"127.0.0.1:{stack.internal_ports[service]}")
     return body
 
 

@@ -251,7 +251,7 @@ async def placed(stack, market):
 
 
 async def test_a_webhook_delivery_is_retried_while_the_receiver_is_down_and_its_status_shows_it(placed, market, stack):
-    metrics = httpx.get(f"{stack.url('providers')}/metrics").text
+    metrics = httpx.get(f"{stack.internal_url('providers')}/metrics").text
     assert 'homecare_webhook_deliveries{status="failed"}' in metrics
     down = placed["while_down"]
     assert down["status"] == "pending" and down["attempts"] >= 2 and down["last_error"] and down["delivered_at"] is None
@@ -485,24 +485,29 @@ async def test_no_personal_detail_in_any_webhook_body_or_portal_listing(placed, 
         assert not leaked, f"personal details {leaked} sent to a provider before the award"
 
 
-def test_the_cli_issues_lists_and_revokes_credentials(stack, monkeypatch):
-    from typer.testing import CliRunner
+def test_the_cli_issues_lists_and_revokes_credentials(stack):
+    """The ``homecare providers credentials`` commands, run as a process (as an administrator runs
+    them; in-process, the command's logging would keep the test's captured stdout after it closed)."""
+    import os
+    import subprocess
+    import sys
 
-    from services.cli.main import app
+    from tests.support import ROOT
 
-    monkeypatch.setenv("HOMECARE_CLI_USER", "demo-admin")  # signs in at the identity provider
-    monkeypatch.setenv("PROVIDERS_URL", stack.url("providers"))
-    runner = CliRunner()
-    issued = runner.invoke(app, ["providers", "credentials", "issue", "bluebell-care", "--label", "cli test"])
-    assert issued.exit_code == 0, issued.output
-    credential_id, token = issued.output.split()[1], issued.output.strip().splitlines()[-1]
+    def homecare(*args: str, user: str = "demo-admin") -> subprocess.CompletedProcess[str]:
+        env = os.environ | {"HOMECARE_CLI_USER": user, "PROVIDERS_URL": stack.url("providers")}
+        command = [sys.executable, "-m", "services.cli.main", "providers", "credentials", *args]
+        return subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+
+    issued = homecare("issue", "bluebell-care", "--label", "cli test")
+    assert issued.returncode == 0, issued.stderr
+    credential_id, token = issued.stdout.split()[1], issued.stdout.strip().splitlines()[-1]
     assert token.startswith(f"hcp_{credential_id}_")
     assert httpx.get(f"{stack.url('providers')}/me", headers=bearer(token)).json()["provider_id"] == "bluebell-care"
-    listed = runner.invoke(app, ["providers", "credentials", "list", "bluebell-care"])
-    assert credential_id in listed.output and token not in listed.output
-    assert runner.invoke(app, ["providers", "credentials", "revoke", "bluebell-care", credential_id]).exit_code == 0
+    listed = homecare("list", "bluebell-care")
+    assert credential_id in listed.stdout and token not in listed.stdout
+    assert homecare("revoke", "bluebell-care", credential_id).returncode == 0
     assert httpx.get(f"{stack.url('providers')}/me", headers=bearer(token)).status_code == 401
-    refused = runner.invoke(app, ["providers", "credentials", "revoke", "bluebell-care", credential_id])
-    assert refused.exit_code == 1
-    monkeypatch.setenv("HOMECARE_CLI_USER", "demo-ops")  # operations may not see credentials
-    assert runner.invoke(app, ["providers", "credentials", "list", "bluebell-care"]).exit_code == 1
+    assert homecare("revoke", "bluebell-care", credential_id).returncode == 1
+    # Operations may not see credentials.
+    assert homecare("list", "bluebell-care", user="demo-ops").returncode == 1

@@ -24,7 +24,7 @@ from services.bench.driver import place_batch
 from services.runtime import topics
 from services.runtime.reference import load_framework
 from services.simulator.synthetic import batch
-from tests.support import SERVICES
+from tests.support import SERVICES, staff
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,15 +52,16 @@ async def known_batch(stack):
 
 
 async def test_health_metrics_and_asyncapi_on_every_service(stack, known_batch):
+    """Probes and Prometheus use each service's internal listener, without a token."""
     async with httpx.AsyncClient() as client:
         for name in SERVICES:
-            base = stack.url(name)
+            base = stack.internal_url(name)
             assert (await client.get(f"{base}/health/live")).json()["status"] == "live"
             ready = (await client.get(f"{base}/health/ready")).json()
             lag = ready.pop("lag", None)
             assert ready == {
                 "status": "ready",
-                "checks": {"postgresql": True, "kafka": True},
+                "checks": {"api": True, "postgresql": True, "kafka": True},
                 "outbox": {"parked": 0, "held": 0},
             }
             if name == "reporting":  # how far its projection is behind the topics, once measured
@@ -80,14 +81,14 @@ async def test_health_metrics_and_asyncapi_on_every_service(stack, known_batch):
             ):
                 assert metric in text, f"{name} /metrics lacks {metric}"
             assert f'homecare_ready{{service="{name}"}} 1.0' in text
-            asyncapi = (await client.get(f"{base}/asyncapi.json")).json()
+            asyncapi = (await client.get(f"{stack.url(name)}/asyncapi.json")).json()
             assert asyncapi["asyncapi"] == "3.0.0"
             assert any(
                 topics.resolve("brokerage.packages") == c["address"]
                 or topics.resolve("providers.answers") == c["address"]
                 for c in asyncapi["channels"].values()
             )
-        brokerage_metrics = (await client.get(f"{stack.url('brokerage')}/metrics")).text
+        brokerage_metrics = (await client.get(f"{stack.internal_url('brokerage')}/metrics")).text
         assert 'homecare_packages_waiting{status="unplaced",urgency="hospital_discharge"}' in brokerage_metrics
         applied = [
             line
@@ -212,3 +213,20 @@ async def test_lag_shows_a_stopped_consumer_and_clears_when_it_returns(stack):
             break
         await asyncio.sleep(1)
     assert all(r["lag"] == 0 for r in rows) and all(r["members"] >= 1 for r in rows), rows
+
+
+async def test_health_and_metrics_need_a_token_on_the_api_port_and_the_internal_listener_serves_nothing_else(stack):
+    """Issue 16: health and metrics are unauthenticated only on the internal listener (never
+    published); on the API port any valid token for the service opens them; the internal
+    listener serves no API operation, whatever the token."""
+    async with httpx.AsyncClient() as client:
+        for name in SERVICES:
+            for path in ("/health/live", "/health/ready", "/metrics"):
+                assert (await client.get(f"{stack.url(name)}{path}")).status_code == 401, (name, path)
+                with_token = await client.get(f"{stack.url(name)}{path}", auth=staff("demo-ops"))
+                assert with_token.status_code == 200, (name, path)
+                assert (await client.get(f"{stack.internal_url(name)}{path}")).status_code == 200, (name, path)
+            inside = await client.get(f"{stack.internal_url(name)}/asyncapi.json", auth=staff("demo-admin"))
+            assert inside.status_code == 404, name
+        listing = await client.get(f"{stack.internal_url('brokerage')}/packages", auth=staff("demo-broker"))
+        assert listing.status_code == 404

@@ -218,11 +218,14 @@ async def test_the_awarded_provider_was_eligible_offered_and_within_the_band_rat
                 pid,
                 p["package_id"],
             )
-    # Capacity: what each provider has committed grew by exactly the hours of its placements, within capacity.
+    # Capacity: what each provider has committed grew by exactly the hours of its live placements
+    # (an ended one - cancelled, handed back, reopened - gave its hours back), within capacity.
     committed: dict[str, float] = defaultdict(float)
     for seeded in load_provider_seed():
         committed[seeded["provider_id"]] += float(seeded.get("committed_hours", 0))
-    for r in await query(database_url, "SELECT provider_id, hours_per_week FROM providers.placements"):
+    for r in await query(
+        database_url, "SELECT provider_id, hours_per_week FROM providers.placements WHERE ended_at IS NULL"
+    ):
         committed[r["provider_id"]] += float(r["hours_per_week"])
     for pid, info in registry.items():
         assert float(info["committed"]) == pytest.approx(committed.get(pid, 0.0))

@@ -138,7 +138,7 @@ async def test_poison_messages_are_dead_lettered_and_valid_traffic_flows(stack, 
 
     for name, proc in stack.procs.items():
         assert proc.poll() is None, f"{name} died"
-        assert httpx.get(f"{stack.url(name)}/health/ready").status_code == 200
+        assert httpx.get(f"{stack.internal_url(name)}/health/ready").status_code == 200
 
 
 def homecare(*args: str) -> subprocess.CompletedProcess:

@@ -122,7 +122,9 @@ async def test_property_any_order_of_events_places_each_package_at_most_once_and
                     rules,
                     package_id,
                     approve=kind == "approve",
-                    decided_by="broker.amy",
+                    # Not the requester (broker.amy), and above any delegation limit.
+                    decided_by="head.of.service",
+                    approver_roles=frozenset({"head_of_service"}),
                     reason=ExceptionDecisionReason.other,
                 )
             elif kind == "suspend":
@@ -145,7 +147,7 @@ async def test_property_any_order_of_events_places_each_package_at_most_once_and
                     package_id,
                     approve=False,
                     decided_by="broker.amy",
-                    reason=CancelReason.other,
+                    reason=ExceptionDecisionReason.other,
                 )
         await check_awards(service, packages, ids)
         resting = {

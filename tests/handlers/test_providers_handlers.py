@@ -1,5 +1,6 @@
 """The providers service's handlers on the in-memory broker."""
 
+import asyncio
 import datetime as dt
 import json
 import uuid
@@ -585,3 +586,64 @@ async def test_a_newer_award_ends_a_placement_whose_end_never_arrived(in_memory)
     await broker.publish(reopened.model_dump_json().encode(), topic=topic)  # arriving at last: nothing to end
     assert await committed(service, first, second) == [before[0], before[1] + 7]
     assert [live for *_, live, _ in await placements_of(service, event.package_id)] == [False, True]
+
+
+@pytest.mark.parametrize(
+    "handle",
+    [
+        pytest.param(
+            lambda uow, event, pids: handlers.record_award(uow, award(event, pids[0], 1, dt.datetime.now(dt.UTC))),
+            id="award",
+        ),
+        pytest.param(
+            lambda uow, event, pids: handlers.release_package(
+                uow,
+                PackageCancelled(
+                    correlation_id=event.package_id,
+                    package_id=event.package_id,
+                    reason="person_declined",
+                    cancelled_by="broker.amy",
+                    hours_per_week=event.package.hours_per_week,
+                    cancelled_at=dt.datetime.now(dt.UTC),
+                ),
+            ),
+            id="cancellation",
+        ),
+    ],
+)
+async def test_handlers_lock_the_packages_providers_before_its_offers(in_memory, handle):
+    """The service's lock order (docs/decisions/0077): providers, then a package's offers - as the
+    provider API takes its provider, then its offer. An award that locked the offers first and then
+    waited for a provider deadlocked with a bid arriving at that moment (CI, 2026-11-30)."""
+    service, _ = await in_memory(build, "providers")
+    pids = await willing(service, 2)
+    event = offer(pids)
+    async with unit_of_work(service.pool) as uow:
+        await handlers.answer_offer(uow, event)  # automatic adapters: both bid, holding hours
+    holder = await service.pool.acquire()
+    probe = await service.pool.acquire()
+    try:
+        # A bid in flight for another package holds the second provider (the API locks it first).
+        await holder.execute("BEGIN")
+        await holder.execute("SELECT 1 FROM providers WHERE provider_id = $1 FOR UPDATE", pids[1])
+
+        async def run() -> None:
+            async with unit_of_work(service.pool) as uow:
+                await handle(uow, event, pids)
+
+        task = asyncio.create_task(run())
+        await asyncio.sleep(0.5)
+        assert not task.done(), "the handler should be waiting for the provider the bid holds"
+        # While it waits, it holds none of the package's offers: a bid could still take its own.
+        async with probe.transaction():
+            locked = await probe.fetch(
+                "SELECT provider_id FROM offers WHERE package_id = $1 FOR UPDATE NOWAIT", event.package_id
+            )
+        assert sorted(r["provider_id"] for r in locked) == pids
+        await holder.execute("COMMIT")
+        await asyncio.wait_for(task, 10)
+    finally:
+        if holder.is_in_transaction():
+            await holder.execute("ROLLBACK")
+        await service.pool.release(holder)
+        await service.pool.release(probe)

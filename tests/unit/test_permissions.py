@@ -39,5 +39,7 @@ def test_the_openapi_document_declares_the_schemes_and_the_roles(service):
             rule = permissions.rule_for(service, method.upper(), path)
             if rule is permissions.PUBLIC:
                 assert operation["security"] == []
+            elif rule is permissions.INTERNAL:
+                assert operation["security"] == [{"oidc": []}] and operation["x-roles"] == ["any"]
             elif rule is not permissions.PROVIDER_CREDENTIAL:
                 assert operation["security"] == [{"oidc": []}] and operation["x-roles"] == sorted(rule or ())
