@@ -50,16 +50,17 @@ java_home() {
 
 secret() { head -c 24 /dev/urandom | base64 | tr -d '/+='; }
 
-# The generated secrets, made once per run directory; values in the environment win.
+# The generated secrets, each made once per run directory; values in the environment win. Every
+# client secret the realm substitutes (${HOMECARE_KC_<CLIENT>_SECRET}) has one, so a client added
+# to the realm gets its secret on a machine whose secrets.env predates it.
 load_secrets() {
   mkdir -p "$KC_DIR"
-  if [ ! -f "$SECRETS" ]; then
-    (umask 077; {
-      for client in BROKERAGE PROVIDERS NOTIFICATIONS CONSOLE; do echo "HOMECARE_KC_${client}_SECRET=$(secret)"; done
-      echo "HOMECARE_DEMO_PASSWORD=demo-$(secret | head -c 12)"
-      echo "KC_BOOTSTRAP_ADMIN_PASSWORD=$(secret)"
-    } > "$SECRETS")
-  fi
+  local key
+  for key in $(grep -o '\${HOMECARE_KC_[A-Z_]*_SECRET}' "$ROOT/deploy/keycloak/realm-homecare.json" | tr -d '${}' | sort -u); do
+    add_missing_setting "$SECRETS" "$key" "$(secret)"
+  done
+  add_missing_setting "$SECRETS" HOMECARE_DEMO_PASSWORD "demo-$(secret | head -c 12)"
+  add_missing_setting "$SECRETS" KC_BOOTSTRAP_ADMIN_PASSWORD "$(secret)"
   export_settings "$SECRETS"
 }
 

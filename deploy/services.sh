@@ -33,9 +33,7 @@ fi
 # The key sealing secrets at rest (webhook signing secrets: services/runtime/sealing.py), made
 # once per installation (random), kept in .run/secrets.env (mode 600); values in the environment win.
 SECRETS="$RUN_DIR/secrets.env"
-[ -f "$SECRETS" ] || (umask 077; : > "$SECRETS")
-grep -q '^SECRETS_KEYS=' "$SECRETS" ||
-  (umask 077; echo "SECRETS_KEYS=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_')" >> "$SECRETS")
+add_missing_setting "$SECRETS" SECRETS_KEYS "$(head -c 32 /dev/urandom | base64 | tr '+/' '-_')"
 export_settings "$SECRETS"
 export PROVIDERS_BROKERAGE_URL="${PROVIDERS_BROKERAGE_URL:-http://127.0.0.1:${BROKERAGE_HTTP_PORT:-8001}}"
 
