@@ -3,7 +3,8 @@
 Consumes every event topic (brokerage.packages, providers.answers, providers.registry,
 notifications.confirmations) into projections in its own schema, and counts the dead letters.
 HTTP: KPIs for any period (``GET /kpis``), the projection's tables as CSV or Parquet
-(``GET /exports/{table}.{format}``), and how far behind the topics it is (``GET /lag``).
+(``GET /exports/{table}.{format}``), and how far behind the topics it is (``lag`` on
+``/health/ready``, on the internal listener: ``REPORTING_INTERNAL_PORT``, default 9005).
 Publishes nothing of its own (only its dead letters).
 """
 

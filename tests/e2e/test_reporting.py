@@ -103,7 +103,7 @@ async def test_bad_input_and_who_may_ask(stack):
 
 async def test_the_health_endpoint_says_how_far_the_projection_is_behind(stack, reporting_batch):
     lag = None
-    async with httpx.AsyncClient(base_url=stack.url("reporting"), timeout=10) as client:
+    async with httpx.AsyncClient(base_url=stack.internal_url("reporting"), timeout=10) as client:
         for _ in range(40):  # measured every 15 s
             ready = (await client.get("/health/ready")).json()
             lag = ready["lag"]
