@@ -263,8 +263,9 @@ def authorization(service_name: str, settings: ServiceSettings) -> Any:
     return Depends(authorize)
 
 
-def principal_of(request: Request) -> Principal:
-    """The authenticated caller, for a route to record as the actor (FastAPI dependency)."""
+async def principal_of(request: Request) -> Principal:
+    """The authenticated caller, for a route to record as the actor (FastAPI dependency; async,
+    as every dependency here is: FastAPI runs a plain ``def`` in a worker thread, per request)."""
     principal = getattr(request.state, "principal", None)
     if principal is None:  # a route the table marks public or provider-only asked for a person
         raise ProblemError(401, "an access token is required")

@@ -9,8 +9,9 @@ An unreachable PostgreSQL is a 503 with ``Retry-After``, not a stack trace.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -210,7 +211,8 @@ def create_app(
         "/health/live", tags=["operations"], summary="The process is up", response_model=None, dependencies=internal
     )
     async def live() -> dict[str, str]:
-        return {"status": "live", "service": service.name}
+        # Which event loop serves ("uvloop" in production): a setting that must reach the process.
+        return {"status": "live", "service": service.name, "event_loop": type(asyncio.get_running_loop()).__module__}
 
     @app.get("/health/ready", tags=["operations"], summary="Kafka and PostgreSQL are reachable", dependencies=internal)
     async def ready() -> JSONResponse:
@@ -256,8 +258,8 @@ def create_app(
 INTERNAL_PATHS = frozenset({"/health/live", "/health/ready", "/metrics"})
 
 
-def _internal_listener_only(internal_port: int) -> Callable[[Request], None]:
-    def on_internal_listener(request: Request) -> None:
+def _internal_listener_only(internal_port: int) -> Callable[[Request], Awaitable[None]]:
+    async def on_internal_listener(request: Request) -> None:
         if not permissions.on_internal_listener(request.scope, internal_port):
             raise ProblemError(404, "served on the internal listener only")
 

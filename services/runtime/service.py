@@ -316,7 +316,10 @@ class Service:
                 internal.should_exit = True
                 await internal_task
 
-        asyncio.run(serve())
+        # The loop uvicorn's own run() would use (uvloop: "auto" picks it when installed). A bare
+        # asyncio.run() here had quietly served on the default loop, at twice the CPU per request.
+        with asyncio.Runner(loop_factory=self.server.config.get_loop_factory()) as runner:
+            runner.run(serve())
 
 
 class _InternalServer(uvicorn.Server):

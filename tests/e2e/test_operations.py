@@ -56,7 +56,12 @@ async def test_health_metrics_and_asyncapi_on_every_service(stack, known_batch):
     async with httpx.AsyncClient() as client:
         for name in SERVICES:
             base = stack.internal_url(name)
-            assert (await client.get(f"{base}/health/live")).json()["status"] == "live"
+            # Served on uvloop, as uvicorn would run it (a bare asyncio.run had lost it once).
+            assert (await client.get(f"{base}/health/live")).json() == {
+                "status": "live",
+                "service": name,
+                "event_loop": "uvloop",
+            }
             ready = (await client.get(f"{base}/health/ready")).json()
             lag = ready.pop("lag", None)
             assert ready == {
