@@ -326,7 +326,7 @@ def acl_plan(namespace: str | None = None) -> dict[str, list[Grant]]:
         grants += [g for t in topics.CONSUMED_BY[service] for g in topic(t, _READ, _DESCRIBE)]
         grants += group(service, _READ, _DESCRIBE)
         plan[service] = grants
-    # The console reads every topic (live tail, dead letters, KPIs) and sees each group's lag;
+    # The console reads every topic (live tail, dead letters) and sees each group's lag;
     # it joins no group (it assigns partitions and commits nothing).
     plan["console"] = [g for t in topics.ALL for g in topic(t, _READ, _DESCRIBE)]
     plan["console"] += [g for s in SERVICES for g in group(s, _DESCRIBE)]
