@@ -33,6 +33,11 @@ gate "mypy" "type errors above (configuration: [tool.mypy] in pyproject.toml)" \
 gate "mkdocs" "the docs site does not build with --strict; see the warnings above" \
   env NO_MKDOCS_2_WARNING=1 uv run --frozen mkdocs build --strict --site-dir "${HOMECARE_SITE_DIR:-site}"
 
+# The Helm chart lints, renders with each example values file and validates against the
+# Kubernetes version docs/guide/kubernetes.md names (helm from deploy/setup.sh, pinned).
+gate "helm chart" "the chart does not lint, render or validate; see the lines above" \
+  bash "$ROOT/deploy/helm.sh" check
+
 # Further gates go here, in the same form.
 
 if [ ${#failed[@]} -gt 0 ]; then

@@ -4,7 +4,7 @@
 # identity provider; the default Java stays Kafka's), uv and the locked Python packages,
 # Kafka's jars from Maven Central, the web console's front-end packages from the npm registry
 # (package-lock.json), and Debian's Chromium for the browser tests (Playwright drives it; it
-# never downloads a browser of its own).
+# never downloads a browser of its own), and helm (pinned, built with the machine's Go) for the chart's gate.
 source "$(dirname "$0")/lib.sh"
 
 UV_VERSION=0.13.9
@@ -17,6 +17,7 @@ command -v mvn >/dev/null || missing+=(maven)
 command -v curl >/dev/null || missing+=(curl)
 command -v npm >/dev/null || missing+=(npm)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v go >/dev/null || [ -n "${HOMECARE_HELM:-}" ] || missing+=(golang-go)  # builds helm (deploy/helm.sh)
 # Keycloak needs Java 21+ (deploy/keycloak.sh looks under /usr/lib/jvm, 25 then 21); install
 # whichever of Debian's headless JDKs the archive has when none is there.
 keycloak_java=no
@@ -45,5 +46,6 @@ if [ ! -f "$ROOT/node_modules/.package-lock.json" ] || [ "$ROOT/package-lock.jso
 fi
 
 bash "$ROOT/deploy/kafka.sh" fetch
+bash "$ROOT/deploy/helm.sh" fetch  # the chart's gate (deploy/check.sh): helm built from the Go module proxy
 [ -n "${OIDC_ISSUER:-}" ] || bash "$ROOT/deploy/keycloak.sh" fetch
 log "setup done"

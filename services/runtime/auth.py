@@ -132,6 +132,60 @@ class SigningKeys:
         return found
 
 
+class TokenInvalid(Exception):
+    """A JWT that is not valid for the audience: ``error`` names the check that failed (a PyJWT
+    error class name, or ``not_a_jwt`` / ``algorithm``), ``message`` says it in words."""
+
+    def __init__(self, error: str, message: str) -> None:
+        super().__init__(message)
+        self.error = error
+        self.message = message
+
+
+async def verified_claims(keys: SigningKeys, token: str, *, audience: str, leeway: float) -> dict[str, Any]:
+    """The claims of a JWT signed by one of the issuer's keys (RS256/ES256, :data:`ALGORITHMS`), for
+    ``audience``, from ``keys.issuer``, current (``leeway`` seconds allowed), with exp, iat, iss, sub
+    and aud present. The one place tokens are checked: the services' access tokens
+    (:class:`TokenVerifier`) and the console's ID tokens (services/console/oidc.py).
+
+    Raises :class:`TokenInvalid`; and what :meth:`SigningKeys.key` raises when the token names no
+    key of the issuer (401) or the keys cannot be fetched (503)."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise TokenInvalid("not_a_jwt", "the bearer token is not a JWT") from None
+    if header.get("alg") not in ALGORITHMS:
+        raise TokenInvalid("algorithm", f"tokens signed with {header.get('alg')!r} are not accepted")
+    key = await keys.key(header.get("kid"))
+    try:
+        return jwt.decode(
+            token,
+            key,
+            algorithms=ALGORITHMS,
+            audience=audience,
+            issuer=keys.issuer,
+            leeway=leeway,
+            options={"require": ["exp", "iat", "iss", "sub", "aud"]},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        message = "the token has expired"
+        error: Exception = exc
+    except jwt.MissingRequiredClaimError as exc:
+        message = (
+            f"the token is not for this service (audience {audience})"
+            if exc.claim == "aud"
+            else f"the token has no {exc.claim!r} claim"
+        )
+        error = exc
+    except jwt.InvalidAudienceError as exc:
+        message, error = f"the token is not for this service (audience {audience})", exc
+    except jwt.InvalidIssuerError as exc:
+        message, error = "the token is from another issuer", exc
+    except jwt.PyJWTError as exc:
+        message, error = f"the token is not valid: {type(exc).__name__}", exc
+    raise TokenInvalid(type(error).__name__, message)
+
+
 class TokenVerifier:
     """Validates access tokens for one audience (one service)."""
 
@@ -145,41 +199,16 @@ class TokenVerifier:
 
     async def principal(self, token: str) -> Principal:
         """The caller of a valid token. Raises :class:`Unauthenticated` (401) for anything else."""
-        if self.keys is None:
+        if self.keys is None or self.issuer is None:
             raise Unauthenticated("no identity provider is configured (OIDC_ISSUER): every call is refused")
         try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise Unauthenticated("the bearer token is not a JWT") from None
-        if header.get("alg") not in ALGORITHMS:
-            raise Unauthenticated(f"tokens signed with {header.get('alg')!r} are not accepted")
-        key = await self.keys.key(header.get("kid"))
-        try:
-            claims = jwt.decode(
-                token,
-                key,
-                algorithms=ALGORITHMS,
-                audience=self.audience,
-                issuer=self.issuer,
-                leeway=self.leeway,
-                options={"require": ["exp", "iat", "iss", "sub", "aud"]},
-            )
-        except jwt.ExpiredSignatureError:
-            raise Unauthenticated("the token has expired") from None
-        except jwt.MissingRequiredClaimError as exc:
-            if exc.claim != "aud":
-                raise Unauthenticated(f"the token has no {exc.claim!r} claim") from None
-            raise Unauthenticated(f"the token is not for this service (audience {self.audience})") from None
-        except jwt.InvalidAudienceError:
-            raise Unauthenticated(f"the token is not for this service (audience {self.audience})") from None
-        except jwt.InvalidIssuerError:
-            raise Unauthenticated("the token is from another issuer") from None
-        except jwt.PyJWTError as exc:
-            raise Unauthenticated(f"the token is not valid: {type(exc).__name__}") from None
+            claims = await verified_claims(self.keys, token, audience=self.audience, leeway=self.leeway)
+        except TokenInvalid as exc:
+            raise Unauthenticated(exc.message) from None
         return self._principal_of(claims)
 
     def _principal_of(self, claims: dict[str, Any]) -> Principal:
-        roles = _claim_at(claims, self.roles_claim)
+        roles = claim_at(claims, self.roles_claim)
         roles = frozenset(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else frozenset()
         client_id = claims.get("azp") or claims.get("client_id")
         username = claims.get("preferred_username") or claims["sub"]
@@ -190,7 +219,7 @@ class TokenVerifier:
         return Principal(subject=claims["sub"], actor=username, roles=roles, client_id=client_id, claims=claims)
 
 
-def _claim_at(claims: dict[str, Any], path: str) -> Any:
+def claim_at(claims: dict[str, Any], path: str) -> Any:
     """``realm_access.roles`` (Keycloak) or ``roles`` (Entra ID app roles)."""
     value: Any = claims
     for part in path.split("."):

@@ -19,6 +19,11 @@ DEAD_LETTERS = Counter(
 )
 OUTBOX_PUBLISHED = Counter("homecare_outbox_published_total", "Outbox rows published to Kafka", ["service"])
 OUTBOX_BACKLOG = Gauge("homecare_outbox_backlog", "Outbox rows not yet published", ["service"])
+OUTBOX_RELAY_SHARE = Gauge(
+    "homecare_outbox_relay_share",
+    "Outbox buckets this instance's relay claims: 16 / the live relays of the service (decision 0081)",
+    ["service"],
+)
 CONSUMER_LAG = Gauge(
     "homecare_consumer_lag",
     "Events on the partition not yet processed by the service's consumer group",

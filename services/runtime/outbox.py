@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import os
 import random
+import socket
 import uuid
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
@@ -179,6 +182,8 @@ class Relay:
         retention_seconds: int = 3600,
         known_topics: Collection[str] | None = None,
         topic_exists: Callable[[str], Awaitable[bool]] | None = None,
+        heartbeat_seconds: float = 2.0,
+        relay_ttl_seconds: float = 10.0,
     ) -> None:
         self.pool = pool
         self.broker = broker
@@ -192,6 +197,13 @@ class Relay:
         self.topic_exists = topic_exists
         self.published = 0
         self.parked = 0
+        # Sharing the buckets with the other instances' relays (decision 0081).
+        self.relay_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.heartbeat_seconds = heartbeat_seconds
+        self.relay_ttl_seconds = relay_ttl_seconds
+        self.share = BUCKETS  # how many buckets this relay claims; the first heartbeat sets it
+        self.first_bucket = 0  # where its claim starts, so live relays prefer disjoint buckets
+        self._beat_at = -math.inf
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -199,10 +211,33 @@ class Relay:
         self._task = asyncio.create_task(self.run(), name=f"{self.service}-outbox-relay")
 
     async def stop(self) -> None:
-        """Finish the batch in hand, then return."""
+        """Finish the batch in hand, then return; the other relays take this one's share at
+        their next heartbeat."""
         self._stopping.set()
         if self._task:
             await self._task
+        with suppress(Exception):  # the database away: the row expires instead
+            await self.pool.execute("DELETE FROM outbox_relays WHERE relay_id = $1", self.relay_id)
+
+    async def heartbeat(self) -> None:
+        """Say this relay is alive and take its fair share of the buckets: ``ceil(BUCKETS / live
+        relays)``, starting at its rank among them. A relay not seen for ``relay_ttl_seconds``
+        counts no more, so the others take over its buckets within that time (or at once when it
+        stopped cleanly). Rows of relays gone for long are deleted."""
+        rows = await self.pool.fetch(
+            """WITH beat AS (INSERT INTO outbox_relays (relay_id) VALUES ($1)
+                             ON CONFLICT (relay_id) DO UPDATE SET seen_at = now()),
+                    gone AS (DELETE FROM outbox_relays WHERE seen_at < now() - make_interval(secs => $2::float8 * 10))
+               SELECT relay_id FROM outbox_relays WHERE seen_at >= now() - make_interval(secs => $2::float8)
+               UNION SELECT $1 ORDER BY 1""",
+            self.relay_id,
+            self.relay_ttl_seconds,
+        )
+        live = [r["relay_id"] for r in rows]
+        self.share = math.ceil(BUCKETS / len(live))
+        self.first_bucket = (live.index(self.relay_id) * self.share) % BUCKETS
+        metrics.OUTBOX_RELAY_SHARE.labels(self.service).set(self.share)
+        self._beat_at = asyncio.get_running_loop().time()
 
     async def run(self) -> None:
         delays = backoff_delays(0.2, 10.0)
@@ -210,6 +245,8 @@ class Relay:
         loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
             try:
+                if loop.time() - self._beat_at >= self.heartbeat_seconds:
+                    await self.heartbeat()
                 sent = await self.publish_batch()
                 delays = backoff_delays(0.2, 10.0)  # healthy again: reset the backoff
                 if loop.time() - last_cleanup > 60:
@@ -228,6 +265,25 @@ class Relay:
         with suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
 
+    async def claim_buckets(self, conn: Connection) -> list[int]:
+        """Lock this relay's buckets for the transaction ``conn`` is in (an advisory lock each):
+        at most its share, tried from its own first bucket on, so live relays split the buckets
+        rather than the first claiming them all. OFFSET 0 keeps the ordered buckets a subquery of
+        their own (not pulled up into one scan), so the lock function is called row by row, in
+        this order, until the LIMIT is met - not on every bucket before the sort."""
+        return list(
+            await conn.fetchval(
+                """SELECT coalesce(array_agg(b), '{}') FROM (
+                       SELECT b FROM (SELECT b FROM generate_series(0, $1 - 1) AS b
+                                       ORDER BY (b - $2 + $1) % $1 OFFSET 0) o
+                        WHERE pg_try_advisory_xact_lock(hashtext(current_schema() || ':outbox'), b)
+                        LIMIT $3) claimed""",
+                BUCKETS,
+                self.first_bucket,
+                self.share,
+            )
+        )
+
     async def publish_batch(self) -> int:
         """Publish the next rows of the buckets this relay can claim; the number of rows settled
         (published or parked). Raises the last transient error, after marking what did succeed."""
@@ -237,11 +293,7 @@ class Relay:
             # statement's snapshot is taken after the buckets' previous holder committed, so
             # it sees every row that relay left behind, and one aggregate's events - which
             # share a bucket - are only ever published by one relay at a time, in seq order.
-            buckets = await conn.fetchval(
-                """SELECT coalesce(array_agg(b), '{}') FROM generate_series(0, $1 - 1) AS b
-                        WHERE pg_try_advisory_xact_lock(hashtext(current_schema() || ':outbox'), b)""",
-                BUCKETS,
-            )
+            buckets = await self.claim_buckets(conn)
             if not buckets:
                 return 0
             # Rows behind a parked row of their aggregate wait for it (retried or discarded).

@@ -1,0 +1,150 @@
+"""Two instances of every service, one of each killed and started again mid-run (issue 22).
+
+A few hundred packages go in through both brokerage instances while the second instance of each
+service is SIGKILLed and, a little later, started again - a rolling replacement at its rudest.
+From the databases and the topics afterwards: every package ended in one final state with one
+outcome on the wire, no offer round was opened twice (a timer firing on both instances would),
+one confirmation per recipient and channel, the services agree on who holds each package and on
+every provider's committed hours, both instances' relays published while both were alive, and
+each survivor took its dead partner's outbox buckets (tests/integration/test_relay_sharing.py
+shows how they split them). The figures go to artifacts/scale-out-report.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import time
+import uuid
+from collections import Counter, defaultdict
+
+import asyncpg
+import httpx
+
+from services.runtime import topics
+from services.runtime.kafka import read_topic
+from services.runtime.reference import load_framework
+from services.simulator.synthetic import batch
+from tests.faults.test_crash_and_restart import post_with_retries, wait_until_final
+from tests.support import SERVICES, assert_services_agree, event_of, staff
+
+PACKAGES = 240
+RATE_PER_SECOND = 10
+
+
+def second(name: str) -> str:
+    return f"{name}-2"
+
+
+async def metric(client: httpx.AsyncClient, url: str, name: str) -> float:
+    text = (await client.get(f"{url}/metrics", timeout=5)).text
+    found = re.findall(rf"^{name}\{{[^}}]*\}} ([0-9.e+]+)$", text, re.MULTILINE)
+    return sum(float(v) for v in found)
+
+
+async def test_two_instances_of_each_service_lose_and_double_nothing_when_one_dies(
+    stack, database_url, infra, artifacts
+):
+    for name in SERVICES:
+        stack.start(second(name), name)
+    for name in SERVICES:
+        await asyncio.to_thread(stack.wait_ready, second(name))
+    stats: Counter = Counter()
+    report: dict = {"packages": PACKAGES, "published_before_the_kill": {}, "takeover_seconds": {}}
+    requests = batch(load_framework(), PACKAGES, seed=2022)
+    keys = [f"scale-{uuid.uuid4()}" for _ in requests]
+    entry = [stack.url("brokerage"), stack.url(second("brokerage"))]
+    try:
+        async with httpx.AsyncClient(auth=staff()) as client, httpx.AsyncClient() as probe:
+
+            async def send(i: int) -> str:
+                await asyncio.sleep(i / RATE_PER_SECOND)
+                return await post_with_retries(client, f"{entry[i % 2]}/packages", requests[i], keys[i], stats)
+
+            async def replace_second_instances() -> None:
+                await asyncio.sleep(PACKAGES / RATE_PER_SECOND / 3)  # a third of the way in
+                for name in SERVICES:
+                    report["published_before_the_kill"][name] = [
+                        await metric(probe, stack.internal_url(n), "homecare_outbox_published_total")
+                        for n in (name, second(name))
+                    ]
+                for name in SERVICES:
+                    stack.procs[second(name)].send_signal(signal.SIGKILL)
+                killed_at = time.monotonic()
+                for name in SERVICES:
+                    await asyncio.to_thread(stack.procs[second(name)].wait)
+                # The survivors take the dead relays' buckets once their heartbeats lapse.
+                pending = set(SERVICES)
+                while pending and time.monotonic() - killed_at < 60:
+                    for name in list(pending):
+                        if await metric(probe, stack.internal_url(name), "homecare_outbox_relay_share") == 16:
+                            report["takeover_seconds"][name] = round(time.monotonic() - killed_at, 1)
+                            pending.discard(name)
+                    await asyncio.sleep(0.5)
+                await asyncio.sleep(2)
+                for name in SERVICES:
+                    stack.start(second(name), name)
+                for name in SERVICES:
+                    await asyncio.to_thread(stack.wait_ready, second(name), 180)
+
+            replaced = asyncio.create_task(replace_second_instances())
+            ids = await asyncio.gather(*(send(i) for i in range(PACKAGES)))
+            await replaced
+        statuses = await wait_until_final(database_url, ids, timeout=240)
+        await asyncio.sleep(3)  # the last confirmations
+    finally:
+        for name in SERVICES:
+            if stack.procs[second(name)].poll() is None:
+                stack.stop(second(name))
+
+    # Both relays of every service published while both were alive.
+    for name, (first, other) in report["published_before_the_kill"].items():
+        assert first > 0 and other > 0, f"{name}: one relay stood by ({first}, {other} rows published)"
+    assert set(report["takeover_seconds"]) == set(SERVICES), "a survivor never took the dead relay's buckets"
+
+    assert len(set(ids)) == PACKAGES
+    stuck = {i: s for i, s in statuses.items() if s not in ("placed", "unplaced", "awaiting_approval")}
+    assert len(statuses) == PACKAGES and not stuck, f"{len(stuck)} packages not final"
+    conn = await asyncpg.connect(database_url)
+    try:
+        by_key = await conn.fetch(
+            "SELECT idempotency_key, count(*) n FROM brokerage.packages WHERE idempotency_key = ANY($1) GROUP BY 1",
+            keys,
+        )
+        confirmations = await conn.fetch(
+            "SELECT package_id::text, recipient_role, recipient_id, channel, event_type, count(*) n "
+            "FROM notifications.deliveries WHERE package_id::text = ANY($1) GROUP BY 1, 2, 3, 4, 5",
+            ids,
+        )
+        for schema in SERVICES:
+            assert await conn.fetchval(f"SELECT count(*) FROM {schema}.outbox WHERE published_at IS NULL") == 0, schema
+    finally:
+        await conn.close()
+    assert len(by_key) == PACKAGES and all(r["n"] == 1 for r in by_key), "a retried request made a second package"
+    assert all(r["n"] == 1 for r in confirmations), "someone was told twice"
+    await assert_services_agree(database_url, timeout=60)
+
+    # On the wire: one outcome per package, one OfferMade per package and round (a window or
+    # re-offer timer firing on both instances would open a round twice).
+    wanted, outcomes, rounds = set(ids), defaultdict(set), defaultdict(set)
+    for record in await read_topic(infra.kafka, topics.resolve("brokerage.packages")):
+        event = event_of(record)
+        if event is None or event.get("package_id") not in wanted:
+            continue
+        if event["event_type"] in ("PackagePlaced", "PackageUnplaced", "ExceptionRequested"):
+            outcomes[event["package_id"]].add(event["event_id"])
+        elif event["event_type"] == "OfferMade":
+            rounds[(event["package_id"], event["offer_round"])].add(event["event_id"])
+    assert set(outcomes) == wanted and all(len(e) == 1 for e in outcomes.values()), "an outcome doubled or missing"
+    assert all(len(e) == 1 for e in rounds.values()), "an offer round opened twice"
+
+    report |= {
+        "placed": sum(s == "placed" for s in statuses.values()),
+        "unplaced": sum(s == "unplaced" for s in statuses.values()),
+        "requests_retried_after_errors": stats["connection_errors"] + stats["http_503"],
+        "offer_rounds": len(rounds),
+    }
+    (artifacts / "scale-out-report.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
