@@ -23,6 +23,7 @@ from collections import Counter, defaultdict
 import asyncpg
 import httpx
 
+from schemas import topics as contract
 from services.runtime import topics
 from services.runtime.kafka import read_topic
 from services.runtime.reference import load_framework
@@ -99,9 +100,12 @@ async def test_two_instances_of_each_service_lose_and_double_nothing_when_one_di
             if stack.procs[second(name)].poll() is None:
                 stack.stop(second(name))
 
-    # Both relays of every service published while both were alive.
+    # Both relays of every publishing service published while both were alive (reporting's outbox
+    # holds only its dead letters: none in a healthy run).
+    publishers = set(contract.OWNER.values())
     for name, (first, other) in report["published_before_the_kill"].items():
-        assert first > 0 and other > 0, f"{name}: one relay stood by ({first}, {other} rows published)"
+        if name in publishers:
+            assert first > 0 and other > 0, f"{name}: one relay stood by ({first}, {other} rows published)"
     assert set(report["takeover_seconds"]) == set(SERVICES), "a survivor never took the dead relay's buckets"
 
     assert len(set(ids)) == PACKAGES
