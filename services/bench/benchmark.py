@@ -81,24 +81,33 @@ def _with_database(url: str, name: str) -> str:
 class ProcessWatch:
     """CPU seconds and peak RSS of the service processes, sampled in the background."""
 
-    def __init__(self, pids: dict[str, int], infrastructure: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        pids: dict[str, int],
+        infrastructure: tuple[str, str] | None = None,
+        service_of: dict[str, str] | None = None,
+    ) -> None:
         self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
+        # Process name -> service (``brokerage-2`` -> ``brokerage``): figures are per service, all
+        # its instances' CPU summed and the highest instance's peak RSS.
+        self.service_of = service_of or {}
         self.infrastructure = infrastructure  # (Kafka bootstrap, database URL): their CPU too, if local
         self.sampled_peak = {name: 0 for name in pids}
         self._task: asyncio.Task | None = None
 
     def cpu(self) -> dict[str, float]:
-        out = {}
+        out: dict[str, float] = {}
         for name, proc in self.procs.items():
             t = proc.cpu_times()
-            out[name] = t.user + t.system
+            service = self.service_of.get(name, name)
+            out[service] = out.get(service, 0.0) + t.user + t.system
         own = psutil.Process().cpu_times()  # this process: the load generator shares the machine too
         out["load_generator"] = own.user + own.system
         return out | (infrastructure_cpu(*self.infrastructure) if self.infrastructure else {})
 
     def peak_rss_mb(self) -> dict[str, float]:
         """The kernel's high-water mark where it keeps one (Linux), else the highest sample."""
-        out = {}
+        out: dict[str, float] = {}
         for name, proc in self.procs.items():
             peak = self.sampled_peak[name]
             try:
@@ -107,7 +116,8 @@ class ProcessWatch:
                         peak = max(peak, int(line.split()[1]) * 1024)
             except OSError:
                 pass
-            out[name] = round(peak / 2**20, 1)
+            service = self.service_of.get(name, name)
+            out[service] = max(out.get(service, 0.0), round(peak / 2**20, 1))
         return out
 
     async def _sample(self) -> None:
@@ -165,7 +175,7 @@ def infrastructure_cpu(kafka_bootstrap: str, database_url: str) -> dict[str, flo
 
 async def post_packages(
     session: aiohttp.ClientSession,
-    brokerage: str,
+    brokerages: list[str],
     requests: list[dict],
     *,
     rate: float | None,
@@ -177,7 +187,8 @@ async def post_packages(
     is aiohttp's: the load generator shares the machine, and httpx took about a fifth of it."""
     gate = asyncio.Semaphore(concurrency)
 
-    async def one(body: dict) -> str:
+    async def one(i: int, body: dict) -> str:
+        brokerage = brokerages[i % len(brokerages)]  # round robin, as a load balancer would
         # A keep-alive connection the server is just closing fails the request: send it again,
         # safely, under the same Idempotency-Key.
         async with gate:
@@ -195,14 +206,14 @@ async def post_packages(
         raise AssertionError("unreachable")
 
     if rate is None:
-        return list(await asyncio.gather(*(one(b) for b in requests)))
+        return list(await asyncio.gather(*(one(i, b) for i, b in enumerate(requests))))
     tasks = []
     start = time.monotonic()
     for i, body in enumerate(requests):
         delay = start + i / rate - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(body)))
+        tasks.append(asyncio.create_task(one(i, body)))
     return list(await asyncio.gather(*tasks))
 
 
@@ -330,7 +341,7 @@ class Load:
 async def run_phase(
     client: aiohttp.ClientSession,
     admin: Connection,
-    brokerage: str,
+    brokerages: list[str],
     requests: list[dict],
     watch: ProcessWatch,
     *,
@@ -342,7 +353,7 @@ async def run_phase(
     cpu0 = watch.cpu()
     wall0 = time.monotonic()
     t0 = dt.datetime.now(dt.UTC)
-    ids = await post_packages(client, brokerage, requests, rate=rate, concurrency=concurrency, auth=auth)
+    ids = await post_packages(client, brokerages, requests, rate=rate, concurrency=concurrency, auth=auth)
     posted = time.monotonic() - wall0
     await wait_final(admin, ids, timeout)
     t1 = dt.datetime.now(dt.UTC)
@@ -389,8 +400,20 @@ def _r(v: float | None) -> float | None:
 
 
 async def bench_async(
-    load: Load, runs: int, seed: int, out: Path, *, profile: str | None, console: Console, extra_env: dict[str, str]
+    load: Load,
+    runs: int,
+    seed: int,
+    out: Path,
+    *,
+    profile: str | None,
+    console: Console,
+    extra_env: dict[str, str],
+    instances: int = 1,
 ) -> dict:
+    """Run the benchmark: ``runs`` times a fixed-rate phase, an as-fast-as-possible phase and the
+    Kafka baseline, on a fresh database and namespace, each service as ``instances`` processes
+    (the requests spread over the brokerage instances round robin). The result: every run's
+    figures, their medians (``summary``), the machine's CPUs and load."""
     settings = admin_settings()
     name = f"homecare_bench_{uuid.uuid4().hex[:8]}"
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
@@ -407,6 +430,11 @@ async def bench_async(
         out / "logs",
         extra_env={"HOMECARE_REFERENCE_DIR": str(market), "LOG_LEVEL": "WARNING"} | extra_env,
     )
+    for n in range(2, instances + 1):  # more instances of every service, each its own process and ports
+        for service in SERVICES:
+            stack.start(f"{service}-{n}", service)
+    for name in stack.procs:
+        await asyncio.to_thread(stack.wait_ready, name)
     broker = user_auth("demo-broker")  # the load is a broker's requests, each with its access token
     # py-spy samples the running service from outside (only while it holds the GIL: its CPU, not
     # its waiting) and writes its profile when interrupted; an in-process profiler would lose its
@@ -435,6 +463,7 @@ async def bench_async(
         "database": name,
         "namespace": namespace,
         "load": load.__dict__,
+        "instances": instances,
         "runs": [],
         "machine": {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()},
     }
@@ -444,9 +473,11 @@ async def bench_async(
         watch = ProcessWatch(
             {n: p.pid for n, p in stack.procs.items()},
             infrastructure=(settings.kafka_bootstrap_servers, settings.database_url),
+            service_of=stack.services,
         )
         watch.start()
         urls = {n: stack.url(n) for n in SERVICES}
+        brokerages = [stack.url(n) for n, service in stack.services.items() if service == "brokerage"]
         async with httpx.AsyncClient(timeout=60, auth=broker) as client:
             await wait_until_ready(client, urls, timeout=120)
         connector = aiohttp.TCPConnector(limit=max(64, load.concurrency) + 8)
@@ -460,7 +491,7 @@ async def bench_async(
                     fixed_rate = await run_phase(
                         client,
                         admin,
-                        urls["brokerage"],
+                        brokerages,
                         fixed,
                         watch,
                         rate=load.rate,
@@ -472,7 +503,7 @@ async def bench_async(
                     fastest = await run_phase(
                         client,
                         admin,
-                        urls["brokerage"],
+                        brokerages,
                         burst,
                         watch,
                         rate=None,

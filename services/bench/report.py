@@ -50,7 +50,8 @@ def title(result: dict) -> str:
     """What the figures are: medians of how many runs, on how many CPUs, how loaded at the start."""
     s = result["summary"]
     return (
-        f"benchmark: medians of {s['runs']} run(s); {result['machine']['cpus']} CPUs, "
+        f"benchmark: medians of {s['runs']} run(s), {result.get('instances', 1)} instance(s) of each service; "
+        f"{result['machine']['cpus']} CPUs, "
         f"load average {result['machine']['load_average_at_start'][0]:.1f} at start"
     )
 

@@ -30,6 +30,7 @@ def bench(
         [], help="Extra environment for the services, KEY=VALUE (e.g. BROKERAGE_DB_POOL_SIZE=20)"
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON only (progress goes to stderr)"),
+    instances: int = typer.Option(1, min=1, max=4, help="Processes of each service (requests spread round robin)"),
 ) -> None:
     """Start the three services on the synthetic market (Kafka and PostgreSQL from the environment,
     a fresh database and topic namespace) and measure them under load."""
@@ -41,7 +42,11 @@ def bench(
         rate=rate, seconds=seconds, burst=burst, concurrency=concurrency, baseline_messages=baseline_messages
     )
     # uvloop, as the services run: the load generator shares the machine and should take little of it.
-    result = uvloop.run(benchmark.bench_async(load, runs, seed, out, profile=profile, console=console, extra_env=extra))
+    result = uvloop.run(
+        benchmark.bench_async(
+            load, runs, seed, out, profile=profile, console=console, extra_env=extra, instances=instances
+        )
+    )
     (out / "bench.json").write_text(json.dumps(result, indent=1, default=str))
     report.draw(result, out / "bench.png")
     if as_json:

@@ -188,6 +188,9 @@ class EventConsumer:
         batch_wait_ms: int = 20,
         fetch_min_bytes: int = 1,
         fetch_max_wait_ms: int = 500,
+        session_timeout_ms: int = 10_000,
+        heartbeat_interval_ms: int = 3_000,
+        group_instance_id: str | None = None,
         dead_letter_max_bytes: int = MAX_BYTES,
         topic_exists: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
@@ -203,6 +206,9 @@ class EventConsumer:
         self.batch_wait_ms = batch_wait_ms
         self.fetch_min_bytes = fetch_min_bytes
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.session_timeout_ms = session_timeout_ms
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.group_instance_id = group_instance_id
         self.handlers: dict[str, Handler] = {}
         self.stopping = asyncio.Event()
         self.dead_letter_max_bytes = dead_letter_max_bytes
@@ -258,6 +264,9 @@ class EventConsumer:
             batch_timeout_ms=self.batch_wait_ms,
             fetch_min_bytes=self.fetch_min_bytes,
             fetch_max_wait_ms=self.fetch_max_wait_ms,
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=self.heartbeat_interval_ms,
+            group_instance_id=self.group_instance_id,
             title=f"{self.group}:{','.join(names)}",
             description=f"{self.service} consumes {', '.join(names)}",
         )

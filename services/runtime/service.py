@@ -85,6 +85,9 @@ class Service:
             batch_wait_ms=settings.consumer_batch_wait_ms,
             fetch_min_bytes=settings.consumer_fetch_min_bytes,
             fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
+            session_timeout_ms=settings.consumer_session_timeout_ms,
+            heartbeat_interval_ms=settings.consumer_heartbeat_interval_ms,
+            group_instance_id=settings.consumer_group_instance_id,
             dead_letter_max_bytes=settings.dead_letter_max_bytes,
             topic_exists=self.topic_exists,
         )

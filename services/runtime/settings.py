@@ -251,6 +251,15 @@ class ServiceSettings(SharedSettings):
     # under load as fuller fetches (64 kB or 20 ms) and cost far less when idle.
     consumer_fetch_min_bytes: int = 1
     consumer_fetch_max_wait_ms: int = 500
+    # Group membership with several instances (docs/guide/kubernetes.md): a dead instance's
+    # partitions move to the live ones once the broker has missed its heartbeats this long (a
+    # smaller value moves them sooner and risks evicting a consumer in a long pause). With a group
+    # instance id - static membership, a stable name per instance such as a StatefulSet pod's -
+    # an instance restarted within the session timeout takes its partitions back without making
+    # the others rebalance. Each instance's id must differ from every other's.
+    consumer_session_timeout_ms: int = 10_000
+    consumer_heartbeat_interval_ms: int = 3_000
+    consumer_group_instance_id: str | None = None
     # A dead letter is cut to this many bytes (value first; an excerpt, the size and SHA-256 of
     # the original kept) so it fits under Kafka's default limit of 1 MiB a record.
     dead_letter_max_bytes: int = 1_000_000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from rich.console import Console
 
 from services.bench import benchmark, report
@@ -11,11 +12,16 @@ from services.bench.processes import SERVICES
 from services.cli import bench
 
 
-async def test_a_small_benchmark_reports_every_measure(database_url, tmp_path, identity):
+@pytest.mark.parametrize("instances", [1, 2])
+async def test_a_small_benchmark_reports_every_measure(database_url, tmp_path, identity, instances):
     load = benchmark.Load(rate=10, seconds=2, burst=20, concurrency=4, baseline_messages=300, timeout=180)
-    result = await benchmark.bench_async(load, 1, 7, tmp_path, profile=None, console=Console(quiet=True), extra_env={})
+    result = await benchmark.bench_async(
+        load, 1, 7, tmp_path, profile=None, console=Console(quiet=True), extra_env={}, instances=instances
+    )
 
     assert result["exit_codes"] and all(code in (0, -15) for code in result["exit_codes"].values())
+    # Every instance ran (and stopped cleanly); figures stay per service, instances summed.
+    assert len(result["exit_codes"]) == instances * len(SERVICES) and result["instances"] == instances
     (run,) = result["runs"]
     for phase, requests in (("fixed_rate", 20), ("as_fast_as_possible", 20)):
         measured = run[phase]

@@ -22,10 +22,11 @@ from collections import Counter, defaultdict
 
 import asyncpg
 import httpx
+from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas import topics as contract
 from services.runtime import topics
-from services.runtime.kafka import read_topic
+from services.runtime.kafka import kafka_security, read_topic
 from services.runtime.reference import load_framework
 from services.simulator.synthetic import batch
 from tests.faults.test_crash_and_restart import post_with_retries, wait_until_final
@@ -45,6 +46,19 @@ async def metric(client: httpx.AsyncClient, url: str, name: str) -> float:
     return sum(float(v) for v in found)
 
 
+async def group_state(bootstrap: str, group: str) -> tuple[str, int]:
+    """A consumer group's state (Stable, PreparingRebalance...) and its member count."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **kafka_security())
+    await admin.start()
+    try:
+        for response in await admin.describe_consumer_groups([group]):
+            for entry in response.groups:
+                return entry[2], len(entry[5])
+    finally:
+        await admin.close()
+    return "Dead", 0
+
+
 async def test_two_instances_of_each_service_lose_and_double_nothing_when_one_dies(
     stack, database_url, infra, artifacts
 ):
@@ -53,7 +67,12 @@ async def test_two_instances_of_each_service_lose_and_double_nothing_when_one_di
     for name in SERVICES:
         await asyncio.to_thread(stack.wait_ready, second(name))
     stats: Counter = Counter()
-    report: dict = {"packages": PACKAGES, "published_before_the_kill": {}, "takeover_seconds": {}}
+    report: dict = {
+        "packages": PACKAGES,
+        "published_before_the_kill": {},
+        "takeover_seconds": {},  # the survivor's relay claims all 16 buckets
+        "partitions_reassigned_seconds": {},  # the group is Stable again with the survivor alone
+    }
     requests = batch(load_framework(), PACKAGES, seed=2022)
     keys = [f"scale-{uuid.uuid4()}" for _ in requests]
     entry = [stack.url("brokerage"), stack.url(second("brokerage"))]
@@ -76,13 +95,19 @@ async def test_two_instances_of_each_service_lose_and_double_nothing_when_one_di
                 killed_at = time.monotonic()
                 for name in SERVICES:
                     await asyncio.to_thread(stack.procs[second(name)].wait)
-                # The survivors take the dead relays' buckets once their heartbeats lapse.
+                # The survivors take the dead relays' buckets once their heartbeats lapse, and the
+                # dead consumers' partitions once the broker's session timeout (10 s) runs out.
                 pending = set(SERVICES)
-                while pending and time.monotonic() - killed_at < 60:
+                groups = set(SERVICES)
+                while (pending or groups) and time.monotonic() - killed_at < 60:
                     for name in list(pending):
                         if await metric(probe, stack.internal_url(name), "homecare_outbox_relay_share") == 16:
                             report["takeover_seconds"][name] = round(time.monotonic() - killed_at, 1)
                             pending.discard(name)
+                    for name in list(groups):
+                        if await group_state(infra.kafka, topics.group(name)) == ("Stable", 1):
+                            report["partitions_reassigned_seconds"][name] = round(time.monotonic() - killed_at, 1)
+                            groups.discard(name)
                     await asyncio.sleep(0.5)
                 await asyncio.sleep(2)
                 for name in SERVICES:
@@ -107,6 +132,7 @@ async def test_two_instances_of_each_service_lose_and_double_nothing_when_one_di
         if name in publishers:
             assert first > 0 and other > 0, f"{name}: one relay stood by ({first}, {other} rows published)"
     assert set(report["takeover_seconds"]) == set(SERVICES), "a survivor never took the dead relay's buckets"
+    assert set(report["partitions_reassigned_seconds"]) == set(SERVICES), "a group never settled on its survivor"
 
     assert len(set(ids)) == PACKAGES
     stuck = {i: s for i, s in statuses.items() if s not in ("placed", "unplaced", "awaiting_approval")}
