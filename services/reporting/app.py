@@ -60,7 +60,11 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, FastAPI]:
 
 
 def subscribe_dead_letters(service: Service) -> None:
-    """Count each record of homecare.dead-letters once (by its origin), committing its offset after."""
+    """Count each record of homecare.dead-letters once (by its origin), committing its offset after.
+    A second member of the service's group: the group's session settings, and with static
+    membership an instance id of its own (two members may not share one)."""
+    settings = service.settings
+    instance_id = settings.consumer_group_instance_id
 
     @service.broker.subscriber(
         runtime_topics.dead_letters(),
@@ -72,6 +76,9 @@ def subscribe_dead_letters(service: Service) -> None:
         batch=True,
         max_records=service.settings.consumer_batch_size,
         batch_timeout_ms=service.settings.consumer_batch_wait_ms,
+        session_timeout_ms=settings.consumer_session_timeout_ms,
+        heartbeat_interval_ms=settings.consumer_heartbeat_interval_ms,
+        group_instance_id=f"{instance_id}-dead-letters" if instance_id else None,
         title=f"{service.consumer.group}:{runtime_topics.dead_letters()}",
         description="reporting counts the dead letters",
     )
