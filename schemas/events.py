@@ -35,10 +35,12 @@ from schemas.vocabulary import (
     CancelReason,
     CareNeed,
     DeclineReason,
+    EndReason,
     ExceptionDecisionReason,
     Funding,
     HandBackReason,
     NotificationFailure,
+    PauseReason,
     ReopenReason,
     Tier,
     UnplacedReason,
@@ -75,6 +77,15 @@ MessageName = Literal[
     "reopened_person",
     "started_provider",
     "started_broker",
+    "ended_provider",
+    "ended_broker",
+    "ended_person",
+    "paused_provider",
+    "paused_broker",
+    "paused_person",
+    "resumed_provider",
+    "resumed_broker",
+    "resumed_person",
     "exception_requested",
     "exception_refused_bidder",
 ]
@@ -313,6 +324,58 @@ class PackageStarted(Envelope):
     recorded_at: dt.datetime
 
 
+class PackageEnded(Envelope):
+    """A running package ended, for good: the provider's hours are released on ``effective_date``
+    (a UK date; the provider cares for the person until the day before). Decision record 0078."""
+
+    event_type: Literal["PackageEnded"] = "PackageEnded"
+    producer: Producer = "brokerage"
+    package_id: uuid.UUID
+    provider_id: ProviderId
+    reason: EndReason
+    effective_date: dt.date = Field(description="The first day without care (UK date): hours are released on it.")
+    hours_per_week: Decimal
+    ended_by: StaffId = Field(description="Staff id, or ``schedule`` when a hospital hold ran out.")
+    requested_by: StaffId | None = Field(default=None, description="The broker who requested the package.")
+    was_paused: bool = Field(default=False, description="Ended while paused (in hospital or respite).")
+    ended_at: dt.datetime
+
+
+class PackagePaused(Envelope):
+    """Care stopped for a while (a hospital admission, a respite stay): the provider keeps the package
+    and its hours until ``hold_expires_at``; with no resume by then the package ends
+    (``hospital_stay_exceeded_hold``). ``paid_during_hold``: whether the council pays the provider for
+    the hold (configuration), for finance and reporting."""
+
+    event_type: Literal["PackagePaused"] = "PackagePaused"
+    producer: Producer = "brokerage"
+    package_id: uuid.UUID
+    provider_id: ProviderId
+    reason: PauseReason
+    paused_on: dt.date = Field(description="The first day without visits (UK date).")
+    hold_expires_at: dt.datetime
+    paid_during_hold: bool
+    hours_per_week: Decimal
+    paused_by: StaffId
+    requested_by: StaffId | None = Field(default=None, description="The broker who requested the package.")
+    paused_at: dt.datetime
+
+
+class PackageResumed(Envelope):
+    """The person is home again: visits restart on ``resumed_on`` (a UK date) with the same provider."""
+
+    event_type: Literal["PackageResumed"] = "PackageResumed"
+    producer: Producer = "brokerage"
+    package_id: uuid.UUID
+    provider_id: ProviderId
+    paused_on: dt.date
+    resumed_on: dt.date
+    hours_per_week: Decimal
+    resumed_by: StaffId
+    requested_by: StaffId | None = Field(default=None, description="The broker who requested the package.")
+    resumed_at: dt.datetime
+
+
 # ---- providers -> brokerage (topic providers.answers) ------------------------------------
 
 
@@ -432,6 +495,9 @@ Event = (
     | PackageStarted
     | PackageHandedBack
     | PackageReopened
+    | PackageEnded
+    | PackagePaused
+    | PackageResumed
     | ExceptionRequested
     | ExceptionDecided
     | BidSubmitted

@@ -2,7 +2,7 @@
 
 - ``brokerage.packages`` (brokerage, keyed by package id): PackageRequested, OfferMade, PackagePlaced,
   PackageUnplaced, PackageCancelled, PackageStarted, PackageHandedBack, PackageReopened,
-  ExceptionRequested, ExceptionDecided.
+  PackageEnded, PackagePaused, PackageResumed, ExceptionRequested, ExceptionDecided.
 - ``providers.answers`` (providers, keyed by package id): BidSubmitted, OfferDeclined.
 - ``providers.registry`` (providers, keyed by provider id): ProviderUpdated.
 - ``notifications.confirmations`` (notifications, keyed by package id): PlacementConfirmed, NotificationFailed.
@@ -28,6 +28,9 @@ TOPIC_OF: dict[type[ev.Envelope], str] = {
     ev.PackageStarted: PACKAGES,
     ev.PackageHandedBack: PACKAGES,
     ev.PackageReopened: PACKAGES,
+    ev.PackageEnded: PACKAGES,
+    ev.PackagePaused: PACKAGES,
+    ev.PackageResumed: PACKAGES,
     ev.ExceptionRequested: PACKAGES,
     ev.ExceptionDecided: PACKAGES,
     ev.BidSubmitted: ANSWERS,

@@ -117,6 +117,33 @@ class ReopenReason(StrEnum):
     provider_left = "provider_left"
 
 
+class EndReason(StrEnum):
+    """Why a running package ended (decision record 0078). ``hospital_stay_exceeded_hold`` is the
+    brokerage's own: a hospital pause ran past the provider's hold with no discharge."""
+
+    died = "died"
+    moved_to_residential_care = "moved_to_residential_care"  # a care or nursing home
+    needs_met = "needs_met"  # recovered, reablement done, or met another way
+    moved_out_of_area = "moved_out_of_area"
+    ended_by_person = "ended_by_person"  # the person (or their representative) stopped it
+    direct_payment = "direct_payment"  # the care continues, bought by the person with a direct payment (002)
+    continuing_healthcare = "continuing_healthcare"  # the NHS took over the funding and the care
+    hospital_stay_exceeded_hold = "hospital_stay_exceeded_hold"
+    other = "other"
+
+
+# The ending reasons staff may choose; the rest are the platform's own.
+STAFF_END_REASONS = tuple(r for r in EndReason if r is not EndReason.hospital_stay_exceeded_hold)
+
+
+class PauseReason(StrEnum):
+    """Why a running package was paused (the provider keeps it for a configured hold)."""
+
+    admitted_to_hospital = "admitted_to_hospital"
+    respite_stay = "respite_stay"  # a short stay in a care home to give carers a break
+    other = "other"
+
+
 class NotificationFailure(StrEnum):
     """Why a message could not be delivered (the error's own words stay in the notifications
     service's deliveries, readable at ``GET /packages/{id}/notifications``)."""
@@ -156,6 +183,16 @@ REASON_WORDS: dict[str, str] = {
     UnplacedReason.no_eligible_bidder_above_rate: "no bidder above the rate is still eligible",
     ReopenReason.provider_suspended: "the provider was suspended from the framework",
     ReopenReason.provider_left: "the provider left the framework",
+    EndReason.died: "the person died",
+    EndReason.moved_to_residential_care: "moved to residential care",
+    EndReason.needs_met: "care needs met",
+    EndReason.moved_out_of_area: "moved out of the area",
+    EndReason.ended_by_person: "ended at the person's request",
+    EndReason.direct_payment: "care now bought with a direct payment",
+    EndReason.continuing_healthcare: "the NHS took over (continuing healthcare)",
+    EndReason.hospital_stay_exceeded_hold: "the hospital stay outlasted the provider's hold",
+    PauseReason.admitted_to_hospital: "admitted to hospital",
+    PauseReason.respite_stay: "a respite stay",
     NotificationFailure.no_usable_channel: "no usable channel",
     NotificationFailure.no_contact_registered: "no contact registered",
     NotificationFailure.address_refused: "the address was refused",

@@ -158,7 +158,8 @@ async def personal_values(database_url: str) -> set[str]:
 async def disagreements(database_url: str, seed: list[dict] | None = None) -> list[str]:
     """What the services disagree on, read from their schemas at one moment (empty: they agree):
 
-    - for every package, the brokerage's provider (placed or started; none otherwise) is the
+    - for every package, the brokerage's provider (placed, started or paused, or ended with an
+      effective date still ahead; none otherwise) is the
       providers service's live placement, and no live placement is of a package not held;
     - each provider's committed hours are its seeded load plus the hours of its live placements;
     - the brokerage's copy of each provider (``provider_view``) has the providers service's
@@ -171,7 +172,13 @@ async def disagreements(database_url: str, seed: list[dict] | None = None) -> li
     conn = await asyncpg.connect(database_url)
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):  # one snapshot of all three
-            packages = await conn.fetch("SELECT package_id, status, provider_id FROM brokerage.packages")
+            # A paused package's provider keeps it; an ended one's until its effective date (UK).
+            packages = await conn.fetch(
+                """SELECT package_id, status, provider_id,
+                          status IN ('placed', 'started', 'paused')
+                          OR (status = 'ended' AND ended_on > (now() AT TIME ZONE 'Europe/London')::date) AS held
+                     FROM brokerage.packages"""
+            )
             live = await conn.fetch(
                 "SELECT package_id, provider_id, hours_per_week FROM providers.placements WHERE ended_at IS NULL"
             )
@@ -187,7 +194,7 @@ async def disagreements(database_url: str, seed: list[dict] | None = None) -> li
     problems = []
     holder = {r["package_id"]: r["provider_id"] for r in live}
     for p in packages:
-        held_by = p["provider_id"] if p["status"] in ("placed", "started") else None
+        held_by = p["provider_id"] if p["held"] else None
         if holder.get(p["package_id"]) != held_by:
             problems.append(
                 f"package {p['package_id']} ({p['status']}): brokerage says {held_by}, "

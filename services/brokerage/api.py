@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
@@ -20,10 +21,21 @@ from fastapi import APIRouter, Depends, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.events import PackageSpec, VisitPattern
-from schemas.vocabulary import Band, CancelReason, CareNeed, ExceptionDecisionReason, Funding, HandBackReason, Urgency
+from schemas.vocabulary import (
+    STAFF_END_REASONS,
+    Band,
+    CancelReason,
+    CareNeed,
+    EndReason,
+    ExceptionDecisionReason,
+    Funding,
+    HandBackReason,
+    PauseReason,
+    Urgency,
+)
 from services.brokerage import explanation, handlers
 from services.brokerage import repository as repo
-from services.runtime import clock, identifiers
+from services.runtime import clock, identifiers, permissions
 from services.runtime.auth import Principal, principal_of
 from services.runtime.db import fetch_one
 from services.runtime.http import ProblemError
@@ -138,6 +150,33 @@ class HandBackRequest(BaseModel):
     reason_text: ReasonText = None
 
 
+class EndRequest(BaseModel):
+    """Ending a running package (decision record 0078)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    reason: EndReason = Field(description="Why, as a code (docs/guide/pauses-and-endings.md)")
+    effective_date: dt.date = Field(description="The first day without care (a UK date): the provider's hours end")
+    reason_text: ReasonText = None
+
+    @field_validator("reason")
+    @classmethod
+    def _staff_reason(cls, v: EndReason) -> EndReason:
+        if v not in STAFF_END_REASONS:
+            raise ValueError(f"{v.value} is recorded by the platform itself, not chosen")
+        return v
+
+
+class PauseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    reason: PauseReason = Field(description="Why, as a code: admitted_to_hospital, respite_stay, other")
+    paused_on: dt.date = Field(description="The first day without visits (a UK date), not in the future")
+
+
+class ResumeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    resumed_on: dt.date = Field(description="The first day of visits again (a UK date)")
+
+
 class DecisionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     reason: ExceptionDecisionReason = Field(description="Why, as a code: recorded with the decision")
@@ -203,6 +242,14 @@ def _package_view(
         "cancelled_at": row["cancelled_at"],
         "cancel_reason": row["cancel_reason"],
         "cancel_reason_text": row["cancel_reason_text"],
+        "started_on": row["started_on"],
+        # Pauses and endings (decision record 0078).
+        "paused_on": row["paused_on"],
+        "pause_reason": row["pause_reason"],
+        "hold_expires_at": row["hold_expires_at"],
+        "ended_on": row["ended_on"],
+        "end_reason": row["end_reason"],
+        "end_reason_text": row["end_reason_text"],
         "offer_rounds": [
             {
                 "offer_round": r["offer_round"],
@@ -240,6 +287,34 @@ def _package_view(
 
 
 Caller = Annotated[Principal, Depends(principal_of)]
+
+
+STATUSES = "requested|offered|placed|unplaced|started|cancelled|awaiting_approval|paused|ended"
+_HEX_PREFIX = re.compile(r"^[0-9a-f]{4,8}(-[0-9a-f]{0,4}){0,4}[0-9a-f-]*$")
+
+
+def _search_of(q: str | None) -> tuple[str, str] | None:
+    """What a board search means: ``("package_id", prefix)``, ``("nhs_number", ten digits)`` or
+    ``("full_name", text)``; None without a search. Raises a 422 naming ``q`` for text that is
+    none of them (a malformed NHS number, fewer than 3 letters of a name)."""
+    if q is None or not q.strip():
+        return None
+    text = " ".join(q.split())
+    compact = text.replace(" ", "").replace("-", "")
+    if compact.isdigit() and len(compact) == 10:
+        try:
+            return ("nhs_number", identifiers.normalise_nhs_number(compact))
+        except ValueError as exc:
+            raise ProblemError(422, f"search: {exc}", field="q") from None
+    if _HEX_PREFIX.match(text.lower()):
+        return ("package_id", text.lower())
+    if any(c.isdigit() for c in text):
+        raise ProblemError(
+            422, "search: a package id's first characters (0-9, a-f), an NHS number (10 digits) or a name", field="q"
+        )
+    if len(text) < 3:
+        raise ProblemError(422, "search: at least 3 letters of a name", field="q")
+    return ("full_name", text.replace("%", "").replace("_", ""))
 
 
 def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
@@ -361,6 +436,9 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
     async def act(package_id: uuid.UUID, action: Callable[[UnitOfWork], Awaitable[object]]) -> dict[str, str]:
         try:
             await run_in_unit_of_work(service.pool, action)
+        except handlers.Refused as exc:
+            refusal = exc.refusal
+            raise ProblemError(refusal.status, refusal.message, field=refusal.field) from None
         except handlers.ActionRefused as exc:
             raise ProblemError(409, str(exc)) from None
         except handlers.NotDelegated as exc:
@@ -421,6 +499,62 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
                 reason_text=body.reason_text,
                 recorded_by=caller.actor,
             ),
+        )
+
+    @router.post(
+        "/{package_id}/end",
+        summary="End a running package for good, from an effective date",
+        description="For a started or paused package; one placed but not started is cancelled instead. The "
+        "provider's hours are released on the effective date (decision record 0078).",
+        responses={
+            409: {"description": "The package is not running (field: status)"},
+            422: {"description": "The effective date is before the start, or too far back or ahead"},
+        },
+    )
+    async def end(package_id: uuid.UUID, body: EndRequest, caller: Caller) -> dict:
+        return await act(
+            package_id,
+            lambda uow: handlers.end_package(
+                uow,
+                rules,
+                package_id,
+                reason=body.reason,
+                effective_date=body.effective_date,
+                reason_text=body.reason_text,
+                ended_by=caller.actor,
+            ),
+        )
+
+    @router.post(
+        "/{package_id}/pause",
+        summary="Pause a started package (a hospital admission, a respite stay); the provider keeps it",
+        description="The provider keeps the package and its hours for the configured hold; with no resume by "
+        "then the package ends (hospital_stay_exceeded_hold).",
+        responses={
+            409: {"description": "The package is not started (field: status)"},
+            422: {"description": "The date is before the start, in the future, or too long ago"},
+        },
+    )
+    async def pause(package_id: uuid.UUID, body: PauseRequest, caller: Caller) -> dict:
+        return await act(
+            package_id,
+            lambda uow: handlers.pause(
+                uow, rules, package_id, reason=body.reason, paused_on=body.paused_on, paused_by=caller.actor
+            ),
+        )
+
+    @router.post(
+        "/{package_id}/resume",
+        summary="Resume a paused package with the same provider",
+        responses={
+            409: {"description": "The package is not paused (field: status)"},
+            422: {"description": "The date is before the pause began, or too far back or ahead"},
+        },
+    )
+    async def resume(package_id: uuid.UUID, body: ResumeRequest, caller: Caller) -> dict:
+        return await act(
+            package_id,
+            lambda uow: handlers.resume(uow, rules, package_id, resumed_on=body.resumed_on, resumed_by=caller.actor),
         )
 
     @router.post(
@@ -486,15 +620,31 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
             )
         return {k: (str(v) if isinstance(v, (uuid.UUID, dt.date)) else v) for k, v in dict(row).items()}
 
-    @router.get("", summary="List packages, filtered")
+    @router.get("", summary="List packages, filtered and searched: a page, the total and counts per status")
     async def list_packages(
+        caller: Caller,
         status: Annotated[
-            str | None, Query(pattern="^(requested|offered|placed|unplaced|started|cancelled|awaiting_approval)$")
+            str | None,
+            Query(
+                pattern=f"^({STATUSES})(,({STATUSES}))*$",
+                description="One status or several, comma-separated (e.g. the work queue: "
+                "unplaced,awaiting_approval,offered,requested,paused)",
+            ),
         ] = None,
         zone: str | None = None,
         band: Band | None = None,
         urgency: Urgency | None = None,
         waiting_longer_than_hours: Annotated[float | None, Query(ge=0, le=24 * 366)] = None,
+        q: Annotated[
+            str | None,
+            Query(
+                min_length=3,
+                max_length=100,
+                description="Search: the start of a package id (4 or more hex digits), an NHS number, or part of "
+                "the person's name (3 or more letters). NHS numbers and names only for the brokerage team; each "
+                "package such a search finds is audited as a read of that field under the caller's name.",
+            ),
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
         sort: Annotated[
@@ -507,8 +657,16 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
             ),
         ] = "requested",
     ) -> dict:
+        """``{"packages": [...], "total": n, "counts": {status: n}}``: ``limit`` packages from
+        ``offset`` in ``sort`` order; ``total``, how many match; ``counts``, how many match each
+        status with the other filters (so a work queue can show every status's count at once).
+        Raises 422 for an unknown zone or a search that is none of the three kinds, 403 for a
+        person search by a role that may not read persons."""
         if zone is not None and zone not in rules.framework.zones:
             raise ProblemError(422, f"unknown zone {zone!r}", field="zone")
+        search = _search_of(q)
+        if search is not None and search[0] != "package_id" and not (caller.roles & permissions.BROKERAGE_TEAM):
+            raise ProblemError(403, "only the brokerage team may search by a person's name or NHS number", field="q")
         order = (
             "requested_at"
             if sort == "requested"
@@ -517,27 +675,53 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
                 f"{repo.MOST_URGENT_FIRST}, requested_at"
             )
         )
-        rows = await service.pool.fetch(
-            f"""SELECT package_id, status, zone, band, urgency, hours_per_week, provider_id, priority, continuity,
-                       requested_at, placed_at, unplaced_at, current_tier, window_closes_at, next_reoffer_at
-                 FROM packages
-                WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR zone = $2)
-                  AND ($3::text IS NULL OR band = $3) AND ($4::text IS NULL OR urgency = $4)
-                  AND ($7::float8 IS NULL OR (status IN ('requested', 'offered', 'unplaced', 'awaiting_approval')
-                                              AND requested_at < now() - make_interval(secs => $7 * 3600)))
-                ORDER BY {order} LIMIT $5 OFFSET $6""",
-            status,
+        # The filters but the status: the counts per status use them all the same.
+        where = """($1::text IS NULL OR zone = $1) AND ($2::text IS NULL OR band = $2)
+                   AND ($3::text IS NULL OR urgency = $3)
+                   AND ($4::float8 IS NULL OR (status IN ('requested', 'offered', 'unplaced', 'awaiting_approval')
+                                               AND requested_at < now() - make_interval(secs => $4 * 3600)))
+                   AND ($5::text IS NULL
+                        OR ($5 = 'package_id' AND package_id::text LIKE $6 || '%')
+                        OR ($5 = 'nhs_number' AND package_id IN (SELECT package_id FROM persons WHERE nhs_number = $6))
+                        OR ($5 = 'full_name' AND package_id IN (SELECT package_id FROM persons
+                                                                 WHERE full_name ILIKE '%' || $6 || '%')))"""
+        args = (
             zone,
             band and band.value,
             urgency and urgency.value,
-            limit,
-            offset,
             waiting_longer_than_hours,
+            *(search or (None, None)),
         )
+        statuses = status.split(",") if status else None
+        async with service.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                f"""SELECT package_id, status, zone, band, urgency, hours_per_week, provider_id, priority, continuity,
+                           requested_at, placed_at, unplaced_at, current_tier, window_closes_at, next_reoffer_at
+                     FROM packages WHERE {where} AND ($7::text[] IS NULL OR status = ANY($7))
+                    ORDER BY {order} LIMIT $8 OFFSET $9""",
+                *args,
+                statuses,
+                limit,
+                offset,
+            )
+            counts = {
+                r["status"]: r["n"]
+                for r in await conn.fetch(
+                    f"SELECT status, count(*) AS n FROM packages WHERE {where} GROUP BY status", *args
+                )
+            }
+            if search is not None and search[0] != "package_id" and rows:
+                # A search by a person's detail reads it: each package it found is audited (decision 0083).
+                await conn.executemany(
+                    "INSERT INTO disclosures (package_id, reader, staff_user, fields) VALUES ($1, 'staff', $2, $3)",
+                    [(r["package_id"], caller.actor, [f"search:{search[0]}"]) for r in rows],
+                )
         return {
             "packages": [
                 {k: (str(v) if isinstance(v, (uuid.UUID, Decimal)) else v) for k, v in dict(r).items()} for r in rows
-            ]
+            ],
+            "total": sum(n for st, n in counts.items() if statuses is None or st in statuses),
+            "counts": counts,
         }
 
     return router
@@ -611,11 +795,16 @@ def internal_router(service: Service) -> APIRouter:
         # the audit row and the read commit together (no disclosure without its record).
         async with service.pool.acquire() as conn, conn.transaction():
             package = await conn.fetchrow(
-                "SELECT status, provider_id FROM packages WHERE package_id = $1 FOR SHARE", body.package_id
+                "SELECT status, provider_id, ended_on FROM packages WHERE package_id = $1 FOR SHARE", body.package_id
             )
             if package is None:
                 raise ProblemError(404, f"no package {body.package_id}")
-            if package["status"] not in ("placed", "started") or package["provider_id"] != body.provider_id:
+            # A paused package's provider still holds it (it will care for the person again), and an
+            # ended one's until the effective date (it cares for the person until the day before).
+            holds = package["status"] in ("placed", "started", "paused") or (
+                package["status"] == "ended" and package["ended_on"] > clock.uk_today()
+            )
+            if not holds or package["provider_id"] != body.provider_id:
                 raise ProblemError(403, "the package is not placed with this provider")
             fields = sorted(set(body.fields))
             person = await fetch_one(  # written with the package: always there

@@ -22,16 +22,19 @@ from schemas.events import (
     OfferDeclined,
     OfferMade,
     PackageCancelled,
+    PackageEnded,
     PackageHandedBack,
+    PackagePaused,
     PackagePlaced,
     PackageReopened,
     PackageRequested,
+    PackageResumed,
     PackageStarted,
     PackageUnplaced,
     ProviderUpdated,
 )
 from schemas.vocabulary import Urgency
-from services.brokerage import api, handlers
+from services.brokerage import api, domain, handlers
 from services.brokerage import repository as repo
 from services.runtime import metrics
 from services.runtime.asyncapi import declare_publishes
@@ -61,6 +64,11 @@ def build(settings: ServiceSettings | None = None) -> tuple[BrokerageService, Fa
             Urgency.community: dt.timedelta(seconds=settings.offer_window_community_seconds),
         },
         reoffer_interval=dt.timedelta(seconds=settings.reoffer_interval_seconds),
+        pause_hold=dt.timedelta(seconds=settings.pause_hold_seconds),
+        pause_hold_paid=settings.pause_hold_paid,
+        date_limits=domain.DateLimits(
+            backdate_days=settings.ending_backdate_limit_days, ahead_days=settings.ending_ahead_limit_days
+        ),
     )
 
     service.rules = rules  # for tests and tools that drive the handlers directly
@@ -85,9 +93,13 @@ def build(settings: ServiceSettings | None = None) -> tuple[BrokerageService, Fa
         PackageStarted,
         PackageHandedBack,
         PackageReopened,
+        PackageEnded,
+        PackagePaused,
+        PackageResumed,
         ExceptionRequested,
         ExceptionDecided,
-        description="A package's life: requested, offered per tier, placed or unplaced, cancelled, started. "
+        description="A package's life: requested, offered per tier, placed or unplaced, cancelled, started, "
+        "paused and resumed, ended. "
         "Keyed by package id.",
     )
 
@@ -105,14 +117,15 @@ def build(settings: ServiceSettings | None = None) -> tuple[BrokerageService, Fa
 
     @service.in_background
     async def timers(svc: Service) -> None:
-        """Offer windows that ran out, unplaced packages due a re-offer, and packages of a provider
-        suspended or gone, to re-broker. Deadlines are columns,
+        """Offer windows that ran out, unplaced packages due a re-offer, packages of a provider
+        suspended or gone, to re-broker, and paused packages whose hold ran out, to end. Deadlines are columns,
         so a restart loses none; each is handled in a transaction of its own with SKIP LOCKED, so
         two brokerage instances fire none twice and one bad package holds up no other."""
         jobs = [
             (handlers.close_due_window, repo.WINDOWS),
             (handlers.reoffer_due, repo.REOFFERS),
             (handlers.rebroker_due, repo.REBROKERING),
+            (handlers.end_due_holds, repo.HOLDS),
         ]
         while not svc.stopping.is_set():
             did_something = False

@@ -416,3 +416,103 @@ def outcome_settled(state: RoundState, quality: dict[str, Decimal], band_rate: D
     if best is None:
         return False
     return all(quality.get(p, Decimal(0)) < best.quality for p in state.pending)
+
+
+# ---- a running package's later life: pauses and endings (decision record 0078) -----------------
+
+# Which broker action, and which timer, may act on a package in which status. One table, read by the
+# handlers: a paused package is in none of the rows that lead to an offer (re-offer, hand-back,
+# re-brokering), so it is never offered while its provider keeps it.
+ALLOWED_FROM: dict[str, frozenset[str]] = {
+    "cancel": frozenset({"requested", "offered", "placed", "unplaced", "awaiting_approval"}),
+    "start": frozenset({"placed"}),
+    "reoffer": frozenset({"unplaced"}),
+    "hand_back": frozenset({"placed", "started"}),
+    "rebroker": frozenset({"placed", "started"}),
+    "pause": frozenset({"started"}),
+    "resume": frozenset({"paused"}),
+    "end": frozenset({"started", "paused"}),
+}
+# The actions after which the package is offered to providers again.
+OFFERING_ACTIONS = frozenset({"reoffer", "hand_back", "rebroker"})
+
+
+@dataclass(frozen=True)
+class DateLimits:
+    """How far from today (the UK date) a pause's, resume's or ending's date may be (settings
+    ``ending_backdate_limit_days``, ``ending_ahead_limit_days``)."""
+
+    backdate_days: int = 28
+    ahead_days: int = 90
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why an action on a running package is refused: HTTP ``status`` (409 the package's state,
+    422 a date), the request ``field`` at fault, and the words."""
+
+    status: int
+    field: str
+    message: str
+
+
+def _status_refusal(action: str, status: str) -> Refusal | None:
+    if status in ALLOWED_FROM[action]:
+        return None
+    if action == "end" and status == "placed":
+        return Refusal(409, "status", "the package is placed but care has not started: cancel it instead")
+    allowed = " or ".join(sorted(ALLOWED_FROM[action]))
+    return Refusal(409, "status", f"the package is {status}; only a {allowed} package can be {_PAST[action]}")
+
+
+_PAST = {"end": "ended", "pause": "paused", "resume": "resumed"}
+
+
+def _date_refusal(field: str, day: dt.date, today: dt.date, limits: DateLimits, *, future: bool) -> Refusal | None:
+    if day < today - dt.timedelta(days=limits.backdate_days):
+        return Refusal(422, field, f"{day} is more than {limits.backdate_days} days ago (dates are UK dates)")
+    if not future and day > today:
+        return Refusal(422, field, f"{day} is in the future (dates are UK dates)")
+    if day > today + dt.timedelta(days=limits.ahead_days):
+        return Refusal(422, field, f"{day} is more than {limits.ahead_days} days ahead (dates are UK dates)")
+    return None
+
+
+def ending_refusal(
+    status: str, started_on: dt.date | None, effective_date: dt.date, today: dt.date, limits: DateLimits
+) -> Refusal | None:
+    """Whether a package may end on ``effective_date`` (the first day without care): only a running
+    one (started or paused; a placed one not started is cancelled instead), never before care
+    started, within the limits either side of today. None when it may."""
+    refusal = _status_refusal("end", status)
+    if refusal is None and started_on is not None and effective_date < started_on:
+        refusal = Refusal(422, "effective_date", f"{effective_date} is before the care started on {started_on}")
+    return refusal or _date_refusal("effective_date", effective_date, today, limits, future=True)
+
+
+def pause_refusal(
+    status: str, started_on: dt.date | None, paused_on: dt.date, today: dt.date, limits: DateLimits
+) -> Refusal | None:
+    """Whether a started package may be paused from ``paused_on`` (the first day without visits):
+    not before care started, not in the future (it is recorded when it happens), not too long ago."""
+    refusal = _status_refusal("pause", status)
+    if refusal is None and started_on is not None and paused_on < started_on:
+        refusal = Refusal(422, "paused_on", f"{paused_on} is before the care started on {started_on}")
+    return refusal or _date_refusal("paused_on", paused_on, today, limits, future=False)
+
+
+def resume_refusal(
+    status: str, paused_on: dt.date | None, resumed_on: dt.date, today: dt.date, limits: DateLimits
+) -> Refusal | None:
+    """Whether a paused package may resume on ``resumed_on`` (the first day of visits again): not
+    before the pause began, within the limits either side of today (a discharge may be planned)."""
+    refusal = _status_refusal("resume", status)
+    if refusal is None and paused_on is not None and resumed_on < paused_on:
+        refusal = Refusal(422, "resumed_on", f"{resumed_on} is before the pause began on {paused_on}")
+    return refusal or _date_refusal("resumed_on", resumed_on, today, limits, future=True)
+
+
+def hold_expires_at(paused_at: dt.datetime, hold: dt.timedelta) -> dt.datetime:
+    """When the provider's hold on a paused package runs out: the hold counts from when the pause is
+    recorded, the moment the provider is told (a pause recorded late does not shorten it)."""
+    return paused_at + hold

@@ -8,6 +8,8 @@
   suspended or gone marks its packages, which :func:`rebroker_due` re-brokers most urgent first
 - :func:`cancel`, :func:`record_start`, :func:`reoffer`  broker actions (HTTP), and the
   unplaced queue's schedule (:func:`reoffer_due`)
+- :func:`pause`, :func:`resume`, :func:`end_package`  a running package's pauses and endings (HTTP),
+  and the hold timer (:func:`end_due_holds`): decision record 0078
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -28,10 +30,13 @@ from schemas.events import (
     OfferDeclined,
     OfferMade,
     PackageCancelled,
+    PackageEnded,
     PackageHandedBack,
+    PackagePaused,
     PackagePlaced,
     PackageReopened,
     PackageRequested,
+    PackageResumed,
     PackageSpec,
     PackageStarted,
     PackageUnplaced,
@@ -39,8 +44,10 @@ from schemas.events import (
 )
 from schemas.vocabulary import (
     CancelReason,
+    EndReason,
     ExceptionDecisionReason,
     HandBackReason,
+    PauseReason,
     ReopenReason,
     Tier,
     UnplacedReason,
@@ -65,6 +72,11 @@ class BrokerageRules:
 
     windows: dict[Urgency, dt.timedelta]
     reoffer_interval: dt.timedelta = dt.timedelta(hours=6)
+    # Pauses and endings (decision 0078): the provider's hold on a paused package, whether the
+    # council pays for it, and how far from today their dates may be.
+    pause_hold: dt.timedelta = dt.timedelta(days=14)
+    pause_hold_paid: bool = True
+    date_limits: domain.DateLimits = field(default_factory=domain.DateLimits)
     reference: Callable[[], Framework] = load_framework
     delegation: Callable[[], SchemeOfDelegation] = load_delegation
 
@@ -83,6 +95,15 @@ def _weights(framework: Framework) -> domain.QualityWeights:
 
 class ActionRefused(Exception):
     """A broker action not allowed in the package's current state (HTTP 409)."""
+
+
+class Refused(ActionRefused):
+    """An action refused by a rule of :mod:`domain`: its HTTP status (409 the package's state, 422
+    a date) and the request field at fault."""
+
+    def __init__(self, refusal: domain.Refusal) -> None:
+        super().__init__(refusal.message)
+        self.refusal = refusal
 
 
 def now() -> dt.datetime:
@@ -480,7 +501,7 @@ async def cancel(
 
     Raises ActionRefused (HTTP 409) for a package cancelled or started, LookupError for none."""
     package = await _locked(uow, package_id)
-    if package["status"] in ("cancelled", "started"):
+    if package["status"] not in domain.ALLOWED_FROM["cancel"]:
         raise ActionRefused(
             f"package {package_id} is {package['status']}; only a package not yet started can be cancelled"
         )
@@ -507,7 +528,7 @@ async def cancel(
 
 async def record_start(uow: UnitOfWork, package_id: uuid.UUID, *, started_on: dt.date, recorded_by: str) -> None:
     package = await _locked(uow, package_id)
-    if package["status"] != "placed":
+    if package["status"] not in domain.ALLOWED_FROM["start"]:
         raise ActionRefused(f"package {package_id} is {package['status']}; only a placed package can start")
     at = now()
     await repo.mark_started(uow.conn, package_id, started_on=started_on)
@@ -535,7 +556,7 @@ async def reoffer(
 ) -> None:
     """Offer an unplaced package again, tiers from the top, to everyone now eligible."""
     package = package or await _locked(uow, package_id)
-    if package["status"] != "unplaced":
+    if package["status"] not in domain.ALLOWED_FROM["reoffer"]:
         raise ActionRefused(f"package {package_id} is {package['status']}; only an unplaced package can be re-offered")
     package = await repo.start_cycle(uow.conn, package_id)
     repo.add_timeline(uow, package_id, "re-offered", now(), cycle=package["cycle"], requested_by=requested_by)
@@ -558,7 +579,7 @@ async def hand_back(
 
     Raises ActionRefused (HTTP 409) unless the package is placed or started."""
     package = await _locked(uow, package_id)
-    if package["status"] not in ("placed", "started"):
+    if package["status"] not in domain.ALLOWED_FROM["hand_back"]:
         raise ActionRefused(
             f"package {package_id} is {package['status']}; only a placed or started package can be handed back"
         )
@@ -600,6 +621,177 @@ async def reoffer_due(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID | Non
     if package is None:
         return None
     await reoffer(uow, rules, package["package_id"], requested_by="schedule", package=package)
+    return package["package_id"]
+
+
+# ---- pauses and endings (decision record 0078) ---------------------------------------------------
+
+
+async def pause(
+    uow: UnitOfWork,
+    rules: BrokerageRules,
+    package_id: uuid.UUID,
+    *,
+    reason: PauseReason,
+    paused_on: dt.date,
+    paused_by: str,
+) -> None:
+    """Pause a started package from ``paused_on`` (a UK date: the first day without visits), e.g. a
+    hospital admission. The provider keeps the package and its committed hours for
+    ``rules.pause_hold`` from now (paid or not: ``rules.pause_hold_paid``); with no resume by then
+    the hold timer ends it (:func:`end_due_holds`). While paused the package is not offered, handed
+    back, started or cancelled.
+
+    Raises :class:`Refused` (409 not started; 422 ``paused_on`` before the start, in the future or
+    too long ago), LookupError for no package."""
+    package = await _locked(uow, package_id)
+    at = now()
+    refusal = domain.pause_refusal(
+        package["status"], package["started_on"], paused_on, clock.uk_date(at), rules.date_limits
+    )
+    if refusal is not None:
+        raise Refused(refusal)
+    expires = domain.hold_expires_at(at, rules.pause_hold)
+    await repo.mark_paused(uow.conn, package_id, paused_on=paused_on, reason=reason.value, hold_expires_at=expires)
+    repo.add_timeline(
+        uow,
+        package_id,
+        "paused",
+        at,
+        reason=reason.value,
+        paused_on=paused_on.isoformat(),
+        hold_expires_at=expires.isoformat(),
+        paid_during_hold=rules.pause_hold_paid,
+        paused_by=paused_by,
+    )
+    await uow.emit(
+        PackagePaused(
+            correlation_id=package_id,
+            package_id=package_id,
+            provider_id=package["provider_id"],
+            reason=reason,
+            paused_on=paused_on,
+            hold_expires_at=expires,
+            paid_during_hold=rules.pause_hold_paid,
+            hours_per_week=package["hours_per_week"],
+            paused_by=paused_by,
+            requested_by=package["requested_by"],
+            paused_at=at,
+        )
+    )
+
+
+async def resume(
+    uow: UnitOfWork, rules: BrokerageRules, package_id: uuid.UUID, *, resumed_on: dt.date, resumed_by: str
+) -> None:
+    """The person is home: visits restart on ``resumed_on`` (a UK date) with the same provider; the
+    hold timer is cleared. Raises :class:`Refused` (409 not paused; 422 ``resumed_on`` before the
+    pause or beyond the limits), LookupError for no package."""
+    package = await _locked(uow, package_id)
+    at = now()
+    refusal = domain.resume_refusal(
+        package["status"], package["paused_on"], resumed_on, clock.uk_date(at), rules.date_limits
+    )
+    if refusal is not None:
+        raise Refused(refusal)
+    await repo.mark_resumed(uow.conn, package_id)
+    repo.add_timeline(
+        uow,
+        package_id,
+        "resumed",
+        at,
+        paused_on=package["paused_on"].isoformat(),
+        resumed_on=resumed_on.isoformat(),
+        resumed_by=resumed_by,
+    )
+    await uow.emit(
+        PackageResumed(
+            correlation_id=package_id,
+            package_id=package_id,
+            provider_id=package["provider_id"],
+            paused_on=package["paused_on"],
+            resumed_on=resumed_on,
+            hours_per_week=package["hours_per_week"],
+            resumed_by=resumed_by,
+            requested_by=package["requested_by"],
+            resumed_at=at,
+        )
+    )
+
+
+async def end_package(
+    uow: UnitOfWork,
+    rules: BrokerageRules,
+    package_id: uuid.UUID,
+    *,
+    reason: EndReason,
+    effective_date: dt.date,
+    ended_by: str,
+    reason_text: str | None = None,
+    package: asyncpg.Record | None = None,
+) -> None:
+    """End a running (started or paused) package for good: ``effective_date`` (a UK date) is the
+    first day without care, when the provider's hours are released (by the providers service, on
+    that date). ``reason`` goes on PackageEnded; ``reason_text`` stays in the brokerage.
+
+    Raises :class:`Refused`: 409 (``status``) for a package not running - a placed one not yet
+    started is cancelled instead; 422 (``effective_date``) before care started, or beyond the limits
+    either side of today. LookupError for no package."""
+    package = package or await _locked(uow, package_id)
+    at = now()
+    refusal = domain.ending_refusal(
+        package["status"], package["started_on"], effective_date, clock.uk_date(at), rules.date_limits
+    )
+    if refusal is not None:
+        raise Refused(refusal)
+    await repo.mark_ended(
+        uow.conn, package_id, ended_on=effective_date, reason=reason.value, reason_text=reason_text, at=at
+    )
+    repo.add_timeline(
+        uow,
+        package_id,
+        "ended",
+        at,
+        reason=reason.value,
+        reason_text=reason_text,
+        effective_date=effective_date.isoformat(),
+        ended_by=ended_by,
+    )
+    await uow.emit(
+        PackageEnded(
+            correlation_id=package_id,
+            package_id=package_id,
+            provider_id=package["provider_id"],
+            reason=reason,
+            effective_date=effective_date,
+            hours_per_week=package["hours_per_week"],
+            ended_by=ended_by,
+            requested_by=package["requested_by"],
+            was_paused=package["status"] == "paused",
+            ended_at=at,
+        )
+    )
+
+
+async def end_due_holds(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID | None:
+    """The hold timer: end one paused package whose provider's hold ran out with no resume
+    (``hospital_stay_exceeded_hold``, effective the UK day the hold ran out). Taken with SKIP LOCKED
+    and ended in the same transaction, so across instances it fires once."""
+    package = await repo.take_due(uow.conn, repo.HOLDS, now())
+    if package is None:
+        return None
+    # A timer late by more than the backdating limit (the service was down) ends it as far back as allowed.
+    oldest = clock.uk_date(now()) - dt.timedelta(days=rules.date_limits.backdate_days)
+    expired = max(clock.uk_date(package["hold_expires_at"]), oldest)
+    await end_package(
+        uow,
+        rules,
+        package["package_id"],
+        reason=EndReason.hospital_stay_exceeded_hold,
+        effective_date=max(expired, package["started_on"] or expired),
+        ended_by="schedule",
+        package=package,
+    )
     return package["package_id"]
 
 

@@ -319,6 +319,50 @@ async def mark_started(conn: Connection, package_id: uuid.UUID, *, started_on: d
     )
 
 
+async def mark_paused(
+    conn: Connection, package_id: uuid.UUID, *, paused_on: dt.date, reason: str, hold_expires_at: dt.datetime
+) -> None:
+    await conn.execute(
+        """UPDATE packages SET status = 'paused', paused_on = $2, pause_reason = $3, hold_expires_at = $4
+            WHERE package_id = $1""",
+        package_id,
+        paused_on,
+        reason,
+        hold_expires_at,
+    )
+
+
+async def mark_resumed(conn: Connection, package_id: uuid.UUID) -> None:
+    """Running again: the pause's date and reason stay in the timeline, the hold timer is cleared."""
+    await conn.execute(
+        """UPDATE packages SET status = 'started', paused_on = NULL, pause_reason = NULL, hold_expires_at = NULL
+            WHERE package_id = $1""",
+        package_id,
+    )
+
+
+async def mark_ended(
+    conn: Connection,
+    package_id: uuid.UUID,
+    *,
+    ended_on: dt.date,
+    reason: str,
+    reason_text: str | None,
+    at: dt.datetime,
+) -> None:
+    """``reason``: an EndReason code; ``reason_text``: the broker's words (kept here only)."""
+    await conn.execute(
+        """UPDATE packages SET status = 'ended', ended_on = $2, end_reason = $3, end_reason_text = $4, ended_at = $5,
+                               hold_expires_at = NULL, rebroker_due_at = NULL, rebroker_reason = NULL
+            WHERE package_id = $1""",
+        package_id,
+        ended_on,
+        reason,
+        reason_text,
+        at,
+    )
+
+
 async def start_cycle(conn: Connection, package_id: uuid.UUID) -> asyncpg.Record:
     """A new cycle of offers (every tier again) for an unplaced package; returns the package row."""
     return await fetch_one(
@@ -347,6 +391,8 @@ MOST_URGENT_FIRST = (
 WINDOWS = Timer("status = 'offered'", "window_closes_at", "window_closes_at")
 REOFFERS = Timer("status = 'unplaced'", "next_reoffer_at", f"{MOST_URGENT_FIRST}, requested_at")
 REBROKERING = Timer("status IN ('placed', 'started')", "rebroker_due_at", f"{MOST_URGENT_FIRST}, requested_at")
+# A paused package whose provider's hold ran out with no resume: it ends (decision 0078).
+HOLDS = Timer("status = 'paused'", "hold_expires_at", "hold_expires_at")
 
 
 async def take_due(conn: Connection, timer: Timer, at: dt.datetime) -> asyncpg.Record | None:
@@ -371,11 +417,17 @@ async def put_off(conn: Connection | asyncpg.Pool, timer: Timer, seconds: int) -
     )
 
 
+# The packages a provider's suspension or departure marks: its running ones, and its paused ones too -
+# those wait for their resume (the timer takes only REBROKERING.due), or end with their hold.
+HELD_BY_PROVIDER = "status IN ('placed', 'started', 'paused')"
+
+
 async def mark_for_rebrokering(conn: Connection, provider_id: str, *, reason: str, at: dt.datetime) -> int:
-    """Every active package of a provider that was suspended or left, due for re-brokering now."""
+    """Every active package of a provider that was suspended or left, due for re-brokering now (a
+    paused one once it resumes: decision 0078)."""
     marked = await conn.execute(
         f"""UPDATE packages SET rebroker_due_at = $3, rebroker_reason = $2
-             WHERE provider_id = $1 AND {REBROKERING.due} AND rebroker_due_at IS NULL""",
+             WHERE provider_id = $1 AND {HELD_BY_PROVIDER} AND rebroker_due_at IS NULL""",
         provider_id,
         reason,
         at,
@@ -387,7 +439,7 @@ async def unmark_for_rebrokering(conn: Connection, provider_id: str) -> int:
     """The provider is active again: its packages not yet re-brokered stay with it."""
     unmarked = await conn.execute(
         f"""UPDATE packages SET rebroker_due_at = NULL, rebroker_reason = NULL
-             WHERE provider_id = $1 AND {REBROKERING.due} AND rebroker_due_at IS NOT NULL""",
+             WHERE provider_id = $1 AND {HELD_BY_PROVIDER} AND rebroker_due_at IS NOT NULL""",
         provider_id,
     )
     return int(unmarked.split()[-1])

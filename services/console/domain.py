@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from schemas.vocabulary import CareNeed, Urgency
+from schemas.vocabulary import CareNeed
 
 
 class Role(StrEnum):
@@ -132,20 +132,45 @@ def password_problem(password: str) -> str | None:
 # ---- the board --------------------------------------------------------------------------------
 
 # The unplaced queue first, then what needs a decision, then what is in flight, then the rest.
-STATUS_ORDER = ["unplaced", "awaiting_approval", "offered", "requested", "placed", "started", "cancelled"]
-URGENCY_ORDER = [Urgency.hospital_discharge.value, Urgency.reablement_step_down.value, Urgency.community.value]
+STATUS_ORDER = [
+    "unplaced",
+    "awaiting_approval",
+    "offered",
+    "requested",
+    "placed",
+    "started",
+    "paused",
+    "ended",
+    "cancelled",
+]
 WAITING = {"unplaced", "awaiting_approval", "offered", "requested"}
+# The work queue (the board's default): what still needs the brokerage team - waiting for a
+# provider, for a decision, or paused in hospital.
+OPEN = ["unplaced", "awaiting_approval", "offered", "requested", "paused"]
+BOARD_PAGE = 50
 
 
-def _rank(order: list[str], value: str) -> int:
-    return order.index(value) if value in order else len(order)
+def deadline_of(package: dict[str, Any], now: dt.datetime) -> dict[str, Any] | None:
+    """The package's next deadline for the board: ``{"what", "at", "left"}`` - the offer window
+    closing, or the next re-offer of an unplaced package - with the time left in words; None
+    when it has none."""
+    if package["status"] == "offered" and package.get("window_closes_at"):
+        what, at = "window closes", package["window_closes_at"]
+    elif package["status"] == "unplaced" and package.get("next_reoffer_at"):
+        what, at = "offered again", package["next_reoffer_at"]
+    else:
+        return None
+    left = "now" if at <= now else "in " + waited(now, at)
+    return {"what": what, "at": at, "left": left}
 
 
-def board_order(packages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Status group, then urgency (hospital discharge first), then the longest wait first."""
-    return sorted(
-        packages,
-        key=lambda p: (_rank(STATUS_ORDER, p["status"]), _rank(URGENCY_ORDER, p["urgency"]), p["requested_at"]),
+def search_problem(status: int) -> str:
+    """Why the board's search found nothing, in plain words (the API's 403 or 422)."""
+    if status == 403:
+        return "Your role cannot search by a person's name or NHS number. Search by package reference instead."
+    return (
+        "Enter the first characters of a package reference, an NHS number (10 digits) "
+        "or at least 3 letters of the person's name."
     )
 
 
@@ -315,6 +340,16 @@ def errors_from_api(problem: dict[str, Any]) -> tuple[dict[str, str], list[str]]
     if not by_field and not general:
         general.append(str(problem.get("error") or "The request was refused"))
     return by_field, general
+
+
+def field_errors(problem: dict[str, Any]) -> dict[str, str]:
+    """The API's complaints by request field (``effective_date``, ``reason``...), for the form to
+    show each next to its question; a complaint about the package's state is keyed ``status``."""
+    errors: dict[str, str] = {}
+    for f in problem.get("fields") or []:
+        name = str(f.get("field", "")).split(".")[0]
+        errors.setdefault(name, str(f.get("message", "")).removeprefix("Value error, "))
+    return errors
 
 
 def refusal(problem: dict[str, Any]) -> str:

@@ -18,9 +18,12 @@ from schemas.events import (
     ExceptionRequested,
     OfferMade,
     PackageCancelled,
+    PackageEnded,
     PackageHandedBack,
+    PackagePaused,
     PackagePlaced,
     PackageReopened,
+    PackageResumed,
     PackageStarted,
     PackageUnplaced,
 )
@@ -75,6 +78,16 @@ MESSAGES: dict[str, MessageKind] = {
         MessageKind("reopened_person"),
         MessageKind("started_provider"),
         MessageKind("started_broker"),
+        # Pauses and endings (decision 0078): the provider must stand carers down or send them again.
+        MessageKind("ended_provider", essential=True),
+        MessageKind("ended_broker"),
+        MessageKind("ended_person"),
+        MessageKind("paused_provider", essential=True),
+        MessageKind("paused_broker"),
+        MessageKind("paused_person"),
+        MessageKind("resumed_provider", essential=True),
+        MessageKind("resumed_broker"),
+        MessageKind("resumed_person"),
         MessageKind("exception_requested", essential=True),
         MessageKind("exception_refused_bidder"),
     )
@@ -135,6 +148,9 @@ NotifiedEvent = (
     | PackageCancelled
     | PackageReopened
     | PackageStarted
+    | PackageEnded
+    | PackagePaused
+    | PackageResumed
     | ExceptionRequested
     | ExceptionDecided
 )
@@ -267,6 +283,8 @@ def messages_for(event: Envelope, *, provider_names: dict[str, str], brokerage_u
             Message("started_provider", "provider", event.provider_id, context),
             _to_broker("started_broker", event.requested_by or event.recorded_by, context),
         ]
+    if isinstance(event, PackageEnded | PackagePaused | PackageResumed):
+        return _pause_or_ending(event, provider_names)
     if isinstance(event, ExceptionRequested):
         context = {
             "package_id": str(event.package_id),
@@ -313,6 +331,50 @@ def messages_for(event: Envelope, *, provider_names: dict[str, str], brokerage_u
             for pid in dict.fromkeys(event.provider_ids)
         ]
     return []
+
+
+def _pause_or_ending(
+    event: PackageEnded | PackagePaused | PackageResumed, provider_names: dict[str, str]
+) -> list[Message]:
+    """An ending, a pause or a resume: the provider holding the package, the broker who requested it
+    and the person's family contact are each told once (decision record 0078)."""
+    context: dict[str, object] = {
+        "package_id": str(event.package_id),
+        "provider_id": event.provider_id,
+        "provider_name": provider_names.get(event.provider_id, event.provider_id),
+        "hours_per_week": str(event.hours_per_week),
+    }
+    if isinstance(event, PackageEnded):
+        name, broker = "ended", event.requested_by or event.ended_by
+        context |= {
+            "reason": reason_words(event.reason),
+            "died": event.reason == "died",
+            "hold_ran_out": event.reason == "hospital_stay_exceeded_hold",
+            "effective_date": _day(event.effective_date),
+            "ended_by": event.ended_by,
+        }
+    elif isinstance(event, PackagePaused):
+        name, broker = "paused", event.requested_by or event.paused_by
+        context |= {
+            "reason": reason_words(event.reason),
+            "hospital": event.reason == "admitted_to_hospital",
+            "paused_on": _day(event.paused_on),
+            "hold_until": clock.format_uk(event.hold_expires_at, "%H:%M %Z on %A %d %B %Y"),
+            "paid_during_hold": event.paid_during_hold,
+            "paused_by": event.paused_by,
+        }
+    else:
+        name, broker = "resumed", event.requested_by or event.resumed_by
+        context |= {
+            "paused_on": _day(event.paused_on),
+            "resumed_on": _day(event.resumed_on),
+            "resumed_by": event.resumed_by,
+        }
+    return [
+        Message(f"{name}_provider", "provider", event.provider_id, context),
+        _to_broker(f"{name}_broker", broker, context),
+        Message(f"{name}_person", "person", str(event.package_id), context),
+    ]
 
 
 def _to_broker(message: str, broker: str | None, context: dict[str, object]) -> Message:

@@ -21,15 +21,19 @@ from schemas.events import (
     OfferDeclined,
     OfferMade,
     PackageCancelled,
+    PackageEnded,
     PackageHandedBack,
+    PackagePaused,
     PackagePlaced,
     PackageReopened,
+    PackageResumed,
     PackageUnplaced,
     ProviderUpdated,
 )
 from services.providers import api, handlers
 from services.runtime import metrics
 from services.runtime.asyncapi import declare_publishes
+from services.runtime.db import is_transient
 from services.runtime.http import create_app
 from services.runtime.logging import get_logger
 from services.runtime.outbound import guarded_client
@@ -52,6 +56,9 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, FastAPI]:
     service.consumer.on(PackageCancelled)(handlers.release_package)
     service.consumer.on(PackageHandedBack)(handlers.record_hand_back)
     service.consumer.on(PackageReopened)(handlers.release_reopened)
+    service.consumer.on(PackageEnded)(handlers.record_ending)
+    service.consumer.on(PackagePaused)(handlers.record_pause)
+    service.consumer.on(PackageResumed)(handlers.record_resume)
     service.consumer.subscribe(*topics.CONSUMED_BY["providers"])
     declare_publishes(
         service,
@@ -101,6 +108,22 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, FastAPI]:
                 if not await handlers.deliver_due_webhooks(svc.pool, client, settings, svc.secrets):
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(svc.stopping.wait(), timeout=settings.webhook_poll_seconds)
+
+    @service.in_background
+    async def endings(svc: Service) -> None:
+        """Endings dated ahead: each placement's hours released when its effective date (UK) comes."""
+        while not svc.stopping.is_set():
+            try:
+                async with unit_of_work(svc.pool) as uow:
+                    released = await handlers.release_due_endings(uow)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise  # the database is away: the guard backs off and restarts this loop
+                log.error("could not release an ending placement; trying again later", error=repr(exc))
+                released = None
+            if released is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(svc.stopping.wait(), timeout=settings.ending_poll_seconds)
 
     app = create_app(
         service,

@@ -7,6 +7,10 @@
 - :func:`release_package` PackageCancelled -> bids released, and the live placement ended (hours given back)
 - :func:`record_hand_back` PackageHandedBack -> placement ended, hours free again, the hand-back on its record
 - :func:`release_reopened` PackageReopened -> a suspended or departed provider's placement ended, hours free
+- :func:`record_ending`   PackageEnded -> the placement ended and its hours released on the effective date
+  (at once if that is today or past, else by :func:`release_due_endings` when the UK date comes)
+- :func:`record_pause` / :func:`record_resume`  PackagePaused / PackageResumed -> the pause on the live
+  placement; its hours stay committed through the hold (decision record 0078)
 
 A package has one placement per award (keyed by the award's offer round), at most one of them
 live (``ended_at`` NULL): the live one is who holds the package, whose hours are committed, and
@@ -40,9 +44,12 @@ from schemas.events import (
     OfferDeclined,
     OfferMade,
     PackageCancelled,
+    PackageEnded,
     PackageHandedBack,
+    PackagePaused,
     PackagePlaced,
     PackageReopened,
+    PackageResumed,
     PackageSpec,
     PackageUnplaced,
     ProviderUpdated,
@@ -232,12 +239,62 @@ async def release_reopened(uow: UnitOfWork, event: PackageReopened) -> None:
     )
 
 
+async def record_ending(uow: UnitOfWork, event: PackageEnded) -> None:
+    """The package ended (died, moved into a care home, ...): the provider's hours are released on
+    the effective date, a UK date - now if it has come, else the placement keeps them until
+    :func:`release_due_endings` finds the date come. A redelivery changes nothing."""
+    await repo.lock_package_providers(uow.conn, event.package_id, also=[event.provider_id])
+    if event.effective_date <= clock.uk_date(now()):
+        await _end_placement(
+            uow, event.package_id, event.ended_at, causation=event.event_id, why="ended", provider_id=event.provider_id
+        )
+        return
+    await repo.schedule_ending(
+        uow.conn, event.package_id, event.provider_id, ends_on=event.effective_date, reason=event.reason.value
+    )
+
+
+async def release_due_endings(uow: UnitOfWork) -> uuid.UUID | None:
+    """The endings timer: release one placement whose ending's date has come (one per transaction).
+    The providers are locked first, in the service's lock order; two instances racing for the same
+    placement end it once (the second finds it ended under the same locks)."""
+    due = await repo.due_ending(uow.conn, clock.uk_date(now()))
+    if due is None:
+        return None
+    package_id, provider_id = due
+    await _end_placement(uow, package_id, now(), causation=None, why="ended", provider_id=provider_id)
+    return package_id
+
+
+async def record_pause(uow: UnitOfWork, event: PackagePaused) -> None:
+    """The package is paused (hospital, respite): the provider keeps it, and its hours stay committed
+    through the hold; the pause, the hold's end and whether it is paid go on the placement."""
+    await repo.lock_package_providers(uow.conn, event.package_id, also=[event.provider_id])
+    if not await repo.record_pause(
+        uow.conn,
+        event.package_id,
+        event.provider_id,
+        paused_on=event.paused_on,
+        reason=event.reason.value,
+        hold_expires_at=event.hold_expires_at,
+        paid=event.paid_during_hold,
+    ):
+        log.info("pause of no live, running placement ignored (a redelivery?)", package_id=str(event.package_id))
+
+
+async def record_resume(uow: UnitOfWork, event: PackageResumed) -> None:
+    """The package runs again with the same provider: the pause is cleared from the placement."""
+    await repo.lock_package_providers(uow.conn, event.package_id, also=[event.provider_id])
+    if not await repo.record_resume(uow.conn, event.package_id, event.provider_id):
+        log.info("resume of no paused placement ignored (a redelivery?)", package_id=str(event.package_id))
+
+
 async def _end_placement(
     uow: UnitOfWork,
     package_id: uuid.UUID,
     at: dt.datetime,
     *,
-    causation: uuid.UUID,
+    causation: uuid.UUID | None,
     why: str,
     provider_id: str | None = None,
 ) -> None:

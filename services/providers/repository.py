@@ -224,6 +224,75 @@ async def end_placement(
     )
 
 
+async def record_pause(
+    conn: Connection,
+    package_id: uuid.UUID,
+    provider_id: str,
+    *,
+    paused_on: dt.date,
+    reason: str,
+    hold_expires_at: dt.datetime,
+    paid: bool,
+) -> bool:
+    """The pause on the provider's live placement (its hours stay committed); False when there is
+    none to pause, or it is paused already (a redelivery)."""
+    return bool(
+        await conn.fetchval(
+            """UPDATE placements SET paused_on = $3, pause_reason = $4, hold_expires_at = $5, paid_during_hold = $6,
+                                     pauses = pauses + 1
+                WHERE package_id = $1 AND provider_id = $2 AND ended_at IS NULL AND paused_on IS NULL
+               RETURNING true""",
+            package_id,
+            provider_id,
+            paused_on,
+            reason,
+            hold_expires_at,
+            paid,
+        )
+    )
+
+
+async def record_resume(conn: Connection, package_id: uuid.UUID, provider_id: str) -> bool:
+    """The live placement running again (the pause count stays); False when it was not paused."""
+    return bool(
+        await conn.fetchval(
+            """UPDATE placements SET paused_on = NULL, pause_reason = NULL, hold_expires_at = NULL,
+                                     paid_during_hold = NULL
+                WHERE package_id = $1 AND provider_id = $2 AND ended_at IS NULL AND paused_on IS NOT NULL
+               RETURNING true""",
+            package_id,
+            provider_id,
+        )
+    )
+
+
+async def schedule_ending(
+    conn: Connection, package_id: uuid.UUID, provider_id: str, *, ends_on: dt.date, reason: str
+) -> bool:
+    """An ending dated ahead, kept on the live placement until :func:`due_ending` finds it due."""
+    return bool(
+        await conn.fetchval(
+            """UPDATE placements SET ends_on = $3, ending_reason = $4
+                WHERE package_id = $1 AND provider_id = $2 AND ended_at IS NULL RETURNING true""",
+            package_id,
+            provider_id,
+            ends_on,
+            reason,
+        )
+    )
+
+
+async def due_ending(conn: Connection | asyncpg.Pool, today: dt.date) -> tuple[uuid.UUID, str] | None:
+    """A live placement whose ending's date has come: (package id, provider id). Not locked here -
+    the caller takes the providers' locks first (the lock order, decision 0077)."""
+    row = await conn.fetchrow(
+        """SELECT package_id, provider_id FROM placements WHERE ended_at IS NULL AND ends_on <= $1
+            ORDER BY ends_on LIMIT 1""",
+        today,
+    )
+    return None if row is None else (row["package_id"], row["provider_id"])
+
+
 async def commit_hours(conn: Connection, provider_id: str, hours: Decimal) -> asyncpg.Record:
     return await fetch_one(
         conn,

@@ -80,6 +80,10 @@ TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
         ("POST", "/packages/{package_id}/start"): BROKERAGE_TEAM,
         ("POST", "/packages/{package_id}/reoffer"): BROKERAGE_TEAM,
         ("POST", "/packages/{package_id}/hand-back"): BROKERAGE_TEAM,
+        # A running package's pauses and endings (decision 0078): the brokerage team, as for cancelling.
+        ("POST", "/packages/{package_id}/end"): BROKERAGE_TEAM,
+        ("POST", "/packages/{package_id}/pause"): BROKERAGE_TEAM,
+        ("POST", "/packages/{package_id}/resume"): BROKERAGE_TEAM,
         # Within each role's limit in the scheme of delegation (services/runtime/delegation.py).
         ("POST", "/packages/{package_id}/exception/approve"): BROKERAGE_TEAM,
         ("POST", "/packages/{package_id}/exception/reject"): BROKERAGE_TEAM,

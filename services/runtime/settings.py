@@ -275,6 +275,14 @@ class ServiceSettings(SharedSettings):
     timer_poll_seconds: float = 0.5
     # The unplaced queue: how often an unplaced package is offered again, tiers from the top.
     reoffer_interval_seconds: float = 6 * 3600
+    # Pauses and endings (brokerage; docs/guide/pauses-and-endings.md, decision 0078). How long the
+    # provider keeps a paused package (hospital, respite) before it ends; whether the council pays
+    # the provider for that hold; how far back and ahead an ending's or a pause's date may be.
+    pause_hold_seconds: float = 14 * 24 * 3600
+    pause_hold_paid: bool = True
+    ending_backdate_limit_days: int = 28
+    ending_ahead_limit_days: int = 90
+    ending_poll_seconds: float = 30.0  # providers: how often endings dated ahead are looked for
     brokerage_url: str = "http://127.0.0.1:8001"
     # Webhook adapters (providers): offers POSTed to providers' systems from the deliveries table,
     # retried with capped, jittered exponential backoff until delivered or the offer window closes.

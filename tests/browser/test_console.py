@@ -93,7 +93,7 @@ async def test_a_broker_requests_a_package_sees_it_placed_with_its_explanation_a
     assert "placed" in await broker.inner_text("#timeline")
     await pages.check(broker, "package-placed")
 
-    await broker.goto(f"{console}/board")
+    await broker.goto(f"{console}/board?status=placed")  # the work queue lists open work; placed ones by filter
     row = broker.locator(f"tr[data-package-id='{package_id}']")
     assert "placed" in await row.inner_text()
     await pages.check(broker, "board")
@@ -266,7 +266,7 @@ async def test_an_admin_adds_a_staff_account_that_can_then_sign_in(local_console
     assert response.status == 403
 
 
-STATUS_ORDER = ["unplaced", "awaiting_approval", "offered", "requested", "placed", "started", "cancelled"]
+OPEN = ["unplaced", "awaiting_approval", "offered", "requested", "paused"]  # the work queue
 
 
 async def test_a_refused_action_says_why_and_an_unplaced_package_can_be_offered_again(stack, console, pages):
@@ -318,18 +318,37 @@ async def test_a_refused_action_says_why_and_an_unplaced_package_can_be_offered_
 
 async def test_the_board_puts_the_unplaced_queue_first_and_filters(stack, console, pages):
     broker = await pages.signed_in("demo-broker")
-    statuses = [s.strip().replace(" ", "_") for s in await broker.locator("#board-rows .govuk-tag").all_inner_texts()]
+    await broker.goto(f"{console}/board?status=all")
+    statuses = [
+        s.strip().replace(" ", "_") for s in await broker.locator("#board-rows .console-status").all_inner_texts()
+    ]
     assert statuses, "the board is empty"
-    assert [STATUS_ORDER.index(s) for s in statuses] == sorted(STATUS_ORDER.index(s) for s in statuses)
+    first = await broker.locator("#board-rows tr[data-package-id]").first.get_attribute("data-package-id")
+    group = {"unplaced": 0, "awaiting_approval": 1}
+    assert [group.get(s, 2) for s in statuses] == sorted(group.get(s, 2) for s in statuses)
+    # The work queue (the default) lists open work only, with a count per status.
+    await broker.goto(f"{console}/board")
+    open_statuses = {
+        s.strip().replace(" ", "_") for s in await broker.locator("#board-rows .console-status").all_inner_texts()
+    }
+    assert open_statuses <= set(OPEN)
+    assert "Open work" in await broker.inner_text(".console-counts")
     zone, _ = roomiest_zone(stack)
     await broker.select_option("#zone", zone)
     await broker.select_option("#status", "placed")
-    await broker.click("button:has-text('Filter')")
+    await broker.click("button:has-text('Search and filter')")
     rows = broker.locator("#board-rows tr[data-package-id]")
     for i in range(await rows.count()):
         cells = await rows.nth(i).locator("td").all_inner_texts()
-        assert cells[1].strip() == "placed" and cells[3].strip() == zone
+        assert cells[1].strip() == "placed" and cells[3].strip().startswith(f"{zone},")
     await pages.check(broker, "board-filtered")
+    # A search by a package's reference finds it; a malformed one is explained by the field.
+    assert first
+    await broker.goto(f"{console}/board?status=all&q={first[:8]}")
+    assert await broker.locator("#board-rows tr[data-package-id]").count() == 1
+    await broker.goto(f"{console}/board?q=12%2034")
+    assert "10 digits" in await broker.inner_text("#q-error")
+    await pages.check(broker, "board-search-refused")
 
 
 async def test_ops_see_a_dead_letter_with_its_origin_and_replay_it(console, pages, infra):
@@ -366,3 +385,75 @@ async def test_ops_see_a_dead_letter_with_its_origin_and_replay_it(console, page
         await asyncio.sleep(0.5)
         await ops.reload()
     assert await ops.locator("tr[data-letter-id]").count() > before
+
+
+async def test_a_broker_pauses_resumes_and_ends_a_running_package_and_a_bad_date_is_shown_by_its_field(
+    stack, console, pages
+):
+    """Decision record 0078: the package page offers pause, resume and end by the package's state;
+    a refused ending (before care started) is shown next to the date, and nothing changes."""
+    zone, district = roomiest_zone(stack)
+    today = dt.date.today()
+    body = {
+        "zone": zone,
+        "band": "urban",
+        "postcode_district": district,
+        "hours_per_week": "7",
+        "visits": {"calls_per_day": 2, "minutes_per_call": 30, "carers_per_call": 1, "days_per_week": 7},
+        "needs": ["personal_care"],
+        "urgency": "community",
+        "start_date": today.isoformat(),
+        "person": {
+            "full_name": "Cy Example",
+            "address": "3 Market Place",
+            "postcode": f"{district} 1AB",
+            "nhs_number": "9998765439",
+        },
+    }
+    brokerage = stack.url("brokerage")
+    created = httpx.post(f"{brokerage}/packages", json=body, timeout=10, auth=staff())
+    assert created.status_code == 201, created.text
+    package_id = created.json()["package_id"]
+    for _ in range(120):
+        status = httpx.get(f"{brokerage}/packages/{package_id}", timeout=10, auth=staff()).json()["status"]
+        if status == "placed":
+            break
+        await asyncio.sleep(0.5)
+    assert status == "placed"
+    started = httpx.post(
+        f"{brokerage}/packages/{package_id}/start", json={"started_on": today.isoformat()}, timeout=10, auth=staff()
+    )
+    assert started.status_code == 200, started.text
+
+    broker = await pages.signed_in("demo-broker")
+    await broker.goto(f"{console}/packages/{package_id}")
+    assert await broker.locator("button:has-text('Cancel the package')").count() == 0
+    # Paused for a hospital stay (today is the form's default date).
+    await broker.select_option("#pause-reason", "admitted_to_hospital")
+    await broker.click("button:has-text('Pause the package')")
+    await broker.wait_for_url(re.compile(r"done=pause"))
+    assert (await broker.inner_text("#package-status")).strip() == "paused"
+    assert "admitted to hospital" in await broker.content()
+    await pages.check(broker, "package-paused")
+    await broker.click("button:has-text('Resume the package')")
+    await broker.wait_for_url(re.compile(r"done=resume"))
+    assert (await broker.inner_text("#package-status")).strip() == "started"
+
+    # An ending dated before care started: refused, the complaint beside the date; nothing changes.
+    before = today - dt.timedelta(days=1)
+    for part, value in (("day", before.day), ("month", before.month), ("year", before.year)):
+        await broker.fill(f"#effective_date-{part}", str(value))
+    await broker.select_option("#end-reason", "moved_to_residential_care")
+    await broker.click("button:has-text('End the package')")
+    await broker.wait_for_selector("#effective_date-error")
+    assert "before the care started" in await broker.inner_text("#effective_date-error")
+    assert (await broker.inner_text("#package-status")).strip() == "started"
+    await pages.check(broker, "package-end-refused")
+    for part, value in (("day", today.day), ("month", today.month), ("year", today.year)):
+        await broker.fill(f"#effective_date-{part}", str(value))
+    await broker.select_option("#end-reason", "moved_to_residential_care")
+    await broker.click("button:has-text('End the package')")
+    await broker.wait_for_url(re.compile(r"done=end"))
+    assert (await broker.inner_text("#package-status")).strip() == "ended"
+    assert "moved to residential care" in await broker.content()
+    assert await broker.locator("#actions form").count() == 0

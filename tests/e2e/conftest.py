@@ -25,6 +25,9 @@ def stack(database_url, infra, namespace, artifacts, mail_server, identity):
         "NOTIFICATIONS_SMTP_HOST": "127.0.0.1",
         "NOTIFICATIONS_SMTP_PORT": str(mail_server.port),
         "NOTIFICATIONS_SMTP_SECURITY": "none",
+        # A provider's hold on a paused package, in seconds here (14 days in production): long enough
+        # to resume within it, short enough to watch one run out (tests/e2e/test_pauses_and_endings.py).
+        "BROKERAGE_PAUSE_HOLD_SECONDS": "20",
     }
     s = start_stack(database_url, infra.kafka, namespace, artifacts / "e2e-logs", extra_env=email)
     os.environ["REPORTING_URL"] = s.url("reporting")  # where `homecare kpis`, run by the tests, asks

@@ -5,8 +5,10 @@ suspension, interleaved at random. Whatever the order:
 - a package is never placed twice (between two placements there is always a hand-back or a
   re-brokering), and never with a provider suspended at the time or one that did not bid;
 - an award at the band rate goes to the best-ranked acceptable bid of its round;
-- once the timers have run out, every package rests placed (or started), in the unplaced queue,
-  or cancelled.
+- a paused package is never offered (no OfferMade between its PackagePaused and the resume or
+  ending), and a package that ended is never offered or placed again;
+- once the timers have run out, every package rests placed (or started, paused or ended), in the
+  unplaced queue, or cancelled.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.events import ProviderUpdated
-from schemas.vocabulary import CancelReason, ExceptionDecisionReason, HandBackReason
+from schemas.vocabulary import CancelReason, EndReason, ExceptionDecisionReason, HandBackReason, PauseReason
 from services.brokerage import handlers
 from services.runtime import topics
 from services.runtime.outbox import unit_of_work
@@ -36,7 +38,12 @@ step = st.one_of(
     ),
     st.tuples(st.just("decline"), st.integers(0, 1), st.sampled_from(PROVIDERS), st.integers(0, 1)),
     st.tuples(st.just("window"), st.integers(0, 1)),
-    st.tuples(st.sampled_from(["cancel", "start", "reoffer", "hand_back", "approve", "reject"]), st.integers(0, 1)),
+    st.tuples(
+        st.sampled_from(
+            ["cancel", "start", "reoffer", "hand_back", "approve", "reject", "pause", "resume", "end", "hold"]
+        ),
+        st.integers(0, 1),
+    ),
     st.tuples(st.just("suspend"), st.sampled_from(PROVIDERS), st.booleans()),
 )
 
@@ -67,7 +74,7 @@ async def test_property_any_order_of_events_places_each_package_at_most_once_and
         await broker.publish(event.model_dump_json().encode(), topic=topics.resolve("providers.registry"))
 
     async def run_timers() -> None:
-        for job in (handlers.rebroker_due, handlers.close_due_window):
+        for job in (handlers.rebroker_due, handlers.close_due_window, handlers.end_due_holds):
             while True:
                 async with unit_of_work(service.pool) as uow:
                     if await job(uow, rules) is None:
@@ -116,6 +123,32 @@ async def test_property_any_order_of_events_places_each_package_at_most_once_and
                     reason=HandBackReason.other,
                     recorded_by="broker.amy",
                 )
+            elif kind == "pause":
+                await act(
+                    handlers.pause,
+                    rules,
+                    package_id,
+                    reason=PauseReason.admitted_to_hospital,
+                    paused_on=dt.date.today(),
+                    paused_by="broker.amy",
+                )
+            elif kind == "resume":
+                await act(handlers.resume, rules, package_id, resumed_on=dt.date.today(), resumed_by="broker.amy")
+            elif kind == "end":
+                await act(
+                    handlers.end_package,
+                    rules,
+                    package_id,
+                    reason=EndReason.died,
+                    effective_date=dt.date.today(),
+                    ended_by="broker.amy",
+                )
+            elif kind == "hold":  # the hold runs out
+                await service.pool.execute(
+                    "UPDATE packages SET hold_expires_at = now() WHERE package_id = $1 AND status = 'paused'",
+                    package_id,
+                )
+                await run_timers()
             elif kind in ("approve", "reject"):
                 await act(
                     handlers.decide_exception,
@@ -153,7 +186,7 @@ async def test_property_any_order_of_events_places_each_package_at_most_once_and
         resting = {
             await service.pool.fetchval("SELECT status FROM packages WHERE package_id = $1", p) for p in packages
         }
-        assert resting <= {"placed", "started", "unplaced", "cancelled"}, resting
+        assert resting <= {"placed", "started", "unplaced", "cancelled", "paused", "ended"}, resting
     finally:
         for who in PROVIDERS:
             if suspended[who]:
@@ -165,7 +198,20 @@ async def check_awards(service, packages, ids) -> None:
     for package_id in packages:
         events = await outbox_types(service, package_id)
         holder = None  # the provider the package is placed with, as the events tell it
+        paused = ended = False
         for event_type, payload in events:
+            if event_type in ("OfferMade", "PackagePlaced"):
+                assert not paused, f"{package_id} {event_type} while paused"
+                assert not ended, f"{package_id} {event_type} after it ended"
+            if event_type == "PackagePaused":
+                assert holder == payload["provider_id"], "paused with a provider that does not hold it"
+                paused = True
+            elif event_type == "PackageResumed":
+                assert paused
+                paused = False
+            elif event_type == "PackageEnded":
+                assert holder == payload["provider_id"], "ended with a provider that does not hold it"
+                ended, paused = True, False
             if event_type == "PackagePlaced":
                 assert holder is None, f"{package_id} placed twice: with {holder} and {payload['provider_id']}"
                 holder = payload["provider_id"]
@@ -173,8 +219,9 @@ async def check_awards(service, packages, ids) -> None:
             elif event_type in ("PackageHandedBack", "PackageReopened", "PackageCancelled"):
                 holder = None
         row = await service.pool.fetchrow("SELECT status, provider_id FROM packages WHERE package_id = $1", package_id)
-        if row["status"] in ("placed", "started"):
+        if row["status"] in ("placed", "started", "paused", "ended"):
             assert row["provider_id"] == holder
+        assert (row["status"] == "paused") == paused and (row["status"] == "ended") == ended
 
 
 async def check_winner(service, package_id, placed: dict) -> None:

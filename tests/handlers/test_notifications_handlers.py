@@ -10,7 +10,16 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from schemas.events import OfferMade, PackagePlaced, PackageSpec, PackageUnplaced, VisitPattern
+from schemas.events import (
+    OfferMade,
+    PackageEnded,
+    PackagePaused,
+    PackagePlaced,
+    PackageResumed,
+    PackageSpec,
+    PackageUnplaced,
+    VisitPattern,
+)
 from services.notifications import handlers
 from services.notifications import repository as repo
 from services.notifications.app import build
@@ -600,3 +609,65 @@ async def test_a_webhook_to_a_refused_address_is_never_sent_and_no_response_is_k
         row = (await statuses(client, event.package_id))[("provider", provider, "webhook")]
         assert row["status"] == "failed" and "destination refused" in row["reason"]
         assert receiver.received == []
+
+
+async def test_a_pause_a_resume_and_an_ending_each_tell_the_provider_the_broker_and_the_family_once(notifications):
+    """Decision record 0078: each event, delivered twice, one message per party and channel."""
+    mail = MailServer().start()
+    try:
+        service, broker, client = await notifications(smtp_host="127.0.0.1", smtp_port=mail.port)
+        provider, broker_id = unique("prov"), unique("broker")
+        package_id = uuid.uuid4()
+        await register(client, "provider", provider, email=f"{provider}@example.org", channels=["email"])
+        await register(client, "broker", broker_id, email=f"{broker_id}@example.org", channels=["email"])
+        await register(client, "person", str(package_id), email=f"family-{package_id}@example.org", channels=["email"])
+        now = dt.datetime.now(dt.UTC)
+        common = dict(
+            correlation_id=package_id,
+            package_id=package_id,
+            provider_id=provider,
+            hours_per_week=Decimal("7"),
+            requested_by=broker_id,
+        )
+        events = [
+            PackagePaused(
+                **common,
+                reason="admitted_to_hospital",
+                paused_on=dt.date(2026, 12, 1),
+                hold_expires_at=now + dt.timedelta(days=14),
+                paid_during_hold=True,
+                paused_by="broker.raj",
+                paused_at=now,
+            ),
+            PackageResumed(
+                **common,
+                paused_on=dt.date(2026, 12, 1),
+                resumed_on=dt.date(2026, 12, 5),
+                resumed_by="broker.raj",
+                resumed_at=now,
+            ),
+            PackageEnded(
+                **common,
+                reason="moved_to_residential_care",
+                effective_date=dt.date(2026, 12, 20),
+                ended_by="broker.raj",
+                ended_at=now,
+            ),
+        ]
+        for event in events:
+            for _ in range(2):
+                await publish(broker, event)
+        await dispatch_all(service, rounds=3)
+        rows = (await client.get(f"/packages/{package_id}/notifications")).json()
+        assert sorted((r["message"], r["status"]) for r in rows) == sorted(
+            (f"{name}_{who}", "sent")
+            for name in ("paused", "resumed", "ended")
+            for who in ("provider", "broker", "person")
+        )
+        for address in (f"{provider}@example.org", f"{broker_id}@example.org", f"family-{package_id}@example.org"):
+            assert len(mail.to(address)) == 3, address
+        subjects = [m["Subject"] for m in mail.to(f"{provider}@example.org")]
+        assert any(s.startswith("Paused: keep the package") for s in subjects)
+        assert "Ended: the package of 7 hours a week ends on Sunday 20 December 2026" in subjects
+    finally:
+        mail.stop()

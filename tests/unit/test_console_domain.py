@@ -1,11 +1,8 @@
-"""The web console's rules: access by role, sessions' lifetimes, the board's order, the package
+"""The web console's rules: access by role, sessions' lifetimes, the board's deadlines, the package
 form's translation to the brokerage API and of its answers back to the form, the charts."""
 
 import datetime as dt
 import re
-
-from hypothesis import given
-from hypothesis import strategies as st
 
 from services.console import charts, domain
 from services.console.domain import Permission, Role
@@ -35,45 +32,26 @@ def test_passwords_are_judged_by_length():
     assert domain.password_problem("a sentence of words") is None
 
 
-def _package(status, urgency, minutes_ago):
-    return {
-        "package_id": f"{status}-{urgency}-{minutes_ago}",
-        "status": status,
-        "urgency": urgency,
-        "requested_at": T0 - dt.timedelta(minutes=minutes_ago),
+def test_the_board_shows_each_packages_next_deadline_with_the_time_left():
+    offered = {"status": "offered", "window_closes_at": T0 + dt.timedelta(hours=3, minutes=20)}
+    assert domain.deadline_of(offered, T0) == {
+        "what": "window closes",
+        "at": offered["window_closes_at"],
+        "left": "in 3 h 20 min",
     }
+    assert (domain.deadline_of(offered, T0 + dt.timedelta(hours=4)) or {}).get("left") == "now"
+    unplaced = {"status": "unplaced", "next_reoffer_at": T0 + dt.timedelta(minutes=7)}
+    assert domain.deadline_of(unplaced, T0) == {
+        "what": "offered again",
+        "at": unplaced["next_reoffer_at"],
+        "left": "in 7 min",
+    }
+    assert domain.deadline_of({"status": "placed", "window_closes_at": None}, T0) is None
 
 
-def test_the_board_shows_the_unplaced_queue_first_by_urgency_then_the_longest_wait():
-    packages = [
-        _package("placed", "hospital_discharge", 500),
-        _package("offered", "hospital_discharge", 5),
-        _package("unplaced", "community", 900),
-        _package("unplaced", "hospital_discharge", 10),
-        _package("unplaced", "hospital_discharge", 60),
-        _package("awaiting_approval", "community", 1),
-    ]
-    order = [p["package_id"] for p in domain.board_order(packages)]
-    assert order == [
-        "unplaced-hospital_discharge-60",
-        "unplaced-hospital_discharge-10",
-        "unplaced-community-900",
-        "awaiting_approval-community-1",
-        "offered-hospital_discharge-5",
-        "placed-hospital_discharge-500",
-    ]
-
-
-@given(
-    st.lists(
-        st.tuples(st.sampled_from(domain.STATUS_ORDER), st.sampled_from(domain.URGENCY_ORDER), st.integers(0, 10_000)),
-        max_size=30,
-    )
-)
-def test_no_waiting_package_is_ever_below_a_settled_one(rows):
-    ordered = domain.board_order([_package(*r) for r in rows])
-    waiting = [p["status"] in domain.WAITING for p in ordered]
-    assert waiting == sorted(waiting, reverse=True)
+def test_a_refused_search_is_explained_in_plain_words():
+    assert "name or NHS number" in domain.search_problem(403)
+    assert "10 digits" in domain.search_problem(422)
 
 
 def test_wait_clocks():

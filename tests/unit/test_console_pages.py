@@ -96,3 +96,50 @@ def test_operations_see_no_person_and_no_actions():
     html = render("ops")
     assert 'id="person"' not in html and 'id="actions"' not in html
     assert "Live events" in html and "New package" not in html
+
+
+def test_a_running_package_offers_pause_and_end_and_a_paused_one_resume_and_end_never_cancel():
+    """Decision record 0078: the actions follow the state; reasons are codes in words."""
+    started = render("broker", status="started", provider_id="oak-care")
+    pid = PACKAGE["package_id"]
+    assert f'action="/packages/{pid}/pause"' in started and f'action="/packages/{pid}/end"' in started
+    assert f'action="/packages/{pid}/resume"' not in started
+    paused = render(
+        "broker",
+        status="paused",
+        provider_id="oak-care",
+        paused_on="2026-03-05",
+        pause_reason="admitted_to_hospital",
+        hold_expires_at="2026-03-19T10:00:00+00:00",
+    )
+    assert f'action="/packages/{pid}/resume"' in paused and f'action="/packages/{pid}/end"' in paused
+    for action in ("pause", "cancel", "hand-back", "start"):
+        assert f'action="/packages/{pid}/{action}"' not in paused, action
+    assert "admitted to hospital" in paused and "the provider keeps it until" in paused
+    select = started.split('id="end-reason" name="reason">')[1].split("</select>")[0]
+    assert re.findall(r'<option value="([a-z_]*)">', select) == ["", *REASONS["end"]]
+    assert "hospital_stay_exceeded_hold" not in select, "the platform's own code is not offered"
+    ended = render("broker", status="ended", provider_id="oak-care", ended_on="2026-03-06", end_reason="died")
+    assert "/end" not in ended and "/pause" not in ended and "/cancel" not in ended and "the person died" in ended
+    assert "/pause" not in render("ops", status="started"), "only the roles that may act are offered it"
+
+
+def test_a_refused_ending_shows_the_complaint_next_to_the_date():
+    s = session("broker")
+    html = TEMPLATES.env.get_template("package.html").render(
+        session=s,
+        nav=navigation(s, "/board"),
+        csrf_token=s.csrf_token,
+        p=PACKAGE | {"status": "started", "provider_id": "oak-care"},
+        explanation=EXPLANATION,
+        person=None,
+        names={},
+        today=dt.date(2026, 3, 6),
+        reasons=REASONS,
+        created=None,
+        refused="2026-03-01 is before the care started on 2026-03-05",
+        action_errors={"end": {"effective_date": "2026-03-01 is before the care started on 2026-03-05"}},
+        done=None,
+    )
+    assert 'id="effective_date-error"' in html and "govuk-input--error" in html
+    assert 'id="paused_on-error"' not in html, "only the refused form's field"

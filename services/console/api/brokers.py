@@ -1,11 +1,13 @@
 """The brokerage team's pages: the board (every package, most urgent first, filterable), the new
 package form, a package's page (its explanation; the person's details for those allowed, each read
 audited by the brokerage) and the actions on it (approve or reject an above-rate bid, cancel,
-re-offer, record a hand-back or a start), all through the brokerage's API."""
+re-offer, record a hand-back or a start, pause, resume or end a running package), all through the
+brokerage's API."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -14,7 +16,17 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import RedirectResponse
 
-from schemas.vocabulary import Band, CancelReason, CareNeed, ExceptionDecisionReason, Funding, HandBackReason, Urgency
+from schemas.vocabulary import (
+    STAFF_END_REASONS,
+    Band,
+    CancelReason,
+    CareNeed,
+    ExceptionDecisionReason,
+    Funding,
+    HandBackReason,
+    PauseReason,
+    Urgency,
+)
 from services.console import domain, handlers
 from services.console.api.pages import TEMPLATES, now, page, zones
 from services.console.api.sessions import Sessions
@@ -28,7 +40,21 @@ REASONS = {
     "cancel": [r.value for r in CancelReason],
     "hand-back": [r.value for r in HandBackReason],
     "decision": [r.value for r in ExceptionDecisionReason],
+    "end": [r.value for r in STAFF_END_REASONS],
+    "pause": [r.value for r in PauseReason],
 }
+# The actions whose refusals are shown next to their form's fields (decision record 0078).
+FIELD_ERRORS = ("end", "pause", "resume")
+
+
+def _date_field(form: Mapping[str, Any], field: str) -> str:
+    """A GOV.UK date input's three parts as an ISO date; blank when they are not a date (the API
+    then names the field)."""
+    day = domain.date_from_parts(
+        form.get(f"{field}-day", ""), form.get(f"{field}-month", ""), form.get(f"{field}-year", "")
+    )
+    return day.isoformat() if day else ""
+
 
 if TYPE_CHECKING:
     from services.console.app import Console
@@ -45,46 +71,82 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
     need, form_of = sessions.need, sessions.form_of
 
     def filters_of(request: Request) -> dict[str, str]:
+        """The board's filters from the query string: known values only (anything else is dropped,
+        never shown back); ``status`` is one status, ``open`` (the work queue, the default) or ``all``."""
         allowed = {
             "zone": None,
             "band": {b.value for b in Band},
             "urgency": {u.value for u in Urgency},
-            "status": set(domain.STATUS_ORDER),
+            "status": {*domain.STATUS_ORDER, "open", "all"},
         }
         chosen = {}
         for name, values in allowed.items():
             value = request.query_params.get(name) or ""
             if value and (values is None or value in values):
                 chosen[name] = value
+        search = " ".join((request.query_params.get("q") or "").split())[:100]
+        if search:
+            chosen["q"] = search
         return chosen
 
-    async def board_rows(chosen: dict[str, str]) -> list[dict]:
-        packages = (await services.brokerage.get("/packages", params=chosen | {"limit": 1000}))["packages"]
+    def page_of(request: Request) -> int:
+        value = request.query_params.get("page", "1")
+        return max(1, min(int(value), 10_000)) if value.isdigit() else 1
+
+    async def board_rows(chosen: dict[str, str], page_number: int) -> tuple[list[dict], int, dict[str, int], str]:
+        """A page of the work queue, most urgent first: (rows, total, counts per status, error)."""
+        status = chosen.get("status", "open")
+        params: dict[str, Any] = {k: v for k, v in chosen.items() if k != "status"}
+        if status == "open":
+            params["status"] = ",".join(domain.OPEN)
+        elif status != "all":
+            params["status"] = status
+        params |= {"sort": "queue", "limit": domain.BOARD_PAGE, "offset": (page_number - 1) * domain.BOARD_PAGE}
+        try:
+            answer = await services.brokerage.get("/packages", params=params)
+        except ApiError as exc:
+            if exc.status not in (403, 422):
+                raise
+            return [], 0, {}, domain.search_problem(exc.status)
         at = now()
+        packages = answer["packages"]
         for p in packages:
-            for key in ("requested_at", "placed_at", "unplaced_at", "window_closes_at"):
+            for key in ("requested_at", "placed_at", "unplaced_at", "window_closes_at", "next_reoffer_at"):
                 p[key] = _parse_time(p.get(key))
             p["waited"] = domain.waited(p["requested_at"], domain.wait_of(p, at))
             p["waiting"] = p["status"] in domain.WAITING
-        return domain.board_order(packages)
+            p["deadline"] = domain.deadline_of(p, at)
+        return packages, answer["total"], answer["counts"], ""
 
     @router.get("/board")
     async def board(request: Request, session: Session = Depends(need(Permission.board))) -> Response:
+        """The broker's work queue: counts per status (each a link), filters, a search by package id,
+        NHS number or name (the API audits a person search), a page of 50, the most urgent first."""
         chosen = filters_of(request)
-        rows = await board_rows(chosen)
+        page_number = page_of(request)
+        rows, total, counts, problem = await board_rows(chosen, page_number)
         if request.query_params.get("fragment") == "rows":
             return TEMPLATES.TemplateResponse(request, "_board_rows.html", {"rows": rows})
+        pages = max(1, -(-total // domain.BOARD_PAGE))
         return page(
             request,
             "board.html",
             session,
             rows=rows,
+            total=total,
+            counts=[(s, counts.get(s, 0)) for s in domain.STATUS_ORDER if counts.get(s)],
+            open_count=sum(counts.get(s, 0) for s in domain.OPEN),
             chosen=chosen,
+            chosen_status=chosen.get("status", "open"),
+            search_problem=problem,
             zones=await zones(console),
             bands=[b.value for b in Band],
             urgencies=[u.value for u in Urgency],
             statuses=domain.STATUS_ORDER,
             query=urlencode(chosen),
+            page_number=page_number,
+            pages=pages,
+            link=lambda **changes: "/board?" + urlencode({**chosen, **changes}),
             now=now(),
         )
 
@@ -166,6 +228,11 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             p["provider_id"]: p.get("name", p["provider_id"])
             for p in await services.brokerage.get("/reference/providers")
         }
+        refused = await handlers.take_flash(console.pool, session)
+        action_errors: dict[str, dict[str, str]] = {}
+        if refused and refused.startswith("{"):  # a refusal with its fields (see act below)
+            flashed = json.loads(refused)
+            refused, action_errors = flashed["message"], {flashed["action"]: flashed["errors"]}
         return page(
             request,
             "package.html",
@@ -175,7 +242,8 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             person=person,
             names=names,
             created=request.query_params.get("created"),
-            refused=await handlers.take_flash(console.pool, session),
+            refused=refused,
+            action_errors=action_errors,
             done=request.query_params.get("done"),
             today=clock.uk_today(),
             reasons=REASONS,
@@ -218,6 +286,9 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
                 ).__str__(),
             },
         ),
+        "end": ("end", lambda f: {**why(f), "effective_date": _date_field(f, "effective_date")}),
+        "pause": ("pause", lambda f: {"reason": f.get("reason", ""), "paused_on": _date_field(f, "paused_on")}),
+        "resume": ("resume", lambda f: {"resumed_on": _date_field(f, "resumed_on")}),
     }
 
     @router.post("/packages/{package_id}/{action}")
@@ -232,7 +303,11 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             await services.brokerage.post(f"/packages/{package_id}/{path}", body(form))
         except ApiError as refused:
             # The reason travels in the session, never in the URL (where anyone could write one).
-            await handlers.flash(console.pool, session, domain.refusal(refused.problem))
+            message = domain.refusal(refused.problem)
+            if action in FIELD_ERRORS:  # with each field's complaint, shown next to it
+                errors = domain.field_errors(refused.problem)
+                message = json.dumps({"message": message, "action": action, "errors": errors})
+            await handlers.flash(console.pool, session, message)
             return RedirectResponse(f"/packages/{package_id}#actions", status_code=303)
         return RedirectResponse(f"/packages/{package_id}?done={action}", status_code=303)
 

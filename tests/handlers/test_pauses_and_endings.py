@@ -1,0 +1,283 @@
+"""A running package's pauses and endings (decision record 0078) on the brokerage's handlers and
+API, with a real PostgreSQL: who may be paused, resumed or ended, the hold timer ending a pause once,
+and bad input refused with the field named and nothing written."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+
+import httpx
+import pytest
+
+from schemas.events import ProviderUpdated
+from schemas.vocabulary import CancelReason, EndReason, HandBackReason, PauseReason
+from services.brokerage import handlers
+from services.runtime import clock, topics
+from services.runtime.outbox import unit_of_work
+from tests import local_issuer
+from tests.handlers.market import answer, outbox_types, profile, request, run_timer, status
+
+
+async def started(service, broker, rules, ids, *, started_on: dt.date | None = None) -> uuid.UUID:
+    package_id = await request(service, rules)
+    await answer(broker, package_id, ids["prime_best"], rate="20.00")
+    async with unit_of_work(service.pool) as uow:
+        await handlers.record_start(
+            uow, package_id, started_on=started_on or clock.uk_today(), recorded_by="broker.amy"
+        )
+    return package_id
+
+
+def api(service) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=service.http_app),
+        base_url="http://brokerage",
+        headers=local_issuer.headers("brokerage"),
+    )
+
+
+async def snapshot(service, package_id) -> tuple:
+    """What a refused request must leave untouched: the row, the timeline and the outbox."""
+    row = await service.pool.fetchrow("SELECT * FROM packages WHERE package_id = $1", package_id)
+    timeline = await service.pool.fetchval("SELECT count(*) FROM timeline WHERE package_id = $1", package_id)
+    return dict(row), timeline, await outbox_types(service, package_id)
+
+
+async def test_a_hospital_pause_keeps_the_provider_and_a_resume_runs_the_package_again(brokerage):
+    service, broker, rules, ids = brokerage
+    package_id = await started(service, broker, rules, ids)
+    today = clock.uk_today()
+    async with unit_of_work(service.pool) as uow:
+        await handlers.pause(
+            uow, rules, package_id, reason=PauseReason.admitted_to_hospital, paused_on=today, paused_by="broker.bob"
+        )
+    assert await status(service, package_id) == "paused"
+    paused = [p for t, p in await outbox_types(service, package_id) if t == "PackagePaused"]
+    assert len(paused) == 1
+    assert paused[0]["provider_id"] == ids["prime_best"] and paused[0]["reason"] == "admitted_to_hospital"
+    assert paused[0]["paid_during_hold"] is rules.pause_hold_paid and paused[0]["paused_by"] == "broker.bob"
+    assert paused[0]["requested_by"] == "broker.amy"
+    # While paused: not handed back, started again, cancelled or paused twice.
+    for action in ("hand_back", "start", "cancel", "pause", "reoffer"):
+        with pytest.raises(handlers.ActionRefused):
+            async with unit_of_work(service.pool) as uow:
+                if action == "hand_back":
+                    await handlers.hand_back(
+                        uow,
+                        rules,
+                        package_id,
+                        notice_ends_on=today,
+                        reason=HandBackReason.staff_shortage,
+                        recorded_by="broker.amy",
+                    )
+                elif action == "start":
+                    await handlers.record_start(uow, package_id, started_on=today, recorded_by="broker.amy")
+                elif action == "cancel":
+                    await handlers.cancel(uow, package_id, reason=CancelReason.other, cancelled_by="broker.amy")
+                elif action == "pause":
+                    await handlers.pause(
+                        uow, rules, package_id, reason=PauseReason.respite_stay, paused_on=today, paused_by="x"
+                    )
+                else:
+                    await handlers.reoffer(uow, rules, package_id, requested_by="broker.amy")
+        assert await status(service, package_id) == "paused", action
+    async with unit_of_work(service.pool) as uow:
+        await handlers.resume(uow, rules, package_id, resumed_on=today, resumed_by="broker.bob")
+    row = await service.pool.fetchrow(
+        "SELECT status, provider_id, hold_expires_at FROM packages WHERE package_id = $1", package_id
+    )
+    assert (row["status"], row["provider_id"], row["hold_expires_at"]) == ("started", ids["prime_best"], None)
+    kinds = [t for t, _ in await outbox_types(service, package_id)]
+    assert (
+        kinds[-2:] == ["PackagePaused", "PackageResumed"] and "OfferMade" not in kinds[kinds.index("PackagePaused") :]
+    )
+    stages = [
+        r["stage"]
+        for r in await service.pool.fetch("SELECT stage FROM timeline WHERE package_id = $1 ORDER BY id", package_id)
+    ]
+    assert stages[-2:] == ["paused", "resumed"]
+    with pytest.raises(handlers.Refused) as not_paused:
+        async with unit_of_work(service.pool) as uow:
+            await handlers.resume(uow, rules, package_id, resumed_on=today, resumed_by="broker.bob")
+    assert not_paused.value.refusal.status == 409 and not_paused.value.refusal.field == "status"
+
+
+async def test_a_hold_that_runs_out_ends_the_package_once_even_with_two_timers_racing(brokerage):
+    service, broker, rules, ids = brokerage
+    package_id = await started(service, broker, rules, ids)
+    async with unit_of_work(service.pool) as uow:
+        await handlers.pause(
+            uow,
+            rules,
+            package_id,
+            reason=PauseReason.admitted_to_hospital,
+            paused_on=clock.uk_today(),
+            paused_by="broker.amy",
+        )
+    async with unit_of_work(service.pool) as uow:
+        assert await handlers.end_due_holds(uow, rules) != package_id, "the hold has not run out"
+    await service.pool.execute(
+        "UPDATE packages SET hold_expires_at = now() - interval '1 second' WHERE package_id = $1", package_id
+    )
+    taken = await asyncio.gather(*(run_timer(service, rules, handlers.end_due_holds) for _ in range(2)))
+    assert sum(t.count(package_id) for t in taken) == 1, "two brokerage instances end it once"
+    ended = [p for t, p in await outbox_types(service, package_id) if t == "PackageEnded"]
+    assert len(ended) == 1
+    assert ended[0]["reason"] == "hospital_stay_exceeded_hold" and ended[0]["ended_by"] == "schedule"
+    assert ended[0]["was_paused"] is True and ended[0]["provider_id"] == ids["prime_best"]
+    assert await status(service, package_id) == "ended"
+
+
+async def test_a_death_ends_a_running_package_from_its_effective_date(brokerage):
+    service, broker, rules, ids = brokerage
+    package_id = await started(service, broker, rules, ids)
+    today = clock.uk_today()
+    async with unit_of_work(service.pool) as uow:
+        await handlers.end_package(
+            uow,
+            rules,
+            package_id,
+            reason=EndReason.died,
+            effective_date=today,
+            ended_by="broker.bob",
+            reason_text="words that stay in the brokerage",
+        )
+    ended = [p for t, p in await outbox_types(service, package_id) if t == "PackageEnded"]
+    assert len(ended) == 1 and ended[0]["effective_date"] == today.isoformat() and ended[0]["reason"] == "died"
+    assert "words" not in str(ended[0])
+    row = await service.pool.fetchrow("SELECT * FROM packages WHERE package_id = $1", package_id)
+    assert (row["status"], row["ended_on"], row["end_reason"]) == ("ended", today, "died")
+    assert row["end_reason_text"] == "words that stay in the brokerage"
+    with pytest.raises(handlers.Refused):  # not twice
+        async with unit_of_work(service.pool) as uow:
+            await handlers.end_package(
+                uow, rules, package_id, reason=EndReason.died, effective_date=today, ended_by="broker.bob"
+            )
+
+
+async def test_the_api_refuses_bad_endings_and_pauses_naming_the_field_and_writes_nothing(brokerage):
+    service, broker, rules, ids = brokerage
+    today = clock.uk_today()
+    placed = await request(service, rules)
+    await answer(broker, placed, ids["prime_best"], rate="20.00")
+    running = await started(service, broker, rules, ids, started_on=today - dt.timedelta(days=3))
+    client = api(service)
+    cases = [
+        # A placed package not started is cancelled instead.
+        (placed, "end", {"reason": "died", "effective_date": today.isoformat()}, 409, "status"),
+        # Before care started.
+        (
+            running,
+            "end",
+            {"reason": "died", "effective_date": str(today - dt.timedelta(days=4))},
+            422,
+            "effective_date",
+        ),
+        # Too far ahead; too far back.
+        (
+            running,
+            "end",
+            {"reason": "needs_met", "effective_date": str(today + dt.timedelta(days=91))},
+            422,
+            "effective_date",
+        ),
+        # The platform's own code is not for staff to choose; a code not in the vocabulary.
+        (running, "end", {"reason": "hospital_stay_exceeded_hold", "effective_date": str(today)}, 422, "reason"),
+        (running, "end", {"reason": "bored", "effective_date": str(today)}, 422, "reason"),
+        (
+            running,
+            "pause",
+            {"reason": "admitted_to_hospital", "paused_on": str(today + dt.timedelta(days=1))},
+            422,
+            "paused_on",
+        ),
+        (
+            running,
+            "pause",
+            {"reason": "admitted_to_hospital", "paused_on": str(today - dt.timedelta(days=4))},
+            422,
+            "paused_on",
+        ),
+        (running, "resume", {"resumed_on": str(today)}, 409, "status"),
+        (placed, "pause", {"reason": "respite_stay", "paused_on": str(today)}, 409, "status"),
+    ]
+    for package_id, action, body, code, field in cases:
+        before = await snapshot(service, package_id)
+        response = await client.post(f"/packages/{package_id}/{action}", json=body)
+        assert response.status_code == code, (action, body, response.text)
+        problem = response.json()
+        assert field in [f["field"] for f in problem["fields"]], (action, body, problem)
+        assert await snapshot(service, package_id) == before, (action, body)
+    # A pause dated before the start, and a resume before the pause.
+    good = await client.post(
+        f"/packages/{running}/pause", json={"reason": "admitted_to_hospital", "paused_on": str(today)}
+    )
+    assert good.status_code == 200 and good.json()["status"] == "paused"
+    early = await client.post(f"/packages/{running}/resume", json={"resumed_on": str(today - dt.timedelta(days=1))})
+    assert early.status_code == 422 and early.json()["fields"][0]["field"] == "resumed_on"
+    end = await client.post(f"/packages/{running}/end", json={"reason": "died", "effective_date": str(today)})
+    assert end.status_code == 200 and end.json()["status"] == "ended"
+    view = (await client.get(f"/packages/{running}")).json()
+    assert view["end_reason"] == "died" and view["ended_on"] == today.isoformat()
+    assert [t["stage"] for t in view["timeline"]][-2:] == ["paused", "ended"]
+
+
+async def test_a_provider_suspended_during_a_pause_loses_the_package_only_when_it_resumes(brokerage):
+    service, broker, rules, ids = brokerage
+    package_id = await started(service, broker, rules, ids)
+    today = clock.uk_today()
+    async with unit_of_work(service.pool) as uow:
+        await handlers.pause(
+            uow, rules, package_id, reason=PauseReason.admitted_to_hospital, paused_on=today, paused_by="broker.amy"
+        )
+    suspended = profile(ids["prime_best"], "prime", cqc="outstanding", status="suspended")
+    event = ProviderUpdated(correlation_id=uuid.uuid4(), revision=2, profile=suspended)
+    await broker.publish(event.model_dump_json().encode(), topic=topics.resolve("providers.registry"))
+    assert package_id not in await run_timer(service, rules, handlers.rebroker_due), "never while paused"
+    assert await status(service, package_id) == "paused"
+    async with unit_of_work(service.pool) as uow:
+        await handlers.resume(uow, rules, package_id, resumed_on=today, resumed_by="broker.amy")
+    assert package_id in await run_timer(service, rules, handlers.rebroker_due)
+    kinds = [t for t, _ in await outbox_types(service, package_id)]
+    assert kinds[-4:] == ["PackagePaused", "PackageResumed", "PackageReopened", "OfferMade"]
+    assert await status(service, package_id) == "offered"
+
+
+async def test_the_provider_may_read_the_person_while_paused_and_until_an_endings_effective_date(brokerage):
+    service, broker, rules, ids = brokerage
+    package_id = await started(service, broker, rules, ids)
+    providers = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=service.http_app),
+        base_url="http://brokerage",
+        headers=local_issuer.headers("brokerage", "service-providers", roles=("service:providers",)),
+    )
+    ask = {
+        "package_id": str(package_id),
+        "provider_id": ids["prime_best"],
+        "credential_id": "c1",
+        "fields": ["address"],
+    }
+
+    async def disclosed() -> int:
+        return (await providers.post("/internal/disclosures", json=ask)).status_code
+
+    today = clock.uk_today()
+    async with unit_of_work(service.pool) as uow:
+        await handlers.pause(
+            uow, rules, package_id, reason=PauseReason.respite_stay, paused_on=today, paused_by="broker.amy"
+        )
+    assert await disclosed() == 200
+    async with unit_of_work(service.pool) as uow:
+        await handlers.end_package(
+            uow,
+            rules,
+            package_id,
+            reason=EndReason.moved_to_residential_care,
+            effective_date=today + dt.timedelta(days=3),
+            ended_by="broker.amy",
+        )
+    assert await disclosed() == 200, "the provider cares for the person until the effective date"
+    await service.pool.execute("UPDATE packages SET ended_on = $2 WHERE package_id = $1", package_id, today)
+    assert await disclosed() == 403

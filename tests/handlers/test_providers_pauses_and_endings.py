@@ -1,0 +1,183 @@
+"""The providers service's side of pauses and endings (decision record 0078), on the in-memory
+broker and a real PostgreSQL: a paused placement keeps its hours, an ending releases them on its
+effective date (at once, or by the endings timer when the date comes), each once; and over any
+sequence of awards, pauses, resumes and endings a provider's committed hours are its live
+placements' hours."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from schemas.events import PackageCancelled, PackageEnded, PackagePaused, PackagePlaced, PackageResumed, parse_event
+from services.providers import handlers
+from services.providers.app import build
+from services.runtime import clock, topics
+from services.runtime.outbox import unit_of_work
+from tests.handlers.test_providers_handlers import award, committed, offer, placed_package, willing
+
+
+def ended(package_id: uuid.UUID, provider_id: str, effective: dt.date, at: dt.datetime | None = None) -> PackageEnded:
+    return PackageEnded(
+        correlation_id=package_id,
+        package_id=package_id,
+        provider_id=provider_id,
+        reason="died",
+        effective_date=effective,
+        hours_per_week=Decimal("7"),
+        ended_by="broker.amy",
+        requested_by="broker.amy",
+        ended_at=at or dt.datetime.now(dt.UTC),
+    )
+
+
+def paused(package_id: uuid.UUID, provider_id: str) -> PackagePaused:
+    at = dt.datetime.now(dt.UTC)
+    return PackagePaused(
+        correlation_id=package_id,
+        package_id=package_id,
+        provider_id=provider_id,
+        reason="admitted_to_hospital",
+        paused_on=clock.uk_date(at),
+        hold_expires_at=at + dt.timedelta(days=14),
+        paid_during_hold=True,
+        hours_per_week=Decimal("7"),
+        paused_by="broker.amy",
+        paused_at=at,
+    )
+
+
+def resumed(package_id: uuid.UUID, provider_id: str) -> PackageResumed:
+    at = dt.datetime.now(dt.UTC)
+    return PackageResumed(
+        correlation_id=package_id,
+        package_id=package_id,
+        provider_id=provider_id,
+        paused_on=clock.uk_date(at),
+        resumed_on=clock.uk_date(at),
+        hours_per_week=Decimal("7"),
+        resumed_by="broker.amy",
+        resumed_at=at,
+    )
+
+
+async def placement(service, package_id):
+    return await service.pool.fetchrow("SELECT * FROM placements WHERE package_id = $1", package_id)
+
+
+async def test_a_pause_keeps_the_hours_and_is_recorded_and_a_resume_clears_it(in_memory):
+    service, broker, topic, event, pid = await placed_package(in_memory)
+    [before] = await committed(service, pid)
+    for _ in range(2):  # redelivered: recorded once
+        await broker.publish(paused(event.package_id, pid).model_dump_json().encode(), topic=topic)
+    row = await placement(service, event.package_id)
+    assert row["ended_at"] is None and row["pause_reason"] == "admitted_to_hospital" and row["paid_during_hold"]
+    assert row["pauses"] == 1 and await committed(service, pid) == [before]
+    await broker.publish(resumed(event.package_id, pid).model_dump_json().encode(), topic=topic)
+    row = await placement(service, event.package_id)
+    assert row["paused_on"] is None and row["pauses"] == 1 and row["ended_at"] is None
+    assert await committed(service, pid) == [before]
+
+
+async def test_an_ending_effective_today_releases_the_hours_once(in_memory):
+    service, broker, topic, event, pid = await placed_package(in_memory)
+    [before] = await committed(service, pid)
+    message = ended(event.package_id, pid, clock.uk_today()).model_dump_json().encode()
+    for _ in range(2):
+        await broker.publish(message, topic=topic)
+    row = await placement(service, event.package_id)
+    assert row["ended_at"] is not None and row["end_reason"] == "ended"
+    assert await committed(service, pid) == [before - 7]
+    updates = await service.pool.fetchval(
+        "SELECT count(*) FROM outbox WHERE type = 'ProviderUpdated' AND aggregateid = $1 "
+        "AND payload->>'causation_id' = $2",
+        pid,
+        str(parse_event(message).event_id),
+    )
+    assert updates == 1, "the provider's new hours announced once"
+
+
+async def test_an_ending_dated_ahead_keeps_the_hours_until_its_uk_date_then_the_timer_releases_them(in_memory):
+    service, broker, topic, event, pid = await placed_package(in_memory)
+    [before] = await committed(service, pid)
+    effective = clock.uk_today() + dt.timedelta(days=10)
+    await broker.publish(ended(event.package_id, pid, effective).model_dump_json().encode(), topic=topic)
+    row = await placement(service, event.package_id)
+    assert row["ended_at"] is None and row["ends_on"] == effective and row["ending_reason"] == "died"
+    assert await committed(service, pid) == [before]
+    async with unit_of_work(service.pool) as uow:
+        assert await handlers.release_due_endings(uow) != event.package_id, "not yet due"
+    # 00:30 BST... on the effective date in the UK: due (the UK date, not the UTC one).
+    on_the_day = dt.datetime.combine(effective, dt.time(0, 5), tzinfo=clock.UK).astimezone(dt.UTC)
+    with clock.frozen(on_the_day):
+        released = []
+        while True:
+            async with unit_of_work(service.pool) as uow:
+                if (taken := await handlers.release_due_endings(uow)) is None:
+                    break
+            released.append(taken)
+    assert released.count(event.package_id) == 1
+    assert (await placement(service, event.package_id))["ended_at"] is not None
+    assert await committed(service, pid) == [before - 7]
+
+
+step = st.tuples(st.sampled_from(["place", "pause", "resume", "end", "end_ahead", "cancel", "due"]), st.integers(0, 2))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(script=st.lists(step, min_size=1, max_size=14))
+async def test_property_committed_hours_are_the_live_placements_hours_after_any_sequence(in_memory, script):
+    service, broker = await in_memory(build, "providers")
+    [pid] = await willing(service, 1)
+    topic = topics.resolve("brokerage.packages")
+    # Three packages of this provider, each awarded at most once (a fresh package id per award).
+    base = (await committed(service, pid))[0] - await live_hours(service, pid)
+    offers = [offer([pid]) for _ in range(3)]
+    for o in offers:
+        await broker.publish(o.model_dump_json().encode(), topic=topic)
+    placed: set[int] = set()
+    for kind, n in script:
+        o = offers[n]
+        if kind == "place" and n not in placed:
+            placed.add(n)
+            event: object = award(o, pid, 1, dt.datetime.now(dt.UTC))
+        elif kind == "pause":
+            event = paused(o.package_id, pid)
+        elif kind == "resume":
+            event = resumed(o.package_id, pid)
+        elif kind in ("end", "end_ahead"):
+            ahead = dt.timedelta(days=3 if kind == "end_ahead" else 0)
+            event = ended(o.package_id, pid, clock.uk_today() + ahead)
+        elif kind == "cancel":
+            event = PackageCancelled(
+                correlation_id=o.package_id,
+                package_id=o.package_id,
+                reason="other",
+                cancelled_by="broker.amy",
+                provider_id=pid,
+                hours_per_week=Decimal("7"),
+                cancelled_at=dt.datetime.now(dt.UTC),
+            )
+        elif kind == "due":
+            with clock.frozen(dt.datetime.now(dt.UTC) + dt.timedelta(days=4)):
+                while True:
+                    async with unit_of_work(service.pool) as uow:
+                        if await handlers.release_due_endings(uow) is None:
+                            break
+            event = None
+        else:
+            event = None
+        if isinstance(event, PackagePlaced | PackagePaused | PackageResumed | PackageEnded | PackageCancelled):
+            await broker.publish(event.model_dump_json().encode(), topic=topic)
+        [now_committed] = await committed(service, pid)
+        assert now_committed == base + await live_hours(service, pid), (kind, n)
+
+
+async def live_hours(service, pid) -> Decimal:
+    return await service.pool.fetchval(
+        "SELECT coalesce(sum(hours_per_week), 0) FROM placements WHERE provider_id = $1 AND ended_at IS NULL", pid
+    )
