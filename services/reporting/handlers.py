@@ -29,10 +29,13 @@ from schemas.events import (
     OfferDeclined,
     OfferMade,
     PackageCancelled,
+    PackageEnded,
     PackageHandedBack,
+    PackagePaused,
     PackagePlaced,
     PackageReopened,
     PackageRequested,
+    PackageResumed,
     PackageStarted,
     PackageUnplaced,
     PlacementConfirmed,
@@ -57,6 +60,9 @@ LIFECYCLE = (
     ExceptionRequested,
     ExceptionDecided,
     PackageHandedBack,
+    PackagePaused,
+    PackageResumed,
+    PackageEnded,
 )
 PROJECTED = (
     *LIFECYCLE,
@@ -134,6 +140,44 @@ async def apply(conn: repo.Writer, event: Event) -> None:
                     event.package_id,
                     "hand_backs = hand_backs + 1, handed_back_at = GREATEST(handed_back_at, $2)",
                     event.recorded_at,
+                )
+        case PackagePaused():
+            # Still in care for the KPIs: the provider holds the hours until a resume or an ending.
+            if await repo.add_milestone(
+                conn,
+                event,
+                event.paused_at,
+                provider_id=event.provider_id,
+                reason=event.reason,
+                hours_per_week=event.hours_per_week,
+                on_date=event.paused_on,
+            ):
+                await repo.mark(conn, event.package_id, "pauses = pauses + 1")
+        case PackageResumed():
+            await repo.add_milestone(
+                conn,
+                event,
+                event.resumed_at,
+                provider_id=event.provider_id,
+                hours_per_week=event.hours_per_week,
+                on_date=event.resumed_on,
+            )
+        case PackageEnded():
+            if await repo.add_milestone(
+                conn,
+                event,
+                event.ended_at,
+                provider_id=event.provider_id,
+                reason=event.reason,
+                hours_per_week=event.hours_per_week,
+                on_date=event.effective_date,
+            ):
+                await repo.mark(
+                    conn,
+                    event.package_id,
+                    "ended_on = LEAST(ended_on, $2), end_reason = coalesce(end_reason, $3)",
+                    event.effective_date,
+                    event.reason,
                 )
         case PackageReopened():
             await repo.add_milestone(

@@ -331,6 +331,7 @@ _COHORT = """WITH cohort AS (
 
 _IN_CARE_AT_END = """placed_at < $2 AND (cancelled_at IS NULL OR cancelled_at >= $2)
        AND (handed_back_at IS NULL OR handed_back_at < placed_at OR handed_back_at >= $2)
+       AND (ended_on IS NULL OR (ended_on::timestamp AT TIME ZONE 'Europe/London') >= $2)
        AND ($3::text IS NULL OR zone = $3) AND ($4::text IS NULL OR band = $4)
        AND $1::timestamptz IS NOT NULL"""
 
@@ -405,7 +406,9 @@ KPI_QUERIES: dict[str, str] = {
      WHERE m.event_type IN ('ExceptionRequested', 'ExceptionDecided') AND m.occurred_at >= $1 AND m.occurred_at < $2
        AND ($3::text IS NULL OR p.zone = $3) AND ($4::text IS NULL OR p.band = $4)""",
     # In care at the period's end: placed before it, neither cancelled nor handed back (since
-    # that placement) before it. One person per package (reporting holds no person ids).
+    # that placement) before it, not ended (from the UK midnight of its effective date) by then; a
+    # paused package counts (its provider holds the hours). One person per package (reporting
+    # holds no person ids).
     "in_care": """SELECT count(*)::int AS people, sum(placed_hours) AS hours FROM packages
      WHERE """
     + _IN_CARE_AT_END,

@@ -10,6 +10,7 @@ import datetime as dt
 import io
 import json
 import random
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -23,9 +24,12 @@ from schemas.events import (
     ExceptionRequested,
     OfferDeclined,
     PackageCancelled,
+    PackageEnded,
     PackageHandedBack,
+    PackagePaused,
     PackagePlaced,
     PackageRequested,
+    PackageResumed,
     PackageStarted,
 )
 from services.bench.history import history, topic_of
@@ -265,3 +269,98 @@ async def test_the_papers_further_measures_over_the_period(reporting):
     assert sum(n for w in weekly.values() for r in w["by_band"].values() for n in r.values()) == declines > 0
     starts = sum(isinstance(e, PackageStarted) and start <= clock.uk_day_start(e.started_on) < end for e in events)
     assert sum(more["starts_in_period_by_uk_week"].values()) == starts > 0
+
+
+async def test_pauses_and_endings_are_milestones_and_an_ended_package_leaves_care_from_its_date(reporting):
+    """Decision 0078's events: each a milestone once; an ending takes the package out of "in care"
+    from the UK midnight of its effective date; a paused package stays in care (its provider holds
+    the hours). Long after every other test's history, so only these events change the figures."""
+    service, broker, client = reporting
+    begin = START + dt.timedelta(days=400)
+    events = history(begin, packages=10, seed=17)
+    await project(broker, events)
+    gone = {e.package_id for e in events if isinstance(e, (PackageCancelled, PackageHandedBack))}
+    placed = {e.package_id: e for e in events if isinstance(e, PackagePlaced) and e.package_id not in gone}
+    ended, paused = list(placed.values())[:2]
+    effective = clock.uk_date(begin) + dt.timedelta(days=40)
+    pause_at = clock.uk_day_start(effective) - dt.timedelta(days=3)
+
+    def common(p: PackagePlaced, at: dt.datetime) -> dict[str, Any]:
+        return {
+            "correlation_id": p.package_id,
+            "occurred_at": at,
+            "package_id": p.package_id,
+            "provider_id": p.provider_id,
+            "hours_per_week": p.hours_per_week,
+            "requested_by": "broker.amy",
+        }
+
+    pause = PackagePaused(
+        **common(paused, pause_at),
+        reason="admitted_to_hospital",
+        paused_on=clock.uk_date(pause_at),
+        hold_expires_at=pause_at + dt.timedelta(days=28),
+        paid_during_hold=True,
+        paused_by="broker.amy",
+        paused_at=pause_at,
+    )
+    resume = PackageResumed(
+        **common(paused, pause_at + dt.timedelta(days=1)),
+        paused_on=clock.uk_date(pause_at),
+        resumed_on=clock.uk_date(pause_at) + dt.timedelta(days=1),
+        resumed_by="broker.amy",
+        resumed_at=pause_at + dt.timedelta(days=1),
+    )
+    again = pause_at + dt.timedelta(days=2)
+    second_pause = pause.model_copy(update={"event_id": uuid.uuid4(), "occurred_at": again, "paused_at": again})
+    ending = PackageEnded(
+        **common(ended, pause_at),
+        reason="moved_to_residential_care",
+        effective_date=effective,
+        ended_by="broker.amy",
+        ended_at=pause_at,
+    )
+
+    async def in_care(end: dt.datetime) -> dict[str, Any]:
+        figures = await kpis(client, **{"from": begin.isoformat(), "to": end.isoformat()})
+        return figures["more"]["in_care_at_end"]
+
+    before_pause = await in_care(pause_at - dt.timedelta(hours=1))
+    for event in (pause, pause, resume, second_pause, ending, ending):  # the relay delivers at least once
+        await publish(broker, event)
+    assert await in_care(pause_at + dt.timedelta(hours=1)) == before_pause  # paused: still in care
+    midnight = clock.uk_day_start(effective)
+    last_day = await in_care(midnight - dt.timedelta(hours=1))
+    first_day_without = await in_care(midnight + dt.timedelta(hours=1))
+    assert last_day == before_pause and last_day["people"] >= 2
+    assert first_day_without["people"] == last_day["people"] - 1
+    assert Decimal(first_day_without["hours_per_week"]) == Decimal(last_day["hours_per_week"]) - ended.hours_per_week
+
+    async with service.pool.acquire() as conn:
+        rows = {
+            r["package_id"]: r
+            for r in await conn.fetch(
+                "SELECT package_id, status, ended_on, end_reason, pauses FROM packages WHERE package_id = ANY($1)",
+                [ended.package_id, paused.package_id],
+            )
+        }
+        milestones = await conn.fetch(
+            "SELECT event_type, on_date, reason FROM milestones WHERE package_id = ANY($1) "
+            "AND event_type IN ('PackagePaused', 'PackageResumed', 'PackageEnded') ORDER BY occurred_at, event_type",
+            [ended.package_id, paused.package_id],
+        )
+    assert dict(rows[ended.package_id]) == {
+        "package_id": ended.package_id,
+        "status": "PackageEnded",
+        "ended_on": effective,
+        "end_reason": "moved_to_residential_care",
+        "pauses": 0,
+    }
+    assert rows[paused.package_id]["pauses"] == 2 and rows[paused.package_id]["status"] == "PackagePaused"
+    assert rows[paused.package_id]["ended_on"] is None
+    assert [(m["event_type"], m["reason"]) for m in milestones] == [
+        ("PackageEnded", "moved_to_residential_care"),
+        ("PackagePaused", "admitted_to_hospital"),
+        ("PackageResumed", None),
+        ("PackagePaused", "admitted_to_hospital"),
+    ]
