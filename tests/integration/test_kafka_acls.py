@@ -38,7 +38,7 @@ from services.runtime.settings import admin_settings, load, local_kafka_identity
 from services.simulator.synthetic import batch
 from tests.support import drop_database, staff, start_stack, stop_stack
 
-SERVICES = ("brokerage", "providers", "notifications")
+SERVICES = ("brokerage", "providers", "notifications", "reporting")
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -69,7 +69,7 @@ def acl_namespace(namespace) -> str:
 
 @pytest.fixture(scope="module")
 async def acl_stack(admin, infra, database_url, acl_namespace, artifacts, identity):
-    """The three services on the secured broker, in a database and topic namespace of their own
+    """The four services on the secured broker, in a database and topic namespace of their own
     (start_stack makes the namespace's topics and ACLs as the administrator)."""
     name = urlsplit(database_url).path.lstrip("/") + "_acl"
     url = infra.database_url(name)
@@ -238,7 +238,9 @@ async def test_a_forged_bid_from_a_principal_without_write_rights_is_refused_and
 
 async def test_an_event_on_a_topic_that_does_not_own_it_is_dead_lettered(admin, infra, acl_stack, acl_namespace):
     """Written by the administrator (who may write anywhere): a BidSubmitted on brokerage.packages
-    reaches the providers and notifications consumers, and each dead-letters it as misrouted."""
+    reaches every consumer of that topic (providers, notifications, reporting), and each
+    dead-letters it as misrouted."""
+    consumers = {s for s, consumed in topics.contract.CONSUMED_BY.items() if "brokerage.packages" in consumed}
     package_id = uuid.uuid4()  # a package's events are keyed by it
     bid = BidSubmitted(
         correlation_id=package_id,
@@ -269,10 +271,10 @@ async def test_an_event_on_a_topic_that_does_not_own_it_is_dead_lettered(admin, 
             headers = {k: v.decode() for k, v in record.headers}
             if record.key == str(bid.package_id).encode():
                 letters[headers["x-dlq-service"]] = headers["x-dlq-reason"] + ": " + headers["x-dlq-error"]
-        if len(letters) == 2:
+        if len(letters) == len(consumers):
             break
         await asyncio.sleep(0.5)
-    assert set(letters) == {"providers", "notifications"}
+    assert set(letters) == consumers == {"providers", "notifications", "reporting"}
     for letter in letters.values():
         assert letter.startswith("misrouted: BidSubmitted is accepted only from")
 
