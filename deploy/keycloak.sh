@@ -68,7 +68,13 @@ ready() { curl -fsS "$ISSUER/.well-known/openid-configuration" >/dev/null 2>&1; 
 
 start() {
   if [ -n "${OIDC_ISSUER:-}" ]; then log "OIDC_ISSUER is set; using $OIDC_ISSUER"; return; fi
-  if pid_alive "$PID"; then log "Keycloak already running (pid $(cat "$PID")) at $ISSUER"; return; fi
+  if pid_alive "$PID"; then
+    log "Keycloak already running (pid $(cat "$PID")) at $ISSUER"
+    # Left running (others may be using it), but said: its realm lacks what the repository's has.
+    [ "$(cat "$KC_DIR/realm.sha256" 2>/dev/null)" = "$(sha256sum "$ROOT/deploy/keycloak/realm-homecare.json" | cut -d' ' -f1)" ] ||
+      log "warning: the realm in deploy/keycloak/ changed since this server imported it (new clients or audiences are missing); bash deploy/keycloak.sh restart imports it again"
+    return
+  fi
   if port_taken "$KC_PORT"; then log "port $KC_PORT is taken by another process; stop it or set HOMECARE_KEYCLOAK_PORT"; exit 1; fi
   fetch
   load_secrets
