@@ -21,6 +21,7 @@ The services are still running:
   brokerage      http://127.0.0.1:${BROKERAGE_HTTP_PORT:-8001}/docs    (package requests, offers, awards)
   providers      http://127.0.0.1:${PROVIDERS_HTTP_PORT:-8002}/docs    (registry, providers' offers)
   notifications  http://127.0.0.1:${NOTIFICATIONS_HTTP_PORT:-8003}/docs    (confirmations)
+  reporting      http://127.0.0.1:${REPORTING_HTTP_PORT:-8005}/docs    (KPIs for any period, CSV and Parquet exports)
   Keycloak       http://127.0.0.1:${HOMECARE_KEYCLOAK_PORT:-18080}/realms/homecare (identity provider, development mode)
                  users demo-broker, demo-senior, demo-manager, demo-head, demo-ops, demo-admin, demo-provider;
                  password ${IDP_PASSWORD:-(from your OIDC_ISSUER)}  - the APIs want their access tokens

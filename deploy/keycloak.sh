@@ -50,16 +50,17 @@ java_home() {
 
 secret() { head -c 24 /dev/urandom | base64 | tr -d '/+='; }
 
-# The generated secrets, made once per run directory; values in the environment win.
+# The generated secrets, each made once per run directory; values in the environment win. Every
+# client secret the realm substitutes (${HOMECARE_KC_<CLIENT>_SECRET}) has one, so a client added
+# to the realm gets its secret on a machine whose secrets.env predates it.
 load_secrets() {
   mkdir -p "$KC_DIR"
-  if [ ! -f "$SECRETS" ]; then
-    (umask 077; {
-      for client in BROKERAGE PROVIDERS NOTIFICATIONS CONSOLE; do echo "HOMECARE_KC_${client}_SECRET=$(secret)"; done
-      echo "HOMECARE_DEMO_PASSWORD=demo-$(secret | head -c 12)"
-      echo "KC_BOOTSTRAP_ADMIN_PASSWORD=$(secret)"
-    } > "$SECRETS")
-  fi
+  local key
+  for key in $(grep -o '\${HOMECARE_KC_[A-Z_]*_SECRET}' "$ROOT/deploy/keycloak/realm-homecare.json" | tr -d '${}' | sort -u); do
+    add_missing_setting "$SECRETS" "$key" "$(secret)"
+  done
+  add_missing_setting "$SECRETS" HOMECARE_DEMO_PASSWORD "demo-$(secret | head -c 12)"
+  add_missing_setting "$SECRETS" KC_BOOTSTRAP_ADMIN_PASSWORD "$(secret)"
   export_settings "$SECRETS"
 }
 
@@ -67,7 +68,13 @@ ready() { curl -fsS "$ISSUER/.well-known/openid-configuration" >/dev/null 2>&1; 
 
 start() {
   if [ -n "${OIDC_ISSUER:-}" ]; then log "OIDC_ISSUER is set; using $OIDC_ISSUER"; return; fi
-  if pid_alive "$PID"; then log "Keycloak already running (pid $(cat "$PID")) at $ISSUER"; return; fi
+  if pid_alive "$PID"; then
+    log "Keycloak already running (pid $(cat "$PID")) at $ISSUER"
+    # Left running (others may be using it), but said: its realm lacks what the repository's has.
+    [ "$(cat "$KC_DIR/realm.sha256" 2>/dev/null)" = "$(sha256sum "$ROOT/deploy/keycloak/realm-homecare.json" | cut -d' ' -f1)" ] ||
+      log "warning: the realm in deploy/keycloak/ changed since this server imported it (new clients or audiences are missing); bash deploy/keycloak.sh restart imports it again"
+    return
+  fi
   if port_taken "$KC_PORT"; then log "port $KC_PORT is taken by another process; stop it or set HOMECARE_KEYCLOAK_PORT"; exit 1; fi
   fetch
   load_secrets

@@ -95,6 +95,17 @@ export_settings() {
   done < "${1:-/dev/stdin}"
 }
 
+# add_missing_setting FILE KEY VALUE -> append KEY=VALUE to FILE (made mode 600) unless FILE has
+# KEY already: generated secrets are made once, and a file from an older checkout gains the keys
+# added since (a new client's secret) while keeping every value it has.
+add_missing_setting() {
+  local file=$1 key=$2 value=$3
+  [ -f "$file" ] || (umask 077; : > "$file")
+  grep -q "^$key=" "$file" && return 0
+  [ ! -s "$file" ] || [ -z "$(tail -c 1 "$file")" ] || echo >> "$file"  # a last line without its newline
+  (umask 077; printf '%s=%s\n' "$key" "$value" >> "$file")
+}
+
 # pid_alive FILE -> 0 when the pid in FILE is a running process
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The three services and the web console as background processes (pid files in .run/, logs in .run/logs/).
-#   deploy/services.sh start|stop|status|restart [brokerage|providers|notifications|console]
+# The four services and the web console as background processes (pid files in .run/, logs in .run/logs/).
+#   deploy/services.sh start|stop|status|restart [brokerage|providers|notifications|reporting|console]
 source "$(dirname "$0")/lib.sh"
 
-ALL=(providers brokerage notifications console)
-declare -A PORT=([brokerage]="${BROKERAGE_HTTP_PORT:-8001}" [providers]="${PROVIDERS_HTTP_PORT:-8002}" [notifications]="${NOTIFICATIONS_HTTP_PORT:-8003}" [console]="${CONSOLE_HTTP_PORT:-8004}")
+ALL=(providers brokerage notifications reporting console)
+declare -A PORT=([brokerage]="${BROKERAGE_HTTP_PORT:-8001}" [providers]="${PROVIDERS_HTTP_PORT:-8002}" [notifications]="${NOTIFICATIONS_HTTP_PORT:-8003}" [console]="${CONSOLE_HTTP_PORT:-8004}" [reporting]="${REPORTING_HTTP_PORT:-8005}")
 # Each one's internal listener (health, readiness, metrics without a token; never published):
 # <SERVICE>_INTERNAL_PORT, default its API port + 1000 (services/runtime/settings.py).
 declare -A INTERNAL_PORT
@@ -15,6 +15,7 @@ export CONSOLE_COOKIE_SECURE="${CONSOLE_COOKIE_SECURE:-false}"
 export CONSOLE_BROKERAGE_URL="${CONSOLE_BROKERAGE_URL:-http://127.0.0.1:${PORT[brokerage]}}"
 export CONSOLE_PROVIDERS_URL="${CONSOLE_PROVIDERS_URL:-http://127.0.0.1:${PORT[providers]}}"
 export CONSOLE_NOTIFICATIONS_URL="${CONSOLE_NOTIFICATIONS_URL:-http://127.0.0.1:${PORT[notifications]}}"
+export CONSOLE_REPORTING_URL="${CONSOLE_REPORTING_URL:-http://127.0.0.1:${PORT[reporting]}}"
 # Staff sign in to the console through the identity provider (below), which sends them back to
 # this address; the button names it. The console's own password accounts stay off unless
 # CONSOLE_LOCAL_ACCOUNTS=true (an installation without an identity provider).
@@ -32,9 +33,7 @@ fi
 # The key sealing secrets at rest (webhook signing secrets: services/runtime/sealing.py), made
 # once per installation (random), kept in .run/secrets.env (mode 600); values in the environment win.
 SECRETS="$RUN_DIR/secrets.env"
-[ -f "$SECRETS" ] || (umask 077; : > "$SECRETS")
-grep -q '^SECRETS_KEYS=' "$SECRETS" ||
-  (umask 077; echo "SECRETS_KEYS=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_')" >> "$SECRETS")
+add_missing_setting "$SECRETS" SECRETS_KEYS "$(head -c 32 /dev/urandom | base64 | tr '+/' '-_')"
 export_settings "$SECRETS"
 export PROVIDERS_BROKERAGE_URL="${PROVIDERS_BROKERAGE_URL:-http://127.0.0.1:${BROKERAGE_HTTP_PORT:-8001}}"
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start the whole system locally: Keycloak (the identity provider), Kafka, PostgreSQL, the
-# database roles and schemas, and the three services and the web console. Leaves everything
+# database roles and schemas, and the four services and the web console. Leaves everything
 # running; deploy/down.sh stops it.
 source "$(dirname "$0")/lib.sh"
 # Keycloak starts slowly (a minute or more on 2 cores): in the background, beside Kafka and PostgreSQL.

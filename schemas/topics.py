@@ -58,6 +58,8 @@ CONSUMED_BY = {
     "brokerage": (ANSWERS, REGISTRY),
     "providers": (PACKAGES,),
     "notifications": (PACKAGES,),
+    # Every event topic, and the dead letters (counted, never applied: a subscriber of their own).
+    "reporting": (*EVENT_TOPICS, DEAD_LETTERS),
 }
 
 

@@ -1,4 +1,4 @@
-"""The three services as separate OS processes: for the end-to-end and fault tests and the benchmark."""
+"""The services as separate OS processes: for the end-to-end and fault tests and the benchmark."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from cryptography.fernet import Fernet
 from services.runtime.oidc_client import identity_env
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("providers", "brokerage", "notifications")
+SERVICES = ("providers", "brokerage", "notifications", "reporting")
 
 
 def free_port() -> int:
@@ -99,7 +99,7 @@ def start_stack(
     extra_env: dict[str, str] | None = None,
     console: bool = False,
 ) -> Stack:
-    """The three services (``extra_env`` adds to their environment); with ``console``, then the
+    """The four services (``extra_env`` adds to their environment); with ``console``, then the
     web console as a client of their APIs."""
     from services.runtime.kafka import provision_namespace
 

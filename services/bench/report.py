@@ -74,8 +74,10 @@ def measures(result: dict) -> list[tuple[str, str, str]]:
         ("baseline consume-then-produce msgs/s", _f(s["baseline_messages_per_second"]), ""),
         ("pipeline events/s as a share of the baseline", _f(s.get("events_vs_baseline")), ""),
     ]
-    for name in SERVICES:
-        rows.append((f"{name}: CPU s in the burst", _f(s["cpu_seconds_per_service"][name]), ""))
+    cpu, rss = s["cpu_seconds_per_service"] or {}, s["peak_rss_mb"] or {}
+    # A result recorded before a service existed (reporting) has no figures for it: no row either.
+    for name in [n for n in SERVICES if cpu.get(n) is not None or rss.get(n) is not None]:
+        rows.append((f"{name}: CPU s in the burst", _f(cpu.get(name)), ""))
         rows.append((f"{name}: peak RSS MB", _f((s["peak_rss_mb"] or {}).get(name)), "< 250"))
     for name, seconds in (s.get("cpu_seconds_outside_services") or {}).items():  # kafka, postgresql, load_generator
         rows.append((f"{name}: CPU s in the burst", _f(seconds), ""))

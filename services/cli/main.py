@@ -4,7 +4,9 @@ homecare db provision          create the database, roles and schemas (administr
 homecare demo                  place a batch of synthetic packages through the HTTP API
 homecare tail                  follow the event streams, one decoded line per event
 homecare lag                   consumer lag per group and partition, oldest unprocessed event
-homecare kpis                  brokerage and market KPIs over a period, with RAG status
+homecare kpis                  brokerage and market KPIs over a period, with RAG status (the reporting service's)
+homecare reporting rebuild     replay what the event topics still hold into the reporting projection
+homecare reporting bench       the projection's figures on a generated history (rebuild events/s, KPI p95)
 homecare dead-letters list     what the consumers could not apply, with origin and error
 homecare dead-letters show N   one dead letter in full
 homecare dead-letters replay   put chosen dead letters back on their original topic
@@ -24,7 +26,7 @@ import asyncio
 
 import typer
 
-from services.cli import bench, demo, operations, output, providers, simulate, staff
+from services.cli import bench, demo, operations, output, providers, reporting, simulate, staff
 from services.runtime.logging import configure
 
 app = typer.Typer(no_args_is_help=True, help="Operate the home care brokerage platform.")
@@ -38,6 +40,7 @@ kafka_app = typer.Typer(no_args_is_help=True, help="The Kafka cluster.")
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(providers.app, name="providers")
 app.add_typer(staff.app, name="staff")
+app.add_typer(reporting.app, name="reporting")
 app.command("demo")(demo.demo)
 app.command("tail")(operations.tail)
 app.command("lag")(operations.lag)

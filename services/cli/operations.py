@@ -1,6 +1,6 @@
 """The operations commands, thin over :mod:`services.operations` (which the web console uses too):
 
-homecare kpis                  brokerage and market KPIs over a period, with RAG status
+homecare kpis                  brokerage and market KPIs over a period, with RAG status (from the reporting service)
 homecare tail                  follow the event streams, one decoded line per event
 homecare lag                   consumer lag per group and partition, oldest unprocessed event
 homecare dead-letters list|show|replay   what the consumers could not apply
@@ -13,12 +13,14 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import os
 
+import httpx
 import typer
 
 from schemas import topics as contract
 from services.cli import output
-from services.operations import dead_letters, kpis, outbox, streams
+from services.operations import dead_letters, outbox, streams
 from services.operations.lag import lag as lag_of
 from services.runtime import clock, topics
 from services.runtime.settings import admin_settings
@@ -32,20 +34,46 @@ def kpis_command(
         None, help="Period start, instead of --days: a UK date (from its midnight) or an ISO date/time (UK time)"
     ),
     until: str = typer.Option(None, help="Period end (exclusive), as --since; default now"),
+    zone: str = typer.Option(None, help="Only packages in this zone"),
+    band: str = typer.Option(None, help="Only packages in this band"),
     as_json: bool = typer.Option(False, "--json", help="JSON only, instead of the report"),
+    url: str = typer.Option("http://127.0.0.1:8005", envvar="REPORTING_URL", help="The reporting service"),
 ) -> None:
-    """Brokerage and market KPIs over a period, with RAG status per measure."""
+    """Brokerage and market KPIs over a period, with RAG status per measure, from the reporting
+    service's projection (``GET /kpis``; as ``HOMECARE_CLI_USER``, default demo-ops)."""
     now = clock.now()
     try:
         end = clock.parse_uk_bound(until) if until else now
         start = clock.parse_uk_bound(since) if since else end - dt.timedelta(days=days)
     except ValueError as bad:
         raise typer.BadParameter(f"{bad}: give a date (2027-03-28) or a date and time (2027-03-28T09:00)") from None
-    result = asyncio.run(kpis.key_figures(admin_settings().kafka_bootstrap_servers, start=start, end=end, now=now))
+    params = {"from": start.isoformat(), "to": end.isoformat()}
+    params |= {k: v for k, v in (("zone", zone), ("band", band)) if v}
+    result = reporting_kpis(url, params)
     if as_json:
         output.echo_json(result)
         return
     output.echo(render_kpis(result, output.width()))
+
+
+def reporting_kpis(url: str, params: dict[str, str]) -> dict:
+    """``GET /kpis`` of the reporting service at ``url``; a refusal is printed and exits 1."""
+    from services.runtime.oidc_client import TokenError, user_auth
+
+    try:
+        auth = user_auth(os.environ.get("HOMECARE_CLI_USER", "demo-ops"))
+    except TokenError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    try:
+        response = httpx.get(f"{url}/kpis", params=params, auth=auth, timeout=30)
+    except httpx.HTTPError as exc:
+        typer.echo(f"the reporting service at {url} did not answer ({exc!r}); is it running?", err=True)
+        raise typer.Exit(1) from None
+    if response.status_code >= 400:
+        typer.echo(f"refused ({response.status_code}): {response.json().get('error', response.text)}", err=True)
+        raise typer.Exit(1)
+    result: dict = response.json()
+    return result
 
 
 def render_kpis(result: dict, room: int) -> str:

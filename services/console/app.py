@@ -71,6 +71,7 @@ class Console:
             brokerage=settings.brokerage_url,
             providers=settings.providers_url,
             notifications=settings.notifications_url,
+            reporting=settings.reporting_url,
             auth=service_account(settings),
         )
         self.zones: list[dict] = []

@@ -95,11 +95,20 @@ class Client:
 
 
 class Services:
-    def __init__(self, *, brokerage: str, providers: str, notifications: str, auth: httpx.Auth | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        brokerage: str,
+        providers: str,
+        notifications: str,
+        reporting: str = "http://127.0.0.1:8005",
+        auth: httpx.Auth | None = None,
+    ) -> None:
         self.brokerage = Client(brokerage, auth=auth)
         self.providers = Client(providers, auth=auth)
         self.notifications = Client(notifications, auth=auth)
+        self.reporting = Client(reporting, auth=auth, timeout=30.0)
 
     async def close(self) -> None:
-        for client in (self.brokerage, self.providers, self.notifications):
+        for client in (self.brokerage, self.providers, self.notifications, self.reporting):
             await client.close()

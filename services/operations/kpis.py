@@ -1,6 +1,8 @@
-"""KPIs: how the brokerage and the market are doing over a period, from the event streams (the
-same events everyone else sees - no reaching into the services' schemas). ``homecare kpis`` prints
-them; the console's KPI page charts them.
+"""KPIs: how the brokerage and the market are doing over a period, computed by reading every record
+of the event streams. This was how ``homecare kpis`` and the console's KPI page answered; they now
+ask the reporting service (services/reporting: the same measures as SQL over its projection). It
+is kept as the reference computation that the reporting KPIs are tested against, on the same
+history, and for the shared arithmetic (percentile, shares and HHI, RAG).
 
 Measures (domain.md, "What operations want to see"): packages requested, placed, unplaced,
 cancelled and handed back; time to place (median, 90th percentile) by urgency and by zone;

@@ -224,6 +224,8 @@ def create_app(
         outbox = await service.outbox_state()
         if outbox is not None:
             content["outbox"] = outbox
+        if service.lag_on_health:
+            content["lag"] = service.lag  # None until first measured
         return JSONResponse(status_code=200 if ok else 503, content=content)
 
     @app.get(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.protocol.admin import CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest
 from faststream.kafka import KafkaBroker
@@ -83,26 +84,55 @@ def make_broker(settings: ServiceSettings) -> KafkaBroker:
     )
 
 
-async def ensure_topics(
-    bootstrap: str, replication_factor: int = 1, security: dict | None = None, namespace: str | None = None
-) -> None:
-    """Create the system's topics with their partition count, if missing.
+DAY_MS = 86_400_000
 
-    The registry topic is compacted: it holds each provider's latest profile for as long as
-    the provider exists, so a new brokerage instance can always rebuild its view from it.
+
+def topic_configs(settings: SharedSettings | None = None, namespace: str | None = None) -> dict[str, dict[str, str]]:
+    """Each topic of ``namespace`` with the configuration it is created (and kept) with: its
+    retention (``retention.ms``, from the settings' ``kafka_retention_*_days``; -1 keeps
+    forever), and the registry compacted - each provider's latest profile kept for as long as the
+    provider exists, so a new brokerage instance can always rebuild its view from it."""
+    s = settings or SharedSettings()
+    days = {
+        topics.PACKAGES: s.kafka_retention_packages_days,
+        topics.ANSWERS: s.kafka_retention_answers_days,
+        topics.CONFIRMATIONS: s.kafka_retention_confirmations_days,
+        topics.DEAD_LETTERS: s.kafka_retention_dead_letters_days,
+    }
+    configs = {}
+    for base in topics.ALL:
+        name = runtime_topics.resolve(base, namespace)
+        if base == topics.REGISTRY:
+            configs[name] = {"cleanup.policy": "compact", "retention.ms": "-1"}
+        else:
+            configs[name] = {"cleanup.policy": "delete", "retention.ms": str(max(-1, int(days[base] * DAY_MS)) or -1)}
+    return configs
+
+
+async def ensure_topics(
+    bootstrap: str,
+    replication_factor: int = 1,
+    security: dict | None = None,
+    namespace: str | None = None,
+    configs: dict[str, dict[str, str]] | None = None,
+) -> None:
+    """Create the system's topics with their partition count and configuration (``configs``,
+    default :func:`topic_configs` of the environment's settings), if missing; a topic that exists
+    is given that configuration (retention is a decision, not the broker's default).
+
     On a secured cluster only the administrator may create topics (``homecare kafka acls``).
     """
+    configs = configs or topic_configs(namespace=namespace)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **_security(security))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        compacted = runtime_topics.resolve(topics.REGISTRY, namespace)
         missing = [
             NewTopic(
                 t,
                 num_partitions=topics.PARTITIONS,
                 replication_factor=replication_factor,
-                topic_configs={"cleanup.policy": "compact"} if t == compacted else {},
+                topic_configs=configs.get(t, {}),
             )
             for t in runtime_topics.all_topics(namespace)
             if t not in existing
@@ -110,8 +140,33 @@ async def ensure_topics(
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
+        # AlterConfigs replaces a topic's whole dynamic configuration: these are all of ours.
+        present = [t for t in runtime_topics.all_topics(namespace) if t in existing]
+        if present:
+            for response in await admin.alter_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, t, configs.get(t, {})) for t in present]
+            ):
+                for error_code, message, _type, name in response.resources:
+                    if error_code:
+                        raise RuntimeError(f"could not configure topic {name}: {message or error_code}")
     finally:
         await admin.close()
+
+
+async def topic_config(bootstrap: str, topic: str, key: str, security: dict | None = None) -> str | None:
+    """One configuration value of a topic as the cluster has it (``retention.ms``,
+    ``cleanup.policy``); None when it cannot say."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **_security(security))
+    await admin.start()
+    try:
+        (response,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic, {key: None})])
+        for _error, _message, _type, _name, entries in response.resources:
+            for entry in entries:
+                if entry[0] == key:
+                    return str(entry[1])
+    finally:
+        await admin.close()
+    return None
 
 
 def _security(security: dict | None) -> dict:
@@ -233,8 +288,8 @@ async def _age_at(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -
 # ---- access control on a secured cluster ----------------------------------------------------
 # One principal per service (docs/guide/kafka-security.md): each may write the topics it owns
 # (schemas/topics.py OWNER) and the dead letters, read the topics it consumes, and use its own
-# consumer group; the console and the reporting service only read; `ops` replays dead letters
-# (reads them, writes their original topics). The administrator is the only super user.
+# consumer group (reporting owns no topic: it writes only dead letters); the console only reads;
+# `ops` replays dead letters (reads them, writes their original topics). The administrator is the only super user.
 # aiokafka has the ACL protocol messages but no admin methods for them, so they are sent as is.
 
 # Kafka's protocol codes (org.apache.kafka.common.acl / resource).
@@ -247,7 +302,7 @@ RESOURCE_NAMES = {_TOPIC: "topic", _GROUP: "group"}
 OPERATION_NAMES = {_READ: "read", _WRITE: "write", _DESCRIBE: "describe"}
 
 # Principals besides the three event-driven services.
-READERS = ("console", "reporting")  # read-only: the console's live tail, lag and KPIs; the reporting service
+READERS = ("console",)  # read-only: the console's live tail, lag and KPIs
 OPS = "ops"  # dead-letter replay (the CLI's and the console's): reads dead letters, writes their origin
 PRINCIPALS = (*SERVICES, *READERS, OPS)
 
@@ -271,12 +326,10 @@ def acl_plan(namespace: str | None = None) -> dict[str, list[Grant]]:
         grants += [g for t in topics.CONSUMED_BY[service] for g in topic(t, _READ, _DESCRIBE)]
         grants += group(service, _READ, _DESCRIBE)
         plan[service] = grants
-    # The console reads every topic (live tail, dead letters, KPIs) and sees each group's lag;
+    # The console reads every topic (live tail, dead letters) and sees each group's lag;
     # it joins no group (it assigns partitions and commits nothing).
     plan["console"] = [g for t in topics.ALL for g in topic(t, _READ, _DESCRIBE)]
     plan["console"] += [g for s in SERVICES for g in group(s, _DESCRIBE)]
-    plan["reporting"] = [g for t in topics.EVENT_TOPICS for g in topic(t, _READ, _DESCRIBE)]
-    plan["reporting"] += group("reporting", _READ, _DESCRIBE)
     plan[OPS] = topic(topics.DEAD_LETTERS, _READ, _DESCRIBE)
     plan[OPS] += [g for t in topics.EVENT_TOPICS for g in topic(t, _WRITE, _DESCRIBE)]
     return plan

@@ -133,6 +133,14 @@ TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
         ("GET", "/packages/{package_id}/notifications"): FOLLOWS_WORK,
         ("GET", "/packages/{package_id}/confirmations"): FOLLOWS_WORK,
     },
+    "reporting": {
+        # Aggregates over the period (counts, waits, hours, spend by band): the people who run and
+        # commission the service, and the console's KPI page. Brokers work packages, not reports.
+        ("GET", "/kpis"): frozenset({OPERATIONS, MANAGER, HEAD_OF_SERVICE, COUNCIL_ADMIN, CONSOLE}),
+        # Row-level history with every bid's price (commercial data, as the decision record): the
+        # council's managers and administrators (its BI team), not operations.
+        ("GET", "/exports/{name}"): frozenset({MANAGER, HEAD_OF_SERVICE, COUNCIL_ADMIN}),
+    },
 }
 
 # Rights within an operation's answer: commercial data only for the roles that need it.

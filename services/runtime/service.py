@@ -20,12 +20,19 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from fastapi import FastAPI
 
 from schemas.topics import CONSUMED_BY
+from services.runtime import clock, metrics
 from services.runtime import logging as runtime_logging
-from services.runtime import metrics
 from services.runtime import topics as runtime_topics
 from services.runtime.consumer import EventConsumer
 from services.runtime.db import backoff_delays, create_pool, migrate
-from services.runtime.kafka import consumer_lag, ensure_topics, kafka_security, make_broker, partitions_of
+from services.runtime.kafka import (
+    consumer_lag,
+    ensure_topics,
+    kafka_security,
+    make_broker,
+    partitions_of,
+    topic_configs,
+)
 from services.runtime.oidc_client import service_account
 from services.runtime.outbox import Relay
 from services.runtime.settings import ServiceSettings
@@ -89,6 +96,11 @@ class Service:
         self.gauge_refreshers: list[StartupStep] = []
         self.background: list[BackgroundTask] = []
         self._tasks: list[asyncio.Task] = []
+        # The consumer group's lag as last measured (every 15 s): events not yet applied and the
+        # age of the oldest; shown on /health/ready when ``lag_on_health`` (reporting: how far its
+        # projection is behind the topics).
+        self.lag: dict[str, float | int | str | None] | None = None
+        self.lag_on_health = False
         self.stopping = asyncio.Event()
         self.server: uvicorn.Server | None = None
 
@@ -149,7 +161,11 @@ class Service:
                 # On a secured cluster the administrator creates the topics (`homecare kafka acls`):
                 # a service's principal may not, by design.
                 if self.settings.kafka_security_protocol == "PLAINTEXT":
-                    await ensure_topics(self.settings.kafka_bootstrap_servers, self.settings.kafka_replication_factor)
+                    await ensure_topics(
+                        self.settings.kafka_bootstrap_servers,
+                        self.settings.kafka_replication_factor,
+                        configs=topic_configs(self.settings),
+                    )
                 await self.broker.start()
                 return
             except (KafkaConnectionError, KafkaError, OSError) as exc:
@@ -329,6 +345,11 @@ async def _measure_lag(service: Service, every: float = 15.0) -> None:
                 metrics.CONSUMER_LAG.labels(service.name, row.topic, str(row.partition)).set(row.lag)
             ages = [r.oldest_unprocessed_age_s for r in rows if r.oldest_unprocessed_age_s is not None]
             metrics.CONSUMER_OLDEST_UNPROCESSED.labels(service.name).set(max(ages, default=0))
+            service.lag = {
+                "events": sum(r.lag for r in rows),
+                "oldest_unprocessed_age_s": max(ages, default=None),
+                "measured_at": clock.now().isoformat(),
+            }
         except Exception as exc:
             log.warning("could not measure consumer lag", error=repr(exc))
         with suppress(TimeoutError):

@@ -28,14 +28,15 @@ THIRD_PARTY_SECRETS = ("smtp_password", "notify_api_key")  # chosen by the mail 
 DEVELOPMENT_SECRETS_KEY = "ZGV2ZWxvcG1lbnQtb25seS1rZXktbm90LWZvci11c2U="
 MIN_SECRET_LENGTH = 16
 
-ServiceName = Literal["brokerage", "providers", "notifications", "console"]
-# The event-driven services (each consumes and publishes through the runtime's inbox/outbox).
-SERVICES: tuple[ServiceName, ...] = ("brokerage", "providers", "notifications")
+ServiceName = Literal["brokerage", "providers", "notifications", "reporting", "console"]
+# The event-driven services (each consumes through the runtime's inbox, and publishes through its
+# outbox; reporting publishes nothing but its dead letters).
+SERVICES: tuple[ServiceName, ...] = ("brokerage", "providers", "notifications", "reporting")
 # Every process that owns a schema and a login role: the services, and the web console (staff
 # accounts and sessions only; it reaches the services through their HTTP APIs).
 SCHEMA_OWNERS: tuple[ServiceName, ...] = (*SERVICES, "console")
-DEFAULT_PORTS = {"brokerage": 8001, "providers": 8002, "notifications": 8003, "console": 8004}
-INTERNAL_PORT_OFFSET = 1000  # the internal listener's default port: 9001-9004
+DEFAULT_PORTS = {"brokerage": 8001, "providers": 8002, "notifications": 8003, "console": 8004, "reporting": 8005}
+INTERNAL_PORT_OFFSET = 1000  # the internal listener's default port: 9001-9005
 
 # The local processes started by deploy/kafka.sh and deploy/postgres.sh (same port variables).
 LOCAL_KAFKA = f"127.0.0.1:{os.environ.get('HOMECARE_KAFKA_PORT', '19092')}"
@@ -134,6 +135,17 @@ class SharedSettings(BaseSettings):
 
     kafka_bootstrap_servers: str = LOCAL_KAFKA
     kafka_replication_factor: int = 1
+    # How long each topic keeps its records (retention.ms), set on the topic where it is created
+    # and by `homecare kafka acls` (docs/guide/retention.md, docs/decisions/0080). The decision log
+    # of a package - its lifecycle and the providers' answers - and the confirmations default to
+    # seven years: six complete financial years after the last change (the Limitation Act 1980's
+    # six years for contract claims, as councils' retention schedules keep commissioning and
+    # contract records), plus the current one. Dead letters wait a year for a replay. 0 or less:
+    # kept forever. The registry is compacted (each provider's latest profile, always kept).
+    kafka_retention_packages_days: float = 2557
+    kafka_retention_answers_days: float = 2557
+    kafka_retention_confirmations_days: float = 2557
+    kafka_retention_dead_letters_days: float = 365
     # A secured cluster (deploy/kafka/server-sasl.properties): SASL/SCRAM, one principal per
     # service (``<SERVICE>_KAFKA_USERNAME`` - default the service's name - and
     # ``<SERVICE>_KAFKA_PASSWORD``); unprefixed ``KAFKA_USERNAME``/``KAFKA_PASSWORD`` are the
@@ -310,6 +322,7 @@ class ServiceSettings(SharedSettings):
     # Web console: the services' HTTP APIs it is a client of (and brokerage_url above), and its sessions.
     providers_url: str = "http://127.0.0.1:8002"
     notifications_url: str = "http://127.0.0.1:8003"
+    reporting_url: str = "http://127.0.0.1:8005"
     session_idle_minutes: float = 30
     session_max_hours: float = 12
     # The console's cookies are Secure (sent over HTTPS only) and it sends HSTS, by default; set

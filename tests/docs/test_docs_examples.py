@@ -11,7 +11,7 @@ Each fenced block of ``docs/**/*.md`` and ``README.md`` is one test:
 
 An HTML comment on the line above a block changes how it runs:
 
-- ``<!-- docs-example: needs stack -->``: the three services run as processes on the real Kafka
+- ``<!-- docs-example: needs stack -->``: the services run as processes on the real Kafka
   and PostgreSQL (once for the module, with the session's database and topic namespace); the
   block gets their addresses, tokens and infrastructure in its environment, and the services'
   usual addresses in its text (``127.0.0.1:8001`` to ``8003``) point at the running ones;
@@ -42,8 +42,13 @@ RUN = {"python": "python", "py": "python", "bash": "bash", "sh": "bash", "shell"
 PARSE = {"json", "yaml"}
 INERT = {"text", "mermaid"}
 # The services' usual addresses (deploy/services.sh), as the docs write them.
-USUAL_PORTS = {"brokerage": 8001, "providers": 8002, "notifications": 8003}
-USUAL_INTERNAL_PORTS = {"brokerage": 9001, "providers": 9002, "notifications": 9003}  # their internal listeners
+USUAL_PORTS = {"brokerage": 8001, "providers": 8002, "notifications": 8003, "reporting": 8005}
+USUAL_INTERNAL_PORTS = {
+    "brokerage": 9001,
+    "providers": 9002,
+    "notifications": 9003,
+    "reporting": 9005,
+}  # their internal listeners
 TIMEOUT_SECONDS = 120
 # Blocks that start, stop or reset an installation's own processes are never run from a test:
 # they would act on the machine's Kafka, PostgreSQL and services, not the test's.
@@ -117,6 +122,7 @@ def environment(stack) -> dict[str, str]:
             "BROKERAGE_URL": stack.url("brokerage"),
             "PROVIDERS_URL": stack.url("providers"),
             "NOTIFICATIONS_URL": stack.url("notifications"),
+            "REPORTING_URL": stack.url("reporting"),  # where `homecare kpis` asks
         }  # and the identity provider's settings, which the identity fixture put in os.environ
     return env
 

@@ -1,6 +1,7 @@
 """The three services as separate OS processes on the real Kafka and PostgreSQL."""
 
 import asyncio
+import os
 import signal
 
 import pytest
@@ -29,7 +30,9 @@ def stack(database_url, infra, namespace, artifacts, mail_server, identity):
         "BROKERAGE_PAUSE_HOLD_SECONDS": "20",
     }
     s = start_stack(database_url, infra.kafka, namespace, artifacts / "e2e-logs", extra_env=email)
+    os.environ["REPORTING_URL"] = s.url("reporting")  # where `homecare kpis`, run by the tests, asks
     yield s
+    os.environ.pop("REPORTING_URL", None)
     try:
         # After every end-to-end test: the services agree on who holds each package, and on the
         # hours each provider has committed (issue 14, item 5).

@@ -30,6 +30,7 @@ PATH_VALUES = {
     "request_id": "999999",
     "kind": "broker",
     "recipient_id": "authorization-test",
+    "name": "packages.csv",  # a reporting export
 }
 
 
@@ -140,7 +141,12 @@ def test_tokens_that_must_not_pass_are_401_on_every_service(stack, identity):
         "not a JWT": "hcp_abc_def",
     }
     for service in SERVICES:
-        path = {"brokerage": "/packages", "providers": "/providers", "notifications": "/recipients/broker/x"}[service]
+        path = {
+            "brokerage": "/packages",
+            "providers": "/providers",
+            "notifications": "/recipients/broker/x",
+            "reporting": "/kpis",
+        }[service]
         for name, token in probes.items():
             r = httpx.get(f"{stack.url(service)}{path}", headers={"Authorization": f"Bearer {token}"}, timeout=10)
             assert r.status_code == 401, (service, name, r.text)

@@ -111,7 +111,7 @@ async def test_kpis_read_whole_in_a_pipe_and_the_json_has_the_same_values(stack)
 async def test_lag_reads_whole_in_a_pipe_and_the_json_has_the_same_values(stack):
     rows, texts = await stable("lag")
     assert isinstance(rows, list) and {r["group"] for r in rows} == {
-        topics.group(s) for s in ("brokerage", "providers", "notifications")
+        topics.group(s) for s in ("brokerage", "providers", "notifications", "reporting")
     }
     for room, text in texts.items():
         assert_fits(text, room)

@@ -63,11 +63,16 @@ async def test_health_metrics_and_asyncapi_on_every_service(stack, known_batch):
                 "event_loop": "uvloop",
             }
             ready = (await client.get(f"{base}/health/ready")).json()
+            lag = ready.pop("lag", None)
             assert ready == {
                 "status": "ready",
                 "checks": {"api": True, "postgresql": True, "kafka": True},
                 "outbox": {"parked": 0, "held": 0},
             }
+            if name == "reporting":  # how far its projection is behind the topics, once measured
+                assert lag is None or (lag["events"] >= 0 and "oldest_unprocessed_age_s" in lag)
+            else:
+                assert lag is None
             text = (await client.get(f"{base}/metrics")).text
             for metric in (
                 "homecare_events_handled_total",
@@ -102,7 +107,6 @@ async def test_health_metrics_and_asyncapi_on_every_service(stack, known_batch):
 
 async def test_kpis_equal_an_independent_computation_from_the_databases(known_batch, database_url):
     since, packages = known_batch
-    result = json.loads(homecare("kpis", "--since", since.isoformat(), "--json").stdout)
     ids = [p["package_id"] for p in packages]
     conn = await asyncpg.connect(database_url)
     try:
@@ -116,6 +120,19 @@ async def test_kpis_equal_an_independent_computation_from_the_databases(known_ba
         await conn.close()
     placed = [r for r in rows if r["status"] == "placed"]
     unplaced = [r for r in rows if r["status"] == "unplaced"]
+    # The reporting service answers from its projection: wait until it has applied the batch's events.
+    for _ in range(60):
+        result = json.loads(homecare("kpis", "--since", since.isoformat(), "--json").stdout)
+        got = result["packages"]
+        declined = sum(sum(r.values()) for r in result["declines_by_band"].values())
+        if (got["requested"], got["placed"], got["unplaced"], declined) == (
+            len(rows),
+            len(placed),
+            len(unplaced),
+            len(declines),
+        ):
+            break
+        await asyncio.sleep(1)
     assert result["packages"]["requested"] == len(rows) == 42
     assert result["packages"]["placed"] == len(placed) and result["packages"]["unplaced"] == len(unplaced)
 

@@ -24,6 +24,7 @@ import asyncpg
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 
+from schemas import topics as contract
 from services.runtime import topics
 from services.runtime.kafka import kafka_security, read_topic
 from services.runtime.reference import load_framework
@@ -32,6 +33,9 @@ from tests.faults.test_crash_and_restart import post_with_retries, wait_until_fi
 from tests.support import SERVICES, assert_services_agree, event_of, staff
 
 PACKAGES = 240
+# Members of its consumer group per instance: reporting counts the dead letters with a subscriber
+# of their own in its group (services/reporting/app.py), beside the one for the event topics.
+MEMBERS = {"reporting": 2}
 RATE_PER_SECOND = 10
 
 
@@ -104,7 +108,7 @@ async def test_two_instances_of_each_service_lose_and_double_nothing_when_one_di
                             report["takeover_seconds"][name] = round(time.monotonic() - killed_at, 1)
                             pending.discard(name)
                     for name in list(groups):
-                        if await group_state(infra.kafka, topics.group(name)) == ("Stable", 1):
+                        if await group_state(infra.kafka, topics.group(name)) == ("Stable", MEMBERS.get(name, 1)):
                             report["partitions_reassigned_seconds"][name] = round(time.monotonic() - killed_at, 1)
                             groups.discard(name)
                     await asyncio.sleep(0.5)
@@ -124,9 +128,12 @@ async def test_two_instances_of_each_service_lose_and_double_nothing_when_one_di
             if stack.procs[second(name)].poll() is None:
                 stack.stop(second(name))
 
-    # Both relays of every service published while both were alive.
+    # Both relays of every publishing service published while both were alive (reporting's outbox
+    # holds only its dead letters: none in a healthy run).
+    publishers = set(contract.OWNER.values())
     for name, (first, other) in report["published_before_the_kill"].items():
-        assert first > 0 and other > 0, f"{name}: one relay stood by ({first}, {other} rows published)"
+        if name in publishers:
+            assert first > 0 and other > 0, f"{name}: one relay stood by ({first}, {other} rows published)"
     assert set(report["takeover_seconds"]) == set(SERVICES), "a survivor never took the dead relay's buckets"
     assert set(report["partitions_reassigned_seconds"]) == set(SERVICES), "a group never settled on its survivor"
 

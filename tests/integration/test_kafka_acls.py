@@ -38,7 +38,7 @@ from services.runtime.settings import admin_settings, load, local_kafka_identity
 from services.simulator.synthetic import batch
 from tests.support import drop_database, staff, start_stack, stop_stack
 
-SERVICES = ("brokerage", "providers", "notifications")
+SERVICES = ("brokerage", "providers", "notifications", "reporting")
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -69,7 +69,7 @@ def acl_namespace(namespace) -> str:
 
 @pytest.fixture(scope="module")
 async def acl_stack(admin, infra, database_url, acl_namespace, artifacts, identity):
-    """The three services on the secured broker, in a database and topic namespace of their own
+    """The four services on the secured broker, in a database and topic namespace of their own
     (start_stack makes the namespace's topics and ACLs as the administrator)."""
     name = urlsplit(database_url).path.lstrip("/") + "_acl"
     url = infra.database_url(name)
@@ -105,12 +105,13 @@ async def test_each_principal_has_exactly_the_rights_intended(admin, infra, name
     assert writes("User:brokerage") == {"brokerage.packages", "homecare.dead-letters"}
     assert writes("User:providers") == {"providers.answers", "providers.registry", "homecare.dead-letters"}
     assert writes("User:notifications") == {"notifications.confirmations", "homecare.dead-letters"}
+    assert writes("User:reporting") == {"homecare.dead-letters"}  # its own dead letters, nothing else
     assert reads("User:brokerage") == {"providers.answers", "providers.registry"}
     assert reads("User:providers") == reads("User:notifications") == {"brokerage.packages"}
-    # The readers read and never write; ops replays dead letters (reads them, writes their origin).
-    assert writes("User:console") == writes("User:reporting") == set()
+    # The console reads and never writes; ops replays dead letters (reads them, writes their origin).
+    assert writes("User:console") == set()
     assert reads("User:console") == set(topics.contract.ALL)
-    assert reads("User:reporting") == set(topics.contract.EVENT_TOPICS)
+    assert reads("User:reporting") == set(topics.contract.ALL)  # every event topic, and counts the dead letters
     assert reads("User:ops") == {"homecare.dead-letters"}
     assert writes("User:ops") == set(topics.contract.EVENT_TOPICS)
     # Each consumer group is read (joined) by its own principal only; the console may only see them.
@@ -237,7 +238,9 @@ async def test_a_forged_bid_from_a_principal_without_write_rights_is_refused_and
 
 async def test_an_event_on_a_topic_that_does_not_own_it_is_dead_lettered(admin, infra, acl_stack, acl_namespace):
     """Written by the administrator (who may write anywhere): a BidSubmitted on brokerage.packages
-    reaches the providers and notifications consumers, and each dead-letters it as misrouted."""
+    reaches every consumer of that topic (providers, notifications, reporting), and each
+    dead-letters it as misrouted."""
+    consumers = {s for s, consumed in topics.contract.CONSUMED_BY.items() if "brokerage.packages" in consumed}
     package_id = uuid.uuid4()  # a package's events are keyed by it
     bid = BidSubmitted(
         correlation_id=package_id,
@@ -268,17 +271,18 @@ async def test_an_event_on_a_topic_that_does_not_own_it_is_dead_lettered(admin, 
             headers = {k: v.decode() for k, v in record.headers}
             if record.key == str(bid.package_id).encode():
                 letters[headers["x-dlq-service"]] = headers["x-dlq-reason"] + ": " + headers["x-dlq-error"]
-        if len(letters) == 2:
+        if len(letters) == len(consumers):
             break
         await asyncio.sleep(0.5)
-    assert set(letters) == {"providers", "notifications"}
+    assert set(letters) == consumers == {"providers", "notifications", "reporting"}
     for letter in letters.values():
         assert letter.startswith("misrouted: BidSubmitted is accepted only from")
 
 
 async def test_a_rotated_password_replaces_the_old_one(admin, infra):
     """deploy/kafka.sh rotate: the principal's old password no longer signs in, the new one (in
-    the credentials file, which the processes read) does. `reporting` is no running process's."""
+    the credentials file, which the processes read) does. `reporting`: no process of this test
+    package signs in as it."""
     before = local_kafka_identity("reporting", infra.kafka)
     if before is None:
         pytest.skip("not the local broker of deploy/kafka.sh")

@@ -86,9 +86,10 @@ def test_no_secret_has_a_default_value():
     assert "postgres:postgres@" not in text
 
 
-def test_only_the_console_and_the_provider_api_are_published_and_on_loopback_by_default():
+def test_only_the_console_the_provider_api_and_reporting_are_published_and_on_loopback_by_default():
     services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
     published = {name: s["ports"] for name, s in services.items() if s.get("ports")}
-    assert set(published) == {"console", "providers"}
+    # Reporting: the council's BI tools download its exports (docs/guide/reporting.md).
+    assert set(published) == {"console", "providers", "reporting"}
     for ports in published.values():
         assert all(str(p).startswith("${HOMECARE_PUBLISH_ADDRESS:-127.0.0.1}:") for p in ports)

@@ -55,7 +55,12 @@ def test_grafana_dashboard_uses_exported_metrics():
         assert not referenced(expr) - exported(), expr
 
 
-def test_prometheus_scrapes_the_three_services():
+def test_prometheus_scrapes_every_service_on_its_internal_listener():
+    from services.runtime.settings import DEFAULT_PORTS, INTERNAL_PORT_OFFSET, SERVICES
+
     config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
-    targets = [t for job in config["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]]
-    assert len(targets) == 3 and config["rule_files"] == ["alerts.yml"]
+    scraped = {
+        sc["labels"]["service"]: sc["targets"] for job in config["scrape_configs"] for sc in job["static_configs"]
+    }
+    assert scraped == {name: [f"127.0.0.1:{DEFAULT_PORTS[name] + INTERNAL_PORT_OFFSET}"] for name in SERVICES}
+    assert config["rule_files"] == ["alerts.yml"]

@@ -43,3 +43,27 @@ def test_the_openapi_document_declares_the_schemes_and_the_roles(service):
                 assert operation["security"] == [{"oidc": []}] and operation["x-roles"] == ["any"]
             elif rule is not permissions.PROVIDER_CREDENTIAL:
                 assert operation["security"] == [{"oidc": []}] and operation["x-roles"] == sorted(rule or ())
+
+
+def test_the_documented_table_is_the_permission_table():
+    """docs/security.md shows the table as role x operation for people to read: it says what the
+    code enforces, row for row (the provider API's ``/me`` and the operations endpoints aside)."""
+    from pathlib import Path
+
+    columns = (*permissions.STAFF_ROLES, "service:providers", permissions.CONSOLE)
+    text = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    shown: dict[tuple[str, str, str], frozenset[str]] = {}
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 2 + len(columns) and cells[0] in permissions.TABLE and cells[1].startswith("`"):
+            method, path = cells[1].strip("`").split(" ", 1)
+            shown[(cells[0], method, path)] = frozenset(
+                role for role, cell in zip(columns, cells[2:], strict=True) if cell == "✓"
+            )
+    enforced = {
+        (service, method, path): rule
+        for service, rules in permissions.TABLE.items()
+        for (method, path), rule in rules.items()
+        if rule is not permissions.PROVIDER_CREDENTIAL
+    }
+    assert shown == enforced

@@ -1,6 +1,7 @@
 """Operations' pages: the live event stream (server-sent events from Kafka, decoded as ``homecare
 tail`` decodes them, filterable by zone and type), consumer lag, dead letters (replayed with a
-button) and the KPIs with charts. The reading is :mod:`services.operations`', as the CLI's is."""
+button) and the KPIs with charts (from the reporting service, as ``homecare kpis``'). The reading of
+Kafka is :mod:`services.operations`', as the CLI's is."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from services.console.api.pages import now, page, zones
 from services.console.api.sessions import Sessions
 from services.console.domain import Permission
 from services.console.handlers import Session
-from services.operations import dead_letters, kpis, lag, streams
+from services.operations import dead_letters, lag, streams
 from services.runtime.kafka import kafka_security
 
 if TYPE_CHECKING:
@@ -109,9 +110,9 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         except ValueError:
             days = 7.0
         at = now()
-        figures = await kpis.key_figures(
-            bootstrap, start=at - dt.timedelta(days=days), end=at, now=at, security=security
-        )
+        # From the reporting service's projection, as the staff member (operations may read KPIs).
+        period = {"from": (at - dt.timedelta(days=days)).isoformat(), "to": at.isoformat()}
+        figures = await console.services.reporting.get("/kpis", params=period)
         return page(request, "kpis.html", session, k=figures, days=days, charts=kpi_charts(figures))
 
     return router

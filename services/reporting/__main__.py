@@ -1,0 +1,4 @@
+from services.reporting.app import build
+from services.runtime.service import serve
+
+serve(build)

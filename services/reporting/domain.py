@@ -1,0 +1,261 @@
+"""The reporting service's rules, pure Python: what a period is, which tables may be exported, and
+how the figures the SQL returns become the KPI report (the shape of ``homecare kpis --json``,
+:func:`services.operations.kpis.compute`, plus the measures the papers ask for beyond it).
+
+Periods are Europe/London business dates (docs/decisions/0040): ``from=2027-03-28`` starts at
+that UK midnight (23:00 UTC the day before in summer time); ``to=2027-03-31`` ends at the
+following UK midnight, so the day itself is included. Either bound may instead be an ISO date and
+time with a UTC offset, taken as the exact instant (``to`` then excluded), which is what ``homecare
+kpis --days N`` asks for.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from schemas.vocabulary import Band
+from services.operations.kpis import rag, shares_and_hhi
+from services.runtime import clock
+from services.runtime.reference import Framework
+
+# What may be downloaded (GET /exports/{table}.{format}): every projection table, never the
+# runtime's own (inbox, outbox). Column lists are in docs/guide/reporting-data-dictionary.md.
+EXPORT_TABLES = (
+    "packages",
+    "offers",
+    "answers",
+    "placements",
+    "milestones",
+    "notification_outcomes",
+    "providers",
+    "dead_letters",
+)
+EXPORT_FORMATS = ("csv", "parquet")
+BANDS: tuple[str, ...] = tuple(b.value for b in Band)
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class BadParameter(ValueError):
+    """A query parameter the service cannot answer: ``field`` names it (the HTTP edge's 422)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Period:
+    """Packages requested in [start, end) (UTC instants), in ``zone`` and ``band`` when given."""
+
+    start: dt.datetime
+    end: dt.datetime
+    zone: str | None = None
+    band: str | None = None
+
+
+def _bound(field: str, value: str, *, end: bool) -> dt.datetime:
+    value = value.strip()
+    if _DATE.match(value):
+        try:
+            day = dt.date.fromisoformat(value)
+        except ValueError:
+            raise BadParameter(field, f"{value!r} is not a calendar date") from None
+        return clock.uk_day_start(day + dt.timedelta(days=1) if end else day)
+    try:
+        at = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise BadParameter(field, f"{value!r} is neither a date (2027-03-28) nor a date and time") from None
+    if at.tzinfo is None:
+        raise BadParameter(field, f"{value!r} has no UTC offset (add Z or +01:00), or give a date")
+    return at.astimezone(dt.UTC)
+
+
+def period(
+    start: str | None,
+    end: str | None,
+    *,
+    zone: str | None,
+    band: str | None,
+    zones: Iterable[str],
+    now: dt.datetime,
+    default_days: int = 7,
+) -> Period:
+    """The period of ``GET /kpis``: ``from``/``to`` as UK dates (``to`` included) or ISO instants
+    (``to`` excluded); without ``to``, up to ``now``; without ``from``, ``default_days`` before
+    the end. Raises :class:`BadParameter` naming ``from``, ``to``, ``zone`` or ``band``."""
+    finish = _bound("to", end, end=True) if end else now
+    begin = _bound("from", start, end=False) if start else finish - dt.timedelta(days=default_days)
+    if begin >= finish:
+        raise BadParameter("from", "must be before to")
+    if zone is not None and zone not in set(zones):
+        raise BadParameter("zone", f"unknown zone {zone!r}")
+    if band is not None and band not in BANDS:
+        raise BadParameter("band", f"unknown band {band!r} (one of {', '.join(BANDS)})")
+    return Period(begin, finish, zone, band)
+
+
+def export_of(name: str) -> tuple[str, str]:
+    """``packages.csv`` -> (``packages``, ``csv``); raises :class:`BadParameter` naming ``table``
+    or ``format`` for a table that is not exported or a format other than csv/parquet."""
+    table, dot, fmt = name.rpartition(".")
+    if not dot:
+        raise BadParameter("format", f"{name!r} has no format: add .csv or .parquet")
+    if table not in EXPORT_TABLES:
+        raise BadParameter("table", f"unknown table {table!r} (one of {', '.join(EXPORT_TABLES)})")
+    if fmt not in EXPORT_FORMATS:
+        raise BadParameter("format", f"unknown format {fmt!r} (csv or parquet)")
+    return table, fmt
+
+
+def _seconds(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def report(
+    figures: Mapping[str, Any],
+    *,
+    period: Period,
+    now: dt.datetime,
+    framework: Framework,
+    thresholds: Mapping[str, Any],
+    budgets: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The KPI report from the rows of :func:`services.reporting.repository.kpi_figures`: the
+    measures and shape of :func:`services.operations.kpis.compute` (so ``homecare kpis`` and the
+    console read it unchanged), with RAG per measure from ``thresholds``
+    (deploy/ops/kpi-thresholds.yaml), and the papers' further measures under ``more``."""
+    budgets = budgets or {}
+    counts = dict(figures["counts"])
+    p90_rules = thresholds.get("time_to_place_p90_s", {})
+
+    def summary(row: Mapping[str, Any]) -> dict[str, Any]:
+        return {"count": row["count"], "median_s": _seconds(row["median_s"]), "p90_s": _seconds(row["p90_s"])}
+
+    time_to_place = {
+        "by_urgency": {
+            r["key"]: summary(r) | {"rag": rag(_seconds(r["p90_s"]), p90_rules.get(r["key"]))}
+            for r in figures["by_urgency"]
+        },
+        "by_zone": {r["key"]: summary(r) for r in figures["by_zone"]},
+    }
+    queue = [
+        {
+            "zone": r["zone"],
+            "band": r["band"],
+            "packages": r["packages"],
+            "hours": str(r["hours"]),
+            "longest_wait_s": float(r["longest_wait_s"]),
+        }
+        for r in figures["queue"]
+    ]
+    hours: dict[str, dict[str, float]] = {}
+    for r in figures["hours_by_zone_provider"]:
+        hours.setdefault(r["zone"], {})[r["provider_id"]] = float(r["hours"])
+    concentration = {}
+    for zone, by_provider in sorted(hours.items()):
+        shares, hhi = shares_and_hhi(by_provider)
+        concentration[zone] = {"shares_percent": shares, "hhi": hhi, "rag": rag(hhi, thresholds.get("hhi"))}
+    declines_by_band: dict[str, dict[str, int]] = {}
+    declines_by_rurality: dict[str, dict[str, int]] = {}
+    for r in figures["declines"]:
+        by_band = declines_by_band.setdefault(r["band"], {})
+        by_band[r["reason"]] = by_band.get(r["reason"], 0) + r["n"]
+        zone_of = framework.zones.get(r["zone"])  # a zone since re-drawn away is still reported
+        by_size = declines_by_rurality.setdefault(zone_of.size if zone_of else "unknown", {})
+        by_size[r["reason"]] = by_size.get(r["reason"], 0) + r["n"]
+    willing: dict[str, set[str]] = {}
+    for r in figures["bidders"]:
+        willing.setdefault(r["zone"], set()).add(r["provider_id"])
+    zones = [period.zone] if period.zone else list(framework.zones)
+    thin = sorted(z for z in zones if len(willing.get(z, ())) < 2)
+    by_day: dict[str, dict[str, int]] = {}
+    for r in figures["by_day"]:
+        by_day.setdefault(r["day"].isoformat(), {"requested": 0, "placed": 0})[r["kind"]] = r["n"]
+    above = list(figures["above_rate"])
+    unplaced_share = counts["unplaced"] / counts["requested"] if counts["requested"] else None
+    return {
+        "period": {
+            "start": period.start.isoformat(),
+            "end": period.end.isoformat(),
+            "as_of": now.isoformat(),
+            "zone": period.zone,
+            "band": period.band,
+        },
+        "packages": counts
+        | {"unplaced_share": unplaced_share, "rag": rag(unplaced_share, thresholds.get("unplaced_share"))},
+        "time_to_place": time_to_place,
+        "by_uk_day": dict(sorted(by_day.items())),
+        "starts_by_uk_week": {r["week"].isoformat(): r["n"] for r in figures["starts_by_week"]},
+        "unplaced_queue": queue,
+        "above_rate_exceptions": {
+            "count": len(above),
+            "packages": above,
+            "rag": rag(len(above), thresholds.get("above_rate_exceptions")),
+        },
+        "weekly_spend_by_band": {
+            r["band"]: str(Decimal(r["spend"]).quantize(Decimal("0.01"))) for r in figures["spend_by_band"]
+        },
+        "concentration_by_zone": concentration,
+        "declines_by_band": dict(sorted(declines_by_band.items())),
+        "declines_by_rurality": dict(sorted(declines_by_rurality.items())),
+        "zones_with_fewer_than_two_willing_providers": {
+            "zones": thin,
+            "rag": rag(len(thin), thresholds.get("thin_zones")),
+        },
+        "more": more_measures(figures, framework=framework, thresholds=thresholds, budgets=budgets),
+    }
+
+
+def more_measures(
+    figures: Mapping[str, Any],
+    *,
+    framework: Framework,
+    thresholds: Mapping[str, Any],
+    budgets: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The papers' measures beyond the first KPI page, over the period's events (not its cohort):
+    care packages started per UK week, people and carer hours in care at the period's end (and the
+    average hours per person), hand-backs by provider, above-rate exceptions asked for and decided,
+    the committed weekly spend at the end against the weekly budget per band (pounds per week;
+    ``budgets``: deploy/ops/budgets.yaml), and the decline mix per UK week by band and rurality."""
+    care = figures["in_care"]
+    people = care["people"]
+    weekly_budget = budgets.get("weekly_budget_by_band", {})
+    spend = {r["band"]: Decimal(r["spend"]) for r in figures["spend_in_care_by_band"]}
+    against_budget = {}
+    for band in sorted(set(spend) | set(weekly_budget)):
+        budget = Decimal(str(weekly_budget[band])) if band in weekly_budget else None
+        share = float(spend.get(band, Decimal(0)) / budget) if budget else None
+        against_budget[band] = {
+            "weekly_spend": str(spend.get(band, Decimal(0)).quantize(Decimal("0.01"))),
+            "weekly_budget": str(budget) if budget is not None else None,
+            "share": round(share, 4) if share is not None else None,
+            "rag": rag(share, thresholds.get("spend_against_budget")),
+        }
+    trend: dict[str, dict[str, dict[str, dict[str, int]]]] = {}
+    for r in figures["declines_by_week"]:
+        week = trend.setdefault(r["week"].isoformat(), {"by_band": {}, "by_rurality": {}})
+        zone_of = framework.zones.get(r["zone"])
+        for group, key in (("by_band", r["band"]), ("by_rurality", zone_of.size if zone_of else "unknown")):
+            reasons = week[group].setdefault(key, {})
+            reasons[r["reason"]] = reasons.get(r["reason"], 0) + r["n"]
+    return {
+        "spend_against_budget": against_budget,
+        "declines_by_uk_week": trend,
+        "starts_in_period_by_uk_week": {r["week"].isoformat(): r["n"] for r in figures["starts_in_period"]},
+        "in_care_at_end": {
+            "people": people,
+            "hours_per_week": str(care["hours"] or 0),
+            "average_hours_per_person": (
+                str((Decimal(care["hours"]) / people).quantize(Decimal("0.01"))) if people else None
+            ),
+        },
+        "hand_backs_by_provider": {r["provider_id"]: r["n"] for r in figures["hand_backs_by_provider"]},
+        "exceptions": dict(figures["exceptions"]),
+    }
