@@ -64,7 +64,9 @@ def change_body(view: dict, minutes_delta: int, **extra) -> dict:
     } | extra
 
 
-async def test_an_increase_accepted_by_an_automatic_adapter_changes_the_package_and_the_hours(ready, database_url):
+async def test_an_increase_accepted_by_an_automatic_adapter_changes_the_package_and_the_hours(
+    ready, database_url, mail_server
+):
     view = await running_package(ready, 21)
     package_id, provider_id = view["package_id"], view["provider_id"]
     await room_for(ready, provider_id)
@@ -117,6 +119,15 @@ async def test_an_increase_accepted_by_an_automatic_adapter_changes_the_package_
             ("person", package_id, "changed_person"): 1,
         }
     )
+    # What reached the SMTP server: each of these four deliveries exactly once.
+    deliveries = await query(
+        database_url,
+        "SELECT delivery_id::text AS d FROM notifications.deliveries WHERE package_id::text = $1 "
+        "AND event_type IN ('ChangeOffered', 'PackageChanged')",
+        package_id,
+    )
+    arrived = Counter(m["Message-ID"] for m in mail_server.received)
+    assert len(deliveries) == 4 and all(arrived[f"<{r['d']}@homecare-brokerage>"] == 1 for r in deliveries)
 
 
 async def test_a_reduction_declined_is_rebrokered_while_the_provider_carries_on_then_handed_over(ready, database_url):
