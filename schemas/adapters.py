@@ -6,6 +6,9 @@
   district, hours, visit pattern, needs, urgency, start date - enough to decide, nothing more.
 - :class:`BidRequest`, :class:`DeclineRequest`: the provider's answer,
   ``POST /me/offers/{package_id}/bid`` or ``.../decline``.
+- :class:`ChangeNotice`: a change to a package the provider holds (decision record 0082), POSTed to a
+  webhook adapter and listed under ``GET /me/package-changes``; answered with
+  ``POST /me/package-changes/{change_id}/accept`` or ``.../decline`` (a :class:`DeclineRequest`).
 
 Exported as JSON Schema beside the events (``python -m schemas.export``).
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -43,6 +47,23 @@ class OfferNotice(BaseModel):
     )
 
 
+class ChangeNotice(BaseModel):
+    """A change to a package the provider holds: the package as it would be, from ``effective_date``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["change"] = "change"
+    change_id: uuid.UUID
+    package_id: uuid.UUID
+    provider_id: ProviderId = Field(description="The provider this notice is for (the receiver)")
+    package: PackageSpec = Field(description="The package after the change")
+    previous_hours_per_week: Decimal = Field(description="Carer hours a week before the change")
+    effective_date: dt.date = Field(description="The first day of the new pattern (UK date)")
+    window_closes_at: dt.datetime = Field(description="Answer before this; unanswered, the package is re-brokered")
+    status: Literal["offered", "accepted", "declined", "applied", "closed"] = "offered"
+    answer_with: dict[str, str] = Field(description="Where to answer: the accept and decline endpoints")
+
+
 class BidRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -67,4 +88,5 @@ ADAPTER_MODELS: dict[str, type[BaseModel]] = {
     "OfferNotice": OfferNotice,
     "BidRequest": BidRequest,
     "DeclineRequest": DeclineRequest,
+    "ChangeNotice": ChangeNotice,
 }

@@ -28,12 +28,14 @@ import uuid
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from schemas.vocabulary import (
     Band,
     CancelReason,
     CareNeed,
+    ChangeOutcome,
+    ChangeReason,
     DeclineReason,
     EndReason,
     ExceptionDecisionReason,
@@ -86,6 +88,13 @@ MessageName = Literal[
     "resumed_provider",
     "resumed_broker",
     "resumed_person",
+    "change_offered_provider",
+    "changed_provider",
+    "changed_broker",
+    "changed_person",
+    "change_declined_provider",
+    "change_declined_broker",
+    "handed_over_provider",
     "exception_requested",
     "exception_refused_bidder",
 ]
@@ -376,6 +385,82 @@ class PackageResumed(Envelope):
     resumed_at: dt.datetime
 
 
+class ChangeOffered(Envelope):
+    """A change to a running package offered to the provider holding it (decision record 0082): the
+    new ``package`` (hours, visit pattern, needs), from ``effective_date`` (UK). It answers with
+    ChangeAnswered - its adapter's rules, or through the provider API - before ``window_closes_at``;
+    declined or unanswered, the package is re-brokered with the new pattern while it carries on."""
+
+    event_type: Literal["ChangeOffered"] = "ChangeOffered"
+    producer: Producer = "brokerage"
+    package_id: uuid.UUID
+    change_id: uuid.UUID
+    provider_id: ProviderId
+    package: PackageSpec = Field(description="The package as it would be after the change.")
+    previous_hours_per_week: Decimal
+    reason: ChangeReason
+    effective_date: dt.date = Field(description="The first day of the new pattern (UK date).")
+    window_closes_at: dt.datetime
+    requested_by: StaffId | None = Field(default=None, description="The broker who requested the package.")
+
+
+class PackageChanged(Envelope):
+    """The provider holding the package accepted a change: from ``effective_date`` (UK) the package
+    is ``package``; its committed hours move by ``hours_per_week - previous_hours_per_week``."""
+
+    event_type: Literal["PackageChanged"] = "PackageChanged"
+    producer: Producer = "brokerage"
+    package_id: uuid.UUID
+    change_id: uuid.UUID
+    provider_id: ProviderId
+    package: PackageSpec
+    previous_hours_per_week: Decimal
+    hours_per_week: Decimal
+    reason: ChangeReason
+    effective_date: dt.date
+    discussed_with_person: bool = Field(description="Discussed with the person or family (required for a reduction).")
+    changed_by: StaffId = Field(description="Who asked for the change (the verified token's user).")
+    requested_by: StaffId | None = Field(default=None, description="The broker who requested the package.")
+    changed_at: dt.datetime
+
+
+class ChangeDeclined(Envelope):
+    """The provider holding the package declined a change, or let its window close: the package is
+    re-brokered with the new pattern (continuity flagged), and ``provider_id`` carries on at the old
+    hours until a new provider's placement replaces its own (decision record 0082)."""
+
+    event_type: Literal["ChangeDeclined"] = "ChangeDeclined"
+    producer: Producer = "brokerage"
+    package_id: uuid.UUID
+    change_id: uuid.UUID
+    provider_id: ProviderId
+    outcome: ChangeOutcome
+    decline_reason: DeclineReason | None = None
+    previous_hours_per_week: Decimal
+    hours_per_week: Decimal
+    reason: ChangeReason
+    requested_by: StaffId | None = Field(default=None, description="The broker who requested the package.")
+    declined_at: dt.datetime
+
+
+class PackageHandedOver(Envelope):
+    """A package re-brokered after its provider declined a change has a new provider: the provider
+    that carried on at the old hours (``from_provider_id``) stops the day before ``handed_over_on``,
+    the new placement's start; its placement ends now and its hours are released (decision record
+    0082). Emitted just before the new award's PackagePlaced."""
+
+    event_type: Literal["PackageHandedOver"] = "PackageHandedOver"
+    producer: Producer = "brokerage"
+    package_id: uuid.UUID
+    from_provider_id: ProviderId
+    to_provider_id: ProviderId
+    previous_hours_per_week: Decimal = Field(description="The hours the previous provider carried on at.")
+    hours_per_week: Decimal
+    handed_over_on: dt.date = Field(description="The new provider's first day (UK date).")
+    requested_by: StaffId | None = Field(default=None, description="The broker who requested the package.")
+    handed_over_at: dt.datetime
+
+
 # ---- providers -> brokerage (topic providers.answers) ------------------------------------
 
 
@@ -389,6 +474,27 @@ class BidSubmitted(Envelope):
     earliest_start: dt.date
     adapter: Literal["automatic", "webhook", "portal"]
     answered_at: dt.datetime
+
+
+class ChangeAnswered(Envelope):
+    """The provider holding a package answered an offered change: accepted, or declined with a code
+    (its own words stay in the providers service)."""
+
+    event_type: Literal["ChangeAnswered"] = "ChangeAnswered"
+    producer: Producer = "providers"
+    package_id: uuid.UUID
+    change_id: uuid.UUID
+    provider_id: ProviderId
+    accepted: bool
+    reason: DeclineReason | None = Field(default=None, description="Required when not accepted.")
+    adapter: Literal["automatic", "webhook", "portal"]
+    answered_at: dt.datetime
+
+    @model_validator(mode="after")
+    def _reason_when_declined(self) -> ChangeAnswered:
+        if not self.accepted and self.reason is None:
+            raise ValueError("a declined change needs a reason code")
+        return self
 
 
 class OfferDeclined(Envelope):
@@ -498,6 +604,11 @@ Event = (
     | PackageEnded
     | PackagePaused
     | PackageResumed
+    | ChangeOffered
+    | PackageChanged
+    | ChangeDeclined
+    | PackageHandedOver
+    | ChangeAnswered
     | ExceptionRequested
     | ExceptionDecided
     | BidSubmitted

@@ -2,8 +2,9 @@
 
 - ``brokerage.packages`` (brokerage, keyed by package id): PackageRequested, OfferMade, PackagePlaced,
   PackageUnplaced, PackageCancelled, PackageStarted, PackageHandedBack, PackageReopened,
-  PackageEnded, PackagePaused, PackageResumed, ExceptionRequested, ExceptionDecided.
-- ``providers.answers`` (providers, keyed by package id): BidSubmitted, OfferDeclined.
+  PackageEnded, PackagePaused, PackageResumed, ChangeOffered, PackageChanged, ChangeDeclined,
+  PackageHandedOver,   ExceptionRequested, ExceptionDecided.
+- ``providers.answers`` (providers, keyed by package id): BidSubmitted, OfferDeclined, ChangeAnswered.
 - ``providers.registry`` (providers, keyed by provider id): ProviderUpdated.
 - ``notifications.confirmations`` (notifications, keyed by package id): PlacementConfirmed, NotificationFailed.
 - ``homecare.dead-letters`` (any consumer, the original key): the original bytes with origin/error headers.
@@ -31,6 +32,11 @@ TOPIC_OF: dict[type[ev.Envelope], str] = {
     ev.PackageEnded: PACKAGES,
     ev.PackagePaused: PACKAGES,
     ev.PackageResumed: PACKAGES,
+    ev.ChangeOffered: PACKAGES,
+    ev.PackageChanged: PACKAGES,
+    ev.ChangeDeclined: PACKAGES,
+    ev.PackageHandedOver: PACKAGES,
+    ev.ChangeAnswered: ANSWERS,
     ev.ExceptionRequested: PACKAGES,
     ev.ExceptionDecided: PACKAGES,
     ev.BidSubmitted: ANSWERS,

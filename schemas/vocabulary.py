@@ -144,6 +144,24 @@ class PauseReason(StrEnum):
     other = "other"
 
 
+class ChangeReason(StrEnum):
+    """Why a running package's hours, visit pattern or needs changed (decision record 0082)."""
+
+    needs_increased_after_fall = "needs_increased_after_fall"
+    needs_increased = "needs_increased"  # a decline in health or a carer no longer able to help
+    reablement_progress = "reablement_progress"  # more independent after reablement: usually fewer hours
+    review_outcome = "review_outcome"  # a review of the package recommended it
+    person_request = "person_request"  # the person (or their representative) asked for it
+    other = "other"
+
+
+class ChangeOutcome(StrEnum):
+    """How an offered change to a running package ended for its current provider."""
+
+    declined = "declined"  # the provider said no, with a decline reason code
+    window_closed = "window_closed"  # no answer within the window
+
+
 class NotificationFailure(StrEnum):
     """Why a message could not be delivered (the error's own words stay in the notifications
     service's deliveries, readable at ``GET /packages/{id}/notifications``)."""
@@ -193,6 +211,13 @@ REASON_WORDS: dict[str, str] = {
     EndReason.hospital_stay_exceeded_hold: "the hospital stay outlasted the provider's hold",
     PauseReason.admitted_to_hospital: "admitted to hospital",
     PauseReason.respite_stay: "a respite stay",
+    ChangeReason.needs_increased_after_fall: "needs increased after a fall",
+    ChangeReason.needs_increased: "needs increased",
+    ChangeReason.reablement_progress: "progress in reablement",
+    ChangeReason.review_outcome: "the outcome of a review",
+    ChangeReason.person_request: "at the person's request",
+    ChangeOutcome.declined: "the provider declined the change",
+    ChangeOutcome.window_closed: "the provider did not answer in time",
     NotificationFailure.no_usable_channel: "no usable channel",
     NotificationFailure.no_contact_registered: "no contact registered",
     NotificationFailure.address_refused: "the address was refused",

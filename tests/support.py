@@ -159,7 +159,8 @@ async def disagreements(database_url: str, seed: list[dict] | None = None) -> li
     """What the services disagree on, read from their schemas at one moment (empty: they agree):
 
     - for every package, the brokerage's provider (placed, started or paused, or ended with an
-      effective date still ahead; none otherwise) is the
+      effective date still ahead, or carrying on while a declined change is re-brokered; none
+      otherwise) is the
       providers service's live placement, and no live placement is of a package not held;
     - each provider's committed hours are its seeded load plus the hours of its live placements;
     - the brokerage's copy of each provider (``provider_view``) has the providers service's
@@ -173,10 +174,13 @@ async def disagreements(database_url: str, seed: list[dict] | None = None) -> li
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):  # one snapshot of all three
             # A paused package's provider keeps it; an ended one's until its effective date (UK).
+            # Re-brokered after a declined change, the provider carrying on at the old hours holds it
+            # until the new award (decision 0082).
             packages = await conn.fetch(
-                """SELECT package_id, status, provider_id,
+                """SELECT package_id, status, coalesce(provider_id, carried_on_by) AS provider_id,
                           status IN ('placed', 'started', 'paused')
-                          OR (status = 'ended' AND ended_on > (now() AT TIME ZONE 'Europe/London')::date) AS held
+                          OR (status = 'ended' AND ended_on > (now() AT TIME ZONE 'Europe/London')::date)
+                          OR carried_on_by IS NOT NULL AS held
                      FROM brokerage.packages"""
             )
             live = await conn.fetch(

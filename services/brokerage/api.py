@@ -26,6 +26,7 @@ from schemas.vocabulary import (
     Band,
     CancelReason,
     CareNeed,
+    ChangeReason,
     EndReason,
     ExceptionDecisionReason,
     Funding,
@@ -33,7 +34,7 @@ from schemas.vocabulary import (
     PauseReason,
     Urgency,
 )
-from services.brokerage import explanation, handlers
+from services.brokerage import domain, explanation, handlers
 from services.brokerage import repository as repo
 from services.runtime import clock, identifiers, permissions
 from services.runtime.auth import Principal, principal_of
@@ -112,13 +113,9 @@ class PackageRequest(BaseModel):
     def _hours_match_visits(self) -> PackageRequest:
         # Commissioned hours are carer hours: calls x minutes x carers x days. A mismatch is
         # almost always a typing mistake on the form, so it is refused rather than guessed.
-        expected = self.visits.care_hours_per_week
-        if abs(self.hours_per_week - expected) > max(Decimal("0.5"), expected * Decimal("0.1")):
-            raise ValueError(
-                f"hours_per_week {self.hours_per_week} does not match the visit pattern "
-                f"({self.visits.calls_per_day} calls x {self.visits.minutes_per_call} min x "
-                f"{self.visits.carers_per_call} carer(s) x {self.visits.days_per_week} days = {expected} h)"
-            )
+        mismatch = domain.hours_mismatch(self.hours_per_week, self.visits)
+        if mismatch is not None:
+            raise ValueError(mismatch)
         return self
 
 
@@ -172,6 +169,26 @@ class PauseRequest(BaseModel):
     paused_on: dt.date = Field(description="The first day without visits (a UK date), not in the future")
 
 
+class ChangeRequest(BaseModel):
+    """A change to a started package (decision record 0082): the new hours and visit pattern, and
+    the needs if they change. Who asks is the access token's user, never a field here."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    hours_per_week: Decimal = Field(
+        gt=0, le=168, max_digits=5, decimal_places=2, description="Carer hours per week, matching the visit pattern"
+    )
+    visits: VisitPattern = Field(description="Calls per day, minutes per call, carers per call, days per week")
+    needs: list[CareNeed] | None = Field(
+        default=None, min_length=1, description="The needs after the change (unset: as they are)"
+    )
+    reason: ChangeReason = Field(description="Why, as a code (docs/guide/package-changes.md)")
+    effective_date: dt.date = Field(description="The first day of the new pattern (a UK date)")
+    discussed_with_person: bool | None = Field(
+        default=None, description="Discussed with the person or their family: required true for a reduction"
+    )
+    reason_text: ReasonText = None
+
+
 class ResumeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     resumed_on: dt.date = Field(description="The first day of visits again (a UK date)")
@@ -216,6 +233,7 @@ def _package_view(
     answers: list[asyncpg.Record],
     *,
     prices: bool,
+    changes: list[asyncpg.Record] = (),  # type: ignore[assignment]
 ) -> dict[str, Any]:
     """``prices``: the caller's role may see commercial data (bids' and the award's hourly rates);
     for the others they are null (services/runtime/permissions.py: SEES_BID_PRICES)."""
@@ -250,6 +268,30 @@ def _package_view(
         "ended_on": row["ended_on"],
         "end_reason": row["end_reason"],
         "end_reason_text": row["end_reason_text"],
+        # Changes to a running package (decision record 0082): the one awaiting its provider, and who
+        # carries on at the old hours while the package is re-brokered after a declined change.
+        "pending_change_id": None if row["pending_change_id"] is None else str(row["pending_change_id"]),
+        "carried_on_by": row["carried_on_by"],
+        "changes": [
+            {
+                "change_id": str(c["change_id"]),
+                "provider_id": c["provider_id"],
+                "status": c["status"],
+                "previous_hours_per_week": str(c["previous_hours"]),
+                "hours_per_week": str(c["hours_per_week"]),
+                "package": json.loads(c["spec"]),
+                "reason": c["reason"],
+                "reason_text": c["reason_text"],
+                "discussed_with_person": c["discussed_with_person"],
+                "effective_date": c["effective_date"],
+                "changed_by": c["changed_by"],
+                "requested_at": c["requested_at"],
+                "window_closes_at": c["window_closes_at"],
+                "answered_at": c["answered_at"],
+                "decline_reason": c["decline_reason"],
+            }
+            for c in changes
+        ],
         "offer_rounds": [
             {
                 "offer_round": r["offer_round"],
@@ -390,7 +432,10 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
                 "SELECT * FROM offer_rounds WHERE package_id = $1 ORDER BY offer_round", package_id
             )
             answers = await conn.fetch("SELECT * FROM answers WHERE package_id = $1 ORDER BY answered_at", package_id)
-        return _package_view(row, timeline, rounds, answers, prices=bool(caller.roles & SEES_BID_PRICES))
+            changes = await repo.changes_of(conn, package_id)
+        return _package_view(
+            row, timeline, rounds, answers, prices=bool(caller.roles & SEES_BID_PRICES), changes=changes
+        )
 
     @router.get(
         "/{package_id}/explanation", summary="Why the package went where it did: the decision record, explained"
@@ -556,6 +601,44 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
             package_id,
             lambda uow: handlers.resume(uow, rules, package_id, resumed_on=body.resumed_on, resumed_by=caller.actor),
         )
+
+    @router.post(
+        "/{package_id}/changes",
+        summary="Change a started package: hours, visit pattern, needs; offered to its provider first",
+        description="The provider holding the package is offered the change through its adapter; accepted, the "
+        "package changes (PackageChanged); declined or unanswered within the window, the package is re-brokered "
+        "with the new pattern while the provider carries on (decision record 0082).",
+        status_code=202,
+        responses={
+            409: {"description": "The package is not started (field: status) or a change is pending (field: change)"},
+            422: {
+                "description": "Hours not matching the visit pattern, a change that changes nothing, a reduction not "
+                "discussed with the person or family, or an effective date out of range (the field is named)"
+            },
+        },
+    )
+    async def change(package_id: uuid.UUID, body: ChangeRequest, caller: Caller) -> dict:
+        made: list[uuid.UUID] = []
+
+        async def action(uow: UnitOfWork) -> None:
+            made.append(
+                await handlers.request_change(
+                    uow,
+                    rules,
+                    package_id,
+                    hours_per_week=body.hours_per_week,
+                    visits=body.visits,
+                    needs=body.needs,
+                    reason=body.reason,
+                    effective_date=body.effective_date,
+                    discussed_with_person=body.discussed_with_person,
+                    changed_by=caller.actor,
+                    reason_text=body.reason_text,
+                )
+            )
+
+        answer = await act(package_id, action)
+        return answer | {"change_id": str(made[-1]), "change_status": "pending"}
 
     @router.post(
         "/{package_id}/exception/approve",

@@ -17,13 +17,18 @@ from fastapi import FastAPI
 from schemas import topics
 from schemas.events import (
     BidSubmitted,
+    ChangeAnswered,
+    ChangeDeclined,
+    ChangeOffered,
     ExceptionDecided,
     ExceptionRequested,
     OfferDeclined,
     OfferMade,
     PackageCancelled,
+    PackageChanged,
     PackageEnded,
     PackageHandedBack,
+    PackageHandedOver,
     PackagePaused,
     PackagePlaced,
     PackageReopened,
@@ -69,6 +74,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[BrokerageService, Fa
         date_limits=domain.DateLimits(
             backdate_days=settings.ending_backdate_limit_days, ahead_days=settings.ending_ahead_limit_days
         ),
+        change_window=dt.timedelta(seconds=settings.change_window_seconds),
     )
 
     service.rules = rules  # for tests and tools that drive the handlers directly
@@ -76,6 +82,10 @@ def build(settings: ServiceSettings | None = None) -> tuple[BrokerageService, Fa
     @service.consumer.on(BidSubmitted, OfferDeclined)
     async def on_answer(uow: UnitOfWork, event: BidSubmitted | OfferDeclined) -> None:
         await handlers.record_answer(uow, rules, event)
+
+    @service.consumer.on(ChangeAnswered)
+    async def on_change_answer(uow: UnitOfWork, event: ChangeAnswered) -> None:
+        await handlers.record_change_answer(uow, rules, event)
 
     @service.consumer.on(ProviderUpdated)
     async def on_provider(uow: UnitOfWork, event: ProviderUpdated) -> None:
@@ -96,10 +106,14 @@ def build(settings: ServiceSettings | None = None) -> tuple[BrokerageService, Fa
         PackageEnded,
         PackagePaused,
         PackageResumed,
+        ChangeOffered,
+        PackageChanged,
+        ChangeDeclined,
+        PackageHandedOver,
         ExceptionRequested,
         ExceptionDecided,
         description="A package's life: requested, offered per tier, placed or unplaced, cancelled, started, "
-        "paused and resumed, ended. "
+        "paused and resumed, ended, changed (offered to its provider, accepted or declined). "
         "Keyed by package id.",
     )
 
@@ -126,6 +140,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[BrokerageService, Fa
             (handlers.reoffer_due, repo.REOFFERS),
             (handlers.rebroker_due, repo.REBROKERING),
             (handlers.end_due_holds, repo.HOLDS),
+            (handlers.close_due_change_window, repo.CHANGE_WINDOWS),
         ]
         while not svc.stopping.is_set():
             did_something = False

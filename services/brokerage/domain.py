@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
 
-from schemas.events import PackageSpec, ProviderProfile
+from schemas.events import PackageSpec, ProviderProfile, VisitPattern
 from schemas.vocabulary import CareNeed, Tier, UnplacedReason, Urgency
 
 PRIME_SUPPLEMENTARY = "prime-supplementary"
@@ -432,6 +432,7 @@ ALLOWED_FROM: dict[str, frozenset[str]] = {
     "pause": frozenset({"started"}),
     "resume": frozenset({"paused"}),
     "end": frozenset({"started", "paused"}),
+    "change": frozenset({"started"}),
 }
 # The actions after which the package is offered to providers again.
 OFFERING_ACTIONS = frozenset({"reoffer", "hand_back", "rebroker"})
@@ -465,7 +466,7 @@ def _status_refusal(action: str, status: str) -> Refusal | None:
     return Refusal(409, "status", f"the package is {status}; only a {allowed} package can be {_PAST[action]}")
 
 
-_PAST = {"end": "ended", "pause": "paused", "resume": "resumed"}
+_PAST = {"end": "ended", "pause": "paused", "resume": "resumed", "change": "changed"}
 
 
 def _date_refusal(field: str, day: dt.date, today: dt.date, limits: DateLimits, *, future: bool) -> Refusal | None:
@@ -516,3 +517,70 @@ def hold_expires_at(paused_at: dt.datetime, hold: dt.timedelta) -> dt.datetime:
     """When the provider's hold on a paused package runs out: the hold counts from when the pause is
     recorded, the moment the provider is told (a pause recorded late does not shorten it)."""
     return paused_at + hold
+
+
+# ---- changes to a running package (decision record 0082) ------------------------------------------
+
+# How far the commissioned hours may be from the visit pattern's carer hours: a mismatch is almost
+# always a typing mistake on the form, so it is refused rather than guessed (the package request's rule).
+HOURS_TOLERANCE = Decimal("0.1")
+HOURS_TOLERANCE_FLOOR = Decimal("0.5")
+
+
+def hours_mismatch(hours_per_week: Decimal, visits: VisitPattern) -> str | None:
+    """Why ``hours_per_week`` (carer hours per week) does not match the visit pattern (calls x minutes
+    x carers x days), or None when it does - within 10% or half an hour, whichever is more."""
+    expected = visits.care_hours_per_week
+    if abs(hours_per_week - expected) <= max(HOURS_TOLERANCE_FLOOR, expected * HOURS_TOLERANCE):
+        return None
+    return (
+        f"hours_per_week {hours_per_week} does not match the visit pattern ({visits.calls_per_day} calls x "
+        f"{visits.minutes_per_call} min x {visits.carers_per_call} carer(s) x {visits.days_per_week} days = "
+        f"{expected} h)"
+    )
+
+
+def is_reduction(previous: PackageSpec, changed: PackageSpec) -> bool:
+    """Fewer commissioned hours than before: the papers ask for a rationale discussed with the person
+    or their family for a reduction (domain.md, "package changes")."""
+    return changed.hours_per_week < previous.hours_per_week
+
+
+def change_refusal(
+    *,
+    status: str,
+    change_pending: bool,
+    started_on: dt.date | None,
+    previous: PackageSpec,
+    changed: PackageSpec,
+    discussed_with_person: bool | None,
+    effective_date: dt.date,
+    today: dt.date,
+    limits: DateLimits,
+) -> Refusal | None:
+    """Whether a running package may change to ``changed`` from ``effective_date`` (a UK date, the first
+    day of the new pattern). 409 (``status``) unless it is started, 409 (``change``) while another
+    change awaits its provider's answer; 422 for hours not matching the visit pattern
+    (``hours_per_week``), a change that changes nothing (``visits``), a reduction not discussed with
+    the person or family (``discussed_with_person``), a date before care started or beyond the limits
+    (``effective_date``). None when it may."""
+    refusal = _status_refusal("change", status)
+    if refusal is not None:
+        return refusal
+    if change_pending:
+        return Refusal(409, "change", "a change to this package is already awaiting its provider's answer")
+    mismatch = hours_mismatch(changed.hours_per_week, changed.visits)
+    if mismatch is not None:
+        return Refusal(422, "hours_per_week", mismatch)
+    if changed == previous:
+        return Refusal(422, "visits", "the change leaves the hours, visit pattern and needs as they are")
+    if is_reduction(previous, changed) and not discussed_with_person:
+        return Refusal(
+            422,
+            "discussed_with_person",
+            f"a reduction ({previous.hours_per_week} to {changed.hours_per_week} h/week) must be discussed with "
+            "the person or their family first",
+        )
+    if started_on is not None and effective_date < started_on:
+        return Refusal(422, "effective_date", f"{effective_date} is before the care started on {started_on}")
+    return _date_refusal("effective_date", effective_date, today, limits, future=True)

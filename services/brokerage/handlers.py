@@ -10,6 +10,9 @@
   unplaced queue's schedule (:func:`reoffer_due`)
 - :func:`pause`, :func:`resume`, :func:`end_package`  a running package's pauses and endings (HTTP),
   and the hold timer (:func:`end_due_holds`): decision record 0078
+- :func:`request_change` (HTTP) -> ChangeOffered to the provider holding the package;
+  :func:`record_change_answer` ChangeAnswered -> PackageChanged, or ChangeDeclined and re-brokering;
+  :func:`close_due_change_window` the change window timer: decision record 0082
 """
 
 from __future__ import annotations
@@ -25,13 +28,18 @@ import asyncpg
 
 from schemas.events import (
     BidSubmitted,
+    ChangeAnswered,
+    ChangeDeclined,
+    ChangeOffered,
     ExceptionDecided,
     ExceptionRequested,
     OfferDeclined,
     OfferMade,
     PackageCancelled,
+    PackageChanged,
     PackageEnded,
     PackageHandedBack,
+    PackageHandedOver,
     PackagePaused,
     PackagePlaced,
     PackageReopened,
@@ -41,9 +49,14 @@ from schemas.events import (
     PackageStarted,
     PackageUnplaced,
     ProviderUpdated,
+    VisitPattern,
 )
 from schemas.vocabulary import (
     CancelReason,
+    CareNeed,
+    ChangeOutcome,
+    ChangeReason,
+    DeclineReason,
     EndReason,
     ExceptionDecisionReason,
     HandBackReason,
@@ -77,6 +90,8 @@ class BrokerageRules:
     pause_hold: dt.timedelta = dt.timedelta(days=14)
     pause_hold_paid: bool = True
     date_limits: domain.DateLimits = field(default_factory=domain.DateLimits)
+    # Changes to a running package (decision 0082): how long its provider has to answer one.
+    change_window: dt.timedelta = dt.timedelta(hours=48)
     reference: Callable[[], Framework] = load_framework
     delegation: Callable[[], SchemeOfDelegation] = load_delegation
 
@@ -326,6 +341,32 @@ async def _place(
         hourly_rate=str(winner.answer.hourly_rate),
         start_date=start_date.isoformat(),
     )
+    if package["carried_on_by"] is not None:
+        # Re-brokered after a declined change (decision 0082): the provider that carried on stops
+        # when the new one starts; told first, so its placement ends before the new one is recorded.
+        repo.add_timeline(
+            uow,
+            package_id,
+            "handed over",
+            at,
+            from_provider_id=package["carried_on_by"],
+            to_provider_id=winner.answer.provider_id,
+            handed_over_on=start_date.isoformat(),
+        )
+        await uow.emit(
+            PackageHandedOver(
+                correlation_id=package_id,
+                causation_id=causation,
+                package_id=package_id,
+                from_provider_id=package["carried_on_by"],
+                to_provider_id=winner.answer.provider_id,
+                previous_hours_per_week=package["carried_hours"],
+                hours_per_week=spec.hours_per_week,
+                handed_over_on=start_date,
+                requested_by=package["requested_by"],
+                handed_over_at=at,
+            )
+        )
     # The losers are those offered in this cycle: after a hand-back or a re-brokering, the earlier
     # cycles' providers (the one that gave the package back among them) were told their outcome then.
     all_offered = await repo.everyone_offered(uow.conn, package_id, cycle=package["cycle"])
@@ -468,6 +509,7 @@ async def rebroker_due(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID | No
     # Marks written before reasons were codes read "provider suspended" / "provider left".
     marked = package["rebroker_reason"] or ""
     reason = ReopenReason.provider_left if marked.endswith("left") else ReopenReason.provider_suspended
+    await _withdraw_change(uow, package, at, why="re-brokered")
     repo.add_timeline(uow, package_id, "re-brokered", at, provider_id=provider_id, reason=reason.value)
     await uow.emit(
         PackageReopened(
@@ -519,8 +561,10 @@ async def cancel(
             reason=reason,
             cancelled_by=cancelled_by,
             requested_by=package["requested_by"],
-            provider_id=package["provider_id"] if package["status"] == "placed" else None,
-            hours_per_week=package["hours_per_week"],
+            # Placed: its provider; re-brokered after a declined change: the provider carrying on
+            # (decision 0082) - either must not send carers, and its hours are released.
+            provider_id=package["provider_id"] if package["status"] == "placed" else package["carried_on_by"],
+            hours_per_week=package["carried_hours"] or package["hours_per_week"],
             cancelled_at=at,
         )
     )
@@ -585,6 +629,7 @@ async def hand_back(
         )
     at = now()
     provider_id = package["provider_id"]
+    await _withdraw_change(uow, package, at, why="handed back")
     repo.add_timeline(
         uow,
         package_id,
@@ -652,6 +697,7 @@ async def pause(
     if refusal is not None:
         raise Refused(refusal)
     expires = domain.hold_expires_at(at, rules.pause_hold)
+    await _withdraw_change(uow, package, at, why="paused")
     await repo.mark_paused(uow.conn, package_id, paused_on=paused_on, reason=reason.value, hold_expires_at=expires)
     repo.add_timeline(
         uow,
@@ -744,6 +790,7 @@ async def end_package(
     )
     if refusal is not None:
         raise Refused(refusal)
+    await _withdraw_change(uow, package, at, why="ended")
     await repo.mark_ended(
         uow.conn, package_id, ended_on=effective_date, reason=reason.value, reason_text=reason_text, at=at
     )
@@ -793,6 +840,252 @@ async def end_due_holds(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID | N
         package=package,
     )
     return package["package_id"]
+
+
+# ---- changes to a running package (decision record 0082) -----------------------------------------
+
+
+async def request_change(
+    uow: UnitOfWork,
+    rules: BrokerageRules,
+    package_id: uuid.UUID,
+    *,
+    hours_per_week: Decimal,
+    visits: VisitPattern,
+    needs: list[CareNeed] | None,
+    reason: ChangeReason,
+    effective_date: dt.date,
+    discussed_with_person: bool | None,
+    changed_by: str,
+    reason_text: str | None = None,
+) -> uuid.UUID:
+    """Ask the provider holding a started package to take it on changed: ``hours_per_week`` (carer
+    hours per week, matching ``visits``), ``needs`` (unset: as they are), from ``effective_date`` (a UK
+    date). Recorded with who (``changed_by``, the verified token's user), when and why (``reason``;
+    ``reason_text`` stays in the brokerage); a reduction needs ``discussed_with_person``. Emits
+    ChangeOffered: the provider answers within ``rules.change_window``. Returns the change id.
+
+    Raises :class:`Refused` (409 ``status`` not started, 409 ``change`` one already pending; 422
+    ``hours_per_week``, ``visits``, ``discussed_with_person``, ``effective_date``: see
+    :func:`domain.change_refusal`), LookupError for no package."""
+    package = await _locked(uow, package_id)
+    at = now()
+    previous = repo.spec_of(package)
+    changed = previous.model_copy(
+        update={
+            "hours_per_week": hours_per_week,
+            "visits": visits,
+            "needs": sorted(set(needs)) if needs is not None else previous.needs,
+        }
+    )
+    refusal = domain.change_refusal(
+        status=package["status"],
+        change_pending=package["pending_change_id"] is not None,
+        started_on=package["started_on"],
+        previous=previous,
+        changed=changed,
+        discussed_with_person=discussed_with_person,
+        effective_date=effective_date,
+        today=clock.uk_date(at),
+        limits=rules.date_limits,
+    )
+    if refusal is not None:
+        raise Refused(refusal)
+    # A new provider taking the changed package on would start on the effective date.
+    changed = changed.model_copy(update={"start_date": effective_date})
+    change_id = uuid.uuid4()
+    closes = at + rules.change_window
+    discussed = bool(discussed_with_person)
+    await repo.insert_change(
+        uow.conn,
+        change_id=change_id,
+        package_id=package_id,
+        provider_id=package["provider_id"],
+        previous=previous,
+        changed=changed,
+        reason=reason.value,
+        reason_text=reason_text,
+        discussed_with_person=discussed,
+        effective_date=effective_date,
+        changed_by=changed_by,
+        at=at,
+        window_closes_at=closes,
+    )
+    repo.add_timeline(
+        uow,
+        package_id,
+        "change offered",
+        at,
+        change_id=str(change_id),
+        provider_id=package["provider_id"],
+        reason=reason.value,
+        reason_text=reason_text,
+        previous_hours_per_week=str(previous.hours_per_week),
+        hours_per_week=str(changed.hours_per_week),
+        visits=changed.visits.model_dump(),
+        needs=[n.value for n in changed.needs],
+        effective_date=effective_date.isoformat(),
+        discussed_with_person=discussed,
+        window_closes_at=closes.isoformat(),
+        changed_by=changed_by,
+    )
+    await uow.emit(
+        ChangeOffered(
+            correlation_id=package_id,
+            package_id=package_id,
+            change_id=change_id,
+            provider_id=package["provider_id"],
+            package=changed,
+            previous_hours_per_week=previous.hours_per_week,
+            reason=reason,
+            effective_date=effective_date,
+            window_closes_at=closes,
+            requested_by=package["requested_by"],
+        )
+    )
+    return change_id
+
+
+async def record_change_answer(uow: UnitOfWork, rules: BrokerageRules, event: ChangeAnswered) -> None:
+    """The provider's answer to an offered change. Accepted: the package is the changed one from the
+    effective date (PackageChanged; the providers service moves its committed hours). Declined: the
+    package is re-brokered with the new pattern (ChangeDeclined). An answer to a change no longer
+    pending (answered, timed out, withdrawn by a pause or an ending) is kept in the log only; one
+    from a provider the change was not offered to is rejected (a dead letter)."""
+    package = await _locked(uow, event.package_id)
+    change = await repo.pending_change(uow.conn, event.change_id)
+    if change is None or change["package_id"] != event.package_id:
+        raise Rejected(f"answer to unknown change {event.change_id} of package {event.package_id}")
+    if change["provider_id"] != event.provider_id:
+        raise Rejected(f"{event.provider_id} answered change {event.change_id} without being offered it")
+    if change["status"] != "pending" or package["pending_change_id"] != event.change_id:
+        log.info("answer to a change no longer pending ignored", change_id=str(event.change_id))
+        return
+    if event.accepted:
+        await _accept_change(uow, package, change, causation=event.event_id)
+    else:
+        await _decline_change(
+            uow, rules, package, change, ChangeOutcome.declined, reason=event.reason, causation=event.event_id
+        )
+
+
+async def close_due_change_window(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID | None:
+    """The change window timer: a change its provider left unanswered is treated as declined (once
+    across instances: taken with SKIP LOCKED, settled in the same transaction)."""
+    package = await repo.take_due(uow.conn, repo.CHANGE_WINDOWS, now())
+    if package is None:
+        return None
+    change = await repo.pending_change(uow.conn, package["pending_change_id"])
+    if change is None or change["status"] != "pending":  # cannot happen: the pointer is cleared with it
+        await repo.settle_change(uow.conn, package["pending_change_id"], status="withdrawn", at=now())
+        return package["package_id"]
+    await _decline_change(uow, rules, package, change, ChangeOutcome.window_closed, reason=None, causation=None)
+    return package["package_id"]
+
+
+async def _accept_change(
+    uow: UnitOfWork, package: asyncpg.Record, change: asyncpg.Record, *, causation: uuid.UUID
+) -> None:
+    at = now()
+    package_id = package["package_id"]
+    changed = PackageSpec.model_validate_json(change["spec"])
+    # The package keeps its own start date; the change's date is the effective date.
+    changed = changed.model_copy(update={"start_date": repo.spec_of(package).start_date})
+    await repo.settle_change(uow.conn, change["change_id"], status="accepted", at=at)
+    await repo.apply_change(uow.conn, package_id, changed)
+    repo.add_timeline(
+        uow,
+        package_id,
+        "changed",
+        at,
+        change_id=str(change["change_id"]),
+        provider_id=change["provider_id"],
+        previous_hours_per_week=str(change["previous_hours"]),
+        hours_per_week=str(changed.hours_per_week),
+        effective_date=change["effective_date"].isoformat(),
+    )
+    await uow.emit(
+        PackageChanged(
+            correlation_id=package_id,
+            causation_id=causation,
+            package_id=package_id,
+            change_id=change["change_id"],
+            provider_id=change["provider_id"],
+            package=changed,
+            previous_hours_per_week=change["previous_hours"],
+            hours_per_week=changed.hours_per_week,
+            reason=ChangeReason(change["reason"]),
+            effective_date=change["effective_date"],
+            discussed_with_person=change["discussed_with_person"],
+            changed_by=change["changed_by"],
+            requested_by=package["requested_by"],
+            changed_at=at,
+        )
+    )
+
+
+async def _decline_change(
+    uow: UnitOfWork,
+    rules: BrokerageRules,
+    package: asyncpg.Record,
+    change: asyncpg.Record,
+    outcome: ChangeOutcome,
+    *,
+    reason: DeclineReason | None,
+    causation: uuid.UUID | None,
+) -> None:
+    """Re-broker the package with the changed pattern, continuity flagged, never to the provider that
+    declined; that provider carries on at the old hours until a new placement replaces its own."""
+    at = now()
+    package_id = package["package_id"]
+    changed = PackageSpec.model_validate_json(change["spec"])
+    changed = changed.model_copy(update={"start_date": max(changed.start_date, clock.uk_date(at))})
+    await repo.settle_change(
+        uow.conn, change["change_id"], status=outcome.value, at=at, decline_reason=reason.value if reason else None
+    )
+    repo.add_timeline(
+        uow,
+        package_id,
+        "change declined",
+        at,
+        change_id=str(change["change_id"]),
+        provider_id=change["provider_id"],
+        outcome=outcome.value,
+        decline_reason=reason.value if reason else None,
+        carries_on_at=str(change["previous_hours"]),
+    )
+    await uow.emit(
+        ChangeDeclined(
+            correlation_id=package_id,
+            causation_id=causation,
+            package_id=package_id,
+            change_id=change["change_id"],
+            provider_id=change["provider_id"],
+            outcome=outcome,
+            decline_reason=reason,
+            previous_hours_per_week=change["previous_hours"],
+            hours_per_week=changed.hours_per_week,
+            reason=ChangeReason(change["reason"]),
+            requested_by=package["requested_by"],
+            declined_at=at,
+        )
+    )
+    if package["status"] not in domain.ALLOWED_FROM["change"]:
+        return  # cannot happen while pending (a pause or an ending withdraws it); nothing to re-broker
+    package = await repo.reopen_for_change(
+        uow.conn, package_id, changed, carried_on_by=change["provider_id"], carried_hours=change["previous_hours"]
+    )
+    await _offer_next_tier(uow, rules, package, after=None, causation=causation)
+
+
+async def _withdraw_change(uow: UnitOfWork, package: asyncpg.Record, at: dt.datetime, *, why: str) -> None:
+    """A pause or an ending withdraws a change still awaiting its provider's answer."""
+    if package["pending_change_id"] is None:
+        return
+    await repo.settle_change(uow.conn, package["pending_change_id"], status="withdrawn", at=at)
+    repo.add_timeline(
+        uow, package["package_id"], "change withdrawn", at, change_id=str(package["pending_change_id"]), why=why
+    )
 
 
 async def _locked(uow: UnitOfWork, package_id: uuid.UUID) -> asyncpg.Record:

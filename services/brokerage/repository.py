@@ -278,7 +278,7 @@ async def mark_placed(
 ) -> None:
     await conn.execute(
         """UPDATE packages SET status = 'placed', provider_id = $2, hourly_rate = $3, placed_at = $4,
-           window_closes_at = NULL
+           window_closes_at = NULL, carried_on_by = NULL, carried_hours = NULL
             WHERE package_id = $1""",
         package_id,
         provider_id,
@@ -305,7 +305,8 @@ async def mark_cancelled(
     """``reason``: a CancelReason code; ``reason_text``: the broker's words (kept here only)."""
     await conn.execute(
         """UPDATE packages SET status = 'cancelled', cancelled_at = $2, cancel_reason = $3, cancel_reason_text = $4,
-                               window_closes_at = NULL, next_reoffer_at = NULL WHERE package_id = $1""",
+                               window_closes_at = NULL, next_reoffer_at = NULL, carried_on_by = NULL,
+                               carried_hours = NULL WHERE package_id = $1""",
         package_id,
         at,
         reason,
@@ -393,6 +394,8 @@ REOFFERS = Timer("status = 'unplaced'", "next_reoffer_at", f"{MOST_URGENT_FIRST}
 REBROKERING = Timer("status IN ('placed', 'started')", "rebroker_due_at", f"{MOST_URGENT_FIRST}, requested_at")
 # A paused package whose provider's hold ran out with no resume: it ends (decision 0078).
 HOLDS = Timer("status = 'paused'", "hold_expires_at", "hold_expires_at")
+# A change offered to a running package's provider, unanswered when its window closed (decision 0082).
+CHANGE_WINDOWS = Timer("pending_change_id IS NOT NULL", "change_window_closes_at", "change_window_closes_at")
 
 
 async def take_due(conn: Connection, timer: Timer, at: dt.datetime) -> asyncpg.Record | None:
@@ -610,3 +613,113 @@ async def reopen(
         exclude,
         start_date,
     )
+
+
+# ---- changes to a running package (decision 0082) -------------------------------------------------
+
+
+async def insert_change(
+    conn: Connection,
+    *,
+    change_id: uuid.UUID,
+    package_id: uuid.UUID,
+    provider_id: str,
+    previous: PackageSpec,
+    changed: PackageSpec,
+    reason: str,
+    reason_text: str | None,
+    discussed_with_person: bool,
+    effective_date: dt.date,
+    changed_by: str,
+    at: dt.datetime,
+    window_closes_at: dt.datetime,
+) -> None:
+    """Record a change awaiting the provider's answer, and start the package's change window."""
+    await conn.execute(
+        """INSERT INTO package_changes (change_id, package_id, provider_id, previous_spec, spec, previous_hours,
+                                        hours_per_week, reason, reason_text, discussed_with_person, effective_date,
+                                        changed_by, requested_at, window_closes_at)
+           VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13, $14)""",
+        change_id,
+        package_id,
+        provider_id,
+        previous.model_dump_json(),
+        changed.model_dump_json(),
+        previous.hours_per_week,
+        changed.hours_per_week,
+        reason,
+        reason_text,
+        discussed_with_person,
+        effective_date,
+        changed_by,
+        at,
+        window_closes_at,
+    )
+    await conn.execute(
+        "UPDATE packages SET pending_change_id = $2, change_window_closes_at = $3 WHERE package_id = $1",
+        package_id,
+        change_id,
+        window_closes_at,
+    )
+
+
+async def pending_change(conn: Connection, change_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM package_changes WHERE change_id = $1", change_id)
+
+
+async def settle_change(
+    conn: Connection, change_id: uuid.UUID, *, status: str, at: dt.datetime, decline_reason: str | None = None
+) -> None:
+    """The change's outcome (accepted, declined, window_closed, withdrawn); the package's window stops."""
+    package_id = await conn.fetchval(
+        """UPDATE package_changes SET status = $2, answered_at = $3, decline_reason = $4
+            WHERE change_id = $1 AND status = 'pending' RETURNING package_id""",
+        change_id,
+        status,
+        at,
+        decline_reason,
+    )
+    await conn.execute(
+        """UPDATE packages SET pending_change_id = NULL, change_window_closes_at = NULL
+            WHERE package_id = $1 AND pending_change_id = $2""",
+        package_id,
+        change_id,
+    )
+
+
+async def apply_change(conn: Connection, package_id: uuid.UUID, spec: PackageSpec) -> asyncpg.Record:
+    """The package is ``spec`` from now on (hours, visit pattern, needs); returns the package row."""
+    return await fetch_one(
+        conn,
+        "UPDATE packages SET spec = $2::jsonb, hours_per_week = $3 WHERE package_id = $1 RETURNING *",
+        package_id,
+        spec.model_dump_json(),
+        spec.hours_per_week,
+    )
+
+
+async def reopen_for_change(
+    conn: Connection, package_id: uuid.UUID, spec: PackageSpec, *, carried_on_by: str, carried_hours: Decimal
+) -> asyncpg.Record:
+    """Re-broker a running package with its changed ``spec`` (a new cycle, priority and continuity),
+    never offered again to the provider that declined the change, which carries on at
+    ``carried_hours`` until a new placement replaces its own (decision 0082)."""
+    return await fetch_one(
+        conn,
+        """UPDATE packages SET status = 'requested', cycle = cycle + 1, priority = true, continuity = true,
+                               excluded_providers = array_append(excluded_providers, $4),
+                               provider_id = NULL, hourly_rate = NULL, placed_at = NULL, started_on = NULL,
+                               rebroker_due_at = NULL, rebroker_reason = NULL, start_date = $3,
+                               spec = $2::jsonb, hours_per_week = $5, carried_on_by = $4, carried_hours = $6
+            WHERE package_id = $1 RETURNING *""",
+        package_id,
+        spec.model_dump_json(),
+        spec.start_date,
+        carried_on_by,
+        spec.hours_per_week,
+        carried_hours,
+    )
+
+
+async def changes_of(conn: Connection, package_id: uuid.UUID) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT * FROM package_changes WHERE package_id = $1 ORDER BY requested_at", package_id)

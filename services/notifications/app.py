@@ -18,13 +18,17 @@ from fastapi import FastAPI
 
 from schemas import topics
 from schemas.events import (
+    ChangeDeclined,
+    ChangeOffered,
     ExceptionDecided,
     ExceptionRequested,
     NotificationFailed,
     OfferMade,
     PackageCancelled,
+    PackageChanged,
     PackageEnded,
     PackageHandedBack,
+    PackageHandedOver,
     PackagePaused,
     PackagePlaced,
     PackageReopened,
@@ -89,6 +93,10 @@ def build(settings: ServiceSettings | None = None) -> tuple[NotificationsService
         PackageEnded,
         PackagePaused,
         PackageResumed,
+        ChangeOffered,
+        PackageChanged,
+        ChangeDeclined,
+        PackageHandedOver,
         ExceptionRequested,
         ExceptionDecided,
     )

@@ -13,13 +13,17 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from schemas.events import (
+    ChangeDeclined,
+    ChangeOffered,
     Envelope,
     ExceptionDecided,
     ExceptionRequested,
     OfferMade,
     PackageCancelled,
+    PackageChanged,
     PackageEnded,
     PackageHandedBack,
+    PackageHandedOver,
     PackagePaused,
     PackagePlaced,
     PackageReopened,
@@ -88,6 +92,15 @@ MESSAGES: dict[str, MessageKind] = {
         MessageKind("resumed_provider", essential=True),
         MessageKind("resumed_broker"),
         MessageKind("resumed_person"),
+        # Changes to a running package (decision 0082): the provider must answer an offered change,
+        # send carers to the new pattern, or carry on and then stop at a hand-over.
+        MessageKind("change_offered_provider", essential=True),
+        MessageKind("changed_provider", essential=True),
+        MessageKind("changed_broker"),
+        MessageKind("changed_person"),
+        MessageKind("change_declined_provider", essential=True),
+        MessageKind("change_declined_broker"),
+        MessageKind("handed_over_provider", essential=True),
         MessageKind("exception_requested", essential=True),
         MessageKind("exception_refused_bidder"),
     )
@@ -151,6 +164,10 @@ NotifiedEvent = (
     | PackageEnded
     | PackagePaused
     | PackageResumed
+    | ChangeOffered
+    | PackageChanged
+    | ChangeDeclined
+    | PackageHandedOver
     | ExceptionRequested
     | ExceptionDecided
 )
@@ -285,6 +302,8 @@ def messages_for(event: Envelope, *, provider_names: dict[str, str], brokerage_u
         ]
     if isinstance(event, PackageEnded | PackagePaused | PackageResumed):
         return _pause_or_ending(event, provider_names)
+    if isinstance(event, ChangeOffered | PackageChanged | ChangeDeclined | PackageHandedOver):
+        return _change(event, provider_names)
     if isinstance(event, ExceptionRequested):
         context = {
             "package_id": str(event.package_id),
@@ -374,6 +393,69 @@ def _pause_or_ending(
         Message(f"{name}_provider", "provider", event.provider_id, context),
         _to_broker(f"{name}_broker", broker, context),
         Message(f"{name}_person", "person", str(event.package_id), context),
+    ]
+
+
+def _visits(event: ChangeOffered | PackageChanged) -> str:
+    v = event.package.visits
+    carers = "two carers" if v.carers_per_call > 1 else "one carer"
+    return f"{v.calls_per_day} calls a day of {v.minutes_per_call} minutes, {carers}, {v.days_per_week} days a week"
+
+
+def _change(
+    event: ChangeOffered | PackageChanged | ChangeDeclined | PackageHandedOver, provider_names: dict[str, str]
+) -> list[Message]:
+    """A change to a running package (decision record 0082), each party told once: offered - the
+    provider holding it, to answer; accepted - that provider, the broker who requested the package and
+    the person's family contact; declined or unanswered - the provider (carry on until told) and the
+    broker (re-brokered); handed over - the provider that carried on (stop when the new one starts;
+    PackagePlaced tells the new provider, the broker and the person)."""
+    if isinstance(event, PackageHandedOver):
+        context: dict[str, object] = {
+            "package_id": str(event.package_id),
+            "provider_name": provider_names.get(event.from_provider_id, event.from_provider_id),
+            "hours_per_week": str(event.previous_hours_per_week),
+            "handed_over_on": _day(event.handed_over_on),
+            "last_day": _day(event.handed_over_on - dt.timedelta(days=1)),
+        }
+        return [Message("handed_over_provider", "provider", event.from_provider_id, context)]
+    context = {
+        "package_id": str(event.package_id),
+        "provider_id": event.provider_id,
+        "provider_name": provider_names.get(event.provider_id, event.provider_id),
+        "previous_hours_per_week": str(event.previous_hours_per_week),
+        "reason": reason_words(event.reason),
+    }
+    if isinstance(event, ChangeOffered):
+        context |= {
+            "hours_per_week": str(event.package.hours_per_week),
+            "visits": _visits(event),
+            "needs": ", ".join(n.value.replace("_", " ") for n in event.package.needs),
+            "effective_date": _day(event.effective_date),
+            "window_closes_at": clock.format_uk(event.window_closes_at, "%H:%M %Z on %A %d %B %Y"),
+        }
+        return [Message("change_offered_provider", "provider", event.provider_id, context)]
+    if isinstance(event, PackageChanged):
+        context |= {
+            "hours_per_week": str(event.hours_per_week),
+            "visits": _visits(event),
+            "effective_date": _day(event.effective_date),
+            "more": event.hours_per_week > event.previous_hours_per_week,
+            "changed_by": event.changed_by,
+        }
+        return [
+            Message("changed_provider", "provider", event.provider_id, context),
+            _to_broker("changed_broker", event.requested_by or event.changed_by, context),
+            Message("changed_person", "person", str(event.package_id), context),
+        ]
+    context |= {
+        "hours_per_week": str(event.hours_per_week),
+        "outcome": reason_words(event.outcome),
+        "decline_reason": reason_words(event.decline_reason) if event.decline_reason else "",
+    }
+    return [
+        Message("change_declined_provider", "provider", event.provider_id, context),
+        _to_broker("change_declined_broker", event.requested_by, context),
     ]
 
 

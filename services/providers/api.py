@@ -432,6 +432,62 @@ def me_router(service: Service) -> APIRouter:
             service, lambda uow: handlers.answer_through_api(uow, me.provider_id, package_id, body)
         )
 
+    # Changes to packages you hold (decision record 0082): accept, or decline with a reason code.
+    @router.get(
+        "/package-changes",
+        responses=denied,
+        summary="Changes to packages you hold: open ones (answer before window_closes_at), or all",
+    )
+    async def my_package_changes(me: Me, status: Literal["open", "all"] = "open") -> list[dict]:
+        rows = await repo.change_offers_of(service.pool, me.provider_id)
+        base = "/me/package-changes"
+        return [
+            {
+                "change_id": str(r["change_id"]),
+                "package_id": str(r["package_id"]),
+                "package": json.loads(r["spec"]),
+                "previous_hours_per_week": str(r["previous_hours"]),
+                "hours_per_week": str(r["hours_per_week"]),
+                "effective_date": r["effective_date"],
+                "window_closes_at": r["window_closes_at"],
+                "status": r["status"],
+                "answer_with": {
+                    "accept": f"{base}/{r['change_id']}/accept",
+                    "decline": f"{base}/{r['change_id']}/decline",
+                },
+            }
+            for r in rows
+            if status == "all" or r["status"] == "offered"
+        ]
+
+    change_errors = denied | {
+        404: {"description": "No such change offered to you"},
+        409: {"description": "Already answered, window closed, or no capacity for the extra hours"},
+    }
+
+    @router.post(
+        "/package-changes/{change_id}/accept",
+        responses=change_errors,
+        summary="Accept a change to a package you hold: from its effective date you care to the new pattern",
+    )
+    async def accept_change(me: Me, change_id: uuid.UUID) -> dict:
+        return await in_unit_of_work(
+            service, lambda uow: handlers.answer_change_through_api(uow, me.provider_id, change_id, accept=True)
+        )
+
+    @router.post(
+        "/package-changes/{change_id}/decline",
+        responses=change_errors,
+        summary="Decline a change, with a reason code: the package is re-brokered and you carry on until then",
+    )
+    async def decline_change(me: Me, change_id: uuid.UUID, body: DeclineRequest) -> dict:
+        return await in_unit_of_work(
+            service,
+            lambda uow: handlers.answer_change_through_api(
+                uow, me.provider_id, change_id, accept=False, reason=body.reason, text=body.text
+            ),
+        )
+
     @router.get(
         "/packages",
         summary="Packages placed with you: live ones (ended_at null) and those that ended, with why",

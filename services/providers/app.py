@@ -18,11 +18,16 @@ from fastapi import FastAPI
 from schemas import topics
 from schemas.events import (
     BidSubmitted,
+    ChangeAnswered,
+    ChangeDeclined,
+    ChangeOffered,
     OfferDeclined,
     OfferMade,
     PackageCancelled,
+    PackageChanged,
     PackageEnded,
     PackageHandedBack,
+    PackageHandedOver,
     PackagePaused,
     PackagePlaced,
     PackageReopened,
@@ -59,14 +64,20 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, FastAPI]:
     service.consumer.on(PackageEnded)(handlers.record_ending)
     service.consumer.on(PackagePaused)(handlers.record_pause)
     service.consumer.on(PackageResumed)(handlers.record_resume)
+    service.consumer.on(ChangeOffered)(handlers.answer_change_offer)
+    service.consumer.on(PackageChanged)(handlers.record_change)
+    service.consumer.on(ChangeDeclined)(handlers.close_change_offer)
+    service.consumer.on(PackageHandedOver)(handlers.record_hand_over)
     service.consumer.subscribe(*topics.CONSUMED_BY["providers"])
     declare_publishes(
         service,
         topics.ANSWERS,
         BidSubmitted,
         OfferDeclined,
+        ChangeAnswered,
         description=(
-            "Providers' answers to offers: a bid at a rate, or a decline with a reason code. Keyed by package id."
+            "Providers' answers to offers: a bid at a rate, or a decline with a reason code; and to a change of "
+            "a package they hold: accepted, or declined with a reason code. Keyed by package id."
         ),
     )
     declare_publishes(

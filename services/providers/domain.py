@@ -110,6 +110,37 @@ def standing_decline(
     return None
 
 
+def automatic_change_answer(
+    profile: ProviderProfile,
+    rules: AutomaticRules,
+    changed: PackageSpec,
+    previous_hours: Decimal,
+    held_hours: Decimal,
+    *,
+    neighbouring: frozenset[str] = frozenset(),
+) -> Decline | None:
+    """An automatic adapter's answer to a change of a package it holds (decision record 0082): None to
+    accept, else the decline. It takes the changed package on the rules it would offer it on (zones,
+    bands, skills, calls a day, package size), and an increase only with free capacity for the extra
+    hours - a reduction always fits."""
+    declined = standing_decline(profile, rules, changed, neighbouring=neighbouring)
+    if declined is not None:
+        return declined
+    extra = changed.hours_per_week - previous_hours
+    if extra > 0 and free_hours(profile, held_hours) < extra:
+        return Decline(DeclineReason.capacity, f"no free capacity for {extra} more hours a week")
+    return None
+
+
+def committed_after_change(committed: Decimal, placement_hours: Decimal, previous: Decimal, new: Decimal) -> Decimal:
+    """A provider's committed hours (carer hours per week) after a change its live placement accepted:
+    moved by the difference. A change made for other hours than the placement's (a stale or replayed
+    one) moves nothing. Committed hours stay the sum of the live placements' current hours."""
+    if placement_hours != previous:
+        return committed
+    return committed + (new - previous)
+
+
 class StatusRefused(ValueError):
     """A change of framework membership the rules do not allow (HTTP 409)."""
 

@@ -11,6 +11,10 @@
   (at once if that is today or past, else by :func:`release_due_endings` when the UK date comes)
 - :func:`record_pause` / :func:`record_resume`  PackagePaused / PackageResumed -> the pause on the live
   placement; its hours stay committed through the hold (decision record 0078)
+- :func:`answer_change_offer` ChangeOffered -> the holding provider's adapter accepts or declines (or,
+  webhook and portal, answers later through :func:`answer_change_through_api`); :func:`record_change`
+  PackageChanged -> the live placement's hours and the committed hours move by the difference;
+  :func:`close_change_offer` ChangeDeclined -> the offer closed (decision record 0082)
 
 A package has one placement per award (keyed by the award's offer round), at most one of them
 live (``ended_at`` NULL): the live one is who holds the package, whose hours are committed, and
@@ -38,14 +42,19 @@ from typing import Any
 import asyncpg
 import httpx
 
-from schemas.adapters import BidRequest, DeclineRequest, OfferNotice
+from schemas.adapters import BidRequest, ChangeNotice, DeclineRequest, OfferNotice
 from schemas.events import (
     BidSubmitted,
+    ChangeAnswered,
+    ChangeDeclined,
+    ChangeOffered,
     OfferDeclined,
     OfferMade,
     PackageCancelled,
+    PackageChanged,
     PackageEnded,
     PackageHandedBack,
+    PackageHandedOver,
     PackagePaused,
     PackagePlaced,
     PackageReopened,
@@ -54,6 +63,7 @@ from schemas.events import (
     PackageUnplaced,
     ProviderUpdated,
 )
+from schemas.vocabulary import DeclineReason
 from services.providers import domain
 from services.providers import repository as repo
 from services.runtime import clock
@@ -287,6 +297,196 @@ async def record_resume(uow: UnitOfWork, event: PackageResumed) -> None:
     await repo.lock_package_providers(uow.conn, event.package_id, also=[event.provider_id])
     if not await repo.record_resume(uow.conn, event.package_id, event.provider_id):
         log.info("resume of no paused placement ignored (a redelivery?)", package_id=str(event.package_id))
+
+
+# ---- changes to a running package (decision record 0082) -----------------------------------------
+
+
+async def answer_change_offer(uow: UnitOfWork, event: ChangeOffered) -> None:
+    """The provider holding the package is offered a change. Its automatic adapter answers at once by
+    its rules (:func:`domain.automatic_change_answer`); a webhook or portal adapter answers through
+    the provider API before the window closes (unanswered, the brokerage's window timer treats it as
+    declined). An offer to a provider that does not hold the package (a replay after a re-brokering)
+    is recorded and left unanswered. Providers locked first (decision 0077)."""
+    locked = await repo.lock_package_providers(uow.conn, event.package_id, also=[event.provider_id])
+    row = locked.get(event.provider_id)
+    if row is None:
+        log.warning("change offered to an unknown provider", provider_id=event.provider_id)
+        return
+    at = now()
+    if not await repo.insert_change_offer(
+        uow.conn,
+        change_id=event.change_id,
+        package_id=event.package_id,
+        provider_id=event.provider_id,
+        spec=event.package,
+        previous_hours=event.previous_hours_per_week,
+        effective_date=event.effective_date,
+        window_closes_at=event.window_closes_at,
+        at=at,
+    ):
+        return  # offered before: a redelivery
+    live = await repo.live_placement(uow.conn, event.package_id)
+    if live is None or live["provider_id"] != event.provider_id:
+        log.warning("change offered to a provider not holding the package", change_id=str(event.change_id))
+        return
+    rules = repo.rules_of(row)
+    if rules.kind == "webhook" and rules.webhook_url:
+        # POSTed by the delivery loop, committed with the change offer itself (as offers are).
+        await repo.insert_change_delivery(
+            uow.conn,
+            delivery_id=uuid.uuid4(),
+            provider_id=event.provider_id,
+            package_id=event.package_id,
+            change_id=event.change_id,
+            url=rules.webhook_url,
+            body=change_notice(event).model_dump_json(),
+            give_up_at=event.window_closes_at,
+        )
+    if rules.kind != "automatic":
+        return  # answered through the provider API (GET /me/package-changes)
+    zone = load_framework().zones.get(event.package.zone)
+    decline = domain.automatic_change_answer(
+        repo.profile_of(row),
+        rules,
+        event.package,
+        event.previous_hours_per_week,
+        row["held_hours"],
+        neighbouring=frozenset(zone.adjacent) if zone else frozenset(),
+    )
+    await _answer_change(uow, event.change_id, event.package_id, event.provider_id, "automatic", decline, at)
+
+
+def change_notice(event: ChangeOffered) -> ChangeNotice:
+    """The change as the provider's system sees it (POSTed to a webhook adapter)."""
+    base = f"/me/package-changes/{event.change_id}"
+    return ChangeNotice(
+        change_id=event.change_id,
+        package_id=event.package_id,
+        provider_id=event.provider_id,
+        package=event.package,
+        previous_hours_per_week=event.previous_hours_per_week,
+        effective_date=event.effective_date,
+        window_closes_at=event.window_closes_at,
+        answer_with={"accept": f"{base}/accept", "decline": f"{base}/decline"},
+    )
+
+
+async def _answer_change(
+    uow: UnitOfWork,
+    change_id: uuid.UUID,
+    package_id: uuid.UUID,
+    provider_id: str,
+    adapter: str,
+    decline: domain.Decline | None,
+    at: dt.datetime,
+) -> None:
+    await repo.answer_change_offer(
+        uow.conn,
+        change_id,
+        accepted=decline is None,
+        adapter=adapter,
+        at=at,
+        reason=decline.reason.value if decline else None,
+        text=decline.text if decline else None,
+    )
+    await uow.emit(
+        ChangeAnswered(
+            correlation_id=package_id,
+            package_id=package_id,
+            change_id=change_id,
+            provider_id=provider_id,
+            accepted=decline is None,
+            reason=decline.reason if decline else None,
+            adapter=adapter,
+            answered_at=at,
+        )
+    )
+
+
+async def record_change(uow: UnitOfWork, event: PackageChanged) -> None:
+    """The brokerage changed the package (its provider accepted): the live placement's hours become
+    the new ones and the provider's committed hours move by the difference - once (the change offer
+    is settled in the same transaction; a redelivery finds it settled)."""
+    await repo.lock_package_providers(uow.conn, event.package_id, also=[event.provider_id])
+    settled = await repo.settle_change_offer(uow.conn, event.change_id, "applied")
+    offered = await repo.lock_change_offer(uow.conn, event.change_id)
+    if offered is not None and not settled:
+        return  # applied before: a redelivery
+    before = await repo.change_placement_hours(uow.conn, event.package_id, event.provider_id, event.hours_per_week)
+    if before is None:
+        log.warning("change of a package the provider no longer holds ignored", change_id=str(event.change_id))
+        return
+    if before["before"] != event.previous_hours_per_week:
+        # Not the hours the change was made for: put them back and leave the record alone.
+        await repo.change_placement_hours(uow.conn, event.package_id, event.provider_id, before["before"])
+        log.warning("change for other hours than the placement's ignored", change_id=str(event.change_id))
+        return
+    row = await repo.commit_hours(uow.conn, event.provider_id, event.hours_per_week - event.previous_hours_per_week)
+    await uow.emit(provider_updated(row, causation=event.event_id))
+
+
+async def close_change_offer(uow: UnitOfWork, event: ChangeDeclined) -> None:
+    """Declined or unanswered: the offer is closed; the provider carries on at the old hours until a
+    new provider's placement replaces its own (PackagePlaced, :func:`record_award`)."""
+    await repo.lock_package_providers(uow.conn, event.package_id, also=[event.provider_id])
+    await repo.settle_change_offer(uow.conn, event.change_id, "closed")
+
+
+async def record_hand_over(uow: UnitOfWork, event: PackageHandedOver) -> None:
+    """A new provider takes over a package whose provider declined a change: the carried-on placement
+    ends and its hours are released (the new award, PackagePlaced, follows and commits the new
+    provider's). A redelivery, or a placement already replaced, changes nothing."""
+    await _end_placement(
+        uow,
+        event.package_id,
+        event.handed_over_at,
+        causation=event.event_id,
+        why="replaced",
+        provider_id=event.from_provider_id,
+    )
+
+
+async def answer_change_through_api(
+    uow: UnitOfWork,
+    provider_id: str,
+    change_id: uuid.UUID,
+    *,
+    accept: bool,
+    reason: DeclineReason | None = None,
+    text: str | None = None,
+) -> dict:
+    """A webhook or portal adapter's answer to a change offered to it: accept, or decline with a reason
+    code (``text``: its own words, kept here). LookupError (a 404) for a change not offered to it;
+    :class:`Refused` (409) when answered already, settled, past its window, or the adapter is
+    automatic, or an increase would take it over its capacity."""
+    provider = await repo.lock_provider(uow.conn, provider_id)  # providers first (decision 0077)
+    offer = await repo.lock_change_offer(uow.conn, change_id)
+    if provider is None or offer is None or offer["provider_id"] != provider_id:
+        raise LookupError(f"no change {change_id} offered to you")
+    if offer["status"] != "offered":
+        raise Refused(f"this change is already {offer['status']}")
+    at = now()
+    if at >= offer["window_closes_at"]:
+        raise Refused(f"the change's window closed at {clock.format_uk(offer['window_closes_at'])}")
+    adapter = repo.rules_of(provider).kind
+    if adapter == "automatic":
+        raise Refused("your adapter is automatic: the service answers your changes by your rules")
+    if accept:
+        extra = offer["hours_per_week"] - offer["previous_hours"]
+        free = domain.free_hours(repo.profile_of(provider), provider["held_hours"])
+        if extra > 0 and free < extra:
+            raise Refused(f"the change adds {extra} h/week and you have {free} h free; raise your capacity first")
+        decline = None
+    else:
+        decline = domain.Decline(reason or DeclineReason.other, text or "")
+    await _answer_change(uow, change_id, offer["package_id"], provider_id, adapter, decline, at)
+    return {
+        "change_id": str(change_id),
+        "package_id": str(offer["package_id"]),
+        "status": "accepted" if accept else "declined",
+        "answered_at": at.isoformat(),
+    }
 
 
 async def _end_placement(

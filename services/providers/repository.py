@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import asyncpg
 
-from schemas.events import OfferMade, ProviderProfile
+from schemas.events import OfferMade, PackageSpec, ProviderProfile
 from services.providers.domain import AutomaticRules, Bid, Decline
 from services.runtime.db import Connection, fetch_one
 
@@ -524,4 +524,124 @@ async def record_delivery_outcome(
         error,
         retry_in,
         max_attempts,
+    )
+
+
+# ---- changes to a running package (decision 0082) -------------------------------------------------
+
+
+async def insert_change_offer(
+    conn: Connection,
+    *,
+    change_id: uuid.UUID,
+    package_id: uuid.UUID,
+    provider_id: str,
+    spec: PackageSpec,
+    previous_hours: Decimal,
+    effective_date: dt.date,
+    window_closes_at: dt.datetime,
+    at: dt.datetime,
+) -> bool:
+    """The change offered to the provider; False when it was already (a redelivery)."""
+    return bool(
+        await conn.fetchval(
+            """INSERT INTO change_offers (change_id, package_id, provider_id, spec, previous_hours, hours_per_week,
+                                          effective_date, window_closes_at, offered_at)
+               VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING true""",
+            change_id,
+            package_id,
+            provider_id,
+            spec.model_dump_json(),
+            previous_hours,
+            spec.hours_per_week,
+            effective_date,
+            window_closes_at,
+            at,
+        )
+    )
+
+
+async def lock_change_offer(conn: Connection, change_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM change_offers WHERE change_id = $1 FOR UPDATE", change_id)
+
+
+async def answer_change_offer(
+    conn: Connection,
+    change_id: uuid.UUID,
+    *,
+    accepted: bool,
+    adapter: str,
+    at: dt.datetime,
+    reason: str | None = None,
+    text: str | None = None,
+) -> None:
+    await conn.execute(
+        """UPDATE change_offers SET status = $2, adapter = $3, answered_at = $4, decline_reason = $5, decline_text = $6
+            WHERE change_id = $1""",
+        change_id,
+        "accepted" if accepted else "declined",
+        adapter,
+        at,
+        reason,
+        text,
+    )
+
+
+async def settle_change_offer(conn: Connection, change_id: uuid.UUID, status: str) -> bool:
+    """``applied`` (the brokerage changed the package) or ``closed`` (declined, timed out, withdrawn);
+    False when it was settled already (a redelivery)."""
+    return bool(
+        await conn.fetchval(
+            """UPDATE change_offers SET status = $2 WHERE change_id = $1 AND status NOT IN ('applied', 'closed')
+               RETURNING true""",
+            change_id,
+            status,
+        )
+    )
+
+
+async def change_placement_hours(
+    conn: Connection, package_id: uuid.UUID, provider_id: str, hours: Decimal
+) -> asyncpg.Record | None:
+    """The live placement's hours before the change (the row as it was), and sets them to ``hours``."""
+    return await conn.fetchrow(
+        """UPDATE placements p SET hours_per_week = $3 FROM (
+               SELECT package_id, offer_round, hours_per_week AS before FROM placements
+                WHERE package_id = $1 AND provider_id = $2 AND ended_at IS NULL FOR UPDATE) old
+            WHERE p.package_id = old.package_id AND p.offer_round = old.offer_round
+            RETURNING old.before""",
+        package_id,
+        provider_id,
+        hours,
+    )
+
+
+async def change_offers_of(conn: Connection | asyncpg.Pool, provider_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT * FROM change_offers WHERE provider_id = $1 ORDER BY offered_at DESC LIMIT 200", provider_id
+    )
+
+
+async def insert_change_delivery(
+    conn: Connection,
+    *,
+    delivery_id: uuid.UUID,
+    provider_id: str,
+    package_id: uuid.UUID,
+    change_id: uuid.UUID,
+    url: str,
+    body: str,
+    give_up_at: dt.datetime,
+) -> None:
+    """A change POSTed to the provider's webhook by the delivery loop, like an offer (decision 0082)."""
+    await conn.execute(
+        """INSERT INTO webhook_deliveries (delivery_id, provider_id, package_id, change_id, url, body, give_up_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING""",
+        delivery_id,
+        provider_id,
+        package_id,
+        change_id,
+        url,
+        body,
+        give_up_at,
     )

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from schemas import topics
 from schemas.events import (
     BidSubmitted,
+    ChangeDeclined,
     Event,
     ExceptionDecided,
     ExceptionRequested,
@@ -29,8 +30,10 @@ from schemas.events import (
     OfferDeclined,
     OfferMade,
     PackageCancelled,
+    PackageChanged,
     PackageEnded,
     PackageHandedBack,
+    PackageHandedOver,
     PackagePaused,
     PackagePlaced,
     PackageReopened,
@@ -67,6 +70,10 @@ LIFECYCLE = (
 PROJECTED = (
     *LIFECYCLE,
     PackageReopened,
+    # Changes to a running package (decision 0082): milestones, the package's status unchanged.
+    PackageChanged,
+    ChangeDeclined,
+    PackageHandedOver,
     BidSubmitted,
     OfferDeclined,
     ProviderUpdated,
@@ -179,6 +186,34 @@ async def apply(conn: repo.Writer, event: Event) -> None:
                     event.effective_date,
                     event.reason,
                 )
+        case PackageChanged():
+            await repo.add_milestone(
+                conn,
+                event,
+                event.changed_at,
+                provider_id=event.provider_id,
+                reason=event.reason,
+                hours_per_week=event.hours_per_week,
+                on_date=event.effective_date,
+            )
+        case ChangeDeclined():
+            await repo.add_milestone(
+                conn,
+                event,
+                event.declined_at,
+                provider_id=event.provider_id,
+                reason=event.outcome,
+                hours_per_week=event.hours_per_week,
+            )
+        case PackageHandedOver():
+            await repo.add_milestone(
+                conn,
+                event,
+                event.handed_over_at,
+                provider_id=event.from_provider_id,
+                hours_per_week=event.previous_hours_per_week,
+                on_date=event.handed_over_on,
+            )
         case PackageReopened():
             await repo.add_milestone(
                 conn,

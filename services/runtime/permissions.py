@@ -84,6 +84,8 @@ TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
         ("POST", "/packages/{package_id}/end"): BROKERAGE_TEAM,
         ("POST", "/packages/{package_id}/pause"): BROKERAGE_TEAM,
         ("POST", "/packages/{package_id}/resume"): BROKERAGE_TEAM,
+        # Changes to a running package (decision 0082): the brokerage team, as for pauses and endings.
+        ("POST", "/packages/{package_id}/changes"): BROKERAGE_TEAM,
         # Within each role's limit in the scheme of delegation (services/runtime/delegation.py).
         ("POST", "/packages/{package_id}/exception/approve"): BROKERAGE_TEAM,
         ("POST", "/packages/{package_id}/exception/reject"): BROKERAGE_TEAM,
@@ -116,6 +118,10 @@ TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
         ("POST", "/me/offers/{package_id}/bid"): PROVIDER_CREDENTIAL,
         ("POST", "/me/offers/{package_id}/decline"): PROVIDER_CREDENTIAL,
         ("GET", "/me/packages"): PROVIDER_CREDENTIAL,
+        # Changes to packages it holds (decision 0082): accepted or declined by the provider itself.
+        ("GET", "/me/package-changes"): PROVIDER_CREDENTIAL,
+        ("POST", "/me/package-changes/{change_id}/accept"): PROVIDER_CREDENTIAL,
+        ("POST", "/me/package-changes/{change_id}/decline"): PROVIDER_CREDENTIAL,
         ("GET", "/me/packages/{package_id}/person"): PROVIDER_CREDENTIAL,
         ("GET", "/me/deliveries"): PROVIDER_CREDENTIAL,
     },

@@ -282,6 +282,9 @@ class ServiceSettings(SharedSettings):
     pause_hold_paid: bool = True
     ending_backdate_limit_days: int = 28
     ending_ahead_limit_days: int = 90
+    # Changes to a running package (brokerage; docs/guide/package-changes.md, decision 0082): how long
+    # the provider holding a package has to accept or decline a change before it is re-brokered.
+    change_window_seconds: float = 48 * 3600
     ending_poll_seconds: float = 30.0  # providers: how often endings dated ahead are looked for
     brokerage_url: str = "http://127.0.0.1:8001"
     # Webhook adapters (providers): offers POSTed to providers' systems from the deliveries table,

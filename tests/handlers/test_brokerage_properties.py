@@ -7,6 +7,8 @@ suspension, interleaved at random. Whatever the order:
 - an award at the band rate goes to the best-ranked acceptable bid of its round;
 - a paused package is never offered (no OfferMade between its PackagePaused and the resume or
   ending), and a package that ended is never offered or placed again;
+- a change declined or let lapse re-brokers the package; its provider is handed over (PackageHandedOver,
+  just before the next award) and never placed with it again in that cycle (decision 0082);
 - once the timers have run out, every package rests placed (or started, paused or ended), in the
   unplaced queue, or cancelled.
 """
@@ -20,8 +22,16 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.events import ProviderUpdated
-from schemas.vocabulary import CancelReason, EndReason, ExceptionDecisionReason, HandBackReason, PauseReason
+from schemas.events import ChangeAnswered, ProviderUpdated, VisitPattern
+from schemas.vocabulary import (
+    CancelReason,
+    ChangeReason,
+    DeclineReason,
+    EndReason,
+    ExceptionDecisionReason,
+    HandBackReason,
+    PauseReason,
+)
 from services.brokerage import handlers
 from services.runtime import topics
 from services.runtime.outbox import unit_of_work
@@ -40,7 +50,22 @@ step = st.one_of(
     st.tuples(st.just("window"), st.integers(0, 1)),
     st.tuples(
         st.sampled_from(
-            ["cancel", "start", "reoffer", "hand_back", "approve", "reject", "pause", "resume", "end", "hold"]
+            [
+                "cancel",
+                "start",
+                "reoffer",
+                "hand_back",
+                "approve",
+                "reject",
+                "pause",
+                "resume",
+                "end",
+                "hold",
+                "change",
+                "change_accepted",
+                "change_declined",
+                "change_window",
+            ]
         ),
         st.integers(0, 1),
     ),
@@ -74,7 +99,12 @@ async def test_property_any_order_of_events_places_each_package_at_most_once_and
         await broker.publish(event.model_dump_json().encode(), topic=topics.resolve("providers.registry"))
 
     async def run_timers() -> None:
-        for job in (handlers.rebroker_due, handlers.close_due_window, handlers.end_due_holds):
+        for job in (
+            handlers.rebroker_due,
+            handlers.close_due_window,
+            handlers.end_due_holds,
+            handlers.close_due_change_window,
+        ):
             while True:
                 async with unit_of_work(service.pool) as uow:
                     if await job(uow, rules) is None:
@@ -149,6 +179,49 @@ async def test_property_any_order_of_events_places_each_package_at_most_once_and
                     package_id,
                 )
                 await run_timers()
+            elif kind == "change":  # more visits, or back to the request's
+                hours = await service.pool.fetchval(
+                    "SELECT hours_per_week FROM packages WHERE package_id = $1", package_id
+                )
+                more = hours == Decimal(7)
+                await act(
+                    handlers.request_change,
+                    rules,
+                    package_id,
+                    hours_per_week=Decimal("10.5") if more else Decimal(7),
+                    visits=VisitPattern(calls_per_day=3 if more else 2, minutes_per_call=30, carers_per_call=1),
+                    needs=None,
+                    reason=ChangeReason.review_outcome,
+                    effective_date=dt.date.today(),
+                    discussed_with_person=True,
+                    changed_by="broker.amy",
+                )
+            elif kind in ("change_accepted", "change_declined"):
+                row = await service.pool.fetchrow(
+                    "SELECT c.change_id, c.provider_id FROM packages p JOIN package_changes c "
+                    "ON c.change_id = p.pending_change_id WHERE p.package_id = $1",
+                    package_id,
+                )
+                if row is not None:
+                    accepted = kind == "change_accepted"
+                    event = ChangeAnswered(
+                        correlation_id=package_id,
+                        package_id=package_id,
+                        change_id=row["change_id"],
+                        provider_id=row["provider_id"],
+                        accepted=accepted,
+                        reason=None if accepted else DeclineReason.capacity,
+                        adapter="automatic",
+                        answered_at=dt.datetime.now(dt.UTC),
+                    )
+                    await broker.publish(event.model_dump_json().encode(), topic=topics.resolve("providers.answers"))
+            elif kind == "change_window":
+                await service.pool.execute(
+                    "UPDATE packages SET change_window_closes_at = now() WHERE package_id = $1 "
+                    "AND pending_change_id IS NOT NULL",
+                    package_id,
+                )
+                await run_timers()
             elif kind in ("approve", "reject"):
                 await act(
                     handlers.decide_exception,
@@ -199,6 +272,7 @@ async def check_awards(service, packages, ids) -> None:
         events = await outbox_types(service, package_id)
         holder = None  # the provider the package is placed with, as the events tell it
         paused = ended = False
+        carrying = None  # the provider carrying on after declining a change
         for event_type, payload in events:
             if event_type in ("OfferMade", "PackagePlaced"):
                 assert not paused, f"{package_id} {event_type} while paused"
@@ -218,6 +292,12 @@ async def check_awards(service, packages, ids) -> None:
                 await check_winner(service, package_id, payload)
             elif event_type in ("PackageHandedBack", "PackageReopened", "PackageCancelled"):
                 holder = None
+            elif event_type == "ChangeDeclined":  # re-brokered; the provider carries on until handed over
+                assert holder == payload["provider_id"], "a change declined by a provider not holding it"
+                carrying, holder = holder, None
+            elif event_type == "PackageHandedOver":
+                assert payload["from_provider_id"] == carrying and holder is None
+                assert payload["to_provider_id"] != carrying, "placed again with the provider that declined"
         row = await service.pool.fetchrow("SELECT status, provider_id FROM packages WHERE package_id = $1", package_id)
         if row["status"] in ("placed", "started", "paused", "ended"):
             assert row["provider_id"] == holder

@@ -364,3 +364,67 @@ async def test_pauses_and_endings_are_milestones_and_an_ended_package_leaves_car
         ("PackageResumed", None),
         ("PackagePaused", "admitted_to_hospital"),
     ]
+
+
+async def test_changes_to_a_running_package_are_milestones_once_each(reporting):
+    """Decision record 0082: an accepted change, a declined one and a hand-over, each recorded once."""
+    from schemas.events import ChangeDeclined, PackageChanged, PackageHandedOver, PackageSpec, VisitPattern
+
+    service, broker, _ = reporting
+    package_id, change_id, at = uuid.uuid4(), uuid.uuid4(), NOW
+    spec = PackageSpec(
+        zone="melton",
+        band="urban",
+        postcode_district="LE13",
+        hours_per_week=Decimal("10.5"),
+        visits=VisitPattern(calls_per_day=3, minutes_per_call=30, carers_per_call=1),
+        needs=["personal_care"],
+        urgency="community",
+        start_date=clock.uk_date(at),
+    )
+    common = dict(correlation_id=package_id, package_id=package_id)
+    changed = PackageChanged(
+        **common,
+        change_id=change_id,
+        provider_id="oak-care",
+        package=spec,
+        previous_hours_per_week=Decimal(7),
+        hours_per_week=Decimal("10.5"),
+        reason="needs_increased_after_fall",
+        effective_date=clock.uk_date(at),
+        discussed_with_person=False,
+        changed_by="broker.bob",
+        changed_at=at,
+    )
+    declined = ChangeDeclined(
+        **common,
+        change_id=uuid.uuid4(),
+        provider_id="oak-care",
+        outcome="window_closed",
+        previous_hours_per_week=Decimal("10.5"),
+        hours_per_week=Decimal(7),
+        reason="reablement_progress",
+        declined_at=at + dt.timedelta(days=1),
+    )
+    over = PackageHandedOver(
+        **common,
+        from_provider_id="oak-care",
+        to_provider_id="elm-care",
+        previous_hours_per_week=Decimal("10.5"),
+        hours_per_week=Decimal(7),
+        handed_over_on=clock.uk_date(at) + dt.timedelta(days=3),
+        handed_over_at=at + dt.timedelta(days=2),
+    )
+    for event in (changed, changed, declined, over, over):
+        await publish(broker, event)
+    async with service.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT event_type, provider_id, reason, hours_per_week FROM milestones WHERE package_id = $1 "
+            "ORDER BY occurred_at",
+            package_id,
+        )
+    assert [tuple(r.values()) for r in rows] == [
+        ("PackageChanged", "oak-care", "needs_increased_after_fall", Decimal("10.5")),
+        ("ChangeDeclined", "oak-care", "window_closed", Decimal(7)),
+        ("PackageHandedOver", "oak-care", None, Decimal("10.5")),
+    ]

@@ -143,3 +143,91 @@ def test_a_refused_ending_shows_the_complaint_next_to_the_date():
     )
     assert 'id="effective_date-error"' in html and "govuk-input--error" in html
     assert 'id="paused_on-error"' not in html, "only the refused form's field"
+
+
+def test_a_started_package_offers_a_change_prefilled_with_its_visits_and_a_pending_one_says_so():
+    """Decision record 0082: the change form for those who may act, on a started package only."""
+    pid = PACKAGE["package_id"]
+    started = render("broker", status="started", provider_id="oak-care", pending_change_id=None, changes=[])
+    assert f'action="/packages/{pid}/change"' in started
+    form = started.split('id="change-form"')[1].split("</form>")[0]
+    assert (
+        'name="calls_per_day" type="text" value="2"' in form
+        and 'name="hours_per_week" type="text" value="7.00"' in form
+    )
+    select = form.split('id="change-reason" name="reason">')[1].split("</select>")[0]
+    assert re.findall(r'<option value="([a-z_]*)">', select) == ["", *REASONS["change"]]
+    assert 'name="discussed_with_person"' in form and 'id="change_effective_date"' in form
+    pending = render(
+        "broker",
+        status="started",
+        provider_id="oak-care",
+        pending_change_id="c1",
+        changes=[
+            {
+                "change_id": "c1",
+                "previous_hours_per_week": "7.00",
+                "hours_per_week": "10.50",
+                "effective_date": "2026-03-09",
+                "window_closes_at": "2026-03-08T10:00:00+00:00",
+            }
+        ],
+    )
+    assert 'id="change-form"' not in pending and "7.00 to 10.50 hours a week" in pending
+    assert 'id="change-form"' not in render("broker", status="paused", provider_id="oak-care")
+    assert 'id="change-form"' not in render("ops", status="started", provider_id="oak-care")
+
+
+def test_a_refused_change_shows_each_complaint_next_to_its_question():
+    s = session("broker")
+    html = TEMPLATES.env.get_template("package.html").render(
+        session=s,
+        nav=navigation(s, "/board"),
+        csrf_token=s.csrf_token,
+        p=PACKAGE | {"status": "started", "provider_id": "oak-care", "pending_change_id": None, "changes": []},
+        explanation=EXPLANATION,
+        person=None,
+        names={},
+        today=dt.date(2026, 3, 6),
+        reasons=REASONS,
+        created=None,
+        refused="a reduction must be discussed with the person or their family first",
+        action_errors={
+            "change": {
+                "discussed_with_person": "a reduction must be discussed with the person or their family first",
+                "hours_per_week": "hours_per_week 20 does not match the visit pattern",
+            }
+        },
+        done=None,
+    )
+    assert 'id="discussed_with_person-error"' in html and 'id="hours_per_week-error"' in html
+    assert 'id="effective_date-error"' not in html, "only the refused form's fields"
+
+
+def test_the_change_form_becomes_the_apis_body_numbers_and_all():
+    from services.console.api.brokers import _change_body
+
+    body = _change_body(
+        {
+            "calls_per_day": "3",
+            "minutes_per_call": "30",
+            "carers_per_call": "1",
+            "days_per_week": "seven",
+            "hours_per_week": " 10.5 ",
+            "reason": "needs_increased_after_fall",
+            "change_effective_date-day": "9",
+            "change_effective_date-month": "3",
+            "change_effective_date-year": "2026",
+            "discussed_with_person": "yes",
+            "reason_text": "",
+        }
+    )
+    assert body == {
+        "hours_per_week": "10.5",
+        "visits": {"calls_per_day": 3, "minutes_per_call": 30, "carers_per_call": 1, "days_per_week": "seven"},
+        "reason": "needs_increased_after_fall",
+        "effective_date": "2026-03-09",
+        "discussed_with_person": True,
+        "reason_text": None,
+    }
+    assert _change_body({})["discussed_with_person"] is False

@@ -8,14 +8,18 @@ from typing import get_args
 import pytest
 
 from schemas.events import (
+    ChangeDeclined,
+    ChangeOffered,
     Envelope,
     ExceptionDecided,
     ExceptionRequested,
     MessageName,
     OfferMade,
     PackageCancelled,
+    PackageChanged,
     PackageEnded,
     PackageHandedBack,
+    PackageHandedOver,
     PackagePaused,
     PackagePlaced,
     PackageReopened,
@@ -93,6 +97,19 @@ def test_the_winner_is_not_told_it_lost_when_listed_among_the_losers():
 
 
 NOW = dt.datetime(2026, 11, 23, 10, tzinfo=dt.UTC)
+
+
+CHANGE_ID = uuid.UUID("3b2f6a10-5d4e-4c8b-9a71-2e0d6c5b4a39")
+CHANGED = PackageSpec(
+    zone="melton",
+    band="urban",
+    postcode_district="LE13",
+    hours_per_week=Decimal("10.5"),
+    visits=VisitPattern(calls_per_day=3, minutes_per_call=30, carers_per_call=1),
+    needs=["personal_care"],
+    urgency="community",
+    start_date=dt.date(2026, 12, 1),
+)
 
 
 def lifecycle(package_id: uuid.UUID) -> dict[str, Envelope]:
@@ -179,6 +196,54 @@ def lifecycle(package_id: uuid.UUID) -> dict[str, Envelope]:
             requested_by="broker.sue",
             resumed_at=NOW,
         ),
+        # Changes to a running package (decision 0082).
+        "change_offered": ChangeOffered(
+            **common,
+            change_id=CHANGE_ID,
+            provider_id="oak-care",
+            package=CHANGED,
+            previous_hours_per_week=Decimal(7),
+            reason="needs_increased_after_fall",
+            effective_date=dt.date(2026, 12, 1),
+            window_closes_at=NOW + dt.timedelta(hours=48),
+            requested_by="broker.sue",
+        ),
+        "changed": PackageChanged(
+            **common,
+            change_id=CHANGE_ID,
+            provider_id="oak-care",
+            package=CHANGED,
+            previous_hours_per_week=Decimal(7),
+            hours_per_week=Decimal("10.5"),
+            reason="needs_increased_after_fall",
+            effective_date=dt.date(2026, 12, 1),
+            discussed_with_person=False,
+            changed_by="broker.raj",
+            requested_by="broker.sue",
+            changed_at=NOW,
+        ),
+        "change_declined": ChangeDeclined(
+            **common,
+            change_id=CHANGE_ID,
+            provider_id="oak-care",
+            outcome="declined",
+            decline_reason="call_times",
+            previous_hours_per_week=Decimal(7),
+            hours_per_week=Decimal("10.5"),
+            reason="needs_increased_after_fall",
+            requested_by="broker.sue",
+            declined_at=NOW,
+        ),
+        "handed_over": PackageHandedOver(
+            **common,
+            from_provider_id="oak-care",
+            to_provider_id="elm-care",
+            previous_hours_per_week=Decimal(7),
+            hours_per_week=Decimal("10.5"),
+            handed_over_on=dt.date(2026, 12, 8),
+            requested_by="broker.sue",
+            handed_over_at=NOW,
+        ),
         "exception_requested": ExceptionRequested(
             **common,
             provider_id="oak-care",
@@ -245,6 +310,17 @@ def test_every_change_in_a_packages_life_tells_each_affected_party_once():
             ]
             for name in ("ended", "paused", "resumed")
         },
+        "change_offered": [("change_offered_provider", "provider", "oak-care")],
+        "changed": [
+            ("changed_provider", "provider", "oak-care"),
+            ("changed_broker", "broker", "broker.sue"),
+            ("changed_person", "person", p),
+        ],
+        "change_declined": [
+            ("change_declined_provider", "provider", "oak-care"),
+            ("change_declined_broker", "broker", "broker.sue"),
+        ],
+        "handed_over": [("handed_over_provider", "provider", "oak-care")],
         "exception_requested": [("exception_requested", "broker", "broker.sue")],
         "exception_refused": [("exception_refused_bidder", "provider", "oak-care")],
         "exception_approved": [],  # the award that follows tells everyone

@@ -1,8 +1,8 @@
 """The brokerage team's pages: the board (every package, most urgent first, filterable), the new
 package form, a package's page (its explanation; the person's details for those allowed, each read
 audited by the brokerage) and the actions on it (approve or reject an above-rate bid, cancel,
-re-offer, record a hand-back or a start, pause, resume or end a running package), all through the
-brokerage's API."""
+re-offer, record a hand-back or a start, pause, resume, end or change a running package), all through
+the brokerage's API."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from schemas.vocabulary import (
     Band,
     CancelReason,
     CareNeed,
+    ChangeReason,
     ExceptionDecisionReason,
     Funding,
     HandBackReason,
@@ -42,9 +43,32 @@ REASONS = {
     "decision": [r.value for r in ExceptionDecisionReason],
     "end": [r.value for r in STAFF_END_REASONS],
     "pause": [r.value for r in PauseReason],
+    "change": [r.value for r in ChangeReason],
 }
 # The actions whose refusals are shown next to their form's fields (decision record 0078).
-FIELD_ERRORS = ("end", "pause", "resume")
+FIELD_ERRORS = ("end", "pause", "resume", "change")
+# The change form's date is named apart from the ending's (both forms are on a started package's page).
+FORM_FIELDS = {"change": {"effective_date": "change_effective_date"}}
+VISIT_FIELDS = ("calls_per_day", "minutes_per_call", "carers_per_call", "days_per_week")
+
+
+def _change_body(form: Mapping[str, Any]) -> dict[str, Any]:
+    """A change to a running package (decision record 0082) from the form: numbers where they are
+    numbers (else passed as typed, for the API to name the field), the discussion as a checkbox."""
+
+    def number(name: str) -> object:
+        raw = str(form.get(name, "")).strip()
+        return int(raw) if raw.isdigit() else raw
+
+    text = str(form.get("reason_text", "")).strip()
+    return {
+        "hours_per_week": str(form.get("hours_per_week", "")).strip(),
+        "visits": {name: number(name) for name in VISIT_FIELDS},
+        "reason": form.get("reason", ""),
+        "effective_date": _date_field(form, "change_effective_date"),
+        "discussed_with_person": form.get("discussed_with_person") == "yes",
+        "reason_text": text or None,
+    }
 
 
 def _date_field(form: Mapping[str, Any], field: str) -> str:
@@ -289,6 +313,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         "end": ("end", lambda f: {**why(f), "effective_date": _date_field(f, "effective_date")}),
         "pause": ("pause", lambda f: {"reason": f.get("reason", ""), "paused_on": _date_field(f, "paused_on")}),
         "resume": ("resume", lambda f: {"resumed_on": _date_field(f, "resumed_on")}),
+        "change": ("changes", _change_body),
     }
 
     @router.post("/packages/{package_id}/{action}")
@@ -306,6 +331,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             message = domain.refusal(refused.problem)
             if action in FIELD_ERRORS:  # with each field's complaint, shown next to it
                 errors = domain.field_errors(refused.problem)
+                errors = {FORM_FIELDS.get(action, {}).get(k, k): v for k, v in errors.items()}
                 message = json.dumps({"message": message, "action": action, "errors": errors})
             await handlers.flash(console.pool, session, message)
             return RedirectResponse(f"/packages/{package_id}#actions", status_code=303)
