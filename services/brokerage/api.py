@@ -348,7 +348,7 @@ def _search_of(q: str | None) -> tuple[str, str] | None:
             return ("nhs_number", identifiers.normalise_nhs_number(compact))
         except ValueError as exc:
             raise ProblemError(422, f"search: {exc}", field="q") from None
-    if _HEX_PREFIX.match(text.lower()):
+    if _HEX_PREFIX.match(text.lower()) and any(c.isdigit() for c in text):  # "Bead", "Cafe": names
         return ("package_id", text.lower())
     if any(c.isdigit() for c in text):
         raise ProblemError(

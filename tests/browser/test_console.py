@@ -93,7 +93,8 @@ async def test_a_broker_requests_a_package_sees_it_placed_with_its_explanation_a
     assert "placed" in await broker.inner_text("#timeline")
     await pages.check(broker, "package-placed")
 
-    await broker.goto(f"{console}/board?status=placed")  # the work queue lists open work; placed ones by filter
+    # The work queue lists open work, a page at a time: a placed package is found by its reference.
+    await broker.goto(f"{console}/board?status=all&q={package_id}")
     row = broker.locator(f"tr[data-package-id='{package_id}']")
     assert "placed" in await row.inner_text()
     await pages.check(broker, "board")
@@ -300,7 +301,7 @@ async def test_a_refused_action_says_why_and_an_unplaced_package_can_be_offered_
     assert status == "unplaced"
 
     broker = await pages.signed_in("demo-broker")
-    await broker.goto(f"{console}/board?status=unplaced")
+    await broker.goto(f"{console}/board?status=unplaced&q={package_id}")
     assert await broker.locator(f"tr[data-package-id='{package_id}'] .console-clock").count() == 1  # its wait clock
     await broker.goto(f"{console}/packages/{package_id}")
     await pages.check(broker, "package-unplaced")
@@ -344,7 +345,7 @@ async def test_the_board_puts_the_unplaced_queue_first_and_filters(stack, consol
     await pages.check(broker, "board-filtered")
     # A search by a package's reference finds it; a malformed one is explained by the field.
     assert first
-    await broker.goto(f"{console}/board?status=all&q={first[:8]}")
+    await broker.goto(f"{console}/board?status=all&q={first}")
     assert await broker.locator("#board-rows tr[data-package-id]").count() == 1
     await broker.goto(f"{console}/board?q=12%2034")
     assert "10 digits" in await broker.inner_text("#q-error")

@@ -15,7 +15,12 @@ import pytest
 from tests.support import SERVICES, bearer_of
 
 # A role that may call most of each API, so the requests reach the handlers, not just the 401.
-FUZZ_AS = {"brokerage": "demo-manager", "providers": "demo-admin", "notifications": "demo-admin"}
+FUZZ_AS = {
+    "brokerage": "demo-manager",
+    "providers": "demo-admin",
+    "notifications": "demo-admin",
+    "reporting": "demo-manager",
+}
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES_PER_OPERATION = 40

@@ -55,7 +55,7 @@ async def test_a_search_by_name_or_nhs_number_finds_the_package_and_is_audited(b
     assert [p["package_id"] for p in found["packages"]] == [package_id]
     by_nhs = (await client(service, "amy.broker").get("/packages", params={"q": "999 123 4519"})).json()
     assert package_id in [p["package_id"] for p in by_nhs["packages"]]
-    by_id = (await client(service).get("/packages", params={"q": package_id[:8]})).json()
+    by_id = (await client(service).get("/packages", params={"q": package_id})).json()
     assert [p["package_id"] for p in by_id["packages"]] == [package_id]
     audited = await service.pool.fetch(
         "SELECT staff_user, fields FROM disclosures WHERE package_id = $1 AND reader = 'staff' ORDER BY disclosed_at",
