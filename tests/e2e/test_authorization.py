@@ -31,6 +31,7 @@ PATH_VALUES = {
     "kind": "broker",
     "recipient_id": "authorization-test",
     "name": "packages.csv",  # a reporting export
+    "change_id": str(uuid.UUID(int=0)),  # a change to a running package
 }
 
 
