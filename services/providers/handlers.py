@@ -464,14 +464,7 @@ async def answer_change_through_api(
     offer = await repo.lock_change_offer(uow.conn, change_id)
     if provider is None or offer is None or offer["provider_id"] != provider_id:
         raise LookupError(f"no change {change_id} offered to you")
-    if offer["status"] != "offered":
-        raise Refused(f"this change is already {offer['status']}")
-    at = now()
-    if at >= offer["window_closes_at"]:
-        raise Refused(f"the change's window closed at {clock.format_uk(offer['window_closes_at'])}")
-    adapter = repo.rules_of(provider).kind
-    if adapter == "automatic":
-        raise Refused("your adapter is automatic: the service answers your changes by your rules")
+    at, adapter = _answerable(provider, offer, this="this change", window="the change's window", answers="changes")
     if accept:
         extra = offer["hours_per_week"] - offer["previous_hours"]
         free = domain.free_hours(repo.profile_of(provider), provider["held_hours"])
@@ -569,6 +562,23 @@ def offer_notice(source: OfferMade | asyncpg.Record, provider_id: str) -> OfferN
     )
 
 
+def _answerable(
+    provider: asyncpg.Record, offer: asyncpg.Record, *, this: str, window: str, answers: str
+) -> tuple[dt.datetime, str]:
+    """(now, the provider's adapter kind) when the provider may still answer this offer of a
+    package or of a change through the provider API; :class:`Refused` (409) when it was answered or
+    settled already, its window has closed, or the provider's adapter answers automatically."""
+    if offer["status"] != "offered":
+        raise Refused(f"{this} is already {offer['status']}")
+    at = now()
+    if at >= offer["window_closes_at"]:
+        raise Refused(f"{window} closed at {clock.format_uk(offer['window_closes_at'])}")
+    adapter = repo.rules_of(provider).kind
+    if adapter == "automatic":
+        raise Refused(f"your adapter is automatic: the service answers your {answers} by your rules")
+    return at, adapter
+
+
 async def answer_through_api(
     uow: UnitOfWork, provider_id: str, package_id: uuid.UUID, answer: BidRequest | DeclineRequest
 ) -> dict:
@@ -581,14 +591,7 @@ async def answer_through_api(
     offer = await repo.latest_offer(uow.conn, provider_id, package_id, lock=True)
     if provider is None or offer is None:
         raise LookupError(f"no offer of package {package_id} to you")
-    if offer["status"] != "offered":
-        raise Refused(f"this offer is already {offer['status']}")
-    at = now()
-    if at >= offer["window_closes_at"]:
-        raise Refused(f"the offer window closed at {clock.format_uk(offer['window_closes_at'])}")
-    adapter = repo.rules_of(provider).kind
-    if adapter == "automatic":
-        raise Refused("your adapter is automatic: the service answers your offers by your rules")
+    at, adapter = _answerable(provider, offer, this="this offer", window="the offer window", answers="offers")
     common = dict(
         correlation_id=package_id,
         package_id=package_id,
