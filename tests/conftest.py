@@ -27,9 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import pytest
 from cryptography.fernet import Fernet
 
+from tests import documented_responses
 from tests.support import Identity, drop_database
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,3 +162,30 @@ async def database_url(infra, namespace) -> AsyncIterator[str]:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(autouse=True)
+def responses_match_their_documents(request, monkeypatch) -> Iterator[None]:
+    """Every response a published operation sends in this test is what its OpenAPI document says
+    (tests/documented_responses.py): checked after the test, failing it with what is wrong."""
+    if request.node.get_closest_marker("undocumented_responses"):
+        yield
+        return
+    recorder = documented_responses.Recorder()
+    sync_send, async_send = httpx.Client.send, httpx.AsyncClient.send
+
+    def send(self, *args, **kwargs):
+        response = sync_send(self, *args, **kwargs)
+        recorder.record(response)
+        return response
+
+    async def asend(self, *args, **kwargs):
+        response = await async_send(self, *args, **kwargs)
+        recorder.record(response)
+        return response
+
+    monkeypatch.setattr(httpx.Client, "send", send)
+    monkeypatch.setattr(httpx.AsyncClient, "send", asend)
+    yield
+    failures = recorder.failures()
+    assert not failures, "responses that do not match their OpenAPI documents:\n" + "\n".join(failures)

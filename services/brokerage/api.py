@@ -209,7 +209,12 @@ class PackageCreated(BaseModel):
 def _validate_against_framework(request: PackageRequest, rules: handlers.BrokerageRules) -> None:
     zones = rules.framework.zones
     if request.zone not in zones:
-        raise ProblemError(422, f"unknown zone {request.zone!r}; known zones: {', '.join(sorted(zones))}", field="zone")
+        raise ProblemError(
+            422,
+            f"unknown zone {request.zone!r}; known zones: {', '.join(sorted(zones))}",
+            field="zone",
+            code="unknown-zone",
+        )
     if request.postcode_district not in zones[request.zone].postcode_districts:
         elsewhere = rules.framework.zone_of_district(request.postcode_district)
         hint = f"it is in {', '.join(elsewhere)}" if elsewhere else "it is in no zone of this framework"
@@ -217,12 +222,14 @@ def _validate_against_framework(request: PackageRequest, rules: handlers.Brokera
             422,
             f"postcode district {request.postcode_district} is not in zone {request.zone}; {hint}",
             field="postcode_district",
+            code="postcode-mismatch",
         )
     if identifiers.postcode_district_of(request.person.postcode) != request.postcode_district:
         raise ProblemError(
             422,
             f"the person's postcode {request.person.postcode} is not in district {request.postcode_district}",
             field="person.postcode",
+            code="postcode-mismatch",
         )
 
 
@@ -405,7 +412,10 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
                 raise
             if row["request_hash"] != fingerprint:
                 raise ProblemError(
-                    409, "this Idempotency-Key was already used for a different request", field="Idempotency-Key"
+                    409,
+                    "this Idempotency-Key was already used for a different request",
+                    field="Idempotency-Key",
+                    code="idempotency-key-reused",
                 ) from None
             response.status_code = 200
             package_id, status = row["package_id"], row["status"]
@@ -483,11 +493,12 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
             await run_in_unit_of_work(service.pool, action)
         except handlers.Refused as exc:
             refusal = exc.refusal
-            raise ProblemError(refusal.status, refusal.message, field=refusal.field) from None
+            code = "action-not-allowed" if refusal.status == 409 else "invalid-date"
+            raise ProblemError(refusal.status, refusal.message, field=refusal.field, code=code) from None
         except handlers.ActionRefused as exc:
-            raise ProblemError(409, str(exc)) from None
+            raise ProblemError(409, str(exc), code="action-not-allowed") from None
         except handlers.NotDelegated as exc:
-            raise ProblemError(403, str(exc)) from None
+            raise ProblemError(403, str(exc), code="not-delegated") from None
         except LookupError as exc:
             raise ProblemError(404, str(exc)) from None
         row = await repo.get_package(service.pool, package_id)
@@ -746,10 +757,15 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
         Raises 422 for an unknown zone or a search that is none of the three kinds, 403 for a
         person search by a role that may not read persons."""
         if zone is not None and zone not in rules.framework.zones:
-            raise ProblemError(422, f"unknown zone {zone!r}", field="zone")
+            raise ProblemError(422, f"unknown zone {zone!r}", field="zone", code="unknown-zone")
         search = _search_of(q)
         if search is not None and search[0] != "package_id" and not (caller.roles & permissions.BROKERAGE_TEAM):
-            raise ProblemError(403, "only the brokerage team may search by a person's name or NHS number", field="q")
+            raise ProblemError(
+                403,
+                "only the brokerage team may search by a person's name or NHS number",
+                field="q",
+                code="person-search-not-allowed",
+            )
         order = (
             "requested_at"
             if sort == "requested"
@@ -888,7 +904,7 @@ def internal_router(service: Service) -> APIRouter:
                 package["status"] == "ended" and package["ended_on"] > clock.uk_today()
             )
             if not holds or package["provider_id"] != body.provider_id:
-                raise ProblemError(403, "the package is not placed with this provider")
+                raise ProblemError(403, "the package is not placed with this provider", code="not-placed-with-you")
             fields = sorted(set(body.fields))
             person = await fetch_one(  # written with the package: always there
                 conn, f"SELECT {', '.join(fields)} FROM persons WHERE package_id = $1", body.package_id

@@ -93,7 +93,7 @@ async def in_unit_of_work(service: Service, command: Callable[[UnitOfWork], Awai
     try:
         return await run_in_unit_of_work(service.pool, command)
     except handlers.Refused as exc:
-        raise ProblemError(409, str(exc)) from None
+        raise ProblemError(exc.status, str(exc), code=exc.code, field=exc.field) from None
     except LookupError as exc:
         raise ProblemError(404, str(exc)) from None
     except ValueError as exc:
@@ -237,7 +237,7 @@ def build_router(service: Service) -> APIRouter:
         except LookupError as exc:
             raise ProblemError(404, str(exc)) from None
         except domain.StatusRefused as exc:
-            raise ProblemError(409, str(exc)) from None
+            raise ProblemError(409, str(exc), code="status-not-allowed") from None
         return {"provider_id": provider_id, "status": updated.profile.status, "revision": updated.revision}
 
     @router.get(
@@ -541,7 +541,9 @@ def me_router(service: Service) -> APIRouter:
             )
             if offered:
                 raise ProblemError(
-                    403, "this package is not placed with you: only the provider it is placed with sees the person"
+                    403,
+                    "this package is not placed with you: only the provider it is placed with sees the person",
+                    code="not-placed-with-you",
                 )
             raise ProblemError(404, f"no package {package_id} of yours")
         return await _disclose(service, package_id, me, sorted(set(fields or PERSON_FIELDS)))

@@ -469,7 +469,10 @@ async def answer_change_through_api(
         extra = offer["hours_per_week"] - offer["previous_hours"]
         free = domain.free_hours(repo.profile_of(provider), provider["held_hours"])
         if extra > 0 and free < extra:
-            raise Refused(f"the change adds {extra} h/week and you have {free} h free; raise your capacity first")
+            raise Refused(
+                f"the change adds {extra} h/week and you have {free} h free; raise your capacity first",
+                code="capacity-short",
+            )
         decline = None
     else:
         decline = domain.Decline(reason or DeclineReason.other, text or "")
@@ -532,7 +535,15 @@ async def change_status(
 
 
 class Refused(Exception):
-    """A command the current state does not allow (an HTTP 409); the message says why."""
+    """A command the current state does not allow: an HTTP ``status`` (409; 422 for a value out of
+    range) with a problem ``code`` (services/runtime/problems.py) and the request ``field`` at fault;
+    the message says why."""
+
+    def __init__(self, message: str, *, code: str, status: int = 409, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+        self.field = field
 
 
 def offer_notice(source: OfferMade | asyncpg.Record, provider_id: str) -> OfferNotice:
@@ -569,13 +580,15 @@ def _answerable(
     package or of a change through the provider API; :class:`Refused` (409) when it was answered or
     settled already, its window has closed, or the provider's adapter answers automatically."""
     if offer["status"] != "offered":
-        raise Refused(f"{this} is already {offer['status']}")
+        raise Refused(f"{this} is already {offer['status']}", code="already-answered")
     at = now()
     if at >= offer["window_closes_at"]:
-        raise Refused(f"{window} closed at {clock.format_uk(offer['window_closes_at'])}")
+        raise Refused(f"{window} closed at {clock.format_uk(offer['window_closes_at'])}", code="offer-closed")
     adapter = repo.rules_of(provider).kind
     if adapter == "automatic":
-        raise Refused(f"your adapter is automatic: the service answers your {answers} by your rules")
+        raise Refused(
+            f"your adapter is automatic: the service answers your {answers} by your rules", code="automatic-adapter"
+        )
     return at, adapter
 
 
@@ -605,12 +618,18 @@ async def answer_through_api(
         hours = spec.hours_per_week
         free = domain.free_hours(repo.profile_of(provider), provider["held_hours"])
         if free < hours:
-            raise Refused(f"a bid holds {hours} h/week and you have {free} h free; raise your capacity first")
+            raise Refused(
+                f"a bid holds {hours} h/week and you have {free} h free; raise your capacity first",
+                code="capacity-short",
+            )
         today = clock.uk_date(at)  # the UK date: at 00:30 BST "today" is already the new day
         if answer.earliest_start < today or answer.earliest_start > spec.start_date + dt.timedelta(days=366):
             raise Refused(
                 f"earliest_start must be between today ({today}, UK) and a year after the requested start "
-                f"({spec.start_date})"
+                f"({spec.start_date})",
+                code="invalid-date",
+                status=422,
+                field="earliest_start",
             )
         await repo.record_bid(
             uow.conn,
@@ -677,7 +696,10 @@ async def update_own_profile(
     if weekly_capacity_hours is not None:
         floor = row["committed_hours"] + row["held_hours"]
         if weekly_capacity_hours < floor:
-            raise Refused(f"capacity cannot go below the {floor} h/week committed to placements and held for bids")
+            raise Refused(
+                f"capacity cannot go below the {floor} h/week committed to placements and held for bids",
+                code="capacity-below-commitments",
+            )
         row = await repo.update_capacity(uow.conn, provider_id, weekly_capacity_hours)
         await uow.emit(provider_updated(row))
 
@@ -692,7 +714,9 @@ async def request_coverage_change(
     if await uow.conn.fetchval(
         "SELECT true FROM change_requests WHERE provider_id = $1 AND status = 'pending'", provider_id
     ):
-        raise Refused("a change request of yours is already awaiting the brokerage team's decision")
+        raise Refused(
+            "a change request of yours is already awaiting the brokerage team's decision", code="change-request-pending"
+        )
     row = await fetch_one(
         uow.conn,
         "INSERT INTO change_requests (provider_id, zones, bands, reason) VALUES ($1, $2, $3, $4) RETURNING *",
@@ -711,7 +735,7 @@ async def decide_coverage_change(
     if row is None:
         raise LookupError(f"no change request {request_id}")
     if row["status"] != "pending":
-        raise Refused(f"change request {request_id} was already {row['status']}")
+        raise Refused(f"change request {request_id} was already {row['status']}", code="change-request-decided")
     decided = await fetch_one(
         uow.conn,
         """UPDATE change_requests SET status = $2, decided_at = now(), decided_by = $3, decision_reason = $4

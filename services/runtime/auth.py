@@ -264,7 +264,11 @@ def _acting_for(principal: Principal, request: Request, console_client_id: str) 
     if user is None and role is None:
         return principal
     if principal.client_id != console_client_id or f"{SERVICE_ROLE}:{console_client_id}" not in principal.roles:
-        raise ProblemError(403, f"only the console's service account may act for someone ({ACTING_USER_HEADER})")
+        raise ProblemError(
+            403,
+            f"only the console's service account may act for someone ({ACTING_USER_HEADER})",
+            code="acting-for-not-allowed",
+        )
     if not user or not role or len(user) > 100 or role not in permissions.STAFF_ROLES:
         raise ProblemError(
             422,
@@ -309,7 +313,9 @@ def authorization(service_name: str, settings: ServiceSettings) -> Any:
         if rule is permissions.INTERNAL:
             return  # on the API port: any valid token for this service
         if rule is None:
-            raise ProblemError(403, f"{request.method} {path} is not in the permission table: refused")
+            raise ProblemError(
+                403, f"{request.method} {path} is not in the permission table: refused", code="not-in-permission-table"
+            )
         if not (principal.roles & rule):
             raise ProblemError(403, f"your roles do not allow {request.method} {path}")
 

@@ -1,7 +1,8 @@
 """The HTTP edge every service shares: health, metrics, error shapes, request limits.
 
-Bad requests get a 4xx with a message that names the field, never a 5xx:
-- a body that fails validation -> 422 ``{"error": ..., "fields": [{"field", "message"}]}``
+Bad requests get a 4xx with a message that names the field, never a 5xx, as RFC 9457 problem
+details (:mod:`services.runtime.problems`):
+- a body that fails validation -> 422 ``{"type", "title", "status", "detail", "code", "errors": [{"field", ...}]}``
 - a body larger than ``max_request_bytes`` -> 413; a JSON endpoint sent another type -> 415
 - a domain rule broken (unknown zone, action not allowed now) -> 409/422 from the route.
 An unreachable PostgreSQL is a 503 with ``Retry-After``, not a stack trace.
@@ -23,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.runtime import permissions
+from services.runtime import permissions, problems
 from services.runtime.db import TRANSIENT_DB_ERRORS
 from services.runtime.outbound import DestinationRefused, OutboundPolicy, check_url
 
@@ -38,13 +39,23 @@ class ProblemError(Exception):
     """Raised by routes for a request that is well-formed but not allowed: becomes a 4xx."""
 
     def __init__(
-        self, status: int, message: str, *, field: str | None = None, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        message: str,
+        *,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+        code: str | None = None,
     ) -> None:
+        """``code``: the problem type (:data:`services.runtime.problems.TYPES`) when a program must
+        tell this refusal from others of its status; otherwise the status's generic type."""
         super().__init__(message)
+        problems.type_of(status, code)  # a code of another status is a bug: raise here, in the tests
         self.status = status
         self.message = message
         self.field = field
         self.headers = headers
+        self.code = code
 
 
 async def check_webhook_url(url: str, policy: OutboundPolicy, *, field: str = "webhook_url") -> None:
@@ -53,7 +64,9 @@ async def check_webhook_url(url: str, policy: OutboundPolicy, *, field: str = "w
     try:
         await check_url(url, policy)
     except DestinationRefused as exc:
-        raise ProblemError(422, f"{field} is not an allowed destination: {exc}", field=field) from None
+        raise ProblemError(
+            422, f"{field} is not an allowed destination: {exc}", field=field, code="destination-refused"
+        ) from None
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:
@@ -103,7 +116,11 @@ class EdgeMiddleware:
                 and permissions.on_internal_listener(scope, self.internal_port)
             ):
                 # The internal listener is for probes and Prometheus: the API is not served there.
-                problem = _problem(404, "the internal listener serves /health/live, /health/ready and /metrics only")
+                problem = _problem(
+                    404,
+                    "the internal listener serves /health/live, /health/ready and /metrics only",
+                    code="internal-listener-only",
+                )
             elif scope["method"] in BODY_METHODS:
                 problem, receive = await self._checked_body(headers, receive)
             if problem is not None:
@@ -148,11 +165,21 @@ class EdgeMiddleware:
         return None, replay
 
 
-def _problem(status: int, message: str, fields: list[dict] | None = None, headers: dict | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"error": message}
-    if fields:
-        body["fields"] = fields
-    return JSONResponse(status_code=status, content=body, headers=headers)
+def _problem(
+    status: int,
+    message: str,
+    fields: list[dict[str, str]] | None = None,
+    headers: dict | None = None,
+    *,
+    code: str | None = None,
+) -> JSONResponse:
+    """An ``application/problem+json`` response (:func:`services.runtime.problems.body`)."""
+    return JSONResponse(
+        status_code=status,
+        content=problems.body(status, message, code=code, fields=fields),
+        headers=headers,
+        media_type=problems.MEDIA_TYPE,
+    )
 
 
 def create_app(
@@ -185,17 +212,18 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = [{"field": _field_name(tuple(e["loc"])), "message": e["msg"]} for e in exc.errors()]
-        summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
+        fields = [{"field": _field_name(tuple(e["loc"])), "detail": e["msg"]} for e in exc.errors()]
+        summary = "; ".join(f"{f['field']}: {f['detail']}" for f in fields[:5])
         return _problem(422, f"invalid request: {summary}", fields)
 
     @app.exception_handler(ProblemError)
     async def problem(_: Request, exc: ProblemError) -> JSONResponse:
-        fields = [{"field": exc.field, "message": exc.message}] if exc.field else None
-        return _problem(exc.status, exc.message, fields, exc.headers)
+        fields = [{"field": exc.field, "detail": exc.message}] if exc.field else None
+        return _problem(exc.status, exc.message, fields, exc.headers, code=exc.code)
 
     for error in TRANSIENT_DB_ERRORS:
         app.add_exception_handler(error, _unavailable)
+    app.add_exception_handler(Exception, _failed)
     # A value PostgreSQL cannot take (a NUL character, a number out of range) came from the
     # request: it is the client's error, whatever validation let it through.
     app.add_exception_handler(asyncpg.exceptions.DataError, _bad_value)
@@ -226,7 +254,15 @@ def create_app(
             content["outbox"] = outbox
         if service.lag_on_health:
             content["lag"] = service.lag  # None until first measured
-        return JSONResponse(status_code=200 if ok else 503, content=content)
+        if ok:
+            return JSONResponse(content=content)
+        # Not ready is an error like any other (a problem), its checks kept as extension members.
+        failing = ", ".join(sorted(name for name, up in checks.items() if not up))
+        return JSONResponse(
+            status_code=503,
+            content=problems.body(503, f"not ready: {failing}") | {k: v for k, v in content.items() if k != "status"},
+            media_type=problems.MEDIA_TYPE,
+        )
 
     @app.get(
         "/asyncapi.json",
@@ -252,6 +288,7 @@ def create_app(
 
     if authenticated:
         _document_permissions(app, service.name)
+    _document_problems(app)
     return app
 
 
@@ -261,7 +298,7 @@ INTERNAL_PATHS = frozenset({"/health/live", "/health/ready", "/metrics"})
 def _internal_listener_only(internal_port: int) -> Callable[[Request], Awaitable[None]]:
     async def on_internal_listener(request: Request) -> None:
         if not permissions.on_internal_listener(request.scope, internal_port):
-            raise ProblemError(404, "served on the internal listener only")
+            raise ProblemError(404, "served on the internal listener only", code="internal-listener-only")
 
     return on_internal_listener
 
@@ -290,6 +327,9 @@ def _document_permissions(app: FastAPI, service_name: str) -> None:
                     )
                 elif rule is permissions.PROVIDER_CREDENTIAL:
                     operation["security"] = [{"providerCredential": []}]
+                    operation.setdefault("responses", {}).setdefault(
+                        "401", {"description": "No provider credential, or one that is not live"}
+                    )
                 else:
                     operation["security"] = [{"oidc": []}]
                     operation["x-roles"] = sorted(rule or ())
@@ -305,9 +345,72 @@ def _document_permissions(app: FastAPI, service_name: str) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+# What any operation may answer besides its own responses, and why (the edge, the database, the
+# identity provider): declared on every operation, so the document lists every status it can send.
+_EVERY_OPERATION = {
+    "400": "A malformed request line (a NUL character in the URL)",
+    "500": "The service failed; the failure is logged under the response's X-Correlation-ID",
+    "503": "A dependency (PostgreSQL, the identity provider) is unavailable; Retry-After says when to try again",
+}
+_WITH_BODY = {
+    "413": "The request body is larger than the service accepts",
+    "415": "The request body is not JSON",
+}
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Every error response in the OpenAPI document is ``application/problem+json`` with the
+    ``Problem`` schema (RFC 9457, :mod:`services.runtime.problems`), including FastAPI's own 422; and
+    each operation lists every status the shared edge can send for it (:data:`_EVERY_OPERATION`,
+    :data:`_WITH_BODY`; 404 where the path names a resource; 422 where there is input)."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = original()
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        problem = problems.Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(problem.pop("$defs", {}))
+        schemas["Problem"] = problem
+        for schema in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(schema, None)
+        content = {problems.MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for path, operations in document.get("paths", {}).items():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                has_input = bool(operation.get("parameters") or operation.get("requestBody"))
+                if operation.get("security"):  # a token's X-Acting-User/-Role headers are input too
+                    has_input = True
+                extra = dict(_EVERY_OPERATION)
+                if operation.get("requestBody"):
+                    extra |= _WITH_BODY
+                if "{" in path:
+                    extra["404"] = "No such resource"
+                if has_input:
+                    extra["422"] = "The request is not valid: errors names each field at fault"
+                for status, description in extra.items():
+                    responses.setdefault(status, {"description": description})
+                for status, response in responses.items():
+                    if status[0] in "45":
+                        if response.get("description") == "Validation Error":
+                            response["description"] = "The request is not valid: errors names each field at fault"
+                        response["content"] = content
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 async def _bad_value(_: Request, exc: Exception) -> JSONResponse:
     return _problem(422, f"invalid value in the request: {str(exc).splitlines()[0][:200]}")
 
 
 async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
     return _problem(503, f"service temporarily unavailable: {type(exc).__name__}", headers={"Retry-After": "2"})
+
+
+async def _failed(_: Request, exc: Exception) -> JSONResponse:
+    """Anything unforeseen: a 500 problem. Starlette re-raises the exception after sending it, so
+    the server logs the traceback; the caller never sees it."""
+    return _problem(500, "the service failed; the failure is logged")
