@@ -123,7 +123,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[ConsoleService, Fast
             response.headers["Cache-Control"] = "no-store"
         return response
 
-    errors.install(app)
+    errors.install(app, SECURITY_HEADERS)
 
     original_lifespan = app.router.lifespan_context
 

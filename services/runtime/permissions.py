@@ -95,6 +95,8 @@ TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
         ("GET", "/reference/zones"): FOLLOWS_WORK | {CONSOLE},
         ("GET", "/reference/providers"): FOLLOWS_WORK | {CONSOLE},
         ("GET", "/reference/rates"): FOLLOWS_WORK | {CONSOLE},
+        # The scheme of delegation (decision 0052): the console's approval page shows the limit first.
+        ("GET", "/reference/delegation"): FOLLOWS_WORK | {CONSOLE},
     },
     "providers": {
         ("GET", "/providers"): FOLLOWS_WORK,

@@ -6,6 +6,7 @@ Kafka is :mod:`services.operations`', as the CLI's is."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
@@ -82,9 +83,10 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             {"id": dead_letters.letter_id(p, o), "letter": d}
             for p, o, d in reversed(await dead_letters.read_all(bootstrap, security))
         ]
-        return page(
-            request, "dead_letters.html", session, letters=letters, replayed=request.query_params.get("replayed")
-        )
+        # ?replayed= names the letter just replayed: shown only when it is one's id (never free text).
+        replayed = request.query_params.get("replayed") or ""
+        replayed = replayed if re.fullmatch(r"[0-9]{1,6}:[0-9]{1,19}", replayed) else None
+        return page(request, "dead_letters.html", session, letters=letters, replayed=replayed)
 
     @router.post("/ops/dead-letters/{letter_id}/replay")
     async def replay_letter(
