@@ -310,7 +310,7 @@ def hours_problem(hours: Decimal, visits: Mapping[str, int]) -> str | None:
     if hours_mismatch(hours, pattern) is None:
         return None
     return (
-        f"Hours per week must match the visits: {_visits_words(**visits)} is "
+        f"Hours per week must match the visits: {_visits_words(*(visits[f] for f in VISIT_RANGES))} is "
         f"{_hours(pattern.care_hours_per_week)} hours"
     )
 
@@ -423,7 +423,7 @@ def package_request(
         except ValueError:
             check(
                 "person_nhs_number",
-                "NHS number must be 10 digits, like 943 476 5919"
+                "NHS number must be 10 digits, like 485 777 3457"
                 if not (len(digits) == 10 and digits.isdigit())
                 else "Enter a real NHS number: check the 10 digits",
             )
