@@ -2,8 +2,8 @@
 form's translation to the brokerage API and of its answers back to the form, the charts."""
 
 import datetime as dt
-from decimal import Decimal
 import re
+from decimal import Decimal
 
 from services.console import charts, domain
 from services.console.domain import Permission, Role

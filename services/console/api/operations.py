@@ -84,8 +84,8 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             for p, o, d in reversed(await dead_letters.read_all(bootstrap, security))
         ]
         # ?replayed= names the letter just replayed: shown only when it is one's id (never free text).
-        replayed = request.query_params.get("replayed") or ""
-        replayed = replayed if re.fullmatch(r"[0-9]{1,6}:[0-9]{1,19}", replayed) else None
+        asked = request.query_params.get("replayed") or ""
+        replayed = asked if re.fullmatch(r"[0-9]{1,6}:[0-9]{1,19}", asked) else None
         return page(request, "dead_letters.html", session, letters=letters, replayed=replayed)
 
     @router.post("/ops/dead-letters/{letter_id}/replay")
