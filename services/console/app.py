@@ -75,6 +75,7 @@ class Console:
             auth=service_account(settings),
         )
         self.zones: list[dict] = []
+        self.health: domain.Health | None = None  # operations' health at a glance, kept for domain.HEALTH_TTL
 
     @property
     def pool(self) -> asyncpg.Pool:

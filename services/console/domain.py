@@ -45,7 +45,7 @@ PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.admin: frozenset({Permission.board, Permission.operations, Permission.staff}),
 }
 
-HOME = {**{role: "/board" for role in BROKERAGE_TEAM}, Role.ops: "/ops/stream", Role.admin: "/admin/staff"}
+HOME = {**{role: "/board" for role in BROKERAGE_TEAM}, Role.ops: "/ops", Role.admin: "/admin/staff"}
 
 # The identity provider's realm roles (services/runtime/permissions.py) as the console's roles,
 # in order of precedence: a session has one role, so someone with several gets the first here
@@ -846,3 +846,57 @@ def approvers_words(roles: Sequence[str]) -> str:
     """["manager", "head_of_service"] -> "a manager or the head of service"."""
     words = [APPROVER_WORDS.get(r, r.replace("_", " ")) for r in roles]
     return " or ".join([", ".join(words[:-1]), words[-1]] if len(words) > 2 else words) or "nobody in the scheme"
+
+
+# ---- operations' health at a glance ------------------------------------------------------------
+
+# A consumer group is behind when a partition has this many events not yet processed, or its
+# oldest unprocessed event is this old (seconds): the alerting rules' figures (deploy/monitoring).
+LAG_EVENTS = 100
+LAG_AGE_SECONDS = 60.0
+HEALTH_TTL = dt.timedelta(seconds=15)  # the overview and the menu's badge read Kafka at most this often
+
+
+def lagging_groups(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The consumer groups with a partition behind the threshold, by name."""
+    behind = {
+        r["group"]
+        for r in rows
+        if (r.get("lag") or 0) >= LAG_EVENTS or (r.get("oldest_unprocessed_age_s") or 0) >= LAG_AGE_SECONDS
+    }
+    return sorted(behind)
+
+
+@dataclass(frozen=True)
+class Health:
+    """What operations must see at once: each a count (None: could not be read) and where its detail is."""
+
+    at: dt.datetime
+    dead_letters: int | None
+    failed_notifications: int | None
+    lagging: list[str] | None  # consumer groups behind the threshold
+    services: list[dict[str, Any]]  # {"name", "ready": bool, "problem": str | None}
+
+    @property
+    def not_ready(self) -> list[str]:
+        return [s["name"] for s in self.services if not s["ready"]]
+
+    def problems(self) -> list[dict[str, Any]]:
+        """Each thing that is wrong (or could not be checked): {"count", "words", "href"}."""
+        found: list[dict[str, Any]] = []
+        for count, one, many, href in (
+            (self.dead_letters, "dead letter", "dead letters", "/ops/dead-letters"),
+            (self.failed_notifications, "failed notification", "failed notifications", "/ops/notifications"),
+            (
+                None if self.lagging is None else len(self.lagging),
+                "consumer group behind",
+                "consumer groups behind",
+                "/ops/lag?behind=1",
+            ),
+            (len(self.not_ready), "service not ready", "services not ready", "/ops#services"),
+        ):
+            if count is None:
+                found.append({"count": None, "words": f"{many} could not be checked", "href": href})
+            elif count:
+                found.append({"count": count, "words": f"{count} {one if count == 1 else many}", "href": href})
+        return found
