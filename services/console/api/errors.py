@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request, Response
@@ -66,14 +67,25 @@ def not_found(request: Request) -> HTMLResponse:
     )
 
 
-def install(app: FastAPI, headers: dict[str, str] | None = None) -> None:
+def install(
+    app: FastAPI,
+    headers: dict[str, str] | None = None,
+    session_of: Callable[[Request], Awaitable[object]] | None = None,
+) -> None:
     """Answer the console's exceptions, and the services' refusals, with pages. ``headers``: the
-    console's security headers, for the 500 page, which is answered outside its middleware."""
+    console's security headers, for the 500 page, which is answered outside its middleware;
+    ``session_of``: reads the request's session, for the menu of a page no route answered."""
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         # An address that is no page (404), or a page asked for the wrong way (405: a form's
-        # address opened as a link): GOV.UK's page, not the framework's JSON.
+        # address opened as a link): GOV.UK's page, not the framework's JSON, with the menu of
+        # whoever is signed in (no route read the session).
+        if session_of is not None and not hasattr(request.state, "session"):
+            try:
+                await session_of(request)
+            except Exception as exc_reading:  # the database away: the page without a menu
+                log.warning("no session for the error page", error=repr(exc_reading))
         if exc.status_code in (404, 405):
             response = not_found(request)
             response.status_code = exc.status_code
