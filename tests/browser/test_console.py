@@ -446,7 +446,7 @@ async def test_ops_see_a_dead_letter_with_its_origin_and_replay_it(console, page
     before = await ops.locator("tr[data-letter-id]").count()
     await pages.check(ops, "dead-letters-listed")
     await row.locator("button:has-text('Replay')").click()
-    assert "was put back on its topic" in await ops.inner_text(".govuk-notification-banner")
+    assert "was put back on its topic" in await ops.inner_text(".govuk-notification-banner--success")
     for _ in range(60):  # the replayed bytes are still not an event: dead-lettered again, from their new offset
         if await ops.locator("tr[data-letter-id]").count() > before:
             break
