@@ -235,7 +235,15 @@ async def test_the_package_form_can_be_completed_with_the_keyboard_alone(console
 
 async def test_a_broker_cannot_reach_operations_or_admin_pages(console, pages):
     broker = await pages.signed_in("demo-broker")
-    for path in ("/ops/stream", "/ops/lag", "/ops/dead-letters", "/ops/kpis", "/admin/staff"):
+    for path in (
+        "/ops",
+        "/ops/stream",
+        "/ops/lag",
+        "/ops/dead-letters",
+        "/ops/notifications",
+        "/ops/kpis",
+        "/admin/staff",
+    ):
         response = await broker.goto(f"{console}{path}")
         assert response.status == 403, path
         assert "You do not have access" in await broker.inner_text("h1")
