@@ -121,7 +121,7 @@ async def test_a_broker_requests_a_package_sees_it_placed_with_its_explanation_a
     await ops.goto(f"{console}/packages/{package_id}")
     assert await ops.locator("#person").count() == 0 and "Ada Example" not in await ops.content()
     assert await ops.locator("#actions").count() == 0
-    for path in ("/ops/lag", "/ops/dead-letters", "/ops/kpis", "/ops/notifications"):
+    for path in ("/ops/lag", "/ops/dead-letters", "/ops/notifications", "/ops/kpis"):  # KPIs last: read below
         await ops.goto(f"{console}{path}")
         await pages.check(ops, path.split("/")[-1])
         await pages.narrow(ops, path.split("/")[-1])
