@@ -857,6 +857,17 @@ def reference_router(service: Service, rules: handlers.BrokerageRules) -> APIRou
             "rates": {b.value: str(r) for b, r in card.rates.items()},
         }
 
+    @ref.get("/delegation", summary="The scheme of delegation in force: above-rate approval limits by role")
+    async def delegation() -> dict:
+        """Per cent above the band rate each role may approve (``null``: no limit; a role not named
+        may approve nothing above the rate), as POST /packages/{id}/exception/approve applies it
+        (deploy/reference/delegation.yaml, decision record 0052): for pages to show the limit first."""
+        scheme = rules.delegation()
+        return {
+            "version": scheme.version,
+            "limits_percent": {role: None if v is None else str(v) for role, v in scheme.limits_percent.items()},
+        }
+
     return ref
 
 

@@ -22,6 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from services.console import api, domain
 from services.console import repository as repo
 from services.console.api import errors
+from services.console.api.sessions import Sessions
 from services.console.clients import Services
 from services.console.oidc import OidcSignIn
 from services.runtime.http import create_app
@@ -75,6 +76,7 @@ class Console:
             auth=service_account(settings),
         )
         self.zones: list[dict] = []
+        self.health: domain.Health | None = None  # operations' health at a glance, kept for domain.HEALTH_TTL
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -123,7 +125,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[ConsoleService, Fast
             response.headers["Cache-Control"] = "no-store"
         return response
 
-    errors.install(app)
+    errors.install(app, SECURITY_HEADERS, Sessions(console).session_of)
 
     original_lifespan = app.router.lifespan_context
 

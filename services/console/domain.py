@@ -8,10 +8,13 @@ import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
+from schemas.events import VisitPattern
 from schemas.vocabulary import CareNeed
+from services.runtime import clock, identifiers
 
 
 class Role(StrEnum):
@@ -42,7 +45,7 @@ PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.admin: frozenset({Permission.board, Permission.operations, Permission.staff}),
 }
 
-HOME = {**{role: "/board" for role in BROKERAGE_TEAM}, Role.ops: "/ops/stream", Role.admin: "/admin/staff"}
+HOME = {**{role: "/board" for role in BROKERAGE_TEAM}, Role.ops: "/ops", Role.admin: "/admin/staff"}
 
 # The identity provider's realm roles (services/runtime/permissions.py) as the console's roles,
 # in order of precedence: a session has one role, so someone with several gets the first here
@@ -127,6 +130,30 @@ def password_problem(password: str) -> str | None:
     if len(password) > 1000:
         return "Password must be 1,000 characters or fewer"
     return None
+
+
+STAFF_FIELDS = ["username", "display_name", "role", "password"]
+
+
+def staff_problems(*, username: str, display_name: str, role: str, password: str) -> dict[str, str]:
+    """Everything wrong with a new staff account's answers, at once, in the form's order."""
+    problems: dict[str, str] = {}
+    name = username.strip().lower()
+    if not name:
+        problems["username"] = "Enter a username"
+    elif not USERNAME.match(name):
+        problems["username"] = "Username must be 2 to 64 lowercase letters, digits, dots, dashes or underscores"
+    if not display_name.strip():
+        problems["display_name"] = "Enter the person's name"
+    elif len(display_name.strip()) > 200:
+        problems["display_name"] = "Name must be 200 characters or fewer"
+    if role not in {r.value for r in Role}:
+        problems["role"] = "Select a role"
+    if not password:
+        problems["password"] = "Enter a first password"
+    elif problem := password_problem(password):
+        problems["password"] = problem
+    return problems
 
 
 # ---- the board --------------------------------------------------------------------------------
@@ -241,21 +268,65 @@ REQUIRED = {
     "person_postcode": "Enter the person's postcode",
     "person_nhs_number": "Enter the person's NHS number",
 }
-WHOLE_NUMBERS = set(VISIT_FIELDS)
+# Whole numbers of the visit pattern, with the range the brokerage accepts (schemas/events.py VisitPattern).
+VISIT_RANGES = {
+    "calls_per_day": (1, 6),
+    "minutes_per_call": (15, 180),
+    "carers_per_call": (1, 2),
+    "days_per_week": (1, 7),
+}
+VISIT_EXAMPLES = {"calls_per_day": 2, "minutes_per_call": 30, "carers_per_call": 1, "days_per_week": 7}
 DATES = {"start_date", "person_date_of_birth"}
+# The longest answers the brokerage keeps (its API's limits).
+MAX_LENGTHS = {"person_full_name": 200, "person_address": 500, "person_care_notes": 5000, "person_email": 254}
+MAX_HOURS = Decimal(168)
 
 
-def date_from_parts(day: str, month: str, year: str) -> dt.date | None:
+def date_from_parts(day: object, month: object, year: object) -> dt.date | None:
     try:
-        return dt.date(int(year), int(month), int(day))
+        return dt.date(int(str(year)), int(str(month)), int(str(day)))
     except (TypeError, ValueError):
         return None
 
 
-def package_request(form: Mapping[str, str | Sequence[str]]) -> tuple[dict[str, Any] | None, dict[str, str]]:
-    """The brokerage API's request from the form's answers, or the form's own errors (blank
-    required answers, numbers and dates that are not numbers or dates). Every rule of the
-    package itself is the API's, reported back through :func:`errors_from_api`."""
+def _visits_words(calls: int, minutes: int, carers: int, days: int) -> str:
+    carer_words = "1 carer" if carers == 1 else f"{carers} carers"
+    calls_words = "1 call" if calls == 1 else f"{calls} calls"
+    days_words = "1 day" if days == 1 else f"{days} days"
+    return f"{calls_words} a day of {minutes} minutes with {carer_words}, {days_words} a week"
+
+
+def _hours(value: Decimal) -> str:
+    """Hours for people: 7 -> "7", 10.5 -> "10.5", 7.25 -> "7.25"."""
+    return f"{value.normalize():f}" if value == value.to_integral() else f"{value:f}".rstrip("0")
+
+
+def hours_problem(hours: Decimal, visits: Mapping[str, int]) -> str | None:
+    """Why carer hours a week do not match the visit pattern, in plain words, or None when they do.
+    The rule (tolerance included) is the brokerage's own, applied to the same figures."""
+    from services.brokerage.domain import hours_mismatch  # pure: the one place the tolerance lives
+
+    pattern = VisitPattern(**visits)
+    if hours_mismatch(hours, pattern) is None:
+        return None
+    return (
+        f"Hours per week must match the visits: {_visits_words(*(visits[f] for f in VISIT_RANGES))} is "
+        f"{_hours(pattern.care_hours_per_week)} hours"
+    )
+
+
+def package_request(
+    form: Mapping[str, str | Sequence[str]],
+    zones: Sequence[Mapping[str, Any]] = (),
+    today: dt.date | None = None,
+) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """The brokerage API's request from the form's answers, or every problem with them at once, in
+    the form's order and in plain words (GOV.UK's error summary): blank required answers, numbers
+    and dates that are not, ranges, identifiers (postcode, NHS number, phone, email: the platform's
+    own checks, services/runtime/identifiers.py), the district against the zone (``zones``: the
+    brokerage's reference data) and the hours against the visits. ``today``: the UK date.
+    What the API still refuses comes back through :func:`errors_from_api`."""
+    today = today or clock.uk_today()
     errors: dict[str, str] = {}
 
     def text(field: str) -> str:
@@ -264,7 +335,7 @@ def package_request(form: Mapping[str, str | Sequence[str]]) -> tuple[dict[str, 
 
     answered_needs = form.get("needs") or []
     needs = [answered_needs] if isinstance(answered_needs, str) else list(answered_needs)
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}
     for field in LABELS:
         if field == "needs":
             values[field] = needs
@@ -273,34 +344,122 @@ def package_request(form: Mapping[str, str | Sequence[str]]) -> tuple[dict[str, 
             date = date_from_parts(*parts) if any(parts) else None
             if any(parts) and date is None:
                 errors[field] = f"{LABELS[field]} must be a real date"
-            values[field] = date and date.isoformat()
+            values[field] = date
         else:
             values[field] = text(field) or None
         if not values[field] and field in REQUIRED and field not in errors:
             errors[field] = REQUIRED[field]
-    for field in WHOLE_NUMBERS:
-        if values[field] and field not in errors and not str(values[field]).isdigit():
-            errors[field] = f"{LABELS[field]} must be a whole number"
+
+    def check(field: str, problem: str | None) -> None:
+        if problem and field not in errors:
+            errors[field] = problem
+
+    visits: dict[str, int] = {}
+    for field, (low, high) in VISIT_RANGES.items():
+        raw = values[field]
+        if raw and field not in errors:
+            if not str(raw).isdigit():
+                check(field, f"{LABELS[field]} must be a whole number, like {VISIT_EXAMPLES[field]}")
+            elif not low <= int(str(raw)) <= high:
+                check(field, f"{LABELS[field]} must be between {low} and {high}")
+            else:
+                visits[field] = int(str(raw))
+    hours: Decimal | None = None
     if values["hours_per_week"] and "hours_per_week" not in errors:
         try:
-            float(str(values["hours_per_week"]))
+            hours = Decimal(str(values["hours_per_week"]))
+        except InvalidOperation:
+            check("hours_per_week", "Hours per week must be a number, like 10.5")
+        else:
+            if not hours.is_finite() or not 0 < hours <= MAX_HOURS:
+                check("hours_per_week", "Hours per week must be more than 0 and no more than 168")
+                hours = None
+            elif hours.as_tuple().exponent < -2:  # type: ignore[operator]
+                check("hours_per_week", "Hours per week can have up to 2 decimal places, like 10.25")
+                hours = None
+    if hours is not None and len(visits) == len(VISIT_RANGES):
+        check("hours_per_week", hours_problem(hours, visits))
+    if set(needs) - {n.value for n in CareNeed}:
+        check("needs", "Select care needs from the list")
+
+    zone = next((z for z in zones if z.get("id") == values["zone"]), None)
+    if zones and values["zone"] and zone is None:
+        check("zone", "Select a zone from the list")
+    district = None
+    if values["postcode_district"]:
+        try:
+            district = identifiers.normalise_postcode_district(values["postcode_district"])
         except ValueError:
-            errors["hours_per_week"] = "Hours per week must be a number, like 10.5"
-    unknown = set(needs) - {n.value for n in CareNeed}
-    if unknown:
-        errors["needs"] = "Select care needs from the list"
+            check("postcode_district", "Enter the postcode district as the first half of a postcode, like LE11")
+        else:
+            if zone is not None and district not in zone.get("postcode_districts", []):
+                check(
+                    "postcode_district",
+                    f"{district} is not in {zone.get('name', values['zone'])}: choose the zone it is in, "
+                    f"or enter one of {', '.join(zone.get('postcode_districts', []))}",
+                )
+                district = None
+    start = values["start_date"]
+    if start is not None and start < today - dt.timedelta(days=1):
+        check("start_date", "Start date must be today or in the future")
+    elif start is not None and start > today + dt.timedelta(days=366):
+        check("start_date", "Start date must be within a year from today")
+
+    if values["person_postcode"]:
+        try:
+            postcode = identifiers.normalise_postcode(values["person_postcode"])
+        except ValueError:
+            check("person_postcode", "Enter a real postcode, like LE11 3AB")
+        else:
+            if district and identifiers.postcode_district_of(postcode) != district:
+                check(
+                    "person_postcode",
+                    f"The postcode {postcode} is not in {district}: check the postcode and the postcode district",
+                )
+    if values["person_nhs_number"]:
+        digits = re.sub(r"[\s-]", "", str(values["person_nhs_number"]))
+        try:
+            identifiers.normalise_nhs_number(values["person_nhs_number"])
+        except ValueError:
+            check(
+                "person_nhs_number",
+                "NHS number must be 10 digits, like 485 777 3457"
+                if not (len(digits) == 10 and digits.isdigit())
+                else "Enter a real NHS number: check the 10 digits",
+            )
+    born = values["person_date_of_birth"]
+    if born is not None and born > today:
+        check("person_date_of_birth", "Date of birth must be in the past")
+    elif born is not None and born < dt.date(1900, 1, 1):
+        check("person_date_of_birth", "Date of birth must be after 1900")
+    if values["person_phone"]:
+        try:
+            identifiers.normalise_phone(values["person_phone"])
+        except ValueError:
+            check("person_phone", "Enter a UK phone number, like 01632 960 001")
+    if values["person_email"]:
+        try:
+            identifiers.normalise_email(values["person_email"])
+        except ValueError:
+            check("person_email", "Enter an email address in the correct format, like name@example.com")
+    for field, longest in MAX_LENGTHS.items():
+        if values[field] and len(str(values[field])) > longest:
+            check(field, f"{LABELS[field].removesuffix(' (optional)')} must be {longest:,} characters or fewer")
+
     if errors:
         return None, {f: errors[f] for f in LABELS if f in errors}  # in the form's order, as the summary lists them
     person = {f: values[f"person_{f}"] for f in PERSON_FIELDS if values[f"person_{f}"] is not None}
+    if "date_of_birth" in person:
+        person["date_of_birth"] = person["date_of_birth"].isoformat()
     request = {
         "zone": values["zone"],
         "band": values["band"],
         "postcode_district": values["postcode_district"],
         "hours_per_week": values["hours_per_week"],
-        "visits": {f: int(str(values[f])) for f in VISIT_FIELDS},
+        "visits": visits,
         "needs": values["needs"],
         "urgency": values["urgency"],
-        "start_date": values["start_date"],
+        "start_date": values["start_date"].isoformat(),
         "funding": values["funding"],
         "person": person,
     }
@@ -320,36 +479,268 @@ def form_field(api_field: str | None) -> str | None:
     return name if name in LABELS else None
 
 
+# What the console says when the brokerage refuses a field it had already checked (the API's own
+# words are for programmers; a person reads these). Keyed by the form's field: the code.
+REFUSED_FIELDS = {
+    "zone": "Select a zone from the list",
+    "band": "Select the pricing band",
+    "postcode_district": "Check the postcode district: it must be one of the zone's districts, like LE11",
+    "hours_per_week": "Hours per week must match the visits (calls x minutes x carers x days)",
+    "needs": "Select care needs from the list",
+    "urgency": "Select the urgency",
+    "start_date": "Start date must be today or within a year from today",
+    "funding": "Select the funding",
+    "person_postcode": "Check the postcode: it must be a real postcode in the postcode district",
+    "person_nhs_number": "Enter a real NHS number: check the 10 digits",
+    "person_date_of_birth": "Date of birth must be a real date in the past",
+    "person_phone": "Enter a UK phone number, like 01632 960 001",
+    "person_email": "Enter an email address in the correct format, like name@example.com",
+}
+REFUSED_GENERAL = "The package could not be requested. Check the answers and try again."
+
+
 def errors_from_api(problem: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
-    """The brokerage API's 422 as messages next to the fields, plus those about the request as a
-    whole (shown in the error summary only). A rule across fields (hours against the visit
-    pattern) names the field it is about at the start of its message."""
+    """The brokerage API's 422 as the console's own messages next to the fields, plus one about the
+    request as a whole (shown in the error summary only). Only the field the API names is read,
+    never its words: a field the console has no message for is a general problem."""
     by_field: dict[str, str] = {}
     general: list[str] = []
     for item in problem.get("fields") or []:
-        message = str(item.get("message", "")).removeprefix("Value error, ")
         field = form_field(item.get("field"))
-        if field is None:
-            field = next((f for f in LABELS if message.startswith(f + " ")), None)
-        if field is None:
-            general.append(message)
-        else:
-            by_field.setdefault(
-                field, f"{LABELS[field]}: {message}" if not message.startswith(LABELS[field]) else message
-            )
+        if field is None and "does not match the visit pattern" in str(item.get("message", "")):
+            field = "hours_per_week"  # the API's rule across fields, reported on the body
+        if field is not None:
+            by_field.setdefault(field, REFUSED_FIELDS.get(field, f"Check the answer to '{LABELS[field]}'"))
+        elif REFUSED_GENERAL not in general:
+            general.append(REFUSED_GENERAL)
     if not by_field and not general:
-        general.append(str(problem.get("error") or "The request was refused"))
-    return by_field, general
+        general.append(REFUSED_GENERAL)
+    return {f: by_field[f] for f in LABELS if f in by_field}, general
 
 
-def field_errors(problem: dict[str, Any]) -> dict[str, str]:
-    """The API's complaints by request field (``effective_date``, ``reason``...), for the form to
-    show each next to its question; a complaint about the package's state is keyed ``status``."""
-    errors: dict[str, str] = {}
-    for f in problem.get("fields") or []:
-        name = str(f.get("field", "")).split(".")[0]
-        errors.setdefault(name, str(f.get("message", "")).removeprefix("Value error, "))
-    return errors
+# ---- the package page's actions ------------------------------------------------------------------
+
+# Each action's questions in the page's order: (the form's field, the element the error summary links to).
+ACTION_QUESTIONS: dict[str, list[tuple[str, str]]] = {
+    "reoffer": [],
+    "cancel": [("reason", "cancel-reason"), ("reason_text", "cancel-reason-text")],
+    "start": [("started_on", "started_on-day")],
+    "hand-back": [
+        ("notice_ends_on", "notice_ends_on-day"),
+        ("reason", "hand-back-reason"),
+        ("reason_text", "hand-back-reason-text"),
+    ],
+    "pause": [("reason", "pause-reason"), ("paused_on", "paused_on-day")],
+    "resume": [("resumed_on", "resumed_on-day")],
+    "end": [("reason", "end-reason"), ("effective_date", "effective_date-day"), ("reason_text", "end-reason-text")],
+    "change": [
+        *[(f, f) for f in VISIT_FIELDS],
+        ("hours_per_week", "hours_per_week"),
+        ("reason", "change-reason"),
+        ("change_effective_date", "change_effective_date-day"),
+        ("discussed_with_person", "discussed_with_person"),
+        ("reason_text", "change-reason-text"),
+    ],
+    "decision": [("decision", "decision"), ("reason", "decision-reason"), ("reason_text", "decision-reason-text")],
+}
+# The blank answers each action cannot do without, and what to ask for.
+REQUIRED_ANSWERS: dict[tuple[str, str], str] = {
+    ("cancel", "reason"): "Select why the package is cancelled",
+    ("start", "started_on"): "Enter the day care started",
+    ("hand-back", "notice_ends_on"): "Enter the provider's last day of care",
+    ("hand-back", "reason"): "Select why the provider is handing the package back",
+    ("pause", "reason"): "Select why the visits pause",
+    ("pause", "paused_on"): "Enter the first day without visits",
+    ("resume", "resumed_on"): "Enter the day the visits start again",
+    ("end", "reason"): "Select why the package ends",
+    ("end", "effective_date"): "Enter the first day without care",
+    ("change", "reason"): "Select why the package changes",
+    ("change", "change_effective_date"): "Enter the first day of the new visits",
+    ("decision", "decision"): "Select whether to approve or refuse the above-rate bid",
+    ("decision", "reason"): "Select the reason for your decision",
+}
+# The dates of the actions' forms, as a message names them.
+DATE_NAMES = {
+    "started_on": "The day care started",
+    "notice_ends_on": "The provider's last day of care",
+    "paused_on": "The first day without visits",
+    "resumed_on": "The day the visits start again",
+    "effective_date": "The first day without care",
+    "change_effective_date": "The first day of the new visits",
+}
+NOT_DISCUSSED = "Confirm that the reduction was discussed with the person or their family"
+MAX_REASON_TEXT = 1000
+# What the page says when an action is done (``?done=`` is a code: anything else shows nothing).
+DONE = {
+    "approve": "The above-rate bid was approved: the package is placed with the bidder.",
+    "reject": "The above-rate bid was refused: the package is unplaced.",
+    "cancel": "The package was cancelled.",
+    "reoffer": "The package is being offered to providers again.",
+    "hand-back": "The hand-back was recorded: the package is being offered again.",
+    "start": "The start of care was recorded.",
+    "pause": "The package is paused.",
+    "resume": "The visits start again.",
+    "end": "The package was ended.",
+    "change": "The change was offered to the provider.",
+}
+
+
+def _date_answer(form: Mapping[str, Any], field: str) -> tuple[dt.date | None, bool]:
+    """A GOV.UK date input's answer: (the date or None, whether anything was typed at all)."""
+    parts = [str(form.get(f"{field}-{p}") or "").strip() for p in ("day", "month", "year")]
+    return date_from_parts(*parts), any(parts)
+
+
+def action_problems(
+    action: str, form: Mapping[str, Any], *, package: Mapping[str, Any], today: dt.date
+) -> dict[str, str]:
+    """Everything wrong with an action's answers that the console can tell before asking the
+    brokerage, at once, in the page's order (``ACTION_QUESTIONS``): blank answers, dates that are
+    not dates or fall before the care started (``package``: the brokerage's view of it) or, for a
+    start or a pause, in the future (``today``: the UK date), notes too long, and for a change the
+    visits and hours (as the new-package form checks them)."""
+    problems: dict[str, str] = {}
+    for field, _ in ACTION_QUESTIONS.get(action, []):
+        if field in DATE_NAMES:
+            day, typed = _date_answer(form, field)
+            if not typed and (action, field) in REQUIRED_ANSWERS:
+                problems[field] = REQUIRED_ANSWERS[(action, field)]
+            elif typed and day is None:
+                problems[field] = f"{DATE_NAMES[field]} must be a real date"
+        elif field == "reason_text":
+            if len(str(form.get(field) or "").strip()) > MAX_REASON_TEXT:
+                problems[field] = f"Notes must be {MAX_REASON_TEXT:,} characters or fewer"
+        elif not str(form.get(field) or "").strip() and (action, field) in REQUIRED_ANSWERS:
+            problems[field] = REQUIRED_ANSWERS[(action, field)]
+    started = _as_date(package.get("started_on"))
+    paused = _as_date(package.get("paused_on"))
+    for field in ("started_on", "paused_on"):
+        day, _ = _date_answer(form, field)
+        if field not in problems and day is not None and day > today and action in ("start", "pause"):
+            problems[field] = f"{DATE_NAMES[field]} must be today or in the past"
+    for field in ("paused_on", "effective_date", "change_effective_date"):
+        day, _ = _date_answer(form, field)
+        if field not in problems and day is not None and started is not None and day < started:
+            problems[field] = f"{DATE_NAMES[field]} must be on or after the day care started ({started:%-d %B %Y})"
+    day, _ = _date_answer(form, "resumed_on")
+    if action == "resume" and "resumed_on" not in problems and day and paused and day < paused:
+        problems["resumed_on"] = f"{DATE_NAMES['resumed_on']} must be on or after the pause began ({paused:%-d %B %Y})"
+    if action == "change":
+        problems |= _change_problems(form, package, problems)
+    order = [f for f, _ in ACTION_QUESTIONS.get(action, [])]
+    return {f: problems[f] for f in order if f in problems}
+
+
+def _as_date(value: object) -> dt.date | None:
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value)[:10]) if value else None
+    except ValueError:
+        return None
+
+
+def _change_problems(form: Mapping[str, Any], package: Mapping[str, Any], found: Mapping[str, str]) -> dict[str, str]:
+    problems: dict[str, str] = {}
+    visits: dict[str, int] = {}
+    for field, (low, high) in VISIT_RANGES.items():
+        raw = str(form.get(field) or "").strip()
+        if not raw:
+            problems[field] = REQUIRED[field]
+        elif not raw.isdigit():
+            problems[field] = f"{LABELS[field]} must be a whole number, like {VISIT_EXAMPLES[field]}"
+        elif not low <= int(raw) <= high:
+            problems[field] = f"{LABELS[field]} must be between {low} and {high}"
+        else:
+            visits[field] = int(raw)
+    raw_hours = str(form.get("hours_per_week") or "").strip()
+    try:
+        hours = Decimal(raw_hours) if raw_hours else None
+    except InvalidOperation:
+        hours = None
+        problems["hours_per_week"] = "Hours per week must be a number, like 10.5"
+    if not raw_hours:
+        problems["hours_per_week"] = REQUIRED["hours_per_week"]
+    elif hours is not None and (not hours.is_finite() or not 0 < hours <= MAX_HOURS):
+        problems["hours_per_week"] = "Hours per week must be more than 0 and no more than 168"
+    elif hours is not None and len(visits) == len(VISIT_RANGES):
+        mismatch = hours_problem(hours, visits)
+        if mismatch:
+            problems["hours_per_week"] = mismatch
+        else:
+            before = (package.get("package") or {}).get("hours_per_week")
+            if before and hours < Decimal(str(before)) and form.get("discussed_with_person") != "yes":
+                problems["discussed_with_person"] = NOT_DISCUSSED
+    return {k: v for k, v in problems.items() if k not in found}
+
+
+# The brokerage's refusals, read by the field it names and the kind of rule it states (a code),
+# never shown in its own words: the kinds, by a phrase each refusal of that kind carries.
+_REFUSAL_KINDS = [
+    ("before the care started", "before_start"),
+    ("before the pause began", "before_pause"),
+    ("is in the future", "future"),
+    ("days ago", "too_old"),
+    ("days ahead", "too_far_ahead"),
+    ("does not match the visit pattern", "mismatch"),
+    ("leaves the hours", "unchanged"),
+    ("must be discussed", "not_discussed"),
+]
+_DATE_REFUSALS = {
+    "before_start": "{name} must be on or after the day care started",
+    "before_pause": "{name} must be on or after the day the pause began",
+    "future": "{name} must be today or in the past",
+    "too_old": "{name} is too far in the past: the brokerage records dates only a few days back",
+    "too_far_ahead": "{name} is too far ahead",
+}
+_CHANGE_REFUSALS = {
+    "mismatch": ("hours_per_week", "Hours per week must match the visits (calls x minutes x carers x days)"),
+    "unchanged": ("hours_per_week", "Change the hours or the visits: the change leaves them as they are"),
+    "not_discussed": ("discussed_with_person", NOT_DISCUSSED),
+}
+# An action's form field for the field the API names, where they differ.
+API_TO_FORM = {"change": {"effective_date": "change_effective_date", "visits": "hours_per_week"}}
+
+
+def action_refusal(action: str, status: int, problem: Mapping[str, Any], now_status: str) -> dict[str, str]:
+    """The brokerage's refusal of an action (its status and problem) in the console's words, by
+    form field; ``status`` for a refusal about the package as a whole (``now_status``: the
+    package's status as it is now). Unknown fields and kinds get a general message, never the
+    API's text."""
+    if status == 409:
+        return {
+            "status": f"This cannot be done now: the package is {now_status.replace('_', ' ')}. "
+            "The page shows it as it is now."
+        }
+    if status == 403:
+        return {"status": "Your role cannot do this"}
+    problems: dict[str, str] = {}
+    questions = {f for f, _ in ACTION_QUESTIONS.get(action, [])}
+    for item in problem.get("fields") or []:
+        api_field = str(item.get("field") or "").split(".")[0]
+        field = API_TO_FORM.get(action, {}).get(api_field, api_field)
+        said = str(item.get("message") or "")
+        kind = next((code for phrase, code in _REFUSAL_KINDS if phrase in said), None)
+        if kind in _CHANGE_REFUSALS and action == "change":
+            field, message = _CHANGE_REFUSALS[kind]
+        elif field in DATE_NAMES and field in questions:
+            message = _DATE_REFUSALS.get(kind or "", "{name} must be a real date").format(name=DATE_NAMES[field])
+        elif field == "reason" and field in questions:
+            message = REQUIRED_ANSWERS.get((action, "reason"), "Select a reason from the list")
+        elif field in questions and field in LABELS:
+            message = f"Check the answer to '{LABELS[field]}'"
+        else:
+            field, message = "status", "This could not be recorded. Check the answers and try again."
+        problems.setdefault(field, message)
+    if not problems:
+        problems["status"] = "This could not be recorded. Check the answers and try again."
+    order = ["status", *[f for f, _ in ACTION_QUESTIONS.get(action, [])]]
+    return {f: problems[f] for f in order if f in problems}
+
+
+def action_links(action: str) -> dict[str, str]:
+    """The element the error summary links to for each of an action's fields."""
+    return dict(ACTION_QUESTIONS.get(action, []))
 
 
 def refusal(problem: dict[str, Any]) -> str:
@@ -357,3 +748,155 @@ def refusal(problem: dict[str, Any]) -> str:
     fields = problem.get("fields") or []
     message = "; ".join(str(f.get("message", "")).removeprefix("Value error, ") for f in fields)
     return (message or str(problem.get("error") or "The request was refused"))[:300]
+
+
+# ---- above-rate approvals (the scheme of delegation, decision record 0052) -----------------------
+
+PENNY = Decimal("0.01")
+# The brokerage team's roles as a sentence names an approver.
+APPROVER_WORDS = {
+    "broker": "a broker",
+    "senior_broker": "a senior broker",
+    "manager": "a manager",
+    "head_of_service": "the head of service",
+}
+
+
+@dataclass(frozen=True)
+class AboveRate:
+    """The facts of an above-rate bid awaiting a decision: pounds per hour and carer hours a week."""
+
+    provider_id: str
+    hourly_rate: Decimal
+    band_rate: Decimal
+    hours_per_week: Decimal
+
+    @property
+    def above_per_hour(self) -> Decimal:
+        return self.hourly_rate - self.band_rate
+
+    @property
+    def above_percent(self) -> Decimal:
+        """Per cent above the band rate, as the scheme of delegation measures it (unrounded)."""
+        return self.above_per_hour / self.band_rate * 100 if self.band_rate else Decimal("Infinity")
+
+    @property
+    def weekly_cost(self) -> Decimal:
+        return (self.hourly_rate * self.hours_per_week).quantize(PENNY)
+
+    @property
+    def weekly_at_band_rate(self) -> Decimal:
+        return (self.band_rate * self.hours_per_week).quantize(PENNY)
+
+    @property
+    def weekly_difference(self) -> Decimal:
+        return self.weekly_cost - self.weekly_at_band_rate
+
+
+def above_rate_of(record: Mapping[str, Any] | None, hours_per_week: object) -> AboveRate | None:
+    """The exception awaiting a decision in the brokerage's decision record (its ``exceptions``:
+    the one without a decision), or None."""
+    waiting = [e for e in (record or {}).get("exceptions") or [] if e.get("decision") is None]
+    if not waiting:
+        return None
+    e = waiting[-1]
+    return AboveRate(
+        e["provider_id"], Decimal(str(e["hourly_rate"])), Decimal(str(e["band_rate"])), Decimal(str(hours_per_week))
+    )
+
+
+@dataclass(frozen=True)
+class Authority:
+    """What the signed-in member of staff may do with an above-rate bid."""
+
+    limit_percent: Decimal | None  # their role's limit, per cent above the band rate; None: no limit
+    listed: bool  # the scheme names their role (a role it does not name may approve nothing above the rate)
+    own_request: bool  # they requested the package: nobody approves their own
+    within_limit: bool
+    approvers: list[str]  # the roles whose limit covers the bid
+
+    @property
+    def may_approve(self) -> bool:
+        return self.within_limit and not self.own_request
+
+
+def approval_authority(
+    *, role: str | None, username: str | None, requested_by: str | None, bid: AboveRate, limits: Mapping[str, Any]
+) -> Authority:
+    """The scheme of delegation (``limits``: role -> per cent above the band rate, None for no
+    limit; deploy/reference/delegation.yaml, served by the brokerage) applied to ``bid`` for the
+    signed-in ``role``, and nobody approving their own request: the brokerage's own rule
+    (services/brokerage/domain.py approval_refusal), shown before anyone tries."""
+
+    def covers(limit: object) -> bool:
+        return limit is None or bid.above_percent <= Decimal(str(limit))
+
+    listed = role in limits
+    limit = limits.get(role) if listed and role else None
+    return Authority(
+        limit_percent=None if limit is None else Decimal(str(limit)),
+        listed=listed,
+        own_request=bool(username) and username == requested_by,
+        within_limit=listed and covers(limit),
+        approvers=[r for r in APPROVER_WORDS if r in limits and covers(limits[r])],
+    )
+
+
+def approvers_words(roles: Sequence[str]) -> str:
+    """["manager", "head_of_service"] -> "a manager or the head of service"."""
+    words = [APPROVER_WORDS.get(r, r.replace("_", " ")) for r in roles]
+    return " or ".join([", ".join(words[:-1]), words[-1]] if len(words) > 2 else words) or "nobody in the scheme"
+
+
+# ---- operations' health at a glance ------------------------------------------------------------
+
+# A consumer group is behind when a partition has this many events not yet processed, or its
+# oldest unprocessed event is this old (seconds): the alerting rules' figures (deploy/monitoring).
+LAG_EVENTS = 100
+LAG_AGE_SECONDS = 60.0
+HEALTH_TTL = dt.timedelta(seconds=15)  # the overview and the menu's badge read Kafka at most this often
+
+
+def lagging_groups(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The consumer groups with a partition behind the threshold, by name."""
+    behind = {
+        r["group"]
+        for r in rows
+        if (r.get("lag") or 0) >= LAG_EVENTS or (r.get("oldest_unprocessed_age_s") or 0) >= LAG_AGE_SECONDS
+    }
+    return sorted(behind)
+
+
+@dataclass(frozen=True)
+class Health:
+    """What operations must see at once: each a count (None: could not be read) and where its detail is."""
+
+    at: dt.datetime
+    dead_letters: int | None
+    failed_notifications: int | None
+    lagging: list[str] | None  # consumer groups behind the threshold
+    services: list[dict[str, Any]]  # {"name", "ready": bool, "problem": str | None}
+
+    @property
+    def not_ready(self) -> list[str]:
+        return [s["name"] for s in self.services if not s["ready"]]
+
+    def problems(self) -> list[dict[str, Any]]:
+        """Each thing that is wrong (or could not be checked): {"count", "words", "href"}."""
+        found: list[dict[str, Any]] = []
+        for count, one, many, href in (
+            (self.dead_letters, "dead letter", "dead letters", "/ops/dead-letters"),
+            (self.failed_notifications, "failed notification", "failed notifications", "/ops/notifications"),
+            (
+                None if self.lagging is None else len(self.lagging),
+                "consumer group behind",
+                "consumer groups behind",
+                "/ops/lag?behind=1",
+            ),
+            (len(self.not_ready), "service not ready", "services not ready", "/ops#services"),
+        ):
+            if count is None:
+                found.append({"count": None, "words": f"{many} could not be checked", "href": href})
+            elif count:
+                found.append({"count": count, "words": f"{count} {one if count == 1 else many}", "href": href})
+        return found

@@ -37,12 +37,14 @@ _DUMMY_HASH = HASHER.hash(secrets.token_urlsafe(16))
 
 
 class Refused(Exception):
-    """A request the console turns down, with the message to show (and the field it is about)."""
+    """A request the console turns down, with the message to show (and the field it is about;
+    ``problems``: every field's, when there are several)."""
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(self, message: str, *, field: str | None = None, problems: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        self.problems = problems or ({field: message} if field else {})
 
 
 class StaffExists(Refused):
@@ -73,17 +75,13 @@ def token_hash(token: str) -> bytes:
 async def add_staff(
     pool: asyncpg.Pool, *, username: str, display_name: str, role: str, password: str, created_by: str | None
 ) -> None:
+    """A console password account (where they are on). Raises Refused with every problem of the
+    answers at once (domain.staff_problems), or StaffExists."""
+    problems = domain.staff_problems(username=username, display_name=display_name, role=role, password=password)
+    if problems:
+        field, message = next(iter(problems.items()))
+        raise Refused(message, field=field, problems=problems)
     username = username.strip().lower()
-    if not domain.USERNAME.match(username):
-        raise Refused(
-            "Username must be 2 to 64 lowercase letters, digits, dots, dashes or underscores", field="username"
-        )
-    if not display_name.strip():
-        raise Refused("Enter the person's name", field="display_name")
-    if role not in {r.value for r in domain.Role}:
-        raise Refused("Select a role", field="role")
-    if problem := domain.password_problem(password):
-        raise Refused(problem, field="password")
     hashed = await asyncio.to_thread(HASHER.hash, password)
     async with unit_of_work(pool) as uow:
         if not await repo.add_staff(

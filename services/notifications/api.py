@@ -8,7 +8,7 @@ import uuid
 from typing import Annotated, Literal, Self
 
 import asyncpg
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas import events
@@ -109,6 +109,27 @@ class DeliveryOut(BaseModel):
     failed_at: dt.datetime | None
 
 
+class FailedDelivery(BaseModel):
+    """A message that could not be delivered after its retries: no address and no body (the
+    package page's notifications panel has those for the roles that may read them)."""
+
+    delivery_id: uuid.UUID
+    package_id: uuid.UUID
+    event_type: str
+    message: str
+    recipient_role: str
+    channel: str
+    attempts: int
+    reason: str | None = Field(description="The last error")
+    created_at: dt.datetime
+    failed_at: dt.datetime | None
+
+
+class FailedDeliveries(BaseModel):
+    count: int = Field(description="Every delivery that failed for good")
+    deliveries: list[FailedDelivery] = Field(description="The latest of them, newest first")
+
+
 def _out(row: asyncpg.Record, planned: int = 0) -> RecipientOut:
     values = {k: v for k, v in dict(row).items() if k != "webhook_secret"}
     return RecipientOut(**values, webhook_secret_set=bool(row["webhook_secret"]), messages_planned_now=planned)
@@ -172,5 +193,16 @@ def build_router(service: Service, rules: handlers.NotificationRules) -> APIRout
     )
     async def confirmations(package_id: uuid.UUID) -> list[DeliveryOut]:
         return [DeliveryOut(**dict(r)) for r in await repo.deliveries_for(service.pool, package_id, "PackagePlaced")]
+
+    @router.get(
+        "/deliveries/failed",
+        tags=["deliveries"],
+        summary="Deliveries that failed for good: how many, and the latest (operations' health at a glance)",
+    )
+    async def failed(
+        limit: Annotated[int, Query(ge=1, le=500, description="How many of the latest to list")] = 50,
+    ) -> FailedDeliveries:
+        count, rows = await repo.failed_deliveries(service.pool, limit)
+        return FailedDeliveries(count=count, deliveries=[FailedDelivery(**dict(r)) for r in rows])
 
     return router

@@ -248,3 +248,15 @@ async def deliveries_for(conn: Conn, package_id: uuid.UUID, event_type: str | No
         package_id,
         event_type,
     )
+
+
+async def failed_deliveries(conn: Conn, limit: int) -> tuple[int, list[asyncpg.Record]]:
+    """How many deliveries failed for good, and the latest ``limit`` of them (newest first)."""
+    count = await conn.fetchval("SELECT count(*) FROM deliveries WHERE status = 'failed'")
+    rows = await conn.fetch(
+        """SELECT delivery_id, package_id, event_type, message, recipient_role, channel, attempts,
+                  last_error AS reason, created_at, failed_at
+             FROM deliveries WHERE status = 'failed' ORDER BY failed_at DESC NULLS LAST, id DESC LIMIT $1""",
+        limit,
+    )
+    return count, rows

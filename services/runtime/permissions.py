@@ -95,6 +95,8 @@ TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
         ("GET", "/reference/zones"): FOLLOWS_WORK | {CONSOLE},
         ("GET", "/reference/providers"): FOLLOWS_WORK | {CONSOLE},
         ("GET", "/reference/rates"): FOLLOWS_WORK | {CONSOLE},
+        # The scheme of delegation (decision 0052): the console's approval page shows the limit first.
+        ("GET", "/reference/delegation"): FOLLOWS_WORK | {CONSOLE},
     },
     "providers": {
         ("GET", "/providers"): FOLLOWS_WORK,
@@ -132,6 +134,8 @@ TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
         ("GET", "/recipients/{kind}/{recipient_id}"): BROKERAGE_TEAM | {COUNCIL_ADMIN},
         ("GET", "/packages/{package_id}/notifications"): FOLLOWS_WORK,
         ("GET", "/packages/{package_id}/confirmations"): FOLLOWS_WORK,
+        # Failed deliveries across packages (no address, no body): operations' overview.
+        ("GET", "/deliveries/failed"): frozenset({OPERATIONS, COUNCIL_ADMIN}),
     },
     "reporting": {
         # Aggregates over the period (counts, waits, hours, spend by band): the people who run and

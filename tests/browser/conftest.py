@@ -154,6 +154,22 @@ class Pages:
         }
         assert not serious, f"{name}: {json.dumps(serious, indent=1)}"
 
+    async def narrow(self, page, name: str) -> None:
+        """At 390 px wide (a phone): no sideways scroll of the page itself (tables scroll inside
+        their box), and axe-core clean there too; then back to 1280 px."""
+        await page.set_viewport_size({"width": 390, "height": 844})
+        try:
+            widths = await page.evaluate(
+                "[document.documentElement.scrollWidth, window.innerWidth,"
+                " [...document.querySelectorAll('body *')]"
+                ".filter(e => e.getBoundingClientRect().right > innerWidth && !e.closest('.console-table-scroll'))"
+                ".slice(0, 5).map(e => e.tagName + '.' + e.className)]"
+            )
+            assert widths[0] <= widths[1], f"{name} scrolls sideways at 390 px: {widths}"
+            await self.check(page, f"{name}-390")
+        finally:
+            await page.set_viewport_size({"width": 1280, "height": 900})
+
     async def close(self):
         for context in self.contexts:
             await context.close()

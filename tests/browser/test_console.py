@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import re
 from decimal import Decimal
 
+import asyncpg
 import httpx
 import pytest
 
@@ -15,7 +17,7 @@ from tests.support import staff
 pytestmark = [pytest.mark.infra, pytest.mark.browser]
 
 
-def roomiest_zone(stack) -> tuple[str, str]:
+def roomiest_zone(stack, band: str = "urban") -> tuple[str, str]:
     """A zone (and one of its postcode districts) whose urban providers have the most free hours:
     earlier test packages used up much of the synthetic market, and this one must be placeable."""
     providers = httpx.get(f"{stack.url('providers')}/providers", timeout=10, auth=staff()).json()
@@ -24,7 +26,7 @@ def roomiest_zone(stack) -> tuple[str, str]:
         if (
             p["status"] == "active"
             and p["cqc_rating"] != "inadequate"
-            and "urban" in p["bands"]
+            and band in p["bands"]
             and "personal_care" in p["skills"]
         ):
             room = Decimal(p["weekly_capacity_hours"]) - Decimal(p["committed_hours"]) - Decimal(p["held_hours"])
@@ -38,6 +40,7 @@ def roomiest_zone(stack) -> tuple[str, str]:
 
 
 async def fill_package(page, *, zone: str, district: str, hours: str = "7", calls: str = "2") -> None:
+    """The new-package form, answered well (a 7-hour urban community package)."""
     start = dt.date.today() + dt.timedelta(days=3)
     await page.select_option("#zone", zone)
     await page.fill("#postcode_district", district)
@@ -61,14 +64,17 @@ async def test_a_broker_requests_a_package_sees_it_placed_with_its_explanation_a
     stack, console, pages
 ):
     ops = await pages.signed_in("demo-ops")
-    assert ops.url.endswith("/ops/stream")
+    assert ops.url.endswith("/ops"), "operations start at their overview"
+    await ops.goto(f"{console}/ops/stream")
     await ops.wait_for_selector("#stream-status[data-state=live]", timeout=30_000)
 
     broker = await pages.signed_in("demo-broker")
     assert broker.url.endswith("/board")
     await pages.check(broker, "board-before")
+    await pages.narrow(broker, "board-before")
     await broker.goto(f"{console}/packages/new")
     await pages.check(broker, "package-form")
+    await pages.narrow(broker, "package-form")
     zone, district = roomiest_zone(stack)
     await fill_package(broker, zone=zone, district=district)
     await broker.click("button:has-text('Request the package')")
@@ -92,6 +98,7 @@ async def test_a_broker_requests_a_package_sees_it_placed_with_its_explanation_a
     assert ("staff", "demo-broker") in {(d["reader"], d["staff_user"]) for d in log}  # ...and the read is on record
     assert "placed" in await broker.inner_text("#timeline")
     await pages.check(broker, "package-placed")
+    await pages.narrow(broker, "package-placed")
 
     # The work queue lists open work, a page at a time: a placed package is found by its reference.
     await broker.goto(f"{console}/board?status=all&q={package_id}")
@@ -105,14 +112,19 @@ async def test_a_broker_requests_a_package_sees_it_placed_with_its_explanation_a
             f"#stream-rows tr[data-event-type={event_type}][data-package-id='{package_id}']", timeout=30_000
         )
     await pages.check(ops, "live-events")
+    await pages.narrow(ops, "live-events")
+    # Each row links to its package's page.
+    link = ops.locator(f"#stream-rows tr[data-package-id='{package_id}'] a[href='/packages/{package_id}']")
+    assert await link.count() >= 1
 
     # ...and may follow the package on the board, but never see the person or act on it.
     await ops.goto(f"{console}/packages/{package_id}")
     assert await ops.locator("#person").count() == 0 and "Ada Example" not in await ops.content()
     assert await ops.locator("#actions").count() == 0
-    for path in ("/ops/lag", "/ops/dead-letters", "/ops/kpis"):
+    for path in ("/ops/lag", "/ops/dead-letters", "/ops/notifications", "/ops/kpis"):  # KPIs last: read below
         await ops.goto(f"{console}{path}")
         await pages.check(ops, path.split("/")[-1])
+        await pages.narrow(ops, path.split("/")[-1])
     assert int(await ops.inner_text("#kpi-counts .console-card:nth-child(2) .console-card__value")) >= 1  # placed
 
     # The broker records the start; the page says so.
@@ -133,39 +145,64 @@ async def test_a_broker_requests_a_package_sees_it_placed_with_its_explanation_a
     assert (await broker.inner_text("#package-status")).strip() != "started"
 
 
-async def test_bad_input_shows_the_message_next_to_the_field_with_a_summary_that_links_to_it(stack, console, pages):
+async def summary_of(page) -> list[tuple[str, str]]:
+    """The error summary's items in order: (the id it links to, its words)."""
+    links = page.locator(".govuk-error-summary__list a")
+    return [
+        ((await links.nth(i).get_attribute("href") or "").removeprefix("#"), (await links.nth(i).inner_text()).strip())
+        for i in range(await links.count())
+    ]
+
+
+async def test_every_problem_on_the_request_form_is_listed_at_once_in_plain_words_linked_to_its_field(
+    stack, console, pages
+):
+    """Issue 19: an empty postcode, a bad NHS number and a wrong date took three submits, in the
+    API's words. One submit now lists them all, in the page's order, each linked to its field."""
     broker = await pages.signed_in("demo-broker")
     await broker.goto(f"{console}/packages/new")
     zone, district = roomiest_zone(stack)
-
-    # The form's own checks: a number that is not one, a blank name.
-    await fill_package(broker, zone=zone, district=district, calls="two")
-    await broker.fill("#person_full_name", "")
+    await fill_package(broker, zone=zone, district=district, calls="two", hours="14")
+    await broker.fill("#person_postcode", "")
+    await broker.fill("#person_nhs_number", "999 876 5438")  # a wrong check digit
+    await broker.fill("#start_date-month", "13")
     await broker.click("button:has-text('Request the package')")
-    assert (
-        " ".join((await broker.inner_text("#calls_per_day-error")).split())
-        == "Error: Calls a day must be a whole number"
-    )
-    assert "Enter the person's full name" in await broker.inner_text("#person_full_name-error")
+    assert await summary_of(broker) == [
+        ("calls_per_day", "Calls a day must be a whole number, like 2"),
+        ("start_date-day", "Start date must be a real date"),
+        ("person_postcode", "Enter the person's postcode"),
+        ("person_nhs_number", "Enter a real NHS number: check the 10 digits"),
+    ]
+    assert await broker.evaluate("document.activeElement.classList.contains('govuk-error-summary')")
+    assert (await broker.title()).startswith("Error: ")
     assert "calls_per_day-error" in await broker.get_attribute("#calls_per_day", "aria-describedby")
     assert await broker.input_value("#person_address") == "1 Market Place"  # answers are kept
+    assert await broker.input_value("#person_nhs_number") == "999 876 5438"
     await pages.check(broker, "package-form-errors")
+    await pages.narrow(broker, "package-form-errors")
 
-    # The brokerage API's rules: hours that do not match the visits, a postcode outside the district.
+    # Fixed those: the hours against the visits, in words, and the summary takes you to the field.
     await broker.fill("#calls_per_day", "2")
-    await broker.fill("#person_full_name", "Ada Example")
-    await broker.fill("#hours_per_week", "9")
-    await broker.fill("#person_postcode", "SW1A 1AA")  # a real format, another district
+    await broker.fill("#person_postcode", f"{district} 1AA")
+    await broker.fill("#person_nhs_number", "999 876 5439")
+    await broker.fill("#start_date-month", str((dt.date.today() + dt.timedelta(days=3)).month))
     await broker.click("button:has-text('Request the package')")
-    hours = await broker.inner_text("#hours_per_week-error")
-    assert "does not match the visit pattern" in hours and "= 7.00 h" in hours
-    summary = broker.locator(".govuk-error-summary")
-    await summary.locator("a[href='#hours_per_week']").click()  # the summary takes you to the field
+    [(target, words)] = await summary_of(broker)
+    assert target == "hours_per_week"
+    assert (
+        words
+        == "Hours per week must match the visits: 2 calls a day of 30 minutes with 1 carer, 7 days a week is 7 hours"
+    )
+    page_text = await broker.inner_text("main")
+    for system_words in ("String should", "Input should", "hours_per_week", "does not match the visit pattern"):
+        assert system_words not in page_text
+    await broker.locator(".govuk-error-summary a[href='#hours_per_week']").click()
     assert await broker.evaluate("document.activeElement.id") == "hours_per_week"
 
     await broker.fill("#hours_per_week", "7")
+    await broker.fill("#person_postcode", "SW1A 1AA")  # a real postcode, another district
     await broker.click("button:has-text('Request the package')")
-    assert "is not in district" in await broker.inner_text("#person_postcode-error")
+    assert "is not in " + district in await broker.inner_text("#person_postcode-error")
     assert "/packages/new" in broker.url
 
 
@@ -198,7 +235,15 @@ async def test_the_package_form_can_be_completed_with_the_keyboard_alone(console
 
 async def test_a_broker_cannot_reach_operations_or_admin_pages(console, pages):
     broker = await pages.signed_in("demo-broker")
-    for path in ("/ops/stream", "/ops/lag", "/ops/dead-letters", "/ops/kpis", "/admin/staff"):
+    for path in (
+        "/ops",
+        "/ops/stream",
+        "/ops/lag",
+        "/ops/dead-letters",
+        "/ops/notifications",
+        "/ops/kpis",
+        "/admin/staff",
+    ):
         response = await broker.goto(f"{console}{path}")
         assert response.status == 403, path
         assert "You do not have access" in await broker.inner_text("h1")
@@ -207,6 +252,13 @@ async def test_a_broker_cannot_reach_operations_or_admin_pages(console, pages):
     await pages.check(broker, "forbidden")
     response = await broker.goto(f"{console}/packages/not-a-package")
     assert response.status == 404 and "Page not found" in await broker.inner_text("h1")
+    # Any address that is no page: GOV.UK's page, with the menu, never the framework's JSON.
+    response = await broker.goto(f"{console}/no-such-page/at-all")
+    assert response.status == 404 and "Page not found" in await broker.inner_text("h1")
+    assert "If you typed the web address, check it is correct." in await broker.inner_text("main")
+    assert "Board" in await broker.inner_text("#navigation")
+    await pages.check(broker, "not-found")
+    await pages.narrow(broker, "not-found")
     # The menu offers only what the role may use.
     menu = await broker.inner_text("#navigation")
     assert "Board" in menu and "Live events" not in menu and "Staff accounts" not in menu
@@ -250,6 +302,19 @@ async def test_an_admin_adds_a_staff_account_that_can_then_sign_in(local_console
     """Only where the console's own accounts are on (an installation without an identity provider)."""
     admin = await pages.signed_in_locally(local_console, "admin1")
     assert admin.url.endswith("/admin/staff")
+    # Nothing answered: every problem at once, in the form's order, each linked to its question.
+    await admin.fill("#display_name", "Second Broker")
+    await admin.click("button:has-text('Add the account')")
+    assert await summary_of(admin) == [
+        ("username", "Enter a username"),
+        ("role", "Select a role"),
+        ("password", "Enter a first password"),
+    ]
+    assert await admin.input_value("#display_name") == "Second Broker"
+    await pages.check(admin, "staff-accounts-errors")
+    await pages.narrow(admin, "staff-accounts-errors")
+    response = await admin.goto(f"{local_console}/admin/staff?added=Hello+from+a+link")
+    assert "Hello from a link" not in await admin.inner_text("main")
     await admin.fill("#username", "broker2")
     await admin.fill("#display_name", "Second Broker")
     await admin.check("#role")
@@ -305,10 +370,20 @@ async def test_a_refused_action_says_why_and_an_unplaced_package_can_be_offered_
     assert await broker.locator(f"tr[data-package-id='{package_id}'] .console-clock").count() == 1  # its wait clock
     await broker.goto(f"{console}/packages/{package_id}")
     await pages.check(broker, "package-unplaced")
-    # Cancelling needs a reason code: the API's rule, shown on the page; nothing changes.
+    # Cancelling needs a reason code: asked for at the top, with the words typed kept; nothing changes.
+    await broker.fill("#cancel-reason-text", "the family found a carer")
     await broker.click("button:has-text('Cancel the package')")
-    assert "no_longer_needed" in await broker.inner_text("#refused")
+    assert await summary_of(broker) == [("cancel-reason", "Select why the package is cancelled")]
+    assert await broker.evaluate("document.activeElement.classList.contains('govuk-error-summary')")
+    assert await broker.input_value("#cancel-reason-text") == "the family found a carer"
+    assert "Select why the package is cancelled" in await broker.inner_text("#cancel-reason-error")
     assert (await broker.inner_text("#package-status")).strip() == "unplaced"
+    await pages.check(broker, "package-action-refused")
+    await pages.narrow(broker, "package-action-refused")
+    # Words in the address are never shown as the console's: unknown codes show nothing.
+    await broker.goto(f"{console}/packages/{package_id}?refused=Approved+by+the+director&done=Approved+by+the+director")
+    assert "director" not in await broker.inner_text("main")
+    assert await broker.locator(".govuk-error-summary, .govuk-notification-banner").count() == 0
 
     await broker.click("button:has-text('Offer again now')")
     await broker.wait_for_url(re.compile(r"done=reoffer"))
@@ -379,7 +454,7 @@ async def test_ops_see_a_dead_letter_with_its_origin_and_replay_it(console, page
     before = await ops.locator("tr[data-letter-id]").count()
     await pages.check(ops, "dead-letters-listed")
     await row.locator("button:has-text('Replay')").click()
-    assert "was put back on its topic" in await ops.inner_text(".govuk-notification-banner")
+    assert "was put back on its topic" in await ops.inner_text(".govuk-notification-banner--success")
     for _ in range(60):  # the replayed bytes are still not an event: dead-lettered again, from their new offset
         if await ops.locator("tr[data-letter-id]").count() > before:
             break
@@ -440,6 +515,17 @@ async def test_a_broker_pauses_resumes_and_ends_a_running_package_and_a_bad_date
     await broker.wait_for_url(re.compile(r"done=resume"))
     assert (await broker.inner_text("#package-status")).strip() == "started"
 
+    # A hand-back with no date: asked for at the top, focused, the reason and words chosen kept.
+    await broker.select_option("#hand-back-reason", "staff_shortage")
+    await broker.fill("#hand-back-reason-text", "two carers left in March")
+    await broker.click("button:has-text('Record the hand-back')")
+    assert await summary_of(broker) == [("notice_ends_on-day", "Enter the provider's last day of care")]
+    assert await broker.evaluate("document.activeElement.classList.contains('govuk-error-summary')")
+    assert await broker.input_value("#hand-back-reason") == "staff_shortage"
+    assert await broker.input_value("#hand-back-reason-text") == "two carers left in March"
+    assert (await broker.inner_text("#package-status")).strip() == "started"
+    await pages.check(broker, "package-hand-back-refused")
+
     # An ending dated before care started: refused, the complaint beside the date; nothing changes.
     before = today - dt.timedelta(days=1)
     for part, value in (("day", before.day), ("month", before.month), ("year", before.year)):
@@ -447,7 +533,7 @@ async def test_a_broker_pauses_resumes_and_ends_a_running_package_and_a_bad_date
     await broker.select_option("#end-reason", "moved_to_residential_care")
     await broker.click("button:has-text('End the package')")
     await broker.wait_for_selector("#effective_date-error")
-    assert "before the care started" in await broker.inner_text("#effective_date-error")
+    assert "must be on or after the day care started" in await broker.inner_text("#effective_date-error")
     assert (await broker.inner_text("#package-status")).strip() == "started"
     await pages.check(broker, "package-end-refused")
     for part, value in (("day", today.day), ("month", today.month), ("year", today.year)):
@@ -458,3 +544,175 @@ async def test_a_broker_pauses_resumes_and_ends_a_running_package_and_a_bad_date
     assert (await broker.inner_text("#package-status")).strip() == "ended"
     assert "moved to residential care" in await broker.content()
     assert await broker.locator("#actions form").count() == 0
+
+
+async def test_ops_see_health_at_a_glance_each_count_linking_to_its_detail_with_a_badge_and_banner(
+    stack, console, pages, infra
+):
+    from aiokafka import AIOKafkaProducer
+
+    from services.runtime import topics
+    from services.runtime.kafka import kafka_security
+
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka, **kafka_security())
+    await producer.start()
+    try:  # not an event: dead-lettered by its consumers, so operations have something to see
+        await producer.send_and_wait(topics.resolve("providers.answers"), b"not json", key=b"console-overview")
+    finally:
+        await producer.stop()
+    ops = await pages.signed_in("demo-ops")
+    for _ in range(60):  # the overview reads Kafka at most every 15 seconds
+        await ops.goto(f"{console}/ops")
+        if (await ops.inner_text("#count-dead-letters .console-card__value")).strip() not in ("0", "?"):
+            break
+        await asyncio.sleep(1)
+    dead = int(await ops.inner_text("#count-dead-letters .console-card__value"))
+    assert dead >= 1
+    assert await ops.get_attribute("#count-dead-letters a", "href") == "/ops/dead-letters"
+    assert await ops.get_attribute("#count-failed-notifications a", "href") == "/ops/notifications"
+    assert await ops.get_attribute("#count-lagging a", "href") == "/ops/lag?behind=1"
+    assert await ops.get_attribute("#count-not-ready a", "href") == "#services"
+    failed = httpx.get(f"{stack.url('notifications')}/deliveries/failed", timeout=10, auth=staff("demo-ops")).json()
+    assert int(await ops.inner_text("#count-failed-notifications .console-card__value")) == failed["count"]
+    services = await ops.locator("#services ~ .console-table-scroll tr[data-service]").all_inner_texts()
+    assert len(services) == 4 and all("Ready" in s for s in services), services
+    assert int(await ops.inner_text("#count-not-ready .console-card__value")) == 0
+    # Something is wrong: said at the top, and by a badge on the menu that every operations page shows.
+    assert f"{dead} dead letter" in await ops.inner_text("#health-problems")
+    assert int(await ops.inner_text("#ops-badge .console-badge__count")) >= 1
+    await pages.check(ops, "ops-overview")
+    await pages.narrow(ops, "ops-overview")
+    await ops.click("#count-dead-letters a")
+    await ops.wait_for_url(f"{console}/ops/dead-letters")
+    assert await ops.locator("tr[data-letter-id]").count() >= 1
+    assert "dead letter" in await ops.inner_text("#health-banner")
+    assert await ops.locator("#ops-badge").count() == 1
+    await ops.goto(f"{console}/ops/lag?behind=1")
+    assert await ops.locator("tr[data-group]").count() == await ops.locator("tr[data-behind=true]").count()
+    await pages.narrow(ops, "lag-behind")
+
+
+@pytest.fixture(scope="module")
+async def above_rate_market(stack, database_url):
+    """Every automatic adapter bids 8% above the band rate for isolated areas (the premium its
+    rules allow), so an isolated package gets only above-rate bids; put back afterwards."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch("SELECT provider_id, adapter FROM providers.providers")
+    finally:
+        await conn.close()
+    original = {r["provider_id"]: json.loads(r["adapter"]) for r in rows}
+    automatic = {p: a for p, a in original.items() if a.get("kind", "automatic") == "automatic"}
+    async with httpx.AsyncClient(base_url=stack.url("providers"), timeout=10, auth=staff("demo-admin")) as client:
+        for provider_id, adapter in automatic.items():
+            premium = (adapter.get("premium_percent") or {}) | {"isolated": "8"}
+            r = await client.put(f"/providers/{provider_id}/adapter", json=adapter | {"premium_percent": premium})
+            assert r.status_code == 200, r.text
+        yield
+        for provider_id, adapter in automatic.items():
+            r = await client.put(f"/providers/{provider_id}/adapter", json=adapter)
+            assert r.status_code == 200, r.text
+
+
+async def test_an_above_rate_bid_is_decided_on_its_own_page_within_the_roles_limit_and_confirmed(
+    stack, console, pages, above_rate_market
+):
+    """Issue 19: the bidder, the rate against the band rate and the weekly cost on a decision page;
+    the signed-in role's limit in the scheme of delegation (decision record 0052) and who else must
+    approve beyond it; nobody approves their own request; a confirmation before anything happens."""
+    zone, district = roomiest_zone(stack, band="isolated")
+    body = {
+        "zone": zone,
+        "band": "isolated",
+        "postcode_district": district,
+        "hours_per_week": "7",
+        "visits": {"calls_per_day": 2, "minutes_per_call": 30, "carers_per_call": 1, "days_per_week": 7},
+        "needs": ["personal_care"],
+        "urgency": "community",
+        "start_date": (dt.date.today() + dt.timedelta(days=3)).isoformat(),
+        "person": {
+            "full_name": "Di Example",
+            "address": "4 Moor Lane",
+            "postcode": f"{district} 1AB",
+            "nhs_number": "9998765439",
+        },
+    }
+    brokerage = stack.url("brokerage")
+    created = httpx.post(f"{brokerage}/packages", json=body, timeout=10, auth=staff("demo-manager"))
+    assert created.status_code == 201, created.text
+    package_id = created.json()["package_id"]
+    for _ in range(120):
+        status = httpx.get(f"{brokerage}/packages/{package_id}", timeout=10, auth=staff()).json()["status"]
+        if status not in ("requested", "offered"):
+            break
+        await asyncio.sleep(0.5)
+    assert status == "awaiting_approval"
+    record = httpx.get(f"{brokerage}/packages/{package_id}/explanation", timeout=10, auth=staff()).json()["record"]
+    [asked] = [e for e in record["exceptions"] if e["decision"] is None]
+    rate, band_rate = Decimal(asked["hourly_rate"]), Decimal(asked["band_rate"])
+    names = {
+        p["provider_id"]: p["name"]
+        for p in httpx.get(f"{brokerage}/reference/providers", timeout=10, auth=staff()).json()
+    }
+
+    # A broker (5%): the facts, and that the bid needs someone with a higher limit.
+    broker = await pages.signed_in("demo-broker")
+    await broker.goto(f"{console}/packages/{package_id}")
+    await broker.click("#decide")
+    await broker.wait_for_url(f"{console}/packages/{package_id}/decision")
+    assert await broker.inner_text("#bidder") == names[asked["provider_id"]]
+    assert await broker.inner_text("#rate") == f"£{rate} an hour"
+    assert f"£{rate - band_rate} an hour" in await broker.inner_text("#above")
+    assert f"£{(rate * 7).quantize(Decimal('0.01'))}" in await broker.inner_text("#weekly-cost")
+    assert f"£{(rate - band_rate) * 7:.2f} a week more" == await broker.inner_text("#weekly-difference")
+    assert "up to 5% above the band rate" in await broker.inner_text("#limit")
+    assert "needs approval by a senior broker, a manager or the head of service" in await broker.inner_text(
+        "#second-approver"
+    )
+    assert await broker.locator("input[name=decision][value=approve]").count() == 0
+    await pages.check(broker, "decision-beyond-limit")
+    await pages.narrow(broker, "decision-beyond-limit")
+    # Posting an approval by hand is refused as the page says, and nothing changes.
+    csrf = await broker.get_attribute("form[action$='/decision'] input[name=csrf_token]", "value")
+    response = await broker.request.post(
+        f"{console}/packages/{package_id}/decision/confirm",
+        form={"csrf_token": csrf, "decision": "approve", "reason": "urgent_discharge", "reason_text": ""},
+    )
+    assert response.status == 400 and "beyond your approval limit" in await response.text()
+
+    # The manager requested it: cannot approve their own request, whatever their limit.
+    manager = await pages.signed_in("demo-manager")
+    await manager.goto(f"{console}/packages/{package_id}/decision")
+    assert "up to 15% above the band rate" in await manager.inner_text("#limit")
+    assert "You requested this package" in await manager.inner_text("#own-request")
+    assert await manager.locator("input[name=decision][value=approve]").count() == 0
+
+    # A senior broker (10%) may: a missing reason is asked for at the top, the words typed kept...
+    senior = await pages.signed_in("demo-senior")
+    await senior.goto(f"{console}/packages/{package_id}/decision")
+    assert "This bid is within your limit" in await senior.inner_text("#within-limit")
+    await senior.check("input[name=decision][value=approve]")
+    await senior.fill("#decision-reason-text", "only provider able to start this week")
+    await senior.click("button:has-text('Continue')")
+    assert await summary_of(senior) == [("decision-reason", "Select the reason for your decision")]
+    assert await senior.evaluate("document.activeElement.classList.contains('govuk-error-summary')")
+    assert await senior.input_value("#decision-reason-text") == "only provider able to start this week"
+    assert await senior.is_checked("input[name=decision][value=approve]")
+    await pages.check(senior, "decision-refused")
+    # ...then a page to check the decision, and nothing happens until it is confirmed.
+    await senior.select_option("#decision-reason", "urgent_discharge")
+    await senior.click("button:has-text('Continue')")
+    assert "Approve the above-rate bid" in await senior.inner_text("#check-decision")
+    assert httpx.get(f"{brokerage}/packages/{package_id}", timeout=10, auth=staff()).json()["status"] == (
+        "awaiting_approval"
+    )
+    await pages.check(senior, "decision-check")
+    await pages.narrow(senior, "decision-check")
+    await senior.click("#confirm")
+    await senior.wait_for_url(re.compile(r"done=approve"))
+    assert "approved" in await senior.inner_text("#done")
+    package = httpx.get(f"{brokerage}/packages/{package_id}", timeout=10, auth=staff()).json()
+    assert package["status"] == "placed" and package["provider_id"] == asked["provider_id"]
+    assert any(
+        t["stage"] == "exception approved" and t["detail"]["decided_by"] == "demo-senior" for t in package["timeline"]
+    )

@@ -39,7 +39,7 @@ async def test_a_broker_signs_in_through_keycloak_and_lands_on_the_board_with_th
     assert manager.url.endswith("/board")
     assert "Mo Manager (manager)" in await manager.inner_text(".console-who")
     ops = await pages.signed_in("demo-ops")
-    assert ops.url.endswith("/ops/stream") and "(ops)" in await ops.inner_text(".console-who")
+    assert ops.url.endswith("/ops") and "(ops)" in await ops.inner_text(".console-who")  # the overview
 
 
 async def test_an_answer_with_another_state_is_refused_and_signs_no_one_in(console, pages):

@@ -234,6 +234,15 @@ async def test_transient_failures_past_the_limit_fail_for_good(notifications):
     assert row["status"] == "failed" and row["reason"].startswith("gave up after 2 attempts: mail server unreachable")
     [failed] = [f for f in await failures(service, event.package_id) if f["channel"] == "email"]
     assert failed["attempts"] == 2 and failed["recipient_id"] == provider
+    # Operations see it counted and listed (for the console's overview), with no address and no body.
+    ops = local_issuer.headers("notifications", "demo-ops", ("operations",))
+    answer = await client.get("/deliveries/failed", headers=ops)
+    assert answer.status_code == 200, answer.text
+    listed = [d for d in answer.json()["deliveries"] if d["package_id"] == str(event.package_id)]
+    assert answer.json()["count"] >= 1 and [d["channel"] for d in listed] == ["email"]
+    assert listed[0]["recipient_role"] == "provider" and f"{provider}@example.org" not in answer.text
+    assert "body" not in listed[0] and "address" not in listed[0]
+    assert (await client.get("/deliveries/failed")).status_code == 403, "not the brokerage team's"
 
 
 async def test_a_refused_address_fails_permanently_with_notification_failed_and_no_address_in_it(notifications):

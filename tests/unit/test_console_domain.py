@@ -3,6 +3,7 @@ form's translation to the brokerage API and of its answers back to the form, the
 
 import datetime as dt
 import re
+from decimal import Decimal
 
 from services.console import charts, domain
 from services.console.domain import Permission, Role
@@ -79,7 +80,7 @@ FORM: dict[str, str | list[str]] = {
     "person_full_name": "Ada Example",
     "person_address": "1 High St",
     "person_postcode": "LE11 1AA",
-    "person_nhs_number": "943 476 5919",
+    "person_nhs_number": "485 777 3457",
     "person_phone": "",
     "person_date_of_birth-day": "",
     "person_date_of_birth-month": "",
@@ -87,9 +88,16 @@ FORM: dict[str, str | list[str]] = {
 }
 
 
+TODAY = dt.date(2026, 3, 1)
+ZONES = [
+    {"id": "charnwood-north", "name": "Charnwood North", "postcode_districts": ["LE11", "LE12"]},
+    {"id": "melton", "name": "Melton", "postcode_districts": ["LE13", "LE14"]},
+]
+
+
 def test_a_complete_form_becomes_the_brokerage_apis_request_without_a_requester_field():
     # Who requests is the signed-in staff member the console's call carries, never a body field.
-    request, errors = domain.package_request(FORM)
+    request, errors = domain.package_request(FORM, ZONES, today=TODAY)
     assert errors == {}
     assert request is not None
     assert request["visits"] == {"calls_per_day": 2, "minutes_per_call": 30, "carers_per_call": 1, "days_per_week": 7}
@@ -98,36 +106,172 @@ def test_a_complete_form_becomes_the_brokerage_apis_request_without_a_requester_
         "full_name": "Ada Example",
         "address": "1 High St",
         "postcode": "LE11 1AA",
-        "nhs_number": "943 476 5919",
+        "nhs_number": "485 777 3457",
     }  # blank optional answers are left out
 
 
 def test_blank_and_malformed_answers_are_the_forms_own_errors_in_the_forms_order():
     form = FORM | {"calls_per_day": "two", "person_full_name": " ", "start_date-month": "13", "needs": []}
-    request, errors = domain.package_request(form)
+    request, errors = domain.package_request(form, ZONES, today=TODAY)
     assert request is None
     assert list(errors) == ["calls_per_day", "needs", "start_date", "person_full_name"]
-    assert errors["calls_per_day"] == "Calls a day must be a whole number"
+    assert errors["calls_per_day"] == "Calls a day must be a whole number, like 2"
     assert errors["start_date"] == "Start date must be a real date"
     assert errors["person_full_name"] == "Enter the person's full name"
 
 
-def test_the_apis_field_errors_land_next_to_the_forms_fields():
+def test_every_problem_is_found_at_once_in_plain_words_in_the_forms_order():
+    """Issue 19: an empty postcode, a bad NHS number and a wrong date took three submits; the hours
+    against the visits, the district against the zone and the postcode against the district were
+    told in the API's words. Now one submit lists them all, as a person would say them."""
+    form = FORM | {
+        "zone": "melton",
+        "postcode_district": "LE11",
+        "hours_per_week": "14",
+        "start_date-year": "2025",
+        "person_postcode": "",
+        "person_nhs_number": "943 476 5918",
+        "person_phone": "12",
+        "person_email": "ada@",
+    }
+    request, errors = domain.package_request(form, ZONES, today=TODAY)
+    assert request is None
+    assert errors == {
+        "postcode_district": "LE11 is not in Melton: choose the zone it is in, or enter one of LE13, LE14",
+        "hours_per_week": "Hours per week must match the visits: 2 calls a day of 30 minutes with 1 carer, "
+        "7 days a week is 7 hours",
+        "start_date": "Start date must be today or in the future",
+        "person_postcode": "Enter the person's postcode",
+        "person_phone": "Enter a UK phone number, like 01632 960 001",
+        "person_email": "Enter an email address in the correct format, like name@example.com",
+        "person_nhs_number": "Enter a real NHS number: check the 10 digits",
+    }
+    assert list(errors) == [f for f in domain.LABELS if f in errors], "in the form's order"
+    for message in errors.values():
+        assert "_" not in message and "Input should" not in message and "String should" not in message
+    _, errors = domain.package_request(
+        FORM | {"person_postcode": "LE12 1AA", "calls_per_day": "9", "hours_per_week": "1.234"}, ZONES, today=TODAY
+    )
+    assert errors == {
+        "hours_per_week": "Hours per week can have up to 2 decimal places, like 10.25",
+        "calls_per_day": "Calls a day must be between 1 and 6",
+        "person_postcode": "The postcode LE12 1AA is not in LE11: check the postcode and the postcode district",
+    }
+
+
+def test_the_apis_field_errors_are_told_in_the_consoles_words_never_its_own():
     problem = {
         "error": "invalid request",
         "fields": [
             {"field": "person.postcode", "message": "Value error, not a UK postcode"},
             {"field": "visits.minutes_per_call", "message": "Input should be greater than or equal to 15"},
             {"field": "body", "message": "Value error, hours_per_week 9 does not match the visit pattern (...)"},
-            {"field": "Idempotency-Key", "message": "used before"},
+            {"field": "Idempotency-Key", "message": "<b>used before</b>"},
         ],
     }
     by_field, general = domain.errors_from_api(problem)
-    assert by_field["person_postcode"] == "Postcode: not a UK postcode"
-    assert by_field["minutes_per_call"].startswith("Minutes a call: Input should be greater")
-    assert by_field["hours_per_week"].startswith("Hours per week: hours_per_week 9 does not match")
-    assert general == ["used before"]
-    assert domain.errors_from_api({"error": "no such zone"}) == ({}, ["no such zone"])
+    assert by_field == {
+        "hours_per_week": "Hours per week must match the visits (calls x minutes x carers x days)",
+        "minutes_per_call": "Check the answer to 'Minutes a call'",
+        "person_postcode": "Check the postcode: it must be a real postcode in the postcode district",
+    }
+    assert general == [domain.REFUSED_GENERAL]
+    assert domain.errors_from_api({"error": "no such zone"}) == ({}, [domain.REFUSED_GENERAL])
+
+
+def test_a_refused_action_is_told_by_its_field_and_kind_in_the_consoles_words():
+    said = {"fields": [{"field": "effective_date", "message": "2026-03-01 is more than 14 days ago"}]}
+    assert domain.action_refusal("end", 422, said, "started") == {
+        "effective_date": "The first day without care is too far in the past: "
+        "the brokerage records dates only a few days back"
+    }
+    said = {"fields": [{"field": "effective_date", "message": "2026-03-01 is before the care started on 2026-03-05"}]}
+    assert domain.action_refusal("change", 422, said, "started") == {
+        "change_effective_date": "The first day of the new visits must be on or after the day care started"
+    }
+    said = {"fields": [{"field": "discussed_with_person", "message": "a reduction (7 to 5 h/week) must be discussed"}]}
+    assert domain.action_refusal("change", 422, said, "started") == {"discussed_with_person": domain.NOT_DISCUSSED}
+    said = {"fields": [{"field": "reason", "message": "Input should be 'a', 'b' or 'c'"}]}
+    assert domain.action_refusal("cancel", 422, said, "unplaced") == {"reason": "Select why the package is cancelled"}
+    assert domain.action_refusal("reoffer", 409, {"error": "package 6f1c is placed"}, "placed") == {
+        "status": "This cannot be done now: the package is placed. The page shows it as it is now."
+    }
+    odd = domain.action_refusal("start", 422, {"fields": [{"field": "nonsense", "message": "<script>"}]}, "placed")
+    assert odd == {"status": "This could not be recorded. Check the answers and try again."}
+
+
+def test_an_actions_problems_are_found_before_the_brokerage_is_asked():
+    package = {"status": "started", "started_on": "2026-03-05", "package": {"hours_per_week": "7.00"}}
+    today = dt.date(2026, 3, 6)
+    assert domain.action_problems("hand-back", {}, package=package, today=today) == {
+        "notice_ends_on": "Enter the provider's last day of care",
+        "reason": "Select why the provider is handing the package back",
+    }
+    future = {"started_on-day": "7", "started_on-month": "3", "started_on-year": "2026"}
+    assert domain.action_problems("start", future, package=package, today=today) == {
+        "started_on": "The day care started must be today or in the past"
+    }
+    assert domain.action_problems("start", future | {"started_on-month": "13"}, package=package, today=today) == {
+        "started_on": "The day care started must be a real date"
+    }
+    fewer = {
+        "calls_per_day": "1",
+        "minutes_per_call": "30",
+        "carers_per_call": "1",
+        "days_per_week": "7",
+        "hours_per_week": "3.5",
+        "reason": "needs_decreased",
+        "change_effective_date-day": "9",
+        "change_effective_date-month": "3",
+        "change_effective_date-year": "2026",
+    }
+    assert domain.action_problems("change", fewer, package=package, today=today) == {
+        "discussed_with_person": domain.NOT_DISCUSSED
+    }
+    assert (
+        domain.action_problems("change", fewer | {"discussed_with_person": "yes"}, package=package, today=today) == {}
+    )
+    assert domain.action_problems("reoffer", {}, package=package, today=today) == {}
+
+
+def test_an_above_rate_bid_in_pounds_and_the_signed_in_roles_authority_from_the_scheme_of_delegation():
+    record = {
+        "exceptions": [
+            {"provider_id": "old", "hourly_rate": "30.00", "band_rate": "22.95", "decision": "rejected"},
+            {"provider_id": "oak-care", "hourly_rate": "24.50", "band_rate": "22.95", "decision": None},
+        ]
+    }
+    bid = domain.above_rate_of(record, "10.5")
+    assert bid is not None and bid.provider_id == "oak-care"
+    assert (bid.above_per_hour, bid.weekly_cost, bid.weekly_at_band_rate, bid.weekly_difference) == (
+        Decimal("1.55"),
+        Decimal("257.25"),
+        Decimal("240.98"),
+        Decimal("16.27"),
+    )
+    assert round(bid.above_percent, 1) == Decimal("6.8")
+    assert domain.above_rate_of({"exceptions": record["exceptions"][:1]}, "7") is None
+    limits = {"broker": "5", "senior_broker": "10", "manager": "15", "head_of_service": None}
+    broker = domain.approval_authority(role="broker", username="b1", requested_by="b2", bid=bid, limits=limits)
+    assert not broker.may_approve and broker.limit_percent == Decimal(5)
+    assert domain.approvers_words(broker.approvers) == "a senior broker, a manager or the head of service"
+    senior = domain.approval_authority(role="senior_broker", username="s1", requested_by="b2", bid=bid, limits=limits)
+    assert senior.may_approve and senior.within_limit and not senior.own_request
+    own = domain.approval_authority(role="head_of_service", username="h1", requested_by="h1", bid=bid, limits=limits)
+    assert own.within_limit and own.own_request and not own.may_approve
+    assert own.limit_percent is None, "no limit"
+    ops = domain.approval_authority(role="ops", username="o1", requested_by="b2", bid=bid, limits=limits)
+    assert not ops.listed and not ops.may_approve
+
+
+def test_a_staff_accounts_problems_are_found_at_once():
+    assert domain.staff_problems(username="Bad Name!", display_name=" ", role="", password="short") == {
+        "username": "Username must be 2 to 64 lowercase letters, digits, dots, dashes or underscores",
+        "display_name": "Enter the person's name",
+        "role": "Select a role",
+        "password": "Password must be at least 12 characters",
+    }
+    assert domain.staff_problems(username="ok.name", display_name="Ok", role="broker", password="x" * 12) == {}
 
 
 def test_a_refused_action_is_told_in_one_line():

@@ -2,8 +2,10 @@
 
 import datetime as dt
 import re
+from html import unescape
 from typing import Any
 
+from services.console import domain
 from services.console.api.brokers import REASONS
 from services.console.api.pages import TEMPLATES, navigation
 from services.console.handlers import Session
@@ -48,7 +50,7 @@ def session(role: str) -> Session:
     )
 
 
-def render(role: str, person=None, **package) -> str:
+def render(role: str, person=None, context: dict | None = None, **package) -> str:
     s = session(role)
     return TEMPLATES.env.get_template("package.html").render(
         session=s,
@@ -60,17 +62,46 @@ def render(role: str, person=None, **package) -> str:
         names={},
         today=dt.date(2026, 3, 6),
         reasons=REASONS,
-        created=None,
-        refused=None,
-        done=None,
+        **({"created": False, "done": None} | (context or {})),
     )
 
 
-def test_a_broker_can_approve_or_refuse_an_above_rate_bid_each_form_with_its_csrf_token():
-    html = render("broker", person={"full_name": "Ada Example"})
-    for action in ("approve", "reject", "cancel"):
-        assert f'action="/packages/{PACKAGE["package_id"]}/{action}"' in html
-    assert html.count('name="csrf_token" value="tok"') == 1 + 3  # sign-out, approve, reject, cancel
+def refused(role: str, action: str, form: dict, **package) -> str:
+    """The package page after ``action`` was refused with ``form``'s answers, as brokers.act renders it."""
+    problems = domain.action_problems(action, form, package=PACKAGE | package, today=dt.date(2026, 3, 6))
+    return render(
+        role,
+        context={
+            "failed": action,
+            "action_errors": {action: {k: v for k, v in problems.items() if k != "status"}},
+            "state_errors": [problems["status"]] if "status" in problems else [],
+            "action_values": {action: form},
+            "links": domain.action_links(action),
+            "errors": problems,
+        },
+        **package,
+    )
+
+
+def summary(html: str) -> list[tuple[str, str]]:
+    """The error summary's items: (link target, words), in order."""
+    box = html.split('class="govuk-error-summary"')[1].split("</ul>")[0]
+    return [(t, unescape(w)) for t, w in re.findall(r'<li><a href="#([^"]+)">([^<]+)</a></li>', box)]
+
+
+def test_an_above_rate_bid_is_summarised_and_decided_on_its_own_page():
+    record = {
+        "exceptions": [
+            {"provider_id": "oak-care", "hourly_rate": "24.50", "band_rate": "22.95", "decision": None},
+        ]
+    }
+    above = domain.above_rate_of(record, "7.00")
+    html = render("broker", person={"full_name": "Ada Example"}, context={"above": above})
+    assert f'href="/packages/{PACKAGE["package_id"]}/decision"' in html
+    assert "£24.50 an hour against the band rate of £22.95 (6.8% above)" in html
+    assert "£171.50: £10.85 a week more than at the band rate" in html
+    assert "/approve" not in html and "/reject" not in html, "approving has its own pages, with a confirmation"
+    assert html.count('name="csrf_token" value="tok"') == 1 + 1  # sign-out, cancel
     assert "Ada Example" in html and "/reoffer" not in html and "/start" not in html
 
 
@@ -124,25 +155,35 @@ def test_a_running_package_offers_pause_and_end_and_a_paused_one_resume_and_end_
     assert "/pause" not in render("ops", status="started"), "only the roles that may act are offered it"
 
 
-def test_a_refused_ending_shows_the_complaint_next_to_the_date():
-    s = session("broker")
-    html = TEMPLATES.env.get_template("package.html").render(
-        session=s,
-        nav=navigation(s, "/board"),
-        csrf_token=s.csrf_token,
-        p=PACKAGE | {"status": "started", "provider_id": "oak-care"},
-        explanation=EXPLANATION,
-        person=None,
-        names={},
-        today=dt.date(2026, 3, 6),
-        reasons=REASONS,
-        created=None,
-        refused="2026-03-01 is before the care started on 2026-03-05",
-        action_errors={"end": {"effective_date": "2026-03-01 is before the care started on 2026-03-05"}},
-        done=None,
-    )
+def test_a_refused_ending_shows_the_complaint_next_to_the_date_and_keeps_the_answers():
+    form = {
+        "reason": "moved_to_residential_care",
+        "effective_date-day": "1",
+        "effective_date-month": "3",
+        "effective_date-year": "2026",
+        "reason_text": "moved to Oak House",
+    }
+    html = refused("broker", "end", form, status="started", provider_id="oak-care", started_on="2026-03-05")
+    assert summary(html) == [
+        ("effective_date-day", "The first day without care must be on or after the day care started (5 March 2026)")
+    ]
     assert 'id="effective_date-error"' in html and "govuk-input--error" in html
     assert 'id="paused_on-error"' not in html, "only the refused form's field"
+    end = html.split('id="end-form"')[1].split("</form>")[0]
+    assert 'value="moved_to_residential_care" selected' in end and ">moved to Oak House</textarea>" in end
+    assert 'name="effective_date-day" type="text" inputmode="numeric" value="1"' in end
+    assert "<title>Error: " in html
+
+
+def test_a_hand_back_with_no_date_and_no_reason_lists_both_at_the_top_in_the_pages_order():
+    form = {"reason": "", "reason_text": "two carers left", "notice_ends_on-day": "", "notice_ends_on-month": ""}
+    html = refused("broker", "hand-back", form, status="placed", provider_id="oak-care")
+    assert summary(html) == [
+        ("notice_ends_on-day", "Enter the provider's last day of care"),
+        ("hand-back-reason", "Select why the provider is handing the package back"),
+    ]
+    assert html.index("govuk-error-summary") < html.index("<h1"), "the summary comes first, where the page opens"
+    assert ">two carers left</textarea>" in html, "what was typed is kept"
 
 
 def test_a_started_package_offers_a_change_prefilled_with_its_visits_and_a_pending_one_says_so():
@@ -179,29 +220,32 @@ def test_a_started_package_offers_a_change_prefilled_with_its_visits_and_a_pendi
 
 
 def test_a_refused_change_shows_each_complaint_next_to_its_question():
-    s = session("broker")
-    html = TEMPLATES.env.get_template("package.html").render(
-        session=s,
-        nav=navigation(s, "/board"),
-        csrf_token=s.csrf_token,
-        p=PACKAGE | {"status": "started", "provider_id": "oak-care", "pending_change_id": None, "changes": []},
-        explanation=EXPLANATION,
-        person=None,
-        names={},
-        today=dt.date(2026, 3, 6),
-        reasons=REASONS,
-        created=None,
-        refused="a reduction must be discussed with the person or their family first",
-        action_errors={
-            "change": {
-                "discussed_with_person": "a reduction must be discussed with the person or their family first",
-                "hours_per_week": "hours_per_week 20 does not match the visit pattern",
-            }
-        },
-        done=None,
+    form = {
+        "calls_per_day": "1",
+        "minutes_per_call": "30",
+        "carers_per_call": "1",
+        "days_per_week": "7",
+        "hours_per_week": "20",
+        "reason": "",
+        "change_effective_date-day": "9",
+        "change_effective_date-month": "3",
+        "change_effective_date-year": "2026",
+    }
+    html = refused(
+        "broker", "change", form, status="started", provider_id="oak-care", pending_change_id=None, changes=[]
     )
-    assert 'id="discussed_with_person-error"' in html and 'id="hours_per_week-error"' in html
+    assert [target for target, _ in summary(html)] == ["hours_per_week", "change-reason"]
+    assert "1 call a day of 30 minutes with 1 carer, 7 days a week is 3.5 hours" in html
+    assert 'id="hours_per_week-error"' in html and 'id="change-reason-error"' in html
     assert 'id="effective_date-error"' not in html, "only the refused form's fields"
+    assert 'name="hours_per_week" type="text" value="20"' in html
+
+
+def test_the_package_page_shows_no_words_from_the_address():
+    html = render("broker", status="unplaced", context={"done": domain.DONE.get("<script>you were hacked")})
+    assert "hacked" not in html and "govuk-notification-banner" not in html
+    html = render("broker", status="unplaced", context={"done": domain.DONE["reoffer"]})
+    assert "The package is being offered to providers again." in html
 
 
 def test_the_change_form_becomes_the_apis_body_numbers_and_all():

@@ -28,6 +28,9 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
     async def staff_page(request: Request, session: Session, status: int = 200, **context: Any) -> Response:
         async with console.pool.acquire() as conn:
             staff = await repository.list_staff(conn)
+        # ?added= names an account just made: shown only when it is one (the address is anyone's to write).
+        added = request.query_params.get("added")
+        context["added"] = added if added in {s["username"] for s in staff} else None
         return page(
             request,
             "staff.html",
@@ -42,7 +45,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
 
     @router.get("/admin/staff")
     async def staff(request: Request, session: Session = Depends(need(Permission.staff))) -> Response:
-        return await staff_page(request, session, added=request.query_params.get("added"))
+        return await staff_page(request, session)
 
     @router.post("/admin/staff")
     async def add_staff(request: Request, session: Session = Depends(need(Permission.staff))) -> Response:
@@ -58,9 +61,9 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
                 password=str(form.get("password", "")),
                 created_by=session.username,
             )
-        except handlers.Refused as refused:
+        except handlers.Refused as refused:  # every problem at once, in the form's order, the answers kept
             return await staff_page(
-                request, session, 400, errors={refused.field or "username": refused.message}, values=form
+                request, session, 400, errors=refused.problems or {"username": refused.message}, values=form
             )
         return RedirectResponse(
             f"/admin/staff?added={quote(str(form.get('username', '')).strip().lower())}", status_code=303

@@ -7,7 +7,6 @@ the brokerage's API."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -28,7 +27,7 @@ from schemas.vocabulary import (
     PauseReason,
     Urgency,
 )
-from services.console import domain, handlers
+from services.console import domain
 from services.console.api.pages import TEMPLATES, now, page, zones
 from services.console.api.sessions import Sessions
 from services.console.clients import ApiError
@@ -45,10 +44,6 @@ REASONS = {
     "pause": [r.value for r in PauseReason],
     "change": [r.value for r in ChangeReason],
 }
-# The actions whose refusals are shown next to their form's fields (decision record 0078).
-FIELD_ERRORS = ("end", "pause", "resume", "change")
-# The change form's date is named apart from the ending's (both forms are on a started package's page).
-FORM_FIELDS = {"change": {"effective_date": "change_effective_date"}}
 VISIT_FIELDS = ("calls_per_day", "minutes_per_call", "carers_per_call", "days_per_week")
 
 
@@ -195,7 +190,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
     @router.post("/packages/new")
     async def create_package(request: Request, session: Session = Depends(need(Permission.act))) -> Response:
         form = await form_of(request, session)
-        request_body, errors = domain.package_request(form)
+        request_body, errors = domain.package_request(form, await zones(console))
         general: list[str] = []
         if request_body is not None:
             try:
@@ -205,10 +200,12 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
                     headers={"Idempotency-Key": str(form.get("idempotency_key") or uuid.uuid4())},
                 )
             except ApiError as refused:
-                if refused.status != 422:
-                    general = [refused.message]
-                else:
+                if refused.status == 422:
                     errors, general = domain.errors_from_api(refused.problem)
+                elif refused.status == 409:  # its Idempotency-Key was used with other answers
+                    general = ["This form was sent before with other answers. Reload the page and try again."]
+                else:
+                    raise
             else:
                 return RedirectResponse(f"/packages/{created['package_id']}?created=1", status_code=303)
         return page(
@@ -221,57 +218,86 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             **package_form_context(form, errors, general),
         )
 
-    @router.get("/packages/{package_id}")
-    async def package_page(
-        request: Request, package_id: uuid.UUID, session: Session = Depends(need(Permission.board))
-    ) -> Response:
+    async def package_of(package_id: uuid.UUID) -> dict | None:
+        """The brokerage's view of the package, or None when there is none."""
         try:
-            package = await services.brokerage.get(f"/packages/{package_id}")
+            return await services.brokerage.get(f"/packages/{package_id}")
         except ApiError as missing:
             if missing.status == 404:
-                return page(
-                    request,
-                    "error.html",
-                    session,
-                    404,
-                    title="Page not found",
-                    message=f"There is no package {package_id}",
-                )
+                return None
             raise
+
+    async def explanation_of(package_id: uuid.UUID) -> dict | None:
         try:
-            explanation = await services.brokerage.get(f"/packages/{package_id}/explanation")
+            return await services.brokerage.get(f"/packages/{package_id}/explanation")
         except ApiError as not_allowed:  # the decision record has bids' prices: not every role's
             if not_allowed.status != 403:
                 raise
-            explanation = None
+            return None
+
+    async def provider_names() -> dict[str, str]:
+        return {
+            p["provider_id"]: p.get("name", p["provider_id"])
+            for p in await services.brokerage.get("/reference/providers")
+        }
+
+    def no_package(request: Request, session: Session, package_id: uuid.UUID) -> Response:
+        return page(
+            request, "error.html", session, 404, title="Page not found", message=f"There is no package {package_id}"
+        )
+
+    async def package_view(
+        request: Request,
+        session: Session,
+        package: dict,
+        status: int = 200,
+        *,
+        action: str | None = None,
+        problems: Mapping[str, str] | None = None,
+        answers: Mapping[str, Any] | None = None,
+    ) -> Response:
+        """The package page; after a refused ``action``, with its ``problems`` in an error summary
+        at the top (every one, in the page's order, each linked to its field) and the ``answers``
+        as typed, so nothing is lost."""
+        package_id = package["package_id"]
+        explanation = await explanation_of(package_id)
         # A broker's read of the person is audited by the brokerage, with the broker's name.
         person = (
             await services.brokerage.get(f"/packages/{package_id}/person") if session.can(Permission.person) else None
         )
-        names = {
-            p["provider_id"]: p.get("name", p["provider_id"])
-            for p in await services.brokerage.get("/reference/providers")
-        }
-        refused = await handlers.take_flash(console.pool, session)
-        action_errors: dict[str, dict[str, str]] = {}
-        if refused and refused.startswith("{"):  # a refusal with its fields (see act below)
-            flashed = json.loads(refused)
-            refused, action_errors = flashed["message"], {flashed["action"]: flashed["errors"]}
+        names = await provider_names()
+        problems = dict(problems or {})
+        hours = (package.get("package") or {}).get("hours_per_week") or 0
         return page(
             request,
             "package.html",
             session,
+            status,
             p=package,
             explanation=explanation,
+            above=domain.above_rate_of((explanation or {}).get("record"), hours),
             person=person,
             names=names,
-            created=request.query_params.get("created"),
-            refused=refused,
-            action_errors=action_errors,
-            done=request.query_params.get("done"),
+            created=request.query_params.get("created") == "1",
+            done=domain.DONE.get(request.query_params.get("done") or ""),
+            failed=action,
+            action_errors={action: {k: v for k, v in problems.items() if k != "status"}} if action else {},
+            state_errors=[problems["status"]] if "status" in problems else [],
+            action_values={action: dict(answers or {})} if action else {},
+            links=domain.action_links(action) if action else {},
+            errors=problems,  # the title says "Error:" while there are any
             today=clock.uk_today(),
             reasons=REASONS,
         )
+
+    @router.get("/packages/{package_id}")
+    async def package_page(
+        request: Request, package_id: uuid.UUID, session: Session = Depends(need(Permission.board))
+    ) -> Response:
+        package = await package_of(package_id)
+        if package is None:
+            return no_package(request, session, package_id)
+        return await package_view(request, session, package)
 
     def why(form: Mapping[str, Any]) -> dict[str, Any]:
         """A reason code (a select) and, if the broker wrote any, their words (kept in the brokerage)."""
@@ -279,62 +305,178 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         return {"reason": form.get("reason", ""), "reason_text": text or None}
 
     # console action -> (API path, body from the form); who acts is the signed-in staff member,
-    # sent by the console's client (services/console/clients.py), never in the body.
+    # sent by the console's client (services/console/clients.py), never in the body. Approving or
+    # refusing an above-rate bid has its own pages (decision_page below).
     ACTIONS = {
-        "approve": ("exception/approve", lambda f: why(f)),
-        "reject": ("exception/reject", lambda f: why(f)),
         "cancel": ("cancel", lambda f: why(f)),
         "reoffer": ("reoffer", lambda f: {}),
-        "hand-back": (
-            "hand-back",
-            lambda f: {
-                **why(f),
-                "notice_ends_on": (
-                    domain.date_from_parts(
-                        f.get("notice_ends_on-day", ""),
-                        f.get("notice_ends_on-month", ""),
-                        f.get("notice_ends_on-year", ""),
-                    )
-                    or ""
-                ).__str__(),
-            },
-        ),
-        "start": (
-            "start",
-            lambda f: {
-                "started_on": (
-                    domain.date_from_parts(
-                        f.get("started_on-day", ""), f.get("started_on-month", ""), f.get("started_on-year", "")
-                    )
-                    or ""
-                ).__str__(),
-            },
-        ),
+        "hand-back": ("hand-back", lambda f: {**why(f), "notice_ends_on": _date_field(f, "notice_ends_on")}),
+        "start": ("start", lambda f: {"started_on": _date_field(f, "started_on")}),
         "end": ("end", lambda f: {**why(f), "effective_date": _date_field(f, "effective_date")}),
         "pause": ("pause", lambda f: {"reason": f.get("reason", ""), "paused_on": _date_field(f, "paused_on")}),
         "resume": ("resume", lambda f: {"resumed_on": _date_field(f, "resumed_on")}),
         "change": ("changes", _change_body),
     }
 
+    # ---- above-rate bids: the facts, the signed-in role's limit, a decision, a confirmation ----
+
+    async def decision_facts(package_id: uuid.UUID, session: Session) -> dict[str, Any] | None:
+        """What the decision pages show, or None when no above-rate bid awaits a decision."""
+        package = await package_of(package_id)
+        if package is None or package["status"] != "awaiting_approval":
+            return None
+        explanation = await explanation_of(package_id)
+        above = domain.above_rate_of((explanation or {}).get("record"), package["package"]["hours_per_week"])
+        if above is None:
+            return None
+        scheme = await services.brokerage.get("/reference/delegation")
+        authority = domain.approval_authority(
+            role=session.role,
+            username=session.username,
+            requested_by=package.get("requested_by"),
+            bid=above,
+            limits=scheme["limits_percent"],
+        )
+        return {
+            "p": package,
+            "above": above,
+            "authority": authority,
+            "scheme": scheme,
+            "approvers": domain.approvers_words(authority.approvers),
+            "bidder": (await provider_names()).get(above.provider_id, above.provider_id),
+            "decision_reasons": REASONS["decision"],
+        }
+
+    def decision_answers(form: Mapping[str, Any], authority: domain.Authority) -> tuple[dict[str, str], dict]:
+        answers = {
+            "decision": str(form.get("decision") or ""),
+            "reason": str(form.get("reason") or ""),
+            "reason_text": str(form.get("reason_text") or "").strip(),
+        }
+        problems = domain.action_problems("decision", answers, package={}, today=clock.uk_today())
+        if answers["decision"] and answers["decision"] not in ("approve", "reject"):
+            problems["decision"] = domain.REQUIRED_ANSWERS[("decision", "decision")]
+        if answers["reason"] and answers["reason"] not in REASONS["decision"]:
+            problems["reason"] = domain.REQUIRED_ANSWERS[("decision", "reason")]
+        if answers["decision"] == "approve" and not authority.may_approve:
+            problems["decision"] = (
+                "You requested this package: someone else in the team must approve it"
+                if authority.own_request
+                else "This bid is beyond your approval limit: refuse it, or ask someone who may approve it"
+            )
+        order = [f for f, _ in domain.ACTION_QUESTIONS["decision"]]
+        return {f: problems[f] for f in order if f in problems}, answers
+
+    def decision_page(request: Request, session: Session, facts: dict, status: int = 200, **context: Any) -> Response:
+        context.setdefault("answers", {})
+        context.setdefault("errors", {})
+        return page(
+            request,
+            "decision.html",
+            session,
+            status,
+            links=domain.action_links("decision"),
+            **facts,
+            **context,
+        )
+
+    def nothing_to_decide(request: Request, session: Session, package_id: uuid.UUID) -> Response:
+        return page(
+            request,
+            "error.html",
+            session,
+            404,
+            title="No above-rate bid awaits a decision",
+            message="This package has no above-rate bid waiting for a decision. Its page shows where it is now.",
+            back=f"/packages/{package_id}",
+        )
+
+    @router.get("/packages/{package_id}/decision")
+    async def decision(
+        request: Request, package_id: uuid.UUID, session: Session = Depends(need(Permission.act))
+    ) -> Response:
+        """Decide on an above-rate bid: the bidder, the rate against the band rate (pounds per
+        hour), the weekly cost and the difference, the signed-in role's limit in the scheme of
+        delegation and who else must approve when it is beyond it; then a confirmation step."""
+        facts = await decision_facts(package_id, session)
+        if facts is None:
+            return nothing_to_decide(request, session, package_id)
+        return decision_page(request, session, facts)
+
+    @router.post("/packages/{package_id}/decision")
+    async def check_decision(
+        request: Request, package_id: uuid.UUID, session: Session = Depends(need(Permission.act))
+    ) -> Response:
+        """The decision's answers: every problem at once, else the page to check and confirm them."""
+        form = await form_of(request, session)
+        facts = await decision_facts(package_id, session)
+        if facts is None:
+            return nothing_to_decide(request, session, package_id)
+        problems, answers = decision_answers(form, facts["authority"])
+        if form.get("change"):  # back from the check page to change an answer: as it was
+            return decision_page(request, session, facts, answers=answers)
+        if problems:
+            return decision_page(request, session, facts, 400, errors=problems, answers=answers)
+        return page(request, "decision_confirm.html", session, answers=answers, **facts)
+
+    @router.post("/packages/{package_id}/decision/confirm")
+    async def confirm_decision(
+        request: Request, package_id: uuid.UUID, session: Session = Depends(need(Permission.act))
+    ) -> Response:
+        """The confirmed decision, sent to the brokerage (which applies the same limit and the
+        rule that nobody approves their own request: a refusal comes back as the page's error)."""
+        form = await form_of(request, session)
+        facts = await decision_facts(package_id, session)
+        if facts is None:
+            return nothing_to_decide(request, session, package_id)
+        problems, answers = decision_answers(form, facts["authority"])
+        if not problems:
+            verb = answers["decision"]
+            body = {"reason": answers["reason"], "reason_text": answers["reason_text"] or None}
+            try:
+                await services.brokerage.post(f"/packages/{package_id}/exception/{verb}", body)
+            except ApiError as refused:
+                if refused.status not in (403, 409, 422):
+                    raise
+                problems = (
+                    {
+                        "decision": "The brokerage did not accept the approval: it is beyond your limit, "
+                        "or you requested the package"
+                    }
+                    if refused.status == 403
+                    else domain.action_refusal("decision", refused.status, refused.problem, "changed")
+                )
+            else:
+                return RedirectResponse(f"/packages/{package_id}?done={verb}", status_code=303)
+        return decision_page(request, session, facts, 400, errors=problems, answers=answers)
+
+    # Last: /packages/{id}/decision above is a page of its own, not an action.
     @router.post("/packages/{package_id}/{action}")
     async def act(
         request: Request, package_id: uuid.UUID, action: str, session: Session = Depends(need(Permission.act))
     ) -> Response:
+        """An action on the package. Every problem the console can see is shown at once without
+        asking the brokerage; what the brokerage still refuses is shown the same way, in the
+        console's words (domain.action_refusal). Either way the page comes back with the answers
+        as typed and the error summary at the top (GOV.UK's pattern); nothing goes in the URL."""
         if action not in ACTIONS:
-            return page(request, "error.html", session, 404, title="Page not found", message=f"No action {action}")
+            return page(request, "error.html", session, 404, title="Page not found", message="There is no such page")
         form = await form_of(request, session)
-        path, body = ACTIONS[action]
-        try:
-            await services.brokerage.post(f"/packages/{package_id}/{path}", body(form))
-        except ApiError as refused:
-            # The reason travels in the session, never in the URL (where anyone could write one).
-            message = domain.refusal(refused.problem)
-            if action in FIELD_ERRORS:  # with each field's complaint, shown next to it
-                errors = domain.field_errors(refused.problem)
-                errors = {FORM_FIELDS.get(action, {}).get(k, k): v for k, v in errors.items()}
-                message = json.dumps({"message": message, "action": action, "errors": errors})
-            await handlers.flash(console.pool, session, message)
-            return RedirectResponse(f"/packages/{package_id}#actions", status_code=303)
-        return RedirectResponse(f"/packages/{package_id}?done={action}", status_code=303)
+        package = await package_of(package_id)
+        if package is None:
+            return no_package(request, session, package_id)
+        problems = domain.action_problems(action, form, package=package, today=clock.uk_today())
+        if not problems:
+            path, body = ACTIONS[action]
+            try:
+                await services.brokerage.post(f"/packages/{package_id}/{path}", body(form))
+            except ApiError as refused:
+                if refused.status not in (403, 409, 422):
+                    raise
+                package = await package_of(package_id) or package
+                problems = domain.action_refusal(action, refused.status, refused.problem, package["status"])
+            else:
+                return RedirectResponse(f"/packages/{package_id}?done={action}", status_code=303)
+        return await package_view(request, session, package, 400, action=action, problems=problems, answers=form)
 
     return router

@@ -1,11 +1,16 @@
-"""Operations' pages: the live event stream (server-sent events from Kafka, decoded as ``homecare
-tail`` decodes them, filterable by zone and type), consumer lag, dead letters (replayed with a
-button) and the KPIs with charts (from the reporting service, as ``homecare kpis``'). The reading of
-Kafka is :mod:`services.operations`', as the CLI's is."""
+"""Operations' pages: the overview (health at a glance: dead letters, failed notifications, consumer
+groups behind, services not ready - each a count linking to its detail, and a badge on the menu and a
+banner on every operations page while anything is wrong), the live event stream (server-sent events
+from Kafka, decoded as ``homecare tail`` decodes them, filterable by zone and type; each row linked to
+its package), consumer lag, failed notifications, dead letters (replayed with a button) and the KPIs
+with charts (from the reporting service, as ``homecare kpis``'). The reading of Kafka is
+:mod:`services.operations`', as the CLI's is."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import re
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
@@ -14,9 +19,10 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import RedirectResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from services.console import charts
+from services.console import charts, domain
 from services.console.api.pages import now, page, zones
 from services.console.api.sessions import Sessions
+from services.console.clients import ApiError, Client, ServiceUnavailable
 from services.console.domain import Permission
 from services.console.handlers import Session
 from services.operations import dead_letters, lag, streams
@@ -34,8 +40,82 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
     # offsets for lag); a replay alone writes, as the ops principal (docs/guide/kafka-security.md).
     bootstrap, security = console.settings.kafka_bootstrap_servers, kafka_security(console.settings)
 
+    async def readiness(name: str, client: Client) -> dict[str, Any]:
+        """A service's /health/ready on its API port (the console's own token: any valid one may)."""
+        try:
+            response = await client.http.get("/health/ready", timeout=3.0)
+        except Exception as exc:  # unreachable, for whatever reason, is "not ready"
+            return {"name": name, "ready": False, "problem": f"not answering ({type(exc).__name__})"}
+        if response.status_code == 200:
+            return {"name": name, "ready": True, "problem": None}
+        try:
+            checks = response.json().get("checks") or {}
+            failing = [k for k, v in checks.items() if v not in (True, "ok")]
+        except ValueError:
+            failing = []
+        problem = ("cannot reach " + " and ".join(failing)) if failing else f"answered {response.status_code}"
+        return {"name": name, "ready": False, "problem": problem}
+
+    async def failed_notifications() -> int | None:
+        try:
+            return int((await console.services.notifications.get("/deliveries/failed", params={"limit": 1}))["count"])
+        except (ApiError, ServiceUnavailable):
+            return None
+
+    async def dead_letter_count() -> int:
+        return len(await dead_letters.read_all(bootstrap, security))
+
+    async def health(force: bool = False) -> domain.Health:
+        """Operations' health at a glance (domain.Health), read at most every HEALTH_TTL."""
+        at = now()
+        cached: domain.Health | None = console.health
+        if cached is not None and not force and at - cached.at < domain.HEALTH_TTL:
+            return cached
+        clients = console.services
+        named = [("brokerage", clients.brokerage), ("providers", clients.providers)]
+        named += [("notifications", clients.notifications), ("reporting", clients.reporting)]
+        letters, failed, lag_rows, *ready = await asyncio.gather(
+            dead_letter_count(),
+            failed_notifications(),
+            lag.lag(bootstrap, security),
+            *(readiness(name, client) for name, client in named),
+            return_exceptions=True,
+        )
+        console.health = fresh = domain.Health(
+            at=at,
+            dead_letters=letters if isinstance(letters, int) else None,
+            failed_notifications=failed if isinstance(failed, int) else None,
+            lagging=domain.lagging_groups(lag_rows) if isinstance(lag_rows, list) else None,
+            services=[r for r in ready if isinstance(r, dict)],
+        )
+        return fresh
+
+    async def watched(request: Request) -> domain.Health:
+        """Every operations page: the menu's badge and, while anything is wrong, the banner."""
+        state = await health()
+        problems = state.problems()
+        request.state.badges = {"/ops": len(problems)} if problems else {}
+        request.state.health_banner = problems if request.url.path != "/ops" else None
+        return state
+
+    @router.get("/ops")
+    async def overview(request: Request, session: Session = Depends(need(Permission.operations))) -> Response:
+        """Health at a glance: each problem a count linking to its detail; the services' readiness."""
+        state = await watched(request)
+        return page(request, "ops_overview.html", session, health=state, problems=state.problems(), now=now())
+
+    @router.get("/ops/notifications")
+    async def failed_notifications_page(
+        request: Request, session: Session = Depends(need(Permission.operations))
+    ) -> Response:
+        """Messages that could not be delivered after their retries, newest first, each linked to its package."""
+        await watched(request)
+        failed = await console.services.notifications.get("/deliveries/failed", params={"limit": 100})
+        return page(request, "ops_notifications.html", session, failed=failed)
+
     @router.get("/ops/stream")
     async def stream_page(request: Request, session: Session = Depends(need(Permission.operations))) -> Response:
+        await watched(request)
         chosen = {k: v for k in ("zone", "type") if (v := request.query_params.get(k))}
         return page(
             request,
@@ -73,18 +153,37 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
 
     @router.get("/ops/lag")
     async def lag_page(request: Request, session: Session = Depends(need(Permission.operations))) -> Response:
+        await watched(request)
         rows = await lag.lag(bootstrap, security)
-        return page(request, "lag.html", session, rows=rows, total=sum(r["lag"] for r in rows), now=now())
+        behind = set(domain.lagging_groups(rows))
+        only_behind = request.query_params.get("behind") == "1"
+        # Behind first; with ?behind=1 only the groups behind (the overview's link), not rows of zeros.
+        rows = sorted(rows, key=lambda r: (r["group"] not in behind, -(r["lag"] or 0), r["group"], r["topic"]))
+        shown = [r for r in rows if r["group"] in behind] if only_behind else rows
+        return page(
+            request,
+            "lag.html",
+            session,
+            rows=shown,
+            all_rows=len(rows),
+            behind=behind,
+            only_behind=only_behind,
+            threshold=(domain.LAG_EVENTS, domain.LAG_AGE_SECONDS),
+            total=sum(r["lag"] for r in rows),
+            now=now(),
+        )
 
     @router.get("/ops/dead-letters")
     async def dead_letters_page(request: Request, session: Session = Depends(need(Permission.operations))) -> Response:
+        await watched(request)
         letters = [  # newest first
             {"id": dead_letters.letter_id(p, o), "letter": d}
             for p, o, d in reversed(await dead_letters.read_all(bootstrap, security))
         ]
-        return page(
-            request, "dead_letters.html", session, letters=letters, replayed=request.query_params.get("replayed")
-        )
+        # ?replayed= names the letter just replayed: shown only when it is one's id (never free text).
+        asked = request.query_params.get("replayed") or ""
+        replayed = asked if re.fullmatch(r"[0-9]{1,6}:[0-9]{1,19}", asked) else None
+        return page(request, "dead_letters.html", session, letters=letters, replayed=replayed)
 
     @router.post("/ops/dead-letters/{letter_id}/replay")
     async def replay_letter(
@@ -105,6 +204,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
 
     @router.get("/ops/kpis")
     async def kpis_page(request: Request, session: Session = Depends(need(Permission.operations))) -> Response:
+        await watched(request)
         try:
             days = min(366.0, max(0.01, float(request.query_params.get("days", "7"))))
         except ValueError:

@@ -52,6 +52,7 @@ TEMPLATES.env.filters["pair"] = lambda v: (v, str(v).replace("_", " ").capitaliz
 MENU = [
     (Permission.board, "/board", "Board"),
     (Permission.act, "/packages/new", "New package"),
+    (Permission.operations, "/ops", "Overview"),
     (Permission.operations, "/ops/stream", "Live events"),
     (Permission.operations, "/ops/lag", "Consumer lag"),
     (Permission.operations, "/ops/dead-letters", "Dead letters"),
@@ -65,15 +66,19 @@ PORTAL_MENU = [
 ]
 
 
-def navigation(session: handlers.Session | None, path: str) -> list[dict]:
-    """The menu: only the pages the session may open."""
+def navigation(session: handlers.Session | None, path: str, badges: dict[str, int] | None = None) -> list[dict]:
+    """The menu: only the pages the session may open; ``badges``: a count to show by an item
+    (operations' overview, while something is wrong)."""
     if session is None:
         return []
     if session.kind == "provider":
         items = PORTAL_MENU
     else:
         items = [(href, label) for permission, href, label in MENU if session.can(permission)]
-    return [{"href": href, "label": label, "current": path == href} for href, label in items]
+    return [
+        {"href": href, "label": label, "current": path == href, "badge": (badges or {}).get(href)}
+        for href, label in items
+    ]
 
 
 def page(
@@ -85,7 +90,8 @@ def page(
         template,
         {
             "session": session,
-            "nav": navigation(session, request.url.path),
+            "nav": navigation(session, request.url.path, getattr(request.state, "badges", None)),
+            "health_banner": getattr(request.state, "health_banner", None),
             "csrf_token": session.csrf_token if session else None,
             **context,
         },

@@ -52,7 +52,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             offers=offers,
             reasons=[r.value for r in DeclineReason],
             refused=await handlers.take_flash(console.pool, session),
-            done=request.query_params.get("done"),
+            done=request.query_params.get("done") if request.query_params.get("done") in ("bid", "decline") else None,
         )
 
     @router.post("/portal/offers/{package_id}/{answer}")
@@ -108,7 +108,12 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
     async def portal_profile(request: Request, session: handlers.Session = Depends(provider)) -> Response:
         me = await as_provider(session, "GET", "/me")
         return page(
-            request, "portal_profile.html", session, me=me, slots=CALL_SLOTS, done=request.query_params.get("done")
+            request,
+            "portal_profile.html",
+            session,
+            me=me,
+            slots=CALL_SLOTS,
+            done=request.query_params.get("done") == "1",
         )
 
     @router.post("/portal/profile")

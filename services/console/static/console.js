@@ -40,10 +40,18 @@ if (stream) {
     row.className = 'govuk-table__row'
     row.dataset.eventType = line.event_type
     row.dataset.packageId = line.package_id
-    for (const value of [line.at.slice(11, 23), line.event_type, line.package_id.slice(0, 8) || '-', line.zone || '-', line.band || '-', line.provider || '-', line.outcome]) {
+    for (const value of [line.at.slice(11, 23), line.event_type, line.package_id, line.zone || '-', line.band || '-', line.provider || '-', line.outcome]) {
       const cell = document.createElement('td')
       cell.className = 'govuk-table__cell'
-      cell.textContent = value
+      if (value === line.package_id && /^[0-9a-f-]{36}$/.test(value)) { // each row links to its package's page
+        const link = document.createElement('a')
+        link.className = 'govuk-link'
+        link.href = `/packages/${value}`
+        link.textContent = value.slice(0, 8)
+        cell.appendChild(link)
+      } else {
+        cell.textContent = value === line.package_id ? '-' : value
+      }
       row.appendChild(cell)
     }
     rows.prepend(row)
