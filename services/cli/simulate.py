@@ -258,3 +258,30 @@ def replay_summary(history, replay: simulation.Replay, skipped: int) -> dict:  #
             "median_hours_to_place": {u: round(statistics.median(v), 2) for u, v in sorted(by_urgency.items())},
         },
     }
+
+
+def replay_bench(
+    days: int = typer.Option(365, help="Days of recorded history to replay"),
+    layers: int = typer.Option(3, help="Generated histories interleaved (each: a package every 3 hours)"),
+    jobs: int = typer.Option(2, help="Policies replayed in parallel processes"),
+    as_json: bool = typer.Option(False, "--json", help="JSON only"),
+) -> None:
+    """How long ``homecare simulate --replay`` takes over ``days`` of history under two policies: a
+    generated history recorded into a reporting projection of its own (a database of its own,
+    dropped afterwards), then read, calibrated and replayed (services/bench/replay.py)."""
+    from services.bench.replay import measure
+
+    figures = asyncio.run(measure(days, layers, jobs))
+    if as_json:
+        output.echo_json(figures)
+        return
+    output.echo(
+        output.paragraph(
+            f"{figures['packages']} package requests over {figures['days']} days ({figures['answers']} offered "
+            f"providers' answers): read in {figures['read_seconds']} s, read + calibrated + replayed under two "
+            f"policies in {figures['replay_seconds']} s of wall time (CPU per policy: "
+            + ", ".join(f"{n} {s} s" for n, s in figures["cpu_seconds_per_policy"].items())
+            + f"); peak RSS {figures['peak_rss_mb']} MB (target: under 60 s)",
+            output.width(),
+        )
+    )
