@@ -123,3 +123,6 @@ def test_an_unknown_policy_or_parameter_to_vary_is_refused_naming_it(tmp_path):
     assert run.exit_code == 2 and "monopoly" in run.output
     run = CliRunner().invoke(app, ["simulate", "--days", "2", "--sensitivity", "greed=0,1", "--out", str(tmp_path)])
     assert run.exit_code == 2 and "greed" in run.output
+    variant = "{name: x, based_on: monopoly}"
+    run = CliRunner().invoke(app, ["simulate", "--replay", "7d", "--variant", variant, "--out", str(tmp_path)])
+    assert run.exit_code == 2 and "monopoly" in run.output
