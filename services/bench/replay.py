@@ -28,7 +28,7 @@ from services.runtime.db import create_pool, migrate, provision
 from services.runtime.reference import load_framework
 from services.runtime.settings import admin_settings, load
 from services.simulator import simulation
-from services.simulator.recorded import read_history, replay_of
+from services.simulator.recorded import read_history, replay_of, replay_summary
 from services.simulator.variants import BUILT_IN
 
 START = dt.datetime(2025, 4, 1, 0, 0, tzinfo=dt.UTC)
@@ -56,9 +56,9 @@ async def record(pool: asyncpg.Pool, days: int, layers: int) -> int:
     return len(events)
 
 
-async def measure(days: int = 365, layers: int = 3, jobs: int = 2) -> dict[str, Any]:
+async def measure(days: int = 365, layers: int = 3, jobs: int = 2) -> tuple[dict[str, Any], dict[str, Any]]:
     """The figures (seconds, megabytes) of a replay of ``days`` under prime-supplementary and
-    open-framework."""
+    open-framework, and the replay's result (as ``homecare simulate --replay`` writes it)."""
     tag = uuid.uuid4().hex[:8]
     parts = urlsplit(admin_settings().database_url)
     database = f"homecare_bench_replay_{tag}"
@@ -95,7 +95,7 @@ async def measure(days: int = 365, layers: int = 3, jobs: int = 2) -> dict[str, 
             await server.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         finally:
             await server.close()
-    return {
+    figures = {
         "days": days,
         "packages": len(past.packages),
         "answers": len(past.answers),
@@ -108,3 +108,4 @@ async def measure(days: int = 365, layers: int = 3, jobs: int = 2) -> dict[str, 
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "never_placed": {n: r["packages"]["never_placed"] for n, r in result["policies"].items()},
     }
+    return figures, result | {"replay": replay_summary(past, replay, skipped)}

@@ -14,9 +14,9 @@ import dataclasses
 import datetime as dt
 import json
 import re
-import statistics
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 import yaml
@@ -27,6 +27,9 @@ from services.runtime import clock
 from services.runtime.reference import load_framework, load_provider_seed
 from services.simulator import report, simulation
 from services.simulator.variants import BUILT_IN, assignments, parameters_help, policy_from
+
+if TYPE_CHECKING:
+    from services.simulator.recorded import History
 
 
 def simulate(
@@ -134,6 +137,8 @@ def simulate(
         )
     result["wall_seconds"] = round(time.monotonic() - started, 1)
     if recorded is not None:
+        from services.simulator.recorded import replay_summary
+
         result["replay"] = replay_summary(history, recorded, skipped)
     out.mkdir(parents=True, exist_ok=True)
     (out / "result.json").write_text(json.dumps(result, indent=1, default=str))
@@ -206,7 +211,7 @@ def sensitivity_of(value: str) -> tuple[str, list[float]]:
     return key.strip().replace("-", "_"), values
 
 
-def read_history(start: dt.datetime, end: dt.datetime):  # type: ignore[no-untyped-def]
+def read_history(start: dt.datetime, end: dt.datetime) -> History:
     """The recorded history of [start, end) from the reporting projection, as the reporting
     service's database role (settings: ``DATABASE_URL``, ``REPORTING_DB_PASSWORD``...); a
     database that cannot be read is said on stderr and exits 1."""
@@ -215,7 +220,7 @@ def read_history(start: dt.datetime, end: dt.datetime):  # type: ignore[no-untyp
     from services.runtime.settings import load
     from services.simulator.recorded import read_history as read
 
-    async def run():  # type: ignore[no-untyped-def]
+    async def run() -> History:
         settings = load("reporting")
         conn = await asyncpg.connect(
             settings.service_dsn,
@@ -237,41 +242,24 @@ def read_history(start: dt.datetime, end: dt.datetime):  # type: ignore[no-untyp
         raise typer.Exit(1) from None
 
 
-def replay_summary(history, replay: simulation.Replay, skipped: int) -> dict:  # type: ignore[no-untyped-def]
-    """result.json's ``replay``: the period, what was replayed and what the record itself says
-    happened (requested, never placed, hours to place by urgency)."""
-    by_urgency: dict[str, list[float]] = {}
-    for p in history.packages:
-        if p.placed_at is not None:
-            by_urgency.setdefault(p.urgency, []).append((p.placed_at - p.requested_at).total_seconds() / 3600)
-    return {
-        "from": history.start.isoformat(),
-        "to": history.end.isoformat(),
-        "requests": len(history.packages),
-        "replayed": len(replay.demand),
-        "skipped": skipped,
-        "providers": len(replay.market.profiles),
-        "calibration": replay.calibration.summary(),
-        "recorded": {
-            "requested": len(history.packages),
-            "never_placed": sum(p.placed_at is None for p in history.packages),
-            "median_hours_to_place": {u: round(statistics.median(v), 2) for u, v in sorted(by_urgency.items())},
-        },
-    }
-
-
 def replay_bench(
     days: int = typer.Option(365, help="Days of recorded history to replay"),
     layers: int = typer.Option(3, help="Generated histories interleaved (each: a package every 3 hours)"),
     jobs: int = typer.Option(2, help="Policies replayed in parallel processes"),
     as_json: bool = typer.Option(False, "--json", help="JSON only"),
+    out: Path = typer.Option(
+        Path("artifacts/simulation-replay"), help="Folder for the replay's result.json and summary.md"
+    ),
 ) -> None:
     """How long ``homecare simulate --replay`` takes over ``days`` of history under two policies: a
     generated history recorded into a reporting projection of its own (a database of its own,
     dropped afterwards), then read, calibrated and replayed (services/bench/replay.py)."""
     from services.bench.replay import measure
 
-    figures = asyncio.run(measure(days, layers, jobs))
+    figures, result = asyncio.run(measure(days, layers, jobs))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "result.json").write_text(json.dumps(result, indent=1, default=str))
+    (out / "summary.md").write_text(report.summary_markdown(result))
     if as_json:
         output.echo_json(figures)
         return

@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import random
+import statistics
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -289,3 +290,26 @@ def market_of(history: History, framework: Framework, params: DemandParams, capa
 
 def _mean(values: list[float] | None, default: float) -> float:
     return sum(values) / len(values) if values else default
+
+
+def replay_summary(history: History, replay: Replay, skipped: int) -> dict:
+    """result.json's ``replay``: the period, what was replayed and what the record itself says
+    happened (requested, never placed, hours to place by urgency)."""
+    by_urgency: dict[str, list[float]] = {}
+    for p in history.packages:
+        if p.placed_at is not None:
+            by_urgency.setdefault(p.urgency, []).append((p.placed_at - p.requested_at).total_seconds() / 3600)
+    return {
+        "from": history.start.isoformat(),
+        "to": history.end.isoformat(),
+        "requests": len(history.packages),
+        "replayed": len(replay.demand),
+        "skipped": skipped,
+        "providers": len(replay.market.profiles),
+        "calibration": replay.calibration.summary(),
+        "recorded": {
+            "requested": len(history.packages),
+            "never_placed": sum(p.placed_at is None for p in history.packages),
+            "median_hours_to_place": {u: round(statistics.median(v), 2) for u, v in sorted(by_urgency.items())},
+        },
+    }
