@@ -152,6 +152,17 @@ def simulate(
         return
     room = output.width()
     output.echo(render(result, room))
+    if result.get("replay"):
+        rec = result["replay"]["recorded"]
+        medians = ", ".join(f"{u} {h:.1f} h" for u, h in rec["median_hours_to_place"].items())
+        output.echo(
+            output.paragraph(
+                f"as recorded: {rec['never_placed']} of {rec['requested']} never placed; median time to place "
+                f"{medians or '-'}; {result['replay']['skipped']} requests skipped (a zone or value the "
+                "framework does not know)",
+                room,
+            )
+        )
     cpu = ", ".join(f"{n} {r['cpu_seconds']} s" for n, r in result["policies"].items())
     output.echo(
         output.paragraph(

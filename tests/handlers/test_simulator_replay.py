@@ -103,6 +103,9 @@ async def test_the_command_replays_a_period_and_says_when_there_is_nothing(
     assert list(result["policies"]) == ["prime-supplementary", "open-framework"]
     assert result["replay"]["calibration"]["answers"] > 0
     assert "the council's own history" in (out / "summary.md").read_text()
+    run = await asyncio.to_thread(CliRunner().invoke, app, [*base, "--replay", f"{FROM}..{TO}"])
+    assert run.exit_code == 0 and f"replay of {PACKAGES} package requests" in run.output
+    assert "as recorded:" in run.output and "open-framework" in run.output
 
     run = await asyncio.to_thread(CliRunner().invoke, app, [*base, "--replay", "2019-03-01..2019-03-31"])
     assert run.exit_code == 0 and "no package requests recorded" in run.output
