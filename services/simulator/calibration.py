@@ -56,6 +56,7 @@ class Calibration:
     reasons: dict[str, Counter[str]]  # band -> decline reason -> count
     mean_answer_minutes: float
     prior: float = PRIOR_ANSWERS
+    bid_ratios: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # (provider, band) -> rate/band rate
     _rates: dict[tuple, float] = field(default_factory=dict, repr=False)
 
     def decline_rate(self, provider_id: str, band: str, zone: str, urgency: str, *, obligated: bool) -> float:
@@ -98,6 +99,12 @@ class Calibration:
             return DeclineReason.other
         return rng.choices([r for r, _ in known], [n for _, n in known])[0]
 
+    def bid_ratio(self, provider_id: str, band: str, rng: random.Random) -> float:
+        """A bid's rate as a share of the band rate, drawn from ``provider_id``'s recorded bids in
+        ``band`` (else the band's, else 1: at the rate)."""
+        ratios = self.bid_ratios.get((provider_id, str(band))) or self.bid_ratios.get(("", str(band)))
+        return rng.choice(ratios) if ratios else 1.0
+
     def summary(self) -> dict:
         """What the calibration holds, for result.json: answers and decline rates by band, the
         unanswered share, the answer time (minutes)."""
@@ -125,6 +132,7 @@ def calibrate(rows: Iterable[RecordedAnswer], *, prior: float = PRIOR_ANSWERS) -
     unanswered: dict[str, list[int]] = {}
     reasons: dict[str, Counter[str]] = {}
     minutes: list[float] = []
+    ratios: dict[tuple[str, str], list[float]] = {}
     for row in rows:
         seen = unanswered.setdefault(row.provider_id, [0, 0])
         seen[1] += 1
@@ -141,5 +149,8 @@ def calibrate(rows: Iterable[RecordedAnswer], *, prior: float = PRIOR_ANSWERS) -
             cell[1] += 1
         if declined:
             reasons.setdefault(row.band, Counter())[row.reason or "other"] += 1
+        elif row.rate_ratio:
+            ratios.setdefault((row.provider_id, row.band), []).append(round(row.rate_ratio, 4))
+            ratios.setdefault(("", row.band), []).append(round(row.rate_ratio, 4))
     mean = max(1.0, sum(minutes) / len(minutes)) if minutes else 45.0  # at least a minute: a clock to draw from
-    return Calibration(counts, unanswered, reasons, mean, prior)
+    return Calibration(counts, unanswered, reasons, mean, prior, bid_ratios=ratios)

@@ -229,8 +229,9 @@ def demand_of(history: History, framework: Framework, params: DemandParams) -> t
 
 def market_of(history: History, framework: Framework, params: DemandParams, capacity_scale: float = 1.0) -> Market:
     """The providers offered work in the period, as the record describes them (the module's
-    docstring says what is inferred). Price floors: each provider's mean recorded bid per band,
-    as a share of the band rate, times the band rate of the card in force at the start."""
+    docstring says what is inferred). Their bids are drawn from their recorded ones
+    (:meth:`Calibration.bid_ratio`); the price floors kept here (each provider's mean recorded bid
+    per band times the band rate in force at the start) are for reading, the replay draws."""
     home: dict[str, Counter[str]] = defaultdict(Counter)
     next_door: dict[str, Counter[str]] = defaultdict(Counter)
     bands: dict[str, set[str]] = defaultdict(set)

@@ -824,8 +824,11 @@ class Simulation:
             return self._decline(case, profile, reason)
         if obligated:
             self.responsive["prime_round_bids"] += 1
-        floor = self.market.price_floor[provider_id][spec.band]
-        rate = max(offered, floor)
+        if self.calibration is not None:  # a bid as recorded: the same share of the band rate
+            ratio = Decimal(str(self.calibration.bid_ratio(provider_id, spec.band, self.rng)))
+            rate = (case.band_rate * ratio).quantize(Decimal("0.01"))
+        else:
+            rate = max(offered, self.market.price_floor[provider_id][spec.band])
         if rate > case.band_rate * Decimal("1.10"):
             return self._decline(case, profile, DeclineReason.price)  # too far apart to bother bidding
         self.held[provider_id] += spec.hours_per_week

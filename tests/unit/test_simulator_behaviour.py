@@ -212,3 +212,14 @@ def test_a_sensitivity_run_repeats_every_policy_at_every_value():
     picked = {n: r["responsive"]["cherry_picked_declines"] for n, r in result["policies"].items()}
     assert picked["open cherry_picking=0"] == picked["ps cherry_picking=0"] == 0
     assert picked["open cherry_picking=1"] > 0
+
+
+def test_bids_are_drawn_from_the_providers_recorded_bids():
+    at_rate = [RecordedAnswer("a", "rural", "melton", "community", "open", "bid", rate_ratio=1.0)] * 8
+    above = [RecordedAnswer("a", "rural", "melton", "community", "open", "bid", rate_ratio=1.065)] * 2
+    cal = calibrate(at_rate + above)
+    rng = random.Random(3)
+    drawn = Counter(cal.bid_ratio("a", "rural", rng) for _ in range(1000))
+    assert set(drawn) == {1.0, 1.065} and 700 < drawn[1.0] < 900  # mostly at the rate, as recorded
+    assert cal.bid_ratio("nobody", "rural", rng) in (1.0, 1.065)  # the band's bids
+    assert cal.bid_ratio("a", "urban", rng) == 1.0  # nothing recorded: at the rate
