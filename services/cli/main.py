@@ -46,6 +46,7 @@ app.command("tail")(operations.tail)
 app.command("lag")(operations.lag)
 app.command("kpis")(operations.kpis_command)
 app.command("simulate")(simulate.simulate)
+app.command("bench-replay")(simulate.replay_bench)
 app.command("bench")(bench.bench)
 
 

@@ -21,6 +21,14 @@ def rows(result: dict) -> list[tuple[str, list[str]]]:
     for u in Urgency:
         out.append((f"{u.value}: median h to place", [_h(r["time_to_place"][u.value]["median_hours"]) for r in runs]))
         out.append((f"{u.value}: p90 h to place", [_h(r["time_to_place"][u.value]["p90_hours"]) for r in runs]))
+    for b in Band:
+        by_band = [r["time_to_place_by_band"][b.value] for r in runs]
+        out.append(
+            (
+                f"{b.value}: median / p90 h to place, never placed",
+                [f"{_h(t['median_hours'])} / {_h(t['p90_hours'])}, {t['requested'] - t['placed']}" for t in by_band],
+            )
+        )
     out.append(("waiting at the end (packages)", [str(r["waiting_over_time"][-1]["waiting_packages"]) for r in runs]))
     out.append(("waiting at the end (h/week)", [_h(r["waiting_over_time"][-1]["waiting_hours"]) for r in runs]))
     out.append(
@@ -42,6 +50,15 @@ def rows(result: dict) -> list[tuple[str, list[str]]]:
     out.append(
         ("median zone HHI", [str(_median([c["hhi"] for c in r["concentration"].values() if c["hhi"]])) for r in runs])
     )
+    out.append(
+        (
+            "median zone HHI, last quarter's placements",
+            [
+                str(_median([c["hhi_last_quarter"] for c in r["concentration"].values() if c["hhi_last_quarter"]]))
+                for r in runs
+            ],
+        )
+    )
     out.append(("highest zone HHI", [_highest(r["concentration"]) for r in runs]))
     for b in Band:
         out.append(
@@ -51,9 +68,31 @@ def rows(result: dict) -> list[tuple[str, list[str]]]:
             )
         )
     out.append(
+        (
+            "declines while urban work was on offer (cherry-picked)",
+            [str(r["responsive"]["cherry_picked_declines"]) for r in runs],
+        )
+    )
+    out.append(("bids on a Prime round (zone obligation)", [str(r["responsive"]["prime_round_bids"]) for r in runs]))
+    out.append(
         ("placements by tier", [", ".join(f"{t} {n}" for t, n in r["placements_by_tier"].items()) for r in runs])
     )
     return out
+
+
+def title(result: dict) -> str:
+    """What was replayed, in a line: the synthetic year's seeds, or the recorded period's requests."""
+    replay = result.get("replay")
+    if replay:
+        cal = replay["calibration"]
+        return (
+            f"replay of {replay['replayed']} package requests recorded from {replay['from']} to {replay['to']} "
+            f"({replay['providers']} providers; their answers calibrated from {cal['answers']} recorded answers)"
+        )
+    return (
+        f"{result['demand']['days']} days of synthetic demand from {result['start']} (seed "
+        f"{result['demand']['seed']}, market seed {result['market']['seed']})"
+    )
 
 
 def _highest(concentration: dict) -> str:
@@ -73,16 +112,38 @@ def _median(values: list[int]) -> int:
 def summary_markdown(result: dict) -> str:
     names = list(result["policies"])
     d, m = result["demand"], result["market"]
+    replay = result.get("replay")
+    if replay:
+        heading = "# Allocation policies compared on the council's own history"
+        intro = (
+            f"The package requests recorded from {replay['from']} to {replay['to']} ({replay['replayed']} replayed, "
+            f"{replay['skipped']} skipped), placed with the {replay['providers']} providers offered work then, each "
+            "answering as its recorded answers say (decline rates by provider, band, zone and urgency). Recorded: "
+            f"{replay['recorded']['never_placed']} of {replay['recorded']['requested']} never placed. Every package "
+            "went through the brokerage's own allocation rules; what differs between the columns is the policy alone."
+        )
+    else:
+        heading = "# Allocation policies compared on a simulated year"
+        intro = (
+            f"{d['days']} days from {result['start']}: about {d['discharges_per_week']:.0f} hospital discharges, "
+            f"{d['step_down_per_week']:.0f} reablement step-downs and {d['community_per_week']:.0f} community "
+            "packages a week "
+            f"(with a summer surge of +{100 * d['summer_surge']:.0f}% at its peak), placed with {m['providers']} "
+            f"providers offering {m['weekly_capacity_hours']:,.0f} hours a week, most of them already committed. "
+            "Every package went through the brokerage's own allocation rules; what differs between the columns is "
+            "the policy alone. The demand and the market are synthetic (seeded) - read the differences, not the "
+            "absolute figures."
+        )
+    if result.get("sensitivity"):
+        intro += (
+            f" Sensitivity: every policy at {result['sensitivity']['parameter']} = "
+            + ", ".join(f"{v:g}" for v in result["sensitivity"]["values"])
+            + " (the other market parameters at their values)."
+        )
     lines = [
-        "# Allocation policies compared on a simulated year",
+        heading,
         "",
-        f"{d['days']} days from {result['start']}: about {d['discharges_per_week']:.0f} hospital discharges, "
-        f"{d['step_down_per_week']:.0f} reablement step-downs and {d['community_per_week']:.0f} community packages a "
-        "week "
-        f"(with a summer surge of +{100 * d['summer_surge']:.0f}% at its peak), placed with {m['providers']} providers "
-        f"offering {m['weekly_capacity_hours']:,.0f} hours a week, most of them already committed. Every package went "
-        "through the brokerage's own allocation rules; what differs between the columns is the policy alone. "
-        "The demand and the market are synthetic (seeded) - read the differences, not the absolute figures.",
+        intro,
         "",
         "| measure | " + " | ".join(names) + " |",
         "|---|" + "---:|" * len(names),

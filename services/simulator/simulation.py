@@ -46,6 +46,7 @@ from services.operations.kpis import percentile, shares_and_hhi
 from services.providers.domain import AutomaticRules, Bid, Decline, automatic_answer, standing_decline
 from services.runtime import clock
 from services.runtime.reference import Framework, PolicyEntry, RateCard
+from services.simulator.calibration import Calibration
 from services.simulator.synthetic import package_request
 
 START_DAY = dt.date(2021, 4, 1)  # the 2020-21 rate card is in force
@@ -54,9 +55,11 @@ START_DAY = dt.date(2021, 4, 1)  # the 2020-21 rate card is in force
 START = clock.uk_day_start(START_DAY)
 
 
-def day_hours(day: int) -> float:
-    """Hours from START to the start of UK day ``day`` (0 = 1 April 2021)."""
-    return (clock.uk_day_start(START_DAY + dt.timedelta(days=day)) - START).total_seconds() / 3600
+def day_hours(day: int, start_day: dt.date = START_DAY) -> float:
+    """Hours from the start of UK day ``start_day`` (default 1 April 2021) to the start of UK day
+    ``day`` after it."""
+    start = clock.uk_day_start(start_day)
+    return (clock.uk_day_start(start_day + dt.timedelta(days=day)) - start).total_seconds() / 3600
 
 
 FRAMEWORK_POLICY = "framework"  # each zone's policy as framework.yaml configures it
@@ -92,6 +95,14 @@ class MarketParams:
     decline_rural: float = 0.32
     decline_isolated: float = 0.48  # ...growing with rurality
     prime_pickiness: float = 1.25  # Primes decline rural/isolated work this much more often (cherry-picking)
+    # Behaviour that responds to the policy (decision 0086); 0 for each: providers answer alike
+    # under every policy, as before.
+    prime_obligation: float = 0.5  # share of its own declines a Prime does not make on its zone's Prime round
+    cherry_picking: float = 0.5  # chance of declining rural/isolated work while urban/fringe work is on offer to it
+    cherry_window_hours: float = (
+        168.0  # "on offer": urban/fringe work offered to it this long ago or less (a rota week)
+    )
+    density_effect: float = 1.0  # declines in a zone fall by this times the provider's share of hours placed there
     no_answer: float = 0.08  # share of offers never answered (the window closes on them)
     mean_answer_minutes: float = 45.0  # how long a provider takes to answer (exponential)
     price_floor_low: float = 0.90  # each provider's lowest acceptable rate per band, as a share of the
@@ -124,7 +135,7 @@ class Policy:
 @dataclass(frozen=True)
 class Demand:
     package_id: int
-    at: float  # hours since START
+    at: float  # hours since the simulation's start
     spec: PackageSpec
     care_weeks: float
     hand_back_after: float | None  # hours into the care, or None
@@ -225,17 +236,18 @@ def build_market(framework: Framework, seed_providers: list[dict], params: Marke
     return Market(profiles, rules, floors, baseline)
 
 
-def policy_framework(framework: Framework, policy: Policy) -> Framework:
-    """The framework as this policy runs it: one allocation policy everywhere (or the configured
-    one per zone), and the policy's rate card if it has one."""
+def policy_framework(framework: Framework, policy: Policy, start_day: dt.date = START_DAY) -> Framework:
+    """The framework as this policy runs it from ``start_day``: one allocation policy everywhere
+    (or the configured one per zone), and the policy's rate card if it has one (the card in force
+    on ``start_day`` with the policy's rates over it)."""
     policies = framework.policies
     if policy.allocation != FRAMEWORK_POLICY:
         domain.tier_ladder(policy.allocation, zone_has_prime=True)  # an unknown policy fails here, at once
-        policies = (PolicyEntry(START_DAY, policy.allocation, {}),)
+        policies = (PolicyEntry(min(START_DAY, start_day), policy.allocation, {}),)
     cards = framework.rate_cards
     if policy.rates:
-        current = framework.rate_card_on(START_DAY).rates
-        cards = (RateCard(f"{policy.name}-card", START_DAY, current | policy.rates),)
+        current = framework.rate_card_on(start_day).rates
+        cards = (RateCard(f"{policy.name}-card", min(START_DAY, start_day), current | policy.rates),)
     return dataclasses.replace(framework, policies=policies, rate_cards=cards)
 
 
@@ -304,8 +316,14 @@ class Simulation:
         demand_params: DemandParams,
         *,
         shortcuts: bool = True,
+        start_day: dt.date = START_DAY,
+        calibration: Calibration | None = None,
     ) -> None:
-        self.framework = policy_framework(framework, policy)
+        self.start_day, self.start = start_day, clock.uk_day_start(start_day)
+        # The providers' answers: without a calibration, the adapters' rules and the modelled
+        # declines (MarketParams); with one (a replay), the recorded decline rates.
+        self.calibration = calibration
+        self.framework = policy_framework(framework, policy, start_day)
         self.policy = policy
         self.demand = demand
         self.market = dataclasses.replace(market, profiles=dict(market.profiles), baseline=dict(market.baseline))
@@ -334,7 +352,13 @@ class Simulation:
         self.now = 0.0
         self.cases: dict[int, Case] = {}
         self.open_cases: list[Case] = []  # the cases whose care has not ended (the daily snapshot's)
-        self.horizon = day_hours(demand_params.days)
+        self.horizon = day_hours(demand_params.days, start_day)
+        # Behaviour that responds to the policy (decision 0086): when each provider was last offered
+        # urban/fringe work it could take, and the hours placed per zone (each provider's share of
+        # them is its density there).
+        self.tempted_at: dict[str, float] = {}
+        self.zone_hours: dict[str, float] = defaultdict(float)
+        self.responsive: Counter[str] = Counter()  # cherry_picked declines, bids on obligation
         # The replay's shortcuts (foreseen declines, reused plans, candidates screened once); without
         # them every answer is an event and every round calls plan_offer with every provider near the
         # zone - the same results, much more slowly.
@@ -362,6 +386,10 @@ class Simulation:
         self.spend: dict[str, Decimal] = defaultdict(Decimal)  # band -> pounds over the simulated period
         # zone -> provider -> carer hours per week placed
         self.placed_hours: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        # The same for placements in the period's last quarter: concentration as volumes have built.
+        self.late_hours: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        # Hours from request to first placement by band (cherry-picking shows in the far bands).
+        self.waits_by_band: dict[str, list[float]] = defaultdict(list)
         self.placements_by_tier: Counter[str] = Counter()
         self.rounds_by_zone: dict[str, Counter[str]] = defaultdict(Counter)  # zone -> tier -> rounds opened
         self.daily: list[dict] = []
@@ -376,7 +404,7 @@ class Simulation:
         for d in self.demand:
             self.schedule(d.at, ARRIVE, d)
         for day in range(self.dp.days + 1):
-            self.schedule(day_hours(day), DAY, day)
+            self.schedule(day_hours(day, self.start_day), DAY, day)
         handlers: dict[int, Callable[..., None]] = {
             ARRIVE: self.arrive,
             ANSWER: self.answer,
@@ -400,7 +428,7 @@ class Simulation:
         return self
 
     def clock(self) -> dt.datetime:
-        return START + dt.timedelta(hours=self.now)
+        return self.start + dt.timedelta(hours=self.now)
 
     def _candidates(self, case: Case) -> list[str]:
         """The providers near the package's zone that nothing but capacity could exclude. Only
@@ -494,13 +522,16 @@ class Simulation:
         self.offers[case.spec.band] += len(ids)
         if case.cycle == 0:
             self.first_offers[case.spec.band] += len(ids)
+        self._attract(case, ids)
         closes = self.now + self.windows[case.spec.urgency]
         answers = []  # (provider, when it answers); the draws in the same order either way
+        calibrated = self.calibration
+        minutes = calibrated.mean_answer_minutes if calibrated else self.mp.mean_answer_minutes
         for pid in ids:
-            if self.rng.random() < self.mp.no_answer:
+            if self.rng.random() < (calibrated.no_answer_rate(pid) if calibrated else self.mp.no_answer):
                 self.no_answers += 1
                 continue
-            answers.append((pid, self.now + self.rng.expovariate(60 / self.mp.mean_answer_minutes)))
+            answers.append((pid, self.now + self.rng.expovariate(60 / minutes)))
         declines = self._foreseen(case, ids) if self.shortcuts else None
         if declines is None:
             self.schedule(closes, WINDOW, case, case.round)  # first: it comes before an answer at the same time
@@ -515,7 +546,10 @@ class Simulation:
         call times, package size). Those never depend on the clock or the market, and the
         provider's side draws nothing at random for a decline. Most of the year's rounds are
         these: the waiting list's large packages re-offered every few hours to providers whose
-        adapters turn them down. None when any answer could be a bid (or a capacity decline)."""
+        adapters turn them down. None when any answer could be a bid (or a capacity decline), and
+        always in a calibrated replay (no adapters' rules: every answer is drawn)."""
+        if self.calibration is not None:
+            return None
         known = case.standing_declines
         declines = []
         for pid in ids:
@@ -584,6 +618,29 @@ class Simulation:
     def window(self, case: Case, offer_round: int) -> None:
         if case.round_open and case.round == offer_round:
             self.close_round(case)
+
+    def _standing(self, case: Case, provider_id: str) -> Decline | None:
+        known = case.standing_declines
+        if provider_id not in known:
+            known[provider_id] = standing_decline(
+                self.market.profiles[provider_id],
+                self.market.rules[provider_id],
+                case.spec,
+                neighbouring=case.neighbours,
+            )
+        return known[provider_id]
+
+    def _attract(self, case: Case, ids: list[str]) -> None:
+        """An urban or fringe package offered to providers able to take it (no standing decline
+        of their adapters) tells them such work is coming their way: for ``cherry_window_hours``
+        they may turn rural and isolated work down to keep room for it (``cherry_picking``). Only
+        what the providers could take counts, so a round of foreseen declines tempts nobody, with
+        or without the shortcuts."""
+        if self.mp.cherry_picking <= 0 or case.spec.band not in (Band.urban, Band.fringe):
+            return
+        for pid in ids:
+            if self.calibration is not None or self._standing(case, pid) is None:
+                self.tempted_at[pid] = self.now
 
     def close_round(self, case: Case) -> None:
         case.round_open = False
@@ -664,9 +721,13 @@ class Simulation:
         if case.first_wait is None:
             case.first_wait = wait
             self.waits[case.spec.urgency].append(wait)
+            self.waits_by_band[case.spec.band].append(wait)
         else:
             self.replacement_waits.append(wait)
         self.placed_hours[case.spec.zone][pid] += float(case.spec.hours_per_week)
+        self.zone_hours[case.spec.zone] += float(case.spec.hours_per_week)
+        if self.now >= 0.75 * self.horizon:
+            self.late_hours[case.spec.zone][pid] += float(case.spec.hours_per_week)
         self.placements_by_tier[case.tier.value if case.tier else "exception"] += 1
         case.placements += 1
         case.placement_started = self.now
@@ -719,34 +780,87 @@ class Simulation:
     def provider_answer(self, case: Case, provider_id: str) -> ProviderAnswer:
         profile, rules = self.market.profiles[provider_id], self.market.rules[provider_id]
         spec = case.spec
-        result = automatic_answer(
-            profile,
-            rules,
-            spec,
-            case.band_rate,
-            self.held[provider_id],
-            clock.uk_date(self.clock()),
-            neighbouring=case.neighbours,
-        )
-        if not isinstance(result, Bid):
-            return self._decline(case, profile, result.reason)
-        p = self.decline_p[spec.band]
-        if profile.tier == "prime" and spec.band in (Band.rural, Band.isolated):
-            p *= self.mp.prime_pickiness
-        if self.rng.random() < p:
-            far = spec.band in (Band.rural, Band.isolated)
-            reason = self.rng.choices(
-                [DeclineReason.geography, DeclineReason.call_times, DeclineReason.other],
-                [5, 3, 2] if far else [1, 5, 3],
-            )[0]
+        far = spec.band in (Band.rural, Band.isolated)
+        # A Prime asked on its own zone's Prime round answers to its zone obligation (only Primes
+        # of the zone are offered that round: plan_offer).
+        obligated = case.tier == Tier.prime and profile.tier == "prime"
+        if self.calibration is not None:
+            free = profile.weekly_capacity_hours - profile.committed_hours - self.held[provider_id]
+            if free < spec.hours_per_week:
+                return self._decline(case, profile, DeclineReason.capacity)
+            # The recorded rate, Primes' on Prime rounds apart: the obligation is in the record.
+            p = self.calibration.decline_rate(provider_id, spec.band, spec.zone, spec.urgency, obligated=obligated)
+            offered, start = case.band_rate, spec.start_date
+        else:
+            result = automatic_answer(
+                profile,
+                rules,
+                spec,
+                case.band_rate,
+                self.held[provider_id],
+                clock.uk_date(self.clock()),
+                neighbouring=case.neighbours,
+            )
+            if not isinstance(result, Bid):
+                return self._decline(case, profile, result.reason)
+            p = self.decline_p[spec.band]
+            if profile.tier == "prime" and far:
+                p *= self.mp.prime_pickiness
+            if obligated:
+                p *= 1 - self.mp.prime_obligation
+            offered, start = result.hourly_rate, result.earliest_start
+        p, unswayed = self._swayed(case, provider_id, p, obligated=obligated, far=far)
+        draw = self.rng.random()
+        if draw < p:
+            if draw >= unswayed:
+                self.responsive["cherry_picked_declines"] += 1
+            if self.calibration is not None:
+                reason = self.calibration.decline_reason(spec.band, self.rng)
+            else:
+                reason = self.rng.choices(
+                    [DeclineReason.geography, DeclineReason.call_times, DeclineReason.other],
+                    [5, 3, 2] if far else [1, 5, 3],
+                )[0]
             return self._decline(case, profile, reason)
-        floor = self.market.price_floor[provider_id][spec.band]
-        rate = max(result.hourly_rate, floor)
+        if obligated:
+            self.responsive["prime_round_bids"] += 1
+        if self.calibration is not None:  # a bid as recorded: the same share of the band rate
+            ratio = Decimal(str(self.calibration.bid_ratio(provider_id, spec.band, self.rng)))
+            rate = (case.band_rate * ratio).quantize(Decimal("0.01"))
+        else:
+            rate = max(offered, self.market.price_floor[provider_id][spec.band])
         if rate > case.band_rate * Decimal("1.10"):
             return self._decline(case, profile, DeclineReason.price)  # too far apart to bother bidding
         self.held[provider_id] += spec.hours_per_week
         case.holds[provider_id] = case.holds.get(provider_id, Decimal(0)) + spec.hours_per_week
-        return "bid", rate, result.earliest_start, None
+        return "bid", rate, start, None
+
+    def _swayed(self, case: Case, provider_id: str, p: float, *, obligated: bool, far: bool) -> tuple[float, float]:
+        """The chance of a decline once the market's responsive behaviour is applied to ``p``, and
+        the chance before cherry-picking (a decline drawn between the two is counted as picked):
+
+        - density (``density_effect``): the more of a zone's placed hours a provider holds, the
+          denser its rounds there and the less it declines (``p * (1 - effect * share)``) - the
+          volumes on which an open framework's Primes "emerge" (004:1029-1030);
+        - cherry-picking (``cherry_picking``): a rural or isolated package declined with this extra
+          chance while urban or fringe work is on offer to the same provider (offered it within
+          ``cherry_window_hours``) - the "more attractive care packages taken first" (004:1034);
+          held back on a Prime round by the obligation (times ``1 - prime_obligation``)."""
+        zone = case.spec.zone
+        if self.mp.density_effect and self.zone_hours[zone]:
+            share = self.placed_hours[zone].get(provider_id, 0.0) / self.zone_hours[zone]
+            p *= max(0.0, 1 - self.mp.density_effect * share)
+        unswayed = p = min(1.0, p)
+        tempted = self.tempted_at.get(provider_id)
+        if (
+            far
+            and self.mp.cherry_picking > 0
+            and tempted is not None
+            and self.now - tempted <= self.mp.cherry_window_hours
+        ):
+            pull = self.mp.cherry_picking * ((1 - self.mp.prime_obligation) if obligated else 1.0)
+            p += (1 - p) * pull
+        return p, unswayed
 
     def _decline(self, case: Case, profile: ProviderProfile, reason: DeclineReason) -> ProviderAnswer:
         self.declines[case.spec.band][reason.value] += 1
@@ -796,7 +910,8 @@ class Simulation:
         concentration = {}
         for zone in sorted(self.framework.zones):
             shares, hhi = shares_and_hhi(self.placed_hours.get(zone, {}))
-            concentration[zone] = {"hhi": hhi, "shares_percent": shares}
+            _, late = shares_and_hhi(self.late_hours.get(zone, {}))
+            concentration[zone] = {"hhi": hhi, "shares_percent": shares, "hhi_last_quarter": late}
 
         def mix(offers: Counter, declines: dict[str, Counter]) -> dict:
             out = {}
@@ -824,6 +939,17 @@ class Simulation:
                 "never_placed": sum(c.first_wait is None for c in self.cases.values()),
             },
             "time_to_place": waits,
+            "time_to_place_by_band": {
+                b.value: {
+                    "requested": sum(c.spec.band == b for c in self.cases.values()),
+                    "placed": len(self.waits_by_band.get(b, [])),
+                    "median_hours": _round(statistics.median(self.waits_by_band[b]))
+                    if self.waits_by_band.get(b)
+                    else None,
+                    "p90_hours": _round(percentile(self.waits_by_band.get(b, []), 90)),
+                }
+                for b in Band
+            },
             "replacement_after_hand_back_hours": {
                 "count": len(self.replacement_waits),
                 "median": _round(statistics.median(self.replacement_waits)) if self.replacement_waits else None,
@@ -841,6 +967,7 @@ class Simulation:
             "concentration": concentration,
             "decline_mix": mix(self.offers, self.declines),  # every offer, re-offers of the waiting list included
             "decline_mix_first_offer": mix(self.first_offers, self.first_declines),  # each package's first cycle
+            "responsive": {k: self.responsive[k] for k in ("cherry_picked_declines", "prime_round_bids")},
             "declines_by_provider_tier": {
                 t: {str(b): n for b, n in sorted(c.items())} for t, c in sorted(self.declines_by_tier.items())
             },
@@ -852,17 +979,76 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
+@dataclass(frozen=True)
+class Replay:
+    """Recorded demand and the market it met (``homecare simulate --replay``,
+    :mod:`services.simulator.recorded`): replayed from UK day ``start_day`` instead of a
+    synthetic year, the providers answering as ``calibration`` says they did."""
+
+    start_day: dt.date
+    demand: list[Demand]
+    market: Market
+    calibration: Calibration
+
+
+@dataclass(frozen=True)
+class Run:
+    """One column of the comparison: a policy under one set of market parameters."""
+
+    name: str
+    policy: Policy
+    market: MarketParams
+    changes: dict[str, float] = field(default_factory=dict)  # the market parameters a sensitivity run set
+
+
 def run_policy(
-    framework: Framework, seed_providers: list[dict], policy: Policy, demand: DemandParams, market: MarketParams
+    framework: Framework,
+    seed_providers: list[dict],
+    run: Run,
+    demand: DemandParams,
+    replay: Replay | None = None,
 ) -> dict:
     import time
 
     started = time.process_time()
-    requests = generate_demand(framework, demand)
-    built = build_market(framework, seed_providers, market)
-    result = Simulation(framework, requests, built, policy, market, demand).run().result()
+    if replay is None:
+        requests = generate_demand(framework, demand)
+        built = build_market(framework, seed_providers, run.market)
+        simulation = Simulation(framework, requests, built, run.policy, run.market, demand)
+    else:
+        simulation = Simulation(
+            framework,
+            replay.demand,
+            replay.market,
+            run.policy,
+            run.market,
+            demand,
+            start_day=replay.start_day,
+            calibration=replay.calibration,
+        )
+    result = simulation.run().result() | {"market_changes": run.changes}
     # CPU time, not wall time: on a shared machine the wall clock says more about the neighbours.
     return result | {"cpu_seconds": round(time.process_time() - started, 1)}
+
+
+def runs_of(
+    policies: list[Policy], market: MarketParams, sensitivity: tuple[str, list[float]] | None = None
+) -> list[Run]:
+    """The comparison's columns: each policy, or with ``sensitivity`` (a market parameter and its
+    values) each policy at each value, named ``<policy> <parameter>=<value>``. ValueError for a
+    parameter MarketParams does not have or policy names that are not unique."""
+    if len({p.name for p in policies}) != len(policies):
+        raise ValueError("policy names must be unique")
+    if sensitivity is None:
+        return [Run(p.name, p, market) for p in policies]
+    key, values = sensitivity
+    if key not in {f.name for f in dataclasses.fields(MarketParams)} or key == "seed":  # seed: market_seed
+        raise ValueError(f"unknown market parameter {key!r} to vary (see --list-params)")
+    return [
+        Run(f"{p.name} {key}={v:g}", p, dataclasses.replace(market, **{key: v}), {key: v})  # type: ignore[arg-type]
+        for v in values
+        for p in policies
+    ]
 
 
 def simulate(
@@ -873,20 +1059,23 @@ def simulate(
     demand: DemandParams = DemandParams(),
     market: MarketParams = MarketParams(),
     jobs: int = 1,
+    sensitivity: tuple[str, list[float]] | None = None,
+    replay: Replay | None = None,
 ) -> dict:
     """Every policy against the same demand and the same market (both rebuilt from their seeds in
-    each worker); returns the JSON-able result. ``jobs`` > 1 replays policies in parallel processes."""
-    if len({p.name for p in policies}) != len(policies):
-        raise ValueError("policy names must be unique")
-    args = [(framework, seed_providers, p, demand, market) for p in policies]
-    if jobs > 1 and len(policies) > 1:
+    each worker, or the recorded ones of ``replay``); with ``sensitivity`` (a market parameter and
+    its values) every policy at every value. Returns the JSON-able result, a run per column under
+    ``policies``. ``jobs`` > 1 replays the runs in parallel processes."""
+    runs = runs_of(policies, market, sensitivity)
+    args = [(framework, seed_providers, r, demand, replay) for r in runs]
+    if jobs > 1 and len(runs) > 1:
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(max_workers=min(jobs, len(policies))) as pool:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(runs))) as pool:
             results = list(pool.map(run_policy, *zip(*args, strict=True)))
     else:
         results = [run_policy(*a) for a in args]
-    built = build_market(framework, seed_providers, market)
+    built = replay.market if replay else build_market(framework, seed_providers, market)
     return {
         "demand": dataclasses.asdict(demand),
         "market": dataclasses.asdict(market)
@@ -894,6 +1083,7 @@ def simulate(
             "providers": len(built.profiles),
             "weekly_capacity_hours": float(sum(p.weekly_capacity_hours for p in built.profiles.values())),
         },
-        "start": START_DAY.isoformat(),
-        "policies": {p.name: r for p, r in zip(policies, results, strict=True)},
+        "sensitivity": {"parameter": sensitivity[0], "values": sensitivity[1]} if sensitivity else None,
+        "start": (replay.start_day if replay else START_DAY).isoformat(),
+        "policies": {r.name: result for r, result in zip(runs, results, strict=True)},
     }

@@ -24,7 +24,7 @@ BUILT_IN = {
 def policy_from(entry: dict) -> simulation.Policy:
     """A variant from YAML/CLI: ``{name, allocation, windows_hours, quality_weights, rates, reoffer_hours}``;
     what it leaves out is the built-in policy's (``based_on``, default the allocation's own).
-    ValueError for a key it does not know."""
+    ValueError for a key it does not know or a policy that is not built in."""
     entry = dict(entry)
     unknown = set(entry) - {
         "name",
@@ -37,7 +37,11 @@ def policy_from(entry: dict) -> simulation.Policy:
     }
     if unknown:
         raise ValueError(f"unknown variant keys: {', '.join(sorted(unknown))}")
-    base = BUILT_IN[entry.pop("based_on", None) or entry.get("allocation") or "framework"]
+    based_on = entry.pop("based_on", None) or entry.get("allocation") or "framework"
+    for key, name in (("based_on", based_on), ("allocation", entry.get("allocation", based_on))):
+        if name not in BUILT_IN:
+            raise ValueError(f"unknown policy {name!r} in a variant's {key} (one of {', '.join(BUILT_IN)})")
+    base = BUILT_IN[based_on]
     changes: dict = {"name": entry.pop("name")}
     if "allocation" in entry:
         changes["allocation"] = entry.pop("allocation")
