@@ -231,3 +231,118 @@ def test_the_change_form_becomes_the_apis_body_numbers_and_all():
         "reason_text": None,
     }
     assert _change_body({})["discussed_with_person"] is False
+
+
+def test_a_running_package_offers_a_review_to_those_who_may_act_with_its_due_date_and_history():
+    """Decision record 0088: the review form on a started or paused package, for the brokerage team."""
+    from services.console.api.reviews import REVIEW_CHOICES
+
+    pid = PACKAGE["package_id"]
+    reviews = [
+        {
+            "reviewed_on": "2026-02-01",
+            "outcome": "technology_enabled_care",
+            "technology": ["telecare_alarm"],
+            "reviewed_by": "broker.kim",
+            "next_review_due_on": "2027-02-01",
+        }
+    ]
+    started = render("broker", status="started", provider_id="oak-care", review_due_on="2026-03-01", reviews=reviews)
+    assert f'action="/packages/{pid}/review"' in started
+    form = started.split('id="review-form"')[1].split("</form>")[0]
+    assert 'name="csrf_token" value="tok"' in form
+    assert re.findall(r'name="outcome" type="radio" value="([a-z_]*)"', form) == REVIEW_CHOICES["outcomes"]
+    assert re.findall(r'name="technology" type="checkbox" value="([a-z_]*)"', form) == REVIEW_CHOICES["technology"]
+    assert 'id="review-calls_per_day" name="calls_per_day" inputmode="numeric" value="2"' in form
+    assert "Sunday 1 March 2026" in started and "overdue" in started  # due before "today", 6 March
+    assert "a telecare alarm" in started and "broker.kim" in started
+    assert 'id="review-form"' in render("broker", status="paused", provider_id="oak-care")
+    for status in ("placed", "ended", "cancelled", "offered"):
+        assert 'id="review-form"' not in render("broker", status=status, provider_id="oak-care"), status
+    assert 'id="review-form"' not in render("ops", status="started", provider_id="oak-care")
+
+
+def test_the_review_form_becomes_the_apis_body_with_only_what_its_outcome_needs():
+    from services.console.api.reviews import review_body
+
+    common = {"reviewed_on-day": "6", "reviewed_on-month": "3", "reviewed_on-year": "2026", "notes": " "}
+    visits = {"calls_per_day": "1", "minutes_per_call": "30", "carers_per_call": "1", "days_per_week": "7"}
+    dated = {"review_effective_date-day": "9", "review_effective_date-month": "3", "review_effective_date-year": "2026"}
+    assert review_body(common | {"outcome": "no_change"} | visits) == {
+        "outcome": "no_change",
+        "reviewed_on": "2026-03-06",
+    }
+    tec = review_body(
+        common
+        | visits
+        | dated
+        | {"outcome": "technology_enabled_care", "hours_per_week": "3.5", "technology": "telecare_alarm"}
+        | {"discussed_with_person": "yes"}
+    )
+    assert tec == {
+        "outcome": "technology_enabled_care",
+        "reviewed_on": "2026-03-06",
+        "change": {
+            "hours_per_week": "3.5",
+            "visits": {"calls_per_day": 1, "minutes_per_call": 30, "carers_per_call": 1, "days_per_week": 7},
+            "effective_date": "2026-03-09",
+            "discussed_with_person": True,
+        },
+        "technology": ["telecare_alarm"],
+    }
+    ended = review_body(common | dated | {"outcome": "ended", "end_reason": "moved_to_residential_care", "notes": "x"})
+    assert ended == {
+        "outcome": "ended",
+        "reviewed_on": "2026-03-06",
+        "end": {"reason": "moved_to_residential_care", "effective_date": "2026-03-09"},
+        "notes": "x",
+    }
+
+
+def test_the_review_queue_lists_overdue_and_due_reviews_with_links_and_the_menu_offers_it():
+    s = session("ops")
+    html = TEMPLATES.env.get_template("reviews.html").render(
+        session=s,
+        nav=navigation(s, "/reviews"),
+        csrf_token=s.csrf_token,
+        queue={
+            "reviews": [
+                {
+                    "package_id": "aaaabbbb-1",
+                    "status": "started",
+                    "review_due_on": "2026-03-01",
+                    "state": "overdue",
+                    "days_overdue": 5,
+                    "zone": "melton",
+                    "provider_id": "oak-care",
+                    "hours_per_week": "7.00",
+                    "last_reviewed_on": None,
+                },
+                {
+                    "package_id": "ccccdddd-2",
+                    "status": "paused",
+                    "review_due_on": "2026-03-10",
+                    "state": "due",
+                    "days_overdue": -4,
+                    "zone": "melton",
+                    "provider_id": "elm-care",
+                    "hours_per_week": "14.00",
+                    "last_reviewed_on": "2025-03-10",
+                },
+            ],
+            "total": 2,
+            "counts": {"overdue": 1, "due": 1},
+            "due_by": "2026-03-20",
+        },
+        zones=[{"id": "melton", "name": "Melton"}],
+        chosen_zone="",
+        within="",
+        problem="",
+        today=dt.date(2026, 3, 6),
+    )
+    rows = html.split('id="review-queue"')[1]
+    assert rows.index("aaaabbbb") < rows.index("ccccdddd")
+    assert "overdue 5 days" in rows and "due in 4 days" in rows and "paused" in rows
+    assert 'href="/packages/aaaabbbb-1#review"' in rows
+    assert "<strong>1</strong> overdue, <strong>1</strong> due soon" in html
+    assert {"href": "/reviews", "label": "Reviews", "current": True} in navigation(s, "/reviews")

@@ -30,6 +30,7 @@ from schemas.vocabulary import (
 )
 from services.console import domain, handlers
 from services.console.api.pages import TEMPLATES, now, page, zones
+from services.console.api.reviews import review_body
 from services.console.api.sessions import Sessions
 from services.console.clients import ApiError
 from services.console.domain import Permission
@@ -46,7 +47,7 @@ REASONS = {
     "change": [r.value for r in ChangeReason],
 }
 # The actions whose refusals are shown next to their form's fields (decision record 0078).
-FIELD_ERRORS = ("end", "pause", "resume", "change")
+FIELD_ERRORS = ("end", "pause", "resume", "change", "review")
 # The change form's date is named apart from the ending's (both forms are on a started package's page).
 FORM_FIELDS = {"change": {"effective_date": "change_effective_date"}}
 VISIT_FIELDS = ("calls_per_day", "minutes_per_call", "carers_per_call", "days_per_week")
@@ -314,6 +315,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         "pause": ("pause", lambda f: {"reason": f.get("reason", ""), "paused_on": _date_field(f, "paused_on")}),
         "resume": ("resume", lambda f: {"resumed_on": _date_field(f, "resumed_on")}),
         "change": ("changes", _change_body),
+        "review": ("reviews", review_body),  # decision record 0088: services/console/api/reviews.py
     }
 
     @router.post("/packages/{package_id}/{action}")
