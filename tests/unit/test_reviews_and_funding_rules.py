@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -59,9 +60,9 @@ def test_a_review_is_overdue_after_its_date_due_within_the_window_upcoming_befor
         assert state == "upcoming"
 
 
-def refusal(**kw):
+def refusal(**kw: Any) -> tuple[int, str] | None:
     today = dt.date(2027, 3, 1)
-    base = dict(
+    base: dict[str, Any] = dict(
         status="started",
         outcome="no_change",
         started_on=dt.date(2027, 1, 1),
@@ -174,6 +175,12 @@ def test_the_funders_and_the_payer_above_the_band_rate_pay_the_whole_cost(hours,
         assert cost.above_band_paid_by == (top_up or "council")
 
 
+def refused(periods: list[Period], first_day: dt.date | None = None) -> domain.Refusal:
+    found = domain.funding_refusal(periods, first_day=first_day)
+    assert found is not None
+    return found
+
+
 def test_the_period_in_force_and_the_funding_records_shape():
     nhs = Period(dt.date(2027, 1, 1), "nhs_discharge", (("nhs_discharge", Decimal(100)),))
     council = Period(dt.date(2027, 1, 29), "council", (("council", Decimal(100)),))
@@ -181,10 +188,10 @@ def test_the_period_in_force_and_the_funding_records_shape():
     assert domain.period_on([nhs, council], dt.date(2027, 1, 28)) is nhs
     assert domain.period_on([nhs, council], dt.date(2027, 1, 29)) is council
     assert domain.funding_refusal([nhs, council], first_day=dt.date(2027, 1, 1)) is None
-    assert domain.funding_refusal([council, nhs], first_day=None).field == "periods[1].effective_from"
-    assert domain.funding_refusal([council], first_day=dt.date(2027, 1, 1)).field == "periods[0].effective_from"
-    assert domain.funding_refusal([], first_day=None).field == "periods"
+    assert refused([council, nhs]).field == "periods[1].effective_from"
+    assert refused([council], dt.date(2027, 1, 1)).field == "periods[0].effective_from"
+    assert refused([]).field == "periods"
     twice = Period(dt.date(2027, 1, 1), "joint", (("council", Decimal(50)), ("council", Decimal(50))))
-    assert "twice" in domain.funding_refusal([twice], first_day=None).message
+    assert "twice" in refused([twice]).message
     alone_split = Period(dt.date(2027, 1, 1), "council", (("council", Decimal(60)), ("nhs_discharge", Decimal(40))))
-    assert domain.funding_refusal([alone_split], first_day=None).field == "periods[0].shares"
+    assert refused([alone_split]).field == "periods[0].shares"
