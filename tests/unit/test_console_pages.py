@@ -70,7 +70,7 @@ def test_a_broker_can_approve_or_refuse_an_above_rate_bid_each_form_with_its_csr
     html = render("broker", person={"full_name": "Ada Example"})
     for action in ("approve", "reject", "cancel"):
         assert f'action="/packages/{PACKAGE["package_id"]}/{action}"' in html
-    assert html.count('name="csrf_token" value="tok"') == 1 + 3  # sign-out, approve, reject, cancel
+    assert html.count('name="csrf_token" value="tok"') == 1 + 3 + 1  # sign-out, approve, reject, cancel, funding
     assert "Ada Example" in html and "/reoffer" not in html and "/start" not in html
 
 
@@ -346,3 +346,102 @@ def test_the_review_queue_lists_overdue_and_due_reviews_with_links_and_the_menu_
     assert 'href="/packages/aaaabbbb-1#review"' in rows
     assert "<strong>1</strong> overdue, <strong>1</strong> due soon" in html
     assert {"href": "/reviews", "label": "Reviews", "current": True} in navigation(s, "/reviews")
+
+
+def test_the_package_page_shows_who_pays_the_weekly_cost_and_a_funding_form_for_those_who_may_act():
+    """Decision record 0089."""
+    funding = {
+        "revision": 2,
+        "periods": [
+            {
+                "effective_from": "2026-03-01",
+                "funder": "nhs_discharge",
+                "shares": [{"funder": "nhs_discharge", "percent": "100"}],
+            },
+            {
+                "effective_from": "2026-03-29",
+                "funder": "joint",
+                "shares": [
+                    {"funder": "council", "percent": "60"},
+                    {"funder": "nhs_continuing_healthcare", "percent": "40"},
+                ],
+            },
+        ],
+        "top_up_paid_by": "third_party",
+        "in_force": {"effective_from": "2026-03-01", "funder": "nhs_discharge", "shares": []},
+        "weekly_cost": {
+            "total": "182.00",
+            "by_funder": {"nhs_discharge": "163.80"},
+            "above_band": "18.20",
+            "above_band_paid_by": "third_party",
+            "above_band_is": "top_up",
+        },
+    }
+
+    def page(role: str, **extra: Any) -> str:
+        s = session(role)
+        return TEMPLATES.env.get_template("package.html").render(
+            session=s,
+            nav=navigation(s, "/board"),
+            csrf_token=s.csrf_token,
+            p=PACKAGE | {"status": "started", "provider_id": "oak-care"},
+            explanation=EXPLANATION,
+            person=None,
+            names={},
+            today=dt.date(2026, 3, 6),
+            reasons=REASONS,
+            created=None,
+            refused=None,
+            done=None,
+            funding=funding,
+            **extra,
+        )
+
+    html = page("broker", action_errors={"funding": {"periods[1].shares": "the shares add up to 90%, not 100%"}})
+    table = html.split('id="funding-periods"')[1].split("</table>")[0]
+    assert "Sunday 1 March 2026" in table and "in force" in table and "council 60%" in table
+    assert "top-up paid by third party" in html
+    assert "£182.00" in html and "nhs discharge £163.80" in html and "paid by third party (top up)" in html
+    form = html.split('id="funding-form"')[1].split("</form>")[0]
+    assert 'name="csrf_token" value="tok"' in form and 'name="share_2_council"' in form
+    assert "periods[1].shares: the shares add up to 90%, not 100%" in form
+    ops = page("ops")
+    assert 'id="funding-periods"' in ops and 'id="funding-form"' not in ops
+    assert "No funding recorded; requested as council funded" in render("broker", status="placed")
+
+
+def test_the_funding_form_becomes_the_apis_body():
+    from services.console.api.reviews import funding_body
+
+    form = {
+        "funder_1": "nhs_discharge",
+        "funding_from_1-day": "1",
+        "funding_from_1-month": "3",
+        "funding_from_1-year": "2026",
+        "funder_2": "joint",
+        "funding_from_2-day": "29",
+        "funding_from_2-month": "3",
+        "funding_from_2-year": "2026",
+        "share_2_council": "60",
+        "share_2_nhs_continuing_healthcare": " 30 ",
+        "share_2_self_funder": "",
+        "share_1_council": "50",  # a single funder's period: its per-cent boxes are not read
+        "top_up_paid_by": "",
+    }
+    assert funding_body(form) == {
+        "periods": [
+            {"effective_from": "2026-03-01", "funder": "nhs_discharge"},
+            {
+                "effective_from": "2026-03-29",
+                "funder": "joint",
+                "shares": [
+                    {"funder": "council", "percent": "60"},
+                    {"funder": "nhs_continuing_healthcare", "percent": "30"},
+                ],
+            },
+        ]
+    }
+    assert funding_body({"funder_1": "council", "top_up_paid_by": "person"}) == {
+        "periods": [{"effective_from": "", "funder": "council"}],
+        "top_up_paid_by": "person",
+    }

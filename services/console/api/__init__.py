@@ -32,6 +32,7 @@ def build_router(console: Console) -> APIRouter:
     clients and the Kafka bootstrap."""
     sessions = Sessions(console)
     router = APIRouter(include_in_schema=False)
-    for pages in (sign_in, brokers, reviews, operations, admin, portal):
+    # reviews before brokers: its POST /packages/{id}/funding before the brokers' /packages/{id}/{action}.
+    for pages in (sign_in, reviews, brokers, operations, admin, portal):
         router.include_router(pages.router(console, sessions))
     return router

@@ -253,6 +253,8 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             p["provider_id"]: p.get("name", p["provider_id"])
             for p in await services.brokerage.get("/reference/providers")
         }
+        # Who pays (decision record 0089): pounds only for roles that see prices (the API's rule).
+        funding = await services.brokerage.get(f"/packages/{package_id}/funding")
         refused = await handlers.take_flash(console.pool, session)
         action_errors: dict[str, dict[str, str]] = {}
         if refused and refused.startswith("{"):  # a refusal with its fields (see act below)
@@ -272,6 +274,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             done=request.query_params.get("done"),
             today=clock.uk_today(),
             reasons=REASONS,
+            funding=funding,
         )
 
     def why(form: Mapping[str, Any]) -> dict[str, Any]:
