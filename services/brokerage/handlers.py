@@ -1218,6 +1218,7 @@ async def record_review(
             reviewed_at=at,
         ),
     )
+    step: str | None = None
     try:
         if change is not None:
             step = "change"
