@@ -23,6 +23,7 @@ read every version: :func:`parse_event` upgrades an old one, so handlers see the
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import uuid
 from decimal import Decimal
@@ -39,12 +40,16 @@ from schemas.vocabulary import (
     DeclineReason,
     EndReason,
     ExceptionDecisionReason,
+    Funder,
     Funding,
     HandBackReason,
     NotificationFailure,
     PauseReason,
     ReopenReason,
+    ReviewOutcome,
+    TechnologyEnabledCare,
     Tier,
+    TopUpPayer,
     UnplacedReason,
     Urgency,
 )
@@ -95,6 +100,10 @@ MessageName = Literal[
     "change_declined_provider",
     "change_declined_broker",
     "handed_over_provider",
+    "reviewed_provider",
+    "reviewed_person",
+    "funding_provider",
+    "funding_person",
     "exception_requested",
     "exception_refused_bidder",
 ]
@@ -461,6 +470,91 @@ class PackageHandedOver(Envelope):
     handed_over_at: dt.datetime
 
 
+class PackageReviewed(Envelope):
+    """A running package was reviewed (decision record 0088): the ``outcome`` on ``reviewed_on`` (a UK
+    date) by ``reviewed_by`` (the verified token's user). ``changed`` and ``technology_enabled_care``
+    come with the change offered to the provider (``change_id``; ChangeOffered follows), ``ended`` with
+    the ending (PackageEnded follows). ``next_review_due_on``: when the next review falls due (none
+    once ended)."""
+
+    event_type: Literal["PackageReviewed"] = "PackageReviewed"
+    producer: Producer = "brokerage"
+    package_id: uuid.UUID
+    review_id: uuid.UUID
+    provider_id: ProviderId
+    outcome: ReviewOutcome
+    due_on: dt.date | None = Field(default=None, description="When this review was due (UK date).")
+    reviewed_on: dt.date = Field(description="The day of the review (UK date).")
+    change_id: uuid.UUID | None = Field(default=None, description="The change offered, for a change or equipment.")
+    technology: list[TechnologyEnabledCare] = Field(
+        default_factory=list, description="Equipment taking the place of some visits (technology-enabled care)."
+    )
+    next_review_due_on: dt.date | None = Field(description="When the next review falls due (UK date); none if ended.")
+    hours_per_week: Decimal
+    reviewed_by: StaffId
+    requested_by: StaffId | None = Field(default=None, description="The broker who requested the package.")
+    reviewed_at: dt.datetime
+
+
+class FundingShare(Contract):
+    """One funder's share of a period's cost, in per cent."""
+
+    funder: Funder
+    percent: Decimal = Field(gt=0, le=100, max_digits=5, decimal_places=2)
+
+
+class FundingPeriod(Contract):
+    """Who pays from ``effective_from`` (a UK date) until the next period's: ``funder``, and each
+    funder's share (one share of 100% unless joint). The shares always add up to 100%."""
+
+    effective_from: dt.date
+    funder: Funder
+    shares: list[FundingShare] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _shares_make_the_whole(self) -> FundingPeriod:
+        total = sum((s.percent for s in self.shares), Decimal(0))
+        if total != 100:
+            raise ValueError(f"the shares add up to {total}%, not 100%")
+        if any(s.funder is Funder.joint for s in self.shares):
+            raise ValueError("a share names a funder, never joint")
+        if self.funder is not Funder.joint and [s.funder for s in self.shares] != [self.funder]:
+            raise ValueError("a period with one funder has that funder's share of 100%")
+        return self
+
+
+class TopUp(Contract):
+    """The person chose a provider above the band rate: ``paid_by`` pays the difference (a top-up),
+    not the council (which pays the difference only for an above-rate exception it approved)."""
+
+    paid_by: TopUpPayer
+
+
+class FundingRecorded(Envelope):
+    """A package's funding, whole (decision record 0089): the ``periods`` in date order (each runs until
+    the next one's ``effective_from``; the last while the package lasts) and any ``top_up``. Revision
+    ``revision`` replaces every earlier one. ``provider_id``: the provider holding the package, if any
+    (it invoices each funder for its share)."""
+
+    event_type: Literal["FundingRecorded"] = "FundingRecorded"
+    producer: Producer = "brokerage"
+    package_id: uuid.UUID
+    revision: int = Field(ge=1)
+    periods: list[FundingPeriod] = Field(min_length=1)
+    top_up: TopUp | None = None
+    provider_id: ProviderId | None = None
+    recorded_by: StaffId
+    requested_by: StaffId | None = Field(default=None, description="The broker who requested the package.")
+    recorded_at: dt.datetime
+
+    @model_validator(mode="after")
+    def _periods_in_order(self) -> FundingRecorded:
+        days = [p.effective_from for p in self.periods]
+        if any(later <= earlier for earlier, later in itertools.pairwise(days)):
+            raise ValueError("the periods' effective_from dates must rise")
+        return self
+
+
 # ---- providers -> brokerage (topic providers.answers) ------------------------------------
 
 
@@ -608,6 +702,8 @@ Event = (
     | PackageChanged
     | ChangeDeclined
     | PackageHandedOver
+    | PackageReviewed
+    | FundingRecorded
     | ChangeAnswered
     | ExceptionRequested
     | ExceptionDecided

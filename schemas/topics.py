@@ -3,7 +3,8 @@
 - ``brokerage.packages`` (brokerage, keyed by package id): PackageRequested, OfferMade, PackagePlaced,
   PackageUnplaced, PackageCancelled, PackageStarted, PackageHandedBack, PackageReopened,
   PackageEnded, PackagePaused, PackageResumed, ChangeOffered, PackageChanged, ChangeDeclined,
-  PackageHandedOver,   ExceptionRequested, ExceptionDecided.
+  PackageHandedOver, PackageReviewed, FundingRecorded,
+  ExceptionRequested, ExceptionDecided.
 - ``providers.answers`` (providers, keyed by package id): BidSubmitted, OfferDeclined, ChangeAnswered.
 - ``providers.registry`` (providers, keyed by provider id): ProviderUpdated.
 - ``notifications.confirmations`` (notifications, keyed by package id): PlacementConfirmed, NotificationFailed.
@@ -36,6 +37,8 @@ TOPIC_OF: dict[type[ev.Envelope], str] = {
     ev.PackageChanged: PACKAGES,
     ev.ChangeDeclined: PACKAGES,
     ev.PackageHandedOver: PACKAGES,
+    ev.PackageReviewed: PACKAGES,
+    ev.FundingRecorded: PACKAGES,
     ev.ChangeAnswered: ANSWERS,
     ev.ExceptionRequested: PACKAGES,
     ev.ExceptionDecided: PACKAGES,

@@ -155,6 +155,50 @@ class ChangeReason(StrEnum):
     other = "other"
 
 
+class ReviewOutcome(StrEnum):
+    """What a review of a running package decided (decision record 0088)."""
+
+    no_change = "no_change"  # the package goes on as it is
+    changed = "changed"  # hours, visits or needs change: through the change flow (decision 0082)
+    technology_enabled_care = "technology_enabled_care"  # equipment instead of some visits: a reduction
+    ended = "ended"  # the package ends: through the ending flow (decision 0078)
+
+
+class TechnologyEnabledCare(StrEnum):
+    """Equipment that takes the place of some visits (a review's technology-enabled care outcome)."""
+
+    telecare_alarm = "telecare_alarm"  # a pendant or pull-cord alarm answered by a response service
+    falls_detector = "falls_detector"
+    medication_dispenser = "medication_dispenser"  # an automated dispenser instead of a prompting call
+    activity_sensors = "activity_sensors"  # movement or door sensors instead of a check-in call
+    video_call = "video_call"  # a video check-in instead of a visit
+    other = "other"
+
+
+class Funder(StrEnum):
+    """Who pays for (a share of) a package over a period (decision record 0089). ``joint`` is a split
+    between two or more of the others, each with a percentage."""
+
+    council = "council"  # the council's adult social care budget
+    nhs_discharge = "nhs_discharge"  # NHS discharge funding: the first weeks after a hospital discharge
+    nhs_continuing_healthcare = "nhs_continuing_healthcare"  # fully NHS-funded care (CHC)
+    joint = "joint"  # council and NHS (or others) share the cost by a recorded split
+    self_funder = "self_funder"  # the person pays the whole cost
+    direct_payment = "direct_payment"  # council money paid to the person, who buys the care
+
+
+# The funders a joint split shares the cost among: every funder but ``joint`` itself.
+SHARE_FUNDERS = tuple(f for f in Funder if f is not Funder.joint)
+
+
+class TopUpPayer(StrEnum):
+    """Who pays the difference when the person chose a provider above the band rate (a top-up),
+    as against an above-rate exception the council approves and pays."""
+
+    third_party = "third_party"  # a relative or a charity (the usual "third-party top-up")
+    person = "person"  # the person themselves, where the rules allow a first-party top-up
+
+
 class ChangeOutcome(StrEnum):
     """How an offered change to a running package ended for its current provider."""
 
@@ -216,6 +260,15 @@ REASON_WORDS: dict[str, str] = {
     ChangeReason.reablement_progress: "progress in reablement",
     ChangeReason.review_outcome: "the outcome of a review",
     ChangeReason.person_request: "at the person's request",
+    ReviewOutcome.no_change: "no change",
+    ReviewOutcome.changed: "a change to the package",
+    ReviewOutcome.technology_enabled_care: "technology-enabled care instead of some visits",
+    ReviewOutcome.ended: "the package ends",
+    TechnologyEnabledCare.telecare_alarm: "a telecare alarm",
+    TechnologyEnabledCare.falls_detector: "a falls detector",
+    TechnologyEnabledCare.medication_dispenser: "an automated medication dispenser",
+    TechnologyEnabledCare.activity_sensors: "activity sensors",
+    TechnologyEnabledCare.video_call: "video calls",
     ChangeOutcome.declined: "the provider declined the change",
     ChangeOutcome.window_closed: "the provider did not answer in time",
     NotificationFailure.no_usable_channel: "no usable channel",
@@ -228,6 +281,19 @@ REASON_WORDS: dict[str, str] = {
     DeclineReason.skills: "lacks the skills the needs require",
     DeclineReason.price: "the band rate does not cover its costs",
     "other": "other",
+}
+
+
+# Funders in words (apart from the reason codes: ``direct_payment`` is an ending reason too).
+FUNDER_WORDS: dict[str, str] = {
+    Funder.council: "the council",
+    Funder.nhs_discharge: "NHS discharge funding",
+    Funder.nhs_continuing_healthcare: "NHS continuing healthcare",
+    Funder.joint: "joint funding",
+    Funder.self_funder: "the person (self-funder)",
+    Funder.direct_payment: "a direct payment",
+    TopUpPayer.third_party: "a third party (family or charity)",
+    TopUpPayer.person: "the person",
 }
 
 

@@ -29,9 +29,13 @@ from schemas.vocabulary import (
     ChangeReason,
     EndReason,
     ExceptionDecisionReason,
+    Funder,
     Funding,
     HandBackReason,
     PauseReason,
+    ReviewOutcome,
+    TechnologyEnabledCare,
+    TopUpPayer,
     Urgency,
 )
 from services.brokerage import domain, explanation, handlers
@@ -189,6 +193,81 @@ class ChangeRequest(BaseModel):
     reason_text: ReasonText = None
 
 
+class ReviewChangeRequest(BaseModel):
+    """The change a review decided: through the change flow (decision record 0082), reason
+    ``review_outcome``."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    hours_per_week: Decimal = Field(
+        gt=0, le=168, max_digits=5, decimal_places=2, description="Carer hours per week, matching the visit pattern"
+    )
+    visits: VisitPattern
+    needs: list[CareNeed] | None = Field(default=None, min_length=1, description="The needs after it (unset: as now)")
+    effective_date: dt.date = Field(description="The first day of the new pattern (a UK date)")
+    discussed_with_person: bool | None = Field(
+        default=None, description="Discussed with the person or their family: required true for a reduction"
+    )
+
+
+class ReviewEndRequest(BaseModel):
+    """The ending a review decided: through the ending flow (decision record 0078)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    reason: EndReason = Field(description="Why, as a code (docs/guide/pauses-and-endings.md)")
+    effective_date: dt.date = Field(description="The first day without care (a UK date)")
+
+    @field_validator("reason")
+    @classmethod
+    def _staff_reason(cls, v: EndReason) -> EndReason:
+        if v not in STAFF_END_REASONS:
+            raise ValueError(f"{v.value} is recorded by the platform itself, not chosen")
+        return v
+
+
+class ReviewRequest(BaseModel):
+    """A review's outcome (decision record 0088). Who reviewed is the access token's user."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    outcome: ReviewOutcome = Field(description="no_change, changed, technology_enabled_care or ended")
+    reviewed_on: dt.date = Field(description="The day of the review (a UK date), not in the future")
+    change: ReviewChangeRequest | None = Field(
+        default=None, description="For changed and technology_enabled_care: the new hours and visits"
+    )
+    end: ReviewEndRequest | None = Field(default=None, description="For ended: the reason and effective date")
+    technology: list[TechnologyEnabledCare] = Field(
+        default_factory=list, max_length=10, description="For technology_enabled_care: the equipment"
+    )
+    notes: ReasonText = None
+
+
+class FundingShareRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    funder: Funder
+    percent: Decimal = Field(ge=0, le=100, max_digits=5, decimal_places=2, description="Per cent of the cost")
+
+
+class FundingPeriodRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    effective_from: dt.date = Field(description="The period's first day (a UK date); it runs until the next one's")
+    funder: Funder
+    shares: list[FundingShareRequest] | None = Field(
+        default=None, max_length=6, description="For joint funding: each funder's per cent, adding up to 100"
+    )
+
+
+class FundingRequest(BaseModel):
+    """A package's funding, whole (decision record 0089): replaces the record before it."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    periods: list[FundingPeriodRequest] = Field(min_length=1, max_length=24)
+    top_up_paid_by: TopUpPayer | None = Field(
+        default=None,
+        description="The person chose a provider above the band rate: who pays the difference (else an "
+        "above-rate exception the council approved pays it)",
+    )
+    reason_text: ReasonText = None
+
+
 class ResumeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     resumed_on: dt.date = Field(description="The first day of visits again (a UK date)")
@@ -241,6 +320,7 @@ def _package_view(
     *,
     prices: bool,
     changes: list[asyncpg.Record] = (),  # type: ignore[assignment]
+    reviews: list[asyncpg.Record] = (),  # type: ignore[assignment]
 ) -> dict[str, Any]:
     """``prices``: the caller's role may see commercial data (bids' and the award's hourly rates);
     for the others they are null (services/runtime/permissions.py: SEES_BID_PRICES)."""
@@ -279,6 +359,24 @@ def _package_view(
         # carries on at the old hours while the package is re-brokered after a declined change.
         "pending_change_id": None if row["pending_change_id"] is None else str(row["pending_change_id"]),
         "carried_on_by": row["carried_on_by"],
+        # Reviews (decision record 0088): when the next is due, and those held.
+        "review_due_on": row["review_due_on"],
+        "reviews": [
+            {
+                "review_id": str(r["review_id"]),
+                "outcome": r["outcome"],
+                "due_on": r["due_on"],
+                "reviewed_on": r["reviewed_on"],
+                "technology": list(r["technology"]),
+                "change_id": None if r["change_id"] is None else str(r["change_id"]),
+                "next_review_due_on": r["next_review_due_on"],
+                "notes": r["notes"],
+                "reviewed_by": r["reviewed_by"],
+                "recorded_at": r["recorded_at"],
+            }
+            for r in reviews
+        ],
+        "funding_revision": row["funding_revision"],
         "changes": [
             {
                 "change_id": str(c["change_id"]),
@@ -443,8 +541,15 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
             )
             answers = await conn.fetch("SELECT * FROM answers WHERE package_id = $1 ORDER BY answered_at", package_id)
             changes = await repo.changes_of(conn, package_id)
+            reviews = await repo.reviews_of(conn, package_id)
         return _package_view(
-            row, timeline, rounds, answers, prices=bool(caller.roles & SEES_BID_PRICES), changes=changes
+            row,
+            timeline,
+            rounds,
+            answers,
+            prices=bool(caller.roles & SEES_BID_PRICES),
+            changes=changes,
+            reviews=reviews,
         )
 
     @router.get(
@@ -488,13 +593,24 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
             return {"package_id": str(package_id), "provider_id": provider_id, "explanation": {"losing_bidder": told}}
         return body
 
-    async def act(package_id: uuid.UUID, action: Callable[[UnitOfWork], Awaitable[object]]) -> dict[str, str]:
+    async def act(
+        package_id: uuid.UUID,
+        action: Callable[[UnitOfWork], Awaitable[object]],
+        *,
+        prefixes: dict[str, str] | None = None,
+    ) -> dict[str, str]:
+        """Run a broker action in a unit of work; a refusal becomes its 409/422/403/404 naming the
+        field. ``prefixes``: what to put before a refused field's name, by the step refusing it (a
+        review's change: ``change.hours_per_week``)."""
         try:
             await run_in_unit_of_work(service.pool, action)
         except handlers.Refused as exc:
             refusal = exc.refusal
-            code = "action-not-allowed" if refusal.status == 409 else "invalid-date"
-            raise ProblemError(refusal.status, refusal.message, field=refusal.field, code=code) from None
+            field = refusal.field
+            if prefixes and exc.step in prefixes and field not in ("status", "change") and "." not in field:
+                field = prefixes[exc.step] + field
+            code = "action-not-allowed" if refusal.status == 409 else None
+            raise ProblemError(refusal.status, refusal.message, field=field, code=code) from None
         except handlers.ActionRefused as exc:
             raise ProblemError(409, str(exc), code="action-not-allowed") from None
         except handlers.NotDelegated as exc:
@@ -527,7 +643,9 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
     async def start(package_id: uuid.UUID, body: StartRequest, caller: Caller) -> dict:
         return await act(
             package_id,
-            lambda uow: handlers.record_start(uow, package_id, started_on=body.started_on, recorded_by=caller.actor),
+            lambda uow: handlers.record_start(
+                uow, package_id, started_on=body.started_on, recorded_by=caller.actor, reviews=rules.reviews
+            ),
         )
 
     @router.post(
@@ -650,6 +768,159 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
 
         answer = await act(package_id, action)
         return answer | {"change_id": str(made[-1]), "change_status": "pending"}
+
+    @router.post(
+        "/{package_id}/reviews",
+        summary="Record a running package's review: no change, a change, technology-enabled care, or an ending",
+        description="The outcome is recorded with who (the token's user) and when; a change (or equipment in "
+        "place of some visits) is offered to the provider through the change flow, an ending goes through the "
+        "ending flow, all in one transaction. The next review falls due a configured number of months after "
+        "the review (decision record 0088).",
+        status_code=201,
+        responses={
+            409: {"description": "The package is not running (field: status), or a change is pending (field: change)"},
+            422: {
+                "description": "A review date out of range, details missing or extra for the outcome, or the change's "
+                "or ending's own fields (the field is named, e.g. change.hours_per_week, end.effective_date)"
+            },
+        },
+    )
+    async def review(package_id: uuid.UUID, body: ReviewRequest, caller: Caller) -> dict:
+        made: list[uuid.UUID] = []
+        change = body.change
+        ending = body.end
+
+        async def action(uow: UnitOfWork) -> None:
+            made.append(
+                await handlers.record_review(
+                    uow,
+                    rules,
+                    package_id,
+                    outcome=body.outcome,
+                    reviewed_on=body.reviewed_on,
+                    reviewed_by=caller.actor,
+                    change=None
+                    if change is None
+                    else handlers.ReviewChange(
+                        hours_per_week=change.hours_per_week,
+                        visits=change.visits,
+                        effective_date=change.effective_date,
+                        needs=change.needs,
+                        discussed_with_person=change.discussed_with_person,
+                    ),
+                    ending=None if ending is None else handlers.ReviewEnding(ending.reason, ending.effective_date),
+                    technology=body.technology,
+                    notes=body.notes,
+                )
+            )
+
+        answer = await act(package_id, action, prefixes={"change": "change.", "end": "end."})
+        row = await repo.get_package(service.pool, package_id)
+        due = row["review_due_on"] if row is not None else None
+        return answer | {"review_id": str(made[-1]), "next_review_due_on": due and due.isoformat()}
+
+    @router.put(
+        "/{package_id}/funding",
+        summary="Record who pays for a package: dated periods, joint splits, a top-up",
+        description="The whole record, replacing the last (decision record 0089): each period runs from its "
+        "effective_from (a UK date) until the next one's; a joint period's shares add up to 100%.",
+        responses={
+            409: {"description": "The package is cancelled or has ended (field: status)"},
+            422: {"description": "Shares not adding up to 100%, dates not rising, or care left without a funder"},
+        },
+    )
+    async def record_funding(package_id: uuid.UUID, body: FundingRequest, caller: Caller) -> dict:
+        made: list[int] = []
+
+        async def action(uow: UnitOfWork) -> None:
+            made.append(
+                await handlers.record_funding(
+                    uow,
+                    package_id,
+                    periods=[
+                        handlers.FundingPeriodInput(
+                            p.effective_from,
+                            p.funder,
+                            None if p.shares is None else [(s.funder, s.percent) for s in p.shares],
+                        )
+                        for p in body.periods
+                    ],
+                    top_up=body.top_up_paid_by,
+                    recorded_by=caller.actor,
+                    reason_text=body.reason_text,
+                )
+            )
+
+        answer = await act(package_id, action)
+        return answer | {"funding_revision": made[-1]}
+
+    @router.get(
+        "/{package_id}/funding",
+        summary="Who pays for a package, and the weekly cost split by funder on a day",
+        description="The weekly cost (hours x the awarded rate) split by the period in force on ``on`` (a UK "
+        "date, today by default): the band-rate part by the funders' shares, the part above the band rate to "
+        "the top-up's payer or, for an approved above-rate exception, the council. Pounds; null before an award "
+        "or for roles without the right to commercial data.",
+    )
+    async def read_funding(package_id: uuid.UUID, caller: Caller, on: dt.date | None = None) -> dict:
+        """``{"revision", "periods", "top_up_paid_by", "in_force", "weekly_cost"}``; 404 for no package."""
+        async with service.pool.acquire() as conn:
+            row = await repo.get_package(conn, package_id)
+            if row is None:
+                raise ProblemError(404, f"no package {package_id}")
+            funding = await repo.funding_of(conn, package_id)
+        day = on or clock.uk_today()
+        body: dict[str, Any] = {
+            "package_id": str(package_id),
+            "revision": 0,
+            "periods": [],
+            "top_up_paid_by": None,
+            "recorded_by": None,
+            "recorded_at": None,
+            "request_funding": json.loads(row["spec"]).get("funding"),
+            "on": day,
+            "in_force": None,
+            "weekly_cost": None,
+        }
+        if funding is None:
+            return body
+        periods = json.loads(funding["periods"])
+        parsed = [
+            domain.Period(
+                dt.date.fromisoformat(p["effective_from"]),
+                p["funder"],
+                tuple((s["funder"], Decimal(s["percent"])) for s in p["shares"]),
+            )
+            for p in periods
+        ]
+        current = domain.period_on(parsed, day)
+        body |= {
+            "revision": funding["revision"],
+            "periods": periods,
+            "top_up_paid_by": funding["top_up_paid_by"],
+            "recorded_by": funding["recorded_by"],
+            "recorded_at": funding["recorded_at"],
+            "reason_text": funding["reason_text"],
+            "in_force": None if current is None else periods[parsed.index(current)],
+        }
+        if current is not None and row["hourly_rate"] is not None and caller.roles & SEES_BID_PRICES:
+            cost = domain.weekly_cost(
+                hours_per_week=row["hours_per_week"],
+                hourly_rate=row["hourly_rate"],
+                band_rate=row["band_rate"],
+                period=current,
+                top_up_paid_by=funding["top_up_paid_by"],
+            )
+            body["weekly_cost"] = {
+                "total": str(cost.total),
+                "by_funder": {f: str(v) for f, v in cost.by_funder.items()},
+                "above_band": str(cost.above_band),
+                "above_band_paid_by": cost.above_band_paid_by,
+                "above_band_is": None
+                if cost.above_band_paid_by is None
+                else ("top_up" if funding["top_up_paid_by"] else "above_rate_exception"),
+            }
+        return body
 
     @router.post(
         "/{package_id}/exception/approve",
@@ -821,6 +1092,53 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
             ],
             "total": sum(n for st, n in counts.items() if statuses is None or st in statuses),
             "counts": counts,
+        }
+
+    return router
+
+
+def reviews_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
+    """The review queue (decision record 0088): running packages whose review is due or overdue."""
+    router = APIRouter(prefix="/reviews", tags=["reviews"])
+
+    @router.get("", summary="The review queue: running packages whose review is overdue or due soon")
+    async def review_queue(
+        caller: Caller,
+        within_days: Annotated[
+            int | None,
+            Query(ge=0, le=400, description="Due within this many days of today (default: the due-soon setting)"),
+        ] = None,
+        zone: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    ) -> dict:
+        """``{"reviews": [...], "total": n, "counts": {"overdue": n, "due": n}, "today": date}``: most
+        overdue first; each with ``state`` (overdue: its due date has passed; due: within the window),
+        ``days_overdue`` (negative: days left). Dates are UK dates. 422 for an unknown zone."""
+        if zone is not None and zone not in rules.framework.zones:
+            raise ProblemError(422, f"unknown zone {zone!r}", field="zone")
+        today = clock.uk_today()
+        window = rules.reviews.due_soon_days if within_days is None else within_days
+        due_by = today + dt.timedelta(days=window)
+        rows, total = await repo.review_queue(service.pool, due_by=due_by, zone=zone, limit=limit, offset=offset)
+        overdue = await service.pool.fetchval(
+            f"SELECT count(*) FROM packages WHERE {repo.REVIEWABLE} AND review_due_on < $1 "
+            "AND ($2::text IS NULL OR zone = $2)",
+            today,
+            zone,
+        )
+        reviews = []
+        for r in rows:
+            item = {k: (str(v) if isinstance(v, (uuid.UUID, Decimal)) else v) for k, v in dict(r).items()}
+            item["state"] = domain.review_state(r["review_due_on"], today, rules.reviews)
+            item["days_overdue"] = (today - r["review_due_on"]).days
+            reviews.append(item)
+        return {
+            "reviews": reviews,
+            "total": total,
+            "counts": {"overdue": int(overdue or 0), "due": total - int(overdue or 0)},
+            "today": today,
+            "due_by": due_by,
         }
 
     return router

@@ -22,6 +22,7 @@ from schemas.events import (
     ChangeOffered,
     ExceptionDecided,
     ExceptionRequested,
+    FundingRecorded,
     OfferDeclined,
     OfferMade,
     PackageCancelled,
@@ -34,6 +35,7 @@ from schemas.events import (
     PackageReopened,
     PackageRequested,
     PackageResumed,
+    PackageReviewed,
     PackageStarted,
     PackageUnplaced,
     ProviderUpdated,
@@ -75,6 +77,11 @@ def build(settings: ServiceSettings | None = None) -> tuple[BrokerageService, Fa
             backdate_days=settings.ending_backdate_limit_days, ahead_days=settings.ending_ahead_limit_days
         ),
         change_window=dt.timedelta(seconds=settings.change_window_seconds),
+        reviews=domain.ReviewSchedule(
+            first_after_days=settings.review_first_after_days,
+            interval_months=settings.review_interval_months,
+            due_soon_days=settings.review_due_soon_days,
+        ),
     )
 
     service.rules = rules  # for tests and tools that drive the handlers directly
@@ -110,10 +117,13 @@ def build(settings: ServiceSettings | None = None) -> tuple[BrokerageService, Fa
         PackageChanged,
         ChangeDeclined,
         PackageHandedOver,
+        PackageReviewed,
+        FundingRecorded,
         ExceptionRequested,
         ExceptionDecided,
         description="A package's life: requested, offered per tier, placed or unplaced, cancelled, started, "
-        "paused and resumed, ended, changed (offered to its provider, accepted or declined). "
+        "paused and resumed, ended, changed (offered to its provider, accepted or declined), reviewed, "
+        "funded. "
         "Keyed by package id.",
     )
 
@@ -166,6 +176,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[BrokerageService, Fa
 
     app = create_app(service, title="Brokerage", description="Home care package requests, offers and awards.")
     app.include_router(api.build_router(service, rules))
+    app.include_router(api.reviews_router(service, rules))
     app.include_router(api.reference_router(service, rules))
     app.include_router(api.disclosures_router(service))
     app.include_router(api.internal_router(service))

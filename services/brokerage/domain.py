@@ -10,6 +10,7 @@ The ranking rules: docs/guide/award-ranking.md and decision record 0042.
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
 import datetime as dt
 import hashlib
@@ -433,6 +434,8 @@ ALLOWED_FROM: dict[str, frozenset[str]] = {
     "resume": frozenset({"paused"}),
     "end": frozenset({"started", "paused"}),
     "change": frozenset({"started"}),
+    # A review (decision 0088): of a running package; a change it decides needs a started one.
+    "review": frozenset({"started", "paused"}),
 }
 # The actions after which the package is offered to providers again.
 OFFERING_ACTIONS = frozenset({"reoffer", "hand_back", "rebroker"})
@@ -584,3 +587,206 @@ def change_refusal(
     if started_on is not None and effective_date < started_on:
         return Refusal(422, "effective_date", f"{effective_date} is before the care started on {started_on}")
     return _date_refusal("effective_date", effective_date, today, limits, future=True)
+
+
+# ---- reviews (decision record 0088) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReviewSchedule:
+    """When reviews fall due (settings ``review_first_after_days``, ``review_interval_months``,
+    ``review_due_soon_days``): the first a number of days after care started (six weeks by default,
+    domain.md "reviews"), then every ``interval_months`` calendar months after each review (yearly)."""
+
+    first_after_days: int = 42
+    interval_months: int = 12
+    due_soon_days: int = 14
+
+
+def add_months(day: dt.date, months: int) -> dt.date:
+    """``day`` plus calendar ``months``; the 29th-31st of a month without that day fall on its last day
+    (a review held on 29 February 2028 is next due on 28 February 2029)."""
+    month0 = day.month - 1 + months
+    year, month = day.year + month0 // 12, month0 % 12 + 1
+    return dt.date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def first_review_due(started_on: dt.date, schedule: ReviewSchedule) -> dt.date:
+    """The first review's due date (a UK date): ``schedule.first_after_days`` after care started."""
+    return started_on + dt.timedelta(days=schedule.first_after_days)
+
+
+def next_review_due(reviewed_on: dt.date, schedule: ReviewSchedule) -> dt.date:
+    """The next review's due date after one held on ``reviewed_on``: ``interval_months`` later (yearly)."""
+    return add_months(reviewed_on, schedule.interval_months)
+
+
+ReviewState = Literal["overdue", "due", "upcoming"]
+
+
+def review_state(due_on: dt.date, today: dt.date, schedule: ReviewSchedule) -> ReviewState:
+    """Where a review stands on ``today`` (the UK date): overdue after its due date, due from
+    ``due_soon_days`` before it (the queue's working window), upcoming before that."""
+    if due_on < today:
+        return "overdue"
+    if due_on <= today + dt.timedelta(days=schedule.due_soon_days):
+        return "due"
+    return "upcoming"
+
+
+REVIEW_OUTCOMES_WITH_CHANGE = frozenset({"changed", "technology_enabled_care"})
+
+
+def review_refusal(
+    *,
+    status: str,
+    outcome: str,
+    started_on: dt.date | None,
+    reviewed_on: dt.date,
+    today: dt.date,
+    limits: DateLimits,
+    has_change: bool,
+    has_ending: bool,
+    technology: Sequence[str],
+    previous_hours: Decimal | None = None,
+    changed_hours: Decimal | None = None,
+) -> Refusal | None:
+    """Whether a review's outcome may be recorded: only for a running package (started or paused; 409
+    ``status``), held on a UK date not before care started, not in the future, not too long ago (422
+    ``reviewed_on``); with the details its outcome needs and no others (422 naming ``change``,
+    ``end`` or ``technology``): a change for ``changed`` and ``technology_enabled_care``, an ending for
+    ``ended``, equipment for ``technology_enabled_care`` and then fewer hours (it takes the place of
+    visits; 422 ``change.hours_per_week``). The change and the ending are then judged by their own
+    rules (:func:`change_refusal`, :func:`ending_refusal`). None when it may."""
+    if status not in ALLOWED_FROM["review"]:
+        allowed = " or ".join(sorted(ALLOWED_FROM["review"]))
+        return Refusal(409, "status", f"the package is {status}; only a {allowed} package can be reviewed")
+    if started_on is not None and reviewed_on < started_on:
+        return Refusal(422, "reviewed_on", f"{reviewed_on} is before the care started on {started_on}")
+    refusal = _date_refusal("reviewed_on", reviewed_on, today, limits, future=False)
+    if refusal is not None:
+        return refusal
+    wants_change = outcome in REVIEW_OUTCOMES_WITH_CHANGE
+    if wants_change and not has_change:
+        return Refusal(422, "change", f"a review with the outcome {outcome} needs the change: hours and visits")
+    if not wants_change and has_change:
+        return Refusal(422, "change", f"a review with the outcome {outcome} changes nothing: leave the change out")
+    if outcome == "ended" and not has_ending:
+        return Refusal(422, "end", "a review that ends the package needs the ending: a reason and an effective date")
+    if outcome != "ended" and has_ending:
+        return Refusal(422, "end", f"a review with the outcome {outcome} ends nothing: leave the ending out")
+    if outcome == "technology_enabled_care":
+        if not technology:
+            return Refusal(422, "technology", "name the equipment that takes the place of some visits")
+        if previous_hours is not None and changed_hours is not None and changed_hours >= previous_hours:
+            return Refusal(
+                422,
+                "change.hours_per_week",
+                f"technology-enabled care takes the place of some visits: {changed_hours} h/week is not fewer "
+                f"than {previous_hours}",
+            )
+    elif technology:
+        return Refusal(422, "technology", "equipment is recorded only with the outcome technology_enabled_care")
+    return None
+
+
+# ---- funding (decision record 0089) ---------------------------------------------------------------
+
+PENNY = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class Period:
+    """Who pays from ``effective_from`` (a UK date) until the next period: each funder's per cent."""
+
+    effective_from: dt.date
+    funder: str
+    shares: tuple[tuple[str, Decimal], ...]
+
+
+def funding_refusal(periods: Sequence[Period], *, first_day: dt.date | None) -> Refusal | None:
+    """Whether a package's funding record is whole: at least one period; dates rising; each period's
+    shares adding up to exactly 100% (422 ``periods[i].shares`` naming the total); a joint period
+    split between at least two different funders, a single funder's period 100% that funder's; the
+    first period starting on or before ``first_day`` (the package's first day of care), so no day of
+    care has no funder (422 ``periods[0].effective_from``). None when it is whole."""
+    if not periods:
+        return Refusal(422, "periods", "at least one funding period is needed")
+    for i, period in enumerate(periods):
+        where = f"periods[{i}]"
+        if i and period.effective_from <= periods[i - 1].effective_from:
+            return Refusal(
+                422,
+                f"{where}.effective_from",
+                f"{period.effective_from} is not after the previous period's {periods[i - 1].effective_from}",
+            )
+        funders = [f for f, _ in period.shares]
+        total = sum((p for _, p in period.shares), Decimal(0))
+        if any(p <= 0 for _, p in period.shares):
+            return Refusal(422, f"{where}.shares", "every share is more than 0%")
+        if total != 100:
+            return Refusal(422, f"{where}.shares", f"the shares add up to {total.normalize():f}%, not 100%")
+        if len(set(funders)) != len(funders):
+            return Refusal(422, f"{where}.shares", "a funder appears twice in the split")
+        if period.funder == "joint":
+            if len(funders) < 2 or "joint" in funders:
+                return Refusal(422, f"{where}.shares", "joint funding is split between two or more funders")
+        elif funders != [period.funder]:
+            return Refusal(
+                422, f"{where}.shares", f"a period funded by {period.funder} alone has no split (or 100% its own)"
+            )
+    if first_day is not None and periods[0].effective_from > first_day:
+        return Refusal(
+            422,
+            "periods[0].effective_from",
+            f"{periods[0].effective_from} leaves the care from {first_day} without a funder",
+        )
+    return None
+
+
+def period_on(periods: Sequence[Period], day: dt.date) -> Period | None:
+    """The period in force on ``day`` (a UK date): the last one starting on or before it."""
+    current = None
+    for period in periods:
+        if period.effective_from <= day:
+            current = period
+    return current
+
+
+def split_pounds(amount: Decimal, shares: Sequence[tuple[str, Decimal]]) -> dict[str, Decimal]:
+    """``amount`` (pounds) split by per-cent ``shares`` into pennies that add up to it exactly: each
+    share rounded down to the penny, the pennies left over going to the largest remainders first
+    (ties in the shares' order)."""
+    total = amount.quantize(PENNY)
+    exact = [(f, total * p / 100) for f, p in shares]
+    floors = {f: e.quantize(PENNY, rounding="ROUND_FLOOR") for f, e in exact}
+    left = int((total - sum(floors.values(), Decimal(0))) / PENNY)
+    by_remainder = sorted(range(len(exact)), key=lambda i: -(exact[i][1] - floors[exact[i][0]]))
+    for i in by_remainder[:left]:
+        floors[exact[i][0]] += PENNY
+    return floors
+
+
+@dataclass(frozen=True)
+class WeeklyCost:
+    """A week's cost of a package (pounds) and who pays what: ``by_funder`` the cost at the band rate
+    split by the period's shares; ``above_band`` the part above the band rate, paid by ``above_band_paid_by``
+    (a top-up's payer, or the council for an approved above-rate exception)."""
+
+    total: Decimal
+    by_funder: dict[str, Decimal]
+    above_band: Decimal
+    above_band_paid_by: str | None
+
+
+def weekly_cost(
+    *, hours_per_week: Decimal, hourly_rate: Decimal, band_rate: Decimal, period: Period, top_up_paid_by: str | None
+) -> WeeklyCost:
+    """The weekly cost (hours x the awarded rate, pounds) split by funder. Up to the band rate the
+    period's funders pay by their shares; above it, the top-up's payer when the person chose the
+    provider with a top-up, else the council (an above-rate exception it approved)."""
+    total = (hours_per_week * hourly_rate).quantize(PENNY)
+    at_band = (hours_per_week * min(hourly_rate, band_rate)).quantize(PENNY)
+    above = total - at_band
+    payer = (top_up_paid_by or "council") if above > 0 else None
+    return WeeklyCost(total, split_pounds(at_band, period.shares), above, payer)

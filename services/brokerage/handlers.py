@@ -13,6 +13,9 @@
 - :func:`request_change` (HTTP) -> ChangeOffered to the provider holding the package;
   :func:`record_change_answer` ChangeAnswered -> PackageChanged, or ChangeDeclined and re-brokering;
   :func:`close_due_change_window` the change window timer: decision record 0082
+- :func:`record_review` (HTTP) -> PackageReviewed, and the change (ChangeOffered) or the ending
+  (PackageEnded) it decided: decision record 0088
+- :func:`record_funding` (HTTP) -> FundingRecorded: who pays, in dated periods: decision record 0089
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ from schemas.events import (
     ChangeOffered,
     ExceptionDecided,
     ExceptionRequested,
+    FundingPeriod,
+    FundingRecorded,
+    FundingShare,
     OfferDeclined,
     OfferMade,
     PackageCancelled,
@@ -45,10 +51,12 @@ from schemas.events import (
     PackageReopened,
     PackageRequested,
     PackageResumed,
+    PackageReviewed,
     PackageSpec,
     PackageStarted,
     PackageUnplaced,
     ProviderUpdated,
+    TopUp,
     VisitPattern,
 )
 from schemas.vocabulary import (
@@ -59,10 +67,14 @@ from schemas.vocabulary import (
     DeclineReason,
     EndReason,
     ExceptionDecisionReason,
+    Funder,
     HandBackReason,
     PauseReason,
     ReopenReason,
+    ReviewOutcome,
+    TechnologyEnabledCare,
     Tier,
+    TopUpPayer,
     UnplacedReason,
     Urgency,
 )
@@ -92,6 +104,8 @@ class BrokerageRules:
     date_limits: domain.DateLimits = field(default_factory=domain.DateLimits)
     # Changes to a running package (decision 0082): how long its provider has to answer one.
     change_window: dt.timedelta = dt.timedelta(hours=48)
+    # Reviews (decision 0088): when they fall due.
+    reviews: domain.ReviewSchedule = field(default_factory=domain.ReviewSchedule)
     reference: Callable[[], Framework] = load_framework
     delegation: Callable[[], SchemeOfDelegation] = load_delegation
 
@@ -116,9 +130,10 @@ class Refused(ActionRefused):
     """An action refused by a rule of :mod:`domain`: its HTTP status (409 the package's state, 422
     a date) and the request field at fault."""
 
-    def __init__(self, refusal: domain.Refusal) -> None:
+    def __init__(self, refusal: domain.Refusal, *, step: str | None = None) -> None:
         super().__init__(refusal.message)
         self.refusal = refusal
+        self.step = step  # a part of a larger action refusing (a review's "change" or "end"), if any
 
 
 def now() -> dt.datetime:
@@ -570,13 +585,32 @@ async def cancel(
     )
 
 
-async def record_start(uow: UnitOfWork, package_id: uuid.UUID, *, started_on: dt.date, recorded_by: str) -> None:
+async def record_start(
+    uow: UnitOfWork,
+    package_id: uuid.UUID,
+    *,
+    started_on: dt.date,
+    recorded_by: str,
+    reviews: domain.ReviewSchedule | None = None,
+) -> None:
+    """Care started on ``started_on`` (a UK date); its first review falls due ``reviews.first_after_days``
+    later (decision 0088; a new provider's start after a hand-back or a declined change starts the
+    count again). Raises ActionRefused (HTTP 409) unless the package is placed."""
     package = await _locked(uow, package_id)
     if package["status"] not in domain.ALLOWED_FROM["start"]:
         raise ActionRefused(f"package {package_id} is {package['status']}; only a placed package can start")
     at = now()
-    await repo.mark_started(uow.conn, package_id, started_on=started_on)
-    repo.add_timeline(uow, package_id, "started", at, started_on=started_on.isoformat(), recorded_by=recorded_by)
+    review_due = domain.first_review_due(started_on, reviews or domain.ReviewSchedule())
+    await repo.mark_started(uow.conn, package_id, started_on=started_on, review_due_on=review_due)
+    repo.add_timeline(
+        uow,
+        package_id,
+        "started",
+        at,
+        started_on=started_on.isoformat(),
+        recorded_by=recorded_by,
+        review_due_on=review_due.isoformat(),
+    )
     await uow.emit(
         PackageStarted(
             correlation_id=package_id,
@@ -858,6 +892,7 @@ async def request_change(
     discussed_with_person: bool | None,
     changed_by: str,
     reason_text: str | None = None,
+    change_id: uuid.UUID | None = None,
 ) -> uuid.UUID:
     """Ask the provider holding a started package to take it on changed: ``hours_per_week`` (carer
     hours per week, matching ``visits``), ``needs`` (unset: as they are), from ``effective_date`` (a UK
@@ -893,7 +928,7 @@ async def request_change(
         raise Refused(refusal)
     # A new provider taking the changed package on would start on the effective date.
     changed = changed.model_copy(update={"start_date": effective_date})
-    change_id = uuid.uuid4()
+    change_id = change_id or uuid.uuid4()
     closes = at + rules.change_window
     discussed = bool(discussed_with_person)
     await repo.insert_change(
@@ -1093,6 +1128,246 @@ async def _locked(uow: UnitOfWork, package_id: uuid.UUID) -> asyncpg.Record:
     if package is None:
         raise LookupError(f"no package {package_id}")
     return package
+
+
+# ---- reviews (decision record 0088) --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReviewChange:
+    """The change a review decided (hours, visit pattern, needs, from ``effective_date``): made through
+    :func:`request_change` with the reason ``review_outcome``."""
+
+    hours_per_week: Decimal
+    visits: VisitPattern
+    effective_date: dt.date
+    needs: list[CareNeed] | None = None
+    discussed_with_person: bool | None = None
+
+
+@dataclass(frozen=True)
+class ReviewEnding:
+    """The ending a review decided: made through :func:`end_package`."""
+
+    reason: EndReason
+    effective_date: dt.date
+
+
+async def record_review(
+    uow: UnitOfWork,
+    rules: BrokerageRules,
+    package_id: uuid.UUID,
+    *,
+    outcome: ReviewOutcome,
+    reviewed_on: dt.date,
+    reviewed_by: str,
+    change: ReviewChange | None = None,
+    ending: ReviewEnding | None = None,
+    technology: list[TechnologyEnabledCare] | None = None,
+    notes: str | None = None,
+) -> uuid.UUID:
+    """Record a running package's review held on ``reviewed_on`` (a UK date) by ``reviewed_by`` (the
+    verified token's user): PackageReviewed, and for ``changed`` or ``technology_enabled_care`` the
+    change offered to the provider (:func:`request_change`, reason ``review_outcome``; equipment must
+    mean fewer hours), for ``ended`` the ending (:func:`end_package`). The next review falls due
+    ``rules.reviews.interval_months`` after ``reviewed_on`` (none once ended). ``notes`` (the
+    reviewer's words) stay in the brokerage. All in one transaction: a change or an ending refused
+    leaves nothing written. Returns the review id.
+
+    Raises :class:`Refused`: 409 ``status`` for a package not started or paused (a change needs a
+    started one), 409 ``change`` while another change is pending; 422 ``reviewed_on``, ``change``,
+    ``end``, ``technology``, ``change.hours_per_week`` (:func:`domain.review_refusal`) and the change's
+    and ending's own fields. LookupError for no package."""
+    package = await _locked(uow, package_id)
+    at = now()
+    technology = sorted(set(technology or []))
+    refusal = domain.review_refusal(
+        status=package["status"],
+        outcome=outcome.value,
+        started_on=package["started_on"],
+        reviewed_on=reviewed_on,
+        today=clock.uk_date(at),
+        limits=rules.date_limits,
+        has_change=change is not None,
+        has_ending=ending is not None,
+        technology=[t.value for t in technology],
+        previous_hours=package["hours_per_week"],
+        changed_hours=change.hours_per_week if change is not None else None,
+    )
+    if refusal is not None:
+        raise Refused(refusal)
+    review_id = uuid.uuid4()
+    change_id = uuid.uuid4() if change is not None else None
+    next_due = None if outcome is ReviewOutcome.ended else domain.next_review_due(reviewed_on, rules.reviews)
+    # The review comes first on the package's stream; what it decided follows in the same transaction.
+    await uow.emit(
+        PackageReviewed(
+            correlation_id=package_id,
+            package_id=package_id,
+            review_id=review_id,
+            provider_id=package["provider_id"],
+            outcome=outcome,
+            due_on=package["review_due_on"],
+            reviewed_on=reviewed_on,
+            change_id=change_id,
+            technology=technology,
+            next_review_due_on=next_due,
+            hours_per_week=package["hours_per_week"],
+            reviewed_by=reviewed_by,
+            requested_by=package["requested_by"],
+            reviewed_at=at,
+        ),
+    )
+    step: str | None = None
+    try:
+        if change is not None:
+            step = "change"
+            await request_change(
+                uow,
+                rules,
+                package_id,
+                hours_per_week=change.hours_per_week,
+                visits=change.visits,
+                needs=change.needs,
+                reason=ChangeReason.review_outcome,
+                effective_date=change.effective_date,
+                discussed_with_person=change.discussed_with_person,
+                changed_by=reviewed_by,
+                change_id=change_id,
+            )
+        if ending is not None:
+            step = "end"
+            await end_package(
+                uow, rules, package_id, reason=ending.reason, effective_date=ending.effective_date, ended_by=reviewed_by
+            )
+    except Refused as exc:
+        raise Refused(exc.refusal, step=step) from None
+    await repo.insert_review(
+        uow.conn,
+        review_id=review_id,
+        package_id=package_id,
+        provider_id=package["provider_id"],
+        outcome=outcome.value,
+        due_on=package["review_due_on"],
+        reviewed_on=reviewed_on,
+        technology=[t.value for t in technology],
+        change_id=change_id,
+        next_review_due_on=next_due,
+        notes=notes,
+        reviewed_by=reviewed_by,
+        at=at,
+    )
+    repo.add_timeline(
+        uow,
+        package_id,
+        "reviewed",
+        at,
+        review_id=str(review_id),
+        outcome=outcome.value,
+        due_on=package["review_due_on"].isoformat() if package["review_due_on"] else None,
+        reviewed_on=reviewed_on.isoformat(),
+        technology=[t.value for t in technology],
+        change_id=str(change_id) if change_id else None,
+        next_review_due_on=next_due.isoformat() if next_due else None,
+        reviewed_by=reviewed_by,
+    )
+    return review_id
+
+
+# ---- funding (decision record 0089) --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FundingPeriodInput:
+    """A funding period as asked for: from ``effective_from`` (a UK date), ``funder``, and for a joint
+    period the ``shares`` (funder, per cent); a single funder's period may leave them out (100%)."""
+
+    effective_from: dt.date
+    funder: Funder
+    shares: list[tuple[Funder, Decimal]] | None = None
+
+    def period(self) -> domain.Period:
+        shares = self.shares if self.shares is not None else [(self.funder, Decimal(100))]
+        return domain.Period(self.effective_from, self.funder.value, tuple((f.value, p) for f, p in shares))
+
+
+# Funding is recorded for any package not finished (cancelled, or ended with its last day gone).
+FUNDING_CLOSED = frozenset({"cancelled"})
+
+
+async def record_funding(
+    uow: UnitOfWork,
+    package_id: uuid.UUID,
+    *,
+    periods: list[FundingPeriodInput],
+    top_up: TopUpPayer | None,
+    recorded_by: str,
+    reason_text: str | None = None,
+) -> int:
+    """Record who pays for a package (the whole record, replacing the last): ``periods`` in date order,
+    each from its ``effective_from`` (a UK date) until the next, and the payer of a ``top_up`` when the
+    person chose a provider above the band rate (else an above-rate exception is the council's).
+    Emits FundingRecorded (the provider holding the package invoices each funder its share). Returns
+    the revision.
+
+    Raises :class:`Refused`: 409 ``status`` for a cancelled or ended package; 422 naming
+    ``periods[i].shares`` (the shares not adding up to 100%, a joint period without a split, ...) or
+    ``periods[i].effective_from`` (dates not rising, the first after care begins):
+    :func:`domain.funding_refusal`. LookupError for no package."""
+    package = await _locked(uow, package_id)
+    at = now()
+    status = package["status"]
+    if status in FUNDING_CLOSED or (status == "ended" and package["ended_on"] <= clock.uk_date(at)):
+        raise Refused(domain.Refusal(409, "status", f"the package is {status}: its funding can no longer change"))
+    spec = repo.spec_of(package)
+    first_day = package["started_on"] or spec.start_date
+    wanted = [p.period() for p in periods]
+    refusal = domain.funding_refusal(wanted, first_day=first_day)
+    if refusal is not None:
+        raise Refused(refusal)
+    contract = [
+        FundingPeriod(
+            effective_from=p.effective_from,
+            funder=Funder(p.funder),
+            shares=[FundingShare(funder=Funder(f), percent=pct) for f, pct in p.shares],
+        )
+        for p in wanted
+    ]
+    revision = await repo.insert_funding(
+        uow.conn,
+        package_id=package_id,
+        periods=[p.model_dump(mode="json") for p in contract],
+        top_up_paid_by=top_up.value if top_up else None,
+        reason_text=reason_text,
+        recorded_by=recorded_by,
+        at=at,
+    )
+    holder = package["provider_id"] if status in ("placed", "started", "paused", "ended") else package["carried_on_by"]
+    repo.add_timeline(
+        uow,
+        package_id,
+        "funding recorded",
+        at,
+        revision=revision,
+        periods=[p.model_dump(mode="json") for p in contract],
+        top_up_paid_by=top_up.value if top_up else None,
+        reason_text=reason_text,
+        recorded_by=recorded_by,
+    )
+    await uow.emit(
+        FundingRecorded(
+            correlation_id=package_id,
+            package_id=package_id,
+            revision=revision,
+            periods=contract,
+            top_up=TopUp(paid_by=top_up) if top_up else None,
+            provider_id=holder,
+            recorded_by=recorded_by,
+            requested_by=package["requested_by"],
+            recorded_at=at,
+        )
+    )
+    return revision
 
 
 # ---- above-rate exceptions -------------------------------------------------------------------

@@ -314,9 +314,15 @@ async def mark_cancelled(
     )
 
 
-async def mark_started(conn: Connection, package_id: uuid.UUID, *, started_on: dt.date) -> None:
+async def mark_started(
+    conn: Connection, package_id: uuid.UUID, *, started_on: dt.date, review_due_on: dt.date | None = None
+) -> None:
+    """Care started; its first review falls due on ``review_due_on`` (decision 0088)."""
     await conn.execute(
-        "UPDATE packages SET status = 'started', started_on = $2 WHERE package_id = $1", package_id, started_on
+        "UPDATE packages SET status = 'started', started_on = $2, review_due_on = $3 WHERE package_id = $1",
+        package_id,
+        started_on,
+        review_due_on,
     )
 
 
@@ -723,3 +729,113 @@ async def reopen_for_change(
 
 async def changes_of(conn: Connection, package_id: uuid.UUID) -> list[asyncpg.Record]:
     return await conn.fetch("SELECT * FROM package_changes WHERE package_id = $1 ORDER BY requested_at", package_id)
+
+
+# ---- reviews (decision 0088) ------------------------------------------------------------------------
+
+
+async def insert_review(
+    conn: Connection,
+    *,
+    review_id: uuid.UUID,
+    package_id: uuid.UUID,
+    provider_id: str,
+    outcome: str,
+    due_on: dt.date | None,
+    reviewed_on: dt.date,
+    technology: list[str],
+    change_id: uuid.UUID | None,
+    next_review_due_on: dt.date | None,
+    notes: str | None,
+    reviewed_by: str,
+    at: dt.datetime,
+) -> None:
+    """Record a review's outcome, and when the package's next review falls due (none once ended)."""
+    await conn.execute(
+        """INSERT INTO package_reviews (review_id, package_id, provider_id, outcome, due_on, reviewed_on, technology,
+                                        change_id, next_review_due_on, notes, reviewed_by, recorded_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)""",
+        review_id,
+        package_id,
+        provider_id,
+        outcome,
+        due_on,
+        reviewed_on,
+        technology,
+        change_id,
+        next_review_due_on,
+        notes,
+        reviewed_by,
+        at,
+    )
+    await conn.execute("UPDATE packages SET review_due_on = $2 WHERE package_id = $1", package_id, next_review_due_on)
+
+
+async def reviews_of(conn: Connection, package_id: uuid.UUID) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT * FROM package_reviews WHERE package_id = $1 ORDER BY recorded_at", package_id)
+
+
+# The packages a review queue lists: running ones (a paused package's review is shown, and can end it).
+REVIEWABLE = "status IN ('started', 'paused') AND review_due_on IS NOT NULL"
+
+
+async def review_queue(
+    conn: Connection | asyncpg.Pool, *, due_by: dt.date, zone: str | None, limit: int, offset: int
+) -> tuple[list[asyncpg.Record], int]:
+    """Running packages whose review is due on or before ``due_by`` (a UK date), most overdue first;
+    and how many there are in all."""
+    where = f"{REVIEWABLE} AND review_due_on <= $1 AND ($2::text IS NULL OR zone = $2)"
+    rows = await conn.fetch(
+        f"""SELECT package_id, status, zone, band, urgency, hours_per_week, provider_id, started_on, review_due_on,
+                   requested_by,
+                   (SELECT max(reviewed_on) FROM package_reviews r
+                     WHERE r.package_id = p.package_id) AS last_reviewed_on
+              FROM packages p WHERE {where} ORDER BY review_due_on, package_id LIMIT $3 OFFSET $4""",
+        due_by,
+        zone,
+        limit,
+        offset,
+    )
+    total = await conn.fetchval(f"SELECT count(*) FROM packages WHERE {where}", due_by, zone)
+    return rows, int(total or 0)
+
+
+# ---- funding (decision 0089) ------------------------------------------------------------------------
+
+
+async def insert_funding(
+    conn: Connection,
+    *,
+    package_id: uuid.UUID,
+    periods: list[dict],
+    top_up_paid_by: str | None,
+    reason_text: str | None,
+    recorded_by: str,
+    at: dt.datetime,
+) -> int:
+    """Record the package's funding as its next revision (replacing the last); returns the revision."""
+    revision = await fetch_one(
+        conn,
+        "UPDATE packages SET funding_revision = funding_revision + 1 WHERE package_id = $1 RETURNING funding_revision",
+        package_id,
+    )
+    await conn.execute(
+        """INSERT INTO package_funding (package_id, revision, periods, top_up_paid_by, reason_text, recorded_by,
+                                        recorded_at)
+           VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7)""",
+        package_id,
+        revision["funding_revision"],
+        json.dumps(periods),
+        top_up_paid_by,
+        reason_text,
+        recorded_by,
+        at,
+    )
+    return int(revision["funding_revision"])
+
+
+async def funding_of(conn: Connection | asyncpg.Pool, package_id: uuid.UUID) -> asyncpg.Record | None:
+    """The package's current funding record (its latest revision), or None when none was recorded."""
+    return await conn.fetchrow(
+        "SELECT * FROM package_funding WHERE package_id = $1 ORDER BY revision DESC LIMIT 1", package_id
+    )

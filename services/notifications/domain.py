@@ -18,6 +18,7 @@ from schemas.events import (
     Envelope,
     ExceptionDecided,
     ExceptionRequested,
+    FundingRecorded,
     OfferMade,
     PackageCancelled,
     PackageChanged,
@@ -28,10 +29,11 @@ from schemas.events import (
     PackagePlaced,
     PackageReopened,
     PackageResumed,
+    PackageReviewed,
     PackageStarted,
     PackageUnplaced,
 )
-from schemas.vocabulary import reason_words
+from schemas.vocabulary import FUNDER_WORDS, reason_words
 from services.runtime import clock
 
 Role = Literal["provider", "broker", "person", "losing_bidder", "brokerage_team"]
@@ -101,6 +103,13 @@ MESSAGES: dict[str, MessageKind] = {
         MessageKind("change_declined_provider", essential=True),
         MessageKind("change_declined_broker"),
         MessageKind("handed_over_provider", essential=True),
+        # Reviews (decision 0088): a review that changes nothing; one that changes or ends the package
+        # is told by the change's or the ending's messages. Funding (decision 0089): the provider
+        # invoices each funder for its share, so it must know.
+        MessageKind("reviewed_provider"),
+        MessageKind("reviewed_person"),
+        MessageKind("funding_provider", essential=True),
+        MessageKind("funding_person"),
         MessageKind("exception_requested", essential=True),
         MessageKind("exception_refused_bidder"),
     )
@@ -168,6 +177,8 @@ NotifiedEvent = (
     | PackageChanged
     | ChangeDeclined
     | PackageHandedOver
+    | PackageReviewed
+    | FundingRecorded
     | ExceptionRequested
     | ExceptionDecided
 )
@@ -304,6 +315,10 @@ def messages_for(event: Envelope, *, provider_names: dict[str, str], brokerage_u
         return _pause_or_ending(event, provider_names)
     if isinstance(event, ChangeOffered | PackageChanged | ChangeDeclined | PackageHandedOver):
         return _change(event, provider_names)
+    if isinstance(event, PackageReviewed):
+        return _reviewed(event, provider_names)
+    if isinstance(event, FundingRecorded):
+        return _funding(event, provider_names)
     if isinstance(event, ExceptionRequested):
         context = {
             "package_id": str(event.package_id),
@@ -457,6 +472,55 @@ def _change(
         Message("change_declined_provider", "provider", event.provider_id, context),
         _to_broker("change_declined_broker", event.requested_by, context),
     ]
+
+
+def _reviewed(event: PackageReviewed, provider_names: dict[str, str]) -> list[Message]:
+    """A review (decision record 0088). One that changes nothing tells the provider and the person's
+    family contact, once each. One that changes the package (hours, or equipment in place of visits)
+    or ends it tells nobody itself: its ChangeOffered, PackageChanged or PackageEnded does, so nobody
+    is told of one review twice."""
+    if event.outcome != "no_change":
+        return []
+    context: dict[str, object] = {
+        "package_id": str(event.package_id),
+        "provider_id": event.provider_id,
+        "provider_name": provider_names.get(event.provider_id, event.provider_id),
+        "hours_per_week": str(event.hours_per_week),
+        "reviewed_on": _day(event.reviewed_on),
+        "next_review_due_on": _day(event.next_review_due_on) if event.next_review_due_on else "",
+        "reviewed_by": event.reviewed_by,
+    }
+    return [
+        Message("reviewed_provider", "provider", event.provider_id, context),
+        Message("reviewed_person", "person", str(event.package_id), context),
+    ]
+
+
+def _funding(event: FundingRecorded, provider_names: dict[str, str]) -> list[Message]:
+    """A package's funding recorded (decision record 0089): the provider holding it (it invoices each
+    funder its share) and the person's family contact (who pays, and any top-up), once each per
+    revision."""
+    periods = [
+        {
+            "effective_from": _day(p.effective_from),
+            "funders": ", ".join(
+                f"{FUNDER_WORDS.get(s.funder, s.funder)} {s.percent.normalize():f}%" for s in p.shares
+            ),
+            "self_funded": p.funder == "self_funder",
+        }
+        for p in event.periods
+    ]
+    context: dict[str, object] = {
+        "package_id": str(event.package_id),
+        "revision": event.revision,
+        "periods": periods,
+        "top_up": FUNDER_WORDS.get(event.top_up.paid_by, event.top_up.paid_by) if event.top_up else "",
+        "provider_name": provider_names.get(event.provider_id, event.provider_id) if event.provider_id else "",
+    }
+    messages = [Message("funding_person", "person", str(event.package_id), context)]
+    if event.provider_id:
+        messages.insert(0, Message("funding_provider", "provider", event.provider_id, context))
+    return messages
 
 
 def _to_broker(message: str, broker: str | None, context: dict[str, object]) -> Message:

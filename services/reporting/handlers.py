@@ -26,6 +26,7 @@ from schemas.events import (
     Event,
     ExceptionDecided,
     ExceptionRequested,
+    FundingRecorded,
     NotificationFailed,
     OfferDeclined,
     OfferMade,
@@ -39,6 +40,7 @@ from schemas.events import (
     PackageReopened,
     PackageRequested,
     PackageResumed,
+    PackageReviewed,
     PackageStarted,
     PackageUnplaced,
     PlacementConfirmed,
@@ -74,6 +76,9 @@ PROJECTED = (
     PackageChanged,
     ChangeDeclined,
     PackageHandedOver,
+    # Reviews (decision 0088) and funding records (decision 0089): milestones, the status unchanged.
+    PackageReviewed,
+    FundingRecorded,
     BidSubmitted,
     OfferDeclined,
     ProviderUpdated,
@@ -213,6 +218,26 @@ async def apply(conn: repo.Writer, event: Event) -> None:
                 provider_id=event.from_provider_id,
                 hours_per_week=event.previous_hours_per_week,
                 on_date=event.handed_over_on,
+            )
+        case PackageReviewed():
+            await repo.add_milestone(
+                conn,
+                event,
+                event.reviewed_at,
+                provider_id=event.provider_id,
+                reason=event.outcome,
+                hours_per_week=event.hours_per_week,
+                on_date=event.reviewed_on,
+            )
+        case FundingRecorded():
+            # The funder on the first period's day; the whole record stays on the topic and in the brokerage.
+            await repo.add_milestone(
+                conn,
+                event,
+                event.recorded_at,
+                provider_id=event.provider_id,
+                reason=event.periods[0].funder,
+                on_date=event.periods[0].effective_from,
             )
         case PackageReopened():
             await repo.add_milestone(

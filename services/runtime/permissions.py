@@ -86,6 +86,14 @@ TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
         ("POST", "/packages/{package_id}/resume"): BROKERAGE_TEAM,
         # Changes to a running package (decision 0082): the brokerage team, as for pauses and endings.
         ("POST", "/packages/{package_id}/changes"): BROKERAGE_TEAM,
+        # Reviews (decision 0088): the brokerage team records them (a council's review officers sign in
+        # as brokers); the queue is work to follow, like the board.
+        ("POST", "/packages/{package_id}/reviews"): BROKERAGE_TEAM,
+        ("GET", "/reviews"): FOLLOWS_WORK,
+        # Funding (decision 0089): recorded by the brokerage team; read by those who follow the work
+        # (the weekly cost in pounds only for roles that see commercial data: SEES_BID_PRICES).
+        ("PUT", "/packages/{package_id}/funding"): BROKERAGE_TEAM,
+        ("GET", "/packages/{package_id}/funding"): FOLLOWS_WORK,
         # Within each role's limit in the scheme of delegation (services/runtime/delegation.py).
         ("POST", "/packages/{package_id}/exception/approve"): BROKERAGE_TEAM,
         ("POST", "/packages/{package_id}/exception/reject"): BROKERAGE_TEAM,

@@ -285,6 +285,12 @@ class ServiceSettings(SharedSettings):
     # Changes to a running package (brokerage; docs/guide/package-changes.md, decision 0082): how long
     # the provider holding a package has to accept or decline a change before it is re-brokered.
     change_window_seconds: float = 48 * 3600
+    # Reviews (brokerage; docs/guide/reviews-and-funding.md, decision 0088): the first review falls due
+    # this many days after care starts (six weeks), then this many calendar months after each review
+    # (yearly); the review queue shows those due within the due-soon days, and every overdue one.
+    review_first_after_days: int = Field(default=42, ge=1, le=366)
+    review_interval_months: int = Field(default=12, ge=1, le=36)
+    review_due_soon_days: int = Field(default=14, ge=0, le=120)
     ending_poll_seconds: float = 30.0  # providers: how often endings dated ahead are looked for
     brokerage_url: str = "http://127.0.0.1:8001"
     # Webhook adapters (providers): offers POSTed to providers' systems from the deliveries table,

@@ -428,3 +428,53 @@ async def test_changes_to_a_running_package_are_milestones_once_each(reporting):
         ("ChangeDeclined", "oak-care", "window_closed", Decimal(7)),
         ("PackageHandedOver", "oak-care", None, Decimal("10.5")),
     ]
+
+
+async def test_reviews_and_funding_records_are_milestones_once_each(reporting):
+    """Decision records 0088 and 0089: a review (its outcome and date) and a funding revision (the
+    first period's funder and date), each recorded once however often delivered; the status unchanged."""
+    from schemas.events import FundingPeriod, FundingRecorded, FundingShare, PackageReviewed
+
+    service, broker, _ = reporting
+    package_id, at = uuid.uuid4(), NOW
+    common = dict(correlation_id=package_id, package_id=package_id)
+    reviewed = PackageReviewed(
+        **common,
+        review_id=uuid.uuid4(),
+        provider_id="oak-care",
+        outcome="technology_enabled_care",
+        due_on=clock.uk_date(at),
+        reviewed_on=clock.uk_date(at),
+        change_id=uuid.uuid4(),
+        technology=["telecare_alarm"],
+        next_review_due_on=clock.uk_date(at) + dt.timedelta(days=365),
+        hours_per_week=Decimal(7),
+        reviewed_by="broker.kim",
+        reviewed_at=at,
+    )
+    funded = FundingRecorded(
+        **common,
+        revision=1,
+        periods=[
+            FundingPeriod(
+                effective_from=clock.uk_date(at),
+                funder="nhs_discharge",
+                shares=[FundingShare(funder="nhs_discharge", percent=Decimal(100))],
+            )
+        ],
+        provider_id="oak-care",
+        recorded_by="broker.kim",
+        recorded_at=at + dt.timedelta(hours=1),
+    )
+    for event in (reviewed, funded, reviewed, funded):
+        await publish(broker, event)
+    async with service.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT event_type, provider_id, reason, on_date FROM milestones WHERE package_id = $1 "
+            "ORDER BY occurred_at",
+            package_id,
+        )
+    assert [tuple(r.values()) for r in rows] == [
+        ("PackageReviewed", "oak-care", "technology_enabled_care", clock.uk_date(at)),
+        ("FundingRecorded", "oak-care", "nhs_discharge", clock.uk_date(at)),
+    ]

@@ -101,7 +101,7 @@ def test_an_above_rate_bid_is_summarised_and_decided_on_its_own_page():
     assert "£24.50 an hour against the band rate of £22.95 (6.8% above)" in html
     assert "£171.50: £10.85 a week more than at the band rate" in html
     assert "/approve" not in html and "/reject" not in html, "approving has its own pages, with a confirmation"
-    assert html.count('name="csrf_token" value="tok"') == 1 + 1  # sign-out, cancel
+    assert html.count('name="csrf_token" value="tok"') == 1 + 1 + 1  # sign-out, cancel, funding
     assert "Ada Example" in html and "/reoffer" not in html and "/start" not in html
 
 
@@ -275,3 +275,217 @@ def test_the_change_form_becomes_the_apis_body_numbers_and_all():
         "reason_text": None,
     }
     assert _change_body({})["discussed_with_person"] is False
+
+
+def test_a_running_package_offers_a_review_to_those_who_may_act_with_its_due_date_and_history():
+    """Decision record 0088: the review form on a started or paused package, for the brokerage team."""
+    from services.console.api.reviews import REVIEW_CHOICES
+
+    pid = PACKAGE["package_id"]
+    reviews = [
+        {
+            "reviewed_on": "2026-02-01",
+            "outcome": "technology_enabled_care",
+            "technology": ["telecare_alarm"],
+            "reviewed_by": "broker.kim",
+            "next_review_due_on": "2027-02-01",
+        }
+    ]
+    started = render("broker", status="started", provider_id="oak-care", review_due_on="2026-03-01", reviews=reviews)
+    assert f'action="/packages/{pid}/review"' in started
+    form = started.split('id="review-form"')[1].split("</form>")[0]
+    assert 'name="csrf_token" value="tok"' in form
+    assert re.findall(r'name="outcome" type="radio" value="([a-z_]*)"', form) == REVIEW_CHOICES["outcomes"]
+    assert re.findall(r'name="technology" type="checkbox" value="([a-z_]*)"', form) == REVIEW_CHOICES["technology"]
+    assert 'id="review-calls_per_day" name="calls_per_day" inputmode="numeric" value="2"' in form
+    assert "Sunday 1 March 2026" in started and "overdue" in started  # due before "today", 6 March
+    assert "a telecare alarm" in started and "broker.kim" in started
+    assert 'id="review-form"' in render("broker", status="paused", provider_id="oak-care")
+    for status in ("placed", "ended", "cancelled", "offered"):
+        assert 'id="review-form"' not in render("broker", status=status, provider_id="oak-care"), status
+    assert 'id="review-form"' not in render("ops", status="started", provider_id="oak-care")
+
+
+def test_the_review_form_becomes_the_apis_body_with_only_what_its_outcome_needs():
+    from services.console.api.reviews import review_body
+
+    common = {"reviewed_on-day": "6", "reviewed_on-month": "3", "reviewed_on-year": "2026", "notes": " "}
+    visits = {"calls_per_day": "1", "minutes_per_call": "30", "carers_per_call": "1", "days_per_week": "7"}
+    dated = {"review_effective_date-day": "9", "review_effective_date-month": "3", "review_effective_date-year": "2026"}
+    assert review_body(common | {"outcome": "no_change"} | visits) == {
+        "outcome": "no_change",
+        "reviewed_on": "2026-03-06",
+    }
+    tec = review_body(
+        common
+        | visits
+        | dated
+        | {"outcome": "technology_enabled_care", "hours_per_week": "3.5", "technology": "telecare_alarm"}
+        | {"discussed_with_person": "yes"}
+    )
+    assert tec == {
+        "outcome": "technology_enabled_care",
+        "reviewed_on": "2026-03-06",
+        "change": {
+            "hours_per_week": "3.5",
+            "visits": {"calls_per_day": 1, "minutes_per_call": 30, "carers_per_call": 1, "days_per_week": 7},
+            "effective_date": "2026-03-09",
+            "discussed_with_person": True,
+        },
+        "technology": ["telecare_alarm"],
+    }
+    ended = review_body(common | dated | {"outcome": "ended", "end_reason": "moved_to_residential_care", "notes": "x"})
+    assert ended == {
+        "outcome": "ended",
+        "reviewed_on": "2026-03-06",
+        "end": {"reason": "moved_to_residential_care", "effective_date": "2026-03-09"},
+        "notes": "x",
+    }
+
+
+def test_the_review_queue_lists_overdue_and_due_reviews_with_links_and_the_menu_offers_it():
+    s = session("ops")
+    html = TEMPLATES.env.get_template("reviews.html").render(
+        session=s,
+        nav=navigation(s, "/reviews"),
+        csrf_token=s.csrf_token,
+        queue={
+            "reviews": [
+                {
+                    "package_id": "aaaabbbb-1",
+                    "status": "started",
+                    "review_due_on": "2026-03-01",
+                    "state": "overdue",
+                    "days_overdue": 5,
+                    "zone": "melton",
+                    "provider_id": "oak-care",
+                    "hours_per_week": "7.00",
+                    "last_reviewed_on": None,
+                },
+                {
+                    "package_id": "ccccdddd-2",
+                    "status": "paused",
+                    "review_due_on": "2026-03-10",
+                    "state": "due",
+                    "days_overdue": -4,
+                    "zone": "melton",
+                    "provider_id": "elm-care",
+                    "hours_per_week": "14.00",
+                    "last_reviewed_on": "2025-03-10",
+                },
+            ],
+            "total": 2,
+            "counts": {"overdue": 1, "due": 1},
+            "due_by": "2026-03-20",
+        },
+        zones=[{"id": "melton", "name": "Melton"}],
+        chosen_zone="",
+        within="",
+        problem="",
+        today=dt.date(2026, 3, 6),
+    )
+    rows = html.split('id="review-queue"')[1]
+    assert rows.index("aaaabbbb") < rows.index("ccccdddd")
+    assert "overdue 5 days" in rows and "due in 4 days" in rows and "paused" in rows
+    assert 'href="/packages/aaaabbbb-1#review"' in rows
+    assert "<strong>1</strong> overdue, <strong>1</strong> due soon" in html
+    assert {"href": "/reviews", "label": "Reviews", "current": True} in navigation(s, "/reviews")
+
+
+def test_the_package_page_shows_who_pays_the_weekly_cost_and_a_funding_form_for_those_who_may_act():
+    """Decision record 0089."""
+    funding = {
+        "revision": 2,
+        "periods": [
+            {
+                "effective_from": "2026-03-01",
+                "funder": "nhs_discharge",
+                "shares": [{"funder": "nhs_discharge", "percent": "100"}],
+            },
+            {
+                "effective_from": "2026-03-29",
+                "funder": "joint",
+                "shares": [
+                    {"funder": "council", "percent": "60"},
+                    {"funder": "nhs_continuing_healthcare", "percent": "40"},
+                ],
+            },
+        ],
+        "top_up_paid_by": "third_party",
+        "in_force": {"effective_from": "2026-03-01", "funder": "nhs_discharge", "shares": []},
+        "weekly_cost": {
+            "total": "182.00",
+            "by_funder": {"nhs_discharge": "163.80"},
+            "above_band": "18.20",
+            "above_band_paid_by": "third_party",
+            "above_band_is": "top_up",
+        },
+    }
+
+    def page(role: str, **extra: Any) -> str:
+        s = session(role)
+        return TEMPLATES.env.get_template("package.html").render(
+            session=s,
+            nav=navigation(s, "/board"),
+            csrf_token=s.csrf_token,
+            p=PACKAGE | {"status": "started", "provider_id": "oak-care"},
+            explanation=EXPLANATION,
+            person=None,
+            names={},
+            today=dt.date(2026, 3, 6),
+            reasons=REASONS,
+            created=None,
+            refused=None,
+            done=None,
+            funding=funding,
+            **extra,
+        )
+
+    html = page("broker", action_errors={"funding": {"periods[1].shares": "the shares add up to 90%, not 100%"}})
+    table = html.split('id="funding-periods"')[1].split("</table>")[0]
+    assert "Sunday 1 March 2026" in table and "in force" in table and "council 60%" in table
+    assert "top-up paid by third party" in html
+    assert "£182.00" in html and "nhs discharge £163.80" in html and "paid by third party (top up)" in html
+    form = html.split('id="funding-form"')[1].split("</form>")[0]
+    assert 'name="csrf_token" value="tok"' in form and 'name="share_2_council"' in form
+    assert "periods[1].shares: the shares add up to 90%, not 100%" in form
+    ops = page("ops")
+    assert 'id="funding-periods"' in ops and 'id="funding-form"' not in ops
+    assert "No funding recorded; requested as council funded" in render("broker", status="placed")
+
+
+def test_the_funding_form_becomes_the_apis_body():
+    from services.console.api.reviews import funding_body
+
+    form = {
+        "funder_1": "nhs_discharge",
+        "funding_from_1-day": "1",
+        "funding_from_1-month": "3",
+        "funding_from_1-year": "2026",
+        "funder_2": "joint",
+        "funding_from_2-day": "29",
+        "funding_from_2-month": "3",
+        "funding_from_2-year": "2026",
+        "share_2_council": "60",
+        "share_2_nhs_continuing_healthcare": " 30 ",
+        "share_2_self_funder": "",
+        "share_1_council": "50",  # a single funder's period: its per-cent boxes are not read
+        "top_up_paid_by": "",
+    }
+    assert funding_body(form) == {
+        "periods": [
+            {"effective_from": "2026-03-01", "funder": "nhs_discharge"},
+            {
+                "effective_from": "2026-03-29",
+                "funder": "joint",
+                "shares": [
+                    {"funder": "council", "percent": "60"},
+                    {"funder": "nhs_continuing_healthcare", "percent": "30"},
+                ],
+            },
+        ]
+    }
+    assert funding_body({"funder_1": "council", "top_up_paid_by": "person"}) == {
+        "periods": [{"effective_from": "", "funder": "council"}],
+        "top_up_paid_by": "person",
+    }

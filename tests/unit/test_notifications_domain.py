@@ -13,6 +13,9 @@ from schemas.events import (
     Envelope,
     ExceptionDecided,
     ExceptionRequested,
+    FundingPeriod,
+    FundingRecorded,
+    FundingShare,
     MessageName,
     OfferMade,
     PackageCancelled,
@@ -24,9 +27,11 @@ from schemas.events import (
     PackagePlaced,
     PackageReopened,
     PackageResumed,
+    PackageReviewed,
     PackageSpec,
     PackageStarted,
     PackageUnplaced,
+    TopUp,
     VisitPattern,
 )
 from services.notifications import domain
@@ -244,6 +249,61 @@ def lifecycle(package_id: uuid.UUID) -> dict[str, Envelope]:
             requested_by="broker.sue",
             handed_over_at=NOW,
         ),
+        **{
+            f"reviewed_{outcome}": PackageReviewed(
+                **common,
+                review_id=CHANGE_ID,
+                provider_id="oak-care",
+                outcome=outcome,
+                due_on=dt.date(2027, 1, 12),
+                reviewed_on=dt.date(2027, 1, 12),
+                change_id=CHANGE_ID if outcome in ("changed", "technology_enabled_care") else None,
+                technology=["telecare_alarm"] if outcome == "technology_enabled_care" else [],
+                next_review_due_on=None if outcome == "ended" else dt.date(2028, 1, 12),
+                hours_per_week=Decimal(7),
+                reviewed_by="broker.raj",
+                requested_by="broker.sue",
+                reviewed_at=NOW,
+            )
+            for outcome in ("no_change", "changed", "technology_enabled_care", "ended")
+        },
+        "funding": FundingRecorded(
+            **common,
+            revision=2,
+            periods=[
+                FundingPeriod(
+                    effective_from=dt.date(2026, 12, 1),
+                    funder="nhs_discharge",
+                    shares=[FundingShare(funder="nhs_discharge", percent=Decimal(100))],
+                ),
+                FundingPeriod(
+                    effective_from=dt.date(2026, 12, 29),
+                    funder="joint",
+                    shares=[
+                        FundingShare(funder="council", percent=Decimal("62.5")),
+                        FundingShare(funder="nhs_continuing_healthcare", percent=Decimal("37.5")),
+                    ],
+                ),
+            ],
+            top_up=TopUp(paid_by="third_party"),
+            provider_id="oak-care",
+            recorded_by="broker.raj",
+            requested_by="broker.sue",
+            recorded_at=NOW,
+        ),
+        "funding_unplaced": FundingRecorded(
+            **common,
+            revision=1,
+            periods=[
+                FundingPeriod(
+                    effective_from=dt.date(2026, 12, 1),
+                    funder="self_funder",
+                    shares=[FundingShare(funder="self_funder", percent=Decimal(100))],
+                )
+            ],
+            recorded_by="broker.raj",
+            recorded_at=NOW,
+        ),
         "exception_requested": ExceptionRequested(
             **common,
             provider_id="oak-care",
@@ -321,6 +381,14 @@ def test_every_change_in_a_packages_life_tells_each_affected_party_once():
             ("change_declined_broker", "broker", "broker.sue"),
         ],
         "handed_over": [("handed_over_provider", "provider", "oak-care")],
+        # A review that changes nothing is told by itself; one that changes or ends the package by the
+        # change's or the ending's own messages (decision 0088), so nobody hears of it twice.
+        "reviewed_no_change": [("reviewed_provider", "provider", "oak-care"), ("reviewed_person", "person", p)],
+        "reviewed_changed": [],
+        "reviewed_technology_enabled_care": [],
+        "reviewed_ended": [],
+        "funding": [("funding_provider", "provider", "oak-care"), ("funding_person", "person", p)],
+        "funding_unplaced": [("funding_person", "person", p)],
         "exception_requested": [("exception_requested", "broker", "broker.sue")],
         "exception_refused": [("exception_refused_bidder", "provider", "oak-care")],
         "exception_approved": [],  # the award that follows tells everyone

@@ -1,6 +1,7 @@
 """The console's pages (server-rendered, GOV.UK Design System), one module per kind of user:
 
 - :mod:`.brokers`: the brokerage team's board, package form, package pages and actions;
+- :mod:`.reviews`: the review queue and a package's review form (decision record 0088);
 - :mod:`.operations`: operations' live stream, lag, dead letters and KPIs;
 - :mod:`.admin`: staff accounts;
 - :mod:`.portal`: the provider portal, on the providers service's provider-scoped API;
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import APIRouter
 
-from services.console.api import admin, brokers, operations, portal, sign_in
+from services.console.api import admin, brokers, operations, portal, reviews, sign_in
 from services.console.api.sessions import Sessions
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ def build_router(console: Console) -> APIRouter:
     clients and the Kafka bootstrap."""
     sessions = Sessions(console)
     router = APIRouter(include_in_schema=False)
-    for pages in (sign_in, brokers, operations, admin, portal):
+    # reviews before brokers: its POST /packages/{id}/funding before the brokers' /packages/{id}/{action}.
+    for pages in (sign_in, reviews, brokers, operations, admin, portal):
         router.include_router(pages.router(console, sessions))
     return router

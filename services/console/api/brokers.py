@@ -29,6 +29,7 @@ from schemas.vocabulary import (
 )
 from services.console import domain
 from services.console.api.pages import TEMPLATES, now, page, zones
+from services.console.api.reviews import review_body
 from services.console.api.sessions import Sessions
 from services.console.clients import ApiError
 from services.console.domain import Permission
@@ -268,6 +269,8 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         names = await provider_names()
         problems = dict(problems or {})
         hours = (package.get("package") or {}).get("hours_per_week") or 0
+        # Who pays (decision record 0089): pounds only for roles that see prices (the API's rule).
+        funding = await services.brokerage.get(f"/packages/{package_id}/funding")
         return page(
             request,
             "package.html",
@@ -288,6 +291,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             errors=problems,  # the title says "Error:" while there are any
             today=clock.uk_today(),
             reasons=REASONS,
+            funding=funding,
         )
 
     @router.get("/packages/{package_id}")
@@ -316,6 +320,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         "pause": ("pause", lambda f: {"reason": f.get("reason", ""), "paused_on": _date_field(f, "paused_on")}),
         "resume": ("resume", lambda f: {"resumed_on": _date_field(f, "resumed_on")}),
         "change": ("changes", _change_body),
+        "review": ("reviews", review_body),  # decision record 0088: services/console/api/reviews.py
     }
 
     # ---- above-rate bids: the facts, the signed-in role's limit, a decision, a confirmation ----

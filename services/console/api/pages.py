@@ -52,6 +52,7 @@ TEMPLATES.env.filters["pair"] = lambda v: (v, str(v).replace("_", " ").capitaliz
 MENU = [
     (Permission.board, "/board", "Board"),
     (Permission.act, "/packages/new", "New package"),
+    (Permission.board, "/reviews", "Reviews"),
     (Permission.operations, "/ops", "Overview"),
     (Permission.operations, "/ops/stream", "Live events"),
     (Permission.operations, "/ops/lag", "Consumer lag"),
