@@ -24,7 +24,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.adapters import BidRequest, DeclineRequest, OfferNotice
+from schemas.adapters import BidRequest, DeclineRequest, OfferClosedNotice, OfferNotice
 from schemas.vocabulary import Band
 from services.providers import domain, handlers
 from services.providers import repository as repo
@@ -257,7 +257,8 @@ def build_router(service: Service) -> APIRouter:
 
 async def _deliveries(service: Service, provider_id: str, limit: int) -> list[dict[str, Any]]:
     rows = await service.pool.fetch(
-        """SELECT delivery_id, package_id, offer_round, url, status, attempts, last_attempt_at, last_status_code,
+        """SELECT delivery_id, kind, package_id, offer_round, change_id, url, status, attempts, last_attempt_at,
+                  last_status_code,
            last_error,
                   next_attempt_at, give_up_at, created_at, delivered_at
              FROM webhook_deliveries WHERE provider_id = $1 ORDER BY created_at DESC LIMIT $2""",
@@ -594,7 +595,31 @@ def me_router(service: Service) -> APIRouter:
         return await _disclose(service, package_id, me, sorted(set(fields or PERSON_FIELDS)))
 
     @router.get(
-        "/deliveries", summary="Webhook deliveries of offers to your system, and their status", responses=denied
+        "/notices",
+        response_model=list[OfferClosedNotice],
+        responses=denied,
+        summary="How your offers closed: won, lost (with your bid's rank) or closed, and why; newest first",
+        description="One notice per offer that closed for you (decision record 0093); a webhook adapter is also "
+        "POSTed each one, signed, as `kind: offer_closed`. A closed offer is never delivered again. "
+        "`since`: only notices of offers closed after this time (for polling).",
+    )
+    async def my_notices(
+        me: Me,
+        since: dt.datetime | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    ) -> list[OfferClosedNotice]:
+        rows = await repo.closures_of(service.pool, me.provider_id, limit, since)
+        return [
+            OfferClosedNotice.model_validate({k: v for k, v in dict(r).items() if k in OfferClosedNotice.model_fields})
+            for r in rows
+        ]
+
+    @router.get(
+        "/deliveries",
+        summary="Webhook deliveries to your system (offers, changes, closing notices), and their status",
+        description="status: pending (being tried), delivered (2xx), failed (gave up), withdrawn (the offer was "
+        "answered or closed before it got through: never sent again).",
+        responses=denied,
     )
     async def my_deliveries(me: Me, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
         return await _deliveries(service, me.provider_id, limit)
