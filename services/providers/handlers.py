@@ -4,6 +4,10 @@
 - :func:`answer_offer`   OfferMade -> each offered provider's adapter bids or declines
 - :func:`record_award`   PackagePlaced -> a new live placement, the winner's hours committed, other bids released
 - :func:`release_bids`   PackageUnplaced -> every bid's held capacity released
+- on every offer that closes (a new round, an award, unplaced, cancelled): one notice per offer -
+  won, lost with its bid's rank, or closed with the reason - listed under GET /me/notices and
+  delivered to a webhook adapter; the offer's pending delivery withdrawn (:func:`_tell_closed`,
+  decision record 0093)
 - :func:`release_package` PackageCancelled -> bids released, and the live placement ended (hours given back)
 - :func:`record_hand_back` PackageHandedBack -> placement ended, hours free again, the hand-back on its record
 - :func:`release_reopened` PackageReopened -> a suspended or departed provider's placement ended, hours free

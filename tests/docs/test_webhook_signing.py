@@ -197,3 +197,10 @@ def test_the_retry_schedule_and_timeouts_on_the_page_are_the_codes():
     assert f"`min({maximum:g}, {initial:g} × 2^(n-1))`" in text
     assert f"more than **{signing.DEFAULT_TOLERANCE_SECONDS} seconds**" in text
     assert f"claimed for {settings.webhook_timeout_seconds * 3:g} seconds" in text
+
+
+def test_the_pages_closing_notice_example_fits_the_contract():
+    from schemas.adapters import OfferClosedNotice
+
+    example = json.loads(page_block("json", '"offer_closed"'))
+    assert OfferClosedNotice.model_validate(example).model_dump(mode="json") == example

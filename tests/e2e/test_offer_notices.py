@@ -2,6 +2,10 @@
 processes, real Kafka and PostgreSQL, a real HTTP receiver for the provider's webhook):
 
 - a bid sent twice with one ``Idempotency-Key`` is one bid, and the same response twice;
+- a provider that bid and lost is sent a signed ``offer_closed`` notice with its bid's rank (never a
+  price), and the winner's notices list ``won``;
+- an offer that closes while its webhook delivery is still being retried (the receiver is down)
+  is never delivered again: the delivery is withdrawn, and only the closing notice is sent.
 
 In Hinckley the two Primes are yew-care (the higher quality rating: it wins any round it bids in
 at the rate) and juniper-care (a webhook adapter here, with a receiver that verifies signatures).
@@ -209,7 +213,17 @@ async def lost_to_a_better_bid(stack, market):
             return p if p["status"] == "placed" else None
 
         package = await eventually(placed)
+
+        async def told_it_lost():
+            return receiver.of_kind("offer_closed", package_id)
+
+        [notice] = await eventually(told_it_lost)
+        winners_notices = (
+            await client.get(f"{stack.url('providers')}/me/notices", headers=bearer(tokens[WINNER]))
+        ).json()
     return {
+        "notice": notice,
+        "winners_notices": winners_notices,
         "package_id": package_id,
         "package": package,
         "first": first,
@@ -229,3 +243,91 @@ async def test_a_bid_sent_twice_with_one_key_is_one_bid_with_one_response(lost_t
     assert package["provider_id"] == WINNER
     winners_answers = [a for r in package["offer_rounds"] for a in r["answers"] if a["provider_id"] == WINNER]
     assert len(winners_answers) == 1 and winners_answers[0]["kind"] == "bid"
+
+
+async def test_the_loser_is_told_it_lost_with_its_rank_and_never_a_price(lost_to_a_better_bid):
+    notice = lost_to_a_better_bid["notice"]["body"]
+    package = lost_to_a_better_bid["package"]
+    assert notice["provider_id"] == LOSER and notice["package_id"] == package["package_id"]
+    assert (notice["outcome"], notice["reason"], notice["rank"], notice["ranked_bids"]) == (
+        "lost",
+        "placed_elsewhere",
+        2,
+        2,
+    )
+    assert set(notice) == {
+        "kind",
+        "notice_id",
+        "package_id",
+        "offer_round",
+        "provider_id",
+        "outcome",
+        "reason",
+        "rank",
+        "ranked_bids",
+        "closed_at",
+    }, "no rate, no other provider"
+    assert WINNER not in json.dumps(notice)
+    mine = [n for n in lost_to_a_better_bid["winners_notices"] if n["package_id"] == package["package_id"]]
+    assert [(n["outcome"], n["reason"]) for n in mine] == [("won", "placed_with_you")]
+    assert lost_to_a_better_bid["receiver"].refused == 0
+
+
+async def test_an_offer_that_closed_is_never_delivered_again(stack, market, lost_to_a_better_bid):
+    """juniper-care's receiver is down; yew-care bids and, ranked above juniper-care whatever it
+    might bid, wins at once: juniper-care's offer closes with its delivery still being retried."""
+    receiver: Receiver = market["receiver"]
+    tokens = market["tokens"]
+    providers = stack.url("providers")
+    receiver.down = True
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            package_id = await offered_to_both(client, stack, 5102)
+
+            async def offer_delivery(kind: str = "offer"):
+                rows = (await client.get(f"{providers}/me/deliveries", headers=bearer(tokens[LOSER]))).json()
+                return next((d for d in rows if d["package_id"] == package_id and d["kind"] == kind), None)
+
+            async def retried_twice():
+                d = await offer_delivery()
+                return d if d and d["attempts"] >= 2 else None
+
+            await eventually(retried_twice)
+            offer = next(
+                o
+                for o in (await client.get(f"{providers}/me/offers", headers=bearer(tokens[WINNER]))).json()
+                if o["package_id"] == package_id
+            )
+            r = await client.post(
+                f"{providers}{offer['answer_with']['bid']}",
+                headers=bearer(tokens[WINNER]),
+                json={"rate": offer["band_rate"], "earliest_start": offer["package"]["start_date"]},
+            )
+            assert r.status_code == 200, r.text
+
+            async def withdrawn():
+                d = await offer_delivery()
+                return d if d["status"] == "withdrawn" else None
+
+            closed_delivery = await eventually(withdrawn)
+
+            async def notice_retried_twice():
+                d = await offer_delivery("offer_closed")
+                return d if d and d["attempts"] >= 2 else None
+
+            await eventually(notice_retried_twice)  # the loop has run on since the offer closed
+            assert await offer_delivery() == closed_delivery, "the closed offer was not attempted again"
+            status = (await client.get(f"{providers}/me/offers?status=all", headers=bearer(tokens[LOSER]))).json()
+            assert next(o["status"] for o in status if o["package_id"] == package_id) == "closed"
+            receiver.down = False
+
+            async def told_it_closed():
+                return receiver.of_kind("offer_closed", package_id)
+
+            [notice] = await eventually(told_it_closed, timeout=120)
+            assert (notice["body"]["outcome"], notice["body"]["reason"]) == ("closed", "placed_elsewhere")
+            assert receiver.of_kind("offer", package_id) == [], "the offer itself never went out again"
+            delivered = await offer_delivery("offer_closed")
+            assert delivered["status"] == "delivered" and delivered["delivery_id"] == notice["delivery_id"]
+    finally:
+        receiver.down = False
