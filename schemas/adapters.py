@@ -6,6 +6,8 @@
   district, hours, visit pattern, needs, urgency, start date - enough to decide, nothing more.
 - :class:`BidRequest`, :class:`DeclineRequest`: the provider's answer,
   ``POST /me/offers/{package_id}/bid`` or ``.../decline``.
+- :class:`OfferClosedNotice`: an offer that closed for the provider, and how (won; lost, with its
+  bid's rank; closed, with the reason), POSTed to a webhook adapter and listed under ``GET /me/notices``.
 - :class:`ChangeNotice`: a change to a package the provider holds (decision record 0082), POSTed to a
   webhook adapter and listed under ``GET /me/package-changes``; answered with
   ``POST /me/package-changes/{change_id}/accept`` or ``.../decline`` (a :class:`DeclineRequest`).
@@ -64,6 +66,51 @@ class ChangeNotice(BaseModel):
     answer_with: dict[str, str] = Field(description="Where to answer: the accept and decline endpoints")
 
 
+OfferOutcome = Literal["won", "lost", "closed"]
+OfferClosedReason = Literal[
+    "placed_with_you",
+    "placed_elsewhere",
+    "window_ended",
+    "round_closed_early",
+    "package_cancelled",
+    "package_unplaced",
+]
+
+
+class OfferClosedNotice(BaseModel):
+    """An offer that closed for this provider, and how: POSTed to a webhook adapter (signed, like an
+    offer; its own delivery id) and listed under ``GET /me/notices``. After it, that offer is never
+    delivered again and cannot be answered.
+
+    - ``won``: the package was placed with you (``placed_with_you``);
+    - ``lost``: you bid and the package was placed with another provider (``placed_elsewhere``),
+      with your bid's ``rank`` in the round that decided it (1 = ranked first) - never another
+      provider's price;
+    - ``closed``: the offer ended without an award to you: unanswered when its round ended
+      (``window_ended``, or ``round_closed_early`` when the outcome was settled before the window
+      ran out), unanswered when the package was placed (``placed_elsewhere``), or the package was
+      cancelled (``package_cancelled``) or joined the unplaced queue (``package_unplaced``), your bid
+      released."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["offer_closed"] = "offer_closed"
+    notice_id: uuid.UUID = Field(description="This notice's id (the same however often it is listed or delivered)")
+    package_id: uuid.UUID
+    offer_round: int = Field(ge=1)
+    provider_id: ProviderId = Field(description="The provider this notice is for (the receiver)")
+    outcome: OfferOutcome
+    reason: OfferClosedReason
+    rank: int | None = Field(
+        default=None,
+        ge=1,
+        description="lost: your bid's rank in the round that decided the award (1 = first); null otherwise, "
+        "or when your bid was not ranked in that round (an earlier round's bid)",
+    )
+    ranked_bids: int | None = Field(default=None, ge=1, description="lost: how many bids that round ranked")
+    closed_at: dt.datetime = Field(description="When the offer closed (UTC)")
+
+
 class BidRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -89,4 +136,5 @@ ADAPTER_MODELS: dict[str, type[BaseModel]] = {
     "BidRequest": BidRequest,
     "DeclineRequest": DeclineRequest,
     "ChangeNotice": ChangeNotice,
+    "OfferClosedNotice": OfferClosedNotice,
 }

@@ -198,13 +198,22 @@ class OfferMade(Envelope):
     window_closes_at: dt.datetime
 
 
+class BidRank(Contract):
+    """A bid's place in the ranking that decided an award (1 = ranked first). No price: a provider
+    is told its own rank, never another's rate."""
+
+    provider_id: ProviderId
+    rank: int = Field(ge=1)
+
+
 class PackagePlaced(Envelope):
     """Awarded: the provider now holds the package (until a cancellation, hand-back or re-brokering).
     v2: ``rate_card`` and ``requested_by`` are ids (patterns), ``losing_provider_ids`` only those
-    offered in this cycle of offers."""
+    offered in this cycle of offers. v3: ``bid_ranks``, each bid's rank in the deciding round, so
+    that a losing bidder can be told its rank."""
 
     event_type: Literal["PackagePlaced"] = "PackagePlaced"
-    schema_version: Literal[2] = 2
+    schema_version: Literal[3] = 3
     producer: Producer = "brokerage"
     package_id: uuid.UUID
     provider_id: ProviderId
@@ -220,6 +229,11 @@ class PackagePlaced(Envelope):
     requested_by: StaffId = Field(description="Staff id of the broker who requested the package.")
     losing_provider_ids: list[ProviderId] = Field(
         default_factory=list, description="Offered the package in this cycle of offers, and not awarded it."
+    )
+    bid_ranks: list[BidRank] = Field(
+        default_factory=list,
+        description="Every bid of the round that decided the award, with its rank (the winner's among them; "
+        "empty for an event older than v3).",
     )
     placed_at: dt.datetime
 

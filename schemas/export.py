@@ -18,7 +18,9 @@ def rendered() -> dict[str, str]:
     """File name -> JSON text, for every version of every event (earlier versions stay published:
     their messages may still be on a topic) and for the union of the current ones."""
     files: dict[str, str] = {}
-    for event_type, event_model in sorted(EVENT_TYPES.items()) + sorted(((t, m) for (t, _), m in LEGACY.items())):
+    # Legacy models sorted by (type, version): an event may have more than one earlier version.
+    legacy = [(t, m) for (t, _), m in sorted(LEGACY.items(), key=lambda item: item[0])]
+    for event_type, event_model in sorted(EVENT_TYPES.items()) + legacy:
         version = event_model.model_fields["schema_version"].default
         schema = event_model.model_json_schema(mode="serialization")
         files[f"{event_type}.v{version}.schema.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"

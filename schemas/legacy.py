@@ -89,6 +89,38 @@ class PackagePlacedV1(Envelope):
         )
 
 
+class PackagePlacedV2(Envelope):
+    """Awarded: the provider now holds the package (until a cancellation, hand-back or re-brokering).
+    v2: ``rate_card`` and ``requested_by`` are ids (patterns), ``losing_provider_ids`` only those
+    offered in this cycle of offers."""
+
+    # v2, before ``bid_ranks``: upgraded with none (the ranks were not sent).
+
+    model_config = ConfigDict(title="PackagePlaced")
+    event_type: Literal["PackagePlaced"] = "PackagePlaced"
+    schema_version: Literal[2] = 2
+    producer: Producer = "brokerage"
+    package_id: uuid.UUID
+    provider_id: ProviderId
+    offer_round: int
+    tier: Tier
+    hourly_rate: Money
+    hours_per_week: Decimal
+    start_date: dt.date
+    zone: ZoneId
+    band: Band
+    urgency: Urgency
+    rate_card: ev.RateCardVersion = Field(description="Version of the rate card the award was judged against.")
+    requested_by: ev.StaffId = Field(description="Staff id of the broker who requested the package.")
+    losing_provider_ids: list[ProviderId] = Field(
+        default_factory=list, description="Offered the package in this cycle of offers, and not awarded it."
+    )
+    placed_at: dt.datetime
+
+    def upgrade(self) -> ev.PackagePlaced:
+        return ev.PackagePlaced.model_validate(_current(self))
+
+
 class PackageUnplacedV1(Envelope):
     """No acceptable bid on any tier: the package joins the unplaced queue (the waiting list)."""
 
@@ -316,6 +348,7 @@ LEGACY: dict[tuple[str, int], type[Envelope]] = {
     (model.model_fields["event_type"].default, model.model_fields["schema_version"].default): model
     for model in (
         PackagePlacedV1,
+        PackagePlacedV2,
         PackageUnplacedV1,
         ExceptionRequestedV1,
         ExceptionDecidedV1,

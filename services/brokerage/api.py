@@ -510,7 +510,7 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
                 raise
             if row["request_hash"] != fingerprint:
                 raise ProblemError(
-                    409,
+                    422,
                     "this Idempotency-Key was already used for a different request",
                     field="Idempotency-Key",
                     code="idempotency-key-reused",

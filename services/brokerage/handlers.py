@@ -30,6 +30,7 @@ from typing import NamedTuple
 import asyncpg
 
 from schemas.events import (
+    BidRank,
     BidSubmitted,
     ChangeAnswered,
     ChangeDeclined,
@@ -261,6 +262,7 @@ async def close_round(
             tier=Tier(package["current_tier"]),
             why=why,
             causation=causation,
+            ranked=ranked,
         )
         return
     outcome = "no acceptable bid" if ranked else "no bid"
@@ -337,7 +339,10 @@ async def _place(
     tier: Tier,
     why: str,
     causation: uuid.UUID | None,
+    ranked: list[domain.RankedBid],
 ) -> None:
+    """``ranked``: the ranking that decided the award; each bidder's rank goes on PackagePlaced (no
+    prices), so that the providers service can tell a losing bidder its rank."""
     package_id = package["package_id"]
     at = now()
     await repo.mark_placed(
@@ -402,6 +407,7 @@ async def _place(
             rate_card=package["rate_card"],
             requested_by=package["requested_by"],
             losing_provider_ids=sorted(p for p in all_offered if p != winner.answer.provider_id),
+            bid_ranks=[BidRank(provider_id=b.answer.provider_id, rank=b.rank) for b in ranked],
             placed_at=at,
         )
     )
@@ -1377,7 +1383,7 @@ async def _request_exception(
     uow: UnitOfWork, rules: BrokerageRules, package: asyncpg.Record, spec: PackageSpec, causation: uuid.UUID | None
 ) -> bool:
     """The ladder is spent with only bids above the band rate: ask a broker. False if there are none."""
-    best = await _best_above_rate(uow, rules, package, spec)
+    best, _ = await _best_above_rate(uow, rules, package, spec)
     if best is None:
         return False
     package_id, at = package["package_id"], now()
@@ -1418,11 +1424,13 @@ async def _request_exception(
 
 async def _best_above_rate(
     uow: UnitOfWork, rules: BrokerageRules, package: asyncpg.Record, spec: PackageSpec
-) -> domain.RankedBid | None:
+) -> tuple[domain.RankedBid | None, list[domain.RankedBid]]:
+    """The best-ranked bid above the rate from a still-eligible provider (None if none), and the
+    ranking it was chosen from."""
     answers, quality = await repo.cycle_bids(uow.conn, package["package_id"], package["cycle"])
     tie_break, _ = await _tie_break(uow, package["package_id"], spec, sorted({a.provider_id for a in answers}))
     ranked = domain.rank_bids(answers, quality, package["band_rate"], tie_break)
-    return domain.best_above_rate(ranked, await _eligible_now(uow, rules, spec, ranked))
+    return domain.best_above_rate(ranked, await _eligible_now(uow, rules, spec, ranked)), ranked
 
 
 class NotDelegated(Exception):
@@ -1452,7 +1460,7 @@ async def decide_exception(
     if package["status"] != "awaiting_approval":
         raise ActionRefused(f"package {package_id} is {package['status']}; there is no exception awaiting a decision")
     spec = repo.spec_of(package)
-    best = await _best_above_rate(uow, rules, package, spec) if approve else None
+    best, ranked = await _best_above_rate(uow, rules, package, spec) if approve else (None, [])
     if best is not None:
         refusal = domain.approval_refusal(
             approver=decided_by,
@@ -1502,6 +1510,7 @@ async def decide_exception(
             tier=Tier(tier),
             why=f"above-rate exception approved by {decided_by}",
             causation=None,
+            ranked=ranked,
         )
         return
     why = UnplacedReason.exception_rejected if not approve else UnplacedReason.no_eligible_bidder_above_rate

@@ -20,14 +20,15 @@ from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import asyncpg
 import httpx
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.adapters import BidRequest, DeclineRequest, OfferNotice
+from schemas.adapters import BidRequest, DeclineRequest, OfferClosedNotice, OfferNotice
 from schemas.vocabulary import Band
 from services.providers import domain, handlers
 from services.providers import repository as repo
+from services.runtime import idempotency
 from services.runtime.auth import Principal, principal_of
 from services.runtime.db import fetch_one
 from services.runtime.http import ProblemError, check_webhook_url
@@ -94,6 +95,8 @@ async def in_unit_of_work(service: Service, command: Callable[[UnitOfWork], Awai
         return await run_in_unit_of_work(service.pool, command)
     except handlers.Refused as exc:
         raise ProblemError(exc.status, str(exc), code=exc.code, field=exc.field) from None
+    except idempotency.KeyReused as exc:
+        raise ProblemError(422, str(exc), field=idempotency.HEADER, code="idempotency-key-reused") from None
     except LookupError as exc:
         raise ProblemError(404, str(exc)) from None
     except ValueError as exc:
@@ -254,7 +257,8 @@ def build_router(service: Service) -> APIRouter:
 
 async def _deliveries(service: Service, provider_id: str, limit: int) -> list[dict[str, Any]]:
     rows = await service.pool.fetch(
-        """SELECT delivery_id, package_id, offer_round, url, status, attempts, last_attempt_at, last_status_code,
+        """SELECT delivery_id, kind, package_id, offer_round, change_id, url, status, attempts, last_attempt_at,
+                  last_status_code,
            last_error,
                   next_attempt_at, give_up_at, created_at, delivered_at
              FROM webhook_deliveries WHERE provider_id = $1 ORDER BY created_at DESC LIMIT $2""",
@@ -407,30 +411,74 @@ def me_router(service: Service) -> APIRouter:
 
     answer_errors = denied | {
         404: {"description": "No offer of this package to you"},
-        409: {"description": "Already answered, window closed, or no capacity for it"},
+        409: {
+            "description": "Already answered, the round is over or the window closed, the adapter is automatic, "
+            "no free capacity for it, or (a bid) earliest_start out of range"
+        },
+        422: {
+            "description": "The body does not fit the schema, or the Idempotency-Key was used before for a "
+            "different request (the field named is Idempotency-Key)"
+        },
     }
+
+    async def answer(
+        me: ProviderCaller,
+        package_id: uuid.UUID,
+        body: BidRequest | DeclineRequest,
+        key: str | None,
+        response: Response,
+    ) -> dict:
+        """One bid or decline, once per Idempotency-Key (services/runtime/idempotency.py): the same
+        request sent again returns the first answer's response, marked ``Idempotent-Replayed: true``."""
+        action = "bid" if isinstance(body, BidRequest) else "decline"
+        request_hash = idempotency.fingerprint(f"POST /me/offers/{package_id}/{action}", body)
+        result, replayed = await in_unit_of_work(
+            service,
+            lambda uow: idempotency.once(
+                uow.conn,
+                scope=me.provider_id,
+                key=key,
+                request_hash=request_hash,
+                command=lambda: handlers.answer_through_api(uow, me.provider_id, package_id, body),
+            ),
+        )
+        if replayed:
+            response.headers[idempotency.REPLAYED_HEADER] = "true"
+        return result
 
     @router.post(
         "/offers/{package_id}/bid",
         response_model=AnswerAccepted,
         responses=answer_errors,
         summary="Bid for a package offered to you: an hourly rate and the earliest start",
+        description="Send an `Idempotency-Key` to make retries safe: a retried identical bid returns the "
+        "original response (not a 409 'already bid').",
     )
-    async def bid(me: Me, package_id: uuid.UUID, body: BidRequest) -> dict:
-        return await in_unit_of_work(
-            service, lambda uow: handlers.answer_through_api(uow, me.provider_id, package_id, body)
-        )
+    async def bid(
+        me: Me,
+        package_id: uuid.UUID,
+        body: BidRequest,
+        response: Response,
+        idempotency_key: idempotency.IdempotencyKey = None,
+    ) -> dict:
+        return await answer(me, package_id, body, idempotency_key, response)
 
     @router.post(
         "/offers/{package_id}/decline",
         response_model=AnswerAccepted,
         responses=answer_errors,
         summary="Decline a package offered to you, with a reason from the framework's list",
+        description="Send an `Idempotency-Key` to make retries safe: a retried identical decline returns the "
+        "original response.",
     )
-    async def decline(me: Me, package_id: uuid.UUID, body: DeclineRequest) -> dict:
-        return await in_unit_of_work(
-            service, lambda uow: handlers.answer_through_api(uow, me.provider_id, package_id, body)
-        )
+    async def decline(
+        me: Me,
+        package_id: uuid.UUID,
+        body: DeclineRequest,
+        response: Response,
+        idempotency_key: idempotency.IdempotencyKey = None,
+    ) -> dict:
+        return await answer(me, package_id, body, idempotency_key, response)
 
     # Changes to packages you hold (decision record 0082): accept, or decline with a reason code.
     @router.get(
@@ -549,7 +597,31 @@ def me_router(service: Service) -> APIRouter:
         return await _disclose(service, package_id, me, sorted(set(fields or PERSON_FIELDS)))
 
     @router.get(
-        "/deliveries", summary="Webhook deliveries of offers to your system, and their status", responses=denied
+        "/notices",
+        response_model=list[OfferClosedNotice],
+        responses=denied,
+        summary="How your offers closed: won, lost (with your bid's rank) or closed, and why; newest first",
+        description="One notice per offer that closed for you (decision record 0093); a webhook adapter is also "
+        "POSTed each one, signed, as `kind: offer_closed`. A closed offer is never delivered again. "
+        "`since`: only notices of offers closed after this time (for polling).",
+    )
+    async def my_notices(
+        me: Me,
+        since: dt.datetime | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    ) -> list[OfferClosedNotice]:
+        rows = await repo.closures_of(service.pool, me.provider_id, limit, since)
+        return [
+            OfferClosedNotice.model_validate({k: v for k, v in dict(r).items() if k in OfferClosedNotice.model_fields})
+            for r in rows
+        ]
+
+    @router.get(
+        "/deliveries",
+        summary="Webhook deliveries to your system (offers, changes, closing notices), and their status",
+        description="status: pending (being tried), delivered (2xx), failed (gave up), withdrawn (the offer was "
+        "answered or closed before it got through: never sent again).",
+        responses=denied,
     )
     async def my_deliveries(me: Me, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
         return await _deliveries(service, me.provider_id, limit)

@@ -4,6 +4,10 @@
 - :func:`answer_offer`   OfferMade -> each offered provider's adapter bids or declines
 - :func:`record_award`   PackagePlaced -> a new live placement, the winner's hours committed, other bids released
 - :func:`release_bids`   PackageUnplaced -> every bid's held capacity released
+- on every offer that closes (a new round, an award, unplaced, cancelled): one notice per offer -
+  won, lost with its bid's rank, or closed with the reason - listed under GET /me/notices and
+  delivered to a webhook adapter; the offer's pending delivery withdrawn (:func:`_tell_closed`,
+  decision record 0093)
 - :func:`release_package` PackageCancelled -> bids released, and the live placement ended (hours given back)
 - :func:`record_hand_back` PackageHandedBack -> placement ended, hours free again, the hand-back on its record
 - :func:`release_reopened` PackageReopened -> a suspended or departed provider's placement ended, hours free
@@ -36,13 +40,22 @@ import datetime as dt
 import random
 import secrets
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 import httpx
 
-from schemas.adapters import BidRequest, ChangeNotice, DeclineRequest, OfferNotice
+from schemas.adapters import (
+    BidRequest,
+    ChangeNotice,
+    DeclineRequest,
+    OfferClosedNotice,
+    OfferClosedReason,
+    OfferNotice,
+    OfferOutcome,
+)
 from schemas.events import (
     BidSubmitted,
     ChangeAnswered,
@@ -166,8 +179,24 @@ async def answer_offer(uow: UnitOfWork, event: OfferMade) -> None:
     if bidders:
         await repo.hold_hours(uow.conn, bidders, hours)
     # A new round means the earlier ones are over: what was left unanswered there is closed
-    # (after the providers' locks, in the order the provider API takes them too: no deadlocks).
-    await repo.close_unanswered(uow.conn, event.package_id, before_round=event.offer_round)
+    # (after the providers' locks, in the order the provider API takes them too: no deadlocks),
+    # and each provider told how (the window ran out, or the round closed early: decision 0093).
+    closed = await repo.close_unanswered(uow.conn, event.package_id, before_round=event.offer_round)
+    await _tell_closed(
+        uow,
+        event.package_id,
+        [
+            Closure(
+                r["provider_id"],
+                r["offer_round"],
+                "closed",
+                "window_ended" if event.occurred_at >= r["window_closes_at"] else "round_closed_early",
+            )
+            for r in closed
+        ],
+        locked,
+        at=event.occurred_at,
+    )
 
 
 async def record_award(uow: UnitOfWork, event: PackagePlaced) -> None:
@@ -176,9 +205,30 @@ async def record_award(uow: UnitOfWork, event: PackagePlaced) -> None:
     An award older than the live placement (a dead letter replayed late) changes nothing; a newer
     one whose predecessor is still live (the event that ended it was dead-lettered) ends that one
     first - the brokerage decides who holds a package, and here it has moved on."""
-    await repo.lock_package_providers(uow.conn, event.package_id, also=[event.provider_id])
-    await repo.close_unanswered(uow.conn, event.package_id)
-    await repo.settle_bids(uow.conn, event.package_id, won_by=event.provider_id)
+    locked = await repo.lock_package_providers(uow.conn, event.package_id, also=[event.provider_id])
+    closed = await repo.close_unanswered(uow.conn, event.package_id)
+    settled = await repo.settle_bids(uow.conn, event.package_id, won_by=event.provider_id)
+    ranks = {b.provider_id: b.rank for b in event.bid_ranks}
+    await _tell_closed(
+        uow,
+        event.package_id,
+        [Closure(r["provider_id"], r["offer_round"], "closed", "placed_elsewhere") for r in closed]
+        + [
+            Closure(r["provider_id"], r["offer_round"], "won", "placed_with_you")
+            if r["status"] == "won"
+            else Closure(
+                r["provider_id"],
+                r["offer_round"],
+                "lost",
+                "placed_elsewhere",
+                rank=ranks.get(r["provider_id"]),
+                ranked_bids=len(ranks) if r["provider_id"] in ranks else None,
+            )
+            for r in settled
+        ],
+        locked,
+        at=event.placed_at,
+    )
     if await repo.is_cancelled(uow.conn, event.package_id):
         log.warning("award of a package already cancelled ignored (a replay?)", package_id=str(event.package_id))
         return
@@ -210,17 +260,94 @@ async def record_award(uow: UnitOfWork, event: PackagePlaced) -> None:
 
 
 async def release_bids(uow: UnitOfWork, event: PackageUnplaced) -> None:
-    await repo.lock_package_providers(uow.conn, event.package_id)
-    await repo.close_unanswered(uow.conn, event.package_id)
-    await repo.settle_bids(uow.conn, event.package_id)
+    """No award: open offers closed, bids released, each provider told (``package_unplaced``)."""
+    locked = await repo.lock_package_providers(uow.conn, event.package_id)
+    await _close_all(uow, event.package_id, locked, reason="package_unplaced", at=event.unplaced_at)
 
 
 async def release_package(uow: UnitOfWork, event: PackageCancelled) -> None:
-    await repo.lock_package_providers(uow.conn, event.package_id)
+    locked = await repo.lock_package_providers(uow.conn, event.package_id)
     await repo.remember_cancelled(uow.conn, event.package_id, event.cancelled_at)
-    await repo.close_unanswered(uow.conn, event.package_id)
-    await repo.settle_bids(uow.conn, event.package_id)
+    await _close_all(uow, event.package_id, locked, reason="package_cancelled", at=event.cancelled_at)
     await _end_placement(uow, event.package_id, event.cancelled_at, causation=event.event_id, why="cancelled")
+
+
+# ---- offer lifecycle notices (decision record 0093) ---------------------------------------------
+
+NOTICE_DELIVERY_WINDOW = dt.timedelta(hours=24)  # a closing notice is retried for up to this long
+
+
+@dataclass(frozen=True)
+class Closure:
+    """An offer that closed for a provider, and how (schemas.adapters.OfferClosedNotice)."""
+
+    provider_id: str
+    offer_round: int
+    outcome: OfferOutcome
+    reason: OfferClosedReason
+    rank: int | None = None
+    ranked_bids: int | None = None
+
+
+def closed_notice(package_id: uuid.UUID, closure: Closure, at: dt.datetime) -> OfferClosedNotice:
+    """The notice of one closed offer; its id is fixed by the offer (a redelivery makes the same)."""
+    return OfferClosedNotice(
+        notice_id=uuid.uuid5(
+            uuid.NAMESPACE_URL, f"offer-closed:{package_id}/{closure.offer_round}/{closure.provider_id}"
+        ),
+        package_id=package_id,
+        offer_round=closure.offer_round,
+        provider_id=closure.provider_id,
+        outcome=closure.outcome,
+        reason=closure.reason,
+        rank=closure.rank,
+        ranked_bids=closure.ranked_bids,
+        closed_at=at,
+    )
+
+
+async def _tell_closed(
+    uow: UnitOfWork,
+    package_id: uuid.UUID,
+    closures: list[Closure],
+    providers: dict[str, asyncpg.Record],
+    *,
+    at: dt.datetime,
+) -> None:
+    """Record each closed offer's notice (listed under GET /me/notices), queue it for a webhook
+    adapter (signed, delivered like an offer), and withdraw the package's offer deliveries that
+    can no longer be answered - a closed offer is never delivered again. Same transaction as the
+    offers' change of status; a notice is recorded once per offer."""
+    for closure in closures:
+        notice = closed_notice(package_id, closure, at)
+        if not await repo.insert_closure(uow.conn, notice):
+            continue
+        row = providers.get(closure.provider_id)
+        rules = repo.rules_of(row) if row is not None else None
+        if rules is not None and rules.kind == "webhook" and rules.webhook_url:
+            await repo.insert_notice_delivery(
+                uow.conn,
+                delivery_id=uuid.uuid4(),
+                notice=notice,
+                url=rules.webhook_url,
+                give_up_at=max(at, now()) + NOTICE_DELIVERY_WINDOW,
+            )
+    await repo.withdraw_offer_deliveries(uow.conn, package_id)
+
+
+async def _close_all(
+    uow: UnitOfWork,
+    package_id: uuid.UUID,
+    providers: dict[str, asyncpg.Record],
+    *,
+    reason: OfferClosedReason,
+    at: dt.datetime,
+) -> None:
+    """No award (unplaced, cancelled): open offers closed and bids released, every one told why."""
+    closed = await repo.close_unanswered(uow.conn, package_id)
+    settled = await repo.settle_bids(uow.conn, package_id)
+    closures = [Closure(r["provider_id"], r["offer_round"], "closed", reason) for r in [*closed, *settled]]
+    await _tell_closed(uow, package_id, closures, providers, at=at)
 
 
 async def record_hand_back(uow: UnitOfWork, event: PackageHandedBack) -> None:
@@ -661,6 +788,8 @@ async def answer_through_api(
         adapter,
         getattr(answer, "earliest_start", None),
     )
+    # Answered: the offer's webhook delivery, if still being retried, is not sent again.
+    await repo.withdraw_offer_deliveries(uow.conn, package_id)
     return {
         "package_id": str(package_id),
         "offer_round": offer["offer_round"],

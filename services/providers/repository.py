@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import asyncpg
 
+from schemas.adapters import OfferClosedNotice
 from schemas.events import OfferMade, PackageSpec, ProviderProfile
 from services.providers.domain import AutomaticRules, Bid, Decline
 from services.runtime.db import Connection, fetch_one
@@ -168,11 +169,12 @@ async def record_decline(
     )
 
 
-async def settle_bids(conn: Connection, package_id: uuid.UUID, *, won_by: str | None = None) -> None:
+async def settle_bids(conn: Connection, package_id: uuid.UUID, *, won_by: str | None = None) -> list[asyncpg.Record]:
     """Close every bid of the package still holding capacity - won by ``won_by``, lost by the
     others, or just closed when there is no winner - and give the providers the held hours back.
-    One statement for all: the bids are locked first, in a fixed order of providers (no deadlocks)."""
-    await conn.execute(
+    One statement for all: the bids are locked first, in a fixed order of providers (no deadlocks).
+    Returns the bids settled now: ``provider_id``, ``offer_round``, ``status`` (won, lost, closed)."""
+    return await conn.fetch(
         """WITH held AS (
                SELECT package_id, offer_round, provider_id, held_hours FROM offers
                 WHERE package_id = $1 AND status = 'bid' ORDER BY provider_id, offer_round FOR UPDATE),
@@ -182,11 +184,13 @@ async def settle_bids(conn: Connection, package_id: uuid.UUID, *, won_by: str | 
                                    held_hours = 0
                  FROM held h
                 WHERE o.package_id = h.package_id AND o.offer_round = h.offer_round AND o.provider_id = h.provider_id
-               RETURNING h.provider_id, h.held_hours)
-           UPDATE providers p SET held_hours = p.held_hours - r.hours
-             FROM (SELECT provider_id, sum(held_hours) AS hours FROM settled GROUP BY provider_id ORDER BY
-                 provider_id) r
-            WHERE p.provider_id = r.provider_id""",
+               RETURNING h.provider_id, h.offer_round, h.held_hours, o.status),
+             released AS (
+               UPDATE providers p SET held_hours = p.held_hours - r.hours
+                 FROM (SELECT provider_id, sum(held_hours) AS hours FROM settled GROUP BY provider_id ORDER BY
+                     provider_id) r
+                WHERE p.provider_id = r.provider_id)
+           SELECT provider_id, offer_round, status FROM settled ORDER BY provider_id, offer_round""",
         package_id,
         won_by,
     )
@@ -421,13 +425,83 @@ async def latest_offer(
     )
 
 
-async def close_unanswered(conn: Connection, package_id: uuid.UUID, before_round: int | None = None) -> None:
-    """Offers nobody answered, of a round that is over (a later round began, or the package's outcome is known)."""
-    await conn.execute(
+async def close_unanswered(
+    conn: Connection, package_id: uuid.UUID, before_round: int | None = None
+) -> list[asyncpg.Record]:
+    """Offers nobody answered, of a round that is over (a later round began, or the package's outcome
+    is known); returns those closed now: ``provider_id``, ``offer_round``, ``window_closes_at``."""
+    return await conn.fetch(
         """UPDATE offers SET status = 'closed'
-            WHERE package_id = $1 AND status = 'offered' AND ($2::int IS NULL OR offer_round < $2)""",
+            WHERE package_id = $1 AND status = 'offered' AND ($2::int IS NULL OR offer_round < $2)
+           RETURNING provider_id, offer_round, window_closes_at""",
         package_id,
         before_round,
+    )
+
+
+async def withdraw_offer_deliveries(conn: Connection, package_id: uuid.UUID) -> int:
+    """Pending webhook deliveries of the package's offers that can no longer be answered (answered,
+    closed, settled): withdrawn, never sent again (an attempt already in flight records nothing).
+    Returns how many."""
+    result = await conn.execute(
+        """UPDATE webhook_deliveries d SET status = 'withdrawn'
+             FROM offers o
+            WHERE d.package_id = $1 AND d.status = 'pending' AND d.kind = 'offer'
+              AND o.package_id = d.package_id AND o.offer_round = d.offer_round AND o.provider_id = d.provider_id
+              AND o.status <> 'offered'""",
+        package_id,
+    )
+    return int(result.split()[-1])
+
+
+async def insert_closure(conn: Connection, notice: OfferClosedNotice) -> bool:
+    """The offer's closing notice; False when it was recorded before (one per offer)."""
+    return bool(
+        await conn.fetchval(
+            """INSERT INTO offer_closures (notice_id, package_id, offer_round, provider_id, outcome, reason, rank,
+                                           ranked_bids, closed_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING true""",
+            notice.notice_id,
+            notice.package_id,
+            notice.offer_round,
+            notice.provider_id,
+            notice.outcome,
+            notice.reason,
+            notice.rank,
+            notice.ranked_bids,
+            notice.closed_at,
+        )
+    )
+
+
+async def closures_of(
+    conn: Connection | asyncpg.Pool, provider_id: str, limit: int, since: dt.datetime | None = None
+) -> list[asyncpg.Record]:
+    """The provider's closing notices, newest first."""
+    return await conn.fetch(
+        """SELECT * FROM offer_closures WHERE provider_id = $1 AND ($3::timestamptz IS NULL OR closed_at > $3)
+            ORDER BY closed_at DESC, package_id, offer_round LIMIT $2""",
+        provider_id,
+        limit,
+        since,
+    )
+
+
+async def insert_notice_delivery(
+    conn: Connection, *, delivery_id: uuid.UUID, notice: OfferClosedNotice, url: str, give_up_at: dt.datetime
+) -> None:
+    """An offer's closing notice, POSTed to the provider's webhook by the delivery loop."""
+    await conn.execute(
+        """INSERT INTO webhook_deliveries (delivery_id, provider_id, package_id, offer_round, url, body, give_up_at,
+                                           kind)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, 'offer_closed') ON CONFLICT DO NOTHING""",
+        delivery_id,
+        notice.provider_id,
+        notice.package_id,
+        notice.offer_round,
+        url,
+        notice.model_dump_json(),
+        give_up_at,
     )
 
 
@@ -635,8 +709,9 @@ async def insert_change_delivery(
 ) -> None:
     """A change POSTed to the provider's webhook by the delivery loop, like an offer (decision 0082)."""
     await conn.execute(
-        """INSERT INTO webhook_deliveries (delivery_id, provider_id, package_id, change_id, url, body, give_up_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING""",
+        """INSERT INTO webhook_deliveries (delivery_id, provider_id, package_id, change_id, url, body, give_up_at,
+                                           kind)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, 'change') ON CONFLICT DO NOTHING""",
         delivery_id,
         provider_id,
         package_id,

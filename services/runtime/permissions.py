@@ -134,6 +134,7 @@ TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
         ("POST", "/me/package-changes/{change_id}/decline"): PROVIDER_CREDENTIAL,
         ("GET", "/me/packages/{package_id}/person"): PROVIDER_CREDENTIAL,
         ("GET", "/me/deliveries"): PROVIDER_CREDENTIAL,
+        ("GET", "/me/notices"): PROVIDER_CREDENTIAL,  # how its offers closed (decision 0093)
     },
     "notifications": {
         # Contacts are personal data: the brokerage team (families, brokers) and the council's

@@ -51,7 +51,7 @@ _ALL = [
     ProblemType("unavailable", 503, "Temporarily unavailable: try again shortly"),
     ProblemType("internal-error", 500, "The service failed; the failure is logged"),
     # Specific: where a program needs to tell one refusal from another.
-    ProblemType("idempotency-key-reused", 409, "The Idempotency-Key was used for a different request"),
+    ProblemType("idempotency-key-reused", 422, "The Idempotency-Key was used for a different request"),
     ProblemType("already-answered", 409, "The offer was already answered"),
     ProblemType("offer-closed", 409, "The offer's window has closed"),
     ProblemType("automatic-adapter", 409, "Your adapter answers offers automatically"),

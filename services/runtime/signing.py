@@ -14,6 +14,8 @@ Headers sent::
     Homecare-Timestamp:   1764000000       (unix seconds, when this attempt was signed)
     Homecare-Signature:   v2=5d41402abc...  (hex HMAC-SHA256 of f"{delivery_id}.{timestamp}.{body}")
 
+The specification in prose, with more test vectors: docs/guide/provider-integration.md#webhook-signing.
+
 Test vector: secret ``whsec_test``, delivery id ``d-1``, timestamp ``1000000``, body ``{}`` gives
 ``v2=39763f4bd58d9778b747aa541827aa1bc664ebc9598495a5bc0bb092fc45493c``.
 """

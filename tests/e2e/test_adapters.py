@@ -83,6 +83,8 @@ class Receiver:
             return Response(status_code=200)  # a replay or a retry of one already handled
         self.delivery_ids.append(delivery_id)
         self.bodies.append(body)
+        if json.loads(body)["kind"] != "offer":
+            return Response(status_code=200)  # a closing notice (decision 0093): nothing to answer
         task = asyncio.create_task(self.answer(json.loads(body)))
         self._answering.add(task)
         task.add_done_callback(self._answering.discard)
@@ -203,7 +205,7 @@ async def placed(stack, market):
             rows = (
                 await client.get(f"{providers}/providers/{market['webhook']}/deliveries", auth=staff("demo-admin"))
             ).json()
-            mine = [d for d in rows if d["package_id"] == package_id]
+            mine = [d for d in rows if d["package_id"] == package_id and d["kind"] == "offer"]
             return mine if mine and mine[0]["attempts"] >= 2 else None
 
         while_down = (await eventually(failed_twice))[0]
@@ -255,7 +257,10 @@ async def test_a_webhook_delivery_is_retried_while_the_receiver_is_down_and_its_
     assert 'homecare_webhook_deliveries{status="failed"}' in metrics
     down = placed["while_down"]
     assert down["status"] == "pending" and down["attempts"] >= 2 and down["last_error"] and down["delivered_at"] is None
-    mine = next(d for d in placed["delivered"] if d["package_id"] == placed["package"]["package_id"])
+    # The offer's delivery (the package's closing notice to the winner is a delivery of its own).
+    mine = next(
+        d for d in placed["delivered"] if d["package_id"] == placed["package"]["package_id"] and d["kind"] == "offer"
+    )
     assert mine["status"] == "delivered" and mine["attempts"] > down["attempts"] and mine["delivered_at"]
     assert mine["delivery_id"] == down["delivery_id"], "a retry is the same delivery (receivers drop duplicates by id)"
 

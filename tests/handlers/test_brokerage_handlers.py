@@ -34,6 +34,10 @@ async def test_primes_are_offered_first_and_the_best_acceptable_bid_wins(brokera
     placed = [p for t, p in await outbox_types(service, package_id) if t == "PackagePlaced"]
     assert len(placed) == 1 and placed[0]["provider_id"] == ids["prime_best"]
     assert placed[0]["rate_card"] == "2020-21" and placed[0]["losing_provider_ids"] == [ids["prime_good"]]
+    assert placed[0]["bid_ranks"] == [
+        {"provider_id": ids["prime_best"], "rank": 1},
+        {"provider_id": ids["prime_good"], "rank": 2},
+    ], "each bid's rank, no rates"
 
 
 async def test_the_round_closes_early_when_the_best_possible_provider_accepts(brokerage):
@@ -127,6 +131,11 @@ async def test_an_approved_exception_places_the_best_above_rate_bid_and_says_who
         and placed[0]["hourly_rate"] == "26.00"
         and placed[0]["offer_round"] == 1
     )
+    # Each bid's rank in the ranking that chose it, no rates: what a losing bidder is told (decision 0093).
+    assert placed[0]["bid_ranks"] == [
+        {"provider_id": ids["prime_best"], "rank": 1},
+        {"provider_id": ids["prime_good"], "rank": 2},
+    ]
     decided = [p for t, p in await outbox_types(service, package_id) if t == "ExceptionDecided"]
     assert decided[0]["decision"] == "approved" and decided[0]["decided_by"] == "manager.jo"
     async with service.pool.acquire() as conn:
