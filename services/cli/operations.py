@@ -30,6 +30,7 @@ from services.runtime.settings import admin_settings
 
 def kpis_command(
     days: float = typer.Option(7, help="Period: packages requested in the last N days"),
+    period: str = typer.Option(None, help="Period as a length instead of --days: 365d (days) or 52w (weeks)"),
     since: str = typer.Option(
         None, help="Period start, instead of --days: a UK date (from its midnight) or an ISO date/time (UK time)"
     ),
@@ -42,6 +43,8 @@ def kpis_command(
     """Brokerage and market KPIs over a period, with RAG status per measure, from the reporting
     service's projection (``GET /kpis``; as ``HOMECARE_CLI_USER``, default demo-ops)."""
     now = clock.now()
+    if period is not None:
+        days = _period_days(period)
     try:
         end = clock.parse_uk_bound(until) if until else now
         start = clock.parse_uk_bound(since) if since else end - dt.timedelta(days=days)
@@ -54,6 +57,14 @@ def kpis_command(
         output.echo_json(result)
         return
     output.echo(render_kpis(result, output.width()))
+
+
+def _period_days(period: str) -> float:
+    """``365d`` -> 365, ``52w`` -> 364; anything else is a bad ``--period``."""
+    number, unit = period.strip()[:-1], period.strip()[-1:].lower()
+    if unit in ("d", "w") and number.isdigit() and int(number) > 0:
+        return int(number) * (7 if unit == "w" else 1)
+    raise typer.BadParameter(f"{period!r}: give a number of days or weeks, as 365d or 52w", param_hint="--period")
 
 
 def reporting_kpis(url: str, params: dict[str, str]) -> dict:
