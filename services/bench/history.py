@@ -443,8 +443,10 @@ def _package_history(
         tier = "open" if zone in framework.no_prime_zones else offered[0]["tier"]
         if not emit(_offer(common, round_no, tier, [p["provider_id"] for p in offered], spec, band_rate, t, window)):
             return pending
-        for p in offered:
-            answered = t + window * rnd.uniform(0.05, 0.9)
+        # The providers answer in the order they get round to it (the topic keeps that order).
+        arrivals = sorted((t + window * rnd.uniform(0.05, 0.9), n) for n in range(len(offered)))
+        for answered, n in arrivals:
+            p = offered[n]
             if rnd.random() < DECLINE_SHARE[band]:
                 reason = rnd.choices(*DECLINE_REASONS[band])[0]
                 emit(
@@ -579,6 +581,7 @@ def _package_history(
         round_no,
         tier,
         eligible,
+        t,
         emit,
     )
     return pending
@@ -679,14 +682,24 @@ def _running(
     offer_round: int,
     tier: str,
     eligible: list[dict[str, Any]],
-    emit: Callable[[Envelope], bool],
+    placed_at: dt.datetime,
+    publish: Callable[[Envelope], bool],
 ) -> None:
     """A placed package's care: started, then pauses, changes of hours and hand-backs in the order
     they fall, then its end (each only if it falls before the history's end)."""
     urgency = situation["urgency"]
     mean = MEAN_DAYS_OF_CARE[urgency]
     days = rnd.randint(35, 49) if urgency == "reablement_step_down" else max(14, round(rnd.expovariate(1 / mean)))
-    t = _uk_morning(start_date, rnd)
+    # Care starts on the date asked for, or the morning after a placement that came later.
+    t = max(_uk_morning(start_date, rnd), _uk_morning(placed_at.date() + dt.timedelta(days=1), rnd))
+    start_date = t.date()
+    latest = t
+
+    def emit(event: Envelope) -> bool:
+        nonlocal latest
+        latest = max(latest, event.occurred_at)
+        return publish(event)
+
     if not emit(
         PackageStarted(
             **common,
@@ -831,7 +844,7 @@ def _running(
     if last_day >= days:
         days = last_day + 1
     ended_on = start_date + dt.timedelta(days=days)
-    t = _uk_morning(ended_on, rnd) - dt.timedelta(days=1)
+    t = max(_uk_morning(ended_on, rnd) - dt.timedelta(days=1), latest + dt.timedelta(minutes=30))
     reasons = ["needs_met"] if urgency == "reablement_step_down" else rnd.choices(ENDS, [4, 3, 2, 1, 1])
     emit(
         PackageEnded(

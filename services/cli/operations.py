@@ -14,16 +14,22 @@ import contextlib
 import datetime as dt
 import json
 import os
+from typing import TYPE_CHECKING
 
 import httpx
 import typer
 
 from schemas import topics as contract
 from services.cli import output
-from services.operations import dead_letters, outbox, streams
-from services.operations.lag import lag as lag_of
 from services.runtime import clock, topics
 from services.runtime.settings import admin_settings
+
+if TYPE_CHECKING:
+    from services.operations import streams
+
+# The commands' own machinery (Kafka clients, the outbox's SQL) is imported by the command that
+# uses it: every `homecare` command loads this module, and `homecare kpis` should start in well
+# under a second, not pay for a Kafka client it does not use.
 
 # ---- kpis ---------------------------------------------------------------------------------
 
@@ -205,6 +211,8 @@ def tail(
     as_json: bool = typer.Option(False, "--json", help="JSON lines"),
 ) -> None:
     """Follow the event streams, one decoded line per event."""
+    from services.operations import streams
+
     names = [topics.resolve(t) for t in (topic or contract.ALL)]
     if journey or package:
         from_beginning = True
@@ -234,6 +242,8 @@ def tail(
 
 def lag(as_json: bool = typer.Option(False, "--json", help="JSON only, instead of the report")) -> None:
     """Consumer lag per group and partition, with the age of the oldest unprocessed event."""
+    from services.operations.lag import lag as lag_of
+
     rows = asyncio.run(lag_of(admin_settings().kafka_bootstrap_servers))
     if as_json:
         output.echo_json(rows)
@@ -284,6 +294,8 @@ dead_letters_app = typer.Typer(no_args_is_help=True, help="Messages the consumer
 @dead_letters_app.command("list")
 def list_letters(as_json: bool = typer.Option(False, "--json", help="JSON lines only, one dead letter a line")) -> None:
     """Every dead letter, oldest first: its id, when, which consumer, its origin, the reason and error."""
+    from services.operations import dead_letters
+
     letters = asyncio.run(dead_letters.read_all(admin_settings().kafka_bootstrap_servers))
     summaries = [dead_letters.summary(p, o, d) for p, o, d in letters]
     if as_json:
@@ -319,6 +331,9 @@ def render_letters(summaries: list[dict], room: int) -> str:
 
 @dead_letters_app.command("show")
 def show(letter_id: str = typer.Argument(..., help="partition:offset, as listed")) -> None:
+    """One dead letter in full, as JSON."""
+    from services.operations import dead_letters
+
     letters = {
         dead_letters.letter_id(p, o): d
         for p, o, d in asyncio.run(dead_letters.read_all(admin_settings().kafka_bootstrap_servers))
@@ -334,6 +349,8 @@ def replay(
 ) -> None:
     """Republish the original bytes to the original topic; inboxes make it harmless to consumers that already
     applied it."""
+    from services.operations import dead_letters
+
     try:
         replayed = asyncio.run(dead_letters.replay_letters(admin_settings().kafka_bootstrap_servers, letter_ids))
     except (LookupError, ValueError) as refused:  # unknown, or cut to fit Kafka
@@ -350,6 +367,8 @@ outbox_app = typer.Typer(no_args_is_help=True, help="Outbox rows Kafka refused f
 @outbox_app.command("parked")
 def outbox_parked(as_json: bool = typer.Option(False, "--json", help="JSON lines only, one row a line")) -> None:
     """Outbox rows Kafka refused for good, with the error and how many rows wait behind each."""
+    from services.operations import outbox
+
     rows = asyncio.run(outbox.parked_rows(admin_settings().database_url))
     if as_json:
         for row in rows:
@@ -386,6 +405,8 @@ def render_parked(rows: list[dict], room: int) -> str:
 @outbox_app.command("retry")
 def outbox_retry(ids: list[str] = typer.Argument(..., help="ids of parked rows, as listed")) -> None:
     """Put parked rows back in the relay's queue, once the cause is fixed."""
+    from services.operations import outbox
+
     try:
         done = asyncio.run(outbox.retry_rows(admin_settings().database_url, ids))
     except LookupError as unknown:
@@ -399,6 +420,8 @@ def outbox_discard(
     by: str = typer.Option(..., "--by", help="who decided (recorded with the row)"),
 ) -> None:
     """Give parked rows up for good: their events are never published; the rows behind them go."""
+    from services.operations import outbox
+
     try:
         done = asyncio.run(outbox.discard_rows(admin_settings().database_url, ids, by))
     except LookupError as unknown:

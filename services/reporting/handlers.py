@@ -381,6 +381,8 @@ async def rebuild(
             pending = [tp for tp in partitions if await consumer.position(tp) < ends[tp]]
             if not pending:
                 report.finished = True
+                async with pool.acquire() as conn:
+                    await repo.analyse(conn)
                 return report
             if stop_after is not None and report.applied + report.passed_over >= stop_after:
                 return report
