@@ -96,7 +96,9 @@ def bench(
         f"{figures['generate_seconds']} s (load average {figures['load_average']:.1f} on {figures['cpus']} cores)",
         f"rebuild: {figures['rebuild_events']} events in {figures['rebuild_seconds']} s = "
         f"{figures['rebuild_events_per_second']} events/s (target >= 5000); peak RSS "
-        f"{figures['rebuild_peak_rss_mb']} MB (target < 300)",
+        f"{figures['rebuild_peak_rss_mb']} MB (target < 300); {figures['rebuild_cpu_seconds']} CPU s in the rebuild's "
+        f"process; load average {figures['rebuild_load_average'][0]} before, "
+        f"{figures['rebuild_load_average'][1]} after",
         f"KPI queries of the last 365 days ({figures['kpi_year_packages']} packages), p95 each (target < 0.2 s):",
         *(f"  {name}: {seconds} s" for name, seconds in p95.items()),
         f"whole report, one transaction: p50 {figures['kpi_report_p50_s']} s, p95 {figures['kpi_report_p95_s']} s",
