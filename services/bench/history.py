@@ -96,21 +96,11 @@ def history(start: dt.datetime, packages: int = 40, seed: int = 7) -> list[Envel
         band_rate = Decimal("22.95")
         outcome = OUTCOMES[i % len(OUTCOMES)]
         common = {"correlation_id": package_id, "package_id": package_id}
+        situation = {"zone": zone, "band": band, "urgency": urgency}
         e: list[Envelope] = [PackageRequested(**common, package=spec, requested_at=at, occurred_at=at)]
         t = at + dt.timedelta(minutes=1)
         offered = rnd.sample(PROVIDERS, 3)
-        e.append(
-            OfferMade(
-                **common,
-                offer_round=1,
-                tier="prime",
-                provider_ids=offered,
-                package=spec,
-                band_rate=band_rate,
-                window_closes_at=t + dt.timedelta(hours=2),
-                occurred_at=t,
-            )
-        )
+        e.append(_offer(common, 1, "prime", offered, spec, band_rate, t))
         winner = offered[0]
         rate = band_rate + (Decimal("1.50") if outcome in ("above_rate", "awaiting") else Decimal(0))
         for k, provider in enumerate(offered):
@@ -189,7 +179,7 @@ def history(start: dt.datetime, packages: int = 40, seed: int = 7) -> list[Envel
                     occurred_at=t,
                 )
             )
-        e += _placed(common, winner, rate, hours, zone, band, urgency, spec.start_date, t)
+        e += _placed(rnd, common, winner, rate, hours, situation, spec.start_date, t)
         if outcome == "cancelled":
             t += dt.timedelta(hours=5)
             e.append(
@@ -233,73 +223,38 @@ def history(start: dt.datetime, packages: int = 40, seed: int = 7) -> list[Envel
                 )
             )
             t += dt.timedelta(minutes=1)
-            e.append(
-                OfferMade(
-                    **common,
-                    offer_round=2,
-                    tier="prime",
-                    provider_ids=offered[1:],
-                    package=spec,
-                    band_rate=band_rate,
-                    window_closes_at=t + dt.timedelta(hours=2),
-                    occurred_at=t,
-                )
-            )
+            e.append(_offer(common, 2, "prime", offered[1:], spec, band_rate, t))
             other = offered[1]
             t += dt.timedelta(hours=4)
-            e += _placed(common, other, band_rate, hours, zone, band, urgency, spec.start_date, t, offer_round=2)
+            e += _placed(rnd, common, other, band_rate, hours, situation, spec.start_date, t, offer_round=2)
         events += e
     return events
 
 
 def _placed(
+    rnd: random.Random,
     common: dict[str, Any],
     provider: str,
     rate: Decimal,
     hours: Decimal,
-    zone: str,
-    band: str,
-    urgency: str,
+    situation: dict[str, Any],
     start_date: dt.date,
     t: dt.datetime,
     offer_round: int = 1,
 ) -> list[Envelope]:
-    placed = PackagePlaced(
-        **common,
-        provider_id=provider,
-        offer_round=offer_round,
-        tier="prime",
-        hourly_rate=rate,
-        hours_per_week=hours,
-        start_date=start_date,
-        zone=zone,
-        band=band,
-        urgency=urgency,
-        rate_card="2026-27",
-        requested_by="broker-1",
-        losing_provider_ids=[],
-        placed_at=t,
-        occurred_at=t,
-    )
-    confirmed = t + dt.timedelta(seconds=2)
-    return [
-        placed,
-        PlacementConfirmed(
-            **common, provider_id=provider, recipients=[], confirmed_at=confirmed, occurred_at=confirmed
-        ),
-        NotificationFailed(
-            **common,
-            delivery_id=uuid.uuid4(),
-            message="placement_person",
-            recipient_kind="person",
-            recipient_id=str(common["package_id"]),
-            channel="none",
-            reason="no_contact_registered",
-            attempts=0,
-            failed_at=confirmed,
-            occurred_at=confirmed,
-        ),
+    """A placement of :func:`history` and its notifications (the person's letter always failed)."""
+    events: list[Envelope] = [
+        _placement(
+            common, situation, provider, rate, hours, start_date, "2026-27", "broker-1", offer_round, "prime", [], t
+        )
     ]
+
+    def keep(event: Envelope) -> bool:
+        events.append(event)
+        return True
+
+    _confirmations(rnd, common, provider, t, keep, failed_share=1.0)
+    return events
 
 
 def topic_of(event: Envelope) -> str:
@@ -641,13 +596,19 @@ def _placement(
 
 
 def _confirmations(
-    rnd: random.Random, common: dict[str, Any], provider: str, t: dt.datetime, emit: Callable[[Envelope], bool]
+    rnd: random.Random,
+    common: dict[str, Any],
+    provider: str,
+    t: dt.datetime,
+    emit: Callable[[Envelope], bool],
+    failed_share: float = 0.33,
 ) -> None:
-    """The notifications service's record of a placement's messages; a third of people have no
-    contact details registered, so their letter is a failed delivery (reason code only)."""
+    """The notifications service's record of a placement's messages; a third of people (by
+    default) have no contact details registered, so their letter is a failed delivery (a reason
+    code only)."""
     at = t + dt.timedelta(seconds=rnd.randint(1, 20))
     emit(PlacementConfirmed(**common, provider_id=provider, recipients=[], confirmed_at=at, occurred_at=at))
-    if rnd.random() < 0.33:
+    if rnd.random() < failed_share:
         emit(
             NotificationFailed(
                 **common,
