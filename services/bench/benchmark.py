@@ -395,6 +395,19 @@ async def run_phase(
     }
 
 
+IDLE_SECONDS = 10.0
+
+
+async def idle_cpu(watch: ProcessWatch, seconds: float) -> dict[str, float]:
+    """CPU per process while nothing is asked of the stack, as percent of one core: what the
+    polling loops (outbox relays, timers, webhook senders, heartbeats) cost on their own. Every
+    second a phase lasts adds this much to its CPU figures, so a slower run looks costlier."""
+    cpu0 = watch.cpu()
+    await asyncio.sleep(seconds)
+    cpu1 = watch.cpu()
+    return {n: round((cpu1[n] - cpu0[n]) / seconds * 100, 1) for n in cpu1 if n in cpu0}
+
+
 def _r(v: float | None) -> float | None:
     return None if v is None else round(v, 3)
 
@@ -480,6 +493,8 @@ async def bench_async(
         brokerages = [stack.url(n) for n, service in stack.services.items() if service == "brokerage"]
         async with httpx.AsyncClient(timeout=60, auth=broker) as client:
             await wait_until_ready(client, urls, timeout=120)
+        with console.status(f"idle: {IDLE_SECONDS:g} s with no requests..."):
+            result["idle_cpu_percent"] = await idle_cpu(watch, IDLE_SECONDS)
         connector = aiohttp.TCPConnector(limit=max(64, load.concurrency) + 8)
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as client:
             framework = load_framework()

@@ -38,6 +38,7 @@ def summarise(result: dict) -> dict:
             n: med(["as_fast_as_possible", "cpu_seconds", n]) for n in ("kafka", "postgresql", "load_generator")
         },
         "peak_rss_mb": result.get("peak_rss_mb"),
+        "idle_cpu_percent": result.get("idle_cpu_percent"),
     }
     if summary["burst_events_per_second"] and summary["baseline_messages_per_second"]:
         summary["events_vs_baseline"] = round(
@@ -81,6 +82,8 @@ def measures(result: dict) -> list[tuple[str, str, str]]:
         rows.append((f"{name}: peak RSS MB", _f((s["peak_rss_mb"] or {}).get(name)), "< 250"))
     for name, seconds in (s.get("cpu_seconds_outside_services") or {}).items():  # kafka, postgresql, load_generator
         rows.append((f"{name}: CPU s in the burst", _f(seconds), ""))
+    for name, percent in (s.get("idle_cpu_percent") or {}).items():  # the stack at rest, before the runs
+        rows.append((f"{name}: CPU % of a core at rest", _f(percent), ""))
     return rows
 
 

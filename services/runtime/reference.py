@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
@@ -79,14 +80,35 @@ def reference_dir() -> Path:
     return Path(os.environ.get("HOMECARE_REFERENCE_DIR", DEFAULT_DIR))
 
 
+RECHECK_SECONDS = 1.0
+"""How often a reference file is looked at again for an edit: an edit applies to decisions taken
+from at most this long after it is saved. (A look per decision - a path, a stat and a cache probe,
+several times per package - was a few percent of the brokerage's CPU under load.)"""
+
+_looked_at: dict[Path, tuple[float, int]] = {}  # path -> (when last looked at, monotonic; its mtime then)
+
+
+def _mtime_ns(path: Path) -> int:
+    """The file's modification time, looked at again at most every :data:`RECHECK_SECONDS`.
+    Raises ``OSError`` when the file cannot be read."""
+    now = time.monotonic()
+    seen = _looked_at.get(path)
+    if seen is not None and now - seen[0] < RECHECK_SECONDS:
+        return seen[1]
+    mtime = path.stat().st_mtime_ns
+    _looked_at[path] = (now, mtime)
+    return mtime
+
+
 def load_framework(folder: Path | None = None) -> Framework:
-    """The framework as the file says now. Cheap to call on every decision (a stat, then a cache):
-    an edited file - a new rate card, a zone's policy changed - applies without a restart. A file
+    """The framework as the file says now. Cheap to call on every decision (a stat at most every
+    :data:`RECHECK_SECONDS`, then a cache): an edited file - a new rate card, a zone's policy
+    changed - applies without a restart, to decisions from a second after it is saved. A file
     edited into something invalid is refused with an error in the log, and the last good version
     stays in force, so a typo cannot stop the brokerage."""
     path = (folder or reference_dir()).joinpath("framework.yaml")
     try:
-        return _parse_framework(path, path.stat().st_mtime_ns)
+        return _parse_framework(path, _mtime_ns(path))
     except Exception as exc:
         last_good = _last_good.get(path)
         if last_good is None:
@@ -151,7 +173,7 @@ def load_delegation(folder: Path | None = None) -> SchemeOfDelegation:
         # A reference folder of an installation's own made before the scheme existed: the shipped one.
         path = DEFAULT_DIR / "delegation.yaml"
     try:
-        return _parse_delegation(path, path.stat().st_mtime_ns)
+        return _parse_delegation(path, _mtime_ns(path))
     except Exception as exc:
         last_good = _last_good_delegation.get(path)
         if last_good is None:

@@ -13,6 +13,7 @@ from decimal import Decimal
 
 import pytest
 
+from services.runtime.reference import RECHECK_SECONDS
 from tests.allocation.conftest import WINDOW_SECONDS
 
 pytestmark = [pytest.mark.infra, pytest.mark.e2e]
@@ -224,6 +225,7 @@ async def test_a_new_rate_card_applies_to_packages_requested_after_its_start_wit
     )
     later = time.time() + 1
     os.utime(framework, (later, later))
+    await asyncio.sleep(RECHECK_SECONDS + 0.3)  # an edit applies from a recheck interval after it is saved
     after = await alloc.request()
     old, new = await alloc.package(before), await alloc.package(after)
     assert old["rate_card"] == "2020-21" and new["rate_card"] == f"test-{today}"

@@ -9,6 +9,7 @@ import pytest
 
 from schemas.vocabulary import Band
 from services.brokerage import domain
+from services.runtime import reference as reference_data
 from services.runtime.reference import DEFAULT_DIR, load_framework
 
 WEIGHTS = 'quality_weights: {cqc: "0.6", local_risk: "0.3", hand_backs: "0.1"}'
@@ -27,6 +28,7 @@ def reference(tmp_path, monkeypatch):
     (tmp_path / "framework.yaml").write_text((DEFAULT_DIR / "framework.yaml").read_text())
     (tmp_path / "providers.yaml").write_text((DEFAULT_DIR / "providers.yaml").read_text())
     monkeypatch.setenv("HOMECARE_REFERENCE_DIR", str(tmp_path))
+    monkeypatch.setattr(reference_data, "RECHECK_SECONDS", 0.0)  # these tests edit and read back at once
     return tmp_path / "framework.yaml"
 
 
@@ -66,3 +68,24 @@ def test_a_broken_edit_keeps_the_last_good_version_in_force(reference):
     good = load_framework()
     edit(reference, "zones:", "zones: [oops")
     assert load_framework() is good
+
+
+def test_the_file_is_looked_at_again_at_most_every_recheck_interval(reference, monkeypatch):
+    monkeypatch.setattr(reference_data, "RECHECK_SECONDS", 0.5)
+    looked: list[str] = []
+    real_stat = type(reference).stat
+
+    def stat(self, *args, **kwargs):
+        looked.append(self.name)
+        return real_stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(reference), "stat", stat)
+    before = load_framework()
+    for _ in range(50):
+        load_framework()
+    assert looked.count("framework.yaml") == 1
+    edit(reference, WEIGHTS, 'quality_weights: {cqc: "0.2", local_risk: "0.5", hand_backs: "0.3"}')
+    assert load_framework() is before  # within the interval: not looked at yet
+    time.sleep(0.6)
+    assert load_framework().quality_weights["cqc"] == Decimal("0.2")
+    assert looked.count("framework.yaml") == 2
