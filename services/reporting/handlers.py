@@ -269,7 +269,6 @@ async def apply(conn: Connection, events: list[Event]) -> None:
     requests: dict[uuid.UUID, tuple[Any, ...]] = {}
     profiles: dict[str, tuple[Any, ...]] = {}
     rows: dict[str, dict[uuid.UUID, tuple[Any, ...]]] = {}
-    package_ids: set[uuid.UUID] = set()
     for event in events:
         match event:
             case ProviderUpdated():
@@ -291,13 +290,9 @@ async def apply(conn: Connection, events: list[Event]) -> None:
                     event.package_id, spec.zone, spec.band, spec.urgency, spec.hours_per_week, spec.funding,
                     spec.start_date, at, clock.uk_date(at),
                 )  # fmt: skip
-        package_ids.add(event.package_id)
         if (row_of := ROWS.get(type(event))) is not None:
             rows.setdefault(row_of[0], {})[event.event_id] = row_of[1](event)
     await repo.put_providers(conn, list(profiles.values()))
-    if not package_ids:
-        return
-    await repo.put_packages(conn, list(requests.values()), sorted(package_ids - requests.keys()))
     new: set[uuid.UUID] = set()
     for table, table_rows in rows.items():
         new |= await repo.insert_events(conn, table, list(table_rows.values()))
@@ -309,6 +304,9 @@ async def apply(conn: Connection, events: list[Event]) -> None:
         new.discard(event.event_id)  # the same event twice among these: folded once
         if values := package_values(event):
             repo.fold(folded.setdefault(event.package_id, {}), values)
+    # The rows to update exist first: an answer or a confirmation on another topic may come before
+    # its package's request, and an answer alone changes no package row (none made for it).
+    await repo.put_packages(conn, list(requests.values()), sorted(folded.keys() - requests.keys()))
     await repo.update_packages(conn, folded)
 
 
