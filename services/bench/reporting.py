@@ -51,7 +51,15 @@ from services.reporting import domain
 from services.reporting import repository as repo
 from services.runtime import clock, topics
 from services.runtime.db import create_pool, migrate, provision
-from services.runtime.kafka import ensure_topics, kafka_security, partitions_of, provision_namespace, topic_configs
+from services.runtime.kafka import (
+    ensure_topics,
+    kafka_security,
+    partitions_of,
+    provision_namespace,
+    revoke_namespace_acls,
+    secured,
+    topic_configs,
+)
 from services.runtime.oidc_client import identity_env
 from services.runtime.settings import SharedSettings, admin_settings, load
 
@@ -265,6 +273,9 @@ def _peak_rss_mb(pid: int) -> int:
 
 
 async def _remove(namespace: str, database: str, kafka: str, security: dict[str, Any], parts: Any) -> None:
+    """The namespace's topics and ACLs (generate granted them on a secured cluster) and the database."""
+    if secured(security):
+        await revoke_namespace_acls(kafka, namespace, security)
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka, **security)
     await admin.start()
     try:
