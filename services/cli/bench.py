@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import typer
-import uvloop
-from rich.console import Console
 
-from services.bench import benchmark, report
-from services.bench.processes import SERVICES
 from services.cli import output
+
+# The benchmark's modules (the services' runtime, Kafka, matplotlib) are imported by the commands
+# that use them: every `homecare` command loads this module, and `homecare kpis` should not pay
+# seconds of imports for a benchmark it does not run.
 
 
 def bench(
@@ -34,6 +34,12 @@ def bench(
 ) -> None:
     """Start the three services on the synthetic market (Kafka and PostgreSQL from the environment,
     a fresh database and topic namespace) and measure them under load."""
+    import uvloop
+    from rich.console import Console
+
+    from services.bench import benchmark, report
+    from services.bench.processes import SERVICES
+
     if profile and profile not in SERVICES:
         raise typer.BadParameter(f"--profile takes one of {', '.join(SERVICES)}")
     extra = dict(pair.split("=", 1) for pair in env)
@@ -58,6 +64,8 @@ def bench(
 
 def render(result: dict, room: int) -> str:
     """The report as text at most ``room`` characters wide: the measures, their values and targets."""
+    from services.bench import report
+
     columns = [output.Column("measure", wrap=True), output.Column("value", right=True), output.Column("target")]
     return output.table(columns, report.measures(result), title=report.title(result), room=room)
 
@@ -65,6 +73,7 @@ def render(result: dict, room: int) -> str:
 def report_data(result: dict, out: Path) -> dict:
     """What ``--json`` prints: the load, the machine, the medians (``summary``) and the files written
     (every run's figures and series are in ``bench.json``)."""
+
     return {
         "load": result["load"],
         "machine": result["machine"],

@@ -10,14 +10,16 @@ import httpx
 import typer
 from rich.console import Console
 
-from services.bench.driver import place_batch, seconds_to_decide, wait_until_ready
 from services.cli import output
 from services.runtime.oidc_client import user_auth
-from services.runtime.reference import load_framework
-from services.simulator.synthetic import batch
+
+# The driver and the synthetic requests are imported where they are used: every `homecare`
+# command loads this module.
 
 
 def _line(name: str, items: list[dict]) -> dict:
+    from services.bench.driver import seconds_to_decide
+
     placed = [p for p in items if p["status"] == "placed"]
     times = [seconds_to_decide(p) for p in placed]
     return {
@@ -114,6 +116,10 @@ def demo(
 
     # The demo acts as the demo broker, signed in at the identity provider (development only).
     broker = user_auth("demo-broker")
+
+    from services.bench.driver import place_batch, wait_until_ready
+    from services.runtime.reference import load_framework
+    from services.simulator.synthetic import batch
 
     async def run() -> dict:
         async with httpx.AsyncClient(timeout=10, auth=broker) as client:

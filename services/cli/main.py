@@ -7,6 +7,7 @@ homecare lag                   consumer lag per group and partition, oldest unpr
 homecare kpis                  brokerage and market KPIs over a period, with RAG status (the reporting service's)
 homecare reporting rebuild     replay what the event topics still hold into the reporting projection
 homecare reporting bench       the projection's figures on a generated history (rebuild events/s, KPI p95)
+homecare reporting generate    years of generated county demand onto the topics of a namespace (tests, benchmarks)
 homecare dead-letters list     what the consumers could not apply, with origin and error
 homecare dead-letters show N   one dead letter in full
 homecare dead-letters replay   put chosen dead letters back on their original topic

@@ -14,22 +14,29 @@ import contextlib
 import datetime as dt
 import json
 import os
+from typing import TYPE_CHECKING
 
 import httpx
 import typer
 
 from schemas import topics as contract
 from services.cli import output
-from services.operations import dead_letters, outbox, streams
-from services.operations.lag import lag as lag_of
 from services.runtime import clock, topics
 from services.runtime.settings import admin_settings
+
+if TYPE_CHECKING:
+    from services.operations import streams
+
+# The commands' own machinery (Kafka clients, the outbox's SQL) is imported by the command that
+# uses it: every `homecare` command loads this module, and `homecare kpis` should start in well
+# under a second, not pay for a Kafka client it does not use.
 
 # ---- kpis ---------------------------------------------------------------------------------
 
 
 def kpis_command(
     days: float = typer.Option(7, help="Period: packages requested in the last N days"),
+    period: str = typer.Option(None, help="Period as a length instead of --days: 365d (days) or 52w (weeks)"),
     since: str = typer.Option(
         None, help="Period start, instead of --days: a UK date (from its midnight) or an ISO date/time (UK time)"
     ),
@@ -42,6 +49,8 @@ def kpis_command(
     """Brokerage and market KPIs over a period, with RAG status per measure, from the reporting
     service's projection (``GET /kpis``; as ``HOMECARE_CLI_USER``, default demo-ops)."""
     now = clock.now()
+    if period is not None:
+        days = _period_days(period)
     try:
         end = clock.parse_uk_bound(until) if until else now
         start = clock.parse_uk_bound(since) if since else end - dt.timedelta(days=days)
@@ -54,6 +63,14 @@ def kpis_command(
         output.echo_json(result)
         return
     output.echo(render_kpis(result, output.width()))
+
+
+def _period_days(period: str) -> float:
+    """``365d`` -> 365, ``52w`` -> 364; anything else is a bad ``--period``."""
+    number, unit = period.strip()[:-1], period.strip()[-1:].lower()
+    if unit in ("d", "w") and number.isdigit() and int(number) > 0:
+        return int(number) * (7 if unit == "w" else 1)
+    raise typer.BadParameter(f"{period!r}: give a number of days or weeks, as 365d or 52w", param_hint="--period")
 
 
 def reporting_kpis(url: str, params: dict[str, str]) -> dict:
@@ -194,6 +211,8 @@ def tail(
     as_json: bool = typer.Option(False, "--json", help="JSON lines"),
 ) -> None:
     """Follow the event streams, one decoded line per event."""
+    from services.operations import streams
+
     names = [topics.resolve(t) for t in (topic or contract.ALL)]
     if journey or package:
         from_beginning = True
@@ -223,6 +242,8 @@ def tail(
 
 def lag(as_json: bool = typer.Option(False, "--json", help="JSON only, instead of the report")) -> None:
     """Consumer lag per group and partition, with the age of the oldest unprocessed event."""
+    from services.operations.lag import lag as lag_of
+
     rows = asyncio.run(lag_of(admin_settings().kafka_bootstrap_servers))
     if as_json:
         output.echo_json(rows)
@@ -273,6 +294,8 @@ dead_letters_app = typer.Typer(no_args_is_help=True, help="Messages the consumer
 @dead_letters_app.command("list")
 def list_letters(as_json: bool = typer.Option(False, "--json", help="JSON lines only, one dead letter a line")) -> None:
     """Every dead letter, oldest first: its id, when, which consumer, its origin, the reason and error."""
+    from services.operations import dead_letters
+
     letters = asyncio.run(dead_letters.read_all(admin_settings().kafka_bootstrap_servers))
     summaries = [dead_letters.summary(p, o, d) for p, o, d in letters]
     if as_json:
@@ -308,6 +331,9 @@ def render_letters(summaries: list[dict], room: int) -> str:
 
 @dead_letters_app.command("show")
 def show(letter_id: str = typer.Argument(..., help="partition:offset, as listed")) -> None:
+    """One dead letter in full, as JSON."""
+    from services.operations import dead_letters
+
     letters = {
         dead_letters.letter_id(p, o): d
         for p, o, d in asyncio.run(dead_letters.read_all(admin_settings().kafka_bootstrap_servers))
@@ -323,6 +349,8 @@ def replay(
 ) -> None:
     """Republish the original bytes to the original topic; inboxes make it harmless to consumers that already
     applied it."""
+    from services.operations import dead_letters
+
     try:
         replayed = asyncio.run(dead_letters.replay_letters(admin_settings().kafka_bootstrap_servers, letter_ids))
     except (LookupError, ValueError) as refused:  # unknown, or cut to fit Kafka
@@ -339,6 +367,8 @@ outbox_app = typer.Typer(no_args_is_help=True, help="Outbox rows Kafka refused f
 @outbox_app.command("parked")
 def outbox_parked(as_json: bool = typer.Option(False, "--json", help="JSON lines only, one row a line")) -> None:
     """Outbox rows Kafka refused for good, with the error and how many rows wait behind each."""
+    from services.operations import outbox
+
     rows = asyncio.run(outbox.parked_rows(admin_settings().database_url))
     if as_json:
         for row in rows:
@@ -375,6 +405,8 @@ def render_parked(rows: list[dict], room: int) -> str:
 @outbox_app.command("retry")
 def outbox_retry(ids: list[str] = typer.Argument(..., help="ids of parked rows, as listed")) -> None:
     """Put parked rows back in the relay's queue, once the cause is fixed."""
+    from services.operations import outbox
+
     try:
         done = asyncio.run(outbox.retry_rows(admin_settings().database_url, ids))
     except LookupError as unknown:
@@ -388,6 +420,8 @@ def outbox_discard(
     by: str = typer.Option(..., "--by", help="who decided (recorded with the row)"),
 ) -> None:
     """Give parked rows up for good: their events are never published; the rows behind them go."""
+    from services.operations import outbox
+
     try:
         done = asyncio.run(outbox.discard_rows(admin_settings().database_url, ids, by))
     except LookupError as unknown:

@@ -30,7 +30,6 @@ import yaml
 
 from schemas import topics as contract
 from services.runtime import clock, topics
-from services.runtime.kafka import read_topic
 from services.runtime.reference import Framework, load_framework
 
 LIFECYCLE = {
@@ -224,6 +223,9 @@ def compute(
 
 
 async def read_events(bootstrap: str, security: dict | None = None) -> list[dict]:
+    # Imported here: the KPI rules are imported by commands that never read a topic.
+    from services.runtime.kafka import read_topic
+
     events = []
     records = []
     for name in (contract.PACKAGES, contract.ANSWERS):

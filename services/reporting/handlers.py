@@ -12,7 +12,11 @@ The projection publishes nothing: reporting is a reader of the platform's histor
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +51,7 @@ from schemas.events import (
     ProviderUpdated,
 )
 from services.reporting import repository as repo
+from services.runtime import clock
 from services.runtime import topics as runtime_topics
 from services.runtime.consumer import Delivery, misrouted, read_event
 from services.runtime.db import Connection
@@ -87,195 +92,239 @@ PROJECTED = (
 )
 
 
-async def project(uow: UnitOfWork, event: Event) -> None:
-    """Apply one event to the projection. Safe to apply twice and in any order across topics."""
-    await apply(uow.conn, event)
+@dataclass(frozen=True)
+class Milestone:
+    """Where a lifecycle event's row of ``milestones`` comes from: the names of the event's own
+    fields (None: the column stays empty), and ``marks``, the package row's columns it sets
+    (column -> the event's field, or :data:`COUNT` to add one; folded by
+    :data:`repository.PACKAGE_FOLDS`)."""
+
+    at: str
+    provider: str | None = "provider_id"
+    reason: str | None = None
+    decision: str | None = None
+    hourly_rate: str | None = None
+    band_rate: str | None = None
+    hours: str | None = "hours_per_week"
+    on_date: str | None = None
+    marks: tuple[tuple[str, str | int], ...] = ()
+
+    def row(self, event: Any) -> tuple[Any, ...]:
+        """The event's row of ``milestones`` (the order of ``repository.EVENT_TABLES``)."""
+        field = self._field
+        return (
+            event.event_id,
+            event.package_id,
+            event.event_type,
+            field(event, self.provider),
+            field(event, self.reason),
+            field(event, self.decision),
+            field(event, self.hourly_rate),
+            field(event, self.band_rate),
+            field(event, self.hours),
+            field(event, self.on_date),
+            getattr(event, self.at),
+        )
+
+    @staticmethod
+    def _field(event: Any, name: str | None) -> Any:
+        """``name``: a field of the event, or a dotted path into it (``periods.0.funder``)."""
+        if name is None:
+            return None
+        value = event
+        for part in name.split("."):
+            value = value[int(part)] if part.isdigit() else getattr(value, part)
+        return value
 
 
-async def apply(conn: repo.Writer, event: Event) -> None:
-    """One event's writes, on a connection or gathered into a :class:`repository.Batch`."""
+COUNT = 1
+MILESTONES: dict[type[Event], Milestone] = {
+    PackageUnplaced: Milestone(
+        "unplaced_at",
+        provider=None,
+        reason="reason",
+        marks=(("unplaced_at", "unplaced_at"), ("unplaced_reason", "reason")),
+    ),
+    PackageCancelled: Milestone(
+        "cancelled_at", reason="reason", marks=(("cancelled_at", "cancelled_at"), ("cancel_reason", "reason"))
+    ),
+    PackageStarted: Milestone("recorded_at", hours=None, on_date="started_on", marks=(("started_on", "started_on"),)),
+    PackageHandedBack: Milestone(
+        "recorded_at",
+        reason="reason",
+        on_date="notice_ends_on",
+        marks=(("hand_backs", COUNT), ("handed_back_at", "recorded_at")),
+    ),
+    # Still in care for the KPIs: the provider holds the hours until a resume or an ending.
+    PackagePaused: Milestone("paused_at", reason="reason", on_date="paused_on", marks=(("pauses", COUNT),)),
+    PackageResumed: Milestone("resumed_at", on_date="resumed_on"),
+    PackageEnded: Milestone(
+        "ended_at",
+        reason="reason",
+        on_date="effective_date",
+        marks=(("ended_on", "effective_date"), ("end_reason", "reason")),
+    ),
+    # Changes to a running package (decision 0082): milestones, the package's status unchanged.
+    PackageChanged: Milestone("changed_at", reason="reason", on_date="effective_date"),
+    ChangeDeclined: Milestone("declined_at", reason="outcome"),
+    PackageHandedOver: Milestone(
+        "handed_over_at", provider="from_provider_id", hours="previous_hours_per_week", on_date="handed_over_on"
+    ),
+    PackageReopened: Milestone("reopened_at", reason="reason"),
+    # Reviews and funding (decisions 0088, 0089): milestones; a funding record by its first period's funder
+    # (the whole record stays on the topic and in the brokerage).
+    PackageReviewed: Milestone("reviewed_at", reason="outcome", on_date="reviewed_on"),
+    FundingRecorded: Milestone(
+        "recorded_at", reason="periods.0.funder", hours=None, on_date="periods.0.effective_from"
+    ),
+    ExceptionRequested: Milestone("requested_at", hours=None, hourly_rate="hourly_rate", band_rate="band_rate"),
+    ExceptionDecided: Milestone(
+        "decided_at", hours=None, reason="reason", decision="decision", hourly_rate="hourly_rate"
+    ),
+}
+
+
+def _offer(e: OfferMade) -> tuple[Any, ...]:
+    return (
+        e.event_id, e.package_id, e.offer_round, e.tier, ",".join(e.provider_ids), e.band_rate, e.occurred_at,
+        e.window_closes_at,
+    )  # fmt: skip
+
+
+def _bid(e: BidSubmitted) -> tuple[Any, ...]:
+    return (
+        e.event_id,
+        e.package_id,
+        e.offer_round,
+        e.provider_id,
+        "bid",
+        e.hourly_rate,
+        None,
+        e.adapter,
+        e.answered_at,
+    )
+
+
+def _decline(e: OfferDeclined) -> tuple[Any, ...]:
+    return (e.event_id, e.package_id, e.offer_round, e.provider_id, "decline", None, e.reason, e.adapter, e.answered_at)
+
+
+def _placement(e: PackagePlaced) -> tuple[Any, ...]:
+    return (
+        e.event_id, e.package_id, e.provider_id, e.offer_round, e.tier, e.hourly_rate, e.hours_per_week, e.zone,
+        e.band, e.urgency, e.rate_card, e.start_date, e.placed_at,
+    )  # fmt: skip
+
+
+def _notification(e: PlacementConfirmed | NotificationFailed) -> tuple[Any, ...]:
+    if isinstance(e, PlacementConfirmed):
+        return (
+            e.event_id, e.package_id, "confirmed", e.provider_id, None, None, None, None, len(e.recipients), None,
+            e.confirmed_at,
+        )  # fmt: skip
+    return (
+        e.event_id, e.package_id, "failed", None, e.message, e.recipient_kind, e.channel, e.reason, None,
+        e.attempts, e.failed_at,
+    )  # fmt: skip
+
+
+# Each event type with a row of its own: (its table, the row). PackageRequested (the package's
+# own row) and ProviderUpdated (the providers table) are applied by :func:`apply` itself.
+ROWS: dict[type[Event], tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
+    OfferMade: ("offers", _offer),
+    BidSubmitted: ("answers", _bid),
+    OfferDeclined: ("answers", _decline),
+    PackagePlaced: ("placements", _placement),
+    PlacementConfirmed: ("notification_outcomes", _notification),
+    NotificationFailed: ("notification_outcomes", _notification),
+    **{kind: ("milestones", m.row) for kind, m in MILESTONES.items()},
+}
+
+
+def package_values(event: Event) -> dict[str, Any]:
+    """What one event says of its package's row (column -> value, folded by
+    :data:`repository.PACKAGE_FOLDS`): an offer's rounds and rate, a placement's provider, rate
+    and hours, a milestone's marks, a lifecycle event's state."""
+    values: dict[str, Any] = {}
     match event:
-        case PackageRequested():
-            await repo.add_request(conn, event.package_id, event.package.model_dump(), event.requested_at)
         case OfferMade():
-            await repo.add_offer(conn, event)
-        case BidSubmitted():
-            await repo.add_answer(conn, event, "bid")
-        case OfferDeclined():
-            await repo.add_answer(conn, event, "decline")
+            at = event.occurred_at
+            values = {"offer_rounds": 1, "first_offered_at": at, "last_offered_at": at, "band_rate": event.band_rate}
         case PackagePlaced():
-            await repo.add_placement(conn, event)
-        case PackageUnplaced():
-            if await repo.add_milestone(
-                conn, event, event.unplaced_at, reason=event.reason, hours_per_week=event.hours_per_week
-            ):
-                await repo.mark(
-                    conn,
-                    event.package_id,
-                    "unplaced_at = GREATEST(unplaced_at, $2), unplaced_reason = $3",
-                    event.unplaced_at,
-                    event.reason,
-                )
-        case PackageCancelled():
-            if await repo.add_milestone(
-                conn,
-                event,
-                event.cancelled_at,
-                provider_id=event.provider_id,
-                reason=event.reason,
-                hours_per_week=event.hours_per_week,
-            ):
-                await repo.mark(
-                    conn,
-                    event.package_id,
-                    "cancelled_at = LEAST(cancelled_at, $2), cancel_reason = coalesce(cancel_reason, $3)",
-                    event.cancelled_at,
-                    event.reason,
-                )
-        case PackageStarted():
-            if await repo.add_milestone(
-                conn, event, event.recorded_at, provider_id=event.provider_id, on_date=event.started_on
-            ):
-                await repo.mark(conn, event.package_id, "started_on = GREATEST(started_on, $2)", event.started_on)
-        case PackageHandedBack():
-            if await repo.add_milestone(
-                conn,
-                event,
-                event.recorded_at,
-                provider_id=event.provider_id,
-                reason=event.reason,
-                hours_per_week=event.hours_per_week,
-                on_date=event.notice_ends_on,
-            ):
-                await repo.mark(
-                    conn,
-                    event.package_id,
-                    "hand_backs = hand_backs + 1, handed_back_at = GREATEST(handed_back_at, $2)",
-                    event.recorded_at,
-                )
-        case PackagePaused():
-            # Still in care for the KPIs: the provider holds the hours until a resume or an ending.
-            if await repo.add_milestone(
-                conn,
-                event,
-                event.paused_at,
-                provider_id=event.provider_id,
-                reason=event.reason,
-                hours_per_week=event.hours_per_week,
-                on_date=event.paused_on,
-            ):
-                await repo.mark(conn, event.package_id, "pauses = pauses + 1")
-        case PackageResumed():
-            await repo.add_milestone(
-                conn,
-                event,
-                event.resumed_at,
-                provider_id=event.provider_id,
-                hours_per_week=event.hours_per_week,
-                on_date=event.resumed_on,
-            )
-        case PackageEnded():
-            if await repo.add_milestone(
-                conn,
-                event,
-                event.ended_at,
-                provider_id=event.provider_id,
-                reason=event.reason,
-                hours_per_week=event.hours_per_week,
-                on_date=event.effective_date,
-            ):
-                await repo.mark(
-                    conn,
-                    event.package_id,
-                    "ended_on = LEAST(ended_on, $2), end_reason = coalesce(end_reason, $3)",
-                    event.effective_date,
-                    event.reason,
-                )
-        case PackageChanged():
-            await repo.add_milestone(
-                conn,
-                event,
-                event.changed_at,
-                provider_id=event.provider_id,
-                reason=event.reason,
-                hours_per_week=event.hours_per_week,
-                on_date=event.effective_date,
-            )
-        case ChangeDeclined():
-            await repo.add_milestone(
-                conn,
-                event,
-                event.declined_at,
-                provider_id=event.provider_id,
-                reason=event.outcome,
-                hours_per_week=event.hours_per_week,
-            )
-        case PackageHandedOver():
-            await repo.add_milestone(
-                conn,
-                event,
-                event.handed_over_at,
-                provider_id=event.from_provider_id,
-                hours_per_week=event.previous_hours_per_week,
-                on_date=event.handed_over_on,
-            )
-        case PackageReviewed():
-            await repo.add_milestone(
-                conn,
-                event,
-                event.reviewed_at,
-                provider_id=event.provider_id,
-                reason=event.outcome,
-                hours_per_week=event.hours_per_week,
-                on_date=event.reviewed_on,
-            )
-        case FundingRecorded():
-            # The funder on the first period's day; the whole record stays on the topic and in the brokerage.
-            await repo.add_milestone(
-                conn,
-                event,
-                event.recorded_at,
-                provider_id=event.provider_id,
-                reason=event.periods[0].funder,
-                on_date=event.periods[0].effective_from,
-            )
-        case PackageReopened():
-            await repo.add_milestone(
-                conn,
-                event,
-                event.reopened_at,
-                provider_id=event.provider_id,
-                reason=event.reason,
-                hours_per_week=event.hours_per_week,
-            )
-        case ExceptionRequested():
-            await repo.add_milestone(
-                conn,
-                event,
-                event.requested_at,
-                provider_id=event.provider_id,
-                hourly_rate=event.hourly_rate,
-                band_rate=event.band_rate,
-            )
-        case ExceptionDecided():
-            await repo.add_milestone(
-                conn,
-                event,
-                event.decided_at,
-                provider_id=event.provider_id,
-                reason=event.reason,
-                decision=event.decision,
-                hourly_rate=event.hourly_rate,
-            )
-        case PlacementConfirmed():
-            await repo.add_notification_outcome(conn, event, "confirmed")
-        case NotificationFailed():
-            await repo.add_notification_outcome(conn, event, "failed")
-        case ProviderUpdated():
-            await repo.put_provider(conn, event)
-            return
+            values = {
+                "placements": 1,
+                "placed_at": event.placed_at,
+                "provider_id": event.provider_id,
+                "hourly_rate": event.hourly_rate,
+                "placed_hours": event.hours_per_week,
+                "placed_zone": event.zone,
+                "placed_band": event.band,
+            }
+    milestone = MILESTONES.get(type(event))
+    if milestone is not None:
+        values |= {c: COUNT if f == COUNT else getattr(event, str(f)) for c, f in milestone.marks}
     if isinstance(event, LIFECYCLE):
-        await repo.set_status(conn, event.package_id, event.event_type, event.occurred_at)
+        values |= {"status": event.event_type, "status_at": event.occurred_at}
+    return values
+
+
+async def project(uow: UnitOfWork, event: Event) -> None:
+    """Apply one event to the projection (the live consumer's handler, in its batch's unit of
+    work). Safe to apply twice and in any order across topics."""
+    await apply(uow.conn, [event])
+
+
+async def apply(conn: Connection, events: list[Event]) -> None:
+    """Apply events to the projection: one statement per table they touch, whatever their number
+    (the rebuild passes a partition's batch; the live consumer one event).
+
+    Idempotent and order-tolerant: each event table's rows are keyed by event id and only the
+    events a table did not hold yet add to their package's counters; the package row's other
+    columns fold by time (:data:`repository.PACKAGE_FOLDS`). So an event applied twice, or
+    events of one package arriving on different topics in another order, leave the same rows as
+    one ordered pass."""
+    requests: dict[uuid.UUID, tuple[Any, ...]] = {}
+    profiles: dict[str, tuple[Any, ...]] = {}
+    rows: dict[str, dict[uuid.UUID, tuple[Any, ...]]] = {}
+    for event in events:
+        match event:
+            case ProviderUpdated():
+                p = event.profile
+                held = profiles.get(p.provider_id)
+                if held is None or held[4] <= event.revision:
+                    profiles[p.provider_id] = (
+                        p.provider_id,
+                        p.name,
+                        p.tier,
+                        p.status,
+                        event.revision,
+                        event.occurred_at,
+                    )
+                continue
+            case PackageRequested():
+                spec, at = event.package, event.requested_at
+                requests[event.package_id] = (
+                    event.package_id, spec.zone, spec.band, spec.urgency, spec.hours_per_week, spec.funding,
+                    spec.start_date, at, clock.uk_date(at),
+                )  # fmt: skip
+        if (row_of := ROWS.get(type(event))) is not None:
+            rows.setdefault(row_of[0], {})[event.event_id] = row_of[1](event)
+    await repo.put_providers(conn, list(profiles.values()))
+    new: set[uuid.UUID] = set()
+    for table, table_rows in rows.items():
+        new |= await repo.insert_events(conn, table, list(table_rows.values()))
+    folded: dict[uuid.UUID, dict[str, Any]] = {}
+    for event in events:
+        # An event a table already held added to its package's row when it was first applied.
+        if isinstance(event, ProviderUpdated) or (type(event) in ROWS and event.event_id not in new):
+            continue
+        new.discard(event.event_id)  # the same event twice among these: folded once
+        if values := package_values(event):
+            repo.fold(folded.setdefault(event.package_id, {}), values)
+    # The rows to update exist first: an answer or a confirmation on another topic may come before
+    # its package's request, and an answer alone changes no package row (none made for it).
+    await repo.put_packages(conn, list(requests.values()), sorted(folded.keys() - requests.keys()))
+    await repo.update_packages(conn, folded)
 
 
 async def count_dead_letter(conn: Connection, letter: DeadLetter, recorded_at: dt.datetime) -> None:
@@ -335,9 +384,47 @@ async def rebuild(
         report.finished = True
         return report
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest", **security
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        # Larger fetches than the default 1 MB a partition: fewer round trips through a long history.
+        max_partition_fetch_bytes=4 << 20,
+        **security,
     )
     await consumer.start()
+    # Reading and parsing the next batches overlaps applying this one: while the database works
+    # on a batch, the reader fetches and parses (a queue of two batches bounds the memory).
+    ready: asyncio.Queue[_Read | None] = asyncio.Queue(maxsize=2)
+
+    async def read_all() -> None:
+        read_so_far = 0
+        while stop_after is None or read_so_far < stop_after:
+            pending = [tp for tp in partitions if await consumer.position(tp) < ends[tp]]
+            if not pending:
+                report.finished = True
+                return
+            batches = await consumer.getmany(*pending, timeout_ms=1000, max_records=batch_size)
+            for tp, records in batches.items():
+                home = _base_topic(tp.topic, namespace)
+                events: list[Event] = []
+                for record in records:
+                    event, _error = read_event(Delivery.of(record))
+                    if event is not None and not misrouted(home, event):
+                        events.append(event)
+                read_so_far += len(records)
+                await ready.put(_Read(tp, events, len(records) - len(events), records[-1].offset + 1))
+
+    async def read() -> None:
+        try:
+            await read_all()
+        except asyncio.CancelledError:
+            raise  # the applier failed and is gone: nobody waits for the end
+        except Exception:
+            await ready.put(None)  # the applier stops, then awaits this task for its error
+            raise
+        await ready.put(None)
+
+    reader: asyncio.Task[None] | None = None
     try:
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
@@ -345,35 +432,35 @@ async def rebuild(
         for tp in partitions:
             # Past the progress, or where the topic now begins (retention may have removed more).
             consumer.seek(tp, max(done.get((tp.topic, tp.partition), 0), starts[tp]))
-        while True:
-            pending = [tp for tp in partitions if await consumer.position(tp) < ends[tp]]
-            if not pending:
-                report.finished = True
-                return report
-            if stop_after is not None and report.applied + report.passed_over >= stop_after:
-                return report
-            batches = await consumer.getmany(*pending, timeout_ms=1000, max_records=batch_size)
-            for tp, records in batches.items():
-                events: list[Event] = []
-                for record in records:
-                    event, _error = read_event(Delivery.of(record))
-                    if event is None or misrouted(_base_topic(tp.topic, namespace), event):
-                        report.passed_over += 1
-                        continue
-                    events.append(event)
-                async with pool.acquire() as conn, conn.transaction():
-                    batch = repo.Batch(conn)
-                    await batch.start(
-                        [e.event_id for e in events],
-                        sorted({p for e in events if (p := getattr(e, "package_id", None)) is not None}),
-                    )
-                    for event in events:
-                        await apply(batch, event)
-                    await batch.flush()
-                    await repo.save_progress(conn, tp.topic, tp.partition, records[-1].offset + 1)
-                report.applied += len(events)
+        reader = asyncio.create_task(read())
+        while (batch := await ready.get()) is not None:
+            async with pool.acquire() as conn, conn.transaction():
+                await apply(conn, batch.events)
+                await repo.save_progress(conn, batch.partition.topic, batch.partition.partition, batch.next_offset)
+            report.applied += len(batch.events)
+            report.passed_over += batch.passed_over
+        await reader  # its error, if it failed
+        if report.finished:
+            async with pool.acquire() as conn:
+                await repo.analyse(conn)
+        return report
     finally:
+        if reader is not None and not reader.done():
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
         await consumer.stop()
+
+
+@dataclass
+class _Read:
+    """A partition's batch as read: its events, the records passed over (not an event of ours,
+    or not from its home topic), and the offset after it."""
+
+    partition: TopicPartition
+    events: list[Event]
+    passed_over: int
+    next_offset: int
 
 
 def _base_topic(name: str, namespace: str | None) -> str:

@@ -145,3 +145,14 @@ def test_each_topic_has_an_explicit_retention():
     shorter = topic_configs(SharedSettings(kafka_retention_packages_days=0.25, kafka_retention_answers_days=0), "x")
     assert shorter["x.brokerage.packages"]["retention.ms"] == str(6 * 3600 * 1000)
     assert shorter["x.providers.answers"]["retention.ms"] == "-1"  # 0: kept forever
+
+
+def test_kpis_period_is_days_or_weeks_and_a_bad_one_names_the_option():
+    import typer
+
+    from services.cli.operations import _period_days
+
+    assert (_period_days("365d"), _period_days("52w"), _period_days(" 7D ")) == (365, 364, 7)
+    for bad in ("365", "0d", "-3d", "1y", "d", "1.5w"):
+        with pytest.raises(typer.BadParameter, match=r"365d or 52w"):
+            _period_days(bad)
