@@ -23,7 +23,6 @@ import asyncpg
 from services.bench.history import history
 from services.reporting import app as reporting_app
 from services.reporting import handlers
-from services.reporting import repository as repo
 from services.runtime.db import create_pool, migrate, provision
 from services.runtime.reference import load_framework
 from services.runtime.settings import admin_settings, load
@@ -45,14 +44,7 @@ async def record(pool: asyncpg.Pool, days: int, layers: int) -> int:
     for i in range(0, len(events), 2000):
         chunk = events[i : i + 2000]
         async with pool.acquire() as conn, conn.transaction():
-            batch = repo.Batch(conn)
-            await batch.start(
-                [e.event_id for e in chunk],
-                sorted({p for e in chunk if (p := getattr(e, "package_id", None)) is not None}),
-            )
-            for event in chunk:
-                await handlers.apply(batch, event)  # type: ignore[arg-type]  # history() gives Envelopes of Event types
-            await batch.flush()
+            await handlers.apply(conn, chunk)  # type: ignore[arg-type]  # history() gives Envelopes of Event types
     return len(events)
 
 

@@ -10,7 +10,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]  # (installed with check-jsonschema; no stubs pinned)
 import pytest
 
 from schemas import topics
@@ -50,7 +50,7 @@ def test_each_package_begins_with_its_request_and_its_events_run_in_time_order(e
             by_package[package_id].append(event)
     assert len(by_package) == 600
     for package_events in by_package.values():
-        assert package_events[0].event_type == "PackageRequested"
+        assert package_events[0].event_type == "PackageRequested"  # type: ignore[attr-defined]
         times = [e.occurred_at for e in package_events]
         assert times == sorted(times)
 
@@ -91,7 +91,7 @@ def test_requests_are_spread_over_the_period_mostly_on_weekdays(events):
 def test_the_same_seed_gives_the_same_history_but_for_the_event_ids():
     def history(seed: int) -> list[tuple[str, object, dt.datetime]]:
         return [
-            (e.event_type, getattr(e, "package_id", None), e.occurred_at)
+            (e.event_type, getattr(e, "package_id", None), e.occurred_at)  # type: ignore[attr-defined]
             for e in county_history(START, years=0.02, packages_per_year=1000, seed=seed)
         ]
 
