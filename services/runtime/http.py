@@ -320,6 +320,9 @@ def _document_permissions(app: FastAPI, service_name: str) -> None:
                 elif rule is permissions.INTERNAL:
                     operation["security"] = [{"oidc": []}]
                     operation["x-roles"] = ["any"]
+                    operation.setdefault("responses", {}).setdefault(
+                        "401", {"description": "On the API port: no access token, or one not valid for this service"}
+                    )
                     operation["description"] = (
                         "Without a token on the service's internal listener (`<SERVICE>_INTERNAL_PORT`, default the "
                         "API port + 1000: for probes and Prometheus, never published); on the API port, any valid "
@@ -349,6 +352,7 @@ def _document_permissions(app: FastAPI, service_name: str) -> None:
 # identity provider): declared on every operation, so the document lists every status it can send.
 _EVERY_OPERATION = {
     "400": "A malformed request line (a NUL character in the URL)",
+    "404": "Asked on the internal listener, which serves only /health/live, /health/ready and /metrics",
     "500": "The service failed; the failure is logged under the response's X-Correlation-ID",
     "503": "A dependency (PostgreSQL, the identity provider) is unavailable; Retry-After says when to try again",
 }

@@ -160,7 +160,7 @@ async def test_a_retried_request_with_the_same_idempotency_key_creates_one_packa
             json=changed(body, "another note", "person", "care_notes"),
             headers={"Idempotency-Key": key},
         )
-    assert (first.status_code, again.status_code, other.status_code) == (201, 200, 409)
+    assert (first.status_code, again.status_code, other.status_code) == (201, 200, 422)
     assert first.json()["package_id"] == again.json()["package_id"]
     conn = await asyncpg.connect(database_url)
     try:

@@ -42,10 +42,23 @@ async def query(database_url: str, sql: str, *args):
         await conn.close()
 
 
+async def make_room(stack, hours: int = 40) -> None:
+    """Free hours for every active provider of :data:`ZONES`: the session's earlier end-to-end tests
+    place packages on the same seeded market and may have used its capacity up."""
+    from tests.e2e.test_package_changes import room_for  # (it imports this module)
+
+    async with httpx.AsyncClient(base_url=stack.url("providers"), auth=staff(), timeout=10) as providers:
+        registry = (await providers.get("/providers")).json()
+    for provider in registry:
+        if provider.get("status") == "active" and set(provider.get("zones") or ()) & set(ZONES):
+            await room_for(stack, provider["provider_id"], hours)
+
+
 async def running_package(stack, seed: int) -> dict:
     """A package requested, placed and started today (tried zone by zone until one places), with its
     provider, broker and family registered to be told by email."""
     framework = load_framework()
+    await make_room(stack)
     async with httpx.AsyncClient(base_url=stack.url("brokerage"), auth=staff(), timeout=10) as api:
         for attempt, zone in enumerate(ZONES * 2):
             body = package_request(random.Random(seed * 100 + attempt), framework, zone, index=seed)

@@ -30,7 +30,8 @@ FROM, TO = "2023-01-09", "2023-01-16"  # UK dates, TO included
 async def recorded(in_memory):
     """The reporting service with a recorded history: (service, the history's events)."""
     service, broker = await in_memory(build, "reporting")
-    events = history(START, packages=PACKAGES, seed=5)
+    # A seed of its own: history() derives package ids from it, and the handler tests share one projection.
+    events = history(START, packages=PACKAGES, seed=2023)
     await project(broker, events)
     return service, events
 

@@ -130,7 +130,7 @@ async def test_a_consumer_applies_each_event_once_dead_letters_garbage_and_commi
     await service.start()
     try:
         package_id = uuid.uuid4()
-        placed = PackagePlaced.model_validate_json((SAMPLES / "PackagePlaced.v2.json").read_text()).model_copy(
+        placed = PackagePlaced.model_validate_json((SAMPLES / "PackagePlaced.v3.json").read_text()).model_copy(
             update={"event_id": uuid.uuid4(), "package_id": package_id, "correlation_id": package_id}
         )
         topic = topics.resolve("brokerage.packages")

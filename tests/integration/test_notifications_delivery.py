@@ -52,7 +52,7 @@ async def test_redeliveries_and_a_restart_send_one_email_per_recipient(infra, da
     )
     package_id = uuid.uuid4()
     provider, broker = f"prov-{package_id.hex[:8]}", f"broker.{package_id.hex[:8]}"
-    placed = PackagePlaced.model_validate_json((SAMPLES / "PackagePlaced.v2.json").read_text()).model_copy(
+    placed = PackagePlaced.model_validate_json((SAMPLES / "PackagePlaced.v3.json").read_text()).model_copy(
         update={
             "event_id": uuid.uuid4(),
             "package_id": package_id,
