@@ -572,8 +572,18 @@ async def test_ops_see_health_at_a_glance_each_count_linking_to_its_detail_with_
     assert await ops.get_attribute("#count-failed-notifications a", "href") == "/ops/notifications"
     assert await ops.get_attribute("#count-lagging a", "href") == "/ops/lag?behind=1"
     assert await ops.get_attribute("#count-not-ready a", "href") == "#services"
-    failed = httpx.get(f"{stack.url('notifications')}/deliveries/failed", timeout=10, auth=staff("demo-ops")).json()
-    assert int(await ops.inner_text("#count-failed-notifications .console-card__value")) == failed["count"]
+
+    # The overview's figures are at most 15 s old, and other tests' notifications keep failing: the
+    # count shown lies between the service's count before that age and its count after the page.
+    def failed_count() -> int:
+        url = f"{stack.url('notifications')}/deliveries/failed"
+        return int(httpx.get(url, timeout=10, auth=staff("demo-ops")).json()["count"])
+
+    before = failed_count()
+    await asyncio.sleep(16)
+    await ops.goto(f"{console}/ops")
+    shown = int(await ops.inner_text("#count-failed-notifications .console-card__value"))
+    assert before <= shown <= failed_count()
     services = await ops.locator("#services ~ .console-table-scroll tr[data-service]").all_inner_texts()
     assert len(services) == 4 and all("Ready" in s for s in services), services
     assert int(await ops.inner_text("#count-not-ready .console-card__value")) == 0
