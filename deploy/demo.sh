@@ -23,7 +23,7 @@ The services are still running:
   notifications  http://127.0.0.1:${NOTIFICATIONS_HTTP_PORT:-8003}/docs    (confirmations)
   reporting      http://127.0.0.1:${REPORTING_HTTP_PORT:-8005}/docs    (KPIs for any period, CSV and Parquet exports)
   Keycloak       http://127.0.0.1:${HOMECARE_KEYCLOAK_PORT:-18080}/realms/homecare (identity provider, development mode)
-                 users demo-broker, demo-senior, demo-manager, demo-head, demo-ops, demo-admin, demo-provider;
+                 users demo-broker, demo-senior, demo-manager, demo-head, demo-ops, demo-admin, demo-provider (and demo-quality, demo-safeguarding, demo-finance, demo-reviewer);
                  password ${IDP_PASSWORD:-(from your OIDC_ISSUER)}  - the APIs want their access tokens
   Kafka          127.0.0.1:$KAFKA_PORT      (SASL/SCRAM with ACLs; credentials in $RUN_DIR/kafka/credentials.env)
   PostgreSQL     127.0.0.1:$PG_PORT      (database homecare)

@@ -28,6 +28,10 @@ USER_OF_ROLE = {
     "operations": "demo-ops",
     "council_admin": "demo-admin",
     "provider_staff": "demo-provider",
+    "contracts_quality": "demo-quality",
+    "safeguarding": "demo-safeguarding",
+    "finance": "demo-finance",
+    "review_officer": "demo-reviewer",
 }
 
 

@@ -11,6 +11,10 @@ head_of_service approves above-rate spending beyond the managers' limit
 operations     runs the platform: packages' progress and deliveries, never persons or prices
 council_admin  manages the framework's providers (status, adapters, credentials, coverage)
 provider_staff a provider's staff: the provider API (``/me``) with the provider's own credential
+contracts_quality the contracts and quality team: the provider quality and risk register, due diligence
+safeguarding   the safeguarding team: the only role that reads safeguarding concerns
+finance        the finance team: service agreement records and commitment reports
+review_officer the review team: the reviews queue and review outcomes
 service:<id>   a service's own account (client credentials), by its client id
 ============== =====================================================================================
 
@@ -32,9 +36,26 @@ HEAD_OF_SERVICE = "head_of_service"
 OPERATIONS = "operations"
 COUNCIL_ADMIN = "council_admin"
 PROVIDER_STAFF = "provider_staff"
+# Issue 21's teams and issue 18's review officers (decision 0096).
+CONTRACTS_QUALITY = "contracts_quality"
+SAFEGUARDING = "safeguarding"
+FINANCE = "finance"
+REVIEW_OFFICER = "review_officer"
 
 # People's roles, in the order the documentation shows them.
-STAFF_ROLES: Final = (BROKER, SENIOR_BROKER, MANAGER, HEAD_OF_SERVICE, OPERATIONS, COUNCIL_ADMIN, PROVIDER_STAFF)
+STAFF_ROLES: Final = (
+    BROKER,
+    SENIOR_BROKER,
+    MANAGER,
+    HEAD_OF_SERVICE,
+    OPERATIONS,
+    COUNCIL_ADMIN,
+    PROVIDER_STAFF,
+    CONTRACTS_QUALITY,
+    SAFEGUARDING,
+    FINANCE,
+    REVIEW_OFFICER,
+)
 
 BROKERAGE_TEAM = frozenset({BROKER, SENIOR_BROKER, MANAGER, HEAD_OF_SERVICE})
 FOLLOWS_WORK = BROKERAGE_TEAM | {OPERATIONS, COUNCIL_ADMIN}
@@ -73,7 +94,7 @@ TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
     "brokerage": {
         ("POST", "/packages"): BROKERAGE_TEAM,
         ("GET", "/packages"): FOLLOWS_WORK,
-        ("GET", "/packages/{package_id}"): FOLLOWS_WORK,
+        ("GET", "/packages/{package_id}"): FOLLOWS_WORK | {REVIEW_OFFICER},
         # The decision record ranks every bid with its price: commercial data.
         ("GET", "/packages/{package_id}/explanation"): BROKERAGE_TEAM | {COUNCIL_ADMIN},
         ("POST", "/packages/{package_id}/cancel"): BROKERAGE_TEAM,
@@ -88,8 +109,8 @@ TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
         ("POST", "/packages/{package_id}/changes"): BROKERAGE_TEAM,
         # Reviews (decision 0088): the brokerage team records them (a council's review officers sign in
         # as brokers); the queue is work to follow, like the board.
-        ("POST", "/packages/{package_id}/reviews"): BROKERAGE_TEAM,
-        ("GET", "/reviews"): FOLLOWS_WORK,
+        ("POST", "/packages/{package_id}/reviews"): BROKERAGE_TEAM | {REVIEW_OFFICER},
+        ("GET", "/reviews"): FOLLOWS_WORK | {REVIEW_OFFICER},
         # Funding (decision 0089): recorded by the brokerage team; read by those who follow the work
         # (the weekly cost in pounds only for roles that see commercial data: SEES_BID_PRICES).
         ("PUT", "/packages/{package_id}/funding"): BROKERAGE_TEAM,
