@@ -46,7 +46,11 @@ def test_an_approval_with_an_item_missing_names_it():
 
 
 def test_an_approval_with_an_item_failed_names_the_first_in_the_checklists_order_and_lists_all():
-    latest = {"cqc_registration": "passed", "insurance": "failed", "references": "failed"}
+    latest: dict[str, domain.CheckOutcome] = {
+        "cqc_registration": "passed",
+        "insurance": "failed",
+        "references": "failed",
+    }
     refused = refusal(lambda: domain.check_approval(TERMS, latest, "good"))
     assert refused.field == "checklist.insurance"
     assert "insurance is failed" in str(refused) and "references is failed" in str(refused)
@@ -63,7 +67,7 @@ def test_the_latest_check_counts_and_an_item_no_longer_configured_neither_helps_
 
 
 def test_a_provider_rated_inadequate_cannot_be_approved_even_with_the_checklist_complete():
-    passed = dict.fromkeys(TERMS.item_ids(), "passed")
+    passed: dict[str, domain.CheckOutcome] = dict.fromkeys(TERMS.item_ids(), "passed")
     refused = refusal(lambda: domain.check_approval(TERMS, passed, "inadequate"))
     assert (refused.status, refused.field) == (422, "cqc_rating")
     domain.check_approval(TERMS, passed, "not_yet_rated")  # a new service the CQC has not inspected yet may join
