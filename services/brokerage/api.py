@@ -609,7 +609,7 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
             field = refusal.field
             if prefixes and exc.step in prefixes and field not in ("status", "change") and "." not in field:
                 field = prefixes[exc.step] + field
-            code = "action-not-allowed" if refusal.status == 409 else None
+            code = "action-not-allowed" if refusal.status == 409 else refusal.code
             raise ProblemError(refusal.status, refusal.message, field=field, code=code) from None
         except handlers.ActionRefused as exc:
             raise ProblemError(409, str(exc), code="action-not-allowed") from None

@@ -685,16 +685,18 @@ def _change_problems(form: Mapping[str, Any], package: Mapping[str, Any], found:
 
 # The brokerage's refusals, read by the field it names and the kind of rule it states (a code),
 # never shown in its own words: the kinds, by a phrase each refusal of that kind carries.
-_REFUSAL_KINDS = [
-    ("before the care started", "before_start"),
-    ("before the pause began", "before_pause"),
-    ("is in the future", "future"),
-    ("days ago", "too_old"),
-    ("days ahead", "too_far_ahead"),
-    ("does not match the visit pattern", "mismatch"),
-    ("leaves the hours", "unchanged"),
-    ("must be discussed", "not_discussed"),
-]
+# The brokerage's problem codes for a running package's refusals (services/runtime/problems.py
+# TYPES) as the console's kinds of refusal: the console branches on codes, never on the API's words.
+_REFUSAL_KINDS = {
+    "date-before-start": "before_start",
+    "date-before-pause": "before_pause",
+    "date-in-future": "future",
+    "date-too-far-back": "too_old",
+    "date-too-far-ahead": "too_far_ahead",
+    "hours-mismatch": "mismatch",
+    "change-changes-nothing": "unchanged",
+    "reduction-not-discussed": "not_discussed",
+}
 _DATE_REFUSALS = {
     "before_start": "{name} must be on or after the day care started",
     "before_pause": "{name} must be on or after the day the pause began",
@@ -725,11 +727,10 @@ def action_refusal(action: str, status: int, problem: Mapping[str, Any], now_sta
         return {"status": "Your role cannot do this"}
     problems: dict[str, str] = {}
     questions = {f for f, _ in ACTION_QUESTIONS.get(action, [])}
-    for item in problem.get("fields") or []:
+    kind = _REFUSAL_KINDS.get(str(problem.get("code") or ""))
+    for item in problem.get("errors") or problem.get("fields") or []:
         api_field = str(item.get("field") or "").split(".")[0]
         field = API_TO_FORM.get(action, {}).get(api_field, api_field)
-        said = str(item.get("message") or "")
-        kind = next((code for phrase, code in _REFUSAL_KINDS if phrase in said), None)
         if kind in _CHANGE_REFUSALS and action == "change":
             field, message = _CHANGE_REFUSALS[kind]
         elif field in DATE_NAMES and field in questions:
