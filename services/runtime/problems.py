@@ -59,6 +59,11 @@ _ALL = [
     ProblemType("capacity-below-commitments", 409, "Capacity cannot go below what is committed"),
     ProblemType("change-request-pending", 409, "A change request is already awaiting a decision"),
     ProblemType("change-request-decided", 409, "The change request was already decided"),
+    # Joining the framework (decision records 0113, 0114).
+    ProblemType("outside-window", 422, "Received outside the framework's re-opening windows"),
+    ProblemType("checklist-incomplete", 422, "A due-diligence checklist item is missing or failed"),
+    ProblemType("application-decided", 409, "The application was already approved or refused"),
+    ProblemType("provider-exists", 409, "The provider is already on the framework or applying"),
     ProblemType("status-not-allowed", 409, "The provider's status cannot change that way"),
     ProblemType("action-not-allowed", 409, "Not allowed in the package's current state"),
     ProblemType("invalid-date", 422, "A date is outside what the rules allow"),
