@@ -959,3 +959,85 @@ def application_errors(problem: Mapping[str, Any]) -> tuple[dict[str, str], list
     if not errors and not general:
         general.append(str(problem.get("detail") or problem.get("error") or "The request was refused"))
     return errors, general
+
+
+# ---- the provider portal's answers (issue 19: an inbox, a safe decline) -------------------------
+
+DECLINE_WORDS = {
+    "capacity": "We do not have the capacity",
+    "geography": "We do not cover where the person lives",
+    "call_times": "We cannot make the call times",
+    "skills": "We do not have the skills the person needs",
+    "price": "We cannot deliver it at the band rate",
+    "other": "Another reason (say why below)",
+}
+_RATE = re.compile(r"^\d{1,3}(\.\d{1,2})?$")
+
+
+def time_left(closes_at: dt.datetime, now: dt.datetime) -> str:
+    """The time left to answer an offer, in words: "3 h 05 min left", "closed"."""
+    return "closed" if closes_at <= now else f"{waited(now, closes_at)} left"
+
+
+def portal_answer_problems(answer: str, values: Mapping[str, str]) -> dict[str, str]:
+    """Every problem with a bid or decline typed in the portal, by field, before the provider API
+    is asked: a decline needs a reason chosen (no default: a slip of the mouse must not decline
+    for "capacity"), "other" needs the words; a bid needs a rate in pounds and pence and a real date."""
+    problems: dict[str, str] = {}
+    if answer == "decline":
+        reason = values.get("reason", "")
+        if reason not in DECLINE_WORDS:
+            problems["reason"] = "Select why you are declining this offer"
+        elif reason == "other" and not values.get("text", "").strip():
+            problems["text"] = "Say why you are declining: you chose 'another reason'"
+        return problems
+    rate = values.get("rate", "").strip().lstrip("£")
+    if not rate:
+        problems["rate"] = "Enter your hourly rate"
+    elif not _RATE.match(rate) or Decimal(rate) <= 0:
+        problems["rate"] = "Enter the hourly rate in pounds and pence, like 19.95"
+    if (
+        date_from_parts(
+            values.get("earliest_start-day"), values.get("earliest_start-month"), values.get("earliest_start-year")
+        )
+        is None
+    ):
+        problems["earliest_start"] = "Enter the earliest start as a real date, like 27 3 2027"
+    return problems
+
+
+def portal_answer_body(answer: str, values: Mapping[str, str]) -> dict[str, str]:
+    """The provider API's body for an answer whose :func:`portal_answer_problems` were none."""
+    if answer == "decline":
+        return {"reason": values["reason"], "text": values.get("text", "").strip()}
+    start = date_from_parts(
+        values.get("earliest_start-day"), values.get("earliest_start-month"), values.get("earliest_start-year")
+    )
+    return {"rate": values["rate"].strip().lstrip("£"), "earliest_start": start.isoformat() if start else ""}
+
+
+# The provider API's refusals of an answer (problem codes, services/runtime/problems.py) in the
+# portal's words: about the offer as a whole ("status"), or about a field.
+_PORTAL_REFUSALS = {
+    "offer-closed": ("status", "This offer has closed: answers are no longer taken"),
+    "already-answered": ("status", "You have already answered this offer"),
+    "automatic-adapter": ("status", "Your organisation answers offers automatically: ask your administrator"),
+    "capacity-short": ("status", "You do not have enough free hours for this package: update your capacity first"),
+    "invalid-date": ("earliest_start", "The earliest start must be from today and within the dates the offer allows"),
+}
+
+
+def portal_refusal(answer: str, status: int, problem: Mapping[str, Any]) -> dict[str, str]:
+    """The provider API's refusal of a bid or decline, by field, from its problem code (never its words)."""
+    code = str(problem.get("code") or "")
+    if status == 404:
+        return {"status": "This package was not offered to you"}
+    if code in _PORTAL_REFUSALS:
+        field, message = _PORTAL_REFUSALS[code]
+        return {field: message}
+    fields = {str(f.get("field") or "").split(".")[0] for f in problem.get("errors") or problem.get("fields") or []}
+    if status == 422 and "rate" in fields:
+        return {"rate": "Enter the hourly rate in pounds and pence, like 19.95"}
+    if status == 422 and "reason" in fields:
+        return {"reason": "Select why you are declining this offer"}
+    return {"status": "Your answer could not be sent. Check it and try again."}
