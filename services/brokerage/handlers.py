@@ -1712,9 +1712,10 @@ async def _open_agreement(
         provider_id=provider_id,
         zone=spec.zone,
         band=spec.band.value,
-        hourly_rate=hourly_rate,
-        band_rate=package["band_rate"],
-        hours_per_week=hours_per_week,
+        # Two decimals throughout, as stored: a record read back compares equal to the one written.
+        hourly_rate=hourly_rate.quantize(domain.PENNY),
+        band_rate=package["band_rate"].quantize(domain.PENNY),
+        hours_per_week=hours_per_week.quantize(domain.PENNY),
         start_date=start_date,
         end_date=None,
         status="agreed",
@@ -1788,7 +1789,8 @@ async def _change_agreements(
     for row in await _running_agreements(uow, package["package_id"], provider_id):
         current = repo.terms_of(row)
         if effective_date <= current.start_date:
-            corrected = await _with_funding(uow, package, dataclasses.replace(current, hours_per_week=hours_per_week))
+            changed = dataclasses.replace(current, hours_per_week=hours_per_week.quantize(domain.PENNY))
+            corrected = await _with_funding(uow, package, changed)
             if domain.differs(current, corrected):
                 await _write_agreement(
                     uow, package["package_id"], corrected, reason=AgreementReason.changed, previous=row
@@ -1796,7 +1798,9 @@ async def _change_agreements(
             continue
         ended = await _with_funding(uow, package, domain.ending_terms(current, effective_date - dt.timedelta(days=1)))
         await _write_agreement(uow, package["package_id"], ended, reason=AgreementReason.changed, previous=row)
-        follows = dataclasses.replace(current, hours_per_week=hours_per_week, start_date=effective_date, end_date=None)
+        follows = dataclasses.replace(
+            current, hours_per_week=hours_per_week.quantize(domain.PENNY), start_date=effective_date, end_date=None
+        )
         await _write_agreement(
             uow, package["package_id"], await _with_funding(uow, package, follows), reason=AgreementReason.changed
         )
