@@ -24,6 +24,7 @@ class Role(StrEnum):
     head_of_service = "head_of_service"  # approves above-rate spending beyond the managers' limit
     ops = "ops"
     admin = "admin"
+    finance = "finance"  # the finance team: service agreement records and commitments (decision 0109)
 
 
 class Permission(StrEnum):
@@ -32,6 +33,7 @@ class Permission(StrEnum):
     person = "person"  # the person's details on the package page
     operations = "operations"  # event stream, lag, dead letters, KPIs
     staff = "staff"  # staff accounts
+    finance = "finance"  # the weekly commitment and the finance system's import file (package ids only)
 
 
 BROKERAGE_TEAM = (Role.broker, Role.senior_broker, Role.manager, Role.head_of_service)
@@ -41,11 +43,21 @@ BROKERAGE_TEAM = (Role.broker, Role.senior_broker, Role.manager, Role.head_of_se
 # delegation) is the brokerage API's rule, applied to the role the console says it acts as.
 PERMISSIONS: dict[Role, frozenset[Permission]] = {
     **{role: frozenset({Permission.board, Permission.act, Permission.person}) for role in BROKERAGE_TEAM},
+    # Budget holders answer for the commitment: the finance pages too (the API's table says the same).
+    Role.manager: frozenset({Permission.board, Permission.act, Permission.person, Permission.finance}),
+    Role.head_of_service: frozenset({Permission.board, Permission.act, Permission.person, Permission.finance}),
     Role.ops: frozenset({Permission.board, Permission.operations}),
     Role.admin: frozenset({Permission.board, Permission.operations, Permission.staff}),
+    # Finance sees no person and no board: the records carry package ids only.
+    Role.finance: frozenset({Permission.finance}),
 }
 
-HOME = {**{role: "/board" for role in BROKERAGE_TEAM}, Role.ops: "/ops", Role.admin: "/admin/staff"}
+HOME = {
+    **{role: "/board" for role in BROKERAGE_TEAM},
+    Role.ops: "/ops",
+    Role.admin: "/admin/staff",
+    Role.finance: "/finance",
+}
 
 # The identity provider's realm roles (services/runtime/permissions.py) as the console's roles,
 # in order of precedence: a session has one role, so someone with several gets the first here
@@ -57,6 +69,7 @@ IDP_ROLES: dict[str, Role] = {
     "broker": Role.broker,
     "council_admin": Role.admin,
     "operations": Role.ops,
+    "finance": Role.finance,
 }
 
 
