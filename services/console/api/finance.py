@@ -66,7 +66,9 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         except ApiError as exc:
             if exc.status != 422:
                 raise
-            return Response(exc.message, status_code=422, media_type="text/plain; charset=utf-8")
+            named = exc.problem.get("errors") or exc.problem.get("fields") or []
+            words = "; ".join(f"{f.get('field')}: {f.get('detail') or f.get('message')}" for f in named)
+            return Response(words or exc.message, status_code=422, media_type="text/plain; charset=utf-8")
         name = f"service-agreements-{params.get('recorded_from', 'week')}-{params.get('recorded_to', 'today')}.csv"
         return Response(
             text,
