@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -22,23 +23,25 @@ JOINT = domain.Period(
 )
 
 
-def terms(**kw) -> domain.AgreementTerms:
-    base = dict(
-        provider_id="bluebell-care",
-        zone="melton",
-        band="fringe",
-        hourly_rate=Decimal("21.00"),
-        band_rate=Decimal("19.95"),
-        hours_per_week=Decimal("10.00"),
-        start_date=D(2026, 12, 7),
-        end_date=None,
-        status="agreed",
-        cost_centre="ASC-HC-MEL",
-        rate_card="2026-27",
-        funding_revision=1,
-        funding=(),
-    )
-    return domain.AgreementTerms(**(base | kw))
+BASE = domain.AgreementTerms(
+    provider_id="bluebell-care",
+    zone="melton",
+    band="fringe",
+    hourly_rate=Decimal("21.00"),
+    band_rate=Decimal("19.95"),
+    hours_per_week=Decimal("10.00"),
+    start_date=D(2026, 12, 7),
+    end_date=None,
+    status="agreed",
+    cost_centre="ASC-HC-MEL",
+    rate_card="2026-27",
+    funding_revision=1,
+    funding=(),
+)
+
+
+def terms(**kw: Any) -> domain.AgreementTerms:
+    return dataclasses.replace(BASE, **kw)
 
 
 def funding(t: domain.AgreementTerms, periods, top_up=None) -> tuple[domain.FundingPart, ...]:
@@ -180,8 +183,9 @@ def test_bad_parameters_are_refused_by_name():
     refusal = domain.week_refusal(D(2026, 12, 30))
     assert refusal is not None and (refusal.status, refusal.field) == (422, "week") and "Wednesday" in refusal.message
     assert domain.export_refusal(D(2026, 12, 1), D(2026, 12, 1)) is None
-    assert domain.export_refusal(D(2026, 12, 2), D(2026, 12, 1)).field == "recorded_to"
-    assert domain.export_refusal(D(2026, 1, 1), D(2027, 1, 2)).field == "recorded_to"
+    for first, last in ((D(2026, 12, 2), D(2026, 12, 1)), (D(2026, 1, 1), D(2027, 1, 2))):
+        refused = domain.export_refusal(first, last)
+        assert refused is not None and refused.field == "recorded_to"
 
 
 def test_export_rows_are_one_per_payer_line_in_the_documented_columns():
