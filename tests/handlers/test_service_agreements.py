@@ -29,7 +29,7 @@ FINANCE = local_issuer.headers("brokerage", "demo-finance", ("finance",))
 
 async def records(service, package_id) -> list[dict]:
     """The package's ServiceAgreementRecorded events in the order written (from the outbox)."""
-    return of_type(await outbox_types(service, package_id), "ServiceAgreementRecorded")
+    return of_type(await outbox_types(service, package_id, agreements=True), "ServiceAgreementRecorded")
 
 
 async def stored(service, package_id) -> list[dict]:
