@@ -88,6 +88,7 @@ MENU = [
     (Permission.operations, "/ops/kpis", "KPIs"),
     (Permission.staff, "/admin/staff", "Staff accounts"),
     (Permission.finance, "/finance", "Finance"),
+    (Permission.applications, "/applications", "Applications to join"),
 ]
 PORTAL_MENU = [
     ("/portal/offers", "Offers"),
