@@ -24,6 +24,7 @@ class Role(StrEnum):
     head_of_service = "head_of_service"  # approves above-rate spending beyond the managers' limit
     ops = "ops"
     admin = "admin"
+    finance = "finance"  # the finance team: service agreement records and commitments (decision 0109)
     contracts_quality = "contracts_quality"  # the contracts and quality team: applications and due diligence
 
 
@@ -33,6 +34,7 @@ class Permission(StrEnum):
     person = "person"  # the person's details on the package page
     operations = "operations"  # event stream, lag, dead letters, KPIs
     staff = "staff"  # staff accounts
+    finance = "finance"  # the weekly commitment and the finance system's import file (package ids only)
     applications = "applications"  # applications to join the framework and their due diligence (issue 21)
 
 
@@ -43,8 +45,13 @@ BROKERAGE_TEAM = (Role.broker, Role.senior_broker, Role.manager, Role.head_of_se
 # delegation) is the brokerage API's rule, applied to the role the console says it acts as.
 PERMISSIONS: dict[Role, frozenset[Permission]] = {
     **{role: frozenset({Permission.board, Permission.act, Permission.person}) for role in BROKERAGE_TEAM},
+    # Budget holders answer for the commitment: the finance pages too (the API's table says the same).
+    Role.manager: frozenset({Permission.board, Permission.act, Permission.person, Permission.finance}),
+    Role.head_of_service: frozenset({Permission.board, Permission.act, Permission.person, Permission.finance}),
     Role.ops: frozenset({Permission.board, Permission.operations}),
     Role.admin: frozenset({Permission.board, Permission.operations, Permission.staff}),
+    # Finance sees no person and no board: the records carry package ids only.
+    Role.finance: frozenset({Permission.finance}),
     Role.contracts_quality: frozenset({Permission.applications}),
 }
 
@@ -52,6 +59,7 @@ HOME = {
     **{role: "/board" for role in BROKERAGE_TEAM},
     Role.ops: "/ops",
     Role.admin: "/admin/staff",
+    Role.finance: "/finance",
     Role.contracts_quality: "/applications",
 }
 
@@ -65,6 +73,7 @@ IDP_ROLES: dict[str, Role] = {
     "broker": Role.broker,
     "council_admin": Role.admin,
     "operations": Role.ops,
+    "finance": Role.finance,
     "contracts_quality": Role.contracts_quality,
 }
 
