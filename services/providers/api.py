@@ -25,7 +25,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.adapters import BidRequest, DeclineRequest, OfferClosedNotice, OfferNotice
-from schemas.events import ProviderProfile
+from schemas.events import PackageSpec, ProviderProfile
 from schemas.vocabulary import Band
 from services.providers import domain, handlers
 from services.providers import repository as repo
@@ -458,6 +458,50 @@ async def delivery_views(conn: asyncpg.Pool, rows: list[asyncpg.Record]) -> list
     ]
 
 
+class ChangeRequestView(BaseModel):
+    """A provider's request to serve other zones or bands, and the council's decision."""
+
+    request_id: int
+    provider_id: str
+    zones: list[str] = Field(description="The zones asked for (the whole new list)")
+    bands: list[str] = Field(description="The bands asked for (the whole new list)")
+    reason: str
+    status: Literal["pending", "approved", "rejected"]
+    requested_at: dt.datetime
+    decided_at: dt.datetime | None
+    decided_by: str | None = Field(description="The council's member of staff who decided")
+    decision_reason: str | None
+
+
+class PackageChangeView(BaseModel):
+    """A change to a package the provider holds (decision 0082); hours are carer hours per week."""
+
+    change_id: uuid.UUID
+    package_id: uuid.UUID
+    package: PackageSpec = Field(description="The package after the change")
+    previous_hours_per_week: Decimal
+    hours_per_week: Decimal
+    effective_date: dt.date = Field(description="The first day of the new pattern (UK date)")
+    window_closes_at: dt.datetime
+    status: Literal["offered", "accepted", "declined", "applied", "closed"]
+    answer_with: dict[str, str] = Field(description="Where to answer: the accept and decline endpoints")
+
+
+class PlacementView(BaseModel):
+    """A package placed with the provider (one per award; ``ended_at`` null while it is live)."""
+
+    package_id: uuid.UUID
+    offer_round: int
+    hours_per_week: Decimal = Field(description="Carer hours per week")
+    hourly_rate: Decimal = Field(description="Pounds per hour")
+    start_date: dt.date
+    placed_at: dt.datetime
+    ended_at: dt.datetime | None
+    end_reason: str | None = Field(description="cancelled, handed_back, reopened, replaced or ended")
+    package: PackageSpec | None = Field(description="The package as offered")
+    person: str = Field(description="Where the person's details are (the live placement's provider only)")
+
+
 class WebhookRegistration(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     url: str = Field(
@@ -546,33 +590,65 @@ def me_router(service: Service) -> APIRouter:
             ),
         )
 
-    @router.get("/change-requests", summary="Your change requests and their decisions", responses=denied)
-    async def my_changes(me: Me) -> list[dict]:
+    paged = denied | {200: {"headers": pagination.LINK_HEADER_DOC}, 422: {"description": "A bad cursor or limit"}}
+    Limit = Annotated[int, Query(ge=1, le=1000, description="Page size")]
+
+    def next_page(request: Request, response: Response, rows: list[Any], limit: int, *key: str) -> None:
+        if len(rows) == limit:
+            pagination.link_next(request, response, pagination.encode(*(rows[-1][k] for k in key)))
+
+    @router.get(
+        "/change-requests",
+        response_model=list[ChangeRequestView],
+        summary="Your change requests and their decisions, oldest first (request_id ascending)",
+        responses=paged,
+    )
+    async def my_changes(
+        me: Me, request: Request, response: Response, limit: Limit = 200, cursor: pagination.CursorParam = None
+    ) -> list[dict]:
+        after = pagination.decode(cursor, int)
         rows = await service.pool.fetch(
-            "SELECT * FROM change_requests WHERE provider_id = $1 ORDER BY request_id", me.provider_id
+            "SELECT * FROM change_requests WHERE provider_id = $1 AND ($3::bigint IS NULL OR request_id > $3) "
+            "ORDER BY request_id LIMIT $2",
+            me.provider_id,
+            limit,
+            after[0] if after else None,
         )
+        next_page(request, response, rows, limit, "request_id")
         return [handlers.change_request_view(r) for r in rows]
 
     @router.get(
         "/offers",
         response_model=list[OfferNotice],
-        responses=denied,
+        responses=paged,
         summary="Your offers: open ones (answer before window_closes_at), answered ones, or all",
+        description="Soonest deadline first (`window_closes_at`, then `package_id`, then `offer_round`, all "
+        'ascending); `limit` a page, the next in the `Link: <...>; rel="next"` header.',
     )
     async def my_offers(
-        me: Me, status: Literal["open", "answered", "all"] = "open", limit: Annotated[int, Query(ge=1, le=1000)] = 200
+        me: Me,
+        request: Request,
+        response: Response,
+        status: Literal["open", "answered", "all"] = "open",
+        limit: Limit = 200,
+        cursor: pagination.CursorParam = None,
     ) -> list[OfferNotice]:
         condition = {
             "open": "status = 'offered' AND window_closes_at > now()",
             "answered": "status <> 'offered'",
             "all": "true",
         }[status]
+        after = pagination.decode(cursor, dt.datetime, uuid.UUID, int) or (None, None, None)
         rows = await service.pool.fetch(
-            f"SELECT * FROM offers WHERE provider_id = $1 AND {condition} ORDER BY window_closes_at, package_id "
-            "LIMIT $2",
+            f"""SELECT * FROM offers WHERE provider_id = $1 AND {condition}
+                   AND ($3::timestamptz IS NULL
+                        OR (window_closes_at, package_id, offer_round) > ($3, $4::uuid, $5::int))
+                 ORDER BY window_closes_at, package_id, offer_round LIMIT $2""",
             me.provider_id,
             limit,
+            *after,
         )
+        next_page(request, response, rows, limit, "window_closes_at", "package_id", "offer_round")
         return [handlers.offer_notice(r, me.provider_id) for r in rows]
 
     answer_errors = denied | {
@@ -649,11 +725,31 @@ def me_router(service: Service) -> APIRouter:
     # Changes to packages you hold (decision record 0082): accept, or decline with a reason code.
     @router.get(
         "/package-changes",
-        responses=denied,
+        response_model=list[PackageChangeView],
+        responses=paged,
         summary="Changes to packages you hold: open ones (answer before window_closes_at), or all",
+        description="Newest first (`offered_at` descending, then `change_id` descending); `limit` a page, the next "
+        'in the `Link: <...>; rel="next"` header.',
     )
-    async def my_package_changes(me: Me, status: Literal["open", "all"] = "open") -> list[dict]:
-        rows = await repo.change_offers_of(service.pool, me.provider_id)
+    async def my_package_changes(
+        me: Me,
+        request: Request,
+        response: Response,
+        status: Literal["open", "all"] = "open",
+        limit: Limit = 200,
+        cursor: pagination.CursorParam = None,
+    ) -> list[dict]:
+        after = pagination.decode(cursor, dt.datetime, uuid.UUID) or (None, None)
+        rows = await service.pool.fetch(
+            """SELECT * FROM change_offers WHERE provider_id = $1 AND ($3 = 'all' OR status = 'offered')
+                  AND ($4::timestamptz IS NULL OR (offered_at, change_id) < ($4, $5::uuid))
+                ORDER BY offered_at DESC, change_id DESC LIMIT $2""",
+            me.provider_id,
+            limit,
+            status,
+            *after,
+        )
+        next_page(request, response, rows, limit, "offered_at", "change_id")
         base = "/me/package-changes"
         return [
             {
@@ -671,7 +767,6 @@ def me_router(service: Service) -> APIRouter:
                 },
             }
             for r in rows
-            if status == "all" or r["status"] == "offered"
         ]
 
     change_errors = denied | {
@@ -704,10 +799,16 @@ def me_router(service: Service) -> APIRouter:
 
     @router.get(
         "/packages",
+        response_model=list[PlacementView],
         summary="Packages placed with you: live ones (ended_at null) and those that ended, with why",
-        responses=denied,
+        description="Newest placement first (`placed_at`, `package_id`, `offer_round`, all descending); `limit` a "
+        'page, the next in the `Link: <...>; rel="next"` header.',
+        responses=paged,
     )
-    async def my_packages(me: Me) -> list[dict]:
+    async def my_packages(
+        me: Me, request: Request, response: Response, limit: Limit = 200, cursor: pagination.CursorParam = None
+    ) -> list[dict]:
+        after = pagination.decode(cursor, dt.datetime, uuid.UUID, int) or (None, None, None)
         rows = await service.pool.fetch(
             """SELECT p.package_id, p.offer_round, p.hours_per_week, p.hourly_rate, p.start_date, p.placed_at,
                       p.ended_at, p.end_reason, o.spec
@@ -715,9 +816,14 @@ def me_router(service: Service) -> APIRouter:
                  LEFT JOIN LATERAL (SELECT spec FROM offers WHERE package_id = p.package_id AND provider_id =
                      p.provider_id
                                      ORDER BY offer_round DESC LIMIT 1) o ON true
-                WHERE p.provider_id = $1 ORDER BY p.placed_at DESC""",
+                WHERE p.provider_id = $1
+                  AND ($3::timestamptz IS NULL OR (p.placed_at, p.package_id, p.offer_round) < ($3, $4::uuid, $5::int))
+                ORDER BY p.placed_at DESC, p.package_id DESC, p.offer_round DESC LIMIT $2""",
             me.provider_id,
+            limit,
+            *after,
         )
+        next_page(request, response, rows, limit, "placed_at", "package_id", "offer_round")
         return [
             {k: v for k, v in _plain(r).items() if k != "spec"}
             | {
@@ -765,18 +871,24 @@ def me_router(service: Service) -> APIRouter:
     @router.get(
         "/notices",
         response_model=list[OfferClosedNotice],
-        responses=denied,
         summary="How your offers closed: won, lost (with your bid's rank) or closed, and why; newest first",
         description="One notice per offer that closed for you (decision record 0093); a webhook adapter is also "
         "POSTed each one, signed, as `kind: offer_closed`. A closed offer is never delivered again. "
-        "`since`: only notices of offers closed after this time (for polling).",
+        "`since`: only notices of offers closed after this time (for polling). Newest first (`closed_at` "
+        'descending, then `notice_id` descending); `limit` a page, the next in the `Link: <...>; rel="next"` header.',
+        responses=paged,
     )
     async def my_notices(
         me: Me,
+        request: Request,
+        response: Response,
         since: dt.datetime | None = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+        limit: Limit = 200,
+        cursor: pagination.CursorParam = None,
     ) -> list[OfferClosedNotice]:
-        rows = await repo.closures_of(service.pool, me.provider_id, limit, since)
+        after = pagination.decode(cursor, dt.datetime, uuid.UUID)
+        rows = await repo.closures_of(service.pool, me.provider_id, limit, since, after)
+        next_page(request, response, rows, limit, "closed_at", "notice_id")
         return [
             OfferClosedNotice.model_validate({k: v for k, v in dict(r).items() if k in OfferClosedNotice.model_fields})
             for r in rows
@@ -799,7 +911,8 @@ def me_router(service: Service) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         cursor: pagination.CursorParam = None,
     ) -> list[DeliveryView]:
-        rows = await repo.deliveries_of(service.pool, me.provider_id, limit, pagination.decode(cursor))
+        after = pagination.decode(cursor, dt.datetime, uuid.UUID)
+        rows = await repo.deliveries_of(service.pool, me.provider_id, limit, after)
         if len(rows) == limit:
             pagination.link_next(request, response, pagination.encode(rows[-1]["created_at"], rows[-1]["delivery_id"]))
         return await delivery_views(service.pool, rows)

@@ -7,6 +7,7 @@ import json
 import uuid
 from collections.abc import Iterable
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 
@@ -475,15 +476,22 @@ async def insert_closure(conn: Connection, notice: OfferClosedNotice) -> bool:
 
 
 async def closures_of(
-    conn: Connection | asyncpg.Pool, provider_id: str, limit: int, since: dt.datetime | None = None
+    conn: Connection | asyncpg.Pool,
+    provider_id: str,
+    limit: int,
+    since: dt.datetime | None = None,
+    after: tuple[Any, ...] | None = None,
 ) -> list[asyncpg.Record]:
-    """The provider's closing notices, newest first."""
+    """The provider's closing notices, newest first (``closed_at`` then ``notice_id``, descending),
+    the page after the cursor ``after`` = (closed_at, notice_id)."""
     return await conn.fetch(
         """SELECT * FROM offer_closures WHERE provider_id = $1 AND ($3::timestamptz IS NULL OR closed_at > $3)
-            ORDER BY closed_at DESC, package_id, offer_round LIMIT $2""",
+              AND ($4::timestamptz IS NULL OR (closed_at, notice_id) < ($4, $5::uuid))
+            ORDER BY closed_at DESC, notice_id DESC LIMIT $2""",
         provider_id,
         limit,
         since,
+        *(after or (None, None)),
     )
 
 
@@ -708,12 +716,6 @@ async def change_placement_hours(
         package_id,
         provider_id,
         hours,
-    )
-
-
-async def change_offers_of(conn: Connection | asyncpg.Pool, provider_id: str) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT * FROM change_offers WHERE provider_id = $1 ORDER BY offered_at DESC LIMIT 200", provider_id
     )
 
 

@@ -15,7 +15,7 @@ import binascii
 import datetime as dt
 import json
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import Query, Request, Response
@@ -39,24 +39,37 @@ LINK_HEADER_DOC = {
 }
 
 
-def encode(at: dt.datetime, row_id: uuid.UUID) -> str:
-    """The cursor after a row whose sort key is (``at``, ``row_id``)."""
-    raw = json.dumps([at.isoformat(), str(row_id)], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+Key = dt.datetime | uuid.UUID | int
 
 
-def decode(cursor: str | None) -> tuple[dt.datetime, uuid.UUID] | None:
-    """The sort key a cursor carries; None for no cursor; a 422 naming ``cursor`` for a bad one."""
+def encode(*key: Key) -> str:
+    """The cursor after a row whose sort key is ``key`` (timestamps, uuids, integers)."""
+    raw = json.dumps([k.isoformat() if isinstance(k, dt.datetime) else str(k) for k in key], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _timestamp(text: str) -> dt.datetime:
+    at = dt.datetime.fromisoformat(text)
+    if at.tzinfo is None:
+        raise ValueError("a cursor's time has a zone")
+    return at
+
+
+PARSERS: dict[type, Any] = {dt.datetime: _timestamp, uuid.UUID: uuid.UUID, int: int}
+
+
+def decode(cursor: str | None, *types: type) -> tuple[Any, ...] | None:
+    """The sort key a cursor carries, its parts of ``types``; None for no cursor; a 422 naming
+    ``cursor`` for one this list did not give out."""
     if cursor is None:
         return None
     try:
-        at, row_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        parsed = dt.datetime.fromisoformat(at), uuid.UUID(row_id)
-    except (ValueError, TypeError, binascii.Error):
+        parts = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(parts, list) or len(parts) != len(types):
+            raise ValueError("not this list's cursor")
+        return tuple(PARSERS[t](str(p)) for t, p in zip(types, parts, strict=True))
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
         raise ProblemError(422, "cursor is not a cursor this list gave out", field="cursor") from None
-    if parsed[0].tzinfo is None:
-        raise ProblemError(422, "cursor is not a cursor this list gave out", field="cursor")
-    return parsed
 
 
 def link_next(request: Request, response: Response, cursor: str) -> None:

@@ -355,3 +355,51 @@ async def test_the_councils_patch_changes_only_the_adapter_settings_sent_and_put
     broker_headers = local_issuer.headers("providers", "demo-broker", ("broker",))
     async with client(service, **broker_headers) as c:
         assert (await c.patch(f"/providers/{pid}/adapter", json={"lead_days": 1})).status_code == 403
+
+
+async def pages(c: httpx.AsyncClient, url: str) -> list[list[dict]]:
+    """Every page of a list, following the ``Link: rel="next"`` headers."""
+    out: list[list[dict]] = []
+    next_url: str | None = url
+    while next_url:
+        r = await c.get(next_url)
+        assert r.status_code == 200, r.text
+        out.append(r.json())
+        next_url = r.links.get("next", {}).get("url")
+    return out
+
+
+async def test_the_offers_and_notices_lists_page_by_cursor_in_their_documented_order(in_memory):
+    from schemas.events import PackageCancelled
+
+    service, broker, [pid], tokens = await provider(in_memory, "portal")
+    events = [offer([pid]) for _ in range(5)]
+    for event in events:
+        await broker.publish(event.model_dump_json().encode(), topic=topics.resolve("brokerage.packages"))
+    for event in events[:3]:
+        cancelled = PackageCancelled(
+            correlation_id=event.package_id,
+            package_id=event.package_id,
+            reason="no_longer_needed",
+            cancelled_by="broker.amy",
+            hours_per_week=event.package.hours_per_week,
+            cancelled_at=dt.datetime.now(dt.UTC),
+        )
+        await broker.publish(cancelled.model_dump_json().encode(), topic=topics.resolve("brokerage.packages"))
+    async with client(service, tokens[pid]) as c:
+        whole = (await c.get("/me/offers", params={"status": "all", "limit": 1000})).json()
+        key = [(o["window_closes_at"], o["package_id"], o["offer_round"]) for o in whole]
+        assert key == sorted(key), "soonest deadline first"
+        paged = await pages(c, "/me/offers?status=all&limit=2")
+        assert [o["package_id"] for page in paged for o in page] == [o["package_id"] for o in whole]
+        assert len(paged) >= 3 and all(len(p) == 2 for p in paged[:-1])
+        notices = (await c.get("/me/notices", params={"limit": 1000})).json()
+        assert {str(e.package_id) for e in events[:3]} <= {n["package_id"] for n in notices}
+        order = [(n["closed_at"], n["notice_id"]) for n in notices]
+        assert order == sorted(order, reverse=True), "newest first"
+        paged = await pages(c, "/me/notices?limit=1")
+        assert [n["notice_id"] for page in paged for n in page] == [n["notice_id"] for n in notices]
+        # A cursor of one list is not a cursor of another.
+        offers_cursor = (await c.get("/me/offers?status=all&limit=1")).links["next"]["url"].split("cursor=")[1]
+        r = await c.get("/me/notices", params={"cursor": offers_cursor})
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "cursor"
