@@ -296,14 +296,9 @@ async def test_the_deliveries_list_pages_by_cursor_newest_first(in_memory):
         expected = [d["delivery_id"] for d in everything]
         assert set(made) <= set(expected)
         assert [d["created_at"] for d in everything] == sorted((d["created_at"] for d in everything), reverse=True)
-        pages, url = [], "/me/deliveries?limit=4"
-        while url:
-            r = await c.get(url)
-            assert r.status_code == 200
-            pages.append([d["delivery_id"] for d in r.json()])
-            url = r.links.get("next", {}).get("url")
-        assert [d for page in pages for d in page] == expected, "every delivery once, in order"
-        assert all(len(page) == 4 for page in pages[:-1])
+        paged = [[d["delivery_id"] for d in page] for page in await pages(c, "/me/deliveries?limit=4")]
+        assert [d for page in paged for d in page] == expected, "every delivery once, in order"
+        assert all(len(page) == 4 for page in paged[:-1])
         # A new delivery made while paging does not shift the pages already read.
         first = await c.get("/me/deliveries?limit=4")
         await c.post("/me/webhook/test")
