@@ -42,6 +42,18 @@ log = get_logger(__name__)
 
 T = TypeVar("T")
 
+# The provider API's contract version (docs/guide/api-changelog.md, decision 0102): MAJOR.MINOR.PATCH.
+# A minor version only adds (operations, optional fields, response fields, problem codes); a major
+# version would change or remove, and be served beside this one under /v2 until this one's sunset.
+CONTRACT_VERSION = "1.1.0"
+VERSION_HEADER = "Homecare-Contract-Version"
+
+
+async def contract_version(response: Response) -> None:
+    """Every provider API response names the contract version it follows."""
+    response.headers[VERSION_HEADER] = CONTRACT_VERSION
+
+
 bearer = HTTPBearer(
     auto_error=False,
     scheme_name="providerCredential",
@@ -502,6 +514,28 @@ class PlacementView(BaseModel):
     person: str = Field(description="Where the person's details are (the live placement's provider only)")
 
 
+class ChangeAnswered(BaseModel):
+    change_id: uuid.UUID
+    package_id: uuid.UUID
+    status: Literal["accepted", "declined"]
+    answered_at: dt.datetime
+
+
+class PersonView(BaseModel):
+    """The person's details, for the provider the package is placed with: the fields asked for
+    (``fields``; all by default), each null when not recorded. Every read is audited."""
+
+    package_id: uuid.UUID
+    full_name: str | None = None
+    address: str | None = None
+    postcode: str | None = None
+    phone: str | None = None
+    email: str | None = None
+    nhs_number: str | None = None
+    date_of_birth: dt.date | None = None
+    care_notes: str | None = None
+
+
 class WebhookRegistration(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     url: str = Field(
@@ -537,7 +571,7 @@ class SecretRotated(BaseModel):
 
 
 def me_router(service: Service) -> APIRouter:
-    router = APIRouter(prefix="/me", tags=["provider API"])
+    router = APIRouter(prefix="/me", tags=["provider API"], dependencies=[Depends(contract_version)])
     Me = Annotated[ProviderCaller, Depends(authenticator(service))]
     denied: dict[int | str, dict[str, Any]] = {401: {"description": "No valid provider credential"}}
 
@@ -579,6 +613,7 @@ def me_router(service: Service) -> APIRouter:
     @router.post(
         "/change-requests",
         status_code=201,
+        response_model=ChangeRequestView,
         responses=denied | {409: {"description": "One is already pending"}},
         summary="Ask to serve other zones or bands (the brokerage team approves)",
     )
@@ -776,6 +811,7 @@ def me_router(service: Service) -> APIRouter:
 
     @router.post(
         "/package-changes/{change_id}/accept",
+        response_model=ChangeAnswered,
         responses=change_errors,
         summary="Accept a change to a package you hold: from its effective date you care to the new pattern",
     )
@@ -786,6 +822,7 @@ def me_router(service: Service) -> APIRouter:
 
     @router.post(
         "/package-changes/{change_id}/decline",
+        response_model=ChangeAnswered,
         responses=change_errors,
         summary="Decline a change, with a reason code: the package is re-brokered and you carry on until then",
     )
@@ -835,6 +872,8 @@ def me_router(service: Service) -> APIRouter:
 
     @router.get(
         "/packages/{package_id}/person",
+        response_model=PersonView,
+        response_model_exclude_unset=True,
         responses=denied
         | {
             403: {"description": "You were offered the package but it is not placed with you"},

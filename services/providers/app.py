@@ -141,6 +141,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, FastAPI]:
     app = create_app(
         service,
         title="Providers",
+        version=api.CONTRACT_VERSION,
         description=(
             "The framework's provider registry and the provider API. Providers' own systems (webhook adapters) "
             "and staff (portal) answer offers under `/me` with a provider credential "

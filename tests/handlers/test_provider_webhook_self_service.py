@@ -23,6 +23,7 @@ import pytest
 
 from schemas import adapters
 from services.providers import handlers
+from services.providers.api import CONTRACT_VERSION
 from services.providers.app import build
 from services.providers.domain import AutomaticRules
 from services.runtime import signing, topics
@@ -117,6 +118,7 @@ async def test_a_provider_registers_its_webhook_and_sees_its_adapter_settings_bu
         assert again["signing_secret"] is None, "the secret is shown once, when made"
         me = await c.get("/me")
         assert me.status_code == 200
+        assert me.headers["Homecare-Contract-Version"] == CONTRACT_VERSION
         adapter = me.json()["adapter"]
         assert adapter["webhook_url"] == "http://127.0.0.1:9/other" and adapter["signing_secret_set"] is True
         assert set(adapter) >= {"max_package_hours", "premium_percent", "lead_days", "covers_adjacent_zones"}
