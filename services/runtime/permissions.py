@@ -139,6 +139,7 @@ TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
         ("GET", "/providers/{provider_id}"): FOLLOWS_WORK,
         ("GET", "/providers/{provider_id}/offers"): frozenset({MANAGER, HEAD_OF_SERVICE, OPERATIONS, COUNCIL_ADMIN}),
         ("PUT", "/providers/{provider_id}/adapter"): frozenset({COUNCIL_ADMIN}),
+        ("PATCH", "/providers/{provider_id}/adapter"): frozenset({COUNCIL_ADMIN}),
         ("POST", "/providers/{provider_id}/credentials"): frozenset({COUNCIL_ADMIN}),
         ("GET", "/providers/{provider_id}/credentials"): frozenset({COUNCIL_ADMIN}),
         ("POST", "/providers/{provider_id}/credentials/{credential_id}/revoke"): frozenset({COUNCIL_ADMIN}),
@@ -172,6 +173,12 @@ TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
         ("POST", "/me/package-changes/{change_id}/decline"): PROVIDER_CREDENTIAL,
         ("GET", "/me/packages/{package_id}/person"): PROVIDER_CREDENTIAL,
         ("GET", "/me/deliveries"): PROVIDER_CREDENTIAL,
+        # Webhook self-service (decision 0100): its own delivery, URL, test offer and secret.
+        ("GET", "/me/deliveries/{delivery_id}"): PROVIDER_CREDENTIAL,
+        ("POST", "/me/deliveries/{delivery_id}/redeliver"): PROVIDER_CREDENTIAL,
+        ("PUT", "/me/webhook"): PROVIDER_CREDENTIAL,
+        ("POST", "/me/webhook/test"): PROVIDER_CREDENTIAL,
+        ("POST", "/me/webhook/rotate-secret"): PROVIDER_CREDENTIAL,
         ("GET", "/me/notices"): PROVIDER_CREDENTIAL,  # how its offers closed (decision 0093)
     },
     "notifications": {
