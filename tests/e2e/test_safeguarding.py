@@ -200,9 +200,14 @@ async def test_a_concern_pauses_new_offers_to_a_provider_until_its_outcome(ready
 
 async def test_a_concern_without_a_subject_is_refused_naming_it_and_nothing_is_kept(ready, database_url):
     before = await query(database_url, "SELECT count(*) AS n FROM providers.concerns")
-    concern = {"category": "neglect", "details": f"no subject ({MARK})"}
+    concern: dict[str, object] = {"category": "neglect", "details": f"no subject ({MARK})"}
     async with httpx.AsyncClient(base_url=ready.url("providers"), auth=staff(), timeout=10) as providers:
-        for body in (concern, concern | {"subject": {}}, concern | {"subject": {"package_id": None}}):
+        bodies: list[dict[str, object]] = [
+            concern,
+            concern | {"subject": {}},
+            concern | {"subject": {"package_id": None}},
+        ]
+        for body in bodies:
             refused = await providers.post("/concerns", json=body)
             assert refused.status_code == 422, refused.text
             assert [e["field"] for e in refused.json()["errors"]] == ["subject"], refused.json()

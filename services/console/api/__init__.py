@@ -2,6 +2,7 @@
 
 - :mod:`.brokers`: the brokerage team's board, package form, package pages and actions;
 - :mod:`.reviews`: the review queue and a package's review form (decision record 0088);
+- :mod:`.safeguarding`: raising a concern from a package page; the safeguarding queue and concerns;
 - :mod:`.operations`: operations' live stream, lag, dead letters and KPIs;
 - :mod:`.admin`: staff accounts;
 - :mod:`.portal`: the provider portal, on the providers service's provider-scoped API;
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import APIRouter
 
-from services.console.api import admin, brokers, operations, portal, reviews, sign_in
+from services.console.api import admin, brokers, operations, portal, reviews, safeguarding, sign_in
 from services.console.api.sessions import Sessions
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ def build_router(console: Console) -> APIRouter:
     sessions = Sessions(console)
     router = APIRouter(include_in_schema=False)
     # reviews before brokers: its POST /packages/{id}/funding before the brokers' /packages/{id}/{action}.
-    for pages in (sign_in, reviews, brokers, operations, admin, portal):
+    # safeguarding before brokers too: its POST /packages/{id}/concern.
+    for pages in (sign_in, reviews, safeguarding, brokers, operations, admin, portal):
         router.include_router(pages.router(console, sessions))
     return router

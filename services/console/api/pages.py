@@ -59,6 +59,7 @@ MENU = [
     (Permission.operations, "/ops/dead-letters", "Dead letters"),
     (Permission.operations, "/ops/kpis", "KPIs"),
     (Permission.staff, "/admin/staff", "Staff accounts"),
+    (Permission.safeguarding, "/safeguarding", "Safeguarding concerns"),
 ]
 PORTAL_MENU = [
     ("/portal/offers", "Offers"),
