@@ -33,6 +33,7 @@ PATH_VALUES = {
     "name": "packages.csv",  # a reporting export
     "change_id": str(uuid.UUID(int=0)),  # a change to a running package
     "application_id": str(uuid.UUID(int=0)),  # an application to join the framework
+    "concern_id": str(uuid.UUID(int=0)),  # a safeguarding concern
 }
 
 
