@@ -719,12 +719,19 @@ class ProviderProfile(Contract):
     hand_backs_12m: int = Field(ge=0)
     weekly_capacity_hours: Decimal = Field(ge=0)
     committed_hours: Decimal = Field(ge=0)
+    offers_paused: bool = Field(
+        default=False,
+        description="No new offers while true: the council paused them pending an enquiry. Why stays in the "
+        "providers service, visible to its safeguarding team only (decision record 0107).",
+    )
 
 
 class ProviderUpdated(Envelope):
-    """The provider's whole current profile (event-carried state): the latest revision wins."""
+    """The provider's whole current profile (event-carried state): the latest revision wins. v2: the
+    profile's ``offers_paused``."""
 
     event_type: Literal["ProviderUpdated"] = "ProviderUpdated"
+    schema_version: Literal[2] = 2
     producer: Producer = "providers"
     revision: int = Field(ge=1)
     profile: ProviderProfile

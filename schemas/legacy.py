@@ -27,6 +27,7 @@ from schemas.events import Contract, Envelope, Money, Producer, ProviderId, Zone
 from schemas.vocabulary import (
     Band,
     CancelReason,
+    CareNeed,
     DeclineReason,
     ExceptionDecisionReason,
     HandBackReason,
@@ -262,6 +263,37 @@ class PackageStartedV1(Envelope):
         return ev.PackageStarted.model_validate(_current(self) | {"recorded_by": _as_id(self.recorded_by)})
 
 
+class ProviderProfile(Contract):  # as version 1 of ProviderUpdated carried it (no offers_paused): named as then
+    provider_id: ProviderId
+    name: str
+    tier: Literal["prime", "supplementary"]
+    status: Literal["active", "suspended", "left"]
+    zones: list[ZoneId]
+    bands: list[Band]
+    skills: list[CareNeed]
+    double_handed: bool
+    cqc_rating: Literal["outstanding", "good", "requires_improvement", "inadequate", "not_yet_rated"]
+    local_risk: Literal["low", "medium", "high"]
+    hand_backs_12m: int = Field(ge=0)
+    weekly_capacity_hours: Decimal = Field(ge=0)
+    committed_hours: Decimal = Field(ge=0)
+
+
+class ProviderUpdatedV1(Envelope):
+    """The provider's whole current profile (event-carried state): the latest revision wins."""
+
+    model_config = ConfigDict(title="ProviderUpdated")
+
+    event_type: Literal["ProviderUpdated"] = "ProviderUpdated"
+    producer: Producer = "providers"
+    revision: int = Field(ge=1)
+    profile: ProviderProfile
+
+    def upgrade(self) -> ev.ProviderUpdated:
+        # Written before offers could be paused (decision record 0107): none were.
+        return ev.ProviderUpdated.model_validate(_current(self) | {"profile": self.profile.model_dump()})
+
+
 class OfferDeclinedV1(Envelope):
     model_config = ConfigDict(title="OfferDeclined")
     event_type: Literal["OfferDeclined"] = "OfferDeclined"
@@ -357,6 +389,7 @@ LEGACY: dict[tuple[str, int], type[Envelope]] = {
         PackageReopenedV1,
         PackageStartedV1,
         OfferDeclinedV1,
+        ProviderUpdatedV1,
         PlacementConfirmedV1,
         NotificationFailedV1,
     )

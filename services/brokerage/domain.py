@@ -71,6 +71,11 @@ def exclusion_reasons(
     return reasons
 
 
+# The exclusion of a provider whose new offers the council paused: the same words whatever the reason,
+# so the decision record (read by the brokerage team) does not tell a safeguarding enquiry apart.
+OFFERS_PAUSED = "new offers paused by the council"
+
+
 def standing_exclusions(
     package: PackageSpec, provider: ProviderProfile, *, from_zones: frozenset[str] | None = None
 ) -> list[str]:
@@ -81,6 +86,9 @@ def standing_exclusions(
     reasons = []
     if provider.status != "active":
         reasons.append(f"not active on the framework ({provider.status})")
+    if provider.offers_paused:
+        # Why stays with the safeguarding team (decision record 0107): the record says only this.
+        reasons.append(OFFERS_PAUSED)
     if provider.cqc_rating == "inadequate":
         reasons.append("quality rated Inadequate")
     if from_zones is None:

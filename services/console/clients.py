@@ -33,6 +33,7 @@ API_ROLE = {
     "admin": "council_admin",
     "finance": "finance",
     "contracts_quality": "contracts_quality",
+    "safeguarding": "safeguarding",
 }
 _acting: ContextVar[tuple[str, str] | None] = ContextVar("acting", default=None)
 

@@ -24,6 +24,7 @@ class Role(StrEnum):
     head_of_service = "head_of_service"  # approves above-rate spending beyond the managers' limit
     ops = "ops"
     admin = "admin"
+    safeguarding = "safeguarding"  # the safeguarding team: the concerns queue, nothing else (decision 0106)
     finance = "finance"  # the finance team: service agreement records and commitments (decision 0109)
     contracts_quality = "contracts_quality"  # the contracts and quality team: applications and due diligence
 
@@ -34,6 +35,8 @@ class Permission(StrEnum):
     person = "person"  # the person's details on the package page
     operations = "operations"  # event stream, lag, dead letters, KPIs
     staff = "staff"  # staff accounts
+    raise_concern = "raise_concern"  # raise a safeguarding concern from a package page
+    safeguarding = "safeguarding"  # the safeguarding queue and concerns: their words and personal details
     finance = "finance"  # the weekly commitment and the finance system's import file (package ids only)
     applications = "applications"  # applications to join the framework and their due diligence (issue 21)
 
@@ -44,15 +47,24 @@ BROKERAGE_TEAM = (Role.broker, Role.senior_broker, Role.manager, Role.head_of_se
 # see the board to follow the work, never the people. What each may approve (the scheme of
 # delegation) is the brokerage API's rule, applied to the role the console says it acts as.
 PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    **{role: frozenset({Permission.board, Permission.act, Permission.person}) for role in BROKERAGE_TEAM},
+    **{
+        role: frozenset({Permission.board, Permission.act, Permission.person, Permission.raise_concern})
+        for role in BROKERAGE_TEAM
+    },
     # Budget holders answer for the commitment: the finance pages too (the API's table says the same).
-    Role.manager: frozenset({Permission.board, Permission.act, Permission.person, Permission.finance}),
-    Role.head_of_service: frozenset({Permission.board, Permission.act, Permission.person, Permission.finance}),
-    Role.ops: frozenset({Permission.board, Permission.operations}),
-    Role.admin: frozenset({Permission.board, Permission.operations, Permission.staff}),
+    Role.manager: frozenset(
+        {Permission.board, Permission.act, Permission.person, Permission.finance, Permission.raise_concern}
+    ),
+    Role.head_of_service: frozenset(
+        {Permission.board, Permission.act, Permission.person, Permission.finance, Permission.raise_concern}
+    ),
+    Role.ops: frozenset({Permission.board, Permission.operations, Permission.raise_concern}),
+    Role.admin: frozenset({Permission.board, Permission.operations, Permission.staff, Permission.raise_concern}),
     # Finance sees no person and no board: the records carry package ids only.
     Role.finance: frozenset({Permission.finance}),
     Role.contracts_quality: frozenset({Permission.applications}),
+    # The safeguarding team reads concerns and decides on them; it follows no package and sees no board.
+    Role.safeguarding: frozenset({Permission.safeguarding}),
 }
 
 HOME = {
@@ -61,7 +73,13 @@ HOME = {
     Role.admin: "/admin/staff",
     Role.finance: "/finance",
     Role.contracts_quality: "/applications",
+    Role.safeguarding: "/safeguarding",
 }
+# The roles a console-local account may have (the staff table's check, console migration 0003): the
+# safeguarding team signs in through the identity provider only (its role reads personal details of
+# concerns: the council's own sign-in, with its second factor, and no password kept here); so do the
+# other teams of issue 21.
+LOCAL_ACCOUNT_ROLES = (*BROKERAGE_TEAM, Role.ops, Role.admin)
 
 # The identity provider's realm roles (services/runtime/permissions.py) as the console's roles,
 # in order of precedence: a session has one role, so someone with several gets the first here
@@ -75,6 +93,7 @@ IDP_ROLES: dict[str, Role] = {
     "operations": Role.ops,
     "finance": Role.finance,
     "contracts_quality": Role.contracts_quality,
+    "safeguarding": Role.safeguarding,
 }
 
 
@@ -165,7 +184,7 @@ def staff_problems(*, username: str, display_name: str, role: str, password: str
         problems["display_name"] = "Enter the person's name"
     elif len(display_name.strip()) > 200:
         problems["display_name"] = "Name must be 200 characters or fewer"
-    if role not in {r.value for r in Role}:
+    if role not in {r.value for r in LOCAL_ACCOUNT_ROLES}:
         problems["role"] = "Select a role"
     if not password:
         problems["password"] = "Enter a first password"
@@ -600,6 +619,7 @@ DONE = {
     "resume": "The visits start again.",
     "end": "The package was ended.",
     "change": "The change was offered to the provider.",
+    "concern": "Your concern went to the safeguarding team. Only they can read it.",
 }
 
 
@@ -968,6 +988,66 @@ def application_errors(problem: Mapping[str, Any]) -> tuple[dict[str, str], list
     if not errors and not general:
         general.append(str(problem.get("detail") or problem.get("error") or "The request was refused"))
     return errors, general
+
+
+# ---- safeguarding concerns (decision records 0106-0108) -------------------------------------------
+
+CONCERN_CATEGORIES = [
+    "neglect",
+    "physical",
+    "psychological",
+    "financial_or_material",
+    "sexual",
+    "domestic",
+    "organisational",
+    "discriminatory",
+    "modern_slavery",
+    "self_neglect",
+]
+PAUSE_REASONS = ["immediate_risk", "organisational_enquiry", "provider_investigation", "whistleblowing"]
+CONCERN_OUTCOMES = [
+    "threshold_not_met",
+    "transferred_to_locality",
+    "no_risk_identified",
+    "risk_removed",
+    "risk_reduced",
+    "risk_remains",
+]
+MAX_CONCERN_DETAILS = 5000
+MAX_ADULT_AT_RISK = 200
+
+
+def concern_request(
+    form: Mapping[str, Any], package: Mapping[str, Any]
+) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """The providers API's concern body from the package page's form, or every problem at once (in the
+    form's order). The subject is the package and, when ticked, the provider it is placed with."""
+    problems: dict[str, str] = {}
+    category = str(form.get("category", ""))
+    details = str(form.get("details", "")).strip()
+    adult = str(form.get("adult_at_risk", "")).strip()
+    if category not in CONCERN_CATEGORIES:
+        problems["category"] = "Select what kind of harm or neglect it is"
+    if not details:
+        problems["details"] = "Describe what happened or what you saw"
+    elif len(details) > MAX_CONCERN_DETAILS:
+        problems["details"] = f"The description must be {MAX_CONCERN_DETAILS} characters or fewer"
+    if len(adult) > MAX_ADULT_AT_RISK:
+        problems["adult_at_risk"] = f"The name must be {MAX_ADULT_AT_RISK} characters or fewer"
+    if problems:
+        return None, problems
+    subject: dict[str, Any] = {"package_id": str(package["package_id"])}
+    if form.get("about_provider") == "yes" and package.get("provider_id"):
+        subject["provider_id"] = package["provider_id"]
+    body: dict[str, Any] = {
+        "subject": subject,
+        "category": category,
+        "details": details,
+        "immediate_risk": form.get("immediate_risk") == "yes",
+    }
+    if adult:
+        body["adult_at_risk"] = adult
+    return body, {}
 
 
 # ---- the provider portal's answers (issue 19: an inbox, a safe decline) -------------------------

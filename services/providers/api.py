@@ -23,13 +23,14 @@ import httpx
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from schemas.adapters import BidRequest, DeclineRequest, OfferClosedNotice, OfferNotice
 from schemas.events import PackageSpec, ProviderProfile
 from schemas.vocabulary import Band, CareNeed
 from services.providers import domain, handlers
 from services.providers import repository as repo
-from services.runtime import clock, idempotency, pagination
+from services.runtime import clock, idempotency, pagination, permissions
 from services.runtime.auth import Principal, principal_of
 from services.runtime.db import fetch_one
 from services.runtime.http import ProblemError, check_webhook_url
@@ -350,6 +351,140 @@ def change_requests_router(service: Service) -> APIRouter:
     return router
 
 
+# ---- safeguarding concerns (decision records 0106-0108) -----------------------------------------
+
+
+class ConcernSubject(BaseModel):
+    """What the concern is about: a package, a provider, or both (at least one)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    package_id: uuid.UUID | None = Field(default=None, description="The package (its people, its care)")
+    provider_id: str | None = Field(
+        default=None, pattern=r"^[a-z0-9][a-z0-9-]{1,63}$", description="The provider (its staff, its service)"
+    )
+
+
+class ConcernRequest(BaseModel):
+    """A safeguarding concern. ``details`` and ``adult_at_risk`` are read by the safeguarding team only;
+    they never leave the providers service (no event, notification or log carries them)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    subject: ConcernSubject = Field(description="What the concern is about: package_id, provider_id or both")
+    category: domain.ConcernCategory = Field(description="The Care Act's category of abuse or neglect")
+    details: str = Field(min_length=1, max_length=5000, description="What happened or was seen, in your words")
+    adult_at_risk: str | None = Field(default=None, max_length=200, description="Who may be at risk, if known")
+    immediate_risk: bool = Field(default=False, description="Someone may be at risk now: the queue shows it first")
+
+
+class ConcernRaised(BaseModel):
+    concern_id: uuid.UUID
+    reference: str = Field(description="What to quote to the safeguarding team, e.g. SG-000042")
+    raised_at: dt.datetime
+
+
+class PauseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: domain.OfferPauseReason = Field(description="Why new offers are paused pending the enquiry (a code)")
+
+
+class OutcomeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    outcome: domain.ConcernOutcome = Field(description="How the concern ended; lifts its pause of new offers")
+
+
+async def _raise(service: Service, body: ConcernRequest, **raiser: Any) -> dict[str, Any]:
+    return await in_unit_of_work(
+        service,
+        lambda uow: handlers.raise_concern(
+            uow,
+            package_id=body.subject.package_id,
+            provider_id=body.subject.provider_id,
+            category=body.category,
+            details=body.details,
+            adult_at_risk=body.adult_at_risk,
+            immediate_risk=body.immediate_risk,
+            **raiser,
+        ),
+    )
+
+
+def concerns_router(service: Service) -> APIRouter:
+    """``/concerns``: raised by the brokerage team and operations; the queue, each concern, the pause of
+    a provider's new offers and the outcome for the safeguarding team alone (the permission table)."""
+    router = APIRouter(prefix="/concerns", tags=["safeguarding"])
+    refused: dict[int | str, dict[str, Any]] = {
+        422: {"description": "No subject (field subject), an unknown provider, or a code not in the vocabulary"}
+    }
+
+    @router.post(
+        "",
+        status_code=201,
+        response_model=ConcernRaised,
+        responses=refused,
+        summary="Raise a safeguarding concern about a package or a provider (it goes to the safeguarding queue)",
+        description="Only the safeguarding team reads it back; the answer is its reference.",
+    )
+    async def raise_concern(body: ConcernRequest, caller: Caller) -> dict:
+        role = next((r for r in sorted(caller.roles) if r in permissions.STAFF_ROLES), None)
+        return await _raise(service, body, raised_by=caller.actor, raised_by_kind="staff", raised_by_role=role)
+
+    @router.get("", summary="The safeguarding queue: open concerns first (immediate risk, then oldest); no words")
+    async def concern_queue(
+        status: Literal["open", "closed", "all"] = "open", limit: Annotated[int, Query(ge=1, le=1000)] = 200
+    ) -> dict:
+        rows = await repo.concern_queue(service.pool, None if status == "all" else status, limit)
+        open_count = await service.pool.fetchval("SELECT count(*) FROM concerns WHERE status = 'open'")
+        return {"concerns": [handlers.concern_summary(r) for r in rows], "open": open_count}
+
+    @router.get(
+        "/{concern_id}",
+        responses={404: {"description": "No such concern"}},
+        summary="One concern with its words, decisions and who read it; every read is audited",
+    )
+    async def read_concern(concern_id: uuid.UUID, caller: Caller) -> dict:
+        role = next((r for r in sorted(caller.roles) if r in permissions.STAFF_ROLES), "unknown")
+        async with service.pool.acquire() as conn, conn.transaction():
+            found = await repo.read_concern_audited(conn, concern_id, caller.actor, role)
+        if found is None:
+            raise ProblemError(404, f"no concern {concern_id}")
+        row, decisions, reads, held_by = found
+        return (
+            handlers.concern_summary(row)
+            | {"details": row["details"], "adult_at_risk": row["adult_at_risk"], "package_held_by": held_by}
+            | {"decisions": [dict(d) for d in decisions], "reads": [dict(r) for r in reads]}
+        )
+
+    decision_errors: dict[int | str, dict[str, Any]] = {
+        404: {"description": "No such concern"},
+        409: {"description": "The concern is closed, is not about a provider, or already paused its offers"},
+    }
+
+    @router.post(
+        "/{concern_id}/pause",
+        responses=decision_errors,
+        summary="Pause new offers to the concern's provider pending the enquiry (safeguarding team)",
+        description="The brokerage offers the provider no new package until the outcome; its packages already "
+        "placed stay with it. Who decided is the access token's user.",
+    )
+    async def pause(concern_id: uuid.UUID, body: PauseRequest, caller: Caller) -> dict:
+        return await in_unit_of_work(
+            service, lambda uow: handlers.pause_offers(uow, concern_id, reason=body.reason, decided_by=caller.actor)
+        )
+
+    @router.post(
+        "/{concern_id}/outcome",
+        responses=decision_errors,
+        summary="Record the concern's outcome: it closes, and its pause of new offers lifts",
+    )
+    async def outcome(concern_id: uuid.UUID, body: OutcomeRequest, caller: Caller) -> dict:
+        return await in_unit_of_work(
+            service,
+            lambda uow: handlers.record_concern_outcome(uow, concern_id, outcome=body.outcome, decided_by=caller.actor),
+        )
+
+    return router
+
+
 # ---- joining the framework: applications and due diligence (decision records 0112-0114) ------
 
 CqcRating = Literal["outstanding", "good", "requires_improvement", "inadequate", "not_yet_rated"]
@@ -615,6 +750,8 @@ class MeView(ProviderProfile):
     held_hours: Decimal = Field(description="Carer hours per week held for outstanding bids")
     revision: int = Field(description="Bumped on every change of the registry entry")
     adapter: AdapterView
+    # Never shown to the provider (decision record 0107): neither in the answer nor in the schema.
+    offers_paused: SkipJsonSchema[bool] = Field(default=False, exclude=True)
 
 
 class DeliveryAttempt(BaseModel):
@@ -771,8 +908,10 @@ def me_router(service: Service) -> APIRouter:
 
     async def profile(provider_id: str) -> MeView:
         row = await fetch_one(service.pool, "SELECT * FROM providers WHERE provider_id = $1", provider_id)
+        # A pause of new offers is not shown to the provider: the safeguarding team tells it, as its
+        # enquiry allows (004:755-756; decision record 0107).
         return MeView.model_validate(
-            repo.profile_of(row).model_dump()
+            repo.profile_of(row).model_dump(exclude={"offers_paused"})
             | {"revision": row["revision"], "held_hours": row["held_hours"], "adapter": adapter_view(row)}
         )
 
@@ -1235,6 +1374,28 @@ def me_router(service: Service) -> APIRouter:
             ),
         )
         return SecretRotated(signing_secret=secret, previous_secret_signs_until=until)
+
+    @router.post(
+        "/concerns",
+        status_code=201,
+        response_model=ConcernRaised,
+        responses=denied
+        | {
+            404: {"description": "The package was never offered to you"},
+            422: {"description": "No subject (field subject), or an unknown provider"},
+        },
+        summary="Raise a safeguarding concern about a package you were offered or hold, or about a provider",
+        description="It goes to the council's safeguarding team; the answer is its reference.",
+    )
+    async def raise_concern(me: Me, body: ConcernRequest) -> dict:
+        package_id = body.subject.package_id
+        if package_id is not None and not await service.pool.fetchval(
+            "SELECT true FROM offers WHERE package_id = $1 AND provider_id = $2 LIMIT 1", package_id, me.provider_id
+        ):
+            raise ProblemError(404, f"no package {package_id} of yours", field="subject.package_id")
+        return await _raise(
+            service, body, raised_by=me.provider_id, raised_by_kind="provider", credential_id=me.credential_id
+        )
 
     return router
 

@@ -348,3 +348,103 @@ def parse_token(token: str) -> tuple[str, str] | None:
 
 def secret_matches(secret: str, stored_sha256: str) -> bool:
     return hmac.compare_digest(secret_digest(secret), stored_sha256)
+
+
+# ---- safeguarding concerns (decision records 0106-0108) ------------------------------------
+# Fixed vocabularies: a concern's category, a pause's reason and an enquiry's outcome are codes, so
+# what can be counted and shown outside the safeguarding team never carries anyone's words.
+
+
+class ConcernCategory(StrEnum):
+    """The categories of abuse and neglect of the Care Act 2014's statutory guidance (para 14.17),
+    which the council's safeguarding enquiries use (004:702, 004:805)."""
+
+    physical = "physical"
+    domestic = "domestic"
+    sexual = "sexual"
+    psychological = "psychological"
+    financial_or_material = "financial_or_material"
+    modern_slavery = "modern_slavery"
+    discriminatory = "discriminatory"
+    organisational = "organisational"
+    neglect = "neglect"
+    self_neglect = "self_neglect"
+
+
+class OfferPauseReason(StrEnum):
+    """Why the safeguarding team paused new offers to a provider pending the enquiry."""
+
+    immediate_risk = "immediate_risk"  # identify and take steps to address any immediate risk (004:742)
+    organisational_enquiry = "organisational_enquiry"  # a large-scale organisational enquiry (004:815-816)
+    provider_investigation = "provider_investigation"  # the provider's internal investigation first (004:755)
+    whistleblowing = "whistleblowing"  # a whistle-blower's report needing visits (004:756)
+
+
+class ConcernOutcome(StrEnum):
+    """How a concern ended: the Safeguarding Adults Team's own outcomes (004:822, Table 1) and, for an
+    enquiry concluded, the risk as the Safeguarding Adults Collection records it (004:809)."""
+
+    threshold_not_met = "threshold_not_met"  # "did not meet the threshold"
+    transferred_to_locality = "transferred_to_locality"  # "transferred to locality"
+    no_risk_identified = "no_risk_identified"
+    risk_removed = "risk_removed"
+    risk_reduced = "risk_reduced"
+    risk_remains = "risk_remains"
+
+
+ConcernSubjectKind = Literal["package", "provider"]
+
+
+@dataclass(frozen=True)
+class ConcernRefusal:
+    """Why a command on a concern is refused: an HTTP status, a problem code, the field at fault."""
+
+    status: int
+    code: str
+    message: str
+    field: str | None = None
+
+
+def subject_refusal(package_id: object | None, provider_id: str | None) -> ConcernRefusal | None:
+    """A concern must be about something: a package, a provider, or both (issue 21)."""
+    if package_id is None and not provider_id:
+        return ConcernRefusal(
+            422,
+            "invalid-request",
+            "a concern needs a subject: subject.package_id, subject.provider_id or both",
+            field="subject",
+        )
+    return None
+
+
+def pause_refusal(*, status: str, provider_id: str | None, paused: bool) -> ConcernRefusal | None:
+    """Only an open concern about a provider can pause new offers to it, once."""
+    if status != "open":
+        return ConcernRefusal(409, "concern-closed", "the concern is closed: its outcome was recorded")
+    if not provider_id:
+        return ConcernRefusal(
+            409,
+            "concern-not-about-a-provider",
+            "only a concern about a provider can pause new offers: this one names a package only",
+        )
+    if paused:
+        return ConcernRefusal(409, "offers-already-paused", "this concern already paused new offers to the provider")
+    return None
+
+
+def outcome_refusal(*, status: str) -> ConcernRefusal | None:
+    """An outcome is recorded once: it closes the concern."""
+    if status != "open":
+        return ConcernRefusal(409, "concern-closed", "the concern is closed: its outcome was recorded")
+    return None
+
+
+def offers_paused_after(pausing_concerns: int) -> bool:
+    """A provider's new offers stay paused while any open concern about it holds a pause: the outcome of
+    one enquiry lifts only its own pause."""
+    return pausing_concerns > 0
+
+
+def concern_reference(number: int) -> str:
+    """What people quote for a concern: SG-000042."""
+    return f"SG-{number:06d}"

@@ -1370,3 +1370,127 @@ async def deliver_due_webhooks(
 
     await asyncio.gather(*(attempt(r) for r in due))
     return len(due)
+
+
+# ---- safeguarding concerns (decision records 0106-0108) -----------------------------------------
+# A concern's words and personal details stay in the concerns table: no event, notification or log
+# line carries them (the log names the concern's id only). A pause of new offers reaches the
+# brokerage as the provider's profile with ``offers_paused`` (ProviderUpdated), without why.
+
+
+def _refuse(refusal: domain.ConcernRefusal | None) -> None:
+    if refusal is not None:
+        raise Refused(refusal.message, code=refusal.code, status=refusal.status, field=refusal.field)
+
+
+async def raise_concern(
+    uow: UnitOfWork,
+    *,
+    package_id: uuid.UUID | None,
+    provider_id: str | None,
+    category: domain.ConcernCategory,
+    details: str,
+    adult_at_risk: str | None,
+    immediate_risk: bool,
+    raised_by: str,
+    raised_by_kind: str,
+    raised_by_role: str | None = None,
+    credential_id: str | None = None,
+) -> dict[str, Any]:
+    """Record a concern for the safeguarding queue: ``{concern_id, reference, raised_at}`` back, nothing
+    else (the raiser cannot read it again). Raises :class:`Refused` (422) without a subject, or for a
+    provider the registry does not have (field ``subject.provider_id``)."""
+    _refuse(domain.subject_refusal(package_id, provider_id))
+    if provider_id and not await uow.conn.fetchval("SELECT true FROM providers WHERE provider_id = $1", provider_id):
+        raise Refused(f"no provider {provider_id!r}", code="invalid-request", status=422, field="subject.provider_id")
+    row = await repo.insert_concern(
+        uow.conn,
+        concern_id=uuid.uuid4(),
+        package_id=package_id,
+        provider_id=provider_id,
+        category=category.value,
+        details=details,
+        adult_at_risk=adult_at_risk or None,
+        immediate_risk=immediate_risk,
+        raised_by=raised_by,
+        raised_by_kind=raised_by_kind,
+        raised_by_role=raised_by_role,
+        credential_id=credential_id,
+        raised_at=now(),
+    )
+    log.info("safeguarding concern raised", concern_id=str(row["concern_id"]))
+    return {
+        "concern_id": row["concern_id"],
+        "reference": domain.concern_reference(row["reference"]),
+        "raised_at": row["raised_at"],
+    }
+
+
+async def pause_offers(
+    uow: UnitOfWork, concern_id: uuid.UUID, *, reason: domain.OfferPauseReason, decided_by: str
+) -> dict[str, Any]:
+    """The safeguarding team pauses new offers to the concern's provider pending the enquiry: the
+    decision recorded (who, when, the reason code), and the provider's profile ``offers_paused`` sent
+    on ProviderUpdated unless another concern's pause already holds it. Raises LookupError (404) and
+    :class:`Refused` (409: closed, not about a provider, already paused)."""
+    concern = await repo.lock_concern(uow.conn, concern_id)
+    if concern is None:
+        raise LookupError(f"no concern {concern_id}")
+    _refuse(
+        domain.pause_refusal(status=concern["status"], provider_id=concern["provider_id"], paused=concern["paused"])
+    )
+    provider_id = concern["provider_id"]
+    row = await repo.lock_provider(uow.conn, provider_id)
+    at = now()
+    await uow.conn.execute("UPDATE concerns SET paused = true WHERE concern_id = $1", concern_id)
+    await repo.add_concern_decision(uow.conn, concern_id, "offers_paused", reason.value, decided_by, at)
+    if row is not None and not repo.profile_of(row).offers_paused:
+        await uow.emit(provider_updated(await repo.set_offers_paused(uow.conn, provider_id, True)))
+    log.warning("new offers paused", concern_id=str(concern_id))
+    return {"concern_id": concern_id, "provider_id": provider_id, "offers_paused": True, "paused_at": at}
+
+
+async def record_concern_outcome(
+    uow: UnitOfWork, concern_id: uuid.UUID, *, outcome: domain.ConcernOutcome, decided_by: str
+) -> dict[str, Any]:
+    """The enquiry's outcome closes the concern and lifts its pause: the provider's new offers resume
+    (ProviderUpdated) unless another open concern still holds a pause. Raises LookupError (404) and
+    :class:`Refused` (409: already closed)."""
+    concern = await repo.lock_concern(uow.conn, concern_id)
+    if concern is None:
+        raise LookupError(f"no concern {concern_id}")
+    _refuse(domain.outcome_refusal(status=concern["status"]))
+    provider_id, was_paused = concern["provider_id"], concern["paused"]
+    row = await repo.lock_provider(uow.conn, provider_id) if was_paused else None
+    at = now()
+    await uow.conn.execute(
+        """UPDATE concerns SET status = 'closed', outcome = $2, paused = false, closed_by = $3, closed_at = $4
+            WHERE concern_id = $1""",
+        concern_id,
+        outcome.value,
+        decided_by,
+        at,
+    )
+    await repo.add_concern_decision(uow.conn, concern_id, "outcome", outcome.value, decided_by, at)
+    still_paused = None
+    if was_paused:
+        await repo.add_concern_decision(uow.conn, concern_id, "offers_resumed", outcome.value, decided_by, at)
+        still_paused = domain.offers_paused_after(await repo.pausing_concerns(uow.conn, provider_id))
+        if row is not None and repo.profile_of(row).offers_paused and not still_paused:
+            await uow.emit(provider_updated(await repo.set_offers_paused(uow.conn, provider_id, False)))
+    log.info("safeguarding concern closed", concern_id=str(concern_id))
+    return {
+        "concern_id": concern_id,
+        "status": "closed",
+        "outcome": outcome.value,
+        "provider_id": provider_id,
+        "offers_paused": still_paused,
+        "closed_at": at,
+    }
+
+
+def concern_summary(row: asyncpg.Record) -> dict[str, Any]:
+    """A concern as the safeguarding queue shows it: codes, ids and times, never its words."""
+    out = {k: row[k] for k in repo.CONCERN_SUMMARY.replace("\n", " ").replace(" ", "").split(",")}
+    out["reference"] = domain.concern_reference(row["reference"])
+    return out

@@ -972,3 +972,96 @@ async def rotate_webhook_secret(
         sealed_new,
         overlap_until,
     )
+
+
+# ---- safeguarding concerns (decision records 0106-0108) -----------------------------------------
+
+# What the safeguarding queue shows of a concern: never its words or the adult's name.
+CONCERN_SUMMARY = """concern_id, reference, package_id, provider_id, category, immediate_risk, raised_by,
+    raised_by_kind, raised_by_role, raised_at, status, paused, outcome, closed_by, closed_at"""
+
+
+async def insert_concern(conn: Connection, **values: Any) -> asyncpg.Record:
+    columns = ", ".join(values)
+    params = ", ".join(f"${i}" for i in range(1, len(values) + 1))
+    return await fetch_one(
+        conn, f"INSERT INTO concerns ({columns}) VALUES ({params}) RETURNING {CONCERN_SUMMARY}", *values.values()
+    )
+
+
+async def lock_concern(conn: Connection, concern_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {CONCERN_SUMMARY} FROM concerns WHERE concern_id = $1 FOR UPDATE", concern_id)
+
+
+async def add_concern_decision(
+    conn: Connection, concern_id: uuid.UUID, decision: str, code: str, decided_by: str, at: dt.datetime
+) -> None:
+    await conn.execute(
+        """INSERT INTO concern_decisions (concern_id, decision, code, decided_by, decided_at)
+           VALUES ($1, $2, $3, $4, $5)""",
+        concern_id,
+        decision,
+        code,
+        decided_by,
+        at,
+    )
+
+
+async def pausing_concerns(conn: Connection, provider_id: str) -> int:
+    """Open concerns about the provider that hold a pause of its new offers."""
+    return int(await conn.fetchval("SELECT count(*) FROM concerns WHERE provider_id = $1 AND paused", provider_id))
+
+
+async def set_offers_paused(conn: Connection, provider_id: str, paused: bool) -> asyncpg.Record:
+    """The provider's profile with ``offers_paused`` set: a new revision, for ProviderUpdated."""
+    return await fetch_one(
+        conn,
+        """UPDATE providers SET profile = jsonb_set(profile, '{offers_paused}', to_jsonb($2::boolean)),
+                                revision = revision + 1, updated_at = now()
+            WHERE provider_id = $1 RETURNING *""",
+        provider_id,
+        paused,
+    )
+
+
+async def concern_queue(conn: Connection | asyncpg.Pool, status: str | None, limit: int) -> list[asyncpg.Record]:
+    """Concerns for the safeguarding queue: open ones first (immediate risk, then oldest), then closed ones."""
+    return await conn.fetch(
+        f"""SELECT {CONCERN_SUMMARY} FROM concerns WHERE ($1::text IS NULL OR status = $1)
+             ORDER BY status = 'closed', immediate_risk DESC, raised_at LIMIT $2""",
+        status,
+        limit,
+    )
+
+
+async def read_concern_audited(
+    conn: Connection, concern_id: uuid.UUID, reader: str, reader_role: str
+) -> tuple[asyncpg.Record, list[asyncpg.Record], list[asyncpg.Record], str | None] | None:
+    """The whole concern, its decisions, the log of its reads (this one included) and who holds its
+    package now; the read is written to the audit log in the same transaction, or nothing is read."""
+    row = await conn.fetchrow("SELECT * FROM concerns WHERE concern_id = $1", concern_id)
+    if row is None:
+        return None
+    await conn.execute(
+        "INSERT INTO audit.concern_reads (concern_id, reader, reader_role) VALUES ($1, $2, $3)",
+        concern_id,
+        reader,
+        reader_role,
+    )
+    decisions = await conn.fetch(
+        """SELECT decision, code, decided_by, decided_at FROM concern_decisions
+            WHERE concern_id = $1 ORDER BY decision_id""",
+        concern_id,
+    )
+    reads = await conn.fetch(
+        "SELECT reader, reader_role, read_at FROM audit.concern_reads WHERE concern_id = $1 ORDER BY read_id",
+        concern_id,
+    )
+    held_by = (
+        await conn.fetchval(
+            "SELECT provider_id FROM placements WHERE package_id = $1 AND ended_at IS NULL", row["package_id"]
+        )
+        if row["package_id"]
+        else None
+    )
+    return row, decisions, reads, held_by

@@ -180,6 +180,14 @@ TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
         ("POST", "/me/webhook/test"): PROVIDER_CREDENTIAL,
         ("POST", "/me/webhook/rotate-secret"): PROVIDER_CREDENTIAL,
         ("GET", "/me/notices"): PROVIDER_CREDENTIAL,  # how its offers closed (decision 0093)
+        # Safeguarding (decision records 0106-0108): anyone who follows the work, or a provider, raises a
+        # concern; only the safeguarding team reads them, pauses a provider's new offers and records outcomes.
+        ("POST", "/me/concerns"): PROVIDER_CREDENTIAL,
+        ("POST", "/concerns"): BROKERAGE_TEAM | {OPERATIONS, COUNCIL_ADMIN, SAFEGUARDING},
+        ("GET", "/concerns"): frozenset({SAFEGUARDING}),
+        ("GET", "/concerns/{concern_id}"): frozenset({SAFEGUARDING}),
+        ("POST", "/concerns/{concern_id}/pause"): frozenset({SAFEGUARDING}),
+        ("POST", "/concerns/{concern_id}/outcome"): frozenset({SAFEGUARDING}),
     },
     "notifications": {
         # Contacts are personal data: the brokerage team (families, brokers) and the council's

@@ -88,6 +88,10 @@ _ALL = [
     ProblemType("unknown-zone", 422, "No such zone"),
     ProblemType("postcode-mismatch", 422, "The postcode does not belong to the zone or district"),
     ProblemType("internal-listener-only", 404, "Served on the internal listener only"),
+    # Safeguarding concerns (decision records 0106-0108).
+    ProblemType("concern-closed", 409, "The concern is closed: its outcome was recorded"),
+    ProblemType("concern-not-about-a-provider", 409, "Only a concern about a provider can pause its offers"),
+    ProblemType("offers-already-paused", 409, "This concern already paused the provider's new offers"),
 ]
 TYPES: dict[str, ProblemType] = {t.code: t for t in _ALL}
 GENERIC: dict[int, str] = {

@@ -34,6 +34,7 @@ PATH_VALUES = {
     "change_id": str(uuid.UUID(int=0)),  # a change to a running package
     "delivery_id": str(uuid.UUID(int=0)),  # a webhook delivery (provider self-service)
     "application_id": str(uuid.UUID(int=0)),  # an application to join the framework
+    "concern_id": str(uuid.UUID(int=0)),  # a safeguarding concern
 }
 
 

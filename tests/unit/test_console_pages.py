@@ -101,7 +101,7 @@ def test_an_above_rate_bid_is_summarised_and_decided_on_its_own_page():
     assert "£24.50 an hour against the band rate of £22.95 (6.8% above)" in html
     assert "£171.50: £10.85 a week more than at the band rate" in html
     assert "/approve" not in html and "/reject" not in html, "approving has its own pages, with a confirmation"
-    assert html.count('name="csrf_token" value="tok"') == 1 + 1 + 1  # sign-out, cancel, funding
+    assert html.count('name="csrf_token" value="tok"') == 1 + 1 + 1 + 1  # sign-out, cancel, funding, a concern
     assert "Ada Example" in html and "/reoffer" not in html and "/start" not in html
 
 

@@ -2,6 +2,7 @@
 
 - :mod:`.brokers`: the brokerage team's board, package form, package pages and actions;
 - :mod:`.reviews`: the review queue and a package's review form (decision record 0088);
+- :mod:`.safeguarding`: raising a concern from a package page; the safeguarding queue and concerns;
 - :mod:`.operations`: operations' live stream, lag, dead letters and KPIs;
 - :mod:`.admin`: staff accounts;
 - :mod:`.finance`: the finance team's weekly commitment and import file (decision record 0109);
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import APIRouter
 
-from services.console.api import admin, brokers, finance, joining, operations, portal, reviews, sign_in
+from services.console.api import admin, brokers, finance, joining, operations, portal, reviews, safeguarding, sign_in
 from services.console.api.sessions import Sessions
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ def build_router(console: Console) -> APIRouter:
     sessions = Sessions(console)
     router = APIRouter(include_in_schema=False)
     # reviews before brokers: its POST /packages/{id}/funding before the brokers' /packages/{id}/{action}.
-    for pages in (sign_in, reviews, brokers, operations, admin, portal, joining, finance):
+    # safeguarding before brokers too: its POST /packages/{id}/concern.
+    for pages in (sign_in, reviews, safeguarding, brokers, operations, admin, portal, joining, finance):
         router.include_router(pages.router(console, sessions))
     return router

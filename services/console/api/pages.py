@@ -89,6 +89,7 @@ MENU = [
     (Permission.staff, "/admin/staff", "Staff accounts"),
     (Permission.finance, "/finance", "Finance"),
     (Permission.applications, "/applications", "Applications to join"),
+    (Permission.safeguarding, "/safeguarding", "Safeguarding concerns"),
 ]
 PORTAL_MENU = [
     ("/portal/offers", "Offers"),

@@ -34,3 +34,22 @@ REVOKE ALL ON SCHEMA audit FROM PUBLIC;
 GRANT USAGE ON SCHEMA audit TO brokerage;
 GRANT SELECT, INSERT ON audit.disclosures TO brokerage;
 GRANT USAGE ON SEQUENCE audit.disclosures_disclosure_id_seq TO brokerage;
+
+-- Every read of a safeguarding concern (its words and personal details) by the safeguarding team:
+-- who, with which role, when (decision record 0108). Written by the providers service, which holds
+-- the concerns.
+CREATE TABLE IF NOT EXISTS audit.concern_reads (
+    read_id     bigserial PRIMARY KEY,
+    concern_id  uuid NOT NULL,
+    reader      text NOT NULL,
+    reader_role text NOT NULL,
+    read_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS concern_reads_concern ON audit.concern_reads (concern_id, read_at);
+CREATE OR REPLACE TRIGGER concern_reads_no_update BEFORE UPDATE OR DELETE ON audit.concern_reads
+    FOR EACH ROW EXECUTE FUNCTION audit.append_only();
+CREATE OR REPLACE TRIGGER concern_reads_no_truncate BEFORE TRUNCATE ON audit.concern_reads
+    FOR EACH STATEMENT EXECUTE FUNCTION audit.append_only();
+GRANT USAGE ON SCHEMA audit TO providers;
+GRANT SELECT, INSERT ON audit.concern_reads TO providers;
+GRANT USAGE ON SEQUENCE audit.concern_reads_read_id_seq TO providers;
