@@ -3,7 +3,8 @@
 - ``brokerage.packages`` (brokerage, keyed by package id): PackageRequested, OfferMade, PackagePlaced,
   PackageUnplaced, PackageCancelled, PackageStarted, PackageHandedBack, PackageReopened,
   PackageEnded, PackagePaused, PackageResumed, ChangeOffered, PackageChanged, ChangeDeclined,
-  PackageHandedOver, PackageReviewed, FundingRecorded,
+  PackageHandedOver, PackageReviewed, FundingRecorded, DischargeRequested, DischargeReferred,
+  DischargeFallbackUnavailable, DischargeReferralReleased,
   ExceptionRequested, ExceptionDecided.
 - ``providers.answers`` (providers, keyed by package id): BidSubmitted, OfferDeclined, ChangeAnswered.
 - ``providers.registry`` (providers, keyed by provider id): ProviderUpdated.
@@ -39,6 +40,10 @@ TOPIC_OF: dict[type[ev.Envelope], str] = {
     ev.PackageHandedOver: PACKAGES,
     ev.PackageReviewed: PACKAGES,
     ev.FundingRecorded: PACKAGES,
+    ev.DischargeRequested: PACKAGES,
+    ev.DischargeReferred: PACKAGES,
+    ev.DischargeFallbackUnavailable: PACKAGES,
+    ev.DischargeReferralReleased: PACKAGES,
     ev.ChangeAnswered: ANSWERS,
     ev.ExceptionRequested: PACKAGES,
     ev.ExceptionDecided: PACKAGES,

@@ -84,6 +84,28 @@ class Person(BaseModel):
         return v
 
 
+class DischargeRequest(BaseModel):
+    """The Discharge Hub's part of a request for someone leaving hospital (decision record 0097):
+    codes only - no name, no bed number, no clinical words."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    hospital: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9-]{1,39}$",
+        description="Hospital code from deploy/reference/discharge.yaml (GET /reference/hospitals), e.g. uhl-lri",
+    )
+    ward: str = Field(pattern=r"^[A-Z0-9][A-Z0-9-]{0,15}$", description="Ward code of that hospital, e.g. W17")
+    pathway: int = Field(
+        ge=0, le=3, description="Discharge pathway: 1 home with support (0, home with no support, is refused)"
+    )
+    medically_fit_on: dt.date = Field(description="The day the person became (or becomes) medically fit: a UK date")
+    reablement_potential: bool = Field(
+        default=False, description="The Hub saw reablement potential: pathway 1 goes to in-house reablement first"
+    )
+    nhs_funded_weeks: int = Field(
+        default=4, ge=0, le=8, description="Weeks of NHS discharge funding from the start date, then the council"
+    )
+
+
 class PackageRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -97,6 +119,9 @@ class PackageRequest(BaseModel):
     start_date: dt.date
     funding: Funding = Funding.council
     person: Person
+    discharge: DischargeRequest | None = Field(
+        default=None, description="For a hospital discharge (urgency hospital_discharge): the Discharge Hub's details"
+    )
 
     @field_validator("needs")
     @classmethod
@@ -321,6 +346,7 @@ def _package_view(
     prices: bool,
     changes: list[asyncpg.Record] = (),  # type: ignore[assignment]
     reviews: list[asyncpg.Record] = (),  # type: ignore[assignment]
+    discharge: asyncpg.Record | None = None,
 ) -> dict[str, Any]:
     """``prices``: the caller's role may see commercial data (bids' and the award's hourly rates);
     for the others they are null (services/runtime/permissions.py: SEES_BID_PRICES)."""
@@ -377,6 +403,8 @@ def _package_view(
             for r in reviews
         ],
         "funding_revision": row["funding_revision"],
+        # Hospital discharge (decision record 0097): the Hub's codes and any in-house service covering it.
+        "discharge": _discharge_view(discharge),
         "changes": [
             {
                 "change_id": str(c["change_id"]),
@@ -430,6 +458,25 @@ def _package_view(
             for r in rounds
         ],
         "timeline": [{"at": t["at"], "stage": t["stage"], "detail": json.loads(t["detail"])} for t in timeline],
+    }
+
+
+def _discharge_view(row: asyncpg.Record | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {
+        "hospital": row["hospital"],
+        "ward": row["ward"],
+        "pathway": row["pathway"],
+        "medically_fit_on": row["medically_fit_on"],
+        "reablement_potential": row["reablement_potential"],
+        "nhs_funded_weeks": row["nhs_funded_weeks"],
+        "fallback_due_at": row["fallback_due_at"],
+        "fallback_outcome": row["fallback_outcome"],
+        "service": row["service"],
+        "step": row["step"],
+        "referred_on": row["referred_on"],
+        "released_on": row["released_on"],
     }
 
 
@@ -490,7 +537,8 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
         ] = None,
     ) -> PackageCreated:
         _validate_against_framework(request, rules)
-        spec = PackageSpec.model_validate(request.model_dump(exclude={"person"}))
+        spec = PackageSpec.model_validate(request.model_dump(exclude={"person", "discharge"}))
+        discharge = handlers.DischargeInput(**request.discharge.model_dump()) if request.discharge is not None else None
         fingerprint = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
         try:
             package_id, status = await run_in_unit_of_work(
@@ -502,8 +550,11 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
                     person=request.person.model_dump(),
                     requested_by=caller.actor,
                     idempotency=(idempotency_key, fingerprint) if idempotency_key else None,
+                    discharge=discharge,
                 ),
             )
+        except handlers.Refused as exc:
+            raise ProblemError(exc.refusal.status, exc.refusal.message, field=exc.refusal.field) from None
         except asyncpg.UniqueViolationError:
             row = await service.pool.fetchrow("SELECT * FROM packages WHERE idempotency_key = $1", idempotency_key)
             if row is None:
@@ -542,6 +593,7 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
             answers = await conn.fetch("SELECT * FROM answers WHERE package_id = $1 ORDER BY answered_at", package_id)
             changes = await repo.changes_of(conn, package_id)
             reviews = await repo.reviews_of(conn, package_id)
+            discharge = await repo.discharge_of(conn, package_id) if row["urgency"] == "hospital_discharge" else None
         return _package_view(
             row,
             timeline,
@@ -550,6 +602,7 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
             prices=bool(caller.roles & SEES_BID_PRICES),
             changes=changes,
             reviews=reviews,
+            discharge=discharge,
         )
 
     @router.get(
@@ -1165,6 +1218,33 @@ def reference_router(service: Service, rules: handlers.BrokerageRules) -> APIRou
     async def providers() -> list[dict]:
         rows = await service.pool.fetch("SELECT provider_id, revision, profile FROM provider_view ORDER BY provider_id")
         return [{"revision": r["revision"], **json.loads(r["profile"])} for r in rows]
+
+    @ref.get(
+        "/hospitals",
+        summary="Hospital discharge: the hospital and ward codes, and the in-house services' carer hours",
+    )
+    async def hospitals() -> dict:
+        """deploy/reference/discharge.yaml (decision record 0097): each hospital's code, name and ward
+        codes; each in-house service (in the fallback's order) with its capacity and the carer hours a
+        week it covers today (a UK date)."""
+        reference = rules.discharge_reference()
+        async with service.pool.acquire() as conn, conn.transaction():
+            committed = await repo.in_house_committed(conn, clock.uk_today())
+        return {
+            "version": reference.version,
+            "hospitals": [
+                {"code": h.code, "name": h.name, "wards": list(h.wards)} for h in reference.hospitals.values()
+            ],
+            "in_house_services": [
+                {
+                    "service": s.service,
+                    "name": s.name,
+                    "hours_per_week": str(s.hours_per_week),
+                    "committed_hours_per_week": str(committed.get(s.service, Decimal(0))),
+                }
+                for s in reference.in_house
+            ],
+        }
 
     @ref.get("/rates", summary="The rate card in force today (the UK date)")
     async def rates() -> dict:
