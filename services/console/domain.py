@@ -24,6 +24,7 @@ class Role(StrEnum):
     head_of_service = "head_of_service"  # approves above-rate spending beyond the managers' limit
     ops = "ops"
     admin = "admin"
+    review_officer = "review_officer"  # the review team (decision 0096): the review queue and review outcomes
 
 
 class Permission(StrEnum):
@@ -32,6 +33,7 @@ class Permission(StrEnum):
     person = "person"  # the person's details on the package page
     operations = "operations"  # event stream, lag, dead letters, KPIs
     staff = "staff"  # staff accounts
+    reviews = "reviews"  # the review queue, a package's page (no personal details) and its review form
 
 
 BROKERAGE_TEAM = (Role.broker, Role.senior_broker, Role.manager, Role.head_of_service)
@@ -40,12 +42,28 @@ BROKERAGE_TEAM = (Role.broker, Role.senior_broker, Role.manager, Role.head_of_se
 # see the board to follow the work, never the people. What each may approve (the scheme of
 # delegation) is the brokerage API's rule, applied to the role the console says it acts as.
 PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    **{role: frozenset({Permission.board, Permission.act, Permission.person}) for role in BROKERAGE_TEAM},
+    **{
+        role: frozenset({Permission.board, Permission.act, Permission.person, Permission.reviews})
+        for role in BROKERAGE_TEAM
+    },
     Role.ops: frozenset({Permission.board, Permission.operations}),
     Role.admin: frozenset({Permission.board, Permission.operations, Permission.staff}),
+    # The review team (issue 18, decision 0096): its API rights are the reviews queue, recording a
+    # review and reading a package - not the board's search, not the person, no other action.
+    Role.review_officer: frozenset({Permission.reviews}),
 }
 
-HOME = {**{role: "/board" for role in BROKERAGE_TEAM}, Role.ops: "/ops", Role.admin: "/admin/staff"}
+HOME = {
+    **{role: "/board" for role in BROKERAGE_TEAM},
+    Role.ops: "/ops",
+    Role.admin: "/admin/staff",
+    Role.review_officer: "/reviews",
+}
+
+# The roles a console account of its own may have (CONSOLE_LOCAL_ACCOUNTS, for an installation without an
+# identity provider): the review team signs in through the identity provider only (its table's check
+# predates the role).
+LOCAL_ACCOUNT_ROLES = tuple(r for r in Role if r is not Role.review_officer)
 
 # The identity provider's realm roles (services/runtime/permissions.py) as the console's roles,
 # in order of precedence: a session has one role, so someone with several gets the first here
@@ -57,6 +75,7 @@ IDP_ROLES: dict[str, Role] = {
     "broker": Role.broker,
     "council_admin": Role.admin,
     "operations": Role.ops,
+    "review_officer": Role.review_officer,
 }
 
 
@@ -147,7 +166,7 @@ def staff_problems(*, username: str, display_name: str, role: str, password: str
         problems["display_name"] = "Enter the person's name"
     elif len(display_name.strip()) > 200:
         problems["display_name"] = "Name must be 200 characters or fewer"
-    if role not in {r.value for r in Role}:
+    if role not in {r.value for r in LOCAL_ACCOUNT_ROLES}:
         problems["role"] = "Select a role"
     if not password:
         problems["password"] = "Enter a first password"

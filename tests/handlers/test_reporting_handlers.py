@@ -485,7 +485,7 @@ async def test_the_discharge_kpi_counts_care_at_home_on_day_0_or_1_of_medically_
     at home (an in-house referral's first day, or a provider's start) on the day or the day after."""
     from schemas.events import DischargeReferred, DischargeRequested, PackageSpec, VisitPattern
 
-    service, broker, client = reporting
+    _service, broker, client = reporting
     fit = dt.date(2024, 2, 12)  # a Monday in winter (GMT), far from the other tests' history
     at = clock.uk_day_start(fit) + dt.timedelta(hours=9)
 

@@ -37,7 +37,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             session,
             status,
             staff=staff,
-            roles=[r.value for r in domain.Role],
+            roles=[r.value for r in domain.LOCAL_ACCOUNT_ROLES],
             local_accounts=console.policy.local_accounts,
             provider_name=console.oidc.provider_name,
             **context,
