@@ -190,11 +190,10 @@ async def request_package(
     person: dict,
     requested_by: str,
     package_id: uuid.UUID | None = None,
-    idempotency: tuple[str, str] | None = None,
     discharge: DischargeInput | None = None,
 ) -> Requested:
-    """Store the request and offer it to the first tier. ``idempotency`` is (key, request hash):
-    a second request with the key fails on the unique key, and the caller returns the first.
+    """Store the request and offer it to the first tier. A retried request (Idempotency-Key) is
+    the API's to recognise, around this command (services/runtime/idempotency.py).
 
     ``discharge`` (a hospital discharge; decision record 0097): recorded and announced
     (DischargeRequested); with reablement potential on pathway 1 the person goes to the in-house
@@ -223,7 +222,6 @@ async def request_package(
         band_rate=card.rates[spec.band],
         requested_at=at,
         person=person,
-        idempotency=idempotency,
     )
     requested = PackageRequested(correlation_id=package_id, package_id=package_id, package=spec, requested_at=at)
     repo.add_timeline(

@@ -32,6 +32,7 @@ API_ROLE = {
     "ops": "operations",
     "admin": "council_admin",
     "review_officer": "review_officer",
+    "contracts_quality": "contracts_quality",
 }
 _acting: ContextVar[tuple[str, str] | None] = ContextVar("acting", default=None)
 

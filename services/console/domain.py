@@ -25,6 +25,7 @@ class Role(StrEnum):
     ops = "ops"
     admin = "admin"
     review_officer = "review_officer"  # the review team (decision 0096): the review queue and review outcomes
+    contracts_quality = "contracts_quality"  # the contracts and quality team: applications and due diligence
 
 
 class Permission(StrEnum):
@@ -34,6 +35,7 @@ class Permission(StrEnum):
     operations = "operations"  # event stream, lag, dead letters, KPIs
     staff = "staff"  # staff accounts
     reviews = "reviews"  # the review queue, a package's page (no personal details) and its review form
+    applications = "applications"  # applications to join the framework and their due diligence (issue 21)
 
 
 BROKERAGE_TEAM = (Role.broker, Role.senior_broker, Role.manager, Role.head_of_service)
@@ -51,6 +53,7 @@ PERMISSIONS: dict[Role, frozenset[Permission]] = {
     # The review team (issue 18, decision 0096): its API rights are the reviews queue, recording a
     # review and reading a package - not the board's search, not the person, no other action.
     Role.review_officer: frozenset({Permission.reviews}),
+    Role.contracts_quality: frozenset({Permission.applications}),
 }
 
 HOME = {
@@ -58,12 +61,13 @@ HOME = {
     Role.ops: "/ops",
     Role.admin: "/admin/staff",
     Role.review_officer: "/reviews",
+    Role.contracts_quality: "/applications",
 }
 
 # The roles a console account of its own may have (CONSOLE_LOCAL_ACCOUNTS, for an installation without an
-# identity provider): the review team signs in through the identity provider only (its table's check
-# predates the role).
-LOCAL_ACCOUNT_ROLES = tuple(r for r in Role if r is not Role.review_officer)
+# identity provider): the review team and the contracts and quality team sign in through the identity
+# provider only (the staff table's role check predates their roles).
+LOCAL_ACCOUNT_ROLES = tuple(r for r in Role if r not in (Role.review_officer, Role.contracts_quality))
 
 # The identity provider's realm roles (services/runtime/permissions.py) as the console's roles,
 # in order of precedence: a session has one role, so someone with several gets the first here
@@ -76,6 +80,7 @@ IDP_ROLES: dict[str, Role] = {
     "council_admin": Role.admin,
     "operations": Role.ops,
     "review_officer": Role.review_officer,
+    "contracts_quality": Role.contracts_quality,
 }
 
 
@@ -695,16 +700,18 @@ def _change_problems(form: Mapping[str, Any], package: Mapping[str, Any], found:
 
 # The brokerage's refusals, read by the field it names and the kind of rule it states (a code),
 # never shown in its own words: the kinds, by a phrase each refusal of that kind carries.
-_REFUSAL_KINDS = [
-    ("before the care started", "before_start"),
-    ("before the pause began", "before_pause"),
-    ("is in the future", "future"),
-    ("days ago", "too_old"),
-    ("days ahead", "too_far_ahead"),
-    ("does not match the visit pattern", "mismatch"),
-    ("leaves the hours", "unchanged"),
-    ("must be discussed", "not_discussed"),
-]
+# The brokerage's problem codes for a running package's refusals (services/runtime/problems.py
+# TYPES) as the console's kinds of refusal: the console branches on codes, never on the API's words.
+_REFUSAL_KINDS = {
+    "date-before-start": "before_start",
+    "date-before-pause": "before_pause",
+    "date-in-future": "future",
+    "date-too-far-back": "too_old",
+    "date-too-far-ahead": "too_far_ahead",
+    "hours-mismatch": "mismatch",
+    "change-changes-nothing": "unchanged",
+    "reduction-not-discussed": "not_discussed",
+}
 _DATE_REFUSALS = {
     "before_start": "{name} must be on or after the day care started",
     "before_pause": "{name} must be on or after the day the pause began",
@@ -735,11 +742,10 @@ def action_refusal(action: str, status: int, problem: Mapping[str, Any], now_sta
         return {"status": "Your role cannot do this"}
     problems: dict[str, str] = {}
     questions = {f for f, _ in ACTION_QUESTIONS.get(action, [])}
-    for item in problem.get("fields") or []:
+    kind = _REFUSAL_KINDS.get(str(problem.get("code") or ""))
+    for item in problem.get("errors") or problem.get("fields") or []:
         api_field = str(item.get("field") or "").split(".")[0]
         field = API_TO_FORM.get(action, {}).get(api_field, api_field)
-        said = str(item.get("message") or "")
-        kind = next((code for phrase, code in _REFUSAL_KINDS if phrase in said), None)
         if kind in _CHANGE_REFUSALS and action == "change":
             field, message = _CHANGE_REFUSALS[kind]
         elif field in DATE_NAMES and field in questions:
@@ -919,3 +925,52 @@ class Health:
             elif count:
                 found.append({"count": count, "words": f"{count} {one if count == 1 else many}", "href": href})
         return found
+
+
+# ---- applications to join the framework (issue 21, decision records 0112-0114) --------------------
+
+
+def application_body(form: Mapping[str, Any]) -> dict[str, Any]:
+    """The providers API's application from the new-application form (the API names what is wrong):
+    ticked boxes as lists, the receipt date from its three boxes, the adapter's kind and address."""
+
+    def ticked(name: str) -> list[str]:
+        value = form.get(name) or []
+        return [value] if isinstance(value, str) else list(value)
+
+    received = date_from_parts(form.get("received_on-day"), form.get("received_on-month"), form.get("received_on-year"))
+    adapter: dict[str, Any] = {"kind": str(form.get("adapter_kind") or "automatic")}
+    if str(form.get("webhook_url") or "").strip():
+        adapter["webhook_url"] = str(form.get("webhook_url")).strip()
+    return {
+        "provider_id": str(form.get("provider_id") or "").strip().lower(),
+        "name": str(form.get("name") or "").strip(),
+        "zones": ticked("zones"),
+        "bands": ticked("bands"),
+        "skills": ticked("skills"),
+        "double_handed": form.get("double_handed") == "yes",
+        "weekly_capacity_hours": str(form.get("weekly_capacity_hours") or "").strip(),
+        "cqc_location_id": str(form.get("cqc_location_id") or "").strip(),
+        "cqc_rating": str(form.get("cqc_rating") or "not_yet_rated"),
+        "adapter": adapter,
+        "tender_reference": str(form.get("tender_reference") or "").strip(),
+        "received_on": received.isoformat() if received else "",
+    }
+
+
+def application_errors(problem: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """The API's refusal as the form's errors: ``({form field: message}, [messages about no field])``.
+    ``zones.1`` is the zones question, ``adapter.webhook_url`` the address box; a checklist item
+    (``checklist.insurance``) or a refusal with no field is a general message."""
+    errors: dict[str, str] = {}
+    general: list[str] = []
+    for f in problem.get("errors") or []:
+        field, detail = str(f.get("field") or ""), str(f.get("detail") or "").removeprefix("Value error, ")
+        name = "webhook_url" if field.startswith("adapter") else field.split(".")[0]
+        if not field or name == "checklist":
+            general.append(detail)
+        else:
+            errors.setdefault(name, detail)
+    if not errors and not general:
+        general.append(str(problem.get("detail") or problem.get("error") or "The request was refused"))
+    return errors, general

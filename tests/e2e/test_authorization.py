@@ -32,6 +32,7 @@ PATH_VALUES = {
     "recipient_id": "authorization-test",
     "name": "packages.csv",  # a reporting export
     "change_id": str(uuid.UUID(int=0)),  # a change to a running package
+    "application_id": str(uuid.UUID(int=0)),  # an application to join the framework
 }
 
 

@@ -12,6 +12,7 @@ import asyncio
 import datetime as dt
 import random
 from collections import Counter
+from typing import Any
 
 import httpx
 import pytest
@@ -167,7 +168,7 @@ async def test_a_discharge_no_provider_takes_falls_to_crisis_response_once_and_t
 
 async def test_bad_discharge_input_is_a_422_naming_the_field_and_nothing_is_written(ready, database_url):
     today = clock.uk_today()
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"pathway": 0}, "discharge.pathway"),
         ({"medically_fit_on": (today + dt.timedelta(days=60)).isoformat()}, "discharge.medically_fit_on"),
         ({"hospital": "st-elsewhere"}, "discharge.hospital"),

@@ -44,9 +44,7 @@ async def with_room(service, rules, *, crisis: Decimal, reablement: Decimal) -> 
 
 async def discharge_request(rules, service, *, fit_days_ago: int = 0, **kw) -> uuid.UUID:
     fit = clock.uk_today() - dt.timedelta(days=fit_days_ago)
-    discharge = handlers.DischargeInput(
-        **({"hospital": "uhl-lri", "ward": "W17", "pathway": 1, "medically_fit_on": fit} | kw)
-    )
+    discharge = dataclasses.replace(handlers.DischargeInput("uhl-lri", "W17", 1, fit), **kw)
     async with unit_of_work(service.pool) as uow:
         requested = await handlers.request_package(
             uow,
