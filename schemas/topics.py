@@ -6,6 +6,9 @@
   PackageHandedOver, PackageReviewed, FundingRecorded, DischargeRequested, DischargeReferred,
   DischargeFallbackUnavailable, DischargeReferralReleased,
   ExceptionRequested, ExceptionDecided.
+- ``brokerage.service-agreements`` (brokerage, keyed by package id): ServiceAgreementRecorded - the
+  hand-off to finance (decision record 0109), a topic of its own so that a finance system's connector
+  can be allowed this topic and nothing about offers, bids or the brokerage's work.
 - ``providers.answers`` (providers, keyed by package id): BidSubmitted, OfferDeclined, ChangeAnswered.
 - ``providers.registry`` (providers, keyed by provider id): ProviderUpdated.
 - ``notifications.confirmations`` (notifications, keyed by package id): PlacementConfirmed, NotificationFailed.
@@ -15,6 +18,7 @@
 from schemas import events as ev
 
 PACKAGES = "brokerage.packages"
+SERVICE_AGREEMENTS = "brokerage.service-agreements"
 ANSWERS = "providers.answers"
 REGISTRY = "providers.registry"
 CONFIRMATIONS = "notifications.confirmations"
@@ -42,6 +46,7 @@ TOPIC_OF: dict[type[ev.Envelope], str] = {
     ev.DischargeReferred: PACKAGES,
     ev.DischargeFallbackUnavailable: PACKAGES,
     ev.DischargeReferralReleased: PACKAGES,
+    ev.ServiceAgreementRecorded: SERVICE_AGREEMENTS,
     ev.ChangeAnswered: ANSWERS,
     ev.ExceptionRequested: PACKAGES,
     ev.ExceptionDecided: PACKAGES,
@@ -52,12 +57,18 @@ TOPIC_OF: dict[type[ev.Envelope], str] = {
     ev.NotificationFailed: CONFIRMATIONS,
 }
 
-ALL = (PACKAGES, ANSWERS, REGISTRY, CONFIRMATIONS, DEAD_LETTERS)
-EVENT_TOPICS = (PACKAGES, ANSWERS, REGISTRY, CONFIRMATIONS)
+ALL = (PACKAGES, SERVICE_AGREEMENTS, ANSWERS, REGISTRY, CONFIRMATIONS, DEAD_LETTERS)
+EVENT_TOPICS = (PACKAGES, SERVICE_AGREEMENTS, ANSWERS, REGISTRY, CONFIRMATIONS)
 
 # The one service that may write each event topic (its Kafka principal alone has WRITE on it, and
 # consumers accept an event only from the topic that owns its type, written by that producer).
-OWNER = {PACKAGES: "brokerage", ANSWERS: "providers", REGISTRY: "providers", CONFIRMATIONS: "notifications"}
+OWNER = {
+    PACKAGES: "brokerage",
+    SERVICE_AGREEMENTS: "brokerage",
+    ANSWERS: "providers",
+    REGISTRY: "providers",
+    CONFIRMATIONS: "notifications",
+}
 
 # What each service's consumer group reads.
 CONSUMED_BY = {

@@ -25,6 +25,7 @@ class Role(StrEnum):
     ops = "ops"
     admin = "admin"
     review_officer = "review_officer"  # the review team (decision 0096): the review queue and review outcomes
+    finance = "finance"  # the finance team: service agreement records and commitments (decision 0109)
     contracts_quality = "contracts_quality"  # the contracts and quality team: applications and due diligence
 
 
@@ -35,6 +36,7 @@ class Permission(StrEnum):
     operations = "operations"  # event stream, lag, dead letters, KPIs
     staff = "staff"  # staff accounts
     reviews = "reviews"  # the review queue, a package's page (no personal details) and its review form
+    finance = "finance"  # the weekly commitment and the finance system's import file (package ids only)
     applications = "applications"  # applications to join the framework and their due diligence (issue 21)
 
 
@@ -48,11 +50,20 @@ PERMISSIONS: dict[Role, frozenset[Permission]] = {
         role: frozenset({Permission.board, Permission.act, Permission.person, Permission.reviews})
         for role in BROKERAGE_TEAM
     },
+    # Budget holders answer for the commitment: the finance pages too (the API's table says the same).
+    Role.manager: frozenset(
+        {Permission.board, Permission.act, Permission.person, Permission.reviews, Permission.finance}
+    ),
+    Role.head_of_service: frozenset(
+        {Permission.board, Permission.act, Permission.person, Permission.reviews, Permission.finance}
+    ),
     Role.ops: frozenset({Permission.board, Permission.operations}),
     Role.admin: frozenset({Permission.board, Permission.operations, Permission.staff}),
     # The review team (issue 18, decision 0096): its API rights are the reviews queue, recording a
     # review and reading a package - not the board's search, not the person, no other action.
     Role.review_officer: frozenset({Permission.reviews}),
+    # Finance sees no person and no board: the records carry package ids only.
+    Role.finance: frozenset({Permission.finance}),
     Role.contracts_quality: frozenset({Permission.applications}),
 }
 
@@ -61,13 +72,14 @@ HOME = {
     Role.ops: "/ops",
     Role.admin: "/admin/staff",
     Role.review_officer: "/reviews",
+    Role.finance: "/finance",
     Role.contracts_quality: "/applications",
 }
 
 # The roles a console account of its own may have (CONSOLE_LOCAL_ACCOUNTS, for an installation without an
-# identity provider): the review team and the contracts and quality team sign in through the identity
-# provider only (the staff table's role check predates their roles).
-LOCAL_ACCOUNT_ROLES = tuple(r for r in Role if r not in (Role.review_officer, Role.contracts_quality))
+# identity provider): the review team, the contracts and quality team and finance sign in through the
+# identity provider only (the staff table's role check predates their roles).
+LOCAL_ACCOUNT_ROLES = tuple(r for r in Role if r not in (Role.review_officer, Role.contracts_quality, Role.finance))
 
 # The identity provider's realm roles (services/runtime/permissions.py) as the console's roles,
 # in order of precedence: a session has one role, so someone with several gets the first here
@@ -80,6 +92,7 @@ IDP_ROLES: dict[str, Role] = {
     "council_admin": Role.admin,
     "operations": Role.ops,
     "review_officer": Role.review_officer,
+    "finance": Role.finance,
     "contracts_quality": Role.contracts_quality,
 }
 
@@ -974,3 +987,85 @@ def application_errors(problem: Mapping[str, Any]) -> tuple[dict[str, str], list
     if not errors and not general:
         general.append(str(problem.get("detail") or problem.get("error") or "The request was refused"))
     return errors, general
+
+
+# ---- the provider portal's answers (issue 19: an inbox, a safe decline) -------------------------
+
+DECLINE_WORDS = {
+    "capacity": "We do not have the capacity",
+    "geography": "We do not cover where the person lives",
+    "call_times": "We cannot make the call times",
+    "skills": "We do not have the skills the person needs",
+    "price": "We cannot deliver it at the band rate",
+    "other": "Another reason (say why below)",
+}
+_RATE = re.compile(r"^\d{1,3}(\.\d{1,2})?$")
+
+
+def time_left(closes_at: dt.datetime, now: dt.datetime) -> str:
+    """The time left to answer an offer, in words: "3 h 05 min left", "closed"."""
+    return "closed" if closes_at <= now else f"{waited(now, closes_at)} left"
+
+
+def portal_answer_problems(answer: str, values: Mapping[str, str]) -> dict[str, str]:
+    """Every problem with a bid or decline typed in the portal, by field, before the provider API
+    is asked: a decline needs a reason chosen (no default: a slip of the mouse must not decline
+    for "capacity"), "other" needs the words; a bid needs a rate in pounds and pence and a real date."""
+    problems: dict[str, str] = {}
+    if answer == "decline":
+        reason = values.get("reason", "")
+        if reason not in DECLINE_WORDS:
+            problems["reason"] = "Select why you are declining this offer"
+        elif reason == "other" and not values.get("text", "").strip():
+            problems["text"] = "Say why you are declining: you chose 'another reason'"
+        return problems
+    rate = values.get("rate", "").strip().lstrip("£")
+    if not rate:
+        problems["rate"] = "Enter your hourly rate"
+    elif not _RATE.match(rate) or Decimal(rate) <= 0:
+        problems["rate"] = "Enter the hourly rate in pounds and pence, like 19.95"
+    if (
+        date_from_parts(
+            values.get("earliest_start-day"), values.get("earliest_start-month"), values.get("earliest_start-year")
+        )
+        is None
+    ):
+        problems["earliest_start"] = "Enter the earliest start as a real date, like 27 3 2027"
+    return problems
+
+
+def portal_answer_body(answer: str, values: Mapping[str, str]) -> dict[str, str]:
+    """The provider API's body for an answer whose :func:`portal_answer_problems` were none."""
+    if answer == "decline":
+        return {"reason": values["reason"], "text": values.get("text", "").strip()}
+    start = date_from_parts(
+        values.get("earliest_start-day"), values.get("earliest_start-month"), values.get("earliest_start-year")
+    )
+    return {"rate": values["rate"].strip().lstrip("£"), "earliest_start": start.isoformat() if start else ""}
+
+
+# The provider API's refusals of an answer (problem codes, services/runtime/problems.py) in the
+# portal's words: about the offer as a whole ("status"), or about a field.
+_PORTAL_REFUSALS = {
+    "offer-closed": ("status", "This offer has closed: answers are no longer taken"),
+    "already-answered": ("status", "You have already answered this offer"),
+    "automatic-adapter": ("status", "Your organisation answers offers automatically: ask your administrator"),
+    "capacity-short": ("status", "You do not have enough free hours for this package: update your capacity first"),
+    "invalid-date": ("earliest_start", "The earliest start must be from today and within the dates the offer allows"),
+}
+
+
+def portal_refusal(answer: str, status: int, problem: Mapping[str, Any]) -> dict[str, str]:
+    """The provider API's refusal of a bid or decline, by field, from its problem code (never its words)."""
+    code = str(problem.get("code") or "")
+    if status == 404:
+        return {"status": "This package was not offered to you"}
+    if code in _PORTAL_REFUSALS:
+        field, message = _PORTAL_REFUSALS[code]
+        return {field: message}
+    fields = {str(f.get("field") or "").split(".")[0] for f in problem.get("errors") or problem.get("fields") or []}
+    if status == 422 and "rate" in fields:
+        return {"rate": "Enter the hourly rate in pounds and pence, like 19.95"}
+    if status == 422 and "reason" in fields:
+        return {"reason": "Select why you are declining this offer"}
+    return {"status": "Your answer could not be sent. Check it and try again."}

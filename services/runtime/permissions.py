@@ -59,6 +59,7 @@ STAFF_ROLES: Final = (
 
 BROKERAGE_TEAM = frozenset({BROKER, SENIOR_BROKER, MANAGER, HEAD_OF_SERVICE})
 FOLLOWS_WORK = BROKERAGE_TEAM | {OPERATIONS, COUNCIL_ADMIN}
+FINANCE_READERS = frozenset({FINANCE, MANAGER, HEAD_OF_SERVICE})
 CONSOLE = "service:console"  # the web console's own account (e.g. the zones for its forms)
 
 
@@ -115,6 +116,12 @@ TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
         # (the weekly cost in pounds only for roles that see commercial data: SEES_BID_PRICES).
         ("PUT", "/packages/{package_id}/funding"): BROKERAGE_TEAM,
         ("GET", "/packages/{package_id}/funding"): FOLLOWS_WORK,
+        # The hand-off to finance (decisions 0096, 0109): service agreement records (package ids, rates,
+        # funders; no person's details), the import file and the weekly commitment. The finance team, and
+        # the budget holders who answer for the commitment.
+        ("GET", "/service-agreements"): FINANCE_READERS,
+        ("GET", "/service-agreements/export"): FINANCE_READERS,
+        ("GET", "/service-agreements/commitments"): FINANCE_READERS,
         # Within each role's limit in the scheme of delegation (services/runtime/delegation.py).
         ("POST", "/packages/{package_id}/exception/approve"): BROKERAGE_TEAM,
         ("POST", "/packages/{package_id}/exception/reject"): BROKERAGE_TEAM,
