@@ -45,9 +45,11 @@ from schemas.vocabulary import (
     Funder,
     Funding,
     HandBackReason,
+    InHouseService,
     NotificationFailure,
     PauseReason,
     Payer,
+    ReferralStep,
     ReopenReason,
     ReviewOutcome,
     TechnologyEnabledCare,
@@ -65,6 +67,12 @@ ZoneId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,63}$")]
 # system's name, e.g. schedule): an id, never a sentence.
 STAFF_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$"
 StaffId = Annotated[str, Field(pattern=STAFF_ID_PATTERN, max_length=100)]
+# A hospital and a ward as the Discharge Hub codes them (deploy/reference/discharge.yaml): codes, never a name.
+HospitalCode = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,39}$")]
+WardCode = Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9-]{0,15}$")]
+# The national discharge pathways: 0 home with no new support, 1 home with support (000:65-66),
+# 2 a bedded rehabilitation setting, 3 a care home.
+DischargePathway = Annotated[int, Field(ge=0, le=3)]
 RateCardVersion = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")]
 # Who a notification was for: a provider id, a staff id, brokerage-team, or the package id (the person).
 RecipientId = Annotated[str, Field(pattern=STAFF_ID_PATTERN, max_length=100)]
@@ -107,6 +115,11 @@ MessageName = Literal[
     "reviewed_person",
     "funding_provider",
     "funding_person",
+    "discharge_referred_service",
+    "discharge_referred_broker",
+    "discharge_referred_person",
+    "discharge_fallback_unavailable",
+    "discharge_referral_released_service",
     "exception_requested",
     "exception_refused_bidder",
 ]
@@ -572,6 +585,84 @@ class FundingRecorded(Envelope):
         return self
 
 
+# ---- hospital discharge (decision record 0097) -------------------------------------------
+
+
+class DischargeRequested(Envelope):
+    """A package requested by the Discharge Hub for someone leaving hospital (decision record 0097):
+    the ``hospital`` and ``ward`` codes (no personal data), the discharge ``pathway``, the day the
+    person became medically fit (``medically_fit_on``, a UK date: the KPI counts the days from it,
+    000:66-68), whether the Hub saw reablement potential, and ``fallback_due_at``: if no provider
+    has been found by then, the package is referred to the council's service of last resort.
+    Emitted with PackageRequested; any referral to reablement first follows (DischargeReferred)."""
+
+    event_type: Literal["DischargeRequested"] = "DischargeRequested"
+    producer: Producer = "brokerage"
+    package_id: uuid.UUID
+    hospital: HospitalCode
+    ward: WardCode
+    pathway: DischargePathway
+    medically_fit_on: dt.date
+    reablement_potential: bool
+    nhs_funded_weeks: int = Field(ge=0, le=8, description="Weeks of NHS discharge funding from the start.")
+    zone: ZoneId
+    hours_per_week: Decimal
+    fallback_due_at: dt.datetime
+    requested_by: StaffId
+    requested_at: dt.datetime
+
+
+class DischargeReferred(Envelope):
+    """A hospital discharge referred to one of the council's in-house services (decision record 0097):
+    ``step`` says why - reablement first (002:1767), or the fallback at the deadline with no provider
+    found (000:236-238). The service covers the care from ``referred_on`` (a UK date; never before
+    the medically-fit date) until a provider's care starts; the package stays on the market.
+    ``days_after_medically_fit``: ``referred_on`` less ``medically_fit_on``, in days."""
+
+    event_type: Literal["DischargeReferred"] = "DischargeReferred"
+    producer: Producer = "brokerage"
+    package_id: uuid.UUID
+    service: InHouseService
+    step: ReferralStep
+    referred_on: dt.date
+    medically_fit_on: dt.date
+    days_after_medically_fit: int = Field(ge=0)
+    hours_per_week: Decimal
+    requested_by: StaffId
+    referred_at: dt.datetime
+
+
+class DischargeFallbackUnavailable(Envelope):
+    """A hospital discharge still unplaced at its deadline, and no in-house service had the carer
+    hours to take it (decision record 0097): it stays on the market, most urgent first, and the
+    brokerage team must act (``services_full``: the services looked at, in order)."""
+
+    event_type: Literal["DischargeFallbackUnavailable"] = "DischargeFallbackUnavailable"
+    producer: Producer = "brokerage"
+    package_id: uuid.UUID
+    services_full: list[InHouseService] = Field(min_length=1)
+    medically_fit_on: dt.date
+    hours_per_week: Decimal
+    requested_by: StaffId
+    recorded_at: dt.datetime
+
+
+class DischargeReferralReleased(Envelope):
+    """The in-house service covering a discharge stops (decision record 0097): a provider was found
+    and starts on ``released_on`` (``provider_id``), or the package was cancelled (no provider). Its
+    carer hours are free again from ``released_on`` (a UK date)."""
+
+    event_type: Literal["DischargeReferralReleased"] = "DischargeReferralReleased"
+    producer: Producer = "brokerage"
+    package_id: uuid.UUID
+    service: InHouseService
+    released_on: dt.date
+    provider_id: ProviderId | None = Field(default=None, description="The provider taking over, if any.")
+    hours_per_week: Decimal
+    requested_by: StaffId
+    released_at: dt.datetime
+
+
 # ---- brokerage -> finance (topic brokerage.service-agreements) ----------------------------
 
 CostCentre = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,39}$")]
@@ -807,6 +898,10 @@ Event = (
     | PackageHandedOver
     | PackageReviewed
     | FundingRecorded
+    | DischargeRequested
+    | DischargeReferred
+    | DischargeFallbackUnavailable
+    | DischargeReferralReleased
     | ServiceAgreementRecorded
     | ChangeAnswered
     | ExceptionRequested

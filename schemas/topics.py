@@ -3,7 +3,8 @@
 - ``brokerage.packages`` (brokerage, keyed by package id): PackageRequested, OfferMade, PackagePlaced,
   PackageUnplaced, PackageCancelled, PackageStarted, PackageHandedBack, PackageReopened,
   PackageEnded, PackagePaused, PackageResumed, ChangeOffered, PackageChanged, ChangeDeclined,
-  PackageHandedOver, PackageReviewed, FundingRecorded,
+  PackageHandedOver, PackageReviewed, FundingRecorded, DischargeRequested, DischargeReferred,
+  DischargeFallbackUnavailable, DischargeReferralReleased,
   ExceptionRequested, ExceptionDecided.
 - ``brokerage.service-agreements`` (brokerage, keyed by package id): ServiceAgreementRecorded - the
   hand-off to finance (decision record 0109), a topic of its own so that a finance system's connector
@@ -41,6 +42,10 @@ TOPIC_OF: dict[type[ev.Envelope], str] = {
     ev.PackageHandedOver: PACKAGES,
     ev.PackageReviewed: PACKAGES,
     ev.FundingRecorded: PACKAGES,
+    ev.DischargeRequested: PACKAGES,
+    ev.DischargeReferred: PACKAGES,
+    ev.DischargeFallbackUnavailable: PACKAGES,
+    ev.DischargeReferralReleased: PACKAGES,
     ev.ServiceAgreementRecorded: SERVICE_AGREEMENTS,
     ev.ChangeAnswered: ANSWERS,
     ev.ExceptionRequested: PACKAGES,

@@ -199,6 +199,23 @@ class TopUpPayer(StrEnum):
     person = "person"  # the person themselves, where the rules allow a first-party top-up
 
 
+class InHouseService(StrEnum):
+    """The council's own home care services a hospital discharge can be referred to (decision record
+    0097): in-house reablement (HART, 000:240-244) and the Crisis Response service, which "provides
+    emergency support to people at home if commissioned services are unavailable" (000:236-238).
+    Each has its own capacity in carer hours a week (deploy/reference/discharge.yaml)."""
+
+    reablement = "reablement"
+    crisis_response = "crisis_response"
+
+
+class ReferralStep(StrEnum):
+    """Why a hospital discharge went to an in-house service (decision record 0097)."""
+
+    reablement_first = "reablement_first"  # reablement potential: reablement before long-term care (002:1767)
+    fallback = "fallback"  # still unplaced at the deadline: the service of last resort
+
+
 class AgreementReason(StrEnum):
     """Why a service agreement record was written for finance (decision record 0109): the change to
     the package that made it, or a correction of an earlier record's terms."""
@@ -306,6 +323,10 @@ REASON_WORDS: dict[str, str] = {
     TechnologyEnabledCare.medication_dispenser: "an automated medication dispenser",
     TechnologyEnabledCare.activity_sensors: "activity sensors",
     TechnologyEnabledCare.video_call: "video calls",
+    InHouseService.reablement: "the council's reablement service (HART)",
+    InHouseService.crisis_response: "the council's crisis response service",
+    ReferralStep.reablement_first: "reablement first, before long-term care",
+    ReferralStep.fallback: "no provider found in time: the council's service of last resort",
     ChangeOutcome.declined: "the provider declined the change",
     ChangeOutcome.window_closed: "the provider did not answer in time",
     NotificationFailure.no_usable_channel: "no usable channel",

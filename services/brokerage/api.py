@@ -85,6 +85,28 @@ class Person(BaseModel):
         return v
 
 
+class DischargeRequest(BaseModel):
+    """The Discharge Hub's part of a request for someone leaving hospital (decision record 0097):
+    codes only - no name, no bed number, no clinical words."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    hospital: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9-]{1,39}$",
+        description="Hospital code from deploy/reference/discharge.yaml (GET /reference/hospitals), e.g. uhl-lri",
+    )
+    ward: str = Field(pattern=r"^[A-Z0-9][A-Z0-9-]{0,15}$", description="Ward code of that hospital, e.g. W17")
+    pathway: int = Field(
+        ge=0, le=3, description="Discharge pathway: 1 home with support (0, home with no support, is refused)"
+    )
+    medically_fit_on: dt.date = Field(description="The day the person became (or becomes) medically fit: a UK date")
+    reablement_potential: bool = Field(
+        default=False, description="The Hub saw reablement potential: pathway 1 goes to in-house reablement first"
+    )
+    nhs_funded_weeks: int = Field(
+        default=4, ge=0, le=8, description="Weeks of NHS discharge funding from the start date, then the council"
+    )
+
+
 class PackageRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -98,6 +120,9 @@ class PackageRequest(BaseModel):
     start_date: dt.date
     funding: Funding = Funding.council
     person: Person
+    discharge: DischargeRequest | None = Field(
+        default=None, description="For a hospital discharge (urgency hospital_discharge): the Discharge Hub's details"
+    )
 
     @field_validator("needs")
     @classmethod
@@ -322,6 +347,7 @@ def _package_view(
     prices: bool,
     changes: list[asyncpg.Record] = (),  # type: ignore[assignment]
     reviews: list[asyncpg.Record] = (),  # type: ignore[assignment]
+    discharge: asyncpg.Record | None = None,
 ) -> dict[str, Any]:
     """``prices``: the caller's role may see commercial data (bids' and the award's hourly rates);
     for the others they are null (services/runtime/permissions.py: SEES_BID_PRICES)."""
@@ -378,6 +404,8 @@ def _package_view(
             for r in reviews
         ],
         "funding_revision": row["funding_revision"],
+        # Hospital discharge (decision record 0097): the Hub's codes and any in-house service covering it.
+        "discharge": _discharge_view(discharge),
         "changes": [
             {
                 "change_id": str(c["change_id"]),
@@ -431,6 +459,25 @@ def _package_view(
             for r in rounds
         ],
         "timeline": [{"at": t["at"], "stage": t["stage"], "detail": json.loads(t["detail"])} for t in timeline],
+    }
+
+
+def _discharge_view(row: asyncpg.Record | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {
+        "hospital": row["hospital"],
+        "ward": row["ward"],
+        "pathway": row["pathway"],
+        "medically_fit_on": row["medically_fit_on"],
+        "reablement_potential": row["reablement_potential"],
+        "nhs_funded_weeks": row["nhs_funded_weeks"],
+        "fallback_due_at": row["fallback_due_at"],
+        "fallback_outcome": row["fallback_outcome"],
+        "service": row["service"],
+        "step": row["step"],
+        "referred_on": row["referred_on"],
+        "released_on": row["released_on"],
     }
 
 
@@ -491,12 +538,18 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
         request from the same caller within 7 days returns the package it created (200), and the
         key with another request is a 422 naming the header."""
         _validate_against_framework(request, rules)
-        spec = PackageSpec.model_validate(request.model_dump(exclude={"person"}))
+        spec = PackageSpec.model_validate(request.model_dump(exclude={"person", "discharge"}))
+        discharge = handlers.DischargeInput(**request.discharge.model_dump()) if request.discharge is not None else None
         request_hash = idempotency.fingerprint("POST /packages", request)
 
         async def requested(uow: UnitOfWork) -> dict[str, Any]:
             package_id, status = await handlers.request_package(
-                uow, rules, spec=spec, person=request.person.model_dump(), requested_by=caller.actor
+                uow,
+                rules,
+                spec=spec,
+                person=request.person.model_dump(),
+                requested_by=caller.actor,
+                discharge=discharge,
             )
             return {"package_id": str(package_id), "status": status}
 
@@ -513,6 +566,9 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
             )
         except idempotency.KeyReused as exc:
             raise ProblemError(422, str(exc), field=idempotency.HEADER, code="idempotency-key-reused") from None
+        except handlers.Refused as exc:  # a discharge's fault (decision 0097): nothing was written
+            refusal = exc.refusal
+            raise ProblemError(refusal.status, refusal.message, field=refusal.field, code=refusal.code) from None
         if replayed:
             response.status_code = 200
             response.headers[idempotency.REPLAYED_HEADER] = "true"
@@ -542,6 +598,7 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
             answers = await conn.fetch("SELECT * FROM answers WHERE package_id = $1 ORDER BY answered_at", package_id)
             changes = await repo.changes_of(conn, package_id)
             reviews = await repo.reviews_of(conn, package_id)
+            discharge = await repo.discharge_of(conn, package_id) if row["urgency"] == "hospital_discharge" else None
         return _package_view(
             row,
             timeline,
@@ -550,6 +607,7 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
             prices=bool(caller.roles & SEES_BID_PRICES),
             changes=changes,
             reviews=reviews,
+            discharge=discharge,
         )
 
     @router.get(
@@ -1165,6 +1223,33 @@ def reference_router(service: Service, rules: handlers.BrokerageRules) -> APIRou
     async def providers() -> list[dict]:
         rows = await service.pool.fetch("SELECT provider_id, revision, profile FROM provider_view ORDER BY provider_id")
         return [{"revision": r["revision"], **json.loads(r["profile"])} for r in rows]
+
+    @ref.get(
+        "/hospitals",
+        summary="Hospital discharge: the hospital and ward codes, and the in-house services' carer hours",
+    )
+    async def hospitals() -> dict:
+        """deploy/reference/discharge.yaml (decision record 0097): each hospital's code, name and ward
+        codes; each in-house service (in the fallback's order) with its capacity and the carer hours a
+        week it covers today (a UK date)."""
+        reference = rules.discharge_reference()
+        async with service.pool.acquire() as conn, conn.transaction():
+            committed = await repo.in_house_committed(conn, clock.uk_today())
+        return {
+            "version": reference.version,
+            "hospitals": [
+                {"code": h.code, "name": h.name, "wards": list(h.wards)} for h in reference.hospitals.values()
+            ],
+            "in_house_services": [
+                {
+                    "service": s.service,
+                    "name": s.name,
+                    "hours_per_week": str(s.hours_per_week),
+                    "committed_hours_per_week": str(committed.get(s.service, Decimal(0))),
+                }
+                for s in reference.in_house
+            ],
+        }
 
     @ref.get("/rates", summary="The rate card in force today (the UK date)")
     async def rates() -> dict:

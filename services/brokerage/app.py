@@ -20,6 +20,10 @@ from schemas.events import (
     ChangeAnswered,
     ChangeDeclined,
     ChangeOffered,
+    DischargeFallbackUnavailable,
+    DischargeReferralReleased,
+    DischargeReferred,
+    DischargeRequested,
     ExceptionDecided,
     ExceptionRequested,
     FundingRecorded,
@@ -83,6 +87,11 @@ def build(settings: ServiceSettings | None = None) -> tuple[BrokerageService, Fa
             interval_months=settings.review_interval_months,
             due_soon_days=settings.review_due_soon_days,
         ),
+        discharge=domain.DischargeRules(
+            fit_ahead_days=settings.discharge_medically_fit_ahead_days,
+            fit_backdate_days=settings.discharge_medically_fit_backdate_days,
+            fallback_after=dt.timedelta(seconds=settings.discharge_fallback_after_seconds),
+        ),
     )
 
     service.rules = rules  # for tests and tools that drive the handlers directly
@@ -120,11 +129,15 @@ def build(settings: ServiceSettings | None = None) -> tuple[BrokerageService, Fa
         PackageHandedOver,
         PackageReviewed,
         FundingRecorded,
+        DischargeRequested,
+        DischargeReferred,
+        DischargeFallbackUnavailable,
+        DischargeReferralReleased,
         ExceptionRequested,
         ExceptionDecided,
         description="A package's life: requested, offered per tier, placed or unplaced, cancelled, started, "
         "paused and resumed, ended, changed (offered to its provider, accepted or declined), reviewed, "
-        "funded. "
+        "funded; a hospital discharge's referrals to the council's in-house services. "
         "Keyed by package id.",
     )
 
@@ -161,6 +174,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[BrokerageService, Fa
             (handlers.rebroker_due, repo.REBROKERING),
             (handlers.end_due_holds, repo.HOLDS),
             (handlers.close_due_change_window, repo.CHANGE_WINDOWS),
+            (handlers.discharge_fallback_due, repo.DISCHARGE_FALLBACKS),
         ]
         while not svc.stopping.is_set():
             did_something = False

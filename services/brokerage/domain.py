@@ -22,6 +22,7 @@ from typing import Literal
 
 from schemas.events import PackageSpec, ProviderProfile, VisitPattern
 from schemas.vocabulary import CareNeed, Tier, UnplacedReason, Urgency
+from services.runtime.clock import UK
 
 PRIME_SUPPLEMENTARY = "prime-supplementary"
 OPEN_FRAMEWORK = "open-framework"
@@ -817,6 +818,112 @@ def weekly_cost(
     above = total - at_band
     payer = (top_up_paid_by or "council") if above > 0 else None
     return WeeklyCost(total, split_pounds(at_band, period.shares), above, payer)
+
+
+# ---- hospital discharge (decision record 0097) -----------------------------------------------------
+#
+# The Discharge Hub handles 150-200 discharges a week; 65% of people leave on the day they become
+# medically fit or the day after (000:63-68): the clock runs from the medically-fit date. Reablement
+# comes before long-term care where the person has reablement potential (002:1767, 000:252-258), and
+# when no provider is found in time the council's own Crisis Response (000:236-238) or reablement
+# (000:240-244) covers the care: services of last resort, each with its own capacity.
+
+
+@dataclass(frozen=True)
+class DischargeRules:
+    """How a discharge's dates are checked and when its fallback falls due (settings
+    ``discharge_*``): the medically-fit date may be at most ``fit_ahead_days`` ahead (a planned
+    discharge) and ``fit_backdate_days`` back; the fallback falls due ``fallback_after`` of UK clock
+    time from the midnight starting the medically-fit day (36 hours: noon on day 1, leaving the afternoon to
+    get the person home on the KPI's last day) - and never sooner than one offer window after the
+    request."""
+
+    fit_ahead_days: int = 14
+    fit_backdate_days: int = 28
+    fallback_after: dt.timedelta = dt.timedelta(hours=36)
+
+
+def discharge_refusal(
+    *, pathway: int, medically_fit_on: dt.date, start_date: dt.date, today: dt.date, rules: DischargeRules
+) -> Refusal | None:
+    """Whether a discharge request is acceptable; a 422 naming its field when not. Pathway 0 is
+    "home with no support" (000:65): no package to broker. The medically-fit date is a UK date within
+    the limits either side of ``today``; care cannot start before the person is medically fit."""
+    if pathway == 0:
+        return Refusal(422, "discharge.pathway", "pathway 0 is home with no new support: there is no package to broker")
+    if medically_fit_on > today + dt.timedelta(days=rules.fit_ahead_days):
+        return Refusal(
+            422,
+            "discharge.medically_fit_on",
+            f"{medically_fit_on} is more than {rules.fit_ahead_days} days ahead (dates are UK dates)",
+            "date-too-far-ahead",
+        )
+    if medically_fit_on < today - dt.timedelta(days=rules.fit_backdate_days):
+        return Refusal(
+            422,
+            "discharge.medically_fit_on",
+            f"{medically_fit_on} is more than {rules.fit_backdate_days} days ago (dates are UK dates)",
+            "date-too-far-back",
+        )
+    if start_date < medically_fit_on:
+        return Refusal(422, "start_date", f"{start_date} is before the person is medically fit on {medically_fit_on}")
+    return None
+
+
+def fallback_due_at(
+    medically_fit_on: dt.date, requested_at: dt.datetime, rules: DischargeRules, window: dt.timedelta
+) -> dt.datetime:
+    """When a discharge still unplaced goes to the fallback: ``rules.fallback_after`` of UK clock time
+    from the midnight that starts the medically-fit day (36 hours: noon UK time on day 1, on the days
+    the clocks change too), but never before one offer ``window`` (the market's first chance) has run
+    from the request."""
+    wall = dt.datetime.combine(medically_fit_on, dt.time()) + rules.fallback_after
+    return max(wall.replace(tzinfo=UK).astimezone(dt.UTC), requested_at + window)
+
+
+def reablement_first(pathway: int, reablement_potential: bool) -> bool:
+    """Reablement before long-term care: someone going home with support (pathway 1, 000:65-66) in
+    whom the Hub saw reablement potential (002:1767: reablement was bypassed on discharge; 000:252-258)."""
+    return pathway == 1 and reablement_potential
+
+
+@dataclass(frozen=True)
+class ServiceLoad:
+    """An in-house service's capacity and what it covers now, in carer hours a week."""
+
+    service: str
+    capacity: Decimal
+    committed: Decimal
+
+    @property
+    def free(self) -> Decimal:
+        return max(self.capacity - self.committed, Decimal(0))
+
+
+def choose_service(loads: Sequence[ServiceLoad], hours_per_week: Decimal, *, reablement_potential: bool) -> str | None:
+    """The first in-house service (in the configured order) with the carer hours free for the
+    package; reablement only for a person with reablement potential (000:241-243). None: all full."""
+    for load in loads:
+        if load.service == "reablement" and not reablement_potential:
+            continue
+        if load.free >= hours_per_week:
+            return load.service
+    return None
+
+
+def fallback_candidates(loads: Sequence[ServiceLoad], *, reablement_potential: bool) -> list[str]:
+    """The services the fallback looks at, in order (those reported full when none has room)."""
+    return [x.service for x in loads if x.service != "reablement" or reablement_potential]
+
+
+def referral_day(today: dt.date, medically_fit_on: dt.date) -> dt.date:
+    """The day an in-house service's care begins: today, never before the person is medically fit."""
+    return max(today, medically_fit_on)
+
+
+def days_after_medically_fit(day: dt.date, medically_fit_on: dt.date) -> int:
+    """Day 0 is the medically-fit day itself (000:66-68: "on the day or the day after")."""
+    return max((day - medically_fit_on).days, 0)
 
 
 # ---- service agreements: the hand-off to finance (decision records 0109, 0110) -------------------

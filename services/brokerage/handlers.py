@@ -16,6 +16,10 @@
 - :func:`record_review` (HTTP) -> PackageReviewed, and the change (ChangeOffered) or the ending
   (PackageEnded) it decided: decision record 0088
 - :func:`record_funding` (HTTP) -> FundingRecorded: who pays, in dated periods: decision record 0089
+- a request with a ``discharge`` (HTTP) -> DischargeRequested, and reablement first (DischargeReferred)
+  or the market; the fallback timer (:func:`discharge_fallback_due`) -> DischargeReferred to a service
+  of last resort, or DischargeFallbackUnavailable; the placement or a cancellation ->
+  DischargeReferralReleased: decision record 0097
 - each placement, start, change, pause and resume (when the hold is unpaid), ending, cancellation,
   hand-back, re-brokering and funding record -> ServiceAgreementRecorded on its own topic, the hand-off
   to finance; corrections are new versions that supersede: decision records 0109-0111
@@ -41,6 +45,10 @@ from schemas.events import (
     ChangeAnswered,
     ChangeDeclined,
     ChangeOffered,
+    DischargeFallbackUnavailable,
+    DischargeReferralReleased,
+    DischargeReferred,
+    DischargeRequested,
     ExceptionDecided,
     ExceptionRequested,
     FundingPeriod,
@@ -81,8 +89,10 @@ from schemas.vocabulary import (
     ExceptionDecisionReason,
     Funder,
     HandBackReason,
+    InHouseService,
     PauseReason,
     Payer,
+    ReferralStep,
     ReopenReason,
     ReviewOutcome,
     TechnologyEnabledCare,
@@ -98,10 +108,12 @@ from services.runtime.consumer import Rejected
 from services.runtime.logging import get_logger
 from services.runtime.outbox import UnitOfWork
 from services.runtime.reference import (
+    DischargeReference,
     FinanceCodes,
     Framework,
     SchemeOfDelegation,
     load_delegation,
+    load_discharge,
     load_finance,
     load_framework,
 )
@@ -126,6 +138,10 @@ class BrokerageRules:
     change_window: dt.timedelta = dt.timedelta(hours=48)
     # Reviews (decision 0088): when they fall due.
     reviews: domain.ReviewSchedule = field(default_factory=domain.ReviewSchedule)
+    # Hospital discharge (decision 0097): its dates' limits and the fallback's deadline; the hospitals
+    # and the in-house services (deploy/reference/discharge.yaml), read afresh for each decision.
+    discharge: domain.DischargeRules = field(default_factory=domain.DischargeRules)
+    discharge_reference: Callable[[], DischargeReference] = load_discharge
     reference: Callable[[], Framework] = load_framework
     delegation: Callable[[], SchemeOfDelegation] = load_delegation
     # The finance system's codes (decision 0109): cost centres and the service type.
@@ -168,6 +184,20 @@ class Requested(NamedTuple):
     status: str  # where the request left the package: offered, unplaced or awaiting_approval
 
 
+@dataclass(frozen=True)
+class DischargeInput:
+    """What the Discharge Hub says of a discharge (decision record 0097): codes from
+    deploy/reference/discharge.yaml, the pathway (1-3; 0 is refused), the medically-fit UK date,
+    whether it saw reablement potential, and the weeks the NHS pays from the start (then the council)."""
+
+    hospital: str
+    ward: str
+    pathway: int
+    medically_fit_on: dt.date
+    reablement_potential: bool = False
+    nhs_funded_weeks: int = 4
+
+
 async def request_package(
     uow: UnitOfWork,
     rules: BrokerageRules,
@@ -176,14 +206,26 @@ async def request_package(
     person: dict,
     requested_by: str,
     package_id: uuid.UUID | None = None,
+    discharge: DischargeInput | None = None,
 ) -> Requested:
     """Store the request and offer it to the first tier. A retried request (Idempotency-Key) is
-    the API's to recognise, around this command (services/runtime/idempotency.py)."""
+    the API's to recognise, around this command (services/runtime/idempotency.py).
+
+    ``discharge`` (a hospital discharge; decision record 0097): recorded and announced
+    (DischargeRequested); with reablement potential on pathway 1 the person goes to the in-house
+    reablement service first if it has the hours (DischargeReferred), the package still offered to
+    the market for the care after; the NHS discharge funding is recorded (FundingRecorded: the NHS
+    for ``nhs_funded_weeks`` from the start, then the council); the fallback's deadline is set.
+    Raises :class:`Refused` (422 naming ``discharge.*`` or ``start_date``) with nothing written."""
     package_id = package_id or uuid.uuid4()
     at = now()
     framework = rules.framework
     # Effective dates are UK dates: at 00:30 BST on 1 April the April card is in force.
     today = clock.uk_date(at)
+    if discharge is not None:
+        refusal = _discharge_refusal(rules, spec, discharge, today)
+        if refusal is not None:
+            raise Refused(refusal)
     card = framework.rate_card_on(today)
     policy = framework.policy_on(spec.zone, today)
     package = await repo.insert_package(
@@ -202,6 +244,8 @@ async def request_package(
         uow, package_id, "requested", at, requested_by=requested_by, policy=policy, rate_card=card.version
     )
     await uow.emit(requested)
+    if discharge is not None:
+        await _record_discharge(uow, rules, package, spec, discharge, at, causation=requested.event_id)
     status = await _offer_next_tier(uow, rules, package, after=None, causation=requested.event_id)
     return Requested(package_id, status)
 
@@ -439,6 +483,11 @@ async def _place(
             placed_at=at,
         )
     )
+    if spec.urgency is Urgency.hospital_discharge:
+        # A discharge covered by an in-house service: it hands over on the provider's start (0097).
+        await _release_discharge(
+            uow, package, released_on=start_date, provider_id=winner.answer.provider_id, causation=causation
+        )
     await _open_agreement(
         uow,
         rules,
@@ -637,6 +686,8 @@ async def cancel(
             cancelled_at=at,
         )
     )
+    if package["urgency"] == Urgency.hospital_discharge:
+        await _release_discharge(uow, package, released_on=clock.uk_date(at), provider_id=None, causation=None)
 
 
 async def record_start(
@@ -1597,6 +1648,253 @@ async def decide_exception(
         return
     why = UnplacedReason.exception_rejected if not approve else UnplacedReason.no_eligible_bidder_above_rate
     await _unplace(uow, rules, package, spec, why, causation=None)
+
+
+# ---- hospital discharge (decision record 0097) ------------------------------------------------------
+
+
+def _discharge_refusal(
+    rules: BrokerageRules, spec: PackageSpec, discharge: DischargeInput, today: dt.date
+) -> domain.Refusal | None:
+    """A discharge request's faults, the first one: the urgency, the codes against the reference list,
+    then the rules of :func:`domain.discharge_refusal`."""
+    if spec.urgency is not Urgency.hospital_discharge:
+        return domain.Refusal(422, "urgency", "a package with a discharge has the urgency hospital_discharge")
+    hospitals = rules.discharge_reference().hospitals
+    hospital = hospitals.get(discharge.hospital)
+    if hospital is None:
+        return domain.Refusal(
+            422,
+            "discharge.hospital",
+            f"unknown hospital code {discharge.hospital!r}; known: {', '.join(sorted(hospitals))}",
+        )
+    if discharge.ward not in hospital.wards:
+        return domain.Refusal(
+            422,
+            "discharge.ward",
+            f"ward {discharge.ward!r} is not a ward of {hospital.code}; its wards: {', '.join(hospital.wards)}",
+        )
+    return domain.discharge_refusal(
+        pathway=discharge.pathway,
+        medically_fit_on=discharge.medically_fit_on,
+        start_date=spec.start_date,
+        today=today,
+        rules=rules.discharge,
+    )
+
+
+async def _record_discharge(
+    uow: UnitOfWork,
+    rules: BrokerageRules,
+    package: asyncpg.Record,
+    spec: PackageSpec,
+    discharge: DischargeInput,
+    at: dt.datetime,
+    *,
+    causation: uuid.UUID,
+) -> None:
+    package_id, requested_by = package["package_id"], package["requested_by"]
+    due = domain.fallback_due_at(
+        discharge.medically_fit_on, at, rules.discharge, rules.windows[Urgency.hospital_discharge]
+    )
+    await repo.insert_discharge(
+        uow.conn,
+        package_id=package_id,
+        hospital=discharge.hospital,
+        ward=discharge.ward,
+        pathway=discharge.pathway,
+        medically_fit_on=discharge.medically_fit_on,
+        reablement_potential=discharge.reablement_potential,
+        nhs_funded_weeks=discharge.nhs_funded_weeks,
+        fallback_due_at=due,
+    )
+    repo.add_timeline(
+        uow,
+        package_id,
+        "discharge requested",
+        at,
+        hospital=discharge.hospital,
+        ward=discharge.ward,
+        pathway=discharge.pathway,
+        medically_fit_on=discharge.medically_fit_on.isoformat(),
+        reablement_potential=discharge.reablement_potential,
+        fallback_due_at=due.isoformat(),
+    )
+    await uow.emit(
+        DischargeRequested(
+            correlation_id=package_id,
+            causation_id=causation,
+            package_id=package_id,
+            hospital=discharge.hospital,
+            ward=discharge.ward,
+            pathway=discharge.pathway,
+            medically_fit_on=discharge.medically_fit_on,
+            reablement_potential=discharge.reablement_potential,
+            nhs_funded_weeks=discharge.nhs_funded_weeks,
+            zone=spec.zone,
+            hours_per_week=spec.hours_per_week,
+            fallback_due_at=due,
+            requested_by=requested_by,
+            requested_at=at,
+        )
+    )
+    if discharge.nhs_funded_weeks:
+        # "The NHS pays the first weeks after discharge, then the council": one funding record (0089).
+        council_from = spec.start_date + dt.timedelta(weeks=discharge.nhs_funded_weeks)
+        await record_funding(
+            uow,
+            package_id,
+            periods=[
+                FundingPeriodInput(spec.start_date, Funder.nhs_discharge),
+                FundingPeriodInput(council_from, Funder.council),
+            ],
+            top_up=None,
+            recorded_by=requested_by,
+        )
+    if domain.reablement_first(discharge.pathway, discharge.reablement_potential):
+        today = clock.uk_date(at)
+        loads = await _service_loads(uow, rules, today)
+        reablement = [x for x in loads if x.service == InHouseService.reablement]
+        if domain.choose_service(reablement, spec.hours_per_week, reablement_potential=True):
+            await _refer(
+                uow, package, spec, discharge.medically_fit_on, InHouseService.reablement, ReferralStep.reablement_first
+            )
+        else:
+            repo.add_timeline(
+                uow, package_id, "reablement full", at, hours_per_week=str(spec.hours_per_week), to="market"
+            )
+
+
+async def _service_loads(uow: UnitOfWork, rules: BrokerageRules, today: dt.date) -> list[domain.ServiceLoad]:
+    committed = await repo.in_house_committed(uow.conn, today)
+    return [
+        domain.ServiceLoad(s.service, s.hours_per_week, committed.get(s.service, Decimal(0)))
+        for s in rules.discharge_reference().in_house
+    ]
+
+
+async def _refer(
+    uow: UnitOfWork,
+    package: asyncpg.Record,
+    spec: PackageSpec,
+    medically_fit_on: dt.date,
+    service: InHouseService,
+    step: ReferralStep,
+) -> None:
+    """The in-house ``service`` covers the care from today (never before the medically-fit day) until a
+    provider's care starts; the package stays on the market."""
+    package_id, at = package["package_id"], now()
+    referred_on = domain.referral_day(clock.uk_date(at), medically_fit_on)
+    days = domain.days_after_medically_fit(referred_on, medically_fit_on)
+    await repo.refer_discharge(
+        uow.conn,
+        package_id,
+        service=service.value,
+        step=step.value,
+        referred_on=referred_on,
+        hours=spec.hours_per_week,
+        at=at,
+    )
+    repo.add_timeline(
+        uow,
+        package_id,
+        "discharge referred",
+        at,
+        service=service.value,
+        step=step.value,
+        referred_on=referred_on.isoformat(),
+        days_after_medically_fit=days,
+    )
+    await uow.emit(
+        DischargeReferred(
+            correlation_id=package_id,
+            package_id=package_id,
+            service=service,
+            step=step,
+            referred_on=referred_on,
+            medically_fit_on=medically_fit_on,
+            days_after_medically_fit=days,
+            hours_per_week=spec.hours_per_week,
+            requested_by=package["requested_by"],
+            referred_at=at,
+        )
+    )
+
+
+async def discharge_fallback_due(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID | None:
+    """The fallback timer: a discharge not placed by its deadline goes to the first in-house service
+    with the carer hours (DischargeReferred, a recorded step of the ladder), or, all full, is reported
+    (DischargeFallbackUnavailable) and stays on the market. Taken with SKIP LOCKED and settled in the
+    same transaction, so across instances it fires once."""
+    package = await repo.take_due(uow.conn, repo.DISCHARGE_FALLBACKS, now())
+    if package is None:
+        return None
+    package_id, at = package["package_id"], now()
+    discharge = await repo.discharge_of(uow.conn, package_id)
+    if discharge is None or discharge["service"] is not None:  # referred already: nothing to fall back to
+        await repo.settle_fallback(uow.conn, package_id, "not_needed")
+        return package_id
+    spec = repo.spec_of(package)
+    loads = await _service_loads(uow, rules, clock.uk_date(at))
+    potential = discharge["reablement_potential"]
+    chosen = domain.choose_service(loads, spec.hours_per_week, reablement_potential=potential)
+    if chosen is not None:
+        await _refer(uow, package, spec, discharge["medically_fit_on"], InHouseService(chosen), ReferralStep.fallback)
+        return package_id
+    full = [InHouseService(s) for s in domain.fallback_candidates(loads, reablement_potential=potential)]
+    await repo.settle_fallback(uow.conn, package_id, "full")
+    repo.add_timeline(uow, package_id, "discharge fallback full", at, services_full=[s.value for s in full])
+    if full:
+        await uow.emit(
+            DischargeFallbackUnavailable(
+                correlation_id=package_id,
+                package_id=package_id,
+                services_full=full,
+                medically_fit_on=discharge["medically_fit_on"],
+                hours_per_week=spec.hours_per_week,
+                requested_by=package["requested_by"],
+                recorded_at=at,
+            )
+        )
+    return package_id
+
+
+async def _release_discharge(
+    uow: UnitOfWork,
+    package: asyncpg.Record,
+    *,
+    released_on: dt.date,
+    provider_id: str | None,
+    causation: uuid.UUID | None,
+) -> None:
+    """The in-house service covering a discharge stops from ``released_on`` (a provider starts, or the
+    package was cancelled); nothing when none covers it. The fallback's deadline is cleared either way."""
+    package_id, at = package["package_id"], now()
+    held = await repo.release_discharge(uow.conn, package_id, released_on=released_on, at=at)
+    if held is None:
+        return
+    repo.add_timeline(
+        uow,
+        package_id,
+        "discharge referral released",
+        at,
+        service=held["service"],
+        released_on=released_on.isoformat(),
+        provider_id=provider_id,
+    )
+    await uow.emit(
+        DischargeReferralReleased(
+            correlation_id=package_id,
+            causation_id=causation,
+            package_id=package_id,
+            service=InHouseService(held["service"]),
+            released_on=released_on,
+            provider_id=provider_id,
+            hours_per_week=held["referred_hours"],
+            requested_by=package["requested_by"],
+            released_at=at,
+        )
+    )
 
 
 # ---- service agreements: the hand-off to finance (decision records 0109-0111) -------------------

@@ -836,6 +836,108 @@ async def funding_of(conn: Connection | asyncpg.Pool, package_id: uuid.UUID) -> 
     )
 
 
+# ---- hospital discharge (decision 0097) --------------------------------------------------------------
+
+# A discharge whose fallback may still fall due: the package not placed yet (nor cancelled).
+DISCHARGE_FALLBACKS = Timer(
+    "status IN ('offered', 'unplaced', 'awaiting_approval')", "discharge_fallback_at", "discharge_fallback_at"
+)
+
+
+async def insert_discharge(
+    conn: Connection,
+    *,
+    package_id: uuid.UUID,
+    hospital: str,
+    ward: str,
+    pathway: int,
+    medically_fit_on: dt.date,
+    reablement_potential: bool,
+    nhs_funded_weeks: int,
+    fallback_due_at: dt.datetime,
+) -> None:
+    await conn.execute(
+        """INSERT INTO discharges (package_id, hospital, ward, pathway, medically_fit_on, reablement_potential,
+                                   nhs_funded_weeks, fallback_due_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+        package_id,
+        hospital,
+        ward,
+        pathway,
+        medically_fit_on,
+        reablement_potential,
+        nhs_funded_weeks,
+        fallback_due_at,
+    )
+    await conn.execute(
+        "UPDATE packages SET discharge_fallback_at = $2 WHERE package_id = $1", package_id, fallback_due_at
+    )
+
+
+async def discharge_of(conn: Connection | asyncpg.Pool, package_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM discharges WHERE package_id = $1", package_id)
+
+
+async def in_house_committed(conn: Connection, today: dt.date) -> dict[str, Decimal]:
+    """Carer hours a week each in-house service covers on ``today`` (a UK date): its referrals not yet
+    released, or released from a later day. Locks those referrals' rows, so two discharges deciding at
+    once cannot both take a service's last hours."""
+    rows = await conn.fetch(
+        """SELECT service, referred_hours FROM discharges
+            WHERE service IS NOT NULL AND (released_on IS NULL OR released_on > $1) FOR UPDATE""",
+        today,
+    )
+    committed: dict[str, Decimal] = {}
+    for r in rows:
+        committed[r["service"]] = committed.get(r["service"], Decimal(0)) + r["referred_hours"]
+    return committed
+
+
+async def refer_discharge(
+    conn: Connection,
+    package_id: uuid.UUID,
+    *,
+    service: str,
+    step: str,
+    referred_on: dt.date,
+    hours: Decimal,
+    at: dt.datetime,
+) -> None:
+    await conn.execute(
+        """UPDATE discharges SET service = $2, step = $3, referred_on = $4, referred_hours = $5, referred_at = $6,
+                  fallback_outcome = CASE WHEN $3 = 'fallback' THEN 'referred' ELSE fallback_outcome END
+            WHERE package_id = $1""",
+        package_id,
+        service,
+        step,
+        referred_on,
+        hours,
+        at,
+    )
+    # Referred: the fallback is done with (reablement first covers the person as the fallback would).
+    await conn.execute("UPDATE packages SET discharge_fallback_at = NULL WHERE package_id = $1", package_id)
+
+
+async def settle_fallback(conn: Connection, package_id: uuid.UUID, outcome: str) -> None:
+    """The fallback's deadline passed without a referral (``full``), or is no longer needed."""
+    await conn.execute("UPDATE discharges SET fallback_outcome = $2 WHERE package_id = $1", package_id, outcome)
+    await conn.execute("UPDATE packages SET discharge_fallback_at = NULL WHERE package_id = $1", package_id)
+
+
+async def release_discharge(
+    conn: Connection, package_id: uuid.UUID, *, released_on: dt.date, at: dt.datetime
+) -> asyncpg.Record | None:
+    """End the in-house service's cover from ``released_on``; returns the discharge if it held one."""
+    await conn.execute("UPDATE packages SET discharge_fallback_at = NULL WHERE package_id = $1", package_id)
+    return await conn.fetchrow(
+        """UPDATE discharges SET released_on = $2, released_at = $3
+            WHERE package_id = $1 AND service IS NOT NULL AND released_at IS NULL RETURNING *""",
+        package_id,
+        released_on,
+        at,
+    )
+
+
 # ---- service agreements: the hand-off to finance (decision records 0109-0111) ----------------------
 
 # A record in force: the latest version of its agreement (no record supersedes it).

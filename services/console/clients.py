@@ -31,6 +31,7 @@ API_ROLE = {
     "head_of_service": "head_of_service",
     "ops": "operations",
     "admin": "council_admin",
+    "review_officer": "review_officer",
     "finance": "finance",
     "contracts_quality": "contracts_quality",
     "safeguarding": "safeguarding",

@@ -25,6 +25,7 @@ class Role(StrEnum):
     ops = "ops"
     admin = "admin"
     safeguarding = "safeguarding"  # the safeguarding team: the concerns queue, nothing else (decision 0106)
+    review_officer = "review_officer"  # the review team (decision 0096): the review queue and review outcomes
     finance = "finance"  # the finance team: service agreement records and commitments (decision 0109)
     contracts_quality = "contracts_quality"  # the contracts and quality team: applications and due diligence
 
@@ -37,6 +38,7 @@ class Permission(StrEnum):
     staff = "staff"  # staff accounts
     raise_concern = "raise_concern"  # raise a safeguarding concern from a package page
     safeguarding = "safeguarding"  # the safeguarding queue and concerns: their words and personal details
+    reviews = "reviews"  # the review queue, a package's page (no personal details) and its review form
     finance = "finance"  # the weekly commitment and the finance system's import file (package ids only)
     applications = "applications"  # applications to join the framework and their due diligence (issue 21)
 
@@ -48,18 +50,37 @@ BROKERAGE_TEAM = (Role.broker, Role.senior_broker, Role.manager, Role.head_of_se
 # delegation) is the brokerage API's rule, applied to the role the console says it acts as.
 PERMISSIONS: dict[Role, frozenset[Permission]] = {
     **{
-        role: frozenset({Permission.board, Permission.act, Permission.person, Permission.raise_concern})
+        role: frozenset(
+            {Permission.board, Permission.act, Permission.person, Permission.raise_concern, Permission.reviews}
+        )
         for role in BROKERAGE_TEAM
     },
     # Budget holders answer for the commitment: the finance pages too (the API's table says the same).
     Role.manager: frozenset(
-        {Permission.board, Permission.act, Permission.person, Permission.finance, Permission.raise_concern}
+        {
+            Permission.board,
+            Permission.act,
+            Permission.person,
+            Permission.finance,
+            Permission.raise_concern,
+            Permission.reviews,
+        }
     ),
     Role.head_of_service: frozenset(
-        {Permission.board, Permission.act, Permission.person, Permission.finance, Permission.raise_concern}
+        {
+            Permission.board,
+            Permission.act,
+            Permission.person,
+            Permission.finance,
+            Permission.raise_concern,
+            Permission.reviews,
+        }
     ),
     Role.ops: frozenset({Permission.board, Permission.operations, Permission.raise_concern}),
     Role.admin: frozenset({Permission.board, Permission.operations, Permission.staff, Permission.raise_concern}),
+    # The review team (issue 18, decision 0096): its API rights are the reviews queue, recording a
+    # review and reading a package - not the board's search, not the person, no other action.
+    Role.review_officer: frozenset({Permission.reviews}),
     # Finance sees no person and no board: the records carry package ids only.
     Role.finance: frozenset({Permission.finance}),
     Role.contracts_quality: frozenset({Permission.applications}),
@@ -71,6 +92,7 @@ HOME = {
     **{role: "/board" for role in BROKERAGE_TEAM},
     Role.ops: "/ops",
     Role.admin: "/admin/staff",
+    Role.review_officer: "/reviews",
     Role.finance: "/finance",
     Role.contracts_quality: "/applications",
     Role.safeguarding: "/safeguarding",
@@ -78,7 +100,7 @@ HOME = {
 # The roles a console-local account may have (the staff table's check, console migration 0003): the
 # safeguarding team signs in through the identity provider only (its role reads personal details of
 # concerns: the council's own sign-in, with its second factor, and no password kept here); so do the
-# other teams of issue 21.
+# other teams of issue 21 and the review team (the staff table's role check predates their roles).
 LOCAL_ACCOUNT_ROLES = (*BROKERAGE_TEAM, Role.ops, Role.admin)
 
 # The identity provider's realm roles (services/runtime/permissions.py) as the console's roles,
@@ -91,6 +113,7 @@ IDP_ROLES: dict[str, Role] = {
     "broker": Role.broker,
     "council_admin": Role.admin,
     "operations": Role.ops,
+    "review_officer": Role.review_officer,
     "finance": Role.finance,
     "contracts_quality": Role.contracts_quality,
     "safeguarding": Role.safeguarding,

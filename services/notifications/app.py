@@ -20,6 +20,9 @@ from schemas import topics
 from schemas.events import (
     ChangeDeclined,
     ChangeOffered,
+    DischargeFallbackUnavailable,
+    DischargeReferralReleased,
+    DischargeReferred,
     ExceptionDecided,
     ExceptionRequested,
     FundingRecorded,
@@ -101,6 +104,9 @@ def build(settings: ServiceSettings | None = None) -> tuple[NotificationsService
         PackageHandedOver,
         PackageReviewed,
         FundingRecorded,
+        DischargeReferred,
+        DischargeFallbackUnavailable,
+        DischargeReferralReleased,
         ExceptionRequested,
         ExceptionDecided,
     )
@@ -175,6 +181,8 @@ async def seed_recipients(service: Service, channel: str) -> int:
     path = reference_dir() / "contacts.yaml"
     seed = yaml.safe_load((path if path.exists() else DEFAULT_DIR / "contacts.yaml").read_text())
     entries = [("brokerage_team", seed["brokerage_team"])] + [("broker", b) for b in seed["brokers"]]
+    # The in-house services' teams (decision 0097) are council teams like the brokerage team.
+    entries += [("brokerage_team", t) for t in seed.get("in_house_teams", [])]
     entries += [
         (
             "provider",

@@ -15,6 +15,9 @@ from typing import Literal
 from schemas.events import (
     ChangeDeclined,
     ChangeOffered,
+    DischargeFallbackUnavailable,
+    DischargeReferralReleased,
+    DischargeReferred,
     Envelope,
     ExceptionDecided,
     ExceptionRequested,
@@ -110,6 +113,13 @@ MESSAGES: dict[str, MessageKind] = {
         MessageKind("reviewed_person"),
         MessageKind("funding_provider", essential=True),
         MessageKind("funding_person"),
+        # Hospital discharge (decision 0097): an in-house team must send carers, or stop; the brokerage
+        # team must act when no in-house service had room.
+        MessageKind("discharge_referred_service", essential=True),
+        MessageKind("discharge_referred_broker"),
+        MessageKind("discharge_referred_person"),
+        MessageKind("discharge_fallback_unavailable", essential=True),
+        MessageKind("discharge_referral_released_service", essential=True),
         MessageKind("exception_requested", essential=True),
         MessageKind("exception_refused_bidder"),
     )
@@ -179,6 +189,9 @@ NotifiedEvent = (
     | PackageHandedOver
     | PackageReviewed
     | FundingRecorded
+    | DischargeReferred
+    | DischargeFallbackUnavailable
+    | DischargeReferralReleased
     | ExceptionRequested
     | ExceptionDecided
 )
@@ -319,6 +332,8 @@ def messages_for(event: Envelope, *, provider_names: dict[str, str], brokerage_u
         return _reviewed(event, provider_names)
     if isinstance(event, FundingRecorded):
         return _funding(event, provider_names)
+    if isinstance(event, DischargeReferred | DischargeFallbackUnavailable | DischargeReferralReleased):
+        return _discharge(event, provider_names)
     if isinstance(event, ExceptionRequested):
         context = {
             "package_id": str(event.package_id),
@@ -521,6 +536,49 @@ def _funding(event: FundingRecorded, provider_names: dict[str, str]) -> list[Mes
     if event.provider_id:
         messages.insert(0, Message("funding_provider", "provider", event.provider_id, context))
     return messages
+
+
+def in_house_team(service: str) -> str:
+    """The notifications recipient of a council in-house service's team (deploy/reference/contacts.yaml)."""
+    return "in-house-" + service.replace("_", "-")
+
+
+def _discharge(
+    event: DischargeReferred | DischargeFallbackUnavailable | DischargeReferralReleased, provider_names: dict[str, str]
+) -> list[Message]:
+    """Hospital discharge (decision record 0097). A referral: the in-house team taking the person (it
+    sends carers from ``referred_on``), the broker who requested the package and the person's family
+    contact, once each. No room in any in-house service: the brokerage team, once (the broker's work
+    queue shows it too). A release: the in-house team, once (it stops; the provider's placement tells
+    everyone else). The DischargeRequested itself tells nobody: the Hub's broker made it."""
+    context: dict[str, object] = {"package_id": str(event.package_id), "hours_per_week": str(event.hours_per_week)}
+    if isinstance(event, DischargeReferred):
+        context |= {
+            "service": reason_words(event.service),
+            "step": reason_words(event.step),
+            "fallback": event.step == "fallback",
+            "referred_on": _day(event.referred_on),
+            "medically_fit_on": _day(event.medically_fit_on),
+            "days_after_medically_fit": event.days_after_medically_fit,
+        }
+        return [
+            Message("discharge_referred_service", "brokerage_team", in_house_team(event.service), context),
+            _to_broker("discharge_referred_broker", event.requested_by, context),
+            Message("discharge_referred_person", "person", str(event.package_id), context),
+        ]
+    if isinstance(event, DischargeFallbackUnavailable):
+        context |= {
+            "services_full": ", ".join(reason_words(s) for s in event.services_full),
+            "medically_fit_on": _day(event.medically_fit_on),
+            "requested_by": event.requested_by,
+        }
+        return [Message("discharge_fallback_unavailable", "brokerage_team", BROKERAGE_TEAM, context)]
+    context |= {
+        "service": reason_words(event.service),
+        "released_on": _day(event.released_on),
+        "provider_name": provider_names.get(event.provider_id, event.provider_id) if event.provider_id else "",
+    }
+    return [Message("discharge_referral_released_service", "brokerage_team", in_house_team(event.service), context)]
 
 
 def _to_broker(message: str, broker: str | None, context: dict[str, object]) -> Message:

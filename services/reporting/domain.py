@@ -258,4 +258,31 @@ def more_measures(
         },
         "hand_backs_by_provider": {r["provider_id"]: r["n"] for r in figures["hand_backs_by_provider"]},
         "exceptions": dict(figures["exceptions"]),
+        "hospital_discharge": discharge_measure(figures["discharges"], thresholds),
+    }
+
+
+# The papers' baseline: "65% of the patients that are discharged on these pathways leave on the day or
+# the day after they become medically fit" (../shared/reference/000:66-68).
+DISCHARGE_BASELINE = 0.65
+
+
+def discharge_measure(row: Mapping[str, Any], thresholds: Mapping[str, Any]) -> dict[str, Any]:
+    """Hospital discharges with their medically-fit UK date in the period (decision record 0097): how
+    many, how many had care at home on day 0 or 1 of being medically fit (the first day of an in-house
+    referral or of a provider's care), the share (None with no discharges) against the papers' baseline
+    of 65% (000:66-68) with its RAG (``discharge_day_0_or_1_share`` in deploy/ops/kpi-thresholds.yaml),
+    and how many an in-house service took (reablement, crisis response)."""
+    discharges = row["discharges"]
+    share = row["day_0_or_1"] / discharges if discharges else None
+    return {
+        "discharges": discharges,
+        "home_on_day_0_or_1": row["day_0_or_1"],
+        "share_day_0_or_1": round(share, 4) if share is not None else None,
+        "baseline_share": DISCHARGE_BASELINE,
+        "with_care": row["with_care"],
+        "still_waiting": discharges - row["with_care"],
+        "referred_to_reablement": row["reablement"],
+        "referred_to_crisis_response": row["crisis_response"],
+        "rag": rag(share, thresholds.get("discharge_day_0_or_1_share")),
     }

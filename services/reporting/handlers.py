@@ -27,6 +27,10 @@ from schemas import topics
 from schemas.events import (
     BidSubmitted,
     ChangeDeclined,
+    DischargeFallbackUnavailable,
+    DischargeReferralReleased,
+    DischargeReferred,
+    DischargeRequested,
     Event,
     ExceptionDecided,
     ExceptionRequested,
@@ -84,6 +88,11 @@ PROJECTED = (
     # Reviews (decision 0088) and funding records (decision 0089): milestones, the status unchanged.
     PackageReviewed,
     FundingRecorded,
+    # Hospital discharge (decision 0097): milestones; the KPI of day 0 or 1 reads them.
+    DischargeRequested,
+    DischargeReferred,
+    DischargeFallbackUnavailable,
+    DischargeReferralReleased,
     BidSubmitted,
     OfferDeclined,
     ProviderUpdated,
@@ -177,6 +186,14 @@ MILESTONES: dict[type[Event], Milestone] = {
     FundingRecorded: Milestone(
         "recorded_at", reason="periods.0.funder", hours=None, on_date="periods.0.effective_from"
     ),
+    # Hospital discharge (decision 0097): the request by its hospital code on the medically-fit date; a
+    # referral by its service and step on the day the in-house care begins; a release on its last day.
+    DischargeRequested: Milestone("requested_at", provider=None, reason="hospital", on_date="medically_fit_on"),
+    DischargeReferred: Milestone(
+        "referred_at", provider=None, reason="service", decision="step", on_date="referred_on"
+    ),
+    DischargeFallbackUnavailable: Milestone("recorded_at", provider=None, on_date="medically_fit_on"),
+    DischargeReferralReleased: Milestone("released_at", reason="service", on_date="released_on"),
     ExceptionRequested: Milestone("requested_at", hours=None, hourly_rate="hourly_rate", band_rate="band_rate"),
     ExceptionDecided: Milestone(
         "decided_at", hours=None, reason="reason", decision="decision", hourly_rate="hourly_rate"

@@ -383,8 +383,32 @@ KPI_QUERIES: dict[str, str] = {
      WHERE a.kind = 'decline' AND a.answered_at >= $1 AND a.answered_at < $2
        AND ($3::text IS NULL OR p.zone = $3) AND ($4::text IS NULL OR p.band = $4)
      GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4""",
+    # Hospital discharge (decision 0097; 000:66-68): the discharges whose medically-fit UK date falls in
+    # the period, and the day care at home began - the first of an in-house referral's first day and
+    # the provider's start - against that date (day 0 = the same day). One cancelled with no care is
+    # left out (the person did not leave with care from the council).
+    "discharges": """WITH d AS (
+    SELECT m.package_id, m.on_date AS fit_on FROM milestones m JOIN packages p USING (package_id)
+     WHERE m.event_type = 'DischargeRequested'
+       AND m.on_date >= ($1::timestamptz AT TIME ZONE 'Europe/London')::date
+       AND m.on_date < ($2::timestamptz AT TIME ZONE 'Europe/London')::date
+       AND ($3::text IS NULL OR p.zone = $3) AND ($4::text IS NULL OR p.band = $4)),
+    home AS (
+    SELECT d.package_id, d.fit_on, p.cancelled_at, least(
+           (SELECT min(r.on_date) FROM milestones r
+             WHERE r.package_id = d.package_id AND r.event_type = 'DischargeReferred'),
+           (SELECT min(pl.start_date) FROM placements pl WHERE pl.package_id = d.package_id)) AS home_on,
+           (SELECT min(r.reason) FROM milestones r
+             WHERE r.package_id = d.package_id AND r.event_type = 'DischargeReferred') AS service
+      FROM d JOIN packages p USING (package_id))
+    SELECT count(*)::int AS discharges,
+           count(*) FILTER (WHERE home_on - fit_on <= 1)::int AS day_0_or_1,
+           count(*) FILTER (WHERE home_on IS NOT NULL)::int AS with_care,
+           count(*) FILTER (WHERE service = 'reablement')::int AS reablement,
+           count(*) FILTER (WHERE service = 'crisis_response')::int AS crisis_response
+      FROM home WHERE NOT (home_on IS NULL AND cancelled_at IS NOT NULL)""",
 }
-_ONE_ROW = {"counts", "exceptions", "in_care"}
+_ONE_ROW = {"counts", "exceptions", "in_care", "discharges"}
 _WITH_NOW = {"queue"}
 
 

@@ -133,6 +133,8 @@ TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
         ("GET", "/reference/rates"): FOLLOWS_WORK | {CONSOLE},
         # The scheme of delegation (decision 0052): the console's approval page shows the limit first.
         ("GET", "/reference/delegation"): FOLLOWS_WORK | {CONSOLE},
+        # Hospital discharge (decision 0097): the hospital and ward codes, the in-house services' load.
+        ("GET", "/reference/hospitals"): FOLLOWS_WORK | {CONSOLE},
     },
     "providers": {
         ("GET", "/providers"): FOLLOWS_WORK,

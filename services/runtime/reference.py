@@ -345,3 +345,70 @@ def parse_joining(raw: dict, path: Path | None = None) -> JoiningTerms:
 @lru_cache(maxsize=4)
 def load_provider_seed(folder: Path | None = None) -> list[dict]:
     return yaml.safe_load((folder or reference_dir()).joinpath("providers.yaml").read_text())["providers"]
+
+
+@dataclass(frozen=True)
+class Hospital:
+    code: str
+    name: str
+    wards: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class InHouse:
+    """One of the council's in-house services a discharge can be referred to, and its capacity in
+    carer hours a week."""
+
+    service: str
+    name: str
+    hours_per_week: Decimal
+
+
+@dataclass(frozen=True)
+class DischargeReference:
+    """``discharge.yaml``: the hospitals and their wards (codes), and the in-house services in the
+    order the fallback tries them (decision record 0097)."""
+
+    version: str
+    hospitals: dict[str, Hospital]
+    in_house: tuple[InHouse, ...]
+
+    def service(self, name: str) -> InHouse | None:
+        return next((s for s in self.in_house if s.service == name), None)
+
+
+def load_discharge(folder: Path | None = None) -> DischargeReference:
+    """``discharge.yaml`` as it says now (re-parsed when it changes; an invalid edit keeps the last good
+    version). A reference folder without one uses the shipped ``deploy/reference/discharge.yaml``."""
+    path = (folder or reference_dir()).joinpath("discharge.yaml")
+    if not path.exists():
+        path = DEFAULT_DIR / "discharge.yaml"
+    try:
+        return _parse_discharge(path, _mtime_ns(path))
+    except Exception as exc:
+        last_good = _last_good_discharge.get(path)
+        if last_good is None:
+            raise
+        log.error("discharge reference data could not be read; keeping the last good version", error=repr(exc))
+        return last_good
+
+
+_last_good_discharge: dict[Path, DischargeReference] = {}
+
+
+@lru_cache(maxsize=4)
+def _parse_discharge(path: Path, mtime_ns: int) -> DischargeReference:
+    raw = yaml.safe_load(path.read_text())
+    hospitals = {
+        str(h["code"]): Hospital(str(h["code"]), str(h["name"]), tuple(str(w) for w in h["wards"]))
+        for h in raw["hospitals"]
+    }
+    services = tuple(
+        InHouse(str(s["service"]), str(s["name"]), Decimal(str(s["hours_per_week"]))) for s in raw["in_house_services"]
+    )
+    for s in services:
+        if s.service not in ("reablement", "crisis_response") or s.hours_per_week < 0:
+            raise ValueError(f"in-house service {s.service}: unknown, or a negative capacity")
+    reference = DischargeReference(str(raw["version"]), hospitals, services)
+    _last_good_discharge[path] = reference
+    return reference

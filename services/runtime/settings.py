@@ -302,6 +302,13 @@ class ServiceSettings(SharedSettings):
     review_first_after_days: int = Field(default=42, ge=1, le=366)
     review_interval_months: int = Field(default=12, ge=1, le=36)
     review_due_soon_days: int = Field(default=14, ge=0, le=120)
+    # Hospital discharge (brokerage; docs/guide/hospital-discharge.md, decision 0097): how far ahead and
+    # back the medically-fit date may be, and when a discharge still unplaced goes to the council's
+    # in-house fallback: this long after the UK midnight starting the medically-fit day (36 h: noon on
+    # day 1), never sooner than one hospital-discharge offer window after the request.
+    discharge_medically_fit_ahead_days: int = Field(default=14, ge=0, le=90)
+    discharge_medically_fit_backdate_days: int = Field(default=28, ge=0, le=365)
+    discharge_fallback_after_seconds: float = Field(default=36 * 3600, ge=0)
     ending_poll_seconds: float = 30.0  # providers: how often endings dated ahead are looked for
     brokerage_url: str = "http://127.0.0.1:8001"
     # Webhook adapters (providers): offers POSTed to providers' systems from the deliveries table,

@@ -42,6 +42,21 @@ async def test_a_broker_signs_in_through_keycloak_and_lands_on_the_board_with_th
     assert ops.url.endswith("/ops") and "(ops)" in await ops.inner_text(".console-who")  # the overview
 
 
+async def test_a_review_officer_lands_on_the_review_queue_and_sees_only_what_the_review_team_may(console, pages):
+    """Issue 18's review team (decision 0096): demo-reviewer's home is the review queue; the menu has
+    the reviews alone; the board and the new-package form are refused."""
+    page = await pages.signed_in("demo-reviewer")
+    assert page.url.endswith("/reviews")
+    assert "(review officer)" in (await page.inner_text(".console-who")).replace("_", " ")
+    menu = await page.inner_text("nav")
+    assert "Reviews" in menu and "Board" not in menu and "New package" not in menu
+    await pages.check(page, "reviews-as-review-officer")
+    board = await page.goto(f"{console}/board")
+    assert board is not None and board.status == 403
+    new = await page.goto(f"{console}/packages/new")
+    assert new is not None and new.status == 403
+
+
 async def test_an_answer_with_another_state_is_refused_and_signs_no_one_in(console, pages):
     page = await pages.new()
 

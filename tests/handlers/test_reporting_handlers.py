@@ -478,3 +478,109 @@ async def test_reviews_and_funding_records_are_milestones_once_each(reporting):
         ("PackageReviewed", "oak-care", "technology_enabled_care", clock.uk_date(at)),
         ("FundingRecorded", "oak-care", "nhs_discharge", clock.uk_date(at)),
     ]
+
+
+async def test_the_discharge_kpi_counts_care_at_home_on_day_0_or_1_of_medically_fit(reporting):
+    """Decision record 0097 (000:66-68): of the discharges medically fit in the period, those with care
+    at home (an in-house referral's first day, or a provider's start) on the day or the day after."""
+    from schemas.events import DischargeReferred, DischargeRequested, PackageSpec, VisitPattern
+
+    _service, broker, client = reporting
+    fit = dt.date(2024, 2, 12)  # a Monday in winter (GMT), far from the other tests' history
+    at = clock.uk_day_start(fit) + dt.timedelta(hours=9)
+
+    def requested(package_id: uuid.UUID, fit_on: dt.date) -> list[Envelope]:
+        common = dict(correlation_id=package_id, package_id=package_id)
+        spec = PackageSpec(
+            zone="lutterworth",
+            band="rural",
+            postcode_district="LE17",
+            hours_per_week=Decimal(7),
+            visits=VisitPattern(calls_per_day=2, minutes_per_call=30, carers_per_call=1),
+            needs=["personal_care"],
+            urgency="hospital_discharge",
+            start_date=fit_on,
+        )
+        return [
+            PackageRequested(**common, package=spec, requested_at=at),
+            DischargeRequested(
+                **common,
+                hospital="uhl-lri",
+                ward="W17",
+                pathway=1,
+                medically_fit_on=fit_on,
+                reablement_potential=False,
+                nhs_funded_weeks=4,
+                zone="lutterworth",
+                hours_per_week=Decimal(7),
+                fallback_due_at=at + dt.timedelta(hours=27),
+                requested_by="broker.amy",
+                requested_at=at,
+            ),
+        ]
+
+    def placed(package_id: uuid.UUID, start: dt.date) -> PackagePlaced:
+        return PackagePlaced(
+            correlation_id=package_id,
+            package_id=package_id,
+            provider_id="oak-care",
+            offer_round=1,
+            tier="prime",
+            hourly_rate=Decimal("22.95"),
+            hours_per_week=Decimal(7),
+            start_date=start,
+            zone="lutterworth",
+            band="rural",
+            urgency="hospital_discharge",
+            rate_card="2020-21",
+            requested_by="broker.amy",
+            placed_at=at + dt.timedelta(hours=3),
+        )
+
+    day1, day2, waiting, earlier, cancelled = (uuid.uuid4() for _ in range(5))
+    events: list[Envelope] = [
+        *requested(day1, fit),
+        placed(day1, fit + dt.timedelta(days=1)),  # the provider starts on day 1: counts
+        *requested(day2, fit),
+        DischargeReferred(
+            correlation_id=day2,
+            package_id=day2,
+            service="crisis_response",
+            step="fallback",
+            referred_on=fit + dt.timedelta(days=2),
+            medically_fit_on=fit,
+            days_after_medically_fit=2,
+            hours_per_week=Decimal(7),
+            requested_by="broker.amy",
+            referred_at=at + dt.timedelta(days=2),
+        ),
+        placed(day2, fit + dt.timedelta(days=5)),  # crisis response on day 2, the provider later: too late
+        *requested(waiting, fit),  # no care yet: counts against
+        *requested(earlier, fit - dt.timedelta(days=10)),  # medically fit before the period: not counted
+        placed(earlier, fit - dt.timedelta(days=10)),
+        *requested(cancelled, fit),  # cancelled with no care: left out
+        PackageCancelled(
+            correlation_id=cancelled,
+            package_id=cancelled,
+            reason="person_died",
+            cancelled_by="broker.amy",
+            hours_per_week=Decimal(7),
+            cancelled_at=at + dt.timedelta(hours=5),
+        ),
+    ]
+    await project(broker, events)
+    with clock.frozen(at + dt.timedelta(days=30)):
+        response = await client.get("/kpis", params={"from": fit.isoformat(), "to": fit.isoformat()})
+    assert response.status_code == 200, response.text
+    measure = response.json()["more"]["hospital_discharge"]
+    assert measure == {
+        "discharges": 3,
+        "home_on_day_0_or_1": 1,
+        "share_day_0_or_1": round(1 / 3, 4),
+        "baseline_share": 0.65,
+        "with_care": 2,
+        "still_waiting": 1,
+        "referred_to_reablement": 0,
+        "referred_to_crisis_response": 1,
+        "rag": "red",
+    }

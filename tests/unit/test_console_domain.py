@@ -370,3 +370,19 @@ def test_the_identity_providers_roles_map_to_the_consoles_with_the_most_deciding
     for role in domain.BROKERAGE_TEAM:
         assert domain.can(role, domain.Permission.person) and not domain.can(role, domain.Permission.operations)
         assert domain.HOME[role] == "/board"
+
+
+def test_a_review_officer_has_the_review_queue_as_home_and_records_reviews_only():
+    """Issue 18's review team (decision 0096): the realm role review_officer is the console's
+    review_officer, at home on the review queue; it records reviews, never acts otherwise, never sees
+    the person, the board or operations; a broker's other role comes first."""
+    assert domain.role_from_idp(["review_officer"]) == Role.review_officer
+    assert domain.role_from_idp(["review_officer", "broker"]) == Role.broker
+    assert domain.HOME[Role.review_officer] == "/reviews"
+    assert domain.can("review_officer", Permission.reviews)
+    for permission in (Permission.board, Permission.act, Permission.person, Permission.operations, Permission.staff):
+        assert not domain.can("review_officer", permission), permission
+    for role in domain.BROKERAGE_TEAM:
+        assert domain.can(role, Permission.reviews)
+    for other in (Role.ops, Role.admin):
+        assert not domain.can(other, Permission.reviews), "they follow the queue on the board's rights, record none"

@@ -10,6 +10,9 @@ import pytest
 from schemas.events import (
     ChangeDeclined,
     ChangeOffered,
+    DischargeFallbackUnavailable,
+    DischargeReferralReleased,
+    DischargeReferred,
     Envelope,
     ExceptionDecided,
     ExceptionRequested,
@@ -334,6 +337,54 @@ def lifecycle(package_id: uuid.UUID) -> dict[str, Envelope]:
             hourly_rate=Decimal("24.00"),
             decided_at=NOW,
         ),
+        # Hospital discharge (decision 0097).
+        "discharge_referred": DischargeReferred(
+            **common,
+            service="crisis_response",
+            step="fallback",
+            referred_on=dt.date(2026, 11, 25),
+            medically_fit_on=dt.date(2026, 11, 24),
+            days_after_medically_fit=1,
+            hours_per_week=Decimal(7),
+            requested_by="broker.sue",
+            referred_at=NOW,
+        ),
+        "discharge_reablement_first": DischargeReferred(
+            **common,
+            service="reablement",
+            step="reablement_first",
+            referred_on=dt.date(2026, 11, 24),
+            medically_fit_on=dt.date(2026, 11, 24),
+            days_after_medically_fit=0,
+            hours_per_week=Decimal(7),
+            requested_by="broker.sue",
+            referred_at=NOW,
+        ),
+        "discharge_fallback_full": DischargeFallbackUnavailable(
+            **common,
+            services_full=["crisis_response", "reablement"],
+            medically_fit_on=dt.date(2026, 11, 24),
+            hours_per_week=Decimal(7),
+            requested_by="broker.sue",
+            recorded_at=NOW,
+        ),
+        "discharge_released": DischargeReferralReleased(
+            **common,
+            service="crisis_response",
+            released_on=dt.date(2026, 11, 27),
+            provider_id="oak-care",
+            hours_per_week=Decimal(7),
+            requested_by="broker.sue",
+            released_at=NOW,
+        ),
+        "discharge_released_cancelled": DischargeReferralReleased(
+            **common,
+            service="reablement",
+            released_on=dt.date(2026, 11, 27),
+            hours_per_week=Decimal(7),
+            requested_by="broker.sue",
+            released_at=NOW,
+        ),
     }
 
 
@@ -392,6 +443,23 @@ def test_every_change_in_a_packages_life_tells_each_affected_party_once():
         "exception_requested": [("exception_requested", "broker", "broker.sue")],
         "exception_refused": [("exception_refused_bidder", "provider", "oak-care")],
         "exception_approved": [],  # the award that follows tells everyone
+        # Hospital discharge (decision 0097): the in-house team, the broker and the family once each; no
+        # room anywhere: the brokerage team; a release: the team that stops (the placement tells the rest).
+        "discharge_referred": [
+            ("discharge_referred_service", "brokerage_team", "in-house-crisis-response"),
+            ("discharge_referred_broker", "broker", "broker.sue"),
+            ("discharge_referred_person", "person", p),
+        ],
+        "discharge_reablement_first": [
+            ("discharge_referred_service", "brokerage_team", "in-house-reablement"),
+            ("discharge_referred_broker", "broker", "broker.sue"),
+            ("discharge_referred_person", "person", p),
+        ],
+        "discharge_fallback_full": [("discharge_fallback_unavailable", "brokerage_team", "brokerage-team")],
+        "discharge_released": [("discharge_referral_released_service", "brokerage_team", "in-house-crisis-response")],
+        "discharge_released_cancelled": [
+            ("discharge_referral_released_service", "brokerage_team", "in-house-reablement")
+        ],
     }
     for name, event in lifecycle(package_id).items():
         told = [(m.message, m.role, m.recipient_id) for m in messages(event)]

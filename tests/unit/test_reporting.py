@@ -78,6 +78,7 @@ NOTHING: dict[str, Any] = {
     "exceptions": {},
     "spend_in_care_by_band": [],
     "declines_by_week": [],
+    "discharges": {"discharges": 0, "day_0_or_1": 0, "with_care": 0, "reablement": 0, "crisis_response": 0},
 }
 SPEND_RULE = {"spend_against_budget": {"green": 1.0, "amber": 1.1, "better": "lower"}}
 
@@ -100,6 +101,28 @@ def test_more_measures_average_hours_per_person():
     assert m["in_care_at_end"] == {"people": 3, "hours_per_week": "31.50", "average_hours_per_person": "10.50"}
     assert m["starts_in_period_by_uk_week"] == {"2027-04-05": 2}
     assert more({"in_care": {"people": 0, "hours": None}})["in_care_at_end"]["average_hours_per_person"] is None
+
+
+def test_the_discharge_measure_is_the_share_home_on_day_0_or_1_against_the_papers_baseline():
+    """000:66-68: 65% leave on the day or the day after they become medically fit (decision 0097)."""
+    rule = {"discharge_day_0_or_1_share": {"green": 0.65, "amber": 0.5, "better": "higher"}}
+    row = {"discharges": 8, "day_0_or_1": 5, "with_care": 7, "reablement": 2, "crisis_response": 1}
+    m = domain.discharge_measure(row, rule)
+    assert m == {
+        "discharges": 8,
+        "home_on_day_0_or_1": 5,
+        "share_day_0_or_1": 0.625,
+        "baseline_share": 0.65,
+        "with_care": 7,
+        "still_waiting": 1,
+        "referred_to_reablement": 2,
+        "referred_to_crisis_response": 1,
+        "rag": "amber",
+    }
+    assert domain.discharge_measure(row | {"day_0_or_1": 6}, rule)["rag"] == "green"
+    none = domain.discharge_measure(NOTHING["discharges"], rule)
+    assert none["share_day_0_or_1"] is None and none["rag"] is None
+    assert more({"in_care": {"people": 0, "hours": None}})["hospital_discharge"]["discharges"] == 0
 
 
 def test_spend_against_the_budget_per_band_with_its_rag():

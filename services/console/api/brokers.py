@@ -28,6 +28,7 @@ from schemas.vocabulary import (
     Urgency,
 )
 from services.console import domain
+from services.console.api.errors import Forbidden
 from services.console.api.pages import TEMPLATES, now, page, zones
 from services.console.api.reviews import review_body
 from services.console.api.sessions import Sessions
@@ -237,10 +238,13 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             return None
 
     async def provider_names() -> dict[str, str]:
-        return {
-            p["provider_id"]: p.get("name", p["provider_id"])
-            for p in await services.brokerage.get("/reference/providers")
-        }
+        try:
+            registry = await services.brokerage.get("/reference/providers")
+        except ApiError as not_allowed:  # a review officer reads packages, not the registry: ids shown
+            if not_allowed.status != 403:
+                raise
+            return {}
+        return {p["provider_id"]: p.get("name", p["provider_id"]) for p in registry}
 
     def no_package(request: Request, session: Session, package_id: uuid.UUID) -> Response:
         return page(
@@ -270,7 +274,12 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         problems = dict(problems or {})
         hours = (package.get("package") or {}).get("hours_per_week") or 0
         # Who pays (decision record 0089): pounds only for roles that see prices (the API's rule).
-        funding = await services.brokerage.get(f"/packages/{package_id}/funding")
+        try:
+            funding = await services.brokerage.get(f"/packages/{package_id}/funding")
+        except ApiError as not_allowed:  # not a review officer's to read (services/runtime/permissions.py)
+            if not_allowed.status != 403:
+                raise
+            funding = None
         return page(
             request,
             "package.html",
@@ -296,7 +305,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
 
     @router.get("/packages/{package_id}")
     async def package_page(
-        request: Request, package_id: uuid.UUID, session: Session = Depends(need(Permission.board))
+        request: Request, package_id: uuid.UUID, session: Session = Depends(need(Permission.board, Permission.reviews))
     ) -> Response:
         package = await package_of(package_id)
         if package is None:
@@ -458,7 +467,10 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
     # Last: /packages/{id}/decision above is a page of its own, not an action.
     @router.post("/packages/{package_id}/{action}")
     async def act(
-        request: Request, package_id: uuid.UUID, action: str, session: Session = Depends(need(Permission.act))
+        request: Request,
+        package_id: uuid.UUID,
+        action: str,
+        session: Session = Depends(need(Permission.act, Permission.reviews)),
     ) -> Response:
         """An action on the package. Every problem the console can see is shown at once without
         asking the brokerage; what the brokerage still refuses is shown the same way, in the
@@ -466,6 +478,9 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         as typed and the error summary at the top (GOV.UK's pattern); nothing goes in the URL."""
         if action not in ACTIONS:
             return page(request, "error.html", session, 404, title="Page not found", message="There is no such page")
+        # A review officer records reviews and nothing else (decision 0096).
+        if not session.can(Permission.reviews if action == "review" else Permission.act):
+            raise Forbidden()
         form = await form_of(request, session)
         package = await package_of(package_id)
         if package is None:

@@ -80,7 +80,7 @@ TEMPLATES.env.filters["pair"] = lambda v: (v, str(v).replace("_", " ").capitaliz
 MENU = [
     (Permission.board, "/board", "Board"),
     (Permission.act, "/packages/new", "New package"),
-    (Permission.board, "/reviews", "Reviews"),
+    ((Permission.board, Permission.reviews), "/reviews", "Reviews"),
     (Permission.operations, "/ops", "Overview"),
     (Permission.operations, "/ops/stream", "Live events"),
     (Permission.operations, "/ops/lag", "Consumer lag"),
@@ -106,7 +106,11 @@ def navigation(session: handlers.Session | None, path: str, badges: dict[str, in
     if session.kind == "provider":
         items = PORTAL_MENU
     else:
-        items = [(href, label) for permission, href, label in MENU if session.can(permission)]
+        items = [
+            (href, label)
+            for needed, href, label in MENU
+            if any(session.can(p) for p in (needed if isinstance(needed, tuple) else (needed,)))
+        ]
     return [
         {"href": href, "label": label, "current": path == href, "badge": (badges or {}).get(href)}
         for href, label in items

@@ -130,7 +130,9 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         return RedirectResponse(f"/packages/{package_id}?done=funding#funding", status_code=303)
 
     @router.get("/reviews")
-    async def review_queue(request: Request, session: Session = Depends(need(Permission.board))) -> Response:
+    async def review_queue(
+        request: Request, session: Session = Depends(need(Permission.board, Permission.reviews))
+    ) -> Response:
         """Running packages whose review is overdue or due within the window (a number of days, the
         brokerage's setting unless ``within`` is given), most overdue first; filter by zone."""
         params: dict[str, Any] = {"limit": 200}

@@ -40,14 +40,14 @@ class Sessions:
             )
         return request.state.session
 
-    def need(self, permission: Permission) -> Callable[[Request], Awaitable[handlers.Session]]:
-        """A page dependency: a staff session with ``permission`` (NotSignedIn, else Forbidden)."""
+    def need(self, *permissions: Permission) -> Callable[[Request], Awaitable[handlers.Session]]:
+        """A page dependency: a staff session with any of ``permissions`` (NotSignedIn, else Forbidden)."""
 
         async def dependency(request: Request) -> handlers.Session:
             session = await self.session_of(request)
             if session is None or session.kind != "staff":
                 raise NotSignedIn()
-            if not session.can(permission):
+            if not any(session.can(p) for p in permissions):
                 raise Forbidden()
             acting_for(session.username, session.role)  # the APIs' calls now carry who acts
             return session

@@ -1,0 +1,228 @@
+"""Hospital discharge (decision record 0097) on the brokerage's handlers and API, with a real
+PostgreSQL: the Hub's codes recorded and announced with the NHS discharge funding; reablement first
+when the in-house reablement team has room; a discharge unplaced at its deadline referred to the
+council's Crisis Response (once), or reported when every in-house service is full; the referral
+released when a provider's care starts; bad input refused naming the field with nothing written."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+from schemas.vocabulary import Urgency
+from services.brokerage import handlers
+from services.brokerage import repository as repo
+from services.runtime import clock
+from services.runtime.outbox import unit_of_work
+from services.runtime.reference import DischargeReference, InHouse, load_discharge
+from tests.handlers.market import PERSON, answer, outbox_types, run_timer, spec, status
+from tests.handlers.test_identifiers_api import body, client
+
+
+def of(events: list[tuple[str, dict]], kind: str) -> list[dict]:
+    return [p for t, p in events if t == kind]
+
+
+async def with_room(service, rules, *, crisis: Decimal, reablement: Decimal) -> handlers.BrokerageRules:
+    """Rules whose in-house services have exactly this many carer hours a week free now (other tests'
+    referrals in this database count against the capacity, as they would in a council's)."""
+    async with service.pool.acquire() as conn, conn.transaction():
+        committed = await repo.in_house_committed(conn, clock.uk_today())
+    shipped = load_discharge()
+    reference = DischargeReference(
+        shipped.version,
+        shipped.hospitals,
+        (
+            InHouse("crisis_response", "Crisis Response", committed.get("crisis_response", Decimal(0)) + crisis),
+            InHouse("reablement", "HART", committed.get("reablement", Decimal(0)) + reablement),
+        ),
+    )
+    return dataclasses.replace(rules, discharge_reference=lambda: reference)
+
+
+async def discharge_request(rules, service, *, fit_days_ago: int = 0, **kw) -> uuid.UUID:
+    fit = clock.uk_today() - dt.timedelta(days=fit_days_ago)
+    discharge = dataclasses.replace(handlers.DischargeInput("uhl-lri", "W17", 1, fit), **kw)
+    async with unit_of_work(service.pool) as uow:
+        requested = await handlers.request_package(
+            uow,
+            rules,
+            spec=spec(urgency=Urgency.hospital_discharge),
+            person=PERSON,
+            requested_by="broker.amy",
+            discharge=discharge,
+        )
+    return requested.package_id
+
+
+async def stages(service, package_id) -> list[str]:
+    rows = await service.pool.fetch("SELECT stage FROM timeline WHERE package_id = $1 ORDER BY id", package_id)
+    return [r["stage"] for r in rows]
+
+
+async def settle_other_fallbacks(service, rules) -> None:
+    """Let the fallbacks of earlier tests' packages fire now, so they take no room from this test's."""
+    await run_timer(service, rules, handlers.discharge_fallback_due)
+
+
+async def test_a_discharge_is_recorded_announced_in_codes_and_funded_by_the_nhs_then_the_council(brokerage):
+    service, _broker, rules, _ids = brokerage
+    package_id = await discharge_request(rules, service, nhs_funded_weeks=4)
+    events = await outbox_types(service, package_id)
+    assert [t for t, _ in events] == ["PackageRequested", "DischargeRequested", "FundingRecorded", "OfferMade"]
+    [requested] = of(events, "DischargeRequested")
+    assert (requested["hospital"], requested["ward"], requested["pathway"]) == ("uhl-lri", "W17", 1)
+    assert requested["medically_fit_on"] == clock.uk_today().isoformat()
+    assert "Ada" not in str(requested) and "9990001112" not in str(requested), "codes only, no personal detail"
+    [funding] = of(events, "FundingRecorded")
+    start = spec().start_date
+    assert [(p["effective_from"], p["funder"]) for p in funding["periods"]] == [
+        (start.isoformat(), "nhs_discharge"),
+        ((start + dt.timedelta(weeks=4)).isoformat(), "council"),
+    ]
+    row = await repo.discharge_of(service.pool, package_id)
+    assert row is not None and row["service"] is None and row["fallback_outcome"] is None
+    due = await service.pool.fetchval("SELECT discharge_fallback_at FROM packages WHERE package_id = $1", package_id)
+    assert due == row["fallback_due_at"] == dt.datetime.fromisoformat(requested["fallback_due_at"])
+    assert "discharge requested" in await stages(service, package_id)
+
+
+async def test_reablement_first_when_the_team_has_room_and_the_provider_takes_over_on_its_start(brokerage):
+    service, broker, rules, ids = brokerage
+    rules = await with_room(service, rules, crisis=Decimal(0), reablement=Decimal(7))
+    package_id = await discharge_request(rules, service, reablement_potential=True, nhs_funded_weeks=0)
+    events = await outbox_types(service, package_id)
+    assert [t for t, _ in events] == ["PackageRequested", "DischargeRequested", "DischargeReferred", "OfferMade"]
+    [referred] = of(events, "DischargeReferred")
+    assert (referred["service"], referred["step"], referred["days_after_medically_fit"]) == (
+        "reablement",
+        "reablement_first",
+        0,
+    )
+    assert (
+        await service.pool.fetchval("SELECT discharge_fallback_at FROM packages WHERE package_id = $1", package_id)
+        is None
+    ), "referred: no fallback to fall due"
+    await answer(broker, package_id, ids["prime_best"], rate="20.00")
+    assert await status(service, package_id) == "placed"
+    [released] = of(await outbox_types(service, package_id), "DischargeReferralReleased")
+    placed = of(await outbox_types(service, package_id), "PackagePlaced")[0]
+    assert (released["service"], released["provider_id"], released["released_on"]) == (
+        "reablement",
+        ids["prime_best"],
+        placed["start_date"],
+    )
+    row = await repo.discharge_of(service.pool, package_id)
+    assert row is not None and row["released_on"].isoformat() == placed["start_date"]
+
+
+async def test_with_reablement_full_the_discharge_goes_to_the_market_alone(brokerage):
+    service, _broker, rules, _ids = brokerage
+    rules = await with_room(service, rules, crisis=Decimal(100), reablement=Decimal(6))  # 7 hours needed
+    package_id = await discharge_request(rules, service, reablement_potential=True, nhs_funded_weeks=0)
+    assert not of(await outbox_types(service, package_id), "DischargeReferred")
+    assert "reablement full" in await stages(service, package_id)
+
+
+async def test_a_discharge_unplaced_at_its_deadline_goes_to_crisis_response_once(brokerage):
+    service, broker, rules, ids = brokerage
+    await settle_other_fallbacks(service, rules)
+    rules = await with_room(service, rules, crisis=Decimal(7), reablement=Decimal(100))
+    package_id = await discharge_request(rules, service, fit_days_ago=1, nhs_funded_weeks=0)
+    for pid in (ids["prime_best"], ids["prime_good"]):
+        await answer(broker, package_id, pid, decline="capacity")
+    await answer(broker, package_id, ids["supp"], offer_round=2, decline="capacity")
+    assert await status(service, package_id) == "unplaced"
+    assert await run_timer(service, rules, handlers.discharge_fallback_due) == [], "not due yet"
+    await service.pool.execute(
+        "UPDATE packages SET discharge_fallback_at = now() - interval '1 minute' WHERE package_id = $1", package_id
+    )
+    assert await run_timer(service, rules, handlers.discharge_fallback_due) == [package_id]
+    assert await run_timer(service, rules, handlers.discharge_fallback_due) == [], "the fallback fires once"
+    [referred] = of(await outbox_types(service, package_id), "DischargeReferred")
+    # Crisis response comes first for someone without reablement potential (000:236-238).
+    assert (referred["service"], referred["step"], referred["days_after_medically_fit"]) == (
+        "crisis_response",
+        "fallback",
+        1,
+    )
+    assert await status(service, package_id) == "unplaced", "still on the market"
+    row = await repo.discharge_of(service.pool, package_id)
+    assert row is not None and (row["fallback_outcome"], row["service"]) == ("referred", "crisis_response")
+    # The team is now full: another discharge at its deadline finds no room and is reported.
+    other = await discharge_request(rules, service, fit_days_ago=1, nhs_funded_weeks=0)
+    await service.pool.execute(
+        "UPDATE packages SET discharge_fallback_at = now() - interval '1 minute' WHERE package_id = $1", other
+    )
+    assert await run_timer(service, rules, handlers.discharge_fallback_due) == [other]
+    [full] = of(await outbox_types(service, other), "DischargeFallbackUnavailable")
+    assert full["services_full"] == ["crisis_response"] and not of(
+        await outbox_types(service, other), "DischargeReferred"
+    )
+    assert "discharge fallback full" in await stages(service, other)
+
+
+async def test_a_cancelled_discharge_releases_its_in_house_service_today(brokerage):
+    service, _broker, rules, _ids = brokerage
+    rules = await with_room(service, rules, crisis=Decimal(0), reablement=Decimal(50))
+    package_id = await discharge_request(rules, service, reablement_potential=True, nhs_funded_weeks=0)
+    from schemas.vocabulary import CancelReason
+
+    async with unit_of_work(service.pool) as uow:
+        await handlers.cancel(uow, package_id, reason=CancelReason.person_died, cancelled_by="broker.amy")
+    [released] = of(await outbox_types(service, package_id), "DischargeReferralReleased")
+    assert (released["service"], released["provider_id"], released["released_on"]) == (
+        "reablement",
+        None,
+        clock.uk_today().isoformat(),
+    )
+
+
+def discharge_body(**discharge) -> dict:
+    request = body()
+    request["urgency"] = "hospital_discharge"
+    request["start_date"] = clock.uk_today().isoformat()
+    request["discharge"] = {
+        "hospital": "uhl-lri",
+        "ward": "W17",
+        "pathway": 1,
+        "medically_fit_on": clock.uk_today().isoformat(),
+    } | discharge
+    return request
+
+
+async def test_the_api_takes_a_discharge_and_shows_it_on_the_package(brokerage):
+    service, _broker, _rules, _ids = brokerage
+    response = await client(service).post("/packages", json=discharge_body(nhs_funded_weeks=2))
+    assert response.status_code == 201, response.text
+    package = (await client(service).get(f"/packages/{response.json()['package_id']}")).json()
+    assert package["discharge"]["hospital"] == "uhl-lri" and package["discharge"]["nhs_funded_weeks"] == 2
+    hospitals = (await client(service).get("/reference/hospitals")).json()
+    assert "W17" in next(h for h in hospitals["hospitals"] if h["code"] == "uhl-lri")["wards"]
+
+
+async def test_bad_discharge_input_is_a_422_naming_the_field_and_nothing_is_written(brokerage):
+    service, _broker, _rules, _ids = brokerage
+    today = clock.uk_today()
+    cases = [
+        (discharge_body(pathway=0), "discharge.pathway"),
+        (discharge_body(pathway=4), "discharge.pathway"),
+        (discharge_body(medically_fit_on=(today + dt.timedelta(days=30)).isoformat()), "discharge.medically_fit_on"),
+        (discharge_body(medically_fit_on=(today - dt.timedelta(days=60)).isoformat()), "discharge.medically_fit_on"),
+        (discharge_body(hospital="st-elsewhere"), "discharge.hospital"),
+        (discharge_body(ward="W99"), "discharge.ward"),
+        (discharge_body(ward="ward 7, bed 3"), "discharge.ward"),
+        (discharge_body(medically_fit_on=(today + dt.timedelta(days=2)).isoformat()), "start_date"),
+        (discharge_body() | {"urgency": "community"}, "urgency"),
+        (discharge_body(patient_name="Ada Abbott"), "discharge.patient_name"),
+    ]
+    before = await service.pool.fetchval("SELECT count(*) FROM packages")
+    discharges = await service.pool.fetchval("SELECT count(*) FROM discharges")
+    for request, field in cases:
+        response = await client(service).post("/packages", json=request)
+        assert response.status_code == 422, (field, response.text)
+        assert field in [f["field"] for f in response.json()["fields"]], (field, response.json())
+    assert await service.pool.fetchval("SELECT count(*) FROM packages") == before
+    assert await service.pool.fetchval("SELECT count(*) FROM discharges") == discharges
