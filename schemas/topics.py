@@ -6,7 +6,7 @@
   PackageHandedOver, PackageReviewed, FundingRecorded,
   ExceptionRequested, ExceptionDecided.
 - ``providers.answers`` (providers, keyed by package id): BidSubmitted, OfferDeclined, ChangeAnswered.
-- ``providers.registry`` (providers, keyed by provider id): ProviderUpdated.
+- ``providers.registry`` (providers, keyed by provider id): ProviderUpdated, ProviderQualityRecorded.
 - ``notifications.confirmations`` (notifications, keyed by package id): PlacementConfirmed, NotificationFailed.
 - ``homecare.dead-letters`` (any consumer, the original key): the original bytes with origin/error headers.
 """
@@ -45,6 +45,7 @@ TOPIC_OF: dict[type[ev.Envelope], str] = {
     ev.BidSubmitted: ANSWERS,
     ev.OfferDeclined: ANSWERS,
     ev.ProviderUpdated: REGISTRY,
+    ev.ProviderQualityRecorded: REGISTRY,
     ev.PlacementConfirmed: CONFIRMATIONS,
     ev.NotificationFailed: CONFIRMATIONS,
 }
