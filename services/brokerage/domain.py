@@ -37,14 +37,17 @@ HAND_BACK_PENALTY = quality.HAND_BACK_PENALTY
 QualityWeights = quality.QualityWeights
 
 
-def quality_inputs(provider: ProviderProfile, inspected_on: dt.date | None = None) -> quality.QualityInputs:
+def quality_inputs(
+    provider: ProviderProfile, inspected_on: dt.date | None = None, reviewed_on: dt.date | None = None
+) -> quality.QualityInputs:
     """The score's inputs as the brokerage knows them: the profile's rating, risk and hand-backs
-    (ProviderUpdated) and the CQC inspection date (ProviderQualityRecorded), when known."""
+    (ProviderUpdated) and the register's dates (ProviderQualityRecorded), when known."""
     return quality.QualityInputs(
         cqc_rating=provider.cqc_rating,
         local_risk=provider.local_risk,
         hand_backs_12m=provider.hand_backs_12m,
         cqc_inspected_on=inspected_on,
+        local_risk_reviewed_on=reviewed_on,
     )
 
 

@@ -45,7 +45,7 @@ from services.runtime.http import create_app
 from services.runtime.logging import get_logger
 from services.runtime.outbound import guarded_client
 from services.runtime.outbox import unit_of_work
-from services.runtime.reference import load_provider_seed
+from services.runtime.reference import load_provider_seed, load_quality_register_seed
 from services.runtime.sealing import reseal_column
 from services.runtime.service import Service
 from services.runtime.settings import ServiceSettings, load
@@ -104,7 +104,8 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, FastAPI]:
     async def seed(svc: Service) -> None:
         async with unit_of_work(svc.pool) as uow:
             added = await handlers.seed_registry(uow, load_provider_seed())
-        log.info("provider registry seeded", added=added)
+            started = await handlers.seed_quality_register(uow, load_quality_register_seed())
+        log.info("provider registry seeded", added=added, quality_register_started=started)
 
     @service.gauge_refreshers.append
     async def webhook_backlog(svc: Service) -> None:

@@ -1075,6 +1075,27 @@ async def _recorded(
     return event
 
 
+async def seed_quality_register(uow: UnitOfWork, entries: list[dict]) -> int:
+    """Start the register of each seeded provider that has no CQC location yet (quality-register.yaml):
+    its location id and the date of the rating its profile holds. Returns how many were started."""
+    started = 0
+    for entry in entries:
+        row = await repo.register_row(uow.conn, entry["provider_id"])
+        if row is None or row["cqc_location_id"] is not None:
+            continue
+        inspected = entry.get("cqc_inspected_on")
+        await uow.conn.execute(
+            """UPDATE quality_register SET cqc_location_id = $2, cqc_inspected_on = $3, cqc_source = 'seed'
+                WHERE provider_id = $1 AND NOT EXISTS (SELECT 1 FROM quality_register WHERE cqc_location_id = $2)""",
+            entry["provider_id"],
+            entry["cqc_location_id"],
+            dt.date.fromisoformat(str(inspected)) if inspected else None,
+        )
+        await _recorded(uow, entry["provider_id"], QualityChange.cqc_location, by="seed", at=now())
+        started += 1
+    return started
+
+
 async def record_cqc_rating(
     uow: UnitOfWork,
     provider_id: str,

@@ -201,3 +201,12 @@ def _parse_delegation(path: Path, mtime_ns: int) -> SchemeOfDelegation:
 @lru_cache(maxsize=4)
 def load_provider_seed(folder: Path | None = None) -> list[dict]:
     return yaml.safe_load((folder or reference_dir()).joinpath("providers.yaml").read_text())["providers"]
+
+
+def load_quality_register_seed(folder: Path | None = None) -> list[dict]:
+    """The quality register's starting entries (quality-register.yaml: provider id, CQC location id,
+    the rating's publication date); none when the folder has no such file."""
+    path = (folder or reference_dir()).joinpath("quality-register.yaml")
+    if not path.exists():
+        return []
+    return list(yaml.safe_load(path.read_text()).get("register") or [])
