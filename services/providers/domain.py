@@ -227,7 +227,7 @@ CQC_DATE_FORMATS = ("%d/%m/%Y", "%Y-%m-%d", "%d/%m/%Y - %H:%M", "%d-%b-%y", "%d 
 MAX_CQC_FILE_BYTES = 64 * 1024 * 1024  # the whole of England's directory is about 20 MB
 
 
-class CqcFileRefused(ValueError):
+class CqcFileRefused(Exception):
     """A file that is not a CQC care directory CSV at all (HTTP 422): nothing is read from it."""
 
 
