@@ -86,12 +86,12 @@ HEADER = "Location ID,Location Name,Location Type,Location Latest Overall Rating
 
 def test_a_directory_is_read_by_column_name_with_its_preamble():
     data = (
-        "Care directory with ratings\nPublished by CQC\n\n"
-        "Location Name,Publication Date,Location ID,Location Latest Overall Rating\n"
-        "Bluebell,03/10/2026,1-1000000001,Requires improvement\n"
-        "Somewhere else,01/02/2026,1-555,Good\n"
-        "New agency,,1-777,\n"
-    ).encode()
+        b"Care directory with ratings\nPublished by CQC\n\n"
+        b"Location Name,Publication Date,Location ID,Location Latest Overall Rating\n"
+        b"Bluebell,03/10/2026,1-1000000001,Requires improvement\n"
+        b"Somewhere else,01/02/2026,1-555,Good\n"
+        b"New agency,,1-777,\n"
+    )
     rows, refused = domain.read_cqc_csv(data)
     assert refused == []
     assert [(r.location_id, r.rating, r.published_on) for r in rows] == [
