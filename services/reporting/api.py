@@ -169,24 +169,25 @@ def to_parquet(columns: list[str], rows: list[asyncpg.Record]) -> bytes:
     return sink.getvalue()
 
 
+# The period of a report (module level: FastAPI resolves the annotations by name).
+From = Annotated[
+    str | None,
+    Query(
+        alias="from",
+        max_length=40,
+        description="A UK date (from its midnight) or an ISO date-time. Default: 12 weeks before the end.",
+    ),
+]
+To = Annotated[
+    str | None,
+    Query(alias="to", max_length=40, description="A UK date (that day included) or an ISO date-time. Default: now."),
+]
+
+
 def reports_router(service: Service) -> APIRouter:
     """Reports for commissioners (decision 0105), from the projection: no prices, no persons."""
     router = APIRouter(prefix="/reports", tags=["reports for commissioners"])
     framework = load_framework()
-    From = Annotated[
-        str | None,
-        Query(
-            alias="from",
-            max_length=40,
-            description="A UK date (from its midnight) or an ISO date-time. Default: 12 weeks before the end.",
-        ),
-    ]
-    To = Annotated[
-        str | None,
-        Query(
-            alias="to", max_length=40, description="A UK date (that day included) or an ISO date-time. Default: now."
-        ),
-    ]
 
     def period_of(start: str | None, end: str | None) -> domain.Period:
         try:
