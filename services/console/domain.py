@@ -24,6 +24,7 @@ class Role(StrEnum):
     head_of_service = "head_of_service"  # approves above-rate spending beyond the managers' limit
     ops = "ops"
     admin = "admin"
+    quality = "quality"  # the contracts and quality team: the provider quality and risk register
 
 
 class Permission(StrEnum):
@@ -32,6 +33,8 @@ class Permission(StrEnum):
     person = "person"  # the person's details on the package page
     operations = "operations"  # event stream, lag, dead letters, KPIs
     staff = "staff"  # staff accounts
+    quality = "quality"  # the provider quality and risk register: read, review, import CQC ratings
+    reports = "reports"  # the commissioners' reports (market share, declines, quality, coverage)
 
 
 BROKERAGE_TEAM = (Role.broker, Role.senior_broker, Role.manager, Role.head_of_service)
@@ -41,11 +44,17 @@ BROKERAGE_TEAM = (Role.broker, Role.senior_broker, Role.manager, Role.head_of_se
 # delegation) is the brokerage API's rule, applied to the role the console says it acts as.
 PERMISSIONS: dict[Role, frozenset[Permission]] = {
     **{role: frozenset({Permission.board, Permission.act, Permission.person}) for role in BROKERAGE_TEAM},
-    Role.ops: frozenset({Permission.board, Permission.operations}),
-    Role.admin: frozenset({Permission.board, Permission.operations, Permission.staff}),
+    Role.ops: frozenset({Permission.board, Permission.operations, Permission.reports}),
+    Role.admin: frozenset({Permission.board, Permission.operations, Permission.staff, Permission.reports}),
+    Role.quality: frozenset({Permission.quality, Permission.reports}),
 }
 
-HOME = {**{role: "/board" for role in BROKERAGE_TEAM}, Role.ops: "/ops", Role.admin: "/admin/staff"}
+HOME = {
+    **{role: "/board" for role in BROKERAGE_TEAM},
+    Role.ops: "/ops",
+    Role.admin: "/admin/staff",
+    Role.quality: "/quality",
+}
 
 # The identity provider's realm roles (services/runtime/permissions.py) as the console's roles,
 # in order of precedence: a session has one role, so someone with several gets the first here
@@ -57,6 +66,7 @@ IDP_ROLES: dict[str, Role] = {
     "broker": Role.broker,
     "council_admin": Role.admin,
     "operations": Role.ops,
+    "contracts_quality": Role.quality,
 }
 
 

@@ -88,7 +88,8 @@ class EdgeMiddleware:
         internal_port: int | None = None,
         uploads: dict[str, int] | None = None,
     ) -> None:
-        """``uploads``: paths that take a file (``text/csv``) and the most bytes each accepts."""
+        """``uploads``: paths that take a file (``text/csv``, or a form's ``multipart/form-data``) and
+        the most bytes each accepts."""
         self.app = app
         self.max_bytes = max_bytes
         self.content_types = content_types
@@ -137,9 +138,9 @@ class EdgeMiddleware:
         self, headers: Headers, receive: Receive, upload_bytes: int | None = None
     ) -> tuple[JSONResponse | None, Receive]:
         """(a problem response or None, a receive that hands the app the body already read).
-        ``upload_bytes``: the path takes a file (text/csv) of up to this many bytes."""
+        ``upload_bytes``: the path takes a file (text/csv or multipart/form-data) of up to this many bytes."""
         max_bytes = upload_bytes or self.max_bytes
-        content_types = self.content_types | ({"text/csv"} if upload_bytes else set())
+        content_types = self.content_types | ({"text/csv", "multipart/form-data"} if upload_bytes else set())
         too_large = _problem(413, f"request body larger than {max_bytes} bytes")
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > max_bytes):

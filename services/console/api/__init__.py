@@ -4,6 +4,7 @@
 - :mod:`.reviews`: the review queue and a package's review form (decision record 0088);
 - :mod:`.operations`: operations' live stream, lag, dead letters and KPIs;
 - :mod:`.admin`: staff accounts;
+- :mod:`.quality`: the contracts and quality team's register, CQC import and market reports;
 - :mod:`.portal`: the provider portal, on the providers service's provider-scoped API;
 
 and what they share: :mod:`.sign_in` (signing in and out, staff and providers), :mod:`.sessions`
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import APIRouter
 
-from services.console.api import admin, brokers, operations, portal, reviews, sign_in
+from services.console.api import admin, brokers, operations, portal, quality, reviews, sign_in
 from services.console.api.sessions import Sessions
 
 if TYPE_CHECKING:
@@ -33,6 +34,6 @@ def build_router(console: Console) -> APIRouter:
     sessions = Sessions(console)
     router = APIRouter(include_in_schema=False)
     # reviews before brokers: its POST /packages/{id}/funding before the brokers' /packages/{id}/{action}.
-    for pages in (sign_in, reviews, brokers, operations, admin, portal):
+    for pages in (sign_in, reviews, brokers, operations, admin, quality, portal):
         router.include_router(pages.router(console, sessions))
     return router

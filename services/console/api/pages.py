@@ -59,6 +59,9 @@ MENU = [
     (Permission.operations, "/ops/dead-letters", "Dead letters"),
     (Permission.operations, "/ops/kpis", "KPIs"),
     (Permission.staff, "/admin/staff", "Staff accounts"),
+    (Permission.quality, "/quality", "Quality register"),
+    (Permission.quality, "/quality/import", "Import CQC ratings"),
+    (Permission.reports, "/quality/reports", "Market reports"),
 ]
 PORTAL_MENU = [
     ("/portal/offers", "Offers"),
