@@ -19,8 +19,6 @@ REGISTRY = "providers.registry"
 CONFIRMATIONS = "notifications.confirmations"
 DEAD_LETTERS = "homecare.dead-letters"
 
-PARTITIONS = 6
-
 TOPIC_OF: dict[type[ev.Envelope], str] = {
     ev.PackageRequested: PACKAGES,
     ev.OfferMade: PACKAGES,

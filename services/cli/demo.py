@@ -6,12 +6,9 @@ import asyncio
 import statistics
 from collections import Counter, defaultdict
 
-import httpx
 import typer
-from rich.console import Console
 
 from services.cli import output
-from services.runtime.oidc_client import user_auth
 
 # The driver and the synthetic requests are imported where they are used: every `homecare`
 # command loads this module.
@@ -111,6 +108,11 @@ def demo(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON only"),
 ) -> None:
     """Request a batch of synthetic packages across all 14 zones and show how they were placed."""
+    import httpx
+    from rich.console import Console
+
+    from services.runtime.oidc_client import user_auth
+
     console = Console(stderr=True)  # progress only: stdout is the report's
     urls = {"brokerage": brokerage, "providers": providers, "notifications": notifications}
 

@@ -16,13 +16,13 @@ import json
 import os
 from typing import TYPE_CHECKING
 
-import httpx
 import typer
 
-from schemas import topics as contract
 from services.cli import output
-from services.runtime import clock, topics
-from services.runtime.settings import admin_settings
+from services.runtime import clock
+
+# The Kafka, HTTP and settings modules are imported by the commands that use them: `homecare`
+# starts in well under a second, so `homecare kpis` is mostly the reporting service's answer.
 
 if TYPE_CHECKING:
     from services.operations import streams
@@ -75,6 +75,8 @@ def _period_days(period: str) -> float:
 
 def reporting_kpis(url: str, params: dict[str, str]) -> dict:
     """``GET /kpis`` of the reporting service at ``url``; a refusal is printed and exits 1."""
+    import httpx
+
     from services.runtime.oidc_client import TokenError, user_auth
 
     try:
@@ -211,7 +213,10 @@ def tail(
     as_json: bool = typer.Option(False, "--json", help="JSON lines"),
 ) -> None:
     """Follow the event streams, one decoded line per event."""
+    from schemas import topics as contract
     from services.operations import streams
+    from services.runtime import topics
+    from services.runtime.settings import admin_settings
 
     names = [topics.resolve(t) for t in (topic or contract.ALL)]
     if journey or package:
@@ -243,6 +248,7 @@ def tail(
 def lag(as_json: bool = typer.Option(False, "--json", help="JSON only, instead of the report")) -> None:
     """Consumer lag per group and partition, with the age of the oldest unprocessed event."""
     from services.operations.lag import lag as lag_of
+    from services.runtime.settings import admin_settings
 
     rows = asyncio.run(lag_of(admin_settings().kafka_bootstrap_servers))
     if as_json:
@@ -295,6 +301,7 @@ dead_letters_app = typer.Typer(no_args_is_help=True, help="Messages the consumer
 def list_letters(as_json: bool = typer.Option(False, "--json", help="JSON lines only, one dead letter a line")) -> None:
     """Every dead letter, oldest first: its id, when, which consumer, its origin, the reason and error."""
     from services.operations import dead_letters
+    from services.runtime.settings import admin_settings
 
     letters = asyncio.run(dead_letters.read_all(admin_settings().kafka_bootstrap_servers))
     summaries = [dead_letters.summary(p, o, d) for p, o, d in letters]
@@ -333,6 +340,7 @@ def render_letters(summaries: list[dict], room: int) -> str:
 def show(letter_id: str = typer.Argument(..., help="partition:offset, as listed")) -> None:
     """One dead letter in full, as JSON."""
     from services.operations import dead_letters
+    from services.runtime.settings import admin_settings
 
     letters = {
         dead_letters.letter_id(p, o): d
@@ -350,6 +358,7 @@ def replay(
     """Republish the original bytes to the original topic; inboxes make it harmless to consumers that already
     applied it."""
     from services.operations import dead_letters
+    from services.runtime.settings import admin_settings
 
     try:
         replayed = asyncio.run(dead_letters.replay_letters(admin_settings().kafka_bootstrap_servers, letter_ids))
@@ -368,6 +377,7 @@ outbox_app = typer.Typer(no_args_is_help=True, help="Outbox rows Kafka refused f
 def outbox_parked(as_json: bool = typer.Option(False, "--json", help="JSON lines only, one row a line")) -> None:
     """Outbox rows Kafka refused for good, with the error and how many rows wait behind each."""
     from services.operations import outbox
+    from services.runtime.settings import admin_settings
 
     rows = asyncio.run(outbox.parked_rows(admin_settings().database_url))
     if as_json:
@@ -406,6 +416,7 @@ def render_parked(rows: list[dict], room: int) -> str:
 def outbox_retry(ids: list[str] = typer.Argument(..., help="ids of parked rows, as listed")) -> None:
     """Put parked rows back in the relay's queue, once the cause is fixed."""
     from services.operations import outbox
+    from services.runtime.settings import admin_settings
 
     try:
         done = asyncio.run(outbox.retry_rows(admin_settings().database_url, ids))
@@ -421,6 +432,7 @@ def outbox_discard(
 ) -> None:
     """Give parked rows up for good: their events are never published; the rows behind them go."""
     from services.operations import outbox
+    from services.runtime.settings import admin_settings
 
     try:
         done = asyncio.run(outbox.discard_rows(admin_settings().database_url, ids, by))

@@ -19,14 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-import yaml
-from rich.console import Console
 
 from services.cli import output
 from services.runtime import clock
-from services.runtime.reference import load_framework, load_provider_seed
-from services.simulator import report, simulation
-from services.simulator.variants import BUILT_IN, assignments, parameters_help, policy_from
 
 if TYPE_CHECKING:
     from services.simulator.recorded import History
@@ -73,6 +68,13 @@ def simulate(
 ) -> None:
     """Replay a year of synthetic county demand (or, with --replay, the council's recorded requests)
     through the brokerage's allocation rules, once per policy."""
+    import yaml
+    from rich.console import Console
+
+    from services.runtime.reference import load_framework, load_provider_seed
+    from services.simulator import report, simulation
+    from services.simulator.variants import BUILT_IN, assignments, parameters_help, policy_from
+
     if list_params:
         typer.echo(parameters_help())
         return
@@ -176,6 +178,8 @@ def simulate(
 def render(result: dict, room: int) -> str:
     """The policies side by side (:func:`services.simulator.report.rows`) as text at most ``room``
     characters wide: a column per policy where they fit, else each measure with a line per policy."""
+    from services.simulator import report
+
     columns = [output.Column("measure", wrap=True)]
     columns += [output.Column(name, right=True, wrap=True) for name in result["policies"]]
     return output.table(
@@ -266,6 +270,7 @@ def replay_bench(
     generated history recorded into a reporting projection of its own (a database of its own,
     dropped afterwards), then read, calibrated and replayed (services/bench/replay.py)."""
     from services.bench.replay import measure
+    from services.simulator import report
 
     figures, result = asyncio.run(measure(days, layers, jobs))
     out.mkdir(parents=True, exist_ok=True)

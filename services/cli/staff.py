@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import asyncpg
 import typer
+
+if TYPE_CHECKING:
+    import asyncpg
 
 app = typer.Typer(no_args_is_help=True, help="The web console's staff accounts.")
 

@@ -75,7 +75,12 @@ def bars(
             f'fill="{TEXT}">{_number(sum(values.values()))}{escape(unit)}</text>'
         )
     parts.append("</svg>")
-    return Markup("".join(parts))
+    # At 390 px the chart keeps a readable size and scrolls inside its box, as tables do (issue 19:
+    # shrunk to the phone's width, its 13 px labels were drawn at 6 px).
+    return Markup(
+        f'<div class="console-table-scroll console-chart-box" tabindex="0" role="region" '
+        f'aria-label="{escape(title)}, scrolls sideways">' + "".join(parts) + "</div>"
+    )
 
 
 def _describe(rows: list[tuple[str, dict[str, float]]], unit: str) -> str:

@@ -20,11 +20,14 @@ from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLS
 from schemas import topics
 from services.runtime import kafka_records
 from services.runtime import topics as runtime_topics
+from services.runtime.logging import get_logger
 from services.runtime.settings import SERVICES, ServiceSettings, SharedSettings, admin_settings
 
 kafka_records.install()  # every reader of this process gets past records whose header names are not UTF-8
 
 _SASL = {"SCRAM-SHA-512": SASLScram512, "SCRAM-SHA-256": SASLScram256, "PLAIN": SASLPlaintext}
+
+log = get_logger(__name__)
 
 
 def broker_security(settings: SharedSettings) -> BaseSecurity | None:
@@ -115,14 +118,19 @@ async def ensure_topics(
     security: dict | None = None,
     namespace: str | None = None,
     configs: dict[str, dict[str, str]] | None = None,
+    partitions: int | None = None,
 ) -> None:
-    """Create the system's topics with their partition count and configuration (``configs``,
-    default :func:`topic_configs` of the environment's settings), if missing; a topic that exists
-    is given that configuration (retention is a decision, not the broker's default).
+    """Create the system's topics with ``partitions`` partitions (default the KAFKA_PARTITIONS
+    setting) and their configuration (``configs``, default :func:`topic_configs` of the
+    environment's settings), if missing; a topic that exists is given that configuration
+    (retention is a decision, not the broker's default). A topic with other than ``partitions``
+    partitions is left as it is and said in the log: adding partitions moves keys between them
+    (decision 0115), so it is an operator's step, never a start-up side effect.
 
     On a secured cluster only the administrator may create topics (``homecare kafka acls``).
     """
     configs = configs or topic_configs(namespace=namespace)
+    partitions = partitions or SharedSettings().kafka_partitions
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **_security(security))
     await admin.start()
     try:
@@ -130,7 +138,7 @@ async def ensure_topics(
         missing = [
             NewTopic(
                 t,
-                num_partitions=topics.PARTITIONS,
+                num_partitions=partitions,
                 replication_factor=replication_factor,
                 topic_configs=configs.get(t, {}),
             )
@@ -142,6 +150,16 @@ async def ensure_topics(
                 await admin.create_topics(missing)
         # AlterConfigs replaces a topic's whole dynamic configuration: these are all of ours.
         present = [t for t in runtime_topics.all_topics(namespace) if t in existing]
+        if present:
+            for described in await admin.describe_topics(present):
+                count = len(described.get("partitions") or [])
+                if count and count != partitions:
+                    log.warning(
+                        "topic has another partition count than KAFKA_PARTITIONS; left as it is",
+                        topic=described.get("topic"),
+                        partitions=count,
+                        setting=partitions,
+                    )
         if present:
             for response in await admin.alter_configs(
                 [ConfigResource(ConfigResourceType.TOPIC, t, configs.get(t, {})) for t in present]

@@ -44,11 +44,30 @@ log = get_logger(__name__)
 
 T = TypeVar("T")
 
-BUCKETS = 16  # relay parallelism: at most this many relays can share the work usefully
+# Relay parallelism: at most this many relays can share the work usefully. The setting
+# OUTBOX_BUCKETS (services/runtime/settings.py) replaces the default when a service starts
+# (configure_buckets); every instance of a service must use the same count (decision 0115).
+DEFAULT_BUCKETS = 16
+BUCKETS = DEFAULT_BUCKETS
+
+
+def configure_buckets(count: int) -> None:
+    """Use ``count`` buckets in this process (from the OUTBOX_BUCKETS setting, 1-1024), before any
+    row is written or relayed."""
+    global BUCKETS
+    if not 1 <= count <= 1024:
+        raise ValueError(f"OUTBOX_BUCKETS must be 1 to 1024, not {count}")
+    BUCKETS = count
 
 
 def bucket_of(aggregate_id: str) -> int:
+    """The bucket of an aggregate's rows: its events keep their order because one relay at a
+    time publishes a bucket."""
     return zlib.crc32(aggregate_id.encode()) % BUCKETS
+
+
+class BucketCountMismatch(RuntimeError):
+    """The outbox holds rows, or live relays use a count, of another OUTBOX_BUCKETS."""
 
 
 OUTBOX_INSERT = """INSERT INTO outbox (id, aggregatetype, aggregateid, type, topic, payload, headers, bucket)
@@ -203,7 +222,8 @@ class Relay:
         self.relay_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.heartbeat_seconds = heartbeat_seconds
         self.relay_ttl_seconds = relay_ttl_seconds
-        self.share = BUCKETS  # how many buckets this relay claims; the first heartbeat sets it
+        self.buckets = BUCKETS  # this process's count (configure_buckets)
+        self.share = self.buckets  # how many buckets this relay claims; the first heartbeat sets it
         self.first_bucket = 0  # where its claim starts, so live relays prefer disjoint buckets
         self._beat_at = -math.inf
         self._stopping = asyncio.Event()
@@ -211,6 +231,21 @@ class Relay:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name=f"{self.service}-outbox-relay")
+
+    async def check_buckets(self) -> None:
+        """Refuse to relay with a bucket count other than the one the waiting rows were written
+        with: rows in a bucket past this count would never be claimed, and one aggregate's rows in
+        two buckets could be published by two relays out of order. Raises BucketCountMismatch,
+        saying what to do."""
+        stranded = await self.pool.fetchval(
+            "SELECT count(*) FROM outbox WHERE published_at IS NULL AND bucket >= $1", self.buckets
+        )
+        if stranded:
+            raise BucketCountMismatch(
+                f"{stranded} unpublished outbox row(s) of {self.service} are in buckets beyond OUTBOX_BUCKETS="
+                f"{self.buckets}: start the service with the count they were written with, let the outbox "
+                "drain, stop every instance, then change it (docs/guide/kubernetes.md)"
+            )
 
     async def stop(self) -> None:
         """Finish the batch in hand, then return; the other relays take this one's share at
@@ -227,17 +262,32 @@ class Relay:
         counts no more, so the others take over its buckets within that time (or at once when it
         stopped cleanly). Rows of relays gone for long are deleted."""
         rows = await self.pool.fetch(
-            """WITH beat AS (INSERT INTO outbox_relays (relay_id) VALUES ($1)
-                             ON CONFLICT (relay_id) DO UPDATE SET seen_at = now()),
+            """WITH beat AS (INSERT INTO outbox_relays (relay_id, buckets) VALUES ($1, $3)
+                             ON CONFLICT (relay_id) DO UPDATE SET seen_at = now(), buckets = $3),
                     gone AS (DELETE FROM outbox_relays WHERE seen_at < now() - make_interval(secs => $2::float8 * 10))
-               SELECT relay_id FROM outbox_relays WHERE seen_at >= now() - make_interval(secs => $2::float8)
-               UNION SELECT $1 ORDER BY 1""",
+               SELECT relay_id, buckets FROM outbox_relays
+                WHERE seen_at >= now() - make_interval(secs => $2::float8) AND relay_id <> $1
+               UNION SELECT $1, $3 ORDER BY 1""",
             self.relay_id,
             self.relay_ttl_seconds,
+            self.buckets,
         )
         live = [r["relay_id"] for r in rows]
-        self.share = math.ceil(BUCKETS / len(live))
-        self.first_bucket = (live.index(self.relay_id) * self.share) % BUCKETS
+        others = sorted({r["buckets"] for r in rows if r["buckets"] is not None and r["buckets"] != self.buckets})
+        if others:
+            # Two counts at once would put one aggregate's rows in two buckets (out of order):
+            # this relay publishes nothing until every live relay uses the same count.
+            self.share = 0
+            metrics.OUTBOX_RELAY_SHARE.labels(self.service).set(0)
+            log.error(
+                "outbox relays disagree on OUTBOX_BUCKETS; this relay publishes nothing until they agree",
+                buckets=self.buckets,
+                others=others,
+            )
+            self._beat_at = asyncio.get_running_loop().time()
+            return
+        self.share = math.ceil(self.buckets / len(live))
+        self.first_bucket = (live.index(self.relay_id) * self.share) % self.buckets
         metrics.OUTBOX_RELAY_SHARE.labels(self.service).set(self.share)
         self._beat_at = asyncio.get_running_loop().time()
 
@@ -280,7 +330,7 @@ class Relay:
                                        ORDER BY (b - $2 + $1) % $1 OFFSET 0) o
                         WHERE pg_try_advisory_xact_lock(hashtext(current_schema() || ':outbox'), b)
                         LIMIT $3) claimed""",
-                BUCKETS,
+                self.buckets,
                 self.first_bucket,
                 self.share,
             )

@@ -20,7 +20,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from fastapi import FastAPI
 
 from schemas.topics import CONSUMED_BY
-from services.runtime import clock, metrics
+from services.runtime import clock, metrics, outbox
 from services.runtime import logging as runtime_logging
 from services.runtime import topics as runtime_topics
 from services.runtime.consumer import EventConsumer
@@ -60,6 +60,7 @@ class Service:
         for problem in problems:
             log.warning("unsafe configuration, accepted in development only", problem=problem)
         self.secrets = settings.secret_box()
+        outbox.configure_buckets(settings.outbox_buckets)  # before any row is written (decision 0115)
         # Its own access tokens for calling another service (client credentials), if configured.
         self.client_auth = service_account(settings)
         # events=False: a process that neither consumes nor publishes (the web console): no relay
@@ -148,6 +149,7 @@ class Service:
                 retention_seconds=s.outbox_retention_seconds,
                 topic_exists=self.topic_exists,
             )
+            await self.relay.check_buckets()  # rows written with another OUTBOX_BUCKETS: refuse, saying why
             self.relay.start()
         self._tasks = [
             asyncio.create_task(self._guard(task), name=task.__name__)
@@ -165,6 +167,7 @@ class Service:
                         self.settings.kafka_bootstrap_servers,
                         self.settings.kafka_replication_factor,
                         configs=topic_configs(self.settings),
+                        partitions=self.settings.kafka_partitions,
                     )
                 await self.broker.start()
                 return

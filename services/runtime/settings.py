@@ -135,6 +135,15 @@ class SharedSettings(BaseSettings):
 
     kafka_bootstrap_servers: str = LOCAL_KAFKA
     kafka_replication_factor: int = 1
+    # Partitions of each topic, set where a topic is created: the most instances of one service
+    # that consume at once (an instance beyond it waits as a standby). Kafka can add partitions
+    # but never remove them, and adding them moves keys, so a package's events could be read out
+    # of order while the old partitions drain: choose it before the first start (decision 0115,
+    # docs/guide/kubernetes.md).
+    kafka_partitions: int = Field(default=6, ge=1, le=1000)
+    # The outbox's buckets: the most relays of one service that publish at once (decision 0081).
+    # Every instance of a service must use the same count; change it with all of them stopped.
+    outbox_buckets: int = Field(default=16, ge=1, le=1024)
     # How long each topic keeps its records (retention.ms), set on the topic where it is created
     # and by `homecare kafka acls` (docs/guide/retention.md, docs/decisions/0080). The decision log
     # of a package - its lifecycle and the providers' answers - and the confirmations default to

@@ -166,6 +166,12 @@ class Pages:
                 ".slice(0, 5).map(e => e.tagName + '.' + e.className)]"
             )
             assert widths[0] <= widths[1], f"{name} scrolls sideways at 390 px: {widths}"
+            # Charts keep their labels readable (13 px drawn at 10 px or more): they scroll in their box.
+            scales = await page.evaluate(
+                "[...document.querySelectorAll('svg.console-chart')]"
+                ".map(s => s.getBoundingClientRect().width / s.viewBox.baseVal.width)"
+            )
+            assert all(13 * scale >= 10 for scale in scales), f"{name}: charts drawn at {scales} of their size"
             await self.check(page, f"{name}-390")
         finally:
             await page.set_viewport_size({"width": 1280, "height": 900})

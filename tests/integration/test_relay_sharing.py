@@ -85,3 +85,34 @@ async def test_a_relay_claims_no_bucket_another_holds(pool):
         assert len(held) == BUCKETS
         await b.heartbeat()
         assert await claims_at_once(pool, b) == [[]]
+
+
+async def test_a_relay_with_another_bucket_count_publishes_nothing_until_the_relays_agree(pool):
+    """Two OUTBOX_BUCKETS at once would put one package's rows in two buckets, published by two
+    relays out of order (decision 0115): the relay that sees another count claims nothing."""
+    a, b = relay(pool, ttl=0.5), relay(pool, ttl=0.5)
+    b.buckets = 8
+    for r in (a, b, a):
+        await r.heartbeat()
+    assert (a.share, b.share) == (0, 0)
+    assert await claims_at_once(pool, a, b) == [[], []]
+    await asyncio.sleep(0.7)  # b is gone: a is alone with its count again
+    await a.heartbeat()
+    assert a.share == BUCKETS
+
+
+async def test_a_relay_refuses_to_start_over_rows_written_with_more_buckets(pool):
+    import uuid
+
+    from services.runtime.outbox import OUTBOX_INSERT, BucketCountMismatch
+
+    row = uuid.uuid4()
+    await pool.execute(OUTBOX_INSERT, row, "package", "p-1", "PackageRequested", "t", "{}", "{}", BUCKETS - 1)
+    try:
+        fewer = relay(pool)
+        fewer.buckets = BUCKETS // 2
+        with pytest.raises(BucketCountMismatch, match=r"1 unpublished outbox row\(s\).*OUTBOX_BUCKETS=8"):
+            await fewer.check_buckets()
+        await relay(pool).check_buckets()  # the count the row was written with: fine
+    finally:
+        await pool.execute("DELETE FROM outbox WHERE id = $1", row)

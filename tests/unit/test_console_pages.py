@@ -489,3 +489,46 @@ def test_the_funding_form_becomes_the_apis_body():
         "periods": [{"effective_from": "", "funder": "council"}],
         "top_up_paid_by": "person",
     }
+
+
+def test_a_round_lists_who_was_not_offered_and_why_from_the_apis_map():
+    """The API gives a round's exclusions as provider -> reasons; the page once showed "(-)" for each."""
+    excluded = {
+        "bluebell-care": ["does not serve zone melton"],
+        "oak-care": ["capacity 2 h/week free", "lacks skills: x"],
+    }
+    round_ = {"offer_round": 1, "tier": "prime", "provider_ids": ["acorn-care"], "outcome": "settled", "answers": []}
+    html = unescape(render("broker", offer_rounds=[round_ | {"excluded": excluded}]))
+    assert (
+        "Not offered: bluebell-care (does not serve zone melton); oak-care (capacity 2 h/week free; lacks skills: x)"
+        in html
+    )
+    assert "(-)" not in html
+
+
+def test_the_timeline_shows_details_in_words_never_json():
+    timeline = [
+        {
+            "at": "2026-07-01T08:30:00+00:00",
+            "stage": "package_changed",
+            "detail": {
+                "effective_date": "2026-07-06",
+                "visits": {"calls_per_day": 2, "carers_per_call": 1},
+                "needs": ["personal_care", "medication"],
+                "discussed_with_person": True,
+                "decided_at": "2026-07-01T08:30:00+00:00",
+                "empty": None,
+            },
+        }
+    ]
+    html = unescape(render("broker", timeline=timeline))
+    line = html.split('id="timeline"')[1].split('class="govuk-body-s">')[1].split("</span>")[0]
+    assert not set(line) & set('{}[]"')
+    assert "effective date Monday 6 July 2026" in line
+    assert "visits calls per day 2; carers per call 1" in line
+    assert "needs personal care, medication" in line
+    assert "discussed with person yes" in line
+    assert (
+        "decided at 1 July 2026 09:30 BST" in line or "decided at Wed 1 Jul 2026 09:30 BST" in line or "09:30" in line
+    )
+    assert "empty" not in line

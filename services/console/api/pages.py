@@ -41,7 +41,35 @@ def _day(value: Any) -> str:
     return f"{day:%A} {day.day} {day:%B %Y}"
 
 
+def _value_words(key: str, value: Any) -> str:
+    """One value of a timeline entry's detail in people's words: timestamps (``*_at``) in UK
+    local time, business dates (``*_date``, ``*_on``) as days, lists joined, nested records as
+    "name value" pairs - never JSON (issue 19: the timeline showed raw JSON)."""
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ", ".join(_value_words(key, v) for v in value) or "-"
+    if isinstance(value, dict):
+        return "; ".join(f"{str(k).replace('_', ' ')} {_value_words(str(k), v)}" for k, v in value.items()) or "-"
+    if key.endswith("_at"):
+        return _when(value)
+    if key.endswith(("_date", "_on")):
+        return _day(value)
+    return str(value).replace("_", " ") if isinstance(value, str) else str(value)
+
+
+def _detail(detail: Any) -> str:
+    """A timeline entry's detail (``| detail``): its non-empty items as "name value" pairs."""
+    if not isinstance(detail, dict):
+        return _value_words("", detail)
+    items = [(k, v) for k, v in detail.items() if v not in (None, "", [], {})]
+    return ", ".join(f"{str(k).replace('_', ' ')} {_value_words(str(k), v)}" for k, v in items)
+
+
 TEMPLATES.env.filters["when"] = _when
+TEMPLATES.env.filters["detail"] = _detail
 TEMPLATES.env.filters["day"] = _day
 TEMPLATES.env.filters["words"] = lambda v: str(v or "-").replace("_", " ")
 TEMPLATES.env.filters["reason"] = lambda v: reason_words(str(v)) if v else "-"

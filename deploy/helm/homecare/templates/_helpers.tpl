@@ -45,6 +45,10 @@ app.kubernetes.io/name: {{ .name }}
   value: {{ .Values.kafka.securityProtocol | quote }}
 - name: KAFKA_SASL_MECHANISM
   value: {{ .Values.kafka.saslMechanism | quote }}
+- name: KAFKA_PARTITIONS
+  value: {{ .Values.kafka.partitions | quote }}
+- name: OUTBOX_BUCKETS
+  value: {{ .Values.outboxBuckets | quote }}
 - name: DATABASE_URL
   value: {{ .Values.postgresql.url | quote }}
 - name: OIDC_ISSUER

@@ -1,0 +1,40 @@
+"""The partition and bucket counts are settings with limits (issue 22, decision 0115)."""
+
+import pydantic
+import pytest
+
+from services.runtime import outbox
+from services.runtime.settings import SharedSettings
+
+
+def test_the_counts_default_to_six_partitions_and_sixteen_buckets(monkeypatch):
+    monkeypatch.delenv("KAFKA_PARTITIONS", raising=False)
+    monkeypatch.delenv("OUTBOX_BUCKETS", raising=False)
+    settings = SharedSettings()
+    assert (settings.kafka_partitions, settings.outbox_buckets) == (6, 16)
+
+
+def test_the_counts_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("KAFKA_PARTITIONS", "12")
+    monkeypatch.setenv("OUTBOX_BUCKETS", "64")
+    settings = SharedSettings()
+    assert (settings.kafka_partitions, settings.outbox_buckets) == (12, 64)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("KAFKA_PARTITIONS", "0"), ("OUTBOX_BUCKETS", "0"), ("OUTBOX_BUCKETS", "2000")]
+)
+def test_a_count_outside_its_limits_is_refused_naming_the_setting(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(pydantic.ValidationError, match=name.lower()):
+        SharedSettings()
+
+
+def test_rows_are_spread_over_the_configured_buckets():
+    try:
+        outbox.configure_buckets(4)
+        assert {outbox.bucket_of(f"package-{i}") for i in range(200)} == {0, 1, 2, 3}
+        with pytest.raises(ValueError, match="1 to 1024"):
+            outbox.configure_buckets(0)
+    finally:
+        outbox.configure_buckets(outbox.DEFAULT_BUCKETS)
