@@ -774,7 +774,7 @@ async def register_view(service: Service, provider_id: str) -> dict[str, Any]:
 def quality_router(service: Service) -> APIRouter:
     """The register's routes: read by those who follow the work, changed by contracts and quality."""
     router = APIRouter(tags=["quality register"])
-    missing = {404: {"description": "No such provider"}}
+    missing: dict[int | str, dict[str, Any]] = {404: {"description": "No such provider"}}
 
     @router.get("/quality/register", summary="Every provider's quality and risk register, with its score")
     async def whole_register() -> list[dict]:

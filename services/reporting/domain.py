@@ -270,7 +270,7 @@ RURAL_BANDS = ("rural", "isolated")
 INTERVALS = ("week", "month")
 
 
-def market_share_report(rows: Iterable[Mapping[str, Any]], framework: Framework) -> dict[str, Any]:
+def market_share_report(rows: Iterable[Any], framework: Framework) -> dict[str, Any]:
     """Per zone and UK period (week or month, by its first day): each provider's placements, hours
     and share of the hours (percent), and the HHI (0-10,000; above 2,500 is highly concentrated by
     the usual competition-authority reading). Zones are the framework's, plus any since re-drawn."""
@@ -306,7 +306,7 @@ def market_share_report(rows: Iterable[Mapping[str, Any]], framework: Framework)
     return {"zones": zones}
 
 
-def decline_mix_report(rows: Iterable[Mapping[str, Any]], framework: Framework) -> dict[str, Any]:
+def decline_mix_report(rows: Iterable[Any], framework: Framework) -> dict[str, Any]:
     """Per provider: answers and declines by band and by rurality (the zone's size), decline reasons,
     and ``rural_minus_town_decline_points``: its decline rate on rural and isolated packages less
     its rate on urban and fringe ones, in percentage points (None without answers in both)."""
@@ -345,12 +345,12 @@ def cherry_picking_signal(by_band: Mapping[str, Mapping[str, int]]) -> float | N
     return None if rural is None or town is None else round(rural - town, 1)
 
 
-def provider_quality_report(rows: Iterable[Mapping[str, Any]], start: dt.datetime) -> dict[str, Any]:
+def provider_quality_report(rows: Iterable[Any], start: dt.datetime) -> dict[str, Any]:
     """Per provider (highest risk, then lowest score first): the register now (its latest change
     before the period's end) and at the period's start, the score's change over the period
     (``trend``: up, down, level, or new when nothing was recorded before it) and each change in it."""
-    latest: dict[str, Mapping[str, Any]] = {}
-    at_start: dict[str, Mapping[str, Any]] = {}
+    latest: dict[str, Any] = {}
+    at_start: dict[str, Any] = {}
     changes: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         latest[r["provider_id"]] = r
@@ -387,9 +387,7 @@ def provider_quality_report(rows: Iterable[Mapping[str, Any]], start: dt.datetim
     return {"providers": out}
 
 
-def coverage_gaps_report(
-    serving: Iterable[Mapping[str, Any]], willing: Iterable[Mapping[str, Any]], framework: Framework
-) -> dict[str, Any]:
+def coverage_gaps_report(serving: Iterable[Any], willing: Iterable[Any], framework: Framework) -> dict[str, Any]:
     """Per zone of the framework: the active providers serving it and those that bid for a package
     in it during the period; ``gap`` when fewer than two were willing (each zone should have at
     least two providers: 004:970)."""

@@ -329,7 +329,10 @@ async def apply(conn: Connection, events: list[Event]) -> None:
     folded: dict[uuid.UUID, dict[str, Any]] = {}
     for event in events:
         # An event a table already held added to its package's row when it was first applied.
-        if isinstance(event, ProviderUpdated) or (type(event) in ROWS and event.event_id not in new):
+        # A provider's events belong to no package's row.
+        if isinstance(event, ProviderUpdated | ProviderQualityRecorded) or (
+            type(event) in ROWS and event.event_id not in new
+        ):
             continue
         new.discard(event.event_id)  # the same event twice among these: folded once
         if values := package_values(event):

@@ -69,10 +69,10 @@ async def test_reports_agree_with_the_events(reporting):  # noqa: F811
     # Market share: hours per provider per zone per UK week, and the HHI of those shares.
     placed = [e for e in events if isinstance(e, PackagePlaced)]
     assert placed
-    hours: dict[tuple[str, str], Counter] = defaultdict(Counter)
-    for e in placed:
-        week = clock.uk_date(e.placed_at) - dt.timedelta(days=clock.uk_date(e.placed_at).weekday())
-        hours[(e.zone, week.isoformat())][e.provider_id] += float(e.hours_per_week)
+    hours: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for p in placed:
+        day = clock.uk_date(p.placed_at)
+        hours[(p.zone, (day - dt.timedelta(days=day.weekday())).isoformat())][p.provider_id] += float(p.hours_per_week)
     for (zone, week), by_provider in hours.items():
         [row] = [p for p in share["zones"][zone] if p["period"] == week]
         assert row["hhi"] == shares_and_hhi(by_provider)[1]
@@ -83,11 +83,11 @@ async def test_reports_agree_with_the_events(reporting):  # noqa: F811
     zone_of = {e.package_id: e.package.zone for e in events if isinstance(e, PackageRequested)}
     answers: dict[str, Counter] = defaultdict(Counter)
     declines: dict[str, Counter] = defaultdict(Counter)
-    for e in events:
-        if isinstance(e, BidSubmitted | OfferDeclined):
-            answers[e.provider_id][band_of[e.package_id]] += 1
-            if isinstance(e, OfferDeclined):
-                declines[e.provider_id][band_of[e.package_id]] += 1
+    for answer in events:
+        if isinstance(answer, BidSubmitted | OfferDeclined):
+            answers[answer.provider_id][band_of[answer.package_id]] += 1
+            if isinstance(answer, OfferDeclined):
+                declines[answer.provider_id][band_of[answer.package_id]] += 1
     assert any(declines.values())
     for pid, by_band in answers.items():
         got = mix["providers"][pid]["by_band"]
@@ -101,9 +101,9 @@ async def test_reports_agree_with_the_events(reporting):  # noqa: F811
 
     # Coverage: the providers that bid in each zone in the period; a gap under two.
     willing: dict[str, set[str]] = defaultdict(set)
-    for e in events:
-        if isinstance(e, BidSubmitted):
-            willing[zone_of[e.package_id]].add(e.provider_id)
+    for bid in events:
+        if isinstance(bid, BidSubmitted):
+            willing[zone_of[bid.package_id]].add(bid.provider_id)
     for zone in framework.zones:
         assert gaps["zones"][zone]["willing_providers"] == sorted(willing.get(zone, ()))
         assert gaps["zones"][zone]["gap"] == (len(willing.get(zone, ())) < 2)
