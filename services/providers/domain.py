@@ -15,6 +15,7 @@ import hmac
 import io
 import re
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
@@ -259,9 +260,14 @@ def parse_cqc_date(text: str) -> dt.date:
     raise ValueError(f"{text!r} is not a date (dd/mm/yyyy)")
 
 
-def read_cqc_csv(data: bytes) -> tuple[list[CqcRow], list[CqcRowRefused]]:
+def read_cqc_csv(
+    data: bytes, only: Collection[str] | None = None, ignored: list[int] | None = None
+) -> tuple[list[CqcRow], list[CqcRowRefused]]:
     """The rows of a CQC care directory CSV (UTF-8, with or without a BOM; the header may follow a
-    few lines of preamble): each row read, or refused with the column at fault and why. Raises
+    few lines of preamble): each row read, or refused with the column at fault and why. ``only``:
+    the locations wanted (the framework's); a row of another well-formed location id is not read
+    further, only counted in ``ignored`` (a one-item list, added to) - the directory lists all of
+    England, and a flaw in someone else's row is not the council's to refuse. Raises
     :class:`CqcFileRefused` when the file is too large, not text, or has no header with the
     location id, rating and publication date columns."""
     if len(data) > MAX_CQC_FILE_BYTES:
@@ -300,6 +306,10 @@ def read_cqc_csv(data: bytes) -> tuple[list[CqcRow], list[CqcRowRefused]]:
         if not CQC_LOCATION_ID.match(location):
             name = header[columns["location_id"]]
             refused.append(CqcRowRefused(offset, location, name, f"{location!r} is not a CQC location id (1-...)"))
+            continue
+        if only is not None and location not in only:
+            if ignored is not None:
+                ignored[0] += 1
             continue
         rating = CQC_RATINGS.get(" ".join(cell("rating").lower().split()))
         if rating is None:

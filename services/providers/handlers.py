@@ -1347,9 +1347,10 @@ async def import_cqc(uow: UnitOfWork, data: bytes, *, by: str, file_name: str = 
     nothing: when any row is refused (a bad location id, rating or date, a location rated twice
     differently, a rating older than the one held) nothing is changed and the report lists the
     refused rows with the column and the problem. Rows of locations not on the framework are
-    counted, not refused. Raises domain.CqcFileRefused for a file with no CQC header (HTTP 422)."""
-    rows, unreadable = domain.read_cqc_csv(data)
+    counted and not read further. Raises domain.CqcFileRefused for a file with no CQC header (HTTP 422)."""
     register = await repo.register_by_location(uow.conn)
+    ignored = [0]
+    rows, unreadable = domain.read_cqc_csv(data, only=register.keys(), ignored=ignored)
     changes, conflicts, unchanged = domain.cqc_changes(rows, register)
     refused = sorted(unreadable + conflicts, key=lambda r: r.line)
     import_id = uuid.uuid4()
@@ -1392,13 +1393,13 @@ async def import_cqc(uow: UnitOfWork, data: bytes, *, by: str, file_name: str = 
     result = CqcImport(
         import_id=import_id,
         applied=applied,
-        rows=len(rows) + len(unreadable),
+        rows=len(rows) + len(unreadable) + ignored[0],
         changed=changed,
         unchanged=sorted(unchanged),
         refused=[
             {"line": r.line, "cqc_location_id": r.location_id, "field": r.field, "problem": r.problem} for r in refused
         ],
-        not_on_the_framework=sum(1 for r in rows if r.location_id not in register),
+        not_on_the_framework=ignored[0],
     )
     if not dry_run:
         # The attempt is kept either way: a refused file's report can be read again later.

@@ -151,3 +151,12 @@ def test_changes_match_framework_locations_only_and_refuse_conflicts_and_older_r
     ]
     assert unchanged == ["b-care"]
     assert sorted((r.location_id, r.line) for r in refused) == [("1-3", 4), ("1-3", 5), ("1-4", 6)]
+
+
+def test_only_the_frameworks_locations_are_read_past_their_id():
+    """The directory lists all of England: a flaw in another location's rating or date refuses nothing."""
+    data = (HEADER + "1-1,A,Homecare,Good,03/10/2026\n1-2,B,Homecare,Brilliant,never\nX,C,Homecare,Good,\n").encode()
+    ignored = [0]
+    rows, refused = domain.read_cqc_csv(data, only={"1-1"}, ignored=ignored)
+    assert [r.location_id for r in rows] == ["1-1"] and ignored == [1]
+    assert [(r.line, r.field) for r in refused] == [(4, "Location ID")]  # a malformed id is still a broken file
