@@ -8,7 +8,6 @@ that every read of them is a deliberate one.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import re
 import uuid
@@ -17,7 +16,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal, get_args
 
 import asyncpg
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.events import PackageSpec, VisitPattern
@@ -40,7 +39,7 @@ from schemas.vocabulary import (
 )
 from services.brokerage import domain, explanation, handlers
 from services.brokerage import repository as repo
-from services.runtime import clock, identifiers, permissions
+from services.runtime import clock, idempotency, identifiers, permissions
 from services.runtime.auth import Principal, principal_of
 from services.runtime.db import fetch_one
 from services.runtime.http import ProblemError
@@ -473,50 +472,49 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
         response_model=PackageCreated,
         summary="Request a home care package",
         responses={
-            200: {"description": "The same request again (same Idempotency-Key): the package it created"},
-            409: {"description": "The Idempotency-Key was used before for a different request"},
+            200: {
+                "description": "The same request again (same Idempotency-Key, same broker): the package it created, "
+                "with `Idempotent-Replayed: true`"
+            },
         },
     )
     async def create_package(
         request: PackageRequest,
         response: Response,
         caller: Caller,
-        idempotency_key: Annotated[
-            str | None,
-            Header(
-                max_length=200,
-                description="Makes retries safe: a request sent again with the same key returns the package it created",
-            ),
-        ] = None,
+        idempotency_key: idempotency.IdempotencyKey = None,
     ) -> PackageCreated:
+        """Store a package request and offer it to the first tier (201). With an ``Idempotency-Key``
+        (services/runtime/idempotency.py, decision 0094: one rule in every service), the same
+        request from the same caller within 7 days returns the package it created (200), and the
+        key with another request is a 422 naming the header."""
         _validate_against_framework(request, rules)
         spec = PackageSpec.model_validate(request.model_dump(exclude={"person"}))
-        fingerprint = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
+        request_hash = idempotency.fingerprint("POST /packages", request)
+
+        async def requested(uow: UnitOfWork) -> dict[str, Any]:
+            package_id, status = await handlers.request_package(
+                uow, rules, spec=spec, person=request.person.model_dump(), requested_by=caller.actor
+            )
+            return {"package_id": str(package_id), "status": status}
+
         try:
-            package_id, status = await run_in_unit_of_work(
+            created, replayed = await run_in_unit_of_work(
                 service.pool,
-                lambda uow: handlers.request_package(
-                    uow,
-                    rules,
-                    spec=spec,
-                    person=request.person.model_dump(),
-                    requested_by=caller.actor,
-                    idempotency=(idempotency_key, fingerprint) if idempotency_key else None,
+                lambda uow: idempotency.once(
+                    uow.conn,
+                    scope=caller.actor,
+                    key=idempotency_key,
+                    request_hash=request_hash,
+                    command=lambda: requested(uow),
                 ),
             )
-        except asyncpg.UniqueViolationError:
-            row = await service.pool.fetchrow("SELECT * FROM packages WHERE idempotency_key = $1", idempotency_key)
-            if row is None:
-                raise
-            if row["request_hash"] != fingerprint:
-                raise ProblemError(
-                    422,
-                    "this Idempotency-Key was already used for a different request",
-                    field="Idempotency-Key",
-                    code="idempotency-key-reused",
-                ) from None
+        except idempotency.KeyReused as exc:
+            raise ProblemError(422, str(exc), field=idempotency.HEADER, code="idempotency-key-reused") from None
+        if replayed:
             response.status_code = 200
-            package_id, status = row["package_id"], row["status"]
+            response.headers[idempotency.REPLAYED_HEADER] = "true"
+        package_id, status = uuid.UUID(created["package_id"]), created["status"]
         return PackageCreated(
             package_id=package_id,
             status=status,
@@ -609,7 +607,7 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
             field = refusal.field
             if prefixes and exc.step in prefixes and field not in ("status", "change") and "." not in field:
                 field = prefixes[exc.step] + field
-            code = "action-not-allowed" if refusal.status == 409 else None
+            code = "action-not-allowed" if refusal.status == 409 else refusal.code
             raise ProblemError(refusal.status, refusal.message, field=field, code=code) from None
         except handlers.ActionRefused as exc:
             raise ProblemError(409, str(exc), code="action-not-allowed") from None

@@ -457,11 +457,13 @@ class DateLimits:
 @dataclass(frozen=True)
 class Refusal:
     """Why an action on a running package is refused: HTTP ``status`` (409 the package's state,
-    422 a date), the request ``field`` at fault, and the words."""
+    422 a date), the request ``field`` at fault, the words, and for a 422 the problem ``code``
+    (services/runtime/problems.py TYPES) a program - the console - tells refusals apart by."""
 
     status: int
     field: str
     message: str
+    code: str | None = None
 
 
 def _status_refusal(action: str, status: str) -> Refusal | None:
@@ -478,11 +480,15 @@ _PAST = {"end": "ended", "pause": "paused", "resume": "resumed", "change": "chan
 
 def _date_refusal(field: str, day: dt.date, today: dt.date, limits: DateLimits, *, future: bool) -> Refusal | None:
     if day < today - dt.timedelta(days=limits.backdate_days):
-        return Refusal(422, field, f"{day} is more than {limits.backdate_days} days ago (dates are UK dates)")
+        return Refusal(
+            422, field, f"{day} is more than {limits.backdate_days} days ago (dates are UK dates)", "date-too-far-back"
+        )
     if not future and day > today:
-        return Refusal(422, field, f"{day} is in the future (dates are UK dates)")
+        return Refusal(422, field, f"{day} is in the future (dates are UK dates)", "date-in-future")
     if day > today + dt.timedelta(days=limits.ahead_days):
-        return Refusal(422, field, f"{day} is more than {limits.ahead_days} days ahead (dates are UK dates)")
+        return Refusal(
+            422, field, f"{day} is more than {limits.ahead_days} days ahead (dates are UK dates)", "date-too-far-ahead"
+        )
     return None
 
 
@@ -494,7 +500,9 @@ def ending_refusal(
     started, within the limits either side of today. None when it may."""
     refusal = _status_refusal("end", status)
     if refusal is None and started_on is not None and effective_date < started_on:
-        refusal = Refusal(422, "effective_date", f"{effective_date} is before the care started on {started_on}")
+        refusal = Refusal(
+            422, "effective_date", f"{effective_date} is before the care started on {started_on}", "date-before-start"
+        )
     return refusal or _date_refusal("effective_date", effective_date, today, limits, future=True)
 
 
@@ -505,7 +513,9 @@ def pause_refusal(
     not before care started, not in the future (it is recorded when it happens), not too long ago."""
     refusal = _status_refusal("pause", status)
     if refusal is None and started_on is not None and paused_on < started_on:
-        refusal = Refusal(422, "paused_on", f"{paused_on} is before the care started on {started_on}")
+        refusal = Refusal(
+            422, "paused_on", f"{paused_on} is before the care started on {started_on}", "date-before-start"
+        )
     return refusal or _date_refusal("paused_on", paused_on, today, limits, future=False)
 
 
@@ -516,7 +526,9 @@ def resume_refusal(
     before the pause began, within the limits either side of today (a discharge may be planned)."""
     refusal = _status_refusal("resume", status)
     if refusal is None and paused_on is not None and resumed_on < paused_on:
-        refusal = Refusal(422, "resumed_on", f"{resumed_on} is before the pause began on {paused_on}")
+        refusal = Refusal(
+            422, "resumed_on", f"{resumed_on} is before the pause began on {paused_on}", "date-before-pause"
+        )
     return refusal or _date_refusal("resumed_on", resumed_on, today, limits, future=True)
 
 
@@ -578,18 +590,23 @@ def change_refusal(
         return Refusal(409, "change", "a change to this package is already awaiting its provider's answer")
     mismatch = hours_mismatch(changed.hours_per_week, changed.visits)
     if mismatch is not None:
-        return Refusal(422, "hours_per_week", mismatch)
+        return Refusal(422, "hours_per_week", mismatch, "hours-mismatch")
     if changed == previous:
-        return Refusal(422, "visits", "the change leaves the hours, visit pattern and needs as they are")
+        return Refusal(
+            422, "visits", "the change leaves the hours, visit pattern and needs as they are", "change-changes-nothing"
+        )
     if is_reduction(previous, changed) and not discussed_with_person:
         return Refusal(
             422,
             "discussed_with_person",
             f"a reduction ({previous.hours_per_week} to {changed.hours_per_week} h/week) must be discussed with "
             "the person or their family first",
+            "reduction-not-discussed",
         )
     if started_on is not None and effective_date < started_on:
-        return Refusal(422, "effective_date", f"{effective_date} is before the care started on {started_on}")
+        return Refusal(
+            422, "effective_date", f"{effective_date} is before the care started on {started_on}", "date-before-start"
+        )
     return _date_refusal("effective_date", effective_date, today, limits, future=True)
 
 
@@ -666,7 +683,9 @@ def review_refusal(
         allowed = " or ".join(sorted(ALLOWED_FROM["review"]))
         return Refusal(409, "status", f"the package is {status}; only a {allowed} package can be reviewed")
     if started_on is not None and reviewed_on < started_on:
-        return Refusal(422, "reviewed_on", f"{reviewed_on} is before the care started on {started_on}")
+        return Refusal(
+            422, "reviewed_on", f"{reviewed_on} is before the care started on {started_on}", "date-before-start"
+        )
     refusal = _date_refusal("reviewed_on", reviewed_on, today, limits, future=False)
     if refusal is not None:
         return refusal

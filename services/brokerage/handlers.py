@@ -157,10 +157,9 @@ async def request_package(
     person: dict,
     requested_by: str,
     package_id: uuid.UUID | None = None,
-    idempotency: tuple[str, str] | None = None,
 ) -> Requested:
-    """Store the request and offer it to the first tier. ``idempotency`` is (key, request hash):
-    a second request with the key fails on the unique key, and the caller returns the first."""
+    """Store the request and offer it to the first tier. A retried request (Idempotency-Key) is
+    the API's to recognise, around this command (services/runtime/idempotency.py)."""
     package_id = package_id or uuid.uuid4()
     at = now()
     framework = rules.framework
@@ -178,7 +177,6 @@ async def request_package(
         band_rate=card.rates[spec.band],
         requested_at=at,
         person=person,
-        idempotency=idempotency,
     )
     requested = PackageRequested(correlation_id=package_id, package_id=package_id, package=spec, requested_at=at)
     repo.add_timeline(

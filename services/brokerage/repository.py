@@ -32,9 +32,7 @@ async def insert_package(
     band_rate: Decimal,
     requested_at: dt.datetime,
     person: dict,
-    idempotency: tuple[str, str] | None = None,
 ) -> asyncpg.Record:
-    key, request_hash = idempotency or (None, None)
     # One statement for the package and its person; RETURNING the package: a row this
     # transaction inserted is as good as locked (no one else sees it yet).
     return await fetch_one(
@@ -42,11 +40,10 @@ async def insert_package(
         """WITH person AS (
                INSERT INTO persons (package_id, full_name, address, postcode, phone, email, nhs_number, date_of_birth,
                                     care_notes)
-               VALUES ($1, $15, $16, $17, $18, $19, $20, $21, $22))
+               VALUES ($1, $13, $14, $15, $16, $17, $18, $19, $20))
            INSERT INTO packages (package_id, status, spec, zone, band, urgency, hours_per_week, start_date,
-                                 requested_by, policy, rate_card, band_rate, requested_at, idempotency_key,
-                                     request_hash)
-           VALUES ($1, 'requested', $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING *""",
+                                 requested_by, policy, rate_card, band_rate, requested_at)
+           VALUES ($1, 'requested', $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING *""",
         package_id,
         spec.model_dump_json(),
         spec.zone,
@@ -59,8 +56,6 @@ async def insert_package(
         rate_card,
         band_rate,
         requested_at,
-        key,
-        request_hash,
         person["full_name"],
         person["address"],
         person["postcode"],

@@ -31,7 +31,7 @@ API_ROLE = {
     "head_of_service": "head_of_service",
     "ops": "operations",
     "admin": "council_admin",
-    "quality": "contracts_quality",
+    "contracts_quality": "contracts_quality",
 }
 _acting: ContextVar[tuple[str, str] | None] = ContextVar("acting", default=None)
 

@@ -24,7 +24,7 @@ class Role(StrEnum):
     head_of_service = "head_of_service"  # approves above-rate spending beyond the managers' limit
     ops = "ops"
     admin = "admin"
-    quality = "quality"  # the contracts and quality team: the provider quality and risk register
+    contracts_quality = "contracts_quality"  # the contracts and quality team: applications and due diligence
 
 
 class Permission(StrEnum):
@@ -35,6 +35,7 @@ class Permission(StrEnum):
     staff = "staff"  # staff accounts
     quality = "quality"  # the provider quality and risk register: read, review, import CQC ratings
     reports = "reports"  # the commissioners' reports (market share, declines, quality, coverage)
+    applications = "applications"  # applications to join the framework and their due diligence (issue 21)
 
 
 BROKERAGE_TEAM = (Role.broker, Role.senior_broker, Role.manager, Role.head_of_service)
@@ -46,14 +47,16 @@ PERMISSIONS: dict[Role, frozenset[Permission]] = {
     **{role: frozenset({Permission.board, Permission.act, Permission.person}) for role in BROKERAGE_TEAM},
     Role.ops: frozenset({Permission.board, Permission.operations, Permission.reports}),
     Role.admin: frozenset({Permission.board, Permission.operations, Permission.staff, Permission.reports}),
-    Role.quality: frozenset({Permission.quality, Permission.reports}),
+    # The contracts and quality team: applications and due diligence, the quality and risk register
+    # (decision 0103) and the market reports (decision 0105).
+    Role.contracts_quality: frozenset({Permission.applications, Permission.quality, Permission.reports}),
 }
 
 HOME = {
     **{role: "/board" for role in BROKERAGE_TEAM},
     Role.ops: "/ops",
     Role.admin: "/admin/staff",
-    Role.quality: "/quality",
+    Role.contracts_quality: "/applications",
 }
 
 # The identity provider's realm roles (services/runtime/permissions.py) as the console's roles,
@@ -66,7 +69,7 @@ IDP_ROLES: dict[str, Role] = {
     "broker": Role.broker,
     "council_admin": Role.admin,
     "operations": Role.ops,
-    "contracts_quality": Role.quality,
+    "contracts_quality": Role.contracts_quality,
 }
 
 
@@ -686,16 +689,18 @@ def _change_problems(form: Mapping[str, Any], package: Mapping[str, Any], found:
 
 # The brokerage's refusals, read by the field it names and the kind of rule it states (a code),
 # never shown in its own words: the kinds, by a phrase each refusal of that kind carries.
-_REFUSAL_KINDS = [
-    ("before the care started", "before_start"),
-    ("before the pause began", "before_pause"),
-    ("is in the future", "future"),
-    ("days ago", "too_old"),
-    ("days ahead", "too_far_ahead"),
-    ("does not match the visit pattern", "mismatch"),
-    ("leaves the hours", "unchanged"),
-    ("must be discussed", "not_discussed"),
-]
+# The brokerage's problem codes for a running package's refusals (services/runtime/problems.py
+# TYPES) as the console's kinds of refusal: the console branches on codes, never on the API's words.
+_REFUSAL_KINDS = {
+    "date-before-start": "before_start",
+    "date-before-pause": "before_pause",
+    "date-in-future": "future",
+    "date-too-far-back": "too_old",
+    "date-too-far-ahead": "too_far_ahead",
+    "hours-mismatch": "mismatch",
+    "change-changes-nothing": "unchanged",
+    "reduction-not-discussed": "not_discussed",
+}
 _DATE_REFUSALS = {
     "before_start": "{name} must be on or after the day care started",
     "before_pause": "{name} must be on or after the day the pause began",
@@ -726,11 +731,10 @@ def action_refusal(action: str, status: int, problem: Mapping[str, Any], now_sta
         return {"status": "Your role cannot do this"}
     problems: dict[str, str] = {}
     questions = {f for f, _ in ACTION_QUESTIONS.get(action, [])}
-    for item in problem.get("fields") or []:
+    kind = _REFUSAL_KINDS.get(str(problem.get("code") or ""))
+    for item in problem.get("errors") or problem.get("fields") or []:
         api_field = str(item.get("field") or "").split(".")[0]
         field = API_TO_FORM.get(action, {}).get(api_field, api_field)
-        said = str(item.get("message") or "")
-        kind = next((code for phrase, code in _REFUSAL_KINDS if phrase in said), None)
         if kind in _CHANGE_REFUSALS and action == "change":
             field, message = _CHANGE_REFUSALS[kind]
         elif field in DATE_NAMES and field in questions:
@@ -910,3 +914,134 @@ class Health:
             elif count:
                 found.append({"count": count, "words": f"{count} {one if count == 1 else many}", "href": href})
         return found
+
+
+# ---- applications to join the framework (issue 21, decision records 0112-0114) --------------------
+
+
+def application_body(form: Mapping[str, Any]) -> dict[str, Any]:
+    """The providers API's application from the new-application form (the API names what is wrong):
+    ticked boxes as lists, the receipt date from its three boxes, the adapter's kind and address."""
+
+    def ticked(name: str) -> list[str]:
+        value = form.get(name) or []
+        return [value] if isinstance(value, str) else list(value)
+
+    received = date_from_parts(form.get("received_on-day"), form.get("received_on-month"), form.get("received_on-year"))
+    adapter: dict[str, Any] = {"kind": str(form.get("adapter_kind") or "automatic")}
+    if str(form.get("webhook_url") or "").strip():
+        adapter["webhook_url"] = str(form.get("webhook_url")).strip()
+    return {
+        "provider_id": str(form.get("provider_id") or "").strip().lower(),
+        "name": str(form.get("name") or "").strip(),
+        "zones": ticked("zones"),
+        "bands": ticked("bands"),
+        "skills": ticked("skills"),
+        "double_handed": form.get("double_handed") == "yes",
+        "weekly_capacity_hours": str(form.get("weekly_capacity_hours") or "").strip(),
+        "cqc_location_id": str(form.get("cqc_location_id") or "").strip(),
+        "cqc_rating": str(form.get("cqc_rating") or "not_yet_rated"),
+        "adapter": adapter,
+        "tender_reference": str(form.get("tender_reference") or "").strip(),
+        "received_on": received.isoformat() if received else "",
+    }
+
+
+def application_errors(problem: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """The API's refusal as the form's errors: ``({form field: message}, [messages about no field])``.
+    ``zones.1`` is the zones question, ``adapter.webhook_url`` the address box; a checklist item
+    (``checklist.insurance``) or a refusal with no field is a general message."""
+    errors: dict[str, str] = {}
+    general: list[str] = []
+    for f in problem.get("errors") or []:
+        field, detail = str(f.get("field") or ""), str(f.get("detail") or "").removeprefix("Value error, ")
+        name = "webhook_url" if field.startswith("adapter") else field.split(".")[0]
+        if not field or name == "checklist":
+            general.append(detail)
+        else:
+            errors.setdefault(name, detail)
+    if not errors and not general:
+        general.append(str(problem.get("detail") or problem.get("error") or "The request was refused"))
+    return errors, general
+
+
+# ---- the provider portal's answers (issue 19: an inbox, a safe decline) -------------------------
+
+DECLINE_WORDS = {
+    "capacity": "We do not have the capacity",
+    "geography": "We do not cover where the person lives",
+    "call_times": "We cannot make the call times",
+    "skills": "We do not have the skills the person needs",
+    "price": "We cannot deliver it at the band rate",
+    "other": "Another reason (say why below)",
+}
+_RATE = re.compile(r"^\d{1,3}(\.\d{1,2})?$")
+
+
+def time_left(closes_at: dt.datetime, now: dt.datetime) -> str:
+    """The time left to answer an offer, in words: "3 h 05 min left", "closed"."""
+    return "closed" if closes_at <= now else f"{waited(now, closes_at)} left"
+
+
+def portal_answer_problems(answer: str, values: Mapping[str, str]) -> dict[str, str]:
+    """Every problem with a bid or decline typed in the portal, by field, before the provider API
+    is asked: a decline needs a reason chosen (no default: a slip of the mouse must not decline
+    for "capacity"), "other" needs the words; a bid needs a rate in pounds and pence and a real date."""
+    problems: dict[str, str] = {}
+    if answer == "decline":
+        reason = values.get("reason", "")
+        if reason not in DECLINE_WORDS:
+            problems["reason"] = "Select why you are declining this offer"
+        elif reason == "other" and not values.get("text", "").strip():
+            problems["text"] = "Say why you are declining: you chose 'another reason'"
+        return problems
+    rate = values.get("rate", "").strip().lstrip("£")
+    if not rate:
+        problems["rate"] = "Enter your hourly rate"
+    elif not _RATE.match(rate) or Decimal(rate) <= 0:
+        problems["rate"] = "Enter the hourly rate in pounds and pence, like 19.95"
+    if (
+        date_from_parts(
+            values.get("earliest_start-day"), values.get("earliest_start-month"), values.get("earliest_start-year")
+        )
+        is None
+    ):
+        problems["earliest_start"] = "Enter the earliest start as a real date, like 27 3 2027"
+    return problems
+
+
+def portal_answer_body(answer: str, values: Mapping[str, str]) -> dict[str, str]:
+    """The provider API's body for an answer whose :func:`portal_answer_problems` were none."""
+    if answer == "decline":
+        return {"reason": values["reason"], "text": values.get("text", "").strip()}
+    start = date_from_parts(
+        values.get("earliest_start-day"), values.get("earliest_start-month"), values.get("earliest_start-year")
+    )
+    return {"rate": values["rate"].strip().lstrip("£"), "earliest_start": start.isoformat() if start else ""}
+
+
+# The provider API's refusals of an answer (problem codes, services/runtime/problems.py) in the
+# portal's words: about the offer as a whole ("status"), or about a field.
+_PORTAL_REFUSALS = {
+    "offer-closed": ("status", "This offer has closed: answers are no longer taken"),
+    "already-answered": ("status", "You have already answered this offer"),
+    "automatic-adapter": ("status", "Your organisation answers offers automatically: ask your administrator"),
+    "capacity-short": ("status", "You do not have enough free hours for this package: update your capacity first"),
+    "invalid-date": ("earliest_start", "The earliest start must be from today and within the dates the offer allows"),
+}
+
+
+def portal_refusal(answer: str, status: int, problem: Mapping[str, Any]) -> dict[str, str]:
+    """The provider API's refusal of a bid or decline, by field, from its problem code (never its words)."""
+    code = str(problem.get("code") or "")
+    if status == 404:
+        return {"status": "This package was not offered to you"}
+    if code in _PORTAL_REFUSALS:
+        field, message = _PORTAL_REFUSALS[code]
+        return {field: message}
+    fields = {str(f.get("field") or "").split(".")[0] for f in problem.get("errors") or problem.get("fields") or []}
+    if status == 422 and "rate" in fields:
+        return {"rate": "Enter the hourly rate in pounds and pence, like 19.95"}
+    if status == 422 and "reason" in fields:
+        return {"reason": "Select why you are declining this offer"}
+    return {"status": "Your answer could not be sent. Check it and try again."}

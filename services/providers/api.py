@@ -25,7 +25,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.adapters import BidRequest, DeclineRequest, OfferClosedNotice, OfferNotice
-from schemas.vocabulary import Band, ComplaintTheme, RiskReason
+from schemas.vocabulary import Band, CareNeed, ComplaintTheme, RiskReason
 from services.providers import domain, handlers
 from services.providers import repository as repo
 from services.runtime import clock, idempotency, quality
@@ -35,6 +35,7 @@ from services.runtime.http import ProblemError, check_webhook_url
 from services.runtime.logging import get_logger
 from services.runtime.oidc_client import TokenError
 from services.runtime.outbox import UnitOfWork, run_in_unit_of_work
+from services.runtime.reference import load_joining
 from services.runtime.service import Service
 
 log = get_logger(__name__)
@@ -293,6 +294,199 @@ def change_requests_router(service: Service) -> APIRouter:
     @router.post("/{request_id}/reject", summary="Reject the change; the provider keeps its zones and bands")
     async def reject(request_id: Annotated[int, Path(ge=1, le=2**62)], body: Decision, caller: Caller) -> dict:
         return await decide(request_id, body, False, caller)
+
+    return router
+
+
+# ---- joining the framework: applications and due diligence (decision records 0112-0114) ------
+
+CqcRating = Literal["outstanding", "good", "requires_improvement", "inadequate", "not_yet_rated"]
+Reference = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 /._:#-]{0,119}$")]
+
+
+class ApplicationRequest(BaseModel):
+    """An application to join the framework, as received through the council's tender portal."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    provider_id: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9-]{1,63}$", description="The id it will have in the registry, e.g. 'oakfield-care'"
+    )
+    name: str = Field(min_length=1, max_length=200, description="The provider's trading name")
+    zones: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,63}$")]] = Field(
+        min_length=1, max_length=20, description="Zones of the framework it will serve (GET /reference/zones)"
+    )
+    bands: list[Band] = Field(min_length=1, description="Pricing bands it accepts")
+    skills: list[CareNeed] = Field(min_length=1, description="Care needs it can meet")
+    double_handed: bool = Field(default=False, description="Staffs calls that need two carers")
+    weekly_capacity_hours: Decimal = Field(
+        gt=0, le=Decimal("99999.99"), max_digits=7, decimal_places=2, description="Carer hours per week it offers"
+    )
+    cqc_location_id: str = Field(pattern=r"^1-[0-9]{6,12}$", description="The CQC location id, e.g. 1-123456789")
+    cqc_rating: CqcRating = Field(default="not_yet_rated", description="Its CQC rating now")
+    adapter: domain.AutomaticRules = Field(
+        default_factory=domain.AutomaticRules,
+        description="How it will answer offers: automatic (with its rules), webhook (webhook_url) or portal",
+    )
+    tender_reference: Reference = Field(description="The tender portal's reference of the application")
+    received_on: dt.date = Field(description="The tender portal's receipt date (UK): in a re-opening window")
+
+
+class CheckRequest(BaseModel):
+    """One due-diligence check; the reviewer is the access token's user."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    item: str = Field(max_length=64, description="An item of the checklist (GET /applications/terms)")
+    outcome: Literal["passed", "failed"]
+    evidence_reference: Reference = Field(
+        description="Where the evidence is kept: a document or tender-portal reference (not the evidence itself)"
+    )
+    reviewed_on: dt.date | None = Field(default=None, description="UK date of the review (default: today)")
+    note: str | None = Field(default=None, max_length=500, description="Kept with the check; never on an event")
+
+
+class ApprovalRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    note: str | None = Field(default=None, max_length=500)
+
+
+class RefusalRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    reason: domain.RefusalReason = Field(description="Why, as a code")
+    note: str | None = Field(default=None, max_length=500, description="The team's words; never on an event")
+
+
+def applications_router(service: Service) -> APIRouter:
+    """The contracts and quality team's applications to join the framework (decision record 0112)."""
+    router = APIRouter(prefix="/applications", tags=["joining"])
+
+    async def command(run: Callable[[UnitOfWork], Awaitable[dict]]) -> dict:
+        try:
+            return await run_in_unit_of_work(service.pool, run)
+        except domain.JoiningRefused as exc:
+            raise ProblemError(exc.status, str(exc), code=exc.code, field=exc.field) from None
+        except LookupError as exc:
+            raise ProblemError(404, str(exc)) from None
+
+    not_found: dict[int | str, dict[str, Any]] = {404: {"description": "No such application"}}
+    decided: dict[int | str, dict[str, Any]] = {409: {"description": "The application was already decided"}}
+
+    @router.get("/terms", summary="The re-opening windows and the due-diligence checklist (joining.yaml)")
+    async def terms() -> dict:
+        """``windows``: each re-opening window (UK dates, both included) and whether it is open today;
+        ``checklist``: the items an approval needs, in order; ``refusal_reasons``: the codes."""
+        joining = load_joining()
+        today = clock.uk_today()
+        return {
+            "version": joining.version,
+            "windows": [
+                {
+                    "id": w.id,
+                    "name": w.name,
+                    "opens_on": w.opens_on,
+                    "closes_on": w.closes_on,
+                    "open": w.contains(today),
+                }
+                for w in joining.windows
+            ],
+            "checklist": [{"item": i.id, "title": i.title, "evidence": i.evidence} for i in joining.checklist],
+            "refusal_reasons": [r.value for r in domain.RefusalReason],
+        }
+
+    @router.post(
+        "",
+        status_code=201,
+        summary="Record an application received through the tender portal (contracts and quality team)",
+        responses={
+            409: {"description": "The provider is on the framework or applying, or the tender reference is recorded"},
+            422: {"description": "A field is not valid: an unknown zone or band, received outside every window"},
+        },
+    )
+    async def record(body: ApplicationRequest, caller: Caller) -> dict:
+        """Returns the application with its checklist (every item missing). Errors name the field:
+        ``zones.N`` (unknown-zone), ``bands.N``, ``received_on`` (outside-window, invalid-date),
+        ``adapter.webhook_url`` (destination-refused), ``provider_id``/``tender_reference`` (409)."""
+        if body.adapter.kind == "webhook" and not body.adapter.webhook_url:
+            raise ProblemError(422, "a webhook adapter needs webhook_url", field="adapter.webhook_url")
+        if body.adapter.webhook_url:
+            await check_webhook_url(
+                body.adapter.webhook_url, service.settings.outbound_policy(), field="adapter.webhook_url"
+            )
+        fields = body.model_dump(mode="python") | {
+            "bands": [b.value for b in body.bands],
+            "skills": [s.value for s in body.skills],
+            "adapter": body.adapter.model_dump(mode="json"),
+        }
+        return await command(lambda uow: handlers.record_application(uow, fields, recorded_by=caller.actor))
+
+    @router.get("", summary="Applications to join the framework, newest received first")
+    async def list_applications(
+        status: Literal["received", "approved", "refused"] | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    ) -> list[dict]:
+        return [
+            await handlers.application_view(service.pool, r)
+            for r in await repo.applications(service.pool, status, limit)
+        ]
+
+    @router.get("/{application_id}", summary="An application, its checklist and every check", responses=not_found)
+    async def read_application(application_id: uuid.UUID) -> dict:
+        row = await repo.application(service.pool, application_id)
+        if row is None:
+            raise ProblemError(404, f"no application {application_id}")
+        return await handlers.application_view(service.pool, row)
+
+    @router.post(
+        "/{application_id}/checks",
+        status_code=201,
+        summary="Record a due-diligence check: an item passed or failed, with its evidence reference",
+        responses=not_found | decided | {422: {"description": "Unknown item, or reviewed_on out of range"}},
+    )
+    async def record_check(application_id: uuid.UUID, body: CheckRequest, caller: Caller) -> dict:
+        """The reviewer is the token's user; the latest check of an item counts. Returns the application."""
+        return await command(
+            lambda uow: handlers.record_check(
+                uow,
+                application_id,
+                item=body.item,
+                outcome=body.outcome,
+                evidence_reference=body.evidence_reference,
+                reviewed_on=body.reviewed_on,
+                note=body.note,
+                reviewed_by=caller.actor,
+            )
+        )
+
+    @router.post(
+        "/{application_id}/approve",
+        summary="Approve: the provider joins the framework, active with its adapter",
+        description="Every checklist item's latest check must be passed, else 422 naming the item as the field "
+        "`checklist.<item>` (code checklist-incomplete). The provider joins the registry and ProviderUpdated goes "
+        "out: the brokerage offers to it from then on. Issue its API credential with "
+        "POST /providers/{provider_id}/credentials.",
+        responses=not_found
+        | {
+            409: {"description": "Already decided, or the provider id is on the framework"},
+            422: {"description": "A checklist item is missing or failed (the field names it)"},
+        },
+    )
+    async def approve(application_id: uuid.UUID, body: ApprovalRequest, caller: Caller) -> dict:
+        return await command(
+            lambda uow: handlers.approve_application(
+                uow, application_id, decided_by=caller.actor, note=body.note, box=service.secrets
+            )
+        )
+
+    @router.post(
+        "/{application_id}/refuse",
+        summary="Refuse the application with a reason code",
+        responses=not_found | decided,
+    )
+    async def refuse(application_id: uuid.UUID, body: RefusalRequest, caller: Caller) -> dict:
+        return await command(
+            lambda uow: handlers.refuse_application(
+                uow, application_id, reason=body.reason.value, decided_by=caller.actor, note=body.note
+            )
+        )
 
     return router
 

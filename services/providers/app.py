@@ -154,6 +154,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, FastAPI]:
     )
     app.include_router(api.build_router(service))
     app.include_router(api.change_requests_router(service))
+    app.include_router(api.applications_router(service))
     app.include_router(api.me_router(service))
     app.include_router(api.quality_router(service))
     return service, app

@@ -15,15 +15,17 @@ import hmac
 import io
 import re
 import secrets
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Literal
+from enum import StrEnum
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from schemas.events import PackageSpec, ProviderProfile
 from schemas.vocabulary import DeclineReason
+from services.runtime.reference import JoiningTerms, ReopeningWindow
 
 AdapterKind = Literal["automatic", "webhook", "portal"]
 # The daily call slots of home care rounds; a provider says which it can cover.
@@ -164,6 +166,155 @@ def max_calls(rules: AutomaticRules) -> int:
         if rules.call_times is None
         else min(rules.max_calls_per_day, len(set(rules.call_times)))
     )
+
+
+# ---- joining the framework (decision records 0112-0114) -----------------------------------
+
+
+class RefusalReason(StrEnum):
+    """Why the council refused an application to join the framework (a code; the words stay in the
+    application's note)."""
+
+    due_diligence_failed = "due_diligence_failed"  # an item of the checklist failed
+    not_cqc_registered = "not_cqc_registered"  # no CQC registration for personal care
+    quality_concerns = "quality_concerns"  # CQC rating or inspection findings below the framework's standard
+    insufficient_insurance = "insufficient_insurance"
+    references_unsatisfactory = "references_unsatisfactory"
+    no_need_in_zones = "no_need_in_zones"  # supply in the zones it applied for meets demand
+    incomplete_application = "incomplete_application"
+    withdrawn_by_provider = "withdrawn_by_provider"
+
+
+CheckOutcome = Literal["passed", "failed"]
+ItemState = Literal["passed", "failed", "missing"]
+# A new provider joins as Supplementary: the Prime tier is awarded by the tender per zone
+# (004:967-968); the council may make it Prime later. Its local risk is "medium" until the
+# contracts and quality team reviews it (decision record 0113).
+JOINING_TIER = "supplementary"
+JOINING_LOCAL_RISK = "medium"
+
+
+class JoiningRefused(ValueError):
+    """A joining step the rules refuse: an HTTP ``status`` with a problem ``code`` and the request
+    ``field`` at fault (services/runtime/problems.py)."""
+
+    def __init__(self, message: str, *, code: str, field: str | None = None, status: int = 422) -> None:
+        super().__init__(message)
+        self.code, self.field, self.status = code, field, status
+
+
+def window_for(terms: JoiningTerms, received_on: dt.date, today: dt.date) -> ReopeningWindow:
+    """The re-opening window an application received on ``received_on`` (a UK date, the tender
+    portal's receipt) falls in. Raises :class:`JoiningRefused` (422, ``received_on``) for a date
+    after ``today`` or outside every window, naming the windows either side (decision 0114)."""
+    if received_on > today:
+        raise JoiningRefused(
+            f"received_on {received_on} is after today ({today}, UK)", code="invalid-date", field="received_on"
+        )
+    for window in terms.windows:
+        if window.contains(received_on):
+            return window
+    before = [w for w in terms.windows if w.closes_on < received_on]
+    after = [w for w in terms.windows if w.opens_on > received_on]
+    around = []
+    if before:
+        around.append(f"the last window before it, {before[-1].id}, closed on {before[-1].closes_on}")
+    if after:
+        around.append(f"the next, {after[0].id}, opens on {after[0].opens_on}")
+    raise JoiningRefused(
+        f"received_on {received_on} is outside the framework's re-opening windows"
+        + (f": {'; '.join(around)}" if around else " (none is configured)"),
+        code="outside-window",
+        field="received_on",
+    )
+
+
+def unknown_zones(zones: Iterable[str], known: Iterable[str]) -> None:
+    """Raises :class:`JoiningRefused` (422, ``zones``) naming the first zone the framework does not have."""
+    names = set(known)
+    for i, zone in enumerate(zones):
+        if zone not in names:
+            raise JoiningRefused(f"no zone {zone!r} in the framework", code="unknown-zone", field=f"zones.{i}")
+
+
+def check_review(terms: JoiningTerms, item: str, reviewed_on: dt.date, received_on: dt.date, today: dt.date) -> None:
+    """A due-diligence check being recorded: an item of the configured checklist (else 422 ``item``),
+    reviewed on a UK date from the application's receipt up to today (else 422 ``reviewed_on``)."""
+    if item not in terms.item_ids():
+        raise JoiningRefused(
+            f"no checklist item {item!r}; the checklist is: {', '.join(terms.item_ids())}",
+            code="invalid-request",
+            field="item",
+        )
+    if reviewed_on > today:
+        raise JoiningRefused(
+            f"reviewed_on {reviewed_on} is after today ({today}, UK)", code="invalid-date", field="reviewed_on"
+        )
+    if reviewed_on < received_on:
+        raise JoiningRefused(
+            f"reviewed_on {reviewed_on} is before the application was received ({received_on})",
+            code="invalid-date",
+            field="reviewed_on",
+        )
+
+
+def checklist_state(terms: JoiningTerms, latest: Mapping[str, CheckOutcome]) -> dict[str, ItemState]:
+    """Each configured item's state from its latest check (``latest``: item -> outcome), in the
+    checklist's order; an item never checked is missing. Checks of items no longer configured are
+    left out (they neither help nor block an approval)."""
+    return {item: latest.get(item, "missing") for item in terms.item_ids()}
+
+
+def check_approval(terms: JoiningTerms, latest: Mapping[str, CheckOutcome], cqc_rating: str) -> None:
+    """An approval needs every configured item's latest check passed. Raises :class:`JoiningRefused`
+    (422, code ``checklist-incomplete``) naming the first item missing or failed as the field
+    ``checklist.<item>``, and every such item in the message (decision record 0113); then 422
+    ``cqc_rating`` for a provider rated Inadequate, whom the brokerage would never offer to (its
+    screening excludes Inadequate: services/brokerage/domain.py)."""
+    blocking = [(item, state) for item, state in checklist_state(terms, latest).items() if state != "passed"]
+    if blocking:
+        raise JoiningRefused(
+            "the due-diligence checklist is not complete: "
+            + ", ".join(f"{item} is {state}" for item, state in blocking),
+            code="checklist-incomplete",
+            field=f"checklist.{blocking[0][0]}",
+        )
+    if cqc_rating == "inadequate":
+        raise JoiningRefused(
+            "a provider rated Inadequate by the CQC cannot join the framework",
+            code="invalid-request",
+            field="cqc_rating",
+        )
+
+
+def check_undecided(application_id: object, status: str) -> None:
+    """Checks, approvals and refusals are for a received application only (409 once decided)."""
+    if status != "received":
+        raise JoiningRefused(
+            f"application {application_id} was already {status}", code="application-decided", status=409
+        )
+
+
+def joining_entry(application: Mapping[str, Any]) -> dict[str, Any]:
+    """The registry entry of an approved application, in the seed's shape (repository.insert_provider):
+    active, Supplementary, its zones, bands, skills, capacity, CQC rating and adapter; nothing
+    committed yet and no hand-backs."""
+    return {
+        "provider_id": application["provider_id"],
+        "name": application["name"],
+        "tier": JOINING_TIER,
+        "status": "active",
+        "zones": list(application["zones"]),
+        "bands": list(application["bands"]),
+        "skills": list(application["skills"]),
+        "double_handed": application["double_handed"],
+        "cqc_rating": application["cqc_rating"],
+        "local_risk": JOINING_LOCAL_RISK,
+        "hand_backs_12m": 0,
+        "weekly_capacity_hours": application["weekly_capacity_hours"],
+        "committed_hours": 0,
+        "adapter": application["adapter"],
+    }
 
 
 # ---- provider API credentials -------------------------------------------------------------

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import random
 import secrets
 import uuid
@@ -86,7 +87,7 @@ from services.runtime import clock, quality
 from services.runtime.db import Connection, fetch_one
 from services.runtime.logging import get_logger
 from services.runtime.outbox import UnitOfWork
-from services.runtime.reference import load_framework
+from services.runtime.reference import load_framework, load_joining
 from services.runtime.retry import retry_delay
 from services.runtime.sealing import SecretBox
 from services.runtime.settings import ServiceSettings
@@ -667,6 +668,177 @@ async def change_status(
         decided_by=decided_by,
     )
     return updated
+
+
+# ---- joining the framework (decision records 0112-0114) ------------------------------------
+
+
+async def record_application(uow: UnitOfWork, application: dict[str, Any], *, recorded_by: str) -> dict[str, Any]:
+    """The contracts and quality team records an application received through the tender portal
+    (decision 0112). ``application``: the request's fields (zones, bands, skills, capacity in carer
+    hours per week, CQC location and rating, adapter, tender reference, received_on). Raises
+    :class:`domain.JoiningRefused`: 422 ``zones.N`` (no such zone), 422 ``received_on`` (after today,
+    or outside every re-opening window: joining.yaml, decision 0114), 409 ``provider_id`` (already on
+    the framework or applying), 409 ``tender_reference`` (recorded before)."""
+    terms = load_joining()
+    at = now()
+    domain.unknown_zones(application["zones"], load_framework().zones)
+    window = domain.window_for(terms, application["received_on"], clock.uk_date(at))
+    if await uow.conn.fetchval("SELECT true FROM providers WHERE provider_id = $1", application["provider_id"]):
+        raise domain.JoiningRefused(
+            f"provider {application['provider_id']!r} is already on the framework",
+            code="provider-exists",
+            field="provider_id",
+            status=409,
+        )
+    try:
+        async with uow.conn.transaction():  # a savepoint: a duplicate is told apart, not a failed transaction
+            row = await repo.insert_application(
+                uow.conn,
+                application | {"application_id": uuid.uuid4(), "window_id": window.id},
+                recorded_by=recorded_by,
+                at=at,
+            )
+    except asyncpg.UniqueViolationError as exc:
+        duplicate = exc.constraint_name or ""
+        field = "tender_reference" if "tender_reference" in duplicate else "provider_id"
+        raise domain.JoiningRefused(
+            f"{field} {application[field]!r} already has an application (recorded before)",
+            code="provider-exists",
+            field=field,
+            status=409,
+        ) from None
+    log.info("application recorded", application_id=str(row["application_id"]), window=window.id)
+    return await application_view(uow.conn, row)
+
+
+async def record_check(
+    uow: UnitOfWork,
+    application_id: uuid.UUID,
+    *,
+    item: str,
+    outcome: str,
+    evidence_reference: str,
+    reviewed_on: dt.date | None,
+    note: str | None,
+    reviewed_by: str,
+) -> dict[str, Any]:
+    """One due-diligence check of a received application: an item of the configured checklist,
+    passed or failed, the evidence's reference, the reviewer (the verified identity) and the UK
+    date (today unless given). A later check of the same item replaces it for the approval. Raises
+    ``LookupError`` (404), :class:`domain.JoiningRefused` (422 ``item``/``reviewed_on``, 409 decided)."""
+    row = await repo.application(uow.conn, application_id, lock=True)
+    if row is None:
+        raise LookupError(f"no application {application_id}")
+    domain.check_undecided(application_id, row["status"])
+    at = now()
+    today = clock.uk_date(at)
+    day = reviewed_on or today
+    domain.check_review(load_joining(), item, day, row["received_on"], today)
+    await repo.insert_check(
+        uow.conn,
+        application_id,
+        item=item,
+        outcome=outcome,
+        evidence_reference=evidence_reference,
+        reviewed_by=reviewed_by,
+        reviewed_on=day,
+        note=note,
+        at=at,
+    )
+    return await application_view(uow.conn, row)
+
+
+async def approve_application(
+    uow: UnitOfWork, application_id: uuid.UUID, *, decided_by: str, note: str | None, box: SecretBox
+) -> dict[str, Any]:
+    """Approve: every checklist item's latest check passed (else 422 ``checklist.<item>``), then the
+    provider joins the registry active with its adapter, its status history starts with the
+    approval, and ProviderUpdated goes out in the same transaction - the brokerage offers to it from
+    then on. A webhook adapter gets its signing secret, returned here once (``webhook_secret``).
+    Raises ``LookupError`` (404) and :class:`domain.JoiningRefused` (409 decided or id taken)."""
+    row = await repo.application(uow.conn, application_id, lock=True)
+    if row is None:
+        raise LookupError(f"no application {application_id}")
+    domain.check_undecided(application_id, row["status"])
+    domain.check_approval(
+        load_joining(), _latest_outcomes(await repo.checks(uow.conn, application_id)), row["cqc_rating"]
+    )
+    entry = domain.joining_entry(dict(row) | {"adapter": json.loads(row["adapter"])})
+    provider = await repo.insert_provider(uow.conn, entry)
+    if provider is None:
+        raise domain.JoiningRefused(
+            f"provider {row['provider_id']!r} is already on the framework",
+            code="provider-exists",
+            field="provider_id",
+            status=409,
+        )
+    at = now()
+    await repo.record_joining(
+        uow.conn,
+        row["provider_id"],
+        reason=f"joined the framework: application {application_id}",
+        decided_by=decided_by,
+        at=at,
+    )
+    rules = repo.rules_of(provider)
+    secret = None
+    if rules.kind == "webhook":
+        secret = await set_adapter(uow, row["provider_id"], rules, new_secret=True, box=box)
+        provider = await fetch_one(uow.conn, "SELECT * FROM providers WHERE provider_id = $1", row["provider_id"])
+    await uow.emit(provider_updated(provider))
+    decided = await repo.decide_application(
+        uow.conn, application_id, status="approved", decided_by=decided_by, at=at, refusal_reason=None, note=note
+    )
+    log.warning("provider joined the framework", provider_id=row["provider_id"], application_id=str(application_id))
+    return await application_view(uow.conn, decided) | ({"webhook_secret": secret} if secret else {})
+
+
+async def refuse_application(
+    uow: UnitOfWork, application_id: uuid.UUID, *, reason: str, decided_by: str, note: str | None
+) -> dict[str, Any]:
+    """Refuse a received application with a reason code (domain.RefusalReason); nothing joins the
+    registry. Raises ``LookupError`` (404), :class:`domain.JoiningRefused` (409 decided)."""
+    row = await repo.application(uow.conn, application_id, lock=True)
+    if row is None:
+        raise LookupError(f"no application {application_id}")
+    domain.check_undecided(application_id, row["status"])
+    decided = await repo.decide_application(
+        uow.conn, application_id, status="refused", decided_by=decided_by, at=now(), refusal_reason=reason, note=note
+    )
+    return await application_view(uow.conn, decided)
+
+
+def _latest_outcomes(checks: list[asyncpg.Record]) -> dict[str, domain.CheckOutcome]:
+    """Each item's latest outcome (the checks come oldest first)."""
+    return {c["item"]: c["outcome"] for c in checks}
+
+
+async def application_view(conn: Connection | asyncpg.Pool, row: asyncpg.Record) -> dict[str, Any]:
+    """An application as the API shows it: its fields, the decision, and the checklist in the
+    configured order - each item's title, state (passed, failed, missing) and latest check - with
+    every check recorded (``history``) and ``ready_to_approve``."""
+    checks = await repo.checks(conn, row["application_id"])
+    terms = load_joining()
+    latest = {c["item"]: c for c in checks}
+    states = domain.checklist_state(terms, _latest_outcomes(checks))
+
+    def check_view(c: asyncpg.Record) -> dict[str, Any]:
+        return {
+            k: c[k]
+            for k in ("item", "outcome", "evidence_reference", "reviewed_by", "reviewed_on", "note", "recorded_at")
+        }
+
+    return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in dict(row).items() if k != "adapter"} | {
+        "adapter": json.loads(row["adapter"]),
+        "checklist": [
+            {"item": item.id, "title": item.title, "evidence": item.evidence, "state": states[item.id]}
+            | ({"latest": check_view(latest[item.id])} if item.id in latest else {})
+            for item in terms.checklist
+        ],
+        "history": [check_view(c) for c in checks],
+        "ready_to_approve": row["status"] == "received" and all(s == "passed" for s in states.values()),
+    }
 
 
 # ---- the provider API's commands --------------------------------------------------------

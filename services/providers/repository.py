@@ -374,6 +374,125 @@ async def status_history(conn: Connection | asyncpg.Pool, provider_id: str) -> l
     )
 
 
+# ---- joining the framework: applications and due-diligence checks (decision 0112) -------------
+
+
+async def insert_application(
+    conn: Connection, application: dict, *, recorded_by: str, at: dt.datetime
+) -> asyncpg.Record:
+    """A received application. Raises ``asyncpg.UniqueViolationError`` when its tender reference was
+    recorded before or its provider id has a live application (the caller says which)."""
+    return await fetch_one(
+        conn,
+        """INSERT INTO applications (application_id, provider_id, name, zones, bands, skills, double_handed,
+                                     weekly_capacity_hours, cqc_location_id, cqc_rating, adapter, tender_reference,
+                                     received_on, window_id, recorded_by, recorded_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13, $14, $15, $16) RETURNING *""",
+        application["application_id"],
+        application["provider_id"],
+        application["name"],
+        application["zones"],
+        application["bands"],
+        application["skills"],
+        application["double_handed"],
+        application["weekly_capacity_hours"],
+        application["cqc_location_id"],
+        application["cqc_rating"],
+        json.dumps(application["adapter"]),
+        application["tender_reference"],
+        application["received_on"],
+        application["window_id"],
+        recorded_by,
+        at,
+    )
+
+
+async def application(
+    conn: Connection | asyncpg.Pool, application_id: uuid.UUID, *, lock: bool = False
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM applications WHERE application_id = $1" + (" FOR UPDATE" if lock else ""), application_id
+    )
+
+
+async def applications(conn: Connection | asyncpg.Pool, status: str | None, limit: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT * FROM applications WHERE ($1::text IS NULL OR status = $1)
+            ORDER BY received_on DESC, recorded_at DESC LIMIT $2""",
+        status,
+        limit,
+    )
+
+
+async def insert_check(
+    conn: Connection,
+    application_id: uuid.UUID,
+    *,
+    item: str,
+    outcome: str,
+    evidence_reference: str,
+    reviewed_by: str,
+    reviewed_on: dt.date,
+    note: str | None,
+    at: dt.datetime,
+) -> asyncpg.Record:
+    return await fetch_one(
+        conn,
+        """INSERT INTO due_diligence_checks (application_id, item, outcome, evidence_reference, reviewed_by,
+                                             reviewed_on, note, recorded_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *""",
+        application_id,
+        item,
+        outcome,
+        evidence_reference,
+        reviewed_by,
+        reviewed_on,
+        note,
+        at,
+    )
+
+
+async def checks(conn: Connection | asyncpg.Pool, application_id: uuid.UUID) -> list[asyncpg.Record]:
+    """Every check of the application, oldest first (the latest per item counts)."""
+    return await conn.fetch("SELECT * FROM due_diligence_checks WHERE application_id = $1 ORDER BY id", application_id)
+
+
+async def decide_application(
+    conn: Connection,
+    application_id: uuid.UUID,
+    *,
+    status: str,
+    decided_by: str,
+    at: dt.datetime,
+    refusal_reason: str | None,
+    note: str | None,
+) -> asyncpg.Record:
+    return await fetch_one(
+        conn,
+        """UPDATE applications SET status = $2, decided_by = $3, decided_at = $4, refusal_reason = $5,
+                                   decision_note = $6
+            WHERE application_id = $1 RETURNING *""",
+        application_id,
+        status,
+        decided_by,
+        at,
+        refusal_reason,
+        note,
+    )
+
+
+async def record_joining(conn: Connection, provider_id: str, *, reason: str, decided_by: str, at: dt.datetime) -> None:
+    """The provider's first line of its status history: it joined, active."""
+    await conn.execute(
+        """INSERT INTO status_changes (provider_id, status, reason, decided_by, decided_at)
+           VALUES ($1, 'active', $2, $3, $4)""",
+        provider_id,
+        reason,
+        decided_by,
+        at,
+    )
+
+
 # ---- credentials, self-service, adapters, webhook deliveries ------------------------------
 
 

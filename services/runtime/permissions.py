@@ -144,6 +144,16 @@ TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
         ("GET", "/change-requests"): frozenset({COUNCIL_ADMIN}),
         ("POST", "/change-requests/{request_id}/approve"): frozenset({COUNCIL_ADMIN}),
         ("POST", "/change-requests/{request_id}/reject"): frozenset({COUNCIL_ADMIN}),
+        # Joining the framework (decision 0112): the contracts and quality team records applications from
+        # the tender portal and runs due diligence; the council's administrators read them (they issue
+        # the joined provider's credential). No provider route: nothing unauthenticated writes.
+        ("GET", "/applications/terms"): frozenset({CONTRACTS_QUALITY, COUNCIL_ADMIN}),
+        ("GET", "/applications"): frozenset({CONTRACTS_QUALITY, COUNCIL_ADMIN}),
+        ("POST", "/applications"): frozenset({CONTRACTS_QUALITY}),
+        ("GET", "/applications/{application_id}"): frozenset({CONTRACTS_QUALITY, COUNCIL_ADMIN}),
+        ("POST", "/applications/{application_id}/checks"): frozenset({CONTRACTS_QUALITY}),
+        ("POST", "/applications/{application_id}/approve"): frozenset({CONTRACTS_QUALITY}),
+        ("POST", "/applications/{application_id}/refuse"): frozenset({CONTRACTS_QUALITY}),
         ("GET", "/me"): PROVIDER_CREDENTIAL,
         ("PATCH", "/me"): PROVIDER_CREDENTIAL,
         ("GET", "/me/change-requests"): PROVIDER_CREDENTIAL,

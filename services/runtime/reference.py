@@ -8,6 +8,7 @@ changes the system without a redeploy of code.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import time
 from dataclasses import dataclass
@@ -196,6 +197,95 @@ def _parse_delegation(path: Path, mtime_ns: int) -> SchemeOfDelegation:
     scheme = SchemeOfDelegation(str(raw["version"]), limits)
     _last_good_delegation[path] = scheme
     return scheme
+
+
+@dataclass(frozen=True)
+class ReopeningWindow:
+    """A period in which the framework receives applications to join (UK dates, both included)."""
+
+    id: str
+    name: str
+    opens_on: dt.date
+    closes_on: dt.date
+
+    def contains(self, day: dt.date) -> bool:
+        return self.opens_on <= day <= self.closes_on
+
+
+@dataclass(frozen=True)
+class ChecklistItem:
+    """One item of the due-diligence checklist, and the evidence the team looks for."""
+
+    id: str
+    title: str
+    evidence: str
+
+
+@dataclass(frozen=True)
+class JoiningTerms:
+    """``joining.yaml``: the framework's re-opening windows (in date order) and the due-diligence
+    checklist (in the team's order). Decision records 0113 and 0114."""
+
+    version: str
+    windows: tuple[ReopeningWindow, ...]
+    checklist: tuple[ChecklistItem, ...]
+
+    def item_ids(self) -> tuple[str, ...]:
+        return tuple(item.id for item in self.checklist)
+
+
+def load_joining(folder: Path | None = None) -> JoiningTerms:
+    """``joining.yaml`` as it says now (re-parsed when it changes; an invalid edit keeps the last
+    good version, as for the framework). A reference folder without one uses the shipped file."""
+    path = (folder or reference_dir()).joinpath("joining.yaml")
+    if not path.exists() and folder is None:
+        path = DEFAULT_DIR / "joining.yaml"
+    try:
+        return _parse_joining(path, _mtime_ns(path))
+    except Exception as exc:
+        last_good = _last_good_joining.get(path)
+        if last_good is None:
+            raise
+        log.error("joining terms could not be read; keeping the last good version", error=repr(exc))
+        return last_good
+
+
+_last_good_joining: dict[Path, JoiningTerms] = {}
+
+
+@lru_cache(maxsize=4)
+def _parse_joining(path: Path, mtime_ns: int) -> JoiningTerms:
+    return parse_joining(yaml.safe_load(path.read_text()), path)
+
+
+def parse_joining(raw: dict, path: Path | None = None) -> JoiningTerms:
+    """The joining terms from the file's content; ``ValueError`` for windows that overlap or end
+    before they open, or a checklist that is empty or names an item twice."""
+    windows = tuple(
+        sorted(
+            (
+                ReopeningWindow(str(w["id"]), str(w.get("name") or w["id"]), w["opens_on"], w["closes_on"])
+                for w in raw.get("reopening_windows") or []
+            ),
+            key=lambda w: w.opens_on,
+        )
+    )
+    for window in windows:
+        if window.closes_on < window.opens_on:
+            raise ValueError(f"window {window.id} closes before it opens")
+    for earlier, later in itertools.pairwise(windows):
+        if later.opens_on <= earlier.closes_on:
+            raise ValueError(f"windows {earlier.id} and {later.id} overlap")
+    checklist = tuple(
+        ChecklistItem(str(i["id"]), str(i["title"]), str(i.get("evidence") or "")) for i in raw["due_diligence"]
+    )
+    ids = [i.id for i in checklist]
+    if not ids or len(set(ids)) != len(ids):
+        raise ValueError("the due-diligence checklist must name at least one item, each once")
+    terms = JoiningTerms(str(raw["version"]), windows, checklist)
+    if path is not None:
+        _last_good_joining[path] = terms
+    return terms
 
 
 @lru_cache(maxsize=4)

@@ -126,7 +126,20 @@ async def test_a_provider_accepts_an_offer_in_the_portal_and_the_broker_sees_it_
         await provider.reload()
     offer = provider.locator(f"#offer-{package_id}")
     assert "Answer by" in await offer.inner_text()
+    assert (await offer.locator(".console-time-left").inner_text()).endswith("left")  # time left, not a UTC time
     await pages.check(provider, "portal-offers")
+    # A slip is safe: no default reason declines, and a mistyped rate is shown again to be put right.
+    await offer.locator("button:has-text('Decline')").click()
+    assert "Select why you are declining this offer" in await provider.inner_text("#answer-problems")
+    offer = provider.locator(f"#offer-{package_id}")
+    await offer.locator("input[name=rate]").fill("19,95")
+    await offer.locator("button:has-text('Accept and bid')").click()
+    assert "Enter the hourly rate in pounds and pence" in await provider.inner_text("#answer-problems")
+    offer = provider.locator(f"#offer-{package_id}")
+    assert await offer.locator("input[name=rate]").input_value() == "19,95"
+    await pages.check(provider, "portal-answer-problems")
+    band_rate = httpx.get(f"{stack.url('brokerage')}/packages/{package_id}", timeout=10, auth=staff()).json()
+    await offer.locator("input[name=rate]").fill(band_rate["band_rate"])  # put right: the band rate
     # The others offered decline in the portal (first: a better-rated bid would close the round early).
     for provider_id in others:
         other = await portal_page(pages, console, provider_id, tokens[provider_id])
@@ -158,10 +171,10 @@ async def test_a_provider_accepts_an_offer_in_the_portal_and_the_broker_sees_it_
             "earliest_start-year": "2030",
         },
     )
-    # The refusal reaches the next page through the session, never the URL.
-    assert response.status == 303 and response.headers["location"] == "/portal/offers"
-    await stranger.goto(f"{console}{response.headers['location']}")
-    assert f"no offer of package {package_id} to you" in await stranger.inner_text("#refused")
+    # The refusal is the page again, in the portal's words (from the problem's status and code).
+    assert response.status == 404
+    assert "This package was not offered to you" in await response.text()
+    await stranger.goto(f"{console}/portal/offers")
     await pages.check(stranger, "portal-refused")
 
     # The broker sees it placed with the winner, and why.

@@ -151,7 +151,11 @@ async def test_a_valid_request_is_accepted_and_readable(brokerage):
 
 
 async def test_a_retried_request_with_the_same_idempotency_key_creates_one_package(brokerage, database_url):
-    body, key = good(), "retry-1-" + str(random.random())
+    """The runtime's rule (services/runtime/idempotency.py), as in the provider API: the same request
+    from the same caller returns the first package (200, Idempotent-Replayed); the key with another
+    request is a 422 naming the header; another broker's key of the same name is theirs alone."""
+    key = "retry-1-" + str(random.random())
+    body = changed(good(), key, "person", "care_notes")  # marks this test's packages
     async with httpx.AsyncClient(auth=staff()) as client:
         first = await client.post(f"{brokerage}/packages", json=body, headers={"Idempotency-Key": key})
         again = await client.post(f"{brokerage}/packages", json=body, headers={"Idempotency-Key": key})
@@ -160,11 +164,16 @@ async def test_a_retried_request_with_the_same_idempotency_key_creates_one_packa
             json=changed(body, "another note", "person", "care_notes"),
             headers={"Idempotency-Key": key},
         )
-    assert (first.status_code, again.status_code, other.status_code) == (201, 200, 422)
-    assert first.json()["package_id"] == again.json()["package_id"]
+    async with httpx.AsyncClient(auth=staff("demo-broker-2")) as client:
+        theirs = await client.post(f"{brokerage}/packages", json=body, headers={"Idempotency-Key": key})
+    assert (first.status_code, again.status_code, other.status_code, theirs.status_code) == (201, 200, 422, 201)
+    assert first.json()["package_id"] == again.json()["package_id"] != theirs.json()["package_id"]
+    assert again.headers["Idempotent-Replayed"] == "true" and "Idempotent-Replayed" not in first.headers
+    assert other.json()["code"] == "idempotency-key-reused"
+    assert other.json()["errors"][0]["field"] == "Idempotency-Key"
     conn = await asyncpg.connect(database_url)
     try:
-        assert await conn.fetchval("SELECT count(*) FROM brokerage.packages WHERE idempotency_key = $1", key) == 1
+        assert await conn.fetchval("SELECT count(*) FROM brokerage.persons WHERE care_notes = $1", key) == 2
     finally:
         await conn.close()
 

@@ -227,19 +227,20 @@ async def test_bad_changes_are_refused_naming_the_field_and_write_nothing(ready,
 
     more = change_body(view, 15)
     cases = [
-        (change_body(view, -15), 422, "discussed_with_person"),
-        (change_body(view, -15, discussed_with_person=False), 422, "discussed_with_person"),
-        (more | {"hours_per_week": str(Decimal(more["hours_per_week"]) + 20)}, 422, "hours_per_week"),
-        (change_body(view, 0), 422, "visits"),
-        (more | {"reason": "felt_like_it"}, 422, "reason"),
-        (more | {"changed_by": "someone.else"}, 422, "changed_by"),
+        (change_body(view, -15), 422, "discussed_with_person", "reduction-not-discussed"),
+        (change_body(view, -15, discussed_with_person=False), 422, "discussed_with_person", "reduction-not-discussed"),
+        (more | {"hours_per_week": str(Decimal(more["hours_per_week"]) + 20)}, 422, "hours_per_week", "hours-mismatch"),
+        (change_body(view, 0), 422, "visits", "change-changes-nothing"),
+        (more | {"reason": "felt_like_it"}, 422, "reason", "invalid-request"),
+        (more | {"changed_by": "someone.else"}, 422, "changed_by", "invalid-request"),
     ]
     before = await written()
     async with httpx.AsyncClient(base_url=ready.url("brokerage"), auth=staff(), timeout=10) as api:
-        for body, status, field in cases:
+        for body, status, field, code in cases:
             response = await api.post(f"/packages/{package_id}/changes", json=body)
             assert response.status_code == status, (body, response.text)
             assert field in [f["field"] for f in response.json()["fields"]], (body, response.json())
+            assert response.json()["code"] == code, (body, response.json())
         assert await written() == before, "a refused request wrote nothing"
         # Not running: a paused package is not changed (409 naming the status).
         paused = await api.post(

@@ -266,21 +266,41 @@ async def test_bad_endings_pauses_and_resumes_are_refused_naming_the_field_and_w
         )
         return dict(rows[0])
 
+    # Each refusal's problem code: what a program (the console) branches on (docs/guide/problems.md).
     cases = [
-        ("end", {"reason": "died", "effective_date": str(today - dt.timedelta(days=1))}, 422, "effective_date"),
-        ("end", {"reason": "died", "effective_date": str(today + dt.timedelta(days=400))}, 422, "effective_date"),
-        ("end", {"reason": "lost_interest", "effective_date": str(today)}, 422, "reason"),
-        ("end", {"reason": "died"}, 422, "effective_date"),
-        ("pause", {"reason": "admitted_to_hospital", "paused_on": str(today + dt.timedelta(days=2))}, 422, "paused_on"),
-        ("pause", {"reason": "holiday", "paused_on": str(today)}, 422, "reason"),
-        ("resume", {"resumed_on": str(today)}, 409, "status"),
+        (
+            "end",
+            {"reason": "died", "effective_date": str(today - dt.timedelta(days=1))},
+            422,
+            "effective_date",
+            "date-before-start",
+        ),
+        (
+            "end",
+            {"reason": "died", "effective_date": str(today + dt.timedelta(days=400))},
+            422,
+            "effective_date",
+            "date-too-far-ahead",
+        ),
+        ("end", {"reason": "lost_interest", "effective_date": str(today)}, 422, "reason", "invalid-request"),
+        ("end", {"reason": "died"}, 422, "effective_date", "invalid-request"),
+        (
+            "pause",
+            {"reason": "admitted_to_hospital", "paused_on": str(today + dt.timedelta(days=2))},
+            422,
+            "paused_on",
+            "date-in-future",
+        ),
+        ("pause", {"reason": "holiday", "paused_on": str(today)}, 422, "reason", "invalid-request"),
+        ("resume", {"resumed_on": str(today)}, 409, "status", "action-not-allowed"),
     ]
     before = await written()
     async with httpx.AsyncClient(base_url=ready.url("brokerage"), auth=staff(), timeout=10) as api:
-        for action, body, status, field in cases:
+        for action, body, status, field, code in cases:
             response = await api.post(f"/packages/{package_id}/{action}", json=body)
             assert response.status_code == status, (action, body, response.text)
             assert field in [f["field"] for f in response.json()["fields"]], (action, body, response.json())
+            assert response.json()["code"] == code, (action, body, response.json())
         # Unknown package: 404.
         missing = await api.post(
             "/packages/00000000-0000-4000-8000-000000000000/end",

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from services.console import charts, domain
 from services.console.domain import Permission, Role
+from services.runtime import problems
 
 T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 
@@ -179,25 +180,46 @@ def test_the_apis_field_errors_are_told_in_the_consoles_words_never_its_own():
     assert domain.errors_from_api({"error": "no such zone"}) == ({}, [domain.REFUSED_GENERAL])
 
 
-def test_a_refused_action_is_told_by_its_field_and_kind_in_the_consoles_words():
-    said = {"fields": [{"field": "effective_date", "message": "2026-03-01 is more than 14 days ago"}]}
-    assert domain.action_refusal("end", 422, said, "started") == {
+def refused(field: str, code: str | None, words: str = "words the console never reads") -> dict:
+    """A brokerage refusal as the API sends it (problem details, services/runtime/problems.py)."""
+    return problems.body(422, words, code=code, fields=[{"field": field, "detail": words}])
+
+
+def test_a_refused_action_is_told_by_its_field_and_problem_code_in_the_consoles_words():
+    assert domain.action_refusal("end", 422, refused("effective_date", "date-too-far-back"), "started") == {
         "effective_date": "The first day without care is too far in the past: "
         "the brokerage records dates only a few days back"
     }
-    said = {"fields": [{"field": "effective_date", "message": "2026-03-01 is before the care started on 2026-03-05"}]}
-    assert domain.action_refusal("change", 422, said, "started") == {
+    assert domain.action_refusal("change", 422, refused("effective_date", "date-before-start"), "started") == {
         "change_effective_date": "The first day of the new visits must be on or after the day care started"
     }
-    said = {"fields": [{"field": "discussed_with_person", "message": "a reduction (7 to 5 h/week) must be discussed"}]}
-    assert domain.action_refusal("change", 422, said, "started") == {"discussed_with_person": domain.NOT_DISCUSSED}
-    said = {"fields": [{"field": "reason", "message": "Input should be 'a', 'b' or 'c'"}]}
-    assert domain.action_refusal("cancel", 422, said, "unplaced") == {"reason": "Select why the package is cancelled"}
+    assert domain.action_refusal(
+        "change", 422, refused("discussed_with_person", "reduction-not-discussed"), "started"
+    ) == {"discussed_with_person": domain.NOT_DISCUSSED}
+    assert domain.action_refusal("change", 422, refused("visits", "change-changes-nothing"), "started") == {
+        "hours_per_week": "Change the hours or the visits: the change leaves them as they are"
+    }
+    assert domain.action_refusal("resume", 422, refused("resumed_on", "date-before-pause"), "paused") == {
+        "resumed_on": f"{domain.DATE_NAMES['resumed_on']} must be on or after the day the pause began"
+    }
+    assert domain.action_refusal("cancel", 422, refused("reason", None), "unplaced") == {
+        "reason": "Select why the package is cancelled"
+    }
     assert domain.action_refusal("reoffer", 409, {"error": "package 6f1c is placed"}, "placed") == {
         "status": "This cannot be done now: the package is placed. The page shows it as it is now."
     }
     odd = domain.action_refusal("start", 422, {"fields": [{"field": "nonsense", "message": "<script>"}]}, "placed")
     assert odd == {"status": "This could not be recorded. Check the answers and try again."}
+
+
+def test_the_console_branches_on_codes_never_on_the_apis_words():
+    """The same code in other words reads the same; the old phrase without its code is a plain date problem."""
+    a = domain.action_refusal("end", 422, refused("effective_date", "date-in-future", "in the future"), "started")
+    b = domain.action_refusal("end", 422, refused("effective_date", "date-in-future", "zukünftig"), "started")
+    assert a == b
+    phrase_only = domain.action_refusal("end", 422, refused("effective_date", None, "is in the future"), "started")
+    assert phrase_only != a
+    assert set(domain._REFUSAL_KINDS) <= set(problems.TYPES), "every code the console knows is one the API sends"
 
 
 def test_an_actions_problems_are_found_before_the_brokerage_is_asked():

@@ -532,3 +532,74 @@ def test_the_timeline_shows_details_in_words_never_json():
         "decided at 1 July 2026 09:30 BST" in line or "decided at Wed 1 Jul 2026 09:30 BST" in line or "09:30" in line
     )
     assert "empty" not in line
+
+
+def portal_offers(failed: dict | None = None) -> str:
+    s = session("broker")
+    offer = {
+        "package_id": PACKAGE["package_id"],
+        "package": PACKAGE["package"],
+        "offer_round": 1,
+        "tier": "prime",
+        "window_closes_at": "2026-03-06T12:00:00+00:00",
+        "time_left": "2 h 05 min left",
+        "band_rate": "22.95",
+    }
+    return unescape(
+        TEMPLATES.env.get_template("portal_offers.html").render(
+            session=s,
+            nav=[],
+            csrf_token="tok",
+            offers=[offer],
+            reasons=list(domain.DECLINE_WORDS),
+            decline_words=domain.DECLINE_WORDS,
+            refused=None,
+            failed=failed or {},
+            done=None,
+        )
+    )
+
+
+def test_a_portal_offer_shows_the_time_left_and_a_decline_with_no_reason_chosen():
+    html = portal_offers()
+    assert "2 h 05 min left" in html
+    select = html.split('id="reason-')[1].split("</select>")[0]
+    assert '<option value="" selected>Choose a reason</option>' in select  # no default reason
+    assert 'value="22.95"' in html  # the band rate offered as the bid's rate
+
+
+def test_a_refused_portal_answer_keeps_what_was_typed_with_the_problem_next_to_it():
+    pid = PACKAGE["package_id"]
+    typed = {"rate": "19,95", "earliest_start-day": "31", "earliest_start-month": "2", "earliest_start-year": "2026"}
+    errors = domain.portal_answer_problems("bid", typed)
+    assert set(errors) == {"rate", "earliest_start"}
+    html = portal_offers({"package_id": pid, "answer": "bid", "typed": typed, "errors": errors})
+    assert 'value="19,95"' in html and 'value="31"' in html
+    assert f'href="#rate-{pid}"' in html and f'href="#earliest_start-{pid}-day"' in html
+    assert f'id="earliest_start-{pid}-day"' in html  # the link's target exists
+    declined = portal_offers(
+        {
+            "package_id": pid,
+            "answer": "decline",
+            "typed": {"reason": "other"},
+            "errors": {"text": "Say why you are declining: you chose 'another reason'"},
+        }
+    )
+    assert '<option value="other" selected>' in declined and f'href="#text-{pid}"' in declined
+
+
+def test_the_portals_refusals_come_from_codes():
+    assert domain.portal_refusal("bid", 409, {"code": "offer-closed", "detail": "x"}) == {
+        "status": "This offer has closed: answers are no longer taken"
+    }
+    assert domain.portal_refusal("bid", 404, {"code": "not-found"}) == {"status": "This package was not offered to you"}
+    assert domain.portal_answer_problems("decline", {"reason": ""}) == {
+        "reason": "Select why you are declining this offer"
+    }
+    assert (
+        domain.portal_answer_problems(
+            "bid",
+            {"rate": "£19.95", "earliest_start-day": "1", "earliest_start-month": "4", "earliest_start-year": "2027"},
+        )
+        == {}
+    )

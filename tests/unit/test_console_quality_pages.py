@@ -10,7 +10,7 @@ from services.console.api.quality import REASONS, RISKS
 from services.console.handlers import Session
 
 
-def session(role: str = "quality") -> Session:
+def session(role: str = "contracts_quality") -> Session:
     return Session(
         token_hash=b"x",
         kind="staff",
@@ -31,12 +31,14 @@ def render(template: str, **context) -> str:
     )
 
 
-def test_the_contracts_and_quality_role_signs_in_to_the_register_and_nothing_of_the_brokers():
-    assert domain.role_from_idp(["contracts_quality"]) == domain.Role.quality
-    assert domain.HOME[domain.Role.quality] == "/quality"
+def test_the_contracts_and_quality_role_has_the_register_in_its_menu_and_nothing_of_the_brokers():
+    assert domain.role_from_idp(["contracts_quality"]) == domain.Role.contracts_quality
     menu = [item["href"] for item in navigation(session(), "/quality")]
-    assert menu == ["/quality", "/quality/import", "/quality/reports"]
-    assert not domain.can("quality", domain.Permission.board) and not domain.can("quality", domain.Permission.person)
+    assert menu == ["/applications", "/quality", "/quality/import", "/quality/reports"]
+    role = "contracts_quality"
+    assert not domain.can(role, domain.Permission.board) and not domain.can(role, domain.Permission.person)
+    for other in domain.Role:
+        assert domain.can(other, domain.Permission.quality) == (other is domain.Role.contracts_quality)
     assert domain.can("ops", domain.Permission.reports) and not domain.can("ops", domain.Permission.quality)
 
 

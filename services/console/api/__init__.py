@@ -5,6 +5,7 @@
 - :mod:`.operations`: operations' live stream, lag, dead letters and KPIs;
 - :mod:`.admin`: staff accounts;
 - :mod:`.quality`: the contracts and quality team's register, CQC import and market reports;
+- :mod:`.joining`: applications to join the framework and their due diligence (contracts and quality);
 - :mod:`.portal`: the provider portal, on the providers service's provider-scoped API;
 
 and what they share: :mod:`.sign_in` (signing in and out, staff and providers), :mod:`.sessions`
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import APIRouter
 
-from services.console.api import admin, brokers, operations, portal, quality, reviews, sign_in
+from services.console.api import admin, brokers, joining, operations, portal, quality, reviews, sign_in
 from services.console.api.sessions import Sessions
 
 if TYPE_CHECKING:
@@ -34,6 +35,6 @@ def build_router(console: Console) -> APIRouter:
     sessions = Sessions(console)
     router = APIRouter(include_in_schema=False)
     # reviews before brokers: its POST /packages/{id}/funding before the brokers' /packages/{id}/{action}.
-    for pages in (sign_in, reviews, brokers, operations, admin, quality, portal):
+    for pages in (sign_in, reviews, brokers, operations, admin, quality, portal, joining):
         router.include_router(pages.router(console, sessions))
     return router

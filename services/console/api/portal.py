@@ -17,6 +17,7 @@ from services.console.api.errors import NotSignedIn
 from services.console.api.pages import page
 from services.console.api.sessions import Sessions
 from services.console.clients import ApiError
+from services.runtime import clock
 
 if TYPE_CHECKING:
     from services.console.app import Console
@@ -31,7 +32,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
     services = console.services
     provider, form_of = sessions.provider, sessions.form_of
 
-    async def as_provider(session: handlers.Session, method: str, path: str, body: dict | None = None) -> Response:
+    async def as_provider(session: handlers.Session, method: str, path: str, body: dict | None = None) -> Any:
         try:
             return await services.providers.call(
                 method, path, bearer=session.provider_credential, **({"json": body} if body is not None else {})
@@ -42,43 +43,57 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
                 raise NotSignedIn(portal=True) from None
             raise
 
-    @router.get("/portal/offers")
-    async def portal_offers(request: Request, session: handlers.Session = Depends(provider)) -> Response:
+    async def offers_page(
+        request: Request,
+        session: handlers.Session,
+        status: int = 200,
+        *,
+        failed: dict[str, Any] | None = None,
+        refused: str | None = None,
+    ) -> Response:
+        """The open offers, each with the time left to answer; after a refused answer, that offer's
+        form again with the typed answers and each problem next to its question (``failed``:
+        ``{"package_id", "answer", "typed", "errors"}``)."""
         offers = await as_provider(session, "GET", "/me/offers?status=open")
+        now = clock.now()
+        for offer in offers:
+            closes = clock.parse_instant(offer.get("window_closes_at"))
+            offer["time_left"] = domain.time_left(closes, now) if closes else None
         return page(
             request,
             "portal_offers.html",
             session,
+            status,
             offers=offers,
             reasons=[r.value for r in DeclineReason],
-            refused=await handlers.take_flash(console.pool, session),
+            decline_words=domain.DECLINE_WORDS,
+            refused=refused or await handlers.take_flash(console.pool, session),
+            failed=failed or {},
             done=request.query_params.get("done") if request.query_params.get("done") in ("bid", "decline") else None,
         )
+
+    @router.get("/portal/offers")
+    async def portal_offers(request: Request, session: handlers.Session = Depends(provider)) -> Response:
+        return await offers_page(request, session)
 
     @router.post("/portal/offers/{package_id}/{answer}")
     async def portal_answer(
         request: Request, package_id: uuid.UUID, answer: str, session: handlers.Session = Depends(provider)
     ) -> Response:
         form = await form_of(request, session)
-        if answer == "bid":
-            start = domain.date_from_parts(
-                form.get("earliest_start-day", ""),
-                form.get("earliest_start-month", ""),
-                form.get("earliest_start-year", ""),
-            )
-            body = {
-                "rate": str(form.get("rate", "")).strip().lstrip("£"),
-                "earliest_start": start.isoformat() if start else "",
-            }
-        elif answer == "decline":
-            body = {"reason": form.get("reason", ""), "text": str(form.get("text", "")).strip()}
-        else:
+        if answer not in ("bid", "decline"):
             return page(request, "error.html", session, 404, title="Page not found", message=f"No answer {answer}")
-        try:
-            await as_provider(session, "POST", f"/me/offers/{package_id}/{answer}", body)
-        except ApiError as refused:
-            await handlers.flash(console.pool, session, domain.refusal(refused.problem))  # not in the URL
-            return RedirectResponse("/portal/offers", status_code=303)
+        values = {k: str(v) for k, v in form.items() if k != "csrf_token"}
+        errors, status = domain.portal_answer_problems(answer, values), 422
+        if not errors:
+            body = domain.portal_answer_body(answer, values)
+            try:
+                await as_provider(session, "POST", f"/me/offers/{package_id}/{answer}", body)
+            except ApiError as refused:
+                errors, status = domain.portal_refusal(answer, refused.status, refused.problem), refused.status
+        if errors:
+            failed = {"package_id": str(package_id), "answer": answer, "typed": values, "errors": errors}
+            return await offers_page(request, session, status, failed=failed)
         return RedirectResponse(f"/portal/offers?done={answer}", status_code=303)
 
     @router.get("/portal/packages")
