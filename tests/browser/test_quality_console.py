@@ -47,7 +47,7 @@ async def test_the_quality_team_keeps_the_register_and_a_malformed_cqc_file_chan
     bad.write_text(
         "Location ID,Location Name,Location Latest Overall Rating,Publication Date\n"
         f"{before['cqc_location_id'] or '1-1'},X,Inadequate,01/02/2026\n"
-        "1-2,Y,Excellent,01/02/2026\n"
+        "not-an-id,Y,Good,01/02/2026\n"  # a malformed location id: the file is broken
     )
     await quality.goto(f"{console}/quality/import")
     await pages.check(quality, "quality-import")
@@ -56,7 +56,7 @@ async def test_the_quality_team_keeps_the_register_and_a_malformed_cqc_file_chan
     await quality.wait_for_load_state()
     assert "Nothing was changed" in await quality.inner_text("#import-report")
     refused = await quality.inner_text("#import-refused")
-    assert "Location Latest Overall Rating" in refused and "Excellent" in refused
+    assert "Location ID" in refused and "not-an-id" in refused
     await pages.check(quality, "quality-import-refused")
     async with httpx.AsyncClient(base_url=stack.url("providers"), auth=staff("demo-quality"), timeout=10) as api:
         after = (await api.get(f"/providers/{provider_id}/quality")).json()
