@@ -8,6 +8,8 @@
   ``POST /me/offers/{package_id}/bid`` or ``.../decline``.
 - :class:`OfferClosedNotice`: an offer that closed for the provider, and how (won; lost, with its
   bid's rank; closed, with the reason), POSTed to a webhook adapter and listed under ``GET /me/notices``.
+- :class:`TestOfferNotice`: a signed sample delivery marked as a test, sent when the provider
+  asks (``POST /me/webhook/test``), to check its receiver.
 - :class:`ChangeNotice`: a change to a package the provider holds (decision record 0082), POSTed to a
   webhook adapter and listed under ``GET /me/package-changes``; answered with
   ``POST /me/package-changes/{change_id}/accept`` or ``.../decline`` (a :class:`DeclineRequest`).
@@ -131,7 +133,30 @@ class DeclineRequest(BaseModel):
         return self
 
 
+class TestOfferNotice(BaseModel):
+    """A test delivery, sent when the provider asks for one (``POST /me/webhook/test``, decision
+    0100): signed and delivered exactly like an offer, with a made-up package shaped like a real
+    one, so a receiver can be checked end to end. Marked twice as a test - ``kind`` is
+    ``test_offer`` and ``test`` is true - and never a real package: its ``package_id`` is offered
+    to no one, so an answer to it is a 404. A receiver should verify it, answer 2xx and do nothing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["test_offer"] = "test_offer"
+    test: Literal[True] = Field(default=True, description="Always true: this is not a real offer")
+    package_id: uuid.UUID = Field(description="Made up for the test; offered to no one")
+    offer_round: int = Field(ge=1)
+    provider_id: ProviderId = Field(description="The provider this notice is for (the receiver)")
+    tier: Tier
+    package: PackageSpec = Field(description="A sample package in one of your zones and bands (no real person)")
+    band_rate: Money = Field(description="The framework's current hourly rate for the sample's band, in pounds")
+    window_closes_at: dt.datetime
+    status: OfferStatus = "offered"
+    answer_with: dict[str, str] = Field(description="Shaped like a real offer's; answering a test offer is a 404")
+
+
 ADAPTER_MODELS: dict[str, type[BaseModel]] = {
+    "TestOfferNotice": TestOfferNotice,
     "OfferNotice": OfferNotice,
     "BidRequest": BidRequest,
     "DeclineRequest": DeclineRequest,

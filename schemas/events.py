@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Annotated, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from schemas.vocabulary import (
+    AgreementReason,
+    AgreementStatus,
     Band,
     CancelReason,
     CareNeed,
@@ -46,6 +48,7 @@ from schemas.vocabulary import (
     HandBackReason,
     NotificationFailure,
     PauseReason,
+    Payer,
     QualityChange,
     ReopenReason,
     ReviewOutcome,
@@ -572,6 +575,85 @@ class FundingRecorded(Envelope):
         return self
 
 
+# ---- brokerage -> finance (topic brokerage.service-agreements) ----------------------------
+
+CostCentre = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,39}$")]
+
+
+class PayerLine(Contract):
+    """One payer's part of a week's cost: ``basis`` ``share`` is a funder's ``percent`` of the cost at
+    the band rate; ``above_band`` the part above the band rate (a top-up, or the council's approved
+    above-rate exception; no percent). Pounds per week."""
+
+    payer: Payer
+    basis: Literal["share", "above_band"]
+    percent: Decimal | None = Field(default=None, gt=0, le=100, max_digits=5, decimal_places=2)
+    pounds_per_week: Money
+
+
+class AgreementFunding(Contract):
+    """Who pays under the agreement from ``effective_from`` to ``effective_to`` (UK dates, both
+    inclusive; no end: while the agreement lasts): the funding record's period in force (decision
+    record 0089) cut to the agreement's dates. The lines' pounds add up to the weekly cost exactly."""
+
+    effective_from: dt.date
+    effective_to: dt.date | None = None
+    funder: Funder
+    lines: list[PayerLine] = Field(min_length=1)
+
+
+class ServiceAgreementRecorded(Envelope):
+    """The hand-off to finance (decision record 0109): what the council has agreed to pay one provider
+    for one package - ``hourly_rate`` pounds per hour for ``hours_per_week`` carer hours per week
+    (``weekly_cost`` pounds) from ``start_date`` to ``end_date`` (UK dates, inclusive; none: until
+    further notice), split between payers by ``funding``, charged to ``cost_centre``.
+
+    Records are never edited: a correction is a new record of the same ``agreement_id`` with the next
+    ``version``, naming the record it replaces in ``supersedes``; the record in force is the one
+    nothing supersedes. No person's details: the package id only."""
+
+    event_type: Literal["ServiceAgreementRecorded"] = "ServiceAgreementRecorded"
+    producer: Producer = "brokerage"
+    record_id: uuid.UUID
+    agreement_id: uuid.UUID
+    version: int = Field(ge=1)
+    supersedes: uuid.UUID | None = Field(default=None, description="The record this one replaces (version - 1).")
+    reason: AgreementReason
+    status: AgreementStatus
+    package_id: uuid.UUID
+    provider_id: ProviderId
+    zone: ZoneId
+    band: Band
+    hourly_rate: Money = Field(description="The agreed rate, pounds per hour.")
+    band_rate: Money = Field(
+        description="The band's rate on the rate card the award was judged against, pounds per hour."
+    )
+    hours_per_week: Decimal = Field(gt=0, le=168, max_digits=5, decimal_places=2, description="Carer hours per week.")
+    weekly_cost: Money = Field(description="hours_per_week x hourly_rate, pounds per week.")
+    start_date: dt.date
+    end_date: dt.date | None = None
+    funding: list[AgreementFunding] = Field(default_factory=list)
+    funding_revision: int = Field(ge=0, description="The funding record's revision used (0: the request's funding).")
+    cost_centre: CostCentre
+    rate_card: RateCardVersion
+    recorded_at: dt.datetime
+
+    @model_validator(mode="after")
+    def _whole(self) -> ServiceAgreementRecorded:
+        if (self.version == 1) != (self.supersedes is None):
+            raise ValueError("version 1 supersedes nothing; every later version supersedes the one before")
+        if self.status is AgreementStatus.agreed:
+            if self.end_date is not None and self.end_date < self.start_date:
+                raise ValueError("an agreed record ends on or after its start date")
+            if not self.funding:
+                raise ValueError("an agreed record says who pays")
+        for part in self.funding:
+            total = sum((line.pounds_per_week for line in part.lines), Decimal(0))
+            if total != self.weekly_cost:
+                raise ValueError(f"the payers' lines add up to {total}, not the weekly cost {self.weekly_cost}")
+        return self
+
+
 # ---- providers -> brokerage (topic providers.answers) ------------------------------------
 
 
@@ -770,6 +852,7 @@ Event = (
     | PackageHandedOver
     | PackageReviewed
     | FundingRecorded
+    | ServiceAgreementRecorded
     | ChangeAnswered
     | ExceptionRequested
     | ExceptionDecided

@@ -5,6 +5,9 @@
   PackageEnded, PackagePaused, PackageResumed, ChangeOffered, PackageChanged, ChangeDeclined,
   PackageHandedOver, PackageReviewed, FundingRecorded,
   ExceptionRequested, ExceptionDecided.
+- ``brokerage.service-agreements`` (brokerage, keyed by package id): ServiceAgreementRecorded - the
+  hand-off to finance (decision record 0109), a topic of its own so that a finance system's connector
+  can be allowed this topic and nothing about offers, bids or the brokerage's work.
 - ``providers.answers`` (providers, keyed by package id): BidSubmitted, OfferDeclined, ChangeAnswered.
 - ``providers.registry`` (providers, keyed by provider id): ProviderUpdated, ProviderQualityRecorded.
 - ``notifications.confirmations`` (notifications, keyed by package id): PlacementConfirmed, NotificationFailed.
@@ -14,6 +17,7 @@
 from schemas import events as ev
 
 PACKAGES = "brokerage.packages"
+SERVICE_AGREEMENTS = "brokerage.service-agreements"
 ANSWERS = "providers.answers"
 REGISTRY = "providers.registry"
 CONFIRMATIONS = "notifications.confirmations"
@@ -37,6 +41,7 @@ TOPIC_OF: dict[type[ev.Envelope], str] = {
     ev.PackageHandedOver: PACKAGES,
     ev.PackageReviewed: PACKAGES,
     ev.FundingRecorded: PACKAGES,
+    ev.ServiceAgreementRecorded: SERVICE_AGREEMENTS,
     ev.ChangeAnswered: ANSWERS,
     ev.ExceptionRequested: PACKAGES,
     ev.ExceptionDecided: PACKAGES,
@@ -48,12 +53,18 @@ TOPIC_OF: dict[type[ev.Envelope], str] = {
     ev.NotificationFailed: CONFIRMATIONS,
 }
 
-ALL = (PACKAGES, ANSWERS, REGISTRY, CONFIRMATIONS, DEAD_LETTERS)
-EVENT_TOPICS = (PACKAGES, ANSWERS, REGISTRY, CONFIRMATIONS)
+ALL = (PACKAGES, SERVICE_AGREEMENTS, ANSWERS, REGISTRY, CONFIRMATIONS, DEAD_LETTERS)
+EVENT_TOPICS = (PACKAGES, SERVICE_AGREEMENTS, ANSWERS, REGISTRY, CONFIRMATIONS)
 
 # The one service that may write each event topic (its Kafka principal alone has WRITE on it, and
 # consumers accept an event only from the topic that owns its type, written by that producer).
-OWNER = {PACKAGES: "brokerage", ANSWERS: "providers", REGISTRY: "providers", CONFIRMATIONS: "notifications"}
+OWNER = {
+    PACKAGES: "brokerage",
+    SERVICE_AGREEMENTS: "brokerage",
+    ANSWERS: "providers",
+    REGISTRY: "providers",
+    CONFIRMATIONS: "notifications",
+}
 
 # What each service's consumer group reads.
 CONSUMED_BY = {

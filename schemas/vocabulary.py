@@ -199,6 +199,43 @@ class TopUpPayer(StrEnum):
     person = "person"  # the person themselves, where the rules allow a first-party top-up
 
 
+class AgreementReason(StrEnum):
+    """Why a service agreement record was written for finance (decision record 0109): the change to
+    the package that made it, or a correction of an earlier record's terms."""
+
+    placed = "placed"  # awarded: a new agreement from the agreed start date
+    started = "started"  # care began on another day than agreed: the start date corrected
+    changed = "changed"  # the hours changed: the old agreement ends, a new one starts
+    ended = "ended"  # the package ended: the agreement ends the day before the ending's date
+    cancelled = "cancelled"  # cancelled before care started: nothing is payable under it
+    handed_back = "handed_back"  # the provider gave the package back: ends when the notice does
+    rebrokered = "rebrokered"  # the provider was suspended or left: ends before the new start
+    handed_over = "handed_over"  # after a declined change: ends the day the new provider starts
+    paused = "paused"  # an unpaid hold: the agreement ends the day before the pause
+    resumed = "resumed"  # after an unpaid hold: a new agreement from the day visits restart
+    funding_changed = "funding_changed"  # a new funding record: the same terms, a new split
+
+
+class AgreementStatus(StrEnum):
+    """Whether anything is payable under a service agreement record."""
+
+    agreed = "agreed"  # payable from its start date to its end date (none: until further notice)
+    cancelled = "cancelled"  # withdrawn before any care: nothing payable
+
+
+class Payer(StrEnum):
+    """Who pays a line of a service agreement's weekly cost (decision records 0089, 0109): a funder's
+    share of the cost at the band rate, or the part above the band rate."""
+
+    council = "council"
+    nhs_discharge = "nhs_discharge"
+    nhs_continuing_healthcare = "nhs_continuing_healthcare"
+    self_funder = "self_funder"
+    direct_payment = "direct_payment"
+    third_party_top_up = "third_party_top_up"  # a relative or charity pays the part above the band rate
+    person_top_up = "person_top_up"  # the person pays the part above the band rate
+
+
 class ChangeOutcome(StrEnum):
     """How an offered change to a running package ended for its current provider."""
 

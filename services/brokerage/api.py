@@ -7,7 +7,9 @@ that every read of them is a deliberate one.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
 import re
 import uuid
@@ -1267,5 +1269,203 @@ def disclosures_router(service: Service) -> APIRouter:
             package_id,
         )
         return [dict(r) | {"fields": list(r["fields"])} for r in rows]
+
+    return router
+
+
+# ---- the hand-off to finance (decision records 0109-0111) -------------------------------------------
+
+CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
+ProviderFilter = Annotated[
+    str | None, Query(pattern=r"^[a-z0-9][a-z0-9-]{1,63}$", description="One provider's records only")
+]
+
+
+def _record_view(row: asyncpg.Record) -> dict[str, Any]:
+    """A stored service agreement record as the API shows it (pounds as strings, UK dates)."""
+    return {
+        "record_id": str(row["record_id"]),
+        "agreement_id": str(row["agreement_id"]),
+        "version": row["version"],
+        "supersedes": None if row["supersedes"] is None else str(row["supersedes"]),
+        "reason": row["reason"],
+        "status": row["status"],
+        "package_id": str(row["package_id"]),
+        "provider_id": row["provider_id"],
+        "provider_name": row["provider_name"],
+        "zone": row["zone"],
+        "band": row["band"],
+        "hourly_rate": str(row["hourly_rate"]),
+        "band_rate": str(row["band_rate"]),
+        "hours_per_week": str(row["hours_per_week"]),
+        "weekly_cost": str(row["weekly_cost"]),
+        "start_date": row["start_date"],
+        "end_date": row["end_date"],
+        "funding": json.loads(row["funding"]),
+        "funding_revision": row["funding_revision"],
+        "cost_centre": row["cost_centre"],
+        "rate_card": row["rate_card"],
+        "recorded_at": row["recorded_at"],
+    }
+
+
+def _csv(rows: list[dict[str, str]], columns: tuple[str, ...] | list[str]) -> bytes:
+    """RFC 4180 CSV with a header row, UTF-8, CRLF line ends (what finance imports expect)."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(columns), lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
+def finance_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
+    """Service agreement records for the finance team: the records, the import file and the weekly
+    commitment (docs/guide/finance.md). Package ids only: no person's details."""
+    router = APIRouter(prefix="/service-agreements", tags=["finance"])
+
+    @router.get("", summary="Service agreement records, newest last (corrections are new versions)")
+    async def list_records(
+        provider_id: ProviderFilter = None,
+        package_id: uuid.UUID | None = None,
+        in_force_only: Annotated[
+            bool, Query(description="Only each agreement's latest version (the one no record supersedes)")
+        ] = False,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    ) -> dict:
+        """``{"records": [...]}`` in the order written: each with its agreement id, version, the record it
+        supersedes, the provider, the package id, rate (pounds per hour), carer hours per week, weekly cost
+        (pounds), start and end (UK dates, inclusive), the funding split and the cost centre."""
+        rows = await repo.agreement_records(
+            service.pool,
+            provider_id=provider_id,
+            package_id=package_id,
+            in_force_only=in_force_only,
+            limit=limit,
+            offset=offset,
+        )
+        return {"records": [_record_view(r) for r in rows]}
+
+    @router.get(
+        "/export",
+        summary="The finance system's import file: the records written in a period, one row per payer line",
+        response_class=Response,
+        responses={
+            200: {"content": {CSV_MEDIA_TYPE: {}}},
+            422: {"description": "A bad parameter (named): dates out of order, a span over 366 days"},
+        },
+    )
+    async def export(
+        recorded_from: Annotated[
+            dt.date | None, Query(description="First UK day of records written (default: 6 days before recorded_to)")
+        ] = None,
+        recorded_to: Annotated[dt.date | None, Query(description="Last UK day of records written (default: today)")] = (
+            None
+        ),
+        provider_id: ProviderFilter = None,
+    ) -> Response:
+        """CSV in the layout of docs/guide/finance.md (columns :data:`domain.EXPORT_COLUMNS`): every record
+        written from ``recorded_from`` to ``recorded_to`` (UK dates, inclusive), superseded ones too - the
+        finance system applies each version over the one it supersedes. Dates dd/mm/yyyy; pounds with two
+        decimals. 422 naming ``recorded_to`` (before ``recorded_from``, or more than 366 days after it),
+        ``recorded_from``, or ``provider_id`` (not a provider id)."""
+        last = recorded_to or clock.uk_today()
+        first = recorded_from or last - dt.timedelta(days=6)
+        refusal = domain.export_refusal(first, last)
+        if refusal is not None:
+            raise ProblemError(refusal.status, refusal.message, field=refusal.field)
+        rows = await repo.agreement_records(
+            service.pool,
+            recorded_from=clock.uk_day_start(first),
+            recorded_before=clock.uk_day_start(last + dt.timedelta(days=1)),
+            provider_id=provider_id,
+        )
+        codes = rules.finance()
+        lines = [
+            line
+            for r in rows
+            for line in domain.export_rows(
+                record_id=str(r["record_id"]),
+                agreement_id=str(r["agreement_id"]),
+                version=r["version"],
+                supersedes=None if r["supersedes"] is None else str(r["supersedes"]),
+                reason=r["reason"],
+                package_id=str(r["package_id"]),
+                terms=repo.terms_of(r),
+                supplier_name=r["provider_name"] or "",
+                service_type=codes.service_type,
+                recorded_at=clock.to_uk(r["recorded_at"]).isoformat(timespec="seconds"),
+            )
+        ]
+        name = f"service-agreements-{first.isoformat()}-{last.isoformat()}.csv"
+        return Response(
+            _csv(lines, domain.EXPORT_COLUMNS),
+            media_type=CSV_MEDIA_TYPE,
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
+    @router.get(
+        "/commitments",
+        summary="The weekly commitment by provider and funder, pounds per week",
+        responses={
+            200: {"content": {"application/json": {}, CSV_MEDIA_TYPE: {}}},
+            422: {"description": "A week not named by its Monday, or an unknown format (named)"},
+        },
+    )
+    async def commitments(
+        week: Annotated[
+            dt.date | None, Query(description="The week's Monday (a UK date; default: this week's)")
+        ] = None,
+        format: Annotated[Literal["json", "csv"], Query(description="json (default) or csv")] = "json",
+    ) -> Any:
+        """What the council is committed to pay in the week from Monday ``week`` (UK dates, Monday to
+        Sunday), by provider and payer: each agreement in force (latest version, agreed) for the days of
+        the week it covers - pounds per week x days / 7 - summed and rounded to the penny.
+        ``{"week_commencing", "week_ending", "rows": [{provider_id, provider_name, payer, pounds}],
+        "by_provider", "by_payer", "total"}``, or the rows as CSV. 422 naming ``week`` or ``format``."""
+        monday = week or clock.uk_week_of(clock.uk_today())
+        refusal = domain.week_refusal(monday)
+        if refusal is not None:
+            raise ProblemError(refusal.status, refusal.message, field=refusal.field)
+        sunday = monday + dt.timedelta(days=6)
+        rows = await repo.agreements_in_force_during(service.pool, monday, sunday)
+        names = {r["provider_id"]: r["provider_name"] or "" for r in rows}
+        sums = domain.weekly_commitment(
+            ((r["provider_id"], str(r["agreement_id"]), repo.terms_of(r)) for r in rows), monday
+        )
+        lines = [
+            {"provider_id": p, "provider_name": names[p], "payer": payer, "pounds": str(v)}
+            for (p, payer), v in sums.items()
+        ]
+        if format == "csv":
+            header = ("WeekCommencing", "SupplierRef", "SupplierName", "Funder", "WeeklyAmount")
+            body = [
+                dict(
+                    zip(
+                        header,
+                        (domain.uk_date_text(monday), r["provider_id"], r["provider_name"], r["payer"], r["pounds"]),
+                        strict=True,
+                    )
+                )
+                for r in lines
+            ]
+            return Response(
+                _csv(body, header),
+                media_type=CSV_MEDIA_TYPE,
+                headers={"Content-Disposition": f'attachment; filename="commitments-{monday.isoformat()}.csv"'},
+            )
+        by_provider: dict[str, Decimal] = {}
+        by_payer: dict[str, Decimal] = {}
+        for (p, payer), v in sums.items():
+            by_provider[p] = by_provider.get(p, Decimal(0)) + v
+            by_payer[payer] = by_payer.get(payer, Decimal(0)) + v
+        return {
+            "week_commencing": monday,
+            "week_ending": sunday,
+            "rows": lines,
+            "by_provider": {p: str(v) for p, v in by_provider.items()},
+            "by_payer": {p: str(v) for p, v in sorted(by_payer.items())},
+            "total": str(sum(sums.values(), Decimal(0))),
+        }
 
     return router

@@ -40,6 +40,7 @@ from schemas.events import (
     PackageUnplaced,
     ProviderQualityRecorded,
     ProviderUpdated,
+    ServiceAgreementRecorded,
 )
 from schemas.vocabulary import Urgency
 from services.brokerage import api, domain, handlers
@@ -132,6 +133,15 @@ def build(settings: ServiceSettings | None = None) -> tuple[BrokerageService, Fa
         "Keyed by package id.",
     )
 
+    declare_publishes(
+        service,
+        topics.SERVICE_AGREEMENTS,
+        ServiceAgreementRecorded,
+        description="The hand-off to finance: a service agreement record for each placement, start, change, "
+        "unpaid pause and resume, ending, cancellation, hand-back and funding change; a correction is a new "
+        "version superseding the last. Package ids only. Keyed by package id.",
+    )
+
     @service.gauge_refreshers.append
     async def waiting_packages(svc: Service) -> None:
         rows = await svc.pool.fetch(
@@ -182,6 +192,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[BrokerageService, Fa
     app = create_app(service, title="Brokerage", description="Home care package requests, offers and awards.")
     app.include_router(api.build_router(service, rules))
     app.include_router(api.reviews_router(service, rules))
+    app.include_router(api.finance_router(service, rules))
     app.include_router(api.reference_router(service, rules))
     app.include_router(api.disclosures_router(service))
     app.include_router(api.internal_router(service))

@@ -813,3 +813,267 @@ def weekly_cost(
     above = total - at_band
     payer = (top_up_paid_by or "council") if above > 0 else None
     return WeeklyCost(total, split_pounds(at_band, period.shares), above, payer)
+
+
+# ---- service agreements: the hand-off to finance (decision records 0109, 0110) -------------------
+
+# The above-band part's payer: a top-up's payer, else the council (an above-rate exception it approved).
+TOP_UP_PAYERS = {"third_party": "third_party_top_up", "person": "person_top_up"}
+# The request's coarse funding, when no funding record exists (decision 0089 keeps it on the spec).
+REQUEST_FUNDERS = {"council": "council", "nhs": "nhs_discharge"}
+
+
+@dataclass(frozen=True)
+class PayerLine:
+    """One payer's part of a week's cost (pounds): ``basis`` ``share`` (``percent`` of the cost at the
+    band rate) or ``above_band`` (the part above the band rate)."""
+
+    payer: str
+    basis: Literal["share", "above_band"]
+    percent: Decimal | None
+    pounds_per_week: Decimal
+
+
+@dataclass(frozen=True)
+class FundingPart:
+    """Who pays from ``effective_from`` to ``effective_to`` (UK dates, inclusive; None: while the
+    agreement lasts) under one agreement."""
+
+    effective_from: dt.date
+    effective_to: dt.date | None
+    funder: str
+    lines: tuple[PayerLine, ...]
+
+
+@dataclass(frozen=True)
+class AgreementTerms:
+    """What a service agreement record says (decision record 0109): the council pays ``provider_id``
+    ``hourly_rate`` pounds per hour for ``hours_per_week`` carer hours per week, from ``start_date`` to
+    ``end_date`` (UK dates, inclusive; None: until further notice), split by ``funding``."""
+
+    provider_id: str
+    zone: str
+    band: str
+    hourly_rate: Decimal
+    band_rate: Decimal
+    hours_per_week: Decimal
+    start_date: dt.date
+    end_date: dt.date | None
+    status: Literal["agreed", "cancelled"]
+    cost_centre: str
+    rate_card: str
+    funding_revision: int
+    funding: tuple[FundingPart, ...]
+
+    @property
+    def weekly_cost(self) -> Decimal:
+        """Pounds per week: carer hours per week x pounds per hour, to the penny."""
+        return (self.hours_per_week * self.hourly_rate).quantize(PENNY)
+
+
+def payer_lines(
+    *, hours_per_week: Decimal, hourly_rate: Decimal, band_rate: Decimal, period: Period, top_up_paid_by: str | None
+) -> tuple[PayerLine, ...]:
+    """A week's cost as payers' lines (decision 0089's :func:`weekly_cost`): each funder's share of the
+    cost at the band rate (its per cent, pennies by largest remainder), then the part above the band
+    rate to the top-up's payer or the council. The lines add up to the weekly cost exactly."""
+    cost = weekly_cost(
+        hours_per_week=hours_per_week,
+        hourly_rate=hourly_rate,
+        band_rate=band_rate,
+        period=period,
+        top_up_paid_by=top_up_paid_by,
+    )
+    lines = [PayerLine(f, "share", pct, cost.by_funder[f]) for f, pct in period.shares]
+    if cost.above_band > 0:
+        payer = TOP_UP_PAYERS.get(top_up_paid_by or "", "council")
+        lines.append(PayerLine(payer, "above_band", None, cost.above_band))
+    return tuple(lines)
+
+
+def agreement_funding(
+    *,
+    start_date: dt.date,
+    end_date: dt.date | None,
+    periods: Sequence[Period],
+    hours_per_week: Decimal,
+    hourly_rate: Decimal,
+    band_rate: Decimal,
+    top_up_paid_by: str | None,
+) -> tuple[FundingPart, ...]:
+    """The funding record's ``periods`` (decision 0089) cut to an agreement's dates: one part per
+    period that overlaps ``start_date``..``end_date``, each from the later of the two starts to the
+    day before the next period (or the agreement's end). Days before the first period (a start
+    brought forward after the funding was recorded) are the first period's. Raises ValueError for
+    no periods."""
+    if not periods:
+        raise ValueError("an agreement needs at least one funding period")
+    parts = []
+    for i, period in enumerate(periods):
+        begins = start_date if i == 0 else max(period.effective_from, start_date)
+        following = periods[i + 1].effective_from - dt.timedelta(days=1) if i + 1 < len(periods) else None
+        ends = min((d for d in (following, end_date) if d is not None), default=None)
+        if ends is not None and ends < begins:
+            continue
+        lines = payer_lines(
+            hours_per_week=hours_per_week,
+            hourly_rate=hourly_rate,
+            band_rate=band_rate,
+            period=period,
+            top_up_paid_by=top_up_paid_by,
+        )
+        parts.append(FundingPart(begins, ends, period.funder, lines))
+    return tuple(parts)
+
+
+def ending_terms(terms: AgreementTerms, last_day: dt.date) -> AgreementTerms:
+    """The agreement ended after ``last_day`` (a UK date, the last day payable). Ending before it
+    began means nothing was ever payable: the record is ``cancelled``, its dates kept."""
+    if last_day < terms.start_date:
+        return dataclasses.replace(terms, status="cancelled")
+    return dataclasses.replace(terms, end_date=last_day)
+
+
+def differs(current: AgreementTerms, proposed: AgreementTerms) -> bool:
+    """Whether ``proposed`` says anything ``current`` does not: only then is a new version written
+    (a correction supersedes; the same terms again are no record)."""
+    return current != proposed
+
+
+def overlap_days(start: dt.date, end: dt.date | None, week_start: dt.date) -> int:
+    """Days of the week from Monday ``week_start`` (7 days) within ``start``..``end`` (inclusive)."""
+    first = max(start, week_start)
+    last = min(end or week_start + dt.timedelta(days=6), week_start + dt.timedelta(days=6))
+    return max(0, (last - first).days + 1)
+
+
+def weekly_commitment(
+    agreements: Iterable[tuple[str, str, AgreementTerms]], week_start: dt.date
+) -> dict[tuple[str, str], Decimal]:
+    """The week's commitment from Monday ``week_start`` in pounds, by (provider, payer): each agreement
+    in force (``status`` agreed; its latest version only - the caller's), each funding part's lines
+    for the days of the week it covers (pounds per week x days / 7), summed, then rounded to the
+    penny (half up). ``agreements``: (provider id, agreement id, terms)."""
+    sums: dict[tuple[str, str], Decimal] = {}
+    for provider_id, _agreement_id, terms in agreements:
+        if terms.status != "agreed":
+            continue
+        for part in terms.funding:
+            days = overlap_days(part.effective_from, part.effective_to, week_start)
+            if not days:
+                continue
+            for line in part.lines:
+                key = (provider_id, line.payer)
+                sums[key] = sums.get(key, Decimal(0)) + line.pounds_per_week * days / 7
+    return {k: v.quantize(PENNY, rounding="ROUND_HALF_UP") for k, v in sorted(sums.items())}
+
+
+def week_refusal(week: dt.date) -> Refusal | None:
+    """The commitment report's week is named by its Monday (UK weeks run Monday to Sunday)."""
+    if week.weekday() != 0:
+        return Refusal(422, "week", f"{week} is a {week.strftime('%A')}; a week is named by its Monday")
+    return None
+
+
+EXPORT_SPAN_DAYS = 366
+
+
+def export_refusal(recorded_from: dt.date, recorded_to: dt.date) -> Refusal | None:
+    """An export covers the records written from ``recorded_from`` to ``recorded_to`` (UK dates,
+    inclusive): in order, and at most :data:`EXPORT_SPAN_DAYS` days (a year and a day)."""
+    if recorded_to < recorded_from:
+        return Refusal(422, "recorded_to", f"{recorded_to} is before recorded_from {recorded_from}")
+    if (recorded_to - recorded_from).days >= EXPORT_SPAN_DAYS:
+        return Refusal(422, "recorded_to", f"an export covers at most {EXPORT_SPAN_DAYS} days")
+    return None
+
+
+# The finance system's import layout: one row per payer line of each record (docs/guide/finance.md has
+# the data dictionary; tests read the columns from there). Dates dd/mm/yyyy (UK), pounds with 2 decimals.
+EXPORT_COLUMNS = (
+    "AgreementRef",
+    "AgreementVersion",
+    "RecordRef",
+    "SupersedesRecordRef",
+    "RecordReason",
+    "AgreementStatus",
+    "ClientRef",
+    "SupplierRef",
+    "SupplierName",
+    "ServiceType",
+    "CostCentre",
+    "UnitType",
+    "UnitCost",
+    "UnitsPerWeek",
+    "WeeklyCost",
+    "AgreementStartDate",
+    "AgreementEndDate",
+    "FundingStartDate",
+    "FundingEndDate",
+    "Funder",
+    "FundingBasis",
+    "FundingPercent",
+    "FundingWeeklyAmount",
+    "RecordedAt",
+)
+
+
+def uk_date_text(day: dt.date | None) -> str:
+    """dd/mm/yyyy, the date form UK finance imports take; empty for none."""
+    return "" if day is None else day.strftime("%d/%m/%Y")
+
+
+def export_rows(
+    *,
+    record_id: str,
+    agreement_id: str,
+    version: int,
+    supersedes: str | None,
+    reason: str,
+    package_id: str,
+    terms: AgreementTerms,
+    supplier_name: str,
+    service_type: str,
+    recorded_at: str,
+) -> list[dict[str, str]]:
+    """A record as the import's rows (:data:`EXPORT_COLUMNS`): one per payer line of each funding part,
+    so a finance system that takes one funder per line sees the split; the agreement's columns repeat
+    on each. ``ClientRef`` is the package id: the finance team needs no person's details."""
+    common = {
+        "AgreementRef": agreement_id,
+        "AgreementVersion": str(version),
+        "RecordRef": record_id,
+        "SupersedesRecordRef": supersedes or "",
+        "RecordReason": reason,
+        "AgreementStatus": terms.status,
+        "ClientRef": package_id,
+        "SupplierRef": terms.provider_id,
+        "SupplierName": supplier_name,
+        "ServiceType": service_type,
+        "CostCentre": terms.cost_centre,
+        "UnitType": "hour",
+        "UnitCost": f"{terms.hourly_rate:.2f}",
+        "UnitsPerWeek": f"{terms.hours_per_week:.2f}",
+        "WeeklyCost": f"{terms.weekly_cost:.2f}",
+        "AgreementStartDate": uk_date_text(terms.start_date),
+        "AgreementEndDate": uk_date_text(terms.end_date),
+        "RecordedAt": recorded_at,
+    }
+    rows = []
+    for part in terms.funding:
+        for line in part.lines:
+            rows.append(
+                common
+                | {
+                    "FundingStartDate": uk_date_text(part.effective_from),
+                    "FundingEndDate": uk_date_text(part.effective_to),
+                    "Funder": line.payer,
+                    "FundingBasis": line.basis,
+                    "FundingPercent": "" if line.percent is None else f"{line.percent:.2f}",
+                    "FundingWeeklyAmount": f"{line.pounds_per_week:.2f}",
+                }
+            )
+    if not rows:
+        blank = dict.fromkeys(("FundingStartDate", "FundingEndDate", "Funder", "FundingBasis", "FundingPercent"), "")
+        rows.append(common | blank | {"FundingWeeklyAmount": ""})
+    return [{c: row[c] for c in EXPORT_COLUMNS} for row in rows]

@@ -16,11 +16,16 @@
 - :func:`record_review` (HTTP) -> PackageReviewed, and the change (ChangeOffered) or the ending
   (PackageEnded) it decided: decision record 0088
 - :func:`record_funding` (HTTP) -> FundingRecorded: who pays, in dated periods: decision record 0089
+- each placement, start, change, pause and resume (when the hold is unpaid), ending, cancellation,
+  hand-back, re-brokering and funding record -> ServiceAgreementRecorded on its own topic, the hand-off
+  to finance; corrections are new versions that supersede: decision records 0109-0111
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +35,7 @@ from typing import NamedTuple
 import asyncpg
 
 from schemas.events import (
+    AgreementFunding,
     BidRank,
     BidSubmitted,
     ChangeAnswered,
@@ -56,12 +62,17 @@ from schemas.events import (
     PackageSpec,
     PackageStarted,
     PackageUnplaced,
+    PayerLine,
     ProviderQualityRecorded,
     ProviderUpdated,
+    ServiceAgreementRecorded,
     TopUp,
     VisitPattern,
 )
 from schemas.vocabulary import (
+    AgreementReason,
+    AgreementStatus,
+    Band,
     CancelReason,
     CareNeed,
     ChangeOutcome,
@@ -72,6 +83,7 @@ from schemas.vocabulary import (
     Funder,
     HandBackReason,
     PauseReason,
+    Payer,
     ReopenReason,
     ReviewOutcome,
     TechnologyEnabledCare,
@@ -87,7 +99,14 @@ from services.runtime import quality as quality_rules
 from services.runtime.consumer import Rejected
 from services.runtime.logging import get_logger
 from services.runtime.outbox import UnitOfWork
-from services.runtime.reference import Framework, SchemeOfDelegation, load_delegation, load_framework
+from services.runtime.reference import (
+    FinanceCodes,
+    Framework,
+    SchemeOfDelegation,
+    load_delegation,
+    load_finance,
+    load_framework,
+)
 
 log = get_logger(__name__)
 
@@ -111,6 +130,8 @@ class BrokerageRules:
     reviews: domain.ReviewSchedule = field(default_factory=domain.ReviewSchedule)
     reference: Callable[[], Framework] = load_framework
     delegation: Callable[[], SchemeOfDelegation] = load_delegation
+    # The finance system's codes (decision 0109): cost centres and the service type.
+    finance: Callable[[], FinanceCodes] = load_finance
 
     @property
     def framework(self) -> Framework:
@@ -255,6 +276,7 @@ async def close_round(
         )
         await _place(
             uow,
+            rules,
             package,
             spec,
             winner,
@@ -331,6 +353,7 @@ async def _unplace(
 
 async def _place(
     uow: UnitOfWork,
+    rules: BrokerageRules,
     package: asyncpg.Record,
     spec: PackageSpec,
     winner: domain.RankedBid,
@@ -373,6 +396,13 @@ async def _place(
             to_provider_id=winner.answer.provider_id,
             handed_over_on=start_date.isoformat(),
         )
+        await _end_agreements(
+            uow,
+            package,
+            package["carried_on_by"],
+            start_date - dt.timedelta(days=1),
+            reason=AgreementReason.handed_over,
+        )
         await uow.emit(
             PackageHandedOver(
                 correlation_id=package_id,
@@ -410,6 +440,16 @@ async def _place(
             bid_ranks=[BidRank(provider_id=b.answer.provider_id, rank=b.rank) for b in ranked],
             placed_at=at,
         )
+    )
+    await _open_agreement(
+        uow,
+        rules,
+        package,
+        provider_id=winner.answer.provider_id,
+        hourly_rate=winner.answer.hourly_rate,
+        hours_per_week=spec.hours_per_week,
+        start_date=start_date,
+        reason=AgreementReason.placed,
     )
 
 
@@ -563,7 +603,10 @@ async def rebroker_due(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID | No
             reopened_at=at,
         )
     )
-    package = await repo.reopen(uow.conn, package_id, start_date=max(package["start_date"], clock.uk_date(at)))
+    restart = max(package["start_date"], clock.uk_date(at))
+    # The provider is paid until the day before the package's new start (none of it, if care never began).
+    await _end_agreements(uow, package, provider_id, restart - dt.timedelta(days=1), reason=AgreementReason.rebrokered)
+    package = await repo.reopen(uow.conn, package_id, start_date=restart)
     await _offer_next_tier(uow, rules, package, after=None, causation=None)
     return package_id
 
@@ -592,6 +635,13 @@ async def cancel(
     if package["status"] == "offered":
         await repo.close_round(uow.conn, package_id, package["current_round"], "cancelled")
     await repo.mark_cancelled(uow.conn, package_id, reason=reason, reason_text=reason_text, at=at)
+    if package["status"] == "placed":
+        await _cancel_agreements(uow, package, package["provider_id"])
+    elif package["carried_on_by"] is not None:
+        # The provider carrying on after a declined change (decision 0082) is paid to the day it is told.
+        await _end_agreements(
+            uow, package, package["carried_on_by"], clock.uk_date(at), reason=AgreementReason.cancelled
+        )
     repo.add_timeline(
         uow, package_id, "cancelled", at, reason=reason.value, reason_text=reason_text, cancelled_by=cancelled_by
     )
@@ -628,6 +678,14 @@ async def record_start(
     at = now()
     review_due = domain.first_review_due(started_on, reviews or domain.ReviewSchedule())
     await repo.mark_started(uow.conn, package_id, started_on=started_on, review_due_on=review_due)
+    # Payable from the day care began: a start on another day than agreed corrects the agreement.
+    await _correct_agreements(
+        uow,
+        package,
+        package["provider_id"],
+        AgreementReason.started,
+        lambda terms: dataclasses.replace(terms, start_date=started_on),
+    )
     repo.add_timeline(
         uow,
         package_id,
@@ -714,9 +772,10 @@ async def hand_back(
             recorded_at=at,
         )
     )
-    package = await repo.reopen(
-        uow.conn, package_id, start_date=max(notice_ends_on, clock.uk_date(at)), exclude=provider_id
-    )
+    restart = max(notice_ends_on, clock.uk_date(at))
+    # Paid to the end of its notice: the day before the next provider starts.
+    await _end_agreements(uow, package, provider_id, restart - dt.timedelta(days=1), reason=AgreementReason.handed_back)
+    package = await repo.reopen(uow.conn, package_id, start_date=restart, exclude=provider_id)
     await _offer_next_tier(uow, rules, package, after=None, causation=None)
 
 
@@ -759,6 +818,11 @@ async def pause(
     expires = domain.hold_expires_at(at, rules.pause_hold)
     await _withdraw_change(uow, package, at, why="paused")
     await repo.mark_paused(uow.conn, package_id, paused_on=paused_on, reason=reason.value, hold_expires_at=expires)
+    if not rules.pause_hold_paid:
+        # An unpaid hold (decision 0110): nothing is payable from the first day without visits.
+        await _end_agreements(
+            uow, package, package["provider_id"], paused_on - dt.timedelta(days=1), reason=AgreementReason.paused
+        )
     repo.add_timeline(
         uow,
         package_id,
@@ -801,6 +865,18 @@ async def resume(
     if refusal is not None:
         raise Refused(refusal)
     await repo.mark_resumed(uow.conn, package_id)
+    if not await _running_agreements(uow, package_id, package["provider_id"], after=resumed_on):
+        # After an unpaid hold (decision 0110): payable again from the day visits restart.
+        await _open_agreement(
+            uow,
+            rules,
+            package,
+            provider_id=package["provider_id"],
+            hourly_rate=package["hourly_rate"],
+            hours_per_week=package["hours_per_week"],
+            start_date=resumed_on,
+            reason=AgreementReason.resumed,
+        )
     repo.add_timeline(
         uow,
         package_id,
@@ -853,6 +929,10 @@ async def end_package(
     await _withdraw_change(uow, package, at, why="ended")
     await repo.mark_ended(
         uow.conn, package_id, ended_on=effective_date, reason=reason.value, reason_text=reason_text, at=at
+    )
+    # ``effective_date`` is the first day without care: payable to the day before.
+    await _end_agreements(
+        uow, package, package["provider_id"], effective_date - dt.timedelta(days=1), reason=AgreementReason.ended
     )
     repo.add_timeline(
         uow,
@@ -1054,6 +1134,7 @@ async def _accept_change(
     changed = changed.model_copy(update={"start_date": repo.spec_of(package).start_date})
     await repo.settle_change(uow.conn, change["change_id"], status="accepted", at=at)
     await repo.apply_change(uow.conn, package_id, changed)
+    await _change_agreements(uow, package, change["provider_id"], changed.hours_per_week, change["effective_date"])
     repo.add_timeline(
         uow,
         package_id,
@@ -1369,6 +1450,8 @@ async def record_funding(
         at=at,
     )
     holder = package["provider_id"] if status in ("placed", "started", "paused", "ended") else package["carried_on_by"]
+    # Every agreement's split follows the new record, ended ones too (a correction, decision 0111).
+    await _correct_agreements(uow, package, None, AgreementReason.funding_changed, lambda terms: terms, open_only=False)
     repo.add_timeline(
         uow,
         package_id,
@@ -1523,6 +1606,7 @@ async def decide_exception(
         offer_round, tier = await repo.round_of_answer(uow.conn, package_id, best.answer.provider_id, package["cycle"])
         await _place(
             uow,
+            rules,
             package,
             spec,
             best,
@@ -1535,3 +1619,208 @@ async def decide_exception(
         return
     why = UnplacedReason.exception_rejected if not approve else UnplacedReason.no_eligible_bidder_above_rate
     await _unplace(uow, rules, package, spec, why, causation=None)
+
+
+# ---- service agreements: the hand-off to finance (decision records 0109-0111) -------------------
+
+
+async def _funding_basis(uow: UnitOfWork, package: asyncpg.Record) -> tuple[list[domain.Period], str | None, int]:
+    """Who pays for the package now: the funding record's periods, top-up payer and revision (decision
+    0089); without one, the request's coarse funding from the package's start, revision 0."""
+    record = await repo.funding_of(uow.conn, package["package_id"])
+    if record is None:
+        spec = repo.spec_of(package)
+        funder = domain.REQUEST_FUNDERS[spec.funding.value]
+        return [domain.Period(dt.date.min, funder, ((funder, Decimal(100)),))], None, 0
+    periods = [
+        domain.Period(
+            dt.date.fromisoformat(p["effective_from"]),
+            p["funder"],
+            tuple((s["funder"], Decimal(s["percent"])) for s in p["shares"]),
+        )
+        for p in json.loads(record["periods"])
+    ]
+    return periods, record["top_up_paid_by"], int(record["revision"])
+
+
+async def _with_funding(
+    uow: UnitOfWork, package: asyncpg.Record, terms: domain.AgreementTerms
+) -> domain.AgreementTerms:
+    """``terms`` with its funding worked out afresh for its dates, hours and rate."""
+    periods, top_up, revision = await _funding_basis(uow, package)
+    funding = domain.agreement_funding(
+        start_date=terms.start_date,
+        end_date=terms.end_date,
+        periods=periods,
+        hours_per_week=terms.hours_per_week,
+        hourly_rate=terms.hourly_rate,
+        band_rate=terms.band_rate,
+        top_up_paid_by=top_up,
+    )
+    return dataclasses.replace(terms, funding=funding, funding_revision=revision)
+
+
+async def _write_agreement(
+    uow: UnitOfWork,
+    package_id: uuid.UUID,
+    terms: domain.AgreementTerms,
+    *,
+    reason: AgreementReason,
+    previous: asyncpg.Record | None = None,
+) -> None:
+    """Append a record (version 1 of a new agreement, or the next version of ``previous``'s) and its
+    ServiceAgreementRecorded event: both commit with the package's change (the outbox)."""
+    at = now()
+    record = ServiceAgreementRecorded(
+        correlation_id=package_id,
+        record_id=uuid.uuid4(),
+        agreement_id=previous["agreement_id"] if previous is not None else uuid.uuid4(),
+        version=previous["version"] + 1 if previous is not None else 1,
+        supersedes=previous["record_id"] if previous is not None else None,
+        reason=reason,
+        status=AgreementStatus(terms.status),
+        package_id=package_id,
+        provider_id=terms.provider_id,
+        zone=terms.zone,
+        band=Band(terms.band),
+        hourly_rate=terms.hourly_rate,
+        band_rate=terms.band_rate,
+        hours_per_week=terms.hours_per_week,
+        weekly_cost=terms.weekly_cost,
+        start_date=terms.start_date,
+        end_date=terms.end_date,
+        funding=[
+            AgreementFunding(
+                effective_from=part.effective_from,
+                effective_to=part.effective_to,
+                funder=Funder(part.funder),
+                lines=[
+                    PayerLine(
+                        payer=Payer(line.payer),
+                        basis=line.basis,
+                        percent=line.percent,
+                        pounds_per_week=line.pounds_per_week,
+                    )
+                    for line in part.lines
+                ],
+            )
+            for part in terms.funding
+        ],
+        funding_revision=terms.funding_revision,
+        cost_centre=terms.cost_centre,
+        rate_card=terms.rate_card,
+        recorded_at=at,
+    )
+    await repo.insert_agreement(uow.conn, record)
+    await uow.emit(record)
+
+
+async def _open_agreement(
+    uow: UnitOfWork,
+    rules: BrokerageRules,
+    package: asyncpg.Record,
+    *,
+    provider_id: str,
+    hourly_rate: Decimal,
+    hours_per_week: Decimal,
+    start_date: dt.date,
+    reason: AgreementReason,
+) -> None:
+    """A new agreement with ``provider_id`` from ``start_date`` until further notice."""
+    spec = repo.spec_of(package)
+    terms = domain.AgreementTerms(
+        provider_id=provider_id,
+        zone=spec.zone,
+        band=spec.band.value,
+        # Two decimals throughout, as stored: a record read back compares equal to the one written.
+        hourly_rate=hourly_rate.quantize(domain.PENNY),
+        band_rate=package["band_rate"].quantize(domain.PENNY),
+        hours_per_week=hours_per_week.quantize(domain.PENNY),
+        start_date=start_date,
+        end_date=None,
+        status="agreed",
+        cost_centre=rules.finance().cost_centre(spec.zone),
+        rate_card=package["rate_card"],
+        funding_revision=0,
+        funding=(),
+    )
+    await _write_agreement(uow, package["package_id"], await _with_funding(uow, package, terms), reason=reason)
+
+
+async def _running_agreements(
+    uow: UnitOfWork, package_id: uuid.UUID, provider_id: str | None, *, after: dt.date | None = None
+) -> list[asyncpg.Record]:
+    """The package's agreed records in force with ``provider_id`` (any provider: None) that run past
+    ``after`` (open-ended ones always; None: only the open-ended ones)."""
+    return [
+        row
+        for row in await repo.agreements_in_force(uow.conn, package_id)
+        if row["status"] == "agreed"
+        and (provider_id is None or row["provider_id"] == provider_id)
+        and (row["end_date"] is None or (after is not None and row["end_date"] > after))
+    ]
+
+
+async def _end_agreements(
+    uow: UnitOfWork, package: asyncpg.Record, provider_id: str | None, last_day: dt.date, *, reason: AgreementReason
+) -> None:
+    """``provider_id``'s agreements for the package end after ``last_day`` (a UK date, the last day
+    payable): a new version of each that runs past it (one ending before it began: cancelled)."""
+    for row in await _running_agreements(uow, package["package_id"], provider_id, after=last_day):
+        ended = await _with_funding(uow, package, domain.ending_terms(repo.terms_of(row), last_day))
+        await _write_agreement(uow, package["package_id"], ended, reason=reason, previous=row)
+
+
+async def _cancel_agreements(uow: UnitOfWork, package: asyncpg.Record, provider_id: str) -> None:
+    """Cancelled before care started: each of the provider's open agreements is cancelled (a new version)."""
+    for row in await _running_agreements(uow, package["package_id"], provider_id):
+        cancelled = dataclasses.replace(repo.terms_of(row), status="cancelled")
+        await _write_agreement(uow, package["package_id"], cancelled, reason=AgreementReason.cancelled, previous=row)
+
+
+async def _correct_agreements(
+    uow: UnitOfWork,
+    package: asyncpg.Record,
+    provider_id: str | None,
+    reason: AgreementReason,
+    correct: Callable[[domain.AgreementTerms], domain.AgreementTerms],
+    *,
+    open_only: bool = True,
+) -> None:
+    """A new version of each agreement in force (open-ended ones only, or every agreed one) whose terms
+    ``correct`` changes - funding worked out afresh; one that comes out the same gets no record."""
+    rows = await repo.agreements_in_force(uow.conn, package["package_id"])
+    for row in rows:
+        if row["status"] != "agreed" or (provider_id is not None and row["provider_id"] != provider_id):
+            continue
+        if open_only and row["end_date"] is not None:
+            continue
+        current = repo.terms_of(row)
+        proposed = await _with_funding(uow, package, correct(current))
+        if domain.differs(current, proposed):
+            await _write_agreement(uow, package["package_id"], proposed, reason=reason, previous=row)
+
+
+async def _change_agreements(
+    uow: UnitOfWork, package: asyncpg.Record, provider_id: str, hours_per_week: Decimal, effective_date: dt.date
+) -> None:
+    """An accepted change of hours from ``effective_date`` (a UK date): each open agreement ends the day
+    before and a new one at the same rate starts on it; one not yet begun by then is corrected instead."""
+    for row in await _running_agreements(uow, package["package_id"], provider_id):
+        current = repo.terms_of(row)
+        if effective_date <= current.start_date:
+            changed = dataclasses.replace(current, hours_per_week=hours_per_week.quantize(domain.PENNY))
+            corrected = await _with_funding(uow, package, changed)
+            if domain.differs(current, corrected):
+                await _write_agreement(
+                    uow, package["package_id"], corrected, reason=AgreementReason.changed, previous=row
+                )
+            continue
+        ended = await _with_funding(uow, package, domain.ending_terms(current, effective_date - dt.timedelta(days=1)))
+        await _write_agreement(uow, package["package_id"], ended, reason=AgreementReason.changed, previous=row)
+        follows = dataclasses.replace(
+            current, hours_per_week=hours_per_week.quantize(domain.PENNY), start_date=effective_date, end_date=None
+        )
+        await _write_agreement(
+            uow, package["package_id"], await _with_funding(uow, package, follows), reason=AgreementReason.changed
+        )

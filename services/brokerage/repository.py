@@ -15,8 +15,8 @@ from typing import Any
 
 import asyncpg
 
-from schemas.events import PackageSpec, ProviderProfile
-from services.brokerage.domain import Answer, RoundState
+from schemas.events import PackageSpec, ProviderProfile, ServiceAgreementRecorded
+from services.brokerage.domain import AgreementTerms, Answer, FundingPart, PayerLine, RoundState
 from services.runtime.db import Connection, fetch_one
 from services.runtime.outbox import UnitOfWork
 
@@ -868,4 +868,145 @@ async def funding_of(conn: Connection | asyncpg.Pool, package_id: uuid.UUID) -> 
     """The package's current funding record (its latest revision), or None when none was recorded."""
     return await conn.fetchrow(
         "SELECT * FROM package_funding WHERE package_id = $1 ORDER BY revision DESC LIMIT 1", package_id
+    )
+
+
+# ---- service agreements: the hand-off to finance (decision records 0109-0111) ----------------------
+
+# A record in force: the latest version of its agreement (no record supersedes it).
+IN_FORCE = "NOT EXISTS (SELECT 1 FROM service_agreements later WHERE later.supersedes = s.record_id)"
+
+
+async def insert_agreement(conn: Connection, record: ServiceAgreementRecorded) -> None:
+    """Append a service agreement record (never updated: a correction is the next version). A second
+    record superseding the same one fails on the UNIQUE constraint, so two writers cannot fork an
+    agreement."""
+    await conn.execute(
+        """INSERT INTO service_agreements (record_id, agreement_id, version, supersedes, reason, status, package_id,
+                                           provider_id, zone, band, hourly_rate, band_rate, hours_per_week,
+                                           weekly_cost, start_date, end_date, funding, funding_revision,
+                                           cost_centre, rate_card, event_id, recorded_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17::jsonb, $18, $19,
+                   $20, $21, $22)""",
+        record.record_id,
+        record.agreement_id,
+        record.version,
+        record.supersedes,
+        record.reason.value,
+        record.status.value,
+        record.package_id,
+        record.provider_id,
+        record.zone,
+        record.band.value,
+        record.hourly_rate,
+        record.band_rate,
+        record.hours_per_week,
+        record.weekly_cost,
+        record.start_date,
+        record.end_date,
+        json.dumps([f.model_dump(mode="json") for f in record.funding]),
+        record.funding_revision,
+        record.cost_centre,
+        record.rate_card,
+        record.event_id,
+        record.recorded_at,
+    )
+
+
+async def agreements_in_force(conn: Connection, package_id: uuid.UUID) -> list[asyncpg.Record]:
+    """The package's agreements as they stand: each one's latest version, oldest agreement first."""
+    return list(
+        await conn.fetch(
+            f"SELECT * FROM service_agreements s WHERE package_id = $1 AND {IN_FORCE} ORDER BY start_date, recorded_at",
+            package_id,
+        )
+    )
+
+
+def terms_of(row: asyncpg.Record) -> AgreementTerms:
+    """A stored record's terms (the pure form the rules in :mod:`domain` work on)."""
+    funding = tuple(
+        FundingPart(
+            dt.date.fromisoformat(p["effective_from"]),
+            dt.date.fromisoformat(p["effective_to"]) if p["effective_to"] else None,
+            p["funder"],
+            tuple(
+                PayerLine(
+                    line["payer"],
+                    line["basis"],
+                    None if line["percent"] is None else Decimal(line["percent"]),
+                    Decimal(line["pounds_per_week"]),
+                )
+                for line in p["lines"]
+            ),
+        )
+        for p in json.loads(row["funding"])
+    )
+    return AgreementTerms(
+        provider_id=row["provider_id"],
+        zone=row["zone"],
+        band=row["band"],
+        hourly_rate=row["hourly_rate"],
+        band_rate=row["band_rate"],
+        hours_per_week=row["hours_per_week"],
+        start_date=row["start_date"],
+        end_date=row["end_date"],
+        status=row["status"],
+        cost_centre=row["cost_centre"],
+        rate_card=row["rate_card"],
+        funding_revision=row["funding_revision"],
+        funding=funding,
+    )
+
+
+async def agreement_records(
+    conn: Connection | asyncpg.Pool,
+    *,
+    recorded_from: dt.datetime | None = None,
+    recorded_before: dt.datetime | None = None,
+    provider_id: str | None = None,
+    package_id: uuid.UUID | None = None,
+    in_force_only: bool = False,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[asyncpg.Record]:
+    """Service agreement records in the order they were written, with the provider's name: those
+    written from ``recorded_from`` until before ``recorded_before`` (UTC instants), of one provider or
+    package; ``in_force_only``, the latest version of each agreement only."""
+    return list(
+        await conn.fetch(
+            f"""SELECT s.*, p.profile->>'name' AS provider_name FROM service_agreements s
+                  LEFT JOIN provider_view p ON p.provider_id = s.provider_id
+                 WHERE ($1::timestamptz IS NULL OR s.recorded_at >= $1)
+                   AND ($2::timestamptz IS NULL OR s.recorded_at < $2)
+                   AND ($3::text IS NULL OR s.provider_id = $3)
+                   AND ($4::uuid IS NULL OR s.package_id = $4)
+                   AND (NOT $5 OR {IN_FORCE})
+                 ORDER BY s.recorded_at, s.agreement_id, s.version
+                 LIMIT $6 OFFSET $7""",
+            recorded_from,
+            recorded_before,
+            provider_id,
+            package_id,
+            in_force_only,
+            limit,
+            offset,
+        )
+    )
+
+
+async def agreements_in_force_during(
+    conn: Connection | asyncpg.Pool, first_day: dt.date, last_day: dt.date
+) -> list[asyncpg.Record]:
+    """Every agreement's latest version that is agreed and overlaps ``first_day``..``last_day`` (UK dates)."""
+    return list(
+        await conn.fetch(
+            f"""SELECT s.*, p.profile->>'name' AS provider_name FROM service_agreements s
+                  LEFT JOIN provider_view p ON p.provider_id = s.provider_id
+                 WHERE s.status = 'agreed' AND s.start_date <= $2 AND (s.end_date IS NULL OR s.end_date >= $1)
+                   AND {IN_FORCE}
+                 ORDER BY s.provider_id, s.start_date""",
+            first_day,
+            last_day,
+        )
     )

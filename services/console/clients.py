@@ -31,6 +31,7 @@ API_ROLE = {
     "head_of_service": "head_of_service",
     "ops": "operations",
     "admin": "council_admin",
+    "finance": "finance",
     "contracts_quality": "contracts_quality",
 }
 _acting: ContextVar[tuple[str, str] | None] = ContextVar("acting", default=None)
@@ -67,6 +68,7 @@ class Client:
         await self.http.aclose()
 
     async def call(self, method: str, path: str, *, bearer: str | None = None, **kwargs: Any) -> Any:
+        as_text = kwargs.pop("as_text", False)  # a CSV download: the body as text, not JSON
         headers = kwargs.pop("headers", {}) | ({"Authorization": f"Bearer {bearer}"} if bearer else {})
         acting = _acting.get()
         if acting and not bearer:
@@ -83,6 +85,8 @@ class Client:
             except ValueError:
                 problem = {"error": response.text[:200]}
             raise ApiError(response.status_code, problem if isinstance(problem, dict) else {"error": str(problem)})
+        if as_text:
+            return response.text
         return response.json() if response.content else None
 
     async def get(self, path: str, **kwargs: Any) -> Any:

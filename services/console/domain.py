@@ -24,6 +24,7 @@ class Role(StrEnum):
     head_of_service = "head_of_service"  # approves above-rate spending beyond the managers' limit
     ops = "ops"
     admin = "admin"
+    finance = "finance"  # the finance team: service agreement records and commitments (decision 0109)
     contracts_quality = "contracts_quality"  # the contracts and quality team: applications and due diligence
 
 
@@ -35,6 +36,7 @@ class Permission(StrEnum):
     staff = "staff"  # staff accounts
     quality = "quality"  # the provider quality and risk register: read, review, import CQC ratings
     reports = "reports"  # the commissioners' reports (market share, declines, quality, coverage)
+    finance = "finance"  # the weekly commitment and the finance system's import file (package ids only)
     applications = "applications"  # applications to join the framework and their due diligence (issue 21)
 
 
@@ -45,8 +47,17 @@ BROKERAGE_TEAM = (Role.broker, Role.senior_broker, Role.manager, Role.head_of_se
 # delegation) is the brokerage API's rule, applied to the role the console says it acts as.
 PERMISSIONS: dict[Role, frozenset[Permission]] = {
     **{role: frozenset({Permission.board, Permission.act, Permission.person}) for role in BROKERAGE_TEAM},
+    # Budget holders answer for the commitment: the finance pages too (the API's table says the same).
+    Role.manager: frozenset(
+        {Permission.board, Permission.act, Permission.person, Permission.finance, Permission.reports}
+    ),
+    Role.head_of_service: frozenset(
+        {Permission.board, Permission.act, Permission.person, Permission.finance, Permission.reports}
+    ),
     Role.ops: frozenset({Permission.board, Permission.operations, Permission.reports}),
     Role.admin: frozenset({Permission.board, Permission.operations, Permission.staff, Permission.reports}),
+    # Finance sees no person and no board: the records carry package ids only.
+    Role.finance: frozenset({Permission.finance}),
     # The contracts and quality team: applications and due diligence, the quality and risk register
     # (decision 0103) and the market reports (decision 0105).
     Role.contracts_quality: frozenset({Permission.applications, Permission.quality, Permission.reports}),
@@ -56,6 +67,7 @@ HOME = {
     **{role: "/board" for role in BROKERAGE_TEAM},
     Role.ops: "/ops",
     Role.admin: "/admin/staff",
+    Role.finance: "/finance",
     Role.contracts_quality: "/applications",
 }
 
@@ -69,6 +81,7 @@ IDP_ROLES: dict[str, Role] = {
     "broker": Role.broker,
     "council_admin": Role.admin,
     "operations": Role.ops,
+    "finance": Role.finance,
     "contracts_quality": Role.contracts_quality,
 }
 

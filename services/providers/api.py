@@ -25,10 +25,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.adapters import BidRequest, DeclineRequest, OfferClosedNotice, OfferNotice
+from schemas.events import PackageSpec, ProviderProfile
 from schemas.vocabulary import Band, CareNeed, ComplaintTheme, RiskReason
 from services.providers import domain, handlers
 from services.providers import repository as repo
-from services.runtime import clock, idempotency, quality
+from services.runtime import clock, idempotency, pagination, quality
 from services.runtime.auth import Principal, principal_of
 from services.runtime.db import fetch_one
 from services.runtime.http import ProblemError, check_webhook_url
@@ -41,6 +42,18 @@ from services.runtime.service import Service
 log = get_logger(__name__)
 
 T = TypeVar("T")
+
+# The provider API's contract version (docs/guide/api-changelog.md, decision 0102): MAJOR.MINOR.PATCH.
+# A minor version only adds (operations, optional fields, response fields, problem codes); a major
+# version would change or remove, and be served beside this one under /v2 until this one's sunset.
+CONTRACT_VERSION = "1.1.0"
+VERSION_HEADER = "Homecare-Contract-Version"
+
+
+async def contract_version(response: Response) -> None:
+    """Every provider API response names the contract version it follows."""
+    response.headers[VERSION_HEADER] = CONTRACT_VERSION
+
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -111,6 +124,25 @@ class AdapterChoice(domain.AutomaticRules):
     )
 
 
+class AdapterPatch(BaseModel):
+    """Adapter settings to change: only the fields sent change (a field not sent keeps its value;
+    one sent as null goes back to its default). The constraints are the adapter's own
+    (services/providers/domain.py ``AutomaticRules``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: domain.AdapterKind | None = None
+    webhook_url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://[^\s/?#]+[^\s]*$")
+    call_times: list[domain.CallSlot] | None = None
+    max_package_hours: Decimal | None = Field(default=None, gt=0, le=168, max_digits=5, decimal_places=2)
+    max_calls_per_day: int | None = Field(default=None, ge=1, le=6)
+    premium_percent: dict[Band, Annotated[Decimal, Field(ge=0, le=100, max_digits=5, decimal_places=2)]] | None = None
+    lead_days: int | None = Field(default=None, ge=0, le=28)
+    covers_adjacent_zones: bool | None = None
+    rotate_secret: bool = Field(
+        default=False, description="Webhook: make a new signing secret (the old one stops at once)"
+    )
+
+
 class CredentialRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     label: str = Field(default="", max_length=100, description="What the credential is for, e.g. 'rostering system'")
@@ -168,7 +200,9 @@ def build_router(service: Service) -> APIRouter:
 
     @router.put(
         "/{provider_id}/adapter",
-        summary="Choose the provider's adapter: automatic, webhook or portal (brokerage team)",
+        summary="Replace the provider's adapter: automatic, webhook or portal (brokerage team)",
+        description="Replaces every setting: a field not sent goes back to its default (PATCH changes only "
+        "the fields sent).",
         responses={404: {"description": "No such provider"}},
     )
     async def choose_adapter(provider_id: str, body: AdapterChoice) -> dict:
@@ -183,6 +217,31 @@ def build_router(service: Service) -> APIRouter:
         )
         # The signing secret is shown once, when made; only the service keeps it.
         return {"provider_id": provider_id, "adapter": adapter.model_dump(mode="json")} | (
+            {"webhook_secret": secret} if secret else {}
+        )
+
+    @router.patch(
+        "/{provider_id}/adapter",
+        summary="Change some of the provider's adapter settings; those not sent are kept (brokerage team)",
+        description="Merge semantics: only the fields in the body change (null: back to the default). "
+        "`PUT` replaces the whole adapter instead. A webhook adapter needs a `webhook_url` (sent now or kept).",
+        responses={
+            404: {"description": "No such provider"},
+            422: {"description": "A setting out of range, an address not allowed, or a webhook without a URL"},
+        },
+    )
+    async def patch_adapter(provider_id: str, body: AdapterPatch) -> dict:
+        changes = body.model_dump(mode="json", exclude_unset=True, exclude={"rotate_secret"})
+        if changes.get("webhook_url"):
+            await check_webhook_url(changes["webhook_url"], service.settings.outbound_policy())
+        _, secret = await in_unit_of_work(
+            service,
+            lambda uow: handlers.patch_adapter(
+                uow, provider_id, changes, new_secret=body.rotate_secret, box=service.secrets
+            ),
+        )
+        row = await fetch_one(service.pool, "SELECT * FROM providers WHERE provider_id = $1", provider_id)
+        return {"provider_id": provider_id, "adapter": adapter_view(row).model_dump(mode="json")} | (
             {"webhook_secret": secret} if secret else {}
         )
 
@@ -219,9 +278,15 @@ def build_router(service: Service) -> APIRouter:
             raise ProblemError(404, f"no live credential {credential_id!r} of {provider_id!r}")
         return {"provider_id": provider_id, "revoked": revoked}
 
-    @router.get("/{provider_id}/deliveries", summary="Webhook deliveries to the provider and their status")
-    async def provider_deliveries(provider_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
-        return await _deliveries(service, provider_id, limit)
+    @router.get(
+        "/{provider_id}/deliveries",
+        response_model=list[DeliveryView],
+        summary="Webhook deliveries to the provider and their status, every attempt of each; newest first",
+    )
+    async def provider_deliveries(
+        provider_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    ) -> list[DeliveryView]:
+        return await delivery_views(service.pool, await repo.deliveries_of(service.pool, provider_id, limit))
 
     @router.post(
         "/{provider_id}/status",
@@ -254,19 +319,6 @@ def build_router(service: Service) -> APIRouter:
         return [dict(r) for r in await repo.status_history(service.pool, provider_id)]
 
     return router
-
-
-async def _deliveries(service: Service, provider_id: str, limit: int) -> list[dict[str, Any]]:
-    rows = await service.pool.fetch(
-        """SELECT delivery_id, kind, package_id, offer_round, change_id, url, status, attempts, last_attempt_at,
-                  last_status_code,
-           last_error,
-                  next_attempt_at, give_up_at, created_at, delivered_at
-             FROM webhook_deliveries WHERE provider_id = $1 ORDER BY created_at DESC LIMIT $2""",
-        provider_id,
-        limit,
-    )
-    return [dict(r) | {"next_attempt_at": r["next_attempt_at"] if r["status"] == "pending" else None} for r in rows]
 
 
 def change_requests_router(service: Service) -> APIRouter:
@@ -519,35 +571,227 @@ class AnswerAccepted(BaseModel):
     answered_at: dt.datetime
 
 
+class AdapterView(BaseModel):
+    """A provider's adapter settings as shown to it and to the council (never a secret)."""
+
+    kind: domain.AdapterKind = Field(
+        description="automatic: the service answers by these rules; webhook: offers "
+        "are POSTed to webhook_url; portal: staff answer in the provider API"
+    )
+    webhook_url: str | None = Field(description="Where offers and notices are POSTed (webhook adapters)")
+    call_times: list[domain.CallSlot] | None = Field(description="The daily call slots covered (null: any)")
+    max_calls_per_day: int = Field(
+        description="Calls a day it takes: its own limit, and no more than the call slots it covers"
+    )
+    max_package_hours: Decimal = Field(description="Automatic: the largest package it bids for, carer hours per week")
+    premium_percent: dict[str, Decimal] = Field(
+        description="Automatic: per band, the percentage above the band rate it bids"
+    )
+    lead_days: int = Field(description="Automatic: days' notice it needs before a start")
+    covers_adjacent_zones: bool = Field(description="Automatic: takes work just outside its zones when asked")
+    signing_secret_set: bool = Field(description="Whether a webhook signing secret exists (it is never shown again)")
+    previous_secret_signs_until: dt.datetime | None = Field(
+        description="During a rotation's overlap: until when the previous secret signs too (UTC); else null"
+    )
+
+
+def adapter_view(row: asyncpg.Record) -> AdapterView:
+    rules = repo.rules_of(row)
+    until = row["previous_secret_expires_at"]
+    return AdapterView.model_validate(
+        rules.model_dump()
+        | {
+            "max_calls_per_day": domain.max_calls(rules),
+            "signing_secret_set": bool(row["webhook_secret"]),
+            "previous_secret_signs_until": until if until and until > dt.datetime.now(dt.UTC) else None,
+        }
+    )
+
+
+class MeView(ProviderProfile):
+    """A provider's own registry entry: its profile (as ProviderUpdated publishes it; capacity in
+    carer hours per week), its revision, the hours held for outstanding bids, and its adapter."""
+
+    held_hours: Decimal = Field(description="Carer hours per week held for outstanding bids")
+    revision: int = Field(description="Bumped on every change of the registry entry")
+    adapter: AdapterView
+
+
+class DeliveryAttempt(BaseModel):
+    """One attempt of a delivery: when, how long, and what came back (never the receiver's body)."""
+
+    attempt: int = Field(ge=1, description="1 for the first attempt")
+    attempted_at: dt.datetime
+    duration_ms: int = Field(description="Milliseconds from sending to the answer or the error")
+    status_code: int | None = Field(description="The receiver's HTTP status; null when none came (an error)")
+    error: str | None = Field(description="e.g. 'HTTP 500', 'ConnectTimeout: ...'; null when delivered")
+    signed_with: int = Field(description="Signatures in the header: 2 during a secret rotation's overlap")
+
+
+class DeliveryView(BaseModel):
+    """A webhook delivery to the provider's system and every attempt made of it."""
+
+    delivery_id: uuid.UUID = Field(description="Homecare-Delivery-Id; the same on every retry of this delivery")
+    kind: Literal["offer", "change", "offer_closed", "test"]
+    package_id: uuid.UUID | None = Field(description="null for a test delivery")
+    offer_round: int | None
+    change_id: uuid.UUID | None
+    redelivery_of: uuid.UUID | None = Field(description="A redelivery: the delivery it sends again")
+    url: str
+    status: Literal["pending", "delivered", "failed", "withdrawn"]
+    attempts: int = Field(description="How many attempts were made (each is in history)")
+    last_attempt_at: dt.datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at: dt.datetime | None = Field(description="While pending: when it is tried next")
+    give_up_at: dt.datetime = Field(description="No attempt after this (an offer's window_closes_at)")
+    created_at: dt.datetime
+    delivered_at: dt.datetime | None
+    history: list[DeliveryAttempt] = Field(description="Every attempt, oldest first")
+
+
+async def delivery_views(conn: asyncpg.Pool, rows: list[asyncpg.Record]) -> list[DeliveryView]:
+    history = await repo.attempts_of(conn, [r["delivery_id"] for r in rows])
+    return [
+        DeliveryView.model_validate(
+            {k: v for k, v in dict(r).items() if k != "body"}
+            | {
+                "next_attempt_at": r["next_attempt_at"] if r["status"] == "pending" else None,
+                "history": history.get(r["delivery_id"], []),
+            }
+        )
+        for r in rows
+    ]
+
+
+class ChangeRequestView(BaseModel):
+    """A provider's request to serve other zones or bands, and the council's decision."""
+
+    request_id: int
+    provider_id: str
+    zones: list[str] = Field(description="The zones asked for (the whole new list)")
+    bands: list[str] = Field(description="The bands asked for (the whole new list)")
+    reason: str
+    status: Literal["pending", "approved", "rejected"]
+    requested_at: dt.datetime
+    decided_at: dt.datetime | None
+    decided_by: str | None = Field(description="The council's member of staff who decided")
+    decision_reason: str | None
+
+
+class PackageChangeView(BaseModel):
+    """A change to a package the provider holds (decision 0082); hours are carer hours per week."""
+
+    change_id: uuid.UUID
+    package_id: uuid.UUID
+    package: PackageSpec = Field(description="The package after the change")
+    previous_hours_per_week: Decimal
+    hours_per_week: Decimal
+    effective_date: dt.date = Field(description="The first day of the new pattern (UK date)")
+    window_closes_at: dt.datetime
+    status: Literal["offered", "accepted", "declined", "applied", "closed"]
+    answer_with: dict[str, str] = Field(description="Where to answer: the accept and decline endpoints")
+
+
+class PlacementView(BaseModel):
+    """A package placed with the provider (one per award; ``ended_at`` null while it is live)."""
+
+    package_id: uuid.UUID
+    offer_round: int
+    hours_per_week: Decimal = Field(description="Carer hours per week")
+    hourly_rate: Decimal = Field(description="Pounds per hour")
+    start_date: dt.date
+    placed_at: dt.datetime
+    ended_at: dt.datetime | None
+    end_reason: str | None = Field(description="cancelled, handed_back, reopened, replaced or ended")
+    package: PackageSpec | None = Field(description="The package as offered")
+    person: str = Field(description="Where the person's details are (the live placement's provider only)")
+
+
+class ChangeAnswered(BaseModel):
+    change_id: uuid.UUID
+    package_id: uuid.UUID
+    status: Literal["accepted", "declined"]
+    answered_at: dt.datetime
+
+
+class PersonView(BaseModel):
+    """The person's details, for the provider the package is placed with: the fields asked for
+    (``fields``; all by default), each null when not recorded. Every read is audited."""
+
+    package_id: uuid.UUID
+    full_name: str | None = None
+    address: str | None = None
+    postcode: str | None = None
+    phone: str | None = None
+    email: str | None = None
+    nhs_number: str | None = None
+    date_of_birth: dt.date | None = None
+    care_notes: str | None = None
+
+
+class WebhookRegistration(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    url: str = Field(
+        max_length=2000,
+        pattern=r"^https?://[^\s/?#]+[^\s]*$",
+        description="Your receiver: https, on a public address (checked now and at every delivery)",
+    )
+
+
+class WebhookRegistered(BaseModel):
+    adapter: AdapterView
+    receives_offers: bool = Field(description="Whether offers are POSTed to it now (a webhook adapter)")
+    signing_secret: str | None = Field(
+        default=None, description="Made at the first registration: shown only here, once; keep it safe"
+    )
+
+
+class SecretRotation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    overlap_hours: int = Field(
+        default=24,
+        ge=0,
+        le=168,
+        description="How long the previous secret keeps signing too (0: it stops now; at most a week)",
+    )
+
+
+class SecretRotated(BaseModel):
+    signing_secret: str = Field(description="The new secret: shown only here, once")
+    previous_secret_signs_until: dt.datetime | None = Field(
+        description="Until when each delivery also carries the previous secret's signature (null: no overlap)"
+    )
+
+
 def me_router(service: Service) -> APIRouter:
-    router = APIRouter(prefix="/me", tags=["provider API"])
+    router = APIRouter(prefix="/me", tags=["provider API"], dependencies=[Depends(contract_version)])
     Me = Annotated[ProviderCaller, Depends(authenticator(service))]
     denied: dict[int | str, dict[str, Any]] = {401: {"description": "No valid provider credential"}}
 
-    async def profile(provider_id: str) -> dict:
+    async def profile(provider_id: str) -> MeView:
         row = await fetch_one(service.pool, "SELECT * FROM providers WHERE provider_id = $1", provider_id)
-        rules = repo.rules_of(row)
-        return repo.profile_of(row).model_dump(mode="json") | {
-            "revision": row["revision"],
-            "held_hours": str(row["held_hours"]),
-            "adapter": {
-                "kind": rules.kind,
-                "webhook_url": rules.webhook_url,
-                "call_times": rules.call_times,
-                "max_calls_per_day": domain.max_calls(rules),
-            },
-        }
+        return MeView.model_validate(
+            repo.profile_of(row).model_dump()
+            | {"revision": row["revision"], "held_hours": row["held_hours"], "adapter": adapter_view(row)}
+        )
 
-    @router.get("", summary="Your registry entry: profile, capacity, adapter", responses=denied)
-    async def read_me(me: Me) -> dict:
+    @router.get(
+        "",
+        response_model=MeView,
+        summary="Your registry entry: profile, capacity, and your adapter's settings (never a secret)",
+        responses=denied,
+    )
+    async def read_me(me: Me) -> MeView:
         return await profile(me.provider_id)
 
     @router.patch(
         "",
+        response_model=MeView,
         summary="Change your weekly capacity or the call times you cover",
         responses=denied | {409: {"description": "Capacity below what is committed and held"}},
     )
-    async def change_me(me: Me, body: ProfileChange) -> dict:
+    async def change_me(me: Me, body: ProfileChange) -> MeView:
         await in_unit_of_work(
             service,
             lambda uow: handlers.update_own_profile(
@@ -563,6 +807,7 @@ def me_router(service: Service) -> APIRouter:
     @router.post(
         "/change-requests",
         status_code=201,
+        response_model=ChangeRequestView,
         responses=denied | {409: {"description": "One is already pending"}},
         summary="Ask to serve other zones or bands (the brokerage team approves)",
     )
@@ -574,33 +819,65 @@ def me_router(service: Service) -> APIRouter:
             ),
         )
 
-    @router.get("/change-requests", summary="Your change requests and their decisions", responses=denied)
-    async def my_changes(me: Me) -> list[dict]:
+    paged = denied | {200: {"headers": pagination.LINK_HEADER_DOC}, 422: {"description": "A bad cursor or limit"}}
+    Limit = Annotated[int, Query(ge=1, le=1000, description="Page size")]
+
+    def next_page(request: Request, response: Response, rows: list[Any], limit: int, *key: str) -> None:
+        if len(rows) == limit:
+            pagination.link_next(request, response, pagination.encode(*(rows[-1][k] for k in key)))
+
+    @router.get(
+        "/change-requests",
+        response_model=list[ChangeRequestView],
+        summary="Your change requests and their decisions, oldest first (request_id ascending)",
+        responses=paged,
+    )
+    async def my_changes(
+        me: Me, request: Request, response: Response, limit: Limit = 200, cursor: pagination.CursorParam = None
+    ) -> list[dict]:
+        after = pagination.decode(cursor, int)
         rows = await service.pool.fetch(
-            "SELECT * FROM change_requests WHERE provider_id = $1 ORDER BY request_id", me.provider_id
+            "SELECT * FROM change_requests WHERE provider_id = $1 AND ($3::bigint IS NULL OR request_id > $3) "
+            "ORDER BY request_id LIMIT $2",
+            me.provider_id,
+            limit,
+            after[0] if after else None,
         )
+        next_page(request, response, rows, limit, "request_id")
         return [handlers.change_request_view(r) for r in rows]
 
     @router.get(
         "/offers",
         response_model=list[OfferNotice],
-        responses=denied,
+        responses=paged,
         summary="Your offers: open ones (answer before window_closes_at), answered ones, or all",
+        description="Soonest deadline first (`window_closes_at`, then `package_id`, then `offer_round`, all "
+        'ascending); `limit` a page, the next in the `Link: <...>; rel="next"` header.',
     )
     async def my_offers(
-        me: Me, status: Literal["open", "answered", "all"] = "open", limit: Annotated[int, Query(ge=1, le=1000)] = 200
+        me: Me,
+        request: Request,
+        response: Response,
+        status: Literal["open", "answered", "all"] = "open",
+        limit: Limit = 200,
+        cursor: pagination.CursorParam = None,
     ) -> list[OfferNotice]:
         condition = {
             "open": "status = 'offered' AND window_closes_at > now()",
             "answered": "status <> 'offered'",
             "all": "true",
         }[status]
+        after = pagination.decode(cursor, dt.datetime, uuid.UUID, int) or (None, None, None)
         rows = await service.pool.fetch(
-            f"SELECT * FROM offers WHERE provider_id = $1 AND {condition} ORDER BY window_closes_at, package_id "
-            "LIMIT $2",
+            f"""SELECT * FROM offers WHERE provider_id = $1 AND {condition}
+                   AND ($3::timestamptz IS NULL
+                        OR (window_closes_at, package_id, offer_round) > ($3, $4::uuid, $5::int))
+                 ORDER BY window_closes_at, package_id, offer_round LIMIT $2""",
             me.provider_id,
             limit,
+            *after,
         )
+        next_page(request, response, rows, limit, "window_closes_at", "package_id", "offer_round")
         return [handlers.offer_notice(r, me.provider_id) for r in rows]
 
     answer_errors = denied | {
@@ -677,11 +954,31 @@ def me_router(service: Service) -> APIRouter:
     # Changes to packages you hold (decision record 0082): accept, or decline with a reason code.
     @router.get(
         "/package-changes",
-        responses=denied,
+        response_model=list[PackageChangeView],
+        responses=paged,
         summary="Changes to packages you hold: open ones (answer before window_closes_at), or all",
+        description="Newest first (`offered_at` descending, then `change_id` descending); `limit` a page, the next "
+        'in the `Link: <...>; rel="next"` header.',
     )
-    async def my_package_changes(me: Me, status: Literal["open", "all"] = "open") -> list[dict]:
-        rows = await repo.change_offers_of(service.pool, me.provider_id)
+    async def my_package_changes(
+        me: Me,
+        request: Request,
+        response: Response,
+        status: Literal["open", "all"] = "open",
+        limit: Limit = 200,
+        cursor: pagination.CursorParam = None,
+    ) -> list[dict]:
+        after = pagination.decode(cursor, dt.datetime, uuid.UUID) or (None, None)
+        rows = await service.pool.fetch(
+            """SELECT * FROM change_offers WHERE provider_id = $1 AND ($3 = 'all' OR status = 'offered')
+                  AND ($4::timestamptz IS NULL OR (offered_at, change_id) < ($4, $5::uuid))
+                ORDER BY offered_at DESC, change_id DESC LIMIT $2""",
+            me.provider_id,
+            limit,
+            status,
+            *after,
+        )
+        next_page(request, response, rows, limit, "offered_at", "change_id")
         base = "/me/package-changes"
         return [
             {
@@ -699,7 +996,6 @@ def me_router(service: Service) -> APIRouter:
                 },
             }
             for r in rows
-            if status == "all" or r["status"] == "offered"
         ]
 
     change_errors = denied | {
@@ -709,6 +1005,7 @@ def me_router(service: Service) -> APIRouter:
 
     @router.post(
         "/package-changes/{change_id}/accept",
+        response_model=ChangeAnswered,
         responses=change_errors,
         summary="Accept a change to a package you hold: from its effective date you care to the new pattern",
     )
@@ -719,6 +1016,7 @@ def me_router(service: Service) -> APIRouter:
 
     @router.post(
         "/package-changes/{change_id}/decline",
+        response_model=ChangeAnswered,
         responses=change_errors,
         summary="Decline a change, with a reason code: the package is re-brokered and you carry on until then",
     )
@@ -732,10 +1030,16 @@ def me_router(service: Service) -> APIRouter:
 
     @router.get(
         "/packages",
+        response_model=list[PlacementView],
         summary="Packages placed with you: live ones (ended_at null) and those that ended, with why",
-        responses=denied,
+        description="Newest placement first (`placed_at`, `package_id`, `offer_round`, all descending); `limit` a "
+        'page, the next in the `Link: <...>; rel="next"` header.',
+        responses=paged,
     )
-    async def my_packages(me: Me) -> list[dict]:
+    async def my_packages(
+        me: Me, request: Request, response: Response, limit: Limit = 200, cursor: pagination.CursorParam = None
+    ) -> list[dict]:
+        after = pagination.decode(cursor, dt.datetime, uuid.UUID, int) or (None, None, None)
         rows = await service.pool.fetch(
             """SELECT p.package_id, p.offer_round, p.hours_per_week, p.hourly_rate, p.start_date, p.placed_at,
                       p.ended_at, p.end_reason, o.spec
@@ -743,9 +1047,14 @@ def me_router(service: Service) -> APIRouter:
                  LEFT JOIN LATERAL (SELECT spec FROM offers WHERE package_id = p.package_id AND provider_id =
                      p.provider_id
                                      ORDER BY offer_round DESC LIMIT 1) o ON true
-                WHERE p.provider_id = $1 ORDER BY p.placed_at DESC""",
+                WHERE p.provider_id = $1
+                  AND ($3::timestamptz IS NULL OR (p.placed_at, p.package_id, p.offer_round) < ($3, $4::uuid, $5::int))
+                ORDER BY p.placed_at DESC, p.package_id DESC, p.offer_round DESC LIMIT $2""",
             me.provider_id,
+            limit,
+            *after,
         )
+        next_page(request, response, rows, limit, "placed_at", "package_id", "offer_round")
         return [
             {k: v for k, v in _plain(r).items() if k != "spec"}
             | {
@@ -757,6 +1066,8 @@ def me_router(service: Service) -> APIRouter:
 
     @router.get(
         "/packages/{package_id}/person",
+        response_model=PersonView,
+        response_model_exclude_unset=True,
         responses=denied
         | {
             403: {"description": "You were offered the package but it is not placed with you"},
@@ -793,18 +1104,24 @@ def me_router(service: Service) -> APIRouter:
     @router.get(
         "/notices",
         response_model=list[OfferClosedNotice],
-        responses=denied,
         summary="How your offers closed: won, lost (with your bid's rank) or closed, and why; newest first",
         description="One notice per offer that closed for you (decision record 0093); a webhook adapter is also "
         "POSTed each one, signed, as `kind: offer_closed`. A closed offer is never delivered again. "
-        "`since`: only notices of offers closed after this time (for polling).",
+        "`since`: only notices of offers closed after this time (for polling). Newest first (`closed_at` "
+        'descending, then `notice_id` descending); `limit` a page, the next in the `Link: <...>; rel="next"` header.',
+        responses=paged,
     )
     async def my_notices(
         me: Me,
+        request: Request,
+        response: Response,
         since: dt.datetime | None = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+        limit: Limit = 200,
+        cursor: pagination.CursorParam = None,
     ) -> list[OfferClosedNotice]:
-        rows = await repo.closures_of(service.pool, me.provider_id, limit, since)
+        after = pagination.decode(cursor, dt.datetime, uuid.UUID)
+        rows = await repo.closures_of(service.pool, me.provider_id, limit, since, after)
+        next_page(request, response, rows, limit, "closed_at", "notice_id")
         return [
             OfferClosedNotice.model_validate({k: v for k, v in dict(r).items() if k in OfferClosedNotice.model_fields})
             for r in rows
@@ -812,13 +1129,112 @@ def me_router(service: Service) -> APIRouter:
 
     @router.get(
         "/deliveries",
-        summary="Webhook deliveries to your system (offers, changes, closing notices), and their status",
-        description="status: pending (being tried), delivered (2xx), failed (gave up), withdrawn (the offer was "
-        "answered or closed before it got through: never sent again).",
-        responses=denied,
+        response_model=list[DeliveryView],
+        summary="Webhook deliveries to your system (offers, changes, closing notices, tests), every attempt of each",
+        description="Newest first (`created_at` descending, then `delivery_id` descending), `limit` a page; the "
+        'next page is in the `Link: <...>; rel="next"` header while there may be more. status: pending (being '
+        "tried), delivered (2xx), failed (gave up), withdrawn (the offer was answered or closed before it got "
+        "through: never sent again).",
+        responses=denied | {200: {"headers": pagination.LINK_HEADER_DOC}, 422: {"description": "A bad cursor"}},
     )
-    async def my_deliveries(me: Me, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
-        return await _deliveries(service, me.provider_id, limit)
+    async def my_deliveries(
+        me: Me,
+        request: Request,
+        response: Response,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        cursor: pagination.CursorParam = None,
+    ) -> list[DeliveryView]:
+        after = pagination.decode(cursor, dt.datetime, uuid.UUID)
+        rows = await repo.deliveries_of(service.pool, me.provider_id, limit, after)
+        if len(rows) == limit:
+            pagination.link_next(request, response, pagination.encode(rows[-1]["created_at"], rows[-1]["delivery_id"]))
+        return await delivery_views(service.pool, rows)
+
+    @router.get(
+        "/deliveries/{delivery_id}",
+        response_model=DeliveryView,
+        summary="One webhook delivery to your system, with every attempt",
+        responses=denied | {404: {"description": "No such delivery of yours"}},
+    )
+    async def my_delivery(me: Me, delivery_id: uuid.UUID) -> DeliveryView:
+        row = await repo.delivery_of(service.pool, me.provider_id, delivery_id)
+        if row is None:
+            raise ProblemError(404, f"no delivery {delivery_id} of yours")
+        return (await delivery_views(service.pool, [row]))[0]
+
+    @router.post(
+        "/deliveries/{delivery_id}/redeliver",
+        status_code=202,
+        response_model=DeliveryView,
+        summary="Send a past delivery again: a new delivery (new id, same body, signed afresh) to your URL now",
+        description="For a delivered or failed one (a pending one is still being tried: 409 `delivery-pending`). "
+        "An offer or a change is redelivered only while it can still be answered (else 409 `offer-closed`: a "
+        "closed offer is never delivered again); a closing notice or a test, always. The new delivery's "
+        "`redelivery_of` names the original.",
+        responses=denied
+        | {
+            404: {"description": "No such delivery of yours"},
+            409: {"description": "Still pending, the offer closed, or no webhook URL registered"},
+        },
+    )
+    async def redeliver(me: Me, delivery_id: uuid.UUID) -> DeliveryView:
+        row = await in_unit_of_work(service, lambda uow: handlers.redeliver(uow, me.provider_id, delivery_id))
+        return (await delivery_views(service.pool, [row]))[0]
+
+    # ---- webhook self-service (decision 0100) ----
+
+    @router.put(
+        "/webhook",
+        response_model=WebhookRegistered,
+        summary="Register or change your webhook URL (the first registration makes your signing secret)",
+        description="The URL must be https on a public address (checked now, and again at every delivery). A "
+        "portal adapter becomes a webhook adapter: offers are POSTed from now on; an automatic adapter keeps "
+        "answering by its rules (the URL takes test deliveries; the council switches adapters). Deliveries still "
+        "being retried go to the new URL.",
+        responses=denied | {422: {"description": "Not a URL, or not an allowed destination (`destination-refused`)"}},
+    )
+    async def register_webhook(me: Me, body: WebhookRegistration) -> WebhookRegistered:
+        await check_webhook_url(body.url, service.settings.outbound_policy(), field="url")
+        rules, secret = await in_unit_of_work(
+            service, lambda uow: handlers.register_webhook(uow, me.provider_id, body.url, box=service.secrets)
+        )
+        row = await fetch_one(service.pool, "SELECT * FROM providers WHERE provider_id = $1", me.provider_id)
+        return WebhookRegistered(
+            adapter=adapter_view(row), receives_offers=rules.kind == "webhook", signing_secret=secret
+        )
+
+    @router.post(
+        "/webhook/test",
+        status_code=202,
+        response_model=DeliveryView,
+        summary="Send a test offer to your webhook: signed like an offer, marked as a test (kind test_offer)",
+        description="A made-up package (no person behind it) in one of your zones and bands, in the "
+        "`TestOfferNotice` shape: `kind` is `test_offer` and `test` is true; answering it is a 404. Delivered and "
+        "retried like any delivery (for up to 10 minutes); follow it with `GET /me/deliveries/{delivery_id}`.",
+        responses=denied | {409: {"description": "No webhook URL registered, or 5 test deliveries still pending"}},
+    )
+    async def send_test(me: Me) -> DeliveryView:
+        row = await in_unit_of_work(service, lambda uow: handlers.queue_test_delivery(uow, me.provider_id))
+        return (await delivery_views(service.pool, [row]))[0]
+
+    @router.post(
+        "/webhook/rotate-secret",
+        response_model=SecretRotated,
+        summary="Make a new signing secret; the previous one keeps signing too for an overlap you choose",
+        description="From now every delivery attempt is signed with the new secret, and until "
+        "`previous_secret_signs_until` also with the previous one: the `Homecare-Signature` header then holds "
+        "two signatures, `v2=<new>,v2=<previous>`. Switch your receiver to the new secret any time within the "
+        "overlap. The new secret is shown only in this response.",
+        responses=denied | {409: {"description": "No webhook URL registered"}},
+    )
+    async def rotate_secret(me: Me, body: SecretRotation) -> SecretRotated:
+        secret, until = await in_unit_of_work(
+            service,
+            lambda uow: handlers.rotate_webhook_secret(
+                uow, me.provider_id, overlap=dt.timedelta(hours=body.overlap_hours), box=service.secrets
+            ),
+        )
+        return SecretRotated(signing_secret=secret, previous_secret_signs_until=until)
 
     return router
 

@@ -97,6 +97,8 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, FastAPI]:
         """Webhook secrets stored in clear (before sealing existed) or under an older key, sealed anew."""
         async with svc.pool.acquire() as conn:
             resealed = await reseal_column(conn, svc.secrets, "providers", "provider_id", "webhook_secret")
+            # A rotation's previous secret, still signing through its overlap (decision 0100).
+            resealed += await reseal_column(conn, svc.secrets, "providers", "provider_id", "previous_webhook_secret")
         if resealed:
             log.info("webhook secrets sealed", count=resealed)
 
@@ -145,6 +147,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, FastAPI]:
     app = create_app(
         service,
         title="Providers",
+        version=api.CONTRACT_VERSION,
         description=(
             "The framework's provider registry and the provider API. Providers' own systems (webhook adapters) "
             "and staff (portal) answer offers under `/me` with a provider credential "

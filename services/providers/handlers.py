@@ -40,6 +40,7 @@ import datetime as dt
 import json
 import random
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -56,6 +57,7 @@ from schemas.adapters import (
     OfferClosedReason,
     OfferNotice,
     OfferOutcome,
+    TestOfferNotice,
 )
 from schemas.events import (
     BidSubmitted,
@@ -1081,10 +1083,224 @@ async def set_adapter(
     stored = row["webhook_secret"]
     made = None
     if adapter.kind == "webhook" and (new_secret or not stored):
-        made = "whsec_" + secrets.token_urlsafe(32)
+        made = new_webhook_secret()
         stored = box.seal(made)
+        # Rotated by the council: the old secret stops at once (no overlap; a provider rotating
+        # its own secret chooses an overlap: :func:`rotate_webhook_secret`).
+        await repo.rotate_webhook_secret(uow.conn, provider_id, stored, None)
     await repo.update_adapter(uow.conn, provider_id, adapter.model_dump(mode="json"), stored)
     return made
+
+
+def new_webhook_secret() -> str:
+    """A webhook signing secret: ``whsec_`` and 256 random bits (URL-safe base64), shown once."""
+    return "whsec_" + secrets.token_urlsafe(32)
+
+
+# Settings a provider's adapter has, and which of them the council's PATCH may change (all).
+ADAPTER_FIELDS = frozenset(domain.AutomaticRules.model_fields)
+
+
+async def patch_adapter(
+    uow: UnitOfWork, provider_id: str, changes: dict[str, Any], *, new_secret: bool, box: SecretBox
+) -> tuple[domain.AutomaticRules, str | None]:
+    """Change only the adapter settings sent (merge semantics: a field not sent keeps its value;
+    one sent as null goes back to its default). Returns the settings after the change and a new
+    signing secret when one was made. ``ValueError`` for a combination the rules refuse (a webhook
+    adapter without a URL): a 422."""
+    row = await repo.lock_provider(uow.conn, provider_id)
+    if row is None:
+        raise LookupError(f"no provider {provider_id!r}")
+    current = repo.rules_of(row).model_dump(mode="json")
+    unknown = set(changes) - ADAPTER_FIELDS
+    if unknown:
+        raise ValueError(f"not an adapter setting: {', '.join(sorted(unknown))}")
+    defaults = domain.AutomaticRules().model_dump(mode="json")
+    merged = current | {k: (defaults[k] if v is None else v) for k, v in changes.items()}
+    rules = domain.AutomaticRules.model_validate(merged)
+    if rules.kind == "webhook" and not rules.webhook_url:
+        raise Refused(
+            "a webhook adapter needs webhook_url (send one, or keep the one set)",
+            code="invalid-request",
+            status=422,
+            field="webhook_url",
+        )
+    secret = await set_adapter(uow, provider_id, rules, new_secret=new_secret, box=box)
+    return rules, secret
+
+
+async def register_webhook(
+    uow: UnitOfWork, provider_id: str, url: str, *, box: SecretBox
+) -> tuple[domain.AutomaticRules, str | None]:
+    """A provider registers (or changes) its own webhook URL (the SSRF guard has checked it).
+
+    A portal adapter becomes a webhook adapter (both answer through the provider API; now offers
+    are POSTed too); a webhook adapter just moves to the new URL; an automatic adapter keeps
+    answering by its rules - the URL is kept for test deliveries, and the council switches the
+    adapter (decision 0100). The first registration makes the signing secret, returned once."""
+    row = await repo.lock_provider(uow.conn, provider_id)
+    if row is None:
+        raise LookupError(f"no provider {provider_id!r}")
+    rules = repo.rules_of(row)
+    kind = "webhook" if rules.kind in ("portal", "webhook") else rules.kind
+    changed = domain.AutomaticRules.model_validate(rules.model_dump() | {"webhook_url": url, "kind": kind})
+    made = None
+    stored = row["webhook_secret"]
+    if not stored:
+        made = new_webhook_secret()
+        stored = box.seal(made)
+    await repo.update_adapter(uow.conn, provider_id, changed.model_dump(mode="json"), stored)
+    if kind == "webhook":
+        # Deliveries still being retried go to the new address from their next attempt.
+        await uow.conn.execute(
+            "UPDATE webhook_deliveries SET url = $2 WHERE provider_id = $1 AND status = 'pending'", provider_id, url
+        )
+    return changed, made
+
+
+MAX_SECRET_OVERLAP = dt.timedelta(days=7)
+
+
+async def rotate_webhook_secret(
+    uow: UnitOfWork, provider_id: str, *, overlap: dt.timedelta, box: SecretBox
+) -> tuple[str, dt.datetime | None]:
+    """A provider rotates its own signing secret: a new one signs every attempt from now, and the
+    one it replaces signs them too until ``overlap`` has passed (both signatures in the header),
+    so the receiver can switch at any moment in between. Returns (the new secret, shown once; when
+    the previous one stops signing, None without an overlap). Refused (409 ``no-webhook``) when no
+    webhook URL is registered."""
+    row = await repo.lock_provider(uow.conn, provider_id)
+    if row is None:
+        raise LookupError(f"no provider {provider_id!r}")
+    if not repo.rules_of(row).webhook_url or not row["webhook_secret"]:
+        raise Refused("register a webhook URL first (PUT /me/webhook)", code="no-webhook")
+    if not dt.timedelta(0) <= overlap <= MAX_SECRET_OVERLAP:
+        raise Refused(
+            f"the overlap must be between 0 and {MAX_SECRET_OVERLAP.days * 24} hours",
+            code="invalid-request",
+            status=422,
+            field="overlap_hours",
+        )
+    made = new_webhook_secret()
+    until = now() + overlap if overlap > dt.timedelta(0) else None
+    await repo.rotate_webhook_secret(uow.conn, provider_id, box.seal(made), until)
+    return made, until
+
+
+TEST_DELIVERY_WINDOW = dt.timedelta(minutes=10)  # a test delivery is retried for up to this long
+MAX_PENDING_TESTS = 5
+
+
+def test_offer(provider: asyncpg.Record, at: dt.datetime) -> TestOfferNotice:
+    """A sample offer for the provider's receiver: a package in its first zone and band, at the
+    framework's current rate for the band; made up, no person behind it."""
+    profile = repo.profile_of(provider)
+    framework = load_framework()
+    zone = framework.zones.get(profile.zones[0]) if profile.zones else None
+    band = profile.bands[0]
+    package_id = uuid.uuid4()
+    base = f"/me/offers/{package_id}"
+    return TestOfferNotice(
+        package_id=package_id,
+        offer_round=1,
+        provider_id=profile.provider_id,
+        tier=profile.tier,
+        package=PackageSpec(
+            zone=zone.id if zone else "test-zone",
+            band=band,
+            postcode_district=zone.postcode_districts[0] if zone and zone.postcode_districts else "LE1",
+            hours_per_week=Decimal("7.00"),
+            visits={"calls_per_day": 2, "minutes_per_call": 30, "carers_per_call": 1, "days_per_week": 7},
+            needs=["personal_care"],
+            urgency="community",
+            start_date=clock.uk_date(at) + dt.timedelta(days=7),
+        ),
+        band_rate=framework.rate_card_on(clock.uk_date(at)).rates[band],
+        window_closes_at=at + dt.timedelta(hours=24),
+        answer_with={"bid": f"{base}/bid", "decline": f"{base}/decline"},
+    )
+
+
+async def queue_test_delivery(uow: UnitOfWork, provider_id: str) -> asyncpg.Record:
+    """A signed test offer for the provider's registered URL, delivered (and retried) by the
+    delivery loop like any delivery. Refused (409) without a URL, or with too many test
+    deliveries still pending."""
+    row = await repo.lock_provider(uow.conn, provider_id)
+    if row is None:
+        raise LookupError(f"no provider {provider_id!r}")
+    rules = repo.rules_of(row)
+    if not rules.webhook_url or not row["webhook_secret"]:
+        raise Refused("register a webhook URL first (PUT /me/webhook)", code="no-webhook")
+    if await repo.pending_tests(uow.conn, provider_id) >= MAX_PENDING_TESTS:
+        raise Refused(
+            f"{MAX_PENDING_TESTS} test deliveries are still pending; wait for them", code="too-many-pending-tests"
+        )
+    at = now()
+    return await repo.insert_extra_delivery(
+        uow.conn,
+        delivery_id=uuid.uuid4(),
+        provider_id=provider_id,
+        kind="test",
+        url=rules.webhook_url,
+        body=test_offer(row, at).model_dump_json(),
+        give_up_at=at + TEST_DELIVERY_WINDOW,
+    )
+
+
+REDELIVERY_WINDOW = dt.timedelta(hours=24)
+
+
+async def redeliver(uow: UnitOfWork, provider_id: str, delivery_id: uuid.UUID) -> asyncpg.Record:
+    """A past delivery sent again, as a new delivery (a new id, the same body, signed afresh) to
+    the URL registered now. Refused (409) while the original is still pending, and for an offer
+    or a change that can no longer be answered (a closed offer is never delivered again,
+    decision 0093); a notice or a test can always be redelivered. Another provider's delivery is
+    a 404."""
+    provider = await repo.lock_provider(uow.conn, provider_id)
+    original = await repo.delivery_of(uow.conn, provider_id, delivery_id)
+    if provider is None or original is None:
+        raise LookupError(f"no delivery {delivery_id} of yours")
+    url = repo.rules_of(provider).webhook_url
+    if not url or not provider["webhook_secret"]:
+        raise Refused("register a webhook URL first (PUT /me/webhook)", code="no-webhook")
+    if original["status"] == "pending":
+        raise Refused(
+            "this delivery is still being tried; redeliver it once it is delivered or failed", code="delivery-pending"
+        )
+    at = now()
+    give_up_at = at + REDELIVERY_WINDOW
+    if original["kind"] == "offer":
+        offer = await repo.latest_offer(uow.conn, provider_id, original["package_id"])
+        if (
+            offer is None
+            or offer["offer_round"] != original["offer_round"]
+            or offer["status"] != "offered"
+            or offer["window_closes_at"] <= at
+        ):
+            raise Refused(
+                "the offer can no longer be answered: a closed offer is not delivered again", code="offer-closed"
+            )
+        give_up_at = offer["window_closes_at"]
+    elif original["kind"] == "change":
+        change = await uow.conn.fetchrow(
+            "SELECT status, window_closes_at FROM change_offers WHERE change_id = $1", original["change_id"]
+        )
+        if change is None or change["status"] != "offered" or change["window_closes_at"] <= at:
+            raise Refused("the change can no longer be answered: it is not delivered again", code="offer-closed")
+        give_up_at = change["window_closes_at"]
+    return await repo.insert_extra_delivery(
+        uow.conn,
+        delivery_id=uuid.uuid4(),
+        provider_id=provider_id,
+        kind=original["kind"],
+        url=url,
+        body=original["body"],
+        give_up_at=give_up_at,
+        package_id=original["package_id"],
+        offer_round=original["offer_round"],
+        change_id=original["change_id"],
+        redelivery_of=original["redelivery_of"] or original["delivery_id"],
+    )
 
 
 async def issue_credential(uow: UnitOfWork, provider_id: str, *, label: str, replace: bool) -> dict:
@@ -1115,11 +1331,16 @@ async def deliver_due_webhooks(
     async def attempt(row: asyncpg.Record) -> None:
         body = row["body"].encode()
         code, error = None, None
+        # During a rotation's overlap both secrets sign (the new one first): decision 0100.
+        keys = [box.open(row["webhook_secret"]) or ""]
+        if row["previous_webhook_secret"]:
+            keys.append(box.open(row["previous_webhook_secret"]) or "")
+        started, attempted_at = time.monotonic(), now()
         try:
             response = await client.post(
                 row["url"],
                 content=body,
-                headers=signed_headers(box.open(row["webhook_secret"]) or "", str(row["delivery_id"]), body),
+                headers=signed_headers(keys, str(row["delivery_id"]), body),
                 timeout=settings.webhook_timeout_seconds,
             )
             code = response.status_code
@@ -1143,6 +1364,10 @@ async def deliver_due_webhooks(
                 error=error,
                 retry_in=delay,
                 max_attempts=settings.webhook_max_attempts,
+                attempt=row["attempts"],
+                attempted_at=attempted_at,
+                duration_ms=int((time.monotonic() - started) * 1000),
+                signed_with=len(keys),
             )
         if error:
             log.warning(

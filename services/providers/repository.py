@@ -7,6 +7,7 @@ import json
 import uuid
 from collections.abc import Iterable
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 
@@ -594,15 +595,22 @@ async def insert_closure(conn: Connection, notice: OfferClosedNotice) -> bool:
 
 
 async def closures_of(
-    conn: Connection | asyncpg.Pool, provider_id: str, limit: int, since: dt.datetime | None = None
+    conn: Connection | asyncpg.Pool,
+    provider_id: str,
+    limit: int,
+    since: dt.datetime | None = None,
+    after: tuple[Any, ...] | None = None,
 ) -> list[asyncpg.Record]:
-    """The provider's closing notices, newest first."""
+    """The provider's closing notices, newest first (``closed_at`` then ``notice_id``, descending),
+    the page after the cursor ``after`` = (closed_at, notice_id)."""
     return await conn.fetch(
         """SELECT * FROM offer_closures WHERE provider_id = $1 AND ($3::timestamptz IS NULL OR closed_at > $3)
-            ORDER BY closed_at DESC, package_id, offer_round LIMIT $2""",
+              AND ($4::timestamptz IS NULL OR (closed_at, notice_id) < ($4, $5::uuid))
+            ORDER BY closed_at DESC, notice_id DESC LIMIT $2""",
         provider_id,
         limit,
         since,
+        *(after or (None, None)),
     )
 
 
@@ -686,7 +694,9 @@ async def claim_due_deliveries(conn: Connection, limit: int, lease_seconds: floa
                                      WHERE status = 'pending' AND next_attempt_at <= now()
                                      ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
               AND p.provider_id = d.provider_id
-        RETURNING d.*, p.webhook_secret""",
+        RETURNING d.*, p.webhook_secret,
+                  CASE WHEN p.previous_secret_expires_at > now() THEN p.previous_webhook_secret END
+                      AS previous_webhook_secret""",
         limit,
         lease_seconds,
     )
@@ -701,7 +711,26 @@ async def record_delivery_outcome(
     error: str | None,
     retry_in: float,
     max_attempts: int,
+    attempt: int,
+    attempted_at: dt.datetime,
+    duration_ms: int,
+    signed_with: int,
 ) -> None:
+    """The attempt's outcome on the delivery (its status, the next attempt) and in its history of
+    attempts (every one kept, not only the last). An attempt whose delivery was withdrawn meanwhile
+    is still kept in the history."""
+    await conn.execute(
+        """INSERT INTO webhook_delivery_attempts (delivery_id, attempt, attempted_at, duration_ms, status_code, error,
+                                                  signed_with)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING""",
+        delivery_id,
+        attempt,
+        attempted_at,
+        duration_ms,
+        status_code,
+        error,
+        signed_with,
+    )
     await conn.execute(
         """UPDATE webhook_deliveries
               SET status = CASE WHEN $2 THEN 'delivered'
@@ -806,12 +835,6 @@ async def change_placement_hours(
         package_id,
         provider_id,
         hours,
-    )
-
-
-async def change_offers_of(conn: Connection | asyncpg.Pool, provider_id: str) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT * FROM change_offers WHERE provider_id = $1 ORDER BY offered_at DESC LIMIT 200", provider_id
     )
 
 
@@ -1094,4 +1117,114 @@ async def insert_incident(
             on,
             days_late,
         )
+    )
+
+
+# ---- webhook self-service (decision 0100) -------------------------------------------------------
+
+DELIVERY_COLUMNS = """delivery_id, kind, package_id, offer_round, change_id, redelivery_of, url, status, attempts,
+                      last_attempt_at, last_status_code, last_error, next_attempt_at, give_up_at, created_at,
+                      delivered_at"""
+
+
+async def deliveries_of(
+    conn: Connection | asyncpg.Pool,
+    provider_id: str,
+    limit: int,
+    after: tuple[dt.datetime, uuid.UUID] | None = None,
+) -> list[asyncpg.Record]:
+    """The provider's deliveries, newest first (``created_at`` descending, then ``delivery_id``
+    descending): the page after the cursor ``after`` = (created_at, delivery_id) of the last row seen."""
+    return await conn.fetch(
+        f"""SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
+             WHERE provider_id = $1
+               AND ($3::timestamptz IS NULL OR (created_at, delivery_id) < ($3, $4::uuid))
+             ORDER BY created_at DESC, delivery_id DESC LIMIT $2""",
+        provider_id,
+        limit,
+        after[0] if after else None,
+        after[1] if after else None,
+    )
+
+
+async def delivery_of(
+    conn: Connection | asyncpg.Pool, provider_id: str, delivery_id: uuid.UUID
+) -> asyncpg.Record | None:
+    """One of the provider's deliveries (another provider's is None: not found)."""
+    return await conn.fetchrow(
+        f"SELECT {DELIVERY_COLUMNS}, body FROM webhook_deliveries WHERE provider_id = $1 AND delivery_id = $2",
+        provider_id,
+        delivery_id,
+    )
+
+
+async def attempts_of(conn: Connection | asyncpg.Pool, delivery_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[dict]]:
+    """Every recorded attempt of these deliveries, oldest first: {delivery id: [attempt, ...]}."""
+    rows = await conn.fetch(
+        """SELECT delivery_id, attempt, attempted_at, duration_ms, status_code, error, signed_with
+             FROM webhook_delivery_attempts WHERE delivery_id = ANY($1::uuid[]) ORDER BY delivery_id, attempt""",
+        delivery_ids,
+    )
+    out: dict[uuid.UUID, list[dict]] = {}
+    for r in rows:
+        out.setdefault(r["delivery_id"], []).append({k: v for k, v in dict(r).items() if k != "delivery_id"})
+    return out
+
+
+async def insert_extra_delivery(
+    conn: Connection,
+    *,
+    delivery_id: uuid.UUID,
+    provider_id: str,
+    kind: str,
+    url: str,
+    body: str,
+    give_up_at: dt.datetime,
+    package_id: uuid.UUID | None = None,
+    offer_round: int | None = None,
+    change_id: uuid.UUID | None = None,
+    redelivery_of: uuid.UUID | None = None,
+) -> asyncpg.Record:
+    """A test delivery, or a redelivery of an earlier one (a new delivery id, the same body)."""
+    return await fetch_one(
+        conn,
+        f"""INSERT INTO webhook_deliveries (delivery_id, provider_id, kind, url, body, give_up_at, package_id,
+                                            offer_round, change_id, redelivery_of)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {DELIVERY_COLUMNS}""",
+        delivery_id,
+        provider_id,
+        kind,
+        url,
+        body,
+        give_up_at,
+        package_id,
+        offer_round,
+        change_id,
+        redelivery_of,
+    )
+
+
+async def pending_tests(conn: Connection, provider_id: str) -> int:
+    return int(
+        await conn.fetchval(
+            "SELECT count(*) FROM webhook_deliveries WHERE provider_id = $1 AND kind = 'test' AND status = 'pending'",
+            provider_id,
+        )
+    )
+
+
+async def rotate_webhook_secret(
+    conn: Connection, provider_id: str, sealed_new: str, overlap_until: dt.datetime | None
+) -> asyncpg.Record:
+    """The new secret signs from now; the one it replaces keeps signing too until ``overlap_until``
+    (None: no overlap, it stops at once)."""
+    return await fetch_one(
+        conn,
+        """UPDATE providers SET previous_webhook_secret = CASE WHEN $3::timestamptz IS NULL THEN NULL
+                                                               ELSE webhook_secret END,
+                                previous_secret_expires_at = $3, webhook_secret = $2, updated_at = now()
+            WHERE provider_id = $1 RETURNING *""",
+        provider_id,
+        sealed_new,
+        overlap_until,
     )

@@ -98,6 +98,7 @@ def topic_configs(settings: SharedSettings | None = None, namespace: str | None 
     s = settings or SharedSettings()
     days = {
         topics.PACKAGES: s.kafka_retention_packages_days,
+        topics.SERVICE_AGREEMENTS: s.kafka_retention_service_agreements_days,
         topics.ANSWERS: s.kafka_retention_answers_days,
         topics.CONFIRMATIONS: s.kafka_retention_confirmations_days,
         topics.DEAD_LETTERS: s.kafka_retention_dead_letters_days,

@@ -60,6 +60,7 @@ STAFF_ROLES: Final = (
 BROKERAGE_TEAM = frozenset({BROKER, SENIOR_BROKER, MANAGER, HEAD_OF_SERVICE})
 FOLLOWS_WORK = BROKERAGE_TEAM | {OPERATIONS, COUNCIL_ADMIN}
 QUALITY_TEAM = frozenset({CONTRACTS_QUALITY})  # changes the quality and risk register
+FINANCE_READERS = frozenset({FINANCE, MANAGER, HEAD_OF_SERVICE})
 CONSOLE = "service:console"  # the web console's own account (e.g. the zones for its forms)
 # Who commissions the market: the commissioners' reports (market share, declines, quality, gaps).
 COMMISSIONERS = frozenset({OPERATIONS, MANAGER, HEAD_OF_SERVICE, COUNCIL_ADMIN, CONTRACTS_QUALITY})
@@ -118,6 +119,12 @@ TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
         # (the weekly cost in pounds only for roles that see commercial data: SEES_BID_PRICES).
         ("PUT", "/packages/{package_id}/funding"): BROKERAGE_TEAM,
         ("GET", "/packages/{package_id}/funding"): FOLLOWS_WORK,
+        # The hand-off to finance (decisions 0096, 0109): service agreement records (package ids, rates,
+        # funders; no person's details), the import file and the weekly commitment. The finance team, and
+        # the budget holders who answer for the commitment.
+        ("GET", "/service-agreements"): FINANCE_READERS,
+        ("GET", "/service-agreements/export"): FINANCE_READERS,
+        ("GET", "/service-agreements/commitments"): FINANCE_READERS,
         # Within each role's limit in the scheme of delegation (services/runtime/delegation.py).
         ("POST", "/packages/{package_id}/exception/approve"): BROKERAGE_TEAM,
         ("POST", "/packages/{package_id}/exception/reject"): BROKERAGE_TEAM,
@@ -135,6 +142,7 @@ TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
         ("GET", "/providers/{provider_id}"): FOLLOWS_WORK,
         ("GET", "/providers/{provider_id}/offers"): frozenset({MANAGER, HEAD_OF_SERVICE, OPERATIONS, COUNCIL_ADMIN}),
         ("PUT", "/providers/{provider_id}/adapter"): frozenset({COUNCIL_ADMIN}),
+        ("PATCH", "/providers/{provider_id}/adapter"): frozenset({COUNCIL_ADMIN}),
         ("POST", "/providers/{provider_id}/credentials"): frozenset({COUNCIL_ADMIN}),
         ("GET", "/providers/{provider_id}/credentials"): frozenset({COUNCIL_ADMIN}),
         ("POST", "/providers/{provider_id}/credentials/{credential_id}/revoke"): frozenset({COUNCIL_ADMIN}),
@@ -168,6 +176,12 @@ TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
         ("POST", "/me/package-changes/{change_id}/decline"): PROVIDER_CREDENTIAL,
         ("GET", "/me/packages/{package_id}/person"): PROVIDER_CREDENTIAL,
         ("GET", "/me/deliveries"): PROVIDER_CREDENTIAL,
+        # Webhook self-service (decision 0100): its own delivery, URL, test offer and secret.
+        ("GET", "/me/deliveries/{delivery_id}"): PROVIDER_CREDENTIAL,
+        ("POST", "/me/deliveries/{delivery_id}/redeliver"): PROVIDER_CREDENTIAL,
+        ("PUT", "/me/webhook"): PROVIDER_CREDENTIAL,
+        ("POST", "/me/webhook/test"): PROVIDER_CREDENTIAL,
+        ("POST", "/me/webhook/rotate-secret"): PROVIDER_CREDENTIAL,
         ("GET", "/me/notices"): PROVIDER_CREDENTIAL,  # how its offers closed (decision 0093)
         # The quality and risk register (decision 0103): kept by the contracts and quality team. The
         # summary (codes, counts, scores) for those who follow the work; a provider's whole entry

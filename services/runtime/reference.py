@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import os
+import re
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -197,6 +198,59 @@ def _parse_delegation(path: Path, mtime_ns: int) -> SchemeOfDelegation:
     scheme = SchemeOfDelegation(str(raw["version"]), limits)
     _last_good_delegation[path] = scheme
     return scheme
+
+
+@dataclass(frozen=True)
+class FinanceCodes:
+    """The finance system's codes (``finance.yaml``, decision record 0109): the service type of home
+    care, and the cost centre of a package by its zone (else ``default_cost_centre``)."""
+
+    version: str
+    service_type: str
+    default_cost_centre: str
+    zone_cost_centres: dict[str, str]
+
+    def cost_centre(self, zone: str) -> str:
+        return self.zone_cost_centres.get(zone, self.default_cost_centre)
+
+
+_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,39}$")
+
+
+def load_finance(folder: Path | None = None) -> FinanceCodes:
+    """``finance.yaml`` as it says now (re-parsed when it changes; an invalid edit keeps the last good
+    version, as for the framework). A reference folder without one uses the shipped file."""
+    path = (folder or reference_dir()).joinpath("finance.yaml")
+    if not path.exists():
+        path = DEFAULT_DIR / "finance.yaml"
+    try:
+        return _parse_finance(path, _mtime_ns(path))
+    except Exception as exc:
+        last_good = _last_good_finance.get(path)
+        if last_good is None:
+            raise
+        log.error("finance codes could not be read; keeping the last good version", error=repr(exc))
+        return last_good
+
+
+_last_good_finance: dict[Path, FinanceCodes] = {}
+
+
+@lru_cache(maxsize=4)
+def _parse_finance(path: Path, mtime_ns: int) -> FinanceCodes:
+    raw = yaml.safe_load(path.read_text())
+    centres = raw["cost_centres"]
+    codes = FinanceCodes(
+        str(raw["version"]),
+        str(raw["service_type"]),
+        str(centres["default"]),
+        {str(z): str(c) for z, c in (centres.get("zones") or {}).items()},
+    )
+    for code in (codes.service_type, codes.default_cost_centre, *codes.zone_cost_centres.values()):
+        if not _CODE.match(code):
+            raise ValueError(f"{code!r} is not a code (letters, digits, . _ / -; up to 40)")
+    _last_good_finance[path] = codes
+    return codes
 
 
 @dataclass(frozen=True)

@@ -153,6 +153,8 @@ class SharedSettings(BaseSettings):
     # kept forever. The registry is compacted (each provider's latest profile, always kept).
     kafka_retention_packages_days: float = 2557
     kafka_retention_answers_days: float = 2557
+    # Service agreement records (decision 0109): financial records, kept as long as the decision log.
+    kafka_retention_service_agreements_days: float = 2557
     kafka_retention_confirmations_days: float = 2557
     kafka_retention_dead_letters_days: float = 365
     # A secured cluster (deploy/kafka/server-sasl.properties): SASL/SCRAM, one principal per

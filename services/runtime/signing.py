@@ -16,6 +16,10 @@ Headers sent::
 
 The specification in prose, with more test vectors: docs/guide/provider-integration.md#webhook-signing.
 
+During a secret rotation's overlap (decision 0100) the header carries one signature per secret,
+newest first, separated by a comma: ``v2=<with the new secret>,v2=<with the previous one>``; a
+receiver accepts the delivery when any of them matches the secret it holds.
+
 Test vector: secret ``whsec_test``, delivery id ``d-1``, timestamp ``1000000``, body ``{}`` gives
 ``v2=39763f4bd58d9778b747aa541827aa1bc664ebc9598495a5bc0bb092fc45493c``.
 """
@@ -25,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import Sequence
 
 DELIVERY_ID_HEADER = "Homecare-Delivery-Id"
 TIMESTAMP_HEADER = "Homecare-Timestamp"
@@ -43,13 +48,21 @@ def signature(secret: str, delivery_id: str, timestamp: int, body: bytes) -> str
     return f"{SCHEME}={mac.hexdigest()}"
 
 
-def signed_headers(secret: str, delivery_id: str, body: bytes, now: float | None = None) -> dict[str, str]:
-    """The headers for one delivery attempt (each attempt is signed afresh with its own timestamp)."""
+def signed_headers(
+    secret: str | Sequence[str], delivery_id: str, body: bytes, now: float | None = None
+) -> dict[str, str]:
+    """The headers for one delivery attempt (each attempt is signed afresh with its own timestamp).
+
+    ``secret``: one secret, or several (a rotation's overlap: the new one first, then the previous
+    one), each giving one ``v2=`` signature in the header, comma-separated, in that order."""
     timestamp = int(time.time() if now is None else now)
+    secrets = [secret] if isinstance(secret, str) else list(secret)
+    if not secrets:
+        raise ValueError("a delivery needs at least one signing secret")
     return {
         DELIVERY_ID_HEADER: delivery_id,
         TIMESTAMP_HEADER: str(timestamp),
-        SIGNATURE_HEADER: signature(secret, delivery_id, timestamp, body),
+        SIGNATURE_HEADER: ",".join(signature(s, delivery_id, timestamp, body) for s in secrets),
         "Content-Type": "application/json",
     }
 
@@ -78,6 +91,8 @@ def verify(
         raise SignatureError(
             f"stale delivery: signed {int(current - timestamp)} s ago (tolerance {tolerance_seconds} s)"
         )
-    if not hmac.compare_digest(given, signature(secret, delivery_id, timestamp, body)):
+    expected = signature(secret, delivery_id, timestamp, body)
+    # Any of the header's signatures (a rotation's overlap sends two); each compared in constant time.
+    if not any(hmac.compare_digest(candidate.strip(), expected) for candidate in given.split(",")):
         raise SignatureError("signature does not match")
     return delivery_id

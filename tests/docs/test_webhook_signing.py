@@ -53,6 +53,23 @@ def test_the_page_shows_the_vectors_file_and_the_platform_signs_them_so():
         assert made[signing.TIMESTAMP_HEADER] == str(v["timestamp"]), "whole unix seconds"
 
 
+def rotation_vectors() -> list[dict[str, Any]]:
+    return json.loads(VECTORS_FILE.read_text())["rotation_overlap"]
+
+
+def test_the_platform_signs_the_rotation_overlap_vector_with_both_secrets_new_first():
+    assert rotation_vectors()
+    for v in rotation_vectors():
+        body = v["body"].encode("utf-8")
+        made = signing.signed_headers(
+            [v["secrets"]["new"], v["secrets"]["previous"]], v["delivery_id"], body, now=v["timestamp"]
+        )
+        assert made[signing.SIGNATURE_HEADER] == v["signature"], v["name"]
+        for secret in v["secrets"].values():
+            headers = {**made, "Homecare-Signature": v["signature"]}
+            assert signing.verify(secret, headers, body, now=v["timestamp"]) == v["delivery_id"]
+
+
 def cases() -> list[dict[str, Any]]:
     """Deliveries and the verdict a receiver must reach: the delivery id, or refused."""
     out: list[dict[str, Any]] = []
@@ -64,6 +81,33 @@ def cases() -> list[dict[str, Any]]:
         }
         body = v["body"].encode()
         out.append(dict(name=v["name"], secret=v["secret"], headers=headers, body=body, now=v["timestamp"]))
+    for v in rotation_vectors():
+        headers = {
+            "Homecare-Delivery-Id": v["delivery_id"],
+            "Homecare-Timestamp": str(v["timestamp"]),
+            "Homecare-Signature": v["signature"],
+        }
+        for which in ("new", "previous"):
+            out.append(
+                dict(
+                    name=f"{v['name']}: the {which} secret",
+                    secret=v["secrets"][which],
+                    headers=headers,
+                    body=v["body"].encode(),
+                    now=v["timestamp"],
+                    expect=v["delivery_id"],
+                )
+            )
+        out.append(
+            dict(
+                name=f"{v['name']}: a third secret",
+                secret="whsec_" + secrets.token_urlsafe(32),
+                headers=headers,
+                body=v["body"].encode(),
+                now=v["timestamp"],
+                expect=None,
+            )
+        )
     # Real deliveries, signed now by the platform's signer with a secret made as the service makes them.
     secret = "whsec_" + secrets.token_urlsafe(32)
     delivery_id = str(uuid.uuid4())
@@ -170,7 +214,7 @@ def test_the_javascript_verifier_accepts_genuine_deliveries_and_refuses_the_rest
 def test_the_javascript_verifier_checks_the_vectors_file_as_a_program(node, tmp_path):
     done = subprocess.run([node, str(VERIFIER_JS), str(VECTORS_FILE)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.count("ok: ") == len(vectors())
+    assert done.stdout.count("ok: ") == len(vectors()) + len(rotation_vectors())
     # A vector with a wrong signature fails the program (it does check).
     broken = json.loads(VECTORS_FILE.read_text())
     broken["vectors"][0]["signature"] = "v2=" + "0" * 64

@@ -36,6 +36,7 @@ PATH_VALUES = {
     "complaint_id": str(uuid.UUID(int=0)),
     "plan_id": str(uuid.UUID(int=0)),
     "import_id": str(uuid.UUID(int=0)),
+    "delivery_id": str(uuid.UUID(int=0)),  # a webhook delivery (provider self-service)
     "application_id": str(uuid.UUID(int=0)),  # an application to join the framework
 }
 

@@ -92,11 +92,15 @@ async def run_timer(service, rules, job) -> list[uuid.UUID]:
         taken.append(package_id)
 
 
-async def outbox_types(service, package_id) -> list[tuple[str, dict]]:
+async def outbox_types(service, package_id, *, agreements: bool = False) -> list[tuple[str, dict]]:
+    """The package's events in the outbox, in order. The finance records (ServiceAgreementRecorded, on
+    a topic of their own) only with ``agreements``: the package's story is told without them."""
     rows = await service.pool.fetch(
         "SELECT type, payload FROM outbox WHERE aggregateid = $1 ORDER BY seq", str(package_id)
     )
-    return [(r["type"], json.loads(r["payload"])) for r in rows]
+    return [
+        (r["type"], json.loads(r["payload"])) for r in rows if agreements or r["type"] != "ServiceAgreementRecorded"
+    ]
 
 
 async def answer(broker, package_id, provider_id, offer_round=1, rate=None, decline=None):

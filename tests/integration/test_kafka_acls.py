@@ -102,7 +102,8 @@ async def test_each_principal_has_exactly_the_rights_intended(admin, infra, name
     def reads(principal: str) -> set[str]:
         return {r.split()[2] for r in rights[principal] if r.startswith("read topic")}
 
-    assert writes("User:brokerage") == {"brokerage.packages", "homecare.dead-letters"}
+    # The hand-off to finance is the brokerage's topic too (decision 0109); no other service reads it.
+    assert writes("User:brokerage") == {"brokerage.packages", "brokerage.service-agreements", "homecare.dead-letters"}
     assert writes("User:providers") == {"providers.answers", "providers.registry", "homecare.dead-letters"}
     assert writes("User:notifications") == {"notifications.confirmations", "homecare.dead-letters"}
     assert writes("User:reporting") == {"homecare.dead-letters"}  # its own dead letters, nothing else

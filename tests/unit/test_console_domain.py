@@ -355,6 +355,14 @@ def test_the_identity_providers_roles_map_to_the_consoles_with_the_most_deciding
     assert domain.role_from_idp(["operations"]) == Role.ops
     assert domain.role_from_idp(["council_admin", "operations"]) == Role.admin
     assert domain.role_from_idp(["head_of_service", "council_admin"]) == Role.head_of_service
+    # Finance (decision 0109): its own home, the finance pages only - no board, no person.
+    assert domain.role_from_idp(["finance"]) == Role.finance and domain.HOME[Role.finance] == "/finance"
+    assert domain.role_from_idp(["manager", "finance"]) == Role.manager
+    assert domain.can("finance", domain.Permission.finance)
+    assert not domain.can("finance", domain.Permission.board) and not domain.can("finance", domain.Permission.person)
+    assert domain.can("head_of_service", domain.Permission.finance) and not domain.can(
+        "broker", domain.Permission.finance
+    )
     # No console role (a provider's staff, the default roles, a service account), or not a list: none.
     for roles in (["provider_staff"], ["default-roles-homecare", "uma_authorization"], ["service"], [], None, "broker"):
         assert domain.role_from_idp(roles) is None

@@ -53,7 +53,7 @@ export function verifyDelivery(secret, headers, body, options = {}) {
     throw new SignatureError("stale delivery");
   }
   const expected = Buffer.from(signature(secret, deliveryId, stamp, body));
-  // One signature today; a comma-separated list is read so that a receiver keeps working if more are sent.
+  // Two signatures, comma-separated, during a secret rotation's overlap: any one matching will do.
   const matches = given.split(",").some((candidate) => {
     const bytes = Buffer.from(candidate.trim());
     return bytes.length === expected.length && timingSafeEqual(bytes, expected);
@@ -66,7 +66,7 @@ export function verifyDelivery(secret, headers, body, options = {}) {
 
 // Run as a program: check each test vector of the file named on the command line.
 if (argv[1] === fileURLToPath(import.meta.url)) {
-  const { vectors } = JSON.parse(readFileSync(argv[2], "utf8"));
+  const { vectors, rotation_overlap } = JSON.parse(readFileSync(argv[2], "utf8"));
   for (const v of vectors) {
     const body = Buffer.from(v.body, "utf8");
     const made = signature(v.secret, v.delivery_id, v.timestamp, body);
@@ -77,6 +77,20 @@ if (argv[1] === fileURLToPath(import.meta.url)) {
       "Homecare-Signature": v.signature,
     };
     verifyDelivery(v.secret, headers, body, { now: v.timestamp });
+    console.log(`ok: ${v.name}`);
+  }
+  // A rotation's overlap: the header holds both secrets' signatures; either secret verifies it.
+  for (const v of rotation_overlap ?? []) {
+    const body = Buffer.from(v.body, "utf8");
+    const made = [v.secrets.new, v.secrets.previous].map((s) => signature(s, v.delivery_id, v.timestamp, body));
+    if (made.join(",") !== v.signature) throw new Error(`${v.name}: signed ${made.join(",")}, the vector says ${v.signature}`);
+    const headers = {
+      "Homecare-Delivery-Id": v.delivery_id,
+      "Homecare-Timestamp": String(v.timestamp),
+      "Homecare-Signature": v.signature,
+    };
+    verifyDelivery(v.secrets.new, headers, body, { now: v.timestamp });
+    verifyDelivery(v.secrets.previous, headers, body, { now: v.timestamp });
     console.log(`ok: ${v.name}`);
   }
 }

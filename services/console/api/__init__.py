@@ -5,6 +5,7 @@
 - :mod:`.operations`: operations' live stream, lag, dead letters and KPIs;
 - :mod:`.admin`: staff accounts;
 - :mod:`.quality`: the contracts and quality team's register, CQC import and market reports;
+- :mod:`.finance`: the finance team's weekly commitment and import file (decision record 0109);
 - :mod:`.joining`: applications to join the framework and their due diligence (contracts and quality);
 - :mod:`.portal`: the provider portal, on the providers service's provider-scoped API;
 
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import APIRouter
 
-from services.console.api import admin, brokers, joining, operations, portal, quality, reviews, sign_in
+from services.console.api import admin, brokers, finance, joining, operations, portal, quality, reviews, sign_in
 from services.console.api.sessions import Sessions
 
 if TYPE_CHECKING:
@@ -35,6 +36,6 @@ def build_router(console: Console) -> APIRouter:
     sessions = Sessions(console)
     router = APIRouter(include_in_schema=False)
     # reviews before brokers: its POST /packages/{id}/funding before the brokers' /packages/{id}/{action}.
-    for pages in (sign_in, reviews, brokers, operations, admin, quality, portal, joining):
+    for pages in (sign_in, reviews, brokers, operations, admin, quality, portal, joining, finance):
         router.include_router(pages.router(console, sessions))
     return router

@@ -87,6 +87,7 @@ MENU = [
     (Permission.operations, "/ops/dead-letters", "Dead letters"),
     (Permission.operations, "/ops/kpis", "KPIs"),
     (Permission.staff, "/admin/staff", "Staff accounts"),
+    (Permission.finance, "/finance", "Finance"),
     (Permission.applications, "/applications", "Applications to join"),
     (Permission.quality, "/quality", "Quality register"),
     (Permission.quality, "/quality/import", "Import CQC ratings"),

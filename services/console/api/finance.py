@@ -1,0 +1,79 @@
+"""The finance team's pages (decision records 0109-0111), on the brokerage's API: ``/finance`` shows the
+weekly commitment by provider and funder (``GET /service-agreements/commitments``) and the latest service
+agreement records; ``/finance/export.csv`` hands on the finance system's import file
+(``GET /service-agreements/export``). Package ids only: the finance team reads no person's details."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from services.console.api.pages import page
+from services.console.api.sessions import Sessions
+from services.console.clients import ApiError
+from services.console.domain import Permission
+from services.console.handlers import Session
+from services.runtime import clock
+
+if TYPE_CHECKING:
+    from services.console.app import Console
+
+
+def router(console: Console, sessions: Sessions) -> APIRouter:
+    router = APIRouter()
+    need = sessions.need
+    brokerage = console.services.brokerage
+
+    @router.get("/finance")
+    async def finance_home(request: Request, session: Session = Depends(need(Permission.finance))) -> Response:
+        """The week's commitment (``week``, a Monday; this week by default) and the newest records.
+        A week that is not a Monday is shown as the API's problem, with this week's figures."""
+        monday = clock.uk_week_of(clock.uk_today())
+        week = request.query_params.get("week") or monday.isoformat()
+        problem = ""
+        try:
+            report = await brokerage.get("/service-agreements/commitments", params={"week": week})
+        except ApiError as exc:
+            if exc.status != 422:
+                raise
+            problem = exc.message
+            report = await brokerage.get("/service-agreements/commitments", params={"week": monday.isoformat()})
+        newest = await brokerage.get("/service-agreements", params={"limit": 1000})
+        records: list[dict[str, Any]] = newest["records"][-20:][::-1]
+        first = dt.date.fromisoformat(report["week_commencing"])
+        return page(
+            request,
+            "finance.html",
+            session,
+            report=report,
+            records=records,
+            problem=problem,
+            previous_week=(first - dt.timedelta(days=7)).isoformat(),
+            next_week=(first + dt.timedelta(days=7)).isoformat(),
+            export_from=(clock.uk_today() - dt.timedelta(days=6)).isoformat(),
+            export_to=clock.uk_today().isoformat(),
+        )
+
+    @router.get("/finance/export.csv")
+    async def export(request: Request, session: Session = Depends(need(Permission.finance))) -> Response:
+        """The import file for the records written from ``recorded_from`` to ``recorded_to`` (UK dates),
+        as the brokerage wrote it. A bad date is the API's 422, shown on the finance page."""
+        params = {k: v for k in ("recorded_from", "recorded_to") if (v := request.query_params.get(k))}
+        try:
+            text = await brokerage.get("/service-agreements/export", params=params, as_text=True)
+        except ApiError as exc:
+            if exc.status != 422:
+                raise
+            named = exc.problem.get("errors") or exc.problem.get("fields") or []
+            words = "; ".join(f"{f.get('field')}: {f.get('detail') or f.get('message')}" for f in named)
+            return Response(words or exc.message, status_code=422, media_type="text/plain; charset=utf-8")
+        name = f"service-agreements-{params.get('recorded_from', 'week')}-{params.get('recorded_to', 'today')}.csv"
+        return Response(
+            text,
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
+    return router
