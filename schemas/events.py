@@ -39,6 +39,7 @@ from schemas.vocabulary import (
     CareNeed,
     ChangeOutcome,
     ChangeReason,
+    ComplaintTheme,
     DeclineReason,
     EndReason,
     ExceptionDecisionReason,
@@ -49,9 +50,11 @@ from schemas.vocabulary import (
     NotificationFailure,
     PauseReason,
     Payer,
+    QualityChange,
     ReferralStep,
     ReopenReason,
     ReviewOutcome,
+    RiskReason,
     TechnologyEnabledCare,
     Tier,
     TopUpPayer,
@@ -832,6 +835,55 @@ class ProviderUpdated(Envelope):
         return self.profile.provider_id
 
 
+CqcRating = Literal["outstanding", "good", "requires_improvement", "inadequate", "not_yet_rated"]
+LocalRisk = Literal["low", "medium", "high"]
+# CQC's location ids look like 1-101669561 (its care directory's "Location ID").
+CqcLocationId = Annotated[str, Field(pattern=r"^1-[0-9]{1,12}$")]
+
+
+class QualityRegister(Contract):
+    """A provider's quality and risk register after a change: the quality score's inputs and the
+    counts commissioners follow (docs/guide/quality-register.md)."""
+
+    cqc_location_id: CqcLocationId | None
+    cqc_rating: CqcRating
+    cqc_inspected_on: dt.date | None = Field(description="The CQC's publication date of the rating.")
+    local_risk: LocalRisk
+    local_risk_reviewed_on: dt.date | None = Field(description="UK date of the latest review of the RAG.")
+    hand_backs_12m: int = Field(ge=0)
+    late_starts_12m: int = Field(ge=0)
+    open_complaints: int = Field(ge=0)
+    open_improvement_plans: int = Field(ge=0)
+    quality_score: Decimal = Field(ge=0, le=100, description="0-100, by the weights in force (award-ranking.md).")
+
+
+class ProviderQualityRecorded(Envelope):
+    """A change to a provider's quality and risk register (decision 0103), with the register as it
+    stands after it. Codes only: a reviewer's or complainant's words stay in the providers service."""
+
+    event_type: Literal["ProviderQualityRecorded"] = "ProviderQualityRecorded"
+    producer: Producer = "providers"
+    provider_id: ProviderId
+    change: QualityChange
+    recorded_by: StaffId = Field(description="The verified identity of who recorded it, or the system.")
+    recorded_at: dt.datetime
+    cqc_rating: CqcRating | None = Field(default=None, description="cqc_rating: the new rating.")
+    cqc_inspected_on: dt.date | None = None
+    risk_reason: RiskReason | None = Field(default=None, description="local_risk: why.")
+    complaint_id: uuid.UUID | None = None
+    complaint_theme: ComplaintTheme | None = None
+    plan_id: uuid.UUID | None = None
+    plan_due_on: dt.date | None = None
+    package_id: uuid.UUID | None = Field(default=None, description="hand_back, late_start: the package.")
+    quality_register: QualityRegister
+
+    @property
+    def key(self) -> str:
+        # Not the provider id: the registry topic is compacted by key, and each provider's latest
+        # ProviderUpdated must survive compaction beside its latest register change.
+        return f"{self.provider_id}:quality"
+
+
 # ---- notifications -> everyone (topic notifications.confirmations) ------------------------
 
 
@@ -909,6 +961,7 @@ Event = (
     | BidSubmitted
     | OfferDeclined
     | ProviderUpdated
+    | ProviderQualityRecorded
     | PlacementConfirmed
     | NotificationFailed
 )

@@ -10,7 +10,7 @@
   hand-off to finance (decision record 0109), a topic of its own so that a finance system's connector
   can be allowed this topic and nothing about offers, bids or the brokerage's work.
 - ``providers.answers`` (providers, keyed by package id): BidSubmitted, OfferDeclined, ChangeAnswered.
-- ``providers.registry`` (providers, keyed by provider id): ProviderUpdated.
+- ``providers.registry`` (providers, keyed by provider id): ProviderUpdated, ProviderQualityRecorded.
 - ``notifications.confirmations`` (notifications, keyed by package id): PlacementConfirmed, NotificationFailed.
 - ``homecare.dead-letters`` (any consumer, the original key): the original bytes with origin/error headers.
 """
@@ -53,6 +53,7 @@ TOPIC_OF: dict[type[ev.Envelope], str] = {
     ev.BidSubmitted: ANSWERS,
     ev.OfferDeclined: ANSWERS,
     ev.ProviderUpdated: REGISTRY,
+    ev.ProviderQualityRecorded: REGISTRY,
     ev.PlacementConfirmed: CONFIRMATIONS,
     ev.NotificationFailed: CONFIRMATIONS,
 }

@@ -270,6 +270,53 @@ class NotificationFailure(StrEnum):
     retries_exhausted = "retries_exhausted"
 
 
+# ---- the provider quality and risk register (decision 0103) ---------------------------------
+
+
+class QualityChange(StrEnum):
+    """What changed on a provider's quality and risk register (ProviderQualityRecorded)."""
+
+    cqc_location = "cqc_location"  # the CQC location id the provider is registered under
+    cqc_rating = "cqc_rating"  # a rating and its publication date, entered or imported from CQC's CSV
+    local_risk = "local_risk"  # the council's RAG reviewed, with a reason code
+    complaint_received = "complaint_received"
+    complaint_closed = "complaint_closed"
+    improvement_plan_opened = "improvement_plan_opened"
+    improvement_plan_closed = "improvement_plan_closed"
+    hand_back = "hand_back"  # the provider handed a package back (from PackageHandedBack)
+    late_start = "late_start"  # care started after the placement's agreed start date
+
+
+class RiskReason(StrEnum):
+    """Why the contracts and quality team set a provider's local risk rating (the reviewer's own
+    words stay in the providers service's register)."""
+
+    scheduled_review = "scheduled_review"  # the weekly review, nothing new
+    cqc_inspection = "cqc_inspection"
+    complaints = "complaints"
+    safeguarding = "safeguarding"
+    missed_or_late_visits = "missed_or_late_visits"
+    hand_backs = "hand_backs"
+    staffing = "staffing"  # recruitment, retention, agency use
+    financial = "financial"  # the provider's financial standing
+    improvement_plan = "improvement_plan"  # progress (or not) against a quality improvement plan
+    other = "other"
+
+
+class ComplaintTheme(StrEnum):
+    """What a complaint about a provider is about (its words stay in the providers service)."""
+
+    missed_visit = "missed_visit"
+    late_visit = "late_visit"
+    care_quality = "care_quality"
+    staff_conduct = "staff_conduct"
+    medication = "medication"
+    communication = "communication"
+    continuity_of_carers = "continuity_of_carers"
+    charging = "charging"
+    other = "other"
+
+
 # What each code means, in words for people (console lists, notifications, docs).
 REASON_WORDS: dict[str, str] = {
     CancelReason.no_longer_needed: "care no longer needed",

@@ -42,6 +42,7 @@ from schemas.events import (
     PackageReviewed,
     PackageStarted,
     PackageUnplaced,
+    ProviderQualityRecorded,
     ProviderUpdated,
     ServiceAgreementRecorded,
 )
@@ -107,6 +108,10 @@ def build(settings: ServiceSettings | None = None) -> tuple[BrokerageService, Fa
     @service.consumer.on(ProviderUpdated)
     async def on_provider(uow: UnitOfWork, event: ProviderUpdated) -> None:
         await handlers.update_provider(uow, event)
+
+    @service.consumer.on(ProviderQualityRecorded)
+    async def on_provider_quality(uow: UnitOfWork, event: ProviderQualityRecorded) -> None:
+        await handlers.record_provider_quality(uow, event)
 
     service.consumer.subscribe(*topics.CONSUMED_BY["brokerage"])
     declare_publishes(

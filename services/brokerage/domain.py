@@ -22,35 +22,39 @@ from typing import Literal
 
 from schemas.events import PackageSpec, ProviderProfile, VisitPattern
 from schemas.vocabulary import CareNeed, Tier, UnplacedReason, Urgency
+from services.runtime import quality
 from services.runtime.clock import UK
 
 PRIME_SUPPLEMENTARY = "prime-supplementary"
 OPEN_FRAMEWORK = "open-framework"
 
 # ---- quality rating ----------------------------------------------------------------------
-# A composite 0-100 of the CQC rating, the council's local risk rating and the provider's
-# hand-back record. A provider not yet rated by the CQC (new to the market) scores mid-way:
-# neither rewarded nor shut out, so the framework stays open to new providers (004:1082).
-CQC_POINTS = {"outstanding": 100, "good": 75, "requires_improvement": 35, "not_yet_rated": 50, "inadequate": 0}
-RISK_POINTS = {"low": 100, "medium": 60, "high": 20}
-HAND_BACK_PENALTY = 20  # points off the hand-back component per hand-back in 12 months
+# Derived from the provider quality and risk register by one function (services/runtime/quality.py,
+# docs/guide/award-ranking.md): the CQC rating, the council's local risk rating and the hand-back
+# record, weighted by the reference data's quality weights.
+CQC_POINTS = quality.CQC_POINTS
+RISK_POINTS = quality.RISK_POINTS
+HAND_BACK_PENALTY = quality.HAND_BACK_PENALTY
+QualityWeights = quality.QualityWeights
 
 
-@dataclass(frozen=True)
-class QualityWeights:
-    cqc: Decimal = Decimal("0.6")
-    local_risk: Decimal = Decimal("0.3")
-    hand_backs: Decimal = Decimal("0.1")
+def quality_inputs(
+    provider: ProviderProfile, inspected_on: dt.date | None = None, reviewed_on: dt.date | None = None
+) -> quality.QualityInputs:
+    """The score's inputs as the brokerage knows them: the profile's rating, risk and hand-backs
+    (ProviderUpdated) and the register's dates (ProviderQualityRecorded), when known."""
+    return quality.QualityInputs(
+        cqc_rating=provider.cqc_rating,
+        local_risk=provider.local_risk,
+        hand_backs_12m=provider.hand_backs_12m,
+        cqc_inspected_on=inspected_on,
+        local_risk_reviewed_on=reviewed_on,
+    )
 
 
 def quality_score(provider: ProviderProfile, weights: QualityWeights = QualityWeights()) -> Decimal:
-    hand_back_points = max(0, 100 - HAND_BACK_PENALTY * provider.hand_backs_12m)
-    score = (
-        weights.cqc * CQC_POINTS[provider.cqc_rating]
-        + weights.local_risk * RISK_POINTS[provider.local_risk]
-        + weights.hand_backs * hand_back_points
-    )
-    return score.quantize(Decimal("0.1"))
+    """The provider's quality score, 0-100 (services.runtime.quality.score)."""
+    return quality.score(quality_inputs(provider), weights).score
 
 
 # ---- eligibility ------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from asyncpg import Record
 from schemas.vocabulary import reason_words
 from services.brokerage import domain
 from services.runtime import clock
+from services.runtime import quality as quality_rules
 
 TIER_WORDS = {
     "prime": "the zone's Prime providers",
@@ -83,6 +84,8 @@ def decision_record(
     record_rounds = []
     for r in rounds:
         quality = {k: Decimal(v) for k, v in json.loads(r["quality"]).items()}
+        # The score's inputs at the time of the offer (decision 0103); none for rounds opened before.
+        inputs = json.loads(r["quality_inputs"]) if r.get("quality_inputs") else {}
         mine = [a for a in answers if a["offer_round"] == r["offer_round"]]
         on_time = [
             domain.Answer(
@@ -113,7 +116,13 @@ def decision_record(
                 "closed_at": r["closed_at"],
                 "outcome": r["outcome"],
                 "offered": [
-                    {"provider_id": p, "name": names.get(p, p), "quality": str(quality.get(p, ""))}
+                    {
+                        "provider_id": p,
+                        "name": names.get(p, p),
+                        "quality": str(quality.get(p, "")),
+                        "quality_inputs": inputs.get(p),
+                        "quality_explained": quality_rules.explain(inputs[p]) if p in inputs else None,
+                    }
                     for p in r["provider_ids"]
                 ],
                 "excluded": json.loads(r["excluded"]),
@@ -211,7 +220,22 @@ def for_broker(record: dict[str, Any], names: dict[str, str]) -> str:
                 f"  {names.get(b['provider_id'], b['provider_id'])}'s bid was above the band rate, "
                 "so it could not be accepted without an approved exception."
             )
+        offered_by_id = {o["provider_id"]: o for o in r["offered"]}
+        for b in r["ranking"]:
+            explained = (offered_by_id.get(b["provider_id"]) or {}).get("quality_explained")
+            if explained:
+                lines.append(
+                    f"  {names.get(b['provider_id'], b['provider_id'])}'s quality rating {b['quality']} "
+                    f"(rank {b['rank']}): " + "; ".join(explained) + "."
+                )
         decided = (r.get("tie_break") or {}).get("decided_award")
+        if decided and decided["criterion"] == domain.CRITERIA[0]:
+            by_id = {b["provider_id"]: b for b in r["ranking"]}
+            who, rival = (names.get(decided[k], decided[k]) for k in ("winner", "runner_up"))
+            lines.append(
+                f"  {who} ranked above {rival} on quality rating "
+                f"({by_id[decided['winner']]['quality']} against {by_id[decided['runner_up']]['quality']})."
+            )
         if decided and decided["criterion"] in domain.TIE_BREAKS:
             who, rival = (names.get(decided[k], decided[k]) for k in ("winner", "runner_up"))
             tied = f"  {who} and {rival} tied on quality rating, price, start date and answer time; "

@@ -71,6 +71,7 @@ from schemas.events import (
     PackageStarted,
     PackageUnplaced,
     PayerLine,
+    ProviderQualityRecorded,
     ProviderUpdated,
     ServiceAgreementRecorded,
     TopUp,
@@ -104,6 +105,7 @@ from schemas.vocabulary import (
 from services.brokerage import domain
 from services.brokerage import repository as repo
 from services.runtime import clock
+from services.runtime import quality as quality_rules
 from services.runtime.consumer import Rejected
 from services.runtime.logging import get_logger
 from services.runtime.outbox import UnitOfWork
@@ -533,8 +535,14 @@ async def _offer_next_tier(
     offer_round = package["current_round"] + 1
     closes = at + rules.windows[spec.urgency]
     weights = _weights(framework)  # every provider of the round scored alike
-    quality = {p.provider_id: domain.quality_score(p, weights) for p in offered}
     ids = [p.provider_id for p in offered]
+    # The score from the register's inputs as they stand now, kept with the round (decision 0103).
+    dates = await repo.quality_dates(uow.conn, ids)
+    scored = {
+        p.provider_id: quality_rules.score(domain.quality_inputs(p, *dates.get(p.provider_id, (None, None))), weights)
+        for p in offered
+    }
+    quality = {pid: s.score for pid, s in scored.items()}
     excluded = plan.excluded
     await repo.open_round(
         uow.conn,
@@ -547,6 +555,7 @@ async def _offer_next_tier(
         opened_at=at,
         window_closes_at=closes,
         cycle=package["cycle"],
+        quality_inputs={pid: s.as_record() for pid, s in scored.items()},
     )
     repo.add_timeline(
         uow,
@@ -572,6 +581,19 @@ async def _offer_next_tier(
         )
     )
     return "offered"
+
+
+async def record_provider_quality(uow: UnitOfWork, event: ProviderQualityRecorded) -> None:
+    """The register's dates the profile does not carry (the CQC rating's publication date, the local
+    risk's review date), for the score's inputs in the decision record."""
+    register = event.quality_register
+    await repo.record_quality(
+        uow.conn,
+        event.provider_id,
+        inspected_on=register.cqc_inspected_on,
+        reviewed_on=register.local_risk_reviewed_on,
+        at=event.recorded_at,
+    )
 
 
 async def update_provider(uow: UnitOfWork, event: ProviderUpdated) -> None:

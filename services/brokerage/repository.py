@@ -127,12 +127,14 @@ async def open_round(
     opened_at: dt.datetime,
     window_closes_at: dt.datetime,
     cycle: int = 1,
+    quality_inputs: dict[str, dict] | None = None,
 ) -> None:
+    """``quality_inputs``: per provider, the score's inputs, points and weights (the decision record)."""
     await conn.execute(
         """WITH opened AS (
                INSERT INTO offer_rounds (package_id, offer_round, tier, provider_ids, excluded, quality, opened_at,
-                                         window_closes_at, cycle)
-               VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, $9))
+                                         window_closes_at, cycle, quality_inputs)
+               VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, $9, $10::jsonb))
            UPDATE packages SET status = 'offered', current_round = $2, current_tier = $3, window_closes_at = $8
             WHERE package_id = $1""",
         package_id,
@@ -144,6 +146,7 @@ async def open_round(
         opened_at,
         window_closes_at,
         cycle,
+        json.dumps(quality_inputs or {}),
     )
 
 
@@ -467,6 +470,38 @@ async def upsert_provider(conn: Connection, profile: ProviderProfile, revision: 
         profile.model_dump_json(),
     )
     return row is not None, None if row is None else row["was"]
+
+
+async def record_quality(
+    conn: Connection,
+    provider_id: str,
+    *,
+    inspected_on: dt.date | None,
+    reviewed_on: dt.date | None,
+    at: dt.datetime,
+) -> None:
+    """The register's dates of a provider (ProviderQualityRecorded): the newest record wins."""
+    await conn.execute(
+        """INSERT INTO provider_quality (provider_id, cqc_inspected_on, local_risk_reviewed_on, recorded_at)
+           VALUES ($1, $2, $3, $4)
+           ON CONFLICT (provider_id) DO UPDATE SET cqc_inspected_on = EXCLUDED.cqc_inspected_on,
+               local_risk_reviewed_on = EXCLUDED.local_risk_reviewed_on, recorded_at = EXCLUDED.recorded_at
+           WHERE provider_quality.recorded_at <= EXCLUDED.recorded_at""",
+        provider_id,
+        inspected_on,
+        reviewed_on,
+        at,
+    )
+
+
+async def quality_dates(conn: Connection, provider_ids: list[str]) -> dict[str, tuple[dt.date | None, dt.date | None]]:
+    """provider id -> (CQC inspection date, local risk review date), where the register told us."""
+    rows = await conn.fetch(
+        """SELECT provider_id, cqc_inspected_on, local_risk_reviewed_on FROM provider_quality
+            WHERE provider_id = ANY($1::text[])""",
+        provider_ids,
+    )
+    return {r["provider_id"]: (r["cqc_inspected_on"], r["local_risk_reviewed_on"]) for r in rows}
 
 
 async def providers_serving(conn: Connection, *zones: str) -> list[ProviderProfile]:

@@ -16,6 +16,7 @@ homecare staff add NAME        a web console account (broker, ops or admin)
 homecare reference generate-market   rewrite deploy/reference/providers.yaml from a seed
 homecare kafka acls            on a secured cluster: create the topics and each service's ACLs
 homecare providers credentials issue|list|revoke   provider API credentials (a council administrator)
+homecare providers import-cqc FILE   CQC ratings from the CQC care directory CSV (contracts and quality)
 homecare token [USER]          an access token of a demo user, for curl (development identity provider)
 homecare bench                 the whole pipeline under load: placements/s, latency, CPU, memory
 homecare simulate              replay a year of synthetic demand once per allocation policy

@@ -100,3 +100,50 @@ def revoke(provider_id: str, credential_id: str, url: str = URL) -> None:
     with _client(url) as client:
         _accepted(client.post(f"/providers/{provider_id}/credentials/{credential_id}/revoke"))
     typer.echo(f"revoked {credential_id}")
+
+
+@app.command("import-cqc")
+def import_cqc(
+    file: typer.FileBinaryRead = typer.Argument(..., help="The CQC care directory CSV ('-' for standard input)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Report what would change; change nothing"),
+    url: str = URL,
+    as_json: bool = typer.Option(False, "--json", help="The report as JSON only"),
+) -> None:
+    """Import CQC ratings from the CQC's care directory CSV (decision 0104): providers are matched by
+    CQC location id. All or nothing: exit 1, with the refused rows listed, when any row is refused.
+    Signs in as HOMECARE_CLI_USER (a contracts_quality user, e.g. demo-quality)."""
+    data = file.read()
+    name = os.path.basename(getattr(file, "name", "") or "")[:200]
+    with _client(url) as client:
+        response = client.post(
+            "/quality/cqc-imports",
+            content=data,
+            params={"dry_run": str(dry_run).lower(), "file_name": name},
+            headers={"Content-Type": "text/csv"},
+            timeout=120,
+        )
+        report: dict[str, Any] = _accepted(response).json()
+    if as_json:
+        output.echo_json(report)
+    else:
+        output.echo(render_cqc_import(report))
+    if report["refused"]:
+        raise typer.Exit(1)
+
+
+def render_cqc_import(report: dict[str, Any]) -> str:
+    """A CQC import's report as text: what changed (or would), what was refused and why."""
+    verb = "changed" if report["applied"] else "would change (nothing was changed)"
+    lines = [
+        f"CQC import {report['import_id']}: {report['rows']} rows read, {len(report['changed'])} providers {verb}, "
+        f"{len(report['unchanged'])} unchanged, {report['not_on_the_framework']} locations not on the framework, "
+        f"{len(report['refused'])} rows refused."
+    ]
+    for c in report["changed"]:
+        lines.append(
+            f"  {c['provider_id']} ({c['cqc_location_id']}): {c['cqc_rating_was']} -> {c['cqc_rating']} "
+            f"(published {c['cqc_inspected_on'] or 'no date'}), line {c['line']}"
+        )
+    for r in report["refused"]:
+        lines.append(f"  refused line {r['line']} ({r['cqc_location_id'] or 'no id'}): {r['field']}: {r['problem']}")
+    return "\n".join(lines)

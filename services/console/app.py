@@ -109,6 +109,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[ConsoleService, Fast
         description="The web console of the home care brokerage.",
         html_forms=True,
         authenticated=False,
+        uploads={"/quality/import": 64 * 1024 * 1024},  # the CQC's care directory CSV
     )
     app.include_router(api.build_router(console))
     app.mount("/assets", StaticFiles(directory=GOVUK / "assets", check_dir=False), name="govuk-assets")

@@ -39,6 +39,8 @@ class Permission(StrEnum):
     raise_concern = "raise_concern"  # raise a safeguarding concern from a package page
     safeguarding = "safeguarding"  # the safeguarding queue and concerns: their words and personal details
     reviews = "reviews"  # the review queue, a package's page (no personal details) and its review form
+    quality = "quality"  # the provider quality and risk register: read, review, import CQC ratings
+    reports = "reports"  # the commissioners' reports (market share, declines, quality, coverage)
     finance = "finance"  # the weekly commitment and the finance system's import file (package ids only)
     applications = "applications"  # applications to join the framework and their due diligence (issue 21)
 
@@ -64,6 +66,7 @@ PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.finance,
             Permission.raise_concern,
             Permission.reviews,
+            Permission.reports,
         }
     ),
     Role.head_of_service: frozenset(
@@ -74,16 +77,21 @@ PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.finance,
             Permission.raise_concern,
             Permission.reviews,
+            Permission.reports,
         }
     ),
-    Role.ops: frozenset({Permission.board, Permission.operations, Permission.raise_concern}),
-    Role.admin: frozenset({Permission.board, Permission.operations, Permission.staff, Permission.raise_concern}),
+    Role.ops: frozenset({Permission.board, Permission.operations, Permission.raise_concern, Permission.reports}),
+    Role.admin: frozenset(
+        {Permission.board, Permission.operations, Permission.staff, Permission.raise_concern, Permission.reports}
+    ),
     # The review team (issue 18, decision 0096): its API rights are the reviews queue, recording a
     # review and reading a package - not the board's search, not the person, no other action.
     Role.review_officer: frozenset({Permission.reviews}),
     # Finance sees no person and no board: the records carry package ids only.
     Role.finance: frozenset({Permission.finance}),
-    Role.contracts_quality: frozenset({Permission.applications}),
+    # The contracts and quality team: applications and due diligence, the quality and risk register
+    # (decision 0103) and the market reports (decision 0105).
+    Role.contracts_quality: frozenset({Permission.applications, Permission.quality, Permission.reports}),
     # The safeguarding team reads concerns and decides on them; it follows no package and sees no board.
     Role.safeguarding: frozenset({Permission.safeguarding}),
 }

@@ -27,10 +27,10 @@ from pydantic.json_schema import SkipJsonSchema
 
 from schemas.adapters import BidRequest, DeclineRequest, OfferClosedNotice, OfferNotice
 from schemas.events import PackageSpec, ProviderProfile
-from schemas.vocabulary import Band, CareNeed
+from schemas.vocabulary import Band, CareNeed, ComplaintTheme, RiskReason
 from services.providers import domain, handlers
 from services.providers import repository as repo
-from services.runtime import clock, idempotency, pagination, permissions
+from services.runtime import clock, idempotency, pagination, permissions, quality
 from services.runtime.auth import Principal, principal_of
 from services.runtime.db import fetch_one
 from services.runtime.http import ProblemError, check_webhook_url
@@ -1433,3 +1433,290 @@ async def _disclose(service: Service, package_id: uuid.UUID, me: ProviderCaller,
         log.warning("brokerage refused a disclosure", status=response.status_code, body=response.text[:300])
         raise ProblemError(503, "the brokerage could not disclose the details now; try again shortly")
     return response.json()
+
+
+# ---- the quality and risk register (decision 0103): the contracts and quality team ---------
+
+CQC_IMPORT_PATH = "/quality/cqc-imports"
+RiskRag = Literal["low", "medium", "high"]
+
+
+class CqcRatingEntry(BaseModel):
+    """A CQC rating entered by hand (the CSV import does many at once)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    rating: Literal["outstanding", "good", "requires_improvement", "inadequate", "not_yet_rated"]
+    inspected_on: dt.date | None = Field(
+        default=None, description="The CQC's publication date of the rating (UK date); optional for not_yet_rated"
+    )
+    cqc_location_id: str | None = Field(default=None, pattern=r"^1-[0-9]{1,12}$", description="e.g. 1-101669561")
+    note: str = Field(default="", max_length=2000, description="Kept in the register only")
+
+
+class CqcLocation(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    cqc_location_id: str = Field(pattern=r"^1-[0-9]{1,12}$", description="CQC's location id, e.g. 1-101669561")
+
+
+class RiskReview(BaseModel):
+    """A review of the local risk rating (RAG): low = green, medium = amber, high = red."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    local_risk: RiskRag
+    reason: RiskReason = Field(description="Why, as a code (docs/guide/quality-register.md)")
+    note: str = Field(default="", max_length=2000, description="The reviewer's words: kept in the register only")
+
+
+class ComplaintEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    theme: ComplaintTheme
+    received_on: dt.date = Field(description="UK date the council received it")
+    package_id: uuid.UUID | None = None
+    summary: str = Field(default="", max_length=4000, description="Kept in the register only, never on an event")
+
+
+class ComplaintClosing(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    outcome: Literal["upheld", "partly_upheld", "not_upheld"]
+    note: str = Field(default="", max_length=2000)
+
+
+class PlanEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    area: RiskReason = Field(description="What the plan is to improve, as a code")
+    actions: str = Field(default="", max_length=4000, description="The agreed actions: kept in the register only")
+    due_on: dt.date = Field(description="UK date the plan is due to be met")
+
+
+class PlanClosing(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    met: bool = Field(description="Whether the plan was met by its due date")
+    note: str = Field(default="", max_length=2000)
+
+
+async def register_view(service: Service, provider_id: str) -> dict[str, Any]:
+    """One provider's register: the scored inputs and score with its points, the CQC location, who
+    reviewed the local risk, when and why, complaints, plans, incidents and the history of changes."""
+    row = await repo.register_row(service.pool, provider_id)
+    if row is None:
+        raise ProblemError(404, f"no provider {provider_id!r}")
+    state = await handlers.register_state(service.pool, row)
+    inputs = quality.QualityInputs(
+        cqc_rating=state.cqc_rating,
+        local_risk=state.local_risk,
+        hand_backs_12m=state.hand_backs_12m,
+        cqc_inspected_on=state.cqc_inspected_on,
+        local_risk_reviewed_on=state.local_risk_reviewed_on,
+    )
+    scored = quality.score(inputs, handlers.quality_weights())
+    complaints = await service.pool.fetch(
+        "SELECT * FROM complaints WHERE provider_id = $1 ORDER BY received_on DESC", provider_id
+    )
+    plans = await service.pool.fetch(
+        "SELECT * FROM improvement_plans WHERE provider_id = $1 ORDER BY due_on", provider_id
+    )
+    incidents = await service.pool.fetch(
+        """SELECT package_id, kind, on_date, days_late FROM delivery_incidents
+            WHERE provider_id = $1 ORDER BY on_date DESC""",
+        provider_id,
+    )
+    changes = await repo.quality_changes(service.pool, provider_id)
+    return {
+        "provider_id": provider_id,
+        "name": repo.profile_of(row).name,
+        "status": repo.profile_of(row).status,
+        **state.model_dump(mode="json"),
+        "cqc_source": row["cqc_source"],
+        "local_risk_reviewed_by": row["local_risk_reviewed_by"],
+        "local_risk_reviewed_at": row["local_risk_reviewed_at"],
+        "local_risk_reason": row["local_risk_reason"],
+        "score": scored.as_record(),
+        "score_explained": quality.explain(scored.as_record()),
+        "complaints": [_plain(c) for c in complaints],
+        "improvement_plans": [
+            _plain(p) | {"overdue": p["closed_on"] is None and p["due_on"] < clock.uk_date(handlers.now())}
+            for p in plans
+        ],
+        "incidents": [dict(i) for i in incidents],
+        "changes": [dict(c) | {"detail": json.loads(c["detail"])} for c in changes],
+    }
+
+
+def quality_router(service: Service) -> APIRouter:
+    """The register's routes: read by those who follow the work, changed by contracts and quality."""
+    router = APIRouter(tags=["quality register"])
+    missing: dict[int | str, dict[str, Any]] = {404: {"description": "No such provider"}}
+
+    @router.get("/quality/register", summary="Every provider's quality and risk register, with its score")
+    async def whole_register() -> list[dict]:
+        """``[{provider_id, name, status, cqc_location_id, cqc_rating, cqc_inspected_on, local_risk,
+        local_risk_reviewed_on, hand_backs_12m, late_starts_12m, open_complaints,
+        open_improvement_plans, quality_score}]``, by provider id; the score is 0-100."""
+        ids = await service.pool.fetch("SELECT provider_id FROM providers ORDER BY provider_id")
+        out = []
+        for r in ids:
+            row = await repo.register_row(service.pool, r["provider_id"])
+            if row is None:
+                continue
+            state = await handlers.register_state(service.pool, row)
+            profile = repo.profile_of(row)
+            out.append(
+                {"provider_id": profile.provider_id, "name": profile.name, "status": profile.status}
+                | state.model_dump(mode="json")
+            )
+        return out
+
+    @router.get(
+        "/providers/{provider_id}/quality", summary="One provider's quality and risk register", responses=missing
+    )
+    async def read_register(provider_id: str) -> dict:
+        return await register_view(service, provider_id)
+
+    async def run(command: Callable[[UnitOfWork], Awaitable[Any]]) -> dict:
+        event = await in_unit_of_work(service, command)
+        return {"event_id": str(event.event_id), **event.quality_register.model_dump(mode="json")}
+
+    @router.put(
+        "/providers/{provider_id}/quality/cqc",
+        summary="Enter the provider's CQC rating and its publication date by hand",
+        responses=missing | {409: {"description": "The CQC location id is another provider's"}},
+    )
+    async def enter_cqc(provider_id: str, body: CqcRatingEntry, caller: Caller) -> dict:
+        """Returns the register after the change. 422 when a rating other than not_yet_rated has no
+        ``inspected_on``, or it is in the future."""
+        return await run(
+            lambda uow: handlers.record_cqc_rating(
+                uow,
+                provider_id,
+                rating=body.rating,
+                inspected_on=body.inspected_on,
+                location_id=body.cqc_location_id,
+                by=caller.actor,
+                note=body.note,
+            )
+        )
+
+    @router.put(
+        "/providers/{provider_id}/quality/cqc-location",
+        summary="Set the CQC location id the provider is registered under (how the CQC import finds it)",
+        responses=missing | {409: {"description": "The CQC location id is another provider's"}},
+    )
+    async def set_location(provider_id: str, body: CqcLocation, caller: Caller) -> dict:
+        return await run(
+            lambda uow: handlers.set_cqc_location(uow, provider_id, location_id=body.cqc_location_id, by=caller.actor)
+        )
+
+    @router.post(
+        "/providers/{provider_id}/quality/risk-reviews",
+        summary="Review the provider's local risk rating (RAG), with a reason code",
+        responses=missing,
+    )
+    async def review_risk(provider_id: str, body: RiskReview, caller: Caller) -> dict:
+        """The reviewer is the access token's user; the review's time is now (UTC, shown in UK time)."""
+        return await run(
+            lambda uow: handlers.review_local_risk(
+                uow, provider_id, risk=body.local_risk, reason=body.reason, note=body.note, by=caller.actor
+            )
+        )
+
+    @router.post(
+        "/providers/{provider_id}/quality/complaints",
+        status_code=201,
+        summary="Record a complaint about the provider, coded by theme",
+        responses=missing,
+    )
+    async def add_complaint(provider_id: str, body: ComplaintEntry, caller: Caller) -> dict:
+        return await run(
+            lambda uow: handlers.record_complaint(
+                uow,
+                provider_id,
+                theme=body.theme,
+                received_on=body.received_on,
+                package_id=body.package_id,
+                summary=body.summary,
+                by=caller.actor,
+            )
+        )
+
+    @router.post(
+        "/providers/{provider_id}/quality/complaints/{complaint_id}/close",
+        summary="Close a complaint with its outcome",
+        responses={404: {"description": "No such open complaint"}},
+    )
+    async def end_complaint(provider_id: str, complaint_id: uuid.UUID, body: ComplaintClosing, caller: Caller) -> dict:
+        return await run(
+            lambda uow: handlers.close_complaint(
+                uow, provider_id, complaint_id, outcome=body.outcome, note=body.note, by=caller.actor
+            )
+        )
+
+    @router.post(
+        "/providers/{provider_id}/quality/plans",
+        status_code=201,
+        summary="Open a quality improvement plan with its due date",
+        responses=missing,
+    )
+    async def add_plan(provider_id: str, body: PlanEntry, caller: Caller) -> dict:
+        return await run(
+            lambda uow: handlers.open_improvement_plan(
+                uow, provider_id, area=body.area, actions=body.actions, due_on=body.due_on, by=caller.actor
+            )
+        )
+
+    @router.post(
+        "/providers/{provider_id}/quality/plans/{plan_id}/close",
+        summary="Close a quality improvement plan: met or not",
+        responses={404: {"description": "No such open plan"}},
+    )
+    async def end_plan(provider_id: str, plan_id: uuid.UUID, body: PlanClosing, caller: Caller) -> dict:
+        return await run(
+            lambda uow: handlers.close_improvement_plan(
+                uow, provider_id, plan_id, met=body.met, note=body.note, by=caller.actor
+            )
+        )
+
+    @router.post(
+        CQC_IMPORT_PATH,
+        summary="Import CQC ratings from the CQC's care directory CSV (text/csv body)",
+        description="All or nothing: the report lists what changed (or would have) and every refused row with "
+        "its line, column and problem; when any row is refused nothing changes (`applied` false). Locations not "
+        "on the framework are counted and ignored. `dry_run` reports without changing anything. "
+        "The assumed columns: docs/guide/quality-register.md.",
+        openapi_extra={"requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}},
+        responses={422: {"description": "Not a CQC care directory CSV: no header with the required columns"}},
+    )
+    async def import_cqc(
+        request: Request,
+        caller: Caller,
+        dry_run: bool = False,
+        file_name: Annotated[str, Query(max_length=200)] = "",
+    ) -> dict:
+        """``{import_id, applied, rows, changed: [{line, provider_id, cqc_location_id, cqc_rating_was,
+        cqc_rating, cqc_inspected_on_was, cqc_inspected_on}], unchanged: [provider_id],
+        refused: [{line, cqc_location_id, field, problem}], not_on_the_framework}``."""
+        data = await request.body()
+        try:
+            result = await in_unit_of_work(
+                service,
+                lambda uow: handlers.import_cqc(uow, data, by=caller.actor, file_name=file_name, dry_run=dry_run),
+            )
+        except domain.CqcFileRefused as exc:
+            raise ProblemError(422, str(exc), field="file") from None
+        return result.report()
+
+    @router.get(
+        CQC_IMPORT_PATH + "/{import_id}",
+        summary="The report of an earlier CQC import",
+        responses={404: {"description": "No such import"}},
+    )
+    async def read_import(import_id: uuid.UUID) -> dict:
+        row = await service.pool.fetchrow("SELECT * FROM cqc_imports WHERE import_id = $1", import_id)
+        if row is None:
+            raise ProblemError(404, f"no CQC import {import_id}")
+        return json.loads(row["report"]) | {
+            "imported_by": row["imported_by"],
+            "imported_at": row["imported_at"],
+            "file_name": row["file_name"],
+        }
+
+    return router

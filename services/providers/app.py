@@ -32,10 +32,12 @@ from schemas.events import (
     PackagePlaced,
     PackageReopened,
     PackageResumed,
+    PackageStarted,
     PackageUnplaced,
+    ProviderQualityRecorded,
     ProviderUpdated,
 )
-from services.providers import api, handlers
+from services.providers import api, domain, handlers
 from services.runtime import metrics
 from services.runtime.asyncapi import declare_publishes
 from services.runtime.db import is_transient
@@ -43,7 +45,7 @@ from services.runtime.http import create_app
 from services.runtime.logging import get_logger
 from services.runtime.outbound import guarded_client
 from services.runtime.outbox import unit_of_work
-from services.runtime.reference import load_provider_seed
+from services.runtime.reference import load_provider_seed, load_quality_register_seed
 from services.runtime.sealing import reseal_column
 from services.runtime.service import Service
 from services.runtime.settings import ServiceSettings, load
@@ -68,6 +70,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, FastAPI]:
     service.consumer.on(PackageChanged)(handlers.record_change)
     service.consumer.on(ChangeDeclined)(handlers.close_change_offer)
     service.consumer.on(PackageHandedOver)(handlers.record_hand_over)
+    service.consumer.on(PackageStarted)(handlers.record_start)
     service.consumer.subscribe(*topics.CONSUMED_BY["providers"])
     declare_publishes(
         service,
@@ -84,7 +87,9 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, FastAPI]:
         service,
         topics.REGISTRY,
         ProviderUpdated,
-        description="Each provider's whole current profile; the latest revision wins. Compacted, keyed by provider id.",
+        ProviderQualityRecorded,
+        description="Each provider's whole current profile (the latest revision wins) and each change to its "
+        "quality and risk register, with the register after it. Compacted, keyed by provider id.",
     )
 
     @service.on_startup
@@ -101,7 +106,8 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, FastAPI]:
     async def seed(svc: Service) -> None:
         async with unit_of_work(svc.pool) as uow:
             added = await handlers.seed_registry(uow, load_provider_seed())
-        log.info("provider registry seeded", added=added)
+            started = await handlers.seed_quality_register(uow, load_quality_register_seed())
+        log.info("provider registry seeded", added=added, quality_register_started=started)
 
     @service.gauge_refreshers.append
     async def webhook_backlog(svc: Service) -> None:
@@ -147,10 +153,12 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, FastAPI]:
             "and staff (portal) answer offers under `/me` with a provider credential "
             "(`Authorization: Bearer hcp_...`); the brokerage team's operations take the admin token."
         ),
+        uploads={api.CQC_IMPORT_PATH: domain.MAX_CQC_FILE_BYTES},
     )
     app.include_router(api.build_router(service))
     app.include_router(api.change_requests_router(service))
     app.include_router(api.applications_router(service))
     app.include_router(api.me_router(service))
     app.include_router(api.concerns_router(service))
+    app.include_router(api.quality_router(service))
     return service, app

@@ -8,11 +8,14 @@ declines with the reason code from the framework's fixed list.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
 import hmac
+import io
+import re
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
@@ -448,3 +451,178 @@ def offers_paused_after(pausing_concerns: int) -> bool:
 def concern_reference(number: int) -> str:
     """What people quote for a concern: SG-000042."""
     return f"SG-{number:06d}"
+
+
+# ---- the quality and risk register: CQC's care directory CSV (decision 0104) ----------------
+# The CQC publishes its care directory as a CSV ("Care directory with ratings", and the monthly
+# "CQC directory" with a few lines of preamble before its header). Columns are found by name, in
+# any order, under the names either file uses; other columns are ignored. The assumed layout:
+# docs/guide/quality-register.md.
+
+CQC_COLUMNS: dict[str, tuple[str, ...]] = {
+    "location_id": ("location id", "cqc location (for office use only)", "cqc location (for office use only"),
+    "location_name": ("location name", "name"),
+    "rating": ("location latest overall rating", "latest overall rating", "overall rating"),
+    "published_on": ("publication date", "location latest overall rating publication date", "date of latest check"),
+}
+CQC_REQUIRED = ("location_id", "rating", "published_on")
+CQC_RATINGS = {
+    "outstanding": "outstanding",
+    "good": "good",
+    "requires improvement": "requires_improvement",
+    "inadequate": "inadequate",
+    "not yet rated": "not_yet_rated",
+    "": "not_yet_rated",
+}
+CQC_LOCATION_ID = re.compile(r"^1-[0-9]{1,12}$")
+CQC_DATE_FORMATS = ("%d/%m/%Y", "%Y-%m-%d", "%d/%m/%Y - %H:%M", "%d-%b-%y", "%d %B %Y")
+MAX_CQC_FILE_BYTES = 64 * 1024 * 1024  # the whole of England's directory is about 20 MB
+
+
+class CqcFileRefused(Exception):
+    """A file that is not a CQC care directory CSV at all (HTTP 422): nothing is read from it."""
+
+
+@dataclass(frozen=True)
+class CqcRow:
+    line: int  # the row's line in the file (1 = the first line)
+    location_id: str
+    location_name: str
+    rating: str  # a ProviderProfile cqc_rating
+    published_on: dt.date | None
+
+
+@dataclass(frozen=True)
+class CqcRowRefused:
+    line: int
+    location_id: str
+    field: str  # the column at fault, by the file's own header
+    problem: str
+
+
+def parse_cqc_date(text: str) -> dt.date:
+    """A CQC date: 03/10/2026 (the directories' form), 2026-10-03, or 03/10/2026 - 14:05."""
+    text = text.strip()
+    for form in CQC_DATE_FORMATS:
+        try:
+            return dt.datetime.strptime(text, form).date()
+        except ValueError:
+            continue
+    raise ValueError(f"{text!r} is not a date (dd/mm/yyyy)")
+
+
+def read_cqc_csv(
+    data: bytes, only: Collection[str] | None = None, ignored: list[int] | None = None
+) -> tuple[list[CqcRow], list[CqcRowRefused]]:
+    """The rows of a CQC care directory CSV (UTF-8, with or without a BOM; the header may follow a
+    few lines of preamble): each row read, or refused with the column at fault and why. ``only``:
+    the locations wanted (the framework's); a row of another well-formed location id is not read
+    further, only counted in ``ignored`` (a one-item list, added to) - the directory lists all of
+    England, and a flaw in someone else's row is not the council's to refuse. Raises
+    :class:`CqcFileRefused` when the file is too large, not text, or has no header with the
+    location id, rating and publication date columns."""
+    if len(data) > MAX_CQC_FILE_BYTES:
+        raise CqcFileRefused(f"the file is over {MAX_CQC_FILE_BYTES // (1024 * 1024)} MB")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        try:
+            text = data.decode("cp1252")  # the directories have been published from Excel
+        except UnicodeDecodeError:
+            raise CqcFileRefused("the file is not text (UTF-8 or Windows-1252)") from None
+    lines = list(csv.reader(io.StringIO(text)))
+    header_at, columns = None, {}
+    for i, cells in enumerate(lines[:20]):  # the monthly directory has 4 lines of preamble
+        names = [c.strip().lower() for c in cells]
+        found = {key: names.index(alias) for key, aliases in CQC_COLUMNS.items() for alias in aliases if alias in names}
+        if all(k in found for k in CQC_REQUIRED):
+            header_at, columns = i, found
+            break
+    if header_at is None:
+        raise CqcFileRefused(
+            "no header row with the columns 'Location ID', 'Location Latest Overall Rating' and 'Publication Date'"
+        )
+    header = lines[header_at]
+    rows: list[CqcRow] = []
+    refused: list[CqcRowRefused] = []
+    for offset, cells in enumerate(lines[header_at + 1 :], start=header_at + 2):
+        if not any(c.strip() for c in cells):
+            continue
+
+        def cell(key: str, cells: list[str] = cells) -> str:
+            at = columns.get(key)
+            return cells[at].strip() if at is not None and at < len(cells) else ""
+
+        location = cell("location_id")
+        if not CQC_LOCATION_ID.match(location):
+            name = header[columns["location_id"]]
+            refused.append(CqcRowRefused(offset, location, name, f"{location!r} is not a CQC location id (1-...)"))
+            continue
+        if only is not None and location not in only:
+            if ignored is not None:
+                ignored[0] += 1
+            continue
+        rating = CQC_RATINGS.get(" ".join(cell("rating").lower().split()))
+        if rating is None:
+            name = header[columns["rating"]]
+            refused.append(CqcRowRefused(offset, location, name, f"{cell('rating')!r} is not a CQC rating"))
+            continue
+        published: dt.date | None = None
+        if cell("published_on") or rating != "not_yet_rated":
+            try:
+                published = parse_cqc_date(cell("published_on"))
+            except ValueError as exc:
+                refused.append(CqcRowRefused(offset, location, header[columns["published_on"]], str(exc)))
+                continue
+        rows.append(CqcRow(offset, location, cell("location_name"), rating, published))
+    return rows, refused
+
+
+@dataclass(frozen=True)
+class CqcChange:
+    provider_id: str
+    location_id: str
+    line: int
+    rating_was: str
+    rating: str
+    inspected_was: dt.date | None
+    inspected_on: dt.date | None
+
+
+def cqc_changes(
+    rows: list[CqcRow], register: dict[str, tuple[str, str, dt.date | None]]
+) -> tuple[list[CqcChange], list[CqcRowRefused], list[str]]:
+    """What importing these rows would change: ``register`` maps a CQC location id to (provider id,
+    current rating, current publication date). Returns (changes, refusals, unchanged provider ids).
+    A row of a location not on the framework is ignored (the directory lists all of England); two
+    rows for one framework location that disagree are both refused; a rating older than the one held
+    (an earlier publication date) is refused, so an old file cannot undo a newer rating."""
+    by_location: dict[str, list[CqcRow]] = {}
+    for row in rows:
+        if row.location_id in register:
+            by_location.setdefault(row.location_id, []).append(row)
+    changes, refused, unchanged = [], [], []
+    for location, found in sorted(by_location.items()):
+        provider_id, rating, inspected = register[location]
+        if len({(r.rating, r.published_on) for r in found}) > 1:
+            refused += [
+                CqcRowRefused(r.line, location, "Location ID", "the file rates this location twice, differently")
+                for r in found
+            ]
+            continue
+        row = found[0]
+        if inspected is not None and row.published_on is not None and row.published_on < inspected:
+            refused.append(
+                CqcRowRefused(
+                    row.line,
+                    location,
+                    "Publication Date",
+                    f"older than the rating held ({row.published_on} < {inspected})",
+                )
+            )
+            continue
+        if (row.rating, row.published_on) == (rating, inspected):
+            unchanged.append(provider_id)
+            continue
+        changes.append(CqcChange(provider_id, location, row.line, rating, row.rating, inspected, row.published_on))
+    return changes, refused, unchanged

@@ -76,13 +76,16 @@ from schemas.events import (
     PackageReopened,
     PackageResumed,
     PackageSpec,
+    PackageStarted,
     PackageUnplaced,
+    ProviderQualityRecorded,
     ProviderUpdated,
+    QualityRegister,
 )
-from schemas.vocabulary import DeclineReason
+from schemas.vocabulary import ComplaintTheme, DeclineReason, QualityChange, RiskReason
 from services.providers import domain
 from services.providers import repository as repo
-from services.runtime import clock
+from services.runtime import clock, quality
 from services.runtime.db import Connection, fetch_one
 from services.runtime.logging import get_logger
 from services.runtime.outbox import UnitOfWork
@@ -635,6 +638,14 @@ async def _end_placement(
     if why == "handed_back":
         row = await repo.count_hand_back(uow.conn, placement["provider_id"])
     await uow.emit(provider_updated(row, causation=causation))
+    if why == "handed_back" and await repo.insert_incident(
+        uow.conn, placement["provider_id"], package_id, "hand_back", clock.uk_date(at)
+    ):
+        # The hand-back and late-start record of the quality register (decision 0103).
+        await _recorded(
+            uow, placement["provider_id"], QualityChange.hand_back, by="system", at=at, causation=causation,
+            package_id=package_id,
+        )  # fmt: skip
 
 
 async def change_status(
@@ -1494,3 +1505,434 @@ def concern_summary(row: asyncpg.Record) -> dict[str, Any]:
     out = {k: row[k] for k in repo.CONCERN_SUMMARY.replace("\n", " ").replace(" ", "").split(",")}
     out["reference"] = domain.concern_reference(row["reference"])
     return out
+
+
+# ---- the quality and risk register (decision 0103) ----------------------------------------
+
+
+def quality_weights() -> quality.QualityWeights:
+    """The weights in force (deploy/reference/framework.yaml), read afresh like the brokerage's."""
+    return quality.QualityWeights(**load_framework().quality_weights)
+
+
+async def register_state(conn: Connection | asyncpg.Pool, row: asyncpg.Record) -> QualityRegister:
+    """The register of the provider of ``row`` (:func:`repo.register_row`) as the events carry it."""
+    profile = repo.profile_of(row)
+    counts = await repo.register_counts(conn, profile.provider_id, clock.uk_date(now()))
+    reviewed_at = row["local_risk_reviewed_at"]
+    inputs = quality.QualityInputs(
+        cqc_rating=profile.cqc_rating,
+        local_risk=profile.local_risk,
+        hand_backs_12m=profile.hand_backs_12m,
+        cqc_inspected_on=row["cqc_inspected_on"],
+        local_risk_reviewed_on=clock.uk_date(reviewed_at) if reviewed_at else None,
+    )
+    return QualityRegister(
+        cqc_location_id=row["cqc_location_id"],
+        cqc_rating=profile.cqc_rating,
+        cqc_inspected_on=row["cqc_inspected_on"],
+        local_risk=profile.local_risk,
+        local_risk_reviewed_on=inputs.local_risk_reviewed_on,
+        hand_backs_12m=profile.hand_backs_12m,
+        late_starts_12m=counts["late_starts_12m"],
+        open_complaints=counts["open_complaints"],
+        open_improvement_plans=counts["open_improvement_plans"],
+        quality_score=quality.score(inputs, quality_weights()).score,
+    )
+
+
+async def _locked_register(uow: UnitOfWork, provider_id: str) -> asyncpg.Record:
+    if await repo.lock_provider(uow.conn, provider_id) is None:
+        raise LookupError(f"no provider {provider_id!r}")
+    row = await repo.register_row(uow.conn, provider_id)
+    assert row is not None  # locked above
+    return row
+
+
+async def _recorded(
+    uow: UnitOfWork,
+    provider_id: str,
+    change: QualityChange,
+    *,
+    by: str,
+    at: dt.datetime,
+    note: str | None = None,
+    previous: dict[str, Any] | None = None,
+    profile_changed: bool = False,
+    import_id: uuid.UUID | None = None,
+    causation: uuid.UUID | None = None,
+    **fields: Any,
+) -> ProviderQualityRecorded:
+    """After a change to the register: the change in its history (with the words, which stay here),
+    ProviderQualityRecorded with the register as it now stands, and ProviderUpdated when the profile
+    the brokerage ranks with changed - all in the caller's transaction."""
+    row = await repo.register_row(uow.conn, provider_id)
+    assert row is not None
+    event = ProviderQualityRecorded(
+        correlation_id=uuid.uuid5(uuid.NAMESPACE_URL, f"provider:{provider_id}"),
+        causation_id=causation,
+        provider_id=provider_id,
+        change=change,
+        recorded_by=by,
+        recorded_at=at,
+        quality_register=await register_state(uow.conn, row),
+        **fields,
+    )
+    detail = {k: v for k, v in event.model_dump(mode="json", include=set(fields)).items() if v is not None}
+    await repo.insert_quality_change(
+        uow.conn,
+        event_id=event.event_id,
+        provider_id=provider_id,
+        change=change.value,
+        detail=detail | ({"previous": previous} if previous else {}),
+        note=note,
+        recorded_by=by,
+        recorded_at=at,
+        import_id=import_id,
+    )
+    if profile_changed:
+        await uow.emit(provider_updated(row, causation=event.event_id))
+    await uow.emit(event)
+    return event
+
+
+async def seed_quality_register(uow: UnitOfWork, entries: list[dict]) -> int:
+    """Start the register of each seeded provider that has no CQC location yet (quality-register.yaml):
+    its location id and the date of the rating its profile holds. Returns how many were started."""
+    started = 0
+    for entry in entries:
+        row = await repo.register_row(uow.conn, entry["provider_id"])
+        if row is None or row["cqc_location_id"] is not None:
+            continue
+        inspected = entry.get("cqc_inspected_on")
+        await uow.conn.execute(
+            """UPDATE quality_register SET cqc_location_id = $2, cqc_inspected_on = $3, cqc_source = 'seed'
+                WHERE provider_id = $1 AND NOT EXISTS (SELECT 1 FROM quality_register WHERE cqc_location_id = $2)""",
+            entry["provider_id"],
+            entry["cqc_location_id"],
+            dt.date.fromisoformat(str(inspected)) if inspected else None,
+        )
+        await _recorded(uow, entry["provider_id"], QualityChange.cqc_location, by="seed", at=now())
+        started += 1
+    return started
+
+
+async def record_cqc_rating(
+    uow: UnitOfWork,
+    provider_id: str,
+    *,
+    rating: str,
+    inspected_on: dt.date | None,
+    location_id: str | None,
+    by: str,
+    note: str = "",
+) -> ProviderQualityRecorded:
+    """A CQC rating entered by hand (the CSV import: :func:`import_cqc`). Policy for "not yet
+    rated" (docs/guide/quality-register.md): a provider CQC has not rated - new, or re-registered -
+    is entered as ``not_yet_rated`` and scores 50 of 100 on the CQC component; a rating needs the
+    CQC's publication date, ``not_yet_rated`` may have none. Raises Refused (422) otherwise."""
+    if rating != "not_yet_rated" and inspected_on is None:
+        raise Refused(
+            "a CQC rating needs its publication date", code="invalid-request", status=422, field="inspected_on"
+        )
+    if inspected_on is not None and inspected_on > clock.uk_date(now()):
+        raise Refused("the publication date is in the future", code="invalid-request", status=422, field="inspected_on")
+    row = await _locked_register(uow, provider_id)
+    previous = {"cqc_rating": repo.profile_of(row).cqc_rating, "cqc_inspected_on": row["cqc_inspected_on"]}
+    await _claim_location(uow, provider_id, location_id)
+    await repo.set_cqc(
+        uow.conn, provider_id, rating=rating, inspected_on=inspected_on, location_id=location_id, source="manual"
+    )
+    return await _recorded(
+        uow,
+        provider_id,
+        QualityChange.cqc_rating,
+        by=by,
+        at=now(),
+        note=note,
+        previous=previous,
+        profile_changed=True,
+        cqc_rating=rating,
+        cqc_inspected_on=inspected_on,
+    )
+
+
+async def _claim_location(uow: UnitOfWork, provider_id: str, location_id: str | None) -> None:
+    if location_id is None:
+        return
+    holder = await uow.conn.fetchval(
+        "SELECT provider_id FROM quality_register WHERE cqc_location_id = $1 AND provider_id <> $2",
+        location_id,
+        provider_id,
+    )
+    if holder is not None:
+        raise Refused(
+            f"CQC location {location_id} is registered to {holder}",
+            code="conflict",
+            status=409,
+            field="cqc_location_id",
+        )
+
+
+async def set_cqc_location(uow: UnitOfWork, provider_id: str, *, location_id: str, by: str) -> ProviderQualityRecorded:
+    """The CQC location id the provider is registered under (how the CSV import finds it)."""
+    await _locked_register(uow, provider_id)
+    await _claim_location(uow, provider_id, location_id)
+    await repo.set_cqc_location(uow.conn, provider_id, location_id)
+    return await _recorded(uow, provider_id, QualityChange.cqc_location, by=by, at=now())
+
+
+async def review_local_risk(
+    uow: UnitOfWork, provider_id: str, *, risk: str, reason: RiskReason, note: str, by: str
+) -> ProviderQualityRecorded:
+    """The contracts and quality team's review of the provider's local risk rating (RAG): who (the
+    token's user), when, why (a code; the note stays here). A review that keeps the rating is
+    recorded too (the weekly review is evidence)."""
+    row = await _locked_register(uow, provider_id)
+    was = repo.profile_of(row).local_risk
+    at = now()
+    await repo.set_local_risk(uow.conn, provider_id, risk=risk, reason=reason.value, reviewed_by=by, at=at)
+    return await _recorded(
+        uow,
+        provider_id,
+        QualityChange.local_risk,
+        by=by,
+        at=at,
+        note=note,
+        previous={"local_risk": was},
+        profile_changed=True,
+        risk_reason=reason,
+    )
+
+
+async def record_complaint(
+    uow: UnitOfWork,
+    provider_id: str,
+    *,
+    theme: ComplaintTheme,
+    received_on: dt.date,
+    package_id: uuid.UUID | None,
+    summary: str,
+    by: str,
+) -> ProviderQualityRecorded:
+    """A complaint about the provider, coded by theme (its summary stays here)."""
+    await _locked_register(uow, provider_id)
+    complaint_id = uuid.uuid4()
+    await repo.insert_complaint(
+        uow.conn,
+        complaint_id=complaint_id,
+        provider_id=provider_id,
+        theme=theme.value,
+        package_id=package_id,
+        summary=summary,
+        received_on=received_on,
+        recorded_by=by,
+    )
+    return await _recorded(
+        uow,
+        provider_id,
+        QualityChange.complaint_received,
+        by=by,
+        at=now(),
+        complaint_id=complaint_id,
+        complaint_theme=theme,
+        package_id=package_id,
+    )
+
+
+async def close_complaint(
+    uow: UnitOfWork, provider_id: str, complaint_id: uuid.UUID, *, outcome: str, note: str, by: str
+) -> ProviderQualityRecorded:
+    await _locked_register(uow, provider_id)
+    closed = await repo.close_complaint(
+        uow.conn, provider_id, complaint_id, outcome=outcome, on=clock.uk_date(now()), by=by
+    )
+    if closed is None:
+        raise LookupError(f"no open complaint {complaint_id} about {provider_id}")
+    return await _recorded(
+        uow,
+        provider_id,
+        QualityChange.complaint_closed,
+        by=by,
+        at=now(),
+        note=note,
+        complaint_id=complaint_id,
+        complaint_theme=ComplaintTheme(closed["theme"]),
+    )
+
+
+async def open_improvement_plan(
+    uow: UnitOfWork, provider_id: str, *, area: RiskReason, actions: str, due_on: dt.date, by: str
+) -> ProviderQualityRecorded:
+    """A quality improvement plan agreed with the provider, due by a UK date (not in the past)."""
+    if due_on < clock.uk_date(now()):
+        raise Refused("the due date is in the past", code="invalid-request", status=422, field="due_on")
+    await _locked_register(uow, provider_id)
+    plan_id = uuid.uuid4()
+    await repo.insert_plan(
+        uow.conn,
+        plan_id=plan_id,
+        provider_id=provider_id,
+        area=area.value,
+        actions=actions,
+        due_on=due_on,
+        opened_by=by,
+        at=now(),
+    )
+    return await _recorded(
+        uow,
+        provider_id,
+        QualityChange.improvement_plan_opened,
+        by=by,
+        at=now(),
+        plan_id=plan_id,
+        plan_due_on=due_on,
+        risk_reason=area,
+    )
+
+
+async def close_improvement_plan(
+    uow: UnitOfWork, provider_id: str, plan_id: uuid.UUID, *, met: bool, note: str, by: str
+) -> ProviderQualityRecorded:
+    await _locked_register(uow, provider_id)
+    closed = await repo.close_plan(uow.conn, provider_id, plan_id, met=met, on=clock.uk_date(now()), by=by)
+    if closed is None:
+        raise LookupError(f"no open improvement plan {plan_id} of {provider_id}")
+    return await _recorded(
+        uow,
+        provider_id,
+        QualityChange.improvement_plan_closed,
+        by=by,
+        at=now(),
+        note=note,
+        plan_id=plan_id,
+        plan_due_on=closed["due_on"],
+        previous={"met": met},
+    )
+
+
+async def record_start(uow: UnitOfWork, event: PackageStarted) -> None:
+    """Care began: a start after the placement's agreed start date goes on the provider's late-start
+    record (once, whatever the redeliveries)."""
+    placement = await uow.conn.fetchrow(
+        """SELECT provider_id, start_date FROM placements
+            WHERE package_id = $1 AND provider_id = $2 AND ended_at IS NULL""",
+        event.package_id,
+        event.provider_id,
+    )
+    if placement is None or event.started_on <= placement["start_date"]:
+        return
+    days = (event.started_on - placement["start_date"]).days
+    await _locked_register(uow, event.provider_id)
+    if await repo.insert_incident(
+        uow.conn, event.provider_id, event.package_id, "late_start", event.started_on, days_late=days
+    ):
+        await _recorded(
+            uow,
+            event.provider_id,
+            QualityChange.late_start,
+            by=event.recorded_by,
+            at=event.recorded_at,
+            causation=event.event_id,
+            package_id=event.package_id,
+        )
+
+
+@dataclass(frozen=True)
+class CqcImport:
+    """What an import did, or would do (``applied`` false: nothing changed)."""
+
+    import_id: uuid.UUID
+    applied: bool
+    rows: int
+    changed: list[dict[str, Any]]
+    unchanged: list[str]
+    refused: list[dict[str, Any]]
+    not_on_the_framework: int
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "import_id": str(self.import_id),
+            "applied": self.applied,
+            "rows": self.rows,
+            "changed": self.changed,
+            "unchanged": self.unchanged,
+            "refused": self.refused,
+            "not_on_the_framework": self.not_on_the_framework,
+        }
+
+
+async def import_cqc(uow: UnitOfWork, data: bytes, *, by: str, file_name: str = "", dry_run: bool = False) -> CqcImport:
+    """Import CQC ratings from its care directory CSV (decision 0104): every framework provider
+    whose CQC location id is in the file takes the file's rating and publication date. All or
+    nothing: when any row is refused (a bad location id, rating or date, a location rated twice
+    differently, a rating older than the one held) nothing is changed and the report lists the
+    refused rows with the column and the problem. Rows of locations not on the framework are
+    counted and not read further. Raises domain.CqcFileRefused for a file with no CQC header (HTTP 422)."""
+    register = await repo.register_by_location(uow.conn)
+    ignored = [0]
+    rows, unreadable = domain.read_cqc_csv(data, only=register.keys(), ignored=ignored)
+    changes, conflicts, unchanged = domain.cqc_changes(rows, register)
+    refused = sorted(unreadable + conflicts, key=lambda r: r.line)
+    import_id = uuid.uuid4()
+    applied = not refused and not dry_run
+    at = now()
+    changed = [
+        {
+            "line": c.line,
+            "provider_id": c.provider_id,
+            "cqc_location_id": c.location_id,
+            "cqc_rating_was": c.rating_was,
+            "cqc_rating": c.rating,
+            "cqc_inspected_on_was": c.inspected_was.isoformat() if c.inspected_was else None,
+            "cqc_inspected_on": c.inspected_on.isoformat() if c.inspected_on else None,
+        }
+        for c in changes
+    ]
+    if applied:
+        for c in changes:
+            await repo.set_cqc(
+                uow.conn,
+                c.provider_id,
+                rating=c.rating,
+                inspected_on=c.inspected_on,
+                location_id=None,
+                source="cqc_import",
+            )
+            await _recorded(
+                uow,
+                c.provider_id,
+                QualityChange.cqc_rating,
+                by=by,
+                at=at,
+                previous={"cqc_rating": c.rating_was, "cqc_inspected_on": c.inspected_was},
+                profile_changed=True,
+                import_id=import_id,
+                cqc_rating=c.rating,
+                cqc_inspected_on=c.inspected_on,
+            )
+    result = CqcImport(
+        import_id=import_id,
+        applied=applied,
+        rows=len(rows) + len(unreadable) + ignored[0],
+        changed=changed,
+        unchanged=sorted(unchanged),
+        refused=[
+            {"line": r.line, "cqc_location_id": r.location_id, "field": r.field, "problem": r.problem} for r in refused
+        ],
+        not_on_the_framework=ignored[0],
+    )
+    if not dry_run:
+        # The attempt is kept either way: a refused file's report can be read again later.
+        await repo.insert_cqc_import(
+            uow.conn,
+            import_id=import_id,
+            imported_by=by,
+            at=at,
+            file_name=file_name,
+            rows=result.rows,
+            applied=applied,
+            report=result.report(),
+        )
+    log.info("cqc import", applied=applied, changed=len(changed), refused=len(refused), by=by)
+    return result

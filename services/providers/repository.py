@@ -864,6 +864,262 @@ async def insert_change_delivery(
     )
 
 
+# ---- the quality and risk register (decision 0103) ----------------------------------------
+
+
+async def register_row(conn: Connection | asyncpg.Pool, provider_id: str) -> asyncpg.Record | None:
+    """The provider's registry row joined with its register entry (created empty if missing); None
+    for no such provider."""
+    await conn.execute(
+        """INSERT INTO quality_register (provider_id, cqc_source)
+           SELECT provider_id, 'seed' FROM providers WHERE provider_id = $1 ON CONFLICT DO NOTHING""",
+        provider_id,
+    )
+    return await conn.fetchrow(
+        """SELECT p.*, q.cqc_location_id, q.cqc_inspected_on, q.cqc_source, q.local_risk_reviewed_by,
+                  q.local_risk_reviewed_at, q.local_risk_reason
+             FROM providers p JOIN quality_register q USING (provider_id) WHERE p.provider_id = $1""",
+        provider_id,
+    )
+
+
+async def register_counts(conn: Connection | asyncpg.Pool, provider_id: str, today: dt.date) -> asyncpg.Record:
+    """Hand-backs and late starts in the 12 months to ``today`` (UK dates), open complaints and
+    open improvement plans."""
+    return await fetch_one(
+        conn,
+        """SELECT (SELECT count(*) FROM delivery_incidents WHERE provider_id = $1 AND kind = 'late_start'
+                      AND on_date > $2::date - 365) AS late_starts_12m,
+                  (SELECT count(*) FROM complaints WHERE provider_id = $1 AND closed_on IS NULL) AS open_complaints,
+                  (SELECT count(*) FROM improvement_plans WHERE provider_id = $1 AND closed_on IS NULL)
+                      AS open_improvement_plans""",
+        provider_id,
+        today,
+    )
+
+
+async def set_cqc(
+    conn: Connection,
+    provider_id: str,
+    *,
+    rating: str,
+    inspected_on: dt.date | None,
+    location_id: str | None,
+    source: str,
+) -> None:
+    """The provider's CQC rating (in its profile: what the brokerage ranks with) and its date,
+    location id and where it came from (in the register). Bumps the registry revision."""
+    await conn.execute(
+        """UPDATE providers SET profile = jsonb_set(profile, '{cqc_rating}', to_jsonb($2::text)),
+                                revision = revision + 1, updated_at = now()
+            WHERE provider_id = $1""",
+        provider_id,
+        rating,
+    )
+    await conn.execute(
+        """UPDATE quality_register SET cqc_inspected_on = $2, cqc_location_id = coalesce($3, cqc_location_id),
+                                       cqc_source = $4, updated_at = now()
+            WHERE provider_id = $1""",
+        provider_id,
+        inspected_on,
+        location_id,
+        source,
+    )
+
+
+async def set_cqc_location(conn: Connection, provider_id: str, location_id: str) -> None:
+    await conn.execute(
+        "UPDATE quality_register SET cqc_location_id = $2, updated_at = now() WHERE provider_id = $1",
+        provider_id,
+        location_id,
+    )
+
+
+async def set_local_risk(
+    conn: Connection, provider_id: str, *, risk: str, reason: str, reviewed_by: str, at: dt.datetime
+) -> None:
+    await conn.execute(
+        """UPDATE providers SET profile = jsonb_set(profile, '{local_risk}', to_jsonb($2::text)),
+                                revision = revision + 1, updated_at = now()
+            WHERE provider_id = $1""",
+        provider_id,
+        risk,
+    )
+    await conn.execute(
+        """UPDATE quality_register SET local_risk_reviewed_by = $2, local_risk_reviewed_at = $3,
+                                       local_risk_reason = $4, updated_at = now()
+            WHERE provider_id = $1""",
+        provider_id,
+        reviewed_by,
+        at,
+        reason,
+    )
+
+
+async def insert_quality_change(
+    conn: Connection,
+    *,
+    event_id: uuid.UUID,
+    provider_id: str,
+    change: str,
+    detail: dict,
+    note: str | None,
+    recorded_by: str,
+    recorded_at: dt.datetime,
+    import_id: uuid.UUID | None = None,
+) -> None:
+    await conn.execute(
+        """INSERT INTO quality_changes (event_id, provider_id, change, detail, note, recorded_by, recorded_at,
+                                        import_id)
+           VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8)""",
+        event_id,
+        provider_id,
+        change,
+        json.dumps(detail, default=str),
+        note or None,
+        recorded_by,
+        recorded_at,
+        import_id,
+    )
+
+
+async def quality_changes(conn: Connection | asyncpg.Pool, provider_id: str, limit: int = 200) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT event_id, change, detail, note, recorded_by, recorded_at, import_id FROM quality_changes
+            WHERE provider_id = $1 ORDER BY recorded_at DESC, id DESC LIMIT $2""",
+        provider_id,
+        limit,
+    )
+
+
+async def register_by_location(conn: Connection) -> dict[str, tuple[str, str, dt.date | None]]:
+    """CQC location id -> (provider id, current rating, current publication date), for an import;
+    the register rows locked (an import and a manual change cannot interleave)."""
+    rows = await conn.fetch(
+        """SELECT q.cqc_location_id, p.provider_id, p.profile->>'cqc_rating' AS rating, q.cqc_inspected_on
+             FROM quality_register q JOIN providers p USING (provider_id)
+            WHERE q.cqc_location_id IS NOT NULL ORDER BY p.provider_id FOR UPDATE OF p"""
+    )
+    return {r["cqc_location_id"]: (r["provider_id"], r["rating"], r["cqc_inspected_on"]) for r in rows}
+
+
+async def insert_cqc_import(
+    conn: Connection,
+    *,
+    import_id: uuid.UUID,
+    imported_by: str,
+    at: dt.datetime,
+    file_name: str,
+    rows: int,
+    applied: bool,
+    report: dict,
+) -> None:
+    await conn.execute(
+        """INSERT INTO cqc_imports (import_id, imported_by, imported_at, file_name, rows, applied, report)
+           VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)""",
+        import_id,
+        imported_by,
+        at,
+        file_name,
+        rows,
+        applied,
+        json.dumps(report, default=str),
+    )
+
+
+async def insert_complaint(
+    conn: Connection,
+    *,
+    complaint_id: uuid.UUID,
+    provider_id: str,
+    theme: str,
+    package_id: uuid.UUID | None,
+    summary: str,
+    received_on: dt.date,
+    recorded_by: str,
+) -> None:
+    await conn.execute(
+        """INSERT INTO complaints (complaint_id, provider_id, theme, package_id, summary, received_on, recorded_by)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+        complaint_id,
+        provider_id,
+        theme,
+        package_id,
+        summary,
+        received_on,
+        recorded_by,
+    )
+
+
+async def close_complaint(
+    conn: Connection, provider_id: str, complaint_id: uuid.UUID, *, outcome: str, on: dt.date, by: str
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        """UPDATE complaints SET closed_on = $3, outcome = $4, closed_by = $5
+            WHERE provider_id = $1 AND complaint_id = $2 AND closed_on IS NULL RETURNING *""",
+        provider_id,
+        complaint_id,
+        on,
+        outcome,
+        by,
+    )
+
+
+async def insert_plan(
+    conn: Connection,
+    *,
+    plan_id: uuid.UUID,
+    provider_id: str,
+    area: str,
+    actions: str,
+    due_on: dt.date,
+    opened_by: str,
+    at: dt.datetime,
+) -> None:
+    await conn.execute(
+        """INSERT INTO improvement_plans (plan_id, provider_id, area, actions, due_on, opened_by, opened_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+        plan_id,
+        provider_id,
+        area,
+        actions,
+        due_on,
+        opened_by,
+        at,
+    )
+
+
+async def close_plan(
+    conn: Connection, provider_id: str, plan_id: uuid.UUID, *, met: bool, on: dt.date, by: str
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        """UPDATE improvement_plans SET closed_on = $3, met = $4, closed_by = $5
+            WHERE provider_id = $1 AND plan_id = $2 AND closed_on IS NULL RETURNING *""",
+        provider_id,
+        plan_id,
+        on,
+        met,
+        by,
+    )
+
+
+async def insert_incident(
+    conn: Connection, provider_id: str, package_id: uuid.UUID, kind: str, on: dt.date, days_late: int | None = None
+) -> bool:
+    """One hand-back or late start on the provider's record; False when recorded already."""
+    return bool(
+        await conn.fetchval(
+            """INSERT INTO delivery_incidents (provider_id, package_id, kind, on_date, days_late)
+               VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true""",
+            provider_id,
+            package_id,
+            kind,
+            on,
+            days_late,
+        )
+    )
+
+
 # ---- webhook self-service (decision 0100) -------------------------------------------------------
 
 DELIVERY_COLUMNS = """delivery_id, kind, package_id, offer_round, change_id, redelivery_of, url, status, attempts,

@@ -10,7 +10,7 @@ import os
 import uuid
 from decimal import Decimal
 from pathlib import Path as Path_
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import asyncpg
 import pyarrow as pa
@@ -167,3 +167,77 @@ def to_parquet(columns: list[str], rows: list[asyncpg.Record]) -> bytes:
     sink = io.BytesIO()
     pq.write_table(table, sink)
     return sink.getvalue()
+
+
+# The period of a report (module level: FastAPI resolves the annotations by name).
+From = Annotated[
+    str | None,
+    Query(
+        alias="from",
+        max_length=40,
+        description="A UK date (from its midnight) or an ISO date-time. Default: 12 weeks before the end.",
+    ),
+]
+To = Annotated[
+    str | None,
+    Query(alias="to", max_length=40, description="A UK date (that day included) or an ISO date-time. Default: now."),
+]
+
+
+def reports_router(service: Service) -> APIRouter:
+    """Reports for commissioners (decision 0105), from the projection: no prices, no persons."""
+    router = APIRouter(prefix="/reports", tags=["reports for commissioners"])
+    framework = load_framework()
+
+    def period_of(start: str | None, end: str | None) -> domain.Period:
+        try:
+            return domain.period(start, end, zone=None, band=None, zones=(), now=clock.now(), default_days=84)
+        except domain.BadParameter as exc:
+            raise _bad(exc) from None
+
+    @router.get("/market-share", summary="Market share and concentration (HHI) per zone over time")
+    async def market_share(
+        start: From = None,
+        end: To = None,
+        interval: Annotated[Literal["week", "month"], Query(description="UK weeks (from Monday) or months")] = "week",
+    ) -> dict[str, Any]:
+        """``{from, to, interval, zones: {zone: [{period, placements, hours_per_week, hhi,
+        providers: [{provider_id, placements, hours_per_week, share_percent}]}]}}``: placements made
+        in the period, by the UK week or month they were made; shares are of carer hours per week."""
+        p = period_of(start, end)
+        async with service.pool.acquire() as conn:
+            rows = await repo.market_shares(conn, p.start, p.end, interval)
+        return {"from": p.start, "to": p.end, "interval": interval} | domain.market_share_report(rows, framework)
+
+    @router.get("/decline-mix", summary="Each provider's declines by band and rurality (the cherry-picking signal)")
+    async def decline_mix(start: From = None, end: To = None) -> dict[str, Any]:
+        """``{from, to, providers: {provider_id: {answers, declines, by_band: {band: {answers,
+        declines, decline_percent}}, by_rurality: {zone size: ...}, decline_reasons: {code: n},
+        rural_minus_town_decline_points}}}``: answers given in the period."""
+        p = period_of(start, end)
+        async with service.pool.acquire() as conn:
+            rows = await repo.answers_by_provider(conn, p.start, p.end)
+        return {"from": p.start, "to": p.end} | domain.decline_mix_report(rows, framework)
+
+    @router.get("/provider-quality", summary="Providers by risk and quality, with their trend")
+    async def provider_quality(start: From = None, end: To = None) -> dict[str, Any]:
+        """``{from, to, providers: [{provider_id, name, status, cqc_rating, cqc_inspected_on,
+        local_risk, quality_score, quality_score_at_start, trend (up, down, level, new),
+        hand_backs_12m, late_starts_12m, open_complaints, open_improvement_plans,
+        changes_in_period: [{at, change, quality_score}]}]}``, highest risk then lowest score first;
+        from the register's changes (ProviderQualityRecorded)."""
+        p = period_of(start, end)
+        async with service.pool.acquire() as conn:
+            rows = await repo.quality_history(conn, p.end)
+        return {"from": p.start, "to": p.end} | domain.provider_quality_report(rows, p.start)
+
+    @router.get("/coverage-gaps", summary="Zones with fewer than two willing providers")
+    async def coverage_gaps(start: From = None, end: To = None) -> dict[str, Any]:
+        """``{from, to, gaps: [zone], zones: {zone: {size, active_providers, willing_providers,
+        gap}}}``: willing = bid for a package in the zone during the period."""
+        p = period_of(start, end)
+        async with service.pool.acquire() as conn:
+            serving, willing = await repo.coverage(conn, p.start, p.end)
+        return {"from": p.start, "to": p.end} | domain.coverage_gaps_report(serving, willing, framework)
+
+    return router

@@ -56,6 +56,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, FastAPI]:
         "No personal data: the events it is built from carry none.",
     )
     app.include_router(api.build_router(service))
+    app.include_router(api.reports_router(service))
     return service, app
 
 

@@ -286,3 +286,150 @@ def discharge_measure(row: Mapping[str, Any], thresholds: Mapping[str, Any]) -> 
         "referred_to_crisis_response": row["crisis_response"],
         "rag": rag(share, thresholds.get("discharge_day_0_or_1_share")),
     }
+
+
+# ---- reports for commissioners (decision 0105) -------------------------------------------
+# Town bands and rural bands: a provider declining rural and isolated packages much more often than
+# town ones while winning the town ones is the cherry-picking the commissioning report warns of
+# (004:1033-1035).
+TOWN_BANDS = ("urban", "fringe")
+RURAL_BANDS = ("rural", "isolated")
+INTERVALS = ("week", "month")
+
+
+def market_share_report(rows: Iterable[Any], framework: Framework) -> dict[str, Any]:
+    """Per zone and UK period (week or month, by its first day): each provider's placements, hours
+    and share of the hours (percent), and the HHI (0-10,000; above 2,500 is highly concentrated by
+    the usual competition-authority reading). Zones are the framework's, plus any since re-drawn."""
+    cells: dict[str, dict[str, dict[str, tuple[int, float]]]] = {}
+    for r in rows:
+        cells.setdefault(r["zone"], {}).setdefault(r["period"].isoformat(), {})[r["provider_id"]] = (
+            int(r["placements"]),
+            float(r["hours"]),
+        )
+    zones: dict[str, Any] = {}
+    for zone in sorted(set(framework.zones) | set(cells)):
+        periods = []
+        for period, by_provider in sorted(cells.get(zone, {}).items()):
+            shares, hhi = shares_and_hhi({p: h for p, (_, h) in by_provider.items()})
+            periods.append(
+                {
+                    "period": period,
+                    "placements": sum(n for n, _ in by_provider.values()),
+                    "hours_per_week": round(sum(h for _, h in by_provider.values()), 2),
+                    "hhi": hhi,
+                    "providers": [
+                        {
+                            "provider_id": p,
+                            "placements": by_provider[p][0],
+                            "hours_per_week": round(by_provider[p][1], 2),
+                            "share_percent": share,
+                        }
+                        for p, share in shares.items()
+                    ],
+                }
+            )
+        zones[zone] = periods
+    return {"zones": zones}
+
+
+def decline_mix_report(rows: Iterable[Any], framework: Framework) -> dict[str, Any]:
+    """Per provider: answers and declines by band and by rurality (the zone's size), decline reasons,
+    and ``rural_minus_town_decline_points``: its decline rate on rural and isolated packages less
+    its rate on urban and fringe ones, in percentage points (None without answers in both)."""
+    providers: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        p = providers.setdefault(
+            r["provider_id"], {"by_band": {}, "by_rurality": {}, "decline_reasons": {}, "answers": 0, "declines": 0}
+        )
+        n, declined = int(r["answers"]), r["kind"] == "decline"
+        zone = framework.zones.get(r["zone"])
+        for group, key in (("by_band", r["band"]), ("by_rurality", zone.size if zone else "unknown")):
+            cell = p[group].setdefault(key, {"answers": 0, "declines": 0})
+            cell["answers"] += n
+            cell["declines"] += n if declined else 0
+        p["answers"] += n
+        if declined:
+            p["declines"] += n
+            p["decline_reasons"][r["reason"]] = p["decline_reasons"].get(r["reason"], 0) + n
+    for p in providers.values():
+        for group in ("by_band", "by_rurality"):
+            for cell in p[group].values():
+                cell["decline_percent"] = round(100 * cell["declines"] / cell["answers"], 1)
+        p["rural_minus_town_decline_points"] = cherry_picking_signal(p["by_band"])
+    return {"providers": dict(sorted(providers.items()))}
+
+
+def cherry_picking_signal(by_band: Mapping[str, Mapping[str, int]]) -> float | None:
+    """Decline rate on rural bands less the rate on town bands, in percentage points."""
+
+    def rate(bands: tuple[str, ...]) -> float | None:
+        answers = sum(by_band.get(b, {}).get("answers", 0) for b in bands)
+        declines = sum(by_band.get(b, {}).get("declines", 0) for b in bands)
+        return None if answers == 0 else 100 * declines / answers
+
+    rural, town = rate(RURAL_BANDS), rate(TOWN_BANDS)
+    return None if rural is None or town is None else round(rural - town, 1)
+
+
+def provider_quality_report(rows: Iterable[Any], start: dt.datetime) -> dict[str, Any]:
+    """Per provider (highest risk, then lowest score first): the register now (its latest change
+    before the period's end) and at the period's start, the score's change over the period
+    (``trend``: up, down, level, or new when nothing was recorded before it) and each change in it."""
+    latest: dict[str, Any] = {}
+    at_start: dict[str, Any] = {}
+    changes: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        latest[r["provider_id"]] = r
+        if r["recorded_at"] < start:
+            at_start[r["provider_id"]] = r
+        else:
+            changes.setdefault(r["provider_id"], []).append(
+                {"at": r["recorded_at"], "change": r["change"], "quality_score": str(r["quality_score"])}
+            )
+    order = {"high": 0, "medium": 1, "low": 2}
+    out = []
+    for pid, r in sorted(latest.items(), key=lambda kv: (order.get(kv[1]["local_risk"], 3), kv[1]["quality_score"])):
+        before = at_start.get(pid)
+        score, was = Decimal(r["quality_score"]), None if before is None else Decimal(before["quality_score"])
+        trend = "new" if was is None else "up" if score > was else "down" if score < was else "level"
+        out.append(
+            {
+                "provider_id": pid,
+                "name": r["name"],
+                "status": r["status"],
+                "cqc_rating": r["cqc_rating"],
+                "cqc_inspected_on": r["cqc_inspected_on"],
+                "local_risk": r["local_risk"],
+                "quality_score": str(score),
+                "quality_score_at_start": None if was is None else str(was),
+                "trend": trend,
+                "hand_backs_12m": r["hand_backs_12m"],
+                "late_starts_12m": r["late_starts_12m"],
+                "open_complaints": r["open_complaints"],
+                "open_improvement_plans": r["open_improvement_plans"],
+                "changes_in_period": changes.get(pid, []),
+            }
+        )
+    return {"providers": out}
+
+
+def coverage_gaps_report(serving: Iterable[Any], willing: Iterable[Any], framework: Framework) -> dict[str, Any]:
+    """Per zone of the framework: the active providers serving it and those that bid for a package
+    in it during the period; ``gap`` when fewer than two were willing (each zone should have at
+    least two providers: 004:970)."""
+    serves: dict[str, list[str]] = {}
+    for r in serving:
+        for zone in r["zones"]:
+            serves.setdefault(zone, []).append(r["provider_id"])
+    bid = {r["zone"]: list(r["providers"]) for r in willing}
+    zones = {
+        zone: {
+            "size": framework.zones[zone].size,
+            "active_providers": sorted(serves.get(zone, [])),
+            "willing_providers": bid.get(zone, []),
+            "gap": len(bid.get(zone, [])) < 2,
+        }
+        for zone in sorted(framework.zones)
+    }
+    return {"zones": zones, "gaps": [z for z, v in zones.items() if v["gap"]]}

@@ -52,6 +52,7 @@ from schemas.events import (
     PackageStarted,
     PackageUnplaced,
     PlacementConfirmed,
+    ProviderQualityRecorded,
     ProviderUpdated,
 )
 from services.reporting import repository as repo
@@ -96,6 +97,7 @@ PROJECTED = (
     BidSubmitted,
     OfferDeclined,
     ProviderUpdated,
+    ProviderQualityRecorded,
     PlacementConfirmed,
     NotificationFailed,
 )
@@ -233,6 +235,14 @@ def _placement(e: PackagePlaced) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+def _quality(e: ProviderQualityRecorded) -> tuple[Any, ...]:
+    r = e.quality_register
+    return (
+        e.event_id, e.provider_id, e.change.value, r.cqc_rating, r.cqc_inspected_on, r.local_risk, r.quality_score,
+        r.hand_backs_12m, r.late_starts_12m, r.open_complaints, r.open_improvement_plans, e.recorded_at,
+    )  # fmt: skip
+
+
 def _notification(e: PlacementConfirmed | NotificationFailed) -> tuple[Any, ...]:
     if isinstance(e, PlacementConfirmed):
         return (
@@ -253,6 +263,7 @@ ROWS: dict[type[Event], tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
     OfferDeclined: ("answers", _decline),
     PackagePlaced: ("placements", _placement),
     PlacementConfirmed: ("notification_outcomes", _notification),
+    ProviderQualityRecorded: ("provider_quality", _quality),
     NotificationFailed: ("notification_outcomes", _notification),
     **{kind: ("milestones", m.row) for kind, m in MILESTONES.items()},
 }
@@ -316,6 +327,8 @@ async def apply(conn: Connection, events: list[Event]) -> None:
                         p.status,
                         event.revision,
                         event.occurred_at,
+                        ",".join(p.zones),
+                        ",".join(b.value for b in p.bands),
                     )
                 continue
             case PackageRequested():
@@ -333,7 +346,10 @@ async def apply(conn: Connection, events: list[Event]) -> None:
     folded: dict[uuid.UUID, dict[str, Any]] = {}
     for event in events:
         # An event a table already held added to its package's row when it was first applied.
-        if isinstance(event, ProviderUpdated) or (type(event) in ROWS and event.event_id not in new):
+        # A provider's events belong to no package's row.
+        if isinstance(event, ProviderUpdated | ProviderQualityRecorded) or (
+            type(event) in ROWS and event.event_id not in new
+        ):
             continue
         new.discard(event.event_id)  # the same event twice among these: folded once
         if values := package_values(event):

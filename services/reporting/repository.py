@@ -72,6 +72,20 @@ EVENT_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("on_date", "date"),
         ("occurred_at", "timestamptz"),
     ),
+    "provider_quality": (
+        ("event_id", "uuid"),
+        ("provider_id", "text"),
+        ("change", "text"),
+        ("cqc_rating", "text"),
+        ("cqc_inspected_on", "date"),
+        ("local_risk", "text"),
+        ("quality_score", "numeric"),
+        ("hand_backs_12m", "integer"),
+        ("late_starts_12m", "integer"),
+        ("open_complaints", "integer"),
+        ("open_improvement_plans", "integer"),
+        ("recorded_at", "timestamptz"),
+    ),
     "notification_outcomes": (
         ("event_id", "uuid"),
         ("package_id", "uuid"),
@@ -232,19 +246,24 @@ _PROVIDER = (
     ("status", "text"),
     ("revision", "integer"),
     ("updated_at", "timestamptz"),
+    ("zones", "text"),  # comma-separated here, an array in the table
+    ("bands", "text"),
 )
 
 
 async def put_providers(conn: Connection, profiles: list[tuple[Any, ...]]) -> None:
     """The registry's latest profile of each provider (id, name, tier, status, revision, updated
-    at; one a provider): a lower revision arriving late changes nothing."""
+    at, zones and bands comma-separated; one a provider): a lower revision arriving late changes nothing."""
     if not profiles:
         return
     await conn.execute(
-        f"""INSERT INTO providers (provider_id, name, tier, status, revision, updated_at)
-           SELECT * FROM {_unnest(_PROVIDER)}
+        f"""INSERT INTO providers (provider_id, name, tier, status, revision, updated_at, zones, bands)
+           SELECT provider_id, name, tier, status, revision, updated_at, string_to_array(zones, ','),
+                  string_to_array(bands, ',')
+             FROM {_unnest(_PROVIDER)}
            ON CONFLICT (provider_id) DO UPDATE SET name = EXCLUDED.name, tier = EXCLUDED.tier,
-             status = EXCLUDED.status, revision = EXCLUDED.revision, updated_at = EXCLUDED.updated_at
+             status = EXCLUDED.status, revision = EXCLUDED.revision, updated_at = EXCLUDED.updated_at,
+             zones = EXCLUDED.zones, bands = EXCLUDED.bands
            WHERE providers.revision <= EXCLUDED.revision""",
         *_columns(profiles, len(_PROVIDER)),
     )
@@ -505,3 +524,57 @@ async def save_progress(conn: Connection, topic: str, partition: int, next_offse
         partition,
         next_offset,
     )
+
+
+# ---- reports for commissioners (decision 0105) -------------------------------------------
+
+
+async def market_shares(conn: Connection, start: dt.datetime, end: dt.datetime, interval: str) -> list[asyncpg.Record]:
+    """Placements in [start, end) by zone, UK week or month of the placement, and provider: count
+    and carer hours per week."""
+    return await conn.fetch(
+        """SELECT zone, date_trunc($3, placed_at AT TIME ZONE 'Europe/London')::date AS period, provider_id,
+                  count(*) AS placements, sum(hours_per_week) AS hours
+             FROM placements WHERE placed_at >= $1 AND placed_at < $2
+            GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""",
+        start,
+        end,
+        interval,
+    )
+
+
+async def answers_by_provider(conn: Connection, start: dt.datetime, end: dt.datetime) -> list[asyncpg.Record]:
+    """Answers given in [start, end) by provider, the package's band and zone, and kind (bid,
+    decline) with the decline's reason."""
+    return await conn.fetch(
+        """SELECT a.provider_id, p.band, p.zone, a.kind, a.reason, count(*) AS answers
+             FROM answers a JOIN packages p USING (package_id)
+            WHERE a.answered_at >= $1 AND a.answered_at < $2 AND p.band IS NOT NULL
+            GROUP BY 1, 2, 3, 4, 5""",
+        start,
+        end,
+    )
+
+
+async def quality_history(conn: Connection, end: dt.datetime) -> list[asyncpg.Record]:
+    """Every register change recorded before ``end``, by provider and time."""
+    return await conn.fetch(
+        """SELECT q.*, p.name, p.status FROM provider_quality q LEFT JOIN providers p USING (provider_id)
+            WHERE q.recorded_at < $1 ORDER BY q.provider_id, q.recorded_at, q.event_id""",
+        end,
+    )
+
+
+async def coverage(conn: Connection, start: dt.datetime, end: dt.datetime) -> tuple[list[asyncpg.Record], ...]:
+    """(active providers and the zones they serve, providers that bid for a package in each zone in
+    [start, end))."""
+    serving = await conn.fetch("SELECT provider_id, zones FROM providers WHERE status = 'active'")
+    willing = await conn.fetch(
+        """SELECT p.zone, array_agg(DISTINCT a.provider_id ORDER BY a.provider_id) AS providers
+             FROM answers a JOIN packages p USING (package_id)
+            WHERE a.kind = 'bid' AND a.answered_at >= $1 AND a.answered_at < $2 AND p.zone IS NOT NULL
+            GROUP BY p.zone""",
+        start,
+        end,
+    )
+    return serving, willing

@@ -86,11 +86,15 @@ class EdgeMiddleware:
         max_bytes: int,
         content_types: frozenset[str] = frozenset({"application/json"}),
         internal_port: int | None = None,
+        uploads: dict[str, int] | None = None,
     ) -> None:
+        """``uploads``: paths that take a file (``text/csv``, or a form's ``multipart/form-data``) and
+        the most bytes each accepts."""
         self.app = app
         self.max_bytes = max_bytes
         self.content_types = content_types
         self.internal_port = internal_port
+        self.uploads = uploads or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -122,7 +126,7 @@ class EdgeMiddleware:
                     code="internal-listener-only",
                 )
             elif scope["method"] in BODY_METHODS:
-                problem, receive = await self._checked_body(headers, receive)
+                problem, receive = await self._checked_body(headers, receive, self.uploads.get(scope["path"]))
             if problem is not None:
                 await problem(scope, receive, send_with_id)
                 return
@@ -130,11 +134,16 @@ class EdgeMiddleware:
         finally:
             structlog.contextvars.unbind_contextvars("http_correlation_id")
 
-    async def _checked_body(self, headers: Headers, receive: Receive) -> tuple[JSONResponse | None, Receive]:
-        """(a problem response or None, a receive that hands the app the body already read)."""
-        too_large = _problem(413, f"request body larger than {self.max_bytes} bytes")
+    async def _checked_body(
+        self, headers: Headers, receive: Receive, upload_bytes: int | None = None
+    ) -> tuple[JSONResponse | None, Receive]:
+        """(a problem response or None, a receive that hands the app the body already read).
+        ``upload_bytes``: the path takes a file (text/csv or multipart/form-data) of up to this many bytes."""
+        max_bytes = upload_bytes or self.max_bytes
+        content_types = self.content_types | ({"text/csv", "multipart/form-data"} if upload_bytes else set())
+        too_large = _problem(413, f"request body larger than {max_bytes} bytes")
         length = headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+        if length is not None and (not length.isdigit() or int(length) > max_bytes):
             return too_large, receive
         chunks: list[bytes] = []
         size, more = 0, True
@@ -144,14 +153,14 @@ class EdgeMiddleware:
                 break  # the client went away: the app sees an empty body and the disconnect
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
-            if size > self.max_bytes:
+            if size > max_bytes:
                 return too_large, receive
             more = message.get("more_body", False)
         body = b"".join(chunks)
         ctype = headers.get("content-type", "").split(";")[0].strip().lower()
-        if body and ctype not in self.content_types:
+        if body and ctype not in content_types:
             return _problem(
-                415, f"content type must be {' or '.join(sorted(self.content_types))}, not {ctype or 'missing'!r}"
+                415, f"content type must be {' or '.join(sorted(content_types))}, not {ctype or 'missing'!r}"
             ), receive
         delivered = False
 
@@ -190,8 +199,10 @@ def create_app(
     version: str = "1",
     html_forms: bool = False,
     authenticated: bool = True,
+    uploads: dict[str, int] | None = None,
 ) -> FastAPI:
     """``html_forms``: also accept the browser's form posts (the web console's pages).
+    ``uploads``: paths that take a ``text/csv`` file, with the most bytes each accepts.
     ``authenticated``: every route needs an access token its role allows (services/runtime/auth.py,
     the table in services/runtime/permissions.py); the console's pages have their own sign-in."""
     dependencies = []
@@ -208,6 +219,7 @@ def create_app(
         max_bytes=service.settings.max_request_bytes,
         content_types=frozenset(types),
         internal_port=service.settings.internal_port,
+        uploads=uploads,
     )
 
     @app.exception_handler(RequestValidationError)

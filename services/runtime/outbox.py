@@ -88,7 +88,9 @@ class UnitOfWork:
         self._deferred: dict[str, list[tuple[Any, ...]]] = {}
 
     async def emit(self, event: Event, *, aggregate_type: str | None = None) -> None:
-        aggregate_type = aggregate_type or ("provider" if event.event_type == "ProviderUpdated" else "package")
+        if aggregate_type is None:
+            provider = event.event_type in ("ProviderUpdated", "ProviderQualityRecorded")
+            aggregate_type = "provider" if provider else "package"
         self.defer(
             OUTBOX_INSERT,
             (

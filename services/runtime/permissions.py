@@ -59,8 +59,11 @@ STAFF_ROLES: Final = (
 
 BROKERAGE_TEAM = frozenset({BROKER, SENIOR_BROKER, MANAGER, HEAD_OF_SERVICE})
 FOLLOWS_WORK = BROKERAGE_TEAM | {OPERATIONS, COUNCIL_ADMIN}
+QUALITY_TEAM = frozenset({CONTRACTS_QUALITY})  # changes the quality and risk register
 FINANCE_READERS = frozenset({FINANCE, MANAGER, HEAD_OF_SERVICE})
 CONSOLE = "service:console"  # the web console's own account (e.g. the zones for its forms)
+# Who commissions the market: the commissioners' reports (market share, declines, quality, gaps).
+COMMISSIONERS = frozenset({OPERATIONS, MANAGER, HEAD_OF_SERVICE, COUNCIL_ADMIN, CONTRACTS_QUALITY})
 
 
 class _Marker(frozenset):
@@ -190,6 +193,20 @@ TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
         ("GET", "/concerns/{concern_id}"): frozenset({SAFEGUARDING}),
         ("POST", "/concerns/{concern_id}/pause"): frozenset({SAFEGUARDING}),
         ("POST", "/concerns/{concern_id}/outcome"): frozenset({SAFEGUARDING}),
+        # The quality and risk register (decision 0103): kept by the contracts and quality team. The
+        # summary (codes, counts, scores) for those who follow the work; a provider's whole entry
+        # (complaints' summaries, reviewers' notes) for the team and the council's administrators.
+        ("GET", "/quality/register"): FOLLOWS_WORK | {CONTRACTS_QUALITY},
+        ("GET", "/providers/{provider_id}/quality"): frozenset({CONTRACTS_QUALITY, COUNCIL_ADMIN}),
+        ("PUT", "/providers/{provider_id}/quality/cqc"): QUALITY_TEAM,
+        ("PUT", "/providers/{provider_id}/quality/cqc-location"): QUALITY_TEAM,
+        ("POST", "/providers/{provider_id}/quality/risk-reviews"): QUALITY_TEAM,
+        ("POST", "/providers/{provider_id}/quality/complaints"): QUALITY_TEAM,
+        ("POST", "/providers/{provider_id}/quality/complaints/{complaint_id}/close"): QUALITY_TEAM,
+        ("POST", "/providers/{provider_id}/quality/plans"): QUALITY_TEAM,
+        ("POST", "/providers/{provider_id}/quality/plans/{plan_id}/close"): QUALITY_TEAM,
+        ("POST", "/quality/cqc-imports"): QUALITY_TEAM,
+        ("GET", "/quality/cqc-imports/{import_id}"): frozenset({CONTRACTS_QUALITY, COUNCIL_ADMIN}),
     },
     "notifications": {
         # Contacts are personal data: the brokerage team (families, brokers) and the council's
@@ -208,6 +225,11 @@ TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
         # Row-level history with every bid's price (commercial data, as the decision record): the
         # council's managers and administrators (its BI team), not operations.
         ("GET", "/exports/{name}"): frozenset({MANAGER, HEAD_OF_SERVICE, COUNCIL_ADMIN}),
+        # Reports for commissioners (decision 0105): aggregates by zone and provider, no prices.
+        ("GET", "/reports/market-share"): COMMISSIONERS,
+        ("GET", "/reports/decline-mix"): COMMISSIONERS,
+        ("GET", "/reports/provider-quality"): COMMISSIONERS,
+        ("GET", "/reports/coverage-gaps"): COMMISSIONERS,
     },
 }
 

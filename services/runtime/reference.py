@@ -412,3 +412,12 @@ def _parse_discharge(path: Path, mtime_ns: int) -> DischargeReference:
     reference = DischargeReference(str(raw["version"]), hospitals, services)
     _last_good_discharge[path] = reference
     return reference
+
+
+def load_quality_register_seed(folder: Path | None = None) -> list[dict]:
+    """The quality register's starting entries (quality-register.yaml: provider id, CQC location id,
+    the rating's publication date); none when the folder has no such file."""
+    path = (folder or reference_dir()).joinpath("quality-register.yaml")
+    if not path.exists():
+        return []
+    return list(yaml.safe_load(path.read_text()).get("register") or [])

@@ -32,6 +32,10 @@ PATH_VALUES = {
     "recipient_id": "authorization-test",
     "name": "packages.csv",  # a reporting export
     "change_id": str(uuid.UUID(int=0)),  # a change to a running package
+    # The quality register (decision 0103): a complaint, a plan, a CQC import.
+    "complaint_id": str(uuid.UUID(int=0)),
+    "plan_id": str(uuid.UUID(int=0)),
+    "import_id": str(uuid.UUID(int=0)),
     "delivery_id": str(uuid.UUID(int=0)),  # a webhook delivery (provider self-service)
     "application_id": str(uuid.UUID(int=0)),  # an application to join the framework
     "concern_id": str(uuid.UUID(int=0)),  # a safeguarding concern

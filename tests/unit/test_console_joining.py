@@ -29,7 +29,13 @@ def test_the_menu_links_the_applications_for_the_team():
             return domain.can("contracts_quality", permission)
 
     menu = navigation(Staff(), "/applications")  # type: ignore[arg-type]
-    assert [(i["href"], i["current"]) for i in menu] == [("/applications", True)]
+    assert [(i["href"], i["current"]) for i in menu] == [
+        ("/applications", True),
+        # The quality and risk register's pages (decision 0103) and the market reports (0105).
+        ("/quality", False),
+        ("/quality/import", False),
+        ("/quality/reports", False),
+    ]
 
 
 def test_the_form_becomes_the_apis_application():

@@ -5,6 +5,7 @@
 - :mod:`.safeguarding`: raising a concern from a package page; the safeguarding queue and concerns;
 - :mod:`.operations`: operations' live stream, lag, dead letters and KPIs;
 - :mod:`.admin`: staff accounts;
+- :mod:`.quality`: the contracts and quality team's register, CQC import and market reports;
 - :mod:`.finance`: the finance team's weekly commitment and import file (decision record 0109);
 - :mod:`.joining`: applications to join the framework and their due diligence (contracts and quality);
 - :mod:`.portal`: the provider portal, on the providers service's provider-scoped API;
@@ -23,7 +24,18 @@ from typing import TYPE_CHECKING
 
 from fastapi import APIRouter
 
-from services.console.api import admin, brokers, finance, joining, operations, portal, reviews, safeguarding, sign_in
+from services.console.api import (
+    admin,
+    brokers,
+    finance,
+    joining,
+    operations,
+    portal,
+    quality,
+    reviews,
+    safeguarding,
+    sign_in,
+)
 from services.console.api.sessions import Sessions
 
 if TYPE_CHECKING:
@@ -37,6 +49,6 @@ def build_router(console: Console) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     # reviews before brokers: its POST /packages/{id}/funding before the brokers' /packages/{id}/{action}.
     # safeguarding before brokers too: its POST /packages/{id}/concern.
-    for pages in (sign_in, reviews, safeguarding, brokers, operations, admin, portal, joining, finance):
+    for pages in (sign_in, reviews, safeguarding, brokers, operations, admin, quality, portal, joining, finance):
         router.include_router(pages.router(console, sessions))
     return router

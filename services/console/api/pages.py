@@ -90,6 +90,9 @@ MENU = [
     (Permission.finance, "/finance", "Finance"),
     (Permission.applications, "/applications", "Applications to join"),
     (Permission.safeguarding, "/safeguarding", "Safeguarding concerns"),
+    (Permission.quality, "/quality", "Quality register"),
+    (Permission.quality, "/quality/import", "Import CQC ratings"),
+    (Permission.reports, "/quality/reports", "Market reports"),
 ]
 PORTAL_MENU = [
     ("/portal/offers", "Offers"),
