@@ -12,10 +12,12 @@ import itertools
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from typing import Generic, Literal, TypeVar
 
 import yaml
 
@@ -102,34 +104,69 @@ def _mtime_ns(path: Path) -> int:
     return mtime
 
 
+T = TypeVar("T")
+
+
+class ReferenceFile(Generic[T]):
+    """One file of reference data (``deploy/reference/<name>``, or ``HOMECARE_REFERENCE_DIR``'s) as
+    it says now. Cheap to call on every decision (a stat at most every :data:`RECHECK_SECONDS`, then
+    a cache): an edit applies without a restart. A file edited into something invalid (``parse``
+    raises) is refused with an error in the log, and the last good version stays in force, so a typo
+    cannot stop a service. ``shipped``: where a folder without the file falls back to the shipped
+    one - "never", "default-folder" (only the installation's folder from ``HOMECARE_REFERENCE_DIR``,
+    not one passed in, e.g. by a test) or "always"."""
+
+    def __init__(
+        self,
+        name: str,
+        parse: Callable[[dict], T],
+        *,
+        what: str,
+        shipped: Literal["never", "default-folder", "always"] = "never",
+    ) -> None:
+        self.name, self.parse, self.what, self.shipped = name, parse, what, shipped
+        self.last_good: dict[Path, T] = {}
+        self._parsed = lru_cache(maxsize=8)(self._parse)
+
+    def _parse(self, path: Path, mtime_ns: int) -> T:
+        value = self.parse(yaml.safe_load(path.read_text()))
+        was = self.last_good.get(path)
+        if was is not None and getattr(was, "version", None) != getattr(value, "version", None):
+            log.info("reference data reloaded", path=str(path), version=getattr(value, "version", None))
+        self.last_good[path] = value
+        return value
+
+    def load(self, folder: Path | None = None) -> T:
+        path = (folder or reference_dir()).joinpath(self.name)
+        try:
+            try:
+                mtime_ns = _mtime_ns(path)  # a stat at most every RECHECK_SECONDS (not an exists() per call)
+            except FileNotFoundError:
+                if not (self.shipped == "always" or (self.shipped == "default-folder" and folder is None)):
+                    raise
+                path = DEFAULT_DIR / self.name
+                mtime_ns = _mtime_ns(path)
+            return self._parsed(path, mtime_ns)
+        except Exception as exc:
+            last_good = self.last_good.get(path)
+            if last_good is None:
+                raise
+            log.error(
+                f"{self.what} could not be read; keeping the last good version",
+                path=str(path),
+                version=getattr(last_good, "version", None),
+                error=repr(exc),
+            )
+            return last_good
+
+
 def load_framework(folder: Path | None = None) -> Framework:
-    """The framework as the file says now. Cheap to call on every decision (a stat at most every
-    :data:`RECHECK_SECONDS`, then a cache): an edited file - a new rate card, a zone's policy
-    changed - applies without a restart, to decisions from a second after it is saved. A file
-    edited into something invalid is refused with an error in the log, and the last good version
-    stays in force, so a typo cannot stop the brokerage."""
-    path = (folder or reference_dir()).joinpath("framework.yaml")
-    try:
-        return _parse_framework(path, _mtime_ns(path))
-    except Exception as exc:
-        last_good = _last_good.get(path)
-        if last_good is None:
-            raise
-        log.error(
-            "reference data could not be read; keeping the last good version",
-            path=str(path),
-            version=last_good.version,
-            error=repr(exc),
-        )
-        return last_good
+    """``framework.yaml`` as it says now: zones, rate cards, allocation policies (a new rate card or
+    a zone's policy applies without a restart, to decisions from a second after it is saved)."""
+    return _FRAMEWORK.load(folder)
 
 
-_last_good: dict[Path, Framework] = {}
-
-
-@lru_cache(maxsize=8)
-def _parse_framework(path: Path, mtime_ns: int) -> Framework:
-    raw = yaml.safe_load(path.read_text())
+def _parse_framework(raw: dict) -> Framework:
     zones = {
         z["id"]: Zone(
             z["id"], z["name"], z["size"], tuple(z["places"]), tuple(z["postcode_districts"]), tuple(z["adjacent"])
@@ -151,10 +188,10 @@ def _parse_framework(path: Path, mtime_ns: int) -> Framework:
     framework = Framework(
         str(raw["version"]), zones, cards, policies, frozenset(raw.get("no_prime_zones", [])), weights
     )
-    if path in _last_good and _last_good[path].version != framework.version:
-        log.info("reference data reloaded", path=str(path), version=framework.version, was=_last_good[path].version)
-    _last_good[path] = framework
     return framework
+
+
+_FRAMEWORK = ReferenceFile("framework.yaml", _parse_framework, what="reference data")
 
 
 @dataclass(frozen=True)
@@ -167,37 +204,21 @@ class SchemeOfDelegation:
 
 
 def load_delegation(folder: Path | None = None) -> SchemeOfDelegation:
-    """``delegation.yaml`` as it says now (re-parsed when it changes; an invalid edit keeps the
-    last good version, as for the framework). A reference folder without one uses the shipped
-    ``deploy/reference/delegation.yaml``."""
-    path = (folder or reference_dir()).joinpath("delegation.yaml")
-    if not path.exists() and folder is None:
-        # A reference folder of an installation's own made before the scheme existed: the shipped one.
-        path = DEFAULT_DIR / "delegation.yaml"
-    try:
-        return _parse_delegation(path, _mtime_ns(path))
-    except Exception as exc:
-        last_good = _last_good_delegation.get(path)
-        if last_good is None:
-            raise
-        log.error("scheme of delegation could not be read; keeping the last good version", error=repr(exc))
-        return last_good
+    """``delegation.yaml`` as it says now. An installation's reference folder made before the scheme
+    existed uses the shipped ``deploy/reference/delegation.yaml``."""
+    return _DELEGATION.load(folder)
 
 
-_last_good_delegation: dict[Path, SchemeOfDelegation] = {}
-
-
-@lru_cache(maxsize=4)
-def _parse_delegation(path: Path, mtime_ns: int) -> SchemeOfDelegation:
-    raw = yaml.safe_load(path.read_text())
+def _parse_delegation(raw: dict) -> SchemeOfDelegation:
     limits: dict[str, Decimal | None] = {}
     for role, limit in (raw["above_rate_approval_limits_percent"] or {}).items():
         if limit is not None and Decimal(str(limit)) < 0:
             raise ValueError(f"the limit of {role} is negative")
         limits[str(role)] = None if limit is None else Decimal(str(limit))
-    scheme = SchemeOfDelegation(str(raw["version"]), limits)
-    _last_good_delegation[path] = scheme
-    return scheme
+    return SchemeOfDelegation(str(raw["version"]), limits)
+
+
+_DELEGATION = ReferenceFile("delegation.yaml", _parse_delegation, what="scheme of delegation", shipped="default-folder")
 
 
 @dataclass(frozen=True)
@@ -218,27 +239,11 @@ _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,39}$")
 
 
 def load_finance(folder: Path | None = None) -> FinanceCodes:
-    """``finance.yaml`` as it says now (re-parsed when it changes; an invalid edit keeps the last good
-    version, as for the framework). A reference folder without one uses the shipped file."""
-    path = (folder or reference_dir()).joinpath("finance.yaml")
-    if not path.exists():
-        path = DEFAULT_DIR / "finance.yaml"
-    try:
-        return _parse_finance(path, _mtime_ns(path))
-    except Exception as exc:
-        last_good = _last_good_finance.get(path)
-        if last_good is None:
-            raise
-        log.error("finance codes could not be read; keeping the last good version", error=repr(exc))
-        return last_good
+    """``finance.yaml`` as it says now; a reference folder without one uses the shipped file."""
+    return _FINANCE.load(folder)
 
 
-_last_good_finance: dict[Path, FinanceCodes] = {}
-
-
-@lru_cache(maxsize=4)
-def _parse_finance(path: Path, mtime_ns: int) -> FinanceCodes:
-    raw = yaml.safe_load(path.read_text())
+def _parse_finance(raw: dict) -> FinanceCodes:
     centres = raw["cost_centres"]
     codes = FinanceCodes(
         str(raw["version"]),
@@ -249,8 +254,10 @@ def _parse_finance(path: Path, mtime_ns: int) -> FinanceCodes:
     for code in (codes.service_type, codes.default_cost_centre, *codes.zone_cost_centres.values()):
         if not _CODE.match(code):
             raise ValueError(f"{code!r} is not a code (letters, digits, . _ / -; up to 40)")
-    _last_good_finance[path] = codes
     return codes
+
+
+_FINANCE = ReferenceFile("finance.yaml", _parse_finance, what="finance codes", shipped="always")
 
 
 @dataclass(frozen=True)
@@ -289,30 +296,11 @@ class JoiningTerms:
 
 
 def load_joining(folder: Path | None = None) -> JoiningTerms:
-    """``joining.yaml`` as it says now (re-parsed when it changes; an invalid edit keeps the last
-    good version, as for the framework). A reference folder without one uses the shipped file."""
-    path = (folder or reference_dir()).joinpath("joining.yaml")
-    if not path.exists() and folder is None:
-        path = DEFAULT_DIR / "joining.yaml"
-    try:
-        return _parse_joining(path, _mtime_ns(path))
-    except Exception as exc:
-        last_good = _last_good_joining.get(path)
-        if last_good is None:
-            raise
-        log.error("joining terms could not be read; keeping the last good version", error=repr(exc))
-        return last_good
+    """``joining.yaml`` as it says now; the installation's folder without one uses the shipped file."""
+    return _JOINING.load(folder)
 
 
-_last_good_joining: dict[Path, JoiningTerms] = {}
-
-
-@lru_cache(maxsize=4)
-def _parse_joining(path: Path, mtime_ns: int) -> JoiningTerms:
-    return parse_joining(yaml.safe_load(path.read_text()), path)
-
-
-def parse_joining(raw: dict, path: Path | None = None) -> JoiningTerms:
+def parse_joining(raw: dict) -> JoiningTerms:
     """The joining terms from the file's content; ``ValueError`` for windows that overlap or end
     before they open, or a checklist that is empty or names an item twice."""
     windows = tuple(
@@ -336,10 +324,10 @@ def parse_joining(raw: dict, path: Path | None = None) -> JoiningTerms:
     ids = [i.id for i in checklist]
     if not ids or len(set(ids)) != len(ids):
         raise ValueError("the due-diligence checklist must name at least one item, each once")
-    terms = JoiningTerms(str(raw["version"]), windows, checklist)
-    if path is not None:
-        _last_good_joining[path] = terms
-    return terms
+    return JoiningTerms(str(raw["version"]), windows, checklist)
+
+
+_JOINING = ReferenceFile("joining.yaml", parse_joining, what="joining terms", shipped="default-folder")
 
 
 @lru_cache(maxsize=4)
@@ -378,27 +366,11 @@ class DischargeReference:
 
 
 def load_discharge(folder: Path | None = None) -> DischargeReference:
-    """``discharge.yaml`` as it says now (re-parsed when it changes; an invalid edit keeps the last good
-    version). A reference folder without one uses the shipped ``deploy/reference/discharge.yaml``."""
-    path = (folder or reference_dir()).joinpath("discharge.yaml")
-    if not path.exists():
-        path = DEFAULT_DIR / "discharge.yaml"
-    try:
-        return _parse_discharge(path, _mtime_ns(path))
-    except Exception as exc:
-        last_good = _last_good_discharge.get(path)
-        if last_good is None:
-            raise
-        log.error("discharge reference data could not be read; keeping the last good version", error=repr(exc))
-        return last_good
+    """``discharge.yaml`` as it says now; a reference folder without one uses the shipped file."""
+    return _DISCHARGE.load(folder)
 
 
-_last_good_discharge: dict[Path, DischargeReference] = {}
-
-
-@lru_cache(maxsize=4)
-def _parse_discharge(path: Path, mtime_ns: int) -> DischargeReference:
-    raw = yaml.safe_load(path.read_text())
+def _parse_discharge(raw: dict) -> DischargeReference:
     hospitals = {
         str(h["code"]): Hospital(str(h["code"]), str(h["name"]), tuple(str(w) for w in h["wards"]))
         for h in raw["hospitals"]
@@ -409,9 +381,10 @@ def _parse_discharge(path: Path, mtime_ns: int) -> DischargeReference:
     for s in services:
         if s.service not in ("reablement", "crisis_response") or s.hours_per_week < 0:
             raise ValueError(f"in-house service {s.service}: unknown, or a negative capacity")
-    reference = DischargeReference(str(raw["version"]), hospitals, services)
-    _last_good_discharge[path] = reference
-    return reference
+    return DischargeReference(str(raw["version"]), hospitals, services)
+
+
+_DISCHARGE = ReferenceFile("discharge.yaml", _parse_discharge, what="discharge reference data", shipped="always")
 
 
 def load_quality_register_seed(folder: Path | None = None) -> list[dict]:

@@ -89,3 +89,27 @@ def test_the_file_is_looked_at_again_at_most_every_recheck_interval(reference, m
     time.sleep(0.6)
     assert load_framework().quality_weights["cqc"] == Decimal("0.2")
     assert looked.count("framework.yaml") == 2
+
+
+def test_every_reference_file_is_one_piece_a_broken_edit_keeps_the_last_good_and_missing_files_fall_back_as_declared(
+    tmp_path, monkeypatch
+):
+    """services/runtime/reference.py ReferenceFile: the same rules for every file (the five loaders were
+    five copies of them)."""
+    monkeypatch.setattr(reference_data, "RECHECK_SECONDS", 0)
+    seen: list[dict] = []
+    demo = reference_data.ReferenceFile("demo.yaml", lambda raw: seen.append(raw) or dict(raw), what="demo")
+    (tmp_path / "demo.yaml").write_text("version: a\n")
+    good = demo.load(tmp_path)
+    assert good == {"version": "a"}
+    (tmp_path / "demo.yaml").write_text("version: [oops\n")
+    os.utime(tmp_path / "demo.yaml", ns=(1, 1))  # another mtime, so it is parsed again
+    assert demo.load(tmp_path) is good  # the last good version stays in force
+    with pytest.raises(FileNotFoundError):
+        demo.load(tmp_path / "elsewhere")  # shipped="never": no fallback
+    # "always": a folder without the file uses the shipped one; "default-folder": only the installation's.
+    assert reference_data.load_finance(tmp_path).version
+    with pytest.raises(FileNotFoundError):
+        reference_data.load_delegation(tmp_path)
+    monkeypatch.setenv("HOMECARE_REFERENCE_DIR", str(tmp_path))
+    assert reference_data.load_delegation().version
