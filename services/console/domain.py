@@ -43,6 +43,7 @@ class Permission(StrEnum):
     reports = "reports"  # the commissioners' reports (market share, declines, quality, coverage)
     finance = "finance"  # the weekly commitment and the finance system's import file (package ids only)
     applications = "applications"  # applications to join the framework and their due diligence (issue 21)
+    providers = "providers"  # the framework's providers: status, credentials, coverage requests (admins)
 
 
 BROKERAGE_TEAM = (Role.broker, Role.senior_broker, Role.manager, Role.head_of_service)
@@ -82,7 +83,14 @@ PERMISSIONS: dict[Role, frozenset[Permission]] = {
     ),
     Role.ops: frozenset({Permission.board, Permission.operations, Permission.raise_concern, Permission.reports}),
     Role.admin: frozenset(
-        {Permission.board, Permission.operations, Permission.staff, Permission.raise_concern, Permission.reports}
+        {
+            Permission.board,
+            Permission.operations,
+            Permission.staff,
+            Permission.raise_concern,
+            Permission.reports,
+            Permission.providers,
+        }
     ),
     # The review team (issue 18, decision 0096): its API rights are the reviews queue, recording a
     # review and reading a package - not the board's search, not the person, no other action.
@@ -1161,3 +1169,40 @@ def portal_refusal(answer: str, status: int, problem: Mapping[str, Any]) -> dict
     if status == 422 and "reason" in fields:
         return {"reason": "Select why you are declining this offer"}
     return {"status": "Your answer could not be sent. Check it and try again."}
+
+
+# ---- administration of the framework's providers (issue 19) ---------------------------------------
+
+PROVIDER_STATUS_WORDS = {
+    "active": "Active on the framework (reinstate)",
+    "suspended": "Suspended: no new offers; its packages stay with it",
+    "left": "Left the framework: its packages are offered again (final)",
+}
+PROVIDER_DONE_WORDS = {"status": "The provider's status was changed.", "revoked": "The credential was revoked."}
+
+
+def provider_status_problems(values: Mapping[str, str]) -> dict[str, str]:
+    """Every problem with a provider status decision, in the form's order, before the API is asked."""
+    problems: dict[str, str] = {}
+    if values.get("status") not in PROVIDER_STATUS_WORDS:
+        problems["status"] = "Select the provider's new status"
+    reason = values.get("reason", "")
+    if not reason:
+        problems["reason"] = "Say why: it is kept in the provider's status history"
+    elif len(reason) > 500:
+        problems["reason"] = "The reason must be 500 characters or fewer"
+    return problems
+
+
+def provider_status_refusal(status: int, problem: Mapping[str, Any]) -> dict[str, str]:
+    """The providers API's refusal of a status change, in the console's words from its code."""
+    if problem.get("code") == "status-not-allowed":
+        return {"status": "The provider's status cannot change that way (a provider that left cannot come back)"}
+    return {"status": "The change could not be recorded. Check the answers and try again."}
+
+
+def change_request_refusal(status: int, problem: Mapping[str, Any]) -> str:
+    """The providers API's refusal of a coverage decision, from its code."""
+    if problem.get("code") == "change-request-decided":
+        return "This request was already decided: the list shows it as it is now."
+    return "The decision could not be recorded. Try again."

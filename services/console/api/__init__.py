@@ -31,6 +31,7 @@ from services.console.api import (
     joining,
     operations,
     portal,
+    providers_admin,
     quality,
     reviews,
     safeguarding,
@@ -49,6 +50,18 @@ def build_router(console: Console) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     # reviews before brokers: its POST /packages/{id}/funding before the brokers' /packages/{id}/{action}.
     # safeguarding before brokers too: its POST /packages/{id}/concern.
-    for pages in (sign_in, reviews, safeguarding, brokers, operations, admin, quality, portal, joining, finance):
+    for pages in (
+        sign_in,
+        reviews,
+        safeguarding,
+        brokers,
+        operations,
+        admin,
+        providers_admin,
+        quality,
+        portal,
+        joining,
+        finance,
+    ):
         router.include_router(pages.router(console, sessions))
     return router

@@ -87,6 +87,8 @@ MENU = [
     (Permission.operations, "/ops/dead-letters", "Dead letters"),
     (Permission.operations, "/ops/kpis", "KPIs"),
     (Permission.staff, "/admin/staff", "Staff accounts"),
+    (Permission.providers, "/admin/providers", "Providers"),
+    (Permission.providers, "/admin/change-requests", "Coverage requests"),
     (Permission.finance, "/finance", "Finance"),
     (Permission.applications, "/applications", "Applications to join"),
     (Permission.safeguarding, "/safeguarding", "Safeguarding concerns"),
