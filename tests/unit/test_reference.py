@@ -97,8 +97,7 @@ def test_every_reference_file_is_one_piece_a_broken_edit_keeps_the_last_good_and
     """services/runtime/reference.py ReferenceFile: the same rules for every file (the five loaders were
     five copies of them)."""
     monkeypatch.setattr(reference_data, "RECHECK_SECONDS", 0)
-    seen: list[dict] = []
-    demo = reference_data.ReferenceFile("demo.yaml", lambda raw: seen.append(raw) or dict(raw), what="demo")
+    demo = reference_data.ReferenceFile("demo.yaml", dict, what="demo")
     (tmp_path / "demo.yaml").write_text("version: a\n")
     good = demo.load(tmp_path)
     assert good == {"version": "a"}
