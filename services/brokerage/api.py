@@ -920,7 +920,11 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
         "the top-up's payer or, for an approved above-rate exception, the council. Pounds; null before an award "
         "or for roles without the right to commercial data.",
     )
-    async def read_funding(package_id: uuid.UUID, caller: Caller, on: dt.date | None = None) -> dict:
+    async def read_funding(
+        package_id: uuid.UUID,
+        caller: Caller,
+        on: Annotated[dt.date | None, Query(ge=clock.EARLIEST_DAY, le=clock.LATEST_DAY)] = None,
+    ) -> dict:
         """``{"revision", "periods", "top_up_paid_by", "in_force", "weekly_cost"}``; 404 for no package."""
         async with service.pool.acquire() as conn:
             row = await repo.get_package(conn, package_id)
@@ -1442,11 +1446,21 @@ def finance_router(service: Service, rules: handlers.BrokerageRules) -> APIRoute
     )
     async def export(
         recorded_from: Annotated[
-            dt.date | None, Query(description="First UK day of records written (default: 6 days before recorded_to)")
+            dt.date | None,
+            Query(
+                description="First UK day of records written (default: 6 days before recorded_to)",
+                ge=clock.EARLIEST_DAY,
+                le=clock.LATEST_DAY,
+            ),
         ] = None,
-        recorded_to: Annotated[dt.date | None, Query(description="Last UK day of records written (default: today)")] = (
-            None
-        ),
+        recorded_to: Annotated[
+            dt.date | None,
+            Query(
+                description="Last UK day of records written (default: today)",
+                ge=clock.EARLIEST_DAY,
+                le=clock.LATEST_DAY,
+            ),
+        ] = (None),
         provider_id: ProviderFilter = None,
     ) -> Response:
         """CSV in the layout of docs/guide/finance.md (columns :data:`domain.EXPORT_COLUMNS`): every record
@@ -1499,7 +1513,12 @@ def finance_router(service: Service, rules: handlers.BrokerageRules) -> APIRoute
     )
     async def commitments(
         week: Annotated[
-            dt.date | None, Query(description="The week's Monday (a UK date; default: this week's)")
+            dt.date | None,
+            Query(
+                description="The week's Monday (a UK date; default: this week's)",
+                ge=clock.EARLIEST_DAY,
+                le=clock.LATEST_DAY,
+            ),
         ] = None,
         format: Annotated[Literal["json", "csv"], Query(description="json (default) or csv")] = "json",
     ) -> Any:

@@ -137,7 +137,7 @@ def render_cqc_import(report: dict[str, Any]) -> str:
     lines = [
         f"CQC import {report['import_id']}: {report['rows']} rows read, {len(report['changed'])} providers {verb}, "
         f"{len(report['unchanged'])} unchanged, {report['not_on_the_framework']} locations not on the framework, "
-        f"{len(report['refused'])} rows refused."
+        f"{report.get('refused_rows', len(report['refused']))} rows refused."
     ]
     for c in report["changed"]:
         lines.append(

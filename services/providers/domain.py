@@ -511,16 +511,28 @@ def parse_cqc_date(text: str) -> dt.date:
     raise ValueError(f"{text!r} is not a date (dd/mm/yyyy)")
 
 
+MAX_REFUSED_LISTED = 200  # a report lists this many refused rows at most, and counts the rest
+
+
 def read_cqc_csv(
-    data: bytes, only: Collection[str] | None = None, ignored: list[int] | None = None
+    data: bytes,
+    only: Collection[str] | None = None,
+    ignored: list[int] | None = None,
+    *,
+    today: dt.date | None = None,
+    refused_total: list[int] | None = None,
 ) -> tuple[list[CqcRow], list[CqcRowRefused]]:
     """The rows of a CQC care directory CSV (UTF-8, with or without a BOM; the header may follow a
     few lines of preamble): each row read, or refused with the column at fault and why. ``only``:
     the locations wanted (the framework's); a row of another well-formed location id is not read
     further, only counted in ``ignored`` (a one-item list, added to) - the directory lists all of
-    England, and a flaw in someone else's row is not the council's to refuse. Raises
-    :class:`CqcFileRefused` when the file is too large, not text, or has no header with the
-    location id, rating and publication date columns."""
+    England, and a flaw in someone else's row is not the council's to refuse. A row of a wanted
+    location is refused when a column is missing (a cut or badly quoted row must not read as "not
+    yet rated") or its publication date is after ``today`` (the UK date). The file is read as a
+    stream, and at most :data:`MAX_REFUSED_LISTED` refusals are kept: ``refused_total`` (a one-item
+    list) counts them all, so a file of millions of bad rows costs no more memory than a good one.
+    Raises :class:`CqcFileRefused` when the file is too large, not text, has no header with the
+    location id, rating and publication date columns, or has a cell too long to be CQC's."""
     if len(data) > MAX_CQC_FILE_BYTES:
         raise CqcFileRefused(f"the file is over {MAX_CQC_FILE_BYTES // (1024 * 1024)} MB")
     try:
@@ -530,51 +542,76 @@ def read_cqc_csv(
             text = data.decode("cp1252")  # the directories have been published from Excel
         except UnicodeDecodeError:
             raise CqcFileRefused("the file is not text (UTF-8 or Windows-1252)") from None
-    lines = list(csv.reader(io.StringIO(text)))
-    header_at, columns = None, {}
-    for i, cells in enumerate(lines[:20]):  # the monthly directory has 4 lines of preamble
-        names = [c.strip().lower() for c in cells]
-        found = {key: names.index(alias) for key, aliases in CQC_COLUMNS.items() for alias in aliases if alias in names}
-        if all(k in found for k in CQC_REQUIRED):
-            header_at, columns = i, found
-            break
-    if header_at is None:
+    today = today or dt.date.today()
+    total = refused_total if refused_total is not None else [0]
+    reader = csv.reader(io.StringIO(text))
+    header: list[str] = []
+    columns: dict[str, int] = {}
+    rows: list[CqcRow] = []
+    refused: list[CqcRowRefused] = []
+
+    def refuse(line: int, location: str, field: str, problem: str) -> None:
+        total[0] += 1
+        if len(refused) < MAX_REFUSED_LISTED:
+            refused.append(CqcRowRefused(line, location, field, problem))
+
+    try:
+        for cells in reader:
+            line = reader.line_num
+            if not columns:
+                if line > 20:  # the monthly directory has 4 lines of preamble
+                    break
+                names = [c.strip().lower() for c in cells]
+                found = {k: names.index(a) for k, aliases in CQC_COLUMNS.items() for a in aliases if a in names}
+                if all(k in found for k in CQC_REQUIRED):
+                    header, columns = cells, found
+                continue
+            if not any(c.strip() for c in cells):
+                continue
+
+            def cell(key: str, cells: list[str] = cells, columns: dict[str, int] = columns) -> str | None:
+                at = columns.get(key)
+                return cells[at].strip() if at is not None and at < len(cells) else None
+
+            location = cell("location_id") or ""
+            if not CQC_LOCATION_ID.match(location):
+                refuse(
+                    line,
+                    location[:20],
+                    header[columns["location_id"]],
+                    f"{location[:20]!r} is not a CQC location id (1-...)",
+                )
+                continue
+            if only is not None and location not in only:
+                if ignored is not None:
+                    ignored[0] += 1
+                continue
+            missing = [header[columns[k]] for k in CQC_REQUIRED if cell(k) is None]
+            if missing:
+                refuse(line, location, missing[0], "the row has no such column: it is cut short or badly quoted")
+                continue
+            rating_text = cell("rating") or ""
+            rating = CQC_RATINGS.get(" ".join(rating_text.lower().split()))
+            if rating is None:
+                refuse(line, location, header[columns["rating"]], f"{rating_text[:40]!r} is not a CQC rating")
+                continue
+            published: dt.date | None = None
+            if cell("published_on") or rating != "not_yet_rated":
+                try:
+                    published = parse_cqc_date(cell("published_on") or "")
+                except ValueError as exc:
+                    refuse(line, location, header[columns["published_on"]], str(exc)[:100])
+                    continue
+                if published > today:
+                    refuse(line, location, header[columns["published_on"]], f"{published} is in the future")
+                    continue
+            rows.append(CqcRow(line, location, cell("location_name") or "", rating, published))
+    except csv.Error as exc:
+        raise CqcFileRefused(f"line {reader.line_num} is not CSV a CQC directory has: {exc}") from None
+    if not columns:
         raise CqcFileRefused(
             "no header row with the columns 'Location ID', 'Location Latest Overall Rating' and 'Publication Date'"
         )
-    header = lines[header_at]
-    rows: list[CqcRow] = []
-    refused: list[CqcRowRefused] = []
-    for offset, cells in enumerate(lines[header_at + 1 :], start=header_at + 2):
-        if not any(c.strip() for c in cells):
-            continue
-
-        def cell(key: str, cells: list[str] = cells) -> str:
-            at = columns.get(key)
-            return cells[at].strip() if at is not None and at < len(cells) else ""
-
-        location = cell("location_id")
-        if not CQC_LOCATION_ID.match(location):
-            name = header[columns["location_id"]]
-            refused.append(CqcRowRefused(offset, location, name, f"{location!r} is not a CQC location id (1-...)"))
-            continue
-        if only is not None and location not in only:
-            if ignored is not None:
-                ignored[0] += 1
-            continue
-        rating = CQC_RATINGS.get(" ".join(cell("rating").lower().split()))
-        if rating is None:
-            name = header[columns["rating"]]
-            refused.append(CqcRowRefused(offset, location, name, f"{cell('rating')!r} is not a CQC rating"))
-            continue
-        published: dt.date | None = None
-        if cell("published_on") or rating != "not_yet_rated":
-            try:
-                published = parse_cqc_date(cell("published_on"))
-            except ValueError as exc:
-                refused.append(CqcRowRefused(offset, location, header[columns["published_on"]], str(exc)))
-                continue
-        rows.append(CqcRow(offset, location, cell("location_name"), rating, published))
     return rows, refused
 
 

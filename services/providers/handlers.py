@@ -775,6 +775,12 @@ async def approve_application(
             field="provider_id",
             status=409,
         )
+    if row["cqc_location_id"]:
+        # The register knows the joiner's CQC location, so the CQC import finds it (an attack test
+        # found approvals dropped it); a location another provider holds is a 409 naming it.
+        await _claim_location(uow, row["provider_id"], row["cqc_location_id"])
+        await repo.register_row(uow.conn, row["provider_id"])
+        await repo.set_cqc_location(uow.conn, row["provider_id"], row["cqc_location_id"])
     at = now()
     await repo.record_joining(
         uow.conn,
@@ -1849,6 +1855,7 @@ class CqcImport:
     unchanged: list[str]
     refused: list[dict[str, Any]]
     not_on_the_framework: int
+    refused_rows: int = 0  # all the refused rows; ``refused`` lists the first MAX_REFUSED_LISTED
 
     def report(self) -> dict[str, Any]:
         return {
@@ -1859,6 +1866,7 @@ class CqcImport:
             "unchanged": self.unchanged,
             "refused": self.refused,
             "not_on_the_framework": self.not_on_the_framework,
+            "refused_rows": max(self.refused_rows, len(self.refused)),
         }
 
 
@@ -1870,12 +1878,20 @@ async def import_cqc(uow: UnitOfWork, data: bytes, *, by: str, file_name: str = 
     refused rows with the column and the problem. Rows of locations not on the framework are
     counted and not read further. Raises domain.CqcFileRefused for a file with no CQC header (HTTP 422)."""
     register = await repo.register_by_location(uow.conn)
-    ignored = [0]
-    rows, unreadable = domain.read_cqc_csv(data, only=register.keys(), ignored=ignored)
+    ignored, unreadable_total = [0], [0]
+    # Parsed in a worker thread: a 64 MB file must not hold up the service's other requests.
+    rows, unreadable = await asyncio.to_thread(
+        domain.read_cqc_csv,
+        data,
+        only=register.keys(),
+        ignored=ignored,
+        today=clock.uk_today(),
+        refused_total=unreadable_total,
+    )
     changes, conflicts, unchanged = domain.cqc_changes(rows, register)
-    refused = sorted(unreadable + conflicts, key=lambda r: r.line)
+    refused = sorted(unreadable + conflicts, key=lambda r: r.line)[: domain.MAX_REFUSED_LISTED]
     import_id = uuid.uuid4()
-    applied = not refused and not dry_run
+    applied = not refused and not unreadable_total[0] and not dry_run
     at = now()
     changed = [
         {
@@ -1914,13 +1930,14 @@ async def import_cqc(uow: UnitOfWork, data: bytes, *, by: str, file_name: str = 
     result = CqcImport(
         import_id=import_id,
         applied=applied,
-        rows=len(rows) + len(unreadable) + ignored[0],
+        rows=len(rows) + unreadable_total[0] + ignored[0],
         changed=changed,
         unchanged=sorted(unchanged),
         refused=[
             {"line": r.line, "cqc_location_id": r.location_id, "field": r.field, "problem": r.problem} for r in refused
         ],
         not_on_the_framework=ignored[0],
+        refused_rows=unreadable_total[0] + len(conflicts),
     )
     if not dry_run:
         # The attempt is kept either way: a refused file's report can be read again later.

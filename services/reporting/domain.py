@@ -59,6 +59,12 @@ class Period:
     band: str | None = None
 
 
+def _within_the_calendar(field: str, day: dt.date) -> None:
+    """Days a period may have (clock.EARLIEST_DAY to LATEST_DAY): 9999-12-31 plus a day overflowed."""
+    if not clock.EARLIEST_DAY <= day <= clock.LATEST_DAY:
+        raise BadParameter(field, f"{day} is outside {clock.EARLIEST_DAY} to {clock.LATEST_DAY}")
+
+
 def _bound(field: str, value: str, *, end: bool) -> dt.datetime:
     value = value.strip()
     if _DATE.match(value):
@@ -66,11 +72,13 @@ def _bound(field: str, value: str, *, end: bool) -> dt.datetime:
             day = dt.date.fromisoformat(value)
         except ValueError:
             raise BadParameter(field, f"{value!r} is not a calendar date") from None
+        _within_the_calendar(field, day)
         return clock.uk_day_start(day + dt.timedelta(days=1) if end else day)
     try:
         at = dt.datetime.fromisoformat(value)
     except ValueError:
         raise BadParameter(field, f"{value!r} is neither a date (2027-03-28) nor a date and time") from None
+    _within_the_calendar(field, at.date())
     if at.tzinfo is None:
         raise BadParameter(field, f"{value!r} has no UTC offset (add Z or +01:00), or give a date")
     return at.astimezone(dt.UTC)

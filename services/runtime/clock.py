@@ -94,14 +94,26 @@ def uk_week_of(day: dt.date) -> dt.date:
     return day - dt.timedelta(days=day.weekday())
 
 
+# The days a date typed into the platform may be: a period's arithmetic (a week before, a day after)
+# stays inside what Python's dates hold, so 0001-01-01 or 9999-12-31 is a 4xx, never an overflow's 500.
+EARLIEST_DAY = dt.date(1900, 1, 1)
+LATEST_DAY = dt.date(2999, 12, 31)
+
+
 def parse_uk_bound(value: str) -> dt.datetime:
     """A period bound typed by a person: a date ("2027-03-28") is the start of that UK day; a time
     without an offset ("2027-03-28T09:00") is UK local time; one with an offset is taken as given.
-    Returns an aware UTC datetime. Raises ValueError for anything else."""
+    Returns an aware UTC datetime. Raises ValueError for anything else, or a day outside
+    :data:`EARLIEST_DAY` - :data:`LATEST_DAY`."""
     text = value.strip()
     if len(text) == 10:
-        return uk_day_start(dt.date.fromisoformat(text))
+        day = dt.date.fromisoformat(text)
+        if not EARLIEST_DAY <= day <= LATEST_DAY:
+            raise ValueError(f"{day} is outside {EARLIEST_DAY} to {LATEST_DAY}")
+        return uk_day_start(day)
     at = dt.datetime.fromisoformat(text)
+    if not EARLIEST_DAY <= at.date() <= LATEST_DAY:
+        raise ValueError(f"{at.date()} is outside {EARLIEST_DAY} to {LATEST_DAY}")
     if at.tzinfo is None:
         at = at.replace(tzinfo=UK)
     return at.astimezone(dt.UTC)

@@ -55,12 +55,12 @@ class OutboundPolicy:
 
     def check_address(self, address: Address) -> None:
         """Raise :class:`DestinationRefused` unless the address is public or explicitly allowed."""
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
-        if any(address in network for network in self.allowed_networks):
+        embedded = embedded_ipv4(address)
+        if any(a in network for network in self.allowed_networks for a in (address, *embedded)):
             return
-        if not address.is_global or address.is_multicast:
-            raise DestinationRefused(f"the address {address} is not a public address")
+        for candidate in (address, *embedded):
+            if not candidate.is_global or candidate.is_multicast:
+                raise DestinationRefused(f"the address {address} is not a public address")
 
     def check_scheme(self, url: str) -> tuple[str, int]:
         """The URL's host and port, or :class:`DestinationRefused` for a scheme not allowed."""
@@ -77,6 +77,25 @@ class OutboundPolicy:
         except ValueError:
             raise DestinationRefused("the URL's port is not a number from 1 to 65535") from None
         return parts.hostname, port
+
+
+# IPv6 prefixes that carry an IPv4 address a gateway translates to: NAT64 (RFC 6052, RFC 8215).
+_NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+
+
+def embedded_ipv4(address: Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address reaches through a translator or tunnel, each to be judged
+    as the IPv6 one is: IPv4-mapped (``::ffff:127.0.0.1``), 6to4 (``2002:7f00:1::``), Teredo's
+    client, and NAT64's last 32 bits (``64:ff9b::7f00:1``, ``64:ff9b::a9fe:a9fe`` = 169.254.169.254).
+    Without this, a NAT64 network reached loopback or the cloud's metadata service."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return []
+    found = [a for a in (address.ipv4_mapped, address.sixtofour) if a is not None]
+    if address.teredo is not None:
+        found.append(address.teredo[1])
+    if any(address in network for network in _NAT64):
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return found
 
 
 async def resolve(host: str, port: int) -> list[Address]:

@@ -145,6 +145,9 @@ async def test_an_application_goes_through_due_diligence_to_its_first_placement(
         assert (entry["status"], entry["tier"], entry["adapter"]) == ("active", "supplementary", "automatic")
         history = (await admin.get(f"/providers/{provider_id}/status-history")).json()
         assert [(h["status"], h["decided_by"]) for h in history] == [("active", "demo-quality")]
+        # Its CQC location is in the quality register, so the CQC import finds it.
+        register = (await quality.get(f"/providers/{provider_id}/quality")).json()
+        assert register["cqc_location_id"] == app["cqc_location_id"], register
 
         # The brokerage heard of it through ProviderUpdated on Kafka.
         async def known_to_the_brokerage():

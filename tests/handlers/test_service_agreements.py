@@ -248,11 +248,19 @@ async def test_the_export_follows_the_documented_columns_and_bad_parameters_are_
             ({"recorded_from": str(today), "recorded_to": str(today - dt.timedelta(days=1))}, "recorded_to"),
             ({"recorded_from": "01/12/2026"}, "recorded_from"),
             ({"provider_id": "Not A Provider"}, "provider_id"),
+            # Days at the calendar's edges: a 422, never an overflow's 500 (an attack test found these).
+            ({"recorded_to": "9999-12-31"}, "recorded_to"),
+            ({"recorded_to": "0001-01-01"}, "recorded_to"),
+            ({"recorded_from": "9999-01-01", "recorded_to": "9999-01-02"}, "recorded_from"),
         ]:
             refused = await client.get("/service-agreements/export", params=params, headers=FINANCE)
             assert refused.status_code == 422, params
             assert field in {f["field"] for f in refused.json()["errors"]}, refused.json()
-        for params, field in [({"week": str(week + dt.timedelta(days=2))}, "week"), ({"format": "xlsx"}, "format")]:
+        for params, field in [
+            ({"week": str(week + dt.timedelta(days=2))}, "week"),
+            ({"format": "xlsx"}, "format"),
+            ({"week": "9999-12-27"}, "week"),
+        ]:
             refused = await client.get("/service-agreements/commitments", params=params, headers=FINANCE)
             assert refused.status_code == 422 and field in {f["field"] for f in refused.json()["errors"]}
         # A broker is not the finance team.

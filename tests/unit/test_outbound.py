@@ -27,6 +27,12 @@ REFUSED_ADDRESSES = [
     "255.255.255.255",
     "::1",
     "::ffff:127.0.0.1",  # an IPv4 loopback in IPv6 clothing
+    "64:ff9b::7f00:1",  # NAT64 (RFC 6052) of 127.0.0.1: a translating gateway reaches loopback
+    "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254, the cloud metadata service
+    "64:ff9b:1::a00:1",  # local-use NAT64 (RFC 8215) of 10.0.0.1
+    "2002:7f00:1::",  # 6to4 of 127.0.0.1
+    "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
+    "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo, client 127.0.0.1
     "fc00::1",  # unique local
     "fe80::1",  # link-local
     "::",
@@ -39,7 +45,7 @@ def test_a_non_public_address_is_refused(address):
         STRICT.check_address(ipaddress.ip_address(address))
 
 
-@pytest.mark.parametrize("address", ["8.8.8.8", "81.2.69.160", "2a00:1450:4009:81f::200e"])
+@pytest.mark.parametrize("address", ["8.8.8.8", "81.2.69.160", "2a00:1450:4009:81f::200e", "64:ff9b::808:808"])
 def test_a_public_address_is_allowed(address):
     STRICT.check_address(ipaddress.ip_address(address))
 

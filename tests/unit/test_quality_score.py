@@ -160,3 +160,32 @@ def test_only_the_frameworks_locations_are_read_past_their_id():
     rows, refused = domain.read_cqc_csv(data, only={"1-1"}, ignored=ignored)
     assert [r.location_id for r in rows] == ["1-1"] and ignored == [1]
     assert [(r.line, r.field) for r in refused] == [(4, "Location ID")]  # a malformed id is still a broken file
+
+
+def test_a_cut_short_row_or_a_future_date_is_refused_never_read_as_not_yet_rated():
+    """A truncated or badly quoted row once reset a provider to "not yet rated", and a rating dated
+    9999 blocked every later import (an attack test found both)."""
+    data = (
+        (
+            HEADER + "1-1,A\n"  # cut short: no rating, no date
+            "1-2,B,Homecare,Good,31/12/9999\n"
+            '1-3,C,Homecare,"Good,01/10/2026\n'  # an unclosed quote swallows the rest
+        ).encode()
+    )
+    rows, refused = domain.read_cqc_csv(data, today=dt.date(2026, 12, 1))
+    assert rows == []
+    assert [(r.location_id, r.field) for r in refused] == [
+        ("1-1", "Location Latest Overall Rating"),
+        ("1-2", "Publication Date"),
+        ("1-3", "Publication Date"),
+    ]
+    assert "cut short" in refused[0].problem and "in the future" in refused[1].problem
+
+
+def test_millions_of_bad_rows_are_counted_not_kept_and_a_giant_cell_refuses_the_file():
+    total = [0]
+    data = (HEADER + "x\n" * 100_000).encode()
+    rows, refused = domain.read_cqc_csv(data, refused_total=total)
+    assert rows == [] and len(refused) == domain.MAX_REFUSED_LISTED and total == [100_000]
+    with pytest.raises(domain.CqcFileRefused, match="line 2"):
+        domain.read_cqc_csv((HEADER + "1-1," + "a" * 200_000 + ",Homecare,Good,01/10/2026\n").encode())

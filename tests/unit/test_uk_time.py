@@ -223,3 +223,15 @@ def test_the_simulators_days_are_uk_days():
     autumn = (dt.date(2021, 10, 31) - simulator.START_DAY).days
     assert simulator.day_hours(autumn + 1) - simulator.day_hours(autumn) == 25
     assert simulator.day_hours(1) == 24
+
+
+@pytest.mark.parametrize("bound", ["0001-01-01", "9999-12-31", "9999-12-31T23:00", "1899-12-31"])
+def test_a_period_bound_at_the_calendars_edge_is_refused_not_overflowed(bound):
+    """A report's from/to at 0001-01-01 or 9999-12-31 was a 500 (date arithmetic overflowed): the
+    bound is refused where it is read, and the reporting API answers 422 naming it."""
+    with pytest.raises(ValueError, match="outside"):
+        clock.parse_uk_bound(bound)
+    from services.reporting import domain as reporting
+
+    with pytest.raises(reporting.BadParameter):
+        reporting.period(bound, None, zone=None, band=None, zones=(), now=clock.now(), default_days=84)
