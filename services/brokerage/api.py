@@ -48,6 +48,7 @@ from services.runtime.http import ProblemError
 from services.runtime.outbox import UnitOfWork, run_in_unit_of_work
 from services.runtime.permissions import SEES_BID_PRICES
 from services.runtime.service import Service
+from services.runtime.spreadsheets import safe_cell
 
 # The words a member of staff may add to a reason code: kept in the brokerage's tables only, never
 # put on an event (they can name the person; docs/guide/reason-codes.md).
@@ -1403,7 +1404,7 @@ def _csv(rows: list[dict[str, str]], columns: tuple[str, ...] | list[str]) -> by
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(columns), lineterminator="\r\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: safe_cell(v) for k, v in row.items()} for row in rows)
     return out.getvalue().encode()
 
 

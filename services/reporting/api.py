@@ -26,6 +26,7 @@ from services.runtime import clock
 from services.runtime.http import ProblemError
 from services.runtime.reference import load_framework
 from services.runtime.service import Service
+from services.runtime.spreadsheets import safe_cell
 
 MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}
 
@@ -143,7 +144,7 @@ def _cell(value: Any) -> Any:
         return str(value)
     if isinstance(value, list):
         return " ".join(str(v) for v in value)  # provider ids: no spaces in them
-    return value
+    return safe_cell(value)
 
 
 def to_csv(columns: list[str], rows: list[asyncpg.Record]) -> bytes:
