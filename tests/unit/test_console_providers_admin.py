@@ -98,3 +98,15 @@ def test_a_status_change_is_checked_on_its_own_page_before_it_is_made():
     )
     assert "Check the change before it is made" in html and "This is final" in html
     assert 'name="confirm" value="yes"' in html and 'name="status" value="left"' in html
+
+
+def test_the_done_banner_shows_only_the_fixed_words_of_what_was_done():
+    html = render(
+        "admin_provider.html",
+        provider=PROVIDER,
+        history=[],
+        credentials=[],
+        statuses=domain.PROVIDER_STATUS_WORDS,
+        done=domain.PROVIDER_DONE_WORDS["revoked"],
+    )
+    assert 'id="done">The credential was revoked.</p>' in html

@@ -60,10 +60,9 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
     async def show_provider(
         request: Request, provider_id: str, session: Session = Depends(need(Permission.providers))
     ) -> Response:
-        done = request.query_params.get("done")
-        return await provider_page(
-            request, session, provider_id, done=done if done in domain.PROVIDER_DONE_WORDS else None
-        )
+        # ?done= names what was just done: only its fixed words are shown (the address is anyone's to write).
+        done = domain.PROVIDER_DONE_WORDS.get(request.query_params.get("done") or "")
+        return await provider_page(request, session, provider_id, done=done)
 
     @router.post("/admin/providers/{provider_id}/status")
     async def change_status(
