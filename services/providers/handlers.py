@@ -1891,7 +1891,7 @@ async def import_cqc(uow: UnitOfWork, data: bytes, *, by: str, file_name: str = 
     changes, conflicts, unchanged = domain.cqc_changes(rows, register)
     refused = sorted(unreadable + conflicts, key=lambda r: r.line)[: domain.MAX_REFUSED_LISTED]
     import_id = uuid.uuid4()
-    applied = not refused and not unreadable_total[0] and not dry_run
+    applied = not refused and not dry_run  # any unreadable row is among ``refused`` (its first MAX_REFUSED_LISTED)
     at = now()
     changed = [
         {
