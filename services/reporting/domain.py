@@ -61,8 +61,10 @@ class Period:
 
 def _within_the_calendar(field: str, day: dt.date) -> None:
     """Days a period may have (clock.EARLIEST_DAY to LATEST_DAY): 9999-12-31 plus a day overflowed."""
-    if not clock.EARLIEST_DAY <= day <= clock.LATEST_DAY:
-        raise BadParameter(field, f"{day} is outside {clock.EARLIEST_DAY} to {clock.LATEST_DAY}")
+    try:
+        clock.check_within_the_calendar(day)
+    except ValueError as exc:
+        raise BadParameter(field, str(exc)) from None
 
 
 def _bound(field: str, value: str, *, end: bool) -> dt.datetime:

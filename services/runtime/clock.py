@@ -100,6 +100,12 @@ EARLIEST_DAY = dt.date(1900, 1, 1)
 LATEST_DAY = dt.date(2999, 12, 31)
 
 
+def check_within_the_calendar(day: dt.date) -> None:
+    """Raise ValueError for a day outside :data:`EARLIEST_DAY` - :data:`LATEST_DAY`."""
+    if not EARLIEST_DAY <= day <= LATEST_DAY:
+        raise ValueError(f"{day} is outside {EARLIEST_DAY} to {LATEST_DAY}")
+
+
 def parse_uk_bound(value: str) -> dt.datetime:
     """A period bound typed by a person: a date ("2027-03-28") is the start of that UK day; a time
     without an offset ("2027-03-28T09:00") is UK local time; one with an offset is taken as given.
@@ -108,12 +114,10 @@ def parse_uk_bound(value: str) -> dt.datetime:
     text = value.strip()
     if len(text) == 10:
         day = dt.date.fromisoformat(text)
-        if not EARLIEST_DAY <= day <= LATEST_DAY:
-            raise ValueError(f"{day} is outside {EARLIEST_DAY} to {LATEST_DAY}")
+        check_within_the_calendar(day)
         return uk_day_start(day)
     at = dt.datetime.fromisoformat(text)
-    if not EARLIEST_DAY <= at.date() <= LATEST_DAY:
-        raise ValueError(f"{at.date()} is outside {EARLIEST_DAY} to {LATEST_DAY}")
+    check_within_the_calendar(at.date())
     if at.tzinfo is None:
         at = at.replace(tzinfo=UK)
     return at.astimezone(dt.UTC)
