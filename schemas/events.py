@@ -70,6 +70,8 @@ ZoneId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,63}$")]
 # system's name, e.g. schedule): an id, never a sentence.
 STAFF_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$"
 StaffId = Annotated[str, Field(pattern=STAFF_ID_PATTERN, max_length=100)]
+# A role's name as the permission table and the scheme of delegation spell it: a code.
+RoleCode = Annotated[str, Field(pattern=r"^[a-z][a-z_]{1,39}$")]
 # A hospital and a ward as the Discharge Hub codes them (deploy/reference/discharge.yaml): codes, never a name.
 HospitalCode = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,39}$")]
 WardCode = Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9-]{0,15}$")]
@@ -308,6 +310,34 @@ class ExceptionDecided(Envelope):
     hourly_rate: Money | None = None
     requested_by: StaffId | None = Field(default=None, description="The broker who requested the package.")
     decided_at: dt.datetime
+
+
+class ExceptionFirstApproved(Envelope):
+    """The first of two approvals of paying above the band rate (the scheme of delegation's second
+    approver, decision record 0123): who approved, under which role's limit (per cent above the band
+    rate; null: no limit), and what the exception now waits for. The package stays awaiting
+    approval; ExceptionDecided follows with the second approval, or a refusal. No words: the
+    approver's notes stay in the brokerage."""
+
+    event_type: Literal["ExceptionFirstApproved"] = "ExceptionFirstApproved"
+    producer: Producer = "brokerage"
+    package_id: uuid.UUID
+    provider_id: ProviderId = Field(description="The bid approved: the best-ranked bid above the rate.")
+    hourly_rate: Money
+    band_rate: Money
+    approved_by: StaffId
+    approver_role: RoleCode = Field(description="The approver's role whose limit counted (the highest of theirs).")
+    approver_limit_percent: Decimal | None = Field(
+        default=None, description="That role's limit, per cent above the band rate; null: no limit."
+    )
+    within_limit: bool = Field(description="Whether the approver's limit covers the bid.")
+    awaiting: Literal["approver_within_limit", "second_approver"] = Field(
+        description="approver_within_limit: a second approver whose limit covers the bid; second_approver: anyone "
+        "else in the scheme (the bid takes two approvals)."
+    )
+    reason: ExceptionDecisionReason
+    requested_by: StaffId | None = Field(default=None, description="The broker who requested the package.")
+    approved_at: dt.datetime
 
 
 class PackageCancelled(Envelope):
@@ -958,6 +988,7 @@ Event = (
     | ChangeAnswered
     | ExceptionRequested
     | ExceptionDecided
+    | ExceptionFirstApproved
     | BidSubmitted
     | OfferDeclined
     | ProviderUpdated

@@ -5,7 +5,7 @@
   PackageEnded, PackagePaused, PackageResumed, ChangeOffered, PackageChanged, ChangeDeclined,
   PackageHandedOver, PackageReviewed, FundingRecorded, DischargeRequested, DischargeReferred,
   DischargeFallbackUnavailable, DischargeReferralReleased,
-  ExceptionRequested, ExceptionDecided.
+  ExceptionRequested, ExceptionFirstApproved, ExceptionDecided.
 - ``brokerage.service-agreements`` (brokerage, keyed by package id): ServiceAgreementRecorded - the
   hand-off to finance (decision record 0109), a topic of its own so that a finance system's connector
   can be allowed this topic and nothing about offers, bids or the brokerage's work.
@@ -50,6 +50,7 @@ TOPIC_OF: dict[type[ev.Envelope], str] = {
     ev.ChangeAnswered: ANSWERS,
     ev.ExceptionRequested: PACKAGES,
     ev.ExceptionDecided: PACKAGES,
+    ev.ExceptionFirstApproved: PACKAGES,
     ev.BidSubmitted: ANSWERS,
     ev.OfferDeclined: ANSWERS,
     ev.ProviderUpdated: REGISTRY,

@@ -631,7 +631,10 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
                 for r in await conn.fetch("SELECT provider_id, profile->>'name' AS name FROM provider_view")
             }
             exceptions = await conn.fetch("SELECT * FROM exceptions WHERE package_id = $1 ORDER BY id", package_id)
-        record = explanation.decision_record(row, rounds, answers, names, exceptions)
+            approvals = await conn.fetch(
+                "SELECT * FROM exception_approvals WHERE package_id = $1 ORDER BY approval_id", package_id
+            )
+        record = explanation.decision_record(row, rounds, answers, names, exceptions, approvals)
         placed = await service.pool.fetchval(
             "SELECT detail->>'start_date' FROM timeline WHERE package_id = $1 AND stage = 'placed'", package_id
         )
@@ -670,6 +673,8 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
                 field = prefixes[exc.step] + field
             code = "action-not-allowed" if refusal.status == 409 else refusal.code
             raise ProblemError(refusal.status, refusal.message, field=field, code=code) from None
+        except handlers.AlreadyApproved as exc:
+            raise ProblemError(409, str(exc), field="decision", code="already-approved") from None
         except handlers.ActionRefused as exc:
             raise ProblemError(409, str(exc), code="action-not-allowed") from None
         except handlers.NotDelegated as exc:
@@ -988,11 +993,16 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
     @router.post(
         "/{package_id}/exception/approve",
         summary="Approve paying above the band rate: the best such bid wins",
-        description="Within the approver's limit in the scheme of delegation (deploy/reference/delegation.yaml), "
-        "and never on a package the approver requested.",
+        description="Under the scheme of delegation (deploy/reference/delegation.yaml, decision records 0052 and "
+        "0123): within the approver's limit the package is placed (``status`` placed); below it, where the scheme "
+        "allows a second approver, or for a bid that takes two approvals, this is the first approval and the "
+        "package stays ``awaiting_approval`` for a second approver, someone else, whose limit covers the bid. "
+        "Never on a package the approver requested; nobody approves the same bid twice.",
         responses={
-            403: {"description": "Beyond your role's limit, or you requested the package"},
-            409: {"description": "No exception is awaiting a decision"},
+            403: {
+                "description": "Beyond your role's limit with no first approval allowed, or you requested the package"
+            },
+            409: {"description": "No exception is awaiting a decision, or you already approved this bid"},
         },
     )
     async def approve(package_id: uuid.UUID, body: DecisionRequest, caller: Caller) -> dict:

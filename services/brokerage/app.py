@@ -25,6 +25,7 @@ from schemas.events import (
     DischargeReferred,
     DischargeRequested,
     ExceptionDecided,
+    ExceptionFirstApproved,
     ExceptionRequested,
     FundingRecorded,
     OfferDeclined,
@@ -139,6 +140,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[BrokerageService, Fa
         DischargeFallbackUnavailable,
         DischargeReferralReleased,
         ExceptionRequested,
+        ExceptionFirstApproved,
         ExceptionDecided,
         description="A package's life: requested, offered per tier, placed or unplaced, cancelled, started, "
         "paused and resumed, ended, changed (offered to its provider, accepted or declined), reviewed, "

@@ -374,6 +374,49 @@ def best_above_rate(ranked: list[RankedBid], still_eligible: set[str]) -> Ranked
     return None
 
 
+def above_percent(band_rate: Decimal, hourly_rate: Decimal) -> Decimal:
+    """How far ``hourly_rate`` is above ``band_rate`` (pounds per hour), per cent of the band rate,
+    unrounded, as the scheme of delegation measures it."""
+    return (hourly_rate - band_rate) / band_rate * 100 if band_rate else Decimal("Infinity")
+
+
+@dataclass(frozen=True)
+class ApproverLimit:
+    """The limit an approver acts under: the highest of their roles in the scheme of delegation.
+    ``role`` None: none of their roles is in the scheme (they may approve nothing above the rate);
+    ``limit_percent`` None with a role: no limit."""
+
+    role: str | None
+    limit_percent: Decimal | None
+
+    def covers(self, percent: Decimal) -> bool:
+        return self.role is not None and (self.limit_percent is None or percent <= self.limit_percent)
+
+    def words(self) -> str:
+        if self.role is None:
+            return "nothing above the band rate"
+        return (
+            "any amount above the band rate"
+            if self.limit_percent is None
+            else f"up to {self.limit_percent}% above the band rate"
+        )
+
+
+def approver_limit(roles: AbstractSet[str], limits_percent: Mapping[str, Decimal | None]) -> ApproverLimit:
+    """The highest limit among ``roles`` in the scheme (deploy/reference/delegation.yaml); ties go to
+    the role named first alphabetically, so the same roles always give the same answer."""
+    best: ApproverLimit = ApproverLimit(None, None)
+    for role in sorted(roles):
+        if role not in limits_percent:
+            continue
+        limit = limits_percent[role]
+        if limit is None:
+            return ApproverLimit(role, None)
+        if best.role is None or (best.limit_percent is not None and limit > best.limit_percent):
+            best = ApproverLimit(role, limit)
+    return best
+
+
 def approval_refusal(
     *,
     approver: str,
@@ -381,30 +424,122 @@ def approval_refusal(
     requested_by: str,
     band_rate: Decimal,
     hourly_rate: Decimal,
-    limits_percent: dict[str, Decimal | None],
+    limits_percent: Mapping[str, Decimal | None],
 ) -> str | None:
     """Why ``approver`` may not approve paying ``hourly_rate`` (pounds per hour) against the band
-    rate, or None when they may. Source: the council's scheme of delegation
+    rate on their own, or None when they may. Source: the council's scheme of delegation
     (deploy/reference/delegation.yaml: limits in per cent above the band rate by role; the highest
     of the approver's roles counts) and the separation of duties - nobody approves their own request."""
     if approver == requested_by:
         return "nobody approves an above-rate exception on a package they requested themselves"
-    above = (hourly_rate - band_rate) / band_rate * 100 if band_rate else Decimal("Infinity")
-    best: Decimal | None = Decimal(-1)
-    for role in approver_roles:
-        if role not in limits_percent:
-            continue
-        limit = limits_percent[role]
-        if limit is None:
-            return None
-        best = max(best, limit) if best is not None else limit
-    if best is not None and above <= best:
+    above = above_percent(band_rate, hourly_rate)
+    limit = approver_limit(approver_roles, limits_percent)
+    if limit.covers(above):
         return None
-    allowed = "nothing above the band rate" if best is None or best < 0 else f"up to {best}% above the band rate"
     return (
         f"the bid is {above.quantize(Decimal('0.1'))}% above the band rate; the scheme of delegation lets "
-        f"your role approve {allowed}"
+        f"your role approve {limit.words()}"
     )
+
+
+@dataclass(frozen=True)
+class TwoApprovals:
+    """When an above-rate exception takes two approvals (deploy/reference/delegation.yaml
+    ``second_approver``, decision record 0123). ``first_below_limit``: an approver whose limit does
+    not cover the bid may record the first approval, and the exception waits for a second approver
+    whose limit covers it (off: refused, as under one signature). ``always_above_percent``: bids more
+    than this far above the band rate take two approvals whoever approves (one of them within its
+    limit); None: one approval within the limit is enough."""
+
+    first_below_limit: bool = False
+    always_above_percent: Decimal | None = None
+
+    def approvals_needed(self, percent: Decimal) -> int:
+        return 2 if self.always_above_percent is not None and percent > self.always_above_percent else 1
+
+
+@dataclass(frozen=True)
+class Approval:
+    """One approval of an above-rate bid: who, under which role's limit, and whether it covers the bid."""
+
+    approver: str
+    role: str | None
+    limit_percent: Decimal | None
+    within_limit: bool
+
+
+@dataclass(frozen=True)
+class ApprovalStep:
+    """What an approval does: ``final`` places the package; otherwise it is the first of two and the
+    exception waits for ``awaiting`` ("approver_within_limit": someone whose limit covers the bid;
+    "second_approver": anyone else in the scheme, the bid being within this approver's limit)."""
+
+    approval: Approval
+    final: bool
+    awaiting: Literal["approver_within_limit", "second_approver"] | None = None
+
+
+def approval_step(
+    *,
+    approver: str,
+    approver_roles: AbstractSet[str],
+    requested_by: str,
+    band_rate: Decimal,
+    hourly_rate: Decimal,
+    limits_percent: Mapping[str, Decimal | None],
+    two: TwoApprovals,
+    earlier: Sequence[Approval] = (),
+) -> ApprovalStep | Refusal:
+    """An approval of paying ``hourly_rate`` (pounds per hour) against ``band_rate``, given the
+    approvals already recorded for this same bid (``earlier``): the step it is, or why it is refused.
+
+    Rules (the scheme of delegation, decision records 0052 and 0123): nobody approves their own
+    request (403), nobody approves the same bid twice (409), a role not in the scheme approves
+    nothing (403). The bid is approved once it has the approvals it needs (one, or two above
+    ``two.always_above_percent``) from different people, at least one of them within their limit.
+    An approval that does not complete it is recorded as the first of two when it is the first and
+    either the bid needs two or ``two.first_below_limit`` allows a first approval below the limit;
+    otherwise it is refused (403), recording nothing."""
+    if approver == requested_by:
+        return Refusal(
+            403,
+            "decision",
+            "nobody approves an above-rate exception on a package they requested themselves",
+            "not-delegated",
+        )
+    if any(a.approver == approver for a in earlier):
+        return Refusal(
+            409,
+            "decision",
+            "you have already approved this bid: a second approver must be someone else",
+            "already-approved",
+        )
+    above = above_percent(band_rate, hourly_rate)
+    limit = approver_limit(approver_roles, limits_percent)
+    if limit.role is None:
+        return Refusal(
+            403, "decision", f"the scheme of delegation lets your role approve {limit.words()}", "not-delegated"
+        )
+    approval = Approval(approver, limit.role, limit.limit_percent, limit.covers(above))
+    signed = [*earlier, approval]
+    needed = two.approvals_needed(above)
+    if len(signed) >= needed and any(a.within_limit for a in signed):
+        return ApprovalStep(approval, final=True)
+    if not earlier and (needed == 2 or two.first_below_limit):
+        awaiting: Literal["approver_within_limit", "second_approver"] = (
+            "second_approver" if approval.within_limit else "approver_within_limit"
+        )
+        return ApprovalStep(approval, final=False, awaiting=awaiting)
+    percent = above.quantize(Decimal("0.1"))
+    if earlier:
+        why = (
+            f"the bid is {percent}% above the band rate: the second approval must be within the approver's "
+            f"limit, and your role may approve {limit.words()}"
+        )
+    else:
+        why = f"the bid is {percent}% above the band rate; the scheme of delegation lets your role approve "
+        why += limit.words()
+    return Refusal(403, "decision", why, "not-delegated")
 
 
 @dataclass

@@ -79,8 +79,11 @@ def decision_record(
     answers: Sequence[Row],
     names: dict[str, str],
     exceptions: Sequence[Row] = (),
+    approvals: Sequence[Row] = (),
 ) -> dict[str, Any]:
-    """The structured record: rounds with offers, exclusions, answers and the ranking."""
+    """The structured record: rounds with offers, exclusions, answers and the ranking; each
+    above-rate exception with its approvals (``approvals``: rows of exception_approvals, decision
+    record 0123: who, when, under which role's limit, whether it covered the bid)."""
     record_rounds = []
     for r in rounds:
         quality = {k: Decimal(v) for k, v in json.loads(r["quality"]).items()}
@@ -183,6 +186,22 @@ def decision_record(
                 "decided_at": e["decided_at"],
                 "reason": e["reason"],
                 "reason_text": e["reason_text"],
+                "approvals": [
+                    {
+                        "approver": a["approver"],
+                        "approver_role": a["approver_role"],
+                        "limit_percent": _str(a["limit_percent"]),
+                        "within_limit": a["within_limit"],
+                        "provider_id": a["provider_id"],
+                        "hourly_rate": str(a["hourly_rate"]),
+                        "step": a["step"],
+                        "reason": a["reason"],
+                        "reason_text": a["reason_text"],
+                        "approved_at": a["approved_at"],
+                    }
+                    for a in approvals
+                    if a["exception_id"] == e.get("id")
+                ],
             }
             for e in exceptions
         ],
@@ -253,8 +272,15 @@ def for_broker(record: dict[str, Any], names: dict[str, str]) -> str:
     for e in record.get("exceptions", []):
         who = names.get(e["provider_id"], e["provider_id"])
         asked = f"Only bids above the band rate came in; paying {who} {_money(e['hourly_rate'])}/h needed approval"
+        firsts = [a for a in e.get("approvals", []) if a["step"] == "first"]
+        for a in firsts:
+            role = a["approver_role"].replace("_", " ")
+            lines.append(
+                f"First approval of {_money(a['hourly_rate'])}/h by {a['approver']} ({role}) "
+                f"on {_when(a['approved_at'])} - {reason_words(a['reason'])}."
+            )
         if e["decision"] is None:
-            lines.append(asked + ": awaiting a broker's decision.")
+            lines.append(asked + (": awaiting a second approval." if firsts else ": awaiting a broker's decision."))
         else:
             why = reason_words(e["reason"]) + (f" ({e['reason_text']})" if e.get("reason_text") else "")
             lines.append(f"{asked}: {e['decision']} by {e['decided_by']} on {_when(e['decided_at'])} - {why}.")

@@ -23,6 +23,9 @@
 - each placement, start, change, pause and resume (when the hold is unpaid), ending, cancellation,
   hand-back, re-brokering and funding record -> ServiceAgreementRecorded on its own topic, the hand-off
   to finance; corrections are new versions that supersede: decision records 0109-0111
+- :func:`decide_exception` (HTTP) an above-rate bid approved (ExceptionDecided, PackagePlaced), approved
+  first by someone below its limit or where two approvals are needed (ExceptionFirstApproved), or
+  refused (ExceptionDecided, PackageUnplaced): decision records 0052 and 0123
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from schemas.events import (
     DischargeReferred,
     DischargeRequested,
     ExceptionDecided,
+    ExceptionFirstApproved,
     ExceptionRequested,
     FundingPeriod,
     FundingRecorded,
@@ -1592,6 +1596,15 @@ class NotDelegated(Exception):
     package themselves (HTTP 403). The scheme of delegation: deploy/reference/delegation.yaml."""
 
 
+class AlreadyApproved(ActionRefused):
+    """The approver has already approved this bid: the second approval is someone else's (HTTP 409)."""
+
+
+def _two_approvals(rules: BrokerageRules) -> domain.TwoApprovals:
+    scheme = rules.delegation()
+    return domain.TwoApprovals(scheme.first_approval_below_limit, scheme.two_approvals_above_percent)
+
+
 async def decide_exception(
     uow: UnitOfWork,
     rules: BrokerageRules,
@@ -1604,29 +1617,95 @@ async def decide_exception(
     approver_roles: frozenset[str] = frozenset(),
 ) -> None:
     """A broker approves paying above the band rate (the best-ranked such bid wins) or refuses it.
-    ``reason`` goes on ExceptionDecided; ``reason_text`` stays in the brokerage's exceptions table.
+    ``reason`` goes on the events; ``reason_text`` stays in the brokerage's tables.
 
-    An approval must be within the approver's limit in the scheme of delegation (the highest of
-    their roles' limits, per cent above the band rate) and not on a package they requested:
-    :class:`NotDelegated` (HTTP 403) otherwise, and nothing is recorded. Refusing is anyone's in
-    the team. Raises ActionRefused (HTTP 409) when no exception awaits a decision."""
+    An approval follows the scheme of delegation (deploy/reference/delegation.yaml, decision records
+    0052 and 0123; the rule: :func:`domain.approval_step`): within the approver's limit (the highest
+    of their roles' limits, per cent above the band rate) it places the package; below it, where the
+    scheme allows a second approver, it is recorded as the first of two (ExceptionFirstApproved, a
+    timeline entry) and the package keeps waiting for an approver whose limit covers the bid; the
+    scheme may also ask two approvals of every bid beyond a percentage. Nobody approves a package they
+    requested (:class:`NotDelegated`, HTTP 403, as for a limit too low with no first approval allowed)
+    and nobody approves the same bid twice (:class:`AlreadyApproved`, HTTP 409); a refused approval
+    records nothing. Refusing is anyone's in the team, before or after a first approval. Raises
+    ActionRefused (HTTP 409) when no exception awaits a decision."""
     package = await _locked(uow, package_id)
     if package["status"] != "awaiting_approval":
         raise ActionRefused(f"package {package_id} is {package['status']}; there is no exception awaiting a decision")
     spec = repo.spec_of(package)
     best, ranked = await _best_above_rate(uow, rules, package, spec) if approve else (None, [])
+    at = now()
     if best is not None:
-        refusal = domain.approval_refusal(
+        opened = await repo.exception_awaiting(uow.conn, package_id)
+        bid_rate = best.answer.hourly_rate
+        earlier = [
+            domain.Approval(r["approver"], r["approver_role"], r["limit_percent"], r["within_limit"])
+            for r in (await repo.exception_approvals(uow.conn, opened["id"]) if opened else [])
+            # A first approval counts for the bid it approved only (the best bid can change meanwhile).
+            if r["provider_id"] == best.answer.provider_id and r["hourly_rate"] == bid_rate
+        ]
+        step = domain.approval_step(
             approver=decided_by,
             approver_roles=approver_roles,
             requested_by=package["requested_by"],
             band_rate=package["band_rate"],
-            hourly_rate=best.answer.hourly_rate,
+            hourly_rate=bid_rate,
             limits_percent=rules.delegation().limits_percent,
+            two=_two_approvals(rules),
+            earlier=earlier,
         )
-        if refusal is not None:
-            raise NotDelegated(refusal)
-    at = now()
+        if isinstance(step, domain.Refusal):
+            if step.status == 409:
+                raise AlreadyApproved(step.message)
+            raise NotDelegated(step.message)
+        if opened is not None:
+            await repo.record_approval(
+                uow.conn,
+                exception_id=opened["id"],
+                package_id=package_id,
+                approval=step.approval,
+                provider_id=best.answer.provider_id,
+                hourly_rate=bid_rate,
+                step="final" if step.final else "first",
+                reason=reason.value,
+                reason_text=reason_text,
+                at=at,
+            )
+        if not step.final:
+            a = step.approval
+            repo.add_timeline(
+                uow,
+                package_id,
+                "exception first approval",
+                at,
+                approved_by=decided_by,
+                approver_role=a.role,
+                limit_percent=None if a.limit_percent is None else str(a.limit_percent),
+                within_limit=a.within_limit,
+                awaiting=step.awaiting,
+                provider_id=best.answer.provider_id,
+                hourly_rate=str(bid_rate),
+                reason=reason.value,
+                reason_text=reason_text,
+            )
+            await uow.emit(
+                ExceptionFirstApproved(
+                    correlation_id=package_id,
+                    package_id=package_id,
+                    provider_id=best.answer.provider_id,
+                    hourly_rate=bid_rate,
+                    band_rate=package["band_rate"],
+                    approved_by=decided_by,
+                    approver_role=str(a.role),
+                    approver_limit_percent=a.limit_percent,
+                    within_limit=a.within_limit,
+                    awaiting=step.awaiting or "approver_within_limit",
+                    reason=reason,
+                    requested_by=package["requested_by"],
+                    approved_at=at,
+                )
+            )
+            return
     decision = "approved" if approve else "rejected"
     asked = await repo.decide_exception(
         uow.conn, package_id, decision=decision, decided_by=decided_by, reason=reason, reason_text=reason_text, at=at

@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 
 from schemas.events import PackageSpec, ProviderProfile, ServiceAgreementRecorded
-from services.brokerage.domain import AgreementTerms, Answer, FundingPart, PayerLine, RoundState
+from services.brokerage.domain import AgreementTerms, Answer, Approval, FundingPart, PayerLine, RoundState
 from services.runtime.db import Connection, fetch_one
 from services.runtime.outbox import UnitOfWork
 
@@ -624,6 +624,57 @@ async def decide_exception(
         package_id,
         decision,
         decided_by,
+        reason,
+        reason_text,
+        at,
+    )
+
+
+async def exception_awaiting(conn: Connection, package_id: uuid.UUID) -> asyncpg.Record | None:
+    """The package's exception awaiting a decision (id, provider_id, hourly_rate, band_rate), or None."""
+    return await conn.fetchrow(
+        "SELECT id, provider_id, hourly_rate, band_rate FROM exceptions WHERE package_id = $1 AND decision IS NULL",
+        package_id,
+    )
+
+
+async def exception_approvals(conn: Connection, exception_id: int) -> list[asyncpg.Record]:
+    """The approvals recorded for one exception, oldest first (decision record 0123)."""
+    return await conn.fetch(
+        "SELECT * FROM exception_approvals WHERE exception_id = $1 ORDER BY approval_id", exception_id
+    )
+
+
+async def record_approval(
+    conn: Connection,
+    *,
+    exception_id: int,
+    package_id: uuid.UUID,
+    approval: Approval,
+    provider_id: str,
+    hourly_rate: Decimal,
+    step: str,
+    reason: str,
+    reason_text: str | None,
+    at: dt.datetime,
+) -> None:
+    """One approval of an above-rate bid (``approval``: domain.Approval): who, under which role's
+    limit, whether it covered the bid; ``step`` "first" or "final". The unique key refuses a second
+    approval of the same bid by the same person, whatever the handler checked."""
+    await conn.execute(
+        """INSERT INTO exception_approvals (exception_id, package_id, approver, approver_role, limit_percent,
+                                            within_limit, provider_id, hourly_rate, step, reason, reason_text,
+                                            approved_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)""",
+        exception_id,
+        package_id,
+        approval.approver,
+        approval.role,
+        approval.limit_percent,
+        approval.within_limit,
+        provider_id,
+        hourly_rate,
+        step,
         reason,
         reason_text,
         at,

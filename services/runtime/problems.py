@@ -77,6 +77,7 @@ _ALL = [
     ProblemType("change-changes-nothing", 422, "The change leaves the package as it is"),
     ProblemType("reduction-not-discussed", 422, "A reduction must be discussed with the person or family first"),
     ProblemType("not-delegated", 403, "Above your approval limit under the scheme of delegation"),
+    ProblemType("already-approved", 409, "You already approved this bid: the second approval is someone else's"),
     ProblemType("not-placed-with-you", 403, "The package is not placed with you"),
     ProblemType("person-search-not-allowed", 403, "Only the brokerage team may search by a person"),
     ProblemType("not-in-permission-table", 403, "The operation is not in the permission table"),

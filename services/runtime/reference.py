@@ -201,6 +201,11 @@ class SchemeOfDelegation:
 
     version: str
     limits_percent: dict[str, Decimal | None]
+    # Two approvals (``second_approver``, decision record 0123): an approver below the bid's limit may
+    # record the first approval; bids beyond ``two_approvals_above_percent`` always take two. A file
+    # without the section keeps one approval within the limit, as before.
+    first_approval_below_limit: bool = False
+    two_approvals_above_percent: Decimal | None = None
 
 
 def load_delegation(folder: Path | None = None) -> SchemeOfDelegation:
@@ -215,7 +220,17 @@ def _parse_delegation(raw: dict) -> SchemeOfDelegation:
         if limit is not None and Decimal(str(limit)) < 0:
             raise ValueError(f"the limit of {role} is negative")
         limits[str(role)] = None if limit is None else Decimal(str(limit))
-    return SchemeOfDelegation(str(raw["version"]), limits)
+    second = raw.get("second_approver") or {}
+    unknown = set(second) - {"first_approval_below_limit", "two_approvals_above_percent"}
+    if unknown:
+        raise ValueError(f"second_approver has unknown settings: {', '.join(sorted(unknown))}")
+    below = second.get("first_approval_below_limit", False)
+    if not isinstance(below, bool):
+        raise ValueError("second_approver.first_approval_below_limit is true or false")
+    always = second.get("two_approvals_above_percent")
+    if always is not None and Decimal(str(always)) < 0:
+        raise ValueError("second_approver.two_approvals_above_percent is negative")
+    return SchemeOfDelegation(str(raw["version"]), limits, below, None if always is None else Decimal(str(always)))
 
 
 _DELEGATION = ReferenceFile("delegation.yaml", _parse_delegation, what="scheme of delegation", shipped="default-folder")
