@@ -1279,11 +1279,18 @@ def reference_router(service: Service, rules: handlers.BrokerageRules) -> APIRou
     async def delegation() -> dict:
         """Per cent above the band rate each role may approve (``null``: no limit; a role not named
         may approve nothing above the rate), as POST /packages/{id}/exception/approve applies it
-        (deploy/reference/delegation.yaml, decision record 0052): for pages to show the limit first."""
+        (deploy/reference/delegation.yaml, decision record 0052), and when a second approver is needed
+        (``second_approver``, decision record 0123): for pages to show the limit first."""
         scheme = rules.delegation()
+        always = scheme.two_approvals_above_percent
         return {
             "version": scheme.version,
             "limits_percent": {role: None if v is None else str(v) for role, v in scheme.limits_percent.items()},
+            # A second approver (decision record 0123): a first approval below the limit; two beyond a percentage.
+            "second_approver": {
+                "first_approval_below_limit": scheme.first_approval_below_limit,
+                "two_approvals_above_percent": None if always is None else str(always),
+            },
         }
 
     return ref

@@ -649,6 +649,7 @@ MAX_REASON_TEXT = 1000
 # What the page says when an action is done (``?done=`` is a code: anything else shows nothing).
 DONE = {
     "approve": "The above-rate bid was approved: the package is placed with the bidder.",
+    "first-approval": "Your approval was recorded as the first of two: the package waits for a second approver.",
     "reject": "The above-rate bid was refused: the package is unplaced.",
     "cancel": "The package was cancelled.",
     "reoffer": "The package is being offered to providers again.",
@@ -841,13 +842,27 @@ APPROVER_WORDS = {
 
 
 @dataclass(frozen=True)
+class FirstApproval:
+    """A first approval of the bid awaiting a decision (decision record 0123): who, under which
+    role's limit (per cent above the band rate; None: no limit), whether it covered the bid, when (UTC)."""
+
+    approver: str
+    role: str
+    limit_percent: Decimal | None
+    within_limit: bool
+    approved_at: Any
+
+
+@dataclass(frozen=True)
 class AboveRate:
-    """The facts of an above-rate bid awaiting a decision: pounds per hour and carer hours a week."""
+    """The facts of an above-rate bid awaiting a decision: pounds per hour and carer hours a week,
+    and the first approval already recorded for it, if any."""
 
     provider_id: str
     hourly_rate: Decimal
     band_rate: Decimal
     hours_per_week: Decimal
+    approvals: tuple[FirstApproval, ...] = ()
 
     @property
     def above_per_hour(self) -> Decimal:
@@ -871,44 +886,94 @@ class AboveRate:
         return self.weekly_cost - self.weekly_at_band_rate
 
 
+def _percent(value: object) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
 def above_rate_of(record: Mapping[str, Any] | None, hours_per_week: object) -> AboveRate | None:
     """The exception awaiting a decision in the brokerage's decision record (its ``exceptions``:
-    the one without a decision), or None."""
+    the one without a decision), with the first approvals of that bid (its ``approvals``), or None.
+    The bid is the best one above the rate at the time the exception was raised."""
     waiting = [e for e in (record or {}).get("exceptions") or [] if e.get("decision") is None]
     if not waiting:
         return None
     e = waiting[-1]
-    return AboveRate(
-        e["provider_id"], Decimal(str(e["hourly_rate"])), Decimal(str(e["band_rate"])), Decimal(str(hours_per_week))
+    rate = Decimal(str(e["hourly_rate"]))
+    approvals = tuple(
+        FirstApproval(
+            a["approver"],
+            a["approver_role"],
+            _percent(a.get("limit_percent")),
+            bool(a["within_limit"]),
+            a["approved_at"],
+        )
+        for a in e.get("approvals") or []
+        if a.get("step") == "first" and a["provider_id"] == e["provider_id"] and Decimal(str(a["hourly_rate"])) == rate
     )
+    return AboveRate(e["provider_id"], rate, Decimal(str(e["band_rate"])), Decimal(str(hours_per_week)), approvals)
 
 
 @dataclass(frozen=True)
 class Authority:
-    """What the signed-in member of staff may do with an above-rate bid."""
+    """What the signed-in member of staff may do with an above-rate bid, under the scheme of
+    delegation as the brokerage applies it (decision records 0052 and 0123)."""
 
     limit_percent: Decimal | None  # their role's limit, per cent above the band rate; None: no limit
     listed: bool  # the scheme names their role (a role it does not name may approve nothing above the rate)
     own_request: bool  # they requested the package: nobody approves their own
     within_limit: bool
     approvers: list[str]  # the roles whose limit covers the bid
+    already_approved: bool = False  # they recorded the first approval: the second is someone else's
+    approvals_needed: int = 1  # two beyond the scheme's two_approvals_above_percent
+    first_below_limit: bool = False  # the scheme lets an approver below the limit record a first approval
+    earlier: tuple[FirstApproval, ...] = ()
+
+    @property
+    def outcome(self) -> str | None:
+        """What approving would do: "place" (the package is placed), "first" (the first of two
+        approvals: the package waits), or None (the brokerage would refuse it)."""
+        if self.own_request or self.already_approved or not self.listed:
+            return None
+        signed = len(self.earlier) + 1
+        if signed >= self.approvals_needed and (self.within_limit or any(a.within_limit for a in self.earlier)):
+            return "place"
+        if not self.earlier and (self.approvals_needed == 2 or self.first_below_limit):
+            return "first"
+        return None
 
     @property
     def may_approve(self) -> bool:
-        return self.within_limit and not self.own_request
+        return self.outcome is not None
+
+    @property
+    def waits_for(self) -> str:
+        """Who the package would wait for after this person's first approval: "approver_within_limit"
+        or "second_approver"."""
+        covered = self.within_limit or any(a.within_limit for a in self.earlier)
+        return "second_approver" if covered else "approver_within_limit"
 
 
 def approval_authority(
-    *, role: str | None, username: str | None, requested_by: str | None, bid: AboveRate, limits: Mapping[str, Any]
+    *,
+    role: str | None,
+    username: str | None,
+    requested_by: str | None,
+    bid: AboveRate,
+    limits: Mapping[str, Any],
+    second_approver: Mapping[str, Any] | None = None,
 ) -> Authority:
     """The scheme of delegation (``limits``: role -> per cent above the band rate, None for no
-    limit; deploy/reference/delegation.yaml, served by the brokerage) applied to ``bid`` for the
-    signed-in ``role``, and nobody approving their own request: the brokerage's own rule
-    (services/brokerage/domain.py approval_refusal), shown before anyone tries."""
+    limit; ``second_approver``: its first_approval_below_limit and two_approvals_above_percent;
+    deploy/reference/delegation.yaml, served by the brokerage) applied to ``bid`` for the signed-in
+    ``role``, with the first approvals already recorded, and nobody approving their own request or
+    twice: the brokerage's own rule (services/brokerage/domain.py approval_step), shown before anyone
+    tries."""
 
     def covers(limit: object) -> bool:
         return limit is None or bid.above_percent <= Decimal(str(limit))
 
+    second = second_approver or {}
+    always = _percent(second.get("two_approvals_above_percent"))
     listed = role in limits
     limit = limits.get(role) if listed and role else None
     return Authority(
@@ -917,6 +982,10 @@ def approval_authority(
         own_request=bool(username) and username == requested_by,
         within_limit=listed and covers(limit),
         approvers=[r for r in APPROVER_WORDS if r in limits and covers(limits[r])],
+        already_approved=bool(username) and any(a.approver == username for a in bid.approvals),
+        approvals_needed=2 if always is not None and bid.above_percent > always else 1,
+        first_below_limit=bool(second.get("first_approval_below_limit")),
+        earlier=bid.approvals,
     )
 
 
@@ -924,6 +993,24 @@ def approvers_words(roles: Sequence[str]) -> str:
     """["manager", "head_of_service"] -> "a manager or the head of service"."""
     words = [APPROVER_WORDS.get(r, r.replace("_", " ")) for r in roles]
     return " or ".join([", ".join(words[:-1]), words[-1]] if len(words) > 2 else words) or "nobody in the scheme"
+
+
+def limit_words(limit_percent: object) -> str:
+    """A role's limit as people read it: "up to 5% above the band rate", or "no limit"."""
+    if limit_percent is None:
+        return "no limit"
+    return f"up to {Decimal(str(limit_percent)).normalize():f}% above the band rate"
+
+
+def still_needed(authority: Authority, approvers: str) -> str:
+    """What the bid still needs before it is placed, in words (the decision and package pages)."""
+    if authority.earlier:
+        if any(a.within_limit for a in authority.earlier):
+            return "A second approval by someone else in the scheme of delegation."
+        return f"A second approval by someone else whose limit covers it: {approvers}."
+    if authority.approvals_needed == 2:
+        return f"Two approvals by different people, at least one of them {approvers}."
+    return f"One approval by {approvers}."
 
 
 # ---- operations' health at a glance ------------------------------------------------------------

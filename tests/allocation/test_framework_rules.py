@@ -266,16 +266,20 @@ async def _awaiting_approval_at(alloc, above: Decimal) -> tuple:
 
 
 async def test_above_rate_approvals_follow_the_scheme_of_delegation_and_nobody_approves_their_own(alloc):
-    # deploy/reference/delegation.yaml: a broker up to +5%, a manager up to +15%.
+    # deploy/reference/delegation.yaml: a broker up to +5%, a manager up to +15%; a first approval below
+    # the limit waits for a second approver whose limit covers the bid.
     ten, four = await asyncio.gather(
         _awaiting_approval_at(alloc, Decimal("0.10")), _awaiting_approval_at(alloc, Decimal("0.04"))
     )
     approve = "/packages/{}/exception/approve"
     own = await alloc.post(approve.format(ten[0]), {"reason": "urgent_discharge"}, as_user="demo-broker")
     assert own.status_code == 403 and "requested themselves" in own.json()["error"]
-    beyond = await alloc.post(approve.format(ten[0]), {"reason": "urgent_discharge"}, as_user="demo-broker-2")
-    assert beyond.status_code == 403 and "up to 5% above" in beyond.json()["error"]
     assert (await alloc.package(ten[0]))["status"] == "awaiting_approval"  # a refusal records nothing
+    # Beyond a broker's 5%: a first approval, and the package waits for a second approver (decision 0123).
+    beyond = await alloc.post(approve.format(ten[0]), {"reason": "urgent_discharge"}, as_user="demo-broker-2")
+    assert beyond.status_code == 200 and beyond.json()["status"] == "awaiting_approval", beyond.text
+    twice = await alloc.post(approve.format(ten[0]), {"reason": "urgent_discharge"}, as_user="demo-broker-2")
+    assert twice.status_code == 409 and twice.json()["code"] == "already-approved"
     # Operations may not decide at all: the permission table.
     assert (await alloc.post(approve.format(ten[0]), {"reason": "other"}, as_user="demo-ops")).status_code == 403
     managed = await alloc.post(approve.format(ten[0]), {"reason": "no_provider_at_band_rate"}, as_user="demo-manager")

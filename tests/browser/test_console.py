@@ -629,7 +629,9 @@ async def test_an_above_rate_bid_is_decided_on_its_own_page_within_the_roles_lim
 ):
     """Issue 19: the bidder, the rate against the band rate and the weekly cost on a decision page;
     the signed-in role's limit in the scheme of delegation (decision record 0052) and who else must
-    approve beyond it; nobody approves their own request; a confirmation before anything happens."""
+    approve beyond it; a first approval below the limit, then a second approver whose limit covers
+    the bid (decision record 0123); nobody approves twice or their own request; a confirmation
+    before anything happens."""
     zone, district = roomiest_zone(stack, band="isolated")
     body = {
         "zone": zone,
@@ -665,7 +667,8 @@ async def test_an_above_rate_bid_is_decided_on_its_own_page_within_the_roles_lim
         for p in httpx.get(f"{brokerage}/reference/providers", timeout=10, auth=staff()).json()
     }
 
-    # A broker (5%): the facts, and that the bid needs someone with a higher limit.
+    # A broker (5%): the facts, and that the bid needs someone with a higher limit - but a broker may
+    # record the first of two approvals (deploy/reference/delegation.yaml second_approver, decision 0123).
     broker = await pages.signed_in("demo-broker")
     await broker.goto(f"{console}/packages/{package_id}")
     await broker.click("#decide")
@@ -676,19 +679,41 @@ async def test_an_above_rate_bid_is_decided_on_its_own_page_within_the_roles_lim
     assert f"£{(rate * 7).quantize(Decimal('0.01'))}" in await broker.inner_text("#weekly-cost")
     assert f"£{(rate - band_rate) * 7:.2f} a week more" == await broker.inner_text("#weekly-difference")
     assert "up to 5% above the band rate" in await broker.inner_text("#limit")
-    assert "needs approval by a senior broker, a manager or the head of service" in await broker.inner_text(
-        "#second-approver"
-    )
-    assert await broker.locator("input[name=decision][value=approve]").count() == 0
+    assert "No approval yet" in await broker.inner_text("#approvals")
+    assert "a senior broker, a manager or the head of service" in await broker.inner_text("#first-of-two")
     await pages.check(broker, "decision-beyond-limit")
     await pages.narrow(broker, "decision-beyond-limit")
-    # Posting an approval by hand is refused as the page says, and nothing changes.
+    await broker.check("input[name=decision][value=approve]")
+    assert "first of two" in await broker.inner_text("label[for=decision]")
+    await broker.select_option("#decision-reason", "urgent_discharge")
+    await broker.click("button:has-text('Continue')")
+    assert "Record the first of two approvals" in await broker.inner_text("#check-decision")
+    await broker.click("#confirm")
+    await broker.wait_for_url(re.compile(r"done=first-approval"))
+    assert "first of two" in await broker.inner_text("#done")
+    assert "demo-broker" in await broker.inner_text("#first-approval")
+    first = httpx.get(f"{brokerage}/packages/{package_id}", timeout=10, auth=staff()).json()
+    assert first["status"] == "awaiting_approval"
+    assert [t["detail"]["approved_by"] for t in first["timeline"] if t["stage"] == "exception first approval"] == [
+        "demo-broker"
+    ]
+    # Nobody approves twice: the page says so and offers refusing only; posting it by hand is refused.
+    await broker.goto(f"{console}/packages/{package_id}/decision")
+    assert "already approved" in await broker.inner_text("#already-approved")
+    assert await broker.locator("input[name=decision][value=approve]").count() == 0
     csrf = await broker.get_attribute("form[action$='/decision'] input[name=csrf_token]", "value")
     response = await broker.request.post(
         f"{console}/packages/{package_id}/decision/confirm",
         form={"csrf_token": csrf, "decision": "approve", "reason": "urgent_discharge", "reason_text": ""},
     )
-    assert response.status == 400 and "beyond your approval limit" in await response.text()
+    assert response.status == 400 and "already approved this bid" in await response.text()
+    # Another broker cannot give the second approval: it must be within the approver's limit.
+    broker2 = await pages.signed_in("demo-broker-2")
+    await broker2.goto(f"{console}/packages/{package_id}/decision")
+    assert "needs approval by a senior broker, a manager or the head of service" in await broker2.inner_text(
+        "#second-approver"
+    )
+    assert await broker2.locator("input[name=decision][value=approve]").count() == 0
 
     # The manager requested it: cannot approve their own request, whatever their limit.
     manager = await pages.signed_in("demo-manager")
@@ -700,7 +725,9 @@ async def test_an_above_rate_bid_is_decided_on_its_own_page_within_the_roles_lim
     # A senior broker (10%) may: a missing reason is asked for at the top, the words typed kept...
     senior = await pages.signed_in("demo-senior")
     await senior.goto(f"{console}/packages/{package_id}/decision")
-    assert "This bid is within your limit" in await senior.inner_text("#within-limit")
+    assert "demo-broker, broker (up to 5% above the band rate)" in await senior.inner_text("#approvals")
+    assert "whose limit covers it" in await senior.inner_text("#still-needed")
+    assert "Your approval is the second: it places the package" in await senior.inner_text("#within-limit")
     await senior.check("input[name=decision][value=approve]")
     await senior.fill("#decision-reason-text", "only provider able to start this week")
     await senior.click("button:has-text('Continue')")
@@ -726,3 +753,10 @@ async def test_an_above_rate_bid_is_decided_on_its_own_page_within_the_roles_lim
     assert any(
         t["stage"] == "exception approved" and t["detail"]["decided_by"] == "demo-senior" for t in package["timeline"]
     )
+    # Both approvals in the decision record, with who, when and the limit each was given under.
+    record = httpx.get(f"{brokerage}/packages/{package_id}/explanation", timeout=10, auth=staff()).json()["record"]
+    [decided] = [e for e in record["exceptions"] if e["decision"] == "approved"]
+    assert [(a["approver"], a["step"], a["limit_percent"]) for a in decided["approvals"]] == [
+        ("demo-broker", "first", "5.00"),
+        ("demo-senior", "final", "10.00"),
+    ]

@@ -121,3 +121,10 @@ async def test_a_refusal_after_a_first_approval_leaves_the_package_unplaced(brok
     assert refused.status_code == 200 and refused.json()["status"] == "unplaced"
     late = await approve(api, package_id, "senior.sam", "senior_broker")
     assert late.status_code == 409 and late.json()["code"] == "action-not-allowed"
+
+
+async def test_the_scheme_served_to_pages_says_when_a_second_approver_is_needed(brokerage):
+    service, _, _, _ = brokerage
+    scheme = (await api_of(service).get("/reference/delegation", headers=local_issuer.headers("brokerage"))).json()
+    assert scheme["limits_percent"]["broker"] == "5"
+    assert scheme["second_approver"] == {"first_approval_below_limit": True, "two_approvals_above_percent": "20"}

@@ -386,3 +386,66 @@ def test_a_review_officer_has_the_review_queue_as_home_and_records_reviews_only(
         assert domain.can(role, Permission.reviews)
     for other in (Role.ops, Role.admin):
         assert not domain.can(other, Permission.reviews), "they follow the queue on the board's rights, record none"
+
+
+def test_the_decision_page_knows_a_first_approval_a_second_approver_and_two_approvals_beyond_the_threshold():
+    """Decision record 0123: the console shows what the brokerage's approval_step would do."""
+    first = {
+        "approver": "b1",
+        "approver_role": "broker",
+        "limit_percent": "5.00",
+        "within_limit": False,
+        "provider_id": "oak-care",
+        "hourly_rate": "24.50",
+        "step": "first",
+        "approved_at": "2026-07-01T09:00:00Z",
+    }
+    waiting = {"provider_id": "oak-care", "hourly_rate": "24.50", "band_rate": "22.95", "decision": None}
+    limits = {"broker": "5", "senior_broker": "10", "manager": "15", "head_of_service": None}
+    second = {"first_approval_below_limit": True, "two_approvals_above_percent": "20"}
+
+    def authority(role, user, record, **kw):
+        bid = domain.above_rate_of({"exceptions": [record]}, "7")
+        assert bid is not None
+        return domain.approval_authority(
+            role=role,
+            username=user,
+            requested_by="b9",
+            bid=bid,
+            limits=limits,
+            second_approver=kw.get("second", second),
+        )
+
+    # No approval yet: a broker below the limit may record the first of two; a senior broker places it.
+    assert authority("broker", "b1", waiting).outcome == "first"
+    assert authority("senior_broker", "s1", waiting).outcome == "place"
+    # Without second approvers in the scheme, the broker may only refuse (as before).
+    assert authority("broker", "b1", waiting, second={}).outcome is None
+    # After b1's first approval: b1 never again, another broker no, a senior broker places it.
+    approved = waiting | {"approvals": [first]}
+    bid = domain.above_rate_of({"exceptions": [approved]}, "7")
+    assert bid is not None and [a.approver for a in bid.approvals] == ["b1"]
+    again = authority("broker", "b1", approved)
+    assert again.already_approved and again.outcome is None
+    assert authority("broker", "b2", approved).outcome is None
+    senior = authority("senior_broker", "s1", approved)
+    assert senior.outcome == "place"
+    words = domain.approvers_words(senior.approvers)
+    assert domain.still_needed(senior, words) == (
+        "A second approval by someone else whose limit covers it: a senior broker, a manager or the head of service."
+    )
+    # A first approval of another bid does not count for this one.
+    other = approved | {"hourly_rate": "25.00"}
+    assert domain.above_rate_of({"exceptions": [other]}, "7").approvals == ()  # type: ignore[union-attr]
+    # Beyond 20%: two approvals whoever approves, one of them within its limit.
+    far = {"provider_id": "oak-care", "hourly_rate": "28.00", "band_rate": "22.95", "decision": None}
+    head = authority("head_of_service", "h1", far)
+    assert head.approvals_needed == 2 and head.outcome == "first" and head.waits_for == "second_approver"
+    assert domain.still_needed(head, "the head of service") == (
+        "Two approvals by different people, at least one of them the head of service."
+    )
+    after_head = far | {"approvals": [first | {"approver": "h1", "approver_role": "head_of_service",
+                                               "limit_percent": None, "within_limit": True,
+                                               "hourly_rate": "28.00"}]}  # fmt: skip
+    assert authority("broker", "b1", after_head).outcome == "place"
+    assert domain.limit_words(None) == "no limit" and domain.limit_words("5.00") == "up to 5% above the band rate"

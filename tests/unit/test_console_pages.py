@@ -603,3 +603,72 @@ def test_the_portals_refusals_come_from_codes():
         )
         == {}
     )
+
+
+def test_the_decision_page_shows_who_approved_first_and_what_remains():
+    """Decision record 0123: the first approval (who, role, limit, UK time) and what is still needed."""
+    record = {
+        "exceptions": [
+            {
+                "provider_id": "oak-care",
+                "hourly_rate": "24.50",
+                "band_rate": "22.95",
+                "decision": None,
+                "approvals": [
+                    {
+                        "approver": "broker7",
+                        "approver_role": "broker",
+                        "limit_percent": "5.00",
+                        "within_limit": False,
+                        "provider_id": "oak-care",
+                        "hourly_rate": "24.50",
+                        "step": "first",
+                        "approved_at": "2026-07-01T09:00:00Z",
+                    }
+                ],
+            }
+        ]
+    }
+    above = domain.above_rate_of(record, "7.00")
+    assert above is not None
+    limits = {"broker": "5", "senior_broker": "10", "manager": "15", "head_of_service": None}
+    scheme = {
+        "version": "2026-2",
+        "limits_percent": limits,
+        "second_approver": {"first_approval_below_limit": True, "two_approvals_above_percent": "20"},
+    }
+
+    def page(role: str) -> str:
+        s = session(role)
+        authority = domain.approval_authority(
+            role=role, username=s.username, requested_by="broker9", bid=above, limits=limits,
+            second_approver=scheme["second_approver"],
+        )  # fmt: skip
+        approvers = domain.approvers_words(authority.approvers)
+        return unescape(
+            TEMPLATES.env.get_template("decision.html").render(
+                session=s,
+                nav=navigation(s, "/board"),
+                csrf_token="tok",
+                p=PACKAGE,
+                above=above,
+                authority=authority,
+                scheme=scheme,
+                approvers=approvers,
+                bidder="Oak Care",
+                still_needed=domain.still_needed(authority, approvers),
+                limit_words=domain.limit_words,
+                decision_reasons=REASONS["decision"],
+                answers={},
+                errors={},
+                links={},
+            )
+        )
+
+    senior = page("senior_broker")
+    assert "broker7, broker (up to 5% above the band rate), 01 Jul 2026 10:00 BST: beyond their own limit" in senior
+    assert "A second approval by someone else whose limit covers it" in senior
+    assert "Your approval is the second: it places the package." in senior
+    assert 'value="approve"' in senior and "Approve: place it with Oak Care at £24.50 an hour" in senior
+    other_broker = page("broker")
+    assert 'id="second-approver"' in other_broker and 'value="approve"' not in other_broker

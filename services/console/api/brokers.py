@@ -350,13 +350,17 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             requested_by=package.get("requested_by"),
             bid=above,
             limits=scheme["limits_percent"],
+            second_approver=scheme.get("second_approver"),
         )
+        approvers = domain.approvers_words(authority.approvers)
         return {
             "p": package,
             "above": above,
             "authority": authority,
             "scheme": scheme,
-            "approvers": domain.approvers_words(authority.approvers),
+            "approvers": approvers,
+            "still_needed": domain.still_needed(authority, approvers),
+            "limit_words": domain.limit_words,
             "bidder": (await provider_names()).get(above.provider_id, above.provider_id),
             "decision_reasons": REASONS["decision"],
         }
@@ -376,6 +380,8 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             problems["decision"] = (
                 "You requested this package: someone else in the team must approve it"
                 if authority.own_request
+                else "You have already approved this bid: the second approval must be someone else's"
+                if authority.already_approved
                 else "This bid is beyond your approval limit: refuse it, or ask someone who may approve it"
             )
         order = [f for f, _ in domain.ACTION_QUESTIONS["decision"]]
@@ -448,7 +454,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             verb = answers["decision"]
             body = {"reason": answers["reason"], "reason_text": answers["reason_text"] or None}
             try:
-                await services.brokerage.post(f"/packages/{package_id}/exception/{verb}", body)
+                done = await services.brokerage.post(f"/packages/{package_id}/exception/{verb}", body)
             except ApiError as refused:
                 if refused.status not in (403, 409, 422):
                     raise
@@ -458,9 +464,14 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
                         "or you requested the package"
                     }
                     if refused.status == 403
+                    else {"decision": "You have already approved this bid: the second approval must be someone else's"}
+                    if refused.problem.get("code") == "already-approved"
                     else domain.action_refusal("decision", refused.status, refused.problem, "changed")
                 )
             else:
+                # Still awaiting approval after an approval: it was the first of two (decision record 0123).
+                if verb == "approve" and (done or {}).get("status") == "awaiting_approval":
+                    verb = "first-approval"
                 return RedirectResponse(f"/packages/{package_id}?done={verb}", status_code=303)
         return decision_page(request, session, facts, 400, errors=problems, answers=answers)
 
