@@ -1275,6 +1275,29 @@ def reference_router(service: Service, rules: handlers.BrokerageRules) -> APIRou
             "rates": {b.value: str(r) for b, r in card.rates.items()},
         }
 
+    @ref.get("/rate-cards", summary="Every rate card of the reference data: each band's hourly rate, by version")
+    async def rate_cards() -> dict:
+        """``{"in_force": version, "rate_cards": [{"version", "effective_from", "rates": {band: pounds per
+        hour}}]}``, newest first, and which card is in force today (the UK date). Source: the framework's
+        reference data (deploy/reference/framework.yaml ``rate_cards``, decision record 0009)."""
+        framework = rules.framework
+        cards = sorted(framework.rate_cards, key=lambda c: c.effective_from, reverse=True)
+        try:
+            in_force: str | None = framework.rate_card_on(clock.uk_today()).version
+        except LookupError:  # every card starts in the future
+            in_force = None
+        return {
+            "in_force": in_force,
+            "rate_cards": [
+                {
+                    "version": c.version,
+                    "effective_from": c.effective_from,
+                    "rates": {b.value: str(r) for b, r in c.rates.items()},
+                }
+                for c in cards
+            ],
+        }
+
     @ref.get("/delegation", summary="The scheme of delegation in force: above-rate approval limits by role")
     async def delegation() -> dict:
         """Per cent above the band rate each role may approve (``null``: no limit; a role not named
@@ -1360,10 +1383,60 @@ def internal_router(service: Service) -> APIRouter:
 
 
 def disclosures_router(service: Service) -> APIRouter:
-    router = APIRouter(prefix="/packages", tags=["packages"])
+    router = APIRouter(tags=["packages"])
 
     @router.get(
-        "/{package_id}/disclosures",
+        "/disclosures",
+        summary="The disclosure log: who was shown which person's details, when (filtered, a page at a time)",
+    )
+    async def disclosure_log(
+        package_id: Annotated[uuid.UUID | None, Query(description="One package's disclosures only")] = None,
+        reader: Annotated[
+            Literal["staff", "provider"] | None, Query(description="staff: brokerage staff; provider: a provider")
+        ] = None,
+        who: Annotated[
+            str | None,
+            Query(
+                pattern=r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$",
+                description="A staff member's username or a provider's id, exactly",
+            ),
+        ] = None,
+        from_date: Annotated[dt.date | None, Query(alias="from", description="From this UK date (inclusive)")] = None,
+        to_date: Annotated[dt.date | None, Query(alias="to", description="To this UK date (inclusive)")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    ) -> dict:
+        """``{"disclosures": [...], "total": n}``: newest first, ``limit`` rows from ``offset``; each row
+        the reader (``staff`` with ``staff_user``, or ``provider`` with ``provider_id`` and
+        ``credential_id``), the package, the fields read (``search:<field>`` for a person search that
+        found the package) and ``disclosed_at`` (UTC). Dates are UK calendar days. Read-only: the log is
+        the audit schema's, append-only (decision records 0016, 0073). 422 when ``from`` is after ``to``."""
+        if from_date and to_date and from_date > to_date:
+            raise ProblemError(422, "the from date is after the to date", field="from", code="invalid-date")
+        start = clock.uk_day_bounds(from_date)[0] if from_date else None
+        end = clock.uk_day_bounds(to_date)[1] if to_date else None
+        where = """($1::uuid IS NULL OR package_id = $1) AND ($2::text IS NULL OR reader = $2)
+                   AND ($3::text IS NULL OR staff_user = $3 OR provider_id = $3)
+                   AND ($4::timestamptz IS NULL OR disclosed_at >= $4)
+                   AND ($5::timestamptz IS NULL OR disclosed_at < $5)"""
+        args = (package_id, reader, who, start, end)
+        async with service.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT disclosure_id, package_id, reader, provider_id, credential_id, staff_user, fields, "
+                f"disclosed_at FROM disclosures WHERE {where} "
+                "ORDER BY disclosed_at DESC, disclosure_id DESC LIMIT $6 OFFSET $7",
+                *args,
+                limit,
+                offset,
+            )
+            total = await conn.fetchval(f"SELECT count(*) FROM disclosures WHERE {where}", *args)
+        return {
+            "disclosures": [dict(r) | {"package_id": str(r["package_id"]), "fields": list(r["fields"])} for r in rows],
+            "total": total,
+        }
+
+    @router.get(
+        "/packages/{package_id}/disclosures",
         summary=(
             "Who was shown the person's details: the provider and credential, or the staff member; when; which fields"
         ),

@@ -130,10 +130,14 @@ TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
         ("POST", "/packages/{package_id}/exception/reject"): BROKERAGE_TEAM,
         ("GET", "/packages/{package_id}/person"): BROKERAGE_TEAM,
         ("GET", "/packages/{package_id}/disclosures"): frozenset({MANAGER, HEAD_OF_SERVICE, COUNCIL_ADMIN}),
+        # The whole disclosure log, filtered (the console's admin page): the same readers as one package's.
+        ("GET", "/disclosures"): frozenset({MANAGER, HEAD_OF_SERVICE, COUNCIL_ADMIN}),
         ("POST", "/internal/disclosures"): frozenset({"service:providers"}),
         ("GET", "/reference/zones"): FOLLOWS_WORK | {CONSOLE},
         ("GET", "/reference/providers"): FOLLOWS_WORK | {CONSOLE},
         ("GET", "/reference/rates"): FOLLOWS_WORK | {CONSOLE},
+        # Every rate card with its version and start (the console's rate cards page).
+        ("GET", "/reference/rate-cards"): FOLLOWS_WORK | {CONSOLE},
         # The scheme of delegation (decision 0052): the console's approval page shows the limit first.
         ("GET", "/reference/delegation"): FOLLOWS_WORK | {CONSOLE},
         # Hospital discharge (decision 0097): the hospital and ward codes, the in-house services' load.
