@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -44,6 +45,8 @@ class Permission(StrEnum):
     finance = "finance"  # the weekly commitment and the finance system's import file (package ids only)
     applications = "applications"  # applications to join the framework and their due diligence (issue 21)
     providers = "providers"  # the framework's providers: status, credentials, coverage requests (admins)
+    disclosures = "disclosures"  # the disclosure log: who read which person's details, when (read-only)
+    reference = "reference"  # the rate cards and the scheme of delegation's approval limits (read-only)
 
 
 BROKERAGE_TEAM = (Role.broker, Role.senior_broker, Role.manager, Role.head_of_service)
@@ -54,7 +57,14 @@ BROKERAGE_TEAM = (Role.broker, Role.senior_broker, Role.manager, Role.head_of_se
 PERMISSIONS: dict[Role, frozenset[Permission]] = {
     **{
         role: frozenset(
-            {Permission.board, Permission.act, Permission.person, Permission.raise_concern, Permission.reviews}
+            {
+                Permission.board,
+                Permission.act,
+                Permission.person,
+                Permission.raise_concern,
+                Permission.reviews,
+                Permission.reference,
+            }
         )
         for role in BROKERAGE_TEAM
     },
@@ -68,6 +78,9 @@ PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.raise_concern,
             Permission.reviews,
             Permission.reports,
+            Permission.reference,
+            # Who read which person's details (the API's table: managers, head of service, admins).
+            Permission.disclosures,
         }
     ),
     Role.head_of_service: frozenset(
@@ -79,6 +92,9 @@ PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.raise_concern,
             Permission.reviews,
             Permission.reports,
+            Permission.reference,
+            # Who read which person's details (the API's table: managers, head of service, admins).
+            Permission.disclosures,
         }
     ),
     Role.ops: frozenset({Permission.board, Permission.operations, Permission.raise_concern, Permission.reports}),
@@ -90,6 +106,8 @@ PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.raise_concern,
             Permission.reports,
             Permission.providers,
+            Permission.disclosures,
+            Permission.reference,
         }
     ),
     # The review team (issue 18, decision 0096): its API rights are the reviews queue, recording a
@@ -1293,3 +1311,88 @@ def change_request_refusal(status: int, problem: Mapping[str, Any]) -> str:
     if problem.get("code") == "change-request-decided":
         return "This request was already decided: the list shows it as it is now."
     return "The decision could not be recorded. Try again."
+
+
+# ---- the disclosure log, rate cards and approval limits (read-only admin pages) -----------------
+
+DISCLOSURES_PER_PAGE = 50
+READERS = {"staff": "Brokerage staff", "provider": "Providers"}
+
+
+def disclosed_words(fields: Sequence[str]) -> str:
+    """The fields a disclosure showed, in people's words: "NHS number, Full name", or "a search by
+    NHS number" for a person search that found the package (``search:<field>``, decision 0083)."""
+    words = []
+    for f in fields:
+        kind, _, searched = str(f).partition(":")
+        if kind == "search" and searched:
+            label = LABELS.get(f"person_{searched}", searched.replace("_", " "))
+            words.append(f"A search by {label if label.isupper() or label.startswith('NHS') else label.lower()}")
+        else:
+            words.append(LABELS.get(f"person_{f}", str(f).replace("_", " ").capitalize()))
+    return ", ".join(words) or "-"
+
+
+def _day_answer(text: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def disclosure_filters(query: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+    """The disclosure log page's filters (its query string) as the brokerage API's parameters
+    (GET /disclosures), every problem at once in plain words (field -> message, in the form's order),
+    and the answers as typed. Dates are UK dates written YYYY-MM-DD; 50 rows a page."""
+    values = {k: str(query.get(k) or "").strip() for k in ("package", "reader", "who", "from", "to", "page")}
+    params: dict[str, Any] = {}
+    problems: dict[str, str] = {}
+    if values["package"]:
+        try:
+            params["package_id"] = str(uuid.UUID(values["package"]))
+        except ValueError:
+            problems["package"] = "Enter the package's full reference, like 6f1c2a52-8c1e-4a55-9d6b-1f6f0c1d2e3a"
+    if values["reader"] in READERS:
+        params["reader"] = values["reader"]
+    if values["who"]:
+        if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}", values["who"]):
+            params["who"] = values["who"]
+        else:
+            problems["who"] = "Enter a username or a provider's id, without spaces"
+    days: dict[str, dt.date] = {}
+    for field, name in (("from", "from"), ("to", "to")):
+        if values[field]:
+            day = _day_answer(values[field])
+            if day is None:
+                problems[field] = f"Enter the {name} date as year-month-day, like 2026-03-27"
+            else:
+                days[field] = day
+                params[field] = day.isoformat()
+    if "from" in days and "to" in days and days["from"] > days["to"]:
+        problems["to"] = "The to date must be the same as or after the from date"
+    page = int(values["page"]) if values["page"].isdigit() and 0 < int(values["page"]) < 10_000 else 1
+    params |= {"limit": DISCLOSURES_PER_PAGE, "offset": (page - 1) * DISCLOSURES_PER_PAGE}
+    values["page"] = str(page)
+    return params, problems, values
+
+
+def rate_card_rows(cards: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The bands (columns, in the framework's order: urban, fringe, rural, isolated first) and one row
+    per rate card, newest first, as the brokerage serves them (GET /reference/rate-cards)."""
+    order = ["urban", "fringe", "rural", "isolated"]
+    bands = sorted(
+        {b for c in cards for b in c.get("rates", {})}, key=lambda b: (order.index(b) if b in order else 9, b)
+    )
+    return bands, [dict(c) for c in cards]
+
+
+def limit_rows(scheme: Mapping[str, Any], role: str | None) -> list[dict[str, Any]]:
+    """The scheme of delegation as rows (role, its limit in words, whether it is the signed-in role's),
+    highest limit last, "no limit" at the end."""
+    limits = scheme.get("limits_percent") or {}
+    api_role = {"admin": "council_admin", "ops": "operations"}.get(str(role), role)
+
+    def order(item: tuple[str, Any]) -> tuple[int, Decimal]:
+        return (1, Decimal(0)) if item[1] is None else (0, Decimal(str(item[1])))
+
+    return [{"role": r, "words": limit_words(v), "mine": r == api_role} for r, v in sorted(limits.items(), key=order)]

@@ -8,6 +8,7 @@ from typing import Any
 from services.console import domain
 from services.console.api.brokers import REASONS
 from services.console.api.pages import TEMPLATES, navigation
+from services.console.domain import Permission
 from services.console.handlers import Session
 
 PACKAGE: dict[str, Any] = {
@@ -672,3 +673,114 @@ def test_the_decision_page_shows_who_approved_first_and_what_remains():
     assert 'value="approve"' in senior and "Approve: place it with Oak Care at £24.50 an hour" in senior
     other_broker = page("broker")
     assert 'id="second-approver"' in other_broker and 'value="approve"' not in other_broker
+
+
+def _admin_page(template: str, role: str, **context: Any) -> str:
+    s = session(role)
+    return unescape(
+        TEMPLATES.env.get_template(template).render(session=s, nav=navigation(s, "/admin"), csrf_token="tok", **context)
+    )
+
+
+def test_the_disclosure_log_reads_in_peoples_words_in_uk_time_with_pages_and_filters_kept():
+    params, problems, values = domain.disclosure_filters({"who": "demo-broker", "reader": "staff", "page": "2"})
+    assert problems == {} and params == {"who": "demo-broker", "reader": "staff", "limit": 50, "offset": 50}
+    log = {
+        "total": 51,
+        "disclosures": [
+            {
+                "package_id": PACKAGE["package_id"],
+                "reader": "staff",
+                "staff_user": "demo-broker",
+                "fields": ["search:nhs_number"],
+                "disclosed_at": "2026-07-01T09:00:00Z",
+            },
+            {
+                "package_id": PACKAGE["package_id"],
+                "reader": "provider",
+                "provider_id": "oak-care",
+                "credential_id": "c0ffee00-1111",
+                "fields": ["full_name", "nhs_number"],
+                "disclosed_at": "2026-12-01T09:00:00Z",
+            },
+        ],
+    }
+    html = _admin_page(
+        "disclosures.html", "manager", log=log, errors={}, values=values, filters={"who": "demo-broker",
+        "reader": "staff"}, page_number=2, pages=2, readers=domain.READERS, names={"oak-care": "Oak Care"},
+        disclosed_words=domain.disclosed_words,
+    )  # fmt: skip
+    assert "01 Jul 2026 10:00 BST" in html and "01 Dec 2026 09:00 GMT" in html, "UK local time"
+    assert "A search by NHS number" in html and "Full name, NHS number" in html
+    assert "Oak Care" in html and "credential c0ffee00" in html
+    assert "51 entries matching the filters, page 2 of 2" in html
+    assert 'href="/admin/disclosures?who=demo-broker&reader=staff&page=1"' in html and 'rel="next"' not in html
+    assert 'value="demo-broker"' in html, "the filters as typed"
+
+    _, problems, values = domain.disclosure_filters({"package": "abc", "from": "2026-02-30", "to": "x"})
+    assert list(problems) == ["package", "from", "to"], "every problem at once, in the form's order"
+    html = _admin_page(
+        "disclosures.html", "admin", log={"total": 0, "disclosures": []}, errors=problems, values=values, filters={},
+        page_number=1, pages=1, readers=domain.READERS, names={}, disclosed_words=domain.disclosed_words,
+    )  # fmt: skip
+    assert 'href="#package"' in html and "Enter the from date as year-month-day" in html
+    assert 'id="disclosures"' not in html
+    _, backwards, _ = domain.disclosure_filters({"from": "2026-03-02", "to": "2026-03-01"})
+    assert backwards == {"to": "The to date must be the same as or after the from date"}
+
+
+def test_rate_cards_and_approval_limits_are_shown_read_only_with_the_roles_own_limit():
+    bands, cards = domain.rate_card_rows(
+        [
+            {"version": "2027-28", "effective_from": "2027-04-01", "rates": {"rural": "23.50", "urban": "19.10"}},
+            {"version": "2020-21", "effective_from": "2020-04-01", "rates": {"urban": "18.75", "rural": "22.95"}},
+        ]
+    )
+    assert bands == ["urban", "rural"]
+    html = _admin_page("rate_cards.html", "broker", bands=bands, cards=cards, in_force="2020-21")
+    assert 'In force today: <strong class="govuk-tag govuk-tag--green">2020-21</strong>' in html
+    assert "Thursday 1 April 2027" in html
+    assert "£23.50" in html and "<form" not in html.split("<main")[1], "read-only"
+    scheme = {
+        "version": "2026-2",
+        "limits_percent": {"broker": "5", "senior_broker": "10", "manager": "15", "head_of_service": None},
+        "second_approver": {"first_approval_below_limit": True, "two_approvals_above_percent": "20"},
+    }
+    for role, words in (
+        ("senior_broker", "As senior broker you may approve bids up to 10% above the band rate."),
+        ("head_of_service", "As head of service you may approve any bid above the band rate."),
+        ("admin", "As admin you may not approve bids above the band rate."),
+    ):
+        rows = domain.limit_rows(scheme, role)
+        mine = next((r for r in rows if r["mine"]), None)
+        html = _admin_page(
+            "approval_limits.html", role, scheme=scheme, rows=rows, mine=mine, second=scheme["second_approver"]
+        )
+        assert words in " ".join(html.split()), role
+    assert "more than 20% above the band rate take two approvals" in html
+    assert [r["role"] for r in domain.limit_rows(scheme, "broker")] == [
+        "broker", "senior_broker", "manager", "head_of_service"
+    ]  # fmt: skip
+
+
+def test_the_new_admin_pages_are_for_the_roles_the_api_lets_read_them():
+    from services.console.clients import API_ROLE
+    from services.runtime import permissions
+
+    table = permissions.TABLE["brokerage"]
+    for role in domain.Role:
+        api_role = API_ROLE[role.value]
+        if domain.can(role, Permission.disclosures):
+            assert api_role in table[("GET", "/disclosures")], role
+        if domain.can(role, Permission.reference):
+            assert (
+                api_role in table[("GET", "/reference/rate-cards")]
+                and api_role in table[("GET", "/reference/delegation")]
+            ), role
+    assert {r for r in domain.Role if domain.can(r, Permission.disclosures)} == {
+        domain.Role.manager, domain.Role.head_of_service, domain.Role.admin
+    }  # fmt: skip
+    assert not domain.can("broker", Permission.disclosures) and domain.can("broker", Permission.reference)
+    assert not domain.can("ops", Permission.reference), "operations never see prices"
+    menu = [item["href"] for item in navigation(session("manager"), "/board")]
+    assert {"/admin/disclosures", "/admin/rate-cards", "/admin/approval-limits"} <= set(menu)

@@ -8,6 +8,7 @@
 - :mod:`.quality`: the contracts and quality team's register, CQC import and market reports;
 - :mod:`.finance`: the finance team's weekly commitment and import file (decision record 0109);
 - :mod:`.joining`: applications to join the framework and their due diligence (contracts and quality);
+- :mod:`.oversight`: the disclosure log, rate cards and approval limits (read-only);
 - :mod:`.portal`: the provider portal, on the providers service's provider-scoped API;
 
 and what they share: :mod:`.sign_in` (signing in and out, staff and providers), :mod:`.sessions`
@@ -30,6 +31,7 @@ from services.console.api import (
     finance,
     joining,
     operations,
+    oversight,
     portal,
     providers_admin,
     quality,
@@ -62,6 +64,7 @@ def build_router(console: Console) -> APIRouter:
         portal,
         joining,
         finance,
+        oversight,
     ):
         router.include_router(pages.router(console, sessions))
     return router

@@ -95,6 +95,9 @@ MENU = [
     (Permission.quality, "/quality", "Quality register"),
     (Permission.quality, "/quality/import", "Import CQC ratings"),
     (Permission.reports, "/quality/reports", "Market reports"),
+    (Permission.disclosures, "/admin/disclosures", "Disclosure log"),
+    (Permission.reference, "/admin/rate-cards", "Rate cards"),
+    (Permission.reference, "/admin/approval-limits", "Approval limits"),
 ]
 PORTAL_MENU = [
     ("/portal/offers", "Offers"),

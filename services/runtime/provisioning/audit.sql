@@ -20,6 +20,8 @@ CREATE TABLE IF NOT EXISTS audit.disclosures (
         OR (reader = 'staff' AND staff_user IS NOT NULL))
 );
 CREATE INDEX IF NOT EXISTS disclosures_package ON audit.disclosures (package_id, disclosed_at);
+-- The whole log newest first (the console's disclosure log page, GET /disclosures).
+CREATE INDEX IF NOT EXISTS disclosures_when ON audit.disclosures (disclosed_at);
 
 CREATE OR REPLACE FUNCTION audit.append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
