@@ -5,14 +5,28 @@ sideways scroll of the page at 390 px (issue 19's proof). New pages are covered 
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from services.runtime import permissions
+from tests.browser import screenshots
 from tests.support import USER_OF_ROLE
 
 pytestmark = [pytest.mark.infra, pytest.mark.browser]
 
 STAFF = [role for role in permissions.STAFF_ROLES if role != permissions.PROVIDER_STAFF]
+# Set by ``python -m tests.browser.screenshots``: a folder to save each menu page into for the docs.
+DOCS_SCREENSHOTS = os.environ.get("HOMECARE_DOCS_SCREENSHOTS")
+MANIFEST: dict = {}
+
+# The read-only admin pages of issue 19 are in these roles' menus (and so opened and checked below).
+OVERSIGHT = {
+    "/admin/disclosures": {permissions.MANAGER, permissions.HEAD_OF_SERVICE, permissions.COUNCIL_ADMIN},
+    "/admin/rate-cards": permissions.BROKERAGE_TEAM | {permissions.COUNCIL_ADMIN},
+    "/admin/approval-limits": permissions.BROKERAGE_TEAM | {permissions.COUNCIL_ADMIN},
+}
 
 
 @pytest.mark.parametrize("role", STAFF)
@@ -21,9 +35,14 @@ async def test_every_page_of_each_roles_menu_opens_and_is_accessible_at_both_wid
     assert "/sign-in" not in page.url, f"{role} has no console home"
     menu = await page.eval_on_selector_all("#navigation a", "links => links.map(a => a.getAttribute('href'))")
     assert menu, f"{role}'s menu is empty"
+    for href, roles in OVERSIGHT.items():
+        assert (href in menu) == (role in roles), (role, href)
     for href in dict.fromkeys(menu):
         response = await page.goto(f"{console}{href}")
         assert response is not None and response.status == 200, (role, href, response and response.status)
         name = f"menu-{role}-{href.strip('/').replace('/', '-') or 'home'}"
         await pages.check(page, name)
+        if DOCS_SCREENSHOTS:
+            await screenshots.save(page, Path(DOCS_SCREENSHOTS), href, role, MANIFEST)
+            screenshots.write_manifest(MANIFEST, Path(DOCS_SCREENSHOTS))
         await pages.narrow(page, name)
