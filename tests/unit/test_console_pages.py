@@ -633,17 +633,14 @@ def test_the_decision_page_shows_who_approved_first_and_what_remains():
     above = domain.above_rate_of(record, "7.00")
     assert above is not None
     limits = {"broker": "5", "senior_broker": "10", "manager": "15", "head_of_service": None}
-    scheme = {
-        "version": "2026-2",
-        "limits_percent": limits,
-        "second_approver": {"first_approval_below_limit": True, "two_approvals_above_percent": "20"},
-    }
+    second: dict[str, Any] = {"first_approval_below_limit": True, "two_approvals_above_percent": "20"}
+    scheme = {"version": "2026-2", "limits_percent": limits, "second_approver": second}
 
     def page(role: str) -> str:
         s = session(role)
         authority = domain.approval_authority(
             role=role, username=s.username, requested_by="broker9", bid=above, limits=limits,
-            second_approver=scheme["second_approver"],
+            second_approver=second,
         )  # fmt: skip
         approvers = domain.approvers_words(authority.approvers)
         return unescape(
