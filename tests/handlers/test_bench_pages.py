@@ -55,7 +55,6 @@ async def test_copies_have_ids_of_their_own_that_refer_to_each_other(scratch):
     assert sorted(r["n"] for r in per_package) == [2, 2, 2, 2]
 
 
-
 def test_the_menu_is_read_from_the_service_navigation_once_each():
     page = """<a href="/">Home care</a><nav aria-label="Menu" class="x"><ul>
               <li><a href="/board">Board</a></li><li><a href="/ops/kpis">KPIs</a></li>
