@@ -1262,7 +1262,7 @@ def me_router(service: Service) -> APIRouter:
         me: Me, request: Request, response: Response, limit: Limit = 50, cursor: pagination.CursorParam = None
     ) -> list[dict]:
         after = pagination.decode(cursor, dt.datetime, uuid.UUID, int)
-        rows = await repo.offer_history(service.pool, me.provider_id, limit=limit, after=after)  # type: ignore[arg-type]
+        rows = await repo.offer_history(service.pool, me.provider_id, limit=limit, after=after)
         next_page(request, response, rows, limit, "received_at", "package_id", "offer_round")
         return [handlers.history_entry(r) for r in rows]
 
