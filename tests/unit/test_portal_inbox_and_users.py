@@ -76,3 +76,23 @@ def test_the_portal_menu_has_the_history_and_for_admin_users_the_users_page_with
     assert next(i for i in admin_menu if i["href"] == "/portal/users")["current"]
     credential_menu = [i["href"] for i in navigation(portal_session(None), "/portal/offers")]
     assert "/portal/users" not in credential_menu
+
+
+def test_the_package_page_says_which_providers_named_user_answered():
+    """The council's package page (decision 0126): "by <name>" under an answer the providers service
+    says a named user gave; nothing for a system's answer."""
+    from html import unescape
+
+    from tests.unit.test_console_pages import render
+
+    answer = {"provider_id": "acorn-care", "kind": "bid", "hourly_rate": "19.95", "answered_at": "2026-03-05T10:00:00Z"}
+    system = answer | {"provider_id": "oak-care"}
+    round_ = {"offer_round": 1, "tier": "prime", "provider_ids": ["acorn-care", "oak-care"], "outcome": "settled"}
+    html = unescape(
+        render(
+            "broker",
+            offer_rounds=[round_ | {"answers": [answer, system], "excluded": {}}],
+            context={"answered_by": {"acorn-care:1": "Sam Carer"}},
+        )
+    )
+    assert html.count("by Sam Carer") == 1

@@ -69,7 +69,6 @@ def _detail(detail: Any) -> str:
 
 
 TEMPLATES.env.filters["when"] = _when
-TEMPLATES.env.globals["badge_words"] = lambda href: BADGE_WORDS.get(href, ("item", "items", "badge"))
 TEMPLATES.env.filters["detail"] = _detail
 TEMPLATES.env.filters["day"] = _day
 TEMPLATES.env.filters["words"] = lambda v: str(v or "-").replace("_", " ")
@@ -109,6 +108,7 @@ BADGE_WORDS = {
     "/ops": ("problem", "problems", "ops-badge"),
     "/portal/offers": ("new offer", "new offers", "unread-badge"),
 }
+TEMPLATES.env.globals["badge_words"] = lambda href: BADGE_WORDS.get(href, ("item", "items", "badge"))
 
 
 def navigation(session: handlers.Session | None, path: str, badges: dict[str, int] | None = None) -> list[dict]:
