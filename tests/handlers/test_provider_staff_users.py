@@ -144,8 +144,8 @@ async def test_admin_users_add_and_remove_their_own_users_and_removal_ends_acces
     # The council's administrators manage any provider's users.
     async with admin(service) as c:
         users = (await c.get(f"/providers/{pid}/users")).json()
-        listed = [u["username"] for u in users]
-        assert boss in listed and worker not in listed  # a removed user is not listed
+        names = [u["username"] for u in users]
+        assert boss in names and worker not in names  # a removed user is not listed
         assert (await c.post(f"/providers/{pid}/users/{boss_user['user_id']}/remove")).status_code == 200
     async with as_user(service, boss) as c:
         assert (await c.get("/me")).status_code == 403
@@ -206,7 +206,8 @@ async def test_the_history_lists_settled_offers_with_their_outcome_newest_first_
         assert entry["outcome"] == "closed" and entry["closed_reason"] == "package_cancelled"
         assert [h["received_at"] for h in everything] == sorted((h["received_at"] for h in everything), reverse=True)
         # Paged by cursor: the pages put together are the whole list, none twice.
-        seen, url = [], "/me/history?limit=2"
+        seen: list[tuple[str, int]] = []
+        url: str | None = "/me/history?limit=2"
         while url:
             page = await c.get(url)
             seen += [(h["package_id"], h["offer_round"]) for h in page.json()]
