@@ -29,7 +29,7 @@ async def test_a_managers_disclosure_log_shows_who_read_which_persons_details_an
         "urgency": "community",
         "start_date": (dt.date.today() + dt.timedelta(days=3)).isoformat(),
         "person": {"full_name": "Lo Example", "address": "9 Mill Lane", "postcode": f"{district} 2AB",
-                   "nhs_number": "9990001112"},
+                   "nhs_number": "9998765439"},
     }  # fmt: skip
     brokerage = stack.url("brokerage")
     created = httpx.post(f"{brokerage}/packages", json=body, timeout=10, auth=staff("demo-broker"))
