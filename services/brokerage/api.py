@@ -1408,7 +1408,7 @@ def sandbox_router(service: Service, rules: handlers.BrokerageRules) -> APIRoute
                 rules,
                 spec=spec,
                 person=request.person.model_dump(),
-                requested_by=f"sandbox:{body.provider_id}",
+                requested_by=f"sandbox.{body.provider_id}",  # an actor id (no colon)
                 package_id=package_id,
                 sandbox_for=body.provider_id,
             ),
