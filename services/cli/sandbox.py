@@ -26,7 +26,6 @@ from urllib.parse import urlsplit, urlunsplit
 import typer
 
 from services.cli import output
-from services.runtime.settings import ROOT, SERVICES
 
 app = typer.Typer(no_args_is_help=True, help="The sandbox: the same API for providers' developers, nothing real.")
 
@@ -34,6 +33,8 @@ NAMESPACE = "sandbox"
 DATABASE = "homecare_sandbox"
 PORT_BASE = 8100  # brokerage 8101, providers 8102, notifications 8103, reporting 8105 (the usual + 100)
 OFFSETS = {"brokerage": 1, "providers": 2, "notifications": 3, "reporting": 5}
+# Every `homecare` command loads this module: no settings (pydantic) imported until a command runs.
+ROOT = Path(__file__).resolve().parents[2]
 # What could reach a real person, never inherited from the shell that starts the sandbox (a sandbox
 # with them set would refuse to start anyway: ServiceSettings.sandbox_problems).
 OUTSIDE_CHANNEL_SETTINGS = ("NOTIFICATIONS_SMTP_HOST", "NOTIFICATIONS_NOTIFY_API_KEY")
@@ -90,7 +91,7 @@ def start_sandbox(
     parts = urlsplit(settings.database_url)
     database_url = urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, ""))
     asyncio.run(provision(database_url))
-    ports = {name: port_base + OFFSETS[name] for name in SERVICES} if port_base else None
+    ports = {name: port_base + OFFSETS[name] for name in OFFSETS} if port_base else None
     stack = processes.start_stack(
         database_url,
         settings.kafka_bootstrap_servers,

@@ -1451,7 +1451,8 @@ def me_router(service: Service) -> APIRouter:
         mine = await profile(me.provider_id)
         zone = body.zone or mine.zones[0]
         band = body.band or mine.bands[0]
-        needs = body.needs or (["personal_care"] if "personal_care" in mine.skills else mine.skills[:1])
+        care = CareNeed("personal_care")
+        needs = body.needs or ([care] if care in mine.skills else mine.skills[:1])
         # The brokerage never offers a package a provider does not cover: say so here, by field.
         if zone not in mine.zones:
             raise ProblemError(422, f"you do not cover zone {zone!r}: {mine.zones}", field="zone")
