@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from schemas.adapters import BidRequest, DeclineRequest, OfferClosedNotice, OfferNotice
-from schemas.events import PackageSpec, ProviderProfile
+from schemas.events import PackageSpec, ProviderProfile, VisitPattern
 from schemas.vocabulary import Band, CareNeed, ComplaintTheme, RiskReason
 from services.providers import domain, handlers
 from services.providers import repository as repo
@@ -47,7 +47,7 @@ T = TypeVar("T")
 # The provider API's contract version (docs/guide/api-changelog.md, decision 0102): MAJOR.MINOR.PATCH.
 # A minor version only adds (operations, optional fields, response fields, problem codes); a major
 # version would change or remove, and be served beside this one under /v2 until this one's sunset.
-CONTRACT_VERSION = "1.2.0"
+CONTRACT_VERSION = "1.3.0"
 VERSION_HEADER = "Homecare-Contract-Version"
 
 
@@ -945,6 +945,35 @@ class SecretRotated(BaseModel):
     )
 
 
+class SandboxOfferRequest(BaseModel):
+    """A test offer in the sandbox (decision 0116): every field optional, each defaulting to your profile's."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    zone: str | None = Field(default=None, description="One of your zones (default: your first)")
+    band: Band | None = Field(default=None, description="One of your bands (default: your first)")
+    needs: list[CareNeed] | None = Field(
+        default=None, min_length=1, description="Needs you meet (default: personal_care, or your first skill)"
+    )
+    visits: VisitPattern = Field(
+        default_factory=lambda: VisitPattern(calls_per_day=2, minutes_per_call=30, carers_per_call=1, days_per_week=7),
+        description="The visit pattern (default: two 30-minute calls a day, one carer, every day: 7.00 carer hours "
+        "per week); the package's hours_per_week are its carer hours",
+    )
+    urgency: Literal["community", "reablement_step_down"] = "community"
+    start_in_days: int = Field(default=3, ge=0, le=60, description="The care starts this many UK days from today")
+
+
+class SandboxOffer(BaseModel):
+    """A sandbox package made for you: its offer reaches you like any other (your webhook, GET /me/offers)."""
+
+    package_id: uuid.UUID
+    status: Literal["offered", "unplaced", "awaiting_approval"] = Field(
+        description="offered: the offer is on its way to you; unplaced: the brokerage could not offer it to you "
+        "(e.g. not enough free capacity: PATCH /me)"
+    )
+    sandbox: Literal[True] = True
+
+
 class StaffUserView(BaseModel):
     """A named staff user of a provider's organisation (decision 0126)."""
 
@@ -1723,7 +1752,80 @@ def me_router(service: Service) -> APIRouter:
             service, body, raised_by=me.provider_id, raised_by_kind="provider", credential_id=me.acted_by
         )
 
+    @router.post(
+        "/sandbox/offers",
+        status_code=201,
+        response_model=SandboxOffer,
+        summary="Sandbox only: offer yourself a made-up package, to see an offer's whole life without a broker",
+        description="In the sandbox (docs/guide/sandbox.md) the brokerage requests a package with a made-up person, "
+        "in your zone and band, and offers it to you alone: it arrives like any offer (`kind: offer` to your "
+        "webhook, `GET /me/offers`); bid and you win it (a closing notice `won`, the person's details under "
+        "`GET /me/packages/{package_id}/person`; a bid above the band rate awaits a broker, as on the framework), "
+        "decline and it is unplaced, leave it and its window ends it. Outside the sandbox: a 404 (`sandbox-only`).",
+        responses=denied
+        | {
+            404: {"description": "Not the sandbox (code sandbox-only): the operation exists only there"},
+            422: {"description": "A zone, band, need or double-handed visit pattern your profile does not cover"},
+            503: {"description": "The brokerage cannot be reached"},
+        },
+    )
+    async def sandbox_offer(me: Me, body: SandboxOfferRequest) -> SandboxOffer:
+        if not service.settings.sandbox:
+            raise ProblemError(
+                404, "test offers are made in the sandbox only (docs/guide/sandbox.md)", code="sandbox-only"
+            )
+        mine = await profile(me.provider_id)
+        zone = body.zone or mine.zones[0]
+        band = body.band or mine.bands[0]
+        care = CareNeed("personal_care")
+        needs = body.needs or ([care] if care in mine.skills else mine.skills[:1])
+        # The brokerage never offers a package a provider does not cover: say so here, by field.
+        if zone not in mine.zones:
+            raise ProblemError(422, f"you do not cover zone {zone!r}: {mine.zones}", field="zone")
+        if band not in mine.bands:
+            raise ProblemError(422, f"you do not cover band {band!r}: {[b.value for b in mine.bands]}", field="band")
+        if set(needs) - set(mine.skills):
+            raise ProblemError(422, f"needs you do not meet: {sorted(set(needs) - set(mine.skills))}", field="needs")
+        if body.visits.double_handed and not mine.double_handed:
+            raise ProblemError(422, "you do not take double-handed calls", field="visits.carers_per_call")
+        created = await _ask_brokerage(
+            service,
+            "/internal/sandbox/packages",
+            {
+                "provider_id": me.provider_id,
+                "zone": zone,
+                "band": band,
+                "needs": needs,
+                "visits": body.visits.model_dump(),
+                "urgency": body.urgency,
+                "start_in_days": body.start_in_days,
+            },
+        )
+        return SandboxOffer(package_id=created["package_id"], status=created["status"])
+
     return router
+
+
+async def _ask_brokerage(service: Service, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """POST ``body`` to the brokerage's ``path`` with this service's own access token; its 2xx body.
+    Unreachable or failing: a 503 problem; a 4xx: the same status with its detail."""
+    if service.client_auth is None:
+        raise ProblemError(503, "OIDC_ISSUER and PROVIDERS_OIDC_CLIENT_ID/_SECRET are not set")
+    try:
+        async with httpx.AsyncClient(
+            base_url=service.settings.brokerage_url, timeout=10, auth=service.client_auth
+        ) as c:
+            response = await c.post(path, json=body)
+    except (httpx.HTTPError, TokenError) as exc:
+        log.warning("brokerage unreachable", path=path, error=repr(exc))
+        raise ProblemError(503, "the brokerage service cannot be reached; try again shortly") from None
+    if response.status_code in (404, 422):
+        problem = response.json()
+        raise ProblemError(response.status_code, problem.get("detail", "refused"), code=problem.get("code"))
+    if not response.is_success:
+        log.warning("brokerage refused", path=path, status=response.status_code, body=response.text[:300])
+        raise ProblemError(503, "the brokerage could not do it now; try again shortly")
+    return response.json()
 
 
 async def _disclose(service: Service, package_id: uuid.UUID, me: ProviderCaller, fields: list[str]) -> dict[str, Any]:

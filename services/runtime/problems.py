@@ -88,6 +88,8 @@ _ALL = [
     ProblemType("unknown-zone", 422, "No such zone"),
     ProblemType("postcode-mismatch", 422, "The postcode does not belong to the zone or district"),
     ProblemType("internal-listener-only", 404, "Served on the internal listener only"),
+    # The sandbox (decision 0116): its test offers are made there alone.
+    ProblemType("sandbox-only", 404, "Served in the sandbox only"),
     # Safeguarding concerns (decision records 0106-0108).
     ProblemType("concern-closed", 409, "The concern is closed: its outcome was recorded"),
     ProblemType("concern-not-about-a-provider", 409, "Only a concern about a provider can pause its offers"),
