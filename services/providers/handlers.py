@@ -1623,16 +1623,22 @@ async def date_seeded_hand_backs(uow: UnitOfWork, entries: list[dict]) -> int:
     for it (``hand_backs``: UK dates, before the platform), then the profile's hand-backs in the 12
     months to today from the record, published (ProviderUpdated). Once per provider: a dated profile
     is left alone. Returns how many profiles were dated."""
-    seeded = {e["provider_id"]: [dt.date.fromisoformat(str(d)) for d in e.get("hand_backs") or ()] for e in entries}
-    today = clock.uk_date(now())
-    dated = 0
-    for provider_id in await repo.undated_profiles(uow.conn):
-        if await repo.lock_provider(uow.conn, provider_id) is None:
-            continue
-        await repo.insert_seeded_hand_backs(uow.conn, provider_id, seeded.get(provider_id, []))
-        await uow.emit(provider_updated(await repo.date_hand_backs(uow.conn, provider_id, today)))
-        dated += 1
-    return dated
+    undated = await repo.lock_undated_profiles(uow.conn)
+    if not undated:
+        return 0
+    wanted = set(undated)
+    await repo.insert_seeded_hand_backs(
+        uow.conn,
+        [
+            (e["provider_id"], dt.date.fromisoformat(str(d)))
+            for e in entries
+            if e["provider_id"] in wanted
+            for d in e.get("hand_backs") or ()
+        ],
+    )
+    for row in await repo.date_many_hand_backs(uow.conn, undated, clock.uk_date(now())):
+        await uow.emit(provider_updated(row))
+    return len(undated)
 
 
 async def seed_quality_register(uow: UnitOfWork, entries: list[dict]) -> int:

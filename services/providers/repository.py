@@ -337,27 +337,33 @@ async def insert_placement(
     )
 
 
-# "In the 12 months to $2": after the day 365 days before it, not after it (quality.in_last_12_months).
-_HAND_BACKS_TO = """SELECT coalesce(jsonb_agg(on_date ORDER BY on_date), '[]'::jsonb) AS dates, count(*)::int AS n
-      FROM delivery_incidents
-     WHERE provider_id = $1 AND kind = 'hand_back' AND on_date > $2::date - $3::int AND on_date <= $2::date"""
-
-
 async def date_hand_backs(conn: Connection, provider_id: str, today: dt.date) -> asyncpg.Record:
     """The profile's hand-backs from the dated record (decision 0119): ``hand_back_dates`` (the UK
     dates in the 12 months to ``today``) and ``hand_backs_12m`` (their number); the next revision.
     Returns the provider's row."""
-    return await fetch_one(
-        conn,
-        f"""UPDATE providers p SET profile = p.profile || jsonb_build_object('hand_back_dates', d.dates,
+    [row] = await date_many_hand_backs(conn, [provider_id], today)
+    return row
+
+
+async def date_many_hand_backs(conn: Connection, provider_ids: list[str], today: dt.date) -> list[asyncpg.Record]:
+    """:func:`date_hand_backs` for several providers in one statement; their rows, in provider order.
+    "In the 12 months to today": after the day 365 days before it, not after it (quality.in_last_12_months)."""
+    rows = await conn.fetch(
+        """UPDATE providers p SET profile = p.profile || jsonb_build_object('hand_back_dates', d.dates,
                                                                     'hand_backs_12m', d.n),
                                   revision = p.revision + 1, updated_at = now()
-              FROM ({_HAND_BACKS_TO}) d
-             WHERE p.provider_id = $1 RETURNING p.*""",
-        provider_id,
+             FROM unnest($1::text[]) AS u(provider_id)
+             CROSS JOIN LATERAL (
+                 SELECT coalesce(jsonb_agg(i.on_date ORDER BY i.on_date), '[]'::jsonb) AS dates, count(*)::int AS n
+                   FROM delivery_incidents i
+                  WHERE i.provider_id = u.provider_id AND i.kind = 'hand_back'
+                    AND i.on_date > $2::date - $3::int AND i.on_date <= $2::date) d
+            WHERE p.provider_id = u.provider_id RETURNING p.*""",
+        provider_ids,
         today,
         quality.WINDOW_DAYS,
     )
+    return sorted(rows, key=lambda r: r["provider_id"])
 
 
 async def hand_back_dates(conn: Connection | asyncpg.Pool, provider_id: str, today: dt.date) -> list[dt.date]:
@@ -373,22 +379,28 @@ async def hand_back_dates(conn: Connection | asyncpg.Pool, provider_id: str, tod
     return [r["on_date"] for r in rows]
 
 
-async def undated_profiles(conn: Connection) -> list[str]:
-    """Providers whose profile has no dated hand-backs yet (seeded, or written before decision 0119)."""
-    rows = await conn.fetch("SELECT provider_id FROM providers WHERE NOT profile ? 'hand_back_dates' ORDER BY 1")
+async def lock_undated_profiles(conn: Connection) -> list[str]:
+    """Lock the providers whose profile has no dated hand-backs yet (seeded, or written before
+    decision 0119), in provider order (the service's lock order); their ids."""
+    rows = await conn.fetch(
+        """SELECT provider_id FROM providers WHERE NOT profile ? 'hand_back_dates'
+            ORDER BY provider_id FOR UPDATE"""
+    )
     return [r["provider_id"] for r in rows]
 
 
-async def insert_seeded_hand_backs(conn: Connection, provider_id: str, dates: list[dt.date]) -> int:
-    """Hand-backs the seed file dates (before the platform: no package), once per provider: none are
-    added when the provider has seeded ones already. Returns how many were added."""
+async def insert_seeded_hand_backs(conn: Connection, seeded: list[tuple[str, dt.date]]) -> int:
+    """Hand-backs the seed file dates ((provider id, UK date); before the platform: no package), once
+    per provider: none are added for a provider with seeded ones already. Returns how many were added."""
     added = await conn.fetch(
         """INSERT INTO delivery_incidents (provider_id, package_id, kind, on_date, source)
-           SELECT $1, NULL, 'hand_back', d, 'seed' FROM unnest($2::date[]) AS d
-            WHERE NOT EXISTS (SELECT 1 FROM delivery_incidents WHERE provider_id = $1 AND source = 'seed')
+           SELECT u.provider_id, NULL, 'hand_back', u.on_date, 'seed'
+             FROM unnest($1::text[], $2::date[]) AS u(provider_id, on_date)
+            WHERE NOT EXISTS (SELECT 1 FROM delivery_incidents i
+                               WHERE i.provider_id = u.provider_id AND i.source = 'seed')
            RETURNING incident_id""",
-        provider_id,
-        dates,
+        [p for p, _ in seeded],
+        [d for _, d in seeded],
     )
     return len(added)
 
