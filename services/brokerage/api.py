@@ -1538,14 +1538,14 @@ def finance_router(service: Service, rules: handlers.BrokerageRules) -> APIRoute
         if refusal is not None:
             raise ProblemError(refusal.status, refusal.message, field=refusal.field)
         sunday = monday + dt.timedelta(days=6)
-        rows = await repo.agreements_in_force_during(service.pool, monday, sunday)
-        names = {r["provider_id"]: r["provider_name"] or "" for r in rows}
-        sums = domain.weekly_commitment(
-            ((r["provider_id"], str(r["agreement_id"]), repo.terms_of(r)) for r in rows), monday
-        )
         lines = [
-            {"provider_id": p, "provider_name": names[p], "payer": payer, "pounds": str(v)}
-            for (p, payer), v in sums.items()
+            {
+                "provider_id": r["provider_id"],
+                "provider_name": r["provider_name"] or "",
+                "payer": r["payer"],
+                "pounds": str(domain.commitment_pounds(r["pound_days"])),
+            }
+            for r in await repo.weekly_pound_days(service.pool, monday)
         ]
         if format == "csv":
             header = ("WeekCommencing", "SupplierRef", "SupplierName", "Funder", "WeeklyAmount")
@@ -1566,16 +1566,17 @@ def finance_router(service: Service, rules: handlers.BrokerageRules) -> APIRoute
             )
         by_provider: dict[str, Decimal] = {}
         by_payer: dict[str, Decimal] = {}
-        for (p, payer), v in sums.items():
-            by_provider[p] = by_provider.get(p, Decimal(0)) + v
-            by_payer[payer] = by_payer.get(payer, Decimal(0)) + v
+        for line in lines:
+            v = Decimal(line["pounds"])
+            by_provider[line["provider_id"]] = by_provider.get(line["provider_id"], Decimal(0)) + v
+            by_payer[line["payer"]] = by_payer.get(line["payer"], Decimal(0)) + v
         return {
             "week_commencing": monday,
             "week_ending": sunday,
             "rows": lines,
             "by_provider": {p: str(v) for p, v in by_provider.items()},
             "by_payer": {p: str(v) for p, v in sorted(by_payer.items())},
-            "total": str(sum(sums.values(), Decimal(0))),
+            "total": str(sum(by_payer.values(), Decimal(0))),
         }
 
     return router

@@ -1100,6 +1100,34 @@ async def agreement_records(
     )
 
 
+async def weekly_pound_days(conn: Connection | asyncpg.Pool, monday: dt.date) -> list[asyncpg.Record]:
+    """The week from ``monday``'s commitment before its division by 7, by provider and payer:
+    ``{provider_id, provider_name, payer, pound_days}`` - for each agreement in force and agreed,
+    each funding part's lines, pounds per week x the days of the week the part covers (the rule of
+    domain.weekly_commitment, summed here in one statement: the report covers every running
+    package, tens of thousands of agreements after a few years)."""
+    return list(
+        await conn.fetch(
+            f"""SELECT * FROM (
+                SELECT s.provider_id, min(p.profile->>'name') AS provider_name, line->>'payer' AS payer,
+                       sum((line->>'pounds_per_week')::numeric * d.days) AS pound_days
+                  FROM service_agreements s
+                  LEFT JOIN provider_view p ON p.provider_id = s.provider_id
+                 CROSS JOIN LATERAL jsonb_array_elements(s.funding) AS part
+                 CROSS JOIN LATERAL (SELECT least(coalesce((part->>'effective_to')::date, $2), $2)
+                                          - greatest((part->>'effective_from')::date, $1) + 1 AS days) AS d
+                 CROSS JOIN LATERAL jsonb_array_elements(part->'lines') AS line
+                 WHERE s.status = 'agreed' AND s.start_date <= $2 AND (s.end_date IS NULL OR s.end_date >= $1)
+                   AND d.days > 0 AND {IN_FORCE}
+                 GROUP BY s.provider_id, line->>'payer') AS sums
+                 ORDER BY provider_id COLLATE "C", payer COLLATE "C"
+            """,
+            monday,
+            monday + dt.timedelta(days=6),
+        )
+    )
+
+
 async def agreements_in_force_during(
     conn: Connection | asyncpg.Pool, first_day: dt.date, last_day: dt.date
 ) -> list[asyncpg.Record]:
