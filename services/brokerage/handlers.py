@@ -547,10 +547,14 @@ async def _offer_next_tier(
     closes = at + rules.windows[spec.urgency]
     weights = _weights(framework)  # every provider of the round scored alike
     ids = [p.provider_id for p in offered]
-    # The score from the register's inputs as they stand now, kept with the round (decision 0103).
+    # The score from the register's inputs as they stand now, kept with the round (decision 0103);
+    # the hand-backs in the 12 months to the offer's UK date (decision 0119).
     dates = await repo.quality_dates(uow.conn, ids)
+    today = clock.uk_date(at)
     scored = {
-        p.provider_id: quality_rules.score(domain.quality_inputs(p, *dates.get(p.provider_id, (None, None))), weights)
+        p.provider_id: quality_rules.score(
+            domain.quality_inputs(p, *dates.get(p.provider_id, (None, None)), as_of=today), weights
+        )
         for p in offered
     }
     quality = {pid: s.score for pid, s in scored.items()}

@@ -1929,13 +1929,7 @@ async def register_view(service: Service, provider_id: str) -> dict[str, Any]:
     if row is None:
         raise ProblemError(404, f"no provider {provider_id!r}")
     state = await handlers.register_state(service.pool, row)
-    inputs = quality.QualityInputs(
-        cqc_rating=state.cqc_rating,
-        local_risk=state.local_risk,
-        hand_backs_12m=state.hand_backs_12m,
-        cqc_inspected_on=state.cqc_inspected_on,
-        local_risk_reviewed_on=state.local_risk_reviewed_on,
-    )
+    inputs, _counts = await handlers.register_inputs(service.pool, row)
     scored = quality.score(inputs, handlers.quality_weights())
     complaints = await service.pool.fetch(
         "SELECT * FROM complaints WHERE provider_id = $1 ORDER BY received_on DESC", provider_id
@@ -1944,7 +1938,7 @@ async def register_view(service: Service, provider_id: str) -> dict[str, Any]:
         "SELECT * FROM improvement_plans WHERE provider_id = $1 ORDER BY due_on", provider_id
     )
     incidents = await service.pool.fetch(
-        """SELECT package_id, kind, on_date, days_late FROM delivery_incidents
+        """SELECT package_id, kind, on_date, days_late, source FROM delivery_incidents
             WHERE provider_id = $1 ORDER BY on_date DESC""",
         provider_id,
     )

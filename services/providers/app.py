@@ -107,9 +107,18 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, FastAPI]:
     async def seed(svc: Service) -> None:
         async with unit_of_work(svc.pool) as uow:
             added = await handlers.seed_registry(uow, load_provider_seed())
-            started = await handlers.seed_quality_register(uow, load_quality_register_seed())
+            register_seed = load_quality_register_seed()
+            # Before the register's first change, so that change carries the dated hand-backs' count.
+            dated = await handlers.date_seeded_hand_backs(uow, register_seed)
+            started = await handlers.seed_quality_register(uow, register_seed)
             users = await repo.seed_staff_users(uow.conn, load_provider_staff_seed())
-        log.info("provider registry seeded", added=added, quality_register_started=started, staff_users=users)
+        log.info(
+            "provider registry seeded",
+            added=added,
+            hand_backs_dated=dated,
+            quality_register_started=started,
+            staff_users=users,
+        )
 
     @service.gauge_refreshers.append
     async def webhook_backlog(svc: Service) -> None:

@@ -635,13 +635,16 @@ async def _end_placement(
     if placement is None:
         return  # none live, or already ended (a redelivery), or a later award's
     row = await repo.commit_hours(uow.conn, placement["provider_id"], -placement["hours_per_week"])
+    recorded = False
     if why == "handed_back":
-        row = await repo.count_hand_back(uow.conn, placement["provider_id"])
+        # The hand-back and late-start record of the quality register (decision 0103), dated: the
+        # profile's hand-backs are those of the 12 months to today, from it (decision 0119).
+        recorded = await repo.insert_incident(
+            uow.conn, placement["provider_id"], package_id, "hand_back", clock.uk_date(at)
+        )
+        row = await repo.date_hand_backs(uow.conn, placement["provider_id"], clock.uk_date(now()))
     await uow.emit(provider_updated(row, causation=causation))
-    if why == "handed_back" and await repo.insert_incident(
-        uow.conn, placement["provider_id"], package_id, "hand_back", clock.uk_date(at)
-    ):
-        # The hand-back and late-start record of the quality register (decision 0103).
+    if recorded:
         await _recorded(
             uow, placement["provider_id"], QualityChange.hand_back, by="system", at=at, causation=causation,
             package_id=package_id,
@@ -1531,25 +1534,37 @@ def quality_weights() -> quality.QualityWeights:
     return quality.QualityWeights(**load_framework().quality_weights)
 
 
-async def register_state(conn: Connection | asyncpg.Pool, row: asyncpg.Record) -> QualityRegister:
-    """The register of the provider of ``row`` (:func:`repo.register_row`) as the events carry it."""
+async def register_inputs(
+    conn: Connection | asyncpg.Pool, row: asyncpg.Record
+) -> tuple[quality.QualityInputs, asyncpg.Record]:
+    """The score's inputs of the provider of ``row`` today (a UK date), with the hand-backs of the dated
+    record in the 12 months to today (decision 0119), and the register's counts."""
     profile = repo.profile_of(row)
-    counts = await repo.register_counts(conn, profile.provider_id, clock.uk_date(now()))
+    today = clock.uk_date(now())
+    counts = await repo.register_counts(conn, profile.provider_id, today)
     reviewed_at = row["local_risk_reviewed_at"]
-    inputs = quality.QualityInputs(
+    inputs = quality.inputs_as_of(
         cqc_rating=profile.cqc_rating,
         local_risk=profile.local_risk,
-        hand_backs_12m=profile.hand_backs_12m,
+        as_of=today,
+        hand_back_dates=await repo.hand_back_dates(conn, profile.provider_id, today),
         cqc_inspected_on=row["cqc_inspected_on"],
         local_risk_reviewed_on=clock.uk_date(reviewed_at) if reviewed_at else None,
     )
+    return inputs, counts
+
+
+async def register_state(conn: Connection | asyncpg.Pool, row: asyncpg.Record) -> QualityRegister:
+    """The register of the provider of ``row`` (:func:`repo.register_row`) as the events carry it."""
+    inputs, counts = await register_inputs(conn, row)
+    profile = repo.profile_of(row)
     return QualityRegister(
         cqc_location_id=row["cqc_location_id"],
         cqc_rating=profile.cqc_rating,
         cqc_inspected_on=row["cqc_inspected_on"],
         local_risk=profile.local_risk,
         local_risk_reviewed_on=inputs.local_risk_reviewed_on,
-        hand_backs_12m=profile.hand_backs_12m,
+        hand_backs_12m=inputs.hand_backs_12m,
         late_starts_12m=counts["late_starts_12m"],
         open_complaints=counts["open_complaints"],
         open_improvement_plans=counts["open_improvement_plans"],
@@ -1610,6 +1625,30 @@ async def _recorded(
         await uow.emit(provider_updated(row, causation=event.event_id))
     await uow.emit(event)
     return event
+
+
+async def date_seeded_hand_backs(uow: UnitOfWork, entries: list[dict]) -> int:
+    """Give every profile without dated hand-backs (a provider just seeded from providers.yaml, or a
+    profile written before decision 0119) its dated record: the hand-backs quality-register.yaml dates
+    for it (``hand_backs``: UK dates, before the platform), then the profile's hand-backs in the 12
+    months to today from the record, published (ProviderUpdated). Once per provider: a dated profile
+    is left alone. Returns how many profiles were dated."""
+    undated = await repo.lock_undated_profiles(uow.conn)
+    if not undated:
+        return 0
+    wanted = set(undated)
+    await repo.insert_seeded_hand_backs(
+        uow.conn,
+        [
+            (e["provider_id"], dt.date.fromisoformat(str(d)))
+            for e in entries
+            if e["provider_id"] in wanted
+            for d in e.get("hand_backs") or ()
+        ],
+    )
+    for row in await repo.date_many_hand_backs(uow.conn, undated, clock.uk_date(now())):
+        await uow.emit(provider_updated(row))
+    return len(undated)
 
 
 async def seed_quality_register(uow: UnitOfWork, entries: list[dict]) -> int:

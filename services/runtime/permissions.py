@@ -251,6 +251,9 @@ TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
         ("GET", "/reports/decline-mix"): COMMISSIONERS,
         ("GET", "/reports/provider-quality"): COMMISSIONERS,
         ("GET", "/reports/coverage-gaps"): COMMISSIONERS,
+        # What the council is committed to pay each provider and who pays (decision 0118): those who
+        # read the finance records, and the council's administrators (who have the exports anyway).
+        ("GET", "/reports/commitments"): FINANCE_READERS | {COUNCIL_ADMIN},
     },
 }
 
