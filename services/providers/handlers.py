@@ -1027,10 +1027,13 @@ async def update_own_profile(
 async def request_coverage_change(
     uow: UnitOfWork, provider_id: str, *, zones: list[str], bands: list[str], reason: str
 ) -> dict:
-    known = load_framework().zones
-    unknown = sorted(set(zones) - set(known))
-    if unknown:
-        raise ValueError(f"unknown zones: {', '.join(unknown)}")
+    """A provider asks for its zones and bands to become these (whole lists, each member once: the
+    request model refuses a repeat). Raises :class:`Refused`: 422 ``zones.N`` unknown-zone, 409
+    change-request-pending."""
+    known = set(load_framework().zones)
+    for i, zone in enumerate(zones):
+        if zone not in known:
+            raise Refused(f"no zone {zone!r} in the framework", code="unknown-zone", status=422, field=f"zones.{i}")
     if await uow.conn.fetchval(
         "SELECT true FROM change_requests WHERE provider_id = $1 AND status = 'pending'", provider_id
     ):
@@ -1041,8 +1044,8 @@ async def request_coverage_change(
         uow.conn,
         "INSERT INTO change_requests (provider_id, zones, bands, reason) VALUES ($1, $2, $3, $4) RETURNING *",
         provider_id,
-        list(dict.fromkeys(zones)),
-        list(dict.fromkeys(bands)),
+        zones,
+        bands,
         reason,
     )
     return change_request_view(row)
