@@ -451,7 +451,10 @@ def concerns_router(service: Service) -> APIRouter:
     a provider's new offers and the outcome for the safeguarding team alone (the permission table)."""
     router = APIRouter(prefix="/concerns", tags=["safeguarding"])
     refused: dict[int | str, dict[str, Any]] = {
-        422: {"description": "No subject (field subject), an unknown provider, or a code not in the vocabulary"}
+        422: {
+            "description": "No subject (field subject), an unknown provider or package (subject.provider_id, "
+            "subject.package_id), or a code not in the vocabulary"
+        }
     }
 
     @router.post(
