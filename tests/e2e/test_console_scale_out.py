@@ -79,16 +79,15 @@ async def test_a_session_and_its_forms_begun_on_one_console_carry_on_on_the_othe
     async with httpx.AsyncClient(base_url=a, timeout=10) as on_a, httpx.AsyncClient(base_url=b, timeout=10) as on_b:
         # The sign-in form from A (its double-submit cookie and token), posted to B.
         form = await on_a.get("/sign-in")
+        on_b.cookies.update(on_a.cookies)  # the browser sends A's double-submit cookie to B
         signed = await on_b.post(
-            "/sign-in",
-            data={"csrf_token": csrf_of(form), "username": username, "password": PASSWORD},
-            cookies=on_a.cookies,
+            "/sign-in", data={"csrf_token": csrf_of(form), "username": username, "password": PASSWORD}
         )
         assert signed.status_code == 303, signed.text
         session = {SESSION_COOKIE: signed.cookies[SESSION_COOKIE]}
-        on_a.cookies.clear()
-        on_a.cookies.update(session)
-        on_b.cookies.update(session)
+        for console in (on_a, on_b):
+            console.cookies.clear()
+            console.cookies.update(session)
 
         # Signed in through B, the session is A's as well: the same page, with the signed-in menu.
         home = (await on_b.get("/")).headers["location"]
