@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import importlib
 import json
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import httpx
@@ -23,7 +23,7 @@ import pytest
 from starlette.requests import Request
 
 from services.runtime import http, problems
-from services.runtime.settings import SERVICES, load
+from services.runtime.settings import SERVICES, ServiceName, load
 from tests import local_issuer
 
 ROLE_OF = {"brokerage": "broker", "providers": "broker", "notifications": "broker", "reporting": "broker"}
@@ -31,7 +31,9 @@ ROLE_OF = {"brokerage": "broker", "providers": "broker", "notifications": "broke
 
 @functools.cache
 def _built(name: str) -> Any:
-    return importlib.import_module(f"services.{name}.app").build(load(name, **local_issuer.settings()))[1]
+    return importlib.import_module(f"services.{name}.app").build(
+        load(cast(ServiceName, name), **local_issuer.settings())
+    )[1]
 
 
 @pytest.fixture
@@ -58,7 +60,7 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict:
 
 
 # One POST per service whose body has free text, and the field to poison.
-TEXT_FIELDS = {
+TEXT_FIELDS: dict[str, tuple[str, dict[str, Any], str]] = {
     "providers": ("/concerns", {"subject": {"provider_id": "p-1"}, "category": "neglect", "details": "x"}, "details"),
     "brokerage": ("/packages", {"zone": "melton", "band": "urban"}, "zone"),
     "notifications": ("/recipients/broker/amy", {"name": "Amy"}, "name"),
