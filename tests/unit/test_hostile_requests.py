@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import re
 from typing import Any, cast
 
 import asyncpg
@@ -200,3 +201,19 @@ async def test_a_set_like_list_with_a_member_twice_is_refused_naming_it(app_of, 
     found = assert_problem(answer, 422, "invalid-request")
     assert field in [e["field"] for e in found["errors"]], found
     assert "given twice" in answer.text
+
+
+async def test_a_console_form_with_a_nul_is_refused_with_a_page_naming_the_field(monkeypatch):
+    local_issuer.serve_keys(monkeypatch)
+    from services.console.app import build
+
+    _, app = build(load("console", local_accounts=True, cookie_secure=False))  # plain HTTP here
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://console") as console:
+        form = await console.get("/sign-in")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert token, form.text
+        answer = await console.post(
+            "/sign-in", data={"csrf_token": token.group(1), "username": "amy\u0000", "password": "x"}
+        )
+    assert answer.status_code == 400 and answer.headers["content-type"].startswith("text/html")
+    assert "username" in answer.text and "NUL" in answer.text
