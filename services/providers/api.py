@@ -110,6 +110,13 @@ def authenticator(service: Service) -> Callable[..., Awaitable[ProviderCaller]]:
     return current_provider
 
 
+async def known_provider(service: Service, provider_id: str) -> None:
+    """A 404 problem unless the registry has ``provider_id``: a list about no provider is not an
+    empty list (decision 0130)."""
+    if not await service.pool.fetchval("SELECT true FROM providers WHERE provider_id = $1", provider_id):
+        raise ProblemError(404, f"no provider {provider_id!r}")
+
+
 async def in_unit_of_work(service: Service, command: Callable[[UnitOfWork], Awaitable[T]]) -> T:
     """Run a command in one transaction, turning refusals into 4xx answers."""
     try:
@@ -211,8 +218,7 @@ def build_router(service: Service) -> APIRouter:
         provider_id: ProviderIdPath,
         status: Annotated[str | None, Query(pattern="^(offered|bid|declined|won|lost|closed)$")] = None,
     ) -> list[dict]:
-        if not await service.pool.fetchval("SELECT true FROM providers WHERE provider_id = $1", provider_id):
-            raise ProblemError(404, f"no provider {provider_id!r}")
+        await known_provider(service, provider_id)
         rows = await service.pool.fetch(
             """SELECT package_id, offer_round, tier, status, hourly_rate, decline_reason, decline_text,
                window_closes_at,
@@ -290,6 +296,7 @@ def build_router(service: Service) -> APIRouter:
 
     @router.get("/{provider_id}/credentials", summary="The provider's credentials (never the secrets)")
     async def list_credentials(provider_id: ProviderIdPath) -> list[dict]:
+        await known_provider(service, provider_id)
         rows = await service.pool.fetch(
             """SELECT credential_id, provider_id, label, created_at, revoked_at, last_used_at FROM credentials
                 WHERE provider_id = $1 ORDER BY created_at""",
@@ -317,6 +324,7 @@ def build_router(service: Service) -> APIRouter:
     async def provider_deliveries(
         provider_id: ProviderIdPath, limit: Annotated[int, Query(ge=1, le=1000)] = 100
     ) -> list[DeliveryView]:
+        await known_provider(service, provider_id)
         return await delivery_views(service.pool, await repo.deliveries_of(service.pool, provider_id, limit))
 
     @router.post(

@@ -82,3 +82,43 @@ async def test_a_concern_about_a_package_nobody_requested_is_refused_naming_the_
             await handlers.record_request(uow, requested)  # a redelivery changes nothing
         raised = await broker.post("/concerns", json=concern)
         assert raised.status_code == 201, raised.text
+
+
+# Staff routes naming a provider, an application or a change request that does not exist.
+NOBODY = "no-such-provider"
+UNKNOWN_REFERENCES = [
+    ("GET", f"/providers/{NOBODY}", None),
+    ("PUT", f"/providers/{NOBODY}/adapter", {"kind": "portal"}),
+    ("PATCH", f"/providers/{NOBODY}/adapter", {"lead_days": 1}),
+    ("POST", f"/providers/{NOBODY}/credentials", {}),
+    ("GET", f"/providers/{NOBODY}/credentials", None),
+    ("POST", f"/providers/{NOBODY}/credentials/hcp-nothing/revoke", None),
+    ("POST", f"/providers/{NOBODY}/status", {"status": "suspended", "reason": "checks"}),
+    ("GET", f"/providers/{NOBODY}/status-history", None),
+    ("GET", f"/providers/{NOBODY}/offers", None),
+    ("GET", f"/providers/{NOBODY}/deliveries", None),
+    ("GET", f"/providers/{NOBODY}/quality", None),
+    ("PUT", f"/providers/{NOBODY}/quality/cqc", {"rating": "good", "rated_on": "2026-01-05"}),
+    ("PUT", f"/providers/{NOBODY}/quality/cqc-location", {"cqc_location_id": "1-123456789"}),
+    ("POST", f"/providers/{NOBODY}/quality/risk-reviews", {"rag": "low", "reasons": []}),
+    ("POST", f"/providers/{NOBODY}/quality/complaints", {"theme": "missed_call", "received_on": "2026-01-05"}),
+    ("POST", f"/providers/{NOBODY}/quality/plans", {"opened_on": "2026-01-05", "due_on": "2026-02-05"}),
+    ("POST", f"/applications/{uuid.UUID(int=1)}/approve", None),
+    ("POST", f"/applications/{uuid.UUID(int=1)}/refuse", {"reason": "incomplete"}),
+    ("POST", "/change-requests/999999999/approve", None),
+    ("POST", "/change-requests/999999999/reject", None),
+]
+
+
+async def test_a_request_naming_a_provider_or_record_that_does_not_exist_is_a_4xx(in_memory):
+    service, _broker = await in_memory(build, "providers")
+    roles = ("council_admin", "contracts_quality", "broker", "manager")
+    answers = {}
+    async with staff(service, roles) as council:
+        for method, path, body in UNKNOWN_REFERENCES:
+            answer = await council.request(method, path, json=body)
+            answers[(method, path)] = answer.status_code
+    # 404 for what the path names; 422 where the body is refused first. Never a 2xx or a 5xx.
+    wrong = {k: s for k, s in answers.items() if s not in (404, 422)}
+    assert not wrong, wrong
+    assert await service.pool.fetchval("SELECT count(*) FROM providers WHERE provider_id = $1", NOBODY) == 0
