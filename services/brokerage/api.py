@@ -1423,7 +1423,9 @@ def finance_router(service: Service, rules: handlers.BrokerageRules) -> APIRoute
     commitment (docs/guide/finance.md). Package ids only: no person's details."""
     router = APIRouter(prefix="/service-agreements", tags=["finance"])
 
-    @router.get("", summary="Service agreement records, newest last (corrections are new versions)")
+    @router.get(
+        "", summary="Service agreement records in the order written, or newest first (corrections are new versions)"
+    )
     async def list_records(
         provider_id: ProviderFilter = None,
         package_id: uuid.UUID | None = None,
@@ -1432,10 +1434,12 @@ def finance_router(service: Service, rules: handlers.BrokerageRules) -> APIRoute
         ] = False,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+        newest_first: Annotated[bool, Query(description="The newest records first (default: oldest first)")] = False,
     ) -> dict:
-        """``{"records": [...]}`` in the order written: each with its agreement id, version, the record it
-        supersedes, the provider, the package id, rate (pounds per hour), carer hours per week, weekly cost
-        (pounds), start and end (UK dates, inclusive), the funding split and the cost centre."""
+        """``{"records": [...]}`` in the order written (``newest_first``: the reverse): each with its
+        agreement id, version, the record it supersedes, the provider, the package id, rate (pounds per
+        hour), carer hours per week, weekly cost (pounds), start and end (UK dates, inclusive), the
+        funding split and the cost centre."""
         rows = await repo.agreement_records(
             service.pool,
             provider_id=provider_id,
@@ -1443,6 +1447,7 @@ def finance_router(service: Service, rules: handlers.BrokerageRules) -> APIRoute
             in_force_only=in_force_only,
             limit=limit,
             offset=offset,
+            newest_first=newest_first,
         )
         return {"records": [_record_view(r) for r in rows]}
 

@@ -1071,10 +1071,13 @@ async def agreement_records(
     in_force_only: bool = False,
     limit: int | None = None,
     offset: int = 0,
+    newest_first: bool = False,
 ) -> list[asyncpg.Record]:
-    """Service agreement records in the order they were written, with the provider's name: those
-    written from ``recorded_from`` until before ``recorded_before`` (UTC instants), of one provider or
-    package; ``in_force_only``, the latest version of each agreement only."""
+    """Service agreement records in the order they were written (``newest_first``: the reverse),
+    with the provider's name: those written from ``recorded_from`` until before ``recorded_before``
+    (UTC instants), of one provider or package; ``in_force_only``, the latest version of each
+    agreement only."""
+    order = "DESC" if newest_first else "ASC"
     return list(
         await conn.fetch(
             f"""SELECT s.*, p.profile->>'name' AS provider_name FROM service_agreements s
@@ -1084,7 +1087,7 @@ async def agreement_records(
                    AND ($3::text IS NULL OR s.provider_id = $3)
                    AND ($4::uuid IS NULL OR s.package_id = $4)
                    AND (NOT $5 OR {IN_FORCE})
-                 ORDER BY s.recorded_at, s.agreement_id, s.version
+                 ORDER BY s.recorded_at {order}, s.agreement_id {order}, s.version {order}
                  LIMIT $6 OFFSET $7""",
             recorded_from,
             recorded_before,

@@ -19,6 +19,7 @@ homecare providers credentials issue|list|revoke   provider API credentials (a c
 homecare providers import-cqc FILE   CQC ratings from the CQC care directory CSV (contracts and quality)
 homecare token [USER]          an access token of a demo user, for curl (development identity provider)
 homecare bench                 the whole pipeline under load: placements/s, latency, CPU, memory
+homecare bench-pages           every console page's time with 50,000 packages in the tables
 homecare simulate              replay a year of synthetic demand once per allocation policy
 """
 
@@ -50,6 +51,7 @@ app.command("kpis")(operations.kpis_command)
 app.command("simulate")(simulate.simulate)
 app.command("bench-replay")(simulate.replay_bench)
 app.command("bench")(bench.bench)
+app.command("bench-pages")(bench.bench_pages)
 
 
 @app.command("token")

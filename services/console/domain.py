@@ -954,6 +954,9 @@ class Health:
     failed_notifications: int | None
     lagging: list[str] | None  # consumer groups behind the threshold
     services: list[dict[str, Any]]  # {"name", "ready": bool, "problem": str | None}
+    # What the counts were read from, for the lag and dead-letter pages (None: could not be read).
+    lag_rows: list[dict[str, Any]] | None = None
+    letters: list[tuple[int, int, Any]] | None = None  # (partition, offset, DeadLetter), oldest first
 
     @property
     def not_ready(self) -> list[str]:

@@ -115,6 +115,13 @@ async def test_a_change_ends_the_agreement_the_day_before_and_starts_a_new_one_t
     assert ended["end_date"] == (today + dt.timedelta(days=4)).isoformat(), "the day before the first day without care"
     # Only the agreement still running past the ending got a record: the one ended by the change did not.
     assert len(await records(service, package_id)) == 5
+    # The list API in the order written, and newest first (the finance page's newest records).
+    async with api(service) as client:
+        params = {"package_id": str(package_id)}
+        oldest = (await client.get("/service-agreements", params=params, headers=FINANCE)).json()["records"]
+        params |= {"newest_first": "true", "limit": "2"}
+        newest = (await client.get("/service-agreements", params=params, headers=FINANCE)).json()["records"]
+    assert [r["record_id"] for r in newest] == [r["record_id"] for r in oldest[::-1][:2]]
 
 
 async def test_a_funding_record_supersedes_every_agreement_with_the_split_and_the_top_up(brokerage):
