@@ -1352,6 +1352,82 @@ def internal_router(service: Service) -> APIRouter:
     return router
 
 
+class SandboxPackageRequest(BaseModel):
+    """A sandbox's test package (decision 0116), asked for by the providers service for the provider
+    whose credential called ``POST /me/sandbox/offers``: the person is made up here."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    provider_id: str = Field(min_length=1, max_length=100, description="The provider it is offered to, alone")
+    zone: str = Field(max_length=64, description="Zone id, e.g. lutterworth")
+    band: Band
+    needs: Distinct[CareNeed] = Field(min_length=1, max_length=len(CareNeed))
+    visits: VisitPattern = Field(description="The hours per week are the visits' carer hours")
+    urgency: Literal["community", "reablement_step_down"] = "community"
+    start_in_days: int = Field(default=3, ge=0, le=60, description="The care starts this many UK days from today")
+
+
+def sandbox_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
+    """The sandbox's own operation (decision 0116): answered only where ``HOMECARE_SANDBOX=true``."""
+    router = APIRouter(prefix="/internal", tags=["internal"])
+
+    @router.post(
+        "/sandbox/packages",
+        status_code=201,
+        response_model=PackageCreated,
+        summary="Sandbox only: request a made-up package offered to one provider alone",
+        description="For the providers service's `POST /me/sandbox/offers`. The person is synthetic (an NHS "
+        "number from the never-issued 999 range, a phone number from Ofcom's drama range, an example.org "
+        "email); the package is offered to `provider_id` and to no one else. Outside a sandbox deployment "
+        "the answer is a 404 (`sandbox-only`).",
+        responses={
+            404: {"description": "Not a sandbox deployment (code sandbox-only)"},
+            422: {"description": "An unknown zone, or the hours of the visits out of range"},
+        },
+    )
+    async def sandbox_package(body: SandboxPackageRequest) -> PackageCreated:
+        if not rules.sandbox:
+            raise ProblemError(404, "test packages are made in the sandbox only", code="sandbox-only")
+        import random
+
+        from services.simulator.synthetic import package_request  # made-up persons, seeded
+
+        if body.zone not in rules.framework.zones:
+            raise ProblemError(422, f"unknown zone {body.zone!r}", field="zone", code="unknown-zone")
+        package_id = uuid.uuid4()
+        made_up = package_request(random.Random(package_id.int), rules.framework, body.zone)
+        try:
+            request = PackageRequest.model_validate(
+                made_up
+                | {
+                    "band": body.band,
+                    "needs": body.needs,
+                    "visits": body.visits.model_dump(),
+                    "hours_per_week": body.visits.care_hours_per_week,
+                    "urgency": body.urgency,
+                    "start_date": (clock.uk_today() + dt.timedelta(days=body.start_in_days)).isoformat(),
+                    "funding": "council",
+                }
+            )
+        except ValueError as exc:  # the visits' hours out of the request's range
+            raise ProblemError(422, f"not a package the brokerage takes: {exc}", field="visits") from None
+        spec = PackageSpec.model_validate(request.model_dump(exclude={"person", "discharge"}))
+        created = await run_in_unit_of_work(
+            service.pool,
+            lambda uow: handlers.request_package(
+                uow,
+                rules,
+                spec=spec,
+                person=request.person.model_dump(),
+                requested_by=f"sandbox.{body.provider_id}",  # an actor id (no colon)
+                package_id=package_id,
+                sandbox_for=body.provider_id,
+            ),
+        )
+        return PackageCreated(package_id=package_id, status=created.status, links={"self": f"/packages/{package_id}"})
+
+    return router
+
+
 def disclosures_router(service: Service) -> APIRouter:
     router = APIRouter(prefix="/packages", tags=["packages"])
 
@@ -1548,14 +1624,14 @@ def finance_router(service: Service, rules: handlers.BrokerageRules) -> APIRoute
         if refusal is not None:
             raise ProblemError(refusal.status, refusal.message, field=refusal.field)
         sunday = monday + dt.timedelta(days=6)
-        rows = await repo.agreements_in_force_during(service.pool, monday, sunday)
-        names = {r["provider_id"]: r["provider_name"] or "" for r in rows}
-        sums = domain.weekly_commitment(
-            ((r["provider_id"], str(r["agreement_id"]), repo.terms_of(r)) for r in rows), monday
-        )
         lines = [
-            {"provider_id": p, "provider_name": names[p], "payer": payer, "pounds": str(v)}
-            for (p, payer), v in sums.items()
+            {
+                "provider_id": r["provider_id"],
+                "provider_name": r["provider_name"] or "",
+                "payer": r["payer"],
+                "pounds": str(domain.commitment_pounds(r["pound_days"])),
+            }
+            for r in await repo.weekly_pound_days(service.pool, monday)
         ]
         if format == "csv":
             header = ("WeekCommencing", "SupplierRef", "SupplierName", "Funder", "WeeklyAmount")
@@ -1576,16 +1652,17 @@ def finance_router(service: Service, rules: handlers.BrokerageRules) -> APIRoute
             )
         by_provider: dict[str, Decimal] = {}
         by_payer: dict[str, Decimal] = {}
-        for (p, payer), v in sums.items():
-            by_provider[p] = by_provider.get(p, Decimal(0)) + v
-            by_payer[payer] = by_payer.get(payer, Decimal(0)) + v
+        for line in lines:
+            v = Decimal(line["pounds"])
+            by_provider[line["provider_id"]] = by_provider.get(line["provider_id"], Decimal(0)) + v
+            by_payer[line["payer"]] = by_payer.get(line["payer"], Decimal(0)) + v
         return {
             "week_commencing": monday,
             "week_ending": sunday,
             "rows": lines,
             "by_provider": {p: str(v) for p, v in by_provider.items()},
             "by_payer": {p: str(v) for p, v in sorted(by_payer.items())},
-            "total": str(sum(sums.values(), Decimal(0))),
+            "total": str(sum(by_payer.values(), Decimal(0))),
         }
 
     return router

@@ -1068,7 +1068,9 @@ def weekly_commitment(
     """The week's commitment from Monday ``week_start`` in pounds, by (provider, payer): each agreement
     in force (``status`` agreed; its latest version only - the caller's), each funding part's lines
     for the days of the week it covers (pounds per week x days / 7), summed, then rounded to the
-    penny (half up). ``agreements``: (provider id, agreement id, terms)."""
+    penny (half up). ``agreements``: (provider id, agreement id, terms). The sums are of pound-days
+    (exact), divided by 7 once (:func:`commitment_pounds`): the brokerage's report sums them in
+    SQL (repository.weekly_pound_days) and must give the same pennies."""
     sums: dict[tuple[str, str], Decimal] = {}
     for provider_id, _agreement_id, terms in agreements:
         if terms.status != "agreed":
@@ -1079,8 +1081,14 @@ def weekly_commitment(
                 continue
             for line in part.lines:
                 key = (provider_id, line.payer)
-                sums[key] = sums.get(key, Decimal(0)) + line.pounds_per_week * days / 7
-    return {k: v.quantize(PENNY, rounding="ROUND_HALF_UP") for k, v in sorted(sums.items())}
+                sums[key] = sums.get(key, Decimal(0)) + line.pounds_per_week * days
+    return {k: commitment_pounds(v) for k, v in sorted(sums.items())}
+
+
+def commitment_pounds(pound_days: Decimal) -> Decimal:
+    """A week's commitment in pounds from its pound-days (pounds per week x days covered, summed):
+    divided by the week's 7 days and rounded to the penny, half up."""
+    return (pound_days / 7).quantize(PENNY, rounding="ROUND_HALF_UP")
 
 
 def week_refusal(week: dt.date) -> Refusal | None:

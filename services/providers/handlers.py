@@ -922,9 +922,17 @@ def _answerable(
 
 
 async def answer_through_api(
-    uow: UnitOfWork, provider_id: str, package_id: uuid.UUID, answer: BidRequest | DeclineRequest
+    uow: UnitOfWork,
+    provider_id: str,
+    package_id: uuid.UUID,
+    answer: BidRequest | DeclineRequest,
+    *,
+    user_id: uuid.UUID | None = None,
+    credential_id: str | None = None,
 ) -> dict:
-    """A webhook or portal adapter's answer to its own latest offer of the package.
+    """A webhook or portal adapter's answer to its own latest offer of the package, recorded with
+    who answered: the named user (``user_id``, decision 0126) or the organisation's API credential
+    (``credential_id``). Neither is on the event: the answer's event names the provider only.
 
     Refused when the provider was never offered the package (LookupError: a 404, so another
     provider's offers cannot even be probed), when it already answered, when the round is over or
@@ -982,13 +990,15 @@ async def answer_through_api(
         )
         await uow.emit(OfferDeclined(reason=answer.reason, **common))
     await uow.conn.execute(
-        "UPDATE offers SET adapter = $4, earliest_start = $5 WHERE package_id = $1 AND offer_round = $2 AND "
-        "provider_id = $3",
+        "UPDATE offers SET adapter = $4, earliest_start = $5, answered_by_user = $6, answered_by_credential = $7 "
+        "WHERE package_id = $1 AND offer_round = $2 AND provider_id = $3",
         package_id,
         offer["offer_round"],
         provider_id,
         adapter,
         getattr(answer, "earliest_start", None),
+        user_id,
+        credential_id,
     )
     # Answered: the offer's webhook delivery, if still being retried, is not sent again.
     await repo.withdraw_offer_deliveries(uow.conn, package_id)
@@ -1981,3 +1991,97 @@ async def import_cqc(uow: UnitOfWork, data: bytes, *, by: str, file_name: str = 
         )
     log.info("cqc import", applied=applied, changed=len(changed), refused=len(refused), by=by)
     return result
+
+
+# ---- named staff users under a provider's organisation (decision 0126) ---------------------------
+
+
+def staff_user_view(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "user_id": row["user_id"],
+        "provider_id": row["provider_id"],
+        "username": row["username"],
+        "name": row["name"],
+        "role": row["role"],
+        "added_at": row["added_at"],
+        "added_by": row["added_by"],
+    }
+
+
+async def add_staff_user(
+    uow: UnitOfWork, provider_id: str, *, username: str, name: str, role: str, added_by: str
+) -> dict[str, Any]:
+    """A named user of ``provider_id``, who signs in at the identity provider as ``username`` (its
+    ``preferred_username``; they need an account there with the role provider_staff). Refused:
+    LookupError for an unknown provider; 422 naming the field for a bad username or name; 409
+    ``user-exists`` when that username is already a live user (of this or another provider)."""
+    problems = domain.staff_user_problems(username, name)
+    if problems:
+        field, message = next(iter(problems.items()))
+        raise Refused(message, code="invalid-request", status=422, field=field)
+    if await uow.conn.fetchval("SELECT 1 FROM providers WHERE provider_id = $1", provider_id) is None:
+        raise LookupError(f"no provider {provider_id!r}")
+    row = await repo.add_staff_user(
+        uow.conn,
+        provider_id=provider_id,
+        username=domain.canonical_username(username),
+        name=name.strip(),
+        role=role,
+        added_by=added_by,
+    )
+    if row is None:
+        raise Refused(
+            f"{domain.canonical_username(username)!r} is already a provider's user: remove them there first",
+            code="user-exists",
+            field="username",
+        )
+    log.info("provider user added", provider_id=provider_id, user_id=str(row["user_id"]), role=role)
+    return staff_user_view(row)
+
+
+async def remove_staff_user(
+    uow: UnitOfWork, provider_id: str, user_id: uuid.UUID, *, removed_by: str, by_user: uuid.UUID | None = None
+) -> dict[str, Any]:
+    """Ends a user's access at once (their past answers keep their name). A provider's admin removes
+    anyone of its organisation but themselves (409 ``own-user``: no organisation locks itself out);
+    LookupError when ``user_id`` is not a live user of ``provider_id``."""
+    if by_user is not None and by_user == user_id:
+        raise Refused("you cannot remove yourself: ask another admin user or the council", code="own-user")
+    row = await repo.remove_staff_user(uow.conn, provider_id=provider_id, user_id=user_id, removed_by=removed_by)
+    if row is None:
+        raise LookupError(f"no user {user_id} of {provider_id!r}")
+    log.info("provider user removed", provider_id=provider_id, user_id=str(user_id))
+    return staff_user_view(row) | {"removed_at": row["removed_at"]}
+
+
+def history_entry(row: asyncpg.Record) -> dict[str, Any]:
+    """One offer of a provider's history: the package as offered, its answer, who answered, and
+    how it ended (domain.offer_outcome; a lost bid's rank, never the winner's price)."""
+    spec = PackageSpec.model_validate_json(row["spec"])
+    answered_by = (
+        {"user_id": row["answered_by_user"], "name": row["answered_by_name"]}
+        if row["answered_by_user"] is not None
+        else None
+    )
+    return {
+        "package_id": row["package_id"],
+        "offer_round": row["offer_round"],
+        "tier": row["tier"],
+        "zone": spec.zone,
+        "band": spec.band.value,
+        "hours_per_week": spec.hours_per_week,
+        "received_at": row["received_at"],
+        "window_closes_at": row["window_closes_at"],
+        "answer": {"bid": "bid", "declined": "declined"}.get(row["status"])
+        or ("bid" if row["hourly_rate"] is not None else "declined" if row["decline_reason"] else None),
+        "hourly_rate": row["hourly_rate"],
+        "decline_reason": row["decline_reason"],
+        "answered_at": row["answered_at"],
+        "answered_by": answered_by,
+        "answered_with": "api_credential" if row["answered_with_credential"] else (row["adapter"] or None),
+        "outcome": domain.offer_outcome(row["status"], row["outcome"], row["window_closed"]),
+        "closed_reason": row["closed_reason"],
+        "rank": row["rank"],
+        "ranked_bids": row["ranked_bids"],
+        "closed_at": row["closed_at"],
+    }

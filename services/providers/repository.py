@@ -1321,3 +1321,156 @@ async def read_concern_audited(
         else None
     )
     return row, decisions, reads, held_by
+
+
+# ---- named staff users (decision 0126), unread offers and the history (decision 0127) --------------
+
+USER_COLUMNS = "user_id, provider_id, username, name, role, added_at, added_by, removed_at, removed_by"
+
+
+async def live_member(conn: Connection | asyncpg.Pool, username: str) -> asyncpg.Record | None:
+    """The live membership of an identity provider's user (canonical username), of a provider still
+    on the framework; None when they are no provider's user (or were removed)."""
+    return await conn.fetchrow(
+        f"""SELECT {", ".join("u." + c for c in USER_COLUMNS.split(", "))} FROM provider_users u
+              JOIN providers p USING (provider_id)
+             WHERE lower(u.username) = $1 AND u.removed_at IS NULL AND p.profile->>'status' <> 'left'""",
+        username,
+    )
+
+
+async def staff_users(conn: Connection | asyncpg.Pool, provider_id: str) -> list[asyncpg.Record]:
+    """A provider's live users, oldest first."""
+    return await conn.fetch(
+        f"SELECT {USER_COLUMNS} FROM provider_users WHERE provider_id = $1 AND removed_at IS NULL "
+        "ORDER BY added_at, user_id",
+        provider_id,
+    )
+
+
+async def add_staff_user(
+    conn: Connection, *, provider_id: str, username: str, name: str, role: str, added_by: str
+) -> asyncpg.Record | None:
+    """A new live user; None when that username is already someone's live user (any provider's)."""
+    return await conn.fetchrow(
+        f"""INSERT INTO provider_users (user_id, provider_id, username, name, role, added_by)
+            VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING {USER_COLUMNS}""",
+        uuid.uuid4(),
+        provider_id,
+        username,
+        name,
+        role,
+        added_by,
+    )
+
+
+async def remove_staff_user(
+    conn: Connection, *, provider_id: str, user_id: uuid.UUID, removed_by: str
+) -> asyncpg.Record | None:
+    """The user removed (their answers keep naming them); None when not a live user of the provider."""
+    return await conn.fetchrow(
+        f"""UPDATE provider_users SET removed_at = now(), removed_by = $3
+             WHERE provider_id = $1 AND user_id = $2 AND removed_at IS NULL RETURNING {USER_COLUMNS}""",
+        provider_id,
+        user_id,
+        removed_by,
+    )
+
+
+async def live_admins(conn: Connection, provider_id: str) -> int:
+    return await conn.fetchval(
+        "SELECT count(*) FROM provider_users WHERE provider_id = $1 AND role = 'admin' AND removed_at IS NULL",
+        provider_id,
+    )
+
+
+async def seed_staff_users(conn: Connection, entries: list[dict]) -> int:
+    """The demo's named users (provider-staff.yaml), each added once ever: a user removed later is not
+    added back at the next start."""
+    added = 0
+    for entry in entries:
+        row = await conn.fetchrow(
+            """INSERT INTO provider_users (user_id, provider_id, username, name, role, added_by)
+               SELECT $1, $2, $3, $4, $5, 'seed'
+                WHERE EXISTS (SELECT 1 FROM providers WHERE provider_id = $2)
+                  AND NOT EXISTS (SELECT 1 FROM provider_users WHERE lower(username) = $3)
+               RETURNING user_id""",
+            uuid.uuid4(),
+            entry["provider_id"],
+            str(entry["username"]).strip().lower(),
+            entry["name"],
+            entry.get("role", "staff"),
+        )
+        added += row is not None
+    return added
+
+
+async def open_offers_with_reads(conn: Connection | asyncpg.Pool, provider_id: str) -> list[asyncpg.Record]:
+    """The provider's open offers, soonest deadline first, with when one of its people first opened
+    each (null: new to the organisation)."""
+    return await conn.fetch(
+        """SELECT * FROM offers WHERE provider_id = $1 AND status = 'offered' AND window_closes_at > now()
+            ORDER BY window_closes_at, package_id, offer_round""",
+        provider_id,
+    )
+
+
+async def mark_opened(
+    conn: Connection, provider_id: str, package_id: uuid.UUID, user_id: uuid.UUID | None
+) -> asyncpg.Record | None:
+    """The provider's latest offer of the package, marked opened the first time (who and when kept);
+    None when the package was never offered to it."""
+    return await conn.fetchrow(
+        """UPDATE offers SET opened_at = coalesce(opened_at, now()),
+                             opened_by_user = CASE WHEN opened_at IS NULL THEN $3 ELSE opened_by_user END
+            WHERE (package_id, offer_round, provider_id) = (
+                  SELECT package_id, offer_round, provider_id FROM offers
+                   WHERE provider_id = $1 AND package_id = $2 ORDER BY offer_round DESC LIMIT 1)
+        RETURNING *""",
+        provider_id,
+        package_id,
+        user_id,
+    )
+
+
+async def offer_history(
+    conn: Connection | asyncpg.Pool,
+    provider_id: str,
+    *,
+    limit: int,
+    after: tuple[dt.datetime, uuid.UUID, int] | None,
+) -> list[asyncpg.Record]:
+    """The provider's offers that are no longer waiting for its answer (answered, settled, or past
+    their window), newest first, with the closing notice's outcome and who answered."""
+    return await conn.fetch(
+        """SELECT o.package_id, o.offer_round, o.tier, o.spec, o.band_rate, o.window_closes_at, o.status,
+                  o.hourly_rate, o.decline_reason, o.received_at, o.answered_at, o.adapter,
+                  o.window_closes_at <= now() AS window_closed,
+                  c.outcome, c.reason AS closed_reason, c.rank, c.ranked_bids, c.closed_at,
+                  u.user_id AS answered_by_user, u.name AS answered_by_name,
+                  o.answered_by_credential IS NOT NULL AS answered_with_credential
+             FROM offers o
+             LEFT JOIN offer_closures c USING (package_id, offer_round, provider_id)
+             LEFT JOIN provider_users u ON u.user_id = o.answered_by_user
+            WHERE o.provider_id = $1 AND (o.status <> 'offered' OR o.window_closes_at <= now())
+              AND ($3::timestamptz IS NULL
+                   OR (o.received_at, o.package_id, o.offer_round) < ($3, $4::uuid, $5::int))
+            ORDER BY o.received_at DESC, o.package_id DESC, o.offer_round DESC
+            LIMIT $2""",
+        provider_id,
+        limit,
+        *(after or (None, None, None)),
+    )
+
+
+async def package_answerers(conn: Connection | asyncpg.Pool, package_id: uuid.UUID) -> list[asyncpg.Record]:
+    """Who answered each offer of a package: the named user's name, or the organisation's credential."""
+    return await conn.fetch(
+        """SELECT o.provider_id, o.offer_round, o.status, o.answered_at, o.adapter,
+                  u.user_id AS answered_by_user, u.name AS answered_by_name,
+                  o.answered_by_credential IS NOT NULL AS answered_with_credential
+             FROM offers o LEFT JOIN provider_users u ON u.user_id = o.answered_by_user
+            WHERE o.package_id = $1 AND o.answered_at IS NOT NULL
+            ORDER BY o.offer_round, o.provider_id""",
+        package_id,
+    )

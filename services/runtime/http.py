@@ -425,9 +425,17 @@ def _document_permissions(app: FastAPI, service_name: str) -> None:
                         "access token for this service."
                     )
                 elif rule is permissions.PROVIDER_CREDENTIAL:
-                    operation["security"] = [{"providerCredential": []}]
+                    # The organisation's credential, or a named staff user's access token (decision 0126).
+                    operation["security"] = [{"providerCredential": []}, {"oidc": []}]
                     operation.setdefault("responses", {}).setdefault(
-                        "401", {"description": "No provider credential, or one that is not live"}
+                        "401", {"description": "No provider credential or access token, or one that is not live"}
+                    )
+                    operation["responses"].setdefault(
+                        "403",
+                        {
+                            "description": "An access token without the role provider_staff, or of a person who is no "
+                            "provider's user (not-a-provider-user)"
+                        },
                     )
                 else:
                     operation["security"] = [{"oidc": []}]

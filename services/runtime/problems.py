@@ -89,10 +89,17 @@ _ALL = [
     ProblemType("unknown-zone", 422, "No such zone"),
     ProblemType("postcode-mismatch", 422, "The postcode does not belong to the zone or district"),
     ProblemType("internal-listener-only", 404, "Served on the internal listener only"),
+    # The sandbox (decision 0116): its test offers are made there alone.
+    ProblemType("sandbox-only", 404, "Served in the sandbox only"),
     # Safeguarding concerns (decision records 0106-0108).
     ProblemType("concern-closed", 409, "The concern is closed: its outcome was recorded"),
     ProblemType("concern-not-about-a-provider", 409, "Only a concern about a provider can pause its offers"),
     ProblemType("offers-already-paused", 409, "This concern already paused the provider's new offers"),
+    # A provider's named staff users (decision 0126).
+    ProblemType("not-a-provider-user", 403, "The signed-in person is no provider's user"),
+    ProblemType("not-a-provider-admin", 403, "Only the organisation's admin users manage its users"),
+    ProblemType("user-exists", 409, "That username is already a provider's user"),
+    ProblemType("own-user", 409, "An admin user cannot remove themselves"),
 ]
 TYPES: dict[str, ProblemType] = {t.code: t for t in _ALL}
 GENERIC: dict[int, str] = {
