@@ -31,6 +31,7 @@ from schemas.events import (
     PackagePaused,
     PackagePlaced,
     PackageReopened,
+    PackageRequested,
     PackageResumed,
     PackageStarted,
     PackageUnplaced,
@@ -58,6 +59,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, FastAPI]:
     settings = settings or load("providers")
     service = Service(settings, migrations=Path(__file__).parent / "migrations")
 
+    service.consumer.on(PackageRequested)(handlers.record_request)
     service.consumer.on(OfferMade)(handlers.answer_offer)
     service.consumer.on(PackagePlaced)(handlers.record_award)
     service.consumer.on(PackageUnplaced)(handlers.release_bids)

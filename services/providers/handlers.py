@@ -74,6 +74,7 @@ from schemas.events import (
     PackagePaused,
     PackagePlaced,
     PackageReopened,
+    PackageRequested,
     PackageResumed,
     PackageSpec,
     PackageStarted,
@@ -202,6 +203,16 @@ async def answer_offer(uow: UnitOfWork, event: OfferMade) -> None:
         ],
         locked,
         at=event.occurred_at,
+    )
+
+
+async def record_request(uow: UnitOfWork, event: PackageRequested) -> None:
+    """A package the brokerage requested becomes one a request may name (a safeguarding concern's
+    ``subject.package_id``, decision 0130): its id and when, nothing else."""
+    await uow.conn.execute(
+        "INSERT INTO known_packages (package_id, requested_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        event.package_id,
+        event.requested_at,
     )
 
 
@@ -1040,10 +1051,13 @@ async def update_own_profile(
 async def request_coverage_change(
     uow: UnitOfWork, provider_id: str, *, zones: list[str], bands: list[str], reason: str
 ) -> dict:
-    known = load_framework().zones
-    unknown = sorted(set(zones) - set(known))
-    if unknown:
-        raise ValueError(f"unknown zones: {', '.join(unknown)}")
+    """A provider asks for its zones and bands to become these (whole lists, each member once: the
+    request model refuses a repeat). Raises :class:`Refused`: 422 ``zones.N`` unknown-zone, 409
+    change-request-pending."""
+    known = set(load_framework().zones)
+    for i, zone in enumerate(zones):
+        if zone not in known:
+            raise Refused(f"no zone {zone!r} in the framework", code="unknown-zone", status=422, field=f"zones.{i}")
     if await uow.conn.fetchval(
         "SELECT true FROM change_requests WHERE provider_id = $1 AND status = 'pending'", provider_id
     ):
@@ -1054,8 +1068,8 @@ async def request_coverage_change(
         uow.conn,
         "INSERT INTO change_requests (provider_id, zones, bands, reason) VALUES ($1, $2, $3, $4) RETURNING *",
         provider_id,
-        list(dict.fromkeys(zones)),
-        list(dict.fromkeys(bands)),
+        zones,
+        bands,
         reason,
     )
     return change_request_view(row)
@@ -1428,11 +1442,25 @@ async def raise_concern(
     credential_id: str | None = None,
 ) -> dict[str, Any]:
     """Record a concern for the safeguarding queue: ``{concern_id, reference, raised_at}`` back, nothing
-    else (the raiser cannot read it again). Raises :class:`Refused` (422) without a subject, or for a
-    provider the registry does not have (field ``subject.provider_id``)."""
+    else (the raiser cannot read it again). Raises :class:`Refused` (422) without a subject, for a
+    provider the registry does not have (field ``subject.provider_id``) or a package the brokerage
+    never requested (field ``subject.package_id``, decision 0130)."""
     _refuse(domain.subject_refusal(package_id, provider_id))
     if provider_id and not await uow.conn.fetchval("SELECT true FROM providers WHERE provider_id = $1", provider_id):
         raise Refused(f"no provider {provider_id!r}", code="invalid-request", status=422, field="subject.provider_id")
+    if package_id and not await uow.conn.fetchval(
+        # Offered packages too: one requested before known_packages existed is known by its offers.
+        "SELECT EXISTS (SELECT 1 FROM known_packages WHERE package_id = $1)"
+        " OR EXISTS (SELECT 1 FROM offers WHERE package_id = $1)",
+        package_id,
+    ):
+        # Decision 0130: a concern about a package nobody requested would sit in the queue about no one.
+        raise Refused(
+            f"no package {package_id}: the brokerage has not requested it (check the id)",
+            code="invalid-request",
+            status=422,
+            field="subject.package_id",
+        )
     row = await repo.insert_concern(
         uow.conn,
         concern_id=uuid.uuid4(),
