@@ -39,13 +39,30 @@ QualityWeights = quality.QualityWeights
 
 
 def quality_inputs(
-    provider: ProviderProfile, inspected_on: dt.date | None = None, reviewed_on: dt.date | None = None
+    provider: ProviderProfile,
+    inspected_on: dt.date | None = None,
+    reviewed_on: dt.date | None = None,
+    *,
+    as_of: dt.date | None = None,
 ) -> quality.QualityInputs:
-    """The score's inputs as the brokerage knows them: the profile's rating, risk and hand-backs
-    (ProviderUpdated) and the register's dates (ProviderQualityRecorded), when known."""
-    return quality.QualityInputs(
+    """The score's inputs as the brokerage knows them: the profile's rating, risk and dated hand-backs
+    (ProviderUpdated) and the register's dates (ProviderQualityRecorded), when known. With ``as_of``
+    (the offer's UK date) the hand-backs are those of the profile's dated record in the 12 months to
+    that day (decision 0119: one older has aged out, though no profile was written since); without
+    it, or for a profile without dates, the profile's count as written."""
+    if as_of is None:
+        return quality.QualityInputs(
+            cqc_rating=provider.cqc_rating,
+            local_risk=provider.local_risk,
+            hand_backs_12m=provider.hand_backs_12m,
+            cqc_inspected_on=inspected_on,
+            local_risk_reviewed_on=reviewed_on,
+        )
+    return quality.inputs_as_of(
         cqc_rating=provider.cqc_rating,
         local_risk=provider.local_risk,
+        as_of=as_of,
+        hand_back_dates=provider.hand_back_dates,
         hand_backs_12m=provider.hand_backs_12m,
         cqc_inspected_on=inspected_on,
         local_risk_reviewed_on=reviewed_on,

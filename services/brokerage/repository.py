@@ -32,6 +32,7 @@ async def insert_package(
     band_rate: Decimal,
     requested_at: dt.datetime,
     person: dict,
+    sandbox_for: str | None = None,
 ) -> asyncpg.Record:
     # One statement for the package and its person; RETURNING the package: a row this
     # transaction inserted is as good as locked (no one else sees it yet).
@@ -42,8 +43,8 @@ async def insert_package(
                                     care_notes)
                VALUES ($1, $13, $14, $15, $16, $17, $18, $19, $20))
            INSERT INTO packages (package_id, status, spec, zone, band, urgency, hours_per_week, start_date,
-                                 requested_by, policy, rate_card, band_rate, requested_at)
-           VALUES ($1, 'requested', $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING *""",
+                                 requested_by, policy, rate_card, band_rate, requested_at, sandbox_for)
+           VALUES ($1, 'requested', $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $21) RETURNING *""",
         package_id,
         spec.model_dump_json(),
         spec.zone,
@@ -64,7 +65,13 @@ async def insert_package(
         person["nhs_number"],
         person.get("date_of_birth"),
         person.get("care_notes"),
+        sandbox_for,
     )
+
+
+async def sandbox_provider(conn: Connection, package_id: uuid.UUID) -> str | None:
+    """The provider a sandbox package is offered to alone (decision 0116); None for a real package."""
+    return await conn.fetchval("SELECT sandbox_for FROM packages WHERE package_id = $1", package_id)
 
 
 async def lock_package(conn: Connection, package_id: uuid.UUID) -> asyncpg.Record | None:

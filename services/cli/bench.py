@@ -127,4 +127,10 @@ def bench_pages(
     output.echo(output.table(columns, rows, title=title, room=output.width()))
     summary = result["summary"]
     over = ", ".join(f"{o['role']} {o['path']} ({o['p95_ms']:.0f} ms)" for o in summary["over_target"]) or "none"
-    output.echo(output.paragraph(f"pages over their target: {over}. Written to {out}/pages.json"))
+    kpis = result["kpis_cli"]
+    output.echo(
+        output.paragraph(
+            f"pages over their target: {over}. homecare kpis --period 365d: median {kpis['median_seconds']} s, "
+            f"slowest {kpis['max_seconds']} s (target < 2 s). Written to {out}/pages.json"
+        )
+    )

@@ -31,6 +31,7 @@ from schemas.events import (
     PackagePaused,
     PackagePlaced,
     PackageReopened,
+    PackageRequested,
     PackageResumed,
     PackageStarted,
     PackageUnplaced,
@@ -58,6 +59,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, FastAPI]:
     settings = settings or load("providers")
     service = Service(settings, migrations=Path(__file__).parent / "migrations")
 
+    service.consumer.on(PackageRequested)(handlers.record_request)
     service.consumer.on(OfferMade)(handlers.answer_offer)
     service.consumer.on(PackagePlaced)(handlers.record_award)
     service.consumer.on(PackageUnplaced)(handlers.release_bids)
@@ -107,9 +109,18 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, FastAPI]:
     async def seed(svc: Service) -> None:
         async with unit_of_work(svc.pool) as uow:
             added = await handlers.seed_registry(uow, load_provider_seed())
-            started = await handlers.seed_quality_register(uow, load_quality_register_seed())
+            register_seed = load_quality_register_seed()
+            # Before the register's first change, so that change carries the dated hand-backs' count.
+            dated = await handlers.date_seeded_hand_backs(uow, register_seed)
+            started = await handlers.seed_quality_register(uow, register_seed)
             users = await repo.seed_staff_users(uow.conn, load_provider_staff_seed())
-        log.info("provider registry seeded", added=added, quality_register_started=started, staff_users=users)
+        log.info(
+            "provider registry seeded",
+            added=added,
+            hand_backs_dated=dated,
+            quality_register_started=started,
+            staff_users=users,
+        )
 
     @service.gauge_refreshers.append
     async def webhook_backlog(svc: Service) -> None:

@@ -311,6 +311,7 @@ def joining_entry(application: Mapping[str, Any]) -> dict[str, Any]:
         "cqc_rating": application["cqc_rating"],
         "local_risk": JOINING_LOCAL_RISK,
         "hand_backs_12m": 0,
+        "hand_back_dates": [],
         "weekly_capacity_hours": application["weekly_capacity_hours"],
         "committed_hours": 0,
         "adapter": application["adapter"],

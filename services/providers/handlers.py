@@ -74,6 +74,7 @@ from schemas.events import (
     PackagePaused,
     PackagePlaced,
     PackageReopened,
+    PackageRequested,
     PackageResumed,
     PackageSpec,
     PackageStarted,
@@ -202,6 +203,16 @@ async def answer_offer(uow: UnitOfWork, event: OfferMade) -> None:
         ],
         locked,
         at=event.occurred_at,
+    )
+
+
+async def record_request(uow: UnitOfWork, event: PackageRequested) -> None:
+    """A package the brokerage requested becomes one a request may name (a safeguarding concern's
+    ``subject.package_id``, decision 0130): its id and when, nothing else."""
+    await uow.conn.execute(
+        "INSERT INTO known_packages (package_id, requested_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        event.package_id,
+        event.requested_at,
     )
 
 
@@ -635,13 +646,16 @@ async def _end_placement(
     if placement is None:
         return  # none live, or already ended (a redelivery), or a later award's
     row = await repo.commit_hours(uow.conn, placement["provider_id"], -placement["hours_per_week"])
+    recorded = False
     if why == "handed_back":
-        row = await repo.count_hand_back(uow.conn, placement["provider_id"])
+        # The hand-back and late-start record of the quality register (decision 0103), dated: the
+        # profile's hand-backs are those of the 12 months to today, from it (decision 0119).
+        recorded = await repo.insert_incident(
+            uow.conn, placement["provider_id"], package_id, "hand_back", clock.uk_date(at)
+        )
+        row = await repo.date_hand_backs(uow.conn, placement["provider_id"], clock.uk_date(now()))
     await uow.emit(provider_updated(row, causation=causation))
-    if why == "handed_back" and await repo.insert_incident(
-        uow.conn, placement["provider_id"], package_id, "hand_back", clock.uk_date(at)
-    ):
-        # The hand-back and late-start record of the quality register (decision 0103).
+    if recorded:
         await _recorded(
             uow, placement["provider_id"], QualityChange.hand_back, by="system", at=at, causation=causation,
             package_id=package_id,
@@ -1037,10 +1051,13 @@ async def update_own_profile(
 async def request_coverage_change(
     uow: UnitOfWork, provider_id: str, *, zones: list[str], bands: list[str], reason: str
 ) -> dict:
-    known = load_framework().zones
-    unknown = sorted(set(zones) - set(known))
-    if unknown:
-        raise ValueError(f"unknown zones: {', '.join(unknown)}")
+    """A provider asks for its zones and bands to become these (whole lists, each member once: the
+    request model refuses a repeat). Raises :class:`Refused`: 422 ``zones.N`` unknown-zone, 409
+    change-request-pending."""
+    known = set(load_framework().zones)
+    for i, zone in enumerate(zones):
+        if zone not in known:
+            raise Refused(f"no zone {zone!r} in the framework", code="unknown-zone", status=422, field=f"zones.{i}")
     if await uow.conn.fetchval(
         "SELECT true FROM change_requests WHERE provider_id = $1 AND status = 'pending'", provider_id
     ):
@@ -1051,8 +1068,8 @@ async def request_coverage_change(
         uow.conn,
         "INSERT INTO change_requests (provider_id, zones, bands, reason) VALUES ($1, $2, $3, $4) RETURNING *",
         provider_id,
-        list(dict.fromkeys(zones)),
-        list(dict.fromkeys(bands)),
+        zones,
+        bands,
         reason,
     )
     return change_request_view(row)
@@ -1425,11 +1442,25 @@ async def raise_concern(
     credential_id: str | None = None,
 ) -> dict[str, Any]:
     """Record a concern for the safeguarding queue: ``{concern_id, reference, raised_at}`` back, nothing
-    else (the raiser cannot read it again). Raises :class:`Refused` (422) without a subject, or for a
-    provider the registry does not have (field ``subject.provider_id``)."""
+    else (the raiser cannot read it again). Raises :class:`Refused` (422) without a subject, for a
+    provider the registry does not have (field ``subject.provider_id``) or a package the brokerage
+    never requested (field ``subject.package_id``, decision 0130)."""
     _refuse(domain.subject_refusal(package_id, provider_id))
     if provider_id and not await uow.conn.fetchval("SELECT true FROM providers WHERE provider_id = $1", provider_id):
         raise Refused(f"no provider {provider_id!r}", code="invalid-request", status=422, field="subject.provider_id")
+    if package_id and not await uow.conn.fetchval(
+        # Offered packages too: one requested before known_packages existed is known by its offers.
+        "SELECT EXISTS (SELECT 1 FROM known_packages WHERE package_id = $1)"
+        " OR EXISTS (SELECT 1 FROM offers WHERE package_id = $1)",
+        package_id,
+    ):
+        # Decision 0130: a concern about a package nobody requested would sit in the queue about no one.
+        raise Refused(
+            f"no package {package_id}: the brokerage has not requested it (check the id)",
+            code="invalid-request",
+            status=422,
+            field="subject.package_id",
+        )
     row = await repo.insert_concern(
         uow.conn,
         concern_id=uuid.uuid4(),
@@ -1531,25 +1562,37 @@ def quality_weights() -> quality.QualityWeights:
     return quality.QualityWeights(**load_framework().quality_weights)
 
 
-async def register_state(conn: Connection | asyncpg.Pool, row: asyncpg.Record) -> QualityRegister:
-    """The register of the provider of ``row`` (:func:`repo.register_row`) as the events carry it."""
+async def register_inputs(
+    conn: Connection | asyncpg.Pool, row: asyncpg.Record
+) -> tuple[quality.QualityInputs, asyncpg.Record]:
+    """The score's inputs of the provider of ``row`` today (a UK date), with the hand-backs of the dated
+    record in the 12 months to today (decision 0119), and the register's counts."""
     profile = repo.profile_of(row)
-    counts = await repo.register_counts(conn, profile.provider_id, clock.uk_date(now()))
+    today = clock.uk_date(now())
+    counts = await repo.register_counts(conn, profile.provider_id, today)
     reviewed_at = row["local_risk_reviewed_at"]
-    inputs = quality.QualityInputs(
+    inputs = quality.inputs_as_of(
         cqc_rating=profile.cqc_rating,
         local_risk=profile.local_risk,
-        hand_backs_12m=profile.hand_backs_12m,
+        as_of=today,
+        hand_back_dates=await repo.hand_back_dates(conn, profile.provider_id, today),
         cqc_inspected_on=row["cqc_inspected_on"],
         local_risk_reviewed_on=clock.uk_date(reviewed_at) if reviewed_at else None,
     )
+    return inputs, counts
+
+
+async def register_state(conn: Connection | asyncpg.Pool, row: asyncpg.Record) -> QualityRegister:
+    """The register of the provider of ``row`` (:func:`repo.register_row`) as the events carry it."""
+    inputs, counts = await register_inputs(conn, row)
+    profile = repo.profile_of(row)
     return QualityRegister(
         cqc_location_id=row["cqc_location_id"],
         cqc_rating=profile.cqc_rating,
         cqc_inspected_on=row["cqc_inspected_on"],
         local_risk=profile.local_risk,
         local_risk_reviewed_on=inputs.local_risk_reviewed_on,
-        hand_backs_12m=profile.hand_backs_12m,
+        hand_backs_12m=inputs.hand_backs_12m,
         late_starts_12m=counts["late_starts_12m"],
         open_complaints=counts["open_complaints"],
         open_improvement_plans=counts["open_improvement_plans"],
@@ -1610,6 +1653,30 @@ async def _recorded(
         await uow.emit(provider_updated(row, causation=event.event_id))
     await uow.emit(event)
     return event
+
+
+async def date_seeded_hand_backs(uow: UnitOfWork, entries: list[dict]) -> int:
+    """Give every profile without dated hand-backs (a provider just seeded from providers.yaml, or a
+    profile written before decision 0119) its dated record: the hand-backs quality-register.yaml dates
+    for it (``hand_backs``: UK dates, before the platform), then the profile's hand-backs in the 12
+    months to today from the record, published (ProviderUpdated). Once per provider: a dated profile
+    is left alone. Returns how many profiles were dated."""
+    undated = await repo.lock_undated_profiles(uow.conn)
+    if not undated:
+        return 0
+    wanted = set(undated)
+    await repo.insert_seeded_hand_backs(
+        uow.conn,
+        [
+            (e["provider_id"], dt.date.fromisoformat(str(d)))
+            for e in entries
+            if e["provider_id"] in wanted
+            for d in e.get("hand_backs") or ()
+        ],
+    )
+    for row in await repo.date_many_hand_backs(uow.conn, undated, clock.uk_date(now())):
+        await uow.emit(provider_updated(row))
+    return len(undated)
 
 
 async def seed_quality_register(uow: UnitOfWork, entries: list[dict]) -> int:

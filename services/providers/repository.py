@@ -14,6 +14,7 @@ import asyncpg
 from schemas.adapters import OfferClosedNotice
 from schemas.events import OfferMade, PackageSpec, ProviderProfile
 from services.providers.domain import AutomaticRules, Bid, Decline
+from services.runtime import quality
 from services.runtime.db import Connection, fetch_one
 
 PROFILE_FIELDS_IN_COLUMNS = ("weekly_capacity_hours", "committed_hours")
@@ -336,15 +337,72 @@ async def insert_placement(
     )
 
 
-async def count_hand_back(conn: Connection, provider_id: str) -> asyncpg.Record:
-    return await fetch_one(
-        conn,
-        """UPDATE providers SET profile = jsonb_set(profile, '{hand_backs_12m}',
-           to_jsonb((profile->>'hand_backs_12m')::int + 1)),
-                                revision = revision + 1, updated_at = now()
-            WHERE provider_id = $1 RETURNING *""",
-        provider_id,
+async def date_hand_backs(conn: Connection, provider_id: str, today: dt.date) -> asyncpg.Record:
+    """The profile's hand-backs from the dated record (decision 0119): ``hand_back_dates`` (the UK
+    dates in the 12 months to ``today``) and ``hand_backs_12m`` (their number); the next revision.
+    Returns the provider's row."""
+    [row] = await date_many_hand_backs(conn, [provider_id], today)
+    return row
+
+
+async def date_many_hand_backs(conn: Connection, provider_ids: list[str], today: dt.date) -> list[asyncpg.Record]:
+    """:func:`date_hand_backs` for several providers in one statement; their rows, in provider order.
+    "In the 12 months to today": after the day 365 days before it, not after it (quality.in_last_12_months)."""
+    rows = await conn.fetch(
+        """UPDATE providers p SET profile = p.profile || jsonb_build_object('hand_back_dates', d.dates,
+                                                                    'hand_backs_12m', d.n),
+                                  revision = p.revision + 1, updated_at = now()
+             FROM unnest($1::text[]) AS u(provider_id)
+             CROSS JOIN LATERAL (
+                 SELECT coalesce(jsonb_agg(i.on_date ORDER BY i.on_date), '[]'::jsonb) AS dates, count(*)::int AS n
+                   FROM delivery_incidents i
+                  WHERE i.provider_id = u.provider_id AND i.kind = 'hand_back'
+                    AND i.on_date > $2::date - $3::int AND i.on_date <= $2::date) d
+            WHERE p.provider_id = u.provider_id RETURNING p.*""",
+        provider_ids,
+        today,
+        quality.WINDOW_DAYS,
     )
+    return sorted(rows, key=lambda r: r["provider_id"])
+
+
+async def hand_back_dates(conn: Connection | asyncpg.Pool, provider_id: str, today: dt.date) -> list[dt.date]:
+    """The UK dates of the provider's hand-backs in the 12 months to ``today``, oldest first."""
+    rows = await conn.fetch(
+        """SELECT on_date FROM delivery_incidents
+            WHERE provider_id = $1 AND kind = 'hand_back' AND on_date > $2::date - $3::int AND on_date <= $2::date
+            ORDER BY on_date""",
+        provider_id,
+        today,
+        quality.WINDOW_DAYS,
+    )
+    return [r["on_date"] for r in rows]
+
+
+async def lock_undated_profiles(conn: Connection) -> list[str]:
+    """Lock the providers whose profile has no dated hand-backs yet (seeded, or written before
+    decision 0119), in provider order (the service's lock order); their ids."""
+    rows = await conn.fetch(
+        """SELECT provider_id FROM providers WHERE NOT profile ? 'hand_back_dates'
+            ORDER BY provider_id FOR UPDATE"""
+    )
+    return [r["provider_id"] for r in rows]
+
+
+async def insert_seeded_hand_backs(conn: Connection, seeded: list[tuple[str, dt.date]]) -> int:
+    """Hand-backs the seed file dates ((provider id, UK date); before the platform: no package), once
+    per provider: none are added for a provider with seeded ones already. Returns how many were added."""
+    added = await conn.fetch(
+        """INSERT INTO delivery_incidents (provider_id, package_id, kind, on_date, source)
+           SELECT u.provider_id, NULL, 'hand_back', u.on_date, 'seed'
+             FROM unnest($1::text[], $2::date[]) AS u(provider_id, on_date)
+            WHERE NOT EXISTS (SELECT 1 FROM delivery_incidents i
+                               WHERE i.provider_id = u.provider_id AND i.source = 'seed')
+           RETURNING incident_id""",
+        [p for p, _ in seeded],
+        [d for _, d in seeded],
+    )
+    return len(added)
 
 
 async def set_status(
@@ -884,17 +942,18 @@ async def register_row(conn: Connection | asyncpg.Pool, provider_id: str) -> asy
 
 
 async def register_counts(conn: Connection | asyncpg.Pool, provider_id: str, today: dt.date) -> asyncpg.Record:
-    """Hand-backs and late starts in the 12 months to ``today`` (UK dates), open complaints and
-    open improvement plans."""
+    """Late starts in the 12 months to ``today`` (UK dates; quality.in_last_12_months), open
+    complaints and open improvement plans (the hand-backs: :func:`hand_back_dates`)."""
     return await fetch_one(
         conn,
         """SELECT (SELECT count(*) FROM delivery_incidents WHERE provider_id = $1 AND kind = 'late_start'
-                      AND on_date > $2::date - 365) AS late_starts_12m,
+                      AND on_date > $2::date - $3::int AND on_date <= $2::date) AS late_starts_12m,
                   (SELECT count(*) FROM complaints WHERE provider_id = $1 AND closed_on IS NULL) AS open_complaints,
                   (SELECT count(*) FROM improvement_plans WHERE provider_id = $1 AND closed_on IS NULL)
                       AS open_improvement_plans""",
         provider_id,
         today,
+        quality.WINDOW_DAYS,
     )
 
 

@@ -135,6 +135,9 @@ TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
         # The whole disclosure log, filtered (the console's admin page): the same readers as one package's.
         ("GET", "/disclosures"): frozenset({MANAGER, HEAD_OF_SERVICE, COUNCIL_ADMIN}),
         ("POST", "/internal/disclosures"): frozenset({"service:providers"}),
+        # The sandbox's test packages (decision 0116): asked for by the providers service alone, for the
+        # provider whose credential called POST /me/sandbox/offers; a 404 outside a sandbox deployment.
+        ("POST", "/internal/sandbox/packages"): frozenset({"service:providers"}),
         ("GET", "/reference/zones"): FOLLOWS_WORK | {CONSOLE},
         ("GET", "/reference/providers"): FOLLOWS_WORK | {CONSOLE},
         ("GET", "/reference/rates"): FOLLOWS_WORK | {CONSOLE},
@@ -191,6 +194,8 @@ TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
         ("POST", "/me/webhook/test"): PROVIDER_CREDENTIAL,
         ("POST", "/me/webhook/rotate-secret"): PROVIDER_CREDENTIAL,
         ("GET", "/me/notices"): PROVIDER_CREDENTIAL,  # how its offers closed (decision 0093)
+        # The sandbox (decision 0116): a test offer of a made-up package to the caller alone; 404 elsewhere.
+        ("POST", "/me/sandbox/offers"): PROVIDER_CREDENTIAL,
         # Safeguarding (decision records 0106-0108): anyone who follows the work, or a provider, raises a
         # concern; only the safeguarding team reads them, pauses a provider's new offers and records outcomes.
         ("POST", "/me/concerns"): PROVIDER_CREDENTIAL,
@@ -250,6 +255,9 @@ TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
         ("GET", "/reports/decline-mix"): COMMISSIONERS,
         ("GET", "/reports/provider-quality"): COMMISSIONERS,
         ("GET", "/reports/coverage-gaps"): COMMISSIONERS,
+        # What the council is committed to pay each provider and who pays (decision 0118): those who
+        # read the finance records, and the council's administrators (who have the exports anyway).
+        ("GET", "/reports/commitments"): FINANCE_READERS | {COUNCIL_ADMIN},
     },
 }
 

@@ -39,6 +39,7 @@ PATH_VALUES = {
     "delivery_id": str(uuid.UUID(int=0)),  # a webhook delivery (provider self-service)
     "application_id": str(uuid.UUID(int=0)),  # an application to join the framework
     "concern_id": str(uuid.UUID(int=0)),  # a safeguarding concern
+    "user_id": str(uuid.UUID(int=0)),  # a provider's named staff user (decision 0126)
 }
 
 
