@@ -97,7 +97,10 @@ class DischargeRequest(BaseModel):
     )
     ward: str = Field(pattern=r"^[A-Z0-9][A-Z0-9-]{0,15}$", description="Ward code of that hospital, e.g. W17")
     pathway: int = Field(
-        ge=0, le=3, description="Discharge pathway: 1 home with support (0, home with no support, is refused)"
+        ge=0,
+        le=3,
+        description="Discharge pathway: 1 home with support, the only one brokered as home care (0 home with no "
+        "new support, 2 a rehabilitation bed and 3 a care home are refused, naming their route: decision 0120)",
     )
     medically_fit_on: dt.date = Field(description="The day the person became (or becomes) medically fit: a UK date")
     reablement_potential: bool = Field(
@@ -329,6 +332,14 @@ def _validate_against_framework(request: PackageRequest, rules: handlers.Brokera
             f"postcode district {request.postcode_district} is not in zone {request.zone}; {hint}",
             field="postcode_district",
             code="postcode-mismatch",
+        )
+    # Decision record 0120: the urgency and the discharge block go together, both ways (the other way,
+    # a discharge with another urgency, is the command's refusal: handlers._discharge_refusal).
+    if request.urgency is Urgency.hospital_discharge and request.discharge is None:
+        raise ProblemError(
+            422,
+            "a hospital discharge needs the Discharge Hub's details: hospital, ward, pathway, medically-fit date",
+            field="discharge",
         )
     if identifiers.postcode_district_of(request.person.postcode) != request.postcode_district:
         raise ProblemError(
@@ -1244,6 +1255,10 @@ def reference_router(service: Service, rules: handlers.BrokerageRules) -> APIRou
             "version": reference.version,
             "hospitals": [
                 {"code": h.code, "name": h.name, "wards": list(h.wards)} for h in reference.hospitals.values()
+            ],
+            "pathways": [
+                {"pathway": p.pathway, "means": p.means, "route": p.route, "brokered": p.pathway == 1}
+                for p in sorted(reference.pathways.values(), key=lambda p: p.pathway)
             ],
             "in_house_services": [
                 {

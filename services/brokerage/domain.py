@@ -847,14 +847,34 @@ class DischargeRules:
     fallback_after: dt.timedelta = dt.timedelta(hours=36)
 
 
+# The one discharge pathway that is care at home (000:65-66: "home with support"): decision record 0120.
+HOME_CARE_PATHWAY = 1
+
+
 def discharge_refusal(
-    *, pathway: int, medically_fit_on: dt.date, start_date: dt.date, today: dt.date, rules: DischargeRules
+    *,
+    pathway: int,
+    medically_fit_on: dt.date,
+    start_date: dt.date,
+    today: dt.date,
+    rules: DischargeRules,
+    pathway_route: tuple[str, str] | None = None,
 ) -> Refusal | None:
-    """Whether a discharge request is acceptable; a 422 naming its field when not. Pathway 0 is
-    "home with no support" (000:65): no package to broker. The medically-fit date is a UK date within
-    the limits either side of ``today``; care cannot start before the person is medically fit."""
-    if pathway == 0:
-        return Refusal(422, "discharge.pathway", "pathway 0 is home with no new support: there is no package to broker")
+    """Whether a discharge request is acceptable; a 422 naming its field when not. Only pathway 1
+    ("home with support", 000:65-66) is care at home for this brokerage (decision record 0120):
+    pathway 0 is home with no new support (nothing to broker), 2 a bedded rehabilitation setting and
+    3 a care home - refused as not home care, the words naming ``pathway_route`` (what the pathway
+    means, the route the Hub takes for it: deploy/reference/discharge.yaml). The medically-fit date
+    is a UK date within the limits either side of ``today``; care cannot start before the person is
+    medically fit."""
+    if pathway != HOME_CARE_PATHWAY:
+        means, route = pathway_route or (f"pathway {pathway}", "not brokered here")
+        return Refusal(
+            422,
+            "discharge.pathway",
+            f"pathway {pathway} is {means}, not care at home: {route}. Only pathway {HOME_CARE_PATHWAY} "
+            "(home with support) is brokered as home care",
+        )
     if medically_fit_on > today + dt.timedelta(days=rules.fit_ahead_days):
         return Refusal(
             422,

@@ -1682,7 +1682,9 @@ def _discharge_refusal(
     then the rules of :func:`domain.discharge_refusal`."""
     if spec.urgency is not Urgency.hospital_discharge:
         return domain.Refusal(422, "urgency", "a package with a discharge has the urgency hospital_discharge")
-    hospitals = rules.discharge_reference().hospitals
+    reference = rules.discharge_reference()
+    route = reference.pathways.get(discharge.pathway)
+    hospitals = reference.hospitals
     hospital = hospitals.get(discharge.hospital)
     if hospital is None:
         return domain.Refusal(
@@ -1702,6 +1704,7 @@ def _discharge_refusal(
         start_date=spec.start_date,
         today=today,
         rules=rules.discharge,
+        pathway_route=None if route is None else (route.means, route.route),
     )
 
 
