@@ -276,12 +276,26 @@ class FundingShareRequest(BaseModel):
     percent: Decimal = Field(ge=0, le=100, max_digits=5, decimal_places=2, description="Per cent of the cost")
 
 
+class CallFundingRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    call: int = Field(ge=1, le=6, description="A call of each day in the visit pattern: 1 the first, in time order")
+    funder: Funder = Field(description="Who pays that call whole (never joint; not the period's own funder)")
+
+
 class FundingPeriodRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     effective_from: dt.date = Field(description="The period's first day (a UK date); it runs until the next one's")
     funder: Funder
     shares: list[FundingShareRequest] | None = Field(
-        default=None, max_length=6, description="For joint funding: each funder's per cent, adding up to 100"
+        default=None,
+        max_length=6,
+        description="For joint funding: each funder's per cent (of the week less any named calls), adding up to 100",
+    )
+    calls: list[CallFundingRequest] = Field(
+        default_factory=list,
+        max_length=5,
+        description="Calls paid whole by a funder of their own (decision 0121), e.g. the NHS paying call 1, the "
+        "morning call; each call is 1 / calls_per_day of the week's cost",
     )
 
 
@@ -912,6 +926,7 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
                             p.effective_from,
                             p.funder,
                             None if p.shares is None else [(s.funder, s.percent) for s in p.shares],
+                            [(c.call, c.funder) for c in p.calls],
                         )
                         for p in body.periods
                     ],
@@ -959,14 +974,7 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
         if funding is None:
             return body
         periods = json.loads(funding["periods"])
-        parsed = [
-            domain.Period(
-                dt.date.fromisoformat(p["effective_from"]),
-                p["funder"],
-                tuple((s["funder"], Decimal(s["percent"])) for s in p["shares"]),
-            )
-            for p in periods
-        ]
+        parsed = repo.periods_of(funding)
         current = domain.period_on(parsed, day)
         body |= {
             "revision": funding["revision"],
@@ -984,10 +992,16 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
                 band_rate=row["band_rate"],
                 period=current,
                 top_up_paid_by=funding["top_up_paid_by"],
+                calls_per_day=json.loads(row["spec"])["visits"]["calls_per_day"],
             )
             body["weekly_cost"] = {
                 "total": str(cost.total),
                 "by_funder": {f: str(v) for f, v in cost.by_funder.items()},
+                # Decision 0121: each funder's named calls and share, apart (pounds at the band rate).
+                "parts": [
+                    {"funder": w.funder, "basis": w.basis, "calls": list(w.calls), "pounds": str(amount)}
+                    for w, amount in cost.parts
+                ],
                 "above_band": str(cost.above_band),
                 "above_band_paid_by": cost.above_band_paid_by,
                 "above_band_is": None
