@@ -350,6 +350,7 @@ async def run_phase(
     timeout: float,
     auth: OidcAuth,
 ) -> dict:
+    await reset_statements(admin)
     cpu0 = watch.cpu()
     wall0 = time.monotonic()
     t0 = dt.datetime.now(dt.UTC)
@@ -368,6 +369,8 @@ async def run_phase(
     # come after the last request, in a drain at twice the rate the system can sustain.)
     span = (placed[-1]["confirmed_at"] - t0).total_seconds() if placed else 0
     events = await events_between(admin, t0, t1)
+    statements = await statements_by_role(admin, len(requests))
+    heaviest = await heaviest_statements(admin, len(requests))
     statuses = {s: sum(r["status"] == s for r in rows) for s in FINAL}
     return {
         "requests": len(requests),
@@ -384,6 +387,8 @@ async def run_phase(
         "events": events,
         "events_per_second": round(events / seconds, 1) if seconds else None,
         "cpu_seconds": {n: round(cpu1[n] - cpu0[n], 2) for n in cpu1 if n in cpu0},
+        "statements_per_request": statements,
+        "heaviest_statements": heaviest,
         "series": [
             {
                 "requested_s": round((r["requested_at"] - t0).total_seconds(), 3),
@@ -393,6 +398,61 @@ async def run_phase(
             for r in placed
         ],
     }
+
+
+async def reset_statements(admin: Connection) -> None:
+    """Zero PostgreSQL's statement statistics for the benchmark's database (pg_stat_statements,
+    loaded by deploy/postgres.sh); nothing when the server does not have it."""
+    with contextlib.suppress(asyncpg.PostgresError):
+        await admin.execute(
+            "SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database WHERE datname = current_database()), 0)"
+        )
+
+
+async def statements_by_role(admin: Connection, requests: int) -> dict[str, dict[str, float]]:
+    """PostgreSQL's work in a phase per database role (one role a service), divided by the
+    phase's requests: ``{role: {"calls": statements, "exec_ms": execution milliseconds}}``. The
+    server's share of a placement, which its CPU seconds alone cannot split between services.
+    Empty when pg_stat_statements is not loaded."""
+    try:
+        rows = await admin.fetch(
+            """SELECT r.rolname AS role, sum(s.calls) AS calls, sum(s.total_exec_time) AS exec_ms
+                 FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid
+                WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+                GROUP BY r.rolname"""
+        )
+    except asyncpg.PostgresError:
+        return {}
+    n = max(requests, 1)
+    return {
+        r["role"]: {"calls": round(float(r["calls"]) / n, 1), "exec_ms": round(float(r["exec_ms"]) / n, 2)}
+        for r in rows
+    }
+
+
+async def heaviest_statements(admin: Connection, requests: int, top: int = 40) -> list[dict]:
+    """The phase's ``top`` statements by PostgreSQL execution time: role, calls and execution
+    milliseconds per request, and the statement's first 160 characters. Where to look next."""
+    try:
+        rows = await admin.fetch(
+            """SELECT r.rolname AS role, s.calls, s.total_exec_time AS exec_ms, left(s.query, 160) AS query
+                 FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid
+                WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+                ORDER BY s.total_exec_time DESC LIMIT $1""",
+            top,
+        )
+    except asyncpg.PostgresError:
+        return []
+    n = max(requests, 1)
+    return [
+        {
+            "role": r["role"],
+            "calls": round(r["calls"] / n, 2),
+            "exec_ms": round(r["exec_ms"] / n, 3),
+            "query": " ".join(r["query"].split()),
+        }
+        for r in rows
+    ]
 
 
 IDLE_SECONDS = 10.0

@@ -39,9 +39,9 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, FastAPI]:
     service = Service(settings, migrations=Path(__file__).parent / "migrations")
     service.lag_on_health = True  # how far the projection is behind the topics, on /health/ready
 
-    @service.consumer.on(*handlers.PROJECTED)
-    async def on_event(uow: UnitOfWork, event: Any) -> None:
-        await handlers.project(uow, event)
+    @service.consumer.on_batch(*handlers.PROJECTED)
+    async def on_events(uow: UnitOfWork, events: list[Any]) -> None:
+        await handlers.project(uow, events)
 
     # The dead letters are not events to apply (their bytes may be anything): counted by their
     # own subscriber, in the same consumer group.

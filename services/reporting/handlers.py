@@ -296,15 +296,16 @@ def package_values(event: Event) -> dict[str, Any]:
     return values
 
 
-async def project(uow: UnitOfWork, event: Event) -> None:
-    """Apply one event to the projection (the live consumer's handler, in its batch's unit of
-    work). Safe to apply twice and in any order across topics."""
-    await apply(uow.conn, [event])
+async def project(uow: UnitOfWork, events: list[Event]) -> None:
+    """Apply a batch's fresh events to the projection together (the live consumer's handler, in
+    its batch's unit of work: one statement per table touched, as the rebuild does). Safe to
+    apply twice and in any order across topics."""
+    await apply(uow.conn, events)
 
 
 async def apply(conn: Connection, events: list[Event]) -> None:
     """Apply events to the projection: one statement per table they touch, whatever their number
-    (the rebuild passes a partition's batch; the live consumer one event).
+    (the rebuild passes a partition's batch; the live consumer a batch's fresh events).
 
     Idempotent and order-tolerant: each event table's rows are keyed by event id and only the
     events a table did not hold yet add to their package's counters; the package row's other

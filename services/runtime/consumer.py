@@ -83,6 +83,8 @@ E4 = TypeVar("E4", bound=Envelope)
 # A handler of events of type E; the consumer calls it only with the event types it was registered for.
 HandlerOf = Callable[[UnitOfWork, E1], Awaitable[None]]
 Handler = HandlerOf[Event]
+# A handler of several events at once (``consumer.on_batch``): the fresh events of a batch, in order.
+BatchHandler = Callable[[UnitOfWork, list[Event]], Awaitable[None]]
 
 
 class Rejected(Exception):
@@ -210,6 +212,9 @@ class EventConsumer:
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.group_instance_id = group_instance_id
         self.handlers: dict[str, Handler] = {}
+        # Handlers that take a batch's events together (set-based projections); each also has a
+        # one-event form in self.handlers, for the one-at-a-time path.
+        self.batch_handlers: dict[str, BatchHandler] = {}
         self.stopping = asyncio.Event()
         self.dead_letter_max_bytes = dead_letter_max_bytes
         # Whether a topic exists, asked of an admin client: tells "unknown topic" from Kafka away.
@@ -239,6 +244,25 @@ class EventConsumer:
             for model in event_types:
                 # Dispatch is by event_type, so the handler only ever gets the classes it declared.
                 self.handlers[model.model_fields["event_type"].default] = cast(Handler, fn)
+            return fn
+
+        return register
+
+    def on_batch(self, *event_types: type[Envelope]) -> Callable[[BatchHandler], BatchHandler]:
+        """Register a handler that applies many events at once: ``handler(uow, events)`` gets
+        every fresh event of a batch with these types, in the batch's order, in one call (a
+        projection writes them with one statement per table instead of one per event). It must
+        give the same state as applying them one by one; the one-at-a-time path (a failed
+        batch's retries and dead letters) calls it with a single event."""
+
+        def register(fn: BatchHandler) -> BatchHandler:
+            async def one(uow: UnitOfWork, event: Event) -> None:
+                await fn(uow, [event])
+
+            for model in event_types:
+                event_type = model.model_fields["event_type"].default
+                self.batch_handlers[event_type] = fn
+                self.handlers[event_type] = one
             return fn
 
         return register
@@ -344,12 +368,25 @@ class EventConsumer:
                 fresh = await record_in_inbox(conn, consumer=self.group, deliveries=[(e, d) for d, e, _ in work])
                 applied = []
                 uow = UnitOfWork(conn)  # one for the batch: its outbox rows are written at once
+                # A run of consecutive events for one batch handler goes to it in one call.
+                together: list[Event] = []
+                together_by: BatchHandler | None = None
                 for _delivery, event, handler in work:
                     first_time = event.event_id in fresh
                     fresh.discard(event.event_id)  # the same event twice in one batch: applied once
                     if first_time:
-                        await handler(uow, event)
+                        many = self.batch_handlers.get(event.event_type)
+                        if together and many is not together_by:
+                            await cast(BatchHandler, together_by)(uow, together)
+                            together = []
+                        if many is None:
+                            await handler(uow, event)
+                        else:
+                            together.append(event)
+                            together_by = many
                     applied.append(first_time)
+                if together:
+                    await cast(BatchHandler, together_by)(uow, together)
                 await uow.flush()
         except Exception as exc:
             log.info("batch not applied as one; applying its events one at a time", size=len(work), error=repr(exc))

@@ -226,3 +226,42 @@ async def test_a_dead_letter_publish_is_retried_while_kafka_is_away(in_memory, m
     garbage = delivery(good, 31, value=b"{", headers={})
     assert await service.consumer.process_batch([garbage, delivery(good, 32)])
     assert len(attempts) == 3, "waited out, then written"
+
+
+async def test_a_batch_handler_gets_each_run_of_its_fresh_events_in_one_call(in_memory):
+    """consumer.on_batch: consecutive fresh events of its types reach it together, in order; an
+    event for a one-at-a-time handler between them splits the run; a duplicate is left out; the
+    one-at-a-time path (a failed batch's retries) calls it with a batch of one."""
+    from tests.handlers.test_providers_handlers import award
+
+    service, _ = await in_memory(build, "providers")
+    providers = await willing(service, 1)
+    offers = [offer(providers) for _ in range(4)]
+    placed = award(offers[0], providers[0], 1, dt.datetime.now(dt.UTC))
+    calls: list[tuple[str, list[uuid.UUID]]] = []
+
+    @service.consumer.on_batch(type(offers[0]))
+    async def many(uow, events) -> None:
+        calls.append(("batch", [e.event_id for e in events]))
+
+    @service.consumer.on(PackagePlaced)
+    async def one(uow, event) -> None:
+        calls.append(("one", [event.event_id]))
+
+    assert await service.consumer.process_batch([delivery(offers[3], 1)])  # alone: the single path
+    assert calls == [("batch", [offers[3].event_id])]
+    calls.clear()
+    batch = [
+        delivery(offers[0], 2),
+        delivery(offers[1], 3),
+        delivery(offers[1], 4),  # the same event again: not passed twice
+        delivery(placed, 5),
+        delivery(offers[2], 6),
+        delivery(offers[3], 7),  # applied before: a duplicate
+    ]
+    assert await service.consumer.process_batch(batch)
+    assert calls == [
+        ("batch", [offers[0].event_id, offers[1].event_id]),
+        ("one", [placed.event_id]),
+        ("batch", [offers[2].event_id]),
+    ]
