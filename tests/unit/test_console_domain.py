@@ -399,7 +399,7 @@ HOSPITALS = {
         {"pathway": 3, "means": "a care home", "route": "the placements team", "brokered": False},
     ],
 }
-DISCHARGE = {
+DISCHARGE: dict[str, str | list[str]] = {
     "urgency": "hospital_discharge",
     "discharge_hospital": "uhl-lri",
     "discharge_ward": "w17",
@@ -428,7 +428,7 @@ def test_a_hospital_discharge_form_becomes_the_requests_discharge_block():
 
 
 def test_a_discharge_without_its_answers_or_on_another_pathway_is_the_forms_own_error_in_plain_words():
-    blank = {k: "" for k in DISCHARGE if k != "urgency"}
+    blank: dict[str, str | list[str]] = {k: "" for k in DISCHARGE if k != "urgency"}
     _, errors = domain.package_request(FORM | DISCHARGE | blank, ZONES, today=TODAY, discharge=HOSPITALS)
     assert errors == {
         "discharge_hospital": "Select the hospital",

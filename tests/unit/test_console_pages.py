@@ -394,7 +394,7 @@ def test_the_review_queue_lists_overdue_and_due_reviews_with_links_and_the_menu_
 
 def test_the_package_page_shows_who_pays_the_weekly_cost_and_a_funding_form_for_those_who_may_act():
     """Decision record 0089."""
-    funding = {
+    funding: dict[str, Any] = {
         "revision": 2,
         "periods": [
             {
