@@ -116,7 +116,8 @@ class OfferClosedNotice(BaseModel):
 class BidRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    rate: Money = Field(gt=0, description="Hourly rate asked, in pounds")
+    # le: what the rate columns (numeric(8,2)) hold; the award rules judge the rate itself.
+    rate: Money = Field(gt=0, le=Decimal("999999.99"), description="Hourly rate asked, in pounds")
     earliest_start: dt.date = Field(description="First day the provider can start the care")
 
 

@@ -838,7 +838,14 @@ class ProviderProfile(Contract):
     double_handed: bool
     cqc_rating: Literal["outstanding", "good", "requires_improvement", "inadequate", "not_yet_rated"]
     local_risk: Literal["low", "medium", "high"]
-    hand_backs_12m: int = Field(ge=0)
+    hand_backs_12m: int = Field(ge=0, description="Hand-backs in the 12 months to the day the profile was written.")
+    hand_back_dates: list[dt.date] | None = Field(
+        default=None,
+        description="The register's dated hand-back record: the UK dates of the hand-backs in the 12 months to "
+        "the day the profile was written, oldest first. A reader counts those in the 12 months to its own day "
+        "(an offer's: decision record 0119), so a hand-back ages out without a new profile. None: written "
+        "before the dates travelled (v2 upgraded).",
+    )
     weekly_capacity_hours: Decimal = Field(ge=0)
     committed_hours: Decimal = Field(ge=0)
     offers_paused: bool = Field(
@@ -850,10 +857,10 @@ class ProviderProfile(Contract):
 
 class ProviderUpdated(Envelope):
     """The provider's whole current profile (event-carried state): the latest revision wins. v2: the
-    profile's ``offers_paused``."""
+    profile's ``offers_paused``. v3: the profile's ``hand_back_dates`` (decision record 0119)."""
 
     event_type: Literal["ProviderUpdated"] = "ProviderUpdated"
-    schema_version: Literal[2] = 2
+    schema_version: Literal[3] = 3
     producer: Producer = "providers"
     revision: int = Field(ge=1)
     profile: ProviderProfile

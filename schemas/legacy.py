@@ -299,6 +299,45 @@ class ProviderUpdatedV1(Envelope):
         return ev.ProviderUpdated.model_validate(_current(self) | {"profile": self.profile.model_dump()})
 
 
+class _V2:  # version 2's profile, named as then (its JSON Schema's $defs name it ProviderProfile)
+    class ProviderProfile(Contract):
+        provider_id: ProviderId
+        name: str
+        tier: Literal["prime", "supplementary"]
+        status: Literal["active", "suspended", "left"]
+        zones: list[ZoneId]
+        bands: list[Band]
+        skills: list[CareNeed]
+        double_handed: bool
+        cqc_rating: Literal["outstanding", "good", "requires_improvement", "inadequate", "not_yet_rated"]
+        local_risk: Literal["low", "medium", "high"]
+        hand_backs_12m: int = Field(ge=0)
+        weekly_capacity_hours: Decimal = Field(ge=0)
+        committed_hours: Decimal = Field(ge=0)
+        offers_paused: bool = Field(
+            default=False,
+            description="No new offers while true: the council paused them pending an enquiry. Why stays in the "
+            "providers service, visible to its safeguarding team only (decision record 0107).",
+        )
+
+
+class ProviderUpdatedV2(Envelope):
+    """The provider's whole current profile (event-carried state): the latest revision wins. v2: the
+    profile's ``offers_paused``."""
+
+    model_config = ConfigDict(title="ProviderUpdated")
+
+    event_type: Literal["ProviderUpdated"] = "ProviderUpdated"
+    schema_version: Literal[2] = 2
+    producer: Producer = "providers"
+    revision: int = Field(ge=1)
+    profile: _V2.ProviderProfile
+
+    def upgrade(self) -> ev.ProviderUpdated:
+        # Written before the dated hand-back record travelled (decision record 0119): only the count.
+        return ev.ProviderUpdated.model_validate(_current(self) | {"profile": self.profile.model_dump()})
+
+
 class OfferDeclinedV1(Envelope):
     model_config = ConfigDict(title="OfferDeclined")
     event_type: Literal["OfferDeclined"] = "OfferDeclined"
@@ -532,6 +571,7 @@ LEGACY: dict[tuple[str, int], type[Envelope]] = {
         PackageStartedV1,
         OfferDeclinedV1,
         ProviderUpdatedV1,
+        ProviderUpdatedV2,
         PlacementConfirmedV1,
         NotificationFailedV1,
         FundingRecordedV1,

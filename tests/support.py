@@ -16,23 +16,11 @@ import httpx
 
 from services.bench import processes
 from services.bench.processes import ROOT, SERVICES, Stack, free_port, stop_stack  # noqa: F401  (shared with the benchmark)
-from services.runtime.oidc_client import OidcAuth, user_auth
+from services.runtime.oidc_client import DEMO_USERS, OidcAuth, user_auth
 
 CLI_CLIENT = "homecare-cli"  # development and tests only: the password grant for the demo users
 # One demo user per role (deploy/keycloak/realm-homecare.json).
-USER_OF_ROLE = {
-    "broker": "demo-broker",
-    "senior_broker": "demo-senior",
-    "manager": "demo-manager",
-    "head_of_service": "demo-head",
-    "operations": "demo-ops",
-    "council_admin": "demo-admin",
-    "provider_staff": "demo-provider",
-    "contracts_quality": "demo-quality",
-    "safeguarding": "demo-safeguarding",
-    "finance": "demo-finance",
-    "review_officer": "demo-reviewer",
-}
+USER_OF_ROLE = DEMO_USERS
 
 
 @dataclass

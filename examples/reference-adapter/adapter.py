@@ -14,6 +14,9 @@ What it does:
   id it already handled (2xx), answers 2xx at once and decides afterwards:
   an **offer** is bid for or declined by the rules file; a **change** to a package it holds is
   accepted or declined by the same rules; a **test offer** and a **closing notice** are recorded;
+- ``sandbox-offer [JSON]``: in the sandbox only (docs/guide/sandbox.md), asks for a test offer of a
+  made-up package (``POST /me/sandbox/offers``; JSON: its optional zone, band, needs, visits), which
+  then arrives like any offer and is answered by the rules;
 - every decision is appended to a journal (JSON lines), for your own records and for the tests.
 
 Configuration (environment): ``PROVIDERS_URL`` (the provider API), ``PROVIDER_TOKEN`` (your
@@ -23,6 +26,7 @@ at least), runs behind HTTPS, and retries its answers with the same ``Idempotenc
 
     python adapter.py serve &                                            # the receiver first,
     python adapter.py register https://rostering.example.com/homecare   # then the test offer finds it
+    python adapter.py sandbox-offer '{"zone": "lutterworth"}'          # the sandbox: a whole offer's life
 """
 
 from __future__ import annotations
@@ -233,6 +237,18 @@ def register(url: str) -> int:
     return 0
 
 
+def sandbox_offer(body: str) -> int:
+    """In the sandbox: ask for a made-up package offered to you alone; prints its package id."""
+    s = settings()
+    with httpx.Client(base_url=s["providers_url"], timeout=15) as client:
+        r = client.post("/me/sandbox/offers", json=json.loads(body), headers={"Authorization": f"Bearer {s['token']}"})
+    if r.status_code != 201:
+        print(f"refused: {r.status_code} {r.json().get('code')} {r.json().get('detail')}", file=sys.stderr)
+        return 1
+    print(f"sandbox package {r.json()['package_id']}: {r.json()['status']}")
+    return 0
+
+
 def serve() -> int:
     s = settings()
     adapter = Adapter(**s)
@@ -247,5 +263,7 @@ if __name__ == "__main__":
         sys.exit(register(sys.argv[2]))
     if command == "serve":
         sys.exit(serve())
+    if command == "sandbox-offer" and len(sys.argv) <= 3:
+        sys.exit(sandbox_offer(sys.argv[2] if len(sys.argv) == 3 else "{}"))
     print(__doc__, file=sys.stderr)
     sys.exit(2)

@@ -506,8 +506,8 @@ async def bench_async(
     for n in range(2, instances + 1):  # more instances of every service, each its own process and ports
         for service in SERVICES:
             stack.start(f"{service}-{n}", service)
-    for name in stack.procs:
-        await asyncio.to_thread(stack.wait_ready, name)
+    for process in stack.procs:
+        await asyncio.to_thread(stack.wait_ready, process)
     broker = user_auth("demo-broker")  # the load is a broker's requests, each with its access token
     # py-spy samples the running service from outside (only while it holds the GIL: its CPU, not
     # its waiting) and writes its profile when interrupted; an in-process profiler would lose its

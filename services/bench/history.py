@@ -1,8 +1,8 @@
 """A history of packages as events (the real contracts), for the reporting tests and its benchmark
 (``homecare reporting bench``): every kind of outcome the KPIs count - placed at and above the
 band rate, unplaced, cancelled after placing, handed back and placed again, an exception awaiting
-a decision and one approved, started - across zones, bands and urgencies, with bids, declines
-and notifications."""
+a decision and one approved, started - across zones, bands and urgencies, with bids, declines,
+notifications and the service agreement records the brokerage writes for finance (:func:`history`)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Any
 
 from schemas import topics
 from schemas.events import (
+    AgreementFunding,
     BidSubmitted,
     Envelope,
     ExceptionDecided,
@@ -36,6 +37,7 @@ from schemas.events import (
     PlacementConfirmed,
     ProviderProfile,
     ProviderUpdated,
+    ServiceAgreementRecorded,
     VisitPattern,
 )
 from services.runtime.reference import load_framework, load_provider_seed
@@ -194,6 +196,7 @@ def history(start: dt.datetime, packages: int = 40, seed: int = 7) -> list[Envel
                     occurred_at=t,
                 )
             )
+            e.append(_agreement_after(e, t, reason="cancelled", status="cancelled"))
         if outcome in ("started", "handed_back"):
             t += dt.timedelta(days=1)
             e.append(
@@ -222,6 +225,7 @@ def history(start: dt.datetime, packages: int = 40, seed: int = 7) -> list[Envel
                     occurred_at=t,
                 )
             )
+            e.append(_agreement_after(e, t, reason="handed_back", end_date=(t + dt.timedelta(days=14)).date()))
             t += dt.timedelta(minutes=1)
             e.append(_offer(common, 2, "prime", offered[1:], spec, band_rate, t))
             other = offered[1]
@@ -242,12 +246,12 @@ def _placed(
     t: dt.datetime,
     offer_round: int = 1,
 ) -> list[Envelope]:
-    """A placement of :func:`history` and its notifications (the person's letter always failed)."""
-    events: list[Envelope] = [
-        _placement(
-            common, situation, provider, rate, hours, start_date, "2026-27", "broker-1", offer_round, "prime", [], t
-        )
-    ]
+    """A placement of :func:`history`, its service agreement record and its notifications (the
+    person's letter always failed)."""
+    placed = _placement(
+        common, situation, provider, rate, hours, start_date, "2026-27", "broker-1", offer_round, "prime", [], t
+    )
+    events: list[Envelope] = [placed, _agreement(placed)]
 
     def keep(event: Envelope) -> bool:
         events.append(event)
@@ -255,6 +259,61 @@ def _placed(
 
     _confirmations(rnd, common, provider, t, keep, failed_share=1.0)
     return events
+
+
+def _agreement(placed: PackagePlaced) -> ServiceAgreementRecorded:
+    """The brokerage's record of a placement for finance (decision 0110): from the agreed start,
+    open-ended, the council paying all of it. Ids derived from the placement (no draw from the
+    history's random numbers, so the rest of the history is as it was)."""
+    weekly = (placed.hours_per_week * placed.hourly_rate).quantize(Decimal("0.01"))
+    return ServiceAgreementRecorded(
+        correlation_id=placed.package_id,
+        record_id=uuid.uuid5(placed.event_id, "record-1"),
+        agreement_id=uuid.uuid5(placed.event_id, "agreement"),
+        version=1,
+        reason="placed",
+        status="agreed",
+        package_id=placed.package_id,
+        provider_id=placed.provider_id,
+        zone=placed.zone,
+        band=placed.band,
+        hourly_rate=placed.hourly_rate,
+        band_rate=Decimal("22.95"),
+        hours_per_week=placed.hours_per_week,
+        weekly_cost=weekly,
+        start_date=placed.start_date,
+        funding=[
+            AgreementFunding(
+                effective_from=placed.start_date,
+                funder="council",
+                lines=[{"payer": "council", "basis": "share", "percent": Decimal(100), "pounds_per_week": weekly}],
+            )
+        ],
+        funding_revision=0,
+        cost_centre="HC-BENCH",
+        rate_card=placed.rate_card,
+        recorded_at=placed.placed_at,
+        occurred_at=placed.placed_at,
+    )
+
+
+def _agreement_after(events: list[Envelope], t: dt.datetime, **changes: Any) -> ServiceAgreementRecorded:
+    """The next version of the latest agreement among ``events`` with ``changes`` (an ending, a
+    cancellation): a correction supersedes, never edits (decision 0111)."""
+    latest = [e for e in events if isinstance(e, ServiceAgreementRecorded)][-1]
+    version = latest.version + 1
+    return ServiceAgreementRecorded.model_validate(
+        latest.model_dump()
+        | {
+            "event_id": uuid.uuid5(latest.record_id, f"event-{version}"),
+            "record_id": uuid.uuid5(latest.agreement_id, f"record-{version}"),
+            "version": version,
+            "supersedes": latest.record_id,
+            "recorded_at": t,
+            "occurred_at": t,
+            **changes,
+        }
+    )
 
 
 def topic_of(event: Envelope) -> str:

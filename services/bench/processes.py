@@ -98,9 +98,10 @@ def start_stack(
     *,
     extra_env: dict[str, str] | None = None,
     console: bool = False,
+    ports: dict[str, int] | None = None,
 ) -> Stack:
     """The four services (``extra_env`` adds to their environment); with ``console``, then the
-    web console as a client of their APIs."""
+    web console as a client of their APIs. ``ports``: a service's API port (default: a free one)."""
     from services.runtime.kafka import provision_namespace
 
     logs.mkdir(parents=True, exist_ok=True)
@@ -118,7 +119,8 @@ def start_stack(
     }
     # A key sealing this stack's secrets at rest, unless the caller brings one (services/runtime/sealing.py).
     env.setdefault("SECRETS_KEYS", Fernet.generate_key().decode())
-    ports = {name: free_port() for name in SERVICES}  # known up front: providers calls the brokerage
+    # Known up front: providers calls the brokerage.
+    ports = {name: (ports or {}).get(name) or free_port() for name in SERVICES}
     env["PROVIDERS_BROKERAGE_URL"] = f"http://127.0.0.1:{ports['brokerage']}"
     env |= extra_env or {}
     stack = Stack(env=env, logs=logs, ports=ports)

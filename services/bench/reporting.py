@@ -136,7 +136,7 @@ async def measure(
         await provision(url)
         env = os.environ | {"DATABASE_URL": url, "HOMECARE_NAMESPACE": namespace}
         load_before = os.getloadavg()[0]
-        rebuilt = _run_child([sys.executable, "-m", "services.cli.main", "reporting", "rebuild"], env)
+        rebuilt = run_child([sys.executable, "-m", "services.cli.main", "reporting", "rebuild"], env)
         applied = int(re.search(r"(\d+) events applied", rebuilt["stdout"]).group(1))  # type: ignore[union-attr]
         figures |= {
             "rebuild_events": applied,
@@ -212,7 +212,7 @@ async def _time_the_service(
         stack.wait_ready("reporting")
         cli_env = env | identity | {"REPORTING_URL": stack.url("reporting")}
         runs = [
-            _run_child([sys.executable, "-m", "services.cli.main", "kpis", "--period", f"{KPI_DAYS}d"], cli_env)
+            run_child([sys.executable, "-m", "services.cli.main", "kpis", "--period", f"{KPI_DAYS}d"], cli_env)
             for _ in range(3)
         ]
         rss = _peak_rss_mb(stack.procs["reporting"].pid)
@@ -243,7 +243,7 @@ async def _caught_up(namespace: str, kafka: str, security: dict[str, Any]) -> No
         await consumer.stop()
 
 
-def _run_child(command: list[str], env: dict[str, str]) -> dict[str, Any]:
+def run_child(command: list[str], env: dict[str, str]) -> dict[str, Any]:
     """Run ``command`` to its end: its output, wall and CPU seconds and peak RSS (MB), or an error
     naming its output when it fails."""
     with tempfile.TemporaryFile() as out:

@@ -44,6 +44,7 @@ from services.brokerage import repository as repo
 from services.runtime import clock, idempotency, identifiers, permissions
 from services.runtime.auth import Principal, principal_of
 from services.runtime.db import fetch_one
+from services.runtime.fields import Distinct
 from services.runtime.http import ProblemError
 from services.runtime.outbox import UnitOfWork, run_in_unit_of_work
 from services.runtime.permissions import SEES_BID_PRICES
@@ -114,12 +115,12 @@ class DischargeRequest(BaseModel):
 class PackageRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    zone: str = Field(description="Zone id from the framework's reference data, e.g. charnwood-north")
+    zone: str = Field(max_length=64, description="Zone id from the framework's reference data, e.g. charnwood-north")
     band: Band
     postcode_district: identifiers.PostcodeDistrict = Field(description="Outward code of the postcode, e.g. LE11")
     hours_per_week: Decimal = Field(gt=0, le=168, max_digits=5, decimal_places=2)
     visits: VisitPattern
-    needs: list[CareNeed] = Field(min_length=1)
+    needs: Distinct[CareNeed] = Field(min_length=1, max_length=len(CareNeed), description="The care needs, each once")
     urgency: Urgency
     start_date: dt.date
     funding: Funding = Funding.council
@@ -212,8 +213,11 @@ class ChangeRequest(BaseModel):
         gt=0, le=168, max_digits=5, decimal_places=2, description="Carer hours per week, matching the visit pattern"
     )
     visits: VisitPattern = Field(description="Calls per day, minutes per call, carers per call, days per week")
-    needs: list[CareNeed] | None = Field(
-        default=None, min_length=1, description="The needs after the change (unset: as they are)"
+    needs: Distinct[CareNeed] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=len(CareNeed),
+        description="The needs after the change, each once (unset: as they are)",
     )
     reason: ChangeReason = Field(description="Why, as a code (docs/guide/package-changes.md)")
     effective_date: dt.date = Field(description="The first day of the new pattern (a UK date)")
@@ -232,7 +236,12 @@ class ReviewChangeRequest(BaseModel):
         gt=0, le=168, max_digits=5, decimal_places=2, description="Carer hours per week, matching the visit pattern"
     )
     visits: VisitPattern
-    needs: list[CareNeed] | None = Field(default=None, min_length=1, description="The needs after it (unset: as now)")
+    needs: Distinct[CareNeed] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=len(CareNeed),
+        description="The needs after it, each once (unset: as now)",
+    )
     effective_date: dt.date = Field(description="The first day of the new pattern (a UK date)")
     discussed_with_person: bool | None = Field(
         default=None, description="Discussed with the person or their family: required true for a reduction"
@@ -264,8 +273,8 @@ class ReviewRequest(BaseModel):
         default=None, description="For changed and technology_enabled_care: the new hours and visits"
     )
     end: ReviewEndRequest | None = Field(default=None, description="For ended: the reason and effective date")
-    technology: list[TechnologyEnabledCare] = Field(
-        default_factory=list, max_length=10, description="For technology_enabled_care: the equipment"
+    technology: Distinct[TechnologyEnabledCare] = Field(
+        default_factory=list, max_length=10, description="For technology_enabled_care: the equipment, each once"
     )
     notes: ReasonText = None
 
@@ -641,7 +650,7 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
     )
     async def explain(
         package_id: uuid.UUID,
-        provider_id: str | None = Query(None, description="A bidder: adds what that provider is told"),
+        provider_id: str | None = Query(None, max_length=64, description="A bidder: adds what that provider is told"),
     ) -> dict:
         async with service.pool.acquire() as conn:
             row = await repo.get_package(conn, package_id)
@@ -1079,12 +1088,13 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
         status: Annotated[
             str | None,
             Query(
+                max_length=300,
                 pattern=f"^({STATUSES})(,({STATUSES}))*$",
                 description="One status or several, comma-separated (e.g. the work queue: "
                 "unplaced,awaiting_approval,offered,requested,paused)",
             ),
         ] = None,
-        zone: str | None = None,
+        zone: Annotated[str | None, Query(max_length=64)] = None,
         band: Band | None = None,
         urgency: Urgency | None = None,
         waiting_longer_than_hours: Annotated[float | None, Query(ge=0, le=24 * 366)] = None,
@@ -1196,7 +1206,7 @@ def reviews_router(service: Service, rules: handlers.BrokerageRules) -> APIRoute
             int | None,
             Query(ge=0, le=400, description="Due within this many days of today (default: the due-soon setting)"),
         ] = None,
-        zone: str | None = None,
+        zone: Annotated[str | None, Query(max_length=64)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     ) -> dict:
@@ -1322,7 +1332,7 @@ class DisclosureRequest(BaseModel):
     package_id: uuid.UUID
     provider_id: str = Field(min_length=1, max_length=64)
     credential_id: str = Field(min_length=1, max_length=64)
-    fields: list[PersonField] = Field(min_length=1)
+    fields: Distinct[PersonField] = Field(min_length=1, max_length=len(get_args(PersonField)))
 
 
 def internal_router(service: Service) -> APIRouter:
@@ -1367,6 +1377,82 @@ def internal_router(service: Service) -> APIRouter:
         return {"package_id": str(body.package_id)} | {
             k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in dict(person).items()
         }
+
+    return router
+
+
+class SandboxPackageRequest(BaseModel):
+    """A sandbox's test package (decision 0116), asked for by the providers service for the provider
+    whose credential called ``POST /me/sandbox/offers``: the person is made up here."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    provider_id: str = Field(min_length=1, max_length=100, description="The provider it is offered to, alone")
+    zone: str = Field(max_length=64, description="Zone id, e.g. lutterworth")
+    band: Band
+    needs: Distinct[CareNeed] = Field(min_length=1, max_length=len(CareNeed))
+    visits: VisitPattern = Field(description="The hours per week are the visits' carer hours")
+    urgency: Literal["community", "reablement_step_down"] = "community"
+    start_in_days: int = Field(default=3, ge=0, le=60, description="The care starts this many UK days from today")
+
+
+def sandbox_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
+    """The sandbox's own operation (decision 0116): answered only where ``HOMECARE_SANDBOX=true``."""
+    router = APIRouter(prefix="/internal", tags=["internal"])
+
+    @router.post(
+        "/sandbox/packages",
+        status_code=201,
+        response_model=PackageCreated,
+        summary="Sandbox only: request a made-up package offered to one provider alone",
+        description="For the providers service's `POST /me/sandbox/offers`. The person is synthetic (an NHS "
+        "number from the never-issued 999 range, a phone number from Ofcom's drama range, an example.org "
+        "email); the package is offered to `provider_id` and to no one else. Outside a sandbox deployment "
+        "the answer is a 404 (`sandbox-only`).",
+        responses={
+            404: {"description": "Not a sandbox deployment (code sandbox-only)"},
+            422: {"description": "An unknown zone, or the hours of the visits out of range"},
+        },
+    )
+    async def sandbox_package(body: SandboxPackageRequest) -> PackageCreated:
+        if not rules.sandbox:
+            raise ProblemError(404, "test packages are made in the sandbox only", code="sandbox-only")
+        import random
+
+        from services.simulator.synthetic import package_request  # made-up persons, seeded
+
+        if body.zone not in rules.framework.zones:
+            raise ProblemError(422, f"unknown zone {body.zone!r}", field="zone", code="unknown-zone")
+        package_id = uuid.uuid4()
+        made_up = package_request(random.Random(package_id.int), rules.framework, body.zone)
+        try:
+            request = PackageRequest.model_validate(
+                made_up
+                | {
+                    "band": body.band,
+                    "needs": body.needs,
+                    "visits": body.visits.model_dump(),
+                    "hours_per_week": body.visits.care_hours_per_week,
+                    "urgency": body.urgency,
+                    "start_date": (clock.uk_today() + dt.timedelta(days=body.start_in_days)).isoformat(),
+                    "funding": "council",
+                }
+            )
+        except ValueError as exc:  # the visits' hours out of the request's range
+            raise ProblemError(422, f"not a package the brokerage takes: {exc}", field="visits") from None
+        spec = PackageSpec.model_validate(request.model_dump(exclude={"person", "discharge"}))
+        created = await run_in_unit_of_work(
+            service.pool,
+            lambda uow: handlers.request_package(
+                uow,
+                rules,
+                spec=spec,
+                person=request.person.model_dump(),
+                requested_by=f"sandbox.{body.provider_id}",  # an actor id (no colon)
+                package_id=package_id,
+                sandbox_for=body.provider_id,
+            ),
+        )
+        return PackageCreated(package_id=package_id, status=created.status, links={"self": f"/packages/{package_id}"})
 
     return router
 
@@ -1442,7 +1528,9 @@ def finance_router(service: Service, rules: handlers.BrokerageRules) -> APIRoute
     commitment (docs/guide/finance.md). Package ids only: no person's details."""
     router = APIRouter(prefix="/service-agreements", tags=["finance"])
 
-    @router.get("", summary="Service agreement records, newest last (corrections are new versions)")
+    @router.get(
+        "", summary="Service agreement records in the order written, or newest first (corrections are new versions)"
+    )
     async def list_records(
         provider_id: ProviderFilter = None,
         package_id: uuid.UUID | None = None,
@@ -1451,10 +1539,12 @@ def finance_router(service: Service, rules: handlers.BrokerageRules) -> APIRoute
         ] = False,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+        newest_first: Annotated[bool, Query(description="The newest records first (default: oldest first)")] = False,
     ) -> dict:
-        """``{"records": [...]}`` in the order written: each with its agreement id, version, the record it
-        supersedes, the provider, the package id, rate (pounds per hour), carer hours per week, weekly cost
-        (pounds), start and end (UK dates, inclusive), the funding split and the cost centre."""
+        """``{"records": [...]}`` in the order written (``newest_first``: the reverse): each with its
+        agreement id, version, the record it supersedes, the provider, the package id, rate (pounds per
+        hour), carer hours per week, weekly cost (pounds), start and end (UK dates, inclusive), the
+        funding split and the cost centre."""
         rows = await repo.agreement_records(
             service.pool,
             provider_id=provider_id,
@@ -1462,6 +1552,7 @@ def finance_router(service: Service, rules: handlers.BrokerageRules) -> APIRoute
             in_force_only=in_force_only,
             limit=limit,
             offset=offset,
+            newest_first=newest_first,
         )
         return {"records": [_record_view(r) for r in rows]}
 
@@ -1562,14 +1653,14 @@ def finance_router(service: Service, rules: handlers.BrokerageRules) -> APIRoute
         if refusal is not None:
             raise ProblemError(refusal.status, refusal.message, field=refusal.field)
         sunday = monday + dt.timedelta(days=6)
-        rows = await repo.agreements_in_force_during(service.pool, monday, sunday)
-        names = {r["provider_id"]: r["provider_name"] or "" for r in rows}
-        sums = domain.weekly_commitment(
-            ((r["provider_id"], str(r["agreement_id"]), repo.terms_of(r)) for r in rows), monday
-        )
         lines = [
-            {"provider_id": p, "provider_name": names[p], "payer": payer, "pounds": str(v)}
-            for (p, payer), v in sums.items()
+            {
+                "provider_id": r["provider_id"],
+                "provider_name": r["provider_name"] or "",
+                "payer": r["payer"],
+                "pounds": str(domain.commitment_pounds(r["pound_days"])),
+            }
+            for r in await repo.weekly_pound_days(service.pool, monday)
         ]
         if format == "csv":
             header = ("WeekCommencing", "SupplierRef", "SupplierName", "Funder", "WeeklyAmount")
@@ -1590,16 +1681,17 @@ def finance_router(service: Service, rules: handlers.BrokerageRules) -> APIRoute
             )
         by_provider: dict[str, Decimal] = {}
         by_payer: dict[str, Decimal] = {}
-        for (p, payer), v in sums.items():
-            by_provider[p] = by_provider.get(p, Decimal(0)) + v
-            by_payer[payer] = by_payer.get(payer, Decimal(0)) + v
+        for line in lines:
+            v = Decimal(line["pounds"])
+            by_provider[line["provider_id"]] = by_provider.get(line["provider_id"], Decimal(0)) + v
+            by_payer[line["payer"]] = by_payer.get(line["payer"], Decimal(0)) + v
         return {
             "week_commencing": monday,
             "week_ending": sunday,
             "rows": lines,
             "by_provider": {p: str(v) for p, v in by_provider.items()},
             "by_payer": {p: str(v) for p, v in sorted(by_payer.items())},
-            "total": str(sum(sums.values(), Decimal(0))),
+            "total": str(sum(by_payer.values(), Decimal(0))),
         }
 
     return router

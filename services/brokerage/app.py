@@ -93,6 +93,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[BrokerageService, Fa
             fit_backdate_days=settings.discharge_medically_fit_backdate_days,
             fallback_after=dt.timedelta(seconds=settings.discharge_fallback_after_seconds),
         ),
+        sandbox=settings.sandbox,
     )
 
     service.rules = rules  # for tests and tools that drive the handlers directly
@@ -210,4 +211,5 @@ def build(settings: ServiceSettings | None = None) -> tuple[BrokerageService, Fa
     app.include_router(api.reference_router(service, rules))
     app.include_router(api.disclosures_router(service))
     app.include_router(api.internal_router(service))
+    app.include_router(api.sandbox_router(service, rules))
     return service, app

@@ -40,13 +40,30 @@ QualityWeights = quality.QualityWeights
 
 
 def quality_inputs(
-    provider: ProviderProfile, inspected_on: dt.date | None = None, reviewed_on: dt.date | None = None
+    provider: ProviderProfile,
+    inspected_on: dt.date | None = None,
+    reviewed_on: dt.date | None = None,
+    *,
+    as_of: dt.date | None = None,
 ) -> quality.QualityInputs:
-    """The score's inputs as the brokerage knows them: the profile's rating, risk and hand-backs
-    (ProviderUpdated) and the register's dates (ProviderQualityRecorded), when known."""
-    return quality.QualityInputs(
+    """The score's inputs as the brokerage knows them: the profile's rating, risk and dated hand-backs
+    (ProviderUpdated) and the register's dates (ProviderQualityRecorded), when known. With ``as_of``
+    (the offer's UK date) the hand-backs are those of the profile's dated record in the 12 months to
+    that day (decision 0119: one older has aged out, though no profile was written since); without
+    it, or for a profile without dates, the profile's count as written."""
+    if as_of is None:
+        return quality.QualityInputs(
+            cqc_rating=provider.cqc_rating,
+            local_risk=provider.local_risk,
+            hand_backs_12m=provider.hand_backs_12m,
+            cqc_inspected_on=inspected_on,
+            local_risk_reviewed_on=reviewed_on,
+        )
+    return quality.inputs_as_of(
         cqc_rating=provider.cqc_rating,
         local_risk=provider.local_risk,
+        as_of=as_of,
+        hand_back_dates=provider.hand_back_dates,
         hand_backs_12m=provider.hand_backs_12m,
         cqc_inspected_on=inspected_on,
         local_risk_reviewed_on=reviewed_on,
@@ -1216,7 +1233,9 @@ def weekly_commitment(
     """The week's commitment from Monday ``week_start`` in pounds, by (provider, payer): each agreement
     in force (``status`` agreed; its latest version only - the caller's), each funding part's lines
     for the days of the week it covers (pounds per week x days / 7), summed, then rounded to the
-    penny (half up). ``agreements``: (provider id, agreement id, terms)."""
+    penny (half up). ``agreements``: (provider id, agreement id, terms). The sums are of pound-days
+    (exact), divided by 7 once (:func:`commitment_pounds`): the brokerage's report sums them in
+    SQL (repository.weekly_pound_days) and must give the same pennies."""
     sums: dict[tuple[str, str], Decimal] = {}
     for provider_id, _agreement_id, terms in agreements:
         if terms.status != "agreed":
@@ -1227,8 +1246,14 @@ def weekly_commitment(
                 continue
             for line in part.lines:
                 key = (provider_id, line.payer)
-                sums[key] = sums.get(key, Decimal(0)) + line.pounds_per_week * days / 7
-    return {k: v.quantize(PENNY, rounding="ROUND_HALF_UP") for k, v in sorted(sums.items())}
+                sums[key] = sums.get(key, Decimal(0)) + line.pounds_per_week * days
+    return {k: commitment_pounds(v) for k, v in sorted(sums.items())}
+
+
+def commitment_pounds(pound_days: Decimal) -> Decimal:
+    """A week's commitment in pounds from its pound-days (pounds per week x days covered, summed):
+    divided by the week's 7 days and rounded to the penny, half up."""
+    return (pound_days / 7).quantize(PENNY, rounding="ROUND_HALF_UP")
 
 
 def week_refusal(week: dt.date) -> Refusal | None:

@@ -148,6 +148,8 @@ class BrokerageRules:
     delegation: Callable[[], SchemeOfDelegation] = load_delegation
     # The finance system's codes (decision 0109): cost centres and the service type.
     finance: Callable[[], FinanceCodes] = load_finance
+    # A sandbox deployment (decision 0116): test packages are offered to the provider that asked alone.
+    sandbox: bool = False
 
     @property
     def framework(self) -> Framework:
@@ -209,6 +211,7 @@ async def request_package(
     requested_by: str,
     package_id: uuid.UUID | None = None,
     discharge: DischargeInput | None = None,
+    sandbox_for: str | None = None,
 ) -> Requested:
     """Store the request and offer it to the first tier. A retried request (Idempotency-Key) is
     the API's to recognise, around this command (services/runtime/idempotency.py).
@@ -218,6 +221,8 @@ async def request_package(
     reablement service first if it has the hours (DischargeReferred), the package still offered to
     the market for the care after; the NHS discharge funding is recorded (FundingRecorded: the NHS
     for ``nhs_funded_weeks`` from the start, then the council); the fallback's deadline is set.
+    ``sandbox_for`` (a sandbox's test package, decision 0116): the one provider it is ever offered to.
+
     Raises :class:`Refused` (422 naming ``discharge.*`` or ``start_date``) with nothing written."""
     package_id = package_id or uuid.uuid4()
     at = now()
@@ -240,6 +245,7 @@ async def request_package(
         band_rate=card.rates[spec.band],
         requested_at=at,
         person=person,
+        sandbox_for=sandbox_for,
     )
     requested = PackageRequested(correlation_id=package_id, package_id=package_id, package=spec, requested_at=at)
     repo.add_timeline(
@@ -511,6 +517,11 @@ async def _offer_next_tier(
     framework = rules.framework  # one reading of the reference data for the whole decision
     neighbours = _neighbours(framework, spec)
     providers = await repo.providers_serving(uow.conn, spec.zone, *neighbours)
+    if rules.sandbox:
+        # A sandbox's test package goes to the provider that asked for it, and to no one else (0116).
+        only = await repo.sandbox_provider(uow.conn, package_id)
+        if only is not None:
+            providers = [p for p in providers if p.provider_id == only]
     # Providers already offered this package in an earlier round of this cycle are not offered it
     # again (a first round - `after` None - starts a cycle: there is none).
     earlier = set() if after is None else set(await repo.everyone_offered(uow.conn, package_id, cycle=package["cycle"]))
@@ -536,10 +547,14 @@ async def _offer_next_tier(
     closes = at + rules.windows[spec.urgency]
     weights = _weights(framework)  # every provider of the round scored alike
     ids = [p.provider_id for p in offered]
-    # The score from the register's inputs as they stand now, kept with the round (decision 0103).
+    # The score from the register's inputs as they stand now, kept with the round (decision 0103);
+    # the hand-backs in the 12 months to the offer's UK date (decision 0119).
     dates = await repo.quality_dates(uow.conn, ids)
+    today = clock.uk_date(at)
     scored = {
-        p.provider_id: quality_rules.score(domain.quality_inputs(p, *dates.get(p.provider_id, (None, None))), weights)
+        p.provider_id: quality_rules.score(
+            domain.quality_inputs(p, *dates.get(p.provider_id, (None, None)), as_of=today), weights
+        )
         for p in offered
     }
     quality = {pid: s.score for pid, s in scored.items()}

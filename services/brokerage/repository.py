@@ -32,6 +32,7 @@ async def insert_package(
     band_rate: Decimal,
     requested_at: dt.datetime,
     person: dict,
+    sandbox_for: str | None = None,
 ) -> asyncpg.Record:
     # One statement for the package and its person; RETURNING the package: a row this
     # transaction inserted is as good as locked (no one else sees it yet).
@@ -42,8 +43,8 @@ async def insert_package(
                                     care_notes)
                VALUES ($1, $13, $14, $15, $16, $17, $18, $19, $20))
            INSERT INTO packages (package_id, status, spec, zone, band, urgency, hours_per_week, start_date,
-                                 requested_by, policy, rate_card, band_rate, requested_at)
-           VALUES ($1, 'requested', $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING *""",
+                                 requested_by, policy, rate_card, band_rate, requested_at, sandbox_for)
+           VALUES ($1, 'requested', $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $21) RETURNING *""",
         package_id,
         spec.model_dump_json(),
         spec.zone,
@@ -64,7 +65,13 @@ async def insert_package(
         person["nhs_number"],
         person.get("date_of_birth"),
         person.get("care_notes"),
+        sandbox_for,
     )
+
+
+async def sandbox_provider(conn: Connection, package_id: uuid.UUID) -> str | None:
+    """The provider a sandbox package is offered to alone (decision 0116); None for a real package."""
+    return await conn.fetchval("SELECT sandbox_for FROM packages WHERE package_id = $1", package_id)
 
 
 async def lock_package(conn: Connection, package_id: uuid.UUID) -> asyncpg.Record | None:
@@ -1085,10 +1092,13 @@ async def agreement_records(
     in_force_only: bool = False,
     limit: int | None = None,
     offset: int = 0,
+    newest_first: bool = False,
 ) -> list[asyncpg.Record]:
-    """Service agreement records in the order they were written, with the provider's name: those
-    written from ``recorded_from`` until before ``recorded_before`` (UTC instants), of one provider or
-    package; ``in_force_only``, the latest version of each agreement only."""
+    """Service agreement records in the order they were written (``newest_first``: the reverse),
+    with the provider's name: those written from ``recorded_from`` until before ``recorded_before``
+    (UTC instants), of one provider or package; ``in_force_only``, the latest version of each
+    agreement only."""
+    order = "DESC" if newest_first else "ASC"
     return list(
         await conn.fetch(
             f"""SELECT s.*, p.profile->>'name' AS provider_name FROM service_agreements s
@@ -1098,7 +1108,7 @@ async def agreement_records(
                    AND ($3::text IS NULL OR s.provider_id = $3)
                    AND ($4::uuid IS NULL OR s.package_id = $4)
                    AND (NOT $5 OR {IN_FORCE})
-                 ORDER BY s.recorded_at, s.agreement_id, s.version
+                 ORDER BY s.recorded_at {order}, s.agreement_id {order}, s.version {order}
                  LIMIT $6 OFFSET $7""",
             recorded_from,
             recorded_before,
@@ -1107,6 +1117,34 @@ async def agreement_records(
             in_force_only,
             limit,
             offset,
+        )
+    )
+
+
+async def weekly_pound_days(conn: Connection | asyncpg.Pool, monday: dt.date) -> list[asyncpg.Record]:
+    """The week from ``monday``'s commitment before its division by 7, by provider and payer:
+    ``{provider_id, provider_name, payer, pound_days}`` - for each agreement in force and agreed,
+    each funding part's lines, pounds per week x the days of the week the part covers (the rule of
+    domain.weekly_commitment, summed here in one statement: the report covers every running
+    package, tens of thousands of agreements after a few years)."""
+    return list(
+        await conn.fetch(
+            f"""SELECT * FROM (
+                SELECT s.provider_id, min(p.profile->>'name') AS provider_name, line->>'payer' AS payer,
+                       sum((line->>'pounds_per_week')::numeric * d.days) AS pound_days
+                  FROM service_agreements s
+                  LEFT JOIN provider_view p ON p.provider_id = s.provider_id
+                 CROSS JOIN LATERAL jsonb_array_elements(s.funding) AS part
+                 CROSS JOIN LATERAL (SELECT least(coalesce((part->>'effective_to')::date, $2), $2)
+                                          - greatest((part->>'effective_from')::date, $1) + 1 AS days) AS d
+                 CROSS JOIN LATERAL jsonb_array_elements(part->'lines') AS line
+                 WHERE s.status = 'agreed' AND s.start_date <= $2 AND (s.end_date IS NULL OR s.end_date >= $1)
+                   AND d.days > 0 AND {IN_FORCE}
+                 GROUP BY s.provider_id, line->>'payer') AS sums
+                 ORDER BY provider_id COLLATE "C", payer COLLATE "C"
+            """,
+            monday,
+            monday + dt.timedelta(days=6),
         )
     )
 

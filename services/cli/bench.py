@@ -80,3 +80,57 @@ def report_data(result: dict, out: Path) -> dict:
         "summary": result["summary"],
         "files": {name: str(out / name) for name in ("bench.json", "bench.png", "logs")},
     }
+
+
+def bench_pages(
+    packages: int = typer.Option(50_000, min=1, help="Packages in the tables when the pages are timed"),
+    real: int = typer.Option(300, min=1, help="Packages placed through the pipeline; copied up to --packages"),
+    requests: int = typer.Option(20, min=1, help="Requests of each page, one at a time"),
+    seed: int = typer.Option(2021, help="Seed of the market and of the requests"),
+    out: Path = typer.Option(Path("artifacts/bench-pages"), help="Folder for pages.json and the processes' logs"),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON only (progress goes to stderr)"),
+) -> None:
+    """Time every page of every staff role's console menu, with the tables at --packages packages
+    (services/bench/pages.py says how): p50, p95 and slowest per page, against 300 ms (issue 19)
+    and 500 ms for the operations pages (issue 17)."""
+    import uvloop
+    from rich.console import Console
+
+    from services.bench import pages
+
+    result = uvloop.run(
+        pages.bench_pages_async(
+            packages=packages, real=real, requests=requests, seed=seed, out=out, console=Console(stderr=True)
+        )
+    )
+    (out / "pages.json").write_text(json.dumps(result, indent=1, default=str))
+    if as_json:
+        output.echo_json(result)
+        return
+    rows = [
+        (role, path, str(t["status"]), f"{t['p50_ms']:.0f}", f"{t['p95_ms']:.0f}", f"< {pages.target_of(path)}")
+        for role, timed in result["roles"].items()
+        for path, t in timed.items()
+    ]
+    columns = [
+        output.Column("role"),
+        output.Column("page", wrap=True),
+        output.Column("status"),
+        output.Column("p50 ms", right=True),
+        output.Column("p95 ms", right=True),
+        output.Column("target"),
+    ]
+    title = (
+        f"console pages: {result['packages']:,} packages in the brokerage, {result['reporting_packages']:,} in "
+        f"reporting; {result['requests_per_page']} requests a page"
+    )
+    output.echo(output.table(columns, rows, title=title, room=output.width()))
+    summary = result["summary"]
+    over = ", ".join(f"{o['role']} {o['path']} ({o['p95_ms']:.0f} ms)" for o in summary["over_target"]) or "none"
+    kpis = result["kpis_cli"]
+    output.echo(
+        output.paragraph(
+            f"pages over their target: {over}. homecare kpis --period 365d: median {kpis['median_seconds']} s, "
+            f"slowest {kpis['max_seconds']} s (target < 2 s). Written to {out}/pages.json"
+        )
+    )

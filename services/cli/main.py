@@ -19,7 +19,9 @@ homecare providers credentials issue|list|revoke   provider API credentials (a c
 homecare providers import-cqc FILE   CQC ratings from the CQC care directory CSV (contracts and quality)
 homecare token [USER]          an access token of a demo user, for curl (development identity provider)
 homecare bench                 the whole pipeline under load: placements/s, latency, CPU, memory
+homecare bench-pages           every console page's time with 50,000 packages in the tables
 homecare simulate              replay a year of synthetic demand once per allocation policy
+homecare sandbox start|stop|status|credential   the sandbox providers' developers build against
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import asyncio
 
 import typer
 
-from services.cli import bench, demo, operations, output, providers, reporting, simulate, staff
+from services.cli import bench, demo, operations, output, providers, reporting, sandbox, simulate, staff
 from services.runtime.logging import configure
 
 app = typer.Typer(no_args_is_help=True, help="Operate the home care brokerage platform.")
@@ -43,6 +45,7 @@ app.add_typer(kafka_app, name="kafka")
 app.add_typer(providers.app, name="providers")
 app.add_typer(staff.app, name="staff")
 app.add_typer(reporting.app, name="reporting")
+app.add_typer(sandbox.app, name="sandbox")
 app.command("demo")(demo.demo)
 app.command("tail")(operations.tail)
 app.command("lag")(operations.lag)
@@ -50,6 +53,7 @@ app.command("kpis")(operations.kpis_command)
 app.command("simulate")(simulate.simulate)
 app.command("bench-replay")(simulate.replay_bench)
 app.command("bench")(bench.bench)
+app.command("bench-pages")(bench.bench_pages)
 
 
 @app.command("token")

@@ -45,6 +45,13 @@ def acting_for(username: str | None, role: str | None) -> None:
         _acting.set((username, API_ROLE[role]))
 
 
+def acting_for_provider_staff(username: str) -> None:
+    """From here on in this request, the providers service's API is called for this named provider
+    staff user (decision 0126): the console's account, ``X-Acting-Role: provider_staff``; the
+    providers service finds their organisation from its own membership, never from the console."""
+    _acting.set((username, "provider_staff"))
+
+
 class ApiError(Exception):
     """A 4xx/5xx from a service, with its problem body ({"error", "fields"})."""
 
@@ -71,6 +78,7 @@ class Client:
 
     async def call(self, method: str, path: str, *, bearer: str | None = None, **kwargs: Any) -> Any:
         as_text = kwargs.pop("as_text", False)  # a CSV download: the body as text, not JSON
+        with_next = kwargs.pop("with_next", False)  # a list: (its body, the next page's URL or None)
         headers = kwargs.pop("headers", {}) | ({"Authorization": f"Bearer {bearer}"} if bearer else {})
         acting = _acting.get()
         if acting and not bearer:
@@ -89,6 +97,8 @@ class Client:
             raise ApiError(response.status_code, problem if isinstance(problem, dict) else {"error": str(problem)})
         if as_text:
             return response.text
+        if with_next:
+            return response.json(), response.links.get("next", {}).get("url")
         return response.json() if response.content else None
 
     async def get(self, path: str, **kwargs: Any) -> Any:

@@ -1064,6 +1064,9 @@ class Health:
     failed_notifications: int | None
     lagging: list[str] | None  # consumer groups behind the threshold
     services: list[dict[str, Any]]  # {"name", "ready": bool, "problem": str | None}
+    # What the counts were read from, for the lag and dead-letter pages (None: could not be read).
+    lag_rows: list[dict[str, Any]] | None = None
+    letters: list[tuple[int, int, Any]] | None = None  # (partition, offset, DeadLetter), oldest first
 
     @property
     def not_ready(self) -> list[str]:
@@ -1279,6 +1282,82 @@ def portal_refusal(answer: str, status: int, problem: Mapping[str, Any]) -> dict
     if status == 422 and "reason" in fields:
         return {"reason": "Select why you are declining this offer"}
     return {"status": "Your answer could not be sent. Check it and try again."}
+
+
+# ---- the portal's history and its named users (decisions 0126, 0127) ------------------------------
+
+# Why an offer closed (the closing notice's reason codes, schemas/adapters.py OfferClosedReason).
+CLOSED_WORDS = {
+    "placed_with_you": "Placed with you",
+    "placed_elsewhere": "Placed with another provider",
+    "window_ended": "The time to answer ended",
+    "round_closed_early": "Closed early: the outcome could no longer change",
+    "package_cancelled": "Withdrawn: the council cancelled the package",
+    "package_unplaced": "Withdrawn: no placement this round; the package waits to be offered again",
+}
+
+
+def history_words(entry: Mapping[str, Any]) -> dict[str, str]:
+    """A history entry's answer and outcome in the portal's words: ``answer`` ("Bid £19.95 an hour",
+    "Declined: ..."), ``outcome`` (a tag's words), ``colour`` (the GOV.UK tag colour) and ``detail``
+    (why it closed, or a lost bid's rank, never the winner's price)."""
+    if entry.get("answer") == "bid":
+        answer = f"Bid £{entry.get('hourly_rate')} an hour"
+    elif entry.get("answer") == "declined":
+        reason = str(entry.get("decline_reason") or "")
+        answer = "Declined: " + DECLINE_WORDS.get(reason, reason.replace("_", " ")).removesuffix(" (say why below)")
+    else:
+        answer = "Not answered"
+    outcome = str(entry.get("outcome") or "")
+    tag, colour = {
+        "won": ("Won", "green"),
+        "lost": ("Lost", "orange"),
+        "closed": ("Closed", "grey"),
+        "unanswered": ("Not answered in time", "red"),
+        "awaiting": ("Awaiting the award", "blue"),
+    }.get(outcome, (outcome.replace("_", " ").capitalize(), "grey"))
+    detail = ""
+    if outcome == "lost" and entry.get("rank"):
+        detail = f"Your bid ranked {entry['rank']} of {entry.get('ranked_bids') or entry['rank']}"
+    elif entry.get("closed_reason"):
+        detail = CLOSED_WORDS.get(str(entry["closed_reason"]), str(entry["closed_reason"]).replace("_", " "))
+    return {"answer": answer, "outcome": tag, "colour": colour, "detail": detail}
+
+
+PROVIDER_USER_ROLES = {
+    "staff": "Staff: answers offers",
+    "admin": "Admin: answers offers and adds or removes users",
+}
+_PORTAL_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$")
+
+
+def provider_user_problems(values: Mapping[str, str]) -> dict[str, str]:
+    """Every problem with a new user's answers in the portal, in the form's order."""
+    problems: dict[str, str] = {}
+    if not _PORTAL_USERNAME.match(values.get("username", "")):
+        problems["username"] = (
+            "Enter their username at the sign-in service, like sam.carer or sam@agency.example (no spaces)"
+        )
+    name = values.get("name", "")
+    if not name:
+        problems["name"] = "Enter their name, as it should be shown with their answers"
+    elif len(name) > 200:
+        problems["name"] = "The name must be 200 characters or fewer"
+    if values.get("role") not in PROVIDER_USER_ROLES:
+        problems["role"] = "Select what they may do"
+    return problems
+
+
+def provider_user_refusal(status: int, problem: Mapping[str, Any]) -> dict[str, str]:
+    """The provider API's refusal of adding or removing a user, in the portal's words from its code."""
+    code = problem.get("code")
+    if code == "user-exists":
+        return {"username": "That person is already a provider's user: they must be removed there first"}
+    if code == "own-user":
+        return {"status": "You cannot remove yourself: ask another admin user of your organisation"}
+    if status == 404:
+        return {"status": "That user is no longer one of your organisation's users"}
+    return {"status": "The change could not be made. Check the answers and try again."}
 
 
 # ---- administration of the framework's providers (issue 19) ---------------------------------------

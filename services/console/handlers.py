@@ -259,7 +259,8 @@ class StaffIdentity:
     subject: str
     username: str
     display_name: str
-    role: domain.Role
+    role: domain.Role | None  # None: no console role (a provider's staff user, for the portal alone)
+    provider_staff: bool = False  # the identity provider's role provider_staff (decision 0126)
 
 
 SIGN_IN_FLOW_MINUTES = 10  # from leaving for the identity provider to coming back with its answer
@@ -323,7 +324,35 @@ async def oidc_sign_in(
             username=identity.username,
             idp_subject=identity.subject,
             idp_display_name=identity.display_name,
-            idp_role=identity.role.value,
+            idp_role=identity.role.value if identity.role else "",
+        )
+
+
+async def portal_oidc_sign_in(
+    pool: asyncpg.Pool,
+    policy: domain.SessionPolicy,
+    identity: StaffIdentity,
+    *,
+    provider_id: str,
+    portal_role: str,
+    id_token: str,
+    now: dt.datetime,
+) -> str:
+    """A provider portal session for a named provider staff user (decision 0126): who they are from
+    the ID token, their organisation and portal role (``provider_staff`` or ``provider_admin``) as
+    the providers service said at sign-in; no credential (the console acts for them)."""
+    async with unit_of_work(pool) as uow:
+        return await _open_session(
+            uow.conn,
+            policy,
+            now,
+            id_token=id_token,
+            kind="provider",
+            provider_id=provider_id,
+            username=identity.username,
+            idp_subject=identity.subject,
+            idp_display_name=identity.display_name,
+            idp_role=portal_role,
         )
 
 

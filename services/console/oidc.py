@@ -142,6 +142,24 @@ class OidcSignIn:
         return dict(token)
 
     async def identity(self, id_token: str, *, nonce: str) -> StaffIdentity:
+        """Who signed in, as :meth:`checked_identity`, refused unless they have a console role."""
+        identity = await self.checked_identity(id_token, nonce=nonce)
+        if identity.role is None:
+            raise SignInFailed("no_console_role", f"Your account has no role in this console. {ASK_ADMIN}", 403)
+        return identity
+
+    async def provider_staff_identity(self, id_token: str, *, nonce: str) -> StaffIdentity:
+        """Who signed in to the provider portal (decision 0126), as :meth:`checked_identity`, refused
+        unless the identity provider gives them the role provider_staff; which organisation they
+        answer for is the providers service's to say, not the token's."""
+        identity = await self.checked_identity(id_token, nonce=nonce)
+        if not identity.provider_staff:
+            raise SignInFailed(
+                "no_provider_staff_role", f"Your account is not a provider's staff account. {ASK_ADMIN}", 403
+            )
+        return identity
+
+    async def checked_identity(self, id_token: str, *, nonce: str) -> StaffIdentity:
         """Who an ID token says signed in, once it is shown to be this issuer's, for this console, current
         and for this sign-in (its nonce); and their console role (domain.role_from_idp).
 
@@ -164,14 +182,17 @@ class OidcSignIn:
         username = claims.get("preferred_username")
         if not isinstance(username, str) or not username.strip() or len(username) > 100:
             raise SignInFailed("no_username", f"Your account has no username the console can use. {ASK_ADMIN}", 403)
-        role = domain.role_from_idp(claim_at(claims, self.roles_claim))
-        if role is None:
-            raise SignInFailed("no_console_role", f"Your account has no role in this console. {ASK_ADMIN}", 403)
+        roles = claim_at(claims, self.roles_claim)
+        role = domain.role_from_idp(roles)
         name = claims.get("name") or " ".join(
             str(claims[c]) for c in ("given_name", "family_name") if isinstance(claims.get(c), str)
         )
         return StaffIdentity(
-            subject=str(claims["sub"]), username=username, display_name=str(name or username)[:200], role=role
+            subject=str(claims["sub"]),
+            username=username,
+            display_name=str(name or username)[:200],
+            role=role,
+            provider_staff=isinstance(roles, list) and PROVIDER_STAFF in roles,
         )
 
     async def end_session_url(self, *, id_token: str | None, post_logout_redirect_uri: str) -> str | None:
@@ -189,4 +210,5 @@ class OidcSignIn:
         return f"{endpoint}{'&' if '?' in endpoint else '?'}{urlencode(query)}"
 
 
+PROVIDER_STAFF = "provider_staff"  # the realm role of providers' named users (decision 0126)
 ASK_ADMIN = "Ask your administrator to give it one, then sign in again."

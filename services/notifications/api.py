@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal, Self, get_args
 
 import asyncpg
-from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from fastapi import APIRouter, Body, Path, Query
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas import events
 from services.notifications import domain, handlers
 from services.notifications import repository as repo
 from services.runtime import identifiers
+from services.runtime.fields import Distinct
 from services.runtime.http import ProblemError, check_webhook_url
 from services.runtime.outbox import UnitOfWork, run_in_unit_of_work
 from services.runtime.service import Service
@@ -45,22 +46,21 @@ class RecipientIn(BaseModel):
     )
     webhook_url: str | None = Field(default=None, max_length=500, pattern=r"^https?://[^\s\x00]+$")
     webhook_secret: str | None = Field(default=None, min_length=16, max_length=200, pattern=NoNul)
-    channels: list[domain.Channel] = Field(
-        default_factory=list, max_length=5, description="In order of preference; every usable one is used"
+    channels: Distinct[domain.Channel] = Field(
+        default_factory=list, max_length=5, description="In order of preference, each once; every usable one is used"
     )
-    opted_out: list[MessageName] = Field(
-        default_factory=list, description="Messages not wanted (essential ones still go)"
+    opted_out: Distinct[MessageName] = Field(
+        default_factory=list,
+        max_length=len(get_args(MessageName)),
+        description="Messages not wanted, each once (essential ones still go)",
     )
-    opted_in: list[Literal["new_offer"]] = Field(default_factory=list, description="Optional messages wanted")
+    opted_in: Distinct[Literal["new_offer"]] = Field(
+        default_factory=list, max_length=1, description="Optional messages wanted"
+    )
     large_print: bool = False
     language: str = Field(
         default="en", pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$", description="BCP 47, e.g. en, cy, pl"
     )
-
-    @field_validator("channels", "opted_out", "opted_in")
-    @classmethod
-    def _distinct(cls, v: list) -> list:
-        return list(dict.fromkeys(v))
 
     @model_validator(mode="after")
     def _webhook_pair(self) -> Self:
@@ -143,7 +143,9 @@ def build_router(service: Service, rules: handlers.NotificationRules) -> APIRout
         tags=["recipients"],
         summary="Register or replace a contact and preferences",
     )
-    async def put_recipient(kind: RecipientKind, recipient_id: RecipientId, body: RecipientIn) -> RecipientOut:
+    async def put_recipient(
+        kind: RecipientKind, recipient_id: RecipientId, body: Annotated[RecipientIn, Body(default_factory=RecipientIn)]
+    ) -> RecipientOut:
         if kind == "person":
             try:
                 recipient_id = str(uuid.UUID(recipient_id))

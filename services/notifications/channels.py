@@ -8,6 +8,11 @@ raises :class:`Transient` (try again later: a server away, busy or timing out) o
 - ``webhook``: a JSON POST to the provider's system, signed with ``services.runtime.signing``;
 - ``log``: a line in the service log (the default: needs no outside service).
 
+In the sandbox (``HOMECARE_SANDBOX=true``, decision 0116) the channels that reach people - email
+and GOV.UK Notify - are never used: each such message goes to the **sandbox stand-in**, a log line
+saying which channel it would have gone by, and the service refuses to start with an SMTP host or
+a Notify key configured (``ServiceSettings.sandbox_problems``).
+
 Every channel carries the delivery id (Message-ID, Notify reference, webhook delivery id
 header), so a receiver can drop the duplicate that a crash between its acceptance and our
 commit can cause.
@@ -57,9 +62,17 @@ class Outgoing:
     webhook_secret: str | None = None
 
 
+# The channels that reach people (an inbox, a phone): never used in the sandbox.
+OUTSIDE_CHANNELS = frozenset({"email", "notify_email", "notify_sms"})
+SANDBOX_STANDIN = "sandbox-log"  # what the sandbox sends them to instead (a log line)
+
+
 def configured(settings: ServiceSettings) -> frozenset[str]:
-    """The channels this installation can use."""
+    """The channels this installation can use. In the sandbox every channel is usable, the
+    outside ones through the stand-in (so a contact's choice plays out as it would, harmlessly)."""
     channels = {"log", "webhook"}
+    if settings.sandbox:
+        return frozenset(channels | OUTSIDE_CHANNELS)
     if settings.smtp_host:
         channels.add("email")
     if settings.notify_api_key and settings.notify_email_template_id:
@@ -75,6 +88,9 @@ class Channels:
         self.box = settings.secret_box()  # webhook secrets are stored sealed
 
     async def send(self, out: Outgoing) -> None:
+        if self.settings.sandbox and out.channel in OUTSIDE_CHANNELS:
+            await self._standin(out)  # enforced here too, whatever else was configured
+            return
         sender = {
             "email": self._email,
             "notify_email": self._notify,
@@ -90,6 +106,18 @@ class Channels:
         log.info(
             "notification",
             channel="log",
+            delivery_id=out.delivery_id,
+            package_id=out.package_id,
+            message=out.message,
+            subject=out.subject,
+        )
+
+    async def _standin(self, out: Outgoing) -> None:
+        """The sandbox's stand-in for email and GOV.UK Notify: the message in the log, never sent."""
+        log.info(
+            "notification",
+            channel=SANDBOX_STANDIN,
+            would_have_gone_by=out.channel,
             delivery_id=out.delivery_id,
             package_id=out.package_id,
             message=out.message,

@@ -20,19 +20,20 @@ from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import asyncpg
 import httpx
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from schemas.adapters import BidRequest, DeclineRequest, OfferClosedNotice, OfferNotice
-from schemas.events import PackageSpec, ProviderProfile
+from schemas.events import PackageSpec, ProviderProfile, VisitPattern
 from schemas.vocabulary import Band, CareNeed, ComplaintTheme, RiskReason
 from services.providers import domain, handlers
 from services.providers import repository as repo
 from services.runtime import clock, idempotency, pagination, permissions, quality
 from services.runtime.auth import Principal, principal_of
 from services.runtime.db import fetch_one
+from services.runtime.fields import Distinct
 from services.runtime.http import ProblemError, check_webhook_url
 from services.runtime.logging import get_logger
 from services.runtime.oidc_client import TokenError
@@ -47,7 +48,7 @@ T = TypeVar("T")
 # The provider API's contract version (docs/guide/api-changelog.md, decision 0102): MAJOR.MINOR.PATCH.
 # A minor version only adds (operations, optional fields, response fields, problem codes); a major
 # version would change or remove, and be served beside this one under /v2 until this one's sunset.
-CONTRACT_VERSION = "1.1.0"
+CONTRACT_VERSION = "1.3.1"
 VERSION_HEADER = "Homecare-Contract-Version"
 
 
@@ -66,6 +67,11 @@ PERSON_FIELDS: tuple[PersonField, ...] = get_args(PersonField)
 Caller = Annotated[Principal, Depends(principal_of)]  # a member of the council's staff (an access token)
 
 
+# A provider named in a path: as long as any provider id can be (the registry's ids: ^[a-z0-9][a-z0-9-]{1,63}$).
+ProviderIdPath = Annotated[str, Path(max_length=64, description="The provider's id")]
+CredentialIdPath = Annotated[str, Path(max_length=64, description="The credential's id")]
+
+
 class StatusChange(BaseModel):
     """A decision of the council's on a provider's framework membership."""
 
@@ -82,16 +88,48 @@ def _plain(record: asyncpg.Record | Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ProviderCaller:
-    """The provider making a provider-API call, and the credential it used."""
+    """The provider making a provider-API call: with its organisation's API credential
+    (``credential_id``), or as one of its named staff users (``user_id``, ``user_role``: decision 0126).
+
+    ``acted_by`` is what the provider's records and the disclosure log keep: the credential's id, or
+    ``user:<user_id>`` (an opaque id, never a name)."""
 
     provider_id: str
-    credential_id: str
+    credential_id: str | None
+    user_id: uuid.UUID | None = None
+    user_name: str | None = None
+    user_role: str | None = None
+    username: str | None = None
+
+    @property
+    def acted_by(self) -> str:
+        return f"user:{self.user_id}" if self.user_id is not None else str(self.credential_id)
 
 
 def authenticator(service: Service) -> Callable[..., Awaitable[ProviderCaller]]:
     async def current_provider(
+        request: Request,
         auth: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> ProviderCaller:
+        principal: Principal | None = getattr(request.state, "principal", None)
+        if principal is not None:
+            # A named user, verified by the app's token check (services/runtime/auth.py): their
+            # organisation is their live membership here, never anything the request says.
+            member = await repo.live_member(service.pool, domain.canonical_username(principal.actor))
+            if member is None:
+                raise ProblemError(
+                    403,
+                    "you are not a user of any provider on the framework: ask your organisation's admin user",
+                    code="not-a-provider-user",
+                )
+            return ProviderCaller(
+                member["provider_id"],
+                None,
+                user_id=member["user_id"],
+                user_name=member["name"],
+                user_role=member["role"],
+                username=member["username"],
+            )
         parsed = domain.parse_token(auth.credentials) if auth else None
         row = await repo.live_credential(service.pool, parsed[0]) if parsed else None
         if parsed is None or row is None or not domain.secret_matches(parsed[1], row["secret_sha256"]):
@@ -102,6 +140,13 @@ def authenticator(service: Service) -> Callable[..., Awaitable[ProviderCaller]]:
         return ProviderCaller(row["provider_id"], row["credential_id"])
 
     return current_provider
+
+
+async def known_provider(service: Service, provider_id: str) -> None:
+    """A 404 problem unless the registry has ``provider_id``: a list about no provider is not an
+    empty list (decision 0130)."""
+    if not await service.pool.fetchval("SELECT true FROM providers WHERE provider_id = $1", provider_id):
+        raise ProblemError(404, f"no provider {provider_id!r}")
 
 
 async def in_unit_of_work(service: Service, command: Callable[[UnitOfWork], Awaitable[T]]) -> T:
@@ -118,7 +163,25 @@ async def in_unit_of_work(service: Service, command: Callable[[UnitOfWork], Awai
         raise ProblemError(422, str(exc)) from None
 
 
-class AdapterChoice(domain.AutomaticRules):
+CallTimes = Annotated[
+    Distinct[domain.CallSlot] | None,
+    Field(max_length=len(get_args(domain.CallSlot)), description="Daily call slots covered, each once (unset: any)"),
+]
+Premiums = dict[
+    Annotated[str, Field(max_length=16)], Annotated[Decimal, Field(ge=0, le=100, max_digits=5, decimal_places=2)]
+]
+
+
+class AdapterRules(domain.AutomaticRules):
+    """The adapter's rules as a request sends them: each bounded, each call slot once (what is
+    stored is read with :class:`domain.AutomaticRules`, which keeps accepting what was stored before)."""
+
+    call_times: CallTimes = None
+    max_package_hours: Decimal = Field(default=Decimal(42), gt=0, le=168, max_digits=5, decimal_places=2)
+    premium_percent: Premiums = Field(default_factory=dict, description="Premium asked per band, percent")
+
+
+class AdapterChoice(AdapterRules):
     model_config = ConfigDict(extra="forbid")
     rotate_secret: bool = Field(
         default=False, description="Webhook: make a new signing secret (the old one stops working)"
@@ -133,7 +196,7 @@ class AdapterPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: domain.AdapterKind | None = None
     webhook_url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://[^\s/?#]+[^\s]*$")
-    call_times: list[domain.CallSlot] | None = None
+    call_times: CallTimes = None
     max_package_hours: Decimal | None = Field(default=None, gt=0, le=168, max_digits=5, decimal_places=2)
     max_calls_per_day: int | None = Field(default=None, ge=1, le=6)
     premium_percent: dict[Band, Annotated[Decimal, Field(ge=0, le=100, max_digits=5, decimal_places=2)]] | None = None
@@ -169,7 +232,7 @@ def build_router(service: Service) -> APIRouter:
         ]
 
     @router.get("/{provider_id}", summary="One provider's registry entry")
-    async def read_provider(provider_id: str) -> dict:
+    async def read_provider(provider_id: ProviderIdPath) -> dict:
         row = await service.pool.fetchrow("SELECT * FROM providers WHERE provider_id = $1", provider_id)
         if row is None:
             raise ProblemError(404, f"no provider {provider_id!r}")
@@ -184,11 +247,10 @@ def build_router(service: Service) -> APIRouter:
         summary="Offers a provider received, with its answers (brokerage team)",
     )
     async def provider_offers(
-        provider_id: str,
+        provider_id: ProviderIdPath,
         status: Annotated[str | None, Query(pattern="^(offered|bid|declined|won|lost|closed)$")] = None,
     ) -> list[dict]:
-        if not await service.pool.fetchval("SELECT true FROM providers WHERE provider_id = $1", provider_id):
-            raise ProblemError(404, f"no provider {provider_id!r}")
+        await known_provider(service, provider_id)
         rows = await service.pool.fetch(
             """SELECT package_id, offer_round, tier, status, hourly_rate, decline_reason, decline_text,
                window_closes_at,
@@ -206,7 +268,9 @@ def build_router(service: Service) -> APIRouter:
         "the fields sent).",
         responses={404: {"description": "No such provider"}},
     )
-    async def choose_adapter(provider_id: str, body: AdapterChoice) -> dict:
+    async def choose_adapter(
+        provider_id: ProviderIdPath, body: Annotated[AdapterChoice, Body(default_factory=AdapterChoice)]
+    ) -> dict:
         adapter = domain.AutomaticRules.model_validate(body.model_dump(exclude={"rotate_secret"}))
         if adapter.webhook_url:
             await check_webhook_url(adapter.webhook_url, service.settings.outbound_policy())
@@ -231,7 +295,9 @@ def build_router(service: Service) -> APIRouter:
             422: {"description": "A setting out of range, an address not allowed, or a webhook without a URL"},
         },
     )
-    async def patch_adapter(provider_id: str, body: AdapterPatch) -> dict:
+    async def patch_adapter(
+        provider_id: ProviderIdPath, body: Annotated[AdapterPatch, Body(default_factory=AdapterPatch)]
+    ) -> dict:
         changes = body.model_dump(mode="json", exclude_unset=True, exclude={"rotate_secret"})
         if changes.get("webhook_url"):
             await check_webhook_url(changes["webhook_url"], service.settings.outbound_policy())
@@ -251,7 +317,9 @@ def build_router(service: Service) -> APIRouter:
         status_code=201,
         summary="Issue an API credential to the provider (brokerage team); the token is shown only here",
     )
-    async def issue_credential(provider_id: str, body: CredentialRequest) -> dict:
+    async def issue_credential(
+        provider_id: ProviderIdPath, body: Annotated[CredentialRequest, Body(default_factory=CredentialRequest)]
+    ) -> dict:
         return _plain(
             await in_unit_of_work(
                 service, lambda uow: handlers.issue_credential(uow, provider_id, label=body.label, replace=body.replace)
@@ -259,7 +327,8 @@ def build_router(service: Service) -> APIRouter:
         )
 
     @router.get("/{provider_id}/credentials", summary="The provider's credentials (never the secrets)")
-    async def list_credentials(provider_id: str) -> list[dict]:
+    async def list_credentials(provider_id: ProviderIdPath) -> list[dict]:
+        await known_provider(service, provider_id)
         rows = await service.pool.fetch(
             """SELECT credential_id, provider_id, label, created_at, revoked_at, last_used_at FROM credentials
                 WHERE provider_id = $1 ORDER BY created_at""",
@@ -271,7 +340,7 @@ def build_router(service: Service) -> APIRouter:
         "/{provider_id}/credentials/{credential_id}/revoke",
         summary="Revoke one of the provider's credentials (brokerage team)",
     )
-    async def revoke_credential(provider_id: str, credential_id: str) -> dict:
+    async def revoke_credential(provider_id: ProviderIdPath, credential_id: CredentialIdPath) -> dict:
         revoked = await in_unit_of_work(
             service, lambda uow: repo.revoke_credentials(uow.conn, provider_id, credential_id)
         )
@@ -285,8 +354,9 @@ def build_router(service: Service) -> APIRouter:
         summary="Webhook deliveries to the provider and their status, every attempt of each; newest first",
     )
     async def provider_deliveries(
-        provider_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+        provider_id: ProviderIdPath, limit: Annotated[int, Query(ge=1, le=1000)] = 100
     ) -> list[DeliveryView]:
+        await known_provider(service, provider_id)
         return await delivery_views(service.pool, await repo.deliveries_of(service.pool, provider_id, limit))
 
     @router.post(
@@ -296,7 +366,7 @@ def build_router(service: Service) -> APIRouter:
         "package placed with it, most urgent first.",
         responses={404: {"description": "No such provider"}, 409: {"description": "Not a change the rules allow"}},
     )
-    async def change_status(provider_id: str, body: StatusChange, caller: Caller) -> dict:
+    async def change_status(provider_id: ProviderIdPath, body: StatusChange, caller: Caller) -> dict:
         try:
             updated = await run_in_unit_of_work(
                 service.pool,
@@ -314,7 +384,7 @@ def build_router(service: Service) -> APIRouter:
         "/{provider_id}/status-history",
         summary="The council's decisions on a provider's membership",
     )
-    async def status_history(provider_id: str) -> list[dict]:
+    async def status_history(provider_id: ProviderIdPath) -> list[dict]:
         if not await service.pool.fetchval("SELECT true FROM providers WHERE provider_id = $1", provider_id):
             raise ProblemError(404, f"no provider {provider_id!r}")
         return [dict(r) for r in await repo.status_history(service.pool, provider_id)]
@@ -341,11 +411,19 @@ def change_requests_router(service: Service) -> APIRouter:
         )
 
     @router.post("/{request_id}/approve", summary="Approve: the provider serves the requested zones and bands from now")
-    async def approve(request_id: Annotated[int, Path(ge=1, le=2**62)], body: Decision, caller: Caller) -> dict:
+    async def approve(
+        request_id: Annotated[int, Path(ge=1, le=2**62)],
+        body: Annotated[Decision, Body(default_factory=Decision)],
+        caller: Caller,
+    ) -> dict:
         return await decide(request_id, body, True, caller)
 
     @router.post("/{request_id}/reject", summary="Reject the change; the provider keeps its zones and bands")
-    async def reject(request_id: Annotated[int, Path(ge=1, le=2**62)], body: Decision, caller: Caller) -> dict:
+    async def reject(
+        request_id: Annotated[int, Path(ge=1, le=2**62)],
+        body: Annotated[Decision, Body(default_factory=Decision)],
+        caller: Caller,
+    ) -> dict:
         return await decide(request_id, body, False, caller)
 
     return router
@@ -413,7 +491,10 @@ def concerns_router(service: Service) -> APIRouter:
     a provider's new offers and the outcome for the safeguarding team alone (the permission table)."""
     router = APIRouter(prefix="/concerns", tags=["safeguarding"])
     refused: dict[int | str, dict[str, Any]] = {
-        422: {"description": "No subject (field subject), an unknown provider, or a code not in the vocabulary"}
+        422: {
+            "description": "No subject (field subject), an unknown provider or package (subject.provider_id, "
+            "subject.package_id), or a code not in the vocabulary"
+        }
     }
 
     @router.post(
@@ -499,19 +580,23 @@ class ApplicationRequest(BaseModel):
         pattern=r"^[a-z0-9][a-z0-9-]{1,63}$", description="The id it will have in the registry, e.g. 'oakfield-care'"
     )
     name: str = Field(min_length=1, max_length=200, description="The provider's trading name")
-    zones: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,63}$")]] = Field(
-        min_length=1, max_length=20, description="Zones of the framework it will serve (GET /reference/zones)"
+    zones: Distinct[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,63}$")]] = Field(
+        min_length=1,
+        max_length=20,
+        description="Zones of the framework it will serve, each once (GET /reference/zones)",
     )
-    bands: list[Band] = Field(min_length=1, description="Pricing bands it accepts")
-    skills: list[CareNeed] = Field(min_length=1, description="Care needs it can meet")
+    bands: Distinct[Band] = Field(min_length=1, max_length=len(Band), description="Pricing bands it accepts, each once")
+    skills: Distinct[CareNeed] = Field(
+        min_length=1, max_length=len(CareNeed), description="Care needs it can meet, each once"
+    )
     double_handed: bool = Field(default=False, description="Staffs calls that need two carers")
     weekly_capacity_hours: Decimal = Field(
         gt=0, le=Decimal("99999.99"), max_digits=7, decimal_places=2, description="Carer hours per week it offers"
     )
     cqc_location_id: str = Field(pattern=r"^1-[0-9]{6,12}$", description="The CQC location id, e.g. 1-123456789")
     cqc_rating: CqcRating = Field(default="not_yet_rated", description="Its CQC rating now")
-    adapter: domain.AutomaticRules = Field(
-        default_factory=domain.AutomaticRules,
+    adapter: AdapterRules = Field(
+        default_factory=AdapterRules,
         description="How it will answer offers: automatic (with its rules), webhook (webhook_url) or portal",
     )
     tender_reference: Reference = Field(description="The tender portal's reference of the application")
@@ -656,7 +741,11 @@ def applications_router(service: Service) -> APIRouter:
             422: {"description": "A checklist item is missing or failed (the field names it)"},
         },
     )
-    async def approve(application_id: uuid.UUID, body: ApprovalRequest, caller: Caller) -> dict:
+    async def approve(
+        application_id: uuid.UUID,
+        body: Annotated[ApprovalRequest, Body(default_factory=ApprovalRequest)],
+        caller: Caller,
+    ) -> dict:
         return await command(
             lambda uow: handlers.approve_application(
                 uow, application_id, decided_by=caller.actor, note=body.note, box=service.secrets
@@ -686,16 +775,16 @@ class ProfileChange(BaseModel):
     weekly_capacity_hours: Decimal | None = Field(
         default=None, ge=0, le=Decimal("99999.99"), max_digits=7, decimal_places=2
     )
-    call_times: list[domain.CallSlot] | None = Field(
-        default=None, max_length=6, description="Daily call slots you cover"
-    )
+    call_times: CallTimes = None
     max_calls_per_day: int | None = Field(default=None, ge=1, le=6)
 
 
 class CoverageChange(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    zones: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,63}$")]] = Field(min_length=1, max_length=20)
-    bands: list[Band] = Field(min_length=1)
+    zones: Distinct[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,63}$")]] = Field(
+        min_length=1, max_length=20, description="The whole new list of zones, each once"
+    )
+    bands: Distinct[Band] = Field(min_length=1, max_length=len(Band), description="The whole new list, each once")
     reason: str = Field(default="", max_length=500)
 
 
@@ -743,6 +832,15 @@ def adapter_view(row: asyncpg.Record) -> AdapterView:
     )
 
 
+class SignedInUser(BaseModel):
+    """The named staff user making a provider-API call (decision 0126)."""
+
+    user_id: uuid.UUID = Field(description="Opaque; what the provider's records keep as who acted")
+    username: str = Field(description="Their username at the identity provider (preferred_username)")
+    name: str
+    role: domain.StaffUserRole = Field(description="admin users also add and remove the organisation's users")
+
+
 class MeView(ProviderProfile):
     """A provider's own registry entry: its profile (as ProviderUpdated publishes it; capacity in
     carer hours per week), its revision, the hours held for outstanding bids, and its adapter."""
@@ -750,6 +848,9 @@ class MeView(ProviderProfile):
     held_hours: Decimal = Field(description="Carer hours per week held for outstanding bids")
     revision: int = Field(description="Bumped on every change of the registry entry")
     adapter: AdapterView
+    user: SignedInUser | None = Field(
+        default=None, description="The named staff user calling (since 1.2.0); null for the API credential"
+    )
     # Never shown to the provider (decision record 0107): neither in the answer nor in the schema.
     offers_paused: SkipJsonSchema[bool] = Field(default=False, exclude=True)
 
@@ -901,18 +1002,205 @@ class SecretRotated(BaseModel):
     )
 
 
+class SandboxOfferRequest(BaseModel):
+    """A test offer in the sandbox (decision 0116): every field optional, each defaulting to your profile's."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    zone: str | None = Field(default=None, max_length=64, description="One of your zones (default: your first)")
+    band: Band | None = Field(default=None, description="One of your bands (default: your first)")
+    needs: Distinct[CareNeed] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=len(CareNeed),
+        description="Needs you meet, each once (default: personal_care, or your first skill)",
+    )
+    visits: VisitPattern = Field(
+        default_factory=lambda: VisitPattern(calls_per_day=2, minutes_per_call=30, carers_per_call=1, days_per_week=7),
+        description="The visit pattern (default: two 30-minute calls a day, one carer, every day: 7.00 carer hours "
+        "per week); the package's hours_per_week are its carer hours",
+    )
+    urgency: Literal["community", "reablement_step_down"] = "community"
+    start_in_days: int = Field(default=3, ge=0, le=60, description="The care starts this many UK days from today")
+
+
+class SandboxOffer(BaseModel):
+    """A sandbox package made for you: its offer reaches you like any other (your webhook, GET /me/offers)."""
+
+    package_id: uuid.UUID
+    status: Literal["offered", "unplaced", "awaiting_approval"] = Field(
+        description="offered: the offer is on its way to you; unplaced: the brokerage could not offer it to you "
+        "(e.g. not enough free capacity: PATCH /me)"
+    )
+    sandbox: Literal[True] = True
+
+
+class StaffUserView(BaseModel):
+    """A named staff user of a provider's organisation (decision 0126)."""
+
+    user_id: uuid.UUID
+    provider_id: str
+    username: str = Field(description="Their username at the identity provider (preferred_username, lower case)")
+    name: str
+    role: domain.StaffUserRole
+    added_at: dt.datetime
+    added_by: str = Field(description="Who added them: a council administrator's or an admin user's username")
+    removed_at: dt.datetime | None = Field(default=None, description="Set once removed: access ends at once")
+
+
+class StaffUserRequest(BaseModel):
+    """A person to add as a named user; they sign in at the identity provider as ``username`` (an
+    account there with the role provider_staff, made by the council's identity team)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    username: str = Field(min_length=1, max_length=100, description="Their username at the identity provider")
+    name: str = Field(min_length=1, max_length=200, description="As shown with their answers")
+    role: domain.StaffUserRole = Field(default="staff", description="admin: also manages the organisation's users")
+
+
+class InboxOffer(OfferNotice):
+    """An open offer, and when one of the organisation's people first opened it (null: new)."""
+
+    opened_at: dt.datetime | None = Field(description="First opened in the portal; null while unread")
+
+
+class InboxView(BaseModel):
+    """The open offers, soonest deadline first, and how many nobody in the organisation has opened."""
+
+    unread: int = Field(ge=0, description="Open offers not yet opened by anyone of the organisation")
+    offers: list[InboxOffer]
+
+
+class OfferOpened(BaseModel):
+    package_id: uuid.UUID
+    offer_round: int
+    opened_at: dt.datetime = Field(description="When it was first opened (this call or an earlier one)")
+
+
+class AnsweredBy(BaseModel):
+    user_id: uuid.UUID
+    name: str
+
+
+class HistoryEntry(BaseModel):
+    """One offer no longer waiting for an answer: what was offered, the answer, who gave it, and
+    how the offer ended (a lost bid's rank among the acceptable bids, never the winner's price)."""
+
+    package_id: uuid.UUID
+    offer_round: int
+    tier: str
+    zone: str
+    band: str
+    hours_per_week: Decimal = Field(description="Carer hours per week")
+    received_at: dt.datetime
+    window_closes_at: dt.datetime
+    answer: Literal["bid", "declined"] | None = Field(description="null: not answered")
+    hourly_rate: Decimal | None = Field(description="The bid, pounds per hour")
+    decline_reason: str | None = Field(description="A code of the framework's decline reasons")
+    answered_at: dt.datetime | None
+    answered_by: AnsweredBy | None = Field(description="The named user who answered; null for a system or none")
+    answered_with: str | None = Field(description="portal, webhook, automatic, or api_credential")
+    outcome: domain.HistoryOutcome = Field(
+        description="won, lost, closed (see closed_reason), unanswered (window passed), awaiting (round open)"
+    )
+    closed_reason: str | None = Field(description="The closing notice's reason code (decision 0093)")
+    rank: int | None = Field(description="A lost bid's rank among the ranked bids")
+    ranked_bids: int | None
+    closed_at: dt.datetime | None
+
+
+class PackageAnswer(BaseModel):
+    """Who answered one provider's offer of a package (for the council's package page)."""
+
+    provider_id: str
+    offer_round: int
+    status: str
+    answered_at: dt.datetime
+    answered_with: str | None = Field(description="portal, webhook, automatic, or api_credential")
+    answered_by: AnsweredBy | None = Field(description="The provider's named user; null for a system")
+
+
+def _answer_view(row: asyncpg.Record) -> PackageAnswer:
+    return PackageAnswer(
+        provider_id=row["provider_id"],
+        offer_round=row["offer_round"],
+        status=row["status"],
+        answered_at=row["answered_at"],
+        answered_with="api_credential" if row["answered_with_credential"] else row["adapter"],
+        answered_by=AnsweredBy(user_id=row["answered_by_user"], name=row["answered_by_name"])
+        if row["answered_by_user"] is not None
+        else None,
+    )
+
+
+def answers_router(service: Service) -> APIRouter:
+    router = APIRouter(prefix="/packages", tags=["registry"])
+
+    @router.get(
+        "/{package_id}/answers",
+        response_model=list[PackageAnswer],
+        summary="Who answered each offer of a package: a provider's named user, or its system",
+    )
+    async def package_answers(package_id: uuid.UUID) -> list[PackageAnswer]:
+        return [_answer_view(r) for r in await repo.package_answerers(service.pool, package_id)]
+
+    return router
+
+
+def staff_users_router(service: Service) -> APIRouter:
+    """The council's administrators manage any provider's named users (decision 0126)."""
+    router = APIRouter(prefix="/providers", tags=["registry"])
+
+    @router.get("/{provider_id}/users", response_model=list[StaffUserView], summary="A provider's named staff users")
+    async def list_users(provider_id: ProviderIdPath) -> list[dict]:
+        return [handlers.staff_user_view(r) for r in await repo.staff_users(service.pool, provider_id)]
+
+    @router.post(
+        "/{provider_id}/users",
+        status_code=201,
+        response_model=StaffUserView,
+        responses={404: {"description": "No such provider"}, 409: {"description": "Already a provider's user"}},
+        summary="Add a named staff user (staff or admin) to a provider's organisation",
+    )
+    async def add_user(provider_id: ProviderIdPath, body: StaffUserRequest, caller: Caller) -> dict:
+        return await in_unit_of_work(
+            service,
+            lambda uow: handlers.add_staff_user(
+                uow, provider_id, username=body.username, name=body.name, role=body.role, added_by=caller.actor
+            ),
+        )
+
+    @router.post(
+        "/{provider_id}/users/{user_id}/remove",
+        response_model=StaffUserView,
+        responses={404: {"description": "No such live user of the provider"}},
+        summary="Remove a provider's named user: their access ends at once; their answers keep their name",
+    )
+    async def remove_user(provider_id: ProviderIdPath, user_id: uuid.UUID, caller: Caller) -> dict:
+        return await in_unit_of_work(
+            service, lambda uow: handlers.remove_staff_user(uow, provider_id, user_id, removed_by=caller.actor)
+        )
+
+    return router
+
+
 def me_router(service: Service) -> APIRouter:
     router = APIRouter(prefix="/me", tags=["provider API"], dependencies=[Depends(contract_version)])
     Me = Annotated[ProviderCaller, Depends(authenticator(service))]
     denied: dict[int | str, dict[str, Any]] = {401: {"description": "No valid provider credential"}}
 
-    async def profile(provider_id: str) -> MeView:
+    async def profile(provider_id: str, me: ProviderCaller | None = None) -> MeView:
         row = await fetch_one(service.pool, "SELECT * FROM providers WHERE provider_id = $1", provider_id)
+        user = (
+            SignedInUser(user_id=me.user_id, username=me.username or "", name=me.user_name or "", role=me.user_role)
+            if me is not None and me.user_id is not None and me.user_role in ("staff", "admin")
+            else None
+        )
         # A pause of new offers is not shown to the provider: the safeguarding team tells it, as its
         # enquiry allows (004:755-756; decision record 0107).
         return MeView.model_validate(
             repo.profile_of(row).model_dump(exclude={"offers_paused"})
             | {"revision": row["revision"], "held_hours": row["held_hours"], "adapter": adapter_view(row)}
+            | {"user": user}
         )
 
     @router.get(
@@ -922,7 +1210,7 @@ def me_router(service: Service) -> APIRouter:
         responses=denied,
     )
     async def read_me(me: Me) -> MeView:
-        return await profile(me.provider_id)
+        return await profile(me.provider_id, me)
 
     @router.patch(
         "",
@@ -930,7 +1218,7 @@ def me_router(service: Service) -> APIRouter:
         summary="Change your weekly capacity or the call times you cover",
         responses=denied | {409: {"description": "Capacity below what is committed and held"}},
     )
-    async def change_me(me: Me, body: ProfileChange) -> MeView:
+    async def change_me(me: Me, body: Annotated[ProfileChange, Body(default_factory=ProfileChange)]) -> MeView:
         await in_unit_of_work(
             service,
             lambda uow: handlers.update_own_profile(
@@ -1019,6 +1307,126 @@ def me_router(service: Service) -> APIRouter:
         next_page(request, response, rows, limit, "window_closes_at", "package_id", "offer_round")
         return [handlers.offer_notice(r, me.provider_id) for r in rows]
 
+    @router.get(
+        "/inbox",
+        response_model=InboxView,
+        responses=denied,
+        summary="Your open offers (soonest deadline first) with when each was first opened, and the unread count",
+        description="An offer is unread until someone of your organisation opens it "
+        "(`POST /me/offers/{package_id}/open`; the portal does when its page is shown). Since 1.2.0.",
+    )
+    async def inbox(me: Me) -> InboxView:
+        rows = await repo.open_offers_with_reads(service.pool, me.provider_id)
+        offers = [
+            InboxOffer(**handlers.offer_notice(r, me.provider_id).model_dump(), opened_at=r["opened_at"]) for r in rows
+        ]
+        return InboxView(unread=sum(o.opened_at is None for o in offers), offers=offers)
+
+    @router.post(
+        "/offers/{package_id}/open",
+        response_model=OfferOpened,
+        responses=denied | {404: {"description": "No offer of this package to you"}},
+        summary="Mark your latest offer of a package opened (read) for your organisation; the first time counts",
+        description="Who first opened it is kept (a named user; the API credential counts too). Since 1.2.0.",
+    )
+    async def open_offer(me: Me, package_id: uuid.UUID) -> OfferOpened:
+        async def command(uow: UnitOfWork) -> OfferOpened:
+            row = await repo.mark_opened(uow.conn, me.provider_id, package_id, me.user_id)
+            if row is None:
+                raise LookupError(f"no offer of package {package_id} to you")
+            return OfferOpened(package_id=package_id, offer_round=row["offer_round"], opened_at=row["opened_at"])
+
+        return await in_unit_of_work(service, command)
+
+    @router.get(
+        "/history",
+        response_model=list[HistoryEntry],
+        responses=paged,
+        summary="Your answered and settled offers: the answer, who gave it, and the outcome",
+        description="Offers no longer waiting for your answer (answered, won, lost, closed, or past their window), "
+        "newest first (`received_at`, `package_id`, `offer_round` descending); `limit` a page, the next in the "
+        '`Link: <...>; rel="next"` header. Since 1.2.0.',
+    )
+    async def history(
+        me: Me, request: Request, response: Response, limit: Limit = 50, cursor: pagination.CursorParam = None
+    ) -> list[dict]:
+        after = pagination.decode(cursor, dt.datetime, uuid.UUID, int)
+        rows = await repo.offer_history(service.pool, me.provider_id, limit=limit, after=after)
+        next_page(request, response, rows, limit, "received_at", "package_id", "offer_round")
+        return [handlers.history_entry(r) for r in rows]
+
+    def admin_user(me: ProviderCaller) -> ProviderCaller:
+        if not domain.can_manage_users(me.user_role):
+            raise ProblemError(
+                403,
+                "only your organisation's admin users add and remove its users",
+                code="not-a-provider-admin",
+            )
+        return me
+
+    @router.get(
+        "/users",
+        response_model=list[StaffUserView],
+        responses=paged | {403: {"description": "Not one of your organisation's admin users"}},
+        summary="Your organisation's named staff users (admin users only)",
+        description="Oldest first (`added_at`, `user_id` ascending); `limit` a page, the next in the "
+        '`Link: <...>; rel="next"` header. Since 1.2.0.',
+    )
+    async def my_users(
+        me: Me, request: Request, response: Response, limit: Limit = 200, cursor: pagination.CursorParam = None
+    ) -> list[dict]:
+        admin_user(me)
+        after = pagination.decode(cursor, dt.datetime, uuid.UUID)
+        rows = [
+            r
+            for r in await repo.staff_users(service.pool, me.provider_id)
+            if after is None or (r["added_at"], r["user_id"]) > tuple(after)
+        ][:limit]
+        next_page(request, response, rows, limit, "added_at", "user_id")
+        return [handlers.staff_user_view(r) for r in rows]
+
+    @router.post(
+        "/users",
+        status_code=201,
+        response_model=StaffUserView,
+        responses=denied
+        | {403: {"description": "Not one of your organisation's admin users"}, 409: {"description": "Already a user"}},
+        summary="Add a named staff user to your organisation (admin users only). Since 1.2.0",
+    )
+    async def add_my_user(me: Me, body: StaffUserRequest) -> dict:
+        admin_user(me)
+        return await in_unit_of_work(
+            service,
+            lambda uow: handlers.add_staff_user(
+                uow,
+                me.provider_id,
+                username=body.username,
+                name=body.name,
+                role=body.role,
+                added_by=me.username or me.acted_by,
+            ),
+        )
+
+    @router.post(
+        "/users/{user_id}/remove",
+        response_model=StaffUserView,
+        responses=denied
+        | {
+            403: {"description": "Not one of your organisation's admin users"},
+            404: {"description": "No such user of yours"},
+            409: {"description": "You cannot remove yourself"},
+        },
+        summary="Remove one of your organisation's users: their access ends at once (admin users only). Since 1.2.0",
+    )
+    async def remove_my_user(me: Me, user_id: uuid.UUID) -> dict:
+        admin_user(me)
+        return await in_unit_of_work(
+            service,
+            lambda uow: handlers.remove_staff_user(
+                uow, me.provider_id, user_id, removed_by=me.username or me.acted_by, by_user=me.user_id
+            ),
+        )
+
     answer_errors = denied | {
         404: {"description": "No offer of this package to you"},
         409: {
@@ -1049,7 +1457,14 @@ def me_router(service: Service) -> APIRouter:
                 scope=me.provider_id,
                 key=key,
                 request_hash=request_hash,
-                command=lambda: handlers.answer_through_api(uow, me.provider_id, package_id, body),
+                command=lambda: handlers.answer_through_api(
+                    uow,
+                    me.provider_id,
+                    package_id,
+                    body,
+                    user_id=me.user_id,
+                    credential_id=me.credential_id,
+                ),
             ),
         )
         if replayed:
@@ -1218,7 +1633,10 @@ def me_router(service: Service) -> APIRouter:
     async def person(
         me: Me,
         package_id: uuid.UUID,
-        fields: Annotated[list[PersonField] | None, Query(description="Only these fields (default: all)")] = None,
+        fields: Annotated[
+            Distinct[PersonField] | None,
+            Query(max_length=len(get_args(PersonField)), description="Only these fields, each once (default: all)"),
+        ] = None,
     ) -> dict:
         # The live placement only: a provider whose placement ended (cancelled, handed back, taken
         # after a suspension) no longer sees the person.
@@ -1366,7 +1784,9 @@ def me_router(service: Service) -> APIRouter:
         "overlap. The new secret is shown only in this response.",
         responses=denied | {409: {"description": "No webhook URL registered"}},
     )
-    async def rotate_secret(me: Me, body: SecretRotation) -> SecretRotated:
+    async def rotate_secret(
+        me: Me, body: Annotated[SecretRotation, Body(default_factory=SecretRotation)]
+    ) -> SecretRotated:
         secret, until = await in_unit_of_work(
             service,
             lambda uow: handlers.rotate_webhook_secret(
@@ -1394,10 +1814,85 @@ def me_router(service: Service) -> APIRouter:
         ):
             raise ProblemError(404, f"no package {package_id} of yours", field="subject.package_id")
         return await _raise(
-            service, body, raised_by=me.provider_id, raised_by_kind="provider", credential_id=me.credential_id
+            service, body, raised_by=me.provider_id, raised_by_kind="provider", credential_id=me.acted_by
         )
 
+    @router.post(
+        "/sandbox/offers",
+        status_code=201,
+        response_model=SandboxOffer,
+        summary="Sandbox only: offer yourself a made-up package, to see an offer's whole life without a broker",
+        description="In the sandbox (docs/guide/sandbox.md) the brokerage requests a package with a made-up person, "
+        "in your zone and band, and offers it to you alone: it arrives like any offer (`kind: offer` to your "
+        "webhook, `GET /me/offers`); bid and you win it (a closing notice `won`, the person's details under "
+        "`GET /me/packages/{package_id}/person`; a bid above the band rate awaits a broker, as on the framework), "
+        "decline and it is unplaced, leave it and its window ends it. Outside the sandbox: a 404 (`sandbox-only`).",
+        responses=denied
+        | {
+            404: {"description": "Not the sandbox (code sandbox-only): the operation exists only there"},
+            422: {"description": "A zone, band, need or double-handed visit pattern your profile does not cover"},
+            503: {"description": "The brokerage cannot be reached"},
+        },
+    )
+    async def sandbox_offer(
+        me: Me, body: Annotated[SandboxOfferRequest, Body(default_factory=SandboxOfferRequest)]
+    ) -> SandboxOffer:
+        if not service.settings.sandbox:
+            raise ProblemError(
+                404, "test offers are made in the sandbox only (docs/guide/sandbox.md)", code="sandbox-only"
+            )
+        mine = await profile(me.provider_id)
+        zone = body.zone or mine.zones[0]
+        band = body.band or mine.bands[0]
+        care = CareNeed("personal_care")
+        needs = body.needs or ([care] if care in mine.skills else mine.skills[:1])
+        # The brokerage never offers a package a provider does not cover: say so here, by field.
+        if zone not in mine.zones:
+            raise ProblemError(422, f"you do not cover zone {zone!r}: {mine.zones}", field="zone")
+        if band not in mine.bands:
+            raise ProblemError(422, f"you do not cover band {band!r}: {[b.value for b in mine.bands]}", field="band")
+        if set(needs) - set(mine.skills):
+            raise ProblemError(422, f"needs you do not meet: {sorted(set(needs) - set(mine.skills))}", field="needs")
+        if body.visits.double_handed and not mine.double_handed:
+            raise ProblemError(422, "you do not take double-handed calls", field="visits.carers_per_call")
+        created = await _ask_brokerage(
+            service,
+            "/internal/sandbox/packages",
+            {
+                "provider_id": me.provider_id,
+                "zone": zone,
+                "band": band,
+                "needs": needs,
+                "visits": body.visits.model_dump(),
+                "urgency": body.urgency,
+                "start_in_days": body.start_in_days,
+            },
+        )
+        return SandboxOffer(package_id=created["package_id"], status=created["status"])
+
     return router
+
+
+async def _ask_brokerage(service: Service, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """POST ``body`` to the brokerage's ``path`` with this service's own access token; its 2xx body.
+    Unreachable or failing: a 503 problem; a 4xx: the same status with its detail."""
+    if service.client_auth is None:
+        raise ProblemError(503, "OIDC_ISSUER and PROVIDERS_OIDC_CLIENT_ID/_SECRET are not set")
+    try:
+        async with httpx.AsyncClient(
+            base_url=service.settings.brokerage_url, timeout=10, auth=service.client_auth
+        ) as c:
+            response = await c.post(path, json=body)
+    except (httpx.HTTPError, TokenError) as exc:
+        log.warning("brokerage unreachable", path=path, error=repr(exc))
+        raise ProblemError(503, "the brokerage service cannot be reached; try again shortly") from None
+    if response.status_code in (404, 422):
+        problem = response.json()
+        raise ProblemError(response.status_code, problem.get("detail", "refused"), code=problem.get("code"))
+    if not response.is_success:
+        log.warning("brokerage refused", path=path, status=response.status_code, body=response.text[:300])
+        raise ProblemError(503, "the brokerage could not do it now; try again shortly")
+    return response.json()
 
 
 async def _disclose(service: Service, package_id: uuid.UUID, me: ProviderCaller, fields: list[str]) -> dict[str, Any]:
@@ -1420,7 +1915,7 @@ async def _disclose(service: Service, package_id: uuid.UUID, me: ProviderCaller,
                 json={
                     "package_id": str(package_id),
                     "provider_id": me.provider_id,
-                    "credential_id": me.credential_id,
+                    "credential_id": me.acted_by,
                     "fields": fields,
                 },
             )
@@ -1501,13 +1996,7 @@ async def register_view(service: Service, provider_id: str) -> dict[str, Any]:
     if row is None:
         raise ProblemError(404, f"no provider {provider_id!r}")
     state = await handlers.register_state(service.pool, row)
-    inputs = quality.QualityInputs(
-        cqc_rating=state.cqc_rating,
-        local_risk=state.local_risk,
-        hand_backs_12m=state.hand_backs_12m,
-        cqc_inspected_on=state.cqc_inspected_on,
-        local_risk_reviewed_on=state.local_risk_reviewed_on,
-    )
+    inputs, _counts = await handlers.register_inputs(service.pool, row)
     scored = quality.score(inputs, handlers.quality_weights())
     complaints = await service.pool.fetch(
         "SELECT * FROM complaints WHERE provider_id = $1 ORDER BY received_on DESC", provider_id
@@ -1516,7 +2005,7 @@ async def register_view(service: Service, provider_id: str) -> dict[str, Any]:
         "SELECT * FROM improvement_plans WHERE provider_id = $1 ORDER BY due_on", provider_id
     )
     incidents = await service.pool.fetch(
-        """SELECT package_id, kind, on_date, days_late FROM delivery_incidents
+        """SELECT package_id, kind, on_date, days_late, source FROM delivery_incidents
             WHERE provider_id = $1 ORDER BY on_date DESC""",
         provider_id,
     )
@@ -1569,7 +2058,7 @@ def quality_router(service: Service) -> APIRouter:
     @router.get(
         "/providers/{provider_id}/quality", summary="One provider's quality and risk register", responses=missing
     )
-    async def read_register(provider_id: str) -> dict:
+    async def read_register(provider_id: ProviderIdPath) -> dict:
         return await register_view(service, provider_id)
 
     async def run(command: Callable[[UnitOfWork], Awaitable[Any]]) -> dict:
@@ -1581,7 +2070,7 @@ def quality_router(service: Service) -> APIRouter:
         summary="Enter the provider's CQC rating and its publication date by hand",
         responses=missing | {409: {"description": "The CQC location id is another provider's"}},
     )
-    async def enter_cqc(provider_id: str, body: CqcRatingEntry, caller: Caller) -> dict:
+    async def enter_cqc(provider_id: ProviderIdPath, body: CqcRatingEntry, caller: Caller) -> dict:
         """Returns the register after the change. 422 when a rating other than not_yet_rated has no
         ``inspected_on``, or it is in the future."""
         return await run(
@@ -1601,7 +2090,7 @@ def quality_router(service: Service) -> APIRouter:
         summary="Set the CQC location id the provider is registered under (how the CQC import finds it)",
         responses=missing | {409: {"description": "The CQC location id is another provider's"}},
     )
-    async def set_location(provider_id: str, body: CqcLocation, caller: Caller) -> dict:
+    async def set_location(provider_id: ProviderIdPath, body: CqcLocation, caller: Caller) -> dict:
         return await run(
             lambda uow: handlers.set_cqc_location(uow, provider_id, location_id=body.cqc_location_id, by=caller.actor)
         )
@@ -1611,7 +2100,7 @@ def quality_router(service: Service) -> APIRouter:
         summary="Review the provider's local risk rating (RAG), with a reason code",
         responses=missing,
     )
-    async def review_risk(provider_id: str, body: RiskReview, caller: Caller) -> dict:
+    async def review_risk(provider_id: ProviderIdPath, body: RiskReview, caller: Caller) -> dict:
         """The reviewer is the access token's user; the review's time is now (UTC, shown in UK time)."""
         return await run(
             lambda uow: handlers.review_local_risk(
@@ -1625,7 +2114,7 @@ def quality_router(service: Service) -> APIRouter:
         summary="Record a complaint about the provider, coded by theme",
         responses=missing,
     )
-    async def add_complaint(provider_id: str, body: ComplaintEntry, caller: Caller) -> dict:
+    async def add_complaint(provider_id: ProviderIdPath, body: ComplaintEntry, caller: Caller) -> dict:
         return await run(
             lambda uow: handlers.record_complaint(
                 uow,
@@ -1643,7 +2132,9 @@ def quality_router(service: Service) -> APIRouter:
         summary="Close a complaint with its outcome",
         responses={404: {"description": "No such open complaint"}},
     )
-    async def end_complaint(provider_id: str, complaint_id: uuid.UUID, body: ComplaintClosing, caller: Caller) -> dict:
+    async def end_complaint(
+        provider_id: ProviderIdPath, complaint_id: uuid.UUID, body: ComplaintClosing, caller: Caller
+    ) -> dict:
         return await run(
             lambda uow: handlers.close_complaint(
                 uow, provider_id, complaint_id, outcome=body.outcome, note=body.note, by=caller.actor
@@ -1656,7 +2147,7 @@ def quality_router(service: Service) -> APIRouter:
         summary="Open a quality improvement plan with its due date",
         responses=missing,
     )
-    async def add_plan(provider_id: str, body: PlanEntry, caller: Caller) -> dict:
+    async def add_plan(provider_id: ProviderIdPath, body: PlanEntry, caller: Caller) -> dict:
         return await run(
             lambda uow: handlers.open_improvement_plan(
                 uow, provider_id, area=body.area, actions=body.actions, due_on=body.due_on, by=caller.actor
@@ -1668,7 +2159,7 @@ def quality_router(service: Service) -> APIRouter:
         summary="Close a quality improvement plan: met or not",
         responses={404: {"description": "No such open plan"}},
     )
-    async def end_plan(provider_id: str, plan_id: uuid.UUID, body: PlanClosing, caller: Caller) -> dict:
+    async def end_plan(provider_id: ProviderIdPath, plan_id: uuid.UUID, body: PlanClosing, caller: Caller) -> dict:
         return await run(
             lambda uow: handlers.close_improvement_plan(
                 uow, provider_id, plan_id, met=body.met, note=body.note, by=caller.actor

@@ -31,6 +31,7 @@ from schemas.events import (
     PackagePaused,
     PackagePlaced,
     PackageReopened,
+    PackageRequested,
     PackageResumed,
     PackageStarted,
     PackageUnplaced,
@@ -38,6 +39,7 @@ from schemas.events import (
     ProviderUpdated,
 )
 from services.providers import api, domain, handlers
+from services.providers import repository as repo
 from services.runtime import metrics
 from services.runtime.asyncapi import declare_publishes
 from services.runtime.db import is_transient
@@ -45,7 +47,7 @@ from services.runtime.http import create_app
 from services.runtime.logging import get_logger
 from services.runtime.outbound import guarded_client
 from services.runtime.outbox import unit_of_work
-from services.runtime.reference import load_provider_seed, load_quality_register_seed
+from services.runtime.reference import load_provider_seed, load_provider_staff_seed, load_quality_register_seed
 from services.runtime.sealing import reseal_column
 from services.runtime.service import Service
 from services.runtime.settings import ServiceSettings, load
@@ -57,6 +59,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, FastAPI]:
     settings = settings or load("providers")
     service = Service(settings, migrations=Path(__file__).parent / "migrations")
 
+    service.consumer.on(PackageRequested)(handlers.record_request)
     service.consumer.on(OfferMade)(handlers.answer_offer)
     service.consumer.on(PackagePlaced)(handlers.record_award)
     service.consumer.on(PackageUnplaced)(handlers.release_bids)
@@ -106,8 +109,18 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, FastAPI]:
     async def seed(svc: Service) -> None:
         async with unit_of_work(svc.pool) as uow:
             added = await handlers.seed_registry(uow, load_provider_seed())
-            started = await handlers.seed_quality_register(uow, load_quality_register_seed())
-        log.info("provider registry seeded", added=added, quality_register_started=started)
+            register_seed = load_quality_register_seed()
+            # Before the register's first change, so that change carries the dated hand-backs' count.
+            dated = await handlers.date_seeded_hand_backs(uow, register_seed)
+            started = await handlers.seed_quality_register(uow, register_seed)
+            users = await repo.seed_staff_users(uow.conn, load_provider_staff_seed())
+        log.info(
+            "provider registry seeded",
+            added=added,
+            hand_backs_dated=dated,
+            quality_register_started=started,
+            staff_users=users,
+        )
 
     @service.gauge_refreshers.append
     async def webhook_backlog(svc: Service) -> None:
@@ -159,6 +172,8 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, FastAPI]:
     app.include_router(api.change_requests_router(service))
     app.include_router(api.applications_router(service))
     app.include_router(api.me_router(service))
+    app.include_router(api.staff_users_router(service))
+    app.include_router(api.answers_router(service))
     app.include_router(api.concerns_router(service))
     app.include_router(api.quality_router(service))
     return service, app

@@ -311,6 +311,7 @@ def joining_entry(application: Mapping[str, Any]) -> dict[str, Any]:
         "cqc_rating": application["cqc_rating"],
         "local_risk": JOINING_LOCAL_RISK,
         "hand_backs_12m": 0,
+        "hand_back_dates": [],
         "weekly_capacity_hours": application["weekly_capacity_hours"],
         "committed_hours": 0,
         "adapter": application["adapter"],
@@ -663,3 +664,51 @@ def cqc_changes(
             continue
         changes.append(CqcChange(provider_id, location, row.line, rating, row.rating, inspected, row.published_on))
     return changes, refused, unchanged
+
+
+# ---- named staff users under a provider's organisation (decision 0126) ---------------------------
+
+StaffUserRole = Literal["staff", "admin"]
+# What an identity provider's preferred_username may look like here: an account name or an email.
+USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$")
+
+
+def canonical_username(username: str) -> str:
+    """The identity provider's ``preferred_username`` as this service keeps and compares it (trimmed,
+    lower case: Keycloak lower-cases usernames; Entra ID's UPNs compare case-insensitively)."""
+    return username.strip().lower()
+
+
+def staff_user_problems(username: str, name: str) -> dict[str, str]:
+    """Every problem with a new staff user's answers at once, by field (empty when there is none)."""
+    problems = {}
+    if not USERNAME.match(username.strip()):
+        problems["username"] = (
+            "Enter the person's username at the sign-in service: letters, digits and . _ @ + - only, up to 100"
+        )
+    if not name.strip() or len(name.strip()) > 200:
+        problems["name"] = "Enter the person's name, up to 200 characters"
+    return problems
+
+
+def can_manage_users(role: str | None) -> bool:
+    """Whether a provider's user may add and remove its organisation's users: its admin users only
+    (the organisation's API credential is a system's, not a person's, and manages no one)."""
+    return role == "admin"
+
+
+HistoryOutcome = Literal["won", "lost", "closed", "unanswered", "awaiting"]
+
+
+def offer_outcome(status: str, closure_outcome: str | None, window_closed: bool) -> HistoryOutcome:
+    """Where an offer in a provider's history stands: ``won`` or ``lost`` (the award), ``closed``
+    (withdrawn or ended without an award: the notice's reason says why), ``unanswered`` (the window
+    passed with no answer and no notice yet) or ``awaiting`` (answered, the round still running).
+    The closing notice (decision 0093) wins over the offer's own status, which it settles."""
+    if closure_outcome in ("won", "lost", "closed"):
+        return closure_outcome  # type: ignore[return-value]
+    if status in ("won", "lost", "closed"):
+        return status  # type: ignore[return-value]
+    if status == "offered":
+        return "unanswered" if window_closed else "awaiting"
+    return "awaiting"

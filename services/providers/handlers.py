@@ -74,6 +74,7 @@ from schemas.events import (
     PackagePaused,
     PackagePlaced,
     PackageReopened,
+    PackageRequested,
     PackageResumed,
     PackageSpec,
     PackageStarted,
@@ -202,6 +203,16 @@ async def answer_offer(uow: UnitOfWork, event: OfferMade) -> None:
         ],
         locked,
         at=event.occurred_at,
+    )
+
+
+async def record_request(uow: UnitOfWork, event: PackageRequested) -> None:
+    """A package the brokerage requested becomes one a request may name (a safeguarding concern's
+    ``subject.package_id``, decision 0130): its id and when, nothing else."""
+    await uow.conn.execute(
+        "INSERT INTO known_packages (package_id, requested_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        event.package_id,
+        event.requested_at,
     )
 
 
@@ -635,13 +646,16 @@ async def _end_placement(
     if placement is None:
         return  # none live, or already ended (a redelivery), or a later award's
     row = await repo.commit_hours(uow.conn, placement["provider_id"], -placement["hours_per_week"])
+    recorded = False
     if why == "handed_back":
-        row = await repo.count_hand_back(uow.conn, placement["provider_id"])
+        # The hand-back and late-start record of the quality register (decision 0103), dated: the
+        # profile's hand-backs are those of the 12 months to today, from it (decision 0119).
+        recorded = await repo.insert_incident(
+            uow.conn, placement["provider_id"], package_id, "hand_back", clock.uk_date(at)
+        )
+        row = await repo.date_hand_backs(uow.conn, placement["provider_id"], clock.uk_date(now()))
     await uow.emit(provider_updated(row, causation=causation))
-    if why == "handed_back" and await repo.insert_incident(
-        uow.conn, placement["provider_id"], package_id, "hand_back", clock.uk_date(at)
-    ):
-        # The hand-back and late-start record of the quality register (decision 0103).
+    if recorded:
         await _recorded(
             uow, placement["provider_id"], QualityChange.hand_back, by="system", at=at, causation=causation,
             package_id=package_id,
@@ -911,9 +925,17 @@ def _answerable(
 
 
 async def answer_through_api(
-    uow: UnitOfWork, provider_id: str, package_id: uuid.UUID, answer: BidRequest | DeclineRequest
+    uow: UnitOfWork,
+    provider_id: str,
+    package_id: uuid.UUID,
+    answer: BidRequest | DeclineRequest,
+    *,
+    user_id: uuid.UUID | None = None,
+    credential_id: str | None = None,
 ) -> dict:
-    """A webhook or portal adapter's answer to its own latest offer of the package.
+    """A webhook or portal adapter's answer to its own latest offer of the package, recorded with
+    who answered: the named user (``user_id``, decision 0126) or the organisation's API credential
+    (``credential_id``). Neither is on the event: the answer's event names the provider only.
 
     Refused when the provider was never offered the package (LookupError: a 404, so another
     provider's offers cannot even be probed), when it already answered, when the round is over or
@@ -971,13 +993,15 @@ async def answer_through_api(
         )
         await uow.emit(OfferDeclined(reason=answer.reason, **common))
     await uow.conn.execute(
-        "UPDATE offers SET adapter = $4, earliest_start = $5 WHERE package_id = $1 AND offer_round = $2 AND "
-        "provider_id = $3",
+        "UPDATE offers SET adapter = $4, earliest_start = $5, answered_by_user = $6, answered_by_credential = $7 "
+        "WHERE package_id = $1 AND offer_round = $2 AND provider_id = $3",
         package_id,
         offer["offer_round"],
         provider_id,
         adapter,
         getattr(answer, "earliest_start", None),
+        user_id,
+        credential_id,
     )
     # Answered: the offer's webhook delivery, if still being retried, is not sent again.
     await repo.withdraw_offer_deliveries(uow.conn, package_id)
@@ -1027,10 +1051,13 @@ async def update_own_profile(
 async def request_coverage_change(
     uow: UnitOfWork, provider_id: str, *, zones: list[str], bands: list[str], reason: str
 ) -> dict:
-    known = load_framework().zones
-    unknown = sorted(set(zones) - set(known))
-    if unknown:
-        raise ValueError(f"unknown zones: {', '.join(unknown)}")
+    """A provider asks for its zones and bands to become these (whole lists, each member once: the
+    request model refuses a repeat). Raises :class:`Refused`: 422 ``zones.N`` unknown-zone, 409
+    change-request-pending."""
+    known = set(load_framework().zones)
+    for i, zone in enumerate(zones):
+        if zone not in known:
+            raise Refused(f"no zone {zone!r} in the framework", code="unknown-zone", status=422, field=f"zones.{i}")
     if await uow.conn.fetchval(
         "SELECT true FROM change_requests WHERE provider_id = $1 AND status = 'pending'", provider_id
     ):
@@ -1041,8 +1068,8 @@ async def request_coverage_change(
         uow.conn,
         "INSERT INTO change_requests (provider_id, zones, bands, reason) VALUES ($1, $2, $3, $4) RETURNING *",
         provider_id,
-        list(dict.fromkeys(zones)),
-        list(dict.fromkeys(bands)),
+        zones,
+        bands,
         reason,
     )
     return change_request_view(row)
@@ -1415,11 +1442,25 @@ async def raise_concern(
     credential_id: str | None = None,
 ) -> dict[str, Any]:
     """Record a concern for the safeguarding queue: ``{concern_id, reference, raised_at}`` back, nothing
-    else (the raiser cannot read it again). Raises :class:`Refused` (422) without a subject, or for a
-    provider the registry does not have (field ``subject.provider_id``)."""
+    else (the raiser cannot read it again). Raises :class:`Refused` (422) without a subject, for a
+    provider the registry does not have (field ``subject.provider_id``) or a package the brokerage
+    never requested (field ``subject.package_id``, decision 0130)."""
     _refuse(domain.subject_refusal(package_id, provider_id))
     if provider_id and not await uow.conn.fetchval("SELECT true FROM providers WHERE provider_id = $1", provider_id):
         raise Refused(f"no provider {provider_id!r}", code="invalid-request", status=422, field="subject.provider_id")
+    if package_id and not await uow.conn.fetchval(
+        # Offered packages too: one requested before known_packages existed is known by its offers.
+        "SELECT EXISTS (SELECT 1 FROM known_packages WHERE package_id = $1)"
+        " OR EXISTS (SELECT 1 FROM offers WHERE package_id = $1)",
+        package_id,
+    ):
+        # Decision 0130: a concern about a package nobody requested would sit in the queue about no one.
+        raise Refused(
+            f"no package {package_id}: the brokerage has not requested it (check the id)",
+            code="invalid-request",
+            status=422,
+            field="subject.package_id",
+        )
     row = await repo.insert_concern(
         uow.conn,
         concern_id=uuid.uuid4(),
@@ -1521,25 +1562,37 @@ def quality_weights() -> quality.QualityWeights:
     return quality.QualityWeights(**load_framework().quality_weights)
 
 
-async def register_state(conn: Connection | asyncpg.Pool, row: asyncpg.Record) -> QualityRegister:
-    """The register of the provider of ``row`` (:func:`repo.register_row`) as the events carry it."""
+async def register_inputs(
+    conn: Connection | asyncpg.Pool, row: asyncpg.Record
+) -> tuple[quality.QualityInputs, asyncpg.Record]:
+    """The score's inputs of the provider of ``row`` today (a UK date), with the hand-backs of the dated
+    record in the 12 months to today (decision 0119), and the register's counts."""
     profile = repo.profile_of(row)
-    counts = await repo.register_counts(conn, profile.provider_id, clock.uk_date(now()))
+    today = clock.uk_date(now())
+    counts = await repo.register_counts(conn, profile.provider_id, today)
     reviewed_at = row["local_risk_reviewed_at"]
-    inputs = quality.QualityInputs(
+    inputs = quality.inputs_as_of(
         cqc_rating=profile.cqc_rating,
         local_risk=profile.local_risk,
-        hand_backs_12m=profile.hand_backs_12m,
+        as_of=today,
+        hand_back_dates=await repo.hand_back_dates(conn, profile.provider_id, today),
         cqc_inspected_on=row["cqc_inspected_on"],
         local_risk_reviewed_on=clock.uk_date(reviewed_at) if reviewed_at else None,
     )
+    return inputs, counts
+
+
+async def register_state(conn: Connection | asyncpg.Pool, row: asyncpg.Record) -> QualityRegister:
+    """The register of the provider of ``row`` (:func:`repo.register_row`) as the events carry it."""
+    inputs, counts = await register_inputs(conn, row)
+    profile = repo.profile_of(row)
     return QualityRegister(
         cqc_location_id=row["cqc_location_id"],
         cqc_rating=profile.cqc_rating,
         cqc_inspected_on=row["cqc_inspected_on"],
         local_risk=profile.local_risk,
         local_risk_reviewed_on=inputs.local_risk_reviewed_on,
-        hand_backs_12m=profile.hand_backs_12m,
+        hand_backs_12m=inputs.hand_backs_12m,
         late_starts_12m=counts["late_starts_12m"],
         open_complaints=counts["open_complaints"],
         open_improvement_plans=counts["open_improvement_plans"],
@@ -1600,6 +1653,30 @@ async def _recorded(
         await uow.emit(provider_updated(row, causation=event.event_id))
     await uow.emit(event)
     return event
+
+
+async def date_seeded_hand_backs(uow: UnitOfWork, entries: list[dict]) -> int:
+    """Give every profile without dated hand-backs (a provider just seeded from providers.yaml, or a
+    profile written before decision 0119) its dated record: the hand-backs quality-register.yaml dates
+    for it (``hand_backs``: UK dates, before the platform), then the profile's hand-backs in the 12
+    months to today from the record, published (ProviderUpdated). Once per provider: a dated profile
+    is left alone. Returns how many profiles were dated."""
+    undated = await repo.lock_undated_profiles(uow.conn)
+    if not undated:
+        return 0
+    wanted = set(undated)
+    await repo.insert_seeded_hand_backs(
+        uow.conn,
+        [
+            (e["provider_id"], dt.date.fromisoformat(str(d)))
+            for e in entries
+            if e["provider_id"] in wanted
+            for d in e.get("hand_backs") or ()
+        ],
+    )
+    for row in await repo.date_many_hand_backs(uow.conn, undated, clock.uk_date(now())):
+        await uow.emit(provider_updated(row))
+    return len(undated)
 
 
 async def seed_quality_register(uow: UnitOfWork, entries: list[dict]) -> int:
@@ -1953,3 +2030,97 @@ async def import_cqc(uow: UnitOfWork, data: bytes, *, by: str, file_name: str = 
         )
     log.info("cqc import", applied=applied, changed=len(changed), refused=len(refused), by=by)
     return result
+
+
+# ---- named staff users under a provider's organisation (decision 0126) ---------------------------
+
+
+def staff_user_view(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "user_id": row["user_id"],
+        "provider_id": row["provider_id"],
+        "username": row["username"],
+        "name": row["name"],
+        "role": row["role"],
+        "added_at": row["added_at"],
+        "added_by": row["added_by"],
+    }
+
+
+async def add_staff_user(
+    uow: UnitOfWork, provider_id: str, *, username: str, name: str, role: str, added_by: str
+) -> dict[str, Any]:
+    """A named user of ``provider_id``, who signs in at the identity provider as ``username`` (its
+    ``preferred_username``; they need an account there with the role provider_staff). Refused:
+    LookupError for an unknown provider; 422 naming the field for a bad username or name; 409
+    ``user-exists`` when that username is already a live user (of this or another provider)."""
+    problems = domain.staff_user_problems(username, name)
+    if problems:
+        field, message = next(iter(problems.items()))
+        raise Refused(message, code="invalid-request", status=422, field=field)
+    if await uow.conn.fetchval("SELECT 1 FROM providers WHERE provider_id = $1", provider_id) is None:
+        raise LookupError(f"no provider {provider_id!r}")
+    row = await repo.add_staff_user(
+        uow.conn,
+        provider_id=provider_id,
+        username=domain.canonical_username(username),
+        name=name.strip(),
+        role=role,
+        added_by=added_by,
+    )
+    if row is None:
+        raise Refused(
+            f"{domain.canonical_username(username)!r} is already a provider's user: remove them there first",
+            code="user-exists",
+            field="username",
+        )
+    log.info("provider user added", provider_id=provider_id, user_id=str(row["user_id"]), role=role)
+    return staff_user_view(row)
+
+
+async def remove_staff_user(
+    uow: UnitOfWork, provider_id: str, user_id: uuid.UUID, *, removed_by: str, by_user: uuid.UUID | None = None
+) -> dict[str, Any]:
+    """Ends a user's access at once (their past answers keep their name). A provider's admin removes
+    anyone of its organisation but themselves (409 ``own-user``: no organisation locks itself out);
+    LookupError when ``user_id`` is not a live user of ``provider_id``."""
+    if by_user is not None and by_user == user_id:
+        raise Refused("you cannot remove yourself: ask another admin user or the council", code="own-user")
+    row = await repo.remove_staff_user(uow.conn, provider_id=provider_id, user_id=user_id, removed_by=removed_by)
+    if row is None:
+        raise LookupError(f"no user {user_id} of {provider_id!r}")
+    log.info("provider user removed", provider_id=provider_id, user_id=str(user_id))
+    return staff_user_view(row) | {"removed_at": row["removed_at"]}
+
+
+def history_entry(row: asyncpg.Record) -> dict[str, Any]:
+    """One offer of a provider's history: the package as offered, its answer, who answered, and
+    how it ended (domain.offer_outcome; a lost bid's rank, never the winner's price)."""
+    spec = PackageSpec.model_validate_json(row["spec"])
+    answered_by = (
+        {"user_id": row["answered_by_user"], "name": row["answered_by_name"]}
+        if row["answered_by_user"] is not None
+        else None
+    )
+    return {
+        "package_id": row["package_id"],
+        "offer_round": row["offer_round"],
+        "tier": row["tier"],
+        "zone": spec.zone,
+        "band": spec.band.value,
+        "hours_per_week": spec.hours_per_week,
+        "received_at": row["received_at"],
+        "window_closes_at": row["window_closes_at"],
+        "answer": {"bid": "bid", "declined": "declined"}.get(row["status"])
+        or ("bid" if row["hourly_rate"] is not None else "declined" if row["decline_reason"] else None),
+        "hourly_rate": row["hourly_rate"],
+        "decline_reason": row["decline_reason"],
+        "answered_at": row["answered_at"],
+        "answered_by": answered_by,
+        "answered_with": "api_credential" if row["answered_with_credential"] else (row["adapter"] or None),
+        "outcome": domain.offer_outcome(row["status"], row["outcome"], row["window_closed"]),
+        "closed_reason": row["closed_reason"],
+        "rank": row["rank"],
+        "ranked_bids": row["ranked_bids"],
+        "closed_at": row["closed_at"],
+    }

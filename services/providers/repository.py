@@ -14,6 +14,7 @@ import asyncpg
 from schemas.adapters import OfferClosedNotice
 from schemas.events import OfferMade, PackageSpec, ProviderProfile
 from services.providers.domain import AutomaticRules, Bid, Decline
+from services.runtime import quality
 from services.runtime.db import Connection, fetch_one
 
 PROFILE_FIELDS_IN_COLUMNS = ("weekly_capacity_hours", "committed_hours")
@@ -336,15 +337,72 @@ async def insert_placement(
     )
 
 
-async def count_hand_back(conn: Connection, provider_id: str) -> asyncpg.Record:
-    return await fetch_one(
-        conn,
-        """UPDATE providers SET profile = jsonb_set(profile, '{hand_backs_12m}',
-           to_jsonb((profile->>'hand_backs_12m')::int + 1)),
-                                revision = revision + 1, updated_at = now()
-            WHERE provider_id = $1 RETURNING *""",
-        provider_id,
+async def date_hand_backs(conn: Connection, provider_id: str, today: dt.date) -> asyncpg.Record:
+    """The profile's hand-backs from the dated record (decision 0119): ``hand_back_dates`` (the UK
+    dates in the 12 months to ``today``) and ``hand_backs_12m`` (their number); the next revision.
+    Returns the provider's row."""
+    [row] = await date_many_hand_backs(conn, [provider_id], today)
+    return row
+
+
+async def date_many_hand_backs(conn: Connection, provider_ids: list[str], today: dt.date) -> list[asyncpg.Record]:
+    """:func:`date_hand_backs` for several providers in one statement; their rows, in provider order.
+    "In the 12 months to today": after the day 365 days before it, not after it (quality.in_last_12_months)."""
+    rows = await conn.fetch(
+        """UPDATE providers p SET profile = p.profile || jsonb_build_object('hand_back_dates', d.dates,
+                                                                    'hand_backs_12m', d.n),
+                                  revision = p.revision + 1, updated_at = now()
+             FROM unnest($1::text[]) AS u(provider_id)
+             CROSS JOIN LATERAL (
+                 SELECT coalesce(jsonb_agg(i.on_date ORDER BY i.on_date), '[]'::jsonb) AS dates, count(*)::int AS n
+                   FROM delivery_incidents i
+                  WHERE i.provider_id = u.provider_id AND i.kind = 'hand_back'
+                    AND i.on_date > $2::date - $3::int AND i.on_date <= $2::date) d
+            WHERE p.provider_id = u.provider_id RETURNING p.*""",
+        provider_ids,
+        today,
+        quality.WINDOW_DAYS,
     )
+    return sorted(rows, key=lambda r: r["provider_id"])
+
+
+async def hand_back_dates(conn: Connection | asyncpg.Pool, provider_id: str, today: dt.date) -> list[dt.date]:
+    """The UK dates of the provider's hand-backs in the 12 months to ``today``, oldest first."""
+    rows = await conn.fetch(
+        """SELECT on_date FROM delivery_incidents
+            WHERE provider_id = $1 AND kind = 'hand_back' AND on_date > $2::date - $3::int AND on_date <= $2::date
+            ORDER BY on_date""",
+        provider_id,
+        today,
+        quality.WINDOW_DAYS,
+    )
+    return [r["on_date"] for r in rows]
+
+
+async def lock_undated_profiles(conn: Connection) -> list[str]:
+    """Lock the providers whose profile has no dated hand-backs yet (seeded, or written before
+    decision 0119), in provider order (the service's lock order); their ids."""
+    rows = await conn.fetch(
+        """SELECT provider_id FROM providers WHERE NOT profile ? 'hand_back_dates'
+            ORDER BY provider_id FOR UPDATE"""
+    )
+    return [r["provider_id"] for r in rows]
+
+
+async def insert_seeded_hand_backs(conn: Connection, seeded: list[tuple[str, dt.date]]) -> int:
+    """Hand-backs the seed file dates ((provider id, UK date); before the platform: no package), once
+    per provider: none are added for a provider with seeded ones already. Returns how many were added."""
+    added = await conn.fetch(
+        """INSERT INTO delivery_incidents (provider_id, package_id, kind, on_date, source)
+           SELECT u.provider_id, NULL, 'hand_back', u.on_date, 'seed'
+             FROM unnest($1::text[], $2::date[]) AS u(provider_id, on_date)
+            WHERE NOT EXISTS (SELECT 1 FROM delivery_incidents i
+                               WHERE i.provider_id = u.provider_id AND i.source = 'seed')
+           RETURNING incident_id""",
+        [p for p, _ in seeded],
+        [d for _, d in seeded],
+    )
+    return len(added)
 
 
 async def set_status(
@@ -884,17 +942,18 @@ async def register_row(conn: Connection | asyncpg.Pool, provider_id: str) -> asy
 
 
 async def register_counts(conn: Connection | asyncpg.Pool, provider_id: str, today: dt.date) -> asyncpg.Record:
-    """Hand-backs and late starts in the 12 months to ``today`` (UK dates), open complaints and
-    open improvement plans."""
+    """Late starts in the 12 months to ``today`` (UK dates; quality.in_last_12_months), open
+    complaints and open improvement plans (the hand-backs: :func:`hand_back_dates`)."""
     return await fetch_one(
         conn,
         """SELECT (SELECT count(*) FROM delivery_incidents WHERE provider_id = $1 AND kind = 'late_start'
-                      AND on_date > $2::date - 365) AS late_starts_12m,
+                      AND on_date > $2::date - $3::int AND on_date <= $2::date) AS late_starts_12m,
                   (SELECT count(*) FROM complaints WHERE provider_id = $1 AND closed_on IS NULL) AS open_complaints,
                   (SELECT count(*) FROM improvement_plans WHERE provider_id = $1 AND closed_on IS NULL)
                       AS open_improvement_plans""",
         provider_id,
         today,
+        quality.WINDOW_DAYS,
     )
 
 
@@ -1321,3 +1380,156 @@ async def read_concern_audited(
         else None
     )
     return row, decisions, reads, held_by
+
+
+# ---- named staff users (decision 0126), unread offers and the history (decision 0127) --------------
+
+USER_COLUMNS = "user_id, provider_id, username, name, role, added_at, added_by, removed_at, removed_by"
+
+
+async def live_member(conn: Connection | asyncpg.Pool, username: str) -> asyncpg.Record | None:
+    """The live membership of an identity provider's user (canonical username), of a provider still
+    on the framework; None when they are no provider's user (or were removed)."""
+    return await conn.fetchrow(
+        f"""SELECT {", ".join("u." + c for c in USER_COLUMNS.split(", "))} FROM provider_users u
+              JOIN providers p USING (provider_id)
+             WHERE lower(u.username) = $1 AND u.removed_at IS NULL AND p.profile->>'status' <> 'left'""",
+        username,
+    )
+
+
+async def staff_users(conn: Connection | asyncpg.Pool, provider_id: str) -> list[asyncpg.Record]:
+    """A provider's live users, oldest first."""
+    return await conn.fetch(
+        f"SELECT {USER_COLUMNS} FROM provider_users WHERE provider_id = $1 AND removed_at IS NULL "
+        "ORDER BY added_at, user_id",
+        provider_id,
+    )
+
+
+async def add_staff_user(
+    conn: Connection, *, provider_id: str, username: str, name: str, role: str, added_by: str
+) -> asyncpg.Record | None:
+    """A new live user; None when that username is already someone's live user (any provider's)."""
+    return await conn.fetchrow(
+        f"""INSERT INTO provider_users (user_id, provider_id, username, name, role, added_by)
+            VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING {USER_COLUMNS}""",
+        uuid.uuid4(),
+        provider_id,
+        username,
+        name,
+        role,
+        added_by,
+    )
+
+
+async def remove_staff_user(
+    conn: Connection, *, provider_id: str, user_id: uuid.UUID, removed_by: str
+) -> asyncpg.Record | None:
+    """The user removed (their answers keep naming them); None when not a live user of the provider."""
+    return await conn.fetchrow(
+        f"""UPDATE provider_users SET removed_at = now(), removed_by = $3
+             WHERE provider_id = $1 AND user_id = $2 AND removed_at IS NULL RETURNING {USER_COLUMNS}""",
+        provider_id,
+        user_id,
+        removed_by,
+    )
+
+
+async def live_admins(conn: Connection, provider_id: str) -> int:
+    return await conn.fetchval(
+        "SELECT count(*) FROM provider_users WHERE provider_id = $1 AND role = 'admin' AND removed_at IS NULL",
+        provider_id,
+    )
+
+
+async def seed_staff_users(conn: Connection, entries: list[dict]) -> int:
+    """The demo's named users (provider-staff.yaml), each added once ever: a user removed later is not
+    added back at the next start."""
+    added = 0
+    for entry in entries:
+        row = await conn.fetchrow(
+            """INSERT INTO provider_users (user_id, provider_id, username, name, role, added_by)
+               SELECT $1, $2, $3, $4, $5, 'seed'
+                WHERE EXISTS (SELECT 1 FROM providers WHERE provider_id = $2)
+                  AND NOT EXISTS (SELECT 1 FROM provider_users WHERE lower(username) = $3)
+               RETURNING user_id""",
+            uuid.uuid4(),
+            entry["provider_id"],
+            str(entry["username"]).strip().lower(),
+            entry["name"],
+            entry.get("role", "staff"),
+        )
+        added += row is not None
+    return added
+
+
+async def open_offers_with_reads(conn: Connection | asyncpg.Pool, provider_id: str) -> list[asyncpg.Record]:
+    """The provider's open offers, soonest deadline first, with when one of its people first opened
+    each (null: new to the organisation)."""
+    return await conn.fetch(
+        """SELECT * FROM offers WHERE provider_id = $1 AND status = 'offered' AND window_closes_at > now()
+            ORDER BY window_closes_at, package_id, offer_round""",
+        provider_id,
+    )
+
+
+async def mark_opened(
+    conn: Connection, provider_id: str, package_id: uuid.UUID, user_id: uuid.UUID | None
+) -> asyncpg.Record | None:
+    """The provider's latest offer of the package, marked opened the first time (who and when kept);
+    None when the package was never offered to it."""
+    return await conn.fetchrow(
+        """UPDATE offers SET opened_at = coalesce(opened_at, now()),
+                             opened_by_user = CASE WHEN opened_at IS NULL THEN $3 ELSE opened_by_user END
+            WHERE (package_id, offer_round, provider_id) = (
+                  SELECT package_id, offer_round, provider_id FROM offers
+                   WHERE provider_id = $1 AND package_id = $2 ORDER BY offer_round DESC LIMIT 1)
+        RETURNING *""",
+        provider_id,
+        package_id,
+        user_id,
+    )
+
+
+async def offer_history(
+    conn: Connection | asyncpg.Pool,
+    provider_id: str,
+    *,
+    limit: int,
+    after: tuple[dt.datetime, uuid.UUID, int] | None,
+) -> list[asyncpg.Record]:
+    """The provider's offers that are no longer waiting for its answer (answered, settled, or past
+    their window), newest first, with the closing notice's outcome and who answered."""
+    return await conn.fetch(
+        """SELECT o.package_id, o.offer_round, o.tier, o.spec, o.band_rate, o.window_closes_at, o.status,
+                  o.hourly_rate, o.decline_reason, o.received_at, o.answered_at, o.adapter,
+                  o.window_closes_at <= now() AS window_closed,
+                  c.outcome, c.reason AS closed_reason, c.rank, c.ranked_bids, c.closed_at,
+                  u.user_id AS answered_by_user, u.name AS answered_by_name,
+                  o.answered_by_credential IS NOT NULL AS answered_with_credential
+             FROM offers o
+             LEFT JOIN offer_closures c USING (package_id, offer_round, provider_id)
+             LEFT JOIN provider_users u ON u.user_id = o.answered_by_user
+            WHERE o.provider_id = $1 AND (o.status <> 'offered' OR o.window_closes_at <= now())
+              AND ($3::timestamptz IS NULL
+                   OR (o.received_at, o.package_id, o.offer_round) < ($3, $4::uuid, $5::int))
+            ORDER BY o.received_at DESC, o.package_id DESC, o.offer_round DESC
+            LIMIT $2""",
+        provider_id,
+        limit,
+        *(after or (None, None, None)),
+    )
+
+
+async def package_answerers(conn: Connection | asyncpg.Pool, package_id: uuid.UUID) -> list[asyncpg.Record]:
+    """Who answered each offer of a package: the named user's name, or the organisation's credential."""
+    return await conn.fetch(
+        """SELECT o.provider_id, o.offer_round, o.status, o.answered_at, o.adapter,
+                  u.user_id AS answered_by_user, u.name AS answered_by_name,
+                  o.answered_by_credential IS NOT NULL AS answered_with_credential
+             FROM offers o LEFT JOIN provider_users u ON u.user_id = o.answered_by_user
+            WHERE o.package_id = $1 AND o.answered_at IS NOT NULL
+            ORDER BY o.offer_round, o.provider_id""",
+        package_id,
+    )

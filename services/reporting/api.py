@@ -12,7 +12,6 @@ from decimal import Decimal
 from pathlib import Path as Path_
 from typing import Annotated, Any, Literal
 
-import asyncpg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
@@ -82,7 +81,8 @@ def build_router(service: Service) -> APIRouter:
         willing providers; each with its RAG status (deploy/ops/kpi-thresholds.yaml). Under
         ``more``: starts per UK week, people and hours in care at the end, hand-backs by provider
         and above-rate exceptions asked for and decided in the period, the committed weekly spend
-        against the weekly budget per band (deploy/ops/budgets.yaml), the decline mix per UK week
+        (the service agreements in force on the period's last UK day, pounds per week) against the
+        weekly budget per band (deploy/ops/budgets.yaml), the decline mix per UK week
         by band and rurality. ``projection``: how many
         dead letters it has counted and the latest event it holds.
 
@@ -115,16 +115,44 @@ def build_router(service: Service) -> APIRouter:
                 "format csv or parquet",
             ),
         ],
+        start: Annotated[
+            str | None,
+            Query(
+                alias="from",
+                max_length=40,
+                description="weekly_commitments only: a UK date or an ISO date-time. Default: 12 weeks before the end.",
+            ),
+        ] = None,
+        end: Annotated[
+            str | None,
+            Query(
+                alias="to",
+                max_length=40,
+                description="weekly_commitments only: a UK date (that day included) or an ISO date-time. Default: now.",
+            ),
+        ] = None,
     ) -> Response:
         """Every row of one projection table (docs/guide/reporting-data-dictionary.md) as CSV (UTF-8,
         a header row, timestamps in UTC ISO 8601) or Parquet (typed columns: amounts as decimals,
-        timestamps in UTC). 422 naming ``table`` or ``format`` for an unknown one."""
+        timestamps in UTC). ``weekly_commitments`` is the weekly commitment by provider and payer of
+        ``GET /reports/commitments`` for the UK weeks of ``from``..``to`` (the other tables ignore
+        them). 422 naming ``table`` or ``format`` for an unknown one, ``from`` or ``to`` for a bad
+        bound."""
         try:
             table, fmt = domain.export_of(name)
         except domain.BadParameter as exc:
             raise _bad(exc) from None
-        async with service.pool.acquire() as conn:
-            columns, rows = await repo.export_rows(conn, table)
+        columns: list[str]
+        rows: list[Any]
+        if table in domain.PERIOD_EXPORTS:
+            first, last = commitment_period(start, end)
+            async with service.pool.acquire() as conn:
+                sums = await repo.weekly_commitments(conn, first, last)
+            columns = list(domain.COMMITMENT_EXPORT_COLUMNS)
+            rows = domain.commitment_rows(sums)
+        else:
+            async with service.pool.acquire() as conn:
+                columns, rows = await repo.export_rows(conn, table)
         body = to_csv(columns, rows) if fmt == "csv" else to_parquet(columns, rows)
         return Response(
             body,
@@ -135,7 +163,19 @@ def build_router(service: Service) -> APIRouter:
     return router
 
 
+def commitment_period(start: str | None, end: str | None) -> tuple[dt.date, dt.date]:
+    """The Mondays of the first and last UK weeks of ``from``..``to`` (default: the 12 weeks to now);
+    ProblemError 422 naming ``from`` or ``to``."""
+    try:
+        p = domain.period(start, end, zone=None, band=None, zones=(), now=clock.now(), default_days=84)
+        return domain.commitment_weeks(p)
+    except domain.BadParameter as exc:
+        raise _bad(exc) from None
+
+
 def _cell(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, dt.datetime):
@@ -147,7 +187,7 @@ def _cell(value: Any) -> Any:
     return safe_cell(value)
 
 
-def to_csv(columns: list[str], rows: list[asyncpg.Record]) -> bytes:
+def to_csv(columns: list[str], rows: list[Any]) -> bytes:
     """The rows as CSV (RFC 4180, header row first)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
@@ -157,7 +197,7 @@ def to_csv(columns: list[str], rows: list[asyncpg.Record]) -> bytes:
     return out.getvalue().encode()
 
 
-def to_parquet(columns: list[str], rows: list[asyncpg.Record]) -> bytes:
+def to_parquet(columns: list[str], rows: list[Any]) -> bytes:
     """The rows as a Parquet file; pyarrow infers each column's type (ids as strings)."""
     data = {c: [str(r[c]) if isinstance(r[c], uuid.UUID) else r[c] for r in rows] for c in columns}
     table = (
@@ -231,6 +271,23 @@ def reports_router(service: Service) -> APIRouter:
         async with service.pool.acquire() as conn:
             rows = await repo.quality_history(conn, p.end)
         return {"from": p.start, "to": p.end} | domain.provider_quality_report(rows, p.start)
+
+    @router.get("/commitments", summary="Weekly committed hours and pounds per provider and funder, over time")
+    async def commitments(start: From = None, end: To = None) -> dict[str, Any]:
+        """The service agreements committed in each UK week (Monday to Sunday) the period touches, by
+        provider and payer (the finance file's funder): ``{from, to, weeks: [{week_commencing,
+        week_ending, rows: [{provider_id, provider_name, payer, pounds, hours_per_week}], by_provider:
+        {provider_id: {pounds, hours_per_week, agreements}}, by_payer: {payer: pounds}, total,
+        hours_per_week}]}``. Each agreement's record in force (no correction supersedes it) that is
+        agreed counts for the days of the week each funding part covers: pounds (pounds per week x
+        days / 7, rounded to the penny once per row: the brokerage's ``/service-agreements/commitments``
+        for the same week) and carer hours per week (x days / 7, a payer's share in proportion to its
+        pounds). From ServiceAgreementRecorded (decisions 0109-0111, 0118). 422 naming ``from`` or ``to``."""
+        p = period_of(start, end)
+        first, last = commitment_period(start, end)
+        async with service.pool.acquire() as conn:
+            rows = await repo.weekly_commitments(conn, first, last)
+        return {"from": p.start, "to": p.end} | domain.commitment_report(rows, first, last)
 
     @router.get("/coverage-gaps", summary="Zones with fewer than two willing providers")
     async def coverage_gaps(start: From = None, end: To = None) -> dict[str, Any]:

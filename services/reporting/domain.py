@@ -34,7 +34,12 @@ EXPORT_TABLES = (
     "notification_outcomes",
     "providers",
     "dead_letters",
+    "service_agreements",
+    "service_agreement_lines",
+    "weekly_commitments",
 )
+# Exports computed over a period (``from``, ``to``) rather than read whole from a table.
+PERIOD_EXPORTS = ("weekly_commitments",)
 EXPORT_FORMATS = ("csv", "parquet")
 BANDS: tuple[str, ...] = tuple(b.value for b in Band)
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -232,7 +237,8 @@ def more_measures(
     """The papers' measures beyond the first KPI page, over the period's events (not its cohort):
     care packages started per UK week, people and carer hours in care at the period's end (and the
     average hours per person), hand-backs by provider, above-rate exceptions asked for and decided,
-    the committed weekly spend at the end against the weekly budget per band (pounds per week;
+    the committed weekly spend at the end against the weekly budget per band (pounds per week: the
+    weekly cost of the service agreement records in force on the period's last UK day, decision 0118;
     ``budgets``: deploy/ops/budgets.yaml), and the decline mix per UK week by band and rurality."""
     care = figures["in_care"]
     people = care["people"]
@@ -443,3 +449,89 @@ def coverage_gaps_report(serving: Iterable[Any], willing: Iterable[Any], framewo
         for zone in sorted(framework.zones)
     }
     return {"zones": zones, "gaps": [z for z, v in zones.items() if v["gap"]]}
+
+
+# ---- the weekly commitment by provider and funder (decision 0118) ------------------------
+
+PENNY = Decimal("0.01")
+# A row of the report (and, with its week, of the weekly_commitments export).
+COMMITMENT_ROW = ("provider_id", "provider_name", "payer", "pounds", "hours_per_week")
+COMMITMENT_EXPORT_COLUMNS = ["week_commencing", *COMMITMENT_ROW]
+MAX_COMMITMENT_WEEKS = 530  # ten years of UK weeks in one answer
+
+
+def commitment_weeks(p: Period) -> tuple[dt.date, dt.date]:
+    """The Mondays of the first and last UK weeks a period touches (its start's week to the week of its
+    last instant). Raises :class:`BadParameter` naming ``from`` for more than
+    :data:`MAX_COMMITMENT_WEEKS` weeks."""
+    first = clock.uk_week_of(clock.uk_date(p.start))
+    last = clock.uk_week_of(clock.uk_date(p.end - dt.timedelta(microseconds=1)))
+    if (last - first).days // 7 + 1 > MAX_COMMITMENT_WEEKS:
+        raise BadParameter("from", f"the period spans more than {MAX_COMMITMENT_WEEKS} weeks: ask for less")
+    return first, last
+
+
+def _half_up(value: Decimal, places: Decimal = PENNY) -> Decimal:
+    return value.quantize(places, rounding="ROUND_HALF_UP")
+
+
+def commitment_rows(rows: Iterable[Any]) -> list[dict[str, Any]]:
+    """The repository's sums (:func:`repository.weekly_commitments`) as rows: per UK week, provider
+    and payer, ``pounds`` (pounds in the week: pounds per week x days / 7, rounded to the penny half up
+    once, as the brokerage's ``/service-agreements/commitments``) and ``hours_per_week`` (carer hours
+    per week x days / 7, the payer's share of them in proportion to its pounds, to two decimals)."""
+    return [
+        {
+            "week_commencing": r["week"],
+            "provider_id": r["provider_id"],
+            "provider_name": r["provider_name"] or "",
+            "payer": r["payer"],
+            "pounds": _half_up(Decimal(r["pound_days"]) / 7),
+            "hours_per_week": _half_up(Decimal(r["hour_days"] or 0) / 7),
+            "agreements": r["agreements"],
+        }
+        for r in rows
+    ]
+
+
+def commitment_report(rows: Iterable[Any], first: dt.date, last: dt.date) -> dict[str, Any]:
+    """``{weeks: [{week_commencing, week_ending, rows: [{provider_id, provider_name, payer, pounds,
+    hours_per_week}], by_provider: {id: {pounds, hours_per_week, agreements}}, by_payer: {payer:
+    pounds}, total, hours_per_week}]}``, one entry for every UK week from Monday ``first`` to Monday
+    ``last`` (a week with nothing committed has no rows and a total of 0.00). Totals add the rounded
+    rows, as the finance team's report does."""
+    by_week: dict[dt.date, list[dict[str, Any]]] = {}
+    for row in commitment_rows(rows):
+        by_week.setdefault(row["week_commencing"], []).append(row)
+    weeks = []
+    week = first
+    while week <= last:
+        lines = by_week.get(week, [])
+        by_provider: dict[str, dict[str, Any]] = {}
+        by_payer: dict[str, Decimal] = {}
+        for r in lines:
+            p = by_provider.setdefault(
+                r["provider_id"], {"pounds": Decimal(0), "hours_per_week": Decimal(0), "agreements": r["agreements"]}
+            )
+            p["pounds"] += r["pounds"]
+            p["hours_per_week"] += r["hours_per_week"]
+            by_payer[r["payer"]] = by_payer.get(r["payer"], Decimal(0)) + r["pounds"]
+        weeks.append(
+            {
+                "week_commencing": week,
+                "week_ending": week + dt.timedelta(days=6),
+                "rows": [
+                    {k: str(v) if isinstance(v, Decimal) else v for k, v in r.items() if k in COMMITMENT_ROW}
+                    for r in lines
+                ],
+                "by_provider": {
+                    pid: {k: str(v) if isinstance(v, Decimal) else v for k, v in p.items()}
+                    for pid, p in sorted(by_provider.items())
+                },
+                "by_payer": {payer: str(v) for payer, v in sorted(by_payer.items())},
+                "total": str(sum((r["pounds"] for r in lines), Decimal("0.00"))),
+                "hours_per_week": str(sum((r["hours_per_week"] for r in lines), Decimal("0.00"))),
+            }
+        )
+        week += dt.timedelta(days=7)
+    return {"weeks": weeks}

@@ -1,8 +1,9 @@
 """What the reporting service does with each event; each function runs in the consumer's unit of
 work (the inbox row and the projection's rows commit together).
 
-- :func:`project`       any event of brokerage.packages, providers.answers, providers.registry or
-                        notifications.confirmations -> its rows in the projection
+- :func:`project`       any event of brokerage.packages, brokerage.service-agreements,
+                        providers.answers, providers.registry or notifications.confirmations
+                        -> its rows in the projection
 - :func:`count_dead_letter` a record on homecare.dead-letters -> a row in ``dead_letters``
 - :func:`rebuild`       ``homecare reporting rebuild``: what the topics still hold, replayed into
                         the projection (resumable, idempotent)
@@ -54,6 +55,7 @@ from schemas.events import (
     PlacementConfirmed,
     ProviderQualityRecorded,
     ProviderUpdated,
+    ServiceAgreementRecorded,
 )
 from services.reporting import repository as repo
 from services.runtime import clock
@@ -100,6 +102,8 @@ PROJECTED = (
     ProviderQualityRecorded,
     PlacementConfirmed,
     NotificationFailed,
+    # The hand-off to finance (decisions 0109, 0118): agreed spend for the commitment report and the KPIs.
+    ServiceAgreementRecorded,
 )
 
 
@@ -243,6 +247,34 @@ def _quality(e: ProviderQualityRecorded) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+def _agreement(e: ServiceAgreementRecorded) -> tuple[Any, ...]:
+    return (
+        e.record_id, e.event_id, e.agreement_id, e.version, e.supersedes, e.reason.value, e.status.value,
+        e.package_id, e.provider_id, e.zone, e.band.value, e.hourly_rate, e.band_rate, e.hours_per_week,
+        e.weekly_cost, e.start_date, e.end_date, e.funding_revision, e.cost_centre, e.rate_card, e.recorded_at,
+    )  # fmt: skip
+
+
+def _agreement_lines(e: ServiceAgreementRecorded) -> list[tuple[Any, ...]]:
+    """One row per payer line of each funding part (``repository.AGREEMENT_LINE`` order)."""
+    return [
+        (
+            e.record_id,
+            part_no,
+            line_no,
+            part.effective_from,
+            part.effective_to,
+            part.funder.value,
+            line.payer.value,
+            line.basis,
+            line.percent,
+            line.pounds_per_week,
+        )
+        for part_no, part in enumerate(e.funding)
+        for line_no, line in enumerate(part.lines)
+    ]
+
+
 def _notification(e: PlacementConfirmed | NotificationFailed) -> tuple[Any, ...]:
     if isinstance(e, PlacementConfirmed):
         return (
@@ -314,6 +346,8 @@ async def apply(conn: Connection, events: list[Event]) -> None:
     one ordered pass."""
     requests: dict[uuid.UUID, tuple[Any, ...]] = {}
     profiles: dict[str, tuple[Any, ...]] = {}
+    agreements: dict[uuid.UUID, tuple[Any, ...]] = {}
+    agreement_lines: list[tuple[Any, ...]] = []
     rows: dict[str, dict[uuid.UUID, tuple[Any, ...]]] = {}
     for event in events:
         match event:
@@ -332,6 +366,12 @@ async def apply(conn: Connection, events: list[Event]) -> None:
                         ",".join(b.value for b in p.bands),
                     )
                 continue
+            case ServiceAgreementRecorded():
+                # Appended, never updated: a correction is a record of its own (decision 0111).
+                if event.record_id not in agreements:
+                    agreements[event.record_id] = _agreement(event)
+                    agreement_lines += _agreement_lines(event)
+                continue
             case PackageRequested():
                 spec, at = event.package, event.requested_at
                 requests[event.package_id] = (
@@ -341,6 +381,7 @@ async def apply(conn: Connection, events: list[Event]) -> None:
         if (row_of := ROWS.get(type(event))) is not None:
             rows.setdefault(row_of[0], {})[event.event_id] = row_of[1](event)
     await repo.put_providers(conn, list(profiles.values()))
+    await repo.put_agreements(conn, list(agreements.values()), agreement_lines)
     new: set[uuid.UUID] = set()
     for table, table_rows in rows.items():
         new |= await repo.insert_events(conn, table, list(table_rows.values()))
@@ -348,7 +389,7 @@ async def apply(conn: Connection, events: list[Event]) -> None:
     for event in events:
         # An event a table already held added to its package's row when it was first applied.
         # A provider's events belong to no package's row.
-        if isinstance(event, ProviderUpdated | ProviderQualityRecorded) or (
+        if isinstance(event, ProviderUpdated | ProviderQualityRecorded | ServiceAgreementRecorded) or (
             type(event) in ROWS and event.event_id not in new
         ):
             continue

@@ -269,6 +269,59 @@ async def put_providers(conn: Connection, profiles: list[tuple[Any, ...]]) -> No
     )
 
 
+_AGREEMENT = (
+    ("record_id", "uuid"),
+    ("event_id", "uuid"),
+    ("agreement_id", "uuid"),
+    ("version", "integer"),
+    ("supersedes", "uuid"),
+    ("reason", "text"),
+    ("status", "text"),
+    ("package_id", "uuid"),
+    ("provider_id", "text"),
+    ("zone", "text"),
+    ("band", "text"),
+    ("hourly_rate", "numeric"),
+    ("band_rate", "numeric"),
+    ("hours_per_week", "numeric"),
+    ("weekly_cost", "numeric"),
+    ("start_date", "date"),
+    ("end_date", "date"),
+    ("funding_revision", "integer"),
+    ("cost_centre", "text"),
+    ("rate_card", "text"),
+    ("recorded_at", "timestamptz"),
+)
+AGREEMENT_LINE = (
+    ("record_id", "uuid"),
+    ("part", "integer"),
+    ("line", "integer"),
+    ("funding_from", "date"),
+    ("funding_to", "date"),
+    ("funder", "text"),
+    ("payer", "text"),
+    ("basis", "text"),
+    ("percent", "numeric"),
+    ("pounds_per_week", "numeric"),
+)
+
+
+async def put_agreements(conn: Connection, records: list[tuple[Any, ...]], lines: list[tuple[Any, ...]]) -> None:
+    """Service agreement records (each a tuple in the order of ``_AGREEMENT``) and their payer lines
+    (``AGREEMENT_LINE``): appended once by record id; a record applied again changes nothing, and a
+    correction is a record of its own (the one in force is the one nothing supersedes)."""
+    for table, columns, rows in (
+        ("service_agreements", _AGREEMENT, records),
+        ("service_agreement_lines", AGREEMENT_LINE, lines),
+    ):
+        if rows:
+            await conn.execute(
+                f"""INSERT INTO {table} ({", ".join(c for c, _ in columns)}) SELECT * FROM {_unnest(columns)}
+                   ON CONFLICT DO NOTHING""",
+                *_columns(rows, len(columns)),
+            )
+
+
 async def add_dead_letter(
     conn: Connection,
     *,
@@ -391,10 +444,17 @@ KPI_QUERIES: dict[str, str] = {
     "in_care": """SELECT count(*)::int AS people, sum(placed_hours) AS hours FROM packages
      WHERE """
     + _IN_CARE_AT_END,
-    "spend_in_care_by_band": """SELECT placed_band AS band, sum(hourly_rate * placed_hours) AS spend FROM packages
-     WHERE """
-    + _IN_CARE_AT_END
-    + " GROUP BY placed_band ORDER BY placed_band",
+    # The weekly spend committed at the period's end (decision 0118): the service agreement records in
+    # force (the latest version, agreed) covering the UK day before the end, pounds per week by band.
+    "spend_in_care_by_band": """SELECT s.band, sum(s.weekly_cost) AS spend FROM service_agreements s
+     WHERE s.status = 'agreed'
+       AND s.start_date <= (($2::timestamptz - interval '1 microsecond') AT TIME ZONE 'Europe/London')::date
+       AND coalesce(s.end_date, 'infinity'::date)
+           >= (($2::timestamptz - interval '1 microsecond') AT TIME ZONE 'Europe/London')::date
+       AND NOT EXISTS (SELECT 1 FROM service_agreements later WHERE later.supersedes = s.record_id)
+       AND ($3::text IS NULL OR s.zone = $3) AND ($4::text IS NULL OR s.band = $4)
+       AND $1::timestamptz IS NOT NULL
+     GROUP BY s.band ORDER BY s.band""",
     # The decline mix as a trend: declines per UK week of the answer, by the package's band and zone.
     "declines_by_week": """SELECT date_trunc('week', a.answered_at AT TIME ZONE 'Europe/London')::date AS week,
            p.band, p.zone, a.reason, count(*)::int AS n
@@ -468,10 +528,16 @@ async def analyse(conn: Connection) -> None:
     await conn.execute(f"VACUUM (ANALYZE) {', '.join(PROJECTION_TABLES)}")
 
 
+# An export read from a view rather than its table: the records with whether each is in force.
+EXPORT_SOURCES = {"service_agreements": "service_agreement_records"}
+
+
 async def export_rows(conn: Connection, table: str) -> tuple[list[str], list[asyncpg.Record]]:
-    """The column names and every row of a projection table (one of ``EXPORT_TABLES``)."""
+    """The column names and every row of a projection table (one of ``EXPORT_TABLES``; the
+    service agreements with their ``in_force`` column)."""
     if table not in EXPORT_TABLES:  # the name goes into the SQL: only the known tables
         raise ValueError(f"not an exported table: {table}")
+    table = EXPORT_SOURCES.get(table, table)
     columns = [
         r["column_name"]
         for r in await conn.fetch(
@@ -501,7 +567,17 @@ async def projection_state(conn: Connection) -> dict[str, Any]:
 
 # ---- rebuild ----------------------------------------------------------------------------------
 
-PROJECTION_TABLES = ("packages", "offers", "answers", "placements", "milestones", "notification_outcomes", "providers")
+PROJECTION_TABLES = (
+    "packages",
+    "offers",
+    "answers",
+    "placements",
+    "milestones",
+    "notification_outcomes",
+    "providers",
+    "service_agreements",
+    "service_agreement_lines",
+)
 
 
 async def reset_projection(conn: Connection) -> None:
@@ -578,3 +654,39 @@ async def coverage(conn: Connection, start: dt.datetime, end: dt.datetime) -> tu
         end,
     )
     return serving, willing
+
+
+# The weekly commitment (decision 0118): for each UK week from Monday $1 to Monday $2, each agreement's
+# record in force (nothing supersedes it) that is agreed, each funding part's payer lines for the days
+# of the week the part covers. Sums of pounds x days and hours x days (exact numerics); the caller
+# divides by 7 and rounds once, as the brokerage's own weekly commitment does. A payer's hours are the
+# agreement's carer hours in proportion to its pounds (the lines of a part add up to the weekly cost).
+_COMMITMENT_PARTS = """WITH weeks AS (SELECT generate_series($1::date, $2::date, interval '7 days')::date AS week),
+    parts AS (
+    SELECT s.agreement_id, s.provider_id, s.hours_per_week, s.weekly_cost, l.*
+      FROM service_agreements s JOIN service_agreement_lines l USING (record_id)
+     WHERE s.status = 'agreed' AND s.start_date <= $2::date + 6 AND coalesce(s.end_date, 'infinity'::date) >= $1
+       AND NOT EXISTS (SELECT 1 FROM service_agreements later WHERE later.supersedes = s.record_id)),
+    covered AS (
+    SELECT w.week, p.*, least(coalesce(p.funding_to, w.week + 6), w.week + 6) - greatest(p.funding_from, w.week) + 1
+           AS days
+      FROM weeks w JOIN parts p ON p.funding_from <= w.week + 6 AND coalesce(p.funding_to, w.week + 6) >= w.week)
+"""
+
+
+async def weekly_commitments(conn: Connection, first_week: dt.date, last_week: dt.date) -> list[asyncpg.Record]:
+    """Per UK week (its Monday, from ``first_week`` to ``last_week``), provider and payer: ``pound_days``
+    (pounds per week x days covered) and ``hour_days`` (the payer's share of carer hours per week x
+    days); per week and provider, ``agreements`` (how many were in force in the week)."""
+    return await conn.fetch(
+        _COMMITMENT_PARTS
+        + """, counted AS (
+    SELECT week, provider_id, count(DISTINCT agreement_id)::int AS agreements FROM covered GROUP BY 1, 2)
+    SELECT c.week, c.provider_id, pr.name AS provider_name, c.payer, n.agreements,
+           sum(c.pounds_per_week * c.days) AS pound_days,
+           sum(c.hours_per_week * c.pounds_per_week / nullif(c.weekly_cost, 0) * c.days) AS hour_days
+      FROM covered c JOIN counted n USING (week, provider_id) LEFT JOIN providers pr USING (provider_id)
+     GROUP BY c.week, c.provider_id, pr.name, c.payer, n.agreements ORDER BY c.week, c.provider_id, c.payer""",
+        first_week,
+        last_week,
+    )

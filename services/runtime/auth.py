@@ -301,8 +301,21 @@ def authorization(service_name: str, settings: ServiceSettings) -> Any:
         route = request.scope.get("route")
         path = getattr(route, "path", request.url.path)
         rule = permissions.rule_for(service_name, request.method, path)
-        if rule is permissions.PUBLIC or rule is permissions.PROVIDER_CREDENTIAL:
-            return  # the AsyncAPI document; or the provider API, which checks its own credentials
+        if rule is permissions.PUBLIC:
+            return  # the AsyncAPI document
+        if rule is permissions.PROVIDER_CREDENTIAL:
+            # The provider API: an organisation's own credential (hcp_..., checked by the providers
+            # service), or a named provider staff user's access token (decision 0126: directly, or the
+            # console acting for them), whose organisation the providers service looks up.
+            if credentials is None or credentials.credentials.startswith("hcp_"):
+                return
+            principal = _acting_for(
+                await verifier.principal(credentials.credentials), request, verifier.console_client_id
+            )
+            if permissions.PROVIDER_STAFF not in principal.roles:
+                raise ProblemError(403, f"{request.method} {path} is for a provider's credential or its staff users")
+            request.state.principal = principal
+            return
         if rule is permissions.INTERNAL and permissions.on_internal_listener(request.scope, internal_port):
             return  # health and metrics for probes and Prometheus, on the port never published
         if credentials is None:

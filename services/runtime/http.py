@@ -3,6 +3,10 @@
 Bad requests get a 4xx with a message that names the field, never a 5xx, as RFC 9457 problem
 details (:mod:`services.runtime.problems`):
 - a body that fails validation -> 422 ``{"type", "title", "status", "detail", "code", "errors": [{"field", ...}]}``
+- a JSON body holding what PostgreSQL cannot store (a NUL character, a lone UTF-16 surrogate) or
+  what JSON does not allow (NaN, Infinity) -> 422 naming each such field, before any route runs
+  (decision 0129); a database error's own text never reaches a response
+- an address no route has -> 404, a method the address does not take -> 405 (with ``Allow``)
 - a body larger than ``max_request_bytes`` -> 413; a JSON endpoint sent another type -> 415
 - a domain rule broken (unknown zone, action not allowed now) -> 409/422 from the route.
 An unreachable PostgreSQL is a 503 with ``Retry-After``, not a stack trace.
@@ -11,6 +15,8 @@ An unreachable PostgreSQL is a 503 with ``Retry-After``, not a stack trace.
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -22,14 +28,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.runtime import permissions, problems
 from services.runtime.db import TRANSIENT_DB_ERRORS
+from services.runtime.logging import get_logger
 from services.runtime.outbound import DestinationRefused, OutboundPolicy, check_url
 
 if TYPE_CHECKING:
     from services.runtime.service import Service
+
+log = get_logger(__name__)
 
 CORRELATION_HEADER = "X-Correlation-ID"
 BODY_METHODS = {"POST", "PUT", "PATCH"}
@@ -67,6 +77,65 @@ async def check_webhook_url(url: str, policy: OutboundPolicy, *, field: str = "w
         raise ProblemError(
             422, f"{field} is not an allowed destination: {exc}", field=field, code="destination-refused"
         ) from None
+
+
+# What may hide a value PostgreSQL cannot store in a JSON body: the escapes of NUL and of UTF-16
+# surrogates (a lone one cannot be encoded as UTF-8), and the non-JSON constants Python's parser
+# accepts. A body without any of them (nearly every one) is passed on unparsed.
+_SUSPECT = re.compile(rb"\\u0000|\\u[dD][89a-fA-F]|NaN|Infinity")
+
+
+def unstorable_fields(body: bytes) -> list[dict[str, str]]:
+    """The fields of a JSON body holding a value no service can store: a NUL character (PostgreSQL's
+    text and jsonb refuse it), a lone UTF-16 surrogate (not encodable as UTF-8), NaN or Infinity (not
+    JSON, RFC 8259). ``[{"field": "subject.details", "detail": ...}]``, dotted paths as in the 422's
+    ``errors``; ``[]`` when there are none or the body is not JSON (validation then says why)."""
+    if not _SUSPECT.search(body):
+        return []
+
+    try:
+        document = json.loads(body, parse_constant=_NotJson)
+    except ValueError:
+        return []
+    found: list[dict[str, str]] = []
+
+    def visit(value: Any, path: list[str]) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                problem = _unstorable(key)
+                if problem:
+                    found.append({"field": ".".join(path) or "body", "detail": f"a member's name {problem}"})
+                visit(item, [*path, _printable(key)])
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                visit(item, [*path, str(i)])
+        elif isinstance(value, _NotJson):
+            found.append({"field": ".".join(path) or "body", "detail": f"{value} is not a JSON number: send a number"})
+        elif isinstance(value, str):
+            problem = _unstorable(value)
+            if problem:
+                found.append({"field": ".".join(path) or "body", "detail": problem})
+
+    visit(document, [])
+    return found[:20]
+
+
+class _NotJson(str):
+    """NaN, Infinity or -Infinity where a number was sent: Python's parser accepts them, JSON does not."""
+
+
+def _unstorable(text: str) -> str | None:
+    if "\x00" in text:
+        return "contains a NUL character (U+0000), which cannot be stored: remove it"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains a lone UTF-16 surrogate (an unpaired \\uD800-\\uDFFF), which is not text: remove it"
+    return None
+
+
+def _printable(key: str) -> str:
+    return key.replace("\x00", "\\u0000").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:
@@ -162,6 +231,11 @@ class EdgeMiddleware:
             return _problem(
                 415, f"content type must be {' or '.join(sorted(content_types))}, not {ctype or 'missing'!r}"
             ), receive
+        if ctype == "application/json":
+            fields = unstorable_fields(body)
+            if fields:
+                summary = "; ".join(f"{f['field']}: {f['detail']}" for f in fields[:5])
+                return _problem(422, f"invalid request: {summary}", fields), receive
         delivered = False
 
         async def replay() -> Message:
@@ -233,13 +307,23 @@ def create_app(
         fields = [{"field": exc.field, "detail": exc.message}] if exc.field else None
         return _problem(exc.status, exc.message, fields, exc.headers, code=exc.code)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def no_route(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # The framework's own refusals (an address no route has, a method it does not take) as
+        # problems like every other error, not {"detail": "Not Found"}; 405 keeps its Allow header.
+        detail = {404: "no such resource: no route has this address", 405: "this address does not take that method"}
+        return _problem(exc.status_code, detail.get(exc.status_code, str(exc.detail)), headers=dict(exc.headers or {}))
+
     for error in TRANSIENT_DB_ERRORS:
         app.add_exception_handler(error, _unavailable)
     app.add_exception_handler(Exception, _failed)
-    # A value PostgreSQL cannot take (a NUL character, a number out of range) came from the
-    # request: it is the client's error, whatever validation let it through.
+    # A value PostgreSQL cannot take (a number out of a column's range, a key too long for an
+    # index) came from the request: the client's error, whatever validation let it through. The
+    # edge and the request models refuse such values naming the field (decision 0129); this is the
+    # net under them, and says nothing of the database's own words.
     app.add_exception_handler(asyncpg.exceptions.DataError, _bad_value)
     app.add_exception_handler(asyncpg.exceptions._base.DataError, _bad_value)
+    app.add_exception_handler(asyncpg.exceptions.ProgramLimitExceededError, _bad_value)
 
     # Health, readiness and metrics: an app without access tokens (the console, whose pages have
     # their own sign-in) answers them on its internal listener only; the others through the
@@ -341,9 +425,17 @@ def _document_permissions(app: FastAPI, service_name: str) -> None:
                         "access token for this service."
                     )
                 elif rule is permissions.PROVIDER_CREDENTIAL:
-                    operation["security"] = [{"providerCredential": []}]
+                    # The organisation's credential, or a named staff user's access token (decision 0126).
+                    operation["security"] = [{"providerCredential": []}, {"oidc": []}]
                     operation.setdefault("responses", {}).setdefault(
-                        "401", {"description": "No provider credential, or one that is not live"}
+                        "401", {"description": "No provider credential or access token, or one that is not live"}
+                    )
+                    operation["responses"].setdefault(
+                        "403",
+                        {
+                            "description": "An access token without the role provider_staff, or of a person who is no "
+                            "provider's user (not-a-provider-user)"
+                        },
                     )
                 else:
                     operation["security"] = [{"oidc": []}]
@@ -418,12 +510,21 @@ def _document_problems(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-async def _bad_value(_: Request, exc: Exception) -> JSONResponse:
-    return _problem(422, f"invalid value in the request: {str(exc).splitlines()[0][:200]}")
+async def _bad_value(request: Request, exc: Exception) -> JSONResponse:
+    """A value the database refused: a 422 in the service's words. The database's text (which can
+    quote the value and names tables and columns) goes to the log only."""
+    log.warning(
+        "the database refused a value from a request",
+        path=request.url.path,
+        error_type=type(exc).__name__,
+        error=str(exc)[:300],
+    )
+    return _problem(422, "a value in the request cannot be stored: check the fields' limits in the API document")
 
 
 async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
-    return _problem(503, f"service temporarily unavailable: {type(exc).__name__}", headers={"Retry-After": "2"})
+    log.warning("a dependency is unavailable", error_type=type(exc).__name__)
+    return _problem(503, "service temporarily unavailable: try again shortly", headers={"Retry-After": "2"})
 
 
 async def _failed(_: Request, exc: Exception) -> JSONResponse:

@@ -13,7 +13,7 @@ The rule (after the IETF draft *The Idempotency-Key HTTP Header Field*):
 - the response is stored in the command's own transaction, so it exists exactly when the effect does;
   requests with the same key wait for each other (a transaction-level advisory lock on the key,
   taken before any other lock of the command);
-- keys are kept for :data:`RETENTION` (7 days), then forgotten.
+- keys are kept for :data:`RETENTION` (7 days), then forgotten (:func:`forget_expired`).
 
 The table is in every service's schema (``services/runtime/migrations/0005_idempotency_keys.sql``).
 """
@@ -106,10 +106,12 @@ async def once(
         request_hash,
         json.dumps(response, default=str),
     )
-    # Forget this scope's expired keys (the key's own row was just written; the index keeps it cheap).
-    await conn.execute(
-        "DELETE FROM idempotency_keys WHERE scope = $1 AND created_at < $2",
-        scope,
-        dt.datetime.now(dt.UTC) - RETENTION,
-    )
     return response, False
+
+
+async def forget_expired(conn: Connection) -> None:
+    """Delete the keys older than :data:`RETENTION` (the service's housekeeping, every minute:
+    ``outbox.Relay.clean_up``). Not done per request: a key past its retention is already
+    ignored by :func:`once`, and a DELETE on every command was one statement in twenty-five of a
+    package's whole journey."""
+    await conn.execute("DELETE FROM idempotency_keys WHERE created_at < $1", dt.datetime.now(dt.UTC) - RETENTION)

@@ -37,7 +37,7 @@ from typing import Annotated, Any
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, Field
 
 # Anything people put between the characters of an identifier: every Unicode space and dash,
 # dots, slashes, brackets. NFKC first turns full-width digits and letters into ASCII ones.
@@ -192,9 +192,12 @@ def _not_blank(normalise: Callable[[Any], str]) -> Callable[[object], object]:
 
 
 # Pydantic field types: use these in every API model that takes an identifier.
-Postcode = Annotated[str, BeforeValidator(normalise_postcode)]
-PostcodeDistrict = Annotated[str, BeforeValidator(normalise_postcode_district)]
-NhsNumber = Annotated[str, BeforeValidator(normalise_nhs_number)]
-Phone = Annotated[str | None, BeforeValidator(_not_blank(normalise_phone))]
-MobilePhone = Annotated[str | None, BeforeValidator(_not_blank(lambda v: normalise_phone(v, mobile=True)))]
+# Each bounded (maxLength in the API documents) at its canonical form's length: the normaliser
+# runs first, so a value typed with spaces still fits.
+Postcode = Annotated[str, BeforeValidator(normalise_postcode), Field(max_length=8)]
+PostcodeDistrict = Annotated[str, BeforeValidator(normalise_postcode_district), Field(max_length=4)]
+NhsNumber = Annotated[str, BeforeValidator(normalise_nhs_number), Field(max_length=10)]
+_E164 = Annotated[str, Field(max_length=16)]
+Phone = Annotated[_E164 | None, BeforeValidator(_not_blank(normalise_phone))]
+MobilePhone = Annotated[_E164 | None, BeforeValidator(_not_blank(lambda v: normalise_phone(v, mobile=True)))]
 Email = Annotated[str | None, BeforeValidator(_not_blank(normalise_email))]

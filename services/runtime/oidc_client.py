@@ -107,6 +107,22 @@ class OidcAuth(httpx.Auth):
 
 CLI_CLIENT_ID = "homecare-cli"  # the realm's development-only client with the password grant
 
+# One demo user per role in the local realm (deploy/keycloak/realm-homecare.json), for the demo,
+# the benchmarks and the tests; they exist only where that realm is imported.
+DEMO_USERS: dict[str, str] = {
+    "broker": "demo-broker",
+    "senior_broker": "demo-senior",
+    "manager": "demo-manager",
+    "head_of_service": "demo-head",
+    "operations": "demo-ops",
+    "council_admin": "demo-admin",
+    "provider_staff": "demo-provider",
+    "contracts_quality": "demo-quality",
+    "safeguarding": "demo-safeguarding",
+    "finance": "demo-finance",
+    "review_officer": "demo-reviewer",
+}
+
 
 def identity_env() -> dict[str, str]:
     """The identity settings for processes started from here (the services, the CLI's own calls):

@@ -29,7 +29,7 @@ from aiokafka import errors
 from aiokafka.structs import RecordMetadata
 
 from schemas.events import Event
-from services.runtime import metrics
+from services.runtime import idempotency, metrics
 from services.runtime.db import Connection, backoff_delays, fetch_one
 from services.runtime.kafka_errors import describe, is_permanent, refused_for_good
 from services.runtime.logging import get_logger
@@ -472,7 +472,8 @@ class Relay:
         )
 
     async def clean_up(self) -> None:
-        """Published rows are kept a while for inspection, then removed: the table stays small."""
+        """Published rows are kept a while for inspection, then removed: the table stays small.
+        The inbox's and the idempotency keys' old rows go too (the service's housekeeping)."""
         async with self.pool.acquire() as conn:
             await conn.execute(
                 """DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)
@@ -480,6 +481,7 @@ class Relay:
                 float(self.retention_seconds),
             )
             await conn.execute("DELETE FROM inbox WHERE processed_at < now() - interval '14 days'")
+            await idempotency.forget_expired(conn)
 
     @staticmethod
     async def backlog(pool: asyncpg.Pool) -> int:

@@ -10,7 +10,8 @@ manager        the team's manager: a broker's rights, a higher limit, the disclo
 head_of_service approves above-rate spending beyond the managers' limit
 operations     runs the platform: packages' progress and deliveries, never persons or prices
 council_admin  manages the framework's providers (status, adapters, credentials, coverage)
-provider_staff a provider's staff: the provider API (``/me``) with the provider's own credential
+provider_staff a provider's named staff user: the provider API (``/me``) for the organisation whose user
+               they are in the providers service (decision 0126), like its API credential
 contracts_quality the contracts and quality team: the provider quality and risk register, due diligence
 safeguarding   the safeguarding team: the only role that reads safeguarding concerns
 finance        the finance team: service agreement records and commitment reports
@@ -83,7 +84,8 @@ PUBLIC: Final = _Marker("PUBLIC")  # no token: the AsyncAPI document
 # Health, readiness and metrics: no token on the service's internal listener (probes, Prometheus);
 # on the API port, any valid token of this service's audience (docs/security.md).
 INTERNAL: Final = _Marker("INTERNAL")
-# The provider API: each provider's own credential (hcp_...), checked by the providers service.
+# The provider API: each provider's own credential (hcp_...), or a provider_staff token of one of its
+# named users (decision 0126), checked by the providers service; ``/me/users`` only for its admin users.
 PROVIDER_CREDENTIAL: Final = _Marker("PROVIDER_CREDENTIAL")
 
 # On every service. Probes and scrapers carry no token: they use the internal listener.
@@ -131,6 +133,9 @@ TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
         ("GET", "/packages/{package_id}/person"): BROKERAGE_TEAM,
         ("GET", "/packages/{package_id}/disclosures"): frozenset({MANAGER, HEAD_OF_SERVICE, COUNCIL_ADMIN}),
         ("POST", "/internal/disclosures"): frozenset({"service:providers"}),
+        # The sandbox's test packages (decision 0116): asked for by the providers service alone, for the
+        # provider whose credential called POST /me/sandbox/offers; a 404 outside a sandbox deployment.
+        ("POST", "/internal/sandbox/packages"): frozenset({"service:providers"}),
         ("GET", "/reference/zones"): FOLLOWS_WORK | {CONSOLE},
         ("GET", "/reference/providers"): FOLLOWS_WORK | {CONSOLE},
         ("GET", "/reference/rates"): FOLLOWS_WORK | {CONSOLE},
@@ -185,9 +190,25 @@ TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
         ("POST", "/me/webhook/test"): PROVIDER_CREDENTIAL,
         ("POST", "/me/webhook/rotate-secret"): PROVIDER_CREDENTIAL,
         ("GET", "/me/notices"): PROVIDER_CREDENTIAL,  # how its offers closed (decision 0093)
+        # The sandbox (decision 0116): a test offer of a made-up package to the caller alone; 404 elsewhere.
+        ("POST", "/me/sandbox/offers"): PROVIDER_CREDENTIAL,
         # Safeguarding (decision records 0106-0108): anyone who follows the work, or a provider, raises a
         # concern; only the safeguarding team reads them, pauses a provider's new offers and records outcomes.
         ("POST", "/me/concerns"): PROVIDER_CREDENTIAL,
+        # The portal's inbox and history (decision 0127) and the organisation's named users (0126):
+        # /me/users for its admin users only (services/providers/domain.py can_manage_users).
+        ("GET", "/me/inbox"): PROVIDER_CREDENTIAL,
+        ("POST", "/me/offers/{package_id}/open"): PROVIDER_CREDENTIAL,
+        ("GET", "/me/history"): PROVIDER_CREDENTIAL,
+        ("GET", "/me/users"): PROVIDER_CREDENTIAL,
+        ("POST", "/me/users"): PROVIDER_CREDENTIAL,
+        ("POST", "/me/users/{user_id}/remove"): PROVIDER_CREDENTIAL,
+        # The council's administrators manage any provider's named users (decision 0126); who answered
+        # a package's offers is for the brokerage team and the administrators (the package page).
+        ("GET", "/providers/{provider_id}/users"): frozenset({COUNCIL_ADMIN}),
+        ("POST", "/providers/{provider_id}/users"): frozenset({COUNCIL_ADMIN}),
+        ("POST", "/providers/{provider_id}/users/{user_id}/remove"): frozenset({COUNCIL_ADMIN}),
+        ("GET", "/packages/{package_id}/answers"): BROKERAGE_TEAM | {COUNCIL_ADMIN},
         ("POST", "/concerns"): BROKERAGE_TEAM | {OPERATIONS, COUNCIL_ADMIN, SAFEGUARDING},
         ("GET", "/concerns"): frozenset({SAFEGUARDING}),
         ("GET", "/concerns/{concern_id}"): frozenset({SAFEGUARDING}),
@@ -230,6 +251,9 @@ TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
         ("GET", "/reports/decline-mix"): COMMISSIONERS,
         ("GET", "/reports/provider-quality"): COMMISSIONERS,
         ("GET", "/reports/coverage-gaps"): COMMISSIONERS,
+        # What the council is committed to pay each provider and who pays (decision 0118): those who
+        # read the finance records, and the council's administrators (who have the exports anyway).
+        ("GET", "/reports/commitments"): FINANCE_READERS | {COUNCIL_ADMIN},
     },
 }
 

@@ -45,6 +45,7 @@ _ALL = [
     ProblemType("unauthenticated", 401, "A valid access token or provider credential is required"),
     ProblemType("forbidden", 403, "Not allowed for who you are"),
     ProblemType("not-found", 404, "No such resource"),
+    ProblemType("method-not-allowed", 405, "The address does not take this method"),
     ProblemType("conflict", 409, "Not allowed in the current state"),
     ProblemType("too-large", 413, "The request body is too large"),
     ProblemType("unsupported-media-type", 415, "The request body's content type is not accepted"),
@@ -88,10 +89,17 @@ _ALL = [
     ProblemType("unknown-zone", 422, "No such zone"),
     ProblemType("postcode-mismatch", 422, "The postcode does not belong to the zone or district"),
     ProblemType("internal-listener-only", 404, "Served on the internal listener only"),
+    # The sandbox (decision 0116): its test offers are made there alone.
+    ProblemType("sandbox-only", 404, "Served in the sandbox only"),
     # Safeguarding concerns (decision records 0106-0108).
     ProblemType("concern-closed", 409, "The concern is closed: its outcome was recorded"),
     ProblemType("concern-not-about-a-provider", 409, "Only a concern about a provider can pause its offers"),
     ProblemType("offers-already-paused", 409, "This concern already paused the provider's new offers"),
+    # A provider's named staff users (decision 0126).
+    ProblemType("not-a-provider-user", 403, "The signed-in person is no provider's user"),
+    ProblemType("not-a-provider-admin", 403, "Only the organisation's admin users manage its users"),
+    ProblemType("user-exists", 409, "That username is already a provider's user"),
+    ProblemType("own-user", 409, "An admin user cannot remove themselves"),
 ]
 TYPES: dict[str, ProblemType] = {t.code: t for t in _ALL}
 GENERIC: dict[int, str] = {
@@ -101,6 +109,7 @@ GENERIC: dict[int, str] = {
     401: "unauthenticated",
     403: "forbidden",
     404: "not-found",
+    405: "method-not-allowed",
     409: "conflict",
     413: "too-large",
     415: "unsupported-media-type",

@@ -15,12 +15,16 @@ The score is a composite 0-100 (one decimal place):
 - **Local risk rating** (weight 0.3): the council's own RAG, reviewed weekly by the contracts and
   quality team: green (low) 100, amber (medium) 60, red (high) 20.
 - **Hand-back record** (weight 0.1): 100, less 20 for each hand-back in the last 12 months (not
-  below 0).
+  below 0). "In the last 12 months" is evaluated **as of the offer's UK date** from the register's
+  dated hand-back record (decision 0119): a hand-back dated ``d`` counts when
+  ``as_of - 365 days < d <= as_of`` (:func:`in_last_12_months`), so one dated 364 days before the
+  offer counts and one dated 365 or more days before it has aged out.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
@@ -37,6 +41,20 @@ CQC_POINTS: dict[str, int] = {
 }
 RISK_POINTS: dict[str, int] = {"low": 100, "medium": 60, "high": 20}
 HAND_BACK_PENALTY = 20  # points off the hand-back component per hand-back in 12 months
+
+WINDOW_DAYS = 365  # "the last 12 months": the 365 days up to and including the day in question
+
+
+def in_last_12_months(on: dt.date, as_of: dt.date) -> bool:
+    """Whether something dated ``on`` (a UK date) is in the 12 months to ``as_of`` (a UK date):
+    after the day 365 days before ``as_of``, and not after ``as_of`` itself."""
+    return as_of - dt.timedelta(days=WINDOW_DAYS) < on <= as_of
+
+
+def counted_as_of(dates: Iterable[dt.date], as_of: dt.date) -> tuple[dt.date, ...]:
+    """The dates of ``dates`` in the 12 months to ``as_of``, oldest first (:func:`in_last_12_months`)."""
+    return tuple(sorted(d for d in dates if in_last_12_months(d, as_of)))
+
 
 CQC_WORDS = {
     "outstanding": "Outstanding",
@@ -66,6 +84,35 @@ class QualityInputs:
     hand_backs_12m: int
     cqc_inspected_on: dt.date | None = None  # the CQC's publication date of the rating, when known
     local_risk_reviewed_on: dt.date | None = None
+    # The day the 12 months run to (the offer's UK date) and the hand-backs counted in them, when the
+    # count came from the dated record (decision 0119); None when only a count was known.
+    hand_backs_as_of: dt.date | None = None
+    hand_back_dates: tuple[dt.date, ...] | None = None
+
+
+def inputs_as_of(
+    *,
+    cqc_rating: str,
+    local_risk: str,
+    as_of: dt.date,
+    hand_back_dates: Iterable[dt.date] | None,
+    hand_backs_12m: int = 0,
+    cqc_inspected_on: dt.date | None = None,
+    local_risk_reviewed_on: dt.date | None = None,
+) -> QualityInputs:
+    """The score's inputs on the UK day ``as_of``: the hand-backs are those of the dated record in the
+    12 months to that day (:func:`counted_as_of`). ``hand_back_dates`` None (a profile written before
+    the dated record travelled with it) falls back to the count ``hand_backs_12m`` as it was written."""
+    counted = None if hand_back_dates is None else counted_as_of(hand_back_dates, as_of)
+    return QualityInputs(
+        cqc_rating=cqc_rating,
+        local_risk=local_risk,
+        hand_backs_12m=hand_backs_12m if counted is None else len(counted),
+        cqc_inspected_on=cqc_inspected_on,
+        local_risk_reviewed_on=local_risk_reviewed_on,
+        hand_backs_as_of=None if counted is None else as_of,
+        hand_back_dates=counted,
+    )
 
 
 @dataclass(frozen=True)
@@ -92,6 +139,8 @@ class QualityScore:
             "local_risk_reviewed_on": i.local_risk_reviewed_on.isoformat() if i.local_risk_reviewed_on else None,
             "local_risk_points": self.local_risk_points,
             "hand_backs_12m": i.hand_backs_12m,
+            "hand_backs_as_of": i.hand_backs_as_of.isoformat() if i.hand_backs_as_of else None,
+            "hand_back_dates": None if i.hand_back_dates is None else [d.isoformat() for d in i.hand_back_dates],
             "hand_back_points": self.hand_back_points,
             "weights": {
                 "cqc": str(self.weights.cqc),
@@ -119,11 +168,15 @@ def explain(record: dict[str, Any]) -> list[str]:
     when = f" (inspected {inspected})" if inspected else ""
     reviewed = record.get("local_risk_reviewed_on")
     risk_when = f" (reviewed {reviewed})" if reviewed else ""
+    as_of, dates = record.get("hand_backs_as_of"), record.get("hand_back_dates")
+    # Records kept before decision 0119 have no date: "in 12 months" as the count was written.
+    window = f"in the 12 months to {as_of}" if as_of else "in 12 months"
+    dated = f" ({', '.join(dates)})" if dates else ""
     return [
         f"CQC rating {CQC_WORDS.get(record['cqc_rating'], record['cqc_rating'])}{when}: "
         f"{record['cqc_points']} points x {weights.get('cqc', '?')}",
         f"local risk {RISK_WORDS.get(record['local_risk'], record['local_risk'])}{risk_when}: "
         f"{record['local_risk_points']} points x {weights.get('local_risk', '?')}",
-        f"{record['hand_backs_12m']} hand-back(s) in 12 months: {record['hand_back_points']} points x "
+        f"{record['hand_backs_12m']} hand-back(s) {window}{dated}: {record['hand_back_points']} points x "
         f"{weights.get('hand_backs', '?')}",
     ]

@@ -421,6 +421,15 @@ def _parse_discharge(raw: dict) -> DischargeReference:
 _DISCHARGE = ReferenceFile("discharge.yaml", _parse_discharge, what="discharge reference data", shipped="always")
 
 
+def load_provider_staff_seed(folder: Path | None = None) -> list[dict]:
+    """Named staff users of providers for the demo and the tests (provider-staff.yaml: provider id,
+    username at the identity provider, name, role); none when the folder has no such file."""
+    path = (folder or reference_dir()).joinpath("provider-staff.yaml")
+    if not path.exists():
+        return []
+    return list(yaml.safe_load(path.read_text()).get("users") or [])
+
+
 def load_quality_register_seed(folder: Path | None = None) -> list[dict]:
     """The quality register's starting entries (quality-register.yaml: provider id, CQC location id,
     the rating's publication date); none when the folder has no such file."""

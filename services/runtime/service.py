@@ -50,6 +50,9 @@ class ConfigurationError(RuntimeError):
 class Service:
     def __init__(self, settings: ServiceSettings, *, migrations: Path, events: bool = True) -> None:
         self.settings = settings
+        refused = settings.sandbox_problems()
+        if refused:  # nothing reaches a real person from the sandbox, whatever the environment (0116)
+            raise ConfigurationError(f"{settings.service} refuses to start in the sandbox: " + "; ".join(refused))
         problems = settings.startup_problems()
         if problems and settings.environment == "production":
             raise ConfigurationError(

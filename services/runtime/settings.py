@@ -130,6 +130,12 @@ class SharedSettings(BaseSettings):
     environment: Literal["development", "production"] = Field(
         default="production", validation_alias=AliasChoices("homecare_environment", "environment")
     )
+    # The sandbox (docs/guide/sandbox.md, decision 0116): a deployment of the same services on a
+    # namespace and database of their own, for providers' developers to build against. Test offers
+    # can be triggered there (POST /me/sandbox/offers), and nothing reaches real people: the
+    # notifications service refuses to start with an outside channel configured and sends every
+    # email, GOV.UK Notify email or text to the log instead. Read from HOMECARE_SANDBOX.
+    sandbox: bool = Field(default=False, validation_alias=AliasChoices("homecare_sandbox", "sandbox"))
     # Fernet keys sealing secrets at rest (services/runtime/sealing.py), comma-separated; the first seals.
     secrets_keys: str = ""
 
@@ -363,6 +369,21 @@ class ServiceSettings(SharedSettings):
     # The console's own password accounts (CONSOLE_LOCAL_ACCOUNTS=true), for an installation
     # without an identity provider: off by default.
     local_accounts: bool = False
+
+    def sandbox_problems(self) -> list[str]:
+        """In the sandbox (``HOMECARE_SANDBOX=true``), the settings that could reach a real person,
+        one line each: an SMTP server or a GOV.UK Notify key. A service refuses to start while this
+        list is not empty, in every environment (decision 0116); outside the sandbox it is empty."""
+        if not self.sandbox:
+            return []
+        problems = []
+        if self.smtp_host:
+            problems.append(f"{self.service.upper()}_SMTP_HOST is set ({self.smtp_host}): the sandbox sends no email")
+        if self.notify_api_key:
+            problems.append(
+                f"{self.service.upper()}_NOTIFY_API_KEY is set: the sandbox sends nothing through GOV.UK Notify"
+            )
+        return problems
 
     @property
     def role(self) -> str:

@@ -27,3 +27,21 @@ async def test_every_page_of_each_roles_menu_opens_and_is_accessible_at_both_wid
         name = f"menu-{role}-{href.strip('/').replace('/', '-') or 'home'}"
         await pages.check(page, name)
         await pages.narrow(page, name)
+
+
+async def test_every_page_of_a_provider_admin_users_portal_menu_opens_and_is_accessible_at_both_widths(console, pages):
+    """The provider's staff: a named user (the demo realm's demo-provider, an admin user of
+    bluebell-care by deploy/reference/provider-staff.yaml) signs in to the portal through the
+    identity provider; every page of the portal's menu, the users page included (decision 0126)."""
+    page = await pages.new()
+    await page.goto(f"{console}/portal/sign-in")
+    await pages.through_identity_provider(page, USER_OF_ROLE[permissions.PROVIDER_STAFF])
+    assert page.url.endswith("/portal/offers"), page.url
+    menu = await page.eval_on_selector_all("#navigation a", "links => links.map(a => a.getAttribute('href'))")
+    assert {"/portal/offers", "/portal/history", "/portal/users"} <= set(menu)
+    for href in dict.fromkeys(menu):
+        response = await page.goto(f"{console}{href}")
+        assert response is not None and response.status == 200, (href, response and response.status)
+        name = f"menu-provider_staff-{href.strip('/').replace('/', '-')}"
+        await pages.check(page, name)
+        await pages.narrow(page, name)

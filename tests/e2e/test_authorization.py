@@ -39,6 +39,7 @@ PATH_VALUES = {
     "delivery_id": str(uuid.UUID(int=0)),  # a webhook delivery (provider self-service)
     "application_id": str(uuid.UUID(int=0)),  # an application to join the framework
     "concern_id": str(uuid.UUID(int=0)),  # a safeguarding concern
+    "user_id": str(uuid.UUID(int=0)),  # a provider's named staff user (decision 0126)
 }
 
 
@@ -92,7 +93,10 @@ def test_each_role_gets_exactly_the_permission_tables_answer(stack, role):
             continue
         status = call(stack, service, method, path, headers=headers).status_code
         if rule is permissions.PROVIDER_CREDENTIAL:
-            right = status == 401  # a staff token is not a provider's credential
+            # The provider API: a named provider staff user's token (demo-provider is an admin user of
+            # bluebell-care, deploy/reference/provider-staff.yaml; decision 0126) like a credential;
+            # any other role's token is refused.
+            right = (status not in (401, 403) and status < 500) if role == permissions.PROVIDER_STAFF else status == 403
         elif rule is permissions.INTERNAL:
             right = status == 200  # health and metrics: any valid token on the API port
         elif rule is not None and role in rule:

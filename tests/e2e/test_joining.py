@@ -180,7 +180,11 @@ async def test_an_application_goes_through_due_diligence_to_its_first_placement(
         issued = await admin.post(f"/providers/{provider_id}/credentials", json={"label": "rostering"})
         assert issued.status_code == 201, issued.text
         me = {"Authorization": f"Bearer {issued.json()['token']}"}
-        mine = (await admin.get("/me/packages", headers=me)).json()
+
+        async def its_packages():  # the providers service learns of the award from PackagePlaced
+            return (await admin.get("/me/packages", headers=me)).json()
+
+        mine = await eventually(its_packages, timeout=30)
         assert [p["package_id"] for p in mine] == [package_id]
 
         # Leaving keeps the existing re-brokering: the package is taken from it.

@@ -222,12 +222,25 @@ async def test_a_concern_without_a_subject_is_refused_naming_it_and_nothing_is_k
 
 
 async def test_only_the_safeguarding_role_reads_the_queue_and_decides(ready):
-    async with httpx.AsyncClient(base_url=ready.url("providers"), timeout=10) as providers:
-        raised = await providers.post(
-            "/concerns",
-            auth=staff("demo-ops"),
-            json={"subject": {"package_id": str(uuid.uuid4())}, "category": "neglect", "details": f"ops ({MARK})"},
+    async with httpx.AsyncClient(base_url=ready.url("brokerage"), auth=staff(), timeout=10) as api:
+        created = await api.post(
+            "/packages", json=package_request(random.Random(MARK), load_framework(), ZONES[0], index=22)
         )
+        assert created.status_code == 201, created.text
+        package_id = created.json()["package_id"]
+    async with httpx.AsyncClient(base_url=ready.url("providers"), timeout=10) as providers:
+        concern = {"subject": {"package_id": package_id}, "category": "neglect", "details": f"ops ({MARK})"}
+        # A package nobody requested is refused naming the field (decision 0130), with nothing kept.
+        unknown = await providers.post(
+            "/concerns", auth=staff("demo-ops"), json=concern | {"subject": {"package_id": str(uuid.uuid4())}}
+        )
+        assert unknown.status_code == 422, unknown.text
+        assert [e["field"] for e in unknown.json()["errors"]] == ["subject.package_id"]
+        for _ in range(80):  # the providers service learns of the package from PackageRequested
+            raised = await providers.post("/concerns", auth=staff("demo-ops"), json=concern)
+            if raised.status_code != 422:
+                break
+            await asyncio.sleep(0.25)
         assert raised.status_code == 201, raised.text
         concern_id = raised.json()["concern_id"]
         for role, user in USER_OF_ROLE.items():

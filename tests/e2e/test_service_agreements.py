@@ -133,6 +133,25 @@ async def test_placement_change_and_ending_reach_finance_on_the_topic_and_in_the
         report = await finance.get("/service-agreements/commitments", params={"week": week.isoformat()})
         assert report.status_code == 200, report.text
         assert any(r["provider_id"] == provider_id and Decimal(r["pounds"]) > 0 for r in report.json()["rows"])
+
+        # The reporting service's projection of the same records (decision 0118) says the same for the
+        # week, provider by provider and payer by payer, once it has read the topic.
+        async with httpx.AsyncClient(
+            base_url=ready.url("reporting"), auth=staff("demo-finance"), timeout=10
+        ) as reporting:
+            one_week = {"from": week.isoformat(), "to": (week + dt.timedelta(days=6)).isoformat()}
+
+            async def agreed():
+                ours = (await finance.get("/service-agreements/commitments", params={"week": week.isoformat()})).json()
+                theirs = (await reporting.get("/reports/commitments", params=one_week)).json()["weeks"]
+                pairs = {(r["provider_id"], r["payer"]): r["pounds"] for r in ours["rows"]}
+                projected = {(r["provider_id"], r["payer"]): r["pounds"] for r in theirs[0]["rows"]}
+                same_total = Decimal(theirs[0]["total"]) == Decimal(ours["total"])
+                return (pairs, same_total) if pairs == projected else None
+
+            same = await wait_for(agreed)
+            assert same and same[1], "the projection's weekly commitment is the brokerage's, total included"
+            assert any(p == provider_id for p, _ in same[0]), "this test's provider among them"
         refused = await finance.get(
             "/service-agreements/export",
             params={"recorded_from": today.isoformat(), "recorded_to": (today - dt.timedelta(days=3)).isoformat()},

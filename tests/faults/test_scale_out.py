@@ -179,6 +179,31 @@ async def test_two_instances_of_each_service_lose_and_double_nothing_when_one_di
     assert set(outcomes) == wanted and all(len(e) == 1 for e in outcomes.values()), "an outcome doubled or missing"
     assert all(len(e) == 1 for e in rounds.values()), "an offer round opened twice"
 
+    # Reporting ran as two instances too, one killed mid-run: its projection has every package once,
+    # with each offer round and placement counted once, however the survivor was redelivered records.
+    rounds_of = Counter(package_id for package_id, _ in rounds)
+    expected = {i: (rounds_of[i], int(statuses[i] == "placed")) for i in ids}
+    projected: dict[str, tuple[int, int]] = {}
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        conn = await asyncpg.connect(database_url)
+        try:
+            rows = await conn.fetch(
+                "SELECT package_id::text, offer_rounds, placements FROM reporting.packages WHERE package_id::text = "
+                "ANY($1)",
+                ids,
+            )
+        finally:
+            await conn.close()
+        projected = {r["package_id"]: (r["offer_rounds"], r["placements"]) for r in rows}
+        if projected == expected:
+            break
+        await asyncio.sleep(1)
+    wrong = {i: (projected.get(i), e) for i, e in expected.items() if projected.get(i) != e}
+    assert not wrong, (
+        f"{len(wrong)} packages projected wrongly by reporting (projected, expected): {list(wrong.items())[:5]}"
+    )
+
     report |= {
         "placed": sum(s == "placed" for s in statuses.values()),
         "unplaced": sum(s == "unplaced" for s in statuses.values()),

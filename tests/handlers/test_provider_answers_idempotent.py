@@ -148,3 +148,28 @@ async def test_two_identical_requests_at_once_make_one_bid(in_memory):
     assert AnswerAccepted.model_validate(json.loads(stored["response"])) == AnswerAccepted.model_validate(
         both[0].json()
     )
+
+
+async def test_keys_past_their_retention_are_ignored_and_then_forgotten_by_the_housekeeping(in_memory):
+    """A key older than idempotency.RETENTION no longer replays (the request is judged again),
+    and the service's housekeeping (outbox.Relay.clean_up) deletes it, leaving fresh keys."""
+    from services.runtime import idempotency
+
+    service, event, tokens = await portal_market(in_memory, 1)
+    [(_pid, token)] = tokens.items()
+    async with client(service, token) as c:
+        url = f"/me/offers/{event.package_id}/bid"
+        assert (await c.post(url, json=bid_body(), headers={"Idempotency-Key": "old"})).status_code == 200
+        await service.pool.execute(
+            "UPDATE idempotency_keys SET created_at = now() - $1::interval WHERE key = 'old'",
+            idempotency.RETENTION + dt.timedelta(minutes=1),
+        )
+        again = await c.post(url, json=bid_body(), headers={"Idempotency-Key": "old"})
+        assert again.status_code == 409, "an expired key is not replayed: the bid is judged again"
+    await service.pool.execute(
+        "INSERT INTO idempotency_keys (scope, key, request_hash, response) VALUES ('another', 'fresh', 'h', '{}')"
+    )
+    async with service.pool.acquire() as conn:
+        await idempotency.forget_expired(conn)  # what the relay's minute-by-minute clean_up runs
+    keys = {r["key"] for r in await service.pool.fetch("SELECT key FROM idempotency_keys")}
+    assert "old" not in keys and "fresh" in keys

@@ -179,7 +179,7 @@ async def test_an_event_the_service_does_not_handle_is_skipped(in_memory):
         await service.pool.fetchval("SELECT count(*) FROM inbox"),
         await service.pool.fetchval("SELECT count(*) FROM offers"),
     )
-    sample = (Path(__file__).resolve().parents[2] / "schemas/samples/PackageRequested.v1.json").read_bytes()
+    sample = (Path(__file__).resolve().parents[2] / "schemas/samples/PackageReviewed.v1.json").read_bytes()
     await broker.publish(sample, topic=topics.resolve("brokerage.packages"))
     after = (
         await service.pool.fetchval("SELECT count(*) FROM inbox"),

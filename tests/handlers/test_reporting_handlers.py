@@ -31,6 +31,7 @@ from schemas.events import (
     PackageRequested,
     PackageResumed,
     PackageStarted,
+    ServiceAgreementRecorded,
 )
 from services.bench.history import history, topic_of
 from services.operations import kpis as topic_scan
@@ -255,9 +256,18 @@ async def test_the_papers_further_measures_over_the_period(reporting):
     ]
     assert more["in_care_at_end"]["people"] == len(in_care) > 0
     assert Decimal(more["in_care_at_end"]["hours_per_week"]) == sum(p.hours_per_week for p in in_care)
+    # Spend against budget (decision 0118): the service agreement records in force on the period's
+    # last UK day, pounds per week by band - never a superseded record, nor a cancelled one.
+    last_day = clock.uk_date(end - dt.timedelta(microseconds=1))
+    records = [e for e in events if isinstance(e, ServiceAgreementRecorded)]
+    replaced = {r.supersedes for r in records}
     spend: dict[str, Decimal] = {}
-    for p in in_care:
-        spend[p.band] = spend.get(p.band, Decimal(0)) + p.hourly_rate * p.hours_per_week
+    for r in records:
+        if r.record_id in replaced or r.status != "agreed" or r.start_date > last_day:
+            continue
+        if r.end_date is None or r.end_date >= last_day:
+            spend[r.band] = spend.get(r.band, Decimal(0)) + r.weekly_cost
+    assert spend and len(replaced - {None}) > 0, "the history has corrections"
     assert {
         b: Decimal(v["weekly_spend"]) for b, v in more["spend_against_budget"].items() if v["weekly_spend"] != "0.00"
     } == {b: v.quantize(Decimal("0.01")) for b, v in spend.items()}

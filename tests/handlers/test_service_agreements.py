@@ -115,6 +115,13 @@ async def test_a_change_ends_the_agreement_the_day_before_and_starts_a_new_one_t
     assert ended["end_date"] == (today + dt.timedelta(days=4)).isoformat(), "the day before the first day without care"
     # Only the agreement still running past the ending got a record: the one ended by the change did not.
     assert len(await records(service, package_id)) == 5
+    # The list API in the order written, and newest first (the finance page's newest records).
+    async with api(service) as client:
+        params = {"package_id": str(package_id)}
+        oldest = (await client.get("/service-agreements", params=params, headers=FINANCE)).json()["records"]
+        params |= {"newest_first": "true", "limit": "2"}
+        newest = (await client.get("/service-agreements", params=params, headers=FINANCE)).json()["records"]
+    assert [r["record_id"] for r in newest] == [r["record_id"] for r in oldest[::-1][:2]]
 
 
 async def test_a_funding_record_supersedes_every_agreement_with_the_split_and_the_top_up(brokerage):
@@ -266,3 +273,30 @@ async def test_the_export_follows_the_documented_columns_and_bad_parameters_are_
         # A broker is not the finance team.
         assert (await client.get("/service-agreements/export")).status_code == 403
     assert uuid.UUID(mine[0]["AgreementRef"])
+
+
+async def test_the_commitment_report_summed_in_sql_gives_the_domain_rules_pennies(brokerage):
+    """repository.weekly_pound_days sums the report in one statement; domain.weekly_commitment is
+    the rule. Over every agreement this database holds (placements, starts, changes, funding splits
+    and top-ups, cancellations, endings from the tests above, and one more placed and changed here),
+    for the weeks around today, both give the same pennies per provider and payer."""
+    from services.brokerage import repository as repo
+
+    service, broker, rules, ids = brokerage
+    today = clock.uk_today()
+    package_id = await started(service, broker, rules, ids, started_on=today - dt.timedelta(days=9))
+    change_id = await change(service, rules, package_id, MORE, "10.5")
+    await answer_change(broker, package_id, change_id, ids["prime_best"])
+    rows = await service.pool.fetch(f"SELECT * FROM service_agreements s WHERE {repo.IN_FORCE} AND status = 'agreed'")
+    assert rows, "agreements to report on"
+    this_week = clock.uk_week_of(today)
+    for weeks in range(-3, 3):
+        monday = this_week + dt.timedelta(weeks=weeks)
+        rule = domain.weekly_commitment(
+            ((r["provider_id"], str(r["agreement_id"]), repo.terms_of(r)) for r in rows), monday
+        )
+        summed = {
+            (r["provider_id"], r["payer"]): domain.commitment_pounds(r["pound_days"])
+            for r in await repo.weekly_pound_days(service.pool, monday)
+        }
+        assert summed == rule, monday

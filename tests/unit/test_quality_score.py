@@ -79,6 +79,55 @@ def test_the_record_keeps_inputs_points_and_weights_and_explains_them():
     assert words[2] == "1 hand-back(s) in 12 months: 80 points x 0.1"
 
 
+# ---- hand-backs in the last 12 months, as of a day (decision 0119) ------------------------
+
+DAYS = st.dates(min_value=dt.date(2001, 1, 1), max_value=dt.date(2099, 12, 31))
+
+
+@given(DAYS)
+def test_a_hand_back_dated_366_days_before_does_not_count_and_364_days_before_does(as_of):
+    old, recent = as_of - dt.timedelta(days=366), as_of - dt.timedelta(days=364)
+    assert not quality.in_last_12_months(old, as_of)
+    assert quality.in_last_12_months(recent, as_of)
+    counted = quality.inputs_as_of(cqc_rating="good", local_risk="low", as_of=as_of, hand_back_dates=[old, recent])
+    assert counted.hand_backs_12m == 1 and counted.hand_back_dates == (recent,)
+    assert quality.score(counted).hand_back_points == 80
+
+
+@given(DAYS, st.lists(st.integers(min_value=-30, max_value=800), max_size=8))
+def test_the_count_is_the_dates_in_the_365_days_to_the_day_never_later_ones(as_of, ages):
+    dates = [as_of - dt.timedelta(days=a) for a in ages]
+    counted = quality.inputs_as_of(cqc_rating="good", local_risk="low", as_of=as_of, hand_back_dates=dates)
+    assert counted.hand_backs_12m == sum(0 <= a < 365 for a in ages), "the day itself counts; 365 days before not"
+    assert counted.hand_back_dates == tuple(sorted(d for d in dates if as_of - dt.timedelta(days=365) < d <= as_of))
+
+
+def test_a_hand_back_ages_out_of_the_score_with_no_new_profile():
+    handed_back = dt.date(2026, 3, 2)
+    p = profile(hand_backs_12m=1, hand_back_dates=[handed_back])
+    within = brokerage.quality_inputs(p, as_of=handed_back + dt.timedelta(days=364))
+    aged = brokerage.quality_inputs(p, as_of=handed_back + dt.timedelta(days=365))
+    assert (within.hand_backs_12m, aged.hand_backs_12m) == (1, 0)
+    assert quality.score(aged).score > quality.score(within).score
+    # A profile written before the dates travelled (v2 upgraded): its count as written.
+    legacy = brokerage.quality_inputs(profile(hand_backs_12m=2), as_of=handed_back)
+    assert legacy.hand_backs_12m == 2 and legacy.hand_backs_as_of is None
+
+
+def test_the_record_says_which_hand_backs_counted_and_to_which_day():
+    as_of = dt.date(2027, 3, 1)
+    dates = [dt.date(2026, 2, 28), dt.date(2026, 5, 2), dt.date(2026, 11, 20)]
+    scored = quality.score(
+        quality.inputs_as_of(cqc_rating="good", local_risk="low", as_of=as_of, hand_back_dates=dates)
+    )
+    record = scored.as_record()
+    assert record["hand_backs_12m"] == 2 and record["hand_back_dates"] == ["2026-05-02", "2026-11-20"]
+    assert record["hand_backs_as_of"] == "2027-03-01"
+    assert quality.explain(record)[2] == (
+        "2 hand-back(s) in the 12 months to 2027-03-01 (2026-05-02, 2026-11-20): 60 points x 0.1"
+    )
+
+
 # ---- the CQC care directory CSV -------------------------------------------------------------
 
 HEADER = "Location ID,Location Name,Location Type,Location Latest Overall Rating,Publication Date\n"

@@ -303,12 +303,25 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             if not_allowed.status != 403:
                 raise
             funding = None
+        # Which provider's named user answered each offer (decision 0126): the brokerage team's and the
+        # administrators' (the permission table); the name stays in the providers service, never on events.
+        try:
+            answerers = {
+                (a["provider_id"], a["offer_round"]): a["answered_by"]["name"]
+                for a in await services.providers.get(f"/packages/{package_id}/answers")
+                if a.get("answered_by")
+            }
+        except ApiError as not_allowed:
+            if not_allowed.status != 403:
+                raise
+            answerers = {}
         return page(
             request,
             "package.html",
             session,
             status,
             p=package,
+            answered_by={f"{pid}:{round_}": name for (pid, round_), name in answerers.items()},
             explanation=explanation,
             above=domain.above_rate_of((explanation or {}).get("record"), hours),
             person=person,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
+import asyncpg
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -139,6 +140,19 @@ def install(
             "The request was refused",
             REFUSED.get(exc.status, REFUSED_OTHERWISE),
         )
+
+    async def unstorable(request: Request, exc: Exception) -> Response:
+        # A value the console's own database refused (the shared edge's JSON answer replaced by a
+        # page): the database's words go to the log only.
+        log.warning("the database refused a value from a form", path=request.url.path, error_type=type(exc).__name__)
+        return error_page(request, 400, "The request was refused", REFUSED_OTHERWISE)
+
+    for error in (
+        asyncpg.exceptions.DataError,
+        asyncpg.exceptions._base.DataError,
+        asyncpg.exceptions.ProgramLimitExceededError,
+    ):
+        app.add_exception_handler(error, unstorable)
 
     @app.exception_handler(handlers.Refused)
     async def console_refused(request: Request, exc: handlers.Refused) -> Response:

@@ -40,8 +40,8 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
                 raise
             problem = exc.message
             report = await brokerage.get("/service-agreements/commitments", params={"week": monday.isoformat()})
-        newest = await brokerage.get("/service-agreements", params={"limit": 1000})
-        records: list[dict[str, Any]] = newest["records"][-20:][::-1]
+        newest = await brokerage.get("/service-agreements", params={"limit": 20, "newest_first": "true"})
+        records: list[dict[str, Any]] = newest["records"]
         first = dt.date.fromisoformat(report["week_commencing"])
         return page(
             request,

@@ -62,9 +62,6 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         except (ApiError, ServiceUnavailable):
             return None
 
-    async def dead_letter_count() -> int:
-        return len(await dead_letters.read_all(bootstrap, security))
-
     async def health(force: bool = False) -> domain.Health:
         """Operations' health at a glance (domain.Health), read at most every HEALTH_TTL."""
         at = now()
@@ -75,7 +72,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         named = [("brokerage", clients.brokerage), ("providers", clients.providers)]
         named += [("notifications", clients.notifications), ("reporting", clients.reporting)]
         letters, failed, lag_rows, *ready = await asyncio.gather(
-            dead_letter_count(),
+            dead_letters.read_all(bootstrap, security),
             failed_notifications(),
             lag.lag(bootstrap, security),
             *(readiness(name, client) for name, client in named),
@@ -83,16 +80,20 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         )
         console.health = fresh = domain.Health(
             at=at,
-            dead_letters=letters if isinstance(letters, int) else None,
+            dead_letters=len(letters) if isinstance(letters, list) else None,
             failed_notifications=failed if isinstance(failed, int) else None,
             lagging=domain.lagging_groups(lag_rows) if isinstance(lag_rows, list) else None,
             services=[r for r in ready if isinstance(r, dict)],
+            lag_rows=lag_rows if isinstance(lag_rows, list) else None,
+            letters=letters if isinstance(letters, list) else None,
         )
         return fresh
 
-    async def watched(request: Request) -> domain.Health:
-        """Every operations page: the menu's badge and, while anything is wrong, the banner."""
-        state = await health()
+    async def watched(request: Request, *, fresh: bool = False) -> domain.Health:
+        """Every operations page: the menu's badge and, while anything is wrong, the banner. The
+        state is at most HEALTH_TTL old (``fresh``: read now): reading Kafka's offsets and the
+        dead-letter topic is most of a second under load, too slow to do on every page."""
+        state = await health(force=fresh)
         problems = state.problems()
         request.state.badges = {"/ops": len(problems)} if problems else {}
         request.state.health_banner = problems if request.url.path != "/ops" else None
@@ -153,8 +154,9 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
 
     @router.get("/ops/lag")
     async def lag_page(request: Request, session: Session = Depends(need(Permission.operations))) -> Response:
-        await watched(request)
-        rows = await lag.lag(bootstrap, security)
+        """Consumer lag as read for the overview (at most HEALTH_TTL old; ``?fresh=1`` reads it now)."""
+        state = await watched(request, fresh=request.query_params.get("fresh") == "1")
+        rows = state.lag_rows if state.lag_rows is not None else await lag.lag(bootstrap, security)
         behind = set(domain.lagging_groups(rows))
         only_behind = request.query_params.get("behind") == "1"
         # Behind first; with ?behind=1 only the groups behind (the overview's link), not rows of zeros.
@@ -170,20 +172,20 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             only_behind=only_behind,
             threshold=(domain.LAG_EVENTS, domain.LAG_AGE_SECONDS),
             total=sum(r["lag"] for r in rows),
-            now=now(),
+            now=state.at,
         )
 
     @router.get("/ops/dead-letters")
     async def dead_letters_page(request: Request, session: Session = Depends(need(Permission.operations))) -> Response:
-        await watched(request)
-        letters = [  # newest first
-            {"id": dead_letters.letter_id(p, o), "letter": d}
-            for p, o, d in reversed(await dead_letters.read_all(bootstrap, security))
-        ]
+        """The dead letters as read for the overview (at most HEALTH_TTL old); read now with
+        ``?fresh=1`` and just after a replay."""
         # ?replayed= names the letter just replayed: shown only when it is one's id (never free text).
         asked = request.query_params.get("replayed") or ""
         replayed = asked if re.fullmatch(r"[0-9]{1,6}:[0-9]{1,19}", asked) else None
-        return page(request, "dead_letters.html", session, letters=letters, replayed=replayed)
+        state = await watched(request, fresh=replayed is not None or request.query_params.get("fresh") == "1")
+        read = state.letters if state.letters is not None else await dead_letters.read_all(bootstrap, security)
+        letters = [{"id": dead_letters.letter_id(p, o), "letter": d} for p, o, d in reversed(read)]  # newest first
+        return page(request, "dead_letters.html", session, letters=letters, replayed=replayed, read_at=state.at)
 
     @router.post("/ops/dead-letters/{letter_id}/replay")
     async def replay_letter(

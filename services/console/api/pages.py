@@ -98,9 +98,17 @@ MENU = [
 ]
 PORTAL_MENU = [
     ("/portal/offers", "Offers"),
+    ("/portal/history", "History"),
     ("/portal/packages", "My packages"),
     ("/portal/profile", "Capacity and call times"),
 ]
+PORTAL_ADMIN_MENU = [("/portal/users", "Users")]  # an organisation's admin users (decision 0126)
+# The words by a menu item's count, and the count's id (for tests and assistive technology).
+BADGE_WORDS = {
+    "/ops": ("problem", "problems", "ops-badge"),
+    "/portal/offers": ("new offer", "new offers", "unread-badge"),
+}
+TEMPLATES.env.globals["badge_words"] = lambda href: BADGE_WORDS.get(href, ("item", "items", "badge"))
 
 
 def navigation(session: handlers.Session | None, path: str, badges: dict[str, int] | None = None) -> list[dict]:
@@ -109,7 +117,7 @@ def navigation(session: handlers.Session | None, path: str, badges: dict[str, in
     if session is None:
         return []
     if session.kind == "provider":
-        items = PORTAL_MENU
+        items = PORTAL_MENU + (PORTAL_ADMIN_MENU if session.role == "provider_admin" else [])
     else:
         items = [
             (href, label)

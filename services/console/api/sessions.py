@@ -70,4 +70,13 @@ class Sessions:
             raise Forbidden(
                 "This form has expired or did not come from this console. Go back, reload the page and try again"
             )
+        # A NUL character cannot be stored or sent on (decision 0129): the form is refused naming the
+        # field, before any service is asked. (Starlette already turns bytes that are not UTF-8 into U+FFFD.)
+        for key, value in form.multi_items():
+            if "\x00" in key or (isinstance(value, str) and "\x00" in value):
+                field = key.replace("\x00", "")
+                raise handlers.Refused(
+                    f"The answer to {field!r} contains a NUL character, which cannot be kept: remove it and try again",
+                    field=field,
+                )
         return {k: (form.getlist(k) if len(form.getlist(k)) > 1 or k in LIST_FIELDS else form.get(k)) for k in form}

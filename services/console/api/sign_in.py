@@ -18,7 +18,7 @@ from services.console import domain, handlers
 from services.console.api.errors import error_page
 from services.console.api.pages import now, page
 from services.console.api.sessions import SESSION_COOKIE, SIGN_IN_CSRF_COOKIE, Sessions
-from services.console.clients import ApiError
+from services.console.clients import ApiError, acting_for_provider_staff
 from services.console.oidc import SignInFailed
 from services.runtime.logging import get_logger
 
@@ -31,6 +31,7 @@ log = get_logger(__name__)
 # SameSite=Lax: the identity provider's redirect back is a top-level navigation, which carries it.
 OIDC_FLOW_COOKIE = "console_oidc_sign_in"
 CALLBACK = "/sign-in/callback"
+PORTAL_HOME = "/portal/offers"
 
 
 def client(request: Request) -> str:
@@ -115,6 +116,12 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         """Staff sign-in: "Sign in with <provider>" (and the password form where local accounts are on)."""
         return staff_sign_in_page(request, next=safe_next(next, ""))
 
+    @router.get("/portal/sign-in/start")
+    async def portal_sign_in_start(request: Request) -> Response:
+        """A provider's named staff user signs in through the identity provider (decision 0126): the
+        same flow as staff, coming back to the portal."""
+        return await sign_in_start(request, next=PORTAL_HOME)
+
     @router.get("/sign-in/start")
     async def sign_in_start(request: Request, next: str | None = None) -> Response:
         """To the identity provider's sign-in page, with a new state, nonce and PKCE challenge (S256),
@@ -178,9 +185,26 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             tokens = await oidc.exchange(
                 code, code_verifier=pending.code_verifier, redirect_uri=base_url(request) + CALLBACK
             )
+            if pending.next == PORTAL_HOME:
+                identity = await oidc.provider_staff_identity(tokens["id_token"], nonce=pending.nonce)
+                member = await provider_membership(identity.username)
+                token = await handlers.portal_oidc_sign_in(
+                    console.pool,
+                    console.policy,
+                    identity,
+                    provider_id=member["provider_id"],
+                    portal_role="provider_admin" if member["user"]["role"] == "admin" else "provider_staff",
+                    id_token=tokens["id_token"],
+                    now=now(),
+                )
+                log.info("provider staff signed in through the identity provider", provider=member["provider_id"])
+                response = signed_in(PORTAL_HOME, token)
+                response.delete_cookie(OIDC_FLOW_COOKIE, path="/sign-in")
+                return response
             identity = await oidc.identity(tokens["id_token"], nonce=pending.nonce)
         except SignInFailed as failed:
             return sign_in_failed(request, failed)
+        assert identity.role is not None  # oidc.identity refuses anyone without a console role
         token = await handlers.oidc_sign_in(
             console.pool, console.policy, identity, id_token=tokens["id_token"], now=now()
         )
@@ -233,7 +257,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             await handlers.sign_out(console.pool, session)
             if session.id_token is not None:
                 ended = await oidc.end_session_url(
-                    id_token=session.id_token, post_logout_redirect_uri=base_url(request) + "/sign-in"
+                    id_token=session.id_token, post_logout_redirect_uri=base_url(request) + target
                 )
                 target = ended or target
         response = RedirectResponse(target, status_code=303)
@@ -241,6 +265,25 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         return response
 
     # ---- providers (the portal), with a credential of the providers service's API -----------------
+
+    async def provider_membership(username: str) -> dict[str, Any]:
+        """The organisation a named provider staff user answers for, as the providers service says
+        (``GET /me`` acting for them); SignInFailed when they are no provider's user."""
+        acting_for_provider_staff(username)
+        try:
+            me = await services.providers.get("/me")
+        except ApiError as refused:
+            if refused.status in (401, 403):
+                raise SignInFailed(
+                    "not_a_provider_user",
+                    "Your account is not a user of any provider on the framework. Ask your organisation's admin "
+                    "user to add you, then sign in again.",
+                    403,
+                ) from None
+            raise
+        if not isinstance(me, dict) or not isinstance(me.get("user"), dict):
+            raise SignInFailed("not_a_provider_user", "Your account is not a provider's user.", 403)
+        return me
 
     async def verify_provider(provider_id: str, credential: str) -> bool:
         try:
@@ -253,7 +296,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
 
     @router.get("/portal/sign-in")
     async def portal_sign_in_form(request: Request) -> Response:
-        return sign_in_page(request, "portal_sign_in.html")
+        return sign_in_page(request, "portal_sign_in.html", oidc_name=oidc.provider_name if oidc.configured else None)
 
     @router.post("/portal/sign-in")
     async def portal_sign_in(request: Request) -> Response:
@@ -282,7 +325,14 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
                 errors = {"provider_id": refused.message}
             else:
                 return signed_in("/portal/offers", token)
-        return sign_in_page(request, "portal_sign_in.html", 400, errors=errors, provider_id=provider_id)
+        return sign_in_page(
+            request,
+            "portal_sign_in.html",
+            400,
+            errors=errors,
+            provider_id=provider_id,
+            oidc_name=oidc.provider_name if oidc.configured else None,
+        )
 
     return router
 

@@ -1,0 +1,35 @@
+"""Request field types every API shares, for the kinds of input each service would otherwise check
+on its own (decision 0129).
+
+- :data:`Distinct`: a list that is a set (zones, bands, skills, care needs, call slots, channels):
+  a repeated member is refused with a 422 naming the field, never stored twice nor silently
+  dropped, so what a caller sent is what is kept. Its JSON Schema says ``uniqueItems: true``.
+
+Text fields, numbers and lists are also bounded in every request model (``max_length``, ``le``,
+``max_length`` of a list): a test walks the published OpenAPI documents and fails on any request
+field without its bound (tests/unit/test_request_bounds.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Annotated, TypeVar
+
+from pydantic import AfterValidator, Field
+
+T = TypeVar("T", bound=Hashable)
+
+
+def no_repeats(values: list[T]) -> list[T]:
+    """``values`` unchanged; ValueError naming the first member given twice (and where)."""
+    seen: set[T] = set()
+    for i, value in enumerate(values):
+        if value in seen:
+            shown = getattr(value, "value", value)
+            raise ValueError(f"{shown!r} is given twice (again at position {i}): give each once")
+        seen.add(value)
+    return values
+
+
+# A list whose members are a set: ``zones: Distinct[str] = Field(min_length=1, max_length=20)``.
+Distinct = Annotated[list[T], AfterValidator(no_repeats), Field(json_schema_extra={"uniqueItems": True})]

@@ -1,0 +1,219 @@
+"""Hostile requests at every service's HTTP edge, on the real apps (built as in production, no
+database: every refusal here happens before a handler runs). Each is a kind found by an attack on
+the APIs (decision 0129), tried on every service that has a member of the kind:
+
+- a value PostgreSQL cannot store (a NUL, a lone surrogate; NaN, Infinity) in any JSON body is a
+  422 problem naming the field, never the database's words;
+- an address no route has is a 404 problem and a method an address does not take a 405 problem
+  with ``Allow``, on every service (the console answers its GOV.UK "Page not found");
+- a set-like list (zones, bands, skills, needs, channels, call slots) with a member twice is a
+  422 naming the list.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import re
+from typing import Any, cast
+
+import asyncpg
+import httpx
+import pytest
+from starlette.requests import Request
+
+from services.runtime import http, problems
+from services.runtime.settings import SERVICES, ServiceName, load
+from tests import local_issuer
+
+ROLE_OF = {"brokerage": "broker", "providers": "broker", "notifications": "broker", "reporting": "broker"}
+
+
+@functools.cache
+def _built(name: str) -> Any:
+    return importlib.import_module(f"services.{name}.app").build(
+        load(cast(ServiceName, name), **local_issuer.settings())
+    )[1]
+
+
+@pytest.fixture
+def app_of(monkeypatch):
+    """Each service's app, built once (trusting the tests' own issuer)."""
+    local_issuer.serve_keys(monkeypatch)
+    return _built
+
+
+def client(app: Any, name: str, roles: tuple[str, ...] = ("broker",)) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url=f"http://{name}",
+        headers=local_issuer.headers(name, roles=roles),
+    )
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == problems.MEDIA_TYPE
+    body = response.json()
+    assert (body["status"], body["code"], body["type"]) == (status, code, problems.TYPE_PREFIX + code)
+    return body
+
+
+# One POST per service whose body has free text, and the field to poison.
+TEXT_FIELDS: dict[str, tuple[str, dict[str, Any], str]] = {
+    "providers": ("/concerns", {"subject": {"provider_id": "p-1"}, "category": "neglect", "details": "x"}, "details"),
+    "brokerage": ("/packages", {"zone": "melton", "band": "urban"}, "zone"),
+    "notifications": ("/recipients/broker/amy", {"name": "Amy"}, "name"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TEXT_FIELDS))
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [("before\u0000after", "NUL"), ("\ud800 alone", "surrogate")],
+    ids=["nul", "lone-surrogate"],
+)
+async def test_text_no_database_can_store_is_refused_naming_the_field(app_of, name, value, words):
+    path, body, field = TEXT_FIELDS[name]
+    poisoned = json.dumps(body | {field: value})  # ensure_ascii: the escapes \u0000, \ud800 on the wire
+    async with client(app_of(name), name) as api:
+        method = "PUT" if name == "notifications" else "POST"
+        answer = await api.request(method, path, content=poisoned, headers={"content-type": "application/json"})
+    found = assert_problem(answer, 422, "invalid-request")
+    assert [e["field"] for e in found["errors"]] == [field]
+    assert words in found["errors"][0]["detail"]
+    for database_words in ("invalid byte sequence", "UTF8", "0x00", "asyncpg", "character not in repertoire"):
+        assert database_words not in answer.text
+
+
+async def test_a_nul_in_a_nested_member_or_a_list_is_named_by_its_path_and_nan_is_refused(app_of):
+    async with client(app_of("providers"), "providers") as api:
+        answer = await api.post(
+            "/applications",
+            content=b'{"zones": ["melton", "a\\u0000"], "adapter": {"premium_percent": {"urban": NaN}}}',
+            headers={"content-type": "application/json"},
+        )
+    fields = {e["field"] for e in assert_problem(answer, 422, "invalid-request")["errors"]}
+    assert fields == {"zones.1", "adapter.premium_percent.urban"}
+
+
+async def test_a_pair_of_surrogates_is_text_and_passes_the_edge():
+    assert http.unstorable_fields(b'{"details": "\\ud83d\\ude00 fine"}') == []
+    assert http.unstorable_fields(b'{"details": "a \\\\u0000 typed as six characters"}') == []
+
+
+async def test_the_database_s_own_words_never_reach_a_response():
+    scope = {"type": "http", "method": "POST", "path": "/concerns", "headers": [], "query_string": b""}
+    error = asyncpg.exceptions.CharacterNotInRepertoireError('invalid byte sequence for encoding "UTF8": 0x00')
+    answer = await http._bad_value(Request(scope), error)
+    assert answer.status_code == 422
+    assert b"UTF8" not in answer.body and b"0x00" not in answer.body and b"invalid byte" not in answer.body
+
+
+@pytest.mark.parametrize("name", SERVICES)
+async def test_an_unknown_address_and_a_wrong_method_are_problems(app_of, name):
+    async with client(app_of(name), name) as api:
+        missing = await api.get("/no-such-route")
+        wrong_method = await api.delete("/asyncapi.json")
+    assert_problem(missing, 404, "not-found")
+    assert_problem(wrong_method, 405, "method-not-allowed")
+    assert wrong_method.headers["allow"] == "GET"
+
+
+async def test_the_console_answers_an_unknown_address_with_its_page(app_of):
+    app = app_of("console")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://console") as console:
+        answer = await console.get("/no-such-page")
+    assert answer.status_code == 404 and answer.headers["content-type"].startswith("text/html")
+    assert "Page not found" in answer.text
+
+
+APPLICATION = {
+    "provider_id": "oakfield-care",
+    "name": "Oakfield",
+    "zones": ["melton"],
+    "bands": ["urban"],
+    "skills": ["personal_care"],
+    "weekly_capacity_hours": "120",
+    "cqc_location_id": "1-123456789",
+    "tender_reference": "LCC-1",
+    "received_on": "2026-01-05",
+}
+# (service, method, path, roles, body with a repeat, the list named)
+REPEATS = [
+    (
+        "providers",
+        "POST",
+        "/applications",
+        ("contracts_quality",),
+        APPLICATION | {"zones": ["melton", "melton"]},
+        "zones",
+    ),
+    (
+        "providers",
+        "POST",
+        "/applications",
+        ("contracts_quality",),
+        APPLICATION | {"bands": ["urban", "urban"]},
+        "bands",
+    ),
+    (
+        "providers",
+        "POST",
+        "/applications",
+        ("contracts_quality",),
+        APPLICATION | {"skills": ["personal_care", "personal_care"]},
+        "skills",
+    ),
+    (
+        "providers",
+        "PUT",
+        "/providers/p-1/adapter",
+        ("council_admin",),
+        {"kind": "automatic", "call_times": ["tea", "tea"]},
+        "call_times",
+    ),
+    ("providers", "PATCH", "/providers/p-1/adapter", ("council_admin",), {"call_times": ["bed", "bed"]}, "call_times"),
+    (
+        "notifications",
+        "PUT",
+        "/recipients/broker/amy",
+        ("council_admin",),
+        {"channels": ["email", "email"]},
+        "channels",
+    ),
+    (
+        "notifications",
+        "PUT",
+        "/recipients/broker/amy",
+        ("council_admin",),
+        {"opted_out": ["package_unplaced", "package_unplaced"]},
+        "opted_out",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "method", "path", "roles", "body", "field"), REPEATS)
+async def test_a_set_like_list_with_a_member_twice_is_refused_naming_it(app_of, name, method, path, roles, body, field):
+    async with client(app_of(name), name, roles) as api:
+        answer = await api.request(method, path, json=body)
+    found = assert_problem(answer, 422, "invalid-request")
+    assert field in [e["field"] for e in found["errors"]], found
+    assert "given twice" in answer.text
+
+
+async def test_a_console_form_with_a_nul_is_refused_with_a_page_naming_the_field(monkeypatch):
+    local_issuer.serve_keys(monkeypatch)
+    from services.console.app import build
+
+    _, app = build(load("console", local_accounts=True, cookie_secure=False))  # plain HTTP here
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://console") as console:
+        form = await console.get("/sign-in")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert token, form.text
+        answer = await console.post(
+            "/sign-in", data={"csrf_token": token.group(1), "username": "amy\u0000", "password": "x"}
+        )
+    assert answer.status_code == 400 and answer.headers["content-type"].startswith("text/html")
+    assert "username" in answer.text and "NUL" in answer.text
