@@ -566,13 +566,24 @@ class FundingShare(Contract):
     percent: Decimal = Field(gt=0, le=100, max_digits=5, decimal_places=2)
 
 
+class CallFunding(Contract):
+    """A daily call of the visit pattern paid whole by one funder (decision record 0121): ``call`` 1
+    is the first call of each day, in time order (say the NHS paying the morning medication call)."""
+
+    call: int = Field(ge=1, le=6, description="The call of each day, 1 = the first, in time order.")
+    funder: Funder
+
+
 class FundingPeriod(Contract):
     """Who pays from ``effective_from`` (a UK date) until the next period's: ``funder``, and each
-    funder's share (one share of 100% unless joint). The shares always add up to 100%."""
+    funder's share (one share of 100% unless joint). The shares always add up to 100%. v2 (decision
+    record 0121): ``calls`` - daily calls paid whole by a funder other than the period's; the shares
+    then split the rest of the week (a call is 1 / calls a day of the week's cost)."""
 
     effective_from: dt.date
     funder: Funder
     shares: list[FundingShare] = Field(min_length=1)
+    calls: list[CallFunding] = Field(default_factory=list, max_length=5)
 
     @model_validator(mode="after")
     def _shares_make_the_whole(self) -> FundingPeriod:
@@ -583,6 +594,11 @@ class FundingPeriod(Contract):
             raise ValueError("a share names a funder, never joint")
         if self.funder is not Funder.joint and [s.funder for s in self.shares] != [self.funder]:
             raise ValueError("a period with one funder has that funder's share of 100%")
+        numbers = [c.call for c in self.calls]
+        if len(set(numbers)) != len(numbers):
+            raise ValueError("a call is named once")
+        if any(c.funder is Funder.joint or c.funder is self.funder for c in self.calls):
+            raise ValueError("a call is paid by one funder other than the period's, never joint")
         return self
 
 
@@ -597,9 +613,11 @@ class FundingRecorded(Envelope):
     """A package's funding, whole (decision record 0089): the ``periods`` in date order (each runs until
     the next one's ``effective_from``; the last while the package lasts) and any ``top_up``. Revision
     ``revision`` replaces every earlier one. ``provider_id``: the provider holding the package, if any
-    (it invoices each funder for its share)."""
+    (it invoices each funder for its share). v2: a period's ``calls`` paid by a funder of their own
+    (decision record 0121)."""
 
     event_type: Literal["FundingRecorded"] = "FundingRecorded"
+    schema_version: Literal[2] = 2
     producer: Producer = "brokerage"
     package_id: uuid.UUID
     revision: int = Field(ge=1)
@@ -703,13 +721,21 @@ CostCentre = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,39}$")
 
 class PayerLine(Contract):
     """One payer's part of a week's cost: ``basis`` ``share`` is a funder's ``percent`` of the cost at
-    the band rate; ``above_band`` the part above the band rate (a top-up, or the council's approved
-    above-rate exception; no percent). Pounds per week."""
+    the band rate; ``calls`` the daily ``calls`` a funder pays whole (decision record 0121; its
+    ``percent`` of the cost at the band rate too, to two decimals); ``above_band`` the part above the
+    band rate (a top-up, or the council's approved above-rate exception; no percent). Pounds per week."""
 
     payer: Payer
-    basis: Literal["share", "above_band"]
+    basis: Literal["share", "calls", "above_band"]
     percent: Decimal | None = Field(default=None, gt=0, le=100, max_digits=5, decimal_places=2)
+    calls: list[int] = Field(default_factory=list, max_length=5, description="For basis calls: 1 = a day's first.")
     pounds_per_week: Money
+
+    @model_validator(mode="after")
+    def _calls_go_with_their_basis(self) -> PayerLine:
+        if (self.basis == "calls") != bool(self.calls) or any(not 1 <= c <= 6 for c in self.calls):
+            raise ValueError("a calls line names its calls (1-6); no other line names any")
+        return self
 
 
 class AgreementFunding(Contract):
@@ -731,9 +757,11 @@ class ServiceAgreementRecorded(Envelope):
 
     Records are never edited: a correction is a new record of the same ``agreement_id`` with the next
     ``version``, naming the record it replaces in ``supersedes``; the record in force is the one
-    nothing supersedes. No person's details: the package id only."""
+    nothing supersedes. No person's details: the package id only. v2: a payer line may pay named
+    daily ``calls`` (basis ``calls``, decision record 0121)."""
 
     event_type: Literal["ServiceAgreementRecorded"] = "ServiceAgreementRecorded"
+    schema_version: Literal[2] = 2
     producer: Producer = "brokerage"
     record_id: uuid.UUID
     agreement_id: uuid.UUID

@@ -15,23 +15,28 @@ must not change; never edit one - add a version.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 import uuid
 from decimal import Decimal
 from typing import Any, Literal, get_args
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from schemas import events as ev
 from schemas.events import Contract, Envelope, Money, Producer, ProviderId, ZoneId
 from schemas.vocabulary import (
+    AgreementReason,
+    AgreementStatus,
     Band,
     CancelReason,
     CareNeed,
     DeclineReason,
     ExceptionDecisionReason,
+    Funder,
     HandBackReason,
     NotificationFailure,
+    Payer,
     ReopenReason,
     Tier,
     UnplacedReason,
@@ -414,6 +419,143 @@ class NotificationFailedV1(Envelope):
         )
 
 
+# ---- FundingRecorded v1 and ServiceAgreementRecorded v1 (before named calls, decision record 0121) ----
+# The nested models keep their v1 names: the frozen JSON Schemas' $defs name them so.
+
+
+class FundingPeriod(Contract):
+    """Who pays from ``effective_from`` (a UK date) until the next period's: ``funder``, and each
+    funder's share (one share of 100% unless joint). The shares always add up to 100%."""
+
+    effective_from: dt.date
+    funder: Funder
+    shares: list[ev.FundingShare] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _shares_make_the_whole(self) -> FundingPeriod:
+        total = sum((s.percent for s in self.shares), Decimal(0))
+        if total != 100:
+            raise ValueError(f"the shares add up to {total}%, not 100%")
+        if any(s.funder is Funder.joint for s in self.shares):
+            raise ValueError("a share names a funder, never joint")
+        if self.funder is not Funder.joint and [s.funder for s in self.shares] != [self.funder]:
+            raise ValueError("a period with one funder has that funder's share of 100%")
+        return self
+
+
+class FundingRecordedV1(Envelope):
+    """A package's funding, whole (decision record 0089): the ``periods`` in date order (each runs until
+    the next one's ``effective_from``; the last while the package lasts) and any ``top_up``. Revision
+    ``revision`` replaces every earlier one. ``provider_id``: the provider holding the package, if any
+    (it invoices each funder for its share)."""
+
+    model_config = ConfigDict(title="FundingRecorded")
+    event_type: Literal["FundingRecorded"] = "FundingRecorded"
+    producer: Producer = "brokerage"
+    package_id: uuid.UUID
+    revision: int = Field(ge=1)
+    periods: list[FundingPeriod] = Field(min_length=1)
+    top_up: ev.TopUp | None = None
+    provider_id: ProviderId | None = None
+    recorded_by: ev.StaffId
+    requested_by: ev.StaffId | None = Field(default=None, description="The broker who requested the package.")
+    recorded_at: dt.datetime
+
+    @model_validator(mode="after")
+    def _periods_in_order(self) -> FundingRecordedV1:
+        days = [p.effective_from for p in self.periods]
+        if any(later <= earlier for earlier, later in itertools.pairwise(days)):
+            raise ValueError("the periods' effective_from dates must rise")
+        return self
+
+    # ---- hospital discharge (decision record 0097) -------------------------------------------
+
+    def upgrade(self) -> ev.FundingRecorded:
+        # v1 named no calls: every period's week is split by its shares alone.
+        return ev.FundingRecorded.model_validate(_current(self))
+
+
+class PayerLine(Contract):
+    """One payer's part of a week's cost: ``basis`` ``share`` is a funder's ``percent`` of the cost at
+    the band rate; ``above_band`` the part above the band rate (a top-up, or the council's approved
+    above-rate exception; no percent). Pounds per week."""
+
+    payer: Payer
+    basis: Literal["share", "above_band"]
+    percent: Decimal | None = Field(default=None, gt=0, le=100, max_digits=5, decimal_places=2)
+    pounds_per_week: Money
+
+
+class AgreementFunding(Contract):
+    """Who pays under the agreement from ``effective_from`` to ``effective_to`` (UK dates, both
+    inclusive; no end: while the agreement lasts): the funding record's period in force (decision
+    record 0089) cut to the agreement's dates. The lines' pounds add up to the weekly cost exactly."""
+
+    effective_from: dt.date
+    effective_to: dt.date | None = None
+    funder: Funder
+    lines: list[PayerLine] = Field(min_length=1)
+
+
+class ServiceAgreementRecordedV1(Envelope):
+    """The hand-off to finance (decision record 0109): what the council has agreed to pay one provider
+    for one package - ``hourly_rate`` pounds per hour for ``hours_per_week`` carer hours per week
+    (``weekly_cost`` pounds) from ``start_date`` to ``end_date`` (UK dates, inclusive; none: until
+    further notice), split between payers by ``funding``, charged to ``cost_centre``.
+
+    Records are never edited: a correction is a new record of the same ``agreement_id`` with the next
+    ``version``, naming the record it replaces in ``supersedes``; the record in force is the one
+    nothing supersedes. No person's details: the package id only."""
+
+    model_config = ConfigDict(title="ServiceAgreementRecorded")
+    event_type: Literal["ServiceAgreementRecorded"] = "ServiceAgreementRecorded"
+    producer: Producer = "brokerage"
+    record_id: uuid.UUID
+    agreement_id: uuid.UUID
+    version: int = Field(ge=1)
+    supersedes: uuid.UUID | None = Field(default=None, description="The record this one replaces (version - 1).")
+    reason: AgreementReason
+    status: AgreementStatus
+    package_id: uuid.UUID
+    provider_id: ProviderId
+    zone: ZoneId
+    band: Band
+    hourly_rate: Money = Field(description="The agreed rate, pounds per hour.")
+    band_rate: Money = Field(
+        description="The band's rate on the rate card the award was judged against, pounds per hour."
+    )
+    hours_per_week: Decimal = Field(gt=0, le=168, max_digits=5, decimal_places=2, description="Carer hours per week.")
+    weekly_cost: Money = Field(description="hours_per_week x hourly_rate, pounds per week.")
+    start_date: dt.date
+    end_date: dt.date | None = None
+    funding: list[AgreementFunding] = Field(default_factory=list)
+    funding_revision: int = Field(ge=0, description="The funding record's revision used (0: the request's funding).")
+    cost_centre: ev.CostCentre
+    rate_card: ev.RateCardVersion
+    recorded_at: dt.datetime
+
+    @model_validator(mode="after")
+    def _whole(self) -> ServiceAgreementRecordedV1:
+        if (self.version == 1) != (self.supersedes is None):
+            raise ValueError("version 1 supersedes nothing; every later version supersedes the one before")
+        if self.status is AgreementStatus.agreed:
+            if self.end_date is not None and self.end_date < self.start_date:
+                raise ValueError("an agreed record ends on or after its start date")
+            if not self.funding:
+                raise ValueError("an agreed record says who pays")
+        for part in self.funding:
+            total = sum((line.pounds_per_week for line in part.lines), Decimal(0))
+            if total != self.weekly_cost:
+                raise ValueError(f"the payers' lines add up to {total}, not the weekly cost {self.weekly_cost}")
+        return self
+
+    # ---- providers -> brokerage (topic providers.answers) ------------------------------------
+
+    def upgrade(self) -> ev.ServiceAgreementRecorded:
+        # v1's lines were shares and above-band parts: none names calls.
+        return ev.ServiceAgreementRecorded.model_validate(_current(self))
+
+
 # (event type, schema version) -> its model, for every version no longer current.
 LEGACY: dict[tuple[str, int], type[Envelope]] = {
     (model.model_fields["event_type"].default, model.model_fields["schema_version"].default): model
@@ -432,5 +574,7 @@ LEGACY: dict[tuple[str, int], type[Envelope]] = {
         ProviderUpdatedV2,
         PlacementConfirmedV1,
         NotificationFailedV1,
+        FundingRecordedV1,
+        ServiceAgreementRecordedV1,
     )
 }

@@ -404,7 +404,7 @@ def _package_history(
     urgency = request["urgency"]
     start_date = (at + dt.timedelta(days=rnd.choice([0, 1, 1, 2, 7]))).date()
     spec = PackageSpec.model_validate(
-        {k: v for k, v in request.items() if k != "person"} | {"start_date": start_date.isoformat()}
+        {k: v for k, v in request.items() if k not in ("person", "discharge")} | {"start_date": start_date.isoformat()}
     )
     zone, band, hours = spec.zone, spec.band.value, spec.hours_per_week
     package_id = uuid.UUID(int=rnd.getrandbits(128), version=4)

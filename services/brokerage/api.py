@@ -98,7 +98,10 @@ class DischargeRequest(BaseModel):
     )
     ward: str = Field(pattern=r"^[A-Z0-9][A-Z0-9-]{0,15}$", description="Ward code of that hospital, e.g. W17")
     pathway: int = Field(
-        ge=0, le=3, description="Discharge pathway: 1 home with support (0, home with no support, is refused)"
+        ge=0,
+        le=3,
+        description="Discharge pathway: 1 home with support, the only one brokered as home care (0 home with no "
+        "new support, 2 a rehabilitation bed and 3 a care home are refused, naming their route: decision 0120)",
     )
     medically_fit_on: dt.date = Field(description="The day the person became (or becomes) medically fit: a UK date")
     reablement_potential: bool = Field(
@@ -282,12 +285,26 @@ class FundingShareRequest(BaseModel):
     percent: Decimal = Field(ge=0, le=100, max_digits=5, decimal_places=2, description="Per cent of the cost")
 
 
+class CallFundingRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    call: int = Field(ge=1, le=6, description="A call of each day in the visit pattern: 1 the first, in time order")
+    funder: Funder = Field(description="Who pays that call whole (never joint; not the period's own funder)")
+
+
 class FundingPeriodRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     effective_from: dt.date = Field(description="The period's first day (a UK date); it runs until the next one's")
     funder: Funder
     shares: list[FundingShareRequest] | None = Field(
-        default=None, max_length=6, description="For joint funding: each funder's per cent, adding up to 100"
+        default=None,
+        max_length=6,
+        description="For joint funding: each funder's per cent (of the week less any named calls), adding up to 100",
+    )
+    calls: list[CallFundingRequest] = Field(
+        default_factory=list,
+        max_length=5,
+        description="Calls paid whole by a funder of their own (decision 0121), e.g. the NHS paying call 1, the "
+        "morning call; each call is 1 / calls_per_day of the week's cost",
     )
 
 
@@ -338,6 +355,14 @@ def _validate_against_framework(request: PackageRequest, rules: handlers.Brokera
             f"postcode district {request.postcode_district} is not in zone {request.zone}; {hint}",
             field="postcode_district",
             code="postcode-mismatch",
+        )
+    # Decision record 0120: the urgency and the discharge block go together, both ways (the other way,
+    # a discharge with another urgency, is the command's refusal: handlers._discharge_refusal).
+    if request.urgency is Urgency.hospital_discharge and request.discharge is None:
+        raise ProblemError(
+            422,
+            "a hospital discharge needs the Discharge Hub's details: hospital, ward, pathway, medically-fit date",
+            field="discharge",
         )
     if identifiers.postcode_district_of(request.person.postcode) != request.postcode_district:
         raise ProblemError(
@@ -915,6 +940,7 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
                             p.effective_from,
                             p.funder,
                             None if p.shares is None else [(s.funder, s.percent) for s in p.shares],
+                            [(c.call, c.funder) for c in p.calls],
                         )
                         for p in body.periods
                     ],
@@ -962,14 +988,7 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
         if funding is None:
             return body
         periods = json.loads(funding["periods"])
-        parsed = [
-            domain.Period(
-                dt.date.fromisoformat(p["effective_from"]),
-                p["funder"],
-                tuple((s["funder"], Decimal(s["percent"])) for s in p["shares"]),
-            )
-            for p in periods
-        ]
+        parsed = repo.periods_of(funding)
         current = domain.period_on(parsed, day)
         body |= {
             "revision": funding["revision"],
@@ -987,10 +1006,16 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
                 band_rate=row["band_rate"],
                 period=current,
                 top_up_paid_by=funding["top_up_paid_by"],
+                calls_per_day=json.loads(row["spec"])["visits"]["calls_per_day"],
             )
             body["weekly_cost"] = {
                 "total": str(cost.total),
                 "by_funder": {f: str(v) for f, v in cost.by_funder.items()},
+                # Decision 0121: each funder's named calls and share, apart (pounds at the band rate).
+                "parts": [
+                    {"funder": w.funder, "basis": w.basis, "calls": list(w.calls), "pounds": str(amount)}
+                    for w, amount in cost.parts
+                ],
                 "above_band": str(cost.above_band),
                 "above_band_paid_by": cost.above_band_paid_by,
                 "above_band_is": None
@@ -1264,6 +1289,10 @@ def reference_router(service: Service, rules: handlers.BrokerageRules) -> APIRou
             "version": reference.version,
             "hospitals": [
                 {"code": h.code, "name": h.name, "wards": list(h.wards)} for h in reference.hospitals.values()
+            ],
+            "pathways": [
+                {"pathway": p.pathway, "means": p.means, "route": p.route, "brokered": p.pathway == 1}
+                for p in sorted(reference.pathways.values(), key=lambda p: p.pathway)
             ],
             "in_house_services": [
                 {

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from decimal import Decimal
+from fractions import Fraction
 from typing import Literal
 
 from schemas.events import PackageSpec, ProviderProfile, VisitPattern
@@ -881,23 +882,60 @@ PENNY = Decimal("0.01")
 
 @dataclass(frozen=True)
 class Period:
-    """Who pays from ``effective_from`` (a UK date) until the next period: each funder's per cent."""
+    """Who pays from ``effective_from`` (a UK date) until the next period: each funder's per cent,
+    and (decision record 0121) ``calls``: (call, funder) pairs - a daily call of the visit pattern
+    (1 = the first of the day, in time order) paid whole by a funder of its own, say the NHS paying
+    the morning medication call; the ``shares`` then split the rest of the week."""
 
     effective_from: dt.date
     funder: str
     shares: tuple[tuple[str, Decimal], ...]
+    calls: tuple[tuple[int, str], ...] = ()
 
 
-def funding_refusal(periods: Sequence[Period], *, first_day: dt.date | None) -> Refusal | None:
+def calls_refusal(period: Period, where: str, calls_per_day: int | None) -> Refusal | None:
+    """A period's named calls (decision record 0121): each a call of the visit pattern (1 to
+    ``calls_per_day``; None: not checked), named once, paid by one funder (never ``joint``) other
+    than the period's own single funder, and at least one call left for the period's shares. A 422
+    naming ``periods[i].calls[j].call`` or ``.funder``, or ``periods[i].calls``."""
+    seen: set[int] = set()
+    for j, (call, funder) in enumerate(period.calls):
+        at = f"{where}.calls[{j}]"
+        if call < 1 or (calls_per_day is not None and call > calls_per_day):
+            pattern = "" if calls_per_day is None else f": the visit pattern has {calls_per_day} call(s) a day"
+            return Refusal(422, f"{at}.call", f"there is no call {call}{pattern}")
+        if call in seen:
+            return Refusal(422, f"{at}.call", f"call {call} is named twice")
+        seen.add(call)
+        if funder == "joint":
+            return Refusal(422, f"{at}.funder", "a call is paid by one funder, never joint")
+        if funder == period.funder:
+            return Refusal(422, f"{at}.funder", f"{funder} pays the period already: name only another funder's calls")
+    if calls_per_day is not None and period.calls and len(seen) >= calls_per_day:
+        return Refusal(
+            422,
+            f"{where}.calls",
+            f"every one of the {calls_per_day} call(s) a day is named: leave at least one to the period's funder",
+        )
+    return None
+
+
+def funding_refusal(
+    periods: Sequence[Period], *, first_day: dt.date | None, calls_per_day: int | None = None
+) -> Refusal | None:
     """Whether a package's funding record is whole: at least one period; dates rising; each period's
     shares adding up to exactly 100% (422 ``periods[i].shares`` naming the total); a joint period
-    split between at least two different funders, a single funder's period 100% that funder's; the
-    first period starting on or before ``first_day`` (the package's first day of care), so no day of
-    care has no funder (422 ``periods[0].effective_from``). None when it is whole."""
+    split between at least two different funders, a single funder's period 100% that funder's; any
+    named calls calls of the visit pattern of ``calls_per_day`` calls a day (:func:`calls_refusal`);
+    the first period starting on or before ``first_day`` (the package's first day of care), so no
+    day of care has no funder (422 ``periods[0].effective_from``). None when it is whole."""
     if not periods:
         return Refusal(422, "periods", "at least one funding period is needed")
     for i, period in enumerate(periods):
         where = f"periods[{i}]"
+        refusal = calls_refusal(period, where, calls_per_day)
+        if refusal is not None:
+            return refusal
         if i and period.effective_from <= periods[i - 1].effective_from:
             return Refusal(
                 422,
@@ -937,18 +975,54 @@ def period_on(periods: Sequence[Period], day: dt.date) -> Period | None:
     return current
 
 
+def split_pennies(amount: Decimal, weights: Sequence[Fraction]) -> list[Decimal]:
+    """``amount`` (pounds) split by per-cent ``weights`` (adding up to 100, exact fractions) into
+    pennies that add up to it exactly: each part rounded down to the penny, the pennies left over
+    going to the largest remainders first (ties in the weights' order)."""
+    pennies = int(amount.quantize(PENNY) / PENNY)
+    exact = [pennies * w / 100 for w in weights]
+    floors = [int(e) for e in exact]  # exact >= 0: int() rounds down
+    left = pennies - sum(floors)
+    for i in sorted(range(len(exact)), key=lambda i: -(exact[i] - floors[i]))[:left]:
+        floors[i] += 1
+    return [Decimal(f) * PENNY for f in floors]
+
+
 def split_pounds(amount: Decimal, shares: Sequence[tuple[str, Decimal]]) -> dict[str, Decimal]:
-    """``amount`` (pounds) split by per-cent ``shares`` into pennies that add up to it exactly: each
-    share rounded down to the penny, the pennies left over going to the largest remainders first
-    (ties in the shares' order)."""
-    total = amount.quantize(PENNY)
-    exact = [(f, total * p / 100) for f, p in shares]
-    floors = {f: e.quantize(PENNY, rounding="ROUND_FLOOR") for f, e in exact}
-    left = int((total - sum(floors.values(), Decimal(0))) / PENNY)
-    by_remainder = sorted(range(len(exact)), key=lambda i: -(exact[i][1] - floors[exact[i][0]]))
-    for i in by_remainder[:left]:
-        floors[exact[i][0]] += PENNY
-    return floors
+    """``amount`` (pounds) split by per-cent ``shares`` into pennies that add up to it exactly
+    (:func:`split_pennies`)."""
+    parts = split_pennies(amount, [Fraction(p) for _, p in shares])
+    return {f: part for (f, _), part in zip(shares, parts, strict=True)}
+
+
+@dataclass(frozen=True)
+class FunderWeight:
+    """One funder's part of a period's week (decision records 0089, 0121): ``basis`` ``share`` (its
+    per cent of the part no named call takes) or ``calls`` (the named ``calls``, each a day's call
+    paid whole); ``percent`` of the whole week's cost at the band rate, an exact fraction."""
+
+    funder: str
+    basis: Literal["share", "calls"]
+    calls: tuple[int, ...]
+    percent: Fraction
+
+
+def funder_weights(period: Period, calls_per_day: int | None) -> tuple[FunderWeight, ...]:
+    """How a period's week divides between its funders (decision record 0121): each named call is
+    ``1 / calls_per_day`` of the week (the calls of a visit pattern are of equal length and carers),
+    its funder's; the rest is split by the period's shares. The weights add up to exactly 100 per
+    cent. Raises ValueError when calls are named and ``calls_per_day`` is unknown or too few."""
+    if not period.calls:
+        return tuple(FunderWeight(f, "share", (), Fraction(p)) for f, p in period.shares)
+    if calls_per_day is None or len(period.calls) >= calls_per_day or max(c for c, _ in period.calls) > calls_per_day:
+        raise ValueError(f"calls {period.calls} do not fit a pattern of {calls_per_day} call(s) a day")
+    by_funder: dict[str, list[int]] = {}
+    for call, funder in sorted(period.calls):
+        by_funder.setdefault(funder, []).append(call)
+    weights = [FunderWeight(f, "calls", tuple(c), Fraction(100 * len(c), calls_per_day)) for f, c in by_funder.items()]
+    rest = Fraction(calls_per_day - len(period.calls), calls_per_day)
+    weights += [FunderWeight(f, "share", (), Fraction(p) * rest) for f, p in period.shares]
+    return tuple(weights)
 
 
 @dataclass(frozen=True)
@@ -961,19 +1035,53 @@ class WeeklyCost:
     by_funder: dict[str, Decimal]
     above_band: Decimal
     above_band_paid_by: str | None
+    parts: tuple[tuple[FunderWeight, Decimal], ...] = ()
 
 
 def weekly_cost(
-    *, hours_per_week: Decimal, hourly_rate: Decimal, band_rate: Decimal, period: Period, top_up_paid_by: str | None
+    *,
+    hours_per_week: Decimal,
+    hourly_rate: Decimal,
+    band_rate: Decimal,
+    period: Period,
+    top_up_paid_by: str | None,
+    calls_per_day: int | None = None,
 ) -> WeeklyCost:
     """The weekly cost (hours x the awarded rate, pounds) split by funder. Up to the band rate the
-    period's funders pay by their shares; above it, the top-up's payer when the person chose the
-    provider with a top-up, else the council (an above-rate exception it approved)."""
+    period's named calls go to their funders and the rest by its shares (:func:`funder_weights`,
+    ``calls_per_day`` the visit pattern's), in pennies adding up exactly; above it, the top-up's payer
+    when the person chose the provider with a top-up, else the council (an above-rate exception it
+    approved). ``parts``: each weight with its pounds; ``by_funder`` the pounds summed by funder."""
     total = (hours_per_week * hourly_rate).quantize(PENNY)
     at_band = (hours_per_week * min(hourly_rate, band_rate)).quantize(PENNY)
     above = total - at_band
     payer = (top_up_paid_by or "council") if above > 0 else None
-    return WeeklyCost(total, split_pounds(at_band, period.shares), above, payer)
+    weights = funder_weights(period, calls_per_day)
+    pounds = split_pennies(at_band, [w.percent for w in weights])
+    by_funder: dict[str, Decimal] = {}
+    for weight, amount in zip(weights, pounds, strict=True):
+        by_funder[weight.funder] = by_funder.get(weight.funder, Decimal(0)) + amount
+    return WeeklyCost(total, by_funder, above, payer, tuple(zip(weights, pounds, strict=True)))
+
+
+def calls_left_unfunded(periods: Sequence[Period], calls_per_day: int) -> Refusal | None:
+    """A change to ``calls_per_day`` calls a day while a funding period names a call the new pattern
+    would not have, or would leave no call to the period's funder (decision record 0121): refused
+    until the funding is recorded again - a 422 naming ``visits.calls_per_day``. Every period
+    counts, past ones too: the weekly cost of any day is worked out on the package's pattern. None
+    when every named call still exists."""
+    for i, period in enumerate(periods):
+        if not period.calls:
+            continue
+        if calls_refusal(period, f"periods[{i}]", calls_per_day) is not None:
+            named = ", ".join(f"call {c} ({f})" for c, f in period.calls)
+            return Refusal(
+                422,
+                "visits.calls_per_day",
+                f"the funding from {period.effective_from} names {named}, which {calls_per_day} call(s) a day "
+                "would not have: record the funding again first",
+            )
+    return None
 
 
 # ---- hospital discharge (decision record 0097) -----------------------------------------------------
@@ -999,14 +1107,34 @@ class DischargeRules:
     fallback_after: dt.timedelta = dt.timedelta(hours=36)
 
 
+# The one discharge pathway that is care at home (000:65-66: "home with support"): decision record 0120.
+HOME_CARE_PATHWAY = 1
+
+
 def discharge_refusal(
-    *, pathway: int, medically_fit_on: dt.date, start_date: dt.date, today: dt.date, rules: DischargeRules
+    *,
+    pathway: int,
+    medically_fit_on: dt.date,
+    start_date: dt.date,
+    today: dt.date,
+    rules: DischargeRules,
+    pathway_route: tuple[str, str] | None = None,
 ) -> Refusal | None:
-    """Whether a discharge request is acceptable; a 422 naming its field when not. Pathway 0 is
-    "home with no support" (000:65): no package to broker. The medically-fit date is a UK date within
-    the limits either side of ``today``; care cannot start before the person is medically fit."""
-    if pathway == 0:
-        return Refusal(422, "discharge.pathway", "pathway 0 is home with no new support: there is no package to broker")
+    """Whether a discharge request is acceptable; a 422 naming its field when not. Only pathway 1
+    ("home with support", 000:65-66) is care at home for this brokerage (decision record 0120):
+    pathway 0 is home with no new support (nothing to broker), 2 a bedded rehabilitation setting and
+    3 a care home - refused as not home care, the words naming ``pathway_route`` (what the pathway
+    means, the route the Hub takes for it: deploy/reference/discharge.yaml). The medically-fit date
+    is a UK date within the limits either side of ``today``; care cannot start before the person is
+    medically fit."""
+    if pathway != HOME_CARE_PATHWAY:
+        means, route = pathway_route or (f"pathway {pathway}", "not brokered here")
+        return Refusal(
+            422,
+            "discharge.pathway",
+            f"pathway {pathway} is {means}, not care at home: {route}. Only pathway {HOME_CARE_PATHWAY} "
+            "(home with support) is brokered as home care",
+        )
     if medically_fit_on > today + dt.timedelta(days=rules.fit_ahead_days):
         return Refusal(
             422,
@@ -1096,9 +1224,10 @@ class PayerLine:
     band rate) or ``above_band`` (the part above the band rate)."""
 
     payer: str
-    basis: Literal["share", "above_band"]
+    basis: Literal["share", "calls", "above_band"]
     percent: Decimal | None
     pounds_per_week: Decimal
+    calls: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -1139,19 +1268,36 @@ class AgreementTerms:
 
 
 def payer_lines(
-    *, hours_per_week: Decimal, hourly_rate: Decimal, band_rate: Decimal, period: Period, top_up_paid_by: str | None
+    *,
+    hours_per_week: Decimal,
+    hourly_rate: Decimal,
+    band_rate: Decimal,
+    period: Period,
+    top_up_paid_by: str | None,
+    calls_per_day: int | None = None,
 ) -> tuple[PayerLine, ...]:
-    """A week's cost as payers' lines (decision 0089's :func:`weekly_cost`): each funder's share of the
-    cost at the band rate (its per cent, pennies by largest remainder), then the part above the band
-    rate to the top-up's payer or the council. The lines add up to the weekly cost exactly."""
+    """A week's cost as payers' lines (decision 0089's :func:`weekly_cost`): each funder's named calls
+    (basis ``calls``, decision 0121) and share of the cost at the band rate (pennies by largest
+    remainder), then the part above the band rate to the top-up's payer or the council. The lines
+    add up to the weekly cost exactly; their per cents (of the cost at the band rate, to two
+    decimals, by largest remainder too) add up to exactly 100."""
     cost = weekly_cost(
         hours_per_week=hours_per_week,
         hourly_rate=hourly_rate,
         band_rate=band_rate,
         period=period,
         top_up_paid_by=top_up_paid_by,
+        calls_per_day=calls_per_day,
     )
-    lines = [PayerLine(f, "share", pct, cost.by_funder[f]) for f, pct in period.shares]
+    percents = (
+        split_pennies(Decimal(100), [w.percent for w, _ in cost.parts])
+        if period.calls
+        else [pct for _, pct in period.shares]  # as recorded
+    )
+    lines = [
+        PayerLine(w.funder, w.basis, pct, amount, w.calls)
+        for (w, amount), pct in zip(cost.parts, percents, strict=True)
+    ]
     if cost.above_band > 0:
         payer = TOP_UP_PAYERS.get(top_up_paid_by or "", "council")
         lines.append(PayerLine(payer, "above_band", None, cost.above_band))
@@ -1167,6 +1313,7 @@ def agreement_funding(
     hourly_rate: Decimal,
     band_rate: Decimal,
     top_up_paid_by: str | None,
+    calls_per_day: int | None = None,
 ) -> tuple[FundingPart, ...]:
     """The funding record's ``periods`` (decision 0089) cut to an agreement's dates: one part per
     period that overlaps ``start_date``..``end_date``, each from the later of the two starts to the
@@ -1188,6 +1335,7 @@ def agreement_funding(
             band_rate=band_rate,
             period=period,
             top_up_paid_by=top_up_paid_by,
+            calls_per_day=calls_per_day,
         )
         parts.append(FundingPart(begins, ends, period.funder, lines))
     return tuple(parts)
@@ -1288,6 +1436,7 @@ EXPORT_COLUMNS = (
     "Funder",
     "FundingBasis",
     "FundingPercent",
+    "FundingCalls",
     "FundingWeeklyAmount",
     "RecordedAt",
 )
@@ -1345,10 +1494,13 @@ def export_rows(
                     "Funder": line.payer,
                     "FundingBasis": line.basis,
                     "FundingPercent": "" if line.percent is None else f"{line.percent:.2f}",
+                    "FundingCalls": " ".join(str(c) for c in line.calls),
                     "FundingWeeklyAmount": f"{line.pounds_per_week:.2f}",
                 }
             )
     if not rows:
-        blank = dict.fromkeys(("FundingStartDate", "FundingEndDate", "Funder", "FundingBasis", "FundingPercent"), "")
+        blank = dict.fromkeys(
+            ("FundingStartDate", "FundingEndDate", "Funder", "FundingBasis", "FundingPercent", "FundingCalls"), ""
+        )
         rows.append(common | blank | {"FundingWeeklyAmount": ""})
     return [{c: row[c] for c in EXPORT_COLUMNS} for row in rows]

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from schemas.events import (
     AgreementFunding,
     BidRank,
     BidSubmitted,
+    CallFunding,
     ChangeAnswered,
     ChangeDeclined,
     ChangeOffered,
@@ -1100,6 +1100,11 @@ async def request_change(
         today=clock.uk_date(at),
         limits=rules.date_limits,
     )
+    if refusal is None and visits.calls_per_day < previous.visits.calls_per_day:
+        # A call that the funding names cannot disappear under it (decision record 0121).
+        record = await repo.funding_of(uow.conn, package_id)
+        if record is not None:
+            refusal = domain.calls_left_unfunded(repo.periods_of(record), visits.calls_per_day)
     if refusal is not None:
         raise Refused(refusal)
     # A new provider taking the changed package on would start on the effective date.
@@ -1462,10 +1467,16 @@ class FundingPeriodInput:
     effective_from: dt.date
     funder: Funder
     shares: list[tuple[Funder, Decimal]] | None = None
+    calls: list[tuple[int, Funder]] = dataclasses.field(default_factory=list)
 
     def period(self) -> domain.Period:
         shares = self.shares if self.shares is not None else [(self.funder, Decimal(100))]
-        return domain.Period(self.effective_from, self.funder.value, tuple((f.value, p) for f, p in shares))
+        return domain.Period(
+            self.effective_from,
+            self.funder.value,
+            tuple((f.value, p) for f, p in shares),
+            tuple((c, f.value) for c, f in self.calls),
+        )
 
 
 # Funding is recorded for any package not finished (cancelled, or ended with its last day gone).
@@ -1498,8 +1509,14 @@ async def record_funding(
         raise Refused(domain.Refusal(409, "status", f"the package is {status}: its funding can no longer change"))
     spec = repo.spec_of(package)
     first_day = package["started_on"] or spec.start_date
+    # Named calls must be calls of the visit pattern - of a change awaiting its answer too (decision 0121).
+    calls_per_day = spec.visits.calls_per_day
+    if package["pending_change_id"] is not None:
+        pending = await repo.pending_change(uow.conn, package["pending_change_id"])
+        if pending is not None:
+            calls_per_day = min(calls_per_day, PackageSpec.model_validate_json(pending["spec"]).visits.calls_per_day)
     wanted = [p.period() for p in periods]
-    refusal = domain.funding_refusal(wanted, first_day=first_day)
+    refusal = domain.funding_refusal(wanted, first_day=first_day, calls_per_day=calls_per_day)
     if refusal is not None:
         raise Refused(refusal)
     contract = [
@@ -1507,6 +1524,7 @@ async def record_funding(
             effective_from=p.effective_from,
             funder=Funder(p.funder),
             shares=[FundingShare(funder=Funder(f), percent=pct) for f, pct in p.shares],
+            calls=[CallFunding(call=c, funder=Funder(f)) for c, f in p.calls],
         )
         for p in wanted
     ]
@@ -1776,7 +1794,9 @@ def _discharge_refusal(
     then the rules of :func:`domain.discharge_refusal`."""
     if spec.urgency is not Urgency.hospital_discharge:
         return domain.Refusal(422, "urgency", "a package with a discharge has the urgency hospital_discharge")
-    hospitals = rules.discharge_reference().hospitals
+    reference = rules.discharge_reference()
+    route = reference.pathways.get(discharge.pathway)
+    hospitals = reference.hospitals
     hospital = hospitals.get(discharge.hospital)
     if hospital is None:
         return domain.Refusal(
@@ -1796,6 +1816,7 @@ def _discharge_refusal(
         start_date=spec.start_date,
         today=today,
         rules=rules.discharge,
+        pathway_route=None if route is None else (route.means, route.route),
     )
 
 
@@ -2024,15 +2045,7 @@ async def _funding_basis(uow: UnitOfWork, package: asyncpg.Record) -> tuple[list
         spec = repo.spec_of(package)
         funder = domain.REQUEST_FUNDERS[spec.funding.value]
         return [domain.Period(dt.date.min, funder, ((funder, Decimal(100)),))], None, 0
-    periods = [
-        domain.Period(
-            dt.date.fromisoformat(p["effective_from"]),
-            p["funder"],
-            tuple((s["funder"], Decimal(s["percent"])) for s in p["shares"]),
-        )
-        for p in json.loads(record["periods"])
-    ]
-    return periods, record["top_up_paid_by"], int(record["revision"])
+    return repo.periods_of(record), record["top_up_paid_by"], int(record["revision"])
 
 
 async def _with_funding(
@@ -2048,6 +2061,7 @@ async def _with_funding(
         hourly_rate=terms.hourly_rate,
         band_rate=terms.band_rate,
         top_up_paid_by=top_up,
+        calls_per_day=repo.spec_of(package).visits.calls_per_day,
     )
     return dataclasses.replace(terms, funding=funding, funding_revision=revision)
 
@@ -2091,6 +2105,7 @@ async def _write_agreement(
                         payer=Payer(line.payer),
                         basis=line.basis,
                         percent=line.percent,
+                        calls=list(line.calls),
                         pounds_per_week=line.pounds_per_week,
                     )
                     for line in part.lines

@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 
 from schemas.events import PackageSpec, ProviderProfile, ServiceAgreementRecorded
-from services.brokerage.domain import AgreementTerms, Answer, Approval, FundingPart, PayerLine, RoundState
+from services.brokerage.domain import AgreementTerms, Answer, Approval, FundingPart, PayerLine, Period, RoundState
 from services.runtime.db import Connection, fetch_one
 from services.runtime.outbox import UnitOfWork
 
@@ -929,6 +929,19 @@ async def funding_of(conn: Connection | asyncpg.Pool, package_id: uuid.UUID) -> 
     )
 
 
+def periods_of(record: asyncpg.Record) -> list[Period]:
+    """A stored funding record's periods (decision records 0089, 0121: ``calls`` since the latter)."""
+    return [
+        Period(
+            dt.date.fromisoformat(p["effective_from"]),
+            p["funder"],
+            tuple((s["funder"], Decimal(s["percent"])) for s in p["shares"]),
+            tuple((int(c["call"]), c["funder"]) for c in p.get("calls") or ()),
+        )
+        for p in json.loads(record["periods"])
+    ]
+
+
 # ---- hospital discharge (decision 0097) --------------------------------------------------------------
 
 # A discharge whose fallback may still fall due: the package not placed yet (nor cancelled).
@@ -1096,6 +1109,7 @@ def terms_of(row: asyncpg.Record) -> AgreementTerms:
                     line["basis"],
                     None if line["percent"] is None else Decimal(line["percent"]),
                     Decimal(line["pounds_per_week"]),
+                    tuple(line.get("calls") or ()),
                 )
                 for line in p["lines"]
             ),

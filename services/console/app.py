@@ -76,6 +76,7 @@ class Console:
             auth=service_account(settings),
         )
         self.zones: list[dict] = []
+        self.discharge: dict | None = None  # the brokerage's hospitals and pathways (decision 0120), read once
         self.health: domain.Health | None = None  # operations' health at a glance, kept for domain.HEALTH_TTL
 
     @property

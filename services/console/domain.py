@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -334,6 +334,12 @@ LABELS = {
     "urgency": "Urgency",
     "start_date": "Start date",
     "funding": "Funding",
+    "discharge_hospital": "Hospital",
+    "discharge_ward": "Ward",
+    "discharge_pathway": "Discharge pathway",
+    "discharge_medically_fit_on": "Medically fit date",
+    "discharge_reablement_potential": "Reablement potential",
+    "discharge_nhs_funded_weeks": "Weeks of NHS discharge funding",
     "person_full_name": "Full name",
     "person_address": "Address",
     "person_postcode": "Postcode",
@@ -370,7 +376,18 @@ VISIT_RANGES = {
     "days_per_week": (1, 7),
 }
 VISIT_EXAMPLES = {"calls_per_day": 2, "minutes_per_call": 30, "carers_per_call": 1, "days_per_week": 7}
-DATES = {"start_date", "person_date_of_birth"}
+DATES = {"start_date", "person_date_of_birth", "discharge_medically_fit_on"}
+# A hospital discharge's questions (decision records 0097, 0120): asked with the urgency
+# hospital_discharge, and only then; blank answers get these messages.
+DISCHARGE_REQUIRED = {
+    "discharge_hospital": "Select the hospital",
+    "discharge_ward": "Enter the ward code",
+    "discharge_pathway": "Select the discharge pathway",
+    "discharge_medically_fit_on": "Enter the date the person is medically fit",
+}
+DISCHARGE_FIELDS = (*DISCHARGE_REQUIRED, "discharge_reablement_potential", "discharge_nhs_funded_weeks")
+NHS_FUNDED_WEEKS = (0, 8)  # the brokerage's range (services/brokerage/api.py DischargeRequest)
+DISCHARGE_FIT_AHEAD_DAYS, DISCHARGE_FIT_BACK_DAYS = 14, 28  # the brokerage's defaults; it checks its own
 # The longest answers the brokerage keeps (its API's limits).
 MAX_LENGTHS = {"person_full_name": 200, "person_address": 500, "person_care_notes": 5000, "person_email": 254}
 MAX_HOURS = Decimal(168)
@@ -413,13 +430,18 @@ def package_request(
     form: Mapping[str, str | Sequence[str]],
     zones: Sequence[Mapping[str, Any]] = (),
     today: dt.date | None = None,
+    discharge: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any] | None, dict[str, str]]:
     """The brokerage API's request from the form's answers, or every problem with them at once, in
     the form's order and in plain words (GOV.UK's error summary): blank required answers, numbers
     and dates that are not, ranges, identifiers (postcode, NHS number, phone, email: the platform's
     own checks, services/runtime/identifiers.py), the district against the zone (``zones``: the
-    brokerage's reference data) and the hours against the visits. ``today``: the UK date.
-    What the API still refuses comes back through :func:`errors_from_api`."""
+    brokerage's reference data) and the hours against the visits. ``today``: the UK date. With the
+    urgency hospital_discharge the discharge's answers too (``discharge``: the brokerage's
+    ``GET /reference/hospitals``, its hospitals, wards and pathways; decision records 0097, 0120):
+    only pathway 1 is home care, the others refused with their route; without that urgency no
+    discharge answer may be given. What the API still refuses comes back through
+    :func:`errors_from_api`."""
     today = today or clock.uk_today()
     errors: dict[str, str] = {}
 
@@ -443,6 +465,10 @@ def package_request(
             values[field] = text(field) or None
         if not values[field] and field in REQUIRED and field not in errors:
             errors[field] = REQUIRED[field]
+    discharge_asked = values["urgency"] == "hospital_discharge"
+    for field, message in DISCHARGE_REQUIRED.items():
+        if discharge_asked and not values[field] and field not in errors:
+            errors[field] = message
 
     def check(field: str, problem: str | None) -> None:
         if problem and field not in errors:
@@ -540,6 +566,8 @@ def package_request(
         if values[field] and len(str(values[field])) > longest:
             check(field, f"{LABELS[field].removesuffix(' (optional)')} must be {longest:,} characters or fewer")
 
+    discharge_block = _discharge_answers(values, discharge or {}, check, asked=discharge_asked, today=today)
+
     if errors:
         return None, {f: errors[f] for f in LABELS if f in errors}  # in the form's order, as the summary lists them
     person = {f: values[f"person_{f}"] for f in PERSON_FIELDS if values[f"person_{f}"] is not None}
@@ -557,7 +585,80 @@ def package_request(
         "funding": values["funding"],
         "person": person,
     }
+    if discharge_block is not None:
+        request["discharge"] = discharge_block
     return request, {}
+
+
+def _discharge_answers(
+    values: Mapping[str, Any],
+    reference: Mapping[str, Any],
+    check: Callable[[str, str | None], None],
+    *,
+    asked: bool,
+    today: dt.date,
+) -> dict[str, Any] | None:
+    """The request's ``discharge`` block from the answers (decision records 0097, 0120), problems
+    reported through ``check``; None when the urgency is not hospital_discharge (then any discharge
+    answer is a problem of the urgency: the two go together)."""
+    given = [f for f in DISCHARGE_FIELDS if values[f] and f != "discharge_nhs_funded_weeks"]
+    if not asked:
+        if given:
+            check("urgency", "Select Hospital discharge as the urgency, or remove the hospital discharge answers")
+        return None
+    hospitals = {h["code"]: h for h in reference.get("hospitals", [])}
+    hospital = values["discharge_hospital"]
+    if hospital and hospitals and hospital not in hospitals:
+        check("discharge_hospital", "Select the hospital from the list")
+    ward = (values["discharge_ward"] or "").upper()
+    if ward and hospital in hospitals and ward not in hospitals[hospital]["wards"]:
+        check(
+            "discharge_ward",
+            f"{ward} is not a ward of {hospitals[hospital]['name']}: "
+            f"enter one of {', '.join(hospitals[hospital]['wards'])}",
+        )
+    pathway = values["discharge_pathway"]
+    routes = {str(p["pathway"]): p for p in reference.get("pathways", [])}
+    if pathway and pathway != "1":
+        route = routes.get(str(pathway))
+        check(
+            "discharge_pathway",
+            f"Pathway {pathway} is {route['means']}, not care at home: {route['route']}"
+            if route
+            else "Select pathway 1: only home with support is brokered as home care",
+        )
+    fit = values["discharge_medically_fit_on"]
+    start = values["start_date"]
+    if fit is not None and fit > today + dt.timedelta(days=DISCHARGE_FIT_AHEAD_DAYS):
+        check(
+            "discharge_medically_fit_on",
+            f"Medically fit date must be within {DISCHARGE_FIT_AHEAD_DAYS} days from today",
+        )
+    elif fit is not None and fit < today - dt.timedelta(days=DISCHARGE_FIT_BACK_DAYS):
+        check(
+            "discharge_medically_fit_on", f"Medically fit date must be within the last {DISCHARGE_FIT_BACK_DAYS} days"
+        )
+    elif fit is not None and start is not None and start < fit:
+        check("start_date", "Start date must be on or after the date the person is medically fit")
+    weeks_text = values["discharge_nhs_funded_weeks"] or "4"
+    low, high = NHS_FUNDED_WEEKS
+    if not str(weeks_text).isdigit() or not low <= int(str(weeks_text)) <= high:
+        check(
+            "discharge_nhs_funded_weeks", f"Weeks of NHS discharge funding must be a whole number from {low} to {high}"
+        )
+        weeks = 0
+    else:
+        weeks = int(str(weeks_text))
+    if not (hospital and ward and pathway and fit):
+        return None
+    return {
+        "hospital": hospital,
+        "ward": ward,
+        "pathway": int(pathway) if str(pathway).isdigit() else pathway,
+        "medically_fit_on": fit.isoformat(),
+        "reablement_potential": values["discharge_reablement_potential"] == "yes",
+        "nhs_funded_weeks": weeks,
+    }
 
 
 def form_field(api_field: str | None) -> str | None:
@@ -568,6 +669,10 @@ def form_field(api_field: str | None) -> str | None:
         name = "person_" + api_field.removeprefix("person.")
     elif api_field.startswith("visits."):
         name = api_field.removeprefix("visits.")
+    elif api_field == "discharge":  # the urgency hospital_discharge without the block (decision 0120)
+        name = "discharge_hospital"
+    elif api_field.startswith("discharge."):
+        name = "discharge_" + api_field.removeprefix("discharge.")
     else:
         name = api_field.split(".")[0]
     return name if name in LABELS else None
@@ -584,6 +689,11 @@ REFUSED_FIELDS = {
     "urgency": "Select the urgency",
     "start_date": "Start date must be today or within a year from today",
     "funding": "Select the funding",
+    "discharge_hospital": "Select the hospital from the list",
+    "discharge_ward": "Enter a ward code of that hospital, like W17",
+    "discharge_pathway": "Select pathway 1: only home with support is brokered as home care",
+    "discharge_medically_fit_on": "Medically fit date must be within 14 days ahead or 28 days back",
+    "discharge_nhs_funded_weeks": "Weeks of NHS discharge funding must be a whole number from 0 to 8",
     "person_postcode": "Check the postcode: it must be a real postcode in the postcode district",
     "person_nhs_number": "Enter a real NHS number: check the 10 digits",
     "person_date_of_birth": "Date of birth must be a real date in the past",

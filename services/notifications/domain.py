@@ -518,8 +518,14 @@ def _funding(event: FundingRecorded, provider_names: dict[str, str]) -> list[Mes
     periods = [
         {
             "effective_from": _day(p.effective_from),
-            "funders": ", ".join(
-                f"{FUNDER_WORDS.get(s.funder, s.funder)} {s.percent.normalize():f}%" for s in p.shares
+            # Decision 0121: the calls a funder pays whole come first ("call 1 of each day: ..."),
+            # then the shares of the rest.
+            "funders": "; ".join(
+                [f"call {c.call} of each day: {FUNDER_WORDS.get(c.funder, c.funder)}" for c in p.calls]
+                + [
+                    ("the rest: " if p.calls else "")
+                    + ", ".join(f"{FUNDER_WORDS.get(s.funder, s.funder)} {s.percent.normalize():f}%" for s in p.shares)
+                ]
             ),
             "self_funded": p.funder == "self_funder",
         }

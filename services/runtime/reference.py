@@ -13,7 +13,7 @@ import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -368,13 +368,41 @@ class InHouse:
 
 
 @dataclass(frozen=True)
+class DischargePathway:
+    """A national discharge pathway (0-3) as the Discharge Hub sees it: what it ``means`` and the
+    ``route`` the Hub takes for it (decision record 0120). Only pathway 1 is care at home, brokered here."""
+
+    pathway: int
+    means: str
+    route: str
+
+
+# The pathways when discharge.yaml names none (an installation's older file): decision record 0120.
+DEFAULT_PATHWAYS = (
+    DischargePathway(0, "home with no new support", "there is no package to broker: the ward discharges the person"),
+    DischargePathway(1, "home with support", "home care, brokered here (reablement first where the Hub saw potential)"),
+    DischargePathway(
+        2,
+        "a bedded rehabilitation setting",
+        "the Discharge Hub books a community rehabilitation bed; request home care (pathway 1) when the person "
+        "leaves it",
+    ),
+    DischargePathway(
+        3, "a care home", "a residential or nursing placement, arranged by the council's care home placements team"
+    ),
+)
+
+
+@dataclass(frozen=True)
 class DischargeReference:
-    """``discharge.yaml``: the hospitals and their wards (codes), and the in-house services in the
-    order the fallback tries them (decision record 0097)."""
+    """``discharge.yaml``: the hospitals and their wards (codes), the in-house services in the
+    order the fallback tries them (decision record 0097), and the discharge pathways with the route
+    each takes (decision record 0120)."""
 
     version: str
     hospitals: dict[str, Hospital]
     in_house: tuple[InHouse, ...]
+    pathways: dict[int, DischargePathway] = field(default_factory=lambda: {p.pathway: p for p in DEFAULT_PATHWAYS})
 
     def service(self, name: str) -> InHouse | None:
         return next((s for s in self.in_house if s.service == name), None)
@@ -396,7 +424,13 @@ def _parse_discharge(raw: dict) -> DischargeReference:
     for s in services:
         if s.service not in ("reablement", "crisis_response") or s.hours_per_week < 0:
             raise ValueError(f"in-house service {s.service}: unknown, or a negative capacity")
-    return DischargeReference(str(raw["version"]), hospitals, services)
+    pathways = {p.pathway: p for p in DEFAULT_PATHWAYS}
+    for entry in raw.get("pathways") or []:
+        number = int(entry["pathway"])
+        if number not in pathways:
+            raise ValueError(f"discharge pathway {number}: the national pathways are 0-3")
+        pathways[number] = DischargePathway(number, str(entry["means"]), str(entry["route"]))
+    return DischargeReference(str(raw["version"]), hospitals, services, pathways)
 
 
 _DISCHARGE = ReferenceFile("discharge.yaml", _parse_discharge, what="discharge reference data", shipped="always")

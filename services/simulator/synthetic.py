@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 from decimal import Decimal
+from typing import Any
 
 from services.runtime import clock
 from services.runtime.reference import Framework
@@ -67,6 +68,10 @@ BAND_BY_SIZE = {
     "rural_free": (["rural", "isolated"], [5, 5]),
 }
 URGENCY = (["hospital_discharge", "reablement_step_down", "community"], [4, 2, 4])
+# A discharge request carries the Discharge Hub's codes (decision records 0097, 0120): hospitals and
+# wards of the shipped deploy/reference/discharge.yaml, taken in turn (no draw from the generator, so
+# a seed gives the same packages as before the block existed).
+HOSPITAL_WARDS = (("uhl-lri", "W17"), ("uhl-lgh", "W14"), ("uhl-glenfield", "W24"), ("lpt-loughborough", "SWITHLAND"))
 NEEDS_EXTRA = ["medication", "dementia", "mobility", "nutrition", "end_of_life", "mental_health"]
 
 
@@ -90,7 +95,7 @@ def package_request(rng: random.Random, framework: Framework, zone_id: str, *, i
     needs = ["personal_care", *rng.sample(NEEDS_EXTRA, k=rng.choice([0, 1, 1, 2]))]
     district = rng.choice(zone.postcode_districts)
     first, last = rng.choice(FIRST), rng.choice(LAST)
-    return {
+    body: dict[str, Any] = {
         "zone": zone_id,
         "band": rng.choices(bands, weights)[0],
         "postcode_district": district,
@@ -121,6 +126,19 @@ def package_request(rng: random.Random, framework: Framework, zone_id: str, *, i
             "care_notes": f"Lives alone; key safe code {rng.randint(1000, 9999)}.",
         },
     }
+    if body["urgency"] == "hospital_discharge":
+        # Pathway 1 (home with support), medically fit today; no reablement referral and no NHS weeks,
+        # so a load test's discharges cost the market what they did (the fallback still has a deadline).
+        hospital, ward = HOSPITAL_WARDS[index % len(HOSPITAL_WARDS)]
+        body["discharge"] = {
+            "hospital": hospital,
+            "ward": ward,
+            "pathway": 1,
+            "medically_fit_on": clock.uk_today().isoformat(),
+            "reablement_potential": False,
+            "nhs_funded_weeks": 0,
+        }
+    return body
 
 
 def batch(framework: Framework, count: int, seed: int = 7) -> list[dict]:

@@ -206,6 +206,52 @@ async def test_every_problem_on_the_request_form_is_listed_at_once_in_plain_word
     assert "/packages/new" in broker.url
 
 
+async def test_the_discharge_hub_requests_a_discharge_through_the_form_and_other_pathways_are_refused_by_name(
+    stack, console, pages
+):
+    """Decision records 0097 and 0120: the request form carries the Discharge Hub's codes. The urgency
+    hospital_discharge without them, a ward not of the hospital, or pathway 3 (a care home: not home
+    care) are listed at once, each linked to its question; answered well, the package is requested
+    with its discharge, shown on its page. Axe-clean at 1280 and 390 px, errors and all."""
+    broker = await pages.signed_in("demo-broker")
+    await broker.goto(f"{console}/packages/new")
+    zone, district = roomiest_zone(stack)
+    await fill_package(broker, zone=zone, district=district)
+    await broker.check("#urgency")  # hospital discharge
+    today = dt.date.today()
+    for part, value in (("day", today.day), ("month", today.month), ("year", today.year)):
+        await broker.fill(f"#start_date-{part}", str(value))
+    await broker.click("button:has-text('Request the package')")
+    assert await summary_of(broker) == [
+        ("discharge_hospital", "Select the hospital"),
+        ("discharge_ward", "Enter the ward code"),
+        ("discharge_pathway", "Select the discharge pathway"),
+        ("discharge_medically_fit_on-day", "Enter the date the person is medically fit"),
+    ]
+    await pages.check(broker, "package-form-discharge-errors")
+    await pages.narrow(broker, "package-form-discharge-errors")
+
+    await broker.select_option("#discharge_hospital", "uhl-lri")
+    await broker.fill("#discharge_ward", "W99")
+    await broker.locator("input[name=discharge_pathway][value='3']").check()
+    for part, value in (("day", today.day), ("month", today.month), ("year", today.year)):
+        await broker.fill(f"#discharge_medically_fit_on-{part}", str(value))
+    await broker.click("button:has-text('Request the package')")
+    problems = dict(await summary_of(broker))
+    assert problems.keys() == {"discharge_ward", "discharge_pathway"}
+    assert "W99 is not a ward of Leicester Royal Infirmary" in problems["discharge_ward"]
+    assert problems["discharge_pathway"].startswith("Pathway 3 is a care home, not care at home: ")
+    assert await broker.input_value("#discharge_ward") == "W99"  # answers are kept
+
+    await broker.fill("#discharge_ward", "w17")
+    await broker.locator("input[name=discharge_pathway][value='1']").check()
+    await broker.fill("#discharge_nhs_funded_weeks", "2")
+    await broker.click("button:has-text('Request the package')")
+    await broker.wait_for_url(re.compile(r"/packages/[0-9a-f-]{36}\?created=1"))
+    shown = await broker.inner_text("#discharge-summary")
+    assert "W17" in shown and ("uhl-lri" in shown or "Leicester Royal Infirmary" in shown)
+
+
 async def test_the_package_form_can_be_completed_with_the_keyboard_alone(console, pages):
     broker = await pages.signed_in("demo-broker")
     await broker.goto(f"{console}/packages/new")

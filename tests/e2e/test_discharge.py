@@ -170,6 +170,8 @@ async def test_bad_discharge_input_is_a_422_naming_the_field_and_nothing_is_writ
     today = clock.uk_today()
     cases: list[tuple[dict[str, Any], str]] = [
         ({"pathway": 0}, "discharge.pathway"),
+        ({"pathway": 2}, "discharge.pathway"),  # a rehabilitation bed: not home care (decision 0120)
+        ({"pathway": 3}, "discharge.pathway"),  # a care home
         ({"medically_fit_on": (today + dt.timedelta(days=60)).isoformat()}, "discharge.medically_fit_on"),
         ({"hospital": "st-elsewhere"}, "discharge.hospital"),
         ({"ward": "W99"}, "discharge.ward"),
@@ -188,6 +190,10 @@ async def test_bad_discharge_input_is_a_422_naming_the_field_and_nothing_is_writ
         community = discharge_body(99, "melton") | {"urgency": "community"}
         response = await api.post("/packages", json=community)
         assert response.status_code == 422 and response.json()["fields"][0]["field"] == "urgency"
+        # The other way round too: the urgency hospital_discharge without the Hub's block.
+        bare = {k: v for k, v in discharge_body(99, "melton").items() if k != "discharge"}
+        response = await api.post("/packages", json=bare)
+        assert response.status_code == 422 and response.json()["fields"][0]["field"] == "discharge"
     [after] = await query(
         database_url,
         "SELECT (SELECT count(*) FROM brokerage.packages) AS p, (SELECT count(*) FROM brokerage.discharges) AS d",

@@ -184,3 +184,61 @@ async def test_funding_nhs_first_then_the_council_is_one_record_told_once_and_a_
     assert await told(database_url, package_id, "FundingRecorded", want=2) == Counter(
         {("provider", provider_id, "funding_provider"): 1, ("person", package_id, "funding_person"): 1}
     )
+
+
+async def test_funding_per_call_the_nhs_pays_the_last_call_told_once_finance_sees_it_and_losing_it_is_refused(
+    ready, database_url
+):
+    """Decision record 0121 on the real stack: a v2 FundingRecorded through Kafka to the notifications
+    service (the provider and the family told once each); the weekly cost and the finance record split
+    by call; a change to fewer calls a day that would lose the named call is a 422, nothing written."""
+    view = await running_package(ready, 50)  # seed 50: every zone tried has 2 or more calls a day
+    package_id, provider_id = view["package_id"], view["provider_id"]
+    visits = view["package"]["visits"]
+    calls = visits["calls_per_day"]
+    assert calls >= 2
+    today = clock.uk_today()
+    async with httpx.AsyncClient(base_url=ready.url("brokerage"), auth=staff(), timeout=10) as api:
+        funding = {
+            "periods": [
+                {
+                    "effective_from": today.isoformat(),
+                    "funder": "council",
+                    "calls": [{"call": calls, "funder": "nhs_continuing_healthcare"}],
+                }
+            ]
+        }
+        recorded = await api.put(f"/packages/{package_id}/funding", json=funding)
+        assert recorded.status_code == 200, recorded.text
+        cost = (await api.get(f"/packages/{package_id}/funding")).json()["weekly_cost"]
+        fewer = dict(visits) | {"calls_per_day": calls - 1}
+        minutes = (calls - 1) * visits["minutes_per_call"] * visits["carers_per_call"] * visits["days_per_week"]
+        refused = await api.post(
+            f"/packages/{package_id}/changes",
+            json={
+                "hours_per_week": str((Decimal(minutes) / 60).quantize(Decimal("0.01"))),
+                "visits": fewer,
+                "reason": "reablement_progress",
+                "effective_date": today.isoformat(),
+                "discussed_with_person": True,
+            },
+        )
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "visits.calls_per_day"
+    at_band = Decimal(cost["total"]) - Decimal(cost["above_band"])
+    assert sum(Decimal(v) for v in cost["by_funder"].values()) == at_band
+    share = Decimal(cost["by_funder"]["nhs_continuing_healthcare"])
+    assert abs(share - at_band / calls) < Decimal("0.01"), (share, at_band, calls)
+    assert await told(database_url, package_id, "FundingRecorded", want=2) == Counter(
+        {("provider", provider_id, "funding_provider"): 1, ("person", package_id, "funding_person"): 1}
+    )
+    [record] = await query(
+        database_url,
+        "SELECT funding, (SELECT count(*) FROM brokerage.package_changes WHERE package_id::text = $1) AS changes "
+        "FROM brokerage.service_agreements WHERE package_id::text = $1 ORDER BY recorded_at DESC LIMIT 1",
+        package_id,
+    )
+    lines = json.loads(record["funding"])[-1]["lines"]
+    assert [(x["payer"], x["basis"], x["calls"]) for x in lines if x["basis"] == "calls"] == [
+        ("nhs_continuing_healthcare", "calls", [calls])
+    ]
+    assert record["changes"] == 0, "the refused change wrote nothing"

@@ -201,6 +201,19 @@ async def test_the_api_takes_a_discharge_and_shows_it_on_the_package(brokerage):
     assert package["discharge"]["hospital"] == "uhl-lri" and package["discharge"]["nhs_funded_weeks"] == 2
     hospitals = (await client(service).get("/reference/hospitals")).json()
     assert "W17" in next(h for h in hospitals["hospitals"] if h["code"] == "uhl-lri")["wards"]
+    assert [p["pathway"] for p in hospitals["pathways"] if p["brokered"]] == [1]
+
+
+async def test_pathways_2_and_3_are_refused_as_not_home_care_naming_their_route(brokerage):
+    """Decision record 0120: a rehabilitation bed or a care home is not home care; the 422 says where
+    the Hub sends it (the route in deploy/reference/discharge.yaml), and nothing is written."""
+    service, _broker, _rules, _ids = brokerage
+    for pathway, words in ((2, "rehabilitation bed"), (3, "care home placements team"), (0, "no package")):
+        response = await client(service).post("/packages", json=discharge_body(pathway=pathway))
+        assert response.status_code == 422, response.text
+        (problem,) = response.json()["errors"]
+        assert problem["field"] == "discharge.pathway" and words in problem["detail"], problem
+        assert "not care at home" in problem["detail"]
 
 
 async def test_bad_discharge_input_is_a_422_naming_the_field_and_nothing_is_written(brokerage):
@@ -208,7 +221,10 @@ async def test_bad_discharge_input_is_a_422_naming_the_field_and_nothing_is_writ
     today = clock.uk_today()
     cases = [
         (discharge_body(pathway=0), "discharge.pathway"),
+        (discharge_body(pathway=2), "discharge.pathway"),
+        (discharge_body(pathway=3), "discharge.pathway"),
         (discharge_body(pathway=4), "discharge.pathway"),
+        ({k: v for k, v in discharge_body().items() if k != "discharge"}, "discharge"),
         (discharge_body(medically_fit_on=(today + dt.timedelta(days=30)).isoformat()), "discharge.medically_fit_on"),
         (discharge_body(medically_fit_on=(today - dt.timedelta(days=60)).isoformat()), "discharge.medically_fit_on"),
         (discharge_body(hospital="st-elsewhere"), "discharge.hospital"),

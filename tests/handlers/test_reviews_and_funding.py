@@ -290,6 +290,7 @@ async def test_nhs_first_four_weeks_then_the_council_is_one_record_and_the_weekl
     assert first["weekly_cost"] == {
         "total": "140.00",
         "by_funder": {"nhs_discharge": "140.00"},
+        "parts": [{"funder": "nhs_discharge", "basis": "share", "calls": [], "pounds": "140.00"}],
         "above_band": "0.00",
         "above_band_paid_by": None,
         "above_band_is": None,
@@ -417,3 +418,95 @@ async def test_a_funding_split_not_adding_up_to_100_is_refused_naming_it_and_not
     )
     assert gone.status_code == 409 and gone.json()["fields"][0]["field"] == "status"
     assert TopUpPayer.person  # the vocabulary has a first-party top-up too
+
+
+# ---- funding per call (decision record 0121) -----------------------------------------------------
+
+
+async def test_the_nhs_paying_the_morning_call_is_one_record_and_the_week_splits_by_call(brokerage):
+    """2 calls a day, 7 h x 20.00 = 140.00 a week: the NHS pays call 1 whole (half the week), the
+    council the rest; the event names the call, the finance record has a calls line, the timeline
+    shows it; a change to one call a day is refused until the funding is recorded again."""
+    service, broker, rules, ids = brokerage
+    package_id = await started(service, broker, rules, ids)
+    today = clock.uk_today()
+    client = api(service)
+    body = {
+        "periods": [
+            {"effective_from": str(today), "funder": "council", "calls": [{"call": 1, "funder": "nhs_discharge"}]}
+        ]
+    }
+    recorded = await client.put(f"/packages/{package_id}/funding", json=body)
+    assert recorded.status_code == 200, recorded.text
+    [event] = of_type(await outbox_types(service, package_id), "FundingRecorded")
+    assert event["schema_version"] == 2
+    assert event["periods"][0]["calls"] == [{"call": 1, "funder": "nhs_discharge"}]
+    cost = (await client.get(f"/packages/{package_id}/funding")).json()["weekly_cost"]
+    assert cost["by_funder"] == {"nhs_discharge": "70.00", "council": "70.00"}
+    assert [(p["funder"], p["basis"], p["calls"]) for p in cost["parts"]] == [
+        ("nhs_discharge", "calls", [1]),
+        ("council", "share", []),
+    ]
+    records = of_type(await outbox_types(service, package_id, agreements=True), "ServiceAgreementRecorded")
+    lines = records[-1]["funding"][-1]["lines"]
+    assert [(x["payer"], x["basis"], x["calls"], x["percent"], x["pounds_per_week"]) for x in lines] == [
+        ("nhs_discharge", "calls", [1], "50.00", "70.00"),
+        ("council", "share", [], "50.00", "70.00"),
+    ]
+    timeline = await service.pool.fetch(
+        "SELECT detail FROM timeline WHERE package_id = $1 AND stage = 'funding recorded'", package_id
+    )
+    assert '"call": 1' in timeline[-1]["detail"]
+    # One call a day would lose the NHS's call: 422 naming the visits, nothing written.
+    before = await snapshot(service, package_id)
+    fewer = {
+        "hours_per_week": "3.5",
+        "visits": {"calls_per_day": 1, "minutes_per_call": 30, "carers_per_call": 1},
+        "reason": "reablement_progress",
+        "effective_date": str(today + dt.timedelta(days=7)),
+        "discussed_with_person": True,
+    }
+    refused = await client.post(f"/packages/{package_id}/changes", json=fewer)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"][0]["field"] == "visits.calls_per_day"
+    assert "record the funding again" in refused.json()["errors"][0]["detail"]
+    assert await snapshot(service, package_id) == before
+    # Recorded again without the call, the change goes through.
+    again = await client.put(
+        f"/packages/{package_id}/funding", json={"periods": [{"effective_from": str(today), "funder": "council"}]}
+    )
+    assert again.status_code == 200, again.text
+    assert (await client.post(f"/packages/{package_id}/changes", json=fewer)).status_code == 202
+
+
+async def test_bad_calls_are_a_422_naming_the_field_and_nothing_is_written(brokerage):
+    service, broker, rules, ids = brokerage
+    package_id = await started(service, broker, rules, ids)
+    today = str(clock.uk_today())
+    client = api(service)
+
+    def period(calls, funder="council", shares=None):
+        return {"periods": [{"effective_from": today, "funder": funder, "calls": calls} | {"shares": shares}]}
+
+    joint = [{"funder": "council", "percent": "60"}, {"funder": "nhs_continuing_healthcare", "percent": "30"}]
+    cases = [
+        (period([{"call": 3, "funder": "nhs_discharge"}]), "periods[0].calls[0].call"),  # 2 calls a day
+        (
+            period([{"call": 1, "funder": "nhs_discharge"}, {"call": 1, "funder": "self_funder"}]),
+            "periods[0].calls[1].call",
+        ),
+        (period([{"call": 1, "funder": "joint"}]), "periods[0].calls[0].funder"),
+        (period([{"call": 1, "funder": "council"}]), "periods[0].calls[0].funder"),
+        (
+            period([{"call": 1, "funder": "nhs_discharge"}, {"call": 2, "funder": "nhs_discharge"}]),
+            "periods[0].calls",
+        ),
+        (period([{"call": 1, "funder": "nhs_discharge"}], "joint", joint), "periods[0].shares"),  # 90%
+        (period([{"call": 7, "funder": "nhs_discharge"}]), "periods.0.calls.0.call"),
+    ]
+    before = await snapshot(service, package_id)
+    for asked, field in cases:
+        response = await client.put(f"/packages/{package_id}/funding", json=asked)
+        assert response.status_code == 422, (field, response.text)
+        assert field in [e["field"] for e in response.json()["errors"]], (field, response.json())
+    assert await snapshot(service, package_id) == before

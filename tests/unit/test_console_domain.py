@@ -449,3 +449,73 @@ def test_the_decision_page_knows_a_first_approval_a_second_approver_and_two_appr
                                                "hourly_rate": "28.00"}]}  # fmt: skip
     assert authority("broker", "b1", after_head).outcome == "place"
     assert domain.limit_words(None) == "no limit" and domain.limit_words("5.00") == "up to 5% above the band rate"
+
+
+# ---- the discharge block of the request form (decision records 0097, 0120) -------------------------
+
+HOSPITALS = {
+    "hospitals": [{"code": "uhl-lri", "name": "Leicester Royal Infirmary", "wards": ["W17", "AMU"]}],
+    "pathways": [
+        {"pathway": 0, "means": "home with no new support", "route": "nothing to broker", "brokered": False},
+        {"pathway": 1, "means": "home with support", "route": "home care", "brokered": True},
+        {"pathway": 2, "means": "a bedded rehabilitation setting", "route": "the Hub books a bed", "brokered": False},
+        {"pathway": 3, "means": "a care home", "route": "the placements team", "brokered": False},
+    ],
+}
+DISCHARGE: dict[str, str | list[str]] = {
+    "urgency": "hospital_discharge",
+    "discharge_hospital": "uhl-lri",
+    "discharge_ward": "w17",
+    "discharge_pathway": "1",
+    "discharge_medically_fit_on-day": "4",
+    "discharge_medically_fit_on-month": "3",
+    "discharge_medically_fit_on-year": "2026",
+    "discharge_reablement_potential": "yes",
+    "discharge_nhs_funded_weeks": "2",
+}
+
+
+def test_a_hospital_discharge_form_becomes_the_requests_discharge_block():
+    request, errors = domain.package_request(FORM | DISCHARGE, ZONES, today=TODAY, discharge=HOSPITALS)
+    assert errors == {} and request is not None
+    assert request["discharge"] == {
+        "hospital": "uhl-lri",
+        "ward": "W17",
+        "pathway": 1,
+        "medically_fit_on": "2026-03-04",
+        "reablement_potential": True,
+        "nhs_funded_weeks": 2,
+    }
+    community, errors = domain.package_request(FORM, ZONES, today=TODAY, discharge=HOSPITALS)
+    assert errors == {} and community is not None and "discharge" not in community
+
+
+def test_a_discharge_without_its_answers_or_on_another_pathway_is_the_forms_own_error_in_plain_words():
+    blank: dict[str, str | list[str]] = {k: "" for k in DISCHARGE if k != "urgency"}
+    _, errors = domain.package_request(FORM | DISCHARGE | blank, ZONES, today=TODAY, discharge=HOSPITALS)
+    assert errors == {
+        "discharge_hospital": "Select the hospital",
+        "discharge_ward": "Enter the ward code",
+        "discharge_pathway": "Select the discharge pathway",
+        "discharge_medically_fit_on": "Enter the date the person is medically fit",
+    }
+    _, errors = domain.package_request(
+        FORM | DISCHARGE | {"discharge_pathway": "3", "discharge_ward": "W99", "discharge_medically_fit_on-day": "6"},
+        ZONES,
+        today=TODAY,
+        discharge=HOSPITALS,
+    )
+    assert errors == {
+        "start_date": "Start date must be on or after the date the person is medically fit",
+        "discharge_ward": "W99 is not a ward of Leicester Royal Infirmary: enter one of W17, AMU",
+        "discharge_pathway": "Pathway 3 is a care home, not care at home: the placements team",
+    }
+    # Discharge answers with another urgency: the two go together.
+    _, errors = domain.package_request(FORM | DISCHARGE | {"urgency": "community"}, ZONES, today=TODAY)
+    assert errors == {"urgency": "Select Hospital discharge as the urgency, or remove the hospital discharge answers"}
+
+
+def test_the_apis_discharge_fields_map_to_the_forms_questions():
+    assert domain.form_field("discharge.pathway") == "discharge_pathway"
+    assert domain.form_field("discharge.medically_fit_on") == "discharge_medically_fit_on"
+    assert domain.form_field("discharge") == "discharge_hospital"

@@ -395,7 +395,7 @@ def test_the_review_queue_lists_overdue_and_due_reviews_with_links_and_the_menu_
 
 def test_the_package_page_shows_who_pays_the_weekly_cost_and_a_funding_form_for_those_who_may_act():
     """Decision record 0089."""
-    funding = {
+    funding: dict[str, Any] = {
         "revision": 2,
         "periods": [
             {
@@ -438,8 +438,7 @@ def test_the_package_page_shows_who_pays_the_weekly_cost_and_a_funding_form_for_
             created=None,
             refused=None,
             done=None,
-            funding=funding,
-            **extra,
+            **({"funding": funding} | extra),
         )
 
     html = page("broker", action_errors={"funding": {"periods[1].shares": "the shares add up to 90%, not 100%"}})
@@ -450,8 +449,24 @@ def test_the_package_page_shows_who_pays_the_weekly_cost_and_a_funding_form_for_
     form = html.split('id="funding-form"')[1].split("</form>")[0]
     assert 'name="csrf_token" value="tok"' in form and 'name="share_2_council"' in form
     assert "periods[1].shares: the shares add up to 90%, not 100%" in form
+    assert 'name="calls_1"' in form and 'name="call_funder_2"' in form  # 2 calls a day: calls to name
     ops = page("ops")
     assert 'id="funding-periods"' in ops and 'id="funding-form"' not in ops
+    # Decision 0121: a period naming a call says so, and the week's cost shows the call's part.
+    by_call = funding | {
+        "periods": [funding["periods"][0] | {"calls": [{"call": 1, "funder": "council"}]}],
+        "weekly_cost": funding["weekly_cost"]
+        | {
+            "parts": [
+                {"funder": "council", "basis": "calls", "calls": [1], "pounds": "81.90"},
+                {"funder": "nhs_discharge", "basis": "share", "calls": [], "pounds": "81.90"},
+            ]
+        },
+    }
+    shown = page("broker", funding=by_call)
+    table = shown.split('id="funding-periods"')[1].split("</table>")[0]
+    assert "call 1 of each day: council; the rest: nhs discharge 100%" in table
+    assert "council £81.90 (call 1 of each day), nhs discharge £81.90" in shown
     assert "No funding recorded; requested as council funded" in render("broker", status="placed")
 
 
@@ -490,6 +505,12 @@ def test_the_funding_form_becomes_the_apis_body():
         "periods": [{"effective_from": "", "funder": "council"}],
         "top_up_paid_by": "person",
     }
+    # Decision 0121: the calls ticked go with the funder paying them whole; one box ticked is a string.
+    morning = {"funder_1": "council", "calls_1": "1", "call_funder_1": "nhs_discharge"}
+    assert funding_body(morning)["periods"][0]["calls"] == [{"call": 1, "funder": "nhs_discharge"}]
+    two = funding_body({"funder_1": "council", "calls_1": ["1", "3"], "call_funder_1": "nhs_continuing_healthcare"})
+    assert [c["call"] for c in two["periods"][0]["calls"]] == [1, 3]
+    assert "calls" not in funding_body({"funder_1": "council", "call_funder_1": "nhs_discharge"})["periods"][0]
 
 
 def test_a_round_lists_who_was_not_offered_and_why_from_the_apis_map():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -23,12 +24,25 @@ def refusal(**kw: object) -> domain.Refusal | None:
 
 def test_a_discharge_home_with_support_today_is_accepted():
     assert refusal() is None
-    assert refusal(pathway=3, medically_fit_on=TODAY - dt.timedelta(days=2)) is None
+    assert refusal(pathway=1, medically_fit_on=TODAY - dt.timedelta(days=2)) is None
 
 
 def test_pathway_0_has_no_package_to_broker():
     r = refusal(pathway=0)
     assert r is not None and (r.status, r.field) == (422, "discharge.pathway")
+
+
+@pytest.mark.parametrize("pathway", [0, 2, 3])
+def test_only_pathway_1_is_home_care_the_others_are_refused_naming_their_route(pathway):
+    """Decision record 0120: a rehabilitation bed (2) or a care home (3) is not home care."""
+    r = refusal(pathway=pathway, pathway_route=("a care home", "the placements team's route"))
+    assert r is not None and (r.status, r.field) == (422, "discharge.pathway")
+    assert "not care at home" in r.message and "the placements team's route" in r.message
+
+
+def test_the_shipped_reference_names_a_route_for_every_pathway():
+    pathways = load_discharge().pathways
+    assert sorted(pathways) == [0, 1, 2, 3] and all(p.route and p.means for p in pathways.values())
 
 
 def test_a_medically_fit_date_beyond_the_limits_is_refused_naming_the_field():

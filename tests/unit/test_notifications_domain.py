@@ -682,3 +682,27 @@ def test_a_large_print_email_carries_a_large_html_part_beside_the_plain_text():
     html_part = html_body.get_content()
     assert "font-size: 24px" in html_part and "&lt;soon&gt;" in html_part
     assert plain_body.get_content() == out.body
+
+
+def test_the_funding_message_says_which_call_a_funder_pays_whole():
+    """Decision record 0121: the provider invoices the NHS for the named call, the council for the rest."""
+    package_id = uuid.uuid4()
+    event = FundingRecorded(
+        correlation_id=package_id,
+        package_id=package_id,
+        revision=1,
+        periods=[
+            FundingPeriod(
+                effective_from=dt.date(2026, 12, 1),
+                funder="council",
+                shares=[FundingShare(funder="council", percent=Decimal(100))],
+                calls=[{"call": 1, "funder": "nhs_discharge"}],
+            )
+        ],
+        provider_id="oak-care",
+        recorded_by="broker.raj",
+        recorded_at=NOW,
+    )
+    [provider, _person] = messages(event)
+    funders = provider.context["periods"][0]["funders"]
+    assert funders.startswith("call 1 of each day: ") and "the rest: " in funders and "100%" in funders

@@ -4,8 +4,10 @@ and funding splits that always make 100% and pennies that always add up to the c
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -195,3 +197,114 @@ def test_the_period_in_force_and_the_funding_records_shape():
     assert "twice" in refused([twice]).message
     alone_split = Period(dt.date(2027, 1, 1), "council", (("council", Decimal(60)), ("nhs_discharge", Decimal(40))))
     assert refused([alone_split]).field == "periods[0].shares"
+
+
+# ---- funding per call (decision record 0121) -----------------------------------------------------
+
+CALL_FUNDERS = ["nhs_discharge", "nhs_continuing_healthcare", "self_funder", "direct_payment"]
+
+
+@st.composite
+def with_calls(draw) -> tuple[Period, int]:
+    """A period (one funder, or a joint split) naming some - never all - of a pattern's daily calls."""
+    calls_per_day = draw(st.integers(2, 6))
+    joint = draw(st.booleans())
+    shares = tuple(draw(split())) if joint else (("council", Decimal(100)),)
+    named = draw(st.lists(st.integers(1, calls_per_day), min_size=1, max_size=calls_per_day - 1, unique=True))
+    calls = tuple((c, draw(st.sampled_from(CALL_FUNDERS))) for c in named)
+    return Period(dt.date(2027, 1, 1), "joint" if joint else "council", shares, calls), calls_per_day
+
+
+@given(
+    st.decimals(min_value=Decimal("0.25"), max_value=Decimal(168), places=2),
+    st.decimals(min_value=Decimal(10), max_value=Decimal(40), places=2),
+    st.decimals(min_value=Decimal(10), max_value=Decimal(40), places=2),
+    with_calls(),
+    st.sampled_from([None, "third_party"]),
+)
+def test_with_named_calls_the_split_is_still_the_whole_weekly_cost_and_100_per_cent(hours, rate, band, drawn, top_up):
+    period, calls_per_day = drawn
+    assert domain.funding_refusal([period], first_day=None, calls_per_day=calls_per_day) is None
+    weights = domain.funder_weights(period, calls_per_day)
+    assert sum(w.percent for w in weights) == 100
+    cost = domain.weekly_cost(
+        hours_per_week=hours,
+        hourly_rate=rate,
+        band_rate=band,
+        period=period,
+        top_up_paid_by=top_up,
+        calls_per_day=calls_per_day,
+    )
+    at_band = cost.total - cost.above_band
+    assert sum(cost.by_funder.values()) == at_band and cost.total == (hours * rate).quantize(Decimal("0.01"))
+    # Each part is within a penny of its exact share; a named call is 1/calls_per_day of the week.
+    for weight, pounds in cost.parts:
+        assert abs(Fraction(pounds) - Fraction(at_band) * weight.percent / 100) < Fraction(1, 100)
+        if weight.basis == "calls":
+            assert weight.percent == Fraction(100 * len(weight.calls), calls_per_day)
+    lines = domain.payer_lines(
+        hours_per_week=hours,
+        hourly_rate=rate,
+        band_rate=band,
+        period=period,
+        top_up_paid_by=top_up,
+        calls_per_day=calls_per_day,
+    )
+    assert sum(x.pounds_per_week for x in lines) == cost.total
+    assert sum(x.percent for x in lines if x.percent is not None) == 100
+
+
+def test_the_nhs_paying_the_first_of_three_calls_pays_a_third_of_the_week():
+    period = Period(dt.date(2027, 1, 1), "council", (("council", Decimal(100)),), ((1, "nhs_discharge"),))
+    cost = domain.weekly_cost(
+        hours_per_week=Decimal("10.50"),
+        hourly_rate=Decimal("20.00"),
+        band_rate=Decimal("20.00"),
+        period=period,
+        top_up_paid_by=None,
+        calls_per_day=3,
+    )
+    assert cost.by_funder == {"nhs_discharge": Decimal("70.00"), "council": Decimal("140.00")}
+
+
+@pytest.mark.parametrize(
+    ("calls", "funder", "field", "words"),
+    [
+        (((4, "nhs_discharge"),), "council", "periods[0].calls[0].call", "no call 4"),
+        (((0, "nhs_discharge"),), "council", "periods[0].calls[0].call", "no call 0"),
+        (((1, "nhs_discharge"), (1, "self_funder")), "council", "periods[0].calls[1].call", "named twice"),
+        (((1, "joint"),), "council", "periods[0].calls[0].funder", "never joint"),
+        (((2, "council"),), "council", "periods[0].calls[0].funder", "pays the period already"),
+        (((1, "nhs_discharge"), (2, "nhs_discharge"), (3, "self_funder")), "council", "periods[0].calls", "every"),
+    ],
+)
+def test_named_calls_must_be_calls_of_the_pattern_each_once_one_funder_and_not_all(calls, funder, field, words):
+    period = Period(dt.date(2027, 1, 1), funder, ((funder, Decimal(100)),), calls)
+    found = domain.funding_refusal([period], first_day=None, calls_per_day=3)
+    assert found is not None and (found.status, found.field) == (422, field) and words in found.message
+
+
+def test_a_change_that_drops_a_named_call_is_refused_until_the_funding_is_recorded_again():
+    nhs_evening = Period(dt.date(2027, 1, 1), "council", (("council", Decimal(100)),), ((3, "nhs_discharge"),))
+    found = domain.calls_left_unfunded([nhs_evening], 2)
+    assert found is not None and (found.status, found.field) == (422, "visits.calls_per_day")
+    assert domain.calls_left_unfunded([nhs_evening], 4) is None
+    # Down to one call a day while call 1 is the NHS's: nothing would be left to the council.
+    nhs_morning = dataclasses.replace(nhs_evening, calls=((1, "nhs_discharge"),))
+    assert domain.calls_left_unfunded([nhs_morning], 1) is not None
+    assert domain.calls_left_unfunded([nhs_morning], 2) is None
+
+
+def test_the_contract_refuses_a_call_named_twice_or_paid_jointly():
+    share = [FundingShare(funder="council", percent=Decimal(100))]
+    with pytest.raises(ValidationError):
+        FundingPeriod(
+            effective_from=dt.date(2027, 1, 1),
+            funder="council",
+            shares=share,
+            calls=[{"call": 1, "funder": "nhs_discharge"}, {"call": 1, "funder": "self_funder"}],
+        )
+    with pytest.raises(ValidationError):
+        FundingPeriod(
+            effective_from=dt.date(2027, 1, 1), funder="council", shares=share, calls=[{"call": 1, "funder": "joint"}]
+        )

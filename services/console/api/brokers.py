@@ -171,10 +171,26 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             now=now(),
         )
 
+    async def discharge_reference() -> dict:
+        """The Discharge Hub's codes and pathways (the brokerage's GET /reference/hospitals, decision
+        records 0097 and 0120): read once, then kept, like the zones."""
+        if console.discharge is None:
+            console.discharge = await services.brokerage.get("/reference/hospitals")
+        return console.discharge
+
     def package_form_context(
-        values: dict | None = None, errors: dict | None = None, general: list | None = None
+        values: dict | None = None,
+        errors: dict | None = None,
+        general: list | None = None,
+        discharge: Mapping[str, Any] | None = None,
     ) -> dict:
+        reference = discharge or {}
         return {
+            "hospitals": [(h["code"], h["name"]) for h in reference.get("hospitals", [])],
+            "pathways": [
+                (str(p["pathway"]), f"{p['pathway']}: {p['means']}" + ("" if p["brokered"] else " (not home care)"))
+                for p in sorted(reference.get("pathways", []), key=lambda p: (not p["brokered"], p["pathway"]))
+            ],
             "values": values or {},
             "errors": errors or {},
             "general_errors": general or [],
@@ -187,12 +203,19 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
 
     @router.get("/packages/new")
     async def new_package(request: Request, session: Session = Depends(need(Permission.act))) -> Response:
-        return page(request, "package_new.html", session, zones=await zones(console), **package_form_context())
+        return page(
+            request,
+            "package_new.html",
+            session,
+            zones=await zones(console),
+            **package_form_context(discharge=await discharge_reference()),
+        )
 
     @router.post("/packages/new")
     async def create_package(request: Request, session: Session = Depends(need(Permission.act))) -> Response:
         form = await form_of(request, session)
-        request_body, errors = domain.package_request(form, await zones(console))
+        reference = await discharge_reference()
+        request_body, errors = domain.package_request(form, await zones(console), discharge=reference)
         general: list[str] = []
         if request_body is not None:
             try:
@@ -217,7 +240,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             400,
             zones=await zones(console),
             idempotency_key=form.get("idempotency_key"),
-            **package_form_context(form, errors, general),
+            **package_form_context(form, errors, general, reference),
         )
 
     async def package_of(package_id: uuid.UUID) -> dict | None:

@@ -84,13 +84,19 @@ def review_body(form: Mapping[str, Any]) -> dict[str, Any]:
 
 def funding_body(form: Mapping[str, Any]) -> dict[str, Any]:
     """The funding API's body from the form: each period with a funder (a blank one left out); a
-    joint period's shares from its per-cent boxes (blank boxes left out; the API checks the total)."""
+    joint period's shares from its per-cent boxes (blank boxes left out; the API checks the total);
+    the calls ticked with the funder paying them whole (decision record 0121)."""
     periods = []
     for i in range(1, FUNDING_PERIODS + 1):
         funder = str(form.get(f"funder_{i}", "")).strip()
         if not funder:
             continue
         period: dict[str, Any] = {"effective_from": _date(form, f"funding_from_{i}"), "funder": funder}
+        ticked = form.get(f"calls_{i}") or []  # one box ticked: a string; several: a list
+        calls = [ticked] if isinstance(ticked, str) else list(ticked)
+        if calls:  # decision 0121: calls another funder pays whole; a missing funder is the API's 422
+            call_funder = str(form.get(f"call_funder_{i}", "")).strip()
+            period["calls"] = [{"call": int(c), "funder": call_funder} for c in calls if str(c).isdigit()]
         if funder == "joint":
             period["shares"] = [
                 {"funder": f, "percent": str(form.get(f"share_{i}_{f}", "")).strip()}
