@@ -84,7 +84,12 @@ def nhs_number(rng: random.Random) -> str:
             return "".join(map(str, [*digits, check]))
 
 
-def package_request(rng: random.Random, framework: Framework, zone_id: str, *, index: int = 0) -> dict:
+def package_request(
+    rng: random.Random, framework: Framework, zone_id: str, *, index: int = 0, urgency: str | None = None
+) -> dict:
+    """A synthetic package request for ``zone_id`` (the body of ``POST /packages``), drawn from
+    ``rng``; ``urgency`` chooses the urgency instead of the draw (the same draws are made, so a seed
+    gives the same package otherwise), and a hospital discharge gets its discharge block."""
     zone = framework.zones[zone_id]
     bands, weights = BAND_BY_SIZE[zone.size]
     calls = rng.choice([1, 2, 2, 3, 3, 4, 4])
@@ -126,6 +131,8 @@ def package_request(rng: random.Random, framework: Framework, zone_id: str, *, i
             "care_notes": f"Lives alone; key safe code {rng.randint(1000, 9999)}.",
         },
     }
+    if urgency is not None:
+        body["urgency"] = urgency
     if body["urgency"] == "hospital_discharge":
         # Pathway 1 (home with support), medically fit today; no reablement referral and no NHS weeks,
         # so a load test's discharges cost the market what they did (the fallback still has a deadline).

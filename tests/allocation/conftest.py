@@ -133,8 +133,7 @@ class Market:
 
     async def request(self, urgency: str = "community", *, via: str = "brokerage") -> uuid.UUID:
         self.index += 1
-        body = package_request(self.rng, load_framework(self.reference_dir), ZONE, index=self.index)
-        body["urgency"] = urgency
+        body = package_request(self.rng, load_framework(self.reference_dir), ZONE, index=self.index, urgency=urgency)
         async with httpx.AsyncClient(auth=staff()) as client:
             response = await client.post(f"{self.url(via)}/packages", json=body)
         assert response.status_code == 201, response.text

@@ -45,6 +45,15 @@ async def test_the_ladder_prime_then_supplementary_then_neighbours_then_an_appro
         {"reason": "no_provider_at_band_rate", "reason_text": "no one else"},
     )
     assert approved.status_code == 200, approved.text
+    # 48% above the band rate: beyond the scheme's two-approval threshold (deploy/reference/delegation.yaml,
+    # decision 0123), so the head of service's approval is the first of two, and a manager's places it.
+    assert (await alloc.package(package_id))["status"] == "awaiting_approval"
+    second = await alloc.post(
+        f"/packages/{package_id}/exception/approve",
+        {"reason": "no_provider_at_band_rate"},
+        as_user="demo-manager",
+    )
+    assert second.status_code == 200, second.text
     package = await alloc.until(package_id, lambda p: p["status"] == "placed")
     assert package["provider_id"] == alloc.ids["neighbour"] and package["hourly_rate"] == "29.50"
     rounds = {r["offer_round"]: r for r in package["offer_rounds"]}
@@ -56,6 +65,7 @@ async def test_the_ladder_prime_then_supplementary_then_neighbours_then_an_appro
         "OfferMade",
         "OfferMade",
         "ExceptionRequested",
+        "ExceptionFirstApproved",
         "ExceptionDecided",
         "PackagePlaced",
     ], on_kafka
