@@ -81,14 +81,16 @@ def test_the_vocabularies_are_codes_from_the_papers():
     assert domain.concern_reference(42) == "SG-000042"
 
 
-def test_provider_updated_v2_carries_the_pause_and_v1_upgrades_to_not_paused():
+def test_provider_updated_carries_the_pause_and_v1_upgrades_to_not_paused():
+    """The pause is on ProviderUpdated since v2 (decision 0107; v3 added hand-back dates, 0119)."""
     profile = provider("bluebell-care", offers_paused=True)
     event = ProviderUpdated(correlation_id=uuid.uuid4(), revision=3, profile=profile)
     sent = json.loads(event.model_dump_json())
-    assert sent["schema_version"] == 2 and sent["profile"]["offers_paused"] is True
+    assert sent["schema_version"] >= 2 and sent["profile"]["offers_paused"] is True
     # No words of a concern, no reason: the profile's fields are the registry's, nothing else.
     assert set(sent["profile"]) == set(ProviderProfile.model_fields)
-    v1 = sent | {"schema_version": 1, "profile": {k: v for k, v in sent["profile"].items() if k != "offers_paused"}}
+    newer = ("offers_paused", "hand_back_dates")  # fields a v1 profile did not have
+    v1 = sent | {"schema_version": 1, "profile": {k: v for k, v in sent["profile"].items() if k not in newer}}
     upgraded = parse_event(json.dumps(v1))
     assert isinstance(upgraded, ProviderUpdated) and upgraded.profile.offers_paused is False
     assert upgraded.profile.weekly_capacity_hours == Decimal(100)
