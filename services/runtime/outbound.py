@@ -64,11 +64,15 @@ class OutboundPolicy:
 
     def check_scheme(self, url: str) -> tuple[str, int]:
         """The URL's host and port, or :class:`DestinationRefused` for a scheme not allowed."""
-        parts = urlsplit(url)
+        try:  # "http://a]" (an unopened IPv6 bracket) or a host not valid under NFKC: not a URL at all
+            parts = urlsplit(url)
+            hostname = parts.hostname
+        except ValueError as exc:
+            raise DestinationRefused(f"the URL cannot be read ({exc})") from None
         allowed = ("https", "http") if self.allow_http else ("https",)
         if parts.scheme not in allowed:
             raise DestinationRefused(f"the URL must use {' or '.join(allowed)}")
-        if not parts.hostname:
+        if not hostname:
             raise DestinationRefused("the URL has no host")
         if parts.username or parts.password:
             raise DestinationRefused("the URL must not carry a user name or password")
@@ -76,7 +80,7 @@ class OutboundPolicy:
             port = parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError:
             raise DestinationRefused("the URL's port is not a number from 1 to 65535") from None
-        return parts.hostname, port
+        return hostname, port
 
 
 # IPv6 prefixes that carry an IPv4 address a gateway translates to: NAT64 (RFC 6052, RFC 8215).

@@ -212,7 +212,8 @@ async def test_broker_actions_refuse_what_the_package_state_does_not_allow(broke
 async def test_the_queue_view_lists_the_unplaced_first_then_the_most_urgent_then_the_longest_waiting(brokerage):
     async with httpx.AsyncClient(auth=staff()) as client:
         for urgency in ("community", "hospital_discharge"):  # at least two urgencies on the list
-            assert (await client.post(f"{brokerage}/packages", json=good() | {"urgency": urgency})).status_code == 201
+            body = package_request(random.Random(1), load_framework(), "melton", index=1, urgency=urgency)
+            assert (await client.post(f"{brokerage}/packages", json=body)).status_code == 201
         listed = (await client.get(f"{brokerage}/packages", params={"sort": "queue", "limit": 1000})).json()["packages"]
         bogus = await client.get(f"{brokerage}/packages", params={"sort": "shortest"})
     assert bogus.status_code == 422 and "sort" in bogus.text

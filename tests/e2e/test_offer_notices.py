@@ -159,11 +159,10 @@ async def market(stack, database_url):
 
 
 def request_in_zone(index: int) -> dict:
-    body = package_request(random.Random(index), load_framework(), ZONE, index=index)
+    body = package_request(random.Random(index), load_framework(), ZONE, index=index, urgency="community")
     return body | {
         "band": "urban",
         "needs": ["personal_care"],
-        "urgency": "community",
         "hours_per_week": "7.00",
         "visits": {"calls_per_day": 2, "minutes_per_call": 30, "carers_per_call": 1, "days_per_week": 7},
         "start_date": (dt.date.today() + dt.timedelta(days=3)).isoformat(),

@@ -64,13 +64,14 @@ async def wait_for(check, timeout: float = 60.0, every: float = 0.25):
 
 def package(index: int) -> dict:
     """A plain package every automatic adapter of the zone can take: urban band, 2 calls of 30 minutes."""
-    body = package_request(random.Random(index), load_framework(), ZONE, index=90000 + index)
+    body = package_request(
+        random.Random(index), load_framework(), ZONE, index=90000 + index, urgency="hospital_discharge"
+    )
     return body | {
         "band": "urban",
         "hours_per_week": "7.00",
         "visits": {"calls_per_day": 2, "minutes_per_call": 30, "carers_per_call": 1, "days_per_week": 7},
         "needs": ["personal_care"],
-        "urgency": "hospital_discharge",
         "start_date": clock.uk_today().isoformat(),
         "funding": "council",
     }

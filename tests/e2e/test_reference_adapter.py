@@ -57,11 +57,10 @@ def journal(path: Path) -> list[dict]:
 
 
 def request(index: int, hours: str, minutes: int) -> dict:
-    body = package_request(random.Random(index), load_framework(), ZONE, index=index)
+    body = package_request(random.Random(index), load_framework(), ZONE, index=index, urgency="community")
     return body | {
         "band": "urban",
         "needs": ["personal_care"],
-        "urgency": "community",
         "hours_per_week": hours,
         "visits": {"calls_per_day": 2, "minutes_per_call": minutes, "carers_per_call": 1, "days_per_week": 7},
         "start_date": (dt.date.today() + dt.timedelta(days=3)).isoformat(),
