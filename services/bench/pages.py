@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import html
 import math
+import os
 import re
 import statistics
 import tempfile
@@ -46,6 +47,7 @@ from rich.console import Console
 from services.bench.benchmark import _drop, _with_database, bench_market, post_packages, wait_final
 from services.bench.driver import wait_until_ready
 from services.bench.processes import SERVICES, start_stack, stop_stack
+from services.bench.reporting import time_kpis_command
 from services.operations.kpis import percentile
 from services.runtime import permissions
 from services.runtime.oidc_client import DEMO_USERS, identity_env, user_auth
@@ -243,31 +245,13 @@ async def bench_pages_async(
                 finally:
                     await client.aclose()
         with console.status("homecare kpis --period 365d, three times..."):
-            result["kpis_cli"] = time_kpis_command(stack.url("reporting"), env)
+            result["kpis_cli"] = time_kpis_command(stack.url("reporting"), dict(os.environ) | env)
     finally:
         await admin.close()
         stop_stack(stack)
         await _drop(settings.database_url, database)
     result["summary"] = summarise_pages(result["roles"])
     return result
-
-
-def time_kpis_command(reporting_url: str, env: dict[str, str]) -> dict[str, Any]:
-    """``homecare kpis --period 365d`` against this stack's reporting service, three times, each a
-    new process (start-up, a token from the identity provider, the report, printing it), as
-    ``homecare reporting bench`` times it: its median and slowest, in seconds (issue 17: < 2 s)."""
-    import os
-    import sys
-
-    from services.bench.reporting import KPI_DAYS, run_child
-
-    cli_env = dict(os.environ) | env | {"REPORTING_URL": reporting_url}
-    runs = [
-        run_child([sys.executable, "-m", "services.cli.main", "kpis", "--period", f"{KPI_DAYS}d"], cli_env)
-        for _ in range(3)
-    ]
-    seconds = sorted(r["seconds"] for r in runs)
-    return {"median_seconds": round(seconds[1], 2), "max_seconds": round(seconds[-1], 2)}
 
 
 async def _caught_up(admin: asyncpg.Connection, count: int, timeout: float = 120) -> None:

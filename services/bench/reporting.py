@@ -210,20 +210,25 @@ async def _time_the_service(
     stack.start("reporting")
     try:
         stack.wait_ready("reporting")
-        cli_env = env | identity | {"REPORTING_URL": stack.url("reporting")}
-        runs = [
-            run_child([sys.executable, "-m", "services.cli.main", "kpis", "--period", f"{KPI_DAYS}d"], cli_env)
-            for _ in range(3)
-        ]
+        timed = time_kpis_command(stack.url("reporting"), env | identity)
         rss = _peak_rss_mb(stack.procs["reporting"].pid)
     finally:
         stack.stop("reporting")
-    seconds = sorted(r["seconds"] for r in runs)
     return {
-        "kpis_cli_seconds_median": round(seconds[1], 2),
-        "kpis_cli_seconds_max": round(seconds[-1], 2),
+        "kpis_cli_seconds_median": timed["median_seconds"],
+        "kpis_cli_seconds_max": timed["max_seconds"],
         "service_peak_rss_mb": rss,
     }
+
+
+def time_kpis_command(reporting_url: str, env: dict[str, str]) -> dict[str, float]:
+    """``homecare kpis --period 365d`` against the reporting service at ``reporting_url``, three
+    times, each a new process (start-up, a token from the identity provider, the report, printing
+    it): ``{"median_seconds", "max_seconds"}`` (issue 17: < 2 s)."""
+    cli_env = env | {"REPORTING_URL": reporting_url}
+    command = [sys.executable, "-m", "services.cli.main", "kpis", "--period", f"{KPI_DAYS}d"]
+    seconds = sorted(run_child(command, cli_env)["seconds"] for _ in range(3))
+    return {"median_seconds": round(seconds[1], 2), "max_seconds": round(seconds[-1], 2)}
 
 
 async def _caught_up(namespace: str, kafka: str, security: dict[str, Any]) -> None:

@@ -1198,20 +1198,3 @@ async def weekly_pound_days(conn: Connection | asyncpg.Pool, monday: dt.date) ->
             monday + dt.timedelta(days=6),
         )
     )
-
-
-async def agreements_in_force_during(
-    conn: Connection | asyncpg.Pool, first_day: dt.date, last_day: dt.date
-) -> list[asyncpg.Record]:
-    """Every agreement's latest version that is agreed and overlaps ``first_day``..``last_day`` (UK dates)."""
-    return list(
-        await conn.fetch(
-            f"""SELECT s.*, p.profile->>'name' AS provider_name FROM service_agreements s
-                  LEFT JOIN provider_view p ON p.provider_id = s.provider_id
-                 WHERE s.status = 'agreed' AND s.start_date <= $2 AND (s.end_date IS NULL OR s.end_date >= $1)
-                   AND {IN_FORCE}
-                 ORDER BY s.provider_id, s.start_date""",
-            first_day,
-            last_day,
-        )
-    )
