@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 
 from schemas.events import PackageSpec, ProviderProfile, ServiceAgreementRecorded
+from schemas.vocabulary import AgreementStatus
 from services.brokerage.domain import AgreementTerms, Answer, Approval, FundingPart, PayerLine, Period, RoundState
 from services.runtime.db import Connection, fetch_one
 from services.runtime.outbox import UnitOfWork
@@ -1084,6 +1085,34 @@ async def insert_agreement(conn: Connection, record: ServiceAgreementRecorded) -
         record.event_id,
         record.recorded_at,
     )
+    # The lines in force (migration 0025, decision 0131) follow in the same transaction: the
+    # superseded record's go, the new record's come if it is agreed.
+    if record.supersedes is not None:
+        await conn.execute("DELETE FROM agreement_lines_in_force WHERE record_id = $1", record.supersedes)
+    if record.status is AgreementStatus.agreed:
+        await conn.executemany(
+            """INSERT INTO agreement_lines_in_force (record_id, part_no, line_no, package_id, provider_id, payer,
+                                                     pounds_per_week, start_date, end_date, effective_from,
+                                                     effective_to)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
+            [
+                (
+                    record.record_id,
+                    part_no,
+                    line_no,
+                    record.package_id,
+                    record.provider_id,
+                    line.payer,
+                    line.pounds_per_week,
+                    record.start_date,
+                    record.end_date,
+                    part.effective_from,
+                    part.effective_to,
+                )
+                for part_no, part in enumerate(record.funding)
+                for line_no, line in enumerate(part.lines)
+            ],
+        )
 
 
 async def agreements_in_force(conn: Connection, package_id: uuid.UUID) -> list[asyncpg.Record]:
@@ -1177,22 +1206,20 @@ async def weekly_pound_days(conn: Connection | asyncpg.Pool, monday: dt.date) ->
     ``{provider_id, provider_name, payer, pound_days}`` - for each agreement in force and agreed,
     each funding part's lines, pounds per week x the days of the week the part covers (the rule of
     domain.weekly_commitment, summed here in one statement: the report covers every running
-    package, tens of thousands of agreements after a few years)."""
+    package, tens of thousands of agreements after a few years). Read from the lines in force
+    (``agreement_lines_in_force``, kept by :func:`insert_agreement`; decision 0131), not derived
+    from every record on each view."""
     return list(
         await conn.fetch(
-            f"""SELECT * FROM (
-                SELECT s.provider_id, min(p.profile->>'name') AS provider_name, line->>'payer' AS payer,
-                       sum((line->>'pounds_per_week')::numeric * d.days) AS pound_days
-                  FROM service_agreements s
-                  LEFT JOIN provider_view p ON p.provider_id = s.provider_id
-                 CROSS JOIN LATERAL jsonb_array_elements(s.funding) AS part
-                 CROSS JOIN LATERAL (SELECT least(coalesce((part->>'effective_to')::date, $2), $2)
-                                          - greatest((part->>'effective_from')::date, $1) + 1 AS days) AS d
-                 CROSS JOIN LATERAL jsonb_array_elements(part->'lines') AS line
-                 WHERE s.status = 'agreed' AND s.start_date <= $2 AND (s.end_date IS NULL OR s.end_date >= $1)
-                   AND d.days > 0 AND {IN_FORCE}
-                 GROUP BY s.provider_id, line->>'payer') AS sums
-                 ORDER BY provider_id COLLATE "C", payer COLLATE "C"
+            """SELECT sums.provider_id, p.profile->>'name' AS provider_name, sums.payer, sums.pound_days FROM (
+                SELECT l.provider_id, l.payer, sum(l.pounds_per_week * d.days) AS pound_days
+                  FROM agreement_lines_in_force l
+                 CROSS JOIN LATERAL (SELECT least(coalesce(l.effective_to, $2), $2)
+                                          - greatest(l.effective_from, $1) + 1 AS days) AS d
+                 WHERE l.start_date <= $2 AND (l.end_date IS NULL OR l.end_date >= $1) AND d.days > 0
+                 GROUP BY l.provider_id, l.payer) AS sums
+                  LEFT JOIN provider_view p ON p.provider_id = sums.provider_id
+                 ORDER BY sums.provider_id COLLATE "C", sums.payer COLLATE "C"
             """,
             monday,
             monday + dt.timedelta(days=6),
