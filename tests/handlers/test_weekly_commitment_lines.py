@@ -9,6 +9,7 @@ the report ran before (every record's funding unnested, "in force" derived on ea
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import random
 import uuid
@@ -47,7 +48,7 @@ def split(total: Decimal, parts: int, rnd: random.Random) -> list[Decimal]:
     pennies = int(total * 100)
     cuts = sorted(rnd.randint(0, pennies) for _ in range(parts - 1))
     bounds = [0, *cuts, pennies]
-    return [Decimal(b - a) / 100 for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [Decimal(b - a) / 100 for a, b in itertools.pairwise(bounds)]
 
 
 def funding(start: dt.date, end: dt.date | None, weekly_cost: Decimal, rnd: random.Random) -> list[AgreementFunding]:
