@@ -1129,12 +1129,22 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
                 )
             ),
         ] = "requested",
+        awaiting_second_approval: Annotated[
+            bool,
+            Query(
+                description="Only above-rate bids with the first of two approvals, waiting for a second approver "
+                "(decision records 0123, 0133)"
+            ),
+        ] = False,
     ) -> dict:
-        """``{"packages": [...], "total": n, "counts": {status: n}}``: ``limit`` packages from
-        ``offset`` in ``sort`` order; ``total``, how many match; ``counts``, how many match each
-        status with the other filters (so a work queue can show every status's count at once).
-        Raises 422 for an unknown zone or a search that is none of the three kinds, 403 for a
-        person search by a role that may not read persons."""
+        """``{"packages": [...], "total": n, "counts": {status: n}, "awaiting_second_approval": n}``:
+        ``limit`` packages from ``offset`` in ``sort`` order, each with ``awaiting_second_approval``
+        (true: an above-rate bid has its first of two approvals and waits for a second approver,
+        decision record 0133); ``total``, how many match; ``counts``, how many match each status
+        with the other filters (so a work queue can show every status's count at once), and
+        ``awaiting_second_approval`` how many of those await a second approval. With
+        ``awaiting_second_approval=true``, only those. Raises 422 for an unknown zone or a search
+        that is none of the three kinds, 403 for a person search by a role that may not read persons."""
         if zone is not None and zone not in rules.framework.zones:
             raise ProblemError(422, f"unknown zone {zone!r}", field="zone", code="unknown-zone")
         search = _search_of(q)
@@ -1172,16 +1182,21 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
         )
         statuses = status.split(",") if status else None
         async with service.pool.acquire() as conn, conn.transaction():
+            second = repo.AWAITING_SECOND_APPROVAL
             rows = await conn.fetch(
                 f"""SELECT package_id, status, zone, band, urgency, hours_per_week, provider_id, priority, continuity,
-                           requested_at, placed_at, unplaced_at, current_tier, window_closes_at, next_reoffer_at
+                           requested_at, placed_at, unplaced_at, current_tier, window_closes_at, next_reoffer_at,
+                           {second} AS awaiting_second_approval
                      FROM packages WHERE {where} AND ($7::text[] IS NULL OR status = ANY($7))
+                      AND (NOT $10 OR {second})
                     ORDER BY {order} LIMIT $8 OFFSET $9""",
                 *args,
                 statuses,
                 limit,
                 offset,
+                awaiting_second_approval,
             )
+            seconds = await conn.fetchval(f"SELECT count(*) FROM packages WHERE {where} AND {second}", *args)
             counts = {
                 r["status"]: r["n"]
                 for r in await conn.fetch(
@@ -1198,8 +1213,13 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
             "packages": [
                 {k: (str(v) if isinstance(v, (uuid.UUID, Decimal)) else v) for k, v in dict(r).items()} for r in rows
             ],
-            "total": sum(n for st, n in counts.items() if statuses is None or st in statuses),
+            "total": (
+                (seconds if statuses is None or "awaiting_approval" in statuses else 0)
+                if awaiting_second_approval
+                else sum(n for st, n in counts.items() if statuses is None or st in statuses)
+            ),
             "counts": counts,
+            "awaiting_second_approval": seconds,
         }
 
     return router

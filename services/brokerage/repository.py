@@ -401,6 +401,13 @@ class Timer:
 MOST_URGENT_FIRST = (
     "CASE urgency WHEN 'hospital_discharge' THEN 0 WHEN 'reablement_step_down' THEN 1 ELSE 2 END, priority DESC"
 )
+# An above-rate bid with its first of two approvals, waiting for the second (decision records 0123,
+# 0133): the package awaits approval and its open exception has a first approval of the very bid it
+# names (a first approval counts for that bid only; the console's package page reads it the same way).
+AWAITING_SECOND_APPROVAL = """(packages.status = 'awaiting_approval' AND EXISTS (
+    SELECT 1 FROM exceptions e JOIN exception_approvals a ON a.exception_id = e.id
+     WHERE e.package_id = packages.package_id AND e.decision IS NULL AND a.step = 'first'
+       AND a.provider_id = e.provider_id AND a.hourly_rate = e.hourly_rate))"""
 WINDOWS = Timer("status = 'offered'", "window_closes_at", "window_closes_at")
 REOFFERS = Timer("status = 'unplaced'", "next_reoffer_at", f"{MOST_URGENT_FIRST}, requested_at")
 REBROKERING = Timer("status IN ('placed', 'started')", "rebroker_due_at", f"{MOST_URGENT_FIRST}, requested_at")

@@ -269,6 +269,9 @@ WAITING = {"unplaced", "awaiting_approval", "offered", "requested"}
 # provider, for a decision, or paused in hospital.
 OPEN = ["unplaced", "awaiting_approval", "offered", "requested", "paused"]
 BOARD_PAGE = 50
+# The board's filter for above-rate bids with the first of two approvals (decision records 0123,
+# 0133): awaiting_approval packages a manager or head of service can complete.
+SECOND_APPROVAL = "second_approval"
 
 
 def deadline_of(package: dict[str, Any], now: dt.datetime) -> dict[str, Any] | None:
@@ -588,6 +591,107 @@ def package_request(
     if discharge_block is not None:
         request["discharge"] = discharge_block
     return request, {}
+
+
+# The check-your-answers page's sections (GOV.UK's pattern: a summary list per section, in the
+# form's order; decision record 0132), with the answers each lists.
+ANSWER_SECTIONS = (
+    ("Where", ("zone", "postcode_district", "band")),
+    (
+        "The care",
+        (
+            "urgency",
+            "calls_per_day",
+            "minutes_per_call",
+            "carers_per_call",
+            "days_per_week",
+            "hours_per_week",
+            "needs",
+            "start_date",
+            "funding",
+        ),
+    ),
+    ("Hospital discharge", DISCHARGE_FIELDS),
+    ("The person", tuple(f"person_{f}" for f in PERSON_FIELDS)),
+)
+ANSWER_WORDS = {
+    "carers_per_call": {"1": "One carer", "2": "Two carers (double-handed)"},
+    "funding": {"council": "Council", "nhs": "NHS (hospital discharge)"},
+    "discharge_reablement_potential": {"yes": "Yes: refer to in-house reablement first if it has room"},
+}
+NOT_GIVEN = "Not given"
+
+
+def answer_target(field: str) -> str:
+    """The id of a question's first input, where a Change link or an error takes the reader: a
+    date's day box, else the field's own id (a radio group's and a checkbox group's first item)."""
+    return f"{field}-day" if field in DATES else field
+
+
+def check_answers(
+    form: Mapping[str, str | Sequence[str]],
+    zones: Sequence[Mapping[str, Any]] = (),
+    discharge: Mapping[str, Any] | None = None,
+) -> list[tuple[str, list[tuple[str, str, str]]]]:
+    """The answers of a request form that :func:`package_request` accepted, for people to check
+    before it is sent: ``[(section, [(field, label, words)])]`` in the form's order. Codes in
+    words (a zone's and a hospital's names, "One carer", "Hospital discharge"), dates as "3 March
+    2027", an optional question left blank as "Not given"; the hospital discharge's section only
+    with the urgency hospital_discharge."""
+
+    def text(field: str) -> str:
+        value = form.get(field, "")
+        return value.strip() if isinstance(value, str) else ""
+
+    zone_names = {z.get("id"): z.get("name") for z in zones}
+    hospitals = {h["code"]: h["name"] for h in (discharge or {}).get("hospitals", [])}
+    pathways = {str(p["pathway"]): f"{p['pathway']}: {p['means']}" for p in (discharge or {}).get("pathways", [])}
+    discharge_asked = text("urgency") == "hospital_discharge"
+    sections = []
+    for title, fields in ANSWER_SECTIONS:
+        if title == "Hospital discharge" and not discharge_asked:
+            continue
+        rows = []
+        for field in fields:
+            if field == "needs":
+                given = form.get("needs") or []
+                needs = [given] if isinstance(given, str) else list(given)
+                words = ", ".join(n.replace("_", " ").capitalize() for n in needs)
+            elif field in DATES:
+                day = date_from_parts(*(text(f"{field}-{p}") for p in ("day", "month", "year")))
+                words = f"{day.day} {day:%B %Y}" if day else ""
+            else:
+                value = text(field)
+                if field == "zone":
+                    words = zone_names.get(value) or value
+                elif field == "discharge_hospital":
+                    words = hospitals.get(value) or value
+                elif field == "discharge_pathway":
+                    words = pathways.get(value) or value
+                elif field == "discharge_reablement_potential":
+                    words = ANSWER_WORDS[field].get(value, "No")
+                elif field in ANSWER_WORDS:
+                    words = ANSWER_WORDS[field].get(value, value)
+                elif field in ("band", "urgency"):
+                    words = value.replace("_", " ").capitalize()
+                else:
+                    words = value
+            rows.append((field, LABELS[field], words or NOT_GIVEN))
+        sections.append((title, rows))
+    return sections
+
+
+def carried_answers(form: Mapping[str, str | Sequence[str]]) -> list[tuple[str, str]]:
+    """The request form's answers as (name, value) pairs for hidden fields of the check page, so the
+    answers travel with the form and are kept nowhere else (decision record 0132): every answer but
+    the CSRF token (the page adds the session's) and the Change button's."""
+    pairs = []
+    for name, value in form.items():
+        if name in ("csrf_token", "change"):
+            continue
+        for item in [value] if isinstance(value, str) else list(value):
+            pairs.append((name, str(item)))
+    return pairs
 
 
 def _discharge_answers(

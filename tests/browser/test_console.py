@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import json
 import re
+import uuid
 from decimal import Decimal
 
 import asyncpg
@@ -77,7 +78,14 @@ async def test_a_broker_requests_a_package_sees_it_placed_with_its_explanation_a
     await pages.narrow(broker, "package-form")
     zone, district = roomiest_zone(stack)
     await fill_package(broker, zone=zone, district=district)
-    await broker.click("button:has-text('Request the package')")
+    await broker.click("button:has-text('Continue')")
+    # Check your answers (decision record 0132): every answer in words, nothing sent yet.
+    assert await broker.inner_text("h1") == "Check your answers before sending the request"
+    assert await broker.inner_text("#answer-person_full_name") == "Ada Example"
+    assert await broker.inner_text("#answer-carers_per_call") == "One carer"
+    await pages.check(broker, "package-check")
+    await pages.narrow(broker, "package-check")
+    await broker.click("#send-request")
     await broker.wait_for_url(re.compile(r"/packages/[0-9a-f-]{36}\?created=1"))
     created = re.search(r"/packages/([0-9a-f-]{36})", broker.url)
     assert created is not None
@@ -166,7 +174,7 @@ async def test_every_problem_on_the_request_form_is_listed_at_once_in_plain_word
     await broker.fill("#person_postcode", "")
     await broker.fill("#person_nhs_number", "999 876 5438")  # a wrong check digit
     await broker.fill("#start_date-month", "13")
-    await broker.click("button:has-text('Request the package')")
+    await broker.click("button:has-text('Continue')")
     assert await summary_of(broker) == [
         ("calls_per_day", "Calls a day must be a whole number, like 2"),
         ("start_date-day", "Start date must be a real date"),
@@ -186,7 +194,7 @@ async def test_every_problem_on_the_request_form_is_listed_at_once_in_plain_word
     await broker.fill("#person_postcode", f"{district} 1AA")
     await broker.fill("#person_nhs_number", "999 876 5439")
     await broker.fill("#start_date-month", str((dt.date.today() + dt.timedelta(days=3)).month))
-    await broker.click("button:has-text('Request the package')")
+    await broker.click("button:has-text('Continue')")
     [(target, words)] = await summary_of(broker)
     assert target == "hours_per_week"
     assert (
@@ -201,9 +209,76 @@ async def test_every_problem_on_the_request_form_is_listed_at_once_in_plain_word
 
     await broker.fill("#hours_per_week", "7")
     await broker.fill("#person_postcode", "SW1A 1AA")  # a real postcode, another district
-    await broker.click("button:has-text('Request the package')")
+    await broker.click("button:has-text('Continue')")
     assert "is not in " + district in await broker.inner_text("#person_postcode-error")
     assert "/packages/new" in broker.url
+
+
+async def test_a_request_is_checked_before_it_is_sent_and_a_change_keeps_every_other_answer(stack, console, pages):
+    """Decision record 0132 (GOV.UK's check your answers): the form's answers are listed in words,
+    each with a Change button back to its question; nothing reaches the brokerage until "Send
+    request"; a Change keeps every other answer; answers refused when sent come back on the form as
+    an error summary, kept. Axe-clean at 1280 and 390 px, no sideways scroll."""
+    name = "Checked " + "".join(chr(ord("a") + int(c, 16)) for c in uuid.uuid4().hex[:8]).capitalize()
+
+    def found() -> int:
+        answer = httpx.get(
+            f"{stack.url('brokerage')}/packages", params={"q": name}, timeout=10, auth=staff("demo-broker")
+        )
+        assert answer.status_code == 200, answer.text
+        return answer.json()["total"]
+
+    broker = await pages.signed_in("demo-broker")
+    await broker.goto(f"{console}/packages/new")
+    zone, district = roomiest_zone(stack)
+    await fill_package(broker, zone=zone, district=district)
+    await broker.fill("#person_full_name", name)
+    await broker.click("button:has-text('Continue')")
+    assert await broker.inner_text("h1") == "Check your answers before sending the request"
+    answers = dict(
+        zip(
+            await broker.eval_on_selector_all("[data-answer]", "rows => rows.map(r => r.dataset.answer)"),
+            await broker.eval_on_selector_all(".govuk-summary-list__value", "cells => cells.map(c => c.innerText)"),
+            strict=True,
+        )
+    )
+    start = dt.date.today() + dt.timedelta(days=3)
+    assert answers["person_full_name"] == name and answers["person_address"] == "1 Market Place"
+    assert answers["urgency"] == "Community" and answers["needs"] == "Personal care"
+    assert answers["start_date"] == f"{start.day} {start:%B %Y}"
+    assert answers["person_phone"] == "Not given"
+    assert "discharge_hospital" not in answers, "no hospital discharge section without that urgency"
+    assert found() == 0, "nothing is sent before the answers are checked"
+    await pages.check(broker, "package-check-answers")
+    await pages.narrow(broker, "package-check-answers")
+
+    # Change: back to the question, every answer kept.
+    await broker.click("[data-answer=hours_per_week] button:has-text('Change')")
+    assert broker.url.endswith("/packages/new#hours_per_week")
+    assert await broker.input_value("#hours_per_week") == "7"
+    assert await broker.input_value("#person_full_name") == name
+    assert await broker.input_value("#person_nhs_number") == "999 876 5439"
+    assert await broker.is_checked("#needs") and await broker.is_checked("#urgency-3")
+    assert await broker.input_value("#zone") == zone
+    assert await broker.locator(".govuk-error-summary").count() == 0, "a change is not an error"
+    await broker.fill("#calls_per_day", "3")
+    await broker.fill("#hours_per_week", "10.5")
+    await broker.click("button:has-text('Continue')")
+    assert await broker.inner_text("#answer-hours_per_week") == "10.5"
+    assert await broker.inner_text("#answer-calls_per_day") == "3"
+    assert found() == 0
+
+    # An answer refused when sent (here one altered in the page) comes back on the form, kept.
+    await broker.eval_on_selector("#check-answers input[name=person_nhs_number]", "e => e.value = '999 876 5438'")
+    await broker.click("#send-request")
+    assert await summary_of(broker) == [("person_nhs_number", "Enter a real NHS number: check the 10 digits")]
+    assert await broker.input_value("#person_full_name") == name
+    assert found() == 0
+    await broker.fill("#person_nhs_number", "999 876 5439")
+    await broker.click("button:has-text('Continue')")
+    await broker.click("#send-request")
+    await broker.wait_for_url(re.compile(r"/packages/[0-9a-f-]{36}\?created=1"))
+    assert found() == 1
 
 
 async def test_the_discharge_hub_requests_a_discharge_through_the_form_and_other_pathways_are_refused_by_name(
@@ -221,7 +296,7 @@ async def test_the_discharge_hub_requests_a_discharge_through_the_form_and_other
     today = dt.date.today()
     for part, value in (("day", today.day), ("month", today.month), ("year", today.year)):
         await broker.fill(f"#start_date-{part}", str(value))
-    await broker.click("button:has-text('Request the package')")
+    await broker.click("button:has-text('Continue')")
     assert await summary_of(broker) == [
         ("discharge_hospital", "Select the hospital"),
         ("discharge_ward", "Enter the ward code"),
@@ -236,7 +311,7 @@ async def test_the_discharge_hub_requests_a_discharge_through_the_form_and_other
     await broker.locator("input[name=discharge_pathway][value='3']").check()
     for part, value in (("day", today.day), ("month", today.month), ("year", today.year)):
         await broker.fill(f"#discharge_medically_fit_on-{part}", str(value))
-    await broker.click("button:has-text('Request the package')")
+    await broker.click("button:has-text('Continue')")
     problems = dict(await summary_of(broker))
     assert problems.keys() == {"discharge_ward", "discharge_pathway"}
     assert "W99 is not a ward of Leicester Royal Infirmary" in problems["discharge_ward"]
@@ -246,7 +321,10 @@ async def test_the_discharge_hub_requests_a_discharge_through_the_form_and_other
     await broker.fill("#discharge_ward", "w17")
     await broker.locator("input[name=discharge_pathway][value='1']").check()
     await broker.fill("#discharge_nhs_funded_weeks", "2")
-    await broker.click("button:has-text('Request the package')")
+    await broker.click("button:has-text('Continue')")
+    assert await broker.inner_text("#answer-discharge_hospital") == "Leicester Royal Infirmary"
+    assert await broker.inner_text("#answer-discharge_nhs_funded_weeks") == "2"
+    await broker.click("#send-request")
     await broker.wait_for_url(re.compile(r"/packages/[0-9a-f-]{36}\?created=1"))
     shown = await broker.inner_text("#discharge-summary")
     assert "W17" in shown and ("uhl-lri" in shown or "Leicester Royal Infirmary" in shown)
@@ -259,7 +337,7 @@ async def test_the_package_form_can_be_completed_with_the_keyboard_alone(console
     for _ in range(80):  # bounded: the form has fewer stops than this
         await broker.keyboard.press("Tab")
         reached.append(await broker.evaluate("document.activeElement.id || document.activeElement.textContent.trim()"))
-        if reached[-1] == "Request the package":
+        if reached[-1] == "Continue":
             break
     for field in (
         "zone",
@@ -276,7 +354,7 @@ async def test_the_package_form_can_be_completed_with_the_keyboard_alone(console
         "person_care_notes",
     ):
         assert field in reached, f"{field} cannot be reached with Tab"
-    assert reached[-1] == "Request the package"
+    assert reached[-1] == "Continue"
 
 
 async def test_a_broker_cannot_reach_operations_or_admin_pages(console, pages):
@@ -768,8 +846,19 @@ async def test_an_above_rate_bid_is_decided_on_its_own_page_within_the_roles_lim
     assert "You requested this package" in await manager.inner_text("#own-request")
     assert await manager.locator("input[name=decision][value=approve]").count() == 0
 
-    # A senior broker (10%) may: a missing reason is asked for at the top, the words typed kept...
+    # A senior broker finds it on the board (decision 0133): flagged, counted, and a filter of its own.
     senior = await pages.signed_in("demo-senior")
+    await senior.goto(f"{console}/board")
+    row = senior.locator(f"tr[data-package-id='{package_id}']")
+    assert "Awaiting second approval" in await row.inner_text()
+    await senior.click("#count-second-approval a")
+    assert "status=second_approval" in senior.url
+    listed = await senior.eval_on_selector_all("#board tbody tr[data-package-id]", "rows => rows.map(r => r.innerText)")
+    assert listed and all("Awaiting second approval" in r for r in listed)
+    assert await senior.locator(f"tr[data-package-id='{package_id}']").count() == 1
+    await pages.check(senior, "board-second-approval")
+    await pages.narrow(senior, "board-second-approval")
+    # A senior broker (10%) may: a missing reason is asked for at the top, the words typed kept...
     await senior.goto(f"{console}/packages/{package_id}/decision")
     assert "demo-broker, broker (up to 5% above the band rate)" in await senior.inner_text("#approvals")
     assert "whose limit covers it" in await senior.inner_text("#still-needed")
@@ -796,6 +885,8 @@ async def test_an_above_rate_bid_is_decided_on_its_own_page_within_the_roles_lim
     assert "approved" in await senior.inner_text("#done")
     package = httpx.get(f"{brokerage}/packages/{package_id}", timeout=10, auth=staff()).json()
     assert package["status"] == "placed" and package["provider_id"] == asked["provider_id"]
+    await senior.goto(f"{console}/board?status=all&q={package_id}")
+    assert "Awaiting second approval" not in await senior.inner_text(f"tr[data-package-id='{package_id}']")
     assert any(
         t["stage"] == "exception approved" and t["detail"]["decided_by"] == "demo-senior" for t in package["timeline"]
     )

@@ -97,7 +97,8 @@ async def test_a_provider_accepts_an_offer_in_the_portal_and_the_broker_sees_it_
     broker = await pages.signed_in("demo-broker")
     await broker.goto(f"{console}/packages/new")
     await fill_package(broker, zone=ZONE, district=district)
-    await broker.click("button:has-text('Request the package')")
+    await broker.click("button:has-text('Continue')")
+    await broker.click("#send-request")  # check your answers (decision record 0132)
     await broker.wait_for_url(re.compile(r"/packages/[0-9a-f-]{36}\?created=1"))
     created = re.search(r"/packages/([0-9a-f-]{36})", broker.url)
     assert created is not None

@@ -128,3 +128,51 @@ async def test_the_scheme_served_to_pages_says_when_a_second_approver_is_needed(
     scheme = (await api_of(service).get("/reference/delegation", headers=local_issuer.headers("brokerage"))).json()
     assert scheme["limits_percent"]["broker"] == "5"
     assert scheme["second_approver"] == {"first_approval_below_limit": True, "two_approvals_above_percent": "20"}
+
+
+async def test_the_work_queue_flags_counts_and_filters_the_bids_awaiting_a_second_approval(brokerage):
+    """Decision record 0133: managers and heads of service find the above-rate bids with the first of
+    two approvals on the board - each such package flagged, their count next to the counts per
+    status, and a filter for them alone; a refused approval flags nothing, and the flag goes when
+    the second approval places the package or a refusal ends the exception."""
+    service, broker, rules, ids = brokerage
+    api = api_of(service)
+    staff = local_issuer.headers("brokerage", "manager.jo", ("manager",))
+    first_of_two = await awaiting_approval_at(service, broker, rules, ids, SIX_PER_CENT)
+    other = await awaiting_approval_at(service, broker, rules, ids, SIX_PER_CENT)
+
+    async def queue(**params: str) -> dict:
+        answer = await api.get(
+            "/packages", params={"status": "awaiting_approval", "limit": "1000", **params}, headers=staff
+        )
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def flags(body: dict) -> dict[str, bool]:
+        return {p["package_id"]: p["awaiting_second_approval"] for p in body["packages"]}
+
+    before = (await queue())["awaiting_second_approval"]
+    assert (await approve(api, first_of_two, "broker.bo", "broker")).status_code == 200
+    assert (await approve(api, other, "broker.amy", "head_of_service")).status_code == 403  # their own request
+    body = await queue()
+    assert flags(body)[str(first_of_two)] is True and flags(body)[str(other)] is False
+    assert body["awaiting_second_approval"] == before + 1
+    assert body["counts"]["awaiting_approval"] >= 2, "the counts per status are unchanged"
+    only = await queue(awaiting_second_approval="true")
+    assert str(first_of_two) in flags(only) and str(other) not in flags(only)
+    assert set(flags(only).values()) == {True} and only["total"] == before + 1
+    assert (await queue(awaiting_second_approval="true", status="placed"))["total"] == 0
+
+    assert (await approve(api, other, "broker.bo", "broker")).status_code == 200
+    assert (await queue())["awaiting_second_approval"] == before + 2
+    refused = await api.post(
+        f"/packages/{other}/exception/reject",
+        json={"reason": "rate_not_justified"},
+        headers=local_issuer.headers("brokerage", "manager.jo", ("manager",)),
+    )
+    assert refused.status_code == 200
+    second = await approve(api, first_of_two, "senior.sam", "senior_broker")
+    assert second.status_code == 200 and second.json()["status"] == "placed"
+    body = await queue(status="awaiting_approval,placed,unplaced")
+    assert flags(body)[str(first_of_two)] is False and flags(body)[str(other)] is False
+    assert body["awaiting_second_approval"] == before

@@ -4,6 +4,7 @@ form's translation to the brokerage API and of its answers back to the form, the
 import datetime as dt
 import re
 from decimal import Decimal
+from typing import Any
 
 from services.console import charts, domain
 from services.console.domain import Permission, Role
@@ -519,3 +520,44 @@ def test_the_apis_discharge_fields_map_to_the_forms_questions():
     assert domain.form_field("discharge.pathway") == "discharge_pathway"
     assert domain.form_field("discharge.medically_fit_on") == "discharge_medically_fit_on"
     assert domain.form_field("discharge") == "discharge_hospital"
+
+
+def test_the_answers_are_listed_for_checking_in_words_in_the_forms_order():
+    """Decision record 0132: the check-your-answers page lists every answer by section, codes in
+    words, dates as people write them, a blank optional answer as "Not given"; the hospital
+    discharge's section only with that urgency."""
+    sections = domain.check_answers(FORM, ZONES, HOSPITALS)
+    assert [title for title, _ in sections] == ["Where", "The care", "The person"]
+    rows = {field: (label, words) for _, section in sections for field, label, words in section}
+    order = [field for _, section in sections for field, _, _ in section]
+    assert order[:3] == ["zone", "postcode_district", "band"] and order[-1] == "person_care_notes"
+    assert rows["zone"] == ("Zone", "Charnwood North")
+    assert rows["carers_per_call"][1] == "One carer" and rows["urgency"][1] == "Community"
+    assert rows["needs"][1] == "Personal care, Medication"
+    assert rows["start_date"] == ("Start date", "5 March 2026")
+    assert rows["funding"][1] == "Council"
+    assert rows["person_phone"][1] == rows["person_date_of_birth"][1] == "Not given"
+    assert rows["person_nhs_number"][1] == "485 777 3457"
+    discharge = domain.check_answers(FORM | DISCHARGE, ZONES, HOSPITALS)
+    assert [title for title, _ in discharge] == ["Where", "The care", "Hospital discharge", "The person"]
+    words = {field: words for _, section in discharge for field, _, words in section}
+    assert words["discharge_hospital"] == "Leicester Royal Infirmary"
+    assert words["discharge_pathway"].startswith("1: ")
+    assert words["discharge_medically_fit_on"] == "4 March 2026"
+    assert words["discharge_reablement_potential"].startswith("Yes")
+    assert [domain.answer_target(f) for f in ("start_date", "zone", "needs")] == ["start_date-day", "zone", "needs"]
+
+
+def test_the_answers_travel_in_hidden_fields_without_the_csrf_token_or_the_change_button():
+    carried = domain.carried_answers(FORM | {"csrf_token": "t", "change": "zone", "idempotency_key": "k"})
+    assert ("needs", "personal_care") in carried and ("needs", "medication") in carried
+    assert ("idempotency_key", "k") in carried and ("person_phone", "") in carried
+    assert not {name for name, _ in carried} & {"csrf_token", "change"}
+    # What is carried is the form again: the same request when it is sent.
+    again: dict[str, Any] = {}
+    for name, value in carried:
+        if name == "needs":  # a checkbox group: a list, as the console's form reader gives it
+            again.setdefault(name, []).append(value)
+        else:
+            again[name] = value
+    assert domain.package_request(again, ZONES, today=TODAY) == domain.package_request(FORM, ZONES, today=TODAY)

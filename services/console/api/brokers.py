@@ -98,7 +98,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             "zone": None,
             "band": {b.value for b in Band},
             "urgency": {u.value for u in Urgency},
-            "status": {*domain.STATUS_ORDER, "open", "all"},
+            "status": {*domain.STATUS_ORDER, "open", "all", domain.SECOND_APPROVAL},
         }
         chosen = {}
         for name, values in allowed.items():
@@ -115,11 +115,14 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         return max(1, min(int(value), 10_000)) if value.isdigit() else 1
 
     async def board_rows(chosen: dict[str, str], page_number: int) -> tuple[list[dict], int, dict[str, int], str]:
-        """A page of the work queue, most urgent first: (rows, total, counts per status, error)."""
+        """A page of the work queue, most urgent first: (rows, total, counts per status - and
+        :data:`domain.SECOND_APPROVAL`'s, the above-rate bids awaiting a second approval - error)."""
         status = chosen.get("status", "open")
         params: dict[str, Any] = {k: v for k, v in chosen.items() if k != "status"}
         if status == "open":
             params["status"] = ",".join(domain.OPEN)
+        elif status == domain.SECOND_APPROVAL:
+            params |= {"status": "awaiting_approval", "awaiting_second_approval": "true"}
         elif status != "all":
             params["status"] = status
         params |= {"sort": "queue", "limit": domain.BOARD_PAGE, "offset": (page_number - 1) * domain.BOARD_PAGE}
@@ -137,7 +140,8 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             p["waited"] = domain.waited(p["requested_at"], domain.wait_of(p, at))
             p["waiting"] = p["status"] in domain.WAITING
             p["deadline"] = domain.deadline_of(p, at)
-        return packages, answer["total"], answer["counts"], ""
+        counts = {**answer["counts"], domain.SECOND_APPROVAL: answer.get("awaiting_second_approval", 0)}
+        return packages, answer["total"], counts, ""
 
     @router.get("/board")
     async def board(request: Request, session: Session = Depends(need(Permission.board))) -> Response:
@@ -156,6 +160,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             rows=rows,
             total=total,
             counts=[(s, counts.get(s, 0)) for s in domain.STATUS_ORDER if counts.get(s)],
+            second_approvals=counts.get(domain.SECOND_APPROVAL, 0),
             open_count=sum(counts.get(s, 0) for s in domain.OPEN),
             chosen=chosen,
             chosen_status=chosen.get("status", "open"),
@@ -211,11 +216,53 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             **package_form_context(discharge=await discharge_reference()),
         )
 
+    def package_form(request: Request, session: Session, status: int, form: dict, **context: Any) -> Response:
+        return page(
+            request,
+            "package_new.html",
+            session,
+            status,
+            idempotency_key=form.get("idempotency_key"),
+            **context,
+        )
+
     @router.post("/packages/new")
-    async def create_package(request: Request, session: Session = Depends(need(Permission.act))) -> Response:
+    async def check_package(request: Request, session: Session = Depends(need(Permission.act))) -> Response:
+        """The request form's answers: every problem at once on the form (400), or, when there is
+        none, the check-your-answers page (GOV.UK's pattern; decision record 0132) - each answer with
+        a Change button back to its question and "Send request". Nothing is sent to the brokerage
+        here, and the answers are kept nowhere: they travel in the check page's hidden fields. A
+        Change (``change``: the question) shows the form again with every answer as given."""
         form = await form_of(request, session)
         reference = await discharge_reference()
-        request_body, errors = domain.package_request(form, await zones(console), discharge=reference)
+        known = await zones(console)
+        if form.get("change"):
+            return package_form(
+                request, session, 200, form, zones=known, **package_form_context(form, discharge=reference)
+            )
+        request_body, errors = domain.package_request(form, known, discharge=reference)
+        if request_body is None:
+            return package_form(
+                request, session, 400, form, zones=known, **package_form_context(form, errors, None, reference)
+            )
+        return page(
+            request,
+            "package_check.html",
+            session,
+            sections=domain.check_answers(form, known, reference),
+            carried=domain.carried_answers(form),
+            target=domain.answer_target,
+        )
+
+    @router.post("/packages/new/send")
+    async def create_package(request: Request, session: Session = Depends(need(Permission.act))) -> Response:
+        """The checked answers sent to the brokerage (``POST /packages``, with the form's
+        Idempotency-Key: a second press sends nothing twice): the new package's page (303), or the
+        form with the answers and every problem the brokerage still found (400)."""
+        form = await form_of(request, session)
+        reference = await discharge_reference()
+        known = await zones(console)
+        request_body, errors = domain.package_request(form, known, discharge=reference)
         general: list[str] = []
         if request_body is not None:
             try:
@@ -233,14 +280,8 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
                     raise
             else:
                 return RedirectResponse(f"/packages/{created['package_id']}?created=1", status_code=303)
-        return page(
-            request,
-            "package_new.html",
-            session,
-            400,
-            zones=await zones(console),
-            idempotency_key=form.get("idempotency_key"),
-            **package_form_context(form, errors, general, reference),
+        return package_form(
+            request, session, 400, form, zones=known, **package_form_context(form, errors, general, reference)
         )
 
     async def package_of(package_id: uuid.UUID) -> dict | None:
