@@ -49,10 +49,16 @@ def small_png(raw: bytes, width: int) -> bytes:
     return out.getvalue()
 
 
-async def save(page: Any, folder: Path, href: str, role: str, manifest: dict[str, Any]) -> None:
+async def save(
+    page: Any, folder: Path, href: str, role: str, manifest: dict[str, Any], *, title: str = "", via: str = ""
+) -> None:
     """Save ``page`` (already open at ``href``, 1280 px wide) at both widths, once per page: the
-    first role to reach it takes it; later roles are added to the manifest as seeing it too."""
+    first role to reach it takes it; later roles are added to the manifest as seeing it too. A page
+    reached by a form rather than a menu (``href`` a name of its own, like ``/packages/new/check``)
+    has its ``title`` and ``via``, how it is reached."""
     entry = manifest.setdefault(href, {"roles": [], "files": {}})
+    if via:
+        entry |= {"title": title, "via": via}
     entry["roles"].append(role)
     if entry["files"]:
         return
@@ -93,11 +99,13 @@ def render_page(manifest: dict[str, Any]) -> str:
     for href in sorted(manifest, key=lambda h: (order.get(h, 99), h)):
         entry = manifest[href]
         roles = ", ".join(role_words(r) for r in entry["roles"])
-        lines += [f"## {labels.get(href, href)}", "", f"`{href}`, in the menu of: {roles}.", ""]
+        title = entry.get("title") or labels.get(href, href)
+        where = f"{entry['via']}, by: {roles}." if entry.get("via") else f"`{href}`, in the menu of: {roles}."
+        lines += [f"## {title}", "", where, ""]
         for width in WIDTHS:
             name = entry["files"].get(str(width))
             if name:
-                lines.append(f"![{labels.get(href, href)} at {width} px](../screenshots/console/{name})")
+                lines.append(f"![{title} at {width} px](../screenshots/console/{name})")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

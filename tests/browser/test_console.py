@@ -279,6 +279,9 @@ async def test_a_request_is_checked_before_it_is_sent_and_a_change_keeps_every_o
     await broker.click("#send-request")
     await broker.wait_for_url(re.compile(r"/packages/[0-9a-f-]{36}\?created=1"))
     assert found() == 1
+    # The sending address opened again holds no answers: the empty form.
+    await broker.goto(f"{console}/packages/new/send")
+    assert broker.url.endswith("/packages/new") and await broker.input_value("#person_full_name") == ""
 
 
 async def test_the_discharge_hub_requests_a_discharge_through_the_form_and_other_pathways_are_refused_by_name(

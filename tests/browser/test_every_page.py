@@ -12,6 +12,7 @@ import pytest
 
 from services.runtime import permissions
 from tests.browser import screenshots
+from tests.browser.test_console import fill_package, roomiest_zone
 from tests.support import USER_OF_ROLE
 
 pytestmark = [pytest.mark.infra, pytest.mark.browser]
@@ -64,3 +65,27 @@ async def test_every_page_of_a_provider_admin_users_portal_menu_opens_and_is_acc
         name = f"menu-provider_staff-{href.strip('/').replace('/', '-')}"
         await pages.check(page, name)
         await pages.narrow(page, name)
+
+
+async def test_the_check_answers_page_of_a_package_request_is_accessible_at_both_widths(stack, console, pages):
+    """The page between the request form and the brokerage (decision record 0132), reached by the
+    form, not a menu: axe-clean at 1280 and 390 px with no sideways scroll; in the docs' screenshots."""
+    page = await pages.signed_in(USER_OF_ROLE[permissions.BROKER])
+    await page.goto(f"{console}/packages/new")
+    zone, district = roomiest_zone(stack)
+    await fill_package(page, zone=zone, district=district)
+    await page.click("button:has-text('Continue')")
+    assert await page.inner_text("h1") == "Check your answers before sending the request"
+    await pages.check(page, "package-check-answers-page")
+    if DOCS_SCREENSHOTS:
+        await screenshots.save(
+            page,
+            Path(DOCS_SCREENSHOTS),
+            "/packages/new/check",
+            permissions.BROKER,
+            MANIFEST,
+            title="Check your answers (a package request)",
+            via="`/packages/new`, the form's Continue",
+        )
+        screenshots.write_manifest(MANIFEST, Path(DOCS_SCREENSHOTS))
+    await pages.narrow(page, "package-check-answers-page")

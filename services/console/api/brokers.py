@@ -254,6 +254,12 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             target=domain.answer_target,
         )
 
+    @router.get("/packages/new/send")
+    async def send_without_answers(session: Session = Depends(need(Permission.act))) -> Response:
+        """The address of a sent request opened again (a reload, a bookmark): the answers are not
+        kept anywhere (decision record 0132), so the form, empty."""
+        return RedirectResponse("/packages/new", status_code=303)
+
     @router.post("/packages/new/send")
     async def create_package(request: Request, session: Session = Depends(need(Permission.act))) -> Response:
         """The checked answers sent to the brokerage (``POST /packages``, with the form's
