@@ -26,12 +26,21 @@ homecare sandbox start|stop|status|credential   the sandbox providers' developer
 
 from __future__ import annotations
 
-import asyncio
+import sys
 
-import typer
+# httpx imports its own command-line client when rich, click and pygments are installed (typer
+# brings them): about 0.4 s of every `homecare` command's start, for a client this program never
+# runs. A None entry makes that import fail, and httpx then defines a stub in its place.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
-from services.cli import bench, demo, operations, output, providers, reporting, sandbox, simulate, staff
-from services.runtime.logging import configure
+import typer  # noqa: E402
+
+from services.cli import bench, demo, operations, output, providers, reporting, sandbox, simulate, staff  # noqa: E402
+
+# Commands that only ask an API over HTTP and log nothing of their own: structlog (which imports
+# rich for its console renderer, about 0.3 s) is not configured for them; library warnings
+# (httpx's, through the standard library) still reach stderr.
+QUIET_COMMANDS = frozenset({"kpis", "token"})
 
 app = typer.Typer(no_args_is_help=True, help="Operate the home care brokerage platform.")
 db_app = typer.Typer(no_args_is_help=True, help="The database.")
@@ -72,13 +81,24 @@ def token(
 
 
 @app.callback()
-def _setup(log_format: str = typer.Option("console", envvar="LOG_FORMAT", help="console or json")) -> None:
+def _setup(
+    ctx: typer.Context, log_format: str = typer.Option("console", envvar="LOG_FORMAT", help="console or json")
+) -> None:
+    if ctx.invoked_subcommand in QUIET_COMMANDS:
+        from services.runtime.logging import configure_libraries
+
+        configure_libraries()
+        return
+    from services.runtime.logging import configure
+
     configure("cli", fmt=log_format, level="WARNING")
 
 
 @db_app.command("provision")
 def provision() -> None:
     """Create the database, one login role and one schema per service. Safe to run again."""
+    import asyncio
+
     from services.runtime.db import provision as run
     from services.runtime.settings import admin_settings
 
@@ -115,6 +135,8 @@ def kafka_acls(
 
     The administrator's identity: KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_USERNAME and
     KAFKA_PASSWORD, or, on the local broker of deploy/kafka.sh, its credentials file."""
+    import asyncio
+
     from services.runtime.kafka import describe_acls, grant_service_acls, kafka_security, secured
     from services.runtime.settings import admin_settings
 
