@@ -20,6 +20,7 @@ homecare providers import-cqc FILE   CQC ratings from the CQC care directory CSV
 homecare token [USER]          an access token of a demo user, for curl (development identity provider)
 homecare bench                 the whole pipeline under load: placements/s, latency, CPU, memory
 homecare bench-pages           every console page's time with 50,000 packages in the tables
+homecare bench-rebalance       the rebalance pauses the other instances see when one dies and comes back
 homecare simulate              replay a year of synthetic demand once per allocation policy
 homecare sandbox start|stop|status|credential   the sandbox providers' developers build against
 """
@@ -63,6 +64,7 @@ app.command("simulate")(simulate.simulate)
 app.command("bench-replay")(simulate.replay_bench)
 app.command("bench")(bench.bench)
 app.command("bench-pages")(bench.bench_pages)
+app.command("bench-rebalance")(bench.bench_rebalance)
 
 
 @app.command("token")
