@@ -141,6 +141,9 @@ def bench_rebalance(
         False, "--static", help="Static membership: each instance with a group instance id of its own"
     ),
     rate: float = typer.Option(2.0, min=0.5, help="Package requests a second through the surviving brokerage"),
+    session_timeout_ms: int | None = typer.Option(
+        None, min=6000, max=30000, help="Every instance's consumer session timeout (default: the services', 10 s)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="JSON only"),
 ) -> None:
     """The rebalance pauses the instances that stay up see when another instance of their service
@@ -153,7 +156,7 @@ def bench_rebalance(
 
     from services.bench.rebalance import measure
 
-    figures = asyncio.run(measure(static=static, rate=rate))
+    figures = asyncio.run(measure(static=static, rate=rate, session_timeout_ms=session_timeout_ms))
     if as_json:
         output.echo_json(figures)
         return
@@ -179,7 +182,8 @@ def bench_rebalance(
     ]
     membership = "static (group instance ids)" if static else "dynamic"
     title = (
-        f"Rebalance pauses seen by the surviving instance ({membership} membership; mean pause x rebalances, "
+        f"Rebalance pauses seen by the surviving instance ({membership} membership, session timeout "
+        f"{figures['session_timeout_ms'] / 1000:g} s; mean pause x rebalances, "
         f"one per consumer; load average {figures['load_average']} on {os.cpu_count()} cores)"
     )
     output.echo(output.table(columns, rows, title=title, room=output.width()))
