@@ -387,6 +387,9 @@ async def run_phase(
         "events": events,
         "events_per_second": round(events / seconds, 1) if seconds else None,
         "cpu_seconds": {n: round(cpu1[n] - cpu0[n], 2) for n in cpu1 if n in cpu0},
+        "cpu_ms_per_request": round(
+            sum(cpu1[n] - cpu0[n] for n in cpu1 if n in cpu0) * 1000 / max(len(requests), 1), 1
+        ),
         "statements_per_request": statements,
         "heaviest_statements": heaviest,
         "series": [
@@ -411,12 +414,14 @@ async def reset_statements(admin: Connection) -> None:
 
 async def statements_by_role(admin: Connection, requests: int) -> dict[str, dict[str, float]]:
     """PostgreSQL's work in a phase per database role (one role a service), divided by the
-    phase's requests: ``{role: {"calls": statements, "exec_ms": execution milliseconds}}``. The
+    phase's requests: ``{role: {"calls": statements, "exec_ms": execution milliseconds,
+    "commits": transactions}}``. The
     server's share of a placement, which its CPU seconds alone cannot split between services.
     Empty when pg_stat_statements is not loaded."""
     try:
         rows = await admin.fetch(
-            """SELECT r.rolname AS role, sum(s.calls) AS calls, sum(s.total_exec_time) AS exec_ms
+            """SELECT r.rolname AS role, sum(s.calls) AS calls, sum(s.total_exec_time) AS exec_ms,
+                      sum(s.calls) FILTER (WHERE s.query ILIKE 'COMMIT%') AS commits
                  FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid
                 WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
                 GROUP BY r.rolname"""
@@ -425,7 +430,11 @@ async def statements_by_role(admin: Connection, requests: int) -> dict[str, dict
         return {}
     n = max(requests, 1)
     return {
-        r["role"]: {"calls": round(float(r["calls"]) / n, 1), "exec_ms": round(float(r["exec_ms"]) / n, 2)}
+        r["role"]: {
+            "calls": round(float(r["calls"]) / n, 1),
+            "exec_ms": round(float(r["exec_ms"]) / n, 2),
+            "commits": round(float(r["commits"] or 0) / n, 2),
+        }
         for r in rows
     }
 

@@ -269,6 +269,7 @@ def _agreement_lines(e: ServiceAgreementRecorded) -> list[tuple[Any, ...]]:
             line.basis,
             line.percent,
             line.pounds_per_week,
+            ",".join(str(c) for c in line.calls) if line.calls else None,
         )
         for part_no, part in enumerate(e.funding)
         for line_no, line in enumerate(part.lines)

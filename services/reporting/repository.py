@@ -100,7 +100,10 @@ EVENT_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("occurred_at", "timestamptz"),
     ),
 }
-_SELECTED = {"provider_ids": "string_to_array(provider_ids, ',')"}
+_SELECTED = {
+    "provider_ids": "string_to_array(provider_ids, ',')",
+    "calls": "string_to_array(calls, ',')::integer[]",
+}
 
 
 def _unnest(columns: tuple[tuple[str, str], ...]) -> str:
@@ -303,6 +306,7 @@ AGREEMENT_LINE = (
     ("basis", "text"),
     ("percent", "numeric"),
     ("pounds_per_week", "numeric"),
+    ("calls", "text"),  # basis calls: "1,3" (a day's first and third); stored as integer[]
 )
 
 
@@ -316,8 +320,9 @@ async def put_agreements(conn: Connection, records: list[tuple[Any, ...]], lines
     ):
         if rows:
             await conn.execute(
-                f"""INSERT INTO {table} ({", ".join(c for c, _ in columns)}) SELECT * FROM {_unnest(columns)}
-                   ON CONFLICT DO NOTHING""",
+                f"""INSERT INTO {table} ({", ".join(c for c, _ in columns)})
+                    SELECT {", ".join(_SELECTED.get(c, c) for c, _ in columns)} FROM {_unnest(columns)}
+                    ON CONFLICT DO NOTHING""",
                 *_columns(rows, len(columns)),
             )
 

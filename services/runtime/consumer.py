@@ -299,6 +299,16 @@ class EventConsumer:
         """Attach this consumer to the broker: one subscriber (consumer group) on these topics."""
 
         names = [resolve(t) for t in topics]
+        # Said once at start, so that a setting tried in an A/B (the benchmark's --env) can be
+        # seen to have reached the process.
+        log.info(
+            "consumer group %s on %s: batches of up to %d, fetch_min_bytes %d, fetch_max_wait_ms %d",
+            self.group,
+            ",".join(names),
+            self.batch_size,
+            self.fetch_min_bytes,
+            self.fetch_max_wait_ms,
+        )
 
         @self.broker.subscriber(
             *names,

@@ -217,3 +217,34 @@ async def test_spend_against_budget_reads_the_agreements_in_force_at_the_end(rep
     assert Decimal(spend["rural"]["weekly_spend"]) == Decimal("200.00") + Decimal("279.30")
     assert Decimal(spend["urban"]["weekly_spend"]) == Decimal("173.25")
     assert Decimal(later["more"]["spend_against_budget"]["rural"]["weekly_spend"]) == Decimal("200.00"), "b ended"
+
+
+async def test_a_line_paid_by_calls_keeps_which_calls_in_the_exports(reporting):  # noqa: F811
+    # Decision 0121: a funder may pay named daily calls whole; the projection kept the line but had
+    # dropped which calls (reporting migration 0010).
+    _service, broker, _ops = reporting
+    provider = f"fc-{uuid.uuid4().hex[:8]}"
+    calls_line = PayerLine(
+        payer="nhs_discharge", basis="calls", calls=[1, 3], percent=Decimal("25"), pounds_per_week=Decimal("50.00")
+    )
+    paid_by_calls = record(
+        provider, hours="10", rate="20.00", start=MONDAY,
+        parts=[(MONDAY, None, [line("council", "150.00", "75"), calls_line])],
+    )  # fmt: skip
+    await project(broker, [paid_by_calls])
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=_service.http_app),
+        base_url="http://reporting",
+        headers=local_issuer.headers("reporting", "demo-manager", ("manager",)),
+    ) as manager:
+        as_csv = await manager.get("/exports/service_agreement_lines.csv")
+        as_parquet = await manager.get("/exports/service_agreement_lines.parquet")
+    assert as_csv.status_code == as_parquet.status_code == 200
+    rows = [r for r in csv.DictReader(io.StringIO(as_csv.text)) if r["record_id"] == str(paid_by_calls.record_id)]
+    assert sorted((r["payer"], r["basis"], r["calls"]) for r in rows) == [
+        ("council", "share", ""),
+        ("nhs_discharge", "calls", "1 3"),
+    ]
+    table = pq.read_table(io.BytesIO(as_parquet.content)).to_pylist()
+    mine = [r for r in table if r["record_id"] == str(paid_by_calls.record_id)]
+    assert sorted((r["basis"], r["calls"]) for r in mine) == [("calls", [1, 3]), ("share", None)]

@@ -3,7 +3,7 @@
 import pydantic
 import pytest
 
-from services.runtime import outbox
+from services.runtime import outbox, settings
 from services.runtime.settings import SharedSettings
 
 
@@ -38,3 +38,19 @@ def test_rows_are_spread_over_the_configured_buckets():
             outbox.configure_buckets(0)
     finally:
         outbox.configure_buckets(outbox.DEFAULT_BUCKETS)
+
+
+def test_the_reporting_service_fetches_fuller_batches_than_the_others(monkeypatch):
+    # Decision 0136: the projection waits for fuller fetches; the services a package waits on do not.
+    for name in ("REPORTING_CONSUMER_FETCH_MIN_BYTES", "BROKERAGE_CONSUMER_FETCH_MIN_BYTES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOMECARE_ENVIRONMENT", "development")
+    reporting, brokerage = settings.load("reporting"), settings.load("brokerage")
+    assert reporting.consumer_fetch_min_bytes > brokerage.consumer_fetch_min_bytes == 1
+    assert reporting.consumer_batch_size > brokerage.consumer_batch_size
+
+
+def test_a_service_variable_wins_over_the_service_default(monkeypatch):
+    monkeypatch.setenv("HOMECARE_ENVIRONMENT", "development")
+    monkeypatch.setenv("REPORTING_CONSUMER_FETCH_MIN_BYTES", "1")
+    assert settings.load("reporting").consumer_fetch_min_bytes == 1
