@@ -150,7 +150,8 @@ def bench_rebalance(
     dies and comes back (services/bench/rebalance.py): two instances of every service, the second
     of each SIGKILLed and started again, first after its group settled without it, then at once.
     Per service: the rebalances the survivor went through, their mean pause (its partitions
-    revoked until assigned again) and how long the group took to be stable. About three minutes."""
+    revoked until assigned again) and how long the group took to be stable. A few minutes (eight
+    service processes, each second one started twice)."""
     import asyncio
     import os
 
