@@ -115,15 +115,6 @@ async def measure(
     namespace = f"bench-rebalance-{tag}"
     url = _with_database(settings.database_url, database)
     await provision(url)
-    folder = Path(tempfile.mkdtemp(prefix="homecare-bench-rebalance-"))
-    market = bench_market(folder / "reference")
-    ids = {name: f"{name}-1" for name in SERVICES}  # static membership: one stable name per instance
-    extra = {"HOMECARE_REFERENCE_DIR": str(market)}
-    if static:
-        extra |= {f"{name.upper()}_CONSUMER_GROUP_INSTANCE_ID": ids[name] for name in SERVICES}
-    if session_timeout_ms:
-        extra |= {f"{name.upper()}_CONSUMER_SESSION_TIMEOUT_MS": str(session_timeout_ms) for name in SERVICES}
-    stack = start_stack(url, settings.kafka_bootstrap_servers, namespace, folder / "logs", extra_env=extra)
     figures: dict[str, Any] = {
         "static_membership": static,
         "session_timeout_ms": session_timeout_ms or 10_000,
@@ -131,7 +122,18 @@ async def measure(
     }
     stopping = asyncio.Event()
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, **kafka_security(settings))
+    stack: Stack | None = None
+    load: asyncio.Task[int] | None = None
+    # Whatever fails from here on, the processes are stopped and the database dropped.
     try:
+        folder = Path(tempfile.mkdtemp(prefix="homecare-bench-rebalance-"))
+        market = bench_market(folder / "reference")
+        extra = {"HOMECARE_REFERENCE_DIR": str(market)}
+        if static:  # one stable name per instance
+            extra |= {f"{name.upper()}_CONSUMER_GROUP_INSTANCE_ID": f"{name}-1" for name in SERVICES}
+        if session_timeout_ms:
+            extra |= {f"{name.upper()}_CONSUMER_SESSION_TIMEOUT_MS": str(session_timeout_ms) for name in SERVICES}
+        stack = start_stack(url, settings.kafka_bootstrap_servers, namespace, folder / "logs", extra_env=extra)
         for name in SERVICES:
             env = {f"{name.upper()}_CONSUMER_GROUP_INSTANCE_ID": f"{name}-2"} if static else None
             stack.start(second(name), name, env=env)
@@ -184,8 +186,12 @@ async def measure(
         figures["load_average"].append(round(os.getloadavg()[0], 1))
     finally:
         stopping.set()
+        if load is not None and not load.done():
+            with contextlib.suppress(Exception):
+                await load
         await admin.close()
-        stop_stack(stack)
+        if stack is not None:
+            stop_stack(stack)
         await _drop(settings.database_url, database)
     return figures
 
