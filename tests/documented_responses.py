@@ -72,6 +72,9 @@ def operation_of(method: str, path: str) -> Operation | None:
     return None
 
 
+BRACKETED = re.compile(r"\[\d+\]")
+
+
 def problems_with(method: str, path: str, response: httpx.Response) -> list[str]:
     """What is wrong with ``response`` against the document (empty: nothing)."""
     op = operation_of(method, path)
@@ -110,6 +113,11 @@ def _problem_errors(response: httpx.Response) -> list[str]:
         wrong.append(f"type {body['type']!r} does not name code {body['code']!r}")
     if body["status"] != response.status_code:
         wrong.append(f"status {body['status']} in the body, {response.status_code} on the response")
+    # Field paths are dotted, list positions included ("periods.0.shares"), as validation gives
+    # them: one style whichever layer refused the request.
+    for error in body.get("errors") or []:
+        if isinstance(error, dict) and BRACKETED.search(str(error.get("field", ""))):
+            wrong.append(f"field {error['field']!r} is not a dotted path (periods.0.shares, not periods[0].shares)")
     return wrong
 
 

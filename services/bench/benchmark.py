@@ -512,35 +512,6 @@ async def bench_async(
         out / "logs",
         extra_env={"HOMECARE_REFERENCE_DIR": str(market), "LOG_LEVEL": "WARNING"} | extra_env,
     )
-    for n in range(2, instances + 1):  # more instances of every service, each its own process and ports
-        for service in SERVICES:
-            stack.start(f"{service}-{n}", service)
-    for process in stack.procs:
-        await asyncio.to_thread(stack.wait_ready, process)
-    broker = user_auth("demo-broker")  # the load is a broker's requests, each with its access token
-    # py-spy samples the running service from outside (only while it holds the GIL: its CPU, not
-    # its waiting) and writes its profile when interrupted; an in-process profiler would lose its
-    # report, since uvicorn ends the process by re-raising SIGTERM.
-    profiler = (
-        None
-        if not profile
-        else subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("py-spy")),
-                "record",
-                "--gil",
-                "--nonblocking",
-                "--format",
-                "speedscope",
-                "-o",
-                str(out / f"profile-{profile}.json"),
-                "-p",
-                str(stack.procs[profile].pid),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    )
     result: dict = {
         "database": name,
         "namespace": namespace,
@@ -549,9 +520,40 @@ async def bench_async(
         "runs": [],
         "machine": {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()},
     }
-    # The benchmark's own look-ups are cheap queries over many ids: no JIT compilation for them.
-    admin = await asyncpg.connect(db_url, server_settings={"jit": "off"})
-    try:
+    profiler: subprocess.Popen | None = None
+    admin: asyncpg.Connection | None = None
+    try:  # from here on, whatever fails (a service that never gets ready...), the stack is stopped
+        for n in range(2, instances + 1):  # more instances of every service, each its own process and ports
+            for service in SERVICES:
+                stack.start(f"{service}-{n}", service)
+        for process in stack.procs:
+            await asyncio.to_thread(stack.wait_ready, process)
+        broker = user_auth("demo-broker")  # the load is a broker's requests, each with its access token
+        # py-spy samples the running service from outside (only while it holds the GIL: its CPU, not
+        # its waiting) and writes its profile when interrupted; an in-process profiler would lose its
+        # report, since uvicorn ends the process by re-raising SIGTERM.
+        profiler = (
+            None
+            if not profile
+            else subprocess.Popen(
+                [
+                    str(Path(sys.executable).with_name("py-spy")),
+                    "record",
+                    "--gil",
+                    "--nonblocking",
+                    "--format",
+                    "speedscope",
+                    "-o",
+                    str(out / f"profile-{profile}.json"),
+                    "-p",
+                    str(stack.procs[profile].pid),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        # The benchmark's own look-ups are cheap queries over many ids: no JIT compilation for them.
+        admin = await asyncpg.connect(db_url, server_settings={"jit": "off"})
         watch = ProcessWatch(
             {n: p.pid for n, p in stack.procs.items()},
             infrastructure=(settings.kafka_bootstrap_servers, settings.database_url),
@@ -603,7 +605,8 @@ async def bench_async(
         result["peak_rss_mb"] = watch.peak_rss_mb()
         await watch.stop()
     finally:
-        await admin.close()
+        if admin is not None:
+            await admin.close()
         if profiler:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(timeout=120)

@@ -203,8 +203,9 @@ async def bench_pages_async(
         extra_env={"HOMECARE_REFERENCE_DIR": str(market), "LOG_LEVEL": "WARNING"},
         console=True,
     )
-    admin = await asyncpg.connect(db_url, server_settings={"jit": "off"})
-    try:
+    admin: asyncpg.Connection | None = None
+    try:  # from here on, whatever fails, the stack is stopped and the database dropped
+        admin = await asyncpg.connect(db_url, server_settings={"jit": "off"})
         broker = user_auth(DEMO_USERS[permissions.BROKER])
         async with httpx.AsyncClient(timeout=60, auth=broker) as probe:
             await wait_until_ready(probe, {n: stack.url(n) for n in SERVICES}, timeout=120)
@@ -247,7 +248,8 @@ async def bench_pages_async(
         with console.status("homecare kpis --period 365d, three times..."):
             result["kpis_cli"] = time_kpis_command(stack.url("reporting"), dict(os.environ) | env)
     finally:
-        await admin.close()
+        if admin is not None:
+            await admin.close()
         stop_stack(stack)
         await _drop(settings.database_url, database)
     result["summary"] = summarise_pages(result["roles"])

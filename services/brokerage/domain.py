@@ -900,7 +900,7 @@ def calls_refusal(period: Period, where: str, calls_per_day: int | None) -> Refu
     naming ``periods[i].calls[j].call`` or ``.funder``, or ``periods[i].calls``."""
     seen: set[int] = set()
     for j, (call, funder) in enumerate(period.calls):
-        at = f"{where}.calls[{j}]"
+        at = f"{where}.calls.{j}"
         if call < 1 or (calls_per_day is not None and call > calls_per_day):
             pattern = "" if calls_per_day is None else f": the visit pattern has {calls_per_day} call(s) a day"
             return Refusal(422, f"{at}.call", f"there is no call {call}{pattern}")
@@ -924,15 +924,15 @@ def funding_refusal(
     periods: Sequence[Period], *, first_day: dt.date | None, calls_per_day: int | None = None
 ) -> Refusal | None:
     """Whether a package's funding record is whole: at least one period; dates rising; each period's
-    shares adding up to exactly 100% (422 ``periods[i].shares`` naming the total); a joint period
+    shares adding up to exactly 100% (422 ``periods.i.shares`` naming the total); a joint period
     split between at least two different funders, a single funder's period 100% that funder's; any
     named calls calls of the visit pattern of ``calls_per_day`` calls a day (:func:`calls_refusal`);
     the first period starting on or before ``first_day`` (the package's first day of care), so no
-    day of care has no funder (422 ``periods[0].effective_from``). None when it is whole."""
+    day of care has no funder (422 ``periods.0.effective_from``). None when it is whole."""
     if not periods:
         return Refusal(422, "periods", "at least one funding period is needed")
     for i, period in enumerate(periods):
-        where = f"periods[{i}]"
+        where = f"periods.{i}"
         refusal = calls_refusal(period, where, calls_per_day)
         if refusal is not None:
             return refusal
@@ -960,7 +960,7 @@ def funding_refusal(
     if first_day is not None and periods[0].effective_from > first_day:
         return Refusal(
             422,
-            "periods[0].effective_from",
+            "periods.0.effective_from",
             f"{periods[0].effective_from} leaves the care from {first_day} without a funder",
         )
     return None
@@ -1073,7 +1073,7 @@ def calls_left_unfunded(periods: Sequence[Period], calls_per_day: int) -> Refusa
     for i, period in enumerate(periods):
         if not period.calls:
             continue
-        if calls_refusal(period, f"periods[{i}]", calls_per_day) is not None:
+        if calls_refusal(period, f"periods.{i}", calls_per_day) is not None:
             named = ", ".join(f"call {c} ({f})" for c, f in period.calls)
             return Refusal(
                 422,

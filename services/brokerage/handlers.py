@@ -1499,8 +1499,8 @@ async def record_funding(
     the revision.
 
     Raises :class:`Refused`: 409 ``status`` for a cancelled or ended package; 422 naming
-    ``periods[i].shares`` (the shares not adding up to 100%, a joint period without a split, ...) or
-    ``periods[i].effective_from`` (dates not rising, the first after care begins):
+    ``periods.i.shares`` (the shares not adding up to 100%, a joint period without a split, ...) or
+    ``periods.i.effective_from`` (dates not rising, the first after care begins):
     :func:`domain.funding_refusal`. LookupError for no package."""
     package = await _locked(uow, package_id)
     at = now()

@@ -134,3 +134,65 @@ def bench_pages(
             f"slowest {kpis['max_seconds']} s (target < 2 s). Written to {out}/pages.json"
         )
     )
+
+
+def bench_rebalance(
+    static: bool = typer.Option(
+        False, "--static", help="Static membership: each instance with a group instance id of its own"
+    ),
+    rate: float = typer.Option(2.0, min=0.5, help="Package requests a second through the surviving brokerage"),
+    session_timeout_ms: int | None = typer.Option(
+        None, min=6000, max=30000, help="Every instance's consumer session timeout (default: the services', 10 s)"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="JSON only"),
+) -> None:
+    """The rebalance pauses the instances that stay up see when another instance of their service
+    dies and comes back (services/bench/rebalance.py): two instances of every service, the second
+    of each SIGKILLed and started again, first after its group settled without it, then at once.
+    Per service: the rebalances the survivor went through, their mean pause (its partitions
+    revoked until assigned again) and how long the group took to be stable. A few minutes (eight
+    service processes, each second one started twice)."""
+    import asyncio
+    import os
+
+    from services.bench.rebalance import measure
+
+    figures = asyncio.run(measure(static=static, rate=rate, session_timeout_ms=session_timeout_ms))
+    if as_json:
+        output.echo_json(figures)
+        return
+    columns = [
+        output.Column("service"),
+        *(output.Column(title, right=True) for title in ("leave", "stable after", "rejoin", "stable after", "replace")),
+    ]
+
+    def pause(step: str, name: str) -> str:
+        f = figures[step][name]
+        return f"{f['mean_pause_s']} s x{f['rebalances']}" if f["rebalances"] else "none"
+
+    rows = [
+        [
+            name,
+            pause("leave", name),
+            f"{figures['leave']['stable_again_s'][name]} s",
+            pause("rejoin", name),
+            f"{figures['rejoin']['stable_again_s'][name]} s",
+            pause("replace", name),
+        ]
+        for name in ("providers", "brokerage", "notifications", "reporting")
+    ]
+    membership = "static (group instance ids)" if static else "dynamic"
+    title = (
+        f"Rebalance pauses seen by the surviving instance ({membership} membership, session timeout "
+        f"{figures['session_timeout_ms'] / 1000:g} s; mean pause x rebalances, "
+        f"one per consumer; load average {figures['load_average']} on {os.cpu_count()} cores)"
+    )
+    output.echo(output.table(columns, rows, title=title, room=output.width()))
+    output.echo(
+        output.paragraph(
+            f"leave: the second instance SIGKILLed, stable after = until its group was stable without it; rejoin: "
+            f"started again, stable after = from its start; replace: SIGKILLed and started at once (ready "
+            f"{figures['replace']['restarted_ready_s']} s after the kill). {figures['requests_sent']} package "
+            f"requests sent meanwhile."
+        )
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 from collections import Counter, defaultdict
 
@@ -108,6 +107,8 @@ def demo(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON only"),
 ) -> None:
     """Request a batch of synthetic packages across all 14 zones and show how they were placed."""
+    import asyncio
+
     import httpx
     from rich.console import Console
 

@@ -20,18 +20,28 @@ homecare providers import-cqc FILE   CQC ratings from the CQC care directory CSV
 homecare token [USER]          an access token of a demo user, for curl (development identity provider)
 homecare bench                 the whole pipeline under load: placements/s, latency, CPU, memory
 homecare bench-pages           every console page's time with 50,000 packages in the tables
+homecare bench-rebalance       the rebalance pauses the other instances see when one dies and comes back
 homecare simulate              replay a year of synthetic demand once per allocation policy
 homecare sandbox start|stop|status|credential   the sandbox providers' developers build against
 """
 
 from __future__ import annotations
 
-import asyncio
+import sys
 
-import typer
+# httpx imports its own command-line client when rich, click and pygments are installed (typer
+# brings them): about 0.4 s of every `homecare` command's start, for a client this program never
+# runs. A None entry makes that import fail, and httpx then defines a stub in its place.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
-from services.cli import bench, demo, operations, output, providers, reporting, sandbox, simulate, staff
-from services.runtime.logging import configure
+import typer  # noqa: E402
+
+from services.cli import bench, demo, operations, output, providers, reporting, sandbox, simulate, staff  # noqa: E402
+
+# Commands that only ask an API over HTTP and log nothing of their own: structlog (which imports
+# rich for its console renderer, about 0.3 s) is not configured for them; library warnings
+# (httpx's, through the standard library) still reach stderr.
+QUIET_COMMANDS = frozenset({"kpis", "token"})
 
 app = typer.Typer(no_args_is_help=True, help="Operate the home care brokerage platform.")
 db_app = typer.Typer(no_args_is_help=True, help="The database.")
@@ -54,6 +64,7 @@ app.command("simulate")(simulate.simulate)
 app.command("bench-replay")(simulate.replay_bench)
 app.command("bench")(bench.bench)
 app.command("bench-pages")(bench.bench_pages)
+app.command("bench-rebalance")(bench.bench_rebalance)
 
 
 @app.command("token")
@@ -72,13 +83,24 @@ def token(
 
 
 @app.callback()
-def _setup(log_format: str = typer.Option("console", envvar="LOG_FORMAT", help="console or json")) -> None:
+def _setup(
+    ctx: typer.Context, log_format: str = typer.Option("console", envvar="LOG_FORMAT", help="console or json")
+) -> None:
+    if ctx.invoked_subcommand in QUIET_COMMANDS:
+        from services.runtime.logging import configure_libraries
+
+        configure_libraries()
+        return
+    from services.runtime.logging import configure
+
     configure("cli", fmt=log_format, level="WARNING")
 
 
 @db_app.command("provision")
 def provision() -> None:
     """Create the database, one login role and one schema per service. Safe to run again."""
+    import asyncio
+
     from services.runtime.db import provision as run
     from services.runtime.settings import admin_settings
 
@@ -115,6 +137,8 @@ def kafka_acls(
 
     The administrator's identity: KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_USERNAME and
     KAFKA_PASSWORD, or, on the local broker of deploy/kafka.sh, its credentials file."""
+    import asyncio
+
     from services.runtime.kafka import describe_acls, grant_service_acls, kafka_security, secured
     from services.runtime.settings import admin_settings
 

@@ -9,7 +9,6 @@ homecare outbox parked|retry|discard     outbox rows Kafka refused for good
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import json
@@ -21,15 +20,12 @@ import typer
 from services.cli import output
 from services.runtime import clock
 
-# The Kafka, HTTP and settings modules are imported by the commands that use them: `homecare`
-# starts in well under a second, so `homecare kpis` is mostly the reporting service's answer.
-
 if TYPE_CHECKING:
     from services.operations import streams
 
-# The commands' own machinery (Kafka clients, the outbox's SQL) is imported by the command that
-# uses it: every `homecare` command loads this module, and `homecare kpis` should start in well
-# under a second, not pay for a Kafka client it does not use.
+# The commands' own machinery (Kafka clients, the outbox's SQL, even asyncio) is imported by the
+# command that uses it: every `homecare` command loads this module, and `homecare kpis` should not
+# pay for what it does not use (tests/unit/test_cli_start_up.py lists what it must not load).
 
 # ---- kpis ---------------------------------------------------------------------------------
 
@@ -213,6 +209,8 @@ def tail(
     as_json: bool = typer.Option(False, "--json", help="JSON lines"),
 ) -> None:
     """Follow the event streams, one decoded line per event."""
+    import asyncio
+
     from schemas import topics as contract
     from services.operations import streams
     from services.runtime import topics
@@ -247,6 +245,8 @@ def tail(
 
 def lag(as_json: bool = typer.Option(False, "--json", help="JSON only, instead of the report")) -> None:
     """Consumer lag per group and partition, with the age of the oldest unprocessed event."""
+    import asyncio
+
     from services.operations.lag import lag as lag_of
     from services.runtime.settings import admin_settings
 
@@ -300,6 +300,8 @@ dead_letters_app = typer.Typer(no_args_is_help=True, help="Messages the consumer
 @dead_letters_app.command("list")
 def list_letters(as_json: bool = typer.Option(False, "--json", help="JSON lines only, one dead letter a line")) -> None:
     """Every dead letter, oldest first: its id, when, which consumer, its origin, the reason and error."""
+    import asyncio
+
     from services.operations import dead_letters
     from services.runtime.settings import admin_settings
 
@@ -339,6 +341,8 @@ def render_letters(summaries: list[dict], room: int) -> str:
 @dead_letters_app.command("show")
 def show(letter_id: str = typer.Argument(..., help="partition:offset, as listed")) -> None:
     """One dead letter in full, as JSON."""
+    import asyncio
+
     from services.operations import dead_letters
     from services.runtime.settings import admin_settings
 
@@ -357,6 +361,8 @@ def replay(
 ) -> None:
     """Republish the original bytes to the original topic; inboxes make it harmless to consumers that already
     applied it."""
+    import asyncio
+
     from services.operations import dead_letters
     from services.runtime.settings import admin_settings
 
@@ -376,6 +382,8 @@ outbox_app = typer.Typer(no_args_is_help=True, help="Outbox rows Kafka refused f
 @outbox_app.command("parked")
 def outbox_parked(as_json: bool = typer.Option(False, "--json", help="JSON lines only, one row a line")) -> None:
     """Outbox rows Kafka refused for good, with the error and how many rows wait behind each."""
+    import asyncio
+
     from services.operations import outbox
     from services.runtime.settings import admin_settings
 
@@ -415,6 +423,8 @@ def render_parked(rows: list[dict], room: int) -> str:
 @outbox_app.command("retry")
 def outbox_retry(ids: list[str] = typer.Argument(..., help="ids of parked rows, as listed")) -> None:
     """Put parked rows back in the relay's queue, once the cause is fixed."""
+    import asyncio
+
     from services.operations import outbox
     from services.runtime.settings import admin_settings
 
@@ -431,6 +441,8 @@ def outbox_discard(
     by: str = typer.Option(..., "--by", help="who decided (recorded with the row)"),
 ) -> None:
     """Give parked rows up for good: their events are never published; the rows behind them go."""
+    import asyncio
+
     from services.operations import outbox
     from services.runtime.settings import admin_settings
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import typer
@@ -21,6 +20,8 @@ def rebuild(
     role and the operator's Kafka identity. Resumable: an interrupted rebuild continues where it
     stopped when run again (without --fresh). Idempotent: events already applied change nothing.
     The reporting service may keep running meanwhile."""
+    import asyncio
+
     from services.reporting import app as reporting_app
     from services.reporting import handlers
     from services.runtime.db import create_pool, migrate
@@ -62,6 +63,8 @@ def generate(
     demonstrations on a namespace of their own; rebuild a projection of it with
     ``HOMECARE_NAMESPACE=<namespace> homecare reporting rebuild``. Five years is about 500,000
     events."""
+    import asyncio
+
     from services.bench.reporting import generate as write
 
     figures = asyncio.run(write(namespace, years=years, packages_per_year=packages_per_year, seed=seed))
@@ -83,6 +86,8 @@ def bench(
     (services/bench/reporting.py): rebuild events/s and peak RSS, each KPI query's p50/p95, the
     `homecare kpis --period 365d` wall time and the service's peak RSS. Uses a topic namespace and
     a database of its own and removes both; five years take about ten minutes on two cores."""
+    import asyncio
+
     from services.bench.reporting import measure
     from services.cli import output
 

@@ -13,7 +13,6 @@ ids, the ports, the namespace and the database, for ``status`` and ``stop``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -82,6 +81,8 @@ def start_sandbox(
 ) -> dict[str, Any]:
     """Provision the sandbox's database and topics, start its services and wait until each is
     ready; returns the state written to ``folder/state.json``."""
+    import asyncio
+
     from services.bench import processes
     from services.runtime.db import provision
     from services.runtime.settings import admin_settings

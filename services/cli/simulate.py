@@ -9,7 +9,6 @@ docs/guide/simulation.md.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime as dt
 import json
@@ -230,6 +229,8 @@ def read_history(start: dt.datetime, end: dt.datetime) -> History:
     """The recorded history of [start, end) from the reporting projection, as the reporting
     service's database role (settings: ``DATABASE_URL``, ``REPORTING_DB_PASSWORD``...); a
     database that cannot be read is said on stderr and exits 1."""
+    import asyncio
+
     import asyncpg
 
     from services.runtime.settings import load
@@ -269,6 +270,8 @@ def replay_bench(
     """How long ``homecare simulate --replay`` takes over ``days`` of history under two policies: a
     generated history recorded into a reporting projection of its own (a database of its own,
     dropped afterwards), then read, calibrated and replayed (services/bench/replay.py)."""
+    import asyncio
+
     from services.bench.replay import measure
     from services.simulator import report
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -48,6 +47,8 @@ def add(
     exist_ok: bool = typer.Option(False, "--exist-ok", help="An account of that name already there is not an error"),
 ) -> None:
     """Add a staff account to the console."""
+    import asyncio
+
     from services.console import handlers
 
     try:

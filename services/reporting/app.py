@@ -22,7 +22,7 @@ from schemas import topics
 from services.reporting import api, handlers
 from services.runtime import clock
 from services.runtime import topics as runtime_topics
-from services.runtime.consumer import Delivery, raw_body
+from services.runtime.consumer import Delivery, RebalancePauses, raw_body
 from services.runtime.dead_letters import DeadLetter
 from services.runtime.http import create_app
 from services.runtime.kafka_records import tolerant_batch_parser
@@ -80,6 +80,7 @@ def subscribe_dead_letters(service: Service) -> None:
         session_timeout_ms=settings.consumer_session_timeout_ms,
         heartbeat_interval_ms=settings.consumer_heartbeat_interval_ms,
         group_instance_id=f"{instance_id}-dead-letters" if instance_id else None,
+        listener=RebalancePauses(service.name, service.consumer.group),
         title=f"{service.consumer.group}:{runtime_topics.dead_letters()}",
         description="reporting counts the dead letters",
     )

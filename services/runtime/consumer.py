@@ -54,7 +54,7 @@ from typing import Any, TypeVar, cast, overload
 
 import asyncpg
 import structlog
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.message import StreamMessage
@@ -172,6 +172,34 @@ class Delivery:
 async def raw_body(message: StreamMessage[Any]) -> bytes:
     """FastStream decoder that leaves the bytes alone: parsing is ours, so failures are too."""
     return message.body
+
+
+class RebalancePauses(ConsumerRebalanceListener):
+    """Times the pauses a rebalance of its group causes this consumer: aiokafka rebalances eagerly
+    (every member gives up all its partitions, rejoins, and is assigned again; it has no
+    incremental cooperative protocol), so from the moment its partitions are revoked until its
+    next assignment the consumer fetches nothing. Each pause goes to the
+    ``homecare_consumer_rebalance_pause_seconds`` histogram and a log line. A member's first
+    assignment (it had nothing to give up) and its last revocation (it is stopping) are no pause
+    of a running consumer and are not counted. Decision 0135; ``homecare bench-rebalance``
+    reads them."""
+
+    def __init__(self, service: str, group: str) -> None:
+        self.service = service
+        self.group = group
+        self.revoked_at: float | None = None
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        if revoked:
+            self.revoked_at = time.monotonic()
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if self.revoked_at is None:
+            return
+        pause = time.monotonic() - self.revoked_at
+        self.revoked_at = None
+        metrics.REBALANCE_PAUSES.labels(self.service, self.group).observe(pause)
+        log.info("consumer group rebalanced", group=self.group, pause_seconds=round(pause, 3), partitions=len(assigned))
 
 
 class EventConsumer:
@@ -301,6 +329,7 @@ class EventConsumer:
             session_timeout_ms=self.session_timeout_ms,
             heartbeat_interval_ms=self.heartbeat_interval_ms,
             group_instance_id=self.group_instance_id,
+            listener=RebalancePauses(self.service, self.group),
             title=f"{self.group}:{','.join(names)}",
             description=f"{self.service} consumes {', '.join(names)}",
         )

@@ -117,6 +117,12 @@ async def create_pool(
     return await wait_for("postgresql", connect, timeout=timeout)
 
 
+async def connect(dsn: str, *, schema: str, application: str) -> asyncpg.Connection:
+    """One connection outside the pools, for a session of its own (the relay's LISTEN): the
+    pools' connections keep no session state (see ``create_pool``)."""
+    return await asyncpg.connect(dsn, server_settings={"search_path": schema, "application_name": application})
+
+
 def _with_database(dsn: str, database: str) -> str:
     parts = urlsplit(dsn)
     return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, ""))

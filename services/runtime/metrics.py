@@ -34,6 +34,13 @@ CONSUMER_OLDEST_UNPROCESSED = Gauge(
     "Age of the oldest event the service's group has not processed",
     ["service"],
 )
+REBALANCE_PAUSES = Histogram(
+    "homecare_consumer_rebalance_pause_seconds",
+    "Time a consumer of the instance held no partitions in a rebalance of its group: from its "
+    "partitions being revoked to its next assignment (decision 0135)",
+    ["service", "group"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60),
+)
 READY = Gauge("homecare_ready", "1 when the service reaches Kafka and PostgreSQL", ["service"])
 PACKAGES_WAITING = Gauge(
     "homecare_packages_waiting", "Packages offered or unplaced, by urgency and status", ["urgency", "status"]

@@ -205,6 +205,8 @@ class Relay:
         topic_exists: Callable[[str], Awaitable[bool]] | None = None,
         heartbeat_seconds: float = 2.0,
         relay_ttl_seconds: float = 10.0,
+        listen: Callable[[], Awaitable[asyncpg.Connection]] | None = None,
+        idle_poll_seconds: float = 1.0,
     ) -> None:
         self.pool = pool
         self.broker = broker
@@ -228,9 +230,53 @@ class Relay:
         self._beat_at = -math.inf
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Woken by PostgreSQL when a transaction that wrote outbox rows commits (decision 0137):
+        # ``listen`` opens a connection of its own for LISTEN. While it listens, an idle relay
+        # looks again only every ``idle_poll_seconds`` (heartbeats, another relay's buckets taken
+        # over); while it cannot, every ``poll_seconds``, as before. Nothing depends on a
+        # notification arriving: a missed one costs at most ``idle_poll_seconds``.
+        self.listen = listen
+        self.idle_poll_seconds = idle_poll_seconds
+        self.listening = False
+        self._written = asyncio.Event()
+        self._listener: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name=f"{self.service}-outbox-relay")
+        if self.listen is not None:
+            self._listener = asyncio.create_task(self._listen(), name=f"{self.service}-outbox-listen")
+
+    def _on_written(self, *_: object) -> None:
+        self._written.set()
+
+    async def _listen(self) -> None:
+        """Keep a LISTEN on this schema's outbox channel, reconnecting with a backoff when the
+        connection is lost; the relay polls every ``poll_seconds`` meanwhile."""
+        assert self.listen is not None
+        delays = backoff_delays(0.5, 10.0)
+        while not self._stopping.is_set():
+            conn: asyncpg.Connection | None = None
+            lost = asyncio.Event()
+            try:
+                conn = await self.listen()
+                conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+                schema = await conn.fetchval("SELECT current_schema()")
+                await conn.add_listener(f"outbox:{schema}", self._on_written)
+                self.listening = True
+                self._written.set()  # rows committed while nobody listened: look at once
+                delays = backoff_delays(0.5, 10.0)
+                await lost.wait()
+                log.warning("outbox relay lost its LISTEN connection; polling until it is back")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbox relay cannot LISTEN for new rows; polling", error=repr(exc))
+                await self._sleep(next(delays))
+            finally:
+                self.listening = False
+                if conn is not None:
+                    with suppress(Exception):
+                        await conn.close(timeout=2)
 
     async def check_buckets(self) -> None:
         """Refuse to relay with a bucket count other than the one the waiting rows were written
@@ -251,6 +297,11 @@ class Relay:
         """Finish the batch in hand, then return; the other relays take this one's share at
         their next heartbeat."""
         self._stopping.set()
+        self._written.set()  # an idle relay waits on it
+        if self._listener:
+            self._listener.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._listener
         if self._task:
             await self._task
         with suppress(Exception):  # the database away: the row expires instead
@@ -299,13 +350,18 @@ class Relay:
             try:
                 if loop.time() - self._beat_at >= self.heartbeat_seconds:
                     await self.heartbeat()
+                # Cleared before reading: a commit during the batch wakes the next wait at once.
+                self._written.clear()
                 sent = await self.publish_batch()
                 delays = backoff_delays(0.2, 10.0)  # healthy again: reset the backoff
                 if loop.time() - last_cleanup > 60:
                     await self.clean_up()
                     last_cleanup = loop.time()
-                if sent == 0:
-                    await self._sleep(self.poll_seconds)
+                if sent == 0 and not self._stopping.is_set():
+                    with suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            self._written.wait(), self.idle_poll_seconds if self.listening else self.poll_seconds
+                        )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database or Kafka is away: rows stay, try again later

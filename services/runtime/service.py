@@ -24,7 +24,7 @@ from services.runtime import clock, metrics, outbox
 from services.runtime import logging as runtime_logging
 from services.runtime import topics as runtime_topics
 from services.runtime.consumer import EventConsumer
-from services.runtime.db import backoff_delays, create_pool, migrate
+from services.runtime.db import backoff_delays, connect, create_pool, migrate
 from services.runtime.kafka import (
     consumer_lag,
     ensure_topics,
@@ -151,6 +151,8 @@ class Service:
                 poll_seconds=s.relay_poll_seconds,
                 retention_seconds=s.outbox_retention_seconds,
                 topic_exists=self.topic_exists,
+                listen=lambda: connect(s.service_dsn, schema=self.name, application=f"{self.name}-relay-listen"),
+                idle_poll_seconds=s.relay_idle_poll_seconds,
             )
             await self.relay.check_buckets()  # rows written with another OUTBOX_BUCKETS: refuse, saying why
             self.relay.start()

@@ -258,7 +258,11 @@ class ServiceSettings(SharedSettings):
     # Connections of the consumers and the outbox relay, apart from the HTTP API's and the timers'.
     db_pipeline_pool_size: int = 3
     # Relay: how often an idle relay looks for new outbox rows, and how many it takes at once.
+    # The outbox relay is woken by PostgreSQL when rows are committed (LISTEN/NOTIFY, decision
+    # 0137) and then looks again only every relay_idle_poll_seconds when idle; without its LISTEN
+    # connection it polls every relay_poll_seconds.
     relay_poll_seconds: float = 0.05
+    relay_idle_poll_seconds: float = Field(default=1.0, gt=0, le=10)
     relay_batch_size: int = 200
     # Published outbox rows are kept this long (for inspection), then deleted.
     outbox_retention_seconds: int = 3600

@@ -50,6 +50,14 @@ async def metric(client: httpx.AsyncClient, url: str, name: str) -> float:
     return sum(float(v) for v in found)
 
 
+async def pauses(client: httpx.AsyncClient, url: str) -> tuple[float, float]:
+    """The count and total seconds of the rebalance pauses an instance's consumers recorded."""
+    return (
+        await metric(client, url, "homecare_consumer_rebalance_pause_seconds_count"),
+        await metric(client, url, "homecare_consumer_rebalance_pause_seconds_sum"),
+    )
+
+
 async def group_state(bootstrap: str, group: str) -> tuple[str, int]:
     """A consumer group's state (Stable, PreparingRebalance...) and its member count."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **kafka_security())
@@ -76,6 +84,10 @@ async def test_two_instances_of_each_service_lose_and_double_nothing_when_one_di
         "published_before_the_kill": {},
         "takeover_seconds": {},  # the survivor's relay claims all 16 buckets
         "partitions_reassigned_seconds": {},  # the group is Stable again with the survivor alone
+        # What each survivor's consumers recorded (services/runtime/consumer.py RebalancePauses):
+        # the rebalances they went through and their total pause, from the kill until the
+        # restarted instances are ready (the count includes the dead ones' leaving, at least).
+        "survivor_rebalance_pauses": {},
     }
     requests = batch(load_framework(), PACKAGES, seed=2022)
     keys = [f"scale-{uuid.uuid4()}" for _ in requests]
@@ -95,6 +107,7 @@ async def test_two_instances_of_each_service_lose_and_double_nothing_when_one_di
                         await metric(probe, stack.internal_url(n), "homecare_outbox_published_total")
                         for n in (name, second(name))
                     ]
+                paused_before = {name: await pauses(probe, stack.internal_url(name)) for name in SERVICES}
                 for name in SERVICES:
                     stack.procs[second(name)].send_signal(signal.SIGKILL)
                 killed_at = time.monotonic()
@@ -119,6 +132,12 @@ async def test_two_instances_of_each_service_lose_and_double_nothing_when_one_di
                     stack.start(second(name), name)
                 for name in SERVICES:
                     await asyncio.to_thread(stack.wait_ready, second(name), 180)
+                for name in SERVICES:
+                    count, seconds = await pauses(probe, stack.internal_url(name))
+                    report["survivor_rebalance_pauses"][name] = {
+                        "rebalances": int(count - paused_before[name][0]),
+                        "seconds": round(seconds - paused_before[name][1], 2),
+                    }
 
             replaced = asyncio.create_task(replace_second_instances())
             ids = await asyncio.gather(*(send(i) for i in range(PACKAGES)))
@@ -138,6 +157,11 @@ async def test_two_instances_of_each_service_lose_and_double_nothing_when_one_di
             assert first > 0 and other > 0, f"{name}: one relay stood by ({first}, {other} rows published)"
     assert set(report["takeover_seconds"]) == set(SERVICES), "a survivor never took the dead relay's buckets"
     assert set(report["partitions_reassigned_seconds"]) == set(SERVICES), "a group never settled on its survivor"
+    # Each survivor's consumers gave up their partitions and were assigned again when the dead
+    # instance was counted out: the pause they saw is recorded (its length is the benchmark's).
+    assert all(p["rebalances"] >= 1 for p in report["survivor_rebalance_pauses"].values()), report[
+        "survivor_rebalance_pauses"
+    ]
 
     assert len(set(ids)) == PACKAGES
     stuck = {i: s for i, s in statuses.items() if s not in ("placed", "unplaced", "awaiting_approval")}

@@ -369,13 +369,13 @@ async def test_a_funding_split_not_adding_up_to_100_is_refused_naming_it_and_not
                 joint
                 | {"shares": [{"funder": "council", "percent": "60"}, {"funder": "nhs_discharge", "percent": "30"}]}
             ],
-            "periods[0].shares",
+            "periods.0.shares",
             "90%",
         ),
-        ([joint | {"shares": [{"funder": "council", "percent": "100"}]}], "periods[0].shares", "two or more"),
+        ([joint | {"shares": [{"funder": "council", "percent": "100"}]}], "periods.0.shares", "two or more"),
         (
             [{"effective_from": str(today), "funder": "council", "shares": [{"funder": "council", "percent": "50"}]}],
-            "periods[0].shares",
+            "periods.0.shares",
             "50%",
         ),
         (
@@ -383,12 +383,12 @@ async def test_a_funding_split_not_adding_up_to_100_is_refused_naming_it_and_not
                 {"effective_from": str(today), "funder": "council"},
                 {"effective_from": str(today), "funder": "self_funder"},
             ],
-            "periods[1].effective_from",
+            "periods.1.effective_from",
             "not after",
         ),
         (
             [{"effective_from": str(today + dt.timedelta(days=1)), "funder": "council"}],
-            "periods[0].effective_from",
+            "periods.0.effective_from",
             "without a funder",
         ),
         ([{"effective_from": str(today), "funder": "lottery"}], "periods.0.funder", ""),
@@ -490,18 +490,18 @@ async def test_bad_calls_are_a_422_naming_the_field_and_nothing_is_written(broke
 
     joint = [{"funder": "council", "percent": "60"}, {"funder": "nhs_continuing_healthcare", "percent": "30"}]
     cases = [
-        (period([{"call": 3, "funder": "nhs_discharge"}]), "periods[0].calls[0].call"),  # 2 calls a day
+        (period([{"call": 3, "funder": "nhs_discharge"}]), "periods.0.calls.0.call"),  # 2 calls a day
         (
             period([{"call": 1, "funder": "nhs_discharge"}, {"call": 1, "funder": "self_funder"}]),
-            "periods[0].calls[1].call",
+            "periods.0.calls.1.call",
         ),
-        (period([{"call": 1, "funder": "joint"}]), "periods[0].calls[0].funder"),
-        (period([{"call": 1, "funder": "council"}]), "periods[0].calls[0].funder"),
+        (period([{"call": 1, "funder": "joint"}]), "periods.0.calls.0.funder"),
+        (period([{"call": 1, "funder": "council"}]), "periods.0.calls.0.funder"),
         (
             period([{"call": 1, "funder": "nhs_discharge"}, {"call": 2, "funder": "nhs_discharge"}]),
-            "periods[0].calls",
+            "periods.0.calls",
         ),
-        (period([{"call": 1, "funder": "nhs_discharge"}], "joint", joint), "periods[0].shares"),  # 90%
+        (period([{"call": 1, "funder": "nhs_discharge"}], "joint", joint), "periods.0.shares"),  # 90%
         (period([{"call": 7, "funder": "nhs_discharge"}]), "periods.0.calls.0.call"),
     ]
     before = await snapshot(service, package_id)

@@ -136,7 +136,7 @@ def test_a_split_not_adding_up_to_100_is_refused_naming_it_and_the_contract_refu
     total = sum(p for _, p in skewed)
     assert total != 100
     found = domain.funding_refusal([Period(dt.date(2027, 1, 1), "joint", tuple(skewed))], first_day=None)
-    assert found is not None and (found.status, found.field) == (422, "periods[0].shares")
+    assert found is not None and (found.status, found.field) == (422, "periods.0.shares")
     assert f"{total.normalize():f}%" in found.message
     with pytest.raises(ValidationError):
         FundingPeriod(
@@ -190,13 +190,13 @@ def test_the_period_in_force_and_the_funding_records_shape():
     assert domain.period_on([nhs, council], dt.date(2027, 1, 28)) is nhs
     assert domain.period_on([nhs, council], dt.date(2027, 1, 29)) is council
     assert domain.funding_refusal([nhs, council], first_day=dt.date(2027, 1, 1)) is None
-    assert refused([council, nhs]).field == "periods[1].effective_from"
-    assert refused([council], dt.date(2027, 1, 1)).field == "periods[0].effective_from"
+    assert refused([council, nhs]).field == "periods.1.effective_from"
+    assert refused([council], dt.date(2027, 1, 1)).field == "periods.0.effective_from"
     assert refused([]).field == "periods"
     twice = Period(dt.date(2027, 1, 1), "joint", (("council", Decimal(50)), ("council", Decimal(50))))
     assert "twice" in refused([twice]).message
     alone_split = Period(dt.date(2027, 1, 1), "council", (("council", Decimal(60)), ("nhs_discharge", Decimal(40))))
-    assert refused([alone_split]).field == "periods[0].shares"
+    assert refused([alone_split]).field == "periods.0.shares"
 
 
 # ---- funding per call (decision record 0121) -----------------------------------------------------
@@ -270,12 +270,12 @@ def test_the_nhs_paying_the_first_of_three_calls_pays_a_third_of_the_week():
 @pytest.mark.parametrize(
     ("calls", "funder", "field", "words"),
     [
-        (((4, "nhs_discharge"),), "council", "periods[0].calls[0].call", "no call 4"),
-        (((0, "nhs_discharge"),), "council", "periods[0].calls[0].call", "no call 0"),
-        (((1, "nhs_discharge"), (1, "self_funder")), "council", "periods[0].calls[1].call", "named twice"),
-        (((1, "joint"),), "council", "periods[0].calls[0].funder", "never joint"),
-        (((2, "council"),), "council", "periods[0].calls[0].funder", "pays the period already"),
-        (((1, "nhs_discharge"), (2, "nhs_discharge"), (3, "self_funder")), "council", "periods[0].calls", "every"),
+        (((4, "nhs_discharge"),), "council", "periods.0.calls.0.call", "no call 4"),
+        (((0, "nhs_discharge"),), "council", "periods.0.calls.0.call", "no call 0"),
+        (((1, "nhs_discharge"), (1, "self_funder")), "council", "periods.0.calls.1.call", "named twice"),
+        (((1, "joint"),), "council", "periods.0.calls.0.funder", "never joint"),
+        (((2, "council"),), "council", "periods.0.calls.0.funder", "pays the period already"),
+        (((1, "nhs_discharge"), (2, "nhs_discharge"), (3, "self_funder")), "council", "periods.0.calls", "every"),
     ],
 )
 def test_named_calls_must_be_calls_of_the_pattern_each_once_one_funder_and_not_all(calls, funder, field, words):

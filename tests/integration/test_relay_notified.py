@@ -1,0 +1,103 @@
+"""The outbox relay is woken by PostgreSQL when rows commit (LISTEN/NOTIFY, decision 0137), on the
+real Kafka and PostgreSQL.
+
+The relays used to ask every 50 ms whether anything was waiting: twenty transactions a second per
+service when nothing happens. Now a committed outbox row notifies the schema's channel and an idle
+relay looks again only every ``idle_poll_seconds``. These relays' fallback polls are set to a minute,
+so only a notification can explain a row published within the tests' waits."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+
+from services.runtime import topics
+from services.runtime.db import connect
+from services.runtime.kafka import make_broker
+from services.runtime.outbox import Relay
+from tests.integration.test_outbox_parking import (  # noqa: F401 (relay_pool: a fixture)
+    CONFIRMATIONS,
+    SCHEMA,
+    as_administrator,
+    relay_pool,
+    state,
+    write,
+)
+
+MINUTE = 60.0
+
+
+async def published(pool: asyncpg.Pool, ids: list[uuid.UUID], within: float = 20.0) -> bool:
+    """Whether every row is published within ``within`` seconds (a third of the fallback poll)."""
+    for _ in range(int(within / 0.1)):
+        if set((await state(pool, ids)).values()) == {"published"}:
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+def notified_relay(pool: asyncpg.Pool, broker, database_url: str) -> Relay:
+    return Relay(
+        pool,
+        broker,
+        service="relay-test",
+        poll_seconds=MINUTE,
+        idle_poll_seconds=MINUTE,
+        listen=lambda: connect(database_url, schema=SCHEMA, application="relay-test-listen"),
+    )
+
+
+async def listening(relay: Relay) -> None:
+    for _ in range(100):
+        if relay.listening:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the relay never started listening")
+
+
+async def test_a_committed_row_wakes_an_idle_relay(infra, database_url, relay_pool):  # noqa: F811
+    topic = topics.resolve(CONFIRMATIONS)
+    broker = make_broker(as_administrator())
+    await broker.start()
+    relay = notified_relay(relay_pool, broker, database_url)
+    relay.start()
+    try:
+        await listening(relay)
+        await asyncio.sleep(0.5)  # the relay has looked once and is waiting for the next minute
+        first = [await write(relay_pool, str(uuid.uuid4()), topic) for _ in range(3)]
+        assert await published(relay_pool, first), "the commit's notification woke the relay"
+        await asyncio.sleep(0.5)
+        again = [await write(relay_pool, str(uuid.uuid4()), topic)]
+        assert await published(relay_pool, again), "and the next one, once it is idle again"
+    finally:
+        await relay.stop()
+        await broker.stop()
+
+
+async def test_a_relay_whose_listen_connection_is_lost_listens_again(infra, database_url, relay_pool):  # noqa: F811
+    topic = topics.resolve(CONFIRMATIONS)
+    broker = make_broker(as_administrator())
+    await broker.start()
+    relay = notified_relay(relay_pool, broker, database_url)
+    relay.start()
+    try:
+        await listening(relay)
+        admin = await asyncpg.connect(database_url)
+        try:
+            killed = await admin.fetchval(
+                """SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                    WHERE application_name = 'relay-test-listen'"""
+            )
+        finally:
+            await admin.close()
+        assert killed == 1
+        await asyncio.sleep(1.0)  # it notices, and listens again on a new connection
+        await listening(relay)
+        await asyncio.sleep(0.5)
+        after = [await write(relay_pool, str(uuid.uuid4()), topic)]
+        assert await published(relay_pool, after), "woken through the new connection"
+    finally:
+        await relay.stop()
+        await broker.stop()
