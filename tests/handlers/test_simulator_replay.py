@@ -38,7 +38,7 @@ async def recorded(in_memory):
 
 @pytest.fixture(autouse=True)
 def _keep_logging(monkeypatch):
-    monkeypatch.setattr("services.cli.main.configure", lambda *args, **kwargs: None)
+    monkeypatch.setattr("services.runtime.logging.configure", lambda *args, **kwargs: None)
 
 
 async def test_the_recorded_history_is_read_calibrated_and_replayed(recorded):

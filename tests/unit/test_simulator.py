@@ -99,7 +99,7 @@ def test_a_new_rate_card_changes_spend_and_price_answers():
 def _keep_logging(monkeypatch):
     """The command's callback points structlog at the runner's captured stdout, closed afterwards;
     later tests would log into it. Logging is not what these tests are about."""
-    monkeypatch.setattr("services.cli.main.configure", lambda *args, **kwargs: None)
+    monkeypatch.setattr("services.runtime.logging.configure", lambda *args, **kwargs: None)
 
 
 def test_the_command_writes_json_charts_and_a_summary(tmp_path):
