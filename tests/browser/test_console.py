@@ -715,7 +715,12 @@ async def test_ops_see_health_at_a_glance_each_count_linking_to_its_detail_with_
     assert len(services) == 4 and all("Ready" in s for s in services), services
     assert int(await ops.inner_text("#count-not-ready .console-card__value")) == 0
     # Something is wrong: said at the top, and by a badge on the menu that every operations page shows.
-    assert f"{dead} dead letter" in await ops.inner_text("#health-problems")
+    # The same figure as this page's card (the count may have grown since the first look: every
+    # consumer of the topic dead-letters the record in its own time, the reporting service's a second
+    # or so later than the others, decision 0136).
+    now_dead = int(await ops.inner_text("#count-dead-letters .console-card__value"))
+    assert now_dead >= dead
+    assert f"{now_dead} dead letter" in await ops.inner_text("#health-problems")
     assert int(await ops.inner_text("#ops-badge .console-badge__count")) >= 1
     await pages.check(ops, "ops-overview")
     await pages.narrow(ops, "ops-overview")

@@ -148,7 +148,7 @@ async def test_funding_nhs_first_then_the_council_is_one_record_told_once_and_a_
                 ]
             },
         )
-        assert bad.status_code == 422 and bad.json()["fields"][0]["field"] == "periods[0].shares"
+        assert bad.status_code == 422 and bad.json()["fields"][0]["field"] == "periods.0.shares"
         assert "90%" in bad.text
         funding = {
             "periods": [

@@ -12,6 +12,7 @@ import asyncio
 import uuid
 
 import asyncpg
+import pytest
 
 from services.runtime import topics
 from services.runtime.db import connect
@@ -38,17 +39,6 @@ async def published(pool: asyncpg.Pool, ids: list[uuid.UUID], within: float = 20
     return False
 
 
-def notified_relay(pool: asyncpg.Pool, broker, database_url: str) -> Relay:
-    return Relay(
-        pool,
-        broker,
-        service="relay-test",
-        poll_seconds=MINUTE,
-        idle_poll_seconds=MINUTE,
-        listen=lambda: connect(database_url, schema=SCHEMA, application="relay-test-listen"),
-    )
-
-
 async def listening(relay: Relay) -> None:
     for _ in range(100):
         if relay.listening:
@@ -57,47 +47,51 @@ async def listening(relay: Relay) -> None:
     raise AssertionError("the relay never started listening")
 
 
-async def test_a_committed_row_wakes_an_idle_relay(infra, database_url, relay_pool):  # noqa: F811
-    topic = topics.resolve(CONFIRMATIONS)
+@pytest.fixture
+async def relay(infra, database_url, relay_pool):  # noqa: F811
+    """A started relay whose fallback polls are a minute apart, listening once it is handed over."""
     broker = make_broker(as_administrator())
     await broker.start()
-    relay = notified_relay(relay_pool, broker, database_url)
+    relay = Relay(
+        relay_pool,
+        broker,
+        service="relay-test",
+        poll_seconds=MINUTE,
+        idle_poll_seconds=MINUTE,
+        listen=lambda: connect(database_url, schema=SCHEMA, application="relay-test-listen"),
+    )
     relay.start()
     try:
         await listening(relay)
-        await asyncio.sleep(0.5)  # the relay has looked once and is waiting for the next minute
-        first = [await write(relay_pool, str(uuid.uuid4()), topic) for _ in range(3)]
-        assert await published(relay_pool, first), "the commit's notification woke the relay"
-        await asyncio.sleep(0.5)
-        again = [await write(relay_pool, str(uuid.uuid4()), topic)]
-        assert await published(relay_pool, again), "and the next one, once it is idle again"
+        yield relay
     finally:
         await relay.stop()
         await broker.stop()
 
 
-async def test_a_relay_whose_listen_connection_is_lost_listens_again(infra, database_url, relay_pool):  # noqa: F811
+async def test_a_committed_row_wakes_an_idle_relay(relay, relay_pool):  # noqa: F811
     topic = topics.resolve(CONFIRMATIONS)
-    broker = make_broker(as_administrator())
-    await broker.start()
-    relay = notified_relay(relay_pool, broker, database_url)
-    relay.start()
+    await asyncio.sleep(0.5)  # the relay has looked once and is waiting for the next minute
+    first = [await write(relay_pool, str(uuid.uuid4()), topic) for _ in range(3)]
+    assert await published(relay_pool, first), "the commit's notification woke the relay"
+    await asyncio.sleep(0.5)
+    again = [await write(relay_pool, str(uuid.uuid4()), topic)]
+    assert await published(relay_pool, again), "and the next one, once it is idle again"
+
+
+async def test_a_relay_whose_listen_connection_is_lost_listens_again(relay, database_url, relay_pool):  # noqa: F811
+    topic = topics.resolve(CONFIRMATIONS)
+    admin = await asyncpg.connect(database_url)
     try:
-        await listening(relay)
-        admin = await asyncpg.connect(database_url)
-        try:
-            killed = await admin.fetchval(
-                """SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-                    WHERE application_name = 'relay-test-listen'"""
-            )
-        finally:
-            await admin.close()
-        assert killed == 1
-        await asyncio.sleep(1.0)  # it notices, and listens again on a new connection
-        await listening(relay)
-        await asyncio.sleep(0.5)
-        after = [await write(relay_pool, str(uuid.uuid4()), topic)]
-        assert await published(relay_pool, after), "woken through the new connection"
+        killed = await admin.fetchval(
+            """SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                WHERE application_name = 'relay-test-listen'"""
+        )
     finally:
-        await relay.stop()
-        await broker.stop()
+        await admin.close()
+    assert killed == 1
+    await asyncio.sleep(1.0)  # it notices, and listens again on a new connection
+    await listening(relay)
+    await asyncio.sleep(0.5)
+    after = [await write(relay_pool, str(uuid.uuid4()), topic)]
+    assert await published(relay_pool, after), "woken through the new connection"
