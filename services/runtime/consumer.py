@@ -302,12 +302,12 @@ class EventConsumer:
         # Said once at start, so that a setting tried in an A/B (the benchmark's --env) can be
         # seen to have reached the process.
         log.info(
-            "consumer group %s on %s: batches of up to %d, fetch_min_bytes %d, fetch_max_wait_ms %d",
-            self.group,
-            ",".join(names),
-            self.batch_size,
-            self.fetch_min_bytes,
-            self.fetch_max_wait_ms,
+            "consumer subscribed",
+            group=self.group,
+            topics=",".join(names),
+            batch_size=self.batch_size,
+            fetch_min_bytes=self.fetch_min_bytes,
+            fetch_max_wait_ms=self.fetch_max_wait_ms,
         )
 
         @self.broker.subscriber(

@@ -426,10 +426,12 @@ def load(service: ServiceName, **overrides: Any) -> ServiceSettings:
     # over KAFKA_USERNAME).
     prefix = f"{service.upper()}_"
     shared = {k: v for k, v in SharedSettings().model_dump().items() if prefix + k.upper() not in os.environ}
+    # A service default gives way to the variables that would set the field: the prefixed one, and
+    # the unprefixed one only for a shared field (a service field reads no unprefixed variable).
     defaults = {
         k: v
         for k, v in SERVICE_DEFAULTS.get(service, {}).items()
-        if prefix + k.upper() not in os.environ and k.upper() not in os.environ
+        if prefix + k.upper() not in os.environ and not (k in SharedSettings.model_fields and k.upper() in os.environ)
     }
     own = _Prefixed(**({"service": service} | shared | defaults | overrides))
     values = own.model_dump()

@@ -54,3 +54,15 @@ def test_a_service_variable_wins_over_the_service_default(monkeypatch):
     monkeypatch.setenv("HOMECARE_ENVIRONMENT", "development")
     monkeypatch.setenv("REPORTING_CONSUMER_FETCH_MIN_BYTES", "1")
     assert settings.load("reporting").consumer_fetch_min_bytes == 1
+
+
+def test_an_unprefixed_variable_that_sets_nothing_leaves_the_service_default(monkeypatch):
+    # Consumer settings are per service: CONSUMER_FETCH_MIN_BYTES alone is read by no one, so it must
+    # not take reporting's default away either.
+    monkeypatch.setenv("HOMECARE_ENVIRONMENT", "development")
+    monkeypatch.delenv("REPORTING_CONSUMER_FETCH_MIN_BYTES", raising=False)
+    monkeypatch.setenv("CONSUMER_FETCH_MIN_BYTES", "1")
+    assert (
+        settings.load("reporting").consumer_fetch_min_bytes
+        == settings.SERVICE_DEFAULTS["reporting"]["consumer_fetch_min_bytes"]
+    )
