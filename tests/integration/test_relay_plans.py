@@ -1,0 +1,91 @@
+"""The relay's reads of the outbox get the plan a queue needs (decision 0138), on the real PostgreSQL.
+
+The outbox's index of unpublished rows is mostly entries for dead row versions until vacuum runs. A
+plain index scan in seq order learns which entries are dead and stops at its LIMIT; a bitmap scan
+visits every dead row's page on every read. PostgreSQL picks the bitmap scan (and a sequential scan
+for the update) while its statistics describe the table as small: a new database's first minutes, the
+state these tests make. In the relay's transaction it must not."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import asyncpg
+import pytest
+
+from services.runtime.db import create_pool, migrate
+from services.runtime.outbox import (
+    OUTBOX_INSERT,
+    RELAY_MARK_PUBLISHED,
+    RELAY_NEXT_ROWS,
+    RELAY_PLAN_SETTINGS,
+    bucket_of,
+)
+
+ALL_BUCKETS = list(range(16))
+
+
+@pytest.fixture
+async def young_outbox(infra, database_url, tmp_path):
+    """A new schema's outbox, never analyzed, holding 2,000 published rows and 20 waiting ones."""
+    schema = f"relay_plans_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(database_url)
+    await admin.execute(f"CREATE SCHEMA {schema}")
+    pool = await create_pool(database_url, schema=schema, application="relay-plans-test", size=2)
+    try:
+        await migrate(pool, schema, tmp_path)
+        await pool.execute("ALTER TABLE outbox SET (autovacuum_enabled = off)")  # keep it unanalyzed
+        rows = []
+        for _ in range(2_020):
+            event_id, aggregate = uuid.uuid4(), str(uuid.uuid4())
+            payload = json.dumps({"event_id": str(event_id), "pad": "x" * 200})
+            rows.append((event_id, "package", aggregate, "RelayTest", "t", payload, "{}", bucket_of(aggregate)))
+        await pool.executemany(OUTBOX_INSERT, rows)
+        await pool.execute("UPDATE outbox SET published_at = now() WHERE seq <= (SELECT min(seq) + 1999 FROM outbox)")
+        yield pool
+    finally:
+        await pool.close()
+        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        await admin.close()
+
+
+def scans(plan: dict) -> list[tuple[str, str | None]]:
+    """(node type, index name) of every scan of the outbox in an EXPLAIN (FORMAT JSON) plan."""
+    found = []
+    stack = [plan["Plan"]]
+    while stack:
+        node = stack.pop()
+        if node.get("Relation Name") == "outbox" and node["Node Type"].endswith("Scan"):
+            found.append((node["Node Type"], node.get("Index Name")))
+        stack.extend(node.get("Plans", []))
+    return found
+
+
+async def plan_of(pool: asyncpg.Pool, statement: str, *args: object) -> list[tuple[str, str | None]]:
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(RELAY_PLAN_SETTINGS)
+        explained = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {statement}", *args)
+    return scans(json.loads(explained)[0])
+
+
+async def test_the_relay_reads_the_waiting_rows_by_an_index_scan_in_seq_order(young_outbox):
+    plan = await plan_of(young_outbox, RELAY_NEXT_ROWS, 100, ALL_BUCKETS)
+    assert ("Index Scan", "outbox_unpublished") in plan
+    assert not [node for node, _ in plan if node in ("Bitmap Heap Scan", "Seq Scan")], plan
+
+
+async def test_the_relay_marks_rows_published_through_the_primary_key(young_outbox):
+    ids = [r["id"] for r in await young_outbox.fetch("SELECT id FROM outbox WHERE published_at IS NULL")]
+    plan = await plan_of(young_outbox, RELAY_MARK_PUBLISHED, ids)
+    assert plan and all(index == "outbox_pkey" for _, index in plan), plan
+
+
+async def test_the_settings_last_only_for_the_relays_transaction(young_outbox):
+    async with young_outbox.acquire() as conn:
+        async with conn.transaction():
+            await conn.execute(RELAY_PLAN_SETTINGS)
+            assert await conn.fetchval("SHOW enable_seqscan") == "off"
+        # The pool's connections are shared with the consumers: nothing may outlive the batch.
+        assert await conn.fetchval("SHOW enable_seqscan") == "on"
+        assert await conn.fetchval("SHOW enable_bitmapscan") == "on"
