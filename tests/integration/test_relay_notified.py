@@ -95,3 +95,66 @@ async def test_a_relay_whose_listen_connection_is_lost_listens_again(relay, data
     await asyncio.sleep(0.5)
     after = [await write(relay_pool, str(uuid.uuid4()), topic)]
     assert await published(relay_pool, after), "woken through the new connection"
+
+
+class CountingRelay(Relay):
+    """A relay that keeps the number of rows each of its batches settled (0: it found none)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.batches: list[int] = []
+
+    async def publish_batch(self) -> int:
+        settled = await super().publish_batch()
+        self.batches.append(settled)
+        return settled
+
+
+@pytest.fixture
+async def counting_relay(infra, database_url, relay_pool):  # noqa: F811
+    """A started, listening relay that counts its batches and gathers commits for 0.3 s once woken."""
+    broker = make_broker(as_administrator())
+    await broker.start()
+    relay = CountingRelay(
+        relay_pool,
+        broker,
+        service="relay-test",
+        poll_seconds=MINUTE,
+        idle_poll_seconds=MINUTE,
+        gather_seconds=0.3,
+        listen=lambda: connect(database_url, schema=SCHEMA, application="relay-test-listen"),
+    )
+    relay.start()
+    try:
+        await listening(relay)
+        await asyncio.sleep(0.5)  # its first looks are over: it waits for the next commit
+        yield relay
+    finally:
+        await relay.stop()
+        await broker.stop()
+
+
+async def test_a_batch_that_was_not_full_is_not_followed_by_a_look_that_finds_nothing(
+    counting_relay,
+    relay_pool,  # noqa: F811
+):
+    """Decision 0139: after publishing what it found, the relay waits to be told of the next commit
+    (a commit during the batch has told it already) instead of reading again to find nothing."""
+    looked = len(counting_relay.batches)
+    row = [await write(relay_pool, str(uuid.uuid4()), topics.resolve(CONFIRMATIONS))]
+    assert await published(relay_pool, row)
+    await asyncio.sleep(1.0)
+    assert counting_relay.batches[looked:] == [1], counting_relay.batches
+
+
+async def test_commits_made_while_the_relay_gathers_leave_in_one_batch(counting_relay, relay_pool):  # noqa: F811
+    """Decision 0139: woken, the relay waits ``gather_seconds`` before reading, so five commits
+    made within that time are one batch, not five."""
+    looked = len(counting_relay.batches)
+    rows = []
+    for _ in range(5):
+        rows.append(await write(relay_pool, str(uuid.uuid4()), topics.resolve(CONFIRMATIONS)))
+        await asyncio.sleep(0.02)
+    assert await published(relay_pool, rows)
+    await asyncio.sleep(1.0)
+    assert counting_relay.batches[looked:] == [5], counting_relay.batches
