@@ -126,6 +126,7 @@ MessageName = Literal[
     "discharge_fallback_unavailable",
     "discharge_referral_released_service",
     "exception_requested",
+    "exception_second_approval_needed",
     "exception_refused_bidder",
 ]
 DeliveryChannel = Literal["email", "notify_email", "notify_sms", "webhook", "log", "none"]

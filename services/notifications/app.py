@@ -24,6 +24,7 @@ from schemas.events import (
     DischargeReferralReleased,
     DischargeReferred,
     ExceptionDecided,
+    ExceptionFirstApproved,
     ExceptionRequested,
     FundingRecorded,
     NotificationFailed,
@@ -108,6 +109,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[NotificationsService
         DischargeFallbackUnavailable,
         DischargeReferralReleased,
         ExceptionRequested,
+        ExceptionFirstApproved,
         ExceptionDecided,
     )
     async def on_package_event(uow: UnitOfWork, event: NotifiedEvent) -> None:

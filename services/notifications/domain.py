@@ -20,6 +20,7 @@ from schemas.events import (
     DischargeReferred,
     Envelope,
     ExceptionDecided,
+    ExceptionFirstApproved,
     ExceptionRequested,
     FundingRecorded,
     OfferMade,
@@ -121,6 +122,9 @@ MESSAGES: dict[str, MessageKind] = {
         MessageKind("discharge_fallback_unavailable", essential=True),
         MessageKind("discharge_referral_released_service", essential=True),
         MessageKind("exception_requested", essential=True),
+        # A bid that takes two approvals (the scheme of delegation, decision 0123) has its first:
+        # the brokerage team, where the second approvers are, must act (decision 0140).
+        MessageKind("exception_second_approval_needed", essential=True),
         MessageKind("exception_refused_bidder"),
     )
 }
@@ -193,6 +197,7 @@ NotifiedEvent = (
     | DischargeFallbackUnavailable
     | DischargeReferralReleased
     | ExceptionRequested
+    | ExceptionFirstApproved
     | ExceptionDecided
 )
 
@@ -346,6 +351,21 @@ def messages_for(event: Envelope, *, provider_names: dict[str, str], brokerage_u
             "urgency": event.urgency.value.replace("_", " "),
         }
         return [_to_broker("exception_requested", event.requested_by, context)]
+    if isinstance(event, ExceptionFirstApproved):
+        context = {
+            "package_id": str(event.package_id),
+            "provider_id": event.provider_id,
+            "provider_name": provider_names.get(event.provider_id, event.provider_id),
+            "hourly_rate": str(event.hourly_rate),
+            "band_rate": str(event.band_rate),
+            "approved_by": event.approved_by,
+            "approver_role": event.approver_role.replace("_", " "),
+            "within_limit": event.within_limit,
+            "awaiting": event.awaiting,
+            "reason": reason_words(event.reason),
+            "approved_at": clock.format_uk(event.approved_at, "%H:%M %Z on %A %d %B %Y"),
+        }
+        return [Message("exception_second_approval_needed", "brokerage_team", BROKERAGE_TEAM, context)]
     if isinstance(event, ExceptionDecided):
         # Approved: the award follows (PackagePlaced tells everyone). Refused: the bidder learns it.
         if event.decision != "rejected" or event.provider_id is None:

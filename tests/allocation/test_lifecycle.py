@@ -231,6 +231,34 @@ async def test_an_above_rate_bid_asks_the_broker_and_its_refusal_tells_the_bidde
     )
 
 
+async def test_a_bid_that_takes_two_approvals_tells_the_brokerage_team_after_the_first(alloc):
+    """Decision 0140: the first of two approvals (48% above the band rate, beyond the scheme's
+    two-approval threshold) tells the brokerage team, where the second approvers are, once."""
+    package_id, _broker = await requested(alloc)
+    await alloc.offered_round(package_id, 2)  # the primes stay silent: their window closes
+    await alloc.decline(package_id, 2, "supp")
+    await alloc.offered_round(package_id, 3)
+    await alloc.bid(package_id, 3, "neighbour", rate="29.50")
+    await alloc.until(package_id, lambda p: p["status"] == "awaiting_approval")
+    first = await alloc.post(f"/packages/{package_id}/exception/approve", {"reason": "no_provider_at_band_rate"})
+    assert first.status_code == 200, first.text
+    assert (await alloc.package(package_id))["status"] == "awaiting_approval"
+    await told(
+        alloc,
+        package_id,
+        "ExceptionFirstApproved",
+        [("exception_second_approval_needed", "brokerage_team", "brokerage-team")],
+    )
+    refused = await alloc.post(
+        f"/packages/{package_id}/exception/reject", {"reason": "rate_not_justified"}, as_user="demo-manager"
+    )
+    assert refused.status_code == 200, refused.text
+    await told(
+        alloc, package_id, "ExceptionDecided", [("exception_refused_bidder", "provider", alloc.ids["neighbour"])]
+    )
+    await alloc.post(f"/packages/{package_id}/cancel", TEST_OVER)
+
+
 def alloc_seed() -> list[dict]:
     from tests.allocation.conftest import MARKET
 

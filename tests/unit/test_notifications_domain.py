@@ -15,6 +15,7 @@ from schemas.events import (
     DischargeReferred,
     Envelope,
     ExceptionDecided,
+    ExceptionFirstApproved,
     ExceptionRequested,
     FundingPeriod,
     FundingRecorded,
@@ -318,6 +319,20 @@ def lifecycle(package_id: uuid.UUID) -> dict[str, Envelope]:
             requested_by="broker.sue",
             requested_at=NOW,
         ),
+        "exception_first_approved": ExceptionFirstApproved(
+            **common,
+            provider_id="oak-care",
+            hourly_rate=Decimal("28.00"),
+            band_rate=Decimal("18.75"),
+            approved_by="broker.raj",
+            approver_role="head_of_service",
+            approver_limit_percent=None,
+            within_limit=True,
+            awaiting="second_approver",
+            reason="no_provider_at_band_rate",
+            requested_by="broker.sue",
+            approved_at=NOW,
+        ),
         "exception_refused": ExceptionDecided(
             **common,
             decision="rejected",
@@ -441,6 +456,8 @@ def test_every_change_in_a_packages_life_tells_each_affected_party_once():
         "funding": [("funding_provider", "provider", "oak-care"), ("funding_person", "person", p)],
         "funding_unplaced": [("funding_person", "person", p)],
         "exception_requested": [("exception_requested", "broker", "broker.sue")],
+        # The first of two approvals: the team of the second approvers, once (decision 0140).
+        "exception_first_approved": [("exception_second_approval_needed", "brokerage_team", "brokerage-team")],
         "exception_refused": [("exception_refused_bidder", "provider", "oak-care")],
         "exception_approved": [],  # the award that follows tells everyone
         # Hospital discharge (decision 0097): the in-house team, the broker and the family once each; no
