@@ -202,6 +202,20 @@ NotifiedEvent = (
 )
 
 
+def _above_rate_bid(
+    event: ExceptionRequested | ExceptionFirstApproved, provider_names: dict[str, str]
+) -> dict[str, object]:
+    """What every message about an above-rate bid says: the package, the bidder, its rate and the
+    band rate (pounds per hour)."""
+    return {
+        "package_id": str(event.package_id),
+        "provider_id": event.provider_id,
+        "provider_name": provider_names.get(event.provider_id, event.provider_id),
+        "hourly_rate": str(event.hourly_rate),
+        "band_rate": str(event.band_rate),
+    }
+
+
 def _day(d: dt.date) -> str:
     return f"{d:%A} {d.day} {d:%B %Y}"
 
@@ -340,24 +354,14 @@ def messages_for(event: Envelope, *, provider_names: dict[str, str], brokerage_u
     if isinstance(event, DischargeReferred | DischargeFallbackUnavailable | DischargeReferralReleased):
         return _discharge(event, provider_names)
     if isinstance(event, ExceptionRequested):
-        context = {
-            "package_id": str(event.package_id),
-            "provider_id": event.provider_id,
-            "provider_name": provider_names.get(event.provider_id, event.provider_id),
-            "hourly_rate": str(event.hourly_rate),
-            "band_rate": str(event.band_rate),
+        context = _above_rate_bid(event, provider_names) | {
             "zone": event.zone,
             "band": event.band.value,
             "urgency": event.urgency.value.replace("_", " "),
         }
         return [_to_broker("exception_requested", event.requested_by, context)]
     if isinstance(event, ExceptionFirstApproved):
-        context = {
-            "package_id": str(event.package_id),
-            "provider_id": event.provider_id,
-            "provider_name": provider_names.get(event.provider_id, event.provider_id),
-            "hourly_rate": str(event.hourly_rate),
-            "band_rate": str(event.band_rate),
+        context = _above_rate_bid(event, provider_names) | {
             "approved_by": event.approved_by,
             "approver_role": event.approver_role.replace("_", " "),
             "within_limit": event.within_limit,

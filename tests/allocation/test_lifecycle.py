@@ -207,13 +207,19 @@ async def test_a_start_is_told_to_the_provider_and_the_broker(alloc):
     await assert_services_agree(alloc.database_url, seed=alloc_seed())
 
 
-async def test_an_above_rate_bid_asks_the_broker_and_its_refusal_tells_the_bidder(alloc):
-    package_id, broker = await requested(alloc)
+async def bid_above_the_rate(alloc, package_id: uuid.UUID) -> None:
+    """Up the ladder to the only bid, 29.50 an hour from a neighbouring zone's provider: above the
+    band rate, so the package awaits approval."""
     await alloc.offered_round(package_id, 2)  # the primes stay silent: their window closes
     await alloc.decline(package_id, 2, "supp")
     await alloc.offered_round(package_id, 3)
     await alloc.bid(package_id, 3, "neighbour", rate="29.50")
     await alloc.until(package_id, lambda p: p["status"] == "awaiting_approval")
+
+
+async def test_an_above_rate_bid_asks_the_broker_and_its_refusal_tells_the_bidder(alloc):
+    package_id, broker = await requested(alloc)
+    await bid_above_the_rate(alloc, package_id)
     await told(alloc, package_id, "ExceptionRequested", [("exception_requested", "broker", broker)])
     r = await alloc.post(f"/packages/{package_id}/exception/reject", {"reason": "rate_not_justified"})
     assert r.status_code == 200, r.text
@@ -235,11 +241,7 @@ async def test_a_bid_that_takes_two_approvals_tells_the_brokerage_team_after_the
     """Decision 0140: the first of two approvals (48% above the band rate, beyond the scheme's
     two-approval threshold) tells the brokerage team, where the second approvers are, once."""
     package_id, _broker = await requested(alloc)
-    await alloc.offered_round(package_id, 2)  # the primes stay silent: their window closes
-    await alloc.decline(package_id, 2, "supp")
-    await alloc.offered_round(package_id, 3)
-    await alloc.bid(package_id, 3, "neighbour", rate="29.50")
-    await alloc.until(package_id, lambda p: p["status"] == "awaiting_approval")
+    await bid_above_the_rate(alloc, package_id)
     first = await alloc.post(f"/packages/{package_id}/exception/approve", {"reason": "no_provider_at_band_rate"})
     assert first.status_code == 200, first.text
     assert (await alloc.package(package_id))["status"] == "awaiting_approval"

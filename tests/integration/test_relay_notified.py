@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
@@ -47,18 +49,19 @@ async def listening(relay: Relay) -> None:
     raise AssertionError("the relay never started listening")
 
 
-@pytest.fixture
-async def relay(infra, database_url, relay_pool):  # noqa: F811
-    """A started relay whose fallback polls are a minute apart, listening once it is handed over."""
+@asynccontextmanager
+async def started(database_url, relay_pool, relay_class=Relay, **settings) -> AsyncIterator[Relay]:  # noqa: F811
+    """A started relay whose fallback polls are a minute apart, handed over once it listens."""
     broker = make_broker(as_administrator())
     await broker.start()
-    relay = Relay(
+    relay = relay_class(
         relay_pool,
         broker,
         service="relay-test",
         poll_seconds=MINUTE,
         idle_poll_seconds=MINUTE,
         listen=lambda: connect(database_url, schema=SCHEMA, application="relay-test-listen"),
+        **settings,
     )
     relay.start()
     try:
@@ -67,6 +70,12 @@ async def relay(infra, database_url, relay_pool):  # noqa: F811
     finally:
         await relay.stop()
         await broker.stop()
+
+
+@pytest.fixture
+async def relay(infra, database_url, relay_pool):  # noqa: F811
+    async with started(database_url, relay_pool) as relay:
+        yield relay
 
 
 async def test_a_committed_row_wakes_an_idle_relay(relay, relay_pool):  # noqa: F811
@@ -112,26 +121,10 @@ class CountingRelay(Relay):
 
 @pytest.fixture
 async def counting_relay(infra, database_url, relay_pool):  # noqa: F811
-    """A started, listening relay that counts its batches and gathers commits for 0.3 s once woken."""
-    broker = make_broker(as_administrator())
-    await broker.start()
-    relay = CountingRelay(
-        relay_pool,
-        broker,
-        service="relay-test",
-        poll_seconds=MINUTE,
-        idle_poll_seconds=MINUTE,
-        gather_seconds=0.3,
-        listen=lambda: connect(database_url, schema=SCHEMA, application="relay-test-listen"),
-    )
-    relay.start()
-    try:
-        await listening(relay)
+    """A listening relay that counts its batches and gathers commits for 0.3 s once woken."""
+    async with started(database_url, relay_pool, CountingRelay, gather_seconds=0.3) as relay:
         await asyncio.sleep(0.5)  # its first looks are over: it waits for the next commit
         yield relay
-    finally:
-        await relay.stop()
-        await broker.stop()
 
 
 async def test_a_batch_that_was_not_full_is_not_followed_by_a_look_that_finds_nothing(
