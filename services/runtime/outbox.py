@@ -231,7 +231,6 @@ class Relay:
         relay_ttl_seconds: float = 10.0,
         listen: Callable[[], Awaitable[asyncpg.Connection]] | None = None,
         idle_poll_seconds: float = 1.0,
-        gather_seconds: float = 0.0,
     ) -> None:
         self.pool = pool
         self.broker = broker
@@ -261,9 +260,6 @@ class Relay:
         # over); while it cannot, every ``poll_seconds``, as before. Nothing depends on a
         # notification arriving: a missed one costs at most ``idle_poll_seconds``.
         self.listen = listen
-        # Woken, the relay waits this long before reading, so that the commits of the next few
-        # milliseconds leave in the same batch (decision 0139).
-        self.gather_seconds = gather_seconds
         self.idle_poll_seconds = idle_poll_seconds
         self.listening = False
         self._written = asyncio.Event()
@@ -274,7 +270,6 @@ class Relay:
         log.info(
             "outbox relay started",
             batch_size=self.batch_size,
-            gather_seconds=self.gather_seconds,
             idle_poll_seconds=self.idle_poll_seconds,
             listen=self.listen is not None,
         )
@@ -401,8 +396,6 @@ class Relay:
                         await asyncio.wait_for(
                             self._written.wait(), self.idle_poll_seconds if self.listening else self.poll_seconds
                         )
-                        if self.gather_seconds and not self._stopping.is_set():
-                            await asyncio.sleep(self.gather_seconds)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database or Kafka is away: rows stay, try again later

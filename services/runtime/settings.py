@@ -263,9 +263,6 @@ class ServiceSettings(SharedSettings):
     # connection it polls every relay_poll_seconds.
     relay_poll_seconds: float = 0.05
     relay_idle_poll_seconds: float = Field(default=1.0, gt=0, le=10)
-    # Woken by a commit, the relay waits this long for the next few commits to read them in one
-    # batch (decision 0139): fewer, fuller batches at a few milliseconds per event.
-    relay_gather_seconds: float = Field(default=0.005, ge=0, le=0.5)
     relay_batch_size: int = 200
     # Published outbox rows are kept this long (for inspection), then deleted.
     outbox_retention_seconds: int = 3600

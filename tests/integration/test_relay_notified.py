@@ -121,8 +121,8 @@ class CountingRelay(Relay):
 
 @pytest.fixture
 async def counting_relay(infra, database_url, relay_pool):  # noqa: F811
-    """A listening relay that counts its batches and gathers commits for 0.3 s once woken."""
-    async with started(database_url, relay_pool, CountingRelay, gather_seconds=0.3) as relay:
+    """A listening relay that counts its batches."""
+    async with started(database_url, relay_pool, CountingRelay) as relay:
         await asyncio.sleep(0.5)  # its first looks are over: it waits for the next commit
         yield relay
 
@@ -138,16 +138,3 @@ async def test_a_batch_that_was_not_full_is_not_followed_by_a_look_that_finds_no
     assert await published(relay_pool, row)
     await asyncio.sleep(1.0)
     assert counting_relay.batches[looked:] == [1], counting_relay.batches
-
-
-async def test_commits_made_while_the_relay_gathers_leave_in_one_batch(counting_relay, relay_pool):  # noqa: F811
-    """Decision 0139: woken, the relay waits ``gather_seconds`` before reading, so five commits
-    made within that time are one batch, not five."""
-    looked = len(counting_relay.batches)
-    rows = []
-    for _ in range(5):
-        rows.append(await write(relay_pool, str(uuid.uuid4()), topics.resolve(CONFIRMATIONS)))
-        await asyncio.sleep(0.02)
-    assert await published(relay_pool, rows)
-    await asyncio.sleep(1.0)
-    assert counting_relay.batches[looked:] == [5], counting_relay.batches
