@@ -260,6 +260,10 @@ class Relay:
         # over); while it cannot, every ``poll_seconds``, as before. Nothing depends on a
         # notification arriving: a missed one costs at most ``idle_poll_seconds``.
         self.listen = listen
+        # What the last batch found: a full read (more rows wait) and whether another relay held
+        # one of this relay's own buckets (decision 0139).
+        self._read_full = False
+        self._contended = False
         self.idle_poll_seconds = idle_poll_seconds
         self.listening = False
         self._written = asyncio.Event()
@@ -383,18 +387,22 @@ class Relay:
                     await self.heartbeat()
                 # Cleared before reading: a commit during the batch wakes the next wait at once.
                 self._written.clear()
-                sent = await self.publish_batch()
+                await self.publish_batch()
                 delays = backoff_delays(0.2, 10.0)  # healthy again: reset the backoff
                 if loop.time() - last_cleanup > 60:
                     await self.clean_up()
                     last_cleanup = loop.time()
-                # A full batch leaves more behind: read again at once. Otherwise wait to be told of
-                # a commit. One made during the batch has set the flag already, so no row waits,
-                # and no batch is spent finding nothing after each one that found something.
-                if sent < self.batch_size and not self._stopping.is_set():
+                # A full read leaves more behind: read again at once. Otherwise wait to be told of
+                # a commit (decision 0139). One made during the batch has set the flag already, so
+                # no row waits, and no batch is spent finding nothing after each one that found
+                # something. But a commit in a bucket another relay held just then may have woken
+                # this relay only, for buckets it no longer claims: after a contended claim, look
+                # again soon rather than at the idle poll.
+                if not self._read_full and not self._stopping.is_set():
+                    quiet = self.listening and not self._contended
                     with suppress(TimeoutError):
                         await asyncio.wait_for(
-                            self._written.wait(), self.idle_poll_seconds if self.listening else self.poll_seconds
+                            self._written.wait(), self.idle_poll_seconds if quiet else self.poll_seconds
                         )
             except asyncio.CancelledError:
                 raise
@@ -406,6 +414,10 @@ class Relay:
     async def _sleep(self, seconds: float) -> None:
         with suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+    def own_buckets(self) -> set[int]:
+        """The buckets this relay claims first: its share, from its first bucket on."""
+        return {(self.first_bucket + i) % self.buckets for i in range(self.share)}
 
     async def claim_buckets(self, conn: Connection) -> list[int]:
         """Lock this relay's buckets for the transaction ``conn`` is in (an advisory lock each):
@@ -435,11 +447,15 @@ class Relay:
             # statement's snapshot is taken after the buckets' previous holder committed, so
             # it sees every row that relay left behind, and one aggregate's events - which
             # share a bucket - are only ever published by one relay at a time, in seq order.
+            self._read_full = False
             buckets = await self.claim_buckets(conn)
+            self._contended = set(buckets) != self.own_buckets()
             if not buckets:
                 return 0
             await conn.execute(RELAY_PLAN_SETTINGS)
             rows = await conn.fetch(RELAY_NEXT_ROWS, self.batch_size, buckets)
+            # Counted as read, not as settled: rows held behind one parked in this batch are left.
+            self._read_full = len(rows) >= self.batch_size
             if not rows:
                 return 0
             sent = await self._send(rows)

@@ -19,7 +19,7 @@ import pytest
 from services.runtime import topics
 from services.runtime.db import connect
 from services.runtime.kafka import make_broker
-from services.runtime.outbox import Relay
+from services.runtime.outbox import Relay, bucket_of
 from tests.integration.test_outbox_parking import (  # noqa: F401 (relay_pool: a fixture)
     CONFIRMATIONS,
     SCHEMA,
@@ -58,10 +58,8 @@ async def started(database_url, relay_pool, relay_class=Relay, **settings) -> As
         relay_pool,
         broker,
         service="relay-test",
-        poll_seconds=MINUTE,
-        idle_poll_seconds=MINUTE,
         listen=lambda: connect(database_url, schema=SCHEMA, application="relay-test-listen"),
-        **settings,
+        **({"poll_seconds": MINUTE, "idle_poll_seconds": MINUTE} | settings),
     )
     relay.start()
     try:
@@ -123,8 +121,20 @@ class CountingRelay(Relay):
 async def counting_relay(infra, database_url, relay_pool):  # noqa: F811
     """A listening relay that counts its batches."""
     async with started(database_url, relay_pool, CountingRelay) as relay:
-        await asyncio.sleep(0.5)  # its first looks are over: it waits for the next commit
+        assert isinstance(relay, CountingRelay)
+        await settled(relay)  # its first looks are over: it waits for the next commit
         yield relay
+
+
+async def settled(relay: CountingRelay) -> None:
+    """Until the relay has made no batch for half a second."""
+    seen = -1
+    for _ in range(40):
+        if len(relay.batches) == seen:
+            return
+        seen = len(relay.batches)
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"the relay never settled: {relay.batches}")
 
 
 async def test_a_batch_that_was_not_full_is_not_followed_by_a_look_that_finds_nothing(
@@ -138,3 +148,23 @@ async def test_a_batch_that_was_not_full_is_not_followed_by_a_look_that_finds_no
     assert await published(relay_pool, row)
     await asyncio.sleep(1.0)
     assert counting_relay.batches[looked:] == [1], counting_relay.batches
+
+
+async def test_a_row_in_a_bucket_held_by_another_relay_is_published_once_it_is_let_go(
+    database_url,
+    relay_pool,  # noqa: F811
+):
+    """Decision 0139: a commit in a bucket another relay holds at that moment wakes this relay,
+    which cannot claim it; no further notification comes when the other lets go. After such a
+    contended claim the relay looks again every ``poll_seconds``, not at its idle poll (a minute)."""
+    aggregate = str(uuid.uuid4())
+    async with started(database_url, relay_pool, poll_seconds=0.2):
+        async with relay_pool.acquire() as holder, holder.transaction():
+            # Another relay's transaction, holding the row's bucket.
+            await holder.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':outbox'), $1)", bucket_of(aggregate)
+            )
+            row = [await write(relay_pool, aggregate, topics.resolve(CONFIRMATIONS))]
+            await asyncio.sleep(1.0)
+            assert (await state(relay_pool, row))[row[0]] == "waiting"
+        assert await published(relay_pool, row, within=10.0), "published without another commit"

@@ -62,11 +62,19 @@ def scans(plan: dict) -> list[tuple[str, str | None]]:
     return found
 
 
-async def plan_of(pool: asyncpg.Pool, statement: str, *args: object) -> list[tuple[str, str | None]]:
+async def plan_of(
+    pool: asyncpg.Pool, statement: str, *args: object, settings: str = RELAY_PLAN_SETTINGS
+) -> list[tuple[str, str | None]]:
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(RELAY_PLAN_SETTINGS)
+        await conn.execute(settings)
         explained = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {statement}", *args)
     return scans(json.loads(explained)[0])
+
+
+async def test_without_the_settings_postgresql_reads_a_young_outbox_by_a_bitmap_scan(young_outbox):
+    """The premise (PostgreSQL 15): what the relay's settings rule out is what it would choose here."""
+    plan = await plan_of(young_outbox, RELAY_NEXT_ROWS, 100, ALL_BUCKETS, settings="SELECT 1")
+    assert ("Bitmap Heap Scan", None) in plan, plan
 
 
 async def test_the_relay_reads_the_waiting_rows_by_an_index_scan_in_seq_order(young_outbox):
