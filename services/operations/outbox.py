@@ -82,7 +82,12 @@ async def _update(dsn: str, statement: str, ids: list[str], args: tuple, schemas
             for schema in schemas:
                 try:
                     async with conn.transaction():  # a savepoint: a schema not migrated yet spoils nothing
-                        done += [r["id"] for r in await conn.fetch(_sql(statement, schema), ids, *args)]
+                        changed = [r["id"] for r in await conn.fetch(_sql(statement, schema), ids, *args)]
+                    if changed:
+                        # Wake the schema's relays when this commits (decision 0137's channel): a row
+                        # let go - retried, or discarded with rows held behind it - is not an INSERT.
+                        await conn.execute("SELECT pg_notify($1, '')", f"outbox:{schema}")
+                    done += changed
                 except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError):
                     continue
             unknown = sorted(set(ids) - set(done))

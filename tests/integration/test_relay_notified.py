@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 import pytest
 
+from services.operations.outbox import discard_rows, retry_rows
 from services.runtime import topics
 from services.runtime.db import connect
 from services.runtime.kafka import make_broker
@@ -168,3 +169,24 @@ async def test_a_row_in_a_bucket_held_by_another_relay_is_published_once_it_is_l
             await asyncio.sleep(1.0)
             assert (await state(relay_pool, row))[row[0]] == "waiting"
         assert await published(relay_pool, row, within=10.0), "published without another commit"
+
+
+async def test_a_parked_row_retried_by_an_operator_wakes_the_relay(relay, database_url, relay_pool):  # noqa: F811
+    """A retried row is an UPDATE, not an INSERT: the retry itself notifies the relays, which try
+    it again at once (here Kafka still has no such topic, so it is parked again) - not a minute later."""
+    row = await write(relay_pool, str(uuid.uuid4()), "no.such-topic")
+    for _ in range(100):
+        if (await state(relay_pool, [row]))[row] == "parked":
+            break
+        await asyncio.sleep(0.1)
+    first = await relay_pool.fetchval("SELECT parked_at FROM outbox WHERE id = $1", row)
+    assert first is not None
+    await retry_rows(database_url, [str(row)], (SCHEMA,))
+    again = None
+    for _ in range(100):
+        again = await relay_pool.fetchval("SELECT parked_at FROM outbox WHERE id = $1", row)
+        if again is not None and again > first:
+            break
+        await asyncio.sleep(0.1)
+    assert again is not None and again > first, "tried again within seconds of the retry"
+    await discard_rows(database_url, [str(row)], "test cleanup", (SCHEMA,))
