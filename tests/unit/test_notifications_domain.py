@@ -1,8 +1,10 @@
 """Who is told what, how, and in which words: the notifications service's rules, no I/O."""
 
 import datetime as dt
+import re
 import uuid
 from decimal import Decimal
+from pathlib import Path
 from typing import get_args
 
 import pytest
@@ -723,3 +725,11 @@ def test_the_funding_message_says_which_call_a_funder_pays_whole():
     [provider, _person] = messages(event)
     funders = provider.context["periods"][0]["funders"]
     assert funders.startswith("call 1 of each day: ") and "the rest: " in funders and "100%" in funders
+
+
+def test_the_guide_lists_exactly_the_essential_messages():
+    """docs/guide/notifications.md names every message opt-outs cannot silence, and no other."""
+    guide = (Path(__file__).resolve().parents[2] / "docs/guide/notifications.md").read_text()
+    paragraph = guide[guide.index("**Essential** messages") :].split("Others can be opted out of")[0]
+    listed = set(re.findall(r"`([a-z_]+)`", paragraph))
+    assert listed == {name for name, kind in domain.MESSAGES.items() if kind.essential}
