@@ -159,12 +159,12 @@ async def test_a_row_in_a_bucket_held_by_another_relay_is_published_once_it_is_l
     which cannot claim it; no further notification comes when the other lets go. After such a
     contended claim the relay looks again every ``poll_seconds``, not at its idle poll (a minute)."""
     aggregate = str(uuid.uuid4())
+    # Another relay whose whole share is the row's bucket (it claims, publishes nothing here).
+    other = Relay(relay_pool, broker=None, service="relay-test")  # type: ignore[arg-type]
+    other.share, other.first_bucket = 1, bucket_of(aggregate)
     async with started(database_url, relay_pool, poll_seconds=0.2):
         async with relay_pool.acquire() as holder, holder.transaction():
-            # Another relay's transaction, holding the row's bucket.
-            await holder.execute(
-                "SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':outbox'), $1)", bucket_of(aggregate)
-            )
+            assert await other.claim_buckets(holder) == [bucket_of(aggregate)]
             row = [await write(relay_pool, aggregate, topics.resolve(CONFIRMATIONS))]
             await asyncio.sleep(1.0)
             assert (await state(relay_pool, row))[row[0]] == "waiting"
