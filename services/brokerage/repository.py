@@ -18,7 +18,7 @@ import asyncpg
 from schemas.events import PackageSpec, ProviderProfile, ServiceAgreementRecorded
 from schemas.vocabulary import AgreementStatus
 from services.brokerage.domain import AgreementTerms, Answer, Approval, FundingPart, PayerLine, Period, RoundState
-from services.runtime.db import Connection, fetch_one
+from services.runtime.db import Connection, RowsInsert, fetch_one
 from services.runtime.outbox import UnitOfWork
 
 
@@ -112,7 +112,11 @@ def spec_of(row: asyncpg.Record) -> PackageSpec:
     return PackageSpec.model_validate_json(row["spec"])
 
 
-TIMELINE_INSERT = "INSERT INTO timeline (package_id, at, stage, detail) VALUES ($1, coalesce($2, now()), $3, $4::jsonb)"
+TIMELINE_ROWS = RowsInsert(
+    "timeline",
+    (("package_id", "uuid"), ("at", "timestamptz"), ("stage", "text"), ("detail", "text")),
+    values={"at": "coalesce(t.at, now())", "detail": "t.detail::jsonb"},
+)
 
 
 def add_timeline(
@@ -120,7 +124,7 @@ def add_timeline(
 ) -> None:
     """A stage of the package's life for its timeline; written with the unit of work's outbox
     rows at its end (nothing reads the timeline back in the transaction that writes it)."""
-    uow.defer(TIMELINE_INSERT, (package_id, at, stage, json.dumps(detail, default=str)))
+    uow.defer(TIMELINE_ROWS, (package_id, at, stage, json.dumps(detail, default=str)))
 
 
 async def open_round(

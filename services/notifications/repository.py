@@ -11,7 +11,7 @@ import asyncpg
 
 from services.notifications.domain import Contact, Message
 from services.notifications.templates import Rendered
-from services.runtime.db import Connection
+from services.runtime.db import Connection, RowsInsert
 from services.runtime.outbox import UnitOfWork
 
 Conn = Connection | asyncpg.Pool
@@ -166,10 +166,48 @@ async def insert_delivery(conn: Conn, **fields: Any) -> asyncpg.Record | None:
     return await conn.fetchrow(DELIVERY_INSERT + " RETURNING delivery_id, status, attempts", *_delivery_args(**fields))
 
 
+# DELIVERY_INSERT for many rows in one statement (decision 0141). ``notes`` is an array column, which
+# unnest cannot carry: it travels as a JSON list.
+DELIVERY_ROWS = RowsInsert(
+    "deliveries",
+    (
+        ("delivery_id", "uuid"),
+        ("event_id", "uuid"),
+        ("event_type", "text"),
+        ("package_id", "uuid"),
+        ("message", "text"),
+        ("recipient_role", "text"),
+        ("recipient_kind", "text"),
+        ("recipient_id", "text"),
+        ("channel", "text"),
+        ("address", "text"),
+        ("context", "text"),
+        ("template", "text"),
+        ("subject", "text"),
+        ("body", "text"),
+        ("large_print", "boolean"),
+        ("notes", "text"),
+        ("status", "text"),
+        ("last_error", "text"),
+        ("next_attempt_at", "timestamptz"),
+    ),
+    values={
+        "context": "t.context::jsonb",
+        "notes": "ARRAY(SELECT jsonb_array_elements_text(t.notes::jsonb))",
+        "next_attempt_at": "coalesce(t.next_attempt_at, now())",
+        "failed_at": "CASE WHEN t.status = 'failed' THEN now() END",
+    },
+    suffix="ON CONFLICT (event_id, recipient_role, recipient_id, channel) DO NOTHING",
+)
+_NOTES = [name for name, _ in DELIVERY_ROWS.columns].index("notes")
+
+
 def add_delivery(uow: UnitOfWork, **fields: Any) -> None:
     """:func:`insert_delivery` for a row nothing in the transaction needs back: written with the
     unit of work's other rows at its end (a redelivered event's rows change nothing, as above)."""
-    uow.defer(DELIVERY_INSERT, _delivery_args(**fields))
+    row = list(_delivery_args(**fields))  # the columns of DELIVERY_ROWS, in order
+    row[_NOTES] = json.dumps(row[_NOTES])
+    uow.defer(DELIVERY_ROWS, tuple(row))
 
 
 async def take_awaiting(conn: Conn, kind: str, recipient_id: str) -> list[asyncpg.Record]:

@@ -9,6 +9,7 @@ within ``graceful_timeout``, stops the relay after its current batch, and closes
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
@@ -327,10 +328,28 @@ class Service:
                 internal.should_exit = True
                 await internal_task
 
+        tune_garbage_collector(s.gc_gen0_threshold)
         # The loop uvicorn's own run() would use (uvloop: "auto" picks it when installed). A bare
         # asyncio.run() here had quietly served on the default loop, at twice the CPU per request.
         with asyncio.Runner(loop_factory=self.server.config.get_loop_factory()) as runner:
             runner.run(serve())
+
+
+def tune_garbage_collector(gen0_threshold: int) -> None:
+    """Freeze what is alive now (the service as built: modules, the app, its models) out of the
+    cyclic garbage collector's work, and collect the youngest generation after ``gen0_threshold``
+    more container objects instead of Python's 700. Nothing when 0 (decision 0142).
+
+    Why: under load the collector ran every few events and walked the whole heap in its older
+    generations - 1.7% of the machine's CPU in the benchmark - though the services' garbage is
+    freed by reference counting; cycles are still collected, only less often."""
+    if gen0_threshold == 0:
+        return
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(gen0_threshold, gen1, gen2)
+    log.info("garbage collector tuned", gen0_threshold=gen0_threshold, frozen_objects=gc.get_freeze_count())
 
 
 class _InternalServer(uvicorn.Server):

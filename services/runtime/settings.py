@@ -297,6 +297,11 @@ class ServiceSettings(SharedSettings):
     dead_letter_max_bytes: int = 1_000_000
     # How long the producer (the relay) waits to fill a request with more events.
     kafka_linger_ms: int = 2
+    # Python's cyclic garbage collector (decision 0142): once the service is built, what is alive
+    # is frozen out of every collection (gc.freeze), and the youngest generation is collected after
+    # this many more container objects were made than freed (Python's default: 700). 0 leaves the
+    # collector as Python sets it.
+    gc_gen0_threshold: int = Field(default=10_000, ge=0)
     # How long shutdown may take before in-flight work is abandoned (to be redelivered).
     graceful_timeout_seconds: float = 20.0
     max_request_bytes: int = 64 * 1024
