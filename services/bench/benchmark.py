@@ -467,6 +467,26 @@ async def heaviest_statements(admin: Connection, requests: int, top: int = 40) -
 IDLE_SECONDS = 10.0
 
 
+def machine_speed_ms() -> float:
+    """How fast this machine is just now: the best of three timings of a fixed piece of pure
+    Python (about 0.1 s on the 2-core development machine), in milliseconds.
+    Taken before each run, with the stack at rest: the same code's CPU per package moved by more
+    than half within an evening there, so figures taken at different times compare only beside this."""
+
+    def work() -> int:
+        total = 0
+        for i in range(1_200_000):
+            total += (i * i) % 7
+        return total
+
+    timings = []
+    for _ in range(3):
+        started = time.perf_counter()
+        work()
+        timings.append((time.perf_counter() - started) * 1000)
+    return round(min(timings), 1)
+
+
 async def idle_cpu(watch: ProcessWatch, seconds: float) -> dict[str, float]:
     """CPU per process while nothing is asked of the stack, as percent of one core: what the
     polling loops (outbox relays, timers, webhook senders, heartbeats) cost on their own. Every
@@ -571,6 +591,7 @@ async def bench_async(
             framework = load_framework()
             rng = random.Random(seed)
             for run in range(runs):
+                speed = machine_speed_ms()
                 fixed = batch(framework, int(load.rate * load.seconds), seed=rng.randrange(1 << 30))
                 burst = batch(framework, load.burst, seed=rng.randrange(1 << 30))
                 with console.status(f"run {run + 1}/{runs}: {len(fixed)} requests at {load.rate:g}/s..."):
@@ -601,7 +622,14 @@ async def bench_async(
                     baseline = await kafka_baseline(
                         settings.kafka_bootstrap_servers, namespace, messages=load.baseline_messages, size=EVENT_BYTES
                     )
-                result["runs"].append({"fixed_rate": fixed_rate, "as_fast_as_possible": fastest, "baseline": baseline})
+                result["runs"].append(
+                    {
+                        "machine_ms": speed,
+                        "fixed_rate": fixed_rate,
+                        "as_fast_as_possible": fastest,
+                        "baseline": baseline,
+                    }
+                )
         result["peak_rss_mb"] = watch.peak_rss_mb()
         await watch.stop()
     finally:

@@ -25,6 +25,7 @@ def summarise(result: dict) -> dict:
 
     summary = {
         "runs": len(runs),
+        "machine_ms": med(["machine_ms"]),
         "fixed_rate_per_second": result["load"]["rate"],
         "latency_p50_s": med(["fixed_rate", "latency_seconds", "p50"]),
         "latency_p95_s": med(["fixed_rate", "latency_seconds", "p95"]),
@@ -106,6 +107,8 @@ def measures(result: dict) -> list[tuple[str, str, str]]:
                     "",
                 )
             )
+    if s.get("machine_ms") is not None:
+        rows.append(("machine: a fixed piece of Python before each run, ms (lower is faster)", _f(s["machine_ms"]), ""))
     for name, percent in (s.get("idle_cpu_percent") or {}).items():  # the stack at rest, before the runs
         rows.append((f"{name}: CPU % of a core at rest", _f(percent), ""))
     return rows

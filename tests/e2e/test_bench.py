@@ -40,6 +40,7 @@ async def test_a_small_benchmark_reports_every_measure(database_url, tmp_path, i
 
     summary = result["summary"]
     assert summary["runs"] == 1 and summary["latency_p99_s"] == run["fixed_rate"]["latency_seconds"]["p99"]
+    assert run["machine_ms"] > 0 and summary["machine_ms"] == run["machine_ms"]  # how fast the machine was
     assert all(summary["peak_rss_mb"][s] > 10 for s in SERVICES)
     assert summary["events_vs_baseline"] > 0
 
