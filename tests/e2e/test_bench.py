@@ -40,7 +40,9 @@ async def test_a_small_benchmark_reports_every_measure(database_url, tmp_path, i
 
     summary = result["summary"]
     assert summary["runs"] == 1 and summary["latency_p99_s"] == run["fixed_rate"]["latency_seconds"]["p99"]
-    assert run["machine_ms"] > 0 and summary["machine_ms"] == run["machine_ms"]  # how fast the machine was
+    # How fast the machine was before the run.
+    assert run["machine"]["python_ms"] > 0 and summary["machine_python_ms"] == run["machine"]["python_ms"]
+    assert run["machine"]["round_trip_us"] > 0 and summary["machine_round_trip_us"] == run["machine"]["round_trip_us"]
     assert all(summary["peak_rss_mb"][s] > 10 for s in SERVICES)
     assert summary["events_vs_baseline"] > 0
 
