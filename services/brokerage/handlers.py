@@ -422,10 +422,17 @@ async def _place(
     prices), so that the providers service can tell a losing bidder its rank."""
     package_id = package["package_id"]
     at = now()
-    await repo.mark_placed(
-        uow.conn, package_id, provider_id=winner.answer.provider_id, hourly_rate=winner.answer.hourly_rate, placed_at=at
+    # The losers are those offered in this cycle: after a hand-back or a re-brokering, the earlier
+    # cycles' providers (the one that gave the package back among them) were told their outcome then.
+    all_offered = await repo.mark_placed(
+        uow.conn,
+        package_id,
+        provider_id=winner.answer.provider_id,
+        hourly_rate=winner.answer.hourly_rate,
+        placed_at=at,
+        zone=spec.zone,
+        cycle=package["cycle"],
     )
-    await repo.record_award(uow.conn, package_id, provider_id=winner.answer.provider_id, zone=spec.zone, at=at)
     start_date = max(spec.start_date, winner.answer.earliest_start)
     repo.add_timeline(
         uow,
@@ -471,9 +478,6 @@ async def _place(
                 handed_over_at=at,
             )
         )
-    # The losers are those offered in this cycle: after a hand-back or a re-brokering, the earlier
-    # cycles' providers (the one that gave the package back among them) were told their outcome then.
-    all_offered = await repo.everyone_offered(uow.conn, package_id, cycle=package["cycle"])
     await uow.emit(
         PackagePlaced(
             correlation_id=package_id,

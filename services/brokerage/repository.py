@@ -188,18 +188,6 @@ async def recent_awards(conn: Connection, zone: str, provider_ids: list[str], si
     return {r["provider_id"]: r["n"] for r in rows}
 
 
-async def record_award(
-    conn: Connection, package_id: uuid.UUID, *, provider_id: str, zone: str, at: dt.datetime
-) -> None:
-    await conn.execute(
-        "INSERT INTO awards (package_id, provider_id, zone, awarded_at) VALUES ($1, $2, $3, $4)",
-        package_id,
-        provider_id,
-        zone,
-        at,
-    )
-
-
 async def round_state(
     conn: Connection, package_id: uuid.UUID, offer_round: int
 ) -> tuple[RoundState, dict[str, Decimal]]:
@@ -284,16 +272,33 @@ async def insert_answer(
 
 
 async def mark_placed(
-    conn: Connection, package_id: uuid.UUID, *, provider_id: str, hourly_rate: Decimal, placed_at: dt.datetime
-) -> None:
-    await conn.execute(
-        """UPDATE packages SET status = 'placed', provider_id = $2, hourly_rate = $3, placed_at = $4,
-           window_closes_at = NULL, carried_on_by = NULL, carried_hours = NULL
-            WHERE package_id = $1""",
+    conn: Connection,
+    package_id: uuid.UUID,
+    *,
+    provider_id: str,
+    hourly_rate: Decimal,
+    placed_at: dt.datetime,
+    zone: str,
+    cycle: int,
+) -> list[str]:
+    """Place the package with ``provider_id`` at ``hourly_rate`` (pounds per hour) and count the
+    award for the zone's tie-break (``awards``); returns every provider offered the package in this
+    ``cycle`` of offer rounds (:func:`everyone_offered`), which PackagePlaced names as the losers.
+    One statement: an award was three round trips (decision 0141)."""
+    return await conn.fetchval(
+        """WITH placed AS (
+                UPDATE packages SET status = 'placed', provider_id = $2, hourly_rate = $3, placed_at = $4,
+                       window_closes_at = NULL, carried_on_by = NULL, carried_hours = NULL
+                 WHERE package_id = $1),
+           award AS (INSERT INTO awards (package_id, provider_id, zone, awarded_at) VALUES ($1, $2, $5, $4))
+           SELECT coalesce(array_agg(DISTINCT p), '{}') FROM offer_rounds, unnest(provider_ids) p
+            WHERE package_id = $1 AND cycle = $6""",
         package_id,
         provider_id,
         hourly_rate,
         placed_at,
+        zone,
+        cycle,
     )
 
 

@@ -118,9 +118,13 @@ class RowsInsert:
 
     @cached_property
     def statement(self) -> str:
+        return self.numbered_from(1)
+
+    def numbered_from(self, first: int) -> str:
+        """The statement, its array parameters numbered from ``$first``."""
         names = [name for name, _ in self.columns]
         targets = names + [name for name in self.values if name not in names]
-        arrays = ", ".join(f"${i}::{kind}[]" for i, (_, kind) in enumerate(self.columns, 1))
+        arrays = ", ".join(f"${i}::{kind}[]" for i, (_, kind) in enumerate(self.columns, first))
         select = ", ".join(self.values.get(name, f"t.{name}") for name in targets)
         return (
             f"INSERT INTO {self.table} ({', '.join(targets)}) SELECT {select}"
@@ -130,8 +134,24 @@ class RowsInsert:
 
     async def execute(self, conn: Connection, rows: Sequence[Sequence[object]]) -> None:
         """Insert ``rows`` (each a value per column, in ``columns``' order) in one statement."""
-        if rows:
-            await conn.execute(self.statement, *(list(column) for column in zip(*rows, strict=True)))
+        await insert_rows(conn, [(self, rows)])
+
+
+async def insert_rows(conn: Connection, inserts: Sequence[tuple[RowsInsert, Sequence[Sequence[object]]]]) -> None:
+    """Several :class:`RowsInsert` with their rows, in one statement and one round trip: each but
+    the last a data-modifying ``WITH`` query of the last. For different tables only (the queries of
+    one statement run in no set order; each table's rows keep theirs)."""
+    inserts = [(insert, rows) for insert, rows in inserts if rows]
+    if not inserts:
+        return
+    parts: list[str] = []
+    args: list[list[object]] = []
+    for insert, rows in inserts:
+        parts.append(insert.numbered_from(len(args) + 1))
+        args.extend(list(column) for column in zip(*rows, strict=True))
+    *first, last = parts
+    statement = last if not first else "WITH " + ", ".join(f"w{i} AS ({q})" for i, q in enumerate(first)) + " " + last
+    await conn.execute(statement, *args)
 
 
 async def _keep_session(conn: Connection) -> None:

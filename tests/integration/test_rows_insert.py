@@ -112,6 +112,35 @@ async def test_a_unit_of_works_outbox_rows_are_one_statement_in_emit_order(pool)
     assert await pool.fetchval("SELECT n FROM statements_seen") == 1  # one statement for the five rows
 
 
+async def test_a_flush_writes_every_tables_rows_in_one_statement(pool):
+    # Each table's statement trigger notes the statement's start: one statement, one time for both.
+    await pool.execute(
+        """CREATE TABLE statements_seen (tbl text NOT NULL, started timestamptz NOT NULL);
+           CREATE FUNCTION note_statement() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN INSERT INTO statements_seen VALUES (TG_TABLE_NAME, statement_timestamp()); RETURN NULL; END $$;
+           CREATE TRIGGER note_statement AFTER INSERT ON outbox FOR EACH STATEMENT EXECUTE FUNCTION note_statement();
+           CREATE TRIGGER note_statement AFTER INSERT ON rows_test
+               FOR EACH STATEMENT EXECUTE FUNCTION note_statement();"""
+    )
+    at = dt.datetime(2026, 10, 25, 1, 30, tzinfo=dt.UTC)
+    events = [unplaced(), unplaced()]
+    async with pool.acquire() as conn, conn.transaction():
+        uow = UnitOfWork(conn)
+        uow.defer(NOTES_TABLE, ("first", at, '{"a": 1}', '["x"]'))
+        for event in events:
+            await uow.emit(event)
+        uow.defer(NOTES_TABLE, ("second", None, "{}", "[]"))
+        await uow.flush()
+        await uow.flush()  # nothing deferred since: no statement
+    assert [r["id"] for r in await pool.fetch("SELECT id FROM outbox ORDER BY seq")] == [e.event_id for e in events]
+    got = await pool.fetch("SELECT label, at, notes FROM rows_test ORDER BY id")
+    assert [(r["label"], r["notes"]) for r in got] == [("first", ["x"]), ("second", [])]
+    assert got[0]["at"] == at
+    seen = await pool.fetch("SELECT tbl, started FROM statements_seen ORDER BY tbl")
+    assert [r["tbl"] for r in seen] == ["outbox", "rows_test"]  # each table's INSERT once
+    assert seen[0]["started"] == seen[1]["started"]  # in the same statement
+
+
 def test_the_delivery_rows_carry_notes_as_json():
     # add_delivery sends a row's notes as JSON text, at the position DELIVERY_ROWS gives them.
     assert DELIVERY_ROWS.columns[_NOTES] == ("notes", "text")
