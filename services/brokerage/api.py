@@ -592,7 +592,7 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
             created, replayed = await run_in_unit_of_work(
                 service.pool,
                 lambda uow: idempotency.once(
-                    uow.conn,
+                    uow,
                     scope=caller.actor,
                     key=idempotency_key,
                     request_hash=request_hash,

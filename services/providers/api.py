@@ -1453,7 +1453,7 @@ def me_router(service: Service) -> APIRouter:
         result, replayed = await in_unit_of_work(
             service,
             lambda uow: idempotency.once(
-                uow.conn,
+                uow,
                 scope=me.provider_id,
                 key=key,
                 request_hash=request_hash,

@@ -26,12 +26,15 @@ import json
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from enum import Enum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Header
 from pydantic import BaseModel
 
-from services.runtime.db import Connection
+from services.runtime.db import Connection, RowsInsert
+
+if TYPE_CHECKING:
+    from services.runtime.outbox import UnitOfWork
 
 HEADER = "Idempotency-Key"
 RETENTION = dt.timedelta(days=7)
@@ -72,19 +75,32 @@ def _canonical(value: Any) -> str:
     return value.isoformat() if isinstance(value, dt.date) else str(value)
 
 
+# The key's row, written with the unit of work's other rows at its end (decision 0141): nothing
+# reads it back in the transaction, and the advisory lock keeps a second request with the key waiting
+# until this one commits.
+KEY_ROWS = RowsInsert(
+    "idempotency_keys",
+    (("scope", "text"), ("key", "text"), ("request_hash", "text"), ("response", "text")),
+    values={"response": "t.response::jsonb"},
+    suffix="""ON CONFLICT (scope, key) DO UPDATE
+              SET request_hash = excluded.request_hash, response = excluded.response, created_at = now()""",
+)
+
+
 async def once(
-    conn: Connection,
+    uow: UnitOfWork,
     *,
     scope: str,
     key: str | None,
     request_hash: str,
     command: Callable[[], Awaitable[dict[str, Any]]],
 ) -> tuple[dict[str, Any], bool]:
-    """Run ``command`` (in the caller's transaction on ``conn``) once per key: returns (its response,
-    False), or, for a key seen before with the same request, (the stored response, True).
-    Without a key, the command just runs. Raises :class:`KeyReused`."""
+    """Run ``command`` (in the caller's unit of work) once per key: returns (its response, False),
+    or, for a key seen before with the same request, (the stored response, True). Without a key,
+    the command just runs. Raises :class:`KeyReused`."""
     if key is None:
         return await command(), False
+    conn = uow.conn
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"idempotency:{scope}\n{key}")
     row = await conn.fetchrow(
         "SELECT request_hash, response FROM idempotency_keys WHERE scope = $1 AND key = $2 AND created_at > $3",
@@ -97,15 +113,7 @@ async def once(
             raise KeyReused(f"{HEADER} {key!r} was already used for a different request; use a new key")
         return json.loads(row["response"]), True
     response = await command()
-    await conn.execute(
-        """INSERT INTO idempotency_keys (scope, key, request_hash, response) VALUES ($1, $2, $3, $4::jsonb)
-           ON CONFLICT (scope, key) DO UPDATE
-              SET request_hash = excluded.request_hash, response = excluded.response, created_at = now()""",
-        scope,
-        key,
-        request_hash,
-        json.dumps(response, default=str),
-    )
+    uow.defer(KEY_ROWS, (scope, key, request_hash, json.dumps(response, default=str)))
     return response, False
 
 
