@@ -335,9 +335,10 @@ async def _tell_closed(
     adapter (signed, delivered like an offer), and withdraw the package's offer deliveries that
     can no longer be answered - a closed offer is never delivered again. Same transaction as the
     offers' change of status; a notice is recorded once per offer."""
-    for closure in closures:
-        notice = closed_notice(package_id, closure, at)
-        if not await repo.insert_closure(uow.conn, notice):
+    notices = [closed_notice(package_id, closure, at) for closure in closures]
+    recorded = await repo.record_closures(uow.conn, package_id, notices)  # and the offers' deliveries withdrawn
+    for closure, notice in zip(closures, notices, strict=True):
+        if notice.notice_id not in recorded:
             continue
         row = providers.get(closure.provider_id)
         rules = repo.rules_of(row) if row is not None else None
@@ -349,7 +350,6 @@ async def _tell_closed(
                 url=rules.webhook_url,
                 give_up_at=max(at, now()) + NOTICE_DELIVERY_WINDOW,
             )
-    await repo.withdraw_offer_deliveries(uow.conn, package_id)
 
 
 async def _close_all(

@@ -617,39 +617,56 @@ async def close_unanswered(
     )
 
 
+# Pending webhook deliveries of the package's ($1) offers that can no longer be answered.
+WITHDRAW_OFFER_DELIVERIES = """UPDATE webhook_deliveries d SET status = 'withdrawn'
+                                 FROM offers o
+                                WHERE d.package_id = $1 AND d.status = 'pending' AND d.kind = 'offer'
+                                  AND o.package_id = d.package_id AND o.offer_round = d.offer_round
+                                  AND o.provider_id = d.provider_id AND o.status <> 'offered'"""
+
+
 async def withdraw_offer_deliveries(conn: Connection, package_id: uuid.UUID) -> int:
     """Pending webhook deliveries of the package's offers that can no longer be answered (answered,
     closed, settled): withdrawn, never sent again (an attempt already in flight records nothing).
     Returns how many."""
-    result = await conn.execute(
-        """UPDATE webhook_deliveries d SET status = 'withdrawn'
-             FROM offers o
-            WHERE d.package_id = $1 AND d.status = 'pending' AND d.kind = 'offer'
-              AND o.package_id = d.package_id AND o.offer_round = d.offer_round AND o.provider_id = d.provider_id
-              AND o.status <> 'offered'""",
-        package_id,
-    )
+    result = await conn.execute(WITHDRAW_OFFER_DELIVERIES, package_id)
     return int(result.split()[-1])
 
 
-async def insert_closure(conn: Connection, notice: OfferClosedNotice) -> bool:
-    """The offer's closing notice; False when it was recorded before (one per offer)."""
-    return bool(
-        await conn.fetchval(
-            """INSERT INTO offer_closures (notice_id, package_id, offer_round, provider_id, outcome, reason, rank,
-                                           ranked_bids, closed_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING true""",
-            notice.notice_id,
-            notice.package_id,
-            notice.offer_round,
-            notice.provider_id,
-            notice.outcome,
-            notice.reason,
-            notice.rank,
-            notice.ranked_bids,
-            notice.closed_at,
-        )
+async def record_closures(
+    conn: Connection, package_id: uuid.UUID, notices: list[OfferClosedNotice], *, withdraw: bool = True
+) -> set[uuid.UUID]:
+    """Record the package's closed offers' notices (each once per offer) and, with ``withdraw``,
+    withdraw its pending offer deliveries that can no longer be answered
+    (:func:`withdraw_offer_deliveries`), in one statement: the ``notice_id`` of the notices recorded
+    now (one recorded before is not among them). A round trip a notice, and one more, before
+    (decision 0141)."""
+    if not notices:
+        if withdraw:
+            await withdraw_offer_deliveries(conn, package_id)
+        return set()
+    withdrawn = f"WITH withdrawn AS ({WITHDRAW_OFFER_DELIVERIES}) " if withdraw else ""
+    rows = await conn.fetch(
+        withdrawn
+        + """INSERT INTO offer_closures (notice_id, package_id, offer_round, provider_id, outcome, reason, rank,
+                                         ranked_bids, closed_at)
+             SELECT t.notice_id, $1, t.offer_round, t.provider_id, t.outcome, t.reason, t.rank, t.ranked_bids,
+                    t.closed_at
+               FROM unnest($2::uuid[], $3::int[], $4::text[], $5::text[], $6::text[], $7::int[], $8::int[],
+                           $9::timestamptz[])
+                    AS t(notice_id, offer_round, provider_id, outcome, reason, rank, ranked_bids, closed_at)
+             ON CONFLICT DO NOTHING RETURNING notice_id""",
+        package_id,
+        [n.notice_id for n in notices],
+        [n.offer_round for n in notices],
+        [n.provider_id for n in notices],
+        [n.outcome for n in notices],
+        [n.reason for n in notices],
+        [n.rank for n in notices],
+        [n.ranked_bids for n in notices],
+        [n.closed_at for n in notices],
     )
+    return {r["notice_id"] for r in rows}
 
 
 async def closures_of(
