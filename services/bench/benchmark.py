@@ -618,7 +618,7 @@ async def bench_async(
             framework = load_framework()
             rng = random.Random(seed)
             for run in range(runs):
-                speed = machine_speed()
+                speed = await asyncio.to_thread(machine_speed)  # a second or so: not on the loop
                 fixed = batch(framework, int(load.rate * load.seconds), seed=rng.randrange(1 << 30))
                 burst = batch(framework, load.burst, seed=rng.randrange(1 << 30))
                 with console.status(f"run {run + 1}/{runs}: {len(fixed)} requests at {load.rate:g}/s..."):

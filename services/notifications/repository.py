@@ -193,7 +193,9 @@ DELIVERY_ROWS = RowsInsert(
     ),
     values={
         "context": "t.context::jsonb",
-        "notes": "ARRAY(SELECT jsonb_array_elements_text(t.notes::jsonb))",
+        "notes": (
+            "ARRAY(SELECT n.e FROM jsonb_array_elements_text(t.notes::jsonb) WITH ORDINALITY AS n(e, i) ORDER BY n.i)"
+        ),
         "next_attempt_at": "coalesce(t.next_attempt_at, now())",
         "failed_at": "CASE WHEN t.status = 'failed' THEN now() END",
     },

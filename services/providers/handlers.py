@@ -340,6 +340,7 @@ async def _tell_closed(
     for closure, notice in zip(closures, notices, strict=True):
         if notice.notice_id not in recorded:
             continue
+        recorded.discard(notice.notice_id)  # one delivery a notice, were an offer listed twice
         row = providers.get(closure.provider_id)
         rules = repo.rules_of(row) if row is not None else None
         if rules is not None and rules.kind == "webhook" and rules.webhook_url:

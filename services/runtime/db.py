@@ -141,7 +141,8 @@ async def insert_rows(conn: Connection, inserts: Sequence[tuple[RowsInsert, Sequ
     """Several :class:`RowsInsert` with their rows, in one statement and one round trip: each but
     the last a data-modifying ``WITH`` query of the last. For different tables only (the queries of
     one statement run in no set order; each table's rows keep theirs)."""
-    inserts = [(insert, rows) for insert, rows in inserts if rows]
+    # In the tables' order, not the order deferred: one statement text for one set of tables.
+    inserts = sorted(((insert, rows) for insert, rows in inserts if rows), key=lambda pair: pair[0].table)
     if not inserts:
         return
     parts: list[str] = []

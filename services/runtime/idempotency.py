@@ -77,7 +77,8 @@ def _canonical(value: Any) -> str:
 
 # The key's row, written with the unit of work's other rows at its end (decision 0141): nothing
 # reads it back in the transaction, and the advisory lock keeps a second request with the key waiting
-# until this one commits.
+# until this one commits. One key a unit of work (a command runs once): two rows of one key in a
+# statement would fail its DO UPDATE ("cannot affect row a second time").
 KEY_ROWS = RowsInsert(
     "idempotency_keys",
     (("scope", "text"), ("key", "text"), ("request_hash", "text"), ("response", "text")),

@@ -74,14 +74,6 @@ OUTBOX_INSERT = """INSERT INTO outbox (id, aggregatetype, aggregateid, type, top
                    VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8)"""
 
 
-# The relay's reads and writes of the outbox, and the plans they must get (decision 0138). The
-# outbox is a queue: every row is inserted, then marked published within milliseconds, so its index of
-# unpublished rows is mostly entries for dead row versions until vacuum clears them. A plain index
-# scan in seq order marks each dead entry it meets as dead and skips it from then on, and stops at the
-# LIMIT; a bitmap scan can do neither and visits every dead row's page on every read (2-4 ms a batch
-# in the benchmark, against 0.05 ms). PostgreSQL chooses the bitmap scan - or, for the update, a
-# sequential scan - when its statistics still describe the table as small, as they do for the first
-# minutes of a new database and between autovacuum's looks; the relay's transaction rules both out.
 # The outbox rows of a unit of work, written in one statement at its end (decision 0141).
 OUTBOX_ROWS = RowsInsert(
     "outbox",
@@ -99,6 +91,14 @@ OUTBOX_ROWS = RowsInsert(
 )
 
 
+# The relay's reads and writes of the outbox, and the plans they must get (decision 0138). The
+# outbox is a queue: every row is inserted, then marked published within milliseconds, so its index of
+# unpublished rows is mostly entries for dead row versions until vacuum clears them. A plain index
+# scan in seq order marks each dead entry it meets as dead and skips it from then on, and stops at the
+# LIMIT; a bitmap scan can do neither and visits every dead row's page on every read (2-4 ms a batch
+# in the benchmark, against 0.05 ms). PostgreSQL chooses the bitmap scan - or, for the update, a
+# sequential scan - when its statistics still describe the table as small, as they do for the first
+# minutes of a new database and between autovacuum's looks; the relay's transaction rules both out.
 RELAY_PLAN_SETTINGS = "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off"
 # Rows behind a parked row of their aggregate wait for it (retried or discarded).
 RELAY_NEXT_ROWS = """SELECT id, aggregatetype, aggregateid, type, topic, payload::text AS payload,

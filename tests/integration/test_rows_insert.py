@@ -20,13 +20,17 @@ from services.notifications.repository import _NOTES, DELIVERY_ROWS
 from services.runtime.db import RowsInsert, create_pool, migrate
 from services.runtime.outbox import UnitOfWork
 
+NOTES_FROM_JSON = (
+    "ARRAY(SELECT n.e FROM jsonb_array_elements_text(t.notes::jsonb) WITH ORDINALITY AS n(e, i) ORDER BY n.i)"
+)
+
 NOTES_TABLE = RowsInsert(
     "rows_test",
     (("label", "text"), ("at", "timestamptz"), ("detail", "text"), ("notes", "text")),
     values={
         "at": "coalesce(t.at, now())",
         "detail": "t.detail::jsonb",
-        "notes": "ARRAY(SELECT jsonb_array_elements_text(t.notes::jsonb))",
+        "notes": NOTES_FROM_JSON,
         "flagged": "t.label LIKE 'flag%'",
     },
     suffix="ON CONFLICT (label) DO NOTHING",
@@ -144,4 +148,4 @@ async def test_a_flush_writes_every_tables_rows_in_one_statement(pool):
 def test_the_delivery_rows_carry_notes_as_json():
     # add_delivery sends a row's notes as JSON text, at the position DELIVERY_ROWS gives them.
     assert DELIVERY_ROWS.columns[_NOTES] == ("notes", "text")
-    assert "jsonb_array_elements_text(t.notes::jsonb)" in DELIVERY_ROWS.statement
+    assert "jsonb_array_elements_text(t.notes::jsonb) WITH ORDINALITY" in DELIVERY_ROWS.statement
