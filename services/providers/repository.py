@@ -633,21 +633,16 @@ async def withdraw_offer_deliveries(conn: Connection, package_id: uuid.UUID) -> 
     return int(result.split()[-1])
 
 
-async def record_closures(
-    conn: Connection, package_id: uuid.UUID, notices: list[OfferClosedNotice], *, withdraw: bool = True
-) -> set[uuid.UUID]:
-    """Record the package's closed offers' notices (each once per offer) and, with ``withdraw``,
-    withdraw its pending offer deliveries that can no longer be answered
-    (:func:`withdraw_offer_deliveries`), in one statement: the ``notice_id`` of the notices recorded
-    now (one recorded before is not among them). A round trip a notice, and one more, before
-    (decision 0141)."""
+async def record_closures(conn: Connection, package_id: uuid.UUID, notices: list[OfferClosedNotice]) -> set[uuid.UUID]:
+    """Record the package's closed offers' notices (each once per offer) and withdraw its pending
+    offer deliveries that can no longer be answered (:func:`withdraw_offer_deliveries`), in one
+    statement: the ``notice_id`` of the notices recorded now (one recorded before is not among
+    them). A round trip a notice, and one more, before (decision 0141)."""
     if not notices:
-        if withdraw:
-            await withdraw_offer_deliveries(conn, package_id)
+        await withdraw_offer_deliveries(conn, package_id)
         return set()
-    withdrawn = f"WITH withdrawn AS ({WITHDRAW_OFFER_DELIVERIES}) " if withdraw else ""
     rows = await conn.fetch(
-        withdrawn
+        f"WITH withdrawn AS ({WITHDRAW_OFFER_DELIVERIES}) "
         + """INSERT INTO offer_closures (notice_id, package_id, offer_round, provider_id, outcome, reason, rank,
                                          ranked_bids, closed_at)
              SELECT t.notice_id, $1, t.offer_round, t.provider_id, t.outcome, t.reason, t.rank, t.ranked_bids,

@@ -15,7 +15,7 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -116,9 +116,9 @@ class RowsInsert:
     values: dict[str, str] = field(default_factory=dict)
     suffix: str = ""
 
-    @cached_property
+    @property
     def statement(self) -> str:
-        return self.numbered_from(1)
+        return _statement((self,))
 
     def numbered_from(self, first: int) -> str:
         """The statement, its array parameters numbered from ``$first``."""
@@ -145,14 +145,18 @@ async def insert_rows(conn: Connection, inserts: Sequence[tuple[RowsInsert, Sequ
     inserts = sorted(((insert, rows) for insert, rows in inserts if rows), key=lambda pair: pair[0].table)
     if not inserts:
         return
-    parts: list[str] = []
-    args: list[list[object]] = []
-    for insert, rows in inserts:
-        parts.append(insert.numbered_from(len(args) + 1))
-        args.extend(list(column) for column in zip(*rows, strict=True))
-    *first, last = parts
-    statement = last if not first else "WITH " + ", ".join(f"w{i} AS ({q})" for i, q in enumerate(first)) + " " + last
-    await conn.execute(statement, *args)
+    args = [list(column) for _, rows in inserts for column in zip(*rows, strict=True)]
+    await conn.execute(_statement(tuple(insert for insert, _ in inserts)), *args)
+
+
+@cache  # a few sets of tables a service: the text is made once, not at every unit of work's end
+def _statement(inserts: tuple[RowsInsert, ...]) -> str:
+    parts, first = [], 1
+    for insert in inserts:
+        parts.append(insert.numbered_from(first))
+        first += len(insert.columns)
+    *withs, last = parts
+    return last if not withs else "WITH " + ", ".join(f"w{i} AS ({q})" for i, q in enumerate(withs)) + " " + last
 
 
 async def _keep_session(conn: Connection) -> None:
