@@ -6,7 +6,10 @@ import asyncio
 import json
 import os
 import time
+import uuid
 from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -16,6 +19,7 @@ import httpx
 
 from services.bench import processes
 from services.bench.processes import ROOT, SERVICES, Stack, free_port, stop_stack  # noqa: F401  (shared with the benchmark)
+from services.runtime.db import create_pool, migrate
 from services.runtime.oidc_client import DEMO_USERS, OidcAuth, user_auth
 
 CLI_CLIENT = "homecare-cli"  # development and tests only: the password grant for the demo users
@@ -110,6 +114,24 @@ def event_of(record) -> dict | None:
     except (ValueError, TypeError):
         return None
     return event if isinstance(event, dict) and "event_type" in event else None
+
+
+@asynccontextmanager
+async def runtime_schema(database_url: str, prefix: str, empty_folder: Path) -> AsyncIterator[asyncpg.Pool]:
+    """A new schema ``<prefix>_<random>`` holding the runtime's tables (outbox, inbox, their
+    triggers: ``empty_folder`` stands for a service's own migrations), as a pool of two
+    connections; dropped afterwards."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(database_url)
+    await admin.execute(f"CREATE SCHEMA {schema}")
+    pool = await create_pool(database_url, schema=schema, application=f"{prefix}-test", size=2)
+    try:
+        await migrate(pool, schema, empty_folder)
+        yield pool
+    finally:
+        await pool.close()
+        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        await admin.close()
 
 
 async def drop_database(infra, name: str) -> None:

@@ -14,7 +14,6 @@ import uuid
 import asyncpg
 import pytest
 
-from services.runtime.db import create_pool, migrate
 from services.runtime.outbox import (
     OUTBOX_INSERT,
     RELAY_MARK_PUBLISHED,
@@ -22,6 +21,7 @@ from services.runtime.outbox import (
     RELAY_PLAN_SETTINGS,
     bucket_of,
 )
+from tests.support import runtime_schema
 
 ALL_BUCKETS = list(range(16))
 
@@ -29,12 +29,7 @@ ALL_BUCKETS = list(range(16))
 @pytest.fixture
 async def young_outbox(infra, database_url, tmp_path):
     """A new schema's outbox, never analyzed, holding 2,000 published rows and 20 waiting ones."""
-    schema = f"relay_plans_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(database_url)
-    await admin.execute(f"CREATE SCHEMA {schema}")
-    pool = await create_pool(database_url, schema=schema, application="relay-plans-test", size=2)
-    try:
-        await migrate(pool, schema, tmp_path)
+    async with runtime_schema(database_url, "relay_plans", tmp_path) as pool:
         await pool.execute("ALTER TABLE outbox SET (autovacuum_enabled = off)")  # keep it unanalyzed
         rows = []
         for _ in range(2_020):
@@ -44,10 +39,6 @@ async def young_outbox(infra, database_url, tmp_path):
         await pool.executemany(OUTBOX_INSERT, rows)
         await pool.execute("UPDATE outbox SET published_at = now() WHERE seq <= (SELECT min(seq) + 1999 FROM outbox)")
         yield pool
-    finally:
-        await pool.close()
-        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        await admin.close()
 
 
 def scans(plan: dict) -> list[tuple[str, str | None]]:

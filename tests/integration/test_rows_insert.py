@@ -12,13 +12,13 @@ import json
 import uuid
 from decimal import Decimal
 
-import asyncpg
 import pytest
 
 from schemas.events import PackageUnplaced
 from services.notifications.repository import _NOTES, DELIVERY_ROWS
-from services.runtime.db import RowsInsert, create_pool, migrate
+from services.runtime.db import RowsInsert
 from services.runtime.outbox import UnitOfWork
+from tests.support import runtime_schema
 
 NOTES_FROM_JSON = (
     "ARRAY(SELECT n.e FROM jsonb_array_elements_text(t.notes::jsonb) WITH ORDINALITY AS n(e, i) ORDER BY n.i)"
@@ -39,21 +39,12 @@ NOTES_TABLE = RowsInsert(
 
 @pytest.fixture
 async def pool(infra, database_url, tmp_path):
-    schema = f"rows_insert_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(database_url)
-    await admin.execute(f"CREATE SCHEMA {schema}")
-    pool = await create_pool(database_url, schema=schema, application="rows-insert-test", size=2)
-    try:
-        await migrate(pool, schema, tmp_path)  # the runtime's tables: outbox, inbox, its trigger
+    async with runtime_schema(database_url, "rows_insert", tmp_path) as pool:
         await pool.execute(
             """CREATE TABLE rows_test (id bigserial PRIMARY KEY, label text UNIQUE NOT NULL, at timestamptz NOT NULL,
                                        detail jsonb NOT NULL, notes text[] NOT NULL, flagged boolean NOT NULL)"""
         )
         yield pool
-    finally:
-        await pool.close()
-        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        await admin.close()
 
 
 async def test_rows_arrive_in_the_order_given_with_their_computed_columns(pool):
