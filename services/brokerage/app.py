@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -99,9 +100,9 @@ def build(settings: ServiceSettings | None = None) -> tuple[BrokerageService, Fa
 
     service.rules = rules  # for tests and tools that drive the handlers directly
 
-    @service.consumer.on(BidSubmitted, OfferDeclined)
-    async def on_answer(uow: UnitOfWork, event: BidSubmitted | OfferDeclined) -> None:
-        await handlers.record_answer(uow, rules, event)
+    @service.consumer.on_batch(BidSubmitted, OfferDeclined)
+    async def on_answers(uow: UnitOfWork, events: list[Any]) -> None:  # BidSubmitted and OfferDeclined only
+        await handlers.record_answers(uow, rules, events)
 
     @service.consumer.on(ChangeAnswered)
     async def on_change_answer(uow: UnitOfWork, event: ChangeAnswered) -> None:

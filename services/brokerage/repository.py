@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -91,6 +92,51 @@ async def lock_package_for_answer(conn: Connection, package_id: uuid.UUID, offer
         package_id,
         offer_round,
     )
+
+
+# An answer's row: as read (a record) or about to be written (its columns' names to values).
+AnswerRow = asyncpg.Record | Mapping[str, Any]
+
+
+async def lock_packages_for_answers(
+    conn: Connection, rounds: Sequence[tuple[uuid.UUID, int]]
+) -> dict[tuple[uuid.UUID, int], asyncpg.Record]:
+    """:func:`lock_package_for_answer` for a batch of answers in one statement: each (package id,
+    round) of ``rounds`` to its package row, locked, with ``round_offered`` and ``round_quality``
+    (NULL when there is no such round); a package that does not exist is absent. Locked in package
+    id order, so two batches that share packages take their locks in the same order."""
+    rows = await conn.fetch(
+        """SELECT p.*, t.offer_round AS answer_round, r.provider_ids AS round_offered, r.quality AS round_quality
+             FROM (SELECT DISTINCT package_id, offer_round
+                     FROM unnest($1::uuid[], $2::int[]) AS u(package_id, offer_round)) t
+             JOIN packages p ON p.package_id = t.package_id
+             LEFT JOIN offer_rounds r ON r.package_id = t.package_id AND r.offer_round = t.offer_round
+            ORDER BY p.package_id, t.offer_round
+              FOR UPDATE OF p""",
+        [package_id for package_id, _ in rounds],
+        [offer_round for _, offer_round in rounds],
+    )
+    return {(r["package_id"], r["answer_round"]): r for r in rows}
+
+
+async def answers_of_rounds(
+    conn: Connection, rounds: Sequence[tuple[uuid.UUID, int]]
+) -> dict[tuple[uuid.UUID, int], dict[str, AnswerRow]]:
+    """Every answer already recorded for these (package id, round) pairs: round to provider id to
+    the answer's row. Read after the packages are locked, so that it sees every answer committed
+    before (a statement's snapshot is taken when it starts, not when it gets its locks)."""
+    rows = await conn.fetch(
+        f"""SELECT {", ".join("a." + c for c in ANSWER_COLUMNS.split(", "))}
+              FROM (SELECT DISTINCT package_id, offer_round
+                      FROM unnest($1::uuid[], $2::int[]) AS u(package_id, offer_round)) t
+              JOIN answers a ON a.package_id = t.package_id AND a.offer_round = t.offer_round""",
+        [package_id for package_id, _ in rounds],
+        [offer_round for _, offer_round in rounds],
+    )
+    answers: dict[tuple[uuid.UUID, int], dict[str, AnswerRow]] = {}
+    for r in rows:
+        answers.setdefault((r["package_id"], r["offer_round"]), {})[r["provider_id"]] = r
+    return answers
 
 
 async def everyone_offered(conn: Connection, package_id: uuid.UUID, *, cycle: int | None = None) -> list[str]:
@@ -205,7 +251,7 @@ async def round_state(
     return state_of(row["provider_ids"], row["quality"], answers)
 
 
-def state_of(offered: list[str], quality: str, answers: list[asyncpg.Record]) -> tuple[RoundState, dict[str, Decimal]]:
+def state_of(offered: list[str], quality: str, answers: Sequence[AnswerRow]) -> tuple[RoundState, dict[str, Decimal]]:
     """A round's state from its rows: only on-time answers of providers it was offered count."""
     state = RoundState(offered=list(offered))
     for a in answers:
@@ -229,24 +275,33 @@ ANSWER_COLUMNS = (
 )
 
 
-async def insert_answer(
-    conn: Connection,
-    *,
-    package_id: uuid.UUID,
-    offer_round: int,
-    provider_id: str,
-    kind: str,
-    adapter: str,
-    answered_at: dt.datetime,
-    event_id: uuid.UUID,
-    late: bool,
-    hourly_rate: Decimal | None = None,
-    earliest_start: dt.date | None = None,
-    reason: str | None = None,
-    reason_text: str | None = None,
-) -> list[asyncpg.Record] | None:
-    """Record a provider's answer; None if that provider already answered this round, else every
-    answer of the round, this one included (read in the same statement: one round trip)."""
+# An answer's row, for a batch of answers (:func:`services.brokerage.handlers.record_answers`);
+# a provider's second answer to one round (a redelivery) is not recorded.
+ANSWER_ROWS = RowsInsert(
+    "answers",
+    (
+        ("package_id", "uuid"),
+        ("offer_round", "int"),
+        ("provider_id", "text"),
+        ("kind", "text"),
+        ("hourly_rate", "numeric"),
+        ("earliest_start", "date"),
+        ("reason", "text"),
+        ("reason_text", "text"),
+        ("adapter", "text"),
+        ("answered_at", "timestamptz"),
+        ("event_id", "uuid"),
+        ("late", "bool"),
+    ),
+    suffix="ON CONFLICT (package_id, offer_round, provider_id) DO NOTHING",
+)
+assert ", ".join(name for name, _ in ANSWER_ROWS.columns) == ANSWER_COLUMNS
+
+
+async def insert_answer(conn: Connection, row: Sequence[Any]) -> list[asyncpg.Record] | None:
+    """Record a provider's answer (``row``: a value for each of :data:`ANSWER_ROWS`' columns, in
+    order); None if that provider already answered this round, else every answer of the round,
+    this one included (read in the same statement: one round trip)."""
     rows = await conn.fetch(
         f"""WITH new AS (
                 INSERT INTO answers ({ANSWER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
@@ -255,18 +310,7 @@ async def insert_answer(
             UNION ALL
             SELECT false, {ANSWER_COLUMNS} FROM answers
              WHERE package_id = $1 AND offer_round = $2 AND EXISTS (SELECT 1 FROM new)""",
-        package_id,
-        offer_round,
-        provider_id,
-        kind,
-        hourly_rate,
-        earliest_start,
-        reason,
-        reason_text,
-        adapter,
-        answered_at,
-        event_id,
-        late,
+        *row,
     )
     return rows or None
 

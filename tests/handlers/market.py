@@ -103,7 +103,8 @@ async def outbox_types(service, package_id, *, agreements: bool = False) -> list
     ]
 
 
-async def answer(broker, package_id, provider_id, offer_round=1, rate=None, decline=None):
+def answer_event(package_id, provider_id, offer_round=1, rate=None, decline=None) -> BidSubmitted | OfferDeclined:
+    """A provider's bid (``rate``, pounds per hour) or decline (``decline``, a reason code)."""
     common = dict(
         correlation_id=package_id,
         package_id=package_id,
@@ -112,11 +113,13 @@ async def answer(broker, package_id, provider_id, offer_round=1, rate=None, decl
         adapter="automatic",
         answered_at=dt.datetime.now(dt.UTC),
     )
-    event = (
-        OfferDeclined(reason=decline, **common)
-        if decline
-        else BidSubmitted(hourly_rate=Decimal(rate), earliest_start=dt.date.today(), **common)
-    )
+    if decline:
+        return OfferDeclined(reason=decline, **common)
+    return BidSubmitted(hourly_rate=Decimal(rate), earliest_start=dt.date.today(), **common)
+
+
+async def answer(broker, package_id, provider_id, offer_round=1, rate=None, decline=None):
+    event = answer_event(package_id, provider_id, offer_round, rate, decline)
     await broker.publish(event.model_dump_json().encode(), topic=topics.resolve("providers.answers"))
 
 
