@@ -381,9 +381,9 @@ async def close_round(
     state, quality = answered or await repo.round_state(uow.conn, package_id, offer_round)
     spec = repo.spec_of(package)
     bidders = sorted(a.provider_id for a in state.answers.values() if a.kind == "bid")
-    tie_break, recorded = await _tie_break(uow, package_id, spec, bidders)
+    tie_break, recorded, eligible = await _bidders_now(uow, rules, package_id, spec, bidders)
     ranked = domain.rank_bids(state.answers.values(), quality, package["band_rate"], tie_break)
-    winner = domain.choose_winner(ranked, await _eligible_now(uow, rules, spec, ranked))
+    winner = domain.choose_winner(ranked, eligible)
     if winner is not None:
         await repo.close_round(
             uow.conn, package_id, offer_round, f"placed with {winner.answer.provider_id}", tie_break=recorded
@@ -407,27 +407,21 @@ async def close_round(
     await _offer_next_tier(uow, rules, package, after=Tier(package["current_tier"]), causation=causation)
 
 
-async def _eligible_now(
-    uow: UnitOfWork, rules: BrokerageRules, spec: PackageSpec, bids: list[domain.RankedBid]
-) -> set[str]:
-    """Which of the bidders may win at this moment: eligibility is checked again at the award, so a
-    provider suspended, or whose capacity went, since the offer cannot win (its zone's or a
-    neighbour's). Only the bidders' current profiles are read: no one else can win."""
-    if not bids:
-        return set()
-    current = await repo.providers_by_id(uow.conn, sorted({b.answer.provider_id for b in bids}))
-    return domain.eligible_now(spec, current, _neighbours(rules.framework, spec))
+async def _bidders_now(
+    uow: UnitOfWork, rules: BrokerageRules, package_id: uuid.UUID, spec: PackageSpec, bidders: list[str]
+) -> tuple[domain.TieBreak, dict, set[str]]:
+    """What the award needs to know of the bidders at this moment, read in one statement.
 
-
-async def _tie_break(
-    uow: UnitOfWork, package_id: uuid.UUID, spec: PackageSpec, bidders: list[str]
-) -> tuple[domain.TieBreak, dict]:
-    """What breaks ties between the bidders now: their awards in the package's zone over the last
-    12 weeks, and the draw seeded by the package id. Returns it and its record for the round."""
+    Returns what breaks ties between them (their awards in the package's zone over the last 12
+    weeks, and the draw seeded by the package id), its record for the round, and which of them may
+    win now: eligibility is checked again at the award, so a provider suspended, or whose capacity
+    went, since the offer cannot win (its zone's or a neighbour's). Only the bidders are read: no
+    one else can win."""
     since = now() - domain.AWARD_SPREAD_WINDOW
-    counts = await repo.recent_awards(uow.conn, spec.zone, bidders, since) if bidders else {}
+    current, counts = await repo.bidders_now(uow.conn, spec.zone, bidders, since) if bidders else ([], {})
     recorded = {"recent_awards": {p: counts.get(p, 0) for p in bidders}, "since": since.isoformat()}
-    return domain.TieBreak(counts, str(package_id)), recorded
+    eligible = domain.eligible_now(spec, current, _neighbours(rules.framework, spec)) if current else set()
+    return domain.TieBreak(counts, str(package_id)), recorded, eligible
 
 
 def _neighbours(framework: Framework, spec: PackageSpec) -> frozenset[str]:
@@ -584,7 +578,7 @@ async def _offer_next_tier(
     spec = repo.spec_of(package)
     framework = rules.framework  # one reading of the reference data for the whole decision
     neighbours = _neighbours(framework, spec)
-    providers = await repo.providers_serving(uow.conn, spec.zone, *neighbours)
+    providers, dates = await repo.providers_serving(uow.conn, spec.zone, *neighbours)
     if rules.sandbox:
         # A sandbox's test package goes to the provider that asked for it, and to no one else (0116).
         only = await repo.sandbox_provider(uow.conn, package_id)
@@ -615,9 +609,9 @@ async def _offer_next_tier(
     closes = at + rules.windows[spec.urgency]
     weights = _weights(framework)  # every provider of the round scored alike
     ids = [p.provider_id for p in offered]
-    # The score from the register's inputs as they stand now, kept with the round (decision 0103);
-    # the hand-backs in the 12 months to the offer's UK date (decision 0119).
-    dates = await repo.quality_dates(uow.conn, ids)
+    # The score from the register's inputs as they stand now (the dates read with the providers),
+    # kept with the round (decision 0103); the hand-backs in the 12 months to the offer's UK date
+    # (decision 0119).
     today = clock.uk_date(at)
     scored = {
         p.provider_id: quality_rules.score(
@@ -1683,9 +1677,10 @@ async def _best_above_rate(
     """The best-ranked bid above the rate from a still-eligible provider (None if none), and the
     ranking it was chosen from."""
     answers, quality = await repo.cycle_bids(uow.conn, package["package_id"], package["cycle"])
-    tie_break, _ = await _tie_break(uow, package["package_id"], spec, sorted({a.provider_id for a in answers}))
+    bidders = sorted({a.provider_id for a in answers})
+    tie_break, _, eligible = await _bidders_now(uow, rules, package["package_id"], spec, bidders)
     ranked = domain.rank_bids(answers, quality, package["band_rate"], tie_break)
-    return domain.best_above_rate(ranked, await _eligible_now(uow, rules, spec, ranked)), ranked
+    return domain.best_above_rate(ranked, eligible), ranked
 
 
 class NotDelegated(Exception):

@@ -222,16 +222,27 @@ async def close_round(
     )
 
 
-async def recent_awards(conn: Connection, zone: str, provider_ids: list[str], since: dt.datetime) -> dict[str, int]:
-    """Each provider's awards in ``zone`` from ``since`` on (providers with none are absent)."""
+async def bidders_now(
+    conn: Connection, zone: str, provider_ids: list[str], since: dt.datetime
+) -> tuple[list[ProviderProfile], dict[str, int]]:
+    """What an award needs of its bidders as they are now, in one statement: the current profiles
+    of those in the registry's view, and each one's awards in ``zone`` from ``since`` on (providers
+    with none are absent)."""
     rows = await conn.fetch(
-        """SELECT provider_id, count(*) AS n FROM awards
-            WHERE zone = $1 AND awarded_at >= $2 AND provider_id = ANY($3::text[]) GROUP BY provider_id""",
+        """WITH counts AS (
+               SELECT provider_id, count(*) AS n FROM awards
+                WHERE zone = $1 AND awarded_at >= $2 AND provider_id = ANY($3::text[]) GROUP BY provider_id)
+           SELECT b.provider_id, v.profile, c.n
+             FROM unnest($3::text[]) AS b(provider_id)
+             LEFT JOIN provider_view v ON v.provider_id = b.provider_id
+             LEFT JOIN counts c ON c.provider_id = b.provider_id
+            ORDER BY b.provider_id""",
         zone,
         since,
         provider_ids,
     )
-    return {r["provider_id"]: r["n"] for r in rows}
+    profiles = [_profile(r["profile"]) for r in rows if r["profile"] is not None]
+    return profiles, {r["provider_id"]: r["n"] for r in rows if r["n"] is not None}
 
 
 async def round_state(
@@ -562,29 +573,20 @@ async def record_quality(
     )
 
 
-async def quality_dates(conn: Connection, provider_ids: list[str]) -> dict[str, tuple[dt.date | None, dt.date | None]]:
-    """provider id -> (CQC inspection date, local risk review date), where the register told us."""
+async def providers_serving(
+    conn: Connection, *zones: str
+) -> tuple[list[ProviderProfile], dict[str, tuple[dt.date | None, dt.date | None]]]:
+    """Providers serving any of the zones, by provider id; with the quality register's dates for
+    those it told us of: provider id -> (CQC inspection date, local risk review date). One
+    statement: an offer reads both."""
     rows = await conn.fetch(
-        """SELECT provider_id, cqc_inspected_on, local_risk_reviewed_on FROM provider_quality
-            WHERE provider_id = ANY($1::text[])""",
-        provider_ids,
+        """SELECT v.profile, q.provider_id AS registered, q.cqc_inspected_on, q.local_risk_reviewed_on
+             FROM provider_view v LEFT JOIN provider_quality q ON q.provider_id = v.provider_id
+            WHERE v.profile->'zones' ?| $1::text[] ORDER BY v.provider_id""",
+        list(zones),
     )
-    return {r["provider_id"]: (r["cqc_inspected_on"], r["local_risk_reviewed_on"]) for r in rows}
-
-
-async def providers_serving(conn: Connection, *zones: str) -> list[ProviderProfile]:
-    """Providers serving any of the zones."""
-    rows = await conn.fetch(
-        "SELECT profile FROM provider_view WHERE profile->'zones' ?| $1::text[] ORDER BY provider_id", list(zones)
-    )
-    return [_profile(r["profile"]) for r in rows]
-
-
-async def providers_by_id(conn: Connection, provider_ids: list[str]) -> list[ProviderProfile]:
-    rows = await conn.fetch(
-        "SELECT profile FROM provider_view WHERE provider_id = ANY($1::text[]) ORDER BY provider_id", provider_ids
-    )
-    return [_profile(r["profile"]) for r in rows]
+    dates = {r["registered"]: (r["cqc_inspected_on"], r["local_risk_reviewed_on"]) for r in rows if r["registered"]}
+    return [_profile(r["profile"]) for r in rows], dates
 
 
 _parsed_profiles: dict[str, ProviderProfile] = {}
