@@ -142,7 +142,7 @@ def namespace() -> Iterator[str]:
 async def database_url(infra, namespace) -> AsyncIterator[str]:
     """A fresh database for this session, provisioned (roles, schemas); dropped afterwards."""
     from services.runtime.db import provision
-    from services.runtime.kafka import kafka_security, provision_namespace, revoke_namespace_acls, secured
+    from services.runtime.kafka import kafka_security, provision_namespace, remove_namespace
     from services.runtime.settings import admin_settings
 
     name = f"homecare_{namespace.replace('-', '_')}"
@@ -153,9 +153,8 @@ async def database_url(infra, namespace) -> AsyncIterator[str]:
     provision_namespace(infra.kafka, namespace)
     yield url
     await drop_database(infra, name)
-    security = kafka_security(admin_settings(infra.kafka))
-    if secured(security):
-        await revoke_namespace_acls(infra.kafka, namespace, security)
+    # Its topics too: left behind, they are thousands of partitions on a developer's broker.
+    await remove_namespace(infra.kafka, namespace, kafka_security(admin_settings(infra.kafka)))
 
 
 @pytest.fixture(scope="session")

@@ -667,9 +667,22 @@ async def bench_async(
             profiler.wait(timeout=120)
         result["exit_codes"] = stop_stack(stack)
         await _drop(settings.database_url, name)
+        await _remove_topics(console, settings.kafka_bootstrap_servers, namespace)
     result["summary"] = summarise(result)
     result["machine"]["load_average_at_end"] = os.getloadavg()
     return result
+
+
+async def _remove_topics(console: Console, bootstrap: str, namespace: str) -> None:
+    """The run's namespace off the broker (its topics, the baseline's, their ACLs), as the
+    administrator; a broker that cannot be reached is said, not raised (the figures are made)."""
+    from services.runtime.kafka import kafka_security, remove_namespace
+
+    baseline = [f"{namespace}.baseline-in", f"{namespace}.baseline-out"]
+    try:
+        await remove_namespace(bootstrap, namespace, kafka_security(admin_settings(bootstrap)), more_topics=baseline)
+    except Exception as exc:
+        console.print(f"[yellow]could not delete the run's topics ({namespace}.*): {exc!r}[/yellow]")
 
 
 async def _drop(admin_url: str, name: str) -> None:

@@ -37,7 +37,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 from cryptography.fernet import Fernet
 
@@ -56,8 +55,7 @@ from services.runtime.kafka import (
     kafka_security,
     partitions_of,
     provision_namespace,
-    revoke_namespace_acls,
-    secured,
+    remove_namespace,
     topic_configs,
 )
 from services.runtime.oidc_client import identity_env
@@ -279,14 +277,7 @@ def _peak_rss_mb(pid: int) -> int:
 
 async def _remove(namespace: str, database: str, kafka: str, security: dict[str, Any], parts: Any) -> None:
     """The namespace's topics and ACLs (generate granted them on a secured cluster) and the database."""
-    if secured(security):
-        await revoke_namespace_acls(kafka, namespace, security)
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka, **security)
-    await admin.start()
-    try:
-        await admin.delete_topics(topics.all_topics(namespace))
-    finally:
-        await admin.close()
+    await remove_namespace(kafka, namespace, security)
     server = await asyncpg.connect(urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, "")))
     try:
         await server.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')

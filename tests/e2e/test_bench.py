@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 
+import asyncpg
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 
 from services.bench import benchmark, report
 from services.bench.processes import SERVICES
 from services.cli import bench
+from services.runtime.kafka import kafka_security
+from services.runtime.settings import admin_settings
 
 
 @pytest.mark.parametrize("instances", [1, 2])
@@ -20,6 +24,19 @@ async def test_a_small_benchmark_reports_every_measure(database_url, tmp_path, i
     )
 
     assert result["exit_codes"] and all(code in (0, -15) for code in result["exit_codes"].values())
+    # The run leaves nothing behind: its database and its namespace's topics are gone.
+    settings = admin_settings()
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, **kafka_security(admin_settings()))
+    await admin.start()
+    try:
+        assert not [t for t in await admin.list_topics() if t.startswith(result["namespace"] + ".")]
+    finally:
+        await admin.close()
+    server = await asyncpg.connect(database_url)
+    try:
+        assert not await server.fetchval("SELECT count(*) FROM pg_database WHERE datname = $1", result["database"])
+    finally:
+        await server.close()
     # Every instance ran (and stopped cleanly); figures stay per service, instances summed.
     assert len(result["exit_codes"]) == instances * len(SERVICES) and result["instances"] == instances
     (run,) = result["runs"]

@@ -71,12 +71,10 @@ def sandbox(infra, identity, database_url, namespace, tmp_path):
         assert stopped.returncode == 0 and "killed" not in stopped.stdout, stopped.stdout + stopped.stderr
         assert homecare("sandbox", "status", env=env).returncode == 1  # not running any more
         asyncio.run(drop_database(infra, database))
-        from services.runtime.kafka import kafka_security, revoke_namespace_acls, secured
+        from services.runtime.kafka import kafka_security, remove_namespace
         from services.runtime.settings import admin_settings
 
-        security = kafka_security(admin_settings(infra.kafka))
-        if secured(security):
-            asyncio.run(revoke_namespace_acls(infra.kafka, ns, security))
+        asyncio.run(remove_namespace(infra.kafka, ns, kafka_security(admin_settings(infra.kafka))))
 
 
 async def test_the_reference_adapter_lives_through_whole_offers_in_the_sandbox(sandbox, tmp_path, database_url):

@@ -32,7 +32,7 @@ from schemas.events import BidSubmitted
 from services.bench.driver import wait_until_ready
 from services.runtime import topics
 from services.runtime.db import provision
-from services.runtime.kafka import describe_acls, kafka_security, read_topic, secured
+from services.runtime.kafka import describe_acls, kafka_security, read_topic, remove_namespace, secured
 from services.runtime.reference import load_framework
 from services.runtime.settings import admin_settings, load, local_kafka_identity
 from services.simulator.synthetic import batch
@@ -82,6 +82,7 @@ async def acl_stack(admin, infra, database_url, acl_namespace, artifacts, identi
     yield stack, url
     codes = stop_stack(stack)
     await drop_database(infra, name)
+    await remove_namespace(infra.kafka, acl_namespace, kafka_security(admin_settings(infra.kafka)))
     assert all(code in (0, -15) for code in codes.values()), codes
     for service in SERVICES:
         log = (logs / f"{service}.log").read_text()
