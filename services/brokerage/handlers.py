@@ -286,9 +286,10 @@ async def record_answers(
     """Providers' answers in the order they came, to the same end as :func:`record_answer` for each
     in turn, in fewer round trips: the answers' packages are locked and their rounds' answers read
     in two statements for the batch, and the answers recorded together - before closing a round
-    that one of them settles (whatever the close reads is then in the table), the rest with the
-    unit of work's other rows at its end. An answer to a package whose round was closed earlier in
-    the batch goes :func:`record_answer`'s way: the package has changed since it was read.
+    that one of them settles (whatever the close reads is then in the table), and at the end (a
+    later call in the same transaction reads them back). An answer to a package whose round was
+    closed earlier in the batch goes :func:`record_answer`'s way: the package has changed since
+    it was read.
 
     Raises Rejected as :func:`record_answer` does (the consumer then applies the batch's events
     one at a time, and dead-letters that one). Why: two round trips an answer were a fifth of the
@@ -325,15 +326,21 @@ async def record_answers(
             unwritten = []
             await close_round(uow, rules, package, why="outcome settled", causation=event.event_id, answered=answered)
             changed.add(event.package_id)
-    for row in unwritten:
-        uow.defer(repo.ANSWER_ROWS, row)
+    # Written now, not with the unit of work's rows at its end: a later call in this transaction
+    # (the batch's next run of answers, after another event) reads the answers back.
+    await repo.ANSWER_ROWS.execute(uow.conn, unwritten)
+
+
+PENCE = Decimal("0.01")  # money is kept to the penny (numeric(8,2) columns; events' Money)
 
 
 def _answer_row(event: BidSubmitted | OfferDeclined, late: bool) -> tuple[Any, ...]:
     """The answer's row in :data:`repo.ANSWER_ROWS`' columns; a decline's words stay with the
     providers service: only its code comes here."""
     if isinstance(event, BidSubmitted):
-        kind, rate, start, reason = "bid", event.hourly_rate, event.earliest_start, None
+        # As the column keeps it (numeric(8,2)), so that the award reads what one at a time would.
+        rate = event.hourly_rate.quantize(PENCE)
+        kind, start, reason = "bid", event.earliest_start, None
     else:
         kind, rate, start, reason = "decline", None, None, event.reason.value
     answer = (event.package_id, event.offer_round, event.provider_id, kind, rate, start, reason, None)

@@ -445,6 +445,8 @@ async def remove_namespace(
     its ACLs: what a benchmark's or a test run's namespace leaves when it ends. A namespace's
     topics kept after its run are thousands of partitions after a few dozen runs, which the
     broker keeps opening, flushing and checking."""
+    if not namespace.strip("."):
+        raise ValueError("no namespace: that would be the system's own topics")
     security = _security(security)
     if secured(security):
         await revoke_namespace_acls(bootstrap, namespace, security)

@@ -702,7 +702,7 @@ class Simulation:
     def _tie_break(self, case: Case) -> domain.TieBreak:
         """The brokerage's tie-break now: each provider's awards in the package's zone over the last
         12 weeks (awards older than that dropped as the clock passes them), and the draw seeded by
-        the package (as repo.recent_awards and handlers._tie_break give the brokerage)."""
+        the package (as repo.bidders_now and handlers._bidders_now give the brokerage)."""
         zone = case.spec.zone
         recent, counts = self.awards[zone], self.award_counts[zone]
         horizon = self.now - domain.AWARD_SPREAD_WINDOW.total_seconds() / 3600

@@ -10,11 +10,12 @@ from decimal import Decimal
 
 import pytest
 
+from schemas.events import ProviderUpdated
 from services.brokerage import handlers
 from services.runtime import topics
 from services.runtime.consumer import Delivery, Rejected
 from services.runtime.outbox import unit_of_work
-from tests.handlers.market import answer_event, outbox_types, request
+from tests.handlers.market import answer_event, outbox_types, profile, request
 
 
 def scenario(ids: dict[str, str], a: uuid.UUID, b: uuid.UUID, c: uuid.UUID, d: uuid.UUID) -> list:
@@ -56,11 +57,18 @@ async def outcome(service, package_id: uuid.UUID) -> dict:
     rounds = await service.pool.fetch(
         "SELECT offer_round, outcome FROM offer_rounds WHERE package_id = $1 ORDER BY offer_round", package_id
     )
+    events = await outbox_types(service, package_id, agreements=True)
     return {
         "package": dict(package),
         "answers": [dict(r) for r in answers],
         "rounds": [dict(r) for r in rounds],
-        "events": [t for t, _ in await outbox_types(service, package_id, agreements=True)],
+        "events": [t for t, _ in events],
+        # What the award told everyone: the winner, its rate, each bid's rank, the losers.
+        "placed": [
+            {k: p[k] for k in ("provider_id", "hourly_rate", "bid_ranks", "losing_provider_ids", "tier")}
+            for t, p in events
+            if t == "PackagePlaced"
+        ],
     }
 
 
@@ -113,7 +121,8 @@ async def test_an_answer_already_recorded_changes_nothing_when_it_comes_again_in
 @pytest.mark.parametrize("fault", ["not offered", "no such round", "no such package"])
 async def test_a_batch_with_an_answer_that_cannot_be_counted_is_refused_whole(brokerage, fault):
     """The consumer then applies the batch's answers one at a time and dead-letters the bad one
-    (tests/handlers/test_consumer_batches.py); here, that the batch refuses it and writes nothing."""
+    (tests/handlers/test_consumer_batches.py); here, that the batch refuses it (its unit of work
+    is then rolled back: nothing of it stays)."""
     service, _broker, rules, ids = brokerage
     package_id = await request(service, rules)
     bad = {
@@ -152,3 +161,37 @@ async def test_the_consumer_applies_a_batch_of_answers_together(brokerage):
         state = await outcome(service, package_id)
         assert state["package"]["status"] == "placed" and state["package"]["provider_id"] == ids["prime_good"]
         assert len(state["answers"]) == 2 and not any(x["late"] for x in state["answers"])
+
+
+async def test_answers_split_by_another_event_in_one_batch_still_see_each_other(brokerage):
+    """A consumer batch calls the batch handler once a run of answers; an event of another type
+    between two runs (here a registry update, stale, so it changes nothing) starts a second call
+    in the same transaction, which must see the first call's answers: the round is ranked with
+    both bids, as one at a time."""
+    service, _broker, rules, ids = brokerage
+    package_id = await request(service, rules)
+    stale = ProviderUpdated(correlation_id=uuid.uuid4(), revision=1, profile=profile(ids["supp"], "supplementary"))
+    first, second = (
+        answer_event(package_id, ids["prime_good"], rate="22.95"),
+        answer_event(package_id, ids["prime_best"], rate="22.95"),
+    )
+    other = answer_event(await request(service, rules), ids["prime_good"], rate="22.95")
+    batch = [
+        (topics.resolve("providers.answers"), first),
+        (topics.resolve("providers.answers"), other),
+        (topics.resolve("providers.registry"), stale),
+        (topics.resolve("providers.answers"), second),
+    ]
+    deliveries = [
+        Delivery(topic, 0, offset, e.key.encode(), e.model_dump_json().encode(), {"event_type": e.event_type})
+        for offset, (topic, e) in enumerate(batch, start=1)
+    ]
+    assert await service.consumer.process_batch(deliveries)
+    state = await outcome(service, package_id)
+    assert state["package"]["status"] == "placed"
+    [placed] = state["placed"]
+    assert placed["provider_id"] == ids["prime_best"]
+    assert placed["bid_ranks"] == [
+        {"provider_id": ids["prime_best"], "rank": 1},
+        {"provider_id": ids["prime_good"], "rank": 2},
+    ], "both bids ranked"
