@@ -32,7 +32,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from tests import documented_responses
-from tests.support import Identity, drop_database
+from tests.support import Identity, drop_database, drop_namespace
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -142,8 +142,7 @@ def namespace() -> Iterator[str]:
 async def database_url(infra, namespace) -> AsyncIterator[str]:
     """A fresh database for this session, provisioned (roles, schemas); dropped afterwards."""
     from services.runtime.db import provision
-    from services.runtime.kafka import kafka_security, provision_namespace, remove_namespace
-    from services.runtime.settings import admin_settings
+    from services.runtime.kafka import provision_namespace
 
     name = f"homecare_{namespace.replace('-', '_')}"
     url = infra.database_url(name)
@@ -154,7 +153,7 @@ async def database_url(infra, namespace) -> AsyncIterator[str]:
     yield url
     await drop_database(infra, name)
     # Its topics too: left behind, they are thousands of partitions on a developer's broker.
-    await remove_namespace(infra.kafka, namespace, kafka_security(admin_settings(infra.kafka)))
+    await drop_namespace(infra, namespace)
 
 
 @pytest.fixture(scope="session")

@@ -300,7 +300,7 @@ async def record_answers(
     rounds = [(e.package_id, e.offer_round) for e in events]
     locked = await repo.lock_packages_for_answers(uow.conn, rounds)
     answers = await repo.answers_of_rounds(uow.conn, rounds)
-    names = [name for name, _ in repo.ANSWER_ROWS.columns]
+    names = repo.ANSWER_ROWS.names
     unwritten: list[tuple[Any, ...]] = []
     changed: set[uuid.UUID] = set()
     for event in events:
@@ -427,7 +427,7 @@ async def _bidders_now(
     since = now() - domain.AWARD_SPREAD_WINDOW
     current, counts = await repo.bidders_now(uow.conn, spec.zone, bidders, since) if bidders else ([], {})
     recorded = {"recent_awards": {p: counts.get(p, 0) for p in bidders}, "since": since.isoformat()}
-    eligible = domain.eligible_now(spec, current, _neighbours(rules.framework, spec)) if current else set()
+    eligible = domain.eligible_now(spec, current, _neighbours(rules.framework, spec))
     return domain.TieBreak(counts, str(package_id)), recorded, eligible
 
 

@@ -98,6 +98,15 @@ async def lock_package_for_answer(conn: Connection, package_id: uuid.UUID, offer
 AnswerRow = asyncpg.Record | Mapping[str, Any]
 
 
+# The distinct (package id, round) pairs of a batch of answers, from the arrays of _pairs(rounds).
+_ROUNDS = """(SELECT DISTINCT package_id, offer_round
+                FROM unnest($1::uuid[], $2::int[]) AS u(package_id, offer_round)) t"""
+
+
+def _pairs(rounds: Sequence[tuple[uuid.UUID, int]]) -> tuple[list[uuid.UUID], list[int]]:
+    return [package_id for package_id, _ in rounds], [offer_round for _, offer_round in rounds]
+
+
 async def lock_packages_for_answers(
     conn: Connection, rounds: Sequence[tuple[uuid.UUID, int]]
 ) -> dict[tuple[uuid.UUID, int], asyncpg.Record]:
@@ -106,15 +115,13 @@ async def lock_packages_for_answers(
     (NULL when there is no such round); a package that does not exist is absent. Locked in package
     id order, so two batches that share packages take their locks in the same order."""
     rows = await conn.fetch(
-        """SELECT p.*, t.offer_round AS answer_round, r.provider_ids AS round_offered, r.quality AS round_quality
-             FROM (SELECT DISTINCT package_id, offer_round
-                     FROM unnest($1::uuid[], $2::int[]) AS u(package_id, offer_round)) t
-             JOIN packages p ON p.package_id = t.package_id
-             LEFT JOIN offer_rounds r ON r.package_id = t.package_id AND r.offer_round = t.offer_round
-            ORDER BY p.package_id, t.offer_round
-              FOR UPDATE OF p""",
-        [package_id for package_id, _ in rounds],
-        [offer_round for _, offer_round in rounds],
+        f"""SELECT p.*, t.offer_round AS answer_round, r.provider_ids AS round_offered, r.quality AS round_quality
+              FROM {_ROUNDS}
+              JOIN packages p ON p.package_id = t.package_id
+              LEFT JOIN offer_rounds r ON r.package_id = t.package_id AND r.offer_round = t.offer_round
+             ORDER BY p.package_id, t.offer_round
+               FOR UPDATE OF p""",
+        *_pairs(rounds),
     )
     return {(r["package_id"], r["answer_round"]): r for r in rows}
 
@@ -126,12 +133,8 @@ async def answers_of_rounds(
     the answer's row. Read after the packages are locked, so that it sees every answer committed
     before (a statement's snapshot is taken when it starts, not when it gets its locks)."""
     rows = await conn.fetch(
-        f"""SELECT {", ".join("a." + c for c in ANSWER_COLUMNS.split(", "))}
-              FROM (SELECT DISTINCT package_id, offer_round
-                      FROM unnest($1::uuid[], $2::int[]) AS u(package_id, offer_round)) t
-              JOIN answers a ON a.package_id = t.package_id AND a.offer_round = t.offer_round""",
-        [package_id for package_id, _ in rounds],
-        [offer_round for _, offer_round in rounds],
+        f"SELECT a.* FROM {_ROUNDS} JOIN answers a ON a.package_id = t.package_id AND a.offer_round = t.offer_round",
+        *_pairs(rounds),
     )
     answers: dict[tuple[uuid.UUID, int], dict[str, AnswerRow]] = {}
     for r in rows:
@@ -280,12 +283,6 @@ def state_of(offered: list[str], quality: str, answers: Sequence[AnswerRow]) -> 
     return state, {k: Decimal(v) for k, v in json.loads(quality).items()}
 
 
-ANSWER_COLUMNS = (
-    "package_id, offer_round, provider_id, kind, hourly_rate, earliest_start, reason, reason_text, adapter, "
-    "answered_at, event_id, late"
-)
-
-
 # An answer's row, for a batch of answers (:func:`services.brokerage.handlers.record_answers`);
 # a provider's second answer to one round (a redelivery) is not recorded.
 ANSWER_ROWS = RowsInsert(
@@ -306,7 +303,7 @@ ANSWER_ROWS = RowsInsert(
     ),
     suffix="ON CONFLICT (package_id, offer_round, provider_id) DO NOTHING",
 )
-assert ", ".join(name for name, _ in ANSWER_ROWS.columns) == ANSWER_COLUMNS
+ANSWER_COLUMNS = ", ".join(ANSWER_ROWS.names)
 
 
 async def insert_answer(conn: Connection, row: Sequence[Any]) -> list[asyncpg.Record] | None:

@@ -201,7 +201,7 @@ DELIVERY_ROWS = RowsInsert(
     },
     suffix="ON CONFLICT (event_id, recipient_role, recipient_id, channel) DO NOTHING",
 )
-_NOTES = [name for name, _ in DELIVERY_ROWS.columns].index("notes")
+_NOTES = DELIVERY_ROWS.names.index("notes")
 
 
 def add_delivery(uow: UnitOfWork, **fields: Any) -> None:

@@ -120,9 +120,14 @@ class RowsInsert:
     def statement(self) -> str:
         return _statement((self,))
 
+    @property
+    def names(self) -> list[str]:
+        """The columns' names, in the order a row gives their values."""
+        return [name for name, _ in self.columns]
+
     def numbered_from(self, first: int) -> str:
         """The statement, its array parameters numbered from ``$first``."""
-        names = [name for name, _ in self.columns]
+        names = self.names
         targets = names + [name for name in self.values if name not in names]
         arrays = ", ".join(f"${i}::{kind}[]" for i, (_, kind) in enumerate(self.columns, first))
         select = ", ".join(self.values.get(name, f"t.{name}") for name in targets)

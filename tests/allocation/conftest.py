@@ -22,11 +22,10 @@ import yaml
 
 from schemas.vocabulary import CareNeed
 from services.runtime.db import provision
-from services.runtime.kafka import kafka_security, read_topic, remove_namespace
+from services.runtime.kafka import read_topic
 from services.runtime.reference import DEFAULT_DIR, load_framework
-from services.runtime.settings import admin_settings
 from services.simulator.synthetic import package_request
-from tests.support import assert_services_agree, drop_database, event_of, staff, start_stack, stop_stack
+from tests.support import assert_services_agree, drop_database, drop_namespace, event_of, staff, start_stack, stop_stack
 
 ZONE = "melton"
 NEIGHBOUR = "bottesford"  # adjacent to melton
@@ -100,7 +99,7 @@ async def alloc(infra, namespace, artifacts, reference_dir, identity):
     finally:
         stop_stack(stack)
     await drop_database(infra, name)
-    await remove_namespace(infra.kafka, ns, kafka_security(admin_settings(infra.kafka)))
+    await drop_namespace(infra, ns)
 
 
 class Market:

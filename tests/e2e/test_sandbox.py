@@ -20,7 +20,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.support import ROOT, drop_database, free_port
+from tests.support import ROOT, drop_database, drop_namespace, free_port
 
 pytestmark = [pytest.mark.infra, pytest.mark.e2e]
 
@@ -71,10 +71,7 @@ def sandbox(infra, identity, database_url, namespace, tmp_path):
         assert stopped.returncode == 0 and "killed" not in stopped.stdout, stopped.stdout + stopped.stderr
         assert homecare("sandbox", "status", env=env).returncode == 1  # not running any more
         asyncio.run(drop_database(infra, database))
-        from services.runtime.kafka import kafka_security, remove_namespace
-        from services.runtime.settings import admin_settings
-
-        asyncio.run(remove_namespace(infra.kafka, ns, kafka_security(admin_settings(infra.kafka))))
+        asyncio.run(drop_namespace(infra, ns))
 
 
 async def test_the_reference_adapter_lives_through_whole_offers_in_the_sandbox(sandbox, tmp_path, database_url):

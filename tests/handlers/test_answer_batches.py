@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -42,6 +43,16 @@ def scenario(ids: dict[str, str], a: uuid.UUID, b: uuid.UUID, c: uuid.UUID, d: u
 async def place_first(service, rules, ids, package_id: uuid.UUID) -> None:
     async with unit_of_work(service.pool) as uow:
         await handlers.record_answer(uow, rules, answer_event(package_id, ids["prime_best"], rate="20.00"))
+
+
+def deliveries(batch: list[tuple[str, Any]]) -> list[Delivery]:
+    """A consumer batch: each (topic, event) as the records the consumer reads, in order."""
+    return [
+        Delivery(
+            topics.resolve(topic), 0, offset, e.key.encode(), e.model_dump_json().encode(), {"event_type": e.event_type}
+        )
+        for offset, (topic, e) in enumerate(batch, start=1)
+    ]
 
 
 async def outcome(service, package_id: uuid.UUID) -> dict:
@@ -145,18 +156,7 @@ async def test_the_consumer_applies_a_batch_of_answers_together(brokerage):
     events = [answer_event(p, ids["prime_good"], rate="22.95") for p in packages] + [
         answer_event(p, ids["prime_best"], decline="capacity") for p in packages
     ]
-    deliveries = [
-        Delivery(
-            topics.resolve("providers.answers"),
-            0,
-            offset,
-            str(e.package_id).encode(),
-            e.model_dump_json().encode(),
-            {"event_type": e.event_type},
-        )
-        for offset, e in enumerate(events, start=1)
-    ]
-    assert await service.consumer.process_batch(deliveries)
+    assert await service.consumer.process_batch(deliveries([("providers.answers", e) for e in events]))
     for package_id in packages:
         state = await outcome(service, package_id)
         assert state["package"]["status"] == "placed" and state["package"]["provider_id"] == ids["prime_good"]
@@ -177,16 +177,12 @@ async def test_answers_split_by_another_event_in_one_batch_still_see_each_other(
     )
     other = answer_event(await request(service, rules), ids["prime_good"], rate="22.95")
     batch = [
-        (topics.resolve("providers.answers"), first),
-        (topics.resolve("providers.answers"), other),
-        (topics.resolve("providers.registry"), stale),
-        (topics.resolve("providers.answers"), second),
+        ("providers.answers", first),
+        ("providers.answers", other),
+        ("providers.registry", stale),
+        ("providers.answers", second),
     ]
-    deliveries = [
-        Delivery(topic, 0, offset, e.key.encode(), e.model_dump_json().encode(), {"event_type": e.event_type})
-        for offset, (topic, e) in enumerate(batch, start=1)
-    ]
-    assert await service.consumer.process_batch(deliveries)
+    assert await service.consumer.process_batch(deliveries(batch))
     state = await outcome(service, package_id)
     assert state["package"]["status"] == "placed"
     [placed] = state["placed"]

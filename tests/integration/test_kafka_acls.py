@@ -32,11 +32,11 @@ from schemas.events import BidSubmitted
 from services.bench.driver import wait_until_ready
 from services.runtime import topics
 from services.runtime.db import provision
-from services.runtime.kafka import describe_acls, kafka_security, read_topic, remove_namespace, secured
+from services.runtime.kafka import describe_acls, kafka_security, read_topic, secured
 from services.runtime.reference import load_framework
 from services.runtime.settings import admin_settings, load, local_kafka_identity
 from services.simulator.synthetic import batch
-from tests.support import drop_database, staff, start_stack, stop_stack
+from tests.support import drop_database, drop_namespace, staff, start_stack, stop_stack
 
 SERVICES = ("brokerage", "providers", "notifications", "reporting")
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,7 +82,7 @@ async def acl_stack(admin, infra, database_url, acl_namespace, artifacts, identi
     yield stack, url
     codes = stop_stack(stack)
     await drop_database(infra, name)
-    await remove_namespace(infra.kafka, acl_namespace, kafka_security(admin_settings(infra.kafka)))
+    await drop_namespace(infra, acl_namespace)
     assert all(code in (0, -15) for code in codes.values()), codes
     for service in SERVICES:
         log = (logs / f"{service}.log").read_text()
