@@ -1113,14 +1113,38 @@ IN_FORCE = "NOT EXISTS (SELECT 1 FROM service_agreements later WHERE later.super
 async def insert_agreement(conn: Connection, record: ServiceAgreementRecorded) -> None:
     """Append a service agreement record (never updated: a correction is the next version). A second
     record superseding the same one fails on the UNIQUE constraint, so two writers cannot fork an
-    agreement."""
+    agreement.
+
+    The lines in force (migration 0025, decision 0131) change with it, in the same statement
+    (decision 0145: one round trip, not three): the superseded record's go, the new record's come
+    if it is agreed."""
+    lines = (
+        [
+            (part_no, line_no, line.payer, line.pounds_per_week, part.effective_from, part.effective_to)
+            for part_no, part in enumerate(record.funding)
+            for line_no, line in enumerate(part.lines)
+        ]
+        if record.status is AgreementStatus.agreed
+        else []
+    )
+    columns = [list(column) for column in zip(*lines, strict=True)] if lines else [[] for _ in range(6)]
     await conn.execute(
-        """INSERT INTO service_agreements (record_id, agreement_id, version, supersedes, reason, status, package_id,
-                                           provider_id, zone, band, hourly_rate, band_rate, hours_per_week,
-                                           weekly_cost, start_date, end_date, funding, funding_revision,
-                                           cost_centre, rate_card, event_id, recorded_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17::jsonb, $18, $19,
-                   $20, $21, $22)""",
+        """WITH recorded AS (
+               INSERT INTO service_agreements (record_id, agreement_id, version, supersedes, reason, status,
+                                               package_id, provider_id, zone, band, hourly_rate, band_rate,
+                                               hours_per_week, weekly_cost, start_date, end_date, funding,
+                                               funding_revision, cost_centre, rate_card, event_id, recorded_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17::jsonb, $18,
+                       $19, $20, $21, $22)
+               RETURNING record_id, package_id, provider_id, start_date, end_date),
+           superseded AS (DELETE FROM agreement_lines_in_force WHERE record_id = $4)
+           INSERT INTO agreement_lines_in_force (record_id, part_no, line_no, package_id, provider_id, payer,
+                                                 pounds_per_week, start_date, end_date, effective_from, effective_to)
+           SELECT r.record_id, l.part_no, l.line_no, r.package_id, r.provider_id, l.payer, l.pounds_per_week,
+                  r.start_date, r.end_date, l.effective_from, l.effective_to
+             FROM recorded r,
+                  unnest($23::int[], $24::int[], $25::text[], $26::numeric[], $27::date[], $28::date[])
+                    AS l(part_no, line_no, payer, pounds_per_week, effective_from, effective_to)""",
         record.record_id,
         record.agreement_id,
         record.version,
@@ -1143,35 +1167,8 @@ async def insert_agreement(conn: Connection, record: ServiceAgreementRecorded) -
         record.rate_card,
         record.event_id,
         record.recorded_at,
+        *columns,
     )
-    # The lines in force (migration 0025, decision 0131) follow in the same transaction: the
-    # superseded record's go, the new record's come if it is agreed.
-    if record.supersedes is not None:
-        await conn.execute("DELETE FROM agreement_lines_in_force WHERE record_id = $1", record.supersedes)
-    if record.status is AgreementStatus.agreed:
-        await conn.executemany(
-            """INSERT INTO agreement_lines_in_force (record_id, part_no, line_no, package_id, provider_id, payer,
-                                                     pounds_per_week, start_date, end_date, effective_from,
-                                                     effective_to)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
-            [
-                (
-                    record.record_id,
-                    part_no,
-                    line_no,
-                    record.package_id,
-                    record.provider_id,
-                    line.payer,
-                    line.pounds_per_week,
-                    record.start_date,
-                    record.end_date,
-                    part.effective_from,
-                    part.effective_to,
-                )
-                for part_no, part in enumerate(record.funding)
-                for line_no, line in enumerate(part.lines)
-            ],
-        )
 
 
 async def agreements_in_force(conn: Connection, package_id: uuid.UUID) -> list[asyncpg.Record]:

@@ -12,7 +12,8 @@ The rule (after the IETF draft *The Idempotency-Key HTTP Header Field*):
   request sent again is judged again;
 - the response is stored in the command's own transaction, so it exists exactly when the effect does;
   requests with the same key wait for each other (a transaction-level advisory lock on the key,
-  taken before any other lock of the command);
+  taken before any other lock of the command, in the same call as the read of its response:
+  ``services/runtime/migrations/0008_idempotency_claim.sql``);
 - keys are kept for :data:`RETENTION` (7 days), then forgotten (:func:`forget_expired`).
 
 The table is in every service's schema (``services/runtime/migrations/0005_idempotency_keys.sql``).
@@ -101,10 +102,9 @@ async def once(
     the command just runs. Raises :class:`KeyReused`."""
     if key is None:
         return await command(), False
-    conn = uow.conn
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"idempotency:{scope}\n{key}")
-    row = await conn.fetchrow(
-        "SELECT request_hash, response FROM idempotency_keys WHERE scope = $1 AND key = $2 AND created_at > $3",
+    # The key's lock, then its stored response: one call (services/runtime/migrations/0008).
+    row = await uow.conn.fetchrow(
+        "SELECT request_hash, response FROM idempotency_claim($1, $2, $3)",
         scope,
         key,
         dt.datetime.now(dt.UTC) - RETENTION,

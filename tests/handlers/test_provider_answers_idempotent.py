@@ -173,3 +173,38 @@ async def test_keys_past_their_retention_are_ignored_and_then_forgotten_by_the_h
         await idempotency.forget_expired(conn)  # what the relay's minute-by-minute clean_up runs
     keys = {r["key"] for r in await service.pool.fetch("SELECT key FROM idempotency_keys")}
     assert "old" not in keys and "fresh" in keys
+
+
+async def test_a_request_waiting_for_its_key_gets_what_the_first_committed_meanwhile(in_memory):
+    """The claim (services/runtime/migrations/0008) takes the key's lock and reads its response in
+    one call: the read after the wait sees the response the first request committed meanwhile, so
+    the second request's command never runs."""
+    from services.runtime import idempotency
+
+    service, _broker = await in_memory(build, "providers")
+    claimed, release = asyncio.Event(), asyncio.Event()
+    ran = []
+
+    async def first() -> dict:
+        ran.append("first")
+        claimed.set()
+        await release.wait()
+        return {"n": 1}
+
+    async def second() -> dict:
+        ran.append("second")
+        return {"n": 2}
+
+    async def request(command):
+        async with unit_of_work(service.pool) as uow:
+            return await idempotency.once(uow, scope="s", key="k", request_hash="h", command=command)
+
+    one = asyncio.create_task(request(first))
+    await claimed.wait()
+    two = asyncio.create_task(request(second))
+    await asyncio.sleep(0.3)
+    assert not two.done(), "the second request waits on the first's key"
+    release.set()
+    assert await one == ({"n": 1}, False)
+    assert await two == ({"n": 1}, True)
+    assert ran == ["first"]
