@@ -485,7 +485,7 @@ async def _place(
     at = now()
     # The losers are those offered in this cycle: after a hand-back or a re-brokering, the earlier
     # cycles' providers (the one that gave the package back among them) were told their outcome then.
-    all_offered = await repo.mark_placed(
+    placed = await repo.mark_placed(
         uow.conn,
         package_id,
         provider_id=winner.answer.provider_id,
@@ -555,7 +555,7 @@ async def _place(
             urgency=spec.urgency,
             rate_card=package["rate_card"],
             requested_by=package["requested_by"],
-            losing_provider_ids=sorted(p for p in all_offered if p != winner.answer.provider_id),
+            losing_provider_ids=sorted(p for p in placed.offered if p != winner.answer.provider_id),
             bid_ranks=[BidRank(provider_id=b.answer.provider_id, rank=b.rank) for b in ranked],
             placed_at=at,
         )
@@ -574,6 +574,7 @@ async def _place(
         hours_per_week=spec.hours_per_week,
         start_date=start_date,
         reason=AgreementReason.placed,
+        funding=placed.funding,
     )
 
 
@@ -1011,6 +1012,7 @@ async def resume(
             hours_per_week=package["hours_per_week"],
             start_date=resumed_on,
             reason=AgreementReason.resumed,
+            funding=await repo.funding_of(uow.conn, package_id),
         )
     repo.add_timeline(
         uow,
@@ -2103,10 +2105,11 @@ async def _release_discharge(
 # ---- service agreements: the hand-off to finance (decision records 0109-0111) -------------------
 
 
-async def _funding_basis(uow: UnitOfWork, package: asyncpg.Record) -> tuple[list[domain.Period], str | None, int]:
-    """Who pays for the package now: the funding record's periods, top-up payer and revision (decision
-    0089); without one, the request's coarse funding from the package's start, revision 0."""
-    record = await repo.funding_of(uow.conn, package["package_id"])
+def _funding_basis(
+    package: asyncpg.Record, record: asyncpg.Record | None
+) -> tuple[list[domain.Period], str | None, int]:
+    """Who pays for the package now: its funding ``record``'s periods, top-up payer and revision
+    (decision 0089); without one, the request's coarse funding from the package's start, revision 0."""
     if record is None:
         spec = repo.spec_of(package)
         funder = domain.REQUEST_FUNDERS[spec.funding.value]
@@ -2114,11 +2117,12 @@ async def _funding_basis(uow: UnitOfWork, package: asyncpg.Record) -> tuple[list
     return repo.periods_of(record), record["top_up_paid_by"], int(record["revision"])
 
 
-async def _with_funding(
-    uow: UnitOfWork, package: asyncpg.Record, terms: domain.AgreementTerms
+def _funded(
+    package: asyncpg.Record, terms: domain.AgreementTerms, record: asyncpg.Record | None
 ) -> domain.AgreementTerms:
-    """``terms`` with its funding worked out afresh for its dates, hours and rate."""
-    periods, top_up, revision = await _funding_basis(uow, package)
+    """``terms`` with its funding worked out afresh for its dates, hours and rate, from the package's
+    funding ``record`` (:func:`repo.funding_of`)."""
+    periods, top_up, revision = _funding_basis(package, record)
     funding = domain.agreement_funding(
         start_date=terms.start_date,
         end_date=terms.end_date,
@@ -2130,6 +2134,13 @@ async def _with_funding(
         calls_per_day=repo.spec_of(package).visits.calls_per_day,
     )
     return dataclasses.replace(terms, funding=funding, funding_revision=revision)
+
+
+async def _with_funding(
+    uow: UnitOfWork, package: asyncpg.Record, terms: domain.AgreementTerms
+) -> domain.AgreementTerms:
+    """:func:`_funded`, with the package's funding record read now."""
+    return _funded(package, terms, await repo.funding_of(uow.conn, package["package_id"]))
 
 
 async def _write_agreement(
@@ -2198,8 +2209,10 @@ async def _open_agreement(
     hours_per_week: Decimal,
     start_date: dt.date,
     reason: AgreementReason,
+    funding: asyncpg.Record | None,
 ) -> None:
-    """A new agreement with ``provider_id`` from ``start_date`` until further notice."""
+    """A new agreement with ``provider_id`` from ``start_date`` until further notice; ``funding``:
+    the package's funding record as it stands in this transaction (:func:`repo.funding_of`)."""
     spec = repo.spec_of(package)
     terms = domain.AgreementTerms(
         provider_id=provider_id,
@@ -2217,7 +2230,7 @@ async def _open_agreement(
         funding_revision=0,
         funding=(),
     )
-    await _write_agreement(uow, package["package_id"], await _with_funding(uow, package, terms), reason=reason)
+    await _write_agreement(uow, package["package_id"], _funded(package, terms, funding), reason=reason)
 
 
 async def _running_agreements(

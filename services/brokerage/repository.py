@@ -323,6 +323,14 @@ async def insert_answer(conn: Connection, row: Sequence[Any]) -> list[asyncpg.Re
     return rows or None
 
 
+@dataclass(frozen=True)
+class Placed:
+    """What :func:`mark_placed` read while placing the package."""
+
+    offered: list[str]  # every provider offered the package in this cycle of offer rounds
+    funding: asyncpg.Record | None  # its current funding record, as :func:`funding_of` reads it
+
+
 async def mark_placed(
     conn: Connection,
     package_id: uuid.UUID,
@@ -332,19 +340,24 @@ async def mark_placed(
     placed_at: dt.datetime,
     zone: str,
     cycle: int,
-) -> list[str]:
+) -> Placed:
     """Place the package with ``provider_id`` at ``hourly_rate`` (pounds per hour) and count the
     award for the zone's tie-break (``awards``); returns every provider offered the package in this
-    ``cycle`` of offer rounds (:func:`everyone_offered`), which PackagePlaced names as the losers.
-    One statement: an award was three round trips (decision 0141)."""
-    return await conn.fetchval(
+    ``cycle`` of offer rounds (:func:`everyone_offered`), which PackagePlaced names as the losers,
+    and the package's funding record, which its service agreement needs. One statement: an award
+    was three round trips (decision 0141), and the funding a fourth (decision 0145)."""
+    row = await conn.fetchrow(
         """WITH placed AS (
                 UPDATE packages SET status = 'placed', provider_id = $2, hourly_rate = $3, placed_at = $4,
                        window_closes_at = NULL, carried_on_by = NULL, carried_hours = NULL
                  WHERE package_id = $1),
-           award AS (INSERT INTO awards (package_id, provider_id, zone, awarded_at) VALUES ($1, $2, $5, $4))
-           SELECT coalesce(array_agg(DISTINCT p), '{}') FROM offer_rounds, unnest(provider_ids) p
-            WHERE package_id = $1 AND cycle = $6""",
+           award AS (INSERT INTO awards (package_id, provider_id, zone, awarded_at) VALUES ($1, $2, $5, $4)),
+           offered AS (
+                SELECT coalesce(array_agg(DISTINCT p), '{}') AS offered FROM offer_rounds, unnest(provider_ids) p
+                 WHERE package_id = $1 AND cycle = $6)
+           SELECT o.offered, f.* FROM offered o
+             LEFT JOIN LATERAL (SELECT * FROM package_funding WHERE package_id = $1 ORDER BY revision DESC LIMIT 1) f
+               ON true""",
         package_id,
         provider_id,
         hourly_rate,
@@ -352,6 +365,9 @@ async def mark_placed(
         zone,
         cycle,
     )
+    assert row is not None  # one row always: `offered` is an aggregate
+    # The funding's columns beside `offered` (periods_of and the agreement read them by name).
+    return Placed(list(row["offered"]), row if row["revision"] is not None else None)
 
 
 async def mark_unplaced(
@@ -1093,10 +1109,11 @@ async def settle_fallback(conn: Connection, package_id: uuid.UUID, outcome: str)
 async def release_discharge(
     conn: Connection, package_id: uuid.UUID, *, released_on: dt.date, at: dt.datetime
 ) -> asyncpg.Record | None:
-    """End the in-house service's cover from ``released_on``; returns the discharge if it held one."""
-    await conn.execute("UPDATE packages SET discharge_fallback_at = NULL WHERE package_id = $1", package_id)
+    """End the in-house service's cover from ``released_on``; returns the discharge if it held one.
+    The fallback's deadline is cleared either way, in the same statement."""
     return await conn.fetchrow(
-        """UPDATE discharges SET released_on = $2, released_at = $3
+        """WITH cleared AS (UPDATE packages SET discharge_fallback_at = NULL WHERE package_id = $1)
+           UPDATE discharges SET released_on = $2, released_at = $3
             WHERE package_id = $1 AND service IS NOT NULL AND released_at IS NULL RETURNING *""",
         package_id,
         released_on,

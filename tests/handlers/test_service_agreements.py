@@ -124,6 +124,31 @@ async def test_a_change_ends_the_agreement_the_day_before_and_starts_a_new_one_t
     assert [r["record_id"] for r in newest] == [r["record_id"] for r in oldest[::-1][:2]]
 
 
+async def test_funding_recorded_before_the_award_is_the_first_agreements_funding(brokerage):
+    """The award reads the package's funding with its placement (repository.mark_placed, decision
+    0145): a record made while the package was still on offer splits the first agreement."""
+    service, broker, rules, ids = brokerage
+    today = clock.uk_today()
+    package_id = await request(service, rules)
+    async with unit_of_work(service.pool) as uow:
+        await handlers.record_funding(
+            uow,
+            package_id,
+            periods=[handlers.FundingPeriodInput(today, Funder.nhs_discharge)],
+            top_up=None,
+            recorded_by="broker.amy",
+        )
+    await answer(broker, package_id, ids["prime_best"], rate="20.00")
+    [placed] = await records(service, package_id)
+    assert (placed["reason"], placed["version"], placed["funding_revision"]) == ("placed", 1, 1)
+    [part] = placed["funding"]
+    assert [(x["payer"], x["pounds_per_week"]) for x in part["lines"]] == [("nhs_discharge", "140.00")]
+    lines = await service.pool.fetch(
+        "SELECT payer, pounds_per_week FROM agreement_lines_in_force WHERE package_id = $1", package_id
+    )
+    assert [(r["payer"], r["pounds_per_week"]) for r in lines] == [("nhs_discharge", Decimal("140.00"))]
+
+
 async def test_a_funding_record_supersedes_every_agreement_with_the_split_and_the_top_up(brokerage):
     service, broker, rules, ids = brokerage
     today = clock.uk_today()
