@@ -1038,8 +1038,10 @@ async def insert_discharge(
     nhs_funded_weeks: int,
     fallback_due_at: dt.datetime,
 ) -> None:
+    """The discharge's details, and the package's fallback deadline (one statement)."""
     await conn.execute(
-        """INSERT INTO discharges (package_id, hospital, ward, pathway, medically_fit_on, reablement_potential,
+        """WITH due AS (UPDATE packages SET discharge_fallback_at = $8 WHERE package_id = $1)
+           INSERT INTO discharges (package_id, hospital, ward, pathway, medically_fit_on, reablement_potential,
                                    nhs_funded_weeks, fallback_due_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
         package_id,
@@ -1050,9 +1052,6 @@ async def insert_discharge(
         reablement_potential,
         nhs_funded_weeks,
         fallback_due_at,
-    )
-    await conn.execute(
-        "UPDATE packages SET discharge_fallback_at = $2 WHERE package_id = $1", package_id, fallback_due_at
     )
 
 

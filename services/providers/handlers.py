@@ -246,10 +246,10 @@ async def record_award(uow: UnitOfWork, event: PackagePlaced) -> None:
         locked,
         at=event.placed_at,
     )
-    if await repo.is_cancelled(uow.conn, event.package_id):
+    cancelled, live = await repo.cancelled_and_live(uow.conn, event.package_id)
+    if cancelled:
         log.warning("award of a package already cancelled ignored (a replay?)", package_id=str(event.package_id))
         return
-    live = await repo.live_placement(uow.conn, event.package_id)
     if live is not None and live["offer_round"] >= event.offer_round:
         if live["offer_round"] > event.offer_round:
             log.warning("an award older than the live placement ignored", package_id=str(event.package_id))
@@ -261,7 +261,7 @@ async def record_award(uow: UnitOfWork, event: PackagePlaced) -> None:
             provider_id=live["provider_id"],
         )
         await _end_placement(uow, event.package_id, event.placed_at, causation=event.event_id, why="replaced")
-    if not await repo.insert_placement(
+    row = await repo.insert_placement(
         uow.conn,
         package_id=event.package_id,
         offer_round=event.offer_round,
@@ -270,9 +270,9 @@ async def record_award(uow: UnitOfWork, event: PackagePlaced) -> None:
         hourly_rate=event.hourly_rate,
         start_date=event.start_date,
         placed_at=event.placed_at,
-    ):
+    )
+    if row is None:
         return  # this award's placement exists already, and was ended since (a replay)
-    row = await repo.commit_hours(uow.conn, event.provider_id, event.hours_per_week)
     await uow.emit(provider_updated(row, causation=event.event_id))
 
 

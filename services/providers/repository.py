@@ -202,8 +202,18 @@ async def remember_cancelled(conn: Connection, package_id: uuid.UUID, at: dt.dat
     await conn.execute("INSERT INTO cancelled_packages VALUES ($1, $2) ON CONFLICT DO NOTHING", package_id, at)
 
 
-async def is_cancelled(conn: Connection, package_id: uuid.UUID) -> bool:
-    return bool(await conn.fetchval("SELECT true FROM cancelled_packages WHERE package_id = $1", package_id))
+async def cancelled_and_live(conn: Connection, package_id: uuid.UUID) -> tuple[bool, asyncpg.Record | None]:
+    """What an award meets here, in one statement: whether the package was cancelled, and its live
+    placement (as :func:`live_placement`: locked for this transaction), or None."""
+    row = await conn.fetchrow(
+        """SELECT EXISTS (SELECT 1 FROM cancelled_packages WHERE package_id = $1) AS cancelled, live.*
+             FROM (SELECT 1) one
+             LEFT JOIN LATERAL (SELECT * FROM placements WHERE package_id = $1 AND ended_at IS NULL FOR UPDATE) live
+               ON true""",
+        package_id,
+    )
+    assert row is not None  # one row always
+    return row["cancelled"], row if row["package_id"] is not None else None
 
 
 async def live_placement(conn: Connection, package_id: uuid.UUID) -> asyncpg.Record | None:
@@ -319,21 +329,26 @@ async def insert_placement(
     hourly_rate: Decimal,
     start_date: dt.date,
     placed_at: dt.datetime,
-) -> bool:
-    """A live placement for this award; False when the award's placement exists already."""
-    return bool(
-        await conn.fetchval(
-            """INSERT INTO placements (package_id, offer_round, provider_id, hours_per_week, hourly_rate, start_date,
+) -> asyncpg.Record | None:
+    """A live placement for this award, and its ``hours`` (carer hours a week) committed to the
+    provider, in one statement: returns the provider's row after, or None when the award's
+    placement exists already (nothing changed)."""
+    return await conn.fetchrow(
+        """WITH placed AS (
+               INSERT INTO placements (package_id, offer_round, provider_id, hours_per_week, hourly_rate, start_date,
                                        placed_at)
-           VALUES ($1, $7, $2, $3, $4, $5, $6) ON CONFLICT (package_id, offer_round) DO NOTHING RETURNING true""",
-            package_id,
-            provider_id,
-            hours,
-            hourly_rate,
-            start_date,
-            placed_at,
-            offer_round,
-        )
+               VALUES ($1, $7, $2, $3, $4, $5, $6) ON CONFLICT (package_id, offer_round) DO NOTHING
+               RETURNING provider_id, hours_per_week)
+           UPDATE providers p SET committed_hours = p.committed_hours + placed.hours_per_week,
+                  revision = p.revision + 1, updated_at = now()
+             FROM placed WHERE p.provider_id = placed.provider_id RETURNING p.*""",
+        package_id,
+        provider_id,
+        hours,
+        hourly_rate,
+        start_date,
+        placed_at,
+        offer_round,
     )
 
 
