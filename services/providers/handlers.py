@@ -154,7 +154,6 @@ async def answer_offer(uow: UnitOfWork, event: OfferMade) -> None:
         )
     hours = event.package.hours_per_week
     fresh = await repo.insert_offers(uow.conn, event, answers, hours=hours, at=at)  # not those already received
-    bidders = []
     for provider_id in sorted(fresh):
         rules, answer = repo.rules_of(rows[provider_id]), answers[provider_id]
         if rules.kind == "webhook" and rules.webhook_url:
@@ -178,13 +177,10 @@ async def answer_offer(uow: UnitOfWork, event: OfferMade) -> None:
             answered_at=at,
         )
         if isinstance(answer, domain.Bid):
-            bidders.append(provider_id)
             await uow.emit(BidSubmitted(hourly_rate=answer.hourly_rate, earliest_start=answer.earliest_start, **common))
         elif isinstance(answer, domain.Decline):
             # The decline's words stay in the offers table (providers' own record), never on the event.
             await uow.emit(OfferDeclined(reason=answer.reason, **common))
-    if bidders:
-        await repo.hold_hours(uow.conn, bidders, hours)
     # A new round means the earlier ones are over: what was left unanswered there is closed
     # (after the providers' locks, in the order the provider API takes them too: no deadlocks),
     # and each provider told how (the window ran out, or the round closed early: decision 0093).

@@ -88,18 +88,24 @@ async def insert_offers(
 ) -> set[str]:
     """The offer to each provider, with the automatic adapter's answer where there is one (None:
     the provider answers later, through the API); returns the providers whose offer is new (not
-    a redelivery). A bid holds the package's hours: see :func:`hold_hours`."""
+    a redelivery). A new bid holds the package's ``hours`` (carer hours a week) of its provider's
+    capacity until the package is settled, in the same statement (decision 0145)."""
     ids = sorted(answers)
     bids = {i: a for i, a in answers.items() if isinstance(a, Bid)}
     declines = {i: a for i, a in answers.items() if isinstance(a, Decline)}
     rows = await conn.fetch(
-        """INSERT INTO offers (package_id, offer_round, tier, spec, band_rate, window_closes_at, provider_id, status,
-                               hourly_rate, earliest_start, held_hours, decline_reason, decline_text, answered_at,
-                                   adapter)
-           SELECT $1, $2, $3, $4::jsonb, $5, $6, t.*
-             FROM unnest($7::text[], $8::text[], $9::numeric[], $10::date[], $11::numeric[], $12::text[], $13::text[],
-                         $14::timestamptz[], $15::text[]) AS t
-           ON CONFLICT DO NOTHING RETURNING provider_id""",
+        """WITH new AS (
+               INSERT INTO offers (package_id, offer_round, tier, spec, band_rate, window_closes_at, provider_id,
+                                   status, hourly_rate, earliest_start, held_hours, decline_reason, decline_text,
+                                   answered_at, adapter)
+               SELECT $1, $2, $3, $4::jsonb, $5, $6, t.*
+                 FROM unnest($7::text[], $8::text[], $9::numeric[], $10::date[], $11::numeric[], $12::text[],
+                             $13::text[], $14::timestamptz[], $15::text[]) AS t
+               ON CONFLICT DO NOTHING RETURNING provider_id, held_hours),
+           held AS (
+               UPDATE providers p SET held_hours = p.held_hours + new.held_hours
+                 FROM new WHERE p.provider_id = new.provider_id AND new.held_hours > 0)
+           SELECT provider_id FROM new""",
         event.package_id,
         event.offer_round,
         event.tier.value,
@@ -117,13 +123,6 @@ async def insert_offers(
         [None if answers[i] is None else "automatic" for i in ids],
     )
     return {r["provider_id"] for r in rows}
-
-
-async def hold_hours(conn: Connection, provider_ids: list[str], hours: Decimal) -> None:
-    """Capacity held by these providers' new bids (released when the package is settled)."""
-    await conn.execute(
-        "UPDATE providers SET held_hours = held_hours + $2 WHERE provider_id = ANY($1::text[])", provider_ids, hours
-    )
 
 
 async def record_bid(
