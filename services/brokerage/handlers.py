@@ -392,9 +392,6 @@ async def close_round(
     ranked = domain.rank_bids(state.answers.values(), quality, package["band_rate"], tie_break)
     winner = domain.choose_winner(ranked, eligible)
     if winner is not None:
-        await repo.close_round(
-            uow.conn, package_id, offer_round, f"placed with {winner.answer.provider_id}", tie_break=recorded
-        )
         await _place(
             uow,
             rules,
@@ -406,6 +403,7 @@ async def close_round(
             why=why,
             causation=causation,
             ranked=ranked,
+            closing=(offer_round, f"placed with {winner.answer.provider_id}", recorded),
         )
         return
     outcome = "no acceptable bid" if ranked else "no bid"
@@ -478,9 +476,12 @@ async def _place(
     why: str,
     causation: uuid.UUID | None,
     ranked: list[domain.RankedBid],
+    closing: tuple[int, str, dict] | None = None,
 ) -> None:
     """``ranked``: the ranking that decided the award; each bidder's rank goes on PackagePlaced (no
-    prices), so that the providers service can tell a losing bidder its rank."""
+    prices), so that the providers service can tell a losing bidder its rank. ``closing``: the
+    round the award closes (offer round, outcome, tie-break record), closed in the award's
+    statement; None when it was closed before (an approved above-rate exception)."""
     package_id = package["package_id"]
     at = now()
     # The losers are those offered in this cycle: after a hand-back or a re-brokering, the earlier
@@ -493,6 +494,7 @@ async def _place(
         placed_at=at,
         zone=spec.zone,
         cycle=package["cycle"],
+        closing=closing,
     )
     start_date = max(spec.start_date, winner.answer.earliest_start)
     repo.add_timeline(

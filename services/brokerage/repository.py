@@ -340,18 +340,24 @@ async def mark_placed(
     placed_at: dt.datetime,
     zone: str,
     cycle: int,
+    closing: tuple[int, str, dict | None] | None = None,
 ) -> Placed:
     """Place the package with ``provider_id`` at ``hourly_rate`` (pounds per hour) and count the
     award for the zone's tie-break (``awards``); returns every provider offered the package in this
     ``cycle`` of offer rounds (:func:`everyone_offered`), which PackagePlaced names as the losers,
-    and the package's funding record, which its service agreement needs. One statement: an award
-    was three round trips (decision 0141), and the funding a fourth (decision 0145)."""
+    and the package's funding record, which its service agreement needs. ``closing``: the round
+    this award closes, as :func:`close_round` takes it (offer round, outcome, tie-break), or None.
+    One statement: an award was three round trips (decision 0141), the funding and the round's
+    close two more (decision 0145)."""
     row = await conn.fetchrow(
         """WITH placed AS (
                 UPDATE packages SET status = 'placed', provider_id = $2, hourly_rate = $3, placed_at = $4,
                        window_closes_at = NULL, carried_on_by = NULL, carried_hours = NULL
                  WHERE package_id = $1),
            award AS (INSERT INTO awards (package_id, provider_id, zone, awarded_at) VALUES ($1, $2, $5, $4)),
+           closed AS (
+                UPDATE offer_rounds SET closed_at = now(), outcome = $8, tie_break = COALESCE($9::jsonb, tie_break)
+                 WHERE package_id = $1 AND offer_round = $7),
            offered AS (
                 SELECT coalesce(array_agg(DISTINCT p), '{}') AS offered FROM offer_rounds, unnest(provider_ids) p
                  WHERE package_id = $1 AND cycle = $6)
@@ -364,6 +370,9 @@ async def mark_placed(
         placed_at,
         zone,
         cycle,
+        None if closing is None else closing[0],
+        None if closing is None else closing[1],
+        None if closing is None or closing[2] is None else json.dumps(closing[2]),
     )
     assert row is not None  # one row always: `offered` is an aggregate
     # The funding's columns beside `offered` (periods_of and the agreement read them by name).
