@@ -58,8 +58,7 @@ async def notify(uow: UnitOfWork, rules: NotificationRules, event: domain.Notifi
     names = await repo.provider_names(uow.conn, [i for i in ids if i])
     messages = domain.messages_for(event, provider_names=names, brokerage_url=rules.brokerage_url)
     keys = [(m.kind, m.recipient_id) for m in messages]
-    await repo.lock_recipients(uow.conn, keys)
-    contacts = await repo.contacts(uow.conn, keys)
+    contacts = await repo.locked_contacts(uow.conn, keys)
     recipients = []
     for message in messages:
         contact = contacts.get((message.kind, message.recipient_id))

@@ -73,13 +73,15 @@ async def contact(conn: Conn, kind: str, recipient_id: str) -> Contact | None:
     return None if row is None else contact_of(row)
 
 
-async def contacts(conn: Conn, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Contact]:
-    """The contacts of these (kind, recipient id)s that have one, read at once."""
+async def locked_contacts(conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Contact]:
+    """Lock these (kind, recipient id)s as :func:`lock_recipients` does, then read the contacts of
+    those that have one: one call (migration 0005, decision 0145), where a lock statement and a
+    read were two round trips."""
+    ordered = sorted(set(keys))
     rows = await conn.fetch(
-        """SELECT r.* FROM recipients r JOIN unnest($1::text[], $2::text[]) AS t(k, i)
-               ON r.kind = t.k AND r.recipient_id = t.i""",
-        [k for k, _ in keys],
-        [i for _, i in keys],
+        "SELECT * FROM locked_recipients($1::text[], $2::text[])",
+        [k for k, _ in ordered],
+        [i for _, i in ordered],
     )
     return {(r["kind"], r["recipient_id"]): contact_of(r) for r in rows}
 

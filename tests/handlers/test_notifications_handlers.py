@@ -2,6 +2,7 @@
 PostgreSQL and real channel servers (SMTP by aiosmtpd, a GOV.UK Notify stand-in, a webhook
 receiver) on loopback ports."""
 
+import asyncio
 import datetime as dt
 import json
 import uuid
@@ -315,6 +316,36 @@ async def test_a_message_waits_for_a_contact_registered_later_or_fails_when_none
     row = (await statuses(client, event.package_id))[("broker", broker_id, "none")]
     assert row["status"] == "failed" and row["reason"] == "no contact registered for the recipient within 3600 s"
     assert [f["recipient_kind"] for f in await failures(service, event.package_id)] == ["broker"]
+
+
+async def test_a_contact_registered_while_a_placement_is_planned_is_the_one_it_uses(notifications):
+    """Planning takes the recipients' locks and reads their contacts in one call (migration 0005,
+    decision 0145): a plan that waited on a registration in progress sees the contact it committed."""
+    service, _broker, client = await notifications()
+    provider, broker_id = unique("prov"), unique("broker")
+    await register(client, "provider", provider, channels=["log"])
+    event = placed(provider, broker_id)
+    registering, release = asyncio.Event(), asyncio.Event()
+
+    async def register_slowly() -> None:
+        async with unit_of_work(service.pool) as uow:
+            await handlers.register_recipient(uow, service.rules, "broker", broker_id, {"channels": ["log"]})
+            registering.set()
+            await release.wait()
+
+    async def plan() -> None:
+        async with unit_of_work(service.pool) as uow:
+            await handlers.notify(uow, service.rules, event)
+
+    first = asyncio.create_task(register_slowly())
+    await registering.wait()
+    second = asyncio.create_task(plan())
+    await asyncio.sleep(0.3)
+    assert not second.done(), "the plan waits on the registration's lock"
+    release.set()
+    await asyncio.gather(first, second)
+    rows = await statuses(client, event.package_id)
+    assert ("broker", broker_id, "log") in rows and ("broker", broker_id, "none") not in rows
 
 
 async def test_opted_out_messages_are_recorded_as_skipped(notifications):
