@@ -476,7 +476,7 @@ async def _place(
     why: str,
     causation: uuid.UUID | None,
     ranked: list[domain.RankedBid],
-    closing: tuple[int, str, dict] | None = None,
+    closing: tuple[int, str, dict | None] | None = None,
 ) -> None:
     """``ranked``: the ranking that decided the award; each bidder's rank goes on PackagePlaced (no
     prices), so that the providers service can tell a losing bidder its rank. ``closing``: the

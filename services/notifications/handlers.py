@@ -50,15 +50,14 @@ class NotificationRules:
 
 
 async def notify(uow: UnitOfWork, rules: NotificationRules, event: domain.NotifiedEvent) -> None:
-    ids = [
-        getattr(event, "provider_id", None),
-        *getattr(event, "losing_provider_ids", []),
-        *getattr(event, "provider_ids", []),
-    ]
-    names = await repo.provider_names(uow.conn, [i for i in ids if i])
+    # Who is told follows from the event alone (the provider's name only goes into the words): the
+    # recipients are known before their contacts and that name are read, in one call.
+    told = domain.messages_for(event, provider_names={}, brokerage_url=rules.brokerage_url)
+    provider_id = getattr(event, "provider_id", None)
+    contacts, names = await repo.locked_contacts(
+        uow.conn, [(m.kind, m.recipient_id) for m in told], named=[provider_id] if provider_id else []
+    )
     messages = domain.messages_for(event, provider_names=names, brokerage_url=rules.brokerage_url)
-    keys = [(m.kind, m.recipient_id) for m in messages]
-    contacts = await repo.locked_contacts(uow.conn, keys)
     recipients = []
     for message in messages:
         contact = contacts.get((message.kind, message.recipient_id))

@@ -73,26 +73,28 @@ async def contact(conn: Conn, kind: str, recipient_id: str) -> Contact | None:
     return None if row is None else contact_of(row)
 
 
-async def locked_contacts(conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Contact]:
+async def locked_contacts(
+    conn: Connection, keys: list[tuple[str, str]], *, named: list[str]
+) -> tuple[dict[tuple[str, str], Contact], dict[str, str]]:
     """Lock these (kind, recipient id)s as :func:`lock_recipients` does, then read the contacts of
-    those that have one: one call (migration 0005, decision 0145), where a lock statement and a
-    read were two round trips."""
+    those that have one, and the names of the ``named`` providers that gave one: one call
+    (migration 0005, decision 0145), where a name read, a lock statement and a contact read were
+    three round trips. Returns (contacts by key, names by provider id)."""
     ordered = sorted(set(keys))
     rows = await conn.fetch(
-        "SELECT * FROM locked_recipients($1::text[], $2::text[])",
+        "SELECT * FROM locked_recipients($1::text[], $2::text[], $3::text[])",
         [k for k, _ in ordered],
         [i for _, i in ordered],
+        named,
     )
-    return {(r["kind"], r["recipient_id"]): contact_of(r) for r in rows}
-
-
-async def provider_names(conn: Conn, provider_ids: list[str]) -> dict[str, str]:
-    rows = await conn.fetch(
-        "SELECT recipient_id, name FROM recipients WHERE kind = 'provider' AND recipient_id = ANY($1) "
-        "AND name IS NOT NULL",
-        provider_ids,
-    )
-    return {r["recipient_id"]: r["name"] for r in rows}
+    wanted = set(ordered)
+    contacts = {(r["kind"], r["recipient_id"]): contact_of(r) for r in rows if (r["kind"], r["recipient_id"]) in wanted}
+    names = {
+        r["recipient_id"]: r["name"]
+        for r in rows
+        if r["kind"] == "provider" and r["recipient_id"] in named and r["name"] is not None
+    }
+    return contacts, names
 
 
 async def put_recipient(conn: Conn, kind: str, recipient_id: str, values: dict, *, only_if_new: bool = False) -> bool:

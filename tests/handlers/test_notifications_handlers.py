@@ -348,6 +348,22 @@ async def test_a_contact_registered_while_a_placement_is_planned_is_the_one_it_u
     assert ("broker", broker_id, "log") in rows and ("broker", broker_id, "none") not in rows
 
 
+async def test_the_broker_is_told_the_providers_registered_name(notifications):
+    """The provider's name comes with the recipients' contacts in one call (decision 0145); a
+    provider with no registered name is named by its id."""
+    _service, broker, client = await notifications()
+    named, unnamed, broker_id = unique("prov"), unique("prov"), unique("broker")
+    await register(client, "provider", named, name="Oak Tree Care", channels=["log"])
+    await register(client, "broker", broker_id, channels=["log"])
+    subjects = []
+    for provider in (named, unnamed):
+        event = placed(provider, broker_id)
+        await publish(broker, event)
+        subjects.append((await statuses(client, event.package_id))[("broker", broker_id, "log")]["subject"])
+    assert subjects[0].startswith("Package placed with Oak Tree Care from "), subjects
+    assert subjects[1].startswith(f"Package placed with {unnamed} from "), subjects
+
+
 async def test_opted_out_messages_are_recorded_as_skipped(notifications):
     _service, broker, client = await notifications()
     provider, loser, broker_id = unique("prov"), unique("loser"), unique("broker")

@@ -39,6 +39,7 @@ from schemas.events import (
     PackageUnplaced,
     TopUp,
     VisitPattern,
+    parse_event,
 )
 from services.notifications import domain
 from services.notifications.channels import Channels, Outgoing, configured
@@ -733,3 +734,26 @@ def test_the_guide_lists_exactly_the_essential_messages():
     paragraph = guide[guide.index("**Essential** messages") :].split("Others can be opted out of")[0]
     listed = set(re.findall(r"`([a-z_]+)`", paragraph))
     assert listed == {name for name, kind in domain.MESSAGES.items() if kind.essential}
+
+
+NOTIFIED = {t.__name__ for t in get_args(domain.NotifiedEvent)}
+SAMPLES = Path(__file__).parents[2] / "schemas/samples"
+
+
+@pytest.mark.parametrize(
+    "sample",
+    sorted(
+        p for p in (Path(__file__).parents[2] / "schemas/samples").glob("*.json") if p.name.split(".")[0] in NOTIFIED
+    ),
+    ids=lambda p: p.name,
+)
+def test_who_is_told_follows_from_the_event_alone(sample):
+    """handlers.notify reads the recipients' contacts and the provider's name in one call, for the
+    recipients that messages_for names without names (decision 0145): a name only changes words."""
+    event = parse_event(sample.read_bytes())
+    provider_id = getattr(event, "provider_id", None) or "bluebell-care"
+    with_names = messages(event, {provider_id: "A Provider With A Name"})
+    without = domain.messages_for(event, provider_names={}, brokerage_url="https://brokerage.example/")
+    assert [(m.kind, m.recipient_id, m.message) for m in with_names] == [
+        (m.kind, m.recipient_id, m.message) for m in without
+    ]
