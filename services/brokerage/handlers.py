@@ -322,9 +322,17 @@ async def record_answers(
             continue
         answered = repo.state_of(offered, package["round_quality"], list(round_answers.values()))
         if domain.outcome_settled(*answered, package["band_rate"]):
-            await repo.ANSWER_ROWS.execute(uow.conn, unwritten)
+            # The answers so far are written with the round's close, in its statement.
+            await close_round(
+                uow,
+                rules,
+                package,
+                why="outcome settled",
+                causation=event.event_id,
+                answered=answered,
+                answers=unwritten,
+            )
             unwritten = []
-            await close_round(uow, rules, package, why="outcome settled", causation=event.event_id, answered=answered)
             changed.add(event.package_id)
     # Written now, not with the unit of work's rows at its end: a later call in this transaction
     # (the batch's next run of answers, after another event) reads the answers back.
@@ -381,8 +389,13 @@ async def close_round(
     why: str,
     causation: uuid.UUID | None,
     answered: tuple[domain.RoundState, dict[str, Decimal]] | None = None,
+    answers: Sequence[tuple[Any, ...]] = (),
 ) -> None:
-    """``answered``: the round's state, when the caller has just read it in this transaction."""
+    """``answered``: the round's state, when the caller has just read it in this transaction;
+    ``answers``: answer rows (``repo.ANSWER_ROWS``) counted in that state and not yet written,
+    written in the close's first statement (the award's, or the round's outcome) - nothing before
+    it reads the answers table (decision 0145)."""
+    assert answered is not None or not answers, "unwritten answers come with the state they were counted in"
     package_id = package["package_id"]
     offer_round = package["current_round"]
     state, quality = answered or await repo.round_state(uow.conn, package_id, offer_round)
@@ -404,10 +417,13 @@ async def close_round(
             causation=causation,
             ranked=ranked,
             closing=(offer_round, f"placed with {winner.answer.provider_id}", recorded),
+            answers=answers,
         )
         return
     outcome = "no acceptable bid" if ranked else "no bid"
-    await repo.close_round(uow.conn, package_id, offer_round, outcome, tie_break=recorded if ranked else None)
+    await repo.close_round(
+        uow.conn, package_id, offer_round, outcome, tie_break=recorded if ranked else None, answers=answers
+    )
     repo.add_timeline(uow, package_id, "round closed", now(), offer_round=offer_round, outcome=outcome, why=why)
     await _offer_next_tier(uow, rules, package, after=Tier(package["current_tier"]), causation=causation)
 
@@ -477,11 +493,13 @@ async def _place(
     causation: uuid.UUID | None,
     ranked: list[domain.RankedBid],
     closing: tuple[int, str, dict | None] | None = None,
+    answers: Sequence[tuple[Any, ...]] = (),
 ) -> None:
     """``ranked``: the ranking that decided the award; each bidder's rank goes on PackagePlaced (no
     prices), so that the providers service can tell a losing bidder its rank. ``closing``: the
     round the award closes (offer round, outcome, tie-break record), closed in the award's
-    statement; None when it was closed before (an approved above-rate exception)."""
+    statement with its unwritten ``answers``; None when it was closed before (an approved
+    above-rate exception)."""
     package_id = package["package_id"]
     at = now()
     # The losers are those offered in this cycle: after a hand-back or a re-brokering, the earlier
@@ -495,6 +513,7 @@ async def _place(
         zone=spec.zone,
         cycle=package["cycle"],
         closing=closing,
+        answers=answers,
     )
     start_date = max(spec.start_date, winner.answer.earliest_start)
     repo.add_timeline(

@@ -212,16 +212,26 @@ async def open_round(
 
 
 async def close_round(
-    conn: Connection, package_id: uuid.UUID, offer_round: int, outcome: str, *, tie_break: dict | None = None
+    conn: Connection,
+    package_id: uuid.UUID,
+    offer_round: int,
+    outcome: str,
+    *,
+    tie_break: dict | None = None,
+    answers: Sequence[Sequence[object]] = (),
 ) -> None:
-    """``tie_break``: what the ranking at the close used to break ties (kept for the explanation)."""
+    """``tie_break``: what the ranking at the close used to break ties (kept for the explanation);
+    ``answers``: rows of :data:`ANSWER_ROWS` not yet written, written in the same statement."""
+    answered, arrays = _answers_with(answers, 5)
     await conn.execute(
-        """UPDATE offer_rounds SET closed_at = now(), outcome = $3, tie_break = COALESCE($4::jsonb, tie_break)
+        ("WITH " + answered + " " if answered else "")
+        + """UPDATE offer_rounds SET closed_at = now(), outcome = $3, tie_break = COALESCE($4::jsonb, tie_break)
             WHERE package_id = $1 AND offer_round = $2""",
         package_id,
         offer_round,
         outcome,
         None if tie_break is None else json.dumps(tie_break),
+        *arrays,
     )
 
 
@@ -306,6 +316,15 @@ ANSWER_ROWS = RowsInsert(
 ANSWER_COLUMNS = ", ".join(ANSWER_ROWS.names)
 
 
+def _answers_with(answers: Sequence[Sequence[object]], first: int) -> tuple[str, list[list[object]]]:
+    """Answer rows (:data:`ANSWER_ROWS`) not yet written, as a data-modifying ``WITH`` query for a
+    statement whose own parameters end before ``$first``: (its text, its array arguments); ("",
+    []) when there are none. The round's close writes them in its own statement (decision 0145)."""
+    if not answers:
+        return "", []
+    return f"answered AS ({ANSWER_ROWS.numbered_from(first)})", [list(c) for c in zip(*answers, strict=True)]
+
+
 async def insert_answer(conn: Connection, row: Sequence[Any]) -> list[asyncpg.Record] | None:
     """Record a provider's answer (``row``: a value for each of :data:`ANSWER_ROWS`' columns, in
     order); None if that provider already answered this round, else every answer of the round,
@@ -341,16 +360,20 @@ async def mark_placed(
     zone: str,
     cycle: int,
     closing: tuple[int, str, dict | None] | None = None,
+    answers: Sequence[Sequence[object]] = (),
 ) -> Placed:
     """Place the package with ``provider_id`` at ``hourly_rate`` (pounds per hour) and count the
     award for the zone's tie-break (``awards``); returns every provider offered the package in this
     ``cycle`` of offer rounds (:func:`everyone_offered`), which PackagePlaced names as the losers,
     and the package's funding record, which its service agreement needs. ``closing``: the round
-    this award closes, as :func:`close_round` takes it (offer round, outcome, tie-break), or None.
-    One statement: an award was three round trips (decision 0141), the funding and the round's
-    close two more (decision 0145)."""
+    this award closes, as :func:`close_round` takes it (offer round, outcome, tie-break), or None;
+    ``answers``: its answers not yet written (:func:`close_round`'s). One statement: an award was
+    three round trips (decision 0141), the funding, the round's close and its last answers three
+    more (decision 0145)."""
+    answered, arrays = _answers_with(answers, 10)
     row = await conn.fetchrow(
-        """WITH placed AS (
+        ("WITH " + answered + ", " if answered else "WITH ")
+        + """placed AS (
                 UPDATE packages SET status = 'placed', provider_id = $2, hourly_rate = $3, placed_at = $4,
                        window_closes_at = NULL, carried_on_by = NULL, carried_hours = NULL
                  WHERE package_id = $1),
@@ -373,6 +396,7 @@ async def mark_placed(
         None if closing is None else closing[0],
         None if closing is None else closing[1],
         None if closing is None or closing[2] is None else json.dumps(closing[2]),
+        *arrays,
     )
     assert row is not None  # one row always: `offered` is an aggregate
     # The funding's columns beside `offered` (periods_of and the agreement read them by name).
