@@ -742,9 +742,7 @@ SAMPLES = Path(__file__).parents[2] / "schemas/samples"
 
 @pytest.mark.parametrize(
     "sample",
-    sorted(
-        p for p in (Path(__file__).parents[2] / "schemas/samples").glob("*.json") if p.name.split(".")[0] in NOTIFIED
-    ),
+    sorted(p for p in SAMPLES.glob("*.json") if p.name.split(".")[0] in NOTIFIED),
     ids=lambda p: p.name,
 )
 def test_who_is_told_follows_from_the_event_alone(sample):
