@@ -2,12 +2,15 @@
 TestKafkaBroker standing in for Kafka (the same handlers run against the real broker in
 tests/integration and tests/e2e)."""
 
+import json
 from urllib.parse import urlsplit
 
+import asyncpg
 import pytest
 from faststream.kafka import TestKafkaBroker
 
 from services.runtime.db import create_pool, migrate, provision
+from services.runtime.reference import load_provider_seed
 from services.runtime.settings import load
 from tests import local_issuer
 from tests.support import drop_database
@@ -60,3 +63,36 @@ async def in_memory(handlers_database, monkeypatch):
 
 
 from tests.handlers.market import brokerage  # noqa: E402,F401 - the brokerage market fixture, for every handler test
+
+
+@pytest.fixture(autouse=True)
+async def seeded_adapters_after(request):
+    """Every handler test that builds a service leaves the providers' adapters and signing secrets
+    as it found them (as seeded, when the test made the table): tests put providers on portal and
+    webhook adapters, and a later test - in whatever order they run - expects the automatic ones."""
+    if "in_memory" not in request.fixturenames:
+        yield
+    else:
+        database = request.getfixturevalue("handlers_database")
+        query = "SELECT provider_id, adapter::text, webhook_secret FROM providers.providers"
+        exists = "SELECT to_regclass('providers.providers') IS NOT NULL"
+        conn = await asyncpg.connect(database)
+        try:
+            before = [tuple(r) for r in await conn.fetch(query)] if await conn.fetchval(exists) else []
+        finally:
+            await conn.close()
+        yield
+        conn = await asyncpg.connect(database)
+        try:
+            if await conn.fetchval(exists):
+                if not before:
+                    seed = load_provider_seed()
+                    before = [
+                        (p["provider_id"], json.dumps(p.get("adapter") or {"kind": "automatic"}), None) for p in seed
+                    ]
+                await conn.executemany(
+                    "UPDATE providers.providers SET adapter = $2::jsonb, webhook_secret = $3 WHERE provider_id = $1",
+                    before,
+                )
+        finally:
+            await conn.close()

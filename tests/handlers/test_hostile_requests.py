@@ -19,7 +19,6 @@ from services.providers import handlers
 from services.providers.app import build
 from services.runtime.outbox import unit_of_work
 from tests import local_issuer
-from tests.handlers.test_provider_offer_notices import seeded_adapters_after  # noqa: F401 - put back after each
 from tests.handlers.test_provider_webhook_self_service import client, provider, register
 from tests.handlers.test_providers_handlers import offer
 

@@ -17,7 +17,6 @@ from services.providers.app import build
 from services.providers.domain import AutomaticRules
 from services.runtime import topics
 from services.runtime.outbox import unit_of_work
-from tests.handlers.test_provider_offer_notices import seeded_adapters_after  # noqa: F401 - put back after each
 from tests.handlers.test_providers_handlers import offer, outbox, willing
 
 

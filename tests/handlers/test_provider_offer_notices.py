@@ -11,9 +11,7 @@ import json
 import uuid
 from decimal import Decimal
 
-import asyncpg
 import httpx
-import pytest
 
 from schemas.adapters import BidRequest, DeclineRequest
 from schemas.events import BidRank, OfferMade, PackageCancelled, PackagePlaced, PackageUnplaced
@@ -22,35 +20,9 @@ from services.providers.app import build
 from services.providers.domain import AutomaticRules
 from services.runtime import signing, topics
 from services.runtime.outbox import unit_of_work
-from services.runtime.reference import load_provider_seed
 from tests.handlers.test_providers_handlers import offer, willing
 
 DEAD_URL = "http://127.0.0.1:9/hooks"
-
-
-@pytest.fixture(autouse=True)
-async def seeded_adapters_after(handlers_database):
-    """The providers these tests put on portal and webhook adapters get their adapters and signing
-    secrets back as they were (seeded, when the test made the table), so later handler tests find
-    the automatic adapters they expect."""
-    query = "SELECT provider_id, adapter::text, webhook_secret FROM providers.providers"
-    exists = "SELECT to_regclass('providers.providers') IS NOT NULL"
-    conn = await asyncpg.connect(handlers_database)
-    try:
-        before = [tuple(r) for r in await conn.fetch(query)] if await conn.fetchval(exists) else []
-    finally:
-        await conn.close()
-    yield
-    if not before:
-        seed = load_provider_seed()
-        before = [(p["provider_id"], json.dumps(p.get("adapter") or {"kind": "automatic"}), None) for p in seed]
-    conn = await asyncpg.connect(handlers_database)
-    try:
-        await conn.executemany(
-            "UPDATE providers.providers SET adapter = $2::jsonb, webhook_secret = $3 WHERE provider_id = $1", before
-        )
-    finally:
-        await conn.close()
 
 
 async def market(in_memory, kinds: list[str]):

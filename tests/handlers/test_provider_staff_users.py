@@ -12,7 +12,6 @@ import httpx
 
 from tests import local_issuer
 from tests.handlers.test_provider_answers_idempotent import bid_body, client, portal_market
-from tests.handlers.test_provider_offer_notices import seeded_adapters_after  # noqa: F401 - put back after each
 from tests.handlers.test_providers_handlers import outbox
 
 

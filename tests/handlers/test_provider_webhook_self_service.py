@@ -29,7 +29,6 @@ from services.providers.domain import AutomaticRules
 from services.runtime import signing, topics
 from services.runtime.outbox import unit_of_work
 from tests import local_issuer
-from tests.handlers.test_provider_offer_notices import seeded_adapters_after  # noqa: F401 - put back after each
 from tests.handlers.test_providers_handlers import offer, willing
 
 URL = "http://127.0.0.1:9/hooks"
