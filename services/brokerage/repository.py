@@ -322,7 +322,7 @@ def _answers_with(answers: Sequence[Sequence[object]], first: int) -> tuple[str,
     []) when there are none. The round's close writes them in its own statement (decision 0145)."""
     if not answers:
         return "", []
-    return f"answered AS ({ANSWER_ROWS.numbered_from(first)})", [list(c) for c in zip(*answers, strict=True)]
+    return f"answered AS ({ANSWER_ROWS.numbered_from(first)})", ANSWER_ROWS.arrays(answers)
 
 
 async def insert_answer(conn: Connection, row: Sequence[Any]) -> list[asyncpg.Record] | None:

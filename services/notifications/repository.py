@@ -50,18 +50,18 @@ def contact_of(row: asyncpg.Record) -> Contact:
     )
 
 
+def _key_arrays(keys: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    """(kinds, recipient ids) of these keys, each once, in the fixed order the locks are taken in."""
+    ordered = sorted(set(keys))
+    return [k for k, _ in ordered], [i for _, i in ordered]
+
+
 async def lock_recipients(conn: Connection, keys: list[tuple[str, str]]) -> None:
     """Serialise, per recipient, planning a message with registering its contact: otherwise a
     contact registered while a placement is planned could miss the message waiting for it.
-    Taken in a fixed order, so two events naming the same recipients cannot deadlock."""
-    ordered = sorted(set(keys))
-    # One statement: unnest hands the rows over in the arrays' (sorted) order.
-    await conn.execute(
-        """SELECT pg_advisory_xact_lock(hashtext('notifications.recipient'), hashtext(k || ':' || r))
-             FROM unnest($1::text[], $2::text[]) AS t(k, r)""",
-        [k for k, _ in ordered],
-        [r for _, r in ordered],
-    )
+    Taken in a fixed order, so two events naming the same recipients cannot deadlock (the SQL
+    function of migration 0005, which :func:`locked_contacts` takes them with too)."""
+    await conn.execute("SELECT lock_recipients($1::text[], $2::text[])", *_key_arrays(keys))
 
 
 async def recipient(conn: Conn, kind: str, recipient_id: str) -> asyncpg.Record | None:
@@ -80,14 +80,10 @@ async def locked_contacts(
     those that have one, and the names of the ``named`` providers that gave one: one call
     (migration 0005, decision 0145), where a name read, a lock statement and a contact read were
     three round trips. Returns (contacts by key, names by provider id)."""
-    ordered = sorted(set(keys))
     rows = await conn.fetch(
-        "SELECT * FROM locked_recipients($1::text[], $2::text[], $3::text[])",
-        [k for k, _ in ordered],
-        [i for _, i in ordered],
-        named,
+        "SELECT * FROM locked_recipients($1::text[], $2::text[], $3::text[])", *_key_arrays(keys), named
     )
-    wanted = set(ordered)
+    wanted = set(keys)
     contacts = {(r["kind"], r["recipient_id"]): contact_of(r) for r in rows if (r["kind"], r["recipient_id"]) in wanted}
     names = {
         r["recipient_id"]: r["name"]

@@ -137,6 +137,11 @@ class RowsInsert:
             f" ORDER BY t.row_number {self.suffix}"
         ).rstrip()
 
+    def arrays(self, rows: Sequence[Sequence[object]]) -> list[list[object]]:
+        """``rows`` (each a value per column, in ``columns``' order) as the statement's arguments: one
+        array a column."""
+        return [list(column) for column in zip(*rows, strict=True)]
+
     async def execute(self, conn: Connection, rows: Sequence[Sequence[object]]) -> None:
         """Insert ``rows`` (each a value per column, in ``columns``' order) in one statement."""
         await insert_rows(conn, [(self, rows)])
@@ -150,7 +155,7 @@ async def insert_rows(conn: Connection, inserts: Sequence[tuple[RowsInsert, Sequ
     inserts = sorted(((insert, rows) for insert, rows in inserts if rows), key=lambda pair: pair[0].table)
     if not inserts:
         return
-    args = [list(column) for _, rows in inserts for column in zip(*rows, strict=True)]
+    args = [array for insert, rows in inserts for array in insert.arrays(rows)]
     await conn.execute(_statement(tuple(insert for insert, _ in inserts)), *args)
 
 
