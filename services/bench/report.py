@@ -39,6 +39,17 @@ def summarise(result: dict) -> dict:
         "cpu_seconds_outside_services": {
             n: med(["as_fast_as_possible", "cpu_seconds", n]) for n in ("kafka", "postgresql", "load_generator")
         },
+        # Where the fixed rate's latency goes: each step's p99 (benchmark.STAGES).
+        "stage_p99_s": {
+            stage: med(["fixed_rate", "stages", stage, "p99"])
+            for stage in ((runs[0]["fixed_rate"].get("stages") or {}) if runs else {})
+        },
+        "machine_busy_percent": {
+            "fixed_rate": med(["fixed_rate", "machine_busy_percent"]),
+            "as_fast_as_possible": med(["as_fast_as_possible", "machine_busy_percent"]),
+        },
+        # The cold start, before the first run: reported, in no median.
+        "warm_up_latency_p99_s": (result.get("warm_up") or {}).get("latency_seconds", {}).get("p99"),
         "peak_rss_mb": result.get("peak_rss_mb"),
         "idle_cpu_percent": result.get("idle_cpu_percent"),
         # The machine's whole work per request in the burst, every process counted: the figure
@@ -81,6 +92,27 @@ def measures(result: dict) -> list[tuple[str, str, str]]:
         (f"latency p95 at {rate} req/s (s)", _f(s["latency_p95_s"]), ""),
         (f"latency p99 at {rate} req/s (s)", _f(s["latency_p99_s"]), "< 1"),
         ("Kafka events/s at the fixed rate", _f(s["fixed_rate_events_per_second"]), ""),
+    ]
+    if s.get("stage_p99_s"):
+        rows.append(
+            (
+                "p99 s of each step at the fixed rate: " + ", ".join(s["stage_p99_s"]).replace("_", " "),
+                " / ".join(_f(v) for v in s["stage_p99_s"].values()),
+                "",
+            )
+        )
+    if s.get("warm_up_latency_p99_s") is not None:
+        rows.append((f"latency p99 in the warm-up at {rate} req/s, cold (s)", _f(s["warm_up_latency_p99_s"]), ""))
+    busy = s.get("machine_busy_percent") or {}
+    if busy.get("fixed_rate") is not None:
+        rows.append(
+            (
+                "machine's CPUs busy, %: at the fixed rate / as fast as possible",
+                f"{_f(busy['fixed_rate'])} / {_f(busy.get('as_fast_as_possible'))}",
+                "",
+            )
+        )
+    rows += [
         (
             "sustained placements/s, as fast as possible (first request to last confirmation)",
             _f(s["sustained_placements_per_second"]),

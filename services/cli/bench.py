@@ -17,6 +17,9 @@ from services.cli import output
 def bench(
     rate: float = typer.Option(50.0, help="Requests per second in the fixed-rate phase"),
     seconds: float = typer.Option(30.0, help="Length of the fixed-rate phase"),
+    warmup: float = typer.Option(
+        10.0, help="Seconds at the fixed rate before the first run, reported apart (the cold start), in no median"
+    ),
     burst: int = typer.Option(1500, help="Requests sent as fast as possible in the second phase"),
     concurrency: int = typer.Option(32, help="Clients at once in the as-fast-as-possible phase"),
     runs: int = typer.Option(3, help="Runs (each: fixed rate, as fast as possible, baseline); medians reported"),
@@ -45,7 +48,12 @@ def bench(
     extra = dict(pair.split("=", 1) for pair in env)
     console = Console(stderr=True)  # progress only: stdout is the report's
     load = benchmark.Load(
-        rate=rate, seconds=seconds, burst=burst, concurrency=concurrency, baseline_messages=baseline_messages
+        rate=rate,
+        seconds=seconds,
+        warmup_seconds=warmup,
+        burst=burst,
+        concurrency=concurrency,
+        baseline_messages=baseline_messages,
     )
     # uvloop, as the services run: the load generator shares the machine and should take little of it.
     result = uvloop.run(

@@ -18,7 +18,9 @@ from services.runtime.settings import admin_settings
 
 @pytest.mark.parametrize("instances", [1, 2])
 async def test_a_small_benchmark_reports_every_measure(database_url, tmp_path, identity, instances):
-    load = benchmark.Load(rate=10, seconds=2, burst=20, concurrency=4, baseline_messages=300, timeout=180)
+    load = benchmark.Load(
+        rate=10, seconds=2, warmup_seconds=1, burst=20, concurrency=4, baseline_messages=300, timeout=180
+    )
     result = await benchmark.bench_async(
         load, 1, 7, tmp_path, profile=None, console=Console(quiet=True), extra_env={}, instances=instances
     )
@@ -49,6 +51,11 @@ async def test_a_small_benchmark_reports_every_measure(database_url, tmp_path, i
         latency = measured["latency_seconds"]
         assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"]
         assert measured["events"] >= 4 * placed  # requested, offered, answered, placed, confirmed...
+        # Where the latency went: every step of the journey measured, none longer than the whole.
+        assert list(measured["stages"]) == [name for name, _, _ in benchmark.STAGES]
+        for step in measured["stages"].values():
+            assert step["p50"] is not None and 0 <= step["p50"] <= step["p99"] <= latency["max"]
+        assert 0 < measured["machine_busy_percent"] <= 100
         # Each service's CPU and the load generator's, and Kafka's and PostgreSQL's when they run here.
         assert set(SERVICES) | {"load_generator"} <= set(measured["cpu_seconds"])
         assert set(measured["cpu_seconds"]) <= set(SERVICES) | {"load_generator", "kafka", "postgresql"}
@@ -63,6 +70,9 @@ async def test_a_small_benchmark_reports_every_measure(database_url, tmp_path, i
     assert all(summary["peak_rss_mb"][s] > 10 for s in SERVICES)
     assert summary["events_vs_baseline"] > 0
 
+    # The warm-up ran before the first run (10 requests at 10/s), reported apart, in no median.
+    assert result["warm_up"]["requests"] == 10 and sum(result["warm_up"]["outcomes"].values()) == 10
+    assert result["summary"]["warm_up_latency_p99_s"] == result["warm_up"]["latency_seconds"]["p99"]
     report.draw(result, tmp_path / "bench.png")
     assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
     json.dumps(result, default=str)  # the JSON report can be written
