@@ -154,6 +154,7 @@ class Service:
                 topic_exists=self.topic_exists,
                 listen=lambda: connect(s.service_dsn, schema=self.name, application=f"{self.name}-relay-listen"),
                 idle_poll_seconds=s.relay_idle_poll_seconds,
+                gather_seconds=s.relay_gather_seconds,
             )
             await self.relay.check_buckets()  # rows written with another OUTBOX_BUCKETS: refuse, saying why
             self.relay.start()

@@ -263,6 +263,10 @@ class ServiceSettings(SharedSettings):
     # connection it polls every relay_poll_seconds.
     relay_poll_seconds: float = 0.05
     relay_idle_poll_seconds: float = Field(default=1.0, gt=0, le=10)
+    # Woken by a commit while commits come often, how long the relay waits for the commits behind
+    # it before reading (a fuller batch; at most this much latency a hop; 0: never). 25 ms: in
+    # the benchmark, 6% less CPU a package at 50 req/s and 11% less in the burst (decision 0147).
+    relay_gather_seconds: float = Field(default=0.025, ge=0, le=1)
     relay_batch_size: int = 200
     # Published outbox rows are kept this long (for inspection), then deleted.
     outbox_retention_seconds: int = 3600

@@ -190,3 +190,31 @@ async def test_a_parked_row_retried_by_an_operator_wakes_the_relay(relay, databa
         await asyncio.sleep(0.1)
     assert again is not None and again > first, "tried again within seconds of the retry"
     await discard_rows(database_url, [str(row)], "test cleanup", (SCHEMA,))
+
+
+@pytest.mark.parametrize("gather_seconds", [0.0, 0.3])
+async def test_a_relay_woken_by_commits_in_quick_succession_gathers_the_commits_behind_it(
+    infra,
+    database_url,
+    relay_pool,  # noqa: F811
+    gather_seconds,
+):
+    """``relay_gather_seconds`` (decision 0147): a quiet relay woken by a commit publishes it at
+    once; woken again soon after (within ten gathers), it waits that long before reading, so that
+    the commits close behind go in the same batch (one transaction and one Kafka request for them).
+    With none, each commit makes a batch of its own when the relay is idle between them."""
+    topic = topics.resolve(CONFIRMATIONS)
+    async with started(database_url, relay_pool, CountingRelay, gather_seconds=gather_seconds) as relay:
+        assert isinstance(relay, CountingRelay)
+        await settled(relay)
+        looked = len(relay.batches)
+        first = [await write(relay_pool, str(uuid.uuid4()), topic)]
+        assert await published(relay_pool, first)
+        rows = []
+        for _ in range(3):  # three commits 0.1 s apart: each one's batch would be over before the next
+            rows.append(await write(relay_pool, str(uuid.uuid4()), topic))
+            await asyncio.sleep(0.1)
+        assert await published(relay_pool, rows)
+        await asyncio.sleep(1.0)
+        found = [n for n in relay.batches[looked:] if n]
+        assert found == ([1, 3] if gather_seconds else [1, 1, 1, 1]), relay.batches[looked:]
