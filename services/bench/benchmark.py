@@ -547,7 +547,9 @@ async def idle_cpu(watch: ProcessWatch, seconds: float) -> dict[str, float]:
 # The steps of a placement's journey, each from the one before (columns of :func:`outcomes`).
 STAGES = (
     ("offer_received", "requested_at", "offer_received_at"),  # brokerage plan + relay + Kafka + providers
-    ("answered", "offer_received_at", "answered_at"),  # the providers' adapters
+    # The providers' adapters, to the last answer of the last round (a package offered a second
+    # time, after a round that placed nobody, counts the brokerage's second offer here too).
+    ("answered", "offer_received_at", "answered_at"),
     ("placed", "answered_at", "placed_at"),  # relay + Kafka + the brokerage's award
     ("confirmed", "placed_at", "confirmed_at"),  # relay + Kafka + notifications
 )

@@ -204,12 +204,9 @@ async def answer_offer(uow: UnitOfWork, event: OfferMade) -> None:
 
 async def record_request(uow: UnitOfWork, event: PackageRequested) -> None:
     """A package the brokerage requested becomes one a request may name (a safeguarding concern's
-    ``subject.package_id``, decision 0130): its id and when, nothing else."""
-    await uow.conn.execute(
-        "INSERT INTO known_packages (package_id, requested_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        event.package_id,
-        event.requested_at,
-    )
+    ``subject.package_id``, decision 0130): its id and when, nothing else. Written with the
+    batch's other rows at its end: nothing reads it in the same transaction."""
+    uow.defer(repo.KNOWN_PACKAGE_ROWS, (event.package_id, event.requested_at))
 
 
 async def record_award(uow: UnitOfWork, event: PackagePlaced) -> None:

@@ -15,7 +15,7 @@ from schemas.adapters import OfferClosedNotice
 from schemas.events import OfferMade, PackageSpec, ProviderProfile
 from services.providers.domain import AutomaticRules, Bid, Decline
 from services.runtime import quality
-from services.runtime.db import Connection, fetch_one
+from services.runtime.db import Connection, RowsInsert, fetch_one
 
 PROFILE_FIELDS_IN_COLUMNS = ("weekly_capacity_hours", "committed_hours")
 
@@ -199,6 +199,12 @@ async def settle_bids(conn: Connection, package_id: uuid.UUID, *, won_by: str | 
 
 async def remember_cancelled(conn: Connection, package_id: uuid.UUID, at: dt.datetime) -> None:
     await conn.execute("INSERT INTO cancelled_packages VALUES ($1, $2) ON CONFLICT DO NOTHING", package_id, at)
+
+
+# The packages the brokerage requested (handlers.record_request), ignoring one recorded already.
+KNOWN_PACKAGE_ROWS = RowsInsert(
+    "known_packages", (("package_id", "uuid"), ("requested_at", "timestamptz")), suffix="ON CONFLICT DO NOTHING"
+)
 
 
 async def cancelled_and_live(conn: Connection, package_id: uuid.UUID) -> tuple[bool, asyncpg.Record | None]:
