@@ -128,8 +128,11 @@ async def answer_offer(uow: UnitOfWork, event: OfferMade) -> None:
     framework = load_framework()
     zone = framework.zones.get(event.package.zone)
     neighbours = frozenset(zone.adjacent) if zone else frozenset()
-    # The offered providers are locked with the package's earlier ones, in the service's lock order.
-    locked = await repo.lock_package_providers(uow.conn, event.package_id, also=event.provider_ids)
+    # The offered providers are locked with the package's earlier ones, in the service's lock order;
+    # a new round means the earlier ones are over: what was left unanswered there is closed.
+    locked, closed = await repo.lock_and_close(
+        uow.conn, event.package_id, also=event.provider_ids, before_round=event.offer_round
+    )
     rows = {p: row for p, row in locked.items() if p in event.provider_ids}
     for provider_id in sorted(set(event.provider_ids) - rows.keys()):
         log.warning("offer names an unknown provider", provider_id=provider_id)
@@ -181,10 +184,8 @@ async def answer_offer(uow: UnitOfWork, event: OfferMade) -> None:
         elif isinstance(answer, domain.Decline):
             # The decline's words stay in the offers table (providers' own record), never on the event.
             await uow.emit(OfferDeclined(reason=answer.reason, **common))
-    # A new round means the earlier ones are over: what was left unanswered there is closed
-    # (after the providers' locks, in the order the provider API takes them too: no deadlocks),
-    # and each provider told how (the window ran out, or the round closed early: decision 0093).
-    closed = await repo.close_unanswered(uow.conn, event.package_id, before_round=event.offer_round)
+    # Each provider whose offer of an earlier round was closed is told how (the window ran out, or
+    # the round closed early: decision 0093).
     await _tell_closed(
         uow,
         event.package_id,
@@ -215,8 +216,7 @@ async def record_award(uow: UnitOfWork, event: PackagePlaced) -> None:
     An award older than the live placement (a dead letter replayed late) changes nothing; a newer
     one whose predecessor is still live (the event that ended it was dead-lettered) ends that one
     first - the brokerage decides who holds a package, and here it has moved on."""
-    locked = await repo.lock_package_providers(uow.conn, event.package_id, also=[event.provider_id])
-    closed = await repo.close_unanswered(uow.conn, event.package_id)
+    locked, closed = await repo.lock_and_close(uow.conn, event.package_id, also=[event.provider_id])
     settled = await repo.settle_bids(uow.conn, event.package_id, won_by=event.provider_id)
     ranks = {b.provider_id: b.rank for b in event.bid_ranks}
     await _tell_closed(

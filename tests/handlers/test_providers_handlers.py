@@ -20,6 +20,7 @@ from schemas.events import (
     VisitPattern,
 )
 from services.providers import domain, handlers
+from services.providers import repository as repo
 from services.providers.app import build
 from services.runtime import topics
 from services.runtime.consumer import raw_body
@@ -647,3 +648,55 @@ async def test_handlers_lock_the_packages_providers_before_its_offers(in_memory,
             await holder.execute("ROLLBACK")
         await service.pool.release(holder)
         await service.pool.release(probe)
+
+
+async def test_a_bid_made_while_the_award_waited_for_its_provider_is_settled_not_closed(in_memory):
+    """Decision 0148: an award locks the package's providers and closes their unanswered offers in
+    one statement, whose snapshot is older than the locks it waits for. A bid that the provider
+    API committed in that wait (it holds its provider while it answers) must be settled as a bid -
+    lost, its held hours given back - not closed as if nobody had answered."""
+    service, _ = await in_memory(build, "providers")
+    winner, bidder = await willing(service, 2)
+    portal = domain.AutomaticRules(kind="portal")
+    async with unit_of_work(service.pool) as uow:  # the bidder answers through the portal, later
+        await handlers.set_adapter(uow, bidder, portal, new_secret=False, box=service.secrets)
+    event = offer([winner, bidder])
+    async with unit_of_work(service.pool) as uow:
+        await handlers.answer_offer(uow, event)  # the winner bids at once; the bidder's offer stays open
+    held_before = await service.pool.fetchval("SELECT held_hours FROM providers WHERE provider_id = $1", bidder)
+    holder = await service.pool.acquire()
+    try:
+        # The provider API's bid: its provider first, then its offer, not yet committed.
+        await holder.execute("BEGIN")
+        await holder.execute("SELECT 1 FROM providers WHERE provider_id = $1 FOR UPDATE", bidder)
+        await repo.record_bid(
+            holder,
+            package_id=event.package_id,
+            offer_round=1,
+            provider_id=bidder,
+            hourly_rate=Decimal("19.00"),
+            hold=Decimal("7"),
+            at=dt.datetime.now(dt.UTC),
+        )
+
+        async def run() -> None:
+            async with unit_of_work(service.pool) as uow:
+                await handlers.record_award(uow, award(event, winner, 1, dt.datetime.now(dt.UTC)))
+
+        task = asyncio.create_task(run())
+        await asyncio.sleep(0.5)
+        assert not task.done(), "the award waits for the provider the bid holds"
+        await holder.execute("COMMIT")
+        await asyncio.wait_for(task, 10)
+    finally:
+        if holder.is_in_transaction():
+            await holder.execute("ROLLBACK")
+        await service.pool.release(holder)
+    statuses = dict(
+        await service.pool.fetch(
+            "SELECT provider_id, status FROM offers WHERE package_id = $1 ORDER BY provider_id", event.package_id
+        )
+    )
+    assert statuses == {winner: "won", bidder: "lost"}
+    held_after = await service.pool.fetchval("SELECT held_hours FROM providers WHERE provider_id = $1", bidder)
+    assert held_after == held_before, "the bid's hours were held, then given back when it lost"
