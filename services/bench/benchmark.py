@@ -547,8 +547,10 @@ async def idle_cpu(watch: ProcessWatch, seconds: float) -> dict[str, float]:
 # The steps of a placement's journey, each from the one before (columns of :func:`outcomes`).
 STAGES = (
     ("offer_received", "requested_at", "offer_received_at"),  # brokerage plan + relay + Kafka + providers
-    # The providers' adapters, to the last answer of the last round (a package offered a second
-    # time, after a round that placed nobody, counts the brokerage's second offer here too).
+    # To the last answer of the last round. The offer's receipt is the providers' transaction's
+    # start (the database's now()) and an automatic adapter answers in that transaction: for a
+    # package placed in its first round this is the time inside the providers' batch; a package
+    # offered a second time counts the brokerage's second offer here too.
     ("answered", "offer_received_at", "answered_at"),
     ("placed", "answered_at", "placed_at"),  # relay + Kafka + the brokerage's award
     ("confirmed", "placed_at", "confirmed_at"),  # relay + Kafka + notifications
@@ -666,44 +668,41 @@ async def bench_async(
         watch.start()
         urls = {n: stack.url(n) for n in SERVICES}
         brokerages = [stack.url(n) for n, service in stack.services.items() if service == "brokerage"]
-        async with httpx.AsyncClient(timeout=60, auth=broker) as client:
-            await wait_until_ready(client, urls, timeout=120)
+        async with httpx.AsyncClient(timeout=60, auth=broker) as probe:
+            await wait_until_ready(probe, urls, timeout=120)
         with console.status(f"idle: {IDLE_SECONDS:g} s with no requests..."):
             result["idle_cpu_percent"] = await idle_cpu(watch, IDLE_SECONDS)
         connector = aiohttp.TCPConnector(limit=max(64, load.concurrency) + 8)
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as client:
             framework = load_framework()
             rng = random.Random(seed)
+
+            async def at_fixed_rate(session: aiohttp.ClientSession, requests: list[dict]) -> dict:
+                return await run_phase(
+                    session,
+                    admin,
+                    brokerages,
+                    requests,
+                    watch,
+                    rate=load.rate,
+                    concurrency=max(64, load.concurrency),
+                    timeout=load.timeout,
+                    auth=broker,
+                )
+
             if load.warmup_seconds > 0:
-                warm = batch(framework, int(load.rate * load.warmup_seconds), seed=rng.randrange(1 << 30))
+                # Its own requests, from a generator of its own: a seed's runs send the same
+                # requests whatever the warm-up.
+                warm_seed = random.Random(f"{seed}:warm-up").randrange(1 << 30)
+                warm = batch(framework, int(load.rate * load.warmup_seconds), seed=warm_seed)
                 with console.status(f"warm-up: {len(warm)} requests at {load.rate:g}/s..."):
-                    result["warm_up"] = await run_phase(
-                        client,
-                        admin,
-                        brokerages,
-                        warm,
-                        watch,
-                        rate=load.rate,
-                        concurrency=max(64, load.concurrency),
-                        timeout=load.timeout,
-                        auth=broker,
-                    )
+                    result["warm_up"] = await at_fixed_rate(client, warm)
             for run in range(runs):
                 speed = await asyncio.to_thread(machine_speed)  # a second or so: not on the loop
                 fixed = batch(framework, int(load.rate * load.seconds), seed=rng.randrange(1 << 30))
                 burst = batch(framework, load.burst, seed=rng.randrange(1 << 30))
                 with console.status(f"run {run + 1}/{runs}: {len(fixed)} requests at {load.rate:g}/s..."):
-                    fixed_rate = await run_phase(
-                        client,
-                        admin,
-                        brokerages,
-                        fixed,
-                        watch,
-                        rate=load.rate,
-                        concurrency=max(64, load.concurrency),
-                        timeout=load.timeout,
-                        auth=broker,
-                    )
+                    fixed_rate = await at_fixed_rate(client, fixed)
                 with console.status(f"run {run + 1}/{runs}: {len(burst)} requests as fast as possible..."):
                     fastest = await run_phase(
                         client,

@@ -42,14 +42,15 @@ def summarise(result: dict) -> dict:
         # Where the fixed rate's latency goes: each step's p99 (benchmark.STAGES).
         "stage_p99_s": {
             stage: med(["fixed_rate", "stages", stage, "p99"])
-            for stage in ((runs[0]["fixed_rate"].get("stages") or {}) if runs else {})
+            # Every run's steps, in the order a run gives them (dicts keep it; one without: none).
+            for stage in dict.fromkeys(s for r in runs for s in (r["fixed_rate"].get("stages") or {}))
         },
         "machine_busy_percent": {
             "fixed_rate": med(["fixed_rate", "machine_busy_percent"]),
             "as_fast_as_possible": med(["as_fast_as_possible", "machine_busy_percent"]),
         },
         # The cold start, before the first run: reported, in no median.
-        "warm_up_latency_p99_s": (result.get("warm_up") or {}).get("latency_seconds", {}).get("p99"),
+        "warm_up_latency_p99_s": ((result.get("warm_up") or {}).get("latency_seconds") or {}).get("p99"),
         "peak_rss_mb": result.get("peak_rss_mb"),
         "idle_cpu_percent": result.get("idle_cpu_percent"),
         # The machine's whole work per request in the burst, every process counted: the figure

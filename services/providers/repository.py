@@ -65,21 +65,22 @@ async def lock_package_providers(
     offer; every handler that changes a package's offers or placements takes this first, so no two
     transactions wait for each other in opposite orders. (An award settling bids locked offers
     before providers and deadlocked with a bid arriving at the same moment.)"""
-    rows = await conn.fetch(LOCK_PACKAGE_PROVIDERS, package_id, sorted(set(also)))
+    rows = await conn.fetch(LOCK_PACKAGE_PROVIDERS.format(also="$2"), package_id, sorted(set(also)))
     return {r["provider_id"]: r for r in rows}
 
 
-# The providers a package ($1) concerns and $2 (text[]), locked in provider order. An array of
-# ids, not IN (... UNION ...): a tenth of the planning and hashing per call.
+# The providers a package ($1) concerns and those of {also} (text[]), locked in provider order. An
+# array of ids, not IN (... UNION ...): a tenth of the planning and hashing per call.
 LOCK_PACKAGE_PROVIDERS = """SELECT * FROM providers
                              WHERE provider_id = ANY(ARRAY(SELECT provider_id FROM offers WHERE package_id = $1
                                                            UNION ALL
                                                            SELECT provider_id FROM placements WHERE package_id = $1)
-                                                     || $2::text[])
+                                                     || {also}::text[])
                              ORDER BY provider_id FOR UPDATE"""
-# The package's ($1) offers nobody answered, of the rounds before $2 (int; NULL: every round), closed.
+# The package's ($1) offers nobody answered, of the rounds before {before} (int; NULL: every round), closed.
 CLOSE_UNANSWERED = """UPDATE offers SET status = 'closed'
-                       WHERE package_id = $1 AND status = 'offered' AND ($2::int IS NULL OR offer_round < $2)"""
+                       WHERE package_id = $1 AND status = 'offered'
+                         AND ({before}::int IS NULL OR offer_round < {before})"""
 
 
 async def lock_and_close(
@@ -89,13 +90,17 @@ async def lock_and_close(
     fewer for every offer and award, decision 0148): ``({provider_id: row}, [closed offer: {provider_id,
     offer_round, window_closes_at}, ...])``.
 
-    The close waits for the locks (its condition reads the locked rows, so PostgreSQL takes them
-    first): the service's lock order holds. An offer that a provider answered while this waited
-    for its lock is not closed: PostgreSQL checks an UPDATE's condition again on the row's latest
-    version (``tests/handlers/test_providers_lock_and_close.py``)."""
+    The close's condition reads the locked rows, an uncorrelated subquery that PostgreSQL runs once
+    before the UPDATE scans a row: every provider's lock is taken before any offer is touched, so
+    the service's lock order holds (``test_handlers_lock_the_packages_providers_before_its_offers``).
+    The statement's snapshot is older than the locks it may wait for. An offer its provider
+    answered in that wait is still not closed: PostgreSQL checks an UPDATE's condition again on a
+    row's latest version (``test_a_bid_made_while_the_award_waited_for_its_provider_is_settled_not_closed``).
+    An offer inserted in that wait would be missed; only this service's consumer inserts a
+    package's offers, one event of the package at a time, so none is."""
     rows = await conn.fetch(
-        f"""WITH locked AS ({LOCK_PACKAGE_PROVIDERS}),
-                 closed AS ({CLOSE_UNANSWERED.replace("$2", "$3")}
+        f"""WITH locked AS ({LOCK_PACKAGE_PROVIDERS.format(also="$2")}),
+                 closed AS ({CLOSE_UNANSWERED.format(before="$3")}
                               AND (SELECT count(*) FROM locked) >= 0
                             RETURNING provider_id, offer_round, window_closes_at)
             SELECT l.*, c.closed_rounds, c.closed_windows
@@ -667,7 +672,9 @@ async def close_unanswered(
     """Offers nobody answered, of a round that is over (a later round began, or the package's outcome
     is known); returns those closed now: ``provider_id``, ``offer_round``, ``window_closes_at``."""
     return await conn.fetch(
-        f"{CLOSE_UNANSWERED} RETURNING provider_id, offer_round, window_closes_at", package_id, before_round
+        f"{CLOSE_UNANSWERED.format(before='$2')} RETURNING provider_id, offer_round, window_closes_at",
+        package_id,
+        before_round,
     )
 
 

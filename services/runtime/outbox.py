@@ -113,6 +113,9 @@ RELAY_NEXT_ROWS = """SELECT id, aggregatetype, aggregateid, type, topic, payload
                       ORDER BY seq
                       LIMIT $1"""
 RELAY_MARK_PUBLISHED = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::uuid[])"
+# A relay woken by a commit gathers the commits behind it only while they come this many gathers
+# apart or closer (decision 0147): a quiet system's commit is published at once.
+GATHER_WHILE_WITHIN = 10
 
 
 class UnitOfWork:
@@ -250,7 +253,7 @@ class Relay:
         relay_ttl_seconds: float = 10.0,
         listen: Callable[[], Awaitable[asyncpg.Connection]] | None = None,
         idle_poll_seconds: float = 1.0,
-        gather_seconds: float = 0.0,
+        gather_seconds: float = 0.025,
     ) -> None:
         self.pool = pool
         self.broker = broker
@@ -285,8 +288,8 @@ class Relay:
         self._read_full = False
         self._contended = False
         self.idle_poll_seconds = idle_poll_seconds
-        # Woken by a commit while commits are coming often (the last woke it less than ten of
-        # these ago), wait this long before reading, so that the commits close behind it go in
+        # Woken by a commit while commits are coming often (the last woke it less than
+        # GATHER_WHILE_WITHIN of these ago), wait this long before reading, so that the commits close behind it go in
         # the same batch: fewer relay transactions and Kafka requests, and fuller batches for the
         # consumers downstream, for at most this much latency a hop (decision 0147). A quiet
         # system's commit is published at once; so is anything after a full read.
@@ -434,7 +437,7 @@ class Relay:
                         )
                     if self._written.is_set() and self.gather_seconds > 0:
                         previous, self._woken_at = self._woken_at, loop.time()
-                        if self._woken_at - previous < 10 * self.gather_seconds:
+                        if self._woken_at - previous < GATHER_WHILE_WITHIN * self.gather_seconds:
                             await self._sleep(self.gather_seconds)
             except asyncio.CancelledError:
                 raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import asyncpg
@@ -70,14 +71,22 @@ async def test_a_small_benchmark_reports_every_measure(database_url, tmp_path, i
     assert all(summary["peak_rss_mb"][s] > 10 for s in SERVICES)
     assert summary["events_vs_baseline"] > 0
 
+    # Each step's p99 at the fixed rate, in the summary and a row of the report.
+    assert list(summary["stage_p99_s"]) == [name for name, _, _ in benchmark.STAGES]
+    assert all(v is not None and v >= 0 for v in summary["stage_p99_s"].values())
+    assert 0 < summary["machine_busy_percent"]["fixed_rate"] <= 100
     # The warm-up ran before the first run (10 requests at 10/s), reported apart, in no median.
     assert result["warm_up"]["requests"] == 10 and sum(result["warm_up"]["outcomes"].values()) == 10
-    assert result["summary"]["warm_up_latency_p99_s"] == result["warm_up"]["latency_seconds"]["p99"]
+    assert summary["warm_up_latency_p99_s"] == result["warm_up"]["latency_seconds"]["p99"]
+    slower_start = copy.deepcopy(result)
+    slower_start["warm_up"]["latency_seconds"]["p99"] = 99.0
+    assert report.summarise(slower_start)["latency_p99_s"] == summary["latency_p99_s"]
     report.draw(result, tmp_path / "bench.png")
     assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
     json.dumps(result, default=str)  # the JSON report can be written
     measures = report.measures(result)
-    assert len(measures) >= 10 and all(value != "-" for _, value, _ in measures)  # every figure measured
+    # Every figure measured, those shown together ("a / b") too.
+    assert len(measures) >= 10 and all("-" not in value.split(" / ") for _, value, _ in measures)
     text = bench.render(result, 80)
     assert all(len(line) <= 80 for line in text.splitlines())
     assert all(value in text for _, value, _ in measures)

@@ -589,6 +589,18 @@ async def test_a_newer_award_ends_a_placement_whose_end_never_arrived(in_memory)
     assert [live for *_, live, _ in await placements_of(service, event.package_id)] == [False, True]
 
 
+async def waiting_for_a_lock(pool) -> None:
+    """Until a backend of this database waits for a lock (a statement under way, its snapshot taken)."""
+    for _ in range(100):
+        if await pool.fetchval(
+            """SELECT count(*) FROM pg_stat_activity
+                WHERE datname = current_database() AND wait_event_type = 'Lock'"""
+        ):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("no statement ever waited for the lock")
+
+
 @pytest.mark.parametrize(
     "handle",
     [
@@ -633,7 +645,7 @@ async def test_handlers_lock_the_packages_providers_before_its_offers(in_memory,
                 await handle(uow, event, pids)
 
         task = asyncio.create_task(run())
-        await asyncio.sleep(0.5)
+        await waiting_for_a_lock(service.pool)
         assert not task.done(), "the handler should be waiting for the provider the bid holds"
         # While it waits, it holds none of the package's offers: a bid could still take its own.
         async with probe.transaction():
@@ -684,7 +696,8 @@ async def test_a_bid_made_while_the_award_waited_for_its_provider_is_settled_not
                 await handlers.record_award(uow, award(event, winner, 1, dt.datetime.now(dt.UTC)))
 
         task = asyncio.create_task(run())
-        await asyncio.sleep(0.5)
+        # The award's statement has begun (its snapshot taken) and waits for the bid's provider.
+        await waiting_for_a_lock(service.pool)
         assert not task.done(), "the award waits for the provider the bid holds"
         await holder.execute("COMMIT")
         await asyncio.wait_for(task, 10)

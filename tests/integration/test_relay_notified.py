@@ -20,7 +20,7 @@ from services.operations.outbox import discard_rows, retry_rows
 from services.runtime import topics
 from services.runtime.db import connect
 from services.runtime.kafka import make_broker
-from services.runtime.outbox import Relay, bucket_of
+from services.runtime.outbox import GATHER_WHILE_WITHIN, Relay, bucket_of
 from tests.integration.test_outbox_parking import (  # noqa: F401 (relay_pool: a fixture)
     CONFIRMATIONS,
     SCHEMA,
@@ -192,28 +192,33 @@ async def test_a_parked_row_retried_by_an_operator_wakes_the_relay(relay, databa
     await discard_rows(database_url, [str(row)], "test cleanup", (SCHEMA,))
 
 
-@pytest.mark.parametrize("gather_seconds", [0.0, 0.3])
+@pytest.mark.parametrize(("gather_seconds", "apart"), [(0.0, 0.5), (0.5, 0.05)])
 async def test_a_relay_woken_by_commits_in_quick_succession_gathers_the_commits_behind_it(
     infra,
     database_url,
     relay_pool,  # noqa: F811
     gather_seconds,
+    apart,
 ):
     """``relay_gather_seconds`` (decision 0147): a quiet relay woken by a commit publishes it at
     once; woken again soon after (within ten gathers), it waits that long before reading, so that
     the commits close behind go in the same batch (one transaction and one Kafka request for them).
-    With none, each commit makes a batch of its own when the relay is idle between them."""
+    With none, each commit is a batch of its own when the relay has finished the one before."""
     topic = topics.resolve(CONFIRMATIONS)
     async with started(database_url, relay_pool, CountingRelay, gather_seconds=gather_seconds) as relay:
         assert isinstance(relay, CountingRelay)
         await settled(relay)
+        await asyncio.sleep(GATHER_WHILE_WITHIN * gather_seconds)  # quiet for long enough
         looked = len(relay.batches)
         first = [await write(relay_pool, str(uuid.uuid4()), topic)]
+        began = asyncio.get_running_loop().time()
         assert await published(relay_pool, first)
+        if gather_seconds:  # after a quiet spell: published at once, not after a gather
+            assert asyncio.get_running_loop().time() - began < gather_seconds
         rows = []
-        for _ in range(3):  # three commits 0.1 s apart: each one's batch would be over before the next
+        for _ in range(3):  # three commits, ``apart`` seconds apart
             rows.append(await write(relay_pool, str(uuid.uuid4()), topic))
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(apart)
         assert await published(relay_pool, rows)
         await asyncio.sleep(1.0)
         found = [n for n in relay.batches[looked:] if n]
