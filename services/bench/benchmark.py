@@ -436,13 +436,15 @@ async def reset_statements(admin: Connection) -> None:
 async def statements_by_role(admin: Connection, requests: int) -> dict[str, dict[str, float]]:
     """PostgreSQL's work in a phase per database role (one role a service), divided by the
     phase's requests: ``{role: {"calls": statements, "exec_ms": execution milliseconds,
-    "commits": transactions}}``. The
+    "commits": transactions, "wal_kb": write-ahead log written, kB, "wal_fpi": full-page images
+    in it}}``. The
     server's share of a placement, which its CPU seconds alone cannot split between services.
     Empty when pg_stat_statements is not loaded."""
     try:
         rows = await admin.fetch(
             """SELECT r.rolname AS role, sum(s.calls) AS calls, sum(s.total_exec_time) AS exec_ms,
-                      sum(s.calls) FILTER (WHERE s.query ILIKE 'COMMIT%') AS commits
+                      sum(s.calls) FILTER (WHERE s.query ILIKE 'COMMIT%') AS commits,
+                      sum(s.wal_bytes) AS wal_bytes, sum(s.wal_fpi) AS wal_fpi
                  FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid
                 WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
                 GROUP BY r.rolname"""
@@ -455,6 +457,8 @@ async def statements_by_role(admin: Connection, requests: int) -> dict[str, dict
             "calls": round(float(r["calls"]) / n, 1),
             "exec_ms": round(float(r["exec_ms"]) / n, 2),
             "commits": round(float(r["commits"] or 0) / n, 2),
+            "wal_kb": round(float(r["wal_bytes"] or 0) / n / 1024, 1),
+            "wal_fpi": round(float(r["wal_fpi"] or 0) / n, 1),
         }
         for r in rows
     }
@@ -462,10 +466,12 @@ async def statements_by_role(admin: Connection, requests: int) -> dict[str, dict
 
 async def heaviest_statements(admin: Connection, requests: int, top: int = 40) -> list[dict]:
     """The phase's ``top`` statements by PostgreSQL execution time: role, calls and execution
-    milliseconds per request, and the statement's first 160 characters. Where to look next."""
+    milliseconds and write-ahead log kB per request, and the statement's first 160 characters.
+    Where to look next."""
     try:
         rows = await admin.fetch(
-            """SELECT r.rolname AS role, s.calls, s.total_exec_time AS exec_ms, left(s.query, 160) AS query
+            """SELECT r.rolname AS role, s.calls, s.total_exec_time AS exec_ms, s.wal_bytes,
+                      left(s.query, 160) AS query
                  FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid
                 WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
                 ORDER BY s.total_exec_time DESC LIMIT $1""",
@@ -479,6 +485,7 @@ async def heaviest_statements(admin: Connection, requests: int, top: int = 40) -
             "role": r["role"],
             "calls": round(r["calls"] / n, 2),
             "exec_ms": round(r["exec_ms"] / n, 3),
+            "wal_kb": round(float(r["wal_bytes"]) / n / 1024, 2),
             "query": " ".join(r["query"].split()),
         }
         for r in rows

@@ -57,6 +57,12 @@ async def test_a_small_benchmark_reports_every_measure(database_url, tmp_path, i
         for step in measured["stages"].values():
             assert step["p50"] is not None and 0 <= step["p50"] <= step["p99"] <= latency["max"]
         assert 0 < measured["machine_busy_percent"] <= 100
+        # PostgreSQL's share by service (pg_stat_statements, which the local cluster loads): every
+        # service ran statements, committed, and wrote to the write-ahead log.
+        work = measured["statements_per_request"]
+        for service in ("brokerage", "providers", "notifications"):
+            assert work[service]["calls"] > 0 and work[service]["commits"] > 0 and work[service]["wal_kb"] > 0
+        assert all(s["wal_kb"] >= 0 and s["exec_ms"] >= 0 for s in measured["heaviest_statements"])
         # Each service's CPU and the load generator's, and Kafka's and PostgreSQL's when they run here.
         assert set(SERVICES) | {"load_generator"} <= set(measured["cpu_seconds"])
         assert set(measured["cpu_seconds"]) <= set(SERVICES) | {"load_generator", "kafka", "postgresql"}
