@@ -4,9 +4,12 @@ import asyncio
 import datetime as dt
 import json
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 
+import asyncpg
 import pytest
 from faststream.kafka import KafkaMessage
 
@@ -589,16 +592,38 @@ async def test_a_newer_award_ends_a_placement_whose_end_never_arrived(in_memory)
     assert [live for *_, live, _ in await placements_of(service, event.package_id)] == [False, True]
 
 
-async def waiting_for_a_lock(pool) -> None:
-    """Until a backend of this database waits for a lock (a statement under way, its snapshot taken)."""
+@asynccontextmanager
+async def holding(service, provider_id: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection in a transaction that holds the provider's row, as the provider API does while
+    it answers; rolled back at the end unless the test committed it."""
+    async with service.pool.acquire() as holder:
+        await holder.execute("BEGIN")
+        try:
+            await holder.execute("SELECT 1 FROM providers WHERE provider_id = $1 FOR UPDATE", provider_id)
+            yield holder
+        finally:
+            if holder.is_in_transaction():
+                await holder.execute("ROLLBACK")
+
+
+async def waiting(service, handle) -> asyncio.Task:
+    """``handle(uow)`` started in a unit of work, once its statement waits for a lock (under way,
+    its snapshot taken): the task, not done."""
+
+    async def run() -> None:
+        async with unit_of_work(service.pool) as uow:
+            await handle(uow)
+
+    task = asyncio.create_task(run())
     for _ in range(100):
-        if await pool.fetchval(
+        if await service.pool.fetchval(
             """SELECT count(*) FROM pg_stat_activity
                 WHERE datname = current_database() AND wait_event_type = 'Lock'"""
         ):
-            return
+            assert not task.done()
+            return task
         await asyncio.sleep(0.05)
-    raise AssertionError("no statement ever waited for the lock")
+    raise AssertionError("the handler never waited for the lock")
 
 
 @pytest.mark.parametrize(
@@ -633,20 +658,9 @@ async def test_handlers_lock_the_packages_providers_before_its_offers(in_memory,
     event = offer(pids)
     async with unit_of_work(service.pool) as uow:
         await handlers.answer_offer(uow, event)  # automatic adapters: both bid, holding hours
-    holder = await service.pool.acquire()
-    probe = await service.pool.acquire()
-    try:
-        # A bid in flight for another package holds the second provider (the API locks it first).
-        await holder.execute("BEGIN")
-        await holder.execute("SELECT 1 FROM providers WHERE provider_id = $1 FOR UPDATE", pids[1])
-
-        async def run() -> None:
-            async with unit_of_work(service.pool) as uow:
-                await handle(uow, event, pids)
-
-        task = asyncio.create_task(run())
-        await waiting_for_a_lock(service.pool)
-        assert not task.done(), "the handler should be waiting for the provider the bid holds"
+    # A bid in flight for another package holds the second provider (the API locks it first).
+    async with holding(service, pids[1]) as holder, service.pool.acquire() as probe:
+        task = await waiting(service, lambda uow: handle(uow, event, pids))
         # While it waits, it holds none of the package's offers: a bid could still take its own.
         async with probe.transaction():
             locked = await probe.fetch(
@@ -655,11 +669,6 @@ async def test_handlers_lock_the_packages_providers_before_its_offers(in_memory,
         assert sorted(r["provider_id"] for r in locked) == pids
         await holder.execute("COMMIT")
         await asyncio.wait_for(task, 10)
-    finally:
-        if holder.is_in_transaction():
-            await holder.execute("ROLLBACK")
-        await service.pool.release(holder)
-        await service.pool.release(probe)
 
 
 async def test_a_bid_made_while_the_award_waited_for_its_provider_is_settled_not_closed(in_memory):
@@ -676,11 +685,8 @@ async def test_a_bid_made_while_the_award_waited_for_its_provider_is_settled_not
     async with unit_of_work(service.pool) as uow:
         await handlers.answer_offer(uow, event)  # the winner bids at once; the bidder's offer stays open
     held_before = await service.pool.fetchval("SELECT held_hours FROM providers WHERE provider_id = $1", bidder)
-    holder = await service.pool.acquire()
-    try:
-        # The provider API's bid: its provider first, then its offer, not yet committed.
-        await holder.execute("BEGIN")
-        await holder.execute("SELECT 1 FROM providers WHERE provider_id = $1 FOR UPDATE", bidder)
+    # The provider API's bid: its provider first, then its offer, not yet committed.
+    async with holding(service, bidder) as holder:
         await repo.record_bid(
             holder,
             package_id=event.package_id,
@@ -690,21 +696,12 @@ async def test_a_bid_made_while_the_award_waited_for_its_provider_is_settled_not
             hold=Decimal("7"),
             at=dt.datetime.now(dt.UTC),
         )
-
-        async def run() -> None:
-            async with unit_of_work(service.pool) as uow:
-                await handlers.record_award(uow, award(event, winner, 1, dt.datetime.now(dt.UTC)))
-
-        task = asyncio.create_task(run())
         # The award's statement has begun (its snapshot taken) and waits for the bid's provider.
-        await waiting_for_a_lock(service.pool)
-        assert not task.done(), "the award waits for the provider the bid holds"
+        task = await waiting(
+            service, lambda uow: handlers.record_award(uow, award(event, winner, 1, dt.datetime.now(dt.UTC)))
+        )
         await holder.execute("COMMIT")
         await asyncio.wait_for(task, 10)
-    finally:
-        if holder.is_in_transaction():
-            await holder.execute("ROLLBACK")
-        await service.pool.release(holder)
     statuses = dict(
         await service.pool.fetch(
             "SELECT provider_id, status FROM offers WHERE package_id = $1 ORDER BY provider_id", event.package_id
