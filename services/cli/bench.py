@@ -17,8 +17,8 @@ from services.cli import output
 def bench(
     rate: float = typer.Option(50.0, help="Requests per second in the fixed-rate phase"),
     seconds: float = typer.Option(30.0, help="Length of the fixed-rate phase"),
-    warmup: float | None = typer.Option(
-        None, help="Seconds at the fixed rate before the first run (10), reported apart (the cold start), in no median"
+    warmup: float = typer.Option(
+        10.0, help="Seconds at the fixed rate before the first run, reported apart (the cold start), in no median"
     ),
     burst: int = typer.Option(1500, help="Requests sent as fast as possible in the second phase"),
     concurrency: int = typer.Option(32, help="Clients at once in the as-fast-as-possible phase"),
@@ -50,7 +50,7 @@ def bench(
     load = benchmark.Load(
         rate=rate,
         seconds=seconds,
-        **({} if warmup is None else {"warmup_seconds": warmup}),
+        warmup_seconds=warmup,
         burst=burst,
         concurrency=concurrency,
         baseline_messages=baseline_messages,

@@ -53,6 +53,20 @@ async def lock_provider(conn: Connection, provider_id: str) -> asyncpg.Record | 
     return await conn.fetchrow("SELECT * FROM providers WHERE provider_id = $1 FOR UPDATE", provider_id)
 
 
+# The providers a package ($1) concerns and those of {also} (text[]), locked in provider order. An
+# array of ids, not IN (... UNION ...): a tenth of the planning and hashing per call.
+LOCK_PACKAGE_PROVIDERS = """SELECT * FROM providers
+                             WHERE provider_id = ANY(ARRAY(SELECT provider_id FROM offers WHERE package_id = $1
+                                                           UNION ALL
+                                                           SELECT provider_id FROM placements WHERE package_id = $1)
+                                                     || {also}::text[])
+                             ORDER BY provider_id FOR UPDATE"""
+# The package's ($1) offers nobody answered, of the rounds before {before} (int; NULL: every round), closed.
+CLOSE_UNANSWERED = """UPDATE offers SET status = 'closed'
+                       WHERE package_id = $1 AND status = 'offered'
+                         AND ({before}::int IS NULL OR offer_round < {before})"""
+
+
 async def lock_package_providers(
     conn: Connection, package_id: uuid.UUID, also: Iterable[str] = ()
 ) -> dict[str, asyncpg.Record]:
@@ -67,20 +81,6 @@ async def lock_package_providers(
     before providers and deadlocked with a bid arriving at the same moment.)"""
     rows = await conn.fetch(LOCK_PACKAGE_PROVIDERS.format(also="$2"), package_id, sorted(set(also)))
     return {r["provider_id"]: r for r in rows}
-
-
-# The providers a package ($1) concerns and those of {also} (text[]), locked in provider order. An
-# array of ids, not IN (... UNION ...): a tenth of the planning and hashing per call.
-LOCK_PACKAGE_PROVIDERS = """SELECT * FROM providers
-                             WHERE provider_id = ANY(ARRAY(SELECT provider_id FROM offers WHERE package_id = $1
-                                                           UNION ALL
-                                                           SELECT provider_id FROM placements WHERE package_id = $1)
-                                                     || {also}::text[])
-                             ORDER BY provider_id FOR UPDATE"""
-# The package's ($1) offers nobody answered, of the rounds before {before} (int; NULL: every round), closed.
-CLOSE_UNANSWERED = """UPDATE offers SET status = 'closed'
-                       WHERE package_id = $1 AND status = 'offered'
-                         AND ({before}::int IS NULL OR offer_round < {before})"""
 
 
 async def lock_and_close(

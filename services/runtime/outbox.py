@@ -289,10 +289,11 @@ class Relay:
         self._contended = False
         self.idle_poll_seconds = idle_poll_seconds
         # Woken by a commit while commits are coming often (the last woke it less than
-        # GATHER_WHILE_WITHIN of these ago), wait this long before reading, so that the commits close behind it go in
-        # the same batch: fewer relay transactions and Kafka requests, and fuller batches for the
-        # consumers downstream, for at most this much latency a hop (decision 0147). A quiet
-        # system's commit is published at once; so is anything after a full read.
+        # GATHER_WHILE_WITHIN of these ago), wait this long before reading, so that the commits
+        # close behind it go in the same batch: fewer relay transactions and Kafka requests, and
+        # fuller batches for the consumers downstream, for at most this much latency a hop
+        # (decision 0147). A quiet system's commit is published at once; so is anything after a
+        # full read.
         self.gather_seconds = gather_seconds
         self._woken_at = -math.inf
         self.listening = False
