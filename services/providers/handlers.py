@@ -217,7 +217,7 @@ async def record_award(uow: UnitOfWork, event: PackagePlaced) -> None:
     one whose predecessor is still live (the event that ended it was dead-lettered) ends that one
     first - the brokerage decides who holds a package, and here it has moved on."""
     locked, closed = await repo.lock_and_close(uow.conn, event.package_id, also=[event.provider_id])
-    settled = await repo.settle_bids(uow.conn, event.package_id, won_by=event.provider_id)
+    settled = await repo.settle_award(uow.conn, event.package_id, event.provider_id)
     ranks = {b.provider_id: b.rank for b in event.bid_ranks}
     await _tell_closed(
         uow,
@@ -234,13 +234,13 @@ async def record_award(uow: UnitOfWork, event: PackagePlaced) -> None:
                 rank=ranks.get(r["provider_id"]),
                 ranked_bids=len(ranks) if r["provider_id"] in ranks else None,
             )
-            for r in settled
+            for r in settled.bids
         ],
         locked,
         at=event.placed_at,
     )
-    cancelled, live = await repo.cancelled_and_live(uow.conn, event.package_id)
-    if cancelled:
+    live = settled.live
+    if settled.cancelled:
         log.warning("award of a package already cancelled ignored (a replay?)", package_id=str(event.package_id))
         return
     if live is not None and live["offer_round"] >= event.offer_round:
@@ -327,7 +327,13 @@ async def _tell_closed(
     """Record each closed offer's notice (listed under GET /me/notices), queue it for a webhook
     adapter (signed, delivered like an offer), and withdraw the package's offer deliveries that
     can no longer be answered - a closed offer is never delivered again. Same transaction as the
-    offers' change of status; a notice is recorded once per offer."""
+    offers' change of status; a notice is recorded once per offer.
+
+    With nothing closed, nothing is done: an offer's pending delivery is withdrawn in the
+    transaction that changes the offer's status (here, or :func:`answer_through_api`), so none
+    is left to withdraw when no status changed - a round trip saved on every first-round offer."""
+    if not closures:
+        return
     notices = [closed_notice(package_id, closure, at) for closure in closures]
     recorded = await repo.record_closures(uow.conn, package_id, notices)  # and the offers' deliveries withdrawn
     for closure, notice in zip(closures, notices, strict=True):

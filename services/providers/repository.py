@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -213,31 +214,69 @@ async def record_decline(
     )
 
 
+# Every bid of the package ($1) still holding capacity closed - won by $2, lost by the others, or
+# just closed when $2 is NULL - and the held hours given back: the bids locked first, in a fixed
+# order of providers (no deadlocks). Its statement ends by reading ``settled`` (provider_id,
+# offer_round, status).
+SETTLE_BIDS = """WITH held AS (
+                     SELECT package_id, offer_round, provider_id, held_hours FROM offers
+                      WHERE package_id = $1 AND status = 'bid' ORDER BY provider_id, offer_round FOR UPDATE),
+                   settled AS (
+                     UPDATE offers o SET status = CASE WHEN $2::text IS NULL THEN 'closed'
+                                                       WHEN o.provider_id = $2 THEN 'won' ELSE 'lost' END,
+                                         held_hours = 0
+                       FROM held h
+                      WHERE o.package_id = h.package_id AND o.offer_round = h.offer_round
+                        AND o.provider_id = h.provider_id
+                     RETURNING h.provider_id, h.offer_round, h.held_hours, o.status),
+                   released AS (
+                     UPDATE providers p SET held_hours = p.held_hours - r.hours
+                       FROM (SELECT provider_id, sum(held_hours) AS hours FROM settled GROUP BY provider_id
+                             ORDER BY provider_id) r
+                      WHERE p.provider_id = r.provider_id)"""
+
+
 async def settle_bids(conn: Connection, package_id: uuid.UUID, *, won_by: str | None = None) -> list[asyncpg.Record]:
     """Close every bid of the package still holding capacity - won by ``won_by``, lost by the
-    others, or just closed when there is no winner - and give the providers the held hours back.
-    One statement for all: the bids are locked first, in a fixed order of providers (no deadlocks).
-    Returns the bids settled now: ``provider_id``, ``offer_round``, ``status`` (won, lost, closed)."""
+    others, or just closed when there is no winner - and give the providers the held hours back,
+    in one statement (:data:`SETTLE_BIDS`). Returns the bids settled now: ``provider_id``,
+    ``offer_round``, ``status`` (won, lost, closed)."""
     return await conn.fetch(
-        """WITH held AS (
-               SELECT package_id, offer_round, provider_id, held_hours FROM offers
-                WHERE package_id = $1 AND status = 'bid' ORDER BY provider_id, offer_round FOR UPDATE),
-             settled AS (
-               UPDATE offers o SET status = CASE WHEN $2::text IS NULL THEN 'closed'
-                                                 WHEN o.provider_id = $2 THEN 'won' ELSE 'lost' END,
-                                   held_hours = 0
-                 FROM held h
-                WHERE o.package_id = h.package_id AND o.offer_round = h.offer_round AND o.provider_id = h.provider_id
-               RETURNING h.provider_id, h.offer_round, h.held_hours, o.status),
-             released AS (
-               UPDATE providers p SET held_hours = p.held_hours - r.hours
-                 FROM (SELECT provider_id, sum(held_hours) AS hours FROM settled GROUP BY provider_id ORDER BY
-                     provider_id) r
-                WHERE p.provider_id = r.provider_id)
-           SELECT provider_id, offer_round, status FROM settled ORDER BY provider_id, offer_round""",
+        f"{SETTLE_BIDS} SELECT provider_id, offer_round, status FROM settled ORDER BY provider_id, offer_round",
         package_id,
         won_by,
     )
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What an award finds once its bids are settled (:func:`settle_award`)."""
+
+    bids: list[dict[str, Any]]  # provider_id, offer_round, status (won, lost), by provider and round
+    cancelled: bool  # the package was cancelled (an award replayed late)
+    live: asyncpg.Record | None  # its live placement, locked for this transaction
+
+
+async def settle_award(conn: Connection, package_id: uuid.UUID, won_by: str) -> Settled:
+    """:func:`settle_bids` for an award won by ``won_by``, and in the same statement what the award
+    meets: whether the package was cancelled, and its live placement (as :func:`live_placement`:
+    locked for this transaction). Run after the package's providers are locked
+    (:func:`lock_and_close`), so its snapshot is taken after theirs: it sees what a transaction
+    that held them committed. One round trip an award fewer than two statements."""
+    row = await conn.fetchrow(
+        f"""{SETTLE_BIDS}
+            SELECT (SELECT coalesce(jsonb_agg(jsonb_build_object('provider_id', provider_id,
+                                                                 'offer_round', offer_round, 'status', status)
+                                              ORDER BY provider_id, offer_round), '[]')::text FROM settled) AS settled,
+                   EXISTS (SELECT 1 FROM cancelled_packages WHERE package_id = $1) AS cancelled, live.*
+              FROM (SELECT 1) one
+              LEFT JOIN LATERAL (SELECT * FROM placements WHERE package_id = $1 AND ended_at IS NULL FOR UPDATE) live
+                ON true""",
+        package_id,
+        won_by,
+    )
+    assert row is not None  # one row always
+    return Settled(json.loads(row["settled"]), row["cancelled"], row if row["package_id"] is not None else None)
 
 
 async def remember_cancelled(conn: Connection, package_id: uuid.UUID, at: dt.datetime) -> None:
@@ -248,20 +287,6 @@ async def remember_cancelled(conn: Connection, package_id: uuid.UUID, at: dt.dat
 KNOWN_PACKAGE_ROWS = RowsInsert(
     "known_packages", (("package_id", "uuid"), ("requested_at", "timestamptz")), suffix="ON CONFLICT DO NOTHING"
 )
-
-
-async def cancelled_and_live(conn: Connection, package_id: uuid.UUID) -> tuple[bool, asyncpg.Record | None]:
-    """What an award meets here, in one statement: whether the package was cancelled, and its live
-    placement (as :func:`live_placement`: locked for this transaction), or None."""
-    row = await conn.fetchrow(
-        """SELECT EXISTS (SELECT 1 FROM cancelled_packages WHERE package_id = $1) AS cancelled, live.*
-             FROM (SELECT 1) one
-             LEFT JOIN LATERAL (SELECT * FROM placements WHERE package_id = $1 AND ended_at IS NULL FOR UPDATE) live
-               ON true""",
-        package_id,
-    )
-    assert row is not None  # one row always
-    return row["cancelled"], row if row["package_id"] is not None else None
 
 
 async def live_placement(conn: Connection, package_id: uuid.UUID) -> asyncpg.Record | None:
@@ -700,8 +725,7 @@ async def record_closures(conn: Connection, package_id: uuid.UUID, notices: list
     statement: the ``notice_id`` of the notices recorded now (one recorded before is not among
     them). A round trip a notice, and one more, before (decision 0141)."""
     if not notices:
-        await withdraw_offer_deliveries(conn, package_id)
-        return set()
+        return set()  # no offer closed: none of its deliveries to withdraw (handlers._tell_closed)
     rows = await conn.fetch(
         f"WITH withdrawn AS ({WITHDRAW_OFFER_DELIVERIES}) "
         + """INSERT INTO offer_closures (notice_id, package_id, offer_round, provider_id, outcome, reason, rank,

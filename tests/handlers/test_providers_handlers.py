@@ -710,3 +710,29 @@ async def test_a_bid_made_while_the_award_waited_for_its_provider_is_settled_not
     assert statuses == {winner: "won", bidder: "lost"}
     held_after = await service.pool.fetchval("SELECT held_hours FROM providers WHERE provider_id = $1", bidder)
     assert held_after == held_before, "the bid's hours were held, then given back when it lost"
+
+
+async def test_an_award_that_waited_for_its_provider_sees_the_cancellation_made_in_that_wait(in_memory):
+    """The award reads whether its package was cancelled and its live placement in its bids'
+    settling statement, which runs after the providers are locked. A cancellation that held the
+    winner's provider (as :func:`handlers.release_package` does) and committed while the award
+    waited for it must be seen: the award places nothing. Read in the locking statement, whose
+    snapshot is older than its wait, the cancellation would be missed."""
+    service, _ = await in_memory(build, "providers")
+    [winner] = await willing(service, 1)
+    event = offer([winner])
+    async with unit_of_work(service.pool) as uow:
+        await handlers.answer_offer(uow, event)  # the winner bids at once
+    async with holding(service, winner) as holder:
+        await repo.remember_cancelled(holder, event.package_id, dt.datetime.now(dt.UTC))
+        task = await waiting(
+            service, lambda uow: handlers.record_award(uow, award(event, winner, 1, dt.datetime.now(dt.UTC)))
+        )
+        await holder.execute("COMMIT")
+        await asyncio.wait_for(task, 10)
+    placements = await service.pool.fetchval("SELECT count(*) FROM placements WHERE package_id = $1", event.package_id)
+    assert placements == 0, "the award of a package cancelled while it waited made a placement"
+    status = await service.pool.fetchval(
+        "SELECT status FROM offers WHERE package_id = $1 AND provider_id = $2", event.package_id, winner
+    )
+    assert status == "won", "its bid is settled all the same (the hours it held given back)"
