@@ -98,8 +98,21 @@ OUTBOX_ROWS = RowsInsert(
 # LIMIT; a bitmap scan can do neither and visits every dead row's page on every read (2-4 ms a batch
 # in the benchmark, against 0.05 ms). PostgreSQL chooses the bitmap scan - or, for the update, a
 # sequential scan - when its statistics still describe the table as small, as they do for the first
-# minutes of a new database and between autovacuum's looks; the relay's transaction rules both out.
-RELAY_PLAN_SETTINGS = "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off"
+# minutes of a new database and between autovacuum's looks; the relay's transaction rules both out,
+# in its first statement: the claim of its buckets (:data:`RELAY_CLAIM_BUCKETS`) sets them, for the
+# transaction only (``set_config(..., true)`` is ``SET LOCAL``), a round trip fewer than a statement
+# of their own.
+# The buckets ($1 of them) this relay can lock now, from its first ($2) on, at most its share ($3):
+# an advisory lock each, held until the transaction ends. OFFSET 0 keeps the ordered buckets a
+# subquery of their own (not pulled up into one scan), so the lock function is called row by row,
+# in this order, until the LIMIT is met - not on every bucket before the sort. The relay's plan
+# settings are set in the same statement (evaluated once: one row).
+RELAY_CLAIM_BUCKETS = """SELECT coalesce(array_agg(b), '{}'),
+                                set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true)
+                           FROM (SELECT b FROM (SELECT b FROM generate_series(0, $1 - 1) AS b
+                                                 ORDER BY (b - $2 + $1) % $1 OFFSET 0) o
+                                  WHERE pg_try_advisory_xact_lock(hashtext(current_schema() || ':outbox'), b)
+                                  LIMIT $3) claimed"""
 # Rows behind a parked row of their aggregate wait for it (retried or discarded).
 RELAY_NEXT_ROWS = """SELECT id, aggregatetype, aggregateid, type, topic, payload::text AS payload,
                             headers::text AS headers
@@ -458,21 +471,10 @@ class Relay:
     async def claim_buckets(self, conn: Connection) -> list[int]:
         """Lock this relay's buckets for the transaction ``conn`` is in (an advisory lock each):
         at most its share, tried from its own first bucket on, so live relays split the buckets
-        rather than the first claiming them all. OFFSET 0 keeps the ordered buckets a subquery of
-        their own (not pulled up into one scan), so the lock function is called row by row, in
-        this order, until the LIMIT is met - not on every bucket before the sort."""
-        return list(
-            await conn.fetchval(
-                """SELECT coalesce(array_agg(b), '{}') FROM (
-                       SELECT b FROM (SELECT b FROM generate_series(0, $1 - 1) AS b
-                                       ORDER BY (b - $2 + $1) % $1 OFFSET 0) o
-                        WHERE pg_try_advisory_xact_lock(hashtext(current_schema() || ':outbox'), b)
-                        LIMIT $3) claimed""",
-                self.buckets,
-                self.first_bucket,
-                self.share,
-            )
-        )
+        rather than the first claiming them all (:data:`RELAY_CLAIM_BUCKETS`). The same statement
+        rules out bitmap and sequential scans of the outbox for the rest of the transaction
+        (decision 0138)."""
+        return list(await conn.fetchval(RELAY_CLAIM_BUCKETS, self.buckets, self.first_bucket, self.share))
 
     async def publish_batch(self) -> int:
         """Publish the next rows of the buckets this relay can claim; the number of rows settled
@@ -488,7 +490,6 @@ class Relay:
             self._contended = set(buckets) != self.own_buckets()
             if not buckets:
                 return 0
-            await conn.execute(RELAY_PLAN_SETTINGS)
             rows = await conn.fetch(RELAY_NEXT_ROWS, self.batch_size, buckets)
             # Counted as read, not as settled: rows held behind one parked in this batch are left.
             self._read_full = len(rows) >= self.batch_size

@@ -4,7 +4,8 @@ The outbox's index of unpublished rows is mostly entries for dead row versions u
 plain index scan in seq order learns which entries are dead and stops at its LIMIT; a bitmap scan
 visits every dead row's page on every read. PostgreSQL picks the bitmap scan (and a sequential scan
 for the update) while its statistics describe the table as small: a new database's first minutes, the
-state these tests make. In the relay's transaction it must not."""
+state these tests make. In the relay's transaction - after its first statement, the claim of its
+buckets, which also sets the plan settings - it must not."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ import uuid
 import asyncpg
 import pytest
 
+from services.runtime.db import Connection
 from services.runtime.outbox import (
     OUTBOX_INSERT,
+    RELAY_CLAIM_BUCKETS,
     RELAY_MARK_PUBLISHED,
     RELAY_NEXT_ROWS,
-    RELAY_PLAN_SETTINGS,
     bucket_of,
 )
 from tests.support import runtime_schema
@@ -53,18 +55,24 @@ def scans(plan: dict) -> list[tuple[str, str | None]]:
     return found
 
 
+async def claim_all(conn: Connection) -> list[int]:
+    """The relay's first statement in its transaction, as one relay holding every bucket runs it."""
+    return list(await conn.fetchval(RELAY_CLAIM_BUCKETS, len(ALL_BUCKETS), 0, len(ALL_BUCKETS)))
+
+
 async def plan_of(
-    pool: asyncpg.Pool, statement: str, *args: object, settings: str = RELAY_PLAN_SETTINGS
+    pool: asyncpg.Pool, statement: str, *args: object, claimed: bool = True
 ) -> list[tuple[str, str | None]]:
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(settings)
+        if claimed:
+            assert await claim_all(conn) == ALL_BUCKETS
         explained = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {statement}", *args)
     return scans(json.loads(explained)[0])
 
 
 async def test_without_the_settings_postgresql_reads_a_young_outbox_by_a_bitmap_scan(young_outbox):
     """The premise (PostgreSQL 15): what the relay's settings rule out is what it would choose here."""
-    plan = await plan_of(young_outbox, RELAY_NEXT_ROWS, 100, ALL_BUCKETS, settings="SELECT 1")
+    plan = await plan_of(young_outbox, RELAY_NEXT_ROWS, 100, ALL_BUCKETS, claimed=False)
     assert ("Bitmap Heap Scan", None) in plan, plan
 
 
@@ -83,8 +91,9 @@ async def test_the_relay_marks_rows_published_through_the_primary_key(young_outb
 async def test_the_settings_last_only_for_the_relays_transaction(young_outbox):
     async with young_outbox.acquire() as conn:
         async with conn.transaction():
-            await conn.execute(RELAY_PLAN_SETTINGS)
+            await claim_all(conn)
             assert await conn.fetchval("SHOW enable_seqscan") == "off"
+            assert await conn.fetchval("SHOW enable_bitmapscan") == "off"
         # The pool's connections are shared with the consumers: nothing may outlive the batch.
         assert await conn.fetchval("SHOW enable_seqscan") == "on"
         assert await conn.fetchval("SHOW enable_bitmapscan") == "on"
