@@ -46,7 +46,7 @@ import yaml
 from rich.console import Console
 
 from services.bench.driver import wait_until_ready
-from services.bench.processes import SERVICES, start_stack, stop_stack
+from services.bench.processes import SERVICES, code_version, start_stack, stop_stack
 from services.bench.report import summarise
 from services.operations.kpis import percentile
 from services.runtime.db import Connection
@@ -632,6 +632,7 @@ async def bench_async(
         "instances": instances,
         "runs": [],
         "machine": {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()},
+        "code": code_version(),
     }
     profiler: subprocess.Popen | None = None
     admin: asyncpg.Connection | None = None

@@ -20,6 +20,25 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("providers", "brokerage", "notifications", "reporting")
 
 
+def code_version(folder: Path = ROOT) -> dict[str, str | bool | None]:
+    """Which code the started services run: the folder they are started from (this module's
+    checkout: ``python -m`` imports from there) and its git commit (None outside git, or without
+    git), and whether its tracked files differ from that commit. Said in the benchmark's report,
+    so that a comparison of two versions can be seen to have run both (decision 0149: a second
+    clone started through the first's editable install ran the first's services)."""
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    changes = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"folder": str(folder), "commit": commit, "changed": bool(changes) if commit else None}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

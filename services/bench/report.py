@@ -75,13 +75,20 @@ def summarise(result: dict) -> dict:
 
 
 def title(result: dict) -> str:
-    """What the figures are: medians of how many runs, on how many CPUs, how loaded at the start."""
+    """What the figures are: medians of how many runs, on how many CPUs, how loaded at the start,
+    and the code the services ran (folder, commit, ``+ changes`` when its files differ from it)."""
     s = result["summary"]
-    return (
+    said = (
         f"benchmark: medians of {s['runs']} run(s), {result.get('instances', 1)} instance(s) of each service; "
         f"{result['machine']['cpus']} CPUs, "
         f"load average {result['machine']['load_average_at_start'][0]:.1f} at start"
     )
+    code = result.get("code")  # not in results recorded before the thirteenth session
+    if code:
+        version = (code["commit"] or "")[:12] or "no git commit"
+        version += " + changes" if code["changed"] else ""
+        said += f"; code: {code['folder']} at {version}"
+    return said
 
 
 def measures(result: dict) -> list[tuple[str, str, str]]:

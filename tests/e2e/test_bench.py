@@ -11,7 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 
 from services.bench import benchmark, report
-from services.bench.processes import SERVICES
+from services.bench.processes import ROOT, SERVICES, code_version
 from services.cli import bench
 from services.runtime.kafka import kafka_security
 from services.runtime.settings import admin_settings
@@ -27,6 +27,8 @@ async def test_a_small_benchmark_reports_every_measure(database_url, tmp_path, i
     )
 
     assert result["exit_codes"] and all(code in (0, -15) for code in result["exit_codes"].values())
+    # The services ran this checkout's code, and the result says so.
+    assert result["code"] == code_version() and result["code"]["folder"] == str(ROOT)
     # The run leaves nothing behind: its database and its namespace's topics are gone.
     settings = admin_settings()
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, **kafka_security(admin_settings()))

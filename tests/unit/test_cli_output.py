@@ -5,12 +5,13 @@ tests/e2e/test_cli_output.py.)"""
 from __future__ import annotations
 
 import json
+import subprocess
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.bench import report
+from services.bench import processes, report
 from services.cli import bench, output
 from services.simulator.report import rows as simulation_rows
 from tests.cli_checks import ROOT, assert_fits, assert_shows, homecare_piped
@@ -108,6 +109,28 @@ def test_the_bench_json_has_the_reports_values(tmp_path):
     for service, mb in summary["peak_rss_mb"].items():
         assert f"{service}: peak RSS MB" in text and report._f(mb) in text
     assert data["files"]["bench.json"] == str(tmp_path / "bench.json")
+
+
+def test_the_bench_report_says_which_code_the_services_ran():
+    result = recorded_bench() | {"code": {"folder": "/tmp/old", "commit": "aa651ed" + "0" * 33, "changed": True}}
+    assert report.title(result).endswith("; code: /tmp/old at aa651ed00000 + changes")
+    result["code"] = {"folder": "/srv/homecare", "commit": None, "changed": None}
+    assert report.title(result).endswith("; code: /srv/homecare at no git commit")
+
+
+def test_the_code_version_is_the_folders_commit_and_whether_its_files_changed(tmp_path):
+    assert processes.code_version(tmp_path) == {"folder": str(tmp_path), "commit": None, "changed": None}
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (tmp_path / "a.py").write_text("x = 1\n")
+    subprocess.run([*git, "add", "a.py"], check=True)
+    subprocess.run([*git, "commit", "-qm", "a"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    assert processes.code_version(tmp_path) == {"folder": str(tmp_path), "commit": head, "changed": False}
+    (tmp_path / "b.py").write_text("untracked\n")  # a file git does not track is no change of the code
+    assert processes.code_version(tmp_path)["changed"] is False
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert processes.code_version(tmp_path)["changed"] is True
 
 
 # ---- simulate: the command itself, its output to a pipe ----------------------------------------
