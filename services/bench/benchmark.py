@@ -4,7 +4,8 @@
 One run: a fresh database and topic namespace, the three services as separate processes on a
 synthetic county market (the seed market's providers, given room for the load), then, once
 before the first run, a **warm-up** of ``--warmup`` seconds at the fixed rate (the cold start:
-reported apart, in no median; decision 0146), and
+reported apart, in no median; decision 0146) ending with ANALYZE of the new database (decision
+0150), and
 
 1. **fixed rate**: package requests POSTed at ``--rate``/s for ``--seconds``; latency from the
    request accepted (the brokerage's ``requested_at``) to the placement confirmation stored
@@ -705,6 +706,13 @@ async def bench_async(
                 warm = batch(framework, int(load.rate * load.warmup_seconds), seed=warm_seed)
                 with console.status(f"warm-up: {len(warm)} requests at {load.rate:g}/s..."):
                     result["warm_up"] = await at_fixed_rate(client, warm)
+                # The warm-up leaves the tables with statistics, as a running system's have: a new
+                # database has none until autovacuum's first look (a minute), and plans made
+                # without them cost the first run up to 16 times as much a statement (decision 0150).
+                await admin.execute("ANALYZE")
+                result["warm_up"]["analyzed_tables"] = await admin.fetchval(
+                    "SELECT count(*) FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL"
+                )
             for run in range(runs):
                 speed = await asyncio.to_thread(machine_speed)  # a second or so: not on the loop
                 fixed = batch(framework, int(load.rate * load.seconds), seed=rng.randrange(1 << 30))

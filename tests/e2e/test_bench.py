@@ -86,6 +86,9 @@ async def test_a_small_benchmark_reports_every_measure(database_url, tmp_path, i
     # The warm-up ran before the first run (10 requests at 10/s), reported apart, in no median.
     assert result["warm_up"]["requests"] == 10 and sum(result["warm_up"]["outcomes"].values()) == 10
     assert summary["warm_up_latency_p99_s"] == result["warm_up"]["latency_seconds"]["p99"]
+    # ...and ended with the new database's tables analyzed (by ANALYZE, not autovacuum's look),
+    # every service's among them: the runs are planned with statistics, as a running system is.
+    assert result["warm_up"]["analyzed_tables"] >= 4 * 5
     slower_start = copy.deepcopy(result)
     slower_start["warm_up"]["latency_seconds"]["p99"] = 99.0
     assert report.summarise(slower_start)["latency_p99_s"] == summary["latency_p99_s"]
