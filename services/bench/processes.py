@@ -21,11 +21,12 @@ SERVICES = ("providers", "brokerage", "notifications", "reporting")
 
 
 def code_version(folder: Path = ROOT) -> dict[str, str | bool | None]:
-    """Which code the started services run: the folder they are started from (this module's
-    checkout: ``python -m`` imports from there) and its git commit (None outside git, or without
-    git), and whether its tracked files differ from that commit. Said in the benchmark's report,
-    so that a comparison of two versions can be seen to have run both (decision 0149: a second
-    clone started through the first's editable install ran the first's services)."""
+    """Which code runs in ``folder``: ``{"folder", "commit", "changed"}`` - its git commit (None
+    outside git, or without git) and whether its tracked files differ from that commit. The
+    benchmark asks it of a started service's working folder (``python -m`` imports from there;
+    :func:`start_stack` starts them in this module's checkout) and says it in its report, so that
+    a comparison of two versions can be seen to have run both (decision 0149: a second clone
+    started through the first's editable install ran the first's services)."""
 
     def git(*args: str) -> str | None:
         try:

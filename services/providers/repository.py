@@ -217,7 +217,7 @@ async def record_decline(
 # Every bid of the package ($1) still holding capacity closed - won by $2, lost by the others, or
 # just closed when $2 is NULL - and the held hours given back: the bids locked first, in a fixed
 # order of providers (no deadlocks). Its statement ends by reading ``settled`` (provider_id,
-# offer_round, status).
+# offer_round, held_hours, status).
 SETTLE_BIDS = """WITH held AS (
                      SELECT package_id, offer_round, provider_id, held_hours FROM offers
                       WHERE package_id = $1 AND status = 'bid' ORDER BY provider_id, offer_round FOR UPDATE),
@@ -259,10 +259,13 @@ class Settled:
 
 async def settle_award(conn: Connection, package_id: uuid.UUID, won_by: str) -> Settled:
     """:func:`settle_bids` for an award won by ``won_by``, and in the same statement what the award
-    meets: whether the package was cancelled, and its live placement (as :func:`live_placement`:
-    locked for this transaction). Run after the package's providers are locked
+    meets: whether the package was cancelled, and its live placement (the placement's columns, as
+    :func:`live_placement` reads them, locked for this transaction; the record also carries the
+    statement's ``settled`` and ``cancelled``). Run after the package's providers are locked
     (:func:`lock_and_close`), so its snapshot is taken after theirs: it sees what a transaction
-    that held them committed. One round trip an award fewer than two statements."""
+    that held them committed. The placement's lock is taken here before the bids' (two
+    statements took them the other way round): harmless, as every writer of either holds the
+    package's providers first. One round trip an award fewer than two statements."""
     row = await conn.fetchrow(
         f"""{SETTLE_BIDS}
             SELECT (SELECT coalesce(jsonb_agg(jsonb_build_object('provider_id', provider_id,

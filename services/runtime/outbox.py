@@ -98,10 +98,10 @@ OUTBOX_ROWS = RowsInsert(
 # LIMIT; a bitmap scan can do neither and visits every dead row's page on every read (2-4 ms a batch
 # in the benchmark, against 0.05 ms). PostgreSQL chooses the bitmap scan - or, for the update, a
 # sequential scan - when its statistics still describe the table as small, as they do for the first
-# minutes of a new database and between autovacuum's looks; the relay's transaction rules both out,
-# in its first statement: the claim of its buckets (:data:`RELAY_CLAIM_BUCKETS`) sets them, for the
-# transaction only (``set_config(..., true)`` is ``SET LOCAL``), a round trip fewer than a statement
-# of their own.
+# minutes of a new database and between autovacuum's looks. The relay's transaction turns both off
+# for itself (``set_config(..., true)`` is ``SET LOCAL``) in its first statement, the claim of its
+# buckets below: one round trip, where a SET of their own was a second.
+
 # The buckets ($1 of them) this relay can lock now, from its first ($2) on, at most its share ($3):
 # an advisory lock each, held until the transaction ends. OFFSET 0 keeps the ordered buckets a
 # subquery of their own (not pulled up into one scan), so the lock function is called row by row,
@@ -472,8 +472,8 @@ class Relay:
         """Lock this relay's buckets for the transaction ``conn`` is in (an advisory lock each):
         at most its share, tried from its own first bucket on, so live relays split the buckets
         rather than the first claiming them all (:data:`RELAY_CLAIM_BUCKETS`). The same statement
-        rules out bitmap and sequential scans of the outbox for the rest of the transaction
-        (decision 0138)."""
+        turns bitmap and sequential scans off for the rest of the transaction, on every table
+        (decision 0138: the relay's next statements read and mark the outbox)."""
         return list(await conn.fetchval(RELAY_CLAIM_BUCKETS, self.buckets, self.first_bucket, self.share))
 
     async def publish_batch(self) -> int:

@@ -118,7 +118,8 @@ def test_the_bench_report_says_which_code_the_services_ran():
     assert report.title(result).endswith("; code: /srv/homecare at no git commit")
 
 
-def test_the_code_version_is_the_folders_commit_and_whether_its_files_changed(tmp_path):
+def test_the_code_version_is_the_folders_commit_and_whether_its_files_changed(tmp_path, monkeypatch):
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))  # were tmp_path inside a checkout
     assert processes.code_version(tmp_path) == {"folder": str(tmp_path), "commit": None, "changed": None}
     git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.org"]
     subprocess.run([*git, "init", "-q"], check=True)
