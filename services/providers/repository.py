@@ -248,6 +248,10 @@ async def settle_bids(conn: Connection, package_id: uuid.UUID, *, won_by: str | 
     )
 
 
+# The package's ($1) live placement (at most one: a unique index), locked for the transaction.
+LIVE_PLACEMENT = "SELECT * FROM placements WHERE package_id = $1 AND ended_at IS NULL FOR UPDATE"
+
+
 @dataclass(frozen=True)
 class Settled:
     """What an award finds once its bids are settled (:func:`settle_award`)."""
@@ -273,8 +277,7 @@ async def settle_award(conn: Connection, package_id: uuid.UUID, won_by: str) -> 
                                               ORDER BY provider_id, offer_round), '[]')::text FROM settled) AS settled,
                    EXISTS (SELECT 1 FROM cancelled_packages WHERE package_id = $1) AS cancelled, live.*
               FROM (SELECT 1) one
-              LEFT JOIN LATERAL (SELECT * FROM placements WHERE package_id = $1 AND ended_at IS NULL FOR UPDATE) live
-                ON true""",
+              LEFT JOIN LATERAL ({LIVE_PLACEMENT}) live ON true""",
         package_id,
         won_by,
     )
@@ -294,9 +297,7 @@ KNOWN_PACKAGE_ROWS = RowsInsert(
 
 async def live_placement(conn: Connection, package_id: uuid.UUID) -> asyncpg.Record | None:
     """The package's live placement (at most one: a unique index), locked for this transaction."""
-    return await conn.fetchrow(
-        "SELECT * FROM placements WHERE package_id = $1 AND ended_at IS NULL FOR UPDATE", package_id
-    )
+    return await conn.fetchrow(LIVE_PLACEMENT, package_id)
 
 
 async def end_placement(
@@ -727,8 +728,6 @@ async def record_closures(conn: Connection, package_id: uuid.UUID, notices: list
     offer deliveries that can no longer be answered (:func:`withdraw_offer_deliveries`), in one
     statement: the ``notice_id`` of the notices recorded now (one recorded before is not among
     them). A round trip a notice, and one more, before (decision 0141)."""
-    if not notices:
-        return set()  # no offer closed: none of its deliveries to withdraw (handlers._tell_closed)
     rows = await conn.fetch(
         f"WITH withdrawn AS ({WITHDRAW_OFFER_DELIVERIES}) "
         + """INSERT INTO offer_closures (notice_id, package_id, offer_round, provider_id, outcome, reason, rank,
