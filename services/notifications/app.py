@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import yaml
 from fastapi import FastAPI
@@ -46,7 +47,6 @@ from schemas.events import (
 from services.notifications import api, handlers
 from services.notifications import repository as repo
 from services.notifications.channels import Channels, configured
-from services.notifications.domain import NotifiedEvent
 from services.notifications.templates import Templates
 from services.runtime import metrics
 from services.runtime.asyncapi import declare_publishes
@@ -88,7 +88,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[NotificationsService
     service.channels = channels
 
     # Every change in a package's life that affects someone (docs/guide/notifications.md).
-    @service.consumer.on(
+    @service.consumer.on_batch(
         PackagePlaced,
         PackageUnplaced,
         PackageHandedBack,
@@ -112,8 +112,8 @@ def build(settings: ServiceSettings | None = None) -> tuple[NotificationsService
         ExceptionFirstApproved,
         ExceptionDecided,
     )
-    async def on_package_event(uow: UnitOfWork, event: NotifiedEvent) -> None:
-        await handlers.notify(uow, rules, event)
+    async def on_package_events(uow: UnitOfWork, events: list[Any]) -> None:  # the types above only
+        await handlers.notify_all(uow, rules, events)
 
     service.consumer.subscribe(*topics.CONSUMED_BY["notifications"])
     declare_publishes(

@@ -729,3 +729,60 @@ async def test_a_pause_a_resume_and_an_ending_each_tell_the_provider_the_broker_
         assert "Ended: the package of 7 hours a week ends on Sunday 20 December 2026" in subjects
     finally:
         mail.stop()
+
+
+async def test_a_batch_of_events_is_planned_as_one_at_a_time_with_one_read_of_its_recipients(
+    notifications, monkeypatch
+):
+    """The consumer's batch goes to notify_all (decision 0151): its recipients are locked and read
+    in one call for every event, and each event's deliveries and confirmation are those it gets
+    alone - the provider named in each placement's words is its own, a recipient of two events
+    is told of each."""
+    service, _broker, client = await notifications()
+    named, unnamed, broker_id = unique("prov"), unique("prov"), unique("broker")
+    await register(client, "provider", named, name="Oak Tree Care", channels=["log"])
+    await register(client, "provider", unnamed, channels=["log"])
+    await register(client, "broker", broker_id, channels=["log"])
+    first, second = placed(named, broker_id, losers=[unnamed]), placed(unnamed, broker_id, losers=[named])
+    reads = []
+    locked_contacts = repo.locked_contacts
+
+    async def counted(conn, keys, *, named):
+        reads.append((sorted(set(keys)), named))
+        return await locked_contacts(conn, keys, named=named)
+
+    monkeypatch.setattr(repo, "locked_contacts", counted)
+    async with unit_of_work(service.pool) as uow:
+        await handlers.notify_all(uow, service.rules, [first, second])
+    assert len(reads) == 1, reads
+    assert reads[0][1] == sorted([named, unnamed])
+    batch = [(e.package_id, await statuses(client, e.package_id)) for e in (first, second)]
+
+    # The same two events (new ids, new packages) one at a time, each in its own unit of work.
+    alone = []
+    for event in (first, second):
+        again = event.model_copy(update={"event_id": uuid.uuid4(), "package_id": uuid.uuid4()})
+        async with unit_of_work(service.pool) as uow:
+            await handlers.notify(uow, service.rules, again)
+        alone.append((again.package_id, await statuses(client, again.package_id)))
+    assert len(reads) == 3
+
+    def shape(package_id: uuid.UUID, rows: dict) -> dict:
+        """Each delivery's status and subject's start, the person (known by the package id) as "person"."""
+        return {
+            (role, "person" if who == str(package_id) else who, channel): (
+                r["status"],
+                (r["subject"] or "").split(" from ")[0],
+            )
+            for (role, who, channel), r in rows.items()
+        }
+
+    assert [shape(*b) for b in batch] == [shape(*a) for a in alone]
+    assert shape(*batch[0])[("broker", broker_id, "log")][1] == "Package placed with Oak Tree Care"
+    assert shape(*batch[1])[("broker", broker_id, "log")][1] == f"Package placed with {unnamed}"
+    assert ("person", "person", "none") in shape(*batch[0])
+    confirmed = await service.pool.fetch(
+        "SELECT aggregateid FROM outbox WHERE type = 'PlacementConfirmed' AND aggregateid = ANY($1::text[])",
+        [str(first.package_id), str(second.package_id)],
+    )
+    assert len(confirmed) == 2
