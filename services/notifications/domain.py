@@ -220,6 +220,15 @@ def _day(d: dt.date) -> str:
     return f"{d:%A} {d.day} {d:%B %Y}"
 
 
+def named_providers(event: Envelope) -> list[str]:
+    """The providers whose registered names an event's messages use (``provider_names`` of
+    :func:`messages_for`): the event's provider, or the one a handed-over package leaves."""
+    if isinstance(event, PackageHandedOver):
+        return [event.from_provider_id]
+    provider_id = getattr(event, "provider_id", None)
+    return [provider_id] if provider_id else []
+
+
 def messages_for(event: Envelope, *, provider_names: dict[str, str], brokerage_url: str) -> list[Message]:
     """Who is told what about this event (the losing bidders never learn the winner's price)."""
     if isinstance(event, PackagePlaced):

@@ -66,7 +66,7 @@ async def notify_all(uow: UnitOfWork, rules: NotificationRules, events: Sequence
     Who is told follows from an event alone (the provider's name only goes into the words):
     the recipients are known before their contacts and names are read."""
     told = [domain.messages_for(e, provider_names={}, brokerage_url=rules.brokerage_url) for e in events]
-    named = sorted({p for e in events if (p := getattr(e, "provider_id", None))})
+    named = sorted({p for e in events for p in domain.named_providers(e)})
     contacts, names = await repo.locked_contacts(
         uow.conn, [(m.kind, m.recipient_id) for messages in told for m in messages], named=named
     )

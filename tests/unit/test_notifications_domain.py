@@ -755,3 +755,30 @@ def test_who_is_told_follows_from_the_event_alone(sample):
     assert [(m.kind, m.recipient_id, m.message) for m in with_names] == [
         (m.kind, m.recipient_id, m.message) for m in without
     ]
+
+
+class _NamesLookedUp(dict):
+    """provider_names that remembers every provider whose name was asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: set[str] = set()
+
+    def get(self, key, default=None):
+        self.asked.add(key)
+        return super().get(key, default)
+
+
+@pytest.mark.parametrize(
+    "sample",
+    sorted(p for p in SAMPLES.glob("*.json") if p.name.split(".")[0] in NOTIFIED),
+    ids=lambda p: p.name,
+)
+def test_the_names_read_for_an_event_are_every_name_its_messages_use(sample):
+    """handlers.notify_all reads the names of named_providers(event) for each event of a batch;
+    a name its messages use but that list missed would be the provider's id when the event is
+    planned alone and its name when another event of the batch named it (decision 0151)."""
+    event = parse_event(sample.read_bytes())
+    names = _NamesLookedUp()
+    domain.messages_for(event, provider_names=names, brokerage_url="https://brokerage.example/")
+    assert names.asked <= set(domain.named_providers(event)), (names.asked, domain.named_providers(event))
