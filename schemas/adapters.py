@@ -27,6 +27,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.events import Money, PackageSpec, ProviderId
+from schemas.fields import Day
 from schemas.vocabulary import DeclineReason, Tier
 
 OfferStatus = Literal["offered", "bid", "declined", "won", "lost", "closed"]
@@ -118,7 +119,7 @@ class BidRequest(BaseModel):
 
     # le: what the rate columns (numeric(8,2)) hold; the award rules judge the rate itself.
     rate: Money = Field(gt=0, le=Decimal("999999.99"), description="Hourly rate asked, in pounds")
-    earliest_start: dt.date = Field(description="First day the provider can start the care")
+    earliest_start: Day = Field(description="First day the provider can start the care")
 
 
 class DeclineRequest(BaseModel):

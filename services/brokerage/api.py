@@ -44,7 +44,7 @@ from services.brokerage import repository as repo
 from services.runtime import clock, idempotency, identifiers, permissions
 from services.runtime.auth import Principal, principal_of
 from services.runtime.db import fetch_one
-from services.runtime.fields import Distinct
+from services.runtime.fields import Day, Distinct
 from services.runtime.http import ProblemError
 from services.runtime.outbox import UnitOfWork, run_in_unit_of_work
 from services.runtime.permissions import SEES_BID_PRICES
@@ -76,7 +76,7 @@ class Person(BaseModel):
     nhs_number: identifiers.NhsNumber = Field(
         description="10 digits with a correct check digit; spaces and dashes allowed, stored as ten digits"
     )
-    date_of_birth: dt.date | None = None
+    date_of_birth: Day | None = None
     care_notes: str | None = Field(default=None, max_length=5000)
 
     @field_validator("date_of_birth")
@@ -103,7 +103,7 @@ class DischargeRequest(BaseModel):
         description="Discharge pathway: 1 home with support, the only one brokered as home care (0 home with no "
         "new support, 2 a rehabilitation bed and 3 a care home are refused, naming their route: decision 0120)",
     )
-    medically_fit_on: dt.date = Field(description="The day the person became (or becomes) medically fit: a UK date")
+    medically_fit_on: Day = Field(description="The day the person became (or becomes) medically fit: a UK date")
     reablement_potential: bool = Field(
         default=False, description="The Hub saw reablement potential: pathway 1 goes to in-house reablement first"
     )
@@ -122,7 +122,7 @@ class PackageRequest(BaseModel):
     visits: VisitPattern
     needs: Distinct[CareNeed] = Field(min_length=1, max_length=len(CareNeed), description="The care needs, each once")
     urgency: Urgency
-    start_date: dt.date
+    start_date: Day
     funding: Funding = Funding.council
     person: Person
     discharge: DischargeRequest | None = Field(
@@ -165,7 +165,7 @@ class CancelRequest(BaseModel):
 
 class StartRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    started_on: dt.date
+    started_on: Day
 
     @field_validator("started_on")
     @classmethod
@@ -177,7 +177,7 @@ class StartRequest(BaseModel):
 
 class HandBackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    notice_ends_on: dt.date = Field(description="The provider's last day of care")
+    notice_ends_on: Day = Field(description="The provider's last day of care")
     reason: HandBackReason = Field(description="Why, as a code (docs/guide/reason-codes.md)")
     reason_text: ReasonText = None
 
@@ -187,7 +187,7 @@ class EndRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     reason: EndReason = Field(description="Why, as a code (docs/guide/pauses-and-endings.md)")
-    effective_date: dt.date = Field(description="The first day without care (a UK date): the provider's hours end")
+    effective_date: Day = Field(description="The first day without care (a UK date): the provider's hours end")
     reason_text: ReasonText = None
 
     @field_validator("reason")
@@ -201,7 +201,7 @@ class EndRequest(BaseModel):
 class PauseRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     reason: PauseReason = Field(description="Why, as a code: admitted_to_hospital, respite_stay, other")
-    paused_on: dt.date = Field(description="The first day without visits (a UK date), not in the future")
+    paused_on: Day = Field(description="The first day without visits (a UK date), not in the future")
 
 
 class ChangeRequest(BaseModel):
@@ -220,7 +220,7 @@ class ChangeRequest(BaseModel):
         description="The needs after the change, each once (unset: as they are)",
     )
     reason: ChangeReason = Field(description="Why, as a code (docs/guide/package-changes.md)")
-    effective_date: dt.date = Field(description="The first day of the new pattern (a UK date)")
+    effective_date: Day = Field(description="The first day of the new pattern (a UK date)")
     discussed_with_person: bool | None = Field(
         default=None, description="Discussed with the person or their family: required true for a reduction"
     )
@@ -242,7 +242,7 @@ class ReviewChangeRequest(BaseModel):
         max_length=len(CareNeed),
         description="The needs after it, each once (unset: as now)",
     )
-    effective_date: dt.date = Field(description="The first day of the new pattern (a UK date)")
+    effective_date: Day = Field(description="The first day of the new pattern (a UK date)")
     discussed_with_person: bool | None = Field(
         default=None, description="Discussed with the person or their family: required true for a reduction"
     )
@@ -253,7 +253,7 @@ class ReviewEndRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     reason: EndReason = Field(description="Why, as a code (docs/guide/pauses-and-endings.md)")
-    effective_date: dt.date = Field(description="The first day without care (a UK date)")
+    effective_date: Day = Field(description="The first day without care (a UK date)")
 
     @field_validator("reason")
     @classmethod
@@ -268,7 +268,7 @@ class ReviewRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     outcome: ReviewOutcome = Field(description="no_change, changed, technology_enabled_care or ended")
-    reviewed_on: dt.date = Field(description="The day of the review (a UK date), not in the future")
+    reviewed_on: Day = Field(description="The day of the review (a UK date), not in the future")
     change: ReviewChangeRequest | None = Field(
         default=None, description="For changed and technology_enabled_care: the new hours and visits"
     )
@@ -293,7 +293,7 @@ class CallFundingRequest(BaseModel):
 
 class FundingPeriodRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    effective_from: dt.date = Field(description="The period's first day (a UK date); it runs until the next one's")
+    effective_from: Day = Field(description="The period's first day (a UK date); it runs until the next one's")
     funder: Funder
     shares: list[FundingShareRequest] | None = Field(
         default=None,
@@ -323,7 +323,7 @@ class FundingRequest(BaseModel):
 
 class ResumeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    resumed_on: dt.date = Field(description="The first day of visits again (a UK date)")
+    resumed_on: Day = Field(description="The first day of visits again (a UK date)")
 
 
 class DecisionRequest(BaseModel):
@@ -964,7 +964,7 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
     async def read_funding(
         package_id: uuid.UUID,
         caller: Caller,
-        on: Annotated[dt.date | None, Query(ge=clock.EARLIEST_DAY, le=clock.LATEST_DAY)] = None,
+        on: Annotated[Day | None, Query()] = None,
     ) -> dict:
         """``{"revision", "periods", "top_up_paid_by", "in_force", "weekly_cost"}``; 404 for no package."""
         async with service.pool.acquire() as conn:
@@ -1536,8 +1536,8 @@ def disclosures_router(service: Service) -> APIRouter:
                 description="A staff member's username or a provider's id, exactly",
             ),
         ] = None,
-        from_date: Annotated[dt.date | None, Query(alias="from", description="From this UK date (inclusive)")] = None,
-        to_date: Annotated[dt.date | None, Query(alias="to", description="To this UK date (inclusive)")] = None,
+        from_date: Annotated[Day | None, Query(alias="from", description="From this UK date (inclusive)")] = None,
+        to_date: Annotated[Day | None, Query(alias="to", description="To this UK date (inclusive)")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     ) -> dict:
@@ -1677,19 +1677,15 @@ def finance_router(service: Service, rules: handlers.BrokerageRules) -> APIRoute
     )
     async def export(
         recorded_from: Annotated[
-            dt.date | None,
+            Day | None,
             Query(
                 description="First UK day of records written (default: 6 days before recorded_to)",
-                ge=clock.EARLIEST_DAY,
-                le=clock.LATEST_DAY,
             ),
         ] = None,
         recorded_to: Annotated[
-            dt.date | None,
+            Day | None,
             Query(
                 description="Last UK day of records written (default: today)",
-                ge=clock.EARLIEST_DAY,
-                le=clock.LATEST_DAY,
             ),
         ] = (None),
         provider_id: ProviderFilter = None,
@@ -1744,11 +1740,9 @@ def finance_router(service: Service, rules: handlers.BrokerageRules) -> APIRoute
     )
     async def commitments(
         week: Annotated[
-            dt.date | None,
+            Day | None,
             Query(
                 description="The week's Monday (a UK date; default: this week's)",
-                ge=clock.EARLIEST_DAY,
-                le=clock.LATEST_DAY,
             ),
         ] = None,
         format: Annotated[Literal["json", "csv"], Query(description="json (default) or csv")] = "json",

@@ -33,7 +33,7 @@ from services.providers import repository as repo
 from services.runtime import clock, idempotency, pagination, permissions, quality
 from services.runtime.auth import Principal, principal_of
 from services.runtime.db import fetch_one
-from services.runtime.fields import Distinct
+from services.runtime.fields import Day, Distinct, Moment
 from services.runtime.http import ProblemError, check_webhook_url
 from services.runtime.logging import get_logger
 from services.runtime.oidc_client import TokenError
@@ -600,7 +600,7 @@ class ApplicationRequest(BaseModel):
         description="How it will answer offers: automatic (with its rules), webhook (webhook_url) or portal",
     )
     tender_reference: Reference = Field(description="The tender portal's reference of the application")
-    received_on: dt.date = Field(description="The tender portal's receipt date (UK): in a re-opening window")
+    received_on: Day = Field(description="The tender portal's receipt date (UK): in a re-opening window")
 
 
 class CheckRequest(BaseModel):
@@ -612,7 +612,7 @@ class CheckRequest(BaseModel):
     evidence_reference: Reference = Field(
         description="Where the evidence is kept: a document or tender-portal reference (not the evidence itself)"
     )
-    reviewed_on: dt.date | None = Field(default=None, description="UK date of the review (default: today)")
+    reviewed_on: Day | None = Field(default=None, description="UK date of the review (default: today)")
     note: str | None = Field(default=None, max_length=500, description="Kept with the check; never on an event")
 
 
@@ -1672,7 +1672,7 @@ def me_router(service: Service) -> APIRouter:
         me: Me,
         request: Request,
         response: Response,
-        since: dt.datetime | None = None,
+        since: Moment | None = None,
         limit: Limit = 200,
         cursor: pagination.CursorParam = None,
     ) -> list[OfferClosedNotice]:
@@ -1941,7 +1941,7 @@ class CqcRatingEntry(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     rating: Literal["outstanding", "good", "requires_improvement", "inadequate", "not_yet_rated"]
-    inspected_on: dt.date | None = Field(
+    inspected_on: Day | None = Field(
         default=None, description="The CQC's publication date of the rating (UK date); optional for not_yet_rated"
     )
     cqc_location_id: str | None = Field(default=None, pattern=r"^1-[0-9]{1,12}$", description="e.g. 1-101669561")
@@ -1965,7 +1965,7 @@ class RiskReview(BaseModel):
 class ComplaintEntry(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     theme: ComplaintTheme
-    received_on: dt.date = Field(description="UK date the council received it")
+    received_on: Day = Field(description="UK date the council received it")
     package_id: uuid.UUID | None = None
     summary: str = Field(default="", max_length=4000, description="Kept in the register only, never on an event")
 
@@ -1980,7 +1980,7 @@ class PlanEntry(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     area: RiskReason = Field(description="What the plan is to improve, as a code")
     actions: str = Field(default="", max_length=4000, description="The agreed actions: kept in the register only")
-    due_on: dt.date = Field(description="UK date the plan is due to be met")
+    due_on: Day = Field(description="UK date the plan is due to be met")
 
 
 class PlanClosing(BaseModel):

@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from zoneinfo import ZoneInfo
 
+from schemas import calendar
+
 UK = ZoneInfo("Europe/London")
 
 Source = Callable[[], dt.datetime]
@@ -94,16 +96,11 @@ def uk_week_of(day: dt.date) -> dt.date:
     return day - dt.timedelta(days=day.weekday())
 
 
-# The days a date typed into the platform may be: a period's arithmetic (a week before, a day after)
-# stays inside what Python's dates hold, so 0001-01-01 or 9999-12-31 is a 4xx, never an overflow's 500.
-EARLIEST_DAY = dt.date(1900, 1, 1)
-LATEST_DAY = dt.date(2999, 12, 31)
-
-
-def check_within_the_calendar(day: dt.date) -> None:
-    """Raise ValueError for a day outside :data:`EARLIEST_DAY` - :data:`LATEST_DAY`."""
-    if not EARLIEST_DAY <= day <= LATEST_DAY:
-        raise ValueError(f"{day} is outside {EARLIEST_DAY} to {LATEST_DAY}")
+# The days a date typed into the platform may be (schemas/calendar.py, where the request field
+# types that hold every API to them are).
+EARLIEST_DAY = calendar.EARLIEST_DAY
+LATEST_DAY = calendar.LATEST_DAY
+check_within_the_calendar = calendar.check_within_the_calendar
 
 
 def parse_uk_bound(value: str) -> dt.datetime:

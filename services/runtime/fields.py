@@ -4,6 +4,9 @@ on its own (decision 0129).
 - :data:`Distinct`: a list that is a set (zones, bands, skills, care needs, call slots, channels):
   a repeated member is refused with a 422 naming the field, never stored twice nor silently
   dropped, so what a caller sent is what is kept. Its JSON Schema says ``uniqueItems: true``.
+- :data:`Day` and :data:`Moment` (from schemas/fields.py, which the adapter contract uses too): a
+  date, and a date and time, inside the platform's calendar - ``0001-01-01`` or ``9999-12-31`` is a
+  422 naming the field. Their JSON Schema says ``formatMinimum`` and ``formatMaximum``.
 
 Text fields, numbers and lists are also bounded in every request model (``max_length``, ``le``,
 ``max_length`` of a list): a test walks the published OpenAPI documents and fails on any request
@@ -16,6 +19,10 @@ from collections.abc import Hashable
 from typing import Annotated, TypeVar
 
 from pydantic import AfterValidator, Field
+
+from schemas.fields import Day, Moment
+
+__all__ = ["Day", "Distinct", "Moment", "no_repeats"]
 
 T = TypeVar("T", bound=Hashable)
 

@@ -392,6 +392,16 @@ async def test_a_funding_split_not_adding_up_to_100_is_refused_naming_it_and_not
             "without a funder",
         ),
         ([{"effective_from": str(today), "funder": "lottery"}], "periods.0.funder", ""),
+        # Days outside the platform's calendar (schemas/calendar.py): year 1 first, year 9999 next.
+        ([{"effective_from": "0001-01-01", "funder": "council"}], "periods.0.effective_from", "1900-01-01"),
+        (
+            [
+                {"effective_from": str(today), "funder": "council"},
+                {"effective_from": "9999-12-31", "funder": "council"},
+            ],
+            "periods.1.effective_from",
+            "2999-12-31",
+        ),
     ]
     for periods, field, words in cases:
         before = await snapshot(service, package_id)

@@ -2,6 +2,8 @@
 that what a request can carry is what the database can store (decision 0129):
 
 - a string has ``maxLength``, an enum, a format (uuid, date...) or a pattern that bounds its length;
+- a date or a time has ``formatMinimum`` and ``formatMaximum``: the platform's calendar
+  (services/runtime/fields.py ``Day``, ``Moment``);
 - an integer and a number have a minimum and a maximum (no value out of a column's range);
 - a list has ``maxItems``; a list of codes or names (zones, bands, skills, needs, channels) is a
   set: ``uniqueItems`` (services/runtime/fields.py ``Distinct``: a repeat is a 422);
@@ -22,6 +24,9 @@ import pytest
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "openapi"
 BOUNDED_FORMATS = {"uuid", "date", "date-time", "time", "binary"}
+# A day typed into the platform is inside its calendar (runtime.clock.EARLIEST_DAY - LATEST_DAY):
+# 0001-01-01 or 9999-12-31 is a 422 at the edge, never stored nor an overflow's 500 in a rule.
+CALENDAR_FORMATS = {"date", "date-time"}
 # Lists where a member may rightly appear twice: none yet. Each entry says why.
 REPEATS_ALLOWED: dict[str, str] = {}
 
@@ -65,6 +70,8 @@ def faults(document: dict, schema: dict, where: str) -> Iterator[str]:
             or bounded_pattern(schema.get("pattern"))
         ):
             yield f"{where}: a string without maxLength"
+        if schema.get("format") in CALENDAR_FORMATS and not {"formatMinimum", "formatMaximum"} <= schema.keys():
+            yield f"{where}: a {schema['format']} without formatMinimum and formatMaximum (use runtime.fields.Day)"
     elif kind in ("integer", "number"):
         if not ({"minimum", "exclusiveMinimum"} & schema.keys() and {"maximum", "exclusiveMaximum"} & schema.keys()):
             yield f"{where}: a {kind} without a minimum and a maximum"
