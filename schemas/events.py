@@ -29,7 +29,7 @@ import uuid
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError, model_validator
 
 from schemas.vocabulary import (
     AgreementReason,
@@ -165,10 +165,10 @@ class Envelope(Contract):
 
 
 class VisitPattern(Contract):
-    calls_per_day: int = Field(ge=1, le=6)
-    minutes_per_call: int = Field(ge=15, le=180)
-    carers_per_call: int = Field(ge=1, le=2, description="2 = double-handed calls.")
-    days_per_week: int = Field(default=7, ge=1, le=7)
+    calls_per_day: StrictInt = Field(ge=1, le=6)
+    minutes_per_call: StrictInt = Field(ge=15, le=180)
+    carers_per_call: StrictInt = Field(ge=1, le=2, description="2 = double-handed calls.")
+    days_per_week: StrictInt = Field(default=7, ge=1, le=7)
 
     @property
     def double_handed(self) -> bool:

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, get_args
 
 import asyncpg
 from fastapi import APIRouter, Depends, Query, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator, model_validator
 
 from schemas.events import PackageSpec, VisitPattern
 from schemas.vocabulary import (
@@ -97,17 +97,17 @@ class DischargeRequest(BaseModel):
         description="Hospital code from deploy/reference/discharge.yaml (GET /reference/hospitals), e.g. uhl-lri",
     )
     ward: str = Field(pattern=r"^[A-Z0-9][A-Z0-9-]{0,15}$", description="Ward code of that hospital, e.g. W17")
-    pathway: int = Field(
+    pathway: StrictInt = Field(
         ge=0,
         le=3,
         description="Discharge pathway: 1 home with support, the only one brokered as home care (0 home with no "
         "new support, 2 a rehabilitation bed and 3 a care home are refused, naming their route: decision 0120)",
     )
     medically_fit_on: Day = Field(description="The day the person became (or becomes) medically fit: a UK date")
-    reablement_potential: bool = Field(
+    reablement_potential: StrictBool = Field(
         default=False, description="The Hub saw reablement potential: pathway 1 goes to in-house reablement first"
     )
-    nhs_funded_weeks: int = Field(
+    nhs_funded_weeks: StrictInt = Field(
         default=4, ge=0, le=8, description="Weeks of NHS discharge funding from the start date, then the council"
     )
 
@@ -221,7 +221,7 @@ class ChangeRequest(BaseModel):
     )
     reason: ChangeReason = Field(description="Why, as a code (docs/guide/package-changes.md)")
     effective_date: Day = Field(description="The first day of the new pattern (a UK date)")
-    discussed_with_person: bool | None = Field(
+    discussed_with_person: StrictBool | None = Field(
         default=None, description="Discussed with the person or their family: required true for a reduction"
     )
     reason_text: ReasonText = None
@@ -243,7 +243,7 @@ class ReviewChangeRequest(BaseModel):
         description="The needs after it, each once (unset: as now)",
     )
     effective_date: Day = Field(description="The first day of the new pattern (a UK date)")
-    discussed_with_person: bool | None = Field(
+    discussed_with_person: StrictBool | None = Field(
         default=None, description="Discussed with the person or their family: required true for a reduction"
     )
 
@@ -287,7 +287,9 @@ class FundingShareRequest(BaseModel):
 
 class CallFundingRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    call: int = Field(ge=1, le=6, description="A call of each day in the visit pattern: 1 the first, in time order")
+    call: StrictInt = Field(
+        ge=1, le=6, description="A call of each day in the visit pattern: 1 the first, in time order"
+    )
     funder: Funder = Field(description="Who pays that call whole (never joint; not the period's own funder)")
 
 
@@ -1452,7 +1454,7 @@ class SandboxPackageRequest(BaseModel):
     needs: Distinct[CareNeed] = Field(min_length=1, max_length=len(CareNeed))
     visits: VisitPattern = Field(description="The hours per week are the visits' carer hours")
     urgency: Literal["community", "reablement_step_down"] = "community"
-    start_in_days: int = Field(default=3, ge=0, le=60, description="The care starts this many UK days from today")
+    start_in_days: StrictInt = Field(default=3, ge=0, le=60, description="The care starts this many UK days from today")
 
 
 def sandbox_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:

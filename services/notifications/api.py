@@ -9,7 +9,7 @@ from typing import Annotated, Literal, Self, get_args
 
 import asyncpg
 from fastapi import APIRouter, Body, Path, Query
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from schemas import events
 from services.notifications import domain, handlers
@@ -57,7 +57,7 @@ class RecipientIn(BaseModel):
     opted_in: Distinct[Literal["new_offer"]] = Field(
         default_factory=list, max_length=1, description="Optional messages wanted"
     )
-    large_print: bool = False
+    large_print: StrictBool = False
     language: str = Field(
         default="en", pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$", description="BCP 47, e.g. en, cy, pl"
     )

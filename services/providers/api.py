@@ -22,7 +22,7 @@ import asyncpg
 import httpx
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from pydantic.json_schema import SkipJsonSchema
 
 from schemas.adapters import BidRequest, DeclineRequest, OfferClosedNotice, OfferNotice
@@ -183,7 +183,7 @@ class AdapterRules(domain.AutomaticRules):
 
 class AdapterChoice(AdapterRules):
     model_config = ConfigDict(extra="forbid")
-    rotate_secret: bool = Field(
+    rotate_secret: StrictBool = Field(
         default=False, description="Webhook: make a new signing secret (the old one stops working)"
     )
 
@@ -198,11 +198,11 @@ class AdapterPatch(BaseModel):
     webhook_url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://[^\s/?#]+[^\s]*$")
     call_times: CallTimes = None
     max_package_hours: Decimal | None = Field(default=None, gt=0, le=168, max_digits=5, decimal_places=2)
-    max_calls_per_day: int | None = Field(default=None, ge=1, le=6)
+    max_calls_per_day: StrictInt | None = Field(default=None, ge=1, le=6)
     premium_percent: dict[Band, Annotated[Decimal, Field(ge=0, le=100, max_digits=5, decimal_places=2)]] | None = None
-    lead_days: int | None = Field(default=None, ge=0, le=28)
-    covers_adjacent_zones: bool | None = None
-    rotate_secret: bool = Field(
+    lead_days: StrictInt | None = Field(default=None, ge=0, le=28)
+    covers_adjacent_zones: StrictBool | None = None
+    rotate_secret: StrictBool = Field(
         default=False, description="Webhook: make a new signing secret (the old one stops at once)"
     )
 
@@ -210,7 +210,7 @@ class AdapterPatch(BaseModel):
 class CredentialRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     label: str = Field(default="", max_length=100, description="What the credential is for, e.g. 'rostering system'")
-    replace: bool = Field(default=False, description="Rotate: revoke the provider's other credentials")
+    replace: StrictBool = Field(default=False, description="Rotate: revoke the provider's other credentials")
 
 
 class Decision(BaseModel):
@@ -451,7 +451,9 @@ class ConcernRequest(BaseModel):
     category: domain.ConcernCategory = Field(description="The Care Act's category of abuse or neglect")
     details: str = Field(min_length=1, max_length=5000, description="What happened or was seen, in your words")
     adult_at_risk: str | None = Field(default=None, max_length=200, description="Who may be at risk, if known")
-    immediate_risk: bool = Field(default=False, description="Someone may be at risk now: the queue shows it first")
+    immediate_risk: StrictBool = Field(
+        default=False, description="Someone may be at risk now: the queue shows it first"
+    )
 
 
 class ConcernRaised(BaseModel):
@@ -589,7 +591,7 @@ class ApplicationRequest(BaseModel):
     skills: Distinct[CareNeed] = Field(
         min_length=1, max_length=len(CareNeed), description="Care needs it can meet, each once"
     )
-    double_handed: bool = Field(default=False, description="Staffs calls that need two carers")
+    double_handed: StrictBool = Field(default=False, description="Staffs calls that need two carers")
     weekly_capacity_hours: Decimal = Field(
         gt=0, le=Decimal("99999.99"), max_digits=7, decimal_places=2, description="Carer hours per week it offers"
     )
@@ -776,7 +778,7 @@ class ProfileChange(BaseModel):
         default=None, ge=0, le=Decimal("99999.99"), max_digits=7, decimal_places=2
     )
     call_times: CallTimes = None
-    max_calls_per_day: int | None = Field(default=None, ge=1, le=6)
+    max_calls_per_day: StrictInt | None = Field(default=None, ge=1, le=6)
 
 
 class CoverageChange(BaseModel):
@@ -804,15 +806,15 @@ class AdapterView(BaseModel):
     )
     webhook_url: str | None = Field(description="Where offers and notices are POSTed (webhook adapters)")
     call_times: list[domain.CallSlot] | None = Field(description="The daily call slots covered (null: any)")
-    max_calls_per_day: int = Field(
+    max_calls_per_day: StrictInt = Field(
         description="Calls a day it takes: its own limit, and no more than the call slots it covers"
     )
     max_package_hours: Decimal = Field(description="Automatic: the largest package it bids for, carer hours per week")
     premium_percent: dict[str, Decimal] = Field(
         description="Automatic: per band, the percentage above the band rate it bids"
     )
-    lead_days: int = Field(description="Automatic: days' notice it needs before a start")
-    covers_adjacent_zones: bool = Field(description="Automatic: takes work just outside its zones when asked")
+    lead_days: StrictInt = Field(description="Automatic: days' notice it needs before a start")
+    covers_adjacent_zones: StrictBool = Field(description="Automatic: takes work just outside its zones when asked")
     signing_secret_set: bool = Field(description="Whether a webhook signing secret exists (it is never shown again)")
     previous_secret_signs_until: dt.datetime | None = Field(
         description="During a rotation's overlap: until when the previous secret signs too (UTC); else null"
@@ -987,7 +989,7 @@ class WebhookRegistered(BaseModel):
 
 class SecretRotation(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    overlap_hours: int = Field(
+    overlap_hours: StrictInt = Field(
         default=24,
         ge=0,
         le=168,
@@ -1020,7 +1022,7 @@ class SandboxOfferRequest(BaseModel):
         "per week); the package's hours_per_week are its carer hours",
     )
     urgency: Literal["community", "reablement_step_down"] = "community"
-    start_in_days: int = Field(default=3, ge=0, le=60, description="The care starts this many UK days from today")
+    start_in_days: StrictInt = Field(default=3, ge=0, le=60, description="The care starts this many UK days from today")
 
 
 class SandboxOffer(BaseModel):
@@ -1985,7 +1987,7 @@ class PlanEntry(BaseModel):
 
 class PlanClosing(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    met: bool = Field(description="Whether the plan was met by its due date")
+    met: StrictBool = Field(description="Whether the plan was met by its due date")
     note: str = Field(default="", max_length=2000)
 
 

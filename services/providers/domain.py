@@ -21,7 +21,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from schemas.events import PackageSpec, ProviderProfile
 from schemas.vocabulary import DeclineReason
@@ -47,10 +47,10 @@ class AutomaticRules(BaseModel):
     )
     call_times: list[CallSlot] | None = Field(default=None, description="Call slots it covers (unset: any)")
     max_package_hours: Decimal = Field(default=Decimal(42), gt=0)
-    max_calls_per_day: int = Field(default=4, ge=1, le=6)
+    max_calls_per_day: StrictInt = Field(default=4, ge=1, le=6)
     premium_percent: dict[str, Decimal] = Field(default_factory=dict)
-    lead_days: int = Field(default=0, ge=0, le=28, description="Days' notice it needs before a start")
-    covers_adjacent_zones: bool = Field(default=False, description="Takes work just outside its zones when asked")
+    lead_days: StrictInt = Field(default=0, ge=0, le=28, description="Days' notice it needs before a start")
+    covers_adjacent_zones: StrictBool = Field(default=False, description="Takes work just outside its zones when asked")
 
 
 @dataclass(frozen=True)

@@ -233,6 +233,11 @@ async def test_bad_discharge_input_is_a_422_naming_the_field_and_nothing_is_writ
         (discharge_body(medically_fit_on=(today + dt.timedelta(days=2)).isoformat()), "start_date"),
         (discharge_body() | {"urgency": "community"}, "urgency"),
         (discharge_body(patient_name="Ada Abbott"), "discharge.patient_name"),
+        # A count or a yes/no only as a JSON number or boolean (tests/unit/test_request_types.py):
+        # true was a week of NHS funding, "1" pathway 1.
+        (discharge_body(nhs_funded_weeks=True), "discharge.nhs_funded_weeks"),
+        (discharge_body(pathway="1"), "discharge.pathway"),
+        (discharge_body(reablement_potential="yes"), "discharge.reablement_potential"),
     ]
     before = await service.pool.fetchval("SELECT count(*) FROM packages")
     discharges = await service.pool.fetchval("SELECT count(*) FROM discharges")

@@ -271,7 +271,9 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         body: dict[str, Any] = {"call_times": [s for s in form.get("call_times") or [] if s in CALL_SLOTS] or None}
         for field in ("weekly_capacity_hours", "max_calls_per_day"):
             if str(form.get(field) or "").strip():
-                body[field] = str(form[field]).strip()
+                raw = str(form[field]).strip()
+                # A whole number goes as one (the API takes no number in a string for a count).
+                body[field] = int(raw) if field == "max_calls_per_day" and raw.isdigit() else raw
         try:
             await as_provider(session, "PATCH", "/me", body)
         except ApiError as refused:

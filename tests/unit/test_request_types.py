@@ -1,0 +1,84 @@
+"""A count or a yes/no in a request body is taken only as a JSON number or a JSON boolean: pydantic's
+lax mode would take ``true`` as 1 (``"nhs_funded_weeks": true`` was a week of NHS funding) and
+``"1"`` as 1, so every integer and boolean field of every request body model is strict
+(``StrictInt``, ``StrictBool``). Whole models cannot be strict: FastAPI validates the parsed JSON
+in Python mode, where a strict date or decimal would refuse the strings the API takes.
+
+The models are read from every service's routes, so a new field cannot forget it. Query and path
+parameters are left lax: they arrive as text."""
+
+from __future__ import annotations
+
+import importlib
+import types
+import typing
+from collections.abc import Iterator
+from enum import Enum
+
+import pytest
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, Strict
+
+
+def _loose(annotation: object, metadata: list[object], where: str, seen: set[type]) -> Iterator[str]:
+    """The integer and boolean fields under ``annotation`` that are not strict, as paths."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        inner, *extra = typing.get_args(annotation)
+        yield from _loose(inner, [*metadata, *extra], where, seen)
+    elif origin in (typing.Union, types.UnionType):
+        for arm in typing.get_args(annotation):
+            if arm is not type(None):
+                yield from _loose(arm, metadata, where, seen)
+    elif origin in (list, set, frozenset, tuple, dict):
+        for arm in typing.get_args(annotation):
+            yield from _loose(arm, [], f"{where}[]", seen)
+    elif annotation in (int, bool):
+        if not any(isinstance(m, Strict) and m.strict for m in metadata):
+            yield f"{where}: {annotation.__name__}"
+    elif isinstance(annotation, type) and issubclass(annotation, BaseModel) and annotation not in seen:
+        seen.add(annotation)
+        for name, field in annotation.model_fields.items():
+            yield from _loose(field.annotation, list(field.metadata), f"{where}.{name}", seen)
+    elif isinstance(annotation, type) and issubclass(annotation, Enum):
+        return
+
+
+def _api_routes(routes: list[object]) -> Iterator[tuple[str, APIRoute]]:
+    """Every APIRoute, with its path, through included routers (FastAPI keeps them nested)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route.path_format, route
+        included = getattr(route, "original_router", None)  # an included APIRouter
+        if included is not None:
+            yield from _api_routes(included.routes)
+
+
+def loose_fields() -> tuple[list[str], int]:
+    """(the lax fields, how many request bodies were read)."""
+    from services.runtime.settings import SERVICES, load
+
+    found: list[str] = []
+    bodies = 0
+    for service in SERVICES:
+        _, app = importlib.import_module(f"services.{service}.app").build(load(service))
+        for path, route in _api_routes(list(app.routes)):
+            if route.body_field is not None:
+                bodies += 1
+                where = f"{service} {'/'.join(sorted(route.methods or ()))} {path} body"
+                found += _loose(route.body_field.field_info.annotation, [], where, set())
+    return sorted(set(found)), bodies
+
+
+def test_every_count_and_yes_no_of_every_request_body_is_strict():
+    found, bodies = loose_fields()
+    assert bodies >= 40, bodies  # the walk reached the routes of every service's routers
+    assert not found, f"{len(found)} lax fields (use pydantic's StrictInt / StrictBool):\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize(
+    ("annotation", "strict"),
+    [(int, False), (typing.Annotated[int, Strict()], True), (typing.Annotated[bool, Strict()] | None, True)],
+)
+def test_the_walk_tells_a_strict_field_from_a_lax_one(annotation, strict):
+    assert (not list(_loose(annotation, [], "x", set()))) is strict
