@@ -806,15 +806,15 @@ class AdapterView(BaseModel):
     )
     webhook_url: str | None = Field(description="Where offers and notices are POSTed (webhook adapters)")
     call_times: list[domain.CallSlot] | None = Field(description="The daily call slots covered (null: any)")
-    max_calls_per_day: StrictInt = Field(
+    max_calls_per_day: int = Field(
         description="Calls a day it takes: its own limit, and no more than the call slots it covers"
     )
     max_package_hours: Decimal = Field(description="Automatic: the largest package it bids for, carer hours per week")
     premium_percent: dict[str, Decimal] = Field(
         description="Automatic: per band, the percentage above the band rate it bids"
     )
-    lead_days: StrictInt = Field(description="Automatic: days' notice it needs before a start")
-    covers_adjacent_zones: StrictBool = Field(description="Automatic: takes work just outside its zones when asked")
+    lead_days: int = Field(description="Automatic: days' notice it needs before a start")
+    covers_adjacent_zones: bool = Field(description="Automatic: takes work just outside its zones when asked")
     signing_secret_set: bool = Field(description="Whether a webhook signing secret exists (it is never shown again)")
     previous_secret_signs_until: dt.datetime | None = Field(
         description="During a rotation's overlap: until when the previous secret signs too (UTC); else null"
