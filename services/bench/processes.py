@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -40,10 +41,51 @@ def code_version(folder: Path = ROOT) -> dict[str, str | bool | None]:
     return {"folder": str(folder), "commit": commit, "changed": bool(changes) if commit else None}
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A loopback TCP port free now, for a process started next, chosen *below* the kernel's
+    ephemeral range (``/proc/sys/net/ipv4/ip_local_port_range``) and never the same twice in this
+    process.
+
+    Why not the kernel's choice (``bind(0)``): that is a port from the ephemeral range, and between
+    our releasing it and the service binding it - after its start-up, seconds later - any outgoing
+    connection on the machine (a Kafka client, a pool) may be given it as its own source port; the
+    service then fails to bind (uvicorn exits with 3). A clean-clone CI run lost a test that way."""
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(10_000, low)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use: a server of this machine's
+        _HANDED_OUT.add(port)
+        return port
+    with socket.socket() as s:  # a machine with next to no ports below its ephemeral range
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands to outgoing connections (32768 where it cannot be read)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+    return low if low > 11_000 else 32768
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    """The last ``lines`` lines of a process's log, for an error that says why it stopped."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        return f"(its log could not be read: {exc})"
+    return "\n".join(text.splitlines()[-lines:]) or "(its log is empty)"
 
 
 @dataclass
@@ -93,8 +135,9 @@ class Stack:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.procs[name].poll() is not None:
+                log = self.logs / f"{name}.log"
                 raise RuntimeError(
-                    f"{name} exited with {self.procs[name].returncode}; see {self.logs / (name + '.log')}"
+                    f"{name} exited with {self.procs[name].returncode}; see {log}; its last lines:\n{log_tail(log)}"
                 )
             try:
                 if httpx.get(f"{self.internal_url(name)}/health/ready", timeout=2).status_code == 200:
@@ -102,7 +145,8 @@ class Stack:
             except httpx.HTTPError:
                 pass
             time.sleep(0.3)
-        raise TimeoutError(f"{name} not ready; see {self.logs / (name + '.log')}")
+        log = self.logs / f"{name}.log"
+        raise TimeoutError(f"{name} not ready after {timeout} s; see {log}; its last lines:\n{log_tail(log)}")
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         proc = self.procs[name]
