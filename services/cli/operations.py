@@ -19,6 +19,7 @@ import typer
 
 from services.cli import output
 from services.runtime import clock
+from services.runtime.numbers import whole_number
 
 if TYPE_CHECKING:
     from services.operations import streams
@@ -64,8 +65,9 @@ def kpis_command(
 def _period_days(period: str) -> float:
     """``365d`` -> 365, ``52w`` -> 364; anything else is a bad ``--period``."""
     number, unit = period.strip()[:-1], period.strip()[-1:].lower()
-    if unit in ("d", "w") and number.isdigit() and int(number) > 0:
-        return int(number) * (7 if unit == "w" else 1)
+    count = whole_number(number) if number == number.strip() else None
+    if unit in ("d", "w") and count:
+        return count * (7 if unit == "w" else 1)
     raise typer.BadParameter(f"{period!r}: give a number of days or weeks, as 365d or 52w", param_hint="--period")
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from schemas.events import VisitPattern
 from schemas.vocabulary import CareNeed
 from services.runtime import clock, identifiers
+from services.runtime.numbers import whole_number
 
 
 class Role(StrEnum):
@@ -396,6 +397,47 @@ MAX_LENGTHS = {"person_full_name": 200, "person_address": 500, "person_care_note
 MAX_HOURS = Decimal(168)
 
 
+def number_or_text(raw: object) -> int | str:
+    """A form's count for an API body: the number when it is a whole number typed in 0-9
+    (services/runtime/numbers.py), else the text as typed, so that the API's 422 names the field
+    (the APIs take a count only as a JSON number: decision 0153)."""
+    number = whole_number(raw)
+    return number if number is not None else str(raw)
+
+
+def visit_number(field: str, raw: object) -> tuple[int | None, str | None]:
+    """A visit pattern's field as typed (calls a day, minutes a call, carers a call, days a week):
+    ``(the number, None)`` when it is a whole number inside :data:`VISIT_RANGES`, else
+    ``(None, the message for the form)``."""
+    low, high = VISIT_RANGES[field]
+    number = whole_number(raw)
+    if number is None:
+        return None, f"{LABELS[field]} must be a whole number, like {VISIT_EXAMPLES[field]}"
+    if not low <= number <= high:
+        return None, f"{LABELS[field]} must be between {low} and {high}"
+    return number, None
+
+
+LAST_PAGE = 10_000  # a list's page number is kept to 1..this; past its end a page is empty
+
+
+def page_number(text: object) -> int:
+    """A list page's number from its query string: 1 for none or anything but 0-9, else kept to
+    1..:data:`LAST_PAGE`."""
+    asked = whole_number(text)
+    return 1 if asked is None else max(1, min(asked, LAST_PAGE))
+
+
+REVIEW_WINDOW_DAYS = 400  # the review queue's "due within" is at most this many days
+
+
+def review_window_days(text: object) -> int | None:
+    """The review queue's "due within N days" from its query string; None (the brokerage's own
+    setting) for none, anything but 0-9, or more than :data:`REVIEW_WINDOW_DAYS`."""
+    days = whole_number(text)
+    return days if days is not None and days <= REVIEW_WINDOW_DAYS else None
+
+
 def date_from_parts(day: object, month: object, year: object) -> dt.date | None:
     try:
         return dt.date(int(str(year)), int(str(month)), int(str(day)))
@@ -478,15 +520,13 @@ def package_request(
             errors[field] = problem
 
     visits: dict[str, int] = {}
-    for field, (low, high) in VISIT_RANGES.items():
+    for field in VISIT_RANGES:
         raw = values[field]
         if raw and field not in errors:
-            if not str(raw).isdigit():
-                check(field, f"{LABELS[field]} must be a whole number, like {VISIT_EXAMPLES[field]}")
-            elif not low <= int(str(raw)) <= high:
-                check(field, f"{LABELS[field]} must be between {low} and {high}")
-            else:
-                visits[field] = int(str(raw))
+            number, problem = visit_number(field, raw)
+            check(field, problem)
+            if number is not None:
+                visits[field] = number
     hours: Decimal | None = None
     if values["hours_per_week"] and "hours_per_week" not in errors:
         try:
@@ -547,7 +587,7 @@ def package_request(
             check(
                 "person_nhs_number",
                 "NHS number must be 10 digits, like 485 777 3457"
-                if not (len(digits) == 10 and digits.isdigit())
+                if not (len(digits) == 10 and whole_number(digits) is not None)
                 else "Enter a real NHS number: check the 10 digits",
             )
     born = values["person_date_of_birth"]
@@ -746,19 +786,18 @@ def _discharge_answers(
         check("start_date", "Start date must be on or after the date the person is medically fit")
     weeks_text = values["discharge_nhs_funded_weeks"] or "4"
     low, high = NHS_FUNDED_WEEKS
-    if not str(weeks_text).isdigit() or not low <= int(str(weeks_text)) <= high:
+    weeks = whole_number(weeks_text)
+    if weeks is None or not low <= weeks <= high:
         check(
             "discharge_nhs_funded_weeks", f"Weeks of NHS discharge funding must be a whole number from {low} to {high}"
         )
         weeks = 0
-    else:
-        weeks = int(str(weeks_text))
     if not (hospital and ward and pathway and fit):
         return None
     return {
         "hospital": hospital,
         "ward": ward,
-        "pathway": int(pathway) if str(pathway).isdigit() else pathway,
+        "pathway": number_or_text(pathway),
         "medically_fit_on": fit.isoformat(),
         "reablement_potential": values["discharge_reablement_potential"] == "yes",
         "nhs_funded_weeks": weeks,
@@ -953,16 +992,16 @@ def _as_date(value: object) -> dt.date | None:
 def _change_problems(form: Mapping[str, Any], package: Mapping[str, Any], found: Mapping[str, str]) -> dict[str, str]:
     problems: dict[str, str] = {}
     visits: dict[str, int] = {}
-    for field, (low, high) in VISIT_RANGES.items():
+    for field in VISIT_RANGES:
         raw = str(form.get(field) or "").strip()
         if not raw:
             problems[field] = REQUIRED[field]
-        elif not raw.isdigit():
-            problems[field] = f"{LABELS[field]} must be a whole number, like {VISIT_EXAMPLES[field]}"
-        elif not low <= int(raw) <= high:
-            problems[field] = f"{LABELS[field]} must be between {low} and {high}"
         else:
-            visits[field] = int(raw)
+            number, problem = visit_number(field, raw)
+            if problem:
+                problems[field] = problem
+            if number is not None:
+                visits[field] = number
     raw_hours = str(form.get("hours_per_week") or "").strip()
     try:
         hours = Decimal(raw_hours) if raw_hours else None
@@ -1663,7 +1702,7 @@ def disclosure_filters(query: Mapping[str, str]) -> tuple[dict[str, Any], dict[s
                 params[field] = day.isoformat()
     if "from" in days and "to" in days and days["from"] > days["to"]:
         problems["to"] = "The to date must be the same as or after the from date"
-    page = int(values["page"]) if values["page"].isdigit() and 0 < int(values["page"]) < 10_000 else 1
+    page = page_number(values["page"])
     params |= {"limit": DISCLOSURES_PER_PAGE, "offset": (page - 1) * DISCLOSURES_PER_PAGE}
     values["page"] = str(page)
     return params, problems, values

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from services.runtime import topics
+from services.runtime.numbers import whole_number
 
 if TYPE_CHECKING:
     from faststream.kafka import KafkaBroker
@@ -188,7 +189,7 @@ class DeadLetter:
             value=None if ours.get("value-null") == "true" else (value or b""),
             failed_at=ours.get("failed-at", ""),
             original_headers=original,
-            value_size=int(size) if size and size.isdigit() else None,
+            value_size=whole_number(size) if size else None,
             value_sha256=ours.get("value-sha256"),
             truncated=truncated,
         )

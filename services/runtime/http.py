@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.runtime import permissions, problems
 from services.runtime.db import TRANSIENT_DB_ERRORS
 from services.runtime.logging import get_logger
+from services.runtime.numbers import whole_number
 from services.runtime.outbound import DestinationRefused, OutboundPolicy, check_url
 
 if TYPE_CHECKING:
@@ -212,7 +213,7 @@ class EdgeMiddleware:
         content_types = self.content_types | ({"text/csv", "multipart/form-data"} if upload_bytes else set())
         too_large = _problem(413, f"request body larger than {max_bytes} bytes")
         length = headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > max_bytes):
+        if length is not None and ((declared := whole_number(length)) is None or declared > max_bytes):
             return too_large, receive
         chunks: list[bytes] = []
         size, more = 0, True

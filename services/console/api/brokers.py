@@ -33,7 +33,7 @@ from services.console.api.pages import TEMPLATES, now, page, zones
 from services.console.api.reviews import review_body
 from services.console.api.sessions import Sessions
 from services.console.clients import ApiError
-from services.console.domain import Permission
+from services.console.domain import Permission, number_or_text
 from services.console.handlers import Session
 from services.runtime import clock
 
@@ -55,7 +55,7 @@ def _change_body(form: Mapping[str, Any]) -> dict[str, Any]:
 
     def number(name: str) -> object:
         raw = str(form.get(name, "")).strip()
-        return int(raw) if raw.isdigit() else raw
+        return number_or_text(raw)
 
     text = str(form.get("reason_text", "")).strip()
     return {
@@ -111,8 +111,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         return chosen
 
     def page_of(request: Request) -> int:
-        value = request.query_params.get("page", "1")
-        return max(1, min(int(value), 10_000)) if value.isdigit() else 1
+        return domain.page_number(request.query_params.get("page", "1"))
 
     async def board_rows(chosen: dict[str, str], page_number: int) -> tuple[list[dict], int, dict[str, int], str]:
         """A page of the work queue, most urgent first: (rows, total, counts per status - and

@@ -273,7 +273,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             if str(form.get(field) or "").strip():
                 raw = str(form[field]).strip()
                 # A whole number goes as one (the API takes no number in a string for a count).
-                body[field] = int(raw) if field == "max_calls_per_day" and raw.isdigit() else raw
+                body[field] = domain.number_or_text(raw) if field == "max_calls_per_day" else raw
         try:
             await as_provider(session, "PATCH", "/me", body)
         except ApiError as refused:

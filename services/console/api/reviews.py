@@ -27,9 +27,10 @@ from services.console import domain, handlers
 from services.console.api.pages import TEMPLATES, page, zones
 from services.console.api.sessions import Sessions
 from services.console.clients import ApiError
-from services.console.domain import Permission
+from services.console.domain import Permission, number_or_text
 from services.console.handlers import Session
 from services.runtime import clock
+from services.runtime.numbers import whole_number
 
 if TYPE_CHECKING:
     from services.console.app import Console
@@ -62,8 +63,7 @@ def review_body(form: Mapping[str, Any]) -> dict[str, Any]:
     if outcome in ("changed", "technology_enabled_care"):
 
         def number(name: str) -> object:
-            raw = str(form.get(name, "")).strip()
-            return int(raw) if raw.isdigit() else raw
+            return number_or_text(str(form.get(name, "")).strip())
 
         body["change"] = {
             "hours_per_week": str(form.get("hours_per_week", "")).strip(),
@@ -96,7 +96,9 @@ def funding_body(form: Mapping[str, Any]) -> dict[str, Any]:
         calls = [ticked] if isinstance(ticked, str) else list(ticked)
         if calls:  # decision 0121: calls another funder pays whole; a missing funder is the API's 422
             call_funder = str(form.get(f"call_funder_{i}", "")).strip()
-            period["calls"] = [{"call": int(c), "funder": call_funder} for c in calls if str(c).isdigit()]
+            period["calls"] = [
+                {"call": call, "funder": call_funder} for c in calls if (call := whole_number(c)) is not None
+            ]
         if funder == "joint":
             period["shares"] = [
                 {"funder": f, "percent": str(form.get(f"share_{i}_{f}", "")).strip()}
@@ -146,8 +148,9 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         within = request.query_params.get("within") or ""
         if zone:
             params["zone"] = zone
-        if within.isdigit() and int(within) <= 400:
-            params["within_days"] = int(within)
+        days = domain.review_window_days(within)
+        if days is not None:
+            params["within_days"] = days
         problem = ""
         try:
             queue = await services.brokerage.get("/reviews", params=params)

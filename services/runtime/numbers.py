@@ -1,0 +1,24 @@
+"""Whole numbers people type into a form, a query string, a command line or a header.
+
+One rule for every such place (decision 0154): a whole number is written in the digits 0-9
+alone, at most 18 of them, with spaces around it allowed. ``str.isdigit()`` - what the console,
+the CLI and two readers of headers had checked before ``int()`` - is also true of superscripts
+and of other scripts' digits: ``int("²")`` raises ValueError (a 500 where a 422 was due) and
+``int("١٢")`` reads 12 from something nobody types on a UK form. Python also refuses ``int()`` of
+more than 4,300 digits, which ``isdigit()`` lets through.
+"""
+
+from __future__ import annotations
+
+MAX_DIGITS = 18  # beyond any count, page or size this platform takes; int() of it never raises
+
+
+def whole_number(text: object) -> int | None:
+    """``text`` as an int when it is a whole number written in 0-9 alone ("12", " 7 ", "007"),
+    else None: empty, a sign, a decimal point, another script's digits, more than
+    :data:`MAX_DIGITS` digits. Callers say what the number had to be (a 422 naming the field, a
+    form's message) or fall back to a default."""
+    digits = str(text).strip()
+    if 0 < len(digits) <= MAX_DIGITS and digits.isascii() and digits.isdecimal():
+        return int(digits)
+    return None
