@@ -186,7 +186,7 @@ def render(result: dict, room: int) -> str:
     )
 
 
-_DAYS = re.compile(r"^(\d{1,5})d$")
+_DAYS = re.compile(r"^(\d{1,5})d$", re.ASCII)
 
 
 def replay_period(value: str, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:

@@ -1460,7 +1460,7 @@ DECLINE_WORDS = {
     "price": "We cannot deliver it at the band rate",
     "other": "Another reason (say why below)",
 }
-_RATE = re.compile(r"^\d{1,3}(\.\d{1,2})?$")
+_RATE = re.compile(r"^\d{1,3}(\.\d{1,2})?\Z", re.ASCII)  # 0-9 alone (decision 0154)
 
 
 def time_left(closes_at: dt.datetime, now: dt.datetime) -> str:

@@ -42,7 +42,7 @@ EXPORT_TABLES = (
 PERIOD_EXPORTS = ("weekly_commitments",)
 EXPORT_FORMATS = ("csv", "parquet")
 BANDS: tuple[str, ...] = tuple(b.value for b in Band)
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$", re.ASCII)
 
 
 class BadParameter(ValueError):

@@ -106,3 +106,10 @@ def test_the_change_review_and_funding_forms_send_other_digits_as_typed(typed):
     )
     ticked = funding_body({"funder_1": "council", "calls_1": [typed, "2"], "call_funder_1": "nhs_discharge"})
     assert ticked["periods"][0]["calls"] == [{"call": 2, "funder": "nhs_discharge"}]
+
+
+@pytest.mark.parametrize("rate", ["١٩.٩٥", "１９.９５", "19.9５"])
+def test_a_portal_bids_rate_in_other_digits_is_a_form_message(rate):
+    """The same rule for the one decimal the console checks by pattern (\\d was any script's digit)."""
+    assert "rate" in domain.portal_answer_problems("bid", {"rate": rate})
+    assert "rate" not in domain.portal_answer_problems("bid", {"rate": "19.95"})
