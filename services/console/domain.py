@@ -438,10 +438,23 @@ def review_window_days(text: object) -> int | None:
     return days if days is not None and days <= REVIEW_WINDOW_DAYS else None
 
 
+def kpi_period_days(text: str) -> float:
+    """The KPI page's period in days from its query string: a number in 0-9 with up to two
+    decimals, kept to 0.01..366; 7 for anything else (decision 0154)."""
+    if not re.fullmatch(r"[0-9]{1,3}(\.[0-9]{1,2})?", text.strip()):
+        return 7.0
+    return min(366.0, max(0.01, float(text)))
+
+
 def date_from_parts(day: object, month: object, year: object) -> dt.date | None:
+    """GOV.UK's date input (three boxes) as a date; None unless each box is a whole number in 0-9
+    and together they make a real date."""
+    parts = [whole_number(part) for part in (year, month, day)]
+    if None in parts:
+        return None
     try:
-        return dt.date(int(str(year)), int(str(month)), int(str(day)))
-    except (TypeError, ValueError):
+        return dt.date(*parts)  # type: ignore[arg-type]
+    except (OverflowError, ValueError):
         return None
 
 

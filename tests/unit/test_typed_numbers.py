@@ -7,6 +7,8 @@ member is tried here with those inputs."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 import typer
 from starlette.applications import Starlette
@@ -113,3 +115,16 @@ def test_a_portal_bids_rate_in_other_digits_is_a_form_message(rate):
     """The same rule for the one decimal the console checks by pattern (\\d was any script's digit)."""
     assert "rate" in domain.portal_answer_problems("bid", {"rate": rate})
     assert "rate" not in domain.portal_answer_problems("bid", {"rate": "19.95"})
+
+
+@pytest.mark.parametrize("typed", ["²", "١٢", "9" * 5000, "1e2", "nan", "-3"])
+def test_a_date_box_or_the_kpi_period_in_anything_but_0_to_9_is_not_read(typed):
+    assert domain.date_from_parts(typed, "3", "2026") is None
+    assert domain.date_from_parts("1", "3", typed) is None
+    assert domain.kpi_period_days(typed) == 7.0
+    assert domain.date_from_parts(" 01 ", "3", "2026") == dt.date(2026, 3, 1)
+    assert (domain.kpi_period_days("30"), domain.kpi_period_days("0.5"), domain.kpi_period_days("999")) == (
+        30,
+        0.5,
+        366,
+    )

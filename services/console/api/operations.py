@@ -207,10 +207,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
     @router.get("/ops/kpis")
     async def kpis_page(request: Request, session: Session = Depends(need(Permission.operations))) -> Response:
         await watched(request)
-        try:
-            days = min(366.0, max(0.01, float(request.query_params.get("days", "7"))))
-        except ValueError:
-            days = 7.0
+        days = domain.kpi_period_days(request.query_params.get("days", "7"))
         at = now()
         # From the reporting service's projection, as the staff member (operations may read KPIs).
         period = {"from": (at - dt.timedelta(days=days)).isoformat(), "to": at.isoformat()}
