@@ -738,13 +738,21 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
     @router.post(
         "/{package_id}/start",
         summary="Record that care has started",
-        responses={409: {"description": "The package is not placed"}},
+        responses={
+            409: {"description": "The package is not placed"},
+            422: {"description": "started_on in the future or further back than the backdating limit"},
+        },
     )
     async def start(package_id: uuid.UUID, body: StartRequest, caller: Caller) -> dict:
         return await act(
             package_id,
             lambda uow: handlers.record_start(
-                uow, package_id, started_on=body.started_on, recorded_by=caller.actor, reviews=rules.reviews
+                uow,
+                package_id,
+                started_on=body.started_on,
+                recorded_by=caller.actor,
+                reviews=rules.reviews,
+                date_limits=rules.date_limits,
             ),
         )
 
@@ -759,7 +767,10 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
     @router.post(
         "/{package_id}/hand-back",
         summary="Record a provider handing the package back, with notice",
-        responses={409: {"description": "The package is not placed or started"}},
+        responses={
+            409: {"description": "The package is not placed or started"},
+            422: {"description": "notice_ends_on further back or ahead than the actions' date limits"},
+        },
     )
     async def hand_back(package_id: uuid.UUID, body: HandBackRequest, caller: Caller) -> dict:
         return await act(
@@ -926,7 +937,10 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
         "effective_from (a UK date) until the next one's; a joint period's shares add up to 100%.",
         responses={
             409: {"description": "The package is cancelled or has ended (field: status)"},
-            422: {"description": "Shares not adding up to 100%, dates not rising, or care left without a funder"},
+            422: {
+                "description": "Shares not adding up to 100%, dates not rising, care left without a funder, "
+                "or a first period further back than the backdating limit"
+            },
         },
     )
     async def record_funding(package_id: uuid.UUID, body: FundingRequest, caller: Caller) -> dict:
@@ -948,6 +962,7 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
                     ],
                     top_up=body.top_up_paid_by,
                     recorded_by=caller.actor,
+                    date_limits=rules.date_limits,
                     reason_text=body.reason_text,
                 )
             )

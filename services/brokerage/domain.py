@@ -654,6 +654,20 @@ def _date_refusal(field: str, day: dt.date, today: dt.date, limits: DateLimits, 
     return None
 
 
+def start_refusal(started_on: dt.date, today: dt.date, limits: DateLimits) -> Refusal | None:
+    """Whether care may be recorded as started on ``started_on`` (a UK date): not in the future,
+    nor further back than ``limits.backdate_days`` - the start dates the service agreement and the
+    first review (a start in 1901 had made an agreement payable from 1901)."""
+    return _date_refusal("started_on", started_on, today, limits, future=False)
+
+
+def hand_back_refusal(notice_ends_on: dt.date, today: dt.date, limits: DateLimits) -> Refusal | None:
+    """Whether a hand-back's notice may end on ``notice_ends_on`` (a UK date): within the actions'
+    limits either side of ``today`` - the leaving provider is paid to it and the next one starts
+    after it (a notice to 2035 had kept two providers' agreements payable for eight years)."""
+    return _date_refusal("notice_ends_on", notice_ends_on, today, limits, future=True)
+
+
 def ending_refusal(
     status: str, started_on: dt.date | None, effective_date: dt.date, today: dt.date, limits: DateLimits
 ) -> Refusal | None:
@@ -921,14 +935,20 @@ def calls_refusal(period: Period, where: str, calls_per_day: int | None) -> Refu
 
 
 def funding_refusal(
-    periods: Sequence[Period], *, first_day: dt.date | None, calls_per_day: int | None = None
+    periods: Sequence[Period],
+    *,
+    first_day: dt.date | None,
+    calls_per_day: int | None = None,
+    backdate_days: int | None = None,
 ) -> Refusal | None:
     """Whether a package's funding record is whole: at least one period; dates rising; each period's
     shares adding up to exactly 100% (422 ``periods.i.shares`` naming the total); a joint period
     split between at least two different funders, a single funder's period 100% that funder's; any
     named calls calls of the visit pattern of ``calls_per_day`` calls a day (:func:`calls_refusal`);
     the first period starting on or before ``first_day`` (the package's first day of care), so no
-    day of care has no funder (422 ``periods.0.effective_from``). None when it is whole."""
+    day of care has no funder, and no more than ``backdate_days`` before it (the actions' backdating
+    limit, :class:`DateLimits`: a record from 1901 had put the package in 1901's finance figures)
+    (422 ``periods.0.effective_from``). None when it is whole."""
     if not periods:
         return Refusal(422, "periods", "at least one funding period is needed")
     for i, period in enumerate(periods):
@@ -962,6 +982,17 @@ def funding_refusal(
             422,
             "periods.0.effective_from",
             f"{periods[0].effective_from} leaves the care from {first_day} without a funder",
+        )
+    if (
+        first_day is not None
+        and backdate_days is not None
+        and periods[0].effective_from < first_day - dt.timedelta(days=backdate_days)
+    ):
+        return Refusal(
+            422,
+            "periods.0.effective_from",
+            f"{periods[0].effective_from} is more than {backdate_days} days before care begins on {first_day}",
+            "date-too-far-back",
         )
     return None
 

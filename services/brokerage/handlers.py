@@ -825,14 +825,20 @@ async def record_start(
     started_on: dt.date,
     recorded_by: str,
     reviews: domain.ReviewSchedule | None = None,
+    date_limits: domain.DateLimits | None = None,
 ) -> None:
     """Care started on ``started_on`` (a UK date); its first review falls due ``reviews.first_after_days``
     later (decision 0088; a new provider's start after a hand-back or a declined change starts the
-    count again). Raises ActionRefused (HTTP 409) unless the package is placed."""
+    count again). Raises ActionRefused (HTTP 409) unless the package is placed; :class:`Refused`
+    (422 ``started_on``) for a date in the future or further back than ``date_limits`` allow
+    (:func:`domain.start_refusal`)."""
     package = await _locked(uow, package_id)
     if package["status"] not in domain.ALLOWED_FROM["start"]:
         raise ActionRefused(f"package {package_id} is {package['status']}; only a placed package can start")
     at = now()
+    refusal = domain.start_refusal(started_on, clock.uk_date(at), date_limits or domain.DateLimits())
+    if refusal is not None:
+        raise Refused(refusal)
     review_due = domain.first_review_due(started_on, reviews or domain.ReviewSchedule())
     await repo.mark_started(uow.conn, package_id, started_on=started_on, review_due_on=review_due)
     # Payable from the day care began: a start on another day than agreed corrects the agreement.
@@ -896,13 +902,17 @@ async def hand_back(
     continuity flag, to start when the notice ends, and never offered to that provider again.
     ``reason`` goes on PackageHandedBack; ``reason_text`` stays in the package's timeline.
 
-    Raises ActionRefused (HTTP 409) unless the package is placed or started."""
+    Raises ActionRefused (HTTP 409) unless the package is placed or started; :class:`Refused` (422
+    ``notice_ends_on``) for a notice ending outside ``rules.date_limits`` (:func:`domain.hand_back_refusal`)."""
     package = await _locked(uow, package_id)
     if package["status"] not in domain.ALLOWED_FROM["hand_back"]:
         raise ActionRefused(
             f"package {package_id} is {package['status']}; only a placed or started package can be handed back"
         )
     at = now()
+    refusal = domain.hand_back_refusal(notice_ends_on, clock.uk_date(at), rules.date_limits)
+    if refusal is not None:
+        raise Refused(refusal)
     provider_id = package["provider_id"]
     await _withdraw_change(uow, package, at, why="handed back")
     repo.add_timeline(
@@ -1579,6 +1589,7 @@ async def record_funding(
     top_up: TopUpPayer | None,
     recorded_by: str,
     reason_text: str | None = None,
+    date_limits: domain.DateLimits | None = None,
 ) -> int:
     """Record who pays for a package (the whole record, replacing the last): ``periods`` in date order,
     each from its ``effective_from`` (a UK date) until the next, and the payer of a ``top_up`` when the
@@ -1588,7 +1599,8 @@ async def record_funding(
 
     Raises :class:`Refused`: 409 ``status`` for a cancelled or ended package; 422 naming
     ``periods.i.shares`` (the shares not adding up to 100%, a joint period without a split, ...) or
-    ``periods.i.effective_from`` (dates not rising, the first after care begins):
+    ``periods.i.effective_from`` (dates not rising, the first after care begins or more than
+    ``date_limits.backdate_days`` before):
     :func:`domain.funding_refusal`. LookupError for no package."""
     package = await _locked(uow, package_id)
     at = now()
@@ -1604,7 +1616,12 @@ async def record_funding(
         if pending is not None:
             calls_per_day = min(calls_per_day, PackageSpec.model_validate_json(pending["spec"]).visits.calls_per_day)
     wanted = [p.period() for p in periods]
-    refusal = domain.funding_refusal(wanted, first_day=first_day, calls_per_day=calls_per_day)
+    refusal = domain.funding_refusal(
+        wanted,
+        first_day=first_day,
+        calls_per_day=calls_per_day,
+        backdate_days=(date_limits or domain.DateLimits()).backdate_days,
+    )
     if refusal is not None:
         raise Refused(refusal)
     contract = [

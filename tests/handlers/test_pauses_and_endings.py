@@ -13,7 +13,7 @@ import pytest
 
 from schemas.events import ProviderUpdated
 from schemas.vocabulary import CancelReason, EndReason, HandBackReason, PauseReason
-from services.brokerage import handlers
+from services.brokerage import domain, handlers
 from services.runtime import clock, topics
 from services.runtime.outbox import unit_of_work
 from tests import local_issuer
@@ -25,7 +25,13 @@ async def started(service, broker, rules, ids, *, started_on: dt.date | None = N
     await answer(broker, package_id, ids["prime_best"], rate="20.00")
     async with unit_of_work(service.pool) as uow:
         await handlers.record_start(
-            uow, package_id, started_on=started_on or clock.uk_today(), recorded_by="broker.amy"
+            uow,
+            package_id,
+            started_on=started_on or clock.uk_today(),
+            recorded_by="broker.amy",
+            # History as an installation backdating up to 60 days would record it: the review
+            # queue's tests need starts 50 days ago (the default limit, 28, is tested below).
+            date_limits=domain.DateLimits(backdate_days=60),
         )
     return package_id
 
@@ -222,6 +228,65 @@ async def test_the_api_refuses_bad_endings_and_pauses_naming_the_field_and_write
     view = (await client.get(f"/packages/{running}")).json()
     assert view["end_reason"] == "died" and view["ended_on"] == today.isoformat()
     assert [t["stage"] for t in view["timeline"]][-2:] == ["paused", "ended"]
+
+
+async def test_a_start_a_hand_back_and_a_funding_record_dated_outside_the_limits_are_refused_writing_nothing(brokerage):
+    """Found by an attack: a start on 1901-01-01 made the agreement payable from 1901 (and the review
+    45,950 days overdue), a hand-back's notice to 2035 kept the leaving provider's agreement open
+    beside the next one's for eight years, a funding record from 1901 reached the finance figures.
+    Each date now keeps to the actions' limits (rules.date_limits: 28 days back, 90 ahead)."""
+    service, broker, rules, ids = brokerage
+    today = clock.uk_today()
+    back, ahead = rules.date_limits.backdate_days, rules.date_limits.ahead_days
+    placed = await request(service, rules)
+    await answer(broker, placed, ids["prime_best"], rate="20.00")
+    client = api(service)
+    cases = [
+        (placed, "start", {"started_on": "1901-01-01"}, "started_on", "date-too-far-back"),
+        (placed, "start", {"started_on": str(today - dt.timedelta(days=back + 1))}, "started_on", "date-too-far-back"),
+        (
+            placed,
+            "hand-back",
+            {"notice_ends_on": "2035-02-19", "reason": "other"},
+            "notice_ends_on",
+            "date-too-far-ahead",
+        ),
+        (
+            placed,
+            "hand-back",
+            {"notice_ends_on": str(today + dt.timedelta(days=ahead + 1)), "reason": "other"},
+            "notice_ends_on",
+            "date-too-far-ahead",
+        ),
+        (
+            placed,
+            "hand-back",
+            {"notice_ends_on": "1901-01-01", "reason": "other"},
+            "notice_ends_on",
+            "date-too-far-back",
+        ),
+    ]
+    for package_id, action, body, field, code in cases:
+        before = await snapshot(service, package_id)
+        response = await client.post(f"/packages/{package_id}/{action}", json=body)
+        assert response.status_code == 422, (action, body, response.text)
+        problem = response.json()
+        assert [f["field"] for f in problem["fields"]] == [field] and problem["type"].endswith(code), problem
+        assert await snapshot(service, package_id) == before, (action, body)
+    first_day = dt.date.fromisoformat((await client.get(f"/packages/{placed}")).json()["package"]["start_date"])
+    for effective_from in ("1901-01-01", str(first_day - dt.timedelta(days=back + 1))):
+        before = await snapshot(service, placed)
+        funding = {"periods": [{"effective_from": effective_from, "funder": "council"}]}
+        response = await client.put(f"/packages/{placed}/funding", json=funding)
+        assert response.status_code == 422, response.text
+        assert response.json()["fields"][0]["field"] == "periods.0.effective_from"
+        assert await snapshot(service, placed) == before
+    # Inside the limits, each is recorded.
+    funding = {"periods": [{"effective_from": str(first_day - dt.timedelta(days=back)), "funder": "council"}]}
+    assert (await client.put(f"/packages/{placed}/funding", json=funding)).status_code == 200
+    assert (await client.post(f"/packages/{placed}/start", json={"started_on": str(today)})).status_code == 200
+    notice = {"notice_ends_on": str(today + dt.timedelta(days=ahead)), "reason": "other"}
+    assert (await client.post(f"/packages/{placed}/hand-back", json=notice)).status_code == 200
 
 
 async def test_a_provider_suspended_during_a_pause_loses_the_package_only_when_it_resumes(brokerage):
