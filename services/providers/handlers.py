@@ -1798,7 +1798,10 @@ async def record_complaint(
     summary: str,
     by: str,
 ) -> ProviderQualityRecorded:
-    """A complaint about the provider, coded by theme (its summary stays here)."""
+    """A complaint about the provider, coded by theme (its summary stays here). Refused (422
+    ``received_on``) for a date after today (UK): a complaint cannot have been received yet."""
+    if received_on > clock.uk_date(now()):
+        raise Refused("the received date is in the future", code="invalid-request", status=422, field="received_on")
     await _locked_register(uow, provider_id)
     complaint_id = uuid.uuid4()
     await repo.insert_complaint(

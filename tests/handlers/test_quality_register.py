@@ -9,6 +9,7 @@ import uuid
 import httpx
 
 from services.providers.app import build
+from services.runtime import clock
 from tests import local_issuer
 
 QUALITY = ("contracts_quality",)
@@ -156,6 +157,13 @@ async def test_complaints_and_plans_are_coded_and_counted_and_bad_input_names_th
             f"/providers/{provider}/quality/complaints", json={"theme": "rude", "received_on": "2026-11-20"}
         )
         assert bad_theme.status_code == 422 and bad_theme.json()["errors"][0]["field"] == "theme"
+        before = (await api.get(f"/providers/{provider}/quality")).json()["open_complaints"]
+        tomorrow = (clock.uk_today() + dt.timedelta(days=1)).isoformat()
+        ahead = await api.post(
+            f"/providers/{provider}/quality/complaints", json={"theme": "missed_visit", "received_on": tomorrow}
+        )
+        assert ahead.status_code == 422 and ahead.json()["errors"][0]["field"] == "received_on", ahead.text
+        assert (await api.get(f"/providers/{provider}/quality")).json()["open_complaints"] == before
         undated = await api.put(f"/providers/{provider}/quality/cqc", json={"rating": "good"})
         assert undated.status_code == 422 and undated.json()["errors"][0]["field"] == "inspected_on"
         unrated = await api.put(f"/providers/{provider}/quality/cqc", json={"rating": "not_yet_rated"})
