@@ -68,7 +68,8 @@ def decode(cursor: str | None, *types: type) -> tuple[Any, ...] | None:
         if not isinstance(parts, list) or len(parts) != len(types):
             raise ValueError("not this list's cursor")
         return tuple(PARSERS[t](str(p)) for t, p in zip(types, parts, strict=True))
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+    # RecursionError: JSON nested deeper than Python's parser goes (a made-up cursor; was a 500).
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError):
         raise ProblemError(422, "cursor is not a cursor this list gave out", field="cursor") from None
 
 

@@ -8,6 +8,8 @@ the APIs (decision 0129), tried on every service that has a member of the kind:
   with ``Allow``, on every service (the console answers its GOV.UK "Page not found");
 - a set-like list (zones, bands, skills, needs, channels, call slots) with a member twice is a
   422 naming the list.
+- JSON nested deeper than Python's parser goes (5,000 brackets), with or without a NaN, and a
+  cursor made of it, are a 4xx, never a 500 (RecursionError is the parser's refusal too).
 """
 
 from __future__ import annotations
@@ -96,6 +98,52 @@ async def test_a_nul_in_a_nested_member_or_a_list_is_named_by_its_path_and_nan_i
         )
     fields = {e["field"] for e in assert_problem(answer, 422, "invalid-request")["errors"]}
     assert fields == {"zones.1", "adapter.premium_percent.urban"}
+
+
+DEEP = b"[" * 5000 + b"]" * 5000
+
+
+@pytest.mark.parametrize("name", sorted(TEXT_FIELDS))
+async def test_json_nested_deeper_than_the_parser_goes_is_a_4xx_with_or_without_nan(app_of, name):
+    """Found by an attack: ``{"x": "NaN", "y": [[[...5,000...]]]}`` was a 500 on every service,
+    without a token (the edge's NaN check parsed it and met Python's recursion limit)."""
+    path, _, _ = TEXT_FIELDS[name]
+    method = "PUT" if name == "notifications" else "POST"
+    async with client(app_of(name), name) as api:
+        for body in (b'{"x": "NaN", "y": ' + DEEP + b"}", b'{"y": ' + DEEP + b"}"):
+            answer = await api.request(method, path, content=body, headers={"content-type": "application/json"})
+            assert 400 <= answer.status_code < 500, (name, answer.status_code, answer.text[:200])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app_of(name)), base_url=f"http://{name}") as anyone:
+        answer = await anyone.request(method, path, content=b'{"x": NaN, "y": ' + DEEP + b"}")
+        assert 400 <= answer.status_code < 500, (name, answer.status_code)
+
+
+async def test_the_console_answers_json_nested_too_deep_without_a_500(app_of):
+    transport = httpx.ASGITransport(app=app_of("console"), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://console") as console:
+        # An address no page has: the edge runs first (the pages themselves need the database).
+        answer = await console.post(
+            "/no-such-page", content=b'{"x": "NaN", "y": ' + DEEP + b"}", headers={"content-type": "application/json"}
+        )
+        assert answer.status_code == 404 and "Page not found" in answer.text
+
+
+def test_the_edge_finds_nan_as_deep_as_the_parser_goes():
+    """The edge walks a document with a stack of its own: a NaN 900 lists down is still named."""
+    found = http.unstorable_fields(b'{"a": ' + b"[" * 900 + b"NaN" + b"]" * 900 + b"}")
+    assert [e["field"] for e in found] == ["a." + ".".join(["0"] * 900)]
+    assert http.unstorable_fields(b'{"x": NaN, "y": ' + DEEP + b"}") == []  # validation refuses it instead
+
+
+def test_a_cursor_nested_deeper_than_the_parser_goes_is_a_422_naming_it():
+    import base64
+
+    from services.runtime import pagination
+
+    deep = base64.urlsafe_b64encode(DEEP).decode().rstrip("=")
+    with pytest.raises(http.ProblemError) as refused:
+        pagination.decode(deep, int)
+    assert refused.value.status == 422 and refused.value.field == "cursor"
 
 
 async def test_a_pair_of_surrogates_is_text_and_passes_the_edge():
