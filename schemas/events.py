@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError, model_validator
 
+from schemas.fields import DIGITS_0_TO_9
 from schemas.vocabulary import (
     AgreementReason,
     AgreementStatus,
@@ -63,7 +64,7 @@ from schemas.vocabulary import (
 )
 
 Producer = Literal["brokerage", "providers", "notifications"]
-Money = Annotated[Decimal, Field(max_digits=8, decimal_places=2, ge=0)]
+Money = Annotated[Decimal, Field(max_digits=8, decimal_places=2, ge=0), DIGITS_0_TO_9]
 ProviderId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,63}$")]
 ZoneId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,63}$")]
 # A member of staff as the services name them (a console username, e.g. broker.amy, or a

@@ -9,9 +9,10 @@ published API without them (tests/unit/test_request_bounds.py).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from schemas.calendar import EARLIEST_DAY, LATEST_DAY, check_within_the_calendar
 
@@ -38,3 +39,27 @@ Moment = Annotated[
     AfterValidator(_moment),
     Field(json_schema_extra={"formatMinimum": f"{EARLIEST_DAY}T00:00:00Z", "formatMaximum": f"{LATEST_DAY}T23:59:59Z"}),
 ]
+
+
+_DECIMAL_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?", re.ASCII)
+
+
+def is_decimal_text(text: str) -> bool:
+    """Whether ``text`` is a decimal written in 0-9 with at most a sign and a point ("10.5", "-3")."""
+    return _DECIMAL_TEXT.fullmatch(text.strip()) is not None
+
+
+def _decimal_text(value: object) -> object:
+    """A decimal sent as text is written in 0-9 with at most a sign and a point (decision 0154):
+    Python's ``Decimal()`` would also read other scripts' digits ("١٩.٩٥" was a bid of 19.95),
+    full-width ones, underscores ("1_0" was 10) and exponents. A JSON number passes as it is."""
+    if isinstance(value, str) and not is_decimal_text(value):
+        raise ValueError("must be a number written in the digits 0-9, like 10.5")
+    return value
+
+
+# The check above, as the last metadata of a request's decimal field, after its constraints:
+# ``Annotated[Decimal, Field(ge=0, le=100), DIGITS_0_TO_9]`` (before them, pydantic publishes the
+# constraints as non-standard JSON Schema keys). tests/unit/test_request_types.py fails on a
+# decimal field of any request body without it.
+DIGITS_0_TO_9 = BeforeValidator(_decimal_text)

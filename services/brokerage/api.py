@@ -44,7 +44,7 @@ from services.brokerage import repository as repo
 from services.runtime import clock, idempotency, identifiers, permissions
 from services.runtime.auth import Principal, principal_of
 from services.runtime.db import fetch_one
-from services.runtime.fields import Day, Distinct
+from services.runtime.fields import DIGITS_0_TO_9, Day, Distinct
 from services.runtime.http import ProblemError
 from services.runtime.outbox import UnitOfWork, run_in_unit_of_work
 from services.runtime.permissions import SEES_BID_PRICES
@@ -118,7 +118,7 @@ class PackageRequest(BaseModel):
     zone: str = Field(max_length=64, description="Zone id from the framework's reference data, e.g. charnwood-north")
     band: Band
     postcode_district: identifiers.PostcodeDistrict = Field(description="Outward code of the postcode, e.g. LE11")
-    hours_per_week: Decimal = Field(gt=0, le=168, max_digits=5, decimal_places=2)
+    hours_per_week: Annotated[Decimal, Field(gt=0, le=168, max_digits=5, decimal_places=2), DIGITS_0_TO_9]
     visits: VisitPattern
     needs: Distinct[CareNeed] = Field(min_length=1, max_length=len(CareNeed), description="The care needs, each once")
     urgency: Urgency
@@ -209,8 +209,8 @@ class ChangeRequest(BaseModel):
     the needs if they change. Who asks is the access token's user, never a field here."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    hours_per_week: Decimal = Field(
-        gt=0, le=168, max_digits=5, decimal_places=2, description="Carer hours per week, matching the visit pattern"
+    hours_per_week: Annotated[Decimal, Field(gt=0, le=168, max_digits=5, decimal_places=2), DIGITS_0_TO_9] = Field(
+        description="Carer hours per week, matching the visit pattern"
     )
     visits: VisitPattern = Field(description="Calls per day, minutes per call, carers per call, days per week")
     needs: Distinct[CareNeed] | None = Field(
@@ -232,8 +232,8 @@ class ReviewChangeRequest(BaseModel):
     ``review_outcome``."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    hours_per_week: Decimal = Field(
-        gt=0, le=168, max_digits=5, decimal_places=2, description="Carer hours per week, matching the visit pattern"
+    hours_per_week: Annotated[Decimal, Field(gt=0, le=168, max_digits=5, decimal_places=2), DIGITS_0_TO_9] = Field(
+        description="Carer hours per week, matching the visit pattern"
     )
     visits: VisitPattern
     needs: Distinct[CareNeed] | None = Field(
@@ -282,7 +282,9 @@ class ReviewRequest(BaseModel):
 class FundingShareRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     funder: Funder
-    percent: Decimal = Field(ge=0, le=100, max_digits=5, decimal_places=2, description="Per cent of the cost")
+    percent: Annotated[Decimal, Field(ge=0, le=100, max_digits=5, decimal_places=2), DIGITS_0_TO_9] = Field(
+        description="Per cent of the cost"
+    )
 
 
 class CallFundingRequest(BaseModel):
@@ -740,7 +742,10 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
         summary="Record that care has started",
         responses={
             409: {"description": "The package is not placed"},
-            422: {"description": "started_on in the future or further back than the backdating limit"},
+            422: {
+                "description": "The request is not valid (errors names each field), or started_on is in the "
+                "future or further back than the backdating limit"
+            },
         },
     )
     async def start(package_id: uuid.UUID, body: StartRequest, caller: Caller) -> dict:
@@ -769,7 +774,10 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
         summary="Record a provider handing the package back, with notice",
         responses={
             409: {"description": "The package is not placed or started"},
-            422: {"description": "notice_ends_on further back or ahead than the actions' date limits"},
+            422: {
+                "description": "The request is not valid (errors names each field), or notice_ends_on is "
+                "further back or ahead than the actions' date limits"
+            },
         },
     )
     async def hand_back(package_id: uuid.UUID, body: HandBackRequest, caller: Caller) -> dict:

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from schemas.events import VisitPattern
+from schemas.fields import is_decimal_text
 from schemas.vocabulary import CareNeed
 from services.runtime import clock, identifiers
 from services.runtime.numbers import whole_number
@@ -543,6 +544,8 @@ def package_request(
     hours: Decimal | None = None
     if values["hours_per_week"] and "hours_per_week" not in errors:
         try:
+            if not is_decimal_text(str(values["hours_per_week"])):
+                raise InvalidOperation  # other scripts' digits, 1_0, 1e1 (decision 0154)
             hours = Decimal(str(values["hours_per_week"]))
         except InvalidOperation:
             check("hours_per_week", "Hours per week must be a number, like 10.5")
@@ -1017,6 +1020,8 @@ def _change_problems(form: Mapping[str, Any], package: Mapping[str, Any], found:
                 visits[field] = number
     raw_hours = str(form.get("hours_per_week") or "").strip()
     try:
+        if raw_hours and not is_decimal_text(raw_hours):
+            raise InvalidOperation  # other scripts' digits, 1_0, 1e1 (decision 0154)
         hours = Decimal(raw_hours) if raw_hours else None
     except InvalidOperation:
         hours = None

@@ -33,7 +33,7 @@ from services.providers import repository as repo
 from services.runtime import clock, idempotency, pagination, permissions, quality
 from services.runtime.auth import Principal, principal_of
 from services.runtime.db import fetch_one
-from services.runtime.fields import Day, Distinct, Moment
+from services.runtime.fields import DIGITS_0_TO_9, Day, Distinct, Moment
 from services.runtime.http import ProblemError, check_webhook_url
 from services.runtime.logging import get_logger
 from services.runtime.oidc_client import TokenError
@@ -48,7 +48,7 @@ T = TypeVar("T")
 # The provider API's contract version (docs/guide/api-changelog.md, decision 0102): MAJOR.MINOR.PATCH.
 # A minor version only adds (operations, optional fields, response fields, problem codes); a major
 # version would change or remove, and be served beside this one under /v2 until this one's sunset.
-CONTRACT_VERSION = "1.3.2"
+CONTRACT_VERSION = "1.3.3"
 VERSION_HEADER = "Homecare-Contract-Version"
 
 
@@ -168,7 +168,8 @@ CallTimes = Annotated[
     Field(max_length=len(get_args(domain.CallSlot)), description="Daily call slots covered, each once (unset: any)"),
 ]
 Premiums = dict[
-    Annotated[str, Field(max_length=16)], Annotated[Decimal, Field(ge=0, le=100, max_digits=5, decimal_places=2)]
+    Annotated[str, Field(max_length=16)],
+    Annotated[Decimal, Field(ge=0, le=100, max_digits=5, decimal_places=2), DIGITS_0_TO_9],
 ]
 
 
@@ -177,7 +178,9 @@ class AdapterRules(domain.AutomaticRules):
     stored is read with :class:`domain.AutomaticRules`, which keeps accepting what was stored before)."""
 
     call_times: CallTimes = None
-    max_package_hours: Decimal = Field(default=Decimal(42), gt=0, le=168, max_digits=5, decimal_places=2)
+    max_package_hours: Annotated[Decimal, Field(gt=0, le=168, max_digits=5, decimal_places=2), DIGITS_0_TO_9] = Decimal(
+        42
+    )
     premium_percent: Premiums = Field(default_factory=dict, description="Premium asked per band, percent")
 
 
@@ -197,9 +200,13 @@ class AdapterPatch(BaseModel):
     kind: domain.AdapterKind | None = None
     webhook_url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://[^\s/?#]+[^\s]*$")
     call_times: CallTimes = None
-    max_package_hours: Decimal | None = Field(default=None, gt=0, le=168, max_digits=5, decimal_places=2)
+    max_package_hours: Annotated[Decimal, Field(gt=0, le=168, max_digits=5, decimal_places=2), DIGITS_0_TO_9] | None = (
+        None
+    )
     max_calls_per_day: StrictInt | None = Field(default=None, ge=1, le=6)
-    premium_percent: dict[Band, Annotated[Decimal, Field(ge=0, le=100, max_digits=5, decimal_places=2)]] | None = None
+    premium_percent: (
+        dict[Band, Annotated[Decimal, Field(ge=0, le=100, max_digits=5, decimal_places=2), DIGITS_0_TO_9]] | None
+    ) = None
     lead_days: StrictInt | None = Field(default=None, ge=0, le=28)
     covers_adjacent_zones: StrictBool | None = None
     rotate_secret: StrictBool = Field(
@@ -592,9 +599,9 @@ class ApplicationRequest(BaseModel):
         min_length=1, max_length=len(CareNeed), description="Care needs it can meet, each once"
     )
     double_handed: StrictBool = Field(default=False, description="Staffs calls that need two carers")
-    weekly_capacity_hours: Decimal = Field(
-        gt=0, le=Decimal("99999.99"), max_digits=7, decimal_places=2, description="Carer hours per week it offers"
-    )
+    weekly_capacity_hours: Annotated[
+        Decimal, Field(gt=0, le=Decimal("99999.99"), max_digits=7, decimal_places=2), DIGITS_0_TO_9
+    ] = Field(description="Carer hours per week it offers")
     cqc_location_id: str = Field(pattern=r"^1-[0-9]{6,12}$", description="The CQC location id, e.g. 1-123456789")
     cqc_rating: CqcRating = Field(default="not_yet_rated", description="Its CQC rating now")
     adapter: AdapterRules = Field(
@@ -774,9 +781,9 @@ def applications_router(service: Service) -> APIRouter:
 
 class ProfileChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    weekly_capacity_hours: Decimal | None = Field(
-        default=None, ge=0, le=Decimal("99999.99"), max_digits=7, decimal_places=2
-    )
+    weekly_capacity_hours: (
+        Annotated[Decimal, Field(ge=0, le=Decimal("99999.99"), max_digits=7, decimal_places=2), DIGITS_0_TO_9] | None
+    ) = None
     call_times: CallTimes = None
     max_calls_per_day: StrictInt | None = Field(default=None, ge=1, le=6)
 

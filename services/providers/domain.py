@@ -19,12 +19,13 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from schemas.events import PackageSpec, ProviderProfile
 from schemas.vocabulary import DeclineReason
+from services.runtime.fields import DIGITS_0_TO_9
 from services.runtime.reference import JoiningTerms, ReopeningWindow
 
 AdapterKind = Literal["automatic", "webhook", "portal"]
@@ -46,9 +47,9 @@ class AutomaticRules(BaseModel):
         description="Where offers are POSTed (https in production)",
     )
     call_times: list[CallSlot] | None = Field(default=None, description="Call slots it covers (unset: any)")
-    max_package_hours: Decimal = Field(default=Decimal(42), gt=0)
+    max_package_hours: Annotated[Decimal, Field(gt=0), DIGITS_0_TO_9] = Decimal(42)
     max_calls_per_day: StrictInt = Field(default=4, ge=1, le=6)
-    premium_percent: dict[str, Decimal] = Field(default_factory=dict)
+    premium_percent: dict[str, Annotated[Decimal, DIGITS_0_TO_9]] = Field(default_factory=dict)
     lead_days: StrictInt = Field(default=0, ge=0, le=28, description="Days' notice it needs before a start")
     covers_adjacent_zones: StrictBool = Field(default=False, description="Takes work just outside its zones when asked")
 

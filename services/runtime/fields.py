@@ -7,6 +7,11 @@ on its own (decision 0129).
 - :data:`Day` and :data:`Moment` (from schemas/fields.py, which the adapter contract uses too): a
   date, and a date and time, inside the platform's calendar - ``0001-01-01`` or ``9999-12-31`` is a
   422 naming the field. Their JSON Schema says ``formatMinimum`` and ``formatMaximum``.
+- :data:`DIGITS_0_TO_9`: a decimal (hours, per cents) sent as text is written in 0-9 with at most a
+  sign and a point - other scripts' digits, underscores and exponents are a 422 naming the field
+  (decision 0154); ``schemas.events.Money`` checks the same. Put it *after* the field's
+  constraints, ``Annotated[Decimal, Field(ge=0, le=100), DIGITS_0_TO_9]``: before them, pydantic
+  publishes the constraints as non-standard JSON Schema keys.
 
 Text fields, numbers and lists are also bounded in every request model (``max_length``, ``le``,
 ``max_length`` of a list): a test walks the published OpenAPI documents and fails on any request
@@ -20,9 +25,9 @@ from typing import Annotated, TypeVar
 
 from pydantic import AfterValidator, Field
 
-from schemas.fields import Day, Moment
+from schemas.fields import DIGITS_0_TO_9, Day, Moment
 
-__all__ = ["Day", "Distinct", "Moment", "no_repeats"]
+__all__ = ["DIGITS_0_TO_9", "Day", "Distinct", "Moment", "no_repeats"]
 
 T = TypeVar("T", bound=Hashable)
 

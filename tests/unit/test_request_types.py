@@ -82,3 +82,61 @@ def test_every_count_and_yes_no_of_every_request_body_is_strict():
 )
 def test_the_walk_tells_a_strict_field_from_a_lax_one(annotation, strict):
     assert (not list(_loose(annotation, [], "x", set()))) is strict
+
+
+def _textual_decimals(annotation: object, metadata: list[object], where: str, seen: set[type]) -> Iterator[str]:
+    """The decimal fields under ``annotation`` without the 0-9 check (schemas.fields.DIGITS_0_TO_9)."""
+    from decimal import Decimal
+
+    from schemas.fields import DIGITS_0_TO_9
+
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        inner, *extra = typing.get_args(annotation)
+        yield from _textual_decimals(inner, [*metadata, *extra], where, seen)
+    elif origin in (typing.Union, types.UnionType):
+        for arm in typing.get_args(annotation):
+            if arm is not type(None):
+                yield from _textual_decimals(arm, metadata, where, seen)
+    elif origin in (list, set, frozenset, tuple, dict):
+        for arm in typing.get_args(annotation):
+            yield from _textual_decimals(arm, [], f"{where}[]", seen)
+    elif annotation is Decimal:
+        if DIGITS_0_TO_9 not in metadata:
+            yield f"{where}: Decimal"
+    elif isinstance(annotation, type) and issubclass(annotation, BaseModel) and annotation not in seen:
+        seen.add(annotation)
+        for name, field in annotation.model_fields.items():
+            yield from _textual_decimals(field.annotation, list(field.metadata), f"{where}.{name}", seen)
+
+
+def test_every_decimal_of_every_request_body_is_read_in_0_to_9_alone():
+    """Decision 0154: pydantic reads a decimal sent as text with Python's Decimal(), which takes any
+    script's digits ("١٩.٩٥" was a bid of 19.95), underscores ("1_0" was 10) and exponents."""
+    from services.runtime.settings import SERVICES, load
+
+    found: list[str] = []
+    for service in SERVICES:
+        _, app = importlib.import_module(f"services.{service}.app").build(load(service))
+        for path, route in _api_routes(list(app.routes)):
+            if route.body_field is not None:
+                where = f"{service} {'/'.join(sorted(route.methods or ()))} {path} body"
+                found += _textual_decimals(route.body_field.field_info.annotation, [], where, set())
+    assert not found, "decimal fields without schemas.fields.DIGITS_0_TO_9:\n" + "\n".join(sorted(set(found)))
+
+
+@pytest.mark.parametrize("text", ["١٩.٩٥", "１９.９５", "1_0", "1e2", "NaN", "Infinity", "19.", ".5", "+1", " "])
+def test_a_decimal_in_other_digits_or_notations_is_refused_and_plain_ones_pass(text):
+    from decimal import Decimal
+
+    from pydantic import TypeAdapter, ValidationError
+
+    from schemas.events import Money
+    from schemas.fields import DIGITS_0_TO_9
+
+    adapters: list[TypeAdapter[Decimal]] = [TypeAdapter(typing.Annotated[Decimal, DIGITS_0_TO_9]), TypeAdapter(Money)]
+    for adapter in adapters:
+        with pytest.raises(ValidationError, match="0-9"):
+            adapter.validate_python(text)
+        assert str(adapter.validate_python(" 19.95 ")) == "19.95"
+        assert str(adapter.validate_python(19.95)) == "19.95"

@@ -128,3 +128,14 @@ def test_a_date_box_or_the_kpi_period_in_anything_but_0_to_9_is_not_read(typed):
         0.5,
         366,
     )
+
+
+@pytest.mark.parametrize("hours", ["٧", "７.００", "1_0", "1e1"])
+def test_hours_in_other_digits_or_notations_are_a_form_message_in_both_forms(hours):
+    new = domain.package_request({"hours_per_week": hours}, today=dt.date(2026, 12, 3))
+    assert "Hours per week must be a number" in new[1].get("hours_per_week", ""), new[1]
+    visits = {"calls_per_day": "1", "minutes_per_call": "60", "carers_per_call": "1", "days_per_week": "7"}
+    change = domain.action_problems(
+        "change", visits | {"hours_per_week": hours}, package={"status": "started"}, today=dt.date(2026, 12, 3)
+    )
+    assert change.get("hours_per_week") == "Hours per week must be a number, like 10.5", change
