@@ -12,36 +12,55 @@ from __future__ import annotations
 import importlib
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from decimal import Decimal
 from enum import Enum
 
 import pytest
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, Strict
+from pydantic import BaseModel, Field, Strict
+
+from schemas.fields import DIGITS_0_TO_9
+
+# A scalar field met by the walk: its type, its metadata (constraints, validators), its path.
+Leaf = tuple[object, list[object], str]
+
+
+def _leaves(annotation: object, metadata: list[object], where: str, seen: set[type]) -> Iterator[Leaf]:
+    """Every scalar field under ``annotation``: (its type, its metadata, its path), through
+    Annotated, unions, containers and nested models (each model once)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        inner, *extra = typing.get_args(annotation)
+        yield from _leaves(inner, [*metadata, *extra], where, seen)
+    elif origin in (typing.Union, types.UnionType):
+        for arm in typing.get_args(annotation):
+            if arm is not type(None):
+                yield from _leaves(arm, metadata, where, seen)
+    elif origin in (list, set, frozenset, tuple, dict):
+        for arm in typing.get_args(annotation):
+            yield from _leaves(arm, [], f"{where}[]", seen)
+    elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if annotation not in seen:
+            seen.add(annotation)
+            for name, field in annotation.model_fields.items():
+                yield from _leaves(field.annotation, list(field.metadata), f"{where}.{name}", seen)
+    elif not (isinstance(annotation, type) and issubclass(annotation, Enum)):
+        yield annotation, metadata, where
 
 
 def _loose(annotation: object, metadata: list[object], where: str, seen: set[type]) -> Iterator[str]:
     """The integer and boolean fields under ``annotation`` that are not strict, as paths."""
-    origin = typing.get_origin(annotation)
-    if origin is typing.Annotated:
-        inner, *extra = typing.get_args(annotation)
-        yield from _loose(inner, [*metadata, *extra], where, seen)
-    elif origin in (typing.Union, types.UnionType):
-        for arm in typing.get_args(annotation):
-            if arm is not type(None):
-                yield from _loose(arm, metadata, where, seen)
-    elif origin in (list, set, frozenset, tuple, dict):
-        for arm in typing.get_args(annotation):
-            yield from _loose(arm, [], f"{where}[]", seen)
-    elif annotation in (int, bool):
-        if not any(isinstance(m, Strict) and m.strict for m in metadata):
-            yield f"{where}: {annotation.__name__}"
-    elif isinstance(annotation, type) and issubclass(annotation, BaseModel) and annotation not in seen:
-        seen.add(annotation)
-        for name, field in annotation.model_fields.items():
-            yield from _loose(field.annotation, list(field.metadata), f"{where}.{name}", seen)
-    elif isinstance(annotation, type) and issubclass(annotation, Enum):
-        return
+    for kind, meta, path in _leaves(annotation, metadata, where, seen):
+        if kind in (int, bool) and not any(isinstance(m, Strict) and m.strict for m in meta):
+            yield f"{path}: {kind.__name__}"
+
+
+def _textual_decimals(annotation: object, metadata: list[object], where: str, seen: set[type]) -> Iterator[str]:
+    """The decimal fields under ``annotation`` without the 0-9 check (schemas.fields.DIGITS_0_TO_9)."""
+    for kind, meta, path in _leaves(annotation, metadata, where, seen):
+        if kind is Decimal and DIGITS_0_TO_9 not in meta:
+            yield f"{path}: Decimal"
 
 
 def _api_routes(routes: list[object]) -> Iterator[tuple[str, APIRoute]]:
@@ -54,8 +73,8 @@ def _api_routes(routes: list[object]) -> Iterator[tuple[str, APIRoute]]:
             yield from _api_routes(included.routes)
 
 
-def loose_fields() -> tuple[list[str], int]:
-    """(the lax fields, how many request bodies were read)."""
+def body_fields(check: Callable[[object, list[object], str, set[type]], Iterator[str]]) -> tuple[list[str], int]:
+    """(what ``check`` finds in the body model of every route of every service, how many bodies were read)."""
     from services.runtime.settings import SERVICES, load
 
     found: list[str] = []
@@ -66,12 +85,12 @@ def loose_fields() -> tuple[list[str], int]:
             if route.body_field is not None:
                 bodies += 1
                 where = f"{service} {'/'.join(sorted(route.methods or ()))} {path} body"
-                found += _loose(route.body_field.field_info.annotation, [], where, set())
+                found += check(route.body_field.field_info.annotation, [], where, set())
     return sorted(set(found)), bodies
 
 
 def test_every_count_and_yes_no_of_every_request_body_is_strict():
-    found, bodies = loose_fields()
+    found, bodies = body_fields(_loose)
     assert bodies >= 40, bodies  # the walk reached the routes of every service's routers
     assert not found, f"{len(found)} lax fields (use pydantic's StrictInt / StrictBool):\n" + "\n".join(found)
 
@@ -84,55 +103,19 @@ def test_the_walk_tells_a_strict_field_from_a_lax_one(annotation, strict):
     assert (not list(_loose(annotation, [], "x", set()))) is strict
 
 
-def _textual_decimals(annotation: object, metadata: list[object], where: str, seen: set[type]) -> Iterator[str]:
-    """The decimal fields under ``annotation`` without the 0-9 check (schemas.fields.DIGITS_0_TO_9)."""
-    from decimal import Decimal
-
-    from schemas.fields import DIGITS_0_TO_9
-
-    origin = typing.get_origin(annotation)
-    if origin is typing.Annotated:
-        inner, *extra = typing.get_args(annotation)
-        yield from _textual_decimals(inner, [*metadata, *extra], where, seen)
-    elif origin in (typing.Union, types.UnionType):
-        for arm in typing.get_args(annotation):
-            if arm is not type(None):
-                yield from _textual_decimals(arm, metadata, where, seen)
-    elif origin in (list, set, frozenset, tuple, dict):
-        for arm in typing.get_args(annotation):
-            yield from _textual_decimals(arm, [], f"{where}[]", seen)
-    elif annotation is Decimal:
-        if DIGITS_0_TO_9 not in metadata:
-            yield f"{where}: Decimal"
-    elif isinstance(annotation, type) and issubclass(annotation, BaseModel) and annotation not in seen:
-        seen.add(annotation)
-        for name, field in annotation.model_fields.items():
-            yield from _textual_decimals(field.annotation, list(field.metadata), f"{where}.{name}", seen)
-
-
 def test_every_decimal_of_every_request_body_is_read_in_0_to_9_alone():
     """Decision 0154: pydantic reads a decimal sent as text with Python's Decimal(), which takes any
     script's digits ("١٩.٩٥" was a bid of 19.95), underscores ("1_0" was 10) and exponents."""
-    from services.runtime.settings import SERVICES, load
-
-    found: list[str] = []
-    for service in SERVICES:
-        _, app = importlib.import_module(f"services.{service}.app").build(load(service))
-        for path, route in _api_routes(list(app.routes)):
-            if route.body_field is not None:
-                where = f"{service} {'/'.join(sorted(route.methods or ()))} {path} body"
-                found += _textual_decimals(route.body_field.field_info.annotation, [], where, set())
-    assert not found, "decimal fields without schemas.fields.DIGITS_0_TO_9:\n" + "\n".join(sorted(set(found)))
+    found, _ = body_fields(_textual_decimals)
+    assert not found, "decimal fields without schemas.fields.DIGITS_0_TO_9:\n" + "\n".join(found)
+    assert list(_textual_decimals(typing.Annotated[Decimal, Field(ge=0)], [], "x", set())) == ["x: Decimal"]
 
 
 @pytest.mark.parametrize("text", ["١٩.٩٥", "１９.９５", "1_0", "1e2", "NaN", "Infinity", "19.", ".5", "+1", " "])
 def test_a_decimal_in_other_digits_or_notations_is_refused_and_plain_ones_pass(text):
-    from decimal import Decimal
-
     from pydantic import TypeAdapter, ValidationError
 
     from schemas.events import Money
-    from schemas.fields import DIGITS_0_TO_9
 
     adapters: list[TypeAdapter[Decimal]] = [TypeAdapter(typing.Annotated[Decimal, DIGITS_0_TO_9]), TypeAdapter(Money)]
     for adapter in adapters:
