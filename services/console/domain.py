@@ -398,6 +398,16 @@ MAX_LENGTHS = {"person_full_name": 200, "person_address": 500, "person_care_note
 MAX_HOURS = Decimal(168)
 
 
+def form_idempotency_key(value: object) -> str:
+    """A form's Idempotency-Key (the hidden field the console puts on the new-package form, a UUID)
+    as sent to the brokerage: the same UUID, or a fresh one for anything else - no value, or one
+    the console did not make."""
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        return str(uuid.uuid4())
+
+
 def number_or_text(raw: object) -> int | str:
     """A form's count for an API body: the number when it is a whole number typed in 0-9
     (services/runtime/numbers.py), else the text as typed, so that the API's 422 names the field

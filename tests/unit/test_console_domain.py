@@ -3,6 +3,7 @@ form's translation to the brokerage API and of its answers back to the form, the
 
 import datetime as dt
 import re
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -561,3 +562,15 @@ def test_the_answers_travel_in_hidden_fields_without_the_csrf_token_or_the_chang
         else:
             again[name] = value
     assert domain.package_request(again, ZONES, today=TODAY) == domain.package_request(FORM, ZONES, today=TODAY)
+
+
+def test_the_new_package_forms_idempotency_key_is_a_uuid_the_console_made_or_a_fresh_one():
+    """An attack sent the hidden field as "€uro" (a 500: no such header can be sent) and with a
+    newline (a 503): a key the console did not make is replaced, never sent on."""
+    made = "6f1c2a52-8c1e-4a55-9d6b-1f6f0c1d2e3a"
+    assert domain.form_idempotency_key(made) == made
+    assert domain.form_idempotency_key(made.upper()) == made
+    for forged in ("€uro", "line\nbreak", "a b", "x" * 300, "", None, f"{made}\n"):
+        key = domain.form_idempotency_key(forged)
+        assert key != forged and str(uuid.UUID(key)) == key
+    assert domain.form_idempotency_key("€uro") != domain.form_idempotency_key("€uro")  # fresh each time

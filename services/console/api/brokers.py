@@ -221,7 +221,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             "package_new.html",
             session,
             status,
-            idempotency_key=form.get("idempotency_key"),
+            idempotency_key=domain.form_idempotency_key(form.get("idempotency_key")),
             **context,
         )
 
@@ -269,18 +269,20 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         known = await zones(console)
         request_body, errors = domain.package_request(form, known, discharge=reference)
         general: list[str] = []
+        # The form's own key, made when it was first shown: a key that is no UUID was not made by
+        # the console (an attack's "€uro" was a 500, a newline a 503): a fresh one instead.
+        key = domain.form_idempotency_key(form.get("idempotency_key"))
+        form = {**form, "idempotency_key": key}
         if request_body is not None:
             try:
-                created = await services.brokerage.post(
-                    "/packages",
-                    request_body,
-                    headers={"Idempotency-Key": str(form.get("idempotency_key") or uuid.uuid4())},
-                )
+                created = await services.brokerage.post("/packages", request_body, headers={"Idempotency-Key": key})
             except ApiError as refused:
-                if refused.status == 422:
+                if refused.status == 422 and refused.problem.get("code") == "idempotency-key-reused":
+                    # Sent before with other answers (the browser's Back, then Send): a new key to try again.
+                    general = ["This form was sent before with other answers. Check the answers and send them again."]
+                    form["idempotency_key"] = str(uuid.uuid4())
+                elif refused.status == 422:
                     errors, general = domain.errors_from_api(refused.problem)
-                elif refused.status == 409:  # its Idempotency-Key was used with other answers
-                    general = ["This form was sent before with other answers. Reload the page and try again."]
                 else:
                     raise
             else:
