@@ -15,7 +15,7 @@ from schemas import events
 from services.notifications import domain, handlers
 from services.notifications import repository as repo
 from services.runtime import identifiers
-from services.runtime.fields import Distinct
+from services.runtime.fields import DisplayName, Distinct
 from services.runtime.http import ProblemError, check_webhook_url
 from services.runtime.outbox import UnitOfWork, run_in_unit_of_work
 from services.runtime.service import Service
@@ -39,7 +39,7 @@ class RecipientIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    name: str | None = Field(default=None, max_length=200, pattern=NoNul)
+    name: DisplayName | None = Field(default=None, max_length=200)
     email: identifiers.Email = Field(default=None, max_length=254, description="Email address (domain in lower case)")
     phone: identifiers.MobilePhone = Field(
         default=None, description="UK mobile for text messages, stored in E.164 (+447700900123)"

@@ -33,7 +33,7 @@ from services.providers import repository as repo
 from services.runtime import clock, idempotency, pagination, permissions, quality
 from services.runtime.auth import Principal, principal_of
 from services.runtime.db import fetch_one
-from services.runtime.fields import DIGITS_0_TO_9, Day, Distinct, Moment
+from services.runtime.fields import DIGITS_0_TO_9, Day, DisplayName, Distinct, Moment
 from services.runtime.http import ProblemError, check_webhook_url
 from services.runtime.logging import get_logger
 from services.runtime.oidc_client import TokenError
@@ -588,7 +588,7 @@ class ApplicationRequest(BaseModel):
     provider_id: str = Field(
         pattern=r"^[a-z0-9][a-z0-9-]{1,63}$", description="The id it will have in the registry, e.g. 'oakfield-care'"
     )
-    name: str = Field(min_length=1, max_length=200, description="The provider's trading name")
+    name: DisplayName = Field(min_length=1, max_length=200, description="The provider's trading name")
     zones: Distinct[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,63}$")]] = Field(
         min_length=1,
         max_length=20,
@@ -1062,7 +1062,7 @@ class StaffUserRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     username: str = Field(min_length=1, max_length=100, description="Their username at the identity provider")
-    name: str = Field(min_length=1, max_length=200, description="As shown with their answers")
+    name: DisplayName = Field(min_length=1, max_length=200, description="As shown with their answers")
     role: domain.StaffUserRole = Field(default="staff", description="admin: also manages the organisation's users")
 
 

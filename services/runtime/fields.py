@@ -13,6 +13,10 @@ on its own (decision 0129).
   constraints, ``Annotated[Decimal, Field(ge=0, le=100), DIGITS_0_TO_9]``: before them, pydantic
   publishes the constraints as non-standard JSON Schema keys.
 
+- :data:`DisplayName`: a name shown to other people (a provider's, a staff user's, a recipient's)
+  with no control or format characters (zero-width, bidirectional overrides) and something that
+  shows: a 422 naming the field.
+
 Text fields, numbers and lists are also bounded in every request model (``max_length``, ``le``,
 ``max_length`` of a list): a test walks the published OpenAPI documents and fails on any request
 field without its bound (tests/unit/test_request_bounds.py).
@@ -20,6 +24,7 @@ field without its bound (tests/unit/test_request_bounds.py).
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Hashable
 from typing import Annotated, TypeVar
 
@@ -27,7 +32,7 @@ from pydantic import AfterValidator, Field
 
 from schemas.fields import DIGITS_0_TO_9, Day, Moment
 
-__all__ = ["DIGITS_0_TO_9", "Day", "Distinct", "Moment", "no_repeats"]
+__all__ = ["DIGITS_0_TO_9", "Day", "DisplayName", "Distinct", "Moment", "no_repeats"]
 
 T = TypeVar("T", bound=Hashable)
 
@@ -42,6 +47,22 @@ def no_repeats(values: list[T]) -> list[T]:
         seen.add(value)
     return values
 
+
+def visible_name(text: str) -> str:
+    """A name shown to other people (a provider's, a staff user's, a recipient's): no control or
+    format characters - zero-width spaces and joiners, the bidirectional overrides and isolates
+    that make text read in another order than it is stored (the "Trojan Source" trick) - and at
+    least one character that shows. ValueError naming the problem (a 422 naming the field)."""
+    hidden = sorted({f"U+{ord(c):04X}" for c in text if unicodedata.category(c) in ("Cc", "Cf")})
+    if hidden:
+        raise ValueError(f"contains characters that do not show or reorder the text ({', '.join(hidden[:5])})")
+    if not any(not c.isspace() for c in text):
+        raise ValueError("has no character that shows")
+    return text
+
+
+# A name shown to others: ``name: DisplayName = Field(min_length=1, max_length=200)``.
+DisplayName = Annotated[str, AfterValidator(visible_name)]
 
 # A list whose members are a set: ``zones: Distinct[str] = Field(min_length=1, max_length=20)``.
 Distinct = Annotated[list[T], AfterValidator(no_repeats), Field(json_schema_extra={"uniqueItems": True})]

@@ -18,6 +18,7 @@ import functools
 import importlib
 import json
 import re
+import typing
 from typing import Any, cast
 
 import asyncpg
@@ -265,3 +266,38 @@ async def test_a_console_form_with_a_nul_is_refused_with_a_page_naming_the_field
         )
     assert answer.status_code == 400 and answer.headers["content-type"].startswith("text/html")
     assert "username" in answer.text and "NUL" in answer.text
+
+
+@pytest.mark.parametrize("name", ["\u200b", "Name\u202eevil", "a\u2066b", "tab\there", " \u00a0 "])
+def test_a_name_shown_to_others_with_no_visible_character_or_a_reordering_one_is_refused(name):
+    """Found by an attack: a staff user named just a zero-width space, or with a right-to-left
+    override, was shown as "answered by" on the council's package page."""
+    from pydantic import BaseModel, ValidationError
+
+    from services.notifications.api import RecipientIn
+    from services.providers.api import StaffUserRequest
+
+    models: list[tuple[type[BaseModel], dict[str, Any]]] = [
+        (StaffUserRequest, {"username": "amy"}),
+        (RecipientIn, {}),
+    ]
+    for model, rest in models:
+        with pytest.raises(ValidationError) as refused:
+            model.model_validate(rest | {"name": name})
+        assert refused.value.errors()[0]["loc"] == ("name",)
+        assert model.model_validate(rest | {"name": "Amy Ødegård-Smith"})
+
+
+def test_every_name_a_request_shows_to_others_is_a_display_name():
+    """The providers' application name and staff names, the recipients' names."""
+    from services.notifications.api import RecipientIn
+    from services.providers.api import ApplicationRequest, StaffUserRequest
+    from services.runtime.fields import visible_name
+
+    for model in (ApplicationRequest, StaffUserRequest, RecipientIn):
+        field = model.model_fields["name"]
+        metadata = [
+            *field.metadata,
+            *(m for arm in typing.get_args(field.annotation) for m in getattr(arm, "__metadata__", ())),
+        ]
+        assert visible_name in [getattr(m, "func", None) for m in metadata], model
