@@ -53,8 +53,11 @@ def _decimal_text(value: object) -> object:
     """A decimal sent as text is written in 0-9 with at most a sign and a point (decision 0154):
     Python's ``Decimal()`` would also read other scripts' digits ("١٩.٩٥" was a bid of 19.95),
     full-width ones, underscores ("1_0" was 10) and exponents. A JSON number passes as it is."""
-    if isinstance(value, str) and not is_decimal_text(value):
-        raise ValueError("must be a number written in the digits 0-9, like 10.5")
+    if isinstance(value, str):
+        if not is_decimal_text(value):
+            raise ValueError("must be a number written in the digits 0-9, like 10.5")
+        if value.strip().startswith("-") and not value.strip("-0. "):
+            return value.strip()[1:]  # "-0" is 0: stored and shown without its sign
     return value
 
 

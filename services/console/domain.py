@@ -15,7 +15,7 @@ from typing import Any
 
 from schemas.events import VisitPattern
 from schemas.fields import is_decimal_text
-from schemas.vocabulary import CareNeed
+from schemas.vocabulary import Band, CareNeed, Funding, Urgency
 from services.runtime import clock, identifiers
 from services.runtime.numbers import whole_number
 
@@ -570,6 +570,11 @@ def package_request(
         check("hours_per_week", hours_problem(hours, visits))
     if set(needs) - {n.value for n in CareNeed}:
         check("needs", "Select care needs from the list")
+    # A choice from a list is one of the list's: the check page must not show "standard" as an
+    # urgency the brokerage then refuses (found by an attack on the form's fields).
+    for field, choices in (("band", Band), ("urgency", Urgency), ("funding", Funding)):
+        if values[field] and values[field] not in {c.value for c in choices}:
+            check(field, REQUIRED[field])
 
     zone = next((z for z in zones if z.get("id") == values["zone"]), None)
     if zones and values["zone"] and zone is None:

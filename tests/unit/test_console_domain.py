@@ -7,6 +7,8 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from services.console import charts, domain
 from services.console.domain import Permission, Role
 from services.runtime import problems
@@ -574,3 +576,12 @@ def test_the_new_package_forms_idempotency_key_is_a_uuid_the_console_made_or_a_f
         key = domain.form_idempotency_key(forged)
         assert key != forged and str(uuid.UUID(key)) == key
     assert domain.form_idempotency_key("€uro") != domain.form_idempotency_key("€uro")  # fresh each time
+
+
+@pytest.mark.parametrize(("field", "chosen"), [("urgency", "standard"), ("band", "suburban"), ("funding", "lottery")])
+def test_a_choice_not_on_the_forms_list_is_a_problem_before_the_check_page(field, chosen):
+    """Found by an attack: urgency=standard passed the console's checks and was shown as an answer,
+    and only the brokerage refused it ("Select the urgency") after Send."""
+    body, errors = domain.package_request(FORM | {field: chosen}, ZONES, today=TODAY)
+    assert body is None and errors[field] == domain.REQUIRED[field]
+    assert domain.package_request(FORM, ZONES, today=TODAY)[0] is not None

@@ -123,3 +123,5 @@ def test_a_decimal_in_other_digits_or_notations_is_refused_and_plain_ones_pass(t
             adapter.validate_python(text)
         assert str(adapter.validate_python(" 19.95 ")) == "19.95"
         assert str(adapter.validate_python(19.95)) == "19.95"
+    assert str(TypeAdapter(typing.Annotated[Decimal, DIGITS_0_TO_9]).validate_python("-0.00")) == "0.00"
+    assert str(TypeAdapter(typing.Annotated[Decimal, DIGITS_0_TO_9]).validate_python("-0.5")) == "-0.5"
