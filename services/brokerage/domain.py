@@ -654,17 +654,37 @@ def _date_refusal(field: str, day: dt.date, today: dt.date, limits: DateLimits, 
     return None
 
 
-def start_refusal(started_on: dt.date, today: dt.date, limits: DateLimits) -> Refusal | None:
-    """Whether care may be recorded as started on ``started_on`` (a UK date): not in the future,
-    nor further back than ``limits.backdate_days`` - the start dates the service agreement and the
-    first review (a start in 1901 had made an agreement payable from 1901)."""
+def start_refusal(
+    started_on: dt.date, today: dt.date, limits: DateLimits, requested_on: dt.date | None = None
+) -> Refusal | None:
+    """Whether care may be recorded as started on ``started_on`` (a UK date): not before the
+    package was requested (``requested_on``, a UK date; care may begin before the placement is
+    recorded, never before anyone asked for it), not in the future, nor further back than
+    ``limits.backdate_days`` - the start dates the service agreement and the first review (a start
+    in 1901 had made an agreement payable from 1901; one a month before the request, payable for
+    weeks before the package existed)."""
+    if requested_on is not None and started_on < requested_on:
+        return Refusal(
+            422,
+            "started_on",
+            f"{started_on} is before the package was requested on {requested_on}",
+            "date-before-request",
+        )
     return _date_refusal("started_on", started_on, today, limits, future=False)
 
 
-def hand_back_refusal(notice_ends_on: dt.date, today: dt.date, limits: DateLimits) -> Refusal | None:
-    """Whether a hand-back's notice may end on ``notice_ends_on`` (a UK date): within the actions'
-    limits either side of ``today`` - the leaving provider is paid to it and the next one starts
-    after it (a notice to 2035 had kept two providers' agreements payable for eight years)."""
+def hand_back_refusal(
+    notice_ends_on: dt.date, today: dt.date, limits: DateLimits, started_on: dt.date | None = None
+) -> Refusal | None:
+    """Whether a hand-back's notice may end on ``notice_ends_on`` (a UK date): not before care
+    started (``started_on``; a notice ending before it had cancelled the agreement of the care
+    given), within the actions' limits either side of ``today`` - the leaving provider is paid to
+    it and the next one starts after it (a notice to 2035 had kept two providers' agreements
+    payable for eight years)."""
+    if started_on is not None and notice_ends_on < started_on:
+        return Refusal(
+            422, "notice_ends_on", f"{notice_ends_on} is before the care started on {started_on}", "date-before-start"
+        )
     return _date_refusal("notice_ends_on", notice_ends_on, today, limits, future=True)
 
 

@@ -836,7 +836,8 @@ async def record_start(
     if package["status"] not in domain.ALLOWED_FROM["start"]:
         raise ActionRefused(f"package {package_id} is {package['status']}; only a placed package can start")
     at = now()
-    refusal = domain.start_refusal(started_on, clock.uk_date(at), date_limits or domain.DateLimits())
+    requested_on = clock.uk_date(package["requested_at"])
+    refusal = domain.start_refusal(started_on, clock.uk_date(at), date_limits or domain.DateLimits(), requested_on)
     if refusal is not None:
         raise Refused(refusal)
     review_due = domain.first_review_due(started_on, reviews or domain.ReviewSchedule())
@@ -910,7 +911,7 @@ async def hand_back(
             f"package {package_id} is {package['status']}; only a placed or started package can be handed back"
         )
     at = now()
-    refusal = domain.hand_back_refusal(notice_ends_on, clock.uk_date(at), rules.date_limits)
+    refusal = domain.hand_back_refusal(notice_ends_on, clock.uk_date(at), rules.date_limits, package["started_on"])
     if refusal is not None:
         raise Refused(refusal)
     provider_id = package["provider_id"]

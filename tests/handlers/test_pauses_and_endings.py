@@ -23,6 +23,11 @@ from tests.handlers.market import answer, outbox_types, profile, request, run_ti
 async def started(service, broker, rules, ids, *, started_on: dt.date | None = None) -> uuid.UUID:
     package_id = await request(service, rules)
     await answer(broker, package_id, ids["prime_best"], rate="20.00")
+    if started_on is not None and started_on < clock.uk_today():
+        # History: requested on the day care started (a start may not be dated before its request).
+        await service.pool.execute(
+            "UPDATE packages SET requested_at = $2 WHERE package_id = $1", package_id, clock.uk_day_start(started_on)
+        )
     async with unit_of_work(service.pool) as uow:
         await handlers.record_start(
             uow,
@@ -240,9 +245,13 @@ async def test_a_start_a_hand_back_and_a_funding_record_dated_outside_the_limits
     back, ahead = rules.date_limits.backdate_days, rules.date_limits.ahead_days
     placed = await request(service, rules)
     await answer(broker, placed, ids["prime_best"], rate="20.00")
+    # Requested long ago (a start may not be dated before its request: tested below).
+    await service.pool.execute(
+        "UPDATE packages SET requested_at = requested_at - interval '400 days' WHERE package_id = $1", placed
+    )
     client = api(service)
     cases = [
-        (placed, "start", {"started_on": "1901-01-01"}, "started_on", "date-too-far-back"),
+        (placed, "start", {"started_on": "1901-01-01"}, "started_on", "date-before-request"),
         (placed, "start", {"started_on": str(today - dt.timedelta(days=back + 1))}, "started_on", "date-too-far-back"),
         (
             placed,
@@ -274,6 +283,19 @@ async def test_a_start_a_hand_back_and_a_funding_record_dated_outside_the_limits
         assert [f["field"] for f in problem["fields"]] == [field] and problem["type"].endswith(code), problem
         assert await snapshot(service, package_id) == before, (action, body)
     first_day = dt.date.fromisoformat((await client.get(f"/packages/{placed}")).json()["package"]["start_date"])
+    # Before the package was requested (today): a start; before care started: a notice's end.
+    fresh = await request(service, rules)
+    await answer(broker, fresh, ids["prime_best"], rate="20.00")
+    before = await snapshot(service, fresh)
+    early = await client.post(f"/packages/{fresh}/start", json={"started_on": str(today - dt.timedelta(days=1))})
+    assert early.status_code == 422 and early.json()["type"].endswith("date-before-request"), early.text
+    assert await snapshot(service, fresh) == before
+    running = await started(service, broker, rules, ids, started_on=today - dt.timedelta(days=3))
+    before = await snapshot(service, running)
+    notice = {"notice_ends_on": str(today - dt.timedelta(days=4)), "reason": "other"}
+    early = await client.post(f"/packages/{running}/hand-back", json=notice)
+    assert early.status_code == 422 and early.json()["type"].endswith("date-before-start"), early.text
+    assert await snapshot(service, running) == before
     for effective_from in ("1901-01-01", str(first_day - dt.timedelta(days=back + 1))):
         before = await snapshot(service, placed)
         funding = {"periods": [{"effective_from": effective_from, "funder": "council"}]}

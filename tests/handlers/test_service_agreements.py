@@ -64,7 +64,11 @@ async def test_a_placement_records_an_open_agreement_and_a_later_start_supersede
         ("council", "140.00")
     ]
     assert "Ada" not in str(placed) and "9990001112" not in str(placed), "package id only"
-    # Care began two days earlier than agreed: a new version, the old one kept.
+    # Care began two days earlier than agreed: a new version, the old one kept. (The package was
+    # requested before that: a start is never dated before its request.)
+    await service.pool.execute(
+        "UPDATE packages SET requested_at = requested_at - interval '5 days' WHERE package_id = $1", package_id
+    )
     async with unit_of_work(service.pool) as uow:
         await handlers.record_start(uow, package_id, started_on=today - dt.timedelta(days=2), recorded_by="broker.amy")
     first, corrected = await records(service, package_id)
