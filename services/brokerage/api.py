@@ -44,7 +44,7 @@ from services.brokerage import repository as repo
 from services.runtime import clock, idempotency, identifiers, permissions
 from services.runtime.auth import Principal, principal_of
 from services.runtime.db import fetch_one
-from services.runtime.fields import DIGITS_0_TO_9, Day, Distinct
+from services.runtime.fields import DIGITS_0_TO_9, Day, DisplayName, Distinct
 from services.runtime.http import ProblemError
 from services.runtime.outbox import UnitOfWork, run_in_unit_of_work
 from services.runtime.permissions import SEES_BID_PRICES
@@ -68,7 +68,7 @@ class Person(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    full_name: str = Field(min_length=1, max_length=200)
+    full_name: DisplayName = Field(min_length=1, max_length=200)
     address: str = Field(min_length=1, max_length=500)
     postcode: identifiers.Postcode = Field(description='Full UK postcode, stored as "LE11 3AB" whatever the spacing')
     phone: identifiers.Phone = Field(default=None, description="UK phone number, stored in E.164 (+441164960123)")

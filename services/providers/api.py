@@ -216,7 +216,9 @@ class AdapterPatch(BaseModel):
 
 class CredentialRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    label: str = Field(default="", max_length=100, description="What the credential is for, e.g. 'rostering system'")
+    label: DisplayName = Field(
+        default="", max_length=100, description="What the credential is for, e.g. 'rostering system'"
+    )
     replace: StrictBool = Field(default=False, description="Rotate: revoke the provider's other credentials")
 
 
@@ -457,7 +459,7 @@ class ConcernRequest(BaseModel):
     subject: ConcernSubject = Field(description="What the concern is about: package_id, provider_id or both")
     category: domain.ConcernCategory = Field(description="The Care Act's category of abuse or neglect")
     details: str = Field(min_length=1, max_length=5000, description="What happened or was seen, in your words")
-    adult_at_risk: str | None = Field(default=None, max_length=200, description="Who may be at risk, if known")
+    adult_at_risk: DisplayName | None = Field(default=None, max_length=200, description="Who may be at risk, if known")
     immediate_risk: StrictBool = Field(
         default=False, description="Someone may be at risk now: the queue shows it first"
     )

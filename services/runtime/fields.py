@@ -48,15 +48,26 @@ def no_repeats(values: list[T]) -> list[T]:
     return values
 
 
+# Unicode categories that never show as themselves: controls (tabs, newlines), format characters
+# (zero-width spaces and joiners, bidirectional overrides and isolates), line and paragraph
+# separators, surrogates, private use and unassigned code points.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+# Letters and marks that show nothing (Unicode's default-ignorable fillers, the blank Braille cell).
+_BLANKS = frozenset({0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180B, 0x180C, 0x180D, 0x180F, 0x2800, 0x3164, 0xFFA0})
+
+
 def visible_name(text: str) -> str:
-    """A name shown to other people (a provider's, a staff user's, a recipient's): no control or
-    format characters - zero-width spaces and joiners, the bidirectional overrides and isolates
-    that make text read in another order than it is stored (the "Trojan Source" trick) - and at
-    least one character that shows. ValueError naming the problem (a 422 naming the field)."""
-    hidden = sorted({f"U+{ord(c):04X}" for c in text if unicodedata.category(c) in ("Cc", "Cf")})
+    """A name or label shown to other people (a provider's, a staff user's, a recipient's, the
+    person's): no character that hides or reorders text - controls, format characters (zero-width
+    spaces and joiners, the bidirectional overrides and isolates of the "Trojan Source" trick),
+    line separators, fillers that show nothing - and, unless empty, at least one letter, digit,
+    punctuation or symbol. ValueError naming the problem (a 422 naming the field; decision 0155)."""
+    hidden = sorted(
+        {f"U+{ord(c):04X}" for c in text if unicodedata.category(c) in _HIDDEN_CATEGORIES or ord(c) in _BLANKS}
+    )
     if hidden:
         raise ValueError(f"contains characters that do not show or reorder the text ({', '.join(hidden[:5])})")
-    if not any(not c.isspace() for c in text):
+    if text and not any(unicodedata.category(c)[0] in "LNPS" for c in text):
         raise ValueError("has no character that shows")
     return text
 

@@ -268,10 +268,26 @@ async def test_a_console_form_with_a_nul_is_refused_with_a_page_naming_the_field
     assert "username" in answer.text and "NUL" in answer.text
 
 
-@pytest.mark.parametrize("name", ["\u200b", "Name\u202eevil", "a\u2066b", "tab\there", " \u00a0 "])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "\u200b",
+        "Name\u202eevil",
+        "a\u2066b",
+        "tab\there",
+        "\u3164",
+        "\u2800",
+        "\uffa0",
+        "\u115f\u1160",
+        "\u0300\u0301",
+        "Bob\u2028Admin",
+        "Bob\u034f",
+    ],
+)
 def test_a_name_shown_to_others_with_no_visible_character_or_a_reordering_one_is_refused(name):
     """Found by an attack: a staff user named just a zero-width space, or with a right-to-left
-    override, was shown as "answered by" on the council's package page."""
+    override, was shown as "answered by" on the council's package page; a second one, fillers
+    (Hangul, Braille blank), marks alone and a line separator."""
     from pydantic import BaseModel, ValidationError
 
     from services.notifications.api import RecipientIn
@@ -290,12 +306,20 @@ def test_a_name_shown_to_others_with_no_visible_character_or_a_reordering_one_is
 
 def test_every_name_a_request_shows_to_others_is_a_display_name():
     """The providers' application name and staff names, the recipients' names."""
+    from services.brokerage.api import Person
     from services.notifications.api import RecipientIn
-    from services.providers.api import ApplicationRequest, StaffUserRequest
+    from services.providers.api import ApplicationRequest, ConcernRequest, CredentialRequest, StaffUserRequest
     from services.runtime.fields import visible_name
 
-    for model in (ApplicationRequest, StaffUserRequest, RecipientIn):
-        field = model.model_fields["name"]
+    for model, field_name in (
+        (ApplicationRequest, "name"),
+        (StaffUserRequest, "name"),
+        (RecipientIn, "name"),
+        (Person, "full_name"),
+        (CredentialRequest, "label"),
+        (ConcernRequest, "adult_at_risk"),
+    ):
+        field = model.model_fields[field_name]
         metadata = [
             *field.metadata,
             *(m for arm in typing.get_args(field.annotation) for m in getattr(arm, "__metadata__", ())),
