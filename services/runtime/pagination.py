@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 from fastapi import Query, Request, Response
 
 from services.runtime.http import ProblemError
+from services.runtime.numbers import whole_number
 
 CursorParam = Annotated[
     str | None,
@@ -55,7 +56,14 @@ def _timestamp(text: str) -> dt.datetime:
     return at
 
 
-PARSERS: dict[type, Any] = {dt.datetime: _timestamp, uuid.UUID: uuid.UUID, int: int}
+def _whole(text: str) -> int:
+    number = whole_number(text)  # 0-9 alone: int() also reads other scripts' digits (decision 0154)
+    if number is None:
+        raise ValueError(f"{text!r} is not a whole number")
+    return number
+
+
+PARSERS: dict[type, Any] = {dt.datetime: _timestamp, uuid.UUID: uuid.UUID, int: _whole}
 
 
 def decode(cursor: str | None, *types: type) -> tuple[Any, ...] | None:

@@ -145,6 +145,11 @@ def test_a_cursor_nested_deeper_than_the_parser_goes_is_a_422_naming_it():
     with pytest.raises(http.ProblemError) as refused:
         pagination.decode(deep, int)
     assert refused.value.status == 422 and refused.value.field == "cursor"
+    arabic = base64.urlsafe_b64encode('["١٢"]'.encode()).decode().rstrip("=")  # int() reads it as 12
+    with pytest.raises(http.ProblemError):
+        pagination.decode(arabic, int)
+    plain = base64.urlsafe_b64encode(b'["12"]').decode().rstrip("=")
+    assert pagination.decode(plain, int) == (12,)
 
 
 async def test_a_pair_of_surrogates_is_text_and_passes_the_edge():
