@@ -9,7 +9,7 @@ import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -408,6 +408,14 @@ def form_idempotency_key(value: object) -> str:
         return str(uuid.uuid4())
 
 
+def hours_answer(raw: object) -> Decimal | None:
+    """Hours typed into a form as a Decimal, or None unless written in 0-9 with at most a sign and
+    a point (decision 0154: ``Decimal()`` alone also reads other scripts' digits, 1_0 and 1e1).
+    Both forms that ask for hours (a new package, a change) read them here."""
+    text = str(raw).strip()
+    return Decimal(text) if is_decimal_text(text) else None
+
+
 def number_or_text(raw: object) -> int | str:
     """A form's count for an API body: the number when it is a whole number typed in 0-9
     (services/runtime/numbers.py), else the text as typed, so that the API's 422 names the field
@@ -553,11 +561,8 @@ def package_request(
                 visits[field] = number
     hours: Decimal | None = None
     if values["hours_per_week"] and "hours_per_week" not in errors:
-        try:
-            if not is_decimal_text(str(values["hours_per_week"])):
-                raise InvalidOperation  # other scripts' digits, 1_0, 1e1 (decision 0154)
-            hours = Decimal(str(values["hours_per_week"]))
-        except InvalidOperation:
+        hours = hours_answer(values["hours_per_week"])
+        if hours is None:
             check("hours_per_week", "Hours per week must be a number, like 10.5")
         else:
             if not hours.is_finite() or not 0 < hours <= MAX_HOURS:
@@ -1034,12 +1039,8 @@ def _change_problems(form: Mapping[str, Any], package: Mapping[str, Any], found:
             if number is not None:
                 visits[field] = number
     raw_hours = str(form.get("hours_per_week") or "").strip()
-    try:
-        if raw_hours and not is_decimal_text(raw_hours):
-            raise InvalidOperation  # other scripts' digits, 1_0, 1e1 (decision 0154)
-        hours = Decimal(raw_hours) if raw_hours else None
-    except InvalidOperation:
-        hours = None
+    hours = hours_answer(raw_hours) if raw_hours else None
+    if raw_hours and hours is None:
         problems["hours_per_week"] = "Hours per week must be a number, like 10.5"
     if not raw_hours:
         problems["hours_per_week"] = REQUIRED["hours_per_week"]

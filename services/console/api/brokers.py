@@ -52,15 +52,10 @@ VISIT_FIELDS = ("calls_per_day", "minutes_per_call", "carers_per_call", "days_pe
 def _change_body(form: Mapping[str, Any]) -> dict[str, Any]:
     """A change to a running package (decision record 0082) from the form: numbers where they are
     numbers (else passed as typed, for the API to name the field), the discussion as a checkbox."""
-
-    def number(name: str) -> object:
-        raw = str(form.get(name, "")).strip()
-        return number_or_text(raw)
-
     text = str(form.get("reason_text", "")).strip()
     return {
         "hours_per_week": str(form.get("hours_per_week", "")).strip(),
-        "visits": {name: number(name) for name in VISIT_FIELDS},
+        "visits": {name: number_or_text(str(form.get(name, "")).strip()) for name in VISIT_FIELDS},
         "reason": form.get("reason", ""),
         "effective_date": _date_field(form, "change_effective_date"),
         "discussed_with_person": form.get("discussed_with_person") == "yes",

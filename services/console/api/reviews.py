@@ -61,13 +61,9 @@ def review_body(form: Mapping[str, Any]) -> dict[str, Any]:
     outcome = str(form.get("outcome", ""))
     body: dict[str, Any] = {"outcome": outcome, "reviewed_on": _date(form, "reviewed_on")}
     if outcome in ("changed", "technology_enabled_care"):
-
-        def number(name: str) -> object:
-            return number_or_text(str(form.get(name, "")).strip())
-
         body["change"] = {
             "hours_per_week": str(form.get("hours_per_week", "")).strip(),
-            "visits": {name: number(name) for name in VISIT_FIELDS},
+            "visits": {name: number_or_text(str(form.get(name, "")).strip()) for name in VISIT_FIELDS},
             "effective_date": _date(form, "review_effective_date"),
             "discussed_with_person": form.get("discussed_with_person") == "yes",
         }
