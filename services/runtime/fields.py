@@ -13,9 +13,11 @@ on its own (decision 0129).
   constraints, ``Annotated[Decimal, Field(ge=0, le=100), DIGITS_0_TO_9]``: before them, pydantic
   publishes the constraints as non-standard JSON Schema keys.
 
-- :data:`DisplayName`: a name shown to other people (a provider's, a staff user's, a recipient's)
-  with no control or format characters (zero-width, bidirectional overrides) and something that
-  shows: a 422 naming the field.
+- :data:`DisplayName`: a name or label shown to other people (a provider's, a staff user's, a
+  recipient's, the person's; a credential's label, a concern's adult at risk) with nothing that
+  hides or reorders text (controls, format characters such as zero-width spaces and bidirectional
+  overrides, line separators, fillers that show nothing) and something that shows: a 422 naming
+  the field (decision 0155).
 
 Text fields, numbers and lists are also bounded in every request model (``max_length``, ``le``,
 ``max_length`` of a list): a test walks the published OpenAPI documents and fails on any request
