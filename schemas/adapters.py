@@ -27,7 +27,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.events import Money, PackageSpec, ProviderId
-from schemas.fields import Day
+from schemas.fields import Day, FreeText
 from schemas.vocabulary import DeclineReason, Tier
 
 OfferStatus = Literal["offered", "bid", "declined", "won", "lost", "closed"]
@@ -126,7 +126,7 @@ class DeclineRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     reason: DeclineReason
-    text: str = Field(default="", max_length=500, description="Required when the reason is 'other'")
+    text: FreeText = Field(default="", max_length=500, description="Required when the reason is 'other'")
 
     @model_validator(mode="after")
     def _text_for_other(self) -> DeclineRequest:

@@ -4,12 +4,16 @@
 ``0001-01-01`` or ``9999-12-31`` is a 422 naming the field. The JSON Schema of :data:`Day` and
 :data:`Moment` says ``formatMinimum`` and ``formatMaximum``; a test fails on a date input of any
 published API without them (tests/unit/test_request_bounds.py).
+
+:data:`DIGITS_0_TO_9` reads a decimal sent as text in 0-9 alone (decision 0154); :data:`DisplayName`
+and :data:`FreeText` refuse text with characters that hide or reorder it (decisions 0155, 0156).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator, Field
@@ -58,6 +62,8 @@ def _decimal_text(value: object) -> object:
             raise ValueError("must be a number written in the digits 0-9, like 10.5")
         if value.strip().startswith("-") and not value.strip("-0. "):
             return value.strip()[1:]  # "-0" is 0: stored and shown without its sign
+    elif isinstance(value, float) and value == 0:
+        return 0.0  # the JSON number -0.0 too
     return value
 
 
@@ -66,3 +72,54 @@ def _decimal_text(value: object) -> object:
 # constraints as non-standard JSON Schema keys). tests/unit/test_request_types.py fails on a
 # decimal field of any request body without it.
 DIGITS_0_TO_9 = BeforeValidator(_decimal_text)
+
+
+# Unicode categories that never show as themselves: controls (tabs, newlines), format characters
+# (zero-width spaces and joiners, bidirectional overrides and isolates), line and paragraph
+# separators, surrogates, private use and unassigned code points.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+# Letters and marks that show nothing (Unicode's default-ignorable fillers, the blank Braille cell).
+_BLANKS = frozenset({0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180B, 0x180C, 0x180D, 0x180F, 0x2800, 0x3164, 0xFFA0})
+
+
+def _refuse_hidden(text: str, allowed: frozenset[str] = frozenset()) -> str:
+    """``text`` unchanged; ValueError if a character other than ``allowed`` hides or reorders the
+    text, or if ``text`` is not empty and nothing in it shows."""
+    hidden = sorted(
+        {
+            f"U+{ord(c):04X}"
+            for c in text
+            if c not in allowed and (unicodedata.category(c) in _HIDDEN_CATEGORIES or ord(c) in _BLANKS)
+        }
+    )
+    if hidden:
+        raise ValueError(f"contains characters that do not show or reorder the text ({', '.join(hidden[:5])})")
+    if text and not any(unicodedata.category(c)[0] in "LNPS" for c in text):
+        raise ValueError("has no character that shows")
+    return text
+
+
+def visible_name(text: str) -> str:
+    """A name or label shown to other people (a provider's, a staff user's, a recipient's, the
+    person's): no character that hides or reorders text - controls, format characters (zero-width
+    spaces and joiners, the bidirectional overrides and isolates of the "Trojan Source" trick),
+    line separators, fillers that show nothing - and, unless empty, at least one letter, digit,
+    punctuation or symbol. ValueError naming the problem (a 422 naming the field; decision 0155)."""
+    return _refuse_hidden(text)
+
+
+# Line breaks and tabs a person types in a note or an address; every other control is refused.
+_LAYOUT = frozenset("\n\r\t")
+
+
+def plain_text(text: str) -> str:
+    """Words a person typed (an address, a note, a reason's words, a complaint's summary): what
+    :func:`visible_name` refuses, except line breaks and tabs, which lay such text out. ValueError
+    naming the problem (a 422 naming the field; decision 0156)."""
+    return _refuse_hidden(text, _LAYOUT)
+
+
+# A name shown to others: ``name: DisplayName = Field(min_length=1, max_length=200)``.
+DisplayName = Annotated[str, AfterValidator(visible_name)]
+# Words typed by a person: ``notes: FreeText | None = Field(default=None, max_length=5000)``.
+FreeText = Annotated[str, AfterValidator(plain_text)]

@@ -21,7 +21,7 @@ import asyncpg
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator, model_validator
 
-from schemas.events import PackageSpec, VisitPattern
+from schemas.events import PackageSpec, ProviderId, VisitPattern, ZoneId
 from schemas.vocabulary import (
     STAFF_END_REASONS,
     Band,
@@ -44,7 +44,7 @@ from services.brokerage import repository as repo
 from services.runtime import clock, idempotency, identifiers, permissions
 from services.runtime.auth import Principal, principal_of
 from services.runtime.db import fetch_one
-from services.runtime.fields import DIGITS_0_TO_9, Day, DisplayName, Distinct
+from services.runtime.fields import DIGITS_0_TO_9, Day, DisplayName, Distinct, FreeText
 from services.runtime.http import ProblemError
 from services.runtime.outbox import UnitOfWork, run_in_unit_of_work
 from services.runtime.permissions import SEES_BID_PRICES
@@ -54,7 +54,7 @@ from services.runtime.spreadsheets import safe_cell
 # The words a member of staff may add to a reason code: kept in the brokerage's tables only, never
 # put on an event (they can name the person; docs/guide/reason-codes.md).
 ReasonText = Annotated[
-    str | None,
+    FreeText | None,
     Field(
         default=None,
         max_length=1000,
@@ -69,7 +69,7 @@ class Person(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     full_name: DisplayName = Field(min_length=1, max_length=200)
-    address: str = Field(min_length=1, max_length=500)
+    address: FreeText = Field(min_length=1, max_length=500)
     postcode: identifiers.Postcode = Field(description='Full UK postcode, stored as "LE11 3AB" whatever the spacing')
     phone: identifiers.Phone = Field(default=None, description="UK phone number, stored in E.164 (+441164960123)")
     email: identifiers.Email = Field(default=None, max_length=254, description="Email address (domain in lower case)")
@@ -77,7 +77,7 @@ class Person(BaseModel):
         description="10 digits with a correct check digit; spaces and dashes allowed, stored as ten digits"
     )
     date_of_birth: Day | None = None
-    care_notes: str | None = Field(default=None, max_length=5000)
+    care_notes: FreeText | None = Field(default=None, max_length=5000)
 
     @field_validator("date_of_birth")
     @classmethod
@@ -115,7 +115,7 @@ class DischargeRequest(BaseModel):
 class PackageRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    zone: str = Field(max_length=64, description="Zone id from the framework's reference data, e.g. charnwood-north")
+    zone: ZoneId = Field(max_length=64, description="Zone id from the framework's reference data, e.g. charnwood-north")
     band: Band
     postcode_district: identifiers.PostcodeDistrict = Field(description="Outward code of the postcode, e.g. LE11")
     hours_per_week: Annotated[Decimal, Field(gt=0, le=168, max_digits=5, decimal_places=2), DIGITS_0_TO_9]
@@ -1415,8 +1415,11 @@ class DisclosureRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     package_id: uuid.UUID
-    provider_id: str = Field(min_length=1, max_length=64)
-    credential_id: str = Field(min_length=1, max_length=64)
+    provider_id: ProviderId = Field(min_length=1, max_length=64)
+    credential_id: str = Field(
+        pattern=r"^([0-9a-f]{16}|user:[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12})$",
+        description="Who at the provider asked: its API credential's id (16 hex digits) or user:<staff user's id>",
+    )
     fields: Distinct[PersonField] = Field(min_length=1, max_length=len(get_args(PersonField)))
 
 
@@ -1471,8 +1474,8 @@ class SandboxPackageRequest(BaseModel):
     whose credential called ``POST /me/sandbox/offers``: the person is made up here."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    provider_id: str = Field(min_length=1, max_length=100, description="The provider it is offered to, alone")
-    zone: str = Field(max_length=64, description="Zone id, e.g. lutterworth")
+    provider_id: ProviderId = Field(max_length=64, description="The provider it is offered to, alone")
+    zone: ZoneId = Field(max_length=64, description="Zone id, e.g. lutterworth")
     band: Band
     needs: Distinct[CareNeed] = Field(min_length=1, max_length=len(CareNeed))
     visits: VisitPattern = Field(description="The hours per week are the visits' carer hours")

@@ -22,18 +22,18 @@ import asyncpg
 import httpx
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from pydantic.json_schema import SkipJsonSchema
 
 from schemas.adapters import BidRequest, DeclineRequest, OfferClosedNotice, OfferNotice
-from schemas.events import PackageSpec, ProviderProfile, VisitPattern
+from schemas.events import PackageSpec, ProviderProfile, VisitPattern, ZoneId
 from schemas.vocabulary import Band, CareNeed, ComplaintTheme, RiskReason
 from services.providers import domain, handlers
 from services.providers import repository as repo
 from services.runtime import clock, idempotency, pagination, permissions, quality
 from services.runtime.auth import Principal, principal_of
 from services.runtime.db import fetch_one
-from services.runtime.fields import DIGITS_0_TO_9, Day, DisplayName, Distinct, Moment
+from services.runtime.fields import DIGITS_0_TO_9, Day, DisplayName, Distinct, FreeText, Moment
 from services.runtime.http import ProblemError, check_webhook_url
 from services.runtime.logging import get_logger
 from services.runtime.oidc_client import TokenError
@@ -48,7 +48,7 @@ T = TypeVar("T")
 # The provider API's contract version (docs/guide/api-changelog.md, decision 0102): MAJOR.MINOR.PATCH.
 # A minor version only adds (operations, optional fields, response fields, problem codes); a major
 # version would change or remove, and be served beside this one under /v2 until this one's sunset.
-CONTRACT_VERSION = "1.3.3"
+CONTRACT_VERSION = "1.3.4"
 VERSION_HEADER = "Homecare-Contract-Version"
 
 
@@ -79,7 +79,7 @@ class StatusChange(BaseModel):
     status: Literal["active", "suspended", "left"] = Field(
         description="active reinstates a suspended provider; left is final"
     )
-    reason: str = Field(min_length=1, max_length=500, description="Why: kept in the provider's status history")
+    reason: FreeText = Field(min_length=1, max_length=500, description="Why: kept in the provider's status history")
 
 
 def _plain(record: asyncpg.Record | Mapping[str, Any]) -> dict[str, Any]:
@@ -167,8 +167,17 @@ CallTimes = Annotated[
     Distinct[domain.CallSlot] | None,
     Field(max_length=len(get_args(domain.CallSlot)), description="Daily call slots covered, each once (unset: any)"),
 ]
+
+
+def _band_code(value: str) -> str:
+    """A premium's key: a band of the vocabulary (schemas/vocabulary.py ``Band``), else a 422 naming it."""
+    if value not in Band.__members__.values():
+        raise ValueError(f"{value!r} is not a band: one of {', '.join(Band)}")
+    return value
+
+
 Premiums = dict[
-    Annotated[str, Field(max_length=16)],
+    Annotated[str, AfterValidator(_band_code), Field(json_schema_extra={"enum": [b.value for b in Band]})],
     Annotated[Decimal, Field(ge=0, le=100, max_digits=5, decimal_places=2), DIGITS_0_TO_9],
 ]
 
@@ -204,9 +213,7 @@ class AdapterPatch(BaseModel):
         None
     )
     max_calls_per_day: StrictInt | None = Field(default=None, ge=1, le=6)
-    premium_percent: (
-        dict[Band, Annotated[Decimal, Field(ge=0, le=100, max_digits=5, decimal_places=2), DIGITS_0_TO_9]] | None
-    ) = None
+    premium_percent: Premiums | None = None
     lead_days: StrictInt | None = Field(default=None, ge=0, le=28)
     covers_adjacent_zones: StrictBool | None = None
     rotate_secret: StrictBool = Field(
@@ -226,7 +233,7 @@ class Decision(BaseModel):
     """Who decides is the access token's user, never a field of the body."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    reason: str = Field(default="", max_length=500)
+    reason: FreeText = Field(default="", max_length=500)
 
 
 def build_router(service: Service) -> APIRouter:
@@ -458,7 +465,7 @@ class ConcernRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     subject: ConcernSubject = Field(description="What the concern is about: package_id, provider_id or both")
     category: domain.ConcernCategory = Field(description="The Care Act's category of abuse or neglect")
-    details: str = Field(min_length=1, max_length=5000, description="What happened or was seen, in your words")
+    details: FreeText = Field(min_length=1, max_length=5000, description="What happened or was seen, in your words")
     adult_at_risk: DisplayName | None = Field(default=None, max_length=200, description="Who may be at risk, if known")
     immediate_risk: StrictBool = Field(
         default=False, description="Someone may be at risk now: the queue shows it first"
@@ -618,24 +625,28 @@ class CheckRequest(BaseModel):
     """One due-diligence check; the reviewer is the access token's user."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    item: str = Field(max_length=64, description="An item of the checklist (GET /applications/terms)")
+    item: str = Field(
+        max_length=64,
+        pattern=r"^[a-z0-9][a-z0-9_-]*$",
+        description="An item of the checklist (GET /applications/terms)",
+    )
     outcome: Literal["passed", "failed"]
     evidence_reference: Reference = Field(
         description="Where the evidence is kept: a document or tender-portal reference (not the evidence itself)"
     )
     reviewed_on: Day | None = Field(default=None, description="UK date of the review (default: today)")
-    note: str | None = Field(default=None, max_length=500, description="Kept with the check; never on an event")
+    note: FreeText | None = Field(default=None, max_length=500, description="Kept with the check; never on an event")
 
 
 class ApprovalRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    note: str | None = Field(default=None, max_length=500)
+    note: FreeText | None = Field(default=None, max_length=500)
 
 
 class RefusalRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     reason: domain.RefusalReason = Field(description="Why, as a code")
-    note: str | None = Field(default=None, max_length=500, description="The team's words; never on an event")
+    note: FreeText | None = Field(default=None, max_length=500, description="The team's words; never on an event")
 
 
 def applications_router(service: Service) -> APIRouter:
@@ -796,7 +807,7 @@ class CoverageChange(BaseModel):
         min_length=1, max_length=20, description="The whole new list of zones, each once"
     )
     bands: Distinct[Band] = Field(min_length=1, max_length=len(Band), description="The whole new list, each once")
-    reason: str = Field(default="", max_length=500)
+    reason: FreeText = Field(default="", max_length=500)
 
 
 class AnswerAccepted(BaseModel):
@@ -1017,7 +1028,7 @@ class SandboxOfferRequest(BaseModel):
     """A test offer in the sandbox (decision 0116): every field optional, each defaulting to your profile's."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    zone: str | None = Field(default=None, max_length=64, description="One of your zones (default: your first)")
+    zone: ZoneId | None = Field(default=None, max_length=64, description="One of your zones (default: your first)")
     band: Band | None = Field(default=None, description="One of your bands (default: your first)")
     needs: Distinct[CareNeed] | None = Field(
         default=None,
@@ -1063,7 +1074,11 @@ class StaffUserRequest(BaseModel):
     account there with the role provider_staff, made by the council's identity team)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    username: str = Field(min_length=1, max_length=100, description="Their username at the identity provider")
+    username: str = Field(
+        max_length=100,
+        pattern=domain.USERNAME.pattern,
+        description="Their username at the identity provider: letters, digits and . _ @ + - (an account name or email)",
+    )
     name: DisplayName = Field(min_length=1, max_length=200, description="As shown with their answers")
     role: domain.StaffUserRole = Field(default="staff", description="admin: also manages the organisation's users")
 
@@ -1956,7 +1971,7 @@ class CqcRatingEntry(BaseModel):
         default=None, description="The CQC's publication date of the rating (UK date); optional for not_yet_rated"
     )
     cqc_location_id: str | None = Field(default=None, pattern=r"^1-[0-9]{1,12}$", description="e.g. 1-101669561")
-    note: str = Field(default="", max_length=2000, description="Kept in the register only")
+    note: FreeText = Field(default="", max_length=2000, description="Kept in the register only")
 
 
 class CqcLocation(BaseModel):
@@ -1970,7 +1985,7 @@ class RiskReview(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     local_risk: RiskRag
     reason: RiskReason = Field(description="Why, as a code (docs/guide/quality-register.md)")
-    note: str = Field(default="", max_length=2000, description="The reviewer's words: kept in the register only")
+    note: FreeText = Field(default="", max_length=2000, description="The reviewer's words: kept in the register only")
 
 
 class ComplaintEntry(BaseModel):
@@ -1978,26 +1993,26 @@ class ComplaintEntry(BaseModel):
     theme: ComplaintTheme
     received_on: Day = Field(description="UK date the council received it")
     package_id: uuid.UUID | None = None
-    summary: str = Field(default="", max_length=4000, description="Kept in the register only, never on an event")
+    summary: FreeText = Field(default="", max_length=4000, description="Kept in the register only, never on an event")
 
 
 class ComplaintClosing(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     outcome: Literal["upheld", "partly_upheld", "not_upheld"]
-    note: str = Field(default="", max_length=2000)
+    note: FreeText = Field(default="", max_length=2000)
 
 
 class PlanEntry(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     area: RiskReason = Field(description="What the plan is to improve, as a code")
-    actions: str = Field(default="", max_length=4000, description="The agreed actions: kept in the register only")
+    actions: FreeText = Field(default="", max_length=4000, description="The agreed actions: kept in the register only")
     due_on: Day = Field(description="UK date the plan is due to be met")
 
 
 class PlanClosing(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     met: StrictBool = Field(description="Whether the plan was met by its due date")
-    note: str = Field(default="", max_length=2000)
+    note: FreeText = Field(default="", max_length=2000)
 
 
 async def register_view(service: Service, provider_id: str) -> dict[str, Any]:

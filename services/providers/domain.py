@@ -477,6 +477,54 @@ CQC_RATINGS = {
     "": "not_yet_rated",
 }
 CQC_LOCATION_ID = re.compile(r"^1-[0-9]{1,12}$")
+# The CQC's ratings of adult social care (Outstanding to Inadequate) began in October 2014: a
+# rating published before then is a typing mistake (decision 0157).
+CQC_RATINGS_BEGAN = dt.date(2014, 10, 1)
+# The register keeps a complaint 6 years (the council's retention of complaint records, after the
+# Limitation Act 1980's six years): one received longer ago is not the register's (decision 0157).
+COMPLAINT_KEPT_YEARS = 6
+# An improvement plan agreed with a provider is due within a year (the register's annual review
+# cycle); a longer one is broken into plans a year apart (decision 0157).
+PLAN_DUE_WITHIN_DAYS = 366
+
+
+def cqc_publication_problem(published_on: dt.date, today: dt.date) -> str | None:
+    """What is wrong with a CQC rating's publication date (a UK date), or None: not after ``today``,
+    not before the CQC's ratings began (:data:`CQC_RATINGS_BEGAN`)."""
+    if published_on > today:
+        return f"{published_on} is in the future"
+    if published_on < CQC_RATINGS_BEGAN:
+        return f"{published_on} is before the CQC's first ratings ({CQC_RATINGS_BEGAN})"
+    return None
+
+
+def complaint_received_problem(received_on: dt.date, today: dt.date) -> str | None:
+    """What is wrong with the UK date a complaint was received, or None: not after ``today``, not
+    more than :data:`COMPLAINT_KEPT_YEARS` years before it."""
+    if received_on > today:
+        return f"{received_on} is in the future: a complaint cannot have been received yet"
+    if received_on < _years_before(today, COMPLAINT_KEPT_YEARS):
+        return f"{received_on} is more than {COMPLAINT_KEPT_YEARS} years ago: the register keeps complaints that long"
+    return None
+
+
+def plan_due_problem(due_on: dt.date, today: dt.date) -> str | None:
+    """What is wrong with an improvement plan's due date (a UK date), or None: not before ``today``,
+    not more than :data:`PLAN_DUE_WITHIN_DAYS` days after it."""
+    if due_on < today:
+        return f"{due_on} is in the past"
+    if due_on > today + dt.timedelta(days=PLAN_DUE_WITHIN_DAYS):
+        return f"{due_on} is more than a year ahead: agree a plan due within a year, and another after it"
+    return None
+
+
+def _years_before(today: dt.date, years: int) -> dt.date:
+    try:
+        return today.replace(year=today.year - years)
+    except ValueError:  # 29 February in a year without one
+        return today.replace(year=today.year - years, day=28)
+
+
 CQC_DATE_FORMATS = ("%d/%m/%Y", "%Y-%m-%d", "%d/%m/%Y - %H:%M", "%d-%b-%y", "%d %B %Y")
 MAX_CQC_FILE_BYTES = 64 * 1024 * 1024  # the whole of England's directory is about 20 MB
 
@@ -604,8 +652,9 @@ def read_cqc_csv(
                 except ValueError as exc:
                     refuse(line, location, header[columns["published_on"]], str(exc)[:100])
                     continue
-                if published > today:
-                    refuse(line, location, header[columns["published_on"]], f"{published} is in the future")
+                problem = cqc_publication_problem(published, today)
+                if problem:
+                    refuse(line, location, header[columns["published_on"]], problem)
                     continue
             rows.append(CqcRow(line, location, cell("location_name") or "", rating, published))
     except csv.Error as exc:

@@ -1718,8 +1718,9 @@ async def record_cqc_rating(
         raise Refused(
             "a CQC rating needs its publication date", code="invalid-request", status=422, field="inspected_on"
         )
-    if inspected_on is not None and inspected_on > clock.uk_date(now()):
-        raise Refused("the publication date is in the future", code="invalid-request", status=422, field="inspected_on")
+    problem = None if inspected_on is None else domain.cqc_publication_problem(inspected_on, clock.uk_date(now()))
+    if problem:
+        raise Refused(f"the publication date {problem}", code="invalid-request", status=422, field="inspected_on")
     row = await _locked_register(uow, provider_id)
     previous = {"cqc_rating": repo.profile_of(row).cqc_rating, "cqc_inspected_on": row["cqc_inspected_on"]}
     await _claim_location(uow, provider_id, location_id)
@@ -1799,9 +1800,11 @@ async def record_complaint(
     by: str,
 ) -> ProviderQualityRecorded:
     """A complaint about the provider, coded by theme (its summary stays here). Refused (422
-    ``received_on``) for a date after today (UK): a complaint cannot have been received yet."""
-    if received_on > clock.uk_date(now()):
-        raise Refused("the received date is in the future", code="invalid-request", status=422, field="received_on")
+    ``received_on``) for a date after today (UK) or more than 6 years ago
+    (:func:`domain.complaint_received_problem`, decision 0157)."""
+    problem = domain.complaint_received_problem(received_on, clock.uk_date(now()))
+    if problem:
+        raise Refused(f"the received date {problem}", code="invalid-request", status=422, field="received_on")
     await _locked_register(uow, provider_id)
     complaint_id = uuid.uuid4()
     await repo.insert_complaint(
@@ -1850,9 +1853,11 @@ async def close_complaint(
 async def open_improvement_plan(
     uow: UnitOfWork, provider_id: str, *, area: RiskReason, actions: str, due_on: dt.date, by: str
 ) -> ProviderQualityRecorded:
-    """A quality improvement plan agreed with the provider, due by a UK date (not in the past)."""
-    if due_on < clock.uk_date(now()):
-        raise Refused("the due date is in the past", code="invalid-request", status=422, field="due_on")
+    """A quality improvement plan agreed with the provider, due by a UK date: not in the past, not
+    more than a year ahead (:func:`domain.plan_due_problem`, decision 0157). Refused (422 ``due_on``)."""
+    problem = domain.plan_due_problem(due_on, clock.uk_date(now()))
+    if problem:
+        raise Refused(f"the due date {problem}", code="invalid-request", status=422, field="due_on")
     await _locked_register(uow, provider_id)
     plan_id = uuid.uuid4()
     await repo.insert_plan(

@@ -13,11 +13,17 @@ on its own (decision 0129).
   constraints, ``Annotated[Decimal, Field(ge=0, le=100), DIGITS_0_TO_9]``: before them, pydantic
   publishes the constraints as non-standard JSON Schema keys.
 
-- :data:`DisplayName`: a name or label shown to other people (a provider's, a staff user's, a
-  recipient's, the person's; a credential's label, a concern's adult at risk) with nothing that
+- :data:`DisplayName` (from schemas/fields.py, as the adapter contract uses them too): a name or
+  label shown to other people (a provider's, a staff user's, a recipient's, the person's; a
+  credential's label, a concern's adult at risk) with nothing that
   hides or reorders text (controls, format characters such as zero-width spaces and bidirectional
   overrides, line separators, fillers that show nothing) and something that shows: a 422 naming
   the field (decision 0155).
+- :data:`FreeText`: words a person typed (an address, a note, a reason's words, a complaint's
+  summary): the same refusals, line breaks and tabs allowed (decision 0156). A request's other
+  text fields are codes and ids with a pattern or a vocabulary: a test sends a bidirectional
+  override to every text field of every request body and expects a 422
+  (tests/unit/test_request_types.py).
 
 Text fields, numbers and lists are also bounded in every request model (``max_length``, ``le``,
 ``max_length`` of a list): a test walks the published OpenAPI documents and fails on any request
@@ -26,15 +32,24 @@ field without its bound (tests/unit/test_request_bounds.py).
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Hashable
 from typing import Annotated, TypeVar
 
 from pydantic import AfterValidator, Field
 
-from schemas.fields import DIGITS_0_TO_9, Day, Moment
+from schemas.fields import DIGITS_0_TO_9, Day, DisplayName, FreeText, Moment, plain_text, visible_name
 
-__all__ = ["DIGITS_0_TO_9", "Day", "DisplayName", "Distinct", "Moment", "no_repeats"]
+__all__ = [
+    "DIGITS_0_TO_9",
+    "Day",
+    "DisplayName",
+    "Distinct",
+    "FreeText",
+    "Moment",
+    "no_repeats",
+    "plain_text",
+    "visible_name",
+]
 
 T = TypeVar("T", bound=Hashable)
 
@@ -49,33 +64,6 @@ def no_repeats(values: list[T]) -> list[T]:
         seen.add(value)
     return values
 
-
-# Unicode categories that never show as themselves: controls (tabs, newlines), format characters
-# (zero-width spaces and joiners, bidirectional overrides and isolates), line and paragraph
-# separators, surrogates, private use and unassigned code points.
-_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
-# Letters and marks that show nothing (Unicode's default-ignorable fillers, the blank Braille cell).
-_BLANKS = frozenset({0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180B, 0x180C, 0x180D, 0x180F, 0x2800, 0x3164, 0xFFA0})
-
-
-def visible_name(text: str) -> str:
-    """A name or label shown to other people (a provider's, a staff user's, a recipient's, the
-    person's): no character that hides or reorders text - controls, format characters (zero-width
-    spaces and joiners, the bidirectional overrides and isolates of the "Trojan Source" trick),
-    line separators, fillers that show nothing - and, unless empty, at least one letter, digit,
-    punctuation or symbol. ValueError naming the problem (a 422 naming the field; decision 0155)."""
-    hidden = sorted(
-        {f"U+{ord(c):04X}" for c in text if unicodedata.category(c) in _HIDDEN_CATEGORIES or ord(c) in _BLANKS}
-    )
-    if hidden:
-        raise ValueError(f"contains characters that do not show or reorder the text ({', '.join(hidden[:5])})")
-    if text and not any(unicodedata.category(c)[0] in "LNPS" for c in text):
-        raise ValueError("has no character that shows")
-    return text
-
-
-# A name shown to others: ``name: DisplayName = Field(min_length=1, max_length=200)``.
-DisplayName = Annotated[str, AfterValidator(visible_name)]
 
 # A list whose members are a set: ``zones: Distinct[str] = Field(min_length=1, max_length=20)``.
 Distinct = Annotated[list[T], AfterValidator(no_repeats), Field(json_schema_extra={"uniqueItems": True})]

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import uuid
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -81,21 +83,24 @@ async def check_webhook_url(url: str, policy: OutboundPolicy, *, field: str = "w
 
 
 # What may hide a value PostgreSQL cannot store in a JSON body: the escapes of NUL and of UTF-16
-# surrogates (a lone one cannot be encoded as UTF-8), and the non-JSON constants Python's parser
-# accepts. A body without any of them (nearly every one) is passed on unparsed.
-_SUSPECT = re.compile(rb"\\u0000|\\u[dD][89a-fA-F]|NaN|Infinity")
+# surrogates (a lone one cannot be encoded as UTF-8), the non-JSON constants Python's parser
+# accepts, and a run of 16 digits or a three-digit exponent (a number a float cannot hold as
+# written). A body without any of them (nearly every one) is passed on unparsed.
+_SUSPECT = re.compile(rb"\\u0000|\\u[dD][89a-fA-F]|NaN|Infinity|[0-9]{16}|[eE][+-]?[0-9]{3}")
 
 
 def unstorable_fields(body: bytes) -> list[dict[str, str]]:
     """The fields of a JSON body holding a value no service can store: a NUL character (PostgreSQL's
     text and jsonb refuse it), a lone UTF-16 surrogate (not encodable as UTF-8), NaN or Infinity (not
-    JSON, RFC 8259). ``[{"field": "subject.details", "detail": ...}]``, dotted paths as in the 422's
+    JSON, RFC 8259), a number with a fraction or an exponent that a float cannot hold as written
+    (``19.999999999999999999`` was read as 20: the parser makes such numbers floats; decision
+    0156). ``[{"field": "subject.details", "detail": ...}]``, dotted paths as in the 422's
     ``errors``; ``[]`` when there are none or the body is not JSON (validation then says why)."""
     if not _SUSPECT.search(body):
         return []
 
     try:
-        document = json.loads(body, parse_constant=_NotJson)
+        document = json.loads(body, parse_constant=_NotJson, parse_float=_written_number)
     except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes: validation says so
         return []
     found: list[dict[str, str]] = []
@@ -116,6 +121,8 @@ def unstorable_fields(body: bytes) -> list[dict[str, str]]:
             pending.extend(reversed([(item, [*path, str(i)]) for i, item in enumerate(value)]))
         elif isinstance(value, _NotJson):
             found.append({"field": ".".join(path) or "body", "detail": f"{value} is not a JSON number: send a number"})
+        elif isinstance(value, _Inexact):
+            found.append({"field": ".".join(path) or "body", "detail": f"the number {value} {value.problem}"})
         elif isinstance(value, str):
             problem = _unstorable(value)
             if problem:
@@ -125,6 +132,30 @@ def unstorable_fields(body: bytes) -> list[dict[str, str]]:
 
 class _NotJson(str):
     """NaN, Infinity or -Infinity where a number was sent: Python's parser accepts them, JSON does not."""
+
+
+class _Inexact(str):
+    """A JSON number that the parser's float cannot hold as written, with why."""
+
+    problem = ""
+
+
+def _written_number(text: str) -> float | _Inexact:
+    """``text`` (a JSON number with a fraction or an exponent) as the float the services' parser
+    reads, or an :class:`_Inexact` saying why that float would not be the number sent."""
+    number = float(text)
+    if not math.isfinite(number):
+        inexact = _Inexact(text)
+        inexact.problem = "is too large to be read: send a number in the field's range"
+        return inexact
+    if Decimal(repr(number)) != Decimal(text):
+        inexact = _Inexact(text)
+        inexact.problem = (
+            f"has more digits than a JSON number keeps here (it would be read as {number!r}): "
+            "send it as a string of its digits"
+        )
+        return inexact
+    return number
 
 
 def _unstorable(text: str) -> str | None:

@@ -111,8 +111,8 @@ def test_each_role_gets_exactly_the_permission_tables_answer(stack, role):
 def test_services_accounts_get_only_what_the_table_gives_them(stack, identity):
     disclosure = {
         "package_id": PATH_VALUES["package_id"],
-        "provider_id": "x",
-        "credential_id": "y",
+        "provider_id": "no-such-provider",
+        "credential_id": "0123456789abcdef",
         "fields": ["email"],
     }
     url = f"{stack.url('brokerage')}/internal/disclosures"

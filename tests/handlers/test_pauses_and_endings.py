@@ -343,7 +343,7 @@ async def test_the_provider_may_read_the_person_while_paused_and_until_an_ending
     ask = {
         "package_id": str(package_id),
         "provider_id": ids["prime_best"],
-        "credential_id": "c1",
+        "credential_id": "0123456789abcdef",
         "fields": ["address"],
     }
 

@@ -180,3 +180,37 @@ async def test_complaints_and_plans_are_coded_and_counted_and_bad_input_names_th
         assert refused.status_code == 403
         summary = await broker.get("/quality/register")
         assert summary.status_code == 200 and any(r["provider_id"] == provider for r in summary.json())
+
+
+async def test_the_registers_dates_must_lie_where_such_a_date_can_be(in_memory):
+    """Decision 0157: a complaint received in 1901, a plan due in 2999 or a CQC rating published
+    before the CQC rated anyone were each stored; each is a 422 naming its field, or a refused
+    row in an import, and nothing changes."""
+    service, _ = await in_memory(build, "providers")
+    (provider, location), _ = await two_providers(service)
+    today = clock.uk_today()
+    before = await last_seq(service)
+    async with client(service) as api:
+        sent = [
+            ("post", "complaints", {"theme": "missed_visit", "received_on": "1901-01-01"}, "received_on", "6 years"),
+            ("post", "plans", {"area": "staffing", "due_on": "2999-01-01"}, "due_on", "a year ahead"),
+            ("post", "plans", {"area": "staffing", "due_on": str(today + dt.timedelta(days=367))}, "due_on", "a year"),
+            ("put", "cqc", {"rating": "good", "inspected_on": "2010-06-01"}, "inspected_on", "first ratings"),
+        ]
+        for method, path, body, field, words in sent:
+            answer = await api.request(method.upper(), f"/providers/{provider}/quality/{path}", json=body)
+            assert answer.status_code == 422, answer.text
+            assert answer.json()["errors"][0]["field"] == field and words in answer.json()["detail"], answer.text
+        old = await api.post(
+            "/quality/cqc-imports",
+            content=(HEADER + f"{location},First,Good,01/06/2010\n").encode(),
+            headers={"Content-Type": "text/csv"},
+        )
+        assert old.status_code == 200 and old.json()["applied"] is False, old.text
+        assert [(r["line"], r["field"]) for r in old.json()["refused"]] == [(2, "Publication Date")]
+        edge = (today - dt.timedelta(days=6 * 365)).isoformat()  # within 6 years, whatever the leap days
+        kept = await api.post(
+            f"/providers/{provider}/quality/complaints", json={"theme": "missed_visit", "received_on": edge}
+        )
+        assert kept.status_code == 201, kept.text
+    assert len(await outbox_since(service, before)) == 1  # the one complaint kept; nothing else changed

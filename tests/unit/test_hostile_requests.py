@@ -101,6 +101,44 @@ async def test_a_nul_in_a_nested_member_or_a_list_is_named_by_its_path_and_nan_i
     assert fields == {"zones.1", "adapter.premium_percent.urban"}
 
 
+@pytest.mark.parametrize("name", sorted(TEXT_FIELDS))
+@pytest.mark.parametrize(
+    ("number", "words"),
+    [
+        ("19.999999999999999999", "would be read as 20.0"),  # was read as 20: a bid of 19.99... became 20.00
+        ("0.1000000000000000055511151231257827", "would be read as 0.1"),
+        ("1e400", "too large"),  # was read as infinity
+        ("-1e-400", "would be read as -0.0"),
+    ],
+)
+async def test_a_json_number_a_float_cannot_hold_as_written_is_refused_naming_the_field(app_of, name, number, words):
+    """Decision 0156: the services' JSON parser reads a number with a fraction as a float, so a
+    number with more digits than a float keeps was silently another number; a string keeps them."""
+    path, body, _ = TEXT_FIELDS[name]
+    sent = json.dumps(body)[:-1] + f', "weekly_capacity_hours": [{number}]}}'
+    async with client(app_of(name), name) as api:
+        method = "PUT" if name == "notifications" else "POST"
+        answer = await api.request(method, path, content=sent, headers={"content-type": "application/json"})
+    found = assert_problem(answer, 422, "invalid-request")
+    assert [e["field"] for e in found["errors"]] == ["weekly_capacity_hours.0"]
+    assert words in found["errors"][0]["detail"]
+
+
+def test_numbers_a_float_holds_and_long_runs_of_digits_in_text_pass_the_edge():
+    plain = b'{"rate": 19.95, "hours": 1e2, "nhs": "1234567890123456", "n": 12345678901234567}'
+    assert http.unstorable_fields(plain) == []
+    assert http.unstorable_fields(b'{"rate": 19.950000000000000000}') == []  # the same number, written longer
+
+
+async def test_a_persons_address_with_a_bidirectional_override_is_refused_naming_it(app_of):
+    """Decision 0156: words a person typed are shown to others (the winning provider reads the
+    address); a character that reorders or hides text is a 422 naming the field."""
+    async with client(app_of("brokerage"), "brokerage") as api:
+        answer = await api.post("/packages", json={"person": {"address": "12 Mill Lane ‮LE11"}})
+    errors = {e["field"]: e["detail"] for e in assert_problem(answer, 422, "invalid-request")["errors"]}
+    assert "U+202E" in errors["person.address"], errors
+
+
 DEEP = b"[" * 5000 + b"]" * 5000
 
 

@@ -130,3 +130,21 @@ def test_suspension_comes_and_goes_but_leaving_the_framework_is_final():
         domain.check_status_change("p1", "left", "active")
     with pytest.raises(domain.StatusRefused, match="already suspended"):
         domain.check_status_change("p1", "suspended", "suspended")
+
+
+def test_the_quality_registers_date_windows():
+    """Decision 0157: the register's dates lie where such a date can be."""
+    import datetime as dt
+
+    from services.providers import domain
+
+    today = dt.date(2028, 2, 29)
+    assert domain.complaint_received_problem(dt.date(2022, 2, 28), today) is None
+    assert "6 years" in (domain.complaint_received_problem(dt.date(2022, 2, 27), today) or "")
+    assert "future" in (domain.complaint_received_problem(dt.date(2028, 3, 1), today) or "")
+    assert domain.plan_due_problem(today + dt.timedelta(days=366), today) is None
+    assert "a year ahead" in (domain.plan_due_problem(today + dt.timedelta(days=367), today) or "")
+    assert "past" in (domain.plan_due_problem(today - dt.timedelta(days=1), today) or "")
+    assert domain.cqc_publication_problem(dt.date(2014, 10, 1), today) is None
+    assert "first ratings" in (domain.cqc_publication_problem(dt.date(2014, 9, 30), today) or "")
+    assert "future" in (domain.cqc_publication_problem(dt.date(2028, 3, 1), today) or "")

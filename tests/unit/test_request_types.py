@@ -10,6 +10,7 @@ parameters are left lax: they arrive as text."""
 from __future__ import annotations
 
 import importlib
+import re
 import types
 import typing
 from collections.abc import Callable, Iterator
@@ -125,3 +126,49 @@ def test_a_decimal_in_other_digits_or_notations_is_refused_and_plain_ones_pass(t
         assert str(adapter.validate_python(19.95)) == "19.95"
     assert str(TypeAdapter(typing.Annotated[Decimal, DIGITS_0_TO_9]).validate_python("-0.00")) == "0.00"
     assert str(TypeAdapter(typing.Annotated[Decimal, DIGITS_0_TO_9]).validate_python("-0.5")) == "-0.5"
+
+
+def _shown_text(annotation: object, metadata: list[object], where: str, seen: set[type]) -> Iterator[str]:
+    """The text fields under ``annotation`` that take a right-to-left override (U+202E, the
+    "Trojan Source" trick that shows "cba" for "abc"): every one should be a code or an id with a
+    pattern or a vocabulary, a :data:`DisplayName` or a :data:`FreeText` (decisions 0155, 0156)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    for kind, meta, path in _leaves(annotation, metadata, where, seen):
+        if kind is str:
+            try:
+                TypeAdapter(typing.Annotated[str, *meta]).validate_python("care \u202enoted")
+            except ValidationError:
+                continue
+            yield path
+
+
+def test_every_text_field_of_every_request_body_refuses_characters_that_hide_or_reorder_text():
+    found, bodies = body_fields(_shown_text)
+    assert bodies >= 40, bodies
+    assert not found, "text fields that take U+202E (use DisplayName, FreeText or a pattern):\n" + "\n".join(found)
+    assert list(_shown_text(typing.Annotated[str, Field(max_length=100)], [], "x", set())) == ["x"]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("12 Mill Lane\u202e", "U+202E"),  # a bidirectional override
+        ("Flat\u200b2", "U+200B"),  # a zero-width space
+        ("Ring twice\x1b[2J", "U+001B"),  # a terminal escape
+        ("\u2028", "U+2028"),  # a line separator
+        ("\u3164\u3164", "U+3164"),  # a filler that shows nothing
+        ("\n\t", "no character that shows"),
+    ],
+)
+def test_free_text_refuses_what_hides_or_reorders_it_and_keeps_line_breaks(text, problem):
+    from pydantic import TypeAdapter, ValidationError
+
+    from schemas.fields import FreeText
+
+    adapter: TypeAdapter[str] = TypeAdapter(FreeText)
+    with pytest.raises(ValidationError, match=re.escape(problem)):
+        adapter.validate_python(text)
+    address = "12 Mill Lane\r\nLoughborough\tLE11 3AB – Flat 2 (ring twice) 😀"
+    assert adapter.validate_python(address) == address
+    assert adapter.validate_python("") == ""
