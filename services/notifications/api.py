@@ -67,7 +67,6 @@ class RecipientIn(BaseModel):
         if (self.webhook_url is None) != (self.webhook_secret is None):
             raise ValueError("webhook_url and webhook_secret go together")
         return self
-        return self
 
 
 class RecipientOut(BaseModel):

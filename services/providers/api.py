@@ -1972,6 +1972,10 @@ class CqcRatingEntry(BaseModel):
     )
     cqc_location_id: str | None = Field(default=None, pattern=r"^1-[0-9]{1,12}$", description="e.g. 1-101669561")
     note: FreeText = Field(default="", max_length=2000, description="Kept in the register only")
+    correction: StrictBool = Field(
+        default=False,
+        description="Correct the register with a rating published before the one held (needs a note saying why)",
+    )
 
 
 class CqcLocation(BaseModel):
@@ -2094,11 +2098,14 @@ def quality_router(service: Service) -> APIRouter:
     @router.put(
         "/providers/{provider_id}/quality/cqc",
         summary="Enter the provider's CQC rating and its publication date by hand",
-        responses=missing | {409: {"description": "The CQC location id is another provider's"}},
+        responses=missing
+        | {409: {"description": "The CQC location id is another provider's, or the rating is older than the one held"}},
     )
     async def enter_cqc(provider_id: ProviderIdPath, body: CqcRatingEntry, caller: Caller) -> dict:
         """Returns the register after the change. 422 when a rating other than not_yet_rated has no
-        ``inspected_on``, or it is in the future."""
+        ``inspected_on``, or it is in the future or before the CQC's ratings began; 409
+        ``older-than-held`` when it was published before the rating held, unless ``correction`` (with
+        a ``note``)."""
         return await run(
             lambda uow: handlers.record_cqc_rating(
                 uow,
@@ -2108,6 +2115,7 @@ def quality_router(service: Service) -> APIRouter:
                 location_id=body.cqc_location_id,
                 by=caller.actor,
                 note=body.note,
+                correction=body.correction,
             )
         )
 

@@ -1709,11 +1709,19 @@ async def record_cqc_rating(
     location_id: str | None,
     by: str,
     note: str = "",
+    correction: bool = False,
 ) -> ProviderQualityRecorded:
     """A CQC rating entered by hand (the CSV import: :func:`import_cqc`). Policy for "not yet
     rated" (docs/guide/quality-register.md): a provider CQC has not rated - new, or re-registered -
     is entered as ``not_yet_rated`` and scores 50 of 100 on the CQC component; a rating needs the
-    CQC's publication date, ``not_yet_rated`` may have none. Raises Refused (422) otherwise."""
+    CQC's publication date, ``not_yet_rated`` may have none. Raises Refused (422) otherwise.
+
+    A rating published before the one held is refused (409 ``older-than-held``), as in the import,
+    so that an old letter cannot undo a newer rating - unless it is a ``correction`` (the held date
+    was typed wrong, or the CQC withdrew the newer rating), which needs a ``note`` saying why (422)
+    (decision 0157)."""
+    if correction and not note.strip():
+        raise Refused("a correction needs a note saying why", code="invalid-request", status=422, field="note")
     if rating != "not_yet_rated" and inspected_on is None:
         raise Refused(
             "a CQC rating needs its publication date", code="invalid-request", status=422, field="inspected_on"
@@ -1722,7 +1730,16 @@ async def record_cqc_rating(
     if problem:
         raise Refused(f"the publication date {problem}", code="invalid-request", status=422, field="inspected_on")
     row = await _locked_register(uow, provider_id)
-    previous = {"cqc_rating": repo.profile_of(row).cqc_rating, "cqc_inspected_on": row["cqc_inspected_on"]}
+    held = row["cqc_inspected_on"]
+    if inspected_on is not None and held is not None and inspected_on < held and not correction:
+        raise Refused(
+            f"the rating held was published on {held}, after {inspected_on}: to correct the register, "
+            "send correction true with a note saying why",
+            code="older-than-held",
+            status=409,
+            field="inspected_on",
+        )
+    previous = {"cqc_rating": repo.profile_of(row).cqc_rating, "cqc_inspected_on": held}
     await _claim_location(uow, provider_id, location_id)
     await repo.set_cqc(
         uow.conn, provider_id, rating=rating, inspected_on=inspected_on, location_id=location_id, source="manual"

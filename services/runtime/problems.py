@@ -68,6 +68,7 @@ _ALL = [
     ProblemType("status-not-allowed", 409, "The provider's status cannot change that way"),
     ProblemType("action-not-allowed", 409, "Not allowed in the package's current state"),
     ProblemType("invalid-date", 422, "A date is outside what the rules allow"),
+    ProblemType("older-than-held", 409, "The record is older than the one held"),
     # A running package's actions (the brokerage): which rule a date or a change breaks.
     ProblemType("date-before-start", 422, "The date is before the care started"),
     ProblemType("date-before-request", 422, "The date is before the package was requested"),

@@ -234,9 +234,12 @@ async def test_a_cqc_downgrade_imported_from_csv_changes_the_next_award_and_the_
             for pid, old in before.items():
                 await quality.put(
                     f"/providers/{pid}/quality/cqc",
-                    json={"rating": old["cqc_rating"], "inspected_on": old["cqc_inspected_on"]}
-                    if old["cqc_inspected_on"]
-                    else {"rating": old["cqc_rating"]},
+                    json=(
+                        {"rating": old["cqc_rating"], "inspected_on": old["cqc_inspected_on"]}
+                        if old["cqc_inspected_on"]
+                        else {"rating": old["cqc_rating"]}
+                    )
+                    | {"correction": True, "note": "the test puts the register back"},
                 )
                 await quality.post(
                     f"/providers/{pid}/quality/risk-reviews",

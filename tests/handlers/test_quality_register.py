@@ -36,7 +36,8 @@ async def two_providers(service) -> list[tuple[str, str]]:
             )
             assert answer.status_code == 200, answer.text
             reset = await api.put(
-                f"/providers/{r['provider_id']}/quality/cqc", json={"rating": "good", "inspected_on": "2025-06-01"}
+                f"/providers/{r['provider_id']}/quality/cqc",
+                json={"rating": "good", "inspected_on": "2025-06-01", "correction": True, "note": "test's own start"},
             )
             assert reset.status_code == 200, reset.text
             out.append((r["provider_id"], location))
@@ -214,3 +215,30 @@ async def test_the_registers_dates_must_lie_where_such_a_date_can_be(in_memory):
         )
         assert kept.status_code == 201, kept.text
     assert len(await outbox_since(service, before)) == 1  # the one complaint kept; nothing else changed
+
+
+async def test_a_rating_older_than_the_one_held_is_refused_unless_a_correction_with_a_note(in_memory):
+    """As the CQC import refuses a row older than the rating held, so does the hand-entered rating
+    (409 ``older-than-held``): an old letter cannot undo a newer rating. A correction may, with a
+    note saying why, and the note stays in the register (decision 0157)."""
+    service, _ = await in_memory(build, "providers")
+    (provider, _), _ = await two_providers(service)  # each rated good, published 2025-06-01
+    before = await last_seq(service)
+    async with client(service) as api:
+        older = {"rating": "inadequate", "inspected_on": "2024-01-10"}
+        refused = await api.put(f"/providers/{provider}/quality/cqc", json=older)
+        assert refused.status_code == 409 and refused.json()["code"] == "older-than-held", refused.text
+        assert refused.json()["errors"][0]["field"] == "inspected_on" and "2025-06-01" in refused.json()["detail"]
+        unexplained = await api.put(f"/providers/{provider}/quality/cqc", json=older | {"correction": True})
+        assert unexplained.status_code == 422 and unexplained.json()["errors"][0]["field"] == "note"
+        assert await outbox_since(service, before) == []
+        corrected = await api.put(
+            f"/providers/{provider}/quality/cqc",
+            json=older | {"correction": True, "note": "the 2025 rating was withdrawn on appeal"},
+        )
+        assert corrected.status_code == 200, corrected.text
+        assert (corrected.json()["cqc_rating"], corrected.json()["cqc_inspected_on"]) == ("inadequate", "2024-01-10")
+        newer = await api.put(
+            f"/providers/{provider}/quality/cqc", json={"rating": "good", "inspected_on": "2026-02-01"}
+        )
+        assert newer.status_code == 200, newer.text
