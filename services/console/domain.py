@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from schemas.events import VisitPattern
-from schemas.fields import is_decimal_text
+from schemas.fields import is_decimal_text, plain_text, visible_name
 from schemas.vocabulary import Band, CareNeed, Funding, Urgency
 from services.runtime import clock, identifiers
 from services.runtime.numbers import whole_number
@@ -644,6 +644,9 @@ def package_request(
     for field, longest in MAX_LENGTHS.items():
         if values[field] and len(str(values[field])) > longest:
             check(field, f"{LABELS[field].removesuffix(' (optional)')} must be {longest:,} characters or fewer")
+    for field, as_name in (("person_full_name", True), ("person_address", False), ("person_care_notes", False)):
+        if values[field]:
+            check(field, hidden_text_problem(LABELS[field].removesuffix(" (optional)"), values[field], name=as_name))
 
     discharge_block = _discharge_answers(values, discharge or {}, check, asked=discharge_asked, today=today)
 
@@ -882,6 +885,17 @@ REFUSED_FIELDS = {
 REFUSED_GENERAL = "The package could not be requested. Check the answers and try again."
 
 
+def hidden_text_problem(label: str, text: str, *, name: bool = False) -> str | None:
+    """What the form says of typed words the APIs would refuse for characters that do not show
+    or that reorder the text (schemas/fields.py ``FreeText``; a ``name``: ``DisplayName``;
+    decisions 0155, 0156), usually pasted in with the words; None when there are none."""
+    try:
+        (visible_name if name else plain_text)(text)
+    except ValueError:
+        return f"The answer to '{label}' has characters that do not show, often pasted in with the words: type it again"
+    return None
+
+
 def errors_from_api(problem: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
     """The brokerage API's 422 as the console's own messages next to the fields, plus one about the
     request as a whole (shown in the error summary only). Only the field the API names is read,
@@ -995,6 +1009,8 @@ def action_problems(
         elif field == "reason_text":
             if len(str(form.get(field) or "").strip()) > MAX_REASON_TEXT:
                 problems[field] = f"Notes must be {MAX_REASON_TEXT:,} characters or fewer"
+            elif hidden := hidden_text_problem("Notes", str(form.get(field) or "").strip()):
+                problems[field] = hidden
         elif not str(form.get(field) or "").strip() and (action, field) in REQUIRED_ANSWERS:
             problems[field] = REQUIRED_ANSWERS[(action, field)]
     started = _as_date(package.get("started_on"))

@@ -585,3 +585,28 @@ def test_a_choice_not_on_the_forms_list_is_a_problem_before_the_check_page(field
     body, errors = domain.package_request(FORM | {field: chosen}, ZONES, today=TODAY)
     assert body is None and errors[field] == domain.REQUIRED[field]
     assert domain.package_request(FORM, ZONES, today=TODAY)[0] is not None
+
+
+def test_words_with_characters_that_do_not_show_are_the_forms_own_error_before_the_check_page():
+    """Decision 0156: the brokerage refuses a name, an address or care notes holding characters
+    that hide or reorder text (a zero-width space pasted from a letter, a right-to-left override);
+    the form says so next to the field before the check page, and keeps line breaks in an address."""
+    form = FORM | {
+        "person_full_name": "Ada\u200bExample",
+        "person_address": "1 High St\u202e",
+        "person_care_notes": "Ring\u2028twice",
+    }
+    body, errors = domain.package_request(form, ZONES, today=TODAY)
+    assert body is None
+    assert list(errors) == ["person_full_name", "person_address", "person_care_notes"]
+    assert errors["person_address"] == (
+        "The answer to 'Address' has characters that do not show, often pasted in with the words: type it again"
+    )
+    body, errors = domain.package_request(FORM | {"person_address": "1 High St\r\nLoughborough"}, ZONES, today=TODAY)
+    assert errors == {} and body is not None and body["person"]["address"] == "1 High St\r\nLoughborough"
+    refused = domain.action_problems(
+        "cancel", {"reason": "no_longer_needed", "reason_text": "see \u202eletter"}, package={}, today=TODAY
+    )
+    assert list(refused) == ["reason_text"] and refused["reason_text"].startswith(
+        "The answer to 'Notes' has characters"
+    )
