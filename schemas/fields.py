@@ -31,15 +31,40 @@ def _moment(at: dt.datetime) -> dt.datetime:
     return at
 
 
+_DAY_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
+
+
+def _day_as_sent(value: object) -> object:
+    """A date sent as text is an ISO 8601 calendar date, ``YYYY-MM-DD`` (decision 0156): pydantic
+    would also read a number as seconds since 1970 (``1764720000`` was 3 December 2025) and a date
+    and time at midnight as its day."""
+    if isinstance(value, str):
+        if not _DAY_TEXT.fullmatch(value.strip()):
+            raise ValueError("must be a date written YYYY-MM-DD, like 2026-12-03")
+        return value.strip()
+    if isinstance(value, (int, float)):  # bool too
+        raise ValueError("must be a date written YYYY-MM-DD, like 2026-12-03, not a number")
+    return value
+
+
+def _moment_as_sent(value: object) -> object:
+    """A date and time is sent as ISO 8601 text, never as a number of seconds (decision 0156)."""
+    if isinstance(value, (int, float)):
+        raise ValueError("must be a date and time written like 2026-12-03T14:30:00Z, not a number")
+    return value
+
+
 # A date typed into the platform: ``start_date: Day``, ``on: Day | None = None``.
 Day = Annotated[
     dt.date,
+    BeforeValidator(_day_as_sent),
     AfterValidator(_day),
     Field(json_schema_extra={"formatMinimum": str(EARLIEST_DAY), "formatMaximum": str(LATEST_DAY)}),
 ]
 # A date and time typed into the platform: ``since: Moment | None = None``.
 Moment = Annotated[
     dt.datetime,
+    BeforeValidator(_moment_as_sent),
     AfterValidator(_moment),
     Field(json_schema_extra={"formatMinimum": f"{EARLIEST_DAY}T00:00:00Z", "formatMaximum": f"{LATEST_DAY}T23:59:59Z"}),
 ]

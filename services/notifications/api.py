@@ -15,7 +15,7 @@ from schemas import events
 from services.notifications import domain, handlers
 from services.notifications import repository as repo
 from services.runtime import identifiers
-from services.runtime.fields import DisplayName, Distinct
+from services.runtime.fields import WEBHOOK_URL_PATTERN, DisplayName, Distinct
 from services.runtime.http import ProblemError, check_webhook_url
 from services.runtime.outbox import UnitOfWork, run_in_unit_of_work
 from services.runtime.service import Service
@@ -30,7 +30,6 @@ RecipientId = Annotated[
         description="Provider id, staff id, brokerage-team, or the package id (person)",
     ),
 ]
-NoNul = r"^[^\x00]*$"
 
 
 class RecipientIn(BaseModel):
@@ -44,8 +43,14 @@ class RecipientIn(BaseModel):
     phone: identifiers.MobilePhone = Field(
         default=None, description="UK mobile for text messages, stored in E.164 (+447700900123)"
     )
-    webhook_url: str | None = Field(default=None, max_length=500, pattern=r"^https?://[^\s\x00]+$")
-    webhook_secret: str | None = Field(default=None, min_length=16, max_length=200, pattern=NoNul)
+    webhook_url: str | None = Field(default=None, max_length=500, pattern=WEBHOOK_URL_PATTERN)
+    webhook_secret: str | None = Field(
+        default=None,
+        min_length=16,
+        max_length=200,
+        pattern=r"^[!-~]+$",
+        description="The signing secret: 16 to 200 printable ASCII characters, no spaces",
+    )
     channels: Distinct[domain.Channel] = Field(
         default_factory=list, max_length=5, description="In order of preference, each once; every usable one is used"
     )

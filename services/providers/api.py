@@ -33,7 +33,7 @@ from services.providers import repository as repo
 from services.runtime import clock, idempotency, pagination, permissions, quality
 from services.runtime.auth import Principal, principal_of
 from services.runtime.db import fetch_one
-from services.runtime.fields import DIGITS_0_TO_9, Day, DisplayName, Distinct, FreeText, Moment
+from services.runtime.fields import DIGITS_0_TO_9, WEBHOOK_URL_PATTERN, Day, DisplayName, Distinct, FreeText, Moment
 from services.runtime.http import ProblemError, check_webhook_url
 from services.runtime.logging import get_logger
 from services.runtime.oidc_client import TokenError
@@ -186,6 +186,12 @@ class AdapterRules(domain.AutomaticRules):
     """The adapter's rules as a request sends them: each bounded, each call slot once (what is
     stored is read with :class:`domain.AutomaticRules`, which keeps accepting what was stored before)."""
 
+    webhook_url: str | None = Field(
+        default=None,
+        max_length=2000,
+        pattern=WEBHOOK_URL_PATTERN,
+        description="Where offers are POSTed (https in production)",
+    )
     call_times: CallTimes = None
     max_package_hours: Annotated[Decimal, Field(gt=0, le=168, max_digits=5, decimal_places=2), DIGITS_0_TO_9] = Decimal(
         42
@@ -207,7 +213,7 @@ class AdapterPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     kind: domain.AdapterKind | None = None
-    webhook_url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://[^\s/?#]+[^\s]*$")
+    webhook_url: str | None = Field(default=None, max_length=2000, pattern=WEBHOOK_URL_PATTERN)
     call_times: CallTimes = None
     max_package_hours: Annotated[Decimal, Field(gt=0, le=168, max_digits=5, decimal_places=2), DIGITS_0_TO_9] | None = (
         None
@@ -994,7 +1000,7 @@ class WebhookRegistration(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     url: str = Field(
         max_length=2000,
-        pattern=r"^https?://[^\s/?#]+[^\s]*$",
+        pattern=WEBHOOK_URL_PATTERN,
         description="Your receiver: https, on a public address (checked now and at every delivery)",
     )
 
@@ -2214,7 +2220,7 @@ def quality_router(service: Service) -> APIRouter:
         request: Request,
         caller: Caller,
         dry_run: bool = False,
-        file_name: Annotated[str, Query(max_length=200)] = "",
+        file_name: Annotated[DisplayName, Query(max_length=200)] = "",
     ) -> dict:
         """``{import_id, applied, rows, changed: [{line, provider_id, cqc_location_id, cqc_rating_was,
         cqc_rating, cqc_inspected_on_was, cqc_inspected_on}], unchanged: [provider_id],

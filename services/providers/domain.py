@@ -603,7 +603,10 @@ def read_cqc_csv(
     def refuse(line: int, location: str, field: str, problem: str) -> None:
         total[0] += 1
         if len(refused) < MAX_REFUSED_LISTED:
-            refused.append(CqcRowRefused(line, location, field, problem))
+            # The cell as the file has it, but shown: a NUL or a control in a refused row's id
+            # would otherwise stop the report itself being stored.
+            shown = location[:40].encode("unicode_escape").decode("ascii") if not location.isprintable() else location
+            refused.append(CqcRowRefused(line, shown, field, problem))
 
     try:
         for cells in reader:
@@ -684,7 +687,9 @@ def cqc_changes(
     current rating, current publication date). Returns (changes, refusals, unchanged provider ids).
     A row of a location not on the framework is ignored (the directory lists all of England); two
     rows for one framework location that disagree are both refused; a rating older than the one held
-    (an earlier publication date) is refused, so an old file cannot undo a newer rating."""
+    (an earlier publication date) is refused, so an old file cannot undo a newer rating; so is an
+    undated "not yet rated" where a dated rating is held, which would clear the date the next
+    file is compared with (a rating the CQC withdrew is entered by hand, as a correction)."""
     by_location: dict[str, list[CqcRow]] = {}
     for row in rows:
         if row.location_id in register:
@@ -706,6 +711,17 @@ def cqc_changes(
                     location,
                     "Publication Date",
                     f"older than the rating held ({row.published_on} < {inspected})",
+                )
+            )
+            continue
+        if inspected is not None and row.published_on is None:
+            refused.append(
+                CqcRowRefused(
+                    row.line,
+                    location,
+                    "Publication Date",
+                    f"undated, while the rating held was published on {inspected}: "
+                    "enter a withdrawn rating by hand, as a correction",
                 )
             )
             continue

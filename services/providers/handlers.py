@@ -1717,8 +1717,10 @@ async def record_cqc_rating(
     CQC's publication date, ``not_yet_rated`` may have none. Raises Refused (422) otherwise.
 
     A rating published before the one held is refused (409 ``older-than-held``), as in the import,
-    so that an old letter cannot undo a newer rating - unless it is a ``correction`` (the held date
-    was typed wrong, or the CQC withdrew the newer rating), which needs a ``note`` saying why (422)
+    so that an old letter cannot undo a newer rating; so is an undated ``not_yet_rated`` where a
+    dated rating is held, which would clear the date the next rating is compared with - unless the
+    rating is for a new CQC location (re-registered), or is a ``correction`` (the held date was
+    typed wrong, or the CQC withdrew the rating), which needs a ``note`` saying why (422)
     (decision 0157)."""
     if correction and not note.strip():
         raise Refused("a correction needs a note saying why", code="invalid-request", status=422, field="note")
@@ -1731,10 +1733,13 @@ async def record_cqc_rating(
         raise Refused(f"the publication date {problem}", code="invalid-request", status=422, field="inspected_on")
     row = await _locked_register(uow, provider_id)
     held = row["cqc_inspected_on"]
-    if inspected_on is not None and held is not None and inspected_on < held and not correction:
+    # A new location (re-registered) starts its own history: its rating is not the held one's successor.
+    same_location = location_id is None or location_id == row["cqc_location_id"]
+    if held is not None and same_location and (inspected_on is None or inspected_on < held) and not correction:
         raise Refused(
-            f"the rating held was published on {held}, after {inspected_on}: to correct the register, "
-            "send correction true with a note saying why",
+            f"the rating held was published on {held}, "
+            + ("and this one has no date" if inspected_on is None else f"after {inspected_on}")
+            + ": to correct the register, send correction true with a note saying why",
             code="older-than-held",
             status=409,
             field="inspected_on",

@@ -41,6 +41,7 @@ from schemas.fields import DIGITS_0_TO_9, Day, DisplayName, FreeText, Moment, pl
 
 __all__ = [
     "DIGITS_0_TO_9",
+    "WEBHOOK_URL_PATTERN",
     "Day",
     "DisplayName",
     "Distinct",
@@ -64,6 +65,12 @@ def no_repeats(values: list[T]) -> list[T]:
         seen.add(value)
     return values
 
+
+# A webhook's address as a request sends it: http(s), then printable ASCII alone (RFC 3986: a URI is
+# ASCII; a host with another script's letters is sent in its xn-- form), no space, control or
+# format character (decision 0156); the host part before any / ? #. Whether the address may be
+# called is checked apart (services/runtime/outbound.py).
+WEBHOOK_URL_PATTERN = r"^https?://[!$-.0->@-~]+([/?#][!-~]*)?$"
 
 # A list whose members are a set: ``zones: Distinct[str] = Field(min_length=1, max_length=20)``.
 Distinct = Annotated[list[T], AfterValidator(no_repeats), Field(json_schema_extra={"uniqueItems": True})]

@@ -84,9 +84,10 @@ async def check_webhook_url(url: str, policy: OutboundPolicy, *, field: str = "w
 
 # What may hide a value PostgreSQL cannot store in a JSON body: the escapes of NUL and of UTF-16
 # surrogates (a lone one cannot be encoded as UTF-8), the non-JSON constants Python's parser
-# accepts, and a run of 16 digits or a three-digit exponent (a number a float cannot hold as
-# written). A body without any of them (nearly every one) is passed on unparsed.
-_SUSPECT = re.compile(rb"\\u0000|\\u[dD][89a-fA-F]|NaN|Infinity|[0-9]{16}|[eE][+-]?[0-9]{3}")
+# accepts, and a number a float may not hold as written: 16 digits or more (points between them
+# too: a float keeps 15 for certain), or an exponent. A body without any of them (nearly every
+# one) is passed on unparsed.
+_SUSPECT = re.compile(rb"\\u0000|\\u[dD][89a-fA-F]|NaN|Infinity|[0-9][0-9.]{15}|[0-9][eE][+-]?[0-9]")
 
 
 def unstorable_fields(body: bytes) -> list[dict[str, str]]:
@@ -128,6 +129,17 @@ def unstorable_fields(body: bytes) -> list[dict[str, str]]:
             if problem:
                 found.append({"field": ".".join(path) or "body", "detail": problem})
     return found[:20]
+
+
+def _utf8_text(body: bytes) -> bool:
+    """Whether ``body`` is UTF-8 with no NUL byte (UTF-16 and UTF-32 text has them)."""
+    if b"\x00" in body:
+        return False
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 class _NotJson(str):
@@ -243,7 +255,8 @@ class EdgeMiddleware:
         """(a problem response or None, a receive that hands the app the body already read).
         ``upload_bytes``: the path takes a file (text/csv or multipart/form-data) of up to this many bytes."""
         max_bytes = upload_bytes or self.max_bytes
-        content_types = self.content_types | ({"text/csv", "multipart/form-data"} if upload_bytes else set())
+        # A path that takes a file takes only a file: a JSON body there would be read as CSV.
+        content_types = frozenset({"text/csv", "multipart/form-data"}) if upload_bytes else self.content_types
         too_large = _problem(413, f"request body larger than {max_bytes} bytes")
         length = headers.get("content-length")
         if length is not None and ((declared := whole_number(length)) is None or declared > max_bytes):
@@ -265,6 +278,10 @@ class EdgeMiddleware:
             return _problem(
                 415, f"content type must be {' or '.join(sorted(content_types))}, not {ctype or 'missing'!r}"
             ), receive
+        if ctype == "application/json" and body and not _utf8_text(body):
+            # RFC 8259 8.1: JSON between systems is UTF-8. Python's parser would also read UTF-16
+            # and UTF-32, which the checks below, reading bytes, would not see into.
+            return _problem(400, "a JSON body must be UTF-8 text (RFC 8259), without NUL bytes"), receive
         if ctype == "application/json":
             fields = unstorable_fields(body)
             if fields:

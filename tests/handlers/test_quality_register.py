@@ -167,7 +167,10 @@ async def test_complaints_and_plans_are_coded_and_counted_and_bad_input_names_th
         assert (await api.get(f"/providers/{provider}/quality")).json()["open_complaints"] == before
         undated = await api.put(f"/providers/{provider}/quality/cqc", json={"rating": "good"})
         assert undated.status_code == 422 and undated.json()["errors"][0]["field"] == "inspected_on"
-        unrated = await api.put(f"/providers/{provider}/quality/cqc", json={"rating": "not_yet_rated"})
+        unrated = await api.put(
+            f"/providers/{provider}/quality/cqc",
+            json={"rating": "not_yet_rated", "correction": True, "note": "the CQC suspended the rating"},
+        )
         assert unrated.status_code == 200 and unrated.json()["cqc_rating"] == "not_yet_rated"
         assert unrated.json()["cqc_inspected_on"] is None  # the policy: not yet rated may have no date
         register = (await api.get(f"/providers/{provider}/quality")).json()
@@ -222,7 +225,7 @@ async def test_a_rating_older_than_the_one_held_is_refused_unless_a_correction_w
     (409 ``older-than-held``): an old letter cannot undo a newer rating. A correction may, with a
     note saying why, and the note stays in the register (decision 0157)."""
     service, _ = await in_memory(build, "providers")
-    (provider, _), _ = await two_providers(service)  # each rated good, published 2025-06-01
+    (provider, location), _ = await two_providers(service)  # each rated good, published 2025-06-01
     before = await last_seq(service)
     async with client(service) as api:
         older = {"rating": "inadequate", "inspected_on": "2024-01-10"}
@@ -242,3 +245,50 @@ async def test_a_rating_older_than_the_one_held_is_refused_unless_a_correction_w
             f"/providers/{provider}/quality/cqc", json={"rating": "good", "inspected_on": "2026-02-01"}
         )
         assert newer.status_code == 200, newer.text
+        # Found by an attack: "not yet rated" with no date cleared the held date, and then any
+        # older rating was taken. An undated rating over a dated one is a correction too.
+        cleared = await api.put(f"/providers/{provider}/quality/cqc", json={"rating": "not_yet_rated"})
+        assert cleared.status_code == 409 and cleared.json()["code"] == "older-than-held", cleared.text
+        undated_row = await api.post(
+            "/quality/cqc-imports",
+            content=(HEADER + f"{location},First,Not yet rated,\n").encode(),
+            headers={"Content-Type": "text/csv"},
+        )
+        assert undated_row.json()["applied"] is False, undated_row.text
+        assert [(r["line"], r["field"]) for r in undated_row.json()["refused"]] == [(2, "Publication Date")]
+        withdrawn = await api.put(
+            f"/providers/{provider}/quality/cqc",
+            json={"rating": "not_yet_rated", "correction": True, "note": "the CQC withdrew the rating"},
+        )
+        assert withdrawn.status_code == 200 and withdrawn.json()["cqc_inspected_on"] is None, withdrawn.text
+        reregistered = await api.put(
+            f"/providers/{provider}/quality/cqc", json={"rating": "good", "inspected_on": "2026-03-01"}
+        )
+        assert reregistered.status_code == 200, reregistered.text
+        moved = f"1-{uuid.uuid4().int % 10**11}"  # re-registered under a new location: a history of its own
+        fresh = await api.put(
+            f"/providers/{provider}/quality/cqc", json={"rating": "not_yet_rated", "cqc_location_id": moved}
+        )
+        assert fresh.status_code == 200 and fresh.json()["cqc_inspected_on"] is None, fresh.text
+
+
+async def test_a_refused_rows_control_characters_and_a_hidden_file_name_do_not_reach_the_report(in_memory):
+    """Found by an attack: a refused row whose Location ID held a NUL stopped the import's report
+    being stored (a 422 naming nothing), and a file name with U+202E was stored and shown."""
+    service, _ = await in_memory(build, "providers")
+    async with client(service) as api:
+        answer = await api.post(
+            "/quality/cqc-imports",
+            content=(HEADER + "1-12\x0034,Somewhere,Good,01/06/2026\n").encode(),
+            headers={"Content-Type": "text/csv"},
+        )
+        assert answer.status_code == 200, answer.text
+        [refused] = answer.json()["refused"]
+        assert refused["field"] == "Location ID" and "\x00" not in json.dumps(refused)
+        hidden = await api.post(
+            "/quality/cqc-imports",
+            params={"file_name": "evil\u202evsc.csv"},
+            content=HEADER.encode(),
+            headers={"Content-Type": "text/csv"},
+        )
+        assert hidden.status_code == 422 and hidden.json()["errors"][0]["field"] == "file_name", hidden.text

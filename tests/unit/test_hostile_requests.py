@@ -124,6 +124,34 @@ async def test_a_json_number_a_float_cannot_hold_as_written_is_refused_naming_th
     assert words in found["errors"][0]["detail"]
 
 
+@pytest.mark.parametrize(
+    "number",
+    ["19.999999999999999", "450.99999999999999", "699999999.99999999e-8", "49999999.999999999e-7", "1E+400"],
+)
+def test_a_number_split_by_its_point_or_with_an_exponent_is_read_at_the_edge_too(number):
+    """Found by an attack: the edge looked for 16 digits in a row or a three-digit exponent, so
+    19.999999999999999 (15 after the point) was a bid of 20.00."""
+    [found] = http.unstorable_fields(b'{"rate": ' + number.encode() + b"}")
+    assert found["field"] == "rate"
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
+async def test_a_json_body_in_another_encoding_than_utf8_is_refused(app_of, encoding):
+    """Found by an attack: Python's parser reads UTF-16 and UTF-32 JSON too, where the edge's
+    checks, reading bytes, saw nothing: a NUL reached PostgreSQL and 19.999999999999999999 was 20."""
+    body = '{"name": "Amy", "weekly_capacity_hours": 450.999999999999999999}'.encode(encoding)
+    async with client(app_of("notifications"), "notifications") as api:
+        answer = await api.put("/recipients/broker/amy", content=body, headers={"content-type": "application/json"})
+    assert_problem(answer, 400, "bad-request")
+    assert "UTF-8" in answer.json()["detail"]
+
+
+async def test_a_path_that_takes_a_file_takes_no_json(app_of):
+    async with client(app_of("providers"), "providers", roles=("contracts_quality",)) as api:
+        answer = await api.post("/quality/cqc-imports", json={"rows": []})
+    assert_problem(answer, 415, "unsupported-media-type")
+
+
 def test_numbers_a_float_holds_and_long_runs_of_digits_in_text_pass_the_edge():
     plain = b'{"rate": 19.95, "hours": 1e2, "nhs": "1234567890123456", "n": 12345678901234567}'
     assert http.unstorable_fields(plain) == []

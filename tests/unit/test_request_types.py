@@ -9,6 +9,7 @@ parameters are left lax: they arrive as text."""
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import re
 import types
@@ -137,7 +138,8 @@ def _shown_text(annotation: object, metadata: list[object], where: str, seen: se
     for kind, meta, path in _leaves(annotation, metadata, where, seen):
         if kind is str:
             try:
-                TypeAdapter(typing.Annotated[str, *meta]).validate_python("care \u202enoted")
+                # No space in it: a pattern refusing spaces would hide a field that takes U+202E.
+                TypeAdapter(typing.Annotated[str, *meta]).validate_python("https://care\u202enoted")
             except ValidationError:
                 continue
             yield path
@@ -172,3 +174,67 @@ def test_free_text_refuses_what_hides_or_reorders_it_and_keeps_line_breaks(text,
     address = "12 Mill Lane\r\nLoughborough\tLE11 3AB – Flat 2 (ring twice) 😀"
     assert adapter.validate_python(address) == address
     assert adapter.validate_python("") == ""
+
+
+@pytest.mark.parametrize(
+    ("url", "taken"),
+    [
+        ("https://receiver.example/hook?x=1#f", True),
+        ("http://127.0.0.1:8080/offers", True),
+        ("https://[::1]:8443/x", True),
+        ("https://receiver.example", True),
+        ("https://receiver.example/a\u202eb", False),  # found by an attack: stored and echoed
+        ("https://receiver.example/\x07\x1b[2J", False),  # a bell and a terminal escape
+        ("https://receiver.example/a b", False),
+        ("https://recei\u200bver.example/", False),
+        ("https://receiver.example/caf\u00e9", False),  # a URI is ASCII: send it percent-encoded
+        ("https:///path-without-host", False),
+        ("ftp://receiver.example/", False),
+    ],
+)
+def test_a_webhooks_address_is_printable_ascii_with_a_host(url, taken):
+    """Decision 0156: every webhook address a request sends (a provider's adapter and its /me
+    webhook, an application's adapter, a recipient's) takes this one pattern."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from services.runtime.fields import WEBHOOK_URL_PATTERN
+
+    adapter: TypeAdapter[str] = TypeAdapter(typing.Annotated[str, Field(pattern=WEBHOOK_URL_PATTERN)])
+    try:
+        adapter.validate_python(url)
+    except ValidationError:
+        assert not taken
+    else:
+        assert taken
+
+
+def _loose_dates(annotation: object, metadata: list[object], where: str, seen: set[type]) -> Iterator[str]:
+    """The date and date-time fields under ``annotation`` that are not :data:`Day` or :data:`Moment`."""
+    from schemas.fields import Day, Moment
+
+    typed = {id(m) for kind in (Day, Moment) for m in typing.get_args(kind)[1:]}
+    for kind, meta, path in _leaves(annotation, metadata, where, seen):
+        if kind in (dt.date, dt.datetime) and not any(id(m) in typed for m in meta):
+            yield f"{path}: {kind.__name__}"
+
+
+def test_every_date_of_every_request_body_is_a_day_or_a_moment():
+    """Decision 0156: pydantic reads a number as seconds since 1970 (``"received_on": 1764720000``
+    was a complaint of 3 December 2025) and a date and time at midnight as a date; Day and Moment
+    take ISO 8601 text alone, inside the platform's calendar."""
+    found, _ = body_fields(_loose_dates)
+    assert not found, "dates without schemas.fields.Day or Moment:\n" + "\n".join(found)
+    assert list(_loose_dates(dt.date, [], "x", set())) == ["x: date"]
+
+
+@pytest.mark.parametrize(
+    "sent", [1764720000, "1764720000", "2026-12-03T00:00:00", True, "２０２６-１２-０３", "3/12/2026"]
+)
+def test_a_day_is_iso_text_alone(sent):
+    from pydantic import TypeAdapter, ValidationError
+
+    from schemas.fields import Day
+
+    with pytest.raises(ValidationError, match="YYYY-MM-DD"):
+        TypeAdapter(Day).validate_python(sent)
+    assert TypeAdapter(Day).validate_python(" 2026-12-03 ") == dt.date(2026, 12, 3)
