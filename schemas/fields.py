@@ -32,6 +32,11 @@ def _moment(at: dt.datetime) -> dt.datetime:
 
 
 _DAY_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
+# An ISO 8601 date and time as text: a number there would be read as seconds since 1970.
+_MOMENT_TEXT = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,9})?)?([Zz]|[+-][0-9]{2}:?[0-9]{2})?)?$",
+    re.ASCII,
+)
 
 
 def _day_as_sent(value: object) -> object:
@@ -39,9 +44,9 @@ def _day_as_sent(value: object) -> object:
     would also read a number as seconds since 1970 (``1764720000`` was 3 December 2025) and a date
     and time at midnight as its day."""
     if isinstance(value, str):
-        if not _DAY_TEXT.fullmatch(value.strip()):
+        if not _DAY_TEXT.fullmatch(value.strip(" ")):  # spaces alone around it: no control, no other space
             raise ValueError("must be a date written YYYY-MM-DD, like 2026-12-03")
-        return value.strip()
+        return value.strip(" ")
     if isinstance(value, (int, float)):  # bool too
         raise ValueError("must be a date written YYYY-MM-DD, like 2026-12-03, not a number")
     return value
@@ -49,9 +54,9 @@ def _day_as_sent(value: object) -> object:
 
 def _moment_as_sent(value: object) -> object:
     """A date and time is sent as ISO 8601 text, never as a number of seconds (decision 0156)."""
-    if isinstance(value, (int, float)):
-        raise ValueError("must be a date and time written like 2026-12-03T14:30:00Z, not a number")
-    return value
+    if isinstance(value, (int, float)) or (isinstance(value, str) and not _MOMENT_TEXT.match(value.strip(" "))):
+        raise ValueError("must be a date and time written like 2026-12-03T14:30:00Z")
+    return value.strip(" ") if isinstance(value, str) else value
 
 
 # A date typed into the platform: ``start_date: Day``, ``on: Day | None = None``.
@@ -129,8 +134,18 @@ def visible_name(text: str) -> str:
     person's): no character that hides or reorders text - controls, format characters (zero-width
     spaces and joiners, the bidirectional overrides and isolates of the "Trojan Source" trick),
     line separators, fillers that show nothing - and, unless empty, at least one letter, digit,
-    punctuation or symbol. ValueError naming the problem (a 422 naming the field; decision 0155)."""
+    punctuation or symbol. ValueError naming the problem (a 422 naming the field; decision 0155).
+
+    Variation selectors too (U+FE00-FE0F, U+E0100-E01EF), found by an attack: they show nothing,
+    so two names that look the same could differ. Typed words keep them (an emoji's U+FE0F)."""
+    selectors = sorted({f"U+{ord(c):04X}" for c in text if _is_variation_selector(c)})
+    if selectors:
+        raise ValueError(f"contains characters that do not show ({', '.join(selectors[:5])})")
     return _refuse_hidden(text)
+
+
+def _is_variation_selector(c: str) -> bool:
+    return 0xFE00 <= ord(c) <= 0xFE0F or 0xE0100 <= ord(c) <= 0xE01EF
 
 
 # Line breaks and tabs a person types in a note or an address; every other control is refused.

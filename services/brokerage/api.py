@@ -44,7 +44,7 @@ from services.brokerage import repository as repo
 from services.runtime import clock, idempotency, identifiers, permissions
 from services.runtime.auth import Principal, principal_of
 from services.runtime.db import fetch_one
-from services.runtime.fields import DIGITS_0_TO_9, Day, DisplayName, Distinct, FreeText
+from services.runtime.fields import DIGITS_0_TO_9, WHOLE_0_TO_9, Day, DisplayName, Distinct, FreeText
 from services.runtime.http import ProblemError
 from services.runtime.outbox import UnitOfWork, run_in_unit_of_work
 from services.runtime.permissions import SEES_BID_PRICES
@@ -546,9 +546,11 @@ def _search_of(q: str | None) -> tuple[str, str] | None:
         raise ProblemError(
             422, "search: a package id's first characters (0-9, a-f), an NHS number (10 digits) or a name", field="q"
         )
-    if len(text) < 3:
+    # The LIKE wildcards are taken out before the length is judged: "%%%" was a search for everyone.
+    name = " ".join(text.replace("%", "").replace("_", "").split())
+    if sum(c.isalpha() for c in name) < 3:
         raise ProblemError(422, "search: at least 3 letters of a name", field="q")
-    return ("full_name", text.replace("%", "").replace("_", ""))
+    return ("full_name", name)
 
 
 def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
@@ -1132,7 +1134,7 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
         zone: Annotated[str | None, Query(max_length=64)] = None,
         band: Band | None = None,
         urgency: Urgency | None = None,
-        waiting_longer_than_hours: Annotated[float | None, Query(ge=0, le=24 * 366)] = None,
+        waiting_longer_than_hours: Annotated[float | None, Query(ge=0, le=24 * 366), DIGITS_0_TO_9] = None,
         q: Annotated[
             str | None,
             Query(
@@ -1143,8 +1145,8 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
                 "package such a search finds is audited as a read of that field under the caller's name.",
             ),
         ] = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000), WHOLE_0_TO_9] = 100,
+        offset: Annotated[int, Query(ge=0, le=1_000_000), WHOLE_0_TO_9] = 0,
         sort: Annotated[
             Literal["requested", "queue"],
             Query(
@@ -1260,10 +1262,11 @@ def reviews_router(service: Service, rules: handlers.BrokerageRules) -> APIRoute
         within_days: Annotated[
             int | None,
             Query(ge=0, le=400, description="Due within this many days of today (default: the due-soon setting)"),
+            WHOLE_0_TO_9,
         ] = None,
         zone: Annotated[str | None, Query(max_length=64)] = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000), WHOLE_0_TO_9] = 100,
+        offset: Annotated[int, Query(ge=0, le=1_000_000), WHOLE_0_TO_9] = 0,
     ) -> dict:
         """``{"reviews": [...], "total": n, "counts": {"overdue": n, "due": n}, "today": date}``: most
         overdue first; each with ``state`` (overdue: its due date has passed; due: within the window),
@@ -1566,8 +1569,8 @@ def disclosures_router(service: Service) -> APIRouter:
         ] = None,
         from_date: Annotated[Day | None, Query(alias="from", description="From this UK date (inclusive)")] = None,
         to_date: Annotated[Day | None, Query(alias="to", description="To this UK date (inclusive)")] = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+        limit: Annotated[int, Query(ge=1, le=500), WHOLE_0_TO_9] = 50,
+        offset: Annotated[int, Query(ge=0, le=1_000_000), WHOLE_0_TO_9] = 0,
     ) -> dict:
         """``{"disclosures": [...], "total": n}``: newest first, ``limit`` rows from ``offset``; each row
         the reader (``staff`` with ``staff_user``, or ``provider`` with ``provider_id`` and
@@ -1675,8 +1678,8 @@ def finance_router(service: Service, rules: handlers.BrokerageRules) -> APIRoute
         in_force_only: Annotated[
             bool, Query(description="Only each agreement's latest version (the one no record supersedes)")
         ] = False,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000), WHOLE_0_TO_9] = 100,
+        offset: Annotated[int, Query(ge=0, le=1_000_000), WHOLE_0_TO_9] = 0,
         newest_first: Annotated[bool, Query(description="The newest records first (default: oldest first)")] = False,
     ) -> dict:
         """``{"records": [...]}`` in the order written (``newest_first``: the reverse): each with its

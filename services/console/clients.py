@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import httpx
 
@@ -129,3 +130,10 @@ class Services:
     async def close(self) -> None:
         for client in (self.brokerage, self.providers, self.notifications, self.reporting):
             await client.close()
+
+
+def segment(value: object) -> str:
+    """``value`` as one segment of an API's path: every character that would end the segment or
+    the path (``/``, ``?``, ``#``) escaped. A provider id typed into the console's address as
+    ``%3Fx`` had reached the providers service as ``/providers/?x/quality``, another address."""
+    return quote(str(value), safe="")

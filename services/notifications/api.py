@@ -15,7 +15,7 @@ from schemas import events
 from services.notifications import domain, handlers
 from services.notifications import repository as repo
 from services.runtime import identifiers
-from services.runtime.fields import WEBHOOK_URL_PATTERN, DisplayName, Distinct
+from services.runtime.fields import WEBHOOK_URL_PATTERN, WHOLE_0_TO_9, DisplayName, Distinct
 from services.runtime.http import ProblemError, check_webhook_url
 from services.runtime.outbox import UnitOfWork, run_in_unit_of_work
 from services.runtime.service import Service
@@ -206,7 +206,7 @@ def build_router(service: Service, rules: handlers.NotificationRules) -> APIRout
         summary="Deliveries that failed for good: how many, and the latest (operations' health at a glance)",
     )
     async def failed(
-        limit: Annotated[int, Query(ge=1, le=500, description="How many of the latest to list")] = 50,
+        limit: Annotated[int, Query(ge=1, le=500, description="How many of the latest to list"), WHOLE_0_TO_9] = 50,
     ) -> FailedDeliveries:
         count, rows = await repo.failed_deliveries(service.pool, limit)
         return FailedDeliveries(count=count, deliveries=[FailedDelivery(**dict(r)) for r in rows])

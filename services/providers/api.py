@@ -33,7 +33,16 @@ from services.providers import repository as repo
 from services.runtime import clock, idempotency, pagination, permissions, quality
 from services.runtime.auth import Principal, principal_of
 from services.runtime.db import fetch_one
-from services.runtime.fields import DIGITS_0_TO_9, WEBHOOK_URL_PATTERN, Day, DisplayName, Distinct, FreeText, Moment
+from services.runtime.fields import (
+    DIGITS_0_TO_9,
+    WEBHOOK_URL_PATTERN,
+    WHOLE_0_TO_9,
+    Day,
+    DisplayName,
+    Distinct,
+    FreeText,
+    Moment,
+)
 from services.runtime.http import ProblemError, check_webhook_url
 from services.runtime.logging import get_logger
 from services.runtime.oidc_client import TokenError
@@ -376,7 +385,7 @@ def build_router(service: Service) -> APIRouter:
         summary="Webhook deliveries to the provider and their status, every attempt of each; newest first",
     )
     async def provider_deliveries(
-        provider_id: ProviderIdPath, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+        provider_id: ProviderIdPath, limit: Annotated[int, Query(ge=1, le=1000), WHOLE_0_TO_9] = 100
     ) -> list[DeliveryView]:
         await known_provider(service, provider_id)
         return await delivery_views(service.pool, await repo.deliveries_of(service.pool, provider_id, limit))
@@ -434,7 +443,7 @@ def change_requests_router(service: Service) -> APIRouter:
 
     @router.post("/{request_id}/approve", summary="Approve: the provider serves the requested zones and bands from now")
     async def approve(
-        request_id: Annotated[int, Path(ge=1, le=2**62)],
+        request_id: Annotated[int, Path(ge=1, le=2**62), WHOLE_0_TO_9],
         body: Annotated[Decision, Body(default_factory=Decision)],
         caller: Caller,
     ) -> dict:
@@ -442,7 +451,7 @@ def change_requests_router(service: Service) -> APIRouter:
 
     @router.post("/{request_id}/reject", summary="Reject the change; the provider keeps its zones and bands")
     async def reject(
-        request_id: Annotated[int, Path(ge=1, le=2**62)],
+        request_id: Annotated[int, Path(ge=1, le=2**62), WHOLE_0_TO_9],
         body: Annotated[Decision, Body(default_factory=Decision)],
         caller: Caller,
     ) -> dict:
@@ -535,7 +544,8 @@ def concerns_router(service: Service) -> APIRouter:
 
     @router.get("", summary="The safeguarding queue: open concerns first (immediate risk, then oldest); no words")
     async def concern_queue(
-        status: Literal["open", "closed", "all"] = "open", limit: Annotated[int, Query(ge=1, le=1000)] = 200
+        status: Literal["open", "closed", "all"] = "open",
+        limit: Annotated[int, Query(ge=1, le=1000), WHOLE_0_TO_9] = 200,
     ) -> dict:
         rows = await repo.concern_queue(service.pool, None if status == "all" else status, limit)
         open_count = await service.pool.fetchval("SELECT count(*) FROM concerns WHERE status = 'open'")
@@ -721,7 +731,7 @@ def applications_router(service: Service) -> APIRouter:
     @router.get("", summary="Applications to join the framework, newest received first")
     async def list_applications(
         status: Literal["received", "approved", "refused"] | None = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+        limit: Annotated[int, Query(ge=1, le=1000), WHOLE_0_TO_9] = 200,
     ) -> list[dict]:
         return [
             await handlers.application_view(service.pool, r)
@@ -1279,7 +1289,7 @@ def me_router(service: Service) -> APIRouter:
         )
 
     paged = denied | {200: {"headers": pagination.LINK_HEADER_DOC}, 422: {"description": "A bad cursor or limit"}}
-    Limit = Annotated[int, Query(ge=1, le=1000, description="Page size")]
+    Limit = Annotated[int, Query(ge=1, le=1000, description="Page size"), WHOLE_0_TO_9]
 
     def next_page(request: Request, response: Response, rows: list[Any], limit: int, *key: str) -> None:
         if len(rows) == limit:
@@ -1730,7 +1740,7 @@ def me_router(service: Service) -> APIRouter:
         me: Me,
         request: Request,
         response: Response,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        limit: Annotated[int, Query(ge=1, le=1000), WHOLE_0_TO_9] = 100,
         cursor: pagination.CursorParam = None,
     ) -> list[DeliveryView]:
         after = pagination.decode(cursor, dt.datetime, uuid.UUID)
@@ -1976,7 +1986,9 @@ class CqcRatingEntry(BaseModel):
     inspected_on: Day | None = Field(
         default=None, description="The CQC's publication date of the rating (UK date); optional for not_yet_rated"
     )
-    cqc_location_id: str | None = Field(default=None, pattern=r"^1-[0-9]{1,12}$", description="e.g. 1-101669561")
+    cqc_location_id: str | None = Field(
+        default=None, pattern=domain.CQC_LOCATION_ID.pattern, description="e.g. 1-101669561 (no leading zero)"
+    )
     note: FreeText = Field(default="", max_length=2000, description="Kept in the register only")
     correction: StrictBool = Field(
         default=False,
@@ -1986,7 +1998,9 @@ class CqcRatingEntry(BaseModel):
 
 class CqcLocation(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    cqc_location_id: str = Field(pattern=r"^1-[0-9]{1,12}$", description="CQC's location id, e.g. 1-101669561")
+    cqc_location_id: str = Field(
+        pattern=domain.CQC_LOCATION_ID.pattern, description="CQC's location id, e.g. 1-101669561 (no leading zero)"
+    )
 
 
 class RiskReview(BaseModel):

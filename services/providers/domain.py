@@ -476,7 +476,9 @@ CQC_RATINGS = {
     "not yet rated": "not_yet_rated",
     "": "not_yet_rated",
 }
-CQC_LOCATION_ID = re.compile(r"^1-[0-9]{1,12}$")
+# The CQC's location id: "1-" and its number, never with a leading zero (1-0101 would be 1-101
+# again under another spelling, and dodge the held rating's history and the one-provider rule).
+CQC_LOCATION_ID = re.compile(r"^1-[1-9][0-9]{0,11}$")
 # The CQC's ratings of adult social care (Outstanding to Inadequate) began in October 2014: a
 # rating published before then is a typing mistake (decision 0157).
 CQC_RATINGS_BEGAN = dt.date(2014, 10, 1)
@@ -550,9 +552,18 @@ class CqcRowRefused:
     problem: str
 
 
+def _shown(text: str, longest: int = 80) -> str:
+    """A file's text as a report may store and show it: what does not print, escaped."""
+    text = text[:longest]
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
 def parse_cqc_date(text: str) -> dt.date:
-    """A CQC date: 03/10/2026 (the directories' form), 2026-10-03, or 03/10/2026 - 14:05."""
+    """A CQC date: 03/10/2026 (the directories' form), 2026-10-03, or 03/10/2026 - 14:05, in the
+    digits 0-9 alone (``strptime`` also reads other scripts' digits: decision 0154)."""
     text = text.strip()
+    if not text.isascii():
+        raise ValueError(f"{text[:40]!r} is not a date written in the digits 0-9 (dd/mm/yyyy)")
     for form in CQC_DATE_FORMATS:
         try:
             return dt.datetime.strptime(text, form).date()
@@ -603,10 +614,9 @@ def read_cqc_csv(
     def refuse(line: int, location: str, field: str, problem: str) -> None:
         total[0] += 1
         if len(refused) < MAX_REFUSED_LISTED:
-            # The cell as the file has it, but shown: a NUL or a control in a refused row's id
-            # would otherwise stop the report itself being stored.
-            shown = location[:40].encode("unicode_escape").decode("ascii") if not location.isprintable() else location
-            refused.append(CqcRowRefused(line, shown, field, problem))
+            # The cell and the header as the file has them, but shown: a NUL in a refused row's id
+            # would otherwise stop the report itself being stored, a control hide what it says.
+            refused.append(CqcRowRefused(line, _shown(location), _shown(field), problem))
 
     try:
         for cells in reader:

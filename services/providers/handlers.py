@@ -1718,10 +1718,9 @@ async def record_cqc_rating(
 
     A rating published before the one held is refused (409 ``older-than-held``), as in the import,
     so that an old letter cannot undo a newer rating; so is an undated ``not_yet_rated`` where a
-    dated rating is held, which would clear the date the next rating is compared with - unless the
-    rating is for a new CQC location (re-registered), or is a ``correction`` (the held date was
-    typed wrong, or the CQC withdrew the rating), which needs a ``note`` saying why (422)
-    (decision 0157)."""
+    dated rating is held, which would clear the date the next rating is compared with - unless it
+    is a ``correction`` (the held date was typed wrong, the CQC withdrew the rating, the provider
+    re-registered under a new location), which needs a ``note`` saying why (422) (decision 0157)."""
     if correction and not note.strip():
         raise Refused("a correction needs a note saying why", code="invalid-request", status=422, field="note")
     if rating != "not_yet_rated" and inspected_on is None:
@@ -1733,9 +1732,8 @@ async def record_cqc_rating(
         raise Refused(f"the publication date {problem}", code="invalid-request", status=422, field="inspected_on")
     row = await _locked_register(uow, provider_id)
     held = row["cqc_inspected_on"]
-    # A new location (re-registered) starts its own history: its rating is not the held one's successor.
-    same_location = location_id is None or location_id == row["cqc_location_id"]
-    if held is not None and same_location and (inspected_on is None or inspected_on < held) and not correction:
+    # Whatever the location id sent: changing it and back was a way round (a second attack).
+    if held is not None and (inspected_on is None or inspected_on < held) and not correction:
         raise Refused(
             f"the rating held was published on {held}, "
             + ("and this one has no date" if inspected_on is None else f"after {inspected_on}")

@@ -186,7 +186,9 @@ def _printable(key: str) -> str:
 
 def _field_name(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path")]
-    return ".".join(parts) or "body"
+    name = ".".join(parts) or "body"
+    # A member's name is the sender's text: what does not print is escaped, not echoed.
+    return name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
 
 
 class EdgeMiddleware:

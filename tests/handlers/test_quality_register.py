@@ -265,11 +265,20 @@ async def test_a_rating_older_than_the_one_held_is_refused_unless_a_correction_w
             f"/providers/{provider}/quality/cqc", json={"rating": "good", "inspected_on": "2026-03-01"}
         )
         assert reregistered.status_code == 200, reregistered.text
-        moved = f"1-{uuid.uuid4().int % 10**11}"  # re-registered under a new location: a history of its own
+        # Found by a second attack: a new location id exempted the rating, and the id could be put back.
+        moved = f"1-9{uuid.uuid4().int % 10**10}"
         fresh = await api.put(
             f"/providers/{provider}/quality/cqc", json={"rating": "not_yet_rated", "cqc_location_id": moved}
         )
-        assert fresh.status_code == 200 and fresh.json()["cqc_inspected_on"] is None, fresh.text
+        assert fresh.status_code == 409 and fresh.json()["code"] == "older-than-held", fresh.text
+        padded = await api.put(f"/providers/{provider}/quality/cqc-location", json={"cqc_location_id": "1-0101"})
+        assert padded.status_code == 422 and padded.json()["errors"][0]["field"] == "cqc_location_id"
+        other_digits = await api.post(
+            "/quality/cqc-imports",
+            content=(HEADER + f"{location},First,Good,1\uff12/03/\u0662\u0660\u0662\u0666\n").encode(),
+            headers={"Content-Type": "text/csv"},
+        )
+        assert [(r["line"], r["field"]) for r in other_digits.json()["refused"]] == [(2, "Publication Date")]
 
 
 async def test_a_refused_rows_control_characters_and_a_hidden_file_name_do_not_reach_the_report(in_memory):

@@ -610,3 +610,12 @@ def test_words_with_characters_that_do_not_show_are_the_forms_own_error_before_t
     assert list(refused) == ["reason_text"] and refused["reason_text"].startswith(
         "The answer to 'Notes' has characters"
     )
+
+
+def test_a_value_in_an_apis_path_is_one_segment():
+    """Found by an attack: the console's /quality/providers/%3Fx called the providers service's
+    /providers/?x/quality, another address (its redirect taken as a page)."""
+    from services.console.clients import segment
+
+    assert segment("?x") == "%3Fx" and segment("../a") == "..%2Fa" and segment("a#b") == "a%23b"
+    assert segment("bluebell-care") == "bluebell-care"

@@ -23,6 +23,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, Strict
 
 from schemas.fields import DIGITS_0_TO_9
+from services.runtime.fields import WHOLE_0_TO_9
 
 # A scalar field met by the walk: its type, its metadata (constraints, validators), its path.
 Leaf = tuple[object, list[object], str]
@@ -238,3 +239,48 @@ def test_a_day_is_iso_text_alone(sent):
     with pytest.raises(ValidationError, match="YYYY-MM-DD"):
         TypeAdapter(Day).validate_python(sent)
     assert TypeAdapter(Day).validate_python(" 2026-12-03 ") == dt.date(2026, 12, 3)
+
+
+def _parameters() -> Iterator[tuple[str, object, list[object]]]:
+    """Every query and path parameter of every route of every service: (where, type, metadata)."""
+    from services.runtime.settings import SERVICES, load
+
+    for service in SERVICES:
+        _, app = importlib.import_module(f"services.{service}.app").build(load(service))
+        for path, route in _api_routes(list(app.routes)):
+            dependants = [route.dependant]
+            while dependants:
+                dependant = dependants.pop()
+                dependants += dependant.dependencies
+                for field in [*dependant.query_params, *dependant.path_params]:
+                    info = field.field_info
+                    for kind, meta, where in _leaves(info.annotation, list(info.metadata), field.name, set()):
+                        yield f"{service} {path} {where}", kind, meta
+
+
+def test_every_number_in_a_query_or_a_path_is_read_in_0_to_9_alone():
+    """Found by an attack: pydantic reads "1_0" in a query string as 10 (``?limit=1_0``,
+    ``?waiting_longer_than_hours=0_1``); decision 0154's rule holds for query strings and paths too."""
+
+    loose, seen = [], 0
+    for where, kind, meta in _parameters():
+        if kind is int:
+            seen += 1
+            if WHOLE_0_TO_9 not in meta:
+                loose.append(f"{where}: int")
+        elif kind in (float, Decimal):
+            seen += 1
+            if DIGITS_0_TO_9 not in meta:
+                loose.append(f"{where}: {kind.__name__}")
+    assert seen >= 15, seen
+    assert not loose, "numbers without WHOLE_0_TO_9 / DIGITS_0_TO_9:\n" + "\n".join(sorted(set(loose)))
+
+
+@pytest.mark.parametrize("sent", ["1_0", "+10", "١٠", "10.0", "", "9" * 19])
+def test_a_whole_number_parameter_is_0_to_9_alone(sent):
+    from pydantic import TypeAdapter, ValidationError
+
+    adapter: TypeAdapter[int] = TypeAdapter(typing.Annotated[int, WHOLE_0_TO_9])
+    with pytest.raises(ValidationError, match="0-9"):
+        adapter.validate_python(sent)
+    assert adapter.validate_python(" 10 ") == 10

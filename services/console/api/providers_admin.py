@@ -7,7 +7,6 @@ the providers API: the console keeps none of this."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import RedirectResponse
@@ -15,7 +14,7 @@ from fastapi.responses import RedirectResponse
 from services.console import domain
 from services.console.api.pages import page
 from services.console.api.sessions import Sessions
-from services.console.clients import ApiError
+from services.console.clients import ApiError, segment
 from services.console.domain import Permission
 from services.console.handlers import Session
 
@@ -33,7 +32,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         request: Request, session: Session, provider_id: str, status: int = 200, **context: Any
     ) -> Response:
         try:
-            provider = await providers.get(f"/providers/{quote(provider_id)}")
+            provider = await providers.get(f"/providers/{segment(provider_id)}")
         except ApiError as refused:
             if refused.status == 404:
                 return page(request, "error.html", session, 404, title="Page not found", message="No such provider")
@@ -44,8 +43,8 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             session,
             status,
             provider=provider,
-            history=await providers.get(f"/providers/{quote(provider_id)}/status-history"),
-            credentials=await providers.get(f"/providers/{quote(provider_id)}/credentials"),
+            history=await providers.get(f"/providers/{segment(provider_id)}/status-history"),
+            credentials=await providers.get(f"/providers/{segment(provider_id)}/credentials"),
             statuses=domain.PROVIDER_STATUS_WORDS,
             **context,
         )
@@ -76,7 +75,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         if errors:
             return await provider_page(request, session, provider_id, 422, errors=errors, values=values)
         if form.get("confirm") != "yes":
-            provider = await providers.get(f"/providers/{quote(provider_id)}")
+            provider = await providers.get(f"/providers/{segment(provider_id)}")
             return page(
                 request,
                 "admin_provider_confirm.html",
@@ -86,11 +85,11 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
                 words=domain.PROVIDER_STATUS_WORDS,
             )
         try:
-            await providers.post(f"/providers/{quote(provider_id)}/status", values)
+            await providers.post(f"/providers/{segment(provider_id)}/status", values)
         except ApiError as refused:
             errors = domain.provider_status_refusal(refused.status, refused.problem)
             return await provider_page(request, session, provider_id, refused.status, errors=errors, values=values)
-        return RedirectResponse(f"/admin/providers/{quote(provider_id)}?done=status", status_code=303)
+        return RedirectResponse(f"/admin/providers/{segment(provider_id)}?done=status", status_code=303)
 
     @router.post("/admin/providers/{provider_id}/credentials")
     async def issue_credential(
@@ -99,7 +98,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         form = await form_of(request, session)
         label = str(form.get("label") or "").strip()[:100]
         issued = await providers.post(
-            f"/providers/{quote(provider_id)}/credentials", {"label": label, "replace": form.get("replace") == "yes"}
+            f"/providers/{segment(provider_id)}/credentials", {"label": label, "replace": form.get("replace") == "yes"}
         )
         # The token is shown on this page once (never in an address, never stored by the console).
         return await provider_page(request, session, provider_id, issued=issued)
@@ -109,8 +108,8 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         request: Request, provider_id: str, credential_id: str, session: Session = Depends(need(Permission.providers))
     ) -> Response:
         await form_of(request, session)
-        await providers.post(f"/providers/{quote(provider_id)}/credentials/{quote(credential_id)}/revoke", {})
-        return RedirectResponse(f"/admin/providers/{quote(provider_id)}?done=revoked", status_code=303)
+        await providers.post(f"/providers/{segment(provider_id)}/credentials/{segment(credential_id)}/revoke", {})
+        return RedirectResponse(f"/admin/providers/{segment(provider_id)}?done=revoked", status_code=303)
 
     @router.get("/admin/change-requests")
     async def change_requests(request: Request, session: Session = Depends(need(Permission.providers))) -> Response:

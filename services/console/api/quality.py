@@ -17,7 +17,7 @@ from schemas.vocabulary import RiskReason
 from services.console import domain, handlers
 from services.console.api.pages import page
 from services.console.api.sessions import Sessions
-from services.console.clients import ApiError
+from services.console.clients import ApiError, segment
 from services.console.domain import Permission
 from services.console.handlers import Session
 
@@ -47,7 +47,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
     ) -> Response:
         """One provider's entry: the score explained, its history, complaints and plans; the review form."""
         try:
-            entry = await services.providers.get(f"/providers/{provider_id}/quality")
+            entry = await services.providers.get(f"/providers/{segment(provider_id)}/quality")
         except ApiError as exc:
             if exc.status != 404:
                 raise
@@ -72,7 +72,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         form = await form_of(request, session)
         body = {k: str(form.get(k, "")).strip() for k in ("local_risk", "reason", "note")}
         try:
-            await services.providers.post(f"/providers/{provider_id}/quality/risk-reviews", body)
+            await services.providers.post(f"/providers/{segment(provider_id)}/quality/risk-reviews", body)
         except ApiError as refused:
             if refused.status >= 500:
                 raise
