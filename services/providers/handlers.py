@@ -1819,13 +1819,21 @@ async def record_complaint(
     summary: str,
     by: str,
 ) -> ProviderQualityRecorded:
-    """A complaint about the provider, coded by theme (its summary stays here). Refused (422
-    ``received_on``) for a date after today (UK) or more than 6 years ago
-    (:func:`domain.complaint_received_problem`, decision 0157)."""
+    """A complaint about the provider, coded by theme (its summary stays here), about one of its
+    packages or none. Refused (422 ``received_on``) for a date after today (UK) or more than 6 years
+    ago (:func:`domain.complaint_received_problem`, decision 0157); (422 ``package_id``) for a
+    package the provider was never offered."""
     problem = domain.complaint_received_problem(received_on, clock.uk_date(now()))
     if problem:
         raise Refused(f"the received date {problem}", code="invalid-request", status=422, field="received_on")
     await _locked_register(uow, provider_id)
+    if package_id is not None and not await repo.was_offered(uow.conn, provider_id, package_id):
+        raise Refused(
+            f"{provider_id} was never offered package {package_id}: name a package of theirs, or none",
+            code="invalid-request",
+            status=422,
+            field="package_id",
+        )
     complaint_id = uuid.uuid4()
     await repo.insert_complaint(
         uow.conn,

@@ -1185,6 +1185,18 @@ async def insert_cqc_import(
     )
 
 
+async def was_offered(conn: Connection, provider_id: str, package_id: uuid.UUID) -> bool:
+    """Whether the provider was ever offered the package, or holds its placement."""
+    return bool(
+        await conn.fetchval(
+            """SELECT EXISTS (SELECT 1 FROM offers WHERE package_id = $1 AND provider_id = $2)
+                   OR EXISTS (SELECT 1 FROM placements WHERE package_id = $1 AND provider_id = $2)""",
+            package_id,
+            provider_id,
+        )
+    )
+
+
 async def insert_complaint(
     conn: Connection,
     *,

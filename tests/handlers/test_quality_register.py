@@ -217,7 +217,26 @@ async def test_the_registers_dates_must_lie_where_such_a_date_can_be(in_memory):
             f"/providers/{provider}/quality/complaints", json={"theme": "missed_visit", "received_on": edge}
         )
         assert kept.status_code == 201, kept.text
-    assert len(await outbox_since(service, before)) == 1  # the one complaint kept; nothing else changed
+        # Found by an attack: a complaint named a package nobody had offered the provider.
+        stranger = await api.post(
+            f"/providers/{provider}/quality/complaints",
+            json={"theme": "missed_visit", "received_on": str(today), "package_id": str(uuid.uuid4())},
+        )
+        assert stranger.status_code == 422 and stranger.json()["errors"][0]["field"] == "package_id", stranger.text
+        theirs = uuid.uuid4()
+        await service.pool.execute(
+            "INSERT INTO placements (package_id, offer_round, provider_id, hours_per_week, hourly_rate, start_date,"
+            " placed_at) VALUES ($1, 1, $2, 10, 24.50, $3, now())",
+            theirs,
+            provider,
+            today,
+        )
+        about_theirs = await api.post(
+            f"/providers/{provider}/quality/complaints",
+            json={"theme": "missed_visit", "received_on": str(today), "package_id": str(theirs)},
+        )
+        assert about_theirs.status_code == 201, about_theirs.text
+    assert len(await outbox_since(service, before)) == 2  # the two complaints kept; nothing else changed
 
 
 async def test_a_rating_older_than_the_one_held_is_refused_unless_a_correction_with_a_note(in_memory):
