@@ -104,6 +104,12 @@ def _decimal_text(value: object) -> object:
 DIGITS_0_TO_9 = BeforeValidator(_decimal_text)
 
 
+def escaped(text: str) -> str:
+    """``text`` as a report or an error may store and show it: unchanged when it all prints, else
+    with every character that does not print escaped (``\\x00``, ``\\u202e``)."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
 # Unicode categories that never show as themselves: controls (tabs, newlines), format characters
 # (zero-width spaces and joiners, bidirectional overrides and isolates), line and paragraph
 # separators, surrogates, private use and unassigned code points.

@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from schemas.events import PackageSpec, ProviderProfile
+from schemas.fields import escaped
 from schemas.vocabulary import DeclineReason
 from services.runtime.fields import DIGITS_0_TO_9
 from services.runtime.reference import JoiningTerms, ReopeningWindow
@@ -552,12 +553,6 @@ class CqcRowRefused:
     problem: str
 
 
-def _shown(text: str, longest: int = 80) -> str:
-    """A file's text as a report may store and show it: what does not print, escaped."""
-    text = text[:longest]
-    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
-
-
 def parse_cqc_date(text: str) -> dt.date:
     """A CQC date: 03/10/2026 (the directories' form), 2026-10-03, or 03/10/2026 - 14:05, in the
     digits 0-9 alone (``strptime`` also reads other scripts' digits: decision 0154)."""
@@ -616,7 +611,7 @@ def read_cqc_csv(
         if len(refused) < MAX_REFUSED_LISTED:
             # The cell and the header as the file has them, but shown: a NUL in a refused row's id
             # would otherwise stop the report itself being stored, a control hide what it says.
-            refused.append(CqcRowRefused(line, _shown(location), _shown(field), problem))
+            refused.append(CqcRowRefused(line, escaped(location[:80]), escaped(field[:80]), problem))
 
     try:
         for cells in reader:

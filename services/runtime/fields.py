@@ -38,7 +38,7 @@ from typing import Annotated, TypeVar
 from pydantic import AfterValidator, BeforeValidator, Field
 
 from schemas.fields import DIGITS_0_TO_9, Day, DisplayName, FreeText, Moment, plain_text, visible_name
-from services.runtime.numbers import whole_number
+from services.runtime.numbers import parse_whole
 
 __all__ = [
     "DIGITS_0_TO_9",
@@ -69,14 +69,9 @@ def no_repeats(values: list[T]) -> list[T]:
 
 
 def _whole_as_sent(value: object) -> object:
-    """A whole number in a query string or a path, as :func:`services.runtime.numbers.whole_number`
+    """A whole number in a query string or a path, as :func:`services.runtime.numbers.parse_whole`
     reads it: pydantic's own reading of text also takes underscores ("1_0" was 10) and a sign."""
-    if isinstance(value, str):
-        number = whole_number(value)
-        if number is None:
-            raise ValueError("must be a whole number written in the digits 0-9, like 10")
-        return number
-    return value
+    return parse_whole(value) if isinstance(value, str) else value
 
 
 # A query or path parameter's whole number: ``limit: Annotated[int, Query(ge=1), WHOLE_0_TO_9] = 50``

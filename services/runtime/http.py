@@ -33,6 +33,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from schemas.fields import escaped
 from services.runtime import permissions, problems
 from services.runtime.db import TRANSIENT_DB_ERRORS
 from services.runtime.logging import get_logger
@@ -186,9 +187,8 @@ def _printable(key: str) -> str:
 
 def _field_name(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path")]
-    name = ".".join(parts) or "body"
     # A member's name is the sender's text: what does not print is escaped, not echoed.
-    return name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
+    return escaped(".".join(parts) or "body")
 
 
 class EdgeMiddleware:

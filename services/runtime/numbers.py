@@ -22,3 +22,12 @@ def whole_number(text: object) -> int | None:
     if 0 < len(digits) <= MAX_DIGITS and digits.isascii() and digits.isdecimal():
         return int(digits)
     return None
+
+
+def parse_whole(text: object) -> int:
+    """:func:`whole_number`, for callers that refuse what is not one: ValueError saying what a
+    whole number is (a query parameter's 422, a cursor's)."""
+    number = whole_number(text)
+    if number is None:
+        raise ValueError("must be a whole number written in the digits 0-9, like 10")
+    return number

@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 from fastapi import Query, Request, Response
 
 from services.runtime.http import ProblemError
-from services.runtime.numbers import whole_number
+from services.runtime.numbers import parse_whole
 
 CursorParam = Annotated[
     str | None,
@@ -56,14 +56,8 @@ def _timestamp(text: str) -> dt.datetime:
     return at
 
 
-def _whole(text: str) -> int:
-    number = whole_number(text)  # 0-9 alone: int() also reads other scripts' digits (decision 0154)
-    if number is None:
-        raise ValueError(f"{text!r} is not a whole number")
-    return number
-
-
-PARSERS: dict[type, Any] = {dt.datetime: _timestamp, uuid.UUID: uuid.UUID, int: _whole}
+# Whole numbers in 0-9 alone: int() also reads other scripts' digits (decision 0154).
+PARSERS: dict[type, Any] = {dt.datetime: _timestamp, uuid.UUID: uuid.UUID, int: parse_whole}
 
 
 def decode(cursor: str | None, *types: type) -> tuple[Any, ...] | None:
