@@ -150,7 +150,12 @@ class _NotJson(str):
 class _Inexact(str):
     """A JSON number that the parser's float cannot hold as written, with why."""
 
-    problem = ""
+    problem: str
+
+    def __new__(cls, text: str, problem: str) -> _Inexact:
+        inexact = super().__new__(cls, text)
+        inexact.problem = problem
+        return inexact
 
 
 def _written_number(text: str) -> float | _Inexact:
@@ -158,16 +163,13 @@ def _written_number(text: str) -> float | _Inexact:
     reads, or an :class:`_Inexact` saying why that float would not be the number sent."""
     number = float(text)
     if not math.isfinite(number):
-        inexact = _Inexact(text)
-        inexact.problem = "is too large to be read: send a number in the field's range"
-        return inexact
+        return _Inexact(text, "is too large to be read: send a number in the field's range")
     if Decimal(repr(number)) != Decimal(text):
-        inexact = _Inexact(text)
-        inexact.problem = (
+        return _Inexact(
+            text,
             f"has more digits than a JSON number keeps here (it would be read as {number!r}): "
-            "send it as a string of its digits"
+            "send it as a string of its digits",
         )
-        return inexact
     return number
 
 
