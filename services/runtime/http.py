@@ -18,6 +18,7 @@ import asyncio
 import json
 import math
 import re
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
@@ -102,7 +103,7 @@ def unstorable_fields(body: bytes) -> list[dict[str, str]]:
         return []
 
     try:
-        document = json.loads(body, parse_constant=_NotJson, parse_float=_written_number)
+        document = json.loads(body, parse_constant=_NotJson, parse_float=_written_number, parse_int=_written_whole)
     except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes: validation says so
         return []
     found: list[dict[str, str]] = []
@@ -171,6 +172,15 @@ def _written_number(text: str) -> float | _Inexact:
             "send it as a string of its digits",
         )
     return number
+
+
+def _written_whole(text: str) -> int | _Inexact:
+    """``text`` (a JSON number without a fraction) as an int, or an :class:`_Inexact` when it has
+    more digits than Python reads (``sys.get_int_max_str_digits()``, 4,300): the parser would refuse
+    the whole body, a 400 naming no field, where the number alone is wrong."""
+    if len(text) - text.startswith("-") > sys.get_int_max_str_digits() > 0:
+        return _Inexact(f"{text[:20]}...", f"has {len(text):,} digits, more than any field takes")
+    return int(text)
 
 
 def _unstorable(text: str) -> str | None:

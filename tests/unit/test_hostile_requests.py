@@ -109,7 +109,9 @@ async def test_a_nul_in_a_nested_member_or_a_list_is_named_by_its_path_and_nan_i
         ("0.1000000000000000055511151231257827", "would be read as 0.1"),
         ("1e400", "too large"),  # was read as infinity
         ("-1e-400", "would be read as -0.0"),
+        ("9" * 5000, "5,000 digits"),  # was a 400 naming nothing: Python reads 4,300 digits at most
     ],
+    ids=["many-decimals", "float-noise", "overflow", "underflow", "too-many-digits"],
 )
 async def test_a_json_number_a_float_cannot_hold_as_written_is_refused_naming_the_field(app_of, name, number, words):
     """Decision 0156: the services' JSON parser reads a number with a fraction as a float, so a
