@@ -655,14 +655,20 @@ def _date_refusal(field: str, day: dt.date, today: dt.date, limits: DateLimits, 
 
 
 def start_refusal(
-    started_on: dt.date, today: dt.date, limits: DateLimits, requested_on: dt.date | None = None
+    started_on: dt.date,
+    today: dt.date,
+    limits: DateLimits,
+    requested_on: dt.date | None = None,
+    previous_last_day: dt.date | None = None,
 ) -> Refusal | None:
     """Whether care may be recorded as started on ``started_on`` (a UK date): not before the
     package was requested (``requested_on``, a UK date; care may begin before the placement is
-    recorded, never before anyone asked for it), not in the future, nor further back than
-    ``limits.backdate_days`` - the start dates the service agreement and the first review (a start
-    in 1901 had made an agreement payable from 1901; one a month before the request, payable for
-    weeks before the package existed)."""
+    recorded, never before anyone asked for it), not on or before ``previous_last_day`` - the last
+    day paid to a provider that held the package before this one (after a hand-back or a declined
+    change) - not in the future, nor further back than ``limits.backdate_days``. The start dates the
+    service agreement and the first review: a start in 1901 had made an agreement payable from
+    1901; one a month before the request, payable for weeks before the package existed; one before
+    the outgoing provider's last day, two providers payable for the same days (found by an attack)."""
     if requested_on is not None and started_on < requested_on:
         return Refusal(
             422,
@@ -670,20 +676,40 @@ def start_refusal(
             f"{started_on} is before the package was requested on {requested_on}",
             "date-before-request",
         )
+    if previous_last_day is not None and started_on <= previous_last_day:
+        return Refusal(
+            422,
+            "started_on",
+            f"{started_on} is not after {previous_last_day}, the last day of care paid to the provider before",
+            "date-before-handover",
+        )
     return _date_refusal("started_on", started_on, today, limits, future=False)
 
 
 def hand_back_refusal(
-    notice_ends_on: dt.date, today: dt.date, limits: DateLimits, started_on: dt.date | None = None
+    notice_ends_on: dt.date,
+    today: dt.date,
+    limits: DateLimits,
+    started_on: dt.date | None = None,
+    requested_on: dt.date | None = None,
 ) -> Refusal | None:
-    """Whether a hand-back's notice may end on ``notice_ends_on`` (a UK date): not before care
-    started (``started_on``; a notice ending before it had cancelled the agreement of the care
-    given), within the actions' limits either side of ``today`` - the leaving provider is paid to
-    it and the next one starts after it (a notice to 2035 had kept two providers' agreements
-    payable for eight years)."""
+    """Whether a hand-back's notice may end on ``notice_ends_on`` (a UK date, the leaving provider's
+    last day of care): not before care started (``started_on``; a notice ending before it had
+    cancelled the agreement of the care given), nor, for a package not started, before it was
+    requested (``requested_on``: the family had been told carers would keep coming until a day
+    before anyone asked for care), within the actions' limits either side of ``today`` - the
+    leaving provider is paid to it and the next one starts the day after (a notice to 2035 had kept
+    two providers' agreements payable for eight years)."""
     if started_on is not None and notice_ends_on < started_on:
         return Refusal(
             422, "notice_ends_on", f"{notice_ends_on} is before the care started on {started_on}", "date-before-start"
+        )
+    if requested_on is not None and notice_ends_on < requested_on:
+        return Refusal(
+            422,
+            "notice_ends_on",
+            f"{notice_ends_on} is before the package was requested on {requested_on}",
+            "date-before-request",
         )
     return _date_refusal("notice_ends_on", notice_ends_on, today, limits, future=True)
 

@@ -837,7 +837,19 @@ async def record_start(
         raise ActionRefused(f"package {package_id} is {package['status']}; only a placed package can start")
     at = now()
     requested_on = clock.uk_date(package["requested_at"])
-    refusal = domain.start_refusal(started_on, clock.uk_date(at), date_limits or domain.DateLimits(), requested_on)
+    # Whoever held the package before this provider (a hand-back, a declined change) is paid to its
+    # last day: this one's care starts after it, never on the same days.
+    previous_last_day = max(
+        (
+            row["end_date"]
+            for row in await repo.agreements_in_force(uow.conn, package_id)
+            if row["status"] == "agreed" and row["provider_id"] != package["provider_id"] and row["end_date"]
+        ),
+        default=None,
+    )
+    refusal = domain.start_refusal(
+        started_on, clock.uk_date(at), date_limits or domain.DateLimits(), requested_on, previous_last_day
+    )
     if refusal is not None:
         raise Refused(refusal)
     review_due = domain.first_review_due(started_on, reviews or domain.ReviewSchedule())
@@ -911,7 +923,13 @@ async def hand_back(
             f"package {package_id} is {package['status']}; only a placed or started package can be handed back"
         )
     at = now()
-    refusal = domain.hand_back_refusal(notice_ends_on, clock.uk_date(at), rules.date_limits, package["started_on"])
+    refusal = domain.hand_back_refusal(
+        notice_ends_on,
+        clock.uk_date(at),
+        rules.date_limits,
+        package["started_on"],
+        requested_on=clock.uk_date(package["requested_at"]),
+    )
     if refusal is not None:
         raise Refused(refusal)
     provider_id = package["provider_id"]
@@ -940,9 +958,11 @@ async def hand_back(
             recorded_at=at,
         )
     )
-    restart = max(notice_ends_on, clock.uk_date(at))
-    # Paid to the end of its notice: the day before the next provider starts.
-    await _end_agreements(uow, package, provider_id, restart - dt.timedelta(days=1), reason=AgreementReason.handed_back)
+    # ``notice_ends_on`` is the leaving provider's last day of care, paid to it; the next provider
+    # starts the day after (not on it: both had been told to visit that day, one unpaid for it), or
+    # today when the notice has already ended.
+    restart = max(notice_ends_on + dt.timedelta(days=1), clock.uk_date(at))
+    await _end_agreements(uow, package, provider_id, notice_ends_on, reason=AgreementReason.handed_back)
     package = await repo.reopen(uow.conn, package_id, start_date=restart, exclude=provider_id)
     await _offer_next_tier(uow, rules, package, after=None, causation=None)
 

@@ -72,6 +72,7 @@ _ALL = [
     # A running package's actions (the brokerage): which rule a date or a change breaks.
     ProblemType("date-before-start", 422, "The date is before the care started"),
     ProblemType("date-before-request", 422, "The date is before the package was requested"),
+    ProblemType("date-before-handover", 422, "The date is not after the last day paid to the provider before"),
     ProblemType("date-before-pause", 422, "The date is before the pause began"),
     ProblemType("date-in-future", 422, "The date is in the future: it is recorded when it happens"),
     ProblemType("date-too-far-back", 422, "The date is further back than the brokerage records"),

@@ -337,7 +337,10 @@ async def test_a_hand_back_reopens_the_package_with_priority_and_without_that_pr
     assert reopened["tier"] == "prime" and reopened["provider_ids"] == [ids["prime_good"]], (
         "never the provider that handed back"
     )
-    assert reopened["package"]["start_date"] == notice_end.isoformat(), "care continues from the end of the notice"
+    # The notice's end is the leaving provider's last day of care: the next one starts the day after
+    # (found by an attack: both had been told to visit on the notice's last day, one unpaid for it).
+    next_start = (notice_end + dt.timedelta(days=1)).isoformat()
+    assert reopened["package"]["start_date"] == next_start, "care continues the day after the notice ends"
     row = await service.pool.fetchrow(
         "SELECT status, priority, continuity, provider_id FROM packages WHERE package_id = $1", package_id
     )

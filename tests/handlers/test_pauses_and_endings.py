@@ -14,6 +14,7 @@ import pytest
 from schemas.events import ProviderUpdated
 from schemas.vocabulary import CancelReason, EndReason, HandBackReason, PauseReason
 from services.brokerage import domain, handlers
+from services.brokerage import repository as repo
 from services.runtime import clock, topics
 from services.runtime.outbox import unit_of_work
 from tests import local_issuer
@@ -272,6 +273,13 @@ async def test_a_start_a_hand_back_and_a_funding_record_dated_outside_the_limits
             "hand-back",
             {"notice_ends_on": "1901-01-01", "reason": "other"},
             "notice_ends_on",
+            "date-before-request",
+        ),
+        (
+            placed,
+            "hand-back",
+            {"notice_ends_on": str(today - dt.timedelta(days=back + 1)), "reason": "other"},
+            "notice_ends_on",
             "date-too-far-back",
         ),
     ]
@@ -288,6 +296,11 @@ async def test_a_start_a_hand_back_and_a_funding_record_dated_outside_the_limits
     await answer(broker, fresh, ids["prime_best"], rate="20.00")
     before = await snapshot(service, fresh)
     early = await client.post(f"/packages/{fresh}/start", json={"started_on": str(today - dt.timedelta(days=1))})
+    assert early.status_code == 422 and early.json()["type"].endswith("date-before-request"), early.text
+    assert await snapshot(service, fresh) == before
+    # Found by an attack: a placed package's notice ending before anyone asked for care was taken
+    # (the family told carers would keep coming until a day before the request).
+    early = await client.post(f"/packages/{fresh}/hand-back", json={"notice_ends_on": str(today - dt.timedelta(days=1)), "reason": "other"})
     assert early.status_code == 422 and early.json()["type"].endswith("date-before-request"), early.text
     assert await snapshot(service, fresh) == before
     running = await started(service, broker, rules, ids, started_on=today - dt.timedelta(days=3))
@@ -368,3 +381,41 @@ async def test_the_provider_may_read_the_person_while_paused_and_until_an_ending
     assert await disclosed() == 200, "the provider cares for the person until the effective date"
     await service.pool.execute("UPDATE packages SET ended_on = $2 WHERE package_id = $1", package_id, today)
     assert await disclosed() == 403
+
+
+async def test_after_a_hand_back_the_next_provider_is_paid_from_the_day_after_the_notice_never_beside_it(brokerage):
+    """Found by an attack: a hand-back restarted the package on the notice's last day (both
+    providers told to visit that day, the leaving one unpaid for it), and the next provider's start
+    could be recorded on any day after the request, so two or three providers' agreements were
+    payable for the same days. The leaving provider is paid to its last day of care; the next
+    one's start is after it (422 ``date-before-handover``, nothing written)."""
+    service, broker, rules, ids = brokerage
+    today = clock.uk_today()
+    running = await started(service, broker, rules, ids, started_on=today - dt.timedelta(days=3))
+    client = api(service)
+    notice_ends_on = today - dt.timedelta(days=1)  # recorded the day after the notice ran out
+    handed = await client.post(
+        f"/packages/{running}/hand-back", json={"notice_ends_on": str(notice_ends_on), "reason": "staff_shortage"}
+    )
+    assert handed.status_code == 200, handed.text
+    reopened = (await client.get(f"/packages/{running}")).json()["package"]
+    assert reopened["start_date"] == str(today)  # the notice has ended: care is needed from today
+    offer_round = await service.pool.fetchval("SELECT current_round FROM packages WHERE package_id = $1", running)
+    await answer(broker, running, ids["prime_good"], offer_round, rate="20.00")
+    assert await status(service, running) == "placed"
+    before = await snapshot(service, running)
+    for day in (notice_ends_on, today - dt.timedelta(days=2)):
+        early = await client.post(f"/packages/{running}/start", json={"started_on": str(day)})
+        assert early.status_code == 422 and early.json()["type"].endswith("date-before-handover"), early.text
+        assert early.json()["fields"][0]["field"] == "started_on"
+        assert await snapshot(service, running) == before
+    assert (await client.post(f"/packages/{running}/start", json={"started_on": str(today)})).status_code == 200
+    rows = await service.pool.fetch(
+        f"SELECT provider_id, start_date, end_date FROM service_agreements s WHERE package_id = $1 "
+        f"AND status = 'agreed' AND {repo.IN_FORCE} ORDER BY start_date",
+        running,
+    )
+    assert [(r["provider_id"], r["start_date"], r["end_date"]) for r in rows] == [
+        (ids["prime_best"], today - dt.timedelta(days=3), notice_ends_on),  # paid to its last day of care
+        (ids["prime_good"], today, None),
+    ]
