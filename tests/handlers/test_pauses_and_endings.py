@@ -300,7 +300,9 @@ async def test_a_start_a_hand_back_and_a_funding_record_dated_outside_the_limits
     assert await snapshot(service, fresh) == before
     # Found by an attack: a placed package's notice ending before anyone asked for care was taken
     # (the family told carers would keep coming until a day before the request).
-    early = await client.post(f"/packages/{fresh}/hand-back", json={"notice_ends_on": str(today - dt.timedelta(days=1)), "reason": "other"})
+    early = await client.post(
+        f"/packages/{fresh}/hand-back", json={"notice_ends_on": str(today - dt.timedelta(days=1)), "reason": "other"}
+    )
     assert early.status_code == 422 and early.json()["type"].endswith("date-before-request"), early.text
     assert await snapshot(service, fresh) == before
     running = await started(service, broker, rules, ids, started_on=today - dt.timedelta(days=3))
