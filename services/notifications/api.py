@@ -8,13 +8,14 @@ import uuid
 from typing import Annotated, Literal, Self, get_args
 
 import asyncpg
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from schemas import events
 from services.notifications import domain, handlers
 from services.notifications import repository as repo
-from services.runtime import identifiers
+from services.runtime import identifiers, permissions
+from services.runtime.auth import Principal, principal_of
 from services.runtime.fields import WEBHOOK_URL_PATTERN, WHOLE_0_TO_9, DisplayName, Distinct
 from services.runtime.http import ProblemError, check_webhook_url
 from services.runtime.outbox import UnitOfWork, run_in_unit_of_work
@@ -30,6 +31,9 @@ RecipientId = Annotated[
         description="Provider id, staff id, brokerage-team, or the package id (person)",
     ),
 ]
+
+
+Caller = Annotated[Principal, Depends(principal_of)]  # a member of the council's staff (an access token)
 
 
 class RecipientIn(BaseModel):
@@ -113,6 +117,13 @@ class DeliveryOut(BaseModel):
     failed_at: dt.datetime | None
 
 
+def _as_seen_by(caller: Principal, rows: list) -> list[DeliveryOut]:
+    """Deliveries as ``caller`` may read them: an award's words carry its rate (pounds per hour), and
+    operations follows the work, never prices (found by an attack on the providers service's offers)."""
+    hidden = {} if caller.roles & permissions.SEES_BID_PRICES else {"subject": None, "body": None}
+    return [DeliveryOut(**(dict(r) | hidden)) for r in rows]
+
+
 class FailedDelivery(BaseModel):
     """A message that could not be delivered after its retries: no address and no body (the
     package page's notifications panel has those for the roles that may read them)."""
@@ -188,17 +199,20 @@ def build_router(service: Service, rules: handlers.NotificationRules) -> APIRout
         "/packages/{package_id}/notifications",
         tags=["deliveries"],
         summary="Every message about a package: to whom, by which channel, and whether it arrived",
+        description="The words sent (`subject`, `body`) only for roles that see commercial data "
+        "(services/runtime/permissions.py: SEES_BID_PRICES): an award's or an above-rate bid's carry its "
+        "rate. For the others (operations) they are null: who was told, how and whether it arrived.",
     )
-    async def notifications(package_id: uuid.UUID) -> list[DeliveryOut]:
-        return [DeliveryOut(**dict(r)) for r in await repo.deliveries_for(service.pool, package_id)]
+    async def notifications(package_id: uuid.UUID, caller: Caller) -> list[DeliveryOut]:
+        return _as_seen_by(caller, await repo.deliveries_for(service.pool, package_id))
 
     @router.get(
         "/packages/{package_id}/confirmations",
         tags=["deliveries"],
         summary="The placement's confirmations (the PackagePlaced part of /notifications)",
     )
-    async def confirmations(package_id: uuid.UUID) -> list[DeliveryOut]:
-        return [DeliveryOut(**dict(r)) for r in await repo.deliveries_for(service.pool, package_id, "PackagePlaced")]
+    async def confirmations(package_id: uuid.UUID, caller: Caller) -> list[DeliveryOut]:
+        return _as_seen_by(caller, await repo.deliveries_for(service.pool, package_id, "PackagePlaced"))
 
     @router.get(
         "/deliveries/failed",

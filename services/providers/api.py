@@ -275,13 +275,18 @@ def build_router(service: Service) -> APIRouter:
 
     @router.get(
         "/{provider_id}/offers",
-        summary="Offers a provider received, with its answers (brokerage team)",
+        summary="Offers a provider received, with its answers",
+        description="Each bid's `hourly_rate` (pounds per hour) only for roles that see commercial data "
+        "(services/runtime/permissions.py: SEES_BID_PRICES); null for the others (operations).",
     )
     async def provider_offers(
         provider_id: ProviderIdPath,
+        caller: Caller,
         status: Annotated[str | None, Query(pattern="^(offered|bid|declined|won|lost|closed)$")] = None,
     ) -> list[dict]:
         await known_provider(service, provider_id)
+        # Operations follows the work, never prices (found by an attack: every bid's rate was shown).
+        prices = bool(caller.roles & permissions.SEES_BID_PRICES)
         rows = await service.pool.fetch(
             """SELECT package_id, offer_round, tier, status, hourly_rate, decline_reason, decline_text,
                window_closes_at,
@@ -290,7 +295,12 @@ def build_router(service: Service) -> APIRouter:
             provider_id,
             status,
         )
-        return [_plain(r) | {"spec": json.loads(r["spec"]), "package_id": str(r["package_id"])} for r in rows]
+        return [
+            _plain(r)
+            | {"spec": json.loads(r["spec"]), "package_id": str(r["package_id"])}
+            | ({} if prices else {"hourly_rate": None})
+            for r in rows
+        ]
 
     @router.put(
         "/{provider_id}/adapter",

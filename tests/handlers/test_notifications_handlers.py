@@ -786,3 +786,26 @@ async def test_a_batch_of_events_is_planned_as_one_at_a_time_with_one_read_of_it
         [str(first.package_id), str(second.package_id)],
     )
     assert len(confirmed) == 2
+
+
+async def test_operations_sees_who_was_told_and_how_never_the_words_that_carry_a_rate(notifications):
+    """Found by an attack on the providers service's offers: operations (never persons or prices)
+    read every bid's rate; the award's message to its provider carries the rate too. Operations
+    sees who was told, how and whether it arrived; the words only those who see prices."""
+    service, broker, client = await notifications()
+    provider, broker_id = unique("prov"), unique("broker")
+    await register(client, "provider", provider, channels=["log"])
+    await register(client, "broker", broker_id, channels=["log"])
+    event = placed(provider, broker_id)
+    await publish(broker, event)
+    await dispatch_all(service)
+    ops = local_issuer.headers("notifications", "demo-ops", ("operations",))
+    for path in ("notifications", "confirmations"):
+        seen = (await client.get(f"/packages/{event.package_id}/{path}")).json()
+        told = (await client.get(f"/packages/{event.package_id}/{path}", headers=ops)).json()
+        award = next(r for r in seen if r["recipient_id"] == provider)
+        assert award["body"] and "18.75" in award["body"]  # the brokerage team reads the words
+        assert [(r["recipient_id"], r["channel"], r["status"]) for r in told] == [
+            (r["recipient_id"], r["channel"], r["status"]) for r in seen
+        ]
+        assert all(r["body"] is None and r["subject"] is None for r in told)

@@ -212,3 +212,22 @@ async def test_the_history_lists_settled_offers_with_their_outcome_newest_first_
             seen += [(h["package_id"], h["offer_round"]) for h in page.json()]
             url = page.links.get("next", {}).get("url")
     assert seen == [(h["package_id"], h["offer_round"]) for h in everything]
+
+
+async def test_a_providers_offers_show_bid_prices_only_to_roles_that_see_commercial_data(in_memory):
+    """Found by an attack: operations (never persons or prices, docs/security.md) read every bid's
+    hourly rate, won and lost, from ``GET /providers/{id}/offers``."""
+    service, event, tokens = await portal_market(in_memory, 1)
+    [(pid, token)] = tokens.items()
+    async with client(service, token) as c:
+        assert (await c.post(f"/me/offers/{event.package_id}/bid", json=bid_body())).status_code == 200
+    seen = {}
+    for role in ("operations", "manager", "council_admin"):
+        async with as_user(service, f"demo-{role}", (role,)) as c:
+            answer = await c.get(f"/providers/{pid}/offers")
+        assert answer.status_code == 200, answer.text
+        [offer] = [o for o in answer.json() if o["package_id"] == str(event.package_id)]
+        assert offer["status"] == "bid"
+        seen[role] = offer["hourly_rate"]
+    assert seen["operations"] is None
+    assert seen["manager"] == seen["council_admin"] == bid_body()["rate"]
