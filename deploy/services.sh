@@ -36,6 +36,8 @@ SECRETS="$RUN_DIR/secrets.env"
 add_missing_setting "$SECRETS" SECRETS_KEYS "$(head -c 32 /dev/urandom | base64 | tr '+/' '-_')"
 export_settings "$SECRETS"
 export PROVIDERS_BROKERAGE_URL="${PROVIDERS_BROKERAGE_URL:-http://127.0.0.1:${BROKERAGE_HTTP_PORT:-8001}}"
+# The provider API where providers reach it: the award message's link to the person's details.
+export NOTIFICATIONS_PROVIDERS_URL="${NOTIFICATIONS_PROVIDERS_URL:-http://127.0.0.1:${PORT[providers]}}"
 
 start_one() {
   local name=$1 pid="$RUN_DIR/$1.pid"

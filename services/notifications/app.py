@@ -75,7 +75,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[NotificationsService
     rules = handlers.NotificationRules(
         templates=Templates(),
         configured=configured(settings),
-        brokerage_url=settings.brokerage_url,
+        providers_url=settings.providers_url,
         contact_grace=dt.timedelta(seconds=settings.contact_grace_seconds),
         max_attempts=settings.delivery_max_attempts,
         backoff_initial=settings.delivery_backoff_initial_seconds,

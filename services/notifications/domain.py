@@ -229,7 +229,7 @@ def named_providers(event: Envelope) -> list[str]:
     return [provider_id] if provider_id else []
 
 
-def messages_for(event: Envelope, *, provider_names: dict[str, str], brokerage_url: str) -> list[Message]:
+def messages_for(event: Envelope, *, provider_names: dict[str, str], providers_url: str) -> list[Message]:
     """Who is told what about this event (the losing bidders never learn the winner's price)."""
     if isinstance(event, PackagePlaced):
         common: dict[str, object] = {
@@ -251,7 +251,9 @@ def messages_for(event: Envelope, *, provider_names: dict[str, str], brokerage_u
                     "hourly_rate": str(event.hourly_rate),
                     "tier": event.tier.value,
                     "offer_round": event.offer_round,
-                    "person_link": f"{brokerage_url.rstrip('/')}/packages/{event.package_id}/person",
+                    # The awarded provider's own route on the provider API (its credential or a
+                    # named user's token), not the brokerage team's.
+                    "person_link": f"{providers_url.rstrip('/')}/me/packages/{event.package_id}/person",
                 },
             ),
             Message(

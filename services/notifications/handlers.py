@@ -41,7 +41,7 @@ log = get_logger(__name__)
 class NotificationRules:
     templates: Templates
     configured: frozenset[str]  # channels this installation can use
-    brokerage_url: str
+    providers_url: str  # the provider API's address, in the award's link to the person's details
     contact_grace: dt.timedelta
     max_attempts: int
     backoff_initial: float
@@ -65,7 +65,7 @@ async def notify_all(uow: UnitOfWork, rules: NotificationRules, events: Sequence
 
     Who is told follows from an event alone (the provider's name only goes into the words):
     the recipients are known before their contacts and names are read."""
-    told = [domain.messages_for(e, provider_names={}, brokerage_url=rules.brokerage_url) for e in events]
+    told = [domain.messages_for(e, provider_names={}, providers_url=rules.providers_url) for e in events]
     named = sorted({p for e in events for p in domain.named_providers(e)})
     contacts, names = await repo.locked_contacts(
         uow.conn, [(m.kind, m.recipient_id) for messages in told for m in messages], named=named
@@ -81,7 +81,7 @@ async def _record_messages(
     contacts: dict[tuple[str, str], domain.Contact],
     names: dict[str, str],
 ) -> None:
-    messages = domain.messages_for(event, provider_names=names, brokerage_url=rules.brokerage_url)
+    messages = domain.messages_for(event, provider_names=names, providers_url=rules.providers_url)
     recipients = []
     for message in messages:
         contact = contacts.get((message.kind, message.recipient_id))

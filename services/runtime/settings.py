@@ -374,6 +374,7 @@ class ServiceSettings(SharedSettings):
     contact_grace_seconds: float = 3600.0  # how long a message waits for its recipient's contact to be registered
     seed_channel: str = "log"  # the channel seeded providers and brokers get (deploy/reference/contacts.yaml)
     # Web console: the services' HTTP APIs it is a client of (and brokerage_url above), and its sessions.
+    # The providers service's address is also the provider API's in the award's link (notifications).
     providers_url: str = "http://127.0.0.1:8002"
     notifications_url: str = "http://127.0.0.1:8003"
     reporting_url: str = "http://127.0.0.1:8005"

@@ -76,7 +76,7 @@ def messages(event, names=None):
     return domain.messages_for(
         event,
         provider_names=names or {"bluebell-care": "Bluebell Home Care"},
-        brokerage_url="https://brokerage.example/",
+        providers_url="https://providers.example/",
     )
 
 
@@ -608,7 +608,8 @@ def test_the_person_is_told_who_comes_from_when_and_how_to_raise_a_concern():
 def test_the_provider_gets_the_award_and_where_to_fetch_the_persons_details():
     event = placed()
     award = Templates().render("placement_award", messages(event)[0].context)
-    assert f"https://brokerage.example/packages/{event.package_id}/person" in award.body
+    # The provider's own route (the provider API), not the brokerage team's (found by an attack).
+    assert f"https://providers.example/me/packages/{event.package_id}/person" in award.body
     assert "£19.95 an hour" in award.body and "Monday 7 December 2026" in award.subject
 
 
@@ -751,7 +752,7 @@ def test_who_is_told_follows_from_the_event_alone(sample):
     event = parse_event(sample.read_bytes())
     provider_id = getattr(event, "provider_id", None) or "bluebell-care"
     with_names = messages(event, {provider_id: "A Provider With A Name"})
-    without = domain.messages_for(event, provider_names={}, brokerage_url="https://brokerage.example/")
+    without = domain.messages_for(event, provider_names={}, providers_url="https://providers.example/")
     assert [(m.kind, m.recipient_id, m.message) for m in with_names] == [
         (m.kind, m.recipient_id, m.message) for m in without
     ]
@@ -780,5 +781,5 @@ def test_the_names_read_for_an_event_are_every_name_its_messages_use(sample):
     planned alone and its name when another event of the batch named it (decision 0151)."""
     event = parse_event(sample.read_bytes())
     names = _NamesLookedUp()
-    domain.messages_for(event, provider_names=names, brokerage_url="https://brokerage.example/")
+    domain.messages_for(event, provider_names=names, providers_url="https://providers.example/")
     assert names.asked <= set(domain.named_providers(event)), (names.asked, domain.named_providers(event))

@@ -54,7 +54,7 @@ def test_the_provider_the_broker_and_the_family_are_each_told_once(name):
     event = events(package_id)[name]
     told = [
         (m.message, m.role, m.recipient_id)
-        for m in domain.messages_for(event, provider_names=NAMES, brokerage_url="https://b.example")
+        for m in domain.messages_for(event, provider_names=NAMES, providers_url="https://p.example")
     ]
     assert told == [
         (f"{name}_provider", "provider", "oak-care"),
@@ -62,7 +62,7 @@ def test_the_provider_the_broker_and_the_family_are_each_told_once(name):
         (f"{name}_person", "person", str(package_id)),
     ]
     assert domain.MESSAGES[f"{name}_provider"].essential, "the provider must stand carers down or send them"
-    for m in domain.messages_for(event, provider_names=NAMES, brokerage_url="https://b.example"):
+    for m in domain.messages_for(event, provider_names=NAMES, providers_url="https://p.example"):
         text = Templates().render(m.message, m.context)
         assert "{{" not in text.body and str(package_id) in text.body, m.message
 
@@ -72,7 +72,7 @@ def test_an_ending_by_the_hold_timer_tells_the_requesting_broker_and_words_the_r
     event = events(package_id)["ended"].model_copy(
         update={"reason": "hospital_stay_exceeded_hold", "ended_by": "schedule"}
     )
-    provider, broker, _person = domain.messages_for(event, provider_names=NAMES, brokerage_url="https://b.example")
+    provider, broker, _person = domain.messages_for(event, provider_names=NAMES, providers_url="https://p.example")
     assert broker.recipient_id == "broker.sue"
     body = Templates().render(provider.message, provider.context).body
     assert "outlasted" in body and "hospital_stay_exceeded_hold" not in body
@@ -81,8 +81,8 @@ def test_an_ending_by_the_hold_timer_tells_the_requesting_broker_and_words_the_r
 
 def test_a_family_told_of_a_death_is_not_given_a_reason_code_and_a_pause_says_whether_it_is_paid():
     package_id = uuid.uuid4()
-    person = domain.messages_for(events(package_id)["ended"], provider_names=NAMES, brokerage_url="x")[2]
+    person = domain.messages_for(events(package_id)["ended"], provider_names=NAMES, providers_url="x")[2]
     text = Templates().render(person.message, person.context)
     assert "sorry for your loss" in text.body and "died" not in text.body
-    provider = domain.messages_for(events(package_id)["paused"], provider_names=NAMES, brokerage_url="x")[0]
+    provider = domain.messages_for(events(package_id)["paused"], provider_names=NAMES, providers_url="x")[0]
     assert "does not pay" in Templates().render(provider.message, provider.context).body

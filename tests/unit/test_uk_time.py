@@ -145,7 +145,7 @@ def test_an_offer_notification_gives_its_deadline_in_uk_time():
         (dt.datetime(2027, 12, 1, 16, 0, tzinfo=UTC), "16:00 GMT on Wednesday 01 December 2027"),
     ):
         event = OfferMade.model_validate(sample | {"window_closes_at": closes.isoformat()})
-        messages = domain.messages_for(event, provider_names={}, brokerage_url="http://b")
+        messages = domain.messages_for(event, provider_names={}, providers_url="http://p")
         assert messages and all(m.context["window_closes_at"] == shown for m in messages)
 
 
