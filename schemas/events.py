@@ -40,6 +40,7 @@ from schemas.vocabulary import (
     CareNeed,
     ChangeOutcome,
     ChangeReason,
+    ChangeWithdrawnBecause,
     ComplaintTheme,
     DeclineReason,
     EndReason,
@@ -116,6 +117,7 @@ MessageName = Literal[
     "changed_person",
     "change_declined_provider",
     "change_declined_broker",
+    "change_withdrawn_provider",
     "handed_over_provider",
     "reviewed_provider",
     "reviewed_person",
@@ -515,6 +517,23 @@ class ChangeDeclined(Envelope):
     reason: ChangeReason
     requested_by: StaffId | None = Field(default=None, description="The broker who requested the package.")
     declined_at: dt.datetime
+
+
+class ChangeWithdrawn(Envelope):
+    """A change still awaiting the answer of the provider holding the package was withdrawn by the
+    brokerage because the package was paused, ended, handed back or re-brokered meanwhile (``because``):
+    the provider may no longer accept or decline it, and is told. Its hours stay as they were."""
+
+    event_type: Literal["ChangeWithdrawn"] = "ChangeWithdrawn"
+    producer: Producer = "brokerage"
+    package_id: uuid.UUID
+    change_id: uuid.UUID
+    provider_id: ProviderId
+    because: ChangeWithdrawnBecause
+    hours_per_week: Decimal = Field(description="The hours the change had offered (carer hours a week).")
+    previous_hours_per_week: Decimal = Field(description="The package's hours, which stay (carer hours a week).")
+    requested_by: StaffId | None = Field(default=None, description="The broker who requested the package.")
+    withdrawn_at: dt.datetime
 
 
 class PackageHandedOver(Envelope):
@@ -1014,6 +1033,7 @@ Event = (
     | ChangeOffered
     | PackageChanged
     | ChangeDeclined
+    | ChangeWithdrawn
     | PackageHandedOver
     | PackageReviewed
     | FundingRecorded

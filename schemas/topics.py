@@ -2,7 +2,7 @@
 
 - ``brokerage.packages`` (brokerage, keyed by package id): PackageRequested, OfferMade, PackagePlaced,
   PackageUnplaced, PackageCancelled, PackageStarted, PackageHandedBack, PackageReopened,
-  PackageEnded, PackagePaused, PackageResumed, ChangeOffered, PackageChanged, ChangeDeclined,
+  PackageEnded, PackagePaused, PackageResumed, ChangeOffered, PackageChanged, ChangeDeclined, ChangeWithdrawn,
   PackageHandedOver, PackageReviewed, FundingRecorded, DischargeRequested, DischargeReferred,
   DischargeFallbackUnavailable, DischargeReferralReleased,
   ExceptionRequested, ExceptionFirstApproved, ExceptionDecided.
@@ -39,6 +39,7 @@ TOPIC_OF: dict[type[ev.Envelope], str] = {
     ev.ChangeOffered: PACKAGES,
     ev.PackageChanged: PACKAGES,
     ev.ChangeDeclined: PACKAGES,
+    ev.ChangeWithdrawn: PACKAGES,
     ev.PackageHandedOver: PACKAGES,
     ev.PackageReviewed: PACKAGES,
     ev.FundingRecorded: PACKAGES,

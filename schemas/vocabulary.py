@@ -260,6 +260,16 @@ class ChangeOutcome(StrEnum):
     window_closed = "window_closed"  # no answer within the window
 
 
+class ChangeWithdrawnBecause(StrEnum):
+    """Why the brokerage withdrew a change still awaiting its provider's answer: what happened to the
+    package meanwhile (a change is for a package that runs on with its provider)."""
+
+    paused = "paused"  # a hospital stay or respite: the package is paused
+    ended = "ended"  # the package ends
+    handed_back = "handed_back"  # its provider gave it back
+    rebrokered = "rebrokered"  # its provider was suspended or left the framework
+
+
 class NotificationFailure(StrEnum):
     """Why a message could not be delivered (the error's own words stay in the notifications
     service's deliveries, readable at ``GET /packages/{id}/notifications``)."""
@@ -376,6 +386,10 @@ REASON_WORDS: dict[str, str] = {
     ReferralStep.fallback: "no provider found in time: the council's service of last resort",
     ChangeOutcome.declined: "the provider declined the change",
     ChangeOutcome.window_closed: "the provider did not answer in time",
+    ChangeWithdrawnBecause.paused: "the package is paused",
+    ChangeWithdrawnBecause.handed_back: "the package was handed back",
+    ChangeWithdrawnBecause.rebrokered: "the package is being offered to other providers",
+    # ChangeWithdrawnBecause.ended reads as ReviewOutcome.ended: "the package ends".
     NotificationFailure.no_usable_channel: "no usable channel",
     NotificationFailure.no_contact_registered: "no contact registered",
     NotificationFailure.address_refused: "the address was refused",

@@ -49,6 +49,7 @@ from schemas.events import (
     ChangeAnswered,
     ChangeDeclined,
     ChangeOffered,
+    ChangeWithdrawn,
     DischargeFallbackUnavailable,
     DischargeReferralReleased,
     DischargeReferred,
@@ -90,6 +91,7 @@ from schemas.vocabulary import (
     CareNeed,
     ChangeOutcome,
     ChangeReason,
+    ChangeWithdrawnBecause,
     DeclineReason,
     EndReason,
     ExceptionDecisionReason,
@@ -745,7 +747,7 @@ async def rebroker_due(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID | No
     # Marks written before reasons were codes read "provider suspended" / "provider left".
     marked = package["rebroker_reason"] or ""
     reason = ReopenReason.provider_left if marked.endswith("left") else ReopenReason.provider_suspended
-    await _withdraw_change(uow, package, at, why="re-brokered")
+    await _withdraw_change(uow, package, at, because=ChangeWithdrawnBecause.rebrokered)
     repo.add_timeline(uow, package_id, "re-brokered", at, provider_id=provider_id, reason=reason.value)
     await uow.emit(
         PackageReopened(
@@ -933,7 +935,7 @@ async def hand_back(
     if refusal is not None:
         raise Refused(refusal)
     provider_id = package["provider_id"]
-    await _withdraw_change(uow, package, at, why="handed back")
+    await _withdraw_change(uow, package, at, because=ChangeWithdrawnBecause.handed_back)
     repo.add_timeline(
         uow,
         package_id,
@@ -1004,7 +1006,7 @@ async def pause(
     if refusal is not None:
         raise Refused(refusal)
     expires = domain.hold_expires_at(at, rules.pause_hold)
-    await _withdraw_change(uow, package, at, why="paused")
+    await _withdraw_change(uow, package, at, because=ChangeWithdrawnBecause.paused)
     await repo.mark_paused(uow.conn, package_id, paused_on=paused_on, reason=reason.value, hold_expires_at=expires)
     if not rules.pause_hold_paid:
         # An unpaid hold (decision 0110): nothing is payable from the first day without visits.
@@ -1115,7 +1117,7 @@ async def end_package(
     )
     if refusal is not None:
         raise Refused(refusal)
-    await _withdraw_change(uow, package, at, why="ended")
+    await _withdraw_change(uow, package, at, because=ChangeWithdrawnBecause.ended)
     await repo.mark_ended(
         uow.conn, package_id, ended_on=effective_date, reason=reason.value, reason_text=reason_text, at=at
     )
@@ -1414,13 +1416,32 @@ async def _decline_change(
     await _offer_next_tier(uow, rules, package, after=None, causation=causation)
 
 
-async def _withdraw_change(uow: UnitOfWork, package: asyncpg.Record, at: dt.datetime, *, why: str) -> None:
-    """A pause or an ending withdraws a change still awaiting its provider's answer."""
+async def _withdraw_change(
+    uow: UnitOfWork, package: asyncpg.Record, at: dt.datetime, *, because: ChangeWithdrawnBecause
+) -> None:
+    """A pause, an ending, a hand-back or a re-brokering withdraws a change still awaiting its
+    provider's answer, and tells the provider (ChangeWithdrawn): found by an attack, a withdrawn
+    change had stayed open on the provider's portal, and "accepting" it was taken."""
     if package["pending_change_id"] is None:
         return
-    await repo.settle_change(uow.conn, package["pending_change_id"], status="withdrawn", at=at)
+    change = await repo.settle_change(uow.conn, package["pending_change_id"], status="withdrawn", at=at)
+    if change is None:
+        return
     repo.add_timeline(
-        uow, package["package_id"], "change withdrawn", at, change_id=str(package["pending_change_id"]), why=why
+        uow, package["package_id"], "change withdrawn", at, change_id=str(change["change_id"]), why=because.value
+    )
+    await uow.emit(
+        ChangeWithdrawn(
+            correlation_id=package["package_id"],
+            package_id=package["package_id"],
+            change_id=change["change_id"],
+            provider_id=change["provider_id"],
+            because=because,
+            hours_per_week=change["hours_per_week"],
+            previous_hours_per_week=change["previous_hours"],
+            requested_by=package["requested_by"],
+            withdrawn_at=at,
+        )
     )
 
 

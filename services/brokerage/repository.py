@@ -872,11 +872,12 @@ async def pending_change(conn: Connection, change_id: uuid.UUID) -> asyncpg.Reco
 
 async def settle_change(
     conn: Connection, change_id: uuid.UUID, *, status: str, at: dt.datetime, decline_reason: str | None = None
-) -> None:
-    """The change's outcome (accepted, declined, window_closed, withdrawn); the package's window stops."""
-    package_id = await conn.fetchval(
+) -> asyncpg.Record | None:
+    """The change's outcome (accepted, declined, window_closed, withdrawn); the package's window stops.
+    Returns the change's row as settled, None when it was not pending."""
+    change = await conn.fetchrow(
         """UPDATE package_changes SET status = $2, answered_at = $3, decline_reason = $4
-            WHERE change_id = $1 AND status = 'pending' RETURNING package_id""",
+            WHERE change_id = $1 AND status = 'pending' RETURNING *""",
         change_id,
         status,
         at,
@@ -885,9 +886,10 @@ async def settle_change(
     await conn.execute(
         """UPDATE packages SET pending_change_id = NULL, change_window_closes_at = NULL
             WHERE package_id = $1 AND pending_change_id = $2""",
-        package_id,
+        change and change["package_id"],
         change_id,
     )
+    return change
 
 
 async def apply_change(conn: Connection, package_id: uuid.UUID, spec: PackageSpec) -> asyncpg.Record:

@@ -21,6 +21,7 @@ from schemas import topics
 from schemas.events import (
     ChangeDeclined,
     ChangeOffered,
+    ChangeWithdrawn,
     DischargeFallbackUnavailable,
     DischargeReferralReleased,
     DischargeReferred,
@@ -102,6 +103,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[NotificationsService
         ChangeOffered,
         PackageChanged,
         ChangeDeclined,
+        ChangeWithdrawn,
         PackageHandedOver,
         PackageReviewed,
         FundingRecorded,

@@ -15,6 +15,7 @@ from typing import Literal
 from schemas.events import (
     ChangeDeclined,
     ChangeOffered,
+    ChangeWithdrawn,
     DischargeFallbackUnavailable,
     DischargeReferralReleased,
     DischargeReferred,
@@ -106,6 +107,7 @@ MESSAGES: dict[str, MessageKind] = {
         MessageKind("changed_person"),
         MessageKind("change_declined_provider", essential=True),
         MessageKind("change_declined_broker"),
+        MessageKind("change_withdrawn_provider", essential=True),
         MessageKind("handed_over_provider", essential=True),
         # Reviews (decision 0088): a review that changes nothing; one that changes or ends the package
         # is told by the change's or the ending's messages. Funding (decision 0089): the provider
@@ -190,6 +192,7 @@ NotifiedEvent = (
     | ChangeOffered
     | PackageChanged
     | ChangeDeclined
+    | ChangeWithdrawn
     | PackageHandedOver
     | PackageReviewed
     | FundingRecorded
@@ -358,6 +361,17 @@ def messages_for(event: Envelope, *, provider_names: dict[str, str], providers_u
         return _pause_or_ending(event, provider_names)
     if isinstance(event, ChangeOffered | PackageChanged | ChangeDeclined | PackageHandedOver):
         return _change(event, provider_names)
+    if isinstance(event, ChangeWithdrawn):
+        # The provider alone: the broker withdrew it by pausing, ending or re-brokering the package
+        # (told of that by its own message), the family was never told of the change offered.
+        context = {
+            "package_id": str(event.package_id),
+            "provider_name": provider_names.get(event.provider_id, event.provider_id),
+            "previous_hours_per_week": str(event.previous_hours_per_week),
+            "hours_per_week": str(event.hours_per_week),
+            "because": reason_words(event.because),
+        }
+        return [Message("change_withdrawn_provider", "provider", event.provider_id, context)]
     if isinstance(event, PackageReviewed):
         return _reviewed(event, provider_names)
     if isinstance(event, FundingRecorded):

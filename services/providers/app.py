@@ -21,6 +21,7 @@ from schemas.events import (
     ChangeAnswered,
     ChangeDeclined,
     ChangeOffered,
+    ChangeWithdrawn,
     OfferDeclined,
     OfferMade,
     PackageCancelled,
@@ -72,6 +73,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[Service, FastAPI]:
     service.consumer.on(ChangeOffered)(handlers.answer_change_offer)
     service.consumer.on(PackageChanged)(handlers.record_change)
     service.consumer.on(ChangeDeclined)(handlers.close_change_offer)
+    service.consumer.on(ChangeWithdrawn)(handlers.withdraw_change_offer)
     service.consumer.on(PackageHandedOver)(handlers.record_hand_over)
     service.consumer.on(PackageStarted)(handlers.record_start)
     service.consumer.subscribe(*topics.CONSUMED_BY["providers"])

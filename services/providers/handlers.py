@@ -19,6 +19,7 @@
   webhook and portal, answers later through :func:`answer_change_through_api`); :func:`record_change`
   PackageChanged -> the live placement's hours and the committed hours move by the difference;
   :func:`close_change_offer` ChangeDeclined -> the offer closed (decision record 0082)
+  :func:`withdraw_change_offer` ChangeWithdrawn -> the offer closed, its webhook delivery withdrawn
 
 A package has one placement per award (keyed by the award's offer round), at most one of them
 live (``ended_at`` NULL): the live one is who holds the package, whose hours are committed, and
@@ -64,6 +65,7 @@ from schemas.events import (
     ChangeAnswered,
     ChangeDeclined,
     ChangeOffered,
+    ChangeWithdrawn,
     OfferDeclined,
     OfferMade,
     PackageCancelled,
@@ -575,6 +577,15 @@ async def close_change_offer(uow: UnitOfWork, event: ChangeDeclined) -> None:
     new provider's placement replaces its own (PackagePlaced, :func:`record_award`)."""
     await repo.lock_package_providers(uow.conn, event.package_id, also=[event.provider_id])
     await repo.settle_change_offer(uow.conn, event.change_id, "closed")
+
+
+async def withdraw_change_offer(uow: UnitOfWork, event: ChangeWithdrawn) -> None:
+    """The brokerage withdrew the change (the package was paused, ended, handed back or re-brokered
+    meanwhile): the offer is closed - no longer listed as open, its answers refused (409) - and its
+    pending webhook delivery withdrawn. The provider's hours stay as they were."""
+    await repo.lock_package_providers(uow.conn, event.package_id, also=[event.provider_id])
+    if not await repo.settle_change_offer(uow.conn, event.change_id, "closed"):
+        log.info("withdrawal of a change settled before ignored", change_id=str(event.change_id))
 
 
 async def record_hand_over(uow: UnitOfWork, event: PackageHandedOver) -> None:

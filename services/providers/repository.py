@@ -968,10 +968,14 @@ async def answer_change_offer(
 
 async def settle_change_offer(conn: Connection, change_id: uuid.UUID, status: str) -> bool:
     """``applied`` (the brokerage changed the package) or ``closed`` (declined, timed out, withdrawn);
-    False when it was settled already (a redelivery)."""
+    False when it was settled already (a redelivery). Its webhook delivery still pending is withdrawn
+    in the same statement: a settled change is never POSTed again (it had been retried until its
+    window closed)."""
     return bool(
         await conn.fetchval(
-            """UPDATE change_offers SET status = $2 WHERE change_id = $1 AND status NOT IN ('applied', 'closed')
+            """WITH withdrawn AS (
+                   UPDATE webhook_deliveries SET status = 'withdrawn' WHERE change_id = $1 AND status = 'pending')
+               UPDATE change_offers SET status = $2 WHERE change_id = $1 AND status NOT IN ('applied', 'closed')
                RETURNING true""",
             change_id,
             status,

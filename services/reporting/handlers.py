@@ -28,6 +28,7 @@ from schemas import topics
 from schemas.events import (
     BidSubmitted,
     ChangeDeclined,
+    ChangeWithdrawn,
     DischargeFallbackUnavailable,
     DischargeReferralReleased,
     DischargeReferred,
@@ -87,6 +88,7 @@ PROJECTED = (
     # Changes to a running package (decision 0082): milestones, the package's status unchanged.
     PackageChanged,
     ChangeDeclined,
+    ChangeWithdrawn,
     PackageHandedOver,
     # Reviews (decision 0088) and funding records (decision 0089): milestones, the status unchanged.
     PackageReviewed,
@@ -182,6 +184,7 @@ MILESTONES: dict[type[Event], Milestone] = {
     # Changes to a running package (decision 0082): milestones, the package's status unchanged.
     PackageChanged: Milestone("changed_at", reason="reason", on_date="effective_date"),
     ChangeDeclined: Milestone("declined_at", reason="outcome"),
+    ChangeWithdrawn: Milestone("withdrawn_at", reason="because"),
     PackageHandedOver: Milestone(
         "handed_over_at", provider="from_provider_id", hours="previous_hours_per_week", on_date="handed_over_on"
     ),

@@ -115,7 +115,8 @@ async def test_a_hand_back_reopens_the_package_for_everyone_but_that_provider(al
     await alloc.bid(package_id, 2, "prime_good", rate="18.00")
     again = await alloc.until(package_id, lambda p: p["status"] == "placed")
     assert again["provider_id"] == alloc.ids["prime_good"] and again["priority"] and again["continuity"]
-    assert again["package"]["start_date"] == notice
+    # The notice's end is the leaving provider's last day of care: the next starts the day after.
+    assert again["package"]["start_date"] == (dt.date.fromisoformat(notice) + dt.timedelta(days=1)).isoformat()
     assert await alloc.committed_hours("prime_best", Decimal(0)) == 0, "the hand-back freed its hours"
     assert types(await alloc.events_until(package_id, "PackagePlaced"))[-3:] == [
         "PackageHandedBack",

@@ -256,3 +256,57 @@ async def test_bad_changes_are_refused_naming_the_field_and_write_nothing(ready,
         assert resumed.status_code == 200, resumed.text
         missing = await api.post("/packages/00000000-0000-4000-8000-000000000000/changes", json=more)
         assert missing.status_code == 404
+
+
+async def test_a_change_withdrawn_by_a_pause_is_closed_for_the_provider_and_told_once(ready, database_url):
+    """Found by an attack: after a pause withdrew a change, the provider's portal still listed it as
+    offered and "accepting" it was taken (200), and nobody told the provider. ChangeWithdrawn closes
+    it in the providers service and tells the provider, once; the hours stay."""
+    view = await running_package(ready, 23)
+    package_id, provider_id = view["package_id"], view["provider_id"]
+    [adapter] = await query(
+        database_url, "SELECT adapter::text AS a FROM providers.providers WHERE provider_id = $1", provider_id
+    )
+    me = await room_for(ready, provider_id)
+    before = await committed(database_url, provider_id)
+    async with httpx.AsyncClient(base_url=ready.url("providers"), timeout=10) as providers:
+        portal = await providers.put(
+            f"/providers/{provider_id}/adapter", auth=staff("demo-admin"), json={"kind": "portal"}
+        )
+        assert portal.status_code == 200, portal.text
+        try:
+            async with httpx.AsyncClient(base_url=ready.url("brokerage"), auth=staff(), timeout=10) as api:
+                asked = await api.post(f"/packages/{package_id}/changes", json=change_body(view, 15))
+                assert asked.status_code == 202, asked.text
+                change_id = asked.json()["change_id"]
+
+                async def listed():
+                    mine = (await providers.get("/me/package-changes", headers=me)).json()
+                    return [c for c in mine if c["change_id"] == change_id and c["status"] == "offered"]
+
+                [offer] = await wait_for(listed)
+                paused = await api.post(
+                    f"/packages/{package_id}/pause",
+                    json={"reason": "admitted_to_hospital", "paused_on": clock.uk_today().isoformat()},
+                )
+                assert paused.status_code == 200, paused.text
+
+                async def closed():
+                    return not await listed()
+
+                assert await wait_for(closed), "the withdrawn change is no longer open to the provider"
+                late = await providers.post(offer["answer_with"]["accept"], headers=me)
+                assert late.status_code == 409, late.text
+        finally:
+            restored = await providers.put(
+                f"/providers/{provider_id}/adapter", auth=staff("demo-admin"), json=json.loads(adapter["a"])
+            )
+            assert restored.status_code == 200, restored.text
+    assert await told(database_url, package_id, "ChangeWithdrawn", want=1) == Counter(
+        {("provider", provider_id, "change_withdrawn_provider"): 1}
+    )
+    assert await committed(database_url, provider_id) == before, "the hours stay as they were"
+    async with httpx.AsyncClient(base_url=ready.url("brokerage"), auth=staff(), timeout=10) as api:
+        current = (await api.get(f"/packages/{package_id}")).json()
+    assert current["status"] == "paused" and current["changes"][-1]["status"] == "withdrawn"
+    assert Decimal(current["package"]["hours_per_week"]) == Decimal(view["package"]["hours_per_week"])

@@ -165,6 +165,14 @@ async def test_a_pause_withdraws_a_pending_change(brokerage):
     assert await service.pool.fetchval("SELECT status FROM package_changes WHERE change_id = $1", change_id) == (
         "withdrawn"
     )
+    # The provider is told (found by an attack: the change stayed open on its portal), once.
+    [withdrawn] = of_type(await outbox_types(service, package_id), "ChangeWithdrawn")
+    assert (withdrawn["change_id"], withdrawn["provider_id"], withdrawn["because"]) == (
+        str(change_id),
+        ids["prime_best"],
+        "paused",
+    )
+    assert (withdrawn["hours_per_week"], withdrawn["previous_hours_per_week"]) == ("10.50", "7.00")
     await answer_change(broker, package_id, change_id, ids["prime_best"])
     assert not of_type(await outbox_types(service, package_id), "PackageChanged")
     assert await status(service, package_id) == "paused"

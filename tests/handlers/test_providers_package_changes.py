@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from schemas.events import (
     ChangeDeclined,
     ChangeOffered,
+    ChangeWithdrawn,
     OfferMade,
     PackageChanged,
     PackageEnded,
@@ -282,5 +283,43 @@ async def test_a_webhook_adapter_is_sent_the_change_to_answer_through_the_provid
         assert notice["kind"] == "change" and notice["change_id"] == str(offered.change_id)
         assert notice["answer_with"]["accept"] == f"/me/package-changes/{offered.change_id}/accept"
         assert "full_name" not in rows[0]["body"] and "nhs_number" not in rows[0]["body"]
+    finally:
+        await automatic_again(service, pid)
+
+
+async def test_a_withdrawn_change_is_no_longer_open_nor_answerable_nor_posted(in_memory):
+    """Found by an attack: a change the brokerage withdrew (the package was paused) stayed "offered"
+    on the provider's portal, "accepting" it was taken (200), and a webhook adapter's delivery would
+    have been retried until the window closed. ChangeWithdrawn closes the offer, once."""
+    service, broker, topic, event, pid = await placed_package(in_memory)
+    try:
+        await service.pool.execute(
+            """UPDATE providers SET adapter = adapter || '{"kind": "webhook", "webhook_url": "https://example.org/hook"}'
+                WHERE provider_id = $1""",
+            pid,
+        )
+        offered = change_offered(event, pid, "10.5")
+        await broker.publish(offered.model_dump_json().encode(), topic=topic)
+        withdrawn = ChangeWithdrawn(
+            correlation_id=event.package_id,
+            package_id=event.package_id,
+            change_id=offered.change_id,
+            provider_id=pid,
+            because="paused",
+            hours_per_week=Decimal("10.5"),
+            previous_hours_per_week=Decimal(7),
+            withdrawn_at=dt.datetime.now(dt.UTC),
+        )
+        held = await service.pool.fetchval("SELECT held_hours FROM providers WHERE provider_id = $1", pid)
+        for _ in range(2):  # a redelivery changes nothing more
+            await broker.publish(withdrawn.model_dump_json().encode(), topic=topic)
+        status = "SELECT status FROM {} WHERE change_id = $1"
+        assert await service.pool.fetchval(status.format("change_offers"), offered.change_id) == "closed"
+        assert await service.pool.fetchval(status.format("webhook_deliveries"), offered.change_id) == "withdrawn"
+        assert await service.pool.fetchval("SELECT held_hours FROM providers WHERE provider_id = $1", pid) == held
+        with pytest.raises(handlers.Refused):
+            async with unit_of_work(service.pool) as uow:
+                await handlers.answer_change_through_api(uow, pid, offered.change_id, accept=True)
+        assert await answers(service, event.package_id) == []
     finally:
         await automatic_again(service, pid)

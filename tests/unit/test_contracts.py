@@ -236,6 +236,7 @@ def test_the_reason_codes_guide_lists_every_code():
         v.ExceptionDecisionReason,
         v.UnplacedReason,
         v.ReopenReason,
+        v.ChangeWithdrawnBecause,
         v.NotificationFailure,
         v.DeclineReason,
     ):

@@ -12,6 +12,7 @@ import pytest
 from schemas.events import (
     ChangeDeclined,
     ChangeOffered,
+    ChangeWithdrawn,
     DischargeFallbackUnavailable,
     DischargeReferralReleased,
     DischargeReferred,
@@ -246,6 +247,16 @@ def lifecycle(package_id: uuid.UUID) -> dict[str, Envelope]:
             requested_by="broker.sue",
             declined_at=NOW,
         ),
+        "change_withdrawn": ChangeWithdrawn(
+            **common,
+            change_id=CHANGE_ID,
+            provider_id="oak-care",
+            because="paused",
+            hours_per_week=Decimal("10.5"),
+            previous_hours_per_week=Decimal(7),
+            requested_by="broker.sue",
+            withdrawn_at=NOW,
+        ),
         "handed_over": PackageHandedOver(
             **common,
             from_provider_id="oak-care",
@@ -449,6 +460,7 @@ def test_every_change_in_a_packages_life_tells_each_affected_party_once():
             ("change_declined_provider", "provider", "oak-care"),
             ("change_declined_broker", "broker", "broker.sue"),
         ],
+        "change_withdrawn": [("change_withdrawn_provider", "provider", "oak-care")],
         "handed_over": [("handed_over_provider", "provider", "oak-care")],
         # A review that changes nothing is told by itself; one that changes or ends the package by the
         # change's or the ending's own messages (decision 0088), so nobody hears of it twice.
@@ -783,3 +795,14 @@ def test_the_names_read_for_an_event_are_every_name_its_messages_use(sample):
     names = _NamesLookedUp()
     domain.messages_for(event, provider_names=names, providers_url="https://providers.example/")
     assert names.asked <= set(domain.named_providers(event)), (names.asked, domain.named_providers(event))
+
+
+def test_a_withdrawn_change_tells_its_provider_alone_why_and_that_the_hours_stay():
+    """Found by an attack: a change withdrawn by a pause stayed open on the provider's portal and
+    nobody told the provider. The provider holding the package is told, once, in words from the code."""
+    [told] = messages(lifecycle(uuid.uuid4())["change_withdrawn"])
+    assert (told.message, told.role, told.recipient_id) == ("change_withdrawn_provider", "provider", "oak-care")
+    assert told.context["because"] == "the package is paused"
+    text = Templates().render(told.message, told.context, large_print=False)
+    assert "withdrawn" in text.subject and "the package is paused" in text.body
+    assert "7 to\n10.5 hours a week" in text.body
