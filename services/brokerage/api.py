@@ -1449,10 +1449,15 @@ def internal_router(service: Service) -> APIRouter:
                 raise ProblemError(404, f"no package {body.package_id}")
             # A paused package's provider still holds it (it will care for the person again), and an
             # ended one's until the effective date (it cares for the person until the day before).
-            holds = package["status"] in ("placed", "started", "paused") or (
-                package["status"] == "ended" and package["ended_on"] > clock.uk_today()
+            today = clock.uk_today()
+            holds = package["provider_id"] == body.provider_id and (
+                package["status"] in ("placed", "started", "paused")
+                or (package["status"] == "ended" and package["ended_on"] > today)
             )
-            if not holds or package["provider_id"] != body.provider_id:
+            # So does a provider still paid for today's care by an agreement in force: one working its
+            # notice after a hand-back, or carrying on until a hand-over (decision 0158; found by an
+            # attack: the leaving provider was refused the details of a person it still visited).
+            if not holds and not await repo.paid_for_care_on(conn, body.package_id, body.provider_id, today):
                 raise ProblemError(403, "the package is not placed with this provider", code="not-placed-with-you")
             fields = sorted(set(body.fields))
             person = await fetch_one(  # written with the package: always there

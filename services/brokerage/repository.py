@@ -1161,6 +1161,21 @@ async def release_discharge(
 IN_FORCE = "NOT EXISTS (SELECT 1 FROM service_agreements later WHERE later.supersedes = s.record_id)"
 
 
+async def paid_for_care_on(conn: Connection, package_id: uuid.UUID, provider_id: str, day: dt.date) -> bool:
+    """Whether an agreed service agreement in force pays ``provider_id`` for the package's care on
+    ``day`` (a UK date): from its start to its end date, open-ended ones from their start."""
+    return bool(
+        await conn.fetchval(
+            f"""SELECT true FROM service_agreements s
+                 WHERE package_id = $1 AND provider_id = $2 AND status = 'agreed' AND {IN_FORCE}
+                   AND start_date <= $3 AND (end_date IS NULL OR end_date >= $3) LIMIT 1""",
+            package_id,
+            provider_id,
+            day,
+        )
+    )
+
+
 async def insert_agreement(conn: Connection, record: ServiceAgreementRecorded) -> None:
     """Append a service agreement record (never updated: a correction is the next version). A second
     record superseding the same one fails on the UNIQUE constraint, so two writers cannot fork an

@@ -1690,10 +1690,12 @@ def me_router(service: Service) -> APIRouter:
             Query(max_length=len(get_args(PersonField)), description="Only these fields, each once (default: all)"),
         ] = None,
     ) -> dict:
-        # The live placement only: a provider whose placement ended (cancelled, handed back, taken
-        # after a suspension) no longer sees the person.
+        # A provider that held the package asks; the brokerage, whose record is the source of truth,
+        # says whether it may still see the person: while placed with it, or while an agreement pays
+        # it for today's care (a hand-back's notice, a carry-on until a hand-over: decision 0158).
+        # One whose placement ended otherwise (cancelled, taken after a suspension) is refused there.
         placed = await service.pool.fetchval(
-            "SELECT true FROM placements WHERE package_id = $1 AND provider_id = $2 AND ended_at IS NULL",
+            "SELECT true FROM placements WHERE package_id = $1 AND provider_id = $2 LIMIT 1",
             package_id,
             me.provider_id,
         )
@@ -1974,8 +1976,14 @@ async def _disclose(service: Service, package_id: uuid.UUID, me: ProviderCaller,
     except (httpx.HTTPError, TokenError) as exc:
         log.warning("brokerage unreachable for a disclosure", error=repr(exc))
         raise ProblemError(503, "the brokerage service cannot be reached; try again shortly") from None
-    if response.status_code in (403, 404):
-        raise ProblemError(response.status_code, response.json().get("error", "not disclosed"))
+    if response.status_code == 403:
+        raise ProblemError(
+            403,
+            "this package is not placed with you: only the provider caring for the person sees them",
+            code="not-placed-with-you",
+        )
+    if response.status_code == 404:
+        raise ProblemError(404, f"no package {package_id} of yours")
     if response.status_code != 200:
         log.warning("brokerage refused a disclosure", status=response.status_code, body=response.text[:300])
         raise ProblemError(503, "the brokerage could not disclose the details now; try again shortly")

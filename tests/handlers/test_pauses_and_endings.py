@@ -381,7 +381,13 @@ async def test_the_provider_may_read_the_person_while_paused_and_until_an_ending
             ended_by="broker.amy",
         )
     assert await disclosed() == 200, "the provider cares for the person until the effective date"
+    # The effective date comes: the package has ended, and its agreement ended the day before.
     await service.pool.execute("UPDATE packages SET ended_on = $2 WHERE package_id = $1", package_id, today)
+    await service.pool.execute(
+        "UPDATE service_agreements SET end_date = $2 WHERE package_id = $1 AND end_date IS NOT NULL",
+        package_id,
+        today - dt.timedelta(days=1),
+    )
     assert await disclosed() == 403
 
 
@@ -421,3 +427,43 @@ async def test_after_a_hand_back_the_next_provider_is_paid_from_the_day_after_th
         (ids["prime_best"], today - dt.timedelta(days=3), notice_ends_on),  # paid to its last day of care
         (ids["prime_good"], today, None),
     ]
+
+
+async def test_a_provider_working_its_notice_or_carrying_on_still_reads_the_person(brokerage):
+    """Found by an attack: after a hand-back the leaving provider, told to keep visiting until its
+    notice ends, was refused the person's details at once. A provider still paid for today's care
+    by an agreement in force reads them; after its last day, or never having started, it does not."""
+    service, broker, rules, ids = brokerage
+    today = clock.uk_today()
+    package_id = await started(service, broker, rules, ids, started_on=today - dt.timedelta(days=2))
+    providers = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=service.http_app),
+        base_url="http://brokerage",
+        headers=local_issuer.headers("brokerage", "service-providers", roles=("service:providers",)),
+    )
+
+    async def disclosed(provider_id: str) -> int:
+        ask = {
+            "package_id": str(package_id),
+            "provider_id": provider_id,
+            "credential_id": "0123456789abcdef",
+            "fields": ["address"],
+        }
+        return (await providers.post("/internal/disclosures", json=ask)).status_code
+
+    handed = await api(service).post(
+        f"/packages/{package_id}/hand-back",
+        json={"notice_ends_on": str(today + dt.timedelta(days=5)), "reason": "staff_shortage"},
+    )
+    assert handed.status_code == 200, handed.text
+    assert await disclosed(ids["prime_best"]) == 200, "it cares for the person until its notice ends"
+    assert await disclosed(ids["prime_good"]) == 403, "offered the package, not yet placed with it"
+    # Its last day passed: the agreement ended the day before today.
+    await service.pool.execute(
+        "UPDATE service_agreements SET end_date = $2 WHERE package_id = $1 AND end_date IS NOT NULL",
+        package_id,
+        today - dt.timedelta(days=1),
+    )
+    assert await disclosed(ids["prime_best"]) == 403
+    disclosures = await service.pool.fetchval("SELECT count(*) FROM disclosures WHERE package_id = $1", package_id)
+    assert disclosures == 1, "each read disclosed is audited, no refused one"
