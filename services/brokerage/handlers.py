@@ -962,8 +962,11 @@ async def hand_back(
     )
     # ``notice_ends_on`` is the leaving provider's last day of care, paid to it; the next provider
     # starts the day after (not on it: both had been told to visit that day, one unpaid for it), or
-    # today when the notice has already ended.
-    restart = max(notice_ends_on + dt.timedelta(days=1), clock.uk_date(at))
+    # today when the notice has already ended - and never before the package's own start: a package
+    # handed back before it started (its provider's notice running out before its first day) is
+    # needed from that day, when the provider before it stops (found by an attack: a second
+    # hand-back restarted it while the first provider was still paid to work its notice).
+    restart = max(notice_ends_on + dt.timedelta(days=1), clock.uk_date(at), package["start_date"])
     await _end_agreements(uow, package, provider_id, notice_ends_on, reason=AgreementReason.handed_back)
     package = await repo.reopen(uow.conn, package_id, start_date=restart, exclude=provider_id)
     await _offer_next_tier(uow, rules, package, after=None, causation=None)

@@ -165,7 +165,11 @@ def _written_number(text: str) -> float | _Inexact:
     number = float(text)
     if not math.isfinite(number):
         return _Inexact(text, "is too large to be read: send a number in the field's range")
-    if Decimal(repr(number)) != Decimal(text):
+    try:
+        written = Decimal(text)
+    except ArithmeticError:  # an exponent beyond Decimal's (10**18): was a 500 (found by an attack)
+        return _Inexact(f"{text[:20]}...", "has an exponent beyond any field's range: send a number in it")
+    if Decimal(repr(number)) != written:
         return _Inexact(
             text,
             f"has more digits than a JSON number keeps here (it would be read as {number!r}): "

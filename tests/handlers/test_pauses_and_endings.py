@@ -467,3 +467,37 @@ async def test_a_provider_working_its_notice_or_carrying_on_still_reads_the_pers
     assert await disclosed(ids["prime_best"]) == 403
     disclosures = await service.pool.fetchval("SELECT count(*) FROM disclosures WHERE package_id = $1", package_id)
     assert disclosures == 1, "each read disclosed is audited, no refused one"
+
+
+async def test_a_second_hand_back_before_the_next_provider_starts_restarts_the_package_after_the_first_notice(
+    brokerage,
+):
+    """Found by an attack: the provider placed after a hand-back handed the package back before its
+    first day, with a notice ending today; the package restarted tomorrow while the first provider was
+    still paid to work its notice, so two providers were payable for the same days. The package is
+    needed from its own start, the day after the first notice ends."""
+    service, broker, rules, ids = brokerage
+    today = clock.uk_today()
+    package_id = await started(service, broker, rules, ids, started_on=today - dt.timedelta(days=1))
+    client = api(service)
+    first_notice = today + dt.timedelta(days=5)
+    handed = await client.post(
+        f"/packages/{package_id}/hand-back", json={"notice_ends_on": str(first_notice), "reason": "staff_shortage"}
+    )
+    assert handed.status_code == 200, handed.text
+    offer_round = await service.pool.fetchval("SELECT current_round FROM packages WHERE package_id = $1", package_id)
+    await answer(broker, package_id, ids["prime_good"], offer_round, rate="20.00")
+    assert await status(service, package_id) == "placed"
+    again = await client.post(
+        f"/packages/{package_id}/hand-back", json={"notice_ends_on": str(today), "reason": "staff_shortage"}
+    )
+    assert again.status_code == 200, again.text
+    view = (await client.get(f"/packages/{package_id}")).json()["package"]
+    assert view["start_date"] == str(first_notice + dt.timedelta(days=1))
+    rows = await service.pool.fetch(
+        f"SELECT provider_id, start_date, end_date FROM service_agreements s WHERE package_id = $1 "
+        f"AND status = 'agreed' AND {repo.IN_FORCE} ORDER BY start_date",
+        package_id,
+    )
+    # The first provider paid to its notice's last day; the second, which never started, not at all.
+    assert [(r["provider_id"], r["end_date"]) for r in rows] == [(ids["prime_best"], first_notice)]

@@ -110,8 +110,11 @@ async def test_a_nul_in_a_nested_member_or_a_list_is_named_by_its_path_and_nan_i
         ("1e400", "too large"),  # was read as infinity
         ("-1e-400", "would be read as -0.0"),
         ("9" * 5000, "5,000 digits"),  # was a 400 naming nothing: Python reads 4,300 digits at most
+        ("1e-99999999999999999999999", "exponent beyond"),  # these three were 500s: Decimal refused them
+        ("-0.0e-99999999999999999999", "exponent beyond"),
+        ("0e99999999999999999999", "exponent beyond"),
     ],
-    ids=["many-decimals", "float-noise", "overflow", "underflow", "too-many-digits"],
+    ids=["many-decimals", "float-noise", "overflow", "underflow", "too-many-digits", "tiny", "negative-zero", "zero"],
 )
 async def test_a_json_number_a_float_cannot_hold_as_written_is_refused_naming_the_field(app_of, name, number, words):
     """Decision 0156: the services' JSON parser reads a number with a fraction as a float, so a
