@@ -497,8 +497,18 @@ def _package_view(
             }
             for r in rounds
         ],
-        "timeline": [{"at": t["at"], "stage": t["stage"], "detail": json.loads(t["detail"])} for t in timeline],
+        # A step's record names the award's or an above-rate bid's rate: only for those who see prices
+        # (found by an attack: operations read them here after the rest of the view hid them).
+        "timeline": [
+            {"at": t["at"], "stage": t["stage"], "detail": _priced(json.loads(t["detail"]), prices)} for t in timeline
+        ],
     }
+
+
+def _priced(detail: dict[str, Any], prices: bool) -> dict[str, Any]:
+    """A timeline step's detail as the caller may read it: a bid's or the award's ``hourly_rate``
+    (pounds per hour) null without ``prices``; the band rate is the published rate card's."""
+    return detail if prices or "hourly_rate" not in detail else detail | {"hourly_rate": None}
 
 
 def _discharge_view(row: asyncpg.Record | None) -> dict[str, Any] | None:

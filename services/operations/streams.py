@@ -64,9 +64,11 @@ def describe(record: ConsumerRecord) -> Line:
     outcome = {
         "PackageRequested": f"{spec.get('hours_per_week')} h/week, {spec.get('urgency')}",
         "OfferMade": f"round {e.get('offer_round')} {e.get('tier')} to {len(e.get('provider_ids') or [])} provider(s)",
-        "BidSubmitted": f"bid £{e.get('hourly_rate')}/h from {e.get('earliest_start')}",
+        # No prices: operations follows the work, never prices (found by an attack on the console's
+        # live stream, which is operations' and showed every bid's rate as it came).
+        "BidSubmitted": f"bid, can start {e.get('earliest_start')}",
         "OfferDeclined": f"declined: {e.get('reason')}",
-        "PackagePlaced": f"placed at £{e.get('hourly_rate')}/h ({e.get('tier')} tier)",
+        "PackagePlaced": f"placed ({e.get('tier')} tier)",
         "PackageUnplaced": f"unplaced: {e.get('reason')}",
         "ProviderUpdated": (
             f"revision {e.get('revision')}, {profile.get('status')}, committed {profile.get('committed_hours')} h"

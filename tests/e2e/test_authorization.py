@@ -194,3 +194,17 @@ def test_commercial_data_only_for_roles_with_the_right(stack):
     bids = [a for r in hidden["offer_rounds"] for a in r["answers"] if a["kind"] == "bid"]
     assert bids and all(a["hourly_rate"] is None for a in bids) and hidden["hourly_rate"] is None
     assert httpx.get(f"{url}/explanation", auth=staff("demo-ops"), timeout=10).status_code == 403
+    # Found by an attack: the timeline's placed step still named the award's rate to operations
+    # (and to the review team).
+    for _ in range(150):
+        seen = httpx.get(url, auth=staff("demo-manager"), timeout=10).json()
+        priced = [t for t in seen["timeline"] if "hourly_rate" in t["detail"]]
+        if priced:
+            break
+        time.sleep(0.2)
+    assert priced and all(t["detail"]["hourly_rate"] for t in priced)
+    for reader in ("demo-ops", "demo-reviewer"):
+        view = httpx.get(url, auth=staff(reader), timeout=10).json()
+        steps = [t for t in view["timeline"] if "hourly_rate" in t["detail"]]
+        assert [t["stage"] for t in steps] == [t["stage"] for t in priced], reader
+        assert all(t["detail"]["hourly_rate"] is None for t in steps), reader

@@ -1,0 +1,49 @@
+"""The operations' event stream (``homecare events tail``, the console's live stream): one line a
+record, with no price in it - operations follows the work, never prices (found by an attack: the
+console's live stream showed every bid's rate as it came)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from aiokafka.structs import ConsumerRecord
+
+from services.operations.streams import describe
+
+SAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "samples"
+
+
+def record(value: bytes) -> ConsumerRecord:
+    return ConsumerRecord(
+        topic="brokerage.packages",
+        partition=0,
+        offset=0,
+        timestamp=1_764_756_000_000,
+        timestamp_type=0,
+        key=None,
+        value=value,
+        checksum=None,
+        serialized_key_size=0,
+        serialized_value_size=len(value),
+        headers=(),
+    )
+
+
+@pytest.mark.parametrize("sample", sorted(SAMPLES.glob("*.json")), ids=lambda p: p.name)
+def test_no_line_names_a_price(sample):
+    event = json.loads(sample.read_text())
+    line = describe(record(sample.read_bytes()))
+    assert line.event_type == event["event_type"]
+    assert "£" not in line.outcome
+    for key in ("hourly_rate", "band_rate"):
+        if event.get(key):
+            assert str(event[key]) not in " ".join(str(v) for v in vars(line).values()), (key, line)
+
+
+def test_a_bid_and_a_placement_still_say_what_happened():
+    bid = json.loads(next(SAMPLES.glob("BidSubmitted.v*.json")).read_text())
+    assert describe(record(json.dumps(bid).encode())).outcome == f"bid, can start {bid['earliest_start']}"
+    placed = json.loads(sorted(SAMPLES.glob("PackagePlaced.v*.json"))[-1].read_text())
+    assert describe(record(json.dumps(placed).encode())).outcome == f"placed ({placed['tier']} tier)"
