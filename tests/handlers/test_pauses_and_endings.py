@@ -347,7 +347,9 @@ async def test_a_provider_suspended_during_a_pause_loses_the_package_only_when_i
     assert await status(service, package_id) == "offered"
 
 
-async def test_the_provider_may_read_the_person_while_paused_and_until_an_endings_effective_date(brokerage):
+async def test_the_provider_may_read_the_person_while_paused_and_until_an_endings_effective_date(
+    brokerage, monkeypatch
+):
     service, broker, rules, ids = brokerage
     package_id = await started(service, broker, rules, ids)
     providers = httpx.AsyncClient(
@@ -381,13 +383,9 @@ async def test_the_provider_may_read_the_person_while_paused_and_until_an_ending
             ended_by="broker.amy",
         )
     assert await disclosed() == 200, "the provider cares for the person until the effective date"
-    # The effective date comes: the package has ended, and its agreement ended the day before.
-    await service.pool.execute("UPDATE packages SET ended_on = $2 WHERE package_id = $1", package_id, today)
-    await service.pool.execute(
-        "UPDATE service_agreements SET end_date = $2 WHERE package_id = $1 AND end_date IS NOT NULL",
-        package_id,
-        today - dt.timedelta(days=1),
-    )
+    # The effective date comes: the package has ended, and its agreement ended the day before. (The
+    # clock moves, not the records: a record changed in place would leave the finance lines behind.)
+    monkeypatch.setattr(clock, "uk_today", lambda: today + dt.timedelta(days=3))
     assert await disclosed() == 403
 
 
@@ -429,7 +427,7 @@ async def test_after_a_hand_back_the_next_provider_is_paid_from_the_day_after_th
     ]
 
 
-async def test_a_provider_working_its_notice_or_carrying_on_still_reads_the_person(brokerage):
+async def test_a_provider_working_its_notice_or_carrying_on_still_reads_the_person(brokerage, monkeypatch):
     """Found by an attack: after a hand-back the leaving provider, told to keep visiting until its
     notice ends, was refused the person's details at once. A provider still paid for today's care
     by an agreement in force reads them; after its last day, or never having started, it does not."""
@@ -458,12 +456,8 @@ async def test_a_provider_working_its_notice_or_carrying_on_still_reads_the_pers
     assert handed.status_code == 200, handed.text
     assert await disclosed(ids["prime_best"]) == 200, "it cares for the person until its notice ends"
     assert await disclosed(ids["prime_good"]) == 403, "offered the package, not yet placed with it"
-    # Its last day passed: the agreement ended the day before today.
-    await service.pool.execute(
-        "UPDATE service_agreements SET end_date = $2 WHERE package_id = $1 AND end_date IS NOT NULL",
-        package_id,
-        today - dt.timedelta(days=1),
-    )
+    # The day after its last day (the clock moves, not the records).
+    monkeypatch.setattr(clock, "uk_today", lambda: today + dt.timedelta(days=6))
     assert await disclosed(ids["prime_best"]) == 403
     disclosures = await service.pool.fetchval("SELECT count(*) FROM disclosures WHERE package_id = $1", package_id)
     assert disclosures == 1, "each read disclosed is audited, no refused one"
