@@ -47,7 +47,7 @@ from services.runtime.db import fetch_one
 from services.runtime.fields import DIGITS_0_TO_9, WHOLE_0_TO_9, Day, DisplayName, Distinct, FreeText
 from services.runtime.http import ProblemError
 from services.runtime.outbox import UnitOfWork, run_in_unit_of_work
-from services.runtime.permissions import SEES_BID_PRICES
+from services.runtime.permissions import SEES_BID_PRICES, priced
 from services.runtime.service import Service
 from services.runtime.spreadsheets import safe_cell
 
@@ -477,20 +477,23 @@ def _package_view(
                 "outcome": r["outcome"],
                 "tie_break": json.loads(r["tie_break"]) if r["tie_break"] else None,
                 "answers": [
-                    {
-                        k: (str(a[k]) if isinstance(a[k], Decimal) else a[k]) if prices or k != "hourly_rate" else None
-                        for k in (
-                            "provider_id",
-                            "kind",
-                            "hourly_rate",
-                            "earliest_start",
-                            "reason",
-                            "reason_text",
-                            "adapter",
-                            "answered_at",
-                            "late",
-                        )
-                    }
+                    priced(
+                        {
+                            k: str(a[k]) if isinstance(a[k], Decimal) else a[k]
+                            for k in (
+                                "provider_id",
+                                "kind",
+                                "hourly_rate",
+                                "earliest_start",
+                                "reason",
+                                "reason_text",
+                                "adapter",
+                                "answered_at",
+                                "late",
+                            )
+                        },
+                        prices,
+                    )
                     for a in answers
                     if a["offer_round"] == r["offer_round"]
                 ],
@@ -500,15 +503,9 @@ def _package_view(
         # A step's record names the award's or an above-rate bid's rate: only for those who see prices
         # (found by an attack: operations read them here after the rest of the view hid them).
         "timeline": [
-            {"at": t["at"], "stage": t["stage"], "detail": _priced(json.loads(t["detail"]), prices)} for t in timeline
+            {"at": t["at"], "stage": t["stage"], "detail": priced(json.loads(t["detail"]), prices)} for t in timeline
         ],
     }
-
-
-def _priced(detail: dict[str, Any], prices: bool) -> dict[str, Any]:
-    """A timeline step's detail as the caller may read it: a bid's or the award's ``hourly_rate``
-    (pounds per hour) null without ``prices``; the band rate is the published rate card's."""
-    return detail if prices or "hourly_rate" not in detail else detail | {"hourly_rate": None}
 
 
 def _discharge_view(row: asyncpg.Record | None) -> dict[str, Any] | None:

@@ -296,9 +296,7 @@ def build_router(service: Service) -> APIRouter:
             status,
         )
         return [
-            _plain(r)
-            | {"spec": json.loads(r["spec"]), "package_id": str(r["package_id"])}
-            | ({} if prices else {"hourly_rate": None})
+            permissions.priced(_plain(r) | {"spec": json.loads(r["spec"]), "package_id": str(r["package_id"])}, prices)
             for r in rows
         ]
 

@@ -265,6 +265,13 @@ TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
 SEES_BID_PRICES: Final = BROKERAGE_TEAM | {COUNCIL_ADMIN}
 
 
+def priced(record: dict[str, Any], prices: bool) -> dict[str, Any]:
+    """``record`` as a caller reads it: its ``hourly_rate`` (a bid's or an award's, pounds per hour)
+    null unless ``prices`` (the caller's roles meet :data:`SEES_BID_PRICES`); the band rate is the
+    published rate card's and stays. A record without the key is returned as it is."""
+    return record if prices or "hourly_rate" not in record else record | {"hourly_rate": None}
+
+
 def rule_for(service: str, method: str, path: str) -> frozenset[str] | None:
     """The roles allowed to call ``method path`` (the route's template) of ``service``; PUBLIC or
     PROVIDER_CREDENTIAL for the routes that take no staff token; None when the table does not name it."""
