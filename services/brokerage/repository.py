@@ -883,12 +883,13 @@ async def settle_change(
         at,
         decline_reason,
     )
-    await conn.execute(
-        """UPDATE packages SET pending_change_id = NULL, change_window_closes_at = NULL
-            WHERE package_id = $1 AND pending_change_id = $2""",
-        change and change["package_id"],
-        change_id,
-    )
+    if change is not None:  # nothing was pending: no window to stop
+        await conn.execute(
+            """UPDATE packages SET pending_change_id = NULL, change_window_closes_at = NULL
+                WHERE package_id = $1 AND pending_change_id = $2""",
+            change["package_id"],
+            change_id,
+        )
     return change
 
 
