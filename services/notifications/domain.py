@@ -359,19 +359,8 @@ def messages_for(event: Envelope, *, provider_names: dict[str, str], providers_u
         ]
     if isinstance(event, PackageEnded | PackagePaused | PackageResumed):
         return _pause_or_ending(event, provider_names)
-    if isinstance(event, ChangeOffered | PackageChanged | ChangeDeclined | PackageHandedOver):
+    if isinstance(event, ChangeOffered | PackageChanged | ChangeDeclined | ChangeWithdrawn | PackageHandedOver):
         return _change(event, provider_names)
-    if isinstance(event, ChangeWithdrawn):
-        # The provider alone: the broker withdrew it by pausing, ending or re-brokering the package
-        # (told of that by its own message), the family was never told of the change offered.
-        context = {
-            "package_id": str(event.package_id),
-            "provider_name": provider_names.get(event.provider_id, event.provider_id),
-            "previous_hours_per_week": str(event.previous_hours_per_week),
-            "hours_per_week": str(event.hours_per_week),
-            "because": reason_words(event.because),
-        }
-        return [Message("change_withdrawn_provider", "provider", event.provider_id, context)]
     if isinstance(event, PackageReviewed):
         return _reviewed(event, provider_names)
     if isinstance(event, FundingRecorded):
@@ -482,13 +471,25 @@ def _visits(event: ChangeOffered | PackageChanged) -> str:
 
 
 def _change(
-    event: ChangeOffered | PackageChanged | ChangeDeclined | PackageHandedOver, provider_names: dict[str, str]
+    event: ChangeOffered | PackageChanged | ChangeDeclined | ChangeWithdrawn | PackageHandedOver,
+    provider_names: dict[str, str],
 ) -> list[Message]:
     """A change to a running package (decision record 0082), each party told once: offered - the
     provider holding it, to answer; accepted - that provider, the broker who requested the package and
     the person's family contact; declined or unanswered - the provider (carry on until told) and the
-    broker (re-brokered); handed over - the provider that carried on (stop when the new one starts;
-    PackagePlaced tells the new provider, the broker and the person)."""
+    broker (re-brokered); withdrawn - the provider alone (the broker withdrew it by pausing, ending or
+    re-brokering the package, told of that by its own message; the family was never told of the
+    change offered; decision 0158); handed over - the provider that carried on (stop when the new one
+    starts; PackagePlaced tells the new provider, the broker and the person)."""
+    if isinstance(event, ChangeWithdrawn):
+        withdrawn: dict[str, object] = {
+            "package_id": str(event.package_id),
+            "provider_name": provider_names.get(event.provider_id, event.provider_id),
+            "previous_hours_per_week": str(event.previous_hours_per_week),
+            "hours_per_week": str(event.hours_per_week),
+            "because": reason_words(event.because),
+        }
+        return [Message("change_withdrawn_provider", "provider", event.provider_id, withdrawn)]
     if isinstance(event, PackageHandedOver):
         context: dict[str, object] = {
             "package_id": str(event.package_id),
