@@ -7,8 +7,10 @@ exactly once."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 
 import httpx
@@ -43,6 +45,28 @@ async def room_for(stack, provider_id: str, hours: int = 40) -> dict[str, str]:
     return me
 
 
+@contextlib.asynccontextmanager
+async def adapter_while(
+    stack, database_url: str, provider_id: str, adapter: Callable[[dict], dict]
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The provider's adapter replaced by ``adapter(current rules)`` (as the council's administrator)
+    for the block and put back after it (the seeded market is shared by the module's tests); yields a
+    client of the providers service."""
+    [row] = await query(
+        database_url, "SELECT adapter::text AS a FROM providers.providers WHERE provider_id = $1", provider_id
+    )
+    current = json.loads(row["a"])
+    admin = staff("demo-admin")
+    async with httpx.AsyncClient(base_url=stack.url("providers"), timeout=10) as providers:
+        changed = await providers.put(f"/providers/{provider_id}/adapter", auth=admin, json=adapter(current))
+        assert changed.status_code == 200, changed.text
+        try:
+            yield providers
+        finally:
+            restored = await providers.put(f"/providers/{provider_id}/adapter", auth=admin, json=current)
+            assert restored.status_code == 200, restored.text
+
+
 def hours_of(visits: dict) -> Decimal:
     minutes = visits["calls_per_day"] * visits["minutes_per_call"] * visits["carers_per_call"] * visits["days_per_week"]
     return (Decimal(minutes) / 60).quantize(Decimal("0.01"))
@@ -73,26 +97,19 @@ async def test_an_increase_accepted_by_an_automatic_adapter_changes_the_package_
     before = await committed(database_url, provider_id)
     body = change_body(view, 15)
     # The seeded adapters take packages up to 20-42 hours a week: the council lets this one take more.
-    [adapter] = await query(
-        database_url, "SELECT adapter::text AS a FROM providers.providers WHERE provider_id = $1", provider_id
-    )
-    rules = json.loads(adapter["a"])
-    async with httpx.AsyncClient(base_url=ready.url("providers"), auth=staff("demo-admin"), timeout=10) as admin:
-        larger = await admin.put(f"/providers/{provider_id}/adapter", json=rules | {"max_package_hours": "80"})
-        assert larger.status_code == 200, larger.text
-        try:
-            async with httpx.AsyncClient(base_url=ready.url("brokerage"), auth=staff(), timeout=10) as api:
-                asked = await api.post(f"/packages/{package_id}/changes", json=body)
-                assert asked.status_code == 202, asked.text
-                assert asked.json()["change_status"] == "pending"
+    async with (
+        adapter_while(ready, database_url, provider_id, lambda rules: rules | {"max_package_hours": "80"}),
+        httpx.AsyncClient(base_url=ready.url("brokerage"), auth=staff(), timeout=10) as api,
+    ):
+        asked = await api.post(f"/packages/{package_id}/changes", json=body)
+        assert asked.status_code == 202, asked.text
+        assert asked.json()["change_status"] == "pending"
 
-                async def changed():
-                    current = (await api.get(f"/packages/{package_id}")).json()
-                    return current if current["changes"] and current["changes"][-1]["status"] != "pending" else None
+        async def changed():
+            current = (await api.get(f"/packages/{package_id}")).json()
+            return current if current["changes"] and current["changes"][-1]["status"] != "pending" else None
 
-                after = await wait_for(changed)
-        finally:
-            assert (await admin.put(f"/providers/{provider_id}/adapter", json=rules)).status_code == 200
+        after = await wait_for(changed)
     assert after and after["changes"][-1]["status"] == "accepted", after and after["changes"]
     assert after["status"] == "started" and after["provider_id"] == provider_id
     assert Decimal(after["package"]["hours_per_week"]) == Decimal(body["hours_per_week"])
@@ -135,45 +152,30 @@ async def test_a_reduction_declined_is_rebrokered_while_the_provider_carries_on_
     package_id, provider_id = view["package_id"], view["provider_id"]
     before = await committed(database_url, provider_id)
     old_hours = Decimal(view["package"]["hours_per_week"])
-    [adapter] = await query(
-        database_url, "SELECT adapter::text AS a FROM providers.providers WHERE provider_id = $1", provider_id
-    )
     me = await room_for(ready, provider_id)
-    async with httpx.AsyncClient(base_url=ready.url("providers"), timeout=10) as providers:
-        portal = await providers.put(
-            f"/providers/{provider_id}/adapter", auth=staff("demo-admin"), json={"kind": "portal"}
-        )
-        assert portal.status_code == 200, portal.text
-        try:
-            body = change_body(view, -15, discussed_with_person=True)
-            async with httpx.AsyncClient(base_url=ready.url("brokerage"), auth=staff(), timeout=10) as api:
-                asked = await api.post(f"/packages/{package_id}/changes", json=body)
-                assert asked.status_code == 202, asked.text
-                change_id = asked.json()["change_id"]
+    async with adapter_while(ready, database_url, provider_id, lambda rules: {"kind": "portal"}) as providers:
+        body = change_body(view, -15, discussed_with_person=True)
+        async with httpx.AsyncClient(base_url=ready.url("brokerage"), auth=staff(), timeout=10) as api:
+            asked = await api.post(f"/packages/{package_id}/changes", json=body)
+            assert asked.status_code == 202, asked.text
+            change_id = asked.json()["change_id"]
 
-                async def offered():
-                    mine = (await providers.get("/me/package-changes", headers=me)).json()
-                    return [c for c in mine if c["change_id"] == change_id]
+            async def offered():
+                mine = (await providers.get("/me/package-changes", headers=me)).json()
+                return [c for c in mine if c["change_id"] == change_id]
 
-                [offer] = await wait_for(offered)
-                assert Decimal(offer["hours_per_week"]) == Decimal(body["hours_per_week"])
-                declined = await providers.post(
-                    offer["answer_with"]["decline"], headers=me, json={"reason": "call_times"}
-                )
-                assert declined.status_code == 200, declined.text
-                again = await providers.post(offer["answer_with"]["accept"], headers=me)
-                assert again.status_code == 409, again.text
+            [offer] = await wait_for(offered)
+            assert Decimal(offer["hours_per_week"]) == Decimal(body["hours_per_week"])
+            declined = await providers.post(offer["answer_with"]["decline"], headers=me, json={"reason": "call_times"})
+            assert declined.status_code == 200, declined.text
+            again = await providers.post(offer["answer_with"]["accept"], headers=me)
+            assert again.status_code == 409, again.text
 
-                async def rebrokered():
-                    current = (await api.get(f"/packages/{package_id}")).json()
-                    return current if current["status"] in ("placed", "unplaced", "awaiting_approval") else None
+            async def rebrokered():
+                current = (await api.get(f"/packages/{package_id}")).json()
+                return current if current["status"] in ("placed", "unplaced", "awaiting_approval") else None
 
-                after = await wait_for(rebrokered, timeout=90)
-        finally:
-            restored = await providers.put(
-                f"/providers/{provider_id}/adapter", auth=staff("demo-admin"), json=json.loads(adapter["a"])
-            )
-            assert restored.status_code == 200, restored.text
+            after = await wait_for(rebrokered, timeout=90)
     assert after and after["status"] == "placed", after and after["status"]
     assert after["provider_id"] != provider_id and after["carried_on_by"] is None
     assert after["changes"][-1]["status"] == "declined" and after["changes"][-1]["decline_reason"] == "call_times"
@@ -264,44 +266,33 @@ async def test_a_change_withdrawn_by_a_pause_is_closed_for_the_provider_and_told
     it in the providers service and tells the provider, once; the hours stay."""
     view = await running_package(ready, 23)
     package_id, provider_id = view["package_id"], view["provider_id"]
-    [adapter] = await query(
-        database_url, "SELECT adapter::text AS a FROM providers.providers WHERE provider_id = $1", provider_id
-    )
     me = await room_for(ready, provider_id)
     before = await committed(database_url, provider_id)
-    async with httpx.AsyncClient(base_url=ready.url("providers"), timeout=10) as providers:
-        portal = await providers.put(
-            f"/providers/{provider_id}/adapter", auth=staff("demo-admin"), json={"kind": "portal"}
+    async with (
+        adapter_while(ready, database_url, provider_id, lambda rules: {"kind": "portal"}) as providers,
+        httpx.AsyncClient(base_url=ready.url("brokerage"), auth=staff(), timeout=10) as api,
+    ):
+        asked = await api.post(f"/packages/{package_id}/changes", json=change_body(view, 15))
+        assert asked.status_code == 202, asked.text
+        change_id = asked.json()["change_id"]
+
+        async def listed():
+            mine = (await providers.get("/me/package-changes", headers=me)).json()
+            return [c for c in mine if c["change_id"] == change_id and c["status"] == "offered"]
+
+        [offer] = await wait_for(listed)
+        paused = await api.post(
+            f"/packages/{package_id}/pause",
+            json={"reason": "admitted_to_hospital", "paused_on": clock.uk_today().isoformat()},
         )
-        assert portal.status_code == 200, portal.text
-        try:
-            async with httpx.AsyncClient(base_url=ready.url("brokerage"), auth=staff(), timeout=10) as api:
-                asked = await api.post(f"/packages/{package_id}/changes", json=change_body(view, 15))
-                assert asked.status_code == 202, asked.text
-                change_id = asked.json()["change_id"]
+        assert paused.status_code == 200, paused.text
 
-                async def listed():
-                    mine = (await providers.get("/me/package-changes", headers=me)).json()
-                    return [c for c in mine if c["change_id"] == change_id and c["status"] == "offered"]
+        async def closed():
+            return not await listed()
 
-                [offer] = await wait_for(listed)
-                paused = await api.post(
-                    f"/packages/{package_id}/pause",
-                    json={"reason": "admitted_to_hospital", "paused_on": clock.uk_today().isoformat()},
-                )
-                assert paused.status_code == 200, paused.text
-
-                async def closed():
-                    return not await listed()
-
-                assert await wait_for(closed), "the withdrawn change is no longer open to the provider"
-                late = await providers.post(offer["answer_with"]["accept"], headers=me)
-                assert late.status_code == 409, late.text
-        finally:
-            restored = await providers.put(
-                f"/providers/{provider_id}/adapter", auth=staff("demo-admin"), json=json.loads(adapter["a"])
-            )
-            assert restored.status_code == 200, restored.text
+        assert await wait_for(closed), "the withdrawn change is no longer open to the provider"
+        late = await providers.post(offer["answer_with"]["accept"], headers=me)
+        assert late.status_code == 409, late.text
     assert await told(database_url, package_id, "ChangeWithdrawn", want=1) == Counter(
         {("provider", provider_id, "change_withdrawn_provider"): 1}
     )

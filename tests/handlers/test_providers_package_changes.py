@@ -84,6 +84,15 @@ async def holding(in_memory):
     return service, broker, topic, event, pid
 
 
+async def webhook_adapter(service, pid) -> None:
+    """Make the provider a webhook one, POSTed at https://example.org/hook (:func:`automatic_again` after)."""
+    await service.pool.execute(
+        """UPDATE providers SET adapter = adapter || '{"kind": "webhook", "webhook_url": "https://example.org/hook"}'
+            WHERE provider_id = $1""",
+        pid,
+    )
+
+
 async def automatic_again(service, pid) -> None:
     """Make the provider an automatic one again (the seeded market is shared by the session's tests)."""
     await service.pool.execute(
@@ -268,11 +277,7 @@ async def test_property_committed_hours_are_the_live_placements_current_hours_af
 async def test_a_webhook_adapter_is_sent_the_change_to_answer_through_the_provider_api(in_memory):
     service, broker, topic, event, pid = await placed_package(in_memory)
     try:
-        await service.pool.execute(
-            """UPDATE providers SET adapter = adapter || '{"kind": "webhook", "webhook_url": "https://example.org/hook"}'
-                WHERE provider_id = $1""",
-            pid,
-        )
+        await webhook_adapter(service, pid)
         offered = change_offered(event, pid, "10.5")
         for _ in range(2):
             await broker.publish(offered.model_dump_json().encode(), topic=topic)
@@ -293,11 +298,7 @@ async def test_a_withdrawn_change_is_no_longer_open_nor_answerable_nor_posted(in
     have been retried until the window closed. ChangeWithdrawn closes the offer, once."""
     service, broker, topic, event, pid = await placed_package(in_memory)
     try:
-        await service.pool.execute(
-            """UPDATE providers SET adapter = adapter || '{"kind": "webhook", "webhook_url": "https://example.org/hook"}'
-                WHERE provider_id = $1""",
-            pid,
-        )
+        await webhook_adapter(service, pid)
         offered = change_offered(event, pid, "10.5")
         await broker.publish(offered.model_dump_json().encode(), topic=topic)
         withdrawn = ChangeWithdrawn(
