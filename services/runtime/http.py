@@ -158,6 +158,11 @@ class _Inexact(str):
         inexact.problem = problem
         return inexact
 
+    @classmethod
+    def cut(cls, text: str, problem: str) -> _Inexact:
+        """A number too long to repeat whole in an answer: its first 20 characters stand for it."""
+        return cls(f"{text[:20]}...", problem)
+
 
 def _written_number(text: str) -> float | _Inexact:
     """``text`` (a JSON number with a fraction or an exponent) as the float the services' parser
@@ -168,7 +173,7 @@ def _written_number(text: str) -> float | _Inexact:
     try:
         written = Decimal(text)
     except ArithmeticError:  # an exponent beyond Decimal's (10**18): was a 500 (found by an attack)
-        return _Inexact(f"{text[:20]}...", "has an exponent beyond any field's range: send a number in it")
+        return _Inexact.cut(text, "has an exponent beyond any field's range: send a number in it")
     if Decimal(repr(number)) != written:
         return _Inexact(
             text,
@@ -183,7 +188,7 @@ def _written_whole(text: str) -> int | _Inexact:
     more digits than Python reads (``sys.get_int_max_str_digits()``, 4,300): the parser would refuse
     the whole body, a 400 naming no field, where the number alone is wrong."""
     if len(text) - text.startswith("-") > sys.get_int_max_str_digits() > 0:
-        return _Inexact(f"{text[:20]}...", f"has {len(text):,} digits, more than any field takes")
+        return _Inexact.cut(text, f"has {len(text):,} digits, more than any field takes")
     return int(text)
 
 
