@@ -370,8 +370,12 @@ async def _close_all(
 
 
 async def record_hand_back(uow: UnitOfWork, event: PackageHandedBack) -> None:
-    """The provider gave the package back: its hours are free again, and the hand-back counts
-    against its quality rating for the next 12 months."""
+    """The provider gave the package back: the package is no longer its (it is brokered again), and
+    the hand-back counts against its quality rating for the next 12 months. It keeps visiting until
+    the notice's last day (``notice_ends_on``, a UK date, paid to it: decision 0158), so its hours
+    stay committed until then and are released the day after by the endings timer
+    (:func:`release_due_endings`; decision 0159) - at once when the notice has already run out."""
+    today = clock.uk_date(now())
     await _end_placement(
         uow,
         event.package_id,
@@ -379,6 +383,7 @@ async def record_hand_back(uow: UnitOfWork, event: PackageHandedBack) -> None:
         causation=event.event_id,
         why="handed_back",
         provider_id=event.provider_id,
+        hold_until=event.notice_ends_on if event.notice_ends_on >= today else None,
     )
 
 
@@ -400,6 +405,8 @@ async def record_ending(uow: UnitOfWork, event: PackageEnded) -> None:
     the effective date, a UK date - now if it has come, else the placement keeps them until
     :func:`release_due_endings` finds the date come. A redelivery changes nothing."""
     await repo.lock_package_providers(uow.conn, event.package_id, also=[event.provider_id])
+    # A provider still working its notice after a hand-back stops visiting when the package ends too.
+    await repo.shorten_held_hours(uow.conn, event.package_id, event.effective_date - dt.timedelta(days=1))
     if event.effective_date <= clock.uk_date(now()):
         await _end_placement(
             uow, event.package_id, event.ended_at, causation=event.event_id, why="ended", provider_id=event.provider_id
@@ -411,14 +418,24 @@ async def record_ending(uow: UnitOfWork, event: PackageEnded) -> None:
 
 
 async def release_due_endings(uow: UnitOfWork) -> uuid.UUID | None:
-    """The endings timer: release one placement whose ending's date has come (one per transaction).
+    """The endings timer: release one placement whose ending's date has come, or the hours held
+    through a hand-back's notice that has ended (one per transaction).
     The providers are locked first, in the service's lock order; two instances racing for the same
     placement end it once (the second finds it ended under the same locks)."""
-    due = await repo.due_ending(uow.conn, clock.uk_date(now()))
-    if due is None:
+    today = clock.uk_date(now())
+    due = await repo.due_ending(uow.conn, today)
+    if due is not None:
+        package_id, provider_id = due
+        await _end_placement(uow, package_id, now(), causation=None, why="ended", provider_id=provider_id)
+        return package_id
+    held = await repo.due_held_hours(uow.conn, today)
+    if held is None:
         return None
-    package_id, provider_id = due
-    await _end_placement(uow, package_id, now(), causation=None, why="ended", provider_id=provider_id)
+    package_id, provider_id = held
+    await repo.lock_package_providers(uow.conn, package_id, also=[provider_id])
+    hours = await repo.release_held_hours(uow.conn, package_id, provider_id, today=today, at=now())
+    if hours is not None:  # another instance may have released them under the same locks
+        await uow.emit(provider_updated(await repo.commit_hours(uow.conn, provider_id, -hours)))
     return package_id
 
 
@@ -648,15 +665,21 @@ async def _end_placement(
     causation: uuid.UUID | None,
     why: str,
     provider_id: str | None = None,
+    hold_until: dt.date | None = None,
 ) -> None:
     """End the package's live placement - if it was placed before ``at`` (and, given, is
     ``provider_id``'s): an ending replayed after a later award leaves the new placement alone.
-    Its hours are given back; a hand-back also counts against the provider's rating."""
+    Its hours are given back - or, with ``hold_until`` (a notice's last day, UK), held until then;
+    a hand-back also counts against the provider's rating."""
     await repo.lock_package_providers(uow.conn, package_id)
-    placement = await repo.end_placement(uow.conn, package_id, at, why=why, provider_id=provider_id)
+    placement = await repo.end_placement(
+        uow.conn, package_id, at, why=why, provider_id=provider_id, hold_until=hold_until
+    )
     if placement is None:
         return  # none live, or already ended (a redelivery), or a later award's
-    row = await repo.commit_hours(uow.conn, placement["provider_id"], -placement["hours_per_week"])
+    row = None
+    if hold_until is None:
+        row = await repo.commit_hours(uow.conn, placement["provider_id"], -placement["hours_per_week"])
     recorded = False
     if why == "handed_back":
         # The hand-back and late-start record of the quality register (decision 0103), dated: the
@@ -665,7 +688,8 @@ async def _end_placement(
             uow.conn, placement["provider_id"], package_id, "hand_back", clock.uk_date(at)
         )
         row = await repo.date_hand_backs(uow.conn, placement["provider_id"], clock.uk_date(now()))
-    await uow.emit(provider_updated(row, causation=causation))
+    if row is not None:  # the profile changed: its hours, or its hand-backs
+        await uow.emit(provider_updated(row, causation=causation))
     if recorded:
         await _recorded(
             uow, placement["provider_id"], QualityChange.hand_back, by="system", at=at, causation=causation,

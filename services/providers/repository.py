@@ -301,12 +301,21 @@ async def live_placement(conn: Connection, package_id: uuid.UUID) -> asyncpg.Rec
 
 
 async def end_placement(
-    conn: Connection, package_id: uuid.UUID, at: dt.datetime, *, why: str, provider_id: str | None = None
+    conn: Connection,
+    package_id: uuid.UUID,
+    at: dt.datetime,
+    *,
+    why: str,
+    provider_id: str | None = None,
+    hold_until: dt.date | None = None,
 ) -> asyncpg.Record | None:
     """End the package's live placement if it was placed before ``at`` (and is ``provider_id``'s,
-    when given); None when there was no such placement (none live, a redelivery, a later award's)."""
+    when given); None when there was no such placement (none live, a redelivery, a later award's).
+    With ``hold_until`` (a UK date: a hand-back's notice's last day) its hours stay committed
+    until then (:func:`due_held_hours`)."""
     return await conn.fetchrow(
-        """UPDATE placements SET ended_at = $2, end_reason = $3
+        """UPDATE placements SET ended_at = $2, end_reason = $3, hours_held_until = $5,
+                  hours_released_at = CASE WHEN $5::date IS NULL THEN $2 END
             WHERE package_id = $1 AND ended_at IS NULL AND placed_at <= $2
               AND ($4::text IS NULL OR provider_id = $4)
            RETURNING provider_id, hours_per_week""",
@@ -314,7 +323,48 @@ async def end_placement(
         at,
         why,
         provider_id,
+        hold_until,
     )
+
+
+async def due_held_hours(conn: Connection | asyncpg.Pool, today: dt.date) -> tuple[uuid.UUID, str] | None:
+    """An ended placement whose hours were held through a notice that ended before ``today`` (UK):
+    (package id, provider id). Not locked here - the caller takes the providers' locks first."""
+    row = await conn.fetchrow(
+        """SELECT package_id, provider_id FROM placements
+            WHERE hours_held_until < $1 AND hours_released_at IS NULL
+            ORDER BY hours_held_until LIMIT 1""",
+        today,
+    )
+    return None if row is None else (row["package_id"], row["provider_id"])
+
+
+async def release_held_hours(
+    conn: Connection, package_id: uuid.UUID, provider_id: str, *, today: dt.date, at: dt.datetime
+) -> Decimal | None:
+    """Mark the held hours of the package's ended placement with ``provider_id`` released, if its
+    notice ended before ``today``: the hours to give back, or None (released already, not due)."""
+    return await conn.fetchval(
+        """UPDATE placements SET hours_released_at = $4
+            WHERE package_id = $1 AND provider_id = $2 AND hours_held_until < $3 AND hours_released_at IS NULL
+           RETURNING hours_per_week""",
+        package_id,
+        provider_id,
+        today,
+        at,
+    )
+
+
+async def shorten_held_hours(conn: Connection, package_id: uuid.UUID, last_day: dt.date) -> int:
+    """The package ended: hours held through a notice are held no later than its last day of care
+    (the ending's effective date's eve). The number of placements shortened."""
+    result = await conn.execute(
+        """UPDATE placements SET hours_held_until = $2
+            WHERE package_id = $1 AND hours_held_until > $2 AND hours_released_at IS NULL""",
+        package_id,
+        last_day,
+    )
+    return int(result.split()[-1])
 
 
 async def record_pause(

@@ -25,7 +25,7 @@ from schemas.events import (
 from services.providers import domain, handlers
 from services.providers import repository as repo
 from services.providers.app import build
-from services.runtime import topics
+from services.runtime import clock, topics
 from services.runtime.consumer import raw_body
 from services.runtime.outbox import unit_of_work
 from services.runtime.reference import load_provider_seed
@@ -343,7 +343,7 @@ async def placed_package(in_memory):
     return service, broker, topic, event, pid
 
 
-async def test_a_hand_back_frees_the_hours_and_counts_against_the_provider(in_memory):
+async def test_a_hand_back_counts_against_the_provider_at_once_and_keeps_its_hours_through_the_notice(in_memory):
     service, broker, topic, event, pid = await placed_package(in_memory)
     before = await service.pool.fetchrow(
         "SELECT committed_hours, profile->>'hand_backs_12m' AS hb FROM providers WHERE provider_id = $1", pid
@@ -363,7 +363,10 @@ async def test_a_hand_back_frees_the_hours_and_counts_against_the_provider(in_me
     after = await service.pool.fetchrow(
         "SELECT committed_hours, profile->>'hand_backs_12m' AS hb FROM providers WHERE provider_id = $1", pid
     )
-    assert after["committed_hours"] == before["committed_hours"] - 7 and int(after["hb"]) == int(before["hb"]) + 1
+    assert int(after["hb"]) == int(before["hb"]) + 1
+    # Its hours stay committed until the notice's last day has passed (decision 0159: the endings'
+    # timer gives them back; tests/handlers/test_providers_pauses_and_endings.py).
+    assert after["committed_hours"] == before["committed_hours"]
     update = await service.pool.fetchval(
         "SELECT payload->'profile'->>'hand_backs_12m' FROM outbox WHERE type = 'ProviderUpdated' AND aggregateid = "
         "$1 ORDER BY seq DESC LIMIT 1",
@@ -552,7 +555,8 @@ async def test_after_a_hand_back_the_new_winner_holds_the_package_and_its_hours(
         (1, first, False, "handed_back"),
         (2, second, True, None),
     ]
-    assert await committed(service, first, second) == [before[0], before[1] + 7]
+    # The first still works its notice (a week): its hours are held until it ends (decision 0159).
+    assert await committed(service, first, second) == [before[0] + 7, before[1] + 7]
     # Replays from dead letters change nothing: the first award (older than the live one) and
     # the hand-back (it ends only the placement it was about, placed before it).
     for replay in (award(event, first, 1, t0), handed):
@@ -563,7 +567,24 @@ async def test_after_a_hand_back_the_new_winner_holds_the_package_and_its_hours(
         (1, first, False, "handed_back"),
         (2, second, True, None),
     ]
-    assert await committed(service, first, second) == [before[0], before[1] + 7]
+    assert await committed(service, first, second) == [before[0] + 7, before[1] + 7]
+    held = (  # the hours of its placements not given back: live ones, and those it works a notice on
+        "SELECT coalesce(sum(hours_per_week), 0) FROM placements WHERE provider_id = $1 AND hours_released_at IS NULL"
+    )
+    [committed_before], held_before = await committed(service, first), await service.pool.fetchval(held, first)
+    with clock.frozen(dt.datetime.now(dt.UTC) + dt.timedelta(days=9)):
+        while True:  # every notice due by then ends (other tests' packages of this provider too)
+            async with unit_of_work(service.pool) as uow:
+                if await handlers.release_due_endings(uow) is None:
+                    break
+    [committed_after], held_after = await committed(service, first), await service.pool.fetchval(held, first)
+    assert committed_before - committed_after == held_before - held_after >= 7, "given back what was held, once"
+    assert await placements_of(service, event.package_id) == [
+        (1, first, False, "handed_back"),
+        (2, second, True, None),
+    ]
+    released = "SELECT hours_released_at IS NOT NULL FROM placements WHERE package_id = $1 AND offer_round = 1"
+    assert await service.pool.fetchval(released, event.package_id), "the notice over: its hours given back"
 
 
 async def test_a_newer_award_ends_a_placement_whose_end_never_arrived(in_memory):

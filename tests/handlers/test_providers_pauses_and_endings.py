@@ -13,7 +13,15 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.events import PackageCancelled, PackageEnded, PackagePaused, PackagePlaced, PackageResumed, parse_event
+from schemas.events import (
+    PackageCancelled,
+    PackageEnded,
+    PackageHandedBack,
+    PackagePaused,
+    PackagePlaced,
+    PackageResumed,
+    parse_event,
+)
 from services.providers import handlers
 from services.providers.app import build
 from services.runtime import clock, topics
@@ -32,6 +40,21 @@ def ended(package_id: uuid.UUID, provider_id: str, effective: dt.date, at: dt.da
         ended_by="broker.amy",
         requested_by="broker.amy",
         ended_at=at or dt.datetime.now(dt.UTC),
+    )
+
+
+def handed_back(
+    package_id: uuid.UUID, provider_id: str, notice_ends_on: dt.date, at: dt.datetime | None = None
+) -> PackageHandedBack:
+    return PackageHandedBack(
+        correlation_id=package_id,
+        package_id=package_id,
+        provider_id=provider_id,
+        notice_ends_on=notice_ends_on,
+        reason="staff_shortage",
+        hours_per_week=Decimal("7"),
+        recorded_by="broker.amy",
+        recorded_at=at or dt.datetime.now(dt.UTC),
     )
 
 
@@ -125,7 +148,9 @@ async def test_an_ending_dated_ahead_keeps_the_hours_until_its_uk_date_then_the_
     assert await committed(service, pid) == [before - 7]
 
 
-step = st.tuples(st.sampled_from(["place", "pause", "resume", "end", "end_ahead", "cancel", "due"]), st.integers(0, 2))
+step = st.tuples(
+    st.sampled_from(["place", "pause", "resume", "end", "end_ahead", "cancel", "hand_back", "due"]), st.integers(0, 2)
+)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -162,6 +187,8 @@ async def test_property_committed_hours_are_the_live_placements_hours_after_any_
                 hours_per_week=Decimal("7"),
                 cancelled_at=dt.datetime.now(dt.UTC),
             )
+        elif kind == "hand_back":  # two days' notice: the hours held until it ends (decision 0159)
+            event = handed_back(o.package_id, pid, clock.uk_today() + dt.timedelta(days=2))
         elif kind == "due":
             with clock.frozen(dt.datetime.now(dt.UTC) + dt.timedelta(days=4)):
                 while True:
@@ -171,13 +198,82 @@ async def test_property_committed_hours_are_the_live_placements_hours_after_any_
             event = None
         else:
             event = None
-        if isinstance(event, PackagePlaced | PackagePaused | PackageResumed | PackageEnded | PackageCancelled):
+        if isinstance(
+            event, PackagePlaced | PackagePaused | PackageResumed | PackageEnded | PackageCancelled | PackageHandedBack
+        ):
             await broker.publish(event.model_dump_json().encode(), topic=topic)
         [now_committed] = await committed(service, pid)
         assert now_committed == base + await live_hours(service, pid), (kind, n)
 
 
 async def live_hours(service, pid) -> Decimal:
+    """The hours of the provider's live placements, and of those it still works a notice on."""
     return await service.pool.fetchval(
-        "SELECT coalesce(sum(hours_per_week), 0) FROM placements WHERE provider_id = $1 AND ended_at IS NULL", pid
+        "SELECT coalesce(sum(hours_per_week), 0) FROM placements WHERE provider_id = $1 AND (ended_at IS NULL "
+        "OR (hours_held_until IS NOT NULL AND hours_released_at IS NULL))",
+        pid,
     )
+
+
+async def test_a_provider_working_its_notice_keeps_the_hours_until_the_day_after_then_the_timer_releases_them(
+    in_memory,
+):
+    """Decision 0159: the package leaves the provider at the hand-back, its hours on the day after the
+    notice's last day (UK), once, whatever the redeliveries and timer runs."""
+    service, broker, topic, event, pid = await placed_package(in_memory)
+    [before] = await committed(service, pid)
+    last_day = clock.uk_today() + dt.timedelta(days=5)
+    message = handed_back(event.package_id, pid, last_day).model_dump_json().encode()
+    for _ in range(2):
+        await broker.publish(message, topic=topic)
+    row = await placement(service, event.package_id)
+    assert row["ended_at"] is not None and row["end_reason"] == "handed_back", "the package is not its any more"
+    assert row["hours_held_until"] == last_day and row["hours_released_at"] is None
+    assert await committed(service, pid) == [before], "hours held while it works its notice"
+    on_the_last_day = dt.datetime.combine(last_day, dt.time(23, 55), tzinfo=clock.UK).astimezone(dt.UTC)
+    with clock.frozen(on_the_last_day):
+        async with unit_of_work(service.pool) as uow:
+            assert await handlers.release_due_endings(uow) != event.package_id, "still its last day"
+    assert await committed(service, pid) == [before]
+    # 00:05 on the day after, UK time (the UTC date can still be the last day's in summer).
+    day_after = dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time(0, 5), tzinfo=clock.UK).astimezone(dt.UTC)
+    with clock.frozen(day_after):
+        released = []
+        for _ in range(3):
+            async with unit_of_work(service.pool) as uow:
+                released.append(await handlers.release_due_endings(uow))
+    assert released.count(event.package_id) == 1, released
+    assert await committed(service, pid) == [before - 7]
+    announced = await service.pool.fetchval(
+        "SELECT payload->'profile'->>'committed_hours' FROM outbox WHERE type = 'ProviderUpdated' AND aggregateid = $1 "
+        "ORDER BY seq DESC LIMIT 1",
+        pid,
+    )
+    assert Decimal(announced) == before - 7, "the brokerage hears of the hours given back"
+
+
+async def test_a_hand_back_whose_notice_has_run_out_releases_the_hours_at_once(in_memory):
+    service, broker, topic, event, pid = await placed_package(in_memory)
+    [before] = await committed(service, pid)
+    message = handed_back(event.package_id, pid, clock.uk_today() - dt.timedelta(days=1)).model_dump_json().encode()
+    await broker.publish(message, topic=topic)
+    row = await placement(service, event.package_id)
+    assert row["hours_held_until"] is None and row["hours_released_at"] is not None
+    assert await committed(service, pid) == [before - 7]
+
+
+async def test_a_package_ending_during_the_notice_releases_the_held_hours_on_its_effective_date(in_memory):
+    service, broker, topic, event, pid = await placed_package(in_memory)
+    [before] = await committed(service, pid)
+    today = clock.uk_today()
+    await broker.publish(
+        handed_back(event.package_id, pid, today + dt.timedelta(days=20)).model_dump_json().encode(), topic=topic
+    )
+    effective = today + dt.timedelta(days=3)
+    await broker.publish(ended(event.package_id, pid, effective).model_dump_json().encode(), topic=topic)
+    assert (await placement(service, event.package_id))["hours_held_until"] == effective - dt.timedelta(days=1)
+    on_the_day = dt.datetime.combine(effective, dt.time(0, 5), tzinfo=clock.UK).astimezone(dt.UTC)
+    with clock.frozen(on_the_day):
+        async with unit_of_work(service.pool) as uow:
+            assert await handlers.release_due_endings(uow) == event.package_id
+    assert await committed(service, pid) == [before - 7], "released when the package ended, not at the notice's end"
