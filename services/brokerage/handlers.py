@@ -779,8 +779,10 @@ async def cancel(
     cancelled_by: str,
     reason_text: str | None = None,
 ) -> None:
-    """Cancel before care starts; a provider it was placed with gets its hours back. ``reason`` goes
-    on PackageCancelled; ``reason_text`` (the broker's words) stays in the brokerage's tables.
+    """Cancel before care starts; a provider it was placed with gets its hours back, and one still
+    visiting meanwhile (carrying on after a declined change, or working a hand-back's notice) stops,
+    paid to today. ``reason`` goes on PackageCancelled; ``reason_text`` (the broker's words) stays in
+    the brokerage's tables.
 
     Raises ActionRefused (HTTP 409) for a package cancelled or started, LookupError for none."""
     package = await _locked(uow, package_id)
@@ -792,13 +794,21 @@ async def cancel(
     if package["status"] == "offered":
         await repo.close_round(uow.conn, package_id, package["current_round"], "cancelled")
     await repo.mark_cancelled(uow.conn, package_id, reason=reason, reason_text=reason_text, at=at)
+    today = clock.uk_date(at)
+    told: str | None = None  # the provider told to stop (PackageCancelled.provider_id)
     if package["status"] == "placed":
         await _cancel_agreements(uow, package, package["provider_id"])
+        told = package["provider_id"]
     elif package["carried_on_by"] is not None:
         # The provider carrying on after a declined change (decision 0082) is paid to the day it is told.
-        await _end_agreements(
-            uow, package, package["carried_on_by"], clock.uk_date(at), reason=AgreementReason.cancelled
-        )
+        await _end_agreements(uow, package, package["carried_on_by"], today, reason=AgreementReason.cancelled)
+        told = package["carried_on_by"]
+    # A provider still working a hand-back's notice (decisions 0158, 0159) stops too, paid to today:
+    # the person died, or the care is no longer needed, while the package was being brokered again.
+    visiting = {r["provider_id"] for r in await _running_agreements(uow, package_id, None, after=today)}
+    for provider_id in sorted(visiting):
+        await _end_agreements(uow, package, provider_id, today, reason=AgreementReason.cancelled)
+        told = told or provider_id
     repo.add_timeline(
         uow, package_id, "cancelled", at, reason=reason.value, reason_text=reason_text, cancelled_by=cancelled_by
     )
@@ -810,8 +820,9 @@ async def cancel(
             cancelled_by=cancelled_by,
             requested_by=package["requested_by"],
             # Placed: its provider; re-brokered after a declined change: the provider carrying on
-            # (decision 0082) - either must not send carers, and its hours are released.
-            provider_id=package["provider_id"] if package["status"] == "placed" else package["carried_on_by"],
+            # (decision 0082); handed back: the provider working its notice - each must not send
+            # carers any more, and its hours are released.
+            provider_id=told,
             hours_per_week=package["carried_hours"] or package["hours_per_week"],
             cancelled_at=at,
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import uuid
 
 import httpx
@@ -495,3 +496,33 @@ async def test_a_second_hand_back_before_the_next_provider_starts_restarts_the_p
     )
     # The first provider paid to its notice's last day; the second, which never started, not at all.
     assert [(r["provider_id"], r["end_date"]) for r in rows] == [(ids["prime_best"], first_notice)]
+
+
+async def test_a_package_cancelled_while_its_provider_works_a_notice_stops_that_provider_paid_to_today(brokerage):
+    """Decision 0159: the person died while the package, handed back with notice, was being brokered
+    again. Cancelling it ends the leaving provider's agreement today (it had run to the notice's end)
+    and names that provider on PackageCancelled, so it is told to stand its carers down and its
+    hours are released."""
+    service, broker, rules, ids = brokerage
+    today = clock.uk_today()
+    package_id = await started(service, broker, rules, ids, started_on=today - dt.timedelta(days=4))
+    client = api(service)
+    notice_ends_on = today + dt.timedelta(days=10)
+    handed = await client.post(
+        f"/packages/{package_id}/hand-back", json={"notice_ends_on": str(notice_ends_on), "reason": "staff_shortage"}
+    )
+    assert handed.status_code == 200, handed.text
+    cancelled = await client.post(f"/packages/{package_id}/cancel", json={"reason": "person_died"})
+    assert cancelled.status_code == 200, cancelled.text
+    rows = await service.pool.fetch(
+        f"SELECT provider_id, start_date, end_date FROM service_agreements s WHERE package_id = $1 "
+        f"AND status = 'agreed' AND {repo.IN_FORCE} ORDER BY start_date",
+        package_id,
+    )
+    assert [(r["provider_id"], r["end_date"]) for r in rows] == [(ids["prime_best"], today)], "paid to today"
+    event = json.loads(
+        await service.pool.fetchval(
+            "SELECT payload FROM outbox WHERE type = 'PackageCancelled' AND aggregateid = $1", str(package_id)
+        )
+    )
+    assert event["provider_id"] == ids["prime_best"], "the provider still visiting is told to stop"

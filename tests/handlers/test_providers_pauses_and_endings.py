@@ -206,6 +206,16 @@ async def test_property_committed_hours_are_the_live_placements_hours_after_any_
         assert now_committed == base + await live_hours(service, pid), (kind, n)
 
 
+async def run_the_endings_timer(service) -> list[uuid.UUID]:
+    """Run the endings timer until nothing is due (other tests' packages too): the packages taken."""
+    taken = []
+    while True:
+        async with unit_of_work(service.pool) as uow:
+            if (package_id := await handlers.release_due_endings(uow)) is None:
+                return taken
+        taken.append(package_id)
+
+
 async def live_hours(service, pid) -> Decimal:
     """The hours of the provider's live placements, and of those it still works a notice on."""
     return await service.pool.fetchval(
@@ -238,10 +248,8 @@ async def test_a_provider_working_its_notice_keeps_the_hours_until_the_day_after
     # 00:05 on the day after, UK time (the UTC date can still be the last day's in summer).
     day_after = dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time(0, 5), tzinfo=clock.UK).astimezone(dt.UTC)
     with clock.frozen(day_after):
-        released = []
-        for _ in range(3):
-            async with unit_of_work(service.pool) as uow:
-                released.append(await handlers.release_due_endings(uow))
+        released = await run_the_endings_timer(service)
+        assert await run_the_endings_timer(service) == [], "nothing left to release"
     assert released.count(event.package_id) == 1, released
     assert await committed(service, pid) == [before - 7]
     announced = await service.pool.fetchval(
@@ -274,6 +282,29 @@ async def test_a_package_ending_during_the_notice_releases_the_held_hours_on_its
     assert (await placement(service, event.package_id))["hours_held_until"] == effective - dt.timedelta(days=1)
     on_the_day = dt.datetime.combine(effective, dt.time(0, 5), tzinfo=clock.UK).astimezone(dt.UTC)
     with clock.frozen(on_the_day):
-        async with unit_of_work(service.pool) as uow:
-            assert await handlers.release_due_endings(uow) == event.package_id
+        assert event.package_id in await run_the_endings_timer(service)
     assert await committed(service, pid) == [before - 7], "released when the package ended, not at the notice's end"
+
+
+async def test_a_package_cancelled_during_the_notice_gives_the_held_hours_back_the_next_day(in_memory):
+    service, broker, topic, event, pid = await placed_package(in_memory)
+    [before] = await committed(service, pid)
+    today = clock.uk_today()
+    await broker.publish(
+        handed_back(event.package_id, pid, today + dt.timedelta(days=20)).model_dump_json().encode(), topic=topic
+    )
+    cancelled = PackageCancelled(
+        correlation_id=event.package_id,
+        package_id=event.package_id,
+        reason="person_died",
+        cancelled_by="broker.amy",
+        provider_id=pid,
+        hours_per_week=Decimal("7"),
+        cancelled_at=dt.datetime.now(dt.UTC),
+    )
+    await broker.publish(cancelled.model_dump_json().encode(), topic=topic)
+    assert (await placement(service, event.package_id))["hours_held_until"] == today, "paid to today"
+    tomorrow = dt.datetime.combine(today + dt.timedelta(days=1), dt.time(0, 5), tzinfo=clock.UK).astimezone(dt.UTC)
+    with clock.frozen(tomorrow):
+        assert event.package_id in await run_the_endings_timer(service)
+    assert await committed(service, pid) == [before - 7]
