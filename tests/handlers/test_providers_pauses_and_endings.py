@@ -208,7 +208,7 @@ async def test_property_committed_hours_are_the_live_placements_hours_after_any_
 
 async def run_the_endings_timer(service) -> list[uuid.UUID]:
     """Run the endings timer until nothing is due (other tests' packages too): the packages taken."""
-    taken = []
+    taken: list[uuid.UUID] = []
     while True:
         async with unit_of_work(service.pool) as uow:
             if (package_id := await handlers.release_due_endings(uow)) is None:
