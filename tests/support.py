@@ -19,6 +19,7 @@ import httpx
 
 from services.bench import processes
 from services.bench.processes import ROOT, SERVICES, Stack, free_port, stop_stack  # noqa: F401  (shared with the benchmark)
+from services.brokerage.repository import IN_FORCE
 from services.runtime.db import create_pool, migrate
 from services.runtime.oidc_client import DEMO_USERS, OidcAuth, user_auth
 
@@ -185,7 +186,9 @@ async def disagreements(database_url: str, seed: list[dict] | None = None) -> li
       effective date still ahead, or carrying on while a declined change is re-brokered; none
       otherwise) is the
       providers service's live placement, and no live placement is of a package not held;
-    - each provider's committed hours are its seeded load plus the hours of its live placements;
+    - each provider's committed hours are its seeded load plus the hours of its live placements
+      and of those it still works a hand-back's notice on (decision 0159), each such notice the
+      last day of an agreement in force the brokerage pays it by;
     - the brokerage's copy of each provider (``provider_view``) has the providers service's
       committed hours and status.
 
@@ -209,6 +212,18 @@ async def disagreements(database_url: str, seed: list[dict] | None = None) -> li
             live = await conn.fetch(
                 "SELECT package_id, provider_id, hours_per_week FROM providers.placements WHERE ended_at IS NULL"
             )
+            held = await conn.fetch(
+                """SELECT package_id, provider_id, hours_per_week, hours_held_until FROM providers.placements
+                    WHERE ended_at IS NOT NULL AND hours_held_until IS NOT NULL AND hours_released_at IS NULL"""
+            )
+            in_force = IN_FORCE.replace("service_agreements", "brokerage.service_agreements")
+            paid_to = {
+                (r["package_id"], r["provider_id"], r["end_date"])
+                for r in await conn.fetch(
+                    "SELECT package_id, provider_id, end_date FROM brokerage.service_agreements s "
+                    f"WHERE status = 'agreed' AND {in_force}"
+                )
+            }
             providers = await conn.fetch(
                 "SELECT provider_id, committed_hours, profile->>'status' AS status FROM providers.providers"
             )
@@ -231,14 +246,20 @@ async def disagreements(database_url: str, seed: list[dict] | None = None) -> li
     # synthetic PackagePlaced events, published on this session's topics before the services'
     # consumers first read them from the start; such packages are not the services' to agree on.
     load: dict[str, Decimal] = defaultdict(Decimal)
-    for r in live:
+    for r in [*live, *held]:
         load[r["provider_id"]] += r["hours_per_week"]
+    for r in held:
+        if (r["package_id"], r["provider_id"], r["hours_held_until"]) not in paid_to:
+            problems.append(
+                f"package {r['package_id']}: {r['provider_id']} holds its hours through a notice to "
+                f"{r['hours_held_until']}, but no agreement in force pays it to that day"
+            )
     for r in providers:
         expected = seeded.get(r["provider_id"], Decimal(0)) + load[r["provider_id"]]
         if r["committed_hours"] != expected:
             problems.append(
                 f"provider {r['provider_id']}: committed {r['committed_hours']} h/week, but seeded load "
-                f"{seeded.get(r['provider_id'], 0)} + live placements {load[r['provider_id']]} = {expected}"
+                f"{seeded.get(r['provider_id'], 0)} + live placements and notices {load[r['provider_id']]} = {expected}"
             )
     registry = {r["provider_id"]: r for r in providers}
     for v in views:

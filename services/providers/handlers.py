@@ -279,10 +279,12 @@ async def release_bids(uow: UnitOfWork, event: PackageUnplaced) -> None:
 
 async def release_package(uow: UnitOfWork, event: PackageCancelled) -> None:
     """The package was cancelled: offers closed, bids released, the placement ended and its hours
-    given back; a provider working a hand-back's notice stops today, its held hours released
-    tomorrow by the endings timer (decision 0159)."""
+    given back - and so are those of a provider working a hand-back's notice on it, which stops
+    (decision 0159)."""
     locked = await repo.lock_package_providers(uow.conn, event.package_id)
-    await repo.shorten_held_hours(uow.conn, event.package_id, clock.uk_date(event.cancelled_at))
+    for held in await repo.release_all_held_hours(uow.conn, event.package_id, event.cancelled_at):
+        row = await repo.commit_hours(uow.conn, held["provider_id"], -held["hours_per_week"])
+        await uow.emit(provider_updated(row, causation=event.event_id))
     await repo.remember_cancelled(uow.conn, event.package_id, event.cancelled_at)
     await _close_all(uow, event.package_id, locked, reason="package_cancelled", at=event.cancelled_at)
     await _end_placement(uow, event.package_id, event.cancelled_at, causation=event.event_id, why="cancelled")

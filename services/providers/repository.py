@@ -355,6 +355,18 @@ async def release_held_hours(
     )
 
 
+async def release_all_held_hours(conn: Connection, package_id: uuid.UUID, at: dt.datetime) -> list[asyncpg.Record]:
+    """The package was cancelled: every hour still held through a notice on it is given back now.
+    The placements released: provider id and hours."""
+    return await conn.fetch(
+        """UPDATE placements SET hours_released_at = $2
+            WHERE package_id = $1 AND hours_held_until IS NOT NULL AND hours_released_at IS NULL
+           RETURNING provider_id, hours_per_week""",
+        package_id,
+        at,
+    )
+
+
 async def shorten_held_hours(conn: Connection, package_id: uuid.UUID, last_day: dt.date) -> int:
     """The package ended: hours held through a notice are held no later than its last day of care
     (the ending's effective date's eve). The number of placements shortened."""

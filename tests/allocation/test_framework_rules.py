@@ -117,7 +117,8 @@ async def test_a_hand_back_reopens_the_package_for_everyone_but_that_provider(al
     assert again["provider_id"] == alloc.ids["prime_good"] and again["priority"] and again["continuity"]
     # The notice's end is the leaving provider's last day of care: the next starts the day after.
     assert again["package"]["start_date"] == (dt.date.fromisoformat(notice) + dt.timedelta(days=1)).isoformat()
-    assert await alloc.committed_hours("prime_best", Decimal(0)) == 0, "the hand-back freed its hours"
+    # The leaving provider works its notice: its hours stay committed until the day after (decision 0159).
+    assert await alloc.committed_hours("prime_best", hours) == hours, "hours held through the notice"
     assert types(await alloc.events_until(package_id, "PackagePlaced"))[-3:] == [
         "PackageHandedBack",
         "OfferMade",
