@@ -356,7 +356,11 @@ class PackageCancelled(Envelope):
     reason: CancelReason
     cancelled_by: StaffId
     requested_by: StaffId | None = Field(default=None, description="The broker who requested the package.")
-    provider_id: ProviderId | None = Field(default=None, description="The provider it had been placed with, if any.")
+    provider_id: ProviderId | None = Field(
+        default=None,
+        description="The provider told to stop: the one it had been placed with, or else one still visiting (carrying "
+        "on after a declined change, or working a hand-back's notice: decision record 0159), if any.",
+    )
     hours_per_week: Decimal
     cancelled_at: dt.datetime
 
