@@ -57,7 +57,7 @@ T = TypeVar("T")
 # The provider API's contract version (docs/guide/api-changelog.md, decision 0102): MAJOR.MINOR.PATCH.
 # A minor version only adds (operations, optional fields, response fields, problem codes); a major
 # version would change or remove, and be served beside this one under /v2 until this one's sunset.
-CONTRACT_VERSION = "1.3.5"
+CONTRACT_VERSION = "1.3.6"
 VERSION_HEADER = "Homecare-Contract-Version"
 
 
@@ -891,7 +891,10 @@ class MeView(ProviderProfile):
     """A provider's own registry entry: its profile (as ProviderUpdated publishes it; capacity in
     carer hours per week), its revision, the hours held for outstanding bids, and its adapter."""
 
-    held_hours: Decimal = Field(description="Carer hours per week held for outstanding bids")
+    held_hours: Decimal = Field(
+        description="Carer hours per week held for outstanding bids, and for increases you accepted that the "
+        "brokerage has not applied yet"
+    )
     revision: int = Field(description="Bumped on every change of the registry entry")
     adapter: AdapterView
     user: SignedInUser | None = Field(

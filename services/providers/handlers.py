@@ -523,7 +523,10 @@ async def answer_change_offer(uow: UnitOfWork, event: ChangeOffered) -> None:
         row["held_hours"],
         neighbouring=frozenset(zone.adjacent) if zone else frozenset(),
     )
-    await _answer_change(uow, event.change_id, event.package_id, event.provider_id, "automatic", decline, at)
+    extra = event.package.hours_per_week - event.previous_hours_per_week
+    await _answer_change(
+        uow, event.change_id, event.package_id, event.provider_id, "automatic", decline, at, extra=extra
+    )
 
 
 def change_notice(event: ChangeOffered) -> ChangeNotice:
@@ -549,7 +552,12 @@ async def _answer_change(
     adapter: str,
     decline: domain.Decline | None,
     at: dt.datetime,
+    *,
+    extra: Decimal,
 ) -> None:
+    """Record a change's answer and publish it (ChangeAnswered). Accepted, an increase's ``extra``
+    hours (carer hours a week) are held on the provider until the brokerage applies or withdraws the
+    change (decision 0160): a second increase answered meanwhile sees them taken."""
     await repo.answer_change_offer(
         uow.conn,
         change_id,
@@ -558,6 +566,7 @@ async def _answer_change(
         at=at,
         reason=decline.reason.value if decline else None,
         text=decline.text if decline else None,
+        hold=max(extra, Decimal(0)) if decline is None else Decimal(0),
     )
     await uow.emit(
         ChangeAnswered(
@@ -578,9 +587,10 @@ async def record_change(uow: UnitOfWork, event: PackageChanged) -> None:
     the new ones and the provider's committed hours move by the difference - once (the change offer
     is settled in the same transaction; a redelivery finds it settled)."""
     await repo.lock_package_providers(uow.conn, event.package_id, also=[event.provider_id])
+    # Settling gives back what the accepted increase held; the hours are committed below instead.
     settled = await repo.settle_change_offer(uow.conn, event.change_id, "applied")
     offered = await repo.lock_change_offer(uow.conn, event.change_id)
-    if offered is not None and not settled:
+    if offered is not None and settled is None:
         return  # applied before: a redelivery
     before = await repo.change_placement_hours(uow.conn, event.package_id, event.provider_id, event.hours_per_week)
     if before is None:
@@ -605,9 +615,10 @@ async def close_change_offer(uow: UnitOfWork, event: ChangeDeclined) -> None:
 async def withdraw_change_offer(uow: UnitOfWork, event: ChangeWithdrawn) -> None:
     """The brokerage withdrew the change (the package was paused, ended, handed back or re-brokered
     meanwhile): the offer is closed - no longer listed as open, its answers refused (409) - and its
-    pending webhook delivery withdrawn. The provider's hours stay as they were."""
+    pending webhook delivery withdrawn. The provider's committed hours stay as they were; those an
+    accepted increase held are free again (decision 0160)."""
     await repo.lock_package_providers(uow.conn, event.package_id, also=[event.provider_id])
-    if not await repo.settle_change_offer(uow.conn, event.change_id, "closed"):
+    if await repo.settle_change_offer(uow.conn, event.change_id, "closed") is None:
         log.info("withdrawal of a change settled before ignored", change_id=str(event.change_id))
 
 
@@ -643,8 +654,8 @@ async def answer_change_through_api(
     if provider is None or offer is None or offer["provider_id"] != provider_id:
         raise LookupError(f"no change {change_id} offered to you")
     at, adapter = _answerable(provider, offer, this="this change", window="the change's window", answers="changes")
+    extra = offer["hours_per_week"] - offer["previous_hours"]
     if accept:
-        extra = offer["hours_per_week"] - offer["previous_hours"]
         free = domain.free_hours(repo.profile_of(provider), provider["held_hours"])
         if extra > 0 and free < extra:
             raise Refused(
@@ -654,7 +665,7 @@ async def answer_change_through_api(
         decline = None
     else:
         decline = domain.Decline(reason or DeclineReason.other, text or "")
-    await _answer_change(uow, change_id, offer["package_id"], provider_id, adapter, decline, at)
+    await _answer_change(uow, change_id, offer["package_id"], provider_id, adapter, decline, at, extra=extra)
     return {
         "change_id": str(change_id),
         "package_id": str(offer["package_id"]),

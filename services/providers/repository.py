@@ -1015,33 +1015,47 @@ async def answer_change_offer(
     at: dt.datetime,
     reason: str | None = None,
     text: str | None = None,
+    hold: Decimal = Decimal(0),
 ) -> None:
+    """Record the answer; an accepted increase holds its extra ``hold`` hours (carer hours a week) on
+    the provider until the change is settled (decision 0160)."""
     await conn.execute(
-        """UPDATE change_offers SET status = $2, adapter = $3, answered_at = $4, decline_reason = $5, decline_text = $6
-            WHERE change_id = $1""",
+        """WITH answered AS (
+               UPDATE change_offers SET status = $2, adapter = $3, answered_at = $4, decline_reason = $5,
+                      decline_text = $6, held_hours = $7
+                WHERE change_id = $1 RETURNING provider_id)
+           UPDATE providers p SET held_hours = p.held_hours + $7 FROM answered a
+            WHERE p.provider_id = a.provider_id AND $7 > 0""",
         change_id,
         "accepted" if accepted else "declined",
         adapter,
         at,
         reason,
         text,
+        hold,
     )
 
 
-async def settle_change_offer(conn: Connection, change_id: uuid.UUID, status: str) -> bool:
-    """``applied`` (the brokerage changed the package) or ``closed`` (declined, timed out, withdrawn);
-    False when it was settled already (a redelivery). Its webhook delivery still pending is withdrawn
-    in the same statement: a settled change is never POSTed again (it had been retried until its
-    window closed)."""
-    return bool(
-        await conn.fetchval(
-            """WITH withdrawn AS (
-                   UPDATE webhook_deliveries SET status = 'withdrawn' WHERE change_id = $1 AND status = 'pending')
-               UPDATE change_offers SET status = $2 WHERE change_id = $1 AND status NOT IN ('applied', 'closed')
-               RETURNING true""",
-            change_id,
-            status,
-        )
+async def settle_change_offer(conn: Connection, change_id: uuid.UUID, status: str) -> Decimal | None:
+    """``applied`` (the brokerage changed the package) or ``closed`` (declined, timed out, withdrawn):
+    the hours an accepted increase held are given back to the provider's free hours (an applied one's
+    are then committed by the caller), and the hours that were held returned - None when it was
+    settled already (a redelivery). Its webhook delivery still pending is withdrawn in the same
+    statement: a settled change is never POSTed again (it had been retried until its window closed)."""
+    return await conn.fetchval(
+        """WITH withdrawn AS (
+               UPDATE webhook_deliveries SET status = 'withdrawn' WHERE change_id = $1 AND status = 'pending'),
+           settled AS (
+               UPDATE change_offers c SET status = $2, held_hours = 0
+                 FROM (SELECT held_hours FROM change_offers WHERE change_id = $1) before
+                WHERE c.change_id = $1 AND c.status NOT IN ('applied', 'closed')
+               RETURNING c.provider_id, before.held_hours),
+           released AS (
+               UPDATE providers p SET held_hours = p.held_hours - s.held_hours FROM settled s
+                WHERE p.provider_id = s.provider_id AND s.held_hours > 0)
+           SELECT held_hours FROM settled""",
+        change_id,
+        status,
     )
 
 

@@ -324,3 +324,83 @@ async def test_a_withdrawn_change_is_no_longer_open_nor_answerable_nor_posted(in
         assert await answers(service, event.package_id) == []
     finally:
         await automatic_again(service, pid)
+
+
+async def held(service, pid) -> Decimal:
+    return await service.pool.fetchval("SELECT held_hours FROM providers WHERE provider_id = $1", pid)
+
+
+async def second_package(service, broker, topic, pid) -> OfferMade:
+    """Another 7-hour package placed with the same provider."""
+    another = offer([pid])
+    await broker.publish(another.model_dump_json().encode(), topic=topic)
+    await broker.publish(award(another, pid, 1, dt.datetime.now(dt.UTC)).model_dump_json().encode(), topic=topic)
+    return another
+
+
+async def test_an_accepted_increase_holds_its_hours_so_a_second_one_at_once_cannot_take_them_too(in_memory):
+    """Found by an attack (decision 0160): two increases on two of a provider's packages at once were
+    both accepted against the same free hours; the second, applied, broke the capacity check and was
+    dead-lettered - the brokerage had the new hours, the providers service the old ones, for good."""
+    service, broker, topic, event, pid = await holding(in_memory)
+    other = await second_package(service, broker, topic, pid)
+    await service.pool.execute(
+        "UPDATE providers SET weekly_capacity_hours = committed_hours + held_hours + 4 WHERE provider_id = $1", pid
+    )
+    [before], held_before = await committed(service, pid), await held(service, pid)
+    first, second = change_offered(event, pid, "10.5"), change_offered(other, pid, "10.5")
+    for offered in (first, second):  # both offered before either is applied
+        await broker.publish(offered.model_dump_json().encode(), topic=topic)
+    [accepted] = await answers(service, event.package_id)
+    [declined] = await answers(service, other.package_id)
+    assert accepted["accepted"] is True
+    assert declined["accepted"] is False and declined["reason"] == "capacity", "the first's extra hours are taken"
+    assert await held(service, pid) == held_before + Decimal("3.5"), "held from the answer"
+    for _ in range(2):  # applied, and redelivered: the held hours become committed, once
+        await broker.publish(changed(first).model_copy(update={"event_id": uuid.uuid4()}).model_dump_json().encode(),
+                             topic=topic)  # fmt: skip
+    assert await committed(service, pid) == [before + Decimal("3.5")]
+    assert await held(service, pid) == held_before
+
+
+async def test_an_accepted_increase_withdrawn_before_it_is_applied_frees_the_hours_it_held(in_memory):
+    service, broker, topic, event, pid = await holding(in_memory)
+    [before], held_before = await committed(service, pid), await held(service, pid)
+    offered = change_offered(event, pid, "10.5")
+    await broker.publish(offered.model_dump_json().encode(), topic=topic)
+    assert await held(service, pid) == held_before + Decimal("3.5")
+    withdrawn = ChangeWithdrawn(
+        correlation_id=event.package_id,
+        package_id=event.package_id,
+        change_id=offered.change_id,
+        provider_id=pid,
+        because="paused",
+        hours_per_week=Decimal("10.5"),
+        previous_hours_per_week=Decimal(7),
+        withdrawn_at=dt.datetime.now(dt.UTC),
+    )
+    for _ in range(2):
+        await broker.publish(withdrawn.model_dump_json().encode(), topic=topic)
+    assert await held(service, pid) == held_before and await committed(service, pid) == [before]
+
+
+async def test_a_portal_accepting_a_second_increase_the_first_took_the_room_for_is_refused(in_memory):
+    service, broker, topic, event, pid = await placed_package(in_memory)
+    try:
+        await service.pool.execute(
+            "UPDATE providers SET adapter = jsonb_set(adapter, '{kind}', '\"portal\"') WHERE provider_id = $1", pid
+        )
+        other = await second_package(service, broker, topic, pid)
+        await service.pool.execute(
+            "UPDATE providers SET weekly_capacity_hours = committed_hours + held_hours + 4 WHERE provider_id = $1", pid
+        )
+        first, second = change_offered(event, pid, "10.5"), change_offered(other, pid, "10.5")
+        for offered in (first, second):
+            await broker.publish(offered.model_dump_json().encode(), topic=topic)
+        async with unit_of_work(service.pool) as uow:
+            await handlers.answer_change_through_api(uow, pid, first.change_id, accept=True)
+        with pytest.raises(handlers.Refused, match="raise your capacity"):
+            async with unit_of_work(service.pool) as uow:
+                await handlers.answer_change_through_api(uow, pid, second.change_id, accept=True)
+    finally:
+        await automatic_again(service, pid)
