@@ -526,3 +526,37 @@ async def test_a_package_cancelled_while_its_provider_works_a_notice_stops_that_
         )
     )
     assert event["provider_id"] == ids["prime_best"], "the provider still visiting is told to stop"
+
+
+async def test_cancelled_after_a_new_provider_was_placed_both_it_and_the_provider_working_its_notice_stop(brokerage):
+    """Found by an attack: a package handed back with notice, placed again, then cancelled (the
+    person died) told the new provider only; the one still working its notice was not told and was
+    paid to the notice's end. Both are named on PackageCancelled; the notice is paid to today."""
+    service, broker, rules, ids = brokerage
+    today = clock.uk_today()
+    package_id = await started(service, broker, rules, ids, started_on=today - dt.timedelta(days=4))
+    client = api(service)
+    handed = await client.post(
+        f"/packages/{package_id}/hand-back",
+        json={"notice_ends_on": str(today + dt.timedelta(days=10)), "reason": "staff_shortage"},
+    )
+    assert handed.status_code == 200, handed.text
+    offer_round = await service.pool.fetchval("SELECT current_round FROM packages WHERE package_id = $1", package_id)
+    await answer(broker, package_id, ids["prime_good"], offer_round, rate="20.00")
+    assert await status(service, package_id) == "placed"
+    cancelled = await client.post(f"/packages/{package_id}/cancel", json={"reason": "person_died"})
+    assert cancelled.status_code == 200, cancelled.text
+    event = json.loads(
+        await service.pool.fetchval(
+            "SELECT payload FROM outbox WHERE type = 'PackageCancelled' AND aggregateid = $1", str(package_id)
+        )
+    )
+    assert (event["provider_id"], event["notice_provider_id"]) == (ids["prime_good"], ids["prime_best"])
+    rows = await service.pool.fetch(
+        f"SELECT provider_id, status, end_date FROM service_agreements s WHERE package_id = $1 AND {repo.IN_FORCE} "
+        "ORDER BY provider_id",
+        package_id,
+    )
+    by_provider = {r["provider_id"]: (r["status"], r["end_date"]) for r in rows}
+    assert by_provider[ids["prime_best"]] == ("agreed", today), "its notice paid to today"
+    assert by_provider[ids["prime_good"]][0] == "cancelled", "the new provider never started"

@@ -161,6 +161,17 @@ def lifecycle(package_id: uuid.UUID) -> dict[str, Envelope]:
         "cancelled_unplaced": PackageCancelled(
             **common, reason="no_longer_needed", cancelled_by="broker.sue", hours_per_week=Decimal(7), cancelled_at=NOW
         ),
+        # Placed with a new provider while the one that handed it back works its notice (decision 0159).
+        "cancelled_during_notice": PackageCancelled(
+            **common,
+            reason="person_died",
+            cancelled_by="broker.raj",
+            requested_by="broker.sue",
+            provider_id="elm-care",
+            notice_provider_id="oak-care",
+            hours_per_week=Decimal(7),
+            cancelled_at=NOW,
+        ),
         "reopened": PackageReopened(
             **common,
             provider_id="oak-care",
@@ -436,6 +447,12 @@ def test_every_change_in_a_packages_life_tells_each_affected_party_once():
             ("cancelled_person", "person", p),
         ],
         "cancelled_unplaced": [("cancelled_broker", "broker", "broker.sue"), ("cancelled_person", "person", p)],
+        "cancelled_during_notice": [
+            ("cancelled_provider", "provider", "elm-care"),
+            ("cancelled_provider", "provider", "oak-care"),
+            ("cancelled_broker", "broker", "broker.sue"),
+            ("cancelled_person", "person", p),
+        ],
         "reopened": [
             ("reopened_provider", "provider", "oak-care"),
             ("reopened_broker", "broker", "broker.sue"),
