@@ -742,11 +742,28 @@ def pause_refusal(
 
 
 def resume_refusal(
-    status: str, paused_on: dt.date | None, resumed_on: dt.date, today: dt.date, limits: DateLimits
+    status: str,
+    paused_on: dt.date | None,
+    resumed_on: dt.date,
+    today: dt.date,
+    limits: DateLimits,
+    *,
+    hold_expires_at: dt.datetime | None = None,
+    at: dt.datetime | None = None,
 ) -> Refusal | None:
     """Whether a paused package may resume on ``resumed_on`` (the first day of visits again): not
-    before the pause began, within the limits either side of today (a discharge may be planned)."""
+    before the pause began, within the limits either side of today (a discharge may be planned),
+    and not once the provider's hold has run out at ``at`` (409 ``hold-expired``: the package ends,
+    whether or not the hold timer has recorded it yet - found by an attack)."""
     refusal = _status_refusal("resume", status)
+    if refusal is None and hold_expires_at is not None and at is not None and at >= hold_expires_at:
+        refusal = Refusal(
+            409,
+            "status",
+            f"the provider's hold ran out at {hold_expires_at.astimezone(UK):%d %b %Y %H:%M %Z}: the package "
+            "ends; request a new package for the person",
+            "hold-expired",
+        )
     if refusal is None and paused_on is not None and resumed_on < paused_on:
         refusal = Refusal(
             422, "resumed_on", f"{resumed_on} is before the pause began on {paused_on}", "date-before-pause"

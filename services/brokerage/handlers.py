@@ -1064,12 +1064,18 @@ async def resume(
     uow: UnitOfWork, rules: BrokerageRules, package_id: uuid.UUID, *, resumed_on: dt.date, resumed_by: str
 ) -> None:
     """The person is home: visits restart on ``resumed_on`` (a UK date) with the same provider; the
-    hold timer is cleared. Raises :class:`Refused` (409 not paused; 422 ``resumed_on`` before the
-    pause or beyond the limits), LookupError for no package."""
+    hold timer is cleared. Raises :class:`Refused` (409 not paused, or its hold has run out; 422
+    ``resumed_on`` before the pause or beyond the limits), LookupError for no package."""
     package = await _locked(uow, package_id)
     at = now()
     refusal = domain.resume_refusal(
-        package["status"], package["paused_on"], resumed_on, clock.uk_date(at), rules.date_limits
+        package["status"],
+        package["paused_on"],
+        resumed_on,
+        clock.uk_date(at),
+        rules.date_limits,
+        hold_expires_at=package["hold_expires_at"],
+        at=at,
     )
     if refusal is not None:
         raise Refused(refusal)

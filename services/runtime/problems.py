@@ -74,6 +74,7 @@ _ALL = [
     ProblemType("date-before-request", 422, "The date is before the package was requested"),
     ProblemType("date-before-handover", 422, "The date is not after the last day paid to the provider before"),
     ProblemType("date-before-pause", 422, "The date is before the pause began"),
+    ProblemType("hold-expired", 409, "The provider's hold on the paused package has run out: it ends"),
     ProblemType("date-in-future", 422, "The date is in the future: it is recorded when it happens"),
     ProblemType("date-too-far-back", 422, "The date is further back than the brokerage records"),
     ProblemType("date-too-far-ahead", 422, "The date is further ahead than the brokerage records"),

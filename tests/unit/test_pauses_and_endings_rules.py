@@ -82,6 +82,17 @@ def test_a_resume_is_for_a_paused_package_from_the_pause_on(status, paused_on, r
     assert (refusal is None) == allowed
 
 
+def test_a_resume_once_the_hold_has_run_out_is_refused_even_before_the_timer_ends_the_package():
+    """Found by an attack: a resume a moment after the hold ran out was taken (the timer had not yet
+    ended the package)."""
+    expires = dt.datetime(2026, 12, 7, 10, tzinfo=dt.UTC)
+    args = ("paused", TODAY, TODAY, TODAY, LIMITS)
+    assert domain.resume_refusal(*args, hold_expires_at=expires, at=expires - dt.timedelta(seconds=1)) is None
+    refusal = domain.resume_refusal(*args, hold_expires_at=expires, at=expires)
+    assert refusal is not None and (refusal.status, refusal.field, refusal.code) == (409, "status", "hold-expired")
+    assert "10:00 GMT" in refusal.message, "the moment in UK time"
+
+
 def test_the_hold_counts_from_when_the_pause_is_recorded():
     at = dt.datetime(2026, 11, 23, 10, tzinfo=dt.UTC)
     assert domain.hold_expires_at(at, dt.timedelta(days=14)) == dt.datetime(2026, 12, 7, 10, tzinfo=dt.UTC)
