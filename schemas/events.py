@@ -654,6 +654,17 @@ class FundingRecorded(Envelope):
     periods: list[FundingPeriod] = Field(min_length=1)
     top_up: TopUp | None = None
     provider_id: ProviderId | None = None
+    other_provider_ids: list[ProviderId] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Other providers still paid under the package's agreements, whose split the record changes "
+        "(one working a hand-back's notice, or carrying on after a declined change): told too (decision record 0161).",
+    )
+    for_new_provider: bool = Field(
+        default=False,
+        description="The record unchanged, published again because a new provider (``provider_id``) now holds the "
+        "package: only that provider is told who pays (decision record 0161).",
+    )
     recorded_by: StaffId
     requested_by: StaffId | None = Field(default=None, description="The broker who requested the package.")
     recorded_at: dt.datetime

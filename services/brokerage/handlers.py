@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -599,6 +600,24 @@ async def _place(
         reason=AgreementReason.placed,
         funding=placed.funding,
     )
+    if placed.funding is not None:
+        # Who pays was told to the provider holding the package when it was recorded: the new
+        # one is told now, the record unchanged (decision 0161; found by an attack).
+        await uow.emit(
+            FundingRecorded(
+                correlation_id=package_id,
+                causation_id=causation,
+                package_id=package_id,
+                revision=placed.funding["revision"],
+                periods=[FundingPeriod.model_validate(p) for p in json.loads(placed.funding["periods"])],
+                top_up=TopUp(paid_by=placed.funding["top_up_paid_by"]) if placed.funding["top_up_paid_by"] else None,
+                provider_id=winner.answer.provider_id,
+                for_new_provider=True,
+                recorded_by=placed.funding["recorded_by"],
+                requested_by=package["requested_by"],
+                recorded_at=placed.funding["recorded_at"],
+            )
+        )
 
 
 async def _offer_next_tier(
@@ -1710,7 +1729,12 @@ async def record_funding(
         at=at,
     )
     holder = package["provider_id"] if status in ("placed", "started", "paused", "ended") else package["carried_on_by"]
-    # Every agreement's split follows the new record, ended ones too (a correction, decision 0111).
+    # Every agreement's split follows the new record, ended ones too (a correction, decision 0111);
+    # the providers still paid under one (working a notice, carrying on) are told as the holder is.
+    today = clock.uk_date(at)
+    others = {
+        r["provider_id"] for r in await _running_agreements(uow, package_id, None, after=today - dt.timedelta(days=1))
+    }
     await _correct_agreements(uow, package, None, AgreementReason.funding_changed, lambda terms: terms, open_only=False)
     repo.add_timeline(
         uow,
@@ -1731,6 +1755,7 @@ async def record_funding(
             periods=contract,
             top_up=TopUp(paid_by=top_up) if top_up else None,
             provider_id=holder,
+            other_provider_ids=sorted(others - {holder}),
             recorded_by=recorded_by,
             requested_by=package["requested_by"],
             recorded_at=at,

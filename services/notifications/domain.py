@@ -565,8 +565,9 @@ def _reviewed(event: PackageReviewed, provider_names: dict[str, str]) -> list[Me
 
 def _funding(event: FundingRecorded, provider_names: dict[str, str]) -> list[Message]:
     """A package's funding recorded (decision record 0089): the provider holding it (it invoices each
-    funder its share) and the person's family contact (who pays, and any top-up), once each per
-    revision."""
+    funder its share), any other provider still paid under its agreements, and the person's family
+    contact (who pays, and any top-up), once each per revision; published again for a new provider
+    placed with the package, that provider alone (decision record 0161)."""
     periods = [
         {
             "effective_from": _day(p.effective_from),
@@ -590,10 +591,11 @@ def _funding(event: FundingRecorded, provider_names: dict[str, str]) -> list[Mes
         "top_up": FUNDER_WORDS.get(event.top_up.paid_by, event.top_up.paid_by) if event.top_up else "",
         "provider_name": provider_names.get(event.provider_id, event.provider_id) if event.provider_id else "",
     }
-    messages = [Message("funding_person", "person", str(event.package_id), context)]
-    if event.provider_id:
-        messages.insert(0, Message("funding_provider", "provider", event.provider_id, context))
-    return messages
+    providers = [p for p in dict.fromkeys([event.provider_id, *event.other_provider_ids]) if p]
+    told = [Message("funding_provider", "provider", p, context) for p in providers]
+    if event.for_new_provider:  # the record unchanged: the new provider alone learns it (decision 0161)
+        return told[:1]
+    return [*told, Message("funding_person", "person", str(event.package_id), context)]
 
 
 def in_house_team(service: str) -> str:

@@ -348,6 +348,8 @@ async def apply(conn: Connection, events: list[Event]) -> None:
     columns fold by time (:data:`repository.PACKAGE_FOLDS`). So an event applied twice, or
     events of one package arriving on different topics in another order, leave the same rows as
     one ordered pass."""
+    # A funding record published again for a new provider (decision 0161) is no new record.
+    events = [e for e in events if not (isinstance(e, FundingRecorded) and e.for_new_provider)]
     requests: dict[uuid.UUID, tuple[Any, ...]] = {}
     profiles: dict[str, tuple[Any, ...]] = {}
     agreements: dict[uuid.UUID, tuple[Any, ...]] = {}

@@ -520,3 +520,38 @@ async def test_bad_calls_are_a_422_naming_the_field_and_nothing_is_written(broke
         assert response.status_code == 422, (field, response.text)
         assert field in [e["field"] for e in response.json()["errors"]], (field, response.json())
     assert await snapshot(service, package_id) == before
+
+
+async def test_who_pays_is_told_to_a_provider_placed_later_and_to_one_still_working_its_notice(brokerage):
+    """Found by an attack (decision 0161): a provider placed after the funding was recorded was never
+    told who pays (it invoices each funder), and a funding change that rewrote the split of a
+    provider still working its notice after a hand-back told only the new holder."""
+    service, broker, rules, ids = brokerage
+    package_id = await started(service, broker, rules, ids)
+    today = clock.uk_today()
+    client = api(service)
+    nhs_first = {
+        "periods": [
+            {"effective_from": str(today), "funder": "nhs_discharge"},
+            {"effective_from": str(today + dt.timedelta(weeks=4)), "funder": "council"},
+        ]
+    }
+    assert (await client.put(f"/packages/{package_id}/funding", json=nhs_first)).status_code == 200
+    handed = await client.post(
+        f"/packages/{package_id}/hand-back",
+        json={"notice_ends_on": str(today + dt.timedelta(days=7)), "reason": "staff_shortage"},
+    )
+    assert handed.status_code == 200, handed.text
+    offer_round = await service.pool.fetchval("SELECT current_round FROM packages WHERE package_id = $1", package_id)
+    await answer(broker, package_id, ids["prime_good"], offer_round, rate="20.00")
+    assert await status(service, package_id) == "placed"
+    [recorded, again] = of_type(await outbox_types(service, package_id), "FundingRecorded")
+    assert (recorded["provider_id"], recorded["for_new_provider"]) == (ids["prime_best"], False)
+    assert (again["provider_id"], again["for_new_provider"], again["revision"]) == (ids["prime_good"], True, 1)
+    assert again["periods"] == recorded["periods"], "the record unchanged"
+
+    council = {"periods": [{"effective_from": str(today), "funder": "council"}]}
+    assert (await client.put(f"/packages/{package_id}/funding", json=council)).status_code == 200
+    changed = of_type(await outbox_types(service, package_id), "FundingRecorded")[-1]
+    assert changed["provider_id"] == ids["prime_good"]
+    assert changed["other_provider_ids"] == [ids["prime_best"]], "its notice's split changed too"

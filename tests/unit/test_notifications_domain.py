@@ -320,6 +320,37 @@ def lifecycle(package_id: uuid.UUID) -> dict[str, Envelope]:
             requested_by="broker.sue",
             recorded_at=NOW,
         ),
+        # Decision 0161: a provider still working its notice is told too; a new provider is told alone.
+        "funding_with_notice": FundingRecorded(
+            **common,
+            revision=3,
+            periods=[
+                FundingPeriod(
+                    effective_from=dt.date(2026, 12, 1),
+                    funder="council",
+                    shares=[FundingShare(funder="council", percent=Decimal(100))],
+                )
+            ],
+            provider_id="elm-care",
+            other_provider_ids=["oak-care"],
+            recorded_by="broker.raj",
+            recorded_at=NOW,
+        ),
+        "funding_for_new_provider": FundingRecorded(
+            **common,
+            revision=3,
+            periods=[
+                FundingPeriod(
+                    effective_from=dt.date(2026, 12, 1),
+                    funder="council",
+                    shares=[FundingShare(funder="council", percent=Decimal(100))],
+                )
+            ],
+            provider_id="elm-care",
+            for_new_provider=True,
+            recorded_by="broker.raj",
+            recorded_at=NOW,
+        ),
         "funding_unplaced": FundingRecorded(
             **common,
             revision=1,
@@ -487,6 +518,12 @@ def test_every_change_in_a_packages_life_tells_each_affected_party_once():
         "reviewed_ended": [],
         "funding": [("funding_provider", "provider", "oak-care"), ("funding_person", "person", p)],
         "funding_unplaced": [("funding_person", "person", p)],
+        "funding_with_notice": [
+            ("funding_provider", "provider", "elm-care"),
+            ("funding_provider", "provider", "oak-care"),
+            ("funding_person", "person", p),
+        ],
+        "funding_for_new_provider": [("funding_provider", "provider", "elm-care")],
         "exception_requested": [("exception_requested", "broker", "broker.sue")],
         # The first of two approvals: the team of the second approvers, once (decision 0140).
         "exception_first_approved": [("exception_second_approval_needed", "brokerage_team", "brokerage-team")],
