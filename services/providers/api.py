@@ -1649,11 +1649,17 @@ def me_router(service: Service) -> APIRouter:
         after = pagination.decode(cursor, dt.datetime, uuid.UUID, int) or (None, None, None)
         rows = await service.pool.fetch(
             """SELECT p.package_id, p.offer_round, p.hours_per_week, p.hourly_rate, p.start_date, p.placed_at,
-                      p.ended_at, p.end_reason, o.spec
+                      p.ended_at, p.end_reason,
+                      -- The package as it now is: after the last change applied to this placement
+                      -- (found by an attack: the offer's pattern was shown after an accepted change).
+                      coalesce(
+                          (SELECT c.spec FROM change_offers c
+                            WHERE c.package_id = p.package_id AND c.provider_id = p.provider_id
+                              AND c.status = 'applied' AND c.offered_at >= p.placed_at
+                            ORDER BY c.offered_at DESC LIMIT 1),
+                          (SELECT spec FROM offers WHERE package_id = p.package_id AND provider_id = p.provider_id
+                            ORDER BY offer_round DESC LIMIT 1)) AS spec
                  FROM placements p
-                 LEFT JOIN LATERAL (SELECT spec FROM offers WHERE package_id = p.package_id AND provider_id =
-                     p.provider_id
-                                     ORDER BY offer_round DESC LIMIT 1) o ON true
                 WHERE p.provider_id = $1
                   AND ($3::timestamptz IS NULL OR (p.placed_at, p.package_id, p.offer_round) < ($3, $4::uuid, $5::int))
                 ORDER BY p.placed_at DESC, p.package_id DESC, p.offer_round DESC LIMIT $2""",

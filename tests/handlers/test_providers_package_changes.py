@@ -30,6 +30,7 @@ from services.providers import handlers
 from services.providers.app import build
 from services.runtime import clock, topics
 from services.runtime.outbox import unit_of_work
+from tests.handlers.test_provider_webhook_self_service import client
 from tests.handlers.test_providers_handlers import award, committed, offer, placed_package, willing
 from tests.handlers.test_providers_pauses_and_endings import live_hours
 
@@ -404,3 +405,20 @@ async def test_a_portal_accepting_a_second_increase_the_first_took_the_room_for_
                 await handlers.answer_change_through_api(uow, pid, second.change_id, accept=True)
     finally:
         await automatic_again(service, pid)
+
+
+async def test_the_provider_s_packages_show_the_package_as_changed_not_as_first_offered(in_memory):
+    """Found by an attack: after an accepted change to 3 calls a day (10.5 h), GET /me/packages still
+    showed the offer's 2 calls (7 h)."""
+    service, broker, topic, event, pid = await holding(in_memory)
+    async with unit_of_work(service.pool) as uow:
+        token = (await handlers.issue_credential(uow, pid, label="test", replace=False))["token"]
+    offered = change_offered(event, pid, "10.5")
+    await broker.publish(offered.model_dump_json().encode(), topic=topic)
+    await broker.publish(changed(offered).model_dump_json().encode(), topic=topic)
+    async with client(service, token) as provider:
+        mine = (await provider.get("/me/packages", params={"limit": 200})).json()
+    [shown] = [p for p in mine if p["package_id"] == str(event.package_id)]
+    assert Decimal(shown["hours_per_week"]) == Decimal("10.5")
+    assert Decimal(shown["package"]["hours_per_week"]) == Decimal("10.5")
+    assert shown["package"]["visits"]["calls_per_day"] == 3, "the visit pattern as changed"
