@@ -361,10 +361,12 @@ class PackageCancelled(Envelope):
         description="The provider told to stop: the one it had been placed with, or else one still visiting (carrying "
         "on after a declined change, or working a hand-back's notice: decision record 0159), if any.",
     )
-    notice_provider_id: ProviderId | None = Field(
-        default=None,
-        description="A provider still working a hand-back's notice on the package while another is placed with it "
-        "(``provider_id``): it stops too, paid to the day of the cancellation (decision record 0159).",
+    notice_provider_ids: list[ProviderId] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Providers still working a hand-back's notice on the package (or due to, placed before it was "
+        "handed back again) beside the one named in ``provider_id``: each stops too, paid to the day of the "
+        "cancellation (decision record 0159).",
     )
     hours_per_week: Decimal
     cancelled_at: dt.datetime

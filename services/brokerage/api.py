@@ -718,7 +718,9 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
             field = refusal.field
             if prefixes and exc.step in prefixes and field not in ("status", "change") and "." not in field:
                 field = prefixes[exc.step] + field
-            code = "action-not-allowed" if refusal.status == 409 else refusal.code
+            # A refusal's own code (hold-expired, already-approved) is kept: it had been replaced by
+            # the generic one for every 409 (found by an attack).
+            code = refusal.code or ("action-not-allowed" if refusal.status == 409 else None)
             raise ProblemError(refusal.status, refusal.message, field=field, code=code) from None
         except handlers.AlreadyApproved as exc:
             raise ProblemError(409, str(exc), field="decision", code="already-approved") from None

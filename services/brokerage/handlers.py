@@ -825,13 +825,13 @@ async def cancel(
     # A provider still working a hand-back's notice (decisions 0158, 0159) stops too, paid to today:
     # the person died, or the care is no longer needed, while the package was being brokered again.
     visiting = {r["provider_id"] for r in await _running_agreements(uow, package_id, None, after=today)}
-    in_notice: str | None = None  # working its notice while another provider is placed
+    in_notice: list[str] = []  # working a notice beside the provider told first (found by an attack)
     for provider_id in sorted(visiting):
         await _end_agreements(uow, package, provider_id, today, reason=AgreementReason.cancelled)
         if told is None:
             told = provider_id
         elif provider_id != told:
-            in_notice = provider_id
+            in_notice.append(provider_id)
     repo.add_timeline(
         uow, package_id, "cancelled", at, reason=reason.value, reason_text=reason_text, cancelled_by=cancelled_by
     )
@@ -846,7 +846,7 @@ async def cancel(
             # (decision 0082); handed back: the provider working its notice - each must not send
             # carers any more, and its hours are released.
             provider_id=told,
-            notice_provider_id=in_notice,
+            notice_provider_ids=in_notice,
             hours_per_week=package["carried_hours"] or package["hours_per_week"],
             cancelled_at=at,
         )

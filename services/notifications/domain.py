@@ -331,8 +331,9 @@ def messages_for(event: Envelope, *, provider_names: dict[str, str], providers_u
         ]
         if event.provider_id:  # placed: the provider loses it, and must not start the care
             messages.insert(0, Message("cancelled_provider", "provider", event.provider_id, context))
-        if event.notice_provider_id:  # still working a hand-back's notice: it stops too (decision 0159)
-            messages.insert(1, Message("cancelled_provider", "provider", event.notice_provider_id, context))
+        # Still working a hand-back's notice (or due to): each stops too (decision 0159).
+        at = 1 if event.provider_id else 0
+        messages[at:at] = [Message("cancelled_provider", "provider", p, context) for p in event.notice_provider_ids]
         return messages
     if isinstance(event, PackageReopened):
         context = {

@@ -1652,14 +1652,16 @@ def me_router(service: Service) -> APIRouter:
                       p.ended_at, p.end_reason,
                       -- The package as it now is: after the last change applied to this placement
                       -- (found by an attack: the offer's pattern was shown after an accepted change).
+                      -- A change's spec starts on its effective date; the package's start is the offer's.
                       coalesce(
-                          (SELECT c.spec FROM change_offers c
+                          (SELECT jsonb_set(c.spec, '{start_date}', o.spec->'start_date') FROM change_offers c
                             WHERE c.package_id = p.package_id AND c.provider_id = p.provider_id
                               AND c.status = 'applied' AND c.offered_at >= p.placed_at
                             ORDER BY c.offered_at DESC LIMIT 1),
-                          (SELECT spec FROM offers WHERE package_id = p.package_id AND provider_id = p.provider_id
-                            ORDER BY offer_round DESC LIMIT 1)) AS spec
+                          o.spec) AS spec
                  FROM placements p
+                 LEFT JOIN LATERAL (SELECT spec FROM offers WHERE package_id = p.package_id AND provider_id =
+                     p.provider_id ORDER BY offer_round DESC LIMIT 1) o ON true
                 WHERE p.provider_id = $1
                   AND ($3::timestamptz IS NULL OR (p.placed_at, p.package_id, p.offer_round) < ($3, $4::uuid, $5::int))
                 ORDER BY p.placed_at DESC, p.package_id DESC, p.offer_round DESC LIMIT $2""",

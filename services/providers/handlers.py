@@ -382,6 +382,7 @@ async def record_hand_back(uow: UnitOfWork, event: PackageHandedBack) -> None:
     stay committed until then and are released the day after by the endings timer
     (:func:`release_due_endings`; decision 0159) - at once when the notice has already run out."""
     today = clock.uk_date(now())
+    # A notice ending before the placement's start is never worked: end_placement holds nothing then.
     await _end_placement(
         uow,
         event.package_id,
@@ -594,11 +595,13 @@ async def record_change(uow: UnitOfWork, event: PackageChanged) -> None:
         return  # applied before: a redelivery
     before = await repo.change_placement_hours(uow.conn, event.package_id, event.provider_id, event.hours_per_week)
     if before is None:
+        await repo.close_ignored_change(uow.conn, event.change_id)  # not shown as the package's spec
         log.warning("change of a package the provider no longer holds ignored", change_id=str(event.change_id))
         return
     if before["before"] != event.previous_hours_per_week:
         # Not the hours the change was made for: put them back and leave the record alone.
         await repo.change_placement_hours(uow.conn, event.package_id, event.provider_id, before["before"])
+        await repo.close_ignored_change(uow.conn, event.change_id)
         log.warning("change for other hours than the placement's ignored", change_id=str(event.change_id))
         return
     row = await repo.commit_hours(uow.conn, event.provider_id, event.hours_per_week - event.previous_hours_per_week)
@@ -695,7 +698,7 @@ async def _end_placement(
     if placement is None:
         return  # none live, or already ended (a redelivery), or a later award's
     row = None
-    if hold_until is None:
+    if placement["hours_held_until"] is None:
         row = await repo.commit_hours(uow.conn, placement["provider_id"], -placement["hours_per_week"])
     recorded = False
     if why == "handed_back":

@@ -311,20 +311,27 @@ async def end_placement(
 ) -> asyncpg.Record | None:
     """End the package's live placement if it was placed before ``at`` (and is ``provider_id``'s,
     when given); None when there was no such placement (none live, a redelivery, a later award's).
-    With ``hold_until`` (a UK date: a hand-back's notice's last day) its hours stay committed
-    until then (:func:`due_held_hours`)."""
+    With ``hold_until`` (a UK date: a hand-back's notice's last day) on or after the placement's
+    start, its hours stay committed until then (:func:`due_held_hours`); ``hours_held_until`` in
+    the row returned says whether they do."""
     return await conn.fetchrow(
-        """UPDATE placements SET ended_at = $2, end_reason = $3, hours_held_until = $5,
-                  hours_released_at = CASE WHEN $5::date IS NULL THEN $2 END
+        """UPDATE placements SET ended_at = $2, end_reason = $3,
+                  hours_held_until = CASE WHEN $5::date >= start_date THEN $5::date END,
+                  hours_released_at = CASE WHEN $5::date >= start_date THEN NULL ELSE $2 END
             WHERE package_id = $1 AND ended_at IS NULL AND placed_at <= $2
               AND ($4::text IS NULL OR provider_id = $4)
-           RETURNING provider_id, hours_per_week""",
+           RETURNING provider_id, hours_per_week, hours_held_until""",
         package_id,
         at,
         why,
         provider_id,
         hold_until,
     )
+
+
+async def close_ignored_change(conn: Connection, change_id: uuid.UUID) -> None:
+    """A change the placement could not take (not its hours, or no longer its package): closed."""
+    await conn.execute("UPDATE change_offers SET status = 'closed' WHERE change_id = $1", change_id)
 
 
 async def due_held_hours(conn: Connection | asyncpg.Pool, today: dt.date) -> tuple[uuid.UUID, str] | None:

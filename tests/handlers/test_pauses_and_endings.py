@@ -551,7 +551,7 @@ async def test_cancelled_after_a_new_provider_was_placed_both_it_and_the_provide
             "SELECT payload FROM outbox WHERE type = 'PackageCancelled' AND aggregateid = $1", str(package_id)
         )
     )
-    assert (event["provider_id"], event["notice_provider_id"]) == (ids["prime_good"], ids["prime_best"])
+    assert (event["provider_id"], event["notice_provider_ids"]) == (ids["prime_good"], [ids["prime_best"]])
     rows = await service.pool.fetch(
         f"SELECT provider_id, status, end_date FROM service_agreements s WHERE package_id = $1 AND {repo.IN_FORCE} "
         "ORDER BY provider_id",
@@ -560,3 +560,27 @@ async def test_cancelled_after_a_new_provider_was_placed_both_it_and_the_provide
     by_provider = {r["provider_id"]: (r["status"], r["end_date"]) for r in rows}
     assert by_provider[ids["prime_best"]] == ("agreed", today), "its notice paid to today"
     assert by_provider[ids["prime_good"]][0] == "cancelled", "the new provider never started"
+
+
+async def test_a_resume_once_the_hold_has_run_out_is_a_409_hold_expired_and_writes_nothing(brokerage):
+    """Found by an attack: a resume a moment after the provider's hold ran out (before the hold timer
+    ended the package) was taken; then, refused, its answer carried the generic action-not-allowed
+    in place of the refusal's own code."""
+    service, broker, rules, ids = brokerage
+    today = clock.uk_today()
+    package_id = await started(service, broker, rules, ids, started_on=today - dt.timedelta(days=2))
+    client = api(service)
+    paused = await client.post(
+        f"/packages/{package_id}/pause", json={"reason": "admitted_to_hospital", "paused_on": str(today)}
+    )
+    assert paused.status_code == 200, paused.text
+    expires = await service.pool.fetchval("SELECT hold_expires_at FROM packages WHERE package_id = $1", package_id)
+    before = await snapshot(service, package_id)
+    with clock.frozen(expires):
+        late = await client.post(f"/packages/{package_id}/resume", json={"resumed_on": str(clock.uk_today())})
+    assert late.status_code == 409, late.text
+    assert late.json()["type"].endswith(":hold-expired") and late.json()["code"] == "hold-expired"
+    assert await snapshot(service, package_id) == before
+    with clock.frozen(expires - dt.timedelta(seconds=1)):
+        in_time = await client.post(f"/packages/{package_id}/resume", json={"resumed_on": str(clock.uk_today())})
+    assert in_time.status_code == 200, in_time.text

@@ -414,6 +414,11 @@ async def test_the_provider_s_packages_show_the_package_as_changed_not_as_first_
     async with unit_of_work(service.pool) as uow:
         token = (await handlers.issue_credential(uow, pid, label="test", replace=False))["token"]
     offered = change_offered(event, pid, "10.5")
+    # The brokerage's change starts on its effective date; the package's start stays the offer's.
+    effective = clock.uk_today() + dt.timedelta(days=3)
+    offered = offered.model_copy(
+        update={"effective_date": effective, "package": offered.package.model_copy(update={"start_date": effective})}
+    )
     await broker.publish(offered.model_dump_json().encode(), topic=topic)
     await broker.publish(changed(offered).model_dump_json().encode(), topic=topic)
     async with client(service, token) as provider:
@@ -422,3 +427,4 @@ async def test_the_provider_s_packages_show_the_package_as_changed_not_as_first_
     assert Decimal(shown["hours_per_week"]) == Decimal("10.5")
     assert Decimal(shown["package"]["hours_per_week"]) == Decimal("10.5")
     assert shown["package"]["visits"]["calls_per_day"] == 3, "the visit pattern as changed"
+    assert shown["package"]["start_date"] == str(event.package.start_date), "not the change's effective date"

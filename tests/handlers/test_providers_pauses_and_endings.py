@@ -307,3 +307,26 @@ async def test_a_package_cancelled_during_the_notice_gives_the_held_hours_back_a
         await broker.publish(cancelled.model_dump_json().encode(), topic=topic)
     assert (await placement(service, event.package_id))["hours_released_at"] is not None
     assert await committed(service, pid) == [before - 7]
+
+
+async def test_a_notice_ending_before_the_placement_starts_holds_nothing(in_memory):
+    """Found by an attack: a package placed to start in 20 days, handed back with a notice ending in
+    3, kept the provider's hours for those 3 days though it would never visit (the brokerage had
+    cancelled its agreement)."""
+    service, broker = await in_memory(build, "providers")
+    [pid] = await willing(service, 1)
+    topic = topics.resolve("brokerage.packages")
+    later = offer([pid])
+    await broker.publish(later.model_dump_json().encode(), topic=topic)
+    [before] = await committed(service, pid)
+    start = clock.uk_today() + dt.timedelta(days=20)
+    placed = award(later, pid, 1, dt.datetime.now(dt.UTC)).model_copy(update={"start_date": start})
+    await broker.publish(placed.model_dump_json().encode(), topic=topic)
+    assert await committed(service, pid) == [before + 7]
+    await broker.publish(
+        handed_back(later.package_id, pid, clock.uk_today() + dt.timedelta(days=3)).model_dump_json().encode(),
+        topic=topic,
+    )
+    row = await placement(service, later.package_id)
+    assert row["hours_held_until"] is None and row["hours_released_at"] is not None
+    assert await committed(service, pid) == [before], "released at once: it never starts"

@@ -168,7 +168,7 @@ def lifecycle(package_id: uuid.UUID) -> dict[str, Envelope]:
             cancelled_by="broker.raj",
             requested_by="broker.sue",
             provider_id="elm-care",
-            notice_provider_id="oak-care",
+            notice_provider_ids=["oak-care", "ash-care"],
             hours_per_week=Decimal(7),
             cancelled_at=NOW,
         ),
@@ -481,6 +481,7 @@ def test_every_change_in_a_packages_life_tells_each_affected_party_once():
         "cancelled_during_notice": [
             ("cancelled_provider", "provider", "elm-care"),
             ("cancelled_provider", "provider", "oak-care"),
+            ("cancelled_provider", "provider", "ash-care"),
             ("cancelled_broker", "broker", "broker.sue"),
             ("cancelled_person", "person", p),
         ],
