@@ -132,20 +132,17 @@ async def test_an_ending_dated_ahead_keeps_the_hours_until_its_uk_date_then_the_
     row = await placement(service, event.package_id)
     assert row["ended_at"] is None and row["ends_on"] == effective and row["ending_reason"] == "died"
     assert await committed(service, pid) == [before]
-    async with unit_of_work(service.pool) as uow:
-        assert await handlers.release_due_endings(uow) != event.package_id, "not yet due"
+    # The timer runs over every test's packages of this (shared) provider: what it releases of theirs
+    # leaves the provider's other hours accounted for.
+    base = await unaccounted(service, pid)
+    assert event.package_id not in await run_the_endings_timer(service), "not yet due"
     # 00:30 BST... on the effective date in the UK: due (the UK date, not the UTC one).
     on_the_day = dt.datetime.combine(effective, dt.time(0, 5), tzinfo=clock.UK).astimezone(dt.UTC)
     with clock.frozen(on_the_day):
-        released = []
-        while True:
-            async with unit_of_work(service.pool) as uow:
-                if (taken := await handlers.release_due_endings(uow)) is None:
-                    break
-            released.append(taken)
+        released = await run_the_endings_timer(service)
     assert released.count(event.package_id) == 1
     assert (await placement(service, event.package_id))["ended_at"] is not None
-    assert await committed(service, pid) == [before - 7]
+    assert await unaccounted(service, pid) == base, "its 7 hours given back, once"
 
 
 step = st.tuples(
@@ -216,6 +213,13 @@ async def run_the_endings_timer(service) -> list[uuid.UUID]:
         taken.append(package_id)
 
 
+async def unaccounted(service, pid) -> Decimal:
+    """The provider's committed hours less its live and held hours (:func:`live_hours`): constant
+    whatever the timer releases, when each release gives back what was held."""
+    [now_committed] = await committed(service, pid)
+    return now_committed - await live_hours(service, pid)
+
+
 async def live_hours(service, pid) -> Decimal:
     """The hours of the provider's live placements, and of those it still works a notice on."""
     return await service.pool.fetchval(
@@ -240,24 +244,27 @@ async def test_a_provider_working_its_notice_keeps_the_hours_until_the_day_after
     assert row["ended_at"] is not None and row["end_reason"] == "handed_back", "the package is not its any more"
     assert row["hours_held_until"] == last_day and row["hours_released_at"] is None
     assert await committed(service, pid) == [before], "hours held while it works its notice"
+    # The timer runs over every test's packages of this provider: what it releases of theirs leaves
+    # the provider's other hours accounted for (unaccounted: committed less live and held hours).
+    base = await unaccounted(service, pid)
     on_the_last_day = dt.datetime.combine(last_day, dt.time(23, 55), tzinfo=clock.UK).astimezone(dt.UTC)
     with clock.frozen(on_the_last_day):
-        async with unit_of_work(service.pool) as uow:
-            assert await handlers.release_due_endings(uow) != event.package_id, "still its last day"
-    assert await committed(service, pid) == [before]
+        assert event.package_id not in await run_the_endings_timer(service), "still its last day"
+    assert (await placement(service, event.package_id))["hours_released_at"] is None
     # 00:05 on the day after, UK time (the UTC date can still be the last day's in summer).
     day_after = dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time(0, 5), tzinfo=clock.UK).astimezone(dt.UTC)
     with clock.frozen(day_after):
         released = await run_the_endings_timer(service)
         assert await run_the_endings_timer(service) == [], "nothing left to release"
     assert released.count(event.package_id) == 1, released
-    assert await committed(service, pid) == [before - 7]
+    assert (await placement(service, event.package_id))["hours_released_at"] is not None
+    assert await unaccounted(service, pid) == base, "its 7 hours given back with the hold, once"
     announced = await service.pool.fetchval(
         "SELECT payload->'profile'->>'committed_hours' FROM outbox WHERE type = 'ProviderUpdated' AND aggregateid = $1 "
         "ORDER BY seq DESC LIMIT 1",
         pid,
     )
-    assert Decimal(announced) == before - 7, "the brokerage hears of the hours given back"
+    assert [Decimal(announced)] == await committed(service, pid), "the brokerage hears of the hours given back"
 
 
 async def test_a_hand_back_whose_notice_has_run_out_releases_the_hours_at_once(in_memory):
@@ -272,7 +279,6 @@ async def test_a_hand_back_whose_notice_has_run_out_releases_the_hours_at_once(i
 
 async def test_a_package_ending_during_the_notice_releases_the_held_hours_on_its_effective_date(in_memory):
     service, broker, topic, event, pid = await placed_package(in_memory)
-    [before] = await committed(service, pid)
     today = clock.uk_today()
     await broker.publish(
         handed_back(event.package_id, pid, today + dt.timedelta(days=20)).model_dump_json().encode(), topic=topic
@@ -280,10 +286,12 @@ async def test_a_package_ending_during_the_notice_releases_the_held_hours_on_its
     effective = today + dt.timedelta(days=3)
     await broker.publish(ended(event.package_id, pid, effective).model_dump_json().encode(), topic=topic)
     assert (await placement(service, event.package_id))["hours_held_until"] == effective - dt.timedelta(days=1)
+    base = await unaccounted(service, pid)
     on_the_day = dt.datetime.combine(effective, dt.time(0, 5), tzinfo=clock.UK).astimezone(dt.UTC)
     with clock.frozen(on_the_day):
         assert event.package_id in await run_the_endings_timer(service)
-    assert await committed(service, pid) == [before - 7], "released when the package ended, not at the notice's end"
+    assert (await placement(service, event.package_id))["hours_released_at"] is not None
+    assert await unaccounted(service, pid) == base, "released when the package ended, not at the notice's end"
 
 
 async def test_a_package_cancelled_during_the_notice_gives_the_held_hours_back_at_once(in_memory):
