@@ -282,9 +282,7 @@ async def release_package(uow: UnitOfWork, event: PackageCancelled) -> None:
     given back - and so are those of a provider working a hand-back's notice on it, which stops
     (decision 0159)."""
     locked = await repo.lock_package_providers(uow.conn, event.package_id)
-    for held in await repo.release_all_held_hours(uow.conn, event.package_id, event.cancelled_at):
-        row = await repo.commit_hours(uow.conn, held["provider_id"], -held["hours_per_week"])
-        await uow.emit(provider_updated(row, causation=event.event_id))
+    await _release_held(uow, event.package_id, event.cancelled_at, causation=event.event_id)
     await repo.remember_cancelled(uow.conn, event.package_id, event.cancelled_at)
     await _close_all(uow, event.package_id, locked, reason="package_cancelled", at=event.cancelled_at)
     await _end_placement(uow, event.package_id, event.cancelled_at, causation=event.event_id, why="cancelled")
@@ -440,10 +438,27 @@ async def release_due_endings(uow: UnitOfWork) -> uuid.UUID | None:
         return None
     package_id, provider_id = held
     await repo.lock_package_providers(uow.conn, package_id, also=[provider_id])
-    hours = await repo.release_held_hours(uow.conn, package_id, provider_id, today=today, at=now())
-    if hours is not None:  # another instance may have released them under the same locks
-        await uow.emit(provider_updated(await repo.commit_hours(uow.conn, provider_id, -hours)))
+    # Another instance may have released them under the same locks: then nothing is.
+    await _release_held(uow, package_id, now(), provider_id=provider_id, ended_before=today)
     return package_id
+
+
+async def _release_held(
+    uow: UnitOfWork,
+    package_id: uuid.UUID,
+    at: dt.datetime,
+    *,
+    provider_id: str | None = None,
+    ended_before: dt.date | None = None,
+    causation: uuid.UUID | None = None,
+) -> None:
+    """Give back the hours held through a notice on the package (:func:`repo.release_held_hours`
+    says which), each provider's new hours published (ProviderUpdated). Providers locked first."""
+    for held in await repo.release_held_hours(
+        uow.conn, package_id, at=at, provider_id=provider_id, ended_before=ended_before
+    ):
+        row = await repo.commit_hours(uow.conn, held["provider_id"], -held["hours_per_week"])
+        await uow.emit(provider_updated(row, causation=causation))
 
 
 async def record_pause(uow: UnitOfWork, event: PackagePaused) -> None:

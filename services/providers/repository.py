@@ -347,43 +347,38 @@ async def due_held_hours(conn: Connection | asyncpg.Pool, today: dt.date) -> tup
 
 
 async def release_held_hours(
-    conn: Connection, package_id: uuid.UUID, provider_id: str, *, today: dt.date, at: dt.datetime
-) -> Decimal | None:
-    """Mark the held hours of the package's ended placement with ``provider_id`` released, if its
-    notice ended before ``today``: the hours to give back, or None (released already, not due)."""
-    return await conn.fetchval(
-        """UPDATE placements SET hours_released_at = $4
-            WHERE package_id = $1 AND provider_id = $2 AND hours_held_until < $3 AND hours_released_at IS NULL
-           RETURNING hours_per_week""",
-        package_id,
-        provider_id,
-        today,
-        at,
-    )
-
-
-async def release_all_held_hours(conn: Connection, package_id: uuid.UUID, at: dt.datetime) -> list[asyncpg.Record]:
-    """The package was cancelled: every hour still held through a notice on it is given back now.
-    The placements released: provider id and hours."""
+    conn: Connection,
+    package_id: uuid.UUID,
+    *,
+    at: dt.datetime,
+    provider_id: str | None = None,
+    ended_before: dt.date | None = None,
+) -> list[asyncpg.Record]:
+    """Mark released the hours still held through a notice on the package's ended placements - of
+    ``provider_id`` only, and only of notices that ended before ``ended_before`` (UK), when given
+    (the endings timer); all of them when not (a cancellation). The placements released, none when
+    released already or not due: provider id and hours to give back."""
     return await conn.fetch(
         """UPDATE placements SET hours_released_at = $2
             WHERE package_id = $1 AND hours_held_until IS NOT NULL AND hours_released_at IS NULL
+              AND ($3::text IS NULL OR provider_id = $3) AND ($4::date IS NULL OR hours_held_until < $4)
            RETURNING provider_id, hours_per_week""",
         package_id,
         at,
+        provider_id,
+        ended_before,
     )
 
 
-async def shorten_held_hours(conn: Connection, package_id: uuid.UUID, last_day: dt.date) -> int:
+async def shorten_held_hours(conn: Connection, package_id: uuid.UUID, last_day: dt.date) -> None:
     """The package ended: hours held through a notice are held no later than its last day of care
-    (the ending's effective date's eve). The number of placements shortened."""
-    result = await conn.execute(
+    (the ending's effective date's eve)."""
+    await conn.execute(
         """UPDATE placements SET hours_held_until = $2
             WHERE package_id = $1 AND hours_held_until > $2 AND hours_released_at IS NULL""",
         package_id,
         last_day,
     )
-    return int(result.split()[-1])
 
 
 async def record_pause(
