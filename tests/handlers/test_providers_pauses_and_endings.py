@@ -58,6 +58,18 @@ def handed_back(
     )
 
 
+def cancelled(package_id: uuid.UUID, provider_id: str, *, reason: str) -> PackageCancelled:
+    return PackageCancelled(
+        correlation_id=package_id,
+        package_id=package_id,
+        reason=reason,
+        cancelled_by="broker.amy",
+        provider_id=provider_id,
+        hours_per_week=Decimal("7"),
+        cancelled_at=dt.datetime.now(dt.UTC),
+    )
+
+
 def paused(package_id: uuid.UUID, provider_id: str) -> PackagePaused:
     at = dt.datetime.now(dt.UTC)
     return PackagePaused(
@@ -175,15 +187,7 @@ async def test_property_committed_hours_are_the_live_placements_hours_after_any_
             ahead = dt.timedelta(days=3 if kind == "end_ahead" else 0)
             event = ended(o.package_id, pid, clock.uk_today() + ahead)
         elif kind == "cancel":
-            event = PackageCancelled(
-                correlation_id=o.package_id,
-                package_id=o.package_id,
-                reason="other",
-                cancelled_by="broker.amy",
-                provider_id=pid,
-                hours_per_week=Decimal("7"),
-                cancelled_at=dt.datetime.now(dt.UTC),
-            )
+            event = cancelled(o.package_id, pid, reason="other")
         elif kind == "hand_back":  # two days' notice: the hours held until it ends (decision 0159)
             event = handed_back(o.package_id, pid, clock.uk_today() + dt.timedelta(days=2))
         elif kind == "due":
@@ -301,18 +305,10 @@ async def test_a_package_cancelled_during_the_notice_gives_the_held_hours_back_a
     await broker.publish(
         handed_back(event.package_id, pid, today + dt.timedelta(days=20)).model_dump_json().encode(), topic=topic
     )
-    cancelled = PackageCancelled(
-        correlation_id=event.package_id,
-        package_id=event.package_id,
-        reason="person_died",
-        cancelled_by="broker.amy",
-        provider_id=pid,
-        hours_per_week=Decimal("7"),
-        cancelled_at=dt.datetime.now(dt.UTC),
-    )
+    message = cancelled(event.package_id, pid, reason="person_died")
     assert await committed(service, pid) == [before], "held through the notice"
     for _ in range(2):  # redelivered: released once
-        await broker.publish(cancelled.model_dump_json().encode(), topic=topic)
+        await broker.publish(message.model_dump_json().encode(), topic=topic)
     assert (await placement(service, event.package_id))["hours_released_at"] is not None
     assert await committed(service, pid) == [before - 7]
 
