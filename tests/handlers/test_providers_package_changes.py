@@ -75,6 +75,20 @@ def changed(offered: ChangeOffered) -> PackageChanged:
     )
 
 
+def withdrawal(offered: ChangeOffered) -> ChangeWithdrawn:
+    """The brokerage withdrawing the change (the package was paused)."""
+    return ChangeWithdrawn(
+        correlation_id=offered.package_id,
+        package_id=offered.package_id,
+        change_id=offered.change_id,
+        provider_id=offered.provider_id,
+        because="paused",
+        hours_per_week=offered.package.hours_per_week,
+        previous_hours_per_week=offered.previous_hours_per_week,
+        withdrawn_at=dt.datetime.now(dt.UTC),
+    )
+
+
 async def holding(in_memory):
     """A package placed with a willing provider whose adapter is automatic (other tests may have
     left it a portal or webhook one)."""
@@ -302,16 +316,7 @@ async def test_a_withdrawn_change_is_no_longer_open_nor_answerable_nor_posted(in
         await webhook_adapter(service, pid)
         offered = change_offered(event, pid, "10.5")
         await broker.publish(offered.model_dump_json().encode(), topic=topic)
-        withdrawn = ChangeWithdrawn(
-            correlation_id=event.package_id,
-            package_id=event.package_id,
-            change_id=offered.change_id,
-            provider_id=pid,
-            because="paused",
-            hours_per_week=Decimal("10.5"),
-            previous_hours_per_week=Decimal(7),
-            withdrawn_at=dt.datetime.now(dt.UTC),
-        )
+        withdrawn = withdrawal(offered)
         held = await service.pool.fetchval("SELECT held_hours FROM providers WHERE provider_id = $1", pid)
         for _ in range(2):  # a redelivery changes nothing more
             await broker.publish(withdrawn.model_dump_json().encode(), topic=topic)
@@ -370,16 +375,7 @@ async def test_an_accepted_increase_withdrawn_before_it_is_applied_frees_the_hou
     offered = change_offered(event, pid, "10.5")
     await broker.publish(offered.model_dump_json().encode(), topic=topic)
     assert await held(service, pid) == held_before + Decimal("3.5")
-    withdrawn = ChangeWithdrawn(
-        correlation_id=event.package_id,
-        package_id=event.package_id,
-        change_id=offered.change_id,
-        provider_id=pid,
-        because="paused",
-        hours_per_week=Decimal("10.5"),
-        previous_hours_per_week=Decimal(7),
-        withdrawn_at=dt.datetime.now(dt.UTC),
-    )
+    withdrawn = withdrawal(offered)
     for _ in range(2):
         await broker.publish(withdrawn.model_dump_json().encode(), topic=topic)
     assert await held(service, pid) == held_before and await committed(service, pid) == [before]
