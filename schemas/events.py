@@ -458,7 +458,8 @@ class PackagePaused(Envelope):
 
 
 class PackageResumed(Envelope):
-    """The person is home again: visits restart on ``resumed_on`` (a UK date) with the same provider."""
+    """The person is home again: visits restart on ``resumed_on`` (a UK date) with the same provider,
+    unless ``reopened_because`` is set."""
 
     event_type: Literal["PackageResumed"] = "PackageResumed"
     producer: Producer = "brokerage"
@@ -470,6 +471,14 @@ class PackageResumed(Envelope):
     resumed_by: StaffId
     requested_by: StaffId | None = Field(default=None, description="The broker who requested the package.")
     resumed_at: dt.datetime
+    reopened_because: ReopenReason | None = Field(
+        default=None,
+        description=(
+            "Set when the provider holding the package was suspended or left the framework while it was"
+            " paused: the package is brokered again from resumed_on, and the PackageReopened that follows"
+            " in the same transaction tells everyone; this event tells no one (decision 0162)."
+        ),
+    )
 
 
 class ChangeOffered(Envelope):

@@ -760,12 +760,27 @@ async def rebroker_due(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID | No
     package = await repo.take_due(uow.conn, repo.REBROKERING, now())
     if package is None:
         return None
-    package_id = package["package_id"]
     at = now()
-    provider_id = package["provider_id"]
+    await _rebroker(uow, rules, package, at, restart=max(package["start_date"], clock.uk_date(at)))
+    return package["package_id"]
+
+
+def _rebroker_reason(package: asyncpg.Record) -> ReopenReason:
+    """Why a package marked for re-brokering was marked (its provider suspended, or gone)."""
     # Marks written before reasons were codes read "provider suspended" / "provider left".
     marked = package["rebroker_reason"] or ""
-    reason = ReopenReason.provider_left if marked.endswith("left") else ReopenReason.provider_suspended
+    return ReopenReason.provider_left if marked.endswith("left") else ReopenReason.provider_suspended
+
+
+async def _rebroker(
+    uow: UnitOfWork, rules: BrokerageRules, package: asyncpg.Record, at: dt.datetime, *, restart: dt.date
+) -> None:
+    """Take a package from the provider that was suspended or left and offer it from the top of the
+    ladder (priority, continuity), the care to start on ``restart`` (a UK date); the provider is paid
+    to its eve. Everyone is told by PackageReopened."""
+    package_id = package["package_id"]
+    provider_id = package["provider_id"]
+    reason = _rebroker_reason(package)
     await _withdraw_change(uow, package, at, because=ChangeWithdrawnBecause.rebrokered)
     repo.add_timeline(uow, package_id, "re-brokered", at, provider_id=provider_id, reason=reason.value)
     await uow.emit(
@@ -779,12 +794,10 @@ async def rebroker_due(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID | No
             reopened_at=at,
         )
     )
-    restart = max(package["start_date"], clock.uk_date(at))
     # The provider is paid until the day before the package's new start (none of it, if care never began).
     await _end_agreements(uow, package, provider_id, restart - dt.timedelta(days=1), reason=AgreementReason.rebrokered)
     package = await repo.reopen(uow.conn, package_id, start_date=restart)
     await _offer_next_tier(uow, rules, package, after=None, causation=None)
-    return package_id
 
 
 # ---- broker actions and the unplaced queue ------------------------------------------------
@@ -1098,8 +1111,12 @@ async def resume(
     )
     if refusal is not None:
         raise Refused(refusal)
+    # Its provider was suspended or left while the person was in hospital (marked, decision 0078):
+    # the package is brokered again now, and the provider is told that alone, not first that visits
+    # restart (found by an attack: it was told "resumed", then at once "re-brokered").
+    reopened = _rebroker_reason(package) if package["rebroker_due_at"] is not None else None
     await repo.mark_resumed(uow.conn, package_id)
-    if not await _running_agreements(uow, package_id, package["provider_id"], after=resumed_on):
+    if reopened is None and not await _running_agreements(uow, package_id, package["provider_id"], after=resumed_on):
         # After an unpaid hold (decision 0110): payable again from the day visits restart.
         await _open_agreement(
             uow,
@@ -1132,8 +1149,11 @@ async def resume(
             resumed_by=resumed_by,
             requested_by=package["requested_by"],
             resumed_at=at,
+            reopened_because=reopened,
         )
     )
+    if reopened is not None:
+        await _rebroker(uow, rules, package, at, restart=max(package["start_date"], resumed_on))
 
 
 async def end_package(

@@ -360,6 +360,8 @@ def messages_for(event: Envelope, *, provider_names: dict[str, str], providers_u
             Message("started_provider", "provider", event.provider_id, context),
             _to_broker("started_broker", event.requested_by or event.recorded_by, context),
         ]
+    if isinstance(event, PackageResumed) and event.reopened_because is not None:
+        return []  # brokered again at once: the PackageReopened after it tells everyone (decision 0162)
     if isinstance(event, PackageEnded | PackagePaused | PackageResumed):
         return _pause_or_ending(event, provider_names)
     if isinstance(event, ChangeOffered | PackageChanged | ChangeDeclined | ChangeWithdrawn | PackageHandedOver):

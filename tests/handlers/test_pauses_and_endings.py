@@ -328,24 +328,51 @@ async def test_a_start_a_hand_back_and_a_funding_record_dated_outside_the_limits
 
 
 async def test_a_provider_suspended_during_a_pause_loses_the_package_only_when_it_resumes(brokerage):
+    """The package is brokered again at the resume, in the same transaction, from the day visits
+    restart; the provider is paid through its hold to that day's eve and gets no new agreement. Its
+    PackageResumed says why (``reopened_because``), so that the provider is told "re-brokered"
+    alone, not first "resumed" (found by an attack: decision 0162)."""
     service, broker, rules, ids = brokerage
-    package_id = await started(service, broker, rules, ids)
+    package_id = await started(service, broker, rules, ids, started_on=clock.uk_today() - dt.timedelta(days=5))
     today = clock.uk_today()
     async with unit_of_work(service.pool) as uow:
         await handlers.pause(
-            uow, rules, package_id, reason=PauseReason.admitted_to_hospital, paused_on=today, paused_by="broker.amy"
+            uow,
+            rules,
+            package_id,
+            reason=PauseReason.admitted_to_hospital,
+            paused_on=today - dt.timedelta(days=2),
+            paused_by="broker.amy",
         )
     suspended = profile(ids["prime_best"], "prime", cqc="outstanding", status="suspended")
     event = ProviderUpdated(correlation_id=uuid.uuid4(), revision=2, profile=suspended)
     await broker.publish(event.model_dump_json().encode(), topic=topics.resolve("providers.registry"))
     assert package_id not in await run_timer(service, rules, handlers.rebroker_due), "never while paused"
     assert await status(service, package_id) == "paused"
+    resumed_on = today + dt.timedelta(days=1)
     async with unit_of_work(service.pool) as uow:
-        await handlers.resume(uow, rules, package_id, resumed_on=today, resumed_by="broker.amy")
-    assert package_id in await run_timer(service, rules, handlers.rebroker_due)
-    kinds = [t for t, _ in await outbox_types(service, package_id)]
-    assert kinds[-4:] == ["PackagePaused", "PackageResumed", "PackageReopened", "OfferMade"]
+        await handlers.resume(uow, rules, package_id, resumed_on=resumed_on, resumed_by="broker.amy")
+    events = await outbox_types(service, package_id)
+    assert [t for t, _ in events][-4:] == ["PackagePaused", "PackageResumed", "PackageReopened", "OfferMade"]
+    resumed, reopened = events[-3][1], events[-2][1]
+    assert resumed["reopened_because"] == reopened["reason"] == "provider_suspended"
+    assert reopened["provider_id"] == ids["prime_best"]
     assert await status(service, package_id) == "offered"
+    assert package_id not in await run_timer(service, rules, handlers.rebroker_due), "re-brokered once"
+    row = await service.pool.fetchrow(
+        "SELECT start_date, rebroker_due_at FROM packages WHERE package_id = $1", package_id
+    )
+    assert (row["start_date"], row["rebroker_due_at"]) == (resumed_on, None)
+    rows = await service.pool.fetch(
+        f"SELECT provider_id, end_date FROM service_agreements s WHERE package_id = $1 "
+        f"AND status = 'agreed' AND {repo.IN_FORCE} ORDER BY start_date",
+        package_id,
+    )
+    ends = [(r["provider_id"], r["end_date"]) for r in rows]
+    if rules.pause_hold_paid:  # paid through the hold, to the eve of the day visits were to restart
+        assert ends == [(ids["prime_best"], today)]
+    else:  # unpaid from the pause (decision 0110), and no agreement opened again at the resume
+        assert ends == [(ids["prime_best"], today - dt.timedelta(days=3))]
 
 
 async def test_the_provider_may_read_the_person_while_paused_and_until_an_endings_effective_date(

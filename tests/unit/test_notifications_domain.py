@@ -220,6 +220,19 @@ def lifecycle(package_id: uuid.UUID) -> dict[str, Envelope]:
             requested_by="broker.sue",
             resumed_at=NOW,
         ),
+        # Its provider suspended while the person was in hospital: re-brokered at once, and the
+        # PackageReopened that follows tells everyone (decision 0162).
+        "resumed_reopened": PackageResumed(
+            **common,
+            provider_id="oak-care",
+            paused_on=dt.date(2026, 11, 22),
+            resumed_on=dt.date(2026, 11, 30),
+            hours_per_week=Decimal(7),
+            resumed_by="broker.raj",
+            requested_by="broker.sue",
+            resumed_at=NOW,
+            reopened_because="provider_suspended",
+        ),
         # Changes to a running package (decision 0082).
         "change_offered": ChangeOffered(
             **common,
@@ -499,6 +512,7 @@ def test_every_change_in_a_packages_life_tells_each_affected_party_once():
             ]
             for name in ("ended", "paused", "resumed")
         },
+        "resumed_reopened": [],  # the PackageReopened after it tells them, once
         "change_offered": [("change_offered_provider", "provider", "oak-care")],
         "changed": [
             ("changed_provider", "provider", "oak-care"),
