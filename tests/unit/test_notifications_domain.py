@@ -42,6 +42,7 @@ from schemas.events import (
     VisitPattern,
     parse_event,
 )
+from schemas.vocabulary import ReopenReason
 from services.notifications import domain
 from services.notifications.channels import Channels, Outgoing, configured
 from services.notifications.domain import Contact, Message
@@ -128,6 +129,16 @@ CHANGED = PackageSpec(
 def lifecycle(package_id: uuid.UUID) -> dict[str, Envelope]:
     """One event of each later change in a package's life (and the unplaced queue)."""
     common = dict(correlation_id=package_id, package_id=package_id)
+    resumed = PackageResumed(
+        **common,
+        provider_id="oak-care",
+        paused_on=dt.date(2026, 11, 22),
+        resumed_on=dt.date(2026, 11, 30),
+        hours_per_week=Decimal(7),
+        resumed_by="broker.raj",
+        requested_by="broker.sue",
+        resumed_at=NOW,
+    )
     return {
         "unplaced": PackageUnplaced(
             **common,
@@ -210,29 +221,10 @@ def lifecycle(package_id: uuid.UUID) -> dict[str, Envelope]:
             requested_by="broker.sue",
             paused_at=NOW,
         ),
-        "resumed": PackageResumed(
-            **common,
-            provider_id="oak-care",
-            paused_on=dt.date(2026, 11, 22),
-            resumed_on=dt.date(2026, 11, 30),
-            hours_per_week=Decimal(7),
-            resumed_by="broker.raj",
-            requested_by="broker.sue",
-            resumed_at=NOW,
-        ),
+        "resumed": resumed,
         # Its provider suspended while the person was in hospital: re-brokered at once, and the
         # PackageReopened that follows tells everyone (decision 0162).
-        "resumed_reopened": PackageResumed(
-            **common,
-            provider_id="oak-care",
-            paused_on=dt.date(2026, 11, 22),
-            resumed_on=dt.date(2026, 11, 30),
-            hours_per_week=Decimal(7),
-            resumed_by="broker.raj",
-            requested_by="broker.sue",
-            resumed_at=NOW,
-            reopened_because="provider_suspended",
-        ),
+        "resumed_reopened": resumed.model_copy(update={"reopened_because": ReopenReason.provider_suspended}),
         # Changes to a running package (decision 0082).
         "change_offered": ChangeOffered(
             **common,
