@@ -1454,7 +1454,7 @@ async def _decline_change(
         provider_id=change["provider_id"],
         outcome=outcome.value,
         decline_reason=reason.value if reason else None,
-        carries_on_at=str(change["previous_hours"]),
+        carries_on_hours_per_week=str(change["previous_hours"]),
     )
     await uow.emit(
         ChangeDeclined(

@@ -802,3 +802,20 @@ def test_the_new_admin_pages_are_for_the_roles_the_api_lets_read_them():
     assert not domain.can("ops", Permission.reference), "operations never see prices"
     menu = [item["href"] for item in navigation(session("manager"), "/board")]
     assert {"/admin/disclosures", "/admin/rate-cards", "/admin/approval-limits"} <= set(menu)
+
+
+def test_a_timeline_detail_named_like_a_time_that_is_not_one_is_shown_as_it_is():
+    """Found by a new user: a declined change's entry carried ``"carries_on_at": "7.00"`` (hours),
+    and the package's page was a 500. Entries are history, never rewritten: whatever a detail named
+    ``*_at``, ``*_on`` or ``*_date`` holds, the page shows it."""
+    timeline = [
+        {
+            "at": "2026-07-01T08:30:00+00:00",
+            "stage": "change declined",
+            "detail": {"carries_on_at": "7.00", "moved_on": "soon", "start_date": 12, "noted_at": ["x"]},
+        }
+    ]
+    html = unescape(render("broker", timeline=timeline))
+    line = html.split('id="timeline"')[1].split('class="govuk-body-s">')[1].split("</span>")[0]
+    assert "carries on at 7.00" in line and "moved on soon" in line and "start date 12" in line
+    assert "noted at x" in line

@@ -53,10 +53,15 @@ def _value_words(key: str, value: Any) -> str:
         return ", ".join(_value_words(key, v) for v in value) or "-"
     if isinstance(value, dict):
         return "; ".join(f"{str(k).replace('_', ' ')} {_value_words(str(k), v)}" for k, v in value.items()) or "-"
-    if key.endswith("_at"):
-        return _when(value)
-    if key.endswith(("_date", "_on")):
-        return _day(value)
+    try:
+        if key.endswith("_at"):
+            return _when(value)
+        if key.endswith(("_date", "_on")):
+            return _day(value)
+    except (TypeError, ValueError):
+        # A detail named like a time that is not one (found by a new user: "carries_on_at": "7.00",
+        # hours, made the package's page a 500) is shown as it is; entries are never rewritten.
+        pass
     return str(value).replace("_", " ") if isinstance(value, str) else str(value)
 
 
