@@ -165,14 +165,9 @@ class CancelRequest(BaseModel):
 
 class StartRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # Not in the future, nor before the request or the last provider's last day: the domain's
+    # refusals, each with its code (services/brokerage/domain.py: start_refusal).
     started_on: Day
-
-    @field_validator("started_on")
-    @classmethod
-    def _not_future(cls, v: dt.date) -> dt.date:
-        if v > clock.uk_today():  # the UK date: care started at 00:30 BST started "today"
-            raise ValueError("care cannot have started in the future (dates are UK dates)")
-        return v
 
 
 class HandBackRequest(BaseModel):
@@ -725,7 +720,9 @@ def build_router(service: Service, rules: handlers.BrokerageRules) -> APIRouter:
         except handlers.AlreadyApproved as exc:
             raise ProblemError(409, str(exc), field="decision", code="already-approved") from None
         except handlers.ActionRefused as exc:
-            raise ProblemError(409, str(exc), code="action-not-allowed") from None
+            # Not allowed in the package's state: the field at fault is its status, as for the
+            # domain's own status refusals (found by a new user: these 409s named no field).
+            raise ProblemError(409, str(exc), field="status", code="action-not-allowed") from None
         except handlers.NotDelegated as exc:
             raise ProblemError(403, str(exc), code="not-delegated") from None
         except LookupError as exc:

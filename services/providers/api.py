@@ -416,7 +416,7 @@ def build_router(service: Service) -> APIRouter:
         except LookupError as exc:
             raise ProblemError(404, str(exc)) from None
         except domain.StatusRefused as exc:
-            raise ProblemError(409, str(exc), code="status-not-allowed") from None
+            raise ProblemError(409, str(exc), field="status", code="status-not-allowed") from None
         return {"provider_id": provider_id, "status": updated.profile.status, "revision": updated.revision}
 
     @router.get(

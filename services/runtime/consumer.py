@@ -69,6 +69,7 @@ from services.runtime.kafka_errors import describe, is_too_large, refused_for_go
 from services.runtime.kafka_records import header_name_bytes, install, tolerant_batch_parser
 from services.runtime.logging import get_logger
 from services.runtime.outbox import UnitOfWork, record_in_inbox
+from services.runtime.problems import validation_message
 from services.runtime.topics import dead_letters as topics_dead_letters
 from services.runtime.topics import resolve
 
@@ -619,5 +620,7 @@ def read_event(delivery: Delivery) -> tuple[Event | None, str | None]:
 
 def _short(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, e['loc'])) or '(message)'}: {e['msg']}" for e in exc.errors()[:5])
+        return "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or '(message)'}: {validation_message(e)}" for e in exc.errors()[:5]
+        )
     return str(exc)[:500]

@@ -372,7 +372,8 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = [{"field": _field_name(tuple(e["loc"])), "detail": e["msg"]} for e in exc.errors()]
+        errors = exc.errors()
+        fields = [{"field": _field_name(tuple(e["loc"])), "detail": problems.validation_message(e)} for e in errors]
         summary = "; ".join(f"{f['field']}: {f['detail']}" for f in fields[:5])
         return _problem(422, f"invalid request: {summary}", fields)
 

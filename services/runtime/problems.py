@@ -184,3 +184,10 @@ class Problem(BaseModel):
     fields: list[LegacyFieldError] | None = Field(
         None, description="Deprecated (contract v1): the same as errors", json_schema_extra={"deprecated": True}
     )
+
+
+def validation_message(error: Any) -> str:
+    """One pydantic error's message (an item of ``ValidationError.errors()``) as people read it: a
+    rule of ours raising ValueError reads as its own words, without pydantic's "Value error, "
+    (found by a new user: "Value error, care cannot have started in the future")."""
+    return str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")

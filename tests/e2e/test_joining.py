@@ -190,6 +190,12 @@ async def test_an_application_goes_through_due_diligence_to_its_first_placement(
         # Leaving keeps the existing re-brokering: the package is taken from it.
         left = await admin.post(f"/providers/{provider_id}/status", json={"status": "left", "reason": "contract ended"})
         assert left.status_code == 200, left.text
+        # A provider that left cannot leave again: a 409 naming the status (it had named no field).
+        again = await admin.post(
+            f"/providers/{provider_id}/status", json={"status": "left", "reason": "contract ended"}
+        )
+        assert again.status_code == 409 and again.json()["code"] == "status-not-allowed", again.text
+        assert again.json()["errors"][0]["field"] == "status"
 
         async def rebrokered():
             view = (await brokerage.get(f"/packages/{package_id}")).json()

@@ -222,12 +222,34 @@ async def test_the_api_refuses_bad_endings_and_pauses_naming_the_field_and_write
         assert response.status_code == code, (action, body, response.text)
         problem = response.json()
         assert field in [f["field"] for f in problem["fields"]], (action, body, problem)
+        # A rule's own words, not pydantic's "Value error, ..." before them (found by a new user).
+        assert not [f for f in problem["errors"] if f["detail"].startswith("Value error")], problem
         assert await snapshot(service, package_id) == before, (action, body)
+    # A start in the future is the domain's coded refusal, as a pause's is (it had been the request
+    # model's generic invalid-request, with pydantic's prefix).
+    before = await snapshot(service, placed)
+    future = await client.post(f"/packages/{placed}/start", json={"started_on": str(today + dt.timedelta(days=1))})
+    assert future.status_code == 422 and future.json()["type"].endswith(":date-in-future"), future.text
+    assert future.json()["fields"][0]["field"] == "started_on"
+    assert await snapshot(service, placed) == before
     # A pause dated before the start, and a resume before the pause.
     good = await client.post(
         f"/packages/{running}/pause", json={"reason": "admitted_to_hospital", "paused_on": str(today)}
     )
     assert good.status_code == 200 and good.json()["status"] == "paused"
+    # While paused, the state's refusals name the status as the domain's do (these had named no field).
+    before = await snapshot(service, running)
+    for action, body in (
+        ("start", {"started_on": str(today)}),
+        ("cancel", {"reason": "other"}),
+        ("hand-back", {"notice_ends_on": str(today), "reason": "other"}),
+        ("reoffer", {}),
+    ):
+        refused = await client.post(f"/packages/{running}/{action}", json=body)
+        assert refused.status_code == 409, (action, refused.text)
+        assert refused.json()["type"].endswith(":action-not-allowed"), (action, refused.text)
+        assert refused.json()["fields"][0]["field"] == "status", (action, refused.text)
+    assert await snapshot(service, running) == before
     early = await client.post(f"/packages/{running}/resume", json={"resumed_on": str(today - dt.timedelta(days=1))})
     assert early.status_code == 422 and early.json()["fields"][0]["field"] == "resumed_on"
     end = await client.post(f"/packages/{running}/end", json={"reason": "died", "effective_date": str(today)})

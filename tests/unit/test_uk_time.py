@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import ValidationError
 
 from services.runtime import clock
 from services.runtime.reference import RateCard, load_framework
@@ -102,15 +101,19 @@ def test_the_card_effective_on_1_april_applies_from_uk_midnight():
 
 
 def test_a_start_recorded_at_half_past_midnight_bst_on_its_day_is_accepted():
-    from services.brokerage.api import StartRequest
+    from services.brokerage.domain import DateLimits, start_refusal
+
+    def refused(started_on: dt.date) -> str | None:
+        refusal = start_refusal(started_on, clock.uk_today(), DateLimits())
+        return refusal.code if refusal else None
 
     with clock.frozen(HALF_PAST_MIDNIGHT_BST_1_APRIL):
-        assert StartRequest(started_on=dt.date(2027, 4, 1)).started_on == dt.date(2027, 4, 1)
-        with pytest.raises(ValidationError, match="future"):
-            StartRequest(started_on=dt.date(2027, 4, 2))
+        assert refused(dt.date(2027, 4, 1)) is None
+        assert refused(dt.date(2027, 4, 2)) == "date-in-future"
     # 23:30 GMT on 31 October: 1 November is tomorrow.
-    with clock.frozen(AUTUMN + dt.timedelta(hours=22, minutes=30)), pytest.raises(ValidationError, match="future"):
-        StartRequest(started_on=dt.date(2027, 11, 1))
+    with clock.frozen(AUTUMN + dt.timedelta(hours=22, minutes=30)):
+        assert refused(dt.date(2027, 10, 31)) is None
+        assert refused(dt.date(2027, 11, 1)) == "date-in-future"
 
 
 # ---- what people are shown ---------------------------------------------------------------------
