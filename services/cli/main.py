@@ -102,10 +102,11 @@ def provision() -> None:
     import asyncio
 
     from services.runtime.db import provision as run
-    from services.runtime.settings import admin_settings
+    from services.runtime.settings import SCHEMA_OWNERS, admin_settings
 
     asyncio.run(run(admin_settings().database_url))
-    typer.echo(output.paragraph("database provisioned: roles and schemas brokerage, providers, notifications, console"))
+    # From the list provisioning works through (it had been written out here and left reporting out).
+    typer.echo(output.paragraph(f"database provisioned: roles and schemas {', '.join(SCHEMA_OWNERS)}"))
 
 
 @ref_app.command("generate-market")
