@@ -221,7 +221,12 @@ def for_broker(record: dict[str, Any], names: dict[str, str]) -> str:
         )
         for a in r["answers"]:
             who = names.get(a["provider_id"], a["provider_id"])
-            late = " (after the round had closed, so not considered)" if a["late"] else ""
+            # A round closes as soon as no answer still to come could change its award (decision
+            # 0010's early close), so a late answer may have been made before ``closed_at``: it
+            # reached the brokerage after (a new user read "after the round had closed" as wrong).
+            late = (
+                " (it reached the brokerage after the round had closed, so it was not considered)" if a["late"] else ""
+            )
             if a["kind"] == "bid":
                 lines.append(f"  {who} bid {_money(a['hourly_rate'])}/h, able to start {a['earliest_start']}{late}.")
             else:
