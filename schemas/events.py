@@ -598,6 +598,13 @@ class PackageReviewed(Envelope):
     reviewed_by: StaffId
     requested_by: StaffId | None = Field(default=None, description="The broker who requested the package.")
     reviewed_at: dt.datetime
+    paused: bool = Field(
+        default=False,
+        description=(
+            "The package was paused (a hospital stay) when reviewed: its visits restart only when it"
+            " resumes, and nobody is told to carry on visiting (found by an attack)."
+        ),
+    )
 
 
 class FundingShare(Contract):

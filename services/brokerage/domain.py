@@ -910,9 +910,13 @@ def review_refusal(
     technology: Sequence[str],
     previous_hours: Decimal | None = None,
     changed_hours: Decimal | None = None,
+    change_pending: bool = False,
 ) -> Refusal | None:
     """Whether a review's outcome may be recorded: only for a running package (started or paused; 409
-    ``status``), held on a UK date not before care started, not in the future, not too long ago (422
+    ``status``), with no change awaiting the provider's answer unless the review ends the package
+    (which withdraws it; 409 ``change``: a review that found "no change" was told to the provider
+    and the family while an increase was in flight, found by an attack), held on a UK date not before
+    care started, not in the future, not too long ago (422
     ``reviewed_on``); with the details its outcome needs and no others (422 naming ``change``,
     ``end`` or ``technology``): a change for ``changed`` and ``technology_enabled_care``, an ending for
     ``ended``, equipment for ``technology_enabled_care`` and then fewer hours (it takes the place of
@@ -921,6 +925,12 @@ def review_refusal(
     if status not in ALLOWED_FROM["review"]:
         allowed = " or ".join(sorted(ALLOWED_FROM["review"]))
         return Refusal(409, "status", f"the package is {status}; only a {allowed} package can be reviewed")
+    if change_pending and outcome != "ended":
+        return Refusal(
+            409,
+            "change",
+            "a change awaits the provider's answer: record the review once it is answered or withdrawn",
+        )
     if started_on is not None and reviewed_on < started_on:
         return Refusal(
             422, "reviewed_on", f"{reviewed_on} is before the care started on {started_on}", "date-before-start"

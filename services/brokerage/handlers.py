@@ -761,7 +761,12 @@ async def rebroker_due(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID | No
     if package is None:
         return None
     at = now()
-    await _rebroker(uow, rules, package, at, restart=max(package["start_date"], clock.uk_date(at)))
+    today = clock.uk_date(at)
+    # Care running: needed from today, whatever start the request first asked for (found by an
+    # attack: a package started before its requested start was re-brokered to start on that date,
+    # nobody visiting in between). Not yet started: from its planned start, or today if that has gone.
+    restart = today if package["started_on"] is not None else max(package["start_date"], today)
+    await _rebroker(uow, rules, package, at, restart=restart)
     return package["package_id"]
 
 
@@ -1153,7 +1158,8 @@ async def resume(
         )
     )
     if reopened is not None:
-        await _rebroker(uow, rules, package, at, restart=max(package["start_date"], resumed_on))
+        # Care is needed from the day the person is home (a resume recorded late: from today).
+        await _rebroker(uow, rules, package, at, restart=max(resumed_on, clock.uk_date(at)))
 
 
 async def end_package(
@@ -1579,6 +1585,7 @@ async def record_review(
         technology=[t.value for t in technology],
         previous_hours=package["hours_per_week"],
         changed_hours=change.hours_per_week if change is not None else None,
+        change_pending=package["pending_change_id"] is not None,
     )
     if refusal is not None:
         raise Refused(refusal)
@@ -1602,6 +1609,7 @@ async def record_review(
             reviewed_by=reviewed_by,
             requested_by=package["requested_by"],
             reviewed_at=at,
+            paused=package["status"] == "paused",
         ),
     )
     step: str | None = None

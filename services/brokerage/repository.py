@@ -556,10 +556,13 @@ HELD_BY_PROVIDER = "status IN ('placed', 'started', 'paused')"
 
 async def mark_for_rebrokering(conn: Connection, provider_id: str, *, reason: str, at: dt.datetime) -> int:
     """Every active package of a provider that was suspended or left, due for re-brokering now (a
-    paused one once it resumes: decision 0078)."""
+    paused one once it resumes: decision 0078). A package marked already keeps its place in the
+    queue and takes the newer reason (found by an attack: a provider suspended, then gone, was
+    still said to be suspended)."""
     marked = await conn.execute(
-        f"""UPDATE packages SET rebroker_due_at = $3, rebroker_reason = $2
-             WHERE provider_id = $1 AND {HELD_BY_PROVIDER} AND rebroker_due_at IS NULL""",
+        f"""UPDATE packages SET rebroker_due_at = COALESCE(rebroker_due_at, $3), rebroker_reason = $2
+             WHERE provider_id = $1 AND {HELD_BY_PROVIDER}
+               AND (rebroker_due_at IS NULL OR rebroker_reason IS DISTINCT FROM $2)""",
         provider_id,
         reason,
         at,

@@ -559,6 +559,7 @@ def _reviewed(event: PackageReviewed, provider_names: dict[str, str]) -> list[Me
         "reviewed_on": _day(event.reviewed_on),
         "next_review_due_on": _day(event.next_review_due_on) if event.next_review_due_on else "",
         "reviewed_by": event.reviewed_by,
+        "paused": event.paused,  # no "carry on visiting" while the person is in hospital
     }
     return [
         Message("reviewed_provider", "provider", event.provider_id, context),

@@ -38,7 +38,7 @@ def profile(pid, tier, cqc="good", **kw) -> ProviderProfile:
     return ProviderProfile(**(base | kw))
 
 
-def spec(urgency="community") -> PackageSpec:
+def spec(urgency="community", start_date: dt.date | None = None) -> PackageSpec:
     return PackageSpec(
         zone=ZONE,
         band="rural",
@@ -47,7 +47,7 @@ def spec(urgency="community") -> PackageSpec:
         visits=VisitPattern(calls_per_day=2, minutes_per_call=30, carers_per_call=1),
         needs=["personal_care"],
         urgency=urgency,
-        start_date=dt.date.today(),
+        start_date=start_date or dt.date.today(),
     )
 
 

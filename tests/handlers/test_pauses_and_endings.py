@@ -397,6 +397,37 @@ async def test_a_provider_suspended_during_a_pause_loses_the_package_only_when_i
         assert ends == [(ids["prime_best"], today - dt.timedelta(days=3))]
 
 
+async def test_a_running_package_is_re_brokered_from_today_and_a_provider_gone_after_a_suspension_is_said_gone(
+    brokerage,
+):
+    """Found by an attack: a package whose care began before the start its request asked for was
+    re-brokered to start on that requested date, nobody visiting in between; and a provider
+    suspended, then gone, was still said to be suspended. Care running is needed from today (one not
+    yet started keeps its planned start); the newer status gives the reason."""
+    service, broker, rules, ids = brokerage
+    today = clock.uk_today()
+    planned = today + dt.timedelta(days=6)
+    running, placed = (
+        await request(service, rules, start_date=planned),
+        await request(service, rules, start_date=planned),
+    )
+    for package_id in (running, placed):
+        await answer(broker, package_id, ids["prime_best"], rate="20.00")
+    async with unit_of_work(service.pool) as uow:
+        await handlers.record_start(uow, running, started_on=today, recorded_by="broker.amy")
+    for revision, state in ((2, "suspended"), (3, "left")):
+        gone = profile(ids["prime_best"], "prime", cqc="outstanding", status=state)
+        event = ProviderUpdated(correlation_id=uuid.uuid4(), revision=revision, profile=gone)
+        await broker.publish(event.model_dump_json().encode(), topic=topics.resolve("providers.registry"))
+    assert set(await run_timer(service, rules, handlers.rebroker_due)) >= {running, placed}
+    for package_id, start in ((running, today), (placed, planned)):
+        events = await outbox_types(service, package_id)
+        [reopened] = [p for t, p in events if t == "PackageReopened"]
+        assert reopened["reason"] == "provider_left", package_id
+        row = await service.pool.fetchrow("SELECT status, start_date FROM packages WHERE package_id = $1", package_id)
+        assert (row["status"], row["start_date"]) == ("offered", start), package_id
+
+
 async def test_the_provider_may_read_the_person_while_paused_and_until_an_endings_effective_date(
     brokerage, monkeypatch
 ):

@@ -249,6 +249,14 @@ async def test_a_review_refused_names_the_problem_and_writes_nothing(brokerage):
         f"/packages/{running}/reviews", json={"outcome": "changed", "reviewed_on": str(today), "change": fewer}
     )
     assert pending.status_code == 409 and pending.json()["fields"][0]["field"] == "change"
+    # Nor a review finding "no change" while the change is in flight (found by an attack: the
+    # provider and the family were told "no change", then "changed"); nothing written.
+    before = await snapshot(service, running)
+    unchanged = await client.post(
+        f"/packages/{running}/reviews", json={"outcome": "no_change", "reviewed_on": str(today)}
+    )
+    assert unchanged.status_code == 409 and unchanged.json()["fields"][0]["field"] == "change", unchanged.text
+    assert await snapshot(service, running) == before
     view = (await client.get(f"/packages/{running}")).json()
     assert [r["outcome"] for r in view["reviews"]] == ["changed"] and view["reviews"][0]["reviewed_by"] == "demo-broker"
     assert view["review_due_on"] == domain.add_months(today, 12).isoformat()
@@ -555,3 +563,24 @@ async def test_who_pays_is_told_to_a_provider_placed_later_and_to_one_still_work
     changed = of_type(await outbox_types(service, package_id), "FundingRecorded")[-1]
     assert changed["provider_id"] == ids["prime_good"]
     assert changed["other_provider_ids"] == [ids["prime_best"]], "its notice's split changed too"
+
+
+async def test_a_review_of_a_paused_package_says_it_was_paused(brokerage):
+    """Found by an attack: a "no change" review of a package paused for a hospital stay told the
+    provider to carry on visiting; the event now says the package was paused, and notifications word
+    it so (tests/unit/test_notifications_domain.py)."""
+    service, broker, rules, ids = brokerage
+    package_id = await started(service, broker, rules, ids)
+    await review(service, rules, package_id, ReviewOutcome.no_change)
+    async with unit_of_work(service.pool) as uow:
+        await handlers.pause(
+            uow,
+            rules,
+            package_id,
+            reason=PauseReason.admitted_to_hospital,
+            paused_on=clock.uk_today(),
+            paused_by="broker.amy",
+        )
+    await review(service, rules, package_id, ReviewOutcome.no_change)
+    reviews = of_type(await outbox_types(service, package_id), "PackageReviewed")
+    assert [r["paused"] for r in reviews] == [False, True]

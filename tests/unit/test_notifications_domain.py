@@ -867,3 +867,16 @@ def test_a_withdrawn_change_tells_its_provider_alone_why_and_that_the_hours_stay
     text = Templates().render(told.message, told.context, large_print=False)
     assert "withdrawn" in text.subject and "the package is paused" in text.body
     assert "7 to\n10.5 hours a week" in text.body
+
+
+def test_a_no_change_review_of_a_paused_package_tells_nobody_to_carry_on_visiting():
+    """Found by an attack: the provider was told "carry on with the visits as they are" and the
+    family "will go on visiting as now" while the person was in hospital."""
+    event = lifecycle(uuid.uuid4())["reviewed_no_change"]
+    for paused in (False, True):
+        told = messages(event.model_copy(update={"paused": paused}))
+        provider, person = (Templates().render(m.message, m.context, large_print=False).body for m in told)
+        assert ("do not visit until you are told it has resumed" in provider) is paused
+        assert ("Carry on with the visits as they are" in provider) is not paused
+        assert ("once the council knows you are home" in person) is paused
+        assert ("will go on visiting as now" in person) is not paused

@@ -97,6 +97,10 @@ def test_what_each_review_outcome_needs_and_who_may_be_reviewed():
     assert refusal(**tec, changed_hours=Decimal("3.5"), technology=["telecare_alarm"]) is None
     assert refusal(**tec, changed_hours=Decimal(7), technology=["telecare_alarm"]) == (422, "change.hours_per_week")
     assert refusal(technology=["telecare_alarm"]) == (422, "technology")
+    # A change awaiting the provider's answer: only an ending (which withdraws it) may be recorded.
+    for outcome, extra in (("no_change", {}), ("changed", {"has_change": True})):
+        assert refusal(outcome=outcome, change_pending=True, **extra) == (409, "change"), outcome
+    assert refusal(outcome="ended", has_ending=True, change_pending=True) is None
 
 
 # ---- funding ------------------------------------------------------------------------------------
