@@ -43,6 +43,19 @@ async def started(service, broker, rules, ids, *, started_on: dt.date | None = N
     return package_id
 
 
+async def in_hospital(service, rules, package_id, *, paused_on: dt.date | None = None) -> None:
+    """Pause a started package for a hospital stay (by broker.amy; today unless ``paused_on``)."""
+    async with unit_of_work(service.pool) as uow:
+        await handlers.pause(
+            uow,
+            rules,
+            package_id,
+            reason=PauseReason.admitted_to_hospital,
+            paused_on=paused_on or clock.uk_today(),
+            paused_by="broker.amy",
+        )
+
+
 def api(service) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=service.http_app),
@@ -120,15 +133,7 @@ async def test_a_hospital_pause_keeps_the_provider_and_a_resume_runs_the_package
 async def test_a_hold_that_runs_out_ends_the_package_once_even_with_two_timers_racing(brokerage):
     service, broker, rules, ids = brokerage
     package_id = await started(service, broker, rules, ids)
-    async with unit_of_work(service.pool) as uow:
-        await handlers.pause(
-            uow,
-            rules,
-            package_id,
-            reason=PauseReason.admitted_to_hospital,
-            paused_on=clock.uk_today(),
-            paused_by="broker.amy",
-        )
+    await in_hospital(service, rules, package_id)
     async with unit_of_work(service.pool) as uow:
         assert await handlers.end_due_holds(uow, rules) != package_id, "the hold has not run out"
     await service.pool.execute(
@@ -357,15 +362,7 @@ async def test_a_provider_suspended_during_a_pause_loses_the_package_only_when_i
     service, broker, rules, ids = brokerage
     package_id = await started(service, broker, rules, ids, started_on=clock.uk_today() - dt.timedelta(days=5))
     today = clock.uk_today()
-    async with unit_of_work(service.pool) as uow:
-        await handlers.pause(
-            uow,
-            rules,
-            package_id,
-            reason=PauseReason.admitted_to_hospital,
-            paused_on=today - dt.timedelta(days=2),
-            paused_by="broker.amy",
-        )
+    await in_hospital(service, rules, package_id, paused_on=today - dt.timedelta(days=2))
     suspended = profile(ids["prime_best"], "prime", cqc="outstanding", status="suspended")
     event = ProviderUpdated(correlation_id=uuid.uuid4(), revision=2, profile=suspended)
     await broker.publish(event.model_dump_json().encode(), topic=topics.resolve("providers.registry"))

@@ -25,7 +25,7 @@ from services.runtime import clock
 from services.runtime.outbox import unit_of_work
 from tests.handlers.market import answer, outbox_types, request, status
 from tests.handlers.test_package_changes import FEWER, MORE, answer_change, of_type
-from tests.handlers.test_pauses_and_endings import api, snapshot, started
+from tests.handlers.test_pauses_and_endings import api, in_hospital, snapshot, started
 
 
 async def review(service, rules, package_id, outcome, **kw):
@@ -572,15 +572,7 @@ async def test_a_review_of_a_paused_package_says_it_was_paused(brokerage):
     service, broker, rules, ids = brokerage
     package_id = await started(service, broker, rules, ids)
     await review(service, rules, package_id, ReviewOutcome.no_change)
-    async with unit_of_work(service.pool) as uow:
-        await handlers.pause(
-            uow,
-            rules,
-            package_id,
-            reason=PauseReason.admitted_to_hospital,
-            paused_on=clock.uk_today(),
-            paused_by="broker.amy",
-        )
+    await in_hospital(service, rules, package_id)
     await review(service, rules, package_id, ReviewOutcome.no_change)
     reviews = of_type(await outbox_types(service, package_id), "PackageReviewed")
     assert [r["paused"] for r in reviews] == [False, True]
