@@ -764,8 +764,13 @@ async def rebroker_due(uow: UnitOfWork, rules: BrokerageRules) -> uuid.UUID | No
     today = clock.uk_date(at)
     # Care running: needed from today, whatever start the request first asked for (found by an
     # attack: a package started before its requested start was re-brokered to start on that date,
-    # nobody visiting in between). Not yet started: from its planned start, or today if that has gone.
-    restart = today if package["started_on"] is not None else max(package["start_date"], today)
+    # nobody visiting in between), or from the day a resume recorded ahead restarts the visits (the
+    # person in hospital until then: found by a second attack). Not yet started: from its planned
+    # start, or today if that has gone.
+    if package["started_on"] is not None:
+        restart = max(package["visits_restart_on"] or today, today)
+    else:
+        restart = max(package["start_date"], today)
     await _rebroker(uow, rules, package, at, restart=restart)
     return package["package_id"]
 
@@ -1120,7 +1125,7 @@ async def resume(
     # the package is brokered again now, and the provider is told that alone, not first that visits
     # restart (found by an attack: it was told "resumed", then at once "re-brokered").
     reopened = _rebroker_reason(package) if package["rebroker_due_at"] is not None else None
-    await repo.mark_resumed(uow.conn, package_id)
+    await repo.mark_resumed(uow.conn, package_id, resumed_on)
     if reopened is None and not await _running_agreements(uow, package_id, package["provider_id"], after=resumed_on):
         # After an unpaid hold (decision 0110): payable again from the day visits restart.
         await _open_agreement(

@@ -455,12 +455,15 @@ async def mark_paused(
     )
 
 
-async def mark_resumed(conn: Connection, package_id: uuid.UUID) -> None:
-    """Running again: the pause's date and reason stay in the timeline, the hold timer is cleared."""
+async def mark_resumed(conn: Connection, package_id: uuid.UUID, resumed_on: dt.date) -> None:
+    """Running again from ``resumed_on`` (a UK date, perhaps ahead): the pause's date and reason stay
+    in the timeline, the hold timer is cleared."""
     await conn.execute(
-        """UPDATE packages SET status = 'started', paused_on = NULL, pause_reason = NULL, hold_expires_at = NULL
+        """UPDATE packages SET status = 'started', paused_on = NULL, pause_reason = NULL, hold_expires_at = NULL,
+                               visits_restart_on = $2
             WHERE package_id = $1""",
         package_id,
+        resumed_on,
     )
 
 

@@ -190,4 +190,8 @@ def validation_message(error: Any) -> str:
     """One pydantic error's message (an item of ``ValidationError.errors()``) as people read it: a
     rule of ours raising ValueError reads as its own words, without pydantic's "Value error, "
     (found by a new user: "Value error, care cannot have started in the future")."""
+    if error.get("type") == "too_long" and isinstance(error.get("input"), str):
+        # A limit checked after a text type's own validators (FreeText | None with max_length): pydantic
+        # says "Value should have at most 1000 items after validation" of a string (found by an attack).
+        return f"at most {error['ctx']['max_length']} characters, not {len(error['input'])}"
     return str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")

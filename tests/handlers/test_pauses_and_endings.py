@@ -425,6 +425,33 @@ async def test_a_running_package_is_re_brokered_from_today_and_a_provider_gone_a
         assert (row["status"], row["start_date"]) == ("offered", start), package_id
 
 
+async def test_a_provider_suspended_after_a_resume_recorded_ahead_is_replaced_on_the_day_visits_restart(brokerage):
+    """Found by a second attack: a resume recorded for a day ahead (the person still in hospital),
+    then the provider suspended, re-brokered the package to start today and cancelled the paid hold.
+    The new provider starts on the resume day; a paid hold runs to its eve."""
+    service, broker, rules, ids = brokerage
+    today = clock.uk_today()
+    package_id = await started(service, broker, rules, ids, started_on=today - dt.timedelta(days=5))
+    await in_hospital(service, rules, package_id, paused_on=today - dt.timedelta(days=2))
+    home_on = today + dt.timedelta(days=3)
+    async with unit_of_work(service.pool) as uow:
+        await handlers.resume(uow, rules, package_id, resumed_on=home_on, resumed_by="broker.amy")
+    suspended = profile(ids["prime_best"], "prime", cqc="outstanding", status="suspended")
+    event = ProviderUpdated(correlation_id=uuid.uuid4(), revision=2, profile=suspended)
+    await broker.publish(event.model_dump_json().encode(), topic=topics.resolve("providers.registry"))
+    assert package_id in await run_timer(service, rules, handlers.rebroker_due)
+    assert await service.pool.fetchval("SELECT start_date FROM packages WHERE package_id = $1", package_id) == home_on
+    rows = await service.pool.fetch(
+        f"SELECT provider_id, end_date FROM service_agreements s WHERE package_id = $1 "
+        f"AND status = 'agreed' AND {repo.IN_FORCE} ORDER BY start_date",
+        package_id,
+    )
+    # Paid through the hold to the eve of the resume day; unpaid, to the eve of the pause (the
+    # agreement the resume opened from its day is cancelled with the re-brokering).
+    last_day = home_on - dt.timedelta(days=1) if rules.pause_hold_paid else today - dt.timedelta(days=3)
+    assert [(r["provider_id"], r["end_date"]) for r in rows] == [(ids["prime_best"], last_day)]
+
+
 async def test_the_provider_may_read_the_person_while_paused_and_until_an_endings_effective_date(
     brokerage, monkeypatch
 ):

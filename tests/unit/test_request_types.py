@@ -284,3 +284,30 @@ def test_a_whole_number_parameter_is_0_to_9_alone(sent):
     with pytest.raises(ValidationError, match="0-9"):
         adapter.validate_python(sent)
     assert adapter.validate_python(" 10 ") == 10
+
+
+def test_a_text_too_long_is_said_in_characters_whatever_its_validators():
+    """Found by an attack: an optional text field of ours (``FreeText | None = Field(max_length=1000)``)
+    was refused with pydantic's "Value should have at most 1000 items after validation" - the limit
+    is checked after the text's own validators, where pydantic no longer knows a string. The edge's
+    messages (services/runtime/problems.py: validation_message) say characters."""
+    from pydantic import ValidationError
+
+    from services.brokerage.api import CancelRequest, Person
+    from services.runtime.problems import validation_message
+
+    cases = [
+        (lambda: CancelRequest(reason="other", reason_text="x" * 1001), "reason_text", 1000),
+        (
+            lambda: Person(
+                full_name="A", address="B", postcode="LE11 1AA", nhs_number="9990001112", care_notes="x" * 5001
+            ),
+            "care_notes",
+            5000,
+        ),
+    ]
+    for build, field, limit in cases:
+        with pytest.raises(ValidationError) as refused:
+            build()
+        [error] = [e for e in refused.value.errors() if e["loc"] == (field,)]
+        assert validation_message(error) == f"at most {limit} characters, not {limit + 1}", error
