@@ -139,6 +139,21 @@ def lifecycle(package_id: uuid.UUID) -> dict[str, Envelope]:
         requested_by="broker.sue",
         resumed_at=NOW,
     )
+    # The council pays from December, the package now with elm-care (decision 0161's two cases).
+    council_funded = FundingRecorded(
+        **common,
+        revision=3,
+        periods=[
+            FundingPeriod(
+                effective_from=dt.date(2026, 12, 1),
+                funder="council",
+                shares=[FundingShare(funder="council", percent=Decimal(100))],
+            )
+        ],
+        provider_id="elm-care",
+        recorded_by="broker.raj",
+        recorded_at=NOW,
+    )
     return {
         "unplaced": PackageUnplaced(
             **common,
@@ -326,36 +341,8 @@ def lifecycle(package_id: uuid.UUID) -> dict[str, Envelope]:
             recorded_at=NOW,
         ),
         # Decision 0161: a provider still working its notice is told too; a new provider is told alone.
-        "funding_with_notice": FundingRecorded(
-            **common,
-            revision=3,
-            periods=[
-                FundingPeriod(
-                    effective_from=dt.date(2026, 12, 1),
-                    funder="council",
-                    shares=[FundingShare(funder="council", percent=Decimal(100))],
-                )
-            ],
-            provider_id="elm-care",
-            other_provider_ids=["oak-care"],
-            recorded_by="broker.raj",
-            recorded_at=NOW,
-        ),
-        "funding_for_new_provider": FundingRecorded(
-            **common,
-            revision=3,
-            periods=[
-                FundingPeriod(
-                    effective_from=dt.date(2026, 12, 1),
-                    funder="council",
-                    shares=[FundingShare(funder="council", percent=Decimal(100))],
-                )
-            ],
-            provider_id="elm-care",
-            for_new_provider=True,
-            recorded_by="broker.raj",
-            recorded_at=NOW,
-        ),
+        "funding_with_notice": council_funded.model_copy(update={"other_provider_ids": ["oak-care"]}),
+        "funding_for_new_provider": council_funded.model_copy(update={"for_new_provider": True}),
         "funding_unplaced": FundingRecorded(
             **common,
             revision=1,
