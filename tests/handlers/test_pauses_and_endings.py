@@ -64,6 +64,18 @@ def api(service) -> httpx.AsyncClient:
     )
 
 
+async def handed_back_and_placed(service, broker, client, package_id, provider_id, *, notice_ends_on: dt.date) -> None:
+    """Hand the package back through the API (staff shortage, its notice's last day ``notice_ends_on``)
+    and place it again with ``provider_id``."""
+    handed = await client.post(
+        f"/packages/{package_id}/hand-back", json={"notice_ends_on": str(notice_ends_on), "reason": "staff_shortage"}
+    )
+    assert handed.status_code == 200, handed.text
+    offer_round = await service.pool.fetchval("SELECT current_round FROM packages WHERE package_id = $1", package_id)
+    await answer(broker, package_id, provider_id, offer_round, rate="20.00")
+    assert await status(service, package_id) == "placed"
+
+
 async def snapshot(service, package_id) -> tuple:
     """What a refused request must leave untouched: the row, the timeline and the outbox."""
     row = await service.pool.fetchrow("SELECT * FROM packages WHERE package_id = $1", package_id)
@@ -580,13 +592,7 @@ async def test_a_second_hand_back_before_the_next_provider_starts_restarts_the_p
     package_id = await started(service, broker, rules, ids, started_on=today - dt.timedelta(days=1))
     client = api(service)
     first_notice = today + dt.timedelta(days=5)
-    handed = await client.post(
-        f"/packages/{package_id}/hand-back", json={"notice_ends_on": str(first_notice), "reason": "staff_shortage"}
-    )
-    assert handed.status_code == 200, handed.text
-    offer_round = await service.pool.fetchval("SELECT current_round FROM packages WHERE package_id = $1", package_id)
-    await answer(broker, package_id, ids["prime_good"], offer_round, rate="20.00")
-    assert await status(service, package_id) == "placed"
+    await handed_back_and_placed(service, broker, client, package_id, ids["prime_good"], notice_ends_on=first_notice)
     again = await client.post(
         f"/packages/{package_id}/hand-back", json={"notice_ends_on": str(today), "reason": "staff_shortage"}
     )
@@ -640,14 +646,8 @@ async def test_cancelled_after_a_new_provider_was_placed_both_it_and_the_provide
     today = clock.uk_today()
     package_id = await started(service, broker, rules, ids, started_on=today - dt.timedelta(days=4))
     client = api(service)
-    handed = await client.post(
-        f"/packages/{package_id}/hand-back",
-        json={"notice_ends_on": str(today + dt.timedelta(days=10)), "reason": "staff_shortage"},
-    )
-    assert handed.status_code == 200, handed.text
-    offer_round = await service.pool.fetchval("SELECT current_round FROM packages WHERE package_id = $1", package_id)
-    await answer(broker, package_id, ids["prime_good"], offer_round, rate="20.00")
-    assert await status(service, package_id) == "placed"
+    notice_ends_on = today + dt.timedelta(days=10)
+    await handed_back_and_placed(service, broker, client, package_id, ids["prime_good"], notice_ends_on=notice_ends_on)
     cancelled = await client.post(f"/packages/{package_id}/cancel", json={"reason": "person_died"})
     assert cancelled.status_code == 200, cancelled.text
     event = json.loads(

@@ -25,7 +25,7 @@ from services.runtime import clock
 from services.runtime.outbox import unit_of_work
 from tests.handlers.market import answer, outbox_types, request, status
 from tests.handlers.test_package_changes import FEWER, MORE, answer_change, of_type
-from tests.handlers.test_pauses_and_endings import api, in_hospital, snapshot, started
+from tests.handlers.test_pauses_and_endings import api, handed_back_and_placed, in_hospital, snapshot, started
 
 
 async def review(service, rules, package_id, outcome, **kw):
@@ -545,14 +545,8 @@ async def test_who_pays_is_told_to_a_provider_placed_later_and_to_one_still_work
         ]
     }
     assert (await client.put(f"/packages/{package_id}/funding", json=nhs_first)).status_code == 200
-    handed = await client.post(
-        f"/packages/{package_id}/hand-back",
-        json={"notice_ends_on": str(today + dt.timedelta(days=7)), "reason": "staff_shortage"},
-    )
-    assert handed.status_code == 200, handed.text
-    offer_round = await service.pool.fetchval("SELECT current_round FROM packages WHERE package_id = $1", package_id)
-    await answer(broker, package_id, ids["prime_good"], offer_round, rate="20.00")
-    assert await status(service, package_id) == "placed"
+    notice_ends_on = today + dt.timedelta(days=7)
+    await handed_back_and_placed(service, broker, client, package_id, ids["prime_good"], notice_ends_on=notice_ends_on)
     [recorded, again] = of_type(await outbox_types(service, package_id), "FundingRecorded")
     assert (recorded["provider_id"], recorded["for_new_provider"]) == (ids["prime_best"], False)
     assert (again["provider_id"], again["for_new_provider"], again["revision"]) == (ids["prime_good"], True, 1)
