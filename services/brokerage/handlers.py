@@ -1764,11 +1764,12 @@ async def record_funding(
     holder = package["provider_id"] if status in ("placed", "started", "paused", "ended") else package["carried_on_by"]
     # Every agreement's split follows the new record, ended ones too (a correction, decision 0111);
     # the providers still paid under one (working a notice, carrying on) are told as the holder is.
-    today = clock.uk_date(at)
-    others = {
-        r["provider_id"] for r in await _running_agreements(uow, package_id, None, after=today - dt.timedelta(days=1))
-    }
-    await _correct_agreements(uow, package, None, AgreementReason.funding_changed, lambda terms: terms, open_only=False)
+    # One read of the agreements for both (a discharge records its funding with the request).
+    in_force = await repo.agreements_in_force(uow.conn, package_id)
+    others = {r["provider_id"] for r in _running(in_force, None, after=clock.uk_date(at) - dt.timedelta(days=1))}
+    await _correct_agreements(
+        uow, package, None, AgreementReason.funding_changed, lambda terms: terms, open_only=False, in_force=in_force
+    )
     repo.add_timeline(
         uow,
         package_id,
@@ -2401,9 +2402,16 @@ async def _running_agreements(
 ) -> list[asyncpg.Record]:
     """The package's agreed records in force with ``provider_id`` (any provider: None) that run past
     ``after`` (open-ended ones always; None: only the open-ended ones)."""
+    return _running(await repo.agreements_in_force(uow.conn, package_id), provider_id, after=after)
+
+
+def _running(
+    in_force: Sequence[asyncpg.Record], provider_id: str | None, *, after: dt.date | None = None
+) -> list[asyncpg.Record]:
+    """Of the records in force, :func:`_running_agreements`' choice."""
     return [
         row
-        for row in await repo.agreements_in_force(uow.conn, package_id)
+        for row in in_force
         if row["status"] == "agreed"
         and (provider_id is None or row["provider_id"] == provider_id)
         and (row["end_date"] is None or (after is not None and row["end_date"] > after))
@@ -2435,11 +2443,14 @@ async def _correct_agreements(
     correct: Callable[[domain.AgreementTerms], domain.AgreementTerms],
     *,
     open_only: bool = True,
+    in_force: Sequence[asyncpg.Record] | None = None,
 ) -> None:
     """A new version of each agreement in force (open-ended ones only, or every agreed one) whose terms
-    ``correct`` changes - funding worked out afresh; one that comes out the same gets no record."""
-    rows = await repo.agreements_in_force(uow.conn, package["package_id"])
-    for row in rows:
+    ``correct`` changes - funding worked out afresh; one that comes out the same gets no record.
+    ``in_force``: the package's records in force, when the caller has read them already."""
+    if in_force is None:
+        in_force = await repo.agreements_in_force(uow.conn, package["package_id"])
+    for row in in_force:
         if row["status"] != "agreed" or (provider_id is not None and row["provider_id"] != provider_id):
             continue
         if open_only and row["end_date"] is not None:
