@@ -189,7 +189,10 @@ def build(settings: ServiceSettings | None = None) -> tuple[BrokerageService, Fa
         ]
         while not svc.stopping.is_set():
             did_something = False
-            for job, timer in jobs:
+            due = await repo.due_timers(svc.pool, [timer for _, timer in jobs], handlers.now())
+            for (job, timer), is_due in zip(jobs, due, strict=True):
+                if not is_due:
+                    continue
                 try:
                     async with unit_of_work(svc.pool) as uow:
                         did_something |= await job(uow, rules) is not None

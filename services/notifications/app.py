@@ -61,6 +61,7 @@ from services.runtime.service import Service
 from services.runtime.settings import ServiceSettings, load
 
 log = get_logger(__name__)
+EXPIRY_LOOK_SECONDS = 1.0  # how often messages waiting for a contact are looked at for expiry
 
 
 class NotificationsService(Service):
@@ -155,10 +156,17 @@ def build(settings: ServiceSettings | None = None) -> tuple[NotificationsService
     async def dispatcher(svc: Service) -> None:
         """Sends what the consumer recorded; several dispatchers (or instances) share the work
         through SKIP LOCKED and leases. A database outage ends the loop; the guard restarts it."""
+        loop = asyncio.get_running_loop()
+        next_expiry = loop.time()
         while not svc.stopping.is_set():
             try:
-                async with unit_of_work(svc.pool) as uow:
-                    expired = await handlers.expire_awaiting(uow, rules)
+                expired = 0
+                # Messages wait an hour for their recipient's contact: a look once a second will do,
+                # where the dispatcher looks for due deliveries five times a second (decision 0163).
+                if loop.time() >= next_expiry:
+                    async with unit_of_work(svc.pool) as uow:
+                        expired = await handlers.expire_awaiting(uow, rules)
+                    next_expiry = loop.time() + EXPIRY_LOOK_SECONDS
                 sent = await handlers.dispatch_due(svc.pool, rules, channels)
             except Exception as exc:
                 if is_transient(exc):

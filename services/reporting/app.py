@@ -25,6 +25,7 @@ from services.runtime import topics as runtime_topics
 from services.runtime.consumer import Delivery, RebalancePauses, raw_body
 from services.runtime.dead_letters import DeadLetter
 from services.runtime.http import create_app
+from services.runtime.kafka import FASTSTREAM_BATCH_TIMEOUT_MS, poll_without_sleeping
 from services.runtime.kafka_records import tolerant_batch_parser
 from services.runtime.logging import get_logger
 from services.runtime.outbox import UnitOfWork
@@ -67,7 +68,7 @@ def subscribe_dead_letters(service: Service) -> None:
     settings = service.settings
     instance_id = settings.consumer_group_instance_id
 
-    @service.broker.subscriber(
+    subscriber = service.broker.subscriber(
         runtime_topics.dead_letters(),
         group_id=service.consumer.group,
         ack_policy=AckPolicy.MANUAL,
@@ -76,7 +77,7 @@ def subscribe_dead_letters(service: Service) -> None:
         parser=tolerant_batch_parser,
         batch=True,
         max_records=service.settings.consumer_batch_size,
-        batch_timeout_ms=service.settings.consumer_batch_wait_ms,
+        batch_timeout_ms=FASTSTREAM_BATCH_TIMEOUT_MS,  # its poll's; ours replaces it below
         session_timeout_ms=settings.consumer_session_timeout_ms,
         heartbeat_interval_ms=settings.consumer_heartbeat_interval_ms,
         group_instance_id=f"{instance_id}-dead-letters" if instance_id else None,
@@ -84,6 +85,9 @@ def subscribe_dead_letters(service: Service) -> None:
         title=f"{service.consumer.group}:{runtime_topics.dead_letters()}",
         description="reporting counts the dead letters",
     )
+    poll_without_sleeping(subscriber, service.settings.consumer_poll_wait_ms)
+
+    @subscriber
     async def on_dead_letters(bodies: list[bytes]) -> None:
         msg: KafkaMessage = service.broker.context.get_local("message")
         raw = msg.raw_message

@@ -65,6 +65,7 @@ from schemas.events import EVENT_TYPES, Envelope, Event, parse_event
 from services.runtime import metrics
 from services.runtime.db import backoff_delays, is_transient
 from services.runtime.dead_letters import MAX_BYTES, SMALLER_BUDGETS, DeadLetter, RawHeaders, publish_dead_letter
+from services.runtime.kafka import FASTSTREAM_BATCH_TIMEOUT_MS, poll_without_sleeping
 from services.runtime.kafka_errors import describe, is_too_large, refused_for_good
 from services.runtime.kafka_records import header_name_bytes, install, tolerant_batch_parser
 from services.runtime.logging import get_logger
@@ -216,7 +217,7 @@ class EventConsumer:
         backoff_max: float = 15.0,
         transient_give_up_seconds: float = 240.0,
         batch_size: int = 100,
-        batch_wait_ms: int = 20,
+        poll_wait_ms: int = 1000,
         fetch_min_bytes: int = 1,
         fetch_max_wait_ms: int = 500,
         session_timeout_ms: int = 10_000,
@@ -234,7 +235,7 @@ class EventConsumer:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.batch_size = batch_size
-        self.batch_wait_ms = batch_wait_ms
+        self.poll_wait_ms = poll_wait_ms
         self.fetch_min_bytes = fetch_min_bytes
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.session_timeout_ms = session_timeout_ms
@@ -307,11 +308,12 @@ class EventConsumer:
             group=self.group,
             topics=",".join(names),
             batch_size=self.batch_size,
+            poll_wait_ms=self.poll_wait_ms,
             fetch_min_bytes=self.fetch_min_bytes,
             fetch_max_wait_ms=self.fetch_max_wait_ms,
         )
 
-        @self.broker.subscriber(
+        subscriber = self.broker.subscriber(
             *names,
             group_id=self.group,
             ack_policy=AckPolicy.MANUAL,
@@ -322,9 +324,7 @@ class EventConsumer:
             parser=tolerant_batch_parser,
             batch=True,
             max_records=self.batch_size,
-            # How long an idle consumer waits for a message before polling again (FastStream then
-            # also sleeps this long): small, since it adds to each hop's latency.
-            batch_timeout_ms=self.batch_wait_ms,
+            batch_timeout_ms=FASTSTREAM_BATCH_TIMEOUT_MS,  # its poll's; ours replaces it below
             fetch_min_bytes=self.fetch_min_bytes,
             fetch_max_wait_ms=self.fetch_max_wait_ms,
             session_timeout_ms=self.session_timeout_ms,
@@ -334,6 +334,9 @@ class EventConsumer:
             title=f"{self.group}:{','.join(names)}",
             description=f"{self.service} consumes {', '.join(names)}",
         )
+        poll_without_sleeping(subscriber, self.poll_wait_ms)
+
+        @subscriber
         async def on_messages(bodies: list[bytes]) -> None:
             # The message comes from the broker's context, not as a `msg: KafkaMessage` parameter:
             # fast_depends resolves such a context parameter with a synchronous function, which it

@@ -8,6 +8,8 @@ import datetime as dt
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import chain
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -55,6 +57,36 @@ def kafka_security(settings: SharedSettings | None = None) -> dict:
 def secured(security: dict) -> bool:
     """True when these client arguments sign in (the cluster checks ACLs)."""
     return security.get("security_protocol", "PLAINTEXT") != "PLAINTEXT"
+
+
+# The batch_timeout_ms given to FastStream's batch subscribers: its own poll's, used only were
+# poll_without_sleeping's not (the behaviour before decision 0163, and what its test detects).
+FASTSTREAM_BATCH_TIMEOUT_MS = 20
+
+
+def poll_without_sleeping(subscriber: Any, wait_ms: int) -> None:
+    """Make a FastStream batch subscriber wait for records inside its poll, and nowhere else.
+
+    FastStream's batch subscriber (0.7.8, ``BatchSubscriber.get_msg``) polls aiokafka's ``getmany``
+    for ``batch_timeout_ms`` and, when that comes back empty, sleeps as long again before the next
+    poll: an idle consumer woke 50 times a second, and an event that came during the sleep waited
+    for its end, up to 20 ms a hop. ``getmany`` already returns as soon as a fetch brings records,
+    so the poll waits up to ``wait_ms`` (milliseconds) and returns at the first record; it sleeps
+    (50 ms) only after a poll that came back empty at once, so that it cannot spin. Decision 0163.
+    """
+    max_records = subscriber.max_records
+
+    async def get_msg(consumer: AIOKafkaConsumer) -> tuple[ConsumerRecord, ...]:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        records = await consumer.getmany(timeout_ms=wait_ms, max_records=max_records)
+        if records:
+            return tuple(chain.from_iterable(records.values()))
+        if loop.time() - began < wait_ms / 2000:
+            await asyncio.sleep(0.05)
+        return ()
+
+    subscriber.get_msg = get_msg
 
 
 def provision_namespace(bootstrap: str, namespace: str) -> None:
@@ -254,17 +286,66 @@ async def consumer_lag(
     """Committed vs end offsets per group and partition of the topics it reads (what
     kafka_exporter and Burrow report; FastStream exports no lag of its own), with the age of the
     oldest unprocessed event. A partition the group never committed on counts from its start,
-    so a consumer stuck on its very first message still shows."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **_security(security))
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **_security(security))
+    so a consumer stuck on its very first message still shows. Clients of its own, closed after:
+    a :class:`LagProbe` keeps them for measuring again and again."""
+    probe = LagProbe(bootstrap, security)
+    try:
+        return await probe.measure(subscriptions)
+    finally:
+        await probe.close()
+
+
+class LagProbe:
+    """An admin client and a consumer (no group) kept open to measure consumer lag again and again.
+
+    Each service measures its own group's lag every 15 s; with new clients each time, every
+    measurement signed in anew (SCRAM: a salted-password derivation in the service, a handshake in
+    the broker), a client per topic among them - a sixth of an idle service's CPU (decision 0163).
+    The clients are made again after a measurement that failed."""
+
+    def __init__(self, bootstrap: str, security: dict | None = None) -> None:
+        self.bootstrap = bootstrap
+        self.security = security
+        self._admin: AIOKafkaAdminClient | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def measure(self, subscriptions: dict[str, list[str]]) -> list[PartitionLag]:
+        """One row per group and partition of the topics the group reads (see :func:`consumer_lag`)."""
+        try:
+            if self._admin is None or self._consumer is None:
+                self._admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **_security(self.security))
+                self._consumer = AIOKafkaConsumer(
+                    bootstrap_servers=self.bootstrap, enable_auto_commit=False, **_security(self.security)
+                )
+                await self._admin.start()
+                await self._consumer.start()
+            return await _lag(self._admin, self._consumer, subscriptions)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        admin, consumer, self._admin, self._consumer = self._admin, self._consumer, None, None
+        if consumer is not None:
+            await consumer.stop()
+        if admin is not None:
+            await admin.close()
+
+
+async def _lag(
+    admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer, subscriptions: dict[str, list[str]]
+) -> list[PartitionLag]:
+    members_of = await group_members(admin, list(subscriptions))
+    names = sorted({n for topics_read in subscriptions.values() for n in topics_read})
+    described = await admin.describe_topics(names) if names else []
+    partitions_by_topic = {
+        d["topic"]: sorted(p["partition"] for p in d["partitions"]) for d in described if d["error_code"] == 0
+    }
     rows = []
     try:
-        await admin.start()
-        await consumer.start()
-        members_of = await group_members(admin, list(subscriptions))
-        for group, names in subscriptions.items():
+        for group, topics_read in subscriptions.items():
             offsets = await admin.list_consumer_group_offsets(group)
-            partitions = [TopicPartition(n, p) for n in names for p in await partitions_of(bootstrap, n, security)]
+            partitions = [TopicPartition(n, p) for n in topics_read for p in partitions_by_topic.get(n, [])]
             if not partitions:
                 continue
             starts = await consumer.beginning_offsets(partitions)
@@ -277,8 +358,8 @@ async def consumer_lag(
                     PartitionLag(group, tp.topic, tp.partition, committed, ends[tp], age, members_of.get(group, 0))
                 )
     finally:
-        await consumer.stop()
-        await admin.close()
+        # The age look assigned a partition: left assigned, the consumer would go on fetching it.
+        consumer.unsubscribe()
     return rows
 
 

@@ -27,7 +27,7 @@ from services.runtime import topics as runtime_topics
 from services.runtime.consumer import EventConsumer
 from services.runtime.db import backoff_delays, connect, create_pool, migrate
 from services.runtime.kafka import (
-    consumer_lag,
+    LagProbe,
     ensure_topics,
     kafka_security,
     make_broker,
@@ -87,7 +87,7 @@ class Service:
             backoff_initial=settings.consumer_backoff_initial_seconds,
             backoff_max=settings.consumer_backoff_max_seconds,
             batch_size=settings.consumer_batch_size,
-            batch_wait_ms=settings.consumer_batch_wait_ms,
+            poll_wait_ms=settings.consumer_poll_wait_ms,
             fetch_min_bytes=settings.consumer_fetch_min_bytes,
             fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
             session_timeout_ms=settings.consumer_session_timeout_ms,
@@ -362,26 +362,29 @@ class _InternalServer(uvicorn.Server):
 
 
 async def _measure_lag(service: Service, every: float = 15.0) -> None:
-    """Consumer lag of the service's own group, as Prometheus gauges (FastStream has none)."""
+    """Consumer lag of the service's own group, as Prometheus gauges (FastStream has none), with
+    clients kept open between measurements (:class:`LagProbe`)."""
     subscription = {runtime_topics.group(service.name): [runtime_topics.resolve(t) for t in CONSUMED_BY[service.name]]}
-    while not service.stopping.is_set():
-        try:
-            rows = await consumer_lag(
-                service.settings.kafka_bootstrap_servers, subscription, kafka_security(service.settings)
-            )
-            for row in rows:
-                metrics.CONSUMER_LAG.labels(service.name, row.topic, str(row.partition)).set(row.lag)
-            ages = [r.oldest_unprocessed_age_s for r in rows if r.oldest_unprocessed_age_s is not None]
-            metrics.CONSUMER_OLDEST_UNPROCESSED.labels(service.name).set(max(ages, default=0))
-            service.lag = {
-                "events": sum(r.lag for r in rows),
-                "oldest_unprocessed_age_s": max(ages, default=None),
-                "measured_at": clock.now().isoformat(),
-            }
-        except Exception as exc:
-            log.warning("could not measure consumer lag", error=repr(exc))
-        with suppress(TimeoutError):
-            await asyncio.wait_for(service.stopping.wait(), timeout=every)
+    probe = LagProbe(service.settings.kafka_bootstrap_servers, kafka_security(service.settings))
+    try:
+        while not service.stopping.is_set():
+            try:
+                rows = await probe.measure(subscription)
+                for row in rows:
+                    metrics.CONSUMER_LAG.labels(service.name, row.topic, str(row.partition)).set(row.lag)
+                ages = [r.oldest_unprocessed_age_s for r in rows if r.oldest_unprocessed_age_s is not None]
+                metrics.CONSUMER_OLDEST_UNPROCESSED.labels(service.name).set(max(ages, default=0))
+                service.lag = {
+                    "events": sum(r.lag for r in rows),
+                    "oldest_unprocessed_age_s": max(ages, default=None),
+                    "measured_at": clock.now().isoformat(),
+                }
+            except Exception as exc:
+                log.warning("could not measure consumer lag", error=repr(exc))
+            with suppress(TimeoutError):
+                await asyncio.wait_for(service.stopping.wait(), timeout=every)
+    finally:
+        await probe.close()
 
 
 def serve(build: Callable[[], tuple[Service, FastAPI]]) -> None:

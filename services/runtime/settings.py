@@ -278,10 +278,10 @@ class ServiceSettings(SharedSettings):
     consumer_transient_give_up_seconds: float = 240.0
     consumer_backoff_initial_seconds: float = 0.2
     consumer_backoff_max_seconds: float = 15.0
-    # Consumers apply up to this many messages in one transaction and commit their offsets once;
-    # an idle consumer waits this long for a message before it polls again.
+    # Consumers apply up to this many messages in one transaction and commit their offsets once.
     consumer_batch_size: int = 100
-    consumer_batch_wait_ms: int = 20
+    # How long an idle consumer's poll waits for records; it returns at the first (decision 0163).
+    consumer_poll_wait_ms: int = Field(default=1000, ge=10, le=10_000)
     # A fetch waits until this many bytes are there or this long has passed. Kafka's defaults
     # (answer as soon as anything arrives; an idle consumer asks twice a second) measured as well
     # under load as fuller fetches (64 kB or 20 ms) and cost far less when idle.

@@ -13,6 +13,7 @@ import pytest
 from schemas.events import ProviderUpdated
 from schemas.vocabulary import CancelReason, ExceptionDecisionReason, HandBackReason
 from services.brokerage import handlers
+from services.brokerage import repository as repo
 from services.runtime import topics
 from services.runtime.outbox import unit_of_work
 from tests.handlers.market import answer, outbox_types, profile, request, run_timer, status
@@ -162,6 +163,29 @@ async def test_the_window_timer_moves_a_silent_round_on(brokerage):
         "SELECT late FROM answers WHERE package_id = $1 AND provider_id = $2", package_id, ids["prime_best"]
     )
     assert late is True and await status(service, package_id) == "offered"
+
+
+async def test_the_timers_loop_asks_which_timers_are_due_in_one_statement(brokerage):
+    """Decision 0163: the loop opens a transaction only for a timer with a package due, and each
+    answer of the one statement is that timer's own condition (a package due is seen; one second
+    earlier, nothing is)."""
+    service, _broker, rules, _ids = brokerage
+    timers = [
+        repo.WINDOWS,
+        repo.REOFFERS,
+        repo.REBROKERING,
+        repo.HOLDS,
+        repo.CHANGE_WINDOWS,
+        repo.DISCHARGE_FALLBACKS,
+    ]
+    package_id = await request(service, rules)
+    long_ago = dt.datetime(2001, 1, 1, tzinfo=dt.UTC)  # before any deadline the other tests set
+    await service.pool.execute("UPDATE packages SET window_closes_at = $2 WHERE package_id = $1", package_id, long_ago)
+    before = await repo.due_timers(service.pool, timers, long_ago - dt.timedelta(seconds=1))
+    at = await repo.due_timers(service.pool, timers, long_ago)
+    assert package_id in await run_timer(service, rules, handlers.close_due_window)  # the round moves on
+    assert before == [False] * 6
+    assert at == [True, False, False, False, False, False]
 
 
 async def test_an_answer_for_an_unknown_package_is_dead_lettered_not_applied(brokerage):

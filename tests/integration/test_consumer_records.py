@@ -362,3 +362,34 @@ async def test_a_dead_letter_kafka_refuses_for_its_size_is_cut_further_not_retri
     [letter] = await harness.letters_from(first, first)
     assert letter.truncated == ("value",)
     assert letter.value_size == len(poison) and 0 < len(letter.value or b"") <= 65_536
+
+
+async def test_an_idle_consumer_waits_in_its_poll_and_takes_a_record_as_it_comes(harness):
+    """Decision 0163: FastStream's batch subscriber polled for 20 ms and then slept 20 ms, some 25
+    polls a second when idle; the subscriber's poll now waits up to a second and returns at the
+    first record. Counted on the subscriber's own Kafka consumer, so a FastStream that stopped
+    calling our poll would show its own rate here."""
+    first = valid_event("OfferDeclined")  # read, and the consumer has caught up with the partition
+    await harness.producer.send_and_wait(harness.topic, first, key=event_key(first), partition=0)
+    await harness.wait_until_committed()
+    [subscriber] = harness.consumer.broker.subscribers
+    kafka_consumer = subscriber.consumer
+    original = kafka_consumer.getmany
+    polls = 0
+
+    async def counted(*args, **kwargs):
+        nonlocal polls
+        polls += 1
+        return await original(*args, **kwargs)
+
+    kafka_consumer.getmany = counted
+    try:
+        await asyncio.sleep(2.5)
+        idle_polls = polls
+        good = valid_event("OfferDeclined")
+        await harness.producer.send_and_wait(harness.topic, good, key=event_key(good), partition=0)
+        await harness.wait_until_committed()
+    finally:
+        kafka_consumer.getmany = original
+    assert idle_polls <= 4, f"{idle_polls} polls in 2.5 s idle"
+    assert (await harness.applied([good]))[parse_event(good).event_id] == 1
