@@ -679,6 +679,7 @@ async def answer_change_through_api(
             raise Refused(
                 f"the change adds {extra} h/week and you have {free} h free; raise your capacity first",
                 code="capacity-short",
+                field="weekly_capacity_hours",
             )
         decline = None
     else:
@@ -982,14 +983,20 @@ def _answerable(
     package or of a change through the provider API; :class:`Refused` (409) when it was answered or
     settled already, its window has closed, or the provider's adapter answers automatically."""
     if offer["status"] != "offered":
-        raise Refused(f"{this} is already {offer['status']}", code="already-answered")
+        raise Refused(f"{this} is already {offer['status']}", code="already-answered", field="status")
     at = now()
     if at >= offer["window_closes_at"]:
-        raise Refused(f"{window} closed at {clock.format_uk(offer['window_closes_at'])}", code="offer-closed")
+        raise Refused(
+            f"{window} closed at {clock.format_uk(offer['window_closes_at'])}",
+            code="offer-closed",
+            field="window_closes_at",
+        )
     adapter = repo.rules_of(provider).kind
     if adapter == "automatic":
         raise Refused(
-            f"your adapter is automatic: the service answers your {answers} by your rules", code="automatic-adapter"
+            f"your adapter is automatic: the service answers your {answers} by your rules",
+            code="automatic-adapter",
+            field="adapter",
         )
     return at, adapter
 
@@ -1031,6 +1038,7 @@ async def answer_through_api(
             raise Refused(
                 f"a bid holds {hours} h/week and you have {free} h free; raise your capacity first",
                 code="capacity-short",
+                field="weekly_capacity_hours",
             )
         today = clock.uk_date(at)  # the UK date: at 00:30 BST "today" is already the new day
         if answer.earliest_start < today or answer.earliest_start > spec.start_date + dt.timedelta(days=366):
@@ -1113,6 +1121,7 @@ async def update_own_profile(
             raise Refused(
                 f"capacity cannot go below the {floor} h/week committed to placements and held for bids",
                 code="capacity-below-commitments",
+                field="weekly_capacity_hours",
             )
         row = await repo.update_capacity(uow.conn, provider_id, weekly_capacity_hours)
         await uow.emit(provider_updated(row))
@@ -1132,7 +1141,9 @@ async def request_coverage_change(
         "SELECT true FROM change_requests WHERE provider_id = $1 AND status = 'pending'", provider_id
     ):
         raise Refused(
-            "a change request of yours is already awaiting the brokerage team's decision", code="change-request-pending"
+            "a change request of yours is already awaiting the brokerage team's decision",
+            code="change-request-pending",
+            field="status",
         )
     row = await fetch_one(
         uow.conn,
@@ -1152,7 +1163,9 @@ async def decide_coverage_change(
     if row is None:
         raise LookupError(f"no change request {request_id}")
     if row["status"] != "pending":
-        raise Refused(f"change request {request_id} was already {row['status']}", code="change-request-decided")
+        raise Refused(
+            f"change request {request_id} was already {row['status']}", code="change-request-decided", field="status"
+        )
     decided = await fetch_one(
         uow.conn,
         """UPDATE change_requests SET status = $2, decided_at = now(), decided_by = $3, decision_reason = $4
@@ -1276,7 +1289,7 @@ async def rotate_webhook_secret(
     if row is None:
         raise LookupError(f"no provider {provider_id!r}")
     if not repo.rules_of(row).webhook_url or not row["webhook_secret"]:
-        raise Refused("register a webhook URL first (PUT /me/webhook)", code="no-webhook")
+        raise Refused("register a webhook URL first (PUT /me/webhook)", code="no-webhook", field="webhook_url")
     if not dt.timedelta(0) <= overlap <= MAX_SECRET_OVERLAP:
         raise Refused(
             f"the overlap must be between 0 and {MAX_SECRET_OVERLAP.days * 24} hours",
@@ -1333,10 +1346,12 @@ async def queue_test_delivery(uow: UnitOfWork, provider_id: str) -> asyncpg.Reco
         raise LookupError(f"no provider {provider_id!r}")
     rules = repo.rules_of(row)
     if not rules.webhook_url or not row["webhook_secret"]:
-        raise Refused("register a webhook URL first (PUT /me/webhook)", code="no-webhook")
+        raise Refused("register a webhook URL first (PUT /me/webhook)", code="no-webhook", field="webhook_url")
     if await repo.pending_tests(uow.conn, provider_id) >= MAX_PENDING_TESTS:
         raise Refused(
-            f"{MAX_PENDING_TESTS} test deliveries are still pending; wait for them", code="too-many-pending-tests"
+            f"{MAX_PENDING_TESTS} test deliveries are still pending; wait for them",
+            code="too-many-pending-tests",
+            field="status",
         )
     at = now()
     return await repo.insert_extra_delivery(
@@ -1365,10 +1380,12 @@ async def redeliver(uow: UnitOfWork, provider_id: str, delivery_id: uuid.UUID) -
         raise LookupError(f"no delivery {delivery_id} of yours")
     url = repo.rules_of(provider).webhook_url
     if not url or not provider["webhook_secret"]:
-        raise Refused("register a webhook URL first (PUT /me/webhook)", code="no-webhook")
+        raise Refused("register a webhook URL first (PUT /me/webhook)", code="no-webhook", field="webhook_url")
     if original["status"] == "pending":
         raise Refused(
-            "this delivery is still being tried; redeliver it once it is delivered or failed", code="delivery-pending"
+            "this delivery is still being tried; redeliver it once it is delivered or failed",
+            code="delivery-pending",
+            field="status",
         )
     at = now()
     give_up_at = at + REDELIVERY_WINDOW
@@ -1381,7 +1398,9 @@ async def redeliver(uow: UnitOfWork, provider_id: str, delivery_id: uuid.UUID) -
             or offer["window_closes_at"] <= at
         ):
             raise Refused(
-                "the offer can no longer be answered: a closed offer is not delivered again", code="offer-closed"
+                "the offer can no longer be answered: a closed offer is not delivered again",
+                code="offer-closed",
+                field="window_closes_at",
             )
         give_up_at = offer["window_closes_at"]
     elif original["kind"] == "change":
@@ -1389,7 +1408,11 @@ async def redeliver(uow: UnitOfWork, provider_id: str, delivery_id: uuid.UUID) -
             "SELECT status, window_closes_at FROM change_offers WHERE change_id = $1", original["change_id"]
         )
         if change is None or change["status"] != "offered" or change["window_closes_at"] <= at:
-            raise Refused("the change can no longer be answered: it is not delivered again", code="offer-closed")
+            raise Refused(
+                "the change can no longer be answered: it is not delivered again",
+                code="offer-closed",
+                field="window_closes_at",
+            )
         give_up_at = change["window_closes_at"]
     return await repo.insert_extra_delivery(
         uow.conn,
@@ -2191,7 +2214,9 @@ async def remove_staff_user(
     anyone of its organisation but themselves (409 ``own-user``: no organisation locks itself out);
     LookupError when ``user_id`` is not a live user of ``provider_id``."""
     if by_user is not None and by_user == user_id:
-        raise Refused("you cannot remove yourself: ask another admin user or the council", code="own-user")
+        raise Refused(
+            "you cannot remove yourself: ask another admin user or the council", code="own-user", field="user_id"
+        )
     row = await repo.remove_staff_user(uow.conn, provider_id=provider_id, user_id=user_id, removed_by=removed_by)
     if row is None:
         raise LookupError(f"no user {user_id} of {provider_id!r}")

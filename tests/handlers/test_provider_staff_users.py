@@ -122,6 +122,7 @@ async def test_admin_users_add_and_remove_their_own_users_and_removal_ends_acces
         assert {boss, worker} <= listed
         own = await c.post(f"/me/users/{boss_user['user_id']}/remove")
         assert own.status_code == 409 and own.json()["code"] == "own-user"
+        assert own.json()["fields"][0]["field"] == "user_id"
     # A staff user and the organisation's API credential manage no one.
     async with as_user(service, worker) as c:
         assert (await c.get("/me")).status_code == 200

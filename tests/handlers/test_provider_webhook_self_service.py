@@ -152,6 +152,7 @@ async def test_a_test_offer_is_a_signed_sample_marked_as_a_test_and_never_a_real
     async with client(service, tokens[pid]) as c:
         refused = await c.post("/me/webhook/test")
         assert refused.status_code == 409 and refused.json()["code"] == "no-webhook"
+        assert refused.json()["fields"][0]["field"] == "webhook_url", "the missing registration is named"
         secret = (await register(c))["signing_secret"]
         queued = await c.post("/me/webhook/test")
         assert queued.status_code == 202, queued.text
@@ -180,6 +181,7 @@ async def test_a_test_offer_is_a_signed_sample_marked_as_a_test_and_never_a_real
             assert (await c.post("/me/webhook/test")).status_code == 202
         too_many = await c.post("/me/webhook/test")
         assert too_many.status_code == 409 and too_many.json()["code"] == "too-many-pending-tests"
+        assert too_many.json()["fields"][0]["field"] == "status"
 
 
 async def test_a_rotation_signs_with_both_secrets_through_the_overlap_and_then_with_the_new_one_only(in_memory):
@@ -286,6 +288,7 @@ async def test_an_open_offer_is_redelivered_but_a_closed_one_never(in_memory):
         assert declined.status_code == 200
         refused = await c.post(f"/me/deliveries/{delivered['delivery_id']}/redeliver")
         assert refused.status_code == 409 and refused.json()["code"] == "offer-closed"
+        assert refused.json()["fields"][0]["field"] == "window_closes_at"
 
 
 async def test_the_deliveries_list_pages_by_cursor_newest_first(in_memory):
