@@ -17,7 +17,7 @@ from schemas.events import VisitPattern
 from schemas.fields import is_decimal_text, plain_text, visible_name
 from schemas.vocabulary import Band, CareNeed, Funding, Urgency
 from services.runtime import clock, identifiers
-from services.runtime.numbers import whole_number
+from services.runtime.numbers import hours_text, whole_number
 
 
 class Role(StrEnum):
@@ -484,11 +484,6 @@ def _visits_words(calls: int, minutes: int, carers: int, days: int) -> str:
     return f"{calls_words} a day of {minutes} minutes with {carer_words}, {days_words} a week"
 
 
-def _hours(value: Decimal) -> str:
-    """Hours for people: 7 -> "7", 10.5 -> "10.5", 7.25 -> "7.25"."""
-    return f"{value.normalize():f}" if value == value.to_integral() else f"{value:f}".rstrip("0")
-
-
 def hours_problem(hours: Decimal, visits: Mapping[str, int]) -> str | None:
     """Why carer hours a week do not match the visit pattern, in plain words, or None when they do.
     The rule (tolerance included) is the brokerage's own, applied to the same figures."""
@@ -499,7 +494,7 @@ def hours_problem(hours: Decimal, visits: Mapping[str, int]) -> str | None:
         return None
     return (
         f"Hours per week must match the visits: {_visits_words(*(visits[f] for f in VISIT_RANGES))} is "
-        f"{_hours(pattern.care_hours_per_week)} hours"
+        f"{hours_text(pattern.care_hours_per_week)} hours"
     )
 
 

@@ -40,6 +40,7 @@ from schemas.events import (
 )
 from schemas.vocabulary import FUNDER_WORDS, reason_words
 from services.runtime import clock
+from services.runtime.numbers import hours_text
 
 Role = Literal["provider", "broker", "person", "losing_bidder", "brokerage_team"]
 Kind = Literal["provider", "broker", "person", "brokerage_team"]
@@ -239,7 +240,7 @@ def messages_for(event: Envelope, *, provider_names: dict[str, str], providers_u
             "package_id": str(event.package_id),
             "zone": event.zone,
             "band": event.band.value,
-            "hours_per_week": str(event.hours_per_week),
+            "hours_per_week": hours_text(event.hours_per_week),
             "start_date": _day(event.start_date),
             "urgency": event.urgency.value.replace("_", " "),
         }
@@ -291,7 +292,7 @@ def messages_for(event: Envelope, *, provider_names: dict[str, str], providers_u
                     "package_id": str(event.package_id),
                     "zone": event.zone,
                     "band": event.band.value,
-                    "hours_per_week": str(event.hours_per_week),
+                    "hours_per_week": hours_text(event.hours_per_week),
                     "urgency": event.urgency.value.replace("_", " "),
                     "reason": reason_words(event.reason),
                     "requested_by": event.requested_by,
@@ -305,7 +306,7 @@ def messages_for(event: Envelope, *, provider_names: dict[str, str], providers_u
             "provider_name": provider_names.get(event.provider_id, event.provider_id),
             "notice_ends_on": _day(event.notice_ends_on),
             "reason": reason_words(event.reason),
-            "hours_per_week": str(event.hours_per_week),
+            "hours_per_week": hours_text(event.hours_per_week),
             "recorded_by": event.recorded_by,
         }
         return [
@@ -318,7 +319,7 @@ def messages_for(event: Envelope, *, provider_names: dict[str, str], providers_u
         context = {
             "package_id": str(event.package_id),
             "reason": reason_words(event.reason),
-            "hours_per_week": str(event.hours_per_week),
+            "hours_per_week": hours_text(event.hours_per_week),
             "cancelled_by": event.cancelled_by,
             "cancelled_on": _day(clock.uk_date(event.cancelled_at)),
             "was_placed": event.provider_id is not None,
@@ -341,7 +342,7 @@ def messages_for(event: Envelope, *, provider_names: dict[str, str], providers_u
             "provider_id": event.provider_id,
             "provider_name": provider_names.get(event.provider_id, event.provider_id),
             "reason": reason_words(event.reason),
-            "hours_per_week": str(event.hours_per_week),
+            "hours_per_week": hours_text(event.hours_per_week),
         }
         return [
             Message("reopened_provider", "provider", event.provider_id, context),
@@ -411,7 +412,7 @@ def messages_for(event: Envelope, *, provider_names: dict[str, str], providers_u
                     "zone": spec.zone,
                     "band": spec.band.value,
                     "postcode_district": spec.postcode_district,
-                    "hours_per_week": str(spec.hours_per_week),
+                    "hours_per_week": hours_text(spec.hours_per_week),
                     "urgency": spec.urgency.value.replace("_", " "),
                     "start_date": _day(spec.start_date),
                     "band_rate": str(event.band_rate),
@@ -434,7 +435,7 @@ def _pause_or_ending(
         "package_id": str(event.package_id),
         "provider_id": event.provider_id,
         "provider_name": provider_names.get(event.provider_id, event.provider_id),
-        "hours_per_week": str(event.hours_per_week),
+        "hours_per_week": hours_text(event.hours_per_week),
     }
     if isinstance(event, PackageEnded):
         name, broker = "ended", event.requested_by or event.ended_by
@@ -490,8 +491,8 @@ def _change(
         withdrawn: dict[str, object] = {
             "package_id": str(event.package_id),
             "provider_name": provider_names.get(event.provider_id, event.provider_id),
-            "previous_hours_per_week": str(event.previous_hours_per_week),
-            "hours_per_week": str(event.hours_per_week),
+            "previous_hours_per_week": hours_text(event.previous_hours_per_week),
+            "hours_per_week": hours_text(event.hours_per_week),
             "because": reason_words(event.because),
         }
         return [Message("change_withdrawn_provider", "provider", event.provider_id, withdrawn)]
@@ -499,7 +500,7 @@ def _change(
         context: dict[str, object] = {
             "package_id": str(event.package_id),
             "provider_name": provider_names.get(event.from_provider_id, event.from_provider_id),
-            "hours_per_week": str(event.previous_hours_per_week),
+            "hours_per_week": hours_text(event.previous_hours_per_week),
             "handed_over_on": _day(event.handed_over_on),
             "last_day": _day(event.handed_over_on - dt.timedelta(days=1)),
         }
@@ -508,12 +509,12 @@ def _change(
         "package_id": str(event.package_id),
         "provider_id": event.provider_id,
         "provider_name": provider_names.get(event.provider_id, event.provider_id),
-        "previous_hours_per_week": str(event.previous_hours_per_week),
+        "previous_hours_per_week": hours_text(event.previous_hours_per_week),
         "reason": reason_words(event.reason),
     }
     if isinstance(event, ChangeOffered):
         context |= {
-            "hours_per_week": str(event.package.hours_per_week),
+            "hours_per_week": hours_text(event.package.hours_per_week),
             "visits": _visits(event),
             "needs": ", ".join(n.value.replace("_", " ") for n in event.package.needs),
             "effective_date": _day(event.effective_date),
@@ -522,7 +523,7 @@ def _change(
         return [Message("change_offered_provider", "provider", event.provider_id, context)]
     if isinstance(event, PackageChanged):
         context |= {
-            "hours_per_week": str(event.hours_per_week),
+            "hours_per_week": hours_text(event.hours_per_week),
             "visits": _visits(event),
             "effective_date": _day(event.effective_date),
             "more": event.hours_per_week > event.previous_hours_per_week,
@@ -534,7 +535,7 @@ def _change(
             Message("changed_person", "person", str(event.package_id), context),
         ]
     context |= {
-        "hours_per_week": str(event.hours_per_week),
+        "hours_per_week": hours_text(event.hours_per_week),
         "outcome": reason_words(event.outcome),
         "decline_reason": reason_words(event.decline_reason) if event.decline_reason else "",
     }
@@ -555,7 +556,7 @@ def _reviewed(event: PackageReviewed, provider_names: dict[str, str]) -> list[Me
         "package_id": str(event.package_id),
         "provider_id": event.provider_id,
         "provider_name": provider_names.get(event.provider_id, event.provider_id),
-        "hours_per_week": str(event.hours_per_week),
+        "hours_per_week": hours_text(event.hours_per_week),
         "reviewed_on": _day(event.reviewed_on),
         "next_review_due_on": _day(event.next_review_due_on) if event.next_review_due_on else "",
         "reviewed_by": event.reviewed_by,
@@ -615,7 +616,10 @@ def _discharge(
     contact, once each. No room in any in-house service: the brokerage team, once (the broker's work
     queue shows it too). A release: the in-house team, once (it stops; the provider's placement tells
     everyone else). The DischargeRequested itself tells nobody: the Hub's broker made it."""
-    context: dict[str, object] = {"package_id": str(event.package_id), "hours_per_week": str(event.hours_per_week)}
+    context: dict[str, object] = {
+        "package_id": str(event.package_id),
+        "hours_per_week": hours_text(event.hours_per_week),
+    }
     if isinstance(event, DischargeReferred):
         context |= {
             "service": reason_words(event.service),

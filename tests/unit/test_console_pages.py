@@ -215,7 +215,7 @@ def test_a_started_package_offers_a_change_prefilled_with_its_visits_and_a_pendi
             }
         ],
     )
-    assert 'id="change-form"' not in pending and "7.00 to 10.50 hours a week" in pending
+    assert 'id="change-form"' not in pending and "7 to 10.5 hours a week" in pending
     assert 'id="change-form"' not in render("broker", status="paused", provider_id="oak-care")
     assert 'id="change-form"' not in render("ops", status="started", provider_id="oak-care")
 

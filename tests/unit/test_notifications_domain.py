@@ -94,6 +94,13 @@ def test_a_placement_tells_the_provider_the_broker_the_person_and_each_losing_bi
     ]
 
 
+def test_hours_are_written_alike_in_every_message_whatever_the_request_wrote():
+    """The request's "10.50" and "7.00" are "10.5" and "7" in the words (services/runtime/numbers.py)."""
+    for written, words in ((Decimal("10.50"), "10.5"), (Decimal("7.00"), "7")):
+        told = [m for m in messages(placed(hours_per_week=written)) if "hours_per_week" in m.context]
+        assert told and {m.context["hours_per_week"] for m in told} == {words}
+
+
 def test_a_losing_bidder_never_learns_the_winners_price_or_name():
     for m in messages(placed()):
         if m.role == "losing_bidder":

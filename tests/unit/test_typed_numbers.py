@@ -139,3 +139,15 @@ def test_hours_in_other_digits_or_notations_are_a_form_message_in_both_forms(hou
         "change", visits | {"hours_per_week": hours}, package={"status": "started"}, today=dt.date(2026, 12, 3)
     )
     assert change.get("hours_per_week") == "Hours per week must be a number, like 10.5", change
+
+
+def test_carer_hours_read_the_same_wherever_they_are_shown():
+    """A request keeps its hours as written: "7.00" and "7" were shown as written, so the same
+    package read "7.00 hours" in one message and "7 hours" in another (services/runtime/numbers.py)."""
+    from decimal import Decimal
+
+    from services.runtime.numbers import hours_text
+
+    shown = [Decimal("7.00"), Decimal("7"), Decimal("10.50"), Decimal("7.25"), Decimal("100"), Decimal("0.5"), "12.0"]
+    assert [hours_text(h) for h in shown] == ["7", "7", "10.5", "7.25", "100", "0.5", "12"]
+    assert [hours_text(v) for v in ("not hours", None, Decimal("NaN"))] == ["not hours", "None", "NaN"]

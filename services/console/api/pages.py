@@ -16,6 +16,7 @@ from schemas.vocabulary import reason_words
 from services.console import handlers
 from services.console.domain import Permission
 from services.runtime import clock
+from services.runtime.numbers import hours_text
 
 if TYPE_CHECKING:  # the console imports these pages: no import back at run time
     from services.console.app import Console
@@ -76,6 +77,7 @@ def _detail(detail: Any) -> str:
 TEMPLATES.env.filters["when"] = _when
 TEMPLATES.env.filters["detail"] = _detail
 TEMPLATES.env.filters["day"] = _day
+TEMPLATES.env.filters["hours"] = lambda v: hours_text(v) if v not in (None, "") else "-"  # 7.00 -> 7, as messages say
 TEMPLATES.env.filters["words"] = lambda v: str(v or "-").replace("_", " ")
 TEMPLATES.env.filters["reason"] = lambda v: reason_words(str(v)) if v else "-"
 TEMPLATES.env.globals["uuid4"] = uuid.uuid4  # a fresh Idempotency-Key per form shown
