@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from typing import Annotated, Literal, Self, get_args
 
@@ -150,6 +151,37 @@ def _out(row: asyncpg.Record, planned: int = 0) -> RecipientOut:
     return RecipientOut(**values, webhook_secret_set=bool(row["webhook_secret"]), messages_planned_now=planned)
 
 
+# What an id of each kind looks like (schemas/events.py): a provider's id, a member of staff's
+# username, the team's id; a person's contact goes under the package id (a UUID, stored in its
+# canonical form whatever form it was sent in).
+_ID_PATTERNS = {
+    "provider": re.compile(r"[a-z0-9][a-z0-9-]{1,63}"),
+    "broker": re.compile(events.STAFF_ID_PATTERN.strip("^$")),
+    "brokerage_team": re.compile(events.STAFF_ID_PATTERN.strip("^$")),
+}
+
+
+def _recipient_id(kind: str, recipient_id: str) -> str:
+    """The id as stored: a person's package id in its canonical form, any other kind's as sent when it
+    is an id of that kind. Raises a 422 naming ``recipient_id`` otherwise (found by an attack: a
+    provider "x\\ty", a bidi override and an upper-case UUID were stored, the last never found again)."""
+    if kind == "person":
+        try:
+            return str(uuid.UUID(recipient_id))
+        except ValueError:
+            raise ProblemError(
+                422, "a person's contact is registered under the package id (a UUID)", field="recipient_id"
+            ) from None
+    if not _ID_PATTERNS[kind].fullmatch(recipient_id):
+        raise ProblemError(
+            422,
+            f"not a {kind.replace('_', ' ')} id: letters, digits and - . _ @ only"
+            + (" (a provider's id is lower case)" if kind == "provider" else ""),
+            field="recipient_id",
+        )
+    return recipient_id
+
+
 def build_router(service: Service, rules: handlers.NotificationRules) -> APIRouter:
     router = APIRouter()
 
@@ -159,15 +191,18 @@ def build_router(service: Service, rules: handlers.NotificationRules) -> APIRout
         summary="Register or replace a contact and preferences",
     )
     async def put_recipient(
-        kind: RecipientKind, recipient_id: RecipientId, body: Annotated[RecipientIn, Body(default_factory=RecipientIn)]
+        kind: RecipientKind,
+        recipient_id: RecipientId,
+        caller: Caller,
+        body: Annotated[RecipientIn, Body(default_factory=RecipientIn)],
     ) -> RecipientOut:
-        if kind == "person":
-            try:
-                recipient_id = str(uuid.UUID(recipient_id))
-            except ValueError:
-                raise ProblemError(
-                    422, "a person's contact is registered under the package id (a UUID)", field="recipient_id"
-                ) from None
+        """Register or replace a contact (200). Refused: 403 when the caller's roles may not set a
+        contact of this kind (services/runtime/permissions.py CONTACT_WRITERS: a provider's and the
+        brokerage team's by the council's administrators, a broker's by themselves or a manager);
+        422 naming ``recipient_id`` when it is not an id of its kind."""
+        recipient_id = _recipient_id(kind, recipient_id)
+        if not permissions.may_write_contact(kind, recipient_id, caller.actor, caller.roles):
+            raise ProblemError(403, f"your roles do not allow setting a {kind}'s contact", code="not-your-contact")
         if body.webhook_url:
             await check_webhook_url(body.webhook_url, service.settings.outbound_policy())
         values = body.model_dump()
@@ -190,6 +225,7 @@ def build_router(service: Service, rules: handlers.NotificationRules) -> APIRout
         responses={404: {"description": "Not registered"}},
     )
     async def get_recipient(kind: RecipientKind, recipient_id: RecipientId) -> RecipientOut:
+        recipient_id = _recipient_id(kind, recipient_id)  # read as it was registered
         row = await repo.recipient(service.pool, kind, recipient_id)
         if row is None:
             raise ProblemError(404, f"no {kind} {recipient_id} registered")

@@ -265,6 +265,26 @@ TABLE: Final[dict[str, dict[tuple[str, str], frozenset[str]]]] = {
 SEES_BID_PRICES: Final = BROKERAGE_TEAM | {COUNCIL_ADMIN}
 
 
+# Who may register or replace a contact, by its kind (notifications' PUT /recipients/{kind}/{id}, which
+# the table lets the brokerage team and the council's administrators call). A provider's address gets
+# its awards (their rates, the link to the person's details) and the brokerage team's every alert: the
+# council's administrators set those (found by an attack: a broker pointed a provider's award notices
+# at an address of their own). A broker's contact is their own to set (``OWN``), or a manager's.
+OWN = "own"
+CONTACT_WRITERS: dict[str, frozenset[str]] = {
+    "person": BROKERAGE_TEAM | {COUNCIL_ADMIN},
+    "broker": frozenset({OWN, MANAGER, HEAD_OF_SERVICE, COUNCIL_ADMIN}),
+    "provider": frozenset({COUNCIL_ADMIN}),
+    "brokerage_team": frozenset({COUNCIL_ADMIN}),
+}
+
+
+def may_write_contact(kind: str, recipient_id: str, actor: str, roles: frozenset[str]) -> bool:
+    """Whether the caller (``actor``, with ``roles``) may set the contact of ``kind``/``recipient_id``."""
+    writers = CONTACT_WRITERS.get(kind, frozenset())
+    return bool(writers & roles) or (OWN in writers and recipient_id == actor and bool(roles & BROKERAGE_TEAM))
+
+
 def priced(record: dict[str, Any], prices: bool) -> dict[str, Any]:
     """``record`` as a caller reads it: its ``hourly_rate`` (a bid's or an award's, pounds per hour)
     null unless ``prices`` (the caller's roles meet :data:`SEES_BID_PRICES`); the band rate is the

@@ -103,6 +103,7 @@ _ALL = [
     # A provider's named staff users (decision 0126).
     ProblemType("not-a-provider-user", 403, "The signed-in person is no provider's user"),
     ProblemType("not-a-provider-admin", 403, "Only the organisation's admin users manage its users"),
+    ProblemType("not-your-contact", 403, "Your roles do not allow setting a contact of this kind"),
     ProblemType("user-exists", 409, "That username is already a provider's user"),
     ProblemType("own-user", 409, "An admin user cannot remove themselves"),
 ]

@@ -79,7 +79,8 @@ async def notifications(in_memory):
         client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=apps[0]),
             base_url="http://notifications",
-            headers=local_issuer.headers("notifications"),
+            # The council's administrator: every kind of contact is theirs to set (CONTACT_WRITERS).
+            headers=local_issuer.headers("notifications", "demo-admin", ("council_admin",)),
         )
         clients.append(client)
         return service, broker, client
@@ -243,7 +244,8 @@ async def test_transient_failures_past_the_limit_fail_for_good(notifications):
     assert answer.json()["count"] >= 1 and [d["channel"] for d in listed] == ["email"]
     assert listed[0]["recipient_role"] == "provider" and f"{provider}@example.org" not in answer.text
     assert "body" not in listed[0] and "address" not in listed[0]
-    assert (await client.get("/deliveries/failed")).status_code == 403, "not the brokerage team's"
+    broker = local_issuer.headers("notifications")
+    assert (await client.get("/deliveries/failed", headers=broker)).status_code == 403, "not the brokerage team's"
 
 
 async def test_a_refused_address_fails_permanently_with_notification_failed_and_no_address_in_it(notifications):
@@ -511,6 +513,77 @@ async def test_bad_contacts_are_refused_with_a_reason(notifications, path, body,
     _, _, client = await notifications()
     response = await client.put(path, json=body)
     assert response.status_code == status and response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "recipient",
+    [
+        "provider/x%0Ay",
+        "provider/x%09",
+        "provider/x%01",
+        "provider/x%20",
+        "provider/%E2%80%AEabc",
+        "provider/%EF%BB%BFx",
+        "provider/Oak-Care",
+        "broker/amy%20",
+        "broker/%E2%80%AEamy",
+        "brokerage_team/team%0A",
+    ],
+)
+async def test_a_recipient_id_must_be_an_id_of_its_kind(notifications, recipient):
+    """Found by an attack: control characters, a bidi override, a byte-order mark, a trailing space
+    were stored as providers' and brokers' ids (422 naming recipient_id now, and nothing stored)."""
+    _, _, client = await notifications()
+    response = await client.put(f"/recipients/{recipient}", json={"channels": ["log"]})
+    assert response.status_code == 422 and response.json()["fields"][0]["field"] == "recipient_id", response.text
+
+
+async def test_a_persons_contact_is_found_in_whatever_form_its_package_id_was_sent(notifications):
+    """Found by an attack: an upper-case or braced package id was stored in its canonical form, and a
+    read in the form it was sent in found nothing (404)."""
+    _, _, client = await notifications()
+    package_id = uuid.uuid4()
+    upper = str(package_id).upper()
+    await register(client, "person", upper, email="family@example.org", channels=["email"])
+    for form in (upper, f"{{{package_id}}}", package_id.hex, str(package_id)):
+        got = await client.get(f"/recipients/person/{form}")
+        assert got.status_code == 200 and got.json()["recipient_id"] == str(package_id), form
+
+
+@pytest.mark.parametrize(
+    "username, roles, kind, recipient_id, allowed",
+    [
+        # A provider's and the brokerage team's addresses: the council's administrators only.
+        ("demo-broker", ("broker",), "provider", "bluebell-care", False),
+        ("demo-senior", ("senior_broker",), "brokerage_team", "brokerage-team", False),
+        ("demo-manager", ("manager",), "provider", "bluebell-care", False),
+        ("demo-admin", ("council_admin",), "provider", "bluebell-care", True),
+        ("demo-admin", ("council_admin",), "brokerage_team", "brokerage-team", True),
+        # A broker's own contact: theirs, or a manager's to set; not another broker's.
+        ("demo-broker", ("broker",), "broker", "demo-broker", True),
+        ("demo-broker", ("broker",), "broker", "demo-senior", False),
+        ("demo-manager", ("manager",), "broker", "demo-broker", True),
+        # A person's (family's) contact: the brokerage team's work.
+        ("demo-broker", ("broker",), "person", "6f1d8c3e-1111-4a5b-9c7d-0e2f3a4b5c6d", True),
+        ("demo-ops", ("operations",), "person", "6f1d8c3e-1111-4a5b-9c7d-0e2f3a4b5c6d", False),
+    ],
+)
+async def test_who_may_set_a_contact_depends_on_its_kind(notifications, username, roles, kind, recipient_id, allowed):
+    """Found by an attack: a broker pointed a provider's award notices (their rates, the link to the
+    person's details) and the brokerage team's alerts at an address of their own."""
+    _, _, client = await notifications()
+    before = await client.get(f"/recipients/{kind}/{recipient_id}")
+    response = await client.put(
+        f"/recipients/{kind}/{recipient_id}",
+        json={"email": "someone@evil.example", "channels": ["email"]},
+        headers=local_issuer.headers("notifications", username, roles),
+    )
+    if allowed:
+        assert response.status_code == 200, response.text
+    else:
+        assert response.status_code == 403, response.text
+        after = await client.get(f"/recipients/{kind}/{recipient_id}")
+        assert after.status_code == before.status_code and after.text == before.text, "nothing changed"
 
 
 async def test_a_dispatcher_that_dies_after_claiming_leaves_the_delivery_to_be_sent_after_its_lease(notifications):
