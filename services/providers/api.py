@@ -57,7 +57,7 @@ T = TypeVar("T")
 # The provider API's contract version (docs/guide/api-changelog.md, decision 0102): MAJOR.MINOR.PATCH.
 # A minor version only adds (operations, optional fields, response fields, problem codes); a major
 # version would change or remove, and be served beside this one under /v2 until this one's sunset.
-CONTRACT_VERSION = "1.3.6"
+CONTRACT_VERSION = "1.4.0"
 VERSION_HEADER = "Homecare-Contract-Version"
 
 

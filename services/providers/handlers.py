@@ -1137,22 +1137,22 @@ async def request_coverage_change(
     for i, zone in enumerate(zones):
         if zone not in known:
             raise Refused(f"no zone {zone!r} in the framework", code="unknown-zone", status=422, field=f"zones.{i}")
-    if await uow.conn.fetchval(
-        "SELECT true FROM change_requests WHERE provider_id = $1 AND status = 'pending'", provider_id
-    ):
-        raise Refused(
-            "a change request of yours is already awaiting the brokerage team's decision",
-            code="change-request-pending",
-            field="status",
-        )
-    row = await fetch_one(
-        uow.conn,
-        "INSERT INTO change_requests (provider_id, zones, bands, reason) VALUES ($1, $2, $3, $4) RETURNING *",
+    # One statement: a check before the insert let concurrent requests past it, and the unique index
+    # (one pending request a provider) then made them 500s (found by an attack: ten at once).
+    row = await uow.conn.fetchrow(
+        """INSERT INTO change_requests (provider_id, zones, bands, reason) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (provider_id) WHERE status = 'pending' DO NOTHING RETURNING *""",
         provider_id,
         zones,
         bands,
         reason,
     )
+    if row is None:
+        raise Refused(
+            "a change request of yours is already awaiting the brokerage team's decision",
+            code="change-request-pending",
+            field="status",
+        )
     return change_request_view(row)
 
 
@@ -1366,14 +1366,18 @@ async def queue_test_delivery(uow: UnitOfWork, provider_id: str) -> asyncpg.Reco
 
 
 REDELIVERY_WINDOW = dt.timedelta(hours=24)
+# Redeliveries a provider may have waiting at once: the delivery loop is shared by every provider
+# (found by an attack: thirty redeliveries of one failed test, each retried for a day, to any URL).
+MAX_PENDING_REDELIVERIES = 5
 
 
 async def redeliver(uow: UnitOfWork, provider_id: str, delivery_id: uuid.UUID) -> asyncpg.Record:
     """A past delivery sent again, as a new delivery (a new id, the same body, signed afresh) to
-    the URL registered now. Refused (409) while the original is still pending, and for an offer
-    or a change that can no longer be answered (a closed offer is never delivered again,
-    decision 0093); a notice or a test can always be redelivered. Another provider's delivery is
-    a 404."""
+    the URL registered now. Refused (409) while the original is still pending, while
+    :data:`MAX_PENDING_REDELIVERIES` of the provider's are, and for an offer or a change that can
+    no longer be answered (a closed offer is never delivered again, decision 0093); a notice or a
+    test can always be redelivered (a test tried for a test's 10 minutes). Another provider's
+    delivery is a 404."""
     provider = await repo.lock_provider(uow.conn, provider_id)
     original = await repo.delivery_of(uow.conn, provider_id, delivery_id)
     if provider is None or original is None:
@@ -1387,8 +1391,15 @@ async def redeliver(uow: UnitOfWork, provider_id: str, delivery_id: uuid.UUID) -
             code="delivery-pending",
             field="status",
         )
+    if await repo.pending_redeliveries(uow.conn, provider_id) >= MAX_PENDING_REDELIVERIES:
+        raise Refused(
+            f"{MAX_PENDING_REDELIVERIES} redeliveries are still being tried; wait for them",
+            code="too-many-pending-redeliveries",
+            field="status",
+        )
     at = now()
-    give_up_at = at + REDELIVERY_WINDOW
+    # A test is tried as long as a test is (it stood in for the 24 hours of a notice, found by an attack).
+    give_up_at = at + (TEST_DELIVERY_WINDOW if original["kind"] == "test" else REDELIVERY_WINDOW)
     if original["kind"] == "offer":
         offer = await repo.latest_offer(uow.conn, provider_id, original["package_id"])
         if (

@@ -1456,6 +1456,17 @@ async def insert_extra_delivery(
     )
 
 
+async def pending_redeliveries(conn: Connection, provider_id: str) -> int:
+    """The provider's redeliveries still being tried."""
+    return int(
+        await conn.fetchval(
+            """SELECT count(*) FROM webhook_deliveries
+                WHERE provider_id = $1 AND redelivery_of IS NOT NULL AND status = 'pending'""",
+            provider_id,
+        )
+    )
+
+
 async def pending_tests(conn: Connection, provider_id: str) -> int:
     return int(
         await conn.fetchval(

@@ -399,6 +399,10 @@ def create_app(
     app.add_exception_handler(asyncpg.exceptions.DataError, _bad_value)
     app.add_exception_handler(asyncpg.exceptions._base.DataError, _bad_value)
     app.add_exception_handler(asyncpg.exceptions.ProgramLimitExceededError, _bad_value)
+    # Two requests doing the same thing at the same moment, the second stopped by a unique index: a
+    # 409, never a 500 (found by an attack: ten change requests at once). Routes refuse such races in
+    # their own words where they know them (an INSERT ... ON CONFLICT); this is the net under them.
+    app.add_exception_handler(asyncpg.exceptions.UniqueViolationError, _same_moment)
 
     # Health, readiness and metrics: an app without access tokens (the console, whose pages have
     # their own sign-in) answers them on its internal listener only; the others through the
@@ -595,6 +599,18 @@ async def _bad_value(request: Request, exc: Exception) -> JSONResponse:
         error=str(exc)[:300],
     )
     return _problem(422, "a value in the request cannot be stored: check the fields' limits in the API document")
+
+
+async def _same_moment(request: Request, exc: Exception) -> JSONResponse:
+    """A unique index stopped a write: another request did the same a moment before. The constraint's
+    name goes to the log (a route that meets one every time has a bug to fix), never to the client."""
+    log.error(
+        "a write met a unique index: answered 409",
+        constraint=getattr(exc, "constraint_name", None),
+        method=request.method,
+        path=request.url.path,
+    )
+    return _problem(409, "the same change was made a moment ago by another request: look again, then retry")
 
 
 async def _unavailable(_: Request, exc: Exception) -> JSONResponse:

@@ -90,6 +90,7 @@ _ALL = [
     ProblemType("no-webhook", 409, "No webhook URL is registered"),
     ProblemType("delivery-pending", 409, "The delivery is still being tried"),
     ProblemType("too-many-pending-tests", 409, "Too many test deliveries are still pending"),
+    ProblemType("too-many-pending-redeliveries", 409, "Too many of your redeliveries are still being tried"),
     ProblemType("destination-refused", 422, "The webhook address is not an allowed destination"),
     ProblemType("unknown-zone", 422, "No such zone"),
     ProblemType("postcode-mismatch", 422, "The postcode does not belong to the zone or district"),

@@ -11,6 +11,7 @@ real PostgreSQL: what needs the database to tell.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 
@@ -43,6 +44,25 @@ async def test_a_route_whose_body_is_all_optional_takes_no_body(in_memory):
         assert approved.status_code == 200, approved.text
         issued = await council.post(f"/providers/{pid}/credentials")
         assert issued.status_code in (200, 201), issued.text
+
+
+async def test_change_requests_sent_at_once_make_one_request_and_409s(in_memory):
+    """Found by an attack: ten change requests at once - the check for a pending one came before the
+    insert, and the unique index then made most of them 500s. One is kept; the others are 409
+    change-request-pending naming the field status."""
+    service, _broker, [pid], tokens = await provider(in_memory, "portal")
+    async with client(service, tokens[pid]) as me:
+        zones = (await me.get("/me")).json()["zones"]
+        answers = await asyncio.gather(
+            *(me.post("/me/change-requests", json={"zones": zones, "bands": ["urban"]}) for _ in range(10))
+        )
+    assert sorted(a.status_code for a in answers) == [201] + [409] * 9, [a.text for a in answers]
+    for refused in (a for a in answers if a.status_code == 409):
+        assert refused.json()["code"] == "change-request-pending" and refused.json()["errors"][0]["field"] == "status"
+    pending = await service.pool.fetchval(
+        "SELECT count(*) FROM change_requests WHERE provider_id = $1 AND status = 'pending'", pid
+    )
+    assert pending == 1
 
 
 async def test_a_change_request_repeating_a_zone_or_naming_an_unknown_one_is_refused(in_memory):

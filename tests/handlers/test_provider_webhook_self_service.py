@@ -266,6 +266,26 @@ async def test_every_attempt_is_kept_and_a_past_delivery_is_redelivered_as_a_new
         assert (await c.post("/me/deliveries/not-a-uuid/redeliver")).status_code == 422
 
 
+async def test_redeliveries_waiting_at_once_are_capped_and_a_test_is_tried_for_a_tests_time(in_memory):
+    """Found by an attack: thirty redeliveries of one failed test, each tried for 24 hours, on the
+    delivery loop every provider shares. Five may wait at once (409 too-many-pending-redeliveries,
+    naming status, nothing kept), and a test's redelivery gives up when a test does (10 minutes)."""
+    service, _broker, [pid], tokens = await provider(in_memory, "portal")
+    async with client(service, tokens[pid]) as c:
+        await register(c)
+        original = (await c.post("/me/webhook/test")).json()
+        await deliver(service, Receiver(200), pid)
+        sent = [await c.post(f"/me/deliveries/{original['delivery_id']}/redeliver") for _ in range(6)]
+    assert [r.status_code for r in sent] == [202] * 5 + [409], [r.text for r in sent]
+    refused = sent[-1].json()
+    assert refused["code"] == "too-many-pending-redeliveries" and refused["errors"][0]["field"] == "status"
+    waiting = await service.pool.fetch(
+        "SELECT give_up_at - created_at AS window FROM webhook_deliveries WHERE redelivery_of = $1",
+        uuid.UUID(original["delivery_id"]),
+    )
+    assert len(waiting) == 5 and all(r["window"] <= dt.timedelta(minutes=10, seconds=5) for r in waiting)
+
+
 async def test_an_open_offer_is_redelivered_but_a_closed_one_never(in_memory):
     service, broker, [pid], tokens = await provider(in_memory, "portal")
     async with client(service, tokens[pid]) as c:
