@@ -54,3 +54,34 @@ async def test_a_page_that_fails_shows_the_problem_page_without_the_details(app)
     assert "Sorry, there is a problem with the service" in response.text and "Try again later." in response.text
     assert "hunter2" not in response.text and "Traceback" not in response.text
     assert response.headers["x-frame-options"] == "DENY" and response.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize("path", ["/ops/lag", "/ops/lag?fresh=1&behind=1", "/ops/dead-letters"])
+async def test_an_operations_page_says_kafka_cannot_be_read_while_it_is_away(monkeypatch, path):
+    """Found by an attack with Kafka stopped: the lag and dead-letter pages read Kafka themselves when
+    the overview's reading had nothing, and were a 500 that also dropped the connection."""
+    import datetime as dt
+
+    from services.console.api.sessions import Sessions
+    from services.console.handlers import Session
+
+    monkeypatch.setenv("OIDC_ISSUER", "https://idp.example.org/realms/council")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9")  # the discard port: nothing listens
+    _, app = build(load("console"))
+    ops = Session(
+        token_hash=b"x",
+        kind="staff",
+        csrf_token="tok",
+        expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1),
+        username="demo-ops",
+        display_name="Ops",
+        role="ops",
+    )
+
+    async def signed_in(self, request):
+        return ops
+
+    monkeypatch.setattr(Sessions, "session_of", signed_in)
+    response = await get(app, path)
+    assert response.status_code == 503, response.text[:500]
+    assert "Kafka cannot be read now" in response.text and response.headers["content-type"].startswith("text/html")

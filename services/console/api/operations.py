@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import RedirectResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
@@ -30,6 +31,22 @@ from services.runtime.kafka import kafka_security
 
 if TYPE_CHECKING:
     from services.console.app import Console
+
+
+# Kafka not reachable when a page reads it itself (the overview's cached reading had none): the
+# page says so, as the overview does, instead of a 500 (found by an attack with Kafka stopped).
+KAFKA_AWAY = (KafkaError, OSError, asyncio.TimeoutError)
+
+
+def kafka_away(request: Request, session: Session, what: str) -> Response:
+    return page(
+        request,
+        "error.html",
+        session,
+        503,
+        title="Kafka cannot be read now",
+        message=f"Kafka did not answer, so {what} cannot be shown. The operations overview says when it is back.",
+    )
 
 
 def router(console: Console, sessions: Sessions) -> APIRouter:
@@ -156,7 +173,10 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
     async def lag_page(request: Request, session: Session = Depends(need(Permission.operations))) -> Response:
         """Consumer lag as read for the overview (at most HEALTH_TTL old; ``?fresh=1`` reads it now)."""
         state = await watched(request, fresh=request.query_params.get("fresh") == "1")
-        rows = state.lag_rows if state.lag_rows is not None else await lag.lag(bootstrap, security)
+        try:
+            rows = state.lag_rows if state.lag_rows is not None else await lag.lag(bootstrap, security)
+        except KAFKA_AWAY:
+            return kafka_away(request, session, "consumer lag")
         behind = set(domain.lagging_groups(rows))
         only_behind = request.query_params.get("behind") == "1"
         # Behind first; with ?behind=1 only the groups behind (the overview's link), not rows of zeros.
@@ -183,7 +203,10 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         asked = request.query_params.get("replayed") or ""
         replayed = asked if re.fullmatch(r"[0-9]{1,6}:[0-9]{1,19}", asked) else None
         state = await watched(request, fresh=replayed is not None or request.query_params.get("fresh") == "1")
-        read = state.letters if state.letters is not None else await dead_letters.read_all(bootstrap, security)
+        try:
+            read = state.letters if state.letters is not None else await dead_letters.read_all(bootstrap, security)
+        except KAFKA_AWAY:
+            return kafka_away(request, session, "the dead letters")
         letters = [{"id": dead_letters.letter_id(p, o), "letter": d} for p, o, d in reversed(read)]  # newest first
         return page(request, "dead_letters.html", session, letters=letters, replayed=replayed, read_at=state.at)
 
