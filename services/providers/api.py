@@ -1351,7 +1351,7 @@ def me_router(service: Service) -> APIRouter:
         rows = await service.pool.fetch(
             f"""SELECT * FROM offers WHERE provider_id = $1 AND {condition}
                    AND ($3::timestamptz IS NULL
-                        OR (window_closes_at, package_id, offer_round) > ($3, $4::uuid, $5::int))
+                        OR (window_closes_at, package_id, offer_round) > ($3, $4::uuid, $5::bigint))
                  ORDER BY window_closes_at, package_id, offer_round LIMIT $2""",
             me.provider_id,
             limit,
@@ -1663,7 +1663,7 @@ def me_router(service: Service) -> APIRouter:
                  LEFT JOIN LATERAL (SELECT spec FROM offers WHERE package_id = p.package_id AND provider_id =
                      p.provider_id ORDER BY offer_round DESC LIMIT 1) o ON true
                 WHERE p.provider_id = $1
-                  AND ($3::timestamptz IS NULL OR (p.placed_at, p.package_id, p.offer_round) < ($3, $4::uuid, $5::int))
+                  AND ($3::timestamptz IS NULL OR (p.placed_at, p.package_id, p.offer_round) < ($3, $4::uuid, $5::bigint))
                 ORDER BY p.placed_at DESC, p.package_id DESC, p.offer_round DESC LIMIT $2""",
             me.provider_id,
             limit,

@@ -1717,7 +1717,7 @@ async def offer_history(
              LEFT JOIN provider_users u ON u.user_id = o.answered_by_user
             WHERE o.provider_id = $1 AND (o.status <> 'offered' OR o.window_closes_at <= now())
               AND ($3::timestamptz IS NULL
-                   OR (o.received_at, o.package_id, o.offer_round) < ($3, $4::uuid, $5::int))
+                   OR (o.received_at, o.package_id, o.offer_round) < ($3, $4::uuid, $5::bigint))
             ORDER BY o.received_at DESC, o.package_id DESC, o.offer_round DESC
             LIMIT $2""",
         provider_id,

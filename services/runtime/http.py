@@ -373,7 +373,15 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
-        fields = [{"field": _field_name(tuple(e["loc"])), "detail": problems.validation_message(e)} for e in errors]
+        # Not JSON at all: the body is at fault (the parser's loc ends in a character position, which had
+        # been named as the field "1", found by an attack).
+        fields = [
+            {
+                "field": "body" if e["type"] == "json_invalid" else _field_name(tuple(e["loc"])),
+                "detail": problems.validation_message(e),
+            }
+            for e in errors
+        ]
         summary = "; ".join(f"{f['field']}: {f['detail']}" for f in fields[:5])
         return _problem(422, f"invalid request: {summary}", fields)
 

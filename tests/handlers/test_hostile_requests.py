@@ -141,3 +141,17 @@ async def test_a_request_naming_a_provider_or_record_that_does_not_exist_is_a_4x
     wrong = {k: s for k, s in answers.items() if s not in (404, 422)}
     assert not wrong, wrong
     assert await service.pool.fetchval("SELECT count(*) FROM providers WHERE provider_id = $1", NOBODY) == 0
+
+
+async def test_a_cursor_holding_a_round_past_a_32_bit_number_is_read_not_refused_by_the_database(in_memory):
+    """Found by an attack: a made-up cursor whose offer round was 2147483648 (which the cursor rule
+    allows, 18 digits) met the lists' ``::int`` cast: "a value in the request cannot be stored",
+    naming no field. The lists compare it as a bigint: past every round, so an empty page."""
+    from services.runtime import pagination
+
+    service, _broker, [pid], tokens = await provider(in_memory, "portal")
+    cursor = pagination.encode(dt.datetime(2026, 1, 1, tzinfo=dt.UTC), uuid.uuid4(), 2147483648)
+    async with client(service, tokens[pid]) as me:
+        for path in ("/me/offers?status=all", "/me/history", "/me/packages"):
+            answer = await me.get(path + ("&" if "?" in path else "?") + f"cursor={cursor}")
+            assert answer.status_code == 200, (path, answer.text)

@@ -90,6 +90,18 @@ async def test_text_no_database_can_store_is_refused_naming_the_field(app_of, na
         assert database_words not in answer.text
 
 
+@pytest.mark.parametrize("name", sorted(TEXT_FIELDS))
+@pytest.mark.parametrize("body", [b"{", b'{"a": 1,}', b"not json", b'{"a": "b"'])
+async def test_a_body_that_is_not_json_is_refused_naming_the_body(app_of, name, body):
+    """Found by an attack: ``{`` was a 422 naming the field "1" (the parser's character position)."""
+    path, _, _ = TEXT_FIELDS[name]
+    method = "PUT" if name == "notifications" else "POST"
+    async with client(app_of(name), name) as api:
+        answer = await api.request(method, path, content=body, headers={"content-type": "application/json"})
+    found = assert_problem(answer, 422, "invalid-request")
+    assert [e["field"] for e in found["errors"]] == ["body"], found
+
+
 async def test_a_nul_in_a_nested_member_or_a_list_is_named_by_its_path_and_nan_is_refused(app_of):
     async with client(app_of("providers"), "providers") as api:
         answer = await api.post(
