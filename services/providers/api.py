@@ -1663,7 +1663,8 @@ def me_router(service: Service) -> APIRouter:
                  LEFT JOIN LATERAL (SELECT spec FROM offers WHERE package_id = p.package_id AND provider_id =
                      p.provider_id ORDER BY offer_round DESC LIMIT 1) o ON true
                 WHERE p.provider_id = $1
-                  AND ($3::timestamptz IS NULL OR (p.placed_at, p.package_id, p.offer_round) < ($3, $4::uuid, $5::bigint))
+                  AND ($3::timestamptz IS NULL
+                       OR (p.placed_at, p.package_id, p.offer_round) < ($3, $4::uuid, $5::bigint))
                 ORDER BY p.placed_at DESC, p.package_id DESC, p.offer_round DESC LIMIT $2""",
             me.provider_id,
             limit,
