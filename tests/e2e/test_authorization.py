@@ -28,7 +28,10 @@ PATH_VALUES = {
     "provider_id": "no-such-provider",
     "credential_id": "no-such-credential",
     "request_id": "999999",
-    "kind": "broker",
+    # A person's contact: its writers are the route's table entry (a provider's, the brokerage team's and
+    # another broker's are narrower, CONTACT_WRITERS, tested in tests/handlers/test_notifications_handlers.py);
+    # not a package id, so an allowed call is a 422 and nothing is stored.
+    "kind": "person",
     "recipient_id": "authorization-test",
     "name": "packages.csv",  # a reporting export
     "change_id": str(uuid.UUID(int=0)),  # a change to a running package
