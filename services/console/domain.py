@@ -1650,6 +1650,18 @@ def provider_user_refusal(status: int, problem: Mapping[str, Any]) -> dict[str, 
         return {"status": "You cannot remove yourself: ask another admin user of your organisation"}
     if status == 404:
         return {"status": "That user is no longer one of your organisation's users"}
+    if status == 422:
+        # The field the API names, in the form's words (found by an attack: a name holding a direction
+        # override was the API's 422 naming name, and the page said only "could not be made").
+        words = {
+            "username": "Enter their username at the sign-in service, like sam.carer or sam@agency.example (no spaces)",
+            "name": "Enter their name in letters people can see, up to 200 characters (no control or direction marks)",
+            "role": "Select what they may do",
+        }
+        named = {str(f.get("field") or "") for f in problem.get("errors") or problem.get("fields") or []}
+        found = {field: words[field] for field in words if field in named}
+        if found:
+            return found
     return {"status": "The change could not be made. Check the answers and try again."}
 
 

@@ -60,6 +60,12 @@ def test_a_new_user_is_checked_all_at_once_in_plain_words():
         "username": "That person is already a provider's user: they must be removed there first"
     }
     assert "yourself" in domain.provider_user_refusal(409, {"code": "own-user"})["status"]
+    # The API's 422 names the field (a name with a direction override): shown next to it, not as
+    # "could not be made" (found by an attack).
+    bidi = {"code": "invalid-request", "errors": [{"field": "name", "detail": "not shown to others"}]}
+    assert list(domain.provider_user_refusal(422, bidi)) == ["name"]
+    assert "direction" in domain.provider_user_refusal(422, bidi)["name"]
+    assert list(domain.provider_user_refusal(422, {"errors": [{"field": "other"}]})) == ["status"]
     assert providers.staff_user_problems("Sam.Carer", "Sam") == {}
     assert set(providers.staff_user_problems(" ", "x" * 201)) == {"username", "name"}
     assert providers.canonical_username("  Sam.Carer ") == "sam.carer"
