@@ -66,7 +66,8 @@ from schemas.vocabulary import (
 
 Producer = Literal["brokerage", "providers", "notifications"]
 Money = Annotated[Decimal, Field(max_digits=8, decimal_places=2, ge=0), DIGITS_0_TO_9]
-ProviderId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,63}$")]
+PROVIDER_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,63}$"
+ProviderId = Annotated[str, Field(pattern=PROVIDER_ID_PATTERN)]
 ZoneId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,63}$")]
 # A member of staff as the services name them (a console username, e.g. broker.amy, or a
 # system's name, e.g. schedule): an id, never a sentence.

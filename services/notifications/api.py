@@ -155,7 +155,7 @@ def _out(row: asyncpg.Record, planned: int = 0) -> RecipientOut:
 # username, the team's id; a person's contact goes under the package id (a UUID, stored in its
 # canonical form whatever form it was sent in).
 _ID_PATTERNS = {
-    "provider": re.compile(r"[a-z0-9][a-z0-9-]{1,63}"),
+    "provider": re.compile(events.PROVIDER_ID_PATTERN.strip("^$")),
     "broker": re.compile(events.STAFF_ID_PATTERN.strip("^$")),
     "brokerage_team": re.compile(events.STAFF_ID_PATTERN.strip("^$")),
 }

@@ -300,7 +300,8 @@ class LagProbe:
 
     Each service measures its own group's lag every 15 s; with new clients each time, every
     measurement signed in anew (SCRAM: a salted-password derivation in the service, a handshake in
-    the broker), a client per topic among them - a sixth of an idle service's CPU (decision 0163).
+    the broker), a client per topic among them - 6-8% of an idle service's py-spy samples
+    (decision 0163).
     The clients are made again after a measurement that failed."""
 
     def __init__(self, bootstrap: str, security: dict | None = None) -> None:
