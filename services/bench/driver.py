@@ -25,14 +25,19 @@ async def wait_until_ready(client: httpx.AsyncClient, urls: dict[str, str], time
     # On the API port readiness wants a token (any valid one): the registry reader's.
     auth = client.auth if isinstance(client.auth, OidcAuth) else user_auth("demo-broker")
     for name, url in urls.items():
+        last = "no answer yet"  # what the last try met, for the error: its cause, not only its symptom
         while True:
             try:
-                if (await client.get(f"{url}/health/ready", auth=auth)).status_code == 200:
+                answer = await client.get(f"{url}/health/ready", auth=auth)
+                if answer.status_code == 200:
                     break
-            except httpx.HTTPError:
-                pass
+                last = f"HTTP {answer.status_code}: {answer.text[:300]}"
+            except httpx.HTTPError as exc:
+                # The token comes from the identity provider: Keycloak not running fails here.
+                where = exc.request.url if isinstance(exc, httpx.RequestError) else url
+                last = f"{type(exc).__name__} {exc} (at {where})"
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{name} at {url} is not ready")
+                raise TimeoutError(f"{name} at {url} is not ready after {timeout:g} s; last: {last}")
             await asyncio.sleep(0.5)
     # The brokerage learns the framework's providers from the registry topic; wait until it has.
     # The registry is staff's to read: as the demo broker unless the client has an identity of its own.
