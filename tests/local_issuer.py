@@ -42,8 +42,11 @@ def serve_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(SigningKeys, "_fetch", fetch)
 
 
-def token(audience: str, username: str = "demo-broker", roles: Iterable[str] = ("broker",)) -> str:
-    """An access token for ``audience`` (a service's name), shaped like Keycloak's."""
+def token(
+    audience: str, username: str = "demo-broker", roles: Iterable[str] = ("broker",), provider_id: str | None = None
+) -> str:
+    """An access token for ``audience`` (a service's name), shaped like Keycloak's; ``provider_id``:
+    the organisation a provider staff user's account names (the realm's mapper, decision 0165)."""
     now = int(time.time())
     claims = {
         "iss": ISSUER,
@@ -55,9 +58,13 @@ def token(audience: str, username: str = "demo-broker", roles: Iterable[str] = (
         "iat": now,
         "exp": now + 300,
     }
+    if provider_id is not None:
+        claims["provider_id"] = provider_id
     return jwt.encode(claims, _KEY, algorithm="RS256", headers={"kid": KEY_ID})
 
 
-def headers(audience: str, username: str = "demo-broker", roles: Iterable[str] = ("broker",)) -> dict[str, str]:
+def headers(
+    audience: str, username: str = "demo-broker", roles: Iterable[str] = ("broker",), provider_id: str | None = None
+) -> dict[str, str]:
     """``Authorization`` header with :func:`token`."""
-    return {"Authorization": f"Bearer {token(audience, username, roles)}"}
+    return {"Authorization": f"Bearer {token(audience, username, roles, provider_id)}"}

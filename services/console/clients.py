@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
-from services.runtime.auth import ACTING_ROLE_HEADER, ACTING_USER_HEADER
+from services.runtime.auth import ACTING_PROVIDER_HEADER, ACTING_ROLE_HEADER, ACTING_USER_HEADER, PROVIDER_STAFF_ROLE
 
 if TYPE_CHECKING:
     pass
@@ -37,20 +37,22 @@ API_ROLE = {
     "contracts_quality": "contracts_quality",
     "safeguarding": "safeguarding",
 }
-_acting: ContextVar[tuple[str, str] | None] = ContextVar("acting", default=None)
+# (username, API role, and for a provider staff user the provider their ID token names)
+_acting: ContextVar[tuple[str, str, str | None] | None] = ContextVar("acting", default=None)
 
 
 def acting_for(username: str | None, role: str | None) -> None:
     """From here on in this request, the APIs are called for this signed-in staff member."""
     if username and role in API_ROLE:
-        _acting.set((username, API_ROLE[role]))
+        _acting.set((username, API_ROLE[role], None))
 
 
-def acting_for_provider_staff(username: str) -> None:
+def acting_for_provider_staff(username: str, provider_id: str) -> None:
     """From here on in this request, the providers service's API is called for this named provider
-    staff user (decision 0126): the console's account, ``X-Acting-Role: provider_staff``; the
-    providers service finds their organisation from its own membership, never from the console."""
-    _acting.set((username, "provider_staff"))
+    staff user (decision 0126): the console's account, ``X-Acting-Role: provider_staff``, and
+    ``X-Acting-Provider``: the provider their own ID token named at sign-in (decision 0165); the
+    providers service serves them only where its membership has them as that provider's user."""
+    _acting.set((username, PROVIDER_STAFF_ROLE, provider_id))
 
 
 class ApiError(Exception):
@@ -84,6 +86,8 @@ class Client:
         acting = _acting.get()
         if acting and not bearer:
             headers |= {ACTING_USER_HEADER: acting[0], ACTING_ROLE_HEADER: acting[1]}
+            if acting[2] is not None:
+                headers[ACTING_PROVIDER_HEADER] = acting[2]
         try:
             response = await self.http.request(method, path, headers=headers, **kwargs)
         except httpx.HTTPError as exc:

@@ -261,6 +261,7 @@ class StaffIdentity:
     display_name: str
     role: domain.Role | None  # None: no console role (a provider's staff user, for the portal alone)
     provider_staff: bool = False  # the identity provider's role provider_staff (decision 0126)
+    provider_id: str | None = None  # the provider the token says they work for (decision 0165)
 
 
 SIGN_IN_FLOW_MINUTES = 10  # from leaving for the identity provider to coming back with its answer

@@ -29,7 +29,7 @@ from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError  # t
 
 from services.console import domain
 from services.console.handlers import StaffIdentity
-from services.runtime.auth import SigningKeys, TokenInvalid, claim_at, verified_claims
+from services.runtime.auth import PROVIDER_STAFF_ROLE, SigningKeys, TokenInvalid, claim_at, provider_of, verified_claims
 from services.runtime.http import ProblemError
 
 if TYPE_CHECKING:
@@ -74,6 +74,7 @@ class OidcSignIn:
         self.client_secret = settings.oidc_client_secret
         self.scopes = settings.oidc_scopes
         self.roles_claim = settings.oidc_roles_claim
+        self.provider_claim = settings.oidc_provider_claim
         self.leeway = settings.oidc_leeway_seconds
         self.provider_name = settings.oidc_provider_name
         self.keys = SigningKeys(self.issuer, settings.oidc_jwks_url) if self.issuer else None
@@ -150,12 +151,20 @@ class OidcSignIn:
 
     async def provider_staff_identity(self, id_token: str, *, nonce: str) -> StaffIdentity:
         """Who signed in to the provider portal (decision 0126), as :meth:`checked_identity`, refused
-        unless the identity provider gives them the role provider_staff; which organisation they
-        answer for is the providers service's to say, not the token's."""
+        unless the identity provider gives them the role provider_staff and names the provider they
+        work for (its OIDC_PROVIDER_CLAIM claim, decision 0165: ``no_provider_claim``); whether they
+        may answer for it is the providers service's to say (its membership)."""
         identity = await self.checked_identity(id_token, nonce=nonce)
         if not identity.provider_staff:
             raise SignInFailed(
                 "no_provider_staff_role", f"Your account is not a provider's staff account. {ASK_ADMIN}", 403
+            )
+        if identity.provider_id is None:
+            raise SignInFailed(
+                "no_provider_claim",
+                "Your account does not say which provider you work for. Ask the council's administrators to set "
+                "it, then sign in again.",
+                403,
             )
         return identity
 
@@ -193,6 +202,7 @@ class OidcSignIn:
             display_name=str(name or username)[:200],
             role=role,
             provider_staff=isinstance(roles, list) and PROVIDER_STAFF in roles,
+            provider_id=provider_of(claims, self.provider_claim),
         )
 
     async def end_session_url(self, *, id_token: str | None, post_logout_redirect_uri: str) -> str | None:
@@ -210,5 +220,5 @@ class OidcSignIn:
         return f"{endpoint}{'&' if '?' in endpoint else '?'}{urlencode(query)}"
 
 
-PROVIDER_STAFF = "provider_staff"  # the realm role of providers' named users (decision 0126)
+PROVIDER_STAFF = PROVIDER_STAFF_ROLE  # the realm role of providers' named users (decision 0126)
 ASK_ADMIN = "Ask your administrator to give it one, then sign in again."

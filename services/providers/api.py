@@ -57,7 +57,7 @@ T = TypeVar("T")
 # The provider API's contract version (docs/guide/api-changelog.md, decision 0102): MAJOR.MINOR.PATCH.
 # A minor version only adds (operations, optional fields, response fields, problem codes); a major
 # version would change or remove, and be served beside this one under /v2 until this one's sunset.
-CONTRACT_VERSION = "1.4.0"
+CONTRACT_VERSION = "1.5.0"
 VERSION_HEADER = "Homecare-Contract-Version"
 
 
@@ -122,13 +122,23 @@ def authenticator(service: Service) -> Callable[..., Awaitable[ProviderCaller]]:
     ) -> ProviderCaller:
         principal: Principal | None = getattr(request.state, "principal", None)
         if principal is not None:
-            # A named user, verified by the app's token check (services/runtime/auth.py): their
-            # organisation is their live membership here, never anything the request says.
-            member = await repo.live_member(service.pool, domain.canonical_username(principal.actor))
+            # A named user, verified by the app's token check (services/runtime/auth.py): the
+            # identity provider asserts their organisation (decision 0165), and this service's
+            # membership says they may answer for it - never anything the request body says.
+            if principal.provider_id is None:
+                raise ProblemError(
+                    403,
+                    "your account at the identity provider does not say which provider you work for "
+                    f"(its {service.settings.oidc_provider_claim!r} claim): ask the council's administrators to set it",
+                    code="no-provider-claim",
+                )
+            member = await repo.live_member(
+                service.pool, domain.canonical_username(principal.actor), principal.provider_id
+            )
             if member is None:
                 raise ProblemError(
                     403,
-                    "you are not a user of any provider on the framework: ask your organisation's admin user",
+                    f"you are not a user of {principal.provider_id!r} on the framework: ask its admin user to add you",
                     code="not-a-provider-user",
                 )
             return ProviderCaller(

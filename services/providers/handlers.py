@@ -2193,7 +2193,9 @@ async def add_staff_user(
     """A named user of ``provider_id``, who signs in at the identity provider as ``username`` (its
     ``preferred_username``; they need an account there with the role provider_staff). Refused:
     LookupError for an unknown provider; 422 naming the field for a bad username or name; 409
-    ``user-exists`` when that username is already a live user (of this or another provider)."""
+    ``user-exists`` when that username is already a live user of this provider. Another provider's
+    user of the same username is neither refused nor told of: who signs in as whom is the identity
+    provider's, whose token names their organisation (decision 0165)."""
     problems = domain.staff_user_problems(username, name)
     if problems:
         field, message = next(iter(problems.items()))
@@ -2210,7 +2212,7 @@ async def add_staff_user(
     )
     if row is None:
         raise Refused(
-            f"{domain.canonical_username(username)!r} is already a provider's user: remove them there first",
+            f"{domain.canonical_username(username)!r} is already a user of {provider_id!r}",
             code="user-exists",
             field="username",
         )

@@ -1591,14 +1591,17 @@ async def read_concern_audited(
 USER_COLUMNS = "user_id, provider_id, username, name, role, added_at, added_by, removed_at, removed_by"
 
 
-async def live_member(conn: Connection | asyncpg.Pool, username: str) -> asyncpg.Record | None:
-    """The live membership of an identity provider's user (canonical username), of a provider still
-    on the framework; None when they are no provider's user (or were removed)."""
+async def live_member(conn: Connection | asyncpg.Pool, username: str, provider_id: str) -> asyncpg.Record | None:
+    """The live membership of an identity provider's user (canonical username) in ``provider_id``
+    (the organisation their token asserts, decision 0165), a provider still on the framework; None
+    when they are not its user (or were removed)."""
     return await conn.fetchrow(
         f"""SELECT {", ".join("u." + c for c in USER_COLUMNS.split(", "))} FROM provider_users u
               JOIN providers p USING (provider_id)
-             WHERE lower(u.username) = $1 AND u.removed_at IS NULL AND p.profile->>'status' <> 'left'""",
+             WHERE u.provider_id = $2 AND lower(u.username) = $1 AND u.removed_at IS NULL
+               AND p.profile->>'status' <> 'left'""",
         username,
+        provider_id,
     )
 
 
@@ -1614,7 +1617,7 @@ async def staff_users(conn: Connection | asyncpg.Pool, provider_id: str) -> list
 async def add_staff_user(
     conn: Connection, *, provider_id: str, username: str, name: str, role: str, added_by: str
 ) -> asyncpg.Record | None:
-    """A new live user; None when that username is already someone's live user (any provider's)."""
+    """A new live user; None when that username is already a live user of ``provider_id``."""
     return await conn.fetchrow(
         f"""INSERT INTO provider_users (user_id, provider_id, username, name, role, added_by)
             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING {USER_COLUMNS}""",
@@ -1656,7 +1659,7 @@ async def seed_staff_users(conn: Connection, entries: list[dict]) -> int:
             """INSERT INTO provider_users (user_id, provider_id, username, name, role, added_by)
                SELECT $1, $2, $3, $4, $5, 'seed'
                 WHERE EXISTS (SELECT 1 FROM providers WHERE provider_id = $2)
-                  AND NOT EXISTS (SELECT 1 FROM provider_users WHERE lower(username) = $3)
+                  AND NOT EXISTS (SELECT 1 FROM provider_users WHERE provider_id = $2 AND lower(username) = $3)
                RETURNING user_id""",
             uuid.uuid4(),
             entry["provider_id"],

@@ -23,6 +23,7 @@ service account may say which signed-in staff member it acts for (``X-Acting-Use
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from schemas.events import PROVIDER_ID_PATTERN
 from services.runtime import permissions
 from services.runtime.http import ProblemError
 from services.runtime.logging import get_logger
@@ -46,6 +48,9 @@ ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES
 SERVICE_ROLE = "service"
 ACTING_USER_HEADER = "X-Acting-User"
 ACTING_ROLE_HEADER = "X-Acting-Role"
+# With X-Acting-Role: provider_staff, the provider the signed-in user's ID token names (decision 0165).
+ACTING_PROVIDER_HEADER = "X-Acting-Provider"
+PROVIDER_STAFF_ROLE = "provider_staff"
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
@@ -72,6 +77,9 @@ class Principal:
     client_id: str | None = None
     via: str | None = None  # the console's client id when the console acts for a signed-in staff member
     claims: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # The provider a provider staff user works for, as the identity provider asserts it (the
+    # OIDC_PROVIDER_CLAIM claim, decision 0165); None when the token says none.
+    provider_id: str | None = None
 
 
 class Unauthenticated(ProblemError):
@@ -206,6 +214,7 @@ class TokenVerifier:
         self.issuer = settings.oidc_issuer.rstrip("/") if settings.oidc_issuer else None
         self.audience = settings.oidc_audience or settings.service
         self.roles_claim = settings.oidc_roles_claim
+        self.provider_claim = settings.oidc_provider_claim
         self.leeway = settings.oidc_leeway_seconds
         self.console_client_id = settings.oidc_console_client_id
         self.keys = SigningKeys(self.issuer, settings.oidc_jwks_url) if self.issuer else None
@@ -240,7 +249,25 @@ class TokenVerifier:
             # A service account: the table names services by their client id.
             roles = roles | {f"{SERVICE_ROLE}:{client_id}"}
             username = f"{SERVICE_ROLE}:{client_id}"
-        return Principal(subject=claims["sub"], actor=username, roles=roles, client_id=client_id, claims=claims)
+        return Principal(
+            subject=claims["sub"],
+            actor=username,
+            roles=roles,
+            client_id=client_id,
+            claims=claims,
+            provider_id=provider_of(claims, self.provider_claim),
+        )
+
+
+def provider_of(claims: dict[str, Any], path: str) -> str | None:
+    """The provider id a token asserts at ``path`` (decision 0165), or None when it asserts none
+    that could be one: a list of one (Keycloak's multivalued form) is read as its element."""
+    value = claim_at(claims, path)
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, str) and re.fullmatch(PROVIDER_ID_PATTERN, value):
+        return value
+    return None
 
 
 def claim_at(claims: dict[str, Any], path: str) -> Any:
@@ -276,6 +303,16 @@ def _acting_for(principal: Principal, request: Request, console_client_id: str) 
             "go together",
             field=ACTING_ROLE_HEADER,
         )
+    # A provider staff user's organisation is what their own ID token asserted at sign-in, which
+    # the console passes on; it is the only way it reaches the providers service (decision 0165).
+    provider = request.headers.get(ACTING_PROVIDER_HEADER)
+    if provider is not None and (role != PROVIDER_STAFF_ROLE or not re.fullmatch(PROVIDER_ID_PATTERN, provider)):
+        raise ProblemError(
+            422,
+            f"{ACTING_PROVIDER_HEADER} is a provider id, and goes only with "
+            f"{ACTING_ROLE_HEADER}: {PROVIDER_STAFF_ROLE}",
+            field=ACTING_PROVIDER_HEADER,
+        )
     return Principal(
         subject=principal.subject,
         actor=user,
@@ -283,6 +320,7 @@ def _acting_for(principal: Principal, request: Request, console_client_id: str) 
         client_id=principal.client_id,
         via=console_client_id,
         claims=principal.claims,
+        provider_id=provider,
     )
 
 

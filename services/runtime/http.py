@@ -520,8 +520,9 @@ def _document_permissions(app: FastAPI, service_name: str) -> None:
                     operation["responses"].setdefault(
                         "403",
                         {
-                            "description": "An access token without the role provider_staff, or of a person who is no "
-                            "provider's user (not-a-provider-user)"
+                            "description": "An access token without the role provider_staff, of an account that names "
+                            "no provider (no-provider-claim), or of a person who is not a user of the provider it "
+                            "names (not-a-provider-user)"
                         },
                     )
                 else:

@@ -102,10 +102,12 @@ _ALL = [
     ProblemType("concern-not-about-a-provider", 409, "Only a concern about a provider can pause its offers"),
     ProblemType("offers-already-paused", 409, "This concern already paused the provider's new offers"),
     # A provider's named staff users (decision 0126).
-    ProblemType("not-a-provider-user", 403, "The signed-in person is no provider's user"),
+    ProblemType("not-a-provider-user", 403, "The signed-in person is not a user of the provider their account names"),
+    # Decision 0165: the identity provider names a provider staff user's organisation.
+    ProblemType("no-provider-claim", 403, "The signed-in person's account does not name the provider they work for"),
     ProblemType("not-a-provider-admin", 403, "Only the organisation's admin users manage its users"),
     ProblemType("not-your-contact", 403, "Your roles do not allow setting a contact of this kind"),
-    ProblemType("user-exists", 409, "That username is already a provider's user"),
+    ProblemType("user-exists", 409, "That username is already a user of this provider"),
     ProblemType("own-user", 409, "An admin user cannot remove themselves"),
 ]
 TYPES: dict[str, ProblemType] = {t.code: t for t in _ALL}

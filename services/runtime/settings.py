@@ -192,6 +192,10 @@ class SharedSettings(BaseSettings):
     oidc_jwks_url: str | None = None
     # Where a token's roles are: Keycloak's realm roles; Entra ID's app roles are "roles".
     oidc_roles_claim: str = "realm_access.roles"
+    # Where a provider staff user's token says which provider they work for (decision 0165): an
+    # attribute the council's administrators set on the account (Keycloak: a user-profile attribute
+    # and a mapper; Entra ID: an extension attribute or a directory schema extension claim).
+    oidc_provider_claim: str = "provider_id"
     oidc_leeway_seconds: float = 30.0  # clock skew tolerated on exp/nbf/iat
     # The console's service account, the only one that may act for a signed-in staff member.
     oidc_console_client_id: str = "console"

@@ -155,6 +155,30 @@ def test_only_the_consoles_account_may_act_for_a_staff_member(stack, identity):
     assert httpx.get(f"{stack.url('brokerage')}/reference/zones", auth=console).status_code == 200
 
 
+def test_a_provider_users_organisation_is_the_one_their_account_names(stack, identity):
+    """Decision 0165: the realm's mapper puts the account's provider_id attribute in the token; the
+    console passes on what the user's own token named, and nothing else names an organisation."""
+    me = f"{stack.url('providers')}/me"
+    own = httpx.get(me, auth=staff("demo-provider"))  # the realm names bluebell-care on this account
+    assert own.status_code == 200, own.text
+    assert own.json()["provider_id"] == "bluebell-care"
+    console = identity.client("console")
+    acting = {"X-Acting-User": "demo-provider", "X-Acting-Role": "provider_staff"}
+    assert httpx.get(me, headers=acting | {"X-Acting-Provider": "bluebell-care"}, auth=console).status_code == 200
+    other = httpx.get(me, headers=acting | {"X-Acting-Provider": "oak-lane-care"}, auth=console)
+    assert other.status_code == 403 and other.json()["code"] == "not-a-provider-user"
+    unnamed = httpx.get(me, headers=acting, auth=console)
+    assert unnamed.status_code == 403 and unnamed.json()["code"] == "no-provider-claim"
+    # Only with the provider_staff role, only a provider id, only from the console's account.
+    as_broker = httpx.get(
+        me, headers=acting | {"X-Acting-Role": "broker", "X-Acting-Provider": "bluebell-care"}, auth=console
+    )
+    assert as_broker.status_code == 422 and as_broker.json()["fields"][0]["field"] == "X-Acting-Provider"
+    assert httpx.get(me, headers=acting | {"X-Acting-Provider": "Bluebell Care"}, auth=console).status_code == 422
+    forged = httpx.get(me, headers=acting | {"X-Acting-Provider": "bluebell-care"}, auth=staff("demo-provider"))
+    assert forged.status_code == 403 and forged.json()["code"] == "acting-for-not-allowed"
+
+
 def test_tokens_that_must_not_pass_are_401_on_every_service(stack, identity):
     good = identity.token("demo-manager")
     header, payload, signature = good.split(".")

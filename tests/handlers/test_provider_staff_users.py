@@ -15,11 +15,13 @@ from tests.handlers.test_provider_answers_idempotent import bid_body, client, po
 from tests.handlers.test_providers_handlers import outbox
 
 
-def as_user(service, username: str, roles=("provider_staff",)) -> httpx.AsyncClient:
+def as_user(service, username: str, roles=("provider_staff",), provider: str | None = None) -> httpx.AsyncClient:
+    """A client with ``username``'s token; ``provider``: the organisation their account names (the
+    identity provider's claim, decision 0165)."""
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=service.http_app),
         base_url="http://providers",
-        headers=local_issuer.headers("providers", username, roles),
+        headers=local_issuer.headers("providers", username, roles, provider),
     )
 
 
@@ -47,7 +49,7 @@ async def test_a_named_user_answers_for_their_organisation_and_the_answer_record
     user = await add(service, pid, username, name="Sam Carer")
     assert user["username"] == username.lower() and user["added_by"] == "demo-admin"
 
-    async with as_user(service, username) as c:
+    async with as_user(service, username, provider=pid) as c:
         me = await c.get("/me")
         assert me.status_code == 200, me.text
         assert me.json()["provider_id"] == pid
@@ -87,14 +89,15 @@ async def test_a_named_user_answers_for_their_organisation_and_the_answer_record
 async def test_who_acts_is_the_tokens_member_never_the_request(in_memory):
     service, event, tokens = await portal_market(in_memory, 1)
     [pid] = tokens
-    async with as_user(service, unique("stranger")) as c:  # a provider_staff account of no organisation
+    async with as_user(service, unique("stranger"), provider=pid) as c:  # named, but not its user
         refused = await c.get("/me")
     assert refused.status_code == 403 and refused.json()["code"] == "not-a-provider-user"
+    assert pid in refused.json()["error"]
     async with as_user(service, "demo-broker", ("broker",)) as c:  # a council role is not a provider's
         assert (await c.get("/me")).status_code == 403
     username = unique("carer")
     await add(service, pid, username)
-    async with as_user(service, username) as c:
+    async with as_user(service, username, provider=pid) as c:
         smuggled = await c.post(f"/me/offers/{event.package_id}/bid", json=bid_body() | {"answered_by": "someone-else"})
     assert smuggled.status_code == 422  # the body cannot name who answered
     assert (
@@ -110,7 +113,7 @@ async def test_admin_users_add_and_remove_their_own_users_and_removal_ends_acces
     (pid, token), (other_pid, _) = sorted(tokens.items())
     boss, worker = unique("boss"), unique("worker")
     boss_user = await add(service, pid, boss, role="admin")
-    async with as_user(service, boss) as c:
+    async with as_user(service, boss, provider=pid) as c:
         added = await c.post("/me/users", json={"username": worker, "name": "Wren Worker"})
         assert added.status_code == 201, added.text
         assert added.json()["provider_id"] == pid and added.json()["added_by"] == boss
@@ -124,7 +127,7 @@ async def test_admin_users_add_and_remove_their_own_users_and_removal_ends_acces
         assert own.status_code == 409 and own.json()["code"] == "own-user"
         assert own.json()["fields"][0]["field"] == "user_id"
     # A staff user and the organisation's API credential manage no one.
-    async with as_user(service, worker) as c:
+    async with as_user(service, worker, provider=pid) as c:
         assert (await c.get("/me")).status_code == 200
         refused = await c.post("/me/users", json={"username": unique("x"), "name": "X"})
         assert refused.status_code == 403 and refused.json()["code"] == "not-a-provider-admin"
@@ -133,12 +136,12 @@ async def test_admin_users_add_and_remove_their_own_users_and_removal_ends_acces
     # Another organisation's admin cannot remove this one's user (not theirs: 404).
     stranger_admin = unique("other-admin")
     await add(service, other_pid, stranger_admin, role="admin")
-    async with as_user(service, stranger_admin) as c:
+    async with as_user(service, stranger_admin, provider=other_pid) as c:
         assert (await c.post(f"/me/users/{added.json()['user_id']}/remove")).status_code == 404
-    async with as_user(service, boss) as c:
+    async with as_user(service, boss, provider=pid) as c:
         removed = await c.post(f"/me/users/{added.json()['user_id']}/remove")
         assert removed.status_code == 200 and removed.json()["removed_at"]
-    async with as_user(service, worker) as c:
+    async with as_user(service, worker, provider=pid) as c:
         gone = await c.get("/me/offers")
     assert gone.status_code == 403 and gone.json()["code"] == "not-a-provider-user"
     # The council's administrators manage any provider's users.
@@ -147,7 +150,7 @@ async def test_admin_users_add_and_remove_their_own_users_and_removal_ends_acces
         names = [u["username"] for u in users]
         assert boss in names and worker not in names  # a removed user is not listed
         assert (await c.post(f"/providers/{pid}/users/{boss_user['user_id']}/remove")).status_code == 200
-    async with as_user(service, boss) as c:
+    async with as_user(service, boss, provider=pid) as c:
         assert (await c.get("/me")).status_code == 403
 
 
@@ -157,15 +160,15 @@ async def test_an_offer_is_unread_until_someone_of_the_organisation_opens_it(in_
     first, second = unique("first"), unique("second")
     first_user = await add(service, pid, first)
     await add(service, pid, second)
-    async with as_user(service, second) as c:
+    async with as_user(service, second, provider=pid) as c:
         inbox = (await c.get("/me/inbox")).json()
         [mine] = [o for o in inbox["offers"] if o["package_id"] == str(event.package_id)]
         assert mine["opened_at"] is None and inbox["unread"] >= 1
         unread_before = inbox["unread"]
-    async with as_user(service, first) as c:
+    async with as_user(service, first, provider=pid) as c:
         opened = await c.post(f"/me/offers/{event.package_id}/open")
         assert opened.status_code == 200, opened.text
-    async with as_user(service, second) as c:  # a colleague's opening counts for the organisation
+    async with as_user(service, second, provider=pid) as c:  # a colleague's opening counts for the organisation
         inbox = (await c.get("/me/inbox")).json()
         again = await c.post(f"/me/offers/{event.package_id}/open")
     assert inbox["unread"] == unread_before - 1
@@ -232,3 +235,42 @@ async def test_a_providers_offers_show_bid_prices_only_to_roles_that_see_commerc
         seen[role] = offer["hourly_rate"]
     assert seen["operations"] is None
     assert seen["manager"] == seen["council_admin"] == bid_body()["rate"]
+
+
+async def test_the_organisation_is_the_identity_providers_claim_and_membership_is_per_organisation(in_memory):
+    """Decision 0165, from an attack: a provider's admin could add another provider's staff member's
+    username first, so that person signed in as the first organisation's user, and the 409 told an
+    admin the username was some other provider's. Now the token names the organisation."""
+    service, event, tokens = await portal_market(in_memory, 2)
+    (pid, _), (other_pid, _) = sorted(tokens.items())
+    sam = unique("sam")
+    await add(service, other_pid, sam)  # Sam works for the other provider, which added them
+    # The first provider's admin adds the same username: not refused, and nothing told of the other.
+    boss = unique("boss")
+    await add(service, pid, boss, role="admin")
+    async with as_user(service, boss, provider=pid) as c:
+        claimed = await c.post("/me/users", json={"username": sam, "name": "Sam (claimed)"})
+    assert claimed.status_code == 201, claimed.text
+    # Sam's account names the other provider: Sam answers for it alone, the claim is worth nothing.
+    async with as_user(service, sam, provider=other_pid) as c:
+        me = await c.get("/me")
+    assert me.status_code == 200 and me.json()["provider_id"] == other_pid
+    assert me.json()["user"]["name"] == sam  # the other provider's membership, not the claimed one
+    # A token that names no provider is refused, whatever memberships its username has.
+    async with as_user(service, sam) as c:
+        unnamed = await c.get("/me")
+        bid = await c.post(f"/me/offers/{event.package_id}/bid", json=bid_body())
+    assert unnamed.status_code == 403 and unnamed.json()["code"] == "no-provider-claim"
+    assert bid.status_code == 403
+    # A claim that is not a provider id is no claim.
+    headers = {"Authorization": f"Bearer {local_issuer.token('providers', sam, ('provider_staff',), 'NOT AN ID')}"}
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=service.http_app), base_url="http://providers", headers=headers
+    ) as c:
+        assert (await c.get("/me")).json()["code"] == "no-provider-claim"
+    assert (
+        await service.pool.fetchval(
+            "SELECT answered_at FROM offers WHERE package_id = $1 AND provider_id = $2", event.package_id, pid
+        )
+        is None
+    )

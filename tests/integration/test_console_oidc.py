@@ -129,3 +129,20 @@ async def test_someone_with_no_console_role_is_refused(identity, oidc):
     with pytest.raises(SignInFailed) as refused:
         await oidc.identity(id_token, nonce=authorization.nonce)
     assert (refused.value.reason, refused.value.status) == ("no_console_role", 403)
+
+
+async def test_a_provider_users_id_token_names_their_organisation(identity, oidc):
+    """Decision 0165: the realm's user-profile attribute provider_id, set by the council's
+    administrators alone, reaches the ID token through the console client's mapper."""
+    id_token, authorization = await id_token_of(identity, oidc, "demo-provider")
+    who = await oidc.provider_staff_identity(id_token, nonce=authorization.nonce)
+    assert (who.username, who.provider_staff, who.provider_id) == ("demo-provider", True, "bluebell-care")
+
+
+async def test_a_provider_user_whose_account_names_no_provider_is_refused_the_portal(identity, oidc, monkeypatch):
+    # The same real token read where an installation's issuer puts no such claim.
+    id_token, authorization = await id_token_of(identity, oidc, "demo-provider")
+    monkeypatch.setattr(oidc, "provider_claim", "no_such_claim")
+    with pytest.raises(SignInFailed) as refused:
+        await oidc.provider_staff_identity(id_token, nonce=authorization.nonce)
+    assert (refused.value.reason, refused.value.status) == ("no_provider_claim", 403)

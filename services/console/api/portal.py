@@ -39,8 +39,8 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
     ) -> Any:
         """A provider-API call for the session: with the organisation's credential, or (a named staff
         user, decision 0126) the console's own account acting for them."""
-        if session.provider_credential is None and session.username:
-            acting_for_provider_staff(session.username)
+        if session.provider_credential is None and session.username and session.provider_id:
+            acting_for_provider_staff(session.username, session.provider_id)
         try:
             return await services.providers.call(
                 method,

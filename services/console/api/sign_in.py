@@ -187,7 +187,8 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             )
             if pending.next == PORTAL_HOME:
                 identity = await oidc.provider_staff_identity(tokens["id_token"], nonce=pending.nonce)
-                member = await provider_membership(identity.username)
+                assert identity.provider_id is not None  # provider_staff_identity refuses a token without one
+                member = await provider_membership(identity.username, identity.provider_id)
                 token = await handlers.portal_oidc_sign_in(
                     console.pool,
                     console.policy,
@@ -266,17 +267,17 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
 
     # ---- providers (the portal), with a credential of the providers service's API -----------------
 
-    async def provider_membership(username: str) -> dict[str, Any]:
-        """The organisation a named provider staff user answers for, as the providers service says
-        (``GET /me`` acting for them); SignInFailed when they are no provider's user."""
-        acting_for_provider_staff(username)
+    async def provider_membership(username: str, provider_id: str) -> dict[str, Any]:
+        """A named provider staff user's membership of the provider their token names, as the
+        providers service says (``GET /me`` acting for them); SignInFailed when they are not its user."""
+        acting_for_provider_staff(username, provider_id)
         try:
             me = await services.providers.get("/me")
         except ApiError as refused:
             if refused.status in (401, 403):
                 raise SignInFailed(
                     "not_a_provider_user",
-                    "Your account is not a user of any provider on the framework. Ask your organisation's admin "
+                    "Your account is not a user of its provider on the framework. Ask your organisation's admin "
                     "user to add you, then sign in again.",
                     403,
                 ) from None

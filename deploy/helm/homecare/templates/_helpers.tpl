@@ -55,6 +55,8 @@ app.kubernetes.io/name: {{ .name }}
   value: {{ .Values.oidc.issuer | quote }}
 - name: OIDC_ROLES_CLAIM
   value: {{ .Values.oidc.rolesClaim | quote }}
+- name: OIDC_PROVIDER_CLAIM
+  value: {{ .Values.oidc.providerClaim | quote }}
 - name: OIDC_CONSOLE_CLIENT_ID
   value: {{ .Values.oidc.consoleClientId | quote }}
 {{- if .Values.kafka.caSecret.name }}
