@@ -424,6 +424,18 @@ def number_or_text(raw: object) -> int | str:
     return number if number is not None else str(raw)
 
 
+MAX_CALLS_A_DAY = 6  # the providers service's limit (services/providers/api.py ProfileChange)
+
+
+def calls_a_day(raw: object) -> tuple[int | None, str | None]:
+    """A provider's most calls a day as typed in the portal: ``(the number, None)`` for a whole number
+    from 1 to 6, else ``(None, the message for the form)``."""
+    number = whole_number(raw)
+    if number is None or not 1 <= number <= MAX_CALLS_A_DAY:
+        return None, f"Enter a whole number of calls a day, from 1 to {MAX_CALLS_A_DAY}"
+    return number, None
+
+
 def visit_number(field: str, raw: object) -> tuple[int | None, str | None]:
     """A visit pattern's field as typed (calls a day, minutes a call, carers a call, days a week):
     ``(the number, None)`` when it is a whole number inside :data:`VISIT_RANGES`, else

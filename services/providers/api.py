@@ -22,7 +22,7 @@ import asyncpg
 import httpx
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from schemas.adapters import BidRequest, DeclineRequest, OfferClosedNotice, OfferNotice
@@ -827,12 +827,28 @@ def applications_router(service: Service) -> APIRouter:
 
 
 class ProfileChange(BaseModel):
+    """What a provider changes of its own profile: only the fields sent change. ``call_times`` and
+    ``max_calls_per_day`` sent as null go back to their defaults (any call time; 4 calls a day), as
+    the adapter's own settings do; the capacity has no default (null: 422)."""
+
     model_config = ConfigDict(extra="forbid")
     weekly_capacity_hours: (
         Annotated[Decimal, Field(ge=0, le=Decimal("99999.99"), max_digits=7, decimal_places=2), DIGITS_0_TO_9] | None
-    ) = None
-    call_times: CallTimes = None
-    max_calls_per_day: StrictInt | None = Field(default=None, ge=1, le=6)
+    ) = Field(default=None, description="Carer hours per week; not null")
+    call_times: CallTimes = Field(default=None, description="The daily call slots you cover; null: any")
+    max_calls_per_day: StrictInt | None = Field(default=None, ge=1, le=6, description="null: the default, 4")
+
+    @field_validator("weekly_capacity_hours", mode="before")
+    @classmethod
+    def _capacity_sent_is_a_number(cls, value: object) -> object:
+        # Called only for a value sent: a capacity sent as null had been read as "no change".
+        if value is None:
+            raise ValueError("a number of carer hours per week: a capacity has no default")
+        return value
+
+    def rules_changes(self) -> dict[str, Any]:
+        """The adapter's settings sent, by name (null: back to the default)."""
+        return {k: getattr(self, k) for k in ("call_times", "max_calls_per_day") if k in self.model_fields_set}
 
 
 class CoverageChange(BaseModel):
@@ -1288,8 +1304,7 @@ def me_router(service: Service) -> APIRouter:
                 uow,
                 me.provider_id,
                 weekly_capacity_hours=body.weekly_capacity_hours,
-                call_times=body.call_times,
-                max_calls_per_day=body.max_calls_per_day,
+                rules_changes=body.rules_changes(),
             ),
         )
         return await profile(me.provider_id)

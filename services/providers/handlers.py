@@ -1096,22 +1096,20 @@ async def update_own_profile(
     provider_id: str,
     *,
     weekly_capacity_hours: Decimal | None,
-    call_times: list[domain.CallSlot] | None,
-    max_calls_per_day: int | None,
+    rules_changes: dict[str, Any],
 ) -> None:
     """Capacity is in the registry (the brokerage hears of it through ProviderUpdated); call times are
-    the adapter's own settings. Capacity cannot drop below what is committed and held."""
+    the adapter's own settings. Capacity cannot drop below what is committed and held.
+    ``weekly_capacity_hours``: None for no change; ``rules_changes``: the adapter settings sent
+    (``call_times``, ``max_calls_per_day``), a None going back to the setting's default."""
     row = await repo.lock_provider(uow.conn, provider_id)
     if row is None:
         raise LookupError(f"no provider {provider_id!r}")
-    if call_times is not None or max_calls_per_day is not None:
+    if rules_changes:
         rules = repo.rules_of(row)
+        defaults = domain.AutomaticRules.model_fields
         changed = rules.model_copy(
-            update={
-                k: v
-                for k, v in {"call_times": call_times, "max_calls_per_day": max_calls_per_day}.items()
-                if v is not None
-            }
+            update={k: defaults[k].default if v is None else v for k, v in rules_changes.items()}
         )
         rules = domain.AutomaticRules.model_validate(changed.model_dump())
         row = await repo.update_adapter(uow.conn, provider_id, rules.model_dump(mode="json"), row["webhook_secret"])

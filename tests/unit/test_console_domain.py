@@ -619,3 +619,10 @@ def test_a_value_in_an_apis_path_is_one_segment():
 
     assert segment("?x") == "%3Fx" and segment("../a") == "..%2Fa" and segment("a#b") == "a%23b"
     assert segment("bluebell-care") == "bluebell-care"
+
+
+def test_calls_a_day_is_a_whole_number_from_1_to_6_or_the_forms_message():
+    assert domain.calls_a_day("3") == (3, None)
+    for typed in ("-1", "0", "7", "2.5", "two", "\u0663"):  # the last: an Arabic-Indic three
+        number, problem = domain.calls_a_day(typed)
+        assert number is None and problem == "Enter a whole number of calls a day, from 1 to 6", typed

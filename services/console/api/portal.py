@@ -268,19 +268,25 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
     @router.post("/portal/profile")
     async def portal_update_profile(request: Request, session: handlers.Session = Depends(provider)) -> Response:
         form = await form_of(request, session)
+        # No slot ticked: any call time (the form's hint), which the API takes as null.
         body: dict[str, Any] = {"call_times": [s for s in form.get("call_times") or [] if s in CALL_SLOTS] or None}
-        for field in ("weekly_capacity_hours", "max_calls_per_day"):
-            if str(form.get(field) or "").strip():
-                raw = str(form[field]).strip()
-                # A whole number goes as one (the API takes no number in a string for a count).
-                body[field] = domain.number_or_text(raw) if field == "max_calls_per_day" else raw
-        try:
-            await as_provider(session, "PATCH", "/me", body)
-        except ApiError as refused:
-            fields = refused.problem.get("fields") or []
-            errors = {
-                str(f.get("field")).split(".")[0]: str(f["message"]).removeprefix("Value error, ") for f in fields
-            }
+        errors: dict[str, str] = {}
+        if capacity := str(form.get("weekly_capacity_hours") or "").strip():
+            body["weekly_capacity_hours"] = capacity
+        if calls := str(form.get("max_calls_per_day") or "").strip():
+            number, problem = domain.calls_a_day(calls)
+            if problem:  # said in the form's words, not the API's ("Input should be a valid integer")
+                errors["max_calls_per_day"] = problem
+            body["max_calls_per_day"] = number
+        if not errors:
+            try:
+                await as_provider(session, "PATCH", "/me", body)
+            except ApiError as refused:
+                fields = refused.problem.get("fields") or []
+                errors = {
+                    str(f.get("field")).split(".")[0]: str(f["message"]).removeprefix("Value error, ") for f in fields
+                } or {"weekly_capacity_hours": refused.message}
+        if errors:
             me = await as_provider(session, "GET", "/me")
             return page(
                 request,
@@ -289,7 +295,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
                 400,
                 me=me,
                 slots=CALL_SLOTS,
-                errors=errors or {"weekly_capacity_hours": refused.message},
+                errors=errors,
             )
         return RedirectResponse("/portal/profile?done=1", status_code=303)
 
