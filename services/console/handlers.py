@@ -18,6 +18,7 @@ import hashlib
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import asyncpg
 from argon2 import PasswordHasher
@@ -29,7 +30,13 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from services.console import domain
 from services.console import repository as repo
 from services.runtime.db import Connection
+from services.runtime.logging import get_logger
 from services.runtime.outbox import unit_of_work
+
+if TYPE_CHECKING:
+    from services.console.oidc import OidcSignIn
+
+log = get_logger(__name__)
 
 HASHER = PasswordHasher()
 # Verified against when the name is unknown, so an unknown name takes as long as a wrong password.
@@ -129,6 +136,7 @@ async def _open_session(
     now: dt.datetime,
     credential: str | None = None,
     id_token: str | None = None,
+    refresh_token: str | None = None,
     **who: str,
 ) -> str:
     token = secrets.token_urlsafe(32)
@@ -140,6 +148,7 @@ async def _open_session(
         expires_at=policy.expires_at(created_at=now, now=now),
         provider_credential_sealed=fernet.encrypt(credential.encode()).decode() if credential is not None else None,
         id_token_sealed=fernet.encrypt(id_token.encode()).decode() if id_token is not None else None,
+        refresh_token_sealed=fernet.encrypt(refresh_token.encode()).decode() if refresh_token is not None else None,
         **who,
     )
     return token
@@ -216,9 +225,21 @@ async def provider_sign_in(
 
 
 async def current_session(
-    pool: asyncpg.Pool, policy: domain.SessionPolicy, token: str | None, *, now: dt.datetime
+    pool: asyncpg.Pool,
+    policy: domain.SessionPolicy,
+    token: str | None,
+    *,
+    now: dt.datetime,
+    idp: OidcSignIn | None = None,
+    recheck_after: dt.timedelta = dt.timedelta(seconds=60),
 ) -> Session | None:
-    """The live session for a cookie's token, its idle expiry pushed on; None when expired or unknown."""
+    """The live session for a cookie's token, its idle expiry pushed on; None when expired or unknown.
+
+    A session begun at the identity provider (``idp``) is checked with it again when its last check
+    is ``recheck_after`` old (decision 0166): it ends when the identity provider refuses its refresh
+    token (the account disabled, signed out there) or says another console role or, for a provider's
+    user, another provider or none. The identity provider unreachable: the session goes on, and is
+    checked at the next request."""
     if not token:
         return None
     hashed = token_hash(token)
@@ -230,12 +251,18 @@ async def current_session(
         await repo.extend_session(uow.conn, hashed, expires_at)
     fernet = _session_fernet(token)
     try:
-        credential, id_token = (
+        credential, id_token, refresh_token = (
             fernet.decrypt(row[sealed].encode()).decode() if row[sealed] is not None else None
-            for sealed in ("provider_credential_sealed", "id_token_sealed")
+            for sealed in ("provider_credential_sealed", "id_token_sealed", "refresh_token_sealed")
         )
     except InvalidToken:
         return None
+    checked = row["idp_checked_at"]
+    if idp is not None and refresh_token is not None and (checked is None or now - checked >= recheck_after):
+        ended, new_id_token = await _recheck_at_idp(pool, idp, row, fernet, refresh_token)
+        if ended:
+            return None
+        id_token = new_id_token or id_token
     return Session(
         token_hash=hashed,
         kind=row["kind"],
@@ -311,16 +338,24 @@ async def take_oidc_sign_in(pool: asyncpg.Pool, key: str | None) -> PendingSignI
 
 
 async def oidc_sign_in(
-    pool: asyncpg.Pool, policy: domain.SessionPolicy, identity: StaffIdentity, *, id_token: str, now: dt.datetime
+    pool: asyncpg.Pool,
+    policy: domain.SessionPolicy,
+    identity: StaffIdentity,
+    *,
+    id_token: str,
+    now: dt.datetime,
+    refresh_token: str | None = None,
 ) -> str:
     """A new staff session's token for someone the identity provider signed in (no console account
-    needed): name and role as its ID token said, the ID token kept sealed for signing out there."""
+    needed): name and role as its ID token said, the ID token kept sealed for signing out there, the
+    refresh token sealed for checking with it again (decision 0166)."""
     async with unit_of_work(pool) as uow:
         return await _open_session(
             uow.conn,
             policy,
             now,
             id_token=id_token,
+            refresh_token=refresh_token,
             kind="staff",
             username=identity.username,
             idp_subject=identity.subject,
@@ -338,16 +373,19 @@ async def portal_oidc_sign_in(
     portal_role: str,
     id_token: str,
     now: dt.datetime,
+    refresh_token: str | None = None,
 ) -> str:
     """A provider portal session for a named provider staff user (decision 0126): who they are from
     the ID token, their organisation and portal role (``provider_staff`` or ``provider_admin``) as
-    the providers service said at sign-in; no credential (the console acts for them)."""
+    the providers service said at sign-in; no credential (the console acts for them). The refresh
+    token is kept sealed for checking with the identity provider again (decision 0166)."""
     async with unit_of_work(pool) as uow:
         return await _open_session(
             uow.conn,
             policy,
             now,
             id_token=id_token,
+            refresh_token=refresh_token,
             kind="provider",
             provider_id=provider_id,
             username=identity.username,
@@ -355,6 +393,54 @@ async def portal_oidc_sign_in(
             idp_display_name=identity.display_name,
             idp_role=portal_role,
         )
+
+
+async def _recheck_at_idp(
+    pool: asyncpg.Pool, idp: OidcSignIn, row: asyncpg.Record, fernet: Fernet, refresh_token: str
+) -> tuple[bool, str | None]:
+    """(whether the session has ended - deleted here -, its new ID token when the identity provider
+    still agrees); (False, None) when the identity provider could not be asked."""
+    from services.console.oidc import SignInFailed  # the sign-in module imports this one
+
+    changed: str | None
+    try:
+        tokens = await idp.refresh(refresh_token)
+        identity = await idp.checked_identity(tokens["id_token"], nonce=None)
+    except SignInFailed as failed:
+        if failed.status == 503:
+            log.warning("the identity provider could not be asked whether a session goes on", reason=failed.reason)
+            return False, None
+        changed = failed.reason
+    else:
+        changed = _what_changed(row, identity)
+    if changed:
+        async with pool.acquire() as conn:
+            await repo.delete_session(conn, row["token_hash"])
+        log.info("session ended: the identity provider no longer agrees", kind=row["kind"], reason=changed)
+        return True, None
+    async with pool.acquire() as conn:
+        await repo.rechecked_session(
+            conn,
+            row["token_hash"],
+            id_token_sealed=fernet.encrypt(tokens["id_token"].encode()).decode(),
+            refresh_token_sealed=fernet.encrypt(str(tokens.get("refresh_token") or refresh_token).encode()).decode(),
+        )
+    return False, str(tokens["id_token"])
+
+
+def _what_changed(row: asyncpg.Record, identity: StaffIdentity) -> str | None:
+    """Why a session may not go on with the identity provider's word now (a fixed code), or None."""
+    if identity.subject != row["idp_subject"]:
+        return "another_subject"
+    if row["kind"] == "provider":
+        if not identity.provider_staff:
+            return "no_provider_staff_role"
+        if identity.provider_id != row["provider_id"]:
+            return "another_provider"
+        return None
+    if identity.role is None or identity.role.value != row["idp_role"]:
+        return "another_role"
+    return None
 
 
 async def sign_out(pool: asyncpg.Pool, session: Session) -> None:

@@ -142,6 +142,23 @@ class OidcSignIn:
             raise SignInFailed("no_id_token", f"The sign-in service did not say who you are. {TRY_AGAIN}", 502)
         return dict(token)
 
+    async def refresh(self, refresh_token: str) -> dict[str, Any]:
+        """The token endpoint's answer for a session's refresh token: new tokens while the identity
+        provider still has the person signed in (decision 0166). Raises SignInFailed
+        ``refresh_refused`` when it does not (account disabled, signed out there, session expired or
+        revoked), and SignInFailed ``idp_unreachable`` (503) when it cannot be asked."""
+        endpoint = (await self.metadata())["token_endpoint"]
+        try:
+            async with self._client("") as client:
+                token = await client.fetch_token(endpoint, grant_type="refresh_token", refresh_token=refresh_token)
+        except OAuthError:
+            raise SignInFailed("refresh_refused", "The sign-in service has ended your session.", 401) from None
+        except httpx.HTTPError:
+            raise UNAVAILABLE from None
+        if not isinstance(token, dict) or not isinstance(token.get("id_token"), str):
+            raise SignInFailed("refresh_refused", "The sign-in service did not say who you are.", 401)
+        return dict(token)
+
     async def identity(self, id_token: str, *, nonce: str) -> StaffIdentity:
         """Who signed in, as :meth:`checked_identity`, refused unless they have a console role."""
         identity = await self.checked_identity(id_token, nonce=nonce)
@@ -168,9 +185,11 @@ class OidcSignIn:
             )
         return identity
 
-    async def checked_identity(self, id_token: str, *, nonce: str) -> StaffIdentity:
+    async def checked_identity(self, id_token: str, *, nonce: str | None) -> StaffIdentity:
         """Who an ID token says signed in, once it is shown to be this issuer's, for this console, current
-        and for this sign-in (its nonce); and their console role (domain.role_from_idp).
+        and for this sign-in (its nonce; None for a token the console's own refresh fetched from the token
+        endpoint, which OpenID Connect Core 12.2 does not bind to one); and their console role
+        (domain.role_from_idp).
 
         Raises SignInFailed: ``id_token_invalid`` (signature, issuer, audience, authorized party,
         expiry or missing claims), ``nonce_mismatch``, ``no_username``, ``no_console_role``."""
@@ -186,7 +205,7 @@ class OidcSignIn:
         audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
         if (len(audiences) > 1 or "azp" in claims) and claims.get("azp") != self.client_id:
             raise SignInFailed("id_token_invalid:azp", refused.message)
-        if not secrets.compare_digest(str(claims.get("nonce", "")).encode(), nonce.encode()):
+        if nonce is not None and not secrets.compare_digest(str(claims.get("nonce", "")).encode(), nonce.encode()):
             raise SignInFailed("nonce_mismatch", refused.message)
         username = claims.get("preferred_username")
         if not isinstance(username, str) or not username.strip() or len(username) > 100:

@@ -109,11 +109,14 @@ async def add_session(
     idp_display_name: str | None = None,
     idp_role: str | None = None,
     id_token_sealed: str | None = None,
+    refresh_token_sealed: str | None = None,
 ) -> None:
     await conn.execute(
         """INSERT INTO sessions (token_hash, kind, username, provider_id, provider_credential_sealed, csrf_token,
-                                 expires_at, idp_subject, idp_display_name, idp_role, id_token_sealed)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
+                                 expires_at, idp_subject, idp_display_name, idp_role, id_token_sealed,
+                                 refresh_token_sealed, idp_checked_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                   CASE WHEN $12::text IS NULL THEN NULL ELSE now() END)""",
         token_hash,
         kind,
         username,
@@ -125,6 +128,7 @@ async def add_session(
         idp_display_name,
         idp_role,
         id_token_sealed,
+        refresh_token_sealed,
     )
 
 
@@ -134,7 +138,8 @@ async def live_session(conn: Connection, token_hash: bytes, *, local_accounts: b
     one of a still-active console account (name and role as the account says now)."""
     return await conn.fetchrow(
         """SELECT s.token_hash, s.kind, s.csrf_token, s.created_at, s.username, s.provider_id,
-                  s.provider_credential_sealed, s.idp_subject, s.id_token_sealed,
+                  s.provider_credential_sealed, s.idp_subject, s.id_token_sealed, s.refresh_token_sealed,
+                  s.idp_checked_at, s.idp_role,
                   CASE WHEN s.idp_subject IS NULL THEN st.role ELSE s.idp_role END AS role,
                   CASE WHEN s.idp_subject IS NULL THEN st.display_name ELSE s.idp_display_name END AS display_name
              FROM sessions s LEFT JOIN staff st ON st.username = s.username AND s.idp_subject IS NULL
@@ -148,6 +153,19 @@ async def live_session(conn: Connection, token_hash: bytes, *, local_accounts: b
 async def extend_session(conn: Connection, token_hash: bytes, expires_at: dt.datetime) -> None:
     await conn.execute(
         "UPDATE sessions SET last_seen_at = now(), expires_at = $2 WHERE token_hash = $1", token_hash, expires_at
+    )
+
+
+async def rechecked_session(
+    conn: Connection, token_hash: bytes, *, id_token_sealed: str, refresh_token_sealed: str
+) -> None:
+    """The identity provider agreed again: its new tokens (a refresh token may be rotated) and when."""
+    await conn.execute(
+        """UPDATE sessions SET id_token_sealed = $2, refresh_token_sealed = $3, idp_checked_at = now()
+            WHERE token_hash = $1""",
+        token_hash,
+        id_token_sealed,
+        refresh_token_sealed,
     )
 
 

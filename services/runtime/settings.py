@@ -384,6 +384,10 @@ class ServiceSettings(SharedSettings):
     reporting_url: str = "http://127.0.0.1:8005"
     session_idle_minutes: float = 30
     session_max_hours: float = 12
+    # A session begun at the identity provider is checked with it again at most this often (its refresh
+    # token exchanged): disabled there, signed out there, or another role or provider, and it ends
+    # (decision 0166). 0: on every request.
+    idp_recheck_seconds: float = Field(default=60, ge=0, le=3600)
     # The console's cookies are Secure (sent over HTTPS only) and it sends HSTS, by default; set
     # CONSOLE_COOKIE_SECURE=false only to serve it over plain HTTP on loopback (the demo, the tests).
     cookie_secure: bool = True

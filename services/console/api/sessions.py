@@ -6,6 +6,7 @@ before any session, carry a double-submit cookie instead (:data:`SIGN_IN_CSRF_CO
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -36,7 +37,12 @@ class Sessions:
         """The signed-in session (staff or provider), or None; expired and idle sessions are None."""
         if not hasattr(request.state, "session"):
             request.state.session = await handlers.current_session(
-                self.console.pool, self.console.policy, request.cookies.get(SESSION_COOKIE), now=now()
+                self.console.pool,
+                self.console.policy,
+                request.cookies.get(SESSION_COOKIE),
+                now=now(),
+                idp=self.console.oidc if self.console.oidc.issuer else None,
+                recheck_after=dt.timedelta(seconds=self.console.settings.idp_recheck_seconds),
             )
         return request.state.session
 

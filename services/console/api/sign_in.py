@@ -196,6 +196,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
                     provider_id=member["provider_id"],
                     portal_role="provider_admin" if member["user"]["role"] == "admin" else "provider_staff",
                     id_token=tokens["id_token"],
+                    refresh_token=tokens.get("refresh_token"),
                     now=now(),
                 )
                 log.info("provider staff signed in through the identity provider", provider=member["provider_id"])
@@ -207,7 +208,12 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             return sign_in_failed(request, failed)
         assert identity.role is not None  # oidc.identity refuses anyone without a console role
         token = await handlers.oidc_sign_in(
-            console.pool, console.policy, identity, id_token=tokens["id_token"], now=now()
+            console.pool,
+            console.policy,
+            identity,
+            id_token=tokens["id_token"],
+            refresh_token=tokens.get("refresh_token"),
+            now=now(),
         )
         log.info("staff signed in through the identity provider", user=identity.username, role=identity.role.value)
         response = signed_in(safe_next(pending.next, "/"), token)
