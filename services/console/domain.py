@@ -432,8 +432,26 @@ def calls_a_day(raw: object) -> tuple[int | None, str | None]:
     from 1 to 6, else ``(None, the message for the form)``."""
     number = whole_number(raw)
     if number is None or not 1 <= number <= MAX_CALLS_A_DAY:
-        return None, f"Enter a whole number of calls a day, from 1 to {MAX_CALLS_A_DAY}"
+        return None, PROFILE_MESSAGES["max_calls_per_day"]
     return number, None
+
+
+PROFILE_MESSAGES = {
+    "weekly_capacity_hours": "Enter your weekly capacity in carer hours, like 40 or 37.5",
+    "call_times": "Choose call times from the list",
+    "max_calls_per_day": f"Enter a whole number of calls a day, from 1 to {MAX_CALLS_A_DAY}",
+}
+
+
+def profile_refusal(problem: dict[str, Any]) -> dict[str, str]:
+    """The portal profile form's messages for the providers service's refusal of ``PATCH /me`` (its
+    problem body), by field, in the form's words: nothing a service says is shown in its own."""
+    if problem.get("code") == "capacity-below-commitments":
+        return {"weekly_capacity_hours": "Capacity cannot go below the hours you have committed and held for bids"}
+    named = {str(f.get("field") or "").split(".")[0] for f in problem.get("fields") or []}
+    return {f: m for f, m in PROFILE_MESSAGES.items() if f in named} or {
+        "weekly_capacity_hours": "Your details could not be saved. Check them and try again"
+    }
 
 
 def visit_number(field: str, raw: object) -> tuple[int | None, str | None]:

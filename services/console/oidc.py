@@ -162,6 +162,12 @@ class OidcSignIn:
     async def identity(self, id_token: str, *, nonce: str) -> StaffIdentity:
         """Who signed in, as :meth:`checked_identity`, refused unless they have a console role."""
         identity = await self.checked_identity(id_token, nonce=nonce)
+        if identity.role is None and identity.provider_staff:
+            raise SignInFailed(
+                "provider_staff_at_console",
+                "Your account is a provider's staff account: sign in to the provider portal, at /portal/sign-in.",
+                403,
+            )
         if identity.role is None:
             raise SignInFailed("no_console_role", f"Your account has no role in this console. {ASK_ADMIN}", 403)
         return identity

@@ -184,7 +184,13 @@ async def in_unit_of_work(service: Service, command: Callable[[UnitOfWork], Awai
 
 CallTimes = Annotated[
     Distinct[domain.CallSlot] | None,
-    Field(max_length=len(get_args(domain.CallSlot)), description="Daily call slots covered, each once (unset: any)"),
+    # At least one: an empty list covered no call and declined every offer, and the portal showed it as
+    # "any" (nothing ticked) - found by an attack. Null is "any".
+    Field(
+        min_length=1,
+        max_length=len(get_args(domain.CallSlot)),
+        description="Daily call slots covered, each once, at least one (null: any)",
+    ),
 ]
 
 
@@ -833,8 +839,9 @@ class ProfileChange(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     weekly_capacity_hours: (
-        Annotated[Decimal, Field(ge=0, le=Decimal("99999.99"), max_digits=7, decimal_places=2), DIGITS_0_TO_9] | None
-    ) = Field(default=None, description="Carer hours per week; not null")
+        Annotated[Decimal, Field(ge=0, le=Decimal("99999.99"), max_digits=7, decimal_places=2), DIGITS_0_TO_9]
+        | SkipJsonSchema[None]
+    ) = Field(default=None, description="Carer hours per week")
     call_times: CallTimes = Field(default=None, description="The daily call slots you cover; null: any")
     max_calls_per_day: StrictInt | None = Field(default=None, ge=1, le=6, description="null: the default, 4")
 
@@ -879,6 +886,9 @@ class AdapterView(BaseModel):
     max_calls_per_day: int = Field(
         description="Calls a day it takes: its own limit, and no more than the call slots it covers"
     )
+    max_calls_per_day_setting: int = Field(
+        description="Its own limit of calls a day, as set (max_calls_per_day is the lower of it and the call slots)"
+    )
     max_package_hours: Decimal = Field(description="Automatic: the largest package it bids for, carer hours per week")
     premium_percent: dict[str, Decimal] = Field(
         description="Automatic: per band, the percentage above the band rate it bids"
@@ -898,6 +908,7 @@ def adapter_view(row: asyncpg.Record) -> AdapterView:
         rules.model_dump()
         | {
             "max_calls_per_day": domain.max_calls(rules),
+            "max_calls_per_day_setting": rules.max_calls_per_day,
             "signing_secret_set": bool(row["webhook_secret"]),
             "previous_secret_signs_until": until if until and until > dt.datetime.now(dt.UTC) else None,
         }
@@ -1307,7 +1318,7 @@ def me_router(service: Service) -> APIRouter:
                 rules_changes=body.rules_changes(),
             ),
         )
-        return await profile(me.provider_id)
+        return await profile(me.provider_id, me)
 
     @router.post(
         "/change-requests",

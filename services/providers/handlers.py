@@ -1113,7 +1113,8 @@ async def update_own_profile(
         )
         rules = domain.AutomaticRules.model_validate(changed.model_dump())
         row = await repo.update_adapter(uow.conn, provider_id, rules.model_dump(mode="json"), row["webhook_secret"])
-    if weekly_capacity_hours is not None:
+    if weekly_capacity_hours is not None and weekly_capacity_hours != row["weekly_capacity_hours"]:
+        # Unchanged (the portal's form always sends it): no new revision, no event.
         floor = row["committed_hours"] + row["held_hours"]
         if weekly_capacity_hours < floor:
             raise Refused(

@@ -281,14 +281,15 @@ def claim_at(claims: dict[str, Any], path: str) -> Any:
 def _acting_for(principal: Principal, request: Request, console_client_id: str) -> Principal:
     """The console's service account acting for a signed-in staff member.
 
-    Until the console signs its staff in through the identity provider and forwards their own tokens
-    (issue 16's console part), it signs them in with its own accounts and says who acts, and as
-    which role, in ``X-Acting-User``/``X-Acting-Role``. Only the console's own service account
+    The console signs its staff in through the identity provider and calls the APIs with its own
+    service account, saying who acts, as which role, and for a provider's user which provider their
+    ID token named, in ``X-Acting-User``/``X-Acting-Role``/``X-Acting-Provider``. Only the console's own service account
     (a confidential client whose secret only the console holds) may say so; anyone else sending
     the headers is refused, not ignored, so a mistake shows."""
     user = request.headers.get(ACTING_USER_HEADER)
     role = request.headers.get(ACTING_ROLE_HEADER)
-    if user is None and role is None:
+    provider = request.headers.get(ACTING_PROVIDER_HEADER)
+    if user is None and role is None and provider is None:
         return principal
     if principal.client_id != console_client_id or f"{SERVICE_ROLE}:{console_client_id}" not in principal.roles:
         raise ProblemError(
@@ -305,7 +306,6 @@ def _acting_for(principal: Principal, request: Request, console_client_id: str) 
         )
     # A provider staff user's organisation is what their own ID token asserted at sign-in, which
     # the console passes on; it is the only way it reaches the providers service (decision 0165).
-    provider = request.headers.get(ACTING_PROVIDER_HEADER)
     if provider is not None and (role != PROVIDER_STAFF_ROLE or not re.fullmatch(PROVIDER_ID_PATTERN, provider)):
         raise ProblemError(
             422,

@@ -96,7 +96,7 @@ async def test_someone_without_a_console_role_is_refused_with_a_plain_message(co
     page = await pages.new()
     await page.goto(f"{console}/sign-in")
     await pages.through_identity_provider(page, "demo-provider")  # provider_staff: the portal's, not the console's
-    assert "no role in this console" in await page.inner_text("#error-message")
+    assert "sign in to the provider portal, at /portal/sign-in" in await page.inner_text("#error-message")
     await page.goto(f"{console}/board")
     assert "/sign-in" in page.url
 

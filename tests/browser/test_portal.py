@@ -93,9 +93,13 @@ async def test_a_provider_accepts_an_offer_in_the_portal_and_the_broker_sees_it_
             # A count out of range is said in the form's words at its field, and nothing changes.
             calls = await provider_page.input_value("#max_calls_per_day")
             await provider_page.fill("#max_calls_per_day", "-1")
+            await provider_page.fill("#weekly_capacity_hours", "12345")
             await provider_page.click("button:has-text('Save')")
             assert "from 1 to 6" in await provider_page.inner_text(".govuk-error-summary")
             assert "Input should" not in await provider_page.content()
+            # What was typed is kept (found by a new user: the saved values came back instead).
+            assert await provider_page.input_value("#weekly_capacity_hours") == "12345"
+            assert await provider_page.input_value("#max_calls_per_day") == "-1"
             await provider_page.fill("#max_calls_per_day", calls)
         await provider_page.fill("#weekly_capacity_hours", f"{room:.2f}")
         await provider_page.click("button:has-text('Save')")

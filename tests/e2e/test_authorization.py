@@ -177,6 +177,9 @@ def test_a_provider_users_organisation_is_the_one_their_account_names(stack, ide
     assert httpx.get(me, headers=acting | {"X-Acting-Provider": "Bluebell Care"}, auth=console).status_code == 422
     forged = httpx.get(me, headers=acting | {"X-Acting-Provider": "bluebell-care"}, auth=staff("demo-provider"))
     assert forged.status_code == 403 and forged.json()["code"] == "acting-for-not-allowed"
+    # The provider header on its own is refused too, not ignored (found by an attack).
+    alone = httpx.get(me, headers={"X-Acting-Provider": "bluebell-care"}, auth=staff("demo-provider"))
+    assert alone.status_code == 403 and alone.json()["code"] == "acting-for-not-allowed"
 
 
 def test_tokens_that_must_not_pass_are_401_on_every_service(stack, identity):

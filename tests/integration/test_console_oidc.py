@@ -125,10 +125,12 @@ async def test_an_id_token_issued_to_another_client_is_refused(identity, oidc):
 
 
 async def test_someone_with_no_console_role_is_refused(identity, oidc):
+    # A provider's staff user (no console role) is sent to the portal's sign-in (found by a new user).
     id_token, authorization = await id_token_of(identity, oidc, "demo-provider")
     with pytest.raises(SignInFailed) as refused:
         await oidc.identity(id_token, nonce=authorization.nonce)
-    assert (refused.value.reason, refused.value.status) == ("no_console_role", 403)
+    assert (refused.value.reason, refused.value.status) == ("provider_staff_at_console", 403)
+    assert "/portal/sign-in" in refused.value.message
 
 
 async def test_a_provider_users_id_token_names_their_organisation(identity, oidc):

@@ -626,3 +626,13 @@ def test_calls_a_day_is_a_whole_number_from_1_to_6_or_the_forms_message():
     for typed in ("-1", "0", "7", "2.5", "two", "\u0663"):  # the last: an Arabic-Indic three
         number, problem = domain.calls_a_day(typed)
         assert number is None and problem == "Enter a whole number of calls a day, from 1 to 6", typed
+
+
+def test_the_profile_forms_refusals_are_said_in_the_forms_words():
+    below = {"code": "capacity-below-commitments", "fields": [{"field": "weekly_capacity_hours", "message": "x"}]}
+    assert domain.profile_refusal(below) == {
+        "weekly_capacity_hours": "Capacity cannot go below the hours you have committed and held for bids"
+    }
+    typed = {"code": "invalid-request", "fields": [{"field": "call_times.0", "message": "Input should be 'morning'"}]}
+    assert domain.profile_refusal(typed) == {"call_times": "Choose call times from the list"}
+    assert "Input should" not in str(domain.profile_refusal({"error": "Input should be a valid integer"}))

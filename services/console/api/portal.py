@@ -268,9 +268,17 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
     @router.post("/portal/profile")
     async def portal_update_profile(request: Request, session: handlers.Session = Depends(provider)) -> Response:
         form = await form_of(request, session)
+        ticked = [str(s) for s in form.get("call_times") or []]
+        typed = {
+            "weekly_capacity_hours": str(form.get("weekly_capacity_hours") or ""),
+            "call_times": ticked,
+            "max_calls_per_day": str(form.get("max_calls_per_day") or ""),
+        }
         # No slot ticked: any call time (the form's hint), which the API takes as null.
-        body: dict[str, Any] = {"call_times": [s for s in form.get("call_times") or [] if s in CALL_SLOTS] or None}
+        body: dict[str, Any] = {"call_times": ticked or None}
         errors: dict[str, str] = {}
+        if any(s not in CALL_SLOTS for s in ticked):
+            errors["call_times"] = "Choose call times from the list"
         if capacity := str(form.get("weekly_capacity_hours") or "").strip():
             body["weekly_capacity_hours"] = capacity
         if calls := str(form.get("max_calls_per_day") or "").strip():
@@ -282,10 +290,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             try:
                 await as_provider(session, "PATCH", "/me", body)
             except ApiError as refused:
-                fields = refused.problem.get("fields") or []
-                errors = {
-                    str(f.get("field")).split(".")[0]: str(f["message"]).removeprefix("Value error, ") for f in fields
-                } or {"weekly_capacity_hours": refused.message}
+                errors = domain.profile_refusal(refused.problem)
         if errors:
             me = await as_provider(session, "GET", "/me")
             return page(
@@ -296,6 +301,7 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
                 me=me,
                 slots=CALL_SLOTS,
                 errors=errors,
+                typed=typed,
             )
         return RedirectResponse("/portal/profile?done=1", status_code=303)
 

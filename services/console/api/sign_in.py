@@ -283,8 +283,8 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             if refused.status in (401, 403):
                 raise SignInFailed(
                     "not_a_provider_user",
-                    "Your account is not a user of its provider on the framework. Ask your organisation's admin "
-                    "user to add you, then sign in again.",
+                    "Your account is not a user of the provider it names. Ask your organisation's admin user to "
+                    "add you; if your account names the wrong provider, ask the council's administrators.",
                     403,
                 ) from None
             raise
