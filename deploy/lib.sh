@@ -27,6 +27,14 @@ show_log_tail() {
   local file=${1:-$CURRENT_LOG} lines=${2:-25}
   [ "$file" != none ] || return 0
   if [ -n "$file" ] && [ -s "$file" ]; then
+    # The cause is often far above the tail (a port taken, then a page of tracebacks of the tasks
+    # cancelled after it): the first lines naming an error come first.
+    local named
+    named=$(grep -n -m 8 -E 'Errno|ERROR|FATAL|Error: |Exception: |"level": ?"error"' "$file" 2>/dev/null | cut -c1-400 || true)
+    if [ -n "$named" ]; then
+      printf '[%s] the first lines of %s naming an error:\n' "$(basename "$0")" "$file" >&2
+      printf '%s\n' "$named" | sed 's/^/    /' >&2
+    fi
     printf '[%s] last lines of %s:\n' "$(basename "$0")" "$file" >&2
     tail -n "$lines" "$file" | sed 's/^/    /' >&2
   elif [ -n "$file" ]; then

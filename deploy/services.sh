@@ -42,6 +42,13 @@ export NOTIFICATIONS_PROVIDERS_URL="${NOTIFICATIONS_PROVIDERS_URL:-http://127.0.
 start_one() {
   local name=$1 pid="$RUN_DIR/$1.pid"
   if pid_alive "$pid"; then log "$name already running (pid $(cat "$pid"))"; return; fi
+  local port
+  for port in "${PORT[$name]}" "${INTERNAL_PORT[$name]}"; do
+    if port_taken "$port"; then
+      fail "port $port, $name's, is taken by another process" \
+        "stop that process, or choose other ports: ${name^^}_HTTP_PORT and ${name^^}_INTERNAL_PORT (the same in every command)" none
+    fi
+  done
   log "starting $name on http://127.0.0.1:${PORT[$name]} (log: $LOG_DIR/$name.log)"
   # `cd` first, on its own: `cd && cmd &` would background a subshell, and $! would be its pid.
   cd "$ROOT"
