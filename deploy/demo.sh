@@ -18,6 +18,7 @@ cat <<MSG
 The services are still running:
   console        http://127.0.0.1:${CONSOLE_HTTP_PORT:-8004}/        ("Sign in with Keycloak (demo)", then demo-broker,
                                                  demo-manager, demo-ops or demo-admin with the Keycloak password below)
+  provider portal http://127.0.0.1:${CONSOLE_HTTP_PORT:-8004}/portal/sign-in (demo-provider: Bluebell Home Care's admin user)
   brokerage      http://127.0.0.1:${BROKERAGE_HTTP_PORT:-8001}/docs    (package requests, offers, awards)
   providers      http://127.0.0.1:${PROVIDERS_HTTP_PORT:-8002}/docs    (registry, providers' offers)
   notifications  http://127.0.0.1:${NOTIFICATIONS_HTTP_PORT:-8003}/docs    (confirmations)
