@@ -11,6 +11,7 @@ import uuid
 
 import httpx
 
+from services.notifications.domain import ADDRESS_FIELD
 from services.runtime.oidc_client import OidcAuth, user_auth
 
 # Where a package rests until someone acts: placed, unplaced (the waiting list), or waiting for a
@@ -84,11 +85,11 @@ async def place_batch(
                 package_id = r.json()["package_id"]
                 if notifications:
                     person = body["person"]
-                    contact = {
-                        "email": person.get("email"),
-                        "phone": person.get("phone"),
-                        "channels": [contact_channel],
-                    }
+                    contact = {"email": person.get("email"), "phone": person.get("phone")}
+                    # A channel goes with its address (the service refuses one without): a person
+                    # with no email or mobile gets the log channel instead.
+                    address = ADDRESS_FIELD.get(contact_channel)
+                    contact["channels"] = [contact_channel if address is None or contact.get(address) else "log"]
                     (
                         await client.put(f"{notifications}/recipients/person/{package_id}", json=contact)
                     ).raise_for_status()

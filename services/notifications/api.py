@@ -10,7 +10,7 @@ from typing import Annotated, Literal, Self, get_args
 
 import asyncpg
 from fastapi import APIRouter, Body, Depends, Path, Query
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationInfo, field_validator, model_validator
 
 from schemas import events
 from services.notifications import domain, handlers
@@ -71,6 +71,19 @@ class RecipientIn(BaseModel):
     language: str = Field(
         default="en", pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$", description="BCP 47, e.g. en, cy, pl"
     )
+
+    @field_validator("channels")
+    @classmethod
+    def _channels_have_addresses(cls, channels: list[str], info: ValidationInfo) -> list[str]:
+        """Each chosen channel needs its address in the same contact: a channel without one would
+        make every message to this recipient fail later ("no usable channel"), found by an attack."""
+        given = info.data
+        for channel in channels:
+            wanted = domain.ADDRESS_FIELD.get(channel)
+            # A field that failed its own check is not in ``given``: its own error says enough.
+            if wanted in given and not given[wanted]:
+                raise ValueError(f"{channel} is chosen but no {wanted} is given: add it, or leave {channel} out")
+        return channels
 
     @model_validator(mode="after")
     def _webhook_pair(self) -> Self:

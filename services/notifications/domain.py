@@ -45,6 +45,14 @@ from services.runtime.numbers import hours_text
 Role = Literal["provider", "broker", "person", "losing_bidder", "brokerage_team"]
 Kind = Literal["provider", "broker", "person", "brokerage_team"]
 Channel = Literal["email", "notify_email", "notify_sms", "webhook", "log"]
+# The contact field each channel sends to (the log channel needs none): a contact that chooses a
+# channel must give its field (refused at the API otherwise).
+ADDRESS_FIELD: dict[str, str] = {
+    "email": "email",
+    "notify_email": "email",
+    "notify_sms": "phone",
+    "webhook": "webhook_url",
+}
 
 CHANNELS: tuple[str, ...] = ("email", "notify_email", "notify_sms", "webhook", "log")
 NO_CHANNEL = "none"

@@ -274,7 +274,7 @@ async def test_a_recipient_with_no_usable_channel_is_reported_not_dropped(notifi
     service, broker, client = await notifications()  # no SMTP configured here
     provider, broker_id = unique("prov"), unique("broker")
     await register(client, "provider", provider, email=f"{provider}@example.org", channels=["email"])
-    await register(client, "broker", broker_id, channels=["notify_sms"])
+    await register(client, "broker", broker_id, phone="07700 900123", channels=["notify_sms"])
     event = placed(provider, broker_id)
     await publish(broker, event)
     rows = await statuses(client, event.package_id)
@@ -513,6 +513,35 @@ async def test_bad_contacts_are_refused_with_a_reason(notifications, path, body,
     _, _, client = await notifications()
     response = await client.put(path, json=body)
     assert response.status_code == status and response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "body, missing",
+    [
+        ({"channels": ["email"]}, "email"),
+        ({"channels": ["log", "notify_email"], "phone": "07700 900123"}, "email"),
+        ({"channels": ["notify_sms"], "email": "oak@example.org"}, "phone"),
+        ({"channels": ["webhook"], "email": "oak@example.org"}, "webhook_url"),
+    ],
+)
+async def test_a_channel_needs_its_address_in_the_same_contact(notifications, body, missing):
+    """Found by an attack: a contact choosing email with no email address was stored, and every
+    message to it then failed ("no usable channel"). Now 422 naming channels and the field wanted,
+    and nothing stored."""
+    _, _, client = await notifications()
+    response = await client.put("/recipients/provider/oak", json=body)
+    assert response.status_code == 422, response.text
+    [problem] = response.json()["fields"]
+    assert problem["field"] == "channels" and f"no {missing} is given" in problem["message"], problem
+    assert (await client.get("/recipients/provider/oak")).status_code == 404
+
+
+async def test_a_channel_with_its_address_is_kept(notifications):
+    _, _, client = await notifications()
+    body = {"channels": ["notify_sms", "email", "log"], "email": "oak@example.org", "phone": "07700 900123"}
+    response = await client.put("/recipients/provider/oak", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["channels"] == ["notify_sms", "email", "log"]
 
 
 @pytest.mark.parametrize(
