@@ -376,7 +376,9 @@ class ServiceSettings(SharedSettings):
     delivery_backoff_max_seconds: float = 600.0
     delivery_lease_seconds: float = 120.0  # a claimed delivery whose sender died is tried again after this
     contact_grace_seconds: float = 3600.0  # how long a message waits for its recipient's contact to be registered
-    seed_channel: str = "log"  # the channel seeded providers and brokers get (deploy/reference/contacts.yaml)
+    # The channel seeded providers and brokers get (deploy/reference/contacts.yaml): the seed holds
+    # email addresses only, so a channel needing a mobile or a webhook is refused at start-up.
+    seed_channel: Literal["log", "email", "notify_email"] = "log"
     # Web console: the services' HTTP APIs it is a client of (and brokerage_url above), and its sessions.
     # The providers service's address is also the provider API's in the award's link (notifications).
     providers_url: str = "http://127.0.0.1:8002"

@@ -876,3 +876,34 @@ def test_a_no_change_review_of_a_paused_package_tells_nobody_to_carry_on_visitin
         assert ("Carry on with the visits as they are" in provider) is not paused
         assert ("once the council knows you are home, and it will tell you who comes" in person) is paused
         assert ("will go on visiting as now" in person) is not paused
+
+
+def test_each_channel_but_the_log_names_the_contact_field_it_sends_to():
+    """One table (``ADDRESS_FIELD``) says which field a channel needs: the API refuses a contact
+    choosing a channel without it, and the plan sends to the same field."""
+    full = Contact(
+        "provider",
+        "oak",
+        email="a@example.org",
+        phone="+447700900123",
+        webhook_url="https://h.example/x",
+        has_webhook_secret=True,
+    )
+    assert set(domain.ADDRESS_FIELD) | {"log"} == set(get_args(domain.Channel))
+    for channel, field_name in domain.ADDRESS_FIELD.items():
+        assert full.address_for(channel) == getattr(full, field_name), channel
+        assert Contact("provider", "oak").address_for(channel) is None, channel
+
+
+@pytest.mark.parametrize("channel", ["notify_sms", "webhook", "pigeon"])
+def test_a_seed_channel_the_seed_has_no_address_for_is_refused_at_start_up(monkeypatch, channel):
+    """deploy/reference/contacts.yaml holds email addresses only: seeding everyone with a text-message
+    or webhook channel would make every message to them fail, so the setting refuses it."""
+    monkeypatch.setenv("NOTIFICATIONS_SEED_CHANNEL", channel)
+    with pytest.raises(ValueError, match="seed_channel"):
+        load("notifications")
+
+
+def test_the_seed_channel_may_be_email(monkeypatch):
+    monkeypatch.setenv("NOTIFICATIONS_SEED_CHANNEL", "notify_email")
+    assert load("notifications").seed_channel == "notify_email"
