@@ -36,7 +36,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from schemas.events import PROVIDER_ID_PATTERN
 from services.runtime import permissions
-from services.runtime.http import ProblemError
+from services.runtime.http import BEARER_CHALLENGE, TOKEN_REQUIRED, ProblemError
 from services.runtime.logging import get_logger
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ class Unauthenticated(ProblemError):
     """A 401: no token, or one that does not validate (RFC 6750's challenge in the header)."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(401, message, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        super().__init__(401, message, headers=BEARER_CHALLENGE)
 
 
 class SigningKeys:
@@ -357,7 +357,7 @@ def authorization(service_name: str, settings: ServiceSettings) -> Any:
         if rule is permissions.INTERNAL and permissions.on_internal_listener(request.scope, internal_port):
             return  # health and metrics for probes and Prometheus, on the port never published
         if credentials is None:
-            raise Unauthenticated("an access token is required: Authorization: Bearer <token>")
+            raise Unauthenticated(TOKEN_REQUIRED)
         principal = await verifier.principal(credentials.credentials)
         principal = _acting_for(principal, request, verifier.console_client_id)
         request.state.principal = principal

@@ -425,3 +425,49 @@ def test_every_name_a_request_shows_to_others_is_a_display_name():
             *(m for arm in typing.get_args(field.annotation) for m in getattr(arm, "__metadata__", ())),
         ]
         assert visible_name in [getattr(m, "func", None) for m in metadata], model
+
+
+# The services whose APIs take bodies (the reporting service's operations are all reads).
+BODY_APIS = ("brokerage", "providers", "notifications")
+
+
+def _body_operations(app: Any) -> list[tuple[str, str]]:
+    """(method, a concrete path) of every operation with a body in an app's OpenAPI document."""
+    found = []
+    for template, operations in app.openapi()["paths"].items():
+        path = re.sub(r"\{[^}]+\}", "x-1", template)
+        found += [(method.upper(), path) for method in operations if method in ("post", "put", "patch", "delete")]
+    return found
+
+
+@pytest.mark.parametrize("name", BODY_APIS)
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/json", b"{not json"),
+        ("application/json", b'{"x": "\\u0000"}'),
+        ("text/plain", b"hello"),
+        ("application/json", b"x" * 3_000_000),
+    ],
+    ids=["malformed", "unstorable", "wrong-type", "too-large"],
+)
+async def test_a_body_without_a_token_is_refused_for_the_token_first(app_of, name, content_type, body):
+    """Found by an attack: without a token, a bad body had been judged first (422, 415, 413), telling a
+    stranger the body's rules. Every operation with a body answers 401 with the bearer challenge
+    before its body is read."""
+    app = app_of(name)
+    operations = _body_operations(app)
+    assert operations, name
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{name}") as anonymous:
+        for method, path in operations:
+            response = await anonymous.request(method, path, content=body, headers={"content-type": content_type})
+            assert response.status_code == 401, (method, path, response.text)
+            assert response.headers["content-type"] == problems.MEDIA_TYPE
+            assert response.headers["www-authenticate"].startswith("Bearer"), (method, path)
+
+
+async def test_a_body_with_a_token_is_still_judged_at_the_edge(app_of):
+    """The token-first rule does not skip the body's checks for a caller with a token."""
+    async with client(app_of("brokerage"), "brokerage") as broker:
+        response = await broker.post("/packages", content=b"hello", headers={"content-type": "text/plain"})
+    assert response.status_code == 415, response.text
