@@ -77,9 +77,15 @@ class OutboundPolicy:
         if parts.username or parts.password:
             raise DestinationRefused("the URL must not carry a user name or password")
         try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
+            port = parts.port
         except ValueError:
-            raise DestinationRefused("the URL's port is not a number from 1 to 65535") from None
+            port = 0
+        if port is None:
+            return hostname, 443 if parts.scheme == "https" else 80
+        # Port 0 is no port (urlsplit reads ":0" as 0): it had passed as the default 443 and been
+        # stored (found by an attack).
+        if not 1 <= port <= 65535:
+            raise DestinationRefused("the URL's port is not a number from 1 to 65535")
         return hostname, port
 
 

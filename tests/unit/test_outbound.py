@@ -66,6 +66,8 @@ def test_an_allowed_network_lets_its_addresses_through_and_no_others():
         ("https://user:pw@hooks.example.org/", "user name or password"),
         ("https:///no-host", "no host"),
         ("https://hooks.example.org:99999/", "port"),
+        ("https://1.1.1.1:0/", "port"),  # found by an attack: ":0" had passed as the default port and been stored
+        ("https://hooks.example.org:00/", "port"),
         # Not URLs at all (the HTTP fuzzer's finds: a 500 before): urlsplit raises ValueError.
         ("http://\u00ad0\u023e\u0002\u0010c]", "cannot be read"),
         ("https://hooks.example.org]/", "cannot be read"),
@@ -75,6 +77,18 @@ def test_an_allowed_network_lets_its_addresses_through_and_no_others():
 def test_a_url_with_a_scheme_or_shape_not_allowed_is_refused(url, reason):
     with pytest.raises(DestinationRefused, match=reason):
         STRICT.check_scheme(url)
+
+
+@pytest.mark.parametrize(
+    "url, port",
+    [
+        ("https://hooks.example.org/", 443),
+        ("https://hooks.example.org:1/", 1),
+        ("https://hooks.example.org:65535/", 65535),
+    ],
+)
+def test_a_urls_port_is_its_own_or_the_schemes(url, port):
+    assert STRICT.check_scheme(url) == ("hooks.example.org", port)
 
 
 @pytest.mark.parametrize(
