@@ -90,9 +90,10 @@ async def place_batch(
                     # with no email or mobile gets the log channel instead.
                     address = ADDRESS_FIELD.get(contact_channel)
                     contact["channels"] = [contact_channel if address is None or contact.get(address) else "log"]
-                    (
-                        await client.put(f"{notifications}/recipients/person/{package_id}", json=contact)
-                    ).raise_for_status()
+                    put = await client.put(f"{notifications}/recipients/person/{package_id}", json=contact)
+                    if put.status_code == 422:  # e.g. a channel this installation has not configured
+                        raise RuntimeError(f"the family's contact was refused: {put.json().get('error')}")
+                    put.raise_for_status()
                 return package_id
 
         ids = await asyncio.gather(*(post(b) for b in requests))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
+from collections.abc import Sequence
 from typing import Annotated, Literal, Self, get_args
 
 import asyncpg
@@ -13,7 +14,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationInfo, field_validator, model_validator
 
 from schemas import events
-from services.notifications import domain, handlers
+from services.notifications import channels, domain, handlers
 from services.notifications import repository as repo
 from services.runtime import identifiers, permissions
 from services.runtime.auth import Principal, principal_of
@@ -195,8 +196,25 @@ def _recipient_id(kind: str, recipient_id: str) -> str:
     return recipient_id
 
 
+def _check_reachable(chosen: Sequence[str], usable: frozenset[str]) -> None:
+    """422 naming ``channels`` for a contact no message could reach: no channel chosen, or none of
+    those chosen configured here (found by an attack: such contacts were stored and every message to
+    them failed, "no usable channel"). A chosen channel not configured beside one that is stays: the
+    message goes by the one that is, and says so."""
+    configured_here = ", ".join(sorted(usable))
+    if not chosen:
+        raise ProblemError(422, f"choose at least one channel (configured here: {configured_here})", field="channels")
+    if not usable.intersection(chosen):
+        raise ProblemError(
+            422,
+            f"none of {', '.join(chosen)} is configured in this installation (configured here: {configured_here})",
+            field="channels",
+        )
+
+
 def build_router(service: Service, rules: handlers.NotificationRules) -> APIRouter:
     router = APIRouter()
+    usable = channels.configured(service.settings)
 
     @router.put(
         "/recipients/{kind}/{recipient_id}",
@@ -212,10 +230,13 @@ def build_router(service: Service, rules: handlers.NotificationRules) -> APIRout
         """Register or replace a contact (200). Refused: 403 when the caller's roles may not set a
         contact of this kind (services/runtime/permissions.py CONTACT_WRITERS: a provider's and the
         brokerage team's by the council's administrators, a broker's by themselves or a manager);
-        422 naming ``recipient_id`` when it is not an id of its kind."""
+        422 naming ``recipient_id`` when it is not an id of its kind; 422 naming ``channels`` when none
+        is chosen, a chosen one lacks its address, or none chosen is configured in this installation
+        (a contact that could never be reached: its messages, essential ones too, would all fail)."""
         recipient_id = _recipient_id(kind, recipient_id)
         if not permissions.may_write_contact(kind, recipient_id, caller.actor, caller.roles):
             raise ProblemError(403, f"your roles do not allow setting a {kind}'s contact", code="not-your-contact")
+        _check_reachable(body.channels, usable)
         if body.webhook_url:
             await check_webhook_url(body.webhook_url, service.settings.outbound_policy())
         values = body.model_dump()

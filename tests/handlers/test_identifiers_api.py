@@ -95,7 +95,7 @@ async def test_a_recipients_phone_and_email_are_stored_canonical_and_a_landline_
     package_id = str(uuid.uuid4())
     response = await api.put(
         f"/recipients/person/{package_id}",
-        json={"phone": "\u00a007700-900\u00a0123 ", "email": "Family@Example.ORG", "channels": ["notify_sms"]},
+        json={"phone": "\u00a007700-900\u00a0123 ", "email": "Family@Example.ORG", "channels": ["notify_sms", "log"]},
     )
     assert response.status_code == 200, response.text
     row = await service.pool.fetchrow(

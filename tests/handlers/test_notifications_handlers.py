@@ -273,8 +273,14 @@ async def test_a_refused_address_fails_permanently_with_notification_failed_and_
 async def test_a_recipient_with_no_usable_channel_is_reported_not_dropped(notifications):
     service, broker, client = await notifications()  # no SMTP configured here
     provider, broker_id = unique("prov"), unique("broker")
-    await register(client, "provider", provider, email=f"{provider}@example.org", channels=["email"])
-    await register(client, "broker", broker_id, phone="07700 900123", channels=["notify_sms"])
+    # The API refuses a contact none of whose channels is configured (test below); these stand for
+    # contacts registered while the installation had email and Notify, before they were taken away.
+    with pytest.raises(AssertionError, match="is configured in this installation"):
+        await register(client, "provider", provider, email=f"{provider}@example.org", channels=["email"])
+    await repo.put_recipient(
+        service.pool, "provider", provider, {"email": f"{provider}@example.org", "channels": ["email"]}
+    )
+    await repo.put_recipient(service.pool, "broker", broker_id, {"phone": "+447700900123", "channels": ["notify_sms"]})
     event = placed(provider, broker_id)
     await publish(broker, event)
     rows = await statuses(client, event.package_id)
@@ -536,6 +542,34 @@ async def test_a_channel_needs_its_address_in_the_same_contact(notifications, bo
     assert (await client.get("/recipients/provider/oak")).status_code == 404
 
 
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        ({}, "choose at least one channel"),
+        ({"email": "oak@example.org"}, "choose at least one channel"),
+        ({"channels": []}, "choose at least one channel"),
+        ({"channels": ["email"], "email": "oak@example.org"}, "none of email is configured"),
+        (
+            {"channels": ["notify_sms", "notify_email"], "phone": "07700 900123", "email": "o@example.org"},
+            "none of notify_sms, notify_email is configured",
+        ),
+    ],
+)
+async def test_a_contact_no_message_could_reach_is_refused(notifications, body, words):
+    """Found by an attack: a contact with no channel, or only channels this installation has not
+    configured (here only the log and webhooks are), was stored - a PUT of {} wiped a provider's
+    contact - and every message to it, essential ones too, failed. Now 422 naming channels, saying
+    what is configured, and the contact there before is kept."""
+    _, _, client = await notifications()
+    await register(client, "provider", "oak", channels=["log"])
+    response = await client.put("/recipients/provider/oak", json=body)
+    assert response.status_code == 422, response.text
+    [problem] = response.json()["fields"]
+    assert problem["field"] == "channels" and words in problem["message"], problem
+    assert "configured here: log, webhook" in problem["message"]
+    assert (await client.get("/recipients/provider/oak")).json()["channels"] == ["log"]
+
+
 async def test_a_channel_with_its_address_is_kept(notifications):
     _, _, client = await notifications()
     body = {"channels": ["notify_sms", "email", "log"], "email": "oak@example.org", "phone": "07700 900123"}
@@ -573,7 +607,7 @@ async def test_a_persons_contact_is_found_in_whatever_form_its_package_id_was_se
     _, _, client = await notifications()
     package_id = uuid.uuid4()
     upper = str(package_id).upper()
-    await register(client, "person", upper, email="family@example.org", channels=["email"])
+    await register(client, "person", upper, email="family@example.org", channels=["email", "log"])
     for form in (upper, f"{{{package_id}}}", package_id.hex, str(package_id)):
         got = await client.get(f"/recipients/person/{form}")
         assert got.status_code == 200 and got.json()["recipient_id"] == str(package_id), form
@@ -604,7 +638,7 @@ async def test_who_may_set_a_contact_depends_on_its_kind(notifications, username
     before = await client.get(f"/recipients/{kind}/{recipient_id}")
     response = await client.put(
         f"/recipients/{kind}/{recipient_id}",
-        json={"email": "someone@evil.example", "channels": ["email"]},
+        json={"email": "someone@evil.example", "channels": ["email", "log"]},
         headers=local_issuer.headers("notifications", username, roles),
     )
     if allowed:
