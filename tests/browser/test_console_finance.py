@@ -23,7 +23,17 @@ async def test_finance_signs_in_to_the_commitment_and_the_import_file(console, p
     exported = await page.request.get(f"{console}/finance/export.csv")
     assert exported.status == 200 and exported.headers["content-type"].startswith("text/csv")
     assert (await exported.text()).splitlines()[0].split(",") == list(domain.EXPORT_COLUMNS)
-    refused = await page.request.get(f"{console}/finance/export.csv?recorded_from=2026-12-02&recorded_to=2026-12-01")
-    assert refused.status == 422 and "recorded_to" in await refused.text()
+    # A refused export is the finance page again, the problem at its field and the dates as typed
+    # (found by an attack: a bare text page before).
+    for query, field, typed in (
+        ("recorded_from=2026-12-02&recorded_to=2026-12-01", "recorded_to", "2026-12-01"),
+        ("recorded_from=2026-99-99", "recorded_from", "2026-99-99"),
+    ):
+        shown = await page.goto(f"{console}/finance/export.csv?{query}")
+        assert shown is not None and shown.status == 422, query
+        assert shown.headers["content-type"].startswith("text/html"), query
+        assert await page.is_visible("text=The import file was not made"), query
+        assert await page.is_visible(f"#{field}-error"), query
+        assert await page.input_value(f"#{field}") == typed, query
     board = await page.goto(f"{console}/board")
     assert board is not None and board.status == 403, "the board shows packages: not the finance team's"

@@ -26,10 +26,18 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
     need = sessions.need
     brokerage = console.services.brokerage
 
-    @router.get("/finance")
-    async def finance_home(request: Request, session: Session = Depends(need(Permission.finance))) -> Response:
-        """The week's commitment (``week``, a Monday; this week by default) and the newest records.
-        A week that is not a Monday is shown as the API's problem, with this week's figures."""
+    async def finance_page(
+        request: Request,
+        session: Session,
+        *,
+        status: int = 200,
+        export_problems: dict[str, str] | None = None,
+        export_values: dict[str, str] | None = None,
+    ) -> Response:
+        """The finance page: the week's commitment (``week`` in the query, a Monday; this week by
+        default; another day is shown as the API's problem, with this week's figures), the import file's
+        form (with ``export_problems`` by field, and the dates typed, when an export was refused) and
+        the newest records."""
         monday = clock.uk_week_of(clock.uk_today())
         week = request.query_params.get("week") or monday.isoformat()
         problem = ""
@@ -43,32 +51,43 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
         newest = await brokerage.get("/service-agreements", params={"limit": 20, "newest_first": "true"})
         records: list[dict[str, Any]] = newest["records"]
         first = dt.date.fromisoformat(report["week_commencing"])
+        typed = export_values or {}
         return page(
             request,
             "finance.html",
             session,
+            status=status,
             report=report,
             records=records,
             problem=problem,
+            export_problems=export_problems or {},
             previous_week=(first - dt.timedelta(days=7)).isoformat(),
             next_week=(first + dt.timedelta(days=7)).isoformat(),
-            export_from=(clock.uk_today() - dt.timedelta(days=6)).isoformat(),
-            export_to=clock.uk_today().isoformat(),
+            export_from=typed.get("recorded_from", (clock.uk_today() - dt.timedelta(days=6)).isoformat()),
+            export_to=typed.get("recorded_to", clock.uk_today().isoformat()),
         )
+
+    @router.get("/finance")
+    async def finance_home(request: Request, session: Session = Depends(need(Permission.finance))) -> Response:
+        """The finance page (:func:`finance_page`)."""
+        return await finance_page(request, session)
 
     @router.get("/finance/export.csv")
     async def export(request: Request, session: Session = Depends(need(Permission.finance))) -> Response:
         """The import file for the records written from ``recorded_from`` to ``recorded_to`` (UK dates),
-        as the brokerage wrote it. A bad date is the API's 422, shown on the finance page."""
+        as the brokerage wrote it. A bad date is the API's 422, shown on the finance page (status 422)
+        at the field it names, with the dates as typed (found by an attack: a bare text page before)."""
         params = {k: v for k in ("recorded_from", "recorded_to") if (v := request.query_params.get(k))}
         try:
             text = await brokerage.get("/service-agreements/export", params=params, as_text=True)
         except ApiError as exc:
             if exc.status != 422:
                 raise
-            named = exc.problem.get("errors") or exc.problem.get("fields") or []
-            words = "; ".join(f"{f.get('field')}: {f.get('detail') or f.get('message')}" for f in named)
-            return Response(words or exc.message, status_code=422, media_type="text/plain; charset=utf-8")
+            named = exc.problem.get("fields") or []
+            by_field = {str(f.get("field")): str(f.get("message")) for f in named if f.get("field") in params}
+            return await finance_page(
+                request, session, status=422, export_problems=by_field or {"": exc.message}, export_values=params
+            )
         name = f"service-agreements-{params.get('recorded_from', 'week')}-{params.get('recorded_to', 'today')}.csv"
         return Response(
             text,
