@@ -1636,6 +1636,7 @@ def history_words(entry: Mapping[str, Any]) -> dict[str, str]:
         "won": ("Won", "green"),
         "lost": ("Lost", "orange"),
         "closed": ("Closed", "grey"),
+        "declined": ("Declined", "grey"),
         "unanswered": ("Not answered in time", "red"),
         "awaiting": ("Awaiting the award", "blue"),
     }.get(outcome, (outcome.replace("_", " ").capitalize(), "grey"))

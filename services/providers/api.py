@@ -57,7 +57,7 @@ T = TypeVar("T")
 # The provider API's contract version (docs/guide/api-changelog.md, decision 0102): MAJOR.MINOR.PATCH.
 # A minor version only adds (operations, optional fields, response fields, problem codes); a major
 # version would change or remove, and be served beside this one under /v2 until this one's sunset.
-CONTRACT_VERSION = "1.5.0"
+CONTRACT_VERSION = "1.6.0"
 VERSION_HEADER = "Homecare-Contract-Version"
 
 
@@ -1190,7 +1190,8 @@ class HistoryEntry(BaseModel):
     answered_by: AnsweredBy | None = Field(description="The named user who answered; null for a system or none")
     answered_with: str | None = Field(description="portal, webhook, automatic, or api_credential")
     outcome: domain.HistoryOutcome = Field(
-        description="won, lost, closed (see closed_reason), unanswered (window passed), awaiting (round open)"
+        description="won, lost, closed (see closed_reason), declined (your answer: final, no notice follows), "
+        "unanswered (window passed), awaiting (a bid in, the round open)"
     )
     closed_reason: str | None = Field(description="The closing notice's reason code (decision 0093)")
     rank: int | None = Field(description="A lost bid's rank among the ranked bids")

@@ -768,18 +768,22 @@ def can_manage_users(role: str | None) -> bool:
     return role == "admin"
 
 
-HistoryOutcome = Literal["won", "lost", "closed", "unanswered", "awaiting"]
+HistoryOutcome = Literal["won", "lost", "closed", "declined", "unanswered", "awaiting"]
 
 
 def offer_outcome(status: str, closure_outcome: str | None, window_closed: bool) -> HistoryOutcome:
     """Where an offer in a provider's history stands: ``won`` or ``lost`` (the award), ``closed``
-    (withdrawn or ended without an award: the notice's reason says why), ``unanswered`` (the window
-    passed with no answer and no notice yet) or ``awaiting`` (answered, the round still running).
-    The closing notice (decision 0093) wins over the offer's own status, which it settles."""
+    (withdrawn or ended without an award: the notice's reason says why), ``declined`` (the provider
+    said no: final, and no notice follows - decision 0093), ``unanswered`` (the window passed with no
+    answer and no notice yet) or ``awaiting`` (a bid in, the round still running). The closing notice
+    wins over the offer's own status, which it settles. A declined offer had been shown "awaiting the
+    award" for ever, after the award or the package going unplaced (found by a new user)."""
     if closure_outcome in ("won", "lost", "closed"):
         return closure_outcome  # type: ignore[return-value]
     if status in ("won", "lost", "closed"):
         return status  # type: ignore[return-value]
     if status == "offered":
         return "unanswered" if window_closed else "awaiting"
+    if status == "declined":
+        return "declined"
     return "awaiting"

@@ -47,7 +47,11 @@ def test_a_lost_bid_shows_its_rank_and_never_a_price_and_a_withdrawal_says_why()
 def test_the_outcome_comes_from_the_closing_notice_before_the_offers_own_status():
     assert providers.offer_outcome("bid", "lost", window_closed=True) == "lost"
     assert providers.offer_outcome("won", None, window_closed=True) == "won"
-    assert providers.offer_outcome("declined", None, window_closed=False) == "awaiting"
+    # A decline is final and gets no notice (decision 0093): never "awaiting the award" (found by a new
+    # user: shown so for ever, after the award and after the package went unplaced).
+    assert providers.offer_outcome("declined", None, window_closed=False) == "declined"
+    assert providers.offer_outcome("declined", None, window_closed=True) == "declined"
+    assert providers.offer_outcome("bid", None, window_closed=False) == "awaiting"
     assert providers.offer_outcome("offered", None, window_closed=True) == "unanswered"
     assert providers.offer_outcome("declined", "closed", window_closed=True) == "closed"
 
