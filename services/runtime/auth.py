@@ -36,7 +36,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from schemas.events import PROVIDER_ID_PATTERN
 from services.runtime import permissions
-from services.runtime.http import BEARER_CHALLENGE, TOKEN_REQUIRED, ProblemError
+from services.runtime.http import BEARER_CHALLENGE, INVALID_TOKEN_CHALLENGE, TOKEN_REQUIRED, ProblemError
 from services.runtime.logging import get_logger
 
 if TYPE_CHECKING:
@@ -83,10 +83,11 @@ class Principal:
 
 
 class Unauthenticated(ProblemError):
-    """A 401: no token, or one that does not validate (RFC 6750's challenge in the header)."""
+    """A 401: no token, or one that does not validate (RFC 6750's challenge in the header: with no
+    token at all it names no error, section 3.1; ``missing=False`` says ``invalid_token``)."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(401, message, headers=BEARER_CHALLENGE)
+    def __init__(self, message: str, *, missing: bool = False) -> None:
+        super().__init__(401, message, headers=BEARER_CHALLENGE if missing else INVALID_TOKEN_CHALLENGE)
 
 
 class SigningKeys:
@@ -357,7 +358,7 @@ def authorization(service_name: str, settings: ServiceSettings) -> Any:
         if rule is permissions.INTERNAL and permissions.on_internal_listener(request.scope, internal_port):
             return  # health and metrics for probes and Prometheus, on the port never published
         if credentials is None:
-            raise Unauthenticated(TOKEN_REQUIRED)
+            raise Unauthenticated(TOKEN_REQUIRED, missing=True)
         principal = await verifier.principal(credentials.credentials)
         principal = _acting_for(principal, request, verifier.console_client_id)
         request.state.principal = principal

@@ -213,9 +213,12 @@ def _field_name(loc: tuple[Any, ...]) -> str:
 
 
 # An API's answer to a request without an access token (RFC 6750's challenge in the header), given by
-# the edge for a request with a body (below) and by the authorization dependency for the rest.
+# the edge for a request with a body (below) and by the authorization dependency for the rest. With no
+# token at all the challenge names no error (RFC 6750 section 3.1); a token that fails says
+# invalid_token (INVALID_TOKEN_CHALLENGE).
 TOKEN_REQUIRED = "an access token is required: Authorization: Bearer <token>"
-BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+INVALID_TOKEN_CHALLENGE = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
 
 
 class EdgeMiddleware:

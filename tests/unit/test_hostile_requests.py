@@ -463,7 +463,8 @@ async def test_a_body_without_a_token_is_refused_for_the_token_first(app_of, nam
             response = await anonymous.request(method, path, content=body, headers={"content-type": content_type})
             assert response.status_code == 401, (method, path, response.text)
             assert response.headers["content-type"] == problems.MEDIA_TYPE
-            assert response.headers["www-authenticate"].startswith("Bearer"), (method, path)
+            # No token at all: the challenge names no error (RFC 6750 section 3.1).
+            assert response.headers["www-authenticate"] == "Bearer", (method, path)
 
 
 async def test_a_body_with_a_token_is_still_judged_at_the_edge(app_of):
@@ -471,3 +472,15 @@ async def test_a_body_with_a_token_is_still_judged_at_the_edge(app_of):
     async with client(app_of("brokerage"), "brokerage") as broker:
         response = await broker.post("/packages", content=b"hello", headers={"content-type": "text/plain"})
     assert response.status_code == 415, response.text
+
+
+@pytest.mark.parametrize("name", sorted(TEXT_FIELDS))
+async def test_the_bearer_challenge_names_an_error_only_for_a_token_that_fails(app_of, name):
+    """RFC 6750 section 3.1: a request with no token at all gets the challenge with no error code; a
+    token that does not validate gets ``invalid_token`` (found by a new user: both had said it)."""
+    path = TEXT_FIELDS[name][0]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app_of(name)), base_url=f"http://{name}") as api:
+        missing = await api.get(path)
+        bad = await api.get(path, headers={"Authorization": "Bearer not-a-jwt"})
+    assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer", missing.text
+    assert bad.status_code == 401 and bad.headers["www-authenticate"] == 'Bearer error="invalid_token"', bad.text
