@@ -101,6 +101,12 @@ class OidcAuth(httpx.Auth):
                         request = flow.send(client.send(request))
                 except StopIteration:
                     pass
+                except httpx.TransportError as exc:  # a traceback had ended in "Connection refused" alone
+                    raise TokenError(
+                        f"the identity provider at {request.url} cannot be reached ({exc.__class__.__name__}: "
+                        f"{exc}): is it running (bash deploy/keycloak.sh status)? A Keycloak started on another "
+                        "port needs the same HOMECARE_KEYCLOAK_PORT here, or set OIDC_ISSUER"
+                    ) from None
         assert self._access is not None
         return self._access
 
