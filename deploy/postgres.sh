@@ -104,6 +104,8 @@ HBA
 
 stop() {
   [ -f "$DATA/PG_VERSION" ] || return 0
+  # Said like the other components' stops (a new user saw every component stop but this one).
+  if as_owner "$PG_BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then log "stopping PostgreSQL ($DATA)"; fi
   as_owner "$PG_BIN/pg_ctl" -D "$DATA" -m fast -w stop >/dev/null 2>&1 || true
 }
 

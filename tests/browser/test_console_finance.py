@@ -34,6 +34,7 @@ async def test_finance_signs_in_to_the_commitment_and_the_import_file(console, p
         assert shown.headers["content-type"].startswith("text/html"), query
         assert await page.is_visible("text=The import file was not made"), query
         assert await page.is_visible(f"#{field}-error"), query
+        assert "Input should be" not in await page.inner_text(f"#{field}-error"), query
         assert await page.input_value(f"#{field}") == typed, query
     board = await page.goto(f"{console}/board")
     assert board is not None and board.status == 403, "the board shows packages: not the finance team's"

@@ -21,6 +21,21 @@ if TYPE_CHECKING:
     from services.console.app import Console
 
 
+# The form's words for the API's field names, in the refusals shown at the form's dates.
+_LABELS = {"recorded_from": "the first date", "recorded_to": "the last date"}
+
+
+def _in_words(message: str) -> str:
+    """An export refusal in the form's words: a date that is not one asks for a real date as the form
+    shows it (the API's parser had said "Input should be a valid date or datetime, ..."), and the
+    API's field names become the form's (found by a new user)."""
+    if message.startswith("Input should be a valid date"):
+        return "Enter a real date, as YYYY-MM-DD"
+    for name, label in _LABELS.items():
+        message = message.replace(name, label)
+    return message
+
+
 def router(console: Console, sessions: Sessions) -> APIRouter:
     router = APIRouter()
     need = sessions.need
@@ -84,7 +99,9 @@ def router(console: Console, sessions: Sessions) -> APIRouter:
             if exc.status != 422:
                 raise
             named = exc.problem.get("fields") or []
-            by_field = {str(f.get("field")): str(f.get("message")) for f in named if f.get("field") in params}
+            by_field = {
+                str(f.get("field")): _in_words(str(f.get("message"))) for f in named if f.get("field") in params
+            }
             return await finance_page(
                 request, session, status=422, export_problems=by_field or {"": exc.message}, export_values=params
             )
