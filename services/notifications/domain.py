@@ -169,13 +169,15 @@ class Contact:
     language: str = "en"
 
     def address_for(self, channel: str) -> str | None:
-        return {
-            "email": self.email,
-            "notify_email": self.email,
-            "notify_sms": self.phone,
-            "webhook": self.webhook_url if self.has_webhook_secret else None,
-            "log": "log",
-        }.get(channel)
+        """Where ``channel`` sends to: its field of :data:`ADDRESS_FIELD` (a webhook only with its
+        secret), ``log`` for the log, None for a channel not known."""
+        if channel == "log":
+            return "log"
+        field_name = ADDRESS_FIELD.get(channel)
+        if field_name is None or (channel == "webhook" and not self.has_webhook_secret):
+            return None
+        address: str | None = getattr(self, field_name)
+        return address
 
 
 @dataclass(frozen=True)
