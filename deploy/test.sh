@@ -13,6 +13,7 @@ for part in keycloak kafka postgres; do
 done
 stop_started() {
   local rc=$?
+  trap - ERR  # the run's outcome is already decided; a part that will not stop says so below
   if [ "${HOMECARE_KEEP_RUNNING:-0}" = 1 ]; then
     [ ${#STARTED[@]} -eq 0 ] || log "left running (HOMECARE_KEEP_RUNNING=1): ${STARTED[*]}"
     return $rc
