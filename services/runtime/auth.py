@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -325,11 +326,31 @@ def _acting_for(principal: Principal, request: Request, console_client_id: str) 
     )
 
 
-def authorization(service_name: str, settings: ServiceSettings) -> Any:
+def edge_token_check(service_name: str, verifier: TokenVerifier) -> Callable[[str], Awaitable[None]]:
+    """What the HTTP edge asks of a request's bearer token before it reads the request's body
+    (``EdgeMiddleware(verify_token=...)``, decision 0168): the same verification - the same
+    :class:`TokenVerifier`, so a token checked here is a cache hit for :func:`authorization`
+    after - raising :class:`Unauthenticated` (401) or the 503 of keys that cannot be fetched. An
+    organisation's own credential (``hcp_...``) on the providers service is let through: the
+    providers service checks it against its store on the route, where the database is."""
+    rules = permissions.TABLE.get(service_name, {}).values()
+    provider_api = any(rule is permissions.PROVIDER_CREDENTIAL for rule in rules)
+
+    async def check(token: str) -> None:
+        if provider_api and token.startswith("hcp_"):
+            return
+        await verifier.principal(token)
+
+    return check
+
+
+def authorization(service_name: str, settings: ServiceSettings, verifier: TokenVerifier | None = None) -> Any:
     """The app-wide dependency (``FastAPI(dependencies=[...])``, from ``create_app``) that
     authenticates and authorizes every route against the permission table, so a route cannot be
-    added without passing through it; a route the table does not name is refused (secure by default)."""
-    verifier = TokenVerifier(settings)
+    added without passing through it; a route the table does not name is refused (secure by default).
+    ``verifier``: the one the edge checks tokens with (:func:`edge_token_check`), shared so a token is
+    verified once a request."""
+    verifier = verifier or TokenVerifier(settings)
     internal_port = settings.internal_port
     if verifier.issuer is None:
         log.warning("OIDC_ISSUER is not set: every authenticated operation will be refused", service=service_name)

@@ -29,6 +29,7 @@ import structlog
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security.utils import get_authorization_scheme_param
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -235,14 +236,19 @@ class EdgeMiddleware:
         internal_port: int | None = None,
         uploads: dict[str, int] | None = None,
         token_first: bool = False,
+        verify_token: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         """``uploads``: paths that take a file (``text/csv``, or a form's ``multipart/form-data``) and
         the most bytes each accepts. ``token_first``: every operation with a body needs an access
         token (an API's, not the console's pages), so a request with a body and no ``Authorization``
         header is answered 401 before its body is read or judged - a stranger learns nothing of the
-        body's rules and sends no megabytes (found by an attack: 413, 415 and 422 had come first)."""
+        body's rules and sends no megabytes (found by an attack: 413, 415 and 422 had come first).
+        ``verify_token``: with ``token_first``, the check a bearer token must pass before the body is
+        read (raising a :class:`ProblemError`: 401, or 503 when the issuer's keys cannot be fetched),
+        so a token that fails is answered 401 whatever the body holds (decision 0168)."""
         self.app = app
         self.token_first = token_first
+        self.verify_token = verify_token
         self.max_bytes = max_bytes
         self.content_types = content_types
         self.internal_port = internal_port
@@ -277,16 +283,35 @@ class EdgeMiddleware:
                     "the internal listener serves /health/live, /health/ready and /metrics only",
                     code="internal-listener-only",
                 )
-            elif scope["method"] in BODY_METHODS and self.token_first and "authorization" not in headers:
-                problem = _problem(401, TOKEN_REQUIRED, headers=BEARER_CHALLENGE)
             elif scope["method"] in BODY_METHODS:
-                problem, receive = await self._checked_body(headers, receive, self.uploads.get(scope["path"]))
+                if self.token_first:
+                    problem = await self._token_problem(headers)
+                if problem is None:
+                    problem, receive = await self._checked_body(headers, receive, self.uploads.get(scope["path"]))
             if problem is not None:
                 await problem(scope, receive, send_with_id)
                 return
             await self.app(scope, receive, send_with_id)
         finally:
             structlog.contextvars.unbind_contextvars("http_correlation_id")
+
+    async def _token_problem(self, headers: Headers) -> JSONResponse | None:
+        """The 401 (or 503) a request with a body gets before its body is read: no ``Authorization``
+        header, one that is not ``Bearer <token>``, or a token that fails ``verify_token``."""
+        authorization = headers.get("authorization")
+        if authorization is None:
+            return _problem(401, TOKEN_REQUIRED, headers=BEARER_CHALLENGE)
+        if self.verify_token is None:
+            return None
+        scheme, token = get_authorization_scheme_param(authorization)  # as the dependency's HTTPBearer reads it
+        if scheme.lower() != "bearer" or not token:
+            # What the authorization dependency answers too: HTTPBearer sees no bearer token there.
+            return _problem(401, TOKEN_REQUIRED, headers=BEARER_CHALLENGE)
+        try:
+            await self.verify_token(token)
+        except ProblemError as exc:
+            return _problem(exc.status, exc.message, headers=exc.headers, code=exc.code)
+        return None
 
     async def _checked_body(
         self, headers: Headers, receive: Receive, upload_bytes: int | None = None
@@ -370,10 +395,14 @@ def create_app(
     ``authenticated``: every route needs an access token its role allows (services/runtime/auth.py,
     the table in services/runtime/permissions.py); the console's pages have their own sign-in."""
     dependencies = []
+    verify_token = None
     if authenticated:
-        from services.runtime.auth import authorization
+        from services.runtime.auth import TokenVerifier, authorization, edge_token_check
 
-        dependencies.append(authorization(service.name, service.settings))
+        # One verifier for the edge and the dependency: a token is verified once a request.
+        verifier = TokenVerifier(service.settings)
+        dependencies.append(authorization(service.name, service.settings, verifier))
+        verify_token = edge_token_check(service.name, verifier)
     app = FastAPI(
         title=title, description=description, version=version, lifespan=service.lifespan, dependencies=dependencies
     )
@@ -385,6 +414,7 @@ def create_app(
         internal_port=service.settings.internal_port,
         uploads=uploads,
         token_first=authenticated,
+        verify_token=verify_token,
     )
 
     @app.exception_handler(RequestValidationError)

@@ -484,3 +484,72 @@ async def test_the_bearer_challenge_names_an_error_only_for_a_token_that_fails(a
         bad = await api.get(path, headers={"Authorization": "Bearer not-a-jwt"})
     assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer", missing.text
     assert bad.status_code == 401 and bad.headers["www-authenticate"] == 'Bearer error="invalid_token"', bad.text
+
+
+# Credentials that fail, and the challenge each gets: a token that fails names invalid_token; an
+# Authorization header that carries no bearer token is answered as no token (RFC 6750 section 3.1).
+FAILING_CREDENTIALS = {
+    "garbage": ("Bearer not-a-jwt", 'Bearer error="invalid_token"'),
+    "other-audience": (None, 'Bearer error="invalid_token"'),  # a valid token, for another service
+    "basic": ("Basic ZGVtbzpkZW1v", "Bearer"),
+    "empty-bearer": ("Bearer ", "Bearer"),
+}
+
+
+@pytest.mark.parametrize("name", BODY_APIS)
+@pytest.mark.parametrize("credential", sorted(FAILING_CREDENTIALS))
+async def test_a_body_with_a_token_that_fails_is_refused_before_the_body_is_judged(app_of, name, credential):
+    """Found by an attack (decision 0168): with a token that fails, a malformed body had been judged
+    first (FastAPI reads the body before its dependencies), a 422. The edge now verifies the token,
+    with the verifier the authorization dependency uses, before it reads the body: every operation
+    with a body answers 401 whatever the body holds."""
+    header, challenge = FAILING_CREDENTIALS[credential]
+    if header is None:
+        header = f"Bearer {local_issuer.token('reporting')}"
+    app = app_of(name)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{name}") as api:
+        for method, path in _body_operations(app):
+            for content_type, body in (("application/json", b"{not json"), ("text/plain", b"hello")):
+                response = await api.request(
+                    method, path, content=body, headers={"content-type": content_type, "Authorization": header}
+                )
+                assert response.status_code == 401, (method, path, response.text)
+                assert response.headers["www-authenticate"] == challenge, (method, path)
+
+
+async def test_a_token_is_verified_once_a_request(app_of, monkeypatch):
+    """The edge and the authorization dependency share one verifier: the dependency finds the token
+    the edge verified in its cache, so a request pays for one signature check, not two."""
+    from services.runtime import auth
+
+    checks = []
+    original = auth.verified_claims
+
+    async def counted(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        checks.append(1)
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(auth, "verified_claims", counted)
+    # Never seen before (not yet cached), and of a role the table does not allow: the dependency
+    # runs - it reads the principal again - and refuses.
+    token = local_issuer.token("notifications", username="a-fresh-caller", roles=("no-such-role",))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app_of("notifications")),
+        base_url="http://notifications",
+        headers={"Authorization": f"Bearer {token}"},
+    ) as api:
+        response = await api.put("/recipients/broker/amy", json={})
+    assert response.status_code == 403, response.text
+    assert len(checks) == 1
+
+
+async def test_a_providers_own_credential_passes_the_edge_to_its_route(app_of):
+    """An organisation's hcp_ credential is checked by the providers service against its store, on
+    the route, not at the edge (which has no database): the edge lets it through to the body's checks."""
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app_of("providers")),
+        base_url="http://providers",
+        headers={"Authorization": "Bearer hcp_x_y"},
+    ) as api:
+        response = await api.post("/me/concerns", content=b"hello", headers={"content-type": "text/plain"})
+    assert response.status_code == 415, response.text
