@@ -26,7 +26,7 @@ import httpx
 import pytest
 from starlette.requests import Request
 
-from services.runtime import http, problems
+from services.runtime import http, permissions, problems
 from services.runtime.settings import SERVICES, ServiceName, load
 from tests import local_issuer
 
@@ -553,3 +553,46 @@ async def test_a_providers_own_credential_passes_the_edge_to_its_route(app_of):
     ) as api:
         response = await api.post("/me/concerns", content=b"hello", headers={"content-type": "text/plain"})
     assert response.status_code == 415, response.text
+
+
+def _query_operations(app: Any) -> list[tuple[str, str, str, bool]]:
+    """(method, a concrete path, a query parameter, whether it takes many values) of every
+    operation with query parameters in an app's OpenAPI document."""
+    found = []
+    for template, operations in app.openapi()["paths"].items():
+        path = re.sub(r"\{[^}]+\}", "x-1", template)
+        for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "query":
+                    schema = parameter.get("schema", {})
+                    arms = schema.get("anyOf", [schema])
+                    many = any(arm.get("type") == "array" for arm in arms)
+                    found.append((method.upper(), path, parameter["name"], many))
+    return found
+
+
+@pytest.mark.parametrize("name", SERVICES)
+async def test_a_query_parameter_given_twice_is_refused_naming_it(app_of, name):
+    """Found by an attack on the reporting service: ``?zone=a&zone=b`` had kept the last value
+    silently. On every API, every query parameter that takes one value, given twice, is a 422
+    naming it - before the parameter's own checks, after the token's."""
+    app = app_of(name)
+    operations = _query_operations(app)
+    if name != "console":
+        assert operations, name
+    roles = (*permissions.STAFF_ROLES, permissions.PROVIDER_STAFF)
+    async with client(app, name, roles=roles) as caller:
+        for method, path, parameter, many in operations:
+            response = await caller.request(method, f"{path}?{parameter}=x&{parameter}=y")
+            if many:
+                assert response.status_code != 422 or parameter not in response.text, (method, path, parameter)
+                continue
+            body = assert_problem(response, 422, "invalid-request")
+            assert [f["field"] for f in body["fields"]] == [parameter], (method, path)
+            assert f"query parameter {parameter} is given 2 times" in body["detail"]
+
+
+async def test_a_query_parameter_given_twice_needs_a_token_first(app_of):
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app_of("reporting")), base_url="http://r") as api:
+        response = await api.get("/kpis?period=7d&period=30d")
+    assert response.status_code == 401, response.text
