@@ -942,6 +942,64 @@ async def record_start(
             recorded_at=at,
         )
     )
+    # Care that began on another day than the award's moves what was dated from the award's day
+    # (found by an attack): who pays from the first day of care, and - for the first provider of a
+    # discharge - the day the in-house service hands over.
+    await _fund_from_the_start(uow, package_id, started_on, recorded_by)
+    if package["urgency"] == Urgency.hospital_discharge and previous_last_day is None:
+        moved = await repo.move_discharge_release(uow.conn, package_id, released_on=started_on)
+        if moved is not None:
+            repo.add_timeline(
+                uow,
+                package_id,
+                "discharge referral released",
+                at,
+                service=moved["service"],
+                released_on=started_on.isoformat(),
+                provider_id=package["provider_id"],
+                moved_to_the_start=True,
+            )
+            await uow.emit(
+                DischargeReferralReleased(
+                    correlation_id=package_id,
+                    package_id=package_id,
+                    service=InHouseService(moved["service"]),
+                    released_on=started_on,
+                    provider_id=package["provider_id"],
+                    hours_per_week=moved["referred_hours"],
+                    requested_by=package["requested_by"],
+                    released_at=at,
+                )
+            )
+
+
+async def _fund_from_the_start(uow: UnitOfWork, package_id: uuid.UUID, started_on: dt.date, recorded_by: str) -> None:
+    """When care began before the funding record's first period, a new revision whose first period
+    runs from ``started_on``, the rest unchanged: no day of care without a funder (the rule
+    :func:`domain.funding_refusal` holds every record to), as the service agreement already moved."""
+    funding = await repo.funding_of(uow.conn, package_id)
+    if funding is None:
+        return
+    periods = repo.periods_of(funding)
+    if not periods or periods[0].effective_from <= started_on:
+        return
+    periods[0] = dataclasses.replace(periods[0], effective_from=started_on)
+    await record_funding(
+        uow,
+        package_id,
+        periods=[
+            FundingPeriodInput(
+                p.effective_from,
+                Funder(p.funder),
+                shares=[(Funder(f), pct) for f, pct in p.shares],
+                calls=[(c, Funder(f)) for c, f in p.calls],
+            )
+            for p in periods
+        ],
+        top_up=TopUpPayer(funding["top_up_paid_by"]) if funding["top_up_paid_by"] else None,
+        recorded_by=recorded_by,
+        reason_text="the first period moved to the day care started",
+    )
 
 
 async def reoffer(

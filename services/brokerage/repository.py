@@ -1172,6 +1172,20 @@ async def release_discharge(
     )
 
 
+async def move_discharge_release(
+    conn: Connection, package_id: uuid.UUID, *, released_on: dt.date
+) -> asyncpg.Record | None:
+    """The in-house service's cover, already released, ends on ``released_on`` instead (the provider's
+    care began on another day than the award's); returns the discharge when the date moved."""
+    return await conn.fetchrow(
+        """UPDATE discharges SET released_on = $2
+            WHERE package_id = $1 AND service IS NOT NULL AND released_at IS NOT NULL
+              AND released_on IS DISTINCT FROM $2 RETURNING *""",
+        package_id,
+        released_on,
+    )
+
+
 # ---- service agreements: the hand-off to finance (decision records 0109-0111) ----------------------
 
 # A record in force: the latest version of its agreement (no record supersedes it).

@@ -12,7 +12,7 @@ import uuid
 from decimal import Decimal
 
 from schemas.vocabulary import Urgency
-from services.brokerage import handlers
+from services.brokerage import domain, handlers
 from services.brokerage import repository as repo
 from services.runtime import clock
 from services.runtime.outbox import unit_of_work
@@ -247,3 +247,66 @@ async def test_bad_discharge_input_is_a_422_naming_the_field_and_nothing_is_writ
         assert field in [f["field"] for f in response.json()["fields"]], (field, response.json())
     assert await service.pool.fetchval("SELECT count(*) FROM packages") == before
     assert await service.pool.fetchval("SELECT count(*) FROM discharges") == discharges
+
+
+async def start(service, package_id, started_on: dt.date) -> None:
+    async with unit_of_work(service.pool) as uow:
+        await handlers.record_start(uow, package_id, started_on=started_on, recorded_by="broker.amy")
+
+
+async def test_a_start_before_the_awards_day_moves_the_funding_and_the_in_house_hand_over_to_it(brokerage):
+    """Found by an attack: care recorded as starting the day before the award's start date had left
+    that day without a funder - the record the system wrote itself then refused as it stood - and
+    the reablement team and the provider both covering it."""
+    service, broker, rules, ids = brokerage
+    rules = await with_room(service, rules, crisis=Decimal(0), reablement=Decimal(7))
+    today = clock.uk_today()
+    async with unit_of_work(service.pool) as uow:
+        requested = await handlers.request_package(
+            uow,
+            rules,
+            spec=spec(urgency=Urgency.hospital_discharge, start_date=today + dt.timedelta(days=1)),
+            person=PERSON,
+            requested_by="broker.amy",
+            discharge=handlers.DischargeInput(
+                "uhl-lri", "W17", 1, today, reablement_potential=True, nhs_funded_weeks=4
+            ),
+        )
+    package_id = requested.package_id
+    await answer(broker, package_id, ids["prime_best"], rate="20.00")
+    assert await status(service, package_id) == "placed"
+    award_day = today + dt.timedelta(days=1)
+    assert (await repo.discharge_of(service.pool, package_id))["released_on"] == award_day
+
+    await start(service, package_id, today)
+
+    funding = await repo.funding_of(service.pool, package_id)
+    assert funding is not None and funding["revision"] == 2
+    periods = repo.periods_of(funding)
+    assert [(p.effective_from, p.funder) for p in periods] == [
+        (today, "nhs_discharge"),
+        (award_day + dt.timedelta(weeks=4), "council"),  # the later periods as they were
+    ]
+    # The record as it now stands is one the rules accept, sent back unchanged.
+    assert domain.funding_refusal(periods, first_day=today, calls_per_day=2, backdate_days=None) is None
+    events = await outbox_types(service, package_id)
+    # The new revision told once (the first was told at the request and again to the award's provider).
+    [moved] = [f for f in of(events, "FundingRecorded") if f["revision"] == 2]
+    assert moved["periods"][0]["effective_from"] == today.isoformat() and moved["provider_id"] == ids["prime_best"]
+    released = of(events, "DischargeReferralReleased")
+    assert [r["released_on"] for r in released] == [award_day.isoformat(), today.isoformat()]
+    assert (await repo.discharge_of(service.pool, package_id))["released_on"] == today
+
+
+async def test_a_start_on_the_awards_day_moves_nothing(brokerage):
+    service, broker, rules, ids = brokerage
+    rules = await with_room(service, rules, crisis=Decimal(0), reablement=Decimal(7))
+    package_id = await discharge_request(rules, service, reablement_potential=True, nhs_funded_weeks=4)
+    await answer(broker, package_id, ids["prime_best"], rate="20.00")
+    before = await outbox_types(service, package_id)
+    await start(service, package_id, spec().start_date)
+    after = await outbox_types(service, package_id)
+    new = [t for t, _ in after[len(before) :]]
+    assert "PackageStarted" in new
+    assert "FundingRecorded" not in new and "DischargeReferralReleased" not in new, new
+    assert (await repo.funding_of(service.pool, package_id))["revision"] == 1
