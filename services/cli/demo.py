@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
+from functools import partial
 
 import typer
 
 from services.cli import output
+from services.runtime.ports import local_url, local_url_shown
 
 # The driver and the synthetic requests are imported where they are used: every `homecare`
 # command loads this module.
@@ -98,9 +100,21 @@ def render(report: dict, room: int) -> str:
 def demo(
     packages: int = typer.Option(60, help="How many packages to request"),
     seed: int = typer.Option(7, help="Seed of the synthetic requests"),
-    brokerage: str = typer.Option("http://127.0.0.1:8001", envvar="BROKERAGE_URL"),
-    providers: str = typer.Option("http://127.0.0.1:8002", envvar="PROVIDERS_URL"),
-    notifications: str = typer.Option("http://127.0.0.1:8003", envvar="NOTIFICATIONS_URL"),
+    brokerage: str = typer.Option(
+        default_factory=partial(local_url, "brokerage"),
+        show_default=local_url_shown("brokerage"),
+        envvar="BROKERAGE_URL",
+    ),
+    providers: str = typer.Option(
+        default_factory=partial(local_url, "providers"),
+        show_default=local_url_shown("providers"),
+        envvar="PROVIDERS_URL",
+    ),
+    notifications: str = typer.Option(
+        default_factory=partial(local_url, "notifications"),
+        show_default=local_url_shown("notifications"),
+        envvar="NOTIFICATIONS_URL",
+    ),
     contact_channel: str = typer.Option(
         "log", help="How the families' confirmations go: log, email, notify_email, notify_sms"
     ),

@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+from functools import partial
 from typing import TYPE_CHECKING
 
 import typer
@@ -20,6 +21,7 @@ import typer
 from services.cli import output
 from services.runtime import clock
 from services.runtime.numbers import whole_number
+from services.runtime.ports import local_url, local_url_shown
 
 if TYPE_CHECKING:
     from services.operations import streams
@@ -41,7 +43,12 @@ def kpis_command(
     zone: str = typer.Option(None, help="Only packages in this zone"),
     band: str = typer.Option(None, help="Only packages in this band"),
     as_json: bool = typer.Option(False, "--json", help="JSON only, instead of the report"),
-    url: str = typer.Option("http://127.0.0.1:8005", envvar="REPORTING_URL", help="The reporting service"),
+    url: str = typer.Option(
+        default_factory=partial(local_url, "reporting"),
+        show_default=local_url_shown("reporting"),
+        envvar="REPORTING_URL",
+        help="The reporting service",
+    ),
 ) -> None:
     """Brokerage and market KPIs over a period, with RAG status per measure, from the reporting
     service's projection (``GET /kpis``; as ``HOMECARE_CLI_USER``, default demo-ops)."""
@@ -84,7 +91,11 @@ def reporting_kpis(url: str, params: dict[str, str]) -> dict:
     try:
         response = httpx.get(f"{url}/kpis", params=params, auth=auth, timeout=30)
     except httpx.HTTPError as exc:
-        typer.echo(f"the reporting service at {url} did not answer ({exc!r}); is it running?", err=True)
+        typer.echo(
+            f"the reporting service at {url} did not answer ({exc!r}); is it running? Its address: --url, "
+            "REPORTING_URL, or REPORTING_HTTP_PORT for a local stack on another port",
+            err=True,
+        )
         raise typer.Exit(1) from None
     if response.status_code >= 400:
         typer.echo(f"refused ({response.status_code}): {response.json().get('error', response.text)}", err=True)

@@ -5,7 +5,10 @@ development-only homecare-cli client (``HOMECARE_DEMO_PASSWORD``; the local Keyc
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import httpx
@@ -14,6 +17,7 @@ import typer
 from services.cli import output
 from services.runtime import clock
 from services.runtime.oidc_client import TokenError, user_auth
+from services.runtime.ports import local_url, local_url_shown
 
 app = typer.Typer(no_args_is_help=True, help="Providers on the framework.")
 credentials = typer.Typer(
@@ -21,15 +25,36 @@ credentials = typer.Typer(
 )
 app.add_typer(credentials, name="credentials")
 
-URL = typer.Option("http://127.0.0.1:8002", envvar="PROVIDERS_URL", help="The providers service")
+URL = typer.Option(
+    default_factory=partial(local_url, "providers"),
+    show_default=local_url_shown("providers"),
+    envvar="PROVIDERS_URL",
+    help="The providers service",
+)
 
 
-def _client(url: str) -> httpx.Client:
+@contextlib.contextmanager
+def _client(url: str) -> Iterator[httpx.Client]:
+    """A client of the providers service at ``url``, signed in; a service that does not answer, or an
+    identity provider that gives no token, ends the command with one line saying so (exit 1), not a
+    traceback (found by a new user)."""
     try:
         auth = user_auth(os.environ.get("HOMECARE_CLI_USER", "demo-admin"))
     except TokenError as exc:
         raise typer.BadParameter(str(exc)) from None
-    return httpx.Client(base_url=url, auth=auth, timeout=10)
+    try:
+        with httpx.Client(base_url=url, auth=auth, timeout=10) as client:
+            yield client
+    except TokenError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    except httpx.TransportError as exc:
+        typer.echo(
+            f"the providers service at {url} did not answer ({type(exc).__name__}: {exc}); is it running? "
+            "Its address: --url, PROVIDERS_URL, or PROVIDERS_HTTP_PORT for a local stack on another port",
+            err=True,
+        )
+        raise typer.Exit(1) from None
 
 
 def _accepted(response: httpx.Response) -> httpx.Response:

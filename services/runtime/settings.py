@@ -18,6 +18,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.runtime.outbound import OutboundPolicy
+from services.runtime.ports import DEFAULT_PORTS
 from services.runtime.sealing import SecretBox
 
 # Secret settings: never logged; outside development none may be a placeholder (see startup_problems),
@@ -35,7 +36,6 @@ SERVICES: tuple[ServiceName, ...] = ("brokerage", "providers", "notifications", 
 # Every process that owns a schema and a login role: the services, and the web console (staff
 # accounts and sessions only; it reaches the services through their HTTP APIs).
 SCHEMA_OWNERS: tuple[ServiceName, ...] = (*SERVICES, "console")
-DEFAULT_PORTS = {"brokerage": 8001, "providers": 8002, "notifications": 8003, "console": 8004, "reporting": 8005}
 # Defaults of one service that differ from every other's; its environment variables still win.
 # The reporting service is a projection that nobody waits on event by event, so its fetches wait
 # for fuller batches: fewer transactions and offset commits a package (decision 0136: about a
