@@ -421,7 +421,9 @@ def _package_view(
         "pending_change_id": None if row["pending_change_id"] is None else str(row["pending_change_id"]),
         "carried_on_by": row["carried_on_by"],
         # Reviews (decision record 0088): when the next is due, and those held.
-        "review_due_on": row["review_due_on"],
+        # Only a running package has a review due (an ended, cancelled or re-brokered one keeps the
+        # date it had, unshown: found by a new user; the queue's rule, repo.REVIEWABLE).
+        "review_due_on": row["review_due_on"] if row["status"] in repo.REVIEWABLE_STATUSES else None,
         "reviews": [
             {
                 "review_id": str(r["review_id"]),
@@ -1274,21 +1276,30 @@ def reviews_router(service: Service, rules: handlers.BrokerageRules) -> APIRoute
         limit: Annotated[int, Query(ge=1, le=1000), WHOLE_0_TO_9] = 100,
         offset: Annotated[int, Query(ge=0, le=1_000_000), WHOLE_0_TO_9] = 0,
     ) -> dict:
-        """``{"reviews": [...], "total": n, "counts": {"overdue": n, "due": n}, "today": date}``: most
-        overdue first; each with ``state`` (overdue: its due date has passed; due: within the window),
-        ``days_overdue`` (negative: days left). Dates are UK dates. 422 for an unknown zone."""
+        """``{"reviews": [...], "total": n, "counts": {"overdue": n, "due": n, "upcoming": n}, "today": date,
+        "due_by": date}``: most overdue first; each with ``state`` (overdue: its due date has passed; due:
+        within the due-soon setting's days; upcoming: later, within ``within_days``: ``domain.review_state``)
+        and ``days_overdue`` (negative: days left); ``counts`` counts every item of the queue by its state.
+        Dates are UK dates. 422 for an unknown zone."""
         if zone is not None and zone not in rules.framework.zones:
             raise ProblemError(422, f"unknown zone {zone!r}", field="zone")
         today = clock.uk_today()
         window = rules.reviews.due_soon_days if within_days is None else within_days
         due_by = today + dt.timedelta(days=window)
         rows, total = await repo.review_queue(service.pool, due_by=due_by, zone=zone, limit=limit, offset=offset)
-        overdue = await service.pool.fetchval(
-            f"SELECT count(*) FROM packages WHERE {repo.REVIEWABLE} AND review_due_on < $1 "
-            "AND ($2::text IS NULL OR zone = $2)",
+        # The counts by the same states as the items (found by a new user: an upcoming review had been
+        # counted as due).
+        soon = today + dt.timedelta(days=rules.reviews.due_soon_days)
+        counted = await service.pool.fetchrow(
+            f"""SELECT count(*) FILTER (WHERE review_due_on < $1),
+                       count(*) FILTER (WHERE review_due_on >= $1 AND review_due_on <= LEAST($3::date, $4::date))
+                  FROM packages WHERE {repo.REVIEWABLE} AND ($2::text IS NULL OR zone = $2)""",
             today,
             zone,
+            soon,
+            due_by,
         )
+        overdue, due = (int(counted[0]), int(counted[1])) if counted is not None else (0, 0)
         reviews = []
         for r in rows:
             item = {k: (str(v) if isinstance(v, (uuid.UUID, Decimal)) else v) for k, v in dict(r).items()}
@@ -1298,7 +1309,7 @@ def reviews_router(service: Service, rules: handlers.BrokerageRules) -> APIRoute
         return {
             "reviews": reviews,
             "total": total,
-            "counts": {"overdue": int(overdue or 0), "due": total - int(overdue or 0)},
+            "counts": {"overdue": overdue, "due": due, "upcoming": total - overdue - due},
             "today": today,
             "due_by": due_by,
         }
