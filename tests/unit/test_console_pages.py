@@ -444,7 +444,7 @@ def test_the_package_page_shows_who_pays_the_weekly_cost_and_a_funding_form_for_
     html = page("broker", action_errors={"funding": {"periods.1.shares": "the shares add up to 90%, not 100%"}})
     table = html.split('id="funding-periods"')[1].split("</table>")[0]
     assert "Sunday 1 March 2026" in table and "in force" in table and "council 60%" in table
-    assert "top-up paid by third party" in html
+    assert "a top-up: any difference above the band rate is paid by third party" in html
     assert "£182.00" in html and "nhs discharge £163.80" in html and "paid by third party (top up)" in html
     form = html.split('id="funding-form"')[1].split("</form>")[0]
     assert 'name="csrf_token" value="tok"' in form and 'name="share_2_council"' in form
