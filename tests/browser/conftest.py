@@ -139,7 +139,9 @@ class Pages:
 
     async def check(self, page, name: str) -> None:
         """No serious or critical WCAG 2.2 A/AA violation on the page as it is now; a screenshot of it."""
-        await page.screenshot(path=str(self.shots / f"{name}.png"), full_page=True)
+        # Up to two minutes: a long page's full-page screenshot at 390 px took over the default 30 s on
+        # the 2-core machine with two other stacks running (a CI run of 4 December); a hang still fails.
+        await page.screenshot(path=str(self.shots / f"{name}.png"), full_page=True, timeout=120_000)
         await page.add_script_tag(path=str(AXE))
         result = await page.evaluate("tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", WCAG)
         serious = [
