@@ -949,27 +949,14 @@ async def record_start(
     if package["urgency"] == Urgency.hospital_discharge and previous_last_day is None:
         moved = await repo.move_discharge_release(uow.conn, package_id, released_on=started_on)
         if moved is not None:
-            repo.add_timeline(
+            await _announce_release(
                 uow,
-                package_id,
-                "discharge referral released",
-                at,
-                service=moved["service"],
-                released_on=started_on.isoformat(),
+                package,
+                moved,
+                released_on=started_on,
                 provider_id=package["provider_id"],
-                moved_to_the_start=True,
-            )
-            await uow.emit(
-                DischargeReferralReleased(
-                    correlation_id=package_id,
-                    package_id=package_id,
-                    service=InHouseService(moved["service"]),
-                    released_on=started_on,
-                    provider_id=package["provider_id"],
-                    hours_per_week=moved["referred_hours"],
-                    requested_by=package["requested_by"],
-                    released_at=at,
-                )
+                causation=None,
+                moved=True,
             )
 
 
@@ -2296,10 +2283,27 @@ async def _release_discharge(
 ) -> None:
     """The in-house service covering a discharge stops from ``released_on`` (a provider starts, or the
     package was cancelled); nothing when none covers it. The fallback's deadline is cleared either way."""
+    held = await repo.release_discharge(uow.conn, package["package_id"], released_on=released_on, at=now())
+    if held is not None:
+        await _announce_release(
+            uow, package, held, released_on=released_on, provider_id=provider_id, causation=causation
+        )
+
+
+async def _announce_release(
+    uow: UnitOfWork,
+    package: asyncpg.Record,
+    held: asyncpg.Record,
+    *,
+    released_on: dt.date,
+    provider_id: str | None,
+    causation: uuid.UUID | None,
+    moved: bool = False,
+) -> None:
+    """The timeline's entry and ``DischargeReferralReleased`` for the in-house service of ``held`` (the
+    discharge's row) stopping from ``released_on``; ``moved``: a release already announced, now on the
+    day the provider's care began instead (decision 0097; the in-house team is told the new day)."""
     package_id, at = package["package_id"], now()
-    held = await repo.release_discharge(uow.conn, package_id, released_on=released_on, at=at)
-    if held is None:
-        return
     repo.add_timeline(
         uow,
         package_id,
@@ -2308,6 +2312,7 @@ async def _release_discharge(
         service=held["service"],
         released_on=released_on.isoformat(),
         provider_id=provider_id,
+        **({"moved_to_the_start": True} if moved else {}),
     )
     await uow.emit(
         DischargeReferralReleased(

@@ -91,12 +91,7 @@ def reporting_kpis(url: str, params: dict[str, str]) -> dict:
     try:
         response = httpx.get(f"{url}/kpis", params=params, auth=auth, timeout=30)
     except httpx.HTTPError as exc:
-        typer.echo(
-            f"the reporting service at {url} did not answer ({exc!r}); is it running? Its address: --url, "
-            "REPORTING_URL, or REPORTING_HTTP_PORT for a local stack on another port",
-            err=True,
-        )
-        raise typer.Exit(1) from None
+        raise output.service_unreachable("reporting", url, exc) from None
     if response.status_code >= 400:
         typer.echo(f"refused ({response.status_code}): {response.json().get('error', response.text)}", err=True)
         raise typer.Exit(1)

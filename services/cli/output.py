@@ -148,3 +148,15 @@ def echo(text: str) -> None:
 def echo_json(data: Any) -> None:
     """Print ``data`` as JSON, and nothing else (decimals and dates as strings)."""
     typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def service_unreachable(service: str, url: str, error: Exception) -> typer.Exit:
+    """Say on stderr, in one line, that ``service`` at ``url`` did not answer and where its address
+    comes from; returns the exit (1) for the caller to raise (found by a new user: a traceback, or
+    the default port used with the stack on another)."""
+    typer.echo(
+        f"the {service} service at {url} did not answer ({type(error).__name__}: {error}); is it running? "
+        f"Its address: --url, {service.upper()}_URL, or {service.upper()}_HTTP_PORT for a local stack on another port",
+        err=True,
+    )
+    return typer.Exit(1)

@@ -49,12 +49,7 @@ def _client(url: str) -> Iterator[httpx.Client]:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
     except httpx.TransportError as exc:
-        typer.echo(
-            f"the providers service at {url} did not answer ({type(exc).__name__}: {exc}); is it running? "
-            "Its address: --url, PROVIDERS_URL, or PROVIDERS_HTTP_PORT for a local stack on another port",
-            err=True,
-        )
-        raise typer.Exit(1) from None
+        raise output.service_unreachable("providers", url, exc) from None
 
 
 def _accepted(response: httpx.Response) -> httpx.Response:
