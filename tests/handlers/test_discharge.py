@@ -276,7 +276,8 @@ async def test_a_start_before_the_awards_day_moves_the_funding_and_the_in_house_
     await answer(broker, package_id, ids["prime_best"], rate="20.00")
     assert await status(service, package_id) == "placed"
     award_day = today + dt.timedelta(days=1)
-    assert (await repo.discharge_of(service.pool, package_id))["released_on"] == award_day
+    row = await repo.discharge_of(service.pool, package_id)
+    assert row is not None and row["released_on"] == award_day
 
     await start(service, package_id, today)
 
@@ -295,7 +296,8 @@ async def test_a_start_before_the_awards_day_moves_the_funding_and_the_in_house_
     assert moved["periods"][0]["effective_from"] == today.isoformat() and moved["provider_id"] == ids["prime_best"]
     released = of(events, "DischargeReferralReleased")
     assert [r["released_on"] for r in released] == [award_day.isoformat(), today.isoformat()]
-    assert (await repo.discharge_of(service.pool, package_id))["released_on"] == today
+    row = await repo.discharge_of(service.pool, package_id)
+    assert row is not None and row["released_on"] == today
 
 
 async def test_a_start_on_the_awards_day_moves_nothing(brokerage):
@@ -309,4 +311,5 @@ async def test_a_start_on_the_awards_day_moves_nothing(brokerage):
     new = [t for t, _ in after[len(before) :]]
     assert "PackageStarted" in new
     assert "FundingRecorded" not in new and "DischargeReferralReleased" not in new, new
-    assert (await repo.funding_of(service.pool, package_id))["revision"] == 1
+    funding = await repo.funding_of(service.pool, package_id)
+    assert funding is not None and funding["revision"] == 1
