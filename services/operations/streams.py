@@ -16,10 +16,13 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from schemas import topics as contract
+from schemas.events import EVENT_TYPES
 from services.runtime import clock, topics
 from services.runtime.kafka import kafka_security, partitions_of, read_topic
 
 STREAM_BUFFER = 1000  # lines held for a slow reader (a browser); beyond that the oldest are dropped
+# The event type's column: as wide as the longest name, so every line's columns line up.
+TYPE_WIDTH = max(len(name) for name in EVENT_TYPES)
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class Line:
         return "  ".join(
             [
                 self.at[:23],
-                f"{self.event_type:<18}",
+                f"{self.event_type:<{TYPE_WIDTH}}",
                 self.package_id[:36] or "-",
                 self.zone or "-",
                 self.band or "-",
@@ -46,6 +49,67 @@ class Line:
                 self.outcome,
             ]
         )
+
+
+def _periods(periods: Any) -> str:
+    return ", then ".join(
+        f"{p.get('funder')} from {p.get('effective_from')}" for p in periods or [] if isinstance(p, dict)
+    )
+
+
+def _outcome(kind: str, e: dict[str, Any], spec: dict[str, Any], profile: dict[str, Any]) -> str:
+    """What an event says happened, in a few words: hours, dates, reasons and codes - never a price
+    (operations follows the work, never prices: found by an attack on the console's live stream,
+    which showed every bid's rate as it came), nor anything of the person."""
+    if kind in ("PackageRequested", "ChangeOffered", "PackageChanged"):
+        hours = f"{spec.get('hours_per_week')} h/week"
+    else:
+        hours = f"{e.get('hours_per_week')} h/week"
+    summaries: dict[str, str] = {
+        "PackageRequested": f"{hours}, {spec.get('urgency')}",
+        "OfferMade": f"round {e.get('offer_round')} {e.get('tier')} to {len(e.get('provider_ids') or [])} provider(s)",
+        "BidSubmitted": f"bid, can start {e.get('earliest_start')}",
+        "OfferDeclined": f"declined: {e.get('reason')}",
+        "PackagePlaced": f"placed ({e.get('tier')} tier)",
+        "PackageUnplaced": f"unplaced: {e.get('reason')}",
+        "PackageCancelled": f"cancelled: {e.get('reason')}",
+        "PackageStarted": f"started on {e.get('started_on')}",
+        "PackageHandedBack": f"handed back: {e.get('reason')}, notice to {e.get('notice_ends_on')}",
+        "PackageReopened": f"reopened: {e.get('reason')}",
+        "PackageEnded": f"ended: {e.get('reason')}, from {e.get('effective_date')}",
+        "PackagePaused": f"paused: {e.get('reason')}, from {e.get('paused_on')}",
+        "PackageResumed": f"resumed on {e.get('resumed_on')}",
+        "ChangeOffered": (
+            f"change offered: {e.get('previous_hours_per_week')} to {hours}, from {e.get('effective_date')}"
+        ),
+        "ChangeAnswered": f"change {'accepted' if e.get('accepted') else 'declined'}",
+        "PackageChanged": f"changed: {e.get('previous_hours_per_week')} to {hours}, from {e.get('effective_date')}",
+        "ChangeDeclined": f"change {e.get('outcome')}: {e.get('decline_reason') or '-'}",
+        "ChangeWithdrawn": f"change withdrawn: {e.get('because')}",
+        "PackageHandedOver": f"handed over to {e.get('to_provider_id')} on {e.get('handed_over_on')}",
+        "PackageReviewed": f"reviewed: {e.get('outcome')}, next due {e.get('next_review_due_on') or '-'}",
+        "FundingRecorded": f"funding revision {e.get('revision')}: {_periods(e.get('periods'))}",
+        "DischargeRequested": (
+            f"discharge pathway {e.get('pathway')}, {e.get('hospital')} {e.get('ward')}, "
+            f"medically fit {e.get('medically_fit_on')}"
+        ),
+        "DischargeReferred": f"referred to {e.get('service')} ({e.get('step')}), {hours}",
+        "DischargeFallbackUnavailable": f"fallback full: {', '.join(e.get('services_full') or [])}",
+        "DischargeReferralReleased": f"{e.get('service')} released from {e.get('released_on')}",
+        "ServiceAgreementRecorded": f"agreement v{e.get('version')}: {e.get('reason')}, {e.get('status')}",
+        "ExceptionRequested": "above-rate bid: approval asked",
+        "ExceptionFirstApproved": f"first approval ({e.get('approver_role')}), awaiting {e.get('awaiting') or '-'}",
+        "ExceptionDecided": f"above-rate bid {e.get('decision')}",
+        "ProviderUpdated": (
+            f"revision {e.get('revision')}, {profile.get('status')}, committed {profile.get('committed_hours')} h"
+        ),
+        "ProviderQualityRecorded": f"quality: {e.get('change')}",
+        "PlacementConfirmed": f"confirmed to {', '.join(r.get('kind', '?') for r in e.get('recipients') or [])}",
+        "NotificationFailed": (
+            f"{e.get('message')} to {e.get('recipient_kind')} by {e.get('channel')} failed: {e.get('reason')}"
+        ),
+    }
+    return summaries.get(kind, "")
 
 
 def describe(record: ConsumerRecord) -> Line:
@@ -61,23 +125,7 @@ def describe(record: ConsumerRecord) -> Line:
     spec = e.get("package") or {}
     profile = e.get("profile") or {}
     kind = e.get("event_type", "?")
-    outcome = {
-        "PackageRequested": f"{spec.get('hours_per_week')} h/week, {spec.get('urgency')}",
-        "OfferMade": f"round {e.get('offer_round')} {e.get('tier')} to {len(e.get('provider_ids') or [])} provider(s)",
-        # No prices: operations follows the work, never prices (found by an attack on the console's
-        # live stream, which is operations' and showed every bid's rate as it came).
-        "BidSubmitted": f"bid, can start {e.get('earliest_start')}",
-        "OfferDeclined": f"declined: {e.get('reason')}",
-        "PackagePlaced": f"placed ({e.get('tier')} tier)",
-        "PackageUnplaced": f"unplaced: {e.get('reason')}",
-        "ProviderUpdated": (
-            f"revision {e.get('revision')}, {profile.get('status')}, committed {profile.get('committed_hours')} h"
-        ),
-        "PlacementConfirmed": f"confirmed to {', '.join(r.get('kind', '?') for r in e.get('recipients') or [])}",
-        "NotificationFailed": (
-            f"{e.get('message')} to {e.get('recipient_kind')} by {e.get('channel')} failed: {e.get('reason')}"
-        ),
-    }.get(kind, "")
+    outcome = _outcome(kind, e, spec, profile)
     if topics.dead_letters() == record.topic:
         headers = {k: v.decode(errors="replace") for k, v in record.headers or ()}
         kind, outcome = "(dead letter)", f"{headers.get('x-dlq-reason')}: {headers.get('x-dlq-error', '')[:60]}"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from aiokafka.structs import ConsumerRecord
 
-from services.operations.streams import describe
+from services.operations.streams import TYPE_WIDTH, describe
 
 SAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "samples"
 
@@ -47,3 +47,16 @@ def test_a_bid_and_a_placement_still_say_what_happened():
     assert describe(record(json.dumps(bid).encode())).outcome == f"bid, can start {bid['earliest_start']}"
     placed = json.loads(sorted(SAMPLES.glob("PackagePlaced.v*.json"))[-1].read_text())
     assert describe(record(json.dumps(placed).encode())).outcome == f"placed ({placed['tier']} tier)"
+
+
+@pytest.mark.parametrize("sample", sorted(SAMPLES.glob("*.json")), ids=lambda p: p.name)
+def test_every_event_type_says_what_happened_in_lines_whose_columns_line_up(sample):
+    """Found by a new user: the package's life after placement (discharges, funding, agreements) had
+    empty summaries, and their longer names pushed the columns out of line."""
+    line = describe(record(sample.read_bytes()))
+    assert line.outcome, sample.name
+    assert "None" not in line.outcome, (sample.name, line.outcome)  # every field it names is the event's
+    rendered = line.render()
+    event_column = rendered.split("  ", 1)[1]
+    assert event_column[: len(TYPE_WIDTH * " ")].rstrip() == line.event_type
+    assert event_column[TYPE_WIDTH] == " "
