@@ -556,7 +556,7 @@ def test_the_timeline_shows_details_in_words_never_json():
     assert "empty" not in line
 
 
-def portal_offers(failed: dict | None = None) -> str:
+def portal_offers(failed: dict | None = None, offers: list[dict] | None = None) -> str:
     s = session("broker")
     offer = {
         "package_id": PACKAGE["package_id"],
@@ -572,7 +572,7 @@ def portal_offers(failed: dict | None = None) -> str:
             session=s,
             nav=[],
             csrf_token="tok",
-            offers=[offer],
+            offers=[offer] if offers is None else offers,
             reasons=list(domain.DECLINE_WORDS),
             decline_words=domain.DECLINE_WORDS,
             refused=None,
@@ -580,6 +580,15 @@ def portal_offers(failed: dict | None = None) -> str:
             done=None,
         )
     )
+
+
+def test_no_open_offers_is_said_once():
+    """Found by a new user: with no offers the page had said both "your organisation has opened every
+    open offer" and "You have no open offers"."""
+    html = portal_offers(offers=[])
+    assert "You have no open offers." in html
+    assert "opened every open offer" not in html
+    assert "opened every open offer" in portal_offers()  # its one offer opened (no opened_at: not new)
 
 
 def test_a_portal_offer_shows_the_time_left_and_a_decline_with_no_reason_chosen():
