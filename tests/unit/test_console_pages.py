@@ -828,3 +828,31 @@ def test_a_timeline_detail_named_like_a_time_that_is_not_one_is_shown_as_it_is()
     line = html.split('id="timeline"')[1].split('class="govuk-body-s">')[1].split("</span>")[0]
     assert "carries on at 7.00" in line and "moved on soon" in line and "start date 12" in line
     assert "noted at x" in line
+
+
+def test_a_funding_entry_on_the_timeline_reads_as_a_sentence():
+    """Found by a new user: a funding record's entry dumped every member of every period."""
+    periods = [
+        {
+            "effective_from": "2026-12-04",
+            "funder": "nhs_discharge",
+            "calls": [],
+            "shares": [{"funder": "nhs_discharge", "percent": "100"}],
+        },
+        {
+            "effective_from": "2027-01-01",
+            "funder": "joint",
+            "shares": [{"funder": "council", "percent": "60"}, {"funder": "nhs_chc", "percent": "40"}],
+            "calls": [{"call": 1, "funder": "nhs_chc"}],
+        },
+    ]
+    timeline = [
+        {"at": "2026-12-04T08:30:00+00:00", "stage": "funding recorded", "detail": {"revision": 2, "periods": periods}}
+    ]
+    html = unescape(render("broker", timeline=timeline))
+    line = html.split('id="timeline"')[1].split('class="govuk-body-s">')[1].split("</span>")[0]
+    assert (
+        "periods nhs discharge from Friday 4 December 2026, then joint (council 60%, nhs chc 40%); "
+        "call 1 paid by nhs chc from Friday 1 January 2027"
+    ) in line
+    assert "effective from" not in line and "percent" not in line

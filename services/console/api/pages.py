@@ -50,6 +50,8 @@ def _value_words(key: str, value: Any) -> str:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if key == "periods" and isinstance(value, list) and all(isinstance(v, dict) for v in value):
+        return _funding_periods(value)
     if isinstance(value, list | tuple):
         return ", ".join(_value_words(key, v) for v in value) or "-"
     if isinstance(value, dict):
@@ -64,6 +66,34 @@ def _value_words(key: str, value: Any) -> str:
         # hours, made the package's page a 500) is shown as it is; entries are never rewritten.
         pass
     return str(value).replace("_", " ") if isinstance(value, str) else str(value)
+
+
+def _funding_periods(periods: list[dict[str, Any]]) -> str:
+    """A funding record's periods as a sentence: "NHS discharge from Friday 4 December 2026, then joint
+    (council 60%, NHS continuing healthcare 40%) from ..." (found by a new user: the timeline had
+    dumped every member of every period)."""
+
+    def one(period: dict[str, Any]) -> str:
+        funder = str(period.get("funder", "-")).replace("_", " ")
+        shares = [s for s in period.get("shares") or [] if isinstance(s, dict)]
+        if len(shares) > 1:
+            funder += (
+                " ("
+                + ", ".join(f"{str(s.get('funder', '-')).replace('_', ' ')} {s.get('percent')}%" for s in shares)
+                + ")"
+            )
+        calls = [c for c in period.get("calls") or [] if isinstance(c, dict)]
+        if calls:
+            funder += "; " + ", ".join(
+                f"call {c.get('call')} paid by {str(c.get('funder', '-')).replace('_', ' ')}" for c in calls
+            )
+        try:
+            since = _day(period.get("effective_from"))
+        except (TypeError, ValueError):  # an entry is shown as it is, never rewritten
+            since = str(period.get("effective_from"))
+        return f"{funder} from {since}"
+
+    return ", then ".join(one(p) for p in periods) or "-"
 
 
 def _detail(detail: Any) -> str:
