@@ -993,7 +993,7 @@ async def reviews_of(conn: Connection, package_id: uuid.UUID) -> list[asyncpg.Re
 
 # The packages a review queue lists: running ones (a paused package's review is shown, and can end it).
 REVIEWABLE_STATUSES = frozenset({"started", "paused"})  # a running package: the only ones with a review due
-REVIEWABLE = "status IN ('started', 'paused') AND review_due_on IS NOT NULL"
+REVIEWABLE = f"status IN ({', '.join(repr(s) for s in sorted(REVIEWABLE_STATUSES))}) AND review_due_on IS NOT NULL"
 
 
 async def review_queue(

@@ -57,59 +57,87 @@ def _periods(periods: Any) -> str:
     )
 
 
-def _outcome(kind: str, e: dict[str, Any], spec: dict[str, Any], profile: dict[str, Any]) -> str:
-    """What an event says happened, in a few words: hours, dates, reasons and codes - never a price
-    (operations follows the work, never prices: found by an attack on the console's live stream,
-    which showed every bid's rate as it came), nor anything of the person."""
-    if kind in ("PackageRequested", "ChangeOffered", "PackageChanged"):
-        hours = f"{spec.get('hours_per_week')} h/week"
-    else:
-        hours = f"{e.get('hours_per_week')} h/week"
-    summaries: dict[str, str] = {
-        "PackageRequested": f"{hours}, {spec.get('urgency')}",
-        "OfferMade": f"round {e.get('offer_round')} {e.get('tier')} to {len(e.get('provider_ids') or [])} provider(s)",
-        "BidSubmitted": f"bid, can start {e.get('earliest_start')}",
-        "OfferDeclined": f"declined: {e.get('reason')}",
-        "PackagePlaced": f"placed ({e.get('tier')} tier)",
-        "PackageUnplaced": f"unplaced: {e.get('reason')}",
-        "PackageCancelled": f"cancelled: {e.get('reason')}",
-        "PackageStarted": f"started on {e.get('started_on')}",
-        "PackageHandedBack": f"handed back: {e.get('reason')}, notice to {e.get('notice_ends_on')}",
-        "PackageReopened": f"reopened: {e.get('reason')}",
-        "PackageEnded": f"ended: {e.get('reason')}, from {e.get('effective_date')}",
-        "PackagePaused": f"paused: {e.get('reason')}, from {e.get('paused_on')}",
-        "PackageResumed": f"resumed on {e.get('resumed_on')}",
-        "ChangeOffered": (
-            f"change offered: {e.get('previous_hours_per_week')} to {hours}, from {e.get('effective_date')}"
-        ),
-        "ChangeAnswered": f"change {'accepted' if e.get('accepted') else 'declined'}",
-        "PackageChanged": f"changed: {e.get('previous_hours_per_week')} to {hours}, from {e.get('effective_date')}",
-        "ChangeDeclined": f"change {e.get('outcome')}: {e.get('decline_reason') or '-'}",
-        "ChangeWithdrawn": f"change withdrawn: {e.get('because')}",
-        "PackageHandedOver": f"handed over to {e.get('to_provider_id')} on {e.get('handed_over_on')}",
-        "PackageReviewed": f"reviewed: {e.get('outcome')}, next due {e.get('next_review_due_on') or '-'}",
-        "FundingRecorded": f"funding revision {e.get('revision')}: {_periods(e.get('periods'))}",
-        "DischargeRequested": (
-            f"discharge pathway {e.get('pathway')}, {e.get('hospital')} {e.get('ward')}, "
-            f"medically fit {e.get('medically_fit_on')}"
-        ),
-        "DischargeReferred": f"referred to {e.get('service')} ({e.get('step')}), {hours}",
-        "DischargeFallbackUnavailable": f"fallback full: {', '.join(e.get('services_full') or [])}",
-        "DischargeReferralReleased": f"{e.get('service')} released from {e.get('released_on')}",
-        "ServiceAgreementRecorded": f"agreement v{e.get('version')}: {e.get('reason')}, {e.get('status')}",
-        "ExceptionRequested": "above-rate bid: approval asked",
-        "ExceptionFirstApproved": f"first approval ({e.get('approver_role')}), awaiting {e.get('awaiting') or '-'}",
-        "ExceptionDecided": f"above-rate bid {e.get('decision')}",
-        "ProviderUpdated": (
-            f"revision {e.get('revision')}, {profile.get('status')}, committed {profile.get('committed_hours')} h"
-        ),
-        "ProviderQualityRecorded": f"quality: {e.get('change')}",
-        "PlacementConfirmed": f"confirmed to {', '.join(r.get('kind', '?') for r in e.get('recipients') or [])}",
-        "NotificationFailed": (
-            f"{e.get('message')} to {e.get('recipient_kind')} by {e.get('channel')} failed: {e.get('reason')}"
-        ),
-    }
-    return summaries.get(kind, "")
+def _hours(d: dict[str, Any]) -> str:
+    return f"{d.get('hours_per_week')} h/week"
+
+
+# What each event type says happened, in a few words: hours, dates, reasons and codes - never a price
+# (operations follows the work, never prices: found by an attack on the console's live stream, which
+# showed every bid's rate as it came), nor anything of the person. Each is called with the event,
+# its package (``package``, or {}) and its profile (``profile``, or {}); only the record's own runs.
+Summary = Callable[[dict[str, Any], dict[str, Any], dict[str, Any]], str]
+SUMMARIES: dict[str, Summary] = {
+    "PackageRequested": lambda e, spec, _: f"{_hours(spec)}, {spec.get('urgency')}",
+    "OfferMade": lambda e, _s, _p: (
+        f"round {e.get('offer_round')} {e.get('tier')} to {len(e.get('provider_ids') or [])} provider(s)"
+    ),
+    "BidSubmitted": lambda e, _s, _p: f"bid, can start {e.get('earliest_start')}",
+    "OfferDeclined": lambda e, _s, _p: f"declined: {e.get('reason')}",
+    "PackagePlaced": lambda e, _s, _p: f"placed ({e.get('tier')} tier)",
+    "PackageUnplaced": lambda e, _s, _p: f"unplaced: {e.get('reason')}",
+    "PackageCancelled": lambda e, _s, _p: f"cancelled: {e.get('reason')}",
+    "PackageStarted": lambda e, _s, _p: f"started on {e.get('started_on')}",
+    "PackageHandedBack": lambda e, _s, _p: f"handed back: {e.get('reason')}, notice to {e.get('notice_ends_on')}",
+    "PackageReopened": lambda e, _s, _p: f"reopened: {e.get('reason')}",
+    "PackageEnded": lambda e, _s, _p: f"ended: {e.get('reason')}, from {e.get('effective_date')}",
+    "PackagePaused": lambda e, _s, _p: f"paused: {e.get('reason')}, from {e.get('paused_on')}",
+    "PackageResumed": lambda e, _s, _p: f"resumed on {e.get('resumed_on')}",
+    "ChangeOffered": lambda e, spec, _: (
+        f"change offered: {e.get('previous_hours_per_week')} to {_hours(spec)}, from {e.get('effective_date')}"
+    ),
+    "ChangeAnswered": lambda e, _s, _p: f"change {'accepted' if e.get('accepted') else 'declined'}",
+    "PackageChanged": lambda e, spec, _: (
+        f"changed: {e.get('previous_hours_per_week')} to {_hours(spec)}, from {e.get('effective_date')}"
+    ),
+    "ChangeDeclined": lambda e, _s, _p: f"change {e.get('outcome')}: {e.get('decline_reason') or '-'}",
+    "ChangeWithdrawn": lambda e, _s, _p: f"change withdrawn: {e.get('because')}",
+    "PackageHandedOver": lambda e, _s, _p: f"handed over to {e.get('to_provider_id')} on {e.get('handed_over_on')}",
+    "PackageReviewed": lambda e, _s, _p: f"reviewed: {e.get('outcome')}, next due {e.get('next_review_due_on') or '-'}",
+    "FundingRecorded": lambda e, _s, _p: f"funding revision {e.get('revision')}: {_periods(e.get('periods'))}",
+    "DischargeRequested": lambda e, _s, _p: (
+        f"discharge pathway {e.get('pathway')}, {e.get('hospital')} {e.get('ward')}, "
+        f"medically fit {e.get('medically_fit_on')}"
+    ),
+    "DischargeReferred": lambda e, _s, _p: f"referred to {e.get('service')} ({e.get('step')}), {_hours(e)}",
+    "DischargeFallbackUnavailable": lambda e, _s, _p: f"fallback full: {', '.join(e.get('services_full') or [])}",
+    "DischargeReferralReleased": lambda e, _s, _p: f"{e.get('service')} released from {e.get('released_on')}",
+    "ServiceAgreementRecorded": lambda e, _s, _p: (
+        f"agreement v{e.get('version')}: {e.get('reason')}, {e.get('status')}"
+    ),
+    "ExceptionRequested": lambda e, _s, _p: "above-rate bid: approval asked",
+    "ExceptionFirstApproved": lambda e, _s, _p: (
+        f"first approval ({e.get('approver_role')}), awaiting {e.get('awaiting') or '-'}"
+    ),
+    "ExceptionDecided": lambda e, _s, _p: f"above-rate bid {e.get('decision')}",
+    "ProviderUpdated": lambda e, _s, profile: (
+        f"revision {e.get('revision')}, {profile.get('status')}, committed {profile.get('committed_hours')} h"
+    ),
+    "ProviderQualityRecorded": lambda e, _s, _p: f"quality: {e.get('change')}",
+    "PlacementConfirmed": lambda e, _s, _p: (
+        f"confirmed to {', '.join(r.get('kind', '?') for r in e.get('recipients') or [])}"
+    ),
+    "NotificationFailed": lambda e, _s, _p: (
+        f"{e.get('message')} to {e.get('recipient_kind')} by {e.get('channel')} failed: {e.get('reason')}"
+    ),
+}
+
+
+def _member(e: dict[str, Any], name: str) -> dict[str, Any]:
+    """A record's nested object (``package``, ``profile``), or {} when it has none or not an object."""
+    value = e.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def _outcome(kind: Any, e: dict[str, Any], spec: dict[str, Any], profile: dict[str, Any]) -> str:
+    """The record's own summary (:data:`SUMMARIES`); a field not shaped as its event's (a forged or
+    dead-lettered record) is said so, never a failure of the stream."""
+    summary = SUMMARIES.get(kind) if isinstance(kind, str) else None
+    if summary is None:
+        return ""
+    try:
+        return summary(e, spec, profile)
+    except (TypeError, AttributeError, ValueError):
+        return "(fields not as its event's)"
 
 
 def describe(record: ConsumerRecord) -> Line:
@@ -122,13 +150,14 @@ def describe(record: ConsumerRecord) -> Line:
             raise ValueError
     except (ValueError, TypeError):
         return Line(at, record.topic, "(undecodable)", "", "", "", "", f"{len(record.value or b'')} bytes", "")
-    spec = e.get("package") or {}
-    profile = e.get("profile") or {}
+    spec = _member(e, "package")
+    profile = _member(e, "profile")
     kind = e.get("event_type", "?")
-    outcome = _outcome(kind, e, spec, profile)
     if topics.dead_letters() == record.topic:
         headers = {k: v.decode(errors="replace") for k, v in record.headers or ()}
         kind, outcome = "(dead letter)", f"{headers.get('x-dlq-reason')}: {headers.get('x-dlq-error', '')[:60]}"
+    else:
+        outcome = _outcome(kind, e, spec, profile)
     return Line(
         at,
         record.topic,

@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field, StrictBool, StrictInt
 from schemas.events import PackageSpec, ProviderProfile
 from schemas.fields import escaped
 from schemas.vocabulary import DeclineReason
+from services.runtime import permissions
 from services.runtime.fields import DIGITS_0_TO_9
 from services.runtime.reference import JoiningTerms, ReopeningWindow
 
@@ -324,7 +325,7 @@ def joining_entry(application: Mapping[str, Any]) -> dict[str, Any]:
 # A token is ``hcp_<credential id>_<secret>``: the id finds the row, the secret is 256 random bits
 # of which only a SHA-256 is stored (no password-hashing cost is needed for a secret nobody chose).
 
-TOKEN_PREFIX = "hcp"
+TOKEN_PREFIX = permissions.PROVIDER_TOKEN_PREFIX.removesuffix("_")  # "hcp": one place says how a token begins
 
 
 @dataclass(frozen=True)

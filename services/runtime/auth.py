@@ -337,7 +337,7 @@ def edge_token_check(service_name: str, verifier: TokenVerifier) -> Callable[[st
     provider_api = any(rule is permissions.PROVIDER_CREDENTIAL for rule in rules)
 
     async def check(token: str) -> None:
-        if provider_api and token.startswith("hcp_"):
+        if provider_api and token.startswith(permissions.PROVIDER_TOKEN_PREFIX):
             return
         await verifier.principal(token)
 
@@ -367,7 +367,7 @@ def authorization(service_name: str, settings: ServiceSettings, verifier: TokenV
             # The provider API: an organisation's own credential (hcp_..., checked by the providers
             # service), or a named provider staff user's access token (decision 0126: directly, or the
             # console acting for them), whose organisation the providers service looks up.
-            if credentials is None or credentials.credentials.startswith("hcp_"):
+            if credentials is None or credentials.credentials.startswith(permissions.PROVIDER_TOKEN_PREFIX):
                 return
             principal = _acting_for(
                 await verifier.principal(credentials.credentials), request, verifier.console_client_id

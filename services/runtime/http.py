@@ -544,7 +544,10 @@ def _takes_many(annotation: Any) -> bool:
     return origin in (list, set, frozenset, tuple) or annotation in (list, set, frozenset, tuple)
 
 
-_ONE_VALUED: dict[int, frozenset[str]] = {}  # id(route) -> its query parameters that take one value
+# A route's query parameters that take one value, found once and kept on the route itself: a table
+# keyed by id(route) could hand one app's set to another app's route at a reused id (tests build many
+# apps), and FastAPI's routes are not hashable.
+_ONE_VALUED = "homecare_one_valued_query"
 
 
 async def one_value_each(request: Request) -> None:
@@ -559,11 +562,11 @@ async def one_value_each(request: Request) -> None:
     dependant = getattr(route, "dependant", None)
     if dependant is None:
         return
-    one_valued = _ONE_VALUED.get(id(route))
+    one_valued: frozenset[str] | None = getattr(route, _ONE_VALUED, None)
     if one_valued is None:
         fields = list(_query_fields(dependant))
         one_valued = frozenset(f.alias for f in fields if not _takes_many(f.field_info.annotation))
-        _ONE_VALUED[id(route)] = one_valued
+        setattr(route, _ONE_VALUED, one_valued)
     counts = Counter(name for name, _ in request.query_params.multi_items())
     for name, times in counts.items():
         if times > 1 and name in one_valued:

@@ -87,6 +87,9 @@ INTERNAL: Final = _Marker("INTERNAL")
 # The provider API: each provider's own credential (hcp_...), or a provider_staff token of one of its
 # named users (decision 0126), checked by the providers service; ``/me/users`` only for its admin users.
 PROVIDER_CREDENTIAL: Final = _Marker("PROVIDER_CREDENTIAL")
+# How a provider's own credential begins (``hcp_<credential id>_<secret>``: services/providers/domain.py):
+# what tells it from a staff token before the providers service checks it against its store.
+PROVIDER_TOKEN_PREFIX: Final = "hcp_"
 
 # On every service. Probes and scrapers carry no token: they use the internal listener.
 _OPERATIONS_ENDPOINTS: dict[tuple[str, str], frozenset[str]] = {

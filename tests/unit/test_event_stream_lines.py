@@ -60,3 +60,23 @@ def test_every_event_type_says_what_happened_in_lines_whose_columns_line_up(samp
     event_column = rendered.split("  ", 1)[1]
     assert event_column[: len(TYPE_WIDTH * " ")].rstrip() == line.event_type
     assert event_column[TYPE_WIDTH] == " "
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"event_type": "PlacementConfirmed", "recipients": 5},
+        {"event_type": "DischargeFallbackUnavailable", "services_full": 7},
+        {"event_type": "PackageRequested", "package": "not an object"},
+        {"event_type": "ProviderUpdated", "profile": ["x"]},
+    ],
+    ids=["recipients", "services_full", "package", "profile"],
+)
+def test_a_record_whose_fields_are_not_its_events_is_a_line_still(value):
+    """A forged record, or a dead letter's original, may carry anything: its line says so and the
+    stream goes on (only the record's own summary runs, and a failing one is said so)."""
+    line = describe(record(json.dumps(value).encode()))
+    assert line.event_type == value["event_type"]
+    assert line.render()
+    if value["event_type"] in ("PlacementConfirmed", "DischargeFallbackUnavailable"):
+        assert line.outcome == "(fields not as its event's)"
